@@ -1,0 +1,62 @@
+//! Dump and restore of Linux processes.
+//!
+//! `dump` and `restore` are the two entry points; `dump/mod.rs` and `restore/mod.rs` read as the list
+//! of their stages. Each resource kind (memory, registers, signals, files, ...) has one module holding
+//! both its dump and its restore side.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// What `stasis dump` was asked to do.
+#[derive(Debug, Clone)]
+pub struct DumpOptions {
+    /// Root of the tree to checkpoint.
+    pub pid: i32,
+    /// Image directory (created 0700 if missing).
+    pub dir: PathBuf,
+    /// Resume the process after the dump instead of killing it.
+    pub leave_running: bool,
+    /// Terminal fds are external: restore attaches them to the terminal stasis runs from.
+    pub shell_job: bool,
+}
+
+/// Progress of a long operation, for a terminal progress line.
+#[derive(Debug, Clone, Copy)]
+pub struct Progress {
+    pub done_bytes: u64,
+    pub total_bytes: u64,
+}
+
+/// What a successful dump did.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct DumpReport {
+    pub pid: i32,
+    /// Time from the freeze to the resume (or kill) of the tree.
+    pub frozen: Duration,
+    /// Whole dump, including writing the image.
+    pub total: Duration,
+    /// Pages written to page files.
+    pub pages: u64,
+    /// Bytes written to the image directory.
+    pub image_bytes: u64,
+    /// The process was left running.
+    pub left_running: bool,
+}
+
+/// What `stasis restore` was asked to do.
+#[derive(Debug, Clone)]
+pub struct RestoreOptions {
+    pub dir: PathBuf,
+    /// Terminal fds are attached to the terminal stasis runs from.
+    pub shell_job: bool,
+}
+
+/// What a successful restore did.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RestoreReport {
+    /// PID of the restored root.
+    pub pid: i32,
+    /// Time from reading the image to the process running.
+    pub total: Duration,
+    pub pages: u64,
+}

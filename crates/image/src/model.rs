@@ -1,0 +1,531 @@
+//! The record types stored in image files.
+//!
+//! Each type is a protobuf message (prost). Field numbers are part of the on-disk contract: never
+//! reuse or renumber one; add new fields with new numbers. Every message also derives `Serialize` so
+//! that `stasis show --json` prints exactly what the image holds.
+//!
+//! Which message lives in which file is fixed by [`crate::ImageKind`]; see `docs/image-format.md`.
+
+use serde::Serialize;
+
+/// `inventory.img`: the image's table of contents, written last (by rename) so that an image without
+/// it is known to be incomplete.
+#[derive(Clone, PartialEq, prost::Message, Serialize)]
+pub struct Inventory {
+    /// Format version of the image as a whole (major, minor).
+    #[prost(uint32, tag = "1")]
+    pub format_major: u32,
+    #[prost(uint32, tag = "2")]
+    pub format_minor: u32,
+    /// Version of the stasis that wrote the image.
+    #[prost(string, tag = "3")]
+    pub tool_version: String,
+    /// `uname -r` of the machine the image was taken on.
+    #[prost(string, tag = "4")]
+    pub kernel_release: String,
+    /// XSAVE feature mask (XCR0) of the CPU the image was taken on; restore needs all of them.
+    #[prost(uint64, tag = "5")]
+    pub xfeatures: u64,
+    /// PID of the root of the checkpointed tree.
+    #[prost(int32, tag = "6")]
+    pub root_pid: i32,
+    /// Every other file of the image with its size and checksum.
+    #[prost(message, repeated, tag = "7")]
+    pub files: Vec<FileDigest>,
+    /// Wall-clock time of the checkpoint, milliseconds since the epoch.
+    #[prost(uint64, tag = "8")]
+    pub created_unix_ms: u64,
+    #[prost(uint32, tag = "9")]
+    pub page_size: u32,
+    /// The dump was taken with `--shell-job`: terminal fds are external.
+    #[prost(bool, tag = "10")]
+    pub shell_job: bool,
+}
+
+/// One file listed in the inventory.
+#[derive(Clone, PartialEq, prost::Message, Serialize)]
+pub struct FileDigest {
+    #[prost(string, tag = "1")]
+    pub name: String,
+    #[prost(uint64, tag = "2")]
+    pub size: u64,
+    /// xxh3-64 of the file's bytes; for a page file, of its chunk checksums (see `PageMap`).
+    #[prost(uint64, tag = "3")]
+    pub checksum: u64,
+}
+
+/// `pstree.img`: the processes of the image and how they relate.
+#[derive(Clone, PartialEq, prost::Message, Serialize)]
+pub struct PsTree {
+    #[prost(message, repeated, tag = "1")]
+    pub processes: Vec<ProcessEntry>,
+}
+
+#[derive(Clone, PartialEq, prost::Message, Serialize)]
+pub struct ProcessEntry {
+    #[prost(int32, tag = "1")]
+    pub pid: i32,
+    #[prost(int32, tag = "2")]
+    pub ppid: i32,
+    #[prost(int32, tag = "3")]
+    pub pgid: i32,
+    #[prost(int32, tag = "4")]
+    pub sid: i32,
+    /// Thread ids, the main thread first.
+    #[prost(int32, repeated, tag = "5")]
+    pub threads: Vec<i32>,
+    /// The process was stopped (SIGSTOP/SIGTSTP) when it was checkpointed.
+    #[prost(bool, tag = "6")]
+    pub stopped: bool,
+}
+
+/// `core-PID.img`: the state of one task (registers, signals, credentials, limits, misc).
+#[derive(Clone, PartialEq, prost::Message, Serialize)]
+pub struct TaskCore {
+    #[prost(int32, tag = "1")]
+    pub pid: i32,
+    #[prost(string, tag = "2")]
+    pub comm: String,
+    #[prost(message, optional, tag = "3")]
+    pub regs: Option<GpRegs>,
+    /// The `NT_X86_XSTATE` register set exactly as `PTRACE_GETREGSET` returned it.
+    #[prost(bytes = "vec", tag = "4")]
+    #[serde(serialize_with = "hex_bytes")]
+    pub xstate: Vec<u8>,
+    /// Blocked signal mask.
+    #[prost(uint64, tag = "5")]
+    pub sigmask: u64,
+    /// Every signal disposition, for signals 1..=64 except SIGKILL and SIGSTOP.
+    #[prost(message, repeated, tag = "6")]
+    pub sigactions: Vec<SigAction>,
+    #[prost(message, optional, tag = "7")]
+    pub altstack: Option<AltStack>,
+    #[prost(message, repeated, tag = "8")]
+    pub pending: Vec<PendingSignal>,
+    #[prost(message, repeated, tag = "9")]
+    pub itimers: Vec<ITimer>,
+    #[prost(message, repeated, tag = "10")]
+    pub rlimits: Vec<RLimit>,
+    #[prost(message, optional, tag = "11")]
+    pub creds: Option<Creds>,
+    #[prost(message, optional, tag = "12")]
+    pub rseq: Option<Rseq>,
+    #[prost(uint32, tag = "13")]
+    pub personality: u32,
+    #[prost(uint32, tag = "14")]
+    pub umask: u32,
+    #[prost(bool, tag = "15")]
+    pub no_new_privs: bool,
+    #[prost(int32, tag = "16")]
+    pub pdeathsig: i32,
+    #[prost(int32, tag = "17")]
+    pub dumpable: i32,
+    #[prost(string, tag = "18")]
+    pub cwd: String,
+    #[prost(string, tag = "19")]
+    pub root: String,
+    #[prost(uint64, tag = "20")]
+    pub timer_slack_ns: u64,
+    /// `set_tid_address` value (`PR_GET_TID_ADDRESS`).
+    #[prost(uint64, tag = "21")]
+    pub clear_child_tid: u64,
+    #[prost(uint64, tag = "22")]
+    pub robust_list: u64,
+    #[prost(uint64, tag = "23")]
+    pub robust_list_len: u64,
+    #[prost(bool, tag = "24")]
+    pub thp_disabled: bool,
+}
+
+/// General purpose registers, `struct user_regs_struct` of x86_64.
+#[derive(Clone, PartialEq, prost::Message, Serialize)]
+pub struct GpRegs {
+    #[prost(uint64, tag = "1")]
+    pub r15: u64,
+    #[prost(uint64, tag = "2")]
+    pub r14: u64,
+    #[prost(uint64, tag = "3")]
+    pub r13: u64,
+    #[prost(uint64, tag = "4")]
+    pub r12: u64,
+    #[prost(uint64, tag = "5")]
+    pub rbp: u64,
+    #[prost(uint64, tag = "6")]
+    pub rbx: u64,
+    #[prost(uint64, tag = "7")]
+    pub r11: u64,
+    #[prost(uint64, tag = "8")]
+    pub r10: u64,
+    #[prost(uint64, tag = "9")]
+    pub r9: u64,
+    #[prost(uint64, tag = "10")]
+    pub r8: u64,
+    #[prost(uint64, tag = "11")]
+    pub rax: u64,
+    #[prost(uint64, tag = "12")]
+    pub rcx: u64,
+    #[prost(uint64, tag = "13")]
+    pub rdx: u64,
+    #[prost(uint64, tag = "14")]
+    pub rsi: u64,
+    #[prost(uint64, tag = "15")]
+    pub rdi: u64,
+    #[prost(uint64, tag = "16")]
+    pub orig_rax: u64,
+    #[prost(uint64, tag = "17")]
+    pub rip: u64,
+    #[prost(uint64, tag = "18")]
+    pub cs: u64,
+    #[prost(uint64, tag = "19")]
+    pub eflags: u64,
+    #[prost(uint64, tag = "20")]
+    pub rsp: u64,
+    #[prost(uint64, tag = "21")]
+    pub ss: u64,
+    #[prost(uint64, tag = "22")]
+    pub fs_base: u64,
+    #[prost(uint64, tag = "23")]
+    pub gs_base: u64,
+    #[prost(uint64, tag = "24")]
+    pub ds: u64,
+    #[prost(uint64, tag = "25")]
+    pub es: u64,
+    #[prost(uint64, tag = "26")]
+    pub fs: u64,
+    #[prost(uint64, tag = "27")]
+    pub gs: u64,
+}
+
+/// A kernel `struct sigaction` (x86_64 layout).
+#[derive(Clone, PartialEq, prost::Message, Serialize)]
+pub struct SigAction {
+    #[prost(uint32, tag = "1")]
+    pub signo: u32,
+    #[prost(uint64, tag = "2")]
+    pub handler: u64,
+    #[prost(uint64, tag = "3")]
+    pub flags: u64,
+    #[prost(uint64, tag = "4")]
+    pub restorer: u64,
+    #[prost(uint64, tag = "5")]
+    pub mask: u64,
+}
+
+#[derive(Clone, PartialEq, prost::Message, Serialize)]
+pub struct AltStack {
+    #[prost(uint64, tag = "1")]
+    pub sp: u64,
+    #[prost(int32, tag = "2")]
+    pub flags: i32,
+    #[prost(uint64, tag = "3")]
+    pub size: u64,
+}
+
+/// A queued signal, as `PTRACE_PEEKSIGINFO` returned it.
+#[derive(Clone, PartialEq, prost::Message, Serialize)]
+pub struct PendingSignal {
+    /// Process-wide (shared) queue rather than the thread's own.
+    #[prost(bool, tag = "1")]
+    pub shared: bool,
+    #[prost(int32, tag = "2")]
+    pub signo: i32,
+    /// The raw 128-byte `siginfo_t`.
+    #[prost(bytes = "vec", tag = "3")]
+    #[serde(serialize_with = "hex_bytes")]
+    pub siginfo: Vec<u8>,
+}
+
+#[derive(Clone, PartialEq, prost::Message, Serialize)]
+pub struct ITimer {
+    /// ITIMER_REAL (0), ITIMER_VIRTUAL (1) or ITIMER_PROF (2).
+    #[prost(int32, tag = "1")]
+    pub which: i32,
+    #[prost(int64, tag = "2")]
+    pub interval_sec: i64,
+    #[prost(int64, tag = "3")]
+    pub interval_usec: i64,
+    #[prost(int64, tag = "4")]
+    pub value_sec: i64,
+    #[prost(int64, tag = "5")]
+    pub value_usec: i64,
+}
+
+#[derive(Clone, PartialEq, prost::Message, Serialize)]
+pub struct RLimit {
+    #[prost(uint32, tag = "1")]
+    pub resource: u32,
+    #[prost(uint64, tag = "2")]
+    pub cur: u64,
+    #[prost(uint64, tag = "3")]
+    pub max: u64,
+}
+
+#[derive(Clone, PartialEq, prost::Message, Serialize)]
+pub struct Creds {
+    #[prost(uint32, tag = "1")]
+    pub uid: u32,
+    #[prost(uint32, tag = "2")]
+    pub euid: u32,
+    #[prost(uint32, tag = "3")]
+    pub suid: u32,
+    #[prost(uint32, tag = "4")]
+    pub fsuid: u32,
+    #[prost(uint32, tag = "5")]
+    pub gid: u32,
+    #[prost(uint32, tag = "6")]
+    pub egid: u32,
+    #[prost(uint32, tag = "7")]
+    pub sgid: u32,
+    #[prost(uint32, tag = "8")]
+    pub fsgid: u32,
+    #[prost(uint32, repeated, tag = "9")]
+    pub groups: Vec<u32>,
+    #[prost(uint64, tag = "10")]
+    pub cap_inh: u64,
+    #[prost(uint64, tag = "11")]
+    pub cap_prm: u64,
+    #[prost(uint64, tag = "12")]
+    pub cap_eff: u64,
+    #[prost(uint64, tag = "13")]
+    pub cap_bnd: u64,
+    #[prost(uint64, tag = "14")]
+    pub cap_amb: u64,
+    #[prost(uint32, tag = "15")]
+    pub securebits: u32,
+}
+
+/// The task's rseq registration (`PTRACE_GET_RSEQ_CONFIGURATION`).
+#[derive(Clone, PartialEq, prost::Message, Serialize)]
+pub struct Rseq {
+    #[prost(uint64, tag = "1")]
+    pub ptr: u64,
+    #[prost(uint32, tag = "2")]
+    pub len: u32,
+    #[prost(uint32, tag = "3")]
+    pub signature: u32,
+}
+
+/// `mm-PID.img`: the address space layout and the mm fields.
+#[derive(Clone, PartialEq, prost::Message, Serialize)]
+pub struct MmImage {
+    #[prost(message, repeated, tag = "1")]
+    pub vmas: Vec<Vma>,
+    #[prost(message, optional, tag = "2")]
+    pub fields: Option<MmFields>,
+    /// The auxiliary vector as (key, value) words, as `/proc/PID/auxv` gives it.
+    #[prost(uint64, repeated, tag = "3")]
+    pub auxv: Vec<u64>,
+    /// Path of `/proc/PID/exe`.
+    #[prost(string, tag = "4")]
+    pub exe_path: String,
+    /// xxh3-64 of the vDSO text; restore needs the same vDSO.
+    #[prost(uint64, tag = "5")]
+    pub vdso_checksum: u64,
+}
+
+/// What backs a memory area.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, prost::Enumeration, Serialize)]
+#[repr(i32)]
+pub enum VmaKind {
+    /// Private anonymous memory (also `[heap]` and `[stack]`, see `Vma::name`).
+    Anon = 0,
+    /// A file mapping (private or shared).
+    File = 1,
+    /// Shared anonymous memory.
+    SharedAnon = 2,
+    Vdso = 3,
+    Vvar = 4,
+    VvarVclock = 5,
+    Vsyscall = 6,
+}
+
+#[derive(Clone, PartialEq, prost::Message, Serialize)]
+pub struct Vma {
+    #[prost(uint64, tag = "1")]
+    pub start: u64,
+    #[prost(uint64, tag = "2")]
+    pub end: u64,
+    /// PROT_* bits.
+    #[prost(uint32, tag = "3")]
+    pub prot: u32,
+    /// MAP_SHARED (1) or MAP_PRIVATE (2), plus MAP_GROWSDOWN where the area grows down.
+    #[prost(uint32, tag = "4")]
+    pub flags: u32,
+    #[prost(enumeration = "VmaKind", tag = "5")]
+    pub kind: i32,
+    /// The name `/proc/PID/maps` shows: a path, `[heap]`, `[stack]`, `[anon:NAME]`, or empty.
+    #[prost(string, tag = "6")]
+    pub name: String,
+    /// File offset of `start`.
+    #[prost(uint64, tag = "7")]
+    pub offset: u64,
+    #[prost(uint64, tag = "8")]
+    pub dev: u64,
+    #[prost(uint64, tag = "9")]
+    pub inode: u64,
+    /// madvise state to reapply, `MADV_BIT_*` bits.
+    #[prost(uint32, tag = "10")]
+    pub madvise: u32,
+    /// `mlock`ed (`lo` in VmFlags).
+    #[prost(bool, tag = "11")]
+    pub locked: bool,
+}
+
+/// `Vma::madvise` bits.
+pub const MADV_BIT_DONTFORK: u32 = 1;
+pub const MADV_BIT_DONTDUMP: u32 = 2;
+pub const MADV_BIT_HUGEPAGE: u32 = 4;
+pub const MADV_BIT_NOHUGEPAGE: u32 = 8;
+pub const MADV_BIT_WIPEONFORK: u32 = 16;
+pub const MADV_BIT_MERGEABLE: u32 = 32;
+
+/// The mm fields `prctl(PR_SET_MM_MAP)` sets.
+#[derive(Clone, PartialEq, prost::Message, Serialize)]
+pub struct MmFields {
+    #[prost(uint64, tag = "1")]
+    pub start_code: u64,
+    #[prost(uint64, tag = "2")]
+    pub end_code: u64,
+    #[prost(uint64, tag = "3")]
+    pub start_data: u64,
+    #[prost(uint64, tag = "4")]
+    pub end_data: u64,
+    #[prost(uint64, tag = "5")]
+    pub start_brk: u64,
+    #[prost(uint64, tag = "6")]
+    pub brk: u64,
+    #[prost(uint64, tag = "7")]
+    pub start_stack: u64,
+    #[prost(uint64, tag = "8")]
+    pub arg_start: u64,
+    #[prost(uint64, tag = "9")]
+    pub arg_end: u64,
+    #[prost(uint64, tag = "10")]
+    pub env_start: u64,
+    #[prost(uint64, tag = "11")]
+    pub env_end: u64,
+}
+
+/// `pagemap-PID.img`: which pages `pages-PID.img` holds, in file order.
+///
+/// The page file holds the pages of `runs` back to back, starting at `PAGE_DATA_OFFSET`. Its data is
+/// checksummed in chunks of `chunk_size` bytes (the last one may be shorter).
+#[derive(Clone, PartialEq, prost::Message, Serialize)]
+pub struct PageMap {
+    #[prost(message, repeated, tag = "1")]
+    pub runs: Vec<PageRun>,
+    #[prost(uint64, tag = "2")]
+    pub chunk_size: u64,
+    #[prost(uint64, repeated, tag = "3")]
+    pub chunk_checksums: Vec<u64>,
+    /// Sum of `nr_pages` over `runs`.
+    #[prost(uint64, tag = "4")]
+    pub total_pages: u64,
+}
+
+/// Consecutive pages starting at `vaddr`.
+#[derive(Clone, PartialEq, prost::Message, Serialize)]
+pub struct PageRun {
+    #[prost(uint64, tag = "1")]
+    pub vaddr: u64,
+    #[prost(uint64, tag = "2")]
+    pub nr_pages: u64,
+}
+
+/// `fds-PID.img`: the process's fd table.
+#[derive(Clone, PartialEq, prost::Message, Serialize)]
+pub struct FdTable {
+    #[prost(message, repeated, tag = "1")]
+    pub fds: Vec<FdEntry>,
+}
+
+#[derive(Clone, PartialEq, prost::Message, Serialize)]
+pub struct FdEntry {
+    #[prost(int32, tag = "1")]
+    pub fd: i32,
+    /// `FileEntry::id` of the open file description.
+    #[prost(uint32, tag = "2")]
+    pub file_id: u32,
+    #[prost(bool, tag = "3")]
+    pub cloexec: bool,
+}
+
+/// `files.img`: every open file description of the image, each once.
+#[derive(Clone, PartialEq, prost::Message, Serialize)]
+pub struct FileTable {
+    #[prost(message, repeated, tag = "1")]
+    pub files: Vec<FileEntry>,
+}
+
+#[derive(Clone, PartialEq, prost::Message, Serialize)]
+pub struct FileEntry {
+    #[prost(uint32, tag = "1")]
+    pub id: u32,
+    /// Open flags (`O_*`, as fdinfo shows them, without O_CLOEXEC).
+    #[prost(uint32, tag = "2")]
+    pub flags: u32,
+    #[prost(oneof = "FileKind", tags = "3, 4, 5, 6")]
+    pub kind: Option<FileKind>,
+}
+
+#[derive(Clone, PartialEq, prost::Oneof, Serialize)]
+pub enum FileKind {
+    #[prost(message, tag = "3")]
+    Regular(RegularFile),
+    #[prost(message, tag = "4")]
+    Directory(DirectoryFile),
+    #[prost(message, tag = "5")]
+    CharDevice(CharDevice),
+    #[prost(message, tag = "6")]
+    Terminal(Terminal),
+}
+
+#[derive(Clone, PartialEq, prost::Message, Serialize)]
+pub struct RegularFile {
+    #[prost(string, tag = "1")]
+    pub path: String,
+    #[prost(uint64, tag = "2")]
+    pub pos: u64,
+    /// Size and mode at dump time, checked at restore.
+    #[prost(uint64, tag = "3")]
+    pub size: u64,
+    #[prost(uint32, tag = "4")]
+    pub mode: u32,
+}
+
+#[derive(Clone, PartialEq, prost::Message, Serialize)]
+pub struct DirectoryFile {
+    #[prost(string, tag = "1")]
+    pub path: String,
+    #[prost(uint64, tag = "2")]
+    pub pos: u64,
+}
+
+/// A character device stasis reopens by path (`/dev/null`, `/dev/zero`, `/dev/urandom`, ...).
+#[derive(Clone, PartialEq, prost::Message, Serialize)]
+pub struct CharDevice {
+    #[prost(string, tag = "1")]
+    pub path: String,
+    #[prost(uint64, tag = "2")]
+    pub rdev: u64,
+}
+
+/// A terminal the task had open. With `--shell-job` it is external: restore connects it to the
+/// terminal stasis runs from.
+#[derive(Clone, PartialEq, prost::Message, Serialize)]
+pub struct Terminal {
+    #[prost(string, tag = "1")]
+    pub path: String,
+    #[prost(uint64, tag = "2")]
+    pub rdev: u64,
+    #[prost(bool, tag = "3")]
+    pub external: bool,
+}
+
+fn hex_bytes<S: serde::Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        out.push_str(&format!("{b:02x}"));
+    }
+    s.serialize_str(&out)
+}
