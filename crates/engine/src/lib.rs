@@ -4,8 +4,37 @@
 //! of their stages. Each resource kind (memory, registers, signals, files, ...) has one module holding
 //! both its dump and its restore side.
 
+pub mod creds;
+pub mod dump;
+pub mod error;
+pub mod fault;
+pub mod files;
+pub mod mem;
+pub mod misc;
+pub mod mm;
+pub mod proc;
+pub mod regs;
+pub mod restore;
+pub mod scratch;
+pub mod signals;
+pub mod task;
+pub mod timers;
+
+pub use error::Error;
+pub use restore::Restored;
+
 use std::path::PathBuf;
 use std::time::Duration;
+
+/// Checkpoint the process `opts.pid` into `opts.dir`. See [`dump::dump`].
+pub fn dump(opts: &DumpOptions, progress: &mut dyn FnMut(Progress)) -> Result<DumpReport, Error> {
+    dump::dump(opts, progress)
+}
+
+/// Restore the image in `opts.dir`. See [`restore::restore`].
+pub fn restore(opts: &RestoreOptions, progress: &mut dyn FnMut(Progress)) -> Result<Restored, Error> {
+    restore::restore(opts, progress)
+}
 
 /// What `stasis dump` was asked to do.
 #[derive(Debug, Clone)]
@@ -18,6 +47,8 @@ pub struct DumpOptions {
     pub leave_running: bool,
     /// Terminal fds are external: restore attaches them to the terminal stasis runs from.
     pub shell_job: bool,
+    /// Flush the image to disk before the inventory is committed.
+    pub fsync: bool,
 }
 
 /// Progress of a long operation, for a terminal progress line.

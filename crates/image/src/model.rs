@@ -324,7 +324,9 @@ pub struct MmImage {
 }
 
 /// What backs a memory area.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, prost::Enumeration, Serialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, prost::Enumeration, Serialize,
+)]
 #[repr(i32)]
 pub enum VmaKind {
     /// Private anonymous memory (also `[heap]` and `[stack]`, see `Vma::name`).

@@ -1,3 +1,69 @@
 //! Every raw system call, ioctl and ptrace request stasis makes, and the injection engine that makes a
 //! stopped task execute a system call. This is the only crate with `unsafe` code; each block states
 //! the invariant it relies on in a `// SAFETY:` comment.
+//!
+//! Wrappers take `BorrowedFd`/`AsFd` and return `OwnedFd`; processes are named by [`Pid`]. Each wrapper
+//! names the system call and the man page it follows.
+
+pub mod fd;
+pub mod inject;
+pub mod mem;
+pub mod probe;
+pub mod process;
+pub mod ptrace;
+
+use std::fmt;
+
+/// A process or thread id in the caller's PID namespace.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Pid(pub i32);
+
+impl Pid {
+    pub fn as_raw(self) -> i32 {
+        self.0
+    }
+
+    /// The calling process.
+    pub fn this() -> Pid {
+        Pid(std::process::id() as i32)
+    }
+}
+
+impl fmt::Display for Pid {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+/// A failed system call: which call, and the errno as the source.
+#[derive(Debug, thiserror::Error)]
+#[error("{call}")]
+pub struct SysError {
+    pub call: &'static str,
+    #[source]
+    pub source: std::io::Error,
+}
+
+impl SysError {
+    /// Build from the calling thread's errno.
+    pub fn last(call: &'static str) -> SysError {
+        SysError { call, source: std::io::Error::last_os_error() }
+    }
+
+    pub fn from_errno(call: &'static str, errno: i32) -> SysError {
+        SysError { call, source: std::io::Error::from_raw_os_error(errno) }
+    }
+
+    pub fn errno(&self) -> i32 {
+        self.source.raw_os_error().unwrap_or(0)
+    }
+}
+
+/// Turn a `-1 and errno` return into a `Result`.
+pub(crate) fn check(call: &'static str, ret: libc::c_long) -> Result<libc::c_long, SysError> {
+    if ret < 0 {
+        Err(SysError::last(call))
+    } else {
+        Ok(ret)
+    }
+}

@@ -1,0 +1,65 @@
+//! The engine's error type. Every variant names the process and the resource it concerns; the
+//! underlying cause is the `#[source]`, never repeated in the message.
+
+use stasis_sys::inject::InjectError;
+use stasis_sys::SysError;
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("pid {pid}: {what} is not supported yet")]
+    Unsupported { pid: i32, what: String },
+    #[error("pid {pid}: fd {fd}: {what} is not supported yet")]
+    UnsupportedFd { pid: i32, fd: i32, what: String },
+    #[error("pid {pid} does not exist")]
+    NoSuchProcess { pid: i32 },
+    #[error("pid {pid} exited during the dump ({how})")]
+    Exited { pid: i32, how: String },
+    #[error("pid {pid}: {what}")]
+    Sys {
+        pid: i32,
+        what: &'static str,
+        #[source]
+        source: SysError,
+    },
+    #[error(transparent)]
+    Inject(#[from] InjectError),
+    #[error(transparent)]
+    Image(#[from] stasis_image::ImageError),
+    #[error(transparent)]
+    Proc(#[from] crate::proc::ProcError),
+    #[error("{}", .path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("pid {pid} is in use by {holder}: cannot restore a process with that pid")]
+    PidTaken { pid: i32, holder: String },
+    #[error("pid {pid}: {what}")]
+    Restore { pid: i32, what: String },
+    #[error("{file}: {what}")]
+    Incompatible { file: String, what: String },
+    #[error("fault injected at {0} (STASIS_FAULT)")]
+    Fault(&'static str),
+    #[error("pid {pid}: restoring {what}")]
+    Step {
+        pid: i32,
+        what: String,
+        #[source]
+        source: Box<Error>,
+    },
+}
+
+impl Error {
+    pub(crate) fn sys(pid: i32, what: &'static str) -> impl FnOnce(SysError) -> Error {
+        move |source| Error::Sys { pid, what, source }
+    }
+
+    pub(crate) fn io(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> Error {
+        let path = path.into();
+        move |source| Error::Io { path, source }
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,92 @@
+//! Character devices: the memory devices (`/dev/null`, `/dev/zero`, `/dev/full`, `/dev/random`,
+//! `/dev/urandom`) reopened by path, and terminals. A terminal is only taken with `--shell-job`: it is
+//! then external, and restore connects the fd to the terminal stasis itself runs on.
+
+use super::Probe;
+use crate::error::{Error, Result};
+use stasis_image::model::{CharDevice, FileKind, Terminal};
+use stasis_sys::fd::is_tty;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::fs::MetadataExt;
+
+const MEM_MAJOR: u64 = 1;
+const MEM_MINORS: [u64; 5] = [3, 5, 7, 8, 9];
+const TTY_MAJOR: u64 = 4;
+const TTYAUX_MAJOR: u64 = 5;
+const PTS_MAJORS: std::ops::RangeInclusive<u64> = 136..=143;
+
+pub fn major(dev: u64) -> u64 {
+    ((dev >> 8) & 0xfff) | ((dev >> 32) & !0xfff)
+}
+
+pub fn minor(dev: u64) -> u64 {
+    (dev & 0xff) | ((dev >> 12) & !0xff)
+}
+
+pub fn dump(p: &Probe) -> Result<FileKind> {
+    let rdev = p.meta.rdev();
+    let (maj, min) = (major(rdev), minor(rdev));
+    let path = p.link.to_string_lossy().into_owned();
+    if maj == MEM_MAJOR && MEM_MINORS.contains(&min) {
+        return Ok(FileKind::CharDevice(CharDevice { path, rdev }));
+    }
+    let terminal = PTS_MAJORS.contains(&maj) || maj == TTY_MAJOR || (maj == TTYAUX_MAJOR && min <= 1);
+    if terminal && p.shell_job {
+        return Ok(FileKind::Terminal(Terminal { path, rdev, external: true }));
+    }
+    if terminal {
+        return Err(p.unsupported(format!(
+            "terminal {path} (dump with --shell-job to restore it onto the terminal stasis runs from)"
+        )));
+    }
+    Err(p.unsupported(format!("character device {path} ({maj}:{min})")))
+}
+
+pub fn open_device(c: &CharDevice, flags: u32) -> Result<OwnedFd> {
+    let fd = super::regular::open_path(&c.path, flags)?;
+    let rdev =
+        std::fs::File::from(fd.try_clone().map_err(Error::io(&c.path))?).metadata().map_err(Error::io(&c.path))?.rdev();
+    if rdev != c.rdev {
+        return Err(Error::Incompatible {
+            file: "files.img".into(),
+            what: format!(
+                "{} is device {}:{} here, {}:{} in the image",
+                c.path,
+                major(rdev),
+                minor(rdev),
+                major(c.rdev),
+                minor(c.rdev)
+            ),
+        });
+    }
+    Ok(fd)
+}
+
+/// The terminal stasis runs on: the first of our stdin, stdout, stderr that is a terminal, else
+/// `/dev/tty`.
+pub fn open_terminal(t: &Terminal, shell_job: bool) -> Result<OwnedFd> {
+    if !shell_job {
+        return Err(Error::Incompatible {
+            file: "files.img".into(),
+            what: format!(
+                "the process had the terminal {} (restore with --shell-job to attach it to this terminal)",
+                t.path
+            ),
+        });
+    }
+    for fd in [std::io::stdin().as_fd(), std::io::stdout().as_fd(), std::io::stderr().as_fd()] {
+        if is_tty(fd) {
+            return dup(fd);
+        }
+    }
+    let tty = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/tty")
+        .map_err(|source| Error::Io { path: "/dev/tty (restore --shell-job needs a terminal)".into(), source })?;
+    Ok(tty.into())
+}
+
+fn dup(fd: BorrowedFd<'_>) -> Result<OwnedFd> {
+    fd.try_clone_to_owned().map_err(Error::io("our terminal"))
+}

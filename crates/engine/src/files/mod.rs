@@ -1,0 +1,191 @@
+//! File descriptors: the fd table of a process and the open file descriptions behind it.
+//!
+//! Dump takes every fd with `pidfd_getfd`, classifies it, and gives each open file description one
+//! entry in `files.img` (fds that share one, found with `kcmp`, point to the same entry). Restore opens
+//! each description in the controller, then the task takes it with an injected `pidfd_getfd` on the
+//! controller and moves it to its number with `dup3` ([`FdImporter`]).
+//!
+//! One module per kind: [`regular`] (files and directories), [`chardev`] (device nodes and terminals).
+
+pub mod chardev;
+pub mod regular;
+
+use crate::error::{Error, Result};
+use crate::proc::{self, ProcRoot};
+use stasis_image::model::{FdEntry, FdTable, FileEntry, FileKind};
+use stasis_sys::fd::{kcmp, pidfd_getfd, pidfd_open, KCMP_FILE};
+use stasis_sys::inject::Injector;
+use stasis_sys::Pid;
+use std::collections::HashMap;
+use std::fs::File;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::Path;
+
+const O_CLOEXEC: u32 = libc::O_CLOEXEC as u32;
+
+/// What a dump learns about one fd before it is classified.
+pub struct Probe<'a> {
+    pub pid: Pid,
+    pub fd: i32,
+    pub link: &'a Path,
+    pub meta: &'a std::fs::Metadata,
+    pub pos: u64,
+    pub shell_job: bool,
+}
+
+impl Probe<'_> {
+    fn unsupported(&self, what: impl Into<String>) -> Error {
+        Error::UnsupportedFd { pid: self.pid.0, fd: self.fd, what: what.into() }
+    }
+}
+
+/// The fd table of `pid` and the descriptions behind it; ids start at `*next_id`.
+pub fn dump(root: &ProcRoot, pid: Pid, shell_job: bool, next_id: &mut u32) -> Result<(FdTable, Vec<FileEntry>)> {
+    let pidfd = pidfd_open(pid).map_err(Error::sys(pid.0, "opening a pidfd"))?;
+    let mut table = FdTable::default();
+    let mut files: Vec<FileEntry> = Vec::new();
+    let mut seen: Vec<(i32, u32, u64, u64)> = Vec::new(); // fd, id, dev, ino
+    for (fd, link) in proc::fds(root, pid.0)? {
+        let info = proc::fdinfo(root, pid.0, fd)?;
+        let taken: OwnedFd = pidfd_getfd(pidfd.as_fd(), fd).map_err(Error::sys(pid.0, "taking an fd"))?;
+        let meta = File::from(taken).metadata().map_err(Error::io(&link))?;
+        let cloexec = info.flags & O_CLOEXEC != 0;
+        let same = seen.iter().find(|s| {
+            s.2 == meta.dev() && s.3 == meta.ino() && kcmp(pid, pid, KCMP_FILE, fd as u64, s.0 as u64).ok() == Some(0)
+        });
+        let id = match same {
+            Some(s) => s.1,
+            None => {
+                let probe = Probe { pid, fd, link: &link, meta: &meta, pos: info.pos, shell_job };
+                let kind = classify(&probe)?;
+                let id = *next_id;
+                *next_id += 1;
+                files.push(FileEntry { id, flags: info.flags & !O_CLOEXEC, kind: Some(kind) });
+                id
+            }
+        };
+        seen.push((fd, id, meta.dev(), meta.ino()));
+        table.fds.push(FdEntry { fd, file_id: id, cloexec });
+    }
+    Ok((table, files))
+}
+
+fn classify(p: &Probe) -> Result<FileKind> {
+    let ft = p.meta.file_type();
+    if ft.is_file() || ft.is_dir() {
+        regular::dump(p)
+    } else if ft.is_char_device() {
+        chardev::dump(p)
+    } else {
+        Err(p.unsupported(describe(p.link, &ft)))
+    }
+}
+
+/// A name for an fd kind stasis does not handle, from its /proc link.
+fn describe(link: &Path, ft: &std::fs::FileType) -> String {
+    let l = link.to_string_lossy();
+    if let Some(inner) = l.strip_prefix("anon_inode:") {
+        return format!("{} ({l})", inner.trim_matches(|c| c == '[' || c == ']'));
+    }
+    if l.starts_with("socket:") {
+        return format!("socket {l}");
+    }
+    if l.starts_with("pipe:") {
+        return format!("pipe {l}");
+    }
+    if ft.is_fifo() {
+        return format!("FIFO {l}");
+    }
+    if ft.is_block_device() {
+        return format!("block device {l}");
+    }
+    format!("file {l}")
+}
+
+/// Open every description of the image in the controller, before the task exists.
+pub fn open_all(files: &[FileEntry], shell_job: bool) -> Result<HashMap<u32, OwnedFd>> {
+    let mut out = HashMap::new();
+    for f in files {
+        let fd = match &f.kind {
+            Some(FileKind::Regular(r)) => regular::open_file(r, f.flags)?,
+            Some(FileKind::Directory(d)) => regular::open_dir(d, f.flags)?,
+            Some(FileKind::CharDevice(c)) => chardev::open_device(c, f.flags)?,
+            Some(FileKind::Terminal(t)) => chardev::open_terminal(t, shell_job)?,
+            None => {
+                return Err(Error::Incompatible { file: "files.img".into(), what: format!("file {}: no kind", f.id) })
+            }
+        };
+        out.insert(f.id, fd);
+    }
+    Ok(out)
+}
+
+/// Install the fd table into the task.
+pub fn install(
+    inj: &mut Injector,
+    imp: &mut FdImporter,
+    pid: Pid,
+    table: &FdTable,
+    opened: &HashMap<u32, OwnedFd>,
+) -> Result<()> {
+    for e in &table.fds {
+        let file = opened.get(&e.file_id).ok_or_else(|| Error::Incompatible {
+            file: format!("fds-{pid}.img"),
+            what: format!("fd {}: file id {} is not in files.img", e.fd, e.file_id),
+        })?;
+        imp.install(inj, file.as_fd(), e.fd, e.cloexec).map_err(|err| Error::Step {
+            pid: pid.0,
+            what: format!("fd {}", e.fd),
+            source: Box::new(err),
+        })?;
+    }
+    Ok(())
+}
+
+/// Moves fds from the controller into a task being restored: the task holds a pidfd of the
+/// controller (kept above every fd number it will need) and takes fds with `pidfd_getfd`.
+pub struct FdImporter {
+    task_pidfd: u64,
+}
+
+impl FdImporter {
+    /// Give the task a pidfd of the controller at a number of at least `min_fd`.
+    pub fn new(inj: &mut Injector, min_fd: i32) -> Result<FdImporter> {
+        let me = std::process::id() as u64;
+        let pidfd = inj.call("pidfd_open", libc::SYS_pidfd_open, [me, 0, 0, 0, 0, 0])?;
+        let high = inj.call(
+            "fcntl(F_DUPFD_CLOEXEC)",
+            libc::SYS_fcntl,
+            [pidfd, libc::F_DUPFD_CLOEXEC as u64, min_fd as u64, 0, 0, 0],
+        )?;
+        inj.call("close", libc::SYS_close, [pidfd, 0, 0, 0, 0, 0])?;
+        Ok(FdImporter { task_pidfd: high })
+    }
+
+    /// A copy of our `fd` in the task (close-on-exec); returns its number there.
+    pub fn import(&mut self, inj: &mut Injector, fd: BorrowedFd<'_>) -> Result<i32> {
+        let args = [self.task_pidfd, fd.as_raw_fd() as u64, 0, 0, 0, 0];
+        Ok(inj.call("pidfd_getfd", libc::SYS_pidfd_getfd, args)? as i32)
+    }
+
+    /// Our `fd` as fd `target` of the task.
+    pub fn install(&mut self, inj: &mut Injector, fd: BorrowedFd<'_>, target: i32, cloexec: bool) -> Result<()> {
+        let got = self.import(inj, fd)? as u64;
+        let target = target as u64;
+        if got == target {
+            let flags = if cloexec { libc::FD_CLOEXEC } else { 0 } as u64;
+            inj.call("fcntl(F_SETFD)", libc::SYS_fcntl, [got, libc::F_SETFD as u64, flags, 0, 0, 0])?;
+            return Ok(());
+        }
+        let flags = if cloexec { libc::O_CLOEXEC } else { 0 } as u64;
+        inj.call("dup3", libc::SYS_dup3, [got, target, flags, 0, 0, 0])?;
+        inj.call("close", libc::SYS_close, [got, 0, 0, 0, 0, 0])?;
+        Ok(())
+    }
+
+    pub fn close(self, inj: &mut Injector) -> Result<()> {
+        inj.call("close", libc::SYS_close, [self.task_pidfd, 0, 0, 0, 0, 0])?;
+        Ok(())
+    }
+}

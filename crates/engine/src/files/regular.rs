@@ -1,0 +1,74 @@
+//! Regular files and directories: reopened by path with their flags and offset. A regular file's
+//! size and mode are recorded and checked at restore; a file that is gone, or is no longer a regular
+//! file, stops the restore with its path named.
+
+use super::Probe;
+use crate::error::{Error, Result};
+use stasis_image::model::{DirectoryFile, FileKind, RegularFile};
+use std::fs::OpenOptions;
+use std::io::{Seek, SeekFrom};
+use std::os::fd::OwnedFd;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+
+/// Flags that only mean something at open time, or that we set ourselves.
+const OPEN_ONLY: i32 = libc::O_CREAT | libc::O_EXCL | libc::O_TRUNC | libc::O_NOCTTY | libc::O_CLOEXEC;
+
+pub fn dump(p: &Probe) -> Result<FileKind> {
+    let path = p.link.to_string_lossy().into_owned();
+    if path.ends_with(" (deleted)") {
+        return Err(p.unsupported(format!("unlinked file {path}")));
+    }
+    if p.meta.is_dir() {
+        return Ok(FileKind::Directory(DirectoryFile { path, pos: p.pos }));
+    }
+    Ok(FileKind::Regular(RegularFile { path, pos: p.pos, size: p.meta.size(), mode: p.meta.mode() }))
+}
+
+fn open(path: &str, flags: u32, extra: i32) -> Result<std::fs::File> {
+    let flags = flags as i32 & !OPEN_ONLY;
+    let acc = flags & libc::O_ACCMODE;
+    OpenOptions::new()
+        .read(acc == libc::O_RDONLY || acc == libc::O_RDWR)
+        .write(acc == libc::O_WRONLY || acc == libc::O_RDWR)
+        .custom_flags((flags & !libc::O_ACCMODE) | extra)
+        .open(path)
+        .map_err(Error::io(path))
+}
+
+pub fn open_file(r: &RegularFile, flags: u32) -> Result<OwnedFd> {
+    let mut f = open(&r.path, flags & !(libc::O_APPEND as u32), 0)?;
+    let meta = f.metadata().map_err(Error::io(&r.path))?;
+    if !meta.is_file() {
+        return Err(Error::Incompatible {
+            file: "files.img".into(),
+            what: format!("{} is no longer a regular file", r.path),
+        });
+    }
+    if meta.size() != r.size {
+        log::warn!("{}: size changed since the dump ({} -> {} bytes)", r.path, r.size, meta.size());
+    }
+    f.seek(SeekFrom::Start(r.pos)).map_err(Error::io(&r.path))?;
+    if flags & libc::O_APPEND as u32 != 0 {
+        // Opened without O_APPEND so the seek above sticks; O_APPEND is set now (fcntl keeps the offset).
+        set_append(&f, &r.path)?;
+    }
+    Ok(f.into())
+}
+
+fn set_append(f: &std::fs::File, path: &str) -> Result<()> {
+    use std::os::fd::AsFd;
+    stasis_sys::fd::add_status_flags(f.as_fd(), libc::O_APPEND)
+        .map_err(|e| Error::Io { path: path.into(), source: e.source })
+}
+
+pub fn open_dir(d: &DirectoryFile, flags: u32) -> Result<OwnedFd> {
+    let mut f = open(&d.path, flags, libc::O_DIRECTORY)?;
+    if d.pos != 0 {
+        f.seek(SeekFrom::Start(d.pos)).map_err(Error::io(&d.path))?;
+    }
+    Ok(f.into())
+}
+
+pub(crate) fn open_path(path: &str, flags: u32) -> Result<OwnedFd> {
+    Ok(open(path, flags, 0)?.into())
+}

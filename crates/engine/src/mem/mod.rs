@@ -1,0 +1,335 @@
+//! Memory: the address space layout (every VMA with its protection, backing and madvise state) and
+//! its pages.
+//!
+//! Dump: VMAs come from `/proc/PID/smaps`; [`pages`] picks the pages that must be saved (private anonymous
+//! pages, including the copied-on-write pages of private file mappings) and writes them zero-copy.
+//! Restore, in a task that starts as a copy of the controller: unmap everything but the scratch area and
+//! the vDSO/vvar areas, move those to their saved addresses, map every saved VMA (files again by path,
+//! writable for the fill where pages are to be written), fill the pages, then set the final protection
+//! and madvise state.
+
+pub mod pages;
+
+use crate::error::{Error, Result};
+use crate::files::FdImporter;
+use crate::proc::{self, MapEntry, ProcRoot};
+use crate::scratch::write_cstr;
+use stasis_image::model::{self, MmImage, Vma, VmaKind};
+use stasis_sys::inject::Injector;
+use stasis_sys::Pid;
+use std::collections::{HashMap, HashSet};
+use std::fs::File;
+use std::os::fd::AsFd;
+use std::os::unix::fs::MetadataExt;
+
+/// Highest user address on x86_64 with 4-level page tables.
+pub const TASK_SIZE: u64 = 0x7fff_ffff_f000;
+const PAGE: u64 = 4096;
+const PR_SET_VMA: u64 = 0x5356_4d41;
+const PR_SET_VMA_ANON_NAME: u64 = 0;
+
+/// Build the VMA list of `pid` from its smaps, refusing what is not supported yet.
+pub fn dump_vmas(root: &ProcRoot, pid: Pid) -> Result<Vec<Vma>> {
+    proc::smaps(root, pid.0)?.iter().map(|e| classify(pid, e)).collect()
+}
+
+fn classify(pid: Pid, e: &MapEntry) -> Result<Vma> {
+    let unsupported = |what: String| Error::Unsupported { pid: pid.0, what };
+    let range = format!("{:#x}-{:#x}", e.start, e.end);
+    let kind = match e.name.as_str() {
+        "[vdso]" => VmaKind::Vdso,
+        "[vvar]" => VmaKind::Vvar,
+        "[vvar_vclock]" => VmaKind::VvarVclock,
+        "[vsyscall]" => VmaKind::Vsyscall,
+        _ if e.deleted => {
+            return Err(unsupported(format!("mapping {range} of the deleted or anonymous shared file {}", e.name)))
+        }
+        _ if e.inode != 0 => VmaKind::File,
+        _ if e.shared => return Err(unsupported(format!("shared anonymous mapping {range}"))),
+        n if n.starts_with('[') && !matches!(n, "[heap]" | "[stack]") && !n.starts_with("[anon:") => {
+            return Err(unsupported(format!("special mapping {range} {n}")))
+        }
+        _ => VmaKind::Anon,
+    };
+    let special = matches!(kind, VmaKind::Vdso | VmaKind::Vvar | VmaKind::VvarVclock | VmaKind::Vsyscall);
+    for (flag, what) in [
+        ("io", "I/O memory"),
+        ("pf", "PFN-mapped memory"),
+        ("um", "userfaultfd-registered memory"),
+        ("uw", "userfaultfd-registered memory"),
+        ("sl", "sealed memory"),
+    ] {
+        if e.vm_flags.has(flag) && !special {
+            return Err(unsupported(format!("mapping {range} ({what})")));
+        }
+    }
+    let mut flags = if e.shared { libc::MAP_SHARED } else { libc::MAP_PRIVATE } as u32;
+    if e.vm_flags.has("gd") {
+        flags |= libc::MAP_GROWSDOWN as u32;
+    }
+    let madv_bits = [
+        ("dc", model::MADV_BIT_DONTFORK),
+        ("dd", model::MADV_BIT_DONTDUMP),
+        ("hg", model::MADV_BIT_HUGEPAGE),
+        ("nh", model::MADV_BIT_NOHUGEPAGE),
+        ("wf", model::MADV_BIT_WIPEONFORK),
+        ("mg", model::MADV_BIT_MERGEABLE),
+    ];
+    let madvise = madv_bits.iter().filter(|(f, _)| e.vm_flags.has(f)).fold(0, |acc, (_, b)| acc | b);
+    Ok(Vma {
+        start: e.start,
+        end: e.end,
+        prot: e.prot,
+        flags,
+        kind: kind as i32,
+        name: e.name.clone(),
+        offset: e.offset,
+        dev: ((e.dev_major as u64) << 32) | e.dev_minor as u64,
+        inode: e.inode,
+        madvise,
+        locked: e.vm_flags.has("lo"),
+    })
+}
+
+pub fn kind(v: &Vma) -> VmaKind {
+    VmaKind::try_from(v.kind).unwrap_or(VmaKind::Anon)
+}
+
+fn is_special(v: &Vma) -> bool {
+    matches!(kind(v), VmaKind::Vdso | VmaKind::Vvar | VmaKind::VvarVclock | VmaKind::Vsyscall)
+}
+
+/// The `[vdso]` range of a VMA list.
+pub fn vdso_range(vmas: &[Vma]) -> Option<(u64, u64)> {
+    vmas.iter().find(|v| kind(v) == VmaKind::Vdso).map(|v| (v.start, v.end))
+}
+
+/// Checksum of the vDSO text of a task, to make sure restore runs on the same vDSO.
+pub fn vdso_checksum(inj: &Injector, vdso: (u64, u64)) -> Result<u64> {
+    let mut text = vec![0u8; (vdso.1 - vdso.0) as usize];
+    inj.read(vdso.0, &mut text)?;
+    Ok(xxhash_rust::xxh3::xxh3_64(&text))
+}
+
+/// A free range of `len` bytes that overlaps none of `busy` (with a margin), searching down from the
+/// top of the address space.
+pub fn find_free(busy: &[(u64, u64)], len: u64) -> Option<u64> {
+    const MARGIN: u64 = 2 << 20;
+    let mut ranges: Vec<(u64, u64)> = busy.iter().map(|&(s, e)| (s.saturating_sub(MARGIN), e + MARGIN)).collect();
+    ranges.sort_unstable();
+    let mut top = 0x7f00_0000_0000u64;
+    for &(s, e) in ranges.iter().rev() {
+        if e <= top && top - e >= len {
+            return Some((top - len) & !(PAGE - 1));
+        }
+        top = top.min(s);
+    }
+    (top >= len + 0x1000_0000).then(|| (top - len) & !(PAGE - 1))
+}
+
+/// Start addresses of the VMAs that have saved pages.
+pub fn with_pages(mm: &MmImage, map: &model::PageMap) -> HashSet<u64> {
+    let mut out = HashSet::new();
+    for v in &mm.vmas {
+        let i = map.runs.partition_point(|r| r.vaddr < v.start);
+        if map.runs.get(i).is_some_and(|r| r.vaddr < v.end) {
+            out.insert(v.start);
+        }
+    }
+    out
+}
+
+/// Rebuild the saved layout in the restored task `pid`; `filled` are the VMAs pages will go into.
+pub fn restore_layout(
+    inj: &mut Injector,
+    imp: &mut FdImporter,
+    pid: Pid,
+    mm: &MmImage,
+    filled: &HashSet<u64>,
+) -> Result<()> {
+    let current = proc::maps(&ProcRoot::system(), pid.0)?;
+    unmap_foreign(inj, &current)?;
+    move_specials(inj, pid, &current, mm)?;
+    let mut files = OpenFiles::default();
+    for v in mm.vmas.iter().filter(|v| !is_special(v)) {
+        map_vma(inj, imp, &mut files, pid, v, filled.contains(&v.start))?;
+    }
+    files.close(inj)
+}
+
+/// Unmap every area of the new task except the scratch area and the kernel's special mappings.
+fn unmap_foreign(inj: &mut Injector, current: &[MapEntry]) -> Result<()> {
+    let (s0, s1) = inj.scratch();
+    let keep = |e: &MapEntry| {
+        (e.start >= s0 && e.end <= s1) || e.name == "[vdso]" || e.name == "[vvar]" || e.name == "[vvar_vclock]"
+    };
+    for e in current.iter().filter(|e| !keep(e) && e.end <= TASK_SIZE) {
+        inj.call("munmap", libc::SYS_munmap, [e.start, e.end - e.start, 0, 0, 0, 0])?;
+    }
+    Ok(())
+}
+
+/// Move `[vvar]`, `[vvar_vclock]` and `[vdso]` to their saved addresses, through a temporary place so
+/// that old and new ranges may overlap.
+fn move_specials(inj: &mut Injector, pid: Pid, current: &[MapEntry], mm: &MmImage) -> Result<()> {
+    let names = [("[vvar]", VmaKind::Vvar), ("[vvar_vclock]", VmaKind::VvarVclock), ("[vdso]", VmaKind::Vdso)];
+    let mut moves = Vec::new();
+    for (name, k) in names {
+        let now = current.iter().find(|e| e.name == name);
+        let want = mm.vmas.iter().find(|v| kind(v) == k);
+        match (now, want) {
+            (Some(n), Some(w)) if n.end - n.start != w.end - w.start => {
+                return Err(Error::Restore {
+                    pid: pid.0,
+                    what: format!(
+                        "{name} is {} bytes on this kernel but {} in the image: restore on the kernel the image was made on",
+                        n.end - n.start,
+                        w.end - w.start
+                    ),
+                })
+            }
+            (Some(n), Some(w)) => moves.push((name, n.start, w.start, n.end - n.start)),
+            (Some(n), None) => {
+                inj.call("munmap", libc::SYS_munmap, [n.start, n.end - n.start, 0, 0, 0, 0])?;
+            }
+            (None, Some(_)) => {
+                return Err(Error::Restore { pid: pid.0, what: format!("this kernel has no {name} mapping") })
+            }
+            (None, None) => {}
+        }
+    }
+    let mut busy: Vec<(u64, u64)> = mm.vmas.iter().map(|v| (v.start, v.end)).collect();
+    busy.extend(current.iter().map(|e| (e.start, e.end)));
+    busy.push(inj.scratch());
+    let total: u64 = moves.iter().map(|m| m.3).sum();
+    let mut tmp = find_free(&busy, total)
+        .ok_or_else(|| Error::Restore { pid: pid.0, what: "no free address range to move the vDSO through".into() })?;
+    let mut staged = Vec::new();
+    for (name, from, to, len) in moves {
+        remap(inj, from, len, tmp)?;
+        if name == "[vdso]" {
+            inj.vdso_moved(tmp);
+        }
+        staged.push((name, tmp, to, len));
+        tmp += len;
+    }
+    for (name, from, to, len) in staged {
+        remap(inj, from, len, to)?;
+        if name == "[vdso]" {
+            inj.vdso_moved(to);
+        }
+    }
+    Ok(())
+}
+
+fn remap(inj: &mut Injector, from: u64, len: u64, to: u64) -> Result<()> {
+    let flags = (libc::MREMAP_MAYMOVE | libc::MREMAP_FIXED) as u64;
+    inj.call("mremap", libc::SYS_mremap, [from, len, len, flags, to, 0])?;
+    Ok(())
+}
+
+/// Files mapped during the layout restore, opened once each and imported into the task.
+#[derive(Default)]
+struct OpenFiles {
+    by_path: HashMap<(String, bool), (File, i32)>,
+}
+
+impl OpenFiles {
+    fn get(&mut self, inj: &mut Injector, imp: &mut FdImporter, pid: Pid, v: &Vma) -> Result<i32> {
+        let writable = v.flags & libc::MAP_SHARED as u32 != 0 && v.prot & libc::PROT_WRITE as u32 != 0;
+        if let Some((_, fd)) = self.by_path.get(&(v.name.clone(), writable)) {
+            return Ok(*fd);
+        }
+        let file = std::fs::OpenOptions::new().read(true).write(writable).open(&v.name).map_err(Error::io(&v.name))?;
+        let meta = file.metadata().map_err(Error::io(&v.name))?;
+        if meta.ino() != v.inode {
+            return Err(Error::Restore {
+                pid: pid.0,
+                what: format!(
+                    "mapped file {} was replaced since the dump (inode {} is now {})",
+                    v.name,
+                    v.inode,
+                    meta.ino()
+                ),
+            });
+        }
+        let fd = imp.import(inj, file.as_fd())?;
+        self.by_path.insert((v.name.clone(), writable), (file, fd));
+        Ok(fd)
+    }
+
+    fn close(self, inj: &mut Injector) -> Result<()> {
+        for (_, (_, fd)) in self.by_path {
+            inj.call("close", libc::SYS_close, [fd as u64, 0, 0, 0, 0, 0])?;
+        }
+        Ok(())
+    }
+}
+
+/// Map one saved VMA at its address, writable if pages will be written into it.
+fn map_vma(
+    inj: &mut Injector,
+    imp: &mut FdImporter,
+    files: &mut OpenFiles,
+    pid: Pid,
+    v: &Vma,
+    filled: bool,
+) -> Result<()> {
+    let mut flags = v.flags as u64 | libc::MAP_FIXED as u64;
+    let prot = fill_prot(v, filled) as u64;
+    let (fd, offset) = match kind(v) {
+        VmaKind::File => (files.get(inj, imp, pid, v)? as u64, v.offset),
+        _ => {
+            flags |= libc::MAP_ANONYMOUS as u64;
+            (u64::MAX, 0)
+        }
+    };
+    let len = v.end - v.start;
+    inj.call("mmap", libc::SYS_mmap, [v.start, len, prot, flags, fd, offset]).map_err(|e| Error::Step {
+        pid: pid.0,
+        what: format!("memory area {:#x}-{:#x} {}", v.start, v.end, v.name),
+        source: Box::new(e.into()),
+    })?;
+    if let Some(name) = v.name.strip_prefix("[anon:").and_then(|n| n.strip_suffix(']')) {
+        let data = inj.data();
+        write_cstr(inj, data, name)?;
+        let args = [PR_SET_VMA, PR_SET_VMA_ANON_NAME, v.start, len, data, 0];
+        inj.call("prctl(PR_SET_VMA_ANON_NAME)", libc::SYS_prctl, args)?;
+    }
+    Ok(())
+}
+
+/// Protection while pages are written: private areas that get pages are writable for the fill.
+fn fill_prot(v: &Vma, filled: bool) -> u32 {
+    if filled && v.flags & libc::MAP_PRIVATE as u32 != 0 {
+        v.prot | libc::PROT_WRITE as u32
+    } else {
+        v.prot
+    }
+}
+
+/// After the fill: final protection, madvise state and locks.
+pub fn finish_layout(inj: &mut Injector, mm: &MmImage, filled: &HashSet<u64>) -> Result<()> {
+    for v in mm.vmas.iter().filter(|v| !is_special(v)) {
+        let len = v.end - v.start;
+        if fill_prot(v, filled.contains(&v.start)) != v.prot {
+            inj.call("mprotect", libc::SYS_mprotect, [v.start, len, v.prot as u64, 0, 0, 0])?;
+        }
+        for (bit, advice) in [
+            (model::MADV_BIT_DONTFORK, libc::MADV_DONTFORK),
+            (model::MADV_BIT_DONTDUMP, libc::MADV_DONTDUMP),
+            (model::MADV_BIT_HUGEPAGE, libc::MADV_HUGEPAGE),
+            (model::MADV_BIT_NOHUGEPAGE, libc::MADV_NOHUGEPAGE),
+            (model::MADV_BIT_WIPEONFORK, libc::MADV_WIPEONFORK),
+            (model::MADV_BIT_MERGEABLE, libc::MADV_MERGEABLE),
+        ] {
+            if v.madvise & bit != 0 {
+                inj.call("madvise", libc::SYS_madvise, [v.start, len, advice as u64, 0, 0, 0])?;
+            }
+        }
+        if v.locked {
+            inj.call("mlock", libc::SYS_mlock, [v.start, len, 0, 0, 0, 0])?;
+        }
+    }
+    Ok(())
+}

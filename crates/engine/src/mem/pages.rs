@@ -1,0 +1,261 @@
+//! Page contents: which pages a dump saves, how they reach the page file, and how restore puts them
+//! back.
+//!
+//! Dump is zero-copy: the task is made to `vmsplice` its own pages into a pipe whose read end we took
+//! with `pidfd_getfd`, and we `splice` them into the page file; the bytes never pass through our memory.
+//! Areas the task cannot read (PROT_NONE guard areas with pages) go through `/proc/PID/mem` instead.
+//! Restore makes the task `preadv` the page file straight into its own memory, many runs per call.
+
+use crate::error::{Error, Result};
+use crate::mem::kind;
+use crate::scratch::{read_u64s, write_u64s};
+use crate::Progress;
+use stasis_image::model::{PageMap, PageRun, Vma, VmaKind};
+use stasis_image::PAGE_DATA_OFFSET;
+use stasis_sys::fd::{pidfd_getfd, pidfd_open, set_pipe_size, splice_to_file};
+use stasis_sys::inject::Injector;
+use stasis_sys::mem::{PageMapFile, PM_FILE_OR_SHARED, PM_PRESENT, PM_SWAPPED};
+use stasis_sys::Pid;
+use std::fs::File;
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::fs::FileExt;
+
+const PAGE: u64 = 4096;
+/// Pipe size for the zero-copy dump: `/proc/sys/fs/pipe-max-size` allows 1 MiB without CAP_SYS_RESOURCE.
+const PIPE_BYTES: u64 = 1 << 20;
+const SPLICE_F_NONBLOCK: u64 = 2;
+/// Largest single piece and batch of a restore `preadv`, so progress is reported as it goes.
+const PIECE_MAX: u64 = 64 << 20;
+const BATCH_MAX: u64 = 256 << 20;
+const IOV_MAX: u64 = 1024;
+
+/// A run of saved pages and whether the task itself can read them.
+#[derive(Clone, Copy, Debug)]
+pub struct Selected {
+    pub run: (u64, u64),
+    pub readable: bool,
+}
+
+/// The pages of `vmas` that must be saved: private anonymous pages (present or swapped), including
+/// the copied-on-write pages of private file mappings.
+pub fn select(pid: Pid, vmas: &[Vma]) -> Result<Vec<Selected>> {
+    let pm = PageMapFile::open(pid).map_err(Error::io(format!("/proc/{pid}/pagemap")))?;
+    let mut out = Vec::new();
+    let mut entries = Vec::new();
+    for v in vmas {
+        let private = v.flags & libc::MAP_PRIVATE as u32 != 0;
+        let file = match kind(v) {
+            VmaKind::Anon => false,
+            VmaKind::File if private => true,
+            _ => continue,
+        };
+        entries.clear();
+        pm.read_range(v.start, v.end, &mut entries).map_err(Error::io(format!("/proc/{pid}/pagemap")))?;
+        let saved = |e: u64| e & PM_SWAPPED != 0 || (e & PM_PRESENT != 0 && !(file && e & PM_FILE_OR_SHARED != 0));
+        let readable = v.prot & libc::PROT_READ as u32 != 0;
+        let mut i = 0;
+        while i < entries.len() {
+            if !saved(entries[i]) {
+                i += 1;
+                continue;
+            }
+            let first = i;
+            while i < entries.len() && saved(entries[i]) {
+                i += 1;
+            }
+            let run = (v.start + first as u64 * PAGE, (i - first) as u64);
+            out.push(Selected { run, readable });
+        }
+    }
+    Ok(out)
+}
+
+/// The page map record for the selected runs (checksums are filled in when the file is finished).
+pub fn page_map(selected: &[Selected]) -> PageMap {
+    let runs: Vec<PageRun> = selected.iter().map(|s| PageRun { vaddr: s.run.0, nr_pages: s.run.1 }).collect();
+    let total_pages = runs.iter().map(|r| r.nr_pages).sum();
+    PageMap { runs, total_pages, ..Default::default() }
+}
+
+/// A pipe inside the task (its write end) whose read end we hold.
+struct TaskPipe {
+    ours: OwnedFd,
+    task_write_fd: u64,
+}
+
+impl TaskPipe {
+    fn open(inj: &mut Injector, pid: Pid) -> Result<TaskPipe> {
+        let data = inj.data();
+        inj.call("pipe2", libc::SYS_pipe2, [data, libc::O_CLOEXEC as u64, 0, 0, 0, 0])?;
+        let w = read_u64s(inj, data, 1)?[0];
+        let (task_read, task_write) = (w as u32 as u64, w >> 32);
+        let pidfd = pidfd_open(pid).map_err(Error::sys(pid.0, "opening a pidfd"))?;
+        let ours = pidfd_getfd(pidfd.as_fd(), task_read as i32).map_err(Error::sys(pid.0, "taking the dump pipe"))?;
+        inj.call("close", libc::SYS_close, [task_read, 0, 0, 0, 0, 0])?;
+        set_pipe_size(ours.as_fd(), PIPE_BYTES as usize).map_err(Error::sys(pid.0, "sizing the dump pipe"))?;
+        Ok(TaskPipe { ours, task_write_fd: task_write })
+    }
+
+    fn close(self, inj: &mut Injector) -> Result<()> {
+        inj.call("close", libc::SYS_close, [self.task_write_fd, 0, 0, 0, 0, 0])?;
+        Ok(())
+    }
+}
+
+/// Write the selected pages to `out` from `PAGE_DATA_OFFSET` on; returns the bytes written.
+pub fn write(
+    inj: &mut Injector,
+    pid: Pid,
+    selected: &[Selected],
+    out: &File,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<u64> {
+    let total_bytes: u64 = selected.iter().map(|s| s.run.1 * PAGE).sum();
+    let pipe = TaskPipe::open(inj, pid)?;
+    let mut off = PAGE_DATA_OFFSET as i64;
+    let mut batch: Vec<(u64, u64)> = Vec::new();
+    let mut batch_bytes = 0;
+    for s in selected {
+        if !s.readable {
+            flush(inj, &pipe, &mut batch, out, &mut off)?;
+            batch_bytes = 0;
+            copy_unreadable(inj, s.run, out, &mut off)?;
+            continue;
+        }
+        let (mut addr, mut left) = (s.run.0, s.run.1 * PAGE);
+        while left > 0 {
+            let n = left.min(PIPE_BYTES - batch_bytes);
+            batch.push((addr, n));
+            batch_bytes += n;
+            addr += n;
+            left -= n;
+            if batch_bytes == PIPE_BYTES {
+                flush(inj, &pipe, &mut batch, out, &mut off)?;
+                batch_bytes = 0;
+                progress(Progress { done_bytes: off as u64 - PAGE_DATA_OFFSET, total_bytes });
+            }
+        }
+    }
+    flush(inj, &pipe, &mut batch, out, &mut off)?;
+    progress(Progress { done_bytes: off as u64 - PAGE_DATA_OFFSET, total_bytes });
+    pipe.close(inj)?;
+    Ok(off as u64 - PAGE_DATA_OFFSET)
+}
+
+/// vmsplice one pipe-full of pages in the task, then splice them into the page file.
+fn flush(inj: &mut Injector, pipe: &TaskPipe, batch: &mut Vec<(u64, u64)>, out: &File, off: &mut i64) -> Result<()> {
+    let pid = inj.pid();
+    while !batch.is_empty() {
+        let iov: Vec<u64> = batch.iter().flat_map(|&(a, l)| [a, l]).collect();
+        let data = inj.data();
+        write_u64s(inj, data, &iov)?;
+        let args = [pipe.task_write_fd, data, batch.len() as u64, SPLICE_F_NONBLOCK, 0, 0];
+        let mut moved = inj.call("vmsplice", libc::SYS_vmsplice, args)?;
+        if moved == 0 {
+            return Err(Error::Restore { pid: pid.0, what: "vmsplice moved no pages".into() });
+        }
+        consume(batch, moved);
+        while moved > 0 {
+            let n = splice_to_file(pipe.ours.as_fd(), out.as_fd(), off, moved as usize)
+                .map_err(Error::sys(pid.0, "writing pages to the image"))?;
+            if n == 0 {
+                return Err(Error::Restore { pid: pid.0, what: "the dump pipe ran dry".into() });
+            }
+            moved -= n as u64;
+        }
+    }
+    Ok(())
+}
+
+/// Drop the first `n` bytes of a list of (address, length) pieces.
+fn consume(pieces: &mut Vec<(u64, u64)>, mut n: u64) {
+    let mut done = 0;
+    for p in pieces.iter_mut() {
+        if n >= p.1 {
+            n -= p.1;
+            done += 1;
+        } else {
+            p.0 += n;
+            p.1 -= n;
+            break;
+        }
+    }
+    pieces.drain(..done);
+}
+
+/// Pages the task cannot read (PROT_NONE): through `/proc/PID/mem`, which can.
+fn copy_unreadable(inj: &Injector, run: (u64, u64), out: &File, off: &mut i64) -> Result<()> {
+    let mut buf = vec![0u8; (run.1 * PAGE).min(PIPE_BYTES) as usize];
+    let (mut addr, mut left) = (run.0, run.1 * PAGE);
+    while left > 0 {
+        let n = left.min(buf.len() as u64) as usize;
+        inj.read(addr, &mut buf[..n])?;
+        out.write_all_at(&buf[..n], *off as u64).map_err(Error::io("page file"))?;
+        *off += n as i64;
+        addr += n as u64;
+        left -= n as u64;
+    }
+    Ok(())
+}
+
+/// Make the task read every saved page from the page file (open in the task as `task_fd`) into place.
+pub fn fill(inj: &mut Injector, task_fd: i32, map: &PageMap, progress: &mut dyn FnMut(Progress)) -> Result<()> {
+    let total_bytes = map.total_pages * PAGE;
+    let mut pieces: Vec<(u64, u64)> = Vec::new();
+    for r in &map.runs {
+        let (mut a, mut left) = (r.vaddr, r.nr_pages * PAGE);
+        while left > 0 {
+            let n = left.min(PIECE_MAX);
+            pieces.push((a, n));
+            a += n;
+            left -= n;
+        }
+    }
+    let max_iov = (inj.data_len() / 16).min(IOV_MAX) as usize;
+    let mut off = PAGE_DATA_OFFSET;
+    let mut next = 0;
+    while next < pieces.len() {
+        let mut batch = Vec::new();
+        let mut bytes = 0;
+        while next < pieces.len() && batch.len() < max_iov && bytes + pieces[next].1 <= BATCH_MAX.max(pieces[next].1) {
+            bytes += pieces[next].1;
+            batch.push(pieces[next]);
+            next += 1;
+            if bytes >= BATCH_MAX {
+                break;
+            }
+        }
+        read_batch(inj, task_fd, &mut batch, &mut off)?;
+        progress(Progress { done_bytes: off - PAGE_DATA_OFFSET, total_bytes });
+    }
+    Ok(())
+}
+
+fn read_batch(inj: &mut Injector, task_fd: i32, batch: &mut Vec<(u64, u64)>, off: &mut u64) -> Result<()> {
+    while !batch.is_empty() {
+        let iov: Vec<u64> = batch.iter().flat_map(|&(a, l)| [a, l]).collect();
+        let data = inj.data();
+        write_u64s(inj, data, &iov)?;
+        let n = inj.call("preadv", libc::SYS_preadv, [task_fd as u64, data, batch.len() as u64, *off, 0, 0])?;
+        if n == 0 {
+            return Err(Error::Restore { pid: inj.pid().0, what: format!("page file ends early at offset {off}") });
+        }
+        *off += n;
+        consume(batch, n);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::consume;
+
+    #[test]
+    fn consume_drops_whole_and_partial_pieces() {
+        let mut p = vec![(0x1000, 0x2000), (0x8000, 0x1000)];
+        consume(&mut p, 0x2800);
+        assert_eq!(p, vec![(0x8800, 0x800)]);
+        consume(&mut p, 0x800);
+        assert!(p.is_empty());
+    }
+}

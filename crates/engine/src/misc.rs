@@ -1,0 +1,142 @@
+//! The small per-task settings: resource limits, umask, working and root directory, personality,
+//! command name, timer slack, THP opt-out, parent-death signal, dumpable flag, no_new_privs, the
+//! clear-child-tid address, the robust futex list and the rseq registration.
+//!
+//! Settings that a credential change resets (parent-death signal, dumpable) are restored by
+//! [`restore_after_creds`], after [`crate::creds`].
+
+use crate::error::{Error, Result};
+use crate::proc::{self, ProcRoot};
+use crate::scratch::{read_u64s, write_cstr, write_u64s};
+use stasis_image::model::{RLimit, Rseq, TaskCore};
+use stasis_sys::inject::Injector;
+use stasis_sys::{process, ptrace, Pid};
+
+const RLIMIT_COUNT: u32 = 16;
+const PR_SET_PDEATHSIG: u64 = 1;
+const PR_GET_PDEATHSIG: u64 = 2;
+const PR_GET_DUMPABLE: u64 = 3;
+const PR_SET_DUMPABLE: u64 = 4;
+const PR_SET_NAME: u64 = 15;
+const PR_GET_TIMERSLACK: u64 = 30;
+const PR_SET_TIMERSLACK: u64 = 29;
+const PR_SET_NO_NEW_PRIVS: u64 = 38;
+const PR_GET_TID_ADDRESS: u64 = 40;
+const PR_SET_THP_DISABLE: u64 = 41;
+const PR_GET_THP_DISABLE: u64 = 42;
+const RSEQ_FLAG_UNREGISTER: u64 = 1;
+
+fn prctl(inj: &mut Injector, what: &'static str, args: [u64; 5]) -> Result<u64> {
+    Ok(inj.call(what, libc::SYS_prctl, [args[0], args[1], args[2], args[3], args[4], 0])?)
+}
+
+/// Fill the misc fields of `core` for task `pid` (the injector runs in it).
+pub fn dump(inj: &mut Injector, root: &ProcRoot, pid: Pid, core: &mut TaskCore) -> Result<()> {
+    let p = pid.0;
+    let status = proc::status(root, p)?;
+    core.umask = status.umask;
+    core.no_new_privs = status.no_new_privs;
+    core.comm = proc::comm(root, p)?;
+    core.personality = proc::personality(root, p)?;
+    core.cwd = path_string(proc::link(root, p, "cwd")?);
+    core.root = path_string(proc::link(root, p, "root")?);
+    core.rlimits = dump_rlimits(inj)?;
+    let data = inj.data();
+    prctl(inj, "prctl(PR_GET_PDEATHSIG)", [PR_GET_PDEATHSIG, data, 0, 0, 0])?;
+    core.pdeathsig = read_u64s(inj, data, 1)?[0] as u32 as i32;
+    core.dumpable = prctl(inj, "prctl(PR_GET_DUMPABLE)", [PR_GET_DUMPABLE, 0, 0, 0, 0])? as i32;
+    core.timer_slack_ns = prctl(inj, "prctl(PR_GET_TIMERSLACK)", [PR_GET_TIMERSLACK, 0, 0, 0, 0])?;
+    core.thp_disabled = prctl(inj, "prctl(PR_GET_THP_DISABLE)", [PR_GET_THP_DISABLE, 0, 0, 0, 0])? != 0;
+    prctl(inj, "prctl(PR_GET_TID_ADDRESS)", [PR_GET_TID_ADDRESS, data, 0, 0, 0])?;
+    core.clear_child_tid = read_u64s(inj, data, 1)?[0];
+    let (head, len) = process::get_robust_list(pid).map_err(Error::sys(p, "reading the robust futex list"))?;
+    core.robust_list = head;
+    core.robust_list_len = len;
+    core.rseq = dump_rseq(pid)?;
+    Ok(())
+}
+
+fn path_string(p: std::path::PathBuf) -> String {
+    p.to_string_lossy().into_owned()
+}
+
+fn dump_rlimits(inj: &mut Injector) -> Result<Vec<RLimit>> {
+    let data = inj.data();
+    let mut out = Vec::new();
+    for resource in 0..RLIMIT_COUNT {
+        inj.call("prlimit64", libc::SYS_prlimit64, [0, resource as u64, 0, data, 0, 0])?;
+        let w = read_u64s(inj, data, 2)?;
+        out.push(RLimit { resource, cur: w[0], max: w[1] });
+    }
+    Ok(out)
+}
+
+fn dump_rseq(pid: Pid) -> Result<Option<Rseq>> {
+    let conf = ptrace::get_rseq_config(pid).map_err(Error::sys(pid.0, "reading the rseq registration"))?;
+    Ok((conf.rseq_abi_pointer != 0).then_some(Rseq {
+        ptr: conf.rseq_abi_pointer,
+        len: conf.rseq_abi_size,
+        signature: conf.signature,
+    }))
+}
+
+/// Drop the rseq registration a new task inherited from us: the area is about to be unmapped.
+pub fn unregister_inherited_rseq(inj: &mut Injector, pid: Pid) -> Result<()> {
+    if let Some(r) = dump_rseq(pid)? {
+        let args = [r.ptr, r.len as u64, RSEQ_FLAG_UNREGISTER, r.signature as u64, 0, 0];
+        inj.call("rseq(RSEQ_FLAG_UNREGISTER)", libc::SYS_rseq, args)?;
+    }
+    Ok(())
+}
+
+/// Everything but the settings a credential change would reset.
+pub fn restore(inj: &mut Injector, core: &TaskCore) -> Result<()> {
+    let data = inj.data();
+    for l in &core.rlimits {
+        write_u64s(inj, data, &[l.cur, l.max])?;
+        inj.call("prlimit64", libc::SYS_prlimit64, [0, l.resource as u64, data, 0, 0, 0]).map_err(|e| Error::Step {
+            pid: core.pid,
+            what: format!("resource limit {}", l.resource),
+            source: Box::new(e.into()),
+        })?;
+    }
+    inj.call("umask", libc::SYS_umask, [core.umask as u64, 0, 0, 0, 0, 0])?;
+    if core.root != "/" {
+        write_cstr(inj, data, &core.root)?;
+        inj.call("chroot", libc::SYS_chroot, [data, 0, 0, 0, 0, 0])?;
+    }
+    write_cstr(inj, data, &core.cwd)?;
+    inj.call("chdir", libc::SYS_chdir, [data, 0, 0, 0, 0, 0]).map_err(|e| Error::Step {
+        pid: core.pid,
+        what: format!("working directory {}", core.cwd),
+        source: Box::new(e.into()),
+    })?;
+    inj.call("personality", libc::SYS_personality, [core.personality as u64, 0, 0, 0, 0, 0])?;
+    write_cstr(inj, data, &core.comm)?;
+    prctl(inj, "prctl(PR_SET_NAME)", [PR_SET_NAME, data, 0, 0, 0])?;
+    if core.timer_slack_ns != 0 {
+        prctl(inj, "prctl(PR_SET_TIMERSLACK)", [PR_SET_TIMERSLACK, core.timer_slack_ns, 0, 0, 0])?;
+    }
+    prctl(inj, "prctl(PR_SET_THP_DISABLE)", [PR_SET_THP_DISABLE, core.thp_disabled as u64, 0, 0, 0])?;
+    inj.call("set_tid_address", libc::SYS_set_tid_address, [core.clear_child_tid, 0, 0, 0, 0, 0])?;
+    let robust = [core.robust_list, core.robust_list_len, 0, 0, 0, 0];
+    inj.call("set_robust_list", libc::SYS_set_robust_list, robust)?;
+    if let Some(r) = &core.rseq {
+        inj.call("rseq", libc::SYS_rseq, [r.ptr, r.len as u64, 0, r.signature as u64, 0, 0])?;
+    }
+    Ok(())
+}
+
+/// The settings a credential change resets: parent-death signal, dumpable, and no_new_privs.
+pub fn restore_after_creds(inj: &mut Injector, core: &TaskCore) -> Result<()> {
+    prctl(inj, "prctl(PR_SET_PDEATHSIG)", [PR_SET_PDEATHSIG, core.pdeathsig as u64, 0, 0, 0])?;
+    if core.dumpable == 0 || core.dumpable == 1 {
+        prctl(inj, "prctl(PR_SET_DUMPABLE)", [PR_SET_DUMPABLE, core.dumpable as u64, 0, 0, 0])?;
+    } else {
+        log::warn!("pid {}: dumpable mode {} cannot be set by prctl; left as is", core.pid, core.dumpable);
+    }
+    if core.no_new_privs {
+        prctl(inj, "prctl(PR_SET_NO_NEW_PRIVS)", [PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0])?;
+    }
+    Ok(())
+}

@@ -1,0 +1,85 @@
+//! The mm fields of a process: code/data/brk/stack/argument/environment bounds, the auxiliary vector
+//! and the exe link, all set at once with `prctl(PR_SET_MM, PR_SET_MM_MAP)` (which, unlike the other
+//! `PR_SET_MM` options, needs no CAP_SYS_RESOURCE). This is what makes `/proc/PID/{cmdline,environ,exe,
+//! auxv}` and `brk()` behave after restore as before.
+
+use crate::error::{Error, Result};
+use crate::files::FdImporter;
+use crate::proc::{self, ProcRoot};
+use crate::scratch::write_u64s;
+use stasis_image::model::{MmFields, MmImage};
+use stasis_sys::inject::Injector;
+use stasis_sys::Pid;
+use std::os::fd::AsFd;
+
+const PR_SET_MM: u64 = 35;
+const PR_SET_MM_MAP: u64 = 14;
+/// `sizeof(struct prctl_mm_map)`.
+const MM_MAP_SIZE: u64 = 104;
+/// Words of auxv the kernel keeps (`AT_VECTOR_SIZE` on x86_64 is 2 * (2 + 20 + 1 + ...) = 50 ids).
+const AUXV_MAX_WORDS: usize = 2 * 64;
+
+/// The mm fields from `/proc/PID/stat`, and the current brk (asked of the task: stat only has its start).
+pub fn dump_fields(inj: &mut Injector, root: &ProcRoot, pid: Pid) -> Result<MmFields> {
+    let s = proc::stat(root, pid.0)?;
+    let brk = inj.call("brk", libc::SYS_brk, [0; 6])?;
+    Ok(MmFields {
+        start_code: s.start_code,
+        end_code: s.end_code,
+        start_data: s.start_data,
+        end_data: s.end_data,
+        start_brk: s.start_brk,
+        brk,
+        start_stack: s.start_stack,
+        arg_start: s.arg_start,
+        arg_end: s.arg_end,
+        env_start: s.env_start,
+        env_end: s.env_end,
+    })
+}
+
+/// Set every mm field, the auxv and the exe link in one `PR_SET_MM_MAP`.
+pub fn restore(inj: &mut Injector, imp: &mut FdImporter, pid: Pid, mm: &MmImage) -> Result<()> {
+    let f = mm.fields.clone().unwrap_or_default();
+    if mm.auxv.len() > AUXV_MAX_WORDS || !mm.auxv.len().is_multiple_of(2) {
+        return Err(Error::Incompatible {
+            file: format!("mm-{pid}.img"),
+            what: format!("field auxv: {} words is not a valid auxiliary vector", mm.auxv.len()),
+        });
+    }
+    let exe = std::fs::File::open(&mm.exe_path).map_err(|source| Error::Step {
+        pid: pid.0,
+        what: format!("the exe link {}", mm.exe_path),
+        source: Box::new(Error::Io { path: mm.exe_path.clone().into(), source }),
+    })?;
+    let exe_fd = imp.import(inj, exe.as_fd())?;
+    let data = inj.data();
+    let auxv_addr = data + MM_MAP_SIZE;
+    let auxv_size = (mm.auxv.len() * 8) as u64;
+    let words = [
+        f.start_code,
+        f.end_code,
+        f.start_data,
+        f.end_data,
+        f.start_brk,
+        f.brk,
+        f.start_stack,
+        f.arg_start,
+        f.arg_end,
+        f.env_start,
+        f.env_end,
+        auxv_addr,
+        auxv_size | ((exe_fd as u64) << 32),
+    ];
+    write_u64s(inj, data, &words)?;
+    write_u64s(inj, auxv_addr, &mm.auxv)?;
+    let args = [PR_SET_MM, PR_SET_MM_MAP, data, MM_MAP_SIZE, 0, 0];
+    let set = inj.call("prctl(PR_SET_MM_MAP)", libc::SYS_prctl, args);
+    inj.call("close", libc::SYS_close, [exe_fd as u64, 0, 0, 0, 0, 0])?;
+    set.map_err(|e| Error::Step {
+        pid: pid.0,
+        what: "the mm fields (PR_SET_MM_MAP)".into(),
+        source: Box::new(e.into()),
+    })?;
+    Ok(())
+}

@@ -1,0 +1,138 @@
+//! A task frozen for a dump: seized and interrupted, all signals blocked while we inject, and put back
+//! exactly as it was on resume (registers with the syscall-restart fix-ups, signal mask, scratch area
+//! gone), or killed. Dropping a `Frozen` that was neither resumed nor killed resumes it, so every error
+//! path of the dump leaves the task running.
+
+use crate::error::{Error, Result};
+use crate::regs::{self, RestartBlock};
+use stasis_sys::inject::{Injector, SCRATCH_LEN};
+use stasis_sys::ptrace::{self, Regs, WaitStatus};
+use stasis_sys::{process, Pid};
+
+pub struct Frozen {
+    pub pid: Pid,
+    /// Registers at the freeze.
+    pub regs: Regs,
+    pub xstate: Vec<u8>,
+    /// Blocked signal mask at the freeze.
+    pub sigmask: u64,
+    /// The task was already stopped (SIGSTOP) before we froze it.
+    pub was_stopped: bool,
+    injector: Option<Injector>,
+    /// Registers and mask were read (and signals blocked): they must be put back.
+    captured: bool,
+    done: bool,
+}
+
+impl Frozen {
+    /// Seize and interrupt `pid`, then read its registers and mask and block every signal.
+    pub fn freeze(pid: Pid, was_stopped: bool) -> Result<Frozen> {
+        ptrace::seize(pid, ptrace::OPT_TRACESYSGOOD).map_err(|e| match e.errno() {
+            libc::ESRCH => Error::NoSuchProcess { pid: pid.0 },
+            _ => Error::Sys { pid: pid.0, what: "seizing with ptrace", source: e },
+        })?;
+        let mut frozen = Frozen {
+            pid,
+            regs: zero_regs(),
+            xstate: Vec::new(),
+            sigmask: 0,
+            was_stopped,
+            injector: None,
+            captured: false,
+            done: false,
+        };
+        ptrace::interrupt(pid).map_err(Error::sys(pid.0, "interrupting"))?;
+        frozen.wait_for_stop()?;
+        let (regs, xstate) = regs::dump(pid)?;
+        frozen.regs = regs;
+        frozen.xstate = xstate;
+        frozen.sigmask = ptrace::get_sigmask(pid).map_err(Error::sys(pid.0, "reading the signal mask"))?;
+        frozen.captured = true;
+        ptrace::set_sigmask(pid, u64::MAX).map_err(Error::sys(pid.0, "blocking signals"))?;
+        Ok(frozen)
+    }
+
+    fn wait_for_stop(&mut self) -> Result<()> {
+        loop {
+            match ptrace::wait(self.pid).map_err(Error::sys(self.pid.0, "waiting for the freeze"))? {
+                WaitStatus::Stopped { event, .. } if event == libc::PTRACE_EVENT_STOP => return Ok(()),
+                WaitStatus::Stopped { sig, .. } => {
+                    // A signal was about to be delivered: let it go on; the interrupt stop follows.
+                    log::debug!("pid {}: signal {sig} delivered while freezing", self.pid);
+                    ptrace::cont(self.pid, sig).map_err(Error::sys(self.pid.0, "freezing"))?;
+                }
+                WaitStatus::SyscallStop => {
+                    ptrace::cont(self.pid, 0).map_err(Error::sys(self.pid.0, "freezing"))?;
+                }
+                status => {
+                    self.done = true;
+                    return Err(Error::Exited { pid: self.pid.0, how: format!("{status:?}") });
+                }
+            }
+        }
+    }
+
+    /// The injector, mapping its scratch area on first use; `vdso` is the task's `[vdso]` range.
+    pub fn injector(&mut self, vdso: (u64, u64)) -> Result<&mut Injector> {
+        if self.injector.is_none() {
+            self.injector = Some(Injector::new(self.pid, vdso, None, SCRATCH_LEN)?);
+        }
+        Ok(self.injector.as_mut().expect("just set"))
+    }
+
+    /// Put the task back exactly as it was and let it run (or stay stopped if it was).
+    pub fn resume(mut self) -> Result<()> {
+        self.done = true;
+        self.put_back()
+    }
+
+    /// Kill the task (after a successful dump) and collect the tracer's notification of its death.
+    pub fn kill(mut self) -> Result<()> {
+        self.done = true;
+        if let Some(inj) = self.injector.take() {
+            inj.abandon();
+        }
+        process::kill(self.pid, libc::SIGKILL).map_err(Error::sys(self.pid.0, "killing after the dump"))?;
+        loop {
+            match ptrace::wait(self.pid) {
+                Ok(WaitStatus::Exited(_)) | Ok(WaitStatus::Signaled(_)) | Err(_) => return Ok(()),
+                Ok(_) => {
+                    let _ = ptrace::cont(self.pid, 0);
+                }
+            }
+        }
+    }
+
+    fn put_back(&mut self) -> Result<()> {
+        let pid = self.pid;
+        if let Some(inj) = self.injector.take() {
+            inj.finish()?;
+        }
+        let sig = if self.was_stopped { libc::SIGSTOP } else { 0 };
+        if !self.captured {
+            return ptrace::detach(pid, sig).map_err(Error::sys(pid.0, "detaching"));
+        }
+        let mut regs = self.regs;
+        regs::restart_fixup(&mut regs, RestartBlock::Keep);
+        ptrace::set_regs(pid, &regs).map_err(Error::sys(pid.0, "restoring registers"))?;
+        if !self.xstate.is_empty() {
+            ptrace::set_xstate(pid, &self.xstate).map_err(Error::sys(pid.0, "restoring the XSAVE area"))?;
+        }
+        ptrace::set_sigmask(pid, self.sigmask).map_err(Error::sys(pid.0, "restoring the signal mask"))?;
+        ptrace::detach(pid, sig).map_err(Error::sys(pid.0, "detaching"))
+    }
+}
+
+impl Drop for Frozen {
+    fn drop(&mut self) {
+        if !self.done {
+            if let Err(e) = self.put_back() {
+                log::error!("pid {}: could not resume after a failed dump: {e}", self.pid);
+            }
+        }
+    }
+}
+
+fn zero_regs() -> Regs {
+    regs::from_image(&Default::default())
+}

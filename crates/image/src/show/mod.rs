@@ -1,0 +1,112 @@
+//! `stasis show`: every record of an image as one JSON value, or a summary for a terminal.
+//!
+//! Both read the whole image through [`ImageDir`], so they check what any reader checks (headers,
+//! checksums, the inventory, page maps) and fail with the same errors on a damaged image.
+
+mod names;
+mod text;
+
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use crate::model::{
+    FdTable, FileTable, Inventory, MmImage, PageMap, ProcessEntry, PsTree, TaskCore,
+};
+use crate::{validate_pagemap, ImageDir, ImageError, ImageKind, PAGE_SIZE};
+
+pub use text::render_text;
+
+/// Every record file of one process.
+pub(crate) struct Process {
+    pub(crate) entry: ProcessEntry,
+    pub(crate) cores: Vec<TaskCore>,
+    pub(crate) mm: MmImage,
+    pub(crate) pagemap: PageMap,
+    pub(crate) fds: FdTable,
+}
+
+/// The decoded record files of an image.
+pub(crate) struct Loaded {
+    pub(crate) inventory: Inventory,
+    pub(crate) pstree: PsTree,
+    pub(crate) processes: Vec<Process>,
+    pub(crate) files: FileTable,
+}
+
+impl Loaded {
+    /// Read the inventory, the process tree, every process's files and `files.img`.
+    pub(crate) fn load(dir: &ImageDir) -> Result<Loaded, ImageError> {
+        let inventory = match dir.inventory() {
+            Some(inventory) => inventory.clone(),
+            None => dir.read_one(ImageKind::Inventory, None)?,
+        };
+        let pstree: PsTree = dir.read_one(ImageKind::PsTree, None)?;
+        let processes = pstree
+            .processes
+            .iter()
+            .map(|entry| load_process(dir, entry))
+            .collect::<Result<_, _>>()?;
+        let files = dir.read_one(ImageKind::Files, None)?;
+        Ok(Loaded {
+            inventory,
+            pstree,
+            processes,
+            files,
+        })
+    }
+}
+
+fn load_process(dir: &ImageDir, entry: &ProcessEntry) -> Result<Process, ImageError> {
+    let pid = Some(entry.pid);
+    let pagemap: PageMap = dir.read_one(ImageKind::PageMap, pid)?;
+    validate_pagemap(&ImageKind::PageMap.file_name(pid), &pagemap)?;
+    Ok(Process {
+        entry: entry.clone(),
+        cores: dir.read_records(ImageKind::Core, pid)?,
+        mm: dir.read_one(ImageKind::Mm, pid)?,
+        pagemap,
+        fds: dir.read_one(ImageKind::Fds, pid)?,
+    })
+}
+
+/// Decode every file of the image into one JSON value:
+/// `{ "inventory", "pstree", "processes": { "PID": { "core": [..], "mm", "pagemap": summary, "fds" } },
+/// "files" }`. The page map is summarized (runs, pages, bytes, chunks), not listed.
+pub fn to_json(dir: &ImageDir) -> Result<Value, ImageError> {
+    let image = Loaded::load(dir)?;
+    let mut processes = Map::new();
+    for p in &image.processes {
+        let mut process = Map::new();
+        process.insert("core".into(), value(&p.cores));
+        process.insert("mm".into(), value(&p.mm));
+        process.insert("pagemap".into(), pagemap_summary(&p.pagemap));
+        process.insert("fds".into(), value(&p.fds));
+        processes.insert(p.entry.pid.to_string(), Value::Object(process));
+    }
+    let mut root = Map::new();
+    root.insert("inventory".into(), value(&image.inventory));
+    root.insert("pstree".into(), value(&image.pstree));
+    root.insert("processes".into(), Value::Object(processes));
+    root.insert("files".into(), value(&image.files));
+    Ok(Value::Object(root))
+}
+
+/// The page map in a few numbers.
+fn pagemap_summary(map: &PageMap) -> Value {
+    let mut summary = Map::new();
+    summary.insert("runs".into(), map.runs.len().into());
+    summary.insert("total_pages".into(), map.total_pages.into());
+    summary.insert(
+        "bytes".into(),
+        map.total_pages.saturating_mul(PAGE_SIZE).into(),
+    );
+    summary.insert("chunk_size".into(), map.chunk_size.into());
+    summary.insert("chunks".into(), map.chunk_checksums.len().into());
+    Value::Object(summary)
+}
+
+/// A record as JSON. The model types serialize without error; should one ever fail, the error text
+/// stands in for it rather than a panic.
+fn value<T: Serialize>(record: &T) -> Value {
+    serde_json::to_value(record).unwrap_or_else(|e| Value::String(format!("cannot serialize: {e}")))
+}

@@ -1,0 +1,225 @@
+//! Names and formats for the text summary: signals, resource limits, protections, open flags,
+//! sizes and times.
+
+use crate::model::{FileEntry, FileKind, VmaKind};
+
+const SIGNALS: [&str; 31] = [
+    "SIGHUP",
+    "SIGINT",
+    "SIGQUIT",
+    "SIGILL",
+    "SIGTRAP",
+    "SIGABRT",
+    "SIGBUS",
+    "SIGFPE",
+    "SIGKILL",
+    "SIGUSR1",
+    "SIGSEGV",
+    "SIGUSR2",
+    "SIGPIPE",
+    "SIGALRM",
+    "SIGTERM",
+    "SIGSTKFLT",
+    "SIGCHLD",
+    "SIGCONT",
+    "SIGSTOP",
+    "SIGTSTP",
+    "SIGTTIN",
+    "SIGTTOU",
+    "SIGURG",
+    "SIGXCPU",
+    "SIGXFSZ",
+    "SIGVTALRM",
+    "SIGPROF",
+    "SIGWINCH",
+    "SIGIO",
+    "SIGPWR",
+    "SIGSYS",
+];
+
+const RLIMITS: [&str; 16] = [
+    "cpu",
+    "fsize",
+    "data",
+    "stack",
+    "core",
+    "rss",
+    "nproc",
+    "nofile",
+    "memlock",
+    "as",
+    "locks",
+    "sigpending",
+    "msgqueue",
+    "nice",
+    "rtprio",
+    "rttime",
+];
+
+/// `SIGINT` for 2, `SIGRTMIN+3` for 37, `SIG99` for what has no name.
+pub(super) fn signal(signo: i64) -> String {
+    match signo {
+        1..=31 => SIGNALS[(signo - 1) as usize].to_owned(),
+        34..=64 => format!("SIGRTMIN+{}", signo - 34),
+        _ => format!("SIG{signo}"),
+    }
+}
+
+/// A signal handler address: `SIG_DFL`, `SIG_IGN` or the address.
+pub(super) fn handler(address: u64) -> String {
+    match address {
+        0 => "SIG_DFL".into(),
+        1 => "SIG_IGN".into(),
+        _ => format!("{address:#x}"),
+    }
+}
+
+/// `nofile` for `RLIMIT_NOFILE`.
+pub(super) fn rlimit(resource: u32) -> String {
+    match RLIMITS.get(resource as usize) {
+        Some(name) => (*name).to_owned(),
+        None => format!("resource {resource}"),
+    }
+}
+
+/// A limit value, `unlimited` for `RLIM_INFINITY`.
+pub(super) fn limit_value(value: u64) -> String {
+    if value == u64::MAX {
+        "unlimited".into()
+    } else {
+        value.to_string()
+    }
+}
+
+/// `rw-p` as `/proc/PID/maps` shows protection and sharing.
+pub(super) fn prot_flags(prot: u32, flags: u32) -> String {
+    let bit = |mask: u32, c: char| if prot & mask != 0 { c } else { '-' };
+    let share = if flags & 1 != 0 { 's' } else { 'p' };
+    let grows = if flags & 0x100 != 0 { " growsdown" } else { "" };
+    format!(
+        "{}{}{}{share}{grows}",
+        bit(1, 'r'),
+        bit(2, 'w'),
+        bit(4, 'x')
+    )
+}
+
+/// The name of a `Vma::kind` value.
+pub(super) fn vma_kind(kind: i32) -> String {
+    match VmaKind::try_from(kind) {
+        Ok(VmaKind::Anon) => "anon".into(),
+        Ok(VmaKind::File) => "file".into(),
+        Ok(VmaKind::SharedAnon) => "shmem".into(),
+        Ok(VmaKind::Vdso) => "vdso".into(),
+        Ok(VmaKind::Vvar) => "vvar".into(),
+        Ok(VmaKind::VvarVclock) => "vclock".into(),
+        Ok(VmaKind::Vsyscall) => "vsyscall".into(),
+        Err(_) => format!("kind {kind}"),
+    }
+}
+
+/// The kind, path and position of an open file.
+pub(super) fn file_kind(file: &FileEntry) -> (&'static str, &str, Option<u64>) {
+    match &file.kind {
+        Some(FileKind::Regular(f)) => ("file", &f.path, Some(f.pos)),
+        Some(FileKind::Directory(d)) => ("dir", &d.path, Some(d.pos)),
+        Some(FileKind::CharDevice(c)) => ("chrdev", &c.path, None),
+        Some(FileKind::Terminal(t)) if t.external => ("tty (external)", &t.path, None),
+        Some(FileKind::Terminal(t)) => ("tty", &t.path, None),
+        None => ("unknown", "", None),
+    }
+}
+
+/// Open flags as names: `O_RDWR|O_APPEND|O_NONBLOCK`.
+pub(super) fn open_flags(flags: u32) -> String {
+    const NAMED: [(u32, &str); 7] = [
+        (0o2000, "O_APPEND"),
+        (0o4000, "O_NONBLOCK"),
+        (0o10000, "O_DSYNC"),
+        (0o20000, "O_ASYNC"),
+        (0o40000, "O_DIRECT"),
+        (0o400000, "O_NOATIME"),
+        (0o4010000, "O_SYNC"),
+    ];
+    let mut out = match flags & 3 {
+        0 => "O_RDONLY".to_owned(),
+        1 => "O_WRONLY".to_owned(),
+        2 => "O_RDWR".to_owned(),
+        _ => "O_ACCMODE".to_owned(),
+    };
+    let mut rest = flags & !3 & !0o100000; // O_LARGEFILE says nothing on x86_64
+    for (mask, name) in NAMED.iter().rev() {
+        if rest & mask == *mask {
+            out.push('|');
+            out.push_str(name);
+            rest &= !mask;
+        }
+    }
+    if rest != 0 {
+        out.push_str(&format!("|{rest:#o}"));
+    }
+    out
+}
+
+/// `12 KiB`, `3.5 MiB`.
+pub(super) fn bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = n as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{n} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
+/// Milliseconds since the epoch as `2026-03-21 12:34:56 UTC`.
+pub(super) fn unix_ms(ms: u64) -> String {
+    let secs = ms / 1000;
+    let days = (secs / 86_400) as i64;
+    let (h, m, s) = (secs / 3600 % 24, secs / 60 % 60, secs % 60);
+    let (year, month, day) = civil_from_days(days);
+    format!("{year:04}-{month:02}-{day:02} {h:02}:{m:02}:{s:02} UTC")
+}
+
+/// The proleptic Gregorian date of a day number since 1970-01-01 (Howard Hinnant's algorithm).
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_and_formats() {
+        assert_eq!(signal(2), "SIGINT");
+        assert_eq!(signal(31), "SIGSYS");
+        assert_eq!(signal(36), "SIGRTMIN+2");
+        assert_eq!(signal(0), "SIG0");
+        assert_eq!(rlimit(7), "nofile");
+        assert_eq!(rlimit(99), "resource 99");
+        assert_eq!(prot_flags(3, 2), "rw-p");
+        assert_eq!(prot_flags(5, 1), "r-xs");
+        assert_eq!(open_flags(0o2 | 0o4000 | 0o100000), "O_RDWR|O_NONBLOCK");
+        assert_eq!(open_flags(0o4010001), "O_WRONLY|O_SYNC");
+        assert_eq!(bytes(512), "512 B");
+        assert_eq!(bytes(3 << 20), "3.0 MiB");
+        assert_eq!(unix_ms(0), "1970-01-01 00:00:00 UTC");
+        assert_eq!(unix_ms(1_709_210_096_000), "2024-02-29 12:34:56 UTC");
+        assert!(unix_ms(u64::MAX).ends_with("UTC"));
+    }
+}

@@ -1,0 +1,218 @@
+//! The text summary of `stasis show`: the image header, then per process its tasks, memory areas,
+//! fds, signals, credentials and limits.
+
+use std::fmt::Write;
+
+use super::names;
+use super::{Loaded, Process};
+use crate::model::{FileTable, Inventory, PageMap, TaskCore, Vma};
+use crate::{ImageDir, ImageError, PAGE_SIZE};
+
+/// A human-readable summary of the image for a terminal: the header (root pid, tool and format
+/// version, kernel, creation time), then for each process its command, threads, memory areas (with
+/// the pages dumped from each), fds, signal handlers, credentials and limits.
+pub fn render_text(dir: &ImageDir) -> Result<String, ImageError> {
+    let image = Loaded::load(dir)?;
+    let mut out = String::new();
+    header(&mut out, dir, &image.inventory, image.processes.len());
+    for process in &image.processes {
+        render_process(&mut out, process, &image.files);
+    }
+    Ok(out)
+}
+
+fn header(out: &mut String, dir: &ImageDir, inv: &Inventory, processes: usize) {
+    let _ = writeln!(out, "image {}", dir.path().display());
+    let _ = writeln!(
+        out,
+        "  root pid      {} ({processes} processes)",
+        inv.root_pid
+    );
+    let _ = writeln!(
+        out,
+        "  written by    stasis {} (image format {}.{})",
+        inv.tool_version, inv.format_major, inv.format_minor
+    );
+    let _ = writeln!(out, "  kernel        {}", inv.kernel_release);
+    let _ = writeln!(
+        out,
+        "  created       {}",
+        names::unix_ms(inv.created_unix_ms)
+    );
+    let _ = writeln!(out, "  xfeatures     {:#x}", inv.xfeatures);
+    let _ = writeln!(out, "  page size     {}", inv.page_size);
+    let _ = writeln!(
+        out,
+        "  shell job     {}",
+        if inv.shell_job { "yes" } else { "no" }
+    );
+    let total: u64 = inv.files.iter().map(|f| f.size).sum();
+    let _ = writeln!(
+        out,
+        "  files         {} ({})",
+        inv.files.len(),
+        names::bytes(total)
+    );
+}
+
+fn render_process(out: &mut String, p: &Process, files: &FileTable) {
+    let e = &p.entry;
+    let comm = p.cores.first().map_or("?", |c| c.comm.as_str());
+    let stopped = if e.stopped { ", stopped" } else { "" };
+    let _ = writeln!(out, "\nprocess {} ({comm}){stopped}", e.pid);
+    let _ = writeln!(out, "  ppid {}  pgid {}  sid {}", e.ppid, e.pgid, e.sid);
+    let _ = writeln!(out, "  exe {}", p.mm.exe_path);
+    if let Some(main) = p.cores.first() {
+        let _ = writeln!(out, "  cwd {}  root {}", main.cwd, main.root);
+    }
+    threads(out, &p.cores);
+    memory(out, &p.mm.vmas, &p.pagemap);
+    fds(out, p, files);
+    if let Some(main) = p.cores.first() {
+        signals(out, main);
+        creds(out, main);
+        limits(out, main);
+    }
+}
+
+fn threads(out: &mut String, cores: &[TaskCore]) {
+    let _ = writeln!(out, "  threads ({}):", cores.len());
+    for core in cores {
+        let (ip, sp) = core.regs.as_ref().map_or((0, 0), |r| (r.rip, r.rsp));
+        let _ = writeln!(
+            out,
+            "    {:<8} {:<16} ip {ip:#018x}  sp {sp:#018x}  sigmask {:#x}",
+            core.pid, core.comm, core.sigmask
+        );
+    }
+}
+
+fn memory(out: &mut String, vmas: &[Vma], map: &PageMap) {
+    let dumped = map.total_pages.saturating_mul(PAGE_SIZE);
+    let _ = writeln!(
+        out,
+        "  memory ({} areas, {} pages dumped = {}):",
+        vmas.len(),
+        map.total_pages,
+        names::bytes(dumped)
+    );
+    let _ = writeln!(
+        out,
+        "    {:<33} {:<5} {:<8} {:>8}  name",
+        "start-end", "perm", "kind", "pages"
+    );
+    for vma in vmas {
+        let _ = writeln!(
+            out,
+            "    {:016x}-{:016x} {:<5} {:<8} {:>8}  {}",
+            vma.start,
+            vma.end,
+            names::prot_flags(vma.prot, vma.flags),
+            names::vma_kind(vma.kind),
+            pages_in(map, vma.start, vma.end),
+            vma.name
+        );
+    }
+}
+
+/// How many pages of `map` lie in `[start, end)`. The runs are ascending and disjoint (the page map
+/// was validated), so the search starts at the first run that ends after `start`.
+fn pages_in(map: &PageMap, start: u64, end: u64) -> u64 {
+    let run_end = |vaddr: u64, nr: u64| vaddr.saturating_add(nr.saturating_mul(PAGE_SIZE));
+    let first = map
+        .runs
+        .partition_point(|r| run_end(r.vaddr, r.nr_pages) <= start);
+    let mut pages = 0u64;
+    for run in map.runs.iter().skip(first).take_while(|r| r.vaddr < end) {
+        let lo = run.vaddr.max(start);
+        let hi = run_end(run.vaddr, run.nr_pages).min(end);
+        pages = pages.saturating_add(hi.saturating_sub(lo) / PAGE_SIZE);
+    }
+    pages
+}
+
+fn fds(out: &mut String, p: &Process, files: &FileTable) {
+    let _ = writeln!(out, "  fds ({}):", p.fds.fds.len());
+    for fd in &p.fds.fds {
+        let cloexec = if fd.cloexec { " cloexec" } else { "" };
+        match files.files.iter().find(|f| f.id == fd.file_id) {
+            Some(file) => {
+                let (kind, path, pos) = names::file_kind(file);
+                let pos = pos.map_or(String::new(), |pos| format!(" pos {pos}"));
+                let flags = names::open_flags(file.flags);
+                let _ = writeln!(
+                    out,
+                    "    {:>4} -> {kind:<8} {path}{pos} {flags}{cloexec}",
+                    fd.fd
+                );
+            }
+            None => {
+                let _ = writeln!(
+                    out,
+                    "    {:>4} -> file id {} (not in files.img)",
+                    fd.fd, fd.file_id
+                );
+            }
+        }
+    }
+}
+
+fn signals(out: &mut String, core: &TaskCore) {
+    let caught: Vec<_> = core.sigactions.iter().filter(|a| a.handler != 0).collect();
+    let _ = writeln!(
+        out,
+        "  signals: blocked {:#x}, {} handlers set",
+        core.sigmask,
+        caught.len()
+    );
+    for action in caught {
+        let _ = writeln!(
+            out,
+            "    {:<12} {}  flags {:#x}  mask {:#x}",
+            names::signal(action.signo.into()),
+            names::handler(action.handler),
+            action.flags,
+            action.mask
+        );
+    }
+    for pending in &core.pending {
+        let queue = if pending.shared { "process" } else { "thread" };
+        let _ = writeln!(
+            out,
+            "    pending {} ({queue})",
+            names::signal(pending.signo.into())
+        );
+    }
+}
+
+fn creds(out: &mut String, core: &TaskCore) {
+    let Some(c) = &core.creds else {
+        return;
+    };
+    let _ = writeln!(
+        out,
+        "  creds: uid {}/{}/{}/{}  gid {}/{}/{}/{}  groups {:?}",
+        c.uid, c.euid, c.suid, c.fsuid, c.gid, c.egid, c.sgid, c.fsgid, c.groups
+    );
+    let _ = writeln!(
+        out,
+        "    caps eff {:#x} prm {:#x} inh {:#x} bnd {:#x} amb {:#x}  securebits {:#x}",
+        c.cap_eff, c.cap_prm, c.cap_inh, c.cap_bnd, c.cap_amb, c.securebits
+    );
+}
+
+fn limits(out: &mut String, core: &TaskCore) {
+    if core.rlimits.is_empty() {
+        return;
+    }
+    let _ = writeln!(out, "  limits:");
+    for limit in &core.rlimits {
+        let _ = writeln!(
+            out,
+            "    {:<12} {:>20} {:>20}",
+            names::rlimit(limit.resource),
+            names::limit_value(limit.cur),
+            names::limit_value(limit.max)
+        );
+    }
+}

@@ -1,0 +1,88 @@
+//! File descriptor system calls: pidfds, taking another process's fds, pipes and splice, kcmp.
+
+use crate::{check, Pid, SysError};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+
+/// `pidfd_open(2)`.
+pub fn pidfd_open(pid: Pid) -> Result<OwnedFd, SysError> {
+    // SAFETY: plain integer arguments.
+    let ret = unsafe { libc::syscall(libc::SYS_pidfd_open, pid.0, 0) };
+    let fd = check("pidfd_open", ret)?;
+    // SAFETY: the kernel just returned this fd to us; nobody else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+}
+
+/// `pidfd_getfd(2)`: a duplicate of fd `target_fd` of the process behind `pidfd`.
+pub fn pidfd_getfd(pidfd: BorrowedFd<'_>, target_fd: i32) -> Result<OwnedFd, SysError> {
+    // SAFETY: plain integer arguments.
+    let ret = unsafe { libc::syscall(libc::SYS_pidfd_getfd, pidfd.as_raw_fd(), target_fd, 0) };
+    let fd = check("pidfd_getfd", ret)?;
+    // SAFETY: the kernel just returned this fd to us; nobody else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+}
+
+/// `pipe2(2)` with `O_CLOEXEC`: (read end, write end).
+pub fn pipe() -> Result<(OwnedFd, OwnedFd), SysError> {
+    let mut fds = [0i32; 2];
+    // SAFETY: `fds` is a valid array of two ints for the kernel to fill.
+    let ret = unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) };
+    check("pipe2", ret as libc::c_long)?;
+    // SAFETY: the kernel just returned these fds to us; nobody else owns them.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
+/// `fcntl(F_SETPIPE_SZ)`: returns the size the kernel chose.
+pub fn set_pipe_size(fd: BorrowedFd<'_>, size: usize) -> Result<usize, SysError> {
+    // SAFETY: plain integer arguments on a borrowed, open fd.
+    let ret = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETPIPE_SZ, size as libc::c_int) };
+    check("fcntl(F_SETPIPE_SZ)", ret as libc::c_long).map(|n| n as usize)
+}
+
+/// `fcntl(F_GETPIPE_SZ)`.
+pub fn pipe_size(fd: BorrowedFd<'_>) -> Result<usize, SysError> {
+    // SAFETY: plain integer arguments on a borrowed, open fd.
+    let ret = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GETPIPE_SZ) };
+    check("fcntl(F_GETPIPE_SZ)", ret as libc::c_long).map(|n| n as usize)
+}
+
+/// `splice(2)` from a pipe to `out` at file offset `*off` (advanced by the kernel); returns the bytes
+/// moved (0 at end of data).
+pub fn splice_to_file(pipe: BorrowedFd<'_>, out: BorrowedFd<'_>, off: &mut i64, len: usize) -> Result<usize, SysError> {
+    // SAFETY: `off` is a valid in/out offset; the fds are borrowed and open.
+    let ret =
+        unsafe { libc::splice(pipe.as_raw_fd(), std::ptr::null_mut(), out.as_raw_fd(), off, len, libc::SPLICE_F_MOVE) };
+    check("splice", ret as libc::c_long).map(|n| n as usize)
+}
+
+/// `kcmp(2)` types.
+pub const KCMP_FILE: i32 = 0;
+
+/// `kcmp(2)`: 0 if the two objects are the same, otherwise an ordering value (1, 2 or 3).
+pub fn kcmp(pid1: Pid, pid2: Pid, kind: i32, idx1: u64, idx2: u64) -> Result<i32, SysError> {
+    // SAFETY: plain integer arguments.
+    let ret = unsafe { libc::syscall(libc::SYS_kcmp, pid1.0, pid2.0, kind, idx1, idx2) };
+    check("kcmp", ret).map(|n| n as i32)
+}
+
+/// `fcntl(F_GETFD)` on our own fd.
+pub fn fd_flags(fd: BorrowedFd<'_>) -> Result<i32, SysError> {
+    // SAFETY: plain integer arguments on a borrowed, open fd.
+    let ret = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GETFD) };
+    check("fcntl(F_GETFD)", ret as libc::c_long).map(|n| n as i32)
+}
+
+/// `isatty(3)`.
+pub fn is_tty(fd: BorrowedFd<'_>) -> bool {
+    // SAFETY: plain integer argument on a borrowed, open fd.
+    unsafe { libc::isatty(fd.as_raw_fd()) == 1 }
+}
+
+/// `fcntl(F_SETFL)` adding `flags` to the file status flags of our fd.
+pub fn add_status_flags(fd: BorrowedFd<'_>, flags: i32) -> Result<(), SysError> {
+    // SAFETY: plain integer arguments on a borrowed, open fd.
+    let cur = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GETFL) };
+    check("fcntl(F_GETFL)", cur as libc::c_long)?;
+    // SAFETY: as above.
+    let ret = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, cur | flags) };
+    check("fcntl(F_SETFL)", ret as libc::c_long).map(drop)
+}

@@ -1,0 +1,244 @@
+//! The injection engine: make a stopped, traced task execute one system call at a time.
+//!
+//! The task runs no code of ours. The first call (an `mmap` of a scratch area) goes through a
+//! `syscall` instruction found in the task's vDSO, with `PTRACE_SYSCALL` stopping the task at the
+//! syscall exit. The scratch area's first page then holds `syscall; int3`, and every further call
+//! points the instruction pointer there and runs to the `int3` stop: one stop per call. The rest of
+//! the scratch area is a data area for arguments and results. The last call, unmapping the scratch
+//! area, goes through the vDSO again (its `int3` would no longer exist).
+//!
+//! Invariants: every injected register set has `orig_rax = -1`, so the kernel's syscall-restart logic
+//! never rewrites our registers; the caller blocks all signals (`PTRACE_SETSIGMASK`) while injecting, so
+//! the only stops are ours; the caller restores the task's own registers when done.
+
+use crate::mem::ProcMem;
+use crate::ptrace::{self, Regs, WaitStatus};
+use crate::{Pid, SysError};
+use std::io;
+
+/// `syscall; int3`.
+const CODE: [u8; 3] = [0x0f, 0x05, 0xcc];
+const PAGE: u64 = 4096;
+/// Default size of the scratch area: one code page and 15 data pages.
+pub const SCRATCH_LEN: u64 = 16 * PAGE;
+
+/// An injection went wrong.
+#[derive(Debug, thiserror::Error)]
+pub enum InjectError {
+    #[error("pid {pid}")]
+    Ptrace {
+        pid: Pid,
+        #[source]
+        source: SysError,
+    },
+    #[error("pid {pid}: injected {call}")]
+    Failed {
+        pid: Pid,
+        call: &'static str,
+        #[source]
+        source: io::Error,
+    },
+    #[error("pid {pid} exited during injection ({status:?})")]
+    Died { pid: Pid, status: WaitStatus },
+    #[error("pid {pid}: unexpected stop during injected {call}: {status:?}")]
+    UnexpectedStop { pid: Pid, call: &'static str, status: WaitStatus },
+    #[error("pid {pid}: no vDSO with a syscall instruction")]
+    NoGadget { pid: Pid },
+    #[error("pid {pid}: scratch area at {addr:#x} landed at {got:#x}")]
+    ScratchMoved { pid: Pid, addr: u64, got: u64 },
+    #[error("pid {pid}: memory at {addr:#x}")]
+    Memory {
+        pid: Pid,
+        addr: u64,
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// A task that executes system calls on our behalf.
+pub struct Injector {
+    pid: Pid,
+    mem: ProcMem,
+    /// Address of a `syscall` instruction in the vDSO, and its offset there.
+    gadget: u64,
+    gadget_off: u64,
+    scratch: u64,
+    scratch_len: u64,
+    /// Register template: the task's registers when the injector was made.
+    template: Regs,
+    live: bool,
+}
+
+impl Injector {
+    /// Map a scratch area into the stopped task `pid`: at `hint` exactly (`MAP_FIXED_NOREPLACE`) when
+    /// given, anywhere otherwise. `vdso` is the task's `[vdso]` range.
+    pub fn new(pid: Pid, vdso: (u64, u64), hint: Option<u64>, len: u64) -> Result<Injector, InjectError> {
+        let mem = ProcMem::open(pid).map_err(|source| InjectError::Memory { pid, addr: vdso.0, source })?;
+        let gadget_off = find_gadget(&mem, vdso).ok_or(InjectError::NoGadget { pid })?;
+        let template = ptrace::get_regs(pid).map_err(|source| InjectError::Ptrace { pid, source })?;
+        let mut inj = Injector {
+            pid,
+            mem,
+            gadget: vdso.0 + gadget_off,
+            gadget_off,
+            scratch: 0,
+            scratch_len: len,
+            template,
+            live: false,
+        };
+        let mut flags = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS;
+        if hint.is_some() {
+            flags |= libc::MAP_FIXED_NOREPLACE;
+        }
+        let prot = libc::PROT_READ | libc::PROT_WRITE | libc::PROT_EXEC;
+        let args = [hint.unwrap_or(0), len, prot as u64, flags as u64, u64::MAX, 0];
+        let addr = inj.via_gadget("mmap", libc::SYS_mmap, args)?;
+        if let Some(want) = hint.filter(|&h| h != addr) {
+            return Err(InjectError::ScratchMoved { pid, addr: want, got: addr });
+        }
+        inj.scratch = addr;
+        inj.live = true;
+        inj.write(addr, &CODE)?;
+        Ok(inj)
+    }
+
+    pub fn pid(&self) -> Pid {
+        self.pid
+    }
+
+    /// The scratch area: `(start, end)`.
+    pub fn scratch(&self) -> (u64, u64) {
+        (self.scratch, self.scratch + self.scratch_len)
+    }
+
+    /// Start of the data area (everything after the code page).
+    pub fn data(&self) -> u64 {
+        self.scratch + PAGE
+    }
+
+    /// Size of the data area.
+    pub fn data_len(&self) -> u64 {
+        self.scratch_len - PAGE
+    }
+
+    /// The vDSO moved to `base` (restore remaps it): follow it.
+    pub fn vdso_moved(&mut self, base: u64) {
+        self.gadget = base + self.gadget_off;
+    }
+
+    /// Write into the task's memory (any protection).
+    pub fn write(&self, addr: u64, bytes: &[u8]) -> Result<(), InjectError> {
+        self.mem.write(addr, bytes).map_err(|source| InjectError::Memory { pid: self.pid, addr, source })
+    }
+
+    /// Read from the task's memory (any protection).
+    pub fn read(&self, addr: u64, buf: &mut [u8]) -> Result<(), InjectError> {
+        self.mem.read(addr, buf).map_err(|source| InjectError::Memory { pid: self.pid, addr, source })
+    }
+
+    pub fn mem(&self) -> &ProcMem {
+        &self.mem
+    }
+
+    /// Execute system call `nr` in the task; return its raw result (a negative errno on failure).
+    pub fn raw(&mut self, call: &'static str, nr: i64, args: [u64; 6]) -> Result<i64, InjectError> {
+        let mut regs = self.call_regs(nr, args);
+        regs.rip = self.scratch;
+        self.set_regs(&regs)?;
+        ptrace::cont(self.pid, 0).map_err(|source| InjectError::Ptrace { pid: self.pid, source })?;
+        match self.wait()? {
+            WaitStatus::Stopped { sig: libc::SIGTRAP, event: 0 } => Ok(self.result()? as i64),
+            status => Err(InjectError::UnexpectedStop { pid: self.pid, call, status }),
+        }
+    }
+
+    /// Execute system call `nr` in the task; a negative result becomes an error naming `call`.
+    pub fn call(&mut self, call: &'static str, nr: i64, args: [u64; 6]) -> Result<u64, InjectError> {
+        let ret = self.raw(call, nr, args)?;
+        self.errno(call, ret)
+    }
+
+    /// Unmap the scratch area with the very last injected call, ending at its syscall-exit stop. The
+    /// task's registers are then the caller's to set.
+    pub fn finish(mut self) -> Result<(), InjectError> {
+        let (start, len) = (self.scratch, self.scratch_len);
+        self.via_gadget("munmap", libc::SYS_munmap, [start, len, 0, 0, 0, 0])?;
+        self.live = false;
+        Ok(())
+    }
+
+    /// Give up the injector without unmapping the scratch area (the task is about to be killed).
+    pub fn abandon(mut self) {
+        self.live = false;
+    }
+
+    fn via_gadget(&mut self, call: &'static str, nr: i64, args: [u64; 6]) -> Result<u64, InjectError> {
+        let mut regs = self.call_regs(nr, args);
+        regs.rip = self.gadget;
+        self.set_regs(&regs)?;
+        for _ in 0..2 {
+            ptrace::syscall(self.pid).map_err(|source| InjectError::Ptrace { pid: self.pid, source })?;
+            match self.wait()? {
+                WaitStatus::SyscallStop => {}
+                status => return Err(InjectError::UnexpectedStop { pid: self.pid, call, status }),
+            }
+        }
+        let ret = self.result()? as i64;
+        self.errno(call, ret)
+    }
+
+    fn call_regs(&self, nr: i64, args: [u64; 6]) -> Regs {
+        let mut regs = self.template;
+        regs.rax = nr as u64;
+        regs.orig_rax = u64::MAX;
+        regs.rdi = args[0];
+        regs.rsi = args[1];
+        regs.rdx = args[2];
+        regs.r10 = args[3];
+        regs.r8 = args[4];
+        regs.r9 = args[5];
+        regs
+    }
+
+    fn set_regs(&self, regs: &Regs) -> Result<(), InjectError> {
+        ptrace::set_regs(self.pid, regs).map_err(|source| InjectError::Ptrace { pid: self.pid, source })
+    }
+
+    fn result(&self) -> Result<u64, InjectError> {
+        let regs = ptrace::get_regs(self.pid).map_err(|source| InjectError::Ptrace { pid: self.pid, source })?;
+        Ok(regs.rax)
+    }
+
+    fn wait(&self) -> Result<WaitStatus, InjectError> {
+        let status = ptrace::wait(self.pid).map_err(|source| InjectError::Ptrace { pid: self.pid, source })?;
+        match status {
+            WaitStatus::Exited(_) | WaitStatus::Signaled(_) => Err(InjectError::Died { pid: self.pid, status }),
+            s => Ok(s),
+        }
+    }
+
+    fn errno(&self, call: &'static str, ret: i64) -> Result<u64, InjectError> {
+        if (-4095..0).contains(&ret) {
+            let source = io::Error::from_raw_os_error(-ret as i32);
+            return Err(InjectError::Failed { pid: self.pid, call, source });
+        }
+        Ok(ret as u64)
+    }
+}
+
+impl Drop for Injector {
+    fn drop(&mut self) {
+        if self.live {
+            let (start, len) = (self.scratch, self.scratch_len);
+            let _ = self.via_gadget("munmap", libc::SYS_munmap, [start, len, 0, 0, 0, 0]);
+        }
+    }
+}
+
+/// Offset of a `syscall` instruction (0f 05) in the vDSO text. Any occurrence works: the task stops at
+/// the syscall exit before it could run whatever follows.
+fn find_gadget(mem: &ProcMem, vdso: (u64, u64)) -> Option<u64> {
+    let mut text = vec![0u8; (vdso.1 - vdso.0) as usize];
+    mem.read(vdso.0, &mut text).ok()?;
+    text.windows(2).position(|w| w == [0x0f, 0x05]).map(|p| p as u64)
+}

@@ -1,0 +1,108 @@
+//! Creating, signalling and inspecting processes: `clone3(2)` with a chosen PID, kill, robust lists.
+
+use crate::ptrace::{self, WaitStatus};
+use crate::{check, Pid, SysError};
+
+/// `struct clone_args` (include/uapi/linux/sched.h, size version 2).
+#[repr(C)]
+#[derive(Default)]
+struct CloneArgs {
+    flags: u64,
+    pidfd: u64,
+    child_tid: u64,
+    parent_tid: u64,
+    exit_signal: u64,
+    stack: u64,
+    stack_size: u64,
+    tls: u64,
+    set_tid: u64,
+    set_tid_size: u64,
+    cgroup: u64,
+}
+
+/// Why a traced child could not be created.
+#[derive(Debug, thiserror::Error)]
+pub enum SpawnError {
+    #[error("clone3 with set_tid {pid}")]
+    Clone {
+        pid: Pid,
+        #[source]
+        source: SysError,
+    },
+    #[error("new task {pid} did not stop as expected: {status:?}")]
+    NoStop { pid: Pid, status: WaitStatus },
+    #[error("new task {pid}")]
+    Wait {
+        pid: Pid,
+        #[source]
+        source: SysError,
+    },
+}
+
+/// Create a child of the calling thread with exactly the PID `pid` (`clone3(2)` with `set_tid`), traced
+/// by the calling thread and stopped.
+///
+/// The child is a copy of the caller (fork semantics) that runs no code of ours beyond four raw system
+/// calls: `PTRACE_TRACEME`, `kill(getpid(), SIGSTOP)`, and `exit_group` should it ever be resumed as is.
+/// On return it is in a signal-delivery stop for SIGSTOP with `PTRACE_O_TRACESYSGOOD | EXITKILL` set, so
+/// it dies if the caller exits. Fails with `EEXIST` when `pid` is taken.
+pub fn spawn_traced(pid: Pid) -> Result<Pid, SpawnError> {
+    let set_tid = [pid.0];
+    let args = CloneArgs {
+        exit_signal: libc::SIGCHLD as u64,
+        set_tid: set_tid.as_ptr() as u64,
+        set_tid_size: 1,
+        ..CloneArgs::default()
+    };
+    // SAFETY: `args` and `set_tid` outlive the call. Without CLONE_VM the child gets a copy of our
+    // memory and continues on a copy of this stack (fork semantics); in the child we only make raw
+    // system calls, which are async-signal-safe even though other threads of ours did not survive.
+    let ret = unsafe { libc::syscall(libc::SYS_clone3, &args as *const CloneArgs, std::mem::size_of::<CloneArgs>()) };
+    if ret == 0 {
+        child_stop_for_tracer();
+    }
+    let child = Pid(check("clone3", ret).map_err(|source| SpawnError::Clone { pid, source })? as i32);
+    match ptrace::wait(child).map_err(|source| SpawnError::Wait { pid: child, source })? {
+        WaitStatus::Stopped { sig: libc::SIGSTOP, .. } => {}
+        status => return Err(SpawnError::NoStop { pid: child, status }),
+    }
+    ptrace::set_options(child, ptrace::OPT_TRACESYSGOOD | ptrace::OPT_EXITKILL)
+        .map_err(|source| SpawnError::Wait { pid: child, source })?;
+    Ok(child)
+}
+
+/// The child side of [`spawn_traced`]: raw system calls only (glibc's cached pid is the parent's).
+fn child_stop_for_tracer() -> ! {
+    // SAFETY: raw system calls with integer arguments; no memory is touched and no lock is taken.
+    unsafe {
+        libc::syscall(libc::SYS_ptrace, libc::PTRACE_TRACEME, 0, 0, 0);
+        let me = libc::syscall(libc::SYS_getpid);
+        libc::syscall(libc::SYS_kill, me, libc::SIGSTOP);
+        libc::syscall(libc::SYS_exit_group, 127);
+    }
+    unreachable!("exit_group returned")
+}
+
+/// `kill(2)`.
+pub fn kill(pid: Pid, sig: i32) -> Result<(), SysError> {
+    // SAFETY: plain integer arguments.
+    let ret = unsafe { libc::kill(pid.0, sig) };
+    check("kill", ret as libc::c_long).map(drop)
+}
+
+/// `get_robust_list(2)` of another task: (head address, length).
+pub fn get_robust_list(tid: Pid) -> Result<(u64, u64), SysError> {
+    let mut head: u64 = 0;
+    let mut len: usize = 0;
+    // SAFETY: `head` and `len` are valid out pointers of the sizes the kernel writes.
+    let ret = unsafe { libc::syscall(libc::SYS_get_robust_list, tid.0, &mut head as *mut u64, &mut len as *mut usize) };
+    check("get_robust_list", ret)?;
+    Ok((head, len as u64))
+}
+
+/// Our own current rseq registration would be inherited by a child; nothing to do here, but the
+/// restore side needs the calling thread's id to find it.
+pub fn gettid() -> Pid {
+    // SAFETY: no arguments.
+    Pid(unsafe { libc::syscall(libc::SYS_gettid) } as i32)
+}

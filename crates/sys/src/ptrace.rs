@@ -1,0 +1,230 @@
+//! ptrace(2) requests: seize, interrupt, resume, register sets, signal state, rseq configuration,
+//! and waiting for a traced task's stops.
+//!
+//! Every request must come from the thread that attached to the task (a kernel rule), so callers keep
+//! one thread per group of traced tasks.
+
+use crate::{check, Pid, SysError};
+
+/// General purpose registers (`struct user_regs_struct`).
+pub type Regs = libc::user_regs_struct;
+
+const NT_PRSTATUS: libc::c_int = 1;
+const NT_X86_XSTATE: libc::c_int = 0x202;
+const PTRACE_GET_RSEQ_CONFIGURATION: libc::c_uint = 0x420f;
+/// `PTRACE_PEEKSIGINFO` flag: read the process-wide (shared) queue.
+pub const PEEKSIGINFO_SHARED: u32 = 1;
+/// Size of a `siginfo_t`.
+pub const SIGINFO_SIZE: usize = 128;
+/// Largest XSAVE area we accept (AVX-512 needs about 2.7 KiB; AMX about 11 KiB).
+const XSTATE_MAX: usize = 16 * 1024;
+
+/// `PTRACE_O_TRACESYSGOOD`: syscall stops report `SIGTRAP | 0x80`.
+pub const OPT_TRACESYSGOOD: u32 = libc::PTRACE_O_TRACESYSGOOD as u32;
+/// `PTRACE_O_EXITKILL`: the task is killed if the tracer exits.
+pub const OPT_EXITKILL: u32 = libc::PTRACE_O_EXITKILL as u32;
+
+fn request(
+    call: &'static str,
+    req: libc::c_uint,
+    pid: Pid,
+    addr: usize,
+    data: usize,
+) -> Result<libc::c_long, SysError> {
+    // SAFETY: every caller passes an `addr`/`data` pair that is either a plain integer or points to
+    // memory of the size the request writes or reads, alive for the duration of the call.
+    let ret = unsafe { libc::ptrace(req, pid.0, addr as *mut libc::c_void, data as *mut libc::c_void) };
+    check(call, ret)
+}
+
+/// `PTRACE_SEIZE`: attach without stopping the task (ptrace(2)).
+pub fn seize(pid: Pid, options: u32) -> Result<(), SysError> {
+    request("ptrace(PTRACE_SEIZE)", libc::PTRACE_SEIZE, pid, 0, options as usize).map(drop)
+}
+
+/// `PTRACE_INTERRUPT`: stop a seized task; it reports a `PTRACE_EVENT_STOP`.
+pub fn interrupt(pid: Pid) -> Result<(), SysError> {
+    request("ptrace(PTRACE_INTERRUPT)", libc::PTRACE_INTERRUPT, pid, 0, 0).map(drop)
+}
+
+/// `PTRACE_SETOPTIONS`.
+pub fn set_options(pid: Pid, options: u32) -> Result<(), SysError> {
+    request("ptrace(PTRACE_SETOPTIONS)", libc::PTRACE_SETOPTIONS, pid, 0, options as usize).map(drop)
+}
+
+/// `PTRACE_CONT`, delivering `sig` (0 for none).
+pub fn cont(pid: Pid, sig: i32) -> Result<(), SysError> {
+    request("ptrace(PTRACE_CONT)", libc::PTRACE_CONT, pid, 0, sig as usize).map(drop)
+}
+
+/// `PTRACE_SYSCALL`: resume until the next syscall entry or exit.
+pub fn syscall(pid: Pid) -> Result<(), SysError> {
+    request("ptrace(PTRACE_SYSCALL)", libc::PTRACE_SYSCALL, pid, 0, 0).map(drop)
+}
+
+/// `PTRACE_DETACH`, delivering `sig` (0 for none).
+pub fn detach(pid: Pid, sig: i32) -> Result<(), SysError> {
+    request("ptrace(PTRACE_DETACH)", libc::PTRACE_DETACH, pid, 0, sig as usize).map(drop)
+}
+
+/// `PTRACE_GETREGSET` with `NT_PRSTATUS`.
+pub fn get_regs(pid: Pid) -> Result<Regs, SysError> {
+    // SAFETY: `user_regs_struct` is plain integers; all-zero is a valid value.
+    let mut regs: Regs = unsafe { std::mem::zeroed() };
+    let mut iov = libc::iovec { iov_base: (&mut regs as *mut Regs).cast(), iov_len: std::mem::size_of::<Regs>() };
+    let iov_ptr = &mut iov as *mut libc::iovec as usize;
+    request("ptrace(PTRACE_GETREGSET, NT_PRSTATUS)", libc::PTRACE_GETREGSET, pid, NT_PRSTATUS as usize, iov_ptr)?;
+    Ok(regs)
+}
+
+/// `PTRACE_SETREGSET` with `NT_PRSTATUS`.
+pub fn set_regs(pid: Pid, regs: &Regs) -> Result<(), SysError> {
+    let mut iov =
+        libc::iovec { iov_base: (regs as *const Regs).cast_mut().cast(), iov_len: std::mem::size_of::<Regs>() };
+    let iov_ptr = &mut iov as *mut libc::iovec as usize;
+    request("ptrace(PTRACE_SETREGSET, NT_PRSTATUS)", libc::PTRACE_SETREGSET, pid, NT_PRSTATUS as usize, iov_ptr)
+        .map(drop)
+}
+
+/// `PTRACE_GETREGSET` with `NT_X86_XSTATE`: the task's XSAVE area, as long as the kernel makes it.
+pub fn get_xstate(pid: Pid) -> Result<Vec<u8>, SysError> {
+    let mut buf = vec![0u8; XSTATE_MAX];
+    let mut iov = libc::iovec { iov_base: buf.as_mut_ptr().cast(), iov_len: buf.len() };
+    let iov_ptr = &mut iov as *mut libc::iovec as usize;
+    request("ptrace(PTRACE_GETREGSET, NT_X86_XSTATE)", libc::PTRACE_GETREGSET, pid, NT_X86_XSTATE as usize, iov_ptr)?;
+    buf.truncate(iov.iov_len);
+    Ok(buf)
+}
+
+/// `PTRACE_SETREGSET` with `NT_X86_XSTATE`.
+pub fn set_xstate(pid: Pid, xstate: &[u8]) -> Result<(), SysError> {
+    let mut iov = libc::iovec { iov_base: xstate.as_ptr().cast_mut().cast(), iov_len: xstate.len() };
+    let iov_ptr = &mut iov as *mut libc::iovec as usize;
+    request("ptrace(PTRACE_SETREGSET, NT_X86_XSTATE)", libc::PTRACE_SETREGSET, pid, NT_X86_XSTATE as usize, iov_ptr)
+        .map(drop)
+}
+
+/// `PTRACE_GETSIGMASK`: the blocked signal mask (bit `n-1` for signal `n`).
+pub fn get_sigmask(pid: Pid) -> Result<u64, SysError> {
+    let mut mask = 0u64;
+    request("ptrace(PTRACE_GETSIGMASK)", libc::PTRACE_GETSIGMASK, pid, 8, &mut mask as *mut u64 as usize)?;
+    Ok(mask)
+}
+
+/// `PTRACE_SETSIGMASK`.
+pub fn set_sigmask(pid: Pid, mask: u64) -> Result<(), SysError> {
+    request("ptrace(PTRACE_SETSIGMASK)", libc::PTRACE_SETSIGMASK, pid, 8, &mask as *const u64 as usize).map(drop)
+}
+
+#[repr(C)]
+struct PeekSiginfoArgs {
+    off: u64,
+    flags: u32,
+    nr: i32,
+}
+
+/// `PTRACE_PEEKSIGINFO`: every queued signal of the thread's own queue, or of the process-wide one
+/// with `PEEKSIGINFO_SHARED`, as raw `siginfo_t` bytes, without dequeuing them.
+pub fn peek_siginfo(pid: Pid, flags: u32) -> Result<Vec<[u8; SIGINFO_SIZE]>, SysError> {
+    let mut out = Vec::new();
+    loop {
+        let mut buf = [[0u8; SIGINFO_SIZE]; 32];
+        let args = PeekSiginfoArgs { off: out.len() as u64, flags, nr: buf.len() as i32 };
+        let n = request(
+            "ptrace(PTRACE_PEEKSIGINFO)",
+            libc::PTRACE_PEEKSIGINFO,
+            pid,
+            &args as *const PeekSiginfoArgs as usize,
+            buf.as_mut_ptr() as usize,
+        )? as usize;
+        out.extend_from_slice(&buf[..n.min(buf.len())]);
+        if n < buf.len() {
+            return Ok(out);
+        }
+    }
+}
+
+/// The rseq area a task registered (`struct ptrace_rseq_configuration`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct RseqConfig {
+    pub rseq_abi_pointer: u64,
+    pub rseq_abi_size: u32,
+    pub signature: u32,
+    pub flags: u32,
+    pub pad: u32,
+}
+
+/// `PTRACE_GET_RSEQ_CONFIGURATION` (Linux 5.13).
+pub fn get_rseq_config(pid: Pid) -> Result<RseqConfig, SysError> {
+    let mut conf = RseqConfig::default();
+    request(
+        "ptrace(PTRACE_GET_RSEQ_CONFIGURATION)",
+        PTRACE_GET_RSEQ_CONFIGURATION,
+        pid,
+        std::mem::size_of::<RseqConfig>(),
+        &mut conf as *mut RseqConfig as usize,
+    )?;
+    Ok(conf)
+}
+
+/// How a waited-for task changed state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WaitStatus {
+    Exited(i32),
+    Signaled(i32),
+    /// A ptrace stop: the signal, and the `PTRACE_EVENT_*` in the high bits (0 for none).
+    Stopped {
+        sig: i32,
+        event: i32,
+    },
+    /// A syscall-entry or syscall-exit stop (with `PTRACE_O_TRACESYSGOOD`).
+    SyscallStop,
+}
+
+/// `waitpid(pid, __WALL)`: wait for one specific task's next state change.
+pub fn wait(pid: Pid) -> Result<WaitStatus, SysError> {
+    wait_flags(pid, libc::__WALL)
+}
+
+/// `waitpid(pid, __WALL | WNOHANG)`: `None` if nothing changed.
+pub fn try_wait(pid: Pid) -> Result<Option<WaitStatus>, SysError> {
+    let mut status = 0;
+    // SAFETY: `status` is a valid out pointer for the call.
+    let ret = unsafe { libc::waitpid(pid.0, &mut status, libc::__WALL | libc::WNOHANG) };
+    match ret {
+        0 => Ok(None),
+        r if r < 0 => Err(SysError::last("waitpid")),
+        _ => Ok(Some(decode(status))),
+    }
+}
+
+fn wait_flags(pid: Pid, flags: i32) -> Result<WaitStatus, SysError> {
+    let mut status = 0;
+    loop {
+        // SAFETY: `status` is a valid out pointer for the call.
+        let ret = unsafe { libc::waitpid(pid.0, &mut status, flags) };
+        if ret >= 0 {
+            return Ok(decode(status));
+        }
+        let err = SysError::last("waitpid");
+        if err.errno() != libc::EINTR {
+            return Err(err);
+        }
+    }
+}
+
+fn decode(status: i32) -> WaitStatus {
+    if libc::WIFEXITED(status) {
+        WaitStatus::Exited(libc::WEXITSTATUS(status))
+    } else if libc::WIFSIGNALED(status) {
+        WaitStatus::Signaled(libc::WTERMSIG(status))
+    } else {
+        let sig = libc::WSTOPSIG(status);
+        if sig == libc::SIGTRAP | 0x80 {
+            WaitStatus::SyscallStop
+        } else {
+            WaitStatus::Stopped { sig, event: status >> 16 }
+        }
+    }
+}

@@ -1,0 +1,51 @@
+//! The injection engine on a real process: seize a sleeping `sleep`, make it run system calls, put its
+//! registers back, and check it carries on and exits normally.
+
+use stasis_sys::inject::{Injector, SCRATCH_LEN};
+use stasis_sys::{ptrace, Pid};
+use std::process::Command;
+
+fn vdso_of(pid: Pid) -> (u64, u64) {
+    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap();
+    let line = maps.lines().find(|l| l.ends_with("[vdso]")).expect("a vdso");
+    let range = line.split_whitespace().next().unwrap();
+    let (a, b) = range.split_once('-').unwrap();
+    (u64::from_str_radix(a, 16).unwrap(), u64::from_str_radix(b, 16).unwrap())
+}
+
+#[test]
+fn injected_calls_run_in_the_task_and_leave_it_intact() {
+    let mut child = Command::new("sleep").arg("1").spawn().unwrap();
+    let pid = Pid(child.id() as i32);
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    ptrace::seize(pid, ptrace::OPT_TRACESYSGOOD).unwrap();
+    ptrace::interrupt(pid).unwrap();
+    assert!(matches!(ptrace::wait(pid).unwrap(), ptrace::WaitStatus::Stopped { .. }));
+    let regs = ptrace::get_regs(pid).unwrap();
+    let mask = ptrace::get_sigmask(pid).unwrap();
+    ptrace::set_sigmask(pid, u64::MAX).unwrap();
+
+    let mut inj = Injector::new(pid, vdso_of(pid), None, SCRATCH_LEN).unwrap();
+    assert_eq!(inj.call("getpid", libc::SYS_getpid, [0; 6]).unwrap(), pid.0 as u64);
+    // An injected call that writes into the data area.
+    let data = inj.data();
+    inj.call("sigaltstack", libc::SYS_sigaltstack, [0, data, 0, 0, 0, 0]).unwrap();
+    let err = inj.call("close", libc::SYS_close, [9999, 0, 0, 0, 0, 0]).unwrap_err();
+    assert!(err.to_string().contains("injected close"), "{err}");
+    inj.finish().unwrap();
+
+    // nanosleep was interrupted: put the task back as it was, with the restart applied by hand.
+    let mut back = regs;
+    if back.orig_rax as i64 >= 0 && back.rax as i64 == -516 {
+        back.rax = libc::SYS_restart_syscall as u64;
+        back.rip -= 2;
+    } else if back.orig_rax as i64 >= 0 && (-514..=-512).contains(&(back.rax as i64)) {
+        back.rax = back.orig_rax;
+        back.rip -= 2;
+    }
+    ptrace::set_regs(pid, &back).unwrap();
+    ptrace::set_sigmask(pid, mask).unwrap();
+    ptrace::detach(pid, 0).unwrap();
+    let status = child.wait().unwrap();
+    assert!(status.success(), "sleep did not carry on: {status:?}");
+}
