@@ -1,0 +1,123 @@
+//! The log sink of the `stasis` binary: a minimal `log::Log` that writes one line per record,
+//! prefixed with the seconds elapsed since start, to stderr or appended to a file (`-o LOG`).
+//! The level comes from the `-v` count: warnings by default, then info, debug, trace.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, IsTerminal, Write};
+use std::path::Path;
+use std::sync::Mutex;
+use std::time::Instant;
+
+use anyhow::Context;
+use log::{LevelFilter, Log, Metadata, Record};
+
+use crate::progress::CLEAR_LINE;
+
+/// Where log lines go.
+enum Sink {
+    /// `clear_line`: stderr is a terminal, where a progress line may be drawn; each log line
+    /// first erases it (the next progress update draws it again below).
+    Stderr {
+        clear_line: bool,
+    },
+    File(Mutex<File>),
+}
+
+struct Logger {
+    start: Instant,
+    level: LevelFilter,
+    sink: Sink,
+}
+
+/// The level for `verbose` repetitions of `-v`.
+pub fn level(verbose: u8) -> LevelFilter {
+    match verbose {
+        0 => LevelFilter::Warn,
+        1 => LevelFilter::Info,
+        2 => LevelFilter::Debug,
+        _ => LevelFilter::Trace,
+    }
+}
+
+/// Installs the logger for the whole process: appending to `file` if given, else to stderr.
+pub fn init(file: Option<&Path>, verbose: u8) -> anyhow::Result<()> {
+    let sink = match file {
+        None => Sink::Stderr { clear_line: io::stderr().is_terminal() },
+        Some(path) => {
+            let f = OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .with_context(|| format!("open log file {}", path.display()))?;
+            Sink::File(Mutex::new(f))
+        }
+    };
+    let logger = Logger { start: Instant::now(), level: level(verbose), sink };
+    log::set_max_level(logger.level);
+    // A second call (only in tests) keeps the first logger, which is harmless.
+    let _ = log::set_logger(Box::leak(Box::new(logger)));
+    Ok(())
+}
+
+impl Log for Logger {
+    fn enabled(&self, metadata: &Metadata) -> bool {
+        metadata.level() <= self.level
+    }
+
+    fn log(&self, record: &Record) {
+        if !self.enabled(record.metadata()) {
+            return;
+        }
+        let line = format_line(self.start.elapsed().as_secs_f64(), record);
+        // A failing log write cannot be reported anywhere better than where it failed.
+        let _ = match &self.sink {
+            Sink::Stderr { clear_line } => {
+                let erase = if *clear_line { CLEAR_LINE } else { "" };
+                io::stderr().lock().write_all(format!("{erase}{line}").as_bytes())
+            }
+            Sink::File(f) => lock(f).write_all(line.as_bytes()),
+        };
+    }
+
+    fn flush(&self) {
+        let _ = match &self.sink {
+            Sink::Stderr { .. } => io::stderr().flush(),
+            Sink::File(f) => lock(f).flush(),
+        };
+    }
+}
+
+/// Locks the file even if a thread panicked while holding it: a log line is never worth a panic.
+fn lock(f: &Mutex<File>) -> std::sync::MutexGuard<'_, File> {
+    f.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// `[   1.234567] DEBUG stasis_engine::mem: message\n`.
+fn format_line(secs: f64, record: &Record) -> String {
+    format!("[{secs:11.6}] {:<5} {}: {}\n", record.level(), record.target(), record.args())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn levels_follow_verbosity() {
+        let got: Vec<_> = (0..5).map(level).collect();
+        use LevelFilter::*;
+        assert_eq!(got, [Warn, Info, Debug, Trace, Trace]);
+    }
+
+    #[test]
+    fn line_has_elapsed_seconds_level_and_target() {
+        let line = format_line(
+            1.5,
+            &Record::builder()
+                .level(log::Level::Info)
+                .target("stasis_engine::mem")
+                .args(format_args!("wrote {} pages", 3))
+                .build(),
+        );
+        assert_eq!(line, "[   1.500000] INFO  stasis_engine::mem: wrote 3 pages\n");
+    }
+}

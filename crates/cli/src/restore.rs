@@ -1,0 +1,130 @@
+//! `stasis restore`: restore the tree in `-D DIR`, then either wait for its root and exit with its
+//! status, or (`-d`) leave it running and return.
+
+use std::fs::{self, File};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use clap::Args;
+use stasis_engine::RestoreOptions;
+
+use crate::progress::ProgressLine;
+use crate::LogArgs;
+
+/// Options of `stasis restore`.
+#[derive(Args, Debug)]
+pub struct RestoreArgs {
+    /// Image directory to read.
+    #[arg(short = 'D', long = "images-dir", value_name = "DIR")]
+    pub images_dir: PathBuf,
+    /// Return once the tree runs instead of waiting for it to end.
+    #[arg(short = 'd', long)]
+    pub restore_detached: bool,
+    /// Write the pid of the restored root to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub pidfile: Option<PathBuf>,
+    /// The tree was a shell job: attach its terminal fds to the terminal stasis runs from.
+    #[arg(short = 'j', long)]
+    pub shell_job: bool,
+    #[command(flatten)]
+    pub log: LogArgs,
+    /// Print the report (or the error) as one JSON object on stdout.
+    ///
+    /// Without -d the report is printed when the restored tree ends and includes its
+    /// `exit_status`.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Runs `stasis restore`; the exit status is 0 with `-d`, else the restored root's status.
+pub fn run(args: &RestoreArgs) -> anyhow::Result<u8> {
+    let opts = RestoreOptions { dir: args.images_dir.clone(), shell_job: args.shell_job };
+    // Created before the restore, so that an unwritable pidfile fails before anything runs.
+    let pidfile = args.pidfile.as_deref().map(PidFile::prepare).transpose()?;
+    let mut line = ProgressLine::new("restoring memory");
+    let result = stasis_engine::restore(&opts, &mut |p| line.update(p));
+    line.finish();
+    let restored = result.with_context(|| format!("restore from {}", opts.dir.display()))?;
+    let pid = restored.pid();
+    log::info!("restored pid {pid} from {}", opts.dir.display());
+    if let Some(pidfile) = pidfile {
+        pidfile.commit(pid)?;
+    }
+    let mut report = serde_json::to_value(&restored.report).context("encode the restore report")?;
+    if args.restore_detached {
+        restored.detach();
+        if args.json {
+            crate::print_json(&report);
+        } else {
+            println!("restored pid {pid}");
+        }
+        return Ok(0);
+    }
+    let status = restored.wait().with_context(|| format!("wait for restored pid {pid}"))?;
+    log::info!("restored pid {pid} ended with status {status}");
+    if args.json {
+        report["exit_status"] = status.into();
+        crate::print_json(&report);
+    }
+    // A wait status is an exit code (0..=255) or 128 + a signal number (at most 128 + 64).
+    Ok(u8::try_from(status).unwrap_or(u8::MAX))
+}
+
+/// A pid file written atomically: a temporary file beside it, renamed over it once the pid is
+/// known. Dropped uncommitted, the temporary file is removed.
+struct PidFile {
+    path: PathBuf,
+    tmp: PathBuf,
+    file: Option<File>,
+}
+
+impl PidFile {
+    fn prepare(path: &Path) -> anyhow::Result<PidFile> {
+        let name = path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default();
+        let tmp = path.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
+        let file =
+            File::create(&tmp).with_context(|| format!("create pid file {} (as {})", path.display(), tmp.display()))?;
+        Ok(PidFile { path: path.to_path_buf(), tmp, file: Some(file) })
+    }
+
+    fn commit(mut self, pid: i32) -> anyhow::Result<()> {
+        let mut file = self.file.take().expect("a prepared pid file has its file");
+        writeln!(file, "{pid}")
+            .and_then(|()| file.sync_all())
+            .and_then(|()| fs::rename(&self.tmp, &self.path))
+            .with_context(|| format!("write pid file {}", self.path.display()))
+    }
+}
+
+impl Drop for PidFile {
+    fn drop(&mut self) {
+        // Either committed (renamed away, so this fails harmlessly) or abandoned.
+        let _ = fs::remove_file(&self.tmp);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pidfile_is_written_atomically() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("root.pid");
+        let pf = PidFile::prepare(&path).expect("prepare");
+        assert!(!path.exists());
+        pf.commit(4242).expect("commit");
+        assert_eq!(fs::read_to_string(&path).expect("read"), "4242\n");
+        assert_eq!(fs::read_dir(dir.path()).expect("list").count(), 1);
+    }
+
+    #[test]
+    fn abandoned_pidfile_leaves_nothing() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        drop(PidFile::prepare(&dir.path().join("p")).expect("prepare"));
+        assert_eq!(fs::read_dir(dir.path()).expect("list").count(), 0);
+        let err = PidFile::prepare(&dir.path().join("missing/p")).err().expect("no such dir");
+        assert!(format!("{err:#}").starts_with("create pid file"), "{err:#}");
+    }
+}
