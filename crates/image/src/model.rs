@@ -324,9 +324,7 @@ pub struct MmImage {
 }
 
 /// What backs a memory area.
-#[derive(
-    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, prost::Enumeration, Serialize,
-)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, prost::Enumeration, Serialize)]
 #[repr(i32)]
 pub enum VmaKind {
     /// Private anonymous memory (also `[heap]` and `[stack]`, see `Vma::name`).
@@ -466,7 +464,7 @@ pub struct FileEntry {
     /// Open flags (`O_*`, as fdinfo shows them, without O_CLOEXEC).
     #[prost(uint32, tag = "2")]
     pub flags: u32,
-    #[prost(oneof = "FileKind", tags = "3, 4, 5, 6")]
+    #[prost(oneof = "FileKind", tags = "3, 4, 5, 6, 7")]
     pub kind: Option<FileKind>,
 }
 
@@ -480,6 +478,29 @@ pub enum FileKind {
     CharDevice(CharDevice),
     #[prost(message, tag = "6")]
     Terminal(Terminal),
+    #[prost(message, tag = "7")]
+    Pipe(PipeEnd),
+}
+
+/// One end of a pipe. Both ends of a pipe share `pipe_id`; the data buffered in the pipe is stored
+/// once, with its read end.
+#[derive(Clone, PartialEq, prost::Message, Serialize)]
+pub struct PipeEnd {
+    /// The pipe's inode number at dump time (`pipe:[N]`).
+    #[prost(uint64, tag = "1")]
+    pub pipe_id: u64,
+    #[prost(bool, tag = "2")]
+    pub read_end: bool,
+    /// Capacity in bytes (`F_GETPIPE_SZ`).
+    #[prost(uint32, tag = "3")]
+    pub capacity: u32,
+    /// Bytes queued in the pipe (read end only).
+    #[prost(bytes = "vec", tag = "4")]
+    #[serde(serialize_with = "hex_bytes")]
+    pub data: Vec<u8>,
+    /// `pipe:[N]`, as /proc shows it.
+    #[prost(string, tag = "5")]
+    pub name: String,
 }
 
 #[derive(Clone, PartialEq, prost::Message, Serialize)]

@@ -86,3 +86,21 @@ pub fn add_status_flags(fd: BorrowedFd<'_>, flags: i32) -> Result<(), SysError> 
     let ret = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, cur | flags) };
     check("fcntl(F_SETFL)", ret as libc::c_long).map(drop)
 }
+
+/// `tee(2)` with `SPLICE_F_NONBLOCK`: duplicate up to `len` bytes queued in pipe `from` into pipe `to`
+/// without consuming them; returns the bytes duplicated (0 when `from` is empty).
+pub fn tee(from: BorrowedFd<'_>, to: BorrowedFd<'_>, len: usize) -> Result<usize, SysError> {
+    // SAFETY: plain integer arguments on borrowed, open fds.
+    let ret = unsafe { libc::tee(from.as_raw_fd(), to.as_raw_fd(), len, libc::SPLICE_F_NONBLOCK) };
+    match check("tee", ret as libc::c_long) {
+        Err(e) if e.errno() == libc::EAGAIN => Ok(0),
+        r => r.map(|n| n as usize),
+    }
+}
+
+/// `fcntl(F_SETFL)`: set the file status flags of our fd.
+pub fn set_status_flags(fd: BorrowedFd<'_>, flags: i32) -> Result<(), SysError> {
+    // SAFETY: plain integer arguments on a borrowed, open fd.
+    let ret = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, flags) };
+    check("fcntl(F_SETFL)", ret as libc::c_long).map(drop)
+}

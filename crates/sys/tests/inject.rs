@@ -49,3 +49,25 @@ fn injected_calls_run_in_the_task_and_leave_it_intact() {
     let status = child.wait().unwrap();
     assert!(status.success(), "sleep did not carry on: {status:?}");
 }
+
+/// Not a test: prints what one injected call costs (run with `--ignored --nocapture`).
+#[test]
+#[ignore]
+fn injected_call_cost() {
+    let mut child = Command::new("sleep").arg("5").spawn().unwrap();
+    let pid = Pid(child.id() as i32);
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    ptrace::seize(pid, ptrace::OPT_TRACESYSGOOD).unwrap();
+    ptrace::interrupt(pid).unwrap();
+    ptrace::wait(pid).unwrap();
+    ptrace::set_sigmask(pid, u64::MAX).unwrap();
+    let mut inj = Injector::new(pid, vdso_of(pid), None, SCRATCH_LEN).unwrap();
+    let t = std::time::Instant::now();
+    for _ in 0..2000 {
+        inj.call("getpid", libc::SYS_getpid, [0; 6]).unwrap();
+    }
+    println!("injected getpid: {:?} per call", t.elapsed() / 2000);
+    drop(inj);
+    let _ = child.kill();
+    let _ = child.wait();
+}

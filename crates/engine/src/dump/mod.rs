@@ -36,7 +36,9 @@ pub fn dump(opts: &DumpOptions, progress: &mut dyn FnMut(Progress)) -> Result<Du
     let frozen_at = Instant::now();
     check_single(&root, pid)?;
     let collected = collect(&root, &mut frozen, &stat, opts)?;
+    log::info!("pid {pid}: frozen and inspected in {:?}", frozen_at.elapsed());
     let (writer, page_bytes) = write_pages(&dir, &mut frozen, &collected, progress)?;
+    log::info!("pid {pid}: {page_bytes} bytes of pages written at {:?}", frozen_at.elapsed());
     fault::check("dump-fail-after-memory")?;
     let mut frozen = Some(frozen);
     let mut frozen_for = None;
@@ -164,7 +166,9 @@ fn write_pages(
 /// Stage 5: checksum the page file, write every record file, then the inventory.
 fn write_images(dir: &ImageDir, c: &Collected, writer: PageWriter, page_bytes: u64, opts: &DumpOptions) -> Result<u64> {
     let pid = c.process.pid;
+    let hashing = Instant::now();
     let (checksums, pages_digest) = writer.finish(page_bytes)?;
+    log::info!("pid {pid}: page file checksummed in {:?}", hashing.elapsed());
     let mut map = mem::pages::page_map(&c.selected);
     map.chunk_size = CHUNK;
     map.chunk_checksums = checksums;

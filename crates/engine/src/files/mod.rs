@@ -5,9 +5,11 @@
 //! each description in the controller, then the task takes it with an injected `pidfd_getfd` on the
 //! controller and moves it to its number with `dup3` ([`FdImporter`]).
 //!
-//! One module per kind: [`regular`] (files and directories), [`chardev`] (device nodes and terminals).
+//! One module per kind: [`regular`] (files and directories), [`chardev`] (device nodes and terminals),
+//! [`pipe`] (pipes with both ends in the process).
 
 pub mod chardev;
+pub mod pipe;
 pub mod regular;
 
 use crate::error::{Error, Result};
@@ -30,6 +32,10 @@ pub struct Probe<'a> {
     pub fd: i32,
     pub link: &'a Path,
     pub meta: &'a std::fs::Metadata,
+    /// Our copy of the fd (same open file description).
+    pub file: BorrowedFd<'a>,
+    /// Open flags, without O_CLOEXEC.
+    pub flags: u32,
     pub pos: u64,
     pub shell_job: bool,
 }
@@ -49,7 +55,8 @@ pub fn dump(root: &ProcRoot, pid: Pid, shell_job: bool, next_id: &mut u32) -> Re
     for (fd, link) in proc::fds(root, pid.0)? {
         let info = proc::fdinfo(root, pid.0, fd)?;
         let taken: OwnedFd = pidfd_getfd(pidfd.as_fd(), fd).map_err(Error::sys(pid.0, "taking an fd"))?;
-        let meta = File::from(taken).metadata().map_err(Error::io(&link))?;
+        let file = File::from(taken);
+        let meta = file.metadata().map_err(Error::io(&link))?;
         let cloexec = info.flags & O_CLOEXEC != 0;
         let same = seen.iter().find(|s| {
             s.2 == meta.dev() && s.3 == meta.ino() && kcmp(pid, pid, KCMP_FILE, fd as u64, s.0 as u64).ok() == Some(0)
@@ -57,17 +64,20 @@ pub fn dump(root: &ProcRoot, pid: Pid, shell_job: bool, next_id: &mut u32) -> Re
         let id = match same {
             Some(s) => s.1,
             None => {
-                let probe = Probe { pid, fd, link: &link, meta: &meta, pos: info.pos, shell_job };
+                let flags = info.flags & !O_CLOEXEC;
+                let probe =
+                    Probe { pid, fd, link: &link, meta: &meta, file: file.as_fd(), flags, pos: info.pos, shell_job };
                 let kind = classify(&probe)?;
                 let id = *next_id;
                 *next_id += 1;
-                files.push(FileEntry { id, flags: info.flags & !O_CLOEXEC, kind: Some(kind) });
+                files.push(FileEntry { id, flags, kind: Some(kind) });
                 id
             }
         };
         seen.push((fd, id, meta.dev(), meta.ino()));
         table.fds.push(FdEntry { fd, file_id: id, cloexec });
     }
+    pipe::check_pairs(pid.0, &files)?;
     Ok((table, files))
 }
 
@@ -77,6 +87,8 @@ fn classify(p: &Probe) -> Result<FileKind> {
         regular::dump(p)
     } else if ft.is_char_device() {
         chardev::dump(p)
+    } else if ft.is_fifo() && p.link.to_string_lossy().starts_with("pipe:") {
+        pipe::dump(p, p.file, p.flags)
     } else {
         Err(p.unsupported(describe(p.link, &ft)))
     }
@@ -106,12 +118,14 @@ fn describe(link: &Path, ft: &std::fs::FileType) -> String {
 /// Open every description of the image in the controller, before the task exists.
 pub fn open_all(files: &[FileEntry], shell_job: bool) -> Result<HashMap<u32, OwnedFd>> {
     let mut out = HashMap::new();
+    let mut pipes = pipe::Pipes::default();
     for f in files {
         let fd = match &f.kind {
             Some(FileKind::Regular(r)) => regular::open_file(r, f.flags)?,
             Some(FileKind::Directory(d)) => regular::open_dir(d, f.flags)?,
             Some(FileKind::CharDevice(c)) => chardev::open_device(c, f.flags)?,
             Some(FileKind::Terminal(t)) => chardev::open_terminal(t, shell_job)?,
+            Some(FileKind::Pipe(p)) => pipes.open(p, f.flags)?,
             None => {
                 return Err(Error::Incompatible { file: "files.img".into(), what: format!("file {}: no kind", f.id) })
             }

@@ -91,17 +91,22 @@ pub(super) fn limit_value(value: u64) -> String {
     }
 }
 
-/// `rw-p` as `/proc/PID/maps` shows protection and sharing.
-pub(super) fn prot_flags(prot: u32, flags: u32) -> String {
+/// `rw-` for `PROT_READ|PROT_WRITE`.
+pub(super) fn prot(prot: u32) -> String {
     let bit = |mask: u32, c: char| if prot & mask != 0 { c } else { '-' };
-    let share = if flags & 1 != 0 { 's' } else { 'p' };
-    let grows = if flags & 0x100 != 0 { " growsdown" } else { "" };
-    format!(
-        "{}{}{}{share}{grows}",
-        bit(1, 'r'),
-        bit(2, 'w'),
-        bit(4, 'x')
-    )
+    format!("{}{}{}", bit(1, 'r'), bit(2, 'w'), bit(4, 'x'))
+}
+
+/// `private,growsdown,locked`: the sharing, growth and lock state of an area.
+pub(super) fn vma_flags(flags: u32, locked: bool) -> String {
+    let mut out = if flags & 1 != 0 { "shared" } else { "private" }.to_owned();
+    if flags & 0x100 != 0 {
+        out.push_str(",growsdown");
+    }
+    if locked {
+        out.push_str(",locked");
+    }
+    out
 }
 
 /// The name of a `Vma::kind` value.
@@ -126,6 +131,8 @@ pub(super) fn file_kind(file: &FileEntry) -> (&'static str, &str, Option<u64>) {
         Some(FileKind::CharDevice(c)) => ("chrdev", &c.path, None),
         Some(FileKind::Terminal(t)) if t.external => ("tty (external)", &t.path, None),
         Some(FileKind::Terminal(t)) => ("tty", &t.path, None),
+        Some(FileKind::Pipe(p)) if p.read_end => ("pipe (read end)", &p.name, None),
+        Some(FileKind::Pipe(p)) => ("pipe (write end)", &p.name, None),
         None => ("unknown", "", None),
     }
 }
@@ -212,8 +219,10 @@ mod tests {
         assert_eq!(signal(0), "SIG0");
         assert_eq!(rlimit(7), "nofile");
         assert_eq!(rlimit(99), "resource 99");
-        assert_eq!(prot_flags(3, 2), "rw-p");
-        assert_eq!(prot_flags(5, 1), "r-xs");
+        assert_eq!(prot(3), "rw-");
+        assert_eq!(prot(5), "r-x");
+        assert_eq!(vma_flags(2, false), "private");
+        assert_eq!(vma_flags(1 | 0x100, true), "shared,growsdown,locked");
         assert_eq!(open_flags(0o2 | 0o4000 | 0o100000), "O_RDWR|O_NONBLOCK");
         assert_eq!(open_flags(0o4010001), "O_WRONLY|O_SYNC");
         assert_eq!(bytes(512), "512 B");
