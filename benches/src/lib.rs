@@ -1,1 +1,41 @@
-//! Benchmarks.
+//! `stasis-bench`: measures `stasis dump` and `stasis restore` of a process holding 1 GiB of memory,
+//! and beside them the physical limits of the same machine and directory, measured in the same run:
+//!
+//! - the write limit: `dd` of the same number of bytes from `/dev/zero` to a file in the directory
+//!   (page cache, no fsync);
+//! - the read limit: a fresh process reading that file into freshly allocated anonymous memory, so
+//!   that every page it reads into faults in, as every page a restore fills does.
+//!
+//! Rounds interleave the limits with stasis (and CRIU where it works), so that a slow moment of the
+//! machine hits both sides; the report gives medians and the ratios dump / write limit and
+//! restore / read limit, beside the targets (1.5x and 2x).
+//!
+//! Modules:
+//! - [`cli`]: the command line.
+//! - [`limits`]: the two limits.
+//! - [`memhog`]: the workload process and its memory pattern.
+//! - [`stasis`] and [`criu`]: running the two tools and reading their results.
+//! - [`procs`]: killing a pid, waiting for it to vanish, disk usage of an image.
+//! - [`run`]: the rounds.
+//! - [`report`]: medians, ratios, the table and the JSON.
+
+pub mod cli;
+pub mod criu;
+pub mod limits;
+pub mod memhog;
+pub mod procs;
+pub mod report;
+pub mod run;
+pub mod stasis;
+
+/// Formats an error with its chain of sources, `outer: inner: innermost`.
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}

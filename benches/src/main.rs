@@ -1,0 +1,71 @@
+//! `stasis-bench`: see the library docs and `stasis-bench --help`.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::Parser;
+use stasis_bench::cli::{Cli, Command};
+use stasis_bench::report::ToolOutcome;
+use stasis_bench::run::{self, Config};
+use stasis_bench::{error_chain, limits};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Some(Command::ReadLimit { file }) = &cli.command {
+        return read_limit(file);
+    }
+    let config = match config(&cli) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("stasis-bench: cannot find this program's path: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let report = match run::run(&config, &mut std::io::stderr()) {
+        Ok(report) => report,
+        Err(e) => {
+            eprintln!("stasis-bench: {}", error_chain(&e));
+            return ExitCode::FAILURE;
+        }
+    };
+    if cli.json {
+        println!("{}", serde_json::to_string_pretty(&report).expect("a report serializes"));
+    } else {
+        print!("{}", report.table());
+    }
+    if let ToolOutcome::Failed { error } = &report.stasis {
+        eprintln!("stasis-bench: stasis failed: {error}");
+        return ExitCode::FAILURE;
+    }
+    ExitCode::SUCCESS
+}
+
+/// The hidden `read-limit` subcommand: one timed read, as JSON on stdout.
+fn read_limit(file: &Path) -> ExitCode {
+    match limits::read_into_fresh_memory(file) {
+        Ok(timing) => {
+            println!("{}", serde_json::to_string(&timing).expect("a timing serializes"));
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("stasis-bench read-limit: {}", error_chain(&e));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The run's configuration; the binaries default to the ones beside this program.
+fn config(cli: &Cli) -> std::io::Result<Config> {
+    let exe = std::env::current_exe()?;
+    let beside = |name: &str| -> PathBuf { exe.parent().unwrap_or(Path::new(".")).join(name) };
+    let stasis = cli.stasis.clone().unwrap_or_else(|| beside("stasis"));
+    Ok(Config {
+        dir: cli.dir.clone(),
+        rounds: cli.rounds,
+        size_mib: cli.size_mib,
+        memhog: cli.memhog.clone().unwrap_or_else(|| beside("stasis-bench-memhog")),
+        stasis: (!cli.limits_only).then_some(stasis),
+        criu: !cli.no_criu,
+        exe,
+    })
+}

@@ -1,0 +1,289 @@
+//! The results: samples of every round, their medians, the ratios to the limits, the targets, and
+//! the two ways of showing them (a table for people, JSON for machines).
+
+use std::fmt::Write as _;
+use std::path::PathBuf;
+
+use serde::Serialize;
+
+/// Target for dump time / write limit.
+pub const DUMP_TARGET: f64 = 1.5;
+/// Target for restore time / read limit.
+pub const RESTORE_TARGET: f64 = 2.0;
+
+/// The measurements of one tool, one entry per round.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct ToolSamples {
+    /// Wall time of the dump command.
+    pub dump_secs: Vec<f64>,
+    /// Time the process was frozen, as the tool reports it (stasis only).
+    pub frozen_secs: Vec<f64>,
+    /// Wall time of the restore command.
+    pub restore_secs: Vec<f64>,
+    /// Disk usage of the image directory.
+    pub image_bytes: Vec<u64>,
+}
+
+/// The measurements of every round.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct Samples {
+    /// `dd` of the workload's size to the directory.
+    pub write_limit_secs: Vec<f64>,
+    /// Read loop of the same file into fresh memory.
+    pub read_limit_secs: Vec<f64>,
+    pub stasis: ToolSamples,
+    pub criu: ToolSamples,
+}
+
+/// Medians of the limits.
+#[derive(Debug, Clone, Serialize)]
+pub struct Limits {
+    pub write_secs: f64,
+    pub write_gib_per_sec: f64,
+    pub read_secs: f64,
+    pub read_gib_per_sec: f64,
+}
+
+/// Medians of one tool and their ratios to the limits.
+#[derive(Debug, Clone, Serialize)]
+pub struct ToolSummary {
+    pub dump_secs: f64,
+    pub frozen_secs: Option<f64>,
+    pub restore_secs: f64,
+    pub image_bytes: u64,
+    /// dump time / write limit time.
+    pub dump_ratio: f64,
+    /// restore time / read limit time.
+    pub restore_ratio: f64,
+    pub dump_target: f64,
+    pub restore_target: f64,
+    pub dump_within_target: bool,
+    pub restore_within_target: bool,
+}
+
+/// How the measurement of a tool went.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum ToolOutcome {
+    Measured(ToolSummary),
+    /// The tool failed; no numbers.
+    Failed {
+        error: String,
+    },
+    /// The tool cannot run here.
+    Unavailable {
+        reason: String,
+    },
+    /// The user asked not to run it.
+    Skipped {
+        reason: String,
+    },
+}
+
+/// The whole report.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub dir: PathBuf,
+    pub rounds: u32,
+    pub size_mib: u64,
+    pub limits: Limits,
+    pub stasis: ToolOutcome,
+    pub criu: ToolOutcome,
+    pub samples: Samples,
+}
+
+/// The median of `values` (the mean of the middle two for an even count); `None` if empty.
+pub fn median(values: &[f64]) -> Option<f64> {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let n = sorted.len();
+    match n {
+        0 => None,
+        _ if n % 2 == 1 => Some(sorted[n / 2]),
+        _ => Some((sorted[n / 2 - 1] + sorted[n / 2]) / 2.0),
+    }
+}
+
+/// The median of byte counts.
+fn median_bytes(values: &[u64]) -> Option<u64> {
+    let as_f64: Vec<f64> = values.iter().map(|&v| v as f64).collect();
+    median(&as_f64).map(|m| m.round() as u64)
+}
+
+impl Limits {
+    /// Medians of the limit samples for `size_mib` MiB moved; `None` without samples.
+    pub fn from_samples(samples: &Samples, size_mib: u64) -> Option<Self> {
+        let write_secs = median(&samples.write_limit_secs)?;
+        let read_secs = median(&samples.read_limit_secs)?;
+        let gib = size_mib as f64 / 1024.0;
+        Some(Self { write_secs, write_gib_per_sec: gib / write_secs, read_secs, read_gib_per_sec: gib / read_secs })
+    }
+}
+
+impl ToolSummary {
+    /// Medians of one tool's samples against `limits`; `None` without samples.
+    pub fn from_samples(samples: &ToolSamples, limits: &Limits) -> Option<Self> {
+        let dump_secs = median(&samples.dump_secs)?;
+        let restore_secs = median(&samples.restore_secs)?;
+        let dump_ratio = dump_secs / limits.write_secs;
+        let restore_ratio = restore_secs / limits.read_secs;
+        Some(Self {
+            dump_secs,
+            frozen_secs: median(&samples.frozen_secs),
+            restore_secs,
+            image_bytes: median_bytes(&samples.image_bytes)?,
+            dump_ratio,
+            restore_ratio,
+            dump_target: DUMP_TARGET,
+            restore_target: RESTORE_TARGET,
+            dump_within_target: dump_ratio <= DUMP_TARGET,
+            restore_within_target: restore_ratio <= RESTORE_TARGET,
+        })
+    }
+}
+
+impl Report {
+    /// The report as a table for a terminal.
+    pub fn table(&self) -> String {
+        let mut out = String::new();
+        let gib = self.size_mib as f64 / 1024.0;
+        let _ = writeln!(
+            out,
+            "stasis-bench: medians of {} rounds, {} MiB, in {}\n",
+            self.rounds,
+            self.size_mib,
+            self.dir.display()
+        );
+        let _ = writeln!(out, "{:<20} {:>9} {:>13}   {:<16} target", "", "time", "throughput", "ratio to limit");
+        let l = &self.limits;
+        row(&mut out, "write limit (dd)", l.write_secs, gib, "", "");
+        row(&mut out, "read limit", l.read_secs, gib, "", "");
+        tool_rows(&mut out, "stasis", &self.stasis, gib);
+        tool_rows(&mut out, "criu", &self.criu, gib);
+        out
+    }
+}
+
+/// One line of the table.
+fn row(out: &mut String, name: &str, secs: f64, gib: f64, ratio: &str, target: &str) {
+    let line = format!("{name:<20} {:>7.3} s {:>7.2} GiB/s   {ratio:<16} {target}", secs, gib / secs);
+    let _ = writeln!(out, "{}", line.trim_end());
+}
+
+/// The lines of one tool, or one line saying why it has none.
+fn tool_rows(out: &mut String, tool: &str, outcome: &ToolOutcome, gib: f64) {
+    let s = match outcome {
+        ToolOutcome::Measured(s) => s,
+        ToolOutcome::Failed { error } => {
+            let _ = writeln!(out, "{tool}: failed ({error})");
+            return;
+        }
+        ToolOutcome::Unavailable { reason } => {
+            let _ = writeln!(out, "{tool}: not available ({reason})");
+            return;
+        }
+        ToolOutcome::Skipped { reason } => {
+            let _ = writeln!(out, "{tool}: skipped ({reason})");
+            return;
+        }
+    };
+    let verdict = |ok: bool| if ok { "met" } else { "missed" };
+    let dump_target = format!("<= {}x {}", s.dump_target, verdict(s.dump_within_target));
+    let restore_target = format!("<= {}x {}", s.restore_target, verdict(s.restore_within_target));
+    let dump_ratio = format!("{:.2}x write", s.dump_ratio);
+    let restore_ratio = format!("{:.2}x read", s.restore_ratio);
+    row(out, &format!("{tool} dump"), s.dump_secs, gib, &dump_ratio, &dump_target);
+    if let Some(frozen) = s.frozen_secs {
+        let _ = writeln!(out, "{:<20} {frozen:>7.3} s", format!("{tool} frozen"));
+    }
+    let name = format!("{tool} restore");
+    row(out, &name, s.restore_secs, gib, &restore_ratio, &restore_target);
+    let _ = writeln!(out, "{:<20} {:>7.1} MiB", format!("{tool} image size"), s.image_bytes as f64 / (1024.0 * 1024.0));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn medians() {
+        assert_eq!(median(&[]), None);
+        assert_eq!(median(&[3.0]), Some(3.0));
+        assert_eq!(median(&[5.0, 1.0, 3.0]), Some(3.0));
+        assert_eq!(median(&[4.0, 1.0, 3.0, 2.0]), Some(2.5));
+        assert_eq!(median_bytes(&[10, 30, 20]), Some(20));
+    }
+
+    fn samples() -> Samples {
+        Samples {
+            write_limit_secs: vec![0.30, 0.20, 0.25],
+            read_limit_secs: vec![0.5, 0.4, 0.45],
+            stasis: ToolSamples {
+                dump_secs: vec![0.5, 0.3, 0.4],
+                frozen_secs: vec![0.3, 0.35, 0.38],
+                restore_secs: vec![1.0, 0.9, 0.8],
+                image_bytes: vec![1 << 30, 1 << 30, 1 << 30],
+            },
+            criu: ToolSamples::default(),
+        }
+    }
+
+    #[test]
+    fn ratios_and_targets() {
+        let samples = samples();
+        let limits = Limits::from_samples(&samples, 1024).unwrap();
+        assert_eq!(limits.write_secs, 0.25);
+        assert!((limits.write_gib_per_sec - 4.0).abs() < 1e-9);
+        let stasis = ToolSummary::from_samples(&samples.stasis, &limits).unwrap();
+        assert!((stasis.dump_ratio - 1.6).abs() < 1e-9);
+        assert!(!stasis.dump_within_target);
+        assert!((stasis.restore_ratio - 2.0).abs() < 1e-9);
+        assert!(stasis.restore_within_target);
+        assert_eq!(stasis.frozen_secs, Some(0.35));
+        assert!(ToolSummary::from_samples(&samples.criu, &limits).is_none());
+    }
+
+    fn report() -> Report {
+        let samples = samples();
+        let limits = Limits::from_samples(&samples, 1024).unwrap();
+        Report {
+            dir: "/var/tmp/stasis-bench".into(),
+            rounds: 3,
+            size_mib: 1024,
+            stasis: ToolOutcome::Measured(ToolSummary::from_samples(&samples.stasis, &limits).unwrap()),
+            criu: ToolOutcome::Unavailable { reason: "criu is not on PATH".into() },
+            limits,
+            samples,
+        }
+    }
+
+    #[test]
+    fn table_shows_every_line() {
+        let table = report().table();
+        for needle in [
+            "medians of 3 rounds, 1024 MiB",
+            "write limit (dd)",
+            "4.00 GiB/s",
+            "stasis dump",
+            "1.60x write",
+            "<= 1.5x missed",
+            "stasis frozen",
+            "2.00x read",
+            "<= 2x met",
+            "stasis image size     1024.0 MiB",
+            "criu: not available (criu is not on PATH)",
+        ] {
+            assert!(table.contains(needle), "{needle:?} not in\n{table}");
+        }
+    }
+
+    #[test]
+    fn json_tags_outcomes() {
+        let json = serde_json::to_value(report()).unwrap();
+        assert_eq!(json["stasis"]["status"], "measured");
+        assert_eq!(json["stasis"]["dump_target"], 1.5);
+        assert_eq!(json["criu"]["status"], "unavailable");
+        assert_eq!(json["samples"]["stasis"]["dump_secs"][1], 0.3);
+        assert_eq!(json["limits"]["read_secs"], 0.45);
+    }
+}

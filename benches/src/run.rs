@@ -1,0 +1,256 @@
+//! The rounds of the benchmark. Each round measures, in this order, so that a slow moment of the
+//! machine falls on the limits and the tools alike:
+//!
+//! 1. the write limit (`dd` to `DIR/dd.img`) and the read limit (a fresh process reading it back),
+//!    then deletes the file;
+//! 2. stasis: start the workload, wait for `READY`, `stasis dump` (which kills it), reap it, measure
+//!    the image, `stasis restore -d`, kill the restored process and wait until it is gone, delete the
+//!    image;
+//! 3. CRIU, the same way, where it works.
+//!
+//! Nothing is flushed or dropped from the page cache: the limits are page-cache limits.
+//! A tool that fails is not run again; its failure is reported and the limits carry on.
+
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use thiserror::Error;
+
+use crate::criu::CriuError;
+use crate::criu::{self, Availability, Criu};
+use crate::error_chain;
+use crate::limits::{self, LimitsError};
+use crate::memhog::{Memhog, MemhogError};
+use crate::procs::{self, ProcError};
+use crate::report::{Limits, Report, Samples, ToolOutcome, ToolSamples, ToolSummary};
+use crate::stasis::{Stasis, StasisError};
+
+/// How long the workload may take to write its memory.
+const READY_TIMEOUT: Duration = Duration::from_secs(120);
+/// How long a killed process may take to be reaped.
+const GONE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub dir: PathBuf,
+    pub rounds: u32,
+    pub size_mib: u64,
+    /// This program, re-executed for the read limit.
+    pub exe: PathBuf,
+    /// The workload binary.
+    pub memhog: PathBuf,
+    /// The stasis binary; `None` measures the limits only.
+    pub stasis: Option<PathBuf>,
+    /// Whether to probe for and run CRIU.
+    pub criu: bool,
+}
+
+/// Errors that stop the whole benchmark.
+#[derive(Debug, Error)]
+pub enum RunError {
+    #[error("cannot create the bench directory {path}")]
+    Dir {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("round {round}")]
+    Limits {
+        round: u32,
+        #[source]
+        source: LimitsError,
+    },
+    #[error("cannot remove {path}")]
+    Remove {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// Errors of one tool's round; they end that tool's part of the benchmark.
+#[derive(Debug, Error)]
+pub enum RoundError {
+    #[error(transparent)]
+    Workload(#[from] MemhogError),
+    #[error(transparent)]
+    Stasis(#[from] StasisError),
+    #[error(transparent)]
+    Criu(#[from] CriuError),
+    #[error(transparent)]
+    Process(#[from] ProcError),
+    #[error("cannot remove {path}")]
+    Remove {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// A tool under measurement.
+enum Tool {
+    Stasis(Stasis),
+    Criu(Criu),
+}
+
+/// One tool's state across rounds: measuring, or why not.
+enum Track {
+    Running(Tool, ToolSamples),
+    Done(ToolOutcome),
+}
+
+/// Runs every round, writing one progress line per round to `progress`.
+pub fn run(config: &Config, progress: &mut dyn Write) -> Result<Report, RunError> {
+    std::fs::create_dir_all(&config.dir).map_err(|source| RunError::Dir { path: config.dir.clone(), source })?;
+    if config.stasis.is_some() {
+        warn_inherited_fds(progress);
+    }
+    let mut samples = Samples::default();
+    let mut stasis = stasis_track(config);
+    let mut criu = criu_track(config);
+    for round in 1..=config.rounds {
+        let (write, read) = measure_limits(config, round)?;
+        samples.write_limit_secs.push(write.as_secs_f64());
+        samples.read_limit_secs.push(read.as_secs_f64());
+        let mut line = format!(
+            "round {round}/{}: dd write {:.3} s, read {:.3} s",
+            config.rounds,
+            write.as_secs_f64(),
+            read.as_secs_f64()
+        );
+        line += &step(&mut stasis, "stasis", config);
+        line += &step(&mut criu, "criu", config);
+        let _ = writeln!(progress, "{line}");
+    }
+    let limits = Limits::from_samples(&samples, config.size_mib).expect("at least one round");
+    let (stasis, stasis_samples) = finish(stasis, &limits);
+    let (criu, criu_samples) = finish(criu, &limits);
+    samples.stasis = stasis_samples;
+    samples.criu = criu_samples;
+    Ok(Report {
+        dir: config.dir.clone(),
+        rounds: config.rounds,
+        size_mib: config.size_mib,
+        limits,
+        stasis,
+        criu,
+        samples,
+    })
+}
+
+/// Warns about fds the workload would inherit from whatever started the bench.
+fn warn_inherited_fds(progress: &mut dyn Write) {
+    for (fd, target) in procs::inherited_fds() {
+        let _ = writeln!(
+            progress,
+            "warning: fd {fd} ({target}) is not close-on-exec: the workload inherits it, and a dump may \
+             refuse it (scripts/bench.sh closes such fds before it starts the bench)"
+        );
+    }
+}
+
+fn stasis_track(config: &Config) -> Track {
+    match &config.stasis {
+        Some(program) => Track::Running(Tool::Stasis(Stasis::new(program)), ToolSamples::default()),
+        None => Track::Done(ToolOutcome::Skipped { reason: "--limits-only".into() }),
+    }
+}
+
+fn criu_track(config: &Config) -> Track {
+    if config.stasis.is_none() || !config.criu {
+        let flag = if config.criu { "--limits-only" } else { "--no-criu" };
+        return Track::Done(ToolOutcome::Skipped { reason: flag.into() });
+    }
+    match criu::probe() {
+        Availability::Available(program) => Track::Running(Tool::Criu(Criu::new(&program)), ToolSamples::default()),
+        Availability::Unavailable(reason) => Track::Done(ToolOutcome::Unavailable { reason }),
+    }
+}
+
+/// The write and read limits of one round.
+fn measure_limits(config: &Config, round: u32) -> Result<(Duration, Duration), RunError> {
+    let file = config.dir.join("dd.img");
+    remove(&file)?;
+    let limits_err = |source| RunError::Limits { round, source };
+    let write = limits::dd_write(&file, config.size_mib).map_err(limits_err)?;
+    let read = limits::read_limit(&config.exe, &file).map_err(limits_err)?;
+    remove(&file)?;
+    Ok((write, read.duration()))
+}
+
+/// Runs one round of a tool if it is still measuring; returns the progress text.
+fn step(track: &mut Track, name: &str, config: &Config) -> String {
+    let Track::Running(tool, samples) = track else {
+        return String::new();
+    };
+    match tool_round(tool, config, samples) {
+        Ok(()) => format!(
+            ", {name} dump {:.3} s, restore {:.3} s",
+            samples.dump_secs.last().copied().unwrap_or_default(),
+            samples.restore_secs.last().copied().unwrap_or_default()
+        ),
+        Err(e) => {
+            let error = error_chain(&e);
+            *track = Track::Done(ToolOutcome::Failed { error: error.clone() });
+            format!(", {name} FAILED: {error}")
+        }
+    }
+}
+
+/// One dump and restore of a fresh workload.
+fn tool_round(tool: &Tool, config: &Config, samples: &mut ToolSamples) -> Result<(), RoundError> {
+    let image = config.dir.join("img");
+    let log = config.dir.join("memhog.log");
+    remove_in_round(&image)?;
+    let mut hog = Memhog::start(&config.memhog, config.size_mib, &log)?;
+    hog.wait_ready(READY_TIMEOUT)?;
+    let pid = hog.pid();
+    let (dump, frozen) = match tool {
+        Tool::Stasis(stasis) => {
+            let run = stasis.dump(pid, &image)?;
+            (run.wall, Some(run.report.frozen))
+        }
+        Tool::Criu(criu) => (criu.dump(pid, &image)?, None),
+    };
+    hog.reap(GONE_TIMEOUT)?;
+    let image_bytes = procs::disk_usage(&image)?;
+    let (restore, restored) = match tool {
+        Tool::Stasis(stasis) => {
+            let run = stasis.restore(&image)?;
+            (run.wall, run.report.pid)
+        }
+        Tool::Criu(criu) => {
+            let run = criu.restore(&image)?;
+            (run.wall, run.pid)
+        }
+    };
+    procs::kill_and_wait_gone(restored, GONE_TIMEOUT)?;
+    remove_in_round(&image)?;
+    remove_in_round(&log)?;
+    samples.dump_secs.push(dump.as_secs_f64());
+    samples.frozen_secs.extend(frozen.map(|f| f.as_secs_f64()));
+    samples.restore_secs.push(restore.as_secs_f64());
+    samples.image_bytes.push(image_bytes);
+    Ok(())
+}
+
+/// A tool's outcome after the last round.
+fn finish(track: Track, limits: &Limits) -> (ToolOutcome, ToolSamples) {
+    match track {
+        Track::Running(_, samples) => match ToolSummary::from_samples(&samples, limits) {
+            Some(summary) => (ToolOutcome::Measured(summary), samples),
+            None => (ToolOutcome::Failed { error: "no round completed".into() }, samples),
+        },
+        Track::Done(outcome) => (outcome, ToolSamples::default()),
+    }
+}
+
+fn remove(path: &Path) -> Result<(), RunError> {
+    procs::remove(path).map_err(|source| RunError::Remove { path: path.to_owned(), source })
+}
+
+fn remove_in_round(path: &Path) -> Result<(), RoundError> {
+    procs::remove(path).map_err(|source| RoundError::Remove { path: path.to_owned(), source })
+}
