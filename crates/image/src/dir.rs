@@ -17,9 +17,7 @@ use xxhash_rust::xxh3::xxh3_64;
 
 use crate::framing::{check_encode_limits, check_version};
 use crate::model::{FileDigest, Inventory};
-use crate::{
-    decode_records, encode_records, ImageError, ImageKind, MAX_RECORD_FILE_SIZE, PAGE_SIZE,
-};
+use crate::{decode_records, encode_records, ImageError, ImageKind, MAX_RECORD_FILE_SIZE, PAGE_SIZE};
 
 /// The name of the inventory file.
 const INVENTORY: &str = "inventory.img";
@@ -42,19 +40,12 @@ impl ImageDir {
     /// Create the directory for a new image: `mkdir -p` with mode 0700 (and chmod 0700 if it
     /// exists), then remove a stale `inventory.img` so a half-overwritten image never looks complete.
     pub fn create(path: &Path) -> Result<ImageDir, ImageError> {
-        DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(path)
-            .map_err(|e| ImageError::io(path, e))?;
-        fs::set_permissions(path, fs::Permissions::from_mode(0o700))
-            .map_err(|e| ImageError::io(path, e))?;
+        DirBuilder::new().recursive(true).mode(0o700).create(path).map_err(|e| ImageError::io(path, e))?;
+        fs::set_permissions(path, fs::Permissions::from_mode(0o700)).map_err(|e| ImageError::io(path, e))?;
         for stale in [INVENTORY, INVENTORY_TMP] {
             let file = path.join(stale);
             match fs::remove_file(&file) {
-                Err(e) if e.kind() != io::ErrorKind::NotFound => {
-                    return Err(ImageError::io(file, e))
-                }
+                Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(ImageError::io(file, e)),
                 _ => {}
             }
         }
@@ -68,16 +59,11 @@ impl ImageDir {
     pub fn open(path: &Path) -> Result<ImageDir, ImageError> {
         let bytes = match read_capped(&path.join(INVENTORY), INVENTORY) {
             Err(ImageError::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
-                return Err(ImageError::Incomplete {
-                    dir: path.to_owned(),
-                })
+                return Err(ImageError::Incomplete { dir: path.to_owned() })
             }
             other => other?,
         };
-        let inventory = one_record(
-            INVENTORY,
-            decode_records(INVENTORY, ImageKind::Inventory, &bytes)?,
-        )?;
+        let inventory = one_record(INVENTORY, decode_records(INVENTORY, ImageKind::Inventory, &bytes)?)?;
         validate_inventory(&inventory)?;
         for digest in &inventory.files {
             verify_listed_file(path, digest)?;
@@ -86,11 +72,7 @@ impl ImageDir {
     }
 
     fn new(path: &Path, inventory: OnceLock<Inventory>) -> ImageDir {
-        ImageDir {
-            path: path.to_owned(),
-            inventory,
-            written: Arc::default(),
-        }
+        ImageDir { path: path.to_owned(), inventory, written: Arc::default() }
     }
 
     /// The image directory.
@@ -117,24 +99,15 @@ impl ImageDir {
         let bytes = encode_records(kind, records);
         let path = self.path.join(&name);
         let mut file = create_file(&path)?;
-        file.write_all(&bytes)
-            .map_err(|e| ImageError::io(&path, e))?;
-        let digest = FileDigest {
-            name,
-            size: bytes.len() as u64,
-            checksum: xxh3_64(&bytes),
-        };
+        file.write_all(&bytes).map_err(|e| ImageError::io(&path, e))?;
+        let digest = FileDigest { name, size: bytes.len() as u64, checksum: xxh3_64(&bytes) };
         self.remember(digest.clone());
         Ok(digest)
     }
 
     /// Read and decode every record of the record file of `kind` (and `pid`). In an image opened with
     /// [`ImageDir::open`], the file must also match its inventory entry.
-    pub fn read_records<M: Message + Default>(
-        &self,
-        kind: ImageKind,
-        pid: Option<i32>,
-    ) -> Result<Vec<M>, ImageError> {
+    pub fn read_records<M: Message + Default>(&self, kind: ImageKind, pid: Option<i32>) -> Result<Vec<M>, ImageError> {
         let name = record_file_name(kind, pid)?;
         let bytes = read_capped(&self.path.join(&name), &name)?;
         if kind != ImageKind::Inventory {
@@ -146,11 +119,7 @@ impl ImageDir {
     }
 
     /// Read a record file that holds exactly one record.
-    pub fn read_one<M: Message + Default>(
-        &self,
-        kind: ImageKind,
-        pid: Option<i32>,
-    ) -> Result<M, ImageError> {
+    pub fn read_one<M: Message + Default>(&self, kind: ImageKind, pid: Option<i32>) -> Result<M, ImageError> {
         let records = self.read_records(kind, pid)?;
         one_record(&kind.file_name(pid), records)
     }
@@ -159,11 +128,7 @@ impl ImageDir {
     /// format version is ours and a zero `page_size` becomes [`PAGE_SIZE`]. It is written as
     /// `inventory.img.tmp` and renamed into place; with `fsync`, every listed file, the inventory and
     /// the directory are flushed to disk first.
-    pub fn commit_inventory(
-        &self,
-        mut inventory: Inventory,
-        fsync: bool,
-    ) -> Result<(), ImageError> {
+    pub fn commit_inventory(&self, mut inventory: Inventory, fsync: bool) -> Result<(), ImageError> {
         inventory.files = self.lock_written().values().cloned().collect();
         inventory.format_major = crate::FORMAT_MAJOR.into();
         inventory.format_minor = crate::FORMAT_MINOR.into();
@@ -178,11 +143,8 @@ impl ImageDir {
         }
         let tmp = self.path.join(INVENTORY_TMP);
         let mut file = create_file(&tmp)?;
-        file.write_all(&encode_records(
-            ImageKind::Inventory,
-            std::slice::from_ref(&inventory),
-        ))
-        .map_err(|e| ImageError::io(&tmp, e))?;
+        file.write_all(&encode_records(ImageKind::Inventory, std::slice::from_ref(&inventory)))
+            .map_err(|e| ImageError::io(&tmp, e))?;
         if fsync {
             file.sync_all().map_err(|e| ImageError::io(&tmp, e))?;
         }
@@ -203,9 +165,7 @@ impl ImageDir {
         };
         match inventory.files.iter().find(|d| d.name == name) {
             Some(digest) => Ok(Some(digest)),
-            None => Err(ImageError::NotListed {
-                file: name.to_owned(),
-            }),
+            None => Err(ImageError::NotListed { file: name.to_owned() }),
         }
     }
 
@@ -227,10 +187,7 @@ impl ImageDir {
 fn record_file_name(kind: ImageKind, pid: Option<i32>) -> Result<String, ImageError> {
     let name = kind.file_name(pid);
     if !kind.is_record_file() {
-        return Err(ImageError::Usage {
-            file: name,
-            problem: "page files are not record files".into(),
-        });
+        return Err(ImageError::Usage { file: name, problem: "page files are not record files".into() });
     }
     check_pid(kind, pid)?;
     Ok(name)
@@ -259,10 +216,9 @@ pub(crate) fn check_pid(kind: ImageKind, pid: Option<i32>) -> Result<(), ImageEr
 fn one_record<M>(file: &str, mut records: Vec<M>) -> Result<M, ImageError> {
     match (records.pop(), records.is_empty()) {
         (Some(record), true) => Ok(record),
-        (popped, _) => Err(ImageError::RecordCount {
-            file: file.to_owned(),
-            count: records.len() + usize::from(popped.is_some()),
-        }),
+        (popped, _) => {
+            Err(ImageError::RecordCount { file: file.to_owned(), count: records.len() + usize::from(popped.is_some()) })
+        }
     }
 }
 
@@ -270,10 +226,7 @@ fn one_record<M>(file: &str, mut records: Vec<M>) -> Result<M, ImageError> {
 fn validate_inventory(inventory: &Inventory) -> Result<(), ImageError> {
     check_version(INVENTORY, inventory.format_major, inventory.format_minor)?;
     if u64::from(inventory.page_size) != PAGE_SIZE {
-        let problem = format!(
-            "{} where this stasis supports only {PAGE_SIZE}",
-            inventory.page_size
-        );
+        let problem = format!("{} where this stasis supports only {PAGE_SIZE}", inventory.page_size);
         return Err(ImageError::field(INVENTORY, "page_size", problem));
     }
     let mut seen = BTreeSet::new();
@@ -281,18 +234,10 @@ fn validate_inventory(inventory: &Inventory) -> Result<(), ImageError> {
         let name = digest.name.as_str();
         match ImageKind::parse_file_name(name) {
             Some((ImageKind::Inventory, _)) | None => {
-                return Err(ImageError::field(
-                    INVENTORY,
-                    "files",
-                    format!("unexpected file name {name:?}"),
-                ))
+                return Err(ImageError::field(INVENTORY, "files", format!("unexpected file name {name:?}")))
             }
             Some(_) if !seen.insert(name) => {
-                return Err(ImageError::field(
-                    INVENTORY,
-                    "files",
-                    format!("{name} is listed twice"),
-                ))
+                return Err(ImageError::field(INVENTORY, "files", format!("{name} is listed twice")))
             }
             Some(_) => {}
         }
@@ -305,17 +250,10 @@ fn verify_listed_file(dir: &Path, digest: &FileDigest) -> Result<(), ImageError>
     let name = digest.name.as_str();
     let path = dir.join(name);
     let meta = match fs::metadata(&path) {
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            return Err(ImageError::Missing {
-                file: name.to_owned(),
-            })
-        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(ImageError::Missing { file: name.to_owned() }),
         other => other.map_err(|e| ImageError::io(&path, e))?,
     };
-    let is_pages = matches!(
-        ImageKind::parse_file_name(name),
-        Some((ImageKind::Pages, _))
-    );
+    let is_pages = matches!(ImageKind::parse_file_name(name), Some((ImageKind::Pages, _)));
     if is_pages || meta.len() != digest.size {
         return check_size(name, meta.len(), digest.size, "inventory.img");
     }
@@ -324,19 +262,10 @@ fn verify_listed_file(dir: &Path, digest: &FileDigest) -> Result<(), ImageError>
 }
 
 /// Check a file's size and checksum against its inventory entry.
-pub(crate) fn check_digest(
-    file: &str,
-    listed: &FileDigest,
-    size: u64,
-    checksum: u64,
-) -> Result<(), ImageError> {
+pub(crate) fn check_digest(file: &str, listed: &FileDigest, size: u64, checksum: u64) -> Result<(), ImageError> {
     check_size(file, size, listed.size, "inventory.img")?;
     if checksum != listed.checksum {
-        return Err(ImageError::Digest {
-            file: file.to_owned(),
-            actual: checksum,
-            listed: listed.checksum,
-        });
+        return Err(ImageError::Digest { file: file.to_owned(), actual: checksum, listed: listed.checksum });
     }
     Ok(())
 }
@@ -351,12 +280,7 @@ pub(crate) fn check_size(
     if actual == expected {
         return Ok(());
     }
-    Err(ImageError::Size {
-        file: file.to_owned(),
-        actual,
-        expected,
-        source_of_truth,
-    })
+    Err(ImageError::Size { file: file.to_owned(), actual, expected, source_of_truth })
 }
 
 /// Read a record file whole, refusing one larger than [`MAX_RECORD_FILE_SIZE`] before allocating.
@@ -373,9 +297,7 @@ fn read_capped(path: &Path, name: &str) -> Result<Vec<u8>, ImageError> {
     }
     let mut bytes = Vec::with_capacity(size as usize);
     // One byte more than the limit, so that a file growing while it is read is still caught.
-    file.take(MAX_RECORD_FILE_SIZE + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|e| ImageError::io(path, e))?;
+    file.take(MAX_RECORD_FILE_SIZE + 1).read_to_end(&mut bytes).map_err(|e| ImageError::io(path, e))?;
     Ok(bytes)
 }
 
@@ -389,14 +311,11 @@ pub(crate) fn create_file(path: &Path) -> Result<File, ImageError> {
         .mode(0o600)
         .open(path)
         .map_err(|e| ImageError::io(path, e))?;
-    file.set_permissions(fs::Permissions::from_mode(0o600))
-        .map_err(|e| ImageError::io(path, e))?;
+    file.set_permissions(fs::Permissions::from_mode(0o600)).map_err(|e| ImageError::io(path, e))?;
     Ok(file)
 }
 
 /// fsync a file or directory by path.
 fn sync_path(path: &Path) -> Result<(), ImageError> {
-    File::open(path)
-        .and_then(|f| f.sync_all())
-        .map_err(|e| ImageError::io(path, e))
+    File::open(path).and_then(|f| f.sync_all()).map_err(|e| ImageError::io(path, e))
 }

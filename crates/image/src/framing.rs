@@ -9,8 +9,8 @@ use prost::Message;
 use xxhash_rust::xxh3::xxh3_64;
 
 use crate::{
-    ImageError, ImageKind, COMMON_MAGIC, END_MARKER, FORMAT_MAJOR, FORMAT_MINOR, HEADER_LEN,
-    MAX_RECORDS, MAX_RECORD_FILE_SIZE, MAX_RECORD_LEN,
+    ImageError, ImageKind, COMMON_MAGIC, END_MARKER, FORMAT_MAJOR, FORMAT_MINOR, HEADER_LEN, MAX_RECORDS,
+    MAX_RECORD_FILE_SIZE, MAX_RECORD_LEN,
 };
 
 /// Length of the trailer: end marker and checksum.
@@ -29,36 +29,20 @@ pub(crate) fn encode_header(kind: ImageKind) -> [u8; HEADER_LEN] {
 /// Check the header at the start of `bytes`: magics, version and the reserved word.
 pub(crate) fn check_header(file: &str, kind: ImageKind, bytes: &[u8]) -> Result<(), ImageError> {
     let Some(header) = bytes.first_chunk::<HEADER_LEN>() else {
-        return Err(ImageError::truncated(
-            file,
-            "header",
-            HEADER_LEN as u64,
-            bytes.len() as u64,
-        ));
+        return Err(ImageError::truncated(file, "header", HEADER_LEN as u64, bytes.len() as u64));
     };
     let magic = le_u32(header, 0);
     if magic != COMMON_MAGIC {
-        return Err(ImageError::BadMagic {
-            file: file.to_owned(),
-            magic,
-        });
+        return Err(ImageError::BadMagic { file: file.to_owned(), magic });
     }
     let found = le_u32(header, 4);
     if found != kind.magic() {
-        return Err(ImageError::WrongKind {
-            file: file.to_owned(),
-            found,
-            expected: kind,
-        });
+        return Err(ImageError::WrongKind { file: file.to_owned(), found, expected: kind });
     }
     check_version(file, le_u16(header, 8).into(), le_u16(header, 10).into())?;
     match le_u32(header, 12) {
         0 => Ok(()),
-        other => Err(ImageError::field(
-            file,
-            "reserved",
-            format!("{other:#x} where 0 is required"),
-        )),
+        other => Err(ImageError::field(file, "reserved", format!("{other:#x} where 0 is required"))),
     }
 }
 
@@ -67,11 +51,7 @@ pub(crate) fn check_version(file: &str, major: u32, minor: u32) -> Result<(), Im
     if major == u32::from(FORMAT_MAJOR) && minor <= u32::from(FORMAT_MINOR) {
         Ok(())
     } else {
-        Err(ImageError::Version {
-            file: file.to_owned(),
-            major,
-            minor,
-        })
+        Err(ImageError::Version { file: file.to_owned(), major, minor })
     }
 }
 
@@ -98,10 +78,7 @@ pub fn encode_records<M: Message>(kind: ImageKind, records: &[M]) -> Vec<u8> {
 /// Check the limits a reader applies to `records` before writing them as the file `file`.
 pub(crate) fn check_encode_limits<M: Message>(file: &str, records: &[M]) -> Result<(), ImageError> {
     if records.len() > MAX_RECORDS {
-        return Err(ImageError::TooManyRecords {
-            file: file.to_owned(),
-            limit: MAX_RECORDS,
-        });
+        return Err(ImageError::TooManyRecords { file: file.to_owned(), limit: MAX_RECORDS });
     }
     let mut total = (HEADER_LEN + TRAILER_LEN) as u64;
     for (i, record) in records.iter().enumerate() {
@@ -112,12 +89,7 @@ pub(crate) fn check_encode_limits<M: Message>(file: &str, records: &[M]) -> Resu
         total = total.saturating_add(4 + len);
     }
     if total > MAX_RECORD_FILE_SIZE {
-        return Err(too_large(
-            file,
-            "the file".into(),
-            total,
-            MAX_RECORD_FILE_SIZE,
-        ));
+        return Err(too_large(file, "the file".into(), total, MAX_RECORD_FILE_SIZE));
     }
     Ok(())
 }
@@ -137,12 +109,7 @@ pub fn decode_records<M: Message + Default>(
     }
     let size = bytes.len() as u64;
     if size > MAX_RECORD_FILE_SIZE {
-        return Err(too_large(
-            file_name,
-            "the file".into(),
-            size,
-            MAX_RECORD_FILE_SIZE,
-        ));
+        return Err(too_large(file_name, "the file".into(), size, MAX_RECORD_FILE_SIZE));
     }
     check_header(file_name, kind, bytes)?;
     let frames = split_records(file_name, bytes)?;
@@ -182,19 +149,11 @@ fn split_records<'a>(file: &str, bytes: &'a [u8]) -> Result<Vec<&'a [u8]>, Image
             return Err(too_large(file, what, len.into(), MAX_RECORD_LEN));
         }
         if index >= MAX_RECORDS {
-            return Err(ImageError::TooManyRecords {
-                file: file.to_owned(),
-                limit: MAX_RECORDS,
-            });
+            return Err(ImageError::TooManyRecords { file: file.to_owned(), limit: MAX_RECORDS });
         }
         let Some((frame, next)) = after.split_at_checked(len as usize) else {
             let what = format!("record {index}");
-            return Err(ImageError::truncated(
-                file,
-                what,
-                len.into(),
-                after.len() as u64,
-            ));
+            return Err(ImageError::truncated(file, what, len.into(), after.len() as u64));
         };
         frames.push(frame);
         rest = next;
@@ -208,10 +167,7 @@ fn check_trailer(file: &str, bytes: &[u8], after_marker: &[u8]) -> Result<(), Im
         return Err(ImageError::truncated(file, "checksum", 8, left));
     };
     if !extra.is_empty() {
-        return Err(ImageError::TrailingData {
-            file: file.to_owned(),
-            extra: extra.len() as u64,
-        });
+        return Err(ImageError::TrailingData { file: file.to_owned(), extra: extra.len() as u64 });
     }
     let covered = bytes.len().saturating_sub(after_marker.len());
     let computed = xxh3_64(bytes.get(..covered).unwrap_or_default());
@@ -219,21 +175,12 @@ fn check_trailer(file: &str, bytes: &[u8], after_marker: &[u8]) -> Result<(), Im
     if stored == computed {
         Ok(())
     } else {
-        Err(ImageError::Checksum {
-            file: file.to_owned(),
-            stored,
-            computed,
-        })
+        Err(ImageError::Checksum { file: file.to_owned(), stored, computed })
     }
 }
 
 fn too_large(file: &str, what: String, size: u64, limit: u64) -> ImageError {
-    ImageError::TooLarge {
-        file: file.to_owned(),
-        what,
-        size,
-        limit,
-    }
+    ImageError::TooLarge { file: file.to_owned(), what, size, limit }
 }
 
 /// `TaskCore` for `stasis_image::model::TaskCore`.

@@ -52,14 +52,7 @@ impl ImageKind {
 
     /// Whether there is one file of this kind per process (named with the PID).
     pub fn per_process(self) -> bool {
-        matches!(
-            self,
-            ImageKind::Core
-                | ImageKind::Mm
-                | ImageKind::PageMap
-                | ImageKind::Pages
-                | ImageKind::Fds
-        )
+        matches!(self, ImageKind::Core | ImageKind::Mm | ImageKind::PageMap | ImageKind::Pages | ImageKind::Fds)
     }
 
     /// Whether the file is a record file (header, length-prefixed records, trailer); only page files

@@ -15,9 +15,7 @@ use xxhash_rust::xxh3::{xxh3_64, Xxh3Default};
 use crate::dir::{check_pid, check_size, create_file, Written};
 use crate::framing::{check_header, encode_header};
 use crate::model::{FileDigest, PageMap};
-use crate::{
-    ImageDir, ImageError, ImageKind, HEADER_LEN, MAX_CHUNK_SIZE, PAGE_DATA_OFFSET, PAGE_SIZE,
-};
+use crate::{ImageDir, ImageError, ImageKind, HEADER_LEN, MAX_CHUNK_SIZE, PAGE_DATA_OFFSET, PAGE_SIZE};
 
 /// Offset of the page count in the header page.
 const NR_PAGES_OFFSET: u64 = HEADER_LEN as u64;
@@ -52,13 +50,7 @@ impl ImageDir {
         file.write_all_at(&header, 0)
             .and_then(|()| (&file).seek(SeekFrom::Start(PAGE_DATA_OFFSET)).map(drop))
             .map_err(|e| ImageError::io(&path, e))?;
-        Ok(PageWriter {
-            file,
-            path,
-            name,
-            chunk_size,
-            written: self.written().clone(),
-        })
+        Ok(PageWriter { file, path, name, chunk_size, written: self.written().clone() })
     }
 
     /// Open `pages-PID.img` for reading, positioned at [`PAGE_DATA_OFFSET`], after checking `map`
@@ -75,18 +67,12 @@ impl ImageDir {
             check_size(&name, size, listed.size, "inventory.img")?;
             let checksum = chunk_list_checksum(&map.chunk_checksums);
             if checksum != listed.checksum {
-                return Err(ImageError::Digest {
-                    file: name,
-                    actual: checksum,
-                    listed: listed.checksum,
-                });
+                return Err(ImageError::Digest { file: name, actual: checksum, listed: listed.checksum });
             }
         }
         check_page_header(&file, &path, &name, size, map.total_pages)?;
         check_size(&name, size, page_file_size(map.total_pages), "the page map")?;
-        (&file)
-            .seek(SeekFrom::Start(PAGE_DATA_OFFSET))
-            .map_err(|e| ImageError::io(&path, e))?;
+        (&file).seek(SeekFrom::Start(PAGE_DATA_OFFSET)).map_err(|e| ImageError::io(&path, e))?;
         Ok(file)
     }
 }
@@ -102,44 +88,53 @@ impl PageWriter {
     /// page, and record the file's digest for the inventory. Returns the chunk checksums (for the
     /// page map) and the digest.
     pub fn finish(self, data_len: u64) -> Result<(Vec<u64>, FileDigest), ImageError> {
-        let usage = |problem: String| ImageError::Usage {
-            file: self.name.clone(),
-            problem,
-        };
-        if !data_len.is_multiple_of(PAGE_SIZE) {
-            return Err(usage(format!(
-                "data length {data_len} is not a multiple of the page size"
-            )));
+        self.check_len(data_len)?;
+        let checksums =
+            hash_chunks(&self.file, data_len, self.chunk_size).map_err(|e| ImageError::io(&self.path, e))?;
+        self.seal(data_len, checksums)
+    }
+
+    /// Like [`PageWriter::finish`], with the chunk checksums already computed by the caller (with
+    /// [`hash_chunk`], while the data was being written). Their number must match `data_len`.
+    pub fn finish_with(self, data_len: u64, checksums: Vec<u64>) -> Result<(Vec<u64>, FileDigest), ImageError> {
+        self.check_len(data_len)?;
+        let want = if self.chunk_size == 0 { 0 } else { data_len.div_ceil(self.chunk_size) };
+        if checksums.len() as u64 != want {
+            let problem = format!("{} chunk checksums for {want} chunks", checksums.len());
+            return Err(ImageError::Usage { file: self.name.clone(), problem });
         }
-        let size = self
-            .file
-            .metadata()
-            .map_err(|e| ImageError::io(&self.path, e))?
-            .len();
+        self.seal(data_len, checksums)
+    }
+
+    fn check_len(&self, data_len: u64) -> Result<(), ImageError> {
+        let usage = |problem: String| ImageError::Usage { file: self.name.clone(), problem };
+        if !data_len.is_multiple_of(PAGE_SIZE) {
+            return Err(usage(format!("data length {data_len} is not a multiple of the page size")));
+        }
+        let size = self.file.metadata().map_err(|e| ImageError::io(&self.path, e))?.len();
         let expected = PAGE_DATA_OFFSET.saturating_add(data_len);
         if size != expected {
-            return Err(usage(format!(
-                "the file is {size} bytes, but {data_len} bytes of data make {expected}"
-            )));
+            return Err(usage(format!("the file is {size} bytes, but {data_len} bytes of data make {expected}")));
         }
-        let checksums = hash_chunks(&self.file, data_len, self.chunk_size)
-            .map_err(|e| ImageError::io(&self.path, e))?;
+        Ok(())
+    }
+
+    /// Fill the page count into the header page and record the digest for the inventory.
+    fn seal(self, data_len: u64, checksums: Vec<u64>) -> Result<(Vec<u64>, FileDigest), ImageError> {
+        let size = PAGE_DATA_OFFSET + data_len;
         let nr_pages = data_len / PAGE_SIZE;
-        self.file
-            .write_all_at(&nr_pages.to_le_bytes(), NR_PAGES_OFFSET)
-            .map_err(|e| ImageError::io(&self.path, e))?;
-        let digest = FileDigest {
-            name: self.name.clone(),
-            size,
-            checksum: chunk_list_checksum(&checksums),
-        };
-        let mut written = self
-            .written
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        self.file.write_all_at(&nr_pages.to_le_bytes(), NR_PAGES_OFFSET).map_err(|e| ImageError::io(&self.path, e))?;
+        let digest = FileDigest { name: self.name.clone(), size, checksum: chunk_list_checksum(&checksums) };
+        let mut written = self.written.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         written.insert(self.name.clone(), digest.clone());
         Ok((checksums, digest))
     }
+}
+
+/// The checksum of chunk number `chunk` of a page file's data (`data_len` bytes from
+/// [`PAGE_DATA_OFFSET`], in chunks of `chunk_size`): the one definition every writer and reader uses.
+pub fn hash_chunk(file: &File, data_len: u64, chunk_size: u64, chunk: u64) -> std::io::Result<u64> {
+    Ok(hash_chunk_range(file, data_len, chunk_size, chunk..chunk + 1)?.pop().unwrap_or(0))
 }
 
 /// Verify the data of an opened page file (`file_name`, for messages) against `map`'s chunk
@@ -152,17 +147,9 @@ pub fn verify_pages(file: &File, file_name: &str, map: &PageMap) -> Result<(), I
     let data_len = validate_pagemap(&map_name, map)?;
     let io_err = |e| ImageError::io(file_name, e);
     let size = file.metadata().map_err(io_err)?.len();
-    check_size(
-        file_name,
-        size,
-        page_file_size(map.total_pages),
-        "the page map",
-    )?;
+    check_size(file_name, size, page_file_size(map.total_pages), "the page map")?;
     let computed = hash_chunks(file, data_len, map.chunk_size).map_err(io_err)?;
-    let bad = computed
-        .iter()
-        .zip(&map.chunk_checksums)
-        .position(|(a, b)| a != b);
+    let bad = computed.iter().zip(&map.chunk_checksums).position(|(a, b)| a != b);
     match bad {
         None => Ok(()),
         Some(chunk) => Err(ImageError::ChunkChecksum {
@@ -181,18 +168,13 @@ pub fn verify_pages(file: &File, file_name: &str, map: &PageMap) -> Result<(), I
 pub fn validate_pagemap(file_name: &str, map: &PageMap) -> Result<u64, ImageError> {
     let pages = check_runs(file_name, map)?;
     if pages != map.total_pages {
-        let problem = format!(
-            "{} does not match the runs ({pages} pages)",
-            map.total_pages
-        );
+        let problem = format!("{} does not match the runs ({pages} pages)", map.total_pages);
         return Err(ImageError::field(file_name, "total_pages", problem));
     }
     let data_len = pages
         .checked_mul(PAGE_SIZE)
         .filter(|len| len.checked_add(PAGE_DATA_OFFSET).is_some())
-        .ok_or_else(|| {
-            ImageError::field(file_name, "total_pages", format!("{pages} pages overflow"))
-        })?;
+        .ok_or_else(|| ImageError::field(file_name, "total_pages", format!("{pages} pages overflow")))?;
     if data_len == 0 && map.chunk_size == 0 && map.chunk_checksums.is_empty() {
         return Ok(0);
     }
@@ -214,8 +196,7 @@ fn check_runs(file_name: &str, map: &PageMap) -> Result<u64, ImageError> {
     let mut pages: u64 = 0;
     let mut prev_end: u64 = 0;
     for (i, run) in map.runs.iter().enumerate() {
-        let bad =
-            |problem: String| ImageError::field(file_name, "runs", format!("run {i}: {problem}"));
+        let bad = |problem: String| ImageError::field(file_name, "runs", format!("run {i}: {problem}"));
         if !run.vaddr.is_multiple_of(PAGE_SIZE) {
             return Err(bad(format!("vaddr {:#x} is not page aligned", run.vaddr)));
         }
@@ -226,22 +207,12 @@ fn check_runs(file_name: &str, map: &PageMap) -> Result<u64, ImageError> {
             .nr_pages
             .checked_mul(PAGE_SIZE)
             .and_then(|len| run.vaddr.checked_add(len))
-            .ok_or_else(|| {
-                bad(format!(
-                    "{} pages at {:#x} overflow",
-                    run.nr_pages, run.vaddr
-                ))
-            })?;
+            .ok_or_else(|| bad(format!("{} pages at {:#x} overflow", run.nr_pages, run.vaddr)))?;
         if run.vaddr < prev_end {
-            return Err(bad(format!(
-                "vaddr {:#x} is below the end of the run before",
-                run.vaddr
-            )));
+            return Err(bad(format!("vaddr {:#x} is below the end of the run before", run.vaddr)));
         }
         prev_end = end;
-        pages = pages
-            .checked_add(run.nr_pages)
-            .ok_or_else(|| bad("the page count overflows".into()))?;
+        pages = pages.checked_add(run.nr_pages).ok_or_else(|| bad("the page count overflows".into()))?;
     }
     Ok(pages)
 }
@@ -249,33 +220,19 @@ fn check_runs(file_name: &str, map: &PageMap) -> Result<u64, ImageError> {
 /// A chunk size must be a nonzero multiple of the page size, at most [`MAX_CHUNK_SIZE`].
 fn check_chunk_size(file: &str, chunk_size: u64) -> Result<(), ImageError> {
     if chunk_size == 0 || !chunk_size.is_multiple_of(PAGE_SIZE) || chunk_size > MAX_CHUNK_SIZE {
-        let problem = format!(
-            "{chunk_size} is not a nonzero multiple of {PAGE_SIZE} of at most {MAX_CHUNK_SIZE}"
-        );
+        let problem = format!("{chunk_size} is not a nonzero multiple of {PAGE_SIZE} of at most {MAX_CHUNK_SIZE}");
         return Err(ImageError::field(file, "chunk_size", problem));
     }
     Ok(())
 }
 
 /// Check the header page of a page file: the common header, the page count, the zero padding.
-fn check_page_header(
-    file: &File,
-    path: &Path,
-    name: &str,
-    size: u64,
-    total_pages: u64,
-) -> Result<(), ImageError> {
+fn check_page_header(file: &File, path: &Path, name: &str, size: u64, total_pages: u64) -> Result<(), ImageError> {
     if size < PAGE_DATA_OFFSET {
-        return Err(ImageError::truncated(
-            name,
-            "header page",
-            PAGE_DATA_OFFSET,
-            size,
-        ));
+        return Err(ImageError::truncated(name, "header page", PAGE_DATA_OFFSET, size));
     }
     let mut page = vec![0u8; PAGE_DATA_OFFSET as usize];
-    file.read_exact_at(&mut page, 0)
-        .map_err(|e| ImageError::io(path, e))?;
+    file.read_exact_at(&mut page, 0).map_err(|e| ImageError::io(path, e))?;
     check_header(name, ImageKind::Pages, &page)?;
     let mut word = [0u8; 8];
     word.copy_from_slice(&page[HEADER_LEN..HEADER_LEN + 8]);
@@ -293,9 +250,7 @@ fn check_page_header(
 
 /// The size of a page file holding `pages` pages (saturating: a map this large fails elsewhere).
 fn page_file_size(pages: u64) -> u64 {
-    pages
-        .saturating_mul(PAGE_SIZE)
-        .saturating_add(PAGE_DATA_OFFSET)
+    pages.saturating_mul(PAGE_SIZE).saturating_add(PAGE_DATA_OFFSET)
 }
 
 /// The checksum the inventory lists for a page file: xxh3-64 of the little-endian chunk checksums.
@@ -318,9 +273,7 @@ fn hash_chunks(file: &File, data_len: u64, chunk_size: u64) -> std::io::Result<V
     std::thread::scope(|scope| {
         let upper = scope.spawn(|| hash_chunk_range(file, data_len, chunk_size, mid..chunks));
         let mut sums = hash_chunk_range(file, data_len, chunk_size, 0..mid)?;
-        let upper = upper
-            .join()
-            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))?;
+        let upper = upper.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))?;
         sums.extend(upper);
         Ok(sums)
     })

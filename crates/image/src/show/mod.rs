@@ -9,9 +9,7 @@ mod text;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use crate::model::{
-    FdTable, FileTable, Inventory, MmImage, PageMap, ProcessEntry, PsTree, TaskCore,
-};
+use crate::model::{FdTable, FileTable, Inventory, MmImage, PageMap, ProcessEntry, PsTree, TaskCore};
 use crate::{validate_pagemap, ImageDir, ImageError, ImageKind, PAGE_SIZE};
 
 pub use text::render_text;
@@ -41,18 +39,9 @@ impl Loaded {
             None => dir.read_one(ImageKind::Inventory, None)?,
         };
         let pstree: PsTree = dir.read_one(ImageKind::PsTree, None)?;
-        let processes = pstree
-            .processes
-            .iter()
-            .map(|entry| load_process(dir, entry))
-            .collect::<Result<_, _>>()?;
+        let processes = pstree.processes.iter().map(|entry| load_process(dir, entry)).collect::<Result<_, _>>()?;
         let files = dir.read_one(ImageKind::Files, None)?;
-        Ok(Loaded {
-            inventory,
-            pstree,
-            processes,
-            files,
-        })
+        Ok(Loaded { inventory, pstree, processes, files })
     }
 }
 
@@ -96,10 +85,7 @@ fn pagemap_summary(map: &PageMap) -> Value {
     let mut summary = Map::new();
     summary.insert("runs".into(), map.runs.len().into());
     summary.insert("total_pages".into(), map.total_pages.into());
-    summary.insert(
-        "bytes".into(),
-        map.total_pages.saturating_mul(PAGE_SIZE).into(),
-    );
+    summary.insert("bytes".into(), map.total_pages.saturating_mul(PAGE_SIZE).into());
     summary.insert("chunk_size".into(), map.chunk_size.into());
     summary.insert("chunks".into(), map.chunk_checksums.len().into());
     Value::Object(summary)

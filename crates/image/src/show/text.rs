@@ -23,36 +23,20 @@ pub fn render_text(dir: &ImageDir) -> Result<String, ImageError> {
 
 fn header(out: &mut String, dir: &ImageDir, inv: &Inventory, processes: usize) {
     let _ = writeln!(out, "image {}", dir.path().display());
-    let _ = writeln!(
-        out,
-        "  root pid      {} ({processes} processes)",
-        inv.root_pid
-    );
+    let plural = if processes == 1 { "" } else { "es" };
+    let _ = writeln!(out, "  root pid      {} ({processes} process{plural})", inv.root_pid);
     let _ = writeln!(
         out,
         "  written by    stasis {} (image format {}.{})",
         inv.tool_version, inv.format_major, inv.format_minor
     );
     let _ = writeln!(out, "  kernel        {}", inv.kernel_release);
-    let _ = writeln!(
-        out,
-        "  created       {}",
-        names::unix_ms(inv.created_unix_ms)
-    );
+    let _ = writeln!(out, "  created       {}", names::unix_ms(inv.created_unix_ms));
     let _ = writeln!(out, "  xfeatures     {:#x}", inv.xfeatures);
     let _ = writeln!(out, "  page size     {}", inv.page_size);
-    let _ = writeln!(
-        out,
-        "  shell job     {}",
-        if inv.shell_job { "yes" } else { "no" }
-    );
-    let total: u64 = inv.files.iter().map(|f| f.size).sum();
-    let _ = writeln!(
-        out,
-        "  files         {} ({})",
-        inv.files.len(),
-        names::bytes(total)
-    );
+    let _ = writeln!(out, "  shell job     {}", if inv.shell_job { "yes" } else { "no" });
+    let total = inv.files.iter().fold(0u64, |sum, f| sum.saturating_add(f.size));
+    let _ = writeln!(out, "  files         {} ({})", inv.files.len(), names::bytes(total));
 }
 
 fn render_process(out: &mut String, p: &Process, files: &FileTable) {
@@ -89,25 +73,17 @@ fn threads(out: &mut String, cores: &[TaskCore]) {
 
 fn memory(out: &mut String, vmas: &[Vma], map: &PageMap) {
     let dumped = map.total_pages.saturating_mul(PAGE_SIZE);
-    let _ = writeln!(
-        out,
-        "  memory ({} areas, {} pages dumped = {}):",
-        vmas.len(),
-        map.total_pages,
-        names::bytes(dumped)
-    );
-    let _ = writeln!(
-        out,
-        "    {:<33} {:<5} {:<8} {:>8}  name",
-        "start-end", "perm", "kind", "pages"
-    );
+    let _ =
+        writeln!(out, "  memory ({} areas, {} pages dumped = {}):", vmas.len(), map.total_pages, names::bytes(dumped));
+    let _ = writeln!(out, "    {:<33} {:<4} {:<24} {:<8} {:>8}  name", "start-end", "prot", "flags", "kind", "pages");
     for vma in vmas {
         let _ = writeln!(
             out,
-            "    {:016x}-{:016x} {:<5} {:<8} {:>8}  {}",
+            "    {:016x}-{:016x} {:<4} {:<24} {:<8} {:>8}  {}",
             vma.start,
             vma.end,
-            names::prot_flags(vma.prot, vma.flags),
+            names::prot(vma.prot),
+            names::vma_flags(vma.flags, vma.locked),
             names::vma_kind(vma.kind),
             pages_in(map, vma.start, vma.end),
             vma.name
@@ -119,9 +95,7 @@ fn memory(out: &mut String, vmas: &[Vma], map: &PageMap) {
 /// was validated), so the search starts at the first run that ends after `start`.
 fn pages_in(map: &PageMap, start: u64, end: u64) -> u64 {
     let run_end = |vaddr: u64, nr: u64| vaddr.saturating_add(nr.saturating_mul(PAGE_SIZE));
-    let first = map
-        .runs
-        .partition_point(|r| run_end(r.vaddr, r.nr_pages) <= start);
+    let first = map.runs.partition_point(|r| run_end(r.vaddr, r.nr_pages) <= start);
     let mut pages = 0u64;
     for run in map.runs.iter().skip(first).take_while(|r| r.vaddr < end) {
         let lo = run.vaddr.max(start);
@@ -140,18 +114,10 @@ fn fds(out: &mut String, p: &Process, files: &FileTable) {
                 let (kind, path, pos) = names::file_kind(file);
                 let pos = pos.map_or(String::new(), |pos| format!(" pos {pos}"));
                 let flags = names::open_flags(file.flags);
-                let _ = writeln!(
-                    out,
-                    "    {:>4} -> {kind:<8} {path}{pos} {flags}{cloexec}",
-                    fd.fd
-                );
+                let _ = writeln!(out, "    {:>4} -> {kind:<8} {path}{pos} {flags}{cloexec}", fd.fd);
             }
             None => {
-                let _ = writeln!(
-                    out,
-                    "    {:>4} -> file id {} (not in files.img)",
-                    fd.fd, fd.file_id
-                );
+                let _ = writeln!(out, "    {:>4} -> file id {} (not in files.img)", fd.fd, fd.file_id);
             }
         }
     }
@@ -159,12 +125,7 @@ fn fds(out: &mut String, p: &Process, files: &FileTable) {
 
 fn signals(out: &mut String, core: &TaskCore) {
     let caught: Vec<_> = core.sigactions.iter().filter(|a| a.handler != 0).collect();
-    let _ = writeln!(
-        out,
-        "  signals: blocked {:#x}, {} handlers set",
-        core.sigmask,
-        caught.len()
-    );
+    let _ = writeln!(out, "  signals: blocked {:#x}, {} handlers set", core.sigmask, caught.len());
     for action in caught {
         let _ = writeln!(
             out,
@@ -177,11 +138,7 @@ fn signals(out: &mut String, core: &TaskCore) {
     }
     for pending in &core.pending {
         let queue = if pending.shared { "process" } else { "thread" };
-        let _ = writeln!(
-            out,
-            "    pending {} ({queue})",
-            names::signal(pending.signo.into())
-        );
+        let _ = writeln!(out, "    pending {} ({queue})", names::signal(pending.signo.into()));
     }
 }
 

@@ -10,14 +10,10 @@ use crate::ImageError;
 fn missing_inventory_means_incomplete() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = ImageDir::create(tmp.path()).unwrap();
-    dir.write_records(ImageKind::PsTree, None, &[sample_pstree()])
-        .unwrap();
+    dir.write_records(ImageKind::PsTree, None, &[sample_pstree()]).unwrap();
     let e = ImageDir::open(tmp.path()).unwrap_err();
     assert!(matches!(e, ImageError::Incomplete { .. }));
-    assert_eq!(
-        e.to_string(),
-        "inventory.img: missing: the image is incomplete (the dump failed or is still running)"
-    );
+    assert_eq!(e.to_string(), "inventory.img: missing: the image is incomplete (the dump failed or is still running)");
 }
 
 #[test]
@@ -28,10 +24,7 @@ fn create_removes_a_stale_inventory() {
     let dir = ImageDir::create(tmp.path()).unwrap();
     assert!(dir.inventory().is_none());
     assert!(!tmp.path().join("inventory.img").exists());
-    assert!(matches!(
-        ImageDir::open(tmp.path()),
-        Err(ImageError::Incomplete { .. })
-    ));
+    assert!(matches!(ImageDir::open(tmp.path()), Err(ImageError::Incomplete { .. })));
 }
 
 #[test]
@@ -42,10 +35,7 @@ fn round_trip_through_open() {
     let dir = ImageDir::open(tmp.path()).unwrap();
     let inv = dir.inventory().unwrap();
     assert_eq!(*inv, committed);
-    assert_eq!(
-        (inv.format_major, inv.format_minor, inv.page_size),
-        (1, 0, 4096)
-    );
+    assert_eq!((inv.format_major, inv.format_minor, inv.page_size), (1, 0, 4096));
     let names: Vec<&str> = inv.files.iter().map(|f| f.name.as_str()).collect();
     assert_eq!(
         names,
@@ -61,22 +51,10 @@ fn round_trip_through_open() {
     );
     let cores: Vec<TaskCore> = dir.read_records(ImageKind::Core, Some(PID)).unwrap();
     assert_eq!(cores, [sample_core(PID), sample_core(PID + 1)]);
-    assert_eq!(
-        dir.read_one::<PsTree>(ImageKind::PsTree, None).unwrap(),
-        sample_pstree()
-    );
-    assert_eq!(
-        dir.read_one::<FileTable>(ImageKind::Files, None).unwrap(),
-        sample_files()
-    );
-    assert_eq!(
-        dir.read_one::<FdTable>(ImageKind::Fds, Some(PID)).unwrap(),
-        sample_fds()
-    );
-    assert_eq!(
-        dir.read_one::<MmImage>(ImageKind::Mm, Some(PID)).unwrap(),
-        sample_mm()
-    );
+    assert_eq!(dir.read_one::<PsTree>(ImageKind::PsTree, None).unwrap(), sample_pstree());
+    assert_eq!(dir.read_one::<FileTable>(ImageKind::Files, None).unwrap(), sample_files());
+    assert_eq!(dir.read_one::<FdTable>(ImageKind::Fds, Some(PID)).unwrap(), sample_fds());
+    assert_eq!(dir.read_one::<MmImage>(ImageKind::Mm, Some(PID)).unwrap(), sample_mm());
     let inv2: Inventory = dir.read_one(ImageKind::Inventory, None).unwrap();
     assert_eq!(inv2, committed);
 }
@@ -85,8 +63,7 @@ fn round_trip_through_open() {
 fn fsync_commit_works() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = ImageDir::create(tmp.path()).unwrap();
-    dir.write_records(ImageKind::PsTree, None, &[sample_pstree()])
-        .unwrap();
+    dir.write_records(ImageKind::PsTree, None, &[sample_pstree()]).unwrap();
     dir.commit_inventory(sample_inventory(), true).unwrap();
     assert!(!tmp.path().join("inventory.img.tmp").exists());
     let dir = ImageDir::open(tmp.path()).unwrap();
@@ -114,10 +91,7 @@ fn listed_file_missing() {
     write_image(tmp.path(), 2, 4096);
     fs::remove_file(tmp.path().join("fds-4242.img")).unwrap();
     let e = ImageDir::open(tmp.path()).unwrap_err();
-    assert_eq!(
-        e.to_string(),
-        "fds-4242.img: missing: listed in inventory.img but not in the image directory"
-    );
+    assert_eq!(e.to_string(), "fds-4242.img: missing: listed in inventory.img but not in the image directory");
 }
 
 #[test]
@@ -129,25 +103,13 @@ fn listed_size_and_checksum_mismatch() {
     fs::write(&path, &good[..good.len() - 1]).unwrap();
     let e = ImageDir::open(tmp.path()).unwrap_err();
     let n = good.len();
-    assert_eq!(
-        e.to_string(),
-        format!(
-            "core-4242.img: size {} does not match inventory.img ({n})",
-            n - 1
-        )
-    );
+    assert_eq!(e.to_string(), format!("core-4242.img: size {} does not match inventory.img ({n})", n - 1));
     let mut bad = good.clone();
     bad[40] ^= 1;
     fs::write(&path, &bad).unwrap();
     let e = ImageDir::open(tmp.path()).unwrap_err();
-    assert!(
-        e.to_string().starts_with("core-4242.img: checksum 0x"),
-        "{e}"
-    );
-    assert!(
-        e.to_string().contains("does not match inventory.img (0x"),
-        "{e}"
-    );
+    assert!(e.to_string().starts_with("core-4242.img: checksum 0x"), "{e}");
+    assert!(e.to_string().contains("does not match inventory.img (0x"), "{e}");
 }
 
 #[test]
@@ -159,9 +121,7 @@ fn damage_after_open_is_caught_on_read() {
     let mut bad = fs::read(&path).unwrap();
     bad[30] ^= 1;
     fs::write(&path, &bad).unwrap();
-    let e = dir
-        .read_one::<MmImage>(ImageKind::Mm, Some(PID))
-        .unwrap_err();
+    let e = dir.read_one::<MmImage>(ImageKind::Mm, Some(PID)).unwrap_err();
     assert!(e.to_string().starts_with("mm-4242.img: checksum 0x"), "{e}");
 }
 
@@ -171,31 +131,18 @@ fn unlisted_file_is_refused() {
     write_image(tmp.path(), 2, 4096);
     let dir = ImageDir::open(tmp.path()).unwrap();
     let side = ImageDir::create(&tmp.path().join("side")).unwrap();
-    side.write_records(ImageKind::Fds, Some(99), &[sample_fds()])
-        .unwrap();
-    fs::rename(
-        tmp.path().join("side/fds-99.img"),
-        tmp.path().join("fds-99.img"),
-    )
-    .unwrap();
-    let e = dir
-        .read_one::<FdTable>(ImageKind::Fds, Some(99))
-        .unwrap_err();
+    side.write_records(ImageKind::Fds, Some(99), &[sample_fds()]).unwrap();
+    fs::rename(tmp.path().join("side/fds-99.img"), tmp.path().join("fds-99.img")).unwrap();
+    let e = dir.read_one::<FdTable>(ImageKind::Fds, Some(99)).unwrap_err();
     assert_eq!(e.to_string(), "fds-99.img: not listed in inventory.img");
 }
 
 /// Rewrite the inventory of the image at `path` after `edit`.
 fn rewrite_inventory(path: &std::path::Path, edit: impl FnOnce(&mut Inventory)) -> String {
     let bytes = fs::read(path.join("inventory.img")).unwrap();
-    let mut inv: Inventory = crate::decode_records("inventory.img", ImageKind::Inventory, &bytes)
-        .unwrap()
-        .remove(0);
+    let mut inv: Inventory = crate::decode_records("inventory.img", ImageKind::Inventory, &bytes).unwrap().remove(0);
     edit(&mut inv);
-    fs::write(
-        path.join("inventory.img"),
-        crate::encode_records(ImageKind::Inventory, &[inv]),
-    )
-    .unwrap();
+    fs::write(path.join("inventory.img"), crate::encode_records(ImageKind::Inventory, &[inv])).unwrap();
     ImageDir::open(path).unwrap_err().to_string()
 }
 
@@ -234,11 +181,7 @@ fn inventory_fields() {
     assert_eq!(
         rewrite_inventory(p, |i| {
             i.files[0].name = "core-4242.img".into();
-            i.files.push(FileDigest {
-                name: "core-777.img".into(),
-                size: 1,
-                checksum: 2,
-            });
+            i.files.push(FileDigest { name: "core-777.img".into(), size: 1, checksum: 2 });
         }),
         "core-777.img: missing: listed in inventory.img but not in the image directory"
     );
@@ -253,15 +196,8 @@ fn damaged_inventory_file() {
     bad[25] ^= 4;
     fs::write(&path, &bad).unwrap();
     let e = ImageDir::open(tmp.path()).unwrap_err();
-    assert!(
-        e.to_string()
-            .starts_with("inventory.img: checksum mismatch (stored 0x"),
-        "{e}"
-    );
+    assert!(e.to_string().starts_with("inventory.img: checksum mismatch (stored 0x"), "{e}");
     fs::write(&path, &bad[..10]).unwrap();
     let e = ImageDir::open(tmp.path()).unwrap_err();
-    assert_eq!(
-        e.to_string(),
-        "inventory.img: truncated: header needs 16 bytes, 10 left"
-    );
+    assert_eq!(e.to_string(), "inventory.img: truncated: header needs 16 bytes, 10 left");
 }

@@ -41,38 +41,15 @@ pub(crate) fn sample_core(tid: i32) -> TaskCore {
     TaskCore {
         pid: tid,
         comm: "workload".into(),
-        regs: Some(GpRegs {
-            rip: 0x4011d0,
-            rsp: 0x7ffd_0000_1000,
-            rax: u64::MAX - 3,
-            ..Default::default()
-        }),
+        regs: Some(GpRegs { rip: 0x4011d0, rsp: 0x7ffd_0000_1000, rax: u64::MAX - 3, ..Default::default() }),
         xstate: (0..=255).collect(),
         sigmask: 1 << 9,
         sigactions: vec![
-            SigAction {
-                signo: 2,
-                handler: 0x401000,
-                flags: 0x0400_0000,
-                restorer: 0x401100,
-                mask: 0,
-            },
-            SigAction {
-                signo: 13,
-                handler: 1,
-                ..Default::default()
-            },
+            SigAction { signo: 2, handler: 0x401000, flags: 0x0400_0000, restorer: 0x401100, mask: 0 },
+            SigAction { signo: 13, handler: 1, ..Default::default() },
         ],
-        pending: vec![PendingSignal {
-            shared: true,
-            signo: 10,
-            siginfo: vec![10; 128],
-        }],
-        rlimits: vec![RLimit {
-            resource: 7,
-            cur: 1024,
-            max: u64::MAX,
-        }],
+        pending: vec![PendingSignal { shared: true, signo: 10, siginfo: vec![10; 128] }],
+        rlimits: vec![RLimit { resource: 7, cur: 1024, max: u64::MAX }],
         creds: Some(Creds {
             uid: 1000,
             euid: 1000,
@@ -108,11 +85,7 @@ pub(crate) fn sample_mm() -> MmImage {
                 ..Default::default()
             },
         ],
-        fields: Some(MmFields {
-            start_code: 0x40_0000,
-            end_code: 0x40_4000,
-            ..Default::default()
-        }),
+        fields: Some(MmFields { start_code: 0x40_0000, end_code: 0x40_4000, ..Default::default() }),
         auxv: vec![6, 4096, 0, 0],
         exe_path: "/usr/bin/workload".into(),
         vdso_checksum: 0x1234,
@@ -120,20 +93,7 @@ pub(crate) fn sample_mm() -> MmImage {
 }
 
 pub(crate) fn sample_fds() -> FdTable {
-    FdTable {
-        fds: vec![
-            FdEntry {
-                fd: 0,
-                file_id: 1,
-                cloexec: false,
-            },
-            FdEntry {
-                fd: 3,
-                file_id: 2,
-                cloexec: true,
-            },
-        ],
-    }
+    FdTable { fds: vec![FdEntry { fd: 0, file_id: 1, cloexec: false }, FdEntry { fd: 3, file_id: 2, cloexec: true }] }
 }
 
 pub(crate) fn sample_files() -> FileTable {
@@ -142,10 +102,7 @@ pub(crate) fn sample_files() -> FileTable {
             FileEntry {
                 id: 1,
                 flags: 2,
-                kind: Some(FileKind::CharDevice(CharDevice {
-                    path: "/dev/null".into(),
-                    rdev: 0x103,
-                })),
+                kind: Some(FileKind::CharDevice(CharDevice { path: "/dev/null".into(), rdev: 0x103 })),
             },
             FileEntry {
                 id: 2,
@@ -164,15 +121,9 @@ pub(crate) fn sample_files() -> FileTable {
 /// A page map of `pages` pages in two runs inside the sample stack area (without checksums).
 pub(crate) fn sample_runs(pages: u64) -> Vec<PageRun> {
     let first = pages / 2;
-    let mut runs = vec![PageRun {
-        vaddr: 0x7ffd_0000_0000,
-        nr_pages: first,
-    }];
+    let mut runs = vec![PageRun { vaddr: 0x7ffd_0000_0000, nr_pages: first }];
     if pages > first {
-        runs.push(PageRun {
-            vaddr: 0x7ffd_0000_0000 + (first + 1) * 4096,
-            nr_pages: pages - first,
-        });
+        runs.push(PageRun { vaddr: 0x7ffd_0000_0000 + (first + 1) * 4096, nr_pages: pages - first });
     }
     runs.retain(|r| r.nr_pages > 0);
     runs
@@ -180,9 +131,7 @@ pub(crate) fn sample_runs(pages: u64) -> Vec<PageRun> {
 
 /// Page data whose every page differs.
 pub(crate) fn page_data(pages: u64) -> Vec<u8> {
-    (0..pages * 4096)
-        .map(|i| (i / 4096 * 7 + i % 251) as u8)
-        .collect()
+    (0..pages * 4096).map(|i| (i / 4096 * 7 + i % 251) as u8).collect()
 }
 
 /// Write a complete image of one process (two threads, `pages` pages in chunks of `chunk_size`)
@@ -191,27 +140,27 @@ pub(crate) fn write_image(path: &Path, pages: u64, chunk_size: u64) -> ImageDir 
     use std::io::Write;
     let dir = ImageDir::create(path).unwrap();
     let pid = Some(PID);
-    dir.write_records(ImageKind::PsTree, None, &[sample_pstree()])
-        .unwrap();
+    dir.write_records(ImageKind::PsTree, None, &[sample_pstree()]).unwrap();
     let cores = [sample_core(PID), sample_core(PID + 1)];
     dir.write_records(ImageKind::Core, pid, &cores).unwrap();
-    dir.write_records(ImageKind::Mm, pid, &[sample_mm()])
-        .unwrap();
-    dir.write_records(ImageKind::Fds, pid, &[sample_fds()])
-        .unwrap();
-    dir.write_records(ImageKind::Files, None, &[sample_files()])
-        .unwrap();
+    dir.write_records(ImageKind::Mm, pid, &[sample_mm()]).unwrap();
+    dir.write_records(ImageKind::Fds, pid, &[sample_fds()]).unwrap();
+    dir.write_records(ImageKind::Files, None, &[sample_files()]).unwrap();
     let writer = dir.create_pages(PID, chunk_size).unwrap();
     let data = page_data(pages);
     writer.file().write_all(&data).unwrap();
     let (chunk_checksums, _) = writer.finish(data.len() as u64).unwrap();
-    let map = PageMap {
-        runs: sample_runs(pages),
-        chunk_size,
-        chunk_checksums,
-        total_pages: pages,
-    };
+    let map = PageMap { runs: sample_runs(pages), chunk_size, chunk_checksums, total_pages: pages };
     dir.write_records(ImageKind::PageMap, pid, &[map]).unwrap();
     dir.commit_inventory(sample_inventory(), false).unwrap();
     dir
+}
+
+/// The engine shares one `ImageDir` between threads and moves page writers between them.
+#[test]
+fn dir_and_writer_are_send_and_sync() {
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<ImageDir>();
+    send_sync::<crate::PageWriter>();
+    send_sync::<crate::ImageError>();
 }

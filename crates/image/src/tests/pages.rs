@@ -46,29 +46,17 @@ fn bad_chunk_is_named() {
     let map = read_pagemap(&dir);
     let path = tmp.path().join("pages-4242.img");
     let file = OpenOptions::new().write(true).open(&path).unwrap();
-    file.write_all_at(b"X", PAGE_DATA_OFFSET + 3 * 4096 + 17)
-        .unwrap();
+    file.write_all_at(b"X", PAGE_DATA_OFFSET + 3 * 4096 + 17).unwrap();
     let file = dir.open_pages(PID, &map).unwrap();
     let e = verify_pages(&file, "pages-4242.img", &map).unwrap_err();
-    assert_eq!(
-        e.to_string(),
-        "pages-4242.img: checksum mismatch in chunk 1 (file offset 12288)"
-    );
+    assert_eq!(e.to_string(), "pages-4242.img: checksum mismatch in chunk 1 (file offset 12288)");
     // The last, shorter chunk.
     let file = OpenOptions::new().write(true).open(&path).unwrap();
-    file.write_all_at(b"X", PAGE_DATA_OFFSET + 4 * 4096)
-        .unwrap();
-    file.write_all_at(
-        &page_data(5)[3 * 4096 + 17..3 * 4096 + 18],
-        PAGE_DATA_OFFSET + 3 * 4096 + 17,
-    )
-    .unwrap();
+    file.write_all_at(b"X", PAGE_DATA_OFFSET + 4 * 4096).unwrap();
+    file.write_all_at(&page_data(5)[3 * 4096 + 17..3 * 4096 + 18], PAGE_DATA_OFFSET + 3 * 4096 + 17).unwrap();
     let file = dir.open_pages(PID, &map).unwrap();
     let e = verify_pages(&file, "pages-4242.img", &map).unwrap_err();
-    assert_eq!(
-        e.to_string(),
-        "pages-4242.img: checksum mismatch in chunk 2 (file offset 20480)"
-    );
+    assert_eq!(e.to_string(), "pages-4242.img: checksum mismatch in chunk 2 (file offset 20480)");
 }
 
 #[test]
@@ -76,40 +64,23 @@ fn size_mismatch() {
     let tmp = tempfile::tempdir().unwrap();
     write_image(tmp.path(), 5, 8192);
     let path = tmp.path().join("pages-4242.img");
-    OpenOptions::new()
-        .append(true)
-        .open(&path)
-        .unwrap()
-        .write_all(&[0; 4096])
-        .unwrap();
+    OpenOptions::new().append(true).open(&path).unwrap().write_all(&[0; 4096]).unwrap();
     let e = ImageDir::open(tmp.path()).unwrap_err();
-    assert_eq!(
-        e.to_string(),
-        "pages-4242.img: size 28672 does not match inventory.img (24576)"
-    );
+    assert_eq!(e.to_string(), "pages-4242.img: size 28672 does not match inventory.img (24576)");
 
     // Without an inventory, the page map is what the size is checked against.
     fs::remove_file(tmp.path().join("inventory.img")).unwrap();
     let dir = ImageDir::create(tmp.path()).unwrap();
     let map = read_pagemap(&dir);
     let e = dir.open_pages(PID, &map).unwrap_err();
-    assert_eq!(
-        e.to_string(),
-        "pages-4242.img: size 28672 does not match the page map (24576)"
-    );
+    assert_eq!(e.to_string(), "pages-4242.img: size 28672 does not match the page map (24576)");
     let file = fs::File::open(&path).unwrap();
     let e = verify_pages(&file, "pages-4242.img", &map).unwrap_err();
-    assert_eq!(
-        e.to_string(),
-        "pages-4242.img: size 28672 does not match the page map (24576)"
-    );
+    assert_eq!(e.to_string(), "pages-4242.img: size 28672 does not match the page map (24576)");
     let file = OpenOptions::new().write(true).open(&path).unwrap();
     file.set_len(100).unwrap();
     let e = dir.open_pages(PID, &map).unwrap_err();
-    assert_eq!(
-        e.to_string(),
-        "pages-4242.img: truncated: header page needs 4096 bytes, 100 left"
-    );
+    assert_eq!(e.to_string(), "pages-4242.img: truncated: header page needs 4096 bytes, 100 left");
 }
 
 #[test]
@@ -144,61 +115,32 @@ fn inventory_digest_must_match_the_pagemap() {
     let mut map = read_pagemap(&dir);
     map.chunk_checksums[0] ^= 1;
     let e = dir.open_pages(PID, &map).unwrap_err();
-    assert!(
-        e.to_string().starts_with("pages-4242.img: checksum 0x"),
-        "{e}"
-    );
-    assert!(
-        e.to_string().contains(" does not match inventory.img (0x"),
-        "{e}"
-    );
+    assert!(e.to_string().starts_with("pages-4242.img: checksum 0x"), "{e}");
+    assert!(e.to_string().contains(" does not match inventory.img (0x"), "{e}");
 }
 
 #[test]
 fn pagemap_validation() {
-    let good = PageMap {
-        runs: sample_runs(5),
-        chunk_size: 8192,
-        chunk_checksums: vec![1, 2, 3],
-        total_pages: 5,
-    };
-    assert_eq!(
-        validate_pagemap("pagemap-4242.img", &good).unwrap(),
-        5 * 4096
-    );
+    let good = PageMap { runs: sample_runs(5), chunk_size: 8192, chunk_checksums: vec![1, 2, 3], total_pages: 5 };
+    assert_eq!(validate_pagemap("pagemap-4242.img", &good).unwrap(), 5 * 4096);
     let check = |edit: &dyn Fn(&mut PageMap), want: &str| {
         let mut map = good.clone();
         edit(&mut map);
         let e = validate_pagemap("pagemap-4242.img", &map).unwrap_err();
         assert_eq!(e.to_string(), format!("pagemap-4242.img: {want}"));
     };
-    check(
-        &|m| m.total_pages = 10,
-        "field total_pages: 10 does not match the runs (5 pages)",
-    );
+    check(&|m| m.total_pages = 10, "field total_pages: 10 does not match the runs (5 pages)");
     let chunk = "is not a nonzero multiple of 4096 of at most 1073741824";
-    check(
-        &|m| m.chunk_size = 0,
-        &format!("field chunk_size: 0 {chunk}"),
-    );
-    check(
-        &|m| m.chunk_size = 5000,
-        &format!("field chunk_size: 5000 {chunk}"),
-    );
-    check(
-        &|m| m.chunk_size = 2 << 30,
-        &format!("field chunk_size: 2147483648 {chunk}"),
-    );
+    check(&|m| m.chunk_size = 0, &format!("field chunk_size: 0 {chunk}"));
+    check(&|m| m.chunk_size = 5000, &format!("field chunk_size: 5000 {chunk}"));
+    check(&|m| m.chunk_size = 2 << 30, &format!("field chunk_size: 2147483648 {chunk}"));
     check(
         &|m| {
             m.chunk_checksums.pop();
         },
         "field chunk_checksums: 2 checksums, but 20480 bytes in chunks of 8192 make 3",
     );
-    check(
-        &|m| m.runs[1].vaddr += 1,
-        "field runs: run 1: vaddr 0x7ffd00003001 is not page aligned",
-    );
+    check(&|m| m.runs[1].vaddr += 1, "field runs: run 1: vaddr 0x7ffd00003001 is not page aligned");
     check(&|m| m.runs[1].nr_pages = 0, "field runs: run 1: no pages");
     check(
         &|m| m.runs[1].vaddr = m.runs[0].vaddr + 4096,
@@ -210,19 +152,13 @@ fn pagemap_validation() {
     );
     check(
         &|m| {
-            m.runs = vec![PageRun {
-                vaddr: 0,
-                nr_pages: (1 << 52) - 1,
-            }];
+            m.runs = vec![PageRun { vaddr: 0, nr_pages: (1 << 52) - 1 }];
             m.total_pages = (1 << 52) - 1;
         },
         "field total_pages: 4503599627370495 pages overflow",
     );
     // A map without pages may leave the chunk size zero.
-    assert_eq!(
-        validate_pagemap("pagemap-1.img", &PageMap::default()).unwrap(),
-        0
-    );
+    assert_eq!(validate_pagemap("pagemap-1.img", &PageMap::default()).unwrap(), 0);
 }
 
 #[test]
@@ -233,10 +169,7 @@ fn empty_page_file() {
     let (sums, digest) = writer.finish(0).unwrap();
     assert!(sums.is_empty());
     assert_eq!(digest.size, 4096);
-    let map = PageMap {
-        chunk_size: 4096,
-        ..Default::default()
-    };
+    let map = PageMap { chunk_size: 4096, ..Default::default() };
     let file = dir.open_pages(7, &map).unwrap();
     verify_pages(&file, "pages-7.img", &map).unwrap();
 }
@@ -246,25 +179,15 @@ fn finish_checks_its_argument() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = ImageDir::create(tmp.path()).unwrap();
     let e = dir.create_pages(7, 1000).unwrap_err();
-    assert!(
-        e.to_string()
-            .starts_with("pages-7.img: field chunk_size: 1000 is not"),
-        "{e}"
-    );
+    assert!(e.to_string().starts_with("pages-7.img: field chunk_size: 1000 is not"), "{e}");
     let writer = dir.create_pages(7, 4096).unwrap();
     writer.file().write_all(&[1; 8192]).unwrap();
     let e = dir.create_pages(7, 4096).unwrap().finish(100).unwrap_err();
-    assert_eq!(
-        e.to_string(),
-        "pages-7.img: data length 100 is not a multiple of the page size"
-    );
+    assert_eq!(e.to_string(), "pages-7.img: data length 100 is not a multiple of the page size");
     let writer = dir.create_pages(7, 4096).unwrap();
     writer.file().write_all(&[1; 8192]).unwrap();
     let e = writer.finish(4096).unwrap_err();
-    assert_eq!(
-        e.to_string(),
-        "pages-7.img: the file is 12288 bytes, but 4096 bytes of data make 8192"
-    );
+    assert_eq!(e.to_string(), "pages-7.img: the file is 12288 bytes, but 4096 bytes of data make 8192");
 }
 
 /// Enough data for the two-thread path, with a chunk count that does not split evenly.
@@ -273,9 +196,7 @@ fn parallel_hashing_matches_one_shot() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = ImageDir::create(tmp.path()).unwrap();
     let chunk = 4 << 20;
-    let data: Vec<u8> = (0..(35u64 << 20) + 8192)
-        .map(|i| (i * 31 / 4096) as u8)
-        .collect();
+    let data: Vec<u8> = (0..(35u64 << 20) + 8192).map(|i| (i * 31 / 4096) as u8).collect();
     let writer = dir.create_pages(9, chunk).unwrap();
     writer.file().write_all(&data).unwrap();
     let (sums, _) = writer.finish(data.len() as u64).unwrap();

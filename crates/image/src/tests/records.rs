@@ -18,12 +18,7 @@ fn reseal(bytes: &mut [u8]) {
 }
 
 /// The error of reading `kind`'s file after replacing it with `bytes`.
-fn read_err<M: Message + Default + Debug>(
-    dir: &ImageDir,
-    kind: ImageKind,
-    pid: Option<i32>,
-    bytes: &[u8],
-) -> String {
+fn read_err<M: Message + Default + Debug>(dir: &ImageDir, kind: ImageKind, pid: Option<i32>, bytes: &[u8]) -> String {
     fs::write(dir.path().join(kind.file_name(pid)), bytes).unwrap();
     let err = dir.read_records::<M>(kind, pid).unwrap_err();
     err.to_string()
@@ -45,10 +40,7 @@ where
     assert_eq!(digest.size, good.len() as u64);
     assert_eq!(digest.checksum, xxh3_64(&good));
     let len0 = records[0].encoded_len();
-    assert!(
-        len0 > 4,
-        "sample record of {name} is too small for the test"
-    );
+    assert!(len0 > 4, "sample record of {name} is too small for the test");
     let err = |bytes: &[u8]| read_err::<M>(&dir, kind, pid, bytes);
     let n = good.len();
 
@@ -56,60 +48,26 @@ where
     let cases = [
         (0, "truncated: header needs 16 bytes, 0 left".to_owned()),
         (9, "truncated: header needs 16 bytes, 9 left".to_owned()),
-        (
-            16,
-            "truncated: length of record 0 (or the end marker) needs 4 bytes, 0 left".to_owned(),
-        ),
-        (
-            18,
-            "truncated: length of record 0 (or the end marker) needs 4 bytes, 2 left".to_owned(),
-        ),
-        (
-            23,
-            format!("truncated: record 0 needs {len0} bytes, 3 left"),
-        ),
-        (
-            n - 12,
-            format!(
-                "truncated: length of record {} (or the end marker) needs 4 bytes, 0 left",
-                records.len()
-            ),
-        ),
-        (
-            n - 8,
-            "truncated: checksum needs 8 bytes, 0 left".to_owned(),
-        ),
-        (
-            n - 1,
-            "truncated: checksum needs 8 bytes, 7 left".to_owned(),
-        ),
+        (16, "truncated: length of record 0 (or the end marker) needs 4 bytes, 0 left".to_owned()),
+        (18, "truncated: length of record 0 (or the end marker) needs 4 bytes, 2 left".to_owned()),
+        (23, format!("truncated: record 0 needs {len0} bytes, 3 left")),
+        (n - 12, format!("truncated: length of record {} (or the end marker) needs 4 bytes, 0 left", records.len())),
+        (n - 8, "truncated: checksum needs 8 bytes, 0 left".to_owned()),
+        (n - 1, "truncated: checksum needs 8 bytes, 7 left".to_owned()),
     ];
     for (at, want) in cases {
-        assert_eq!(
-            err(&good[..at]),
-            format!("{name}: {want}"),
-            "truncated at {at}"
-        );
+        assert_eq!(err(&good[..at]), format!("{name}: {want}"), "truncated at {at}");
     }
 
     // A flipped byte in the common magic, the kind magic, a record, the checksum.
     let mut bad = good.clone();
     bad[0] ^= 0x20;
-    assert_eq!(
-        err(&bad),
-        format!("{name}: bad magic 0x49535473 (not a stasis image file)")
-    );
+    assert_eq!(err(&bad), format!("{name}: bad magic 0x49535473 (not a stasis image file)"));
     let mut bad = good.clone();
     bad[5] ^= 1;
     let msg = err(&bad);
-    assert!(
-        msg.starts_with(&format!("{name}: wrong kind magic 0x")),
-        "{msg}"
-    );
-    assert!(
-        msg.contains(&format!("(unknown), expected {:#010x}", kind.magic())),
-        "{msg}"
-    );
+    assert!(msg.starts_with(&format!("{name}: wrong kind magic 0x")), "{msg}");
+    assert!(msg.contains(&format!("(unknown), expected {:#010x}", kind.magic())), "{msg}");
     let mut bad = good.clone();
     bad[16 + 4 + 1] ^= 0x40;
     assert!(err(&bad).starts_with(&format!("{name}: checksum mismatch (stored 0x")));
@@ -119,17 +77,9 @@ where
 
     // Versions: a newer major, a newer minor, an older major.
     for (major, minor, want) in [
-        (
-            2u16,
-            0u16,
-            "format 2.0 is newer than this stasis supports (1.0)",
-        ),
+        (2u16, 0u16, "format 2.0 is newer than this stasis supports (1.0)"),
         (1, 1, "format 1.1 is newer than this stasis supports (1.0)"),
-        (
-            0,
-            9,
-            "format 0.9 is older than what this stasis supports (1.0)",
-        ),
+        (0, 9, "format 0.9 is older than what this stasis supports (1.0)"),
     ] {
         let mut bad = good.clone();
         bad[8..10].copy_from_slice(&major.to_le_bytes());
@@ -139,11 +89,7 @@ where
     }
 
     // Another kind's magic.
-    let other = if kind == ImageKind::Pages {
-        ImageKind::Core
-    } else {
-        ImageKind::Pages
-    };
+    let other = if kind == ImageKind::Pages { ImageKind::Core } else { ImageKind::Pages };
     let mut bad = good.clone();
     bad[4..8].copy_from_slice(&other.magic().to_le_bytes());
     reseal(&mut bad);
@@ -160,22 +106,13 @@ where
     let mut bad = good.clone();
     bad[12] = 7;
     reseal(&mut bad);
-    assert_eq!(
-        err(&bad),
-        format!("{name}: field reserved: 0x7 where 0 is required")
-    );
+    assert_eq!(err(&bad), format!("{name}: field reserved: 0x7 where 0 is required"));
     let mut bad = good.clone();
     bad.extend_from_slice(b"xyz");
-    assert_eq!(
-        err(&bad),
-        format!("{name}: 3 bytes of garbage after the checksum")
-    );
+    assert_eq!(err(&bad), format!("{name}: 3 bytes of garbage after the checksum"));
     let mut bad = good.clone();
     bad[16..20].copy_from_slice(&(MAX_RECORD_LEN as u32 + 1).to_le_bytes());
-    assert_eq!(
-        err(&bad),
-        format!("{name}: record 0 is 67108865 bytes, over the limit of 67108864")
-    );
+    assert_eq!(err(&bad), format!("{name}: record 0 is 67108865 bytes, over the limit of 67108864"));
 
     // A record that is not protobuf, with a valid checksum.
     let mut bad = good.clone();
@@ -206,11 +143,7 @@ fn pstree_file() {
 
 #[test]
 fn core_file() {
-    check_kind(
-        ImageKind::Core,
-        Some(PID),
-        vec![sample_core(PID), sample_core(PID + 1)],
-    );
+    check_kind(ImageKind::Core, Some(PID), vec![sample_core(PID), sample_core(PID + 1)]);
 }
 
 #[test]
@@ -220,12 +153,7 @@ fn mm_file() {
 
 #[test]
 fn pagemap_file() {
-    let map = PageMap {
-        runs: sample_runs(5),
-        chunk_size: 8192,
-        chunk_checksums: vec![1, 2, 3],
-        total_pages: 5,
-    };
+    let map = PageMap { runs: sample_runs(5), chunk_size: 8192, chunk_checksums: vec![1, 2, 3], total_pages: 5 };
     check_kind(ImageKind::PageMap, Some(PID), vec![map]);
 }
 
@@ -243,11 +171,7 @@ fn files_file() {
 fn empty_and_default_records_round_trip() {
     let bytes = encode_records::<FdTable>(ImageKind::Fds, &[]);
     assert_eq!(bytes.len(), 16 + 12);
-    assert!(
-        decode_records::<FdTable>("fds-1.img", ImageKind::Fds, &bytes)
-            .unwrap()
-            .is_empty()
-    );
+    assert!(decode_records::<FdTable>("fds-1.img", ImageKind::Fds, &bytes).unwrap().is_empty());
     let bytes = encode_records(ImageKind::Fds, &[FdTable::default(), FdTable::default()]);
     let back: Vec<FdTable> = decode_records("fds-1.img", ImageKind::Fds, &bytes).unwrap();
     assert_eq!(back, vec![FdTable::default(); 2]);
@@ -266,74 +190,37 @@ fn header_layout_is_as_documented() {
 fn read_one_wants_exactly_one_record() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = ImageDir::create(tmp.path()).unwrap();
-    dir.write_records(ImageKind::Core, Some(7), &[sample_core(7), sample_core(8)])
-        .unwrap();
-    let e = dir
-        .read_one::<TaskCore>(ImageKind::Core, Some(7))
-        .unwrap_err();
-    assert_eq!(
-        e.to_string(),
-        "core-7.img: expected exactly one record, found 2"
-    );
-    dir.write_records::<PsTree>(ImageKind::PsTree, None, &[])
-        .unwrap();
+    dir.write_records(ImageKind::Core, Some(7), &[sample_core(7), sample_core(8)]).unwrap();
+    let e = dir.read_one::<TaskCore>(ImageKind::Core, Some(7)).unwrap_err();
+    assert_eq!(e.to_string(), "core-7.img: expected exactly one record, found 2");
+    dir.write_records::<PsTree>(ImageKind::PsTree, None, &[]).unwrap();
     let e = dir.read_one::<PsTree>(ImageKind::PsTree, None).unwrap_err();
-    assert_eq!(
-        e.to_string(),
-        "pstree.img: expected exactly one record, found 0"
-    );
-    dir.write_records(ImageKind::Mm, Some(7), &[sample_mm()])
-        .unwrap();
-    assert_eq!(
-        dir.read_one::<MmImage>(ImageKind::Mm, Some(7)).unwrap(),
-        sample_mm()
-    );
+    assert_eq!(e.to_string(), "pstree.img: expected exactly one record, found 0");
+    dir.write_records(ImageKind::Mm, Some(7), &[sample_mm()]).unwrap();
+    assert_eq!(dir.read_one::<MmImage>(ImageKind::Mm, Some(7)).unwrap(), sample_mm());
 }
 
 #[test]
 fn pid_must_fit_the_kind() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = ImageDir::create(tmp.path()).unwrap();
-    let e = dir
-        .write_records(ImageKind::Core, None, &[sample_core(1)])
-        .unwrap_err();
+    let e = dir.write_records(ImageKind::Core, None, &[sample_core(1)]).unwrap_err();
     assert_eq!(e.to_string(), "core-?.img: a per-process file needs a pid");
-    let e = dir
-        .write_records(ImageKind::Files, Some(3), &[sample_files()])
-        .unwrap_err();
-    assert_eq!(
-        e.to_string(),
-        "files.img: pid 3 given for a file that is not per process"
-    );
-    let e = dir
-        .write_records(ImageKind::Mm, Some(-1), &[sample_mm()])
-        .unwrap_err();
+    let e = dir.write_records(ImageKind::Files, Some(3), &[sample_files()]).unwrap_err();
+    assert_eq!(e.to_string(), "files.img: pid 3 given for a file that is not per process");
+    let e = dir.write_records(ImageKind::Mm, Some(-1), &[sample_mm()]).unwrap_err();
     assert_eq!(e.to_string(), "mm--1.img: pid -1 is not positive");
-    let e = dir
-        .write_records(ImageKind::Pages, Some(1), &[sample_mm()])
-        .unwrap_err();
-    assert_eq!(
-        e.to_string(),
-        "pages-1.img: page files are not record files"
-    );
+    let e = dir.write_records(ImageKind::Pages, Some(1), &[sample_mm()]).unwrap_err();
+    assert_eq!(e.to_string(), "pages-1.img: page files are not record files");
 }
 
 #[test]
 fn writer_refuses_what_a_reader_would_refuse() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = ImageDir::create(tmp.path()).unwrap();
-    let big = TaskCore {
-        xstate: vec![0; MAX_RECORD_LEN as usize + 1],
-        ..Default::default()
-    };
-    let e = dir
-        .write_records(ImageKind::Core, Some(1), &[big])
-        .unwrap_err();
-    assert!(
-        e.to_string()
-            .starts_with("core-1.img: record 0 is 67108870 bytes, over the limit of"),
-        "{e}"
-    );
+    let big = TaskCore { xstate: vec![0; MAX_RECORD_LEN as usize + 1], ..Default::default() };
+    let e = dir.write_records(ImageKind::Core, Some(1), &[big]).unwrap_err();
+    assert!(e.to_string().starts_with("core-1.img: record 0 is 67108870 bytes, over the limit of"), "{e}");
     assert!(!dir.path().join("core-1.img").exists());
 }
 
@@ -349,10 +236,7 @@ fn too_many_records() {
 fn file_names_parse_back() {
     for kind in ImageKind::ALL {
         let pid = kind.per_process().then_some(4242);
-        assert_eq!(
-            ImageKind::parse_file_name(&kind.file_name(pid)),
-            Some((kind, pid))
-        );
+        assert_eq!(ImageKind::parse_file_name(&kind.file_name(pid)), Some((kind, pid)));
         assert_eq!(ImageKind::from_magic(kind.magic()), Some(kind));
     }
     for bad in [
@@ -367,7 +251,6 @@ fn file_names_parse_back() {
     ] {
         assert_eq!(ImageKind::parse_file_name(bad), None, "{bad}");
     }
-    let magics: std::collections::BTreeSet<u32> =
-        ImageKind::ALL.iter().map(|k| k.magic()).collect();
+    let magics: std::collections::BTreeSet<u32> = ImageKind::ALL.iter().map(|k| k.magic()).collect();
     assert_eq!(magics.len(), ImageKind::ALL.len());
 }

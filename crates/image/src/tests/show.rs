@@ -16,23 +16,14 @@ fn json_has_every_file() {
     let p = &json["processes"]["4242"];
     assert_eq!(p["core"].as_array().unwrap().len(), 2);
     assert_eq!(p["core"][0]["comm"], "workload");
-    assert_eq!(
-        p["core"][0]["pending"][0]["siginfo"]
-            .as_str()
-            .unwrap()
-            .len(),
-        256
-    );
+    assert_eq!(p["core"][0]["pending"][0]["siginfo"].as_str().unwrap().len(), 256);
     assert_eq!(p["mm"]["vmas"][1]["name"], "[stack]");
     assert_eq!(p["pagemap"]["runs"], 2);
     assert_eq!(p["pagemap"]["total_pages"], 5);
     assert_eq!(p["pagemap"]["bytes"], 5 * 4096);
     assert_eq!(p["pagemap"]["chunks"], 3);
     assert_eq!(p["fds"]["fds"][1]["fd"], 3);
-    assert_eq!(
-        json["files"]["files"][1]["kind"]["Regular"]["path"],
-        "/tmp/log"
-    );
+    assert_eq!(json["files"]["files"][1]["kind"]["Regular"]["path"], "/tmp/log");
 }
 
 #[test]
@@ -42,15 +33,15 @@ fn text_summary() {
     let dir = ImageDir::open(tmp.path()).unwrap();
     let text = render_text(&dir).unwrap();
     for want in [
-        "  root pid      4242 (1 processes)",
+        "  root pid      4242 (1 process)",
         "  written by    stasis 0.1.0 (image format 1.0)",
         "  kernel        6.18.0-test",
         "  created       2024-02-29 12:34:56 UTC",
         "process 4242 (workload)",
         "  threads (2):",
         "  memory (2 areas, 5 pages dumped = 20.0 KiB):",
-        "    0000000000400000-0000000000404000 r-xp  file            0  /usr/bin/workload",
-        "    00007ffd00000000-00007ffd00008000 rw-p growsdown anon            5  [stack]",
+        "    0000000000400000-0000000000404000 r-x  private                  file            0  /usr/bin/workload",
+        "    00007ffd00000000-00007ffd00008000 rw-  private,growsdown        anon            5  [stack]",
         "       0 -> chrdev   /dev/null O_RDWR",
         "       3 -> file     /tmp/log pos 77 O_WRONLY|O_APPEND cloexec",
         "  signals: blocked 0x200, 2 handlers set",
