@@ -37,7 +37,7 @@ pub fn dump(opts: &DumpOptions, progress: &mut dyn FnMut(Progress)) -> Result<Du
     check_single(&root, pid)?;
     let collected = collect(&root, &mut frozen, &stat, opts)?;
     log::info!("pid {pid}: frozen and inspected in {:?}", frozen_at.elapsed());
-    let (writer, page_bytes) = write_pages(&dir, &mut frozen, &collected, progress)?;
+    let (writer, page_bytes, checksums) = write_pages(&dir, &mut frozen, &collected, progress)?;
     log::info!("pid {pid}: {page_bytes} bytes of pages written at {:?}", frozen_at.elapsed());
     fault::check("dump-fail-after-memory")?;
     let mut frozen = Some(frozen);
@@ -46,7 +46,7 @@ pub fn dump(opts: &DumpOptions, progress: &mut dyn FnMut(Progress)) -> Result<Du
         frozen.take().expect("still frozen").resume()?;
         frozen_for = Some(frozen_at.elapsed());
     }
-    let image_bytes = write_images(&dir, &collected, writer, page_bytes, opts)?;
+    let image_bytes = write_images(&dir, &collected, writer, (page_bytes, checksums), opts)?;
     if let Some(f) = frozen {
         f.kill()?;
         frozen_for = Some(frozen_at.elapsed());
@@ -148,27 +148,32 @@ fn collect(root: &ProcRoot, frozen: &mut Frozen, stat: &proc::Stat, opts: &DumpO
     Ok(Collected { process, core, mm, selected, fds, files })
 }
 
-/// Stage 4: the pages, zero-copy. Returns the page file and the bytes of page data in it.
+/// Stage 4: the pages, zero-copy. Returns the page file, the bytes of page data in it, and their chunk
+/// checksums.
 fn write_pages(
     dir: &ImageDir,
     frozen: &mut Frozen,
     c: &Collected,
     progress: &mut dyn FnMut(Progress),
-) -> Result<(PageWriter, u64)> {
+) -> Result<(PageWriter, u64, Vec<u64>)> {
     let pid = frozen.pid;
     let writer = dir.create_pages(pid.0, CHUNK)?;
     let vdso = mem::vdso_range(&c.mm.vmas).expect("checked in collect");
     let inj = frozen.injector(vdso)?;
-    let bytes = mem::pages::write(inj, pid, &c.selected, writer.file(), progress)?;
-    Ok((writer, bytes))
+    let (bytes, checksums) = mem::pages::write(inj, pid, &c.selected, writer.file(), CHUNK, progress)?;
+    Ok((writer, bytes, checksums))
 }
 
 /// Stage 5: checksum the page file, write every record file, then the inventory.
-fn write_images(dir: &ImageDir, c: &Collected, writer: PageWriter, page_bytes: u64, opts: &DumpOptions) -> Result<u64> {
+fn write_images(
+    dir: &ImageDir,
+    c: &Collected,
+    writer: PageWriter,
+    (page_bytes, checksums): (u64, Vec<u64>),
+    opts: &DumpOptions,
+) -> Result<u64> {
     let pid = c.process.pid;
-    let hashing = Instant::now();
-    let (checksums, pages_digest) = writer.finish(page_bytes)?;
-    log::info!("pid {pid}: page file checksummed in {:?}", hashing.elapsed());
+    let (checksums, pages_digest) = writer.finish_with(page_bytes, checksums)?;
     let mut map = mem::pages::page_map(&c.selected);
     map.chunk_size = CHUNK;
     map.chunk_checksums = checksums;

@@ -102,13 +102,49 @@ impl TaskPipe {
     }
 }
 
-/// Write the selected pages to `out` from `PAGE_DATA_OFFSET` on; returns the bytes written.
+/// Write the selected pages to `out` from `PAGE_DATA_OFFSET` on. A second thread checksums each chunk
+/// of `chunk_size` bytes as soon as it is written (the two cores copy and hash at once). Returns the
+/// bytes written and the chunk checksums.
 pub fn write(
     inj: &mut Injector,
     pid: Pid,
     selected: &[Selected],
     out: &File,
+    chunk_size: u64,
     progress: &mut dyn FnMut(Progress),
+) -> Result<(u64, Vec<u64>)> {
+    let hash_file = out.try_clone().map_err(Error::io("page file"))?;
+    let (tx, rx) = std::sync::mpsc::channel::<(u64, u64)>();
+    let hasher = std::thread::spawn(move || -> std::io::Result<Vec<u64>> {
+        let mut sums = Vec::new();
+        for (chunk, written) in rx {
+            sums.push(stasis_image::hash_chunk(&hash_file, written, chunk_size, chunk)?);
+        }
+        Ok(sums)
+    });
+    let mut sent = 0;
+    let mut on_flush = |written: u64, last: bool| {
+        let ready = if last { written.div_ceil(chunk_size) } else { written / chunk_size };
+        while sent < ready {
+            let _ = tx.send((sent, written));
+            sent += 1;
+        }
+    };
+    let bytes = write_all(inj, pid, selected, out, progress, &mut on_flush);
+    on_flush(*bytes.as_ref().unwrap_or(&0), true);
+    drop(tx);
+    let sums = hasher.join().map_err(|_| Error::Restore { pid: pid.0, what: "page hashing panicked".into() })?;
+    let bytes = bytes?;
+    Ok((bytes, sums.map_err(Error::io("page file"))?))
+}
+
+fn write_all(
+    inj: &mut Injector,
+    pid: Pid,
+    selected: &[Selected],
+    out: &File,
+    progress: &mut dyn FnMut(Progress),
+    on_flush: &mut dyn FnMut(u64, bool),
 ) -> Result<u64> {
     let total_bytes: u64 = selected.iter().map(|s| s.run.1 * PAGE).sum();
     let pipe = TaskPipe::open(inj, pid)?;
@@ -132,7 +168,9 @@ pub fn write(
             if batch_bytes == PIPE_BYTES {
                 flush(inj, &pipe, &mut batch, out, &mut off)?;
                 batch_bytes = 0;
-                progress(Progress { done_bytes: off as u64 - PAGE_DATA_OFFSET, total_bytes });
+                let done = off as u64 - PAGE_DATA_OFFSET;
+                on_flush(done, false);
+                progress(Progress { done_bytes: done, total_bytes });
             }
         }
     }
