@@ -58,10 +58,7 @@ pub fn restore(inj: &mut Injector, pid: Pid, c: &Creds) -> Result<()> {
     let keep = c.securebits as u64 | SECBIT_NO_SETUID_FIXUP;
     inj.call("prctl(PR_SET_SECUREBITS)", prctl, [PR_SET_SECUREBITS, keep, 0, 0, 0, 0]).map_err(step("securebits"))?;
     if c.groups.len() > NGROUPS_MAX || c.groups.len() * 4 > inj.data_len() as usize {
-        return Err(Error::Restore {
-            pid: pid.0,
-            what: format!("{} supplementary groups is too many", c.groups.len()),
-        });
+        return Err(Error::Failed { pid: pid.0, what: format!("{} supplementary groups is too many", c.groups.len()) });
     }
     let groups: Vec<u8> = c.groups.iter().flat_map(|g| g.to_le_bytes()).collect();
     let data = inj.data();

@@ -37,7 +37,7 @@ pub enum Error {
     #[error("pid {pid} is in use by {holder}: cannot restore a process with that pid")]
     PidTaken { pid: i32, holder: String },
     #[error("pid {pid}: {what}")]
-    Restore { pid: i32, what: String },
+    Failed { pid: i32, what: String },
     #[error("{file}: {what}")]
     Incompatible { file: String, what: String },
     #[error("fault injected at {0} (STASIS_FAULT)")]

@@ -1,6 +1,7 @@
 //! The small per-task settings: resource limits, umask, working and root directory, personality,
 //! command name, timer slack, THP opt-out, parent-death signal, dumpable flag, no_new_privs, the
-//! clear-child-tid address, the robust futex list and the rseq registration.
+//! clear-child-tid address, the robust futex list, the rseq registration, the nice value, the CPU
+//! affinity, the OOM score adjustment and the cgroup v2 membership.
 //!
 //! Settings that a credential change resets (parent-death signal, dumpable) are restored by
 //! [`restore_after_creds`], after [`crate::creds`].
@@ -25,6 +26,8 @@ const PR_GET_TID_ADDRESS: u64 = 40;
 const PR_SET_THP_DISABLE: u64 = 41;
 const PR_GET_THP_DISABLE: u64 = 42;
 const RSEQ_FLAG_UNREGISTER: u64 = 1;
+/// Room for 1024 CPUs in an affinity mask.
+const AFFINITY_BYTES: u64 = 128;
 
 fn prctl(inj: &mut Injector, what: &'static str, args: [u64; 5]) -> Result<u64> {
     Ok(inj.call(what, libc::SYS_prctl, [args[0], args[1], args[2], args[3], args[4], 0])?)
@@ -53,7 +56,56 @@ pub fn dump(inj: &mut Injector, root: &ProcRoot, pid: Pid, core: &mut TaskCore) 
     core.robust_list = head;
     core.robust_list_len = len;
     core.rseq = dump_rseq(pid)?;
+    dump_sched(inj, root, pid, core)
+}
+
+/// Nice value, CPU affinity, OOM score adjustment, cgroup.
+fn dump_sched(inj: &mut Injector, root: &ProcRoot, pid: Pid, core: &mut TaskCore) -> Result<()> {
+    let prio = inj.call("getpriority", libc::SYS_getpriority, [libc::PRIO_PROCESS as u64, 0, 0, 0, 0, 0])?;
+    core.nice = 20 - prio as i32;
+    let data = inj.data();
+    let n = inj.call("sched_getaffinity", libc::SYS_sched_getaffinity, [0, AFFINITY_BYTES, data, 0, 0, 0])?;
+    let mut mask = vec![0u8; n as usize];
+    inj.read(data, &mut mask)?;
+    core.cpu_affinity = mask;
+    let path = root.pid_path(pid.0, "oom_score_adj");
+    let text = std::fs::read_to_string(&path).map_err(Error::io(&path))?;
+    core.oom_score_adj = text.trim().parse().unwrap_or(0);
+    let path = root.pid_path(pid.0, "cgroup");
+    let text = std::fs::read_to_string(&path).map_err(Error::io(&path))?;
+    core.cgroup = text.lines().find_map(|l| l.strip_prefix("0::")).unwrap_or("").to_string();
     Ok(())
+}
+
+/// Settings made from outside the task, right after it is created: its cgroup (so that its memory
+/// is charged there from the start) and its OOM score adjustment.
+pub fn restore_from_outside(pid: Pid, core: &TaskCore) {
+    if !core.cgroup.is_empty() {
+        match cgroup2_mount() {
+            Some(mount) => {
+                let procs = format!("{mount}{}/cgroup.procs", core.cgroup);
+                if let Err(e) = std::fs::write(&procs, pid.0.to_string()) {
+                    log::warn!("pid {pid}: cannot join cgroup {} ({procs}): {e}; it stays in ours", core.cgroup);
+                }
+            }
+            None => log::warn!("pid {pid}: no cgroup2 mount here; cgroup {} not restored", core.cgroup),
+        }
+    }
+    let path = format!("/proc/{pid}/oom_score_adj");
+    if let Err(e) = std::fs::write(&path, core.oom_score_adj.to_string()) {
+        log::warn!(
+            "pid {pid}: cannot set oom_score_adj to {} (lowering it needs CAP_SYS_RESOURCE): {e}",
+            core.oom_score_adj
+        );
+    }
+}
+
+fn cgroup2_mount() -> Option<String> {
+    let mounts = std::fs::read_to_string("/proc/self/mounts").ok()?;
+    mounts.lines().find_map(|l| {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        (f.get(2) == Some(&"cgroup2")).then(|| f[1].to_string())
+    })
 }
 
 fn path_string(p: std::path::PathBuf) -> String {
@@ -101,16 +153,17 @@ pub fn restore(inj: &mut Injector, core: &TaskCore) -> Result<()> {
         })?;
     }
     inj.call("umask", libc::SYS_umask, [core.umask as u64, 0, 0, 0, 0, 0])?;
-    if core.root != "/" {
-        write_cstr(inj, data, &core.root)?;
-        inj.call("chroot", libc::SYS_chroot, [data, 0, 0, 0, 0, 0])?;
-    }
+    // Both paths are as our root sees them: change directory first, then root.
     write_cstr(inj, data, &core.cwd)?;
     inj.call("chdir", libc::SYS_chdir, [data, 0, 0, 0, 0, 0]).map_err(|e| Error::Step {
         pid: core.pid,
         what: format!("working directory {}", core.cwd),
         source: Box::new(e.into()),
     })?;
+    if core.root != "/" {
+        write_cstr(inj, data, &core.root)?;
+        inj.call("chroot", libc::SYS_chroot, [data, 0, 0, 0, 0, 0])?;
+    }
     inj.call("personality", libc::SYS_personality, [core.personality as u64, 0, 0, 0, 0, 0])?;
     write_cstr(inj, data, &core.comm)?;
     prctl(inj, "prctl(PR_SET_NAME)", [PR_SET_NAME, data, 0, 0, 0])?;
@@ -124,10 +177,19 @@ pub fn restore(inj: &mut Injector, core: &TaskCore) -> Result<()> {
     if let Some(r) = &core.rseq {
         inj.call("rseq", libc::SYS_rseq, [r.ptr, r.len as u64, 0, r.signature as u64, 0, 0])?;
     }
+    let nice = core.nice as i64 as u64;
+    inj.call("setpriority", libc::SYS_setpriority, [libc::PRIO_PROCESS as u64, 0, nice, 0, 0, 0])?;
+    if !core.cpu_affinity.is_empty() && core.cpu_affinity.len() as u64 <= AFFINITY_BYTES {
+        inj.write(data, &core.cpu_affinity)?;
+        let args = [0, core.cpu_affinity.len() as u64, data, 0, 0, 0];
+        if let Err(e) = inj.call("sched_setaffinity", libc::SYS_sched_setaffinity, args) {
+            log::warn!("pid {}: CPU affinity not restored (CPUs missing here?): {e}", core.pid);
+        }
+    }
     Ok(())
 }
 
-/// The settings a credential change resets: parent-death signal, dumpable, and no_new_privs.
+/// The settings a credential change resets (parent-death signal, dumpable), and no_new_privs.
 pub fn restore_after_creds(inj: &mut Injector, core: &TaskCore) -> Result<()> {
     prctl(inj, "prctl(PR_SET_PDEATHSIG)", [PR_SET_PDEATHSIG, core.pdeathsig as u64, 0, 0, 0])?;
     if core.dumpable == 0 || core.dumpable == 1 {

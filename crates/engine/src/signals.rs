@@ -79,7 +79,7 @@ pub fn restore_pending(inj: &mut Injector, tgid: Pid, tid: Pid, pending: &[Pendi
     let data = inj.data();
     for p in pending {
         if p.siginfo.len() != ptrace::SIGINFO_SIZE || !(1..=NSIG as i32).contains(&p.signo) {
-            return Err(Error::Restore { pid: tid.0, what: format!("queued signal {} has a bad siginfo", p.signo) });
+            return Err(Error::Failed { pid: tid.0, what: format!("queued signal {} has a bad siginfo", p.signo) });
         }
         inj.write(data, &p.siginfo)?;
         let (tg, t, s) = (tgid.0 as u64, tid.0 as u64, p.signo as u64);

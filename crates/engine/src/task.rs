@@ -80,6 +80,27 @@ impl Frozen {
         Ok(self.injector.as_mut().expect("just set"))
     }
 
+    /// If the task died while frozen, say so instead of `err` (whatever failed because of it), and
+    /// do not try to resume it.
+    pub fn explain(&mut self, err: Error) -> Error {
+        match ptrace::try_wait(self.pid) {
+            Ok(Some(status @ (WaitStatus::Exited(_) | WaitStatus::Signaled(_)))) => {
+                self.done = true;
+                if let Some(inj) = self.injector.take() {
+                    inj.abandon();
+                }
+                let how = match status {
+                    WaitStatus::Signaled(sig) => format!("killed by signal {sig}"),
+                    WaitStatus::Exited(code) => format!("exit status {code}"),
+                    _ => unreachable!(),
+                };
+                log::debug!("pid {}: {err} (the process is gone)", self.pid);
+                Error::Exited { pid: self.pid.0, how }
+            }
+            _ => err,
+        }
+    }
+
     /// Put the task back exactly as it was and let it run (or stay stopped if it was).
     pub fn resume(mut self) -> Result<()> {
         self.done = true;
@@ -106,7 +127,10 @@ impl Frozen {
     fn put_back(&mut self) -> Result<()> {
         let pid = self.pid;
         if let Some(inj) = self.injector.take() {
-            inj.finish()?;
+            if let Err(e) = inj.finish() {
+                // Put back everything else all the same; the scratch area stays mapped.
+                log::error!("pid {pid}: could not remove the scratch area: {e}");
+            }
         }
         let sig = if self.was_stopped { libc::SIGSTOP } else { 0 };
         if !self.captured {

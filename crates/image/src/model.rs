@@ -135,6 +135,19 @@ pub struct TaskCore {
     pub robust_list_len: u64,
     #[prost(bool, tag = "24")]
     pub thp_disabled: bool,
+    /// Nice value (-20..=19).
+    #[prost(int32, tag = "25")]
+    pub nice: i32,
+    /// CPU affinity mask as `sched_getaffinity` returned it.
+    #[prost(bytes = "vec", tag = "26")]
+    #[serde(serialize_with = "hex_bytes")]
+    pub cpu_affinity: Vec<u8>,
+    /// `/proc/PID/oom_score_adj`.
+    #[prost(int32, tag = "27")]
+    pub oom_score_adj: i32,
+    /// The process's cgroup v2 path (`0::/...` in `/proc/PID/cgroup`), empty if none.
+    #[prost(string, tag = "28")]
+    pub cgroup: String,
 }
 
 /// General purpose registers, `struct user_regs_struct` of x86_64.

@@ -43,7 +43,8 @@ pub enum SpawnError {
 /// by the calling thread and stopped.
 ///
 /// The child is a copy of the caller (fork semantics) that runs no code of ours beyond four raw system
-/// calls: `PTRACE_TRACEME`, `kill(getpid(), SIGSTOP)`, and `exit_group` should it ever be resumed as is.
+/// calls: `PTRACE_TRACEME`, `getpid`, `kill(pid, SIGSTOP)`, and `exit_group` should it ever be resumed
+/// as is.
 /// On return it is in a signal-delivery stop for SIGSTOP with `PTRACE_O_TRACESYSGOOD | EXITKILL` set, so
 /// it dies if the caller exits. Fails with `EEXIST` when `pid` is taken.
 pub fn spawn_traced(pid: Pid) -> Result<Pid, SpawnError> {

@@ -34,12 +34,11 @@ pub fn dump(opts: &DumpOptions, progress: &mut dyn FnMut(Progress)) -> Result<Du
     let dir = ImageDir::create(&opts.dir)?;
     let mut frozen = Frozen::freeze(pid, stat.state == 'T')?;
     let frozen_at = Instant::now();
-    check_single(&root, pid)?;
-    let collected = collect(&root, &mut frozen, &stat, opts)?;
-    log::info!("pid {pid}: frozen and inspected in {:?}", frozen_at.elapsed());
-    let (writer, page_bytes, checksums) = write_pages(&dir, &mut frozen, &collected, progress)?;
-    log::info!("pid {pid}: {page_bytes} bytes of pages written at {:?}", frozen_at.elapsed());
-    fault::check("dump-fail-after-memory")?;
+    let (collected, writer, page_bytes, checksums) =
+        match dump_frozen(&root, &dir, &mut frozen, &stat, opts, progress, frozen_at) {
+            Ok(done) => done,
+            Err(e) => return Err(frozen.explain(e)),
+        };
     let mut frozen = Some(frozen);
     let mut frozen_for = None;
     if opts.leave_running {
@@ -54,6 +53,26 @@ pub fn dump(opts: &DumpOptions, progress: &mut dyn FnMut(Progress)) -> Result<Du
     let frozen_for = frozen_for.expect("resumed or killed");
     let pages = page_bytes / stasis_image::PAGE_SIZE;
     Ok(report(pid, frozen_for, start.elapsed(), pages, image_bytes, opts.leave_running))
+}
+
+/// Stages 2 to 4 on the frozen task: inspect it, take its files, write its pages.
+fn dump_frozen(
+    root: &ProcRoot,
+    dir: &ImageDir,
+    frozen: &mut Frozen,
+    stat: &proc::Stat,
+    opts: &DumpOptions,
+    progress: &mut dyn FnMut(Progress),
+    frozen_at: Instant,
+) -> Result<(Collected, PageWriter, u64, Vec<u64>)> {
+    let pid = frozen.pid;
+    check_single(root, pid)?;
+    let collected = collect(root, frozen, stat, opts)?;
+    log::info!("pid {pid}: frozen and inspected in {:?}", frozen_at.elapsed());
+    let (writer, page_bytes, checksums) = write_pages(dir, frozen, &collected, progress)?;
+    log::info!("pid {pid}: {page_bytes} bytes of pages written at {:?}", frozen_at.elapsed());
+    fault::check("dump-fail-after-memory")?;
+    Ok((collected, writer, page_bytes, checksums))
 }
 
 fn report(pid: Pid, frozen: Duration, total: Duration, pages: u64, image_bytes: u64, left: bool) -> DumpReport {
@@ -86,6 +105,10 @@ fn check_target(root: &ProcRoot, pid: Pid) -> Result<proc::Stat> {
         }
     }
     check_single(root, pid)?;
+    let timers = root.pid_path(pid.0, "timers");
+    if std::fs::read_to_string(&timers).is_ok_and(|t| !t.trim().is_empty()) {
+        return Err(Error::Unsupported { pid: pid.0, what: "POSIX timers (timer_create)".into() });
+    }
     Ok(stat)
 }
 

@@ -54,6 +54,9 @@ pub fn dump(root: &ProcRoot, pid: Pid, shell_job: bool, next_id: &mut u32) -> Re
     let mut seen: Vec<(i32, u32, u64, u64)> = Vec::new(); // fd, id, dev, ino
     for (fd, link) in proc::fds(root, pid.0)? {
         let info = proc::fdinfo(root, pid.0, fd)?;
+        if let Some(lock) = info.get("lock") {
+            return Err(Error::UnsupportedFd { pid: pid.0, fd, what: format!("a file lock ({})", lock.trim()) });
+        }
         let taken: OwnedFd = pidfd_getfd(pidfd.as_fd(), fd).map_err(Error::sys(pid.0, "taking an fd"))?;
         let file = File::from(taken);
         let meta = file.metadata().map_err(Error::io(&link))?;

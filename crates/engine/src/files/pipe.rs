@@ -64,6 +64,7 @@ pub fn check_pairs(pid: i32, files: &[FileEntry]) -> Result<()> {
 #[derive(Default)]
 pub struct Pipes {
     made: HashMap<u64, (OwnedFd, OwnedFd)>,
+    filled: std::collections::HashSet<u64>,
 }
 
 impl Pipes {
@@ -73,7 +74,7 @@ impl Pipes {
             std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
             std::collections::hash_map::Entry::Vacant(e) => e.insert(make(end)?),
         };
-        if end.read_end && !end.data.is_empty() {
+        if end.read_end && !end.data.is_empty() && self.filled.insert(end.pipe_id) {
             std::fs::File::from(w.try_clone().map_err(Error::io(&end.name))?)
                 .write_all(&end.data)
                 .map_err(Error::io(&end.name))?;

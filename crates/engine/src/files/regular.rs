@@ -1,6 +1,6 @@
-//! Regular files and directories: reopened by path with their flags and offset. A regular file's
-//! size and mode are recorded and checked at restore; a file that is gone, or is no longer a regular
-//! file, stops the restore with its path named.
+//! Regular files and directories: reopened by path with their flags and offset. A file that is gone,
+//! or is no longer a regular file (a directory no longer a directory), stops the restore with its path
+//! named; a regular file whose size changed since the dump is restored with a warning in the log.
 
 use super::Probe;
 use crate::error::{Error, Result};
@@ -62,7 +62,13 @@ fn set_append(f: &std::fs::File, path: &str) -> Result<()> {
 }
 
 pub fn open_dir(d: &DirectoryFile, flags: u32) -> Result<OwnedFd> {
-    let mut f = open(&d.path, flags, libc::O_DIRECTORY)?;
+    let mut f = open(&d.path, flags, 0)?;
+    if !f.metadata().map_err(Error::io(&d.path))?.is_dir() {
+        return Err(Error::Incompatible {
+            file: "files.img".into(),
+            what: format!("{} is no longer a directory", d.path),
+        });
+    }
     if d.pos != 0 {
         f.seek(SeekFrom::Start(d.pos)).map_err(Error::io(&d.path))?;
     }

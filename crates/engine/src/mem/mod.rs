@@ -115,16 +115,49 @@ pub fn vdso_checksum(inj: &Injector, vdso: (u64, u64)) -> Result<u64> {
 /// top of the address space.
 pub fn find_free(busy: &[(u64, u64)], len: u64) -> Option<u64> {
     const MARGIN: u64 = 2 << 20;
+    const BOTTOM: u64 = 0x1000_0000;
     let mut ranges: Vec<(u64, u64)> = busy.iter().map(|&(s, e)| (s.saturating_sub(MARGIN), e + MARGIN)).collect();
     ranges.sort_unstable();
+    // Merge overlapping ranges so every gap between them is really free.
+    let mut merged: Vec<(u64, u64)> = Vec::new();
+    for (s, e) in ranges {
+        match merged.last_mut() {
+            Some(last) if s <= last.1 => last.1 = last.1.max(e),
+            _ => merged.push((s, e)),
+        }
+    }
     let mut top = 0x7f00_0000_0000u64;
-    for &(s, e) in ranges.iter().rev() {
-        if e <= top && top - e >= len {
+    for &(s, e) in merged.iter().rev() {
+        if e < top && top - e >= len {
             return Some((top - len) & !(PAGE - 1));
         }
         top = top.min(s);
     }
-    (top >= len + 0x1000_0000).then(|| (top - len) & !(PAGE - 1))
+    (top >= len + BOTTOM).then(|| (top - len) & !(PAGE - 1))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::find_free;
+
+    #[test]
+    fn free_range_avoids_overlapping_busy_ranges() {
+        let len = 0x10000;
+        // A low range that reaches past a higher one must not leave a false gap.
+        let busy = [(0x7e00_0000_0000, 0x7f00_0000_0000), (0x7e80_0000_0000, 0x7e90_0000_0000)];
+        let at = find_free(&busy, len).unwrap();
+        assert!(at + len <= 0x7e00_0000_0000 - (2 << 20), "{at:#x}");
+        for (s, e) in busy {
+            assert!(at + len <= s || at >= e);
+        }
+    }
+
+    #[test]
+    fn free_range_found_between_ranges() {
+        let busy = [(0x1000_0000, 0x2000_0000), (0x7e00_0000_0000, 0x7f00_0000_0000)];
+        let at = find_free(&busy, 0x4000).unwrap();
+        assert!(at >= 0x2000_0000 && at + 0x4000 <= 0x7e00_0000_0000);
+    }
 }
 
 /// Start addresses of the VMAs that have saved pages.
@@ -179,7 +212,7 @@ fn move_specials(inj: &mut Injector, pid: Pid, current: &[MapEntry], mm: &MmImag
         let want = mm.vmas.iter().find(|v| kind(v) == k);
         match (now, want) {
             (Some(n), Some(w)) if n.end - n.start != w.end - w.start => {
-                return Err(Error::Restore {
+                return Err(Error::Failed {
                     pid: pid.0,
                     what: format!(
                         "{name} is {} bytes on this kernel but {} in the image: restore on the kernel the image was made on",
@@ -193,7 +226,7 @@ fn move_specials(inj: &mut Injector, pid: Pid, current: &[MapEntry], mm: &MmImag
                 inj.call("munmap", libc::SYS_munmap, [n.start, n.end - n.start, 0, 0, 0, 0])?;
             }
             (None, Some(_)) => {
-                return Err(Error::Restore { pid: pid.0, what: format!("this kernel has no {name} mapping") })
+                return Err(Error::Failed { pid: pid.0, what: format!("this kernel has no {name} mapping") })
             }
             (None, None) => {}
         }
@@ -203,7 +236,7 @@ fn move_specials(inj: &mut Injector, pid: Pid, current: &[MapEntry], mm: &MmImag
     busy.push(inj.scratch());
     let total: u64 = moves.iter().map(|m| m.3).sum();
     let mut tmp = find_free(&busy, total)
-        .ok_or_else(|| Error::Restore { pid: pid.0, what: "no free address range to move the vDSO through".into() })?;
+        .ok_or_else(|| Error::Failed { pid: pid.0, what: "no free address range to move the vDSO through".into() })?;
     let mut staged = Vec::new();
     for (name, from, to, len) in moves {
         remap(inj, from, len, tmp)?;
@@ -243,7 +276,7 @@ impl OpenFiles {
         let file = std::fs::OpenOptions::new().read(true).write(writable).open(&v.name).map_err(Error::io(&v.name))?;
         let meta = file.metadata().map_err(Error::io(&v.name))?;
         if meta.ino() != v.inode {
-            return Err(Error::Restore {
+            return Err(Error::Failed {
                 pid: pid.0,
                 what: format!(
                     "mapped file {} was replaced since the dump (inode {} is now {})",

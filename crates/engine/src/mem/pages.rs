@@ -133,7 +133,7 @@ pub fn write(
     let bytes = write_all(inj, pid, selected, out, progress, &mut on_flush);
     on_flush(*bytes.as_ref().unwrap_or(&0), true);
     drop(tx);
-    let sums = hasher.join().map_err(|_| Error::Restore { pid: pid.0, what: "page hashing panicked".into() })?;
+    let sums = hasher.join().map_err(|_| Error::Failed { pid: pid.0, what: "page hashing panicked".into() })?;
     let bytes = bytes?;
     Ok((bytes, sums.map_err(Error::io("page file"))?))
 }
@@ -190,14 +190,14 @@ fn flush(inj: &mut Injector, pipe: &TaskPipe, batch: &mut Vec<(u64, u64)>, out: 
         let args = [pipe.task_write_fd, data, batch.len() as u64, SPLICE_F_NONBLOCK, 0, 0];
         let mut moved = inj.call("vmsplice", libc::SYS_vmsplice, args)?;
         if moved == 0 {
-            return Err(Error::Restore { pid: pid.0, what: "vmsplice moved no pages".into() });
+            return Err(Error::Failed { pid: pid.0, what: "vmsplice moved no pages".into() });
         }
         consume(batch, moved);
         while moved > 0 {
             let n = splice_to_file(pipe.ours.as_fd(), out.as_fd(), off, moved as usize)
                 .map_err(Error::sys(pid.0, "writing pages to the image"))?;
             if n == 0 {
-                return Err(Error::Restore { pid: pid.0, what: "the dump pipe ran dry".into() });
+                return Err(Error::Failed { pid: pid.0, what: "the dump pipe ran dry".into() });
             }
             moved -= n as u64;
         }
@@ -276,7 +276,7 @@ fn read_batch(inj: &mut Injector, task_fd: i32, batch: &mut Vec<(u64, u64)>, off
         write_u64s(inj, data, &iov)?;
         let n = inj.call("preadv", libc::SYS_preadv, [task_fd as u64, data, batch.len() as u64, *off, 0, 0])?;
         if n == 0 {
-            return Err(Error::Restore { pid: inj.pid().0, what: format!("page file ends early at offset {off}") });
+            return Err(Error::Failed { pid: inj.pid().0, what: format!("page file ends early at offset {off}") });
         }
         *off += n;
         consume(batch, n);

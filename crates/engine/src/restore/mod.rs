@@ -85,8 +85,9 @@ pub fn restore(opts: &RestoreOptions, progress: &mut dyn FnMut(Progress)) -> Res
     let child = process::spawn_traced(pid).map_err(|e| spawn_error(pid, e))?;
     let mut guard = KillOnDrop(Some(child));
     ptrace::set_sigmask(child, u64::MAX).map_err(Error::sys(pid.0, "blocking signals"))?;
+    misc::restore_from_outside(child, &img.core);
     let inj = build(child, scratch, &img, &opened, &pages, progress)?;
-    verifier.join().map_err(|_| Error::Restore { pid: pid.0, what: "page verification panicked".into() })??;
+    verifier.join().map_err(|_| Error::Failed { pid: pid.0, what: "page verification panicked".into() })??;
     release(inj, child, &img)?;
     guard.0 = None;
     let report = RestoreReport { pid: pid.0, total: start.elapsed(), pages: img.pagemap.total_pages };
@@ -131,6 +132,13 @@ fn check_cpu(dir: &ImageDir, img: &Image) -> Result<()> {
             what: format!("field xfeatures: the image needs XSAVE features {need:#x}, this CPU has {have:#x}"),
         });
     }
+    let (size, want) = (img.core.xstate.len(), stasis_sys::probe::xsave_size() as usize);
+    if size != want {
+        return Err(Error::Incompatible {
+            file: ImageKind::Core.file_name(Some(img.process.pid)),
+            what: format!("field xstate: {size} bytes, but this CPU's XSAVE area is {want} bytes"),
+        });
+    }
     Ok(())
 }
 
@@ -155,7 +163,7 @@ fn spawn_error(pid: Pid, e: process::SpawnError) -> Error {
             return Error::PidTaken { pid: pid.0, holder: who };
         }
     }
-    Error::Restore { pid: pid.0, what: format!("creating the process: {e}") }
+    Error::Failed { pid: pid.0, what: format!("creating the process: {e}") }
 }
 
 /// Check the page data in parallel with the restore; joined before the process is let go.
@@ -172,7 +180,7 @@ fn scratch_address(mm: &MmImage, pid: Pid) -> Result<u64> {
     let mut busy: Vec<(u64, u64)> = mm.vmas.iter().map(|v| (v.start, v.end)).collect();
     busy.extend(proc::maps(&ProcRoot::system(), std::process::id() as i32)?.iter().map(|e| (e.start, e.end)));
     mem::find_free(&busy, SCRATCH_LEN)
-        .ok_or(Error::Restore { pid: pid.0, what: "no free address for the scratch area".into() })
+        .ok_or(Error::Failed { pid: pid.0, what: "no free address for the scratch area".into() })
 }
 
 /// Stages 3 to 8, in the new task.
@@ -186,7 +194,24 @@ fn build(
 ) -> Result<Injector> {
     let vdso = current_vdso(child)?;
     let mut inj = Injector::new(child, vdso, Some(scratch), SCRATCH_LEN)?;
-    let inj_ref = &mut inj;
+    match build_in(&mut inj, child, img, opened, pages, progress) {
+        Ok(()) => Ok(inj),
+        Err(e) => {
+            // The task is about to be killed: no point unmapping anything in it.
+            inj.abandon();
+            Err(e)
+        }
+    }
+}
+
+fn build_in(
+    inj_ref: &mut Injector,
+    child: Pid,
+    img: &Image,
+    opened: &HashMap<u32, OwnedFd>,
+    pages: &File,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<()> {
     misc::unregister_inherited_rseq(inj_ref, child)?;
     inj_ref.call("close_range", libc::SYS_close_range, [0, u32::MAX as u64, 0, 0, 0, 0])?;
     let max_fd = img.fds.fds.iter().map(|f| f.fd).max().unwrap_or(2);
@@ -196,8 +221,7 @@ fn build(
     mm::restore(inj_ref, &mut imp, child, &img.mm)?;
     files::install(inj_ref, &mut imp, child, &img.fds, opened)?;
     imp.close(inj_ref)?;
-    restore_task_state(inj_ref, child, img)?;
-    Ok(inj)
+    restore_task_state(inj_ref, child, img)
 }
 
 fn current_vdso(pid: Pid) -> Result<(u64, u64)> {
@@ -205,7 +229,7 @@ fn current_vdso(pid: Pid) -> Result<(u64, u64)> {
     maps.iter()
         .find(|e| e.name == "[vdso]")
         .map(|e| (e.start, e.end))
-        .ok_or(Error::Restore { pid: pid.0, what: "this kernel gave the new process no vDSO".into() })
+        .ok_or(Error::Failed { pid: pid.0, what: "this kernel gave the new process no vDSO".into() })
 }
 
 /// Stage 4: layout, pages, final protections.
@@ -221,7 +245,7 @@ fn restore_memory(
     mem::restore_layout(inj, imp, pid, &img.mm, &filled)?;
     if let Some(vdso) = mem::vdso_range(&img.mm.vmas) {
         if mem::vdso_checksum(inj, vdso)? != img.mm.vdso_checksum {
-            return Err(Error::Restore {
+            return Err(Error::Failed {
                 pid: pid.0,
                 what: "this kernel's vDSO differs from the image's: restore on the kernel the image was made on".into(),
             });
