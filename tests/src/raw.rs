@@ -1,0 +1,38 @@
+//! Every unsafe operation of the test package: thin wrappers around libc calls, raw system calls
+//! and the inline assembly the register workload needs.
+//!
+//! This module (with its child modules `signal`, `mem`, `process` and `regs`) is the only place in
+//! the `stasis-tests` package allowed to use `unsafe`; the workloads and the harness call the safe
+//! wrappers re-exported here. Each unsafe block states why it is sound in a `// SAFETY:` comment.
+//! Wrappers return `std::io::Result` with the errno of the failed call.
+#![allow(unsafe_code)]
+
+mod mem;
+mod process;
+mod regs;
+mod signal;
+
+pub use mem::*;
+pub use process::*;
+pub use regs::*;
+pub use signal::*;
+
+use std::io;
+
+/// Turns a libc "-1 and errno" return value into an `io::Result`.
+fn cvt(ret: libc::c_int) -> io::Result<libc::c_int> {
+    if ret == -1 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(ret)
+    }
+}
+
+/// Turns a `syscall(2)` "-1 and errno" return value into an `io::Result`.
+fn cvt_long(ret: libc::c_long) -> io::Result<libc::c_long> {
+    if ret == -1 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(ret)
+    }
+}

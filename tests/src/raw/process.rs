@@ -1,0 +1,404 @@
+//! Process attributes (ids, limits, prctl flags, credentials, capabilities, segment bases, rseq),
+//! file descriptor helpers, and the process-control calls the harness needs (waitpid, subreaper,
+//! setsid before exec, ptys, poll).
+
+use super::{cvt, cvt_long};
+use std::ffi::CString;
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::process::CommandExt;
+use std::process::Command;
+
+/// `getpid(2)` as a raw system call (no C library cache).
+pub fn raw_getpid() -> i32 {
+    // SAFETY: getpid takes no arguments.
+    unsafe { libc::syscall(libc::SYS_getpid) as i32 }
+}
+
+/// `gettid(2)` as a raw system call.
+pub fn raw_gettid() -> i32 {
+    // SAFETY: gettid takes no arguments.
+    unsafe { libc::syscall(libc::SYS_gettid) as i32 }
+}
+
+/// Soft and hard limit of `resource` (`getrlimit(2)`).
+pub fn getrlimit(resource: u32) -> io::Result<(u64, u64)> {
+    let mut rl = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: `rl` is a live local.
+    cvt(unsafe { libc::getrlimit(resource as _, &mut rl) })?;
+    Ok((rl.rlim_cur, rl.rlim_max))
+}
+
+/// Sets the soft and hard limit of `resource` (`setrlimit(2)`).
+pub fn setrlimit(resource: u32, soft: u64, hard: u64) -> io::Result<()> {
+    let rl = libc::rlimit { rlim_cur: soft, rlim_max: hard };
+    // SAFETY: `rl` is a live local.
+    cvt(unsafe { libc::setrlimit(resource as _, &rl) }).map(drop)
+}
+
+/// Sets the file mode creation mask; returns the old one (`umask(2)`).
+pub fn umask(mask: u32) -> u32 {
+    // SAFETY: umask takes a plain integer and cannot fail.
+    unsafe { libc::umask(mask as libc::mode_t) as u32 }
+}
+
+/// prctl options whose arguments are all plain integers (no pointers), so any value is sound.
+const INTEGER_PRCTLS: &[libc::c_int] = &[
+    libc::PR_SET_PDEATHSIG,
+    libc::PR_GET_DUMPABLE,
+    libc::PR_SET_DUMPABLE,
+    libc::PR_GET_KEEPCAPS,
+    libc::PR_SET_KEEPCAPS,
+    libc::PR_GET_TIMERSLACK,
+    libc::PR_SET_TIMERSLACK,
+    libc::PR_GET_NO_NEW_PRIVS,
+    libc::PR_SET_NO_NEW_PRIVS,
+    libc::PR_CAP_AMBIENT,
+    libc::PR_CAPBSET_READ,
+    libc::PR_CAPBSET_DROP,
+    libc::PR_SET_CHILD_SUBREAPER,
+];
+
+/// `prctl(2)` for the options of `INTEGER_PRCTLS`.
+pub fn prctl(option: libc::c_int, arg2: u64, arg3: u64) -> io::Result<i32> {
+    assert!(INTEGER_PRCTLS.contains(&option), "prctl {option} takes pointers");
+    // SAFETY: the option is one whose arguments are integers (checked above).
+    cvt(unsafe { libc::prctl(option, arg2, arg3, 0u64, 0u64) })
+}
+
+/// The parent-death signal (`PR_GET_PDEATHSIG`).
+pub fn get_pdeathsig() -> io::Result<i32> {
+    let mut sig: libc::c_int = 0;
+    // SAFETY: PR_GET_PDEATHSIG writes one int to the live local `sig`.
+    cvt(unsafe { libc::prctl(libc::PR_GET_PDEATHSIG, &mut sig as *mut libc::c_int, 0, 0, 0) })?;
+    Ok(sig)
+}
+
+/// Sets the thread name (`PR_SET_NAME`, at most 15 bytes are kept).
+pub fn set_comm(name: &str) -> io::Result<()> {
+    let c = CString::new(name).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    // SAFETY: `c` is a NUL-terminated string alive for the call.
+    cvt(unsafe { libc::prctl(libc::PR_SET_NAME, c.as_ptr(), 0, 0, 0) }).map(drop)
+}
+
+/// The thread name (`PR_GET_NAME`).
+pub fn get_comm() -> io::Result<String> {
+    let mut buf = [0u8; 17];
+    // SAFETY: PR_GET_NAME writes at most 16 bytes into the 17-byte live buffer.
+    cvt(unsafe { libc::prctl(libc::PR_GET_NAME, buf.as_mut_ptr(), 0, 0, 0) })?;
+    let end = buf.iter().position(|&b| b == 0).unwrap_or(16);
+    Ok(String::from_utf8_lossy(&buf[..end]).into_owned())
+}
+
+/// Sets the execution domain flags; returns the previous persona (`personality(2)`).
+pub fn set_personality(persona: u64) -> io::Result<u64> {
+    // SAFETY: personality takes a plain integer.
+    cvt(unsafe { libc::personality(persona as libc::c_ulong) }).map(|p| p as u64)
+}
+
+/// The current persona.
+pub fn get_personality() -> io::Result<u64> {
+    set_personality(0xffff_ffff)
+}
+
+/// Replaces the supplementary groups (`setgroups(2)`).
+pub fn setgroups(groups: &[u32]) -> io::Result<()> {
+    // SAFETY: the pointer and length describe the live slice.
+    cvt(unsafe { libc::setgroups(groups.len(), groups.as_ptr()) }).map(drop)
+}
+
+/// The supplementary groups (`getgroups(2)`).
+pub fn getgroups() -> io::Result<Vec<u32>> {
+    let mut buf = vec![0u32; 256];
+    // SAFETY: the buffer holds 256 entries, the size passed.
+    let n = cvt(unsafe { libc::getgroups(256, buf.as_mut_ptr()) })?;
+    buf.truncate(n as usize);
+    Ok(buf)
+}
+
+/// `setresuid(2)`.
+pub fn setresuid(r: u32, e: u32, s: u32) -> io::Result<()> {
+    // SAFETY: plain integers; the C library applies it to every thread.
+    cvt(unsafe { libc::setresuid(r, e, s) }).map(drop)
+}
+
+/// `setresgid(2)`.
+pub fn setresgid(r: u32, e: u32, s: u32) -> io::Result<()> {
+    // SAFETY: plain integers.
+    cvt(unsafe { libc::setresgid(r, e, s) }).map(drop)
+}
+
+/// Real, effective and saved user ids (`getresuid(2)`).
+pub fn getresuid() -> io::Result<(u32, u32, u32)> {
+    let (mut r, mut e, mut s) = (0, 0, 0);
+    // SAFETY: three live locals.
+    cvt(unsafe { libc::getresuid(&mut r, &mut e, &mut s) })?;
+    Ok((r, e, s))
+}
+
+/// Real, effective and saved group ids (`getresgid(2)`).
+pub fn getresgid() -> io::Result<(u32, u32, u32)> {
+    let (mut r, mut e, mut s) = (0, 0, 0);
+    // SAFETY: three live locals.
+    cvt(unsafe { libc::getresgid(&mut r, &mut e, &mut s) })?;
+    Ok((r, e, s))
+}
+
+/// The filesystem uid and gid (queried with `setfsuid(-1)` / `setfsgid(-1)`, which change nothing).
+pub fn fs_ids() -> (u32, u32) {
+    // SAFETY: an invalid id only queries the current value.
+    unsafe { (libc::setfsuid(u32::MAX) as u32, libc::setfsgid(u32::MAX) as u32) }
+}
+
+/// The three capability sets as 64-bit masks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Caps {
+    /// Effective set.
+    pub effective: u64,
+    /// Permitted set.
+    pub permitted: u64,
+    /// Inheritable set.
+    pub inheritable: u64,
+}
+
+#[repr(C)]
+struct CapHeader {
+    version: u32,
+    pid: i32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+struct CapData {
+    effective: u32,
+    permitted: u32,
+    inheritable: u32,
+}
+
+const CAP_V3: u32 = 0x2008_0522;
+
+/// This thread's capability sets (`capget(2)`).
+pub fn capget() -> io::Result<Caps> {
+    let mut hdr = CapHeader { version: CAP_V3, pid: 0 };
+    let mut data = [CapData::default(); 2];
+    // SAFETY: version 3 uses two CapData entries; both live locals.
+    cvt_long(unsafe { libc::syscall(libc::SYS_capget, &mut hdr, data.as_mut_ptr()) })?;
+    let join = |f: fn(&CapData) -> u32| f(&data[0]) as u64 | (f(&data[1]) as u64) << 32;
+    Ok(Caps {
+        effective: join(|d| d.effective),
+        permitted: join(|d| d.permitted),
+        inheritable: join(|d| d.inheritable),
+    })
+}
+
+/// Sets this thread's capability sets (`capset(2)`).
+pub fn capset(caps: Caps) -> io::Result<()> {
+    let mut hdr = CapHeader { version: CAP_V3, pid: 0 };
+    let split = |v: u64, i: usize| (v >> (32 * i)) as u32;
+    let data: [CapData; 2] = std::array::from_fn(|i| CapData {
+        effective: split(caps.effective, i),
+        permitted: split(caps.permitted, i),
+        inheritable: split(caps.inheritable, i),
+    });
+    // SAFETY: version 3 reads two CapData entries; both live locals.
+    cvt_long(unsafe { libc::syscall(libc::SYS_capset, &mut hdr, data.as_ptr()) }).map(drop)
+}
+
+const ARCH_SET_GS: i32 = 0x1001;
+const ARCH_GET_FS: i32 = 0x1003;
+const ARCH_GET_GS: i32 = 0x1004;
+
+fn arch_get(code: i32) -> io::Result<u64> {
+    let mut v: u64 = 0;
+    // SAFETY: the GET codes write one u64 to the live local.
+    cvt_long(unsafe { libc::syscall(libc::SYS_arch_prctl, code, &mut v) })?;
+    Ok(v)
+}
+
+/// The fs segment base (the thread pointer), from `arch_prctl(ARCH_GET_FS)`.
+pub fn fs_base() -> io::Result<u64> {
+    arch_get(ARCH_GET_FS)
+}
+
+/// The gs segment base (`arch_prctl(ARCH_GET_GS)`).
+pub fn gs_base() -> io::Result<u64> {
+    arch_get(ARCH_GET_GS)
+}
+
+/// Sets the gs segment base (`arch_prctl(ARCH_SET_GS)`); neither Rust nor glibc use gs on x86_64.
+pub fn set_gs_base(base: u64) -> io::Result<()> {
+    // SAFETY: nothing in this process addresses memory through gs.
+    cvt_long(unsafe { libc::syscall(libc::SYS_arch_prctl, ARCH_SET_GS, base) }).map(drop)
+}
+
+/// The thread pointer read from `fs:0` (glibc stores the TCB's own address there).
+pub fn thread_pointer() -> u64 {
+    let tp: u64;
+    // SAFETY: on x86_64 glibc the TCB's first word holds its own address; the read has no side
+    // effects.
+    unsafe { std::arch::asm!("mov {}, fs:0", out(reg) tp, options(nostack, readonly, preserves_flags)) };
+    tp
+}
+
+extern "C" {
+    static __rseq_offset: isize;
+    static __rseq_size: u32;
+}
+
+/// The signature glibc registers its rseq area with on x86_64.
+pub const RSEQ_SIG: u32 = 0x5305_3053;
+
+/// Address and registered size of glibc's rseq area of this thread, or `None` when glibc did not
+/// register one (`__rseq_size` is 0).
+pub fn glibc_rseq_area() -> Option<(u64, u32)> {
+    // SAFETY: both are constant after startup, exported by glibc >= 2.35.
+    let (off, size) = unsafe { (__rseq_offset, __rseq_size) };
+    (size != 0).then(|| ((thread_pointer() as i64 + off as i64) as u64, size.max(32)))
+}
+
+/// Calls `rseq(2)` with exactly the arguments glibc registered its area with. Returns EBUSY when
+/// that registration is in place; if none is, this registers glibc's own area (which is what it
+/// exists for) and returns Ok.
+pub fn rseq_probe_glibc() -> io::Result<()> {
+    let (addr, len) = glibc_rseq_area().ok_or_else(|| io::Error::from_raw_os_error(libc::ENOSYS))?;
+    // SAFETY: the area is glibc's per-thread rseq area, alive as long as the thread.
+    cvt_long(unsafe { libc::syscall(libc::SYS_rseq, addr, len, 0, RSEQ_SIG) }).map(drop)
+}
+
+/// The `cpu_id` field of glibc's rseq area (u32 at offset 4), as the kernel last wrote it.
+pub fn rseq_cpu_id() -> Option<u32> {
+    let (addr, _) = glibc_rseq_area()?;
+    // SAFETY: the area is glibc's live rseq area; the field is 4-aligned; the kernel writes it
+    // concurrently only between our instructions, hence the volatile read.
+    Some(unsafe { std::ptr::read_volatile((addr + 4) as *const u32) })
+}
+
+/// The CPUs this thread may run on (`sched_getaffinity(2)`).
+pub fn get_affinity() -> io::Result<Vec<usize>> {
+    // SAFETY: all-zero cpu_set_t is an empty set.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    // SAFETY: the size matches the live local.
+    cvt(unsafe { libc::sched_getaffinity(0, std::mem::size_of_val(&set), &mut set) })?;
+    // SAFETY: CPU_ISSET reads the live set.
+    Ok((0..libc::CPU_SETSIZE as usize).filter(|&c| unsafe { libc::CPU_ISSET(c, &set) }).collect())
+}
+
+/// Restricts this thread to `cpus` (`sched_setaffinity(2)`).
+pub fn set_affinity(cpus: &[usize]) -> io::Result<()> {
+    // SAFETY: all-zero cpu_set_t is an empty set.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    for &c in cpus {
+        // SAFETY: CPU_SET writes into the live set; c < CPU_SETSIZE is the caller's business,
+        // checked by the macro's bounds in libc.
+        unsafe { libc::CPU_SET(c, &mut set) };
+    }
+    // SAFETY: the size matches the live local.
+    cvt(unsafe { libc::sched_setaffinity(0, std::mem::size_of_val(&set), &set) }).map(drop)
+}
+
+/// Compares two fds of two processes with `kcmp(KCMP_FILE)`: 0 when they are the same file.
+pub fn kcmp_files(pid1: i32, pid2: i32, fd1: RawFd, fd2: RawFd) -> io::Result<i64> {
+    const KCMP_FILE: i32 = 0;
+    // SAFETY: kcmp takes plain integers.
+    let r = unsafe { libc::syscall(libc::SYS_kcmp, pid1, pid2, KCMP_FILE, fd1 as u64, fd2 as u64) };
+    cvt_long(r)
+}
+
+/// A new eventfd with counter `init` (`eventfd(2)`).
+pub fn eventfd(init: u32) -> io::Result<OwnedFd> {
+    // SAFETY: plain integers.
+    let fd = cvt(unsafe { libc::eventfd(init, 0) })?;
+    // SAFETY: the fd was just created and is owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Duplicates `fd` onto the number `target`, which must be free (never closes anything).
+pub fn dup_to(fd: BorrowedFd<'_>, target: RawFd) -> io::Result<OwnedFd> {
+    // SAFETY: F_GETFD on any number is harmless.
+    if unsafe { libc::fcntl(target, libc::F_GETFD) } != -1 {
+        return Err(io::Error::from_raw_os_error(libc::EEXIST));
+    }
+    // SAFETY: `target` is not open (checked), so dup2 closes nothing someone else owns.
+    let new = cvt(unsafe { libc::dup2(fd.as_raw_fd(), target) })?;
+    // SAFETY: the new fd is owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(new) })
+}
+
+/// `fcntl(F_GETFL)`: file status flags.
+pub fn get_fl(fd: impl AsFd) -> io::Result<i32> {
+    // SAFETY: `fd` is a valid borrowed fd.
+    cvt(unsafe { libc::fcntl(fd.as_fd().as_raw_fd(), libc::F_GETFL) })
+}
+
+/// `fcntl(F_GETFD)`: descriptor flags (FD_CLOEXEC).
+pub fn get_fd_flags(fd: impl AsFd) -> io::Result<i32> {
+    // SAFETY: `fd` is a valid borrowed fd.
+    cvt(unsafe { libc::fcntl(fd.as_fd().as_raw_fd(), libc::F_GETFD) })
+}
+
+/// How a waited-for process ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Exit {
+    /// Exited with this code.
+    Code(i32),
+    /// Killed by this signal.
+    Signal(i32),
+}
+
+/// `waitpid(pid, WNOHANG)`: `Some` once `pid` ended and was reaped.
+pub fn try_waitpid(pid: i32) -> io::Result<Option<Exit>> {
+    let mut status = 0;
+    // SAFETY: `status` is a live local; WNOHANG never blocks.
+    let r = cvt(unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG | libc::__WALL) })?;
+    if r == 0 {
+        return Ok(None);
+    }
+    if libc::WIFEXITED(status) {
+        Ok(Some(Exit::Code(libc::WEXITSTATUS(status))))
+    } else {
+        Ok(Some(Exit::Signal(libc::WTERMSIG(status))))
+    }
+}
+
+/// Makes this process a child subreaper (`PR_SET_CHILD_SUBREAPER`).
+pub fn set_child_subreaper() -> io::Result<()> {
+    prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0).map(drop)
+}
+
+/// Makes the child of `cmd` start a new session (`setsid()` between fork and exec).
+pub fn setsid_on_spawn(cmd: &mut Command) {
+    // SAFETY: setsid is async-signal-safe and touches no memory of the parent.
+    unsafe {
+        cmd.pre_exec(|| cvt(libc::setsid()).map(drop));
+    }
+}
+
+/// Makes the child of `cmd` inherit only its stdio: every fd from 3 up is marked close-on-exec
+/// between fork and exec (`close_range(2)` with CLOSE_RANGE_CLOEXEC), so descriptors the test
+/// process inherited (such as cargo's jobserver pipe) do not leak into it.
+pub fn stdio_only_on_spawn(cmd: &mut Command) {
+    const CLOSE_RANGE_CLOEXEC: u32 = 1 << 2;
+    // SAFETY: close_range is a raw system call, async-signal-safe, touching no memory; marking
+    // fds close-on-exec keeps std's own exec-error pipe working.
+    unsafe {
+        cmd.pre_exec(|| cvt_long(libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, CLOSE_RANGE_CLOEXEC)).map(drop));
+    }
+}
+
+/// A new pseudo-terminal pair `(master, slave)` (`openpty(3)`).
+pub fn openpty() -> io::Result<(OwnedFd, OwnedFd)> {
+    let (mut m, mut s) = (-1, -1);
+    let null = std::ptr::null_mut();
+    // SAFETY: the out pointers are live locals; name, termios and winsize are not requested.
+    cvt(unsafe { libc::openpty(&mut m, &mut s, null, null as *const _, null as *const _) })?;
+    // SAFETY: both fds were just created and are owned by nobody else.
+    Ok(unsafe { (OwnedFd::from_raw_fd(m), OwnedFd::from_raw_fd(s)) })
+}
+
+/// Waits up to `timeout_ms` for `fd` to become readable (or hung up); true if it did.
+pub fn poll_readable(fd: BorrowedFd<'_>, timeout_ms: i32) -> io::Result<bool> {
+    let mut p = libc::pollfd { fd: fd.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+    // SAFETY: one live pollfd.
+    let n = cvt(unsafe { libc::poll(&mut p, 1, timeout_ms) })?;
+    Ok(n > 0)
+}

@@ -1,0 +1,19 @@
+//! File descriptors: regular files, directories, devices, stdio, and a terminal (--shell-job).
+
+use stasis_tests::harness::{checkpoint_restore, shell_job, Case};
+use stasis_tests::workload;
+
+#[test]
+fn files_directories_and_devices() {
+    checkpoint_restore("fds", workload!("fds"));
+}
+
+#[test]
+fn stdin_from_a_file_stderr_to_dev_null() {
+    checkpoint_restore("fds_mixed", workload!("fds").mixed_stdio());
+}
+
+#[test]
+fn shell_job_on_a_terminal() {
+    shell_job(&Case::new("tty", workload!("tty").shell_job()), true);
+}

@@ -1,0 +1,115 @@
+//! Dump and restore used repeatedly and in their other modes: two --leave-running dumps in a row,
+//! the same image restored twice, restore without -d (stasis exits with the workload's status),
+//! and a restore that must fail because the original pid is taken.
+
+use stasis_tests::harness::{proc_state, wait_child, Case, Running, Stasis, EXIT_TIMEOUT, STASIS_TIMEOUT};
+use stasis_tests::raw::Exit;
+use stasis_tests::workload;
+use std::fs::File;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+#[test]
+fn two_leave_running_dumps_in_a_row() {
+    let case = Case::new("leave_running_twice", workload!("basic"));
+    let Some(mut run) = case.start() else { return };
+    let pid = run.pid();
+    let before = case.settled_snapshot(pid);
+    let (first, second) = (case.images("first"), case.images("second"));
+    case.dump_ok(&run, &first, &["--leave-running"]);
+    case.expect_untouched(&run);
+    case.dump_ok(&run, &second, &["--leave-running"]);
+    case.expect_untouched(&run);
+    case.compare(&before, pid);
+    run.kill_and_reap();
+    for images in [&second, &first] {
+        let mut restored = case.restore_ok(images, pid, &[]);
+        case.compare(&before, pid);
+        case.finish(&mut restored);
+    }
+}
+
+#[test]
+fn same_image_restored_twice() {
+    let case = Case::new("restore_twice", workload!("basic"));
+    let Some(mut run) = case.start() else { return };
+    let pid = run.pid();
+    let before = case.settled_snapshot(pid);
+    let images = case.images("images");
+    case.dump_ok(&run, &images, &[]);
+    case.reap_dumped(&mut run);
+    let mut first = case.restore_ok(&images, pid, &[]);
+    case.compare(&before, pid);
+    first.kill_and_reap();
+    let mut second = case.restore_ok(&images, pid, &[]);
+    case.compare(&before, pid);
+    case.finish(&mut second);
+}
+
+/// Waits until `pid` runs on its own again: exists, is not traced, and sleeps.
+fn wait_restored(case: &Case, pid: i32, child: &mut std::process::Child) {
+    let deadline = Instant::now() + STASIS_TIMEOUT;
+    loop {
+        if let Some((state, 0)) = proc_state(pid) {
+            if state == 'S' {
+                return;
+            }
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            case.fail(&format!("stasis restore exited with {status} before pid {pid} was restored"));
+        }
+        if Instant::now() > deadline {
+            case.fail(&format!("pid {pid} not restored and running within {STASIS_TIMEOUT:?}: {:?}", proc_state(pid)));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn restore_without_detach_exits_with_the_workload_status() {
+    let case = Case::new("restore_attached", workload!("basic").arg("7"));
+    let Some(mut run) = case.start() else { return };
+    let pid = run.pid();
+    let images = case.images("images");
+    case.dump_ok(&run, &images, &[]);
+    case.reap_dumped(&mut run);
+    let log = case.dir.unique("restore", "log");
+    case.dir.watch_log(&log);
+    let mut cmd = case.stasis().command();
+    cmd.args(Stasis::restore_args(&images, &log, &log.with_extension("pid"), false, &[]));
+    let stderr = File::create(log.with_extension("stderr")).expect("stderr file");
+    let mut child =
+        cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(stderr).spawn().expect("spawn stasis restore");
+    let mut restored = Running::adopt(pid, "basic", case.log_of_first_run(), true);
+    wait_restored(&case, pid, &mut child);
+    restored.signal(libc::SIGUSR1).expect("SIGUSR1");
+    let (exit, timed_out) = wait_child(&mut child, EXIT_TIMEOUT);
+    restored.forget();
+    if exit != Exit::Code(7) {
+        case.fail(&format!(
+            "stasis restore (attached) ended with {exit:?} (timed out: {timed_out}), want the workload's exit code 7"
+        ));
+    }
+    let text = restored.log_text();
+    if text.lines().last() != Some("PASS") {
+        case.fail(&format!("restored workload output:\n{text}"));
+    }
+}
+
+#[test]
+fn restore_refused_while_the_pid_is_taken() {
+    let case = Case::new("pid_taken", workload!("basic"));
+    let Some(mut run) = case.start() else { return };
+    let pid = run.pid();
+    let images = case.images("images");
+    case.dump_ok(&run, &images, &["--leave-running"]);
+    let (r, _) = case.stasis().restore_detached(&case.dir, &images, &[], &[]);
+    let pid_text = pid.to_string();
+    case.expect_failed(&r, "restore while the original runs", &[&[pid_text.as_str()], &["basic"]]);
+    let others: Vec<i32> = stasis_tests::harness::processes_of(&case.dir).into_iter().filter(|&p| p != pid).collect();
+    if !others.is_empty() {
+        case.fail(&format!("the failed restore left processes {others:?}"));
+    }
+    case.expect_untouched(&run);
+    case.finish(&mut run);
+}

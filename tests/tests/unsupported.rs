@@ -1,0 +1,57 @@
+//! What stasis does not support makes the dump fail cleanly: the message names the thing, and the
+//! process keeps running untouched (it still passes when woken afterwards).
+
+use stasis_tests::harness::{Case, Running};
+use stasis_tests::workload;
+
+/// The value after `prefix` on a line of the workload's output.
+fn reported(run: &Running, prefix: &str) -> String {
+    let log = run.log_text();
+    log.lines().find_map(|l| l.strip_prefix(prefix)).unwrap_or_default().trim().to_string()
+}
+
+/// Starts `unsupported <mode>`, expects the dump to fail with a message matching `needles` (see
+/// `Case::expect_failed`; `{x}` in a needle is replaced by the value the workload printed after
+/// `x `), then checks the workload is untouched and passes.
+fn refused(test: &str, mode: &str, needles: &[&[&str]]) {
+    let case = Case::new(test, workload!("unsupported").arg(mode));
+    let Some(mut run) = case.start() else { return };
+    let needles: Vec<Vec<String>> = needles.iter().map(|g| g.iter().map(|n| expand(n, &run)).collect()).collect();
+    let images = case.images("images");
+    let r = case.dump(&run, &images, &[], &[]);
+    let groups: Vec<Vec<&str>> = needles.iter().map(|g| g.iter().map(String::as_str).collect()).collect();
+    let groups: Vec<&[&str]> = groups.iter().map(Vec::as_slice).collect();
+    case.expect_failed(&r, &format!("dump of a process holding {mode}"), &groups);
+    if images.join("inventory.img").exists() {
+        case.fail("the failed dump left an inventory.img");
+    }
+    case.expect_untouched(&run);
+    case.finish(&mut run);
+}
+
+fn expand(needle: &str, run: &Running) -> String {
+    match needle.strip_prefix('{').and_then(|n| n.strip_suffix('}')) {
+        Some(key) => reported(run, &format!("{key} ")),
+        None => needle.to_string(),
+    }
+}
+
+#[test]
+fn tcp_socket() {
+    refused("unsupported_tcp", "tcp", &[&["fd 42", "fd: 42", "fd=42"], &["tcp", "socket", "inet"]]);
+}
+
+#[test]
+fn eventfd() {
+    refused("unsupported_eventfd", "eventfd", &[&["fd 43", "fd: 43", "fd=43"], &["eventfd"]]);
+}
+
+#[test]
+fn second_thread() {
+    refused("unsupported_thread", "thread", &[&["thread"]]);
+}
+
+#[test]
+fn child_process() {
+    refused("unsupported_child", "child", &[&["child", "{CHILD}"]]);
+}

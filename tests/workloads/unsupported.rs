@@ -1,0 +1,93 @@
+//! Holds something stasis does not support, so that the dump must fail cleanly and leave the
+//! process untouched. Argument: `tcp` (a listening TCP socket at fd 42), `eventfd` (an eventfd
+//! with counter 5 at fd 43), `thread` (a second thread) or `child` (a child process). After the
+//! wake-up the held thing must still work.
+
+use stasis_tests::raw;
+use stasis_tests::workload::{self, Checker, OrFail};
+use std::io::Read;
+use std::net::{TcpListener, TcpStream};
+use std::os::fd::AsFd;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+enum Held {
+    Tcp(TcpListener),
+    Event(std::fs::File),
+    Thread(std::thread::JoinHandle<u64>, Arc<AtomicBool>),
+    Child(std::process::Child),
+}
+
+fn hold(mode: &str) -> Held {
+    match mode {
+        "tcp" => {
+            let l = TcpListener::bind("127.0.0.1:0").or_fail("bind");
+            let at42 = raw::dup_to(l.as_fd(), 42).or_fail("dup to 42");
+            Held::Tcp(TcpListener::from(at42))
+        }
+        "eventfd" => {
+            let e = raw::eventfd(5).or_fail("eventfd");
+            Held::Event(raw::dup_to(e.as_fd(), 43).or_fail("dup to 43").into())
+        }
+        "thread" => {
+            let stop = Arc::new(AtomicBool::new(false));
+            let (tx, rx) = std::sync::mpsc::channel();
+            let flag = stop.clone();
+            let handle = std::thread::spawn(move || {
+                let _ = tx.send(raw::raw_gettid());
+                let mut ticks = 0u64;
+                while !flag.load(Ordering::SeqCst) {
+                    std::thread::sleep(Duration::from_millis(20));
+                    ticks += 1;
+                }
+                ticks
+            });
+            workload::say(&format!("THREAD {}", rx.recv().or_fail("thread tid")));
+            Held::Thread(handle, stop)
+        }
+        "child" => {
+            let child = std::process::Command::new("sleep").arg("1000").spawn().or_fail("spawn sleep");
+            workload::say(&format!("CHILD {}", child.id()));
+            Held::Child(child)
+        }
+        other => Err::<Held, _>(other.to_string()).or_fail("unknown mode (tcp|eventfd|thread|child)"),
+    }
+}
+
+fn verify(c: &mut Checker, held: Held) {
+    match held {
+        Held::Tcp(l) => {
+            let addr = l.local_addr();
+            let connected = addr.and_then(TcpStream::connect).and_then(|_| l.accept());
+            c.check(connected.is_ok(), || format!("listener at fd 42 no longer accepts: {connected:?}"));
+        }
+        Held::Event(mut e) => {
+            let mut buf = [0u8; 8];
+            c.ok("read eventfd", e.read_exact(&mut buf));
+            c.same("eventfd counter", &5, &u64::from_ne_bytes(buf));
+        }
+        Held::Thread(handle, stop) => {
+            c.check(!handle.is_finished(), || "the second thread is gone".into());
+            stop.store(true, Ordering::SeqCst);
+            let ticks = handle.join();
+            c.check(matches!(ticks, Ok(t) if t > 0), || format!("thread result {ticks:?}"));
+        }
+        Held::Child(mut child) => {
+            let state = child.try_wait();
+            c.check(matches!(state, Ok(None)), || format!("child is no longer running: {state:?}"));
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn main() {
+    let mut s = workload::start();
+    let mode = std::env::args().nth(1).unwrap_or_default();
+    let held = hold(&mode);
+    s.ready();
+    s.wait_for_wake();
+    verify(&mut s.checker, held);
+    s.finish()
+}
