@@ -2,12 +2,9 @@
 //! the same image restored twice, restore without -d (stasis exits with the workload's status),
 //! and a restore that must fail because the original pid is taken.
 
-use stasis_tests::harness::{proc_state, wait_child, Case, Running, Stasis, EXIT_TIMEOUT, STASIS_TIMEOUT};
+use stasis_tests::harness::{wait_child, Case, EXIT_TIMEOUT};
 use stasis_tests::raw::Exit;
 use stasis_tests::workload;
-use std::fs::File;
-use std::process::Stdio;
-use std::time::{Duration, Instant};
 
 #[test]
 fn two_leave_running_dumps_in_a_row() {
@@ -46,25 +43,6 @@ fn same_image_restored_twice() {
     case.finish(&mut second);
 }
 
-/// Waits until `pid` runs on its own again: exists, is not traced, and sleeps.
-fn wait_restored(case: &Case, pid: i32, child: &mut std::process::Child) {
-    let deadline = Instant::now() + STASIS_TIMEOUT;
-    loop {
-        if let Some((state, 0)) = proc_state(pid) {
-            if state == 'S' {
-                return;
-            }
-        }
-        if let Ok(Some(status)) = child.try_wait() {
-            case.fail(&format!("stasis restore exited with {status} before pid {pid} was restored"));
-        }
-        if Instant::now() > deadline {
-            case.fail(&format!("pid {pid} not restored and running within {STASIS_TIMEOUT:?}: {:?}", proc_state(pid)));
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 #[test]
 fn restore_without_detach_exits_with_the_workload_status() {
     let case = Case::new("restore_attached", workload!("basic").arg("7"));
@@ -73,15 +51,7 @@ fn restore_without_detach_exits_with_the_workload_status() {
     let images = case.images("images");
     case.dump_ok(&run, &images, &[]);
     case.reap_dumped(&mut run);
-    let log = case.dir.unique("restore", "log");
-    case.dir.watch_log(&log);
-    let mut cmd = case.stasis().command();
-    cmd.args(Stasis::restore_args(&images, &log, &log.with_extension("pid"), false, &[]));
-    let stderr = File::create(log.with_extension("stderr")).expect("stderr file");
-    let mut child =
-        cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(stderr).spawn().expect("spawn stasis restore");
-    let mut restored = Running::adopt(pid, "basic", case.log_of_first_run(), true);
-    wait_restored(&case, pid, &mut child);
+    let (mut restored, mut child) = case.restore_attached(&images, pid);
     restored.signal(libc::SIGUSR1).expect("SIGUSR1");
     let (exit, timed_out) = wait_child(&mut child, EXIT_TIMEOUT);
     restored.forget();

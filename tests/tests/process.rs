@@ -1,11 +1,24 @@
 //! Per-process attributes, credentials and mm fields.
 
-use stasis_tests::harness::checkpoint_restore;
+use stasis_tests::harness::{checkpoint_restore, Case};
 use stasis_tests::workload;
 
 #[test]
 fn limits_umask_cwd_comm_personality_and_prctl_flags() {
-    checkpoint_restore("proc_attrs", workload!("proc_attrs"));
+    checkpoint_restore("proc_attrs", workload!("proc_attrs").arg("detached"));
+}
+
+/// Restored without -d, stasis stays the parent until the process ends: the parent-death signal is
+/// armed again (and must not fire).
+#[test]
+fn parent_death_signal_with_an_attached_restore() {
+    let case = Case::new("proc_attrs_attached", workload!("proc_attrs"));
+    case.checkpoint_restore_attached();
+}
+
+#[test]
+fn root_directory_nice_value_and_cpu_affinity() {
+    checkpoint_restore("sched_root", workload!("sched_root"));
 }
 
 #[test]

@@ -39,7 +39,8 @@ pub struct RestoreArgs {
 
 /// Runs `stasis restore`; the exit status is 0 with `-d`, else the restored root's status.
 pub fn run(args: &RestoreArgs) -> anyhow::Result<u8> {
-    let opts = RestoreOptions { dir: args.images_dir.clone(), shell_job: args.shell_job };
+    let opts =
+        RestoreOptions { dir: args.images_dir.clone(), shell_job: args.shell_job, detached: args.restore_detached };
     // Created before the restore, so that an unwritable pidfile fails before anything runs.
     let pidfile = args.pidfile.as_deref().map(PidFile::prepare).transpose()?;
     let mut line = ProgressLine::new("restoring memory");

@@ -80,6 +80,9 @@ pub struct RestoreOptions {
     pub dir: PathBuf,
     /// Terminal fds are attached to the terminal stasis runs from.
     pub shell_job: bool,
+    /// stasis will not wait for the process (`-d`): its parent, stasis, exits right away, so a
+    /// parent-death signal is not armed (it would fire at once).
+    pub detached: bool,
 }
 
 /// What a successful restore did.

@@ -190,8 +190,19 @@ pub fn restore(inj: &mut Injector, core: &TaskCore) -> Result<()> {
 }
 
 /// The settings a credential change resets (parent-death signal, dumpable), and no_new_privs.
-pub fn restore_after_creds(inj: &mut Injector, core: &TaskCore) -> Result<()> {
-    prctl(inj, "prctl(PR_SET_PDEATHSIG)", [PR_SET_PDEATHSIG, core.pdeathsig as u64, 0, 0, 0])?;
+///
+/// With `detached`, the parent-death signal is not armed: the restored process's parent is stasis,
+/// which is about to exit on purpose, and the parent the signal was armed against is gone anyway.
+pub fn restore_after_creds(inj: &mut Injector, core: &TaskCore, detached: bool) -> Result<()> {
+    if core.pdeathsig != 0 && detached {
+        log::warn!(
+            "pid {}: parent-death signal {} not armed: restored with -d, its parent (stasis) exits now",
+            core.pid,
+            core.pdeathsig
+        );
+    } else {
+        prctl(inj, "prctl(PR_SET_PDEATHSIG)", [PR_SET_PDEATHSIG, core.pdeathsig as u64, 0, 0, 0])?;
+    }
     if core.dumpable == 0 || core.dumpable == 1 {
         prctl(inj, "prctl(PR_SET_DUMPABLE)", [PR_SET_DUMPABLE, core.dumpable as u64, 0, 0, 0])?;
     } else {

@@ -24,7 +24,8 @@ pub fn dump(pid: Pid) -> Result<(Regs, Vec<u8>)> {
 pub enum RestartBlock {
     /// The task's kernel restart block is intact (same task, after a dump): restart through it.
     Keep,
-    /// The restart block is lost (a restored task): the call returns `EINTR`, as a signal would make it.
+    /// The restart block is lost (a restored task): a relative sleep is made again for the time left
+    /// (see [`sleep_again`]); other calls return `EINTR`, as a signal would make them.
     Lost,
 }
 
@@ -43,9 +44,36 @@ pub fn restart_fixup(regs: &mut Regs, block: RestartBlock) {
             regs.rax = libc::SYS_restart_syscall as u64;
             regs.rip -= 2;
         }
-        ERESTART_RESTARTBLOCK => regs.rax = (-libc::EINTR) as u64,
+        ERESTART_RESTARTBLOCK => {
+            if !sleep_again(regs) {
+                regs.rax = (-libc::EINTR) as u64;
+            }
+        }
         _ => {}
     }
+}
+
+/// A relative sleep interrupted by the checkpoint: the kernel wrote the time left into the caller's
+/// `rmtp` when it stopped, so the call is made again asking for just that (the restart block that
+/// held the deadline is gone). Other calls with a restart block (poll, futex waits with a timeout)
+/// return `EINTR`, as after a signal. Returns whether the call was set up again.
+fn sleep_again(regs: &mut Regs) -> bool {
+    const TIMER_ABSTIME: u64 = 1;
+    let nr = regs.orig_rax as i64;
+    let rewound = if nr == libc::SYS_nanosleep && regs.rsi != 0 {
+        regs.rdi = regs.rsi; // nanosleep(rqtp = rmtp, rmtp)
+        true
+    } else if nr == libc::SYS_clock_nanosleep && regs.r10 != 0 && regs.rsi & TIMER_ABSTIME == 0 {
+        regs.rdx = regs.r10; // clock_nanosleep(clock, flags, rqtp = rmtp, rmtp)
+        true
+    } else {
+        false
+    };
+    if rewound {
+        regs.rax = regs.orig_rax;
+        regs.rip -= 2;
+    }
+    rewound
 }
 
 /// Set the final registers of a restored task, after the last injected call.
@@ -146,12 +174,31 @@ mod tests {
 
     #[test]
     fn restart_block_becomes_eintr_when_lost_and_restart_syscall_when_kept() {
-        let mut lost = in_syscall(35, -ERESTART_RESTARTBLOCK);
+        let mut lost = in_syscall(libc::SYS_poll as u64, -ERESTART_RESTARTBLOCK);
         restart_fixup(&mut lost, RestartBlock::Lost);
         assert_eq!((lost.rax as i64, lost.rip), (-(libc::EINTR as i64), 0x1002));
         let mut kept = in_syscall(35, -ERESTART_RESTARTBLOCK);
         restart_fixup(&mut kept, RestartBlock::Keep);
         assert_eq!((kept.rax, kept.rip), (libc::SYS_restart_syscall as u64, 0x1000));
+    }
+
+    #[test]
+    fn lost_relative_sleeps_sleep_again_for_the_time_left() {
+        let mut ns = in_syscall(libc::SYS_nanosleep as u64, -ERESTART_RESTARTBLOCK);
+        (ns.rdi, ns.rsi) = (0x7000, 0x7010);
+        restart_fixup(&mut ns, RestartBlock::Lost);
+        assert_eq!((ns.rax, ns.rip, ns.rdi, ns.rsi), (libc::SYS_nanosleep as u64, 0x1000, 0x7010, 0x7010));
+
+        let mut cns = in_syscall(libc::SYS_clock_nanosleep as u64, -ERESTART_RESTARTBLOCK);
+        (cns.rdi, cns.rsi, cns.rdx, cns.r10) = (1, 0, 0x7000, 0x7010);
+        restart_fixup(&mut cns, RestartBlock::Lost);
+        assert_eq!((cns.rax, cns.rip, cns.rdx), (libc::SYS_clock_nanosleep as u64, 0x1000, 0x7010));
+
+        // Without a place holding the time left, the sleep ends with EINTR.
+        let mut no_rem = in_syscall(libc::SYS_nanosleep as u64, -ERESTART_RESTARTBLOCK);
+        no_rem.rdi = 0x7000;
+        restart_fixup(&mut no_rem, RestartBlock::Lost);
+        assert_eq!(no_rem.rax as i64, -(libc::EINTR as i64));
     }
 
     #[test]

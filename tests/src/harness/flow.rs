@@ -5,8 +5,9 @@
 use super::dir::TestDir;
 use super::process::{proc_state, Running, Workload, EXIT_TIMEOUT};
 use super::snapshot::Snapshot;
-use super::stasis::{CmdResult, Stasis};
+use super::stasis::{wait_child, CmdResult, Stasis, STASIS_TIMEOUT};
 use crate::raw::{self, Exit};
+use crate::workload::WAKE;
 use std::cell::OnceCell;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -222,6 +223,69 @@ impl Case {
     }
 }
 
+impl Case {
+    /// Runs `stasis restore` without `-d` (stasis stays the parent and exits with the workload's
+    /// status) and waits until `pid` runs on its own; returns the adopted process and stasis.
+    pub fn restore_attached(&self, images: &Path, pid: i32) -> (Running, std::process::Child) {
+        let log = self.dir.unique("restore", "log");
+        self.dir.watch_log(&log);
+        let mut cmd = self.stasis().command();
+        cmd.args(Stasis::restore_args(images, &log, &log.with_extension("pid"), false, &[]));
+        let stderr = std::fs::File::create(log.with_extension("stderr")).expect("stderr file");
+        let mut child = cmd
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .expect("spawn stasis restore");
+        let restored = Running::adopt(pid, self.workload.name(), self.log_of_first_run(), self.workload.wakes());
+        self.wait_restored(pid, &mut child);
+        (restored, child)
+    }
+
+    /// Waits until `pid` runs on its own again: exists, is not traced, and sleeps.
+    fn wait_restored(&self, pid: i32, child: &mut std::process::Child) {
+        let deadline = Instant::now() + STASIS_TIMEOUT;
+        loop {
+            if let Some((state, 0)) = proc_state(pid) {
+                if state == 'S' {
+                    return;
+                }
+            }
+            if let Ok(Some(status)) = child.try_wait() {
+                self.fail(&format!("stasis restore exited with {status} before pid {pid} was restored"));
+            }
+            if Instant::now() > deadline {
+                self.fail(&format!(
+                    "pid {pid} not restored and running within {STASIS_TIMEOUT:?}: {:?}",
+                    proc_state(pid)
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The standard flow with an attached restore: stasis must exit with status 0 and the workload
+    /// print PASS.
+    pub fn checkpoint_restore_attached(&self) {
+        let Some(mut run) = self.start() else { return };
+        let pid = run.pid();
+        let before = self.settled_snapshot(pid);
+        let images = self.images("images");
+        self.dump_ok(&run, &images, &[]);
+        self.reap_dumped(&mut run);
+        let (mut restored, mut child) = self.restore_attached(&images, pid);
+        self.compare(&before, pid);
+        restored.signal(WAKE).expect("wake signal");
+        let (exit, timed_out) = wait_child(&mut child, EXIT_TIMEOUT);
+        restored.forget();
+        let text = restored.log_text();
+        if exit != Exit::Code(0) || text.lines().last() != Some("PASS") {
+            self.fail(&format!("attached restore ended with {exit:?} (timed out: {timed_out}); output:\n{text}"));
+        }
+    }
+}
+
 impl Drop for Case {
     /// Kills and reaps whatever process of this test is still around (for instance one a failed
     /// restore left behind, which no `Running` guards).
@@ -264,9 +328,4 @@ pub fn standalone(test: &str, workload: Workload) {
     let case = Case::new(test, workload);
     let Some(mut run) = case.start() else { return };
     case.finish(&mut run);
-}
-
-/// Whether `exit` is the given exit code.
-pub fn exited_with(exit: Exit, code: i32) -> bool {
-    exit == Exit::Code(code)
 }

@@ -402,3 +402,30 @@ pub fn poll_readable(fd: BorrowedFd<'_>, timeout_ms: i32) -> io::Result<bool> {
     let n = cvt(unsafe { libc::poll(&mut p, 1, timeout_ms) })?;
     Ok(n > 0)
 }
+
+/// Changes the root directory (`chroot(2)`).
+pub fn chroot(dir: &std::path::Path) -> io::Result<()> {
+    let c =
+        CString::new(dir.as_os_str().as_encoded_bytes()).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    // SAFETY: `c` is a live NUL-terminated string.
+    cvt(unsafe { libc::chroot(c.as_ptr()) }).map(drop)
+}
+
+/// This process's nice value (`getpriority(2)`); errno is cleared first since -1 is a valid value.
+pub fn get_nice() -> io::Result<i32> {
+    // SAFETY: __errno_location points to this thread's errno.
+    unsafe { *libc::__errno_location() = 0 };
+    // SAFETY: plain integer arguments.
+    let n = unsafe { libc::getpriority(libc::PRIO_PROCESS, 0) };
+    let err = io::Error::last_os_error();
+    if n == -1 && err.raw_os_error() != Some(0) {
+        return Err(err);
+    }
+    Ok(n)
+}
+
+/// Sets this process's nice value (`setpriority(2)`).
+pub fn set_nice(nice: i32) -> io::Result<()> {
+    // SAFETY: plain integer arguments.
+    cvt(unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, nice) }).map(drop)
+}

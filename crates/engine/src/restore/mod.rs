@@ -86,7 +86,7 @@ pub fn restore(opts: &RestoreOptions, progress: &mut dyn FnMut(Progress)) -> Res
     let mut guard = KillOnDrop(Some(child));
     ptrace::set_sigmask(child, u64::MAX).map_err(Error::sys(pid.0, "blocking signals"))?;
     misc::restore_from_outside(child, &img.core);
-    let inj = build(child, scratch, &img, &opened, &pages, progress)?;
+    let inj = build(child, scratch, &img, &opened, &pages, opts.detached, progress)?;
     verifier.join().map_err(|_| Error::Failed { pid: pid.0, what: "page verification panicked".into() })??;
     release(inj, child, &img)?;
     guard.0 = None;
@@ -190,11 +190,12 @@ fn build(
     img: &Image,
     opened: &HashMap<u32, OwnedFd>,
     pages: &File,
+    detached: bool,
     progress: &mut dyn FnMut(Progress),
 ) -> Result<Injector> {
     let vdso = current_vdso(child)?;
     let mut inj = Injector::new(child, vdso, Some(scratch), SCRATCH_LEN)?;
-    match build_in(&mut inj, child, img, opened, pages, progress) {
+    match build_in(&mut inj, child, img, opened, pages, detached, progress) {
         Ok(()) => Ok(inj),
         Err(e) => {
             // The task is about to be killed: no point unmapping anything in it.
@@ -210,6 +211,7 @@ fn build_in(
     img: &Image,
     opened: &HashMap<u32, OwnedFd>,
     pages: &File,
+    detached: bool,
     progress: &mut dyn FnMut(Progress),
 ) -> Result<()> {
     misc::unregister_inherited_rseq(inj_ref, child)?;
@@ -221,7 +223,7 @@ fn build_in(
     mm::restore(inj_ref, &mut imp, child, &img.mm)?;
     files::install(inj_ref, &mut imp, child, &img.fds, opened)?;
     imp.close(inj_ref)?;
-    restore_task_state(inj_ref, child, img)
+    restore_task_state(inj_ref, child, img, detached)
 }
 
 fn current_vdso(pid: Pid) -> Result<(u64, u64)> {
@@ -258,7 +260,7 @@ fn restore_memory(
 }
 
 /// Stage 8: signals, timers, limits and the rest, then the session, queued signals and credentials.
-fn restore_task_state(inj: &mut Injector, pid: Pid, img: &Image) -> Result<()> {
+fn restore_task_state(inj: &mut Injector, pid: Pid, img: &Image, detached: bool) -> Result<()> {
     let core = &img.core;
     signals::restore_actions(inj, &core.sigactions)?;
     if let Some(ss) = &core.altstack {
@@ -271,7 +273,7 @@ fn restore_task_state(inj: &mut Injector, pid: Pid, img: &Image) -> Result<()> {
     if let Some(c) = &core.creds {
         creds::restore(inj, pid, c)?;
     }
-    misc::restore_after_creds(inj, core)
+    misc::restore_after_creds(inj, core, detached)
 }
 
 /// A session or group leader becomes one again; otherwise the process stays in ours (as with
