@@ -45,9 +45,8 @@ pub fn restart_fixup(regs: &mut Regs, block: RestartBlock) {
             regs.rip -= 2;
         }
         ERESTART_RESTARTBLOCK => {
-            if !sleep_again(regs) {
-                regs.rax = (-libc::EINTR) as u64;
-            }
+            let again = sleep_again(regs);
+            regs.rax = if again { regs.orig_rax } else { (-libc::EINTR) as u64 };
         }
         _ => {}
     }
@@ -55,8 +54,9 @@ pub fn restart_fixup(regs: &mut Regs, block: RestartBlock) {
 
 /// A relative sleep interrupted by the checkpoint: the kernel wrote the time left into the caller's
 /// `rmtp` when it stopped, so the call is made again asking for just that (the restart block that
-/// held the deadline is gone). Other calls with a restart block (poll, futex waits with a timeout)
-/// return `EINTR`, as after a signal. Returns whether the call was set up again.
+/// held the deadline is gone): the argument and the instruction pointer are set here, the call number
+/// by the caller. Other calls with a restart block (poll, futex waits with a timeout) return `EINTR`,
+/// as after a signal. Returns whether the call was set up again.
 fn sleep_again(regs: &mut Regs) -> bool {
     const TIMER_ABSTIME: u64 = 1;
     let nr = regs.orig_rax as i64;
@@ -70,7 +70,6 @@ fn sleep_again(regs: &mut Regs) -> bool {
         false
     };
     if rewound {
-        regs.rax = regs.orig_rax;
         regs.rip -= 2;
     }
     rewound

@@ -3,6 +3,7 @@
 //! `kcmp`, `prctl(PR_SET_MM)` and `rseq`. The forked child is killed and reaped by pid before the
 //! probe returns.
 
+use crate::process::CloneArgs;
 use std::mem::size_of;
 use std::os::fd::AsRawFd;
 
@@ -18,22 +19,6 @@ const KCMP_VM: libc::c_int = 1;
 /// `AT_RSEQ_FEATURE_SIZE` and `AT_RSEQ_ALIGN` (include/uapi/linux/auxvec.h, Linux 6.3).
 const AT_RSEQ_FEATURE_SIZE: libc::c_ulong = 27;
 const AT_RSEQ_ALIGN: libc::c_ulong = 28;
-
-/// `struct clone_args` up to `set_tid_size` (include/uapi/linux/sched.h, `CLONE_ARGS_SIZE_VER1`).
-#[repr(C)]
-#[derive(Default)]
-struct CloneArgs {
-    flags: u64,
-    pidfd: u64,
-    child_tid: u64,
-    parent_tid: u64,
-    exit_signal: u64,
-    stack: u64,
-    stack_size: u64,
-    tls: u64,
-    set_tid: u64,
-    set_tid_size: u64,
-}
 
 /// `struct ptrace_rseq_configuration` (include/uapi/linux/ptrace.h).
 #[repr(C)]
