@@ -130,12 +130,29 @@ pub fn write(
             sent += 1;
         }
     };
+    let pinned = pin_next_to(pid);
     let bytes = write_all(inj, pid, selected, out, progress, &mut on_flush);
+    if let Some(cpus) = pinned {
+        let _ = stasis_sys::process::pin_current_thread(&cpus);
+    }
     on_flush(*bytes.as_ref().unwrap_or(&0), true);
     drop(tx);
     let sums = hasher.join().map_err(|_| Error::Failed { pid: pid.0, what: "page hashing panicked".into() })?;
     let bytes = bytes?;
     Ok((bytes, sums.map_err(Error::io("page file"))?))
+}
+
+/// Run this thread on the CPU `pid` last ran on, so that each injected call wakes the task on our own
+/// CPU (a wake-up across CPUs costs several times more). Returns the CPUs to go back to.
+fn pin_next_to(pid: Pid) -> Option<Vec<usize>> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after_comm = &stat[stat.rfind(')')? + 2..];
+    let cpu: usize = after_comm.split_whitespace().nth(36)?.parse().ok()?;
+    let before = stasis_sys::process::current_thread_cpus().ok()?;
+    if !before.contains(&cpu) || stasis_sys::process::pin_current_thread(&[cpu]).is_err() {
+        return None;
+    }
+    Some(before)
 }
 
 fn write_all(
