@@ -142,10 +142,27 @@ impl Injector {
 
     /// Execute system call `nr` in the task; return its raw result (a negative errno on failure).
     pub fn raw(&mut self, call: &'static str, nr: i64, args: [u64; 6]) -> Result<i64, InjectError> {
+        self.start(nr, args)?;
+        self.wait_raw(call)
+    }
+
+    /// Start system call `nr` in the task and return at once, so the caller can work while the task
+    /// runs it; [`Injector::wait_call`] collects the result. Nothing else may be asked of the task
+    /// in between.
+    pub fn start(&mut self, nr: i64, args: [u64; 6]) -> Result<(), InjectError> {
         let mut regs = self.call_regs(nr, args);
         regs.rip = self.scratch;
         self.set_regs(&regs)?;
-        ptrace::cont(self.pid, 0).map_err(|source| InjectError::Ptrace { pid: self.pid, source })?;
+        ptrace::cont(self.pid, 0).map_err(|source| InjectError::Ptrace { pid: self.pid, source })
+    }
+
+    /// Wait for the call [`Injector::start`] began; a negative result becomes an error naming `call`.
+    pub fn wait_call(&mut self, call: &'static str) -> Result<u64, InjectError> {
+        let ret = self.wait_raw(call)?;
+        self.errno(call, ret)
+    }
+
+    fn wait_raw(&mut self, call: &'static str) -> Result<i64, InjectError> {
         match self.wait()? {
             WaitStatus::Stopped { sig: libc::SIGTRAP, event: 0 } => Ok(self.result()? as i64),
             status => Err(InjectError::UnexpectedStop { pid: self.pid, call, status }),

@@ -107,27 +107,3 @@ pub fn gettid() -> Pid {
     // SAFETY: no arguments.
     Pid(unsafe { libc::syscall(libc::SYS_gettid) } as i32)
 }
-
-/// `sched_setaffinity(2)` for the calling thread: run only on `cpus`.
-pub fn pin_current_thread(cpus: &[usize]) -> Result<(), SysError> {
-    // SAFETY: an all-zero cpu_set_t is the empty set.
-    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
-    for &c in cpus.iter().filter(|&&c| c < libc::CPU_SETSIZE as usize) {
-        // SAFETY: `c` is below CPU_SETSIZE (filtered above) and `set` is a live local.
-        unsafe { libc::CPU_SET(c, &mut set) };
-    }
-    // SAFETY: the size matches the live local `set`.
-    let ret = unsafe { libc::sched_setaffinity(0, std::mem::size_of_val(&set), &set) };
-    check("sched_setaffinity", ret as libc::c_long).map(drop)
-}
-
-/// `sched_getaffinity(2)` for the calling thread: the CPUs it may run on.
-pub fn current_thread_cpus() -> Result<Vec<usize>, SysError> {
-    // SAFETY: an all-zero cpu_set_t is the empty set.
-    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
-    // SAFETY: the size matches the live local `set`.
-    let ret = unsafe { libc::sched_getaffinity(0, std::mem::size_of_val(&set), &mut set) };
-    check("sched_getaffinity", ret as libc::c_long)?;
-    // SAFETY: CPU_ISSET reads the live local `set` at an index below CPU_SETSIZE.
-    Ok((0..libc::CPU_SETSIZE as usize).filter(|&c| unsafe { libc::CPU_ISSET(c, &set) }).collect())
-}

@@ -3,6 +3,8 @@
 //!
 //! Dump is zero-copy: the task is made to `vmsplice` its own pages into a pipe whose read end we took
 //! with `pidfd_getfd`, and we `splice` them into the page file; the bytes never pass through our memory.
+//! Two such pipes are used in turn, so the task pins one batch while we write out the previous one,
+//! and a second thread checksums what is written.
 //! Areas the task cannot read (PROT_NONE guard areas with pages) go through `/proc/PID/mem` instead.
 //! Restore makes the task `preadv` the page file straight into its own memory, many runs per call.
 
@@ -28,6 +30,8 @@ const SPLICE_F_NONBLOCK: u64 = 2;
 const PIECE_MAX: u64 = 64 << 20;
 const BATCH_MAX: u64 = 256 << 20;
 const IOV_MAX: u64 = 1024;
+/// Bytes of the data area for one pipe's iovecs (`IOV_MAX` of them).
+const IOV_SLOT: u64 = IOV_MAX * 16;
 
 /// A run of saved pages and whether the task itself can read them.
 #[derive(Clone, Copy, Debug)]
@@ -130,29 +134,12 @@ pub fn write(
             sent += 1;
         }
     };
-    let pinned = pin_next_to(pid);
     let bytes = write_all(inj, pid, selected, out, progress, &mut on_flush);
-    if let Some(cpus) = pinned {
-        let _ = stasis_sys::process::pin_current_thread(&cpus);
-    }
     on_flush(*bytes.as_ref().unwrap_or(&0), true);
     drop(tx);
     let sums = hasher.join().map_err(|_| Error::Failed { pid: pid.0, what: "page hashing panicked".into() })?;
     let bytes = bytes?;
     Ok((bytes, sums.map_err(Error::io("page file"))?))
-}
-
-/// Run this thread on the CPU `pid` last ran on, so that each injected call wakes the task on our own
-/// CPU (a wake-up across CPUs costs several times more). Returns the CPUs to go back to.
-fn pin_next_to(pid: Pid) -> Option<Vec<usize>> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let after_comm = &stat[stat.rfind(')')? + 2..];
-    let cpu: usize = after_comm.split_whitespace().nth(36)?.parse().ok()?;
-    let before = stasis_sys::process::current_thread_cpus().ok()?;
-    if !before.contains(&cpu) || stasis_sys::process::pin_current_thread(&[cpu]).is_err() {
-        return None;
-    }
-    Some(before)
 }
 
 fn write_all(
@@ -164,15 +151,15 @@ fn write_all(
     on_flush: &mut dyn FnMut(u64, bool),
 ) -> Result<u64> {
     let total_bytes: u64 = selected.iter().map(|s| s.run.1 * PAGE).sum();
-    let pipe = TaskPipe::open(inj, pid)?;
-    let mut off = PAGE_DATA_OFFSET as i64;
+    let mut line = Pipeline::open(inj, pid, out)?;
     let mut batch: Vec<(u64, u64)> = Vec::new();
     let mut batch_bytes = 0;
     for s in selected {
         if !s.readable {
-            flush(inj, &pipe, &mut batch, out, &mut off)?;
+            line.push(inj, &mut batch)?;
+            line.drain()?;
             batch_bytes = 0;
-            copy_unreadable(inj, s.run, out, &mut off)?;
+            copy_unreadable(inj, s.run, out, &mut line.off)?;
             continue;
         }
         let (mut addr, mut left) = (s.run.0, s.run.1 * PAGE);
@@ -183,43 +170,92 @@ fn write_all(
             addr += n;
             left -= n;
             if batch_bytes == PIPE_BYTES {
-                flush(inj, &pipe, &mut batch, out, &mut off)?;
+                line.push(inj, &mut batch)?;
                 batch_bytes = 0;
-                let done = off as u64 - PAGE_DATA_OFFSET;
+                let done = line.written();
                 on_flush(done, false);
                 progress(Progress { done_bytes: done, total_bytes });
             }
         }
     }
-    flush(inj, &pipe, &mut batch, out, &mut off)?;
-    progress(Progress { done_bytes: off as u64 - PAGE_DATA_OFFSET, total_bytes });
-    pipe.close(inj)?;
-    Ok(off as u64 - PAGE_DATA_OFFSET)
+    line.push(inj, &mut batch)?;
+    line.drain()?;
+    progress(Progress { done_bytes: line.written(), total_bytes });
+    let written = line.written();
+    line.close(inj)?;
+    Ok(written)
 }
 
-/// vmsplice one pipe-full of pages in the task, then splice them into the page file.
-fn flush(inj: &mut Injector, pipe: &TaskPipe, batch: &mut Vec<(u64, u64)>, out: &File, off: &mut i64) -> Result<()> {
-    let pid = inj.pid();
-    while !batch.is_empty() {
-        let iov: Vec<u64> = batch.iter().flat_map(|&(a, l)| [a, l]).collect();
-        let data = inj.data();
-        write_u64s(inj, data, &iov)?;
-        let args = [pipe.task_write_fd, data, batch.len() as u64, SPLICE_F_NONBLOCK, 0, 0];
-        let mut moved = inj.call("vmsplice", libc::SYS_vmsplice, args)?;
-        if moved == 0 {
-            return Err(Error::Failed { pid: pid.0, what: "vmsplice moved no pages".into() });
-        }
-        consume(batch, moved);
-        while moved > 0 {
-            let n = splice_to_file(pipe.ours.as_fd(), out.as_fd(), off, moved as usize)
-                .map_err(Error::sys(pid.0, "writing pages to the image"))?;
-            if n == 0 {
-                return Err(Error::Failed { pid: pid.0, what: "the dump pipe ran dry".into() });
-            }
-            moved -= n as u64;
-        }
+/// Two pipes used in turn: while the task `vmsplice`s a batch of pages into one, we `splice` the
+/// previous batch out of the other into the page file, so the two copies overlap.
+struct Pipeline<'a> {
+    pipes: [TaskPipe; 2],
+    /// The pipe the next batch goes into.
+    next: usize,
+    /// A pipe holding pages not yet written out, and how many bytes.
+    queued: Option<(usize, u64)>,
+    out: &'a File,
+    /// Where the next bytes go in the page file.
+    off: i64,
+}
+
+impl<'a> Pipeline<'a> {
+    fn open(inj: &mut Injector, pid: Pid, out: &'a File) -> Result<Pipeline<'a>> {
+        let pipes = [TaskPipe::open(inj, pid)?, TaskPipe::open(inj, pid)?];
+        Ok(Pipeline { pipes, next: 0, queued: None, out, off: PAGE_DATA_OFFSET as i64 })
     }
-    Ok(())
+
+    /// Bytes of page data written to the file so far.
+    fn written(&self) -> u64 {
+        self.off as u64 - PAGE_DATA_OFFSET
+    }
+
+    /// Hand `batch` (at most a pipe-full) to the task, writing out the previous one meanwhile.
+    fn push(&mut self, inj: &mut Injector, batch: &mut Vec<(u64, u64)>) -> Result<()> {
+        while !batch.is_empty() {
+            let i = self.next;
+            let slot = inj.data() + i as u64 * IOV_SLOT;
+            let iov: Vec<u64> = batch.iter().take(IOV_MAX as usize).flat_map(|&(a, l)| [a, l]).collect();
+            write_u64s(inj, slot, &iov)?;
+            let args = [self.pipes[i].task_write_fd, slot, iov.len() as u64 / 2, SPLICE_F_NONBLOCK, 0, 0];
+            inj.start(libc::SYS_vmsplice, args)?;
+            // The task is filling pipe i: empty the other one now. Its result is looked at only once
+            // the task has stopped again, so that an error never leaves the task running.
+            let drained = self.drain();
+            let moved = inj.wait_call("vmsplice")?;
+            drained?;
+            if moved == 0 {
+                return Err(Error::Failed { pid: inj.pid().0, what: "vmsplice moved no pages".into() });
+            }
+            consume(batch, moved);
+            self.queued = Some((i, moved));
+            self.next = 1 - i;
+        }
+        Ok(())
+    }
+
+    /// Write out the queued pipe, if any.
+    fn drain(&mut self) -> Result<()> {
+        let Some((i, mut left)) = self.queued.take() else { return Ok(()) };
+        while left > 0 {
+            let n = splice_to_file(self.pipes[i].ours.as_fd(), self.out.as_fd(), &mut self.off, left as usize)
+                .map_err(|e| Error::Io { path: "page file".into(), source: e.source })?;
+            if n == 0 {
+                return Err(Error::Io {
+                    path: "page file".into(),
+                    source: std::io::Error::other("the dump pipe ran dry"),
+                });
+            }
+            left -= n as u64;
+        }
+        Ok(())
+    }
+
+    fn close(self, inj: &mut Injector) -> Result<()> {
+        let [a, b] = self.pipes;
+        a.close(inj)?;
+        b.close(inj)
+    }
 }
 
 /// Drop the first `n` bytes of a list of (address, length) pieces.
