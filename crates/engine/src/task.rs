@@ -107,21 +107,26 @@ impl Frozen {
         self.put_back()
     }
 
-    /// Kill the task (after a successful dump) and collect the tracer's notification of its death.
+    /// Kill the task (after a successful dump). It can run no code of its own once SIGKILL is sent;
+    /// the kernel's teardown of its memory (tens of ms per GiB) is waited for on another thread,
+    /// which collects the tracer's notification of its death so that its parent gets it. Should we
+    /// exit first, the kernel passes the dead task to its parent all the same.
     pub fn kill(mut self) -> Result<()> {
         self.done = true;
         if let Some(inj) = self.injector.take() {
             inj.abandon();
         }
-        process::kill(self.pid, libc::SIGKILL).map_err(Error::sys(self.pid.0, "killing after the dump"))?;
-        loop {
-            match ptrace::wait(self.pid) {
-                Ok(WaitStatus::Exited(_)) | Ok(WaitStatus::Signaled(_)) | Err(_) => return Ok(()),
+        let pid = self.pid;
+        process::kill(pid, libc::SIGKILL).map_err(Error::sys(pid.0, "killing after the dump"))?;
+        std::thread::spawn(move || loop {
+            match ptrace::wait(pid) {
+                Ok(WaitStatus::Exited(_)) | Ok(WaitStatus::Signaled(_)) | Err(_) => return,
                 Ok(_) => {
-                    let _ = ptrace::cont(self.pid, 0);
+                    let _ = ptrace::cont(pid, 0);
                 }
             }
-        }
+        });
+        Ok(())
     }
 
     fn put_back(&mut self) -> Result<()> {
