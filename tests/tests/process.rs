@@ -31,3 +31,10 @@ fn cmdline_environ_exe_auxv_and_layout() {
     let w = workload!("mm_fields").arg("an argument with spaces").arg("").arg("ünïcödé");
     checkpoint_restore("mm_fields", w.env("STASIS_TEST_VAR", "value=with=equals"));
 }
+
+/// The `unsupported` workload's `thread` mode (a second thread that keeps counting) was refused before
+/// threads were supported; now it is checkpointed and restored, and the thread must still count.
+#[test]
+fn a_second_thread_keeps_counting() {
+    checkpoint_restore("second_thread", workload!("unsupported").arg("thread"));
+}

@@ -47,11 +47,6 @@ fn eventfd() {
 }
 
 #[test]
-fn second_thread() {
-    refused("unsupported_thread", "thread", &[&["thread"]]);
-}
-
-#[test]
 fn child_process() {
     refused("unsupported_child", "child", &[&["child", "{CHILD}"]]);
 }

@@ -18,6 +18,7 @@ pub mod restore;
 pub mod scratch;
 pub mod signals;
 pub mod task;
+pub mod threads;
 pub mod timers;
 
 pub use error::Error;

@@ -33,45 +33,53 @@ fn prctl(inj: &mut Injector, what: &'static str, args: [u64; 5]) -> Result<u64> 
     Ok(inj.call(what, libc::SYS_prctl, [args[0], args[1], args[2], args[3], args[4], 0])?)
 }
 
-/// Fill the misc fields of `core` for task `pid` (the injector runs in it).
+/// Fill the misc fields of `core` for the main thread `pid` (the injector runs in it): the
+/// process-wide settings and the thread's own.
 pub fn dump(inj: &mut Injector, root: &ProcRoot, pid: Pid, core: &mut TaskCore) -> Result<()> {
-    let p = pid.0;
-    let status = proc::status(root, p)?;
-    core.umask = status.umask;
-    core.no_new_privs = status.no_new_privs;
-    core.comm = proc::comm(root, p)?;
-    core.personality = proc::personality(root, p)?;
-    core.cwd = path_string(proc::link(root, p, "cwd")?);
-    core.root = path_string(proc::link(root, p, "root")?);
-    core.rlimits = dump_rlimits(inj)?;
+    dump_process(inj, root, pid, core)?;
+    dump_thread(inj, root, pid, core)
+}
+
+/// Settings every thread has its own of: name, parent-death signal, timer slack, clear-child-tid
+/// address, robust futex list, rseq registration, nice value, CPU affinity.
+pub fn dump_thread(inj: &mut Injector, root: &ProcRoot, tid: Pid, core: &mut TaskCore) -> Result<()> {
+    core.comm = proc::comm(root, tid.0)?;
     let data = inj.data();
     prctl(inj, "prctl(PR_GET_PDEATHSIG)", [PR_GET_PDEATHSIG, data, 0, 0, 0])?;
     core.pdeathsig = read_u64s(inj, data, 1)?[0] as u32 as i32;
-    core.dumpable = prctl(inj, "prctl(PR_GET_DUMPABLE)", [PR_GET_DUMPABLE, 0, 0, 0, 0])? as i32;
     core.timer_slack_ns = prctl(inj, "prctl(PR_GET_TIMERSLACK)", [PR_GET_TIMERSLACK, 0, 0, 0, 0])?;
-    core.thp_disabled = prctl(inj, "prctl(PR_GET_THP_DISABLE)", [PR_GET_THP_DISABLE, 0, 0, 0, 0])? != 0;
     prctl(inj, "prctl(PR_GET_TID_ADDRESS)", [PR_GET_TID_ADDRESS, data, 0, 0, 0])?;
     core.clear_child_tid = read_u64s(inj, data, 1)?[0];
-    let (head, len) = process::get_robust_list(pid).map_err(Error::sys(p, "reading the robust futex list"))?;
+    let (head, len) = process::get_robust_list(tid).map_err(Error::sys(tid.0, "reading the robust futex list"))?;
     core.robust_list = head;
     core.robust_list_len = len;
-    core.rseq = dump_rseq(pid)?;
-    dump_sched(inj, root, pid, core)
-}
-
-/// Nice value, CPU affinity, OOM score adjustment, cgroup.
-fn dump_sched(inj: &mut Injector, root: &ProcRoot, pid: Pid, core: &mut TaskCore) -> Result<()> {
+    core.rseq = dump_rseq(tid)?;
     let prio = inj.call("getpriority", libc::SYS_getpriority, [libc::PRIO_PROCESS as u64, 0, 0, 0, 0, 0])?;
     core.nice = 20 - prio as i32;
-    let data = inj.data();
     let n = inj.call("sched_getaffinity", libc::SYS_sched_getaffinity, [0, AFFINITY_BYTES, data, 0, 0, 0])?;
     let mut mask = vec![0u8; n as usize];
     inj.read(data, &mut mask)?;
     core.cpu_affinity = mask;
-    let path = root.pid_path(pid.0, "oom_score_adj");
+    Ok(())
+}
+
+/// Process-wide settings: umask, no_new_privs, personality, directories, limits, dumpable, THP,
+/// OOM score adjustment, cgroup.
+fn dump_process(inj: &mut Injector, root: &ProcRoot, pid: Pid, core: &mut TaskCore) -> Result<()> {
+    let p = pid.0;
+    let status = proc::status(root, p)?;
+    core.umask = status.umask;
+    core.no_new_privs = status.no_new_privs;
+    core.personality = proc::personality(root, p)?;
+    core.cwd = path_string(proc::link(root, p, "cwd")?);
+    core.root = path_string(proc::link(root, p, "root")?);
+    core.rlimits = dump_rlimits(inj)?;
+    core.dumpable = prctl(inj, "prctl(PR_GET_DUMPABLE)", [PR_GET_DUMPABLE, 0, 0, 0, 0])? as i32;
+    core.thp_disabled = prctl(inj, "prctl(PR_GET_THP_DISABLE)", [PR_GET_THP_DISABLE, 0, 0, 0, 0])? != 0;
+    let path = root.pid_path(p, "oom_score_adj");
     let text = std::fs::read_to_string(&path).map_err(Error::io(&path))?;
     core.oom_score_adj = text.trim().parse().unwrap_or(0);
-    let path = root.pid_path(pid.0, "cgroup");
+    let path = root.pid_path(p, "cgroup");
     let text = std::fs::read_to_string(&path).map_err(Error::io(&path))?;
     core.cgroup = text.lines().find_map(|l| l.strip_prefix("0::")).unwrap_or("").to_string();
     Ok(())
@@ -141,8 +149,13 @@ pub fn unregister_inherited_rseq(inj: &mut Injector, pid: Pid) -> Result<()> {
     Ok(())
 }
 
-/// Everything but the settings a credential change would reset.
+/// Everything but the settings a credential change would reset, for the main thread.
 pub fn restore(inj: &mut Injector, core: &TaskCore) -> Result<()> {
+    restore_process(inj, core)?;
+    restore_thread(inj, core)
+}
+
+fn restore_process(inj: &mut Injector, core: &TaskCore) -> Result<()> {
     let data = inj.data();
     for l in &core.rlimits {
         write_u64s(inj, data, &[l.cur, l.max])?;
@@ -165,12 +178,18 @@ pub fn restore(inj: &mut Injector, core: &TaskCore) -> Result<()> {
         inj.call("chroot", libc::SYS_chroot, [data, 0, 0, 0, 0, 0])?;
     }
     inj.call("personality", libc::SYS_personality, [core.personality as u64, 0, 0, 0, 0, 0])?;
+    prctl(inj, "prctl(PR_SET_THP_DISABLE)", [PR_SET_THP_DISABLE, core.thp_disabled as u64, 0, 0, 0])?;
+    Ok(())
+}
+
+/// The settings of one thread (see [`dump_thread`]), but its parent-death signal.
+pub fn restore_thread(inj: &mut Injector, core: &TaskCore) -> Result<()> {
+    let data = inj.data();
     write_cstr(inj, data, &core.comm)?;
     prctl(inj, "prctl(PR_SET_NAME)", [PR_SET_NAME, data, 0, 0, 0])?;
     if core.timer_slack_ns != 0 {
         prctl(inj, "prctl(PR_SET_TIMERSLACK)", [PR_SET_TIMERSLACK, core.timer_slack_ns, 0, 0, 0])?;
     }
-    prctl(inj, "prctl(PR_SET_THP_DISABLE)", [PR_SET_THP_DISABLE, core.thp_disabled as u64, 0, 0, 0])?;
     inj.call("set_tid_address", libc::SYS_set_tid_address, [core.clear_child_tid, 0, 0, 0, 0, 0])?;
     let robust = [core.robust_list, core.robust_list_len, 0, 0, 0, 0];
     inj.call("set_robust_list", libc::SYS_set_robust_list, robust)?;
@@ -189,11 +208,23 @@ pub fn restore(inj: &mut Injector, core: &TaskCore) -> Result<()> {
     Ok(())
 }
 
-/// The settings a credential change resets (parent-death signal, dumpable), and no_new_privs.
+/// The settings a credential change resets (parent-death signal, dumpable), and no_new_privs, for the
+/// main thread.
 ///
 /// With `detached`, the parent-death signal is not armed: the restored process's parent is stasis,
 /// which is about to exit on purpose, and the parent the signal was armed against is gone anyway.
 pub fn restore_after_creds(inj: &mut Injector, core: &TaskCore, detached: bool) -> Result<()> {
+    restore_thread_after_creds(inj, core, detached)?;
+    if core.dumpable == 0 || core.dumpable == 1 {
+        prctl(inj, "prctl(PR_SET_DUMPABLE)", [PR_SET_DUMPABLE, core.dumpable as u64, 0, 0, 0])?;
+    } else {
+        log::warn!("pid {}: dumpable mode {} cannot be set by prctl; left as is", core.pid, core.dumpable);
+    }
+    Ok(())
+}
+
+/// What each thread has of its own among those settings: parent-death signal, no_new_privs.
+pub fn restore_thread_after_creds(inj: &mut Injector, core: &TaskCore, detached: bool) -> Result<()> {
     if core.pdeathsig != 0 && detached {
         log::warn!(
             "pid {}: parent-death signal {} not armed: restored with -d, its parent (stasis) exits now",
@@ -202,11 +233,6 @@ pub fn restore_after_creds(inj: &mut Injector, core: &TaskCore, detached: bool) 
         );
     } else {
         prctl(inj, "prctl(PR_SET_PDEATHSIG)", [PR_SET_PDEATHSIG, core.pdeathsig as u64, 0, 0, 0])?;
-    }
-    if core.dumpable == 0 || core.dumpable == 1 {
-        prctl(inj, "prctl(PR_SET_DUMPABLE)", [PR_SET_DUMPABLE, core.dumpable as u64, 0, 0, 0])?;
-    } else {
-        log::warn!("pid {}: dumpable mode {} cannot be set by prctl; left as is", core.pid, core.dumpable);
     }
     if core.no_new_privs {
         prctl(inj, "prctl(PR_SET_NO_NEW_PRIVS)", [PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0])?;

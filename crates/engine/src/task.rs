@@ -1,9 +1,10 @@
-//! A task frozen for a dump: seized and interrupted, all signals blocked while we inject, and put back
-//! exactly as it was on resume (registers with the syscall-restart fix-ups, signal mask, scratch area
-//! gone), or killed. Dropping a `Frozen` that was neither resumed nor killed resumes it, so every error
-//! path of the dump leaves the task running.
+//! A process frozen for a dump: every thread seized and interrupted, all signals blocked while we
+//! inject, and put back exactly as it was on resume (registers with the syscall-restart fix-ups, signal
+//! mask, scratch area gone), or killed. Dropping a `Frozen` thread that was neither resumed nor killed
+//! resumes it, so every error path of the dump leaves the process running.
 
 use crate::error::{Error, Result};
+use crate::proc::{self, ProcRoot};
 use crate::regs::{self, RestartBlock};
 use stasis_sys::inject::{Injector, SCRATCH_LEN};
 use stasis_sys::ptrace::{self, Regs, WaitStatus};
@@ -107,26 +108,12 @@ impl Frozen {
         self.put_back()
     }
 
-    /// Kill the task (after a successful dump). It can run no code of its own once SIGKILL is sent;
-    /// the kernel's teardown of its memory (tens of ms per GiB) is waited for on another thread,
-    /// which collects the tracer's notification of its death so that its parent gets it. Should we
-    /// exit first, the kernel passes the dead task to its parent all the same.
-    pub fn kill(mut self) -> Result<()> {
+    /// Let go of this thread without touching it (its process is being killed).
+    fn forget(&mut self) {
         self.done = true;
         if let Some(inj) = self.injector.take() {
             inj.abandon();
         }
-        let pid = self.pid;
-        process::kill(pid, libc::SIGKILL).map_err(Error::sys(pid.0, "killing after the dump"))?;
-        std::thread::spawn(move || loop {
-            match ptrace::wait(pid) {
-                Ok(WaitStatus::Exited(_)) | Ok(WaitStatus::Signaled(_)) | Err(_) => return,
-                Ok(_) => {
-                    let _ = ptrace::cont(pid, 0);
-                }
-            }
-        });
-        Ok(())
     }
 
     fn put_back(&mut self) -> Result<()> {
@@ -164,4 +151,88 @@ impl Drop for Frozen {
 
 fn zero_regs() -> Regs {
     regs::from_image(&Default::default())
+}
+
+/// Every thread of a process, frozen; the main thread first.
+pub struct FrozenProcess {
+    pub threads: Vec<Frozen>,
+}
+
+impl FrozenProcess {
+    /// Freeze every thread of `pid`, listing them again until no new one appears (a thread that is
+    /// still running may start another).
+    pub fn freeze(root: &ProcRoot, pid: Pid, was_stopped: bool) -> Result<FrozenProcess> {
+        let mut threads: Vec<Frozen> = Vec::new();
+        loop {
+            let tids = proc::threads(root, pid.0)?;
+            let new: Vec<i32> = tids.into_iter().filter(|t| !threads.iter().any(|f| f.pid.0 == *t)).collect();
+            if new.is_empty() {
+                break;
+            }
+            for tid in new {
+                threads.push(Frozen::freeze(Pid(tid), was_stopped)?);
+            }
+        }
+        threads.sort_by_key(|t| t.pid != pid);
+        Ok(FrozenProcess { threads })
+    }
+
+    pub fn main(&mut self) -> &mut Frozen {
+        &mut self.threads[0]
+    }
+
+    pub fn pid(&self) -> Pid {
+        self.threads[0].pid
+    }
+
+    /// If the process died while frozen, say so instead of `err`, and touch none of its threads.
+    pub fn explain(&mut self, err: Error) -> Error {
+        let err = self.threads[0].explain(err);
+        if matches!(err, Error::Exited { .. }) {
+            self.threads.iter_mut().for_each(Frozen::forget);
+        }
+        err
+    }
+
+    /// Put every thread back and let them run, the main thread (whose scratch area is shared by
+    /// none) last.
+    pub fn resume(mut self) -> Result<()> {
+        let main = self.threads.remove(0);
+        let mut first_error = None;
+        for t in self.threads {
+            if let Err(e) = t.resume() {
+                first_error.get_or_insert(e);
+            }
+        }
+        main.resume()?;
+        first_error.map_or(Ok(()), Err)
+    }
+
+    /// Kill the process (after a successful dump). It runs no code of its own once SIGKILL is sent;
+    /// the kernel's teardown of its memory (tens of ms per GiB) is waited for on another thread,
+    /// which collects the tracer's notification of each thread's death so that the parent gets the
+    /// process's. Should we exit first, the kernel passes the dead process to its parent all the same.
+    pub fn kill(mut self) -> Result<()> {
+        let pid = self.pid();
+        self.threads.iter_mut().for_each(Frozen::forget);
+        process::kill(pid, libc::SIGKILL).map_err(Error::sys(pid.0, "killing after the dump"))?;
+        let tids: Vec<Pid> = self.threads.iter().map(|t| t.pid).collect();
+        std::thread::spawn(move || reap(&tids));
+        Ok(())
+    }
+}
+
+/// Wait for traced tasks to die, the other threads before the leader (a traced leader is reported
+/// only once its threads are reaped).
+pub fn reap(tids: &[Pid]) {
+    for &tid in tids.iter().rev() {
+        loop {
+            match ptrace::wait(tid) {
+                Ok(WaitStatus::Exited(_)) | Ok(WaitStatus::Signaled(_)) | Err(_) => break,
+                Ok(_) => {
+                    let _ = ptrace::cont(tid, 0);
+                }
+            }
+        }
+    }
 }

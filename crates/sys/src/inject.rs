@@ -163,9 +163,15 @@ impl Injector {
     }
 
     fn wait_raw(&mut self, call: &'static str) -> Result<i64, InjectError> {
-        match self.wait()? {
-            WaitStatus::Stopped { sig: libc::SIGTRAP, event: 0 } => Ok(self.result()? as i64),
-            status => Err(InjectError::UnexpectedStop { pid: self.pid, call, status }),
+        loop {
+            match self.wait()? {
+                WaitStatus::Stopped { sig: libc::SIGTRAP, event: 0 } => return Ok(self.result()? as i64),
+                // An injected clone3 with PTRACE_O_TRACECLONE stops once more before it returns.
+                WaitStatus::Stopped { sig: libc::SIGTRAP, event: libc::PTRACE_EVENT_CLONE } => {
+                    ptrace::cont(self.pid, 0).map_err(|source| InjectError::Ptrace { pid: self.pid, source })?;
+                }
+                status => return Err(InjectError::UnexpectedStop { pid: self.pid, call, status }),
+            }
         }
     }
 

@@ -23,6 +23,8 @@ const XSTATE_MAX: usize = 16 * 1024;
 pub const OPT_TRACESYSGOOD: u32 = libc::PTRACE_O_TRACESYSGOOD as u32;
 /// `PTRACE_O_EXITKILL`: the task is killed if the tracer exits.
 pub const OPT_EXITKILL: u32 = libc::PTRACE_O_EXITKILL as u32;
+/// `PTRACE_O_TRACECLONE`: a thread or process the task clones is traced too, and starts stopped.
+pub const OPT_TRACECLONE: u32 = libc::PTRACE_O_TRACECLONE as u32;
 
 fn request(
     call: &'static str,

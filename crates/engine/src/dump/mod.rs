@@ -4,8 +4,8 @@
 
 use crate::error::{Error, Result};
 use crate::proc::{self, ProcRoot};
-use crate::task::Frozen;
-use crate::{creds, fault, files, mem, misc, mm, regs, signals, timers};
+use crate::task::{Frozen, FrozenProcess};
+use crate::{creds, fault, files, mem, misc, mm, regs, signals, threads, timers};
 use crate::{DumpOptions, DumpReport, Progress};
 use stasis_image::model::{Inventory, MmImage, ProcessEntry, PsTree, TaskCore};
 use stasis_image::{ImageDir, ImageKind, PageWriter};
@@ -20,6 +20,8 @@ const NAMESPACES: [&str; 8] = ["mnt", "pid", "net", "uts", "ipc", "user", "cgrou
 struct Collected {
     process: ProcessEntry,
     core: TaskCore,
+    /// The other threads, in TID order.
+    threads: Vec<TaskCore>,
     mm: MmImage,
     selected: Vec<mem::pages::Selected>,
     fds: stasis_image::model::FdTable,
@@ -32,7 +34,7 @@ pub fn dump(opts: &DumpOptions, progress: &mut dyn FnMut(Progress)) -> Result<Du
     let pid = Pid(opts.pid);
     let stat = check_target(&root, pid)?;
     let dir = ImageDir::create(&opts.dir)?;
-    let mut frozen = Frozen::freeze(pid, stat.state == 'T')?;
+    let mut frozen = FrozenProcess::freeze(&root, pid, stat.state == 'T')?;
     let frozen_at = Instant::now();
     let (collected, writer, page_bytes, checksums) =
         match dump_frozen(&root, &dir, &mut frozen, &stat, opts, progress, frozen_at) {
@@ -59,17 +61,17 @@ pub fn dump(opts: &DumpOptions, progress: &mut dyn FnMut(Progress)) -> Result<Du
 fn dump_frozen(
     root: &ProcRoot,
     dir: &ImageDir,
-    frozen: &mut Frozen,
+    frozen: &mut FrozenProcess,
     stat: &proc::Stat,
     opts: &DumpOptions,
     progress: &mut dyn FnMut(Progress),
     frozen_at: Instant,
 ) -> Result<(Collected, PageWriter, u64, Vec<u64>)> {
-    let pid = frozen.pid;
+    let pid = frozen.pid();
     check_single(root, pid)?;
     let collected = collect(root, frozen, stat, opts)?;
     log::info!("pid {pid}: frozen and inspected in {:?}", frozen_at.elapsed());
-    let (writer, page_bytes, checksums) = write_pages(dir, frozen, &collected, progress)?;
+    let (writer, page_bytes, checksums) = write_pages(dir, frozen.main(), &collected, progress)?;
     log::info!("pid {pid}: {page_bytes} bytes of pages written at {:?}", frozen_at.elapsed());
     fault::check("dump-fail-after-memory")?;
     Ok((collected, writer, page_bytes, checksums))
@@ -112,13 +114,8 @@ fn check_target(root: &ProcRoot, pid: Pid) -> Result<proc::Stat> {
     Ok(stat)
 }
 
-/// Trees and threads are not handled yet: refuse them by name.
+/// Trees are not handled yet: refuse them by name.
 fn check_single(root: &ProcRoot, pid: Pid) -> Result<()> {
-    let threads = proc::threads(root, pid.0)?;
-    if threads.len() > 1 {
-        let what = format!("a second thread (tid {}; multi-threaded processes)", threads[1]);
-        return Err(Error::Unsupported { pid: pid.0, what });
-    }
     if let Some(child) = proc::children(root, pid.0)?.first() {
         let what = format!("a child process (pid {child}; process trees)");
         return Err(Error::Unsupported { pid: pid.0, what });
@@ -126,12 +123,19 @@ fn check_single(root: &ProcRoot, pid: Pid) -> Result<()> {
     Ok(())
 }
 
-/// Inspect the frozen task: registers, signals, timers, limits, credentials, layout, files.
-fn collect(root: &ProcRoot, frozen: &mut Frozen, stat: &proc::Stat, opts: &DumpOptions) -> Result<Collected> {
-    let pid = frozen.pid;
+/// Inspect the frozen process: registers, signals, timers, limits, credentials, layout, files, and
+/// each thread's own state.
+fn collect(root: &ProcRoot, process: &mut FrozenProcess, stat: &proc::Stat, opts: &DumpOptions) -> Result<Collected> {
+    let pid = process.pid();
+    // Before any injector maps its scratch area, which must not be saved.
     let vmas = mem::dump_vmas(root, pid)?;
     let vdso =
         mem::vdso_range(&vmas).ok_or(Error::Unsupported { pid: pid.0, what: "a process without a vDSO".into() })?;
+    let mut threads = Vec::new();
+    for t in process.threads.iter_mut().skip(1) {
+        threads.push(threads::dump(root, t, vdso)?);
+    }
+    let frozen = process.main();
     let mut core = TaskCore {
         pid: pid.0,
         regs: Some(regs::to_image(&frozen.regs)),
@@ -165,10 +169,10 @@ fn collect(root: &ProcRoot, frozen: &mut Frozen, stat: &proc::Stat, opts: &DumpO
         ppid: stat.ppid,
         pgid: stat.pgrp,
         sid: stat.session,
-        threads: vec![pid.0],
+        threads: std::iter::once(pid.0).chain(threads.iter().map(|t| t.pid)).collect(),
         stopped: frozen.was_stopped,
     };
-    Ok(Collected { process, core, mm, selected, fds, files })
+    Ok(Collected { process, core, threads, mm, selected, fds, files })
 }
 
 /// Stage 4: the pages, zero-copy. Returns the page file, the bytes of page data in it, and their chunk
@@ -202,7 +206,8 @@ fn write_images(
     map.chunk_checksums = checksums;
     let mut digests = vec![pages_digest];
     digests.push(dir.write_records(ImageKind::PageMap, Some(pid), &[map])?);
-    digests.push(dir.write_records(ImageKind::Core, Some(pid), std::slice::from_ref(&c.core))?);
+    let cores: Vec<TaskCore> = std::iter::once(c.core.clone()).chain(c.threads.iter().cloned()).collect();
+    digests.push(dir.write_records(ImageKind::Core, Some(pid), &cores)?);
     digests.push(dir.write_records(ImageKind::Mm, Some(pid), std::slice::from_ref(&c.mm))?);
     digests.push(dir.write_records(ImageKind::Fds, Some(pid), std::slice::from_ref(&c.fds))?);
     let files = stasis_image::model::FileTable { files: c.files.clone() };

@@ -6,6 +6,7 @@
 use crate::error::{Error, Result};
 use crate::files::{self, FdImporter};
 use crate::proc::{self, ProcRoot};
+use crate::threads::{self, NewThread};
 use crate::{creds, fault, mem, misc, mm, regs, signals, timers};
 use crate::{Progress, RestoreOptions, RestoreReport};
 use stasis_image::model::{FdTable, FileTable, MmImage, PageMap, ProcessEntry, PsTree, TaskCore};
@@ -21,7 +22,10 @@ use std::time::Instant;
 /// The image of one process, read and checked.
 struct Image {
     process: ProcessEntry,
+    /// The main thread, with the process-wide state.
     core: TaskCore,
+    /// The other threads.
+    threads: Vec<TaskCore>,
     mm: MmImage,
     pagemap: PageMap,
     fds: FdTable,
@@ -55,18 +59,21 @@ impl Restored {
     pub fn detach(self) {}
 }
 
-/// Kills the task being restored unless defused: a failed restore leaves nothing behind.
+/// Kills the process being restored unless defused, and reaps each of its threads: a failed restore
+/// leaves nothing behind.
 struct KillOnDrop(Option<Pid>);
 
 impl Drop for KillOnDrop {
     fn drop(&mut self) {
         if let Some(pid) = self.0 {
-            let _ = process::kill(pid, libc::SIGKILL);
-            while let Ok(status) = ptrace::wait(pid) {
-                if matches!(status, WaitStatus::Exited(_) | WaitStatus::Signaled(_)) {
-                    break;
-                }
+            let mut tids: Vec<Pid> =
+                proc::threads(&ProcRoot::system(), pid.0).unwrap_or_default().into_iter().map(Pid).collect();
+            tids.sort_by_key(|t| *t != pid);
+            if tids.is_empty() {
+                tids.push(pid);
             }
+            let _ = process::kill(pid, libc::SIGKILL);
+            crate::task::reap(&tids);
         }
     }
 }
@@ -86,9 +93,9 @@ pub fn restore(opts: &RestoreOptions, progress: &mut dyn FnMut(Progress)) -> Res
     let mut guard = KillOnDrop(Some(child));
     ptrace::set_sigmask(child, u64::MAX).map_err(Error::sys(pid.0, "blocking signals"))?;
     misc::restore_from_outside(child, &img.core);
-    let inj = build(child, scratch, &img, &opened, &pages, opts.detached, progress)?;
+    let (inj, threads) = build(child, scratch, &img, &opened, &pages, opts.detached, progress)?;
     verifier.join().map_err(|_| Error::Failed { pid: pid.0, what: "page verification panicked".into() })??;
-    release(inj, child, &img)?;
+    release(inj, threads, child, &img)?;
     guard.0 = None;
     let report = RestoreReport { pid: pid.0, total: start.elapsed(), pages: img.pagemap.total_pages };
     Ok(Restored { report, pid: child })
@@ -107,13 +114,15 @@ fn load(dir: &ImageDir) -> Result<Image> {
         }
     };
     let pid = Some(process.pid);
-    let cores: Vec<TaskCore> = dir.read_records(ImageKind::Core, pid)?;
-    let core = cores
-        .into_iter()
-        .next()
-        .ok_or_else(|| Error::Incompatible { file: ImageKind::Core.file_name(pid), what: "no task record".into() })?;
+    let mut cores: Vec<TaskCore> = dir.read_records(ImageKind::Core, pid)?;
+    if cores.is_empty() || cores[0].pid != process.pid || cores.len() != process.threads.len() {
+        let what = format!("{} thread records for the {} threads of pstree.img", cores.len(), process.threads.len());
+        return Err(Error::Incompatible { file: ImageKind::Core.file_name(pid), what });
+    }
+    let threads = cores.split_off(1);
     Ok(Image {
-        core,
+        core: cores.remove(0),
+        threads,
         mm: dir.read_one(ImageKind::Mm, pid)?,
         pagemap: dir.read_one(ImageKind::PageMap, pid)?,
         fds: dir.read_one(ImageKind::Fds, pid)?,
@@ -132,12 +141,18 @@ fn check_cpu(dir: &ImageDir, img: &Image) -> Result<()> {
             what: format!("field xfeatures: the image needs XSAVE features {need:#x}, this CPU has {have:#x}"),
         });
     }
-    let (size, want) = (img.core.xstate.len(), stasis_sys::probe::xsave_size() as usize);
-    if size != want {
-        return Err(Error::Incompatible {
-            file: ImageKind::Core.file_name(Some(img.process.pid)),
-            what: format!("field xstate: {size} bytes, but this CPU's XSAVE area is {want} bytes"),
-        });
+    let want = stasis_sys::probe::xsave_size() as usize;
+    for t in std::iter::once(&img.core).chain(&img.threads) {
+        if t.xstate.len() != want {
+            return Err(Error::Incompatible {
+                file: ImageKind::Core.file_name(Some(img.process.pid)),
+                what: format!(
+                    "thread {}: field xstate: {} bytes, but this CPU's XSAVE area is {want} bytes",
+                    t.pid,
+                    t.xstate.len()
+                ),
+            });
+        }
     }
     Ok(())
 }
@@ -192,11 +207,11 @@ fn build(
     pages: &File,
     detached: bool,
     progress: &mut dyn FnMut(Progress),
-) -> Result<Injector> {
+) -> Result<(Injector, Vec<NewThread>)> {
     let vdso = current_vdso(child)?;
     let mut inj = Injector::new(child, vdso, Some(scratch), SCRATCH_LEN)?;
     match build_in(&mut inj, child, img, opened, pages, detached, progress) {
-        Ok(()) => Ok(inj),
+        Ok(threads) => Ok((inj, threads)),
         Err(e) => {
             // The task is about to be killed: no point unmapping anything in it.
             inj.abandon();
@@ -213,7 +228,7 @@ fn build_in(
     pages: &File,
     detached: bool,
     progress: &mut dyn FnMut(Progress),
-) -> Result<()> {
+) -> Result<Vec<NewThread>> {
     misc::unregister_inherited_rseq(inj_ref, child)?;
     inj_ref.call("close_range", libc::SYS_close_range, [0, u32::MAX as u64, 0, 0, 0, 0])?;
     let max_fd = img.fds.fds.iter().map(|f| f.fd).max().unwrap_or(2);
@@ -259,8 +274,10 @@ fn restore_memory(
     mem::finish_layout(inj, &img.mm, &filled)
 }
 
-/// Stage 8: signals, timers, limits and the rest, then the session, queued signals and credentials.
-fn restore_task_state(inj: &mut Injector, pid: Pid, img: &Image, detached: bool) -> Result<()> {
+/// Stages 7 and 8: signals, timers, limits and the rest, the session, queued signals; then the other
+/// threads (while the main thread may still make threads with chosen TIDs); then the main thread's
+/// credentials.
+fn restore_task_state(inj: &mut Injector, pid: Pid, img: &Image, detached: bool) -> Result<Vec<NewThread>> {
     let core = &img.core;
     signals::restore_actions(inj, &core.sigactions)?;
     if let Some(ss) = &core.altstack {
@@ -270,10 +287,41 @@ fn restore_task_state(inj: &mut Injector, pid: Pid, img: &Image, detached: bool)
     misc::restore(inj, core)?;
     restore_session(inj, &img.process)?;
     signals::restore_pending(inj, pid, pid, &core.pending)?;
+    let made = create_threads(inj, pid, img, detached)?;
+    let rest = restore_main_creds(inj, pid, core, detached);
+    if let Err(e) = rest {
+        made.into_iter().for_each(NewThread::abandon);
+        return Err(e);
+    }
+    Ok(made)
+}
+
+fn restore_main_creds(inj: &mut Injector, pid: Pid, core: &TaskCore, detached: bool) -> Result<()> {
     if let Some(c) = &core.creds {
         creds::restore(inj, pid, c)?;
     }
     misc::restore_after_creds(inj, core, detached)
+}
+
+fn create_threads(inj: &mut Injector, pid: Pid, img: &Image, detached: bool) -> Result<Vec<NewThread>> {
+    if img.threads.is_empty() {
+        return Ok(Vec::new());
+    }
+    let options = ptrace::OPT_TRACESYSGOOD | ptrace::OPT_EXITKILL | ptrace::OPT_TRACECLONE;
+    ptrace::set_options(pid, options).map_err(Error::sys(pid.0, "tracing new threads"))?;
+    let vdso = mem::vdso_range(&img.mm.vmas)
+        .ok_or(Error::Incompatible { file: ImageKind::Mm.file_name(Some(pid.0)), what: "no [vdso] area".into() })?;
+    let mut made = Vec::new();
+    for t in &img.threads {
+        match threads::create(inj, pid, t, vdso, detached) {
+            Ok(n) => made.push(n),
+            Err(e) => {
+                made.into_iter().for_each(NewThread::abandon);
+                return Err(e);
+            }
+        }
+    }
+    Ok(made)
 }
 
 /// A session or group leader becomes one again; otherwise the process stays in ours (as with
@@ -287,8 +335,12 @@ fn restore_session(inj: &mut Injector, p: &ProcessEntry) -> Result<()> {
     Ok(())
 }
 
-/// Stage 9: the last injected call removes the scratch area; then registers, mask, and go.
-fn release(inj: Injector, pid: Pid, img: &Image) -> Result<()> {
+/// Stage 9: each thread's last injected call removes its scratch area; then registers, mask, and go;
+/// the other threads first, the main thread last.
+fn release(inj: Injector, threads: Vec<NewThread>, pid: Pid, img: &Image) -> Result<()> {
+    for (t, core) in threads.into_iter().zip(&img.threads) {
+        t.release(core, img.process.stopped)?;
+    }
     inj.finish()?;
     let gp = img.core.regs.clone().unwrap_or_default();
     regs::restore(pid, &gp, &img.core.xstate)?;

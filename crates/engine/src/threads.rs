@@ -1,0 +1,121 @@
+//! Threads: what each thread of a process has of its own (registers and FPU state, blocked mask,
+//! thread-directed queued signals, alternate signal stack, name, clear-child-tid address, robust futex
+//! list, rseq registration, nice value, affinity, credentials, parent-death signal), and at restore
+//! the creation of every thread with its original TID.
+//!
+//! A thread is created by the restored main thread itself: an injected `clone3` with `CLONE_THREAD`
+//! and `set_tid`. With `PTRACE_O_TRACECLONE` the new thread is traced from its first instruction and
+//! stops before running any; it gets its own injector (and scratch area), its state, and at the very
+//! end its registers.
+
+use crate::error::{Error, Result};
+use crate::proc::ProcRoot;
+use crate::regs;
+use crate::scratch::write_u64s;
+use crate::task::Frozen;
+use crate::{creds, misc, signals};
+use stasis_image::model::TaskCore;
+use stasis_sys::inject::{Injector, SCRATCH_LEN};
+use stasis_sys::ptrace::{self, WaitStatus};
+use stasis_sys::Pid;
+
+/// Flags of a thread as pthread_create makes it (the TLS and tid pointers come from the registers
+/// and the restored memory, not from clone).
+const THREAD_FLAGS: u64 = (libc::CLONE_VM
+    | libc::CLONE_FS
+    | libc::CLONE_FILES
+    | libc::CLONE_SIGHAND
+    | libc::CLONE_THREAD
+    | libc::CLONE_SYSVSEM) as u64;
+/// `sizeof(struct clone_args)` up to `cgroup`.
+const CLONE_ARGS_SIZE: u64 = 88;
+
+/// The record of a thread other than the main one (the process-wide state is in the main thread's).
+pub fn dump(root: &ProcRoot, frozen: &mut Frozen, vdso: (u64, u64)) -> Result<TaskCore> {
+    let tid = frozen.pid;
+    let mut core = TaskCore {
+        pid: tid.0,
+        regs: Some(regs::to_image(&frozen.regs)),
+        xstate: frozen.xstate.clone(),
+        sigmask: frozen.sigmask,
+        pending: signals::dump_pending(tid, false)?,
+        ..Default::default()
+    };
+    core.no_new_privs = crate::proc::status(root, tid.0)?.no_new_privs;
+    let inj = frozen.injector(vdso)?;
+    core.altstack = Some(signals::dump_altstack(inj)?);
+    misc::dump_thread(inj, root, tid, &mut core)?;
+    core.creds = Some(creds::dump(inj, root, tid)?);
+    Ok(core)
+}
+
+/// A restored thread, stopped, waiting for its registers.
+pub struct NewThread {
+    tid: Pid,
+    inj: Injector,
+}
+
+/// Create the thread of `core` in the process whose main thread `main` drives (it must have
+/// `PTRACE_O_TRACECLONE` set), and restore its own state but its registers and mask. `tgid` is the
+/// process, `vdso` the final `[vdso]` range.
+pub fn create(main: &mut Injector, tgid: Pid, core: &TaskCore, vdso: (u64, u64), detached: bool) -> Result<NewThread> {
+    let want = Pid(core.pid);
+    let data = main.data();
+    let set_tid = data + CLONE_ARGS_SIZE;
+    // flags, pidfd, child_tid, parent_tid, exit_signal, stack, stack_size, tls, set_tid, set_tid_size, cgroup
+    write_u64s(main, data, &[THREAD_FLAGS, 0, 0, 0, 0, 0, 0, 0, set_tid, 1, 0])?;
+    write_u64s(main, set_tid, &[want.0 as u32 as u64])?;
+    let got = main.call("clone3", libc::SYS_clone3, [data, CLONE_ARGS_SIZE, 0, 0, 0, 0]).map_err(|e| Error::Step {
+        pid: tgid.0,
+        what: format!("thread {want}"),
+        source: Box::new(e.into()),
+    })?;
+    let tid = Pid(got as i32);
+    if tid != want {
+        return Err(Error::Failed { pid: tgid.0, what: format!("thread {want} was created as {tid}") });
+    }
+    match ptrace::wait(tid).map_err(Error::sys(tid.0, "waiting for a new thread"))? {
+        WaitStatus::Stopped { .. } => {}
+        status => return Err(Error::Failed { pid: tid.0, what: format!("new thread did not stop: {status:?}") }),
+    }
+    let mut inj = Injector::new(tid, vdso, None, SCRATCH_LEN)?;
+    restore_state(&mut inj, tgid, tid, core, detached).map_err(|e| Error::Step {
+        pid: tgid.0,
+        what: format!("thread {tid}"),
+        source: Box::new(e),
+    })?;
+    Ok(NewThread { tid, inj })
+}
+
+fn restore_state(inj: &mut Injector, tgid: Pid, tid: Pid, core: &TaskCore, detached: bool) -> Result<()> {
+    if let Some(ss) = &core.altstack {
+        signals::restore_altstack(inj, ss)?;
+    }
+    misc::restore_thread(inj, core)?;
+    signals::restore_pending(inj, tgid, tid, &core.pending)?;
+    if let Some(c) = &core.creds {
+        creds::restore(inj, tid, c)?;
+    }
+    misc::restore_thread_after_creds(inj, core, detached)
+}
+
+impl NewThread {
+    pub fn tid(&self) -> Pid {
+        self.tid
+    }
+
+    /// The last injected call, then the thread's registers and mask; it runs once detached.
+    pub fn release(self, core: &TaskCore, stopped: bool) -> Result<()> {
+        let tid = self.tid;
+        self.inj.finish()?;
+        regs::restore(tid, &core.regs.clone().unwrap_or_default(), &core.xstate)?;
+        ptrace::set_sigmask(tid, core.sigmask).map_err(Error::sys(tid.0, "setting the signal mask"))?;
+        let sig = if stopped { libc::SIGSTOP } else { 0 };
+        ptrace::detach(tid, sig).map_err(Error::sys(tid.0, "detaching"))
+    }
+
+    /// Give up on the thread (the process is being killed).
+    pub fn abandon(self) {
+        self.inj.abandon();
+    }
+}
