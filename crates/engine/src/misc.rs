@@ -41,7 +41,7 @@ pub fn dump(inj: &mut Injector, root: &ProcRoot, pid: Pid, core: &mut TaskCore) 
 }
 
 /// Settings every thread has its own of: name, parent-death signal, timer slack, clear-child-tid
-/// address, robust futex list, rseq registration, nice value, CPU affinity.
+/// address, robust futex list, rseq registration, nice value, scheduling policy, CPU affinity.
 pub fn dump_thread(inj: &mut Injector, root: &ProcRoot, tid: Pid, core: &mut TaskCore) -> Result<()> {
     core.comm = proc::comm(root, tid.0)?;
     let data = inj.data();
@@ -56,6 +56,9 @@ pub fn dump_thread(inj: &mut Injector, root: &ProcRoot, tid: Pid, core: &mut Tas
     core.rseq = dump_rseq(tid)?;
     let prio = inj.call("getpriority", libc::SYS_getpriority, [libc::PRIO_PROCESS as u64, 0, 0, 0, 0, 0])?;
     core.nice = 20 - prio as i32;
+    core.sched_policy = inj.call("sched_getscheduler", libc::SYS_sched_getscheduler, [0; 6])? as i32;
+    inj.call("sched_getparam", libc::SYS_sched_getparam, [0, data, 0, 0, 0, 0])?;
+    core.sched_priority = read_u64s(inj, data, 1)?[0] as u32 as i32;
     let n = inj.call("sched_getaffinity", libc::SYS_sched_getaffinity, [0, AFFINITY_BYTES, data, 0, 0, 0])?;
     let mut mask = vec![0u8; n as usize];
     inj.read(data, &mut mask)?;
@@ -196,6 +199,16 @@ pub fn restore_thread(inj: &mut Injector, core: &TaskCore) -> Result<()> {
     if let Some(r) = &core.rseq {
         inj.call("rseq", libc::SYS_rseq, [r.ptr, r.len as u64, 0, r.signature as u64, 0, 0])?;
     }
+    write_u64s(inj, data, &[core.sched_priority as u32 as u64])?;
+    let policy = core.sched_policy as u32 as u64;
+    inj.call("sched_setscheduler", libc::SYS_sched_setscheduler, [0, policy, data, 0, 0, 0]).map_err(|e| {
+        Error::Step {
+            pid: core.pid,
+            what: format!("scheduling policy {} priority {}", core.sched_policy, core.sched_priority),
+            source: Box::new(e.into()),
+        }
+    })?;
+    // After the policy: SCHED_OTHER and SCHED_BATCH keep the nice value set here.
     let nice = core.nice as i64 as u64;
     inj.call("setpriority", libc::SYS_setpriority, [libc::PRIO_PROCESS as u64, 0, nice, 0, 0, 0])?;
     if !core.cpu_affinity.is_empty() && core.cpu_affinity.len() as u64 <= AFFINITY_BYTES {

@@ -52,7 +52,10 @@ pub fn restore(inj: &mut Injector, imp: &mut FdImporter, pid: Pid, mm: &MmImage)
         what: format!("the exe link {}", mm.exe_path),
         source: Box::new(Error::Io { path: mm.exe_path.clone().into(), source }),
     })?;
-    let exe_fd = imp.import(inj, exe.as_fd())?;
+    // A child made by its restored parent already has the right exe link, and the kernel refuses to
+    // replace one whose file is still mapped: leave it (-1) when it is the same file.
+    let same_exe = same_file(&exe, &format!("/proc/{pid}/exe"));
+    let exe_fd = if same_exe { u32::MAX as i32 } else { imp.import(inj, exe.as_fd())? };
     let data = inj.data();
     let auxv_addr = data + MM_MAP_SIZE;
     let auxv_size = (mm.auxv.len() * 8) as u64;
@@ -69,17 +72,28 @@ pub fn restore(inj: &mut Injector, imp: &mut FdImporter, pid: Pid, mm: &MmImage)
         f.env_start,
         f.env_end,
         auxv_addr,
-        auxv_size | ((exe_fd as u64) << 32),
+        auxv_size | ((exe_fd as u32 as u64) << 32),
     ];
     write_u64s(inj, data, &words)?;
     write_u64s(inj, auxv_addr, &mm.auxv)?;
     let args = [PR_SET_MM, PR_SET_MM_MAP, data, MM_MAP_SIZE, 0, 0];
     let set = inj.call("prctl(PR_SET_MM_MAP)", libc::SYS_prctl, args);
-    inj.call("close", libc::SYS_close, [exe_fd as u64, 0, 0, 0, 0, 0])?;
+    if !same_exe {
+        inj.call("close", libc::SYS_close, [exe_fd as u64, 0, 0, 0, 0, 0])?;
+    }
     set.map_err(|e| Error::Step {
         pid: pid.0,
         what: "the mm fields (PR_SET_MM_MAP)".into(),
         source: Box::new(e.into()),
     })?;
     Ok(())
+}
+
+/// Whether `file` is the file `path` leads to (same device and inode).
+fn same_file(file: &std::fs::File, path: &str) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (file.metadata(), std::fs::metadata(path)) {
+        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+        _ => false,
+    }
 }

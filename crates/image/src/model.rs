@@ -148,6 +148,11 @@ pub struct TaskCore {
     /// The process's cgroup v2 path (`0::/...` in `/proc/PID/cgroup`), empty if none.
     #[prost(string, tag = "28")]
     pub cgroup: String,
+    /// Scheduling policy (`sched_getscheduler`, with SCHED_RESET_ON_FORK) and its static priority.
+    #[prost(int32, tag = "29")]
+    pub sched_policy: i32,
+    #[prost(int32, tag = "30")]
+    pub sched_priority: i32,
 }
 
 /// General purpose registers, `struct user_regs_struct` of x86_64.

@@ -166,8 +166,12 @@ impl Injector {
         loop {
             match self.wait()? {
                 WaitStatus::Stopped { sig: libc::SIGTRAP, event: 0 } => return Ok(self.result()? as i64),
-                // An injected clone3 with PTRACE_O_TRACECLONE stops once more before it returns.
-                WaitStatus::Stopped { sig: libc::SIGTRAP, event: libc::PTRACE_EVENT_CLONE } => {
+                // An injected clone3 with PTRACE_O_TRACECLONE / TRACEFORK stops once more before it
+                // returns.
+                WaitStatus::Stopped {
+                    sig: libc::SIGTRAP,
+                    event: libc::PTRACE_EVENT_CLONE | libc::PTRACE_EVENT_FORK,
+                } => {
                     ptrace::cont(self.pid, 0).map_err(|source| InjectError::Ptrace { pid: self.pid, source })?;
                 }
                 status => return Err(InjectError::UnexpectedStop { pid: self.pid, call, status }),

@@ -25,6 +25,8 @@ pub const OPT_TRACESYSGOOD: u32 = libc::PTRACE_O_TRACESYSGOOD as u32;
 pub const OPT_EXITKILL: u32 = libc::PTRACE_O_EXITKILL as u32;
 /// `PTRACE_O_TRACECLONE`: a thread or process the task clones is traced too, and starts stopped.
 pub const OPT_TRACECLONE: u32 = libc::PTRACE_O_TRACECLONE as u32;
+/// `PTRACE_O_TRACEFORK`: a process the task forks is traced too, and starts stopped.
+pub const OPT_TRACEFORK: u32 = libc::PTRACE_O_TRACEFORK as u32;
 
 fn request(
     call: &'static str,

@@ -1,13 +1,15 @@
-//! Dump, stage by stage: check the target, freeze it, inspect it, take its files, write its memory,
-//! write the images and the inventory (last), then resume or kill it. Any error before the inventory
-//! is written resumes the process exactly as it was (see [`crate::task::Frozen`]).
+//! Dump, stage by stage: check the root, freeze the tree below it (every process, every thread),
+//! inspect each process, take the files, write each memory, write the images and the inventory
+//! (last), then resume or kill the tree. Any error before the inventory is written resumes every
+//! process exactly as it was (see [`crate::task::Frozen`]).
 
 use crate::error::{Error, Result};
+use crate::files::FileIds;
 use crate::proc::{self, ProcRoot};
-use crate::task::{Frozen, FrozenProcess};
+use crate::task::FrozenProcess;
 use crate::{creds, fault, files, mem, misc, mm, regs, signals, threads, timers};
 use crate::{DumpOptions, DumpReport, Progress};
-use stasis_image::model::{Inventory, MmImage, ProcessEntry, PsTree, TaskCore};
+use stasis_image::model::{FileEntry, Inventory, MmImage, ProcessEntry, PsTree, TaskCore};
 use stasis_image::{ImageDir, ImageKind, PageWriter};
 use stasis_sys::Pid;
 use std::time::{Duration, Instant};
@@ -15,6 +17,13 @@ use std::time::{Duration, Instant};
 /// Chunk size of the page-file checksums.
 const CHUNK: u64 = 4 << 20;
 const NAMESPACES: [&str; 8] = ["mnt", "pid", "net", "uts", "ipc", "user", "cgroup", "time"];
+/// `kcmp` types of the kernel objects a child may share with its parent.
+const SHARED_OBJECTS: [(i32, &str); 4] = [
+    (1, "its address space (CLONE_VM)"),
+    (2, "its fd table (CLONE_FILES)"),
+    (3, "its fs info (CLONE_FS)"),
+    (4, "its signal handlers (CLONE_SIGHAND)"),
+];
 
 /// Everything a dump collects about one process before writing it.
 struct Collected {
@@ -25,64 +34,148 @@ struct Collected {
     mm: MmImage,
     selected: Vec<mem::pages::Selected>,
     fds: stasis_image::model::FdTable,
-    files: Vec<stasis_image::model::FileEntry>,
+}
+
+/// One process's collected state and its page file, written but not yet finished.
+struct Dumped {
+    c: Collected,
+    writer: PageWriter,
+    page_bytes: u64,
+    checksums: Vec<u64>,
 }
 
 pub fn dump(opts: &DumpOptions, progress: &mut dyn FnMut(Progress)) -> Result<DumpReport> {
     let start = Instant::now();
     let root = ProcRoot::system();
     let pid = Pid(opts.pid);
-    let stat = check_target(&root, pid)?;
+    check_target(&root, pid)?;
     let dir = ImageDir::create(&opts.dir)?;
-    let mut frozen = FrozenProcess::freeze(&root, pid, stat.state == 'T')?;
     let frozen_at = Instant::now();
-    let (collected, writer, page_bytes, checksums) =
-        match dump_frozen(&root, &dir, &mut frozen, &stat, opts, progress, frozen_at) {
-            Ok(done) => done,
-            Err(e) => return Err(frozen.explain(e)),
-        };
-    let mut frozen = Some(frozen);
+    let mut tree = freeze_tree(&root, pid)?;
+    let (dumped, files) = match dump_frozen(&root, &dir, &mut tree, opts, progress, frozen_at) {
+        Ok(done) => done,
+        Err(e) => return Err(explain(&mut tree, e)),
+    };
+    let mut tree = Some(tree);
     let mut frozen_for = None;
     if opts.leave_running {
-        frozen.take().expect("still frozen").resume()?;
+        resume_all(tree.take().expect("still frozen"))?;
         frozen_for = Some(frozen_at.elapsed());
     }
-    let image_bytes = write_images(&dir, &collected, writer, (page_bytes, checksums), opts)?;
-    if let Some(f) = frozen {
-        f.kill()?;
+    let pages: u64 = dumped.iter().map(|d| d.page_bytes).sum::<u64>() / stasis_image::PAGE_SIZE;
+    let image_bytes = write_images(&dir, dumped, files, opts)?;
+    if let Some(t) = tree {
+        for (p, _) in t {
+            p.kill()?;
+        }
         frozen_for = Some(frozen_at.elapsed());
     }
     let frozen_for = frozen_for.expect("resumed or killed");
-    let pages = page_bytes / stasis_image::PAGE_SIZE;
     Ok(report(pid, frozen_for, start.elapsed(), pages, image_bytes, opts.leave_running))
 }
 
-/// Stages 2 to 4 on the frozen task: inspect it, take its files, write its pages.
+/// A frozen process and its `/proc/PID/stat` from before the freeze.
+type Frozen = (FrozenProcess, proc::Stat);
+
+/// Freeze the root and every process below it, parents before children, walking the tree again
+/// until no new process appears (one not yet frozen may have forked).
+fn freeze_tree(root: &ProcRoot, pid: Pid) -> Result<Vec<Frozen>> {
+    let mut tree: Vec<Frozen> = Vec::new();
+    let mut todo = vec![pid];
+    while !todo.is_empty() {
+        for p in std::mem::take(&mut todo) {
+            let stat = proc::stat(root, p.0)?;
+            if stat.state == 'Z' {
+                let what = format!("a zombie child (pid {p}, exit status {})", stat.exit_code);
+                return Err(Error::Unsupported { pid: stat.ppid, what });
+            }
+            if p != pid {
+                check_process(root, p)?;
+            }
+            let frozen = FrozenProcess::freeze(root, p, stat.state == 'T')?;
+            tree.push((frozen, stat));
+        }
+        for (f, _) in &tree {
+            for child in proc::children(root, f.pid().0)? {
+                if !tree.iter().any(|(t, _)| t.pid().0 == child) && !todo.contains(&Pid(child)) {
+                    todo.push(Pid(child));
+                }
+            }
+        }
+    }
+    Ok(tree)
+}
+
+/// If a process of the tree died while frozen, say so; otherwise `err`.
+fn explain(tree: &mut [Frozen], err: Error) -> Error {
+    let mut err = err;
+    for (f, _) in tree.iter_mut() {
+        err = f.explain(err);
+        if matches!(err, Error::Exited { .. }) {
+            break;
+        }
+    }
+    err
+}
+
+fn resume_all(tree: Vec<Frozen>) -> Result<()> {
+    let mut first_error = None;
+    for (p, _) in tree.into_iter().rev() {
+        if let Err(e) = p.resume() {
+            first_error.get_or_insert(e);
+        }
+    }
+    first_error.map_or(Ok(()), Err)
+}
+
+/// Stages 2 to 4 on the frozen tree: inspect each process, take its files, write its pages.
 fn dump_frozen(
     root: &ProcRoot,
     dir: &ImageDir,
-    frozen: &mut FrozenProcess,
-    stat: &proc::Stat,
+    tree: &mut [Frozen],
     opts: &DumpOptions,
     progress: &mut dyn FnMut(Progress),
     frozen_at: Instant,
-) -> Result<(Collected, PageWriter, u64, Vec<u64>)> {
-    let pid = frozen.pid();
-    check_single(root, pid)?;
-    let collected = collect(root, frozen, stat, opts)?;
-    log::info!("pid {pid}: frozen and inspected in {:?}", frozen_at.elapsed());
-    let (writer, page_bytes, checksums) = write_pages(dir, frozen.main(), &collected, progress)?;
-    log::info!("pid {pid}: {page_bytes} bytes of pages written at {:?}", frozen_at.elapsed());
+) -> Result<(Vec<Dumped>, Vec<FileEntry>)> {
+    check_sharing(tree)?;
+    let mut ids = FileIds::default();
+    let mut files = Vec::new();
+    let mut dumped = Vec::new();
+    for (process, stat) in tree.iter_mut() {
+        let pid = process.pid();
+        let (c, mut new_files) = collect(root, process, stat, opts, &mut ids)?;
+        files.append(&mut new_files);
+        log::info!("pid {pid}: frozen and inspected at {:?}", frozen_at.elapsed());
+        let (writer, page_bytes, checksums) = write_pages(dir, process, &c, progress)?;
+        log::info!("pid {pid}: {page_bytes} bytes of pages written at {:?}", frozen_at.elapsed());
+        dumped.push(Dumped { c, writer, page_bytes, checksums });
+    }
+    files::pipe::check_pairs(tree[0].0.pid().0, &files)?;
     fault::check("dump-fail-after-memory")?;
-    Ok((collected, writer, page_bytes, checksums))
+    Ok((dumped, files))
+}
+
+/// A child that shares its address space, fd table, fs info or signal handlers with its parent
+/// (clone without CLONE_THREAD) is not handled yet: refuse it by name.
+fn check_sharing(tree: &[Frozen]) -> Result<()> {
+    for (child, stat) in tree.iter().skip(1) {
+        let (c, p) = (child.pid(), Pid(stat.ppid));
+        for (kind, what) in SHARED_OBJECTS {
+            if stasis_sys::fd::kcmp(c, p, kind, 0, 0).ok() == Some(0) {
+                let what = format!("sharing {what} with its parent {p}");
+                return Err(Error::Unsupported { pid: c.0, what });
+            }
+        }
+    }
+    Ok(())
 }
 
 fn report(pid: Pid, frozen: Duration, total: Duration, pages: u64, image_bytes: u64, left: bool) -> DumpReport {
     DumpReport { pid: pid.0, frozen, total, pages, image_bytes, left_running: left }
 }
 
-/// The process exists, is not us, shares our namespaces, and is not traced by someone else.
-fn check_target(root: &ProcRoot, pid: Pid) -> Result<proc::Stat> {
+/// The root exists, is not us, and can be dumped (see [`check_process`]).
+fn check_target(root: &ProcRoot, pid: Pid) -> Result<()> {
     if pid == Pid::this() || pid.0 <= 0 {
         return Err(Error::Unsupported { pid: pid.0, what: "checkpointing stasis itself".into() });
     }
@@ -93,6 +186,12 @@ fn check_target(root: &ProcRoot, pid: Pid) -> Result<proc::Stat> {
     if stat.state == 'Z' {
         return Err(Error::Unsupported { pid: pid.0, what: "a zombie as the root of a dump".into() });
     }
+    check_process(root, pid)
+}
+
+/// A process shares our namespaces, is traced by nobody else, has no seccomp filter and no POSIX
+/// timers.
+fn check_process(root: &ProcRoot, pid: Pid) -> Result<()> {
     let status = proc::status(root, pid.0)?;
     if status.tracer_pid != 0 {
         return Err(Error::Unsupported { pid: pid.0, what: format!("a process traced by pid {}", status.tracer_pid) });
@@ -106,26 +205,22 @@ fn check_target(root: &ProcRoot, pid: Pid) -> Result<proc::Stat> {
             return Err(Error::Unsupported { pid: pid.0, what: format!("a {ns} namespace of its own") });
         }
     }
-    check_single(root, pid)?;
     let timers = root.pid_path(pid.0, "timers");
     if std::fs::read_to_string(&timers).is_ok_and(|t| !t.trim().is_empty()) {
         return Err(Error::Unsupported { pid: pid.0, what: "POSIX timers (timer_create)".into() });
-    }
-    Ok(stat)
-}
-
-/// Trees are not handled yet: refuse them by name.
-fn check_single(root: &ProcRoot, pid: Pid) -> Result<()> {
-    if let Some(child) = proc::children(root, pid.0)?.first() {
-        let what = format!("a child process (pid {child}; process trees)");
-        return Err(Error::Unsupported { pid: pid.0, what });
     }
     Ok(())
 }
 
 /// Inspect the frozen process: registers, signals, timers, limits, credentials, layout, files, and
 /// each thread's own state.
-fn collect(root: &ProcRoot, process: &mut FrozenProcess, stat: &proc::Stat, opts: &DumpOptions) -> Result<Collected> {
+fn collect(
+    root: &ProcRoot,
+    process: &mut FrozenProcess,
+    stat: &proc::Stat,
+    opts: &DumpOptions,
+    ids: &mut FileIds,
+) -> Result<(Collected, Vec<FileEntry>)> {
     let pid = process.pid();
     // Before any injector maps its scratch area, which must not be saved.
     let vmas = mem::dump_vmas(root, pid)?;
@@ -157,8 +252,7 @@ fn collect(root: &ProcRoot, process: &mut FrozenProcess, stat: &proc::Stat, opts
         vdso_checksum: mem::vdso_checksum(inj, vdso)?,
         vmas,
     };
-    let mut next_id = 1;
-    let (fds, files) = files::dump(root, pid, opts.shell_job, &mut next_id)?;
+    let (fds, files) = files::dump(root, pid, opts.shell_job, ids)?;
     if fault::armed("dump-kill-target") {
         log::warn!("STASIS_FAULT: killing pid {pid} mid-dump");
         let _ = stasis_sys::process::kill(pid, libc::SIGKILL);
@@ -172,60 +266,67 @@ fn collect(root: &ProcRoot, process: &mut FrozenProcess, stat: &proc::Stat, opts
         threads: std::iter::once(pid.0).chain(threads.iter().map(|t| t.pid)).collect(),
         stopped: frozen.was_stopped,
     };
-    Ok(Collected { process, core, threads, mm, selected, fds, files })
+    Ok((Collected { process, core, threads, mm, selected, fds }, files))
 }
 
 /// Stage 4: the pages, zero-copy. Returns the page file, the bytes of page data in it, and their chunk
 /// checksums.
 fn write_pages(
     dir: &ImageDir,
-    frozen: &mut Frozen,
+    process: &mut FrozenProcess,
     c: &Collected,
     progress: &mut dyn FnMut(Progress),
 ) -> Result<(PageWriter, u64, Vec<u64>)> {
-    let pid = frozen.pid;
+    let pid = process.pid();
     let writer = dir.create_pages(pid.0, CHUNK)?;
     let vdso = mem::vdso_range(&c.mm.vmas).expect("checked in collect");
-    let inj = frozen.injector(vdso)?;
+    let inj = process.main().injector(vdso)?;
     let (bytes, checksums) = mem::pages::write(inj, pid, &c.selected, writer.file(), CHUNK, progress)?;
     Ok((writer, bytes, checksums))
 }
 
 /// Stage 5: checksum the page file, write every record file, then the inventory.
-fn write_images(
-    dir: &ImageDir,
-    c: &Collected,
-    writer: PageWriter,
-    (page_bytes, checksums): (u64, Vec<u64>),
-    opts: &DumpOptions,
-) -> Result<u64> {
-    let pid = c.process.pid;
-    let (checksums, pages_digest) = writer.finish_with(page_bytes, checksums)?;
-    let mut map = mem::pages::page_map(&c.selected);
-    map.chunk_size = CHUNK;
-    map.chunk_checksums = checksums;
-    let mut digests = vec![pages_digest];
-    digests.push(dir.write_records(ImageKind::PageMap, Some(pid), &[map])?);
-    let cores: Vec<TaskCore> = std::iter::once(c.core.clone()).chain(c.threads.iter().cloned()).collect();
-    digests.push(dir.write_records(ImageKind::Core, Some(pid), &cores)?);
-    digests.push(dir.write_records(ImageKind::Mm, Some(pid), std::slice::from_ref(&c.mm))?);
-    digests.push(dir.write_records(ImageKind::Fds, Some(pid), std::slice::from_ref(&c.fds))?);
-    let files = stasis_image::model::FileTable { files: c.files.clone() };
-    digests.push(dir.write_records(ImageKind::Files, None, &[files])?);
-    let tree = PsTree { processes: vec![c.process.clone()] };
-    digests.push(dir.write_records(ImageKind::PsTree, None, &[tree])?);
+fn write_images(dir: &ImageDir, dumped: Vec<Dumped>, files: Vec<FileEntry>, opts: &DumpOptions) -> Result<u64> {
+    let mut bytes = 0;
+    let mut processes = Vec::new();
+    let root = &dumped[0].c;
     let inventory = Inventory {
         tool_version: env!("CARGO_PKG_VERSION").into(),
         kernel_release: kernel_release(),
-        xfeatures: regs::xstate_features(&c.core.xstate),
-        root_pid: pid,
+        xfeatures: regs::xstate_features(&root.core.xstate),
+        root_pid: root.process.pid,
         created_unix_ms: std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as u64),
         shell_job: opts.shell_job,
         ..Default::default()
     };
+    for d in dumped {
+        processes.push(d.c.process.clone());
+        bytes += write_process(dir, d)?;
+    }
+    bytes += dir.write_records(ImageKind::Files, None, &[stasis_image::model::FileTable { files }])?.size;
+    bytes += dir.write_records(ImageKind::PsTree, None, &[PsTree { processes }])?.size;
     dir.commit_inventory(inventory, opts.fsync)?;
+    Ok(bytes)
+}
+
+/// The page file (finished with its checksums) and the record files of one process.
+fn write_process(dir: &ImageDir, d: Dumped) -> Result<u64> {
+    let c = &d.c;
+    let pid = Some(c.process.pid);
+    let (checksums, pages_digest) = d.writer.finish_with(d.page_bytes, d.checksums)?;
+    let mut map = mem::pages::page_map(&c.selected);
+    map.chunk_size = CHUNK;
+    map.chunk_checksums = checksums;
+    let cores: Vec<TaskCore> = std::iter::once(c.core.clone()).chain(c.threads.iter().cloned()).collect();
+    let digests = [
+        pages_digest,
+        dir.write_records(ImageKind::PageMap, pid, &[map])?,
+        dir.write_records(ImageKind::Core, pid, &cores)?,
+        dir.write_records(ImageKind::Mm, pid, std::slice::from_ref(&c.mm))?,
+        dir.write_records(ImageKind::Fds, pid, std::slice::from_ref(&c.fds))?,
+    ];
     Ok(digests.iter().map(|d| d.size).sum())
 }
 

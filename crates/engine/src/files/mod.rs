@@ -46,12 +46,20 @@ impl Probe<'_> {
     }
 }
 
-/// The fd table of `pid` and the descriptions behind it; ids start at `*next_id`.
-pub fn dump(root: &ProcRoot, pid: Pid, shell_job: bool, next_id: &mut u32) -> Result<(FdTable, Vec<FileEntry>)> {
+/// The open file descriptions a dump has seen so far, in every process of the tree, so that one
+/// shared by several fds or processes gets one id.
+#[derive(Default)]
+pub struct FileIds {
+    next: u32,
+    /// (process, fd, id, device, inode)
+    seen: Vec<(Pid, i32, u32, u64, u64)>,
+}
+
+/// The fd table of `pid` and the descriptions behind it that `ids` has not seen yet.
+pub fn dump(root: &ProcRoot, pid: Pid, shell_job: bool, ids: &mut FileIds) -> Result<(FdTable, Vec<FileEntry>)> {
     let pidfd = pidfd_open(pid).map_err(Error::sys(pid.0, "opening a pidfd"))?;
     let mut table = FdTable::default();
     let mut files: Vec<FileEntry> = Vec::new();
-    let mut seen: Vec<(i32, u32, u64, u64)> = Vec::new(); // fd, id, dev, ino
     for (fd, link) in proc::fds(root, pid.0)? {
         let info = proc::fdinfo(root, pid.0, fd)?;
         if let Some(lock) = info.get("lock") {
@@ -61,26 +69,24 @@ pub fn dump(root: &ProcRoot, pid: Pid, shell_job: bool, next_id: &mut u32) -> Re
         let file = File::from(taken);
         let meta = file.metadata().map_err(Error::io(&link))?;
         let cloexec = info.flags & O_CLOEXEC != 0;
-        let same = seen.iter().find(|s| {
-            s.2 == meta.dev() && s.3 == meta.ino() && kcmp(pid, pid, KCMP_FILE, fd as u64, s.0 as u64).ok() == Some(0)
+        let same = ids.seen.iter().find(|s| {
+            s.3 == meta.dev() && s.4 == meta.ino() && kcmp(pid, s.0, KCMP_FILE, fd as u64, s.1 as u64).ok() == Some(0)
         });
         let id = match same {
-            Some(s) => s.1,
+            Some(s) => s.2,
             None => {
                 let flags = info.flags & !O_CLOEXEC;
                 let probe =
                     Probe { pid, fd, link: &link, meta: &meta, file: file.as_fd(), flags, pos: info.pos, shell_job };
                 let kind = classify(&probe)?;
-                let id = *next_id;
-                *next_id += 1;
-                files.push(FileEntry { id, flags, kind: Some(kind) });
-                id
+                ids.next += 1;
+                files.push(FileEntry { id: ids.next, flags, kind: Some(kind) });
+                ids.next
             }
         };
-        seen.push((fd, id, meta.dev(), meta.ino()));
+        ids.seen.push((pid, fd, id, meta.dev(), meta.ino()));
         table.fds.push(FdEntry { fd, file_id: id, cloexec });
     }
-    pipe::check_pairs(pid.0, &files)?;
     Ok((table, files))
 }
 

@@ -3,8 +3,8 @@
 //!
 //! The queued bytes are copied at dump with `tee()` from our copy of the read end into a pipe of ours,
 //! so the process's pipe keeps them. Restore makes a new pipe in the controller, sizes it, writes the
-//! bytes back, and hands each end to the task. A pipe with an end outside the process is refused (pipes
-//! between processes come with process trees).
+//! bytes back, and hands each end to the task(s) holding it. A pipe with an end outside the dumped
+//! processes is refused.
 
 use super::Probe;
 use crate::error::{Error, Result};
@@ -37,7 +37,8 @@ fn peek(p: &Probe, fd: BorrowedFd<'_>, capacity: usize) -> Result<Vec<u8>> {
     Ok(data)
 }
 
-/// Refuse pipes of which the process holds only one end.
+/// Refuse pipes of which the checkpointed processes hold only one end (`pid` is the root, for the
+/// message).
 pub fn check_pairs(pid: i32, files: &[FileEntry]) -> Result<()> {
     let mut ends: HashMap<u64, (bool, bool, &str)> = HashMap::new();
     for f in files {
@@ -53,7 +54,9 @@ pub fn check_pairs(pid: i32, files: &[FileEntry]) -> Result<()> {
     match ends.values().find(|(r, w, _)| !(r & w)) {
         Some((r, _, name)) => {
             let held = if *r { "read" } else { "write" };
-            let what = format!("{name} of which it holds only the {held} end (pipes shared between processes)");
+            let what = format!(
+                "{name} of which the dumped processes hold only the {held} end (its other end is outside the dump)"
+            );
             Err(Error::Unsupported { pid, what })
         }
         None => Ok(()),

@@ -1,0 +1,271 @@
+//! Restore of one process, in a task created with its PID: memory, mm fields, fds, signals, timers,
+//! limits, its threads, its children (each created by this process, so it starts as a copy of it, as
+//! it once did), then credentials; and, at the very end, its release.
+
+use super::{Ctx, ProcImage};
+use crate::error::{Error, Result};
+use crate::files::{self, FdImporter};
+use crate::proc::{self, ProcRoot};
+use crate::threads::{self, NewThread};
+use crate::Progress;
+use crate::{creds, fault, mem, misc, mm, regs, signals, timers};
+use stasis_image::model::ProcessEntry;
+use stasis_image::ImageKind;
+use stasis_sys::inject::{Injector, SCRATCH_LEN};
+use stasis_sys::ptrace::{self, WaitStatus};
+use stasis_sys::Pid;
+use std::fs::File;
+use std::os::fd::AsFd;
+
+/// `sizeof(struct clone_args)` up to `cgroup`.
+const CLONE_ARGS_SIZE: u64 = 88;
+
+/// A process restored but for its registers, stopped, waiting for the release.
+pub struct Built {
+    /// Index in `Image::procs`.
+    pub idx: usize,
+    pub pid: Pid,
+    inj: Injector,
+    threads: Vec<NewThread>,
+}
+
+/// Build process `idx` in the new task `pid` (a copy of the controller, or of its restored parent),
+/// then its children; every process built is appended to `built`, children before their parent.
+pub fn build(
+    ctx: &Ctx,
+    idx: usize,
+    pid: Pid,
+    scratch: u64,
+    built: &mut Vec<Built>,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<()> {
+    let vdso = current_vdso(pid)?;
+    let mut inj = Injector::new(pid, vdso, Some(scratch), SCRATCH_LEN)?;
+    match build_in(ctx, idx, &mut inj, pid, built, progress) {
+        Ok(threads) => {
+            built.push(Built { idx, pid, inj, threads });
+            Ok(())
+        }
+        Err(e) => {
+            // The task is about to be killed: no point unmapping anything in it.
+            inj.abandon();
+            Err(e)
+        }
+    }
+}
+
+fn build_in(
+    ctx: &Ctx,
+    idx: usize,
+    inj: &mut Injector,
+    pid: Pid,
+    built: &mut Vec<Built>,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<Vec<NewThread>> {
+    let img = &ctx.img.procs[idx];
+    misc::unregister_inherited_rseq(inj, pid)?;
+    inj.call("close_range", libc::SYS_close_range, [0, u32::MAX as u64, 0, 0, 0, 0])?;
+    let max_fd = img.fds.fds.iter().map(|f| f.fd).max().unwrap_or(2);
+    let mut imp = FdImporter::new(inj, max_fd + 1)?;
+    restore_memory(inj, &mut imp, pid, img, &ctx.pages[idx], progress)?;
+    fault::check("restore-fail-after-memory")?;
+    mm::restore(inj, &mut imp, pid, &img.mm)?;
+    files::install(inj, &mut imp, pid, &img.fds, ctx.opened)?;
+    imp.close(inj)?;
+    let made = restore_task_state(inj, pid, img, ctx.detached)?;
+    let rest = create_children(ctx, idx, inj, pid, built, progress).and_then(|()| {
+        if let Some(c) = &img.core.creds {
+            creds::restore(inj, pid, c)?;
+        }
+        misc::restore_after_creds(inj, &img.core, ctx.detached)
+    });
+    if let Err(e) = rest {
+        made.into_iter().for_each(NewThread::abandon);
+        return Err(e);
+    }
+    Ok(made)
+}
+
+fn current_vdso(pid: Pid) -> Result<(u64, u64)> {
+    let maps = proc::maps(&ProcRoot::system(), pid.0)?;
+    maps.iter()
+        .find(|e| e.name == "[vdso]")
+        .map(|e| (e.start, e.end))
+        .ok_or(Error::Failed { pid: pid.0, what: "this kernel gave the new process no vDSO".into() })
+}
+
+/// Stage 4: layout, pages, final protections.
+fn restore_memory(
+    inj: &mut Injector,
+    imp: &mut FdImporter,
+    pid: Pid,
+    img: &ProcImage,
+    pages: &File,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<()> {
+    let filled = mem::with_pages(&img.mm, &img.pagemap);
+    mem::restore_layout(inj, imp, pid, &img.mm, &filled)?;
+    if let Some(vdso) = mem::vdso_range(&img.mm.vmas) {
+        if mem::vdso_checksum(inj, vdso)? != img.mm.vdso_checksum {
+            return Err(Error::Failed {
+                pid: pid.0,
+                what: "this kernel's vDSO differs from the image's: restore on the kernel the image was made on".into(),
+            });
+        }
+    }
+    let task_fd = imp.import(inj, pages.as_fd())?;
+    mem::pages::fill(inj, task_fd, &img.pagemap, progress)?;
+    inj.call("close", libc::SYS_close, [task_fd as u64, 0, 0, 0, 0, 0])?;
+    mem::finish_layout(inj, &img.mm, &filled)
+}
+
+/// Stages 7 and 8: signals, timers, limits and the rest, the session, queued signals; then the other
+/// threads (while the main thread may still make threads with chosen TIDs).
+fn restore_task_state(inj: &mut Injector, pid: Pid, img: &ProcImage, detached: bool) -> Result<Vec<NewThread>> {
+    let core = &img.core;
+    signals::restore_actions(inj, &core.sigactions)?;
+    if let Some(ss) = &core.altstack {
+        signals::restore_altstack(inj, ss)?;
+    }
+    timers::restore(inj, &core.itimers)?;
+    misc::restore(inj, core)?;
+    restore_session(inj, &img.process)?;
+    signals::restore_pending(inj, pid, pid, &core.pending)?;
+    create_threads(inj, pid, img, detached)
+}
+
+fn create_threads(inj: &mut Injector, pid: Pid, img: &ProcImage, detached: bool) -> Result<Vec<NewThread>> {
+    if img.threads.is_empty() {
+        return Ok(Vec::new());
+    }
+    trace_new_tasks(pid)?;
+    let vdso = mem::vdso_range(&img.mm.vmas)
+        .ok_or(Error::Incompatible { file: ImageKind::Mm.file_name(Some(pid.0)), what: "no [vdso] area".into() })?;
+    let mut made = Vec::new();
+    for t in &img.threads {
+        match threads::create(inj, pid, t, vdso, detached) {
+            Ok(n) => made.push(n),
+            Err(e) => {
+                made.into_iter().for_each(NewThread::abandon);
+                return Err(e);
+            }
+        }
+    }
+    Ok(made)
+}
+
+/// Threads and children the task creates are traced from their first instruction.
+fn trace_new_tasks(pid: Pid) -> Result<()> {
+    let options = ptrace::OPT_TRACESYSGOOD | ptrace::OPT_EXITKILL | ptrace::OPT_TRACECLONE | ptrace::OPT_TRACEFORK;
+    ptrace::set_options(pid, options).map_err(Error::sys(pid.0, "tracing new tasks"))
+}
+
+/// Stage 5: every child of process `idx`, created by it with its own PID (fork semantics: it starts
+/// as a copy of its restored parent), then built like its parent, recursively.
+fn create_children(
+    ctx: &Ctx,
+    idx: usize,
+    inj: &mut Injector,
+    pid: Pid,
+    built: &mut Vec<Built>,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<()> {
+    let kids: Vec<usize> =
+        (0..ctx.img.procs.len()).filter(|&k| k != idx && k != 0 && ctx.img.procs[k].process.ppid == pid.0).collect();
+    if kids.is_empty() {
+        return Ok(());
+    }
+    trace_new_tasks(pid)?;
+    for k in kids {
+        let img = &ctx.img.procs[k];
+        let child = fork_child(inj, pid, Pid(img.process.pid))?;
+        ctx.created.borrow_mut().push(child);
+        ptrace::set_sigmask(child, u64::MAX).map_err(Error::sys(child.0, "blocking signals"))?;
+        misc::restore_from_outside(child, &img.core);
+        let scratch = scratch_in_copy(child, img)?;
+        build(ctx, k, child, scratch, built, progress)?;
+    }
+    Ok(())
+}
+
+/// Make process `parent` fork a child with PID `want` (`clone3` with `set_tid` and SIGCHLD); the
+/// child is traced and stopped before it runs anything.
+fn fork_child(inj: &mut Injector, parent: Pid, want: Pid) -> Result<Pid> {
+    let data = inj.data();
+    let set_tid = data + CLONE_ARGS_SIZE;
+    // flags, pidfd, child_tid, parent_tid, exit_signal, stack, stack_size, tls, set_tid, set_tid_size, cgroup
+    let args = [0, 0, 0, 0, libc::SIGCHLD as u64, 0, 0, 0, set_tid, 1, 0];
+    crate::scratch::write_u64s(inj, data, &args)?;
+    crate::scratch::write_u64s(inj, set_tid, &[want.0 as u32 as u64])?;
+    let got = inj.call("clone3", libc::SYS_clone3, [data, CLONE_ARGS_SIZE, 0, 0, 0, 0]).map_err(|e| Error::Step {
+        pid: parent.0,
+        what: format!("child process {want}"),
+        source: Box::new(e.into()),
+    })?;
+    let child = Pid(got as i32);
+    if child != want {
+        return Err(Error::Failed { pid: parent.0, what: format!("child {want} was created as {child}") });
+    }
+    match ptrace::wait(child).map_err(Error::sys(child.0, "waiting for a new child"))? {
+        WaitStatus::Stopped { .. } => Ok(child),
+        status => Err(Error::Failed { pid: child.0, what: format!("new child did not stop: {status:?}") }),
+    }
+}
+
+/// A place for the scratch area of a child that is free in its image's layout and in the layout it
+/// has now (its parent's).
+fn scratch_in_copy(child: Pid, img: &ProcImage) -> Result<u64> {
+    let mut busy: Vec<(u64, u64)> = img.mm.vmas.iter().map(|v| (v.start, v.end)).collect();
+    busy.extend(proc::maps(&ProcRoot::system(), child.0)?.iter().map(|e| (e.start, e.end)));
+    mem::find_free(&busy, SCRATCH_LEN)
+        .ok_or(Error::Failed { pid: child.0, what: "no free address for the scratch area".into() })
+}
+
+/// A session or group leader becomes one again; otherwise the process stays in the session and group
+/// it was created in (its parent's; for the root, stasis's, as with `--shell-job`). A group led by
+/// another process is joined at the release, once every process exists.
+fn restore_session(inj: &mut Injector, p: &ProcessEntry) -> Result<()> {
+    if p.sid == p.pid {
+        inj.call("setsid", libc::SYS_setsid, [0; 6])?;
+    } else if p.pgid == p.pid {
+        inj.call("setpgid", libc::SYS_setpgid, [0; 6])?;
+    }
+    Ok(())
+}
+
+impl Built {
+    /// Stage 9: join the process group if it is another process's; each thread's last injected call
+    /// removes its scratch area; then registers, mask, and go; the other threads first, the main
+    /// thread last.
+    pub fn release(mut self, img: &ProcImage) -> Result<()> {
+        let pid = self.pid;
+        join_group(&mut self.inj, pid, &img.process)?;
+        for (t, core) in self.threads.into_iter().zip(&img.threads) {
+            t.release(core, img.process.stopped)?;
+        }
+        self.inj.finish()?;
+        let gp = img.core.regs.clone().unwrap_or_default();
+        regs::restore(pid, &gp, &img.core.xstate)?;
+        ptrace::set_sigmask(pid, img.core.sigmask).map_err(Error::sys(pid.0, "setting the signal mask"))?;
+        let sig = if img.process.stopped { libc::SIGSTOP } else { 0 };
+        ptrace::detach(pid, sig).map_err(Error::sys(pid.0, "detaching"))
+    }
+
+    /// Give up on the process (the tree is being killed).
+    pub fn abandon(self) {
+        self.threads.into_iter().for_each(NewThread::abandon);
+        self.inj.abandon();
+    }
+}
+
+fn join_group(inj: &mut Injector, pid: Pid, p: &ProcessEntry) -> Result<()> {
+    let now = proc::stat(&ProcRoot::system(), pid.0)?.pgrp;
+    if p.pgid != now && p.pgid != p.pid && proc::stat(&ProcRoot::system(), p.pgid).is_ok() {
+        inj.call("setpgid", libc::SYS_setpgid, [0, p.pgid as u64, 0, 0, 0, 0]).map_err(|e| Error::Step {
+            pid: pid.0,
+            what: format!("process group {}", p.pgid),
+            source: Box::new(e.into()),
+        })?;
+    }
+    Ok(())
+}
