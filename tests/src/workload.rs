@@ -244,3 +244,55 @@ fn parse_map_line(line: &str) -> Option<MapEntry> {
 pub fn own_map_at(addr: u64) -> Option<MapEntry> {
     own_maps().ok()?.into_iter().find(|m| m.start <= addr && addr < m.end)
 }
+
+/// The tids of this process's threads (`/proc/self/task`), sorted.
+pub fn own_threads() -> io::Result<Vec<i32>> {
+    let mut tids: Vec<i32> =
+        std::fs::read_dir("/proc/self/task")?.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok()).collect();
+    tids.sort_unstable();
+    Ok(tids)
+}
+
+/// The name of thread `tid` of this process (`/proc/self/task/TID/comm`).
+pub fn thread_comm(tid: i32) -> io::Result<String> {
+    Ok(std::fs::read_to_string(format!("/proc/self/task/{tid}/comm"))?.trim_end().to_string())
+}
+
+/// The state letter of thread `tid` of this process (`/proc/self/task/TID/stat`, field 3).
+pub fn thread_state(tid: i32) -> io::Result<char> {
+    let stat = std::fs::read_to_string(format!("/proc/self/task/{tid}/stat"))?;
+    let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    after.trim_start().chars().next().ok_or_else(|| io::Error::from(io::ErrorKind::InvalidData))
+}
+
+/// The value of the `key:` line of `/proc/self/status`, trimmed.
+pub fn own_status(key: &str) -> io::Result<String> {
+    let text = std::fs::read_to_string("/proc/self/status")?;
+    let prefix = format!("{key}:");
+    text.lines()
+        .find_map(|l| l.strip_prefix(&prefix).map(|v| v.trim().to_string()))
+        .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("no {key} in /proc/self/status")))
+}
+
+/// Waits up to `timeout` until every thread of `tids` sleeps (state `S`), so that a workload
+/// prints READY only once its threads are in their waits. Returns the threads still awake.
+pub fn wait_threads_sleeping(tids: &[i32], timeout: std::time::Duration) -> Vec<(i32, char)> {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        let awake: Vec<(i32, char)> =
+            tids.iter().map(|&t| (t, thread_state(t).unwrap_or('?'))).filter(|&(_, s)| s != 'S').collect();
+        if awake.is_empty() || std::time::Instant::now() > deadline {
+            return awake;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
+impl Checker {
+    /// Moves the failures and notes of `other` (another thread's checker) into this one, each
+    /// prefixed with `who`.
+    pub fn absorb(&mut self, who: &str, other: Checker) {
+        self.failures.extend(other.failures.into_iter().map(|f| format!("{who}: {f}")));
+        self.notes.extend(other.notes.into_iter().map(|n| format!("{who}: {n}")));
+    }
+}

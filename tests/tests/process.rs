@@ -38,3 +38,10 @@ fn cmdline_environ_exe_auxv_and_layout() {
 fn a_second_thread_keeps_counting() {
     checkpoint_restore("second_thread", workload!("unsupported").arg("thread"));
 }
+
+/// The `unsupported` workload's `child` mode (a child process it must still be able to talk to) was
+/// refused before process trees were supported; now the pair is checkpointed and restored.
+#[test]
+fn a_child_process_is_restored_with_its_parent() {
+    checkpoint_restore("child_process", workload!("unsupported").arg("child"));
+}

@@ -45,8 +45,3 @@ fn tcp_socket() {
 fn eventfd() {
     refused("unsupported_eventfd", "eventfd", &[&["fd 43", "fd: 43", "fd=43"], &["eventfd"]]);
 }
-
-#[test]
-fn child_process() {
-    refused("unsupported_child", "child", &[&["child", "{CHILD}"]]);
-}

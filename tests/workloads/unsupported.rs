@@ -1,7 +1,7 @@
 //! Holds something stasis does not support, so that the dump must fail cleanly and leave the
 //! process untouched. Argument: `tcp` (a listening TCP socket at fd 42), `eventfd` (an eventfd
 //! with counter 5 at fd 43), `thread` (a second thread; supported now, so used as a checkpoint and
-//! restore test) or `child` (a child process). After the
+//! restore test) or `child` (a child process; supported too, likewise). After the
 //! wake-up the held thing must still work.
 
 use stasis_tests::raw;

@@ -22,12 +22,14 @@ pub struct Case {
     /// The workload under test.
     pub workload: Workload,
     stasis: OnceCell<Stasis>,
+    /// The image directory of the last dump, whose processes `reap_dumped` waits for.
+    last_images: std::cell::RefCell<Option<PathBuf>>,
 }
 
 impl Case {
     /// A case named `test` (the directory name) for `workload`.
     pub fn new(test: &str, workload: Workload) -> Case {
-        Case { dir: TestDir::new(test), workload, stasis: OnceCell::new() }
+        Case { dir: TestDir::new(test), workload, stasis: OnceCell::new(), last_images: Default::default() }
     }
 
     /// The stasis binary (located on first use).
@@ -72,6 +74,7 @@ impl Case {
 
     /// Runs `stasis dump` on the workload.
     pub fn dump(&self, run: &Running, images: &Path, extra: &[&str], env: &[(&str, &str)]) -> CmdResult {
+        *self.last_images.borrow_mut() = Some(images.to_path_buf());
         self.stasis().dump(&self.dir, run.pid(), images, extra, env)
     }
 
@@ -88,7 +91,7 @@ impl Case {
         let deadline = Instant::now() + GONE_TIMEOUT;
         loop {
             match run.try_exit() {
-                Ok(Some(_)) => return,
+                Ok(Some(_)) => return self.reap_rest_of_tree(run.pid(), deadline),
                 Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(10)),
                 Ok(None) => self.fail(&format!(
                     "{} (pid {}) still exists {GONE_TIMEOUT:?} after the dump (state, tracer: {:?})",
@@ -97,6 +100,25 @@ impl Case {
                     proc_state(run.pid())
                 )),
                 Err(e) => self.fail(&e),
+            }
+        }
+    }
+
+    /// The other processes of the last dump's tree (one `core-PID.img` each) were killed too: once
+    /// their parent died they became children of this test process (the subreaper), which must reap
+    /// them, or their pids stay taken.
+    fn reap_rest_of_tree(&self, root: i32, deadline: Instant) {
+        let Some(images) = self.last_images.borrow().clone() else { return };
+        let pids: Vec<i32> = std::fs::read_dir(&images)
+            .map(|d| d.flatten().filter_map(|e| core_pid(&e.file_name().to_string_lossy())).collect())
+            .unwrap_or_default();
+        for pid in pids.into_iter().filter(|&p| p != root) {
+            while std::path::Path::new(&format!("/proc/{pid}")).exists() {
+                let _ = raw::try_waitpid(pid);
+                if Instant::now() > deadline {
+                    self.fail(&format!("pid {pid} of the dumped tree still exists {GONE_TIMEOUT:?} after the dump"));
+                }
+                std::thread::sleep(Duration::from_millis(10));
             }
         }
     }
@@ -328,4 +350,9 @@ pub fn standalone(test: &str, workload: Workload) {
     let case = Case::new(test, workload);
     let Some(mut run) = case.start() else { return };
     case.finish(&mut run);
+}
+
+/// The PID in an image file name `core-PID.img`.
+fn core_pid(name: &str) -> Option<i32> {
+    name.strip_prefix("core-")?.strip_suffix(".img")?.parse().ok()
 }

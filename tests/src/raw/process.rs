@@ -7,7 +7,10 @@ use std::ffi::CString;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::process::CommandExt;
+use std::os::unix::thread::JoinHandleExt;
 use std::process::Command;
+use std::sync::atomic::AtomicU32;
+use std::thread::JoinHandle;
 
 /// `getpid(2)` as a raw system call (no C library cache).
 pub fn raw_getpid() -> i32 {
@@ -428,4 +431,138 @@ pub fn get_nice() -> io::Result<i32> {
 pub fn set_nice(nice: i32) -> io::Result<()> {
     // SAFETY: plain integer arguments.
     cvt(unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, nice) }).map(drop)
+}
+
+/// Waits with `futex(2)` FUTEX_WAIT (no timeout) while `word` holds `expected`. Returns Ok when
+/// woken, EAGAIN when the word already differed, EINTR when a handler ran.
+pub fn futex_wait(word: &AtomicU32, expected: u32) -> io::Result<()> {
+    let null = std::ptr::null::<libc::timespec>();
+    // SAFETY: `word` is a live, 4-aligned u32 for the call; no timeout is passed.
+    let ret = unsafe { libc::syscall(libc::SYS_futex, word.as_ptr(), libc::FUTEX_WAIT, expected, null) };
+    cvt_long(ret).map(drop)
+}
+
+/// Wakes up to `count` waiters of `word` (`futex(2)` FUTEX_WAKE); returns how many woke.
+pub fn futex_wake(word: &AtomicU32, count: i32) -> io::Result<i32> {
+    // SAFETY: `word` is a live u32; FUTEX_WAKE only uses its address as a key.
+    cvt_long(unsafe { libc::syscall(libc::SYS_futex, word.as_ptr(), libc::FUTEX_WAKE, count) }).map(|n| n as i32)
+}
+
+/// This thread's robust futex list head and its length (`get_robust_list(2)` for tid 0).
+pub fn get_robust_list() -> io::Result<(u64, usize)> {
+    let (mut head, mut len): (usize, usize) = (0, 0);
+    // SAFETY: both out pointers are live locals of pointer size.
+    cvt_long(unsafe { libc::syscall(libc::SYS_get_robust_list, 0, &mut head, &mut len) })?;
+    Ok((head as u64, len))
+}
+
+const PR_GET_TID_ADDRESS: libc::c_int = 40;
+
+/// This thread's clear-child-tid address (`prctl(PR_GET_TID_ADDRESS)`, needs
+/// CONFIG_CHECKPOINT_RESTORE; EINVAL otherwise).
+pub fn get_tid_address() -> io::Result<u64> {
+    let mut addr: usize = 0;
+    // SAFETY: PR_GET_TID_ADDRESS writes one pointer-sized value into the live local.
+    cvt(unsafe { libc::prctl(PR_GET_TID_ADDRESS, &mut addr as *mut usize, 0, 0, 0) })?;
+    Ok(addr as u64)
+}
+
+/// Joins `handle` with `pthread_timedjoin_np(3)`, waiting at most `timeout`: the join returns
+/// once the kernel cleared the thread's tid word at exit (CLONE_CHILD_CLEARTID). On ETIMEDOUT the
+/// thread is left unjoined (detached, so it is not joined twice).
+pub fn timed_join(handle: JoinHandle<()>, timeout: std::time::Duration) -> io::Result<()> {
+    let now = super::clock_gettime(libc::CLOCK_REALTIME)? + timeout;
+    let ts = libc::timespec { tv_sec: now.as_secs() as libc::time_t, tv_nsec: now.subsec_nanos() as libc::c_long };
+    let thread = handle.into_pthread_t() as libc::pthread_t;
+    // SAFETY: `thread` was handed over by `into_pthread_t`, so this is its only join; `ts` is a
+    // live local and the thread's return value is not requested.
+    let err = unsafe { libc::pthread_timedjoin_np(thread, std::ptr::null_mut(), &ts) };
+    if err == 0 {
+        return Ok(());
+    }
+    // SAFETY: the thread was not joined, so detaching it once is allowed.
+    unsafe { libc::pthread_detach(thread) };
+    Err(io::Error::from_raw_os_error(err))
+}
+
+/// A process-private robust pthread mutex (`pthread_mutexattr_setrobust(3)`): when its owner
+/// exits holding it, the kernel marks it (walking the owner's robust list) and the next lock
+/// returns EOWNERDEAD. Never moved after initialisation (boxed).
+pub struct RobustMutex(Box<std::cell::UnsafeCell<libc::pthread_mutex_t>>);
+
+// SAFETY: a pthread mutex is made to be shared between threads; all access goes through
+// pthread calls.
+unsafe impl Sync for RobustMutex {}
+// SAFETY: as above; the box keeps its address fixed.
+unsafe impl Send for RobustMutex {}
+
+impl RobustMutex {
+    /// A new, unlocked robust mutex.
+    pub fn new() -> io::Result<RobustMutex> {
+        // SAFETY: the all-zero value is a valid output buffer for pthread_mutexattr_init.
+        let mut attr: libc::pthread_mutexattr_t = unsafe { std::mem::zeroed() };
+        let m = RobustMutex(Box::new(std::cell::UnsafeCell::new(libc::PTHREAD_MUTEX_INITIALIZER)));
+        // SAFETY: `attr` is a live local, initialised before use and destroyed after; the mutex
+        // is boxed, so it is initialised at its final address.
+        let err = unsafe {
+            let mut err = libc::pthread_mutexattr_init(&mut attr);
+            if err == 0 {
+                err = libc::pthread_mutexattr_setrobust(&mut attr, libc::PTHREAD_MUTEX_ROBUST);
+            }
+            if err == 0 {
+                err = libc::pthread_mutex_init(m.0.get(), &attr);
+            }
+            libc::pthread_mutexattr_destroy(&mut attr);
+            err
+        };
+        match err {
+            0 => Ok(m),
+            e => Err(io::Error::from_raw_os_error(e)),
+        }
+    }
+
+    /// Locks, waiting at most `timeout` (`pthread_mutex_timedlock(3)`). `Ok(true)` means the
+    /// previous owner died holding it (EOWNERDEAD: the caller now owns it).
+    pub fn lock_within(&self, timeout: std::time::Duration) -> io::Result<bool> {
+        let now = super::clock_gettime(libc::CLOCK_REALTIME)? + timeout;
+        let ts = libc::timespec { tv_sec: now.as_secs() as libc::time_t, tv_nsec: now.subsec_nanos() as libc::c_long };
+        // SAFETY: the mutex was initialised at this address and lives as long as `self`.
+        match unsafe { libc::pthread_mutex_timedlock(self.0.get(), &ts) } {
+            0 => Ok(false),
+            libc::EOWNERDEAD => Ok(true),
+            e => Err(io::Error::from_raw_os_error(e)),
+        }
+    }
+
+    /// Marks a mutex recovered after EOWNERDEAD consistent (`pthread_mutex_consistent(3)`).
+    pub fn make_consistent(&self) -> io::Result<()> {
+        // SAFETY: as in `lock_within`; the caller holds the mutex.
+        match unsafe { libc::pthread_mutex_consistent(self.0.get()) } {
+            0 => Ok(()),
+            e => Err(io::Error::from_raw_os_error(e)),
+        }
+    }
+
+    /// Unlocks (`pthread_mutex_unlock(3)`; EPERM if this thread does not own it).
+    pub fn unlock(&self) -> io::Result<()> {
+        // SAFETY: as in `lock_within`; glibc checks ownership for robust mutexes.
+        match unsafe { libc::pthread_mutex_unlock(self.0.get()) } {
+            0 => Ok(()),
+            e => Err(io::Error::from_raw_os_error(e)),
+        }
+    }
+}
+
+/// This thread's scheduling policy (`sched_getscheduler(2)` for the calling thread).
+pub fn get_sched_policy() -> io::Result<i32> {
+    // SAFETY: plain integer argument; 0 names the calling thread.
+    cvt(unsafe { libc::sched_getscheduler(0) })
+}
+
+/// Sets this thread's scheduling policy with priority 0 (SCHED_OTHER, SCHED_BATCH or
+/// SCHED_IDLE; the nice value is kept) with `sched_setscheduler(2)`.
+pub fn set_sched_policy(policy: i32) -> io::Result<()> {
+    let param = libc::sched_param { sched_priority: 0 };
+    // SAFETY: `param` is a live local; 0 names the calling thread.
+    cvt(unsafe { libc::sched_setscheduler(0, policy, &param) }).map(drop)
 }
