@@ -2,9 +2,12 @@
 
 use std::path::PathBuf;
 
-use clap::{value_parser, Parser, Subcommand};
+use clap::{value_parser, Parser, Subcommand, ValueEnum};
 
-/// Measure stasis dump and restore against the write and read limits of the same directory.
+use crate::threads::MAX_THREADS;
+
+/// Measure stasis dump and restore against the write and read limits of the same directory, and
+/// per thread on a process with many threads.
 #[derive(Debug, Parser)]
 #[command(name = "stasis-bench", version)]
 pub struct Cli {
@@ -25,15 +28,33 @@ pub struct Cli {
     /// The stasis binary [default: `stasis` beside this program].
     #[arg(long)]
     pub stasis: Option<PathBuf>,
-    /// The workload binary [default: `stasis-bench-memhog` beside this program].
+    /// The memory workload binary [default: `stasis-bench-memhog` beside this program].
     #[arg(long)]
     pub memhog: Option<PathBuf>,
+    /// Threads of the process the threads part dumps and restores (beside a one-thread baseline).
+    #[arg(long, default_value_t = 100, value_parser = value_parser!(u32).range(2..=i64::from(MAX_THREADS)))]
+    pub threads: u32,
+    /// The threads workload binary [default: `stasis-bench-threads` beside this program].
+    #[arg(long)]
+    pub threads_program: Option<PathBuf>,
+    /// Run only one part of each round [default: both].
+    #[arg(long, value_enum, conflicts_with = "limits_only")]
+    pub only: Option<Part>,
     /// Measure only the limits (no stasis, no CRIU).
     #[arg(long)]
     pub limits_only: bool,
     /// Do not run CRIU even if it is installed and works.
     #[arg(long)]
     pub no_criu: bool,
+}
+
+/// A part of each round.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Part {
+    /// The limits, then stasis (and CRIU) on the memory workload.
+    Memory,
+    /// Stasis on the threads workload, with N threads and with one.
+    Threads,
 }
 
 /// Subcommands that the benchmark runs itself in a fresh process.
@@ -58,6 +79,7 @@ mod tests {
         assert_eq!(cli.rounds, 5);
         assert_eq!(cli.size_mib, 1024);
         assert!(!cli.json && !cli.limits_only && !cli.no_criu);
+        assert_eq!((cli.threads, cli.only), (100, None));
         assert!(cli.command.is_none());
     }
 
@@ -84,6 +106,14 @@ mod tests {
     }
 
     #[test]
+    fn threads_options() {
+        let cli = Cli::try_parse_from(["stasis-bench", "--threads", "8", "--only", "threads"]).unwrap();
+        assert_eq!((cli.threads, cli.only), (8, Some(Part::Threads)));
+        let cli = Cli::try_parse_from(["stasis-bench", "--only", "memory", "--threads-program", "/t"]).unwrap();
+        assert_eq!((cli.only, cli.threads_program), (Some(Part::Memory), Some(PathBuf::from("/t"))));
+    }
+
+    #[test]
     fn hidden_read_limit_subcommand() {
         let cli = Cli::try_parse_from(["stasis-bench", "read-limit", "/tmp/f"]).unwrap();
         match cli.command {
@@ -99,6 +129,10 @@ mod tests {
             &["stasis-bench", "--size-mib", "0"],
             &["stasis-bench", "--size-mib", "lots"],
             &["stasis-bench", "--frobnicate"],
+            &["stasis-bench", "--threads", "1"],
+            &["stasis-bench", "--threads", "4097"],
+            &["stasis-bench", "--only", "cpu"],
+            &["stasis-bench", "--only", "threads", "--limits-only"],
         ] {
             let err = Cli::try_parse_from(args).unwrap_err();
             assert_eq!(err.exit_code(), 2, "{args:?}");

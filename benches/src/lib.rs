@@ -10,10 +10,16 @@
 //! machine hits both sides; the report gives medians and the ratios dump / write limit and
 //! restore / read limit, beside the targets (1.5x and 2x).
 //!
+//! Each round also dumps and restores a process of N threads (100 by default) and the same program
+//! with one thread, and the report gives the time per process, per thread (t(N) / N) and per added
+//! thread ((t(N) - t(1)) / (N - 1)).
+//!
 //! Modules:
 //! - [`cli`]: the command line.
 //! - [`limits`]: the two limits.
-//! - [`memhog`]: the workload process and its memory pattern.
+//! - [`workload`]: the handle on a running workload program.
+//! - [`memhog`]: the memory pattern of the memory workload.
+//! - [`threads`]: the threads part (a process with N threads, and with one).
 //! - [`stasis`] and [`criu`]: running the two tools and reading their results.
 //! - [`procs`]: killing a pid, waiting for it to vanish, disk usage of an image.
 //! - [`run`]: the rounds.
@@ -27,6 +33,8 @@ pub mod procs;
 pub mod report;
 pub mod run;
 pub mod stasis;
+pub mod threads;
+pub mod workload;
 
 /// Formats an error with its chain of sources, `outer: inner: innermost`.
 pub fn error_chain(error: &dyn std::error::Error) -> String {

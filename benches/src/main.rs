@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use stasis_bench::cli::{Cli, Command};
-use stasis_bench::report::ToolOutcome;
+use stasis_bench::report::Outcome;
 use stasis_bench::run::{self, Config};
 use stasis_bench::{error_chain, limits};
 
@@ -33,11 +33,16 @@ fn main() -> ExitCode {
     } else {
         print!("{}", report.table());
     }
-    if let ToolOutcome::Failed { error } = &report.stasis {
+    let mut code = ExitCode::SUCCESS;
+    if let Outcome::Failed { error } = &report.stasis {
         eprintln!("stasis-bench: stasis failed: {error}");
-        return ExitCode::FAILURE;
+        code = ExitCode::FAILURE;
     }
-    ExitCode::SUCCESS
+    if let Outcome::Failed { error } = &report.threads {
+        eprintln!("stasis-bench: threads failed: {error}");
+        code = ExitCode::FAILURE;
+    }
+    code
 }
 
 /// The hidden `read-limit` subcommand: one timed read, as JSON on stdout.
@@ -64,6 +69,9 @@ fn config(cli: &Cli) -> std::io::Result<Config> {
         rounds: cli.rounds,
         size_mib: cli.size_mib,
         memhog: cli.memhog.clone().unwrap_or_else(|| beside("stasis-bench-memhog")),
+        threads: cli.threads,
+        threads_program: cli.threads_program.clone().unwrap_or_else(|| beside("stasis-bench-threads")),
+        only: cli.only,
         stasis: (!cli.limits_only).then_some(stasis),
         criu: !cli.no_criu,
         exe,

@@ -57,6 +57,11 @@ pub fn exists(pid: i32) -> bool {
     Path::new(&format!("/proc/{pid}")).exists()
 }
 
+/// The threads of `pid`: the entries of `/proc/PID/task`.
+pub fn task_count(pid: i32) -> io::Result<usize> {
+    std::fs::read_dir(format!("/proc/{pid}/task"))?.try_fold(0, |n, entry| entry.map(|_| n + 1))
+}
+
 /// Waits until `/proc/PID` is gone, that is until the process has been reaped.
 pub fn wait_gone(pid: i32, timeout: Duration) -> Result<(), ProcError> {
     let start = Instant::now();
@@ -161,6 +166,16 @@ mod tests {
         kill(pid).unwrap();
         child.wait().unwrap();
         wait_gone(pid, Duration::from_secs(5)).unwrap();
+    }
+
+    #[test]
+    fn task_count_of_a_single_threaded_child() {
+        let mut child = Command::new("sleep").arg("100").spawn().unwrap();
+        let pid = child.id() as i32;
+        assert_eq!(task_count(pid).unwrap(), 1);
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert!(task_count(999_999_999).is_err());
     }
 
     #[test]

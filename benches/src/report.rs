@@ -1,10 +1,13 @@
-//! The results: samples of every round, their medians, the ratios to the limits, the targets, and
-//! the two ways of showing them (a table for people, JSON for machines).
+//! The results: samples of every round, their medians, the ratios to the limits, the targets, the
+//! per-thread costs of the threads part, and the two ways of showing them (a table for people, JSON
+//! for machines).
 
 use std::fmt::Write as _;
 use std::path::PathBuf;
 
 use serde::Serialize;
+
+use crate::threads::{ThreadsSamples, ThreadsSummary, Timings};
 
 /// Target for dump time / write limit.
 pub const DUMP_TARGET: f64 = 1.5;
@@ -33,6 +36,7 @@ pub struct Samples {
     pub read_limit_secs: Vec<f64>,
     pub stasis: ToolSamples,
     pub criu: ToolSamples,
+    pub threads: ThreadsSamples,
 }
 
 /// Medians of the limits.
@@ -61,11 +65,11 @@ pub struct ToolSummary {
     pub restore_within_target: bool,
 }
 
-/// How the measurement of a tool went.
+/// How a measurement went: its summary, or why there is none.
 #[derive(Debug, Clone, Serialize)]
 #[serde(tag = "status", rename_all = "snake_case")]
-pub enum ToolOutcome {
-    Measured(ToolSummary),
+pub enum Outcome<T> {
+    Measured(T),
     /// The tool failed; no numbers.
     Failed {
         error: String,
@@ -80,15 +84,23 @@ pub enum ToolOutcome {
     },
 }
 
+/// How the measurement of a tool on the memory workload went.
+pub type ToolOutcome = Outcome<ToolSummary>;
+
+/// How the threads part went.
+pub type ThreadsOutcome = Outcome<ThreadsSummary>;
+
 /// The whole report.
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
     pub dir: PathBuf,
     pub rounds: u32,
     pub size_mib: u64,
-    pub limits: Limits,
+    /// `None` when the memory part was not run (`--only threads`).
+    pub limits: Option<Limits>,
     pub stasis: ToolOutcome,
     pub criu: ToolOutcome,
+    pub threads: ThreadsOutcome,
     pub samples: Samples,
 }
 
@@ -147,19 +159,17 @@ impl Report {
     pub fn table(&self) -> String {
         let mut out = String::new();
         let gib = self.size_mib as f64 / 1024.0;
-        let _ = writeln!(
-            out,
-            "stasis-bench: medians of {} rounds, {} MiB, in {}\n",
-            self.rounds,
-            self.size_mib,
-            self.dir.display()
-        );
-        let _ = writeln!(out, "{:<20} {:>9} {:>13}   {:<16} target", "", "time", "throughput", "ratio to limit");
-        let l = &self.limits;
-        row(&mut out, "write limit (dd)", l.write_secs, gib, "", "");
-        row(&mut out, "read limit", l.read_secs, gib, "", "");
-        tool_rows(&mut out, "stasis", &self.stasis, gib);
-        tool_rows(&mut out, "criu", &self.criu, gib);
+        let _ = writeln!(out, "stasis-bench: medians of {} rounds, in {}\n", self.rounds, self.dir.display());
+        if let Some(l) = &self.limits {
+            let _ = writeln!(out, "memory: {} MiB", self.size_mib);
+            let _ = writeln!(out, "{:<20} {:>9} {:>13}   {:<16} target", "", "time", "throughput", "ratio to limit");
+            row(&mut out, "write limit (dd)", l.write_secs, gib, "", "");
+            row(&mut out, "read limit", l.read_secs, gib, "", "");
+            tool_rows(&mut out, "stasis", &self.stasis, gib);
+            tool_rows(&mut out, "criu", &self.criu, gib);
+            out.push('\n');
+        }
+        threads_rows(&mut out, &self.threads);
         out
     }
 }
@@ -170,22 +180,21 @@ fn row(out: &mut String, name: &str, secs: f64, gib: f64, ratio: &str, target: &
     let _ = writeln!(out, "{}", line.trim_end());
 }
 
+/// The summary of `outcome`, or else one line saying why there is none.
+fn measured<'a, T>(out: &mut String, what: &str, outcome: &'a Outcome<T>) -> Option<&'a T> {
+    let _ = match outcome {
+        Outcome::Measured(summary) => return Some(summary),
+        Outcome::Failed { error } => writeln!(out, "{what}: failed ({error})"),
+        Outcome::Unavailable { reason } => writeln!(out, "{what}: not available ({reason})"),
+        Outcome::Skipped { reason } => writeln!(out, "{what}: skipped ({reason})"),
+    };
+    None
+}
+
 /// The lines of one tool, or one line saying why it has none.
 fn tool_rows(out: &mut String, tool: &str, outcome: &ToolOutcome, gib: f64) {
-    let s = match outcome {
-        ToolOutcome::Measured(s) => s,
-        ToolOutcome::Failed { error } => {
-            let _ = writeln!(out, "{tool}: failed ({error})");
-            return;
-        }
-        ToolOutcome::Unavailable { reason } => {
-            let _ = writeln!(out, "{tool}: not available ({reason})");
-            return;
-        }
-        ToolOutcome::Skipped { reason } => {
-            let _ = writeln!(out, "{tool}: skipped ({reason})");
-            return;
-        }
+    let Some(s) = measured(out, tool, outcome) else {
+        return;
     };
     let verdict = |ok: bool| if ok { "met" } else { "missed" };
     let dump_target = format!("<= {}x {}", s.dump_target, verdict(s.dump_within_target));
@@ -201,9 +210,34 @@ fn tool_rows(out: &mut String, tool: &str, outcome: &ToolOutcome, gib: f64) {
     let _ = writeln!(out, "{:<20} {:>7.1} MiB", format!("{tool} image size"), s.image_bytes as f64 / (1024.0 * 1024.0));
 }
 
+/// The threads section: the process with N threads, the baseline, and the two per-thread costs.
+fn threads_rows(out: &mut String, outcome: &ThreadsOutcome) {
+    let Some(s) = measured(out, "threads", outcome) else {
+        return;
+    };
+    let n = s.threads;
+    let _ = writeln!(out, "threads: stasis on {n} threads and on 1");
+    let _ = writeln!(out, "{:<36} {:>10} {:>10} {:>10}", "", "dump", "frozen", "restore");
+    let secs = |t: f64| format!("{t:.3} s");
+    timings_row(out, &format!("process, {n} threads"), &s.process, secs);
+    timings_row(out, "process, 1 thread", &s.baseline, secs);
+    let ms = |t: f64| format!("{:.3} ms", t * 1e3);
+    timings_row(out, &format!("per thread, t({n}) / {n}"), &s.per_thread, ms);
+    if let Some(added) = &s.added_per_thread {
+        timings_row(out, &format!("added thread, (t({n}) - t(1)) / {}", n - 1), added, ms);
+    }
+}
+
+/// One line of the threads section.
+fn timings_row(out: &mut String, name: &str, t: &Timings, unit: impl Fn(f64) -> String) {
+    let (d, f, r) = (unit(t.dump_secs), unit(t.frozen_secs), unit(t.restore_secs));
+    let _ = writeln!(out, "{name:<36} {d:>10} {f:>10} {r:>10}");
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::threads::TimingSamples;
 
     #[test]
     fn medians() {
@@ -225,6 +259,10 @@ mod tests {
                 image_bytes: vec![1 << 30, 1 << 30, 1 << 30],
             },
             criu: ToolSamples::default(),
+            threads: ThreadsSamples {
+                process: TimingSamples { dump_secs: vec![0.21], frozen_secs: vec![0.11], restore_secs: vec![0.41] },
+                baseline: TimingSamples { dump_secs: vec![0.01], frozen_secs: vec![0.01], restore_secs: vec![0.01] },
+            },
         }
     }
 
@@ -252,7 +290,8 @@ mod tests {
             size_mib: 1024,
             stasis: ToolOutcome::Measured(ToolSummary::from_samples(&samples.stasis, &limits).unwrap()),
             criu: ToolOutcome::Unavailable { reason: "criu is not on PATH".into() },
-            limits,
+            threads: ThreadsOutcome::Measured(ThreadsSummary::from_samples(&samples.threads, 101).unwrap()),
+            limits: Some(limits),
             samples,
         }
     }
@@ -261,7 +300,8 @@ mod tests {
     fn table_shows_every_line() {
         let table = report().table();
         for needle in [
-            "medians of 3 rounds, 1024 MiB",
+            "medians of 3 rounds, in /var/tmp/stasis-bench",
+            "memory: 1024 MiB",
             "write limit (dd)",
             "4.00 GiB/s",
             "stasis dump",
@@ -272,6 +312,11 @@ mod tests {
             "<= 2x met",
             "stasis image size     1024.0 MiB",
             "criu: not available (criu is not on PATH)",
+            "threads: stasis on 101 threads and on 1",
+            "process, 101 threads                    0.210 s    0.110 s    0.410 s",
+            "process, 1 thread                       0.010 s",
+            "per thread, t(101) / 101               2.079 ms   1.089 ms   4.059 ms",
+            "added thread, (t(101) - t(1)) / 100    2.000 ms   1.000 ms   4.000 ms",
         ] {
             assert!(table.contains(needle), "{needle:?} not in\n{table}");
         }
@@ -285,5 +330,25 @@ mod tests {
         assert_eq!(json["criu"]["status"], "unavailable");
         assert_eq!(json["samples"]["stasis"]["dump_secs"][1], 0.3);
         assert_eq!(json["limits"]["read_secs"], 0.45);
+        assert_eq!(json["threads"]["status"], "measured");
+        assert_eq!(json["threads"]["threads"], 101);
+        assert_eq!(json["threads"]["process"]["restore_secs"], 0.41);
+        assert_eq!(json["threads"]["baseline"]["dump_secs"], 0.01);
+        assert!(json["threads"]["added_per_thread"]["dump_secs"].as_f64().is_some());
+        assert_eq!(json["samples"]["threads"]["process"]["frozen_secs"][0], 0.11);
+    }
+
+    #[test]
+    fn threads_only_report_has_no_memory_section() {
+        let mut report = report();
+        report.limits = None;
+        report.stasis = ToolOutcome::Skipped { reason: "--only threads".into() };
+        let table = report.table();
+        assert!(!table.contains("memory:") && !table.contains("stasis dump"), "{table}");
+        assert!(table.contains("added thread"), "{table}");
+        let json = serde_json::to_value(&report).unwrap();
+        assert!(json["limits"].is_null());
+        report.threads = ThreadsOutcome::Skipped { reason: "--only memory".into() };
+        assert!(report.table().contains("threads: skipped (--only memory)"));
     }
 }

@@ -6,7 +6,11 @@
 //! 2. stasis: start the workload, wait for `READY`, `stasis dump` (which kills it), reap it, measure
 //!    the image, `stasis restore -d`, kill the restored process and wait until it is gone, delete the
 //!    image;
-//! 3. CRIU, the same way, where it works.
+//! 3. CRIU, the same way, where it works;
+//! 4. the threads part (see [`crate::threads`]): stasis on `stasis-bench-threads 1`, then on
+//!    `stasis-bench-threads N`.
+//!
+//! `--only memory` runs steps 1 to 3, `--only threads` step 4.
 //!
 //! Nothing is flushed or dropped from the page cache: the limits are page-cache limits.
 //! A tool that fails is not run again; its failure is reported and the limits carry on.
@@ -17,19 +21,16 @@ use std::time::Duration;
 
 use thiserror::Error;
 
+use crate::cli::Part;
 use crate::criu::CriuError;
 use crate::criu::{self, Availability, Criu};
 use crate::error_chain;
 use crate::limits::{self, LimitsError};
-use crate::memhog::{Memhog, MemhogError};
 use crate::procs::{self, ProcError};
-use crate::report::{Limits, Report, Samples, ToolOutcome, ToolSamples, ToolSummary};
+use crate::report::{Limits, Report, Samples, ThreadsOutcome, ToolOutcome, ToolSamples, ToolSummary};
 use crate::stasis::{Stasis, StasisError};
-
-/// How long the workload may take to write its memory.
-const READY_TIMEOUT: Duration = Duration::from_secs(120);
-/// How long a killed process may take to be reaped.
-const GONE_TIMEOUT: Duration = Duration::from_secs(30);
+use crate::threads::{self, ThreadsSamples, ThreadsSummary};
+use crate::workload::{Workload, WorkloadError, GONE_TIMEOUT, READY_TIMEOUT};
 
 /// What to run.
 #[derive(Debug, Clone)]
@@ -39,8 +40,14 @@ pub struct Config {
     pub size_mib: u64,
     /// This program, re-executed for the read limit.
     pub exe: PathBuf,
-    /// The workload binary.
+    /// The memory workload binary.
     pub memhog: PathBuf,
+    /// Threads of the threads workload.
+    pub threads: u32,
+    /// The threads workload binary.
+    pub threads_program: PathBuf,
+    /// Run only this part of each round; `None` runs both.
+    pub only: Option<Part>,
     /// The stasis binary; `None` measures the limits only.
     pub stasis: Option<PathBuf>,
     /// Whether to probe for and run CRIU.
@@ -74,7 +81,7 @@ pub enum RunError {
 #[derive(Debug, Error)]
 pub enum RoundError {
     #[error(transparent)]
-    Workload(#[from] MemhogError),
+    Workload(#[from] WorkloadError),
     #[error(transparent)]
     Stasis(#[from] StasisError),
     #[error(transparent)]
@@ -101,6 +108,19 @@ enum Track {
     Done(ToolOutcome),
 }
 
+/// The threads part's state across rounds: measuring, or why not.
+enum ThreadsTrack {
+    Running(Stasis, ThreadsSamples),
+    Done(ThreadsOutcome),
+}
+
+impl Config {
+    /// Whether the rounds run `part`.
+    fn runs(&self, part: Part) -> bool {
+        self.only.is_none_or(|only| only == part)
+    }
+}
+
 /// Runs every round, writing one progress line per round to `progress`.
 pub fn run(config: &Config, progress: &mut dyn Write) -> Result<Report, RunError> {
     std::fs::create_dir_all(&config.dir).map_err(|source| RunError::Dir { path: config.dir.clone(), source })?;
@@ -110,25 +130,27 @@ pub fn run(config: &Config, progress: &mut dyn Write) -> Result<Report, RunError
     let mut samples = Samples::default();
     let mut stasis = stasis_track(config);
     let mut criu = criu_track(config);
+    let mut threads = threads_track(config);
     for round in 1..=config.rounds {
-        let (write, read) = measure_limits(config, round)?;
-        samples.write_limit_secs.push(write.as_secs_f64());
-        samples.read_limit_secs.push(read.as_secs_f64());
-        let mut line = format!(
-            "round {round}/{}: dd write {:.3} s, read {:.3} s",
-            config.rounds,
-            write.as_secs_f64(),
-            read.as_secs_f64()
-        );
-        line += &step(&mut stasis, "stasis", config);
-        line += &step(&mut criu, "criu", config);
-        let _ = writeln!(progress, "{line}");
+        let mut parts = Vec::new();
+        if config.runs(Part::Memory) {
+            let (write, read) = measure_limits(config, round)?;
+            samples.write_limit_secs.push(write.as_secs_f64());
+            samples.read_limit_secs.push(read.as_secs_f64());
+            parts.push(format!("dd write {:.3} s, read {:.3} s", write.as_secs_f64(), read.as_secs_f64()));
+            parts.extend(step(&mut stasis, "stasis", config));
+            parts.extend(step(&mut criu, "criu", config));
+        }
+        parts.extend(threads_step(&mut threads, config));
+        let _ = writeln!(progress, "round {round}/{}: {}", config.rounds, parts.join(", "));
     }
-    let limits = Limits::from_samples(&samples, config.size_mib).expect("at least one round");
-    let (stasis, stasis_samples) = finish(stasis, &limits);
-    let (criu, criu_samples) = finish(criu, &limits);
+    let limits = Limits::from_samples(&samples, config.size_mib);
+    let (stasis, stasis_samples) = finish(stasis, limits.as_ref());
+    let (criu, criu_samples) = finish(criu, limits.as_ref());
+    let (threads, threads_samples) = finish_threads(threads, config.threads);
     samples.stasis = stasis_samples;
     samples.criu = criu_samples;
+    samples.threads = threads_samples;
     Ok(Report {
         dir: config.dir.clone(),
         rounds: config.rounds,
@@ -136,6 +158,7 @@ pub fn run(config: &Config, progress: &mut dyn Write) -> Result<Report, RunError
         limits,
         stasis,
         criu,
+        threads,
         samples,
     })
 }
@@ -153,12 +176,16 @@ fn warn_inherited_fds(progress: &mut dyn Write) {
 
 fn stasis_track(config: &Config) -> Track {
     match &config.stasis {
+        _ if !config.runs(Part::Memory) => Track::Done(ToolOutcome::Skipped { reason: "--only threads".into() }),
         Some(program) => Track::Running(Tool::Stasis(Stasis::new(program)), ToolSamples::default()),
         None => Track::Done(ToolOutcome::Skipped { reason: "--limits-only".into() }),
     }
 }
 
 fn criu_track(config: &Config) -> Track {
+    if !config.runs(Part::Memory) {
+        return Track::Done(ToolOutcome::Skipped { reason: "--only threads".into() });
+    }
     if config.stasis.is_none() || !config.criu {
         let flag = if config.criu { "--limits-only" } else { "--no-criu" };
         return Track::Done(ToolOutcome::Skipped { reason: flag.into() });
@@ -166,6 +193,16 @@ fn criu_track(config: &Config) -> Track {
     match criu::probe() {
         Availability::Available(program) => Track::Running(Tool::Criu(Criu::new(&program)), ToolSamples::default()),
         Availability::Unavailable(reason) => Track::Done(ToolOutcome::Unavailable { reason }),
+    }
+}
+
+fn threads_track(config: &Config) -> ThreadsTrack {
+    match &config.stasis {
+        _ if !config.runs(Part::Threads) => {
+            ThreadsTrack::Done(ThreadsOutcome::Skipped { reason: "--only memory".into() })
+        }
+        Some(program) => ThreadsTrack::Running(Stasis::new(program), ThreadsSamples::default()),
+        None => ThreadsTrack::Done(ThreadsOutcome::Skipped { reason: "--limits-only".into() }),
     }
 }
 
@@ -181,22 +218,48 @@ fn measure_limits(config: &Config, round: u32) -> Result<(Duration, Duration), R
 }
 
 /// Runs one round of a tool if it is still measuring; returns the progress text.
-fn step(track: &mut Track, name: &str, config: &Config) -> String {
+fn step(track: &mut Track, name: &str, config: &Config) -> Option<String> {
     let Track::Running(tool, samples) = track else {
-        return String::new();
+        return None;
     };
-    match tool_round(tool, config, samples) {
+    Some(match tool_round(tool, config, samples) {
         Ok(()) => format!(
-            ", {name} dump {:.3} s, restore {:.3} s",
+            "{name} dump {:.3} s, restore {:.3} s",
             samples.dump_secs.last().copied().unwrap_or_default(),
             samples.restore_secs.last().copied().unwrap_or_default()
         ),
         Err(e) => {
             let error = error_chain(&e);
             *track = Track::Done(ToolOutcome::Failed { error: error.clone() });
-            format!(", {name} FAILED: {error}")
+            format!("{name} FAILED: {error}")
         }
-    }
+    })
+}
+
+/// Runs one round of the threads part if it is still measuring; returns the progress text.
+fn threads_step(track: &mut ThreadsTrack, config: &Config) -> Option<String> {
+    let ThreadsTrack::Running(stasis, samples) = track else {
+        return None;
+    };
+    let n = config.threads;
+    Some(match threads::round(stasis, &config.threads_program, n, &config.dir, samples) {
+        Ok(()) => {
+            let last = |v: &[f64]| v.last().copied().unwrap_or_default();
+            let (many, one) = (&samples.process, &samples.baseline);
+            format!(
+                "{n} threads dump {:.3} s, restore {:.3} s (1 thread {:.3} s, {:.3} s)",
+                last(&many.dump_secs),
+                last(&many.restore_secs),
+                last(&one.dump_secs),
+                last(&one.restore_secs)
+            )
+        }
+        Err(e) => {
+            let error = error_chain(&e);
+            *track = ThreadsTrack::Done(ThreadsOutcome::Failed { error: error.clone() });
+            format!("threads FAILED: {error}")
+        }
+    })
 }
 
 /// One dump and restore of a fresh workload.
@@ -204,7 +267,7 @@ fn tool_round(tool: &Tool, config: &Config, samples: &mut ToolSamples) -> Result
     let image = config.dir.join("img");
     let log = config.dir.join("memhog.log");
     remove_in_round(&image)?;
-    let mut hog = Memhog::start(&config.memhog, config.size_mib, &log)?;
+    let mut hog = Workload::start(&config.memhog, &config.size_mib.to_string(), &log)?;
     hog.wait_ready(READY_TIMEOUT)?;
     let pid = hog.pid();
     let (dump, frozen) = match tool {
@@ -237,13 +300,24 @@ fn tool_round(tool: &Tool, config: &Config, samples: &mut ToolSamples) -> Result
 }
 
 /// A tool's outcome after the last round.
-fn finish(track: Track, limits: &Limits) -> (ToolOutcome, ToolSamples) {
+fn finish(track: Track, limits: Option<&Limits>) -> (ToolOutcome, ToolSamples) {
     match track {
-        Track::Running(_, samples) => match ToolSummary::from_samples(&samples, limits) {
+        Track::Running(_, samples) => match limits.and_then(|l| ToolSummary::from_samples(&samples, l)) {
             Some(summary) => (ToolOutcome::Measured(summary), samples),
             None => (ToolOutcome::Failed { error: "no round completed".into() }, samples),
         },
         Track::Done(outcome) => (outcome, ToolSamples::default()),
+    }
+}
+
+/// The threads part's outcome after the last round.
+fn finish_threads(track: ThreadsTrack, threads: u32) -> (ThreadsOutcome, ThreadsSamples) {
+    match track {
+        ThreadsTrack::Running(_, samples) => match ThreadsSummary::from_samples(&samples, threads) {
+            Some(summary) => (ThreadsOutcome::Measured(summary), samples),
+            None => (ThreadsOutcome::Failed { error: "no round completed".into() }, samples),
+        },
+        ThreadsTrack::Done(outcome) => (outcome, ThreadsSamples::default()),
     }
 }
 

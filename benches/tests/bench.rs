@@ -1,6 +1,7 @@
-//! End-to-end runs of the two binaries: the workload, the limits, and the stasis rounds driven
-//! against a stand-in for stasis (a shell script that kills the workload at "dump" and starts a
-//! `sleep` at "restore"), so the bench's plumbing is tested whether or not the engine works yet.
+//! End-to-end runs of the three binaries: the two workloads, the limits, and the stasis rounds driven
+//! against a stand-in for stasis (a shell script that kills the workload at "dump" and, at
+//! "restore", starts a fresh `stasis-bench-threads` with as many threads as the dumped process had),
+//! so the bench's plumbing is tested whether or not the engine works yet.
 
 use std::io::{BufRead, BufReader};
 use std::os::unix::fs::PermissionsExt;
@@ -9,6 +10,7 @@ use std::process::{Command, Stdio};
 
 const BENCH: &str = env!("CARGO_BIN_EXE_stasis-bench");
 const MEMHOG: &str = env!("CARGO_BIN_EXE_stasis-bench-memhog");
+const THREADS: &str = env!("CARGO_BIN_EXE_stasis-bench-threads");
 
 fn scratch(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("stasis-bench-test-{}-{name}", std::process::id()));
@@ -18,7 +20,7 @@ fn scratch(name: &str) -> PathBuf {
 }
 
 fn run_bench(args: &[&str]) -> (std::process::ExitStatus, serde_json::Value, String) {
-    let out = Command::new(BENCH).args(args).output().unwrap();
+    let out = Command::new(BENCH).args(args).env("FAKE_THREADS", THREADS).output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     let json = serde_json::from_slice(&out.stdout)
         .unwrap_or_else(|e| panic!("no JSON ({e}): {}\n{stderr}", String::from_utf8_lossy(&out.stdout)));
@@ -51,6 +53,42 @@ fn memhog_rejects_bad_arguments() {
     }
 }
 
+fn task_count(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/task")).unwrap().count()
+}
+
+#[test]
+fn threads_workload_prints_ready_with_all_its_threads() {
+    let mut child = Command::new(THREADS).arg("5").stdout(Stdio::piped()).spawn().unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    assert_eq!(line, "READY\n");
+    assert_eq!(task_count(child.id()), 5);
+    let status = std::fs::read_to_string(format!("/proc/{}/status", child.id())).unwrap();
+    assert!(status.lines().any(|l| l == "Threads:\t5"), "{status}");
+    assert!(child.try_wait().unwrap().is_none(), "the threads workload exited");
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+#[test]
+fn threads_workload_with_one_thread() {
+    let mut child = Command::new(THREADS).arg("1").stdout(Stdio::piped()).spawn().unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    assert_eq!((line.as_str(), task_count(child.id())), ("READY\n", 1));
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+#[test]
+fn threads_workload_rejects_bad_arguments() {
+    for args in [&[][..], &["0"], &["many"], &["4097"], &["1", "2"]] {
+        let status = Command::new(THREADS).args(args).stderr(Stdio::null()).status().unwrap();
+        assert_eq!(status.code(), Some(2), "{args:?}");
+    }
+}
+
 #[test]
 fn limits_only_run_reports_both_limits() {
     let dir = scratch("limits");
@@ -63,6 +101,8 @@ fn limits_only_run_reports_both_limits() {
     assert!(json["limits"]["read_gib_per_sec"].as_f64().unwrap() > 0.0);
     assert_eq!(json["samples"]["read_limit_secs"].as_array().unwrap().len(), 3);
     assert_eq!(json["stasis"]["status"], "skipped");
+    assert_eq!(json["threads"]["status"], "skipped");
+    assert_eq!(json["threads"]["reason"], "--limits-only");
     assert_eq!(stderr.matches("round ").count(), 3, "{stderr}");
     assert!(!dir.join("dd.img").exists(), "dd.img left behind");
     std::fs::remove_dir_all(&dir).unwrap();
@@ -78,10 +118,12 @@ fn limits_only_table() {
     assert!(table.contains("write limit (dd)"), "{table}");
     assert!(table.contains("read limit"), "{table}");
     assert!(table.contains("stasis: skipped (--limits-only)"), "{table}");
+    assert!(table.contains("threads: skipped (--limits-only)"), "{table}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
-/// A stand-in for `stasis dump/restore --json`.
+/// A stand-in for `stasis dump/restore --json`; "restore" starts `$FAKE_THREADS N`, N being the
+/// threads of the dumped process.
 const FAKE_STASIS: &str = r#"#!/bin/sh
 set -e
 cmd=$1
@@ -90,12 +132,14 @@ dump)
     pid=$3 dir=$5
     mkdir -p "$dir"
     head -c 1048576 /dev/urandom > "$dir/pages.img"
+    awk '/^Threads:/ { print $2 }' "/proc/$pid/status" > "$dir/threads"
     kill -KILL "$pid"
     echo "{\"pid\":$pid,\"frozen\":{\"secs\":0,\"nanos\":25000000},\"total\":{\"secs\":0,\"nanos\":3},\"pages\":256,\"image_bytes\":1048576,\"left_running\":false}"
     ;;
 restore)
     test -f "$3/pages.img"
-    sleep 1000 </dev/null >/dev/null 2>&1 &
+    "$FAKE_THREADS" "$(cat "$3/threads")" </dev/null >"$3/restored.log" 2>/dev/null &
+    until grep -q READY "$3/restored.log"; do sleep 0.01; done
     echo "{\"pid\":$!,\"total\":{\"secs\":0,\"nanos\":5},\"pages\":256}"
     ;;
 *) exit 2 ;;
@@ -122,6 +166,8 @@ fn stasis_rounds_against_a_stand_in() {
         "2",
         "--size-mib",
         "8",
+        "--threads",
+        "3",
         "--dir",
         work.to_str().unwrap(),
         "--json",
@@ -135,6 +181,79 @@ fn stasis_rounds_against_a_stand_in() {
     assert_eq!(json["criu"]["status"], "skipped");
     assert_eq!(json["samples"]["stasis"]["restore_secs"].as_array().unwrap().len(), 2);
     assert!(!work.join("img").exists(), "image left behind");
+    let threads = &json["threads"];
+    assert_eq!(threads["status"], "measured", "{json}");
+    assert_eq!(threads["threads"], 3);
+    assert_eq!(threads["process"]["frozen_secs"], 0.025);
+    assert!(threads["per_thread"]["restore_secs"].as_f64().unwrap() > 0.0);
+    assert!(threads["added_per_thread"]["dump_secs"].is_f64());
+    assert_eq!(json["samples"]["threads"]["baseline"]["dump_secs"].as_array().unwrap().len(), 2);
+    assert_eq!(stderr.matches("3 threads dump ").count(), 2, "{stderr}");
+    assert!(!work.join("thr-img").exists(), "threads image left behind");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn threads_only_against_a_stand_in() {
+    let dir = scratch("threads-only");
+    let fake = write_script(&dir, "fake-stasis", FAKE_STASIS);
+    let work = dir.join("work");
+    let args = ["--only", "threads", "--threads", "4", "--rounds", "1", "--stasis", fake.to_str().unwrap()];
+    let out = Command::new(BENCH).args(args).arg("--dir").arg(&work).env("FAKE_THREADS", THREADS).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let table = String::from_utf8(out.stdout).unwrap();
+    assert!(table.contains("threads: stasis on 4 threads and on 1"), "{table}");
+    assert!(table.contains("added thread, (t(4) - t(1)) / 3"), "{table}");
+    assert!(!table.contains("write limit"), "{table}");
+    assert!(!stderr.contains("dd write"), "{stderr}");
+    assert!(!work.join("thr-img").exists() && !work.join("dd.img").exists());
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// A stand-in whose restore starts a process with one thread too few.
+const SHORT_RESTORE: &str = r#"#!/bin/sh
+set -e
+case "$1" in
+dump)
+    mkdir -p "$5"
+    awk '/^Threads:/ { print $2 - 1 }' "/proc/$3/status" > "$5/threads"
+    kill -KILL "$3"
+    echo '{"frozen":{"secs":0,"nanos":1}}'
+    ;;
+restore)
+    n=$(cat "$3/threads"); [ "$n" -ge 1 ] || n=1
+    "$FAKE_THREADS" "$n" </dev/null >"$3/restored.log" 2>/dev/null &
+    until grep -q READY "$3/restored.log"; do sleep 0.01; done
+    echo "{\"pid\":$!}"
+    ;;
+esac
+"#;
+
+#[test]
+fn a_restore_with_missing_threads_fails_the_threads_part() {
+    let dir = scratch("short");
+    let fake = write_script(&dir, "short-stasis", SHORT_RESTORE);
+    let work = dir.join("work");
+    let (status, json, stderr) = run_bench(&[
+        "--only",
+        "threads",
+        "--threads",
+        "3",
+        "--rounds",
+        "2",
+        "--stasis",
+        fake.to_str().unwrap(),
+        "--dir",
+        work.to_str().unwrap(),
+        "--json",
+    ]);
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert_eq!(json["threads"]["status"], "failed");
+    let error = json["threads"]["error"].as_str().unwrap();
+    assert!(error.contains("threads after the restore, expected 3"), "{error}");
+    assert_eq!(stderr.matches("threads FAILED").count(), 1, "{stderr}");
+    assert!(stderr.contains("threads failed"), "{stderr}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -160,6 +279,7 @@ fn a_failing_stasis_is_reported_and_fails_the_run() {
     let error = json["stasis"]["error"].as_str().unwrap();
     assert!(error.contains("failed (exit status: 1): pid 1: no such luck"), "{error}");
     assert!(stderr.contains("stasis failed"), "{stderr}");
+    assert_eq!(json["threads"]["status"], "failed");
     // The limits are still measured in every round.
     assert_eq!(json["samples"]["write_limit_secs"].as_array().unwrap().len(), 2);
     std::fs::remove_dir_all(&dir).unwrap();

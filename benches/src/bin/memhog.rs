@@ -5,7 +5,8 @@ use std::io::Write;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use stasis_bench::memhog::{fill, READY};
+use stasis_bench::memhog::fill;
+use stasis_bench::workload::READY;
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
