@@ -439,6 +439,10 @@ pub struct PageMap {
     /// Sum of `nr_pages` over `runs`.
     #[prost(uint64, tag = "4")]
     pub total_pages: u64,
+    /// Pages a child still shares copy-on-write with its parent: not in the page file; restore keeps
+    /// them shared by forking the child from its restored parent.
+    #[prost(message, repeated, tag = "5")]
+    pub inherited: Vec<PageRun>,
 }
 
 /// Consecutive pages starting at `vaddr`.

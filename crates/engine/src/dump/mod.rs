@@ -33,6 +33,8 @@ struct Collected {
     threads: Vec<TaskCore>,
     mm: MmImage,
     selected: Vec<mem::pages::Selected>,
+    /// Pages still shared copy-on-write with the parent.
+    inherited: Vec<stasis_image::model::PageRun>,
     fds: stasis_image::model::FdTable,
 }
 
@@ -141,9 +143,12 @@ fn dump_frozen(
     let mut ids = FileIds::default();
     let mut files = Vec::new();
     let mut dumped = Vec::new();
+    let mut layouts: Vec<(Pid, Vec<stasis_image::model::Vma>)> = Vec::new();
     for (process, stat) in tree.iter_mut() {
         let pid = process.pid();
-        let (c, mut new_files) = collect(root, process, stat, opts, &mut ids)?;
+        let parent = layouts.iter().find(|(p, _)| p.0 == stat.ppid).map(|(p, v)| (*p, v.as_slice()));
+        let (c, mut new_files) = collect(root, process, stat, opts, &mut ids, parent)?;
+        layouts.push((pid, c.mm.vmas.clone()));
         files.append(&mut new_files);
         log::info!("pid {pid}: frozen and inspected at {:?}", frozen_at.elapsed());
         let (writer, page_bytes, checksums) = write_pages(dir, process, &c, progress)?;
@@ -220,6 +225,7 @@ fn collect(
     stat: &proc::Stat,
     opts: &DumpOptions,
     ids: &mut FileIds,
+    parent: Option<(Pid, &[stasis_image::model::Vma])>,
 ) -> Result<(Collected, Vec<FileEntry>)> {
     let pid = process.pid();
     // Before any injector maps its scratch area, which must not be saved.
@@ -257,7 +263,7 @@ fn collect(
         log::warn!("STASIS_FAULT: killing pid {pid} mid-dump");
         let _ = stasis_sys::process::kill(pid, libc::SIGKILL);
     }
-    let selected = mem::pages::select(pid, &mm.vmas)?;
+    let (selected, inherited) = mem::pages::select(pid, &mm.vmas, parent)?;
     let process = ProcessEntry {
         pid: pid.0,
         ppid: stat.ppid,
@@ -266,7 +272,7 @@ fn collect(
         threads: std::iter::once(pid.0).chain(threads.iter().map(|t| t.pid)).collect(),
         stopped: frozen.was_stopped,
     };
-    Ok((Collected { process, core, threads, mm, selected, fds }, files))
+    Ok((Collected { process, core, threads, mm, selected, inherited, fds }, files))
 }
 
 /// Stage 4: the pages, zero-copy. Returns the page file, the bytes of page data in it, and their chunk
@@ -316,7 +322,7 @@ fn write_process(dir: &ImageDir, d: Dumped) -> Result<u64> {
     let c = &d.c;
     let pid = Some(c.process.pid);
     let (checksums, pages_digest) = d.writer.finish_with(d.page_bytes, d.checksums)?;
-    let mut map = mem::pages::page_map(&c.selected);
+    let mut map = mem::pages::page_map(&c.selected, c.inherited.clone());
     map.chunk_size = CHUNK;
     map.chunk_checksums = checksums;
     let cores: Vec<TaskCore> = std::iter::once(c.core.clone()).chain(c.threads.iter().cloned()).collect();

@@ -91,6 +91,13 @@ fn classify(pid: Pid, e: &MapEntry) -> Result<Vma> {
     })
 }
 
+/// The same area: range, protection, flags and backing.
+pub fn same_vma(a: &Vma, b: &Vma) -> bool {
+    (a.start, a.end, a.prot, a.flags, a.kind, a.offset, a.inode)
+        == (b.start, b.end, b.prot, b.flags, b.kind, b.offset, b.inode)
+        && a.name == b.name
+}
+
 pub fn kind(v: &Vma) -> VmaKind {
     VmaKind::try_from(v.kind).unwrap_or(VmaKind::Anon)
 }
@@ -138,7 +145,14 @@ pub fn find_free(busy: &[(u64, u64)], len: u64) -> Option<u64> {
 
 #[cfg(test)]
 mod tests {
-    use super::find_free;
+    use super::{find_free, subtract};
+
+    #[test]
+    fn subtract_leaves_the_gaps() {
+        assert_eq!(subtract((0, 100), &[(10, 20), (50, 60)]), vec![(0, 10), (20, 50), (60, 100)]);
+        assert_eq!(subtract((0, 100), &[(0, 100)]), vec![]);
+        assert_eq!(subtract((10, 20), &[(0, 15)]), vec![(15, 20)]);
+    }
 
     #[test]
     fn free_range_avoids_overlapping_busy_ranges() {
@@ -173,33 +187,94 @@ pub fn with_pages(mm: &MmImage, map: &model::PageMap) -> HashSet<u64> {
 }
 
 /// Rebuild the saved layout in the restored task `pid`; `filled` are the VMAs pages will go into.
+///
+/// `kept` are the VMAs (by start) the task already has as they must be: a child forked from its
+/// restored parent keeps those it inherits, and the pages it shares in them (see [`drop_absent`]).
 pub fn restore_layout(
     inj: &mut Injector,
     imp: &mut FdImporter,
     pid: Pid,
     mm: &MmImage,
     filled: &HashSet<u64>,
+    kept: &HashSet<u64>,
 ) -> Result<()> {
     let current = proc::maps(&ProcRoot::system(), pid.0)?;
-    unmap_foreign(inj, &current)?;
+    let kept_ranges: Vec<(u64, u64)> =
+        mm.vmas.iter().filter(|v| kept.contains(&v.start)).map(|v| (v.start, v.end)).collect();
+    unmap_foreign(inj, &current, &kept_ranges)?;
     move_specials(inj, pid, &current, mm)?;
     let mut files = OpenFiles::default();
     for v in mm.vmas.iter().filter(|v| !is_special(v)) {
-        map_vma(inj, imp, &mut files, pid, v, filled.contains(&v.start))?;
+        let filled = filled.contains(&v.start);
+        if kept.contains(&v.start) {
+            if fill_prot(v, filled) != v.prot {
+                inj.call(
+                    "mprotect",
+                    libc::SYS_mprotect,
+                    [v.start, v.end - v.start, fill_prot(v, filled) as u64, 0, 0, 0],
+                )?;
+            }
+            continue;
+        }
+        map_vma(inj, imp, &mut files, pid, v, filled)?;
     }
     files.close(inj)
 }
 
+/// In the VMAs a child kept from its parent, drop the pages the child did not have (neither its own
+/// nor shared with the parent): they read as zero (or as the file) again, as in the child.
+pub fn drop_absent(inj: &mut Injector, mm: &MmImage, map: &model::PageMap, kept: &HashSet<u64>) -> Result<()> {
+    let mut present: Vec<(u64, u64)> =
+        map.runs.iter().chain(&map.inherited).map(|r| (r.vaddr, r.vaddr + r.nr_pages * PAGE)).collect();
+    present.sort_unstable();
+    for v in mm.vmas.iter().filter(|v| kept.contains(&v.start)) {
+        for (start, end) in subtract((v.start, v.end), &present) {
+            inj.call(
+                "madvise(MADV_DONTNEED)",
+                libc::SYS_madvise,
+                [start, end - start, libc::MADV_DONTNEED as u64, 0, 0, 0],
+            )
+            .map_err(|e| Error::Step {
+                pid: inj.pid().0,
+                what: format!("dropping pages {start:#x}-{end:#x} of {} {:#x}-{:#x}", v.name, v.start, v.end),
+                source: Box::new(e.into()),
+            })?;
+        }
+    }
+    Ok(())
+}
+
 /// Unmap every area of the new task except the scratch area and the kernel's special mappings.
-fn unmap_foreign(inj: &mut Injector, current: &[MapEntry]) -> Result<()> {
+/// Unmap every area of the new task except the scratch area, the kernel's special mappings, and the
+/// `kept` ranges.
+fn unmap_foreign(inj: &mut Injector, current: &[MapEntry], kept: &[(u64, u64)]) -> Result<()> {
     let (s0, s1) = inj.scratch();
     let keep = |e: &MapEntry| {
         (e.start >= s0 && e.end <= s1) || e.name == "[vdso]" || e.name == "[vvar]" || e.name == "[vvar_vclock]"
     };
     for e in current.iter().filter(|e| !keep(e) && e.end <= TASK_SIZE) {
-        inj.call("munmap", libc::SYS_munmap, [e.start, e.end - e.start, 0, 0, 0, 0])?;
+        for (start, end) in subtract((e.start, e.end), kept) {
+            inj.call("munmap", libc::SYS_munmap, [start, end - start, 0, 0, 0, 0])?;
+        }
     }
     Ok(())
+}
+
+/// The parts of `range` outside every range of `holes`.
+fn subtract(range: (u64, u64), holes: &[(u64, u64)]) -> Vec<(u64, u64)> {
+    let mut sorted: Vec<(u64, u64)> = holes.iter().copied().filter(|h| h.0 < range.1 && h.1 > range.0).collect();
+    sorted.sort_unstable();
+    let (mut out, mut at) = (Vec::new(), range.0);
+    for (s, e) in sorted {
+        if s > at {
+            out.push((at, s));
+        }
+        at = at.max(e);
+    }
+    if at < range.1 {
+        out.push((at, range.1));
+    }
+    out
 }
 
 /// Move `[vvar]`, `[vvar_vclock]` and `[vdso]` to their saved addresses, through a temporary place so

@@ -42,10 +42,19 @@ pub struct Selected {
 
 /// The pages of `vmas` that must be saved: private anonymous pages (present or swapped), including
 /// the copied-on-write pages of private file mappings.
-pub fn select(pid: Pid, vmas: &[Vma]) -> Result<Vec<Selected>> {
-    let pm = PageMapFile::open(pid).map_err(Error::io(format!("/proc/{pid}/pagemap")))?;
-    let mut out = Vec::new();
-    let mut entries = Vec::new();
+///
+/// With `parent` (its pid and VMAs), a page still shared copy-on-write with the parent (same physical
+/// page at the same address, in a VMA the parent has too) is not saved but returned apart, as
+/// inherited: the restored child gets it by being forked from its restored parent.
+pub fn select(pid: Pid, vmas: &[Vma], parent: Option<(Pid, &[Vma])>) -> Result<(Vec<Selected>, Vec<PageRun>)> {
+    let io = |p: Pid| Error::io(format!("/proc/{p}/pagemap"));
+    let pm = PageMapFile::open(pid).map_err(io(pid))?;
+    let ppm = match parent {
+        Some((p, _)) => Some(PageMapFile::open(p).map_err(io(p))?),
+        None => None,
+    };
+    let (mut out, mut inherited) = (Vec::new(), Vec::new());
+    let (mut entries, mut theirs) = (Vec::new(), Vec::new());
     for v in vmas {
         let private = v.flags & libc::MAP_PRIVATE as u32 != 0;
         let file = match kind(v) {
@@ -54,31 +63,60 @@ pub fn select(pid: Pid, vmas: &[Vma]) -> Result<Vec<Selected>> {
             _ => continue,
         };
         entries.clear();
-        pm.read_range(v.start, v.end, &mut entries).map_err(Error::io(format!("/proc/{pid}/pagemap")))?;
+        pm.read_range(v.start, v.end, &mut entries).map_err(io(pid))?;
+        theirs.clear();
+        if let (Some(ppm), Some((p, pvmas))) = (&ppm, parent) {
+            if inheritable(v, pvmas) {
+                ppm.read_range(v.start, v.end, &mut theirs).map_err(io(p))?;
+            }
+        }
         let saved = |e: u64| e & PM_SWAPPED != 0 || (e & PM_PRESENT != 0 && !(file && e & PM_FILE_OR_SHARED != 0));
+        let shared = |i: usize| theirs.get(i).is_some_and(|&t| same_page(entries[i], t));
+        let class = |i: usize| match (saved(entries[i]), shared(i)) {
+            (false, _) => 0,
+            (true, false) => 1,
+            (true, true) => 2,
+        };
         let readable = v.prot & libc::PROT_READ as u32 != 0;
         let mut i = 0;
         while i < entries.len() {
-            if !saved(entries[i]) {
-                i += 1;
-                continue;
-            }
+            let c = class(i);
             let first = i;
-            while i < entries.len() && saved(entries[i]) {
+            while i < entries.len() && class(i) == c {
                 i += 1;
             }
             let run = (v.start + first as u64 * PAGE, (i - first) as u64);
-            out.push(Selected { run, readable });
+            match c {
+                1 => out.push(Selected { run, readable }),
+                2 => inherited.push(PageRun { vaddr: run.0, nr_pages: run.1 }),
+                _ => {}
+            }
         }
     }
-    Ok(out)
+    Ok((out, inherited))
+}
+
+/// Bits 0-54 of a pagemap entry: the page frame number (zero without CAP_SYS_ADMIN).
+const PM_PFN: u64 = (1 << 55) - 1;
+
+/// Two present pagemap entries naming the same physical page.
+fn same_page(a: u64, b: u64) -> bool {
+    a & PM_PRESENT != 0 && b & PM_PRESENT != 0 && a & PM_PFN != 0 && a & PM_PFN == b & PM_PFN
+}
+
+/// A VMA a forked child gets from its parent as it is: an anonymous or file area the parent has too,
+/// not MADV_DONTFORK (such an area is not copied into a child). The vDSO and vvar are the kernel's.
+pub fn inheritable(v: &Vma, parent: &[Vma]) -> bool {
+    matches!(kind(v), VmaKind::Anon | VmaKind::File)
+        && v.madvise & stasis_image::model::MADV_BIT_DONTFORK == 0
+        && parent.iter().any(|p| super::same_vma(v, p))
 }
 
 /// The page map record for the selected runs (checksums are filled in when the file is finished).
-pub fn page_map(selected: &[Selected]) -> PageMap {
+pub fn page_map(selected: &[Selected], inherited: Vec<PageRun>) -> PageMap {
     let runs: Vec<PageRun> = selected.iter().map(|s| PageRun { vaddr: s.run.0, nr_pages: s.run.1 }).collect();
     let total_pages = runs.iter().map(|r| r.nr_pages).sum();
-    PageMap { runs, total_pages, ..Default::default() }
+    PageMap { runs, total_pages, inherited, ..Default::default() }
 }
 
 /// A pipe inside the task (its write end) whose read end we hold.

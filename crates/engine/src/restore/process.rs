@@ -67,7 +67,8 @@ fn build_in(
     inj.call("close_range", libc::SYS_close_range, [0, u32::MAX as u64, 0, 0, 0, 0])?;
     let max_fd = img.fds.fds.iter().map(|f| f.fd).max().unwrap_or(2);
     let mut imp = FdImporter::new(inj, max_fd + 1)?;
-    restore_memory(inj, &mut imp, pid, img, &ctx.pages[idx], progress)?;
+    let parent = (idx != 0).then(|| ctx.img.procs.iter().find(|p| p.process.pid == img.process.ppid)).flatten();
+    restore_memory(inj, &mut imp, pid, img, parent, &ctx.pages[idx], progress)?;
     fault::check("restore-fail-after-memory")?;
     mm::restore(inj, &mut imp, pid, &img.mm)?;
     files::install(inj, &mut imp, pid, &img.fds, ctx.opened)?;
@@ -100,11 +101,17 @@ fn restore_memory(
     imp: &mut FdImporter,
     pid: Pid,
     img: &ProcImage,
+    parent: Option<&ProcImage>,
     pages: &File,
     progress: &mut dyn FnMut(Progress),
 ) -> Result<()> {
     let filled = mem::with_pages(&img.mm, &img.pagemap);
-    mem::restore_layout(inj, imp, pid, &img.mm, &filled)?;
+    // A child is a fork of its restored parent: the areas it shares with it stay as they are.
+    let kept: std::collections::HashSet<u64> = match parent {
+        Some(p) => img.mm.vmas.iter().filter(|v| mem::pages::inheritable(v, &p.mm.vmas)).map(|v| v.start).collect(),
+        None => Default::default(),
+    };
+    mem::restore_layout(inj, imp, pid, &img.mm, &filled, &kept)?;
     if let Some(vdso) = mem::vdso_range(&img.mm.vmas) {
         if mem::vdso_checksum(inj, vdso)? != img.mm.vdso_checksum {
             return Err(Error::Failed {
@@ -116,6 +123,7 @@ fn restore_memory(
     let task_fd = imp.import(inj, pages.as_fd())?;
     mem::pages::fill(inj, task_fd, &img.pagemap, progress)?;
     inj.call("close", libc::SYS_close, [task_fd as u64, 0, 0, 0, 0, 0])?;
+    mem::drop_absent(inj, &img.mm, &img.pagemap, &kept)?;
     mem::finish_layout(inj, &img.mm, &filled)
 }
 

@@ -150,7 +150,8 @@ pub(crate) fn write_image(path: &Path, pages: u64, chunk_size: u64) -> ImageDir 
     let data = page_data(pages);
     writer.file().write_all(&data).unwrap();
     let (chunk_checksums, _) = writer.finish(data.len() as u64).unwrap();
-    let map = PageMap { runs: sample_runs(pages), chunk_size, chunk_checksums, total_pages: pages };
+    let map =
+        PageMap { runs: sample_runs(pages), chunk_size, chunk_checksums, total_pages: pages, ..Default::default() };
     dir.write_records(ImageKind::PageMap, pid, &[map]).unwrap();
     dir.commit_inventory(sample_inventory(), false).unwrap();
     dir

@@ -121,7 +121,13 @@ fn inventory_digest_must_match_the_pagemap() {
 
 #[test]
 fn pagemap_validation() {
-    let good = PageMap { runs: sample_runs(5), chunk_size: 8192, chunk_checksums: vec![1, 2, 3], total_pages: 5 };
+    let good = PageMap {
+        runs: sample_runs(5),
+        chunk_size: 8192,
+        chunk_checksums: vec![1, 2, 3],
+        total_pages: 5,
+        ..Default::default()
+    };
     assert_eq!(validate_pagemap("pagemap-4242.img", &good).unwrap(), 5 * 4096);
     let check = |edit: &dyn Fn(&mut PageMap), want: &str| {
         let mut map = good.clone();

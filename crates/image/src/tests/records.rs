@@ -153,7 +153,13 @@ fn mm_file() {
 
 #[test]
 fn pagemap_file() {
-    let map = PageMap { runs: sample_runs(5), chunk_size: 8192, chunk_checksums: vec![1, 2, 3], total_pages: 5 };
+    let map = PageMap {
+        runs: sample_runs(5),
+        chunk_size: 8192,
+        chunk_checksums: vec![1, 2, 3],
+        total_pages: 5,
+        ..Default::default()
+    };
     check_kind(ImageKind::PageMap, Some(PID), vec![map]);
 }
 
