@@ -27,10 +27,14 @@ pub struct Frozen {
 
 impl Frozen {
     /// Seize and interrupt `pid`, then read its registers and mask and block every signal.
+    ///
+    /// A task already stopped (SIGSTOP) is attached with `PTRACE_ATTACH` instead: a seized tracee in
+    /// a group stop is trapped again each time it is resumed, so no call could be injected into it.
     pub fn freeze(pid: Pid, was_stopped: bool) -> Result<Frozen> {
-        ptrace::seize(pid, ptrace::OPT_TRACESYSGOOD).map_err(|e| match e.errno() {
+        let attached = if was_stopped { ptrace::attach(pid) } else { ptrace::seize(pid, ptrace::OPT_TRACESYSGOOD) };
+        attached.map_err(|e| match e.errno() {
             libc::ESRCH => Error::NoSuchProcess { pid: pid.0 },
-            _ => Error::Sys { pid: pid.0, what: "seizing with ptrace", source: e },
+            _ => Error::Sys { pid: pid.0, what: "attaching with ptrace", source: e },
         })?;
         let mut frozen = Frozen {
             pid,
@@ -42,8 +46,12 @@ impl Frozen {
             captured: false,
             done: false,
         };
-        ptrace::interrupt(pid).map_err(Error::sys(pid.0, "interrupting"))?;
-        frozen.wait_for_stop()?;
+        if was_stopped {
+            frozen.wait_for_attach()?;
+        } else {
+            ptrace::interrupt(pid).map_err(Error::sys(pid.0, "interrupting"))?;
+            frozen.wait_for_stop()?;
+        }
         let (regs, xstate) = regs::dump(pid)?;
         frozen.regs = regs;
         frozen.xstate = xstate;
@@ -69,6 +77,18 @@ impl Frozen {
                     self.done = true;
                     return Err(Error::Exited { pid: self.pid.0, how: format!("{status:?}") });
                 }
+            }
+        }
+    }
+
+    /// The first stop of a task attached with `PTRACE_ATTACH`.
+    fn wait_for_attach(&mut self) -> Result<()> {
+        match ptrace::wait(self.pid).map_err(Error::sys(self.pid.0, "waiting for the attach"))? {
+            WaitStatus::Stopped { .. } => ptrace::set_options(self.pid, ptrace::OPT_TRACESYSGOOD)
+                .map_err(Error::sys(self.pid.0, "setting ptrace options")),
+            status => {
+                self.done = true;
+                Err(Error::Exited { pid: self.pid.0, how: format!("{status:?}") })
             }
         }
     }

@@ -77,6 +77,12 @@ pub struct ProcessEntry {
     /// The process was stopped (SIGSTOP/SIGTSTP) when it was checkpointed.
     #[prost(bool, tag = "6")]
     pub stopped: bool,
+    /// A zombie its parent had not reaped: it has no other image file, only `exit_status`.
+    #[prost(bool, tag = "7")]
+    pub zombie: bool,
+    /// A zombie's status, as `waitpid` reports it.
+    #[prost(int32, tag = "8")]
+    pub exit_status: i32,
 }
 
 /// `core-PID.img`: the state of one task (registers, signals, credentials, limits, misc).

@@ -167,11 +167,12 @@ impl Injector {
             match self.wait()? {
                 WaitStatus::Stopped { sig: libc::SIGTRAP, event: 0 } => return Ok(self.result()? as i64),
                 // An injected clone3 with PTRACE_O_TRACECLONE / TRACEFORK stops once more before it
-                // returns.
+                // returns; the SIGSTOP PTRACE_ATTACH queued (for a stopped task) is dropped.
                 WaitStatus::Stopped {
                     sig: libc::SIGTRAP,
                     event: libc::PTRACE_EVENT_CLONE | libc::PTRACE_EVENT_FORK,
-                } => {
+                }
+                | WaitStatus::Stopped { sig: libc::SIGSTOP, event: 0 } => {
                     ptrace::cont(self.pid, 0).map_err(|source| InjectError::Ptrace { pid: self.pid, source })?;
                 }
                 status => return Err(InjectError::UnexpectedStop { pid: self.pid, call, status }),
@@ -203,10 +204,13 @@ impl Injector {
         let mut regs = self.call_regs(nr, args);
         regs.rip = self.gadget;
         self.set_regs(&regs)?;
-        for _ in 0..2 {
+        let mut stops = 0;
+        while stops < 2 {
             ptrace::syscall(self.pid).map_err(|source| InjectError::Ptrace { pid: self.pid, source })?;
             match self.wait()? {
-                WaitStatus::SyscallStop => {}
+                WaitStatus::SyscallStop => stops += 1,
+                // The SIGSTOP PTRACE_ATTACH queued (for a stopped task): dropped by resuming without it.
+                WaitStatus::Stopped { sig: libc::SIGSTOP, event: 0 } => {}
                 status => return Err(InjectError::UnexpectedStop { pid: self.pid, call, status }),
             }
         }

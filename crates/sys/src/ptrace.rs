@@ -46,6 +46,12 @@ pub fn seize(pid: Pid, options: u32) -> Result<(), SysError> {
     request("ptrace(PTRACE_SEIZE)", libc::PTRACE_SEIZE, pid, 0, options as usize).map(drop)
 }
 
+/// `PTRACE_ATTACH`: attach and queue a SIGSTOP (ptrace(2)). Unlike a seized one, a tracee attached
+/// this way can be resumed by its tracer while its process is in a group stop.
+pub fn attach(pid: Pid) -> Result<(), SysError> {
+    request("ptrace(PTRACE_ATTACH)", libc::PTRACE_ATTACH, pid, 0, 0).map(drop)
+}
+
 /// `PTRACE_INTERRUPT`: stop a seized task; it reports a `PTRACE_EVENT_STOP`.
 pub fn interrupt(pid: Pid) -> Result<(), SysError> {
     request("ptrace(PTRACE_INTERRUPT)", libc::PTRACE_INTERRUPT, pid, 0, 0).map(drop)

@@ -104,9 +104,15 @@ pub fn normalize_maps(text: &str) -> Vec<String> {
 }
 
 /// The STATUS_KEYS lines of status text, whitespace normalised.
+///
+/// A stopped task (`State: T`) that was stopped inside `sigsuspend` shows its temporary mask; once
+/// restored it shows its real one until it runs and enters `sigsuspend` again, so `SigBlk` is left
+/// out for stopped tasks (the workloads check their mask themselves once continued).
 pub fn select_status(text: &str) -> Vec<String> {
+    let stopped = text.lines().any(|l| l.starts_with("State:") && l.contains('T'));
     STATUS_KEYS
         .iter()
+        .filter(|key| !(stopped && **key == "SigBlk"))
         .filter_map(|key| {
             text.lines()
                 .find_map(|l| l.strip_prefix(key)?.strip_prefix(':'))

@@ -53,7 +53,7 @@ pub fn dump(opts: &DumpOptions, progress: &mut dyn FnMut(Progress)) -> Result<Du
     check_target(&root, pid)?;
     let dir = ImageDir::create(&opts.dir)?;
     let frozen_at = Instant::now();
-    let mut tree = freeze_tree(&root, pid)?;
+    let (mut tree, zombies) = freeze_tree(&root, pid)?;
     let (dumped, files) = match dump_frozen(&root, &dir, &mut tree, opts, progress, frozen_at) {
         Ok(done) => done,
         Err(e) => return Err(explain(&mut tree, e)),
@@ -65,7 +65,7 @@ pub fn dump(opts: &DumpOptions, progress: &mut dyn FnMut(Progress)) -> Result<Du
         frozen_for = Some(frozen_at.elapsed());
     }
     let pages: u64 = dumped.iter().map(|d| d.page_bytes).sum::<u64>() / stasis_image::PAGE_SIZE;
-    let image_bytes = write_images(&dir, dumped, files, opts)?;
+    let image_bytes = write_images(&dir, dumped, zombies, files, opts)?;
     if let Some(t) = tree {
         for (p, _) in t {
             p.kill()?;
@@ -80,16 +80,18 @@ pub fn dump(opts: &DumpOptions, progress: &mut dyn FnMut(Progress)) -> Result<Du
 type Frozen = (FrozenProcess, proc::Stat);
 
 /// Freeze the root and every process below it, parents before children, walking the tree again
-/// until no new process appears (one not yet frozen may have forked).
-fn freeze_tree(root: &ProcRoot, pid: Pid) -> Result<Vec<Frozen>> {
+/// until no new process appears (one not yet frozen may have forked). Zombie children are only
+/// recorded.
+fn freeze_tree(root: &ProcRoot, pid: Pid) -> Result<(Vec<Frozen>, Vec<ProcessEntry>)> {
     let mut tree: Vec<Frozen> = Vec::new();
+    let mut zombies: Vec<ProcessEntry> = Vec::new();
     let mut todo = vec![pid];
     while !todo.is_empty() {
         for p in std::mem::take(&mut todo) {
             let stat = proc::stat(root, p.0)?;
             if stat.state == 'Z' {
-                let what = format!("a zombie child (pid {p}, exit status {})", stat.exit_code);
-                return Err(Error::Unsupported { pid: stat.ppid, what });
+                zombies.push(zombie_entry(&stat));
+                continue;
             }
             if p != pid {
                 check_process(root, p)?;
@@ -99,13 +101,27 @@ fn freeze_tree(root: &ProcRoot, pid: Pid) -> Result<Vec<Frozen>> {
         }
         for (f, _) in &tree {
             for child in proc::children(root, f.pid().0)? {
-                if !tree.iter().any(|(t, _)| t.pid().0 == child) && !todo.contains(&Pid(child)) {
+                let known = tree.iter().any(|(t, _)| t.pid().0 == child) || zombies.iter().any(|z| z.pid == child);
+                if !known && !todo.contains(&Pid(child)) {
                     todo.push(Pid(child));
                 }
             }
         }
     }
-    Ok(tree)
+    Ok((tree, zombies))
+}
+
+fn zombie_entry(stat: &proc::Stat) -> ProcessEntry {
+    ProcessEntry {
+        pid: stat.pid,
+        ppid: stat.ppid,
+        pgid: stat.pgrp,
+        sid: stat.session,
+        threads: vec![stat.pid],
+        zombie: true,
+        exit_status: stat.exit_code,
+        ..Default::default()
+    }
 }
 
 /// If a process of the tree died while frozen, say so; otherwise `err`.
@@ -271,6 +287,7 @@ fn collect(
         sid: stat.session,
         threads: std::iter::once(pid.0).chain(threads.iter().map(|t| t.pid)).collect(),
         stopped: frozen.was_stopped,
+        ..Default::default()
     };
     Ok((Collected { process, core, threads, mm, selected, inherited, fds }, files))
 }
@@ -292,7 +309,13 @@ fn write_pages(
 }
 
 /// Stage 5: checksum the page file, write every record file, then the inventory.
-fn write_images(dir: &ImageDir, dumped: Vec<Dumped>, files: Vec<FileEntry>, opts: &DumpOptions) -> Result<u64> {
+fn write_images(
+    dir: &ImageDir,
+    dumped: Vec<Dumped>,
+    zombies: Vec<ProcessEntry>,
+    files: Vec<FileEntry>,
+    opts: &DumpOptions,
+) -> Result<u64> {
     let mut bytes = 0;
     let mut processes = Vec::new();
     let root = &dumped[0].c;
@@ -311,6 +334,7 @@ fn write_images(dir: &ImageDir, dumped: Vec<Dumped>, files: Vec<FileEntry>, opts
         processes.push(d.c.process.clone());
         bytes += write_process(dir, d)?;
     }
+    processes.extend(zombies);
     bytes += dir.write_records(ImageKind::Files, None, &[stasis_image::model::FileTable { files }])?.size;
     bytes += dir.write_records(ImageKind::PsTree, None, &[PsTree { processes }])?.size;
     dir.commit_inventory(inventory, opts.fsync)?;

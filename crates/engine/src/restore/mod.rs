@@ -37,6 +37,8 @@ pub(crate) struct ProcImage {
 /// The whole image: every process (the root first, parents before children) and the files.
 pub(crate) struct Image {
     procs: Vec<ProcImage>,
+    /// Zombies: made again by their parent, then made to exit as they did.
+    zombies: Vec<ProcessEntry>,
     files: FileTable,
 }
 
@@ -143,15 +145,20 @@ fn load(dir: &ImageDir) -> Result<Image> {
         return Err(Error::Incompatible { file: "pstree.img".into(), what });
     }
     let mut procs = Vec::new();
+    let mut zombies = Vec::new();
     for process in tree.processes {
         let known = procs.iter().any(|p: &ProcImage| p.process.pid == process.ppid);
         if !procs.is_empty() && !known {
             let what = format!("process {} comes before its parent {}", process.pid, process.ppid);
             return Err(Error::Incompatible { file: "pstree.img".into(), what });
         }
-        procs.push(load_process(dir, process)?);
+        if process.zombie && !procs.is_empty() {
+            zombies.push(process);
+        } else {
+            procs.push(load_process(dir, process)?);
+        }
     }
-    Ok(Image { procs, files: dir.read_one(ImageKind::Files, None)? })
+    Ok(Image { procs, zombies, files: dir.read_one(ImageKind::Files, None)? })
 }
 
 fn load_process(dir: &ImageDir, process: ProcessEntry) -> Result<ProcImage> {
@@ -203,8 +210,8 @@ fn check_cpu(dir: &ImageDir, img: &Image) -> Result<()> {
 /// Every PID and TID of the image must be free.
 fn check_pids_free(img: &Image) -> Result<()> {
     let root = ProcRoot::system();
-    for p in &img.procs {
-        for tid in &p.process.threads {
+    for p in img.procs.iter().map(|p| &p.process).chain(&img.zombies) {
+        for tid in &p.threads {
             if let Ok(s) = proc::stat(&root, *tid) {
                 return Err(Error::PidTaken { pid: *tid, holder: holder(&s) });
             }

@@ -75,6 +75,9 @@ fn build_in(
     imp.close(inj)?;
     let made = restore_task_state(inj, pid, img, ctx.detached)?;
     let rest = create_children(ctx, idx, inj, pid, built, progress).and_then(|()| {
+        // Queued signals last: a zombie child's exit just queued a SIGCHLD the process never had.
+        flush_sigchld(inj)?;
+        signals::restore_pending(inj, pid, pid, &img.core.pending)?;
         if let Some(c) = &img.core.creds {
             creds::restore(inj, pid, c)?;
         }
@@ -127,8 +130,8 @@ fn restore_memory(
     mem::finish_layout(inj, &img.mm, &filled)
 }
 
-/// Stages 7 and 8: signals, timers, limits and the rest, the session, queued signals; then the other
-/// threads (while the main thread may still make threads with chosen TIDs).
+/// Stages 7 and 8: signals, timers, limits and the rest, the session; then the other threads (while
+/// the main thread may still make threads with chosen TIDs).
 fn restore_task_state(inj: &mut Injector, pid: Pid, img: &ProcImage, detached: bool) -> Result<Vec<NewThread>> {
     let core = &img.core;
     signals::restore_actions(inj, &core.sigactions)?;
@@ -138,7 +141,6 @@ fn restore_task_state(inj: &mut Injector, pid: Pid, img: &ProcImage, detached: b
     timers::restore(inj, &core.itimers)?;
     misc::restore(inj, core)?;
     restore_session(inj, &img.process)?;
-    signals::restore_pending(inj, pid, pid, &core.pending)?;
     create_threads(inj, pid, img, detached)
 }
 
@@ -180,10 +182,16 @@ fn create_children(
 ) -> Result<()> {
     let kids: Vec<usize> =
         (0..ctx.img.procs.len()).filter(|&k| k != idx && k != 0 && ctx.img.procs[k].process.ppid == pid.0).collect();
-    if kids.is_empty() {
+    let zombies: Vec<&ProcessEntry> = ctx.img.zombies.iter().filter(|z| z.ppid == pid.0).collect();
+    if kids.is_empty() && zombies.is_empty() {
         return Ok(());
     }
     trace_new_tasks(pid)?;
+    for z in zombies {
+        let child = fork_child(inj, pid, Pid(z.pid))?;
+        ctx.created.borrow_mut().push(child);
+        make_zombie(child, z)?;
+    }
     for k in kids {
         let img = &ctx.img.procs[k];
         let child = fork_child(inj, pid, Pid(img.process.pid))?;
@@ -218,6 +226,48 @@ fn fork_child(inj: &mut Injector, parent: Pid, want: Pid) -> Result<Pid> {
         WaitStatus::Stopped { .. } => Ok(child),
         status => Err(Error::Failed { pid: child.0, what: format!("new child did not stop: {status:?}") }),
     }
+}
+
+/// Make a just-forked child die as the zombie `z` did (its exit code, or its signal with the default
+/// disposition), and take the tracer's notification only: its parent sees a zombie to reap.
+fn make_zombie(child: Pid, z: &ProcessEntry) -> Result<()> {
+    let mut inj = Injector::new(child, current_vdso(child)?, None, SCRATCH_LEN)?;
+    restore_session(&mut inj, z)?;
+    let status = z.exit_status;
+    let (exited, code, sig) = (libc::WIFEXITED(status), libc::WEXITSTATUS(status), libc::WTERMSIG(status));
+    if exited {
+        inj.start(libc::SYS_exit_group, [code as u64, 0, 0, 0, 0, 0])?;
+    } else {
+        // No core file: the status keeps the signal, not the core-dump bit.
+        crate::scratch::write_u64s(&inj, inj.data(), &[0, 0, 0, 0])?;
+        let data = inj.data();
+        inj.call("prlimit64", libc::SYS_prlimit64, [0, libc::RLIMIT_CORE as u64, data, 0, 0, 0])?;
+        inj.call("rt_sigaction", libc::SYS_rt_sigaction, [sig as u64, data, 0, 8, 0, 0])?;
+        ptrace::set_sigmask(child, 0).map_err(Error::sys(child.0, "unblocking signals"))?;
+        inj.start(libc::SYS_tgkill, [child.0 as u64, child.0 as u64, sig as u64, 0, 0, 0])?;
+    }
+    inj.abandon();
+    loop {
+        match ptrace::wait(child).map_err(Error::sys(child.0, "waiting for a zombie to exit"))? {
+            WaitStatus::Exited(_) | WaitStatus::Signaled(_) => return Ok(()),
+            WaitStatus::Stopped { sig: s, event: 0 } if s != libc::SIGTRAP => {
+                ptrace::cont(child, s).map_err(Error::sys(child.0, "letting a zombie die"))?
+            }
+            _ => ptrace::cont(child, 0).map_err(Error::sys(child.0, "letting a zombie die"))?,
+        }
+    }
+}
+
+/// Dequeue a pending SIGCHLD (blocked during the restore) with a zero-timeout `rt_sigtimedwait`.
+fn flush_sigchld(inj: &mut Injector) -> Result<()> {
+    let data = inj.data();
+    let set = 1u64 << (libc::SIGCHLD - 1);
+    crate::scratch::write_u64s(inj, data, &[set, 0, 0])?;
+    let ret = inj.raw("rt_sigtimedwait", libc::SYS_rt_sigtimedwait, [data, 0, data + 8, 8, 0, 0])?;
+    if ret < 0 && ret != -(libc::EAGAIN as i64) {
+        return Err(Error::Failed { pid: inj.pid().0, what: format!("rt_sigtimedwait failed with {ret}") });
+    }
+    Ok(())
 }
 
 /// A place for the scratch area of a child that is free in its image's layout and in the layout it

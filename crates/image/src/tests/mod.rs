@@ -33,6 +33,7 @@ pub(crate) fn sample_pstree() -> PsTree {
             sid: PID,
             threads: vec![PID, PID + 1],
             stopped: false,
+            ..Default::default()
         }],
     }
 }
