@@ -104,7 +104,17 @@ impl Frozen {
     /// If the task died while frozen, say so instead of `err` (whatever failed because of it), and
     /// do not try to resume it.
     pub fn explain(&mut self, err: Error) -> Error {
-        match ptrace::try_wait(self.pid) {
+        // A frozen task only ends if it is killed; one being killed may not be reapable yet when the
+        // error shows (its memory goes first), so give it a moment.
+        let mut status = ptrace::try_wait(self.pid);
+        for _ in 0..20 {
+            if !matches!(status, Ok(None)) || !dying(self.pid) {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+            status = ptrace::try_wait(self.pid);
+        }
+        match status {
             Ok(Some(status @ (WaitStatus::Exited(_) | WaitStatus::Signaled(_)))) => {
                 self.done = true;
                 if let Some(inj) = self.injector.take() {
@@ -254,5 +264,18 @@ pub fn reap(tids: &[Pid]) {
                 }
             }
         }
+    }
+}
+
+/// The task has a fatal signal on its way or is exiting: a SIGKILL pending, or no longer stopped
+/// by us (state other than `t`).
+fn dying(pid: Pid) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/status")) {
+        Ok(status) => status.lines().any(|l| {
+            (l.starts_with("State:") && !l.contains("(tracing stop)"))
+                || (l.starts_with("SigPnd:") || l.starts_with("ShdPnd:"))
+                    && u64::from_str_radix(l.split_whitespace().nth(1).unwrap_or("0"), 16).unwrap_or(0) & (1 << 8) != 0
+        }),
+        Err(_) => true,
     }
 }
