@@ -296,3 +296,232 @@ impl Checker {
         self.notes.extend(other.notes.into_iter().map(|n| format!("{who}: {n}")));
     }
 }
+
+// Process trees: a workload made of several processes forks them with `fork_child`; each child
+// reports to its parent through a pipe (`TreeParent::report`), and only the root prints the verdict.
+
+/// How long a process of a tree workload waits for a line from a child, or for its exit.
+pub const TREE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(20);
+
+/// The line that ends a child's report.
+const REPORT_END: &str = "END";
+
+impl Session {
+    /// Checks pid and tid like [`Session::finish`] and hands over the checker, for a process of a
+    /// tree workload, which reports to its parent instead of printing a verdict.
+    pub fn into_checker(mut self) -> Checker {
+        self.checker.same("getpid()", &self.pid, &raw::raw_getpid());
+        self.checker.same("gettid()", &self.tid, &raw::raw_gettid());
+        self.checker
+    }
+}
+
+impl Checker {
+    /// The failures (`F text`) and notes (`N text`) as lines, for a report through a pipe.
+    fn report_lines(&self) -> Vec<String> {
+        let flat = |s: &String| s.replace('\n', " ");
+        let failures = self.failures.iter().map(|f| format!("F {}", flat(f)));
+        failures.chain(self.notes.iter().map(|n| format!("N {}", flat(n)))).collect()
+    }
+
+    /// Takes one line of a report made by `report_lines`, prefixed with `who`.
+    fn absorb_report_line(&mut self, who: &str, line: &str) {
+        match line.split_once(' ') {
+            Some(("F", text)) => self.failures.push(format!("{who}: {text}")),
+            Some(("N", text)) => self.notes.push(format!("{who}: {text}")),
+            _ => self.failures.push(format!("{who}: malformed report line {line:?}")),
+        }
+    }
+}
+
+/// A child process of a tree workload, seen from its parent: its pid and the pipes between them.
+pub struct TreeChild {
+    /// Its name in messages.
+    pub name: String,
+    /// Its pid.
+    pub pid: i32,
+    /// The read end of the pipe from the child.
+    pub up: std::io::PipeReader,
+    /// The write end of the pipe to the child.
+    pub down: std::io::PipeWriter,
+}
+
+/// A process of a tree workload, seen from itself: its ends of the pipes to its parent.
+pub struct TreeParent {
+    /// The write end of the pipe to the parent.
+    pub up: std::io::PipeWriter,
+    /// The read end of the pipe from the parent.
+    pub down: std::io::PipeReader,
+}
+
+/// Forks a child named `name` that runs `body` with its ends of two new pipes and exits with the
+/// code `body` returns (3 if it panics); the parent gets the other ends. Needs a
+/// single-threaded process.
+pub fn fork_child(name: &str, body: impl FnOnce(TreeParent) -> i32) -> TreeChild {
+    let (up_r, up_w) = std::io::pipe().or_fail("pipe to the parent");
+    let (down_r, down_w) = std::io::pipe().or_fail("pipe to the child");
+    match raw::fork().or_fail(&format!("fork {name}")) {
+        raw::Forked::Child => {
+            drop((up_r, down_w));
+            let link = TreeParent { up: up_w, down: down_r };
+            let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| body(link))).unwrap_or(3);
+            std::process::exit(code)
+        }
+        raw::Forked::Parent(pid) => TreeChild { name: name.to_string(), pid, up: up_r, down: down_w },
+    }
+}
+
+/// Reads one line (without its newline) from `pipe`, a byte at a time so that nothing after it
+/// is consumed, waiting at most `timeout` in all.
+pub fn read_line_within(pipe: &std::io::PipeReader, timeout: std::time::Duration) -> io::Result<String> {
+    use std::os::fd::AsFd;
+    let deadline = std::time::Instant::now() + timeout;
+    let mut line = Vec::new();
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match raw::poll_readable(pipe.as_fd(), left.as_millis().min(i32::MAX as u128) as i32) {
+            Ok(true) => {}
+            Ok(false) => return Err(io::Error::new(io::ErrorKind::TimedOut, format!("no line within {timeout:?}"))),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        }
+        let mut byte = [0u8; 1];
+        match (&*pipe).read(&mut byte) {
+            Ok(0) => return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "pipe closed")),
+            Ok(_) if byte[0] == b'\n' => return Ok(String::from_utf8_lossy(&line).into_owned()),
+            Ok(_) => line.push(byte[0]),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+impl TreeParent {
+    /// Writes `text` (one or more `\n`-terminated lines) to the parent in one `write`.
+    pub fn send(&self, text: &str) -> io::Result<()> {
+        (&self.up).write_all(text.as_bytes())
+    }
+
+    /// Reads one line from the parent, waiting at most [`TREE_TIMEOUT`].
+    pub fn line(&self) -> io::Result<String> {
+        read_line_within(&self.down, TREE_TIMEOUT)
+    }
+
+    /// Sends the report of `checker` and returns the exit code to end with (0 if it passed).
+    pub fn report(self, checker: Checker) -> i32 {
+        let mut text: String = checker.report_lines().iter().map(|l| format!("{l}\n")).collect();
+        text.push_str(REPORT_END);
+        text.push('\n');
+        // The parent gone means it failed already; nothing is left to tell.
+        let _ = self.send(&text);
+        if checker.passed() {
+            0
+        } else {
+            1
+        }
+    }
+}
+
+impl TreeChild {
+    /// Writes `text` (`\n`-terminated lines) to the child in one `write`.
+    pub fn send(&self, text: &str) -> io::Result<()> {
+        (&self.down).write_all(text.as_bytes())
+    }
+
+    /// Reads one line from the child, waiting at most [`TREE_TIMEOUT`].
+    pub fn line(&self) -> io::Result<String> {
+        read_line_within(&self.up, TREE_TIMEOUT)
+    }
+
+    /// Checks that the next line from the child is `want`.
+    pub fn expect_line(&self, c: &mut Checker, what: &str, want: &str) {
+        let got = self.line();
+        c.check(got.as_deref().ok() == Some(want), || format!("{}: {what}: want {want:?}, got {got:?}", self.name));
+    }
+
+    /// Reads the child's report up to its end line, absorbs it, and reaps the child, which must
+    /// have exited 0 if it passed and 1 if it failed.
+    pub fn collect(self, c: &mut Checker) {
+        let who = format!("{} (pid {})", self.name, self.pid);
+        let mut failed = false;
+        loop {
+            match self.line() {
+                Ok(l) if l == REPORT_END => break,
+                Ok(l) => {
+                    failed |= l.starts_with("F ");
+                    c.absorb_report_line(&who, &l);
+                }
+                Err(e) => {
+                    c.check(false, || format!("{who}: report: {e}"));
+                    failed = true;
+                    break;
+                }
+            }
+        }
+        let want = raw::Exit::Code(if failed { 1 } else { 0 });
+        match wait_exit_within(self.pid, TREE_TIMEOUT) {
+            Ok(Some(exit)) => c.same(&format!("{who}: exit"), &want, &exit),
+            Ok(None) => {
+                let _ = raw::kill(self.pid, libc::SIGKILL);
+                c.check(false, || format!("{who}: did not exit within {TREE_TIMEOUT:?}"));
+            }
+            Err(e) => c.check(false, || format!("{who}: waitpid: {e}")),
+        }
+    }
+}
+
+/// Waits up to `timeout` for the child `pid` to end and reaps it; `None` if it did not end.
+pub fn wait_exit_within(pid: i32, timeout: std::time::Duration) -> io::Result<Option<raw::Exit>> {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        if let Some(exit) = raw::try_waitpid(pid)? {
+            return Ok(Some(exit));
+        }
+        if std::time::Instant::now() > deadline {
+            return Ok(None);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+}
+
+/// The state letter of process `pid` (`/proc/PID/stat`, field 3).
+pub fn process_state(pid: i32) -> io::Result<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    after.trim_start().chars().next().ok_or_else(|| io::Error::from(io::ErrorKind::InvalidData))
+}
+
+/// Waits up to `timeout` until every process of `pids` is in one of `states` (e.g. `S`), so
+/// that a tree workload prints READY only once all its processes are in their waits. Returns
+/// the processes in another state.
+pub fn wait_processes_in(pids: &[i32], states: &[char], timeout: std::time::Duration) -> Vec<(i32, char)> {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        let other: Vec<(i32, char)> =
+            pids.iter().map(|&p| (p, process_state(p).unwrap_or('?'))).filter(|(_, s)| !states.contains(s)).collect();
+        if other.is_empty() || std::time::Instant::now() > deadline {
+            return other;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
+/// The process ids a process of a tree workload checks: its pid, parent, group and session.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ProcIds {
+    /// `getpid()` (raw system call).
+    pub pid: i32,
+    /// `getppid()` (raw system call).
+    pub ppid: i32,
+    /// `getpgid(0)`.
+    pub pgid: i32,
+    /// `getsid(0)`.
+    pub sid: i32,
+}
+
+impl ProcIds {
+    /// This process's ids now.
+    pub fn own() -> io::Result<ProcIds> {
+        Ok(ProcIds { pid: raw::raw_getpid(), ppid: raw::raw_getppid(), pgid: raw::getpgid(0)?, sid: raw::getsid(0)? })
+    }
+}

@@ -196,3 +196,21 @@ pub fn clock_nanosleep_abs(clock: libc::clockid_t, deadline: Duration) -> io::Re
         Err(io::Error::from_raw_os_error(err))
     }
 }
+
+impl Mapping {
+    /// The index (counted from the start of the mapping) of the first 64-bit word of `len` bytes
+    /// at `off` (8-aligned, multiple of 8) that differs from `word(i)`, read in place without
+    /// copying (so reading never makes a private copy of shared pages).
+    pub fn first_word_mismatch(&self, off: usize, len: usize, word: impl Fn(usize) -> u64) -> Option<usize> {
+        assert!(off.is_multiple_of(8) && len.is_multiple_of(8), "unaligned check");
+        self.check(off, len, libc::PROT_READ);
+        let base = (self.addr + off) as *const u64;
+        (0..len / 8)
+            .find(|&i| {
+                // SAFETY: in bounds, aligned and readable (checked above).
+                let got = unsafe { base.add(i).read() };
+                got != word(off / 8 + i)
+            })
+            .map(|i| off / 8 + i)
+    }
+}

@@ -566,3 +566,71 @@ pub fn set_sched_policy(policy: i32) -> io::Result<()> {
     // SAFETY: `param` is a live local; 0 names the calling thread.
     cvt(unsafe { libc::sched_setscheduler(0, policy, &param) }).map(drop)
 }
+
+/// Where [`fork`] returned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Forked {
+    /// In the new child process.
+    Child,
+    /// In the parent; the child's pid.
+    Parent(i32),
+}
+
+/// `fork(2)`, refused with an error unless this process has exactly one thread, so that no lock
+/// another thread holds is copied into the child, held forever.
+pub fn fork() -> io::Result<Forked> {
+    let threads = std::fs::read_dir("/proc/self/task")?.count();
+    if threads != 1 {
+        return Err(io::Error::other(format!("fork needs a single-threaded process, this one has {threads}")));
+    }
+    // SAFETY: the process has one thread (checked above), so the child's copy of every lock and
+    // allocator state is consistent; the child continues in ordinary Rust code.
+    match cvt(unsafe { libc::fork() })? {
+        0 => Ok(Forked::Child),
+        pid => Ok(Forked::Parent(pid)),
+    }
+}
+
+/// The parent's pid (`getppid(2)` as a raw system call).
+pub fn raw_getppid() -> i32 {
+    // SAFETY: getppid takes no arguments.
+    unsafe { libc::syscall(libc::SYS_getppid) as i32 }
+}
+
+/// The process group of `pid` (0: this process) (`getpgid(2)`).
+pub fn getpgid(pid: i32) -> io::Result<i32> {
+    // SAFETY: plain integer argument.
+    cvt(unsafe { libc::getpgid(pid) })
+}
+
+/// The session of `pid` (0: this process) (`getsid(2)`).
+pub fn getsid(pid: i32) -> io::Result<i32> {
+    // SAFETY: plain integer argument.
+    cvt(unsafe { libc::getsid(pid) })
+}
+
+/// Starts a new session led by this process (`setsid(2)`); returns its id.
+pub fn setsid() -> io::Result<i32> {
+    // SAFETY: setsid takes no arguments.
+    cvt(unsafe { libc::setsid() })
+}
+
+/// Moves `pid` (0: this process) into the process group `pgid` (0: a new group led by it)
+/// (`setpgid(2)`).
+pub fn setpgid(pid: i32, pgid: i32) -> io::Result<()> {
+    // SAFETY: plain integer arguments.
+    cvt(unsafe { libc::setpgid(pid, pgid) }).map(drop)
+}
+
+/// Waits (blocking) until the child `pid` stops (`waitpid(2)` with WUNTRACED); returns the
+/// stop signal, or an error if it ended instead.
+pub fn wait_stopped(pid: i32) -> io::Result<i32> {
+    let mut status = 0;
+    // SAFETY: `status` is a live local.
+    cvt(unsafe { libc::waitpid(pid, &mut status, libc::WUNTRACED) })?;
+    if libc::WIFSTOPPED(status) {
+        Ok(libc::WSTOPSIG(status))
+    } else {
+        Err(io::Error::other(format!("pid {pid} ended (wait status {status:#x}) instead of stopping")))
+    }
+}

@@ -1,0 +1,144 @@
+//! Process trees: a fork tree three levels deep, sessions and process groups made with setsid and
+//! setpgid, an open file description shared across processes, a stopped child, and a prefork
+//! server whose workers share their parent's pages copy-on-write (the test measures the sum of
+//! Pss before the dump and after the restore). Every process of the tree is compared before and
+//! after (`/proc/PID/{maps,status,fd,fdinfo}`), not only the root. The `standalone_*` tests run
+//! the same workloads without stasis, so that an end-to-end failure points at stasis, not at the
+//! workload.
+
+use stasis_tests::harness::{standalone, Case, Snapshot};
+use stasis_tests::workload;
+
+/// The pids of `root` and every process below it, root first, the rest sorted.
+fn tree_pids(root: i32) -> Vec<i32> {
+    let parents: Vec<(i32, i32)> = std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let pid: i32 = e.file_name().to_str()?.parse().ok()?;
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            let ppid = stat.rsplit_once(')')?.1.split_whitespace().nth(1)?.parse().ok()?;
+            Some((pid, ppid))
+        })
+        .collect();
+    let mut tree = vec![root];
+    let mut i = 0;
+    while i < tree.len() {
+        let parent = tree[i];
+        let mut kids: Vec<i32> = parents.iter().filter(|&&(_, pp)| pp == parent).map(|&(p, _)| p).collect();
+        kids.sort_unstable();
+        tree.extend(kids);
+        i += 1;
+    }
+    tree[1..].sort_unstable();
+    tree
+}
+
+/// The Pss of `pid` in kB (`/proc/PID/smaps_rollup`).
+fn pss_kb(case: &Case, pid: i32) -> u64 {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup"))
+        .unwrap_or_else(|e| case.fail(&format!("/proc/{pid}/smaps_rollup: {e}")));
+    text.lines()
+        .find_map(|l| l.strip_prefix("Pss:")?.trim().strip_suffix("kB")?.trim().parse().ok())
+        .unwrap_or_else(|| case.fail(&format!("no Pss line in /proc/{pid}/smaps_rollup:\n{text}")))
+}
+
+/// The sum of the Pss of `pids`, in kB.
+fn pss_sum(case: &Case, pids: &[i32]) -> u64 {
+    pids.iter().map(|&p| pss_kb(case, p)).sum()
+}
+
+/// Checkpoints and restores the tree of `case`'s workload: snapshots every process, dumps the
+/// root with its tree, reaps it, restores it, checks the same pids exist and compares every
+/// process, optionally compares the Pss sum (restored at most 1.5 times the original), then wakes
+/// the root and checks its PASS.
+fn tree_checkpoint_restore(case: &Case, processes: usize, measure_pss: bool) {
+    let Some(mut run) = case.start() else { return };
+    let root = run.pid();
+    let pids = tree_pids(root);
+    if pids.len() != processes {
+        case.fail(&format!("the tree of pid {root} has {} processes {pids:?}, expected {processes}", pids.len()));
+    }
+    let before: Vec<Snapshot> = pids.iter().map(|&p| case.settled_snapshot(p)).collect();
+    let pss_before = measure_pss.then(|| pss_sum(case, &pids));
+    let images = case.images("images");
+    case.dump_ok(&run, &images, &[]);
+    case.reap_dumped(&mut run);
+    let mut restored = case.restore_ok(&images, root, &[]);
+    let after = tree_pids(root);
+    if after != pids {
+        case.fail(&format!("processes before the dump {pids:?}, after the restore {after:?}"));
+    }
+    for (snap, &pid) in before.iter().zip(&pids) {
+        case.compare(snap, pid);
+    }
+    let pss = pss_before.map(|b| (b, pss_sum(case, &pids)));
+    if let Some((b, a)) = pss {
+        eprintln!("Pss sum of the {} processes: {b} kB before the dump, {a} kB after the restore", pids.len());
+    }
+    case.finish(&mut restored);
+    if let Some((b, a)) = pss {
+        if a * 2 > b * 3 {
+            case.fail(&format!(
+                "pages shared copy-on-write were not shared after restore: Pss sum {b} kB before the dump, \
+                 {a} kB after the restore (limit 1.5 x)"
+            ));
+        }
+    }
+}
+
+#[test]
+fn fork_tree_three_levels_deep() {
+    let case = Case::new("tree_fork3", workload!("tree_fork3"));
+    tree_checkpoint_restore(&case, 7, false);
+}
+
+#[test]
+fn sessions_and_process_groups() {
+    let case = Case::new("tree_sessions", workload!("tree_sessions"));
+    tree_checkpoint_restore(&case, 6, false);
+}
+
+#[test]
+fn open_file_description_shared_across_processes() {
+    let case = Case::new("tree_shared_offset", workload!("tree_shared_offset"));
+    tree_checkpoint_restore(&case, 3, false);
+}
+
+#[test]
+fn stopped_child_stays_stopped() {
+    let case = Case::new("tree_stopped", workload!("tree_stopped"));
+    tree_checkpoint_restore(&case, 3, false);
+}
+
+#[test]
+fn prefork_server_pages_stay_shared() {
+    let case = Case::new("tree_prefork", workload!("tree_prefork"));
+    tree_checkpoint_restore(&case, 9, true);
+}
+
+#[test]
+fn standalone_tree_fork3() {
+    standalone("sa-tree_fork3", workload!("tree_fork3"));
+}
+
+#[test]
+fn standalone_tree_sessions() {
+    standalone("sa-tree_sessions", workload!("tree_sessions"));
+}
+
+#[test]
+fn standalone_tree_shared_offset() {
+    standalone("sa-tree_shared_offset", workload!("tree_shared_offset"));
+}
+
+#[test]
+fn standalone_tree_stopped() {
+    standalone("sa-tree_stopped", workload!("tree_stopped"));
+}
+
+#[test]
+fn standalone_tree_prefork() {
+    standalone("sa-tree_prefork", workload!("tree_prefork"));
+}
