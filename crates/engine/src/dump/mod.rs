@@ -160,10 +160,12 @@ fn dump_frozen(
     let mut files = Vec::new();
     let mut dumped = Vec::new();
     let mut layouts: Vec<(Pid, Vec<stasis_image::model::Vma>)> = Vec::new();
+    let mut shm_owners: Vec<(u64, Pid)> = Vec::new();
     for (process, stat) in tree.iter_mut() {
         let pid = process.pid();
         let parent = layouts.iter().find(|(p, _)| p.0 == stat.ppid).map(|(p, v)| (*p, v.as_slice()));
         let (c, mut new_files) = collect(root, process, stat, opts, &mut ids, parent)?;
+        check_shared_anon(pid, &c.mm.vmas, parent, &mut shm_owners)?;
         layouts.push((pid, c.mm.vmas.clone()));
         files.append(&mut new_files);
         log::info!("pid {pid}: frozen and inspected at {:?}", frozen_at.elapsed());
@@ -174,6 +176,30 @@ fn dump_frozen(
     files::pipe::check_pairs(tree[0].0.pid().0, &files)?;
     fault::check("dump-fail-after-memory")?;
     Ok((dumped, files))
+}
+
+/// Shared anonymous memory is saved once, by the first process that maps it, and given to the others
+/// by forking them from it: each other process must have it as an inherited copy of its parent's.
+fn check_shared_anon(
+    pid: Pid,
+    vmas: &[stasis_image::model::Vma],
+    parent: Option<(Pid, &[stasis_image::model::Vma])>,
+    owners: &mut Vec<(u64, Pid)>,
+) -> Result<()> {
+    for v in vmas.iter().filter(|v| mem::kind(v) == stasis_image::model::VmaKind::SharedAnon) {
+        if parent.is_some_and(|(_, pv)| mem::pages::inheritable(v, pv)) {
+            continue;
+        }
+        if let Some((_, owner)) = owners.iter().find(|(ino, _)| *ino == v.inode) {
+            let what = format!(
+                "shared anonymous memory {:#x}-{:#x} (inode {}) that pid {owner} also maps, not inherited from its parent",
+                v.start, v.end, v.inode
+            );
+            return Err(Error::Unsupported { pid: pid.0, what });
+        }
+        owners.push((v.inode, pid));
+    }
+    Ok(())
 }
 
 /// A child that shares its address space, fd table, fs info or signal handlers with its parent

@@ -41,6 +41,8 @@ fn classify(pid: Pid, e: &MapEntry) -> Result<Vma> {
         "[vvar]" => VmaKind::Vvar,
         "[vvar_vclock]" => VmaKind::VvarVclock,
         "[vsyscall]" => VmaKind::Vsyscall,
+        // MAP_SHARED | MAP_ANONYMOUS: a shmem object named after /dev/zero.
+        "/dev/zero" if e.deleted && e.shared => VmaKind::SharedAnon,
         _ if e.deleted => {
             return Err(unsupported(format!("mapping {range} of the deleted or anonymous shared file {}", e.name)))
         }
@@ -227,7 +229,8 @@ pub fn drop_absent(inj: &mut Injector, mm: &MmImage, map: &model::PageMap, kept:
     let mut present: Vec<(u64, u64)> =
         map.runs.iter().chain(&map.inherited).map(|r| (r.vaddr, r.vaddr + r.nr_pages * PAGE)).collect();
     present.sort_unstable();
-    for v in mm.vmas.iter().filter(|v| kept.contains(&v.start)) {
+    // Shared memory is one object for all who map it: nothing of it is dropped.
+    for v in mm.vmas.iter().filter(|v| kept.contains(&v.start) && kind(v) != VmaKind::SharedAnon) {
         for (start, end) in subtract((v.start, v.end), &present) {
             inj.call(
                 "madvise(MADV_DONTNEED)",
@@ -407,9 +410,10 @@ fn map_vma(
     Ok(())
 }
 
-/// Protection while pages are written: private areas that get pages are writable for the fill.
+/// Protection while pages are written: private areas and shared anonymous ones that get pages are
+/// writable for the fill.
 fn fill_prot(v: &Vma, filled: bool) -> u32 {
-    if filled && v.flags & libc::MAP_PRIVATE as u32 != 0 {
+    if filled && (v.flags & libc::MAP_PRIVATE as u32 != 0 || kind(v) == VmaKind::SharedAnon) {
         v.prot | libc::PROT_WRITE as u32
     } else {
         v.prot

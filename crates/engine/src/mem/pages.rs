@@ -60,6 +60,15 @@ pub fn select(pid: Pid, vmas: &[Vma], parent: Option<(Pid, &[Vma])>) -> Result<(
         let file = match kind(v) {
             VmaKind::Anon => false,
             VmaKind::File if private => true,
+            // A shared anonymous object: all of it, once, from the first process that has it (a
+            // child that inherited it gets it again by being forked; see `inheritable`).
+            VmaKind::SharedAnon if !parent.is_some_and(|(_, pv)| inheritable(v, pv)) => {
+                out.push(Selected {
+                    run: (v.start, (v.end - v.start) / PAGE),
+                    readable: v.prot & libc::PROT_READ as u32 != 0,
+                });
+                continue;
+            }
             _ => continue,
         };
         entries.clear();
@@ -104,10 +113,11 @@ fn same_page(a: u64, b: u64) -> bool {
     a & PM_PRESENT != 0 && b & PM_PRESENT != 0 && a & PM_PFN != 0 && a & PM_PFN == b & PM_PFN
 }
 
-/// A VMA a forked child gets from its parent as it is: an anonymous or file area the parent has too,
+/// A VMA a forked child gets from its parent as it is: an anonymous, file or shared anonymous area
+/// (same object: same inode) the parent has too,
 /// not MADV_DONTFORK (such an area is not copied into a child). The vDSO and vvar are the kernel's.
 pub fn inheritable(v: &Vma, parent: &[Vma]) -> bool {
-    matches!(kind(v), VmaKind::Anon | VmaKind::File)
+    matches!(kind(v), VmaKind::Anon | VmaKind::File | VmaKind::SharedAnon)
         && v.madvise & stasis_image::model::MADV_BIT_DONTFORK == 0
         && parent.iter().any(|p| super::same_vma(v, p))
 }
