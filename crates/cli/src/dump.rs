@@ -28,6 +28,10 @@ pub struct DumpArgs {
     /// Flush the image to stable storage before reporting success.
     #[arg(long)]
     pub fsync: bool,
+    /// Largest unlinked-but-open file whose contents go into the image (bytes, or with a K or M
+    /// suffix; at most 32M). A bigger one fails the dump.
+    #[arg(long, value_name = "SIZE", default_value = "1M", value_parser = parse_size)]
+    pub ghost_limit: u64,
     #[command(flatten)]
     pub log: LogArgs,
     /// Print the report (or the error) as one JSON object on stdout.
@@ -43,6 +47,7 @@ pub fn run(args: &DumpArgs) -> anyhow::Result<u8> {
         leave_running: args.leave_running,
         shell_job: args.shell_job,
         fsync: args.fsync,
+        ghost_limit: args.ghost_limit,
     };
     log::info!("dumping pid {} into {}", opts.pid, opts.dir.display());
     let mut line = ProgressLine::new("dumping memory");
@@ -69,4 +74,36 @@ fn summary(r: &DumpReport, opts: &DumpOptions) -> String {
         r.total.as_secs_f64(),
         r.frozen.as_secs_f64(),
     )
+}
+
+/// A size in bytes, with an optional K or M suffix (powers of 1024), at most
+/// [`stasis_engine::MAX_GHOST_LIMIT`].
+fn parse_size(text: &str) -> Result<u64, String> {
+    let (digits, unit) = match text.strip_suffix(['K', 'k']) {
+        Some(d) => (d, 1 << 10),
+        None => match text.strip_suffix(['M', 'm']) {
+            Some(d) => (d, 1 << 20),
+            None => (text, 1),
+        },
+    };
+    let n: u64 = digits.parse().map_err(|_| format!("{text:?} is not a size (e.g. 4096, 64K, 8M)"))?;
+    let bytes = n.checked_mul(unit).ok_or_else(|| format!("{text} is too big"))?;
+    if bytes > stasis_engine::MAX_GHOST_LIMIT {
+        return Err(format!("{text} is over the most an image can hold for one file (32M)"));
+    }
+    Ok(bytes)
+}
+
+#[cfg(test)]
+mod size_tests {
+    use super::parse_size;
+
+    #[test]
+    fn sizes_with_and_without_suffixes() {
+        assert_eq!(parse_size("4096"), Ok(4096));
+        assert_eq!(parse_size("64K"), Ok(64 << 10));
+        assert_eq!(parse_size("8m"), Ok(8 << 20));
+        assert!(parse_size("33M").is_err());
+        assert!(parse_size("x").is_err());
+    }
 }

@@ -50,7 +50,16 @@ pub struct DumpOptions {
     pub shell_job: bool,
     /// Flush the image to disk before the inventory is committed.
     pub fsync: bool,
+    /// Largest unlinked file whose contents are saved in the image (bytes); a bigger one fails the
+    /// dump.
+    pub ghost_limit: u64,
 }
+
+/// Default of [`DumpOptions::ghost_limit`]: 1 MiB, as CRIU's.
+pub const DEFAULT_GHOST_LIMIT: u64 = 1 << 20;
+/// The most [`DumpOptions::ghost_limit`] may be: unlinked files are stored in `files.img`, whose
+/// records are bounded.
+pub const MAX_GHOST_LIMIT: u64 = 32 << 20;
 
 /// Progress of a long operation, for a terminal progress line.
 #[derive(Debug, Clone, Copy)]

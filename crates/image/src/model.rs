@@ -542,6 +542,17 @@ pub struct RegularFile {
     pub size: u64,
     #[prost(uint32, tag = "4")]
     pub mode: u32,
+    /// The file was unlinked while open (`path` is its last name): restore makes it again from
+    /// `content` and unlinks it.
+    #[prost(bool, tag = "5")]
+    pub ghost: bool,
+    /// An unlinked file's bytes, held by the first entry of its inode (`ino`) only.
+    #[prost(bytes = "vec", tag = "6")]
+    #[serde(serialize_with = "hex_bytes")]
+    pub content: Vec<u8>,
+    /// Inode number at dump time: descriptions of one unlinked file share it.
+    #[prost(uint64, tag = "7")]
+    pub ino: u64,
 }
 
 #[derive(Clone, PartialEq, prost::Message, Serialize)]

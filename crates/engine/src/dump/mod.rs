@@ -156,7 +156,7 @@ fn dump_frozen(
     frozen_at: Instant,
 ) -> Result<(Vec<Dumped>, Vec<FileEntry>)> {
     check_sharing(tree)?;
-    let mut ids = FileIds::default();
+    let mut ids = FileIds::new(opts.ghost_limit);
     let mut files = Vec::new();
     let mut dumped = Vec::new();
     let mut layouts: Vec<(Pid, Vec<stasis_image::model::Vma>)> = Vec::new();

@@ -38,6 +38,8 @@ pub struct Probe<'a> {
     pub flags: u32,
     pub pos: u64,
     pub shell_job: bool,
+    /// Largest unlinked file whose bytes are saved.
+    pub ghost_limit: u64,
 }
 
 impl Probe<'_> {
@@ -48,11 +50,20 @@ impl Probe<'_> {
 
 /// The open file descriptions a dump has seen so far, in every process of the tree, so that one
 /// shared by several fds or processes gets one id.
-#[derive(Default)]
 pub struct FileIds {
     next: u32,
     /// (process, fd, id, device, inode)
     seen: Vec<(Pid, i32, u32, u64, u64)>,
+    /// Largest unlinked file whose bytes are saved.
+    pub ghost_limit: u64,
+    /// Unlinked files (device, inode) whose bytes are saved already.
+    pub ghosts: Vec<(u64, u64)>,
+}
+
+impl FileIds {
+    pub fn new(ghost_limit: u64) -> FileIds {
+        FileIds { next: 0, seen: Vec::new(), ghost_limit, ghosts: Vec::new() }
+    }
 }
 
 /// The fd table of `pid` and the descriptions behind it that `ids` has not seen yet.
@@ -76,9 +87,18 @@ pub fn dump(root: &ProcRoot, pid: Pid, shell_job: bool, ids: &mut FileIds) -> Re
             Some(s) => s.2,
             None => {
                 let flags = info.flags & !O_CLOEXEC;
-                let probe =
-                    Probe { pid, fd, link: &link, meta: &meta, file: file.as_fd(), flags, pos: info.pos, shell_job };
-                let kind = classify(&probe)?;
+                let probe = Probe {
+                    pid,
+                    fd,
+                    link: &link,
+                    meta: &meta,
+                    file: file.as_fd(),
+                    flags,
+                    pos: info.pos,
+                    shell_job,
+                    ghost_limit: ids.ghost_limit,
+                };
+                let kind = classify(&probe, &mut ids.ghosts)?;
                 ids.next += 1;
                 files.push(FileEntry { id: ids.next, flags, kind: Some(kind) });
                 ids.next
@@ -90,10 +110,10 @@ pub fn dump(root: &ProcRoot, pid: Pid, shell_job: bool, ids: &mut FileIds) -> Re
     Ok((table, files))
 }
 
-fn classify(p: &Probe) -> Result<FileKind> {
+fn classify(p: &Probe, ghosts: &mut Vec<(u64, u64)>) -> Result<FileKind> {
     let ft = p.meta.file_type();
     if ft.is_file() || ft.is_dir() {
-        regular::dump(p)
+        regular::dump(p, ghosts)
     } else if ft.is_char_device() {
         chardev::dump(p)
     } else if ft.is_fifo() && p.link.to_string_lossy().starts_with("pipe:") {
@@ -128,8 +148,10 @@ fn describe(link: &Path, ft: &std::fs::FileType) -> String {
 pub fn open_all(files: &[FileEntry], shell_job: bool) -> Result<HashMap<u32, OwnedFd>> {
     let mut out = HashMap::new();
     let mut pipes = pipe::Pipes::default();
+    let mut ghosts = regular::Ghosts::default();
     for f in files {
         let fd = match &f.kind {
+            Some(FileKind::Regular(r)) if r.ghost => ghosts.open(r, f.flags)?,
             Some(FileKind::Regular(r)) => regular::open_file(r, f.flags)?,
             Some(FileKind::Directory(d)) => regular::open_dir(d, f.flags)?,
             Some(FileKind::CharDevice(c)) => chardev::open_device(c, f.flags)?,

@@ -1,6 +1,9 @@
 //! Regular files and directories: reopened by path with their flags and offset. A file that is gone,
 //! or is no longer a regular file (a directory no longer a directory), stops the restore with its path
 //! named; a regular file whose size changed since the dump is restored with a warning in the log.
+//!
+//! A file unlinked while open (a "ghost") has its bytes saved in the image, up to a limit; restore
+//! makes it again under its last name, opens every description of it, and unlinks it.
 
 use super::Probe;
 use crate::error::{Error, Result};
@@ -13,15 +16,96 @@ use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 /// Flags that only mean something at open time, or that we set ourselves.
 const OPEN_ONLY: i32 = libc::O_CREAT | libc::O_EXCL | libc::O_TRUNC | libc::O_NOCTTY | libc::O_CLOEXEC;
 
-pub fn dump(p: &Probe) -> Result<FileKind> {
+pub fn dump(p: &Probe, ghosts: &mut Vec<(u64, u64)>) -> Result<FileKind> {
     let path = p.link.to_string_lossy().into_owned();
-    if path.ends_with(" (deleted)") {
-        return Err(p.unsupported(format!("unlinked file {path}")));
-    }
     if p.meta.is_dir() {
+        if path.ends_with(" (deleted)") {
+            return Err(p.unsupported(format!("removed directory {path}")));
+        }
         return Ok(FileKind::Directory(DirectoryFile { path, pos: p.pos }));
     }
-    Ok(FileKind::Regular(RegularFile { path, pos: p.pos, size: p.meta.size(), mode: p.meta.mode() }))
+    let (size, mode, ino) = (p.meta.size(), p.meta.mode(), p.meta.ino());
+    let Some(last_name) = path.strip_suffix(" (deleted)") else {
+        return Ok(FileKind::Regular(RegularFile { path, pos: p.pos, size, mode, ..Default::default() }));
+    };
+    if p.meta.nlink() != 0 {
+        return Err(p.unsupported(format!("file {path} that still has other names")));
+    }
+    let mut content = Vec::new();
+    let key = (p.meta.dev(), ino);
+    if !ghosts.contains(&key) {
+        if size > p.ghost_limit {
+            let what = format!(
+                "fd {}: unlinked file {path} is {size} bytes, over the limit of {} (raise it with --ghost-limit)",
+                p.fd, p.ghost_limit
+            );
+            return Err(Error::Failed { pid: p.pid.0, what });
+        }
+        content = read_all(p, size)?;
+        ghosts.push(key);
+    }
+    let path = last_name.to_string();
+    Ok(FileKind::Regular(RegularFile { path, pos: p.pos, size, mode, ghost: true, content, ino }))
+}
+
+/// The whole of the (unlinked) file behind the probed fd, read at offsets (its own offset is left).
+fn read_all(p: &Probe, size: u64) -> Result<Vec<u8>> {
+    use std::os::unix::fs::FileExt;
+    let file = std::fs::File::from(p.file.try_clone_to_owned().map_err(Error::io(p.link))?);
+    let mut content = vec![0u8; size as usize];
+    file.read_exact_at(&mut content, 0).map_err(Error::io(p.link))?;
+    Ok(content)
+}
+
+/// Unlinked files made again at restore: each created once (under its last name, or beside it if
+/// that name is taken now), every description of it opened, then unlinked.
+#[derive(Default)]
+pub struct Ghosts {
+    made: Vec<(u64, std::path::PathBuf)>,
+}
+
+impl Ghosts {
+    pub fn open(&mut self, r: &RegularFile, flags: u32) -> Result<OwnedFd> {
+        let path = match self.made.iter().find(|(ino, _)| *ino == r.ino) {
+            Some((_, p)) => p.clone(),
+            None => {
+                let p = self.make(r)?;
+                self.made.push((r.ino, p.clone()));
+                p
+            }
+        };
+        let plain =
+            RegularFile { path: path.to_string_lossy().into_owned(), ghost: false, content: Vec::new(), ..r.clone() };
+        open_file(&plain, flags)
+    }
+
+    fn make(&self, r: &RegularFile) -> Result<std::path::PathBuf> {
+        use std::io::Write;
+        let mut path = std::path::PathBuf::from(&r.path);
+        if path.exists() {
+            path = format!("{}.stasis-ghost-{}", r.path, r.ino).into();
+        }
+        let mut f = OpenOptions::new().write(true).create_new(true).open(&path).map_err(Error::io(&path))?;
+        let written = f.write_all(&r.content).and_then(|()| f.set_len(r.size));
+        let perms = std::os::unix::fs::PermissionsExt::from_mode(r.mode & 0o7777);
+        let done = written.and_then(|()| std::fs::set_permissions(&path, perms));
+        if let Err(e) = done {
+            let _ = std::fs::remove_file(&path);
+            return Err(Error::Io { path, source: e });
+        }
+        Ok(path)
+    }
+}
+
+impl Drop for Ghosts {
+    /// The files exist only while their descriptions are being opened.
+    fn drop(&mut self) {
+        for (_, path) in &self.made {
+            if let Err(e) = std::fs::remove_file(path) {
+                log::warn!("could not unlink {} again: {e}", path.display());
+            }
+        }
+    }
 }
 
 fn open(path: &str, flags: u32, extra: i32) -> Result<std::fs::File> {

@@ -113,6 +113,7 @@ pub(crate) fn sample_files() -> FileTable {
                     pos: 77,
                     size: 77,
                     mode: 0o100644,
+                    ..Default::default()
                 })),
             },
         ],
