@@ -393,6 +393,10 @@ pub struct Vma {
     /// `mlock`ed (`lo` in VmFlags).
     #[prost(bool, tag = "11")]
     pub locked: bool,
+    /// A mapping of an unlinked file or memfd: restore maps the file made again from `files.img`
+    /// (the entry whose `ino` is `inode`).
+    #[prost(bool, tag = "12")]
+    pub ghost: bool,
 }
 
 /// `Vma::madvise` bits.
@@ -553,6 +557,11 @@ pub struct RegularFile {
     /// Inode number at dump time: descriptions of one unlinked file share it.
     #[prost(uint64, tag = "7")]
     pub ino: u64,
+    /// The unlinked file is a memfd (`path` is `/memfd:NAME`), with these seals (`F_GET_SEALS`).
+    #[prost(bool, tag = "8")]
+    pub memfd: bool,
+    #[prost(int32, tag = "9")]
+    pub seals: i32,
 }
 
 #[derive(Clone, PartialEq, prost::Message, Serialize)]

@@ -104,3 +104,27 @@ pub fn set_status_flags(fd: BorrowedFd<'_>, flags: i32) -> Result<(), SysError> 
     let ret = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, flags) };
     check("fcntl(F_SETFL)", ret as libc::c_long).map(drop)
 }
+
+/// `memfd_create(2)` with `MFD_CLOEXEC | MFD_ALLOW_SEALING`.
+pub fn memfd_create(name: &str) -> Result<OwnedFd, SysError> {
+    let name = std::ffi::CString::new(name).map_err(|_| SysError::from_errno("memfd_create", libc::EINVAL))?;
+    // SAFETY: `name` is a live NUL-terminated string; flags are plain integers.
+    let ret = unsafe { libc::memfd_create(name.as_ptr(), libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING) };
+    let fd = check("memfd_create", ret as libc::c_long)?;
+    // SAFETY: the kernel just returned this fd to us; nobody else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+}
+
+/// `fcntl(F_GET_SEALS)` on a memfd.
+pub fn get_seals(fd: BorrowedFd<'_>) -> Result<i32, SysError> {
+    // SAFETY: plain integer arguments on a borrowed, open fd.
+    let ret = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GET_SEALS) };
+    check("fcntl(F_GET_SEALS)", ret as libc::c_long).map(|n| n as i32)
+}
+
+/// `fcntl(F_ADD_SEALS)` on a memfd.
+pub fn add_seals(fd: BorrowedFd<'_>, seals: i32) -> Result<(), SysError> {
+    // SAFETY: plain integer arguments on a borrowed, open fd.
+    let ret = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_ADD_SEALS, seals) };
+    check("fcntl(F_ADD_SEALS)", ret as libc::c_long).map(drop)
+}

@@ -300,7 +300,8 @@ fn collect(
         vdso_checksum: mem::vdso_checksum(inj, vdso)?,
         vmas,
     };
-    let (fds, files) = files::dump(root, pid, opts.shell_job, ids)?;
+    let (fds, mut files) = files::dump(root, pid, opts.shell_job, ids)?;
+    files.append(&mut files::ghost_mappings(pid, &mm.vmas, ids)?);
     if fault::armed("dump-kill-target") {
         log::warn!("STASIS_FAULT: killing pid {pid} mid-dump");
         let _ = stasis_sys::process::kill(pid, libc::SIGKILL);

@@ -110,6 +110,36 @@ pub fn dump(root: &ProcRoot, pid: Pid, shell_job: bool, ids: &mut FileIds) -> Re
     Ok((table, files))
 }
 
+/// File entries (referenced by no fd) for the unlinked files and memfds `pid` maps but that no fd
+/// seen so far holds: their bytes are read through `/proc/PID/map_files`.
+pub fn ghost_mappings(pid: Pid, vmas: &[stasis_image::model::Vma], ids: &mut FileIds) -> Result<Vec<FileEntry>> {
+    let mut out = Vec::new();
+    for v in vmas.iter().filter(|v| v.ghost) {
+        let path = format!("/proc/{pid}/map_files/{:x}-{:x}", v.start, v.end);
+        let file = File::open(&path).map_err(Error::io(&path))?;
+        let meta = file.metadata().map_err(Error::io(&path))?;
+        if ids.ghosts.contains(&(meta.dev(), meta.ino())) {
+            continue;
+        }
+        let link = std::path::PathBuf::from(format!("{} (deleted)", v.name));
+        let probe = Probe {
+            pid,
+            fd: -1,
+            link: &link,
+            meta: &meta,
+            file: file.as_fd(),
+            flags: libc::O_RDONLY as u32,
+            pos: 0,
+            shell_job: false,
+            ghost_limit: ids.ghost_limit,
+        };
+        let kind = regular::dump(&probe, &mut ids.ghosts)?;
+        ids.next += 1;
+        out.push(FileEntry { id: ids.next, flags: libc::O_RDONLY as u32, kind: Some(kind) });
+    }
+    Ok(out)
+}
+
 fn classify(p: &Probe, ghosts: &mut Vec<(u64, u64)>) -> Result<FileKind> {
     let ft = p.meta.file_type();
     if ft.is_file() || ft.is_dir() {
@@ -145,7 +175,10 @@ fn describe(link: &Path, ft: &std::fs::FileType) -> String {
 }
 
 /// Open every description of the image in the controller, before the task exists.
-pub fn open_all(files: &[FileEntry], shell_job: bool) -> Result<HashMap<u32, OwnedFd>> {
+///
+/// Returns the descriptions by id, and the unlinked files and memfds made again, by their inode at
+/// dump time (for the mappings of them).
+pub fn open_all(files: &[FileEntry], shell_job: bool) -> Result<(HashMap<u32, OwnedFd>, HashMap<u64, OwnedFd>)> {
     let mut out = HashMap::new();
     let mut pipes = pipe::Pipes::default();
     let mut ghosts = regular::Ghosts::default();
@@ -163,7 +196,7 @@ pub fn open_all(files: &[FileEntry], shell_job: bool) -> Result<HashMap<u32, Own
         };
         out.insert(f.id, fd);
     }
-    Ok(out)
+    Ok((out, ghosts.into_objects()))
 }
 
 /// Install the fd table into the task.

@@ -19,7 +19,7 @@ use stasis_sys::inject::Injector;
 use stasis_sys::Pid;
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::MetadataExt;
 
 /// Highest user address on x86_64 with 4-level page tables.
@@ -43,9 +43,10 @@ fn classify(pid: Pid, e: &MapEntry) -> Result<Vma> {
         "[vsyscall]" => VmaKind::Vsyscall,
         // MAP_SHARED | MAP_ANONYMOUS: a shmem object named after /dev/zero.
         "/dev/zero" if e.deleted && e.shared => VmaKind::SharedAnon,
-        _ if e.deleted => {
-            return Err(unsupported(format!("mapping {range} of the deleted or anonymous shared file {}", e.name)))
+        n if e.deleted && n.starts_with("/SYSV") => {
+            return Err(unsupported(format!("SysV shared memory mapped at {range} ({n})")))
         }
+        _ if e.deleted && e.inode == 0 => return Err(unsupported(format!("mapping {range} of {}", e.name))),
         _ if e.inode != 0 => VmaKind::File,
         _ if e.shared => return Err(unsupported(format!("shared anonymous mapping {range}"))),
         n if n.starts_with('[') && !matches!(n, "[heap]" | "[stack]") && !n.starts_with("[anon:") => {
@@ -90,6 +91,8 @@ fn classify(pid: Pid, e: &MapEntry) -> Result<Vma> {
         inode: e.inode,
         madvise,
         locked: e.vm_flags.has("lo"),
+        // An unlinked file or a memfd: its bytes are saved with the files (see files::ghost_mappings).
+        ghost: e.deleted && kind == VmaKind::File,
     })
 }
 
@@ -145,37 +148,6 @@ pub fn find_free(busy: &[(u64, u64)], len: u64) -> Option<u64> {
     (top >= len + BOTTOM).then(|| (top - len) & !(PAGE - 1))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::{find_free, subtract};
-
-    #[test]
-    fn subtract_leaves_the_gaps() {
-        assert_eq!(subtract((0, 100), &[(10, 20), (50, 60)]), vec![(0, 10), (20, 50), (60, 100)]);
-        assert_eq!(subtract((0, 100), &[(0, 100)]), vec![]);
-        assert_eq!(subtract((10, 20), &[(0, 15)]), vec![(15, 20)]);
-    }
-
-    #[test]
-    fn free_range_avoids_overlapping_busy_ranges() {
-        let len = 0x10000;
-        // A low range that reaches past a higher one must not leave a false gap.
-        let busy = [(0x7e00_0000_0000, 0x7f00_0000_0000), (0x7e80_0000_0000, 0x7e90_0000_0000)];
-        let at = find_free(&busy, len).unwrap();
-        assert!(at + len <= 0x7e00_0000_0000 - (2 << 20), "{at:#x}");
-        for (s, e) in busy {
-            assert!(at + len <= s || at >= e);
-        }
-    }
-
-    #[test]
-    fn free_range_found_between_ranges() {
-        let busy = [(0x1000_0000, 0x2000_0000), (0x7e00_0000_0000, 0x7f00_0000_0000)];
-        let at = find_free(&busy, 0x4000).unwrap();
-        assert!(at >= 0x2000_0000 && at + 0x4000 <= 0x7e00_0000_0000);
-    }
-}
-
 /// Start addresses of the VMAs that have saved pages.
 pub fn with_pages(mm: &MmImage, map: &model::PageMap) -> HashSet<u64> {
     let mut out = HashSet::new();
@@ -199,13 +171,14 @@ pub fn restore_layout(
     mm: &MmImage,
     filled: &HashSet<u64>,
     kept: &HashSet<u64>,
+    ghosts: &HashMap<u64, OwnedFd>,
 ) -> Result<()> {
     let current = proc::maps(&ProcRoot::system(), pid.0)?;
     let kept_ranges: Vec<(u64, u64)> =
         mm.vmas.iter().filter(|v| kept.contains(&v.start)).map(|v| (v.start, v.end)).collect();
     unmap_foreign(inj, &current, &kept_ranges)?;
     move_specials(inj, pid, &current, mm)?;
-    let mut files = OpenFiles::default();
+    let mut files = OpenFiles { ghosts, by_path: HashMap::new() };
     for v in mm.vmas.iter().filter(|v| !is_special(v)) {
         let filled = filled.contains(&v.start);
         if kept.contains(&v.start) {
@@ -340,16 +313,31 @@ fn remap(inj: &mut Injector, from: u64, len: u64, to: u64) -> Result<()> {
 }
 
 /// Files mapped during the layout restore, opened once each and imported into the task.
-#[derive(Default)]
-struct OpenFiles {
-    by_path: HashMap<(String, bool), (File, i32)>,
+struct OpenFiles<'a> {
+    /// Unlinked files and memfds made again, by inode at dump time.
+    ghosts: &'a HashMap<u64, OwnedFd>,
+    by_path: HashMap<(String, bool), (Option<File>, i32)>,
 }
 
-impl OpenFiles {
+impl OpenFiles<'_> {
     fn get(&mut self, inj: &mut Injector, imp: &mut FdImporter, pid: Pid, v: &Vma) -> Result<i32> {
         let writable = v.flags & libc::MAP_SHARED as u32 != 0 && v.prot & libc::PROT_WRITE as u32 != 0;
-        if let Some((_, fd)) = self.by_path.get(&(v.name.clone(), writable)) {
+        // Unlinked files are told apart by inode: two of them may have had the same name.
+        let key = if v.ghost { format!("{} #{}", v.name, v.inode) } else { v.name.clone() };
+        if let Some((_, fd)) = self.by_path.get(&(key.clone(), writable)) {
             return Ok(*fd);
+        }
+        if v.ghost {
+            let obj = self.ghosts.get(&v.inode).ok_or_else(|| Error::Incompatible {
+                file: "files.img".into(),
+                what: format!(
+                    "no unlinked file with inode {} for the mapping {:#x}-{:#x} of {}",
+                    v.inode, v.start, v.end, v.name
+                ),
+            })?;
+            let fd = imp.import(inj, obj.as_fd())?;
+            self.by_path.insert((key, writable), (None, fd));
+            return Ok(fd);
         }
         let file = std::fs::OpenOptions::new().read(true).write(writable).open(&v.name).map_err(Error::io(&v.name))?;
         let meta = file.metadata().map_err(Error::io(&v.name))?;
@@ -365,7 +353,7 @@ impl OpenFiles {
             });
         }
         let fd = imp.import(inj, file.as_fd())?;
-        self.by_path.insert((v.name.clone(), writable), (file, fd));
+        self.by_path.insert((key, writable), (Some(file), fd));
         Ok(fd)
     }
 
@@ -444,4 +432,35 @@ pub fn finish_layout(inj: &mut Injector, mm: &MmImage, filled: &HashSet<u64>) ->
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{find_free, subtract};
+
+    #[test]
+    fn subtract_leaves_the_gaps() {
+        assert_eq!(subtract((0, 100), &[(10, 20), (50, 60)]), vec![(0, 10), (20, 50), (60, 100)]);
+        assert_eq!(subtract((0, 100), &[(0, 100)]), vec![]);
+        assert_eq!(subtract((10, 20), &[(0, 15)]), vec![(15, 20)]);
+    }
+
+    #[test]
+    fn free_range_avoids_overlapping_busy_ranges() {
+        let len = 0x10000;
+        // A low range that reaches past a higher one must not leave a false gap.
+        let busy = [(0x7e00_0000_0000, 0x7f00_0000_0000), (0x7e80_0000_0000, 0x7e90_0000_0000)];
+        let at = find_free(&busy, len).unwrap();
+        assert!(at + len <= 0x7e00_0000_0000 - (2 << 20), "{at:#x}");
+        for (s, e) in busy {
+            assert!(at + len <= s || at >= e);
+        }
+    }
+
+    #[test]
+    fn free_range_found_between_ranges() {
+        let busy = [(0x1000_0000, 0x2000_0000), (0x7e00_0000_0000, 0x7f00_0000_0000)];
+        let at = find_free(&busy, 0x4000).unwrap();
+        assert!(at >= 0x2000_0000 && at + 0x4000 <= 0x7e00_0000_0000);
+    }
 }

@@ -46,6 +46,8 @@ pub(crate) struct Image {
 pub(crate) struct Ctx<'a> {
     img: &'a Image,
     opened: &'a HashMap<u32, OwnedFd>,
+    /// Unlinked files and memfds made again, by inode at dump time, for the mappings of them.
+    ghosts: &'a HashMap<u64, OwnedFd>,
     /// The page file of each process, by index in `img.procs`.
     pages: Vec<File>,
     detached: bool,
@@ -105,7 +107,7 @@ pub fn restore(opts: &RestoreOptions, progress: &mut dyn FnMut(Progress)) -> Res
     let img = load(&dir)?;
     check_cpu(&dir, &img)?;
     check_pids_free(&img)?;
-    let opened = files::open_all(&img.files.files, opts.shell_job)?;
+    let (opened, ghosts) = files::open_all(&img.files.files, opts.shell_job)?;
     let pages = open_pages(&dir, &img)?;
     let verifiers = spawn_verifiers(&pages, &img)?;
     let root = &img.procs[0];
@@ -117,7 +119,7 @@ pub fn restore(opts: &RestoreOptions, progress: &mut dyn FnMut(Progress)) -> Res
     created.borrow_mut().push(child);
     ptrace::set_sigmask(child, u64::MAX).map_err(Error::sys(pid.0, "blocking signals"))?;
     misc::restore_from_outside(child, &root.core);
-    let ctx = Ctx { img: &img, opened: &opened, pages, detached: opts.detached, created: &created };
+    let ctx = Ctx { img: &img, opened: &opened, ghosts: &ghosts, pages, detached: opts.detached, created: &created };
     let mut built = Vec::new();
     let result = process::build(&ctx, 0, child, scratch, &mut built, progress);
     let result = result.and_then(|()| join_verifiers(verifiers, pid));

@@ -14,7 +14,6 @@ use stasis_image::ImageKind;
 use stasis_sys::inject::{Injector, SCRATCH_LEN};
 use stasis_sys::ptrace::{self, WaitStatus};
 use stasis_sys::Pid;
-use std::fs::File;
 use std::os::fd::AsFd;
 
 /// `sizeof(struct clone_args)` up to `cgroup`.
@@ -67,8 +66,7 @@ fn build_in(
     inj.call("close_range", libc::SYS_close_range, [0, u32::MAX as u64, 0, 0, 0, 0])?;
     let max_fd = img.fds.fds.iter().map(|f| f.fd).max().unwrap_or(2);
     let mut imp = FdImporter::new(inj, max_fd + 1)?;
-    let parent = (idx != 0).then(|| ctx.img.procs.iter().find(|p| p.process.pid == img.process.ppid)).flatten();
-    restore_memory(inj, &mut imp, pid, img, parent, &ctx.pages[idx], progress)?;
+    restore_memory(inj, &mut imp, pid, ctx, idx, progress)?;
     fault::check("restore-fail-after-memory")?;
     mm::restore(inj, &mut imp, pid, &img.mm)?;
     files::install(inj, &mut imp, pid, &img.fds, ctx.opened)?;
@@ -103,18 +101,20 @@ fn restore_memory(
     inj: &mut Injector,
     imp: &mut FdImporter,
     pid: Pid,
-    img: &ProcImage,
-    parent: Option<&ProcImage>,
-    pages: &File,
+    ctx: &Ctx,
+    idx: usize,
     progress: &mut dyn FnMut(Progress),
 ) -> Result<()> {
+    let img = &ctx.img.procs[idx];
+    let parent = (idx != 0).then(|| ctx.img.procs.iter().find(|p| p.process.pid == img.process.ppid)).flatten();
+    let pages = &ctx.pages[idx];
     let filled = mem::with_pages(&img.mm, &img.pagemap);
     // A child is a fork of its restored parent: the areas it shares with it stay as they are.
     let kept: std::collections::HashSet<u64> = match parent {
         Some(p) => img.mm.vmas.iter().filter(|v| mem::pages::inheritable(v, &p.mm.vmas)).map(|v| v.start).collect(),
         None => Default::default(),
     };
-    mem::restore_layout(inj, imp, pid, &img.mm, &filled, &kept)?;
+    mem::restore_layout(inj, imp, pid, &img.mm, &filled, &kept, ctx.ghosts)?;
     if let Some(vdso) = mem::vdso_range(&img.mm.vmas) {
         if mem::vdso_checksum(inj, vdso)? != img.mm.vdso_checksum {
             return Err(Error::Failed {
