@@ -9,6 +9,7 @@ pub mod dump;
 pub mod error;
 pub mod fault;
 pub mod files;
+pub mod ipc;
 pub mod mem;
 pub mod misc;
 pub mod mm;

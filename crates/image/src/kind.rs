@@ -21,11 +21,13 @@ pub enum ImageKind {
     Fds,
     /// `files.img`: [`crate::model::FileTable`].
     Files,
+    /// `ipc.img`: [`crate::model::IpcImage`] (SysV shared memory segments).
+    Ipc,
 }
 
 impl ImageKind {
     /// Every kind, in the order the format document lists them.
-    pub const ALL: [ImageKind; 8] = [
+    pub const ALL: [ImageKind; 9] = [
         ImageKind::Inventory,
         ImageKind::PsTree,
         ImageKind::Core,
@@ -34,6 +36,7 @@ impl ImageKind {
         ImageKind::Pages,
         ImageKind::Fds,
         ImageKind::Files,
+        ImageKind::Ipc,
     ];
 
     /// The stem of the file name: `core` for `core-PID.img`, `inventory` for `inventory.img`.
@@ -47,6 +50,7 @@ impl ImageKind {
             ImageKind::Pages => "pages",
             ImageKind::Fds => "fds",
             ImageKind::Files => "files",
+            ImageKind::Ipc => "ipc",
         }
     }
 
@@ -90,6 +94,7 @@ impl ImageKind {
             ImageKind::Pages => b"PAGE",
             ImageKind::Fds => b"FDTB",
             ImageKind::Files => b"FILE",
+            ImageKind::Ipc => b"IPCS",
         }
     }
 

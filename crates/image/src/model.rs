@@ -361,6 +361,8 @@ pub enum VmaKind {
     Vvar = 4,
     VvarVclock = 5,
     Vsyscall = 6,
+    /// An attached SysV shared memory segment (`inode` is its id).
+    SysvShm = 7,
 }
 
 #[derive(Clone, PartialEq, prost::Message, Serialize)]
@@ -591,6 +593,34 @@ pub struct Terminal {
     pub rdev: u64,
     #[prost(bool, tag = "3")]
     pub external: bool,
+}
+
+/// `ipc.img`: SysV IPC objects of the checkpointed processes.
+#[derive(Clone, PartialEq, prost::Message, Serialize)]
+pub struct IpcImage {
+    #[prost(message, repeated, tag = "1")]
+    pub shm: Vec<ShmSegment>,
+}
+
+/// A SysV shared memory segment: attached by a process of the tree, or created by one.
+#[derive(Clone, PartialEq, prost::Message, Serialize)]
+pub struct ShmSegment {
+    #[prost(int32, tag = "1")]
+    pub key: i32,
+    #[prost(int32, tag = "2")]
+    pub id: i32,
+    #[prost(uint64, tag = "3")]
+    pub size: u64,
+    /// Permission bits, and SHM_DEST (0o1000) if it was removed while attached.
+    #[prost(uint32, tag = "4")]
+    pub mode: u32,
+    #[prost(uint32, tag = "5")]
+    pub uid: u32,
+    #[prost(uint32, tag = "6")]
+    pub gid: u32,
+    #[prost(bytes = "vec", tag = "7")]
+    #[serde(serialize_with = "hex_bytes")]
+    pub content: Vec<u8>,
 }
 
 fn hex_bytes<S: serde::Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {

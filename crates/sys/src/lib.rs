@@ -7,6 +7,7 @@
 
 pub mod fd;
 pub mod inject;
+pub mod ipc;
 pub mod mem;
 pub mod probe;
 pub mod process;

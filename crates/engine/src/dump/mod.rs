@@ -54,7 +54,7 @@ pub fn dump(opts: &DumpOptions, progress: &mut dyn FnMut(Progress)) -> Result<Du
     let dir = ImageDir::create(&opts.dir)?;
     let frozen_at = Instant::now();
     let (mut tree, zombies) = freeze_tree(&root, pid)?;
-    let (dumped, files) = match dump_frozen(&root, &dir, &mut tree, opts, progress, frozen_at) {
+    let (dumped, files, ipc) = match dump_frozen(&root, &dir, &mut tree, opts, progress, frozen_at) {
         Ok(done) => done,
         Err(e) => return Err(explain(&mut tree, e)),
     };
@@ -65,7 +65,7 @@ pub fn dump(opts: &DumpOptions, progress: &mut dyn FnMut(Progress)) -> Result<Du
         frozen_for = Some(frozen_at.elapsed());
     }
     let pages: u64 = dumped.iter().map(|d| d.page_bytes).sum::<u64>() / stasis_image::PAGE_SIZE;
-    let image_bytes = write_images(&dir, dumped, zombies, files, opts)?;
+    let image_bytes = write_images(&dir, dumped, zombies, files, ipc, opts)?;
     if let Some(t) = tree {
         for (p, _) in t {
             p.kill()?;
@@ -154,7 +154,7 @@ fn dump_frozen(
     opts: &DumpOptions,
     progress: &mut dyn FnMut(Progress),
     frozen_at: Instant,
-) -> Result<(Vec<Dumped>, Vec<FileEntry>)> {
+) -> Result<(Vec<Dumped>, Vec<FileEntry>, stasis_image::model::IpcImage)> {
     check_sharing(tree)?;
     let mut ids = FileIds::new(opts.ghost_limit);
     let mut files = Vec::new();
@@ -174,8 +174,16 @@ fn dump_frozen(
         dumped.push(Dumped { c, writer, page_bytes, checksums });
     }
     files::pipe::check_pairs(tree[0].0.pid().0, &files)?;
+    let pids: Vec<i32> = dumped.iter().map(|d| d.c.process.pid).collect();
+    let attached: Vec<u64> = dumped
+        .iter()
+        .flat_map(|d| d.c.mm.vmas.iter())
+        .filter(|v| mem::kind(v) == stasis_image::model::VmaKind::SysvShm)
+        .map(|v| v.inode)
+        .collect();
+    let ipc = crate::ipc::dump(pids[0], &pids, &attached)?;
     fault::check("dump-fail-after-memory")?;
-    Ok((dumped, files))
+    Ok((dumped, files, ipc))
 }
 
 /// Shared anonymous memory is saved once, by the first process that maps it, and given to the others
@@ -341,6 +349,7 @@ fn write_images(
     dumped: Vec<Dumped>,
     zombies: Vec<ProcessEntry>,
     files: Vec<FileEntry>,
+    ipc: stasis_image::model::IpcImage,
     opts: &DumpOptions,
 ) -> Result<u64> {
     let mut bytes = 0;
@@ -364,6 +373,7 @@ fn write_images(
     processes.extend(zombies);
     bytes += dir.write_records(ImageKind::Files, None, &[stasis_image::model::FileTable { files }])?.size;
     bytes += dir.write_records(ImageKind::PsTree, None, &[PsTree { processes }])?.size;
+    bytes += dir.write_records(ImageKind::Ipc, None, &[ipc])?.size;
     dir.commit_inventory(inventory, opts.fsync)?;
     Ok(bytes)
 }

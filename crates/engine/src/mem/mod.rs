@@ -43,9 +43,8 @@ fn classify(pid: Pid, e: &MapEntry) -> Result<Vma> {
         "[vsyscall]" => VmaKind::Vsyscall,
         // MAP_SHARED | MAP_ANONYMOUS: a shmem object named after /dev/zero.
         "/dev/zero" if e.deleted && e.shared => VmaKind::SharedAnon,
-        n if e.deleted && n.starts_with("/SYSV") => {
-            return Err(unsupported(format!("SysV shared memory mapped at {range} ({n})")))
-        }
+        // A SysV segment: the inode is its id; its contents are saved with the IPC objects.
+        n if e.deleted && n.starts_with("/SYSV") => VmaKind::SysvShm,
         _ if e.deleted && e.inode == 0 => return Err(unsupported(format!("mapping {range} of {}", e.name))),
         _ if e.inode != 0 => VmaKind::File,
         _ if e.shared => return Err(unsupported(format!("shared anonymous mapping {range}"))),
@@ -93,6 +92,7 @@ fn classify(pid: Pid, e: &MapEntry) -> Result<Vma> {
         locked: e.vm_flags.has("lo"),
         // An unlinked file or a memfd: its bytes are saved with the files (see files::ghost_mappings).
         ghost: e.deleted && kind == VmaKind::File,
+        // Seen by `ipc` for which segments to save.
     })
 }
 
@@ -203,7 +203,8 @@ pub fn drop_absent(inj: &mut Injector, mm: &MmImage, map: &model::PageMap, kept:
         map.runs.iter().chain(&map.inherited).map(|r| (r.vaddr, r.vaddr + r.nr_pages * PAGE)).collect();
     present.sort_unstable();
     // Shared memory is one object for all who map it: nothing of it is dropped.
-    for v in mm.vmas.iter().filter(|v| kept.contains(&v.start) && kind(v) != VmaKind::SharedAnon) {
+    let shared = |v: &Vma| matches!(kind(v), VmaKind::SharedAnon | VmaKind::SysvShm);
+    for v in mm.vmas.iter().filter(|v| kept.contains(&v.start) && !shared(v)) {
         for (start, end) in subtract((v.start, v.end), &present) {
             inj.call(
                 "madvise(MADV_DONTNEED)",
@@ -374,6 +375,9 @@ fn map_vma(
     v: &Vma,
     filled: bool,
 ) -> Result<()> {
+    if kind(v) == VmaKind::SysvShm {
+        return attach_shm(inj, pid, v);
+    }
     let mut flags = v.flags as u64 | libc::MAP_FIXED as u64;
     let prot = fill_prot(v, filled) as u64;
     let (fd, offset) = match kind(v) {
@@ -395,6 +399,23 @@ fn map_vma(
         let args = [PR_SET_VMA, PR_SET_VMA_ANON_NAME, v.start, len, data, 0];
         inj.call("prctl(PR_SET_VMA_ANON_NAME)", libc::SYS_prctl, args)?;
     }
+    Ok(())
+}
+
+/// Attach SysV segment `v.inode` (made again by `ipc` with its id) at its address.
+fn attach_shm(inj: &mut Injector, pid: Pid, v: &Vma) -> Result<()> {
+    let mut flags = 0;
+    if v.prot & libc::PROT_WRITE as u32 == 0 {
+        flags |= libc::SHM_RDONLY;
+    }
+    if v.prot & libc::PROT_EXEC as u32 != 0 {
+        flags |= libc::SHM_EXEC;
+    }
+    inj.call("shmat", libc::SYS_shmat, [v.inode, v.start, flags as u64, 0, 0, 0]).map_err(|e| Error::Step {
+        pid: pid.0,
+        what: format!("SysV segment {} at {:#x}", v.inode, v.start),
+        source: Box::new(e.into()),
+    })?;
     Ok(())
 }
 

@@ -11,7 +11,7 @@ use crate::proc::{self, ProcRoot};
 use crate::{misc, regs};
 use crate::{Progress, RestoreOptions, RestoreReport};
 use process::Built;
-use stasis_image::model::{FdTable, FileTable, MmImage, PageMap, ProcessEntry, PsTree, TaskCore};
+use stasis_image::model::{FdTable, FileTable, IpcImage, MmImage, PageMap, ProcessEntry, PsTree, TaskCore};
 use stasis_image::{ImageDir, ImageKind};
 use stasis_sys::inject::SCRATCH_LEN;
 use stasis_sys::ptrace::{self, WaitStatus};
@@ -40,6 +40,7 @@ pub(crate) struct Image {
     /// Zombies: made again by their parent, then made to exit as they did.
     zombies: Vec<ProcessEntry>,
     files: FileTable,
+    ipc: IpcImage,
 }
 
 /// What building every process needs.
@@ -108,6 +109,7 @@ pub fn restore(opts: &RestoreOptions, progress: &mut dyn FnMut(Progress)) -> Res
     check_cpu(&dir, &img)?;
     check_pids_free(&img)?;
     let (opened, ghosts) = files::open_all(&img.files.files, opts.shell_job)?;
+    let segments = crate::ipc::restore(&img.ipc, img.procs[0].process.pid)?;
     let pages = open_pages(&dir, &img)?;
     let verifiers = spawn_verifiers(&pages, &img)?;
     let root = &img.procs[0];
@@ -133,6 +135,7 @@ pub fn restore(opts: &RestoreOptions, progress: &mut dyn FnMut(Progress)) -> Res
     }
     created.borrow_mut().clear();
     drop(guard);
+    segments.finish(&img.ipc);
     let pages = img.procs.iter().map(|p| p.pagemap.total_pages).sum();
     let report = RestoreReport { pid: pid.0, total: start.elapsed(), pages };
     Ok(Restored { report, pid: child })
@@ -160,7 +163,7 @@ fn load(dir: &ImageDir) -> Result<Image> {
             procs.push(load_process(dir, process)?);
         }
     }
-    Ok(Image { procs, zombies, files: dir.read_one(ImageKind::Files, None)? })
+    Ok(Image { procs, zombies, files: dir.read_one(ImageKind::Files, None)?, ipc: dir.read_one(ImageKind::Ipc, None)? })
 }
 
 fn load_process(dir: &ImageDir, process: ProcessEntry) -> Result<ProcImage> {

@@ -119,6 +119,7 @@ pub(super) fn vma_kind(kind: i32) -> String {
         Ok(VmaKind::Vvar) => "vvar".into(),
         Ok(VmaKind::VvarVclock) => "vclock".into(),
         Ok(VmaKind::Vsyscall) => "vsyscall".into(),
+        Ok(VmaKind::SysvShm) => "sysv-shm".into(),
         Err(_) => format!("kind {kind}"),
     }
 }
