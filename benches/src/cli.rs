@@ -5,9 +5,10 @@ use std::path::PathBuf;
 use clap::{value_parser, Parser, Subcommand, ValueEnum};
 
 use crate::threads::MAX_THREADS;
+use crate::tree::MAX_PROCESSES;
 
-/// Measure stasis dump and restore against the write and read limits of the same directory, and
-/// per thread on a process with many threads.
+/// Measure stasis dump and restore against the write and read limits of the same directory, per
+/// thread on a process with many threads, and per process on a tree of processes.
 #[derive(Debug, Parser)]
 #[command(name = "stasis-bench", version)]
 pub struct Cli {
@@ -37,7 +38,13 @@ pub struct Cli {
     /// The threads workload binary [default: `stasis-bench-threads` beside this program].
     #[arg(long)]
     pub threads_program: Option<PathBuf>,
-    /// Run only one part of each round [default: both].
+    /// Processes of the tree the tree part dumps and restores (beside the root alone).
+    #[arg(long, default_value_t = 100, value_parser = value_parser!(u32).range(2..=i64::from(MAX_PROCESSES)))]
+    pub tree: u32,
+    /// The tree workload binary [default: `stasis-bench-tree` beside this program].
+    #[arg(long)]
+    pub tree_program: Option<PathBuf>,
+    /// Run only one part of each round [default: all three].
     #[arg(long, value_enum, conflicts_with = "limits_only")]
     pub only: Option<Part>,
     /// Measure only the limits (no stasis, no CRIU).
@@ -55,6 +62,19 @@ pub enum Part {
     Memory,
     /// Stasis on the threads workload, with N threads and with one.
     Threads,
+    /// Stasis on the tree workload, with N processes and with one.
+    Tree,
+}
+
+impl Part {
+    /// The part's name on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Part::Memory => "memory",
+            Part::Threads => "threads",
+            Part::Tree => "tree",
+        }
+    }
 }
 
 /// Subcommands that the benchmark runs itself in a fresh process.
@@ -79,7 +99,7 @@ mod tests {
         assert_eq!(cli.rounds, 5);
         assert_eq!(cli.size_mib, 1024);
         assert!(!cli.json && !cli.limits_only && !cli.no_criu);
-        assert_eq!((cli.threads, cli.only), (100, None));
+        assert_eq!((cli.threads, cli.tree, cli.only), (100, 100, None));
         assert!(cli.command.is_none());
     }
 
@@ -114,6 +134,17 @@ mod tests {
     }
 
     #[test]
+    fn tree_options() {
+        let cli = Cli::try_parse_from(["stasis-bench", "--tree", "8", "--only", "tree"]).unwrap();
+        assert_eq!((cli.tree, cli.only), (8, Some(Part::Tree)));
+        let cli = Cli::try_parse_from(["stasis-bench", "--tree-program", "/t"]).unwrap();
+        assert_eq!(cli.tree_program, Some(PathBuf::from("/t")));
+        for part in [Part::Memory, Part::Threads, Part::Tree] {
+            assert_eq!(part.to_possible_value().unwrap().get_name(), part.name());
+        }
+    }
+
+    #[test]
     fn hidden_read_limit_subcommand() {
         let cli = Cli::try_parse_from(["stasis-bench", "read-limit", "/tmp/f"]).unwrap();
         match cli.command {
@@ -131,6 +162,8 @@ mod tests {
             &["stasis-bench", "--frobnicate"],
             &["stasis-bench", "--threads", "1"],
             &["stasis-bench", "--threads", "4097"],
+            &["stasis-bench", "--tree", "1"],
+            &["stasis-bench", "--tree", "1025"],
             &["stasis-bench", "--only", "cpu"],
             &["stasis-bench", "--only", "threads", "--limits-only"],
         ] {

@@ -12,7 +12,9 @@
 //!
 //! Each round also dumps and restores a process of N threads (100 by default) and the same program
 //! with one thread, and the report gives the time per process, per thread (t(N) / N) and per added
-//! thread ((t(N) - t(1)) / (N - 1)).
+//! thread ((t(N) - t(1)) / (N - 1)); and dumps and restores a tree of N processes (100 by default,
+//! a root and its children) and the root alone, and the report gives the same per process, with
+//! dump + restore per process against the target of 5 ms.
 //!
 //! Modules:
 //! - [`cli`]: the command line.
@@ -20,6 +22,7 @@
 //! - [`workload`]: the handle on a running workload program.
 //! - [`memhog`]: the memory pattern of the memory workload.
 //! - [`threads`]: the threads part (a process with N threads, and with one).
+//! - [`tree`]: the tree part (a tree of N processes, and a root alone).
 //! - [`stasis`] and [`criu`]: running the two tools and reading their results.
 //! - [`procs`]: killing a pid, waiting for it to vanish, disk usage of an image.
 //! - [`run`]: the rounds.
@@ -34,6 +37,7 @@ pub mod report;
 pub mod run;
 pub mod stasis;
 pub mod threads;
+pub mod tree;
 pub mod workload;
 
 /// Formats an error with its chain of sources, `outer: inner: innermost`.

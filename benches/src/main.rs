@@ -42,6 +42,10 @@ fn main() -> ExitCode {
         eprintln!("stasis-bench: threads failed: {error}");
         code = ExitCode::FAILURE;
     }
+    if let Outcome::Failed { error } = &report.tree {
+        eprintln!("stasis-bench: tree failed: {error}");
+        code = ExitCode::FAILURE;
+    }
     code
 }
 
@@ -71,6 +75,8 @@ fn config(cli: &Cli) -> std::io::Result<Config> {
         memhog: cli.memhog.clone().unwrap_or_else(|| beside("stasis-bench-memhog")),
         threads: cli.threads,
         threads_program: cli.threads_program.clone().unwrap_or_else(|| beside("stasis-bench-threads")),
+        tree: cli.tree,
+        tree_program: cli.tree_program.clone().unwrap_or_else(|| beside("stasis-bench-tree")),
         only: cli.only,
         stasis: (!cli.limits_only).then_some(stasis),
         criu: !cli.no_criu,

@@ -1,8 +1,10 @@
-//! Processes the bench did not start itself (restored ones) and image directories: killing a pid,
-//! waiting for `/proc/PID` to vanish, measuring the disk usage of a directory the way `du` does.
+//! Processes the bench did not start itself (restored ones, the children of a tree) and image
+//! directories: killing pids, waiting for `/proc/PID` to vanish, listing a process's children and
+//! reading its state, measuring the disk usage of a directory the way `du` does.
 //!
 //! A restored process is not the bench's child (its parent was the restoring tool, which exited), so
-//! it is signalled with kill(1) and reaped by PID 1, which may take a second or two.
+//! it is signalled with kill(1) and reaped by PID 1, which may take a second or two. So are the
+//! children of a tree once their parent is gone.
 
 use std::io;
 use std::os::unix::fs::MetadataExt;
@@ -24,6 +26,8 @@ pub enum ProcError {
     },
     #[error("kill -KILL {pid} failed ({status}): {stderr}")]
     Kill { pid: i32, status: ExitStatus, stderr: String },
+    #[error("kill -KILL of {count} pids failed ({status}): {stderr}")]
+    KillAll { count: usize, status: ExitStatus, stderr: String },
     #[error("pid {pid} still exists {waited:?} after it was killed")]
     StillThere { pid: i32, waited: Duration },
     #[error("cannot measure the disk usage of {path}")]
@@ -52,6 +56,54 @@ pub fn kill(pid: i32) -> Result<(), ProcError> {
     Ok(())
 }
 
+/// Sends SIGKILL to every pid of `pids` with one kill(1), in their order; fails if any of them
+/// could not be signalled (the others are signalled all the same).
+pub fn kill_all(pids: &[i32]) -> Result<(), ProcError> {
+    let Some(&first) = pids.first() else {
+        return Ok(());
+    };
+    let out = Command::new("kill")
+        .arg("-KILL")
+        .args(pids.iter().map(i32::to_string))
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|source| ProcError::Spawn { pid: first, source })?;
+    if !out.status.success() {
+        return Err(ProcError::KillAll {
+            count: pids.len(),
+            status: out.status,
+            stderr: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+        });
+    }
+    Ok(())
+}
+
+/// The children of `pid`'s main thread: the pids in `/proc/PID/task/PID/children`.
+pub fn children(pid: i32) -> io::Result<Vec<i32>> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))?;
+    parse_pids(&text)
+}
+
+/// The pids of a `children` file: numbers separated by blanks.
+fn parse_pids(text: &str) -> io::Result<Vec<i32>> {
+    text.split_whitespace()
+        .map(|word| word.parse().map_err(|_| io::Error::new(io::ErrorKind::InvalidData, format!("pid {word:?}"))))
+        .collect()
+}
+
+/// The state letter of `pid` (`R`, `S`, `D`, `Z`, ...), from `/proc/PID/stat`.
+pub fn state(pid: i32) -> io::Result<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    parse_state(&stat).ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "no state in /proc/PID/stat"))
+}
+
+/// The state field of a `/proc/PID/stat` text: the first word after the command's closing `)`
+/// (the command itself may hold blanks and parentheses).
+fn parse_state(stat: &str) -> Option<char> {
+    let (_, rest) = stat.rsplit_once(')')?;
+    rest.split_whitespace().next()?.chars().next()
+}
+
 /// Whether `/proc/PID` exists (a zombie counts as existing).
 pub fn exists(pid: i32) -> bool {
     Path::new(&format!("/proc/{pid}")).exists()
@@ -70,6 +122,16 @@ pub fn wait_gone(pid: i32, timeout: Duration) -> Result<(), ProcError> {
             return Err(ProcError::StillThere { pid, waited: timeout });
         }
         thread::sleep(Duration::from_millis(10));
+    }
+    Ok(())
+}
+
+/// Waits until every pid of `pids` is gone, within `timeout` for all of them together.
+pub fn wait_all_gone(pids: &[i32], timeout: Duration) -> Result<(), ProcError> {
+    let start = Instant::now();
+    for &pid in pids {
+        wait_gone(pid, timeout.saturating_sub(start.elapsed()))
+            .map_err(|_| ProcError::StillThere { pid, waited: timeout })?;
     }
     Ok(())
 }
@@ -176,6 +238,45 @@ mod tests {
         child.kill().unwrap();
         child.wait().unwrap();
         assert!(task_count(999_999_999).is_err());
+    }
+
+    #[test]
+    fn children_and_state_of_a_process() {
+        // The children file lists what the main thread started: here the shell's, not a test thread's.
+        let mut shell = Command::new("sh").args(["-c", "sleep 100 & sleep 100 & wait"]).spawn().unwrap();
+        let pid = shell.id() as i32;
+        let start = Instant::now();
+        let mut kids = children(pid).unwrap();
+        while kids.len() < 2 || kids.iter().any(|&k| state(k).ok() != Some('S')) {
+            assert!(start.elapsed() < Duration::from_secs(10), "children {kids:?} never sleep");
+            thread::sleep(Duration::from_millis(5));
+            kids = children(pid).unwrap();
+        }
+        assert_eq!(children(kids[0]).unwrap(), Vec::<i32>::new());
+        kids.push(pid);
+        kill_all(&kids).unwrap();
+        shell.wait().unwrap();
+        wait_all_gone(&kids, Duration::from_secs(10)).unwrap();
+        assert!(state(pid).is_err() && children(pid).is_err());
+    }
+
+    #[test]
+    fn parse_children_and_stat() {
+        assert_eq!(parse_pids("12 345 6 ").unwrap(), vec![12, 345, 6]);
+        assert_eq!(parse_pids("").unwrap(), Vec::<i32>::new());
+        assert!(parse_pids("12 x").is_err());
+        assert_eq!(parse_state("42 (a) b)) S 1 42 42 0 -1"), Some('S'));
+        assert_eq!(parse_state("42 (sleep) Z 1"), Some('Z'));
+        assert_eq!(parse_state("42 (sleep"), None);
+    }
+
+    #[test]
+    fn kill_all_of_nothing_and_of_missing_pids() {
+        kill_all(&[]).unwrap();
+        let err = kill_all(&[999_999_998, 999_999_999]).unwrap_err();
+        assert!(err.to_string().starts_with("kill -KILL of 2 pids failed"), "{err}");
+        let err = wait_all_gone(&[i32::try_from(std::process::id()).unwrap()], Duration::ZERO).unwrap_err();
+        assert!(err.to_string().ends_with("still exists 0ns after it was killed"), "{err}");
     }
 
     #[test]

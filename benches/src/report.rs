@@ -1,6 +1,6 @@
 //! The results: samples of every round, their medians, the ratios to the limits, the targets, the
-//! per-thread costs of the threads part, and the two ways of showing them (a table for people, JSON
-//! for machines).
+//! per-thread costs of the threads part, the per-process costs of the tree part, and the two ways of
+//! showing them (a table for people, JSON for machines).
 
 use std::fmt::Write as _;
 use std::path::PathBuf;
@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use serde::Serialize;
 
 use crate::threads::{ThreadsSamples, ThreadsSummary, Timings};
+use crate::tree::{TreeSamples, TreeSummary};
 
 /// Target for dump time / write limit.
 pub const DUMP_TARGET: f64 = 1.5;
@@ -37,6 +38,7 @@ pub struct Samples {
     pub stasis: ToolSamples,
     pub criu: ToolSamples,
     pub threads: ThreadsSamples,
+    pub tree: TreeSamples,
 }
 
 /// Medians of the limits.
@@ -90,17 +92,21 @@ pub type ToolOutcome = Outcome<ToolSummary>;
 /// How the threads part went.
 pub type ThreadsOutcome = Outcome<ThreadsSummary>;
 
+/// How the tree part went.
+pub type TreeOutcome = Outcome<TreeSummary>;
+
 /// The whole report.
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
     pub dir: PathBuf,
     pub rounds: u32,
     pub size_mib: u64,
-    /// `None` when the memory part was not run (`--only threads`).
+    /// `None` when the memory part was not run (`--only threads`, `--only tree`).
     pub limits: Option<Limits>,
     pub stasis: ToolOutcome,
     pub criu: ToolOutcome,
     pub threads: ThreadsOutcome,
+    pub tree: TreeOutcome,
     pub samples: Samples,
 }
 
@@ -170,6 +176,8 @@ impl Report {
             out.push('\n');
         }
         threads_rows(&mut out, &self.threads);
+        out.push('\n');
+        tree_rows(&mut out, &self.tree);
         out
     }
 }
@@ -228,7 +236,33 @@ fn threads_rows(out: &mut String, outcome: &ThreadsOutcome) {
     }
 }
 
-/// One line of the threads section.
+/// The tree section: the tree of N processes, the root alone, the two per-process costs, and dump +
+/// restore per process against the target.
+fn tree_rows(out: &mut String, outcome: &TreeOutcome) {
+    let Some(s) = measured(out, "tree", outcome) else {
+        return;
+    };
+    let n = s.processes;
+    let _ = writeln!(out, "tree: stasis on a tree of {n} processes and on 1");
+    let _ = writeln!(out, "{:<36} {:>10} {:>10} {:>10}", "", "dump", "frozen", "restore");
+    let secs = |t: f64| format!("{t:.3} s");
+    timings_row(out, &format!("tree, {n} processes"), &s.tree, secs);
+    timings_row(out, "tree, 1 process", &s.baseline, secs);
+    let ms = |t: f64| format!("{:.3} ms", t * 1e3);
+    timings_row(out, &format!("per process, t({n}) / {n}"), &s.per_process, ms);
+    if let Some(added) = &s.added_per_process {
+        timings_row(out, &format!("added process, (t({n}) - t(1)) / {}", n - 1), added, ms);
+    }
+    let verdict = if s.within_target { "met" } else { "missed" };
+    let target = s.target_per_process_secs * 1e3;
+    let per = s.dump_restore_per_process_secs * 1e3;
+    let _ = writeln!(out, "{:<36} {per:>7.3} ms   target < {target} ms {verdict}", "dump + restore per process");
+    if let Some(added) = s.added_dump_restore_per_process_secs {
+        let _ = writeln!(out, "{:<36} {:>7.3} ms", "dump + restore per added process", added * 1e3);
+    }
+}
+
+/// One line of the threads and tree sections.
 fn timings_row(out: &mut String, name: &str, t: &Timings, unit: impl Fn(f64) -> String) {
     let (d, f, r) = (unit(t.dump_secs), unit(t.frozen_secs), unit(t.restore_secs));
     let _ = writeln!(out, "{name:<36} {d:>10} {f:>10} {r:>10}");
@@ -238,6 +272,7 @@ fn timings_row(out: &mut String, name: &str, t: &Timings, unit: impl Fn(f64) -> 
 mod tests {
     use super::*;
     use crate::threads::TimingSamples;
+    use crate::tree::TreeSamples;
 
     #[test]
     fn medians() {
@@ -262,6 +297,10 @@ mod tests {
             threads: ThreadsSamples {
                 process: TimingSamples { dump_secs: vec![0.21], frozen_secs: vec![0.11], restore_secs: vec![0.41] },
                 baseline: TimingSamples { dump_secs: vec![0.01], frozen_secs: vec![0.01], restore_secs: vec![0.01] },
+            },
+            tree: TreeSamples {
+                tree: TimingSamples { dump_secs: vec![0.30], frozen_secs: vec![0.20], restore_secs: vec![0.40] },
+                baseline: TimingSamples { dump_secs: vec![0.02], frozen_secs: vec![0.01], restore_secs: vec![0.03] },
             },
         }
     }
@@ -291,6 +330,7 @@ mod tests {
             stasis: ToolOutcome::Measured(ToolSummary::from_samples(&samples.stasis, &limits).unwrap()),
             criu: ToolOutcome::Unavailable { reason: "criu is not on PATH".into() },
             threads: ThreadsOutcome::Measured(ThreadsSummary::from_samples(&samples.threads, 101).unwrap()),
+            tree: TreeOutcome::Measured(TreeSummary::from_samples(&samples.tree, 100).unwrap()),
             limits: Some(limits),
             samples,
         }
@@ -317,6 +357,13 @@ mod tests {
             "process, 1 thread                       0.010 s",
             "per thread, t(101) / 101               2.079 ms   1.089 ms   4.059 ms",
             "added thread, (t(101) - t(1)) / 100    2.000 ms   1.000 ms   4.000 ms",
+            "tree: stasis on a tree of 100 processes and on 1",
+            "tree, 100 processes                     0.300 s    0.200 s    0.400 s",
+            "tree, 1 process                         0.020 s    0.010 s    0.030 s",
+            "per process, t(100) / 100              3.000 ms   2.000 ms   4.000 ms",
+            "added process, (t(100) - t(1)) / 99    2.828 ms   1.919 ms   3.737 ms",
+            "dump + restore per process             7.000 ms   target < 5 ms missed",
+            "dump + restore per added process       6.566 ms",
         ] {
             assert!(table.contains(needle), "{needle:?} not in\n{table}");
         }
@@ -336,6 +383,13 @@ mod tests {
         assert_eq!(json["threads"]["baseline"]["dump_secs"], 0.01);
         assert!(json["threads"]["added_per_thread"]["dump_secs"].as_f64().is_some());
         assert_eq!(json["samples"]["threads"]["process"]["frozen_secs"][0], 0.11);
+        assert_eq!(json["tree"]["status"], "measured");
+        assert_eq!(json["tree"]["processes"], 100);
+        assert_eq!(json["tree"]["tree"]["dump_secs"], 0.30);
+        assert_eq!(json["tree"]["target_per_process_secs"], 0.005);
+        assert_eq!(json["tree"]["within_target"], false);
+        assert!(json["tree"]["added_per_process"]["restore_secs"].as_f64().is_some());
+        assert_eq!(json["samples"]["tree"]["baseline"]["restore_secs"][0], 0.03);
     }
 
     #[test]
@@ -349,6 +403,9 @@ mod tests {
         let json = serde_json::to_value(&report).unwrap();
         assert!(json["limits"].is_null());
         report.threads = ThreadsOutcome::Skipped { reason: "--only memory".into() };
-        assert!(report.table().contains("threads: skipped (--only memory)"));
+        report.tree = TreeOutcome::Failed { error: "pid 7 has 3 children after the restore, expected 99".into() };
+        let table = report.table();
+        assert!(table.contains("threads: skipped (--only memory)"), "{table}");
+        assert!(table.contains("tree: failed (pid 7 has 3 children after the restore, expected 99)"), "{table}");
     }
 }

@@ -8,9 +8,11 @@
 //!    image;
 //! 3. CRIU, the same way, where it works;
 //! 4. the threads part (see [`crate::threads`]): stasis on `stasis-bench-threads 1`, then on
-//!    `stasis-bench-threads N`.
+//!    `stasis-bench-threads N`;
+//! 5. the tree part (see [`crate::tree`]): stasis on `stasis-bench-tree 1`, then on
+//!    `stasis-bench-tree N`.
 //!
-//! `--only memory` runs steps 1 to 3, `--only threads` step 4.
+//! `--only memory` runs steps 1 to 3, `--only threads` step 4, `--only tree` step 5.
 //!
 //! Nothing is flushed or dropped from the page cache: the limits are page-cache limits.
 //! A tool that fails is not run again; its failure is reported and the limits carry on.
@@ -27,9 +29,10 @@ use crate::criu::{self, Availability, Criu};
 use crate::error_chain;
 use crate::limits::{self, LimitsError};
 use crate::procs::{self, ProcError};
-use crate::report::{Limits, Report, Samples, ThreadsOutcome, ToolOutcome, ToolSamples, ToolSummary};
+use crate::report::{Limits, Report, Samples, ThreadsOutcome, ToolOutcome, ToolSamples, ToolSummary, TreeOutcome};
 use crate::stasis::{Stasis, StasisError};
 use crate::threads::{self, ThreadsSamples, ThreadsSummary};
+use crate::tree::{self, TreeSamples, TreeSummary};
 use crate::workload::{Workload, WorkloadError, GONE_TIMEOUT, READY_TIMEOUT};
 
 /// What to run.
@@ -46,7 +49,11 @@ pub struct Config {
     pub threads: u32,
     /// The threads workload binary.
     pub threads_program: PathBuf,
-    /// Run only this part of each round; `None` runs both.
+    /// Processes of the tree workload.
+    pub tree: u32,
+    /// The tree workload binary.
+    pub tree_program: PathBuf,
+    /// Run only this part of each round; `None` runs all three.
     pub only: Option<Part>,
     /// The stasis binary; `None` measures the limits only.
     pub stasis: Option<PathBuf>,
@@ -114,10 +121,24 @@ enum ThreadsTrack {
     Done(ThreadsOutcome),
 }
 
+/// The tree part's state across rounds: measuring, or why not.
+enum TreeTrack {
+    Running(Stasis, TreeSamples),
+    Done(TreeOutcome),
+}
+
 impl Config {
     /// Whether the rounds run `part`.
     fn runs(&self, part: Part) -> bool {
         self.only.is_none_or(|only| only == part)
+    }
+
+    /// Why the rounds do not run `part`, if they do not.
+    fn skips(&self, part: Part) -> Option<String> {
+        match self.only {
+            Some(only) if only != part => Some(format!("--only {}", only.name())),
+            _ => self.stasis.is_none().then(|| "--limits-only".to_owned()),
+        }
     }
 }
 
@@ -131,6 +152,7 @@ pub fn run(config: &Config, progress: &mut dyn Write) -> Result<Report, RunError
     let mut stasis = stasis_track(config);
     let mut criu = criu_track(config);
     let mut threads = threads_track(config);
+    let mut tree = tree_track(config);
     for round in 1..=config.rounds {
         let mut parts = Vec::new();
         if config.runs(Part::Memory) {
@@ -142,15 +164,18 @@ pub fn run(config: &Config, progress: &mut dyn Write) -> Result<Report, RunError
             parts.extend(step(&mut criu, "criu", config));
         }
         parts.extend(threads_step(&mut threads, config));
+        parts.extend(tree_step(&mut tree, config));
         let _ = writeln!(progress, "round {round}/{}: {}", config.rounds, parts.join(", "));
     }
     let limits = Limits::from_samples(&samples, config.size_mib);
     let (stasis, stasis_samples) = finish(stasis, limits.as_ref());
     let (criu, criu_samples) = finish(criu, limits.as_ref());
     let (threads, threads_samples) = finish_threads(threads, config.threads);
+    let (tree, tree_samples) = finish_tree(tree, config.tree);
     samples.stasis = stasis_samples;
     samples.criu = criu_samples;
     samples.threads = threads_samples;
+    samples.tree = tree_samples;
     Ok(Report {
         dir: config.dir.clone(),
         rounds: config.rounds,
@@ -159,6 +184,7 @@ pub fn run(config: &Config, progress: &mut dyn Write) -> Result<Report, RunError
         stasis,
         criu,
         threads,
+        tree,
         samples,
     })
 }
@@ -175,16 +201,15 @@ fn warn_inherited_fds(progress: &mut dyn Write) {
 }
 
 fn stasis_track(config: &Config) -> Track {
-    match &config.stasis {
-        _ if !config.runs(Part::Memory) => Track::Done(ToolOutcome::Skipped { reason: "--only threads".into() }),
-        Some(program) => Track::Running(Tool::Stasis(Stasis::new(program)), ToolSamples::default()),
-        None => Track::Done(ToolOutcome::Skipped { reason: "--limits-only".into() }),
+    match (config.skips(Part::Memory), &config.stasis) {
+        (None, Some(program)) => Track::Running(Tool::Stasis(Stasis::new(program)), ToolSamples::default()),
+        (reason, _) => Track::Done(ToolOutcome::Skipped { reason: reason.unwrap_or_default() }),
     }
 }
 
 fn criu_track(config: &Config) -> Track {
-    if !config.runs(Part::Memory) {
-        return Track::Done(ToolOutcome::Skipped { reason: "--only threads".into() });
+    if let Some(only) = config.only.filter(|&only| only != Part::Memory) {
+        return Track::Done(ToolOutcome::Skipped { reason: format!("--only {}", only.name()) });
     }
     if config.stasis.is_none() || !config.criu {
         let flag = if config.criu { "--limits-only" } else { "--no-criu" };
@@ -197,12 +222,16 @@ fn criu_track(config: &Config) -> Track {
 }
 
 fn threads_track(config: &Config) -> ThreadsTrack {
-    match &config.stasis {
-        _ if !config.runs(Part::Threads) => {
-            ThreadsTrack::Done(ThreadsOutcome::Skipped { reason: "--only memory".into() })
-        }
-        Some(program) => ThreadsTrack::Running(Stasis::new(program), ThreadsSamples::default()),
-        None => ThreadsTrack::Done(ThreadsOutcome::Skipped { reason: "--limits-only".into() }),
+    match (config.skips(Part::Threads), &config.stasis) {
+        (None, Some(program)) => ThreadsTrack::Running(Stasis::new(program), ThreadsSamples::default()),
+        (reason, _) => ThreadsTrack::Done(ThreadsOutcome::Skipped { reason: reason.unwrap_or_default() }),
+    }
+}
+
+fn tree_track(config: &Config) -> TreeTrack {
+    match (config.skips(Part::Tree), &config.stasis) {
+        (None, Some(program)) => TreeTrack::Running(Stasis::new(program), TreeSamples::default()),
+        (reason, _) => TreeTrack::Done(TreeOutcome::Skipped { reason: reason.unwrap_or_default() }),
     }
 }
 
@@ -258,6 +287,32 @@ fn threads_step(track: &mut ThreadsTrack, config: &Config) -> Option<String> {
             let error = error_chain(&e);
             *track = ThreadsTrack::Done(ThreadsOutcome::Failed { error: error.clone() });
             format!("threads FAILED: {error}")
+        }
+    })
+}
+
+/// Runs one round of the tree part if it is still measuring; returns the progress text.
+fn tree_step(track: &mut TreeTrack, config: &Config) -> Option<String> {
+    let TreeTrack::Running(stasis, samples) = track else {
+        return None;
+    };
+    let n = config.tree;
+    Some(match tree::round(stasis, &config.tree_program, n, &config.dir, samples) {
+        Ok(()) => {
+            let last = |v: &[f64]| v.last().copied().unwrap_or_default();
+            let (many, one) = (&samples.tree, &samples.baseline);
+            format!(
+                "tree of {n} dump {:.3} s, restore {:.3} s (1 process {:.3} s, {:.3} s)",
+                last(&many.dump_secs),
+                last(&many.restore_secs),
+                last(&one.dump_secs),
+                last(&one.restore_secs)
+            )
+        }
+        Err(e) => {
+            let error = error_chain(&e);
+            *track = TreeTrack::Done(TreeOutcome::Failed { error: error.clone() });
+            format!("tree FAILED: {error}")
         }
     })
 }
@@ -318,6 +373,17 @@ fn finish_threads(track: ThreadsTrack, threads: u32) -> (ThreadsOutcome, Threads
             None => (ThreadsOutcome::Failed { error: "no round completed".into() }, samples),
         },
         ThreadsTrack::Done(outcome) => (outcome, ThreadsSamples::default()),
+    }
+}
+
+/// The tree part's outcome after the last round.
+fn finish_tree(track: TreeTrack, processes: u32) -> (TreeOutcome, TreeSamples) {
+    match track {
+        TreeTrack::Running(_, samples) => match TreeSummary::from_samples(&samples, processes) {
+            Some(summary) => (TreeOutcome::Measured(summary), samples),
+            None => (TreeOutcome::Failed { error: "no round completed".into() }, samples),
+        },
+        TreeTrack::Done(outcome) => (outcome, TreeSamples::default()),
     }
 }
 

@@ -119,7 +119,7 @@ impl TimingSamples {
 
 impl Timings {
     /// Each time with `f` applied to it and the matching time of `other`.
-    fn zip(self, other: Timings, f: impl Fn(f64, f64) -> f64) -> Timings {
+    pub fn zip(self, other: Timings, f: impl Fn(f64, f64) -> f64) -> Timings {
         Timings {
             dump_secs: f(self.dump_secs, other.dump_secs),
             frozen_secs: f(self.frozen_secs, other.frozen_secs),
