@@ -152,21 +152,31 @@ pub fn unregister_inherited_rseq(inj: &mut Injector, pid: Pid) -> Result<()> {
     Ok(())
 }
 
-/// Everything but the settings a credential change would reset, for the main thread.
-pub fn restore(inj: &mut Injector, core: &TaskCore) -> Result<()> {
-    restore_process(inj, core)?;
+/// Everything but the settings a credential change would reset, for the main thread. `inherited` is
+/// what a child forked from its restored parent already has (the parent's record): equal settings are
+/// not set again.
+pub fn restore(inj: &mut Injector, core: &TaskCore, inherited: Option<&TaskCore>) -> Result<()> {
+    restore_process(inj, core, inherited)?;
     restore_thread(inj, core)
 }
 
-fn restore_process(inj: &mut Injector, core: &TaskCore) -> Result<()> {
+fn restore_process(inj: &mut Injector, core: &TaskCore, inherited: Option<&TaskCore>) -> Result<()> {
     let data = inj.data();
-    for l in &core.rlimits {
+    let had = |l: &RLimit| inherited.is_some_and(|p| p.rlimits.contains(l));
+    for l in core.rlimits.iter().filter(|l| !had(l)) {
         write_u64s(inj, data, &[l.cur, l.max])?;
         inj.call("prlimit64", libc::SYS_prlimit64, [0, l.resource as u64, data, 0, 0, 0]).map_err(|e| Error::Step {
             pid: core.pid,
             what: format!("resource limit {}", l.resource),
             source: Box::new(e.into()),
         })?;
+    }
+    if let Some(p) = inherited.filter(|p| {
+        (&p.cwd, &p.root, p.umask, p.personality, p.thp_disabled)
+            == (&core.cwd, &core.root, core.umask, core.personality, core.thp_disabled)
+    }) {
+        log::trace!("pid {}: directories, umask, personality as its parent {}", core.pid, p.pid);
+        return Ok(());
     }
     inj.call("umask", libc::SYS_umask, [core.umask as u64, 0, 0, 0, 0, 0])?;
     // Both paths are as our root sees them: change directory first, then root.

@@ -21,11 +21,18 @@ fn settable(sig: u32) -> bool {
     sig != libc::SIGKILL as u32 && sig != libc::SIGSTOP as u32
 }
 
-/// Every signal's disposition.
-pub fn dump_actions(inj: &mut Injector) -> Result<Vec<SigAction>> {
+/// Every signal's disposition. Only those `/proc` shows as caught or ignored (`busy`, bit `n-1` for
+/// signal `n`), and SIGCHLD (whose flags matter even by default), are asked of the task: the others
+/// are the default with no flags.
+pub fn dump_actions(inj: &mut Injector, busy: u64) -> Result<Vec<SigAction>> {
     let data = inj.data();
+    let busy = busy | 1 << (libc::SIGCHLD - 1);
     let mut out = Vec::new();
     for signo in (1..=NSIG).filter(|&s| settable(s)) {
+        if busy & (1 << (signo - 1)) == 0 {
+            out.push(SigAction { signo, ..Default::default() });
+            continue;
+        }
         inj.call("rt_sigaction", libc::SYS_rt_sigaction, [signo as u64, 0, data, 8, 0, 0])?;
         let w = read_u64s(inj, data, 4)?;
         out.push(SigAction { signo, handler: w[0], flags: w[1], restorer: w[2], mask: w[3] });
@@ -33,9 +40,12 @@ pub fn dump_actions(inj: &mut Injector) -> Result<Vec<SigAction>> {
     Ok(out)
 }
 
-pub fn restore_actions(inj: &mut Injector, actions: &[SigAction]) -> Result<()> {
+/// Set every disposition, but those `inherited` already has (a child forked from its restored
+/// parent has the parent's).
+pub fn restore_actions(inj: &mut Injector, actions: &[SigAction], inherited: Option<&[SigAction]>) -> Result<()> {
     let data = inj.data();
-    for a in actions.iter().filter(|a| settable(a.signo) && a.signo <= NSIG) {
+    let same = |a: &SigAction| inherited.is_some_and(|i| i.contains(a));
+    for a in actions.iter().filter(|a| settable(a.signo) && a.signo <= NSIG && !same(a)) {
         write_u64s(inj, data, &[a.handler, a.flags, a.restorer, a.mask])?;
         inj.call("rt_sigaction", libc::SYS_rt_sigaction, [a.signo as u64, data, 0, 8, 0, 0])?;
     }

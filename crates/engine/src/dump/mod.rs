@@ -296,7 +296,8 @@ fn collect(
         ..Default::default()
     };
     let inj = frozen.injector(vdso)?;
-    core.sigactions = signals::dump_actions(inj)?;
+    let status = proc::status(root, pid.0)?;
+    core.sigactions = signals::dump_actions(inj, status.sig_cgt | status.sig_ign)?;
     core.altstack = Some(signals::dump_altstack(inj)?);
     core.itimers = timers::dump(inj)?;
     misc::dump(inj, root, pid, &mut core)?;

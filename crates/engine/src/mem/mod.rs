@@ -289,6 +289,8 @@ fn move_specials(inj: &mut Injector, pid: Pid, current: &[MapEntry], mm: &MmImag
     let total: u64 = moves.iter().map(|m| m.3).sum();
     let mut tmp = find_free(&busy, total)
         .ok_or_else(|| Error::Failed { pid: pid.0, what: "no free address range to move the vDSO through".into() })?;
+    // Already in place (a child forked from its restored parent): nothing to move.
+    moves.retain(|&(_, from, to, _)| from != to);
     let mut staged = Vec::new();
     for (name, from, to, len) in moves {
         remap(inj, from, len, tmp)?;

@@ -9,7 +9,7 @@ use crate::proc::{self, ProcRoot};
 use crate::threads::{self, NewThread};
 use crate::Progress;
 use crate::{creds, fault, mem, misc, mm, regs, signals, timers};
-use stasis_image::model::ProcessEntry;
+use stasis_image::model::{ProcessEntry, TaskCore};
 use stasis_image::ImageKind;
 use stasis_sys::inject::{Injector, SCRATCH_LEN};
 use stasis_sys::ptrace::{self, WaitStatus};
@@ -71,7 +71,8 @@ fn build_in(
     mm::restore(inj, &mut imp, pid, &img.mm)?;
     files::install(inj, &mut imp, pid, &img.fds, ctx.opened)?;
     imp.close(inj)?;
-    let made = restore_task_state(inj, pid, img, ctx.detached)?;
+    let parent = (idx != 0).then(|| ctx.img.procs.iter().find(|p| p.process.pid == img.process.ppid)).flatten();
+    let made = restore_task_state(inj, pid, img, parent.map(|p| &p.core), ctx.detached)?;
     let rest = create_children(ctx, idx, inj, pid, built, progress).and_then(|()| {
         // Queued signals last: a zombie child's exit just queued a SIGCHLD the process never had.
         flush_sigchld(inj)?;
@@ -132,14 +133,20 @@ fn restore_memory(
 
 /// Stages 7 and 8: signals, timers, limits and the rest, the session; then the other threads (while
 /// the main thread may still make threads with chosen TIDs).
-fn restore_task_state(inj: &mut Injector, pid: Pid, img: &ProcImage, detached: bool) -> Result<Vec<NewThread>> {
+fn restore_task_state(
+    inj: &mut Injector,
+    pid: Pid,
+    img: &ProcImage,
+    parent: Option<&TaskCore>,
+    detached: bool,
+) -> Result<Vec<NewThread>> {
     let core = &img.core;
-    signals::restore_actions(inj, &core.sigactions)?;
+    signals::restore_actions(inj, &core.sigactions, parent.map(|p| p.sigactions.as_slice()))?;
     if let Some(ss) = &core.altstack {
         signals::restore_altstack(inj, ss)?;
     }
     timers::restore(inj, &core.itimers)?;
-    misc::restore(inj, core)?;
+    misc::restore(inj, core, parent)?;
     restore_session(inj, &img.process)?;
     create_threads(inj, pid, img, detached)
 }
