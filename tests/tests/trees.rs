@@ -142,3 +142,64 @@ fn standalone_tree_stopped() {
 fn standalone_tree_prefork() {
     standalone("sa-tree_prefork", workload!("tree_prefork"));
 }
+
+/// The tree of `tree_shm` (five processes sharing one MAP_SHARED | MAP_ANONYMOUS object) through
+/// the flow of `tree_checkpoint_restore`, except that the maps are compared with the inode of the
+/// shared object (`/dev/zero (deleted)`, a new kernel object after restore) replaced by its order
+/// of appearance across the whole tree: so the comparison also checks that the five processes map
+/// one object after the restore as before the dump, not one each.
+#[test]
+fn shared_memory_tree_three_levels() {
+    /// `snaps` with the inode of every `/dev/zero (deleted)` mapping replaced by `shm#N`, N
+    /// numbering the distinct inodes in order of appearance across all of `snaps`.
+    fn shm_numbered(mut snaps: Vec<Snapshot>) -> Vec<Snapshot> {
+        let mut inodes: Vec<String> = Vec::new();
+        for line in snaps.iter_mut().flat_map(|s| s.maps.iter_mut()) {
+            let fields: Vec<&str> = line.splitn(6, ' ').collect();
+            if fields.len() == 6 && fields[5] == "/dev/zero (deleted)" {
+                let n = inodes.iter().position(|i| i == fields[4]).unwrap_or_else(|| {
+                    inodes.push(fields[4].to_string());
+                    inodes.len() - 1
+                });
+                *line = [fields[..4].join(" "), format!("shm#{n}"), fields[5].to_string()].join(" ");
+            }
+        }
+        snaps
+    }
+    let case = Case::new("tree_shm", workload!("tree_shm"));
+    let Some(mut run) = case.start() else { return };
+    let root = run.pid();
+    let pids = tree_pids(root);
+    if pids.len() != 5 {
+        case.fail(&format!("the tree of pid {root} has {} processes {pids:?}, expected 5", pids.len()));
+    }
+    let before = shm_numbered(pids.iter().map(|&p| case.settled_snapshot(p)).collect());
+    let images = case.images("images");
+    case.dump_ok(&run, &images, &[]);
+    case.reap_dumped(&mut run);
+    let mut restored = case.restore_ok(&images, root, &[]);
+    let after = tree_pids(root);
+    if after != pids {
+        case.fail(&format!("processes before the dump {pids:?}, after the restore {after:?}"));
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+    loop {
+        let now = shm_numbered(pids.iter().map(|&p| case.snapshot(p)).collect());
+        let diffs: Vec<String> = (before.iter().zip(&now).zip(&pids))
+            .filter_map(|((b, a), pid)| b.diff(a).map(|d| format!("state of pid {pid} differs after restore:\n{d}")))
+            .collect();
+        if diffs.is_empty() {
+            break;
+        }
+        if std::time::Instant::now() > deadline {
+            case.fail(&diffs.join("\n"));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    case.finish(&mut restored);
+}
+
+#[test]
+fn standalone_tree_shm() {
+    standalone("sa-tree_shm", workload!("tree_shm"));
+}

@@ -214,3 +214,234 @@ impl Mapping {
             .map(|i| off / 8 + i)
     }
 }
+
+/// A shared anonymous mapping (`MAP_SHARED | MAP_ANONYMOUS`) seen as 64-bit atomic words: every
+/// process forked after it is made maps the same object, and every access, in every process, goes
+/// through the atomics, so concurrent writes from other processes are ordinary atomic stores.
+/// Unmapped on drop. Never unmapped, resized or protected while borrowed, so the references
+/// [`SharedWords::words`] hands out stay valid.
+pub struct SharedWords {
+    addr: usize,
+    len: usize,
+}
+
+impl SharedWords {
+    /// Maps `len` bytes (a multiple of 8) of shared anonymous memory, readable and writable
+    /// (`mmap(2)` with `MAP_SHARED | MAP_ANONYMOUS`).
+    pub fn anon(len: usize) -> io::Result<SharedWords> {
+        assert!(len > 0 && len.is_multiple_of(8), "shared mapping length {len} not a multiple of 8");
+        let (prot, flags) = (libc::PROT_READ | libc::PROT_WRITE, libc::MAP_SHARED | libc::MAP_ANONYMOUS);
+        // SAFETY: a new mapping at a kernel-chosen address cannot overlap existing Rust objects.
+        let ptr = unsafe { libc::mmap(std::ptr::null_mut(), len, prot, flags, -1, 0) };
+        if ptr == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(SharedWords { addr: ptr as usize, len })
+    }
+
+    /// Start address.
+    pub fn addr(&self) -> usize {
+        self.addr
+    }
+
+    /// Length in bytes.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether the mapping is empty (never, `anon` refuses zero lengths).
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The whole mapping as atomic words.
+    pub fn words(&self) -> &[std::sync::atomic::AtomicU64] {
+        // SAFETY: the range is mapped readable and writable for as long as `self` lives (it is
+        // unmapped only on drop, and `keep_private_copy` replaces it in place), page aligned, and
+        // `AtomicU64` has the size and alignment of `u64`, for which every bit pattern (zero pages
+        // included) is valid; other processes only touch it through atomics too.
+        unsafe { std::slice::from_raw_parts(self.addr as *const std::sync::atomic::AtomicU64, self.len / 8) }
+    }
+
+    /// Replaces this process's view of the object with a private copy of its current contents
+    /// (`mmap(2)` with `MAP_PRIVATE | MAP_FIXED` over the same range): this process's later
+    /// writes are no longer seen by the others, nor theirs by it. Only for checking that a test
+    /// detects memory that stopped being shared; needs a single-threaded process.
+    pub fn keep_private_copy(&self) -> io::Result<()> {
+        use std::sync::atomic::Ordering::SeqCst;
+        let threads = std::fs::read_dir("/proc/self/task")?.count();
+        if threads != 1 {
+            return Err(io::Error::other(format!(
+                "a private copy needs a single-threaded process, this one has {threads}"
+            )));
+        }
+        let copy: Vec<u64> = self.words().iter().map(|w| w.load(SeqCst)).collect();
+        let (prot, flags) =
+            (libc::PROT_READ | libc::PROT_WRITE, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED);
+        // SAFETY: MAP_FIXED replaces exactly this mapping's range in one call, so the range stays
+        // mapped readable and writable for the references `words` handed out (all atomics, whose
+        // contents may change under them anyway); no other thread runs in this process (checked
+        // above) to see it zeroed before the copy is written back.
+        let ptr = unsafe { libc::mmap(self.addr as *mut _, self.len, prot, flags, -1, 0) };
+        if ptr == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        for (w, v) in self.words().iter().zip(copy) {
+            w.store(v, SeqCst);
+        }
+        Ok(())
+    }
+}
+
+impl Drop for SharedWords {
+    fn drop(&mut self) {
+        // SAFETY: the range was mapped by this value and nothing borrows it any more.
+        unsafe { libc::munmap(self.addr as *mut _, self.len) };
+    }
+}
+
+impl Mapping {
+    /// Maps `len` bytes of `file` from `offset` shared (MAP_SHARED) with `prot`: writes through
+    /// the mapping reach the file, and writes to the file show in the mapping.
+    pub fn file_shared(file: &File, offset: u64, len: usize, prot: i32) -> io::Result<Mapping> {
+        Self::map(len, prot, libc::MAP_SHARED, file.as_raw_fd(), offset as libc::off_t)
+    }
+}
+
+/// A new memfd named `name` (`memfd_create(2)`) with `flags` (e.g. `MFD_ALLOW_SEALING`).
+pub fn memfd_create(name: &str, flags: u32) -> io::Result<File> {
+    let c = std::ffi::CString::new(name).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    // SAFETY: `c` is a live NUL-terminated string; the flags are plain integers.
+    let fd = cvt(unsafe { libc::memfd_create(c.as_ptr(), flags) })?;
+    // SAFETY: the fd was just created and is owned by nobody else.
+    Ok(unsafe { <File as std::os::fd::FromRawFd>::from_raw_fd(fd) })
+}
+
+/// Adds `seals` (`F_SEAL_*`) to a memfd (`fcntl(F_ADD_SEALS)`).
+pub fn add_seals(file: &File, seals: i32) -> io::Result<()> {
+    // SAFETY: `file` is an open fd; F_ADD_SEALS takes a plain integer.
+    cvt(unsafe { libc::fcntl(file.as_raw_fd(), libc::F_ADD_SEALS, seals) }).map(drop)
+}
+
+/// The seals of a memfd (`fcntl(F_GET_SEALS)`).
+pub fn get_seals(file: &File) -> io::Result<i32> {
+    // SAFETY: `file` is an open fd; F_GET_SEALS takes no argument.
+    cvt(unsafe { libc::fcntl(file.as_raw_fd(), libc::F_GET_SEALS) })
+}
+
+// SysV shared memory (`shmget(2)`, `shmat(2)`, `shmdt(2)`, `shmctl(2)`): segments live in the
+// IPC namespace, not in a process, so a segment outlives its creator until removed (IPC_RMID) and
+// its last attachment is gone.
+
+/// `shmget(2)`: the id of the segment `key` (`libc::IPC_PRIVATE`: a new one) of `size` bytes,
+/// created with `flags` (`IPC_CREAT | IPC_EXCL | mode`, or 0 to look up an existing one).
+pub fn shmget(key: i32, size: usize, flags: i32) -> io::Result<i32> {
+    // SAFETY: shmget takes plain integers and touches no memory of this process.
+    cvt(unsafe { libc::shmget(key, size, flags) })
+}
+
+/// What `shmctl(IPC_STAT)` reports of a segment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ShmStat {
+    /// Its key (`IPC_PRIVATE` once removed while attached).
+    pub key: i32,
+    /// Permissions and state bits (`SHM_DEST` `0o1000` once removed while attached).
+    pub mode: u32,
+    /// Size in bytes.
+    pub size: usize,
+    /// Number of attachments.
+    pub nattch: u64,
+    /// Owner.
+    pub uid: u32,
+    /// Owner group.
+    pub gid: u32,
+}
+
+/// `shmctl(id, IPC_STAT)`: the state of segment `id`.
+pub fn shm_stat(id: i32) -> io::Result<ShmStat> {
+    let mut ds = std::mem::MaybeUninit::<libc::shmid_ds>::zeroed();
+    // SAFETY: `ds` is a live local of the type IPC_STAT fills in.
+    cvt(unsafe { libc::shmctl(id, libc::IPC_STAT, ds.as_mut_ptr()) })?;
+    // SAFETY: zero is a valid bit pattern for every field of `shmid_ds` (plain integers), and
+    // the kernel filled it in on success.
+    let ds = unsafe { ds.assume_init() };
+    Ok(ShmStat {
+        key: ds.shm_perm.__key,
+        mode: u32::from(ds.shm_perm.mode),
+        size: ds.shm_segsz,
+        nattch: ds.shm_nattch,
+        uid: ds.shm_perm.uid,
+        gid: ds.shm_perm.gid,
+    })
+}
+
+/// `shmctl(id, IPC_RMID)`: removes segment `id` (it goes once its last attachment is gone).
+pub fn shm_remove(id: i32) -> io::Result<()> {
+    // SAFETY: IPC_RMID takes no buffer; a null pointer is what shmctl(2) documents for it.
+    cvt(unsafe { libc::shmctl(id, libc::IPC_RMID, std::ptr::null_mut()) }).map(drop)
+}
+
+/// A SysV shared memory segment attached to this process (`shmat(2)` at a kernel-chosen address,
+/// read and write) seen as 64-bit atomic words, like [`SharedWords`]: every process attaching the
+/// segment (or forked while it is attached) sees the same memory, and every access goes through
+/// the atomics. Detached on drop (`shmdt(2)`); never detached while borrowed, so the references
+/// [`ShmAttached::words`] hands out stay valid.
+pub struct ShmAttached {
+    addr: usize,
+    len: usize,
+}
+
+impl ShmAttached {
+    /// Attaches segment `id` (its size from IPC_STAT, a multiple of 8).
+    pub fn attach(id: i32) -> io::Result<ShmAttached> {
+        let len = shm_stat(id)?.size;
+        if len == 0 || !len.is_multiple_of(8) {
+            return Err(io::Error::other(format!("segment {id} of {len} bytes is not a whole number of words")));
+        }
+        // SAFETY: a new attachment at a kernel-chosen address cannot overlap existing Rust objects.
+        let ptr = unsafe { libc::shmat(id, std::ptr::null(), 0) };
+        if ptr as isize == -1 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(ShmAttached { addr: ptr as usize, len })
+    }
+
+    /// The address it is attached at.
+    pub fn addr(&self) -> usize {
+        self.addr
+    }
+
+    /// Length in bytes (the segment's size).
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether the segment is empty (never, `attach` refuses it).
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The whole segment as atomic words.
+    pub fn words(&self) -> &[std::sync::atomic::AtomicU64] {
+        // SAFETY: the range is attached readable and writable for as long as `self` lives (it is
+        // detached only by `detach` or drop, which consume it), page aligned, and `AtomicU64` has
+        // the size and alignment of `u64`, for which every bit pattern is valid; other processes
+        // only touch it through atomics too.
+        unsafe { std::slice::from_raw_parts(self.addr as *const std::sync::atomic::AtomicU64, self.len / 8) }
+    }
+
+    /// Detaches the segment (`shmdt(2)`), reporting the error drop would ignore.
+    pub fn detach(self) -> io::Result<()> {
+        let addr = self.addr;
+        std::mem::forget(self);
+        // SAFETY: the attachment was made by the value just consumed; nothing borrows it any more.
+        cvt(unsafe { libc::shmdt(addr as *const _) }).map(drop)
+    }
+}
+
+impl Drop for ShmAttached {
+    fn drop(&mut self) {
+        // SAFETY: the attachment was made by this value and nothing borrows it any more.
+        unsafe { libc::shmdt(self.addr as *const _) };
+    }
+}

@@ -634,3 +634,16 @@ pub fn wait_stopped(pid: i32) -> io::Result<i32> {
         Err(io::Error::other(format!("pid {pid} ended (wait status {status:#x}) instead of stopping")))
     }
 }
+
+/// How the child `pid` ended, if it did, without reaping it: `waitid(P_PID, pid, WEXITED |
+/// WNOHANG | WNOWAIT)`; `None` while it still runs.
+pub fn peek_exit(pid: i32) -> io::Result<Option<Exit>> {
+    // SAFETY: all-zero is a valid siginfo_t; waitid leaves si_pid 0 when no child changed state.
+    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+    let flags = libc::WEXITED | libc::WNOHANG | libc::WNOWAIT;
+    // SAFETY: `info` is a live local.
+    cvt(unsafe { libc::waitid(libc::P_PID, pid as libc::id_t, &mut info, flags) })?;
+    // SAFETY: waitid filled the SIGCHLD fields of `info` (or left them zero).
+    let (child, status) = unsafe { (info.si_pid(), info.si_status()) };
+    Ok((child != 0).then_some(if info.si_code == libc::CLD_EXITED { Exit::Code(status) } else { Exit::Signal(status) }))
+}
