@@ -11,14 +11,14 @@ use std::fmt::Debug;
 
 use libfuzzer_sys::fuzz_target;
 use prost::Message;
-use stasis_image::model::{FdTable, FileTable, Inventory, MmImage, PageMap, PsTree, TaskCore};
+use stasis_image::model::{FdTable, FileTable, Inventory, IpcImage, MmImage, PageMap, PsTree, TaskCore};
 use stasis_image::{decode_records, encode_records, ImageKind, COMMON_MAGIC, FORMAT_MAJOR, FORMAT_MINOR};
 
 fuzz_target!(|data: &[u8]| {
     let Some((&control, rest)) = data.split_first() else {
         return;
     };
-    let kind = ImageKind::ALL[usize::from(control & 7)];
+    let kind = ImageKind::ALL[usize::from(control & 15) % ImageKind::ALL.len()];
     let mut bytes = Vec::with_capacity(rest.len() + 16);
     if control & 0x40 != 0 {
         bytes.extend_from_slice(&COMMON_MAGIC.to_le_bytes());
@@ -41,6 +41,7 @@ fuzz_target!(|data: &[u8]| {
         ImageKind::PageMap => check::<PageMap>(kind, &bytes),
         ImageKind::Fds => check::<FdTable>(kind, &bytes),
         ImageKind::Files => check::<FileTable>(kind, &bytes),
+        ImageKind::Ipc => check::<IpcImage>(kind, &bytes),
         // Not a record file: decode_records must refuse it.
         ImageKind::Pages => assert!(decode_records::<PsTree>("pages-1.img", kind, &bytes).is_err()),
     }

@@ -166,7 +166,9 @@ pub fn verify_pages(file: &File, file_name: &str, map: &PageMap) -> Result<(), I
 ///
 /// A map without pages may have a zero `chunk_size`.
 pub fn validate_pagemap(file_name: &str, map: &PageMap) -> Result<u64, ImageError> {
-    let pages = check_runs(file_name, map)?;
+    let pages = check_runs(file_name, "runs", &map.runs)?;
+    // Pages inherited from the parent are not in the page file, but restore walks them all the same.
+    check_runs(file_name, "inherited", &map.inherited)?;
     if pages != map.total_pages {
         let problem = format!("{} does not match the runs ({pages} pages)", map.total_pages);
         return Err(ImageError::field(file_name, "total_pages", problem));
@@ -192,11 +194,11 @@ pub fn validate_pagemap(file_name: &str, map: &PageMap) -> Result<u64, ImageErro
 }
 
 /// Check the runs of `map` and return their total number of pages.
-fn check_runs(file_name: &str, map: &PageMap) -> Result<u64, ImageError> {
+fn check_runs(file_name: &str, field: &'static str, runs: &[crate::model::PageRun]) -> Result<u64, ImageError> {
     let mut pages: u64 = 0;
     let mut prev_end: u64 = 0;
-    for (i, run) in map.runs.iter().enumerate() {
-        let bad = |problem: String| ImageError::field(file_name, "runs", format!("run {i}: {problem}"));
+    for (i, run) in runs.iter().enumerate() {
+        let bad = |problem: String| ImageError::field(file_name, field, format!("run {i}: {problem}"));
         if !run.vaddr.is_multiple_of(PAGE_SIZE) {
             return Err(bad(format!("vaddr {:#x} is not page aligned", run.vaddr)));
         }

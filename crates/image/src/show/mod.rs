@@ -29,6 +29,7 @@ pub(crate) struct Loaded {
     pub(crate) pstree: PsTree,
     pub(crate) processes: Vec<Process>,
     pub(crate) files: FileTable,
+    pub(crate) ipc: crate::model::IpcImage,
 }
 
 impl Loaded {
@@ -39,9 +40,12 @@ impl Loaded {
             None => dir.read_one(ImageKind::Inventory, None)?,
         };
         let pstree: PsTree = dir.read_one(ImageKind::PsTree, None)?;
-        let processes = pstree.processes.iter().map(|entry| load_process(dir, entry)).collect::<Result<_, _>>()?;
+        // Zombies have no file of their own: their pstree entry is all there is.
+        let live = pstree.processes.iter().filter(|e| !e.zombie);
+        let processes = live.map(|entry| load_process(dir, entry)).collect::<Result<_, _>>()?;
         let files = dir.read_one(ImageKind::Files, None)?;
-        Ok(Loaded { inventory, pstree, processes, files })
+        let ipc = dir.read_one(ImageKind::Ipc, None)?;
+        Ok(Loaded { inventory, pstree, processes, files, ipc })
     }
 }
 
@@ -77,6 +81,7 @@ pub fn to_json(dir: &ImageDir) -> Result<Value, ImageError> {
     root.insert("pstree".into(), value(&image.pstree));
     root.insert("processes".into(), Value::Object(processes));
     root.insert("files".into(), value(&image.files));
+    root.insert("ipc".into(), value(&image.ipc));
     Ok(Value::Object(root))
 }
 
