@@ -43,6 +43,7 @@ fn round_trip_through_open() {
             "core-4242.img",
             "fds-4242.img",
             "files.img",
+            "ipc.img",
             "mm-4242.img",
             "pagemap-4242.img",
             "pages-4242.img",

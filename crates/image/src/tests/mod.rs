@@ -148,6 +148,7 @@ pub(crate) fn write_image(path: &Path, pages: u64, chunk_size: u64) -> ImageDir 
     dir.write_records(ImageKind::Mm, pid, &[sample_mm()]).unwrap();
     dir.write_records(ImageKind::Fds, pid, &[sample_fds()]).unwrap();
     dir.write_records(ImageKind::Files, None, &[sample_files()]).unwrap();
+    dir.write_records(ImageKind::Ipc, None, &[crate::model::IpcImage::default()]).unwrap();
     let writer = dir.create_pages(PID, chunk_size).unwrap();
     let data = page_data(pages);
     writer.file().write_all(&data).unwrap();
