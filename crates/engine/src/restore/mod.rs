@@ -61,6 +61,8 @@ pub(crate) struct Ctx<'a> {
 pub struct Restored {
     pub report: RestoreReport,
     pid: Pid,
+    /// The root is our child (not when a helper made its session: it was reparented).
+    ours: bool,
 }
 
 impl Restored {
@@ -68,8 +70,17 @@ impl Restored {
         self.pid.0
     }
 
-    /// Wait for the restored root to end: its exit code, or 128 + the signal that killed it.
+    /// Wait for the restored root to end: its exit code, or 128 + the signal that killed it. A root
+    /// that is not our child (see `create_root`) is watched until it is gone; its status is then
+    /// unknown to us and 0 is returned, with a warning.
     pub fn wait(self) -> Result<i32> {
+        if !self.ours {
+            while proc::stat(&ProcRoot::system(), self.pid.0).is_ok_and(|s| s.state != 'Z') {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            log::warn!("pid {}: ended, but its parent is not stasis: exit status unknown", self.pid);
+            return Ok(0);
+        }
         loop {
             match ptrace::wait(self.pid).map_err(Error::sys(self.pid.0, "waiting for the restored process"))? {
                 WaitStatus::Exited(code) => return Ok(code),
@@ -114,11 +125,9 @@ pub fn restore(opts: &RestoreOptions, progress: &mut dyn FnMut(Progress)) -> Res
     let verifiers = spawn_verifiers(&pages, &img)?;
     let root = &img.procs[0];
     let pid = Pid(root.process.pid);
-    let scratch = scratch_address(&root.mm, pid)?;
     let created = RefCell::new(Vec::new());
     let guard = KillOnDrop(&created);
-    let child = sysproc::spawn_traced(pid).map_err(|e| spawn_error(pid, e))?;
-    created.borrow_mut().push(child);
+    let (child, scratch, ours) = create_root(&img, &created)?;
     ptrace::set_sigmask(child, u64::MAX).map_err(Error::sys(pid.0, "blocking signals"))?;
     misc::restore_from_outside(child, &root.core);
     let ctx = Ctx { img: &img, opened: &opened, ghosts: &ghosts, pages, detached: opts.detached, created: &created };
@@ -138,7 +147,36 @@ pub fn restore(opts: &RestoreOptions, progress: &mut dyn FnMut(Progress)) -> Res
     segments.finish(&img.ipc);
     let pages = img.procs.iter().map(|p| p.pagemap.total_pages).sum();
     let report = RestoreReport { pid: pid.0, total: start.elapsed(), pages };
-    Ok(Restored { report, pid: child })
+    Ok(Restored { report, pid: child, ours })
+}
+
+/// Create the root with its PID. A root in a session whose leader has exited (a daemon after its
+/// double fork) is forked by a short-lived helper that takes the leader's PID and calls `setsid`, then
+/// exits: the root has its session and group again, and is reparented as it was. Returns the root,
+/// its scratch address, and whether it is our child.
+fn create_root(img: &Image, created: &RefCell<Vec<Pid>>) -> Result<(Pid, u64, bool)> {
+    let root = &img.procs[0];
+    let pid = Pid(root.process.pid);
+    let sid = root.process.sid;
+    let leader_gone = sid != pid.0 && sid > 0 && !img.procs.iter().any(|p| p.process.pid == sid);
+    if !leader_gone || proc::stat(&ProcRoot::system(), sid).is_ok() {
+        let scratch = scratch_address(&root.mm, pid)?;
+        let child = sysproc::spawn_traced(pid).map_err(|e| spawn_error(pid, e))?;
+        created.borrow_mut().push(child);
+        return Ok((child, scratch, true));
+    }
+    let helper = sysproc::spawn_traced(Pid(sid)).map_err(|e| spawn_error(Pid(sid), e))?;
+    created.borrow_mut().push(helper);
+    let mut inj = stasis_sys::inject::Injector::new(helper, process::current_vdso(helper)?, None, SCRATCH_LEN)?;
+    inj.call("setsid", libc::SYS_setsid, [0; 6])?;
+    process::trace_new_tasks(helper)?;
+    let child = process::fork_child(&mut inj, helper, pid)?;
+    created.borrow_mut().push(child);
+    inj.start(libc::SYS_exit_group, [0; 6])?;
+    inj.abandon();
+    crate::task::reap(&[helper]);
+    log::info!("pid {pid}: session {sid} made again by a helper with its leader's pid, which has exited");
+    Ok((child, process::scratch_in_copy(child, root)?, false))
 }
 
 /// Stage 1: read every file of the image (checksums are verified on the way).

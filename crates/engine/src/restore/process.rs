@@ -89,7 +89,7 @@ fn build_in(
     Ok(made)
 }
 
-fn current_vdso(pid: Pid) -> Result<(u64, u64)> {
+pub(super) fn current_vdso(pid: Pid) -> Result<(u64, u64)> {
     let maps = proc::maps(&ProcRoot::system(), pid.0)?;
     maps.iter()
         .find(|e| e.name == "[vdso]")
@@ -172,7 +172,7 @@ fn create_threads(inj: &mut Injector, pid: Pid, img: &ProcImage, detached: bool)
 }
 
 /// Threads and children the task creates are traced from their first instruction.
-fn trace_new_tasks(pid: Pid) -> Result<()> {
+pub(super) fn trace_new_tasks(pid: Pid) -> Result<()> {
     let options = ptrace::OPT_TRACESYSGOOD | ptrace::OPT_EXITKILL | ptrace::OPT_TRACECLONE | ptrace::OPT_TRACEFORK;
     ptrace::set_options(pid, options).map_err(Error::sys(pid.0, "tracing new tasks"))
 }
@@ -213,7 +213,7 @@ fn create_children(
 
 /// Make process `parent` fork a child with PID `want` (`clone3` with `set_tid` and SIGCHLD); the
 /// child is traced and stopped before it runs anything.
-fn fork_child(inj: &mut Injector, parent: Pid, want: Pid) -> Result<Pid> {
+pub(super) fn fork_child(inj: &mut Injector, parent: Pid, want: Pid) -> Result<Pid> {
     let data = inj.data();
     let set_tid = data + CLONE_ARGS_SIZE;
     // flags, pidfd, child_tid, parent_tid, exit_signal, stack, stack_size, tls, set_tid, set_tid_size, cgroup
@@ -279,7 +279,7 @@ fn flush_sigchld(inj: &mut Injector) -> Result<()> {
 
 /// A place for the scratch area of a child that is free in its image's layout and in the layout it
 /// has now (its parent's).
-fn scratch_in_copy(child: Pid, img: &ProcImage) -> Result<u64> {
+pub(super) fn scratch_in_copy(child: Pid, img: &ProcImage) -> Result<u64> {
     let mut busy: Vec<(u64, u64)> = img.mm.vmas.iter().map(|v| (v.start, v.end)).collect();
     busy.extend(proc::maps(&ProcRoot::system(), child.0)?.iter().map(|e| (e.start, e.end)));
     mem::find_free(&busy, SCRATCH_LEN)
