@@ -10,7 +10,7 @@
 //! holds for the whole IPC namespace, so a segment another test's workload made meanwhile could
 //! take the id meant for the restored one.
 
-use stasis_tests::harness::{Case, Running, Snapshot};
+use stasis_tests::harness::{tree_pids, Case, Running, Snapshot};
 use stasis_tests::raw;
 use stasis_tests::workload;
 use std::sync::{Mutex, MutexGuard};
@@ -23,32 +23,6 @@ const SHM_NEXT_ID: &str = "/proc/sys/kernel/shm_next_id";
 fn one_at_a_time() -> MutexGuard<'static, ()> {
     static LOCK: Mutex<()> = Mutex::new(());
     LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-/// The pids of `root` and every process below it, root first, the rest sorted.
-fn tree_pids(root: i32) -> Vec<i32> {
-    let parents: Vec<(i32, i32)> = std::fs::read_dir("/proc")
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|e| {
-            let pid: i32 = e.file_name().to_str()?.parse().ok()?;
-            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-            let ppid = stat.rsplit_once(')')?.1.split_whitespace().nth(1)?.parse().ok()?;
-            Some((pid, ppid))
-        })
-        .collect();
-    let mut tree = vec![root];
-    let mut i = 0;
-    while i < tree.len() {
-        let parent = tree[i];
-        let mut kids: Vec<i32> = parents.iter().filter(|&&(_, pp)| pp == parent).map(|&(p, _)| p).collect();
-        kids.sort_unstable();
-        tree.extend(kids);
-        i += 1;
-    }
-    tree[1..].sort_unstable();
-    tree
 }
 
 /// The two segments of a `sysv_shm` run, by the ids it printed; removed on drop (best effort), so

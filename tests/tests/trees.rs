@@ -6,34 +6,8 @@
 //! the same workloads without stasis, so that an end-to-end failure points at stasis, not at the
 //! workload.
 
-use stasis_tests::harness::{standalone, Case, Snapshot};
+use stasis_tests::harness::{standalone, tree_pids, Case, Snapshot};
 use stasis_tests::workload;
-
-/// The pids of `root` and every process below it, root first, the rest sorted.
-fn tree_pids(root: i32) -> Vec<i32> {
-    let parents: Vec<(i32, i32)> = std::fs::read_dir("/proc")
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|e| {
-            let pid: i32 = e.file_name().to_str()?.parse().ok()?;
-            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-            let ppid = stat.rsplit_once(')')?.1.split_whitespace().nth(1)?.parse().ok()?;
-            Some((pid, ppid))
-        })
-        .collect();
-    let mut tree = vec![root];
-    let mut i = 0;
-    while i < tree.len() {
-        let parent = tree[i];
-        let mut kids: Vec<i32> = parents.iter().filter(|&&(_, pp)| pp == parent).map(|&(p, _)| p).collect();
-        kids.sort_unstable();
-        tree.extend(kids);
-        i += 1;
-    }
-    tree[1..].sort_unstable();
-    tree
-}
 
 /// The Pss of `pid` in kB (`/proc/PID/smaps_rollup`).
 fn pss_kb(case: &Case, pid: i32) -> u64 {

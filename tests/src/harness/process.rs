@@ -296,3 +296,29 @@ pub fn proc_state(pid: i32) -> Option<(char, i32)> {
     let tracer = field("TracerPid:")?.parse().ok()?;
     Some((state, tracer))
 }
+
+/// The pids of `root` and every process below it (zombies included), root first, the rest sorted.
+pub fn tree_pids(root: i32) -> Vec<i32> {
+    let parents: Vec<(i32, i32)> = std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let pid: i32 = e.file_name().to_str()?.parse().ok()?;
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            let ppid = stat.rsplit_once(')')?.1.split_whitespace().nth(1)?.parse().ok()?;
+            Some((pid, ppid))
+        })
+        .collect();
+    let mut tree = vec![root];
+    let mut i = 0;
+    while i < tree.len() {
+        let parent = tree[i];
+        let mut kids: Vec<i32> = parents.iter().filter(|&&(_, pp)| pp == parent).map(|&(p, _)| p).collect();
+        kids.sort_unstable();
+        tree.extend(kids);
+        i += 1;
+    }
+    tree[1..].sort_unstable();
+    tree
+}
