@@ -5,25 +5,15 @@
 //! `standalone_*` tests run the same workloads without stasis, so that an end-to-end failure
 //! points at stasis, not at the workload.
 
-use stasis_tests::harness::{standalone, tree_pids, Case, Running, Snapshot};
+use stasis_tests::harness::{number_deleted, standalone, tree_pids, Case, Running, Snapshot};
 use stasis_tests::workload;
 use std::time::{Duration, Instant};
 
-/// `snap` with the inode of every mapping of an unlinked file or memfd (`PATH (deleted)`, a new
-/// inode after restore) replaced by `deleted#N`, N numbering the distinct inodes in order of
-/// appearance: so the comparison still sees which mappings share one object.
-fn deleted_numbered(mut snap: Snapshot) -> Snapshot {
-    let mut inodes: Vec<String> = Vec::new();
-    for line in snap.maps.iter_mut() {
-        let fields: Vec<&str> = line.splitn(6, ' ').collect();
-        if fields.len() == 6 && fields[5].ends_with(" (deleted)") {
-            let n = inodes.iter().position(|i| i == fields[4]).unwrap_or_else(|| {
-                inodes.push(fields[4].to_string());
-                inodes.len() - 1
-            });
-            *line = [fields[..4].join(" "), format!("deleted#{n}"), fields[5].to_string()].join(" ");
-        }
-    }
+/// `snap` with the inodes of objects restore makes anew numbered (see `number_deleted`).
+fn deleted_numbered(snap: Snapshot) -> Snapshot {
+    let mut snaps = [snap];
+    number_deleted(&mut snaps);
+    let [snap] = snaps;
     snap
 }
 

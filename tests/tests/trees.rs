@@ -6,7 +6,7 @@
 //! the same workloads without stasis, so that an end-to-end failure points at stasis, not at the
 //! workload.
 
-use stasis_tests::harness::{standalone, tree_pids, Case, Snapshot};
+use stasis_tests::harness::{number_deleted, standalone, tree_pids, Case, Snapshot};
 use stasis_tests::workload;
 
 /// The Pss of `pid` in kB (`/proc/PID/smaps_rollup`).
@@ -124,20 +124,8 @@ fn standalone_tree_prefork() {
 /// one object after the restore as before the dump, not one each.
 #[test]
 fn shared_memory_tree_three_levels() {
-    /// `snaps` with the inode of every `/dev/zero (deleted)` mapping replaced by `shm#N`, N
-    /// numbering the distinct inodes in order of appearance across all of `snaps`.
     fn shm_numbered(mut snaps: Vec<Snapshot>) -> Vec<Snapshot> {
-        let mut inodes: Vec<String> = Vec::new();
-        for line in snaps.iter_mut().flat_map(|s| s.maps.iter_mut()) {
-            let fields: Vec<&str> = line.splitn(6, ' ').collect();
-            if fields.len() == 6 && fields[5] == "/dev/zero (deleted)" {
-                let n = inodes.iter().position(|i| i == fields[4]).unwrap_or_else(|| {
-                    inodes.push(fields[4].to_string());
-                    inodes.len() - 1
-                });
-                *line = [fields[..4].join(" "), format!("shm#{n}"), fields[5].to_string()].join(" ");
-            }
-        }
+        number_deleted(&mut snaps);
         snaps
     }
     let case = Case::new("tree_shm", workload!("tree_shm"));

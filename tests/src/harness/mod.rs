@@ -19,7 +19,7 @@ pub use dir::{tail, TestDir, TmpfsMount};
 pub use flow::{checkpoint_restore, processes_of, standalone, Case};
 pub use process::{proc_state, tree_pids, Running, Workload, EXIT_TIMEOUT, READY_TIMEOUT};
 pub use pty::{shell_job, Pty};
-pub use snapshot::{line_diff, normalize_maps, select_status, Snapshot, STATUS_KEYS};
+pub use snapshot::{line_diff, normalize_maps, number_deleted, select_status, Snapshot, STATUS_KEYS};
 pub use stasis::{wait_child, CmdResult, Stasis, STASIS_TIMEOUT};
 
 /// A [`Workload`] for the workload binary `name` of this package (`CARGO_BIN_EXE_<name>`; only

@@ -220,6 +220,24 @@ pub fn line_diff(a: &[String], b: &[String]) -> String {
     out
 }
 
+/// In `snaps`, replace the inode of every mapping of an object restore makes anew (`... (deleted)`:
+/// shared anonymous memory, memfds, unlinked files, SysV segments) by `deleted#N`, N numbering the
+/// distinct inodes in order of appearance across all of `snaps`: the comparison then still sees
+/// which mappings, in one process or several, share one object.
+pub fn number_deleted(snaps: &mut [Snapshot]) {
+    let mut inodes: Vec<String> = Vec::new();
+    for line in snaps.iter_mut().flat_map(|s| s.maps.iter_mut()) {
+        let fields: Vec<&str> = line.splitn(6, ' ').collect();
+        if fields.len() == 6 && fields[5].ends_with(" (deleted)") {
+            let n = inodes.iter().position(|i| i == fields[4]).unwrap_or_else(|| {
+                inodes.push(fields[4].to_string());
+                inodes.len() - 1
+            });
+            *line = [fields[..4].join(" "), format!("deleted#{n}"), fields[5].to_string()].join(" ");
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
