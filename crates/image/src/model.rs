@@ -83,7 +83,17 @@ pub struct ProcessEntry {
     /// A zombie's status, as `waitpid` reports it.
     #[prost(int32, tag = "8")]
     pub exit_status: i32,
+    /// What the process shares with its parent, `SHARES_*` bits (made by clone without CLONE_THREAD).
+    #[prost(uint32, tag = "9")]
+    pub shares: u32,
 }
+
+/// `ProcessEntry::shares` bits: the address space (CLONE_VM), the fd table (CLONE_FILES), the fs
+/// info: cwd, root, umask (CLONE_FS), the signal handlers (CLONE_SIGHAND).
+pub const SHARES_VM: u32 = 1;
+pub const SHARES_FILES: u32 = 2;
+pub const SHARES_FS: u32 = 4;
+pub const SHARES_SIGHAND: u32 = 8;
 
 /// `core-PID.img`: the state of one task (registers, signals, credentials, limits, misc).
 #[derive(Clone, PartialEq, prost::Message, Serialize)]

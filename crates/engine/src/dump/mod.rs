@@ -17,12 +17,12 @@ use std::time::{Duration, Instant};
 /// Chunk size of the page-file checksums.
 const CHUNK: u64 = 4 << 20;
 const NAMESPACES: [&str; 8] = ["mnt", "pid", "net", "uts", "ipc", "user", "cgroup", "time"];
-/// `kcmp` types of the kernel objects a child may share with its parent.
-const SHARED_OBJECTS: [(i32, &str); 4] = [
-    (1, "its address space (CLONE_VM)"),
-    (2, "its fd table (CLONE_FILES)"),
-    (3, "its fs info (CLONE_FS)"),
-    (4, "its signal handlers (CLONE_SIGHAND)"),
+/// `kcmp` types of the kernel objects a child may share with its parent, and their `shares` bits.
+const SHARED_OBJECTS: [(i32, u32); 4] = [
+    (1, stasis_image::model::SHARES_VM),
+    (2, stasis_image::model::SHARES_FILES),
+    (3, stasis_image::model::SHARES_FS),
+    (4, stasis_image::model::SHARES_SIGHAND),
 ];
 
 /// Everything a dump collects about one process before writing it.
@@ -155,7 +155,6 @@ fn dump_frozen(
     progress: &mut dyn FnMut(Progress),
     frozen_at: Instant,
 ) -> Result<(Vec<Dumped>, Vec<FileEntry>, stasis_image::model::IpcImage)> {
-    check_sharing(tree)?;
     let mut ids = FileIds::new(opts.ghost_limit);
     let mut files = Vec::new();
     let mut dumped = Vec::new();
@@ -164,7 +163,10 @@ fn dump_frozen(
     for (process, stat) in tree.iter_mut() {
         let pid = process.pid();
         let parent = layouts.iter().find(|(p, _)| p.0 == stat.ppid).map(|(p, v)| (*p, v.as_slice()));
-        let (c, mut new_files) = collect(root, process, stat, opts, &mut ids, parent)?;
+        let (mut c, mut new_files) = collect(root, process, stat, opts, &mut ids, parent)?;
+        if parent.is_some() {
+            c.process.shares = sharing(pid, Pid(stat.ppid));
+        }
         check_shared_anon(pid, &c.mm.vmas, parent, &mut shm_owners)?;
         layouts.push((pid, c.mm.vmas.clone()));
         files.append(&mut new_files);
@@ -210,19 +212,13 @@ fn check_shared_anon(
     Ok(())
 }
 
-/// A child that shares its address space, fd table, fs info or signal handlers with its parent
-/// (clone without CLONE_THREAD) is not handled yet: refuse it by name.
-fn check_sharing(tree: &[Frozen]) -> Result<()> {
-    for (child, stat) in tree.iter().skip(1) {
-        let (c, p) = (child.pid(), Pid(stat.ppid));
-        for (kind, what) in SHARED_OBJECTS {
-            if stasis_sys::fd::kcmp(c, p, kind, 0, 0).ok() == Some(0) {
-                let what = format!("sharing {what} with its parent {p}");
-                return Err(Error::Unsupported { pid: c.0, what });
-            }
-        }
-    }
-    Ok(())
+/// What a child shares with its parent (`kcmp` of its mm, fd table, fs info, signal handlers): made
+/// by clone without CLONE_THREAD, restored by forking it with the same flags.
+fn sharing(child: Pid, parent: Pid) -> u32 {
+    SHARED_OBJECTS
+        .iter()
+        .filter(|(kind, _)| stasis_sys::fd::kcmp(child, parent, *kind, 0, 0).ok() == Some(0))
+        .fold(0, |acc, (_, bit)| acc | bit)
 }
 
 fn report(pid: Pid, frozen: Duration, total: Duration, pages: u64, image_bytes: u64, left: bool) -> DumpReport {

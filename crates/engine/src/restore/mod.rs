@@ -170,7 +170,7 @@ fn create_root(img: &Image, created: &RefCell<Vec<Pid>>) -> Result<(Pid, u64, bo
     let mut inj = stasis_sys::inject::Injector::new(helper, process::current_vdso(helper)?, None, SCRATCH_LEN)?;
     inj.call("setsid", libc::SYS_setsid, [0; 6])?;
     process::trace_new_tasks(helper)?;
-    let child = process::fork_child(&mut inj, helper, pid)?;
+    let child = process::fork_child(&mut inj, helper, pid, 0)?;
     created.borrow_mut().push(child);
     inj.start(libc::SYS_exit_group, [0; 6])?;
     inj.abandon();

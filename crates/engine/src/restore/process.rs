@@ -9,7 +9,7 @@ use crate::proc::{self, ProcRoot};
 use crate::threads::{self, NewThread};
 use crate::Progress;
 use crate::{creds, fault, mem, misc, mm, regs, signals, timers};
-use stasis_image::model::{ProcessEntry, TaskCore};
+use stasis_image::model::{ProcessEntry, TaskCore, SHARES_FILES, SHARES_FS, SHARES_SIGHAND, SHARES_VM};
 use stasis_image::ImageKind;
 use stasis_sys::inject::{Injector, SCRATCH_LEN};
 use stasis_sys::ptrace::{self, WaitStatus};
@@ -62,14 +62,25 @@ fn build_in(
     progress: &mut dyn FnMut(Progress),
 ) -> Result<Vec<NewThread>> {
     let img = &ctx.img.procs[idx];
+    // What a child shares with its parent (made with the same clone flags) is the parent's, already
+    // restored: its fd table, its address space (and the mm fields with it).
+    let (shared_files, shared_vm) = (img.process.shares & SHARES_FILES != 0, img.process.shares & SHARES_VM != 0);
     misc::unregister_inherited_rseq(inj, pid)?;
-    inj.call("close_range", libc::SYS_close_range, [0, u32::MAX as u64, 0, 0, 0, 0])?;
+    if !shared_files {
+        inj.call("close_range", libc::SYS_close_range, [0, u32::MAX as u64, 0, 0, 0, 0])?;
+    }
     let max_fd = img.fds.fds.iter().map(|f| f.fd).max().unwrap_or(2);
     let mut imp = FdImporter::new(inj, max_fd + 1)?;
-    restore_memory(inj, &mut imp, pid, ctx, idx, progress)?;
+    if !shared_vm {
+        restore_memory(inj, &mut imp, pid, ctx, idx, progress)?;
+    }
     fault::check("restore-fail-after-memory")?;
-    mm::restore(inj, &mut imp, pid, &img.mm)?;
-    files::install(inj, &mut imp, pid, &img.fds, ctx.opened)?;
+    if !shared_vm {
+        mm::restore(inj, &mut imp, pid, &img.mm)?;
+    }
+    if !shared_files {
+        files::install(inj, &mut imp, pid, &img.fds, ctx.opened)?;
+    }
     imp.close(inj)?;
     let parent = (idx != 0).then(|| ctx.img.procs.iter().find(|p| p.process.pid == img.process.ppid)).flatten();
     let made = restore_task_state(inj, pid, img, parent.map(|p| &p.core), ctx.detached)?;
@@ -195,13 +206,13 @@ fn create_children(
     }
     trace_new_tasks(pid)?;
     for z in zombies {
-        let child = fork_child(inj, pid, Pid(z.pid))?;
+        let child = fork_child(inj, pid, Pid(z.pid), 0)?;
         ctx.created.borrow_mut().push(child);
         make_zombie(child, z)?;
     }
     for k in kids {
         let img = &ctx.img.procs[k];
-        let child = fork_child(inj, pid, Pid(img.process.pid))?;
+        let child = fork_child(inj, pid, Pid(img.process.pid), clone_flags(img.process.shares))?;
         ctx.created.borrow_mut().push(child);
         ptrace::set_sigmask(child, u64::MAX).map_err(Error::sys(child.0, "blocking signals"))?;
         misc::restore_from_outside(child, &img.core);
@@ -211,13 +222,26 @@ fn create_children(
     Ok(())
 }
 
-/// Make process `parent` fork a child with PID `want` (`clone3` with `set_tid` and SIGCHLD); the
-/// child is traced and stopped before it runs anything.
-pub(super) fn fork_child(inj: &mut Injector, parent: Pid, want: Pid) -> Result<Pid> {
+/// The clone flags that give a child what it shares with its parent (`ProcessEntry::shares`).
+fn clone_flags(shares: u32) -> u64 {
+    [
+        (SHARES_VM, libc::CLONE_VM),
+        (SHARES_FILES, libc::CLONE_FILES),
+        (SHARES_FS, libc::CLONE_FS),
+        (SHARES_SIGHAND, libc::CLONE_SIGHAND),
+    ]
+    .iter()
+    .filter(|(bit, _)| shares & bit != 0)
+    .fold(0, |acc, (_, flag)| acc | *flag as u64)
+}
+
+/// Make process `parent` fork a child with PID `want` (`clone3` with `set_tid`, SIGCHLD, and `flags`
+/// for what it shares with its parent); the child is traced and stopped before it runs anything.
+pub(super) fn fork_child(inj: &mut Injector, parent: Pid, want: Pid, flags: u64) -> Result<Pid> {
     let data = inj.data();
     let set_tid = data + CLONE_ARGS_SIZE;
     // flags, pidfd, child_tid, parent_tid, exit_signal, stack, stack_size, tls, set_tid, set_tid_size, cgroup
-    let args = [0, 0, 0, 0, libc::SIGCHLD as u64, 0, 0, 0, set_tid, 1, 0];
+    let args = [flags, 0, 0, 0, libc::SIGCHLD as u64, 0, 0, 0, set_tid, 1, 0];
     crate::scratch::write_u64s(inj, data, &args)?;
     crate::scratch::write_u64s(inj, set_tid, &[want.0 as u32 as u64])?;
     let got = inj.call("clone3", libc::SYS_clone3, [data, CLONE_ARGS_SIZE, 0, 0, 0, 0]).map_err(|e| Error::Step {
