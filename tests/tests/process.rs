@@ -1,6 +1,6 @@
 //! Per-process attributes, credentials and mm fields.
 
-use stasis_tests::harness::{checkpoint_restore, Case};
+use stasis_tests::harness::{checkpoint_restore, skip, static_c_workload, Case};
 use stasis_tests::workload;
 
 #[test]
@@ -44,4 +44,17 @@ fn a_second_thread_keeps_counting() {
 #[test]
 fn a_child_process_is_restored_with_its_parent() {
     checkpoint_restore("child_process", workload!("unsupported").arg("child"));
+}
+
+/// A child made with clone(CLONE_VM | CLONE_FILES | CLONE_FS | CLONE_SIGHAND): after restore it
+/// shares its parent's address space, fd table, fs info and signal handlers again (C, built by the
+/// test).
+#[test]
+fn a_child_sharing_its_parents_mm_files_fs_and_handlers() {
+    let mut case = Case::new("clone_sharing", workload!("basic"));
+    match static_c_workload(&case.dir, "clone_sharing") {
+        Ok(w) => case.workload = w,
+        Err(reason) => return skip(&reason),
+    }
+    case.checkpoint_restore(&[], &[]);
 }
