@@ -22,7 +22,8 @@ for arg in "$@"; do
 done
 
 if [[ $(id -u) -eq 0 ]]; then
-    "$repo/scripts/setup.sh"
+    # Status to stderr: stdout is the report (JSON with --json).
+    "$repo/scripts/setup.sh" >&2
 elif ((needs_root)); then
     echo "scripts/bench.sh must run as root to checkpoint and restore (or pass --limits-only): sudo $0 $*" >&2
     exit 1
