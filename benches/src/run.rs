@@ -31,7 +31,7 @@ use crate::limits::{self, LimitsError};
 use crate::procs::{self, ProcError};
 use crate::report::{Limits, Report, Samples, ThreadsOutcome, ToolOutcome, ToolSamples, ToolSummary, TreeOutcome};
 use crate::stasis::{Stasis, StasisError};
-use crate::threads::{self, ThreadsSamples, ThreadsSummary};
+use crate::threads::{self, ThreadsSamples, ThreadsSummary, TimingSamples};
 use crate::tree::{self, TreeSamples, TreeSummary};
 use crate::workload::{Workload, WorkloadError, GONE_TIMEOUT, READY_TIMEOUT};
 
@@ -265,6 +265,19 @@ fn step(track: &mut Track, name: &str, config: &Config) -> Option<String> {
     })
 }
 
+/// The progress text of a round that measured `many` beside a one-task `one`:
+/// `MANY dump D s, restore R s (ONE d s, r s)`, from the last sample of each.
+fn versus(many_label: &str, many: &TimingSamples, one_label: &str, one: &TimingSamples) -> String {
+    let last = |v: &[f64]| v.last().copied().unwrap_or_default();
+    format!(
+        "{many_label} dump {:.3} s, restore {:.3} s ({one_label} {:.3} s, {:.3} s)",
+        last(&many.dump_secs),
+        last(&many.restore_secs),
+        last(&one.dump_secs),
+        last(&one.restore_secs)
+    )
+}
+
 /// Runs one round of the threads part if it is still measuring; returns the progress text.
 fn threads_step(track: &mut ThreadsTrack, config: &Config) -> Option<String> {
     let ThreadsTrack::Running(stasis, samples) = track else {
@@ -272,17 +285,7 @@ fn threads_step(track: &mut ThreadsTrack, config: &Config) -> Option<String> {
     };
     let n = config.threads;
     Some(match threads::round(stasis, &config.threads_program, n, &config.dir, samples) {
-        Ok(()) => {
-            let last = |v: &[f64]| v.last().copied().unwrap_or_default();
-            let (many, one) = (&samples.process, &samples.baseline);
-            format!(
-                "{n} threads dump {:.3} s, restore {:.3} s (1 thread {:.3} s, {:.3} s)",
-                last(&many.dump_secs),
-                last(&many.restore_secs),
-                last(&one.dump_secs),
-                last(&one.restore_secs)
-            )
-        }
+        Ok(()) => versus(&format!("{n} threads"), &samples.process, "1 thread", &samples.baseline),
         Err(e) => {
             let error = error_chain(&e);
             *track = ThreadsTrack::Done(ThreadsOutcome::Failed { error: error.clone() });
@@ -298,17 +301,7 @@ fn tree_step(track: &mut TreeTrack, config: &Config) -> Option<String> {
     };
     let n = config.tree;
     Some(match tree::round(stasis, &config.tree_program, n, &config.dir, samples) {
-        Ok(()) => {
-            let last = |v: &[f64]| v.last().copied().unwrap_or_default();
-            let (many, one) = (&samples.tree, &samples.baseline);
-            format!(
-                "tree of {n} dump {:.3} s, restore {:.3} s (1 process {:.3} s, {:.3} s)",
-                last(&many.dump_secs),
-                last(&many.restore_secs),
-                last(&one.dump_secs),
-                last(&one.restore_secs)
-            )
-        }
+        Ok(()) => versus(&format!("tree of {n}"), &samples.tree, "1 process", &samples.baseline),
         Err(e) => {
             let error = error_chain(&e);
             *track = TreeTrack::Done(TreeOutcome::Failed { error: error.clone() });
