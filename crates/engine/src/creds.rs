@@ -4,7 +4,7 @@
 //! uid change, then the target securebits, then capset, then the ambient set.
 
 use crate::error::{Error, Result};
-use crate::proc::{self, ProcRoot};
+use crate::proc;
 use crate::scratch::write_u64s;
 use stasis_image::model::Creds;
 use stasis_sys::inject::Injector;
@@ -19,8 +19,9 @@ const SECBIT_NO_SETUID_FIXUP: u64 = 1 << 2;
 const CAPABILITY_VERSION_3: u32 = 0x2008_0522;
 const NGROUPS_MAX: usize = 65536;
 
-pub fn dump(inj: &mut Injector, root: &ProcRoot, pid: Pid) -> Result<Creds> {
-    let s = proc::status(root, pid.0)?;
+/// The credentials of the task the injector runs in, from its `/proc/TID/status` (`s`) and its
+/// securebits.
+pub fn dump(inj: &mut Injector, s: &proc::Status) -> Result<Creds> {
     let securebits = inj.call("prctl(PR_GET_SECUREBITS)", libc::SYS_prctl, [PR_GET_SECUREBITS, 0, 0, 0, 0, 0])?;
     Ok(Creds {
         uid: s.uid[0],
@@ -31,7 +32,7 @@ pub fn dump(inj: &mut Injector, root: &ProcRoot, pid: Pid) -> Result<Creds> {
         egid: s.gid[1],
         sgid: s.gid[2],
         fsgid: s.gid[3],
-        groups: s.groups,
+        groups: s.groups.clone(),
         cap_inh: s.cap_inh,
         cap_prm: s.cap_prm,
         cap_eff: s.cap_eff,

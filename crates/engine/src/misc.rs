@@ -35,8 +35,8 @@ fn prctl(inj: &mut Injector, what: &'static str, args: [u64; 5]) -> Result<u64> 
 
 /// Fill the misc fields of `core` for the main thread `pid` (the injector runs in it): the
 /// process-wide settings and the thread's own.
-pub fn dump(inj: &mut Injector, root: &ProcRoot, pid: Pid, core: &mut TaskCore) -> Result<()> {
-    dump_process(inj, root, pid, core)?;
+pub fn dump(inj: &mut Injector, root: &ProcRoot, pid: Pid, status: &proc::Status, core: &mut TaskCore) -> Result<()> {
+    dump_process(inj, root, pid, status, core)?;
     dump_thread(inj, root, pid, core)
 }
 
@@ -68,9 +68,14 @@ pub fn dump_thread(inj: &mut Injector, root: &ProcRoot, tid: Pid, core: &mut Tas
 
 /// Process-wide settings: umask, no_new_privs, personality, directories, limits, dumpable, THP,
 /// OOM score adjustment, cgroup.
-fn dump_process(inj: &mut Injector, root: &ProcRoot, pid: Pid, core: &mut TaskCore) -> Result<()> {
+fn dump_process(
+    inj: &mut Injector,
+    root: &ProcRoot,
+    pid: Pid,
+    status: &proc::Status,
+    core: &mut TaskCore,
+) -> Result<()> {
     let p = pid.0;
-    let status = proc::status(root, p)?;
     core.umask = status.umask;
     core.no_new_privs = status.no_new_privs;
     core.personality = proc::personality(root, p)?;

@@ -41,12 +41,25 @@ pub fn dump(root: &ProcRoot, frozen: &mut Frozen, vdso: (u64, u64)) -> Result<Ta
         pending: signals::dump_pending(tid, false)?,
         ..Default::default()
     };
-    core.no_new_privs = crate::proc::status(root, tid.0)?.no_new_privs;
+    let status = crate::proc::status(root, tid.0)?;
+    core.no_new_privs = status.no_new_privs;
     let inj = frozen.injector(vdso)?;
     core.altstack = Some(signals::dump_altstack(inj)?);
     misc::dump_thread(inj, root, tid, &mut core)?;
-    core.creds = Some(creds::dump(inj, root, tid)?);
+    core.creds = Some(creds::dump(inj, &status)?);
     Ok(core)
+}
+
+/// Let a restored task go: its injector's last call removes the scratch area, then its registers
+/// (with the syscall-restart fix-ups) and blocked mask are set, and it is detached (stopped again with
+/// SIGSTOP if it was stopped at the dump).
+pub fn let_go(inj: Injector, core: &TaskCore, stopped: bool) -> Result<()> {
+    let tid = inj.pid();
+    inj.finish()?;
+    regs::restore(tid, &core.regs.clone().unwrap_or_default(), &core.xstate)?;
+    ptrace::set_sigmask(tid, core.sigmask).map_err(Error::sys(tid.0, "setting the signal mask"))?;
+    let sig = if stopped { libc::SIGSTOP } else { 0 };
+    ptrace::detach(tid, sig).map_err(Error::sys(tid.0, "detaching"))
 }
 
 /// A restored thread, stopped, waiting for its registers.
@@ -106,12 +119,7 @@ impl NewThread {
 
     /// The last injected call, then the thread's registers and mask; it runs once detached.
     pub fn release(self, core: &TaskCore, stopped: bool) -> Result<()> {
-        let tid = self.tid;
-        self.inj.finish()?;
-        regs::restore(tid, &core.regs.clone().unwrap_or_default(), &core.xstate)?;
-        ptrace::set_sigmask(tid, core.sigmask).map_err(Error::sys(tid.0, "setting the signal mask"))?;
-        let sig = if stopped { libc::SIGSTOP } else { 0 };
-        ptrace::detach(tid, sig).map_err(Error::sys(tid.0, "detaching"))
+        let_go(self.inj, core, stopped)
     }
 
     /// Give up on the thread (the process is being killed).

@@ -329,8 +329,8 @@ fn collect(
     core.sigactions = signals::dump_actions(inj, status.sig_cgt | status.sig_ign)?;
     core.altstack = Some(signals::dump_altstack(inj)?);
     core.itimers = timers::dump(inj)?;
-    misc::dump(inj, root, pid, &mut core)?;
-    core.creds = Some(creds::dump(inj, root, pid)?);
+    misc::dump(inj, root, pid, &status, &mut core)?;
+    core.creds = Some(creds::dump(inj, &status)?);
     let mm = MmImage {
         fields: Some(mm::dump_fields(inj, root, pid)?),
         auxv: proc::auxv(root, pid.0)?,

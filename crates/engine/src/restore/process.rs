@@ -8,7 +8,7 @@ use crate::files::{self, FdImporter};
 use crate::proc::{self, ProcRoot};
 use crate::threads::{self, NewThread};
 use crate::Progress;
-use crate::{creds, fault, mem, misc, mm, regs, signals, timers};
+use crate::{creds, fault, mem, misc, mm, signals, timers};
 use stasis_image::model::{ProcessEntry, TaskCore, SHARES_FILES, SHARES_FS, SHARES_SIGHAND, SHARES_VM};
 use stasis_image::ImageKind;
 use stasis_sys::inject::{Injector, SCRATCH_LEN};
@@ -71,8 +71,10 @@ fn build_in(
     }
     let max_fd = img.fds.fds.iter().map(|f| f.fd).max().unwrap_or(2);
     let mut imp = FdImporter::new(inj, max_fd + 1)?;
+    // The restored parent a child is a copy of (none for the root).
+    let parent = (idx != 0).then(|| ctx.img.procs.iter().find(|p| p.process.pid == img.process.ppid)).flatten();
     if !shared_vm {
-        restore_memory(inj, &mut imp, pid, ctx, idx, progress)?;
+        restore_memory(inj, &mut imp, pid, ctx, idx, parent, progress)?;
     }
     fault::check("restore-fail-after-memory")?;
     if !shared_vm {
@@ -82,7 +84,6 @@ fn build_in(
         files::install(inj, &mut imp, pid, &img.fds, ctx.opened)?;
     }
     imp.close(inj)?;
-    let parent = (idx != 0).then(|| ctx.img.procs.iter().find(|p| p.process.pid == img.process.ppid)).flatten();
     let made = restore_task_state(inj, pid, img, parent.map(|p| &p.core), ctx.detached)?;
     let rest = create_children(ctx, idx, inj, pid, built, progress).and_then(|()| {
         // Queued signals last: a zombie child's exit just queued a SIGCHLD the process never had.
@@ -115,10 +116,10 @@ fn restore_memory(
     pid: Pid,
     ctx: &Ctx,
     idx: usize,
+    parent: Option<&ProcImage>,
     progress: &mut dyn FnMut(Progress),
 ) -> Result<()> {
     let img = &ctx.img.procs[idx];
-    let parent = (idx != 0).then(|| ctx.img.procs.iter().find(|p| p.process.pid == img.process.ppid)).flatten();
     let pages = &ctx.pages[idx];
     let filled = mem::with_pages(&img.mm, &img.pagemap);
     // A child is a fork of its restored parent: the areas it shares with it stay as they are.
@@ -332,12 +333,7 @@ impl Built {
         for (t, core) in self.threads.into_iter().zip(&img.threads) {
             t.release(core, img.process.stopped)?;
         }
-        self.inj.finish()?;
-        let gp = img.core.regs.clone().unwrap_or_default();
-        regs::restore(pid, &gp, &img.core.xstate)?;
-        ptrace::set_sigmask(pid, img.core.sigmask).map_err(Error::sys(pid.0, "setting the signal mask"))?;
-        let sig = if img.process.stopped { libc::SIGSTOP } else { 0 };
-        ptrace::detach(pid, sig).map_err(Error::sys(pid.0, "detaching"))
+        threads::let_go(self.inj, &img.core, img.process.stopped)
     }
 
     /// Give up on the process (the tree is being killed).
