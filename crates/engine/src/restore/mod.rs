@@ -160,7 +160,8 @@ fn create_root(img: &Image, created: &RefCell<Vec<Pid>>) -> Result<(Pid, u64, bo
     let sid = root.process.sid;
     let leader_gone = sid != pid.0 && sid > 0 && !img.procs.iter().any(|p| p.process.pid == sid);
     if !leader_gone || proc::stat(&ProcRoot::system(), sid).is_ok() {
-        let scratch = scratch_address(&root.mm, pid)?;
+        // The new task starts as a copy of us: the scratch area must be free in our layout too.
+        let scratch = process::scratch_in_copy(Pid::this(), root)?;
         let child = sysproc::spawn_traced(pid).map_err(|e| spawn_error(pid, e))?;
         created.borrow_mut().push(child);
         return Ok((child, scratch, true));
@@ -302,13 +303,4 @@ fn join_verifiers(verifiers: Vec<Verifier>, pid: Pid) -> Result<()> {
         v.join().map_err(|_| Error::Failed { pid: pid.0, what: "page verification panicked".into() })??;
     }
     Ok(())
-}
-
-/// A place for the root's scratch area that is free both in the image's layout and in ours (the new
-/// task starts as a copy of us).
-fn scratch_address(mm: &MmImage, pid: Pid) -> Result<u64> {
-    let mut busy: Vec<(u64, u64)> = mm.vmas.iter().map(|v| (v.start, v.end)).collect();
-    busy.extend(proc::maps(&ProcRoot::system(), std::process::id() as i32)?.iter().map(|e| (e.start, e.end)));
-    crate::mem::find_free(&busy, SCRATCH_LEN)
-        .ok_or(Error::Failed { pid: pid.0, what: "no free address for the scratch area".into() })
 }

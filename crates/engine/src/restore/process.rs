@@ -302,13 +302,13 @@ fn flush_sigchld(inj: &mut Injector) -> Result<()> {
     Ok(())
 }
 
-/// A place for the scratch area of a child that is free in its image's layout and in the layout it
-/// has now (its parent's).
-pub(super) fn scratch_in_copy(child: Pid, img: &ProcImage) -> Result<u64> {
+/// A place for the scratch area of process `img` that is free both in its image's layout and in the
+/// layout the new task has now: that of `like`, of which it is a copy (its parent, or us).
+pub(super) fn scratch_in_copy(like: Pid, img: &ProcImage) -> Result<u64> {
     let mut busy: Vec<(u64, u64)> = img.mm.vmas.iter().map(|v| (v.start, v.end)).collect();
-    busy.extend(proc::maps(&ProcRoot::system(), child.0)?.iter().map(|e| (e.start, e.end)));
+    busy.extend(proc::maps(&ProcRoot::system(), like.0)?.iter().map(|e| (e.start, e.end)));
     mem::find_free(&busy, SCRATCH_LEN)
-        .ok_or(Error::Failed { pid: child.0, what: "no free address for the scratch area".into() })
+        .ok_or(Error::Failed { pid: img.process.pid, what: "no free address for the scratch area".into() })
 }
 
 /// A session or group leader becomes one again; otherwise the process stays in the session and group
