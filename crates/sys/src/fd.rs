@@ -64,13 +64,6 @@ pub fn kcmp(pid1: Pid, pid2: Pid, kind: i32, idx1: u64, idx2: u64) -> Result<i32
     check("kcmp", ret).map(|n| n as i32)
 }
 
-/// `fcntl(F_GETFD)` on our own fd.
-pub fn fd_flags(fd: BorrowedFd<'_>) -> Result<i32, SysError> {
-    // SAFETY: plain integer arguments on a borrowed, open fd.
-    let ret = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GETFD) };
-    check("fcntl(F_GETFD)", ret as libc::c_long).map(|n| n as i32)
-}
-
 /// `isatty(3)`.
 pub fn is_tty(fd: BorrowedFd<'_>) -> bool {
     // SAFETY: plain integer argument on a borrowed, open fd.

@@ -100,10 +100,3 @@ pub fn get_robust_list(tid: Pid) -> Result<(u64, u64), SysError> {
     check("get_robust_list", ret)?;
     Ok((head, len as u64))
 }
-
-/// Our own current rseq registration would be inherited by a child; nothing to do here, but the
-/// restore side needs the calling thread's id to find it.
-pub fn gettid() -> Pid {
-    // SAFETY: no arguments.
-    Pid(unsafe { libc::syscall(libc::SYS_gettid) } as i32)
-}
