@@ -71,7 +71,7 @@ fn fork_tree_three_levels_deep() {
 #[test]
 fn sessions_and_process_groups() {
     let case = Case::new("tree_sessions", workload!("tree_sessions"));
-    tree_checkpoint_restore(&case, 6, false);
+    tree_checkpoint_restore(&case, 7, false);
 }
 
 #[test]

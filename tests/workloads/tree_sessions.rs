@@ -2,7 +2,8 @@
 //! (the harness started it with setsid; it calls setsid itself otherwise); child A leads a process
 //! group of its own (setpgid(0, 0)); child B joins A's group (setpgid(0, A)); child C leads a
 //! second session (setsid) and has two children in it: C1 stays in C's group, C2 leads a group of
-//! its own inside C's session. After the wake every process checks its pid, parent, group and
+//! its own inside C's session. Child L leads a group (setpgid(0, 0)) that child M joins; then L is
+//! killed and reaped, so M is in a live group whose leader has exited. After the wake every process checks its pid, parent, group and
 //! session against the values the layout implies and what it recorded; the root also checks every
 //! process's group and session from outside (getpgid(PID), getsid(PID)).
 
@@ -111,6 +112,28 @@ fn spawn(name: &'static str, layout: Layout, me: ProcIds) -> (TreeChild, Expect,
     (kid, want, pids)
 }
 
+/// Forks L, which leads a group of its own (set by this parent, so that M can join it at once) and
+/// sleeps; it shares no pipe with the others, so nothing of it outlives it.
+fn group_leader() -> i32 {
+    match raw::fork().or_fail("fork L") {
+        raw::Forked::Child => loop {
+            std::thread::sleep(Duration::from_secs(60));
+        },
+        raw::Forked::Parent(pid) => {
+            raw::setpgid(pid, pid).or_fail("setpgid(L, L)");
+            pid
+        }
+    }
+}
+
+/// Kills and reaps group leader `pid`: its group lives on in the members it has left.
+fn end_group_leader(pid: i32) {
+    raw::kill(pid, libc::SIGKILL).or_fail("kill the group leader L");
+    while raw::try_waitpid(pid).or_fail("reap the group leader L").is_none() {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
 fn main() {
     let mut s = workload::start();
     if raw::getsid(0).or_fail("getsid") != s.pid() {
@@ -120,9 +143,12 @@ fn main() {
     let a = spawn("A", Layout::OwnGroup, me);
     let b = spawn("B", Layout::JoinGroup(a.0.pid), me);
     let c = spawn("C", Layout::NewSession, me);
-    let kids = vec![a, b, c];
+    let l = group_leader();
+    let m = spawn("M", Layout::JoinGroup(l), me);
+    end_group_leader(l);
+    let kids = vec![a, b, c, m];
     let pids: Vec<i32> = kids.iter().flat_map(|(_, _, pids)| pids.iter().copied()).collect();
-    s.checker.same("processes below the root", &5, &pids.len());
+    s.checker.same("processes below the root", &6, &pids.len());
     let awake = workload::wait_processes_in(&pids, &['S'], Duration::from_secs(5));
     if !awake.is_empty() {
         s.checker.note(format!("processes not asleep at READY (pid, state): {awake:?}"));

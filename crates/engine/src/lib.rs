@@ -17,6 +17,7 @@ pub mod proc;
 pub mod regs;
 pub mod restore;
 pub mod scratch;
+pub mod session;
 pub mod signals;
 pub mod task;
 pub mod threads;

@@ -59,6 +59,20 @@ pub struct FileDigest {
 pub struct PsTree {
     #[prost(message, repeated, tag = "1")]
     pub processes: Vec<ProcessEntry>,
+    /// Process groups whose leader had exited (and was not a zombie of the tree): restore makes each
+    /// again with a short-lived helper that takes the leader's PID.
+    #[prost(message, repeated, tag = "2")]
+    pub group_helpers: Vec<GroupHelper>,
+}
+
+/// A process group to make again with a helper: `parent` forks a helper with PID `pgid`, which calls
+/// `setpgid(0, 0)`; the members join it, then the helper exits and `parent` reaps it.
+#[derive(Clone, PartialEq, prost::Message, Serialize)]
+pub struct GroupHelper {
+    #[prost(int32, tag = "1")]
+    pub pgid: i32,
+    #[prost(int32, tag = "2")]
+    pub parent: i32,
 }
 
 #[derive(Clone, PartialEq, prost::Message, Serialize)]

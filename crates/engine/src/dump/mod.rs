@@ -7,9 +7,9 @@ use crate::error::{Error, Result};
 use crate::files::FileIds;
 use crate::proc::{self, ProcRoot};
 use crate::task::FrozenProcess;
-use crate::{creds, fault, files, mem, misc, mm, regs, signals, threads, timers};
+use crate::{creds, fault, files, mem, misc, mm, regs, session, signals, threads, timers};
 use crate::{DumpOptions, DumpReport, Progress};
-use stasis_image::model::{FileEntry, Inventory, MmImage, ProcessEntry, PsTree, TaskCore};
+use stasis_image::model::{FileEntry, GroupHelper, Inventory, MmImage, ProcessEntry, PsTree, TaskCore};
 use stasis_image::{ImageDir, ImageKind, PageWriter};
 use stasis_sys::Pid;
 use std::time::{Duration, Instant};
@@ -54,7 +54,11 @@ pub fn dump(opts: &DumpOptions, progress: &mut dyn FnMut(Progress)) -> Result<Du
     let dir = ImageDir::create(&opts.dir)?;
     let frozen_at = Instant::now();
     let (mut tree, zombies) = freeze_tree(&root, pid)?;
-    check_sessions(&root, &tree, &zombies)?;
+    let ids: Vec<session::Ids> = tree
+        .iter()
+        .map(|(f, st)| session::Ids { pid: f.pid().0, ppid: st.ppid, pgid: st.pgrp, sid: st.session })
+        .collect();
+    let group_helpers = session::check(&root, &ids, &zombies)?;
     let (dumped, files, ipc) = match dump_frozen(&root, &dir, &mut tree, opts, progress, frozen_at) {
         Ok(done) => done,
         Err(e) => return Err(explain(&mut tree, e)),
@@ -66,7 +70,8 @@ pub fn dump(opts: &DumpOptions, progress: &mut dyn FnMut(Progress)) -> Result<Du
         frozen_for = Some(frozen_at.elapsed());
     }
     let pages: u64 = dumped.iter().map(|d| d.page_bytes).sum::<u64>() / stasis_image::PAGE_SIZE;
-    let image_bytes = write_images(&dir, dumped, zombies, files, ipc, opts)?;
+    let tree_img = (zombies, group_helpers);
+    let image_bytes = write_images(&dir, dumped, tree_img, files, ipc, opts)?;
     if let Some(t) = tree {
         for (p, _) in t {
             p.kill()?;
@@ -123,38 +128,6 @@ fn zombie_entry(stat: &proc::Stat) -> ProcessEntry {
         exit_status: stat.exit_code,
         ..Default::default()
     }
-}
-
-/// Sessions and groups restore can make again: a leader is in the tree (or alive, for the root's
-/// group), or, for the root only, its session leader has exited (a helper with the leader's pid makes
-/// it again). A group whose leader exited, or a process whose session is neither its parent's nor its
-/// own, is refused by name rather than restored into another group or session.
-fn check_sessions(root: &ProcRoot, tree: &[Frozen], zombies: &[ProcessEntry]) -> Result<()> {
-    // A zombie that led a group is made again as its leader before it exits: its group exists.
-    let in_tree = |p: i32| tree.iter().any(|(f, _)| f.pid().0 == p) || zombies.iter().any(|z| z.pid == p);
-    let alive = |p: i32| proc::stat(root, p).is_ok_and(|s| s.state != 'Z');
-    for (i, (f, stat)) in tree.iter().enumerate() {
-        let (pid, sid, pgid) = (f.pid().0, stat.session, stat.pgrp);
-        let parent_sid = tree.iter().find(|(p, _)| p.pid().0 == stat.ppid).map(|(_, s)| s.session);
-        let is_root = i == 0;
-        if is_root && sid != pid && !alive(sid) {
-            // The daemon case: a helper remakes the session, and the group if it is the session's.
-            if pgid != sid && pgid != pid && !in_tree(pgid) && !alive(pgid) {
-                let what = format!("process group {pgid} whose leader has exited (in session {sid})");
-                return Err(Error::Unsupported { pid, what });
-            }
-            continue;
-        }
-        if !is_root && sid != pid && parent_sid.is_some_and(|ps| ps != sid) {
-            let what = format!("session {sid}, which is neither its parent's nor its own (its leader has exited)");
-            return Err(Error::Unsupported { pid, what });
-        }
-        if pgid != pid && !in_tree(pgid) && !alive(pgid) {
-            let what = format!("process group {pgid} whose leader has exited");
-            return Err(Error::Unsupported { pid, what });
-        }
-    }
-    Ok(())
 }
 
 /// If a process of the tree died while frozen, say so; otherwise `err`.
@@ -377,7 +350,7 @@ fn write_pages(
 fn write_images(
     dir: &ImageDir,
     dumped: Vec<Dumped>,
-    zombies: Vec<ProcessEntry>,
+    (zombies, group_helpers): (Vec<ProcessEntry>, Vec<GroupHelper>),
     files: Vec<FileEntry>,
     ipc: stasis_image::model::IpcImage,
     opts: &DumpOptions,
@@ -402,7 +375,7 @@ fn write_images(
     }
     processes.extend(zombies);
     bytes += dir.write_records(ImageKind::Files, None, &[stasis_image::model::FileTable { files }])?.size;
-    bytes += dir.write_records(ImageKind::PsTree, None, &[PsTree { processes }])?.size;
+    bytes += dir.write_records(ImageKind::PsTree, None, &[PsTree { processes, group_helpers }])?.size;
     bytes += dir.write_records(ImageKind::Ipc, None, &[ipc])?.size;
     dir.commit_inventory(inventory, opts.fsync)?;
     Ok(bytes)

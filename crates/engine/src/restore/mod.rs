@@ -8,10 +8,12 @@ mod process;
 use crate::error::{Error, Result};
 use crate::files;
 use crate::proc::{self, ProcRoot};
-use crate::{misc, regs};
+use crate::{misc, regs, session};
 use crate::{Progress, RestoreOptions, RestoreReport};
 use process::Built;
-use stasis_image::model::{FdTable, FileTable, IpcImage, MmImage, PageMap, ProcessEntry, PsTree, TaskCore};
+use stasis_image::model::{
+    FdTable, FileTable, GroupHelper, IpcImage, MmImage, PageMap, ProcessEntry, PsTree, TaskCore,
+};
 use stasis_image::{ImageDir, ImageKind};
 use stasis_sys::inject::SCRATCH_LEN;
 use stasis_sys::ptrace::{self, WaitStatus};
@@ -41,6 +43,8 @@ pub(crate) struct Image {
     zombies: Vec<ProcessEntry>,
     files: FileTable,
     ipc: IpcImage,
+    /// Groups whose leader had exited, each made again by a helper (see [`crate::session`]).
+    group_helpers: Vec<GroupHelper>,
 }
 
 /// What building every process needs.
@@ -54,6 +58,8 @@ pub(crate) struct Ctx<'a> {
     detached: bool,
     /// Every process created so far, for [`KillOnDrop`].
     created: &'a RefCell<Vec<Pid>>,
+    /// Group helpers, alive until every member has joined its group.
+    helpers: RefCell<Vec<session::Helper>>,
 }
 
 /// A restored process tree, running.
@@ -130,12 +136,16 @@ pub fn restore(opts: &RestoreOptions, progress: &mut dyn FnMut(Progress)) -> Res
     let (child, scratch, ours) = create_root(&img, &created)?;
     ptrace::set_sigmask(child, u64::MAX).map_err(Error::sys(pid.0, "blocking signals"))?;
     misc::restore_from_outside(child, &root.core);
-    let ctx = Ctx { img: &img, opened: &opened, ghosts: &ghosts, pages, detached: opts.detached, created: &created };
+    let helpers = RefCell::new(Vec::new());
+    let ctx =
+        Ctx { img: &img, opened: &opened, ghosts: &ghosts, pages, detached: opts.detached, created: &created, helpers };
     let mut built = Vec::new();
     let result = process::build(&ctx, 0, child, scratch, &mut built, progress);
     let result = result.and_then(|()| join_verifiers(verifiers, pid));
+    let result = result.and_then(|()| join_groups(&mut built, &img, &ctx));
     if let Err(e) = result {
         built.into_iter().for_each(Built::abandon);
+        ctx.helpers.take().into_iter().for_each(session::Helper::abandon);
         return Err(e);
     }
     for b in built {
@@ -148,6 +158,25 @@ pub fn restore(opts: &RestoreOptions, progress: &mut dyn FnMut(Progress)) -> Res
     let pages = img.procs.iter().map(|p| p.pagemap.total_pages).sum();
     let report = RestoreReport { pid: pid.0, total: start.elapsed(), pages };
     Ok(Restored { report, pid: child, ours })
+}
+
+/// Every process joins its group (led by another process or by a group helper); then the helpers
+/// exit and their parents reap them.
+fn join_groups(built: &mut [Built], img: &Image, ctx: &Ctx) -> Result<()> {
+    for b in built.iter_mut() {
+        b.join_group(&img.procs[b.idx])?;
+    }
+    for h in ctx.helpers.take() {
+        let (helper, parent) = (h.pid, h.parent);
+        h.exit()?;
+        let b = built.iter_mut().find(|b| b.pid == parent).ok_or(Error::Failed {
+            pid: parent.0,
+            what: format!("the parent of group helper {helper} is not among the restored processes"),
+        })?;
+        b.reap(helper)?;
+        ctx.created.borrow_mut().retain(|&p| p != helper);
+    }
+    Ok(())
 }
 
 /// Create the root with its PID. A root in a session whose leader has exited (a daemon after its
@@ -202,7 +231,8 @@ fn load(dir: &ImageDir) -> Result<Image> {
             procs.push(load_process(dir, process)?);
         }
     }
-    Ok(Image { procs, zombies, files: dir.read_one(ImageKind::Files, None)?, ipc: dir.read_one(ImageKind::Ipc, None)? })
+    let (files, ipc) = (dir.read_one(ImageKind::Files, None)?, dir.read_one(ImageKind::Ipc, None)?);
+    Ok(Image { procs, zombies, files, ipc, group_helpers: tree.group_helpers })
 }
 
 fn load_process(dir: &ImageDir, process: ProcessEntry) -> Result<ProcImage> {

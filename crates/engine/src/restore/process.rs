@@ -8,7 +8,7 @@ use crate::files::{self, FdImporter};
 use crate::proc::{self, ProcRoot};
 use crate::threads::{self, NewThread};
 use crate::Progress;
-use crate::{creds, fault, mem, misc, mm, signals, timers};
+use crate::{creds, fault, mem, misc, mm, session, signals, timers};
 use stasis_image::model::{ProcessEntry, TaskCore, SHARES_FILES, SHARES_FS, SHARES_SIGHAND, SHARES_VM};
 use stasis_image::ImageKind;
 use stasis_sys::inject::{Injector, SCRATCH_LEN};
@@ -159,7 +159,7 @@ fn restore_task_state(
     }
     timers::restore(inj, &core.itimers)?;
     misc::restore(inj, core, parent)?;
-    restore_session(inj, &img.process)?;
+    session::restore(inj, &img.process)?;
     create_threads(inj, pid, img, detached)
 }
 
@@ -202,10 +202,18 @@ fn create_children(
     let kids: Vec<usize> =
         (0..ctx.img.procs.len()).filter(|&k| k != idx && k != 0 && ctx.img.procs[k].process.ppid == pid.0).collect();
     let zombies: Vec<&ProcessEntry> = ctx.img.zombies.iter().filter(|z| z.ppid == pid.0).collect();
-    if kids.is_empty() && zombies.is_empty() {
+    let helpers: Vec<i32> = ctx.img.group_helpers.iter().filter(|h| h.parent == pid.0).map(|h| h.pgid).collect();
+    if kids.is_empty() && zombies.is_empty() && helpers.is_empty() {
         return Ok(());
     }
     trace_new_tasks(pid)?;
+    for pgid in helpers {
+        // No exit signal: its end, once the members have joined, queues no SIGCHLD.
+        let child = fork_task(inj, pid, Pid(pgid), 0, 0)?;
+        ctx.created.borrow_mut().push(child);
+        let helper = session::Helper::lead(child, pid, current_vdso(child)?)?;
+        ctx.helpers.borrow_mut().push(helper);
+    }
     for z in zombies {
         let child = fork_child(inj, pid, Pid(z.pid), 0)?;
         ctx.created.borrow_mut().push(child);
@@ -239,10 +247,15 @@ fn clone_flags(shares: u32) -> u64 {
 /// Make process `parent` fork a child with PID `want` (`clone3` with `set_tid`, SIGCHLD, and `flags`
 /// for what it shares with its parent); the child is traced and stopped before it runs anything.
 pub(super) fn fork_child(inj: &mut Injector, parent: Pid, want: Pid, flags: u64) -> Result<Pid> {
+    fork_task(inj, parent, want, flags, libc::SIGCHLD as u64)
+}
+
+/// [`fork_child`] with `exit_signal` for the signal the parent gets when the child ends (0: none).
+fn fork_task(inj: &mut Injector, parent: Pid, want: Pid, flags: u64, exit_signal: u64) -> Result<Pid> {
     let data = inj.data();
     let set_tid = data + CLONE_ARGS_SIZE;
     // flags, pidfd, child_tid, parent_tid, exit_signal, stack, stack_size, tls, set_tid, set_tid_size, cgroup
-    let args = [flags, 0, 0, 0, libc::SIGCHLD as u64, 0, 0, 0, set_tid, 1, 0];
+    let args = [flags, 0, 0, 0, exit_signal, 0, 0, 0, set_tid, 1, 0];
     crate::scratch::write_u64s(inj, data, &args)?;
     crate::scratch::write_u64s(inj, set_tid, &[want.0 as u32 as u64])?;
     let got = inj.call("clone3", libc::SYS_clone3, [data, CLONE_ARGS_SIZE, 0, 0, 0, 0]).map_err(|e| Error::Step {
@@ -264,7 +277,7 @@ pub(super) fn fork_child(inj: &mut Injector, parent: Pid, want: Pid, flags: u64)
 /// disposition), and take the tracer's notification only: its parent sees a zombie to reap.
 fn make_zombie(child: Pid, z: &ProcessEntry) -> Result<()> {
     let mut inj = Injector::new(child, current_vdso(child)?, None, SCRATCH_LEN)?;
-    restore_session(&mut inj, z)?;
+    session::restore(&mut inj, z)?;
     let status = z.exit_status;
     let (exited, code, sig) = (libc::WIFEXITED(status), libc::WEXITSTATUS(status), libc::WTERMSIG(status));
     if exited {
@@ -311,25 +324,21 @@ pub(super) fn scratch_in_copy(like: Pid, img: &ProcImage) -> Result<u64> {
         .ok_or(Error::Failed { pid: img.process.pid, what: "no free address for the scratch area".into() })
 }
 
-/// A session or group leader becomes one again; otherwise the process stays in the session and group
-/// it was created in (its parent's; for the root, stasis's, as with `--shell-job`). A group led by
-/// another process is joined at the release, once every process exists.
-fn restore_session(inj: &mut Injector, p: &ProcessEntry) -> Result<()> {
-    if p.sid == p.pid {
-        inj.call("setsid", libc::SYS_setsid, [0; 6])?;
-    } else if p.pgid == p.pid {
-        inj.call("setpgid", libc::SYS_setpgid, [0; 6])?;
-    }
-    Ok(())
-}
-
 impl Built {
-    /// Stage 9: join the process group if it is another process's; each thread's last injected call
+    /// Join the process group if it is another process's (before any release: see `join_groups`).
+    pub fn join_group(&mut self, img: &ProcImage) -> Result<()> {
+        session::join_group(&mut self.inj, self.pid, &img.process)
+    }
+
+    /// Reap exited group helper `child`, a child of this process.
+    pub fn reap(&mut self, child: Pid) -> Result<()> {
+        session::reap(&mut self.inj, child)
+    }
+
+    /// Stage 9: each thread's last injected call
     /// removes its scratch area; then registers, mask, and go; the other threads first, the main
     /// thread last.
-    pub fn release(mut self, img: &ProcImage) -> Result<()> {
-        let pid = self.pid;
-        join_group(&mut self.inj, pid, &img.process)?;
+    pub fn release(self, img: &ProcImage) -> Result<()> {
         for (t, core) in self.threads.into_iter().zip(&img.threads) {
             t.release(core, img.process.stopped)?;
         }
@@ -341,16 +350,4 @@ impl Built {
         self.threads.into_iter().for_each(NewThread::abandon);
         self.inj.abandon();
     }
-}
-
-fn join_group(inj: &mut Injector, pid: Pid, p: &ProcessEntry) -> Result<()> {
-    let now = proc::stat(&ProcRoot::system(), pid.0)?.pgrp;
-    if p.pgid != now && p.pgid != p.pid && proc::stat(&ProcRoot::system(), p.pgid).is_ok() {
-        inj.call("setpgid", libc::SYS_setpgid, [0, p.pgid as u64, 0, 0, 0, 0]).map_err(|e| Error::Step {
-            pid: pid.0,
-            what: format!("process group {}", p.pgid),
-            source: Box::new(e.into()),
-        })?;
-    }
-    Ok(())
 }

@@ -35,6 +35,7 @@ pub(crate) fn sample_pstree() -> PsTree {
             stopped: false,
             ..Default::default()
         }],
+        group_helpers: vec![],
     }
 }
 

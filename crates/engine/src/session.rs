@@ -1,0 +1,147 @@
+//! Sessions and process groups: which layouts a dump can keep, and how restore makes them again.
+//!
+//! A session or group leader in the tree becomes one again with `setsid` / `setpgid(0, 0)`; every
+//! other process stays in the session it is created in (its parent's) and joins its group at the
+//! release, once every process exists. Two kinds of leaders are gone by the time of a dump:
+//! - the root's session leader (a daemon after its double fork): `restore::create_root` forks the
+//!   root from a helper with the leader's PID that calls `setsid`;
+//! - a group leader that exited while members of its group live on: a helper with the leader's PID,
+//!   forked by a member's parent (so it is in the members' session), calls `setpgid(0, 0)`; the
+//!   members join the group, then the helper exits and its parent reaps it. The helper is created with
+//!   no exit signal, so its end queues no SIGCHLD the parent never had.
+//!
+//! Anything else with a leader gone (a process below the root whose session is neither its parent's
+//! nor its own) is refused at dump by name.
+
+use crate::error::{Error, Result};
+use crate::proc::{self, ProcRoot};
+use stasis_image::model::{GroupHelper, ProcessEntry};
+use stasis_sys::inject::{Injector, SCRATCH_LEN};
+use stasis_sys::Pid;
+
+/// The ids of one process of the tree: pid, parent, group, session.
+#[derive(Clone, Copy, Debug)]
+pub struct Ids {
+    pub pid: i32,
+    pub ppid: i32,
+    pub pgid: i32,
+    pub sid: i32,
+}
+
+/// The groups of `tree` (root first, parents before children) whose leader is `gone`, each with the
+/// process that forks its helper: the parent of the first member below the root whose parent is in
+/// the tree and in the member's session. A gone group with no such member gets no helper.
+pub fn group_helpers(tree: &[Ids], gone: impl Fn(i32) -> bool) -> Vec<GroupHelper> {
+    let mut out: Vec<GroupHelper> = Vec::new();
+    for p in tree.iter().skip(1) {
+        if p.pgid == p.pid || !gone(p.pgid) || out.iter().any(|h| h.pgid == p.pgid) {
+            continue;
+        }
+        if tree.iter().any(|q| q.pid == p.ppid && q.sid == p.sid) {
+            out.push(GroupHelper { pgid: p.pgid, parent: p.ppid });
+        }
+    }
+    out
+}
+
+/// Sessions and groups restore can make again (see the module doc); returns the group helpers.
+/// `tree` is the frozen tree, root first; `zombies` its zombies (a zombie that led a group is made
+/// again as its leader before it exits: its group exists).
+pub fn check(root: &ProcRoot, tree: &[Ids], zombies: &[ProcessEntry]) -> Result<Vec<GroupHelper>> {
+    let in_tree = |p: i32| tree.iter().any(|q| q.pid == p) || zombies.iter().any(|z| z.pid == p);
+    let alive = |p: i32| proc::stat(root, p).is_ok_and(|s| s.state != 'Z');
+    // The root's session, if its leader has exited, is made again with its group by the helper of
+    // `restore::create_root`.
+    let remade = tree.first().filter(|r| r.sid != r.pid && !alive(r.sid)).map(|r| r.sid);
+    let gone = |p: i32| !in_tree(p) && !alive(p) && Some(p) != remade;
+    let helpers = group_helpers(tree, gone);
+    for (i, p) in tree.iter().enumerate() {
+        let parent_sid = tree.iter().find(|q| q.pid == p.ppid).map(|q| q.sid);
+        if i != 0 && p.sid != p.pid && parent_sid.is_some_and(|ps| ps != p.sid) {
+            let what = format!("session {}, which is neither its parent's nor its own (its leader has exited)", p.sid);
+            return Err(Error::Unsupported { pid: p.pid, what });
+        }
+        if p.pgid != p.pid && gone(p.pgid) && !helpers.iter().any(|h| h.pgid == p.pgid) {
+            let what = format!(
+                "process group {} whose leader has exited, with no member whose parent is in the dump and \
+                 in its session {} to recreate it",
+                p.pgid, p.sid
+            );
+            return Err(Error::Unsupported { pid: p.pid, what });
+        }
+    }
+    Ok(helpers)
+}
+
+/// A session or group leader becomes one again; otherwise the process stays in the session and group
+/// it was created in (its parent's; for the root, stasis's, as with `--shell-job`). A group led by
+/// another process is joined at the release ([`join_group`]), once every process exists.
+pub fn restore(inj: &mut Injector, p: &ProcessEntry) -> Result<()> {
+    if p.sid == p.pid {
+        inj.call("setsid", libc::SYS_setsid, [0; 6])?;
+    } else if p.pgid == p.pid {
+        inj.call("setpgid", libc::SYS_setpgid, [0; 6])?;
+    }
+    Ok(())
+}
+
+/// Join the group led by another process (or held by a group helper), if not in it yet.
+pub fn join_group(inj: &mut Injector, pid: Pid, p: &ProcessEntry) -> Result<()> {
+    let now = proc::stat(&ProcRoot::system(), pid.0)?.pgrp;
+    if p.pgid != now && p.pgid != p.pid && proc::stat(&ProcRoot::system(), p.pgid).is_ok() {
+        inj.call("setpgid", libc::SYS_setpgid, [0, p.pgid as u64, 0, 0, 0, 0]).map_err(|e| Error::Step {
+            pid: pid.0,
+            what: format!("process group {}", p.pgid),
+            source: Box::new(e.into()),
+        })?;
+    }
+    Ok(())
+}
+
+/// A group helper, stopped, leading its group until the members have joined it.
+pub struct Helper {
+    pub pid: Pid,
+    /// The process that forked it, which reaps it.
+    pub parent: Pid,
+    inj: Injector,
+}
+
+impl Helper {
+    /// Make the just-forked task `pid` (a child of `parent`, created without an exit signal) lead a
+    /// group of its own.
+    pub fn lead(pid: Pid, parent: Pid, vdso: (u64, u64)) -> Result<Helper> {
+        let mut inj = Injector::new(pid, vdso, None, SCRATCH_LEN)?;
+        inj.call("setpgid", libc::SYS_setpgid, [0; 6]).map_err(|e| Error::Step {
+            pid: pid.0,
+            what: "leading the process group of its pid (group helper)".into(),
+            source: Box::new(e.into()),
+        })?;
+        Ok(Helper { pid, parent, inj })
+    }
+
+    /// Exit; the tracer's notification is taken, and the zombie is left for `parent` to reap
+    /// (`reap` below, injected in the parent).
+    pub fn exit(mut self) -> Result<()> {
+        self.inj.start(libc::SYS_exit_group, [0; 6])?;
+        self.inj.abandon();
+        crate::task::reap(&[self.pid]);
+        log::info!("pid {}: process group {} made again by a helper, which has exited", self.parent, self.pid);
+        Ok(())
+    }
+
+    /// Give up on the helper (the tree is being killed).
+    pub fn abandon(self) {
+        self.inj.abandon();
+    }
+}
+
+/// Reap the exited helper `child` in its parent (`wait4(child, NULL, __WALL)`).
+pub fn reap(inj: &mut Injector, child: Pid) -> Result<()> {
+    let args = [child.0 as u64, 0, libc::__WALL as u64, 0, 0, 0];
+    inj.call("wait4", libc::SYS_wait4, args).map_err(|e| Error::Step {
+        pid: inj.pid().0,
+        what: format!("reaping group helper {child}"),
+        source: Box::new(e.into()),
+    })?;
+    Ok(())
+}
