@@ -75,6 +75,12 @@ fn sessions_and_process_groups() {
 }
 
 #[test]
+fn reparented_into_a_session_whose_leader_exited() {
+    let case = Case::new("tree_reparented", workload!("tree_reparented"));
+    tree_checkpoint_restore(&case, 4, false);
+}
+
+#[test]
 fn open_file_description_shared_across_processes() {
     let case = Case::new("tree_shared_offset", workload!("tree_shared_offset"));
     tree_checkpoint_restore(&case, 3, false);
@@ -100,6 +106,11 @@ fn standalone_tree_fork3() {
 #[test]
 fn standalone_tree_sessions() {
     standalone("sa-tree_sessions", workload!("tree_sessions"));
+}
+
+#[test]
+fn standalone_tree_reparented() {
+    standalone("sa-tree_reparented", workload!("tree_reparented"));
 }
 
 #[test]

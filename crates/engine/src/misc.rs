@@ -25,6 +25,8 @@ const PR_SET_NO_NEW_PRIVS: u64 = 38;
 const PR_GET_TID_ADDRESS: u64 = 40;
 const PR_SET_THP_DISABLE: u64 = 41;
 const PR_GET_THP_DISABLE: u64 = 42;
+const PR_SET_CHILD_SUBREAPER: u64 = 36;
+const PR_GET_CHILD_SUBREAPER: u64 = 37;
 const RSEQ_FLAG_UNREGISTER: u64 = 1;
 /// Room for 1024 CPUs in an affinity mask.
 const AFFINITY_BYTES: u64 = 128;
@@ -84,6 +86,9 @@ fn dump_process(
     core.rlimits = dump_rlimits(inj)?;
     core.dumpable = prctl(inj, "prctl(PR_GET_DUMPABLE)", [PR_GET_DUMPABLE, 0, 0, 0, 0])? as i32;
     core.thp_disabled = prctl(inj, "prctl(PR_GET_THP_DISABLE)", [PR_GET_THP_DISABLE, 0, 0, 0, 0])? != 0;
+    let data = inj.data();
+    prctl(inj, "prctl(PR_GET_CHILD_SUBREAPER)", [PR_GET_CHILD_SUBREAPER, data, 0, 0, 0])?;
+    core.child_subreaper = read_u64s(inj, data, 1)?[0] as u32 != 0;
     let path = root.pid_path(p, "oom_score_adj");
     let text = std::fs::read_to_string(&path).map_err(Error::io(&path))?;
     core.oom_score_adj = text.trim().parse().unwrap_or(0);
@@ -167,6 +172,10 @@ pub fn restore(inj: &mut Injector, core: &TaskCore, inherited: Option<&TaskCore>
 
 fn restore_process(inj: &mut Injector, core: &TaskCore, inherited: Option<&TaskCore>) -> Result<()> {
     let data = inj.data();
+    if core.child_subreaper {
+        // Not inherited by fork; set before the children are made (see `session`).
+        prctl(inj, "prctl(PR_SET_CHILD_SUBREAPER)", [PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0])?;
+    }
     let had = |l: &RLimit| inherited.is_some_and(|p| p.rlimits.contains(l));
     for l in core.rlimits.iter().filter(|l| !had(l)) {
         write_u64s(inj, data, &[l.cur, l.max])?;

@@ -10,12 +10,18 @@
 //!   members join the group, then the helper exits and its parent reaps it. The helper is created with
 //!   no exit signal, so its end queues no SIGCHLD the parent never had.
 //!
-//! Anything else with a leader gone (a process below the root whose session is neither its parent's
-//! nor its own) is refused at dump by name.
+//! - the session leader of a process below the root whose parent is in another session (the process
+//!   was reparented to a child subreaper): a helper with the leader's PID, forked by that parent, calls
+//!   `setsid` and forks the process with CLONE_PARENT (so its parent is the right one from the start),
+//!   then exits and the parent reaps it.
+//!
+//! Anything else (a session whose leader is alive outside the tree, a dead session of the children of
+//! two parents, a dead group none of whose members has its parent in its session) is refused at dump
+//! by name.
 
 use crate::error::{Error, Result};
 use crate::proc::{self, ProcRoot};
-use stasis_image::model::{GroupHelper, ProcessEntry};
+use stasis_image::model::{LeaderHelper, ProcessEntry};
 use stasis_sys::inject::{Injector, SCRATCH_LEN};
 use stasis_sys::Pid;
 
@@ -31,46 +37,77 @@ pub struct Ids {
 /// The groups of `tree` (root first, parents before children) whose leader is `gone`, each with the
 /// process that forks its helper: the parent of the first member below the root whose parent is in
 /// the tree and in the member's session. A gone group with no such member gets no helper.
-pub fn group_helpers(tree: &[Ids], gone: impl Fn(i32) -> bool) -> Vec<GroupHelper> {
-    let mut out: Vec<GroupHelper> = Vec::new();
+pub fn group_helpers(tree: &[Ids], gone: impl Fn(i32) -> bool) -> Vec<LeaderHelper> {
+    let mut out: Vec<LeaderHelper> = Vec::new();
     for p in tree.iter().skip(1) {
-        if p.pgid == p.pid || !gone(p.pgid) || out.iter().any(|h| h.pgid == p.pgid) {
+        if p.pgid == p.pid || !gone(p.pgid) || out.iter().any(|h| h.pid == p.pgid) {
             continue;
         }
         if tree.iter().any(|q| q.pid == p.ppid && q.sid == p.sid) {
-            out.push(GroupHelper { pgid: p.pgid, parent: p.ppid });
+            out.push(LeaderHelper { pid: p.pgid, parent: p.ppid });
         }
     }
     out
 }
 
-/// Sessions and groups restore can make again (see the module doc); returns the group helpers.
-/// `tree` is the frozen tree, root first; `zombies` its zombies (a zombie that led a group is made
-/// again as its leader before it exits: its group exists).
-pub fn check(root: &ProcRoot, tree: &[Ids], zombies: &[ProcessEntry]) -> Result<Vec<GroupHelper>> {
-    let in_tree = |p: i32| tree.iter().any(|q| q.pid == p) || zombies.iter().any(|z| z.pid == p);
-    let alive = |p: i32| proc::stat(root, p).is_ok_and(|s| s.state != 'Z');
-    // The root's session, if its leader has exited, is made again with its group by the helper of
-    // `restore::create_root`.
-    let remade = tree.first().filter(|r| r.sid != r.pid && !alive(r.sid)).map(|r| r.sid);
-    let gone = |p: i32| !in_tree(p) && !alive(p) && Some(p) != remade;
-    let helpers = group_helpers(tree, gone);
-    for (i, p) in tree.iter().enumerate() {
+/// The helpers restore needs (see the module doc).
+#[derive(Debug, Default)]
+pub struct Helpers {
+    pub groups: Vec<LeaderHelper>,
+    pub sessions: Vec<LeaderHelper>,
+}
+
+/// The sessions of `tree` whose leader is `gone`, of processes below the root whose parent is in
+/// another session, each with that parent (which forks the session's helper). Such processes of one
+/// session must have one parent: a second helper could not make the same session again.
+fn session_helpers(tree: &[Ids], gone: impl Fn(i32) -> bool) -> Result<Vec<LeaderHelper>> {
+    let mut out: Vec<LeaderHelper> = Vec::new();
+    for p in tree.iter().skip(1) {
         let parent_sid = tree.iter().find(|q| q.pid == p.ppid).map(|q| q.sid);
-        if i != 0 && p.sid != p.pid && parent_sid.is_some_and(|ps| ps != p.sid) {
-            let what = format!("session {}, which is neither its parent's nor its own (its leader has exited)", p.sid);
+        if p.sid == p.pid || parent_sid.is_none_or(|ps| ps == p.sid) {
+            continue;
+        }
+        if !gone(p.sid) {
+            let what = format!("session {}, which is neither its parent's nor its own (its leader is alive)", p.sid);
             return Err(Error::Unsupported { pid: p.pid, what });
         }
-        if p.pgid != p.pid && gone(p.pgid) && !helpers.iter().any(|h| h.pgid == p.pgid) {
-            let what = format!(
-                "process group {} whose leader has exited, with no member whose parent is in the dump and \
-                 in its session {} to recreate it",
-                p.pgid, p.sid
-            );
-            return Err(Error::Unsupported { pid: p.pid, what });
+        match out.iter().find(|h| h.pid == p.sid) {
+            Some(h) if h.parent != p.ppid => {
+                let what = format!(
+                    "session {} whose leader has exited, shared with the children of {} and of {}",
+                    p.sid, h.parent, p.ppid
+                );
+                return Err(Error::Unsupported { pid: p.pid, what });
+            }
+            Some(_) => {}
+            None => out.push(LeaderHelper { pid: p.sid, parent: p.ppid }),
         }
     }
-    Ok(helpers)
+    Ok(out)
+}
+
+/// Sessions and groups restore can make again (see the module doc), and the helpers it needs for
+/// that. `tree` is the frozen tree, root first; `zombies` its zombies (a zombie that led a group is
+/// made again as its leader before it exits: its group exists).
+pub fn check(root: &ProcRoot, tree: &[Ids], zombies: &[ProcessEntry]) -> Result<Helpers> {
+    let in_tree = |p: i32| tree.iter().any(|q| q.pid == p) || zombies.iter().any(|z| z.pid == p);
+    let alive = |p: i32| proc::stat(root, p).is_ok_and(|s| s.state != 'Z');
+    let dead = |p: i32| !in_tree(p) && !alive(p);
+    // The root's session, if its leader has exited, is made again with its group by the helper of
+    // `restore::create_root`; the others by `session_helpers`.
+    let root_session = tree.first().filter(|r| r.sid != r.pid && dead(r.sid)).map(|r| r.sid);
+    let sessions = session_helpers(tree, |s| dead(s) && Some(s) != root_session)?;
+    let gone = |p: i32| dead(p) && Some(p) != root_session && !sessions.iter().any(|h| h.pid == p);
+    let groups = group_helpers(tree, gone);
+    if let Some(p) = tree.iter().find(|p| p.pgid != p.pid && gone(p.pgid) && !groups.iter().any(|h| h.pid == p.pgid)) {
+        let what = format!(
+            "process group {} whose leader has exited, with no member whose parent is in the dump and in its \
+             session {} to recreate it",
+            p.pgid, p.sid
+        );
+        return Err(Error::Unsupported { pid: p.pid, what });
+    }
+    Ok(Helpers { groups, sessions })
 }
 
 /// A session or group leader becomes one again; otherwise the process stays in the session and group
@@ -140,7 +177,7 @@ pub fn reap(inj: &mut Injector, child: Pid) -> Result<()> {
     let args = [child.0 as u64, 0, libc::__WALL as u64, 0, 0, 0];
     inj.call("wait4", libc::SYS_wait4, args).map_err(|e| Error::Step {
         pid: inj.pid().0,
-        what: format!("reaping group helper {child}"),
+        what: format!("reaping helper {child}"),
         source: Box::new(e.into()),
     })?;
     Ok(())

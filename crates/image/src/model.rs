@@ -60,17 +60,23 @@ pub struct PsTree {
     #[prost(message, repeated, tag = "1")]
     pub processes: Vec<ProcessEntry>,
     /// Process groups whose leader had exited (and was not a zombie of the tree): restore makes each
-    /// again with a short-lived helper that takes the leader's PID.
+    /// again with a short-lived helper that takes the leader's PID and calls `setpgid(0, 0)`; the
+    /// members join the group, then the helper exits and `parent` reaps it.
     #[prost(message, repeated, tag = "2")]
-    pub group_helpers: Vec<GroupHelper>,
+    pub group_helpers: Vec<LeaderHelper>,
+    /// Sessions whose leader had exited, of processes whose parent `parent` is in another session
+    /// (reparented to a child subreaper): a helper forked by `parent` with the leader's PID calls
+    /// `setsid` and forks each such child of `parent` with CLONE_PARENT, then exits.
+    #[prost(message, repeated, tag = "3")]
+    pub session_helpers: Vec<LeaderHelper>,
 }
 
-/// A process group to make again with a helper: `parent` forks a helper with PID `pgid`, which calls
-/// `setpgid(0, 0)`; the members join it, then the helper exits and `parent` reaps it.
+/// A group or session leader that had exited, made again by a helper with its PID forked by
+/// `parent` (see [`PsTree`]).
 #[derive(Clone, PartialEq, prost::Message, Serialize)]
-pub struct GroupHelper {
+pub struct LeaderHelper {
     #[prost(int32, tag = "1")]
-    pub pgid: i32,
+    pub pid: i32,
     #[prost(int32, tag = "2")]
     pub parent: i32,
 }
@@ -183,6 +189,10 @@ pub struct TaskCore {
     pub sched_policy: i32,
     #[prost(int32, tag = "30")]
     pub sched_priority: i32,
+    /// The process is a child subreaper (`PR_SET_CHILD_SUBREAPER`): orphans below it become its
+    /// children.
+    #[prost(bool, tag = "32")]
+    pub child_subreaper: bool,
 }
 
 /// General purpose registers, `struct user_regs_struct` of x86_64.

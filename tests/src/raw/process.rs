@@ -77,6 +77,14 @@ pub fn get_pdeathsig() -> io::Result<i32> {
     Ok(sig)
 }
 
+/// Whether this process is a child subreaper (`PR_GET_CHILD_SUBREAPER`).
+pub fn is_child_subreaper() -> io::Result<bool> {
+    let mut on: libc::c_int = 0;
+    // SAFETY: PR_GET_CHILD_SUBREAPER writes one int to the live local `on`.
+    cvt(unsafe { libc::prctl(libc::PR_GET_CHILD_SUBREAPER, &mut on as *mut libc::c_int, 0, 0, 0) })?;
+    Ok(on != 0)
+}
+
 /// Sets the thread name (`PR_SET_NAME`, at most 15 bytes are kept).
 pub fn set_comm(name: &str) -> io::Result<()> {
     let c = CString::new(name).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;

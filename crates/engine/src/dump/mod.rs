@@ -9,7 +9,7 @@ use crate::proc::{self, ProcRoot};
 use crate::task::FrozenProcess;
 use crate::{creds, fault, files, mem, misc, mm, regs, session, signals, threads, timers};
 use crate::{DumpOptions, DumpReport, Progress};
-use stasis_image::model::{FileEntry, GroupHelper, Inventory, MmImage, ProcessEntry, PsTree, TaskCore};
+use stasis_image::model::{FileEntry, Inventory, MmImage, ProcessEntry, PsTree, TaskCore};
 use stasis_image::{ImageDir, ImageKind, PageWriter};
 use stasis_sys::Pid;
 use std::time::{Duration, Instant};
@@ -58,7 +58,7 @@ pub fn dump(opts: &DumpOptions, progress: &mut dyn FnMut(Progress)) -> Result<Du
         .iter()
         .map(|(f, st)| session::Ids { pid: f.pid().0, ppid: st.ppid, pgid: st.pgrp, sid: st.session })
         .collect();
-    let group_helpers = session::check(&root, &ids, &zombies)?;
+    let helpers = session::check(&root, &ids, &zombies)?;
     let (dumped, files, ipc) = match dump_frozen(&root, &dir, &mut tree, opts, progress, frozen_at) {
         Ok(done) => done,
         Err(e) => return Err(explain(&mut tree, e)),
@@ -70,7 +70,7 @@ pub fn dump(opts: &DumpOptions, progress: &mut dyn FnMut(Progress)) -> Result<Du
         frozen_for = Some(frozen_at.elapsed());
     }
     let pages: u64 = dumped.iter().map(|d| d.page_bytes).sum::<u64>() / stasis_image::PAGE_SIZE;
-    let tree_img = (zombies, group_helpers);
+    let tree_img = (zombies, helpers);
     let image_bytes = write_images(&dir, dumped, tree_img, files, ipc, opts)?;
     if let Some(t) = tree {
         for (p, _) in t {
@@ -350,7 +350,7 @@ fn write_pages(
 fn write_images(
     dir: &ImageDir,
     dumped: Vec<Dumped>,
-    (zombies, group_helpers): (Vec<ProcessEntry>, Vec<GroupHelper>),
+    (zombies, helpers): (Vec<ProcessEntry>, session::Helpers),
     files: Vec<FileEntry>,
     ipc: stasis_image::model::IpcImage,
     opts: &DumpOptions,
@@ -375,7 +375,13 @@ fn write_images(
     }
     processes.extend(zombies);
     bytes += dir.write_records(ImageKind::Files, None, &[stasis_image::model::FileTable { files }])?.size;
-    bytes += dir.write_records(ImageKind::PsTree, None, &[PsTree { processes, group_helpers }])?.size;
+    bytes += dir
+        .write_records(
+            ImageKind::PsTree,
+            None,
+            &[PsTree { processes, group_helpers: helpers.groups, session_helpers: helpers.sessions }],
+        )?
+        .size;
     bytes += dir.write_records(ImageKind::Ipc, None, &[ipc])?.size;
     dir.commit_inventory(inventory, opts.fsync)?;
     Ok(bytes)

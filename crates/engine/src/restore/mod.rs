@@ -12,7 +12,7 @@ use crate::{misc, regs, session};
 use crate::{Progress, RestoreOptions, RestoreReport};
 use process::Built;
 use stasis_image::model::{
-    FdTable, FileTable, GroupHelper, IpcImage, MmImage, PageMap, ProcessEntry, PsTree, TaskCore,
+    FdTable, FileTable, IpcImage, LeaderHelper, MmImage, PageMap, ProcessEntry, PsTree, TaskCore,
 };
 use stasis_image::{ImageDir, ImageKind};
 use stasis_sys::inject::SCRATCH_LEN;
@@ -44,7 +44,9 @@ pub(crate) struct Image {
     files: FileTable,
     ipc: IpcImage,
     /// Groups whose leader had exited, each made again by a helper (see [`crate::session`]).
-    group_helpers: Vec<GroupHelper>,
+    group_helpers: Vec<LeaderHelper>,
+    /// Sessions whose leader had exited, each made again by a helper (see [`crate::session`]).
+    session_helpers: Vec<LeaderHelper>,
 }
 
 /// What building every process needs.
@@ -232,7 +234,8 @@ fn load(dir: &ImageDir) -> Result<Image> {
         }
     }
     let (files, ipc) = (dir.read_one(ImageKind::Files, None)?, dir.read_one(ImageKind::Ipc, None)?);
-    Ok(Image { procs, zombies, files, ipc, group_helpers: tree.group_helpers })
+    let (group_helpers, session_helpers) = (tree.group_helpers, tree.session_helpers);
+    Ok(Image { procs, zombies, files, ipc, group_helpers, session_helpers })
 }
 
 fn load_process(dir: &ImageDir, process: ProcessEntry) -> Result<ProcImage> {

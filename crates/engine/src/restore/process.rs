@@ -202,7 +202,7 @@ fn create_children(
     let kids: Vec<usize> =
         (0..ctx.img.procs.len()).filter(|&k| k != idx && k != 0 && ctx.img.procs[k].process.ppid == pid.0).collect();
     let zombies: Vec<&ProcessEntry> = ctx.img.zombies.iter().filter(|z| z.ppid == pid.0).collect();
-    let helpers: Vec<i32> = ctx.img.group_helpers.iter().filter(|h| h.parent == pid.0).map(|h| h.pgid).collect();
+    let helpers: Vec<i32> = ctx.img.group_helpers.iter().filter(|h| h.parent == pid.0).map(|h| h.pid).collect();
     if kids.is_empty() && zombies.is_empty() && helpers.is_empty() {
         return Ok(());
     }
@@ -219,16 +219,57 @@ fn create_children(
         ctx.created.borrow_mut().push(child);
         make_zombie(child, z)?;
     }
-    for k in kids {
+    let sessions: Vec<i32> = ctx.img.session_helpers.iter().filter(|h| h.parent == pid.0).map(|h| h.pid).collect();
+    let sid = |k: &usize| ctx.img.procs[*k].process.sid;
+    let mut made = Vec::new();
+    for &k in kids.iter().filter(|k| !sessions.contains(&sid(k))) {
         let img = &ctx.img.procs[k];
         let child = fork_child(inj, pid, Pid(img.process.pid), clone_flags(img.process.shares))?;
         ctx.created.borrow_mut().push(child);
+        made.push((k, child));
+    }
+    for s in sessions {
+        let members: Vec<usize> = kids.iter().copied().filter(|k| sid(k) == s).collect();
+        made.extend(fork_in_session(ctx, inj, pid, s, &members)?);
+    }
+    for (k, child) in made {
+        let img = &ctx.img.procs[k];
         ptrace::set_sigmask(child, u64::MAX).map_err(Error::sys(child.0, "blocking signals"))?;
         misc::restore_from_outside(child, &img.core);
         let scratch = scratch_in_copy(child, img)?;
         build(ctx, k, child, scratch, built, progress)?;
     }
     Ok(())
+}
+
+/// Children `members` of `pid` in session `sid`, whose leader had exited: a helper forked by `pid`
+/// with the leader's PID calls `setsid` and forks each with CLONE_PARENT (a child of `pid` in the
+/// session), then exits; `pid` reaps it (its SIGCHLD is flushed with the others).
+fn fork_in_session(ctx: &Ctx, inj: &mut Injector, pid: Pid, sid: i32, members: &[usize]) -> Result<Vec<(usize, Pid)>> {
+    let helper = fork_child(inj, pid, Pid(sid), 0)?;
+    ctx.created.borrow_mut().push(helper);
+    let mut hinj = Injector::new(helper, current_vdso(helper)?, None, SCRATCH_LEN)?;
+    hinj.call("setsid", libc::SYS_setsid, [0; 6])?;
+    trace_new_tasks(helper)?;
+    let mut made = Vec::new();
+    for &k in members {
+        let p = &ctx.img.procs[k].process;
+        if p.shares != 0 {
+            let what = format!("sharing {:#x} with its parent while in session {sid}, whose leader exited", p.shares);
+            return Err(Error::Unsupported { pid: p.pid, what });
+        }
+        // CLONE_PARENT takes the exit signal of the helper (SIGCHLD): clone3 wants 0 here.
+        let child = fork_task(&mut hinj, helper, Pid(p.pid), libc::CLONE_PARENT as u64, 0)?;
+        ctx.created.borrow_mut().push(child);
+        made.push((k, child));
+    }
+    hinj.start(libc::SYS_exit_group, [0; 6])?;
+    hinj.abandon();
+    crate::task::reap(&[helper]);
+    session::reap(inj, helper)?;
+    ctx.created.borrow_mut().retain(|&p| p != helper);
+    log::info!("pid {pid}: session {sid} made again by a helper with its leader's pid, which has exited");
+    Ok(made)
 }
 
 /// The clone flags that give a child what it shares with its parent (`ProcessEntry::shares`).

@@ -16,7 +16,10 @@ pub fn render_text(dir: &ImageDir) -> Result<String, ImageError> {
     let mut out = String::new();
     header(&mut out, dir, &image.inventory, image.processes.len());
     for h in &image.pstree.group_helpers {
-        let _ = writeln!(out, "  group {} leader exited: made again by a helper forked by {}", h.pgid, h.parent);
+        let _ = writeln!(out, "  group {} leader exited: made again by a helper forked by {}", h.pid, h.parent);
+    }
+    for h in &image.pstree.session_helpers {
+        let _ = writeln!(out, "  session {} leader exited: made again by a helper forked by {}", h.pid, h.parent);
     }
     for process in &image.processes {
         render_process(&mut out, process, &image.files);

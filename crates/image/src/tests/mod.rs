@@ -36,6 +36,7 @@ pub(crate) fn sample_pstree() -> PsTree {
             ..Default::default()
         }],
         group_helpers: vec![],
+        session_helpers: vec![],
     }
 }
 
