@@ -23,7 +23,11 @@ const NGROUPS_MAX: usize = 65536;
 /// securebits.
 pub fn dump(inj: &mut Injector, s: &proc::Status) -> Result<Creds> {
     let securebits = inj.call("prctl(PR_GET_SECUREBITS)", libc::SYS_prctl, [PR_GET_SECUREBITS, 0, 0, 0, 0, 0])?;
-    Ok(Creds {
+    Ok(from_status(s, securebits as u32))
+}
+
+fn from_status(s: &proc::Status, securebits: u32) -> Creds {
+    Creds {
         uid: s.uid[0],
         euid: s.uid[1],
         suid: s.uid[2],
@@ -38,8 +42,16 @@ pub fn dump(inj: &mut Injector, s: &proc::Status) -> Result<Creds> {
         cap_eff: s.cap_eff,
         cap_bnd: s.cap_bnd,
         cap_amb: s.cap_amb,
-        securebits: securebits as u32,
-    })
+        securebits,
+    }
+}
+
+/// Whether task `tid`, a copy of stasis (or of a parent that had stasis' credentials still), has
+/// credentials `c` already: then none is set. Its securebits are ours, as it has not changed them.
+fn has_already(tid: Pid, c: &Creds) -> bool {
+    let ours = stasis_sys::process::own_securebits();
+    let now = proc::status(&proc::ProcRoot::system(), tid.0);
+    matches!((ours, now), (Ok(bits), Ok(s)) if from_status(&s, bits) == *c)
 }
 
 fn last_cap() -> u32 {
@@ -47,6 +59,9 @@ fn last_cap() -> u32 {
 }
 
 pub fn restore(inj: &mut Injector, pid: Pid, c: &Creds) -> Result<()> {
+    if has_already(pid, c) {
+        return Ok(());
+    }
     let step = |what: &str| {
         let what = format!("credentials ({what})");
         move |e: stasis_sys::inject::InjectError| Error::Step { pid: pid.0, what, source: Box::new(e.into()) }

@@ -83,7 +83,7 @@ fn dump_process(
     core.personality = proc::personality(root, p)?;
     core.cwd = path_string(proc::link(root, p, "cwd")?);
     core.root = path_string(proc::link(root, p, "root")?);
-    core.rlimits = dump_rlimits(inj)?;
+    core.rlimits = dump_rlimits(root, pid)?;
     core.dumpable = prctl(inj, "prctl(PR_GET_DUMPABLE)", [PR_GET_DUMPABLE, 0, 0, 0, 0])? as i32;
     core.thp_disabled = prctl(inj, "prctl(PR_GET_THP_DISABLE)", [PR_GET_THP_DISABLE, 0, 0, 0, 0])? != 0;
     let data = inj.data();
@@ -100,8 +100,13 @@ fn dump_process(
 
 /// Settings made from outside the task, right after it is created: its cgroup (so that its memory
 /// is charged there from the start) and its OOM score adjustment.
+/// Each is written only if the task (a copy of its parent or of us) does not have it already: a
+/// write to `cgroup.procs` costs milliseconds.
 pub fn restore_from_outside(pid: Pid, core: &TaskCore) {
-    if !core.cgroup.is_empty() {
+    let now = |what: &str| std::fs::read_to_string(format!("/proc/{pid}/{what}")).unwrap_or_default();
+    let cgroup_now = now("cgroup");
+    let in_cgroup = cgroup_now.lines().find_map(|l| l.strip_prefix("0::")) == Some(core.cgroup.as_str());
+    if !core.cgroup.is_empty() && !in_cgroup {
         match cgroup2_mount() {
             Some(mount) => {
                 let procs = format!("{mount}{}/cgroup.procs", core.cgroup);
@@ -111,6 +116,9 @@ pub fn restore_from_outside(pid: Pid, core: &TaskCore) {
             }
             None => log::warn!("pid {pid}: no cgroup2 mount here; cgroup {} not restored", core.cgroup),
         }
+    }
+    if now("oom_score_adj").trim() == core.oom_score_adj.to_string() {
+        return;
     }
     let path = format!("/proc/{pid}/oom_score_adj");
     if let Err(e) = std::fs::write(&path, core.oom_score_adj.to_string()) {
@@ -133,15 +141,13 @@ fn path_string(p: std::path::PathBuf) -> String {
     p.to_string_lossy().into_owned()
 }
 
-fn dump_rlimits(inj: &mut Injector) -> Result<Vec<RLimit>> {
-    let data = inj.data();
-    let mut out = Vec::new();
-    for resource in 0..RLIMIT_COUNT {
-        inj.call("prlimit64", libc::SYS_prlimit64, [0, resource as u64, 0, data, 0, 0])?;
-        let w = read_u64s(inj, data, 2)?;
-        out.push(RLimit { resource, cur: w[0], max: w[1] });
+fn dump_rlimits(root: &ProcRoot, pid: Pid) -> Result<Vec<RLimit>> {
+    let limits = proc::limits(root, pid.0)?;
+    if limits.len() != RLIMIT_COUNT as usize {
+        let what = format!("/proc/{pid}/limits lists {} limits, not {RLIMIT_COUNT}", limits.len());
+        return Err(Error::Failed { pid: pid.0, what });
     }
-    Ok(out)
+    Ok((0..RLIMIT_COUNT).zip(limits).map(|(resource, (cur, max))| RLimit { resource, cur, max }).collect())
 }
 
 fn dump_rseq(pid: Pid) -> Result<Option<Rseq>> {

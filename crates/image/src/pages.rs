@@ -263,7 +263,7 @@ pub fn chunk_list_checksum(checksums: &[u64]) -> u64 {
 
 /// The xxh3-64 of each `chunk_size` chunk of the `data_len` bytes of page data of `file`, using two
 /// threads when there is enough data.
-fn hash_chunks(file: &File, data_len: u64, chunk_size: u64) -> std::io::Result<Vec<u64>> {
+pub fn hash_chunks(file: &File, data_len: u64, chunk_size: u64) -> std::io::Result<Vec<u64>> {
     if data_len == 0 || chunk_size == 0 {
         return Ok(Vec::new());
     }

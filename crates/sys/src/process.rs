@@ -91,6 +91,13 @@ pub fn kill(pid: Pid, sig: i32) -> Result<(), SysError> {
     check("kill", ret as libc::c_long).map(drop)
 }
 
+/// The securebits of the calling thread (`prctl(PR_GET_SECUREBITS)`).
+pub fn own_securebits() -> Result<u32, SysError> {
+    // SAFETY: PR_GET_SECUREBITS takes no pointer; the other arguments are ignored.
+    let ret = unsafe { libc::prctl(libc::PR_GET_SECUREBITS, 0, 0, 0, 0) };
+    check("prctl(PR_GET_SECUREBITS)", ret as libc::c_long).map(|v| v as u32)
+}
+
 /// `get_robust_list(2)` of another task: (head address, length).
 pub fn get_robust_list(tid: Pid) -> Result<(u64, u64), SysError> {
     let mut head: u64 = 0;

@@ -48,12 +48,19 @@ impl Probe<'_> {
     }
 }
 
+/// An fd seen by a dump: (process, fd, id of its description).
+type SeenFd = (Pid, i32, u32);
+
 /// The open file descriptions a dump has seen so far, in every process of the tree, so that one
 /// shared by several fds or processes gets one id.
 pub struct FileIds {
     next: u32,
     /// (process, fd, id, device, inode)
     seen: Vec<(Pid, i32, u32, u64, u64)>,
+    /// One fd of each description seen, per (device, inode), in the kernel's order of open file
+    /// descriptions (`kcmp` orders them), for a binary search: a tree of many processes each with
+    /// its own `/dev/null` would otherwise cost a `kcmp` per pair.
+    by_inode: HashMap<(u64, u64), Vec<SeenFd>>,
     /// Largest unlinked file whose bytes are saved.
     pub ghost_limit: u64,
     /// Unlinked files (device, inode) whose bytes are saved already.
@@ -62,7 +69,34 @@ pub struct FileIds {
 
 impl FileIds {
     pub fn new(ghost_limit: u64) -> FileIds {
-        FileIds { next: 0, seen: Vec::new(), ghost_limit, ghosts: Vec::new() }
+        FileIds { next: 0, seen: Vec::new(), by_inode: HashMap::new(), ghost_limit, ghosts: Vec::new() }
+    }
+
+    /// The id of the description behind fd `fd` of `pid` if one seen already is the same, else where
+    /// to insert it among the descriptions of its inode.
+    fn find(&self, pid: Pid, fd: i32, inode: (u64, u64)) -> std::result::Result<u32, usize> {
+        let Some(known) = self.by_inode.get(&inode) else { return Err(0) };
+        let order = |s: &SeenFd| kcmp(pid, s.0, KCMP_FILE, fd as u64, s.1 as u64).ok();
+        // kcmp: 0 same, 1 ours first, 2 theirs first, 3 different without an order (then: one by one).
+        let unordered = std::cell::Cell::new(false);
+        let found = known.binary_search_by(|s| match order(s) {
+            Some(0) => std::cmp::Ordering::Equal,
+            Some(1) => std::cmp::Ordering::Greater,
+            Some(2) => std::cmp::Ordering::Less,
+            _ => {
+                unordered.set(true);
+                std::cmp::Ordering::Less
+            }
+        });
+        if !unordered.get() {
+            return found.map(|i| known[i].2);
+        }
+        known.iter().find(|s| order(s) == Some(0)).map(|s| s.2).ok_or(known.len())
+    }
+
+    fn insert(&mut self, at: usize, pid: Pid, fd: i32, id: u32, inode: (u64, u64)) {
+        let known = self.by_inode.entry(inode).or_default();
+        known.insert(at.min(known.len()), (pid, fd, id));
     }
 }
 
@@ -80,12 +114,10 @@ pub fn dump(root: &ProcRoot, pid: Pid, shell_job: bool, ids: &mut FileIds) -> Re
         let file = File::from(taken);
         let meta = file.metadata().map_err(Error::io(&link))?;
         let cloexec = info.flags & O_CLOEXEC != 0;
-        let same = ids.seen.iter().find(|s| {
-            s.3 == meta.dev() && s.4 == meta.ino() && kcmp(pid, s.0, KCMP_FILE, fd as u64, s.1 as u64).ok() == Some(0)
-        });
-        let id = match same {
-            Some(s) => s.2,
-            None => {
+        let inode = (meta.dev(), meta.ino());
+        let id = match ids.find(pid, fd, inode) {
+            Ok(id) => id,
+            Err(at) => {
                 let flags = info.flags & !O_CLOEXEC;
                 let probe = Probe {
                     pid,
@@ -101,6 +133,7 @@ pub fn dump(root: &ProcRoot, pid: Pid, shell_job: bool, ids: &mut FileIds) -> Re
                 let kind = classify(&probe, &mut ids.ghosts)?;
                 ids.next += 1;
                 files.push(FileEntry { id: ids.next, flags, kind: Some(kind) });
+                ids.insert(at, pid, fd, ids.next, inode);
                 ids.next
             }
         };

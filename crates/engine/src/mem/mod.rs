@@ -221,17 +221,24 @@ pub fn drop_absent(inj: &mut Injector, mm: &MmImage, map: &model::PageMap, kept:
     Ok(())
 }
 
-/// Unmap every area of the new task except the scratch area and the kernel's special mappings.
 /// Unmap every area of the new task except the scratch area, the kernel's special mappings, and the
-/// `kept` ranges.
+/// `kept` ranges: one `munmap` per stretch between two areas that stay (holes in it are fine).
 fn unmap_foreign(inj: &mut Injector, current: &[MapEntry], kept: &[(u64, u64)]) -> Result<()> {
     let (s0, s1) = inj.scratch();
     let keep = |e: &MapEntry| {
         (e.start >= s0 && e.end <= s1) || e.name == "[vdso]" || e.name == "[vvar]" || e.name == "[vvar_vclock]"
     };
-    for e in current.iter().filter(|e| !keep(e) && e.end <= TASK_SIZE) {
-        for (start, end) in subtract((e.start, e.end), kept) {
-            inj.call("munmap", libc::SYS_munmap, [start, end - start, 0, 0, 0, 0])?;
+    let mut stay: Vec<(u64, u64)> = current.iter().filter(|e| keep(e)).map(|e| (e.start, e.end)).collect();
+    stay.extend_from_slice(kept);
+    let foreign: Vec<(u64, u64)> =
+        current.iter().filter(|e| !keep(e) && e.end <= TASK_SIZE).map(|e| (e.start, e.end)).collect();
+    for (start, end) in subtract((0, TASK_SIZE), &stay) {
+        // The mapped part of the stretch, if any.
+        let inside = foreign.iter().filter(|f| f.0 < end && f.1 > start);
+        let lo = inside.clone().map(|f| f.0.max(start)).min();
+        let hi = inside.map(|f| f.1.min(end)).max();
+        if let (Some(lo), Some(hi)) = (lo, hi) {
+            inj.call("munmap", libc::SYS_munmap, [lo, hi - lo, 0, 0, 0, 0])?;
         }
     }
     Ok(())

@@ -4,7 +4,9 @@
 //! Dump is zero-copy: the task is made to `vmsplice` its own pages into a pipe whose read end we took
 //! with `pidfd_getfd`, and we `splice` them into the page file; the bytes never pass through our memory.
 //! Two such pipes are used in turn, so the task pins one batch while we write out the previous one,
-//! and a second thread checksums what is written.
+//! and a second thread checksums what is written. A small process (up to [`SMALL_DUMP_BYTES`]) is
+//! copied through `/proc/PID/mem` and checksummed after: its pipes, the injected calls that make and
+//! close them and a thread would cost more than the copy.
 //! Areas the task cannot read (PROT_NONE guard areas with pages) go through `/proc/PID/mem` instead.
 //! Restore makes the task `preadv` the page file straight into its own memory, many runs per call.
 
@@ -23,6 +25,8 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::FileExt;
 
 const PAGE: u64 = 4096;
+/// Up to this many bytes of pages, a dump copies them through `/proc/PID/mem`.
+const SMALL_DUMP_BYTES: u64 = 4 << 20;
 /// Pipe size for the zero-copy dump: `/proc/sys/fs/pipe-max-size` allows 1 MiB without CAP_SYS_RESOURCE.
 const PIPE_BYTES: u64 = 1 << 20;
 const SPLICE_F_NONBLOCK: u64 = 2;
@@ -165,6 +169,16 @@ pub fn write(
     chunk_size: u64,
     progress: &mut dyn FnMut(Progress),
 ) -> Result<(u64, Vec<u64>)> {
+    let total: u64 = selected.iter().map(|s| s.run.1 * PAGE).sum();
+    if total <= SMALL_DUMP_BYTES {
+        let mut off = PAGE_DATA_OFFSET as i64;
+        for s in selected {
+            copy_through_proc(inj, s.run, out, &mut off)?;
+        }
+        progress(Progress { done_bytes: total, total_bytes: total });
+        let sums = stasis_image::hash_chunks(out, total, chunk_size).map_err(Error::io("page file"))?;
+        return Ok((total, sums));
+    }
     let hash_file = out.try_clone().map_err(Error::io("page file"))?;
     let (tx, rx) = std::sync::mpsc::channel::<(u64, u64)>();
     let hasher = std::thread::spawn(move || -> std::io::Result<Vec<u64>> {
@@ -207,7 +221,7 @@ fn write_all(
             line.push(inj, &mut batch)?;
             line.drain()?;
             batch_bytes = 0;
-            copy_unreadable(inj, s.run, out, &mut line.off)?;
+            copy_through_proc(inj, s.run, out, &mut line.off)?;
             continue;
         }
         let (mut addr, mut left) = (s.run.0, s.run.1 * PAGE);
@@ -322,8 +336,8 @@ fn consume(pieces: &mut Vec<(u64, u64)>, mut n: u64) {
     pieces.drain(..done);
 }
 
-/// Pages the task cannot read (PROT_NONE): through `/proc/PID/mem`, which can.
-fn copy_unreadable(inj: &Injector, run: (u64, u64), out: &File, off: &mut i64) -> Result<()> {
+/// Pages through `/proc/PID/mem`, which reads what the task itself cannot (PROT_NONE).
+fn copy_through_proc(inj: &Injector, run: (u64, u64), out: &File, off: &mut i64) -> Result<()> {
     let mut buf = vec![0u8; (run.1 * PAGE).min(PIPE_BYTES) as usize];
     let (mut addr, mut left) = (run.0, run.1 * PAGE);
     while left > 0 {

@@ -226,6 +226,25 @@ pub fn personality(root: &ProcRoot, pid: i32) -> Result<u32, ProcError> {
     u32::from_str_radix(word, 16).map_err(|_| ProcError::parse(&path, 1, "personality", word))
 }
 
+/// The resource limits of `pid` (`/proc/PID/limits`), `(soft, hard)` by `RLIMIT_*` number in the
+/// kernel's order, `u64::MAX` for unlimited. Read from outside: no injected `prlimit64` per limit.
+pub fn limits(root: &ProcRoot, pid: i32) -> Result<Vec<(u64, u64)>, ProcError> {
+    let path = root.pid_path(pid, "limits");
+    let text = read_text(&path, "limits")?;
+    let value = |line: usize, word: Option<&str>| match word {
+        Some("unlimited") => Ok(u64::MAX),
+        Some(w) => w.parse().map_err(|_| ProcError::parse(&path, line, "limit", w)),
+        None => Err(ProcError::parse(&path, line, "limit", "")),
+    };
+    let mut out = Vec::new();
+    for (i, line) in text.lines().enumerate().skip(1) {
+        // The name column is 26 characters wide and holds spaces.
+        let mut words = line.get(26..).unwrap_or("").split_whitespace();
+        out.push((value(i + 1, words.next())?, value(i + 1, words.next())?));
+    }
+    Ok(out)
+}
+
 /// The task name of `pid` (`/proc/PID/comm` without its newline; up to 15 bytes, any characters).
 pub fn comm(root: &ProcRoot, pid: i32) -> Result<String, ProcError> {
     let path = root.pid_path(pid, "comm");

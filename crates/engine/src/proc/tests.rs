@@ -19,7 +19,7 @@ struct Fixture {
 impl Fixture {
     fn new() -> Self {
         let fx = Fixture { dir: tempfile::tempdir().expect("tempdir") };
-        let files: [(&str, &[u8]); 7] = [
+        let files: [(&str, &[u8]); 8] = [
             ("smaps", include_bytes!("fixtures/smaps")),
             ("maps", include_bytes!("fixtures/maps")),
             ("status", include_bytes!("fixtures/status")),
@@ -27,6 +27,7 @@ impl Fixture {
             ("comm", include_bytes!("fixtures/comm")),
             ("auxv", include_bytes!("fixtures/auxv")),
             ("personality", include_bytes!("fixtures/personality")),
+            ("limits", include_bytes!("fixtures/limits")),
         ];
         for (name, bytes) in files {
             fx.write(name, bytes);
@@ -381,4 +382,22 @@ fn live_self() {
     let info = fdinfo(&root, pid, fd).expect("fdinfo of self");
     assert_eq!(info.flags & libc::O_CLOEXEC as u32, libc::O_CLOEXEC as u32);
     assert!(info.get("ino").is_some());
+}
+
+#[test]
+fn limits_in_rlimit_order_with_unlimited_as_max() {
+    let fx = Fixture::new();
+    let l = limits(&fx.root(), PID).expect("limits");
+    assert_eq!(l.len(), 16);
+    assert_eq!(l[libc::RLIMIT_CPU as usize], (u64::MAX, u64::MAX));
+    assert_eq!(l[libc::RLIMIT_STACK as usize], (8388608, u64::MAX));
+    assert_eq!(l[libc::RLIMIT_CORE as usize], (0, u64::MAX));
+    assert_eq!(l[libc::RLIMIT_NOFILE as usize], (20000, 20000));
+    assert_eq!(l[libc::RLIMIT_RTPRIO as usize], (0, 0));
+    assert_eq!(l[libc::RLIMIT_RTTIME as usize], (u64::MAX, u64::MAX));
+    let mut bad = String::from_utf8_lossy(include_bytes!("fixtures/limits")).into_owned();
+    bad = bad.replace("20000                20000", "20000                2x000");
+    fx.write("limits", bad.as_bytes());
+    let err = limits(&fx.root(), PID).unwrap_err().to_string();
+    assert!(err.contains("limit") && err.contains("2x000"), "{err}");
 }
