@@ -22,6 +22,7 @@ pub mod signals;
 pub mod task;
 pub mod threads;
 pub mod timers;
+pub mod tracers;
 
 pub use error::Error;
 pub use restore::Restored;

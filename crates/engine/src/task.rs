@@ -132,6 +132,15 @@ impl Frozen {
         }
     }
 
+    /// An error if the task is dying or dead (killed while frozen): its state may be incomplete.
+    pub fn check_alive(&mut self) -> Result<()> {
+        if !dying(self.pid) {
+            return Ok(());
+        }
+        let what = "was killed during the dump".to_string();
+        Err(self.explain(Error::Failed { pid: self.pid.0, what }))
+    }
+
     /// Put the task back exactly as it was and let it run (or stay stopped if it was).
     pub fn resume(mut self) -> Result<()> {
         self.done = true;

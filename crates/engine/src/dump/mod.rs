@@ -7,9 +7,10 @@ use crate::error::{Error, Result};
 use crate::files::FileIds;
 use crate::proc::{self, ProcRoot};
 use crate::task::FrozenProcess;
+use crate::tracers::Tracers;
 use crate::{creds, fault, files, mem, misc, mm, regs, session, signals, threads, timers};
 use crate::{DumpOptions, DumpReport, Progress};
-use stasis_image::model::{FileEntry, Inventory, MmImage, ProcessEntry, PsTree, TaskCore};
+use stasis_image::model::{FileEntry, Inventory, MmImage, ProcessEntry, PsTree, TaskCore, Vma};
 use stasis_image::{ImageDir, ImageKind, PageWriter};
 use stasis_sys::Pid;
 use std::time::{Duration, Instant};
@@ -46,68 +47,103 @@ struct Dumped {
     checksums: Vec<u64>,
 }
 
+/// A frozen process of the tree as the dump sees it: its index, PID and `/proc/PID/stat` from
+/// before the freeze. Its tasks are held by the tracer thread of its index (see [`crate::tracers`]).
+struct Member {
+    idx: usize,
+    pid: Pid,
+    stat: proc::Stat,
+}
+
+/// The tracer threads of a dump, each holding the frozen processes it attached.
+type Pool<'env> = Tracers<'env, FrozenProcess>;
+
 pub fn dump(opts: &DumpOptions, progress: &mut dyn FnMut(Progress)) -> Result<DumpReport> {
     let start = Instant::now();
     let root = ProcRoot::system();
     let pid = Pid(opts.pid);
     check_target(&root, pid)?;
     let dir = ImageDir::create(&opts.dir)?;
+    // An estimate: the tree is known only once frozen.
+    let threads = Pool::threads_for(proc::children(&root, pid.0)?.len() + 1);
+    std::thread::scope(|scope| {
+        let pool = Pool::start(scope, threads);
+        dump_with(&pool, &root, &dir, opts, progress, start)
+    })
+}
+
+fn dump_with<'env>(
+    pool: &Pool<'env>,
+    root: &'env ProcRoot,
+    dir: &'env ImageDir,
+    opts: &DumpOptions,
+    progress: &mut dyn FnMut(Progress),
+    start: Instant,
+) -> Result<DumpReport> {
+    let pid = Pid(opts.pid);
     let frozen_at = Instant::now();
-    let (mut tree, zombies) = freeze_tree(&root, pid)?;
+    let (tree, zombies) = match freeze_tree(pool, root, pid, progress) {
+        Ok(t) => t,
+        Err((tree, e)) => return Err(explain(pool, &tree, e, progress)),
+    };
     let ids: Vec<session::Ids> = tree
         .iter()
-        .map(|(f, st)| session::Ids { pid: f.pid().0, ppid: st.ppid, pgid: st.pgrp, sid: st.session })
+        .map(|m| session::Ids { pid: m.pid.0, ppid: m.stat.ppid, pgid: m.stat.pgrp, sid: m.stat.session })
         .collect();
-    let helpers = session::check(&root, &ids, &zombies)?;
-    let (dumped, files, ipc) = match dump_frozen(&root, &dir, &mut tree, opts, progress, frozen_at) {
+    let helpers = session::check(root, &ids, &zombies)?;
+    let (dumped, files, ipc) = match dump_frozen(pool, root, dir, &tree, opts, progress, frozen_at) {
         Ok(done) => done,
-        Err(e) => return Err(explain(&mut tree, e)),
+        Err(e) => return Err(explain(pool, &tree, e, progress)),
     };
-    let mut tree = Some(tree);
     let mut frozen_for = None;
     if opts.leave_running {
-        resume_all(tree.take().expect("still frozen"))?;
+        end_all(pool, &tree, FrozenProcess::resume, progress)?;
         frozen_for = Some(frozen_at.elapsed());
     }
     let pages: u64 = dumped.iter().map(|d| d.page_bytes).sum::<u64>() / stasis_image::PAGE_SIZE;
     let tree_img = (zombies, helpers);
-    let image_bytes = write_images(&dir, dumped, tree_img, files, ipc, opts)?;
-    if let Some(t) = tree {
-        for (p, _) in t {
-            p.kill()?;
-        }
+    let image_bytes = write_images(dir, dumped, tree_img, files, ipc, opts)?;
+    if !opts.leave_running {
+        end_all(pool, &tree, FrozenProcess::kill, progress)?;
         frozen_for = Some(frozen_at.elapsed());
     }
     let frozen_for = frozen_for.expect("resumed or killed");
     Ok(report(pid, frozen_for, start.elapsed(), pages, image_bytes, opts.leave_running))
 }
 
-/// A frozen process and its `/proc/PID/stat` from before the freeze.
-type Frozen = (FrozenProcess, proc::Stat);
-
 /// Freeze the root and every process below it, parents before children, walking the tree again
 /// until no new process appears (one not yet frozen may have forked). Zombie children are only
-/// recorded.
-fn freeze_tree(root: &ProcRoot, pid: Pid) -> Result<(Vec<Frozen>, Vec<ProcessEntry>)> {
-    let mut tree: Vec<Frozen> = Vec::new();
+/// recorded. Each process is attached by the tracer thread of its index. On error, the processes
+/// frozen so far come back with it.
+#[allow(clippy::type_complexity)]
+fn freeze_tree<'env>(
+    pool: &Pool<'env>,
+    root: &'env ProcRoot,
+    pid: Pid,
+    progress: &mut dyn FnMut(Progress),
+) -> std::result::Result<(Vec<Member>, Vec<ProcessEntry>), (Vec<Member>, Error)> {
+    let mut tree: Vec<Member> = Vec::new();
     let mut zombies: Vec<ProcessEntry> = Vec::new();
     let mut todo = vec![pid];
     while !todo.is_empty() {
         for p in std::mem::take(&mut todo) {
-            let stat = proc::stat(root, p.0)?;
+            let stat = match freeze_one(pool, root, p, pid, tree.len(), progress) {
+                Ok(stat) => stat,
+                Err(e) => return Err((tree, e)),
+            };
             if stat.state == 'Z' {
                 zombies.push(zombie_entry(&stat));
                 continue;
             }
-            if p != pid {
-                check_process(root, p)?;
-            }
-            let frozen = FrozenProcess::freeze(root, p, stat.state == 'T')?;
-            tree.push((frozen, stat));
+            tree.push(Member { idx: tree.len(), pid: p, stat });
         }
-        for (f, _) in &tree {
-            for child in proc::children(root, f.pid().0)? {
-                let known = tree.iter().any(|(t, _)| t.pid().0 == child) || zombies.iter().any(|z| z.pid == child);
+        for m in &tree {
+            let children = match proc::children(root, m.pid.0) {
+                Ok(c) => c,
+                Err(e) => return Err((tree, e.into())),
+            };
+            for child in children {
+                let known = tree.iter().any(|t| t.pid.0 == child) || zombies.iter().any(|z| z.pid == child);
                 if !known && !todo.contains(&Pid(child)) {
                     todo.push(Pid(child));
                 }
@@ -115,6 +151,28 @@ fn freeze_tree(root: &ProcRoot, pid: Pid) -> Result<(Vec<Frozen>, Vec<ProcessEnt
         }
     }
     Ok((tree, zombies))
+}
+
+/// The stat of `p` and, unless it is a zombie, `p` frozen on the tracer thread of `idx`.
+fn freeze_one<'env>(
+    pool: &Pool<'env>,
+    root: &'env ProcRoot,
+    p: Pid,
+    top: Pid,
+    idx: usize,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<proc::Stat> {
+    let stat = proc::stat(root, p.0)?;
+    if stat.state == 'Z' {
+        return Ok(stat);
+    }
+    if p != top {
+        check_process(root, p)?;
+    }
+    let stopped = stat.state == 'T';
+    let frozen = pool.run(idx, move |owned, _| FrozenProcess::freeze(root, p, stopped).map(|f| owned.insert(idx, f)));
+    pool.wait(frozen, progress)?;
+    Ok(stat)
 }
 
 fn zombie_entry(stat: &proc::Stat) -> ProcessEntry {
@@ -130,11 +188,18 @@ fn zombie_entry(stat: &proc::Stat) -> ProcessEntry {
     }
 }
 
-/// If a process of the tree died while frozen, say so; otherwise `err`.
-fn explain(tree: &mut [Frozen], err: Error) -> Error {
+/// If a process of the tree died while frozen, say so; otherwise `err`. Work not yet started on
+/// the tracer threads is dropped first.
+fn explain(pool: &Pool, tree: &[Member], err: Error, progress: &mut dyn FnMut(Progress)) -> Error {
+    pool.cancel();
     let mut err = err;
-    for (f, _) in tree.iter_mut() {
-        err = f.explain(err);
+    for m in tree {
+        let idx = m.idx;
+        let ask = pool.run(idx, move |owned, _| match owned.get_mut(&idx) {
+            Some(f) => f.explain(err),
+            None => err,
+        });
+        err = pool.wait(ask, progress);
         if matches!(err, Error::Exited { .. }) {
             break;
         }
@@ -142,46 +207,78 @@ fn explain(tree: &mut [Frozen], err: Error) -> Error {
     err
 }
 
-fn resume_all(tree: Vec<Frozen>) -> Result<()> {
+/// Resume or kill every process (`end`), children first, each on its tracer thread.
+fn end_all(
+    pool: &Pool,
+    tree: &[Member],
+    end: fn(FrozenProcess) -> Result<()>,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<()> {
     let mut first_error = None;
-    for (p, _) in tree.into_iter().rev() {
-        if let Err(e) = p.resume() {
+    for m in tree.iter().rev() {
+        let idx = m.idx;
+        let ended = pool.run(idx, move |owned, _| owned.remove(&idx).map_or(Ok(()), end));
+        if let Err(e) = pool.wait(ended, progress) {
             first_error.get_or_insert(e);
         }
     }
     first_error.map_or(Ok(()), Err)
 }
 
-/// Stages 2 to 4 on the frozen tree: inspect each process, take its files, write its pages.
-fn dump_frozen(
-    root: &ProcRoot,
-    dir: &ImageDir,
-    tree: &mut [Frozen],
+/// Stages 2 to 4 on the frozen tree: inspect each process and write its pages (on its tracer
+/// thread, all processes at once), take its files (here, in tree order, as file ids are given).
+fn dump_frozen<'env>(
+    pool: &Pool<'env>,
+    root: &'env ProcRoot,
+    dir: &'env ImageDir,
+    tree: &[Member],
     opts: &DumpOptions,
     progress: &mut dyn FnMut(Progress),
     frozen_at: Instant,
 ) -> Result<(Vec<Dumped>, Vec<FileEntry>, stasis_image::model::IpcImage)> {
+    // Every layout before any injector maps its scratch area, which must not be saved.
+    let layouts: Vec<Vec<Vma>> = tree.iter().map(|m| mem::dump_vmas(root, m.pid)).collect::<Result<_>>()?;
+    let pending: Vec<_> = tree
+        .iter()
+        .map(|m| {
+            let (idx, stat, vmas) = (m.idx, m.stat.clone(), layouts[m.idx].clone());
+            let parent = tree.iter().find(|p| p.pid.0 == m.stat.ppid).map(|p| (p.pid, layouts[p.idx].clone()));
+            pool.run(idx, move |owned, progress| {
+                let f = owned.get_mut(&idx).expect("frozen by this thread");
+                let parent = parent.as_ref().map(|(p, v)| (*p, v.as_slice()));
+                inspect(root, dir, f, &stat, vmas, parent, progress)
+            })
+        })
+        .collect();
     let mut ids = FileIds::new(opts.ghost_limit);
     let mut files = Vec::new();
     let mut dumped = Vec::new();
-    let mut layouts: Vec<(Pid, Vec<stasis_image::model::Vma>)> = Vec::new();
     let mut shm_owners: Vec<(u64, Pid)> = Vec::new();
-    for (process, stat) in tree.iter_mut() {
-        let pid = process.pid();
-        let parent = layouts.iter().find(|(p, _)| p.0 == stat.ppid).map(|(p, v)| (*p, v.as_slice()));
-        let (mut c, mut new_files) = collect(root, process, stat, opts, &mut ids, parent)?;
+    for (m, inspected) in tree.iter().zip(pending) {
+        let mut d = pool.wait(inspected, progress)?;
+        let pid = m.pid;
+        log::info!("pid {pid}: inspected, {} bytes of pages written at {:?}", d.page_bytes, frozen_at.elapsed());
+        let parent = tree.iter().find(|p| p.pid.0 == m.stat.ppid).map(|p| (p.pid, layouts[p.idx].as_slice()));
         if parent.is_some() {
-            c.process.shares = sharing(pid, Pid(stat.ppid));
+            d.c.process.shares = sharing(pid, Pid(m.stat.ppid));
         }
-        check_shared_anon(pid, &c.mm.vmas, parent, &mut shm_owners)?;
-        layouts.push((pid, c.mm.vmas.clone()));
+        check_shared_anon(pid, &d.c.mm.vmas, parent, &mut shm_owners)?;
+        if fault::armed("dump-kill-target") {
+            log::warn!("STASIS_FAULT: killing pid {pid} mid-dump");
+            let _ = stasis_sys::process::kill(pid, libc::SIGKILL);
+        }
+        let (fds, mut new_files) = files::dump(root, pid, opts.shell_job, &mut ids)?;
+        new_files.append(&mut files::ghost_mappings(pid, &d.c.mm.vmas, &mut ids)?);
+        d.c.fds = fds;
         files.append(&mut new_files);
-        log::info!("pid {pid}: frozen and inspected at {:?}", frozen_at.elapsed());
-        let (writer, page_bytes, checksums) = write_pages(dir, process, &c, progress)?;
-        log::info!("pid {pid}: {page_bytes} bytes of pages written at {:?}", frozen_at.elapsed());
-        dumped.push(Dumped { c, writer, page_bytes, checksums });
+        dumped.push(d);
     }
-    files::pipe::check_pairs(tree[0].0.pid().0, &files)?;
+    files::pipe::check_pairs(tree[0].pid.0, &files)?;
+    for m in tree {
+        let idx = m.idx;
+        let alive = pool.run(idx, move |owned, _| owned.get_mut(&idx).map_or(Ok(()), |f| f.main().check_alive()));
+        pool.wait(alive, progress)?;
+    }
     let pids: Vec<i32> = dumped.iter().map(|d| d.c.process.pid).collect();
     let attached: Vec<u64> = dumped
         .iter()
@@ -192,6 +289,21 @@ fn dump_frozen(
     let ipc = crate::ipc::dump(pids[0], &pids, &attached)?;
     fault::check("dump-fail-after-memory")?;
     Ok((dumped, files, ipc))
+}
+
+/// On the tracer thread of `process`: inspect it, then write its pages.
+fn inspect(
+    root: &ProcRoot,
+    dir: &ImageDir,
+    process: &mut FrozenProcess,
+    stat: &proc::Stat,
+    vmas: Vec<Vma>,
+    parent: Option<(Pid, &[Vma])>,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<Dumped> {
+    let c = collect(root, process, stat, vmas, parent)?;
+    let (writer, page_bytes, checksums) = write_pages(dir, process, &c, progress)?;
+    Ok(Dumped { c, writer, page_bytes, checksums })
 }
 
 /// Shared anonymous memory is saved once, by the first process that maps it, and given to the others
@@ -269,19 +381,16 @@ fn check_process(root: &ProcRoot, pid: Pid) -> Result<()> {
     Ok(())
 }
 
-/// Inspect the frozen process: registers, signals, timers, limits, credentials, layout, files, and
-/// each thread's own state.
+/// Inspect the frozen process: registers, signals, timers, limits, credentials, layout (`vmas`, read
+/// before any scratch area was mapped), and each thread's own state. Its files are taken after.
 fn collect(
     root: &ProcRoot,
     process: &mut FrozenProcess,
     stat: &proc::Stat,
-    opts: &DumpOptions,
-    ids: &mut FileIds,
-    parent: Option<(Pid, &[stasis_image::model::Vma])>,
-) -> Result<(Collected, Vec<FileEntry>)> {
+    vmas: Vec<Vma>,
+    parent: Option<(Pid, &[Vma])>,
+) -> Result<Collected> {
     let pid = process.pid();
-    // Before any injector maps its scratch area, which must not be saved.
-    let vmas = mem::dump_vmas(root, pid)?;
     let vdso =
         mem::vdso_range(&vmas).ok_or(Error::Unsupported { pid: pid.0, what: "a process without a vDSO".into() })?;
     let mut threads = Vec::new();
@@ -311,12 +420,6 @@ fn collect(
         vdso_checksum: mem::vdso_checksum(inj, vdso)?,
         vmas,
     };
-    let (fds, mut files) = files::dump(root, pid, opts.shell_job, ids)?;
-    files.append(&mut files::ghost_mappings(pid, &mm.vmas, ids)?);
-    if fault::armed("dump-kill-target") {
-        log::warn!("STASIS_FAULT: killing pid {pid} mid-dump");
-        let _ = stasis_sys::process::kill(pid, libc::SIGKILL);
-    }
     let (selected, inherited) = mem::pages::select(pid, &mm.vmas, parent)?;
     let process = ProcessEntry {
         pid: pid.0,
@@ -327,7 +430,7 @@ fn collect(
         stopped: frozen.was_stopped,
         ..Default::default()
     };
-    Ok((Collected { process, core, threads, mm, selected, inherited, fds }, files))
+    Ok(Collected { process, core, threads, mm, selected, inherited, fds: Default::default() })
 }
 
 /// Stage 4: the pages, zero-copy. Returns the page file, the bytes of page data in it, and their chunk
