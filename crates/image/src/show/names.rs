@@ -134,7 +134,46 @@ pub(super) fn file_kind(file: &FileEntry) -> (&'static str, &str, Option<u64>) {
         Some(FileKind::Terminal(t)) => ("tty", &t.path, None),
         Some(FileKind::Pipe(p)) if p.read_end => ("pipe (read end)", &p.name, None),
         Some(FileKind::Pipe(p)) => ("pipe (write end)", &p.name, None),
+        Some(FileKind::Epoll(_)) => ("epoll", "anon_inode:[eventpoll]", None),
+        Some(FileKind::Inotify(_)) => ("inotify", "anon_inode:inotify", None),
+        Some(FileKind::Fanotify(_)) => ("fanotify", "anon_inode:[fanotify]", None),
+        Some(FileKind::Fifo(f)) => ("fifo", &f.path, None),
         None => ("unknown", "", None),
+    }
+}
+
+/// Lines about what a file watches or holds (epoll items, inotify watches, fanotify marks, FIFO
+/// data), printed under its fd.
+pub(super) fn file_details(file: &FileEntry) -> Vec<String> {
+    match &file.kind {
+        Some(FileKind::Epoll(e)) => e
+            .watches
+            .iter()
+            .map(|w| format!("watches fd {} (file id {}) events {:#x} data {:#x}", w.tfd, w.file_id, w.events, w.data))
+            .collect(),
+        Some(FileKind::Inotify(i)) => {
+            i.watches.iter().map(|w| format!("wd {} mask {:#x} {}", w.wd, w.mask, w.path)).collect()
+        }
+        Some(FileKind::Fanotify(f)) => {
+            let mut out = vec![format!("flags {:#x} event flags {:#x}", f.flags, f.event_flags)];
+            out.extend(f.marks.iter().map(|m| {
+                let kind = match m.kind {
+                    0 => "inode",
+                    1 => "mount",
+                    2 => "filesystem",
+                    _ => "mark",
+                };
+                format!(
+                    "{kind} mark {} mask {:#x} ignored {:#x} mflags {:#x}",
+                    m.path, m.mask, m.ignored_mask, m.mflags
+                )
+            }));
+            out
+        }
+        Some(FileKind::Fifo(f)) if !f.data.is_empty() || f.capacity != 0 => {
+            vec![format!("capacity {}, {} bytes queued", f.capacity, f.data.len())]
+        }
+        _ => Vec::new(),
     }
 }
 

@@ -1,0 +1,100 @@
+//! epoll instances and the files they watch.
+//!
+//! Dump reads the items from the epoll fd's fdinfo (`tfd: N events: X data: Y ...`, one line each)
+//! and finds each watched file among the files of the dumped tree with `kcmp(KCMP_EPOLL_TFD)`: the
+//! item's fd number `tfd` may since have been closed, or reused for another file, so the number
+//! alone does not name the file. A watched file that no fd of the tree holds (seen so far: the
+//! process itself and those dumped before it) is refused.
+//!
+//! An item is keyed by (file, fd number), and the process will later `EPOLL_CTL_MOD` or
+//! `EPOLL_CTL_DEL` it by its number. Restore makes the epoll in the controller and adds every item
+//! under its original number once every description of the image is open
+//! ([`stasis_sys::watch::epoll_add_at`]: a thread with a private fd table puts each file at its
+//! number and adds it), so no fd of the task has to be moved for it. Items are added in the order
+//! of the image, after every file: an epoll watching another epoll works too.
+
+use super::inotify::fields;
+use super::{FileIds, Probe};
+use crate::error::{Error, Result};
+use crate::proc::{self, ProcRoot};
+use stasis_image::model::{EpollFile, EpollWatch, FdTable, FileEntry, FileKind};
+use stasis_sys::watch::{epoll_add_at, epoll_create, kcmp_epoll_tfd, EpollAdd};
+use stasis_sys::Pid;
+use std::collections::HashMap;
+use std::os::fd::{AsFd, OwnedFd};
+
+pub fn dump(p: &Probe) -> Result<FileKind> {
+    let info = proc::fdinfo(&ProcRoot::system(), p.pid.0, p.fd)?;
+    let mut watches = Vec::new();
+    for (key, value) in info.extra.iter().filter(|(k, _)| k == "tfd") {
+        let line = format!("{key}: {value}");
+        let f = fields(&line);
+        let num = |k: &str, radix| f.get(k).and_then(|v| u64::from_str_radix(v, radix).ok());
+        match (num("tfd", 10), num("events", 16), num("data", 16)) {
+            (Some(tfd), Some(events), Some(data)) => {
+                watches.push(EpollWatch { tfd: tfd as i32, events: events as u32, data, file_id: 0 })
+            }
+            _ => return Err(p.unsupported(format!("epoll item the kernel shows as '{line}'"))),
+        }
+    }
+    Ok(FileKind::Epoll(EpollFile { watches }))
+}
+
+/// Name the file each item of the epolls first seen in `pid` (`files`) watches: the id of a
+/// description of the tree, found with `kcmp(KCMP_EPOLL_TFD)`. Runs once every fd of `pid` is seen.
+pub fn resolve(pid: Pid, table: &FdTable, files: &mut [FileEntry], ids: &FileIds) -> Result<()> {
+    for entry in files.iter_mut() {
+        let id = entry.id;
+        let Some(FileKind::Epoll(ep)) = &mut entry.kind else { continue };
+        let efd = table.fds.iter().find(|f| f.file_id == id).map(|f| f.fd).expect("an fd of the epoll was seen");
+        for i in 0..ep.watches.len() {
+            let tfd = ep.watches[i].tfd;
+            // The kernel counts items with one number in the order fdinfo lists them.
+            let toff = ep.watches[..i].iter().filter(|w| w.tfd == tfd).count() as u32;
+            let same = |s: &&(Pid, i32, u32, u64, u64)| kcmp_epoll_tfd(s.0, s.1, pid, efd, tfd, toff).ok() == Some(0);
+            // The fd with the item's number in the process first: most items are still open there.
+            let here = ids.seen.iter().filter(|s| s.0 == pid && s.1 == tfd).find(same);
+            match here.or_else(|| ids.seen.iter().find(same)) {
+                Some(s) => ep.watches[i].file_id = s.2,
+                None => {
+                    let what =
+                        format!("epoll watching a file (added as fd {tfd}) that no fd of the dumped processes holds");
+                    return Err(Error::UnsupportedFd { pid: pid.0, fd: efd, what });
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A new, empty epoll instance with the status flags of `flags` (`O_NONBLOCK`).
+pub fn open(flags: u32) -> Result<OwnedFd> {
+    let io = |e: stasis_sys::SysError| Error::Io { path: "anon_inode:[eventpoll]".into(), source: e.source };
+    let fd = epoll_create().map_err(io)?;
+    if flags & libc::O_NONBLOCK as u32 != 0 {
+        stasis_sys::fd::add_status_flags(fd.as_fd(), libc::O_NONBLOCK).map_err(io)?;
+    }
+    Ok(fd)
+}
+
+/// Add the items of every epoll of `files`, now that every description is open (`opened`).
+pub fn register_all(files: &[FileEntry], opened: &HashMap<u32, OwnedFd>) -> Result<()> {
+    let mut adds = Vec::new();
+    let mut names = Vec::new();
+    for f in files {
+        let Some(FileKind::Epoll(ep)) = &f.kind else { continue };
+        let epoll = opened.get(&f.id).expect("every file is open").as_fd();
+        for w in &ep.watches {
+            let target = opened.get(&w.file_id).ok_or_else(|| Error::Incompatible {
+                file: "files.img".into(),
+                what: format!("epoll file {}: watched file id {} is not in files.img", f.id, w.file_id),
+            })?;
+            adds.push(EpollAdd { epoll, target: target.as_fd(), number: w.tfd, events: w.events, data: w.data });
+            names.push(format!("epoll file {}: item fd {} (file id {})", f.id, w.tfd, w.file_id));
+        }
+    }
+    if adds.is_empty() {
+        return Ok(());
+    }
+    epoll_add_at(&adds).map_err(|(i, e)| Error::Io { path: names[i].clone().into(), source: e.source })
+}
