@@ -1,10 +1,28 @@
 //! epoll, inotify and fanotify instances and FIFOs: each workload sets up its objects, is
 //! checkpointed, killed and restored, and checks them itself (items, watches, marks, queued data)
-//! and that they keep working. What cannot be restored is refused by name, the workload untouched.
-//! The `standalone_*` tests run the workloads without stasis.
+//! and that they keep working. What cannot be restored is refused by name, the workload untouched
+//! (it then checks nothing was taken from it). The `standalone_*` tests run the workloads without
+//! stasis.
 
-use stasis_tests::harness::{checkpoint_restore, standalone};
+use stasis_tests::harness::Workload;
+use stasis_tests::harness::{checkpoint_restore, standalone, Case};
 use stasis_tests::workload;
+
+/// Starts `workload`, expects the dump to fail naming the fd the workload printed (`fd N`) and one
+/// of `what`, then checks the workload is untouched and passes.
+fn refused(test: &str, workload: Workload, what: &[&str]) {
+    let case = Case::new(test, workload);
+    let Some(mut run) = case.start() else { return };
+    let log = run.log_text();
+    let fd = log.lines().find_map(|l| l.strip_prefix("fd ")).unwrap_or_else(|| case.fail("no fd line")).trim();
+    let images = case.images("images");
+    let r = case.dump(&run, &images, &[], &[]);
+    let fd_needles = [format!("fd {fd}")];
+    let fd_needles: Vec<&str> = fd_needles.iter().map(String::as_str).collect();
+    case.expect_failed(&r, test, &[&fd_needles, what]);
+    case.expect_untouched(&run);
+    case.finish(&mut run);
+}
 
 #[test]
 fn epoll_items_closed_fd_nested_and_loop() {
@@ -14,4 +32,24 @@ fn epoll_items_closed_fd_nested_and_loop() {
 #[test]
 fn standalone_epoll() {
     standalone("sa-watch_epoll", workload!("watch_epoll"));
+}
+
+#[test]
+fn inotify_watches_descriptors_and_new_events() {
+    checkpoint_restore("watch_inotify", workload!("watch_inotify"));
+}
+
+#[test]
+fn inotify_with_unread_events_is_refused() {
+    refused("watch_inotify_queued", workload!("watch_inotify").arg("queued"), &["inotify"]);
+}
+
+#[test]
+fn standalone_inotify() {
+    standalone("sa-watch_inotify", workload!("watch_inotify"));
+}
+
+#[test]
+fn standalone_inotify_queued() {
+    standalone("sa-watch_inotify_queued", workload!("watch_inotify").arg("queued"));
 }
