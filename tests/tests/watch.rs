@@ -53,3 +53,23 @@ fn standalone_inotify() {
 fn standalone_inotify_queued() {
     standalone("sa-watch_inotify_queued", workload!("watch_inotify").arg("queued"));
 }
+
+#[test]
+fn fifo_with_data_shared_by_two_processes() {
+    checkpoint_restore("watch_fifo", workload!("watch_fifo"));
+}
+
+#[test]
+fn fifo_whose_path_is_gone_is_refused() {
+    refused("watch_fifo_gone", workload!("watch_fifo").arg("gone"), &["fifo"]);
+}
+
+#[test]
+fn standalone_fifo() {
+    standalone("sa-watch_fifo", workload!("watch_fifo"));
+}
+
+#[test]
+fn standalone_fifo_gone() {
+    standalone("sa-watch_fifo_gone", workload!("watch_fifo").arg("gone"));
+}
