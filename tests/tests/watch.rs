@@ -4,8 +4,7 @@
 //! (it then checks nothing was taken from it). The `standalone_*` tests run the workloads without
 //! stasis.
 
-use stasis_tests::harness::Workload;
-use stasis_tests::harness::{checkpoint_restore, standalone, Case};
+use stasis_tests::harness::{checkpoint_restore, skip, standalone, Case, TestDir, TmpfsMount, Workload};
 use stasis_tests::workload;
 
 /// Starts `workload`, expects the dump to fail naming the fd the workload printed (`fd N`) and one
@@ -72,4 +71,32 @@ fn standalone_fifo() {
 #[test]
 fn standalone_fifo_gone() {
     standalone("sa-watch_fifo_gone", workload!("watch_fifo").arg("gone"));
+}
+
+/// The fanotify workload on a tmpfs mounted for the test: (case, mount), or `None` (skipped) if the
+/// mount fails.
+fn fanotify_case(test: &str) -> Option<(Case, TmpfsMount)> {
+    let dir = TestDir::new(&format!("{test}-mnt"));
+    let mnt_path = dir.join("mnt");
+    let mount = match TmpfsMount::new(&mnt_path, "size=1m") {
+        Ok(m) => m,
+        Err(e) => {
+            skip(&format!("{test}: {e}"));
+            return None;
+        }
+    };
+    Some((Case::new(test, workload!("watch_fanotify").arg(&mnt_path)), mount))
+}
+
+#[test]
+fn fanotify_group_and_marks() {
+    let Some((case, _mount)) = fanotify_case("watch_fanotify") else { return };
+    case.checkpoint_restore(&[], &[]);
+}
+
+#[test]
+fn standalone_fanotify() {
+    let Some((case, _mount)) = fanotify_case("sa-watch_fanotify") else { return };
+    let Some(mut run) = case.start() else { return };
+    case.finish(&mut run);
 }

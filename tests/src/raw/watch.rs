@@ -115,3 +115,9 @@ pub fn bytes_ready(fd: BorrowedFd<'_>) -> io::Result<i32> {
     cvt(unsafe { libc::ioctl(fd.as_raw_fd(), libc::FIONREAD, &mut n) })?;
     Ok(n)
 }
+
+/// Takes ownership of `fd`, an fd the kernel handed over in data (a fanotify event's `fd`).
+pub fn own_fd(fd: i32) -> OwnedFd {
+    // SAFETY: the kernel opened `fd` for this process in the event just read; nothing else owns it.
+    unsafe { OwnedFd::from_raw_fd(fd) }
+}

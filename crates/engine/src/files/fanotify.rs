@@ -29,7 +29,6 @@ const FAN_MARK_MOUNT: u32 = 0x10;
 const FAN_MARK_FILESYSTEM: u32 = 0x100;
 const FAN_MARK_EVICTABLE: u32 = 0x200;
 const FAN_MARK_IGNORE: u32 = 0x400;
-const FAN_CLOEXEC: u32 = 0x1;
 
 pub fn dump(p: &Probe) -> Result<FileKind> {
     check_empty(p, "fanotify group")?;
@@ -87,7 +86,9 @@ pub fn open(g: &FanotifyFile) -> Result<OwnedFd> {
         let path = path.to_string();
         move |e: stasis_sys::SysError| Error::Io { path: path.into(), source: e.source }
     };
-    let fd = fanotify_init(g.flags | FAN_CLOEXEC, g.event_flags).map_err(io("anon_inode:[fanotify]"))?;
+    // The flags as they were, FAN_CLOEXEC included or not (fdinfo shows it): the task's fd gets its
+    // own close-on-exec flag when installed.
+    let fd = fanotify_init(g.flags, g.event_flags).map_err(io("anon_inode:[fanotify]"))?;
     for m in &g.marks {
         let kind = match m.kind {
             FANOTIFY_MARK_MOUNT => FAN_MARK_MOUNT,
