@@ -100,3 +100,23 @@ fn standalone_fanotify() {
     let Some(mut run) = case.start() else { return };
     case.finish(&mut run);
 }
+
+#[test]
+fn epoll_watching_a_file_only_a_child_holds() {
+    checkpoint_restore("watch_epoll_tree", workload!("watch_epoll_tree"));
+}
+
+#[test]
+fn epoll_watching_a_file_held_outside_the_tree_is_refused() {
+    refused("watch_epoll_outside", workload!("watch_epoll_tree").arg("outside"), &["epoll"]);
+}
+
+#[test]
+fn standalone_epoll_tree() {
+    standalone("sa-watch_epoll_tree", workload!("watch_epoll_tree"));
+}
+
+#[test]
+fn standalone_epoll_outside() {
+    standalone("sa-watch_epoll_outside", workload!("watch_epoll_tree").arg("outside"));
+}

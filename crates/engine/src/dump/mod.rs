@@ -209,6 +209,7 @@ fn dump_frozen(
         dumped.push(Dumped { c, writer, page_bytes, checksums });
     }
     files::pipe::check_pairs(tree[0].0.pid().0, &files)?;
+    files::epoll::resolve(&mut files, &ids)?;
     let pids: Vec<i32> = dumped.iter().map(|d| d.c.process.pid).collect();
     let attached: Vec<u64> = dumped
         .iter()

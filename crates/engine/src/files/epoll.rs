@@ -3,8 +3,8 @@
 //! Dump reads the items from the epoll fd's fdinfo (`tfd: N events: X data: Y ...`, one line each)
 //! and finds each watched file among the files of the dumped tree with `kcmp(KCMP_EPOLL_TFD)`: the
 //! item's fd number `tfd` may since have been closed, or reused for another file, so the number
-//! alone does not name the file. A watched file that no fd of the tree holds (seen so far: the
-//! process itself and those dumped before it) is refused.
+//! alone does not name the file. This runs once every process of the tree is seen (the file may be
+//! held by a child only); a watched file that no fd of the tree holds is refused.
 //!
 //! An item is keyed by (file, fd number), and the process will later `EPOLL_CTL_MOD` or
 //! `EPOLL_CTL_DEL` it by its number. Restore makes the epoll in the controller and adds every item
@@ -40,13 +40,22 @@ pub fn dump(p: &Probe) -> Result<FileKind> {
     Ok(FileKind::Epoll(EpollFile { watches }))
 }
 
-/// Name the file each item of the epolls first seen in `pid` (`files`) watches: the id of a
-/// description of the tree, found with `kcmp(KCMP_EPOLL_TFD)`. Runs once every fd of `pid` is seen.
-pub fn resolve(pid: Pid, table: &FdTable, files: &mut [FileEntry], ids: &FileIds) -> Result<()> {
-    for entry in files.iter_mut() {
-        let id = entry.id;
-        let Some(FileKind::Epoll(ep)) = &mut entry.kind else { continue };
-        let efd = table.fds.iter().find(|f| f.file_id == id).map(|f| f.fd).expect("an fd of the epoll was seen");
+/// Note where the epolls first seen in `pid` (in `files`) live, for [`resolve`].
+pub fn note(pid: Pid, table: &FdTable, files: &[FileEntry], ids: &mut FileIds) {
+    for entry in files.iter().filter(|f| matches!(f.kind, Some(FileKind::Epoll(_)))) {
+        if let Some(fd) = table.fds.iter().find(|f| f.file_id == entry.id) {
+            ids.epolls.push((entry.id, pid, fd.fd));
+        }
+    }
+}
+
+/// Name the file each item of every epoll of the dump watches: the id of a description of the
+/// tree, found with `kcmp(KCMP_EPOLL_TFD)`. Runs once every process is seen (and still frozen).
+pub fn resolve(files: &mut [FileEntry], ids: &FileIds) -> Result<()> {
+    for &(id, pid, efd) in &ids.epolls {
+        let Some(FileKind::Epoll(ep)) = files.iter_mut().find(|f| f.id == id).and_then(|f| f.kind.as_mut()) else {
+            continue;
+        };
         for i in 0..ep.watches.len() {
             let tfd = ep.watches[i].tfd;
             // The kernel counts items with one number in the order fdinfo lists them.

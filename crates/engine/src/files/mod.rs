@@ -63,11 +63,13 @@ pub struct FileIds {
     pub ghost_limit: u64,
     /// Unlinked files and FIFOs (device, inode) whose bytes are saved already.
     pub ghosts: Vec<(u64, u64)>,
+    /// Epolls seen: (id, process, fd), for [`epoll::resolve`] once every process is seen.
+    pub epolls: Vec<(u32, Pid, i32)>,
 }
 
 impl FileIds {
     pub fn new(ghost_limit: u64) -> FileIds {
-        FileIds { next: 0, seen: Vec::new(), ghost_limit, ghosts: Vec::new() }
+        FileIds { next: 0, seen: Vec::new(), ghost_limit, ghosts: Vec::new(), epolls: Vec::new() }
     }
 }
 
@@ -112,7 +114,7 @@ pub fn dump(root: &ProcRoot, pid: Pid, shell_job: bool, ids: &mut FileIds) -> Re
         ids.seen.push((pid, fd, id, meta.dev(), meta.ino()));
         table.fds.push(FdEntry { fd, file_id: id, cloexec });
     }
-    epoll::resolve(pid, &table, &mut files, ids)?;
+    epoll::note(pid, &table, &files, ids);
     Ok((table, files))
 }
 
