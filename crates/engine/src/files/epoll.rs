@@ -16,7 +16,7 @@
 use super::inotify::fields;
 use super::{FileIds, Probe};
 use crate::error::{Error, Result};
-use crate::proc::{self, ProcRoot};
+use crate::proc::{self, FdInfo, ProcRoot};
 use stasis_image::model::{EpollFile, EpollWatch, FdTable, FileEntry, FileKind};
 use stasis_sys::watch::{epoll_add_at, epoll_create, kcmp_epoll_tfd, EpollAdd};
 use stasis_sys::Pid;
@@ -25,6 +25,13 @@ use std::os::fd::{AsFd, OwnedFd};
 
 pub fn dump(p: &Probe) -> Result<FileKind> {
     let info = proc::fdinfo(&ProcRoot::system(), p.pid.0, p.fd)?;
+    let watches = items(&info).map_err(|line| p.unsupported(format!("epoll item the kernel shows as '{line}'")))?;
+    Ok(FileKind::Epoll(EpollFile { watches }))
+}
+
+/// The items of an epoll's fdinfo (`tfd: N events: X data: Y ...`), with no file named yet; the
+/// line that does not parse as the error.
+pub(super) fn items(info: &FdInfo) -> Result<Vec<EpollWatch>, String> {
     let mut watches = Vec::new();
     for (key, value) in info.extra.iter().filter(|(k, _)| k == "tfd") {
         let line = format!("{key}: {value}");
@@ -34,10 +41,10 @@ pub fn dump(p: &Probe) -> Result<FileKind> {
             (Some(tfd), Some(events), Some(data)) => {
                 watches.push(EpollWatch { tfd: tfd as i32, events: events as u32, data, file_id: 0 })
             }
-            _ => return Err(p.unsupported(format!("epoll item the kernel shows as '{line}'"))),
+            _ => return Err(line),
         }
     }
-    Ok(FileKind::Epoll(EpollFile { watches }))
+    Ok(watches)
 }
 
 /// Note where the epolls first seen in `pid` (in `files`) live, for [`resolve`].
@@ -106,4 +113,33 @@ pub fn register_all(files: &[FileEntry], opened: &HashMap<u32, OwnedFd>) -> Resu
         return Ok(());
     }
     epoll_add_at(&adds).map_err(|(i, e)| Error::Io { path: names[i].clone().into(), source: e.source })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// fdinfo of an epoll on Linux 6.18 (the watch_epoll workload): two items share number 9.
+    const FDINFO: &str = "pos:\t0\nflags:\t02\nmnt_id:\t17\nino:\t1038\n\
+tfd:        7 events: 8000001c data:               b2  pos:0 ino:e2a78 sdev:f\n\
+tfd:        9 events: 10000019 data:               d5  pos:0 ino:e2a7a sdev:f\n\
+tfd:        9 events:       19 data:               c4  pos:0 ino:e2a79 sdev:f\n\
+tfd:        8 events: 40000000 data:               f3  pos:0 ino:99c0d8 sdev:fe00000\n";
+
+    #[test]
+    fn items_from_fdinfo() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir_all(dir.path().join("1/fdinfo")).expect("mkdir");
+        std::fs::write(dir.path().join("1/fdinfo/3"), FDINFO).expect("write");
+        let info = proc::fdinfo(&ProcRoot::new(dir.path()), 1, 3).expect("fdinfo");
+        let got: Vec<(i32, u32, u64)> =
+            items(&info).expect("items").iter().map(|w| (w.tfd, w.events, w.data)).collect();
+        assert_eq!(got, [(7, 0x8000001c, 0xb2), (9, 0x10000019, 0xd5), (9, 0x19, 0xc4), (8, 0x40000000, 0xf3)]);
+    }
+
+    #[test]
+    fn a_line_that_does_not_parse_is_named() {
+        let info = FdInfo { pos: 0, flags: 2, mnt_id: 1, extra: vec![("tfd".into(), "x events: 1 data: 2".into())] };
+        assert_eq!(items(&info).unwrap_err(), "tfd: x events: 1 data: 2");
+    }
 }

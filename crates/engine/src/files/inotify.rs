@@ -12,7 +12,7 @@
 
 use super::Probe;
 use crate::error::{Error, Result};
-use crate::proc::{self, ProcRoot};
+use crate::proc::{self, FdInfo, ProcRoot};
 use stasis_image::model::{FileKind, InotifyFile, InotifyWatch};
 use stasis_sys::watch::{bytes_queued, inotify_add_watch, inotify_init, inotify_rm_watch, open_by_handle_at};
 use std::collections::HashMap;
@@ -133,8 +133,7 @@ pub fn dump(p: &Probe) -> Result<FileKind> {
     check_empty(p, "inotify instance")?;
     let info = proc::fdinfo(&ProcRoot::system(), p.pid.0, p.fd)?;
     let mut watches = Vec::new();
-    for (key, value) in info.extra.iter().filter(|(k, _)| k == "inotify wd") {
-        let line = format!("{key}:{value}");
+    for line in watch_lines(&info) {
         let f = fields(&line);
         let (Some(wd), Some(ino), Some(mask)) = (hex(&f, "wd"), hex(&f, "ino"), hex(&f, "mask")) else {
             return Err(p.unsupported(format!("inotify watch the kernel shows as '{line}'")));
@@ -146,6 +145,11 @@ pub fn dump(p: &Probe) -> Result<FileKind> {
     }
     watches.sort_by_key(|w| w.wd);
     Ok(FileKind::Inotify(InotifyFile { watches }))
+}
+
+/// The watch lines of an inotify instance's fdinfo, whole again (`inotify wd:1 ino:...`).
+fn watch_lines(info: &FdInfo) -> Vec<String> {
+    info.extra.iter().filter(|(k, _)| k == "inotify wd").map(|(k, v)| format!("{k}:{v}")).collect()
 }
 
 /// A new inotify instance with the watches of `i`, each with its descriptor.
@@ -187,4 +191,39 @@ fn drain(fd: BorrowedFd<'_>) {
     let mut f = std::fs::File::from(dup);
     let mut buf = [0u8; 4096];
     while f.read(&mut buf).is_ok_and(|n| n > 0) {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A watch line of an inotify fdinfo on Linux 6.18 (the watch_inotify workload).
+    const WATCH: &str = "inotify wd:4 ino:99c178 sdev:fe00000 mask:4 ignored_mask:0 fhandle-bytes:8 \
+fhandle-type:1 f_handle:78c199006335fb19";
+
+    #[test]
+    fn fields_of_a_watch_line() {
+        let info = FdInfo { pos: 0, flags: 0, mnt_id: 1, extra: vec![("inotify wd".into(), WATCH[11..].into())] };
+        let lines = watch_lines(&info);
+        assert_eq!(lines, [WATCH]);
+        let f = fields(&lines[0]);
+        assert_eq!(
+            (hex(&f, "wd"), hex(&f, "ino"), hex(&f, "sdev"), hex(&f, "mask")),
+            (Some(4), Some(0x99c178), Some(0xfe00000), Some(4))
+        );
+        assert_eq!(f.get("f_handle"), Some(&"78c199006335fb19"));
+        assert!(f.contains_key("inotify"));
+    }
+
+    #[test]
+    fn fields_with_a_blank_after_the_colon() {
+        let f = fields("tfd:        9 events:       19 data:               c4  pos:0 ino:e2a79 sdev:f");
+        assert_eq!((f["tfd"], f["events"], f["data"], f["pos"], f["sdev"]), ("9", "19", "c4", "0", "f"));
+    }
+
+    #[test]
+    fn mountinfo_escapes() {
+        assert_eq!(unescape("/mnt/a\\040b\\134c"), "/mnt/a b\\c");
+        assert_eq!(unescape("/plain"), "/plain");
+    }
 }
