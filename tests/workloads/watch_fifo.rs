@@ -1,5 +1,5 @@
 //! A FIFO with data queued, held open by two processes: the root opens it read-write, read-only
-//! (non-blocking) and write-only, sets its capacity to 128 KiB and writes 1000 bytes; its child
+//! (non-blocking), write-only and `O_PATH`, sets its capacity to 128 KiB and writes 1000 bytes; its child
 //! inherits those three descriptions and opens two of its own (write-only non-blocking, read-only).
 //! After the wake: every description has its access mode and flags, the capacity is kept, the 1000
 //! bytes are queued exactly once; the child writes through its own end, and the root reads the 1000
@@ -68,6 +68,7 @@ fn main() {
     let rdwr = open(&path, true, true, 0);
     let rd = open(&path, true, false, NB);
     let mut wr = open(&path, false, true, 0);
+    let opath = open(&path, true, false, libc::O_PATH);
     raw::set_pipe_capacity(wr.as_fd(), CAPACITY).or_fail("F_SETPIPE_SZ");
     wr.write_all(&data()).or_fail("write");
     let child_path = path.clone();
@@ -101,6 +102,8 @@ fn main() {
         c,
         &[("read-write", &rdwr, libc::O_RDWR), ("read", &rd, libc::O_RDONLY | NB), ("write", &wr, libc::O_WRONLY)],
     );
+    let got = raw::status_flags(opath.as_fd()).map(|f| f & libc::O_PATH).map_err(|e| e.to_string());
+    c.same("O_PATH fd", &Ok(libc::O_PATH), &got);
     c.same("capacity", &Ok(CAPACITY), &raw::pipe_capacity(rd.as_fd()).map_err(|e| e.to_string()));
     c.same("bytes queued", &Ok(1000), &raw::bytes_ready(rd.as_fd()).map_err(|e| e.to_string()));
     c.ok("send go", child.send("go\n"));

@@ -36,7 +36,8 @@ pub fn dump(p: &Probe, saved: &mut Vec<(u64, u64)>) -> Result<FileKind> {
     }
     let key = (p.meta.dev(), p.meta.ino());
     let mut fifo = FifoFile { path, fifo_id: p.meta.ino(), ..Default::default() };
-    if !saved.contains(&key) {
+    // An O_PATH fd does not open the FIFO: there is nothing to read through it, nor to restore.
+    if p.flags & libc::O_PATH as u32 == 0 && !saved.contains(&key) {
         fifo.capacity = pipe_size(p.file).map_err(Error::sys(p.pid.0, "reading a FIFO's size"))? as u32;
         fifo.data = peek(p, fifo.capacity as usize)?;
         saved.push(key);
@@ -71,6 +72,9 @@ pub struct Fifos {
 impl Fifos {
     /// A new description of FIFO `f` with open flags `flags`.
     pub fn open(&mut self, f: &FifoFile, flags: u32) -> Result<OwnedFd> {
+        if flags & libc::O_PATH as u32 != 0 {
+            return super::regular::open_path(&f.path, flags);
+        }
         let anchor = match self.anchors.entry(f.fifo_id) {
             std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
             std::collections::hash_map::Entry::Vacant(e) => e.insert(anchor(f)?),
