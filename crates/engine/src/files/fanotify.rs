@@ -13,11 +13,12 @@
 use super::inotify::{check_empty, fields, handle_path, hex, mounts};
 use super::Probe;
 use crate::error::{Error, Result};
-use crate::proc::{self, ProcRoot};
+use crate::proc::{self, FdInfo, ProcRoot};
 use stasis_image::model::{
     FanotifyFile, FanotifyMark, FileKind, FANOTIFY_MARK_FILESYSTEM, FANOTIFY_MARK_INODE, FANOTIFY_MARK_MOUNT,
 };
 use stasis_sys::watch::{fanotify_init, fanotify_mark};
+use std::collections::HashMap;
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::Path;
 
@@ -34,50 +35,71 @@ pub fn dump(p: &Probe) -> Result<FileKind> {
     check_empty(p, "fanotify group")?;
     let info = proc::fdinfo(&ProcRoot::system(), p.pid.0, p.fd)?;
     let mut group = FanotifyFile::default();
-    for (key, value) in info.extra.iter().filter(|(k, _)| k.starts_with("fanotify ")) {
-        let line = format!("{key}:{value}");
+    for line in lines(&info) {
         let f = fields(&line);
         let bad = || p.unsupported(format!("fanotify line the kernel shows as '{line}'"));
-        if f.contains_key("flags") {
-            group.flags = hex(&f, "flags").ok_or_else(bad)? as u32;
-            group.event_flags = hex(&f, "event-flags").ok_or_else(bad)? as u32;
-            continue;
+        match parse(&f).ok_or_else(bad)? {
+            Line::Group { flags, event_flags } => (group.flags, group.event_flags) = (flags, event_flags),
+            Line::Mark(mut mark) => {
+                mark.path = mark_path(mark.kind, &f)?.ok_or_else(|| {
+                    p.unsupported(format!("fanotify mark whose path cannot be found here ('{line}')"))
+                })?;
+                group.marks.push(mark);
+            }
         }
-        let (Some(mflags), Some(mask), Some(ignored_mask)) =
-            (hex(&f, "mflags"), hex(&f, "mask"), hex(&f, "ignored_mask"))
-        else {
-            return Err(bad());
-        };
-        let (kind, path) = if f.contains_key("ino") {
-            let path = handle_path(&f)?;
-            let path = path.ok_or_else(|| {
-                p.unsupported(format!("fanotify mark on inode {} whose path cannot be found", f["ino"]))
-            })?;
-            (FANOTIFY_MARK_INODE, path)
-        } else if let Some(mnt) = hex(&f, "mnt_id") {
-            let point = mounts()?.into_iter().find(|m| m.0 == mnt).map(|m| m.3);
-            (
-                FANOTIFY_MARK_MOUNT,
-                point.ok_or_else(|| {
-                    p.unsupported(format!("fanotify mark on mount {mnt}, not in this mount namespace"))
-                })?,
-            )
-        } else if let Some(sdev) = hex(&f, "sdev") {
-            let mut all: Vec<_> = mounts()?.into_iter().filter(|m| m.1 == sdev).collect();
-            all.sort_by_key(|m| m.2 != "/");
-            let point = all.into_iter().next().map(|m| m.3);
-            (
-                FANOTIFY_MARK_FILESYSTEM,
-                point.ok_or_else(|| {
-                    p.unsupported(format!("fanotify mark on filesystem {sdev:#x}, mounted nowhere here"))
-                })?,
-            )
-        } else {
-            return Err(bad());
-        };
-        group.marks.push(FanotifyMark { kind, mflags: mflags as u32, mask, ignored_mask, path });
     }
     Ok(FileKind::Fanotify(group))
+}
+
+/// The `fanotify ...` lines of a group's fdinfo, whole again.
+fn lines(info: &FdInfo) -> Vec<String> {
+    info.extra.iter().filter(|(k, _)| k.starts_with("fanotify ")).map(|(k, v)| format!("{k}:{v}")).collect()
+}
+
+/// What one fdinfo line says.
+#[derive(Debug, PartialEq)]
+enum Line {
+    Group {
+        flags: u32,
+        event_flags: u32,
+    },
+    /// A mark, its path not found yet.
+    Mark(FanotifyMark),
+}
+
+fn parse(f: &HashMap<&str, &str>) -> Option<Line> {
+    if f.contains_key("flags") {
+        return Some(Line::Group { flags: hex(f, "flags")? as u32, event_flags: hex(f, "event-flags")? as u32 });
+    }
+    let kind = if f.contains_key("ino") {
+        FANOTIFY_MARK_INODE
+    } else if f.contains_key("mnt_id") {
+        FANOTIFY_MARK_MOUNT
+    } else if f.contains_key("sdev") {
+        FANOTIFY_MARK_FILESYSTEM
+    } else {
+        return None;
+    };
+    let (mflags, mask, ignored_mask) = (hex(f, "mflags")? as u32, hex(f, "mask")?, hex(f, "ignored_mask")?);
+    Some(Line::Mark(FanotifyMark { kind, mflags, mask, ignored_mask, path: String::new() }))
+}
+
+/// The marked inode's path (from its handle), the mount's mount point, or a mount point of the
+/// filesystem (a whole-filesystem mount first).
+fn mark_path(kind: u32, f: &HashMap<&str, &str>) -> Result<Option<String>> {
+    match kind {
+        FANOTIFY_MARK_INODE => handle_path(f),
+        FANOTIFY_MARK_MOUNT => {
+            let mnt = hex(f, "mnt_id");
+            Ok(mounts()?.into_iter().find(|m| Some(m.0) == mnt).map(|m| m.3))
+        }
+        _ => {
+            let sdev = hex(f, "sdev");
+            let mut all: Vec<_> = mounts()?.into_iter().filter(|m| Some(m.1) == sdev).collect();
+            all.sort_by_key(|m| m.2 != "/");
+            Ok(all.into_iter().next().map(|m| m.3))
+        }
+    }
 }
 
 /// A new fanotify group like `g`, with its marks.
@@ -107,4 +129,42 @@ pub fn open(g: &FanotifyFile) -> Result<OwnedFd> {
         }
     }
     Ok(fd)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The fanotify lines of a group's fdinfo on Linux 6.18 (the watch_fanotify workload).
+    const LINES: [&str; 5] = [
+        "fanotify flags:2 event-flags:8000",
+        "fanotify ino:3 sdev:27 mflags:40 mask:0 ignored_mask:20 fhandle-bytes:c fhandle-type:1 f_handle:5f9e106f0300000000000000",
+        "fanotify sdev:27 mflags:0 mask:20 ignored_mask:0",
+        "fanotify mnt_id:2c mflags:0 mask:8 ignored_mask:0",
+        "fanotify ino:2 sdev:27 mflags:0 mask:2 ignored_mask:0 fhandle-bytes:c fhandle-type:1 f_handle:bfdf22220200000000000000",
+    ];
+
+    fn mark(kind: u32, mflags: u32, mask: u64, ignored_mask: u64) -> Option<Line> {
+        Some(Line::Mark(FanotifyMark { kind, mflags, mask, ignored_mask, path: String::new() }))
+    }
+
+    #[test]
+    fn group_and_marks() {
+        let info = FdInfo {
+            pos: 0,
+            flags: 0o4002,
+            mnt_id: 17,
+            extra: LINES.iter().map(|l| l.split_once(':').map(|(k, v)| (k.into(), v.into())).expect("colon")).collect(),
+        };
+        let got: Vec<Option<Line>> = lines(&info).iter().map(|l| parse(&fields(l))).collect();
+        let want = vec![
+            Some(Line::Group { flags: 2, event_flags: 0x8000 }),
+            mark(FANOTIFY_MARK_INODE, 0x40, 0, 0x20),
+            mark(FANOTIFY_MARK_FILESYSTEM, 0, 0x20, 0),
+            mark(FANOTIFY_MARK_MOUNT, 0, 0x8, 0),
+            mark(FANOTIFY_MARK_INODE, 0, 0x2, 0),
+        ];
+        assert_eq!(got, want);
+        assert_eq!(parse(&fields("fanotify something:1")), None);
+    }
 }
