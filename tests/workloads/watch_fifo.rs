@@ -5,10 +5,10 @@
 //! bytes are queued exactly once; the child writes through its own end, and the root reads the 1000
 //! bytes then the child's, and passes bytes from its write end to its read-write end.
 //!
-//! `gone`: the FIFO's path is removed while it is open (the dump must refuse it; prints `fd N`).
+//! `gone`: the FIFO's path is removed while it is open, with data queued (see [`gone`]).
 
 use stasis_tests::raw;
-use stasis_tests::workload::{self, arg, fork_child, say, Checker, OrFail};
+use stasis_tests::workload::{self, arg, fork_child, Checker, OrFail};
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
 use std::os::fd::{AsFd, AsRawFd};
@@ -52,18 +52,38 @@ fn read_available(c: &mut Checker, mut f: &File) -> Vec<u8> {
     out
 }
 
+/// `gone`: a FIFO held read-write and read-only (non-blocking) with 9 bytes queued, its path removed.
+/// After the wake the path must still be gone, the fds show the FIFO as deleted, the bytes are
+/// there, and bytes still pass from one end to the other.
+fn gone(mut s: workload::Session, path: &Path) -> ! {
+    let rdwr = open(path, true, true, 0);
+    let rd = open(path, true, false, NB);
+    (&rdwr).write_all(b"gone-data").or_fail("write");
+    std::fs::remove_file(path).or_fail("unlink FIFO");
+    s.ready();
+    s.wait_for_wake();
+    let c = &mut s.checker;
+    c.check(std::fs::symlink_metadata(path).is_err(), || format!("{} exists again", path.display()));
+    for f in [&rdwr, &rd] {
+        let link = std::fs::read_link(format!("/proc/self/fd/{}", f.as_raw_fd())).map_err(|e| e.to_string());
+        let want = Ok(format!("{} (deleted)", path.display()).into());
+        c.same("fd link", &want, &link);
+    }
+    let got = read_available(c, &rd);
+    c.same("data", &b"gone-data"[..], &got[..]);
+    c.ok("write", (&rdwr).write_all(b"more"));
+    let got = read_available(c, &rd);
+    c.same("data after restore", &b"more"[..], &got[..]);
+    s.finish()
+}
+
 fn main() {
     let mut s = workload::start();
     let path = workload::work_dir().join("watch.fifo");
     let _ = std::fs::remove_file(&path);
     raw::mkfifo(&path, 0o600).or_fail("mkfifo");
     if arg::<String>(1, String::new()) == "gone" {
-        let f = open(&path, true, true, 0);
-        std::fs::remove_file(&path).or_fail("unlink FIFO");
-        say(&format!("fd {}", f.as_raw_fd()));
-        s.ready();
-        s.wait_for_wake();
-        s.finish()
+        gone(s, &path)
     }
     let rdwr = open(&path, true, true, 0);
     let rd = open(&path, true, false, NB);

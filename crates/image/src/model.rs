@@ -707,6 +707,12 @@ pub struct FifoFile {
     #[prost(bytes = "vec", tag = "4")]
     #[serde(serialize_with = "hex_bytes")]
     pub data: Vec<u8>,
+    /// The FIFO's path was removed while it was open (`path` is its last name): restore makes a FIFO
+    /// there with `mode`, opens every description of it, and removes it again.
+    #[prost(bool, tag = "5")]
+    pub removed: bool,
+    #[prost(uint32, tag = "6")]
+    pub mode: u32,
 }
 
 /// `ipc.img`: SysV IPC objects of the checkpointed processes.

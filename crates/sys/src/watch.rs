@@ -175,3 +175,11 @@ pub fn open_by_handle_at(
     let ret = unsafe { libc::syscall(libc::SYS_open_by_handle_at, mount.as_raw_fd(), &mut h as *mut Handle, flags) };
     owned("open_by_handle_at", ret)
 }
+
+/// `mkfifo(3)` (`mknodat(2)` with `S_IFIFO`).
+pub fn mkfifo(path: &Path, mode: u32) -> Result<(), SysError> {
+    let c = cpath("mkfifo", path)?;
+    // SAFETY: `c` is a live NUL-terminated string.
+    let ret = unsafe { libc::mkfifo(c.as_ptr(), mode as libc::mode_t) };
+    check("mkfifo", ret as libc::c_long).map(drop)
+}
