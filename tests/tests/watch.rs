@@ -10,7 +10,11 @@ use stasis_tests::workload;
 /// Starts `workload`, expects the dump to fail naming the fd the workload printed (`fd N`) and one
 /// of `what`, then checks the workload is untouched and passes.
 fn refused(test: &str, workload: Workload, what: &[&str]) {
-    let case = Case::new(test, workload);
+    refused_case(Case::new(test, workload), what);
+}
+
+/// [`refused`] for a case made already.
+fn refused_case(case: Case, what: &[&str]) {
     let Some(mut run) = case.start() else { return };
     let log = run.log_text();
     let fd = log.lines().find_map(|l| l.strip_prefix("fd ")).unwrap_or_else(|| case.fail("no fd line")).trim();
@@ -18,7 +22,7 @@ fn refused(test: &str, workload: Workload, what: &[&str]) {
     let r = case.dump(&run, &images, &[], &[]);
     let fd_needles = [format!("fd {fd}")];
     let fd_needles: Vec<&str> = fd_needles.iter().map(String::as_str).collect();
-    case.expect_failed(&r, test, &[&fd_needles, what]);
+    case.expect_failed(&r, "the dump", &[&fd_needles, what]);
     case.expect_untouched(&run);
     case.finish(&mut run);
 }
@@ -75,7 +79,7 @@ fn standalone_fifo_gone() {
 
 /// The fanotify workload on a tmpfs mounted for the test: (case, mount), or `None` (skipped) if the
 /// mount fails.
-fn fanotify_case(test: &str) -> Option<(Case, TmpfsMount)> {
+fn fanotify_case(test: &str, extra: &[&str]) -> Option<(Case, TmpfsMount)> {
     let dir = TestDir::new(&format!("{test}-mnt"));
     let mnt_path = dir.join("mnt");
     let mount = match TmpfsMount::new(&mnt_path, "size=1m") {
@@ -85,18 +89,19 @@ fn fanotify_case(test: &str) -> Option<(Case, TmpfsMount)> {
             return None;
         }
     };
-    Some((Case::new(test, workload!("watch_fanotify").arg(&mnt_path)), mount))
+    let workload = extra.iter().fold(workload!("watch_fanotify").arg(&mnt_path), |w, a| w.arg(a));
+    Some((Case::new(test, workload), mount))
 }
 
 #[test]
 fn fanotify_group_and_marks() {
-    let Some((case, _mount)) = fanotify_case("watch_fanotify") else { return };
+    let Some((case, _mount)) = fanotify_case("watch_fanotify", &[]) else { return };
     case.checkpoint_restore(&[], &[]);
 }
 
 #[test]
 fn standalone_fanotify() {
-    let Some((case, _mount)) = fanotify_case("sa-watch_fanotify") else { return };
+    let Some((case, _mount)) = fanotify_case("sa-watch_fanotify", &[]) else { return };
     let Some(mut run) = case.start() else { return };
     case.finish(&mut run);
 }
@@ -119,4 +124,17 @@ fn standalone_epoll_tree() {
 #[test]
 fn standalone_epoll_outside() {
     standalone("sa-watch_epoll_outside", workload!("watch_epoll_tree").arg("outside"));
+}
+
+#[test]
+fn fanotify_with_unread_events_is_refused() {
+    let Some((case, _mount)) = fanotify_case("watch_fanotify_queued", &["queued"]) else { return };
+    refused_case(case, &["fanotify"]);
+}
+
+#[test]
+fn standalone_fanotify_queued() {
+    let Some((case, _mount)) = fanotify_case("sa-watch_fanotify_queued", &["queued"]) else { return };
+    let Some(mut run) = case.start() else { return };
+    case.finish(&mut run);
 }

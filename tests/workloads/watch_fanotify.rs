@@ -4,9 +4,12 @@
 //! wake its fdinfo lines must be the same as before (flags, event flags, every mark), nothing
 //! queued; then writing a file gives open, modify and close-write events for it, and opening the
 //! file with the ignored mask gives none.
+//!
+//! `queued` (argument 2): an event is left unread at the checkpoint (the dump must refuse the group
+//! without reading it; prints `fd N`); after the wake the event must still be there.
 
 use stasis_tests::raw;
-use stasis_tests::workload::{self, Checker, OrFail};
+use stasis_tests::workload::{self, say, Checker, OrFail};
 use std::fs::File;
 use std::io::{Read, Write};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
@@ -88,6 +91,11 @@ fn main() {
     mark(FAN_MARK_IGNORED_MASK | FAN_MARK_IGNORED_SURV_MODIFY, FAN_OPEN, &quiet).or_fail("ignored mask");
     let setup = events(&mut s.checker, &fan);
     s.checker.same("events during setup", &Vec::<(u64, String)>::new(), &setup);
+    let queued = std::env::args().nth(2).is_some_and(|a| a == "queued");
+    if queued {
+        std::fs::write(&file, b"queued").or_fail("write");
+        say(&format!("fd {}", fan.as_raw_fd()));
+    }
     let before = lines(fan.as_fd());
     let flags = raw::status_flags(fan.as_fd()).or_fail("flags");
     s.ready();
@@ -95,6 +103,10 @@ fn main() {
     let c = &mut s.checker;
     c.same("fdinfo lines (flags, marks)", &before, &lines(fan.as_fd()));
     c.same("status flags", &Ok(flags), &raw::status_flags(fan.as_fd()).map_err(|e| e.to_string()));
+    if queued {
+        let got = events(c, &fan);
+        expect(c, "event left unread at the checkpoint", &got, FAN_MODIFY, &file);
+    }
     c.same("bytes queued", &Ok(0), &raw::bytes_ready(fan.as_fd()).map_err(|e| e.to_string()));
     c.ok("write", std::fs::OpenOptions::new().write(true).open(&file).and_then(|mut f| f.write_all(b"y")));
     c.ok("open quiet", File::open(&quiet).map(drop));
