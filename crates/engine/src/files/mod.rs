@@ -156,7 +156,7 @@ fn classify(p: &Probe, ghosts: &mut Vec<(u64, u64)>) -> Result<FileKind> {
         chardev::dump(p)
     } else if ft.is_fifo() && p.link.to_string_lossy().starts_with("pipe:") {
         pipe::dump(p, p.file, p.flags)
-    } else if ft.is_fifo() && !p.link.to_string_lossy().starts_with("pipe:") {
+    } else if ft.is_fifo() {
         fifo::dump(p, ghosts)
     } else if p.link == Path::new("anon_inode:[eventpoll]") {
         epoll::dump(p)

@@ -1,7 +1,7 @@
 //! Names and formats for the text summary: signals, resource limits, protections, open flags,
 //! sizes and times.
 
-use crate::model::{FileEntry, FileKind, VmaKind};
+use crate::model::{FileEntry, FileKind, VmaKind, FANOTIFY_MARK_FILESYSTEM, FANOTIFY_MARK_INODE, FANOTIFY_MARK_MOUNT};
 
 const SIGNALS: [&str; 31] = [
     "SIGHUP",
@@ -137,6 +137,7 @@ pub(super) fn file_kind(file: &FileEntry) -> (&'static str, &str, Option<u64>) {
         Some(FileKind::Epoll(_)) => ("epoll", "anon_inode:[eventpoll]", None),
         Some(FileKind::Inotify(_)) => ("inotify", "anon_inode:inotify", None),
         Some(FileKind::Fanotify(_)) => ("fanotify", "anon_inode:[fanotify]", None),
+        Some(FileKind::Fifo(f)) if f.removed => ("fifo (removed)", &f.path, None),
         Some(FileKind::Fifo(f)) => ("fifo", &f.path, None),
         None => ("unknown", "", None),
     }
@@ -158,9 +159,9 @@ pub(super) fn file_details(file: &FileEntry) -> Vec<String> {
             let mut out = vec![format!("flags {:#x} event flags {:#x}", f.flags, f.event_flags)];
             out.extend(f.marks.iter().map(|m| {
                 let kind = match m.kind {
-                    0 => "inode",
-                    1 => "mount",
-                    2 => "filesystem",
+                    FANOTIFY_MARK_INODE => "inode",
+                    FANOTIFY_MARK_MOUNT => "mount",
+                    FANOTIFY_MARK_FILESYSTEM => "filesystem",
                     _ => "mark",
                 };
                 format!(
