@@ -273,3 +273,56 @@ mod tests {
         assert!(unix_ms(u64::MAX).ends_with("UTC"));
     }
 }
+
+#[cfg(test)]
+mod watch_tests {
+    use super::*;
+    use crate::model::{EpollFile, EpollWatch, FanotifyFile, FanotifyMark, FifoFile};
+
+    #[test]
+    fn details_of_watching_files() {
+        let epoll = FileEntry {
+            id: 3,
+            flags: 2,
+            kind: Some(FileKind::Epoll(EpollFile {
+                watches: vec![EpollWatch { tfd: 9, events: 0x19, data: 0xc4, file_id: 12 }],
+            })),
+        };
+        assert_eq!(file_kind(&epoll).0, "epoll");
+        assert_eq!(file_details(&epoll), ["watches fd 9 (file id 12) events 0x19 data 0xc4"]);
+        let fan = FileEntry {
+            id: 4,
+            flags: 0,
+            kind: Some(FileKind::Fanotify(FanotifyFile {
+                flags: 2,
+                event_flags: 0x8000,
+                marks: vec![FanotifyMark {
+                    kind: FANOTIFY_MARK_MOUNT,
+                    mflags: 0,
+                    mask: 8,
+                    ignored_mask: 0,
+                    path: "/mnt".into(),
+                }],
+            })),
+        };
+        assert_eq!(
+            file_details(&fan),
+            ["flags 0x2 event flags 0x8000", "mount mark /mnt mask 0x8 ignored 0x0 mflags 0x0"]
+        );
+        let fifo = |removed, data: &[u8]| FileEntry {
+            id: 5,
+            flags: 0,
+            kind: Some(FileKind::Fifo(FifoFile {
+                path: "/tmp/f".into(),
+                fifo_id: 1,
+                capacity: if data.is_empty() { 0 } else { 4096 },
+                data: data.to_vec(),
+                removed,
+                mode: 0o600,
+            })),
+        };
+        assert_eq!(file_kind(&fifo(true, b"")).0, "fifo (removed)");
+        assert_eq!(file_details(&fifo(false, b"abc")), ["capacity 4096, 3 bytes queued"]);
+        assert!(file_details(&fifo(false, b"")).is_empty());
+    }
+}
