@@ -163,6 +163,18 @@ pub fn open(i: &InotifyFile, flags: u32) -> Result<OwnedFd> {
     sorted.sort_by_key(|w| w.wd);
     for w in sorted {
         let path = Path::new(&w.path);
+        match std::fs::symlink_metadata(path) {
+            Ok(m) if m.ino() != w.ino => {
+                log::warn!(
+                    "inotify watch {}: {} is another file than at dump (inode {} -> {})",
+                    w.wd,
+                    w.path,
+                    w.ino,
+                    m.ino()
+                )
+            }
+            _ => {}
+        }
         loop {
             let got = inotify_add_watch(fd.as_fd(), path, (w.mask & MASK_BITS) | libc::IN_DONT_FOLLOW)
                 .map_err(io(&w.path))?;
