@@ -11,11 +11,13 @@ mod mem;
 mod process;
 mod regs;
 mod signal;
+mod watch;
 
 pub use mem::*;
 pub use process::*;
 pub use regs::*;
 pub use signal::*;
+pub use watch::*;
 
 use std::io;
 

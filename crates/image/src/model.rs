@@ -532,7 +532,7 @@ pub struct FileEntry {
     /// Open flags (`O_*`, as fdinfo shows them, without O_CLOEXEC).
     #[prost(uint32, tag = "2")]
     pub flags: u32,
-    #[prost(oneof = "FileKind", tags = "3, 4, 5, 6, 7")]
+    #[prost(oneof = "FileKind", tags = "3, 4, 5, 6, 7, 14, 15, 16, 17")]
     pub kind: Option<FileKind>,
 }
 
@@ -548,6 +548,14 @@ pub enum FileKind {
     Terminal(Terminal),
     #[prost(message, tag = "7")]
     Pipe(PipeEnd),
+    #[prost(message, tag = "14")]
+    Epoll(EpollFile),
+    #[prost(message, tag = "15")]
+    Inotify(InotifyFile),
+    #[prost(message, tag = "16")]
+    Fanotify(FanotifyFile),
+    #[prost(message, tag = "17")]
+    Fifo(FifoFile),
 }
 
 /// One end of a pipe. Both ends of a pipe share `pipe_id`; the data buffered in the pipe is stored
@@ -627,6 +635,108 @@ pub struct Terminal {
     pub rdev: u64,
     #[prost(bool, tag = "3")]
     pub external: bool,
+}
+
+/// An epoll instance and every file it watches.
+#[derive(Clone, PartialEq, prost::Message, Serialize)]
+pub struct EpollFile {
+    #[prost(message, repeated, tag = "1")]
+    pub watches: Vec<EpollWatch>,
+}
+
+/// One item of an epoll instance: the file with id `file_id`, registered under fd number `tfd` (the
+/// number it had in the process that added it, which may since have closed it).
+#[derive(Clone, PartialEq, prost::Message, Serialize)]
+pub struct EpollWatch {
+    #[prost(int32, tag = "1")]
+    pub tfd: i32,
+    /// `EPOLLIN`, ..., `EPOLLET`, `EPOLLONESHOT`, `EPOLLEXCLUSIVE`, `EPOLLWAKEUP`, as fdinfo shows
+    /// them (a fired one-shot item has only its flag bits left).
+    #[prost(uint32, tag = "2")]
+    pub events: u32,
+    #[prost(uint64, tag = "3")]
+    pub data: u64,
+    /// The watched file, an entry of `files.img`.
+    #[prost(uint32, tag = "4")]
+    pub file_id: u32,
+}
+
+/// An inotify instance (`IN_NONBLOCK` is in the entry's flags) and its watches.
+#[derive(Clone, PartialEq, prost::Message, Serialize)]
+pub struct InotifyFile {
+    #[prost(message, repeated, tag = "1")]
+    pub watches: Vec<InotifyWatch>,
+}
+
+#[derive(Clone, PartialEq, prost::Message, Serialize)]
+pub struct InotifyWatch {
+    /// Watch descriptor; restore gives each watch the same one.
+    #[prost(int32, tag = "1")]
+    pub wd: i32,
+    #[prost(uint32, tag = "2")]
+    pub mask: u32,
+    /// The watched file's path, resolved at dump from its file handle.
+    #[prost(string, tag = "3")]
+    pub path: String,
+    /// Its inode number at dump time.
+    #[prost(uint64, tag = "4")]
+    pub ino: u64,
+}
+
+/// A fanotify group: its `fanotify_init` flags and event flags, and its marks.
+#[derive(Clone, PartialEq, prost::Message, Serialize)]
+pub struct FanotifyFile {
+    #[prost(uint32, tag = "1")]
+    pub flags: u32,
+    #[prost(uint32, tag = "2")]
+    pub event_flags: u32,
+    #[prost(message, repeated, tag = "3")]
+    pub marks: Vec<FanotifyMark>,
+}
+
+/// One fanotify mark: on an inode, a mount or a filesystem (`kind`, `FANOTIFY_MARK_*`).
+#[derive(Clone, PartialEq, prost::Message, Serialize)]
+pub struct FanotifyMark {
+    #[prost(uint32, tag = "1")]
+    pub kind: u32,
+    /// `FAN_MARK_*` flags kept with the mark (`FAN_MARK_IGNORED_SURV_MODIFY`, `FAN_MARK_EVICTABLE`).
+    #[prost(uint32, tag = "2")]
+    pub mflags: u32,
+    #[prost(uint64, tag = "3")]
+    pub mask: u64,
+    #[prost(uint64, tag = "4")]
+    pub ignored_mask: u64,
+    /// The marked inode, or the mount point (mount and filesystem marks).
+    #[prost(string, tag = "5")]
+    pub path: String,
+}
+
+/// `FanotifyMark::kind` values.
+pub const FANOTIFY_MARK_INODE: u32 = 0;
+pub const FANOTIFY_MARK_MOUNT: u32 = 1;
+pub const FANOTIFY_MARK_FILESYSTEM: u32 = 2;
+
+/// A FIFO (named pipe) opened by path. Descriptions of one FIFO share `fifo_id`; the bytes queued in
+/// it are stored once, with the first of them.
+#[derive(Clone, PartialEq, prost::Message, Serialize)]
+pub struct FifoFile {
+    #[prost(string, tag = "1")]
+    pub path: String,
+    /// The FIFO's inode number at dump time.
+    #[prost(uint64, tag = "2")]
+    pub fifo_id: u64,
+    /// Capacity in bytes (`F_GETPIPE_SZ`).
+    #[prost(uint32, tag = "3")]
+    pub capacity: u32,
+    #[prost(bytes = "vec", tag = "4")]
+    #[serde(serialize_with = "hex_bytes")]
+    pub data: Vec<u8>,
+    /// The FIFO's path was removed while it was open (`path` is its last name): restore makes a FIFO
+    /// there with `mode`, opens every description of it, and removes it again.
+    #[prost(bool, tag = "5")]
+    pub removed: bool,
+    #[prost(uint32, tag = "6")]
+    pub mode: u32,
 }
 
 /// `ipc.img`: SysV IPC objects of the checkpointed processes.

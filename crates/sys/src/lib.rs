@@ -12,6 +12,7 @@ pub mod mem;
 pub mod probe;
 pub mod process;
 pub mod ptrace;
+pub mod watch;
 
 use std::fmt;
 

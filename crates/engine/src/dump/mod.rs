@@ -274,6 +274,7 @@ fn dump_frozen<'env>(
         dumped.push(d);
     }
     files::pipe::check_pairs(tree[0].pid.0, &files)?;
+    files::epoll::resolve(&mut files, &ids)?;
     for m in tree {
         let idx = m.idx;
         let alive = pool.run(idx, move |owned, _| owned.get_mut(&idx).map_or(Ok(()), |f| f.main().check_alive()));

@@ -6,9 +6,14 @@
 //! controller and moves it to its number with `dup3` ([`FdImporter`]).
 //!
 //! One module per kind: [`regular`] (files and directories), [`chardev`] (device nodes and terminals),
-//! [`pipe`] (pipes with both ends in the process).
+//! [`pipe`] (pipes with both ends in the process), [`fifo`] (named pipes), [`epoll`], [`inotify`]
+//! and [`fanotify`] instances.
 
 pub mod chardev;
+pub mod epoll;
+pub mod fanotify;
+pub mod fifo;
+pub mod inotify;
 pub mod pipe;
 pub mod regular;
 
@@ -63,13 +68,22 @@ pub struct FileIds {
     by_inode: HashMap<(u64, u64), Vec<SeenFd>>,
     /// Largest unlinked file whose bytes are saved.
     pub ghost_limit: u64,
-    /// Unlinked files (device, inode) whose bytes are saved already.
+    /// Unlinked files and FIFOs (device, inode) whose bytes are saved already.
     pub ghosts: Vec<(u64, u64)>,
+    /// Epolls seen: (id, process, fd), for [`epoll::resolve`] once every process is seen.
+    pub epolls: Vec<(u32, Pid, i32)>,
 }
 
 impl FileIds {
     pub fn new(ghost_limit: u64) -> FileIds {
-        FileIds { next: 0, seen: Vec::new(), by_inode: HashMap::new(), ghost_limit, ghosts: Vec::new() }
+        FileIds {
+            next: 0,
+            seen: Vec::new(),
+            by_inode: HashMap::new(),
+            ghost_limit,
+            ghosts: Vec::new(),
+            epolls: Vec::new(),
+        }
     }
 
     /// The id of the description behind fd `fd` of `pid` if one seen already is the same, else where
@@ -140,6 +154,7 @@ pub fn dump(root: &ProcRoot, pid: Pid, shell_job: bool, ids: &mut FileIds) -> Re
         ids.seen.push((pid, fd, id, meta.dev(), meta.ino()));
         table.fds.push(FdEntry { fd, file_id: id, cloexec });
     }
+    epoll::note(pid, &table, &files, ids);
     Ok((table, files))
 }
 
@@ -181,6 +196,14 @@ fn classify(p: &Probe, ghosts: &mut Vec<(u64, u64)>) -> Result<FileKind> {
         chardev::dump(p)
     } else if ft.is_fifo() && p.link.to_string_lossy().starts_with("pipe:") {
         pipe::dump(p, p.file, p.flags)
+    } else if ft.is_fifo() {
+        fifo::dump(p, ghosts)
+    } else if p.link == Path::new("anon_inode:[eventpoll]") {
+        epoll::dump(p)
+    } else if p.link == Path::new("anon_inode:inotify") {
+        inotify::dump(p)
+    } else if p.link == Path::new("anon_inode:[fanotify]") {
+        fanotify::dump(p)
     } else {
         Err(p.unsupported(describe(p.link, &ft)))
     }
@@ -215,6 +238,7 @@ pub fn open_all(files: &[FileEntry], shell_job: bool) -> Result<(HashMap<u32, Ow
     let mut out = HashMap::new();
     let mut pipes = pipe::Pipes::default();
     let mut ghosts = regular::Ghosts::default();
+    let mut fifos = fifo::Fifos::default();
     for f in files {
         let fd = match &f.kind {
             Some(FileKind::Regular(r)) if r.ghost => ghosts.open(r, f.flags)?,
@@ -223,12 +247,17 @@ pub fn open_all(files: &[FileEntry], shell_job: bool) -> Result<(HashMap<u32, Ow
             Some(FileKind::CharDevice(c)) => chardev::open_device(c, f.flags)?,
             Some(FileKind::Terminal(t)) => chardev::open_terminal(t, shell_job)?,
             Some(FileKind::Pipe(p)) => pipes.open(p, f.flags)?,
+            Some(FileKind::Fifo(p)) => fifos.open(p, f.flags)?,
+            Some(FileKind::Epoll(_)) => epoll::open(f.flags)?,
+            Some(FileKind::Inotify(i)) => inotify::open(i, f.flags)?,
+            Some(FileKind::Fanotify(g)) => fanotify::open(g)?,
             None => {
                 return Err(Error::Incompatible { file: "files.img".into(), what: format!("file {}: no kind", f.id) })
             }
         };
         out.insert(f.id, fd);
     }
+    epoll::register_all(files, &out)?;
     Ok((out, ghosts.into_objects()))
 }
 

@@ -1,7 +1,7 @@
 //! Names and formats for the text summary: signals, resource limits, protections, open flags,
 //! sizes and times.
 
-use crate::model::{FileEntry, FileKind, VmaKind};
+use crate::model::{FileEntry, FileKind, VmaKind, FANOTIFY_MARK_FILESYSTEM, FANOTIFY_MARK_INODE, FANOTIFY_MARK_MOUNT};
 
 const SIGNALS: [&str; 31] = [
     "SIGHUP",
@@ -134,7 +134,47 @@ pub(super) fn file_kind(file: &FileEntry) -> (&'static str, &str, Option<u64>) {
         Some(FileKind::Terminal(t)) => ("tty", &t.path, None),
         Some(FileKind::Pipe(p)) if p.read_end => ("pipe (read end)", &p.name, None),
         Some(FileKind::Pipe(p)) => ("pipe (write end)", &p.name, None),
+        Some(FileKind::Epoll(_)) => ("epoll", "anon_inode:[eventpoll]", None),
+        Some(FileKind::Inotify(_)) => ("inotify", "anon_inode:inotify", None),
+        Some(FileKind::Fanotify(_)) => ("fanotify", "anon_inode:[fanotify]", None),
+        Some(FileKind::Fifo(f)) if f.removed => ("fifo (removed)", &f.path, None),
+        Some(FileKind::Fifo(f)) => ("fifo", &f.path, None),
         None => ("unknown", "", None),
+    }
+}
+
+/// Lines about what a file watches or holds (epoll items, inotify watches, fanotify marks, FIFO
+/// data), printed under its fd.
+pub(super) fn file_details(file: &FileEntry) -> Vec<String> {
+    match &file.kind {
+        Some(FileKind::Epoll(e)) => e
+            .watches
+            .iter()
+            .map(|w| format!("watches fd {} (file id {}) events {:#x} data {:#x}", w.tfd, w.file_id, w.events, w.data))
+            .collect(),
+        Some(FileKind::Inotify(i)) => {
+            i.watches.iter().map(|w| format!("wd {} mask {:#x} {}", w.wd, w.mask, w.path)).collect()
+        }
+        Some(FileKind::Fanotify(f)) => {
+            let mut out = vec![format!("flags {:#x} event flags {:#x}", f.flags, f.event_flags)];
+            out.extend(f.marks.iter().map(|m| {
+                let kind = match m.kind {
+                    FANOTIFY_MARK_INODE => "inode",
+                    FANOTIFY_MARK_MOUNT => "mount",
+                    FANOTIFY_MARK_FILESYSTEM => "filesystem",
+                    _ => "mark",
+                };
+                format!(
+                    "{kind} mark {} mask {:#x} ignored {:#x} mflags {:#x}",
+                    m.path, m.mask, m.ignored_mask, m.mflags
+                )
+            }));
+            out
+        }
+        Some(FileKind::Fifo(f)) if !f.data.is_empty() || f.capacity != 0 => {
+            vec![format!("capacity {}, {} bytes queued", f.capacity, f.data.len())]
+        }
+        _ => Vec::new(),
     }
 }
 
@@ -231,5 +271,58 @@ mod tests {
         assert_eq!(unix_ms(0), "1970-01-01 00:00:00 UTC");
         assert_eq!(unix_ms(1_709_210_096_000), "2024-02-29 12:34:56 UTC");
         assert!(unix_ms(u64::MAX).ends_with("UTC"));
+    }
+}
+
+#[cfg(test)]
+mod watch_tests {
+    use super::*;
+    use crate::model::{EpollFile, EpollWatch, FanotifyFile, FanotifyMark, FifoFile};
+
+    #[test]
+    fn details_of_watching_files() {
+        let epoll = FileEntry {
+            id: 3,
+            flags: 2,
+            kind: Some(FileKind::Epoll(EpollFile {
+                watches: vec![EpollWatch { tfd: 9, events: 0x19, data: 0xc4, file_id: 12 }],
+            })),
+        };
+        assert_eq!(file_kind(&epoll).0, "epoll");
+        assert_eq!(file_details(&epoll), ["watches fd 9 (file id 12) events 0x19 data 0xc4"]);
+        let fan = FileEntry {
+            id: 4,
+            flags: 0,
+            kind: Some(FileKind::Fanotify(FanotifyFile {
+                flags: 2,
+                event_flags: 0x8000,
+                marks: vec![FanotifyMark {
+                    kind: FANOTIFY_MARK_MOUNT,
+                    mflags: 0,
+                    mask: 8,
+                    ignored_mask: 0,
+                    path: "/mnt".into(),
+                }],
+            })),
+        };
+        assert_eq!(
+            file_details(&fan),
+            ["flags 0x2 event flags 0x8000", "mount mark /mnt mask 0x8 ignored 0x0 mflags 0x0"]
+        );
+        let fifo = |removed, data: &[u8]| FileEntry {
+            id: 5,
+            flags: 0,
+            kind: Some(FileKind::Fifo(FifoFile {
+                path: "/tmp/f".into(),
+                fifo_id: 1,
+                capacity: if data.is_empty() { 0 } else { 4096 },
+                data: data.to_vec(),
+                removed,
+                mode: 0o600,
+            })),
+        };
+        assert_eq!(file_kind(&fifo(true, b"")).0, "fifo (removed)");
+        assert_eq!(file_details(&fifo(false, b"abc")), ["capacity 4096, 3 bytes queued"]);
+        assert!(file_details(&fifo(false, b"")).is_empty());
     }
 }
