@@ -170,6 +170,25 @@ impl Helper {
     pub fn abandon(self) {
         self.inj.abandon();
     }
+
+    /// Hand the helper over to another tracer thread (see [`Injector::park`]).
+    pub fn park(self) -> Result<ParkedHelper> {
+        Ok(ParkedHelper { pid: self.pid, parent: self.parent, parked: self.inj.park()? })
+    }
+}
+
+/// A group helper handed over to another tracer thread.
+pub struct ParkedHelper {
+    pid: Pid,
+    parent: Pid,
+    parked: stasis_sys::inject::Parked,
+}
+
+impl ParkedHelper {
+    /// Attach it from this thread, with ptrace `options`.
+    pub fn adopt(self, options: u32) -> Result<Helper> {
+        Ok(Helper { pid: self.pid, parent: self.parent, inj: self.parked.adopt(options)? })
+    }
 }
 
 /// Reap the exited helper `child` in its parent (`wait4(child, NULL, __WALL)`).

@@ -126,4 +126,22 @@ impl NewThread {
     pub fn abandon(self) {
         self.inj.abandon();
     }
+
+    /// Hand the thread over to another tracer thread (see [`Injector::park`]).
+    pub fn park(self) -> Result<ParkedThread> {
+        Ok(ParkedThread { tid: self.tid, parked: self.inj.park()? })
+    }
+}
+
+/// A restored thread handed over to another tracer thread.
+pub struct ParkedThread {
+    tid: Pid,
+    parked: stasis_sys::inject::Parked,
+}
+
+impl ParkedThread {
+    /// Attach it from this thread, with ptrace `options`.
+    pub fn adopt(self, options: u32) -> Result<NewThread> {
+        Ok(NewThread { tid: self.tid, inj: self.parked.adopt(options)? })
+    }
 }

@@ -195,6 +195,14 @@ impl Injector {
         Ok(())
     }
 
+    /// Hand the task over to another thread of ours (see [`park`]); [`Parked::adopt`], on the
+    /// other thread, attaches it again.
+    pub fn park(mut self) -> Result<Parked, InjectError> {
+        park(self.pid, self.scratch)?;
+        self.live = false;
+        Ok(Parked { inj: self })
+    }
+
     /// Give up the injector without unmapping the scratch area (the task is about to be killed).
     pub fn abandon(mut self) {
         self.live = false;
@@ -254,6 +262,52 @@ impl Injector {
             return Err(InjectError::Failed { pid: self.pid, call, source });
         }
         Ok(ret as u64)
+    }
+}
+
+/// A task left by [`Injector::park`], untraced, blocked in `pause()`.
+pub struct Parked {
+    inj: Injector,
+}
+
+impl Parked {
+    pub fn pid(&self) -> Pid {
+        self.inj.pid
+    }
+
+    /// Attach the task from this thread (see [`adopt`]) and go on injecting.
+    pub fn adopt(self, options: u32) -> Result<Injector, InjectError> {
+        let mut inj = self.inj;
+        adopt(inj.pid, options)?;
+        inj.live = true;
+        Ok(inj)
+    }
+}
+
+/// Hand the stopped, traced task `pid` over to another thread of ours (ptrace requests must come from
+/// the thread that attached a task): it is detached into a `pause()` through the `syscall` at `code`
+/// (a scratch area's, possibly inherited from a parent), which nothing wakes as every signal is
+/// blocked. [`adopt`] attaches it again.
+pub fn park(pid: Pid, code: u64) -> Result<(), InjectError> {
+    let fail = |source| InjectError::Ptrace { pid, source };
+    let mut regs = ptrace::get_regs(pid).map_err(fail)?;
+    regs.rax = libc::SYS_pause as u64;
+    regs.orig_rax = u64::MAX;
+    regs.rip = code;
+    ptrace::set_regs(pid, &regs).map_err(fail)?;
+    ptrace::detach(pid, 0).map_err(fail)
+}
+
+/// Attach a task [`park`] left, from this thread (`PTRACE_SEIZE` with `options`, `PTRACE_INTERRUPT`).
+/// Wherever the interrupt finds it (before its `pause()` or in it), the next injected call sets
+/// every register, with `orig_rax = -1`, so nothing of the `pause()` is restarted.
+pub fn adopt(pid: Pid, options: u32) -> Result<(), InjectError> {
+    let fail = |source| InjectError::Ptrace { pid, source };
+    ptrace::seize(pid, options).map_err(fail)?;
+    ptrace::interrupt(pid).map_err(fail)?;
+    match ptrace::wait(pid).map_err(fail)? {
+        WaitStatus::Stopped { event: libc::PTRACE_EVENT_STOP, .. } => Ok(()),
+        status => Err(InjectError::UnexpectedStop { pid, call: "pause (adopting a parked task)", status }),
     }
 }
 

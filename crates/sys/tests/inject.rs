@@ -50,6 +50,34 @@ fn injected_calls_run_in_the_task_and_leave_it_intact() {
     assert!(status.success(), "sleep did not carry on: {status:?}");
 }
 
+#[test]
+fn a_parked_task_is_adopted_by_another_thread() {
+    let mut child = Command::new("sleep").arg("5").spawn().unwrap();
+    let pid = Pid(child.id() as i32);
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    ptrace::seize(pid, ptrace::OPT_TRACESYSGOOD).unwrap();
+    ptrace::interrupt(pid).unwrap();
+    ptrace::wait(pid).unwrap();
+    ptrace::set_sigmask(pid, u64::MAX).unwrap();
+    let inj = Injector::new(pid, vdso_of(pid), None, SCRATCH_LEN).unwrap();
+    let scratch = inj.scratch();
+    let parked = inj.park().unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    let state = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    assert!(state.contains(") S "), "a parked task sleeps untraced: {state}");
+    // Another thread: ptrace requests for the task now come from it.
+    std::thread::spawn(move || {
+        let mut inj = parked.adopt(ptrace::OPT_TRACESYSGOOD).unwrap();
+        assert_eq!(inj.scratch(), scratch);
+        assert_eq!(inj.call("getpid", libc::SYS_getpid, [0; 6]).unwrap(), pid.0 as u64);
+        inj.finish().unwrap();
+    })
+    .join()
+    .unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
 /// Not a test: prints what one injected call costs (run with `--ignored --nocapture`).
 #[test]
 #[ignore]

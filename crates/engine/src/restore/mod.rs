@@ -8,9 +8,10 @@ mod process;
 use crate::error::{Error, Result};
 use crate::files;
 use crate::proc::{self, ProcRoot};
-use crate::{misc, regs, session};
+use crate::tracers::Tracers;
+use crate::{misc, regs};
 use crate::{Progress, RestoreOptions, RestoreReport};
-use process::Built;
+use process::{Handoff, Out};
 use stasis_image::model::{
     FdTable, FileTable, IpcImage, LeaderHelper, MmImage, PageMap, ProcessEntry, PsTree, TaskCore,
 };
@@ -22,6 +23,7 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::fs::File;
 use std::os::fd::OwnedFd;
+use std::sync::Mutex;
 use std::time::Instant;
 
 /// The image of one process, read and checked.
@@ -59,9 +61,7 @@ pub(crate) struct Ctx<'a> {
     pages: Vec<File>,
     detached: bool,
     /// Every process created so far, for [`KillOnDrop`].
-    created: &'a RefCell<Vec<Pid>>,
-    /// Group helpers, alive until every member has joined its group.
-    helpers: RefCell<Vec<session::Helper>>,
+    created: &'a Mutex<Vec<Pid>>,
 }
 
 /// A restored process tree, running.
@@ -104,11 +104,12 @@ impl Restored {
 
 /// Kills every process created so far unless defused, and reaps each of their threads: a failed
 /// restore leaves nothing behind.
-struct KillOnDrop<'a>(&'a RefCell<Vec<Pid>>);
+struct KillOnDrop<'a>(&'a Mutex<Vec<Pid>>);
 
 impl Drop for KillOnDrop<'_> {
     fn drop(&mut self) {
-        for &pid in self.0.borrow().iter().rev() {
+        let created = self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        for &pid in created.iter().rev() {
             let mut tids: Vec<Pid> =
                 proc::threads(&ProcRoot::system(), pid.0).unwrap_or_default().into_iter().map(Pid).collect();
             tids.sort_by_key(|t| *t != pid);
@@ -133,28 +134,23 @@ pub fn restore(opts: &RestoreOptions, progress: &mut dyn FnMut(Progress)) -> Res
     let verifiers = spawn_verifiers(&pages, &img)?;
     let root = &img.procs[0];
     let pid = Pid(root.process.pid);
-    let created = RefCell::new(Vec::new());
+    let created = Mutex::new(Vec::new());
     let guard = KillOnDrop(&created);
     let (child, scratch, ours) = create_root(&img, &created)?;
     ptrace::set_sigmask(child, u64::MAX).map_err(Error::sys(pid.0, "blocking signals"))?;
     misc::restore_from_outside(child, &root.core);
-    let helpers = RefCell::new(Vec::new());
-    let ctx =
-        Ctx { img: &img, opened: &opened, ghosts: &ghosts, pages, detached: opts.detached, created: &created, helpers };
-    let mut built = Vec::new();
-    let result = process::build(&ctx, 0, child, scratch, &mut built, progress);
-    let result = result.and_then(|()| join_verifiers(verifiers, pid));
-    let result = result.and_then(|()| join_groups(&mut built, &img, &ctx));
+    let ctx = Ctx { img: &img, opened: &opened, ghosts: &ghosts, pages, detached: opts.detached, created: &created };
+    let mut out = build_tree(&ctx, child, scratch, progress)?;
+    let result = join_verifiers(verifiers, pid).and_then(|()| join_groups(&mut out, &img, &ctx));
     if let Err(e) = result {
-        built.into_iter().for_each(Built::abandon);
-        ctx.helpers.take().into_iter().for_each(session::Helper::abandon);
+        out.abandon();
         return Err(e);
     }
-    for b in built {
+    for b in out.built {
         let idx = b.idx;
         b.release(&img.procs[idx])?;
     }
-    created.borrow_mut().clear();
+    created.lock().expect("not poisoned").clear();
     drop(guard);
     segments.finish(&img.ipc);
     let pages = img.procs.iter().map(|p| p.pagemap.total_pages).sum();
@@ -162,21 +158,69 @@ pub fn restore(opts: &RestoreOptions, progress: &mut dyn FnMut(Progress)) -> Res
     Ok(Restored { report, pid: child, ours })
 }
 
+/// Build every process: the root, and on the way down the last child of each process built here;
+/// the other children, each with its subtree, on tracer threads (see `process::create_children`).
+/// Then every task is adopted back by this thread: children before their parents.
+fn build_tree<'env>(ctx: &'env Ctx<'env>, root: Pid, scratch: u64, progress: &mut dyn FnMut(Progress)) -> Result<Out> {
+    let threads = Tracers::<()>::threads_for(ctx.img.procs.len());
+    std::thread::scope(|scope| {
+        let pool = Tracers::start(scope, threads);
+        let handoff = Handoff { pool: &pool, pending: RefCell::new(Vec::new()) };
+        let mut here = Out::default();
+        let mut first_error =
+            process::build(ctx, 0, root, scratch, &mut here, (threads > 1).then_some(&handoff), progress).err();
+        let mut parked = Vec::new();
+        for pending in handoff.pending.take() {
+            match pool.wait(pending, progress) {
+                Ok(p) => parked.push(p),
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        let mut all = Out::default();
+        for p in parked {
+            if first_error.is_some() {
+                break;
+            }
+            match p.adopt() {
+                Ok(o) => {
+                    all.built.extend(o.built);
+                    all.helpers.extend(o.helpers);
+                }
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        all.built.extend(here.built);
+        all.helpers.extend(here.helpers);
+        match first_error {
+            None => Ok(all),
+            Some(e) => {
+                // Parked tasks not adopted are killed by `KillOnDrop` like the others.
+                all.abandon();
+                Err(e)
+            }
+        }
+    })
+}
+
 /// Every process joins its group (led by another process or by a group helper); then the helpers
 /// exit and their parents reap them.
-fn join_groups(built: &mut [Built], img: &Image, ctx: &Ctx) -> Result<()> {
-    for b in built.iter_mut() {
+fn join_groups(out: &mut Out, img: &Image, ctx: &Ctx) -> Result<()> {
+    for b in out.built.iter_mut() {
         b.join_group(&img.procs[b.idx])?;
     }
-    for h in ctx.helpers.take() {
+    for h in std::mem::take(&mut out.helpers) {
         let (helper, parent) = (h.pid, h.parent);
         h.exit()?;
-        let b = built.iter_mut().find(|b| b.pid == parent).ok_or(Error::Failed {
+        let b = out.built.iter_mut().find(|b| b.pid == parent).ok_or(Error::Failed {
             pid: parent.0,
             what: format!("the parent of group helper {helper} is not among the restored processes"),
         })?;
         b.reap(helper)?;
-        ctx.created.borrow_mut().retain(|&p| p != helper);
+        ctx.created.lock().expect("not poisoned").retain(|&p| p != helper);
     }
     Ok(())
 }
@@ -185,7 +229,7 @@ fn join_groups(built: &mut [Built], img: &Image, ctx: &Ctx) -> Result<()> {
 /// double fork) is forked by a short-lived helper that takes the leader's PID and calls `setsid`, then
 /// exits: the root has its session and group again, and is reparented as it was. Returns the root,
 /// its scratch address, and whether it is our child.
-fn create_root(img: &Image, created: &RefCell<Vec<Pid>>) -> Result<(Pid, u64, bool)> {
+fn create_root(img: &Image, created: &Mutex<Vec<Pid>>) -> Result<(Pid, u64, bool)> {
     let root = &img.procs[0];
     let pid = Pid(root.process.pid);
     let sid = root.process.sid;
@@ -194,16 +238,16 @@ fn create_root(img: &Image, created: &RefCell<Vec<Pid>>) -> Result<(Pid, u64, bo
         // The new task starts as a copy of us: the scratch area must be free in our layout too.
         let scratch = process::scratch_in_copy(Pid::this(), root)?;
         let child = sysproc::spawn_traced(pid).map_err(|e| spawn_error(pid, e))?;
-        created.borrow_mut().push(child);
+        created.lock().expect("not poisoned").push(child);
         return Ok((child, scratch, true));
     }
     let helper = sysproc::spawn_traced(Pid(sid)).map_err(|e| spawn_error(Pid(sid), e))?;
-    created.borrow_mut().push(helper);
+    created.lock().expect("not poisoned").push(helper);
     let mut inj = stasis_sys::inject::Injector::new(helper, process::current_vdso(helper)?, None, SCRATCH_LEN)?;
     inj.call("setsid", libc::SYS_setsid, [0; 6])?;
     process::trace_new_tasks(helper)?;
     let child = process::fork_child(&mut inj, helper, pid, 0)?;
-    created.borrow_mut().push(child);
+    created.lock().expect("not poisoned").push(child);
     inj.start(libc::SYS_exit_group, [0; 6])?;
     inj.abandon();
     crate::task::reap(&[helper]);

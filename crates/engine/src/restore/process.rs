@@ -6,7 +6,8 @@ use super::{Ctx, ProcImage};
 use crate::error::{Error, Result};
 use crate::files::{self, FdImporter};
 use crate::proc::{self, ProcRoot};
-use crate::threads::{self, NewThread};
+use crate::threads::{self, NewThread, ParkedThread};
+use crate::tracers::{Pending, Tracers};
 use crate::Progress;
 use crate::{creds, fault, mem, misc, mm, session, signals, timers};
 use stasis_image::model::{ProcessEntry, TaskCore, SHARES_FILES, SHARES_FS, SHARES_SIGHAND, SHARES_VM};
@@ -28,21 +29,107 @@ pub struct Built {
     threads: Vec<NewThread>,
 }
 
+/// What one tracer thread has built: every process (children before their parents) and the group
+/// helpers it made.
+#[derive(Default)]
+pub struct Out {
+    pub built: Vec<Built>,
+    pub helpers: Vec<session::Helper>,
+}
+
+/// Ptrace options of every task a restore traces.
+pub(super) const TRACE_OPTIONS: u32 =
+    ptrace::OPT_TRACESYSGOOD | ptrace::OPT_EXITKILL | ptrace::OPT_TRACECLONE | ptrace::OPT_TRACEFORK;
+
+impl Out {
+    /// Give up on everything (the tree is being killed).
+    pub fn abandon(self) {
+        self.built.into_iter().for_each(Built::abandon);
+        self.helpers.into_iter().for_each(session::Helper::abandon);
+    }
+
+    /// Hand every task over to another tracer thread (see [`stasis_sys::inject::park`]).
+    pub fn park(self) -> Result<ParkedOut> {
+        let built = self.built.into_iter().map(Built::park).collect::<Result<_>>()?;
+        let helpers = self.helpers.into_iter().map(session::Helper::park).collect::<Result<_>>()?;
+        Ok(ParkedOut { built, helpers })
+    }
+}
+
+/// An [`Out`] handed over to another tracer thread.
+pub struct ParkedOut {
+    built: Vec<ParkedBuilt>,
+    helpers: Vec<session::ParkedHelper>,
+}
+
+impl ParkedOut {
+    /// Attach every task from this thread.
+    pub fn adopt(self) -> Result<Out> {
+        let built = self.built.into_iter().map(ParkedBuilt::adopt).collect::<Result<_>>()?;
+        let helpers = self.helpers.into_iter().map(|h| h.adopt(TRACE_OPTIONS)).collect::<Result<_>>()?;
+        Ok(Out { built, helpers })
+    }
+}
+
+struct ParkedBuilt {
+    idx: usize,
+    pid: Pid,
+    inj: stasis_sys::inject::Parked,
+    threads: Vec<ParkedThread>,
+}
+
+impl ParkedBuilt {
+    fn adopt(self) -> Result<Built> {
+        let threads = self.threads.into_iter().map(|t| t.adopt(TRACE_OPTIONS)).collect::<Result<_>>()?;
+        Ok(Built { idx: self.idx, pid: self.pid, inj: self.inj.adopt(TRACE_OPTIONS)?, threads })
+    }
+}
+
+/// Children handed over to other tracer threads, each built there with its subtree (only from the
+/// thread that runs the restore: see `create_children`).
+pub struct Handoff<'p, 'env> {
+    pub pool: &'p Tracers<'env, ()>,
+    pub pending: std::cell::RefCell<Vec<Pending<Result<ParkedOut>>>>,
+}
+
+impl<'env> Handoff<'_, 'env> {
+    /// Park child `pid` (process `idx`, a copy of a parent whose scratch area starts at `code`) and
+    /// have a tracer thread adopt it and build it and its subtree there.
+    fn send(&self, ctx: &'env Ctx<'env>, idx: usize, pid: Pid, scratch: u64, code: u64) -> Result<()> {
+        stasis_sys::inject::park(pid, code)?;
+        let job = self.pool.run(idx, move |_, progress| -> Result<ParkedOut> {
+            stasis_sys::inject::adopt(pid, TRACE_OPTIONS)?;
+            let mut out = Out::default();
+            match build(ctx, idx, pid, scratch, &mut out, None, progress) {
+                Ok(()) => out.park(),
+                Err(e) => {
+                    out.abandon();
+                    Err(e)
+                }
+            }
+        });
+        self.pending.borrow_mut().push(job);
+        Ok(())
+    }
+}
+
 /// Build process `idx` in the new task `pid` (a copy of the controller, or of its restored parent),
-/// then its children; every process built is appended to `built`, children before their parent.
-pub fn build(
-    ctx: &Ctx,
+/// then its children; every process built is appended to `out`, children before their parent. With
+/// `handoff`, children may be built on other tracer threads.
+pub fn build<'env>(
+    ctx: &'env Ctx<'env>,
     idx: usize,
     pid: Pid,
     scratch: u64,
-    built: &mut Vec<Built>,
+    out: &mut Out,
+    handoff: Option<&Handoff<'_, 'env>>,
     progress: &mut dyn FnMut(Progress),
 ) -> Result<()> {
     let vdso = current_vdso(pid)?;
     let mut inj = Injector::new(pid, vdso, Some(scratch), SCRATCH_LEN)?;
-    match build_in(ctx, idx, &mut inj, pid, built, progress) {
+    match build_in(ctx, idx, &mut inj, pid, out, handoff, progress) {
         Ok(threads) => {
-            built.push(Built { idx, pid, inj, threads });
+            out.built.push(Built { idx, pid, inj, threads });
             Ok(())
         }
         Err(e) => {
@@ -53,12 +140,13 @@ pub fn build(
     }
 }
 
-fn build_in(
-    ctx: &Ctx,
+fn build_in<'env>(
+    ctx: &'env Ctx<'env>,
     idx: usize,
     inj: &mut Injector,
     pid: Pid,
-    built: &mut Vec<Built>,
+    out: &mut Out,
+    handoff: Option<&Handoff<'_, 'env>>,
     progress: &mut dyn FnMut(Progress),
 ) -> Result<Vec<NewThread>> {
     let img = &ctx.img.procs[idx];
@@ -85,7 +173,7 @@ fn build_in(
     }
     imp.close(inj)?;
     let made = restore_task_state(inj, pid, img, parent.map(|p| &p.core), ctx.detached)?;
-    let rest = create_children(ctx, idx, inj, pid, built, progress).and_then(|()| {
+    let rest = create_children(ctx, idx, inj, pid, out, handoff, progress).and_then(|()| {
         // Queued signals last: a zombie child's exit just queued a SIGCHLD the process never had.
         flush_sigchld(inj)?;
         signals::restore_pending(inj, pid, pid, &img.core.pending)?;
@@ -185,18 +273,21 @@ fn create_threads(inj: &mut Injector, pid: Pid, img: &ProcImage, detached: bool)
 
 /// Threads and children the task creates are traced from their first instruction.
 pub(super) fn trace_new_tasks(pid: Pid) -> Result<()> {
-    let options = ptrace::OPT_TRACESYSGOOD | ptrace::OPT_EXITKILL | ptrace::OPT_TRACECLONE | ptrace::OPT_TRACEFORK;
-    ptrace::set_options(pid, options).map_err(Error::sys(pid.0, "tracing new tasks"))
+    ptrace::set_options(pid, TRACE_OPTIONS).map_err(Error::sys(pid.0, "tracing new tasks"))
 }
 
 /// Stage 5: every child of process `idx`, created by it with its own PID (fork semantics: it starts
 /// as a copy of its restored parent), then built like its parent, recursively.
-fn create_children(
-    ctx: &Ctx,
+///
+/// With `handoff` (on the thread that runs the restore), every child but the last is built on a
+/// tracer thread of the pool, the last one here (so the handing off goes on one level down).
+fn create_children<'env>(
+    ctx: &'env Ctx<'env>,
     idx: usize,
     inj: &mut Injector,
     pid: Pid,
-    built: &mut Vec<Built>,
+    out: &mut Out,
+    handoff: Option<&Handoff<'_, 'env>>,
     progress: &mut dyn FnMut(Progress),
 ) -> Result<()> {
     let kids: Vec<usize> =
@@ -210,13 +301,13 @@ fn create_children(
     for pgid in helpers {
         // No exit signal: its end, once the members have joined, queues no SIGCHLD.
         let child = fork_task(inj, pid, Pid(pgid), 0, 0)?;
-        ctx.created.borrow_mut().push(child);
+        ctx.created.lock().expect("not poisoned").push(child);
         let helper = session::Helper::lead(child, pid, current_vdso(child)?)?;
-        ctx.helpers.borrow_mut().push(helper);
+        out.helpers.push(helper);
     }
     for z in zombies {
         let child = fork_child(inj, pid, Pid(z.pid), 0)?;
-        ctx.created.borrow_mut().push(child);
+        ctx.created.lock().expect("not poisoned").push(child);
         make_zombie(child, z)?;
     }
     let sessions: Vec<i32> = ctx.img.session_helpers.iter().filter(|h| h.parent == pid.0).map(|h| h.pid).collect();
@@ -225,19 +316,23 @@ fn create_children(
     for &k in kids.iter().filter(|k| !sessions.contains(&sid(k))) {
         let img = &ctx.img.procs[k];
         let child = fork_child(inj, pid, Pid(img.process.pid), clone_flags(img.process.shares))?;
-        ctx.created.borrow_mut().push(child);
+        ctx.created.lock().expect("not poisoned").push(child);
         made.push((k, child));
     }
     for s in sessions {
         let members: Vec<usize> = kids.iter().copied().filter(|k| sid(k) == s).collect();
         made.extend(fork_in_session(ctx, inj, pid, s, &members)?);
     }
-    for (k, child) in made {
+    let last = made.len().saturating_sub(1);
+    for (i, (k, child)) in made.into_iter().enumerate() {
         let img = &ctx.img.procs[k];
         ptrace::set_sigmask(child, u64::MAX).map_err(Error::sys(child.0, "blocking signals"))?;
         misc::restore_from_outside(child, &img.core);
         let scratch = scratch_in_copy(child, img)?;
-        build(ctx, k, child, scratch, built, progress)?;
+        match handoff {
+            Some(h) if i != last => h.send(ctx, k, child, scratch, inj.scratch().0)?,
+            _ => build(ctx, k, child, scratch, out, handoff, progress)?,
+        }
     }
     Ok(())
 }
@@ -247,7 +342,7 @@ fn create_children(
 /// session), then exits; `pid` reaps it (its SIGCHLD is flushed with the others).
 fn fork_in_session(ctx: &Ctx, inj: &mut Injector, pid: Pid, sid: i32, members: &[usize]) -> Result<Vec<(usize, Pid)>> {
     let helper = fork_child(inj, pid, Pid(sid), 0)?;
-    ctx.created.borrow_mut().push(helper);
+    ctx.created.lock().expect("not poisoned").push(helper);
     let mut hinj = Injector::new(helper, current_vdso(helper)?, None, SCRATCH_LEN)?;
     hinj.call("setsid", libc::SYS_setsid, [0; 6])?;
     trace_new_tasks(helper)?;
@@ -260,14 +355,14 @@ fn fork_in_session(ctx: &Ctx, inj: &mut Injector, pid: Pid, sid: i32, members: &
         }
         // CLONE_PARENT takes the exit signal of the helper (SIGCHLD): clone3 wants 0 here.
         let child = fork_task(&mut hinj, helper, Pid(p.pid), libc::CLONE_PARENT as u64, 0)?;
-        ctx.created.borrow_mut().push(child);
+        ctx.created.lock().expect("not poisoned").push(child);
         made.push((k, child));
     }
     hinj.start(libc::SYS_exit_group, [0; 6])?;
     hinj.abandon();
     crate::task::reap(&[helper]);
     session::reap(inj, helper)?;
-    ctx.created.borrow_mut().retain(|&p| p != helper);
+    ctx.created.lock().expect("not poisoned").retain(|&p| p != helper);
     log::info!("pid {pid}: session {sid} made again by a helper with its leader's pid, which has exited");
     Ok(made)
 }
@@ -390,5 +485,10 @@ impl Built {
     pub fn abandon(self) {
         self.threads.into_iter().for_each(NewThread::abandon);
         self.inj.abandon();
+    }
+
+    fn park(self) -> Result<ParkedBuilt> {
+        let threads = self.threads.into_iter().map(NewThread::park).collect::<Result<_>>()?;
+        Ok(ParkedBuilt { idx: self.idx, pid: self.pid, inj: self.inj.park()?, threads })
     }
 }
