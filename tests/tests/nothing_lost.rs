@@ -58,6 +58,24 @@ fn restore_fails_after_memory() {
     case.expect_no_process_left(pid);
 }
 
+/// A restore that fails in a child built on another tracer thread than the root's leaves no process
+/// of the tree behind, on any thread.
+#[test]
+fn restore_fails_in_a_child_built_in_parallel() {
+    let case = Case::new("restore_fault_child", workload!("tree_prefork"));
+    let Some(mut run) = case.start() else { return };
+    let pids = stasis_tests::harness::tree_pids(run.pid());
+    let images = case.images("images");
+    case.dump_ok(&run, &images, &[]);
+    case.reap_dumped(&mut run);
+    let env = [("STASIS_FAULT", "restore-fail-in-child")];
+    let (r, _) = case.stasis().restore_detached(&case.dir, &images, &[], &env);
+    case.expect_failed(&r, "restore failing in a child", &[&["restore-fail-in-child"]]);
+    for pid in pids {
+        case.expect_no_process_left(pid);
+    }
+}
+
 fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).expect("mkdir");
     for entry in std::fs::read_dir(from).expect("read images") {

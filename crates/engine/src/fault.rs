@@ -1,7 +1,8 @@
 //! Test-only fault injection. `STASIS_FAULT=<point>` makes the engine fail (or kill the target) at a
 //! named point, so tests can prove that a failed dump leaves the process running and a failed restore
 //! leaves nothing behind. Points: `dump-kill-target`, `dump-fail-after-memory`,
-//! `restore-fail-after-memory`.
+//! `restore-fail-after-memory`, `restore-fail-in-child` (in the second process of the image, the
+//! root's first child, which a tree of several children builds on a tracer thread of its own).
 
 use crate::error::{Error, Result};
 

@@ -165,6 +165,9 @@ fn build_in<'env>(
         restore_memory(inj, &mut imp, pid, ctx, idx, parent, progress)?;
     }
     fault::check("restore-fail-after-memory")?;
+    if idx == 1 {
+        fault::check("restore-fail-in-child")?;
+    }
     if !shared_vm {
         mm::restore(inj, &mut imp, pid, &img.mm)?;
     }
