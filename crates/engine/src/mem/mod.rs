@@ -261,8 +261,8 @@ fn subtract(range: (u64, u64), holes: &[(u64, u64)]) -> Vec<(u64, u64)> {
     out
 }
 
-/// Move `[vvar]`, `[vvar_vclock]` and `[vdso]` to their saved addresses, through a temporary place so
-/// that old and new ranges may overlap.
+/// Move `[vvar]`, `[vvar_vclock]` and `[vdso]` to their saved addresses: straight there when no
+/// destination overlaps a mapping still to move, else through a temporary place.
 fn move_specials(inj: &mut Injector, pid: Pid, current: &[MapEntry], mm: &MmImage) -> Result<()> {
     let names = [("[vvar]", VmaKind::Vvar), ("[vvar_vclock]", VmaKind::VvarVclock), ("[vdso]", VmaKind::Vdso)];
     let mut moves = Vec::new();
@@ -298,6 +298,17 @@ fn move_specials(inj: &mut Injector, pid: Pid, current: &[MapEntry], mm: &MmImag
         .ok_or_else(|| Error::Failed { pid: pid.0, what: "no free address range to move the vDSO through".into() })?;
     // Already in place (a child forked from its restored parent): nothing to move.
     moves.retain(|&(_, from, to, _)| from != to);
+    // No destination over a mapping still to move: each moves straight to its place.
+    let clear = |to: u64, len: u64| moves.iter().all(|&(_, f, _, l)| to + len <= f || to >= f + l);
+    if moves.iter().all(|&(_, _, to, len)| clear(to, len)) {
+        for &(name, from, to, len) in &moves {
+            remap(inj, from, len, to)?;
+            if name == "[vdso]" {
+                inj.vdso_moved(to);
+            }
+        }
+        return Ok(());
+    }
     let mut staged = Vec::new();
     for (name, from, to, len) in moves {
         remap(inj, from, len, tmp)?;
