@@ -59,6 +59,9 @@ pub fn dump(opts: &DumpOptions, progress: &mut dyn FnMut(Progress)) -> Result<Du
         Ok(done) => done,
         Err(e) => return Err(explain(&mut tree, e)),
     };
+    let tasks: Vec<i32> =
+        dumped.iter().flat_map(|d| d.c.process.threads.clone()).chain(zombies.iter().map(|z| z.pid)).collect();
+    files::pidfd::check_targets(pid.0, &files, &tasks)?;
     let mut tree = Some(tree);
     let mut frozen_for = None;
     if opts.leave_running {
@@ -273,8 +276,7 @@ fn check_target(root: &ProcRoot, pid: Pid) -> Result<()> {
     check_process(root, pid)
 }
 
-/// A process shares our namespaces, is traced by nobody else, has no seccomp filter and no POSIX
-/// timers.
+/// A process shares our namespaces, is traced by nobody else and has no seccomp filter.
 fn check_process(root: &ProcRoot, pid: Pid) -> Result<()> {
     let status = proc::status(root, pid.0)?;
     if status.tracer_pid != 0 {
@@ -288,10 +290,6 @@ fn check_process(root: &ProcRoot, pid: Pid) -> Result<()> {
         if proc::ns_inode(root, pid.0, ns).ok() != proc::ns_inode(root, me, ns).ok() {
             return Err(Error::Unsupported { pid: pid.0, what: format!("a {ns} namespace of its own") });
         }
-    }
-    let timers = root.pid_path(pid.0, "timers");
-    if std::fs::read_to_string(&timers).is_ok_and(|t| !t.trim().is_empty()) {
-        return Err(Error::Unsupported { pid: pid.0, what: "POSIX timers (timer_create)".into() });
     }
     Ok(())
 }
@@ -329,6 +327,7 @@ fn collect(
     core.sigactions = signals::dump_actions(inj, status.sig_cgt | status.sig_ign)?;
     core.altstack = Some(signals::dump_altstack(inj)?);
     core.itimers = timers::dump(inj)?;
+    core.posix_timers = crate::posix_timers::dump(inj, root, pid)?;
     misc::dump(inj, root, pid, &status, &mut core)?;
     core.creds = Some(creds::dump(inj, &status)?);
     let mm = MmImage {

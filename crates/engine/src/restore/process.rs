@@ -86,6 +86,11 @@ fn build_in(
     imp.close(inj)?;
     let made = restore_task_state(inj, pid, img, parent.map(|p| &p.core), ctx.detached)?;
     let rest = create_children(ctx, idx, inj, pid, built, progress).and_then(|()| {
+        // Every process a pidfd may name exists now (see files::pidfd); timers after the threads.
+        if !shared_files {
+            files::pidfd::install_late(inj, pid, &img.fds, &ctx.img.files.files)?;
+        }
+        crate::posix_timers::restore(inj, &img.core.posix_timers)?;
         // Queued signals last: a zombie child's exit just queued a SIGCHLD the process never had.
         flush_sigchld(inj)?;
         signals::restore_pending(inj, pid, pid, &img.core.pending)?;

@@ -134,6 +134,11 @@ pub(super) fn file_kind(file: &FileEntry) -> (&'static str, &str, Option<u64>) {
         Some(FileKind::Terminal(t)) => ("tty", &t.path, None),
         Some(FileKind::Pipe(p)) if p.read_end => ("pipe (read end)", &p.name, None),
         Some(FileKind::Pipe(p)) => ("pipe (write end)", &p.name, None),
+        Some(FileKind::EventFd(_)) => ("eventfd", "", None),
+        Some(FileKind::SignalFd(_)) => ("signalfd", "", None),
+        Some(FileKind::TimerFd(_)) => ("timerfd", "", None),
+        Some(FileKind::PidFd(_)) => ("pidfd", "", None),
+        Some(FileKind::Mqueue(m)) => ("mqueue", &m.name, None),
         None => ("unknown", "", None),
     }
 }

@@ -1,0 +1,88 @@
+//! Pidfds: the process (or thread, PIDFD_THREAD) each refers to, and PIDFD_NONBLOCK.
+//!
+//! Dump reads `Pid:` from fdinfo: a process of the dumped tree (refused otherwise, once every
+//! process is known: [`check_targets`]), or -1 for one that has exited and been reaped. Restore
+//! makes a pidfd of an exited process at once (of a child of the controller that exits and is
+//! reaped). A pidfd of a process of the tree can only be opened once that process exists: the fd
+//! number is held by a placeholder until its holder has created all its children ([`install_late`]);
+//! by then the holder, its ancestors, its descendants and the siblings made before it exist.
+
+use super::{FdImporter, Probe};
+use crate::error::{Error, Result};
+use crate::proc;
+use stasis_image::model::{FdTable, FileEntry, FileKind, PidFd};
+use stasis_sys::anon::{self, PIDFD_THREAD};
+use stasis_sys::inject::Injector;
+use stasis_sys::Pid;
+use std::collections::HashMap;
+use std::os::fd::{AsFd, OwnedFd};
+
+/// The flags `pidfd_open` takes that a pidfd's description keeps.
+const OPEN_FLAGS: u32 = libc::O_NONBLOCK as u32 | PIDFD_THREAD;
+
+pub fn dump(p: &Probe) -> Result<FileKind> {
+    let info = proc::fdinfo(p.root, p.pid.0, p.fd)?;
+    let pid = info
+        .get("Pid")
+        .and_then(|v| v.parse::<i32>().ok())
+        .ok_or_else(|| p.unsupported("a pidfd without a 'Pid:' line in its fdinfo"))?;
+    if info.get("NSpid").is_some_and(|ns| ns.split_whitespace().count() > 1) {
+        return Err(p.unsupported(format!("a pidfd of pid {pid} in a nested pid namespace")));
+    }
+    Ok(FileKind::PidFd(PidFd { pid }))
+}
+
+/// Refuse a pidfd of a live process outside the dump (`pids`: every task of the tree, zombies
+/// included; `root` names the tree in the message).
+pub fn check_targets(root: i32, files: &[FileEntry], pids: &[i32]) -> Result<()> {
+    for f in files {
+        if let Some(FileKind::PidFd(p)) = &f.kind {
+            if p.pid >= 0 && !pids.contains(&p.pid) {
+                let what = format!("a pidfd of pid {}, which is outside the dumped tree", p.pid);
+                return Err(Error::Unsupported { pid: root, what });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Our fd for a pidfd entry at the start of the restore: a pidfd of an exited process, or a
+/// placeholder (`/dev/null`) holding the fd number until [`install_late`].
+pub fn open_early(p: &PidFd, flags: u32) -> Result<OwnedFd> {
+    if p.pid < 0 {
+        return anon::dead_pidfd(flags & OPEN_FLAGS)
+            .map_err(|e| Error::Io { path: "anon_inode:[pidfd]".into(), source: e.source });
+    }
+    let null = std::fs::File::open("/dev/null").map_err(Error::io("/dev/null"))?;
+    Ok(null.into())
+}
+
+/// Replace the placeholders of process `pid` (fd table `table`) by pidfds of their processes,
+/// which exist now.
+pub fn install_late(inj: &mut Injector, pid: Pid, table: &FdTable, files: &[FileEntry]) -> Result<()> {
+    let targets: HashMap<u32, (&PidFd, u32)> = files
+        .iter()
+        .filter_map(|f| match &f.kind {
+            Some(FileKind::PidFd(p)) if p.pid >= 0 => Some((f.id, (p, f.flags))),
+            _ => None,
+        })
+        .collect();
+    let late: Vec<_> = table.fds.iter().filter(|e| targets.contains_key(&e.file_id)).collect();
+    if late.is_empty() {
+        return Ok(());
+    }
+    let max_fd = table.fds.iter().map(|f| f.fd).max().unwrap_or(2);
+    let mut imp = FdImporter::new(inj, max_fd + 1)?;
+    for e in late {
+        let (target, flags) = targets[&e.file_id];
+        let fd = anon::pidfd_open_flags(Pid(target.pid), flags & OPEN_FLAGS).map_err(|err| Error::Failed {
+            pid: pid.0,
+            what: format!(
+                "fd {}: opening a pidfd of pid {} ({}; a pidfd may only name a process made before its holder's children are done)",
+                e.fd, target.pid, err.source
+            ),
+        })?;
+        imp.install(inj, fd.as_fd(), e.fd, e.cloexec)?;
+    }
+    imp.close(inj)
+}
