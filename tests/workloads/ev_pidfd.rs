@@ -1,0 +1,56 @@
+//! Pidfds keep the process they refer to and PIDFD_NONBLOCK: one of a running child (`sleep`), one
+//! of the process itself (non-blocking), one of a child that exited and is not reaped yet (a zombie
+//! of the tree), and one of a child already reaped (`Pid: -1`). After the wake-up: fdinfo shows the
+//! same pids; the zombie's and the reaped child's pidfds are readable (exited); the running child
+//! is killed through its pidfd and is then reaped as killed by SIGKILL; the zombie is reaped with
+//! status 0. With the argument `outside`, it also holds a pidfd of pid 1, which the dump must refuse.
+
+use stasis_tests::raw;
+use stasis_tests::workload::{self, fdinfo_field, OrFail};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::process::Command;
+use std::time::Duration;
+
+fn pid_of(fd: &OwnedFd) -> Option<String> {
+    fdinfo_field(fd.as_raw_fd(), "Pid")
+}
+
+fn main() {
+    let mut s = workload::start();
+    let outside = std::env::args().nth(1).as_deref() == Some("outside");
+    let mut running = Command::new("sleep").arg("1000").spawn().or_fail("spawn sleep");
+    let running_fd = raw::pidfd_open(running.id() as i32, 0).or_fail("pidfd of sleep");
+    let self_fd = raw::pidfd_open(s.pid(), libc::O_NONBLOCK as u32).or_fail("pidfd of self");
+    let mut zombie = Command::new("true").spawn().or_fail("spawn true");
+    let zombie_fd = raw::pidfd_open(zombie.id() as i32, 0).or_fail("pidfd of true");
+    raw::poll_readable(zombie_fd.as_fd(), 10_000).or_fail("wait for true to exit");
+    let mut reaped = Command::new("true").spawn().or_fail("spawn true");
+    let reaped_fd = raw::pidfd_open(reaped.id() as i32, 0).or_fail("pidfd of true");
+    reaped.wait().or_fail("reap true");
+    let _init_fd = outside.then(|| raw::pidfd_open(1, 0).or_fail("pidfd of init"));
+    let before = [pid_of(&running_fd), pid_of(&self_fd), pid_of(&zombie_fd), pid_of(&reaped_fd)];
+    workload::say(&format!("CHILD {}", running.id()));
+    s.ready();
+    s.wait_for_wake();
+    let c = &mut s.checker;
+    let after = [pid_of(&running_fd), pid_of(&self_fd), pid_of(&zombie_fd), pid_of(&reaped_fd)];
+    c.same("Pid: of the running child, self, the zombie, the reaped child", &before, &after);
+    c.same("reaped child's Pid:", &Some("-1".to_string()), &after[3]);
+    c.same(
+        "pidfd of self: O_NONBLOCK",
+        &libc::O_NONBLOCK,
+        &(raw::get_fl(self_fd.as_fd()).unwrap_or(0) & libc::O_NONBLOCK),
+    );
+    c.same("pidfd of sleep: O_NONBLOCK", &0, &(raw::get_fl(running_fd.as_fd()).unwrap_or(-1) & libc::O_NONBLOCK));
+    c.same("the zombie's pidfd is readable", &Some(true), &raw::poll_readable(zombie_fd.as_fd(), 0).ok());
+    c.same("the reaped child's pidfd is readable", &Some(true), &raw::poll_readable(reaped_fd.as_fd(), 0).ok());
+    c.same("the running child's pidfd is not readable", &Some(false), &raw::poll_readable(running_fd.as_fd(), 0).ok());
+    c.ok("pidfd_send_signal(SIGKILL) to sleep", raw::pidfd_send_signal(running_fd.as_fd(), libc::SIGKILL));
+    c.same("sleep's pidfd readable once killed", &Some(true), &raw::poll_readable(running_fd.as_fd(), 10_000).ok());
+    let status = running.wait().map(|st| std::os::unix::process::ExitStatusExt::signal(&st));
+    c.same("sleep killed by", &Some(libc::SIGKILL), &status.ok().flatten());
+    let status = zombie.wait().map(|st| st.code());
+    c.same("the zombie's exit code", &Some(0), &status.ok().flatten());
+    std::thread::sleep(Duration::from_millis(1));
+    s.finish()
+}
