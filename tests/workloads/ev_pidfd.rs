@@ -3,13 +3,44 @@
 //! of the tree), and one of a child already reaped (`Pid: -1`). After the wake-up: fdinfo shows the
 //! same pids; the zombie's and the reaped child's pidfds are readable (exited); the running child
 //! is killed through its pidfd and is then reaped as killed by SIGKILL; the zombie is reaped with
-//! status 0. With the argument `outside`, it also holds a pidfd of pid 1, which the dump must refuse.
+//! status 0. A forked child inherits the pidfd of the process (one description in two processes, naming
+//! the child's parent); woken through its own pidfd with SIGUSR2, it checks that pidfd names its
+//! parent and is non-blocking, and exits 0 if so (its exit code is checked). With the argument `outside`, it also holds a pidfd of pid 1, which the dump must refuse.
 
-use stasis_tests::raw;
+use stasis_tests::raw::{self, Forked, SigSet};
 use stasis_tests::workload::{self, fdinfo_field, OrFail};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::process::Command;
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+/// In the forked child: wait for SIGUSR2 (again after the EINTR a checkpoint's freeze causes), then
+/// check the inherited pidfd `fd` names the parent and is non-blocking. Exit code 0 if so.
+fn child(fd: &OwnedFd) -> ! {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match raw::sigtimedwait(SigSet::of(&[libc::SIGUSR2]), left) {
+            Err(e) if e.raw_os_error() == Some(libc::EINTR) => continue,
+            Ok(_) => break,
+            Err(_) => std::process::exit(2),
+        }
+    }
+    let names_parent = pid_of(fd) == Some(raw::raw_getppid().to_string());
+    let nonblock = raw::get_fl(fd.as_fd()).unwrap_or(0) & libc::O_NONBLOCK != 0;
+    std::process::exit(if names_parent && nonblock { 0 } else { 1 })
+}
+
+/// Wait up to 10 s for `pid` to exit.
+fn wait_exit(pid: i32) -> Option<raw::Exit> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if let Ok(Some(exit)) = raw::try_waitpid(pid) {
+            return Some(exit);
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    None
+}
 
 fn pid_of(fd: &OwnedFd) -> Option<String> {
     fdinfo_field(fd.as_raw_fd(), "Pid")
@@ -21,6 +52,12 @@ fn main() {
     let mut running = Command::new("sleep").arg("1000").spawn().or_fail("spawn sleep");
     let running_fd = raw::pidfd_open(running.id() as i32, 0).or_fail("pidfd of sleep");
     let self_fd = raw::pidfd_open(s.pid(), libc::O_NONBLOCK as u32).or_fail("pidfd of self");
+    raw::sigprocmask(libc::SIG_BLOCK, SigSet::of(&[libc::SIGUSR2])).or_fail("block SIGUSR2");
+    let forked = match raw::fork().or_fail("fork") {
+        Forked::Child => child(&self_fd),
+        Forked::Parent(pid) => pid,
+    };
+    let forked_fd = raw::pidfd_open(forked, 0).or_fail("pidfd of the forked child");
     let mut zombie = Command::new("true").spawn().or_fail("spawn true");
     let zombie_fd = raw::pidfd_open(zombie.id() as i32, 0).or_fail("pidfd of true");
     raw::poll_readable(zombie_fd.as_fd(), 10_000).or_fail("wait for true to exit");
@@ -51,6 +88,13 @@ fn main() {
     c.same("sleep killed by", &Some(libc::SIGKILL), &status.ok().flatten());
     let status = zombie.wait().map(|st| st.code());
     c.same("the zombie's exit code", &Some(0), &status.ok().flatten());
+    c.ok("pidfd_send_signal(SIGUSR2) to the forked child", raw::pidfd_send_signal(forked_fd.as_fd(), libc::SIGUSR2));
+    let exit = wait_exit(forked);
+    c.same(
+        "the forked child's check of the pidfd it inherited (0: names its parent)",
+        &Some(raw::Exit::Code(0)),
+        &exit,
+    );
     std::thread::sleep(Duration::from_millis(1));
     s.finish()
 }
