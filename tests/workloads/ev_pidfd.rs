@@ -5,7 +5,7 @@
 //! is killed through its pidfd and is then reaped as killed by SIGKILL; the zombie is reaped with
 //! status 0. A forked child inherits the pidfd of the process (one description in two processes, naming
 //! the child's parent); woken through its own pidfd with SIGUSR2, it checks that pidfd names its
-//! parent and is non-blocking, and exits 0 if so (its exit code is checked). With the argument `outside`, it also holds a pidfd of pid 1, which the dump must refuse.
+//! parent, is non-blocking and is still the parent's description (`kcmp`), and exits 0 if so (its exit code is checked). With the argument `outside`, it also holds a pidfd of pid 1, which the dump must refuse.
 
 use stasis_tests::raw::{self, Forked, SigSet};
 use stasis_tests::workload::{self, fdinfo_field, OrFail};
@@ -14,7 +14,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 /// In the forked child: wait for SIGUSR2 (again after the EINTR a checkpoint's freeze causes), then
-/// check the inherited pidfd `fd` names the parent and is non-blocking. Exit code 0 if so.
+/// check the inherited pidfd `fd` names the parent, is non-blocking (else exit code 1) and is the
+/// same description as the parent's (`kcmp`, else exit code 3). Exit code 0 if all hold.
 fn child(fd: &OwnedFd) -> ! {
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
@@ -27,7 +28,15 @@ fn child(fd: &OwnedFd) -> ! {
     }
     let names_parent = pid_of(fd) == Some(raw::raw_getppid().to_string());
     let nonblock = raw::get_fl(fd.as_fd()).unwrap_or(0) & libc::O_NONBLOCK != 0;
-    std::process::exit(if names_parent && nonblock { 0 } else { 1 })
+    let (me, parent, n) = (raw::raw_getpid(), raw::raw_getppid(), fd.as_raw_fd());
+    let shared = raw::kcmp_files(me, parent, n, n).ok() == Some(0);
+    std::process::exit(if !names_parent || !nonblock {
+        1
+    } else if !shared {
+        3
+    } else {
+        0
+    })
 }
 
 /// Wait up to 10 s for `pid` to exit.

@@ -5,7 +5,8 @@
 //! makes a pidfd of an exited process at once (of a child of the controller that exits and is
 //! reaped). A pidfd of a process of the tree can only be opened once that process exists: the fd
 //! number is held by a placeholder until its holder has created all its children ([`install_late`]);
-//! by then the holder, its ancestors, its descendants and the siblings made before it exist.
+//! by then the holder, its ancestors, its descendants and the siblings made before it exist. Each
+//! such pidfd is opened once ([`Late`]), so processes that shared its description share it again.
 
 use super::{FdImporter, Probe};
 use crate::error::{Error, Result};
@@ -14,6 +15,7 @@ use stasis_image::model::{FdTable, FileEntry, FileKind, PidFd};
 use stasis_sys::anon::{self, PIDFD_THREAD};
 use stasis_sys::inject::Injector;
 use stasis_sys::Pid;
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::os::fd::{AsFd, OwnedFd};
 
@@ -46,6 +48,9 @@ pub fn check_targets(root: i32, files: &[FileEntry], pids: &[i32]) -> Result<()>
     Ok(())
 }
 
+/// The pidfds of processes of the tree opened so far, by file id.
+pub type Late = RefCell<HashMap<u32, OwnedFd>>;
+
 /// Our fd for a pidfd entry at the start of the restore: a pidfd of an exited process, or a
 /// placeholder (`/dev/null`) holding the fd number until [`install_late`].
 pub fn open_early(p: &PidFd, flags: u32) -> Result<OwnedFd> {
@@ -58,8 +63,8 @@ pub fn open_early(p: &PidFd, flags: u32) -> Result<OwnedFd> {
 }
 
 /// Replace the placeholders of process `pid` (fd table `table`) by pidfds of their processes,
-/// which exist now.
-pub fn install_late(inj: &mut Injector, pid: Pid, table: &FdTable, files: &[FileEntry]) -> Result<()> {
+/// which exist now; each is opened on first use and kept in `late`.
+pub fn install_late(inj: &mut Injector, pid: Pid, table: &FdTable, files: &[FileEntry], late: &Late) -> Result<()> {
     let targets: HashMap<u32, (&PidFd, u32)> = files
         .iter()
         .filter_map(|f| match &f.kind {
@@ -67,21 +72,27 @@ pub fn install_late(inj: &mut Injector, pid: Pid, table: &FdTable, files: &[File
             _ => None,
         })
         .collect();
-    let late: Vec<_> = table.fds.iter().filter(|e| targets.contains_key(&e.file_id)).collect();
-    if late.is_empty() {
+    let mine: Vec<_> = table.fds.iter().filter(|e| targets.contains_key(&e.file_id)).collect();
+    if mine.is_empty() {
         return Ok(());
     }
     let max_fd = table.fds.iter().map(|f| f.fd).max().unwrap_or(2);
     let mut imp = FdImporter::new(inj, max_fd + 1)?;
-    for e in late {
-        let (target, flags) = targets[&e.file_id];
-        let fd = anon::pidfd_open_flags(Pid(target.pid), flags & OPEN_FLAGS).map_err(|err| Error::Failed {
-            pid: pid.0,
-            what: format!(
-                "fd {}: opening a pidfd of pid {} ({}; a pidfd may only name a process made before its holder's children are done)",
-                e.fd, target.pid, err.source
-            ),
-        })?;
+    let mut opened = late.borrow_mut();
+    for e in mine {
+        let fd = match opened.entry(e.file_id) {
+            std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
+            std::collections::hash_map::Entry::Vacant(v) => {
+                let (target, flags) = targets[&e.file_id];
+                v.insert(anon::pidfd_open_flags(Pid(target.pid), flags & OPEN_FLAGS).map_err(|err| Error::Failed {
+                    pid: pid.0,
+                    what: format!(
+                        "fd {}: opening a pidfd of pid {} ({}; a pidfd may only name a process made before its holder's children are done)",
+                        e.fd, target.pid, err.source
+                    ),
+                })?)
+            }
+        };
         imp.install(inj, fd.as_fd(), e.fd, e.cloexec)?;
     }
     imp.close(inj)

@@ -54,6 +54,8 @@ pub(crate) struct Ctx<'a> {
     detached: bool,
     /// Every process created so far, for [`KillOnDrop`].
     created: &'a RefCell<Vec<Pid>>,
+    /// Pidfds of processes of the tree, opened once their process exists (see `files::pidfd`).
+    pidfds: files::pidfd::Late,
 }
 
 /// A restored process tree, running.
@@ -130,7 +132,15 @@ pub fn restore(opts: &RestoreOptions, progress: &mut dyn FnMut(Progress)) -> Res
     let (child, scratch, ours) = create_root(&img, &created)?;
     ptrace::set_sigmask(child, u64::MAX).map_err(Error::sys(pid.0, "blocking signals"))?;
     misc::restore_from_outside(child, &root.core);
-    let ctx = Ctx { img: &img, opened: &opened, ghosts: &ghosts, pages, detached: opts.detached, created: &created };
+    let ctx = Ctx {
+        img: &img,
+        opened: &opened,
+        ghosts: &ghosts,
+        pages,
+        detached: opts.detached,
+        created: &created,
+        pidfds: Default::default(),
+    };
     let mut built = Vec::new();
     let result = process::build(&ctx, 0, child, scratch, &mut built, progress);
     let result = result.and_then(|()| join_verifiers(verifiers, pid));

@@ -88,7 +88,7 @@ fn build_in(
     let rest = create_children(ctx, idx, inj, pid, built, progress).and_then(|()| {
         // Every process a pidfd may name exists now (see files::pidfd); timers after the threads.
         if !shared_files {
-            files::pidfd::install_late(inj, pid, &img.fds, &ctx.img.files.files)?;
+            files::pidfd::install_late(inj, pid, &img.fds, &ctx.img.files.files, &ctx.pidfds)?;
         }
         crate::posix_timers::restore(inj, &img.core.posix_timers)?;
         // Queued signals last: a zombie child's exit just queued a SIGCHLD the process never had.
