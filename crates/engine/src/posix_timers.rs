@@ -86,7 +86,13 @@ pub fn restore(inj: &mut Injector, timers: &[PosixTimer]) -> Result<()> {
     let prctl = |inj: &mut Injector, on| {
         inj.call("prctl(PR_TIMER_CREATE_RESTORE_IDS)", libc::SYS_prctl, [PR_TIMER_CREATE_RESTORE_IDS, on, 0, 0, 0, 0])
     };
-    prctl(inj, RESTORE_IDS_ON)?;
+    prctl(inj, RESTORE_IDS_ON).map_err(|e| Error::Step {
+        pid: pid.0,
+        what:
+            "POSIX timers: this kernel cannot create a timer with a chosen id (PR_TIMER_CREATE_RESTORE_IDS, Linux 6.17)"
+                .into(),
+        source: Box::new(e.into()),
+    })?;
     let data = inj.data();
     let (id_at, its_at) = (data + SIGEVENT_SIZE, data + SIGEVENT_SIZE + 8);
     // /proc lists the newest timer first: create them oldest first, so that it lists them as before.
