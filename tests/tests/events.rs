@@ -85,6 +85,19 @@ fn mqueue_with_notification_is_refused() {
     refused("ev_mqueue_notify", workload!("ev_mqueue").arg("notify"), &[&["/stasis-ev-"], &["mq_notify"]]);
 }
 
+/// A dump that fails after it has read the queues (`STASIS_FAULT=dump-fail-after-memory`) has put
+/// every message back, in order: the workload, woken afterwards, receives them all and passes.
+#[test]
+fn mqueue_messages_kept_by_a_failed_dump() {
+    let case = Case::new("ev_mqueue_failed_dump", workload!("ev_mqueue"));
+    let Some(mut run) = case.start() else { return };
+    let images = case.images("images");
+    let r = case.dump(&run, &images, &[], &[("STASIS_FAULT", "dump-fail-after-memory")]);
+    case.expect_failed(&r, "dump with a fault injected", &[&["dump-fail-after-memory"]]);
+    case.expect_untouched(&run);
+    case.finish(&mut run);
+}
+
 #[test]
 fn standalone_eventfd() {
     standalone("sa-ev_eventfd", workload!("ev_eventfd"));
