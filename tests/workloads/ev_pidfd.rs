@@ -1,5 +1,5 @@
 //! Pidfds keep the process they refer to and PIDFD_NONBLOCK: one of a running child (`sleep`), one
-//! of the process itself (non-blocking), one of a child that exited and is not reaped yet (a zombie
+//! of the process itself (non-blocking), a thread pidfd (PIDFD_THREAD) of the main thread, one of a child that exited and is not reaped yet (a zombie
 //! of the tree), and one of a child already reaped (`Pid: -1`). After the wake-up: fdinfo shows the
 //! same pids; the zombie's and the reaped child's pidfds are readable (exited); the running child
 //! is killed through its pidfd and is then reaped as killed by SIGKILL; the zombie is reaped with
@@ -67,6 +67,8 @@ fn main() {
         Forked::Parent(pid) => pid,
     };
     let forked_fd = raw::pidfd_open(forked, 0).or_fail("pidfd of the forked child");
+    // PIDFD_THREAD is O_EXCL.
+    let thread_fd = raw::pidfd_open(s.tid(), libc::O_EXCL as u32).or_fail("thread pidfd of the main thread");
     let mut zombie = Command::new("true").spawn().or_fail("spawn true");
     let zombie_fd = raw::pidfd_open(zombie.id() as i32, 0).or_fail("pidfd of true");
     raw::poll_readable(zombie_fd.as_fd(), 10_000).or_fail("wait for true to exit");
@@ -78,6 +80,7 @@ fn main() {
     workload::say(&format!("CHILD {}", running.id()));
     s.ready();
     s.wait_for_wake();
+    let me = s.tid();
     let c = &mut s.checker;
     let after = [pid_of(&running_fd), pid_of(&self_fd), pid_of(&zombie_fd), pid_of(&reaped_fd)];
     c.same("Pid: of the running child, self, the zombie, the reaped child", &before, &after);
@@ -87,6 +90,9 @@ fn main() {
         &libc::O_NONBLOCK,
         &(raw::get_fl(self_fd.as_fd()).unwrap_or(0) & libc::O_NONBLOCK),
     );
+    let excl = raw::get_fl(thread_fd.as_fd()).unwrap_or(0) & libc::O_EXCL;
+    c.same("thread pidfd: PIDFD_THREAD (O_EXCL)", &libc::O_EXCL, &excl);
+    c.same("thread pidfd: Pid:", &Some(me.to_string()), &pid_of(&thread_fd));
     c.same("pidfd of sleep: O_NONBLOCK", &0, &(raw::get_fl(running_fd.as_fd()).unwrap_or(-1) & libc::O_NONBLOCK));
     c.same("the zombie's pidfd is readable", &Some(true), &raw::poll_readable(zombie_fd.as_fd(), 0).ok());
     c.same("the reaped child's pidfd is readable", &Some(true), &raw::poll_readable(reaped_fd.as_fd(), 0).ok());
