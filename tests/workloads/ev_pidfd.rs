@@ -1,11 +1,15 @@
-//! Pidfds keep the process they refer to and PIDFD_NONBLOCK: one of a running child (`sleep`), one
-//! of the process itself (non-blocking), a thread pidfd (PIDFD_THREAD) of the main thread, one of a child that exited and is not reaped yet (a zombie
-//! of the tree), and one of a child already reaped (`Pid: -1`). After the wake-up: fdinfo shows the
-//! same pids; the zombie's and the reaped child's pidfds are readable (exited); the running child
-//! is killed through its pidfd and is then reaped as killed by SIGKILL; the zombie is reaped with
-//! status 0. A forked child inherits the pidfd of the process (one description in two processes, naming
-//! the child's parent); woken through its own pidfd with SIGUSR2, it checks that pidfd names its
-//! parent, is non-blocking and is still the parent's description (`kcmp`), and exits 0 if so (its exit code is checked). With the argument `outside`, it also holds a pidfd of pid 1, which the dump must refuse.
+//! Pidfds keep the process they refer to and their flags: one of a running child (`sleep`), one of
+//! the process itself (PIDFD_NONBLOCK), a thread pidfd (PIDFD_THREAD) of the main thread, one of a
+//! child that exited and is not reaped yet (a zombie of the tree), and one of a child already
+//! reaped (`Pid: -1`). After the wake-up: fdinfo shows the same pids; the zombie's and the reaped
+//! child's pidfds are readable (exited); the running child is killed through its pidfd and is then
+//! reaped as killed by SIGKILL; the zombie is reaped with status 0.
+//!
+//! A forked child inherits the pidfd of the process (one description in two processes, naming the
+//! child's parent); woken through its own pidfd with SIGUSR2, it checks that the pidfd names its
+//! parent, is non-blocking and is still the parent's description (`kcmp`), and exits 0 if so (its
+//! exit code is checked). With the argument `outside`, the process also holds a pidfd of pid 1,
+//! which the dump must refuse.
 
 use stasis_tests::raw::{self, Forked, SigSet};
 use stasis_tests::workload::{self, fdinfo_field, OrFail};
