@@ -219,7 +219,7 @@ pub fn open_all(files: &[FileEntry], shell_job: bool) -> Result<(HashMap<u32, Ow
         };
         out.insert(f.id, fd);
     }
-    queues.finish(files)?;
+    drop(queues);
     Ok((out, ghosts.into_objects()))
 }
 

@@ -11,7 +11,8 @@
 //!
 //! Restore makes the queue once per inode (removing a queue of that name that is there, the dumped
 //! one as it was left), fills it, opens each description by name with its flags; a queue that was
-//! unlinked is made under a temporary name, unlinked once its descriptions are open.
+//! unlinked is made under its old name if that is free (else a temporary one) and unlinked again
+//! once every description of the image is open, or when the restore fails.
 
 use super::Probe;
 use crate::error::{Error, Result};
@@ -98,10 +99,12 @@ fn peek(p: &Probe, fd: BorrowedFd<'_>, attr: &MqAttr) -> Result<Vec<MqMessage>> 
     }
 }
 
-/// Queues made again at restore, by inode at dump time: the name each is open under.
+/// Queues made again at restore, by inode at dump time: the name each is open under, and whether
+/// it was unlinked at dump. Dropping it (once every description is open, or on an error) unlinks
+/// those, so a failed restore leaves no name behind either.
 #[derive(Default)]
 pub struct Mqueues {
-    made: HashMap<u64, String>,
+    made: HashMap<u64, (String, bool)>,
 }
 
 impl Mqueues {
@@ -109,32 +112,25 @@ impl Mqueues {
     pub fn open(&mut self, m: &Mqueue, flags: u32) -> Result<OwnedFd> {
         let io = |e: stasis_sys::SysError| Error::Io { path: m.name.clone().into(), source: e.source };
         let name = match self.made.get(&m.ino) {
-            Some(n) => n.clone(),
+            Some((n, _)) => n.clone(),
             None => {
                 let name = make(m).map_err(io)?;
-                self.made.insert(m.ino, name.clone());
+                self.made.insert(m.ino, (name.clone(), m.unlinked));
                 name
             }
         };
         let keep = (libc::O_ACCMODE | libc::O_NONBLOCK) as u32;
         anon::mq_open(&name, (flags & keep) as i32, 0, None).map_err(io)
     }
+}
 
-    /// Unlink the queues that were unlinked at dump (their descriptions are all open).
-    pub fn finish(self, files: &[stasis_image::model::FileEntry]) -> Result<()> {
-        for f in files {
-            if let Some(FileKind::Mqueue(m)) = &f.kind {
-                if let (true, Some(name)) = (m.unlinked, self.made.get(&m.ino)) {
-                    match anon::mq_unlink(name) {
-                        Err(e) if e.errno() != libc::ENOENT => {
-                            return Err(Error::Io { path: name.into(), source: e.source })
-                        }
-                        _ => {}
-                    }
-                }
+impl Drop for Mqueues {
+    fn drop(&mut self) {
+        for (name, _) in self.made.values().filter(|(_, unlinked)| *unlinked) {
+            if let Err(e) = anon::mq_unlink(name) {
+                log::warn!("{name}: could not unlink the message queue made for an unlinked one: {e}");
             }
         }
-        Ok(())
     }
 }
 
