@@ -77,7 +77,7 @@ fn refused(test: &str, workload: stasis_tests::harness::Workload, needles: &[&[&
 
 #[test]
 fn pidfd_outside_the_tree_is_refused() {
-    refused("ev_pidfd_outside", workload!("ev_pidfd").arg("outside"), &[&["pidfd of pid 1"], &["outside"]]);
+    refused("ev_pidfd_outside", workload!("ev_pidfd").arg("outside"), &[&["pidfd of pid 1"], &["outside"], &["fd 44"]]);
 }
 
 #[test]

@@ -8,8 +8,8 @@
 //! A forked child inherits the pidfd of the process (one description in two processes, naming the
 //! child's parent); woken through its own pidfd with SIGUSR2, it checks that the pidfd names its
 //! parent, is non-blocking and is still the parent's description (`kcmp`), and exits 0 if so (its
-//! exit code is checked). With the argument `outside`, the process also holds a pidfd of pid 1,
-//! which the dump must refuse.
+//! exit code is checked). With the argument `outside`, the process also holds a pidfd of pid 1 at
+//! fd 44, which the dump must refuse.
 
 use stasis_tests::raw::{self, Forked, SigSet};
 use stasis_tests::workload::{self, fdinfo_field, OrFail};
@@ -79,7 +79,10 @@ fn main() {
     let mut reaped = Command::new("true").spawn().or_fail("spawn true");
     let reaped_fd = raw::pidfd_open(reaped.id() as i32, 0).or_fail("pidfd of true");
     reaped.wait().or_fail("reap true");
-    let _init_fd = outside.then(|| raw::pidfd_open(1, 0).or_fail("pidfd of init"));
+    let _init_fd = outside.then(|| {
+        let fd = raw::pidfd_open(1, 0).or_fail("pidfd of init");
+        raw::dup_to(fd.as_fd(), 44).or_fail("dup to 44")
+    });
     let before = [pid_of(&running_fd), pid_of(&self_fd), pid_of(&zombie_fd), pid_of(&reaped_fd)];
     workload::say(&format!("CHILD {}", running.id()));
     s.ready();

@@ -61,7 +61,8 @@ pub fn dump(opts: &DumpOptions, progress: &mut dyn FnMut(Progress)) -> Result<Du
     };
     let tasks: Vec<i32> =
         dumped.iter().flat_map(|d| d.c.process.threads.clone()).chain(zombies.iter().map(|z| z.pid)).collect();
-    files::pidfd::check_targets(pid.0, &files, &tasks)?;
+    let tables: Vec<_> = dumped.iter().map(|d| (d.c.process.pid, &d.c.fds)).collect();
+    files::pidfd::check_targets(&files, &tasks, &tables)?;
     let mut tree = Some(tree);
     let mut frozen_for = None;
     if opts.leave_running {

@@ -35,15 +35,19 @@ pub fn dump(p: &Probe) -> Result<FileKind> {
 }
 
 /// Refuse a pidfd of a live process outside the dump (`pids`: every task of the tree, zombies
-/// included; `root` names the tree in the message).
-pub fn check_targets(root: i32, files: &[FileEntry], pids: &[i32]) -> Result<()> {
+/// included), naming a process and fd that hold it (`tables`: each process's fd table).
+pub fn check_targets(files: &[FileEntry], pids: &[i32], tables: &[(i32, &FdTable)]) -> Result<()> {
     for f in files {
-        if let Some(FileKind::PidFd(p)) = &f.kind {
-            if p.pid >= 0 && !pids.contains(&p.pid) {
-                let what = format!("a pidfd of pid {}, which is outside the dumped tree", p.pid);
-                return Err(Error::Unsupported { pid: root, what });
-            }
+        let Some(FileKind::PidFd(p)) = &f.kind else { continue };
+        if p.pid < 0 || pids.contains(&p.pid) {
+            continue;
         }
+        let what = format!("a pidfd of pid {}, a process outside the dumped tree,", p.pid);
+        let holder = tables.iter().find_map(|(pid, t)| t.fds.iter().find(|e| e.file_id == f.id).map(|e| (*pid, e.fd)));
+        return Err(match holder {
+            Some((pid, fd)) => Error::UnsupportedFd { pid, fd, what },
+            None => Error::Unsupported { pid: pids.first().copied().unwrap_or(0), what },
+        });
     }
     Ok(())
 }
