@@ -10,7 +10,7 @@
 
 use super::Probe;
 use crate::error::{Error, Result};
-use crate::proc;
+use crate::proc::{self, FdInfo};
 use stasis_image::model::{EventFd, FileKind, SignalFd, TimerFd};
 use stasis_sys::anon::{self, Timespec};
 use std::os::fd::{AsFd, OwnedFd};
@@ -31,14 +31,19 @@ pub fn dump(p: &Probe, inner: &str) -> Result<FileKind> {
         anon::timerfd_gettime(p.file).map_err(Error::sys(p.pid.0, "reading a timerfd"))?;
     }
     let info = proc::fdinfo(p.root, p.pid.0, p.fd)?;
-    let field = |key: &str| {
-        info.get(key).ok_or_else(|| p.unsupported(format!("{inner} without '{key}' in its fdinfo (kernel too old?)")))
-    };
-    let num = |key: &str, radix: u32| -> Result<u64> {
+    from_fdinfo(inner, &info).map_err(|what| p.unsupported(what))
+}
+
+/// The state of an `inner` fd (`eventfd`, `signalfd`, `timerfd`) as its fdinfo shows it; the error
+/// says what is missing or malformed.
+fn from_fdinfo(inner: &str, info: &FdInfo) -> std::result::Result<FileKind, String> {
+    let field =
+        |key: &str| info.get(key).ok_or_else(|| format!("{inner} without '{key}' in its fdinfo (kernel too old?)"));
+    let num = |key: &str, radix: u32| {
         let v = field(key)?;
-        u64::from_str_radix(v.trim(), radix)
-            .map_err(|_| p.unsupported(format!("{inner} with '{key}: {v}' in its fdinfo")))
+        u64::from_str_radix(v.trim(), radix).map_err(|_| format!("{inner} with '{key}: {v}' in its fdinfo"))
     };
+    let time = |key: &str| pair(field(key)?).ok_or_else(|| format!("{inner} with a bad {key} in its fdinfo"));
     match inner {
         "eventfd" => Ok(FileKind::EventFd(EventFd {
             count: num("eventfd-count", 16)?,
@@ -47,10 +52,8 @@ pub fn dump(p: &Probe, inner: &str) -> Result<FileKind> {
         })),
         "signalfd" => Ok(FileKind::SignalFd(SignalFd { sigmask: num("sigmask", 16)? })),
         _ => {
-            let clockid = field("clockid")?.parse().map_err(|_| p.unsupported("a timerfd with a bad clockid"))?;
-            let value = pair(field("it_value")?).ok_or_else(|| p.unsupported("a timerfd with a bad it_value"))?;
-            let interval =
-                pair(field("it_interval")?).ok_or_else(|| p.unsupported("a timerfd with a bad it_interval"))?;
+            let clockid = field("clockid")?.parse().map_err(|_| format!("{inner} with a bad clockid in its fdinfo"))?;
+            let (value, interval) = (time("it_value")?, time("it_interval")?);
             Ok(FileKind::TimerFd(TimerFd {
                 clockid,
                 ticks: num("ticks", 10)?,
@@ -110,6 +113,45 @@ pub fn open_timerfd(t: &TimerFd, flags: u32) -> Result<OwnedFd> {
 
 #[cfg(test)]
 mod tests {
+    use super::{from_fdinfo, FdInfo};
+    use stasis_image::model::{EventFd, FileKind, SignalFd, TimerFd};
+
+    /// An fdinfo with the lines of `text` after `pos`, `flags`, `mnt_id`, as the kernel writes them.
+    fn info(text: &str) -> FdInfo {
+        let extra = text
+            .lines()
+            .map(|l| l.split_once(':').map_or((l.to_string(), String::new()), |(k, v)| (k.into(), v.trim().into())))
+            .collect();
+        FdInfo { pos: 0, flags: 0o2, mnt_id: 17, extra }
+    }
+
+    #[test]
+    fn eventfd_signalfd_timerfd_from_fdinfo() {
+        // As Linux 6.18 writes them (the eventfd counter in hex, padded).
+        let e = info("ino:\t1038\neventfd-count:                1a\neventfd-id: 4\neventfd-semaphore: 1");
+        let want = FileKind::EventFd(EventFd { count: 26, semaphore: true, id: 4 });
+        assert_eq!(from_fdinfo("eventfd", &e), Ok(want));
+        let s = info("ino:\t1038\nsigmask:\t0000000c00000800");
+        assert_eq!(from_fdinfo("signalfd", &s), Ok(FileKind::SignalFd(SignalFd { sigmask: 0xc00000800 })));
+        let t = info(
+            "ino:\t1038\nclockid: 1\nticks: 35\nsettime flags: 03\nit_value: (4, 987006479)\nit_interval: (0, 20000000)",
+        );
+        let want = FileKind::TimerFd(TimerFd {
+            clockid: 1,
+            ticks: 35,
+            settime_flags: 3,
+            value_sec: 4,
+            value_nsec: 987006479,
+            interval_sec: 0,
+            interval_nsec: 20000000,
+        });
+        assert_eq!(from_fdinfo("timerfd", &t), Ok(want));
+        // An older kernel without the eventfd-semaphore line is refused, naming the line.
+        let old = info("eventfd-count:                1");
+        assert!(from_fdinfo("eventfd", &old).unwrap_err().contains("eventfd-semaphore"));
+        assert!(from_fdinfo("timerfd", &info("clockid: x")).is_err());
+    }
+
     #[test]
     fn pair_parses_fdinfo_times() {
         assert_eq!(super::pair("(4, 987006479)"), Some((4, 987006479)));
