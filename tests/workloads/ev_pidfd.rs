@@ -6,9 +6,11 @@
 //! reaped as killed by SIGKILL; the zombie is reaped with status 0.
 //!
 //! A forked child inherits the pidfd of the process (one description in two processes, naming the
-//! child's parent); woken through its own pidfd with SIGUSR2, it checks that the pidfd names its
-//! parent, is non-blocking and is still the parent's description (`kcmp`), and exits 0 if so (its
-//! exit code is checked). With the argument `outside`, the process also holds a pidfd of pid 1 at
+//! child's parent), and opens a pidfd of its younger sibling (made after it: restore installs it in
+//! a last pass); woken through its own pidfd with SIGUSR2, it checks that the pidfd names its
+//! parent, is non-blocking and is still the parent's description (`kcmp`), that the other names its
+//! sibling, kills the sibling through it, and exits 0 if all went well (its exit code and the
+//! sibling's death are checked). With the argument `outside`, the process also holds a pidfd of pid 1 at
 //! fd 44, which the dump must refuse.
 
 use stasis_tests::raw::{self, Forked, SigSet};
@@ -17,30 +19,39 @@ use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-/// In the forked child: wait for SIGUSR2 (again after the EINTR a checkpoint's freeze causes), then
-/// check the inherited pidfd `fd` names the parent, is non-blocking (else exit code 1) and is the
-/// same description as the parent's (`kcmp`, else exit code 3). Exit code 0 if all hold.
-fn child(fd: &OwnedFd) -> ! {
+/// Wait for SIGUSR2 (again after the EINTR a checkpoint's freeze causes); its `sigqueue` value.
+fn wait_usr2() -> u64 {
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
         match raw::sigtimedwait(SigSet::of(&[libc::SIGUSR2]), left) {
             Err(e) if e.raw_os_error() == Some(libc::EINTR) => continue,
-            Ok(_) => break,
+            Ok(info) => return info.value,
             Err(_) => std::process::exit(2),
         }
     }
+}
+
+/// The forked child A. The first SIGUSR2 carries the pid of its younger sibling B: A opens a pidfd
+/// of it and tells its parent (SIGUSR2). After the restore, the second SIGUSR2: A checks the pidfd
+/// `fd` it inherited names its parent, is non-blocking (else exit code 1) and is the same
+/// description as the parent's (`kcmp`, else 3), and that its pidfd of B names B (else 4); then it
+/// kills B through that pidfd (else 5). Exit code 0 if all hold.
+fn child(fd: &OwnedFd) -> ! {
+    let sibling = wait_usr2() as i32;
+    let sibling_fd = raw::pidfd_open(sibling, 0).unwrap_or_else(|_| std::process::exit(6));
+    let _ = raw::kill(raw::raw_getppid(), libc::SIGUSR2);
+    wait_usr2();
     let names_parent = pid_of(fd) == Some(raw::raw_getppid().to_string());
     let nonblock = raw::get_fl(fd.as_fd()).unwrap_or(0) & libc::O_NONBLOCK != 0;
     let (me, parent, n) = (raw::raw_getpid(), raw::raw_getppid(), fd.as_raw_fd());
     let shared = raw::kcmp_files(me, parent, n, n).ok() == Some(0);
-    std::process::exit(if !names_parent || !nonblock {
-        1
-    } else if !shared {
-        3
-    } else {
-        0
-    })
+    let names_sibling = pid_of(&sibling_fd) == Some(sibling.to_string());
+    let killed = raw::pidfd_send_signal(sibling_fd.as_fd(), libc::SIGKILL).is_ok();
+    let code = [(!names_parent || !nonblock, 1), (!shared, 3), (!names_sibling, 4), (!killed, 5)]
+        .iter()
+        .find_map(|&(bad, code)| bad.then_some(code));
+    std::process::exit(code.unwrap_or(0))
 }
 
 /// Wait up to 10 s for `pid` to exit.
@@ -71,6 +82,15 @@ fn main() {
         Forked::Parent(pid) => pid,
     };
     let forked_fd = raw::pidfd_open(forked, 0).or_fail("pidfd of the forked child");
+    let younger = match raw::fork().or_fail("fork") {
+        Forked::Child => loop {
+            std::thread::sleep(Duration::from_secs(1000));
+        },
+        Forked::Parent(pid) => pid,
+    };
+    raw::sigqueue(forked, libc::SIGUSR2, younger as u64).or_fail("tell the child its sibling");
+    raw::sigtimedwait(SigSet::of(&[libc::SIGUSR2]), Duration::from_secs(10))
+        .or_fail("the child's pidfd of its sibling");
     // PIDFD_THREAD is O_EXCL.
     let thread_fd = raw::pidfd_open(s.tid(), libc::O_EXCL as u32).or_fail("thread pidfd of the main thread");
     let mut zombie = Command::new("true").spawn().or_fail("spawn true");
@@ -112,6 +132,11 @@ fn main() {
     c.same("the zombie's exit code", &Some(0), &status.ok().flatten());
     c.ok("pidfd_send_signal(SIGUSR2) to the forked child", raw::pidfd_send_signal(forked_fd.as_fd(), libc::SIGUSR2));
     let exit = wait_exit(forked);
+    c.same(
+        "the younger child, killed by its sibling through a pidfd",
+        &Some(raw::Exit::Signal(libc::SIGKILL)),
+        &wait_exit(younger),
+    );
     c.same(
         "the forked child's check of the pidfd it inherited (0: names its parent)",
         &Some(raw::Exit::Code(0)),

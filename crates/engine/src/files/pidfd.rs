@@ -5,8 +5,11 @@
 //! makes a pidfd of an exited process at once (of a child of the controller that exits and is
 //! reaped). A pidfd of a process of the tree can only be opened once that process exists: the fd
 //! number is held by a placeholder until its holder has created all its children ([`install_late`]);
-//! by then the holder, its ancestors, its descendants and the siblings made before it exist. Each
-//! such pidfd is opened once ([`Late`]), so processes that shared its description share it again.
+//! by then the holder, its ancestors, its descendants and the siblings made before it exist. A pidfd
+//! of a process made later (a later sibling's subtree) is installed in a last pass, once every
+//! process exists (the holder's credentials are restored by then: it must still be allowed to take
+//! an fd of stasis). Each such pidfd is opened once ([`Late`]), so processes that shared its
+//! description share it again.
 
 use super::{FdImporter, Probe};
 use crate::error::{Error, Result};
@@ -16,6 +19,7 @@ use stasis_sys::anon::{self, PIDFD_THREAD};
 use stasis_sys::inject::Injector;
 use stasis_sys::Pid;
 use std::cell::RefCell;
+use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 use std::os::fd::{AsFd, OwnedFd};
 
@@ -66,9 +70,17 @@ pub fn open_early(p: &PidFd, flags: u32) -> Result<OwnedFd> {
     Ok(null.into())
 }
 
-/// Replace the placeholders of process `pid` (fd table `table`) by pidfds of their processes,
-/// which exist now; each is opened on first use and kept in `late`.
-pub fn install_late(inj: &mut Injector, pid: Pid, table: &FdTable, files: &[FileEntry], late: &Late) -> Result<()> {
+/// Replace the placeholders of process `pid` (fd table `table`) by pidfds of their processes; each
+/// is opened on first use and kept in `late`. In the first pass (`last` false) a pidfd of a process
+/// that does not exist yet is left for the last pass, made once every process exists.
+pub fn install_late(
+    inj: &mut Injector,
+    pid: Pid,
+    table: &FdTable,
+    files: &[FileEntry],
+    late: &Late,
+    last: bool,
+) -> Result<()> {
     let targets: HashMap<u32, (&PidFd, u32)> = files
         .iter()
         .filter_map(|f| match &f.kind {
@@ -85,16 +97,17 @@ pub fn install_late(inj: &mut Injector, pid: Pid, table: &FdTable, files: &[File
     let mut opened = late.borrow_mut();
     for e in mine {
         let fd = match opened.entry(e.file_id) {
-            std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
-            std::collections::hash_map::Entry::Vacant(v) => {
+            Entry::Occupied(o) => o.into_mut(),
+            Entry::Vacant(v) => {
                 let (target, flags) = targets[&e.file_id];
-                v.insert(anon::pidfd_open_flags(Pid(target.pid), flags & OPEN_FLAGS).map_err(|err| Error::Failed {
-                    pid: pid.0,
-                    what: format!(
-                        "fd {}: opening a pidfd of pid {} ({}; a pidfd may only name a process made before its holder's children are done)",
-                        e.fd, target.pid, err.source
-                    ),
-                })?)
+                match anon::pidfd_open_flags(Pid(target.pid), flags & OPEN_FLAGS) {
+                    Ok(fd) => v.insert(fd),
+                    Err(err) if err.errno() == libc::ESRCH && !last => continue,
+                    Err(err) => {
+                        let what = format!("fd {}: opening a pidfd of pid {} ({})", e.fd, target.pid, err.source);
+                        return Err(Error::Failed { pid: pid.0, what });
+                    }
+                }
             }
         };
         imp.install(inj, fd.as_fd(), e.fd, e.cloexec)?;

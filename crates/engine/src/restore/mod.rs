@@ -143,6 +143,7 @@ pub fn restore(opts: &RestoreOptions, progress: &mut dyn FnMut(Progress)) -> Res
     };
     let mut built = Vec::new();
     let result = process::build(&ctx, 0, child, scratch, &mut built, progress);
+    let result = result.and_then(|()| built.iter_mut().try_for_each(|b| b.finish_pidfds(&ctx)));
     let result = result.and_then(|()| join_verifiers(verifiers, pid));
     if let Err(e) = result {
         built.into_iter().for_each(Built::abandon);
