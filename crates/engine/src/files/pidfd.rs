@@ -20,7 +20,7 @@ use stasis_sys::inject::Injector;
 use stasis_sys::Pid;
 use std::cell::RefCell;
 use std::collections::hash_map::Entry;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::os::fd::{AsFd, OwnedFd};
 
 /// The flags `pidfd_open` takes that a pidfd's description keeps.
@@ -56,8 +56,15 @@ pub fn check_targets(files: &[FileEntry], pids: &[i32], tables: &[(i32, &FdTable
     Ok(())
 }
 
-/// The pidfds of processes of the tree opened so far, by file id.
-pub type Late = RefCell<HashMap<u32, OwnedFd>>;
+/// The pidfds of processes of the tree opened so far, by file id, and the holders left with a
+/// placeholder for the last pass.
+#[derive(Default)]
+pub struct LateState {
+    opened: HashMap<u32, OwnedFd>,
+    pending: HashSet<i32>,
+}
+
+pub type Late = RefCell<LateState>;
 
 /// Our fd for a pidfd entry at the start of the restore: a pidfd of an exited process, or a
 /// placeholder (`/dev/null`) holding the fd number until [`install_late`].
@@ -89,12 +96,13 @@ pub fn install_late(
         })
         .collect();
     let mine: Vec<_> = table.fds.iter().filter(|e| targets.contains_key(&e.file_id)).collect();
-    if mine.is_empty() {
+    let mut state = late.borrow_mut();
+    if mine.is_empty() || (last && !state.pending.contains(&pid.0)) {
         return Ok(());
     }
     let max_fd = table.fds.iter().map(|f| f.fd).max().unwrap_or(2);
     let mut imp = FdImporter::new(inj, max_fd + 1)?;
-    let mut opened = late.borrow_mut();
+    let LateState { opened, pending } = &mut *state;
     for e in mine {
         let fd = match opened.entry(e.file_id) {
             Entry::Occupied(o) => o.into_mut(),
@@ -102,7 +110,10 @@ pub fn install_late(
                 let (target, flags) = targets[&e.file_id];
                 match anon::pidfd_open_flags(Pid(target.pid), flags & OPEN_FLAGS) {
                     Ok(fd) => v.insert(fd),
-                    Err(err) if err.errno() == libc::ESRCH && !last => continue,
+                    Err(err) if err.errno() == libc::ESRCH && !last => {
+                        pending.insert(pid.0);
+                        continue;
+                    }
                     Err(err) => {
                         let what = format!("fd {}: opening a pidfd of pid {} ({})", e.fd, target.pid, err.source);
                         return Err(Error::Failed { pid: pid.0, what });
