@@ -14,7 +14,7 @@ use stasis_image::model::PosixTimer;
 use stasis_sys::inject::Injector;
 use stasis_sys::Pid;
 
-/// `PR_TIMER_CREATE_RESTORE_IDS` and its arguments (`linux/prctl.h`, Linux 6.17).
+/// `PR_TIMER_CREATE_RESTORE_IDS` and its arguments (`linux/prctl.h` of Linux 6.18; older kernels lack it).
 const PR_TIMER_CREATE_RESTORE_IDS: u64 = 77;
 const RESTORE_IDS_OFF: u64 = 0;
 const RESTORE_IDS_ON: u64 = 1;
@@ -89,7 +89,7 @@ pub fn restore(inj: &mut Injector, timers: &[PosixTimer]) -> Result<()> {
     prctl(inj, RESTORE_IDS_ON).map_err(|e| Error::Step {
         pid: pid.0,
         what:
-            "POSIX timers: this kernel cannot create a timer with a chosen id (PR_TIMER_CREATE_RESTORE_IDS, Linux 6.17)"
+            "POSIX timers: this kernel cannot create a timer with a chosen id (PR_TIMER_CREATE_RESTORE_IDS, a 2025 addition)"
                 .into(),
         source: Box::new(e.into()),
     })?;

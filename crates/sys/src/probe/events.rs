@@ -1,6 +1,6 @@
 //! Probes of what restoring timers needs: `TFD_IOC_SET_TICKS` on a timerfd of our own
 //! (`timerfd_create(2)`, CONFIG_CHECKPOINT_RESTORE) and `PR_TIMER_CREATE_RESTORE_IDS` asked for its
-//! current setting only (`PR_TIMER_CREATE_RESTORE_IDS_GET`, Linux 6.17, `linux/prctl.h`).
+//! current setting only (`PR_TIMER_CREATE_RESTORE_IDS_GET`, `linux/prctl.h` of Linux 6.18).
 
 use super::Probed;
 use crate::anon;
