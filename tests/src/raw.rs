@@ -7,12 +7,14 @@
 //! Wrappers return `std::io::Result` with the errno of the failed call.
 #![allow(unsafe_code)]
 
+mod events;
 mod mem;
 mod process;
 mod regs;
 mod signal;
 mod watch;
 
+pub use events::*;
 pub use mem::*;
 pub use process::*;
 pub use regs::*;

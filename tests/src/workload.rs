@@ -525,3 +525,9 @@ impl ProcIds {
         Ok(ProcIds { pid: raw::raw_getpid(), ppid: raw::raw_getppid(), pgid: raw::getpgid(0)?, sid: raw::getsid(0)? })
     }
 }
+
+/// The value of `key` in `/proc/self/fdinfo/FD` (the text after `key:`, trimmed).
+pub fn fdinfo_field(fd: impl std::os::fd::AsRawFd, key: &str) -> Option<String> {
+    let text = std::fs::read_to_string(format!("/proc/self/fdinfo/{}", fd.as_raw_fd())).ok()?;
+    text.lines().find_map(|l| l.split_once(':').filter(|(k, _)| *k == key).map(|(_, v)| v.trim().to_string()))
+}

@@ -101,8 +101,8 @@ fn unsupported_tcp() {
 }
 
 #[test]
-fn unsupported_eventfd() {
-    standalone("sa-unsupported_eventfd", workload!("unsupported").arg("eventfd"));
+fn unsupported_userfaultfd() {
+    standalone("sa-unsupported_userfaultfd", workload!("unsupported").arg("userfaultfd"));
 }
 
 #[test]

@@ -42,6 +42,6 @@ fn tcp_socket() {
 }
 
 #[test]
-fn eventfd() {
-    refused("unsupported_eventfd", "eventfd", &[&["fd 43", "fd: 43", "fd=43"], &["eventfd"]]);
+fn userfaultfd() {
+    refused("unsupported_userfaultfd", "userfaultfd", &[&["fd 43", "fd: 43", "fd=43"], &["userfaultfd"]]);
 }

@@ -1,12 +1,11 @@
 //! Holds something stasis does not support, so that the dump must fail cleanly and leave the
-//! process untouched. Argument: `tcp` (a listening TCP socket at fd 42), `eventfd` (an eventfd
-//! with counter 5 at fd 43), `thread` (a second thread; supported now, so used as a checkpoint and
+//! process untouched. Argument: `tcp` (a listening TCP socket at fd 42), `userfaultfd` (a
+//! userfaultfd at fd 43, whose one-time `UFFDIO_API` handshake is done after the wake-up), `thread` (a second thread; supported now, so used as a checkpoint and
 //! restore test) or `child` (a child process; supported too, likewise). After the
 //! wake-up the held thing must still work.
 
 use stasis_tests::raw;
 use stasis_tests::workload::{self, Checker, OrFail};
-use std::io::Read;
 use std::net::{TcpListener, TcpStream};
 use std::os::fd::AsFd;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -15,7 +14,7 @@ use std::time::Duration;
 
 enum Held {
     Tcp(TcpListener),
-    Event(std::fs::File),
+    Userfault(std::os::fd::OwnedFd),
     Thread(std::thread::JoinHandle<u64>, Arc<AtomicBool>),
     Child(std::process::Child),
 }
@@ -27,9 +26,9 @@ fn hold(mode: &str) -> Held {
             let at42 = raw::dup_to(l.as_fd(), 42).or_fail("dup to 42");
             Held::Tcp(TcpListener::from(at42))
         }
-        "eventfd" => {
-            let e = raw::eventfd(5).or_fail("eventfd");
-            Held::Event(raw::dup_to(e.as_fd(), 43).or_fail("dup to 43").into())
+        "userfaultfd" => {
+            let u = raw::userfaultfd().or_fail("userfaultfd");
+            Held::Userfault(raw::dup_to(u.as_fd(), 43).or_fail("dup to 43"))
         }
         "thread" => {
             let stop = Arc::new(AtomicBool::new(false));
@@ -52,7 +51,7 @@ fn hold(mode: &str) -> Held {
             workload::say(&format!("CHILD {}", child.id()));
             Held::Child(child)
         }
-        other => Err::<Held, _>(other.to_string()).or_fail("unknown mode (tcp|eventfd|thread|child)"),
+        other => Err::<Held, _>(other.to_string()).or_fail("unknown mode (tcp|userfaultfd|thread|child)"),
     }
 }
 
@@ -63,10 +62,8 @@ fn verify(c: &mut Checker, held: Held) {
             let connected = addr.and_then(TcpStream::connect).and_then(|_| l.accept());
             c.check(connected.is_ok(), || format!("listener at fd 42 no longer accepts: {connected:?}"));
         }
-        Held::Event(mut e) => {
-            let mut buf = [0u8; 8];
-            c.ok("read eventfd", e.read_exact(&mut buf));
-            c.same("eventfd counter", &5, &u64::from_ne_bytes(buf));
+        Held::Userfault(u) => {
+            c.ok("UFFDIO_API on the userfaultfd at fd 43", raw::uffdio_api(u.as_fd()));
         }
         Held::Thread(handle, stop) => {
             c.check(!handle.is_finished(), || "the second thread is gone".into());

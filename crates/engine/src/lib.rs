@@ -13,6 +13,7 @@ pub mod ipc;
 pub mod mem;
 pub mod misc;
 pub mod mm;
+pub mod posix_timers;
 pub mod proc;
 pub mod regs;
 pub mod restore;

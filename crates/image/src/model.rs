@@ -193,6 +193,9 @@ pub struct TaskCore {
     /// children.
     #[prost(bool, tag = "32")]
     pub child_subreaper: bool,
+    /// The process's POSIX timers (`timer_create`), main thread only.
+    #[prost(message, repeated, tag = "31")]
+    pub posix_timers: Vec<PosixTimer>,
 }
 
 /// General purpose registers, `struct user_regs_struct` of x86_64.
@@ -532,7 +535,7 @@ pub struct FileEntry {
     /// Open flags (`O_*`, as fdinfo shows them, without O_CLOEXEC).
     #[prost(uint32, tag = "2")]
     pub flags: u32,
-    #[prost(oneof = "FileKind", tags = "3, 4, 5, 6, 7, 14, 15, 16, 17")]
+    #[prost(oneof = "FileKind", tags = "3, 4, 5, 6, 7, 9, 10, 11, 12, 13, 14, 15, 16, 17")]
     pub kind: Option<FileKind>,
 }
 
@@ -556,6 +559,16 @@ pub enum FileKind {
     Fanotify(FanotifyFile),
     #[prost(message, tag = "17")]
     Fifo(FifoFile),
+    #[prost(message, tag = "9")]
+    EventFd(EventFd),
+    #[prost(message, tag = "10")]
+    SignalFd(SignalFd),
+    #[prost(message, tag = "11")]
+    TimerFd(TimerFd),
+    #[prost(message, tag = "12")]
+    PidFd(PidFd),
+    #[prost(message, tag = "13")]
+    Mqueue(Mqueue),
 }
 
 /// One end of a pipe. Both ends of a pipe share `pipe_id`; the data buffered in the pipe is stored
@@ -737,6 +750,127 @@ pub struct FifoFile {
     pub removed: bool,
     #[prost(uint32, tag = "6")]
     pub mode: u32,
+}
+
+/// An eventfd: its counter and mode (EFD_NONBLOCK is in `FileEntry::flags`).
+#[derive(Clone, PartialEq, prost::Message, Serialize)]
+pub struct EventFd {
+    #[prost(uint64, tag = "1")]
+    pub count: u64,
+    /// EFD_SEMAPHORE.
+    #[prost(bool, tag = "2")]
+    pub semaphore: bool,
+    /// `eventfd-id` at dump time (informational: the kernel picks a new one at restore).
+    #[prost(uint32, tag = "3")]
+    pub id: u32,
+}
+
+/// A signalfd: the signals it reads (bit `n-1` for signal `n`).
+#[derive(Clone, PartialEq, prost::Message, Serialize)]
+pub struct SignalFd {
+    #[prost(uint64, tag = "1")]
+    pub sigmask: u64,
+}
+
+/// A timerfd. `value` is the time left to the next expiry at the checkpoint (zero: disarmed);
+/// restore counts it from the moment of restore.
+#[derive(Clone, PartialEq, prost::Message, Serialize)]
+pub struct TimerFd {
+    #[prost(int32, tag = "1")]
+    pub clockid: i32,
+    /// Expirations not yet read.
+    #[prost(uint64, tag = "2")]
+    pub ticks: u64,
+    /// TFD_TIMER_ABSTIME (1), TFD_TIMER_CANCEL_ON_SET (2), as the last `timerfd_settime` gave them.
+    #[prost(uint32, tag = "3")]
+    pub settime_flags: u32,
+    #[prost(int64, tag = "4")]
+    pub value_sec: i64,
+    #[prost(int64, tag = "5")]
+    pub value_nsec: i64,
+    #[prost(int64, tag = "6")]
+    pub interval_sec: i64,
+    #[prost(int64, tag = "7")]
+    pub interval_nsec: i64,
+}
+
+/// A pidfd. PIDFD_NONBLOCK (O_NONBLOCK) and PIDFD_THREAD (O_EXCL) are in `FileEntry::flags`.
+#[derive(Clone, PartialEq, prost::Message, Serialize)]
+pub struct PidFd {
+    /// The process (or thread) it refers to, a process of the image; -1 if it had exited and was
+    /// reaped.
+    #[prost(int32, tag = "1")]
+    pub pid: i32,
+}
+
+/// A POSIX message queue description (`mq_open`), with the queue's attributes and messages.
+#[derive(Clone, PartialEq, prost::Message, Serialize)]
+pub struct Mqueue {
+    /// `/NAME`, as `mq_open` takes it.
+    #[prost(string, tag = "1")]
+    pub name: String,
+    #[prost(int64, tag = "2")]
+    pub maxmsg: i64,
+    #[prost(int64, tag = "3")]
+    pub msgsize: i64,
+    /// Permission bits, owner and group of the queue.
+    #[prost(uint32, tag = "4")]
+    pub mode: u32,
+    #[prost(uint32, tag = "5")]
+    pub uid: u32,
+    #[prost(uint32, tag = "6")]
+    pub gid: u32,
+    /// The queued messages in the order they are received (highest priority first, oldest first).
+    #[prost(message, repeated, tag = "7")]
+    pub messages: Vec<MqMessage>,
+    /// The queue had been unlinked (`mq_unlink`) while open.
+    #[prost(bool, tag = "8")]
+    pub unlinked: bool,
+    /// The queue's inode at dump time: descriptions of one queue share it.
+    #[prost(uint64, tag = "9")]
+    pub ino: u64,
+}
+
+#[derive(Clone, PartialEq, prost::Message, Serialize)]
+pub struct MqMessage {
+    #[prost(uint32, tag = "1")]
+    pub priority: u32,
+    #[prost(bytes = "vec", tag = "2")]
+    #[serde(serialize_with = "hex_bytes")]
+    pub data: Vec<u8>,
+}
+
+/// A POSIX timer of the process (`timer_create`), as `/proc/PID/timers` and `timer_gettime` show
+/// it. `value` is the time left at the checkpoint; restore counts it from the moment of restore.
+#[derive(Clone, PartialEq, prost::Message, Serialize)]
+pub struct PosixTimer {
+    /// The timer id, made again with the same value.
+    #[prost(int32, tag = "1")]
+    pub id: i32,
+    #[prost(int32, tag = "2")]
+    pub clockid: i32,
+    /// `sigev_notify`: SIGEV_SIGNAL (0), SIGEV_NONE (1), SIGEV_THREAD_ID (4).
+    #[prost(int32, tag = "3")]
+    pub notify: i32,
+    #[prost(int32, tag = "4")]
+    pub signo: i32,
+    /// `sigev_value`.
+    #[prost(uint64, tag = "5")]
+    pub sigval: u64,
+    /// The thread signalled (SIGEV_THREAD_ID), else the process.
+    #[prost(int32, tag = "6")]
+    pub target: i32,
+    #[prost(int64, tag = "7")]
+    pub value_sec: i64,
+    #[prost(int64, tag = "8")]
+    pub value_nsec: i64,
+    #[prost(int64, tag = "9")]
+    pub interval_sec: i64,
+    #[prost(int64, tag = "10")]
+    pub interval_nsec: i64,
+    /// `timer_getoverrun` at dump (informational: no system call sets it).
+    #[prost(int32, tag = "11")]
+    pub overrun: i32,
 }
 
 /// `ipc.img`: SysV IPC objects of the checkpointed processes.

@@ -5,6 +5,7 @@
 //! Wrappers take `BorrowedFd`/`AsFd` and return `OwnedFd`; processes are named by [`Pid`]. Each wrapper
 //! names the system call and the man page it follows.
 
+pub mod anon;
 pub mod fd;
 pub mod inject;
 pub mod ipc;

@@ -47,7 +47,7 @@ impl SigSet {
     pub fn contains(self, sig: i32) -> bool {
         self.0 & (1u64 << (sig - 1)) != 0
     }
-    fn to_libc(self) -> libc::sigset_t {
+    pub(super) fn to_libc(self) -> libc::sigset_t {
         // SAFETY: sigset_t is plain data; an all-zero value is a valid (empty) set.
         let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
         for sig in 1..=MAX_SIG as i32 {

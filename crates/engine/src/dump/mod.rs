@@ -95,6 +95,10 @@ fn dump_with<'env>(
         Ok(done) => done,
         Err(e) => return Err(explain(pool, &tree, e, progress)),
     };
+    let tasks: Vec<i32> =
+        dumped.iter().flat_map(|d| d.c.process.threads.clone()).chain(zombies.iter().map(|z| z.pid)).collect();
+    let tables: Vec<_> = dumped.iter().map(|d| (d.c.process.pid, &d.c.fds)).collect();
+    files::pidfd::check_targets(&files, &tasks, &tables)?;
     let mut frozen_for = None;
     if opts.leave_running {
         end_all(pool, &tree, FrozenProcess::resume, progress)?;
@@ -359,8 +363,7 @@ fn check_target(root: &ProcRoot, pid: Pid) -> Result<()> {
     check_process(root, pid)
 }
 
-/// A process shares our namespaces, is traced by nobody else, has no seccomp filter and no POSIX
-/// timers.
+/// A process shares our namespaces, is traced by nobody else and has no seccomp filter.
 fn check_process(root: &ProcRoot, pid: Pid) -> Result<()> {
     let status = proc::status(root, pid.0)?;
     if status.tracer_pid != 0 {
@@ -374,10 +377,6 @@ fn check_process(root: &ProcRoot, pid: Pid) -> Result<()> {
         if proc::ns_inode(root, pid.0, ns).ok() != proc::ns_inode(root, me, ns).ok() {
             return Err(Error::Unsupported { pid: pid.0, what: format!("a {ns} namespace of its own") });
         }
-    }
-    let timers = root.pid_path(pid.0, "timers");
-    if std::fs::read_to_string(&timers).is_ok_and(|t| !t.trim().is_empty()) {
-        return Err(Error::Unsupported { pid: pid.0, what: "POSIX timers (timer_create)".into() });
     }
     Ok(())
 }
@@ -412,6 +411,7 @@ fn collect(
     core.sigactions = signals::dump_actions(inj, status.sig_cgt | status.sig_ign)?;
     core.altstack = Some(signals::dump_altstack(inj)?);
     core.itimers = timers::dump(inj)?;
+    core.posix_timers = crate::posix_timers::dump(inj, root, pid)?;
     misc::dump(inj, root, pid, &status, &mut core)?;
     core.creds = Some(creds::dump(inj, &status)?);
     let mm = MmImage {

@@ -7,13 +7,17 @@
 //!
 //! One module per kind: [`regular`] (files and directories), [`chardev`] (device nodes and terminals),
 //! [`pipe`] (pipes with both ends in the process), [`fifo`] (named pipes), [`epoll`], [`inotify`]
-//! and [`fanotify`] instances.
+//! and [`fanotify`] instances, [`anon`] (eventfd, signalfd, timerfd), [`pidfd`], [`mqueue`] (POSIX
+//! message queues).
 
+pub mod anon;
 pub mod chardev;
 pub mod epoll;
 pub mod fanotify;
 pub mod fifo;
 pub mod inotify;
+pub mod mqueue;
+pub mod pidfd;
 pub mod pipe;
 pub mod regular;
 
@@ -33,6 +37,8 @@ const O_CLOEXEC: u32 = libc::O_CLOEXEC as u32;
 
 /// What a dump learns about one fd before it is classified.
 pub struct Probe<'a> {
+    /// Where to read `/proc/PID/fdinfo/FD` again, for the kinds whose state it shows.
+    pub root: &'a ProcRoot,
     pub pid: Pid,
     pub fd: i32,
     pub link: &'a Path,
@@ -134,6 +140,7 @@ pub fn dump(root: &ProcRoot, pid: Pid, shell_job: bool, ids: &mut FileIds) -> Re
             Err(at) => {
                 let flags = info.flags & !O_CLOEXEC;
                 let probe = Probe {
+                    root,
                     pid,
                     fd,
                     link: &link,
@@ -170,7 +177,9 @@ pub fn ghost_mappings(pid: Pid, vmas: &[stasis_image::model::Vma], ids: &mut Fil
             continue;
         }
         let link = std::path::PathBuf::from(format!("{} (deleted)", v.name));
+        let root = ProcRoot::system();
         let probe = Probe {
+            root: &root,
             pid,
             fd: -1,
             link: &link,
@@ -190,7 +199,15 @@ pub fn ghost_mappings(pid: Pid, vmas: &[stasis_image::model::Vma], ids: &mut Fil
 
 fn classify(p: &Probe, ghosts: &mut Vec<(u64, u64)>) -> Result<FileKind> {
     let ft = p.meta.file_type();
-    if ft.is_file() || ft.is_dir() {
+    let link = p.link.to_string_lossy();
+    let anon_inode = link.strip_prefix("anon_inode:[").and_then(|l| l.strip_suffix(']'));
+    if let Some(inner) = anon_inode.filter(|i| anon::handles(i)) {
+        anon::dump(p, inner)
+    } else if anon_inode == Some("pidfd") {
+        pidfd::dump(p)
+    } else if mqueue::is_mqueue(p) {
+        mqueue::dump(p)
+    } else if ft.is_file() || ft.is_dir() {
         regular::dump(p, ghosts)
     } else if ft.is_char_device() {
         chardev::dump(p)
@@ -239,6 +256,7 @@ pub fn open_all(files: &[FileEntry], shell_job: bool) -> Result<(HashMap<u32, Ow
     let mut pipes = pipe::Pipes::default();
     let mut ghosts = regular::Ghosts::default();
     let mut fifos = fifo::Fifos::default();
+    let mut queues = mqueue::Mqueues::default();
     for f in files {
         let fd = match &f.kind {
             Some(FileKind::Regular(r)) if r.ghost => ghosts.open(r, f.flags)?,
@@ -251,6 +269,11 @@ pub fn open_all(files: &[FileEntry], shell_job: bool) -> Result<(HashMap<u32, Ow
             Some(FileKind::Epoll(_)) => epoll::open(f.flags)?,
             Some(FileKind::Inotify(i)) => inotify::open(i, f.flags)?,
             Some(FileKind::Fanotify(g)) => fanotify::open(g)?,
+            Some(FileKind::EventFd(e)) => anon::open_eventfd(e, f.flags)?,
+            Some(FileKind::SignalFd(s)) => anon::open_signalfd(s, f.flags)?,
+            Some(FileKind::TimerFd(t)) => anon::open_timerfd(t, f.flags)?,
+            Some(FileKind::PidFd(p)) => pidfd::open_early(p, f.flags)?,
+            Some(FileKind::Mqueue(m)) => queues.open(m, f.flags)?,
             None => {
                 return Err(Error::Incompatible { file: "files.img".into(), what: format!("file {}: no kind", f.id) })
             }
@@ -258,6 +281,7 @@ pub fn open_all(files: &[FileEntry], shell_job: bool) -> Result<(HashMap<u32, Ow
         out.insert(f.id, fd);
     }
     epoll::register_all(files, &out)?;
+    drop(queues);
     Ok((out, ghosts.into_objects()))
 }
 

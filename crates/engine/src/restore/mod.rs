@@ -62,6 +62,8 @@ pub(crate) struct Ctx<'a> {
     detached: bool,
     /// Every process created so far, for [`KillOnDrop`].
     created: &'a Mutex<Vec<Pid>>,
+    /// Pidfds of processes of the tree, opened once their process exists (see `files::pidfd`).
+    pidfds: files::pidfd::Late,
 }
 
 /// A restored process tree, running.
@@ -139,9 +141,19 @@ pub fn restore(opts: &RestoreOptions, progress: &mut dyn FnMut(Progress)) -> Res
     let (child, scratch, ours) = create_root(&img, &created)?;
     ptrace::set_sigmask(child, u64::MAX).map_err(Error::sys(pid.0, "blocking signals"))?;
     misc::restore_from_outside(child, &root.core);
-    let ctx = Ctx { img: &img, opened: &opened, ghosts: &ghosts, pages, detached: opts.detached, created: &created };
+    let ctx = Ctx {
+        img: &img,
+        opened: &opened,
+        ghosts: &ghosts,
+        pages,
+        detached: opts.detached,
+        created: &created,
+        pidfds: Default::default(),
+    };
     let mut out = build_tree(&ctx, child, scratch, progress)?;
-    let result = join_verifiers(verifiers, pid).and_then(|()| join_groups(&mut out, &img, &ctx));
+    let result = out.built.iter_mut().try_for_each(|b| b.finish_pidfds(&ctx));
+    let result = result.and_then(|()| join_verifiers(verifiers, pid));
+    let result = result.and_then(|()| join_groups(&mut out, &img, &ctx));
     if let Err(e) = result {
         out.abandon();
         return Err(e);

@@ -177,6 +177,11 @@ fn build_in<'env>(
     imp.close(inj)?;
     let made = restore_task_state(inj, pid, img, parent.map(|p| &p.core), ctx.detached)?;
     let rest = create_children(ctx, idx, inj, pid, out, handoff, progress).and_then(|()| {
+        // Every process a pidfd may name exists now (see files::pidfd); timers after the threads.
+        if !shared_files {
+            files::pidfd::install_late(inj, pid, &img.fds, &ctx.img.files.files, &ctx.pidfds, false)?;
+        }
+        crate::posix_timers::restore(inj, &img.core.posix_timers)?;
         // Queued signals last: a zombie child's exit just queued a SIGCHLD the process never had.
         flush_sigchld(inj)?;
         signals::restore_pending(inj, pid, pid, &img.core.pending)?;
@@ -482,6 +487,15 @@ impl Built {
             t.release(core, img.process.stopped)?;
         }
         threads::let_go(self.inj, &img.core, img.process.stopped)
+    }
+
+    /// The last pass of the pidfds (see `files::pidfd`): every process of the tree exists now.
+    pub fn finish_pidfds(&mut self, ctx: &Ctx) -> Result<()> {
+        let img = &ctx.img.procs[self.idx];
+        if img.process.shares & SHARES_FILES != 0 {
+            return Ok(());
+        }
+        files::pidfd::install_late(&mut self.inj, self.pid, &img.fds, &ctx.img.files.files, &ctx.pidfds, true)
     }
 
     /// Give up on the process (the tree is being killed).

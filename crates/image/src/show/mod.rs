@@ -3,6 +3,7 @@
 //! Both read the whole image through [`ImageDir`], so they check what any reader checks (headers,
 //! checksums, the inventory, page maps) and fail with the same errors on a damaged image.
 
+mod anon;
 mod names;
 mod text;
 

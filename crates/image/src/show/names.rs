@@ -139,6 +139,11 @@ pub(super) fn file_kind(file: &FileEntry) -> (&'static str, &str, Option<u64>) {
         Some(FileKind::Fanotify(_)) => ("fanotify", "anon_inode:[fanotify]", None),
         Some(FileKind::Fifo(f)) if f.removed => ("fifo (removed)", &f.path, None),
         Some(FileKind::Fifo(f)) => ("fifo", &f.path, None),
+        Some(FileKind::EventFd(_)) => ("eventfd", "", None),
+        Some(FileKind::SignalFd(_)) => ("signalfd", "", None),
+        Some(FileKind::TimerFd(_)) => ("timerfd", "", None),
+        Some(FileKind::PidFd(_)) => ("pidfd", "", None),
+        Some(FileKind::Mqueue(m)) => ("mqueue", &m.name, None),
         None => ("unknown", "", None),
     }
 }

@@ -60,6 +60,7 @@ fn render_process(out: &mut String, p: &Process, files: &FileTable) {
     fds(out, p, files);
     if let Some(main) = p.cores.first() {
         signals(out, main);
+        super::anon::posix_timers(out, main);
         creds(out, main);
         limits(out, main);
     }
@@ -120,7 +121,8 @@ fn fds(out: &mut String, p: &Process, files: &FileTable) {
                 let (kind, path, pos) = names::file_kind(file);
                 let pos = pos.map_or(String::new(), |pos| format!(" pos {pos}"));
                 let flags = names::open_flags(file.flags);
-                let _ = writeln!(out, "    {:>4} -> {kind:<8} {path}{pos} {flags}{cloexec}", fd.fd);
+                let detail = super::anon::file_detail(file);
+                let _ = writeln!(out, "    {:>4} -> {kind:<8} {path}{pos} {flags}{cloexec}{detail}", fd.fd);
                 for line in names::file_details(file) {
                     let _ = writeln!(out, "            {line}");
                 }

@@ -12,6 +12,7 @@
 //! headers or the `libc` crate lack are defined in those files from the Linux 6.18 UAPI headers named
 //! beside each one.
 
+mod events;
 mod host;
 mod memory;
 mod sockdiag;
@@ -91,6 +92,10 @@ pub struct KernelFeatures {
     pub sock_diag: Probed,
     /// XSAVE enabled by the OS.
     pub xsave: Probed,
+    /// `TFD_IOC_SET_TICKS` on a timerfd.
+    pub timerfd_ticks: Probed,
+    /// `prctl(PR_TIMER_CREATE_RESTORE_IDS)`.
+    pub timer_restore_ids: Probed,
     /// `/proc/sys/fs/pipe-max-size`, if readable.
     pub pipe_max_size: Option<u64>,
     /// XCR0: the xsave feature bits enabled for user space (0 without XSAVE).
@@ -122,7 +127,7 @@ impl KernelFeatures {
             Some(n) => Probed::yes(format!("{n} bytes")),
             None => Probed::no("/proc/sys/fs/pipe-max-size is not readable"),
         };
-        let rows: [(&'static str, &Probed, &'static str); 16] = [
+        let rows: [(&'static str, &Probed, &'static str); 18] = [
             ("ptrace-seize", &self.ptrace_seize, "freezing a process tree"),
             ("pidfd-getfd", &self.pidfd_getfd, "taking the fds of a frozen task"),
             ("clone3-set-tid", &self.clone3_set_tid, "restoring tasks with their pids"),
@@ -139,6 +144,8 @@ impl KernelFeatures {
             ("sock-diag", &self.sock_diag, "dumping sockets"),
             ("pipe-max-size", &pipe, "size of the pipe of the zero-copy memory dump"),
             ("xsave", &self.xsave, "dumping and checking FPU, SSE and AVX state"),
+            ("timerfd-ticks", &self.timerfd_ticks, "restoring unread timerfd expirations"),
+            ("timer-ids", &self.timer_restore_ids, "restoring POSIX timers with their ids"),
         ];
         rows.into_iter()
             .map(|(name, p, enables)| Feature {
@@ -180,6 +187,8 @@ pub fn probe() -> KernelFeatures {
         cgroup2_mount,
         sock_diag: sockdiag::probe_sock_diag(),
         xsave: xsave::probe_xsave(),
+        timerfd_ticks: events::probe_timerfd_ticks(),
+        timer_restore_ids: events::probe_timer_restore_ids(),
         pipe_max_size: read_trimmed("/proc/sys/fs/pipe-max-size").and_then(|s| s.parse().ok()),
         xfeatures: xfeatures(),
         xsave_size: xsave_size(),

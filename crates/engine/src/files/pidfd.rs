@@ -1,0 +1,126 @@
+//! Pidfds: the process (or thread, PIDFD_THREAD) each refers to, and PIDFD_NONBLOCK.
+//!
+//! Dump reads `Pid:` from fdinfo: a process of the dumped tree (refused otherwise, once every
+//! process is known: [`check_targets`]), or -1 for one that has exited and been reaped. Restore
+//! makes a pidfd of an exited process at once (of a child of the controller that exits and is
+//! reaped). A pidfd of a process of the tree can only be opened once that process exists: the fd
+//! number is held by a placeholder until its holder has created all its children ([`install_late`]);
+//! by then the holder, its ancestors, its descendants and the siblings made before it exist. A pidfd
+//! of a process made later (a later sibling's subtree) is installed in a last pass, once every
+//! process exists (the holder's credentials are restored by then: it must still be allowed to take
+//! an fd of stasis). Each such pidfd is opened once ([`Late`]), so processes that shared its
+//! description share it again.
+
+use super::{FdImporter, Probe};
+use crate::error::{Error, Result};
+use crate::proc;
+use stasis_image::model::{FdTable, FileEntry, FileKind, PidFd};
+use stasis_sys::anon::{self, PIDFD_THREAD};
+use stasis_sys::inject::Injector;
+use stasis_sys::Pid;
+use std::collections::hash_map::Entry;
+use std::collections::{HashMap, HashSet};
+use std::os::fd::{AsFd, OwnedFd};
+
+/// The flags `pidfd_open` takes that a pidfd's description keeps.
+const OPEN_FLAGS: u32 = libc::O_NONBLOCK as u32 | PIDFD_THREAD;
+
+pub fn dump(p: &Probe) -> Result<FileKind> {
+    let info = proc::fdinfo(p.root, p.pid.0, p.fd)?;
+    let pid = info
+        .get("Pid")
+        .and_then(|v| v.parse::<i32>().ok())
+        .ok_or_else(|| p.unsupported("a pidfd without a 'Pid:' line in its fdinfo"))?;
+    if info.get("NSpid").is_some_and(|ns| ns.split_whitespace().count() > 1) {
+        return Err(p.unsupported(format!("a pidfd of pid {pid} in a nested pid namespace")));
+    }
+    Ok(FileKind::PidFd(PidFd { pid }))
+}
+
+/// Refuse a pidfd of a live process outside the dump (`pids`: every task of the tree, zombies
+/// included), naming a process and fd that hold it (`tables`: each process's fd table).
+pub fn check_targets(files: &[FileEntry], pids: &[i32], tables: &[(i32, &FdTable)]) -> Result<()> {
+    for f in files {
+        let Some(FileKind::PidFd(p)) = &f.kind else { continue };
+        if p.pid < 0 || pids.contains(&p.pid) {
+            continue;
+        }
+        let what = format!("a pidfd of pid {}, a process outside the dumped tree,", p.pid);
+        let holder = tables.iter().find_map(|(pid, t)| t.fds.iter().find(|e| e.file_id == f.id).map(|e| (*pid, e.fd)));
+        return Err(match holder {
+            Some((pid, fd)) => Error::UnsupportedFd { pid, fd, what },
+            None => Error::Unsupported { pid: pids.first().copied().unwrap_or(0), what },
+        });
+    }
+    Ok(())
+}
+
+/// The pidfds of processes of the tree opened so far, by file id, and the holders left with a
+/// placeholder for the last pass.
+#[derive(Default)]
+pub struct LateState {
+    opened: HashMap<u32, OwnedFd>,
+    pending: HashSet<i32>,
+}
+
+pub type Late = std::sync::Mutex<LateState>;
+
+/// Our fd for a pidfd entry at the start of the restore: a pidfd of an exited process, or a
+/// placeholder (`/dev/null`) holding the fd number until [`install_late`].
+pub fn open_early(p: &PidFd, flags: u32) -> Result<OwnedFd> {
+    if p.pid < 0 {
+        return anon::dead_pidfd(flags & OPEN_FLAGS)
+            .map_err(|e| Error::Io { path: "anon_inode:[pidfd]".into(), source: e.source });
+    }
+    let null = std::fs::File::open("/dev/null").map_err(Error::io("/dev/null"))?;
+    Ok(null.into())
+}
+
+/// Replace the placeholders of process `pid` (fd table `table`) by pidfds of their processes; each
+/// is opened on first use and kept in `late`. In the first pass (`last` false) a pidfd of a process
+/// that does not exist yet is left for the last pass, made once every process exists.
+pub fn install_late(
+    inj: &mut Injector,
+    pid: Pid,
+    table: &FdTable,
+    files: &[FileEntry],
+    late: &Late,
+    last: bool,
+) -> Result<()> {
+    let targets: HashMap<u32, (&PidFd, u32)> = files
+        .iter()
+        .filter_map(|f| match &f.kind {
+            Some(FileKind::PidFd(p)) if p.pid >= 0 => Some((f.id, (p, f.flags))),
+            _ => None,
+        })
+        .collect();
+    let mine: Vec<_> = table.fds.iter().filter(|e| targets.contains_key(&e.file_id)).collect();
+    let mut state = late.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    if mine.is_empty() || (last && !state.pending.contains(&pid.0)) {
+        return Ok(());
+    }
+    let max_fd = table.fds.iter().map(|f| f.fd).max().unwrap_or(2);
+    let mut imp = FdImporter::new(inj, max_fd + 1)?;
+    let LateState { opened, pending } = &mut *state;
+    for e in mine {
+        let fd = match opened.entry(e.file_id) {
+            Entry::Occupied(o) => o.into_mut(),
+            Entry::Vacant(v) => {
+                let (target, flags) = targets[&e.file_id];
+                match anon::pidfd_open_flags(Pid(target.pid), flags & OPEN_FLAGS) {
+                    Ok(fd) => v.insert(fd),
+                    Err(err) if err.errno() == libc::ESRCH && !last => {
+                        pending.insert(pid.0);
+                        continue;
+                    }
+                    Err(err) => {
+                        let what = format!("fd {}: opening a pidfd of pid {} ({})", e.fd, target.pid, err.source);
+                        return Err(Error::Failed { pid: pid.0, what });
+                    }
+                }
+            }
+        };
+        imp.install(inj, fd.as_fd(), e.fd, e.cloexec)?;
+    }
+    imp.close(inj)
+}
