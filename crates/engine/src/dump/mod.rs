@@ -7,7 +7,7 @@ use crate::error::{Error, Result};
 use crate::files::FileIds;
 use crate::proc::{self, ProcRoot};
 use crate::task::FrozenProcess;
-use crate::tracers::Tracers;
+use crate::tracers::{Pending, Tracers};
 use crate::{creds, fault, files, mem, misc, mm, regs, session, signals, threads, timers};
 use crate::{DumpOptions, DumpReport, Progress};
 use stasis_image::model::{FileEntry, Inventory, MmImage, ProcessEntry, PsTree, TaskCore, Vma};
@@ -62,13 +62,14 @@ pub fn dump(opts: &DumpOptions, progress: &mut dyn FnMut(Progress)) -> Result<Du
     let start = Instant::now();
     let root = ProcRoot::system();
     let pid = Pid(opts.pid);
-    check_target(&root, pid)?;
+    let ours = own_namespaces(&root);
+    check_target(&root, pid, &ours)?;
     let dir = ImageDir::create(&opts.dir)?;
     // An estimate: the tree is known only once frozen.
     let threads = Pool::threads_for(proc::children(&root, pid.0)?.len() + 1);
     std::thread::scope(|scope| {
         let pool = Pool::start(scope, threads);
-        dump_with(&pool, &root, &dir, opts, progress, start)
+        dump_with(&pool, &root, &dir, &ours, opts, progress, start)
     })
 }
 
@@ -76,13 +77,14 @@ fn dump_with<'env>(
     pool: &Pool<'env>,
     root: &'env ProcRoot,
     dir: &'env ImageDir,
+    ours: &[Option<u64>],
     opts: &DumpOptions,
     progress: &mut dyn FnMut(Progress),
     start: Instant,
 ) -> Result<DumpReport> {
     let pid = Pid(opts.pid);
     let frozen_at = Instant::now();
-    let (tree, zombies) = match freeze_tree(pool, root, pid, progress) {
+    let (tree, zombies) = match freeze_tree(pool, root, pid, ours, progress) {
         Ok(t) => t,
         Err((tree, e)) => return Err(explain(pool, &tree, e, progress)),
     };
@@ -124,22 +126,38 @@ fn freeze_tree<'env>(
     pool: &Pool<'env>,
     root: &'env ProcRoot,
     pid: Pid,
+    ours: &[Option<u64>],
     progress: &mut dyn FnMut(Progress),
 ) -> std::result::Result<(Vec<Member>, Vec<ProcessEntry>), (Vec<Member>, Error)> {
     let mut tree: Vec<Member> = Vec::new();
     let mut zombies: Vec<ProcessEntry> = Vec::new();
     let mut todo = vec![pid];
     while !todo.is_empty() {
-        for p in std::mem::take(&mut todo) {
-            let stat = match freeze_one(pool, root, p, pid, tree.len(), progress) {
-                Ok(stat) => stat,
+        // The processes found in one walk are frozen at once, each on its tracer thread.
+        let batch = std::mem::take(&mut todo);
+        let mut frozen = Vec::new();
+        let mut next = tree.len();
+        for p in batch {
+            match start_freeze(pool, root, p, pid, ours, next) {
+                Ok((stat, None)) => zombies.push(zombie_entry(&stat)),
+                Ok((stat, Some(pending))) => {
+                    frozen.push((Member { idx: next, pid: p, stat }, pending));
+                    next += 1;
+                }
                 Err(e) => return Err((tree, e)),
-            };
-            if stat.state == 'Z' {
-                zombies.push(zombie_entry(&stat));
-                continue;
             }
-            tree.push(Member { idx: tree.len(), pid: p, stat });
+        }
+        let mut failed = None;
+        for (member, pending) in frozen {
+            match pool.wait(pending, progress) {
+                Ok(()) => tree.push(member),
+                Err(e) => {
+                    failed.get_or_insert(e);
+                }
+            }
+        }
+        if let Some(e) = failed {
+            return Err((tree, e));
         }
         for m in &tree {
             let children = match proc::children(root, m.pid.0) {
@@ -157,26 +175,27 @@ fn freeze_tree<'env>(
     Ok((tree, zombies))
 }
 
-/// The stat of `p` and, unless it is a zombie, `p` frozen on the tracer thread of `idx`.
-fn freeze_one<'env>(
+/// The stat of `p` and, unless it is a zombie, the freezing of `p` started on the tracer thread of
+/// `idx`.
+fn start_freeze<'env>(
     pool: &Pool<'env>,
     root: &'env ProcRoot,
     p: Pid,
     top: Pid,
+    ours: &[Option<u64>],
     idx: usize,
-    progress: &mut dyn FnMut(Progress),
-) -> Result<proc::Stat> {
+) -> Result<(proc::Stat, Option<Pending<Result<()>>>)> {
     let stat = proc::stat(root, p.0)?;
     if stat.state == 'Z' {
-        return Ok(stat);
+        return Ok((stat, None));
     }
     if p != top {
-        check_process(root, p)?;
+        check_process(root, p, ours)?;
     }
     let stopped = stat.state == 'T';
-    let frozen = pool.run(idx, move |owned, _| FrozenProcess::freeze(root, p, stopped).map(|f| owned.insert(idx, f)));
-    pool.wait(frozen, progress)?;
-    Ok(stat)
+    let frozen =
+        pool.run(idx, move |owned, _| FrozenProcess::freeze(root, p, stopped).map(|f| drop(owned.insert(idx, f))));
+    Ok((stat, Some(frozen)))
 }
 
 fn zombie_entry(stat: &proc::Stat) -> ProcessEntry {
@@ -348,8 +367,14 @@ fn report(pid: Pid, frozen: Duration, total: Duration, pages: u64, image_bytes: 
     DumpReport { pid: pid.0, frozen, total, pages, image_bytes, left_running: left }
 }
 
+/// Our own namespaces (inode of each of `NAMESPACES`), which every process of a dump must share.
+fn own_namespaces(root: &ProcRoot) -> Vec<Option<u64>> {
+    let me = std::process::id() as i32;
+    NAMESPACES.iter().map(|ns| proc::ns_inode(root, me, ns).ok()).collect()
+}
+
 /// The root exists, is not us, and can be dumped (see [`check_process`]).
-fn check_target(root: &ProcRoot, pid: Pid) -> Result<()> {
+fn check_target(root: &ProcRoot, pid: Pid, ours: &[Option<u64>]) -> Result<()> {
     if pid == Pid::this() || pid.0 <= 0 {
         return Err(Error::Unsupported { pid: pid.0, what: "checkpointing stasis itself".into() });
     }
@@ -360,11 +385,11 @@ fn check_target(root: &ProcRoot, pid: Pid) -> Result<()> {
     if stat.state == 'Z' {
         return Err(Error::Unsupported { pid: pid.0, what: "a zombie as the root of a dump".into() });
     }
-    check_process(root, pid)
+    check_process(root, pid, ours)
 }
 
 /// A process shares our namespaces, is traced by nobody else and has no seccomp filter.
-fn check_process(root: &ProcRoot, pid: Pid) -> Result<()> {
+fn check_process(root: &ProcRoot, pid: Pid, ours: &[Option<u64>]) -> Result<()> {
     let status = proc::status(root, pid.0)?;
     if status.tracer_pid != 0 {
         return Err(Error::Unsupported { pid: pid.0, what: format!("a process traced by pid {}", status.tracer_pid) });
@@ -372,9 +397,8 @@ fn check_process(root: &ProcRoot, pid: Pid) -> Result<()> {
     if status.seccomp != 0 {
         return Err(Error::Unsupported { pid: pid.0, what: format!("seccomp mode {}", status.seccomp) });
     }
-    let me = std::process::id() as i32;
-    for ns in NAMESPACES {
-        if proc::ns_inode(root, pid.0, ns).ok() != proc::ns_inode(root, me, ns).ok() {
+    for (ns, our) in NAMESPACES.iter().zip(ours) {
+        if proc::ns_inode(root, pid.0, ns).ok() != *our {
             return Err(Error::Unsupported { pid: pid.0, what: format!("a {ns} namespace of its own") });
         }
     }
@@ -473,10 +497,8 @@ fn write_images(
         shell_job: opts.shell_job,
         ..Default::default()
     };
-    for d in dumped {
-        processes.push(d.c.process.clone());
-        bytes += write_process(dir, d)?;
-    }
+    processes.extend(dumped.iter().map(|d| d.c.process.clone()));
+    bytes += write_processes(dir, dumped)?;
     processes.extend(zombies);
     bytes += dir.write_records(ImageKind::Files, None, &[stasis_image::model::FileTable { files }])?.size;
     bytes += dir
@@ -489,6 +511,22 @@ fn write_images(
     bytes += dir.write_records(ImageKind::Ipc, None, &[ipc])?.size;
     dir.commit_inventory(inventory, opts.fsync)?;
     Ok(bytes)
+}
+
+/// The files of every process, spread over one thread per CPU (they need no ptrace).
+fn write_processes(dir: &ImageDir, dumped: Vec<Dumped>) -> Result<u64> {
+    let threads = Pool::threads_for(dumped.len());
+    let mut shares: Vec<Vec<Dumped>> = (0..threads).map(|_| Vec::new()).collect();
+    for (i, d) in dumped.into_iter().enumerate() {
+        shares[i % threads].push(d);
+    }
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = shares
+            .into_iter()
+            .map(|share| scope.spawn(move || share.into_iter().map(|d| write_process(dir, d)).sum::<Result<u64>>()))
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))).sum()
+    })
 }
 
 /// The page file (finished with its checksums) and the record files of one process.
