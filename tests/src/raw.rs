@@ -11,11 +11,13 @@ mod mem;
 mod process;
 mod regs;
 mod signal;
+mod socket;
 
 pub use mem::*;
 pub use process::*;
 pub use regs::*;
 pub use signal::*;
+pub use socket::*;
 
 use std::io;
 

@@ -12,6 +12,8 @@ pub mod mem;
 pub mod probe;
 pub mod process;
 pub mod ptrace;
+pub mod socket;
+pub mod unix_diag;
 
 use std::fmt;
 

@@ -189,6 +189,7 @@ fn dump_frozen(
     frozen_at: Instant,
 ) -> Result<(Vec<Dumped>, Vec<FileEntry>, stasis_image::model::IpcImage)> {
     let mut ids = FileIds::new(opts.ghost_limit);
+    ids.unix.ext = opts.ext_unix_sk;
     let mut files = Vec::new();
     let mut dumped = Vec::new();
     let mut layouts: Vec<(Pid, Vec<stasis_image::model::Vma>)> = Vec::new();
@@ -209,6 +210,7 @@ fn dump_frozen(
         dumped.push(Dumped { c, writer, page_bytes, checksums });
     }
     files::pipe::check_pairs(tree[0].0.pid().0, &files)?;
+    files::unix::check_peers(&mut files, &mut ids)?;
     let pids: Vec<i32> = dumped.iter().map(|d| d.c.process.pid).collect();
     let attached: Vec<u64> = dumped
         .iter()

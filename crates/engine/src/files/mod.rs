@@ -6,11 +6,12 @@
 //! controller and moves it to its number with `dup3` ([`FdImporter`]).
 //!
 //! One module per kind: [`regular`] (files and directories), [`chardev`] (device nodes and terminals),
-//! [`pipe`] (pipes with both ends in the process).
+//! [`pipe`] (pipes with both ends in the process), [`unix`] (UNIX domain sockets).
 
 pub mod chardev;
 pub mod pipe;
 pub mod regular;
+pub mod unix;
 
 use crate::error::{Error, Result};
 use crate::proc::{self, ProcRoot};
@@ -58,11 +59,32 @@ pub struct FileIds {
     pub ghost_limit: u64,
     /// Unlinked files (device, inode) whose bytes are saved already.
     pub ghosts: Vec<(u64, u64)>,
+    /// What the UNIX socket dump knows of the whole tree.
+    pub unix: unix::DumpState,
+    /// Entries for files in flight (`SCM_RIGHTS`), found while dumping a socket.
+    pending: Vec<FileEntry>,
+    /// Our copies of the files in flight, kept open so that `kcmp` can compare them.
+    held: Vec<OwnedFd>,
 }
 
 impl FileIds {
     pub fn new(ghost_limit: u64) -> FileIds {
-        FileIds { next: 0, seen: Vec::new(), ghost_limit, ghosts: Vec::new() }
+        FileIds {
+            next: 0,
+            seen: Vec::new(),
+            ghost_limit,
+            ghosts: Vec::new(),
+            unix: unix::DumpState::default(),
+            pending: Vec::new(),
+            held: Vec::new(),
+        }
+    }
+
+    /// A new id for the description behind `fd` of `pid`.
+    fn register(&mut self, pid: Pid, fd: i32, meta: &std::fs::Metadata) -> u32 {
+        self.next += 1;
+        self.seen.push((pid, fd, self.next, meta.dev(), meta.ino()));
+        self.next
     }
 }
 
@@ -83,8 +105,11 @@ pub fn dump(root: &ProcRoot, pid: Pid, shell_job: bool, ids: &mut FileIds) -> Re
         let same = ids.seen.iter().find(|s| {
             s.3 == meta.dev() && s.4 == meta.ino() && kcmp(pid, s.0, KCMP_FILE, fd as u64, s.1 as u64).ok() == Some(0)
         });
-        let id = match same {
-            Some(s) => s.2,
+        let id = match same.map(|s| s.2) {
+            Some(id) => {
+                ids.seen.push((pid, fd, id, meta.dev(), meta.ino()));
+                id
+            }
             None => {
                 let flags = info.flags & !O_CLOEXEC;
                 let probe = Probe {
@@ -98,13 +123,13 @@ pub fn dump(root: &ProcRoot, pid: Pid, shell_job: bool, ids: &mut FileIds) -> Re
                     shell_job,
                     ghost_limit: ids.ghost_limit,
                 };
-                let kind = classify(&probe, &mut ids.ghosts)?;
-                ids.next += 1;
-                files.push(FileEntry { id: ids.next, flags, kind: Some(kind) });
-                ids.next
+                let id = ids.register(pid, fd, &meta);
+                let kind = classify(&probe, ids)?;
+                files.push(FileEntry { id, flags, kind: Some(kind) });
+                files.append(&mut ids.pending);
+                id
             }
         };
-        ids.seen.push((pid, fd, id, meta.dev(), meta.ino()));
         table.fds.push(FdEntry { fd, file_id: id, cloexec });
     }
     Ok((table, files))
@@ -140,14 +165,50 @@ pub fn ghost_mappings(pid: Pid, vmas: &[stasis_image::model::Vma], ids: &mut Fil
     Ok(out)
 }
 
-fn classify(p: &Probe, ghosts: &mut Vec<(u64, u64)>) -> Result<FileKind> {
+/// The id of a file in flight in a socket's queue (`fd`, our copy), dumping it on first sight like
+/// an fd of a process (`owner` holds the socket, for messages).
+pub fn adopt(ids: &mut FileIds, owner: Pid, fd: OwnedFd) -> Result<u32> {
+    let me = Pid::this();
+    let raw = fd.as_raw_fd();
+    let link = std::fs::read_link(format!("/proc/self/fd/{raw}")).map_err(Error::io(format!("/proc/self/fd/{raw}")))?;
+    let file = File::from(fd);
+    let meta = file.metadata().map_err(Error::io(&link))?;
+    let same = ids.seen.iter().find(|s| {
+        s.3 == meta.dev() && s.4 == meta.ino() && kcmp(me, s.0, KCMP_FILE, raw as u64, s.1 as u64).ok() == Some(0)
+    });
+    if let Some(s) = same {
+        return Ok(s.2);
+    }
+    let info = proc::fdinfo(&ProcRoot::system(), me.0, raw)?;
+    let flags = info.flags & !O_CLOEXEC;
+    let id = ids.register(me, raw, &meta);
+    let probe = Probe {
+        pid: owner,
+        fd: -1,
+        link: &link,
+        meta: &meta,
+        file: file.as_fd(),
+        flags,
+        pos: info.pos,
+        shell_job: false,
+        ghost_limit: ids.ghost_limit,
+    };
+    let kind = classify(&probe, ids)?;
+    ids.pending.push(FileEntry { id, flags, kind: Some(kind) });
+    ids.held.push(file.into());
+    Ok(id)
+}
+
+fn classify(p: &Probe, ids: &mut FileIds) -> Result<FileKind> {
     let ft = p.meta.file_type();
     if ft.is_file() || ft.is_dir() {
-        regular::dump(p, ghosts)
+        regular::dump(p, &mut ids.ghosts)
     } else if ft.is_char_device() {
         chardev::dump(p)
     } else if ft.is_fifo() && p.link.to_string_lossy().starts_with("pipe:") {
         pipe::dump(p, p.file, p.flags)
+    } else if ft.is_socket() && unix::is_unix(p.file) {
+        unix::dump(p, ids)
     } else {
         Err(p.unsupported(describe(p.link, &ft)))
     }
@@ -174,13 +235,22 @@ fn describe(link: &Path, ft: &std::fs::FileType) -> String {
     format!("file {l}")
 }
 
+/// What [`open_all`] made: our fd of every description by id, the unlinked files and memfds by
+/// their inode at dump time, and the socket work left for when every process exists.
+pub type Opened = (HashMap<u32, OwnedFd>, HashMap<u64, OwnedFd>, unix::Unfinished);
+
 /// Open every description of the image in the controller, before the task exists.
 ///
 /// Returns the descriptions by id, and the unlinked files and memfds made again, by their inode at
 /// dump time (for the mappings of them).
-pub fn open_all(files: &[FileEntry], shell_job: bool) -> Result<(HashMap<u32, OwnedFd>, HashMap<u64, OwnedFd>)> {
+pub fn open_all(
+    files: &[FileEntry],
+    shell_job: bool,
+    ext_unix_sk: bool,
+) -> Result<Opened> {
     let mut out = HashMap::new();
     let mut pipes = pipe::Pipes::default();
+    let mut sockets = unix::Sockets::new(files, ext_unix_sk);
     let mut ghosts = regular::Ghosts::default();
     for f in files {
         let fd = match &f.kind {
@@ -190,13 +260,14 @@ pub fn open_all(files: &[FileEntry], shell_job: bool) -> Result<(HashMap<u32, Ow
             Some(FileKind::CharDevice(c)) => chardev::open_device(c, f.flags)?,
             Some(FileKind::Terminal(t)) => chardev::open_terminal(t, shell_job)?,
             Some(FileKind::Pipe(p)) => pipes.open(p, f.flags)?,
+            Some(FileKind::UnixSocket(u)) => sockets.open(u, f.flags)?,
             None => {
                 return Err(Error::Incompatible { file: "files.img".into(), what: format!("file {}: no kind", f.id) })
             }
         };
         out.insert(f.id, fd);
     }
-    Ok((out, ghosts.into_objects()))
+    Ok((out, ghosts.into_objects(), sockets.into_unfinished()))
 }
 
 /// Install the fd table into the task.

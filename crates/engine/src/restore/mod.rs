@@ -119,7 +119,7 @@ pub fn restore(opts: &RestoreOptions, progress: &mut dyn FnMut(Progress)) -> Res
     let img = load(&dir)?;
     check_cpu(&dir, &img)?;
     check_pids_free(&img)?;
-    let (opened, ghosts) = files::open_all(&img.files.files, opts.shell_job)?;
+    let (opened, ghosts, sockets) = files::open_all(&img.files.files, opts.shell_job, opts.ext_unix_sk)?;
     let segments = crate::ipc::restore(&img.ipc, img.procs[0].process.pid)?;
     let pages = open_pages(&dir, &img)?;
     let verifiers = spawn_verifiers(&pages, &img)?;
@@ -134,6 +134,7 @@ pub fn restore(opts: &RestoreOptions, progress: &mut dyn FnMut(Progress)) -> Res
     let mut built = Vec::new();
     let result = process::build(&ctx, 0, child, scratch, &mut built, progress);
     let result = result.and_then(|()| join_verifiers(verifiers, pid));
+    let result = result.and_then(|()| sockets.finish(&img.files.files, &opened));
     if let Err(e) = result {
         built.into_iter().for_each(Built::abandon);
         return Err(e);

@@ -115,6 +115,9 @@ fn fds(out: &mut String, p: &Process, files: &FileTable) {
                 let pos = pos.map_or(String::new(), |pos| format!(" pos {pos}"));
                 let flags = names::open_flags(file.flags);
                 let _ = writeln!(out, "    {:>4} -> {kind:<8} {path}{pos} {flags}{cloexec}", fd.fd);
+                if let Some(crate::model::FileKind::UnixSocket(u)) = &file.kind {
+                    let _ = writeln!(out, "            {}", names::unix_socket(u));
+                }
             }
             None => {
                 let _ = writeln!(out, "    {:>4} -> file id {} (not in files.img)", fd.fd, fd.file_id);

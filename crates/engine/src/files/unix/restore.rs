@@ -1,0 +1,359 @@
+//! Restore side: sockets made, bound and connected in the controller ([`Sockets`]), then, once
+//! every process exists, their queues, options and shutdown state ([`Unfinished::finish`]).
+
+use super::*;
+use crate::error::{Error, Result};
+use stasis_image::model::{FileEntry, FileKind, UnixMessage};
+use stasis_sys::socket::{self as sock, Creds, SO_PASSPIDFD, SO_PEEK_OFF};
+use stasis_sys::SysError;
+use std::collections::{HashMap, HashSet};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::fs::FileTypeExt;
+
+const SO_SNDBUFFORCE: i32 = 32;
+const SO_RCVBUFFORCE: i32 = 33;
+
+/// A failed step on socket `u`.
+fn fail(u: &UnixSocket, what: &str) -> impl FnOnce(SysError) -> Error {
+    let path = format!("{}: {what}", describe(u));
+    move |e| Error::Io { path: path.into(), source: e.source }
+}
+
+fn refuse(u: &UnixSocket, what: String) -> Error {
+    Error::Incompatible { file: "files.img".into(), what: format!("{}: {what}", describe(u)) }
+}
+
+/// The sockets of the image, made on first use, a connected pair or a listener with its
+/// connections at once.
+pub struct Sockets<'a> {
+    by_ino: HashMap<u64, &'a UnixSocket>,
+    made: HashMap<u64, OwnedFd>,
+    created: HashSet<u64>,
+    ext: bool,
+    /// The other end of a connection whose peer was closed, by the socket's inode: it queues the
+    /// data again, then is closed.
+    orphans: HashMap<u64, OwnedFd>,
+}
+
+/// What is left to do once every process exists: see [`Unfinished::finish`].
+pub struct Unfinished {
+    orphans: HashMap<u64, OwnedFd>,
+}
+
+impl<'a> Sockets<'a> {
+    pub fn new(files: &'a [FileEntry], ext: bool) -> Sockets<'a> {
+        let by_ino = files
+            .iter()
+            .filter_map(|f| match &f.kind {
+                Some(FileKind::UnixSocket(u)) => Some((u.ino, u)),
+                _ => None,
+            })
+            .collect();
+        Sockets { by_ino, made: HashMap::new(), created: HashSet::new(), ext, orphans: HashMap::new() }
+    }
+
+    /// Our fd for socket `u`, with the file status flags (O_NONBLOCK) of its description.
+    pub fn open(&mut self, u: &UnixSocket, flags: u32) -> Result<OwnedFd> {
+        self.ensure(u.ino)?;
+        let fd = self.made.remove(&u.ino).ok_or_else(|| refuse(u, "listed twice in files.img".into()))?;
+        let status = (flags & libc::O_NONBLOCK as u32) as i32 | libc::O_RDWR;
+        stasis_sys::fd::set_status_flags(fd.as_fd(), status).map_err(fail(u, "setting its file flags"))?;
+        Ok(fd)
+    }
+
+    pub fn into_unfinished(self) -> Unfinished {
+        Unfinished { orphans: self.orphans }
+    }
+
+    fn entry(&self, ino: u64) -> Result<&'a UnixSocket> {
+        self.by_ino.get(&ino).copied().ok_or_else(|| Error::Incompatible {
+            file: "files.img".into(),
+            what: format!("unix socket socket:[{ino}] is referred to but not in the image"),
+        })
+    }
+
+    /// The listener in the image bound to `name`, if any.
+    fn listener_named(&self, name: &[u8]) -> Option<&'a UnixSocket> {
+        if name.is_empty() {
+            return None;
+        }
+        self.by_ino.values().copied().find(|l| l.state == LISTEN && l.name == name)
+    }
+
+    /// The listener in the image on whose queue `u` waits.
+    fn pending_on(&self, u: &UnixSocket) -> Option<&'a UnixSocket> {
+        self.by_ino.values().copied().find(|l| l.state == LISTEN && l.icons.contains(&u.ino))
+    }
+
+    fn keep(&mut self, u: &UnixSocket, fd: OwnedFd) {
+        self.created.insert(u.ino);
+        self.made.insert(u.ino, fd);
+    }
+
+    /// Make socket `ino` (and what must be made with it) unless made already.
+    fn ensure(&mut self, ino: u64) -> Result<()> {
+        if self.created.contains(&ino) {
+            return Ok(());
+        }
+        let u = self.entry(ino)?;
+        if u.state == LISTEN {
+            return self.make_listener(u);
+        }
+        if let Some(l) = self.pending_on(u) {
+            return self.make_listener(l);
+        }
+        if u.external_peer {
+            return self.make_external(u);
+        }
+        if u.peer == 0 {
+            return self.make_unconnected(u);
+        }
+        let peer = self.entry(u.peer)?;
+        if connection_oriented(u) {
+            match self.listener_named(&u.name).or_else(|| self.listener_named(&peer.name)) {
+                Some(l) => self.make_listener(l),
+                None => self.make_pair(u, peer),
+            }
+        } else if peer.peer == u.ino {
+            self.make_pair(u, peer)
+        } else {
+            self.make_dgram_to(u, peer)
+        }
+    }
+
+    /// A socket, bound if it was.
+    fn new_socket(&self, u: &UnixSocket) -> Result<OwnedFd> {
+        let fd = sock::unix_socket(u.sock_type as i32).map_err(fail(u, "making it"))?;
+        bind_name(u, fd.as_fd())?;
+        Ok(fd)
+    }
+
+    /// A socket connected to nobody: unconnected, or one whose peer was closed (made as a pair whose
+    /// other end queues the data again and is then closed).
+    fn make_unconnected(&mut self, u: &UnixSocket) -> Result<()> {
+        if u.state == ESTABLISHED && connection_oriented(u) {
+            let (a, b) = sock::unix_socketpair(u.sock_type as i32).map_err(fail(u, "making a socketpair"))?;
+            bind_name(u, a.as_fd())?;
+            self.orphans.insert(u.ino, b);
+            self.keep(u, a);
+            return Ok(());
+        }
+        let fd = self.new_socket(u)?;
+        self.keep(u, fd);
+        Ok(())
+    }
+
+    /// A connected pair (stream or seqpacket, or two datagram sockets connected to each other).
+    fn make_pair(&mut self, u: &UnixSocket, peer: &UnixSocket) -> Result<()> {
+        let (a, b) = sock::unix_socketpair(u.sock_type as i32).map_err(fail(u, "making a socketpair"))?;
+        bind_name(u, a.as_fd())?;
+        bind_name(peer, b.as_fd())?;
+        self.keep(u, a);
+        self.keep(peer, b);
+        Ok(())
+    }
+
+    /// A datagram socket connected to `peer`, which is not connected back.
+    fn make_dgram_to(&mut self, u: &UnixSocket, peer: &UnixSocket) -> Result<()> {
+        let fd = self.new_socket(u)?;
+        self.keep(u, fd);
+        self.ensure(peer.ino)?;
+        if peer.name.is_empty() {
+            return Err(refuse(u, format!("connected to socket:[{}], which has no name", peer.ino)));
+        }
+        sock::connect(self.made[&u.ino].as_fd(), &peer.name).map_err(fail(u, "connecting it to its peer"))
+    }
+
+    /// A socket whose peer is outside the image: connected again to the peer's name.
+    fn make_external(&mut self, u: &UnixSocket) -> Result<()> {
+        let target = show_name(&u.peer_name);
+        if !self.ext {
+            let what = format!("its peer {target} was outside the dump (restore with --ext-unix-sk to connect to it)");
+            return Err(refuse(u, what));
+        }
+        let fd = self.new_socket(u)?;
+        let what = format!("connecting it to {target}, its external peer");
+        sock::connect(fd.as_fd(), &u.peer_name).map_err(fail(u, &what))?;
+        self.keep(u, fd);
+        Ok(())
+    }
+
+    /// A listener, the connections it accepted (each client connected, then accepted), and the
+    /// connections waiting on it, in their order.
+    fn make_listener(&mut self, l: &'a UnixSocket) -> Result<()> {
+        let fd = self.new_socket(l)?;
+        sock::listen(fd.as_fd(), l.backlog as i32).map_err(fail(l, "listening"))?;
+        let accepted: Vec<&UnixSocket> = self
+            .by_ino
+            .values()
+            .copied()
+            .filter(|s| {
+                s.state == ESTABLISHED && connection_oriented(s) && s.name == l.name && !s.external_peer && s.peer != 0
+            })
+            .filter(|s| self.by_ino.contains_key(&s.peer) && !self.created.contains(&s.ino))
+            .collect();
+        for s in accepted {
+            let client = self.entry(s.peer)?;
+            let c = self.new_socket(client)?;
+            sock::connect(c.as_fd(), &l.name).map_err(fail(client, "connecting it to its listener"))?;
+            let a = sock::accept(fd.as_fd()).map_err(fail(s, "accepting it"))?;
+            self.keep(client, c);
+            self.keep(s, a);
+        }
+        self.keep(l, fd);
+        for &c in &l.icons {
+            let client = self.entry(c)?;
+            let cfd = self.new_socket(client)?;
+            sock::connect(cfd.as_fd(), &l.name).map_err(fail(client, "connecting it to its listener"))?;
+            self.keep(client, cfd);
+        }
+        Ok(())
+    }
+}
+
+/// Bind `fd` to `u`'s name. A path gets its socket file again (a stale socket file there is
+/// replaced; anything else there is an error), with its mode and owner, and is unlinked again if
+/// it was gone at dump.
+fn bind_name(u: &UnixSocket, fd: BorrowedFd<'_>) -> Result<()> {
+    if u.name.is_empty() {
+        return Ok(());
+    }
+    if !is_path(&u.name) {
+        return sock::bind(fd, &u.name).map_err(fail(u, "binding it"));
+    }
+    let path = std::path::PathBuf::from(<std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(&u.name));
+    match std::fs::symlink_metadata(&path) {
+        Ok(m) if m.file_type().is_socket() => std::fs::remove_file(&path).map_err(Error::io(&path))?,
+        Ok(_) => return Err(refuse(u, format!("{} exists and is not a socket", path.display()))),
+        Err(_) => {}
+    }
+    sock::bind(fd, &u.name).map_err(fail(u, "binding it"))?;
+    use std::os::unix::fs::PermissionsExt;
+    if u.path_present {
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(u.path_mode)).map_err(Error::io(&path))?;
+        std::os::unix::fs::lchown(&path, Some(u.path_uid), Some(u.path_gid)).map_err(Error::io(&path))?;
+    } else {
+        std::fs::remove_file(&path).map_err(Error::io(&path))?;
+    }
+    Ok(())
+}
+
+impl Unfinished {
+    /// Once every process exists: queue the messages again (with the files in flight and the
+    /// credentials), then set the options and the shutdown state. `opened` holds our fd of every
+    /// description of the image.
+    pub fn finish(self, files: &[FileEntry], opened: &HashMap<u32, OwnedFd>) -> Result<()> {
+        let mut socks: HashMap<u64, (&UnixSocket, BorrowedFd<'_>)> = HashMap::new();
+        for f in files {
+            if let (Some(FileKind::UnixSocket(u)), Some(fd)) = (&f.kind, opened.get(&f.id)) {
+                socks.insert(u.ino, (u, fd.as_fd()));
+            }
+        }
+        for (u, fd) in socks.values() {
+            set_buffers(u, *fd)?;
+        }
+        for (u, _) in socks.values() {
+            let orphan = self.orphans.get(&u.ino).map(|o| o.as_fd());
+            for m in &u.queue {
+                requeue(u, m, orphan, &socks, opened)?;
+            }
+        }
+        let orphaned: HashSet<u64> = self.orphans.into_keys().collect();
+        for (u, fd) in socks.values() {
+            set_options(u, *fd)?;
+            if !orphaned.contains(&u.ino) {
+                shut(u, *fd)?; // an orphan was shut down when its other end was closed
+            }
+        }
+        Ok(())
+    }
+}
+
+fn set_buffers(u: &UnixSocket, fd: BorrowedFd<'_>) -> Result<()> {
+    let Some(o) = &u.options else { return Ok(()) };
+    for (get, force, want) in [(libc::SO_SNDBUF, SO_SNDBUFFORCE, o.sndbuf), (libc::SO_RCVBUF, SO_RCVBUFFORCE, o.rcvbuf)]
+    {
+        if sock::get_int(fd, libc::SOL_SOCKET, get).map_err(fail(u, "reading its buffer size"))? != want {
+            sock::set_int(fd, libc::SOL_SOCKET, force, want / 2).map_err(fail(u, "setting its buffer size"))?;
+        }
+    }
+    Ok(())
+}
+
+/// Send message `m` again so that it lands on `u`'s receive queue: from its peer (or the other
+/// end kept for a closed peer), from the datagram socket named as its sender, or else from a
+/// new unnamed socket.
+fn requeue(
+    u: &UnixSocket,
+    m: &UnixMessage,
+    orphan: Option<BorrowedFd<'_>>,
+    socks: &HashMap<u64, (&UnixSocket, BorrowedFd<'_>)>,
+    opened: &HashMap<u32, OwnedFd>,
+) -> Result<()> {
+    let mut fds = Vec::with_capacity(m.fds.len());
+    for id in &m.fds {
+        let f = opened.get(id).ok_or_else(|| refuse(u, format!("a file in flight, id {id}, is not in files.img")))?;
+        fds.push(f.as_fd());
+    }
+    let creds = m.has_creds.then_some(Creds { pid: m.pid, uid: m.uid, gid: m.gid });
+    let by_name =
+        || socks.values().find(|(s, _)| s.sock_type == SOCK_DGRAM && !s.name.is_empty() && s.name == m.sender);
+    let peer = socks.get(&u.peer);
+    let temp;
+    // `to` is None when the sender is connected to `u`.
+    let (from, to): (BorrowedFd<'_>, Option<&[u8]>) = if let Some(o) = orphan {
+        (o, None)
+    } else if let Some((s, sfd)) = by_name().or(peer) {
+        (*sfd, if s.peer == u.ino { None } else { Some(&u.name) })
+    } else {
+        temp = sock::unix_socket(u.sock_type as i32).map_err(fail(u, "making a socket to queue its data"))?;
+        (temp.as_fd(), Some(&u.name))
+    };
+    if to.is_some_and(<[u8]>::is_empty) {
+        return Err(refuse(u, "a queued message from a sender that cannot reach it (it has no name)".into()));
+    }
+    let n =
+        sock::send(from, &m.data, to.unwrap_or_default(), &fds, creds).map_err(fail(u, "queueing its data again"))?;
+    if n != m.data.len() {
+        return Err(refuse(u, format!("queued {n} of {} bytes of a message again", m.data.len())));
+    }
+    Ok(())
+}
+
+fn set_options(u: &UnixSocket, fd: BorrowedFd<'_>) -> Result<()> {
+    let Some(o) = &u.options else { return Ok(()) };
+    let err = fail(u, "setting its options");
+    let ints = [
+        (libc::SO_PASSCRED, o.passcred as i32),
+        (SO_PEEK_OFF, o.peek_off),
+        (libc::SO_RCVLOWAT, o.rcvlowat),
+        (libc::SO_PRIORITY, o.priority),
+        (libc::SO_MARK, o.mark as i32),
+        (libc::SO_PASSSEC, o.passsec as i32),
+        (SO_PASSPIDFD, o.passpidfd as i32),
+    ];
+    let result = (|| {
+        for (opt, want) in ints {
+            if sock::get_int(fd, libc::SOL_SOCKET, opt).unwrap_or(want) != want {
+                sock::set_int(fd, libc::SOL_SOCKET, opt, want)?;
+            }
+        }
+        for (opt, want) in [(libc::SO_RCVTIMEO, o.rcvtimeo_us), (libc::SO_SNDTIMEO, o.sndtimeo_us)] {
+            if sock::get_timeout(fd, opt)? != want {
+                sock::set_timeout(fd, opt, want)?;
+            }
+        }
+        Ok(())
+    })();
+    result.map_err(err)
+}
+
+fn shut(u: &UnixSocket, fd: BorrowedFd<'_>) -> Result<()> {
+    let how = match (u.shutdown & RCV_SHUTDOWN != 0, u.shutdown & SEND_SHUTDOWN != 0) {
+        (true, true) => libc::SHUT_RDWR,
+        (true, false) => libc::SHUT_RD,
+        (false, true) => libc::SHUT_WR,
+        (false, false) => return Ok(()),
+    };
+    sock::shutdown(fd, how).map_err(fail(u, "shutting it down"))
+}
