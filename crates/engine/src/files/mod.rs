@@ -243,11 +243,7 @@ pub type Opened = (HashMap<u32, OwnedFd>, HashMap<u64, OwnedFd>, unix::Unfinishe
 ///
 /// Returns the descriptions by id, and the unlinked files and memfds made again, by their inode at
 /// dump time (for the mappings of them).
-pub fn open_all(
-    files: &[FileEntry],
-    shell_job: bool,
-    ext_unix_sk: bool,
-) -> Result<Opened> {
+pub fn open_all(files: &[FileEntry], shell_job: bool, ext_unix_sk: bool) -> Result<Opened> {
     let mut out = HashMap::new();
     let mut pipes = pipe::Pipes::default();
     let mut sockets = unix::Sockets::new(files, ext_unix_sk);

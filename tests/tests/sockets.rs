@@ -1,0 +1,118 @@
+//! UNIX domain sockets: connected pairs and listeners with their queues and pending connections,
+//! datagrams with their boundaries and senders, files and credentials in flight, a socket shared by
+//! two processes, options and shutdown states, and a peer outside the tree (refused, or reconnected
+//! with `--ext-unix-sk`). The `standalone_*` tests run the workloads without stasis.
+
+use stasis_tests::harness::{checkpoint_restore, standalone, Case};
+use stasis_tests::workload;
+use std::io::{Read, Write};
+use std::os::unix::net::UnixListener;
+use std::path::PathBuf;
+
+#[test]
+fn stream_seqpacket_and_listeners() {
+    checkpoint_restore("unix_conn", workload!("unix_conn"));
+}
+
+#[test]
+fn datagrams() {
+    checkpoint_restore("unix_dgram", workload!("unix_dgram"));
+}
+
+#[test]
+fn files_and_credentials_in_flight_and_a_shared_socket() {
+    checkpoint_restore("unix_scm", workload!("unix_scm"));
+}
+
+#[test]
+fn options_shutdown_and_a_closed_peer() {
+    checkpoint_restore("unix_opts", workload!("unix_opts"));
+}
+
+/// An echo server outside the tree, on a thread of the test, listening at a fresh path.
+fn echo_server(label: &str) -> PathBuf {
+    let path = std::env::temp_dir().join(format!("stasis-{label}-{}.sock", std::process::id()));
+    let _ = std::fs::remove_file(&path);
+    let listener = UnixListener::bind(&path).expect("bind the echo server");
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { return };
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 256];
+                while let Ok(n @ 1..) = conn.read(&mut buf) {
+                    if conn.write_all(&buf[..n]).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    path
+}
+
+#[test]
+fn external_peer_is_refused() {
+    let path = echo_server("ext-refused");
+    let case = Case::new("unix_ext_refused", workload!("unix_ext").arg(&path));
+    let Some(mut run) = case.start() else { return };
+    let images = case.images("images");
+    let r = case.dump(&run, &images, &[], &[]);
+    let pid = run.pid().to_string();
+    case.expect_failed(
+        &r,
+        "dump of a socket connected outside the tree",
+        &[&[&format!("pid {pid}")], &["fd 3"], &["socket:["], &["outside"], &["--ext-unix-sk"]],
+    );
+    case.expect_untouched(&run);
+    case.finish(&mut run);
+    let _ = std::fs::remove_file(&path);
+}
+
+#[test]
+fn external_peer_with_ext_unix_sk() {
+    let path = echo_server("ext-allowed");
+    let case = Case::new("unix_ext_allowed", workload!("unix_ext").arg(&path));
+    case.checkpoint_restore(&["--ext-unix-sk"], &["--ext-unix-sk"]);
+    let _ = std::fs::remove_file(&path);
+}
+
+#[test]
+fn external_peer_needs_ext_unix_sk_at_restore_too() {
+    let path = echo_server("ext-restore");
+    let case = Case::new("unix_ext_restore", workload!("unix_ext").arg(&path));
+    let Some(mut run) = case.start() else { return };
+    let images = case.images("images");
+    case.dump_ok(&run, &images, &["--ext-unix-sk"]);
+    case.reap_dumped(&mut run);
+    let (r, _) = case.stasis().restore_detached(&case.dir, &images, &[], &[]);
+    case.expect_failed(&r, "restore without --ext-unix-sk", &[&["--ext-unix-sk"], &["socket:["]]);
+    case.expect_no_process_left(run.pid());
+    let _ = std::fs::remove_file(&path);
+}
+
+#[test]
+fn standalone_unix_conn() {
+    standalone("sa-unix_conn", workload!("unix_conn"));
+}
+
+#[test]
+fn standalone_unix_dgram() {
+    standalone("sa-unix_dgram", workload!("unix_dgram"));
+}
+
+#[test]
+fn standalone_unix_scm() {
+    standalone("sa-unix_scm", workload!("unix_scm"));
+}
+
+#[test]
+fn standalone_unix_opts() {
+    standalone("sa-unix_opts", workload!("unix_opts"));
+}
+
+#[test]
+fn standalone_unix_ext() {
+    let path = echo_server("ext-standalone");
+    standalone("sa-unix_ext", workload!("unix_ext").arg(&path));
+    let _ = std::fs::remove_file(&path);
+}

@@ -1,0 +1,82 @@
+//! Datagram UNIX sockets keep their queued messages, boundaries and senders: a receiver bound to a
+//! path holds three messages of different sizes (two from a sender bound to an abstract name, one
+//! from an unnamed sender); a datagram socketpair holds messages both ways; a socket connected to
+//! an abstract-named receiver (which is not connected back) holds one message there. After the
+//! wake each queue gives back exactly its messages, in order, with their senders, and every name
+//! and peer name is as before; the connected socket still sends to its peer.
+
+use stasis_tests::raw;
+use stasis_tests::workload::{self, OrFail};
+use std::os::fd::{AsFd, BorrowedFd};
+
+fn send(fd: BorrowedFd<'_>, data: &[u8], to: Option<&[u8]>) {
+    let n = raw::send_msg(fd, data, to, &[], None).or_fail("send");
+    assert_eq!(n, data.len(), "short send");
+}
+
+/// Every queued message (non-blocking): (data, sender).
+fn drain(fd: BorrowedFd<'_>) -> Vec<(Vec<u8>, Vec<u8>)> {
+    let mut out = Vec::new();
+    while let Ok(m) = raw::recv_msg(fd, 1 << 20, libc::MSG_DONTWAIT) {
+        out.push((m.data, m.sender));
+    }
+    out
+}
+
+fn pattern(len: usize, seed: u8) -> Vec<u8> {
+    (0..len).map(|i| (i as u8).wrapping_mul(17).wrapping_add(seed)).collect()
+}
+
+fn names(fd: BorrowedFd<'_>) -> (Vec<u8>, Vec<u8>) {
+    (raw::sock_name(fd, false).unwrap_or_default(), raw::sock_name(fd, true).unwrap_or_default())
+}
+
+fn main() {
+    let mut s = workload::start();
+    let pid = std::process::id();
+    let path = std::env::current_dir().or_fail("cwd").join("dgram.sock");
+    let path = path.as_os_str().as_encoded_bytes().to_vec();
+    let rx = raw::unix_socket(libc::SOCK_DGRAM).or_fail("socket");
+    raw::bind(rx.as_fd(), &path).or_fail("bind path");
+    let named = raw::unix_socket(libc::SOCK_DGRAM).or_fail("socket");
+    let named_name = format!("\0stasis-dgram-sender-{pid}").into_bytes();
+    raw::bind(named.as_fd(), &named_name).or_fail("bind abstract");
+    let anon = raw::unix_socket(libc::SOCK_DGRAM).or_fail("socket");
+    let msgs = [pattern(10, 1), pattern(3000, 2), pattern(100_000, 3)];
+    send(named.as_fd(), &msgs[0], Some(&path));
+    send(anon.as_fd(), &msgs[1], Some(&path));
+    send(named.as_fd(), &msgs[2], Some(&path));
+    let (pa, pb) = raw::unix_pair(libc::SOCK_DGRAM).or_fail("dgram pair");
+    send(pa.as_fd(), b"one", None);
+    send(pa.as_fd(), b"two!", None);
+    send(pb.as_fd(), &pattern(4096, 9), None);
+    let target_name = format!("\0stasis-dgram-target-{pid}").into_bytes();
+    let target = raw::unix_socket(libc::SOCK_DGRAM).or_fail("socket");
+    raw::bind(target.as_fd(), &target_name).or_fail("bind target");
+    let conn = raw::unix_socket(libc::SOCK_DGRAM).or_fail("socket");
+    raw::connect(conn.as_fd(), &target_name).or_fail("connect");
+    send(conn.as_fd(), b"before", None);
+    let all = [rx.as_fd(), named.as_fd(), anon.as_fd(), pa.as_fd(), pb.as_fd(), target.as_fd(), conn.as_fd()];
+    let before: Vec<_> = all.iter().map(|&f| names(f)).collect();
+    s.ready();
+    s.wait_for_wake();
+    let c = &mut s.checker;
+    c.same("names and peer names", &before, &all.iter().map(|&f| names(f)).collect::<Vec<_>>());
+    let want =
+        vec![(msgs[0].clone(), named_name.clone()), (msgs[1].clone(), Vec::new()), (msgs[2].clone(), named_name)];
+    let got = drain(rx.as_fd());
+    c.same(
+        "sizes of the queued datagrams",
+        &[10, 3000, 100_000][..],
+        &got.iter().map(|m| m.0.len()).collect::<Vec<_>>(),
+    );
+    c.check(got == want, || "the path-bound receiver's datagrams or their senders differ".into());
+    let pair_b: Vec<_> = drain(pb.as_fd()).into_iter().map(|m| m.0).collect();
+    c.same("socketpair a->b", &vec![b"one".to_vec(), b"two!".to_vec()], &pair_b);
+    let pair_a: Vec<_> = drain(pa.as_fd()).into_iter().map(|m| m.0).collect();
+    c.same("socketpair b->a", &vec![pattern(4096, 9)], &pair_a);
+    send(conn.as_fd(), b"after", None);
+    let at_target: Vec<_> = drain(target.as_fd()).into_iter().map(|m| m.0).collect();
+    c.same("connected socket's datagrams", &vec![b"before".to_vec(), b"after".to_vec()], &at_target);
+    s.finish()
+}
