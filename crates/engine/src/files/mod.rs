@@ -193,7 +193,12 @@ pub fn adopt(ids: &mut FileIds, owner: Pid, fd: OwnedFd) -> Result<u32> {
         shell_job: false,
         ghost_limit: ids.ghost_limit,
     };
-    let kind = classify(&probe, ids)?;
+    let kind = classify(&probe, ids).map_err(|e| match e {
+        Error::UnsupportedFd { pid, fd: -1, what } => {
+            Error::Unsupported { pid, what: format!("a file in flight on a unix socket: {what}") }
+        }
+        e => e,
+    })?;
     ids.pending.push(FileEntry { id, flags, kind: Some(kind) });
     ids.held.push(file.into());
     Ok(id)
