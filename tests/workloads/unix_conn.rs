@@ -5,6 +5,11 @@
 //! listener with one waiting. After the wake every name (getsockname/getpeername) and the path's
 //! mode must be as before, every queue must hold exactly its bytes (records with their boundaries),
 //! and the waiting connections are accepted in their order and talked over both ways.
+//!
+//! Also: a connection accepted from an abstract listener that was then closed (the accepted end
+//! keeps the name, which is free again: a new socket can bind it), one whose client then wrote
+//! and closed (its data, then EOF), and a listener whose socket file was unlinked after listen
+//! (the path stays absent; its waiting connection is accepted).
 
 use stasis_tests::raw;
 use stasis_tests::workload::{self, Checker, OrFail};
@@ -81,8 +86,36 @@ fn main() {
     raw::listen(al.as_fd(), 3).or_fail("listen");
     let ap = raw::unix_socket(libc::SOCK_SEQPACKET).or_fail("socket");
     raw::connect(ap.as_fd(), &al_name).or_fail("connect to the abstract listener");
+    // Accepted from a listener closed since; one of them orphaned by its client.
+    let gone_name = format!("\0stasis-conn-closed-listener-{pid}").into_bytes();
+    let gl = raw::unix_socket(libc::SOCK_STREAM).or_fail("socket");
+    raw::bind(gl.as_fd(), &gone_name).or_fail("bind");
+    raw::listen(gl.as_fd(), 2).or_fail("listen");
+    let c2 = raw::unix_socket(libc::SOCK_STREAM).or_fail("socket");
+    raw::connect(c2.as_fd(), &gone_name).or_fail("connect c2");
+    let s2 = raw::accept(gl.as_fd()).or_fail("accept s2");
+    let c3 = raw::unix_socket(libc::SOCK_STREAM).or_fail("socket");
+    raw::connect(c3.as_fd(), &gone_name).or_fail("connect c3");
+    let s3 = raw::accept(gl.as_fd()).or_fail("accept s3");
+    drop(gl);
+    send(c2.as_fd(), b"to s2");
+    send(s2.as_fd(), b"to c2");
+    send(c3.as_fd(), b"last from c3");
+    drop(c3);
+    // A listener whose file is unlinked.
+    let hidden = dir.join("hidden.sock");
+    let hidden_bytes = hidden.as_os_str().as_encoded_bytes().to_vec();
+    let hl = raw::unix_socket(libc::SOCK_STREAM).or_fail("socket");
+    raw::bind(hl.as_fd(), &hidden_bytes).or_fail("bind hidden");
+    raw::listen(hl.as_fd(), 2).or_fail("listen");
+    let hc = raw::unix_socket(libc::SOCK_STREAM).or_fail("socket");
+    raw::connect(hc.as_fd(), &hidden_bytes).or_fail("connect hidden");
+    std::fs::remove_file(&hidden).or_fail("unlink hidden");
     let all: Vec<BorrowedFd<'_>> =
-        [&sa, &sb, &qa, &qb, &l, &c1, &s1, &pending[0], &pending[1], &al, &ap].into_iter().map(|f| f.as_fd()).collect();
+        [&sa, &sb, &qa, &qb, &l, &c1, &s1, &pending[0], &pending[1], &al, &ap, &c2, &s2, &s3, &hl, &hc]
+            .into_iter()
+            .map(|f| f.as_fd())
+            .collect();
     let before: Vec<_> = all.iter().map(|&f| names(f)).collect();
     s.ready();
     s.wait_for_wake();
@@ -99,6 +132,15 @@ fn main() {
     c.same("accepted connection: to the client", &b"reply from the server".to_vec(), &drain(c1.as_fd()).concat());
     talk_pending(c, &l, &pending);
     talk_pending(c, &al, std::slice::from_ref(&ap));
+    talk_pending(c, &hl, std::slice::from_ref(&hc));
+    c.check(!hidden.exists(), || format!("{} exists after the restore", hidden.display()));
+    c.same("accepted, listener closed: to s2", &b"to s2".to_vec(), &drain(s2.as_fd()).concat());
+    c.same("accepted, listener closed: to c2", &b"to c2".to_vec(), &drain(c2.as_fd()).concat());
+    c.same("accepted, client closed: its data", &b"last from c3".to_vec(), &drain(s3.as_fd()).concat());
+    let eof = raw::recv_msg(s3.as_fd(), 8, libc::MSG_DONTWAIT).map(|m| m.data.len()).ok();
+    c.same("accepted, client closed: then EOF", &Some(0), &eof);
+    let again = raw::unix_socket(libc::SOCK_STREAM).and_then(|f| raw::bind(f.as_fd(), &gone_name));
+    c.ok("binding the closed listener's name again", again);
     s.finish()
 }
 

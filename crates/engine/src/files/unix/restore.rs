@@ -9,6 +9,7 @@ use stasis_sys::SysError;
 use std::collections::{HashMap, HashSet};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::fs::FileTypeExt;
+use std::path::PathBuf;
 
 const SO_SNDBUFFORCE: i32 = 32;
 const SO_RCVBUFFORCE: i32 = 33;
@@ -33,11 +34,15 @@ pub struct Sockets<'a> {
     /// The other end of a connection whose peer was closed, by the socket's inode: it queues the
     /// data again, then is closed.
     orphans: HashMap<u64, OwnedFd>,
+    /// Socket files of names whose file was gone at dump: unlinked once the queues are filled
+    /// (until then, sockets connect and send to them by path).
+    unlink: Vec<PathBuf>,
 }
 
 /// What is left to do once every process exists: see [`Unfinished::finish`].
 pub struct Unfinished {
     orphans: HashMap<u64, OwnedFd>,
+    unlink: Vec<PathBuf>,
 }
 
 impl<'a> Sockets<'a> {
@@ -49,7 +54,14 @@ impl<'a> Sockets<'a> {
                 _ => None,
             })
             .collect();
-        Sockets { by_ino, made: HashMap::new(), created: HashSet::new(), ext, orphans: HashMap::new() }
+        Sockets {
+            by_ino,
+            made: HashMap::new(),
+            created: HashSet::new(),
+            ext,
+            orphans: HashMap::new(),
+            unlink: Vec::new(),
+        }
     }
 
     /// Our fd for socket `u`, with the file status flags (O_NONBLOCK) of its description.
@@ -62,7 +74,7 @@ impl<'a> Sockets<'a> {
     }
 
     pub fn into_unfinished(self) -> Unfinished {
-        Unfinished { orphans: self.orphans }
+        Unfinished { orphans: self.orphans, unlink: self.unlink }
     }
 
     fn entry(&self, ino: u64) -> Result<&'a UnixSocket> {
@@ -112,7 +124,10 @@ impl<'a> Sockets<'a> {
         if connection_oriented(u) {
             match self.listener_named(&u.name).or_else(|| self.listener_named(&peer.name)) {
                 Some(l) => self.make_listener(l),
-                None => self.make_pair(u, peer),
+                None => match accepted_side(u, peer) {
+                    Some((accepted, client)) => self.make_accepted(accepted, Some(client)),
+                    None => self.make_pair(u, peer),
+                },
             }
         } else if peer.peer == u.ino {
             self.make_pair(u, peer)
@@ -122,18 +137,49 @@ impl<'a> Sockets<'a> {
     }
 
     /// A socket, bound if it was.
-    fn new_socket(&self, u: &UnixSocket) -> Result<OwnedFd> {
+    fn new_socket(&mut self, u: &UnixSocket) -> Result<OwnedFd> {
         let fd = sock::unix_socket(u.sock_type as i32).map_err(fail(u, "making it"))?;
-        bind_name(u, fd.as_fd())?;
+        self.bind(u, fd.as_fd())?;
         Ok(fd)
+    }
+
+    /// Bind `fd` to `u`'s name (see [`bind_name`]).
+    fn bind(&mut self, u: &UnixSocket, fd: BorrowedFd<'_>) -> Result<()> {
+        if let Some(path) = bind_name(u, fd)? {
+            self.unlink.push(path);
+        }
+        Ok(())
+    }
+
+    /// An accepted connection whose listener is not in the image (closed after accepting): a
+    /// temporary listener on its name accepts it from `client` (or, for a client that was closed,
+    /// from a socket kept until its data is queued), so the name is free again afterwards.
+    fn make_accepted(&mut self, s: &UnixSocket, client: Option<&UnixSocket>) -> Result<()> {
+        let temp = sock::unix_socket(s.sock_type as i32).map_err(fail(s, "making a listener for it"))?;
+        self.bind(s, temp.as_fd())?;
+        sock::listen(temp.as_fd(), 1).map_err(fail(s, "listening to accept it"))?;
+        let c = match client {
+            Some(cl) => self.new_socket(cl)?,
+            None => sock::unix_socket(s.sock_type as i32).map_err(fail(s, "making its peer"))?,
+        };
+        sock::connect(c.as_fd(), &s.name).map_err(fail(s, "connecting to it"))?;
+        let a = sock::accept(temp.as_fd()).map_err(fail(s, "accepting it"))?;
+        self.keep(s, a);
+        match client {
+            Some(cl) => self.keep(cl, c),
+            None => drop(self.orphans.insert(s.ino, c)),
+        }
+        Ok(())
     }
 
     /// A socket connected to nobody: unconnected, or one whose peer was closed (made as a pair whose
     /// other end queues the data again and is then closed).
     fn make_unconnected(&mut self, u: &UnixSocket) -> Result<()> {
+        if u.state == ESTABLISHED && connection_oriented(u) && !u.name.is_empty() {
+            return self.make_accepted(u, None);
+        }
         if u.state == ESTABLISHED && connection_oriented(u) {
             let (a, b) = sock::unix_socketpair(u.sock_type as i32).map_err(fail(u, "making a socketpair"))?;
-            bind_name(u, a.as_fd())?;
             self.orphans.insert(u.ino, b);
             self.keep(u, a);
             return Ok(());
@@ -146,8 +192,8 @@ impl<'a> Sockets<'a> {
     /// A connected pair (stream or seqpacket, or two datagram sockets connected to each other).
     fn make_pair(&mut self, u: &UnixSocket, peer: &UnixSocket) -> Result<()> {
         let (a, b) = sock::unix_socketpair(u.sock_type as i32).map_err(fail(u, "making a socketpair"))?;
-        bind_name(u, a.as_fd())?;
-        bind_name(peer, b.as_fd())?;
+        self.bind(u, a.as_fd())?;
+        self.bind(peer, b.as_fd())?;
         self.keep(u, a);
         self.keep(peer, b);
         Ok(())
@@ -211,15 +257,28 @@ impl<'a> Sockets<'a> {
     }
 }
 
+/// Of a connected stream or seqpacket pair without a listener in the image, the side that was
+/// accepted (it has its listener's name) and the client: the only named side, or, both named, the
+/// one made later (the higher inode: the kernel makes it during the client's connect).
+fn accepted_side<'a>(u: &'a UnixSocket, peer: &'a UnixSocket) -> Option<(&'a UnixSocket, &'a UnixSocket)> {
+    match (u.name.is_empty(), peer.name.is_empty()) {
+        (true, true) => None,
+        (false, true) => Some((u, peer)),
+        (true, false) => Some((peer, u)),
+        (false, false) if u.ino > peer.ino => Some((u, peer)),
+        (false, false) => Some((peer, u)),
+    }
+}
+
 /// Bind `fd` to `u`'s name. A path gets its socket file again (a stale socket file there is
-/// replaced; anything else there is an error), with its mode and owner, and is unlinked again if
-/// it was gone at dump.
-fn bind_name(u: &UnixSocket, fd: BorrowedFd<'_>) -> Result<()> {
+/// replaced; anything else there is an error) with its mode and owner; if the file was gone at
+/// dump, its path is returned, to be unlinked once the sockets no longer need it.
+fn bind_name(u: &UnixSocket, fd: BorrowedFd<'_>) -> Result<Option<PathBuf>> {
     if u.name.is_empty() {
-        return Ok(());
+        return Ok(None);
     }
     if !is_path(&u.name) {
-        return sock::bind(fd, &u.name).map_err(fail(u, "binding it"));
+        return sock::bind(fd, &u.name).map_err(fail(u, "binding it")).map(|()| None);
     }
     let path = std::path::PathBuf::from(<std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(&u.name));
     match std::fs::symlink_metadata(&path) {
@@ -229,13 +288,12 @@ fn bind_name(u: &UnixSocket, fd: BorrowedFd<'_>) -> Result<()> {
     }
     sock::bind(fd, &u.name).map_err(fail(u, "binding it"))?;
     use std::os::unix::fs::PermissionsExt;
-    if u.path_present {
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(u.path_mode)).map_err(Error::io(&path))?;
-        std::os::unix::fs::lchown(&path, Some(u.path_uid), Some(u.path_gid)).map_err(Error::io(&path))?;
-    } else {
-        std::fs::remove_file(&path).map_err(Error::io(&path))?;
+    if !u.path_present {
+        return Ok(Some(path));
     }
-    Ok(())
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(u.path_mode)).map_err(Error::io(&path))?;
+    std::os::unix::fs::lchown(&path, Some(u.path_uid), Some(u.path_gid)).map_err(Error::io(&path))?;
+    Ok(None)
 }
 
 impl Unfinished {
@@ -259,6 +317,9 @@ impl Unfinished {
             }
         }
         let orphaned: HashSet<u64> = self.orphans.into_keys().collect();
+        for path in &self.unlink {
+            std::fs::remove_file(path).map_err(Error::io(path))?;
+        }
         for (u, fd) in socks.values() {
             set_options(u, *fd)?;
             if !orphaned.contains(&u.ino) {
