@@ -90,6 +90,62 @@ fn external_peer_needs_ext_unix_sk_at_restore_too() {
     let _ = std::fs::remove_file(&path);
 }
 
+/// Starts `unix_refuse <mode>`, expects the dump to fail naming `needles`, the process untouched,
+/// and its PASS when woken.
+fn refused(test: &str, mode: &str, needles: &[&[&str]]) {
+    let case = Case::new(test, workload!("unix_refuse").arg(mode));
+    let Some(mut run) = case.start() else { return };
+    let images = case.images("images");
+    let r = case.dump(&run, &images, &[], &[]);
+    case.expect_failed(&r, &format!("dump of {mode}"), needles);
+    if images.join("inventory.img").exists() {
+        case.fail("the failed dump left an inventory.img");
+    }
+    case.expect_untouched(&run);
+    case.finish(&mut run);
+}
+
+#[test]
+fn data_on_a_connection_not_yet_accepted_is_refused() {
+    refused("unix_refuse_unaccepted", "unaccepted-data", &[&["fd 40"], &["not yet accepted"], &["socket:["]]);
+}
+
+#[test]
+fn a_relative_path_name_is_refused() {
+    refused("unix_refuse_relative", "relative", &[&["fd 42"], &["relative path"], &["rel.sock"]]);
+}
+
+/// A dump with --leave-running peeks every queue without consuming it and puts SO_PEEK_OFF and
+/// SO_PASSCRED back: the workloads still pass when woken afterwards.
+fn leave_running(test: &str, w: stasis_tests::harness::Workload) {
+    let case = Case::new(test, w);
+    let Some(mut run) = case.start() else { return };
+    case.dump_ok(&run, &case.images("images"), &["--leave-running"]);
+    case.finish(&mut run);
+}
+
+#[test]
+fn leave_running_keeps_queues_and_options() {
+    leave_running("unix_opts_left", workload!("unix_opts"));
+}
+
+#[test]
+fn leave_running_keeps_fds_and_credentials_in_flight() {
+    leave_running("unix_scm_left", workload!("unix_scm"));
+}
+
+#[test]
+fn leave_running_keeps_connections_and_datagrams() {
+    leave_running("unix_conn_left", workload!("unix_conn"));
+    leave_running("unix_dgram_left", workload!("unix_dgram"));
+}
+
+#[test]
+fn standalone_unix_refuse() {
+    standalone("sa-unix_refuse_unaccepted", workload!("unix_refuse").arg("unaccepted-data"));
+    standalone("sa-unix_refuse_relative", workload!("unix_refuse").arg("relative"));
+}
+
 #[test]
 fn standalone_unix_conn() {
     standalone("sa-unix_conn", workload!("unix_conn"));

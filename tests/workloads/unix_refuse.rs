@@ -1,0 +1,48 @@
+//! UNIX socket states the dump refuses by name, leaving the process running. Argument:
+//! `unaccepted-data` (fd 40: a client that wrote 5 bytes on a connection its listener, fd 41, has
+//! not accepted yet) or `relative` (fd 42: a datagram socket bound to the relative path
+//! `rel.sock`). After the wake each socket must still work: the connection is accepted and its
+//! bytes read; the datagram socket receives what is sent to it.
+
+use stasis_tests::raw;
+use stasis_tests::workload::{self, OrFail};
+use std::os::fd::{AsFd, OwnedFd};
+
+fn main() {
+    let mut s = workload::start();
+    let mode: String = workload::arg(1, String::new());
+    let mut keep: Vec<OwnedFd> = Vec::new();
+    match mode.as_str() {
+        "unaccepted-data" => {
+            let name = format!("\0stasis-refuse-{}", std::process::id()).into_bytes();
+            let l = raw::unix_socket(libc::SOCK_STREAM).or_fail("socket");
+            raw::bind(l.as_fd(), &name).or_fail("bind");
+            raw::listen(l.as_fd(), 4).or_fail("listen");
+            let c = raw::unix_socket(libc::SOCK_STREAM).or_fail("socket");
+            raw::connect(c.as_fd(), &name).or_fail("connect");
+            raw::send_msg(c.as_fd(), b"early", None, &[], None).or_fail("send");
+            keep.push(raw::dup_to(c.as_fd(), 40).or_fail("dup to 40"));
+            keep.push(raw::dup_to(l.as_fd(), 41).or_fail("dup to 41"));
+        }
+        "relative" => {
+            let d = raw::unix_socket(libc::SOCK_DGRAM).or_fail("socket");
+            raw::bind(d.as_fd(), b"rel.sock").or_fail("bind");
+            keep.push(raw::dup_to(d.as_fd(), 42).or_fail("dup to 42"));
+        }
+        other => workload::skip(&format!("unknown mode {other:?}")),
+    }
+    s.ready();
+    s.wait_for_wake();
+    let c = &mut s.checker;
+    if mode == "unaccepted-data" {
+        let conn = c.ok("accept", raw::accept(keep[1].as_fd()));
+        let got = conn.and_then(|f| raw::recv_msg(f.as_fd(), 16, libc::MSG_DONTWAIT).ok()).map(|m| m.data);
+        c.same("bytes of the waiting connection", &Some(b"early".to_vec()), &got);
+    } else {
+        let tx = raw::unix_socket(libc::SOCK_DGRAM).or_fail("socket");
+        c.ok("send to rel.sock", raw::send_msg(tx.as_fd(), b"hi", Some(b"rel.sock"), &[], None));
+        let got = raw::recv_msg(keep[0].as_fd(), 16, libc::MSG_DONTWAIT).map(|m| m.data).ok();
+        c.same("datagram received", &Some(b"hi".to_vec()), &got);
+    }
+    s.finish()
+}
