@@ -373,10 +373,15 @@ fn requeue(
     if to.is_some_and(<[u8]>::is_empty) {
         return Err(refuse(u, "a queued message from a sender that cannot reach it (it has no name)".into()));
     }
-    let n =
-        sock::send(from, &m.data, to.unwrap_or_default(), &fds, creds).map_err(fail(u, "queueing its data again"))?;
-    if n != m.data.len() {
-        return Err(refuse(u, format!("queued {n} of {} bytes of a message again", m.data.len())));
+    let to = to.unwrap_or_default();
+    let mut sent = sock::send(from, &m.data, to, &fds, creds).map_err(fail(u, "queueing its data again"))?;
+    // A stream takes a long run in parts when the sender's buffer fills; records go whole.
+    while sent < m.data.len() && u.sock_type == SOCK_STREAM {
+        let n = sock::send(from, &m.data[sent..], to, &[], creds).map_err(fail(u, "queueing its data again"))?;
+        sent += n;
+    }
+    if sent != m.data.len() {
+        return Err(refuse(u, format!("queued {sent} of {} bytes of a message again", m.data.len())));
     }
     Ok(())
 }
