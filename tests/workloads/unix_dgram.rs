@@ -3,7 +3,9 @@
 //! from an unnamed sender); a datagram socketpair holds messages both ways; a socket connected to
 //! an abstract-named receiver (which is not connected back) holds one message there. After the
 //! wake each queue gives back exactly its messages, in order, with their senders, and every name
-//! and peer name is as before; the connected socket still sends to its peer.
+//! and peer name is as before; the connected socket still sends to its peer. A fourth message on
+//! the receiver comes from a sender bound to an abstract name and closed since: it keeps its
+//! sender address.
 
 use stasis_tests::raw;
 use stasis_tests::workload::{self, OrFail};
@@ -46,6 +48,11 @@ fn main() {
     send(named.as_fd(), &msgs[0], Some(&path));
     send(anon.as_fd(), &msgs[1], Some(&path));
     send(named.as_fd(), &msgs[2], Some(&path));
+    let gone_name = format!("\0stasis-dgram-gone-{pid}").into_bytes();
+    let gone = raw::unix_socket(libc::SOCK_DGRAM).or_fail("socket");
+    raw::bind(gone.as_fd(), &gone_name).or_fail("bind gone");
+    send(gone.as_fd(), b"from a closed sender", Some(&path));
+    drop(gone);
     let (pa, pb) = raw::unix_pair(libc::SOCK_DGRAM).or_fail("dgram pair");
     send(pa.as_fd(), b"one", None);
     send(pa.as_fd(), b"two!", None);
@@ -62,14 +69,17 @@ fn main() {
     s.wait_for_wake();
     let c = &mut s.checker;
     c.same("names and peer names", &before, &all.iter().map(|&f| names(f)).collect::<Vec<_>>());
-    let want =
-        vec![(msgs[0].clone(), named_name.clone()), (msgs[1].clone(), Vec::new()), (msgs[2].clone(), named_name)];
+    let want = vec![
+        (msgs[0].clone(), named_name.clone()),
+        (msgs[1].clone(), Vec::new()),
+        (msgs[2].clone(), named_name),
+        (b"from a closed sender".to_vec(), gone_name),
+    ];
     let got = drain(rx.as_fd());
-    c.same(
-        "sizes of the queued datagrams",
-        &[10, 3000, 100_000][..],
-        &got.iter().map(|m| m.0.len()).collect::<Vec<_>>(),
-    );
+    let sizes: Vec<usize> = got.iter().map(|m| m.0.len()).collect();
+    c.same("sizes of the queued datagrams", &[10, 3000, 100_000, 20][..], &sizes);
+    let senders: Vec<&[u8]> = got.iter().map(|m| m.1.as_slice()).collect();
+    c.same("senders of the queued datagrams", &want.iter().map(|m| m.1.as_slice()).collect::<Vec<_>>(), &senders);
     c.check(got == want, || "the path-bound receiver's datagrams or their senders differ".into());
     let pair_b: Vec<_> = drain(pb.as_fd()).into_iter().map(|m| m.0).collect();
     c.same("socketpair a->b", &vec![b"one".to_vec(), b"two!".to_vec()], &pair_b);

@@ -364,17 +364,28 @@ fn requeue(
     // `to` is None when the sender is connected to `u`.
     let (from, to): (BorrowedFd<'_>, Option<&[u8]>) = if let Some(o) = orphan {
         (o, None)
-    } else if let Some((s, sfd)) = by_name().or(peer) {
+    } else if let Some((s, sfd)) = by_name().or(peer.filter(|(p, _)| m.sender.is_empty() || p.name == m.sender)) {
         (*sfd, if s.peer == u.ino { None } else { Some(&u.name) })
     } else {
-        temp = sock::unix_socket(u.sock_type as i32).map_err(fail(u, "making a socket to queue its data"))?;
+        temp = stand_in(u, &m.sender)?;
         (temp.as_fd(), Some(&u.name))
     };
     if to.is_some_and(<[u8]>::is_empty) {
         return Err(refuse(u, "a queued message from a sender that cannot reach it (it has no name)".into()));
     }
     let to = to.unwrap_or_default();
-    let mut sent = sock::send(from, &m.data, to, &fds, creds).map_err(fail(u, "queueing its data again"))?;
+    let mut sent = match sock::send(from, &m.data, to, &fds, creds) {
+        Err(e) if e.errno() == libc::ESRCH && creds.is_some() => {
+            log::warn!(
+                "{}: a queued message's sender pid {} is gone: sent without its credentials",
+                describe(u),
+                m.pid
+            );
+            sock::send(from, &m.data, to, &fds, None)
+        }
+        r => r,
+    }
+    .map_err(fail(u, "queueing its data again"))?;
     // A stream takes a long run in parts when the sender's buffer fills; records go whole.
     while sent < m.data.len() && u.sock_type == SOCK_STREAM {
         let n = sock::send(from, &m.data[sent..], to, &[], creds).map_err(fail(u, "queueing its data again"))?;
@@ -384,6 +395,31 @@ fn requeue(
         return Err(refuse(u, format!("queued {sent} of {} bytes of a message again", m.data.len())));
     }
     Ok(())
+}
+
+/// A socket to send a datagram whose sender is not in the image: bound to the sender's name while
+/// it is free (a path only if nothing is there, unlinked at once), so the receiver sees the same
+/// sender address; unnamed otherwise.
+fn stand_in(u: &UnixSocket, sender: &[u8]) -> Result<OwnedFd> {
+    let fd = sock::unix_socket(u.sock_type as i32).map_err(fail(u, "making a socket to queue its data"))?;
+    if sender.is_empty() {
+        return Ok(fd);
+    }
+    let path =
+        is_path(sender).then(|| PathBuf::from(<std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(sender)));
+    if path.as_ref().is_some_and(|p| std::fs::symlink_metadata(p).is_ok()) {
+        log::warn!("{}: a queued datagram's sender {} is taken: sent unnamed", describe(u), show_name(sender));
+        return Ok(fd);
+    }
+    match sock::bind(fd.as_fd(), sender) {
+        Ok(()) => {
+            if let Some(p) = path {
+                std::fs::remove_file(&p).map_err(Error::io(&p))?;
+            }
+        }
+        Err(e) => log::warn!("{}: binding a stand-in for sender {}: {e}: sent unnamed", describe(u), show_name(sender)),
+    }
+    Ok(fd)
 }
 
 fn set_options(u: &UnixSocket, fd: BorrowedFd<'_>) -> Result<()> {
