@@ -25,6 +25,12 @@ fn files_and_credentials_in_flight_and_a_shared_socket() {
 }
 
 #[test]
+fn server_and_clients_in_different_processes() {
+    let case = Case::new("unix_tree", workload!("unix_tree"));
+    case.checkpoint_restore(&[], &[]);
+}
+
+#[test]
 fn options_shutdown_and_a_closed_peer() {
     checkpoint_restore("unix_opts", workload!("unix_opts"));
 }
@@ -149,6 +155,11 @@ fn standalone_unix_refuse() {
 #[test]
 fn standalone_unix_conn() {
     standalone("sa-unix_conn", workload!("unix_conn"));
+}
+
+#[test]
+fn standalone_unix_tree() {
+    standalone("sa-unix_tree", workload!("unix_tree"));
 }
 
 #[test]
