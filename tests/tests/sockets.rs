@@ -14,6 +14,26 @@ fn stream_seqpacket_and_listeners() {
     checkpoint_restore("unix_conn", workload!("unix_conn"));
 }
 
+/// A path name held by a live socket at restore fails the restore by name (the socket file is not
+/// taken from it); once only a stale socket file is left there, the restore replaces it.
+#[test]
+fn a_path_held_by_a_live_socket_fails_the_restore() {
+    let case = Case::new("unix_conn_live_path", workload!("unix_conn"));
+    let Some(mut run) = case.start() else { return };
+    let images = case.images("images");
+    case.dump_ok(&run, &images, &[]);
+    case.reap_dumped(&mut run);
+    let path = case.dir.work().join("listener.sock");
+    let _ = std::fs::remove_file(&path);
+    let holder = UnixListener::bind(&path).expect("bind the listener's path");
+    let (r, _) = case.stasis().restore_detached(&case.dir, &images, &[], &[]);
+    case.expect_failed(&r, "restore onto a path a live socket holds", &[&["live socket"], &["listener.sock"]]);
+    case.expect_no_process_left(run.pid());
+    drop(holder);
+    let mut restored = case.restore_ok(&images, run.pid(), &[]);
+    case.finish(&mut restored);
+}
+
 #[test]
 fn datagrams() {
     checkpoint_restore("unix_dgram", workload!("unix_dgram"));

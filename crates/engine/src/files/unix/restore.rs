@@ -257,6 +257,17 @@ impl<'a> Sockets<'a> {
     }
 }
 
+/// Whether a socket is bound to the socket file at `path`: a datagram socket connecting to it
+/// finds one (connected, or refused as of another type) or not (`ECONNREFUSED`: the file is stale).
+/// Unlike a stream connect, this leaves a live listener nothing to accept.
+fn live(path: &[u8]) -> bool {
+    let Ok(probe) = sock::unix_socket(libc::SOCK_DGRAM) else { return true };
+    match sock::connect(probe.as_fd(), path) {
+        Ok(()) => true,
+        Err(e) => e.errno() != libc::ECONNREFUSED,
+    }
+}
+
 /// Of a connected stream or seqpacket pair without a listener in the image, the side that was
 /// accepted (it has its listener's name) and the client: the only named side, or, both named, the
 /// one made later (the higher inode: the kernel makes it during the client's connect).
@@ -282,6 +293,9 @@ fn bind_name(u: &UnixSocket, fd: BorrowedFd<'_>) -> Result<Option<PathBuf>> {
     }
     let path = std::path::PathBuf::from(<std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(&u.name));
     match std::fs::symlink_metadata(&path) {
+        Ok(m) if m.file_type().is_socket() && live(&u.name) => {
+            return Err(refuse(u, format!("{} is the name of a live socket", path.display())))
+        }
         Ok(m) if m.file_type().is_socket() => std::fs::remove_file(&path).map_err(Error::io(&path))?,
         Ok(_) => return Err(refuse(u, format!("{} exists and is not a socket", path.display()))),
         Err(_) => {}
