@@ -141,6 +141,11 @@ fn a_relative_path_name_is_refused() {
     refused("unix_refuse_relative", "relative", &[&["fd 42"], &["relative path"], &["rel.sock"]]);
 }
 
+#[test]
+fn out_of_band_data_is_refused() {
+    refused("unix_refuse_oob", "oob", &[&["fd 43"], &["MSG_OOB"], &["socket:["]]);
+}
+
 /// A dump with --leave-running peeks every queue without consuming it and puts SO_PEEK_OFF and
 /// SO_PASSCRED back: the workloads still pass when woken afterwards.
 fn leave_running(test: &str, w: stasis_tests::harness::Workload) {
@@ -170,6 +175,7 @@ fn leave_running_keeps_connections_and_datagrams() {
 fn standalone_unix_refuse() {
     standalone("sa-unix_refuse_unaccepted", workload!("unix_refuse").arg("unaccepted-data"));
     standalone("sa-unix_refuse_relative", workload!("unix_refuse").arg("relative"));
+    standalone("sa-unix_refuse_oob", workload!("unix_refuse").arg("oob"));
 }
 
 #[test]

@@ -1,8 +1,9 @@
 //! UNIX socket states the dump refuses by name, leaving the process running. Argument:
 //! `unaccepted-data` (fd 40: a client that wrote 5 bytes on a connection its listener, fd 41, has
 //! not accepted yet) or `relative` (fd 42: a datagram socket bound to the relative path
-//! `rel.sock`). After the wake each socket must still work: the connection is accepted and its
-//! bytes read; the datagram socket receives what is sent to it.
+//! `rel.sock`) or `oob` (fd 43: a stream socket holding "data" and an out-of-band byte). After the
+//! wake each socket must still work: the connection is accepted and its bytes read; the datagram
+//! socket receives what is sent to it; the out-of-band byte and the data are read.
 
 use stasis_tests::raw;
 use stasis_tests::workload::{self, OrFail};
@@ -29,6 +30,15 @@ fn main() {
             raw::bind(d.as_fd(), b"rel.sock").or_fail("bind");
             keep.push(raw::dup_to(d.as_fd(), 42).or_fail("dup to 42"));
         }
+        "oob" => {
+            let (a, b) = raw::unix_pair(libc::SOCK_STREAM).or_fail("pair");
+            raw::send_msg(a.as_fd(), b"data", None, &[], None).or_fail("send");
+            if let Err(e) = raw::send_oob(a.as_fd(), b'!') {
+                workload::skip(&format!("MSG_OOB on unix sockets: {e}"));
+            }
+            keep.push(raw::dup_to(b.as_fd(), 43).or_fail("dup to 43"));
+            keep.push(a);
+        }
         other => workload::skip(&format!("unknown mode {other:?}")),
     }
     s.ready();
@@ -38,6 +48,11 @@ fn main() {
         let conn = c.ok("accept", raw::accept(keep[1].as_fd()));
         let got = conn.and_then(|f| raw::recv_msg(f.as_fd(), 16, libc::MSG_DONTWAIT).ok()).map(|m| m.data);
         c.same("bytes of the waiting connection", &Some(b"early".to_vec()), &got);
+    } else if mode == "oob" {
+        let oob = raw::recv_msg(keep[0].as_fd(), 1, libc::MSG_OOB | libc::MSG_DONTWAIT).map(|m| m.data).ok();
+        c.same("out-of-band byte", &Some(b"!".to_vec()), &oob);
+        let data = raw::recv_msg(keep[0].as_fd(), 16, libc::MSG_DONTWAIT).map(|m| m.data).ok();
+        c.same("data", &Some(b"data".to_vec()), &data);
     } else {
         let tx = raw::unix_socket(libc::SOCK_DGRAM).or_fail("socket");
         c.ok("send to rel.sock", raw::send_msg(tx.as_fd(), b"hi", Some(b"rel.sock"), &[], None));

@@ -287,3 +287,18 @@ pub fn send(
     let ret = unsafe { libc::sendmsg(fd.as_raw_fd(), &msg, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL) };
     check("sendmsg", ret as libc::c_long).map(|n| n as usize)
 }
+
+/// `recv(2)` with `MSG_OOB | MSG_PEEK | MSG_DONTWAIT`: whether a stream socket holds an
+/// out-of-band byte (`EINVAL` when it holds none, or with `SO_OOBINLINE`, or without
+/// `CONFIG_AF_UNIX_OOB`), left in place.
+pub fn has_oob(fd: BorrowedFd<'_>) -> Result<bool, SysError> {
+    let mut byte = 0u8;
+    let flags = libc::MSG_OOB | libc::MSG_PEEK | libc::MSG_DONTWAIT;
+    // SAFETY: `byte` is a live one-byte buffer.
+    let ret = unsafe { libc::recv(fd.as_raw_fd(), (&mut byte as *mut u8).cast(), 1, flags) };
+    match check("recv(MSG_OOB)", ret as libc::c_long) {
+        Ok(n) => Ok(n > 0),
+        Err(e) if [libc::EINVAL, libc::EAGAIN, libc::EOPNOTSUPP].contains(&e.errno()) => Ok(false),
+        Err(e) => Err(e),
+    }
+}

@@ -251,3 +251,13 @@ pub fn recv_msg(fd: BorrowedFd<'_>, len: usize, flags: i32) -> io::Result<Receiv
     }
     Ok(out)
 }
+
+/// `send(2)` of one out-of-band byte (`MSG_OOB`).
+pub fn send_oob(fd: BorrowedFd<'_>, byte: u8) -> io::Result<()> {
+    // SAFETY: `byte` is a live one-byte buffer.
+    let n = unsafe { libc::send(fd.as_raw_fd(), (&byte as *const u8).cast(), 1, libc::MSG_OOB | libc::MSG_NOSIGNAL) };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}

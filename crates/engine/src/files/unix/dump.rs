@@ -71,6 +71,9 @@ pub fn dump(p: &Probe, ids: &mut FileIds) -> Result<FileKind> {
         return Err(p.unsupported(what));
     }
     if u.state != LISTEN {
+        if ty == SOCK_STREAM && sock::has_oob(p.file).map_err(Error::sys(p.pid.0, "peeking for MSG_OOB data"))? {
+            return Err(p.unsupported(format!("{}: out-of-band data (MSG_OOB) in its queue", describe(&u))));
+        }
         u.queue = queue(p, ids, &u)?;
     }
     ids.unix.owners.push((ino, p.pid.0, p.fd));

@@ -305,7 +305,7 @@ fn bind_name(u: &UnixSocket, fd: BorrowedFd<'_>) -> Result<Option<PathBuf>> {
     if !u.path_present {
         return Ok(Some(path));
     }
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(u.path_mode)).map_err(Error::io(&path))?;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(u.path_mode & 0o7777)).map_err(Error::io(&path))?;
     std::os::unix::fs::lchown(&path, Some(u.path_uid), Some(u.path_gid)).map_err(Error::io(&path))?;
     Ok(None)
 }
