@@ -1,7 +1,7 @@
 //! Datagram UNIX sockets keep their queued messages, boundaries and senders: a receiver bound to a
 //! path holds three messages of different sizes (two from a sender bound to an abstract name, one
-//! from an unnamed sender); a datagram socketpair holds messages both ways; a socket connected to
-//! an abstract-named receiver (which is not connected back) holds one message there. After the
+//! from an unnamed sender); a datagram socketpair holds messages both ways (one of them empty); a
+//! socket connected to an abstract-named receiver (not connected back) holds one message there. After the
 //! wake each queue gives back exactly its messages, in order, with their senders, and every name
 //! and peer name is as before; the connected socket still sends to its peer. A fourth message on
 //! the receiver comes from a sender bound to an abstract name and closed since: it keeps its
@@ -55,6 +55,7 @@ fn main() {
     drop(gone);
     let (pa, pb) = raw::unix_pair(libc::SOCK_DGRAM).or_fail("dgram pair");
     send(pa.as_fd(), b"one", None);
+    send(pa.as_fd(), b"", None);
     send(pa.as_fd(), b"two!", None);
     send(pb.as_fd(), &pattern(4096, 9), None);
     let target_name = format!("\0stasis-dgram-target-{pid}").into_bytes();
@@ -82,7 +83,7 @@ fn main() {
     c.same("senders of the queued datagrams", &want.iter().map(|m| m.1.as_slice()).collect::<Vec<_>>(), &senders);
     c.check(got == want, || "the path-bound receiver's datagrams or their senders differ".into());
     let pair_b: Vec<_> = drain(pb.as_fd()).into_iter().map(|m| m.0).collect();
-    c.same("socketpair a->b", &vec![b"one".to_vec(), b"two!".to_vec()], &pair_b);
+    c.same("socketpair a->b", &vec![b"one".to_vec(), Vec::new(), b"two!".to_vec()], &pair_b);
     let pair_a: Vec<_> = drain(pa.as_fd()).into_iter().map(|m| m.0).collect();
     c.same("socketpair b->a", &vec![pattern(4096, 9)], &pair_a);
     send(conn.as_fd(), b"after", None);

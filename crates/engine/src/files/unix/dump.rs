@@ -13,6 +13,8 @@ use std::os::unix::fs::{FileTypeExt, MetadataExt};
 
 /// Peek buffer for one datagram or record: bigger than any the default limits allow.
 const RECORD_BUF: usize = 4 << 20;
+/// Most messages a queue may hold (also a bound should the peek offset stop moving).
+const MAX_MESSAGES: usize = 1 << 16;
 /// Peek buffer for a run of stream bytes.
 const STREAM_BUF: usize = 256 << 10;
 
@@ -167,13 +169,16 @@ fn peek_all(p: &Probe, u: &UnixSocket) -> Result<Vec<sock::Peeked>> {
         if m.truncated {
             return Err(p.unsupported(format!("{}: a queued message bigger than {len} bytes", describe(u))));
         }
-        if m.data.is_empty() && m.fds.is_empty() {
-            if stream || u.shutdown & RCV_SHUTDOWN != 0 || u.sock_type == SOCK_SEQPACKET && u.peer == 0 {
-                break; // end of stream, not a message
-            }
-            return Err(p.unsupported(format!("{}: a zero-length message in its queue", describe(u))));
+        let eof = stream || u.shutdown & RCV_SHUTDOWN != 0 || u.sock_type == SOCK_SEQPACKET && u.peer == 0;
+        if m.data.is_empty() && m.fds.is_empty() && eof {
+            break; // end of stream, not a message
         }
+        // A zero-length datagram or record does not move the peek offset, but the kernel marks it
+        // peeked and the next peek at the same offset passes it.
         out.push(m);
+        if out.len() > MAX_MESSAGES {
+            return Err(p.unsupported(format!("{}: more than {MAX_MESSAGES} queued messages", describe(u))));
+        }
     }
     Ok(out)
 }
