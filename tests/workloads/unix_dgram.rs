@@ -1,11 +1,11 @@
 //! Datagram UNIX sockets keep their queued messages, boundaries and senders: a receiver bound to a
 //! path holds three messages of different sizes (two from a sender bound to an abstract name, one
 //! from an unnamed sender); a datagram socketpair holds messages both ways (one of them empty); a
-//! socket connected to an abstract-named receiver (not connected back) holds one message there. After the
-//! wake each queue gives back exactly its messages, in order, with their senders, and every name
-//! and peer name is as before; the connected socket still sends to its peer. A fourth message on
-//! the receiver comes from a sender bound to an abstract name and closed since: it keeps its
-//! sender address.
+//! socket connected to an abstract-named receiver (not connected back) holds one message there.
+//! After the wake each queue gives back exactly its messages, in order, with their senders, and
+//! every name and peer name is as before; the connected socket still sends to its peer. A fourth
+//! message on the receiver comes from a sender bound to an abstract name and closed since: it keeps
+//! its sender address.
 
 use stasis_tests::raw;
 use stasis_tests::workload::{self, OrFail};
