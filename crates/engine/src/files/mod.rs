@@ -195,7 +195,7 @@ pub fn adopt(ids: &mut FileIds, owner: Pid, fd: OwnedFd) -> Result<u32> {
     };
     let kind = classify(&probe, ids).map_err(|e| match e {
         Error::UnsupportedFd { pid, fd: -1, what } => {
-            Error::Unsupported { pid, what: format!("a file in flight on a unix socket: {what}") }
+            Error::Unsupported { pid, what: format!("a file in flight: {what}") }
         }
         e => e,
     })?;

@@ -145,7 +145,12 @@ fn queue(p: &Probe, ids: &mut FileIds, u: &UnixSocket) -> Result<Vec<UnixMessage
     for m in peeked {
         let mut fds = Vec::with_capacity(m.fds.len());
         for fd in m.fds {
-            fds.push(adopt(ids, p.pid, fd)?);
+            fds.push(adopt(ids, p.pid, fd).map_err(|e| match e {
+                Error::Unsupported { pid, what } if p.fd >= 0 => {
+                    Error::UnsupportedFd { pid, fd: p.fd, what: format!("{}: {what}", describe(u)) }
+                }
+                e => e,
+            })?);
         }
         let c = m.creds.filter(|c| c.pid != 0);
         out.push(UnixMessage {
