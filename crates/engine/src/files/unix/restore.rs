@@ -473,3 +473,40 @@ fn shut(u: &UnixSocket, fd: BorrowedFd<'_>) -> Result<()> {
     };
     sock::shutdown(fd, how).map_err(fail(u, "shutting it down"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sock(ino: u64, name: &[u8]) -> UnixSocket {
+        UnixSocket { ino, sock_type: SOCK_STREAM, state: ESTABLISHED, name: name.to_vec(), ..Default::default() }
+    }
+
+    #[test]
+    fn the_accepted_side_has_the_name_or_the_higher_inode() {
+        let (a, b) = (sock(10, b""), sock(11, b""));
+        assert!(accepted_side(&a, &b).is_none());
+        let (a, b) = (sock(10, b"\0srv"), sock(11, b""));
+        assert_eq!(accepted_side(&a, &b).map(|(s, c)| (s.ino, c.ino)), Some((10, 11)));
+        assert_eq!(accepted_side(&b, &a).map(|(s, c)| (s.ino, c.ino)), Some((10, 11)));
+        let (a, b) = (sock(10, b"\0client"), sock(11, b"/run/srv.sock"));
+        assert_eq!(accepted_side(&a, &b).map(|(s, c)| (s.ino, c.ino)), Some((11, 10)));
+    }
+
+    #[test]
+    fn listeners_and_pending_clients_are_found_by_name_and_icons() {
+        let mut l = sock(1, b"\0l");
+        l.state = LISTEN;
+        l.icons = vec![3];
+        let files: Vec<FileEntry> = [l, sock(2, b"\0l"), sock(3, b"")]
+            .into_iter()
+            .enumerate()
+            .map(|(i, u)| FileEntry { id: i as u32 + 1, flags: 2, kind: Some(FileKind::UnixSocket(u)) })
+            .collect();
+        let s = Sockets::new(&files, false);
+        assert_eq!(s.listener_named(b"\0l").map(|l| l.ino), Some(1));
+        assert!(s.listener_named(b"").is_none());
+        assert_eq!(s.pending_on(&sock(3, b"")).map(|l| l.ino), Some(1));
+        assert!(s.pending_on(&sock(2, b"")).is_none());
+    }
+}
