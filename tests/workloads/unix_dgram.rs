@@ -5,7 +5,8 @@
 //! After the wake each queue gives back exactly its messages, in order, with their senders, and
 //! every name and peer name is as before; the connected socket still sends to its peer. A fourth
 //! message on the receiver comes from a sender bound to an abstract name and closed since: it keeps
-//! its sender address.
+//! its sender address. A socket connected to a receiver closed since still shows its name as the
+//! peer's, and its next sends fail with ECONNREFUSED, then ENOTCONN.
 
 use stasis_tests::raw;
 use stasis_tests::workload::{self, OrFail};
@@ -64,7 +65,14 @@ fn main() {
     let conn = raw::unix_socket(libc::SOCK_DGRAM).or_fail("socket");
     raw::connect(conn.as_fd(), &target_name).or_fail("connect");
     send(conn.as_fd(), b"before", None);
-    let all = [rx.as_fd(), named.as_fd(), anon.as_fd(), pa.as_fd(), pb.as_fd(), target.as_fd(), conn.as_fd()];
+    let dead_name = format!("\0stasis-dgram-dead-{pid}").into_bytes();
+    let dead = raw::unix_socket(libc::SOCK_DGRAM).or_fail("socket");
+    raw::bind(dead.as_fd(), &dead_name).or_fail("bind dead");
+    let orphan = raw::unix_socket(libc::SOCK_DGRAM).or_fail("socket");
+    raw::connect(orphan.as_fd(), &dead_name).or_fail("connect to dead");
+    drop(dead);
+    let all =
+        [orphan.as_fd(), rx.as_fd(), named.as_fd(), anon.as_fd(), pa.as_fd(), pb.as_fd(), target.as_fd(), conn.as_fd()];
     let before: Vec<_> = all.iter().map(|&f| names(f)).collect();
     s.ready();
     s.wait_for_wake();
@@ -89,5 +97,16 @@ fn main() {
     send(conn.as_fd(), b"after", None);
     let at_target: Vec<_> = drain(target.as_fd()).into_iter().map(|m| m.0).collect();
     c.same("connected socket's datagrams", &vec![b"before".to_vec(), b"after".to_vec()], &at_target);
+    let errno = |r: std::io::Result<usize>| r.err().and_then(|e| e.raw_os_error());
+    c.same(
+        "first send to a closed peer",
+        &Some(libc::ECONNREFUSED),
+        &errno(raw::send_msg(orphan.as_fd(), b"x", None, &[], None)),
+    );
+    c.same(
+        "second send to a closed peer",
+        &Some(libc::ENOTCONN),
+        &errno(raw::send_msg(orphan.as_fd(), b"x", None, &[], None)),
+    );
     s.finish()
 }

@@ -138,6 +138,18 @@ pub fn local_name(fd: BorrowedFd<'_>) -> Result<Vec<u8>, SysError> {
     Ok(name_of(&addr, len))
 }
 
+/// `getpeername(2)`: the peer's address as the kernel reports it (also for a datagram peer that
+/// has been closed since).
+pub fn peer_name(fd: BorrowedFd<'_>) -> Result<Vec<u8>, SysError> {
+    // SAFETY: sockaddr_un is plain data; all zeroes is a valid value.
+    let mut addr: libc::sockaddr_un = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::sockaddr_un>() as libc::socklen_t;
+    // SAFETY: `addr` and `len` are valid for the kernel to write an address and its size.
+    let ret = unsafe { libc::getpeername(fd.as_raw_fd(), (&mut addr as *mut libc::sockaddr_un).cast(), &mut len) };
+    check("getpeername", ret as libc::c_long)?;
+    Ok(name_of(&addr, len))
+}
+
 fn name_of(addr: &libc::sockaddr_un, len: libc::socklen_t) -> Vec<u8> {
     let n = (len as usize).saturating_sub(std::mem::size_of::<libc::sa_family_t>()).min(addr.sun_path.len());
     let mut name: Vec<u8> = addr.sun_path[..n].iter().map(|&c| c as u8).collect();

@@ -78,6 +78,10 @@ pub fn dump(p: &Probe, ids: &mut FileIds) -> Result<FileKind> {
         }
         u.queue = queue(p, ids, &u)?;
     }
+    if ty == SOCK_DGRAM && u.state == ESTABLISHED && u.peer == 0 {
+        // Connected to a socket closed since: the kernel still reports its name.
+        u.peer_name = sock::peer_name(p.file).unwrap_or_default();
+    }
     ids.unix.owners.push((ino, p.pid.0, p.fd));
     Ok(FileKind::UnixSocket(u))
 }

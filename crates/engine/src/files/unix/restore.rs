@@ -185,6 +185,9 @@ impl<'a> Sockets<'a> {
             return Ok(());
         }
         let fd = self.new_socket(u)?;
+        if u.sock_type == SOCK_DGRAM && u.state == ESTABLISHED && !u.peer_name.is_empty() {
+            connect_to_closed(u, fd.as_fd())?;
+        }
         self.keep(u, fd);
         Ok(())
     }
@@ -255,6 +258,25 @@ impl<'a> Sockets<'a> {
         }
         Ok(())
     }
+}
+
+/// Connect datagram socket `u` to a peer that is then closed, bound to the name its closed peer
+/// had, as it was: its next send fails with ECONNREFUSED, then ENOTCONN, and `getpeername` shows
+/// that name meanwhile. Left unconnected if the name is taken.
+fn connect_to_closed(u: &UnixSocket, fd: BorrowedFd<'_>) -> Result<()> {
+    let name = &u.peer_name;
+    let peer = sock::unix_socket(libc::SOCK_DGRAM).map_err(fail(u, "making its closed peer"))?;
+    let path =
+        is_path(name).then(|| PathBuf::from(<std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(name)));
+    if path.as_ref().is_some_and(|p| std::fs::symlink_metadata(p).is_ok()) || sock::bind(peer.as_fd(), name).is_err() {
+        log::warn!("{}: the name of its closed peer {} is taken: left unconnected", describe(u), show_name(name));
+        return Ok(());
+    }
+    let connected = sock::connect(fd, name).map_err(fail(u, "connecting it to its closed peer"));
+    if let Some(p) = &path {
+        std::fs::remove_file(p).map_err(Error::io(p))?;
+    }
+    connected
 }
 
 /// Whether a socket is bound to the socket file at `path`: a datagram socket connecting to it
