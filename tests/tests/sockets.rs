@@ -137,7 +137,7 @@ fn data_on_a_connection_not_yet_accepted_is_refused() {
 }
 
 #[test]
-fn a_relative_path_name_is_refused() {
+fn a_relative_path_name_outside_the_working_directory_is_refused() {
     refused("unix_refuse_relative", "relative", &[&["fd 42"], &["relative path"], &["rel.sock"]]);
 }
 

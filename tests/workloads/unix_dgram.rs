@@ -6,7 +6,9 @@
 //! every name and peer name is as before; the connected socket still sends to its peer. A fourth
 //! message on the receiver comes from a sender bound to an abstract name and closed since: it keeps
 //! its sender address. A socket connected to a receiver closed since still shows its name as the
-//! peer's, and its next sends fail with ECONNREFUSED, then ENOTCONN.
+//! peer's, and its next sends fail with ECONNREFUSED, then ENOTCONN. A socket bound to the
+//! relative path `rel.sock` (in the working directory) keeps that name and its queued message, and
+//! is still reached at that path.
 
 use stasis_tests::raw;
 use stasis_tests::workload::{self, OrFail};
@@ -71,8 +73,20 @@ fn main() {
     let orphan = raw::unix_socket(libc::SOCK_DGRAM).or_fail("socket");
     raw::connect(orphan.as_fd(), &dead_name).or_fail("connect to dead");
     drop(dead);
-    let all =
-        [orphan.as_fd(), rx.as_fd(), named.as_fd(), anon.as_fd(), pa.as_fd(), pb.as_fd(), target.as_fd(), conn.as_fd()];
+    let rel = raw::unix_socket(libc::SOCK_DGRAM).or_fail("socket");
+    raw::bind(rel.as_fd(), b"rel.sock").or_fail("bind relative");
+    send(anon.as_fd(), b"to a relative name", Some(b"rel.sock"));
+    let all = [
+        rel.as_fd(),
+        orphan.as_fd(),
+        rx.as_fd(),
+        named.as_fd(),
+        anon.as_fd(),
+        pa.as_fd(),
+        pb.as_fd(),
+        target.as_fd(),
+        conn.as_fd(),
+    ];
     let before: Vec<_> = all.iter().map(|&f| names(f)).collect();
     s.ready();
     s.wait_for_wake();
@@ -97,6 +111,9 @@ fn main() {
     send(conn.as_fd(), b"after", None);
     let at_target: Vec<_> = drain(target.as_fd()).into_iter().map(|m| m.0).collect();
     c.same("connected socket's datagrams", &vec![b"before".to_vec(), b"after".to_vec()], &at_target);
+    send(anon.as_fd(), b"again", Some(b"rel.sock"));
+    let at_rel: Vec<_> = drain(rel.as_fd()).into_iter().map(|m| m.0).collect();
+    c.same("relative-named socket's datagrams", &vec![b"to a relative name".to_vec(), b"again".to_vec()], &at_rel);
     let errno = |r: std::io::Result<usize>| r.err().and_then(|e| e.raw_os_error());
     c.same(
         "first send to a closed peer",

@@ -1,6 +1,8 @@
 //! UNIX socket states the dump refuses by name, leaving the process running. Argument:
 //! `unaccepted-data` (fd 40: a client that wrote 5 bytes on a connection its listener, fd 41, has
-//! not accepted yet), `relative` (fd 42: a datagram socket bound to the relative path `rel.sock`),
+//! not accepted yet), `relative` (fd 42: a datagram socket bound to the relative path `rel.sock`, then the
+//! process moved to another working directory, so that the path is relative to a directory stasis
+//! cannot tell),
 //! `oob` (fd 43: a stream socket holding "data" and an out-of-band byte) or `inflight-tcp` (fd 44:
 //! a stream socket with SO_PEEK_OFF 0 holding a message that carries a TCP listener, which stasis
 //! does not support). After the wake each socket must still work: the connection is accepted and
@@ -32,6 +34,8 @@ fn main() {
             let d = raw::unix_socket(libc::SOCK_DGRAM).or_fail("socket");
             raw::bind(d.as_fd(), b"rel.sock").or_fail("bind");
             keep.push(raw::dup_to(d.as_fd(), 42).or_fail("dup to 42"));
+            std::fs::create_dir("elsewhere").or_fail("mkdir");
+            std::env::set_current_dir("elsewhere").or_fail("chdir");
         }
         "oob" => {
             let (a, b) = raw::unix_pair(libc::SOCK_STREAM).or_fail("pair");
@@ -77,7 +81,7 @@ fn main() {
         c.same("data", &Some(b"data".to_vec()), &data);
     } else {
         let tx = raw::unix_socket(libc::SOCK_DGRAM).or_fail("socket");
-        c.ok("send to rel.sock", raw::send_msg(tx.as_fd(), b"hi", Some(b"rel.sock"), &[], None));
+        c.ok("send to ../rel.sock", raw::send_msg(tx.as_fd(), b"hi", Some(b"../rel.sock"), &[], None));
         let got = raw::recv_msg(keep[0].as_fd(), 16, libc::MSG_DONTWAIT).map(|m| m.data).ok();
         c.same("datagram received", &Some(b"hi".to_vec()), &got);
     }

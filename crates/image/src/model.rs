@@ -599,6 +599,10 @@ pub struct UnixSocket {
     pub path_gid: u32,
     #[prost(bool, tag = "16")]
     pub path_present: bool,
+    /// A relative path name: the absolute directory it is relative to (found at dump as the working
+    /// directory of the process holding the socket, checked against the socket file's inode).
+    #[prost(string, tag = "17")]
+    pub bind_dir: String,
 }
 
 /// One message (datagram, seqpacket record, or run of stream bytes) in a socket's receive queue.

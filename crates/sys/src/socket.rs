@@ -57,6 +57,30 @@ pub fn bind(fd: BorrowedFd<'_>, name: &[u8]) -> Result<(), SysError> {
     check("bind", ret as libc::c_long).map(drop)
 }
 
+/// `bind(2)` to the relative path `name` resolved in directory `dir`: the process's working
+/// directory is `dir` for the call (`fchdir(2)`) and is put back after. The working directory is
+/// shared by every thread of the process: call this only while no other thread uses relative paths.
+pub fn bind_in(dir: &std::path::Path, fd: BorrowedFd<'_>, name: &[u8]) -> Result<(), SysError> {
+    let open_dir = |path: &std::path::Path| -> Result<OwnedFd, SysError> {
+        use std::os::unix::ffi::OsStrExt;
+        let c = std::ffi::CString::new(path.as_os_str().as_bytes())
+            .map_err(|_| SysError::from_errno("open", libc::EINVAL))?;
+        // SAFETY: `c` is a live NUL-terminated string; flags are plain integers.
+        let ret = unsafe { libc::open(c.as_ptr(), libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC) };
+        let fd = check("open", ret as libc::c_long)?;
+        // SAFETY: the kernel just returned this fd to us; nobody else owns it.
+        Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+    };
+    let here = open_dir(std::path::Path::new("."))?;
+    let there = open_dir(dir)?;
+    // SAFETY: plain integer argument on an open directory fd.
+    check("fchdir", unsafe { libc::fchdir(there.as_raw_fd()) } as libc::c_long)?;
+    let bound = bind(fd, name);
+    // SAFETY: as above.
+    check("fchdir", unsafe { libc::fchdir(here.as_raw_fd()) } as libc::c_long)?;
+    bound
+}
+
 /// `connect(2)` to the address `name`.
 pub fn connect(fd: BorrowedFd<'_>, name: &[u8]) -> Result<(), SysError> {
     let (addr, len) = sockaddr("connect", name)?;

@@ -96,11 +96,22 @@ fn pending_on<'a>(table: &'a HashMap<u32, UnixDiag>, d: &UnixDiag) -> Option<&'a
 
 /// The socket file of a path name: mode and owner, and whether it is still this socket's.
 fn path_file(p: &Probe, u: &mut UnixSocket, d: &UnixDiag) -> Result<()> {
+    let vfs_ino = d.vfs.map(|(vino, _)| vino as u64);
     if u.name[0] != b'/' {
-        let what = format!("{} bound to a relative path", describe(u));
-        return Err(p.unsupported(what));
+        // Relative to the directory the binder was in: the process's working directory, if the
+        // socket file there is this socket's.
+        let cwd = std::fs::read_link(format!("/proc/{}/cwd", p.pid)).ok();
+        let file = cwd.as_ref().map(|c| c.join(<std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(&u.name)));
+        let same = file.and_then(|f| std::fs::symlink_metadata(f).ok()).is_some_and(|m| Some(m.ino()) == vfs_ino);
+        match cwd {
+            Some(c) if same => u.bind_dir = c.to_string_lossy().into_owned(),
+            _ => {
+                let what = format!("{} bound to a relative path not found in the working directory", describe(u));
+                return Err(p.unsupported(what));
+            }
+        }
     }
-    let path = std::path::PathBuf::from(<std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(&u.name));
+    let path = file_path(u);
     if let Ok(m) = std::fs::symlink_metadata(&path) {
         u.path_present = m.file_type().is_socket() && d.vfs.is_some_and(|(vino, _)| vino as u64 == m.ino());
         u.path_mode = m.mode() & 0o7777;

@@ -51,6 +51,23 @@ fn connection_oriented(u: &UnixSocket) -> bool {
     u.sock_type == SOCK_STREAM || u.sock_type == SOCK_SEQPACKET
 }
 
+/// The address to reach `u` at from the controller: its name, or for a relative path name, the
+/// path from its `bind_dir`.
+fn address(u: &UnixSocket) -> Vec<u8> {
+    if !is_path(&u.name) || u.name[0] == b'/' || u.bind_dir.is_empty() {
+        return u.name.clone();
+    }
+    let mut a = u.bind_dir.as_bytes().to_vec();
+    a.push(b'/');
+    a.extend_from_slice(&u.name);
+    a
+}
+
+/// The socket file of a path name (see [`address`]).
+fn file_path(u: &UnixSocket) -> std::path::PathBuf {
+    std::path::PathBuf::from(<std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(&address(u)))
+}
+
 /// A path name (not unnamed, not abstract).
 fn is_path(name: &[u8]) -> bool {
     name.first().is_some_and(|&c| c != 0)

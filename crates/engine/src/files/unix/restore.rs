@@ -162,7 +162,7 @@ impl<'a> Sockets<'a> {
             Some(cl) => self.new_socket(cl)?,
             None => sock::unix_socket(s.sock_type as i32).map_err(fail(s, "making its peer"))?,
         };
-        sock::connect(c.as_fd(), &s.name).map_err(fail(s, "connecting to it"))?;
+        sock::connect(c.as_fd(), &address(s)).map_err(fail(s, "connecting to it"))?;
         let a = sock::accept(temp.as_fd()).map_err(fail(s, "accepting it"))?;
         self.keep(s, a);
         match client {
@@ -210,7 +210,7 @@ impl<'a> Sockets<'a> {
         if peer.name.is_empty() {
             return Err(refuse(u, format!("connected to socket:[{}], which has no name", peer.ino)));
         }
-        sock::connect(self.made[&u.ino].as_fd(), &peer.name).map_err(fail(u, "connecting it to its peer"))
+        sock::connect(self.made[&u.ino].as_fd(), &address(peer)).map_err(fail(u, "connecting it to its peer"))
     }
 
     /// A socket whose peer is outside the image: connected again to the peer's name.
@@ -244,7 +244,7 @@ impl<'a> Sockets<'a> {
         for s in accepted {
             let client = self.entry(s.peer)?;
             let c = self.new_socket(client)?;
-            sock::connect(c.as_fd(), &l.name).map_err(fail(client, "connecting it to its listener"))?;
+            sock::connect(c.as_fd(), &address(l)).map_err(fail(client, "connecting it to its listener"))?;
             let a = sock::accept(fd.as_fd()).map_err(fail(s, "accepting it"))?;
             self.keep(client, c);
             self.keep(s, a);
@@ -253,7 +253,7 @@ impl<'a> Sockets<'a> {
         for &c in &l.icons {
             let client = self.entry(c)?;
             let cfd = self.new_socket(client)?;
-            sock::connect(cfd.as_fd(), &l.name).map_err(fail(client, "connecting it to its listener"))?;
+            sock::connect(cfd.as_fd(), &address(l)).map_err(fail(client, "connecting it to its listener"))?;
             self.keep(client, cfd);
         }
         Ok(())
@@ -265,6 +265,10 @@ impl<'a> Sockets<'a> {
 /// that name meanwhile. Left unconnected if the name is taken.
 fn connect_to_closed(u: &UnixSocket, fd: BorrowedFd<'_>) -> Result<()> {
     let name = &u.peer_name;
+    if is_path(name) && name[0] != b'/' {
+        log::warn!("{}: its closed peer's name {} is a relative path: left unconnected", describe(u), show_name(name));
+        return Ok(());
+    }
     let peer = sock::unix_socket(libc::SOCK_DGRAM).map_err(fail(u, "making its closed peer"))?;
     let path =
         is_path(name).then(|| PathBuf::from(<std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(name)));
@@ -313,16 +317,21 @@ fn bind_name(u: &UnixSocket, fd: BorrowedFd<'_>) -> Result<Option<PathBuf>> {
     if !is_path(&u.name) {
         return sock::bind(fd, &u.name).map_err(fail(u, "binding it")).map(|()| None);
     }
-    let path = std::path::PathBuf::from(<std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(&u.name));
+    let path = file_path(u);
     match std::fs::symlink_metadata(&path) {
-        Ok(m) if m.file_type().is_socket() && live(&u.name) => {
+        Ok(m) if m.file_type().is_socket() && live(&address(u)) => {
             return Err(refuse(u, format!("{} is the name of a live socket", path.display())))
         }
         Ok(m) if m.file_type().is_socket() => std::fs::remove_file(&path).map_err(Error::io(&path))?,
         Ok(_) => return Err(refuse(u, format!("{} exists and is not a socket", path.display()))),
         Err(_) => {}
     }
-    sock::bind(fd, &u.name).map_err(fail(u, "binding it"))?;
+    if u.name[0] == b'/' {
+        sock::bind(fd, &u.name).map_err(fail(u, "binding it"))?;
+    } else {
+        let dir = std::path::Path::new(&u.bind_dir);
+        sock::bind_in(dir, fd, &u.name).map_err(fail(u, "binding it in its directory"))?;
+    }
     use std::os::unix::fs::PermissionsExt;
     if !u.path_present {
         return Ok(Some(path));
@@ -397,14 +406,15 @@ fn requeue(
         || socks.values().find(|(s, _)| s.sock_type == SOCK_DGRAM && !s.name.is_empty() && s.name == m.sender);
     let peer = socks.get(&u.peer);
     let temp;
+    let target = address(u);
     // `to` is None when the sender is connected to `u`.
     let (from, to): (BorrowedFd<'_>, Option<&[u8]>) = if let Some(o) = orphan {
         (o, None)
     } else if let Some((s, sfd)) = by_name().or(peer.filter(|(p, _)| m.sender.is_empty() || p.name == m.sender)) {
-        (*sfd, if s.peer == u.ino { None } else { Some(&u.name) })
+        (*sfd, if s.peer == u.ino { None } else { Some(target.as_slice()) })
     } else {
         temp = stand_in(u, &m.sender)?;
-        (temp.as_fd(), Some(&u.name))
+        (temp.as_fd(), Some(target.as_slice()))
     };
     if to.is_some_and(<[u8]>::is_empty) {
         return Err(refuse(u, "a queued message from a sender that cannot reach it (it has no name)".into()));
@@ -439,6 +449,14 @@ fn requeue(
 fn stand_in(u: &UnixSocket, sender: &[u8]) -> Result<OwnedFd> {
     let fd = sock::unix_socket(u.sock_type as i32).map_err(fail(u, "making a socket to queue its data"))?;
     if sender.is_empty() {
+        return Ok(fd);
+    }
+    if is_path(sender) && sender[0] != b'/' {
+        log::warn!(
+            "{}: a queued datagram's sender {} is a relative path: sent unnamed",
+            describe(u),
+            show_name(sender)
+        );
         return Ok(fd);
     }
     let path =
