@@ -213,7 +213,10 @@ pub fn check_peers(files: &mut [FileEntry], ids: &mut FileIds) -> Result<()> {
     for f in files.iter_mut() {
         let Some(FileKind::UnixSocket(u)) = &mut f.kind else { continue };
         let (pid, fd) = owners.iter().find(|o| o.0 == u.ino).map_or((0, -1), |o| (o.1, o.2));
-        let refuse = |what: String| Error::UnsupportedFd { pid, fd, what };
+        let refuse = |what: String| match fd {
+            0.. => Error::UnsupportedFd { pid, fd, what },
+            _ => Error::Unsupported { pid, what: format!("a socket in flight: {what}") },
+        };
         for &c in &u.icons {
             if !inos.contains(&c) {
                 let client = if c == 0 { "a closed socket".to_string() } else { format!("socket:[{c}]") };
