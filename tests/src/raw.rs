@@ -12,6 +12,7 @@ mod mem;
 mod process;
 mod regs;
 mod signal;
+mod socket;
 mod watch;
 
 pub use events::*;
@@ -19,6 +20,7 @@ pub use mem::*;
 pub use process::*;
 pub use regs::*;
 pub use signal::*;
+pub use socket::*;
 pub use watch::*;
 
 use std::io;

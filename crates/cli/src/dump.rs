@@ -32,6 +32,10 @@ pub struct DumpArgs {
     /// suffix; at most 32M). A bigger one fails the dump.
     #[arg(long, value_name = "SIZE", default_value = "1M", value_parser = parse_size)]
     pub ghost_limit: u64,
+    /// Allow UNIX sockets connected to sockets outside the tree: restore (also with --ext-unix-sk)
+    /// connects them to the peer's name again.
+    #[arg(long)]
+    pub ext_unix_sk: bool,
     #[command(flatten)]
     pub log: LogArgs,
     /// Print the report (or the error) as one JSON object on stdout.
@@ -48,6 +52,7 @@ pub fn run(args: &DumpArgs) -> anyhow::Result<u8> {
         shell_job: args.shell_job,
         fsync: args.fsync,
         ghost_limit: args.ghost_limit,
+        ext_unix_sk: args.ext_unix_sk,
     };
     log::info!("dumping pid {} into {}", opts.pid, opts.dir.display());
     let mut line = ProgressLine::new("dumping memory");

@@ -133,6 +133,16 @@ mod tests {
     }
 
     #[test]
+    fn parses_ext_unix_sk() {
+        let cli = Cli::try_parse_from(["stasis", "dump", "-t", "1", "-D", "d", "--ext-unix-sk"]).expect("dump");
+        let Command::Dump(d) = cli.command else { panic!("not dump") };
+        assert!(d.ext_unix_sk);
+        let cli = Cli::try_parse_from(["stasis", "restore", "-D", "d", "--ext-unix-sk"]).expect("restore");
+        let Command::Restore(r) = cli.command else { panic!("not restore") };
+        assert!(r.ext_unix_sk);
+    }
+
+    #[test]
     fn rejects_bad_usage() {
         for args in [
             &["stasis", "dump", "-D", "d"][..],

@@ -27,6 +27,9 @@ pub struct RestoreArgs {
     /// The tree was a shell job: attach its terminal fds to the terminal stasis runs from.
     #[arg(short = 'j', long)]
     pub shell_job: bool,
+    /// Connect UNIX sockets whose peer was outside the dumped tree to that peer's name again.
+    #[arg(long)]
+    pub ext_unix_sk: bool,
     #[command(flatten)]
     pub log: LogArgs,
     /// Print the report (or the error) as one JSON object on stdout.
@@ -39,8 +42,12 @@ pub struct RestoreArgs {
 
 /// Runs `stasis restore`; the exit status is 0 with `-d`, else the restored root's status.
 pub fn run(args: &RestoreArgs) -> anyhow::Result<u8> {
-    let opts =
-        RestoreOptions { dir: args.images_dir.clone(), shell_job: args.shell_job, detached: args.restore_detached };
+    let opts = RestoreOptions {
+        dir: args.images_dir.clone(),
+        shell_job: args.shell_job,
+        detached: args.restore_detached,
+        ext_unix_sk: args.ext_unix_sk,
+    };
     // Created before the restore, so that an unwritable pidfile fails before anything runs.
     let pidfile = args.pidfile.as_deref().map(PidFile::prepare).transpose()?;
     let mut line = ProgressLine::new("restoring memory");

@@ -57,6 +57,9 @@ pub struct DumpOptions {
     /// Largest unlinked file whose contents are saved in the image (bytes); a bigger one fails the
     /// dump.
     pub ghost_limit: u64,
+    /// A UNIX socket connected to a socket outside the tree is external: restore connects it to the
+    /// peer's name again (CRIU's `--ext-unix-sk`).
+    pub ext_unix_sk: bool,
 }
 
 /// Default of [`DumpOptions::ghost_limit`]: 1 MiB, as CRIU's.
@@ -97,6 +100,8 @@ pub struct RestoreOptions {
     /// stasis will not wait for the process (`-d`): its parent, stasis, exits right away, so a
     /// parent-death signal is not armed (it would fire at once).
     pub detached: bool,
+    /// Connect UNIX sockets whose peer was outside the dump to that peer's name again.
+    pub ext_unix_sk: bool,
 }
 
 /// What a successful restore did.

@@ -535,7 +535,7 @@ pub struct FileEntry {
     /// Open flags (`O_*`, as fdinfo shows them, without O_CLOEXEC).
     #[prost(uint32, tag = "2")]
     pub flags: u32,
-    #[prost(oneof = "FileKind", tags = "3, 4, 5, 6, 7, 9, 10, 11, 12, 13, 14, 15, 16, 17")]
+    #[prost(oneof = "FileKind", tags = "3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17")]
     pub kind: Option<FileKind>,
 }
 
@@ -569,6 +569,8 @@ pub enum FileKind {
     PidFd(PidFd),
     #[prost(message, tag = "13")]
     Mqueue(Mqueue),
+    #[prost(message, tag = "8")]
+    UnixSocket(UnixSocket),
 }
 
 /// One end of a pipe. Both ends of a pipe share `pipe_id`; the data buffered in the pipe is stored
@@ -590,6 +592,116 @@ pub struct PipeEnd {
     /// `pipe:[N]`, as /proc shows it.
     #[prost(string, tag = "5")]
     pub name: String,
+}
+
+/// A UNIX domain socket (`unix(7)`). Sockets refer to each other by their inode number at dump time
+/// (`ino`, `peer`, `icons`); the messages queued on a socket are stored with it, the files in flight
+/// in them as ids of other entries of `files.img`.
+#[derive(Clone, PartialEq, prost::Message, Serialize)]
+pub struct UnixSocket {
+    #[prost(uint64, tag = "1")]
+    pub ino: u64,
+    /// `SOCK_STREAM` (1), `SOCK_DGRAM` (2) or `SOCK_SEQPACKET` (5).
+    #[prost(uint32, tag = "2")]
+    pub sock_type: u32,
+    /// `TCP_ESTABLISHED` (1), `TCP_CLOSE` (7) or `TCP_LISTEN` (10), as `unix_diag` reports it.
+    #[prost(uint32, tag = "3")]
+    pub state: u32,
+    /// The address: empty if unnamed, a leading NUL byte for an abstract name, else a path.
+    #[prost(bytes = "vec", tag = "4")]
+    #[serde(serialize_with = "hex_bytes")]
+    pub name: Vec<u8>,
+    /// Inode of the peer (0: none, or a peer that is closed).
+    #[prost(uint64, tag = "5")]
+    pub peer: u64,
+    /// The peer is outside the dumped tree (`--ext-unix-sk`): restore connects to `peer_name`.
+    #[prost(bool, tag = "6")]
+    pub external_peer: bool,
+    #[prost(bytes = "vec", tag = "7")]
+    #[serde(serialize_with = "hex_bytes")]
+    pub peer_name: Vec<u8>,
+    /// Listening socket: its backlog, and the inodes of the client sockets whose connections wait to
+    /// be accepted, oldest first.
+    #[prost(uint32, tag = "8")]
+    pub backlog: u32,
+    #[prost(uint64, repeated, tag = "9")]
+    pub icons: Vec<u64>,
+    /// `RCV_SHUTDOWN` (1) and `SEND_SHUTDOWN` (2).
+    #[prost(uint32, tag = "10")]
+    pub shutdown: u32,
+    /// The receive queue, oldest first.
+    #[prost(message, repeated, tag = "11")]
+    pub queue: Vec<UnixMessage>,
+    #[prost(message, optional, tag = "12")]
+    pub options: Option<SocketOptions>,
+    /// A path name: the socket file's mode, owner and group, and whether it was still there at dump
+    /// (a program may unlink it while the socket stays bound).
+    #[prost(uint32, tag = "13")]
+    pub path_mode: u32,
+    #[prost(uint32, tag = "14")]
+    pub path_uid: u32,
+    #[prost(uint32, tag = "15")]
+    pub path_gid: u32,
+    #[prost(bool, tag = "16")]
+    pub path_present: bool,
+    /// A relative path name: the absolute directory it is relative to (found at dump as the working
+    /// directory of the process holding the socket, checked against the socket file's inode).
+    #[prost(string, tag = "17")]
+    pub bind_dir: String,
+}
+
+/// One message (datagram, seqpacket record, or run of stream bytes) in a socket's receive queue.
+#[derive(Clone, PartialEq, prost::Message, Serialize)]
+pub struct UnixMessage {
+    #[prost(bytes = "vec", tag = "1")]
+    #[serde(serialize_with = "hex_bytes")]
+    pub data: Vec<u8>,
+    /// Files in flight with it (`SCM_RIGHTS`): ids in `files.img`.
+    #[prost(uint32, repeated, tag = "2")]
+    pub fds: Vec<u32>,
+    /// Credentials attached to it (`SCM_CREDENTIALS`).
+    #[prost(bool, tag = "3")]
+    pub has_creds: bool,
+    #[prost(int32, tag = "4")]
+    pub pid: i32,
+    #[prost(uint32, tag = "5")]
+    pub uid: u32,
+    #[prost(uint32, tag = "6")]
+    pub gid: u32,
+    /// The sender's address (datagrams).
+    #[prost(bytes = "vec", tag = "7")]
+    #[serde(serialize_with = "hex_bytes")]
+    pub sender: Vec<u8>,
+}
+
+/// Socket options a program can read back (`socket(7)`).
+#[derive(Clone, PartialEq, prost::Message, Serialize)]
+pub struct SocketOptions {
+    /// As `getsockopt` reports them (the kernel doubles what was set).
+    #[prost(int32, tag = "1")]
+    pub rcvbuf: i32,
+    #[prost(int32, tag = "2")]
+    pub sndbuf: i32,
+    #[prost(bool, tag = "3")]
+    pub passcred: bool,
+    /// -1 when disabled.
+    #[prost(int32, tag = "4")]
+    pub peek_off: i32,
+    /// Microseconds, 0 for none.
+    #[prost(uint64, tag = "5")]
+    pub rcvtimeo_us: u64,
+    #[prost(uint64, tag = "6")]
+    pub sndtimeo_us: u64,
+    #[prost(int32, tag = "7")]
+    pub rcvlowat: i32,
+    #[prost(int32, tag = "8")]
+    pub priority: i32,
+    #[prost(uint32, tag = "9")]
+    pub mark: u32,
+    #[prost(bool, tag = "10")]
+    pub passsec: bool,
+    #[prost(bool, tag = "11")]
+    pub passpidfd: bool,
 }
 
 #[derive(Clone, PartialEq, prost::Message, Serialize)]

@@ -13,6 +13,8 @@ pub mod mem;
 pub mod probe;
 pub mod process;
 pub mod ptrace;
+pub mod socket;
+pub mod unix_diag;
 pub mod watch;
 
 use std::fmt;

@@ -274,6 +274,7 @@ fn dump_frozen<'env>(
         })
         .collect();
     let mut ids = FileIds::new(opts.ghost_limit);
+    ids.unix.ext = opts.ext_unix_sk;
     let mut files = Vec::new();
     let mut dumped = Vec::new();
     let mut shm_owners: Vec<(u64, Pid)> = Vec::new();
@@ -297,6 +298,7 @@ fn dump_frozen<'env>(
         dumped.push(d);
     }
     files::pipe::check_pairs(tree[0].pid.0, &files)?;
+    files::unix::check_peers(&mut files, &mut ids)?;
     files::epoll::resolve(&mut files, &ids)?;
     for m in tree {
         let idx = m.idx;

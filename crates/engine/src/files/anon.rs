@@ -10,7 +10,7 @@
 
 use super::Probe;
 use crate::error::{Error, Result};
-use crate::proc::{self, FdInfo};
+use crate::proc::FdInfo;
 use stasis_image::model::{EventFd, FileKind, SignalFd, TimerFd};
 use stasis_sys::anon::{self, Timespec};
 use std::os::fd::{AsFd, OwnedFd};
@@ -30,7 +30,7 @@ pub fn dump(p: &Probe, inner: &str) -> Result<FileKind> {
         // Fold the expirations of a fired interval timer into its ticks before fdinfo shows them.
         anon::timerfd_gettime(p.file).map_err(Error::sys(p.pid.0, "reading a timerfd"))?;
     }
-    let info = proc::fdinfo(p.root, p.pid.0, p.fd)?;
+    let info = p.fdinfo()?;
     from_fdinfo(inner, &info).map_err(|what| p.unsupported(what))
 }
 

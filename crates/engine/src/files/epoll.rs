@@ -16,7 +16,7 @@
 use super::inotify::fields;
 use super::{FileIds, Probe};
 use crate::error::{Error, Result};
-use crate::proc::{self, FdInfo, ProcRoot};
+use crate::proc::FdInfo;
 use stasis_image::model::{EpollFile, EpollWatch, FdTable, FileEntry, FileKind};
 use stasis_sys::watch::{epoll_add_at, epoll_create, kcmp_epoll_tfd, EpollAdd};
 use stasis_sys::Pid;
@@ -24,7 +24,7 @@ use std::collections::HashMap;
 use std::os::fd::{AsFd, OwnedFd};
 
 pub fn dump(p: &Probe) -> Result<FileKind> {
-    let info = proc::fdinfo(&ProcRoot::system(), p.pid.0, p.fd)?;
+    let info = p.fdinfo()?;
     let watches = items(&info).map_err(|line| p.unsupported(format!("epoll item the kernel shows as '{line}'")))?;
     Ok(FileKind::Epoll(EpollFile { watches }))
 }
@@ -118,6 +118,7 @@ pub fn register_all(files: &[FileEntry], opened: &HashMap<u32, OwnedFd>) -> Resu
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::proc::{self, ProcRoot};
 
     /// fdinfo of an epoll on Linux 6.18 (the watch_epoll workload): two items share number 9.
     const FDINFO: &str = "pos:\t0\nflags:\t02\nmnt_id:\t17\nino:\t1038\n\

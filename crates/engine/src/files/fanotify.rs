@@ -13,7 +13,7 @@
 use super::inotify::{check_empty, fields, handle_path, hex, mounts};
 use super::Probe;
 use crate::error::{Error, Result};
-use crate::proc::{self, FdInfo, ProcRoot};
+use crate::proc::FdInfo;
 use stasis_image::model::{
     FanotifyFile, FanotifyMark, FileKind, FANOTIFY_MARK_FILESYSTEM, FANOTIFY_MARK_INODE, FANOTIFY_MARK_MOUNT,
 };
@@ -33,7 +33,7 @@ const FAN_MARK_IGNORE: u32 = 0x400;
 
 pub fn dump(p: &Probe) -> Result<FileKind> {
     check_empty(p, "fanotify group")?;
-    let info = proc::fdinfo(&ProcRoot::system(), p.pid.0, p.fd)?;
+    let info = p.fdinfo()?;
     let mut group = FanotifyFile::default();
     for line in lines(&info) {
         let f = fields(&line);

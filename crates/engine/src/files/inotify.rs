@@ -12,7 +12,7 @@
 
 use super::Probe;
 use crate::error::{Error, Result};
-use crate::proc::{self, FdInfo, ProcRoot};
+use crate::proc::FdInfo;
 use stasis_image::model::{FileKind, InotifyFile, InotifyWatch};
 use stasis_sys::watch::{bytes_queued, inotify_add_watch, inotify_init, inotify_rm_watch, open_by_handle_at};
 use std::collections::HashMap;
@@ -131,7 +131,7 @@ pub(super) fn check_empty(p: &Probe, what: &str) -> Result<()> {
 
 pub fn dump(p: &Probe) -> Result<FileKind> {
     check_empty(p, "inotify instance")?;
-    let info = proc::fdinfo(&ProcRoot::system(), p.pid.0, p.fd)?;
+    let info = p.fdinfo()?;
     let mut watches = Vec::new();
     for line in watch_lines(&info) {
         let f = fields(&line);

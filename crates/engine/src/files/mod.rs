@@ -8,7 +8,7 @@
 //! One module per kind: [`regular`] (files and directories), [`chardev`] (device nodes and terminals),
 //! [`pipe`] (pipes with both ends in the process), [`fifo`] (named pipes), [`epoll`], [`inotify`]
 //! and [`fanotify`] instances, [`anon`] (eventfd, signalfd, timerfd), [`pidfd`], [`mqueue`] (POSIX
-//! message queues).
+//! message queues), [`unix`] (UNIX domain sockets).
 
 pub mod anon;
 pub mod chardev;
@@ -20,6 +20,7 @@ pub mod mqueue;
 pub mod pidfd;
 pub mod pipe;
 pub mod regular;
+pub mod unix;
 
 use crate::error::{Error, Result};
 use crate::proc::{self, ProcRoot};
@@ -54,6 +55,12 @@ pub struct Probe<'a> {
 }
 
 impl Probe<'_> {
+    /// The fdinfo of the description, read through our copy of it: the same as through any fd of it,
+    /// and there is no other for a file in flight in a socket's queue.
+    pub fn fdinfo(&self) -> Result<proc::FdInfo> {
+        Ok(proc::fdinfo(&ProcRoot::system(), std::process::id() as i32, self.file.as_raw_fd())?)
+    }
+
     fn unsupported(&self, what: impl Into<String>) -> Error {
         Error::UnsupportedFd { pid: self.pid.0, fd: self.fd, what: what.into() }
     }
@@ -78,6 +85,12 @@ pub struct FileIds {
     pub ghosts: Vec<(u64, u64)>,
     /// Epolls seen: (id, process, fd), for [`epoll::resolve`] once every process is seen.
     pub epolls: Vec<(u32, Pid, i32)>,
+    /// What the UNIX socket dump knows of the whole tree.
+    pub unix: unix::DumpState,
+    /// Entries for files in flight (`SCM_RIGHTS`), found while dumping a socket.
+    pending: Vec<FileEntry>,
+    /// Our copies of the files in flight, kept open so that `kcmp` can compare them.
+    held: Vec<OwnedFd>,
 }
 
 impl FileIds {
@@ -89,6 +102,9 @@ impl FileIds {
             ghost_limit,
             ghosts: Vec::new(),
             epolls: Vec::new(),
+            unix: unix::DumpState::default(),
+            pending: Vec::new(),
+            held: Vec::new(),
         }
     }
 
@@ -118,6 +134,15 @@ impl FileIds {
         let known = self.by_inode.entry(inode).or_default();
         known.insert(at.min(known.len()), (pid, fd, id));
     }
+
+    /// A new id for the description behind `fd` of `pid`, found at `at` among those of its inode
+    /// (see [`FileIds::find`]).
+    fn register(&mut self, pid: Pid, fd: i32, meta: &std::fs::Metadata, at: usize) -> u32 {
+        self.next += 1;
+        self.seen.push((pid, fd, self.next, meta.dev(), meta.ino()));
+        self.insert(at, pid, fd, self.next, (meta.dev(), meta.ino()));
+        self.next
+    }
 }
 
 /// The fd table of `pid` and the descriptions behind it that `ids` has not seen yet.
@@ -136,7 +161,10 @@ pub fn dump(root: &ProcRoot, pid: Pid, shell_job: bool, ids: &mut FileIds) -> Re
         let cloexec = info.flags & O_CLOEXEC != 0;
         let inode = (meta.dev(), meta.ino());
         let id = match ids.find(pid, fd, inode) {
-            Ok(id) => id,
+            Ok(id) => {
+                ids.seen.push((pid, fd, id, meta.dev(), meta.ino()));
+                id
+            }
             Err(at) => {
                 let flags = info.flags & !O_CLOEXEC;
                 let probe = Probe {
@@ -151,14 +179,14 @@ pub fn dump(root: &ProcRoot, pid: Pid, shell_job: bool, ids: &mut FileIds) -> Re
                     shell_job,
                     ghost_limit: ids.ghost_limit,
                 };
-                let kind = classify(&probe, &mut ids.ghosts)?;
-                ids.next += 1;
-                files.push(FileEntry { id: ids.next, flags, kind: Some(kind) });
-                ids.insert(at, pid, fd, ids.next, inode);
-                ids.next
+                // Registered before it is classified: a socket may carry itself in its own queue.
+                let id = ids.register(pid, fd, &meta, at);
+                let kind = classify(&probe, ids)?;
+                files.push(FileEntry { id, flags, kind: Some(kind) });
+                files.append(&mut ids.pending);
+                id
             }
         };
-        ids.seen.push((pid, fd, id, meta.dev(), meta.ino()));
         table.fds.push(FdEntry { fd, file_id: id, cloexec });
     }
     epoll::note(pid, &table, &files, ids);
@@ -197,7 +225,46 @@ pub fn ghost_mappings(pid: Pid, vmas: &[stasis_image::model::Vma], ids: &mut Fil
     Ok(out)
 }
 
-fn classify(p: &Probe, ghosts: &mut Vec<(u64, u64)>) -> Result<FileKind> {
+/// The id of a file in flight in a socket's queue (`fd`, our copy), dumping it on first sight like
+/// an fd of a process (`owner` holds the socket, for messages).
+pub fn adopt(ids: &mut FileIds, owner: Pid, fd: OwnedFd) -> Result<u32> {
+    let me = Pid::this();
+    let raw = fd.as_raw_fd();
+    let link = std::fs::read_link(format!("/proc/self/fd/{raw}")).map_err(Error::io(format!("/proc/self/fd/{raw}")))?;
+    let file = File::from(fd);
+    let meta = file.metadata().map_err(Error::io(&link))?;
+    let at = match ids.find(me, raw, (meta.dev(), meta.ino())) {
+        Ok(id) => return Ok(id),
+        Err(at) => at,
+    };
+    let info = proc::fdinfo(&ProcRoot::system(), me.0, raw)?;
+    let flags = info.flags & !O_CLOEXEC;
+    let id = ids.register(me, raw, &meta, at);
+    let root = ProcRoot::system();
+    let probe = Probe {
+        root: &root,
+        pid: owner,
+        fd: -1,
+        link: &link,
+        meta: &meta,
+        file: file.as_fd(),
+        flags,
+        pos: info.pos,
+        shell_job: false,
+        ghost_limit: ids.ghost_limit,
+    };
+    let kind = classify(&probe, ids).map_err(|e| match e {
+        Error::UnsupportedFd { pid, fd: -1, what } => {
+            Error::Unsupported { pid, what: format!("a file in flight: {what}") }
+        }
+        e => e,
+    })?;
+    ids.pending.push(FileEntry { id, flags, kind: Some(kind) });
+    ids.held.push(file.into());
+    Ok(id)
+}
+
+fn classify(p: &Probe, ids: &mut FileIds) -> Result<FileKind> {
     let ft = p.meta.file_type();
     let link = p.link.to_string_lossy();
     let anon_inode = link.strip_prefix("anon_inode:[").and_then(|l| l.strip_suffix(']'));
@@ -208,19 +275,21 @@ fn classify(p: &Probe, ghosts: &mut Vec<(u64, u64)>) -> Result<FileKind> {
     } else if mqueue::is_mqueue(p) {
         mqueue::dump(p)
     } else if ft.is_file() || ft.is_dir() {
-        regular::dump(p, ghosts)
+        regular::dump(p, &mut ids.ghosts)
     } else if ft.is_char_device() {
         chardev::dump(p)
     } else if ft.is_fifo() && p.link.to_string_lossy().starts_with("pipe:") {
         pipe::dump(p, p.file, p.flags)
     } else if ft.is_fifo() {
-        fifo::dump(p, ghosts)
+        fifo::dump(p, &mut ids.ghosts)
     } else if p.link == Path::new("anon_inode:[eventpoll]") {
         epoll::dump(p)
     } else if p.link == Path::new("anon_inode:inotify") {
         inotify::dump(p)
     } else if p.link == Path::new("anon_inode:[fanotify]") {
         fanotify::dump(p)
+    } else if ft.is_socket() && unix::is_unix(p.file) {
+        unix::dump(p, ids)
     } else {
         Err(p.unsupported(describe(p.link, &ft)))
     }
@@ -247,13 +316,18 @@ fn describe(link: &Path, ft: &std::fs::FileType) -> String {
     format!("file {l}")
 }
 
+/// What [`open_all`] made: our fd of every description by id, the unlinked files and memfds by
+/// their inode at dump time, and the socket work left for when every process exists.
+pub type Opened = (HashMap<u32, OwnedFd>, HashMap<u64, OwnedFd>, unix::Unfinished);
+
 /// Open every description of the image in the controller, before the task exists.
 ///
 /// Returns the descriptions by id, and the unlinked files and memfds made again, by their inode at
 /// dump time (for the mappings of them).
-pub fn open_all(files: &[FileEntry], shell_job: bool) -> Result<(HashMap<u32, OwnedFd>, HashMap<u64, OwnedFd>)> {
+pub fn open_all(files: &[FileEntry], shell_job: bool, ext_unix_sk: bool) -> Result<Opened> {
     let mut out = HashMap::new();
     let mut pipes = pipe::Pipes::default();
+    let mut sockets = unix::Sockets::new(files, ext_unix_sk);
     let mut ghosts = regular::Ghosts::default();
     let mut fifos = fifo::Fifos::default();
     let mut queues = mqueue::Mqueues::default();
@@ -274,6 +348,7 @@ pub fn open_all(files: &[FileEntry], shell_job: bool) -> Result<(HashMap<u32, Ow
             Some(FileKind::TimerFd(t)) => anon::open_timerfd(t, f.flags)?,
             Some(FileKind::PidFd(p)) => pidfd::open_early(p, f.flags)?,
             Some(FileKind::Mqueue(m)) => queues.open(m, f.flags)?,
+            Some(FileKind::UnixSocket(u)) => sockets.open(u, f.flags)?,
             None => {
                 return Err(Error::Incompatible { file: "files.img".into(), what: format!("file {}: no kind", f.id) })
             }
@@ -282,7 +357,7 @@ pub fn open_all(files: &[FileEntry], shell_job: bool) -> Result<(HashMap<u32, Ow
     }
     epoll::register_all(files, &out)?;
     drop(queues);
-    Ok((out, ghosts.into_objects()))
+    Ok((out, ghosts.into_objects(), sockets.into_unfinished()))
 }
 
 /// Install the fd table into the task.

@@ -13,7 +13,6 @@
 
 use super::{FdImporter, Probe};
 use crate::error::{Error, Result};
-use crate::proc;
 use stasis_image::model::{FdTable, FileEntry, FileKind, PidFd};
 use stasis_sys::anon::{self, PIDFD_THREAD};
 use stasis_sys::inject::Injector;
@@ -26,7 +25,7 @@ use std::os::fd::{AsFd, OwnedFd};
 const OPEN_FLAGS: u32 = libc::O_NONBLOCK as u32 | PIDFD_THREAD;
 
 pub fn dump(p: &Probe) -> Result<FileKind> {
-    let info = proc::fdinfo(p.root, p.pid.0, p.fd)?;
+    let info = p.fdinfo()?;
     let pid = info
         .get("Pid")
         .and_then(|v| v.parse::<i32>().ok())

@@ -130,7 +130,7 @@ pub fn restore(opts: &RestoreOptions, progress: &mut dyn FnMut(Progress)) -> Res
     let img = load(&dir)?;
     check_cpu(&dir, &img)?;
     check_pids_free(&img)?;
-    let (opened, ghosts) = files::open_all(&img.files.files, opts.shell_job)?;
+    let (opened, ghosts, sockets) = files::open_all(&img.files.files, opts.shell_job, opts.ext_unix_sk)?;
     let segments = crate::ipc::restore(&img.ipc, img.procs[0].process.pid)?;
     let pages = open_pages(&dir, &img)?;
     let verifiers = spawn_verifiers(&pages, &img)?;
@@ -153,6 +153,7 @@ pub fn restore(opts: &RestoreOptions, progress: &mut dyn FnMut(Progress)) -> Res
     let mut out = build_tree(&ctx, child, scratch, progress)?;
     let result = out.built.iter_mut().try_for_each(|b| b.finish_pidfds(&ctx));
     let result = result.and_then(|()| join_verifiers(verifiers, pid));
+    let result = result.and_then(|()| sockets.finish(&img.files.files, &opened));
     let result = result.and_then(|()| join_groups(&mut out, &img, &ctx));
     if let Err(e) = result {
         out.abandon();

@@ -1,7 +1,9 @@
 //! Names and formats for the text summary: signals, resource limits, protections, open flags,
 //! sizes and times.
 
-use crate::model::{FileEntry, FileKind, VmaKind, FANOTIFY_MARK_FILESYSTEM, FANOTIFY_MARK_INODE, FANOTIFY_MARK_MOUNT};
+use crate::model::{
+    FileEntry, FileKind, UnixSocket, VmaKind, FANOTIFY_MARK_FILESYSTEM, FANOTIFY_MARK_INODE, FANOTIFY_MARK_MOUNT,
+};
 
 const SIGNALS: [&str; 31] = [
     "SIGHUP",
@@ -144,6 +146,7 @@ pub(super) fn file_kind(file: &FileEntry) -> (&'static str, &str, Option<u64>) {
         Some(FileKind::TimerFd(_)) => ("timerfd", "", None),
         Some(FileKind::PidFd(_)) => ("pidfd", "", None),
         Some(FileKind::Mqueue(m)) => ("mqueue", &m.name, None),
+        Some(FileKind::UnixSocket(u)) => (unix_kind(u), "", None),
         None => ("unknown", "", None),
     }
 }
@@ -181,6 +184,48 @@ pub(super) fn file_details(file: &FileEntry) -> Vec<String> {
         }
         _ => Vec::new(),
     }
+}
+
+/// `unix stream`, `unix dgram`, `unix seqpacket`, or `unix listen`.
+fn unix_kind(u: &UnixSocket) -> &'static str {
+    match (u.state, u.sock_type) {
+        (10, _) => "unix listen",
+        (_, 1) => "unix stream",
+        (_, 2) => "unix dgram",
+        (_, 5) => "unix seqpacket",
+        _ => "unix",
+    }
+}
+
+/// A UNIX socket's address for display: `@abstract`, a path, or `(unnamed)`.
+pub(super) fn unix_name(name: &[u8]) -> String {
+    match name.split_first() {
+        None => "(unnamed)".into(),
+        Some((0, rest)) => format!("@{}", String::from_utf8_lossy(rest)),
+        Some(_) => String::from_utf8_lossy(name).into_owned(),
+    }
+}
+
+/// One line on a UNIX socket: inode, name, peer, pending connections, queue, shutdown.
+pub(super) fn unix_socket(u: &UnixSocket) -> String {
+    let mut out = format!("socket:[{}] {}", u.ino, unix_name(&u.name));
+    if u.peer != 0 || u.external_peer {
+        let ext = if u.external_peer { format!(" (external, {})", unix_name(&u.peer_name)) } else { String::new() };
+        out.push_str(&format!(" peer socket:[{}]{ext}", u.peer));
+    }
+    if u.state == 10 {
+        out.push_str(&format!(" backlog {} pending {:?}", u.backlog, u.icons));
+    }
+    if !u.queue.is_empty() {
+        let bytes: usize = u.queue.iter().map(|m| m.data.len()).sum();
+        let fds: usize = u.queue.iter().map(|m| m.fds.len()).sum();
+        out.push_str(&format!(" queued {} messages, {bytes} bytes, {fds} fds", u.queue.len()));
+    }
+    if u.shutdown != 0 {
+        let s = ["", "rd", "wr", "rdwr"][(u.shutdown & 3) as usize];
+        out.push_str(&format!(" shutdown {s}"));
+    }
+    out
 }
 
 /// Open flags as names: `O_RDWR|O_APPEND|O_NONBLOCK`.

@@ -126,6 +126,9 @@ fn fds(out: &mut String, p: &Process, files: &FileTable) {
                 for line in names::file_details(file) {
                     let _ = writeln!(out, "            {line}");
                 }
+                if let Some(crate::model::FileKind::UnixSocket(u)) = &file.kind {
+                    let _ = writeln!(out, "            {}", names::unix_socket(u));
+                }
             }
             None => {
                 let _ = writeln!(out, "    {:>4} -> file id {} (not in files.img)", fd.fd, fd.file_id);

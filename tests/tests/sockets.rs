@@ -1,0 +1,217 @@
+//! UNIX domain sockets: connected pairs and listeners with their queues and pending connections,
+//! datagrams with their boundaries and senders, files and credentials in flight, a socket shared by
+//! two processes, options and shutdown states, and a peer outside the tree (refused, or reconnected
+//! with `--ext-unix-sk`). The `standalone_*` tests run the workloads without stasis.
+
+use stasis_tests::harness::{checkpoint_restore, standalone, Case};
+use stasis_tests::workload;
+use std::io::{Read, Write};
+use std::os::unix::net::UnixListener;
+use std::path::PathBuf;
+
+#[test]
+fn stream_seqpacket_and_listeners() {
+    checkpoint_restore("unix_conn", workload!("unix_conn"));
+}
+
+/// A path name held by a live socket at restore fails the restore by name (the socket file is not
+/// taken from it); once only a stale socket file is left there, the restore replaces it.
+#[test]
+fn a_path_held_by_a_live_socket_fails_the_restore() {
+    let case = Case::new("unix_conn_live_path", workload!("unix_conn"));
+    let Some(mut run) = case.start() else { return };
+    let images = case.images("images");
+    case.dump_ok(&run, &images, &[]);
+    case.reap_dumped(&mut run);
+    let path = case.dir.work().join("listener.sock");
+    let _ = std::fs::remove_file(&path);
+    let holder = UnixListener::bind(&path).expect("bind the listener's path");
+    let (r, _) = case.stasis().restore_detached(&case.dir, &images, &[], &[]);
+    case.expect_failed(&r, "restore onto a path a live socket holds", &[&["live socket"], &["listener.sock"]]);
+    case.expect_no_process_left(run.pid());
+    drop(holder);
+    let mut restored = case.restore_ok(&images, run.pid(), &[]);
+    case.finish(&mut restored);
+}
+
+#[test]
+fn datagrams() {
+    checkpoint_restore("unix_dgram", workload!("unix_dgram"));
+}
+
+#[test]
+fn files_and_credentials_in_flight_and_a_shared_socket() {
+    checkpoint_restore("unix_scm", workload!("unix_scm"));
+}
+
+#[test]
+fn server_and_clients_in_different_processes() {
+    let case = Case::new("unix_tree", workload!("unix_tree"));
+    case.checkpoint_restore(&[], &[]);
+}
+
+#[test]
+fn options_shutdown_and_a_closed_peer() {
+    checkpoint_restore("unix_opts", workload!("unix_opts"));
+}
+
+/// An echo server outside the tree, on a thread of the test, listening at a fresh path.
+fn echo_server(label: &str) -> PathBuf {
+    let path = std::env::temp_dir().join(format!("stasis-{label}-{}.sock", std::process::id()));
+    let _ = std::fs::remove_file(&path);
+    let listener = UnixListener::bind(&path).expect("bind the echo server");
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { return };
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 256];
+                while let Ok(n @ 1..) = conn.read(&mut buf) {
+                    if conn.write_all(&buf[..n]).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    path
+}
+
+#[test]
+fn external_peer_is_refused() {
+    let path = echo_server("ext-refused");
+    let case = Case::new("unix_ext_refused", workload!("unix_ext").arg(&path));
+    let Some(mut run) = case.start() else { return };
+    let images = case.images("images");
+    let r = case.dump(&run, &images, &[], &[]);
+    let pid = run.pid().to_string();
+    case.expect_failed(
+        &r,
+        "dump of a socket connected outside the tree",
+        &[&[&format!("pid {pid}")], &["fd 3"], &["socket:["], &["outside"], &["--ext-unix-sk"]],
+    );
+    case.expect_untouched(&run);
+    case.finish(&mut run);
+    let _ = std::fs::remove_file(&path);
+}
+
+#[test]
+fn external_peer_with_ext_unix_sk() {
+    let path = echo_server("ext-allowed");
+    let case = Case::new("unix_ext_allowed", workload!("unix_ext").arg(&path));
+    case.checkpoint_restore(&["--ext-unix-sk"], &["--ext-unix-sk"]);
+    let _ = std::fs::remove_file(&path);
+}
+
+#[test]
+fn external_peer_needs_ext_unix_sk_at_restore_too() {
+    let path = echo_server("ext-restore");
+    let case = Case::new("unix_ext_restore", workload!("unix_ext").arg(&path));
+    let Some(mut run) = case.start() else { return };
+    let images = case.images("images");
+    case.dump_ok(&run, &images, &["--ext-unix-sk"]);
+    case.reap_dumped(&mut run);
+    let (r, _) = case.stasis().restore_detached(&case.dir, &images, &[], &[]);
+    case.expect_failed(&r, "restore without --ext-unix-sk", &[&["--ext-unix-sk"], &["socket:["]]);
+    case.expect_no_process_left(run.pid());
+    let _ = std::fs::remove_file(&path);
+}
+
+/// Starts `unix_refuse <mode>`, expects the dump to fail naming `needles`, the process untouched,
+/// and its PASS when woken.
+fn refused(test: &str, mode: &str, needles: &[&[&str]]) {
+    let case = Case::new(test, workload!("unix_refuse").arg(mode));
+    let Some(mut run) = case.start() else { return };
+    let images = case.images("images");
+    let r = case.dump(&run, &images, &[], &[]);
+    case.expect_failed(&r, &format!("dump of {mode}"), needles);
+    if images.join("inventory.img").exists() {
+        case.fail("the failed dump left an inventory.img");
+    }
+    case.expect_untouched(&run);
+    case.finish(&mut run);
+}
+
+#[test]
+fn data_on_a_connection_not_yet_accepted_is_refused() {
+    refused("unix_refuse_unaccepted", "unaccepted-data", &[&["fd 40"], &["not yet accepted"], &["socket:["]]);
+}
+
+#[test]
+fn a_relative_path_name_outside_the_working_directory_is_refused() {
+    refused("unix_refuse_relative", "relative", &[&["fd 42"], &["relative path"], &["rel.sock"]]);
+}
+
+#[test]
+fn out_of_band_data_is_refused() {
+    refused("unix_refuse_oob", "oob", &[&["fd 43"], &["MSG_OOB"], &["socket:["]]);
+}
+
+#[test]
+fn an_unsupported_file_in_flight_is_refused() {
+    refused("unix_refuse_inflight", "inflight-tcp", &[&["fd 44"], &["in flight"], &["socket:["]]);
+}
+
+/// A dump with --leave-running peeks every queue without consuming it and puts SO_PEEK_OFF and
+/// SO_PASSCRED back: the workloads still pass when woken afterwards.
+fn leave_running(test: &str, w: stasis_tests::harness::Workload) {
+    let case = Case::new(test, w);
+    let Some(mut run) = case.start() else { return };
+    case.dump_ok(&run, &case.images("images"), &["--leave-running"]);
+    case.finish(&mut run);
+}
+
+#[test]
+fn leave_running_keeps_queues_and_options() {
+    leave_running("unix_opts_left", workload!("unix_opts"));
+}
+
+#[test]
+fn leave_running_keeps_fds_and_credentials_in_flight() {
+    leave_running("unix_scm_left", workload!("unix_scm"));
+}
+
+#[test]
+fn leave_running_keeps_connections_and_datagrams() {
+    leave_running("unix_conn_left", workload!("unix_conn"));
+    leave_running("unix_dgram_left", workload!("unix_dgram"));
+}
+
+#[test]
+fn standalone_unix_refuse() {
+    standalone("sa-unix_refuse_unaccepted", workload!("unix_refuse").arg("unaccepted-data"));
+    standalone("sa-unix_refuse_relative", workload!("unix_refuse").arg("relative"));
+    standalone("sa-unix_refuse_oob", workload!("unix_refuse").arg("oob"));
+    standalone("sa-unix_refuse_inflight", workload!("unix_refuse").arg("inflight-tcp"));
+}
+
+#[test]
+fn standalone_unix_conn() {
+    standalone("sa-unix_conn", workload!("unix_conn"));
+}
+
+#[test]
+fn standalone_unix_tree() {
+    standalone("sa-unix_tree", workload!("unix_tree"));
+}
+
+#[test]
+fn standalone_unix_dgram() {
+    standalone("sa-unix_dgram", workload!("unix_dgram"));
+}
+
+#[test]
+fn standalone_unix_scm() {
+    standalone("sa-unix_scm", workload!("unix_scm"));
+}
+
+#[test]
+fn standalone_unix_opts() {
+    standalone("sa-unix_opts", workload!("unix_opts"));
+}
+
+#[test]
+fn standalone_unix_ext() {
+    let path = echo_server("ext-standalone");
+    standalone("sa-unix_ext", workload!("unix_ext").arg(&path));
+    let _ = std::fs::remove_file(&path);
+}
