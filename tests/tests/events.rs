@@ -8,6 +8,16 @@ use stasis_tests::workload;
 use std::time::{Duration, Instant};
 
 #[test]
+fn epoll_loop_over_pipe_eventfd_timerfd_socket() {
+    checkpoint_restore("epoll_loop", workload!("epoll_loop"));
+}
+
+#[test]
+fn standalone_epoll_loop() {
+    standalone("sa-epoll_loop", workload!("epoll_loop"));
+}
+
+#[test]
 fn eventfd_counter_semaphore_nonblock() {
     checkpoint_restore("ev_eventfd", workload!("ev_eventfd"));
 }

@@ -81,6 +81,17 @@ fn reparented_into_a_session_whose_leader_exited() {
 }
 
 #[test]
+fn shell_pipeline_with_data_in_both_pipes() {
+    let case = Case::new("pipeline", workload!("pipeline"));
+    tree_checkpoint_restore(&case, 4, false);
+}
+
+#[test]
+fn standalone_pipeline() {
+    standalone("sa-pipeline", workload!("pipeline"));
+}
+
+#[test]
 fn open_file_description_shared_across_processes() {
     let case = Case::new("tree_shared_offset", workload!("tree_shared_offset"));
     tree_checkpoint_restore(&case, 3, false);

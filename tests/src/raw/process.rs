@@ -341,6 +341,12 @@ pub fn get_fl(fd: impl AsFd) -> io::Result<i32> {
     cvt(unsafe { libc::fcntl(fd.as_fd().as_raw_fd(), libc::F_GETFL) })
 }
 
+/// `fcntl(F_SETFL)`: status flags (O_NONBLOCK, O_APPEND, ...).
+pub fn set_fl(fd: impl AsFd, flags: i32) -> io::Result<()> {
+    // SAFETY: `fd` is a valid borrowed fd; F_SETFL takes an integer.
+    cvt(unsafe { libc::fcntl(fd.as_fd().as_raw_fd(), libc::F_SETFL, flags) }).map(drop)
+}
+
 /// `fcntl(F_GETFD)`: descriptor flags (FD_CLOEXEC).
 pub fn get_fd_flags(fd: impl AsFd) -> io::Result<i32> {
     // SAFETY: `fd` is a valid borrowed fd.
