@@ -376,16 +376,23 @@ fn open_pages(dir: &ImageDir, img: &Image) -> Result<Vec<File>> {
 
 type Verifier = std::thread::JoinHandle<Result<()>>;
 
-/// Check the page data in parallel with the restore; joined before any process is let go.
+/// Check the page data in parallel with the restore, on one thread per CPU (each verifying a share
+/// of the page files); joined before any process is let go.
 fn spawn_verifiers(pages: &[File], img: &Image) -> Result<Vec<Verifier>> {
-    let mut out = Vec::new();
-    for (file, p) in pages.iter().zip(&img.procs) {
+    let threads = Tracers::<()>::threads_for(pages.len());
+    let mut shares: Vec<Vec<(File, String, PageMap)>> = (0..threads).map(|_| Vec::new()).collect();
+    for (i, (file, p)) in pages.iter().zip(&img.procs).enumerate() {
         let name = ImageKind::Pages.file_name(Some(p.process.pid));
         let file = file.try_clone().map_err(Error::io(&name))?;
-        let map = p.pagemap.clone();
-        out.push(std::thread::spawn(move || Ok(stasis_image::verify_pages(&file, &name, &map)?)));
+        shares[i % threads].push((file, name, p.pagemap.clone()));
     }
-    Ok(out)
+    let verify = |share: Vec<(File, String, PageMap)>| -> Result<()> {
+        for (file, name, map) in share {
+            stasis_image::verify_pages(&file, &name, &map)?;
+        }
+        Ok(())
+    };
+    Ok(shares.into_iter().map(|share| std::thread::spawn(move || verify(share))).collect())
 }
 
 fn join_verifiers(verifiers: Vec<Verifier>, pid: Pid) -> Result<()> {
