@@ -50,15 +50,21 @@ fn injected_calls_run_in_the_task_and_leave_it_intact() {
     assert!(status.success(), "sleep did not carry on: {status:?}");
 }
 
-#[test]
-fn a_parked_task_is_adopted_by_another_thread() {
-    let mut child = Command::new("sleep").arg("5").spawn().unwrap();
+/// A `sleep 5`, seized and interrupted, every signal blocked.
+fn seized_sleep() -> (std::process::Child, Pid) {
+    let child = Command::new("sleep").arg("5").spawn().unwrap();
     let pid = Pid(child.id() as i32);
     std::thread::sleep(std::time::Duration::from_millis(100));
     ptrace::seize(pid, ptrace::OPT_TRACESYSGOOD).unwrap();
     ptrace::interrupt(pid).unwrap();
     ptrace::wait(pid).unwrap();
     ptrace::set_sigmask(pid, u64::MAX).unwrap();
+    (child, pid)
+}
+
+#[test]
+fn a_parked_task_is_adopted_by_another_thread() {
+    let (mut child, pid) = seized_sleep();
     let inj = Injector::new(pid, vdso_of(pid), None, SCRATCH_LEN).unwrap();
     let scratch = inj.scratch();
     let parked = inj.park().unwrap();
@@ -82,13 +88,7 @@ fn a_parked_task_is_adopted_by_another_thread() {
 #[test]
 #[ignore]
 fn injected_call_cost() {
-    let mut child = Command::new("sleep").arg("5").spawn().unwrap();
-    let pid = Pid(child.id() as i32);
-    std::thread::sleep(std::time::Duration::from_millis(100));
-    ptrace::seize(pid, ptrace::OPT_TRACESYSGOOD).unwrap();
-    ptrace::interrupt(pid).unwrap();
-    ptrace::wait(pid).unwrap();
-    ptrace::set_sigmask(pid, u64::MAX).unwrap();
+    let (mut child, pid) = seized_sleep();
     let mut inj = Injector::new(pid, vdso_of(pid), None, SCRATCH_LEN).unwrap();
     let t = std::time::Instant::now();
     for _ in 0..2000 {
