@@ -101,6 +101,15 @@ impl Frozen {
         Ok(self.injector.as_mut().expect("just set"))
     }
 
+    /// An injector using the scratch area `scratch` (start, end) that another thread of the process
+    /// mapped (see [`Injector::sharing`]).
+    pub fn injector_sharing(&mut self, vdso: (u64, u64), scratch: (u64, u64)) -> Result<&mut Injector> {
+        if self.injector.is_none() {
+            self.injector = Some(Injector::sharing(self.pid, vdso, scratch)?);
+        }
+        Ok(self.injector.as_mut().expect("just set"))
+    }
+
     /// If the task died while frozen, say so instead of `err` (whatever failed because of it), and
     /// do not try to resume it.
     pub fn explain(&mut self, err: Error) -> Error {

@@ -15,7 +15,7 @@ use crate::scratch::write_u64s;
 use crate::task::Frozen;
 use crate::{creds, misc, signals};
 use stasis_image::model::TaskCore;
-use stasis_sys::inject::{Injector, SCRATCH_LEN};
+use stasis_sys::inject::Injector;
 use stasis_sys::ptrace::{self, WaitStatus};
 use stasis_sys::Pid;
 
@@ -31,7 +31,8 @@ const THREAD_FLAGS: u64 = (libc::CLONE_VM
 const CLONE_ARGS_SIZE: u64 = 88;
 
 /// The record of a thread other than the main one (the process-wide state is in the main thread's).
-pub fn dump(root: &ProcRoot, frozen: &mut Frozen, vdso: (u64, u64)) -> Result<TaskCore> {
+/// Its injected calls use the main thread's scratch area `scratch`.
+pub fn dump(root: &ProcRoot, frozen: &mut Frozen, vdso: (u64, u64), scratch: (u64, u64)) -> Result<TaskCore> {
     let tid = frozen.pid;
     let mut core = TaskCore {
         pid: tid.0,
@@ -43,7 +44,7 @@ pub fn dump(root: &ProcRoot, frozen: &mut Frozen, vdso: (u64, u64)) -> Result<Ta
     };
     let status = crate::proc::status(root, tid.0)?;
     core.no_new_privs = status.no_new_privs;
-    let inj = frozen.injector(vdso)?;
+    let inj = frozen.injector_sharing(vdso, scratch)?;
     core.altstack = Some(signals::dump_altstack(inj)?);
     misc::dump_thread(inj, root, tid, &mut core)?;
     core.creds = Some(creds::dump(inj, &status)?);
@@ -91,7 +92,7 @@ pub fn create(main: &mut Injector, tgid: Pid, core: &TaskCore, vdso: (u64, u64),
         WaitStatus::Stopped { .. } => {}
         status => return Err(Error::Failed { pid: tid.0, what: format!("new thread did not stop: {status:?}") }),
     }
-    let mut inj = Injector::new(tid, vdso, None, SCRATCH_LEN)?;
+    let mut inj = Injector::sharing(tid, vdso, main.scratch())?;
     restore_state(&mut inj, tgid, tid, core, detached).map_err(|e| Error::Step {
         pid: tgid.0,
         what: format!("thread {tid}"),

@@ -67,6 +67,9 @@ pub struct Injector {
     /// Register template: the task's registers when the injector was made.
     template: Regs,
     live: bool,
+    /// The scratch area is this injector's (else another thread's of the same process: see
+    /// [`Injector::sharing`]), to unmap when done.
+    owns: bool,
 }
 
 impl Injector {
@@ -85,6 +88,7 @@ impl Injector {
             scratch_len: len,
             template,
             live: false,
+            owns: true,
         };
         let mut flags = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS;
         if hint.is_some() {
@@ -100,6 +104,27 @@ impl Injector {
         inj.live = true;
         inj.write(addr, &CODE)?;
         Ok(inj)
+    }
+
+    /// An injector for thread `pid` that uses the scratch area `scratch` (start, end) another
+    /// thread's injector mapped in the same process: the threads of a process share its memory, and
+    /// one controller thread drives them one call at a time, so they can share the data area too.
+    /// Nothing is mapped or unmapped for it; the owner's injector must outlive it.
+    pub fn sharing(pid: Pid, vdso: (u64, u64), scratch: (u64, u64)) -> Result<Injector, InjectError> {
+        let mem = ProcMem::open(pid).map_err(|source| InjectError::Memory { pid, addr: vdso.0, source })?;
+        let gadget_off = find_gadget(&mem, vdso).ok_or(InjectError::NoGadget { pid })?;
+        let template = ptrace::get_regs(pid).map_err(|source| InjectError::Ptrace { pid, source })?;
+        Ok(Injector {
+            pid,
+            mem,
+            gadget: vdso.0 + gadget_off,
+            gadget_off,
+            scratch: scratch.0,
+            scratch_len: scratch.1 - scratch.0,
+            template,
+            live: true,
+            owns: false,
+        })
     }
 
     pub fn pid(&self) -> Pid {
@@ -186,11 +211,14 @@ impl Injector {
         self.errno(call, ret)
     }
 
-    /// Unmap the scratch area with the very last injected call, ending at its syscall-exit stop. The
-    /// task's registers are then the caller's to set.
+    /// Unmap the scratch area with the very last injected call, ending at its syscall-exit stop (an
+    /// injector [`Injector::sharing`] another's area unmaps nothing: the task is at the stop after
+    /// its last call). The task's registers are then the caller's to set.
     pub fn finish(mut self) -> Result<(), InjectError> {
-        let (start, len) = (self.scratch, self.scratch_len);
-        self.via_gadget("munmap", libc::SYS_munmap, [start, len, 0, 0, 0, 0])?;
+        if self.owns {
+            let (start, len) = (self.scratch, self.scratch_len);
+            self.via_gadget("munmap", libc::SYS_munmap, [start, len, 0, 0, 0, 0])?;
+        }
         self.live = false;
         Ok(())
     }
@@ -313,7 +341,7 @@ pub fn adopt(pid: Pid, options: u32) -> Result<(), InjectError> {
 
 impl Drop for Injector {
     fn drop(&mut self) {
-        if self.live {
+        if self.live && self.owns {
             let (start, len) = (self.scratch, self.scratch_len);
             let _ = self.via_gadget("munmap", libc::SYS_munmap, [start, len, 0, 0, 0, 0]);
         }

@@ -419,9 +419,11 @@ fn collect(
     let pid = process.pid();
     let vdso =
         mem::vdso_range(&vmas).ok_or(Error::Unsupported { pid: pid.0, what: "a process without a vDSO".into() })?;
+    // The other threads' injected calls use the main thread's scratch area.
+    let scratch = process.main().injector(vdso)?.scratch();
     let mut threads = Vec::new();
     for t in process.threads.iter_mut().skip(1) {
-        threads.push(threads::dump(root, t, vdso)?);
+        threads.push(threads::dump(root, t, vdso, scratch)?);
     }
     let frozen = process.main();
     let mut core = TaskCore {
