@@ -5,8 +5,8 @@
 //!
 //! A thread is created by the restored main thread itself: an injected `clone3` with `CLONE_THREAD`
 //! and `set_tid`. With `PTRACE_O_TRACECLONE` the new thread is traced from its first instruction and
-//! stops before running any; it gets its own injector (and scratch area), its state, and at the very
-//! end its registers.
+//! stops before running any; it gets its own injector (on the main thread's scratch area: see
+//! `Injector::sharing`), its state, and at the very end its registers.
 
 use crate::error::{Error, Result};
 use crate::proc::ProcRoot;
