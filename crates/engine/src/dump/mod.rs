@@ -77,7 +77,7 @@ fn dump_with<'env>(
     pool: &Pool<'env>,
     root: &'env ProcRoot,
     dir: &'env ImageDir,
-    ours: &[Option<u64>],
+    ours: &'env [Option<u64>],
     opts: &DumpOptions,
     progress: &mut dyn FnMut(Progress),
     start: Instant,
@@ -126,7 +126,7 @@ fn freeze_tree<'env>(
     pool: &Pool<'env>,
     root: &'env ProcRoot,
     pid: Pid,
-    ours: &[Option<u64>],
+    ours: &'env [Option<u64>],
     progress: &mut dyn FnMut(Progress),
 ) -> std::result::Result<(Vec<Member>, Vec<ProcessEntry>), (Vec<Member>, Error)> {
     let mut tree: Vec<Member> = Vec::new();
@@ -175,26 +175,27 @@ fn freeze_tree<'env>(
     Ok((tree, zombies))
 }
 
-/// The stat of `p` and, unless it is a zombie, the freezing of `p` started on the tracer thread of
-/// `idx`.
+/// The stat of `p` and, unless it is a zombie, the check (see [`check_process`]) and freezing of
+/// `p` started on the tracer thread of `idx`.
 fn start_freeze<'env>(
     pool: &Pool<'env>,
     root: &'env ProcRoot,
     p: Pid,
     top: Pid,
-    ours: &[Option<u64>],
+    ours: &'env [Option<u64>],
     idx: usize,
 ) -> Result<(proc::Stat, Option<Pending<Result<()>>>)> {
     let stat = proc::stat(root, p.0)?;
     if stat.state == 'Z' {
         return Ok((stat, None));
     }
-    if p != top {
-        check_process(root, p, ours)?;
-    }
     let stopped = stat.state == 'T';
-    let frozen =
-        pool.run(idx, move |owned, _| FrozenProcess::freeze(root, p, stopped).map(|f| drop(owned.insert(idx, f))));
+    let frozen = pool.run(idx, move |owned, _| {
+        if p != top {
+            check_process(root, p, ours)?;
+        }
+        FrozenProcess::freeze(root, p, stopped).map(|f| drop(owned.insert(idx, f)))
+    });
     Ok((stat, Some(frozen)))
 }
 
