@@ -231,17 +231,24 @@ fn explain(pool: &Pool, tree: &[Member], err: Error, progress: &mut dyn FnMut(Pr
     err
 }
 
-/// Resume or kill every process (`end`), children first, each on its tracer thread.
+/// Resume or kill every process (`end`), each on its tracer thread, all threads at once (each
+/// takes its processes children first).
 fn end_all(
     pool: &Pool,
     tree: &[Member],
     end: fn(FrozenProcess) -> Result<()>,
     progress: &mut dyn FnMut(Progress),
 ) -> Result<()> {
+    let ending: Vec<_> = tree
+        .iter()
+        .rev()
+        .map(|m| {
+            let idx = m.idx;
+            pool.run(idx, move |owned, _| owned.remove(&idx).map_or(Ok(()), end))
+        })
+        .collect();
     let mut first_error = None;
-    for m in tree.iter().rev() {
-        let idx = m.idx;
-        let ended = pool.run(idx, move |owned, _| owned.remove(&idx).map_or(Ok(()), end));
+    for ended in ending {
         if let Err(e) = pool.wait(ended, progress) {
             first_error.get_or_insert(e);
         }
