@@ -12,6 +12,7 @@ mod mem;
 mod process;
 mod regs;
 mod signal;
+mod tty;
 mod watch;
 
 pub use events::*;
@@ -19,6 +20,7 @@ pub use mem::*;
 pub use process::*;
 pub use regs::*;
 pub use signal::*;
+pub use tty::*;
 pub use watch::*;
 
 use std::io;

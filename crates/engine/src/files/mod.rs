@@ -8,7 +8,7 @@
 //! One module per kind: [`regular`] (files and directories), [`chardev`] (device nodes and terminals),
 //! [`pipe`] (pipes with both ends in the process), [`fifo`] (named pipes), [`epoll`], [`inotify`]
 //! and [`fanotify`] instances, [`anon`] (eventfd, signalfd, timerfd), [`pidfd`], [`mqueue`] (POSIX
-//! message queues).
+//! message queues), [`tty`] (pseudo-terminals and controlling terminals).
 
 pub mod anon;
 pub mod chardev;
@@ -20,6 +20,7 @@ pub mod mqueue;
 pub mod pidfd;
 pub mod pipe;
 pub mod regular;
+pub mod tty;
 
 use crate::error::{Error, Result};
 use crate::proc::{self, ProcRoot};
@@ -78,6 +79,8 @@ pub struct FileIds {
     pub ghosts: Vec<(u64, u64)>,
     /// Epolls seen: (id, process, fd), for [`epoll::resolve`] once every process is seen.
     pub epolls: Vec<(u32, Pid, i32)>,
+    /// Pty ends seen, for [`tty::resolve`] once every process is seen.
+    pub ptys: Vec<tty::Seen>,
 }
 
 impl FileIds {
@@ -89,6 +92,7 @@ impl FileIds {
             ghost_limit,
             ghosts: Vec::new(),
             epolls: Vec::new(),
+            ptys: Vec::new(),
         }
     }
 
@@ -152,6 +156,7 @@ pub fn dump(root: &ProcRoot, pid: Pid, shell_job: bool, ids: &mut FileIds) -> Re
                     ghost_limit: ids.ghost_limit,
                 };
                 let kind = classify(&probe, &mut ids.ghosts)?;
+                tty::note(&kind, ids.next + 1, &probe, &mut ids.ptys)?;
                 ids.next += 1;
                 files.push(FileEntry { id: ids.next, flags, kind: Some(kind) });
                 ids.insert(at, pid, fd, ids.next, inode);
@@ -247,16 +252,20 @@ fn describe(link: &Path, ft: &std::fs::FileType) -> String {
     format!("file {l}")
 }
 
+/// The descriptions restore opened, by file id.
+pub type Descriptions = HashMap<u32, OwnedFd>;
+
 /// Open every description of the image in the controller, before the task exists.
 ///
-/// Returns the descriptions by id, and the unlinked files and memfds made again, by their inode at
-/// dump time (for the mappings of them).
-pub fn open_all(files: &[FileEntry], shell_job: bool) -> Result<(HashMap<u32, OwnedFd>, HashMap<u64, OwnedFd>)> {
+/// Returns the descriptions by id, the unlinked files and memfds made again, by their inode at
+/// dump time (for the mappings of them), and the terminals session leaders take.
+pub fn open_all(files: &[FileEntry], shell_job: bool) -> Result<(Descriptions, HashMap<u64, OwnedFd>, tty::Terminals)> {
     let mut out = HashMap::new();
     let mut pipes = pipe::Pipes::default();
     let mut ghosts = regular::Ghosts::default();
     let mut fifos = fifo::Fifos::default();
     let mut queues = mqueue::Mqueues::default();
+    let ptys = tty::open_all(files)?;
     for f in files {
         let fd = match &f.kind {
             Some(FileKind::Regular(r)) if r.ghost => ghosts.open(r, f.flags)?,
@@ -274,6 +283,7 @@ pub fn open_all(files: &[FileEntry], shell_job: bool) -> Result<(HashMap<u32, Ow
             Some(FileKind::TimerFd(t)) => anon::open_timerfd(t, f.flags)?,
             Some(FileKind::PidFd(p)) => pidfd::open_early(p, f.flags)?,
             Some(FileKind::Mqueue(m)) => queues.open(m, f.flags)?,
+            Some(FileKind::Pty(p)) => ptys.open(p, f.flags)?,
             None => {
                 return Err(Error::Incompatible { file: "files.img".into(), what: format!("file {}: no kind", f.id) })
             }
@@ -282,7 +292,7 @@ pub fn open_all(files: &[FileEntry], shell_job: bool) -> Result<(HashMap<u32, Ow
     }
     epoll::register_all(files, &out)?;
     drop(queues);
-    Ok((out, ghosts.into_objects()))
+    Ok((out, ghosts.into_objects(), ptys.finish(files)?))
 }
 
 /// Install the fd table into the task.
