@@ -15,3 +15,14 @@ fn pty_session_with_job_control() {
 fn standalone_pty_session_with_job_control() {
     standalone("sa-tty_pty", workload!("tty_pty"));
 }
+
+#[test]
+fn interactive_bash_keeps_its_variable_and_jobs() {
+    // Index 40 up (see above).
+    checkpoint_restore("tty_bash", workload!("tty_bash").arg("40"));
+}
+
+#[test]
+fn standalone_interactive_bash() {
+    standalone("sa-tty_bash", workload!("tty_bash"));
+}

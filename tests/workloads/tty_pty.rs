@@ -1,5 +1,5 @@
 //! A terminal emulator and a shell session on a pty, with job control. Argument: how many free pty
-//! indices to leave below its own (see `high_pty`), 0 by default.
+//! indices to leave below its own (see `raw::high_pty`), 0 by default.
 //!
 //! The root (the "terminal") opens a pty master with custom settings (no echo, erase ^H, 9600
 //! baud), a window size, and packet mode. Its child C (the "shell") leads a new session whose
@@ -35,7 +35,7 @@ fn key(t: &libc::termios) -> Key {
 fn main() {
     let mut s = workload::start();
     let below = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(0);
-    let (m, name) = high_pty(below);
+    let (m, name) = raw::high_pty(below).or_fail("open a pty");
     let mut t = raw::tcgetattr(m.as_fd()).or_fail("tcgetattr");
     t.c_lflag &= !libc::ECHO;
     t.c_cc[libc::VERASE] = ERASE;
@@ -76,16 +76,6 @@ fn main() {
     ck.ok("write to the master", (&File(&m)).write_all(b"bye\n"));
     c.collect(ck);
     s.finish()
-}
-
-/// A pty whose index is above the `below` lowest free ones: the kernel gives each new pty the
-/// lowest free index, so the ptys of tests running meanwhile (while this one is dumped, killed and
-/// restored) leave its index free for the restore.
-pub fn high_pty(below: usize) -> (OwnedFd, String) {
-    let below: Vec<(OwnedFd, String)> = (0..below).map(|_| raw::open_pty().or_fail("open a pty")).collect();
-    let pty = raw::open_pty().or_fail("open a pty");
-    drop(below);
-    pty
 }
 
 /// `Read`/`Write` on a borrowed fd.

@@ -27,6 +27,16 @@ pub fn open_pty() -> io::Result<(OwnedFd, String)> {
     Ok((m, name))
 }
 
+/// [`open_pty`], with an index above the `below` lowest free ones: the kernel gives each new pty
+/// the lowest free index, so the ptys of tests running meanwhile (while this one is dumped,
+/// killed and restored) leave its index free for the restore.
+pub fn high_pty(below: usize) -> io::Result<(OwnedFd, String)> {
+    let below: Vec<(OwnedFd, String)> = (0..below).map(|_| open_pty()).collect::<io::Result<_>>()?;
+    let pty = open_pty()?;
+    drop(below);
+    Ok(pty)
+}
+
 /// Opens the terminal `path` read-write; it becomes the caller's controlling terminal if the caller
 /// leads a session without one (no `O_NOCTTY`).
 pub fn open_terminal(path: &str) -> io::Result<OwnedFd> {
