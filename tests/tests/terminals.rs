@@ -2,7 +2,8 @@
 //! slave with a foreground and a background job (termios, window size, packet mode, queued data
 //! both ways, /dev/tty, job control after the restore), and an interactive bash on a pty.
 
-use stasis_tests::harness::{checkpoint_restore, standalone};
+use stasis_tests::harness::{checkpoint_restore, standalone, Case, Pty, Running, EXIT_TIMEOUT, READY_TIMEOUT};
+use stasis_tests::raw::Exit;
 use stasis_tests::workload;
 
 #[test]
@@ -25,4 +26,33 @@ fn interactive_bash_keeps_its_variable_and_jobs() {
 #[test]
 fn standalone_interactive_bash() {
     standalone("sa-tty_bash", workload!("tty_bash"));
+}
+
+/// A job on a terminal whose master is outside the tree (the harness's pty), dumped without
+/// `--shell-job`: refused, naming the pid, the fd and the terminal; the job runs on and passes.
+#[test]
+fn terminal_outside_the_tree_is_refused_without_shell_job() {
+    let case = Case::new("tty_refused", workload!("tty").shell_job());
+    let mut pty = Pty::open().unwrap_or_else(|e| case.fail(&format!("openpty: {e}")));
+    let mut cmd = case.workload.command(&case.dir);
+    pty.attach(&mut cmd).unwrap_or_else(|e| case.fail(&format!("pty stdio: {e}")));
+    let mut run = Running::spawn(&mut cmd, case.workload.name(), None, true)
+        .unwrap_or_else(|e| case.fail(&format!("spawn: {e}")));
+    pty.close_slave();
+    pty.wait_for_line("READY", READY_TIMEOUT).unwrap_or_else(|e| case.fail(&e));
+    let images = case.images("images");
+    let r = case.dump(&run, &images, &[], &[]);
+    let pid = run.pid().to_string();
+    case.expect_failed(
+        &r,
+        "dump of a job on a terminal without --shell-job",
+        &[&[&pid], &["fd 0"], &["/dev/pts/"], &["master is not in the dump"], &["--shell-job"]],
+    );
+    case.expect_untouched(&run);
+    run.signal(libc::SIGUSR1).unwrap_or_else(|e| case.fail(&format!("SIGUSR1: {e}")));
+    let exit = run.wait_exit(EXIT_TIMEOUT).unwrap_or_else(|e| case.fail(&e));
+    if exit != Exit::Code(0) {
+        case.fail(&format!("the job ended with {exit:?}; its terminal shows:\n{}", pty.text()));
+    }
+    pty.wait_for_line("PASS", READY_TIMEOUT).unwrap_or_else(|e| case.fail(&format!("verdict on the terminal: {e}")));
 }

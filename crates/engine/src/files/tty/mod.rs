@@ -28,7 +28,8 @@ use std::os::unix::fs::MetadataExt;
 
 pub use restore::{open_all, Ptys, Terminals};
 
-/// Majors of the Unix98 pty slaves (`/dev/pts/N`: N = (major - 136) * 256 + minor).
+/// Majors of the Unix98 pty slaves: the kernel makes `/dev/pts/N` device 136:N (20-bit minors);
+/// 137 to 143 are the old split of indices above 255 (N = (major - 136) * 256 + minor).
 const PTS_MAJORS: std::ops::RangeInclusive<u64> = 136..=143;
 /// `/dev/tty` and `/dev/ptmx` (major 5, minors 0 and 2).
 const TTYAUX_MAJOR: u64 = 5;
@@ -47,7 +48,7 @@ pub struct Seen {
 
 /// The `st_rdev` of `/dev/pts/N`.
 pub fn pts_rdev(index: u32) -> u64 {
-    libc::makedev(136 + index / 256, index % 256)
+    libc::makedev(136, index)
 }
 
 /// N if `rdev` is `/dev/pts/N`.
@@ -125,10 +126,11 @@ fn external_slaves(files: &mut [FileEntry], ends: &[&Seen], shell_job: bool) -> 
         let f = files.iter_mut().find(|f| f.id == s.id).expect("noted with its entry");
         let Some(FileKind::Pty(p)) = &f.kind else { continue };
         if !shell_job {
+            let pts = format!("/dev/pts/{}", p.index);
+            let name = if p.path == pts { pts } else { format!("{} ({pts})", p.path) };
             let what = format!(
-                "terminal {} (/dev/pts/{}) whose master is not in the dump (dump with --shell-job to restore it onto \
-                 the terminal stasis runs from)",
-                p.path, p.index
+                "terminal {name} whose master is not in the dump (dump with --shell-job to restore it onto the \
+                 terminal stasis runs from)"
             );
             return Err(Error::UnsupportedFd { pid: s.pid.0, fd: s.fd, what });
         }
@@ -240,4 +242,25 @@ pub fn check_sessions(procs: &[&ProcessEntry], files: &[FileEntry], shell_job: b
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pts_devices_and_indices() {
+        assert_eq!(pts_index(pts_rdev(0)), Some(0));
+        assert_eq!(pts_index(pts_rdev(300)), Some(300));
+        assert_eq!(pts_index(libc::makedev(5, 2)), None);
+        assert_eq!(pts_index(libc::makedev(4, 1)), None);
+    }
+
+    #[test]
+    fn stat_tty_nr_decodes_like_st_rdev() {
+        // /proc/PID/stat shows /dev/pts/3 as 34819 (136 << 8 | 3), /dev/pts/300 as minor 300 split.
+        assert_eq!(decode_dev(34819), pts_rdev(3));
+        assert_eq!(decode_dev((136 << 8) | (300 & 0xff) | ((300 & !0xff) << 12)), pts_rdev(300));
+        assert_eq!(decode_dev(0), libc::makedev(0, 0));
+    }
 }

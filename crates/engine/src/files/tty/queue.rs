@@ -130,3 +130,23 @@ fn drain(
     let back = set_status_flags(fd, flags as i32);
     result.and(back).map(|()| out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pushed_bytes_pass_unchanged() {
+        let mut t = Termios2 {
+            iflag: libc::ICRNL | libc::IXON,
+            lflag: libc::ICANON | libc::ECHO | libc::ISIG,
+            ..Default::default()
+        };
+        t.cc[libc::VEOF] = 4;
+        t.cc[libc::VERASE] = 0x7f;
+        let s = storing(&t);
+        assert_eq!(s.iflag, 0);
+        assert_eq!(s.lflag, libc::ICANON);
+        assert_eq!((s.cc[libc::VEOF], s.cc[libc::VERASE]), (4, 0));
+    }
+}
