@@ -44,6 +44,7 @@ fn main() {
     let want = key(&raw::tcgetattr(m.as_fd()).or_fail("tcgetattr"));
     raw::set_winsize(m.as_fd(), ROWS, COLS).or_fail("window size");
     let index = raw::pty_index(m.as_fd()).or_fail("TIOCGPTN");
+    println!("pty {name}");
     let path = name.clone();
     let c = workload::fork_child("C", move |up| shell(up, &path));
     let line = c.line().or_fail("ready line of C");
