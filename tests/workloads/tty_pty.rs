@@ -7,7 +7,9 @@
 //! background group. Before the dump J writes a line to the terminal (queued on the master) and the
 //! root writes a line and a half to the master (queued on the slave); J also has `/dev/tty` open.
 //!
-//! After the restore: the slave has its index and name, the settings, window size and packet mode
+//! Two more pairs: one locked, one whose slave was opened and closed.
+//!
+//! After the restore: the two other pairs are locked and reading EIO again; the slave has its index and name, the settings, window size and packet mode
 //! are kept, J is the foreground group; J reads the line and, once the root completes it, the
 //! half line; the root reads J's line and one J writes through `/dev/tty`; B's read and tcsetpgrp
 //! from the background get SIGTTIN and SIGTTOU; the root types ^Z, J stops, C sees it, takes the
@@ -35,7 +37,19 @@ fn key(t: &libc::termios) -> Key {
 fn main() {
     let mut s = workload::start();
     let below = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(0);
-    let (m, name) = raw::high_pty(below).or_fail("open a pty");
+    let mut ptys = raw::high_ptys(below, 3).or_fail("open ptys");
+    let (m, name) = ptys.remove(0);
+    // Two more pairs: one locked again, one whose slave was opened and closed (its master reads EIO).
+    let (locked, _) = ptys.remove(0);
+    raw::set_pty_locked(locked.as_fd(), true).or_fail("lock a pty");
+    let (hung_up, hung_name) = ptys.remove(0);
+    drop(raw::open_terminal_noctty(&hung_name).or_fail("open a slave"));
+    // The errno of a read, if one would not block.
+    let eio = |m: &OwnedFd| {
+        raw::poll_readable(m.as_fd(), 0).ok()?.then_some(())?;
+        std::fs::File::from(m.try_clone().ok()?).read(&mut [0u8; 8]).err()?.raw_os_error()
+    };
+    ck_before(eio(&hung_up));
     let mut t = raw::tcgetattr(m.as_fd()).or_fail("tcgetattr");
     t.c_lflag &= !libc::ECHO;
     t.c_cc[libc::VERASE] = ERASE;
@@ -60,6 +74,8 @@ fn main() {
 
     let ck = &mut s.checker;
     ck.same("pty index", &index, &raw::pty_index(m.as_fd()).unwrap_or(-1));
+    ck.same("a locked pty", &true, &raw::pty_locked(locked.as_fd()).unwrap_or(false));
+    ck.same("a pty whose slave was closed reads", &Some(libc::EIO), &eio(&hung_up));
     ck.same("termios", &want, &raw::tcgetattr(m.as_fd()).map(|t| key(&t)).unwrap_or_default());
     ck.same("window size", &(ROWS, COLS), &raw::winsize(m.as_fd()).unwrap_or_default());
     ck.same("packet mode", &true, &raw::packet_mode(m.as_fd()).unwrap_or(false));
@@ -77,6 +93,13 @@ fn main() {
     ck.ok("write to the master", (&File(&m)).write_all(b"bye\n"));
     c.collect(ck);
     s.finish()
+}
+
+/// Before the dump, a closed slave makes its master read EIO.
+fn ck_before(got: Option<i32>) {
+    if got != Some(libc::EIO) {
+        Err::<(), _>(format!("{got:?}")).or_fail("read a master whose slave was closed");
+    }
 }
 
 /// `Read`/`Write` on a borrowed fd.

@@ -27,14 +27,31 @@ pub fn open_pty() -> io::Result<(OwnedFd, String)> {
     Ok((m, name))
 }
 
-/// [`open_pty`], with an index above the `below` lowest free ones: the kernel gives each new pty
-/// the lowest free index, so the ptys of tests running meanwhile (while this one is dumped,
-/// killed and restored) leave its index free for the restore.
-pub fn high_pty(below: usize) -> io::Result<(OwnedFd, String)> {
+/// `n` new ptys ([`open_pty`]) with indices above the `below` lowest free ones: the kernel gives
+/// each new pty the lowest free index, so the ptys of tests running meanwhile (while these are
+/// dumped, killed and restored) leave their indices free for the restore.
+pub fn high_ptys(below: usize, n: usize) -> io::Result<Vec<(OwnedFd, String)>> {
     let below: Vec<(OwnedFd, String)> = (0..below).map(|_| open_pty()).collect::<io::Result<_>>()?;
-    let pty = open_pty()?;
+    let ptys = (0..n).map(|_| open_pty()).collect();
     drop(below);
-    Ok(pty)
+    ptys
+}
+
+/// One pty of [`high_ptys`].
+pub fn high_pty(below: usize) -> io::Result<(OwnedFd, String)> {
+    high_ptys(below, 1).map(|mut v| v.remove(0))
+}
+
+/// `ioctl(TIOCSPTLCK)`: lock or unlock the slave of `master`.
+pub fn set_pty_locked(master: BorrowedFd<'_>, locked: bool) -> io::Result<()> {
+    let v: libc::c_int = locked.into();
+    // SAFETY: `v` is a live int.
+    cvt(unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCSPTLCK, &v) }).map(drop)
+}
+
+/// `ioctl(TIOCGPTLCK)`.
+pub fn pty_locked(master: BorrowedFd<'_>) -> io::Result<bool> {
+    get_int(master, 0x8004_5439).map(|v| v != 0)
 }
 
 /// Opens the terminal `path` read-write; it becomes the caller's controlling terminal if the caller
@@ -43,6 +60,13 @@ pub fn open_terminal(path: &str) -> io::Result<OwnedFd> {
     let c = CString::new(path).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
     // SAFETY: `c` is a live NUL-terminated string; the fd returned is owned by nobody else.
     Ok(unsafe { OwnedFd::from_raw_fd(cvt(libc::open(c.as_ptr(), libc::O_RDWR | libc::O_CLOEXEC))?) })
+}
+
+/// Opens the terminal `path` read-write, never as the controlling terminal (`O_NOCTTY`).
+pub fn open_terminal_noctty(path: &str) -> io::Result<OwnedFd> {
+    let c = CString::new(path).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    // SAFETY: `c` is a live NUL-terminated string; the fd returned is owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(cvt(libc::open(c.as_ptr(), libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC))?) })
 }
 
 /// `tcgetattr(3)`.

@@ -142,8 +142,9 @@ fn allocate(wanted: &BTreeMap<u32, &PtyFile>) -> Result<HashMap<u32, OwnedFd>> {
     Ok(got)
 }
 
-/// Give the new pair of `master` its state; returns a slave description if the tree has slaves
-/// (one also opens and closes the slave if every slave had been closed).
+/// Give the new pair of `master` its state; returns a slave description if the tree has slaves or
+/// every slave had been closed (the session that has it as its controlling terminal may have closed
+/// every fd of it): stasis closes it once the tree runs, and the master reads EIO again.
 fn set_up(
     master: std::os::fd::BorrowedFd<'_>,
     index: u32,
@@ -170,7 +171,7 @@ fn set_up(
     let flags = libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC;
     let slave = tty::open_peer(master, flags).map_err(io())?;
     queue::give_slave(master, slave.as_fd(), &t, &s.slave_lines, &s.slave_input).map_err(io())?;
-    Ok(slaves.then_some(slave))
+    Ok(Some(slave))
 }
 
 fn termios(s: &PtyState) -> Termios2 {
