@@ -282,7 +282,7 @@ fn dump_frozen<'env>(
     let pids: Vec<i32> = dumped.iter().map(|d| d.c.process.pid).collect();
     files::tty::resolve(&mut files, &ids, &pids, opts.shell_job)?;
     let procs: Vec<&ProcessEntry> = dumped.iter().map(|d| &d.c.process).collect();
-    files::tty::check_sessions(&procs, &files, opts.shell_job)?;
+    files::tty::check_sessions(&procs, &files)?;
     for m in tree {
         let idx = m.idx;
         let alive = pool.run(idx, move |owned, _| owned.get_mut(&idx).map_or(Ok(()), |f| f.main().check_alive()));

@@ -111,7 +111,18 @@ pub fn resolve(files: &mut [FileEntry], ids: &FileIds, pids: &[i32], shell_job: 
                 format!("pty /dev/pts/{index} whose slave is also open in pid {pid} (fd {fd}), outside the dump");
             return Err(Error::UnsupportedFd { pid: master.pid.0, fd: master.fd, what });
         }
-        let slave = ends.iter().find(|s| !s.master).map(|s| (s.file.as_fd(), s.flags));
+        let readable = |s: &&&Seen| !s.master && s.flags & libc::O_ACCMODE as u32 != libc::O_WRONLY as u32;
+        let peer;
+        let slave = match ends.iter().find(readable) {
+            Some(s) => Some((s.file.as_fd(), s.flags)),
+            // Slaves open for writing only: a description of our own to read the queue on.
+            None if ends.iter().any(|s| !s.master) => {
+                let flags = libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC;
+                peer = tty::open_peer(master.file.as_fd(), flags).map_err(Error::sys(master.pid.0, "TIOCGPTPEER"))?;
+                Some((peer.as_fd(), flags as u32))
+            }
+            None => None,
+        };
         let state = read_state(master, slave)?;
         if let Some(FileKind::Pty(p)) = files.iter_mut().find(|f| f.id == master.id).and_then(|f| f.kind.as_mut()) {
             p.state = Some(state);
@@ -209,10 +220,11 @@ pub fn ctty_of(stat: &crate::proc::Stat) -> (u64, i32) {
     (decode_dev(stat.tty_nr), stat.tpgid.max(0))
 }
 
-/// Refuse the controlling terminals restore could not give back: one that is not a pty of the
-/// dump (but the shell job's terminal, for processes that do not lead their session), a pty of
-/// the dump whose session leader is not in the dump, a foreground group not in the dump.
-pub fn check_sessions(procs: &[&ProcessEntry], files: &[FileEntry], shell_job: bool) -> Result<()> {
+/// Refuse the controlling terminals restore could not give back: a session leader's that is not a
+/// pty of the dump, a pty of the dump whose session leader is not in the dump, a foreground group
+/// not in the dump. A process that does not lead its session and whose terminal is not in the dump
+/// (a job of a shell) is restored in stasis' session, as before.
+pub fn check_sessions(procs: &[&ProcessEntry], files: &[FileEntry]) -> Result<()> {
     let in_dump =
         |index: u32| files.iter().any(|f| matches!(&f.kind, Some(FileKind::Pty(p)) if p.master && p.index == index));
     for p in procs.iter().filter(|p| p.ctty != 0) {
@@ -233,10 +245,10 @@ pub fn check_sessions(procs: &[&ProcessEntry], files: &[FileEntry], shell_job: b
                     return Err(Error::Unsupported { pid: p.pid, what });
                 }
             }
-            None if shell_job && p.sid != p.pid => {}
+            // Restored in stasis' session, with its terminal (see `session::restore`).
+            None if p.sid != p.pid => {}
             None => {
-                let hint = if p.sid == p.pid { "" } else { " (dump with --shell-job if it is the terminal of a job)" };
-                let what = format!("controlling terminal {maj}:{min}, which is not a pty of the dump{hint}");
+                let what = format!("controlling terminal {maj}:{min} of its session, which is not a pty of the dump");
                 return Err(Error::Unsupported { pid: p.pid, what });
             }
         }
