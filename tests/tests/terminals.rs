@@ -27,6 +27,17 @@ fn interactive_bash_keeps_its_variable_and_jobs() {
 }
 
 #[test]
+fn interactive_bash_with_readline() {
+    // Index 44 up (see above).
+    checkpoint_restore("tty_bash_readline", workload!("tty_bash").arg("44").arg("readline"));
+}
+
+#[test]
+fn standalone_interactive_bash_with_readline() {
+    standalone("sa-tty_bash_readline", workload!("tty_bash").arg("0").arg("readline"));
+}
+
+#[test]
 fn standalone_interactive_bash() {
     standalone("sa-tty_bash", workload!("tty_bash"));
 }
@@ -87,7 +98,9 @@ fn leave_running_keeps_the_queued_bytes() {
 /// Restore fails cleanly, naming the pty, when its index is taken on this machine.
 #[test]
 fn restore_refused_while_the_pty_index_is_taken() {
-    let case = Case::new("tty_pty_index_taken", workload!("tty_pty").arg("36"));
+    // The lowest free indices: this test takes every free index up to the workload's, which must not
+    // be one another test's restore needs (those are above 24).
+    let case = Case::new("tty_pty_index_taken", workload!("tty_pty").arg("0"));
     let Some(mut run) = case.start() else { return };
     let log = run.log_text();
     let name = log.lines().find_map(|l| l.strip_prefix("pty ")).unwrap_or_default().trim().to_string();

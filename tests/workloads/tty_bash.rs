@@ -1,8 +1,10 @@
 //! An interactive bash on a pty, driven by this process as its terminal: before the dump bash
 //! sets a variable and starts a background job (`sleep 1000 &`); after the restore it still has the
 //! variable, `jobs` lists the job, `fg` brings it to the foreground, ^Z typed on the terminal stops
-//! it, `bg` continues it, and bash ends cleanly. Argument: how many free pty indices to leave below
-//! its own (see `raw::high_pty`), 0 by default. Skips if there is no /bin/bash.
+//! it, `bg` continues it, and bash ends cleanly. Arguments: how many free pty indices to leave below
+//! its own (see `raw::high_pty`), 0 by default; `readline` to let bash edit its input with readline
+//! (which turns off canonical mode and echo while it reads), `--noediting` otherwise. Skips if
+//! there is no /bin/bash.
 
 use stasis_tests::raw;
 use stasis_tests::workload::{self, Checker, OrFail};
@@ -64,8 +66,14 @@ fn main() {
     let below = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(0);
     let (m, name): (OwnedFd, String) = raw::high_pty(below).or_fail("open a pty");
     let index = raw::pty_index(m.as_fd()).or_fail("TIOCGPTN");
+    let editing = std::env::args().nth(2).as_deref() == Some("readline");
     let mut cmd = Command::new("/bin/bash");
-    cmd.args(["--norc", "--noprofile", "--noediting", "-i"]).env("PS1", PROMPT).env("TERM", "dumb");
+    // Long options first: bash takes them only before the one-letter ones.
+    cmd.args(["--norc", "--noprofile"]).env("PS1", PROMPT).env("TERM", "dumb");
+    if !editing {
+        cmd.arg("--noediting");
+    }
+    cmd.arg("-i");
     raw::session_on_terminal(&mut cmd, &name).or_fail("set up the terminal");
     let mut bash = cmd.spawn().or_fail("start bash");
     let mut term = Term { master: std::fs::File::from(m), seen: String::new() };

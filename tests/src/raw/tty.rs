@@ -4,7 +4,7 @@
 use super::cvt;
 use std::ffi::CString;
 use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::process::Command;
 
@@ -27,14 +27,14 @@ pub fn open_pty() -> io::Result<(OwnedFd, String)> {
     Ok((m, name))
 }
 
-/// `n` new ptys ([`open_pty`]) with indices above the `below` lowest free ones: the kernel gives
-/// each new pty the lowest free index, so the ptys of tests running meanwhile (while these are
-/// dumped, killed and restored) leave their indices free for the restore.
+/// `n` new ptys ([`open_pty`]) with indices above `below` others: `below + n` are opened together
+/// and the `n` with the highest indices kept. The kernel gives each new pty the lowest free index,
+/// so the ptys of tests running meanwhile (while these are dumped, killed and restored) leave these
+/// indices free for the restore.
 pub fn high_ptys(below: usize, n: usize) -> io::Result<Vec<(OwnedFd, String)>> {
-    let below: Vec<(OwnedFd, String)> = (0..below).map(|_| open_pty()).collect::<io::Result<_>>()?;
-    let ptys = (0..n).map(|_| open_pty()).collect();
-    drop(below);
-    ptys
+    let mut all: Vec<(OwnedFd, String)> = (0..below + n).map(|_| open_pty()).collect::<io::Result<_>>()?;
+    all.sort_by_key(|(m, _)| pty_index(m.as_fd()).unwrap_or(-1));
+    Ok(all.split_off(below))
 }
 
 /// One pty of [`high_ptys`].

@@ -12,8 +12,8 @@ use stasis_sys::Pid;
 use std::collections::{BTreeMap, HashMap};
 use std::os::fd::{AsFd, OwnedFd};
 
-/// Masters opened beyond the highest index wanted before giving up.
-const SPARE_TRIES: u32 = 256;
+/// Rounds of [`allocate`], 10 ms longer each: about 2 s in all.
+const ATTEMPTS: u32 = 20;
 
 /// One slave description of each pair, by the slave's `st_rdev`: the terminal a session leader takes
 /// as its controlling terminal.
@@ -111,35 +111,55 @@ fn io(index: u32) -> impl FnOnce(stasis_sys::SysError) -> Error {
 }
 
 /// Open `/dev/ptmx` until each index of `wanted` comes, keeping the others open meanwhile (the
-/// kernel gives the lowest free index); fails if an index is taken.
+/// kernel gives the lowest free index), then close those. Another process may hold an index for a
+/// moment (one doing the same): this waits for it, up to about 2 s, then fails naming the index.
 fn allocate(wanted: &BTreeMap<u32, &PtyFile>) -> Result<HashMap<u32, OwnedFd>> {
-    for (index, p) in wanted {
-        if std::path::Path::new(&format!("/dev/pts/{index}")).exists() {
-            let what = format!("{}: /dev/pts/{index} is in use here: the pty cannot get its index back", p.path);
-            return Err(Error::Incompatible { file: "files.img".into(), what });
+    let path = wanted.values().map(|p| p.path.as_str()).find(|p| !p.is_empty()).unwrap_or("/dev/ptmx");
+    let in_use = |index: &u32| std::path::Path::new(&format!("/dev/pts/{index}")).exists();
+    let mut got = HashMap::new();
+    for attempt in 0..ATTEMPTS {
+        let missing: Vec<u32> = wanted.keys().copied().filter(|i| !got.contains_key(i)).collect();
+        if missing.is_empty() {
+            return Ok(got);
+        }
+        if !missing.iter().any(in_use) {
+            climb(path, &missing, &mut got)?;
+        }
+        if got.len() < wanted.len() {
+            std::thread::sleep(std::time::Duration::from_millis(10 * (attempt as u64 + 1)));
         }
     }
-    let mut got = HashMap::new();
+    match wanted.iter().find(|(i, _)| !got.contains_key(i)) {
+        None => Ok(got),
+        Some((index, p)) => {
+            let what = if in_use(index) {
+                format!("{}: /dev/pts/{index} is in use here: the pty cannot get its index back", p.path)
+            } else {
+                format!("/dev/pts/{index} was taken each time stasis made its pty again")
+            };
+            Err(Error::Incompatible { file: "files.img".into(), what })
+        }
+    }
+}
+
+/// Open masters at `path` until each index of `missing` is in `got` or an index above them all
+/// comes (each missing one is held by someone else then); the masters of other indices are
+/// closed on return.
+fn climb(path: &str, missing: &[u32], got: &mut HashMap<u32, OwnedFd>) -> Result<()> {
+    let last = missing.iter().max().copied().unwrap_or(0);
     let mut extra = Vec::new();
-    let last = wanted.keys().max().copied().unwrap_or(0);
-    let path = wanted.values().map(|p| p.path.as_str()).find(|p| !p.is_empty()).unwrap_or("/dev/ptmx");
-    while got.len() < wanted.len() {
+    while missing.iter().any(|i| !got.contains_key(i)) {
         let fd = open_tty(path, libc::O_RDWR as u32)?;
         let n = tty::pty_index(fd.as_fd()).map_err(|e| Error::Io { path: path.into(), source: e.source })?;
-        if wanted.contains_key(&n) && !got.contains_key(&n) {
+        if missing.contains(&n) {
             got.insert(n, fd);
-        } else if n > last + SPARE_TRIES {
+        } else if n > last {
             break;
         } else {
             extra.push(fd);
         }
     }
-    if let Some(index) = wanted.keys().find(|i| !got.contains_key(i)) {
-        let what = format!("/dev/pts/{index} was taken while stasis made its pty again");
-        return Err(Error::Incompatible { file: "files.img".into(), what });
-    }
-    drop(extra);
-    Ok(got)
+    Ok(())
 }
 
 /// Give the new pair of `master` its state; returns a slave description if the tree has slaves or
