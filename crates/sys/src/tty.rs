@@ -130,6 +130,12 @@ pub fn tty_device(fd: BorrowedFd<'_>) -> Result<u32, SysError> {
     get_int(fd, TIOCGDEV, "ioctl(TIOCGDEV)").map(|v| v as u32)
 }
 
+/// `ioctl(FIONREAD)`: the bytes a read would find in the line discipline's buffer (in canonical
+/// mode: in complete lines).
+pub fn queued(fd: BorrowedFd<'_>) -> Result<usize, SysError> {
+    get_int(fd, libc::FIONREAD, "ioctl(FIONREAD)").map(|n| n as usize)
+}
+
 /// `ioctl(TIOCSTI)`: push one byte into the input queue of the terminal `fd` is open on, through
 /// its line discipline, at once (needs CAP_SYS_ADMIN unless it is the caller's controlling
 /// terminal).

@@ -197,6 +197,12 @@ fn read_state(master: &Seen, slave: Option<(BorrowedFd<'_>, u32)>) -> Result<Pty
         let what = "pty master in packet mode with a status byte not read yet".into();
         return Err(Error::UnsupportedFd { pid, fd: master.fd, what });
     }
+    // A full buffer may have more waiting behind it, which could not all be pushed back.
+    let queued = tty::queued(m).map_err(sys("FIONREAD on a pty master"))?;
+    if queued >= queue::FULL {
+        let what = format!("pty master /dev/pts/{} with a full input queue ({queued} bytes not read)", master.index);
+        return Err(Error::UnsupportedFd { pid, fd: master.fd, what });
+    }
     s.master_input = queue::take_master(m, master.flags, s.packet).map_err(sys("reading a pty master's queue"))?;
     queue::give_master(m, &s.master_input).map_err(|e| lost(pid, master.fd, s.master_input.len(), e))?;
     if let Some((slave, flags)) = slave {
@@ -274,5 +280,47 @@ mod tests {
         assert_eq!(decode_dev(34819), pts_rdev(3));
         assert_eq!(decode_dev((136 << 8) | (300 & 0xff) | ((300 & !0xff) << 12)), pts_rdev(300));
         assert_eq!(decode_dev(0), libc::makedev(0, 0));
+    }
+}
+
+#[cfg(test)]
+mod session_tests {
+    use super::*;
+
+    fn proc(pid: i32, pgid: i32, sid: i32, ctty: u64, fg: i32) -> ProcessEntry {
+        ProcessEntry { pid, pgid, sid, ctty, tty_fg_pgrp: fg, ..Default::default() }
+    }
+
+    fn master(index: u32) -> FileEntry {
+        let kind = FileKind::Pty(PtyFile { index, master: true, ..Default::default() });
+        FileEntry { id: 1, flags: 2, kind: Some(kind) }
+    }
+
+    #[test]
+    fn a_session_on_a_pty_of_the_dump_passes() {
+        let (leader, job) = (proc(10, 10, 10, pts_rdev(3), 11), proc(11, 11, 10, pts_rdev(3), 11));
+        assert!(check_sessions(&[&leader, &job], &[master(3)]).is_ok());
+    }
+
+    #[test]
+    fn refusals_name_the_process() {
+        // A leader whose terminal is not in the dump.
+        let leader = proc(10, 10, 10, pts_rdev(3), 10);
+        let err = check_sessions(&[&leader], &[]).unwrap_err().to_string();
+        assert!(err.contains("pid 10") && err.contains("136:3"), "{err}");
+        // A foreground group with no process in the dump.
+        let leader = proc(10, 10, 10, pts_rdev(3), 99);
+        let err = check_sessions(&[&leader], &[master(3)]).unwrap_err().to_string();
+        assert!(err.contains("foreground process group 99"), "{err}");
+        // A pty of the dump whose session leader is not in it.
+        let member = proc(11, 11, 10, pts_rdev(3), 11);
+        let err = check_sessions(&[&member], &[master(3)]).unwrap_err().to_string();
+        assert!(err.contains("session 10"), "{err}");
+    }
+
+    #[test]
+    fn a_job_of_an_outside_shell_passes() {
+        let job = proc(11, 11, 10, pts_rdev(7), 11);
+        assert!(check_sessions(&[&job], &[]).is_ok());
     }
 }

@@ -19,6 +19,8 @@ use stasis_sys::SysError;
 use std::os::fd::BorrowedFd;
 
 const BUF: usize = 8192;
+/// A line discipline's buffer is full at this many bytes (`N_TTY_BUF_SIZE` - 1).
+pub const FULL: usize = 4095;
 /// More reads than any queue (4 KiB per direction) needs.
 const MAX_READS: usize = 8192;
 
