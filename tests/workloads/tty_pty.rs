@@ -206,6 +206,12 @@ fn job(up: TreeParent, name: &str) -> i32 {
         let got = f.read(&mut buf).map(|n| String::from_utf8_lossy(&buf[..n]).into_owned());
         ck.same("a line from the root", &want.to_owned(), &got.unwrap_or_else(|e| e.to_string()));
     }
+    let link = std::fs::read_link(format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&dev_tty)));
+    ck.same(
+        "the /dev/tty fd's link",
+        &"/dev/tty".to_owned(),
+        &link.map(|l| l.display().to_string()).unwrap_or_default(),
+    );
     let mut t = std::fs::File::from(dev_tty);
     ck.ok("write through /dev/tty", t.write_all(b"via-tty\n"));
     ck.ok("waiting line", up.send("waiting\n"));

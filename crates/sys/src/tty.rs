@@ -6,7 +6,7 @@
 //! and the kernel's `drivers/tty/pty.c` for `TIOCGPTN`, `TIOCSPTLCK`, `TIOCGPTLCK`, `TIOCGPKT`.
 
 use crate::{check, SysError};
-use std::os::fd::{AsRawFd, BorrowedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 
 /// `struct termios2` of `asm-generic/termbits.h` (x86-64): the settings with explicit speeds.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -191,6 +191,62 @@ pub fn set_foreground(fd: BorrowedFd<'_>, pgrp: i32) -> Result<(), SysError> {
         }
     }
     Ok(())
+}
+
+/// A new description of `/dev/tty` on the terminal `slave` is open on, with open `flags`: a
+/// short-lived child leads a new session, takes `slave`'s terminal as its controlling terminal
+/// (`TIOCSCTTY`; the terminal must be no session's), opens `/dev/tty`, and the caller takes that fd
+/// with `pidfd_getfd`; the child is then killed and reaped, which leaves the terminal to no session
+/// again (a pty gets no hangup). See tty(4) for `/dev/tty`.
+pub fn open_dev_tty(slave: BorrowedFd<'_>, flags: i32) -> Result<OwnedFd, SysError> {
+    let (r, w) = crate::fd::pipe()?;
+    // SAFETY: the child makes raw system calls only (async-signal-safe, even though the caller's
+    // other threads do not exist in it) on values prepared before the fork, and never returns.
+    let child = unsafe { libc::fork() };
+    if child == 0 {
+        // SAFETY: as above; `fd` is a live local, the path a static NUL-terminated string.
+        unsafe {
+            let mut fd = -1;
+            if libc::setsid() >= 0 && libc::ioctl(slave.as_raw_fd(), libc::TIOCSCTTY, 0) >= 0 {
+                fd = libc::open(c"/dev/tty".as_ptr(), flags | libc::O_NOCTTY);
+            }
+            if fd < 0 {
+                fd = -*libc::__errno_location();
+            }
+            libc::write(w.as_raw_fd(), (&raw const fd).cast(), 4);
+            loop {
+                libc::pause();
+            }
+        }
+    }
+    check("fork", child as libc::c_long)?;
+    drop(w);
+    let child = crate::Pid(child);
+    let got = take_child_fd(child, &r);
+    // SAFETY: plain integer arguments; the child is ours and waited for by its pid only.
+    unsafe {
+        libc::kill(child.0, libc::SIGKILL);
+        libc::waitpid(child.0, std::ptr::null_mut(), 0);
+    }
+    got
+}
+
+/// The fd whose number `child` writes to `pipe` (a negative errno if it failed), taken with
+/// `pidfd_getfd`.
+fn take_child_fd(child: crate::Pid, pipe: &OwnedFd) -> Result<OwnedFd, SysError> {
+    let mut num = [0u8; 4];
+    // SAFETY: `num` is valid for 4 bytes of writing.
+    let n = unsafe { libc::read(pipe.as_raw_fd(), num.as_mut_ptr().cast(), 4) };
+    check("read", n as libc::c_long)?;
+    let fd = i32::from_ne_bytes(num);
+    if n != 4 || fd < 0 {
+        return Err(SysError::from_errno(
+            "open(/dev/tty) in a session of its own",
+            if n == 4 { -fd } else { libc::EIO },
+        ));
+    }
+    let pidfd = crate::fd::pidfd_open(child)?;
+    crate::fd::pidfd_getfd(pidfd.as_fd(), fd)
 }
 
 #[cfg(test)]

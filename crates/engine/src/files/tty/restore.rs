@@ -71,9 +71,26 @@ impl Ptys {
             let fd = self.masters[&p.index].try_clone().map_err(Error::io(&path))?;
             stasis_sys::fd::set_status_flags(fd.as_fd(), flags as i32).map_err(io(p.index))?;
             fd
+        } else if p.path == "/dev/tty" {
+            self.open_dev_tty(p, flags)?
         } else {
             open_tty(&path, flags)?
         };
+        Ok(fd)
+    }
+
+    /// A slave opened as `/dev/tty`: a description of `/dev/tty` again (its link reads `/dev/tty`),
+    /// made by a short-lived process that takes the pty as its controlling terminal for the time of
+    /// the `open` (see `stasis_sys::tty::open_dev_tty`), with the status flags of `flags`.
+    fn open_dev_tty(&self, p: &PtyFile, flags: u32) -> Result<OwnedFd> {
+        let slave = self.terminals.0.get(&super::pts_rdev(p.index)).ok_or_else(|| Error::Incompatible {
+            file: "files.img".into(),
+            what: format!("/dev/tty on /dev/pts/{}: no slave of the pair was kept", p.index),
+        })?;
+        let fd = tty::open_dev_tty(slave.as_fd(), (flags as i32 & libc::O_ACCMODE) | libc::O_CLOEXEC).map_err(|e| {
+            Error::Io { path: format!("/dev/tty on /dev/pts/{} ({})", p.index, e.call).into(), source: e.source }
+        })?;
+        stasis_sys::fd::set_status_flags(fd.as_fd(), flags as i32).map_err(io(p.index))?;
         Ok(fd)
     }
 
