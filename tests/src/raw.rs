@@ -13,6 +13,7 @@ mod process;
 mod regs;
 mod signal;
 mod socket;
+mod tty;
 mod watch;
 
 pub use events::*;
@@ -21,6 +22,7 @@ pub use process::*;
 pub use regs::*;
 pub use signal::*;
 pub use socket::*;
+pub use tty::*;
 pub use watch::*;
 
 use std::io;

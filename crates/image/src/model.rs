@@ -106,6 +106,12 @@ pub struct ProcessEntry {
     /// What the process shares with its parent, `SHARES_*` bits (made by clone without CLONE_THREAD).
     #[prost(uint32, tag = "9")]
     pub shares: u32,
+    /// The controlling terminal (`st_rdev` form; 0: none), from `/proc/PID/stat` field 7.
+    #[prost(uint64, tag = "10")]
+    pub ctty: u64,
+    /// The foreground process group of the controlling terminal (`/proc/PID/stat` field 8; 0: none).
+    #[prost(int32, tag = "11")]
+    pub tty_fg_pgrp: i32,
 }
 
 /// `ProcessEntry::shares` bits: the address space (CLONE_VM), the fd table (CLONE_FILES), the fs
@@ -535,7 +541,7 @@ pub struct FileEntry {
     /// Open flags (`O_*`, as fdinfo shows them, without O_CLOEXEC).
     #[prost(uint32, tag = "2")]
     pub flags: u32,
-    #[prost(oneof = "FileKind", tags = "3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17")]
+    #[prost(oneof = "FileKind", tags = "3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18")]
     pub kind: Option<FileKind>,
 }
 
@@ -571,6 +577,8 @@ pub enum FileKind {
     Mqueue(Mqueue),
     #[prost(message, tag = "8")]
     UnixSocket(UnixSocket),
+    #[prost(message, tag = "18")]
+    Pty(PtyFile),
 }
 
 /// One end of a pipe. Both ends of a pipe share `pipe_id`; the data buffered in the pipe is stored
@@ -760,6 +768,82 @@ pub struct Terminal {
     pub rdev: u64,
     #[prost(bool, tag = "3")]
     pub external: bool,
+}
+
+/// One end of a pseudo-terminal of the tree: the master (`/dev/ptmx`) or a slave (`/dev/pts/N`,
+/// or `/dev/tty` naming it). Restore makes the pair once per `index`, with the same index. The
+/// state of the pair is stored once, with its master.
+#[derive(Clone, PartialEq, prost::Message, Serialize)]
+pub struct PtyFile {
+    /// N of `/dev/pts/N`.
+    #[prost(uint32, tag = "1")]
+    pub index: u32,
+    #[prost(bool, tag = "2")]
+    pub master: bool,
+    /// The path it was opened by (`/dev/ptmx`, `/dev/pts/ptmx`, `/dev/pts/N`, `/dev/tty`).
+    #[prost(string, tag = "3")]
+    pub path: String,
+    /// This end is in exclusive mode (`TIOCGEXCL`).
+    #[prost(bool, tag = "4")]
+    pub exclusive: bool,
+    /// Master only: the pair's state.
+    #[prost(message, optional, tag = "5")]
+    pub state: Option<PtyState>,
+}
+
+/// The state of a pseudo-terminal pair, read on its master.
+#[derive(Clone, PartialEq, prost::Message, Serialize)]
+pub struct PtyState {
+    /// `struct termios2` (the slave's settings), field by field.
+    #[prost(uint32, tag = "1")]
+    pub iflag: u32,
+    #[prost(uint32, tag = "2")]
+    pub oflag: u32,
+    #[prost(uint32, tag = "3")]
+    pub cflag: u32,
+    #[prost(uint32, tag = "4")]
+    pub lflag: u32,
+    #[prost(uint32, tag = "5")]
+    pub line: u32,
+    /// `c_cc`, 19 bytes.
+    #[prost(bytes = "vec", tag = "6")]
+    #[serde(serialize_with = "hex_bytes")]
+    pub cc: Vec<u8>,
+    #[prost(uint32, tag = "7")]
+    pub ispeed: u32,
+    #[prost(uint32, tag = "8")]
+    pub ospeed: u32,
+    /// Window size: rows, columns, pixel width and height.
+    #[prost(uint32, tag = "9")]
+    pub rows: u32,
+    #[prost(uint32, tag = "10")]
+    pub cols: u32,
+    #[prost(uint32, tag = "11")]
+    pub xpixel: u32,
+    #[prost(uint32, tag = "12")]
+    pub ypixel: u32,
+    /// The slave is locked (`TIOCGPTLCK`).
+    #[prost(bool, tag = "13")]
+    pub locked: bool,
+    /// The master is in packet mode (`TIOCGPKT`).
+    #[prost(bool, tag = "14")]
+    pub packet: bool,
+    /// Complete input lines (canonical mode) waiting to be read on the slave, each with its end
+    /// (newline, EOL, EOL2; none for a line ended by EOF).
+    #[prost(bytes = "vec", repeated, tag = "15")]
+    pub slave_lines: Vec<Vec<u8>>,
+    /// Input waiting on the slave after those lines: a line being edited (canonical mode) or every
+    /// byte (non-canonical mode).
+    #[prost(bytes = "vec", tag = "16")]
+    #[serde(serialize_with = "hex_bytes")]
+    pub slave_input: Vec<u8>,
+    /// Output of the slave waiting to be read on the master.
+    #[prost(bytes = "vec", tag = "17")]
+    #[serde(serialize_with = "hex_bytes")]
+    pub master_input: Vec<u8>,
+    /// Every slave had been closed (the master reads end of file / EIO).
+    #[prost(bool, tag = "18")]
+    pub slave_closed: bool,
 }
 
 /// An epoll instance and every file it watches.

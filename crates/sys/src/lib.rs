@@ -14,6 +14,7 @@ pub mod probe;
 pub mod process;
 pub mod ptrace;
 pub mod socket;
+pub mod tty;
 pub mod unix_diag;
 pub mod watch;
 

@@ -308,12 +308,15 @@ fn dump_frozen<'env>(
     files::pipe::check_pairs(tree[0].pid.0, &files)?;
     files::unix::check_peers(&mut files, &mut ids)?;
     files::epoll::resolve(&mut files, &ids)?;
+    let pids: Vec<i32> = dumped.iter().map(|d| d.c.process.pid).collect();
+    files::tty::resolve(&mut files, &ids, &pids, opts.shell_job)?;
+    let procs: Vec<&ProcessEntry> = dumped.iter().map(|d| &d.c.process).collect();
+    files::tty::check_sessions(&procs, &files)?;
     for m in tree {
         let idx = m.idx;
         let alive = pool.run(idx, move |owned, _| owned.get_mut(&idx).map_or(Ok(()), |f| f.main().check_alive()));
         pool.wait(alive, progress)?;
     }
-    let pids: Vec<i32> = dumped.iter().map(|d| d.c.process.pid).collect();
     let attached: Vec<u64> = dumped
         .iter()
         .flat_map(|d| d.c.mm.vmas.iter())
@@ -465,6 +468,8 @@ fn collect(
         sid: stat.session,
         threads: std::iter::once(pid.0).chain(threads.iter().map(|t| t.pid)).collect(),
         stopped: frozen.was_stopped,
+        ctty: files::tty::ctty_of(stat).0,
+        tty_fg_pgrp: files::tty::ctty_of(stat).1,
         ..Default::default()
     };
     Ok(Collected { process, core, threads, mm, selected, inherited, fds: Default::default() })

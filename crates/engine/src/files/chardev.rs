@@ -24,6 +24,9 @@ pub fn minor(dev: u64) -> u64 {
 }
 
 pub fn dump(p: &Probe) -> Result<FileKind> {
+    if let Some(pty) = super::tty::dump(p)? {
+        return Ok(pty);
+    }
     let rdev = p.meta.rdev();
     let (maj, min) = (major(rdev), minor(rdev));
     let path = p.link.to_string_lossy().into_owned();

@@ -8,7 +8,8 @@
 //! One module per kind: [`regular`] (files and directories), [`chardev`] (device nodes and terminals),
 //! [`pipe`] (pipes with both ends in the process), [`fifo`] (named pipes), [`epoll`], [`inotify`]
 //! and [`fanotify`] instances, [`anon`] (eventfd, signalfd, timerfd), [`pidfd`], [`mqueue`] (POSIX
-//! message queues), [`unix`] (UNIX domain sockets).
+//! message queues), [`unix`] (UNIX domain sockets), [`tty`] (pseudo-terminals and controlling
+//! terminals).
 
 pub mod anon;
 pub mod chardev;
@@ -20,6 +21,7 @@ pub mod mqueue;
 pub mod pidfd;
 pub mod pipe;
 pub mod regular;
+pub mod tty;
 pub mod unix;
 
 use crate::error::{Error, Result};
@@ -91,6 +93,8 @@ pub struct FileIds {
     pending: Vec<FileEntry>,
     /// Our copies of the files in flight, kept open so that `kcmp` can compare them.
     held: Vec<OwnedFd>,
+    /// Pty ends seen, for [`tty::resolve`] once every process is seen.
+    pub ptys: Vec<tty::Seen>,
 }
 
 impl FileIds {
@@ -105,6 +109,7 @@ impl FileIds {
             unix: unix::DumpState::default(),
             pending: Vec::new(),
             held: Vec::new(),
+            ptys: Vec::new(),
         }
     }
 
@@ -182,6 +187,7 @@ pub fn dump(root: &ProcRoot, pid: Pid, shell_job: bool, ids: &mut FileIds) -> Re
                 // Registered before it is classified: a socket may carry itself in its own queue.
                 let id = ids.register(pid, fd, &meta, at);
                 let kind = classify(&probe, ids)?;
+                tty::note(&kind, id, &probe, &mut ids.ptys)?;
                 files.push(FileEntry { id, flags, kind: Some(kind) });
                 files.append(&mut ids.pending);
                 id
@@ -317,13 +323,11 @@ fn describe(link: &Path, ft: &std::fs::FileType) -> String {
 }
 
 /// What [`open_all`] made: our fd of every description by id, the unlinked files and memfds by
-/// their inode at dump time, and the socket work left for when every process exists.
-pub type Opened = (HashMap<u32, OwnedFd>, HashMap<u64, OwnedFd>, unix::Unfinished);
+/// their inode at dump time, the socket work left for when every process exists, and the terminals
+/// session leaders take.
+pub type Opened = (HashMap<u32, OwnedFd>, HashMap<u64, OwnedFd>, unix::Unfinished, tty::Terminals);
 
 /// Open every description of the image in the controller, before the task exists.
-///
-/// Returns the descriptions by id, and the unlinked files and memfds made again, by their inode at
-/// dump time (for the mappings of them).
 pub fn open_all(files: &[FileEntry], shell_job: bool, ext_unix_sk: bool) -> Result<Opened> {
     let mut out = HashMap::new();
     let mut pipes = pipe::Pipes::default();
@@ -331,6 +335,7 @@ pub fn open_all(files: &[FileEntry], shell_job: bool, ext_unix_sk: bool) -> Resu
     let mut ghosts = regular::Ghosts::default();
     let mut fifos = fifo::Fifos::default();
     let mut queues = mqueue::Mqueues::default();
+    let ptys = tty::open_all(files)?;
     for f in files {
         let fd = match &f.kind {
             Some(FileKind::Regular(r)) if r.ghost => ghosts.open(r, f.flags)?,
@@ -349,6 +354,7 @@ pub fn open_all(files: &[FileEntry], shell_job: bool, ext_unix_sk: bool) -> Resu
             Some(FileKind::PidFd(p)) => pidfd::open_early(p, f.flags)?,
             Some(FileKind::Mqueue(m)) => queues.open(m, f.flags)?,
             Some(FileKind::UnixSocket(u)) => sockets.open(u, f.flags)?,
+            Some(FileKind::Pty(p)) => ptys.open(p, f.flags)?,
             None => {
                 return Err(Error::Incompatible { file: "files.img".into(), what: format!("file {}: no kind", f.id) })
             }
@@ -357,7 +363,7 @@ pub fn open_all(files: &[FileEntry], shell_job: bool, ext_unix_sk: bool) -> Resu
     }
     epoll::register_all(files, &out)?;
     drop(queues);
-    Ok((out, ghosts.into_objects(), sockets.into_unfinished()))
+    Ok((out, ghosts.into_objects(), sockets.into_unfinished(), ptys.finish(files)?))
 }
 
 /// Install the fd table into the task.

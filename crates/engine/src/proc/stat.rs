@@ -24,6 +24,8 @@ pub struct Stat {
     pub session: i32,
     /// (7) controlling terminal: minor in bits 31..20 and 7..0, major in bits 15..8.
     pub tty_nr: u32,
+    /// (8) foreground process group of the controlling terminal (-1: none).
+    pub tpgid: i32,
     /// (9) kernel `PF_*` flags.
     pub flags: u32,
     /// (20)
@@ -73,6 +75,7 @@ pub fn stat(root: &ProcRoot, pid: i32) -> Result<Stat, ProcError> {
         session: f.num(6, "session")?,
         // tty_nr is printed as a signed int; the kernel's dev_t fits in 32 bits.
         tty_nr: f.num::<i32>(7, "tty_nr")? as u32,
+        tpgid: f.num(8, "tpgid")?,
         flags: f.num(9, "flags")?,
         num_threads: f.num(20, "num_threads")?,
         start_code: f.num(26, "startcode")?,

@@ -64,6 +64,8 @@ pub(crate) struct Ctx<'a> {
     created: &'a Mutex<Vec<Pid>>,
     /// Pidfds of processes of the tree, opened once their process exists (see `files::pidfd`).
     pidfds: files::pidfd::Late,
+    /// The terminals session leaders take (see `files::tty`).
+    terminals: &'a files::tty::Terminals,
 }
 
 /// A restored process tree, running.
@@ -130,7 +132,7 @@ pub fn restore(opts: &RestoreOptions, progress: &mut dyn FnMut(Progress)) -> Res
     let img = load(&dir)?;
     check_cpu(&dir, &img)?;
     check_pids_free(&img)?;
-    let (opened, ghosts, sockets) = files::open_all(&img.files.files, opts.shell_job, opts.ext_unix_sk)?;
+    let (opened, ghosts, sockets, mut terminals) = files::open_all(&img.files.files, opts.shell_job, opts.ext_unix_sk)?;
     let segments = crate::ipc::restore(&img.ipc, img.procs[0].process.pid)?;
     let pages = open_pages(&dir, &img)?;
     let verifiers = spawn_verifiers(&pages, &img)?;
@@ -149,12 +151,14 @@ pub fn restore(opts: &RestoreOptions, progress: &mut dyn FnMut(Progress)) -> Res
         detached: opts.detached,
         created: &created,
         pidfds: Default::default(),
+        terminals: &terminals,
     };
     let mut out = build_tree(&ctx, child, scratch, progress)?;
     let result = out.built.iter_mut().try_for_each(|b| b.finish_pidfds(&ctx));
     let result = result.and_then(|()| join_verifiers(verifiers, pid));
     let result = result.and_then(|()| sockets.finish(&img.files.files, &opened));
     let result = result.and_then(|()| join_groups(&mut out, &img, &ctx));
+    let result = result.and_then(|()| out.built.iter_mut().try_for_each(|b| b.set_foreground(&ctx)));
     if let Err(e) = result {
         out.abandon();
         return Err(e);
@@ -165,6 +169,11 @@ pub fn restore(opts: &RestoreOptions, progress: &mut dyn FnMut(Progress)) -> Res
     }
     created.lock().expect("not poisoned").clear();
     drop(guard);
+    if opts.shell_job {
+        files::tty::restore::shell_job_foreground(&root.process);
+    }
+    drop(ctx);
+    terminals.clear();
     segments.finish(&img.ipc);
     let pages = img.procs.iter().map(|p| p.pagemap.total_pages).sum();
     let report = RestoreReport { pid: pid.0, total: start.elapsed(), pages };

@@ -176,7 +176,8 @@ fn build_in<'env>(
     }
     imp.close(inj)?;
     let made = restore_task_state(inj, pid, img, parent.map(|p| &p.core), ctx.detached)?;
-    let rest = create_children(ctx, idx, inj, pid, out, handoff, progress).and_then(|()| {
+    let ctty = files::tty::restore::take_ctty(inj, pid, &img.process, &img.fds, ctx.terminals);
+    let rest = ctty.and_then(|()| create_children(ctx, idx, inj, pid, out, handoff, progress)).and_then(|()| {
         // Every process a pidfd may name exists now (see files::pidfd); timers after the threads.
         if !shared_files {
             files::pidfd::install_late(inj, pid, &img.fds, &ctx.img.files.files, &ctx.pidfds, false)?;
@@ -472,6 +473,13 @@ impl Built {
     /// Join the process group if it is another process's (before any release: see `join_groups`).
     pub fn join_group(&mut self, img: &ProcImage) -> Result<()> {
         session::join_group(&mut self.inj, self.pid, &img.process)
+    }
+
+    /// A session leader gives its terminal's foreground to the group that had it (after
+    /// `join_group`, before any release).
+    pub fn set_foreground(&mut self, ctx: &Ctx) -> Result<()> {
+        let img = &ctx.img.procs[self.idx];
+        files::tty::restore::set_foreground(&mut self.inj, self.pid, &img.process, &img.fds, ctx.terminals)
     }
 
     /// Reap exited group helper `child`, a child of this process.

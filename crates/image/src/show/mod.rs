@@ -5,6 +5,7 @@
 
 mod anon;
 mod names;
+mod pty;
 mod text;
 
 use serde::Serialize;

@@ -147,6 +147,8 @@ pub(super) fn file_kind(file: &FileEntry) -> (&'static str, &str, Option<u64>) {
         Some(FileKind::PidFd(_)) => ("pidfd", "", None),
         Some(FileKind::Mqueue(m)) => ("mqueue", &m.name, None),
         Some(FileKind::UnixSocket(u)) => (unix_kind(u), "", None),
+        Some(FileKind::Pty(p)) if p.master => ("pty master", &p.path, None),
+        Some(FileKind::Pty(p)) => ("pty slave", &p.path, None),
         None => ("unknown", "", None),
     }
 }
@@ -182,6 +184,7 @@ pub(super) fn file_details(file: &FileEntry) -> Vec<String> {
         Some(FileKind::Fifo(f)) if !f.data.is_empty() || f.capacity != 0 => {
             vec![format!("capacity {}, {} bytes queued", f.capacity, f.data.len())]
         }
+        Some(FileKind::Pty(_)) => super::pty::file_details(file),
         _ => Vec::new(),
     }
 }

@@ -51,6 +51,9 @@ fn render_process(out: &mut String, p: &Process, files: &FileTable) {
     let stopped = if e.stopped { ", stopped" } else { "" };
     let _ = writeln!(out, "\nprocess {} ({comm}){stopped}", e.pid);
     let _ = writeln!(out, "  ppid {}  pgid {}  sid {}", e.ppid, e.pgid, e.sid);
+    if let Some(line) = super::pty::ctty_line(e) {
+        let _ = writeln!(out, "  {line}");
+    }
     let _ = writeln!(out, "  exe {}", p.mm.exe_path);
     if let Some(main) = p.cores.first() {
         let _ = writeln!(out, "  cwd {}  root {}", main.cwd, main.root);
