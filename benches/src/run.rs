@@ -167,6 +167,11 @@ pub fn run(config: &Config, progress: &mut dyn Write) -> Result<Report, RunError
         parts.extend(tree_step(&mut tree, config));
         let _ = writeln!(progress, "round {round}/{}: {}", config.rounds, parts.join(", "));
     }
+    if config.runs(Part::Tree) {
+        if let Err(e) = crate::tree::cleanup(&config.dir) {
+            let _ = writeln!(progress, "warning: cannot delete the tree images under {}: {e}", config.dir.display());
+        }
+    }
     let limits = Limits::from_samples(&samples, config.size_mib);
     let (stasis, stasis_samples) = finish(stasis, limits.as_ref());
     let (criu, criu_samples) = finish(criu, limits.as_ref());

@@ -4,14 +4,21 @@
 //! (t(N) - t(1)) / (N - 1), and judge dump + restore per process against [`TARGET_PER_PROCESS`].
 //!
 //! One measurement: start the root, wait for `READY`, record the N-1 pids of
-//! `/proc/ROOT/task/ROOT/children`, time `stasis dump -t ROOT -D DIR/tree-img --json` (the frozen time
+//! `/proc/ROOT/task/ROOT/children`, time `stasis dump -t ROOT -D DIR/tree-imgs/K --json` (the frozen time
 //! from its report), reap the root, wait until every child has vanished (the dump killed them and
-//! PID 1 reaps them), time `stasis restore -D DIR/tree-img -d --json`, check that the restored root
-//! has N-1 children, kill every child and then the root, wait until all of them are gone, delete the
-//! image. On an error, the children recorded so far are killed too.
+//! PID 1 reaps them), time `stasis restore -D DIR/tree-imgs/K -d --json`, check that the restored root
+//! has N-1 children, kill every child and then the root, wait until all of them are gone. On an
+//! error, the children recorded so far are killed too.
+//!
+//! Every measurement of a run writes its image to a directory of its own under `DIR/tree-imgs`, and
+//! they are all deleted when the run ends ([`cleanup`]): deleting hundreds of image files between
+//! rounds slows the next round's file creation on a filesystem that avoids recently freed inodes
+//! (ext4 without a journal, as on the development VM, skips inodes freed in the last minute), which
+//! is no part of what a checkpoint costs.
 
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use serde::Serialize;
@@ -143,9 +150,22 @@ impl Drop for Orphans {
     }
 }
 
+/// Measurements so far in this run, for the name of each one's image directory.
+static MEASUREMENTS: AtomicU32 = AtomicU32::new(0);
+
+/// The directory under which every measurement of a run keeps its image.
+fn images_dir(dir: &Path) -> PathBuf {
+    dir.join("tree-imgs")
+}
+
+/// Deletes the images of every measurement of the run.
+pub fn cleanup(dir: &Path) -> io::Result<()> {
+    procs::remove(&images_dir(dir))
+}
+
 /// Dumps and restores one fresh tree of `program PROCESSES`.
 pub fn measure(stasis: &Stasis, program: &Path, processes: u32, dir: &Path) -> Result<Timing, TreeError> {
-    let image = dir.join("tree-img");
+    let image = images_dir(dir).join(MEASUREMENTS.fetch_add(1, Ordering::Relaxed).to_string());
     let log = dir.join("tree.log");
     remove(&image)?;
     let mut workload = Workload::start(program, &processes.to_string(), &log)?;
@@ -171,7 +191,6 @@ pub fn measure(stasis: &Stasis, program: &Path, processes: u32, dir: &Path) -> R
     procs::wait_all_gone(&all, TREE_GONE_TIMEOUT)?;
     orphans.0.clear();
     checked?;
-    remove(&image)?;
     remove(&log)?;
     Ok(Timing { dump: dump.wall, frozen: dump.report.frozen, restore: restore.wall })
 }

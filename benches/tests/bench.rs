@@ -203,7 +203,7 @@ fn limits_only_table() {
 }
 
 /// A stand-in for `stasis dump/restore --json`; "restore" starts `$FAKE_TREE N` for an image named
-/// `tree-img`, N being the processes of the dumped tree, and `$FAKE_THREADS N` for any other, N being
+/// `tree-imgs/*`, N being the processes of the dumped tree, and `$FAKE_THREADS N` for any other, N being
 /// the threads of the dumped process.
 const FAKE_STASIS: &str = r#"#!/bin/sh
 set -e
@@ -222,7 +222,7 @@ dump)
 restore)
     test -f "$3/pages.img"
     case "$3" in
-    *tree-img) "$FAKE_TREE" "$(($(cat "$3/children") + 1))" </dev/null >"$3/restored.log" 2>/dev/null & ;;
+    *tree-imgs/*) "$FAKE_TREE" "$(($(cat "$3/children") + 1))" </dev/null >"$3/restored.log" 2>/dev/null & ;;
     *) "$FAKE_THREADS" "$(cat "$3/threads")" </dev/null >"$3/restored.log" 2>/dev/null & ;;
     esac
     until grep -q READY "$3/restored.log"; do sleep 0.01; done
@@ -287,7 +287,7 @@ fn stasis_rounds_against_a_stand_in() {
     assert!(tree["added_per_process"]["dump_secs"].is_f64());
     assert_eq!(json["samples"]["tree"]["tree"]["restore_secs"].as_array().unwrap().len(), 2);
     assert_eq!(stderr.matches("tree of 3 dump ").count(), 2, "{stderr}");
-    assert!(!work.join("tree-img").exists(), "tree image left behind");
+    assert!(!work.join("tree-imgs").exists(), "tree images left behind");
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -307,7 +307,7 @@ fn tree_only_against_a_stand_in() {
     assert!(table.contains("threads: skipped (--only tree)"), "{table}");
     assert!(!table.contains("write limit"), "{table}");
     assert!(!stderr.contains("dd write") && !stderr.contains("threads dump"), "{stderr}");
-    assert!(!work.join("tree-img").exists() && !work.join("tree.log").exists());
+    assert!(!work.join("tree-imgs").exists() && !work.join("tree.log").exists());
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

@@ -15,6 +15,8 @@ use stasis_sys::{process, ptrace, Pid};
 
 const RLIMIT_COUNT: u32 = 16;
 const PR_SET_PDEATHSIG: u64 = 1;
+/// `SCHED_RESET_ON_FORK`, or'ed into a policy.
+const SCHED_RESET_ON_FORK: i32 = 0x4000_0000;
 const PR_GET_PDEATHSIG: u64 = 2;
 const PR_GET_DUMPABLE: u64 = 3;
 const PR_SET_DUMPABLE: u64 = 4;
@@ -173,7 +175,7 @@ pub fn unregister_inherited_rseq(inj: &mut Injector, pid: Pid) -> Result<()> {
 /// not set again.
 pub fn restore(inj: &mut Injector, core: &TaskCore, inherited: Option<&TaskCore>) -> Result<()> {
     restore_process(inj, core, inherited)?;
-    restore_thread(inj, core)
+    restore_thread(inj, core, inherited)
 }
 
 fn restore_process(inj: &mut Injector, core: &TaskCore, inherited: Option<&TaskCore>) -> Result<()> {
@@ -216,11 +218,16 @@ fn restore_process(inj: &mut Injector, core: &TaskCore, inherited: Option<&TaskC
 }
 
 /// The settings of one thread (see [`dump_thread`]), but its parent-death signal.
-pub fn restore_thread(inj: &mut Injector, core: &TaskCore) -> Result<()> {
+pub fn restore_thread(inj: &mut Injector, core: &TaskCore, inherited: Option<&TaskCore>) -> Result<()> {
+    // What a child forked from its restored parent has already (fork copies the name, the timer
+    // slack, the scheduling policy unless SCHED_RESET_ON_FORK, the nice value and the affinity).
+    let had = |same: &dyn Fn(&TaskCore) -> bool| inherited.is_some_and(same);
     let data = inj.data();
-    write_cstr(inj, data, &core.comm)?;
-    prctl(inj, "prctl(PR_SET_NAME)", [PR_SET_NAME, data, 0, 0, 0])?;
-    if core.timer_slack_ns != 0 {
+    if !had(&|p| p.comm == core.comm) {
+        write_cstr(inj, data, &core.comm)?;
+        prctl(inj, "prctl(PR_SET_NAME)", [PR_SET_NAME, data, 0, 0, 0])?;
+    }
+    if core.timer_slack_ns != 0 && !had(&|p| p.timer_slack_ns == core.timer_slack_ns) {
         prctl(inj, "prctl(PR_SET_TIMERSLACK)", [PR_SET_TIMERSLACK, core.timer_slack_ns, 0, 0, 0])?;
     }
     inj.call("set_tid_address", libc::SYS_set_tid_address, [core.clear_child_tid, 0, 0, 0, 0, 0])?;
@@ -229,6 +236,30 @@ pub fn restore_thread(inj: &mut Injector, core: &TaskCore) -> Result<()> {
     if let Some(r) = &core.rseq {
         inj.call("rseq", libc::SYS_rseq, [r.ptr, r.len as u64, 0, r.signature as u64, 0, 0])?;
     }
+    let reset_on_fork = |p: &TaskCore| p.sched_policy & SCHED_RESET_ON_FORK != 0;
+    let same_sched = |p: &TaskCore| {
+        !reset_on_fork(p)
+            && (p.sched_policy, p.sched_priority, p.nice) == (core.sched_policy, core.sched_priority, core.nice)
+    };
+    if !had(&same_sched) {
+        restore_sched(inj, core)?;
+    }
+    if !core.cpu_affinity.is_empty()
+        && core.cpu_affinity.len() as u64 <= AFFINITY_BYTES
+        && !had(&|p| p.cpu_affinity == core.cpu_affinity)
+    {
+        inj.write(data, &core.cpu_affinity)?;
+        let args = [0, core.cpu_affinity.len() as u64, data, 0, 0, 0];
+        if let Err(e) = inj.call("sched_setaffinity", libc::SYS_sched_setaffinity, args) {
+            log::warn!("pid {}: CPU affinity not restored (CPUs missing here?): {e}", core.pid);
+        }
+    }
+    Ok(())
+}
+
+/// Scheduling policy and priority, then the nice value.
+fn restore_sched(inj: &mut Injector, core: &TaskCore) -> Result<()> {
+    let data = inj.data();
     write_u64s(inj, data, &[core.sched_priority as u32 as u64])?;
     let policy = core.sched_policy as u32 as u64;
     inj.call("sched_setscheduler", libc::SYS_sched_setscheduler, [0, policy, data, 0, 0, 0]).map_err(|e| {
@@ -241,13 +272,6 @@ pub fn restore_thread(inj: &mut Injector, core: &TaskCore) -> Result<()> {
     // After the policy: SCHED_OTHER and SCHED_BATCH keep the nice value set here.
     let nice = core.nice as i64 as u64;
     inj.call("setpriority", libc::SYS_setpriority, [libc::PRIO_PROCESS as u64, 0, nice, 0, 0, 0])?;
-    if !core.cpu_affinity.is_empty() && core.cpu_affinity.len() as u64 <= AFFINITY_BYTES {
-        inj.write(data, &core.cpu_affinity)?;
-        let args = [0, core.cpu_affinity.len() as u64, data, 0, 0, 0];
-        if let Err(e) = inj.call("sched_setaffinity", libc::SYS_sched_setaffinity, args) {
-            log::warn!("pid {}: CPU affinity not restored (CPUs missing here?): {e}", core.pid);
-        }
-    }
     Ok(())
 }
 
@@ -274,7 +298,8 @@ pub fn restore_thread_after_creds(inj: &mut Injector, core: &TaskCore, detached:
             core.pid,
             core.pdeathsig
         );
-    } else {
+    } else if core.pdeathsig != 0 {
+        // Every new task starts with none: 0 needs no call.
         prctl(inj, "prctl(PR_SET_PDEATHSIG)", [PR_SET_PDEATHSIG, core.pdeathsig as u64, 0, 0, 0])?;
     }
     if core.no_new_privs {

@@ -105,7 +105,7 @@ fn restore_state(inj: &mut Injector, tgid: Pid, tid: Pid, core: &TaskCore, detac
     if let Some(ss) = &core.altstack {
         signals::restore_altstack(inj, ss)?;
     }
-    misc::restore_thread(inj, core)?;
+    misc::restore_thread(inj, core, None)?;
     signals::restore_pending(inj, tgid, tid, &core.pending)?;
     if let Some(c) = &core.creds {
         creds::restore(inj, tid, c)?;

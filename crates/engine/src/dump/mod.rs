@@ -109,9 +109,11 @@ fn dump_with<'env>(
     let pages: u64 = dumped.iter().map(|d| d.page_bytes).sum::<u64>() / stasis_image::PAGE_SIZE;
     let tree_img = (zombies, helpers);
     let image_bytes = write_images(dir, dumped, tree_img, files, ipc, opts)?;
+    log::info!("images written at {:?}", frozen_at.elapsed());
     if !opts.leave_running {
         end_all(pool, &tree, FrozenProcess::kill, progress)?;
         frozen_for = Some(frozen_at.elapsed());
+        log::info!("every process killed at {:?}", frozen_at.elapsed());
     }
     let frozen_for = frozen_for.expect("resumed or killed");
     Ok(report(pid, frozen_for, start.elapsed(), pages, image_bytes, opts.leave_running))
