@@ -158,10 +158,8 @@ impl Helper {
 
     /// Exit; the tracer's notification is taken, and the zombie is left for `parent` to reap
     /// (`reap` below, injected in the parent).
-    pub fn exit(mut self) -> Result<()> {
-        self.inj.start(libc::SYS_exit_group, [0; 6])?;
-        self.inj.abandon();
-        crate::task::reap(&[self.pid]);
+    pub fn exit(self) -> Result<()> {
+        end_helper(self.inj)?;
         log::info!("pid {}: process group {} made again by a helper, which has exited", self.parent, self.pid);
         Ok(())
     }
@@ -189,6 +187,16 @@ impl ParkedHelper {
     pub fn adopt(self, options: u32) -> Result<Helper> {
         Ok(Helper { pid: self.pid, parent: self.parent, inj: self.parked.adopt(options)? })
     }
+}
+
+/// End the helper driven by `inj` with an injected `exit_group(0)`; only the tracer's notification
+/// is taken, so the helper's parent sees it exit (and, for a restored parent, reaps it: [`reap`]).
+pub fn end_helper(mut inj: Injector) -> Result<()> {
+    let pid = inj.pid();
+    inj.start(libc::SYS_exit_group, [0; 6])?;
+    inj.abandon();
+    crate::task::reap(&[pid]);
+    Ok(())
 }
 
 /// Reap the exited helper `child` in its parent (`wait4(child, NULL, __WALL)`).

@@ -16,7 +16,6 @@ use stasis_image::model::{
     FdTable, FileTable, IpcImage, LeaderHelper, MmImage, PageMap, ProcessEntry, PsTree, TaskCore,
 };
 use stasis_image::{ImageDir, ImageKind};
-use stasis_sys::inject::SCRATCH_LEN;
 use stasis_sys::ptrace::{self, WaitStatus};
 use stasis_sys::{process as sysproc, Pid};
 use std::cell::RefCell;
@@ -265,14 +264,10 @@ fn create_root(img: &Image, created: &Mutex<Vec<Pid>>) -> Result<(Pid, u64, bool
     }
     let helper = sysproc::spawn_traced(Pid(sid)).map_err(|e| spawn_error(Pid(sid), e))?;
     created.lock().expect("not poisoned").push(helper);
-    let mut inj = stasis_sys::inject::Injector::new(helper, process::current_vdso(helper)?, None, SCRATCH_LEN)?;
-    inj.call("setsid", libc::SYS_setsid, [0; 6])?;
-    process::trace_new_tasks(helper)?;
+    let mut inj = process::lead_session(helper)?;
     let child = process::fork_child(&mut inj, helper, pid, 0)?;
     created.lock().expect("not poisoned").push(child);
-    inj.start(libc::SYS_exit_group, [0; 6])?;
-    inj.abandon();
-    crate::task::reap(&[helper]);
+    crate::session::end_helper(inj)?;
     log::info!("pid {pid}: session {sid} made again by a helper with its leader's pid, which has exited");
     Ok((child, process::scratch_in_copy(child, root)?, false))
 }

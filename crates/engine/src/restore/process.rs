@@ -352,9 +352,7 @@ fn create_children<'env>(
 fn fork_in_session(ctx: &Ctx, inj: &mut Injector, pid: Pid, sid: i32, members: &[usize]) -> Result<Vec<(usize, Pid)>> {
     let helper = fork_child(inj, pid, Pid(sid), 0)?;
     ctx.created.lock().expect("not poisoned").push(helper);
-    let mut hinj = Injector::new(helper, current_vdso(helper)?, None, SCRATCH_LEN)?;
-    hinj.call("setsid", libc::SYS_setsid, [0; 6])?;
-    trace_new_tasks(helper)?;
+    let mut hinj = lead_session(helper)?;
     let mut made = Vec::new();
     for &k in members {
         let p = &ctx.img.procs[k].process;
@@ -367,13 +365,20 @@ fn fork_in_session(ctx: &Ctx, inj: &mut Injector, pid: Pid, sid: i32, members: &
         ctx.created.lock().expect("not poisoned").push(child);
         made.push((k, child));
     }
-    hinj.start(libc::SYS_exit_group, [0; 6])?;
-    hinj.abandon();
-    crate::task::reap(&[helper]);
+    session::end_helper(hinj)?;
     session::reap(inj, helper)?;
     ctx.created.lock().expect("not poisoned").retain(|&p| p != helper);
     log::info!("pid {pid}: session {sid} made again by a helper with its leader's pid, which has exited");
     Ok(made)
+}
+
+/// Make the new task `helper` lead a session of its own (`setsid`) and trace what it forks: a
+/// helper that makes a session whose leader has exited again (see `crate::session`).
+pub(super) fn lead_session(helper: Pid) -> Result<Injector> {
+    let mut inj = Injector::new(helper, current_vdso(helper)?, None, SCRATCH_LEN)?;
+    inj.call("setsid", libc::SYS_setsid, [0; 6])?;
+    trace_new_tasks(helper)?;
+    Ok(inj)
 }
 
 /// The clone flags that give a child what it shares with its parent (`ProcessEntry::shares`).
