@@ -100,3 +100,14 @@ impl<'env, T: 'env> Tracers<'env, T> {
         }
     }
 }
+
+/// `items` dealt round robin into one share per thread ([`Tracers::threads_for`] of their number),
+/// for work on them that needs no tracer thread.
+pub fn shares<T>(items: Vec<T>) -> Vec<Vec<T>> {
+    let threads = Tracers::<()>::threads_for(items.len());
+    let mut out: Vec<Vec<T>> = (0..threads).map(|_| Vec::new()).collect();
+    for (i, item) in items.into_iter().enumerate() {
+        out[i % threads].push(item);
+    }
+    out
+}

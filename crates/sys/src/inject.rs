@@ -76,20 +76,8 @@ impl Injector {
     /// Map a scratch area into the stopped task `pid`: at `hint` exactly (`MAP_FIXED_NOREPLACE`) when
     /// given, anywhere otherwise. `vdso` is the task's `[vdso]` range.
     pub fn new(pid: Pid, vdso: (u64, u64), hint: Option<u64>, len: u64) -> Result<Injector, InjectError> {
-        let mem = ProcMem::open(pid).map_err(|source| InjectError::Memory { pid, addr: vdso.0, source })?;
-        let gadget_off = find_gadget(&mem, vdso).ok_or(InjectError::NoGadget { pid })?;
-        let template = ptrace::get_regs(pid).map_err(|source| InjectError::Ptrace { pid, source })?;
-        let mut inj = Injector {
-            pid,
-            mem,
-            gadget: vdso.0 + gadget_off,
-            gadget_off,
-            scratch: 0,
-            scratch_len: len,
-            template,
-            live: false,
-            owns: true,
-        };
+        let mut inj = Injector::attach(pid, vdso, (0, len))?;
+        inj.live = false;
         let mut flags = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS;
         if hint.is_some() {
             flags |= libc::MAP_FIXED_NOREPLACE;
@@ -102,6 +90,7 @@ impl Injector {
         }
         inj.scratch = addr;
         inj.live = true;
+        inj.owns = true;
         inj.write(addr, &CODE)?;
         Ok(inj)
     }
@@ -111,6 +100,12 @@ impl Injector {
     /// one controller thread drives them one call at a time, so they can share the data area too.
     /// Nothing is mapped or unmapped for it; the owner's injector must outlive it.
     pub fn sharing(pid: Pid, vdso: (u64, u64), scratch: (u64, u64)) -> Result<Injector, InjectError> {
+        Injector::attach(pid, vdso, scratch)
+    }
+
+    /// An injector on the scratch area `scratch` (start, end), owned by another (see `new`): the
+    /// task's memory, the vDSO gadget and the register template.
+    fn attach(pid: Pid, vdso: (u64, u64), scratch: (u64, u64)) -> Result<Injector, InjectError> {
         let mem = ProcMem::open(pid).map_err(|source| InjectError::Memory { pid, addr: vdso.0, source })?;
         let gadget_off = find_gadget(&mem, vdso).ok_or(InjectError::NoGadget { pid })?;
         let template = ptrace::get_regs(pid).map_err(|source| InjectError::Ptrace { pid, source })?;

@@ -271,11 +271,12 @@ fn dump_frozen<'env>(
 ) -> Result<(Vec<Dumped>, Vec<FileEntry>, stasis_image::model::IpcImage)> {
     // Every layout before any injector maps its scratch area, which must not be saved.
     let layouts: Vec<Vec<Vma>> = tree.iter().map(|m| mem::dump_vmas(root, m.pid)).collect::<Result<_>>()?;
+    let parent_of = |m: &Member| tree.iter().find(|p| p.pid.0 == m.stat.ppid);
     let pending: Vec<_> = tree
         .iter()
         .map(|m| {
             let (idx, stat, vmas) = (m.idx, m.stat.clone(), layouts[m.idx].clone());
-            let parent = tree.iter().find(|p| p.pid.0 == m.stat.ppid).map(|p| (p.pid, layouts[p.idx].clone()));
+            let parent = parent_of(m).map(|p| (p.pid, layouts[p.idx].clone()));
             pool.run(idx, move |owned, progress| {
                 let f = owned.get_mut(&idx).expect("frozen by this thread");
                 let parent = parent.as_ref().map(|(p, v)| (*p, v.as_slice()));
@@ -292,7 +293,7 @@ fn dump_frozen<'env>(
         let mut d = pool.wait(inspected, progress)?;
         let pid = m.pid;
         log::info!("pid {pid}: inspected, {} bytes of pages written at {:?}", d.page_bytes, frozen_at.elapsed());
-        let parent = tree.iter().find(|p| p.pid.0 == m.stat.ppid).map(|p| (p.pid, layouts[p.idx].as_slice()));
+        let parent = parent_of(m).map(|p| (p.pid, layouts[p.idx].as_slice()));
         if parent.is_some() {
             d.c.process.shares = sharing(pid, Pid(m.stat.ppid));
         }
@@ -534,13 +535,8 @@ fn write_images(
 
 /// The files of every process, spread over one thread per CPU (they need no ptrace).
 fn write_processes(dir: &ImageDir, dumped: Vec<Dumped>) -> Result<u64> {
-    let threads = Pool::threads_for(dumped.len());
-    let mut shares: Vec<Vec<Dumped>> = (0..threads).map(|_| Vec::new()).collect();
-    for (i, d) in dumped.into_iter().enumerate() {
-        shares[i % threads].push(d);
-    }
     std::thread::scope(|scope| {
-        let handles: Vec<_> = shares
+        let handles: Vec<_> = crate::tracers::shares(dumped)
             .into_iter()
             .map(|share| scope.spawn(move || share.into_iter().map(|d| write_process(dir, d)).sum::<Result<u64>>()))
             .collect();

@@ -383,12 +383,11 @@ type Verifier = std::thread::JoinHandle<Result<()>>;
 /// Check the page data in parallel with the restore, on one thread per CPU (each verifying a share
 /// of the page files); joined before any process is let go.
 fn spawn_verifiers(pages: &[File], img: &Image) -> Result<Vec<Verifier>> {
-    let threads = Tracers::<()>::threads_for(pages.len());
-    let mut shares: Vec<Vec<(File, String, PageMap)>> = (0..threads).map(|_| Vec::new()).collect();
-    for (i, (file, p)) in pages.iter().zip(&img.procs).enumerate() {
+    let mut work = Vec::new();
+    for (file, p) in pages.iter().zip(&img.procs) {
         let name = ImageKind::Pages.file_name(Some(p.process.pid));
         let file = file.try_clone().map_err(Error::io(&name))?;
-        shares[i % threads].push((file, name, p.pagemap.clone()));
+        work.push((file, name, p.pagemap.clone()));
     }
     let verify = |share: Vec<(File, String, PageMap)>| -> Result<()> {
         for (file, name, map) in share {
@@ -396,7 +395,7 @@ fn spawn_verifiers(pages: &[File], img: &Image) -> Result<Vec<Verifier>> {
         }
         Ok(())
     };
-    Ok(shares.into_iter().map(|share| std::thread::spawn(move || verify(share))).collect())
+    Ok(crate::tracers::shares(work).into_iter().map(|share| std::thread::spawn(move || verify(share))).collect())
 }
 
 fn join_verifiers(verifiers: Vec<Verifier>, pid: Pid) -> Result<()> {
