@@ -5,24 +5,18 @@
 
 use crate::error::{Error, Result};
 use crate::proc;
-use crate::scratch::write_u64s;
 use stasis_image::model::Creds;
-use stasis_sys::inject::Injector;
+use stasis_sys::inject::InjectError;
+use stasis_sys::remote::{CapSets, Prctl, Remote};
 use stasis_sys::Pid;
 
-const PR_CAPBSET_DROP: u64 = 24;
-const PR_GET_SECUREBITS: u64 = 27;
-const PR_SET_SECUREBITS: u64 = 28;
-const PR_CAP_AMBIENT: u64 = 47;
-const PR_CAP_AMBIENT_RAISE: u64 = 2;
-const SECBIT_NO_SETUID_FIXUP: u64 = 1 << 2;
-const CAPABILITY_VERSION_3: u32 = 0x2008_0522;
+const SECBIT_NO_SETUID_FIXUP: u32 = 1 << 2;
 const NGROUPS_MAX: usize = 65536;
 
 /// The credentials of the task the injector runs in, from its `/proc/TID/status` (`s`) and its
 /// securebits.
-pub fn dump(inj: &mut Injector, s: &proc::Status) -> Result<Creds> {
-    let securebits = inj.call("prctl(PR_GET_SECUREBITS)", libc::SYS_prctl, [PR_GET_SECUREBITS, 0, 0, 0, 0, 0])?;
+pub fn dump(inj: &mut dyn Remote, s: &proc::Status) -> Result<Creds> {
+    let securebits = inj.prctl(Prctl::GetSecurebits)?;
     Ok(from_status(s, securebits as u32))
 }
 
@@ -58,62 +52,106 @@ fn last_cap() -> u32 {
     std::fs::read_to_string("/proc/sys/kernel/cap_last_cap").ok().and_then(|s| s.trim().parse().ok()).unwrap_or(40)
 }
 
-pub fn restore(inj: &mut Injector, pid: Pid, c: &Creds) -> Result<()> {
+pub fn restore(inj: &mut dyn Remote, pid: Pid, c: &Creds) -> Result<()> {
     if has_already(pid, c) {
         return Ok(());
     }
+    set(inj, pid, c, last_cap())
+}
+
+/// Set credentials `c` in this order: bounding set (capabilities 0 to `last_cap`), securebits with
+/// `SECBIT_NO_SETUID_FIXUP`, groups, gids, uids, fs ids, the saved securebits, capset, ambient set.
+fn set(inj: &mut dyn Remote, pid: Pid, c: &Creds, last_cap: u32) -> Result<()> {
     let step = |what: &str| {
         let what = format!("credentials ({what})");
-        move |e: stasis_sys::inject::InjectError| Error::Step { pid: pid.0, what, source: Box::new(e.into()) }
+        move |e: InjectError| Error::Step { pid: pid.0, what, source: Box::new(e.into()) }
     };
-    let prctl = libc::SYS_prctl;
-    for cap in (0..=last_cap()).filter(|cap| c.cap_bnd & (1 << cap) == 0) {
-        inj.call("prctl(PR_CAPBSET_DROP)", prctl, [PR_CAPBSET_DROP, cap as u64, 0, 0, 0, 0])
-            .map_err(step("bounding set"))?;
+    for cap in (0..=last_cap).filter(|cap| c.cap_bnd & (1 << cap) == 0) {
+        inj.prctl(Prctl::CapbsetDrop(cap)).map_err(step("bounding set"))?;
     }
-    let keep = c.securebits as u64 | SECBIT_NO_SETUID_FIXUP;
-    inj.call("prctl(PR_SET_SECUREBITS)", prctl, [PR_SET_SECUREBITS, keep, 0, 0, 0, 0]).map_err(step("securebits"))?;
-    if c.groups.len() > NGROUPS_MAX || c.groups.len() * 4 > inj.data_len() as usize {
+    let keep = c.securebits | SECBIT_NO_SETUID_FIXUP;
+    inj.prctl(Prctl::SetSecurebits(keep)).map_err(step("securebits"))?;
+    if c.groups.len() > NGROUPS_MAX {
         return Err(Error::Failed { pid: pid.0, what: format!("{} supplementary groups is too many", c.groups.len()) });
     }
-    let groups: Vec<u8> = c.groups.iter().flat_map(|g| g.to_le_bytes()).collect();
-    let data = inj.data();
-    inj.write(data, &groups)?;
-    inj.call("setgroups", libc::SYS_setgroups, [c.groups.len() as u64, data, 0, 0, 0, 0]).map_err(step("groups"))?;
-    let (g, u) = ([c.gid, c.egid, c.sgid], [c.uid, c.euid, c.suid]);
-    inj.call("setresgid", libc::SYS_setresgid, [g[0] as u64, g[1] as u64, g[2] as u64, 0, 0, 0])
-        .map_err(step("gids"))?;
-    inj.call("setresuid", libc::SYS_setresuid, [u[0] as u64, u[1] as u64, u[2] as u64, 0, 0, 0])
-        .map_err(step("uids"))?;
-    inj.call("setfsgid", libc::SYS_setfsgid, [c.fsgid as u64, 0, 0, 0, 0, 0])?;
-    inj.call("setfsuid", libc::SYS_setfsuid, [c.fsuid as u64, 0, 0, 0, 0, 0])?;
-    let bits = c.securebits as u64;
-    inj.call("prctl(PR_SET_SECUREBITS)", prctl, [PR_SET_SECUREBITS, bits, 0, 0, 0, 0]).map_err(step("securebits"))?;
-    capset(inj, c).map_err(step("capabilities"))?;
-    for cap in (0..=last_cap()).filter(|cap| c.cap_amb & (1 << cap) != 0) {
-        let args = [PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, cap as u64, 0, 0, 0];
-        inj.call("prctl(PR_CAP_AMBIENT_RAISE)", prctl, args).map_err(step("ambient capabilities"))?;
+    inj.setgroups(&c.groups).map_err(step("groups"))?;
+    inj.setresgid(c.gid, c.egid, c.sgid).map_err(step("gids"))?;
+    inj.setresuid(c.uid, c.euid, c.suid).map_err(step("uids"))?;
+    inj.setfsgid(c.fsgid)?;
+    inj.setfsuid(c.fsuid)?;
+    inj.prctl(Prctl::SetSecurebits(c.securebits)).map_err(step("securebits"))?;
+    let caps = CapSets { effective: c.cap_eff, permitted: c.cap_prm, inheritable: c.cap_inh };
+    inj.capset(&caps).map_err(step("capabilities"))?;
+    for cap in (0..=last_cap).filter(|cap| c.cap_amb & (1 << cap) != 0) {
+        inj.prctl(Prctl::CapAmbientRaise(cap)).map_err(step("ambient capabilities"))?;
     }
     Ok(())
 }
 
-/// `capset(2)` with a version 3 header: two `{effective, permitted, inheritable}` u32 triples.
-fn capset(inj: &mut Injector, c: &Creds) -> std::result::Result<(), stasis_sys::inject::InjectError> {
-    let data = inj.data();
-    let lo = |v: u64| v as u32 as u64;
-    let hi = |v: u64| v >> 32;
-    let header = CAPABILITY_VERSION_3 as u64; // version, pid 0
-    let d0 = lo(c.cap_eff) | (lo(c.cap_prm) << 32);
-    let d1 = lo(c.cap_inh) | (hi(c.cap_eff) << 32);
-    let d2 = hi(c.cap_prm) | (hi(c.cap_inh) << 32);
-    let head_addr = data;
-    let data_addr = data + 8;
-    if write_u64s(inj, data, &[header, d0, d1, d2]).is_err() {
-        return Err(stasis_sys::inject::InjectError::Memory {
-            pid: inj.pid(),
-            addr: data,
-            source: std::io::Error::other("cannot write capset arguments"),
-        });
+#[cfg(test)]
+mod tests {
+    use super::set;
+    use stasis_image::model::Creds;
+    use stasis_sys::remote::fake::FakeTask;
+    use stasis_sys::Pid;
+
+    fn user() -> Creds {
+        Creds {
+            uid: 1000,
+            euid: 1001,
+            suid: 1002,
+            fsuid: 1001,
+            gid: 100,
+            egid: 101,
+            sgid: 102,
+            fsgid: 101,
+            groups: vec![4, 27],
+            cap_inh: 0,
+            cap_prm: 1 << 33 | 1 << 12,
+            cap_eff: 1 << 12,
+            cap_bnd: !(1 << 2),
+            cap_amb: 1 << 12,
+            securebits: 0,
+        }
     }
-    inj.call("capset", libc::SYS_capset, [head_addr, data_addr, 0, 0, 0, 0]).map(drop)
+
+    /// Privileges first lost last: the bounding set drop and the securebits that keep capabilities
+    /// across the uid change come before any id; groups before gids before uids; capabilities once
+    /// the ids are set; the ambient set after them.
+    #[test]
+    fn credentials_are_set_in_an_order_that_keeps_the_privileges_each_step_needs() {
+        let mut t = FakeTask::new(Pid(500));
+        set(&mut t, Pid(500), &user(), 40).expect("fake calls succeed");
+        let log = t.log();
+        let names: Vec<String> = log.iter().map(|c| c.split(',').next().unwrap_or("").to_string()).collect();
+        assert_eq!(
+            names,
+            [
+                "prctl(PR_CAPBSET_DROP",
+                "prctl(PR_SET_SECUREBITS",
+                "setgroups(2",
+                "setresgid(100",
+                "setresuid(1000",
+                "setfsgid(101)",
+                "setfsuid(1001)",
+                "prctl(PR_SET_SECUREBITS",
+                "capset(0x7f0000001000",
+                "prctl(PR_CAP_AMBIENT_RAISE",
+            ]
+        );
+        assert_eq!(log[0], "prctl(PR_CAPBSET_DROP, 2, 0, 0, 0)");
+        assert_eq!(log[1], "prctl(PR_SET_SECUREBITS, 4, 0, 0, 0)");
+        assert_eq!(log[4], "setresuid(1000, 1001, 1002)");
+        assert_eq!(log[9], "prctl(PR_CAP_AMBIENT_RAISE, 2, 12, 0, 0)");
+    }
+
+    /// A failed step names the credentials it was setting, and nothing after it is tried.
+    #[test]
+    fn a_failed_step_stops_the_restore_and_is_named() {
+        let mut t = FakeTask::new(Pid(500));
+        t.fail("setresuid", libc::EPERM);
+        let err = set(&mut t, Pid(500), &user(), 40).expect_err("setresuid fails");
+        assert_eq!(err.to_string(), "pid 500: restoring credentials (uids)");
+        assert_eq!(t.names().last(), Some(&"setresuid"));
+    }
 }

@@ -42,6 +42,8 @@ pub enum Error {
     Incompatible { file: String, what: String },
     #[error("fault injected at {0} (STASIS_FAULT)")]
     Fault(&'static str),
+    #[error("fault injected at {point}:{n}, {what} (STASIS_FAULT)")]
+    FaultAt { point: &'static str, n: u64, what: String },
     #[error("pid {pid}: restoring {what}")]
     Step {
         pid: i32,

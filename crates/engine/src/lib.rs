@@ -17,7 +17,6 @@ pub mod posix_timers;
 pub mod proc;
 pub mod regs;
 pub mod restore;
-pub mod scratch;
 pub mod session;
 pub mod signals;
 pub mod task;
@@ -89,6 +88,10 @@ pub struct DumpReport {
     pub image_bytes: u64,
     /// The process was left running.
     pub left_running: bool,
+    /// System calls injected into the tree (the count `STASIS_FAULT=dump-call:N` goes by).
+    pub injected_calls: u64,
+    /// Image files written (the count `STASIS_FAULT=dump-write:N` goes by).
+    pub image_writes: u64,
 }
 
 /// What `stasis restore` was asked to do.
@@ -112,4 +115,6 @@ pub struct RestoreReport {
     /// Time from reading the image to the process running.
     pub total: Duration,
     pub pages: u64,
+    /// System calls injected into the tree (the count `STASIS_FAULT=restore-call:N` goes by).
+    pub injected_calls: u64,
 }

@@ -8,72 +8,46 @@
 
 use crate::error::{Error, Result};
 use crate::proc::{self, ProcRoot};
-use crate::scratch::{read_u64s, write_cstr, write_u64s};
 use stasis_image::model::{RLimit, Rseq, TaskCore};
-use stasis_sys::inject::Injector;
+use stasis_sys::remote::{Prctl, Remote};
 use stasis_sys::{process, ptrace, Pid};
 
 const RLIMIT_COUNT: u32 = 16;
-const PR_SET_PDEATHSIG: u64 = 1;
 /// `SCHED_RESET_ON_FORK`, or'ed into a policy.
 const SCHED_RESET_ON_FORK: i32 = 0x4000_0000;
-const PR_GET_PDEATHSIG: u64 = 2;
-const PR_GET_DUMPABLE: u64 = 3;
-const PR_SET_DUMPABLE: u64 = 4;
-const PR_SET_NAME: u64 = 15;
-const PR_GET_TIMERSLACK: u64 = 30;
-const PR_SET_TIMERSLACK: u64 = 29;
-const PR_SET_NO_NEW_PRIVS: u64 = 38;
-const PR_GET_TID_ADDRESS: u64 = 40;
-const PR_SET_THP_DISABLE: u64 = 41;
-const PR_GET_THP_DISABLE: u64 = 42;
-const PR_SET_CHILD_SUBREAPER: u64 = 36;
-const PR_GET_CHILD_SUBREAPER: u64 = 37;
-const RSEQ_FLAG_UNREGISTER: u64 = 1;
+const RSEQ_FLAG_UNREGISTER: i32 = 1;
 /// Room for 1024 CPUs in an affinity mask.
 const AFFINITY_BYTES: u64 = 128;
 
-fn prctl(inj: &mut Injector, what: &'static str, args: [u64; 5]) -> Result<u64> {
-    Ok(inj.call(what, libc::SYS_prctl, [args[0], args[1], args[2], args[3], args[4], 0])?)
-}
-
 /// Fill the misc fields of `core` for the main thread `pid` (the injector runs in it): the
 /// process-wide settings and the thread's own.
-pub fn dump(inj: &mut Injector, root: &ProcRoot, pid: Pid, status: &proc::Status, core: &mut TaskCore) -> Result<()> {
+pub fn dump(inj: &mut dyn Remote, root: &ProcRoot, pid: Pid, status: &proc::Status, core: &mut TaskCore) -> Result<()> {
     dump_process(inj, root, pid, status, core)?;
     dump_thread(inj, root, pid, core)
 }
 
 /// Settings every thread has its own of: name, parent-death signal, timer slack, clear-child-tid
 /// address, robust futex list, rseq registration, nice value, scheduling policy, CPU affinity.
-pub fn dump_thread(inj: &mut Injector, root: &ProcRoot, tid: Pid, core: &mut TaskCore) -> Result<()> {
+pub fn dump_thread(inj: &mut dyn Remote, root: &ProcRoot, tid: Pid, core: &mut TaskCore) -> Result<()> {
     core.comm = proc::comm(root, tid.0)?;
-    let data = inj.data();
-    prctl(inj, "prctl(PR_GET_PDEATHSIG)", [PR_GET_PDEATHSIG, data, 0, 0, 0])?;
-    core.pdeathsig = read_u64s(inj, data, 1)?[0] as u32 as i32;
-    core.timer_slack_ns = prctl(inj, "prctl(PR_GET_TIMERSLACK)", [PR_GET_TIMERSLACK, 0, 0, 0, 0])?;
-    prctl(inj, "prctl(PR_GET_TID_ADDRESS)", [PR_GET_TID_ADDRESS, data, 0, 0, 0])?;
-    core.clear_child_tid = read_u64s(inj, data, 1)?[0];
+    core.pdeathsig = inj.prctl(Prctl::GetPdeathsig)? as i32;
+    core.timer_slack_ns = inj.prctl(Prctl::GetTimerslack)?;
+    core.clear_child_tid = inj.prctl(Prctl::GetTidAddress)?;
     let (head, len) = process::get_robust_list(tid).map_err(Error::sys(tid.0, "reading the robust futex list"))?;
     core.robust_list = head;
     core.robust_list_len = len;
     core.rseq = dump_rseq(tid)?;
-    let prio = inj.call("getpriority", libc::SYS_getpriority, [libc::PRIO_PROCESS as u64, 0, 0, 0, 0, 0])?;
-    core.nice = 20 - prio as i32;
-    core.sched_policy = inj.call("sched_getscheduler", libc::SYS_sched_getscheduler, [0; 6])? as i32;
-    inj.call("sched_getparam", libc::SYS_sched_getparam, [0, data, 0, 0, 0, 0])?;
-    core.sched_priority = read_u64s(inj, data, 1)?[0] as u32 as i32;
-    let n = inj.call("sched_getaffinity", libc::SYS_sched_getaffinity, [0, AFFINITY_BYTES, data, 0, 0, 0])?;
-    let mut mask = vec![0u8; n as usize];
-    inj.read(data, &mut mask)?;
-    core.cpu_affinity = mask;
+    core.nice = 20 - inj.getpriority(libc::PRIO_PROCESS as i32, 0)?;
+    core.sched_policy = inj.sched_getscheduler(0)?;
+    core.sched_priority = inj.sched_getparam(0)?;
+    core.cpu_affinity = inj.sched_getaffinity(0, AFFINITY_BYTES)?;
     Ok(())
 }
 
 /// Process-wide settings: umask, no_new_privs, personality, directories, limits, dumpable, THP,
 /// OOM score adjustment, cgroup.
 fn dump_process(
-    inj: &mut Injector,
+    inj: &mut dyn Remote,
     root: &ProcRoot,
     pid: Pid,
     status: &proc::Status,
@@ -86,11 +60,9 @@ fn dump_process(
     core.cwd = path_string(proc::link(root, p, "cwd")?);
     core.root = path_string(proc::link(root, p, "root")?);
     core.rlimits = dump_rlimits(root, pid)?;
-    core.dumpable = prctl(inj, "prctl(PR_GET_DUMPABLE)", [PR_GET_DUMPABLE, 0, 0, 0, 0])? as i32;
-    core.thp_disabled = prctl(inj, "prctl(PR_GET_THP_DISABLE)", [PR_GET_THP_DISABLE, 0, 0, 0, 0])? != 0;
-    let data = inj.data();
-    prctl(inj, "prctl(PR_GET_CHILD_SUBREAPER)", [PR_GET_CHILD_SUBREAPER, data, 0, 0, 0])?;
-    core.child_subreaper = read_u64s(inj, data, 1)?[0] as u32 != 0;
+    core.dumpable = inj.prctl(Prctl::GetDumpable)? as i32;
+    core.thp_disabled = inj.prctl(Prctl::GetThpDisable)? != 0;
+    core.child_subreaper = inj.prctl(Prctl::GetChildSubreaper)? != 0;
     let path = root.pid_path(p, "oom_score_adj");
     let text = std::fs::read_to_string(&path).map_err(Error::io(&path))?;
     core.oom_score_adj = text.trim().parse().unwrap_or(0);
@@ -162,10 +134,9 @@ fn dump_rseq(pid: Pid) -> Result<Option<Rseq>> {
 }
 
 /// Drop the rseq registration a new task inherited from us: the area is about to be unmapped.
-pub fn unregister_inherited_rseq(inj: &mut Injector, pid: Pid) -> Result<()> {
+pub fn unregister_inherited_rseq(inj: &mut dyn Remote, pid: Pid) -> Result<()> {
     if let Some(r) = dump_rseq(pid)? {
-        let args = [r.ptr, r.len as u64, RSEQ_FLAG_UNREGISTER, r.signature as u64, 0, 0];
-        inj.call("rseq(RSEQ_FLAG_UNREGISTER)", libc::SYS_rseq, args)?;
+        inj.rseq(r.ptr, r.len, RSEQ_FLAG_UNREGISTER, r.signature)?;
     }
     Ok(())
 }
@@ -173,21 +144,19 @@ pub fn unregister_inherited_rseq(inj: &mut Injector, pid: Pid) -> Result<()> {
 /// Everything but the settings a credential change would reset, for the main thread. `inherited` is
 /// what a child forked from its restored parent already has (the parent's record): equal settings are
 /// not set again.
-pub fn restore(inj: &mut Injector, core: &TaskCore, inherited: Option<&TaskCore>) -> Result<()> {
+pub fn restore(inj: &mut dyn Remote, core: &TaskCore, inherited: Option<&TaskCore>) -> Result<()> {
     restore_process(inj, core, inherited)?;
     restore_thread(inj, core, inherited)
 }
 
-fn restore_process(inj: &mut Injector, core: &TaskCore, inherited: Option<&TaskCore>) -> Result<()> {
-    let data = inj.data();
+fn restore_process(inj: &mut dyn Remote, core: &TaskCore, inherited: Option<&TaskCore>) -> Result<()> {
     if core.child_subreaper {
         // Not inherited by fork; set before the children are made (see `session`).
-        prctl(inj, "prctl(PR_SET_CHILD_SUBREAPER)", [PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0])?;
+        inj.prctl(Prctl::SetChildSubreaper(true))?;
     }
     let had = |l: &RLimit| inherited.is_some_and(|p| p.rlimits.contains(l));
     for l in core.rlimits.iter().filter(|l| !had(l)) {
-        write_u64s(inj, data, &[l.cur, l.max])?;
-        inj.call("prlimit64", libc::SYS_prlimit64, [0, l.resource as u64, data, 0, 0, 0]).map_err(|e| Error::Step {
+        inj.prlimit64_set(l.resource, l.cur, l.max).map_err(|e| Error::Step {
             pid: core.pid,
             what: format!("resource limit {}", l.resource),
             source: Box::new(e.into()),
@@ -200,41 +169,36 @@ fn restore_process(inj: &mut Injector, core: &TaskCore, inherited: Option<&TaskC
         log::trace!("pid {}: directories, umask, personality as its parent {}", core.pid, p.pid);
         return Ok(());
     }
-    inj.call("umask", libc::SYS_umask, [core.umask as u64, 0, 0, 0, 0, 0])?;
+    inj.umask(core.umask)?;
     // Both paths are as our root sees them: change directory first, then root.
-    write_cstr(inj, data, &core.cwd)?;
-    inj.call("chdir", libc::SYS_chdir, [data, 0, 0, 0, 0, 0]).map_err(|e| Error::Step {
+    inj.chdir(&core.cwd).map_err(|e| Error::Step {
         pid: core.pid,
         what: format!("working directory {}", core.cwd),
         source: Box::new(e.into()),
     })?;
     if core.root != "/" {
-        write_cstr(inj, data, &core.root)?;
-        inj.call("chroot", libc::SYS_chroot, [data, 0, 0, 0, 0, 0])?;
+        inj.chroot(&core.root)?;
     }
-    inj.call("personality", libc::SYS_personality, [core.personality as u64, 0, 0, 0, 0, 0])?;
-    prctl(inj, "prctl(PR_SET_THP_DISABLE)", [PR_SET_THP_DISABLE, core.thp_disabled as u64, 0, 0, 0])?;
+    inj.personality(core.personality as u64)?;
+    inj.prctl(Prctl::SetThpDisable(core.thp_disabled))?;
     Ok(())
 }
 
 /// The settings of one thread (see [`dump_thread`]), but its parent-death signal.
-pub fn restore_thread(inj: &mut Injector, core: &TaskCore, inherited: Option<&TaskCore>) -> Result<()> {
+pub fn restore_thread(inj: &mut dyn Remote, core: &TaskCore, inherited: Option<&TaskCore>) -> Result<()> {
     // What a child forked from its restored parent has already (fork copies the name, the timer
     // slack, the scheduling policy unless SCHED_RESET_ON_FORK, the nice value and the affinity).
     let had = |same: &dyn Fn(&TaskCore) -> bool| inherited.is_some_and(same);
-    let data = inj.data();
     if !had(&|p| p.comm == core.comm) {
-        write_cstr(inj, data, &core.comm)?;
-        prctl(inj, "prctl(PR_SET_NAME)", [PR_SET_NAME, data, 0, 0, 0])?;
+        inj.prctl(Prctl::SetName(&core.comm))?;
     }
     if core.timer_slack_ns != 0 && !had(&|p| p.timer_slack_ns == core.timer_slack_ns) {
-        prctl(inj, "prctl(PR_SET_TIMERSLACK)", [PR_SET_TIMERSLACK, core.timer_slack_ns, 0, 0, 0])?;
+        inj.prctl(Prctl::SetTimerslack(core.timer_slack_ns))?;
     }
-    inj.call("set_tid_address", libc::SYS_set_tid_address, [core.clear_child_tid, 0, 0, 0, 0, 0])?;
-    let robust = [core.robust_list, core.robust_list_len, 0, 0, 0, 0];
-    inj.call("set_robust_list", libc::SYS_set_robust_list, robust)?;
+    inj.set_tid_address(core.clear_child_tid)?;
+    inj.set_robust_list(core.robust_list, core.robust_list_len)?;
     if let Some(r) = &core.rseq {
-        inj.call("rseq", libc::SYS_rseq, [r.ptr, r.len as u64, 0, r.signature as u64, 0, 0])?;
+        inj.rseq(r.ptr, r.len, 0, r.signature)?;
     }
     let reset_on_fork = |p: &TaskCore| p.sched_policy & SCHED_RESET_ON_FORK != 0;
     let same_sched = |p: &TaskCore| {
@@ -248,30 +212,24 @@ pub fn restore_thread(inj: &mut Injector, core: &TaskCore, inherited: Option<&Ta
         && core.cpu_affinity.len() as u64 <= AFFINITY_BYTES
         && !had(&|p| p.cpu_affinity == core.cpu_affinity)
     {
-        inj.write(data, &core.cpu_affinity)?;
-        let args = [0, core.cpu_affinity.len() as u64, data, 0, 0, 0];
-        if let Err(e) = inj.call("sched_setaffinity", libc::SYS_sched_setaffinity, args) {
-            log::warn!("pid {}: CPU affinity not restored (CPUs missing here?): {e}", core.pid);
+        match inj.sched_setaffinity(0, &core.cpu_affinity) {
+            Err(e) if e.is_fault() => return Err(e.into()),
+            Err(e) => log::warn!("pid {}: CPU affinity not restored (CPUs missing here?): {e}", core.pid),
+            Ok(()) => {}
         }
     }
     Ok(())
 }
 
 /// Scheduling policy and priority, then the nice value.
-fn restore_sched(inj: &mut Injector, core: &TaskCore) -> Result<()> {
-    let data = inj.data();
-    write_u64s(inj, data, &[core.sched_priority as u32 as u64])?;
-    let policy = core.sched_policy as u32 as u64;
-    inj.call("sched_setscheduler", libc::SYS_sched_setscheduler, [0, policy, data, 0, 0, 0]).map_err(|e| {
-        Error::Step {
-            pid: core.pid,
-            what: format!("scheduling policy {} priority {}", core.sched_policy, core.sched_priority),
-            source: Box::new(e.into()),
-        }
+fn restore_sched(inj: &mut dyn Remote, core: &TaskCore) -> Result<()> {
+    inj.sched_setscheduler(0, core.sched_policy, core.sched_priority).map_err(|e| Error::Step {
+        pid: core.pid,
+        what: format!("scheduling policy {} priority {}", core.sched_policy, core.sched_priority),
+        source: Box::new(e.into()),
     })?;
     // After the policy: SCHED_OTHER and SCHED_BATCH keep the nice value set here.
-    let nice = core.nice as i64 as u64;
-    inj.call("setpriority", libc::SYS_setpriority, [libc::PRIO_PROCESS as u64, 0, nice, 0, 0, 0])?;
+    inj.setpriority(libc::PRIO_PROCESS as i32, 0, core.nice)?;
     Ok(())
 }
 
@@ -280,10 +238,10 @@ fn restore_sched(inj: &mut Injector, core: &TaskCore) -> Result<()> {
 ///
 /// With `detached`, the parent-death signal is not armed: the restored process's parent is stasis,
 /// which is about to exit on purpose, and the parent the signal was armed against is gone anyway.
-pub fn restore_after_creds(inj: &mut Injector, core: &TaskCore, detached: bool) -> Result<()> {
+pub fn restore_after_creds(inj: &mut dyn Remote, core: &TaskCore, detached: bool) -> Result<()> {
     restore_thread_after_creds(inj, core, detached)?;
     if core.dumpable == 0 || core.dumpable == 1 {
-        prctl(inj, "prctl(PR_SET_DUMPABLE)", [PR_SET_DUMPABLE, core.dumpable as u64, 0, 0, 0])?;
+        inj.prctl(Prctl::SetDumpable(core.dumpable))?;
     } else {
         log::warn!("pid {}: dumpable mode {} cannot be set by prctl; left as is", core.pid, core.dumpable);
     }
@@ -291,7 +249,7 @@ pub fn restore_after_creds(inj: &mut Injector, core: &TaskCore, detached: bool) 
 }
 
 /// What each thread has of its own among those settings: parent-death signal, no_new_privs.
-pub fn restore_thread_after_creds(inj: &mut Injector, core: &TaskCore, detached: bool) -> Result<()> {
+pub fn restore_thread_after_creds(inj: &mut dyn Remote, core: &TaskCore, detached: bool) -> Result<()> {
     if core.pdeathsig != 0 && detached {
         log::warn!(
             "pid {}: parent-death signal {} not armed: restored with -d, its parent (stasis) exits now",
@@ -300,10 +258,91 @@ pub fn restore_thread_after_creds(inj: &mut Injector, core: &TaskCore, detached:
         );
     } else if core.pdeathsig != 0 {
         // Every new task starts with none: 0 needs no call.
-        prctl(inj, "prctl(PR_SET_PDEATHSIG)", [PR_SET_PDEATHSIG, core.pdeathsig as u64, 0, 0, 0])?;
+        inj.prctl(Prctl::SetPdeathsig(core.pdeathsig))?;
     }
     if core.no_new_privs {
-        prctl(inj, "prctl(PR_SET_NO_NEW_PRIVS)", [PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0])?;
+        inj.prctl(Prctl::SetNoNewPrivs)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::restore;
+    use stasis_image::model::{RLimit, TaskCore};
+    use stasis_sys::remote::fake::FakeTask;
+    use stasis_sys::Pid;
+
+    fn core() -> TaskCore {
+        TaskCore {
+            pid: 700,
+            umask: 0o27,
+            cwd: "/srv".into(),
+            root: "/".into(),
+            personality: 0,
+            comm: "worker".into(),
+            timer_slack_ns: 50_000,
+            clear_child_tid: 0x7f00_0000_2000,
+            robust_list: 0x7f00_0000_3000,
+            robust_list_len: 24,
+            nice: 5,
+            cpu_affinity: vec![0x3],
+            rlimits: vec![RLimit { resource: 7, cur: 1024, max: 4096 }, RLimit { resource: 4, cur: 0, max: u64::MAX }],
+            ..Default::default()
+        }
+    }
+
+    /// A child forked from its restored parent has what fork copies already: only what fork does not
+    /// copy (clear-child-tid address, robust list) and what differs (one limit, the nice value) is set.
+    #[test]
+    fn a_forked_child_gets_only_what_it_lacks() {
+        let parent = core();
+        let mut child = core();
+        child.pid = 701;
+        child.rlimits[0].cur = 512;
+        child.nice = 10;
+        let mut t = FakeTask::new(Pid(701));
+        restore(&mut t, &child, Some(&parent)).expect("fake");
+        assert_eq!(t.names(), ["prlimit64", "set_tid_address", "set_robust_list", "sched_setscheduler", "setpriority"]);
+        assert_eq!(t.log()[4], "setpriority(0, 0, 10)");
+    }
+
+    /// A process with no parent in the image (the root) gets every setting.
+    #[test]
+    fn the_root_gets_every_setting() {
+        let mut t = FakeTask::new(Pid(700));
+        restore(&mut t, &core(), None).expect("fake");
+        assert_eq!(
+            t.names(),
+            [
+                "prlimit64",
+                "prlimit64",
+                "umask",
+                "chdir",
+                "personality",
+                "prctl",
+                "prctl",
+                "prctl",
+                "set_tid_address",
+                "set_robust_list",
+                "sched_setscheduler",
+                "setpriority",
+                "sched_setaffinity",
+            ]
+        );
+        assert_eq!(t.log()[5], "prctl(PR_SET_THP_DISABLE, 0, 0, 0, 0)");
+    }
+
+    /// An affinity the kernel refuses (CPUs missing here) is only a warning, but an injected fault
+    /// is not taken for one.
+    #[test]
+    fn a_refused_affinity_is_tolerated_but_a_fault_is_not() {
+        let mut t = FakeTask::new(Pid(700));
+        t.fail("sched_setaffinity", libc::EINVAL);
+        restore(&mut t, &core(), None).expect("EINVAL is tolerated");
+        let mut t = FakeTask::new(Pid(700));
+        t.fault("sched_setaffinity");
+        let err = restore(&mut t, &core(), None).expect_err("a fault fails the restore");
+        assert!(err.to_string().contains("fault injected at call 13"), "{err}");
+    }
 }

@@ -6,23 +6,18 @@
 use crate::error::{Error, Result};
 use crate::files::FdImporter;
 use crate::proc::{self, ProcRoot};
-use crate::scratch::write_u64s;
 use stasis_image::model::{MmFields, MmImage};
-use stasis_sys::inject::Injector;
+use stasis_sys::remote::{MmMap, Prctl, Remote};
 use stasis_sys::Pid;
 use std::os::fd::AsFd;
 
-const PR_SET_MM: u64 = 35;
-const PR_SET_MM_MAP: u64 = 14;
-/// `sizeof(struct prctl_mm_map)`.
-const MM_MAP_SIZE: u64 = 104;
 /// Words of auxv the kernel keeps (`AT_VECTOR_SIZE` on x86_64 is 2 * (2 + 20 + 1 + ...) = 50 ids).
 const AUXV_MAX_WORDS: usize = 2 * 64;
 
 /// The mm fields from `/proc/PID/stat`, and the current brk (asked of the task: stat only has its start).
-pub fn dump_fields(inj: &mut Injector, root: &ProcRoot, pid: Pid) -> Result<MmFields> {
+pub fn dump_fields(inj: &mut dyn Remote, root: &ProcRoot, pid: Pid) -> Result<MmFields> {
     let s = proc::stat(root, pid.0)?;
-    let brk = inj.call("brk", libc::SYS_brk, [0; 6])?;
+    let brk = inj.brk(0)?;
     Ok(MmFields {
         start_code: s.start_code,
         end_code: s.end_code,
@@ -39,7 +34,7 @@ pub fn dump_fields(inj: &mut Injector, root: &ProcRoot, pid: Pid) -> Result<MmFi
 }
 
 /// Set every mm field, the auxv and the exe link in one `PR_SET_MM_MAP`.
-pub fn restore(inj: &mut Injector, imp: &mut FdImporter, pid: Pid, mm: &MmImage) -> Result<()> {
+pub fn restore(inj: &mut dyn Remote, imp: &mut FdImporter, pid: Pid, mm: &MmImage) -> Result<()> {
     let f = mm.fields.clone().unwrap_or_default();
     if mm.auxv.len() > AUXV_MAX_WORDS || !mm.auxv.len().is_multiple_of(2) {
         return Err(Error::Incompatible {
@@ -55,31 +50,25 @@ pub fn restore(inj: &mut Injector, imp: &mut FdImporter, pid: Pid, mm: &MmImage)
     // A child made by its restored parent already has the right exe link, and the kernel refuses to
     // replace one whose file is still mapped: leave it (-1) when it is the same file.
     let same_exe = same_file(&exe, &format!("/proc/{pid}/exe"));
-    let exe_fd = if same_exe { u32::MAX as i32 } else { imp.import(inj, exe.as_fd())? };
-    let data = inj.data();
-    let auxv_addr = data + MM_MAP_SIZE;
-    let auxv_size = (mm.auxv.len() * 8) as u64;
-    let words = [
-        f.start_code,
-        f.end_code,
-        f.start_data,
-        f.end_data,
-        f.start_brk,
-        f.brk,
-        f.start_stack,
-        f.arg_start,
-        f.arg_end,
-        f.env_start,
-        f.env_end,
-        auxv_addr,
-        auxv_size | ((exe_fd as u32 as u64) << 32),
-    ];
-    write_u64s(inj, data, &words)?;
-    write_u64s(inj, auxv_addr, &mm.auxv)?;
-    let args = [PR_SET_MM, PR_SET_MM_MAP, data, MM_MAP_SIZE, 0, 0];
-    let set = inj.call("prctl(PR_SET_MM_MAP)", libc::SYS_prctl, args);
-    if !same_exe {
-        inj.call("close", libc::SYS_close, [exe_fd as u64, 0, 0, 0, 0, 0])?;
+    let exe_fd = if same_exe { None } else { Some(imp.import(inj, exe.as_fd())?) };
+    let map = MmMap {
+        start_code: f.start_code,
+        end_code: f.end_code,
+        start_data: f.start_data,
+        end_data: f.end_data,
+        start_brk: f.start_brk,
+        brk: f.brk,
+        start_stack: f.start_stack,
+        arg_start: f.arg_start,
+        arg_end: f.arg_end,
+        env_start: f.env_start,
+        env_end: f.env_end,
+        auxv: &mm.auxv,
+        exe_fd,
+    };
+    let set = inj.prctl(Prctl::SetMmMap(&map));
+    if let Some(fd) = exe_fd {
+        inj.close(fd)?;
     }
     set.map_err(|e| Error::Step {
         pid: pid.0,

@@ -9,32 +9,23 @@
 
 use crate::error::{Error, Result};
 use crate::proc::ProcRoot;
-use crate::scratch::{read_u64s, write_u64s};
 use stasis_image::model::PosixTimer;
-use stasis_sys::inject::Injector;
+use stasis_sys::remote::{IntervalTimer, Prctl, Remote, SigEvent};
 use stasis_sys::Pid;
 
-/// `PR_TIMER_CREATE_RESTORE_IDS` and its arguments (`linux/prctl.h` of Linux 6.18; older kernels lack it).
-const PR_TIMER_CREATE_RESTORE_IDS: u64 = 77;
-const RESTORE_IDS_OFF: u64 = 0;
-const RESTORE_IDS_ON: u64 = 1;
-/// `sizeof(struct sigevent)`.
-const SIGEVENT_SIZE: u64 = 64;
 const SIGEV_THREAD_ID: i32 = 4;
 
 /// The timers of `pid`, listed by `/proc/PID/timers`, with their times from the task.
-pub fn dump(inj: &mut Injector, root: &ProcRoot, pid: Pid) -> Result<Vec<PosixTimer>> {
+pub fn dump(inj: &mut dyn Remote, root: &ProcRoot, pid: Pid) -> Result<Vec<PosixTimer>> {
     let path = root.pid_path(pid.0, "timers");
     let text = std::fs::read_to_string(&path).map_err(Error::io(&path))?;
     let mut timers =
         parse(&text).map_err(|what| Error::Failed { pid: pid.0, what: format!("{}: {what}", path.display()) })?;
-    let data = inj.data();
     for t in &mut timers {
-        inj.call("timer_gettime", libc::SYS_timer_gettime, [t.id as u64, data, 0, 0, 0, 0])?;
-        let w = read_u64s(inj, data, 4)?;
+        let it = inj.timer_gettime(t.id)?;
         (t.interval_sec, t.interval_nsec, t.value_sec, t.value_nsec) =
-            (w[0] as i64, w[1] as i64, w[2] as i64, w[3] as i64);
-        t.overrun = inj.call("timer_getoverrun", libc::SYS_timer_getoverrun, [t.id as u64, 0, 0, 0, 0, 0])? as i32;
+            (it.interval_sec, it.interval_sub, it.value_sec, it.value_sub);
+        t.overrun = inj.timer_getoverrun(t.id)?;
     }
     Ok(timers)
 }
@@ -78,43 +69,36 @@ pub fn parse(text: &str) -> std::result::Result<Vec<PosixTimer>, String> {
 }
 
 /// Create the timers again in the task, each with its id, and arm those that were armed.
-pub fn restore(inj: &mut Injector, timers: &[PosixTimer]) -> Result<()> {
+pub fn restore(inj: &mut dyn Remote, timers: &[PosixTimer]) -> Result<()> {
     if timers.is_empty() {
         return Ok(());
     }
     let pid = inj.pid();
-    let prctl = |inj: &mut Injector, on| {
-        inj.call("prctl(PR_TIMER_CREATE_RESTORE_IDS)", libc::SYS_prctl, [PR_TIMER_CREATE_RESTORE_IDS, on, 0, 0, 0, 0])
-    };
-    prctl(inj, RESTORE_IDS_ON).map_err(|e| Error::Step {
+    inj.prctl(Prctl::TimerCreateRestoreIds(true)).map_err(|e| Error::Step {
         pid: pid.0,
         what:
             "POSIX timers: this kernel cannot create a timer with a chosen id (PR_TIMER_CREATE_RESTORE_IDS, a 2025 addition)"
                 .into(),
         source: Box::new(e.into()),
     })?;
-    let data = inj.data();
-    let (id_at, its_at) = (data + SIGEVENT_SIZE, data + SIGEVENT_SIZE + 8);
     // /proc lists the newest timer first: create them oldest first, so that it lists them as before.
     for t in timers.iter().rev() {
-        // struct sigevent: sigev_value, sigev_signo, sigev_notify, then the thread id.
-        let signo_notify = (t.signo as u32 as u64) | ((t.notify as u32 as u64) << 32);
-        let mut sev = [0u64; SIGEVENT_SIZE as usize / 8];
-        (sev[0], sev[1], sev[2]) = (t.sigval, signo_notify, t.target as u32 as u64);
-        write_u64s(inj, data, &sev)?;
-        write_u64s(inj, id_at, &[t.id as u32 as u64])?;
-        inj.call("timer_create", libc::SYS_timer_create, [t.clockid as u64, data, id_at, 0, 0, 0])?;
-        let got = read_u64s(inj, id_at, 1)?[0] as u32 as i32;
+        let ev = SigEvent { value: t.sigval, signo: t.signo, notify: t.notify, tid: t.target };
+        let got = inj.timer_create(t.clockid, &ev, t.id)?;
         if got != t.id {
             return Err(Error::Failed { pid: pid.0, what: format!("POSIX timer {} was created as {got}", t.id) });
         }
         if t.value_sec != 0 || t.value_nsec != 0 {
-            let its = [t.interval_sec as u64, t.interval_nsec as u64, t.value_sec as u64, t.value_nsec as u64];
-            write_u64s(inj, its_at, &its)?;
-            inj.call("timer_settime", libc::SYS_timer_settime, [t.id as u64, 0, its_at, 0, 0, 0])?;
+            let it = IntervalTimer {
+                interval_sec: t.interval_sec,
+                interval_sub: t.interval_nsec,
+                value_sec: t.value_sec,
+                value_sub: t.value_nsec,
+            };
+            inj.timer_settime(t.id, 0, &it)?;
         }
     }
-    prctl(inj, RESTORE_IDS_OFF)?;
+    inj.prctl(Prctl::TimerCreateRestoreIds(false))?;
     Ok(())
 }
 

@@ -22,7 +22,8 @@
 use crate::error::{Error, Result};
 use crate::proc::{self, ProcRoot};
 use stasis_image::model::{LeaderHelper, ProcessEntry};
-use stasis_sys::inject::{Injector, SCRATCH_LEN};
+use stasis_sys::inject::{Calls, Injector, SCRATCH_LEN};
+use stasis_sys::remote::Remote;
 use stasis_sys::Pid;
 
 /// The ids of one process of the tree: pid, parent, group, session.
@@ -113,20 +114,20 @@ pub fn check(root: &ProcRoot, tree: &[Ids], zombies: &[ProcessEntry]) -> Result<
 /// A session or group leader becomes one again; otherwise the process stays in the session and group
 /// it was created in (its parent's; for the root, stasis's, as with `--shell-job`). A group led by
 /// another process is joined at the release ([`join_group`]), once every process exists.
-pub fn restore(inj: &mut Injector, p: &ProcessEntry) -> Result<()> {
+pub fn restore(inj: &mut dyn Remote, p: &ProcessEntry) -> Result<()> {
     if p.sid == p.pid {
-        inj.call("setsid", libc::SYS_setsid, [0; 6])?;
+        inj.setsid()?;
     } else if p.pgid == p.pid {
-        inj.call("setpgid", libc::SYS_setpgid, [0; 6])?;
+        inj.setpgid(0, 0)?;
     }
     Ok(())
 }
 
 /// Join the group led by another process (or held by a group helper), if not in it yet.
-pub fn join_group(inj: &mut Injector, pid: Pid, p: &ProcessEntry) -> Result<()> {
+pub fn join_group(inj: &mut dyn Remote, pid: Pid, p: &ProcessEntry) -> Result<()> {
     let now = proc::stat(&ProcRoot::system(), pid.0)?.pgrp;
     if p.pgid != now && p.pgid != p.pid && proc::stat(&ProcRoot::system(), p.pgid).is_ok() {
-        inj.call("setpgid", libc::SYS_setpgid, [0, p.pgid as u64, 0, 0, 0, 0]).map_err(|e| Error::Step {
+        inj.setpgid(0, p.pgid).map_err(|e| Error::Step {
             pid: pid.0,
             what: format!("process group {}", p.pgid),
             source: Box::new(e.into()),
@@ -145,10 +146,10 @@ pub struct Helper {
 
 impl Helper {
     /// Make the just-forked task `pid` (a child of `parent`, created without an exit signal) lead a
-    /// group of its own.
-    pub fn lead(pid: Pid, parent: Pid, vdso: (u64, u64)) -> Result<Helper> {
-        let mut inj = Injector::new(pid, vdso, None, SCRATCH_LEN)?;
-        inj.call("setpgid", libc::SYS_setpgid, [0; 6]).map_err(|e| Error::Step {
+    /// group of its own; `calls` counts the calls of the restore.
+    pub fn lead(pid: Pid, parent: Pid, vdso: (u64, u64), calls: &Calls) -> Result<Helper> {
+        let mut inj = Injector::new(pid, vdso, None, SCRATCH_LEN, calls)?;
+        inj.setpgid(0, 0).map_err(|e| Error::Step {
             pid: pid.0,
             what: "leading the process group of its pid (group helper)".into(),
             source: Box::new(e.into()),
@@ -191,18 +192,16 @@ impl ParkedHelper {
 
 /// End the helper driven by `inj` with an injected `exit_group(0)`; only the tracer's notification
 /// is taken, so the helper's parent sees it exit (and, for a restored parent, reaps it: [`reap`]).
-pub fn end_helper(mut inj: Injector) -> Result<()> {
+pub fn end_helper(inj: Injector) -> Result<()> {
     let pid = inj.pid();
-    inj.start(libc::SYS_exit_group, [0; 6])?;
-    inj.abandon();
+    inj.exit_group(0)?;
     crate::task::reap(&[pid]);
     Ok(())
 }
 
 /// Reap the exited helper `child` in its parent (`wait4(child, NULL, __WALL)`).
-pub fn reap(inj: &mut Injector, child: Pid) -> Result<()> {
-    let args = [child.0 as u64, 0, libc::__WALL as u64, 0, 0, 0];
-    inj.call("wait4", libc::SYS_wait4, args).map_err(|e| Error::Step {
+pub fn reap(inj: &mut dyn Remote, child: Pid) -> Result<()> {
+    inj.wait4(child, libc::__WALL).map_err(|e| Error::Step {
         pid: inj.pid().0,
         what: format!("reaping helper {child}"),
         source: Box::new(e.into()),

@@ -6,7 +6,7 @@
 use crate::error::{Error, Result};
 use crate::proc::{self, ProcRoot};
 use crate::regs::{self, RestartBlock};
-use stasis_sys::inject::{Injector, SCRATCH_LEN};
+use stasis_sys::inject::{Calls, Injector, SCRATCH_LEN};
 use stasis_sys::ptrace::{self, Regs, WaitStatus};
 use stasis_sys::{process, Pid};
 
@@ -20,17 +20,20 @@ pub struct Frozen {
     /// The task was already stopped (SIGSTOP) before we froze it.
     pub was_stopped: bool,
     injector: Option<Injector>,
+    /// Counts the calls injected by the dump.
+    calls: Calls,
     /// Registers and mask were read (and signals blocked): they must be put back.
     captured: bool,
     done: bool,
 }
 
 impl Frozen {
-    /// Seize and interrupt `pid`, then read its registers and mask and block every signal.
+    /// Seize and interrupt `pid`, then read its registers and mask and block every signal. Calls
+    /// injected into it later are counted by `calls`.
     ///
     /// A task already stopped (SIGSTOP) is attached with `PTRACE_ATTACH` instead: a seized tracee in
     /// a group stop is trapped again each time it is resumed, so no call could be injected into it.
-    pub fn freeze(pid: Pid, was_stopped: bool) -> Result<Frozen> {
+    pub fn freeze(pid: Pid, was_stopped: bool, calls: &Calls) -> Result<Frozen> {
         let attached = if was_stopped { ptrace::attach(pid) } else { ptrace::seize(pid, ptrace::OPT_TRACESYSGOOD) };
         attached.map_err(|e| match e.errno() {
             libc::ESRCH => Error::NoSuchProcess { pid: pid.0 },
@@ -43,6 +46,7 @@ impl Frozen {
             sigmask: 0,
             was_stopped,
             injector: None,
+            calls: calls.clone(),
             captured: false,
             done: false,
         };
@@ -96,7 +100,7 @@ impl Frozen {
     /// The injector, mapping its scratch area on first use; `vdso` is the task's `[vdso]` range.
     pub fn injector(&mut self, vdso: (u64, u64)) -> Result<&mut Injector> {
         if self.injector.is_none() {
-            self.injector = Some(Injector::new(self.pid, vdso, None, SCRATCH_LEN)?);
+            self.injector = Some(Injector::new(self.pid, vdso, None, SCRATCH_LEN, &self.calls)?);
         }
         Ok(self.injector.as_mut().expect("just set"))
     }
@@ -105,7 +109,7 @@ impl Frozen {
     /// mapped (see [`Injector::sharing`]).
     pub fn injector_sharing(&mut self, vdso: (u64, u64), scratch: (u64, u64)) -> Result<&mut Injector> {
         if self.injector.is_none() {
-            self.injector = Some(Injector::sharing(self.pid, vdso, scratch)?);
+            self.injector = Some(Injector::sharing(self.pid, vdso, scratch, &self.calls)?);
         }
         Ok(self.injector.as_mut().expect("just set"))
     }
@@ -208,8 +212,8 @@ pub struct FrozenProcess {
 
 impl FrozenProcess {
     /// Freeze every thread of `pid`, listing them again until no new one appears (a thread that is
-    /// still running may start another).
-    pub fn freeze(root: &ProcRoot, pid: Pid, was_stopped: bool) -> Result<FrozenProcess> {
+    /// still running may start another). `calls` counts the calls injected by the dump.
+    pub fn freeze(root: &ProcRoot, pid: Pid, was_stopped: bool, calls: &Calls) -> Result<FrozenProcess> {
         let mut threads: Vec<Frozen> = Vec::new();
         loop {
             let tids = proc::threads(root, pid.0)?;
@@ -218,7 +222,7 @@ impl FrozenProcess {
                 break;
             }
             for tid in new {
-                threads.push(Frozen::freeze(Pid(tid), was_stopped)?);
+                threads.push(Frozen::freeze(Pid(tid), was_stopped, calls)?);
             }
         }
         threads.sort_by_key(|t| t.pid != pid);

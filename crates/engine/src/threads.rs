@@ -11,12 +11,12 @@
 use crate::error::{Error, Result};
 use crate::proc::ProcRoot;
 use crate::regs;
-use crate::scratch::write_u64s;
 use crate::task::Frozen;
 use crate::{creds, misc, signals};
 use stasis_image::model::TaskCore;
 use stasis_sys::inject::Injector;
 use stasis_sys::ptrace::{self, WaitStatus};
+use stasis_sys::remote::{CloneArgs, Remote};
 use stasis_sys::Pid;
 
 /// Flags of a thread as pthread_create makes it (the TLS and tid pointers come from the registers
@@ -27,8 +27,6 @@ const THREAD_FLAGS: u64 = (libc::CLONE_VM
     | libc::CLONE_SIGHAND
     | libc::CLONE_THREAD
     | libc::CLONE_SYSVSEM) as u64;
-/// `sizeof(struct clone_args)` up to `cgroup`.
-const CLONE_ARGS_SIZE: u64 = 88;
 
 /// The record of a thread other than the main one (the process-wide state is in the main thread's).
 /// Its injected calls use the main thread's scratch area `scratch`.
@@ -74,17 +72,12 @@ pub struct NewThread {
 /// process, `vdso` the final `[vdso]` range.
 pub fn create(main: &mut Injector, tgid: Pid, core: &TaskCore, vdso: (u64, u64), detached: bool) -> Result<NewThread> {
     let want = Pid(core.pid);
-    let data = main.data();
-    let set_tid = data + CLONE_ARGS_SIZE;
-    // flags, pidfd, child_tid, parent_tid, exit_signal, stack, stack_size, tls, set_tid, set_tid_size, cgroup
-    write_u64s(main, data, &[THREAD_FLAGS, 0, 0, 0, 0, 0, 0, 0, set_tid, 1, 0])?;
-    write_u64s(main, set_tid, &[want.0 as u32 as u64])?;
-    let got = main.call("clone3", libc::SYS_clone3, [data, CLONE_ARGS_SIZE, 0, 0, 0, 0]).map_err(|e| Error::Step {
+    let args = CloneArgs { flags: THREAD_FLAGS, exit_signal: 0, set_tid: Some(want) };
+    let tid = main.clone3(&args).map_err(|e| Error::Step {
         pid: tgid.0,
         what: format!("thread {want}"),
         source: Box::new(e.into()),
     })?;
-    let tid = Pid(got as i32);
     if tid != want {
         return Err(Error::Failed { pid: tgid.0, what: format!("thread {want} was created as {tid}") });
     }
@@ -92,7 +85,7 @@ pub fn create(main: &mut Injector, tgid: Pid, core: &TaskCore, vdso: (u64, u64),
         WaitStatus::Stopped { .. } => {}
         status => return Err(Error::Failed { pid: tid.0, what: format!("new thread did not stop: {status:?}") }),
     }
-    let mut inj = Injector::sharing(tid, vdso, main.scratch())?;
+    let mut inj = Injector::sharing(tid, vdso, main.scratch(), main.calls())?;
     restore_state(&mut inj, tgid, tid, core, detached).map_err(|e| Error::Step {
         pid: tgid.0,
         what: format!("thread {tid}"),
@@ -101,7 +94,7 @@ pub fn create(main: &mut Injector, tgid: Pid, core: &TaskCore, vdso: (u64, u64),
     Ok(NewThread { tid, inj })
 }
 
-fn restore_state(inj: &mut Injector, tgid: Pid, tid: Pid, core: &TaskCore, detached: bool) -> Result<()> {
+fn restore_state(inj: &mut dyn Remote, tgid: Pid, tid: Pid, core: &TaskCore, detached: bool) -> Result<()> {
     if let Some(ss) = &core.altstack {
         signals::restore_altstack(inj, ss)?;
     }

@@ -2,33 +2,33 @@
 //! remaining time keeps its meaning across a checkpoint: it is counted from the moment of restore.
 
 use crate::error::Result;
-use crate::scratch::{read_u64s, write_u64s};
 use stasis_image::model::ITimer;
-use stasis_sys::inject::Injector;
+use stasis_sys::remote::{IntervalTimer, Remote};
 
-pub fn dump(inj: &mut Injector) -> Result<Vec<ITimer>> {
-    let data = inj.data();
+pub fn dump(inj: &mut dyn Remote) -> Result<Vec<ITimer>> {
     let mut out = Vec::new();
     for which in 0..3 {
-        inj.call("getitimer", libc::SYS_getitimer, [which as u64, data, 0, 0, 0, 0])?;
-        let w = read_u64s(inj, data, 4)?;
+        let t = inj.getitimer(which)?;
         out.push(ITimer {
             which,
-            interval_sec: w[0] as i64,
-            interval_usec: w[1] as i64,
-            value_sec: w[2] as i64,
-            value_usec: w[3] as i64,
+            interval_sec: t.interval_sec,
+            interval_usec: t.interval_sub,
+            value_sec: t.value_sec,
+            value_usec: t.value_sub,
         });
     }
     Ok(out)
 }
 
-pub fn restore(inj: &mut Injector, timers: &[ITimer]) -> Result<()> {
-    let data = inj.data();
+pub fn restore(inj: &mut dyn Remote, timers: &[ITimer]) -> Result<()> {
     for t in timers.iter().filter(|t| t.value_sec != 0 || t.value_usec != 0) {
-        let words = [t.interval_sec as u64, t.interval_usec as u64, t.value_sec as u64, t.value_usec as u64];
-        write_u64s(inj, data, &words)?;
-        inj.call("setitimer", libc::SYS_setitimer, [t.which as u64, data, 0, 0, 0, 0])?;
+        let it = IntervalTimer {
+            interval_sec: t.interval_sec,
+            interval_sub: t.interval_usec,
+            value_sec: t.value_sec,
+            value_sub: t.value_usec,
+        };
+        inj.setitimer(t.which, &it)?;
     }
     Ok(())
 }

@@ -10,11 +10,18 @@
 //! Invariants: every injected register set has `orig_rax = -1`, so the kernel's syscall-restart logic
 //! never rewrites our registers; the caller blocks all signals (`PTRACE_SETSIGMASK`) while injecting, so
 //! the only stops are ours; the caller restores the task's own registers when done.
+//!
+//! The calls themselves are typed in [`crate::remote`]; an `Injector` is its real [`Target`]. Each
+//! injector counts its calls on the [`CallCounter`] of the dump or restore it works for, which can
+//! make the Nth call of that run fail without running it (fault injection for tests).
 
 use crate::mem::ProcMem;
 use crate::ptrace::{self, Regs, WaitStatus};
+use crate::remote::{self, Call, Target};
 use crate::{Pid, SysError};
 use std::io;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 /// `syscall; int3`.
 const CODE: [u8; 3] = [0x0f, 0x05, 0xcc];
@@ -34,10 +41,14 @@ pub enum InjectError {
     #[error("pid {pid}: injected {call}")]
     Failed {
         pid: Pid,
-        call: &'static str,
+        call: Box<Call>,
         #[source]
         source: io::Error,
     },
+    #[error("pid {pid}: fault injected at call {n} of this run ({call}, STASIS_FAULT)")]
+    Fault { pid: Pid, call: Box<Call>, n: u64 },
+    #[error("pid {pid}: the arguments of injected {call} take {len} bytes, more than the data area's {room}")]
+    TooBig { pid: Pid, call: &'static str, len: u64, room: u64 },
     #[error("pid {pid} exited during injection ({status:?})")]
     Died { pid: Pid, status: WaitStatus },
     #[error("pid {pid}: unexpected stop during injected {call}: {status:?}")]
@@ -55,6 +66,45 @@ pub enum InjectError {
     },
 }
 
+impl InjectError {
+    /// Whether this is a fault injected on purpose (see [`CallCounter`]), which no caller may take
+    /// for an ordinary, tolerated failure.
+    pub fn is_fault(&self) -> bool {
+        matches!(self, InjectError::Fault { .. })
+    }
+}
+
+/// The injected calls of one dump or one restore, counted over all its tracer threads; with
+/// `fail_at` = N, the Nth fails with [`InjectError::Fault`] instead of running.
+#[derive(Debug, Default)]
+pub struct CallCounter {
+    made: AtomicU64,
+    fail_at: Option<u64>,
+}
+
+/// A [`CallCounter`] shared by the injectors of one run.
+pub type Calls = Arc<CallCounter>;
+
+impl CallCounter {
+    pub fn new(fail_at: Option<u64>) -> Calls {
+        Arc::new(CallCounter { made: AtomicU64::new(0), fail_at })
+    }
+
+    /// Calls counted so far (the faulted one included).
+    pub fn count(&self) -> u64 {
+        self.made.load(Ordering::Relaxed)
+    }
+
+    /// Count `call` in `pid`; the error if it is the one to fail.
+    fn next(&self, pid: Pid, call: Call) -> Result<(), InjectError> {
+        let n = self.made.fetch_add(1, Ordering::Relaxed) + 1;
+        match self.fail_at {
+            Some(at) if at == n => Err(InjectError::Fault { pid, call: Box::new(call), n }),
+            _ => Ok(()),
+        }
+    }
+}
+
 /// A task that executes system calls on our behalf.
 pub struct Injector {
     pid: Pid,
@@ -70,13 +120,24 @@ pub struct Injector {
     /// The scratch area is this injector's (else another thread's of the same process: see
     /// [`Injector::sharing`]), to unmap when done.
     owns: bool,
+    /// The run's call counter.
+    calls: Calls,
+    /// The call [`Injector::vmsplice_start`] began, until [`Injector::wait_call`].
+    started: Option<Call>,
 }
 
 impl Injector {
     /// Map a scratch area into the stopped task `pid`: at `hint` exactly (`MAP_FIXED_NOREPLACE`) when
-    /// given, anywhere otherwise. `vdso` is the task's `[vdso]` range.
-    pub fn new(pid: Pid, vdso: (u64, u64), hint: Option<u64>, len: u64) -> Result<Injector, InjectError> {
-        let mut inj = Injector::attach(pid, vdso, (0, len))?;
+    /// given, anywhere otherwise. `vdso` is the task's `[vdso]` range; `calls` counts the calls of
+    /// the run.
+    pub fn new(
+        pid: Pid,
+        vdso: (u64, u64),
+        hint: Option<u64>,
+        len: u64,
+        calls: &Calls,
+    ) -> Result<Injector, InjectError> {
+        let mut inj = Injector::attach(pid, vdso, (0, len), calls)?;
         inj.live = false;
         let mut flags = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS;
         if hint.is_some() {
@@ -84,7 +145,7 @@ impl Injector {
         }
         let prot = libc::PROT_READ | libc::PROT_WRITE | libc::PROT_EXEC;
         let args = [hint.unwrap_or(0), len, prot as u64, flags as u64, u64::MAX, 0];
-        let addr = inj.via_gadget("mmap", libc::SYS_mmap, args)?;
+        let addr = inj.via_gadget(Call::new("mmap", libc::SYS_mmap, &args))?;
         if let Some(want) = hint.filter(|&h| h != addr) {
             return Err(InjectError::ScratchMoved { pid, addr: want, got: addr });
         }
@@ -99,13 +160,13 @@ impl Injector {
     /// thread's injector mapped in the same process: the threads of a process share its memory, and
     /// one controller thread drives them one call at a time, so they can share the data area too.
     /// Nothing is mapped or unmapped for it; the owner's injector must outlive it.
-    pub fn sharing(pid: Pid, vdso: (u64, u64), scratch: (u64, u64)) -> Result<Injector, InjectError> {
-        Injector::attach(pid, vdso, scratch)
+    pub fn sharing(pid: Pid, vdso: (u64, u64), scratch: (u64, u64), calls: &Calls) -> Result<Injector, InjectError> {
+        Injector::attach(pid, vdso, scratch, calls)
     }
 
     /// An injector on the scratch area `scratch` (start, end), owned by another (see `new`): the
     /// task's memory, the vDSO gadget and the register template.
-    fn attach(pid: Pid, vdso: (u64, u64), scratch: (u64, u64)) -> Result<Injector, InjectError> {
+    fn attach(pid: Pid, vdso: (u64, u64), scratch: (u64, u64), calls: &Calls) -> Result<Injector, InjectError> {
         let mem = ProcMem::open(pid).map_err(|source| InjectError::Memory { pid, addr: vdso.0, source })?;
         let gadget_off = find_gadget(&mem, vdso).ok_or(InjectError::NoGadget { pid })?;
         let template = ptrace::get_regs(pid).map_err(|source| InjectError::Ptrace { pid, source })?;
@@ -119,7 +180,14 @@ impl Injector {
             template,
             live: true,
             owns: false,
+            calls: calls.clone(),
+            started: None,
         })
+    }
+
+    /// The call counter of the run this injector works for.
+    pub fn calls(&self) -> &Calls {
+        &self.calls
     }
 
     pub fn pid(&self) -> Pid {
@@ -160,26 +228,52 @@ impl Injector {
         &self.mem
     }
 
-    /// Execute system call `nr` in the task; return its raw result (a negative errno on failure).
-    pub fn raw(&mut self, call: &'static str, nr: i64, args: [u64; 6]) -> Result<i64, InjectError> {
-        self.start(nr, args)?;
-        self.wait_raw(call)
+    /// Run `call` to its `int3` stop; its raw result.
+    fn exec(&mut self, call: Call) -> Result<i64, InjectError> {
+        self.begin(call)?;
+        self.wait_raw(call.name())
     }
 
-    /// Start system call `nr` in the task and return at once, so the caller can work while the task
-    /// runs it; [`Injector::wait_call`] collects the result. Nothing else may be asked of the task
-    /// in between.
-    pub fn start(&mut self, nr: i64, args: [u64; 6]) -> Result<(), InjectError> {
-        let mut regs = self.call_regs(nr, args);
+    /// Count `call`, set its registers and let the task run it.
+    fn begin(&mut self, call: Call) -> Result<(), InjectError> {
+        self.calls.next(self.pid, call)?;
+        let mut regs = self.call_regs(&call);
         regs.rip = self.scratch;
         self.set_regs(&regs)?;
         ptrace::cont(self.pid, 0).map_err(|source| InjectError::Ptrace { pid: self.pid, source })
     }
 
-    /// Wait for the call [`Injector::start`] began; a negative result becomes an error naming `call`.
-    pub fn wait_call(&mut self, call: &'static str) -> Result<u64, InjectError> {
-        let ret = self.wait_raw(call)?;
+    /// Start `vmsplice(fd, iov, n, flags)` (see [`crate::remote`]) and return at once, so the caller
+    /// can work while the task pins the pages; [`Injector::wait_call`] collects the result. Nothing
+    /// else may be asked of the task in between.
+    pub fn vmsplice_start(&mut self, fd: i32, iov: &[(u64, u64)], flags: u32) -> Result<(), InjectError> {
+        let call = remote::calls_vmsplice(self, fd, iov, flags)?;
+        self.begin(call)?;
+        self.started = Some(call);
+        Ok(())
+    }
+
+    /// Wait for the call [`Injector::vmsplice_start`] began; a negative result becomes an error
+    /// naming it.
+    pub fn wait_call(&mut self) -> Result<u64, InjectError> {
+        let call = self.started.take().expect("a call was started");
+        let ret = self.wait_raw(call.name())?;
         self.errno(call, ret)
+    }
+
+    /// Make the task call `exit_group(code)` and give it up: it ends (collect it with `waitpid`).
+    pub fn exit_group(mut self, code: i32) -> Result<(), InjectError> {
+        self.begin(remote::calls_exit_group(code))?;
+        self.abandon();
+        Ok(())
+    }
+
+    /// Make the task send itself `sig` with `tgkill(tgid, tid, sig)` and give it up: the caller
+    /// unblocked `sig`, whose default action ends the task.
+    pub fn tgkill_and_leave(mut self, tgid: Pid, tid: Pid, sig: i32) -> Result<(), InjectError> {
+        self.begin(remote::calls_tgkill(tgid, tid, sig))?;
+        self.abandon();
+        Ok(())
     }
 
     fn wait_raw(&mut self, call: &'static str) -> Result<i64, InjectError> {
@@ -200,19 +294,13 @@ impl Injector {
         }
     }
 
-    /// Execute system call `nr` in the task; a negative result becomes an error naming `call`.
-    pub fn call(&mut self, call: &'static str, nr: i64, args: [u64; 6]) -> Result<u64, InjectError> {
-        let ret = self.raw(call, nr, args)?;
-        self.errno(call, ret)
-    }
-
     /// Unmap the scratch area with the very last injected call, ending at its syscall-exit stop (an
     /// injector [`Injector::sharing`] another's area unmaps nothing: the task is at the stop after
     /// its last call). The task's registers are then the caller's to set.
     pub fn finish(mut self) -> Result<(), InjectError> {
         if self.owns {
             let (start, len) = (self.scratch, self.scratch_len);
-            self.via_gadget("munmap", libc::SYS_munmap, [start, len, 0, 0, 0, 0])?;
+            self.via_gadget(Call::new("munmap", libc::SYS_munmap, &[start, len]))?;
         }
         self.live = false;
         Ok(())
@@ -231,8 +319,9 @@ impl Injector {
         self.live = false;
     }
 
-    fn via_gadget(&mut self, call: &'static str, nr: i64, args: [u64; 6]) -> Result<u64, InjectError> {
-        let mut regs = self.call_regs(nr, args);
+    fn via_gadget(&mut self, call: Call) -> Result<u64, InjectError> {
+        self.calls.next(self.pid, call)?;
+        let mut regs = self.call_regs(&call);
         regs.rip = self.gadget;
         self.set_regs(&regs)?;
         let mut stops = 0;
@@ -242,16 +331,17 @@ impl Injector {
                 WaitStatus::SyscallStop => stops += 1,
                 // The SIGSTOP PTRACE_ATTACH queued (for a stopped task): dropped by resuming without it.
                 WaitStatus::Stopped { sig: libc::SIGSTOP, event: 0 } => {}
-                status => return Err(InjectError::UnexpectedStop { pid: self.pid, call, status }),
+                status => return Err(InjectError::UnexpectedStop { pid: self.pid, call: call.name(), status }),
             }
         }
         let ret = self.result()? as i64;
         self.errno(call, ret)
     }
 
-    fn call_regs(&self, nr: i64, args: [u64; 6]) -> Regs {
+    fn call_regs(&self, call: &Call) -> Regs {
+        let args = call.registers();
         let mut regs = self.template;
-        regs.rax = nr as u64;
+        regs.rax = call.nr() as u64;
         regs.orig_rax = u64::MAX;
         regs.rdi = args[0];
         regs.rsi = args[1];
@@ -279,10 +369,10 @@ impl Injector {
         }
     }
 
-    fn errno(&self, call: &'static str, ret: i64) -> Result<u64, InjectError> {
+    fn errno(&self, call: Call, ret: i64) -> Result<u64, InjectError> {
         if (-4095..0).contains(&ret) {
             let source = io::Error::from_raw_os_error(-ret as i32);
-            return Err(InjectError::Failed { pid: self.pid, call, source });
+            return Err(InjectError::Failed { pid: self.pid, call: Box::new(call), source });
         }
         Ok(ret as u64)
     }
@@ -334,11 +424,37 @@ pub fn adopt(pid: Pid, options: u32) -> Result<(), InjectError> {
     }
 }
 
+impl Target for Injector {
+    fn pid(&self) -> Pid {
+        self.pid
+    }
+
+    fn data(&self) -> u64 {
+        Injector::data(self)
+    }
+
+    fn data_len(&self) -> u64 {
+        Injector::data_len(self)
+    }
+
+    fn write(&self, addr: u64, bytes: &[u8]) -> Result<(), InjectError> {
+        Injector::write(self, addr, bytes)
+    }
+
+    fn read(&self, addr: u64, buf: &mut [u8]) -> Result<(), InjectError> {
+        Injector::read(self, addr, buf)
+    }
+
+    fn run(&mut self, call: Call) -> Result<i64, InjectError> {
+        self.exec(call)
+    }
+}
+
 impl Drop for Injector {
     fn drop(&mut self) {
         if self.live && self.owns {
             let (start, len) = (self.scratch, self.scratch_len);
-            let _ = self.via_gadget("munmap", libc::SYS_munmap, [start, len, 0, 0, 0, 0]);
+            let _ = self.via_gadget(Call::new("munmap", libc::SYS_munmap, &[start, len]));
         }
     }
 }

@@ -13,6 +13,7 @@ pub mod mem;
 pub mod probe;
 pub mod process;
 pub mod ptrace;
+pub mod remote;
 pub mod socket;
 pub mod tty;
 pub mod unix_diag;

@@ -1,7 +1,8 @@
 //! The injection engine on a real process: seize a sleeping `sleep`, make it run system calls, put its
 //! registers back, and check it carries on and exits normally.
 
-use stasis_sys::inject::{Injector, SCRATCH_LEN};
+use stasis_sys::inject::{CallCounter, Injector, SCRATCH_LEN};
+use stasis_sys::remote::Remote;
 use stasis_sys::{ptrace, Pid};
 use std::process::Command;
 
@@ -25,13 +26,12 @@ fn injected_calls_run_in_the_task_and_leave_it_intact() {
     let mask = ptrace::get_sigmask(pid).unwrap();
     ptrace::set_sigmask(pid, u64::MAX).unwrap();
 
-    let mut inj = Injector::new(pid, vdso_of(pid), None, SCRATCH_LEN).unwrap();
-    assert_eq!(inj.call("getpid", libc::SYS_getpid, [0; 6]).unwrap(), pid.0 as u64);
+    let mut inj = Injector::new(pid, vdso_of(pid), None, SCRATCH_LEN, &CallCounter::new(None)).unwrap();
+    assert_eq!(inj.getpid().unwrap(), pid);
     // An injected call that writes into the data area.
-    let data = inj.data();
-    inj.call("sigaltstack", libc::SYS_sigaltstack, [0, data, 0, 0, 0, 0]).unwrap();
-    let err = inj.call("close", libc::SYS_close, [9999, 0, 0, 0, 0, 0]).unwrap_err();
-    assert!(err.to_string().contains("injected close"), "{err}");
+    assert_eq!(inj.sigaltstack_get().unwrap().flags, libc::SS_DISABLE);
+    let err = inj.close(9999).unwrap_err();
+    assert_eq!(err.to_string(), format!("pid {pid}: injected close(9999)"));
     inj.finish().unwrap();
 
     // nanosleep was interrupted: put the task back as it was, with the restart applied by hand.
@@ -65,7 +65,7 @@ fn seized_sleep() -> (std::process::Child, Pid) {
 #[test]
 fn a_parked_task_is_adopted_by_another_thread() {
     let (mut child, pid) = seized_sleep();
-    let inj = Injector::new(pid, vdso_of(pid), None, SCRATCH_LEN).unwrap();
+    let inj = Injector::new(pid, vdso_of(pid), None, SCRATCH_LEN, &CallCounter::new(None)).unwrap();
     let scratch = inj.scratch();
     let parked = inj.park().unwrap();
     std::thread::sleep(std::time::Duration::from_millis(50));
@@ -75,11 +75,33 @@ fn a_parked_task_is_adopted_by_another_thread() {
     std::thread::spawn(move || {
         let mut inj = parked.adopt(ptrace::OPT_TRACESYSGOOD).unwrap();
         assert_eq!(inj.scratch(), scratch);
-        assert_eq!(inj.call("getpid", libc::SYS_getpid, [0; 6]).unwrap(), pid.0 as u64);
+        assert_eq!(inj.getpid().unwrap(), pid);
         inj.finish().unwrap();
     })
     .join()
     .unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// `CallCounter` with a fault: the Nth call of the run, whichever injector makes it, fails without
+/// running; the others run.
+#[test]
+fn the_nth_call_of_a_run_fails_when_asked() {
+    let (mut child, pid) = seized_sleep();
+    let calls = CallCounter::new(Some(3));
+    // Call 1: the mmap of the scratch area.
+    let mut inj = Injector::new(pid, vdso_of(pid), None, SCRATCH_LEN, &calls).unwrap();
+    assert_eq!(inj.getpid().unwrap(), pid);
+    let err = inj.umask(0o77).unwrap_err();
+    assert!(err.is_fault());
+    assert_eq!(err.to_string(), format!("pid {pid}: fault injected at call 3 of this run (umask(63), STASIS_FAULT)"));
+    // Not run: the umask is still the one `sleep` had.
+    let was = inj.umask(0o22).unwrap();
+    inj.umask(was).unwrap();
+    assert_ne!(was, 0o77);
+    inj.finish().unwrap();
+    assert_eq!(calls.count(), 6);
     let _ = child.kill();
     let _ = child.wait();
 }
@@ -89,10 +111,10 @@ fn a_parked_task_is_adopted_by_another_thread() {
 #[ignore]
 fn injected_call_cost() {
     let (mut child, pid) = seized_sleep();
-    let mut inj = Injector::new(pid, vdso_of(pid), None, SCRATCH_LEN).unwrap();
+    let mut inj = Injector::new(pid, vdso_of(pid), None, SCRATCH_LEN, &CallCounter::new(None)).unwrap();
     let t = std::time::Instant::now();
     for _ in 0..2000 {
-        inj.call("getpid", libc::SYS_getpid, [0; 6]).unwrap();
+        inj.getpid().unwrap();
     }
     println!("injected getpid: {:?} per call", t.elapsed() / 2000);
     drop(inj);

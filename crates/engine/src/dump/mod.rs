@@ -12,8 +12,9 @@ use crate::{creds, fault, files, mem, misc, mm, regs, session, signals, threads,
 use crate::{DumpOptions, DumpReport, Progress};
 use stasis_image::model::{FileEntry, Inventory, MmImage, ProcessEntry, PsTree, TaskCore, Vma};
 use stasis_image::{ImageDir, ImageKind, PageWriter};
+use stasis_sys::inject::Calls;
 use stasis_sys::Pid;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 /// Chunk size of the page-file checksums.
 const CHUNK: u64 = 4 << 20;
@@ -58,6 +59,13 @@ struct Member {
 /// The tracer threads of a dump, each holding the frozen processes it attached.
 type Pool<'env> = Tracers<'env, FrozenProcess>;
 
+/// What one dump counts: its start, its injected calls and its image writes (see [`fault`]).
+struct Run {
+    start: Instant,
+    calls: Calls,
+    writes: fault::Writes,
+}
+
 pub fn dump(opts: &DumpOptions, progress: &mut dyn FnMut(Progress)) -> Result<DumpReport> {
     let start = Instant::now();
     let root = ProcRoot::system();
@@ -69,7 +77,8 @@ pub fn dump(opts: &DumpOptions, progress: &mut dyn FnMut(Progress)) -> Result<Du
     let threads = Pool::threads_for(proc::children(&root, pid.0)?.len() + 1);
     std::thread::scope(|scope| {
         let pool = Pool::start(scope, threads);
-        dump_with(&pool, &root, &dir, &ours, opts, progress, start)
+        let run = Run { start, calls: fault::calls("dump-call"), writes: fault::Writes::new() };
+        dump_with(&pool, &root, &dir, &ours, opts, progress, &run)
     })
 }
 
@@ -80,11 +89,11 @@ fn dump_with<'env>(
     ours: &'env [Option<u64>],
     opts: &DumpOptions,
     progress: &mut dyn FnMut(Progress),
-    start: Instant,
+    run: &Run,
 ) -> Result<DumpReport> {
     let pid = Pid(opts.pid);
     let frozen_at = Instant::now();
-    let (tree, zombies) = match freeze_tree(pool, root, pid, ours, progress) {
+    let (tree, zombies) = match freeze_tree(pool, root, (pid, &run.calls), ours, progress) {
         Ok(t) => t,
         Err((tree, e)) => return Err(explain(pool, &tree, e, progress)),
     };
@@ -108,7 +117,7 @@ fn dump_with<'env>(
     }
     let pages: u64 = dumped.iter().map(|d| d.page_bytes).sum::<u64>() / stasis_image::PAGE_SIZE;
     let tree_img = (zombies, helpers);
-    let image_bytes = write_images(dir, dumped, tree_img, files, ipc, opts)?;
+    let image_bytes = write_images(dir, dumped, tree_img, files, ipc, (opts, &run.writes))?;
     log::info!("images written at {:?}", frozen_at.elapsed());
     if !opts.leave_running {
         end_all(pool, &tree, FrozenProcess::kill, progress)?;
@@ -116,7 +125,18 @@ fn dump_with<'env>(
         log::info!("every process killed at {:?}", frozen_at.elapsed());
     }
     let frozen_for = frozen_for.expect("resumed or killed");
-    Ok(report(pid, frozen_for, start.elapsed(), pages, image_bytes, opts.leave_running))
+    let (injected_calls, image_writes) = (run.calls.count(), run.writes.count());
+    log::info!("{injected_calls} calls injected, {image_writes} image files written");
+    Ok(DumpReport {
+        pid: pid.0,
+        frozen: frozen_for,
+        total: run.start.elapsed(),
+        pages,
+        image_bytes,
+        left_running: opts.leave_running,
+        injected_calls,
+        image_writes,
+    })
 }
 
 /// Freeze the root and every process below it, parents before children, walking the tree again
@@ -127,7 +147,7 @@ fn dump_with<'env>(
 fn freeze_tree<'env>(
     pool: &Pool<'env>,
     root: &'env ProcRoot,
-    pid: Pid,
+    (pid, calls): (Pid, &Calls),
     ours: &'env [Option<u64>],
     progress: &mut dyn FnMut(Progress),
 ) -> std::result::Result<(Vec<Member>, Vec<ProcessEntry>), (Vec<Member>, Error)> {
@@ -140,7 +160,7 @@ fn freeze_tree<'env>(
         let mut frozen = Vec::new();
         let mut next = tree.len();
         for p in batch {
-            match start_freeze(pool, root, p, pid, ours, next) {
+            match start_freeze(pool, root, (p, pid), ours, next, calls) {
                 Ok((stat, None)) => zombies.push(zombie_entry(&stat)),
                 Ok((stat, Some(pending))) => {
                     frozen.push((Member { idx: next, pid: p, stat }, pending));
@@ -182,21 +202,22 @@ fn freeze_tree<'env>(
 fn start_freeze<'env>(
     pool: &Pool<'env>,
     root: &'env ProcRoot,
-    p: Pid,
-    top: Pid,
+    (p, top): (Pid, Pid),
     ours: &'env [Option<u64>],
     idx: usize,
+    calls: &Calls,
 ) -> Result<(proc::Stat, Option<Pending<Result<()>>>)> {
     let stat = proc::stat(root, p.0)?;
     if stat.state == 'Z' {
         return Ok((stat, None));
     }
     let stopped = stat.state == 'T';
+    let calls = calls.clone();
     let frozen = pool.run(idx, move |owned, _| {
         if p != top {
             check_process(root, p, ours)?;
         }
-        FrozenProcess::freeze(root, p, stopped).map(|f| drop(owned.insert(idx, f)))
+        FrozenProcess::freeze(root, p, stopped, &calls).map(|f| drop(owned.insert(idx, f)))
     });
     Ok((stat, Some(frozen)))
 }
@@ -379,10 +400,6 @@ fn sharing(child: Pid, parent: Pid) -> u32 {
         .fold(0, |acc, (_, bit)| acc | bit)
 }
 
-fn report(pid: Pid, frozen: Duration, total: Duration, pages: u64, image_bytes: u64, left: bool) -> DumpReport {
-    DumpReport { pid: pid.0, frozen, total, pages, image_bytes, left_running: left }
-}
-
 /// Our own namespaces (inode of each of `NAMESPACES`), which every process of a dump must share.
 fn own_namespaces(root: &ProcRoot) -> Vec<Option<u64>> {
     let me = std::process::id() as i32;
@@ -501,7 +518,7 @@ fn write_images(
     (zombies, helpers): (Vec<ProcessEntry>, session::Helpers),
     files: Vec<FileEntry>,
     ipc: stasis_image::model::IpcImage,
-    opts: &DumpOptions,
+    (opts, writes): (&DumpOptions, &fault::Writes),
 ) -> Result<u64> {
     let mut bytes = 0;
     let mut processes = Vec::new();
@@ -518,9 +535,11 @@ fn write_images(
         ..Default::default()
     };
     processes.extend(dumped.iter().map(|d| d.c.process.clone()));
-    bytes += write_processes(dir, dumped)?;
+    bytes += write_processes(dir, dumped, writes)?;
     processes.extend(zombies);
+    writes.next("files.img")?;
     bytes += dir.write_records(ImageKind::Files, None, &[stasis_image::model::FileTable { files }])?.size;
+    writes.next("pstree.img")?;
     bytes += dir
         .write_records(
             ImageKind::PsTree,
@@ -528,38 +547,46 @@ fn write_images(
             &[PsTree { processes, group_helpers: helpers.groups, session_helpers: helpers.sessions }],
         )?
         .size;
+    writes.next("ipc.img")?;
     bytes += dir.write_records(ImageKind::Ipc, None, &[ipc])?.size;
+    writes.next("inventory.img")?;
     dir.commit_inventory(inventory, opts.fsync)?;
     Ok(bytes)
 }
 
 /// The files of every process, spread over one thread per CPU (they need no ptrace).
-fn write_processes(dir: &ImageDir, dumped: Vec<Dumped>) -> Result<u64> {
+fn write_processes(dir: &ImageDir, dumped: Vec<Dumped>, writes: &fault::Writes) -> Result<u64> {
     std::thread::scope(|scope| {
         let handles: Vec<_> = crate::tracers::shares(dumped)
             .into_iter()
-            .map(|share| scope.spawn(move || share.into_iter().map(|d| write_process(dir, d)).sum::<Result<u64>>()))
+            .map(|share| {
+                scope.spawn(move || share.into_iter().map(|d| write_process(dir, d, writes)).sum::<Result<u64>>())
+            })
             .collect();
         handles.into_iter().map(|h| h.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))).sum()
     })
 }
 
 /// The page file (finished with its checksums) and the record files of one process.
-fn write_process(dir: &ImageDir, d: Dumped) -> Result<u64> {
+fn write_process(dir: &ImageDir, d: Dumped, writes: &fault::Writes) -> Result<u64> {
     let c = &d.c;
     let pid = Some(c.process.pid);
+    let file = |kind: ImageKind| -> Result<()> { writes.next(&kind.file_name(pid)) };
+    file(ImageKind::Pages)?;
     let (checksums, pages_digest) = d.writer.finish_with(d.page_bytes, d.checksums)?;
     let mut map = mem::pages::page_map(&c.selected, c.inherited.clone());
     map.chunk_size = CHUNK;
     map.chunk_checksums = checksums;
     let cores: Vec<TaskCore> = std::iter::once(c.core.clone()).chain(c.threads.iter().cloned()).collect();
-    let digests = [
-        pages_digest,
-        dir.write_records(ImageKind::PageMap, pid, &[map])?,
-        dir.write_records(ImageKind::Core, pid, &cores)?,
-        dir.write_records(ImageKind::Mm, pid, std::slice::from_ref(&c.mm))?,
-        dir.write_records(ImageKind::Fds, pid, std::slice::from_ref(&c.fds))?,
-    ];
+    let mut digests = vec![pages_digest];
+    file(ImageKind::PageMap)?;
+    digests.push(dir.write_records(ImageKind::PageMap, pid, &[map])?);
+    file(ImageKind::Core)?;
+    digests.push(dir.write_records(ImageKind::Core, pid, &cores)?);
+    file(ImageKind::Mm)?;
+    digests.push(dir.write_records(ImageKind::Mm, pid, std::slice::from_ref(&c.mm))?);
+    file(ImageKind::Fds)?;
+    digests.push(dir.write_records(ImageKind::Fds, pid, std::slice::from_ref(&c.fds))?);
     Ok(digests.iter().map(|d| d.size).sum())
 }
 

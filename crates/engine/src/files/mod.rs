@@ -28,7 +28,7 @@ use crate::error::{Error, Result};
 use crate::proc::{self, ProcRoot};
 use stasis_image::model::{FdEntry, FdTable, FileEntry, FileKind};
 use stasis_sys::fd::{kcmp, pidfd_getfd, pidfd_open, KCMP_FILE};
-use stasis_sys::inject::Injector;
+use stasis_sys::remote::Remote;
 use stasis_sys::Pid;
 use std::collections::HashMap;
 use std::fs::File;
@@ -368,7 +368,7 @@ pub fn open_all(files: &[FileEntry], shell_job: bool, ext_unix_sk: bool) -> Resu
 
 /// Install the fd table into the task.
 pub fn install(
-    inj: &mut Injector,
+    inj: &mut dyn Remote,
     imp: &mut FdImporter,
     pid: Pid,
     table: &FdTable,
@@ -391,46 +391,74 @@ pub fn install(
 /// Moves fds from the controller into a task being restored: the task holds a pidfd of the
 /// controller (kept above every fd number it will need) and takes fds with `pidfd_getfd`.
 pub struct FdImporter {
-    task_pidfd: u64,
+    task_pidfd: i32,
 }
 
 impl FdImporter {
     /// Give the task a pidfd of the controller at a number of at least `min_fd`.
-    pub fn new(inj: &mut Injector, min_fd: i32) -> Result<FdImporter> {
-        let me = std::process::id() as u64;
-        let pidfd = inj.call("pidfd_open", libc::SYS_pidfd_open, [me, 0, 0, 0, 0, 0])?;
-        let high = inj.call(
-            "fcntl(F_DUPFD_CLOEXEC)",
-            libc::SYS_fcntl,
-            [pidfd, libc::F_DUPFD_CLOEXEC as u64, min_fd as u64, 0, 0, 0],
-        )?;
-        inj.call("close", libc::SYS_close, [pidfd, 0, 0, 0, 0, 0])?;
+    pub fn new(inj: &mut dyn Remote, min_fd: i32) -> Result<FdImporter> {
+        let pidfd = inj.pidfd_open(Pid::this(), 0)?;
+        let high = inj.fcntl_dupfd_cloexec(pidfd, min_fd)?;
+        inj.close(pidfd)?;
         Ok(FdImporter { task_pidfd: high })
     }
 
     /// A copy of our `fd` in the task (close-on-exec); returns its number there.
-    pub fn import(&mut self, inj: &mut Injector, fd: BorrowedFd<'_>) -> Result<i32> {
-        let args = [self.task_pidfd, fd.as_raw_fd() as u64, 0, 0, 0, 0];
-        Ok(inj.call("pidfd_getfd", libc::SYS_pidfd_getfd, args)? as i32)
+    pub fn import(&mut self, inj: &mut dyn Remote, fd: BorrowedFd<'_>) -> Result<i32> {
+        Ok(inj.pidfd_getfd(self.task_pidfd, fd.as_raw_fd(), 0)?)
     }
 
     /// Our `fd` as fd `target` of the task.
-    pub fn install(&mut self, inj: &mut Injector, fd: BorrowedFd<'_>, target: i32, cloexec: bool) -> Result<()> {
-        let got = self.import(inj, fd)? as u64;
-        let target = target as u64;
+    pub fn install(&mut self, inj: &mut dyn Remote, fd: BorrowedFd<'_>, target: i32, cloexec: bool) -> Result<()> {
+        let got = self.import(inj, fd)?;
         if got == target {
-            let flags = if cloexec { libc::FD_CLOEXEC } else { 0 } as u64;
-            inj.call("fcntl(F_SETFD)", libc::SYS_fcntl, [got, libc::F_SETFD as u64, flags, 0, 0, 0])?;
+            inj.fcntl_setfd(got, if cloexec { libc::FD_CLOEXEC } else { 0 })?;
             return Ok(());
         }
-        let flags = if cloexec { libc::O_CLOEXEC } else { 0 } as u64;
-        inj.call("dup3", libc::SYS_dup3, [got, target, flags, 0, 0, 0])?;
-        inj.call("close", libc::SYS_close, [got, 0, 0, 0, 0, 0])?;
+        inj.dup3(got, target, if cloexec { libc::O_CLOEXEC } else { 0 })?;
+        inj.close(got)?;
         Ok(())
     }
 
-    pub fn close(self, inj: &mut Injector) -> Result<()> {
-        inj.call("close", libc::SYS_close, [self.task_pidfd, 0, 0, 0, 0, 0])?;
+    pub fn close(self, inj: &mut dyn Remote) -> Result<()> {
+        inj.close(self.task_pidfd)?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod importer_tests {
+    use super::FdImporter;
+    use stasis_sys::remote::fake::FakeTask;
+    use stasis_sys::Pid;
+    use std::os::fd::AsFd;
+
+    /// The controller's pidfd is moved above every fd of the image; an fd that lands on its number
+    /// only gets its flag, any other is moved there with `dup3` and its first copy closed.
+    #[test]
+    fn fds_are_installed_at_their_numbers_with_their_flags() {
+        let mut t = FakeTask::new(Pid(300));
+        t.reply("pidfd_open", 3).reply("fcntl", 64).reply("pidfd_getfd", 5).reply("pidfd_getfd", 4);
+        let file = std::fs::File::open("/dev/null").expect("/dev/null");
+        let mut imp = FdImporter::new(&mut t, 64).expect("fake");
+        imp.install(&mut t, file.as_fd(), 5, true).expect("lands on 5");
+        imp.install(&mut t, file.as_fd(), 9, false).expect("moved to 9");
+        imp.close(&mut t).expect("fake");
+        let ours = std::process::id();
+        let fd = std::os::fd::AsRawFd::as_raw_fd(&file);
+        assert_eq!(
+            t.log(),
+            [
+                format!("pidfd_open({ours}, 0)"),
+                "fcntl(3, F_DUPFD_CLOEXEC, 64)".into(),
+                "close(3)".into(),
+                format!("pidfd_getfd(64, {fd}, 0)"),
+                "fcntl(5, F_SETFD, 1)".into(),
+                format!("pidfd_getfd(64, {fd}, 0)"),
+                "dup3(4, 9, 0)".into(),
+                "close(4)".into(),
+                "close(64)".into(),
+            ]
+        );
     }
 }

@@ -15,7 +15,7 @@ use super::{FdImporter, Probe};
 use crate::error::{Error, Result};
 use stasis_image::model::{FdTable, FileEntry, FileKind, PidFd};
 use stasis_sys::anon::{self, PIDFD_THREAD};
-use stasis_sys::inject::Injector;
+use stasis_sys::remote::Remote;
 use stasis_sys::Pid;
 use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};
@@ -79,7 +79,7 @@ pub fn open_early(p: &PidFd, flags: u32) -> Result<OwnedFd> {
 /// is opened on first use and kept in `late`. In the first pass (`last` false) a pidfd of a process
 /// that does not exist yet is left for the last pass, made once every process exists.
 pub fn install_late(
-    inj: &mut Injector,
+    inj: &mut dyn Remote,
     pid: Pid,
     table: &FdTable,
     files: &[FileEntry],

@@ -13,9 +13,9 @@ pub mod pages;
 use crate::error::{Error, Result};
 use crate::files::FdImporter;
 use crate::proc::{self, MapEntry, ProcRoot};
-use crate::scratch::write_cstr;
 use stasis_image::model::{self, MmImage, Vma, VmaKind};
 use stasis_sys::inject::Injector;
+use stasis_sys::remote::{Prctl, Remote};
 use stasis_sys::Pid;
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
@@ -25,8 +25,6 @@ use std::os::unix::fs::MetadataExt;
 /// Highest user address on x86_64 with 4-level page tables.
 pub const TASK_SIZE: u64 = 0x7fff_ffff_f000;
 const PAGE: u64 = 4096;
-const PR_SET_VMA: u64 = 0x5356_4d41;
-const PR_SET_VMA_ANON_NAME: u64 = 0;
 
 /// Build the VMA list of `pid` from its smaps, refusing what is not supported yet.
 pub fn dump_vmas(root: &ProcRoot, pid: Pid) -> Result<Vec<Vma>> {
@@ -183,11 +181,7 @@ pub fn restore_layout(
         let filled = filled.contains(&v.start);
         if kept.contains(&v.start) {
             if fill_prot(v, filled) != v.prot {
-                inj.call(
-                    "mprotect",
-                    libc::SYS_mprotect,
-                    [v.start, v.end - v.start, fill_prot(v, filled) as u64, 0, 0, 0],
-                )?;
+                inj.mprotect(v.start, v.end - v.start, fill_prot(v, filled))?;
             }
             continue;
         }
@@ -198,7 +192,7 @@ pub fn restore_layout(
 
 /// In the VMAs a child kept from its parent, drop the pages the child did not have (neither its own
 /// nor shared with the parent): they read as zero (or as the file) again, as in the child.
-pub fn drop_absent(inj: &mut Injector, mm: &MmImage, map: &model::PageMap, kept: &HashSet<u64>) -> Result<()> {
+pub fn drop_absent(inj: &mut dyn Remote, mm: &MmImage, map: &model::PageMap, kept: &HashSet<u64>) -> Result<()> {
     let mut present: Vec<(u64, u64)> =
         map.runs.iter().chain(&map.inherited).map(|r| (r.vaddr, r.vaddr + r.nr_pages * PAGE)).collect();
     present.sort_unstable();
@@ -206,12 +200,7 @@ pub fn drop_absent(inj: &mut Injector, mm: &MmImage, map: &model::PageMap, kept:
     let shared = |v: &Vma| matches!(kind(v), VmaKind::SharedAnon | VmaKind::SysvShm);
     for v in mm.vmas.iter().filter(|v| kept.contains(&v.start) && !shared(v)) {
         for (start, end) in subtract((v.start, v.end), &present) {
-            inj.call(
-                "madvise(MADV_DONTNEED)",
-                libc::SYS_madvise,
-                [start, end - start, libc::MADV_DONTNEED as u64, 0, 0, 0],
-            )
-            .map_err(|e| Error::Step {
+            inj.madvise(start, end - start, libc::MADV_DONTNEED).map_err(|e| Error::Step {
                 pid: inj.pid().0,
                 what: format!("dropping pages {start:#x}-{end:#x} of {} {:#x}-{:#x}", v.name, v.start, v.end),
                 source: Box::new(e.into()),
@@ -238,7 +227,7 @@ fn unmap_foreign(inj: &mut Injector, current: &[MapEntry], kept: &[(u64, u64)]) 
         let lo = inside.clone().map(|f| f.0.max(start)).min();
         let hi = inside.map(|f| f.1.min(end)).max();
         if let (Some(lo), Some(hi)) = (lo, hi) {
-            inj.call("munmap", libc::SYS_munmap, [lo, hi - lo, 0, 0, 0, 0])?;
+            inj.munmap(lo, hi - lo)?;
         }
     }
     Ok(())
@@ -282,7 +271,7 @@ fn move_specials(inj: &mut Injector, pid: Pid, current: &[MapEntry], mm: &MmImag
             }
             (Some(n), Some(w)) => moves.push((name, n.start, w.start, n.end - n.start)),
             (Some(n), None) => {
-                inj.call("munmap", libc::SYS_munmap, [n.start, n.end - n.start, 0, 0, 0, 0])?;
+                inj.munmap(n.start, n.end - n.start)?;
             }
             (None, Some(_)) => {
                 return Err(Error::Failed { pid: pid.0, what: format!("this kernel has no {name} mapping") })
@@ -327,9 +316,8 @@ fn move_specials(inj: &mut Injector, pid: Pid, current: &[MapEntry], mm: &MmImag
     Ok(())
 }
 
-fn remap(inj: &mut Injector, from: u64, len: u64, to: u64) -> Result<()> {
-    let flags = (libc::MREMAP_MAYMOVE | libc::MREMAP_FIXED) as u64;
-    inj.call("mremap", libc::SYS_mremap, [from, len, len, flags, to, 0])?;
+fn remap(inj: &mut dyn Remote, from: u64, len: u64, to: u64) -> Result<()> {
+    inj.mremap_to(from, len, to)?;
     Ok(())
 }
 
@@ -341,7 +329,7 @@ struct OpenFiles<'a> {
 }
 
 impl OpenFiles<'_> {
-    fn get(&mut self, inj: &mut Injector, imp: &mut FdImporter, pid: Pid, v: &Vma) -> Result<i32> {
+    fn get(&mut self, inj: &mut dyn Remote, imp: &mut FdImporter, pid: Pid, v: &Vma) -> Result<i32> {
         let writable = v.flags & libc::MAP_SHARED as u32 != 0 && v.prot & libc::PROT_WRITE as u32 != 0;
         // Unlinked files are told apart by inode: two of them may have had the same name.
         let key = if v.ghost { format!("{} #{}", v.name, v.inode) } else { v.name.clone() };
@@ -378,9 +366,9 @@ impl OpenFiles<'_> {
         Ok(fd)
     }
 
-    fn close(self, inj: &mut Injector) -> Result<()> {
+    fn close(self, inj: &mut dyn Remote) -> Result<()> {
         for (_, (_, fd)) in self.by_path {
-            inj.call("close", libc::SYS_close, [fd as u64, 0, 0, 0, 0, 0])?;
+            inj.close(fd)?;
         }
         Ok(())
     }
@@ -388,7 +376,7 @@ impl OpenFiles<'_> {
 
 /// Map one saved VMA at its address, writable if pages will be written into it.
 fn map_vma(
-    inj: &mut Injector,
+    inj: &mut dyn Remote,
     imp: &mut FdImporter,
     files: &mut OpenFiles,
     pid: Pid,
@@ -398,32 +386,29 @@ fn map_vma(
     if kind(v) == VmaKind::SysvShm {
         return attach_shm(inj, pid, v);
     }
-    let mut flags = v.flags as u64 | libc::MAP_FIXED as u64;
-    let prot = fill_prot(v, filled) as u64;
+    let mut flags = v.flags | libc::MAP_FIXED as u32;
+    let prot = fill_prot(v, filled);
     let (fd, offset) = match kind(v) {
-        VmaKind::File => (files.get(inj, imp, pid, v)? as u64, v.offset),
+        VmaKind::File => (files.get(inj, imp, pid, v)?, v.offset),
         _ => {
-            flags |= libc::MAP_ANONYMOUS as u64;
-            (u64::MAX, 0)
+            flags |= libc::MAP_ANONYMOUS as u32;
+            (-1, 0)
         }
     };
     let len = v.end - v.start;
-    inj.call("mmap", libc::SYS_mmap, [v.start, len, prot, flags, fd, offset]).map_err(|e| Error::Step {
+    inj.mmap(v.start, len, prot, flags, fd, offset).map_err(|e| Error::Step {
         pid: pid.0,
         what: format!("memory area {:#x}-{:#x} {}", v.start, v.end, v.name),
         source: Box::new(e.into()),
     })?;
     if let Some(name) = v.name.strip_prefix("[anon:").and_then(|n| n.strip_suffix(']')) {
-        let data = inj.data();
-        write_cstr(inj, data, name)?;
-        let args = [PR_SET_VMA, PR_SET_VMA_ANON_NAME, v.start, len, data, 0];
-        inj.call("prctl(PR_SET_VMA_ANON_NAME)", libc::SYS_prctl, args)?;
+        inj.prctl(Prctl::SetVmaAnonName { start: v.start, len, name })?;
     }
     Ok(())
 }
 
 /// Attach SysV segment `v.inode` (made again by `ipc` with its id) at its address.
-fn attach_shm(inj: &mut Injector, pid: Pid, v: &Vma) -> Result<()> {
+fn attach_shm(inj: &mut dyn Remote, pid: Pid, v: &Vma) -> Result<()> {
     let mut flags = 0;
     if v.prot & libc::PROT_WRITE as u32 == 0 {
         flags |= libc::SHM_RDONLY;
@@ -431,7 +416,7 @@ fn attach_shm(inj: &mut Injector, pid: Pid, v: &Vma) -> Result<()> {
     if v.prot & libc::PROT_EXEC as u32 != 0 {
         flags |= libc::SHM_EXEC;
     }
-    inj.call("shmat", libc::SYS_shmat, [v.inode, v.start, flags as u64, 0, 0, 0]).map_err(|e| Error::Step {
+    inj.shmat(v.inode as i32, v.start, flags).map_err(|e| Error::Step {
         pid: pid.0,
         what: format!("SysV segment {} at {:#x}", v.inode, v.start),
         source: Box::new(e.into()),
@@ -450,11 +435,11 @@ fn fill_prot(v: &Vma, filled: bool) -> u32 {
 }
 
 /// After the fill: final protection, madvise state and locks.
-pub fn finish_layout(inj: &mut Injector, mm: &MmImage, filled: &HashSet<u64>) -> Result<()> {
+pub fn finish_layout(inj: &mut dyn Remote, mm: &MmImage, filled: &HashSet<u64>) -> Result<()> {
     for v in mm.vmas.iter().filter(|v| !is_special(v)) {
         let len = v.end - v.start;
         if fill_prot(v, filled.contains(&v.start)) != v.prot {
-            inj.call("mprotect", libc::SYS_mprotect, [v.start, len, v.prot as u64, 0, 0, 0])?;
+            inj.mprotect(v.start, len, v.prot)?;
         }
         for (bit, advice) in [
             (model::MADV_BIT_DONTFORK, libc::MADV_DONTFORK),
@@ -465,11 +450,11 @@ pub fn finish_layout(inj: &mut Injector, mm: &MmImage, filled: &HashSet<u64>) ->
             (model::MADV_BIT_MERGEABLE, libc::MADV_MERGEABLE),
         ] {
             if v.madvise & bit != 0 {
-                inj.call("madvise", libc::SYS_madvise, [v.start, len, advice as u64, 0, 0, 0])?;
+                inj.madvise(v.start, len, advice)?;
             }
         }
         if v.locked {
-            inj.call("mlock", libc::SYS_mlock, [v.start, len, 0, 0, 0, 0])?;
+            inj.mlock(v.start, len)?;
         }
     }
     Ok(())

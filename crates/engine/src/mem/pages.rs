@@ -12,13 +12,13 @@
 
 use crate::error::{Error, Result};
 use crate::mem::kind;
-use crate::scratch::{read_u64s, write_u64s};
 use crate::Progress;
 use stasis_image::model::{PageMap, PageRun, Vma, VmaKind};
 use stasis_image::PAGE_DATA_OFFSET;
 use stasis_sys::fd::{pidfd_getfd, pidfd_open, set_pipe_size, splice_to_file};
 use stasis_sys::inject::Injector;
 use stasis_sys::mem::{PageMapFile, PM_FILE_OR_SHARED, PM_PRESENT, PM_SWAPPED};
+use stasis_sys::remote::Remote;
 use stasis_sys::Pid;
 use std::fs::File;
 use std::os::fd::{AsFd, OwnedFd};
@@ -29,13 +29,11 @@ const PAGE: u64 = 4096;
 const SMALL_DUMP_BYTES: u64 = 4 << 20;
 /// Pipe size for the zero-copy dump: `/proc/sys/fs/pipe-max-size` allows 1 MiB without CAP_SYS_RESOURCE.
 const PIPE_BYTES: u64 = 1 << 20;
-const SPLICE_F_NONBLOCK: u64 = 2;
+const SPLICE_F_NONBLOCK: u32 = 2;
 /// Largest single piece and batch of a restore `preadv`, so progress is reported as it goes.
 const PIECE_MAX: u64 = 64 << 20;
 const BATCH_MAX: u64 = 256 << 20;
 const IOV_MAX: u64 = 1024;
-/// Bytes of the data area for one pipe's iovecs (`IOV_MAX` of them).
-const IOV_SLOT: u64 = IOV_MAX * 16;
 
 /// A run of saved pages and whether the task itself can read them.
 #[derive(Clone, Copy, Debug)]
@@ -136,24 +134,21 @@ pub fn page_map(selected: &[Selected], inherited: Vec<PageRun>) -> PageMap {
 /// A pipe inside the task (its write end) whose read end we hold.
 struct TaskPipe {
     ours: OwnedFd,
-    task_write_fd: u64,
+    task_write_fd: i32,
 }
 
 impl TaskPipe {
     fn open(inj: &mut Injector, pid: Pid) -> Result<TaskPipe> {
-        let data = inj.data();
-        inj.call("pipe2", libc::SYS_pipe2, [data, libc::O_CLOEXEC as u64, 0, 0, 0, 0])?;
-        let w = read_u64s(inj, data, 1)?[0];
-        let (task_read, task_write) = (w as u32 as u64, w >> 32);
+        let (task_read, task_write) = inj.pipe2(libc::O_CLOEXEC)?;
         let pidfd = pidfd_open(pid).map_err(Error::sys(pid.0, "opening a pidfd"))?;
-        let ours = pidfd_getfd(pidfd.as_fd(), task_read as i32).map_err(Error::sys(pid.0, "taking the dump pipe"))?;
-        inj.call("close", libc::SYS_close, [task_read, 0, 0, 0, 0, 0])?;
+        let ours = pidfd_getfd(pidfd.as_fd(), task_read).map_err(Error::sys(pid.0, "taking the dump pipe"))?;
+        inj.close(task_read)?;
         set_pipe_size(ours.as_fd(), PIPE_BYTES as usize).map_err(Error::sys(pid.0, "sizing the dump pipe"))?;
         Ok(TaskPipe { ours, task_write_fd: task_write })
     }
 
     fn close(self, inj: &mut Injector) -> Result<()> {
-        inj.call("close", libc::SYS_close, [self.task_write_fd, 0, 0, 0, 0, 0])?;
+        inj.close(self.task_write_fd)?;
         Ok(())
     }
 }
@@ -276,15 +271,12 @@ impl<'a> Pipeline<'a> {
     fn push(&mut self, inj: &mut Injector, batch: &mut Vec<(u64, u64)>) -> Result<()> {
         while !batch.is_empty() {
             let i = self.next;
-            let slot = inj.data() + i as u64 * IOV_SLOT;
-            let iov: Vec<u64> = batch.iter().take(IOV_MAX as usize).flat_map(|&(a, l)| [a, l]).collect();
-            write_u64s(inj, slot, &iov)?;
-            let args = [self.pipes[i].task_write_fd, slot, iov.len() as u64 / 2, SPLICE_F_NONBLOCK, 0, 0];
-            inj.start(libc::SYS_vmsplice, args)?;
+            let iov = &batch[..batch.len().min(IOV_MAX as usize)];
+            inj.vmsplice_start(self.pipes[i].task_write_fd, iov, SPLICE_F_NONBLOCK)?;
             // The task is filling pipe i: empty the other one now. Its result is looked at only once
             // the task has stopped again, so that an error never leaves the task running.
             let drained = self.drain();
-            let moved = inj.wait_call("vmsplice")?;
+            let moved = inj.wait_call()?;
             drained?;
             if moved == 0 {
                 return Err(Error::Failed { pid: inj.pid().0, what: "vmsplice moved no pages".into() });
@@ -352,7 +344,7 @@ fn copy_through_proc(inj: &Injector, run: (u64, u64), out: &File, off: &mut i64)
 }
 
 /// Make the task read every saved page from the page file (open in the task as `task_fd`) into place.
-pub fn fill(inj: &mut Injector, task_fd: i32, map: &PageMap, progress: &mut dyn FnMut(Progress)) -> Result<()> {
+pub fn fill(inj: &mut dyn Remote, task_fd: i32, map: &PageMap, progress: &mut dyn FnMut(Progress)) -> Result<()> {
     let total_bytes = map.total_pages * PAGE;
     let mut pieces: Vec<(u64, u64)> = Vec::new();
     for r in &map.runs {
@@ -384,12 +376,9 @@ pub fn fill(inj: &mut Injector, task_fd: i32, map: &PageMap, progress: &mut dyn 
     Ok(())
 }
 
-fn read_batch(inj: &mut Injector, task_fd: i32, batch: &mut Vec<(u64, u64)>, off: &mut u64) -> Result<()> {
+fn read_batch(inj: &mut dyn Remote, task_fd: i32, batch: &mut Vec<(u64, u64)>, off: &mut u64) -> Result<()> {
     while !batch.is_empty() {
-        let iov: Vec<u64> = batch.iter().flat_map(|&(a, l)| [a, l]).collect();
-        let data = inj.data();
-        write_u64s(inj, data, &iov)?;
-        let n = inj.call("preadv", libc::SYS_preadv, [task_fd as u64, data, batch.len() as u64, *off, 0, 0])?;
+        let n = inj.preadv(task_fd, batch, *off)?;
         if n == 0 {
             return Err(Error::Failed { pid: inj.pid().0, what: format!("page file ends early at offset {off}") });
         }

@@ -6,16 +6,16 @@
 mod process;
 
 use crate::error::{Error, Result};
-use crate::files;
 use crate::proc::{self, ProcRoot};
 use crate::tracers::Tracers;
-use crate::{misc, regs};
+use crate::{fault, files, misc, regs};
 use crate::{Progress, RestoreOptions, RestoreReport};
 use process::{Handoff, Out};
 use stasis_image::model::{
     FdTable, FileTable, IpcImage, LeaderHelper, MmImage, PageMap, ProcessEntry, PsTree, TaskCore,
 };
 use stasis_image::{ImageDir, ImageKind};
+use stasis_sys::inject::Calls;
 use stasis_sys::ptrace::{self, WaitStatus};
 use stasis_sys::{process as sysproc, Pid};
 use std::cell::RefCell;
@@ -65,6 +65,8 @@ pub(crate) struct Ctx<'a> {
     pidfds: files::pidfd::Late,
     /// The terminals session leaders take (see `files::tty`).
     terminals: &'a files::tty::Terminals,
+    /// Counts the calls injected by this restore (see [`crate::fault`]).
+    calls: Calls,
 }
 
 /// A restored process tree, running.
@@ -139,7 +141,8 @@ pub fn restore(opts: &RestoreOptions, progress: &mut dyn FnMut(Progress)) -> Res
     let pid = Pid(root.process.pid);
     let created = Mutex::new(Vec::new());
     let guard = KillOnDrop(&created);
-    let (child, scratch, ours) = create_root(&img, &created)?;
+    let calls = fault::calls("restore-call");
+    let (child, scratch, ours) = create_root(&img, &created, &calls)?;
     ptrace::set_sigmask(child, u64::MAX).map_err(Error::sys(pid.0, "blocking signals"))?;
     misc::restore_from_outside(child, &root.core);
     let ctx = Ctx {
@@ -151,6 +154,7 @@ pub fn restore(opts: &RestoreOptions, progress: &mut dyn FnMut(Progress)) -> Res
         created: &created,
         pidfds: Default::default(),
         terminals: &terminals,
+        calls: calls.clone(),
     };
     let mut out = build_tree(&ctx, child, scratch, progress)?;
     let result = out.built.iter_mut().try_for_each(|b| b.finish_pidfds(&ctx));
@@ -175,7 +179,9 @@ pub fn restore(opts: &RestoreOptions, progress: &mut dyn FnMut(Progress)) -> Res
     terminals.clear();
     segments.finish(&img.ipc);
     let pages = img.procs.iter().map(|p| p.pagemap.total_pages).sum();
-    let report = RestoreReport { pid: pid.0, total: start.elapsed(), pages };
+    let injected_calls = calls.count();
+    log::info!("{injected_calls} calls injected");
+    let report = RestoreReport { pid: pid.0, total: start.elapsed(), pages, injected_calls };
     Ok(Restored { report, pid: child, ours })
 }
 
@@ -250,7 +256,7 @@ fn join_groups(out: &mut Out, img: &Image, ctx: &Ctx) -> Result<()> {
 /// double fork) is forked by a short-lived helper that takes the leader's PID and calls `setsid`, then
 /// exits: the root has its session and group again, and is reparented as it was. Returns the root,
 /// its scratch address, and whether it is our child.
-fn create_root(img: &Image, created: &Mutex<Vec<Pid>>) -> Result<(Pid, u64, bool)> {
+fn create_root(img: &Image, created: &Mutex<Vec<Pid>>, calls: &Calls) -> Result<(Pid, u64, bool)> {
     let root = &img.procs[0];
     let pid = Pid(root.process.pid);
     let sid = root.process.sid;
@@ -264,7 +270,7 @@ fn create_root(img: &Image, created: &Mutex<Vec<Pid>>) -> Result<(Pid, u64, bool
     }
     let helper = sysproc::spawn_traced(Pid(sid)).map_err(|e| spawn_error(Pid(sid), e))?;
     created.lock().expect("not poisoned").push(helper);
-    let mut inj = process::lead_session(helper)?;
+    let mut inj = process::lead_session(helper, calls)?;
     let child = process::fork_child(&mut inj, helper, pid, 0)?;
     created.lock().expect("not poisoned").push(child);
     crate::session::end_helper(inj)?;

@@ -12,13 +12,11 @@ use crate::Progress;
 use crate::{creds, fault, mem, misc, mm, session, signals, timers};
 use stasis_image::model::{ProcessEntry, TaskCore, SHARES_FILES, SHARES_FS, SHARES_SIGHAND, SHARES_VM};
 use stasis_image::ImageKind;
-use stasis_sys::inject::{Injector, SCRATCH_LEN};
+use stasis_sys::inject::{Calls, Injector, SCRATCH_LEN};
 use stasis_sys::ptrace::{self, WaitStatus};
+use stasis_sys::remote::{CloneArgs, Remote};
 use stasis_sys::Pid;
 use std::os::fd::AsFd;
-
-/// `sizeof(struct clone_args)` up to `cgroup`.
-const CLONE_ARGS_SIZE: u64 = 88;
 
 /// A process restored but for its registers, stopped, waiting for the release.
 pub struct Built {
@@ -126,7 +124,7 @@ pub fn build<'env>(
     progress: &mut dyn FnMut(Progress),
 ) -> Result<()> {
     let vdso = current_vdso(pid)?;
-    let mut inj = Injector::new(pid, vdso, Some(scratch), SCRATCH_LEN)?;
+    let mut inj = Injector::new(pid, vdso, Some(scratch), SCRATCH_LEN, &ctx.calls)?;
     match build_in(ctx, idx, &mut inj, pid, out, handoff, progress) {
         Ok(threads) => {
             out.built.push(Built { idx, pid, inj, threads });
@@ -155,7 +153,7 @@ fn build_in<'env>(
     let (shared_files, shared_vm) = (img.process.shares & SHARES_FILES != 0, img.process.shares & SHARES_VM != 0);
     misc::unregister_inherited_rseq(inj, pid)?;
     if !shared_files {
-        inj.call("close_range", libc::SYS_close_range, [0, u32::MAX as u64, 0, 0, 0, 0])?;
+        inj.close_range(0, u32::MAX, 0)?;
     }
     let max_fd = img.fds.fds.iter().map(|f| f.fd).max().unwrap_or(2);
     let mut imp = FdImporter::new(inj, max_fd + 1)?;
@@ -235,7 +233,7 @@ fn restore_memory(
     }
     let task_fd = imp.import(inj, pages.as_fd())?;
     mem::pages::fill(inj, task_fd, &img.pagemap, progress)?;
-    inj.call("close", libc::SYS_close, [task_fd as u64, 0, 0, 0, 0, 0])?;
+    inj.close(task_fd)?;
     mem::drop_absent(inj, &img.mm, &img.pagemap, &kept)?;
     mem::finish_layout(inj, &img.mm, &filled)
 }
@@ -311,13 +309,13 @@ fn create_children<'env>(
         // No exit signal: its end, once the members have joined, queues no SIGCHLD.
         let child = fork_task(inj, pid, Pid(pgid), 0, 0)?;
         ctx.created.lock().expect("not poisoned").push(child);
-        let helper = session::Helper::lead(child, pid, current_vdso(child)?)?;
+        let helper = session::Helper::lead(child, pid, current_vdso(child)?, inj.calls())?;
         out.helpers.push(helper);
     }
     for z in zombies {
         let child = fork_child(inj, pid, Pid(z.pid), 0)?;
         ctx.created.lock().expect("not poisoned").push(child);
-        make_zombie(child, z)?;
+        make_zombie(child, z, inj.calls())?;
     }
     let sessions: Vec<i32> = ctx.img.session_helpers.iter().filter(|h| h.parent == pid.0).map(|h| h.pid).collect();
     let sid = |k: &usize| ctx.img.procs[*k].process.sid;
@@ -352,7 +350,7 @@ fn create_children<'env>(
 fn fork_in_session(ctx: &Ctx, inj: &mut Injector, pid: Pid, sid: i32, members: &[usize]) -> Result<Vec<(usize, Pid)>> {
     let helper = fork_child(inj, pid, Pid(sid), 0)?;
     ctx.created.lock().expect("not poisoned").push(helper);
-    let mut hinj = lead_session(helper)?;
+    let mut hinj = lead_session(helper, inj.calls())?;
     let mut made = Vec::new();
     for &k in members {
         let p = &ctx.img.procs[k].process;
@@ -373,10 +371,11 @@ fn fork_in_session(ctx: &Ctx, inj: &mut Injector, pid: Pid, sid: i32, members: &
 }
 
 /// Make the new task `helper` lead a session of its own (`setsid`) and trace what it forks: a
-/// helper that makes a session whose leader has exited again (see `crate::session`).
-pub(super) fn lead_session(helper: Pid) -> Result<Injector> {
-    let mut inj = Injector::new(helper, current_vdso(helper)?, None, SCRATCH_LEN)?;
-    inj.call("setsid", libc::SYS_setsid, [0; 6])?;
+/// helper that makes a session whose leader has exited again (see `crate::session`). `calls` counts
+/// the calls of the restore.
+pub(super) fn lead_session(helper: Pid, calls: &Calls) -> Result<Injector> {
+    let mut inj = Injector::new(helper, current_vdso(helper)?, None, SCRATCH_LEN, calls)?;
+    inj.setsid()?;
     trace_new_tasks(helper)?;
     Ok(inj)
 }
@@ -396,24 +395,17 @@ fn clone_flags(shares: u32) -> u64 {
 
 /// Make process `parent` fork a child with PID `want` (`clone3` with `set_tid`, SIGCHLD, and `flags`
 /// for what it shares with its parent); the child is traced and stopped before it runs anything.
-pub(super) fn fork_child(inj: &mut Injector, parent: Pid, want: Pid, flags: u64) -> Result<Pid> {
+pub(super) fn fork_child(inj: &mut dyn Remote, parent: Pid, want: Pid, flags: u64) -> Result<Pid> {
     fork_task(inj, parent, want, flags, libc::SIGCHLD as u64)
 }
 
 /// [`fork_child`] with `exit_signal` for the signal the parent gets when the child ends (0: none).
-fn fork_task(inj: &mut Injector, parent: Pid, want: Pid, flags: u64, exit_signal: u64) -> Result<Pid> {
-    let data = inj.data();
-    let set_tid = data + CLONE_ARGS_SIZE;
-    // flags, pidfd, child_tid, parent_tid, exit_signal, stack, stack_size, tls, set_tid, set_tid_size, cgroup
-    let args = [flags, 0, 0, 0, exit_signal, 0, 0, 0, set_tid, 1, 0];
-    crate::scratch::write_u64s(inj, data, &args)?;
-    crate::scratch::write_u64s(inj, set_tid, &[want.0 as u32 as u64])?;
-    let got = inj.call("clone3", libc::SYS_clone3, [data, CLONE_ARGS_SIZE, 0, 0, 0, 0]).map_err(|e| Error::Step {
+fn fork_task(inj: &mut dyn Remote, parent: Pid, want: Pid, flags: u64, exit_signal: u64) -> Result<Pid> {
+    let child = inj.clone3(&CloneArgs { flags, exit_signal, set_tid: Some(want) }).map_err(|e| Error::Step {
         pid: parent.0,
         what: format!("child process {want}"),
         source: Box::new(e.into()),
     })?;
-    let child = Pid(got as i32);
     if child != want {
         return Err(Error::Failed { pid: parent.0, what: format!("child {want} was created as {child}") });
     }
@@ -425,23 +417,20 @@ fn fork_task(inj: &mut Injector, parent: Pid, want: Pid, flags: u64, exit_signal
 
 /// Make a just-forked child die as the zombie `z` did (its exit code, or its signal with the default
 /// disposition), and take the tracer's notification only: its parent sees a zombie to reap.
-fn make_zombie(child: Pid, z: &ProcessEntry) -> Result<()> {
-    let mut inj = Injector::new(child, current_vdso(child)?, None, SCRATCH_LEN)?;
+fn make_zombie(child: Pid, z: &ProcessEntry, calls: &Calls) -> Result<()> {
+    let mut inj = Injector::new(child, current_vdso(child)?, None, SCRATCH_LEN, calls)?;
     session::restore(&mut inj, z)?;
     let status = z.exit_status;
     let (exited, code, sig) = (libc::WIFEXITED(status), libc::WEXITSTATUS(status), libc::WTERMSIG(status));
     if exited {
-        inj.start(libc::SYS_exit_group, [code as u64, 0, 0, 0, 0, 0])?;
+        inj.exit_group(code)?;
     } else {
         // No core file: the status keeps the signal, not the core-dump bit.
-        crate::scratch::write_u64s(&inj, inj.data(), &[0, 0, 0, 0])?;
-        let data = inj.data();
-        inj.call("prlimit64", libc::SYS_prlimit64, [0, libc::RLIMIT_CORE as u64, data, 0, 0, 0])?;
-        inj.call("rt_sigaction", libc::SYS_rt_sigaction, [sig as u64, data, 0, 8, 0, 0])?;
+        inj.prlimit64_set(libc::RLIMIT_CORE, 0, 0)?;
+        inj.rt_sigaction_set(sig, &Default::default())?;
         ptrace::set_sigmask(child, 0).map_err(Error::sys(child.0, "unblocking signals"))?;
-        inj.start(libc::SYS_tgkill, [child.0 as u64, child.0 as u64, sig as u64, 0, 0, 0])?;
+        inj.tgkill_and_leave(child, child, sig)?;
     }
-    inj.abandon();
     loop {
         match ptrace::wait(child).map_err(Error::sys(child.0, "waiting for a zombie to exit"))? {
             WaitStatus::Exited(_) | WaitStatus::Signaled(_) => return Ok(()),
@@ -454,14 +443,8 @@ fn make_zombie(child: Pid, z: &ProcessEntry) -> Result<()> {
 }
 
 /// Dequeue a pending SIGCHLD (blocked during the restore) with a zero-timeout `rt_sigtimedwait`.
-fn flush_sigchld(inj: &mut Injector) -> Result<()> {
-    let data = inj.data();
-    let set = 1u64 << (libc::SIGCHLD - 1);
-    crate::scratch::write_u64s(inj, data, &[set, 0, 0])?;
-    let ret = inj.raw("rt_sigtimedwait", libc::SYS_rt_sigtimedwait, [data, 0, data + 8, 8, 0, 0])?;
-    if ret < 0 && ret != -(libc::EAGAIN as i64) {
-        return Err(Error::Failed { pid: inj.pid().0, what: format!("rt_sigtimedwait failed with {ret}") });
-    }
+fn flush_sigchld(inj: &mut dyn Remote) -> Result<()> {
+    inj.rt_sigtimedwait_poll(1u64 << (libc::SIGCHLD - 1))?;
     Ok(())
 }
 

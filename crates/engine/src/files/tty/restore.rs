@@ -6,7 +6,7 @@ use super::queue;
 use crate::error::{Error, Result};
 use crate::files::FdImporter;
 use stasis_image::model::{FdTable, FileEntry, FileKind, ProcessEntry, PtyFile, PtyState};
-use stasis_sys::inject::Injector;
+use stasis_sys::remote::Remote;
 use stasis_sys::tty::{self, Termios2, WinSize};
 use stasis_sys::Pid;
 use std::collections::{BTreeMap, HashMap};
@@ -230,13 +230,13 @@ fn termios(s: &PtyState) -> Termios2 {
 /// A session leader takes its controlling terminal, if it is a pty of the image (`TIOCSCTTY` on a
 /// slave description lent for the call). Called right after its `setsid`, before its children are
 /// made.
-pub fn take_ctty(inj: &mut Injector, pid: Pid, p: &ProcessEntry, fds: &FdTable, terms: &Terminals) -> Result<()> {
+pub fn take_ctty(inj: &mut dyn Remote, pid: Pid, p: &ProcessEntry, fds: &FdTable, terms: &Terminals) -> Result<()> {
     if p.sid != p.pid || p.ctty == 0 {
         return Ok(());
     }
     let Some(slave) = terms.0.get(&p.ctty) else { return Ok(()) };
     with_slave(inj, fds, slave, |inj, fd| {
-        inj.call("ioctl(TIOCSCTTY)", libc::SYS_ioctl, [fd, libc::TIOCSCTTY, 0, 0, 0, 0])?;
+        inj.ioctl_tiocsctty(fd, 0)?;
         Ok(())
     })
     .map_err(|e| Error::Step { pid: pid.0, what: "its controlling terminal".into(), source: Box::new(e) })
@@ -244,15 +244,19 @@ pub fn take_ctty(inj: &mut Injector, pid: Pid, p: &ProcessEntry, fds: &FdTable, 
 
 /// A session leader gives the foreground to the group that had it (`TIOCSPGRP`), once every group
 /// exists.
-pub fn set_foreground(inj: &mut Injector, pid: Pid, p: &ProcessEntry, fds: &FdTable, terms: &Terminals) -> Result<()> {
+pub fn set_foreground(
+    inj: &mut dyn Remote,
+    pid: Pid,
+    p: &ProcessEntry,
+    fds: &FdTable,
+    terms: &Terminals,
+) -> Result<()> {
     if p.sid != p.pid || p.ctty == 0 || p.tty_fg_pgrp <= 0 {
         return Ok(());
     }
     let Some(slave) = terms.0.get(&p.ctty) else { return Ok(()) };
-    let data = inj.data();
-    crate::scratch::write_u64s(inj, data, &[p.tty_fg_pgrp as u32 as u64])?;
     with_slave(inj, fds, slave, |inj, fd| {
-        inj.call("ioctl(TIOCSPGRP)", libc::SYS_ioctl, [fd, libc::TIOCSPGRP, data, 0, 0, 0])?;
+        inj.ioctl_tiocspgrp(fd, p.tty_fg_pgrp)?;
         Ok(())
     })
     .map_err(|e| Error::Step {
@@ -264,16 +268,16 @@ pub fn set_foreground(inj: &mut Injector, pid: Pid, p: &ProcessEntry, fds: &FdTa
 
 /// Run `f` in the task with a copy of `slave` (its fd number there), closed after.
 fn with_slave(
-    inj: &mut Injector,
+    inj: &mut dyn Remote,
     fds: &FdTable,
     slave: &OwnedFd,
-    f: impl FnOnce(&mut Injector, u64) -> Result<()>,
+    f: impl FnOnce(&mut dyn Remote, i32) -> Result<()>,
 ) -> Result<()> {
     let max_fd = fds.fds.iter().map(|f| f.fd).max().unwrap_or(2);
     let mut imp = FdImporter::new(inj, max_fd + 1)?;
-    let fd = imp.import(inj, slave.as_fd())? as u64;
+    let fd = imp.import(inj, slave.as_fd())?;
     let done = f(inj, fd);
-    inj.call("close", libc::SYS_close, [fd, 0, 0, 0, 0, 0])?;
+    inj.close(fd)?;
     imp.close(inj)?;
     done
 }

@@ -1,0 +1,123 @@
+//! The arguments and results of the typed remote calls, as the kernel lays them out (x86_64).
+
+use crate::Pid;
+
+/// `struct kernel_sigaction` (`rt_sigaction(2)` as the kernel takes it, with an 8-byte mask).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SigAction {
+    pub handler: u64,
+    pub flags: u64,
+    pub restorer: u64,
+    pub mask: u64,
+}
+
+/// `stack_t` (`sigaltstack(2)`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AltStack {
+    pub sp: u64,
+    pub flags: i32,
+    pub size: u64,
+}
+
+/// `struct itimerval` (`getitimer(2)`, `_sub` in microseconds) or `struct itimerspec`
+/// (`timer_gettime(2)`, `_sub` in nanoseconds): the interval, then the time left.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct IntervalTimer {
+    pub interval_sec: i64,
+    pub interval_sub: i64,
+    pub value_sec: i64,
+    pub value_sub: i64,
+}
+
+impl IntervalTimer {
+    pub(crate) fn words(&self) -> [u64; 4] {
+        [self.interval_sec as u64, self.interval_sub as u64, self.value_sec as u64, self.value_sub as u64]
+    }
+
+    pub(crate) fn from_words(w: &[u64]) -> IntervalTimer {
+        IntervalTimer {
+            interval_sec: w[0] as i64,
+            interval_sub: w[1] as i64,
+            value_sec: w[2] as i64,
+            value_sub: w[3] as i64,
+        }
+    }
+}
+
+/// The part of `struct sigevent` (`timer_create(2)`) a POSIX timer keeps.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SigEvent {
+    pub value: u64,
+    pub signo: i32,
+    pub notify: i32,
+    /// The thread of `SIGEV_THREAD_ID`.
+    pub tid: i32,
+}
+
+/// What `clone3(2)` is given: flags, exit signal and the one PID (`set_tid`) the new task must get.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CloneArgs {
+    pub flags: u64,
+    pub exit_signal: u64,
+    pub set_tid: Option<Pid>,
+}
+
+/// The three capability sets of `capset(2)`, 64 bits each (two `_LINUX_CAPABILITY_VERSION_3` words).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CapSets {
+    pub effective: u64,
+    pub permitted: u64,
+    pub inheritable: u64,
+}
+
+/// `struct prctl_mm_map` (`PR_SET_MM_MAP`), with the auxv it points to.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MmMap<'a> {
+    pub start_code: u64,
+    pub end_code: u64,
+    pub start_data: u64,
+    pub end_data: u64,
+    pub start_brk: u64,
+    pub brk: u64,
+    pub start_stack: u64,
+    pub arg_start: u64,
+    pub arg_end: u64,
+    pub env_start: u64,
+    pub env_end: u64,
+    pub auxv: &'a [u64],
+    /// The task's fd of the new exe file; `None` keeps the exe link.
+    pub exe_fd: Option<i32>,
+}
+
+/// The `prctl(2)` options stasis uses. A `Get*` whose value the kernel writes through a pointer
+/// (`GetPdeathsig`, `GetTidAddress`, `GetChildSubreaper`) returns it as the call's result.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Prctl<'a> {
+    SetPdeathsig(i32),
+    GetPdeathsig,
+    GetDumpable,
+    SetDumpable(i32),
+    SetName(&'a str),
+    SetTimerslack(u64),
+    GetTimerslack,
+    SetNoNewPrivs,
+    GetTidAddress,
+    SetThpDisable(bool),
+    GetThpDisable,
+    SetChildSubreaper(bool),
+    GetChildSubreaper,
+    GetSecurebits,
+    SetSecurebits(u32),
+    CapbsetDrop(u32),
+    CapAmbientRaise(u32),
+    /// `PR_SET_VMA`, `PR_SET_VMA_ANON_NAME`: name the anonymous area at `start`.
+    SetVmaAnonName {
+        start: u64,
+        len: u64,
+        name: &'a str,
+    },
+    /// `PR_SET_MM`, `PR_SET_MM_MAP`.
+    SetMmMap(&'a MmMap<'a>),
+    /// `PR_TIMER_CREATE_RESTORE_IDS` (Linux 6.15): `timer_create` takes the id it is given.
+    TimerCreateRestoreIds(bool),
+}
