@@ -1095,6 +1095,13 @@ pub struct ShmSegment {
     #[prost(bytes = "vec", tag = "7")]
     #[serde(serialize_with = "hex_bytes")]
     pub content: Vec<u8>,
+    /// The creator's pid and the last change time (`shm_cpid`, `shm_ctime`): with key, id, size,
+    /// mode and owner they tell, on the machine of the dump, the segment itself (left behind by the
+    /// dump, unattached) from another that took its id since.
+    #[prost(int32, tag = "150")]
+    pub cpid: i32,
+    #[prost(int64, tag = "151")]
+    pub ctime: i64,
 }
 
 fn hex_bytes<S: serde::Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
