@@ -117,6 +117,14 @@ fn unlinked_files_only_mapped() {
     checkpoint_restore_deleted(&Case::new("unlinked_mapped", workload!("unlinked").arg("mapped")));
 }
 
+/// Unlinked files with their owner, mode and times, one open write-only, a sparse file of 1 GiB
+/// with 8 KiB of data (its holes kept), an `O_TMPFILE` file and an unlinked device node (see the
+/// `ghost_kinds` workload).
+#[test]
+fn unlinked_kinds_with_attributes() {
+    checkpoint_restore_deleted(&Case::new("ghost_kinds", workload!("ghost_kinds")));
+}
+
 #[test]
 fn memfd_sealed_open_and_mapped() {
     checkpoint_restore_deleted(&Case::new("memfd", workload!("memfd")));
@@ -169,6 +177,11 @@ fn standalone_unlinked_big() {
 }
 
 #[test]
+fn standalone_ghost_kinds() {
+    standalone("sa-ghost_kinds", workload!("ghost_kinds"));
+}
+
+#[test]
 fn standalone_memfd() {
     standalone("sa-memfd", workload!("memfd"));
 }
@@ -190,4 +203,5 @@ fn workloads_detect_wrong_values() {
     fails_standalone("wrong-unlinked_open", workload!("unlinked").arg("open").arg("wrong"));
     fails_standalone("wrong-unlinked_mapped", workload!("unlinked").arg("mapped").arg("wrong"));
     fails_standalone("wrong-memfd", workload!("memfd").arg("wrong"));
+    fails_standalone("wrong-ghost_kinds", workload!("ghost_kinds").arg("wrong"));
 }
