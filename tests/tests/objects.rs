@@ -130,6 +130,14 @@ fn memfd_sealed_open_and_mapped() {
     checkpoint_restore_deleted(&Case::new("memfd", workload!("memfd")));
 }
 
+/// memfds: the mode and owner set with fchmod and fchown, a read-only description next to a
+/// read-write one, mapped shared and private at once, and one run with execveat (see the
+/// `memfd_attrs` workload).
+#[test]
+fn memfd_attributes_descriptions_and_exec() {
+    checkpoint_restore_deleted(&Case::new("memfd_attrs", workload!("memfd_attrs")));
+}
+
 /// The value after `prefix` on a line of the workload's output.
 fn reported(run: &Running, prefix: &str) -> String {
     let log = run.log_text();
@@ -182,6 +190,11 @@ fn standalone_ghost_kinds() {
 }
 
 #[test]
+fn standalone_memfd_attrs() {
+    standalone("sa-memfd_attrs", workload!("memfd_attrs"));
+}
+
+#[test]
 fn standalone_memfd() {
     standalone("sa-memfd", workload!("memfd"));
 }
@@ -204,4 +217,5 @@ fn workloads_detect_wrong_values() {
     fails_standalone("wrong-unlinked_mapped", workload!("unlinked").arg("mapped").arg("wrong"));
     fails_standalone("wrong-memfd", workload!("memfd").arg("wrong"));
     fails_standalone("wrong-ghost_kinds", workload!("ghost_kinds").arg("wrong"));
+    fails_standalone("wrong-memfd_attrs", workload!("memfd_attrs").arg("wrong"));
 }

@@ -135,18 +135,20 @@ fn data_ranges(file: &File, size: u64) -> std::result::Result<Vec<(u64, u64)>, s
     Ok(out)
 }
 
-/// One object made again: its fd, and the name to unlink (none for memfds and `O_TMPFILE` files).
+/// One object made again: its fd (the description `memfd_create` or `open(O_TMPFILE)` made, for
+/// those), and the name to unlink (none for memfds and `O_TMPFILE` files).
 struct Made {
     fd: OwnedFd,
     path: Option<PathBuf>,
-    /// An `O_TMPFILE` file's own description was handed out.
+    /// That description of a memfd or `O_TMPFILE` file was handed out to a process.
     given: bool,
 }
 
 /// `O_TMPFILE` as the flags of its description show it (`__O_TMPFILE | O_DIRECTORY`).
 const O_TMPFILE: u32 = libc::O_TMPFILE as u32;
 
-/// The description `open(O_TMPFILE)` made, shared (a dup), at the saved offset and status flags.
+/// The description `memfd_create` or `open(O_TMPFILE)` made, shared (a dup), at the saved offset
+/// and with the saved status flags.
 fn own_description(fd: &OwnedFd, r: &RegularFile, flags: u32) -> Result<OwnedFd> {
     use std::io::{Seek, SeekFrom};
     let mut f = File::from(fd.try_clone().map_err(Error::io(&r.path))?);
@@ -173,8 +175,13 @@ impl Ghosts {
             Entry::Occupied(e) => e.into_mut(),
             Entry::Vacant(e) => e.insert(if r.memfd { make_memfd(r)? } else { make_file(r, flags)? }),
         };
-        if r.tmpfile && flags & O_TMPFILE == O_TMPFILE && !made.given {
-            // The description open(O_TMPFILE) made: the only one whose flags say O_TMPFILE.
+        // The description open(O_TMPFILE) made: the only one whose flags say O_TMPFILE.
+        let tmpfile_own = r.tmpfile && flags & O_TMPFILE == O_TMPFILE;
+        // A memfd's own description (memfd_create's) is not counted as a writer of the file, as a
+        // reopened read-write one is: `execveat` of it works, where a reopened writer makes it fail
+        // with ETXTBSY. The first read-write description of a memfd is taken for its own.
+        let memfd_own = r.memfd && flags as i32 & libc::O_ACCMODE == libc::O_RDWR;
+        if (tmpfile_own || memfd_own) && !made.given {
             made.given = true;
             return own_description(&made.fd, r, flags);
         }
