@@ -8,6 +8,7 @@
 #![allow(unsafe_code)]
 
 mod events;
+mod files;
 mod mem;
 mod process;
 mod regs;
@@ -17,6 +18,7 @@ mod tty;
 mod watch;
 
 pub use events::*;
+pub use files::*;
 pub use mem::*;
 pub use process::*;
 pub use regs::*;

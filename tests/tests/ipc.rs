@@ -2,8 +2,9 @@
 //! sizes, permissions and contents, attached where they were, and still shared between a parent
 //! and the child that inherited the attachment. The segments live in the IPC namespace, not in
 //! the processes, so the originals outlive the dump: a test removes them (IPC_RMID, by the ids the
-//! workload prints) before restoring, and checks that a restore refuses while an id is still
-//! taken. The standalone test runs the same workload without stasis, so that an end-to-end
+//! workload prints) before restoring; another leaves them in place, where the restore must use
+//! them (they are the same objects), and two check that a restore refuses a segment that is in use
+//! or is another one with the same key. The standalone test runs the same workload without stasis, so that an end-to-end
 //! failure points at stasis, not at the workload.
 //!
 //! The tests of this file run one at a time: a restore sets `/proc/sys/kernel/shm_next_id`, which
@@ -118,11 +119,61 @@ fn segments_restored_with_ids_and_contents() {
     expect_gone(&case, "B (removed by the workload)", segs.b);
 }
 
-/// With the original segment A still there (only B removed, so A is the one in the way), the
-/// restore must refuse and name A's id; it must leave no segment it made (B) and no process
-/// behind, keep the original A untouched and reset `shm_next_id`.
+/// The originals left where the dump left them (killing the tree does not remove a segment), A
+/// scribbled on by this test meanwhile (attached, overwritten, detached): the restore must use
+/// both segments (same key, id, size, mode, owner, creator and change time, nothing attached) with
+/// the contents they had at the dump, and the workload must pass as after a restore elsewhere.
 #[test]
-fn restore_refused_while_segment_id_taken() {
+fn segments_left_by_the_dump_are_used() {
+    let _serial = one_at_a_time();
+    let case = Case::new("sysv_shm_kept", workload!("sysv_shm"));
+    let Some(mut run) = case.start() else { return };
+    let root = run.pid();
+    let segs = Segments::printed(&case, &run);
+    let pids = tree_pids(root);
+    let before: Vec<Snapshot> = pids.iter().map(|&p| case.settled_snapshot(p)).collect();
+    let images = case.images("images");
+    case.dump_ok(&run, &images, &[]);
+    case.reap_dumped(&mut run);
+    wait_unattached(&case, "A", segs.a);
+    let a = raw::ShmAttached::attach(segs.a).unwrap_or_else(|e| case.fail(&format!("attach A (id {}): {e}", segs.a)));
+    for w in a.words().iter().take(64) {
+        w.store(0x5c41_bb1e, std::sync::atomic::Ordering::SeqCst);
+    }
+    a.detach().unwrap_or_else(|e| case.fail(&format!("detach A: {e}")));
+    wait_unattached(&case, "A", segs.a);
+    let mut restored = case.restore_ok(&images, root, &[]);
+    expect_next_id_unset(&case);
+    for (snap, &pid) in before.iter().zip(&pids) {
+        case.compare(snap, pid);
+    }
+    case.finish(&mut restored);
+    expect_gone(&case, "A (removed by the workload)", segs.a);
+    expect_gone(&case, "B (removed by the workload)", segs.b);
+}
+
+/// Waits (up to 2 s: the dumped processes' detaches may still be on their way) until nothing has
+/// segment `id` attached.
+fn wait_unattached(case: &Case, what: &str, id: i32) {
+    let deadline = Instant::now() + Duration::from_secs(2);
+    loop {
+        let stat = raw::shm_stat(id).unwrap_or_else(|e| case.fail(&format!("IPC_STAT of {what} (id {id}): {e}")));
+        if stat.nattch == 0 {
+            return;
+        }
+        if Instant::now() > deadline {
+            case.fail(&format!("segment {what} (id {id}) is still attached after the dump: {stat:?}"));
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// With the original segment A still there but attached by this test (so it is in use, not
+/// merely left behind) and B removed, the restore must refuse and name A's id; it must leave no
+/// segment it made (B) and no process behind, keep the original A untouched and reset
+/// `shm_next_id`.
+#[test]
+fn restore_refused_while_segment_attached() {
     let _serial = one_at_a_time();
     let case = Case::new("sysv_shm_taken", workload!("sysv_shm"));
     let Some(mut run) = case.start() else { return };
@@ -132,20 +183,60 @@ fn restore_refused_while_segment_id_taken() {
     case.dump_ok(&run, &images, &[]);
     case.reap_dumped(&mut run);
     Segments::remove(&case, "B", segs.b);
+    wait_unattached(&case, "A", segs.a);
+    let held =
+        raw::ShmAttached::attach(segs.a).unwrap_or_else(|e| case.fail(&format!("attach A (id {}): {e}", segs.a)));
     let a_before = raw::shm_stat(segs.a).unwrap_or_else(|e| case.fail(&format!("IPC_STAT of A (id {}): {e}", segs.a)));
     let (r, _pidfile) = case.stasis().restore_detached(&case.dir, &images, &[], &[]);
-    case.expect_failed(&r, "restore while segment A's id is taken", &[&["shared memory", "sysv", "shm"]]);
-    let id_a = segs.a.to_string();
-    if !r.stderr.split(|c: char| !c.is_ascii_digit()).any(|number| number == id_a) {
-        case.fail(&format!("the refused restore does not name segment A's id {id_a}:\n{}", r.describe()));
-    }
+    case.expect_failed(&r, "restore while segment A is attached", &[&["shared memory"], &["attached"]]);
+    expect_names_id(&case, &r, segs.a);
     expect_gone(&case, "B (made again by the failed restore?)", segs.b);
     let a_after = raw::shm_stat(segs.a);
     if a_after.as_ref().ok() != Some(&a_before) {
         case.fail(&format!("the original A (id {}) was {a_before:?} before the restore, {a_after:?} after", segs.a));
     }
     expect_next_id_unset(&case);
+    drop(held);
     Segments::remove(&case, "A", segs.a);
+    case.expect_no_process_left(root);
+}
+
+/// Checks the refusal `r` names segment id `id`.
+fn expect_names_id(case: &Case, r: &stasis_tests::harness::CmdResult, id: i32) {
+    let id = id.to_string();
+    if !r.stderr.split(|c: char| !c.is_ascii_digit()).any(|number| number == id) {
+        case.fail(&format!("the refused restore does not name segment id {id}:\n{}", r.describe()));
+    }
+}
+
+/// A removed after the dump and another segment made with its key (so with another id, creator
+/// and change time): the restore must refuse, naming A's id, rather than take the stranger for A;
+/// the stranger is left as it was.
+#[test]
+fn restore_refused_when_another_segment_has_the_key() {
+    let _serial = one_at_a_time();
+    let case = Case::new("sysv_shm_stranger", workload!("sysv_shm"));
+    let Some(mut run) = case.start() else { return };
+    let root = run.pid();
+    let segs = Segments::printed(&case, &run);
+    let key = raw::shm_stat(segs.a).unwrap_or_else(|e| case.fail(&format!("IPC_STAT of A: {e}"))).key;
+    let images = case.images("images");
+    case.dump_ok(&run, &images, &[]);
+    case.reap_dumped(&mut run);
+    Segments::remove(&case, "A", segs.a);
+    Segments::remove(&case, "B", segs.b);
+    let stranger = raw::shmget(key, 64 << 10, libc::IPC_CREAT | libc::IPC_EXCL | 0o640)
+        .unwrap_or_else(|e| case.fail(&format!("shmget of a new segment with A's key {key:#x}: {e}")));
+    let _cleanup = Segments { a: stranger, b: stranger };
+    let (r, _pidfile) = case.stasis().restore_detached(&case.dir, &images, &[], &[]);
+    case.expect_failed(&r, "restore while another segment has A's key", &[&["shared memory"], &["another segment"]]);
+    expect_names_id(&case, &r, segs.a);
+    let st = raw::shm_stat(stranger).unwrap_or_else(|e| case.fail(&format!("the new segment {stranger} is gone: {e}")));
+    if st.key != key || st.nattch != 0 {
+        case.fail(&format!("the new segment {stranger} was changed by the failed restore: {st:?}"));
+    }
+    expect_gone(&case, "B (made again by the failed restore?)", segs.b);
+    expect_next_id_unset(&case);
     case.expect_no_process_left(root);
 }
 

@@ -117,9 +117,25 @@ fn unlinked_files_only_mapped() {
     checkpoint_restore_deleted(&Case::new("unlinked_mapped", workload!("unlinked").arg("mapped")));
 }
 
+/// Unlinked files with their owner, mode and times, one open write-only, a sparse file of 1 GiB
+/// with 8 KiB of data (its holes kept), an `O_TMPFILE` file and an unlinked device node (see the
+/// `ghost_kinds` workload).
+#[test]
+fn unlinked_kinds_with_attributes() {
+    checkpoint_restore_deleted(&Case::new("ghost_kinds", workload!("ghost_kinds")));
+}
+
 #[test]
 fn memfd_sealed_open_and_mapped() {
     checkpoint_restore_deleted(&Case::new("memfd", workload!("memfd")));
+}
+
+/// memfds: the mode and owner set with fchmod and fchown, a read-only description next to a
+/// read-write one, mapped shared and private at once, and one run with execveat (see the
+/// `memfd_attrs` workload).
+#[test]
+fn memfd_attributes_descriptions_and_exec() {
+    checkpoint_restore_deleted(&Case::new("memfd_attrs", workload!("memfd_attrs")));
 }
 
 /// The value after `prefix` on a line of the workload's output.
@@ -169,6 +185,16 @@ fn standalone_unlinked_big() {
 }
 
 #[test]
+fn standalone_ghost_kinds() {
+    standalone("sa-ghost_kinds", workload!("ghost_kinds"));
+}
+
+#[test]
+fn standalone_memfd_attrs() {
+    standalone("sa-memfd_attrs", workload!("memfd_attrs"));
+}
+
+#[test]
 fn standalone_memfd() {
     standalone("sa-memfd", workload!("memfd"));
 }
@@ -190,4 +216,6 @@ fn workloads_detect_wrong_values() {
     fails_standalone("wrong-unlinked_open", workload!("unlinked").arg("open").arg("wrong"));
     fails_standalone("wrong-unlinked_mapped", workload!("unlinked").arg("mapped").arg("wrong"));
     fails_standalone("wrong-memfd", workload!("memfd").arg("wrong"));
+    fails_standalone("wrong-ghost_kinds", workload!("ghost_kinds").arg("wrong"));
+    fails_standalone("wrong-memfd_attrs", workload!("memfd_attrs").arg("wrong"));
 }

@@ -3,6 +3,12 @@
 //! `/proc/sys/kernel/shm_next_id`), fills it, and the processes attach it where they had it (see
 //! `mem`). Segments of other processes are left alone; semaphores and message queues are not handled
 //! yet.
+//!
+//! Killing the processes does not remove their segments, so on the machine of the dump a segment is
+//! usually still there at restore. One with the same key, id, size, permissions, owner, creator and
+//! change time that nobody has attached is the segment itself: restore uses it (writing the saved
+//! contents into it, which is what the processes had at the dump) instead of refusing. Any other
+//! segment holding the id or the key makes the restore fail, naming both.
 
 use crate::error::{Error, Result};
 use stasis_image::model::{IpcImage, ShmSegment};
@@ -22,8 +28,10 @@ struct Listed {
     mode: u32,
     size: u64,
     cpid: i32,
+    nattch: u64,
     uid: u32,
     gid: u32,
+    ctime: i64,
 }
 
 fn listed() -> Result<Vec<Listed>> {
@@ -32,14 +40,14 @@ fn listed() -> Result<Vec<Listed>> {
     for line in text.lines().skip(1) {
         let f: Vec<&str> = line.split_whitespace().collect();
         let num = |i: usize| f.get(i).and_then(|v| v.parse::<i64>().ok());
-        let (Some(key), Some(id), Some(size), Some(cpid), Some(uid), Some(gid)) =
-            (num(0), num(1), num(3), num(4), num(7), num(8))
+        let (Some(key), Some(id), Some(size), Some(cpid), Some(nattch), Some(uid), Some(gid), Some(ctime)) =
+            (num(0), num(1), num(3), num(4), num(6), num(7), num(8), num(13))
         else {
             continue;
         };
         let Some(mode) = f.get(2).and_then(|m| u32::from_str_radix(m, 8).ok()) else { continue };
-        let (key, id, size, cpid) = (key as i32, id as i32, size as u64, cpid as i32);
-        out.push(Listed { key, id, mode, size, cpid, uid: uid as u32, gid: gid as u32 });
+        let (key, id, size, cpid, nattch) = (key as i32, id as i32, size as u64, cpid as i32, nattch as u64);
+        out.push(Listed { key, id, mode, size, cpid, nattch, uid: uid as u32, gid: gid as u32, ctime });
     }
     Ok(out)
 }
@@ -57,41 +65,79 @@ pub fn dump(root_pid: i32, pids: &[i32], attached: &[u64]) -> Result<IpcImage> {
         }
         let content =
             ipc::shm_read(l.id, l.size).map_err(Error::sys(root_pid, "reading a SysV shared memory segment"))?;
-        shm.push(ShmSegment { key: l.key, id: l.id, size: l.size, mode: l.mode, uid: l.uid, gid: l.gid, content });
+        let (key, id, size, mode, uid, gid, cpid, ctime) = (l.key, l.id, l.size, l.mode, l.uid, l.gid, l.cpid, l.ctime);
+        shm.push(ShmSegment { key, id, size, mode, uid, gid, content, cpid, ctime });
     }
     Ok(IpcImage { shm })
 }
 
-/// Segments made by a restore; removed again if it fails.
+/// Segments made by a restore; removed again if it fails. Segments found in place are not removed.
 pub struct Made {
     ids: Vec<i32>,
     done: bool,
 }
 
-/// Make every segment again with its id, contents, owner and permissions.
+/// Make every segment again with its id, contents, owner and permissions, or use the segment itself
+/// where the dump left it (see the module docs).
 pub fn restore(img: &IpcImage, root_pid: i32) -> Result<Made> {
     let mut made = Made { ids: Vec::new(), done: false };
     let existing = listed()?;
     for s in &img.shm {
-        if let Some(e) = existing.iter().find(|e| e.id == s.id || (s.key != 0 && e.key == s.key)) {
-            let what = format!(
-                "SysV shared memory segment {} (key {}) is taken here by id {} (key {})",
-                s.id, s.key, e.id, e.key
-            );
-            return Err(Error::Failed { pid: root_pid, what });
+        match existing.iter().find(|e| e.id == s.id || (s.key != 0 && e.key == s.key)) {
+            Some(e) => reuse(s, e, root_pid)?,
+            None => create(s, root_pid, &mut made)?,
         }
-        std::fs::write(SHM_NEXT_ID, s.id.to_string()).map_err(Error::io(SHM_NEXT_ID))?;
-        let id = ipc::shm_create(s.key, s.size, s.mode);
-        let _ = std::fs::write(SHM_NEXT_ID, "-1");
-        let id = id.map_err(Error::sys(root_pid, "creating a SysV shared memory segment"))?;
-        made.ids.push(id);
-        if id != s.id {
-            return Err(Error::Failed { pid: root_pid, what: format!("SysV segment {} was created as {id}", s.id) });
-        }
-        let fill = ipc::shm_write(id, &s.content).and_then(|()| ipc::shm_set_owner(id, s.uid, s.gid, s.mode));
-        fill.map_err(Error::sys(root_pid, "filling a SysV shared memory segment"))?;
     }
     Ok(made)
+}
+
+/// Why `e`, found here with the id or key of `s`, is not the segment of the dump; None if it is.
+fn differs(s: &ShmSegment, e: &Listed) -> Option<String> {
+    let checks: [(&str, bool); 8] = [
+        ("id", e.id == s.id),
+        ("key", e.key == s.key),
+        ("size", e.size == s.size),
+        ("mode", e.mode & 0o777 == s.mode & 0o777),
+        ("owner", (e.uid, e.gid) == (s.uid, s.gid)),
+        ("creator pid", s.cpid == 0 || e.cpid == s.cpid),
+        ("change time", s.ctime == 0 || e.ctime == s.ctime),
+        ("attach count", e.nattch == 0),
+    ];
+    let bad: Vec<&str> = checks.iter().filter(|(_, same)| !same).map(|(what, _)| *what).collect();
+    if bad.is_empty() {
+        return None;
+    }
+    Some(if e.nattch != 0 && bad.len() == 1 {
+        format!("attached by {} processes", e.nattch)
+    } else {
+        format!("another segment: its {} differ", bad.join(", "))
+    })
+}
+
+/// The segment of the dump, still here: filled with the saved contents.
+fn reuse(s: &ShmSegment, e: &Listed, root_pid: i32) -> Result<()> {
+    if let Some(why) = differs(s, e) {
+        let what = format!(
+            "SysV shared memory segment {} (key {}) is taken here by id {} (key {}): {why}",
+            s.id, s.key, e.id, e.key
+        );
+        return Err(Error::Failed { pid: root_pid, what });
+    }
+    log::info!("SysV segment {} (key {}) is still here, unattached: using it", s.id, s.key);
+    ipc::shm_write(s.id, &s.content).map_err(Error::sys(root_pid, "filling a SysV shared memory segment"))
+}
+
+fn create(s: &ShmSegment, root_pid: i32, made: &mut Made) -> Result<()> {
+    std::fs::write(SHM_NEXT_ID, s.id.to_string()).map_err(Error::io(SHM_NEXT_ID))?;
+    let id = ipc::shm_create(s.key, s.size, s.mode);
+    let _ = std::fs::write(SHM_NEXT_ID, "-1");
+    let id = id.map_err(Error::sys(root_pid, "creating a SysV shared memory segment"))?;
+    made.ids.push(id);
+    if id != s.id {
+        return Err(Error::Failed { pid: root_pid, what: format!("SysV segment {} was created as {id}", s.id) });
+    }
+    let fill = ipc::shm_write(id, &s.content).and_then(|()| ipc::shm_set_owner(id, s.uid, s.gid, s.mode));
+    fill.map_err(Error::sys(root_pid, "filling a SysV shared memory segment"))
 }
 
 impl Made {

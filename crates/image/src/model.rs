@@ -739,6 +739,41 @@ pub struct RegularFile {
     pub memfd: bool,
     #[prost(int32, tag = "9")]
     pub seals: i32,
+    /// Unlinked files and memfds: the device at dump time (`st_dev`; with `ino` the object's
+    /// identity), the owner, and the access and modification times (`st_atim`, `st_mtim`).
+    #[prost(uint64, tag = "150")]
+    pub dev: u64,
+    #[prost(uint32, tag = "151")]
+    pub uid: u32,
+    #[prost(uint32, tag = "152")]
+    pub gid: u32,
+    #[prost(int64, tag = "153")]
+    pub atime_sec: i64,
+    #[prost(uint32, tag = "154")]
+    pub atime_nsec: u32,
+    #[prost(int64, tag = "155")]
+    pub mtime_sec: i64,
+    #[prost(uint32, tag = "156")]
+    pub mtime_nsec: u32,
+    /// An unlinked file's data, as the extents `SEEK_DATA`/`SEEK_HOLE` give, held (like `content`,
+    /// which images made before it used instead) by the first entry of the object only; what lies
+    /// between them up to `size` is a hole.
+    #[prost(message, repeated, tag = "157")]
+    pub extents: Vec<DataExtent>,
+    /// The file never had a name: it was made with `O_TMPFILE` in the directory `path` names
+    /// (`DIR/#INODE`, as /proc shows it).
+    #[prost(bool, tag = "158")]
+    pub tmpfile: bool,
+}
+
+/// Bytes of a file at an offset.
+#[derive(Clone, PartialEq, prost::Message, Serialize)]
+pub struct DataExtent {
+    #[prost(uint64, tag = "1")]
+    pub offset: u64,
+    #[prost(bytes = "vec", tag = "2")]
+    #[serde(serialize_with = "hex_bytes")]
+    pub data: Vec<u8>,
 }
 
 #[derive(Clone, PartialEq, prost::Message, Serialize)]
@@ -756,6 +791,21 @@ pub struct CharDevice {
     pub path: String,
     #[prost(uint64, tag = "2")]
     pub rdev: u64,
+    /// The device node was unlinked while open (`path` is its last name): restore makes it again
+    /// there (`mknod` with `rdev` and `mode`, then the owner), opens it and unlinks it.
+    #[prost(bool, tag = "150")]
+    pub ghost: bool,
+    #[prost(uint32, tag = "151")]
+    pub mode: u32,
+    #[prost(uint32, tag = "152")]
+    pub uid: u32,
+    #[prost(uint32, tag = "153")]
+    pub gid: u32,
+    /// The node's own device and inode at dump time: descriptions of one unlinked node share them.
+    #[prost(uint64, tag = "154")]
+    pub dev: u64,
+    #[prost(uint64, tag = "155")]
+    pub ino: u64,
 }
 
 /// A terminal the task had open. With `--shell-job` it is external: restore connects it to the
@@ -1095,6 +1145,13 @@ pub struct ShmSegment {
     #[prost(bytes = "vec", tag = "7")]
     #[serde(serialize_with = "hex_bytes")]
     pub content: Vec<u8>,
+    /// The creator's pid and the last change time (`shm_cpid`, `shm_ctime`): with key, id, size,
+    /// mode and owner they tell, on the machine of the dump, the segment itself (left behind by the
+    /// dump, unattached) from another that took its id since.
+    #[prost(int32, tag = "150")]
+    pub cpid: i32,
+    #[prost(int64, tag = "151")]
+    pub ctime: i64,
 }
 
 fn hex_bytes<S: serde::Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {

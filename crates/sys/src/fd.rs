@@ -121,3 +121,26 @@ pub fn add_seals(fd: BorrowedFd<'_>, seals: i32) -> Result<(), SysError> {
     let ret = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_ADD_SEALS, seals) };
     check("fcntl(F_ADD_SEALS)", ret as libc::c_long).map(drop)
 }
+
+/// `lseek(2)` with `SEEK_DATA` (`data` true) or `SEEK_HOLE` from `offset`: where the next data (or
+/// hole) starts; None past the last data (`ENXIO`).
+pub fn seek_extent(fd: BorrowedFd<'_>, offset: u64, data: bool) -> Result<Option<u64>, SysError> {
+    let whence = if data { libc::SEEK_DATA } else { libc::SEEK_HOLE };
+    // SAFETY: plain integer arguments on a borrowed, open fd.
+    let ret = unsafe { libc::lseek(fd.as_raw_fd(), offset as libc::off_t, whence) };
+    match check("lseek(SEEK_DATA/SEEK_HOLE)", ret as libc::c_long) {
+        Ok(at) => Ok(Some(at as u64)),
+        Err(e) if e.errno() == libc::ENXIO => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// `mknod(2)`: a device node at `path` (`mode` holds the file type and permission bits).
+pub fn mknod(path: &std::path::Path, mode: u32, rdev: u64) -> Result<(), SysError> {
+    use std::os::unix::ffi::OsStrExt;
+    let path =
+        std::ffi::CString::new(path.as_os_str().as_bytes()).map_err(|_| SysError::from_errno("mknod", libc::EINVAL))?;
+    // SAFETY: `path` is a live NUL-terminated string; the rest are plain integers.
+    let ret = unsafe { libc::mknod(path.as_ptr(), mode, rdev) };
+    check("mknod", ret as libc::c_long).map(drop)
+}

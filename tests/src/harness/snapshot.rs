@@ -133,6 +133,14 @@ impl TargetNormalizer {
                 return "/dev/pts/*".into();
             }
         }
+        // An O_TMPFILE file is named after its inode, which a restore makes anew.
+        if let Some((dir, ino)) = target.strip_suffix(" (deleted)").and_then(|t| t.rsplit_once("/#")) {
+            if !ino.is_empty() && ino.chars().all(|c| c.is_ascii_digit()) {
+                let n = self.ids.len();
+                let id = *self.ids.entry(target.to_string()).or_insert(n);
+                return format!("{dir}/#tmpfile{id} (deleted)");
+            }
+        }
         if let Some((kind, obj)) = target.split_once(":[") {
             if obj.ends_with(']') && obj[..obj.len() - 1].chars().all(|c| c.is_ascii_digit()) {
                 let n = self.ids.len();

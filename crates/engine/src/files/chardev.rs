@@ -31,7 +31,10 @@ pub fn dump(p: &Probe) -> Result<FileKind> {
     let (maj, min) = (major(rdev), minor(rdev));
     let path = p.link.to_string_lossy().into_owned();
     if maj == MEM_MAJOR && MEM_MINORS.contains(&min) {
-        return Ok(FileKind::CharDevice(CharDevice { path, rdev }));
+        if let Some(last_name) = path.strip_suffix(" (deleted)") {
+            return Ok(FileKind::CharDevice(super::ghost::dump_device(p, last_name)));
+        }
+        return Ok(FileKind::CharDevice(CharDevice { path, rdev, ..Default::default() }));
     }
     let terminal = PTS_MAJORS.contains(&maj) || maj == TTY_MAJOR || (maj == TTYAUX_MAJOR && min <= 1);
     if terminal && p.shell_job {

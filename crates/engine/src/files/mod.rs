@@ -5,7 +5,8 @@
 //! each description in the controller, then the task takes it with an injected `pidfd_getfd` on the
 //! controller and moves it to its number with `dup3` ([`FdImporter`]).
 //!
-//! One module per kind: [`regular`] (files and directories), [`chardev`] (device nodes and terminals),
+//! One module per kind: [`regular`] (files and directories), [`ghost`] (unlinked files, memfds and
+//! device nodes), [`chardev`] (device nodes and terminals),
 //! [`pipe`] (pipes with both ends in the process), [`fifo`] (named pipes), [`epoll`], [`inotify`]
 //! and [`fanotify`] instances, [`anon`] (eventfd, signalfd, timerfd), [`pidfd`], [`mqueue`] (POSIX
 //! message queues), [`unix`] (UNIX domain sockets), [`tty`] (pseudo-terminals and controlling
@@ -16,6 +17,7 @@ pub mod chardev;
 pub mod epoll;
 pub mod fanotify;
 pub mod fifo;
+pub mod ghost;
 pub mod inotify;
 pub mod mqueue;
 pub mod pidfd;
@@ -325,14 +327,14 @@ fn describe(link: &Path, ft: &std::fs::FileType) -> String {
 /// What [`open_all`] made: our fd of every description by id, the unlinked files and memfds by
 /// their inode at dump time, the socket work left for when every process exists, and the terminals
 /// session leaders take.
-pub type Opened = (HashMap<u32, OwnedFd>, HashMap<u64, OwnedFd>, unix::Unfinished, tty::Terminals);
+pub type Opened = (HashMap<u32, OwnedFd>, ghost::Objects, unix::Unfinished, tty::Terminals);
 
 /// Open every description of the image in the controller, before the task exists.
 pub fn open_all(files: &[FileEntry], shell_job: bool, ext_unix_sk: bool) -> Result<Opened> {
     let mut out = HashMap::new();
     let mut pipes = pipe::Pipes::default();
     let mut sockets = unix::Sockets::new(files, ext_unix_sk);
-    let mut ghosts = regular::Ghosts::default();
+    let mut ghosts = ghost::Ghosts::default();
     let mut fifos = fifo::Fifos::default();
     let mut queues = mqueue::Mqueues::default();
     let ptys = tty::open_all(files)?;
@@ -341,6 +343,7 @@ pub fn open_all(files: &[FileEntry], shell_job: bool, ext_unix_sk: bool) -> Resu
             Some(FileKind::Regular(r)) if r.ghost => ghosts.open(r, f.flags)?,
             Some(FileKind::Regular(r)) => regular::open_file(r, f.flags)?,
             Some(FileKind::Directory(d)) => regular::open_dir(d, f.flags)?,
+            Some(FileKind::CharDevice(c)) if c.ghost => ghosts.open_device(c, f.flags)?,
             Some(FileKind::CharDevice(c)) => chardev::open_device(c, f.flags)?,
             Some(FileKind::Terminal(t)) => chardev::open_terminal(t, shell_job)?,
             Some(FileKind::Pipe(p)) => pipes.open(p, f.flags)?,

@@ -19,7 +19,7 @@ use stasis_sys::remote::{Prctl, Remote};
 use stasis_sys::Pid;
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::AsFd;
 use std::os::unix::fs::MetadataExt;
 
 /// Highest user address on x86_64 with 4-level page tables.
@@ -169,7 +169,7 @@ pub fn restore_layout(
     mm: &MmImage,
     filled: &HashSet<u64>,
     kept: &HashSet<u64>,
-    ghosts: &HashMap<u64, OwnedFd>,
+    ghosts: &crate::files::ghost::Objects,
 ) -> Result<()> {
     let current = proc::maps(&ProcRoot::system(), pid.0)?;
     let kept_ranges: Vec<(u64, u64)> =
@@ -323,25 +323,31 @@ fn remap(inj: &mut dyn Remote, from: u64, len: u64, to: u64) -> Result<()> {
 
 /// Files mapped during the layout restore, opened once each and imported into the task.
 struct OpenFiles<'a> {
-    /// Unlinked files and memfds made again, by inode at dump time.
-    ghosts: &'a HashMap<u64, OwnedFd>,
+    /// Unlinked files and memfds made again, by (device, inode) at dump time.
+    ghosts: &'a crate::files::ghost::Objects,
     by_path: HashMap<(String, bool), (Option<File>, i32)>,
 }
 
 impl OpenFiles<'_> {
     fn get(&mut self, inj: &mut dyn Remote, imp: &mut FdImporter, pid: Pid, v: &Vma) -> Result<i32> {
         let writable = v.flags & libc::MAP_SHARED as u32 != 0 && v.prot & libc::PROT_WRITE as u32 != 0;
-        // Unlinked files are told apart by inode: two of them may have had the same name.
-        let key = if v.ghost { format!("{} #{}", v.name, v.inode) } else { v.name.clone() };
+        // Unlinked files are told apart by device and inode: two of them may have had the same name.
+        let key = if v.ghost { format!("{} #{}:{}", v.name, v.dev, v.inode) } else { v.name.clone() };
         if let Some((_, fd)) = self.by_path.get(&(key.clone(), writable)) {
             return Ok(*fd);
         }
         if v.ghost {
-            let obj = self.ghosts.get(&v.inode).ok_or_else(|| Error::Incompatible {
+            let dev = libc::makedev((v.dev >> 32) as u32, v.dev as u32);
+            let obj = self.ghosts.get(&(dev, v.inode)).ok_or_else(|| Error::Incompatible {
                 file: "files.img".into(),
                 what: format!(
-                    "no unlinked file with inode {} for the mapping {:#x}-{:#x} of {}",
-                    v.inode, v.start, v.end, v.name
+                    "no unlinked file with device {}:{} inode {} for the mapping {:#x}-{:#x} of {}",
+                    v.dev >> 32,
+                    v.dev as u32,
+                    v.inode,
+                    v.start,
+                    v.end,
+                    v.name
                 ),
             })?;
             let fd = imp.import(inj, obj.as_fd())?;

@@ -55,7 +55,7 @@ pub(crate) struct Ctx<'a> {
     img: &'a Image,
     opened: &'a HashMap<u32, OwnedFd>,
     /// Unlinked files and memfds made again, by inode at dump time, for the mappings of them.
-    ghosts: &'a HashMap<u64, OwnedFd>,
+    ghosts: &'a files::ghost::Objects,
     /// The page file of each process, by index in `img.procs`.
     pages: Vec<File>,
     detached: bool,

@@ -105,7 +105,11 @@ pub(crate) fn sample_files() -> FileTable {
             FileEntry {
                 id: 1,
                 flags: 2,
-                kind: Some(FileKind::CharDevice(CharDevice { path: "/dev/null".into(), rdev: 0x103 })),
+                kind: Some(FileKind::CharDevice(CharDevice {
+                    path: "/dev/null".into(),
+                    rdev: 0x103,
+                    ..Default::default()
+                })),
             },
             FileEntry {
                 id: 2,
