@@ -101,6 +101,10 @@ fn dump_with<'env>(
         dumped.iter().flat_map(|d| d.c.process.threads.clone()).chain(zombies.iter().map(|z| z.pid)).collect();
     let tables: Vec<_> = dumped.iter().map(|d| (d.c.process.pid, &d.c.fds)).collect();
     files::pidfd::check_targets(&files, &tasks, &tables)?;
+    let external = files::external::list(&files, &tables);
+    for e in &external {
+        log::info!("pid {} fd {}: {} (restore may replace it with --inherit-fd fd[N]:{})", e.pid, e.fd, e.what, e.key);
+    }
     let mut frozen_for = None;
     if opts.leave_running {
         end_all(pool, &tree, FrozenProcess::resume, progress)?;
@@ -116,7 +120,9 @@ fn dump_with<'env>(
         log::info!("every process killed at {:?}", frozen_at.elapsed());
     }
     let frozen_for = frozen_for.expect("resumed or killed");
-    Ok(report(pid, frozen_for, start.elapsed(), pages, image_bytes, opts.leave_running))
+    let mut report = report(pid, frozen_for, start.elapsed(), pages, image_bytes, opts.leave_running);
+    report.external = external;
+    Ok(report)
 }
 
 /// Freeze the root and every process below it, parents before children, walking the tree again
@@ -286,6 +292,7 @@ fn dump_frozen<'env>(
         .collect();
     let mut ids = FileIds::new(opts.ghost_limit);
     ids.unix.ext = opts.ext_unix_sk;
+    ids.unix.ext_inodes = opts.ext_unix_inodes.clone();
     let mut files = Vec::new();
     let mut dumped = Vec::new();
     let mut shm_owners: Vec<(u64, Pid)> = Vec::new();
@@ -308,7 +315,7 @@ fn dump_frozen<'env>(
         files.append(&mut new_files);
         dumped.push(d);
     }
-    files::pipe::check_pairs(tree[0].pid.0, &files)?;
+    files::pipe::mark_external(&mut files);
     files::unix::check_peers(&mut files, &mut ids)?;
     files::epoll::resolve(&mut files, &ids)?;
     let pids: Vec<i32> = dumped.iter().map(|d| d.c.process.pid).collect();
@@ -380,7 +387,7 @@ fn sharing(child: Pid, parent: Pid) -> u32 {
 }
 
 fn report(pid: Pid, frozen: Duration, total: Duration, pages: u64, image_bytes: u64, left: bool) -> DumpReport {
-    DumpReport { pid: pid.0, frozen, total, pages, image_bytes, left_running: left }
+    DumpReport { pid: pid.0, frozen, total, pages, image_bytes, left_running: left, external: Vec::new() }
 }
 
 /// Our own namespaces (inode of each of `NAMESPACES`), which every process of a dump must share.

@@ -104,11 +104,13 @@ pub(crate) fn sample_files() -> FileTable {
         files: vec![
             FileEntry {
                 id: 1,
+                owner: None,
                 flags: 2,
                 kind: Some(FileKind::CharDevice(CharDevice { path: "/dev/null".into(), rdev: 0x103 })),
             },
             FileEntry {
                 id: 2,
+                owner: None,
                 flags: 0o2001,
                 kind: Some(FileKind::Regular(RegularFile {
                     path: "/tmp/log".into(),

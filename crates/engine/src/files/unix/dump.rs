@@ -23,6 +23,8 @@ const STREAM_BUF: usize = 256 << 10;
 pub struct DumpState {
     /// `--ext-unix-sk`: a peer outside the tree is allowed (restore connects to it again by name).
     pub ext: bool,
+    /// `--external unix[INODE]`: the sockets allowed a peer outside the tree one by one.
+    pub ext_inodes: Vec<u64>,
     /// Every UNIX socket of the namespace by inode, read at the first socket.
     table: Option<HashMap<u32, UnixDiag>>,
     /// (inode, pid, fd) of each socket dumped, for messages.
@@ -207,7 +209,7 @@ fn peek_all(p: &Probe, u: &UnixSocket) -> Result<Vec<sock::Peeked>> {
 /// `--ext-unix-sk`, is marked external to be connected again by name at restore.
 pub fn check_peers(files: &mut [FileEntry], ids: &mut FileIds) -> Result<()> {
     let inos: std::collections::HashSet<u64> = sockets(files).map(|u| u.ino).collect();
-    let ext = ids.unix.ext;
+    let (ext_all, ext_inodes) = (ids.unix.ext, ids.unix.ext_inodes.clone());
     let owners = ids.unix.owners.clone();
     let Some(table) = ids.unix.table.as_ref() else { return Ok(()) };
     for f in files.iter_mut() {
@@ -237,8 +239,9 @@ pub fn check_peers(files: &mut [FileEntry], ids: &mut FileIds) -> Result<()> {
         };
         let Some((peer, name, how)) = outside else { continue };
         let what = format!("{} {how} socket:[{peer}] ({}) outside the dumped tree", describe(u), show_name(&name));
-        if !ext {
-            return Err(refuse(format!("{what} (dump with --ext-unix-sk to connect it again at restore)")));
+        if !ext_all && !ext_inodes.contains(&u.ino) {
+            let how = format!("--ext-unix-sk or --external unix[{}]", u.ino);
+            return Err(refuse(format!("{what} (dump with {how} to connect it again at restore)")));
         }
         if name.is_empty() {
             return Err(refuse(format!("{what}: it has no name to connect to again")));
