@@ -655,7 +655,7 @@ pub struct UnixSocket {
     #[serde(serialize_with = "hex_bytes")]
     pub peer_name: Vec<u8>,
     /// Listening socket: its backlog, and the inodes of the client sockets whose connections wait to
-    /// be accepted, oldest first.
+    /// be accepted, oldest first; 0 for a connection whose client was closed since.
     #[prost(uint32, tag = "8")]
     pub backlog: u32,
     #[prost(uint64, repeated, tag = "9")]

@@ -219,13 +219,21 @@ pub fn check_peers(files: &mut [FileEntry], ids: &mut FileIds) -> Result<()> {
             0.. => Error::UnsupportedFd { pid, fd, what },
             _ => Error::Unsupported { pid, what: format!("a socket in flight: {what}") },
         };
-        for &c in &u.icons {
-            if !inos.contains(&c) {
-                let client = if c == 0 { "a closed socket".to_string() } else { format!("socket:[{c}]") };
-                let what =
-                    format!("{}: a connection waiting to be accepted from {client} outside the dump", describe(u));
+        let me = describe(u);
+        for c in u.icons.iter_mut() {
+            if *c != 0 && inos.contains(c) {
+                continue;
+            }
+            if *c != 0 && table.contains_key(&(*c as u32)) {
+                let what = format!("{me}: a connection waiting to be accepted from socket:[{c}], outside the dump");
                 return Err(refuse(what));
             }
+            // Closed by its process (the kernel reports inode 0, or one no socket has any more).
+            log::warn!(
+                "{me}: a connection waiting to be accepted from a client closed since: restored as a connection \
+                 that reads EOF (what that client wrote before closing is not visible and is not restored)"
+            );
+            *c = 0;
         }
         let d = table.get(&(u.ino as u32)).cloned().unwrap_or_default();
         let outside = match pending_on(table, &d) {

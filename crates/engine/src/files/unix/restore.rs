@@ -261,6 +261,10 @@ impl<'a> Sockets<'a> {
         }
         self.keep(l, fd);
         for &c in &l.icons {
+            if c == 0 {
+                connect_closed_client(l)?;
+                continue;
+            }
             let client = self.entry(c)?;
             let cfd = self.new_socket(client)?;
             sock::connect(cfd.as_fd(), &address(l)).map_err(fail(client, "connecting it to its listener"))?;
@@ -268,6 +272,13 @@ impl<'a> Sockets<'a> {
         }
         Ok(())
     }
+}
+
+/// A connection waiting on listener `l` (made and listening) from a client closed since: a client
+/// socket connects, then is closed; the connection, once accepted, reads EOF.
+fn connect_closed_client(l: &UnixSocket) -> Result<()> {
+    let c = sock::unix_socket(l.sock_type as i32).map_err(fail(l, "making the client of a pending connection"))?;
+    sock::connect(c.as_fd(), &address(l)).map_err(fail(l, "connecting the closed client of a pending connection"))
 }
 
 /// Connect datagram socket `u` to a peer that is then closed, bound to the name its closed peer
