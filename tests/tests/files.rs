@@ -17,3 +17,8 @@ fn stdin_from_a_file_stderr_to_dev_null() {
 fn shell_job_on_a_terminal() {
     shell_job(&Case::new("tty", workload!("tty").shell_job()), true);
 }
+
+#[test]
+fn io_signal_owners_in_a_parent_and_a_child() {
+    checkpoint_restore("fd_owners", workload!("fd_owners"));
+}

@@ -34,6 +34,13 @@ fn a_path_held_by_a_live_socket_fails_the_restore() {
     case.finish(&mut restored);
 }
 
+/// Connections waiting on listeners whose clients closed before the dump are accepted after the
+/// restore and read EOF, in their place in the queue.
+#[test]
+fn pending_connections_from_closed_clients() {
+    checkpoint_restore("unix_closed_pending", workload!("unix_closed_pending"));
+}
+
 #[test]
 fn datagrams() {
     checkpoint_restore("unix_dgram", workload!("unix_dgram"));

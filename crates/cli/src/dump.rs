@@ -36,6 +36,11 @@ pub struct DumpArgs {
     /// connects them to the peer's name again.
     #[arg(long)]
     pub ext_unix_sk: bool,
+    /// An object outside the tree the dump may leave out (CRIU's `TYPE[ID]:KEY`): `unix[INODE]`
+    /// allows that one UNIX socket a peer outside the tree, as --ext-unix-sk allows every one.
+    /// Repeatable; the other types of CRIU (mnt, dev, net, veth, file, tty...) are refused.
+    #[arg(long, value_name = "TYPE[ID]:KEY", value_parser = parse_external)]
+    pub external: Vec<u64>,
     #[command(flatten)]
     pub log: LogArgs,
     /// Print the report (or the error) as one JSON object on stdout.
@@ -53,6 +58,7 @@ pub fn run(args: &DumpArgs) -> anyhow::Result<u8> {
         fsync: args.fsync,
         ghost_limit: args.ghost_limit,
         ext_unix_sk: args.ext_unix_sk,
+        ext_unix_inodes: args.external.clone(),
     };
     log::info!("dumping pid {} into {}", opts.pid, opts.dir.display());
     let mut line = ProgressLine::new("dumping memory");
@@ -81,6 +87,18 @@ fn summary(r: &DumpReport, opts: &DumpOptions) -> String {
     )
 }
 
+/// `--external TYPE[ID]:KEY`: the inode of `unix[INODE]`, the one type that applies here.
+fn parse_external(text: &str) -> Result<u64, String> {
+    let (ty, rest) = text.split_once('[').ok_or_else(|| format!("{text:?} is not TYPE[ID] or TYPE[ID]:KEY"))?;
+    let (id, _key) = rest.split_once(']').ok_or_else(|| format!("{text:?}: no closing ']'"))?;
+    if ty != "unix" {
+        return Err(format!(
+            "{text:?}: external objects of type {ty:?} are not supported (only unix[INODE]: a unix socket whose peer is outside the tree)"
+        ));
+    }
+    id.parse().map_err(|_| format!("{text:?}: {id:?} is not a socket inode number"))
+}
+
 /// A size in bytes, with an optional K or M suffix (powers of 1024), at most
 /// [`stasis_engine::MAX_GHOST_LIMIT`].
 fn parse_size(text: &str) -> Result<u64, String> {
@@ -102,6 +120,16 @@ fn parse_size(text: &str) -> Result<u64, String> {
 #[cfg(test)]
 mod size_tests {
     use super::parse_size;
+
+    #[test]
+    fn external_takes_unix_inodes_only() {
+        use super::parse_external;
+        assert_eq!(parse_external("unix[4242]"), Ok(4242));
+        assert_eq!(parse_external("unix[7]:x"), Ok(7));
+        assert!(parse_external("mnt[/a]:b").is_err());
+        assert!(parse_external("unix[x]").is_err());
+        assert!(parse_external("unix").is_err());
+    }
 
     #[test]
     fn sizes_with_and_without_suffixes() {

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use clap::Args;
+use stasis_engine::files::external::InheritFd;
 use stasis_engine::RestoreOptions;
 
 use crate::progress::ProgressLine;
@@ -30,6 +31,10 @@ pub struct RestoreArgs {
     /// Connect UNIX sockets whose peer was outside the dumped tree to that peer's name again.
     #[arg(long)]
     pub ext_unix_sk: bool,
+    /// Install stasis' own fd N instead of the object named KEY: `pipe:[INODE]`, `socket:[INODE]`
+    /// (as the dump reports them) or a file's path (CRIU's syntax). Repeatable.
+    #[arg(long = "inherit-fd", value_name = "fd[N]:KEY", value_parser = parse_inherit_fd)]
+    pub inherit_fd: Vec<(i32, String)>,
     #[command(flatten)]
     pub log: LogArgs,
     /// Print the report (or the error) as one JSON object on stdout.
@@ -47,6 +52,7 @@ pub fn run(args: &RestoreArgs) -> anyhow::Result<u8> {
         shell_job: args.shell_job,
         detached: args.restore_detached,
         ext_unix_sk: args.ext_unix_sk,
+        inherit_fds: inherit_fds(&args.inherit_fd)?,
     };
     // Created before the restore, so that an unwritable pidfile fails before anything runs.
     let pidfile = args.pidfile.as_deref().map(PidFile::prepare).transpose()?;
@@ -77,6 +83,29 @@ pub fn run(args: &RestoreArgs) -> anyhow::Result<u8> {
     }
     // A wait status is an exit code (0..=255) or 128 + a signal number (at most 128 + 64).
     Ok(u8::try_from(status).unwrap_or(u8::MAX))
+}
+
+/// `fd[N]:KEY` (CRIU's `--inherit-fd`): (N, KEY).
+fn parse_inherit_fd(text: &str) -> Result<(i32, String), String> {
+    let bad = || format!("{text:?} is not fd[N]:KEY (e.g. fd[3]:pipe:[12345])");
+    let rest = text.strip_prefix("fd[").ok_or_else(bad)?;
+    let (n, key) = rest.split_once("]:").ok_or_else(bad)?;
+    let n: i32 = n.parse().map_err(|_| bad())?;
+    if n < 0 || key.is_empty() {
+        return Err(bad());
+    }
+    Ok((n, key.to_string()))
+}
+
+/// Our own descriptors named by `--inherit-fd`, each checked open now.
+fn inherit_fds(given: &[(i32, String)]) -> anyhow::Result<Vec<InheritFd>> {
+    given
+        .iter()
+        .map(|(n, key)| {
+            let fd = stasis_sys::fd::dup_own_fd(*n).with_context(|| format!("--inherit-fd fd[{n}]:{key}: fd {n}"))?;
+            Ok(InheritFd { key: key.clone(), fd: std::sync::Arc::new(fd) })
+        })
+        .collect()
 }
 
 /// A pid file written atomically: a temporary file beside it, renamed over it once the pid is
@@ -115,6 +144,15 @@ impl Drop for PidFile {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn inherit_fd_takes_criu_syntax() {
+        assert_eq!(parse_inherit_fd("fd[3]:pipe:[123]"), Ok((3, "pipe:[123]".into())));
+        assert_eq!(parse_inherit_fd("fd[10]:tmp/log"), Ok((10, "tmp/log".into())));
+        for bad in ["3:pipe:[1]", "fd[x]:a", "fd[3]:", "fd[-1]:a", "fd[3]"] {
+            assert!(parse_inherit_fd(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn pidfile_is_written_atomically() {

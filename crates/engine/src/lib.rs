@@ -59,6 +59,9 @@ pub struct DumpOptions {
     /// A UNIX socket connected to a socket outside the tree is external: restore connects it to the
     /// peer's name again (CRIU's `--ext-unix-sk`).
     pub ext_unix_sk: bool,
+    /// UNIX sockets (by inode) allowed a peer outside the tree, as `ext_unix_sk` allows every one
+    /// (`--external unix[INODE]`).
+    pub ext_unix_inodes: Vec<u64>,
 }
 
 /// Default of [`DumpOptions::ghost_limit`]: 1 MiB, as CRIU's.
@@ -92,6 +95,8 @@ pub struct DumpReport {
     pub injected_calls: u64,
     /// Image files written (the count `STASIS_FAULT=dump-write:N` goes by).
     pub image_writes: u64,
+    /// The fds that lead outside the tree (what `--inherit-fd` may replace at restore).
+    pub external: Vec<files::external::ExternalFd>,
 }
 
 /// What `stasis restore` was asked to do.
@@ -105,6 +110,8 @@ pub struct RestoreOptions {
     pub detached: bool,
     /// Connect UNIX sockets whose peer was outside the dump to that peer's name again.
     pub ext_unix_sk: bool,
+    /// Descriptors of the caller installed instead of the objects they name (`--inherit-fd`).
+    pub inherit_fds: Vec<files::external::InheritFd>,
 }
 
 /// What a successful restore did.

@@ -543,6 +543,24 @@ pub struct FileEntry {
     pub flags: u32,
     #[prost(oneof = "FileKind", tags = "3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18")]
     pub kind: Option<FileKind>,
+    /// Who gets the description's I/O signals (`F_GETOWN_EX`) and which signal (`F_GETSIG`);
+    /// absent when neither is set.
+    #[prost(message, optional, tag = "100")]
+    pub owner: Option<FileOwner>,
+}
+
+/// The owner of an open file description's I/O signals (`fcntl(2)` `F_SETOWN_EX`, `F_SETSIG`).
+#[derive(Clone, PartialEq, prost::Message, Serialize)]
+pub struct FileOwner {
+    /// `F_OWNER_TID` (0), `F_OWNER_PID` (1) or `F_OWNER_PGRP` (2).
+    #[prost(int32, tag = "1")]
+    pub kind: i32,
+    /// The thread, process or process group; 0 for none.
+    #[prost(int32, tag = "2")]
+    pub pid: i32,
+    /// The signal sent instead of SIGIO (`F_SETSIG`); 0 for SIGIO.
+    #[prost(int32, tag = "3")]
+    pub signal: i32,
 }
 
 #[derive(Clone, PartialEq, prost::Oneof, Serialize)]
@@ -600,6 +618,14 @@ pub struct PipeEnd {
     /// `pipe:[N]`, as /proc shows it.
     #[prost(string, tag = "5")]
     pub name: String,
+    /// The other end was closed by every process, in the tree and outside (no writer of a read end:
+    /// a read gives EOF once the data is read; no reader of a write end: a write gives EPIPE).
+    #[prost(bool, tag = "100")]
+    pub peer_closed: bool,
+    /// The other end is open, but outside the dumped tree: restore gives a fresh pipe (whose other
+    /// end nobody holds) unless `--inherit-fd` hands in a descriptor for this end.
+    #[prost(bool, tag = "101")]
+    pub external: bool,
 }
 
 /// A UNIX domain socket (`unix(7)`). Sockets refer to each other by their inode number at dump time
@@ -629,7 +655,7 @@ pub struct UnixSocket {
     #[serde(serialize_with = "hex_bytes")]
     pub peer_name: Vec<u8>,
     /// Listening socket: its backlog, and the inodes of the client sockets whose connections wait to
-    /// be accepted, oldest first.
+    /// be accepted, oldest first; 0 for a connection whose client was closed since.
     #[prost(uint32, tag = "8")]
     pub backlog: u32,
     #[prost(uint64, repeated, tag = "9")]

@@ -144,3 +144,67 @@ pub fn mknod(path: &std::path::Path, mode: u32, rdev: u64) -> Result<(), SysErro
     let ret = unsafe { libc::mknod(path.as_ptr(), mode, rdev) };
     check("mknod", ret as libc::c_long).map(drop)
 }
+
+/// `fcntl(F_GETOWN_EX)`, `F_SETOWN_EX`, `F_GETSIG`, `F_SETSIG` (`fcntl(2)`, "Managing signals"):
+/// the constants glibc's headers define for x86_64.
+const F_SETSIG: i32 = 10;
+const F_GETSIG: i32 = 11;
+const F_SETOWN_EX: i32 = 15;
+const F_GETOWN_EX: i32 = 16;
+
+/// `struct f_owner_ex` of `fcntl(2)`.
+#[repr(C)]
+struct OwnerEx {
+    kind: i32,
+    pid: i32,
+}
+
+/// `fcntl(F_GETOWN_EX)`: (`F_OWNER_TID`/`F_OWNER_PID`/`F_OWNER_PGRP`, id) of the open file description
+/// behind `fd`; the id is 0 when no owner is set.
+pub fn owner(fd: BorrowedFd<'_>) -> Result<(i32, i32), SysError> {
+    let mut o = OwnerEx { kind: 0, pid: 0 };
+    // SAFETY: `o` is a valid f_owner_ex for the kernel to fill.
+    let ret = unsafe { libc::fcntl(fd.as_raw_fd(), F_GETOWN_EX, &mut o as *mut OwnerEx) };
+    check("fcntl(F_GETOWN_EX)", ret as libc::c_long)?;
+    Ok((o.kind, o.pid))
+}
+
+/// `fcntl(F_SETOWN_EX)` on the open file description behind `fd`.
+pub fn set_owner(fd: BorrowedFd<'_>, kind: i32, pid: i32) -> Result<(), SysError> {
+    let o = OwnerEx { kind, pid };
+    // SAFETY: `o` is a valid f_owner_ex the kernel only reads.
+    let ret = unsafe { libc::fcntl(fd.as_raw_fd(), F_SETOWN_EX, &o as *const OwnerEx) };
+    check("fcntl(F_SETOWN_EX)", ret as libc::c_long).map(drop)
+}
+
+/// `fcntl(F_GETSIG)`: the signal sent when I/O is possible on `fd` (0: SIGIO).
+pub fn io_signal(fd: BorrowedFd<'_>) -> Result<i32, SysError> {
+    // SAFETY: plain integer arguments.
+    let ret = unsafe { libc::fcntl(fd.as_raw_fd(), F_GETSIG) };
+    check("fcntl(F_GETSIG)", ret as libc::c_long).map(|n| n as i32)
+}
+
+/// `fcntl(F_SETSIG)`.
+pub fn set_io_signal(fd: BorrowedFd<'_>, signal: i32) -> Result<(), SysError> {
+    // SAFETY: plain integer arguments.
+    let ret = unsafe { libc::fcntl(fd.as_raw_fd(), F_SETSIG, signal) };
+    check("fcntl(F_SETSIG)", ret as libc::c_long).map(drop)
+}
+
+/// `fcntl(F_GETFL)`: the file status flags of the open file description behind `fd`.
+pub fn status_flags(fd: BorrowedFd<'_>) -> Result<i32, SysError> {
+    // SAFETY: plain integer arguments.
+    let ret = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GETFL) };
+    check("fcntl(F_GETFL)", ret as libc::c_long).map(|n| n as i32)
+}
+
+/// `fcntl(F_DUPFD_CLOEXEC)` on our own fd number `fd`, as a caller names it on the command line
+/// (`--inherit-fd fd[N]:...`): a duplicate we own; `fd` itself is neither taken nor closed. Fails
+/// with `EBADF` if `fd` is not open.
+pub fn dup_own_fd(fd: i32) -> Result<OwnedFd, SysError> {
+    // SAFETY: F_DUPFD_CLOEXEC only reads the fd table; an fd number that is not open gives EBADF.
+    let ret = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 3) };
+    let new = check("fcntl(F_DUPFD_CLOEXEC)", ret as libc::c_long)?;
+    // SAFETY: the kernel just returned this fd to us; nobody else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(new as i32) })
+}

@@ -127,10 +127,27 @@ impl Case {
     /// returns the restored process, adopted.
     pub fn restore_ok(&self, images: &Path, pid: i32, extra: &[&str]) -> Running {
         let (r, pidfile) = self.stasis().restore_detached(&self.dir, images, extra, &[]);
+        self.adopt_restored(r, &pidfile, pid)
+    }
+
+    /// [`Case::restore_ok`] with our `fd` given to stasis as its fd `target`.
+    pub fn restore_ok_passing(
+        &self,
+        images: &Path,
+        pid: i32,
+        extra: &[&str],
+        fd: std::os::fd::BorrowedFd<'_>,
+        target: i32,
+    ) -> Running {
+        let (r, pidfile) = self.stasis().restore_detached_passing(&self.dir, images, extra, fd, target);
+        self.adopt_restored(r, &pidfile, pid)
+    }
+
+    fn adopt_restored(&self, r: CmdResult, pidfile: &Path, pid: i32) -> Running {
         if !r.success() {
             self.fail(&format!("restore of {} failed:\n{}", self.workload.name(), r.describe()));
         }
-        let text = std::fs::read_to_string(&pidfile)
+        let text = std::fs::read_to_string(pidfile)
             .unwrap_or_else(|e| self.fail(&format!("pidfile {}: {e}\n{}", pidfile.display(), r.describe())));
         let restored: i32 = text
             .trim()

@@ -131,6 +131,24 @@ impl Stasis {
         cmd.args(Self::restore_args(images, &log, &pidfile, true, extra)).envs(env.iter().copied());
         (run(dir, &mut cmd, "restore", log), pidfile)
     }
+
+    /// [`Stasis::restore_detached`] with our `fd` given to stasis as its fd `target` (for
+    /// `--inherit-fd fd[target]:...`).
+    pub fn restore_detached_passing(
+        &self,
+        dir: &TestDir,
+        images: &Path,
+        extra: &[&str],
+        fd: std::os::fd::BorrowedFd<'_>,
+        target: i32,
+    ) -> (CmdResult, PathBuf) {
+        let log = dir.unique("restore", "log");
+        let pidfile = log.with_extension("pid");
+        let mut cmd = self.command();
+        raw::pass_fd_on_spawn(&mut cmd, fd, target);
+        cmd.args(Self::restore_args(images, &log, &pidfile, true, extra));
+        (run(dir, &mut cmd, "restore", log), pidfile)
+    }
 }
 
 /// Runs `cmd` with stdin /dev/null and stdout/stderr captured to files, within STASIS_TIMEOUT.

@@ -661,3 +661,51 @@ pub fn peek_exit(pid: i32) -> io::Result<Option<Exit>> {
     let (child, status) = unsafe { (info.si_pid(), info.si_status()) };
     Ok((child != 0).then_some(if info.si_code == libc::CLD_EXITED { Exit::Code(status) } else { Exit::Signal(status) }))
 }
+
+/// `F_SETSIG`, `F_GETSIG`, `F_SETOWN_EX`, `F_GETOWN_EX` of `fcntl(2)` (x86_64 values).
+const F_SETSIG: i32 = 10;
+const F_GETSIG: i32 = 11;
+const F_SETOWN_EX: i32 = 15;
+const F_GETOWN_EX: i32 = 16;
+
+/// `fcntl(F_SETOWN_EX)`: `kind` is F_OWNER_TID (0), F_OWNER_PID (1) or F_OWNER_PGRP (2).
+pub fn set_owner(fd: impl AsFd, kind: i32, pid: i32) -> io::Result<()> {
+    let o = [kind, pid];
+    // SAFETY: `o` has the layout of struct f_owner_ex and outlives the call.
+    cvt(unsafe { libc::fcntl(fd.as_fd().as_raw_fd(), F_SETOWN_EX, o.as_ptr()) }).map(drop)
+}
+
+/// `fcntl(F_GETOWN_EX)`: (kind, pid).
+pub fn get_owner(fd: impl AsFd) -> io::Result<(i32, i32)> {
+    let mut o = [0i32; 2];
+    // SAFETY: `o` has the layout of struct f_owner_ex for the kernel to fill.
+    cvt(unsafe { libc::fcntl(fd.as_fd().as_raw_fd(), F_GETOWN_EX, o.as_mut_ptr()) })?;
+    Ok((o[0], o[1]))
+}
+
+/// `fcntl(F_SETSIG)`.
+pub fn set_io_signal(fd: impl AsFd, sig: i32) -> io::Result<()> {
+    // SAFETY: plain integers on a valid borrowed fd.
+    cvt(unsafe { libc::fcntl(fd.as_fd().as_raw_fd(), F_SETSIG, sig) }).map(drop)
+}
+
+/// `fcntl(F_GETSIG)`.
+pub fn get_io_signal(fd: impl AsFd) -> io::Result<i32> {
+    // SAFETY: plain integers on a valid borrowed fd.
+    cvt(unsafe { libc::fcntl(fd.as_fd().as_raw_fd(), F_GETSIG) })
+}
+
+/// Makes the child of `cmd` get a copy of `fd` as fd `target` (not close-on-exec), after the
+/// fds [`stdio_only_on_spawn`] marks; `fd` must stay open until the spawn.
+pub fn pass_fd_on_spawn(cmd: &mut Command, fd: BorrowedFd<'_>, target: RawFd) {
+    let raw = fd.as_raw_fd();
+    // SAFETY: dup2 and fcntl are raw system calls, async-signal-safe, touching no memory.
+    unsafe {
+        cmd.pre_exec(move || {
+            if raw == target {
+                return cvt(libc::fcntl(raw, libc::F_SETFD, 0)).map(drop);
+            }
+            cvt(libc::dup2(raw, target)).map(drop)
+        });
+    }
+}

@@ -110,6 +110,10 @@ fn dump_with<'env>(
         dumped.iter().flat_map(|d| d.c.process.threads.clone()).chain(zombies.iter().map(|z| z.pid)).collect();
     let tables: Vec<_> = dumped.iter().map(|d| (d.c.process.pid, &d.c.fds)).collect();
     files::pidfd::check_targets(&files, &tasks, &tables)?;
+    let external = files::external::list(&files, &tables);
+    for e in &external {
+        log::info!("pid {} fd {}: {} (restore may replace it with --inherit-fd fd[N]:{})", e.pid, e.fd, e.what, e.key);
+    }
     let mut frozen_for = None;
     if opts.leave_running {
         end_all(pool, &tree, FrozenProcess::resume, progress)?;
@@ -136,6 +140,7 @@ fn dump_with<'env>(
         left_running: opts.leave_running,
         injected_calls,
         image_writes,
+        external,
     })
 }
 
@@ -307,6 +312,7 @@ fn dump_frozen<'env>(
         .collect();
     let mut ids = FileIds::new(opts.ghost_limit);
     ids.unix.ext = opts.ext_unix_sk;
+    ids.unix.ext_inodes = opts.ext_unix_inodes.clone();
     let mut files = Vec::new();
     let mut dumped = Vec::new();
     let mut shm_owners: Vec<(u64, Pid)> = Vec::new();
@@ -329,7 +335,7 @@ fn dump_frozen<'env>(
         files.append(&mut new_files);
         dumped.push(d);
     }
-    files::pipe::check_pairs(tree[0].pid.0, &files)?;
+    files::pipe::mark_external(&mut files);
     files::unix::check_peers(&mut files, &mut ids)?;
     files::epoll::resolve(&mut files, &ids)?;
     let pids: Vec<i32> = dumped.iter().map(|d| d.c.process.pid).collect();

@@ -15,11 +15,13 @@
 pub mod anon;
 pub mod chardev;
 pub mod epoll;
+pub mod external;
 pub mod fanotify;
 pub mod fifo;
 pub mod ghost;
 pub mod inotify;
 pub mod mqueue;
+pub mod owner;
 pub mod pidfd;
 pub mod pipe;
 pub mod regular;
@@ -190,7 +192,8 @@ pub fn dump(root: &ProcRoot, pid: Pid, shell_job: bool, ids: &mut FileIds) -> Re
                 let id = ids.register(pid, fd, &meta, at);
                 let kind = classify(&probe, ids)?;
                 tty::note(&kind, id, &probe, &mut ids.ptys)?;
-                files.push(FileEntry { id, flags, kind: Some(kind) });
+                let owner = owner::dump(pid, fd, file.as_fd(), &kind, flags)?;
+                files.push(FileEntry { id, flags, kind: Some(kind), owner });
                 files.append(&mut ids.pending);
                 id
             }
@@ -228,7 +231,7 @@ pub fn ghost_mappings(pid: Pid, vmas: &[stasis_image::model::Vma], ids: &mut Fil
         };
         let kind = regular::dump(&probe, &mut ids.ghosts)?;
         ids.next += 1;
-        out.push(FileEntry { id: ids.next, flags: libc::O_RDONLY as u32, kind: Some(kind) });
+        out.push(FileEntry { id: ids.next, flags: libc::O_RDONLY as u32, kind: Some(kind), owner: None });
     }
     Ok(out)
 }
@@ -267,7 +270,8 @@ pub fn adopt(ids: &mut FileIds, owner: Pid, fd: OwnedFd) -> Result<u32> {
         }
         e => e,
     })?;
-    ids.pending.push(FileEntry { id, flags, kind: Some(kind) });
+    let owner = owner::dump(owner, -1, file.as_fd(), &kind, flags)?;
+    ids.pending.push(FileEntry { id, flags, kind: Some(kind), owner });
     ids.held.push(file.into());
     Ok(id)
 }
@@ -329,8 +333,14 @@ fn describe(link: &Path, ft: &std::fs::FileType) -> String {
 /// session leaders take.
 pub type Opened = (HashMap<u32, OwnedFd>, ghost::Objects, unix::Unfinished, tty::Terminals);
 
-/// Open every description of the image in the controller, before the task exists.
-pub fn open_all(files: &[FileEntry], shell_job: bool, ext_unix_sk: bool) -> Result<Opened> {
+/// Open every description of the image in the controller, before the task exists; those `inherit`
+/// names are the descriptors handed in instead.
+pub fn open_all(
+    files: &[FileEntry],
+    shell_job: bool,
+    ext_unix_sk: bool,
+    inherit: &[external::InheritFd],
+) -> Result<Opened> {
     let mut out = HashMap::new();
     let mut pipes = pipe::Pipes::default();
     let mut sockets = unix::Sockets::new(files, ext_unix_sk);
@@ -338,7 +348,15 @@ pub fn open_all(files: &[FileEntry], shell_job: bool, ext_unix_sk: bool) -> Resu
     let mut fifos = fifo::Fifos::default();
     let mut queues = mqueue::Mqueues::default();
     let ptys = tty::open_all(files)?;
+    let inherited = external::Inherited(inherit);
     for f in files {
+        if let Some(fd) = inherited.take(f)? {
+            if let Some(FileKind::UnixSocket(u)) = &f.kind {
+                sockets.inherited(u.ino);
+            }
+            out.insert(f.id, fd);
+            continue;
+        }
         let fd = match &f.kind {
             Some(FileKind::Regular(r)) if r.ghost => ghosts.open(r, f.flags)?,
             Some(FileKind::Regular(r)) => regular::open_file(r, f.flags)?,

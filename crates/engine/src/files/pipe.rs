@@ -1,18 +1,27 @@
-//! Pipes whose both ends are held by the checkpointed process, with the bytes queued in them, their
-//! capacity, and each end's flags (O_NONBLOCK, O_DIRECT).
+//! Pipes, with the bytes queued in them, their capacity, and the flags (O_NONBLOCK, O_DIRECT) of
+//! each open file description of an end (an end reopened through `/proc/PID/fd/N` is a second
+//! description of it, with flags of its own).
 //!
 //! The queued bytes are copied at dump with `tee()` from our copy of the read end into a pipe of ours,
 //! so the process's pipe keeps them. Restore makes a new pipe in the controller, sizes it, writes the
-//! bytes back, and hands each end to the task(s) holding it. A pipe with an end outside the dumped
-//! processes is refused.
+//! bytes back, and hands each end to the task(s) holding it; a second description of an end is
+//! opened through `/proc/self/fd/N` of the first.
+//!
+//! A pipe of which the tree holds one end only is dumped too: its other end is either closed
+//! everywhere (`peer_closed`, seen with `poll`: POLLHUP on a read end without writers, POLLERR on a
+//! write end without readers) or open outside the tree (`external`, listed in the dump report). Both
+//! restore as a fresh pipe whose other end nobody holds, with the queued bytes of a read end: a
+//! read gives EOF after them, a write gives EPIPE (SIGPIPE). An external end is replaced by the
+//! descriptor `--inherit-fd fd[N]:pipe:[INODE]` hands in, as CRIU does.
 
 use super::Probe;
 use crate::error::{Error, Result};
 use stasis_image::model::{FileEntry, FileKind, PipeEnd};
 use stasis_sys::fd::{pipe, pipe_size, set_pipe_size, set_status_flags, tee};
-use std::collections::HashMap;
+use std::collections::hash_map::Entry;
+use std::collections::{HashMap, HashSet};
 use std::io::{Read, Write};
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::fs::MetadataExt;
 
 /// Flags of an end that are set after the pipe is made.
@@ -23,7 +32,11 @@ pub fn dump(p: &Probe, fd: BorrowedFd<'_>, flags: u32) -> Result<FileKind> {
     let capacity = pipe_size(fd).map_err(Error::sys(p.pid.0, "reading a pipe's size"))? as u32;
     let data = if read_end { peek(p, fd, capacity as usize)? } else { Vec::new() };
     let name = p.link.to_string_lossy().into_owned();
-    Ok(FileKind::Pipe(PipeEnd { pipe_id: p.meta.ino(), read_end, capacity, data, name }))
+    // No writer left: POLLHUP on a read end; no reader left: POLLERR on a write end.
+    let gone = if read_end { libc::POLLHUP } else { libc::POLLERR };
+    let events = stasis_sys::tty::poll_now(fd, 0).map_err(Error::sys(p.pid.0, "polling a pipe"))?;
+    let peer_closed = events & gone != 0;
+    Ok(FileKind::Pipe(PipeEnd { pipe_id: p.meta.ino(), read_end, capacity, data, name, peer_closed, external: false }))
 }
 
 /// The bytes queued in the pipe behind read end `fd`, left in place.
@@ -37,13 +50,13 @@ fn peek(p: &Probe, fd: BorrowedFd<'_>, capacity: usize) -> Result<Vec<u8>> {
     Ok(data)
 }
 
-/// Refuse pipes of which the checkpointed processes hold only one end (`pid` is the root, for the
-/// message).
-pub fn check_pairs(pid: i32, files: &[FileEntry]) -> Result<()> {
-    let mut ends: HashMap<u64, (bool, bool, &str)> = HashMap::new();
-    for f in files {
+/// Mark the pipe ends whose other end is not in the image but open outside the tree (`external`),
+/// once every process is dumped.
+pub fn mark_external(files: &mut [FileEntry]) {
+    let mut ends: HashMap<u64, (bool, bool)> = HashMap::new();
+    for f in files.iter() {
         if let Some(FileKind::Pipe(p)) = &f.kind {
-            let e = ends.entry(p.pipe_id).or_insert((false, false, &p.name));
+            let e = ends.entry(p.pipe_id).or_default();
             if p.read_end {
                 e.0 = true;
             } else {
@@ -51,15 +64,10 @@ pub fn check_pairs(pid: i32, files: &[FileEntry]) -> Result<()> {
             }
         }
     }
-    match ends.values().find(|(r, w, _)| !(r & w)) {
-        Some((r, _, name)) => {
-            let held = if *r { "read" } else { "write" };
-            let what = format!(
-                "{name} of which the dumped processes hold only the {held} end (its other end is outside the dump)"
-            );
-            Err(Error::Unsupported { pid, what })
+    for f in files.iter_mut() {
+        if let Some(FileKind::Pipe(p)) = &mut f.kind {
+            p.external = !p.peer_closed && ends.get(&p.pipe_id).is_some_and(|(r, w)| !(r & w));
         }
-        None => Ok(()),
     }
 }
 
@@ -67,15 +75,17 @@ pub fn check_pairs(pid: i32, files: &[FileEntry]) -> Result<()> {
 #[derive(Default)]
 pub struct Pipes {
     made: HashMap<u64, (OwnedFd, OwnedFd)>,
-    filled: std::collections::HashSet<u64>,
+    filled: HashSet<u64>,
+    /// The ends (`pipe_id`, read end) whose first description is handed out already.
+    handed: HashSet<(u64, bool)>,
 }
 
 impl Pipes {
-    /// Our fd for one end, making the pipe (size and data) on first use.
+    /// Our fd for one description of an end, making the pipe (size and data) on first use.
     pub fn open(&mut self, end: &PipeEnd, flags: u32) -> Result<OwnedFd> {
         let (r, w) = match self.made.entry(end.pipe_id) {
-            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
-            std::collections::hash_map::Entry::Vacant(e) => e.insert(make(end)?),
+            Entry::Occupied(e) => e.into_mut(),
+            Entry::Vacant(e) => e.insert(make(end)?),
         };
         if end.read_end && !end.data.is_empty() && self.filled.insert(end.pipe_id) {
             std::fs::File::from(w.try_clone().map_err(Error::io(&end.name))?)
@@ -83,12 +93,29 @@ impl Pipes {
                 .map_err(Error::io(&end.name))?;
         }
         let ours = if end.read_end { r } else { w };
-        let fd = ours.try_clone().map_err(Error::io(&end.name))?;
-        let access = if end.read_end { libc::O_RDONLY } else { libc::O_WRONLY } as u32;
-        set_status_flags(fd.as_fd(), (access | (flags & SETTABLE)) as i32)
+        let access = if end.read_end { libc::O_RDONLY } else { libc::O_WRONLY };
+        let fd = if self.handed.insert((end.pipe_id, end.read_end)) {
+            ours.try_clone().map_err(Error::io(&end.name))?
+        } else {
+            reopen(ours.as_fd(), access, &end.name)?
+        };
+        set_status_flags(fd.as_fd(), access | (flags & SETTABLE) as i32)
             .map_err(|e| Error::Io { path: end.name.clone().into(), source: e.source })?;
         Ok(fd)
     }
+}
+
+/// A new open file description of the pipe end `fd`, with access mode `access`.
+fn reopen(fd: BorrowedFd<'_>, access: i32, name: &str) -> Result<OwnedFd> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let path = format!("/proc/self/fd/{}", fd.as_raw_fd());
+    let file = std::fs::OpenOptions::new()
+        .read(access == libc::O_RDONLY)
+        .write(access == libc::O_WRONLY)
+        .custom_flags(libc::O_CLOEXEC)
+        .open(&path)
+        .map_err(Error::io(format!("{name} (reopened through {path})")))?;
+    Ok(file.into())
 }
 
 fn make(end: &PipeEnd) -> Result<(OwnedFd, OwnedFd)> {

@@ -133,7 +133,8 @@ pub fn restore(opts: &RestoreOptions, progress: &mut dyn FnMut(Progress)) -> Res
     let img = load(&dir)?;
     check_cpu(&dir, &img)?;
     check_pids_free(&img)?;
-    let (opened, ghosts, sockets, mut terminals) = files::open_all(&img.files.files, opts.shell_job, opts.ext_unix_sk)?;
+    let (opened, ghosts, sockets, mut terminals) =
+        files::open_all(&img.files.files, opts.shell_job, opts.ext_unix_sk, &opts.inherit_fds)?;
     let segments = crate::ipc::restore(&img.ipc, img.procs[0].process.pid)?;
     let pages = open_pages(&dir, &img)?;
     let verifiers = spawn_verifiers(&pages, &img)?;
@@ -160,6 +161,8 @@ pub fn restore(opts: &RestoreOptions, progress: &mut dyn FnMut(Progress)) -> Res
     let result = out.built.iter_mut().try_for_each(|b| b.finish_pidfds(&ctx));
     let result = result.and_then(|()| join_verifiers(verifiers, pid));
     let result = result.and_then(|()| sockets.finish(&img.files.files, &opened));
+    let tables: Vec<_> = img.procs.iter().map(|p| (p.process.pid, &p.fds)).collect();
+    let result = result.and_then(|()| files::owner::restore_all(&img.files.files, &opened, &tables));
     let result = result.and_then(|()| join_groups(&mut out, &img, &ctx));
     let result = result.and_then(|()| out.built.iter_mut().try_for_each(|b| b.set_foreground(&ctx)));
     if let Err(e) = result {

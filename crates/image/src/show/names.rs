@@ -336,6 +336,7 @@ mod watch_tests {
     fn details_of_watching_files() {
         let epoll = FileEntry {
             id: 3,
+            owner: None,
             flags: 2,
             kind: Some(FileKind::Epoll(EpollFile {
                 watches: vec![EpollWatch { tfd: 9, events: 0x19, data: 0xc4, file_id: 12 }],
@@ -345,6 +346,7 @@ mod watch_tests {
         assert_eq!(file_details(&epoll), ["watches fd 9 (file id 12) events 0x19 data 0xc4"]);
         let fan = FileEntry {
             id: 4,
+            owner: None,
             flags: 0,
             kind: Some(FileKind::Fanotify(FanotifyFile {
                 flags: 2,
@@ -364,6 +366,7 @@ mod watch_tests {
         );
         let fifo = |removed, data: &[u8]| FileEntry {
             id: 5,
+            owner: None,
             flags: 0,
             kind: Some(FileKind::Fifo(FifoFile {
                 path: "/tmp/f".into(),

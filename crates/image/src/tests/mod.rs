@@ -104,6 +104,7 @@ pub(crate) fn sample_files() -> FileTable {
         files: vec![
             FileEntry {
                 id: 1,
+                owner: None,
                 flags: 2,
                 kind: Some(FileKind::CharDevice(CharDevice {
                     path: "/dev/null".into(),
@@ -113,6 +114,7 @@ pub(crate) fn sample_files() -> FileTable {
             },
             FileEntry {
                 id: 2,
+                owner: None,
                 flags: 0o2001,
                 kind: Some(FileKind::Regular(RegularFile {
                     path: "/tmp/log".into(),

@@ -293,7 +293,7 @@ mod session_tests {
 
     fn master(index: u32) -> FileEntry {
         let kind = FileKind::Pty(PtyFile { index, master: true, ..Default::default() });
-        FileEntry { id: 1, flags: 2, kind: Some(kind) }
+        FileEntry { id: 1, flags: 2, kind: Some(kind), owner: None }
     }
 
     #[test]

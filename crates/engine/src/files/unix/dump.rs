@@ -23,6 +23,8 @@ const STREAM_BUF: usize = 256 << 10;
 pub struct DumpState {
     /// `--ext-unix-sk`: a peer outside the tree is allowed (restore connects to it again by name).
     pub ext: bool,
+    /// `--external unix[INODE]`: the sockets allowed a peer outside the tree one by one.
+    pub ext_inodes: Vec<u64>,
     /// Every UNIX socket of the namespace by inode, read at the first socket.
     table: Option<HashMap<u32, UnixDiag>>,
     /// (inode, pid, fd) of each socket dumped, for messages.
@@ -207,7 +209,7 @@ fn peek_all(p: &Probe, u: &UnixSocket) -> Result<Vec<sock::Peeked>> {
 /// `--ext-unix-sk`, is marked external to be connected again by name at restore.
 pub fn check_peers(files: &mut [FileEntry], ids: &mut FileIds) -> Result<()> {
     let inos: std::collections::HashSet<u64> = sockets(files).map(|u| u.ino).collect();
-    let ext = ids.unix.ext;
+    let (ext_all, ext_inodes) = (ids.unix.ext, ids.unix.ext_inodes.clone());
     let owners = ids.unix.owners.clone();
     let Some(table) = ids.unix.table.as_ref() else { return Ok(()) };
     for f in files.iter_mut() {
@@ -217,13 +219,21 @@ pub fn check_peers(files: &mut [FileEntry], ids: &mut FileIds) -> Result<()> {
             0.. => Error::UnsupportedFd { pid, fd, what },
             _ => Error::Unsupported { pid, what: format!("a socket in flight: {what}") },
         };
-        for &c in &u.icons {
-            if !inos.contains(&c) {
-                let client = if c == 0 { "a closed socket".to_string() } else { format!("socket:[{c}]") };
-                let what =
-                    format!("{}: a connection waiting to be accepted from {client} outside the dump", describe(u));
+        let me = describe(u);
+        for c in u.icons.iter_mut() {
+            if *c != 0 && inos.contains(c) {
+                continue;
+            }
+            if *c != 0 && table.contains_key(&(*c as u32)) {
+                let what = format!("{me}: a connection waiting to be accepted from socket:[{c}], outside the dump");
                 return Err(refuse(what));
             }
+            // Closed by its process (the kernel reports inode 0, or one no socket has any more).
+            log::warn!(
+                "{me}: a connection waiting to be accepted from a client closed since: restored as a connection \
+                 that reads EOF (what that client wrote before closing is not visible and is not restored)"
+            );
+            *c = 0;
         }
         let d = table.get(&(u.ino as u32)).cloned().unwrap_or_default();
         let outside = match pending_on(table, &d) {
@@ -237,8 +247,9 @@ pub fn check_peers(files: &mut [FileEntry], ids: &mut FileIds) -> Result<()> {
         };
         let Some((peer, name, how)) = outside else { continue };
         let what = format!("{} {how} socket:[{peer}] ({}) outside the dumped tree", describe(u), show_name(&name));
-        if !ext {
-            return Err(refuse(format!("{what} (dump with --ext-unix-sk to connect it again at restore)")));
+        if !ext_all && !ext_inodes.contains(&u.ino) {
+            let how = format!("--ext-unix-sk or --external unix[{}]", u.ino);
+            return Err(refuse(format!("{what} (dump with {how} to connect it again at restore)")));
         }
         if name.is_empty() {
             return Err(refuse(format!("{what}: it has no name to connect to again")));

@@ -37,12 +37,15 @@ pub struct Sockets<'a> {
     /// Socket files of names whose file was gone at dump: unlinked once the queues are filled
     /// (until then, sockets connect and send to them by path).
     unlink: Vec<PathBuf>,
+    /// Sockets handed in with `--inherit-fd`: not made, left as they are.
+    inherited: HashSet<u64>,
 }
 
 /// What is left to do once every process exists: see [`Unfinished::finish`].
 pub struct Unfinished {
     orphans: HashMap<u64, OwnedFd>,
     unlink: Vec<PathBuf>,
+    inherited: HashSet<u64>,
 }
 
 impl<'a> Sockets<'a> {
@@ -61,6 +64,7 @@ impl<'a> Sockets<'a> {
             ext,
             orphans: HashMap::new(),
             unlink: Vec::new(),
+            inherited: HashSet::new(),
         }
     }
 
@@ -73,8 +77,14 @@ impl<'a> Sockets<'a> {
         Ok(fd)
     }
 
+    /// Socket `ino` is a descriptor handed in (`--inherit-fd`): not made, and left as it is.
+    pub fn inherited(&mut self, ino: u64) {
+        self.created.insert(ino);
+        self.inherited.insert(ino);
+    }
+
     pub fn into_unfinished(self) -> Unfinished {
-        Unfinished { orphans: self.orphans, unlink: self.unlink }
+        Unfinished { orphans: self.orphans, unlink: self.unlink, inherited: self.inherited }
     }
 
     fn entry(&self, ino: u64) -> Result<&'a UnixSocket> {
@@ -251,6 +261,10 @@ impl<'a> Sockets<'a> {
         }
         self.keep(l, fd);
         for &c in &l.icons {
+            if c == 0 {
+                connect_closed_client(l)?;
+                continue;
+            }
             let client = self.entry(c)?;
             let cfd = self.new_socket(client)?;
             sock::connect(cfd.as_fd(), &address(l)).map_err(fail(client, "connecting it to its listener"))?;
@@ -258,6 +272,13 @@ impl<'a> Sockets<'a> {
         }
         Ok(())
     }
+}
+
+/// A connection waiting on listener `l` (made and listening) from a client closed since: a client
+/// socket connects, then is closed; the connection, once accepted, reads EOF.
+fn connect_closed_client(l: &UnixSocket) -> Result<()> {
+    let c = sock::unix_socket(l.sock_type as i32).map_err(fail(l, "making the client of a pending connection"))?;
+    sock::connect(c.as_fd(), &address(l)).map_err(fail(l, "connecting the closed client of a pending connection"))
 }
 
 /// Connect datagram socket `u` to a peer that is then closed, bound to the name its closed peer
@@ -349,6 +370,9 @@ impl Unfinished {
         let mut socks: HashMap<u64, (&UnixSocket, BorrowedFd<'_>)> = HashMap::new();
         for f in files {
             if let (Some(FileKind::UnixSocket(u)), Some(fd)) = (&f.kind, opened.get(&f.id)) {
+                if self.inherited.contains(&u.ino) {
+                    continue;
+                }
                 socks.insert(u.ino, (u, fd.as_fd()));
             }
         }
@@ -541,7 +565,7 @@ mod tests {
         let files: Vec<FileEntry> = [l, sock(2, b"\0l"), sock(3, b"")]
             .into_iter()
             .enumerate()
-            .map(|(i, u)| FileEntry { id: i as u32 + 1, flags: 2, kind: Some(FileKind::UnixSocket(u)) })
+            .map(|(i, u)| FileEntry { id: i as u32 + 1, flags: 2, kind: Some(FileKind::UnixSocket(u)), owner: None })
             .collect();
         let s = Sockets::new(&files, false);
         assert_eq!(s.listener_named(b"\0l").map(|l| l.ino), Some(1));
