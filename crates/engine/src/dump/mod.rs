@@ -473,14 +473,17 @@ fn collect(
     core.posix_timers = crate::posix_timers::dump(inj, root, pid)?;
     misc::dump(inj, root, pid, &status, &mut core)?;
     core.creds = Some(creds::dump(inj, &status)?);
-    let mm = MmImage {
+    let mut mm = MmImage {
         fields: Some(mm::dump_fields(inj, root, pid)?),
         auxv: proc::auxv(root, pid.0)?,
         exe_path: proc::link(root, pid.0, "exe")?.to_string_lossy().into_owned(),
         vdso_checksum: mem::vdso_checksum(inj, vdso)?,
         vmas,
+        ..Default::default()
     };
-    let (selected, inherited) = mem::pages::select(pid, &mm.vmas, parent)?;
+    mem::mm_wide::dump(inj, root, pid, &mut mm)?;
+    let mem::pages::Selection { saved: selected, inherited, guards } = mem::pages::select(pid, &mm.vmas, parent)?;
+    mm.guards = guards;
     let process = ProcessEntry {
         pid: pid.0,
         ppid: stat.ppid,

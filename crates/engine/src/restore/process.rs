@@ -181,6 +181,9 @@ fn build_in<'env>(
             files::pidfd::install_late(inj, pid, &img.fds, &ctx.img.files.files, &ctx.pidfds, false)?;
         }
         crate::posix_timers::restore(inj, &img.core.posix_timers)?;
+        if !shared_vm {
+            mem::mm_wide::restore(inj, &img.mm)?;
+        }
         // Queued signals last: a zombie child's exit just queued a SIGCHLD the process never had.
         flush_sigchld(inj)?;
         signals::restore_pending(inj, pid, pid, &img.core.pending)?;
@@ -223,6 +226,10 @@ fn restore_memory(
         None => Default::default(),
     };
     mem::restore_layout(inj, imp, pid, &img.mm, &filled, &kept, ctx.ghosts)?;
+    if let Some(p) = parent {
+        mem::guards::drop_inherited(inj, &img.mm, &p.mm, &kept)?;
+    }
+    mem::guards::mark_once_guarded(inj, &img.mm, parent.map(|p| &p.mm), &kept)?;
     if let Some(vdso) = mem::vdso_range(&img.mm.vmas) {
         if mem::vdso_checksum(inj, vdso)? != img.mm.vdso_checksum {
             return Err(Error::Failed {
@@ -235,6 +242,7 @@ fn restore_memory(
     mem::pages::fill(inj, task_fd, &img.pagemap, progress)?;
     inj.close(task_fd)?;
     mem::drop_absent(inj, &img.mm, &img.pagemap, &kept)?;
+    mem::guards::install(inj, &img.mm)?;
     mem::finish_layout(inj, &img.mm, &filled)
 }
 
