@@ -23,12 +23,14 @@ const MEMBARRIER_CMD_GET_REGISTRATIONS: u32 = 1 << 9;
 /// and rseq flavours.
 const MEMBARRIER_REGISTER: [u32; 4] = [1 << 2, 1 << 4, 1 << 6, 1 << 8];
 
-/// Fill the mm-wide fields of `mm` for the stopped process `pid`, whose injector's scratch area
-/// starts at `scratch`.
+/// Fill the mm-wide fields of `mm` for the stopped process `pid` (through its injector, whose
+/// scratch area may have merged with a neighbour of the same flags: the area holding it is read).
 pub fn dump(inj: &mut Injector, root: &ProcRoot, pid: Pid, mm: &mut MmImage) -> Result<()> {
     let scratch = inj.scratch().0;
-    let area = proc::smaps_at(root, pid.0, scratch)?
-        .ok_or_else(|| Error::Failed { pid: pid.0, what: format!("no scratch area at {scratch:#x} in smaps") })?;
+    let area = proc::smaps_at(root, pid.0, scratch)?.ok_or_else(|| Error::Failed {
+        pid: pid.0,
+        what: format!("no area holds the scratch area at {scratch:#x} in smaps"),
+    })?;
     if area.vm_flags.has("lo") {
         mm.mlock_future = MCL_FUTURE | if area.vm_flags.has("lf") { MCL_ONFAULT } else { 0 };
     }

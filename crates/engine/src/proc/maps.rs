@@ -77,9 +77,9 @@ pub fn smaps(root: &ProcRoot, pid: i32) -> Result<Vec<MapEntry>, ProcError> {
     Ok(out)
 }
 
-/// The area of `pid` that starts at `start`, with its `VmFlags`, from `/proc/PID/smaps`; reading
-/// stops there (the kernel builds the text of the areas after it only if they are read).
-pub fn smaps_at(root: &ProcRoot, pid: i32, start: u64) -> Result<Option<MapEntry>, ProcError> {
+/// The area of `pid` that holds `addr`, with its `VmFlags`, from `/proc/PID/smaps`; reading stops
+/// there (the kernel builds the text of the areas after it only if they are read).
+pub fn smaps_at(root: &ProcRoot, pid: i32, addr: u64) -> Result<Option<MapEntry>, ProcError> {
     use std::io::BufRead;
     let path = root.pid_path(pid, "smaps");
     let read = |source| ProcError::Read { path: path.clone(), source };
@@ -90,9 +90,9 @@ pub fn smaps_at(root: &ProcRoot, pid: i32, start: u64) -> Result<Option<MapEntry
         match (smaps_key(&line), found.as_mut()) {
             (None, None) => {
                 let e = parse_line(&path, i + 1, &line)?;
-                if e.start == start {
+                if e.start <= addr && addr < e.end {
                     found = Some(e);
-                } else if e.start > start {
+                } else if e.start > addr {
                     return Ok(None);
                 }
             }
