@@ -51,6 +51,11 @@ fn mlockall_membarrier_and_ksm_merge_any() {
     checkpoint_restore("mem_flags_mm_wide", workload!("mem_flags").arg("mm-wide"));
 }
 
+#[test]
+fn a_process_that_unmapped_its_vdso() {
+    checkpoint_restore("mem_flags_no_vdso", workload!("mem_flags").arg("no-vdso"));
+}
+
 const NR_HUGEPAGES: &str = "/proc/sys/vm/nr_hugepages";
 
 /// Two more 2 MiB huge pages reserved while it lives; the sysctl is put back on drop.

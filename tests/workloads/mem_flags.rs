@@ -17,6 +17,9 @@
 //! - `mm-wide`: `mlockall(MCL_FUTURE | MCL_ONFAULT)`, membarrier registrations and KSM merge-any
 //!   (`PR_SET_MEMORY_MERGE`) in a parent, none of them in a child forked before: a new mapping is
 //!   locked on fault in the parent only, the registrations and merge-any are the parent's only.
+//! - `no-vdso`: a process that unmapped its `[vdso]`, `[vvar]` and `[vvar_vclock]` (stasis
+//!   finds its `syscall` instruction elsewhere), and a child forked after: none of them is mapped
+//!   in either after the restore, and the clock still works as a system call.
 //! - `hugetlb-anon`, `hugetlb-memfd`: a huge page mapped `MAP_HUGETLB`, or of a memfd made with
 //!   `MFD_HUGETLB`, which stasis refuses by name; the process checks its bytes when woken after
 //!   the refused dump. Prints `SKIP` when no huge page is free.
@@ -381,6 +384,72 @@ fn mm_wide_case(s: &mut workload::Session) {
     kid.collect(c);
 }
 
+/// The names of this process's kernel special mappings.
+fn specials() -> Vec<String> {
+    let maps = workload::own_maps().or_fail("read /proc/self/maps");
+    maps.into_iter().map(|m| m.path).filter(|n| n.starts_with("[v")).collect()
+}
+
+fn no_vdso_case(s: &mut workload::Session) {
+    let gone = raw::unmap_vdso().or_fail("unmap the vDSO");
+    s.checker.check(!gone.is_empty(), || "no vDSO to unmap".into());
+    let before = specials();
+    let heap = Area::new("heap after the unmap", anon(4), Some(13)).settle();
+    // Without a vDSO nothing may read the clock through the C library, as the tree helpers do
+    // for their timeouts: the child talks through a pipe read without one.
+    let kid = workload::fork_child("child", |link| {
+        let mut k = workload::start();
+        let mine = Area::new("child's area", anon(4), Some(14)).settle();
+        link.send("ready\n").or_fail("ready line");
+        k.wait_for_wake();
+        check_no_vdso(&mut k.checker, &before, &mine);
+        if !k.checker.passed() {
+            // Its FAIL line goes to the log; the parent sees no "pass" and exit code 1.
+            k.finish()
+        }
+        link.send("pass\n").or_fail("verdict line");
+        0
+    });
+    c_same_line(&mut s.checker, &kid.up, "ready");
+    s.ready();
+    s.wait_for_wake();
+    let c = &mut s.checker;
+    c.ok("wake the child", raw::kill(kid.pid, WAKE));
+    check_no_vdso(c, &before, &heap);
+    c_same_line(c, &kid.up, "pass");
+    loop {
+        match raw::try_waitpid(kid.pid) {
+            Ok(None) => std::thread::sleep(std::time::Duration::from_millis(10)),
+            exit => {
+                c.same("child's exit", &Some(raw::Exit::Code(0)), &exit.ok().flatten());
+                break;
+            }
+        }
+    }
+}
+
+/// Reads one line from `pipe`, blocking, and checks it is `want`.
+fn c_same_line(c: &mut Checker, pipe: &std::io::PipeReader, want: &str) {
+    use std::io::Read;
+    let mut line = Vec::new();
+    let mut byte = [0u8; 1];
+    while let Ok(1) = (&*pipe).read(&mut byte) {
+        if byte[0] == b'\n' {
+            break;
+        }
+        line.push(byte[0]);
+    }
+    c.same("line from the child", &want.to_string(), &String::from_utf8_lossy(&line).into_owned());
+}
+
+/// The special mappings are those of `before` (no vDSO), `area` is intact, the clock works.
+fn check_no_vdso(c: &mut Checker, before: &[String], area: &Area) {
+    c.same("special mappings", &before.to_vec(), &specials());
+    area.check(c);
+    let clock = raw::clock_gettime_syscall(libc::CLOCK_MONOTONIC);
+    c.check(clock.as_ref().is_ok_and(|d| !d.is_zero()), || format!("clock_gettime system call: {clock:?}"));
+}
+
 const HUGE: usize = 2 << 20;
 
 fn hugetlb_case(s: &mut workload::Session, memfd: bool) {
@@ -413,6 +482,7 @@ fn main() {
         "tree" => tree_case(&mut s),
         "guard" => guard_case(&mut s),
         "mm-wide" => mm_wide_case(&mut s),
+        "no-vdso" => no_vdso_case(&mut s),
         "hugetlb-anon" => hugetlb_case(&mut s, false),
         "hugetlb-memfd" => hugetlb_case(&mut s, true),
         other => Err(other).or_fail("unknown case"),

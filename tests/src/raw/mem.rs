@@ -185,6 +185,31 @@ pub fn membarrier(cmd: i32) -> io::Result<i64> {
     cvt_long(unsafe { libc::syscall(libc::SYS_membarrier, cmd, 0, 0) })
 }
 
+/// Unmaps this process's `[vdso]`, `[vvar]` and `[vvar_vclock]` (`munmap(2)`, as a raw system
+/// call). From then on the process must not call what the C library sends to the vDSO
+/// (`clock_gettime`, `gettimeofday`, `time`, `getcpu`, ...): use the raw system calls
+/// ([`clock_gettime_syscall`]). Returns the ranges unmapped.
+pub fn unmap_vdso() -> io::Result<Vec<(u64, u64)>> {
+    let maps = std::fs::read_to_string("/proc/self/maps")?;
+    let mut gone = Vec::new();
+    for line in maps.lines() {
+        let name = line.split_whitespace().nth(5).unwrap_or("");
+        if !matches!(name, "[vdso]" | "[vvar]" | "[vvar_vclock]") {
+            continue;
+        }
+        let range = line.split_whitespace().next().unwrap_or("");
+        let parse = |s: &str| u64::from_str_radix(s, 16).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e));
+        let (start, end) = range.split_once('-').ok_or_else(|| io::Error::from(io::ErrorKind::InvalidData))?;
+        gone.push((parse(start)?, parse(end)?));
+    }
+    for &(start, end) in &gone {
+        // SAFETY: no Rust object lives in the kernel's special mappings; the caller promises not
+        // to enter the vDSO again (see above).
+        cvt_long(unsafe { libc::syscall(libc::SYS_munmap, start, end - start) })?;
+    }
+    Ok(gone)
+}
+
 /// The current program break (`brk(0)` as a raw system call).
 pub fn current_brk() -> usize {
     // SAFETY: brk(0) only queries the break.

@@ -9,6 +9,7 @@
 //! and madvise state.
 
 pub mod flags;
+pub mod gadget;
 pub mod guards;
 pub mod mm_wide;
 pub mod pages;
