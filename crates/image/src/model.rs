@@ -388,6 +388,19 @@ pub struct MmImage {
     /// xxh3-64 of the vDSO text; restore needs the same vDSO.
     #[prost(uint64, tag = "5")]
     pub vdso_checksum: u64,
+    /// Guard regions (`MADV_GUARD_INSTALL`): never read at dump, installed again at restore.
+    #[prost(message, repeated, tag = "200")]
+    pub guards: Vec<PageRun>,
+    /// `mlockall` flags still in force for future mappings: `MCL_FUTURE` (2), with `MCL_ONFAULT` (4).
+    #[prost(uint32, tag = "201")]
+    pub mlock_future: u32,
+    /// `membarrier` registrations, the `MEMBARRIER_CMD_REGISTER_*` bits
+    /// `MEMBARRIER_CMD_GET_REGISTRATIONS` returns.
+    #[prost(uint32, tag = "202")]
+    pub membarrier: u32,
+    /// KSM merges every area of the process (`prctl(PR_SET_MEMORY_MERGE, 1)`).
+    #[prost(bool, tag = "203")]
+    pub ksm_merge_any: bool,
 }
 
 /// What backs a memory area.
@@ -417,7 +430,8 @@ pub struct Vma {
     /// PROT_* bits.
     #[prost(uint32, tag = "3")]
     pub prot: u32,
-    /// MAP_SHARED (1) or MAP_PRIVATE (2), plus MAP_GROWSDOWN where the area grows down.
+    /// MAP_SHARED (1) or MAP_PRIVATE (2), plus MAP_GROWSDOWN where the area grows down and
+    /// MAP_NORESERVE where it is not accounted (`nr` in VmFlags).
     #[prost(uint32, tag = "4")]
     pub flags: u32,
     #[prost(enumeration = "VmaKind", tag = "5")]
@@ -442,6 +456,21 @@ pub struct Vma {
     /// (the entry whose `ino` is `inode`).
     #[prost(bool, tag = "12")]
     pub ghost: bool,
+    /// The most access the area allows (`mr`, `mw`, `me` in VmFlags) as PROT_* bits: what
+    /// `mprotect` may grant. A shared file mapping has PROT_WRITE here when its file was open for
+    /// writing; restore opens the file so again. Zero in images made before this field: the
+    /// protection then stands for it.
+    #[prost(uint32, tag = "200")]
+    pub may: u32,
+    /// A `MAP_DROPPABLE` area (`dp`): its pages may be dropped under memory pressure.
+    #[prost(bool, tag = "201")]
+    pub droppable: bool,
+    /// `mlock2(MLOCK_ONFAULT)`: locked as pages fault in (`lf`), with `locked`.
+    #[prost(bool, tag = "202")]
+    pub lock_on_fault: bool,
+    /// The area had a guard region once (`gu` in VmFlags, Linux 6.18: the kernel never clears it).
+    #[prost(bool, tag = "203")]
+    pub maybe_guard: bool,
 }
 
 /// `Vma::madvise` bits.
@@ -451,6 +480,8 @@ pub const MADV_BIT_HUGEPAGE: u32 = 4;
 pub const MADV_BIT_NOHUGEPAGE: u32 = 8;
 pub const MADV_BIT_WIPEONFORK: u32 = 16;
 pub const MADV_BIT_MERGEABLE: u32 = 32;
+pub const MADV_BIT_SEQUENTIAL: u32 = 64;
+pub const MADV_BIT_RANDOM: u32 = 128;
 
 /// The mm fields `prctl(PR_SET_MM_MAP)` sets.
 #[derive(Clone, PartialEq, prost::Message, Serialize)]

@@ -1,7 +1,8 @@
 //! The injection engine: make a stopped, traced task execute one system call at a time.
 //!
 //! The task runs no code of ours. The first call (an `mmap` of a scratch area) goes through a
-//! `syscall` instruction found in the task's vDSO, with `PTRACE_SYSCALL` stopping the task at the
+//! `syscall` instruction found in the task's vDSO (or, in a task without one, in another of its
+//! executable areas), with `PTRACE_SYSCALL` stopping the task at the
 //! syscall exit. The scratch area's first page then holds `syscall; int3`, and every further call
 //! points the instruction pointer there and runs to the `int3` stop: one stop per call. The rest of
 //! the scratch area is a data area for arguments and results. The last call, unmapping the scratch
@@ -53,7 +54,7 @@ pub enum InjectError {
     Died { pid: Pid, status: WaitStatus },
     #[error("pid {pid}: unexpected stop during injected {call}: {status:?}")]
     UnexpectedStop { pid: Pid, call: &'static str, status: WaitStatus },
-    #[error("pid {pid}: no vDSO with a syscall instruction")]
+    #[error("pid {pid}: no syscall instruction in the given code area")]
     NoGadget { pid: Pid },
     #[error("pid {pid}: scratch area at {addr:#x} landed at {got:#x}")]
     ScratchMoved { pid: Pid, addr: u64, got: u64 },
@@ -128,8 +129,8 @@ pub struct Injector {
 
 impl Injector {
     /// Map a scratch area into the stopped task `pid`: at `hint` exactly (`MAP_FIXED_NOREPLACE`) when
-    /// given, anywhere otherwise. `vdso` is the task's `[vdso]` range; `calls` counts the calls of
-    /// the run.
+    /// given, anywhere otherwise. `vdso` is a range of the task holding a `syscall` instruction: its
+    /// `[vdso]`, or any executable area when it has none; `calls` counts the calls of the run.
     pub fn new(
         pid: Pid,
         vdso: (u64, u64),
@@ -212,6 +213,20 @@ impl Injector {
     /// The vDSO moved to `base` (restore remaps it): follow it.
     pub fn vdso_moved(&mut self, base: u64) {
         self.gadget = base + self.gadget_off;
+    }
+
+    /// Address of the `syscall` instruction the first and last calls go through.
+    pub fn gadget(&self) -> u64 {
+        self.gadget
+    }
+
+    /// Go through a `syscall` instruction in `code` (start, end) from now on: the area the gadget
+    /// was in is gone (a process without a vDSO, restored).
+    pub fn use_gadget_in(&mut self, code: (u64, u64)) -> Result<(), InjectError> {
+        let off = find_gadget(&self.mem, code).ok_or(InjectError::NoGadget { pid: self.pid })?;
+        self.gadget = code.0 + off;
+        self.gadget_off = off;
+        Ok(())
     }
 
     /// Write into the task's memory (any protection).

@@ -38,6 +38,9 @@ impl ProcMem {
 pub const PM_PRESENT: u64 = 1 << 63;
 pub const PM_SWAPPED: u64 = 1 << 62;
 pub const PM_FILE_OR_SHARED: u64 = 1 << 61;
+/// A guard region marker (`MADV_GUARD_INSTALL`, Linux 6.13; reported by pagemap since 6.14): its
+/// swap bit is set too, but there is no page behind it.
+pub const PM_GUARD_REGION: u64 = 1 << 58;
 
 /// `/proc/PID/pagemap`, one 64-bit entry per virtual page.
 #[derive(Debug)]

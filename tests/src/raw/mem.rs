@@ -32,6 +32,12 @@ impl Mapping {
         Self::map(len, prot, libc::MAP_PRIVATE, file.as_raw_fd(), offset as libc::off_t)
     }
 
+    /// Maps `len` bytes with any `flags` (`MAP_ANONYMOUS` ones without `file`): `MAP_SHARED` file
+    /// mappings, `MAP_NORESERVE`, `MAP_DROPPABLE` (0x08), ...
+    pub fn with_flags(len: usize, prot: i32, flags: i32, file: Option<&File>, offset: u64) -> io::Result<Mapping> {
+        Self::map(len, prot, flags, file.map_or(-1, |f| f.as_raw_fd()), offset as libc::off_t)
+    }
+
     fn map(len: usize, prot: i32, flags: i32, fd: i32, off: libc::off_t) -> io::Result<Mapping> {
         // SAFETY: a new mapping at a kernel-chosen address cannot overlap existing Rust objects.
         let ptr = unsafe { libc::mmap(std::ptr::null_mut(), len, prot, flags, fd, off) };
@@ -115,6 +121,26 @@ impl Mapping {
         cvt(unsafe { libc::madvise((self.addr + off) as *mut _, len, libc::MADV_DONTNEED) }).map(drop)
     }
 
+    /// `madvise(2)` of `len` bytes at `off` with an advice that keeps the contents (no
+    /// MADV_DONTNEED/MADV_FREE: see [`Mapping::discard`]); guard regions (`MADV_GUARD_INSTALL`)
+    /// are marked inaccessible in the protection table.
+    pub fn advise(&self, off: usize, len: usize, advice: i32) -> io::Result<()> {
+        assert!(off.is_multiple_of(PAGE) && off + len <= self.len, "bad madvise range");
+        assert!(advice != libc::MADV_DONTNEED && advice != libc::MADV_FREE, "use discard");
+        // SAFETY: the range belongs to this mapping and no Rust reference points into it; guard
+        // pages are recorded as PROT_NONE below, so `check` refuses any access to them.
+        cvt(unsafe { libc::madvise((self.addr + off) as *mut _, len, advice) })?;
+        let guard = match advice {
+            MADV_GUARD_INSTALL => Some(libc::PROT_NONE),
+            MADV_GUARD_REMOVE => Some(libc::PROT_READ | libc::PROT_WRITE),
+            _ => None,
+        };
+        if let Some(prot) = guard {
+            self.prot.borrow_mut()[off / PAGE..(off + len).div_ceil(PAGE)].fill(prot);
+        }
+        Ok(())
+    }
+
     /// Grows or moves the mapping to `new_len` with `mremap(MREMAP_MAYMOVE)`.
     pub fn remap(self, new_len: usize) -> io::Result<Mapping> {
         // SAFETY: the old range is owned by `self`, which is consumed; nothing references it.
@@ -134,6 +160,54 @@ impl Drop for Mapping {
         // SAFETY: the range was mapped by this value and nothing references it.
         unsafe { libc::munmap(self.addr as *mut _, self.len) };
     }
+}
+
+/// `MADV_GUARD_INSTALL` (Linux 6.13).
+pub const MADV_GUARD_INSTALL: i32 = 102;
+/// `MADV_GUARD_REMOVE` (Linux 6.13).
+pub const MADV_GUARD_REMOVE: i32 = 103;
+
+/// `mlock2(2)` of `len` bytes at `addr` with `flags` (`MLOCK_ONFAULT` = 1).
+pub fn mlock2(m: &Mapping, flags: u32) -> io::Result<()> {
+    // SAFETY: locking changes no memory contents; the range is the mapping's own.
+    cvt_long(unsafe { libc::syscall(libc::SYS_mlock2, m.addr, m.len, flags) }).map(drop)
+}
+
+/// `mlockall(2)` with `flags`.
+pub fn mlockall(flags: i32) -> io::Result<()> {
+    // SAFETY: locking changes no memory contents.
+    cvt(unsafe { libc::mlockall(flags) }).map(drop)
+}
+
+/// `membarrier(2)` with command `cmd` and no flags; returns what it returns.
+pub fn membarrier(cmd: i32) -> io::Result<i64> {
+    // SAFETY: membarrier takes plain integers.
+    cvt_long(unsafe { libc::syscall(libc::SYS_membarrier, cmd, 0, 0) })
+}
+
+/// Unmaps this process's `[vdso]`, `[vvar]` and `[vvar_vclock]` (`munmap(2)`, as a raw system
+/// call). From then on the process must not call what the C library sends to the vDSO
+/// (`clock_gettime`, `gettimeofday`, `time`, `getcpu`, ...): use the raw system calls
+/// ([`clock_gettime_syscall`]). Returns the ranges unmapped.
+pub fn unmap_vdso() -> io::Result<Vec<(u64, u64)>> {
+    let maps = std::fs::read_to_string("/proc/self/maps")?;
+    let mut gone = Vec::new();
+    for line in maps.lines() {
+        let name = line.split_whitespace().nth(5).unwrap_or("");
+        if !matches!(name, "[vdso]" | "[vvar]" | "[vvar_vclock]") {
+            continue;
+        }
+        let range = line.split_whitespace().next().unwrap_or("");
+        let parse = |s: &str| u64::from_str_radix(s, 16).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e));
+        let (start, end) = range.split_once('-').ok_or_else(|| io::Error::from(io::ErrorKind::InvalidData))?;
+        gone.push((parse(start)?, parse(end)?));
+    }
+    for &(start, end) in &gone {
+        // SAFETY: no Rust object lives in the kernel's special mappings; the caller promises not
+        // to enter the vDSO again (see above).
+        cvt_long(unsafe { libc::syscall(libc::SYS_munmap, start, end - start) })?;
+    }
+    Ok(gone)
 }
 
 /// The current program break (`brk(0)` as a raw system call).

@@ -60,6 +60,9 @@ const INTEGER_PRCTLS: &[libc::c_int] = &[
     libc::PR_CAPBSET_READ,
     libc::PR_CAPBSET_DROP,
     libc::PR_SET_CHILD_SUBREAPER,
+    // PR_SET_MEMORY_MERGE, PR_GET_MEMORY_MERGE (Linux 6.4).
+    67,
+    68,
 ];
 
 /// `prctl(2)` for the options of `INTEGER_PRCTLS`.

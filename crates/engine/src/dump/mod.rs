@@ -37,6 +37,8 @@ struct Collected {
     selected: Vec<mem::pages::Selected>,
     /// Pages still shared copy-on-write with the parent.
     inherited: Vec<stasis_image::model::PageRun>,
+    /// Where the injector found its `syscall` instruction (see `mem::gadget`).
+    code: (u64, u64),
     fds: stasis_image::model::FdTable,
 }
 
@@ -454,13 +456,13 @@ fn collect(
     parent: Option<(Pid, &[Vma])>,
 ) -> Result<Collected> {
     let pid = process.pid();
-    let vdso =
-        mem::vdso_range(&vmas).ok_or(Error::Unsupported { pid: pid.0, what: "a process without a vDSO".into() })?;
+    // The vDSO, or an executable area of a process that unmapped it.
+    let code = mem::gadget::code_area(pid, &vmas)?;
     // The other threads' injected calls use the main thread's scratch area.
-    let scratch = process.main().injector(vdso)?.scratch();
+    let scratch = process.main().injector(code)?.scratch();
     let mut threads = Vec::new();
     for t in process.threads.iter_mut().skip(1) {
-        threads.push(threads::dump(root, t, vdso, scratch)?);
+        threads.push(threads::dump(root, t, code, scratch)?);
     }
     let frozen = process.main();
     let mut core = TaskCore {
@@ -471,7 +473,7 @@ fn collect(
         pending: signals::dump_pending(pid, true)?,
         ..Default::default()
     };
-    let inj = frozen.injector(vdso)?;
+    let inj = frozen.injector(code)?;
     let status = proc::status(root, pid.0)?;
     core.sigactions = signals::dump_actions(inj, status.sig_cgt | status.sig_ign)?;
     core.altstack = Some(signals::dump_altstack(inj)?);
@@ -479,14 +481,17 @@ fn collect(
     core.posix_timers = crate::posix_timers::dump(inj, root, pid)?;
     misc::dump(inj, root, pid, &status, &mut core)?;
     core.creds = Some(creds::dump(inj, &status)?);
-    let mm = MmImage {
+    let mut mm = MmImage {
         fields: Some(mm::dump_fields(inj, root, pid)?),
         auxv: proc::auxv(root, pid.0)?,
         exe_path: proc::link(root, pid.0, "exe")?.to_string_lossy().into_owned(),
-        vdso_checksum: mem::vdso_checksum(inj, vdso)?,
+        vdso_checksum: mem::vdso_range(&vmas).map_or(Ok(0), |vdso| mem::vdso_checksum(inj, vdso))?,
         vmas,
+        ..Default::default()
     };
-    let (selected, inherited) = mem::pages::select(pid, &mm.vmas, parent)?;
+    mem::mm_wide::dump(inj, root, pid, &mut mm)?;
+    let mem::pages::Selection { saved: selected, inherited, guards } = mem::pages::select(pid, &mm.vmas, parent)?;
+    mm.guards = guards;
     let process = ProcessEntry {
         pid: pid.0,
         ppid: stat.ppid,
@@ -498,7 +503,7 @@ fn collect(
         tty_fg_pgrp: files::tty::ctty_of(stat).1,
         ..Default::default()
     };
-    Ok(Collected { process, core, threads, mm, selected, inherited, fds: Default::default() })
+    Ok(Collected { process, core, threads, mm, selected, inherited, code, fds: Default::default() })
 }
 
 /// Stage 4: the pages, zero-copy. Returns the page file, the bytes of page data in it, and their chunk
@@ -511,8 +516,7 @@ fn write_pages(
 ) -> Result<(PageWriter, u64, Vec<u64>)> {
     let pid = process.pid();
     let writer = dir.create_pages(pid.0, CHUNK)?;
-    let vdso = mem::vdso_range(&c.mm.vmas).expect("checked in collect");
-    let inj = process.main().injector(vdso)?;
+    let inj = process.main().injector(c.code)?;
     let (bytes, checksums) = mem::pages::write(inj, pid, &c.selected, writer.file(), CHUNK, progress)?;
     Ok((writer, bytes, checksums))
 }

@@ -8,6 +8,10 @@
 //! writable for the fill where pages are to be written), fill the pages, then set the final protection
 //! and madvise state.
 
+pub mod flags;
+pub mod gadget;
+pub mod guards;
+pub mod mm_wide;
 pub mod pages;
 
 use crate::error::{Error, Result};
@@ -25,6 +29,8 @@ use std::os::unix::fs::MetadataExt;
 /// Highest user address on x86_64 with 4-level page tables.
 pub const TASK_SIZE: u64 = 0x7fff_ffff_f000;
 const PAGE: u64 = 4096;
+/// `MAP_DROPPABLE` (Linux 6.11): a mapping type of its own, neither shared nor private.
+const MAP_DROPPABLE: u32 = 0x08;
 
 /// Build the VMA list of `pid` from its smaps, refusing what is not supported yet.
 pub fn dump_vmas(root: &ProcRoot, pid: Pid) -> Result<Vec<Vma>> {
@@ -52,30 +58,12 @@ fn classify(pid: Pid, e: &MapEntry) -> Result<Vma> {
         _ => VmaKind::Anon,
     };
     let special = matches!(kind, VmaKind::Vdso | VmaKind::Vvar | VmaKind::VvarVclock | VmaKind::Vsyscall);
-    for (flag, what) in [
-        ("io", "I/O memory"),
-        ("pf", "PFN-mapped memory"),
-        ("um", "userfaultfd-registered memory"),
-        ("uw", "userfaultfd-registered memory"),
-        ("sl", "sealed memory"),
-    ] {
-        if e.vm_flags.has(flag) && !special {
-            return Err(unsupported(format!("mapping {range} ({what})")));
-        }
+    if let Some((flag, why)) = flags::refused(e).filter(|_| !special) {
+        return Err(unsupported(format!("mapping {range} {}: {why} (VmFlags {flag})", e.name)));
     }
-    let mut flags = if e.shared { libc::MAP_SHARED } else { libc::MAP_PRIVATE } as u32;
-    if e.vm_flags.has("gd") {
-        flags |= libc::MAP_GROWSDOWN as u32;
-    }
-    let madv_bits = [
-        ("dc", model::MADV_BIT_DONTFORK),
-        ("dd", model::MADV_BIT_DONTDUMP),
-        ("hg", model::MADV_BIT_HUGEPAGE),
-        ("nh", model::MADV_BIT_NOHUGEPAGE),
-        ("wf", model::MADV_BIT_WIPEONFORK),
-        ("mg", model::MADV_BIT_MERGEABLE),
-    ];
-    let madvise = madv_bits.iter().filter(|(f, _)| e.vm_flags.has(f)).fold(0, |acc, (_, b)| acc | b);
+    // A MAP_DROPPABLE area is private anonymous memory but for `droppable`.
+    let sharing = if e.shared { libc::MAP_SHARED } else { libc::MAP_PRIVATE } as u32;
+    let flags = sharing | flags::map_flags(e);
     Ok(Vma {
         start: e.start,
         end: e.end,
@@ -86,8 +74,12 @@ fn classify(pid: Pid, e: &MapEntry) -> Result<Vma> {
         offset: e.offset,
         dev: ((e.dev_major as u64) << 32) | e.dev_minor as u64,
         inode: e.inode,
-        madvise,
+        madvise: flags::madvise_bits(e),
         locked: e.vm_flags.has("lo"),
+        lock_on_fault: e.vm_flags.has("lf"),
+        may: flags::may_prot(e),
+        droppable: e.vm_flags.has("dp"),
+        maybe_guard: e.vm_flags.has("gu"),
         // An unlinked file or a memfd: its bytes are saved with the files (see files::ghost_mappings).
         ghost: e.deleted && kind == VmaKind::File,
         // Seen by `ipc` for which segments to save.
@@ -105,7 +97,7 @@ pub fn kind(v: &Vma) -> VmaKind {
     VmaKind::try_from(v.kind).unwrap_or(VmaKind::Anon)
 }
 
-fn is_special(v: &Vma) -> bool {
+pub(crate) fn is_special(v: &Vma) -> bool {
     matches!(kind(v), VmaKind::Vdso | VmaKind::Vvar | VmaKind::VvarVclock | VmaKind::Vsyscall)
 }
 
@@ -330,7 +322,9 @@ struct OpenFiles<'a> {
 
 impl OpenFiles<'_> {
     fn get(&mut self, inj: &mut dyn Remote, imp: &mut FdImporter, pid: Pid, v: &Vma) -> Result<i32> {
-        let writable = v.flags & libc::MAP_SHARED as u32 != 0 && v.prot & libc::PROT_WRITE as u32 != 0;
+        // The file's open mode sets how far mprotect may go later: `mw` comes from a writable file.
+        let may = if v.may == 0 { v.prot } else { v.may };
+        let writable = v.flags & libc::MAP_SHARED as u32 != 0 && may & libc::PROT_WRITE as u32 != 0;
         // Unlinked files are told apart by device and inode: two of them may have had the same name.
         let key = if v.ghost { format!("{} #{}:{}", v.name, v.dev, v.inode) } else { v.name.clone() };
         if let Some((_, fd)) = self.by_path.get(&(key.clone(), writable)) {
@@ -393,6 +387,9 @@ fn map_vma(
         return attach_shm(inj, pid, v);
     }
     let mut flags = v.flags | libc::MAP_FIXED as u32;
+    if v.droppable {
+        flags = flags & !(libc::MAP_PRIVATE as u32) | MAP_DROPPABLE;
+    }
     let prot = fill_prot(v, filled);
     let (fd, offset) = match kind(v) {
         VmaKind::File => (files.get(inj, imp, pid, v)?, v.offset),
@@ -447,21 +444,7 @@ pub fn finish_layout(inj: &mut dyn Remote, mm: &MmImage, filled: &HashSet<u64>) 
         if fill_prot(v, filled.contains(&v.start)) != v.prot {
             inj.mprotect(v.start, len, v.prot)?;
         }
-        for (bit, advice) in [
-            (model::MADV_BIT_DONTFORK, libc::MADV_DONTFORK),
-            (model::MADV_BIT_DONTDUMP, libc::MADV_DONTDUMP),
-            (model::MADV_BIT_HUGEPAGE, libc::MADV_HUGEPAGE),
-            (model::MADV_BIT_NOHUGEPAGE, libc::MADV_NOHUGEPAGE),
-            (model::MADV_BIT_WIPEONFORK, libc::MADV_WIPEONFORK),
-            (model::MADV_BIT_MERGEABLE, libc::MADV_MERGEABLE),
-        ] {
-            if v.madvise & bit != 0 {
-                inj.madvise(v.start, len, advice)?;
-            }
-        }
-        if v.locked {
-            inj.mlock(v.start, len)?;
-        }
+        flags::restore(inj, v)?;
     }
     Ok(())
 }

@@ -11,13 +11,13 @@
 //! Restore makes the task `preadv` the page file straight into its own memory, many runs per call.
 
 use crate::error::{Error, Result};
-use crate::mem::kind;
+use crate::mem::{guards, kind};
 use crate::Progress;
 use stasis_image::model::{PageMap, PageRun, Vma, VmaKind};
 use stasis_image::PAGE_DATA_OFFSET;
 use stasis_sys::fd::{pidfd_getfd, pidfd_open, set_pipe_size, splice_to_file};
 use stasis_sys::inject::Injector;
-use stasis_sys::mem::{PageMapFile, PM_FILE_OR_SHARED, PM_PRESENT, PM_SWAPPED};
+use stasis_sys::mem::{PageMapFile, PM_FILE_OR_SHARED, PM_GUARD_REGION, PM_PRESENT, PM_SWAPPED};
 use stasis_sys::remote::Remote;
 use stasis_sys::Pid;
 use std::fs::File;
@@ -42,22 +42,36 @@ pub struct Selected {
     pub readable: bool,
 }
 
+/// What a dump takes of the pages of a process (see [`select`]).
+#[derive(Default)]
+pub struct Selection {
+    /// The runs to save.
+    pub saved: Vec<Selected>,
+    /// Runs a child shares copy-on-write with its parent: not saved.
+    pub inherited: Vec<PageRun>,
+    /// Guard regions: never read.
+    pub guards: Vec<PageRun>,
+}
+
 /// The pages of `vmas` that must be saved: private anonymous pages (present or swapped), including
-/// the copied-on-write pages of private file mappings.
+/// the copied-on-write pages of private file mappings; and the guard regions of every area.
 ///
 /// With `parent` (its pid and VMAs), a page still shared copy-on-write with the parent (same physical
 /// page at the same address, in a VMA the parent has too) is not saved but returned apart, as
 /// inherited: the restored child gets it by being forked from its restored parent.
-pub fn select(pid: Pid, vmas: &[Vma], parent: Option<(Pid, &[Vma])>) -> Result<(Vec<Selected>, Vec<PageRun>)> {
+pub fn select(pid: Pid, vmas: &[Vma], parent: Option<(Pid, &[Vma])>) -> Result<Selection> {
     let io = |p: Pid| Error::io(format!("/proc/{p}/pagemap"));
     let pm = PageMapFile::open(pid).map_err(io(pid))?;
     let ppm = match parent {
         Some((p, _)) => Some(PageMapFile::open(p).map_err(io(p))?),
         None => None,
     };
-    let (mut out, mut inherited) = (Vec::new(), Vec::new());
+    let mut out = Selection::default();
     let (mut entries, mut theirs) = (Vec::new(), Vec::new());
-    for v in vmas {
+    for v in vmas.iter().filter(|v| !super::is_special(v)) {
+        entries.clear();
+        pm.read_range(v.start, v.end, &mut entries).map_err(io(pid))?;
+        guards::collect(pid, v, &entries, &mut out.guards)?;
         let private = v.flags & libc::MAP_PRIVATE as u32 != 0;
         let file = match kind(v) {
             VmaKind::Anon => false,
@@ -65,7 +79,7 @@ pub fn select(pid: Pid, vmas: &[Vma], parent: Option<(Pid, &[Vma])>) -> Result<(
             // A shared anonymous object: all of it, once, from the first process that has it (a
             // child that inherited it gets it again by being forked; see `inheritable`).
             VmaKind::SharedAnon if !parent.is_some_and(|(_, pv)| inheritable(v, pv)) => {
-                out.push(Selected {
+                out.saved.push(Selected {
                     run: (v.start, (v.end - v.start) / PAGE),
                     readable: v.prot & libc::PROT_READ as u32 != 0,
                 });
@@ -73,15 +87,16 @@ pub fn select(pid: Pid, vmas: &[Vma], parent: Option<(Pid, &[Vma])>) -> Result<(
             }
             _ => continue,
         };
-        entries.clear();
-        pm.read_range(v.start, v.end, &mut entries).map_err(io(pid))?;
         theirs.clear();
         if let (Some(ppm), Some((p, pvmas))) = (&ppm, parent) {
             if inheritable(v, pvmas) {
                 ppm.read_range(v.start, v.end, &mut theirs).map_err(io(p))?;
             }
         }
-        let saved = |e: u64| e & PM_SWAPPED != 0 || (e & PM_PRESENT != 0 && !(file && e & PM_FILE_OR_SHARED != 0));
+        let saved = |e: u64| {
+            e & PM_GUARD_REGION == 0
+                && (e & PM_SWAPPED != 0 || (e & PM_PRESENT != 0 && !(file && e & PM_FILE_OR_SHARED != 0)))
+        };
         let shared = |i: usize| theirs.get(i).is_some_and(|&t| same_page(entries[i], t));
         let class = |i: usize| match (saved(entries[i]), shared(i)) {
             (false, _) => 0,
@@ -98,13 +113,13 @@ pub fn select(pid: Pid, vmas: &[Vma], parent: Option<(Pid, &[Vma])>) -> Result<(
             }
             let run = (v.start + first as u64 * PAGE, (i - first) as u64);
             match c {
-                1 => out.push(Selected { run, readable }),
-                2 => inherited.push(PageRun { vaddr: run.0, nr_pages: run.1 }),
+                1 => out.saved.push(Selected { run, readable }),
+                2 => out.inherited.push(PageRun { vaddr: run.0, nr_pages: run.1 }),
                 _ => {}
             }
         }
     }
-    Ok((out, inherited))
+    Ok(out)
 }
 
 /// Bits 0-54 of a pagemap entry: the page frame number (zero without CAP_SYS_ADMIN).

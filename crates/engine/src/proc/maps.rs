@@ -77,6 +77,36 @@ pub fn smaps(root: &ProcRoot, pid: i32) -> Result<Vec<MapEntry>, ProcError> {
     Ok(out)
 }
 
+/// The area of `pid` that holds `addr`, with its `VmFlags`, from `/proc/PID/smaps`; reading stops
+/// there (the kernel builds the text of the areas after it only if they are read).
+pub fn smaps_at(root: &ProcRoot, pid: i32, addr: u64) -> Result<Option<MapEntry>, ProcError> {
+    use std::io::BufRead;
+    let path = root.pid_path(pid, "smaps");
+    let read = |source| ProcError::Read { path: path.clone(), source };
+    let file = std::fs::File::open(&path).map_err(read)?;
+    let mut found: Option<MapEntry> = None;
+    for (i, line) in std::io::BufReader::new(file).split(b'\n').enumerate() {
+        let line = String::from_utf8_lossy(&line.map_err(read)?).into_owned();
+        match (smaps_key(&line), found.as_mut()) {
+            (None, None) => {
+                let e = parse_line(&path, i + 1, &line)?;
+                if e.start <= addr && addr < e.end {
+                    found = Some(e);
+                } else if e.start > addr {
+                    return Ok(None);
+                }
+            }
+            (None, Some(_)) => break,
+            (Some(("VmFlags", value)), Some(e)) => {
+                e.vm_flags = parse_vm_flags(&path, i + 1, value)?;
+                break;
+            }
+            (Some(_), _) => {}
+        }
+    }
+    Ok(found)
+}
+
 /// The areas of `pid` from `/proc/PID/maps`; `vm_flags` is left empty.
 pub fn maps(root: &ProcRoot, pid: i32) -> Result<Vec<MapEntry>, ProcError> {
     let path = root.pid_path(pid, "maps");

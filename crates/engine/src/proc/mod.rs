@@ -15,7 +15,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 pub use fdinfo::{fdinfo, FdInfo};
-pub use maps::{maps, smaps, MapEntry, VmFlags};
+pub use maps::{maps, smaps, smaps_at, MapEntry, VmFlags};
 pub use stat::{stat, Stat};
 pub use status::{status, Status};
 

@@ -118,6 +118,19 @@ fn maps_match_smaps_without_flags() {
 }
 
 #[test]
+fn smaps_at_finds_one_area_with_its_flags() {
+    let fx = Fixture::new();
+    let all = smaps(&fx.root(), PID).expect("smaps");
+    for want in [&all[0], &all[1], all.last().expect("areas")] {
+        let got = super::smaps_at(&fx.root(), PID, want.start).expect("smaps_at");
+        assert_eq!(got.as_ref(), Some(want));
+    }
+    let inside = super::smaps_at(&fx.root(), PID, all[1].end - 1).expect("smaps_at");
+    assert_eq!(inside.as_ref(), Some(&all[1]));
+    assert_eq!(super::smaps_at(&fx.root(), PID, 0x10).expect("smaps_at"), None);
+}
+
+#[test]
 fn maps_handcrafted_names() {
     let fx = Fixture::new();
     let text = "\

@@ -11,7 +11,6 @@ use crate::tracers::{Pending, Tracers};
 use crate::Progress;
 use crate::{creds, fault, mem, misc, mm, session, signals, timers};
 use stasis_image::model::{ProcessEntry, TaskCore, SHARES_FILES, SHARES_FS, SHARES_SIGHAND, SHARES_VM};
-use stasis_image::ImageKind;
 use stasis_sys::inject::{Calls, Injector, SCRATCH_LEN};
 use stasis_sys::ptrace::{self, WaitStatus};
 use stasis_sys::remote::{CloneArgs, Remote};
@@ -123,8 +122,8 @@ pub fn build<'env>(
     handoff: Option<&Handoff<'_, 'env>>,
     progress: &mut dyn FnMut(Progress),
 ) -> Result<()> {
-    let vdso = current_vdso(pid)?;
-    let mut inj = Injector::new(pid, vdso, Some(scratch), SCRATCH_LEN, &ctx.calls)?;
+    let code = mem::gadget::current_code_area(pid)?;
+    let mut inj = Injector::new(pid, code, Some(scratch), SCRATCH_LEN, &ctx.calls)?;
     match build_in(ctx, idx, &mut inj, pid, out, handoff, progress) {
         Ok(threads) => {
             out.built.push(Built { idx, pid, inj, threads });
@@ -181,6 +180,9 @@ fn build_in<'env>(
             files::pidfd::install_late(inj, pid, &img.fds, &ctx.img.files.files, &ctx.pidfds, false)?;
         }
         crate::posix_timers::restore(inj, &img.core.posix_timers)?;
+        if !shared_vm {
+            mem::mm_wide::restore(inj, &img.mm)?;
+        }
         // Queued signals last: a zombie child's exit just queued a SIGCHLD the process never had.
         flush_sigchld(inj)?;
         signals::restore_pending(inj, pid, pid, &img.core.pending)?;
@@ -194,14 +196,6 @@ fn build_in<'env>(
         return Err(e);
     }
     Ok(made)
-}
-
-pub(super) fn current_vdso(pid: Pid) -> Result<(u64, u64)> {
-    let maps = proc::maps(&ProcRoot::system(), pid.0)?;
-    maps.iter()
-        .find(|e| e.name == "[vdso]")
-        .map(|e| (e.start, e.end))
-        .ok_or(Error::Failed { pid: pid.0, what: "this kernel gave the new process no vDSO".into() })
 }
 
 /// Stage 4: layout, pages, final protections.
@@ -223,6 +217,10 @@ fn restore_memory(
         None => Default::default(),
     };
     mem::restore_layout(inj, imp, pid, &img.mm, &filled, &kept, ctx.ghosts)?;
+    if let Some(p) = parent {
+        mem::guards::drop_inherited(inj, &img.mm, &p.mm, &kept)?;
+    }
+    mem::guards::mark_once_guarded(inj, &img.mm, parent.map(|p| &p.mm), &kept)?;
     if let Some(vdso) = mem::vdso_range(&img.mm.vmas) {
         if mem::vdso_checksum(inj, vdso)? != img.mm.vdso_checksum {
             return Err(Error::Failed {
@@ -235,7 +233,14 @@ fn restore_memory(
     mem::pages::fill(inj, task_fd, &img.pagemap, progress)?;
     inj.close(task_fd)?;
     mem::drop_absent(inj, &img.mm, &img.pagemap, &kept)?;
-    mem::finish_layout(inj, &img.mm, &filled)
+    mem::guards::install(inj, &img.mm)?;
+    mem::finish_layout(inj, &img.mm, &filled)?;
+    // Without a vDSO (the process had unmapped it, and it is gone now), the injector's last call
+    // goes through a syscall instruction of the process's own code.
+    if mem::vdso_range(&img.mm.vmas).is_none() {
+        inj.use_gadget_in(mem::gadget::code_area(pid, &img.mm.vmas)?)?;
+    }
+    Ok(())
 }
 
 /// Stages 7 and 8: signals, timers, limits and the rest, the session; then the other threads (while
@@ -263,11 +268,11 @@ fn create_threads(inj: &mut Injector, pid: Pid, img: &ProcImage, detached: bool)
         return Ok(Vec::new());
     }
     trace_new_tasks(pid)?;
-    let vdso = mem::vdso_range(&img.mm.vmas)
-        .ok_or(Error::Incompatible { file: ImageKind::Mm.file_name(Some(pid.0)), what: "no [vdso] area".into() })?;
+    // New threads go through the process's own gadget (see `restore_memory`).
+    let code = (inj.gadget(), inj.gadget() + 2);
     let mut made = Vec::new();
     for t in &img.threads {
-        match threads::create(inj, pid, t, vdso, detached) {
+        match threads::create(inj, pid, t, code, detached) {
             Ok(n) => made.push(n),
             Err(e) => {
                 made.into_iter().for_each(NewThread::abandon);
@@ -309,7 +314,7 @@ fn create_children<'env>(
         // No exit signal: its end, once the members have joined, queues no SIGCHLD.
         let child = fork_task(inj, pid, Pid(pgid), 0, 0)?;
         ctx.created.lock().expect("not poisoned").push(child);
-        let helper = session::Helper::lead(child, pid, current_vdso(child)?, inj.calls())?;
+        let helper = session::Helper::lead(child, pid, mem::gadget::current_code_area(child)?, inj.calls())?;
         out.helpers.push(helper);
     }
     for z in zombies {
@@ -374,7 +379,7 @@ fn fork_in_session(ctx: &Ctx, inj: &mut Injector, pid: Pid, sid: i32, members: &
 /// helper that makes a session whose leader has exited again (see `crate::session`). `calls` counts
 /// the calls of the restore.
 pub(super) fn lead_session(helper: Pid, calls: &Calls) -> Result<Injector> {
-    let mut inj = Injector::new(helper, current_vdso(helper)?, None, SCRATCH_LEN, calls)?;
+    let mut inj = Injector::new(helper, mem::gadget::current_code_area(helper)?, None, SCRATCH_LEN, calls)?;
     inj.setsid()?;
     trace_new_tasks(helper)?;
     Ok(inj)
@@ -418,7 +423,7 @@ fn fork_task(inj: &mut dyn Remote, parent: Pid, want: Pid, flags: u64, exit_sign
 /// Make a just-forked child die as the zombie `z` did (its exit code, or its signal with the default
 /// disposition), and take the tracer's notification only: its parent sees a zombie to reap.
 fn make_zombie(child: Pid, z: &ProcessEntry, calls: &Calls) -> Result<()> {
-    let mut inj = Injector::new(child, current_vdso(child)?, None, SCRATCH_LEN, calls)?;
+    let mut inj = Injector::new(child, mem::gadget::current_code_area(child)?, None, SCRATCH_LEN, calls)?;
     session::restore(&mut inj, z)?;
     let status = z.exit_status;
     let (exited, code, sig) = (libc::WIFEXITED(status), libc::WEXITSTATUS(status), libc::WTERMSIG(status));

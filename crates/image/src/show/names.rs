@@ -105,6 +105,9 @@ pub(super) fn vma_flags(flags: u32, locked: bool) -> String {
     if flags & 0x100 != 0 {
         out.push_str(",growsdown");
     }
+    if flags & 0x4000 != 0 {
+        out.push_str(",noreserve");
+    }
     if locked {
         out.push_str(",locked");
     }

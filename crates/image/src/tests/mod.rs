@@ -92,6 +92,7 @@ pub(crate) fn sample_mm() -> MmImage {
         auxv: vec![6, 4096, 0, 0],
         exe_path: "/usr/bin/workload".into(),
         vdso_checksum: 0x1234,
+        ..Default::default()
     }
 }
 

@@ -22,6 +22,7 @@ const PR_SET_MM_MAP: u64 = 14;
 const PR_CAP_AMBIENT: u64 = 47;
 const PR_CAP_AMBIENT_RAISE: u64 = 2;
 const PR_TIMER_CREATE_RESTORE_IDS: u64 = 77;
+const PR_SET_MEMORY_MERGE: u64 = 67;
 /// `sizeof(siginfo_t)`.
 const SIGINFO_SIZE: usize = 128;
 
@@ -139,6 +140,22 @@ pub trait Remote: Target {
     /// `mlock(2)`.
     fn mlock(&mut self, addr: u64, len: u64) -> R<()> {
         checked(self, Call::new("mlock", libc::SYS_mlock, &[addr, len])).map(drop)
+    }
+
+    /// `mlock2(2)`: `flags` 0 or `MLOCK_ONFAULT` (1).
+    fn mlock2(&mut self, addr: u64, len: u64, flags: u32) -> R<()> {
+        checked(self, Call::new("mlock2", libc::SYS_mlock2, &[addr, len, flags as u64])).map(drop)
+    }
+
+    /// `mlockall(2)`.
+    fn mlockall(&mut self, flags: i32) -> R<()> {
+        checked(self, Call::new("mlockall", libc::SYS_mlockall, &[flags as u64])).map(drop)
+    }
+
+    /// `membarrier(cmd, 0, 0)` (`membarrier(2)`): what the command returns (the registrations for
+    /// `MEMBARRIER_CMD_GET_REGISTRATIONS`).
+    fn membarrier(&mut self, cmd: u32) -> R<u64> {
+        checked(self, Call::new("membarrier", libc::SYS_membarrier, &[cmd as u64, 0, 0]))
     }
 
     /// `mremap(from, len, len, MREMAP_MAYMOVE | MREMAP_FIXED, to)` (`mremap(2)`): move a mapping.
@@ -496,6 +513,7 @@ fn prctl_args<T: Target + ?Sized>(t: &T, op: Prctl<'_>) -> R<(&'static str, [u64
             let at = put_u64s(t, "prctl(PR_SET_MM_MAP)", 0, &words)?;
             ("PR_SET_MM", [PR_SET_MM, PR_SET_MM_MAP, at, MM_MAP_SIZE, 0], Out::Ret)
         }
+        Prctl::SetMemoryMerge(on) => ("PR_SET_MEMORY_MERGE", [PR_SET_MEMORY_MERGE, on as u64, 0, 0, 0], Out::Ret),
         Prctl::TimerCreateRestoreIds(on) => {
             ("PR_TIMER_CREATE_RESTORE_IDS", [PR_TIMER_CREATE_RESTORE_IDS, on as u64, 0, 0, 0], Out::Ret)
         }

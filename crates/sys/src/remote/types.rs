@@ -118,6 +118,8 @@ pub enum Prctl<'a> {
     },
     /// `PR_SET_MM`, `PR_SET_MM_MAP`.
     SetMmMap(&'a MmMap<'a>),
+    /// `PR_SET_MEMORY_MERGE` (Linux 6.4): KSM merges every area of the process.
+    SetMemoryMerge(bool),
     /// `PR_TIMER_CREATE_RESTORE_IDS` (Linux 6.15): `timer_create` takes the id it is given.
     TimerCreateRestoreIds(bool),
 }
