@@ -22,10 +22,15 @@ use std::collections::HashMap;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
 const O_ASYNC: u32 = libc::O_ASYNC as u32;
+const O_PATH: u32 = libc::O_PATH as u32;
 
 /// The owner and signal of the description behind our copy `file` (of fd `fd` of `pid`); `None`
 /// when neither is set.
 pub fn dump(pid: Pid, fd: i32, file: BorrowedFd<'_>, kind: &FileKind, flags: u32) -> Result<Option<FileOwner>> {
+    if flags & O_PATH != 0 {
+        // An O_PATH description has no I/O: fcntl refuses F_GETOWN_EX and F_GETSIG on it (EBADF).
+        return Ok(None);
+    }
     let (okind, opid) = owner(file).map_err(Error::sys(pid.0, "reading an fd's owner"))?;
     let signal = io_signal(file).map_err(Error::sys(pid.0, "reading an fd's I/O signal"))?;
     let set = opid != 0 || signal != 0;
