@@ -3,7 +3,7 @@
 //! file mappings, guard regions, wipe-on-fork and droppable areas across a fork), the mm-wide
 //! state (mlockall, membarrier, KSM merge-any); huge pages, refused by name.
 
-use stasis_tests::harness::{checkpoint_restore, skip, static_c_workload, Case};
+use stasis_tests::harness::{checkpoint_restore, skip, standalone, static_c_workload, Case};
 use stasis_tests::workload;
 
 #[test]
@@ -106,4 +106,12 @@ fn huge_pages_are_refused_by_name() {
     };
     hugetlb_refused("mem_flags_hugetlb_anon", "hugetlb-anon");
     hugetlb_refused("mem_flags_hugetlb_memfd", "hugetlb-memfd");
+}
+
+/// The mem_flags cases without stasis: an end-to-end failure then points at stasis.
+#[test]
+fn standalone_mem_flags() {
+    for case in ["advice", "shared-prot", "tree", "guard", "mm-wide", "no-vdso"] {
+        standalone(&format!("standalone_mem_flags_{case}"), workload!("mem_flags").arg(case));
+    }
 }
