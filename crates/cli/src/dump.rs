@@ -36,6 +36,10 @@ pub struct DumpArgs {
     /// connects them to the peer's name again.
     #[arg(long)]
     pub ext_unix_sk: bool,
+    /// Keep the file locks (flock, POSIX, OFD, leases) the tree holds; without it a lock fails the
+    /// dump.
+    #[arg(long)]
+    pub file_locks: bool,
     #[command(flatten)]
     pub log: LogArgs,
     /// Print the report (or the error) as one JSON object on stdout.
@@ -53,6 +57,7 @@ pub fn run(args: &DumpArgs) -> anyhow::Result<u8> {
         fsync: args.fsync,
         ghost_limit: args.ghost_limit,
         ext_unix_sk: args.ext_unix_sk,
+        file_locks: args.file_locks,
     };
     log::info!("dumping pid {} into {}", opts.pid, opts.dir.display());
     let mut line = ProgressLine::new("dumping memory");

@@ -30,6 +30,9 @@ pub struct RestoreArgs {
     /// Connect UNIX sockets whose peer was outside the dumped tree to that peer's name again.
     #[arg(long)]
     pub ext_unix_sk: bool,
+    /// Take the file locks of the image again (an image dumped with --file-locks needs it).
+    #[arg(long)]
+    pub file_locks: bool,
     #[command(flatten)]
     pub log: LogArgs,
     /// Print the report (or the error) as one JSON object on stdout.
@@ -47,6 +50,7 @@ pub fn run(args: &RestoreArgs) -> anyhow::Result<u8> {
         shell_job: args.shell_job,
         detached: args.restore_detached,
         ext_unix_sk: args.ext_unix_sk,
+        file_locks: args.file_locks,
     };
     // Created before the restore, so that an unwritable pidfile fails before anything runs.
     let pidfile = args.pidfile.as_deref().map(PidFile::prepare).transpose()?;

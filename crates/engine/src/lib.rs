@@ -60,6 +60,8 @@ pub struct DumpOptions {
     /// A UNIX socket connected to a socket outside the tree is external: restore connects it to the
     /// peer's name again (CRIU's `--ext-unix-sk`).
     pub ext_unix_sk: bool,
+    /// Keep the file locks the tree holds (CRIU's `--file-locks`); without it a lock fails the dump.
+    pub file_locks: bool,
 }
 
 /// Default of [`DumpOptions::ghost_limit`]: 1 MiB, as CRIU's.
@@ -102,6 +104,8 @@ pub struct RestoreOptions {
     pub detached: bool,
     /// Connect UNIX sockets whose peer was outside the dump to that peer's name again.
     pub ext_unix_sk: bool,
+    /// Take the image's file locks again (CRIU's `--file-locks`); an image with locks needs it.
+    pub file_locks: bool,
 }
 
 /// What a successful restore did.
