@@ -41,6 +41,10 @@ pub struct DumpArgs {
     /// Repeatable; the other types of CRIU (mnt, dev, net, veth, file, tty...) are refused.
     #[arg(long, value_name = "TYPE[ID]:KEY", value_parser = parse_external)]
     pub external: Vec<u64>,
+    /// Keep the file locks (flock, POSIX, OFD, leases) the tree holds; without it a lock fails the
+    /// dump.
+    #[arg(long)]
+    pub file_locks: bool,
     #[command(flatten)]
     pub log: LogArgs,
     /// Print the report (or the error) as one JSON object on stdout.
@@ -59,6 +63,7 @@ pub fn run(args: &DumpArgs) -> anyhow::Result<u8> {
         ghost_limit: args.ghost_limit,
         ext_unix_sk: args.ext_unix_sk,
         ext_unix_inodes: args.external.clone(),
+        file_locks: args.file_locks,
     };
     log::info!("dumping pid {} into {}", opts.pid, opts.dir.display());
     let mut line = ProgressLine::new("dumping memory");

@@ -35,6 +35,9 @@ pub struct RestoreArgs {
     /// (as the dump reports them) or a file's path (CRIU's syntax). Repeatable.
     #[arg(long = "inherit-fd", value_name = "fd[N]:KEY", value_parser = parse_inherit_fd)]
     pub inherit_fd: Vec<(i32, String)>,
+    /// Take the file locks of the image again (an image dumped with --file-locks needs it).
+    #[arg(long)]
+    pub file_locks: bool,
     #[command(flatten)]
     pub log: LogArgs,
     /// Print the report (or the error) as one JSON object on stdout.
@@ -53,6 +56,7 @@ pub fn run(args: &RestoreArgs) -> anyhow::Result<u8> {
         detached: args.restore_detached,
         ext_unix_sk: args.ext_unix_sk,
         inherit_fds: inherit_fds(&args.inherit_fd)?,
+        file_locks: args.file_locks,
     };
     // Created before the restore, so that an unwritable pidfile fails before anything runs.
     let pidfile = args.pidfile.as_deref().map(PidFile::prepare).transpose()?;

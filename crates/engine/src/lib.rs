@@ -62,6 +62,8 @@ pub struct DumpOptions {
     /// UNIX sockets (by inode) allowed a peer outside the tree, as `ext_unix_sk` allows every one
     /// (`--external unix[INODE]`).
     pub ext_unix_inodes: Vec<u64>,
+    /// Keep the file locks the tree holds (CRIU's `--file-locks`); without it a lock fails the dump.
+    pub file_locks: bool,
 }
 
 /// Default of [`DumpOptions::ghost_limit`]: 1 MiB, as CRIU's.
@@ -112,6 +114,8 @@ pub struct RestoreOptions {
     pub ext_unix_sk: bool,
     /// Descriptors of the caller installed instead of the objects they name (`--inherit-fd`).
     pub inherit_fds: Vec<files::external::InheritFd>,
+    /// Take the image's file locks again (CRIU's `--file-locks`); an image with locks needs it.
+    pub file_locks: bool,
 }
 
 /// What a successful restore did.

@@ -545,6 +545,46 @@ pub struct PageRun {
 pub struct FdTable {
     #[prost(message, repeated, tag = "1")]
     pub fds: Vec<FdEntry>,
+    /// File locks (`--file-locks`) this process takes again at restore, through its fds: its own
+    /// POSIX locks, and the flock, OFD locks and leases of descriptions it holds that it took (or,
+    /// if their taker is not in the tree, that it was the first process found holding).
+    #[prost(message, repeated, tag = "150")]
+    pub locks: Vec<FileLock>,
+}
+
+/// What owns a file lock and how it is taken (`flock(2)`, `fcntl(2)`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, prost::Enumeration, Serialize)]
+#[repr(i32)]
+pub enum LockKind {
+    /// `flock`: the open file description's.
+    Flock = 0,
+    /// `fcntl(F_SETLK)`: the process's.
+    Posix = 1,
+    /// `fcntl(F_OFD_SETLK)`: the open file description's.
+    Ofd = 2,
+    /// `fcntl(F_SETLEASE)`: the open file description's.
+    Lease = 3,
+}
+
+/// One file lock, as `/proc/PID/fdinfo/FD` shows it (`lock:` lines).
+#[derive(Clone, PartialEq, prost::Message, Serialize)]
+pub struct FileLock {
+    #[prost(enumeration = "LockKind", tag = "1")]
+    pub kind: i32,
+    /// The fd of the process to take it through.
+    #[prost(int32, tag = "2")]
+    pub fd: i32,
+    /// Exclusive (`F_WRLCK`, `LOCK_EX`), else shared (`F_RDLCK`, `LOCK_SH`).
+    #[prost(bool, tag = "3")]
+    pub write: bool,
+    /// Byte range of a POSIX or OFD lock: first byte, and length (0: to the end of the file).
+    #[prost(uint64, tag = "4")]
+    pub start: u64,
+    #[prost(uint64, tag = "5")]
+    pub len: u64,
+    /// The pid the kernel showed for it (-1 for OFD locks), for messages.
+    #[prost(int32, tag = "6")]
+    pub pid: i32,
 }
 
 #[derive(Clone, PartialEq, prost::Message, Serialize)]

@@ -99,3 +99,9 @@ pub fn record_lock(fd: impl AsFd, cmd: i32, lock: RecordLock) -> io::Result<Reco
     cvt(unsafe { libc::fcntl(fd.as_fd().as_raw_fd(), cmd, &mut fl) })?;
     Ok(RecordLock { kind: fl.l_type as i32, start: fl.l_start, len: fl.l_len, pid: fl.l_pid })
 }
+
+/// `fcntl(fd, cmd, arg)` with an integer argument (`F_SETLEASE`, `F_GETLEASE`, ...): its result.
+pub fn fcntl_int(fd: impl AsFd, cmd: i32, arg: i32) -> io::Result<i32> {
+    // SAFETY: commands with an integer argument read no memory of ours.
+    cvt(unsafe { libc::fcntl(fd.as_fd().as_raw_fd(), cmd, arg) })
+}

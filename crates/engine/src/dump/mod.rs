@@ -315,6 +315,7 @@ fn dump_frozen<'env>(
     let mut ids = FileIds::new(opts.ghost_limit);
     ids.unix.ext = opts.ext_unix_sk;
     ids.unix.ext_inodes = opts.ext_unix_inodes.clone();
+    ids.locks.enabled = opts.file_locks;
     let mut files = Vec::new();
     let mut dumped = Vec::new();
     let mut shm_owners: Vec<(u64, Pid)> = Vec::new();
@@ -337,6 +338,7 @@ fn dump_frozen<'env>(
         files.append(&mut new_files);
         dumped.push(d);
     }
+    finish_locks(&mut ids, &mut dumped)?;
     files::pipe::mark_external(&mut files);
     files::unix::check_peers(&mut files, &mut ids)?;
     files::epoll::resolve(&mut files, &ids)?;
@@ -358,6 +360,15 @@ fn dump_frozen<'env>(
     let ipc = crate::ipc::dump(pids[0], &pids, &attached)?;
     fault::check("dump-fail-after-memory")?;
     Ok((dumped, files, ipc))
+}
+
+/// The file locks of the tree: each description's given to a holder, none held from outside.
+fn finish_locks(ids: &mut FileIds, dumped: &mut [Dumped]) -> Result<()> {
+    let pids: Vec<i32> = dumped.iter().map(|d| d.c.process.pid).collect();
+    let mut tables: Vec<(Pid, &mut stasis_image::model::FdTable)> =
+        dumped.iter_mut().map(|d| (Pid(d.c.process.pid), &mut d.c.fds)).collect();
+    files::locks::finish(&mut ids.locks, &mut tables);
+    files::locks::check_outside(&ids.locks, &ids.tree_fds(), &pids)
 }
 
 /// On the tracer thread of `process`: inspect it, then write its pages.

@@ -10,7 +10,7 @@
 //! [`pipe`] (pipes with both ends in the process), [`fifo`] (named pipes), [`epoll`], [`inotify`]
 //! and [`fanotify`] instances, [`anon`] (eventfd, signalfd, timerfd), [`pidfd`], [`mqueue`] (POSIX
 //! message queues), [`unix`] (UNIX domain sockets), [`tty`] (pseudo-terminals and controlling
-//! terminals).
+//! terminals); [`locks`] keeps the file locks held on them.
 
 pub mod anon;
 pub mod chardev;
@@ -20,6 +20,7 @@ pub mod fanotify;
 pub mod fifo;
 pub mod ghost;
 pub mod inotify;
+pub mod locks;
 pub mod mqueue;
 pub mod owner;
 pub mod pidfd;
@@ -99,6 +100,8 @@ pub struct FileIds {
     held: Vec<OwnedFd>,
     /// Pty ends seen, for [`tty::resolve`] once every process is seen.
     pub ptys: Vec<tty::Seen>,
+    /// File locks seen (`--file-locks`).
+    pub locks: locks::DumpState,
 }
 
 impl FileIds {
@@ -114,6 +117,7 @@ impl FileIds {
             pending: Vec::new(),
             held: Vec::new(),
             ptys: Vec::new(),
+            locks: locks::DumpState::default(),
         }
     }
 
@@ -144,6 +148,11 @@ impl FileIds {
         known.insert(at.min(known.len()), (pid, fd, id));
     }
 
+    /// Every fd of the tree seen so far: (process, fd, device, inode).
+    pub fn tree_fds(&self) -> Vec<(Pid, i32, u64, u64)> {
+        self.seen.iter().map(|&(pid, fd, _, dev, ino)| (pid, fd, dev, ino)).collect()
+    }
+
     /// A new id for the description behind `fd` of `pid`, found at `at` among those of its inode
     /// (see [`FileIds::find`]).
     fn register(&mut self, pid: Pid, fd: i32, meta: &std::fs::Metadata, at: usize) -> u32 {
@@ -161,9 +170,6 @@ pub fn dump(root: &ProcRoot, pid: Pid, shell_job: bool, ids: &mut FileIds) -> Re
     let mut files: Vec<FileEntry> = Vec::new();
     for (fd, link) in proc::fds(root, pid.0)? {
         let info = proc::fdinfo(root, pid.0, fd)?;
-        if let Some(lock) = info.get("lock") {
-            return Err(Error::UnsupportedFd { pid: pid.0, fd, what: format!("a file lock ({})", lock.trim()) });
-        }
         let taken: OwnedFd = pidfd_getfd(pidfd.as_fd(), fd).map_err(Error::sys(pid.0, "taking an fd"))?;
         let file = File::from(taken);
         let meta = file.metadata().map_err(Error::io(&link))?;
@@ -198,6 +204,8 @@ pub fn dump(root: &ProcRoot, pid: Pid, shell_job: bool, ids: &mut FileIds) -> Re
                 id
             }
         };
+        let lock_lines: Vec<&str> = info.extra.iter().filter(|(k, _)| k == "lock").map(|(_, v)| v.as_str()).collect();
+        locks::note(&mut ids.locks, pid, fd, id, &lock_lines, &mut table)?;
         table.fds.push(FdEntry { fd, file_id: id, cloexec });
     }
     epoll::note(pid, &table, &files, ids);

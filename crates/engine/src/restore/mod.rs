@@ -127,12 +127,29 @@ impl Drop for KillOnDrop<'_> {
     }
 }
 
+/// An image holding file locks is restored only with `--file-locks`, as CRIU does.
+fn check_file_locks(img: &Image, file_locks: bool) -> Result<()> {
+    match img.procs.iter().find(|p| !p.fds.locks.is_empty()) {
+        Some(p) if !file_locks => Err(Error::Incompatible {
+            file: format!("fds-{}.img", p.process.pid),
+            what: format!(
+                "pid {} held {} file locks ({}): restore with --file-locks",
+                p.process.pid,
+                p.fds.locks.len(),
+                files::locks::describe(&p.fds.locks[0])
+            ),
+        }),
+        _ => Ok(()),
+    }
+}
+
 pub fn restore(opts: &RestoreOptions, progress: &mut dyn FnMut(Progress)) -> Result<Restored> {
     let start = Instant::now();
     let dir = ImageDir::open(&opts.dir)?;
     let img = load(&dir)?;
     check_cpu(&dir, &img)?;
     check_pids_free(&img)?;
+    check_file_locks(&img, opts.file_locks)?;
     let (opened, ghosts, sockets, mut terminals) =
         files::open_all(&img.files.files, opts.shell_job, opts.ext_unix_sk, &opts.inherit_fds)?;
     let segments = crate::ipc::restore(&img.ipc, img.procs[0].process.pid)?;

@@ -172,6 +172,10 @@ fn build_in<'env>(
         files::install(inj, &mut imp, pid, &img.fds, ctx.opened)?;
     }
     imp.close(inj)?;
+    if !shared_files {
+        // After the last close of an fd (which drops the process's POSIX locks on its file).
+        files::locks::restore(inj, pid, &img.fds)?;
+    }
     let made = restore_task_state(inj, pid, img, parent.map(|p| &p.core), ctx.detached)?;
     let ctty = files::tty::restore::take_ctty(inj, pid, &img.process, &img.fds, ctx.terminals);
     let rest = ctty.and_then(|()| create_children(ctx, idx, inj, pid, out, handoff, progress)).and_then(|()| {

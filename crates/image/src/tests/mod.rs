@@ -97,7 +97,10 @@ pub(crate) fn sample_mm() -> MmImage {
 }
 
 pub(crate) fn sample_fds() -> FdTable {
-    FdTable { fds: vec![FdEntry { fd: 0, file_id: 1, cloexec: false }, FdEntry { fd: 3, file_id: 2, cloexec: true }] }
+    FdTable {
+        fds: vec![FdEntry { fd: 0, file_id: 1, cloexec: false }, FdEntry { fd: 3, file_id: 2, cloexec: true }],
+        ..Default::default()
+    }
 }
 
 pub(crate) fn sample_files() -> FileTable {

@@ -77,6 +77,28 @@ pub trait Remote: Target {
         checked(self, call.naming(1, "F_SETFD")).map(drop)
     }
 
+    /// `flock(2)`.
+    fn flock(&mut self, n: i32, op: i32) -> R<()> {
+        checked(self, Call::new("flock", libc::SYS_flock, &[fd(n), op as u64])).map(drop)
+    }
+
+    /// `fcntl(fd, F_SETLEASE, kind)` (`fcntl(2)`, "Leases").
+    fn fcntl_setlease(&mut self, n: i32, kind: i32) -> R<()> {
+        let call = Call::new("fcntl", libc::SYS_fcntl, &[fd(n), libc::F_SETLEASE as u64, kind as u64]);
+        checked(self, call.naming(1, "F_SETLEASE")).map(drop)
+    }
+
+    /// `fcntl(fd, F_SETLK or F_OFD_SETLK, &flock)` (`fcntl(2)`, "Advisory record locking" and
+    /// "Open file description locks"): a lock of `kind` (`F_RDLCK`/`F_WRLCK`) on `len` bytes from
+    /// `start` (0: to the end of the file), never waiting. `ofd` picks the open file description lock.
+    fn fcntl_setlk(&mut self, n: i32, ofd: bool, kind: i16, start: u64, len: u64) -> R<()> {
+        // struct flock: l_type, l_whence (shorts), l_start, l_len, l_pid (0, as F_OFD_SETLK wants).
+        let head = (kind as u16 as u64) | ((libc::SEEK_SET as u64) << 16);
+        let (cmd, name) = if ofd { (libc::F_OFD_SETLK, "F_OFD_SETLK") } else { (libc::F_SETLK, "F_SETLK") };
+        let at = put_u64s(self, "fcntl", 0, &[head, start, len, 0])?;
+        checked(self, Call::new("fcntl", libc::SYS_fcntl, &[fd(n), cmd as u64, at]).naming(1, name)).map(drop)
+    }
+
     /// `pidfd_open(2)`.
     fn pidfd_open(&mut self, pid: Pid, flags: u32) -> R<i32> {
         Ok(checked(self, Call::new("pidfd_open", libc::SYS_pidfd_open, &[pid.0 as u64, flags as u64]))? as i32)
