@@ -141,6 +141,13 @@ pub fn skip(reason: &str) -> ! {
     std::process::exit(0);
 }
 
+/// Ends a workload given a mode it does not know: `FAIL: setup: unknown mode ...`, exit 2 (never a
+/// silent default that could pass).
+pub fn unknown_mode(mode: &str, known: &str) -> ! {
+    say(&format!("FAIL: setup: unknown mode {mode:?} (known: {known})"));
+    std::process::exit(2)
+}
+
 /// Ends a workload whose setup failed: `FAIL: setup: ...`, exit 2.
 pub trait OrFail<T> {
     /// The value, or exit with a setup failure naming `what`.
