@@ -9,29 +9,14 @@ use anyhow::Context;
 use clap::Args;
 use stasis_engine::RestoreOptions;
 
+use crate::criu_opts::CriuArgs;
 use crate::progress::ProgressLine;
-use crate::LogArgs;
 
-/// Options of `stasis restore`.
+/// Options of `stasis restore`: CRIU's, and `--json`.
 #[derive(Args, Debug)]
 pub struct RestoreArgs {
-    /// Image directory to read.
-    #[arg(short = 'D', long = "images-dir", value_name = "DIR")]
-    pub images_dir: PathBuf,
-    /// Return once the tree runs instead of waiting for it to end.
-    #[arg(short = 'd', long)]
-    pub restore_detached: bool,
-    /// Write the pid of the restored root to FILE.
-    #[arg(long, value_name = "FILE")]
-    pub pidfile: Option<PathBuf>,
-    /// The tree was a shell job: attach its terminal fds to the terminal stasis runs from.
-    #[arg(short = 'j', long)]
-    pub shell_job: bool,
-    /// Connect UNIX sockets whose peer was outside the dumped tree to that peer's name again.
-    #[arg(long)]
-    pub ext_unix_sk: bool,
     #[command(flatten)]
-    pub log: LogArgs,
+    pub criu: CriuArgs,
     /// Print the report (or the error) as one JSON object on stdout.
     ///
     /// Without -d the report is printed when the restored tree ends and includes its
@@ -42,14 +27,16 @@ pub struct RestoreArgs {
 
 /// Runs `stasis restore`; the exit status is 0 with `-d`, else the restored root's status.
 pub fn run(args: &RestoreArgs) -> anyhow::Result<u8> {
+    let c = &args.criu;
+    let detached = c.restore_detached();
     let opts = RestoreOptions {
-        dir: args.images_dir.clone(),
-        shell_job: args.shell_job,
-        detached: args.restore_detached,
-        ext_unix_sk: args.ext_unix_sk,
+        dir: c.images_dir(),
+        shell_job: c.is_set("shell-job"),
+        detached,
+        ext_unix_sk: c.is_set("ext-unix-sk"),
     };
     // Created before the restore, so that an unwritable pidfile fails before anything runs.
-    let pidfile = args.pidfile.as_deref().map(PidFile::prepare).transpose()?;
+    let pidfile = c.pidfile().as_deref().map(PidFile::prepare).transpose()?;
     let mut line = ProgressLine::new("restoring memory");
     let result = stasis_engine::restore(&opts, &mut |p| line.update(p));
     line.finish();
@@ -60,7 +47,7 @@ pub fn run(args: &RestoreArgs) -> anyhow::Result<u8> {
         pidfile.commit(pid)?;
     }
     let mut report = serde_json::to_value(&restored.report).context("encode the restore report")?;
-    if args.restore_detached {
+    if detached {
         restored.detach();
         if args.json {
             crate::print_json(&report);

@@ -121,3 +121,16 @@ pub fn add_seals(fd: BorrowedFd<'_>, seals: i32) -> Result<(), SysError> {
     let ret = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_ADD_SEALS, seals) };
     check("fcntl(F_ADD_SEALS)", ret as libc::c_long).map(drop)
 }
+
+/// `close(2)` of fd number `fd`, for CRIU's `--close FD`: an fd the program inherited and holds no
+/// handle of. Only for the start of `main`, before anything of the program's own is open: closing
+/// a number an `OwnedFd` holds would leave that handle dangling. An fd that is not open is
+/// ignored, as CRIU ignores it.
+///
+/// # References
+/// close(2)
+pub fn close_inherited(fd: i32) {
+    // SAFETY: called before the program opened anything but stdio, so `fd` is no handle of ours
+    // (the caller's contract); closing an unused number is harmless (EBADF).
+    unsafe { libc::close(fd) };
+}
