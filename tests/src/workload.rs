@@ -141,6 +141,13 @@ pub fn skip(reason: &str) -> ! {
     std::process::exit(0);
 }
 
+/// Ends a workload given a mode it does not know: `FAIL: setup: unknown mode ...`, exit 2 (never a
+/// silent default that could pass).
+pub fn unknown_mode(mode: &str, known: &str) -> ! {
+    say(&format!("FAIL: setup: unknown mode {mode:?} (known: {known})"));
+    std::process::exit(2)
+}
+
 /// Ends a workload whose setup failed: `FAIL: setup: ...`, exit 2.
 pub trait OrFail<T> {
     /// The value, or exit with a setup failure naming `what`.
@@ -164,8 +171,23 @@ pub fn work_dir() -> PathBuf {
 }
 
 /// The `n`-th positional argument parsed as `T`, or `default`.
+/// Argument `n` parsed, or `default` when it is absent; one that does not parse ends the workload
+/// with a setup failure (a typo must not run the default case and pass).
 pub fn arg<T: std::str::FromStr>(n: usize, default: T) -> T {
-    std::env::args().nth(n).and_then(|a| a.parse().ok()).unwrap_or(default)
+    match std::env::args().nth(n) {
+        None => default,
+        Some(a) => a.parse().unwrap_or_else(|_| unknown_mode(&a, &format!("argument {n} of another form"))),
+    }
+}
+
+/// Argument `n` when it is one of `known`, `None` when it is absent; any other value ends the
+/// workload with a setup failure.
+pub fn mode(n: usize, known: &[&'static str]) -> Option<&'static str> {
+    let a = std::env::args().nth(n)?;
+    match known.iter().find(|k| **k == a) {
+        Some(k) => Some(k),
+        None => unknown_mode(&a, &known.join("|")),
+    }
 }
 
 /// The 64-bit word at index `i` of the pattern `seed` (cheap enough for hundreds of MiB).

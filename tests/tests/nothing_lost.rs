@@ -128,3 +128,61 @@ fn corrupt_images_are_refused() {
         case.expect_no_process_left(pid);
     }
 }
+
+/// The names and contents of the files in `dir`, sorted by name.
+fn contents(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .expect("list images")
+        .map(|e| {
+            let e = e.expect("dir entry");
+            (e.file_name().to_string_lossy().into_owned(), std::fs::read(e.path()).expect("read file"))
+        })
+        .collect();
+    files.sort();
+    files
+}
+
+/// A dump refused only once the whole tree is inspected (a pidfd of a process outside it) of a
+/// process with a 64 MiB heap writes no page file and leaves the image directory exactly as it was:
+/// the files already there (an unrelated file, a file named like an image file) stay as they were,
+/// and a directory the dump had to make is gone again.
+#[test]
+fn refused_dump_leaves_the_directory_as_before() {
+    let case = Case::new("refused_big", workload!("mem_big").arg("64").arg("pidfd-outside"));
+    let Some(mut run) = case.start() else { return };
+    let images = case.images("images");
+    std::fs::create_dir_all(&images).expect("mkdir images");
+    std::fs::write(images.join("notes.txt"), "kept\n").expect("write notes");
+    std::fs::write(images.join("pstree.img"), "an older file\n").expect("write pstree.img");
+    let before = contents(&images);
+    let r = case.dump(&run, &images, &[], &[]);
+    case.expect_failed(&r, "dump of a process holding a pidfd of pid 1", &[&["pidfd of pid 1"]]);
+    let after = contents(&images);
+    if after != before {
+        let names: Vec<&str> = after.iter().map(|(n, _)| n.as_str()).collect();
+        case.fail(&format!("the refused dump changed {}: it now holds {names:?}", images.display()));
+    }
+    case.expect_untouched(&run);
+
+    let fresh = case.images("made/by/dump");
+    let log = case.dir.unique("dump", "log");
+    let out = case
+        .stasis()
+        .command()
+        .args(["dump", "-t", &run.pid().to_string(), "-D"])
+        .arg(&fresh)
+        .arg("-o")
+        .arg(&log)
+        .output()
+        .expect("run stasis dump");
+    if out.status.success() || case.images("made").exists() {
+        case.fail(&format!(
+            "the refused dump into a new directory: {}, {} exists: {}",
+            out.status,
+            case.images("made").display(),
+            case.images("made").exists()
+        ));
+    }
+    case.expect_untouched(&run);
+    case.finish(&mut run);
+}

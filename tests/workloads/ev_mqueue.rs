@@ -16,7 +16,7 @@ const SENT: [(&str, u32); 4] = [("low", 1), ("high", 5), ("mid", 3), ("high-2", 
 
 fn main() {
     let mut s = workload::start();
-    let notify = std::env::args().nth(1).as_deref() == Some("notify");
+    let notify = workload::mode(1, &["notify"]).is_some();
     let name = format!("/stasis-ev-{}", s.pid());
     let gone = format!("/stasis-ev-unlinked-{}", s.pid());
     let _ = raw::mq_unlink(&name);

@@ -72,7 +72,7 @@ fn pid_of(fd: &OwnedFd) -> Option<String> {
 
 fn main() {
     let mut s = workload::start();
-    let outside = std::env::args().nth(1).as_deref() == Some("outside");
+    let outside = workload::mode(1, &["outside"]).is_some();
     let mut running = Command::new("sleep").arg("1000").spawn().or_fail("spawn sleep");
     let running_fd = raw::pidfd_open(running.id() as i32, 0).or_fail("pidfd of sleep");
     let self_fd = raw::pidfd_open(s.pid(), libc::O_NONBLOCK as u32).or_fail("pidfd of self");

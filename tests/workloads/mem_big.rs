@@ -1,11 +1,19 @@
-//! A large heap filled with a pattern. Argument: size in MiB (default 256). Used for the 256 MiB
-//! round trip and, with 8 MiB, for the dump that runs out of space.
+//! A large heap filled with a pattern. Arguments: size in MiB (default 256), then optionally
+//! `pidfd-outside` (also hold a pidfd of pid 1, which stasis refuses as a process outside the tree,
+//! only after inspecting the whole tree). Used for the 256 MiB round trip and, with 8 MiB, for the
+//! dump that runs out of space; with `pidfd-outside`, for the refused dump that must leave no page.
 
-use stasis_tests::workload::{self, arg, pattern_word};
+use stasis_tests::raw;
+use stasis_tests::workload::{self, arg, pattern_word, OrFail};
 
 fn main() {
     let mut s = workload::start();
     let mib: usize = arg(1, 256);
+    let _outside = match std::env::args().nth(2).as_deref() {
+        None => None,
+        Some("pidfd-outside") => Some(raw::pidfd_open(1, 0).or_fail("pidfd_open(1)")),
+        Some(other) => workload::unknown_mode(other, "pidfd-outside"),
+    };
     let words = mib << 17;
     let mut heap = vec![0u64; words];
     for (i, w) in heap.iter_mut().enumerate() {

@@ -53,7 +53,7 @@ fn setup() -> Memfd {
 /// The seals expected after the restore.
 fn want_seals() -> i32 {
     let seals = libc::F_SEAL_SHRINK | libc::F_SEAL_GROW;
-    if std::env::args().nth(1).as_deref() == Some("wrong") {
+    if workload::mode(1, &["wrong"]).is_some() {
         seals | libc::F_SEAL_WRITE
     } else {
         seals

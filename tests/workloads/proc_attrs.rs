@@ -46,7 +46,7 @@ fn read_attrs() -> std::io::Result<Attrs> {
 
 /// Argument `detached`: the harness restores with `-d`.
 fn main() {
-    let detached = std::env::args().nth(1).as_deref() == Some("detached");
+    let detached = workload::mode(1, &["detached"]).is_some();
     let mut s = workload::start();
     for (res, soft, hard) in LIMITS {
         // Only ever lower: raising a hard limit needs CAP_SYS_RESOURCE, which root lacks here.

@@ -12,7 +12,7 @@ use std::time::Duration;
 fn main() {
     let mut s = workload::start();
     let secs: u64 = arg(1, 10);
-    let eintr_ok = std::env::args().nth(2).as_deref() == Some("eintr-ok");
+    let eintr_ok = workload::mode(2, &["eintr-ok"]).is_some();
     let want = Duration::from_secs(secs);
     let t0 = raw::clock_gettime(libc::CLOCK_MONOTONIC).or_fail("clock_gettime");
     s.ready();

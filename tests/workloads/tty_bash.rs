@@ -63,10 +63,10 @@ fn main() {
         println!("SKIP: no /bin/bash");
         return;
     }
-    let below = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(0);
+    let below = workload::arg(1, 0);
     let (m, name): (OwnedFd, String) = raw::high_pty(below).or_fail("open a pty");
     let index = raw::pty_index(m.as_fd()).or_fail("TIOCGPTN");
-    let editing = std::env::args().nth(2).as_deref() == Some("readline");
+    let editing = workload::mode(2, &["readline"]).is_some();
     let mut cmd = Command::new("/bin/bash");
     // Long options first: bash takes them only before the one-letter ones.
     cmd.args(["--norc", "--noprofile"]).env("PS1", PROMPT).env("TERM", "dumb");

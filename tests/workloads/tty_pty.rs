@@ -36,7 +36,7 @@ fn key(t: &libc::termios) -> Key {
 
 fn main() {
     let mut s = workload::start();
-    let below = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(0);
+    let below = workload::arg(1, 0);
     let mut ptys = raw::high_ptys(below, 3).or_fail("open ptys");
     let (m, name) = ptys.remove(0);
     // Two more pairs: one locked again, one whose slave was opened and closed (its master reads EIO).

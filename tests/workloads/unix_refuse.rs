@@ -54,7 +54,7 @@ fn main() {
             keep.push(raw::dup_to(b.as_fd(), 44).or_fail("dup to 44"));
             keep.push(a);
         }
-        other => workload::skip(&format!("unknown mode {other:?}")),
+        other => workload::unknown_mode(other, "see the match above"),
     }
     s.ready();
     s.wait_for_wake();

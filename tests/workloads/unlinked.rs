@@ -33,7 +33,7 @@ const BIG_FD: i32 = 44;
 
 /// The pattern seed of a file's contents (changed by the `wrong` argument).
 fn seed(base: u64) -> u64 {
-    if std::env::args().nth(2).as_deref() == Some("wrong") {
+    if workload::mode(2, &["wrong"]).is_some() {
         base ^ 1
     } else {
         base

@@ -10,7 +10,7 @@ use stasis_tests::workload::{self, OrFail, WAKE};
 
 fn main() {
     let mut s = workload::start();
-    let mode = std::env::args().nth(1).unwrap_or_else(|| "sigsuspend".into());
+    let mode = workload::mode(1, &["pause", "sigsuspend"]).unwrap_or("sigsuspend");
     let mut returns = 0;
     if mode == "pause" {
         raw::sigprocmask(libc::SIG_UNBLOCK, SigSet::of(&[WAKE])).or_fail("unblock SIGUSR1");

@@ -91,7 +91,7 @@ fn main() {
     mark(FAN_MARK_IGNORED_MASK | FAN_MARK_IGNORED_SURV_MODIFY, FAN_OPEN, &quiet).or_fail("ignored mask");
     let setup = events(&mut s.checker, &fan);
     s.checker.same("events during setup", &Vec::<(u64, String)>::new(), &setup);
-    let queued = std::env::args().nth(2).is_some_and(|a| a == "queued");
+    let queued = workload::mode(2, &["queued"]).is_some();
     if queued {
         std::fs::write(&file, b"queued").or_fail("write");
         say(&format!("fd {}", fan.as_raw_fd()));

@@ -1,13 +1,19 @@
 //! `stasis check`: probe the kernel and CPU and say, feature by feature, what is there, what was
-//! seen and what it enables. Fails (exit 1) when a required feature is missing.
+//! seen and what it enables. Fails (exit 1) when a required feature is missing; with `--extra`,
+//! `--experimental` or `--all` (CRIU's), also when an optional one is; with `--feature NAME`,
+//! checks only the features named.
 
 use clap::Args;
 use serde_json::{json, Value};
 use stasis_sys::probe::{self, Feature, KernelFeatures};
 
-/// Options of `stasis check`.
+use crate::criu_opts::CriuArgs;
+
+/// Options of `stasis check`: CRIU's (`--feature`, `--extra`, `--all`...) and `--json`.
 #[derive(Args, Debug)]
 pub struct CheckArgs {
+    #[command(flatten)]
+    pub criu: CriuArgs,
     /// Print the result as one JSON object on stdout.
     #[arg(long)]
     pub json: bool,
@@ -16,7 +22,15 @@ pub struct CheckArgs {
 /// Runs `stasis check`.
 pub fn run(args: &CheckArgs) -> anyhow::Result<u8> {
     let features = probe::probe();
-    let missing = features.missing_required();
+    if let Some(names) = args.criu.get("feature") {
+        return check_named(&features, names, args.json);
+    }
+    let c = &args.criu;
+    let strict = c.is_set("extra") || c.is_set("experimental") || c.is_set("all");
+    let mut missing = features.missing_required();
+    if strict {
+        missing = features.list().iter().filter(|f| !f.available).map(|f| f.name).collect();
+    }
     if args.json {
         crate::print_json(&to_json(&features));
     } else {
@@ -30,7 +44,41 @@ pub fn run(args: &CheckArgs) -> anyhow::Result<u8> {
         eprintln!("stasis: error: missing required kernel features: {}", missing.join(", "));
         return Ok(1);
     }
-    anyhow::bail!("missing required kernel features: {}", missing.join(", "))
+    match strict {
+        true => anyhow::bail!("missing kernel features: {}", missing.join(", ")),
+        false => anyhow::bail!("missing required kernel features: {}", missing.join(", ")),
+    }
+}
+
+/// `--feature NAME...`: one line (or JSON object) per feature; exit 1 unless all are available. A
+/// name may be spelled with `_` as CRIU's are (`clone3_set_tid`).
+fn check_named(features: &KernelFeatures, names: &[String], json: bool) -> anyhow::Result<u8> {
+    let list = features.list();
+    let mut found = Vec::new();
+    for name in names {
+        let wanted = name.replace('_', "-");
+        match list.iter().find(|f| f.name == wanted) {
+            Some(f) => found.push(f),
+            None => {
+                let known: Vec<&str> = list.iter().map(|f| f.name).collect();
+                anyhow::bail!("unknown feature {name:?} (stasis knows: {})", known.join(", "))
+            }
+        }
+    }
+    if json {
+        let v: Vec<Value> =
+            found.iter().map(|f| json!({"name": f.name, "available": f.available, "detail": f.detail})).collect();
+        crate::print_json(&json!({ "features": v }));
+    } else {
+        for f in &found {
+            print!("{}", feature_line(f));
+        }
+    }
+    let missing: Vec<&str> = found.iter().filter(|f| !f.available).map(|f| f.name).collect();
+    if missing.is_empty() {
+        return Ok(0);
+    }
+    anyhow::bail!("missing kernel features: {}", missing.join(", "))
 }
 
 /// `{"kernel", "xfeatures", "features": [{"name", "available", "required", "detail", "enables"}],

@@ -1,70 +1,48 @@
-//! `stasis dump`: checkpoint the tree rooted at `-t PID` into `-D DIR`.
-
-use std::path::PathBuf;
+//! `stasis dump`: checkpoint the tree rooted at `-t PID` into `-D DIR`; and `stasis pre-dump`,
+//! which is not built yet.
 
 use anyhow::Context;
 use clap::Args;
 use stasis_engine::{DumpOptions, DumpReport};
 
+use crate::criu_opts::CriuArgs;
 use crate::progress::ProgressLine;
-use crate::LogArgs;
 
-/// Options of `stasis dump`.
+/// Options of `stasis dump` (and `pre-dump`): CRIU's, and two of stasis' own.
 #[derive(Args, Debug)]
 pub struct DumpArgs {
-    /// Root of the process tree to checkpoint.
-    #[arg(short = 't', long = "tree", value_name = "PID",
-          value_parser = clap::value_parser!(i32).range(1..))]
-    pub tree: i32,
-    /// Image directory to write (created with mode 0700 if missing).
-    #[arg(short = 'D', long = "images-dir", value_name = "DIR")]
-    pub images_dir: PathBuf,
-    /// Resume the tree after the dump instead of killing it.
-    #[arg(short = 'R', long)]
-    pub leave_running: bool,
-    /// The tree is a job of the calling shell: its terminal is reattached at restore.
-    #[arg(short = 'j', long)]
-    pub shell_job: bool,
+    #[command(flatten)]
+    pub criu: CriuArgs,
     /// Flush the image to stable storage before reporting success.
     #[arg(long)]
     pub fsync: bool,
-    /// Largest unlinked-but-open file whose contents go into the image (bytes, or with a K or M
-    /// suffix; at most 32M). A bigger one fails the dump.
-    #[arg(long, value_name = "SIZE", default_value = "1M", value_parser = parse_size)]
-    pub ghost_limit: u64,
-    /// Allow UNIX sockets connected to sockets outside the tree: restore (also with --ext-unix-sk)
-    /// connects them to the peer's name again.
-    #[arg(long)]
-    pub ext_unix_sk: bool,
-    /// An object outside the tree the dump may leave out (CRIU's `TYPE[ID]:KEY`): `unix[INODE]`
-    /// allows that one UNIX socket a peer outside the tree, as --ext-unix-sk allows every one.
-    /// Repeatable; the other types of CRIU (mnt, dev, net, veth, file, tty...) are refused.
-    #[arg(long, value_name = "TYPE[ID]:KEY", value_parser = parse_external)]
-    pub external: Vec<u64>,
-    /// Keep the file locks (flock, POSIX, OFD, leases) the tree holds; without it a lock fails the
-    /// dump.
-    #[arg(long)]
-    pub file_locks: bool,
-    #[command(flatten)]
-    pub log: LogArgs,
     /// Print the report (or the error) as one JSON object on stdout.
     #[arg(long)]
     pub json: bool,
 }
 
+/// The engine's options for `args` (whose `-t` the caller checked).
+pub fn options(args: &DumpArgs) -> anyhow::Result<DumpOptions> {
+    let c = &args.criu;
+    let external = c.get("external").unwrap_or_default();
+    let ext_unix_inodes = external.iter().map(|e| parse_external(e)).collect::<Result<_, _>>();
+    let ext_unix_inodes = ext_unix_inodes.map_err(|e| anyhow::anyhow!("--external {e}"))?;
+    Ok(DumpOptions {
+        pid: c.tree().unwrap_or(0),
+        dir: c.images_dir(),
+        leave_running: c.is_set("leave-running"),
+        shell_job: c.is_set("shell-job"),
+        fsync: args.fsync,
+        ghost_limit: c.ghost_limit(),
+        ext_unix_sk: c.is_set("ext-unix-sk"),
+        ext_unix_inodes,
+        file_locks: c.is_set("file-locks"),
+    })
+}
+
 /// Runs `stasis dump`.
 pub fn run(args: &DumpArgs) -> anyhow::Result<u8> {
-    let opts = DumpOptions {
-        pid: args.tree,
-        dir: args.images_dir.clone(),
-        leave_running: args.leave_running,
-        shell_job: args.shell_job,
-        fsync: args.fsync,
-        ghost_limit: args.ghost_limit,
-        ext_unix_sk: args.ext_unix_sk,
-        ext_unix_inodes: args.external.clone(),
-        file_locks: args.file_locks,
-    };
+    let opts = options(args)?;
     log::info!("dumping pid {} into {}", opts.pid, opts.dir.display());
     let mut line = ProgressLine::new("dumping memory");
     let result = stasis_engine::dump(&opts, &mut |p| line.update(p));
@@ -76,6 +54,12 @@ pub fn run(args: &DumpArgs) -> anyhow::Result<u8> {
         println!("{}", summary(&report, &opts));
     }
     Ok(0)
+}
+
+/// Runs `stasis pre-dump`: refused, as incremental dumps are not built.
+pub fn run_pre_dump(args: &DumpArgs) -> anyhow::Result<u8> {
+    let pid = args.criu.tree().unwrap_or(0);
+    anyhow::bail!("pre-dump of pid {pid}: incremental dumps are not built yet in stasis, nothing was touched")
 }
 
 /// `dumped pid 42 into /tmp/img: 2560 pages, 10.2 MiB in 0.153 s (frozen 0.081 s), left running`.
@@ -104,44 +88,16 @@ fn parse_external(text: &str) -> Result<u64, String> {
     id.parse().map_err(|_| format!("{text:?}: {id:?} is not a socket inode number"))
 }
 
-/// A size in bytes, with an optional K or M suffix (powers of 1024), at most
-/// [`stasis_engine::MAX_GHOST_LIMIT`].
-fn parse_size(text: &str) -> Result<u64, String> {
-    let (digits, unit) = match text.strip_suffix(['K', 'k']) {
-        Some(d) => (d, 1 << 10),
-        None => match text.strip_suffix(['M', 'm']) {
-            Some(d) => (d, 1 << 20),
-            None => (text, 1),
-        },
-    };
-    let n: u64 = digits.parse().map_err(|_| format!("{text:?} is not a size (e.g. 4096, 64K, 8M)"))?;
-    let bytes = n.checked_mul(unit).ok_or_else(|| format!("{text} is too big"))?;
-    if bytes > stasis_engine::MAX_GHOST_LIMIT {
-        return Err(format!("{text} is over the most an image can hold for one file (32M)"));
-    }
-    Ok(bytes)
-}
-
 #[cfg(test)]
-mod size_tests {
-    use super::parse_size;
+mod external_tests {
+    use super::parse_external;
 
     #[test]
     fn external_takes_unix_inodes_only() {
-        use super::parse_external;
         assert_eq!(parse_external("unix[4242]"), Ok(4242));
         assert_eq!(parse_external("unix[7]:x"), Ok(7));
         assert!(parse_external("mnt[/a]:b").is_err());
         assert!(parse_external("unix[x]").is_err());
         assert!(parse_external("unix").is_err());
-    }
-
-    #[test]
-    fn sizes_with_and_without_suffixes() {
-        assert_eq!(parse_size("4096"), Ok(4096));
-        assert_eq!(parse_size("64K"), Ok(64 << 10));
-        assert_eq!(parse_size("8m"), Ok(8 << 20));
-        assert!(parse_size("33M").is_err());
-        assert!(parse_size("x").is_err());
     }
 }

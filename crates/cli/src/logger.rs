@@ -1,6 +1,6 @@
 //! The log sink of the `stasis` binary: a minimal `log::Log` that writes one line per record,
 //! prefixed with the seconds elapsed since start, to stderr or appended to a file (`-o LOG`).
-//! The level comes from the `-v` count: warnings by default, then info, debug, trace.
+//! The level comes from CRIU's `-v` levels (see [`crate::criu_opts::CriuArgs::level`]).
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, IsTerminal, Write};
@@ -29,18 +29,8 @@ struct Logger {
     sink: Sink,
 }
 
-/// The level for `verbose` repetitions of `-v`.
-pub fn level(verbose: u8) -> LevelFilter {
-    match verbose {
-        0 => LevelFilter::Warn,
-        1 => LevelFilter::Info,
-        2 => LevelFilter::Debug,
-        _ => LevelFilter::Trace,
-    }
-}
-
 /// Installs the logger for the whole process: appending to `file` if given, else to stderr.
-pub fn init(file: Option<&Path>, verbose: u8) -> anyhow::Result<()> {
+pub fn init(file: Option<&Path>, level: LevelFilter) -> anyhow::Result<()> {
     let sink = match file {
         None => Sink::Stderr { clear_line: io::stderr().is_terminal() },
         Some(path) => {
@@ -52,7 +42,7 @@ pub fn init(file: Option<&Path>, verbose: u8) -> anyhow::Result<()> {
             Sink::File(Mutex::new(f))
         }
     };
-    let logger = Logger { start: Instant::now(), level: level(verbose), sink };
+    let logger = Logger { start: Instant::now(), level, sink };
     log::set_max_level(logger.level);
     // A second call (only in tests) keeps the first logger, which is harmless.
     let _ = log::set_logger(Box::leak(Box::new(logger)));
@@ -100,13 +90,6 @@ fn format_line(secs: f64, record: &Record) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn levels_follow_verbosity() {
-        let got: Vec<_> = (0..5).map(level).collect();
-        use LevelFilter::*;
-        assert_eq!(got, [Warn, Info, Debug, Trace, Trace]);
-    }
 
     #[test]
     fn line_has_elapsed_seconds_level_and_target() {

@@ -1,22 +1,29 @@
 //! `stasis`: checkpoint and restore Linux process trees.
 //!
 //! ```text
-//! stasis check   [--json]
-//! stasis dump    -t PID -D DIR [-R] [-j] [--fsync] [-o LOG] [-v...] [--json]
-//! stasis restore -D DIR [-d] [--pidfile FILE] [-j] [-o LOG] [-v...] [--json]
-//! stasis show    DIR [--json]
+//! stasis check    [--feature NAME] [--extra|--all] [--json]
+//! stasis dump     -t PID [-D DIR] [-R] [-j] [--fsync] [-o LOG] [-v[N]] [--json]
+//! stasis pre-dump -t PID ...                      (not built yet: fails naming it)
+//! stasis restore  [-D DIR] [-d] [--pidfile FILE] [-j] [-o LOG] [-v[N]] [--json]
+//! stasis show     DIR [--json]
 //! ```
+//!
+//! `dump`, `pre-dump`, `restore` and `check` take every option of CRIU 4.2's (see
+//! [`criu_opts`]): done as CRIU does, accepted with no effect where stasis' design makes them
+//! moot, or refused by name (exit 1, before anything is touched) where the feature is not built.
 //!
 //! # Exit status
 //! - `0`: success (for `check`: every required kernel feature is present).
-//! - `1`: the operation failed (for `check`: a required feature is missing). The error is printed
-//!   on stderr as `stasis: error: <cause>: <cause of that>...`; with `--json`, stdout also gets
+//! - `1`: the operation failed (for `check`: a required feature is missing), or an option's
+//!   feature is not built. The error is printed on stderr as
+//!   `stasis: error: <cause>: <cause of that>...`; with `--json`, stdout also gets
 //!   `{"error": "<the same chain>"}`.
-//! - `2`: usage error (unknown option, missing argument), reported by the argument parser.
+//! - `2`: usage error (unknown option, missing argument, unreadable `--config` file).
 //! - `restore` without `-d` exits with the restored process's own status once it ends: its exit
 //!   code, or 128 + the signal number if a signal killed it (as a shell reports it).
 
 mod check;
+mod criu_opts;
 mod dump;
 mod logger;
 mod progress;
@@ -24,10 +31,11 @@ mod restore;
 mod show;
 
 use std::io::Write;
-use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
+
+use crate::criu_opts::{CriuArgs, CriuCommand};
 
 /// Checkpoint and restore Linux process trees.
 #[derive(Parser, Debug)]
@@ -43,39 +51,43 @@ enum Command {
     Check(check::CheckArgs),
     /// Checkpoint a process tree into an image directory.
     Dump(dump::DumpArgs),
+    /// CRIU's pre-dump (memory only, for an incremental dump): not built yet.
+    PreDump(dump::DumpArgs),
     /// Restore a process tree from an image directory.
     Restore(restore::RestoreArgs),
     /// Print the contents of an image directory.
     Show(show::ShowArgs),
 }
 
-/// Logging options shared by `dump` and `restore`.
-#[derive(Args, Debug)]
-struct LogArgs {
-    /// Append the log to LOG instead of writing it to stderr.
-    #[arg(short = 'o', long = "log-file", value_name = "LOG")]
-    log_file: Option<PathBuf>,
-    /// More log output: -v info, -vv debug, -vvv trace (default: warnings and errors).
-    #[arg(short, long, action = clap::ArgAction::Count)]
-    verbose: u8,
+impl Command {
+    /// `--json`, and CRIU's options with the command they were given to.
+    fn parts(&self) -> (bool, Option<(&CriuArgs, CriuCommand)>) {
+        match self {
+            Command::Check(a) => (a.json, Some((&a.criu, CriuCommand::Check))),
+            Command::Dump(a) => (a.json, Some((&a.criu, CriuCommand::Dump))),
+            Command::PreDump(a) => (a.json, Some((&a.criu, CriuCommand::PreDump))),
+            Command::Restore(a) => (a.json, Some((&a.criu, CriuCommand::Restore))),
+            Command::Show(a) => (a.json, None),
+        }
+    }
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    let (json, log) = match &cli.command {
-        Command::Check(a) => (a.json, None),
-        Command::Dump(a) => (a.json, Some(&a.log)),
-        Command::Restore(a) => (a.json, Some(&a.log)),
-        Command::Show(a) => (a.json, None),
+    let args = match criu_opts::with_config(std::env::args_os().collect()) {
+        Ok(args) => args,
+        Err(err) => {
+            eprintln!("stasis: error: {err:#}");
+            return ExitCode::from(2);
+        }
     };
-    let log_file = log.and_then(|l| l.log_file.clone());
-    let verbose = log.map_or(0, |l| l.verbose);
-    let result = logger::init(log_file.as_deref(), verbose).and_then(|()| run(cli.command));
+    let cli = parse(args).unwrap_or_else(|e| e.exit());
+    let (json, criu) = cli.command.parts();
+    let result = start(criu).and_then(|()| run(&cli.command));
     match result {
         Ok(code) => ExitCode::from(code),
         Err(err) => {
             let chain = format!("{err:#}");
-            if log_file.is_some() {
+            if criu.is_some_and(|(c, _)| c.log_file().is_some()) {
                 // The log file gets the error too; on stderr it is printed once, below.
                 log::error!("{chain}");
             }
@@ -88,13 +100,38 @@ fn main() -> ExitCode {
     }
 }
 
+/// Parse the command line; `dump` and `pre-dump` need `-t` (a usage error, as a missing
+/// argument is).
+fn parse(args: Vec<std::ffi::OsString>) -> Result<Cli, clap::Error> {
+    let cli = Cli::try_parse_from(args)?;
+    if let Command::Dump(a) | Command::PreDump(a) = &cli.command {
+        if a.criu.tree().is_none() {
+            let msg = "the following required argument was not provided: -t, --tree <PID>";
+            return Err(Cli::command().error(clap::error::ErrorKind::MissingRequiredArgument, msg));
+        }
+    }
+    Ok(cli)
+}
+
+/// Before the command: `--close`, the logger (`-o`, `-v`), and the refusal of the options whose
+/// feature is not built.
+fn start(criu: Option<(&CriuArgs, CriuCommand)>) -> anyhow::Result<()> {
+    let Some((c, cmd)) = criu else { return logger::init(None, log::LevelFilter::Warn) };
+    for fd in c.close_fds() {
+        stasis_sys::fd::close_inherited(fd);
+    }
+    logger::init(c.log_file().as_deref(), c.level())?;
+    c.check(cmd)
+}
+
 /// Runs one command; `Ok` carries the exit status.
-fn run(command: Command) -> anyhow::Result<u8> {
+fn run(command: &Command) -> anyhow::Result<u8> {
     match command {
-        Command::Check(a) => check::run(&a),
-        Command::Dump(a) => dump::run(&a),
-        Command::Restore(a) => restore::run(&a),
-        Command::Show(a) => show::run(&a),
+        Command::Check(a) => check::run(a),
+        Command::Dump(a) => dump::run(a),
+        Command::PreDump(a) => dump::run_pre_dump(a),
+        Command::Restore(a) => restore::run(a),
+        Command::Show(a) => show::run(a),
     }
 }
 
@@ -107,53 +144,4 @@ fn print_json(value: &serde_json::Value) {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use clap::CommandFactory;
-
-    #[test]
-    fn cli_definition_is_valid() {
-        Cli::command().debug_assert();
-    }
-
-    #[test]
-    fn parses_criu_style_flags() {
-        let cli = Cli::try_parse_from([
-            "stasis", "dump", "-t", "42", "-D", "/tmp/img", "-R", "-j", "-o", "log", "-vv", "--json",
-        ])
-        .expect("dump flags");
-        let Command::Dump(d) = cli.command else { panic!("not dump") };
-        assert_eq!((d.tree, d.leave_running, d.shell_job, d.json), (42, true, true, true));
-        assert_eq!((d.log.verbose, d.log.log_file), (2, Some(PathBuf::from("log"))));
-
-        let cli = Cli::try_parse_from(["stasis", "restore", "-D", "d", "-d", "--pidfile", "p"]).expect("restore flags");
-        let Command::Restore(r) = cli.command else { panic!("not restore") };
-        assert!(r.restore_detached && !r.shell_job);
-        assert_eq!(r.pidfile, Some(PathBuf::from("p")));
-    }
-
-    #[test]
-    fn parses_ext_unix_sk() {
-        let cli = Cli::try_parse_from(["stasis", "dump", "-t", "1", "-D", "d", "--ext-unix-sk"]).expect("dump");
-        let Command::Dump(d) = cli.command else { panic!("not dump") };
-        assert!(d.ext_unix_sk);
-        let cli = Cli::try_parse_from(["stasis", "restore", "-D", "d", "--ext-unix-sk"]).expect("restore");
-        let Command::Restore(r) = cli.command else { panic!("not restore") };
-        assert!(r.ext_unix_sk);
-    }
-
-    #[test]
-    fn rejects_bad_usage() {
-        for args in [
-            &["stasis", "dump", "-D", "d"][..],
-            &["stasis", "dump", "-t", "0", "-D", "d"],
-            &["stasis", "dump", "-t", "x", "-D", "d"],
-            &["stasis", "restore"],
-            &["stasis", "show"],
-            &["stasis", "frobnicate"],
-        ] {
-            let err = Cli::try_parse_from(args).expect_err("usage error");
-            assert_eq!(err.exit_code(), 2, "{args:?}");
-        }
-    }
-}
+mod tests;

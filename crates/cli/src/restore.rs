@@ -10,36 +10,14 @@ use clap::Args;
 use stasis_engine::files::external::InheritFd;
 use stasis_engine::RestoreOptions;
 
+use crate::criu_opts::CriuArgs;
 use crate::progress::ProgressLine;
-use crate::LogArgs;
 
-/// Options of `stasis restore`.
+/// Options of `stasis restore`: CRIU's, and `--json`.
 #[derive(Args, Debug)]
 pub struct RestoreArgs {
-    /// Image directory to read.
-    #[arg(short = 'D', long = "images-dir", value_name = "DIR")]
-    pub images_dir: PathBuf,
-    /// Return once the tree runs instead of waiting for it to end.
-    #[arg(short = 'd', long)]
-    pub restore_detached: bool,
-    /// Write the pid of the restored root to FILE.
-    #[arg(long, value_name = "FILE")]
-    pub pidfile: Option<PathBuf>,
-    /// The tree was a shell job: attach its terminal fds to the terminal stasis runs from.
-    #[arg(short = 'j', long)]
-    pub shell_job: bool,
-    /// Connect UNIX sockets whose peer was outside the dumped tree to that peer's name again.
-    #[arg(long)]
-    pub ext_unix_sk: bool,
-    /// Install stasis' own fd N instead of the object named KEY: `pipe:[INODE]`, `socket:[INODE]`
-    /// (as the dump reports them) or a file's path (CRIU's syntax). Repeatable.
-    #[arg(long = "inherit-fd", value_name = "fd[N]:KEY", value_parser = parse_inherit_fd)]
-    pub inherit_fd: Vec<(i32, String)>,
-    /// Take the file locks of the image again (an image dumped with --file-locks needs it).
-    #[arg(long)]
-    pub file_locks: bool,
     #[command(flatten)]
-    pub log: LogArgs,
+    pub criu: CriuArgs,
     /// Print the report (or the error) as one JSON object on stdout.
     ///
     /// Without -d the report is printed when the restored tree ends and includes its
@@ -50,16 +28,18 @@ pub struct RestoreArgs {
 
 /// Runs `stasis restore`; the exit status is 0 with `-d`, else the restored root's status.
 pub fn run(args: &RestoreArgs) -> anyhow::Result<u8> {
+    let c = &args.criu;
+    let detached = c.restore_detached();
     let opts = RestoreOptions {
-        dir: args.images_dir.clone(),
-        shell_job: args.shell_job,
-        detached: args.restore_detached,
-        ext_unix_sk: args.ext_unix_sk,
-        inherit_fds: inherit_fds(&args.inherit_fd)?,
-        file_locks: args.file_locks,
+        dir: c.images_dir(),
+        shell_job: c.is_set("shell-job"),
+        detached,
+        ext_unix_sk: c.is_set("ext-unix-sk"),
+        inherit_fds: inherit_fds(&parse_inherit_fds(c.get("inherit-fd").unwrap_or_default())?)?,
+        file_locks: c.is_set("file-locks"),
     };
     // Created before the restore, so that an unwritable pidfile fails before anything runs.
-    let pidfile = args.pidfile.as_deref().map(PidFile::prepare).transpose()?;
+    let pidfile = c.pidfile().as_deref().map(PidFile::prepare).transpose()?;
     let mut line = ProgressLine::new("restoring memory");
     let result = stasis_engine::restore(&opts, &mut |p| line.update(p));
     line.finish();
@@ -70,7 +50,7 @@ pub fn run(args: &RestoreArgs) -> anyhow::Result<u8> {
         pidfile.commit(pid)?;
     }
     let mut report = serde_json::to_value(&restored.report).context("encode the restore report")?;
-    if args.restore_detached {
+    if detached {
         restored.detach();
         if args.json {
             crate::print_json(&report);
@@ -99,6 +79,11 @@ fn parse_inherit_fd(text: &str) -> Result<(i32, String), String> {
         return Err(bad());
     }
     Ok((n, key.to_string()))
+}
+
+/// Every `--inherit-fd` value, parsed.
+fn parse_inherit_fds(given: &[String]) -> anyhow::Result<Vec<(i32, String)>> {
+    given.iter().map(|t| parse_inherit_fd(t).map_err(|e| anyhow::anyhow!("--inherit-fd {e}"))).collect()
 }
 
 /// Our own descriptors named by `--inherit-fd`, each checked open now.

@@ -1,14 +1,15 @@
 //! An image directory: creating it, writing record files and committing the inventory; opening it
 //! and verifying every file against the inventory; reading record files back.
 //!
-//! Invariant: an `inventory.img` exists only in a complete image. [`ImageDir::create`] removes a
-//! stale one before anything is written, and [`ImageDir::commit_inventory`] writes the new one last,
-//! by rename.
+//! Invariant: an `inventory.img` exists only in a complete image. A stale one is removed before the
+//! first file of a new image is written, and [`ImageDir::commit_inventory`] writes the new one last,
+//! by rename. Until then, [`ImageDir::discard`] takes back what the new image made (see
+//! [`crate::made`]).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fs::{self, DirBuilder, File, OpenOptions};
+use std::fs::{self, DirBuilder, File};
 use std::io::{self, Read, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
@@ -16,6 +17,7 @@ use prost::Message;
 use xxhash_rust::xxh3::xxh3_64;
 
 use crate::framing::{check_encode_limits, check_version};
+use crate::made::{self, Made, MadeState};
 use crate::model::{FileDigest, Inventory};
 use crate::{decode_records, encode_records, ImageError, ImageKind, MAX_RECORD_FILE_SIZE, PAGE_SIZE};
 
@@ -34,22 +36,26 @@ pub struct ImageDir {
     path: PathBuf,
     inventory: OnceLock<Inventory>,
     written: Written,
+    made: Made,
 }
 
 impl ImageDir {
     /// Create the directory for a new image: `mkdir -p` with mode 0700 (and chmod 0700 if it
-    /// exists), then remove a stale `inventory.img` so a half-overwritten image never looks complete.
+    /// exists). A stale `inventory.img` is removed when the first file is written, so a
+    /// half-overwritten image never looks complete.
     pub fn create(path: &Path) -> Result<ImageDir, ImageError> {
+        let missing = made::missing_dirs(path);
         DirBuilder::new().recursive(true).mode(0o700).create(path).map_err(|e| ImageError::io(path, e))?;
         fs::set_permissions(path, fs::Permissions::from_mode(0o700)).map_err(|e| ImageError::io(path, e))?;
-        for stale in [INVENTORY, INVENTORY_TMP] {
-            let file = path.join(stale);
-            match fs::remove_file(&file) {
-                Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(ImageError::io(file, e)),
-                _ => {}
-            }
-        }
-        Ok(ImageDir::new(path, OnceLock::new()))
+        let stale = [INVENTORY, INVENTORY_TMP].map(|name| path.join(name)).to_vec();
+        Ok(ImageDir::new(path, OnceLock::new(), MadeState::new(missing, stale)))
+    }
+
+    /// Take back what this image made before its inventory was committed: the files that did not
+    /// exist before it (never one that did) and the directories [`ImageDir::create`] made. A no-op
+    /// after [`ImageDir::commit_inventory`]. Every file is tried; the first failure is returned.
+    pub fn discard(&self) -> Result<(), ImageError> {
+        made::discard(&self.made)
     }
 
     /// Open an existing image for reading: load and validate `inventory.img` (missing means the image
@@ -68,11 +74,11 @@ impl ImageDir {
         for digest in &inventory.files {
             verify_listed_file(path, digest)?;
         }
-        Ok(ImageDir::new(path, OnceLock::from(inventory)))
+        Ok(ImageDir::new(path, OnceLock::from(inventory), MadeState::new(vec![], vec![])))
     }
 
-    fn new(path: &Path, inventory: OnceLock<Inventory>) -> ImageDir {
-        ImageDir { path: path.to_owned(), inventory, written: Arc::default() }
+    fn new(path: &Path, inventory: OnceLock<Inventory>, made: Made) -> ImageDir {
+        ImageDir { path: path.to_owned(), inventory, written: Arc::default(), made }
     }
 
     /// The image directory.
@@ -98,7 +104,7 @@ impl ImageDir {
         check_encode_limits(&name, records)?;
         let bytes = encode_records(kind, records);
         let path = self.path.join(&name);
-        let mut file = create_file(&path)?;
+        let mut file = self.create_file(&path)?;
         file.write_all(&bytes).map_err(|e| ImageError::io(&path, e))?;
         let digest = FileDigest { name, size: bytes.len() as u64, checksum: xxh3_64(&bytes) };
         self.remember(digest.clone());
@@ -142,7 +148,7 @@ impl ImageDir {
             }
         }
         let tmp = self.path.join(INVENTORY_TMP);
-        let mut file = create_file(&tmp)?;
+        let mut file = self.create_file(&tmp)?;
         file.write_all(&encode_records(ImageKind::Inventory, std::slice::from_ref(&inventory)))
             .map_err(|e| ImageError::io(&tmp, e))?;
         if fsync {
@@ -150,6 +156,7 @@ impl ImageDir {
         }
         let dest = self.path.join(INVENTORY);
         fs::rename(&tmp, &dest).map_err(|e| ImageError::io(&dest, e))?;
+        made::keep(&self.made);
         if fsync {
             sync_path(&self.path)?;
         }
@@ -167,6 +174,11 @@ impl ImageDir {
             Some(digest) => Ok(Some(digest)),
             None => Err(ImageError::NotListed { file: name.to_owned() }),
         }
+    }
+
+    /// Create (or truncate) an image file of this image with mode 0600 (see [`made::create_file`]).
+    pub(crate) fn create_file(&self, path: &Path) -> Result<File, ImageError> {
+        made::create_file(&self.made, path)
     }
 
     /// The digest table shared with the page writers of this directory.
@@ -299,20 +311,6 @@ fn read_capped(path: &Path, name: &str) -> Result<Vec<u8>, ImageError> {
     // One byte more than the limit, so that a file growing while it is read is still caught.
     file.take(MAX_RECORD_FILE_SIZE + 1).read_to_end(&mut bytes).map_err(|e| ImageError::io(path, e))?;
     Ok(bytes)
-}
-
-/// Create (or truncate) an image file with mode 0600.
-pub(crate) fn create_file(path: &Path) -> Result<File, ImageError> {
-    let file = OpenOptions::new()
-        .write(true)
-        .read(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)
-        .map_err(|e| ImageError::io(path, e))?;
-    file.set_permissions(fs::Permissions::from_mode(0o600)).map_err(|e| ImageError::io(path, e))?;
-    Ok(file)
 }
 
 /// fsync a file or directory by path.

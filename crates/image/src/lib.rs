@@ -16,6 +16,7 @@ mod dir;
 mod error;
 mod framing;
 mod kind;
+mod made;
 pub mod model;
 mod pages;
 pub mod show;

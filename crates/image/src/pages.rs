@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use xxhash_rust::xxh3::{xxh3_64, Xxh3Default};
 
-use crate::dir::{check_pid, check_size, create_file, Written};
+use crate::dir::{check_pid, check_size, Written};
 use crate::framing::{check_header, encode_header};
 use crate::model::{FileDigest, PageMap};
 use crate::{ImageDir, ImageError, ImageKind, HEADER_LEN, MAX_CHUNK_SIZE, PAGE_DATA_OFFSET, PAGE_SIZE};
@@ -44,7 +44,7 @@ impl ImageDir {
         let name = ImageKind::Pages.file_name(Some(pid));
         check_chunk_size(&name, chunk_size)?;
         let path = self.path().join(&name);
-        let file = create_file(&path)?;
+        let file = self.create_file(&path)?;
         let mut header = vec![0u8; PAGE_DATA_OFFSET as usize];
         header[..HEADER_LEN].copy_from_slice(&encode_header(ImageKind::Pages));
         file.write_all_at(&header, 0)

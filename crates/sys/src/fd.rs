@@ -208,3 +208,16 @@ pub fn dup_own_fd(fd: i32) -> Result<OwnedFd, SysError> {
     // SAFETY: the kernel just returned this fd to us; nobody else owns it.
     Ok(unsafe { OwnedFd::from_raw_fd(new as i32) })
 }
+
+/// `close(2)` of fd number `fd`, for CRIU's `--close FD`: an fd the program inherited and holds no
+/// handle of. Only for the start of `main`, before anything of the program's own is open: closing
+/// a number an `OwnedFd` holds would leave that handle dangling. An fd that is not open is
+/// ignored, as CRIU ignores it.
+///
+/// # References
+/// close(2)
+pub fn close_inherited(fd: i32) {
+    // SAFETY: called before the program opened anything but stdio, so `fd` is no handle of ours
+    // (the caller's contract); closing an unused number is harmless (EBADF).
+    unsafe { libc::close(fd) };
+}

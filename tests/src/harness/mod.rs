@@ -10,6 +10,7 @@ mod cbuild;
 mod dir;
 mod flow;
 mod process;
+mod program;
 mod pty;
 mod snapshot;
 mod stasis;
@@ -18,6 +19,7 @@ pub use cbuild::static_c_workload;
 pub use dir::{tail, TestDir, TmpfsMount};
 pub use flow::{checkpoint_restore, processes_of, standalone, Case};
 pub use process::{proc_state, tree_pids, Running, Workload, EXIT_TIMEOUT, READY_TIMEOUT};
+pub use program::{ask, find_program, program_file};
 pub use pty::{shell_job, Pty};
 pub use snapshot::{line_diff, normalize_maps, number_deleted, select_status, Snapshot, STATUS_KEYS};
 pub use stasis::{wait_child, CmdResult, Stasis, STASIS_TIMEOUT};
@@ -36,7 +38,41 @@ pub fn init() {
     crate::raw::set_child_subreaper().expect("prctl(PR_SET_CHILD_SUBREAPER)");
 }
 
-/// Reports that a test is skipped: `skipped: <reason>` on stderr.
+/// The environment variable naming the file where skipped tests are recorded (set by
+/// `scripts/test.sh`, whose totals line counts them as skipped, not passed).
+pub const SKIPPED_FILE_ENV: &str = "STASIS_SKIPPED_FILE";
+
+/// Reports that a test is skipped: `skipped: <reason>` on stderr, and, when
+/// [`SKIPPED_FILE_ENV`] names a file, one line `<test binary>\t<test name>\t<reason>` appended to
+/// it. A Rust test cannot mark itself skipped at run time: it returns and is counted as passed,
+/// so the suite's totals move the tests of that file from passed to skipped.
 pub fn skip(reason: &str) {
     eprintln!("skipped: {reason}");
+    let Some(file) = std::env::var_os(SKIPPED_FILE_ENV) else { return };
+    let line = format!("{}\t{}\t{}\n", test_binary(), test_name(), reason.replace(['\t', '\n'], " "));
+    let written = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&file)
+        .and_then(|mut f| std::io::Write::write_all(&mut f, line.as_bytes()));
+    if let Err(e) = written {
+        panic!("record the skip in {}: {e}", std::path::Path::new(&file).display());
+    }
+}
+
+/// The running test's name: libtest (under cargo test and nextest) names the thread of each test
+/// after it.
+fn test_name() -> String {
+    std::thread::current().name().unwrap_or("unknown").to_string()
+}
+
+/// The test binary's name without Cargo's hash (`memory-0123abcd` is `memory`).
+fn test_binary() -> String {
+    let exe = std::env::current_exe().ok();
+    let stem = exe.as_deref().and_then(|e| e.file_stem()).map(|s| s.to_string_lossy().into_owned());
+    let stem = stem.unwrap_or_default();
+    match stem.rsplit_once('-') {
+        Some((name, hash)) if hash.chars().all(|c| c.is_ascii_hexdigit()) => name.to_string(),
+        _ => stem,
+    }
 }

@@ -1,7 +1,9 @@
 //! Dump, stage by stage: check the root, freeze the tree below it (every process, every thread),
-//! inspect each process, take the files, write each memory, write the images and the inventory
-//! (last), then resume or kill the tree. Any error before the inventory is written resumes every
-//! process exactly as it was (see [`crate::task::Frozen`]).
+//! inspect each process, take the files, run the checks of the whole tree, write each memory, write
+//! the images and the inventory (last), then resume or kill the tree. Every refusal comes before
+//! the first page is written. Any error before the inventory is written resumes every process
+//! exactly as it was (see [`crate::task::Frozen`]) and removes the files the dump made (see
+//! [`ImageDir::discard`]).
 
 use crate::error::{Error, Result};
 use crate::files::FileIds;
@@ -77,11 +79,18 @@ pub fn dump(opts: &DumpOptions, progress: &mut dyn FnMut(Progress)) -> Result<Du
     let dir = ImageDir::create(&opts.dir)?;
     // An estimate: the tree is known only once frozen.
     let threads = Pool::threads_for(proc::children(&root, pid.0)?.len() + 1);
-    std::thread::scope(|scope| {
+    let result = std::thread::scope(|scope| {
         let pool = Pool::start(scope, threads);
         let run = Run { start, calls: fault::calls("dump-call"), writes: fault::Writes::new() };
         dump_with(&pool, &root, &dir, &ours, opts, progress, &run)
-    })
+    });
+    if result.is_err() {
+        // Nothing of a failed dump stays; a no-op once the inventory is committed.
+        if let Err(e) = dir.discard() {
+            log::warn!("the failed dump's files in {} could not all be removed: {e}", opts.dir.display());
+        }
+    }
+    result
 }
 
 fn dump_with<'env>(
@@ -104,14 +113,12 @@ fn dump_with<'env>(
         .map(|m| session::Ids { pid: m.pid.0, ppid: m.stat.ppid, pgid: m.stat.pgrp, sid: m.stat.session })
         .collect();
     let helpers = session::check(root, &ids, &zombies)?;
-    let (dumped, files, ipc) = match dump_frozen(pool, root, dir, &tree, opts, progress, frozen_at) {
+    let zombie_pids: Vec<i32> = zombies.iter().map(|z| z.pid).collect();
+    let (dumped, files, ipc) = match dump_frozen(pool, root, dir, &tree, &zombie_pids, opts, progress, frozen_at) {
         Ok(done) => done,
         Err(e) => return Err(explain(pool, &tree, e, progress)),
     };
-    let tasks: Vec<i32> =
-        dumped.iter().flat_map(|d| d.c.process.threads.clone()).chain(zombies.iter().map(|z| z.pid)).collect();
     let tables: Vec<_> = dumped.iter().map(|d| (d.c.process.pid, &d.c.fds)).collect();
-    files::pidfd::check_targets(&files, &tasks, &tables)?;
     let external = files::external::list(&files, &tables);
     for e in &external {
         log::info!("pid {} fd {}: {} (restore may replace it with --inherit-fd fd[N]:{})", e.pid, e.fd, e.what, e.key);
@@ -286,13 +293,17 @@ fn end_all(
     first_error.map_or(Ok(()), Err)
 }
 
-/// Stages 2 to 4 on the frozen tree: inspect each process and write its pages (on its tracer
-/// thread, all processes at once), take its files (here, in tree order, as file ids are given).
+/// Stages 2 to 4 on the frozen tree: inspect each process (on its tracer thread, all processes at
+/// once), take its files (here, in tree order, as file ids are given), run every check that can
+/// refuse the dump, and only then write the pages (on the tracer threads again), so that a refused
+/// dump has written no page.
+#[allow(clippy::too_many_arguments)]
 fn dump_frozen<'env>(
     pool: &Pool<'env>,
     root: &'env ProcRoot,
     dir: &'env ImageDir,
     tree: &[Member],
+    zombies: &[i32],
     opts: &DumpOptions,
     progress: &mut dyn FnMut(Progress),
     frozen_at: Instant,
@@ -305,10 +316,9 @@ fn dump_frozen<'env>(
         .map(|m| {
             let (idx, stat, vmas) = (m.idx, m.stat.clone(), layouts[m.idx].clone());
             let parent = parent_of(m).map(|p| (p.pid, layouts[p.idx].clone()));
-            pool.run(idx, move |owned, progress| {
+            pool.run(idx, move |owned, _| {
                 let f = owned.get_mut(&idx).expect("frozen by this thread");
-                let parent = parent.as_ref().map(|(p, v)| (*p, v.as_slice()));
-                inspect(root, dir, f, &stat, vmas, parent, progress)
+                collect(root, f, &stat, vmas, parent.as_ref().map(|(p, v)| (*p, v.as_slice())))
             })
         })
         .collect();
@@ -317,73 +327,115 @@ fn dump_frozen<'env>(
     ids.unix.ext_inodes = opts.ext_unix_inodes.clone();
     ids.locks.enabled = opts.file_locks;
     let mut files = Vec::new();
-    let mut dumped = Vec::new();
+    let mut collected = Vec::new();
     let mut shm_owners: Vec<(u64, Pid)> = Vec::new();
     for (m, inspected) in tree.iter().zip(pending) {
-        let mut d = pool.wait(inspected, progress)?;
+        let mut c = pool.wait(inspected, progress)?;
         let pid = m.pid;
-        log::info!("pid {pid}: inspected, {} bytes of pages written at {:?}", d.page_bytes, frozen_at.elapsed());
+        log::info!("pid {pid}: inspected at {:?}", frozen_at.elapsed());
         let parent = parent_of(m).map(|p| (p.pid, layouts[p.idx].as_slice()));
         if parent.is_some() {
-            d.c.process.shares = sharing(pid, Pid(m.stat.ppid));
+            c.process.shares = sharing(pid, Pid(m.stat.ppid));
         }
-        check_shared_anon(pid, &d.c.mm.vmas, parent, &mut shm_owners)?;
+        check_shared_anon(pid, &c.mm.vmas, parent, &mut shm_owners)?;
         if fault::armed("dump-kill-target") {
             log::warn!("STASIS_FAULT: killing pid {pid} mid-dump");
             let _ = stasis_sys::process::kill(pid, libc::SIGKILL);
         }
         let (fds, mut new_files) = files::dump(root, pid, opts.shell_job, &mut ids)?;
-        new_files.append(&mut files::ghost_mappings(pid, &d.c.mm.vmas, &mut ids)?);
-        d.c.fds = fds;
+        new_files.append(&mut files::ghost_mappings(pid, &c.mm.vmas, &mut ids)?);
+        c.fds = fds;
         files.append(&mut new_files);
-        dumped.push(d);
+        collected.push(c);
     }
-    finish_locks(&mut ids, &mut dumped)?;
-    files::pipe::mark_external(&mut files);
-    files::unix::check_peers(&mut files, &mut ids)?;
-    files::epoll::resolve(&mut files, &ids)?;
-    let pids: Vec<i32> = dumped.iter().map(|d| d.c.process.pid).collect();
-    files::tty::resolve(&mut files, &ids, &pids, opts.shell_job)?;
-    let procs: Vec<&ProcessEntry> = dumped.iter().map(|d| &d.c.process).collect();
-    files::tty::check_sessions(&procs, &files)?;
+    finish_locks(&mut ids, &mut collected)?;
+    let ipc = check_tree(pool, tree, zombies, &collected, &mut files, &mut ids, opts, progress)?;
+    fault::check("dump-fail-before-pages")?;
+    let dumped = write_all_pages(pool, dir, tree, collected, progress)?;
+    log::info!("pages written at {:?}", frozen_at.elapsed());
+    fault::check("dump-fail-after-memory")?;
+    Ok((dumped, files, ipc))
+}
+
+/// The checks that need the whole tree's files (pipe pairs, unix peers, epoll targets, terminals,
+/// pidfd targets, which may be the tree's `zombies`), that every process is still alive, and the
+/// SysV IPC objects of the tree.
+#[allow(clippy::too_many_arguments)]
+fn check_tree(
+    pool: &Pool,
+    tree: &[Member],
+    zombies: &[i32],
+    collected: &[Collected],
+    files: &mut [FileEntry],
+    ids: &mut FileIds,
+    opts: &DumpOptions,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<stasis_image::model::IpcImage> {
+    files::pipe::mark_external(files);
+    files::unix::check_peers(files, ids)?;
+    files::epoll::resolve(files, ids)?;
+    let pids: Vec<i32> = collected.iter().map(|c| c.process.pid).collect();
+    files::tty::resolve(files, ids, &pids, opts.shell_job)?;
+    let procs: Vec<&ProcessEntry> = collected.iter().map(|c| &c.process).collect();
+    files::tty::check_sessions(&procs, files)?;
+    let tasks: Vec<i32> =
+        collected.iter().flat_map(|c| c.process.threads.iter().copied()).chain(zombies.iter().copied()).collect();
+    let tables: Vec<_> = collected.iter().map(|c| (c.process.pid, &c.fds)).collect();
+    files::pidfd::check_targets(files, &tasks, &tables)?;
     for m in tree {
         let idx = m.idx;
         let alive = pool.run(idx, move |owned, _| owned.get_mut(&idx).map_or(Ok(()), |f| f.main().check_alive()));
         pool.wait(alive, progress)?;
     }
-    let attached: Vec<u64> = dumped
+    let attached: Vec<u64> = collected
         .iter()
-        .flat_map(|d| d.c.mm.vmas.iter())
+        .flat_map(|c| c.mm.vmas.iter())
         .filter(|v| mem::kind(v) == stasis_image::model::VmaKind::SysvShm)
         .map(|v| v.inode)
         .collect();
-    let ipc = crate::ipc::dump(pids[0], &pids, &attached)?;
-    fault::check("dump-fail-after-memory")?;
-    Ok((dumped, files, ipc))
+    crate::ipc::dump(pids[0], &pids, &attached)
 }
 
 /// The file locks of the tree: each description's given to a holder, none held from outside.
-fn finish_locks(ids: &mut FileIds, dumped: &mut [Dumped]) -> Result<()> {
-    let pids: Vec<i32> = dumped.iter().map(|d| d.c.process.pid).collect();
+fn finish_locks(ids: &mut FileIds, collected: &mut [Collected]) -> Result<()> {
+    let pids: Vec<i32> = collected.iter().map(|c| c.process.pid).collect();
     let mut tables: Vec<(Pid, &mut stasis_image::model::FdTable)> =
-        dumped.iter_mut().map(|d| (Pid(d.c.process.pid), &mut d.c.fds)).collect();
+        collected.iter_mut().map(|c| (Pid(c.process.pid), &mut c.fds)).collect();
     files::locks::finish(&mut ids.locks, &mut tables);
     files::locks::check_outside(&ids.locks, &ids.tree_fds(), &pids)
 }
 
-/// On the tracer thread of `process`: inspect it, then write its pages.
-fn inspect(
-    root: &ProcRoot,
-    dir: &ImageDir,
-    process: &mut FrozenProcess,
-    stat: &proc::Stat,
-    vmas: Vec<Vma>,
-    parent: Option<(Pid, &[Vma])>,
+/// Stage 4: every process's pages, each on its tracer thread, all at once.
+fn write_all_pages<'env>(
+    pool: &Pool<'env>,
+    dir: &'env ImageDir,
+    tree: &[Member],
+    collected: Vec<Collected>,
     progress: &mut dyn FnMut(Progress),
-) -> Result<Dumped> {
-    let c = collect(root, process, stat, vmas, parent)?;
-    let (writer, page_bytes, checksums) = write_pages(dir, process, &c, progress)?;
-    Ok(Dumped { c, writer, page_bytes, checksums })
+) -> Result<Vec<Dumped>> {
+    let pending: Vec<_> = tree
+        .iter()
+        .zip(collected)
+        .map(|(m, c)| {
+            let idx = m.idx;
+            pool.run(idx, move |owned, progress| {
+                let f = owned.get_mut(&idx).expect("frozen by this thread");
+                let (writer, page_bytes, checksums) = write_pages(dir, f, &c, progress)?;
+                Ok(Dumped { c, writer, page_bytes, checksums })
+            })
+        })
+        .collect();
+    let mut dumped = Vec::new();
+    let mut first_error = None;
+    for written in pending {
+        match pool.wait(written, progress) {
+            Ok(d) => dumped.push(d),
+            Err(e) => {
+                first_error.get_or_insert(e);
+            }
+        }
+    }
+    first_error.map_or(Ok(dumped), Err)
 }
 
 /// Shared anonymous memory is saved once, by the first process that maps it, and given to the others

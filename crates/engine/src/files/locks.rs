@@ -203,7 +203,7 @@ fn take(inj: &mut Injector, l: &FileLock) -> Result<()> {
             let op = if l.write { libc::LOCK_EX } else { libc::LOCK_SH } | libc::LOCK_NB;
             inj.flock(l.fd, op)?;
         }
-        Ok(LockKind::Lease) => inj.fcntl_setlease(l.fd, kind as i32)?,
+        Ok(LockKind::Lease) => inj.fcntl_setlease(l.fd, kind)?,
         Ok(k @ (LockKind::Posix | LockKind::Ofd)) => {
             inj.fcntl_setlk(l.fd, k == LockKind::Ofd, kind as i16, l.start, l.len)?;
         }

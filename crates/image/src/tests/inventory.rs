@@ -17,14 +17,57 @@ fn missing_inventory_means_incomplete() {
 }
 
 #[test]
-fn create_removes_a_stale_inventory() {
+fn first_write_removes_a_stale_inventory() {
     let tmp = tempfile::tempdir().unwrap();
     write_image(tmp.path(), 3, 4096);
     ImageDir::open(tmp.path()).unwrap();
     let dir = ImageDir::create(tmp.path()).unwrap();
     assert!(dir.inventory().is_none());
+    // Nothing written yet: the earlier image is still whole.
+    ImageDir::open(tmp.path()).unwrap();
+    dir.write_records(ImageKind::PsTree, None, &[sample_pstree()]).unwrap();
     assert!(!tmp.path().join("inventory.img").exists());
     assert!(matches!(ImageDir::open(tmp.path()), Err(ImageError::Incomplete { .. })));
+}
+
+fn listing(path: &std::path::Path) -> Vec<String> {
+    let mut names: Vec<String> =
+        fs::read_dir(path).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn discard_removes_only_what_the_image_made() {
+    let tmp = tempfile::tempdir().unwrap();
+    fs::write(tmp.path().join("notes.txt"), "mine").unwrap();
+    fs::write(tmp.path().join("pstree.img"), "an older file").unwrap();
+    let dir = ImageDir::create(tmp.path()).unwrap();
+    dir.write_records(ImageKind::PsTree, None, &[sample_pstree()]).unwrap();
+    dir.write_records(ImageKind::Files, None, &[crate::model::FileTable::default()]).unwrap();
+    let pages = dir.create_pages(7, 4096).unwrap();
+    drop(pages);
+    dir.discard().unwrap();
+    // The file that was there before stays (overwritten: the image had truncated it).
+    assert_eq!(listing(tmp.path()), ["notes.txt", "pstree.img"]);
+}
+
+#[test]
+fn discard_removes_the_directories_create_made() {
+    let tmp = tempfile::tempdir().unwrap();
+    let deep = tmp.path().join("a/b/c");
+    let dir = ImageDir::create(&deep).unwrap();
+    dir.write_records(ImageKind::PsTree, None, &[sample_pstree()]).unwrap();
+    dir.discard().unwrap();
+    assert!(listing(tmp.path()).is_empty());
+}
+
+#[test]
+fn discard_after_commit_keeps_the_image() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = write_image(tmp.path(), 3, 4096);
+    dir.discard().unwrap();
+    ImageDir::open(tmp.path()).unwrap();
 }
 
 #[test]

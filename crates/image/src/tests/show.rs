@@ -70,6 +70,7 @@ fn show_works_on_an_image_being_written() {
     let tmp = tempfile::tempdir().unwrap();
     write_image(tmp.path(), 5, 8192);
     let dir = ImageDir::create(tmp.path()).unwrap();
+    dir.write_records(ImageKind::PsTree, None, &[sample_pstree()]).unwrap();
     let e = to_json(&dir).unwrap_err().to_string();
     assert!(e.contains("inventory.img: i/o error"), "{e}");
 }
