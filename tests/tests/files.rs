@@ -22,3 +22,8 @@ fn shell_job_on_a_terminal() {
 fn io_signal_owners_in_a_parent_and_a_child() {
     checkpoint_restore("fd_owners", workload!("fd_owners"));
 }
+
+#[test]
+fn o_path_descriptors() {
+    checkpoint_restore("fd_paths_o_path", workload!("fd_paths").arg("o_path"));
+}

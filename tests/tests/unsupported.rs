@@ -41,6 +41,12 @@ fn tcp_socket() {
     refused("unsupported_tcp", "tcp", &[&["fd 42", "fd: 42", "fd=42"], &["tcp", "socket", "inet"]]);
 }
 
+/// A working directory removed since the process entered it is refused by name.
+#[test]
+fn removed_working_directory() {
+    refused("unsupported_cwd_removed", "cwd_removed", &[&["working directory removed"], &["gone-"]]);
+}
+
 #[test]
 fn userfaultfd() {
     refused("unsupported_userfaultfd", "userfaultfd", &[&["fd 43", "fd: 43", "fd=43"], &["userfaultfd"]]);

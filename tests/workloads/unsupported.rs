@@ -1,5 +1,6 @@
 //! Holds something stasis does not support, so that the dump must fail cleanly and leave the
-//! process untouched. Argument: `tcp` (a listening TCP socket at fd 42), `userfaultfd` (a
+//! process untouched. Argument: `tcp` (a listening TCP socket at fd 42), `cwd_removed` (a working
+//! directory removed after the chdir; it must still be the cwd after the wake), `userfaultfd` (a
 //! userfaultfd at fd 43, whose one-time `UFFDIO_API` handshake is done after the wake-up), `thread` (a second thread; supported now, so used as a checkpoint and
 //! restore test) or `child` (a child process; supported too, likewise). After the
 //! wake-up the held thing must still work.
@@ -8,6 +9,7 @@ use stasis_tests::raw;
 use stasis_tests::workload::{self, Checker, OrFail};
 use std::net::{TcpListener, TcpStream};
 use std::os::fd::AsFd;
+use std::os::unix::fs::MetadataExt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,6 +19,7 @@ enum Held {
     Userfault(std::os::fd::OwnedFd),
     Thread(std::thread::JoinHandle<u64>, Arc<AtomicBool>),
     Child(std::process::Child),
+    Cwd(u64),
 }
 
 fn hold(mode: &str) -> Held {
@@ -25,6 +28,13 @@ fn hold(mode: &str) -> Held {
             let l = TcpListener::bind("127.0.0.1:0").or_fail("bind");
             let at42 = raw::dup_to(l.as_fd(), 42).or_fail("dup to 42");
             Held::Tcp(TcpListener::from(at42))
+        }
+        "cwd_removed" => {
+            let gone = workload::work_dir().join(format!("gone-{}", std::process::id()));
+            std::fs::create_dir(&gone).or_fail("mkdir");
+            std::env::set_current_dir(&gone).or_fail("chdir");
+            std::fs::remove_dir(&gone).or_fail("rmdir");
+            Held::Cwd(std::fs::metadata(".").or_fail("stat the cwd").ino())
         }
         "userfaultfd" => {
             let u = raw::userfaultfd().or_fail("userfaultfd");
@@ -51,7 +61,7 @@ fn hold(mode: &str) -> Held {
             workload::say(&format!("CHILD {}", child.id()));
             Held::Child(child)
         }
-        other => Err::<Held, _>(other.to_string()).or_fail("unknown mode (tcp|userfaultfd|thread|child)"),
+        other => Err::<Held, _>(other.to_string()).or_fail("unknown mode (tcp|cwd_removed|userfaultfd|thread|child)"),
     }
 }
 
@@ -70,6 +80,10 @@ fn verify(c: &mut Checker, held: Held) {
             stop.store(true, Ordering::SeqCst);
             let ticks = handle.join();
             c.check(matches!(ticks, Ok(t) if t > 0), || format!("thread result {ticks:?}"));
+        }
+        Held::Cwd(ino) => {
+            let now = std::fs::metadata(".").map(|m| (m.ino(), m.nlink()));
+            c.check(matches!(now, Ok((i, 0)) if i == ino), || format!("cwd (inode, links) {now:?}, want ({ino}, 0)"));
         }
         Held::Child(mut child) => {
             let state = child.try_wait();

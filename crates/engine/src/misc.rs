@@ -44,6 +44,20 @@ pub fn dump_thread(inj: &mut dyn Remote, root: &ProcRoot, tid: Pid, core: &mut T
     Ok(())
 }
 
+/// The path of the directory `/proc/PID/LINK` (`cwd`, `root`) leads to; refused if it was removed
+/// (no links left: nothing to enter at restore).
+fn present_dir(root: &ProcRoot, pid: Pid, link: &str, what: &str) -> Result<String> {
+    use std::os::unix::fs::MetadataExt;
+    let path = path_string(proc::link(root, pid.0, link)?);
+    let at = root.pid_path(pid.0, link);
+    let meta = std::fs::metadata(&at).map_err(Error::io(&at))?;
+    if meta.nlink() == 0 {
+        let what = format!("a {what} removed since it was entered ({path})");
+        return Err(Error::Unsupported { pid: pid.0, what });
+    }
+    Ok(path)
+}
+
 /// Process-wide settings: umask, no_new_privs, personality, directories, limits, dumpable, THP,
 /// OOM score adjustment, cgroup.
 fn dump_process(
@@ -57,8 +71,8 @@ fn dump_process(
     core.umask = status.umask;
     core.no_new_privs = status.no_new_privs;
     core.personality = proc::personality(root, p)?;
-    core.cwd = path_string(proc::link(root, p, "cwd")?);
-    core.root = path_string(proc::link(root, p, "root")?);
+    core.cwd = present_dir(root, pid, "cwd", "working directory")?;
+    core.root = present_dir(root, pid, "root", "root directory")?;
     core.rlimits = dump_rlimits(root, pid)?;
     core.dumpable = inj.prctl(Prctl::GetDumpable)? as i32;
     core.thp_disabled = inj.prctl(Prctl::GetThpDisable)? != 0;

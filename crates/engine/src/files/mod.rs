@@ -310,6 +310,8 @@ fn classify(p: &Probe, ids: &mut FileIds) -> Result<FileKind> {
         fanotify::dump(p)
     } else if ft.is_socket() && unix::is_unix(p.file) {
         unix::dump(p, ids)
+    } else if p.flags & libc::O_PATH as u32 != 0 && !link.starts_with("anon_inode:") {
+        regular::dump_path(p)
     } else {
         Err(p.unsupported(describe(p.link, &ft)))
     }

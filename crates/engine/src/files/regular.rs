@@ -24,10 +24,24 @@ pub fn dump(p: &Probe, ghosts: &mut Vec<(u64, u64)>) -> Result<FileKind> {
         return Ok(FileKind::Directory(DirectoryFile { path, pos: p.pos }));
     }
     if let Some(last_name) = path.strip_suffix(" (deleted)") {
+        if p.flags & libc::O_PATH as u32 != 0 {
+            return Err(p.unsupported(format!("an O_PATH descriptor of the unlinked file {path}")));
+        }
         return super::ghost::dump_file(p, last_name, ghosts);
     }
     let (size, mode) = (p.meta.size(), p.meta.mode());
     Ok(FileKind::Regular(RegularFile { path, pos: p.pos, size, mode, ..Default::default() }))
+}
+
+/// An `O_PATH` description of something other than a regular file or directory (a symlink opened
+/// with `O_NOFOLLOW`, a socket file, a block device): its path and its file type (in `mode`),
+/// opened again by path with the same flags and checked to be of that type.
+pub fn dump_path(p: &Probe) -> Result<FileKind> {
+    let path = p.link.to_string_lossy().into_owned();
+    if path.ends_with(" (deleted)") || !path.starts_with('/') {
+        return Err(p.unsupported(format!("an O_PATH descriptor of {path}")));
+    }
+    Ok(FileKind::Regular(RegularFile { path, size: p.meta.size(), mode: p.meta.mode(), ..Default::default() }))
 }
 
 fn open(path: &str, flags: u32, extra: i32) -> Result<std::fs::File> {
@@ -42,6 +56,9 @@ fn open(path: &str, flags: u32, extra: i32) -> Result<std::fs::File> {
 }
 
 pub fn open_file(r: &RegularFile, flags: u32) -> Result<OwnedFd> {
+    if flags & libc::O_PATH as u32 != 0 {
+        return open_o_path(r, flags);
+    }
     let mut f = open(&r.path, flags & !(libc::O_APPEND as u32), 0)?;
     let meta = f.metadata().map_err(Error::io(&r.path))?;
     if !meta.is_file() {
@@ -57,6 +74,19 @@ pub fn open_file(r: &RegularFile, flags: u32) -> Result<OwnedFd> {
     if flags & libc::O_APPEND as u32 != 0 {
         // Opened without O_APPEND so the seek above sticks; O_APPEND is set now (fcntl keeps the offset).
         set_append(&f, &r.path)?;
+    }
+    Ok(f.into())
+}
+
+/// An `O_PATH` description (no offset, nothing read through it) of the path, which must still be
+/// of the file type it had.
+fn open_o_path(r: &RegularFile, flags: u32) -> Result<OwnedFd> {
+    let f = open(&r.path, flags, 0)?;
+    let meta = f.metadata().map_err(Error::io(&r.path))?;
+    let kind = |mode: u32| mode & libc::S_IFMT;
+    if kind(meta.mode()) != kind(r.mode) {
+        let what = format!("{} is no longer of file type {:o} (O_PATH)", r.path, kind(r.mode));
+        return Err(Error::Incompatible { file: "files.img".into(), what });
     }
     Ok(f.into())
 }
