@@ -236,10 +236,11 @@ fn restore_sched(inj: &mut dyn Remote, core: &TaskCore) -> Result<()> {
 /// The settings a credential change resets (parent-death signal, dumpable), and no_new_privs, for the
 /// main thread.
 ///
-/// With `detached`, the parent-death signal is not armed: the restored process's parent is stasis,
-/// which is about to exit on purpose, and the parent the signal was armed against is gone anyway.
-pub fn restore_after_creds(inj: &mut dyn Remote, core: &TaskCore, detached: bool) -> Result<()> {
-    restore_thread_after_creds(inj, core, detached)?;
+/// With `parent_exits`, the parent-death signal is not armed: the restored process's parent is
+/// stasis (only the root's can be), which is about to exit on purpose (`restore -d`), and the parent
+/// the signal was armed against is gone anyway. Every other process's parent is restored with it.
+pub fn restore_after_creds(inj: &mut dyn Remote, core: &TaskCore, parent_exits: bool) -> Result<()> {
+    restore_thread_after_creds(inj, core, parent_exits)?;
     if core.dumpable == 0 || core.dumpable == 1 {
         inj.prctl(Prctl::SetDumpable(core.dumpable))?;
     } else {
@@ -249,8 +250,8 @@ pub fn restore_after_creds(inj: &mut dyn Remote, core: &TaskCore, detached: bool
 }
 
 /// What each thread has of its own among those settings: parent-death signal, no_new_privs.
-pub fn restore_thread_after_creds(inj: &mut dyn Remote, core: &TaskCore, detached: bool) -> Result<()> {
-    if core.pdeathsig != 0 && detached {
+pub fn restore_thread_after_creds(inj: &mut dyn Remote, core: &TaskCore, parent_exits: bool) -> Result<()> {
+    if core.pdeathsig != 0 && parent_exits {
         log::warn!(
             "pid {}: parent-death signal {} not armed: restored with -d, its parent (stasis) exits now",
             core.pid,

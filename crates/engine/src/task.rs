@@ -19,6 +19,9 @@ pub struct Frozen {
     pub sigmask: u64,
     /// The task was already stopped (SIGSTOP) before we froze it.
     pub was_stopped: bool,
+    /// The signal of that stop (SIGSTOP, SIGTSTP, SIGTTIN or SIGTTOU), as its attach reports it; 0
+    /// when it was not stopped.
+    pub stop_signal: i32,
     injector: Option<Injector>,
     /// Counts the calls injected by the dump.
     calls: Calls,
@@ -45,6 +48,7 @@ impl Frozen {
             xstate: Vec::new(),
             sigmask: 0,
             was_stopped,
+            stop_signal: 0,
             injector: None,
             calls: calls.clone(),
             captured: false,
@@ -85,11 +89,18 @@ impl Frozen {
         }
     }
 
-    /// The first stop of a task attached with `PTRACE_ATTACH`.
+    /// The first stop of a task attached with `PTRACE_ATTACH`: a task in a group stop reports it
+    /// with the signal that stopped it (the kernel keeps it in the task's job control state).
     fn wait_for_attach(&mut self) -> Result<()> {
         match ptrace::wait(self.pid).map_err(Error::sys(self.pid.0, "waiting for the attach"))? {
-            WaitStatus::Stopped { .. } => ptrace::set_options(self.pid, ptrace::OPT_TRACESYSGOOD)
-                .map_err(Error::sys(self.pid.0, "setting ptrace options")),
+            WaitStatus::Stopped { sig, .. } => {
+                self.stop_signal = match sig {
+                    libc::SIGTSTP | libc::SIGTTIN | libc::SIGTTOU => sig,
+                    _ => libc::SIGSTOP,
+                };
+                ptrace::set_options(self.pid, ptrace::OPT_TRACESYSGOOD)
+                    .map_err(Error::sys(self.pid.0, "setting ptrace options"))
+            }
             status => {
                 self.done = true;
                 Err(Error::Exited { pid: self.pid.0, how: format!("{status:?}") })
@@ -176,7 +187,7 @@ impl Frozen {
                 log::error!("pid {pid}: could not remove the scratch area: {e}");
             }
         }
-        let sig = if self.was_stopped { libc::SIGSTOP } else { 0 };
+        let sig = self.stop_signal;
         if !self.captured {
             return ptrace::detach(pid, sig).map_err(Error::sys(pid.0, "detaching"));
         }

@@ -112,6 +112,10 @@ pub struct ProcessEntry {
     /// The foreground process group of the controlling terminal (`/proc/PID/stat` field 8; 0: none).
     #[prost(int32, tag = "11")]
     pub tty_fg_pgrp: i32,
+    /// The signal that stopped a `stopped` process (SIGSTOP, SIGTSTP, SIGTTIN, SIGTTOU); 0 in
+    /// images made before it was saved, read as SIGSTOP.
+    #[prost(int32, tag = "250")]
+    pub stop_signal: i32,
 }
 
 /// `ProcessEntry::shares` bits: the address space (CLONE_VM), the fd table (CLONE_FILES), the fs

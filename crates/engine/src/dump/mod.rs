@@ -510,6 +510,7 @@ fn collect(
         sid: stat.session,
         threads: std::iter::once(pid.0).chain(threads.iter().map(|t| t.pid)).collect(),
         stopped: frozen.was_stopped,
+        stop_signal: frozen.stop_signal,
         ctty: files::tty::ctty_of(stat).0,
         tty_fg_pgrp: files::tty::ctty_of(stat).1,
         ..Default::default()
