@@ -36,8 +36,12 @@ impl Frozen {
     ///
     /// A task already stopped (SIGSTOP) is attached with `PTRACE_ATTACH` instead: a seized tracee in
     /// a group stop is trapped again each time it is resumed, so no call could be injected into it.
+    ///
+    /// A task under seccomp is traced with `PTRACE_O_SUSPEND_SECCOMP`, so that the calls injected
+    /// into it are not filtered (see [`crate::seccomp`]).
     pub fn freeze(pid: Pid, was_stopped: bool, calls: &Calls) -> Result<Frozen> {
-        let attached = if was_stopped { ptrace::attach(pid) } else { ptrace::seize(pid, ptrace::OPT_TRACESYSGOOD) };
+        let options = options_for(pid);
+        let attached = if was_stopped { ptrace::attach(pid) } else { ptrace::seize(pid, options) };
         attached.map_err(|e| match e.errno() {
             libc::ESRCH => Error::NoSuchProcess { pid: pid.0 },
             _ => Error::Sys { pid: pid.0, what: "attaching with ptrace", source: e },
@@ -55,7 +59,7 @@ impl Frozen {
             done: false,
         };
         if was_stopped {
-            frozen.wait_for_attach()?;
+            frozen.wait_for_attach(options)?;
         } else {
             ptrace::interrupt(pid).map_err(Error::sys(pid.0, "interrupting"))?;
             frozen.wait_for_stop()?;
@@ -91,15 +95,14 @@ impl Frozen {
 
     /// The first stop of a task attached with `PTRACE_ATTACH`: a task in a group stop reports it
     /// with the signal that stopped it (the kernel keeps it in the task's job control state).
-    fn wait_for_attach(&mut self) -> Result<()> {
+    fn wait_for_attach(&mut self, options: u32) -> Result<()> {
         match ptrace::wait(self.pid).map_err(Error::sys(self.pid.0, "waiting for the attach"))? {
             WaitStatus::Stopped { sig, .. } => {
                 self.stop_signal = match sig {
                     libc::SIGTSTP | libc::SIGTTIN | libc::SIGTTOU => sig,
                     _ => libc::SIGSTOP,
                 };
-                ptrace::set_options(self.pid, ptrace::OPT_TRACESYSGOOD)
-                    .map_err(Error::sys(self.pid.0, "setting ptrace options"))
+                ptrace::set_options(self.pid, options).map_err(Error::sys(self.pid.0, "setting ptrace options"))
             }
             status => {
                 self.done = true;
@@ -210,6 +213,13 @@ impl Drop for Frozen {
             }
         }
     }
+}
+
+/// The ptrace options a dump traces task `pid` with: `PTRACE_O_SUSPEND_SECCOMP` too if it is under
+/// seccomp (the option needs CAP_SYS_ADMIN: it is not asked for otherwise).
+fn options_for(pid: Pid) -> u32 {
+    let seccomp = proc::status(&ProcRoot::system(), pid.0).is_ok_and(|s| s.seccomp != 0);
+    ptrace::OPT_TRACESYSGOOD | if seccomp { ptrace::OPT_SUSPEND_SECCOMP } else { 0 }
 }
 
 fn zero_regs() -> Regs {

@@ -46,6 +46,8 @@ pub fn dump(root: &ProcRoot, frozen: &mut Frozen, vdso: (u64, u64), scratch: (u6
     core.altstack = Some(signals::dump_altstack(inj)?);
     misc::dump_thread(inj, root, tid, &mut core)?;
     core.creds = Some(creds::dump(inj, &status)?);
+    core.seccomp_mode = status.seccomp;
+    core.seccomp_filters = crate::seccomp::dump(tid, status.seccomp)?;
     Ok(core)
 }
 
@@ -126,6 +128,11 @@ impl NewThread {
     /// Give up on the thread (the process is being killed).
     pub fn abandon(self) {
         self.inj.abandon();
+    }
+
+    /// The injector that drives the thread (for its last calls: see `crate::seccomp`).
+    pub fn injector(&mut self) -> &mut Injector {
+        &mut self.inj
     }
 
     /// Hand the thread over to another tracer thread (see [`Injector::park`]).

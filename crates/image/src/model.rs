@@ -206,6 +206,24 @@ pub struct TaskCore {
     /// The process's POSIX timers (`timer_create`), main thread only.
     #[prost(message, repeated, tag = "31")]
     pub posix_timers: Vec<PosixTimer>,
+    /// The task's seccomp mode (`/proc/PID/status` `Seccomp`): 0 off, 1 strict, 2 filter.
+    #[prost(uint32, tag = "250")]
+    pub seccomp_mode: u32,
+    /// In filter mode, the task's chain of filters, the oldest (applied last) first
+    /// (`PTRACE_SECCOMP_GET_FILTER`). Threads whose chains begin alike share those filters.
+    #[prost(message, repeated, tag = "251")]
+    pub seccomp_filters: Vec<SeccompFilter>,
+}
+
+/// One seccomp filter of a task's chain.
+#[derive(Clone, PartialEq, prost::Message, Serialize)]
+pub struct SeccompFilter {
+    /// The classic BPF program: `struct sock_filter` instructions (8 bytes each, at most 4096).
+    #[prost(bytes = "vec", tag = "1")]
+    pub program: Vec<u8>,
+    /// Installed with `SECCOMP_FILTER_FLAG_LOG`.
+    #[prost(bool, tag = "2")]
+    pub log: bool,
 }
 
 /// General purpose registers, `struct user_regs_struct` of x86_64.

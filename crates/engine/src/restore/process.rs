@@ -504,12 +504,18 @@ impl Built {
         session::reap(&mut self.inj, child)
     }
 
-    /// Stage 9: each thread's last injected call
+    /// Stage 9: the seccomp filters and modes (see `crate::seccomp`); each thread's last injected call
     /// removes its scratch area; then registers, mask, and go; the other threads first, the main
     /// thread last.
-    pub fn release(self, img: &ProcImage) -> Result<()> {
+    pub fn release(mut self, img: &ProcImage) -> Result<()> {
         let stop_signal = stop_signal(&img.process);
-        for (t, core) in self.threads.into_iter().zip(&img.threads) {
+        let mut threads = self.threads;
+        if crate::seccomp::any(&img.core, &img.threads) {
+            let mut tasks: Vec<(&mut Injector, &TaskCore)> = vec![(&mut self.inj, &img.core)];
+            tasks.extend(threads.iter_mut().map(NewThread::injector).zip(&img.threads));
+            crate::seccomp::restore(&mut tasks, TRACE_OPTIONS)?;
+        }
+        for (t, core) in threads.into_iter().zip(&img.threads) {
             t.release(core, stop_signal)?;
         }
         threads::let_go(self.inj, &img.core, stop_signal)
