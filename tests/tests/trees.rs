@@ -119,8 +119,16 @@ fn child_keeps_its_parent_death_signal_when_detached() {
     tree_checkpoint_restore(&case, 2, false);
 }
 
+/// The root and its child each set an audit login uid of their own; both are restored.
+#[test]
+fn audit_login_uids_of_a_parent_and_a_child() {
+    let case = Case::new("tree_loginuid", workload!("proc_tree_state").arg("loginuid"));
+    tree_checkpoint_restore(&case, 2, false);
+}
+
 #[test]
 fn standalone_proc_tree_state() {
+    standalone("sa-tree_loginuid", workload!("proc_tree_state").arg("loginuid"));
     standalone("sa-tree_tstp", workload!("proc_tree_state").arg("tstp"));
     standalone("sa-tree_pdeathsig", workload!("proc_tree_state").arg("pdeathsig"));
 }

@@ -9,6 +9,9 @@
 //!   SIGTSTP if a stop is reported (`waitid(WSTOPPED | WNOWAIT)`: the restored stop is reported to
 //!   the parent again, with its signal; without a restore none is), then continues it with SIGCONT
 //!   and collects its report.
+//! - `loginuid`: the root sets its audit login uid (`/proc/self/loginuid`) before it forks C, which
+//!   sets another; after the wake each checks its own (the session ids the kernel assigned with
+//!   them are only noted: a new one is assigned when the uid is set again).
 //!
 //! C reports its checks to the root, which prints the verdict.
 
@@ -26,6 +29,39 @@ fn armed_child(parent: TreeParent) -> i32 {
     let c = &mut s.checker;
     c.same("pid, parent, group, session", &Some(ids), &ProcIds::own().ok());
     c.same("parent-death signal", &Some(libc::SIGUSR2), &raw::get_pdeathsig().ok());
+    parent.report(s.into_checker())
+}
+
+/// Login uids of the root and of C in mode `loginuid` (unlikely to be anyone's).
+const ROOT_LOGINUID: u32 = 4_100_000_001;
+const CHILD_LOGINUID: u32 = 4_100_000_002;
+
+fn audit(what: &str) -> Option<String> {
+    std::fs::read_to_string(format!("/proc/self/{what}")).ok().map(|s| s.trim().to_string())
+}
+
+/// Sets this process's audit login uid.
+fn set_loginuid(uid: u32) {
+    std::fs::write("/proc/self/loginuid", uid.to_string()).or_fail("write /proc/self/loginuid");
+}
+
+/// Checks the login uid is `uid`, and notes whether the session id is still `session`.
+fn check_loginuid(c: &mut Checker, uid: u32, session: &Option<String>) {
+    c.same("/proc/self/loginuid", &Some(uid.to_string()), &audit("loginuid"));
+    let now = audit("sessionid");
+    if now != *session {
+        c.note(format!("audit session id {session:?} before the dump, {now:?} after"));
+    }
+}
+
+/// C in mode `loginuid`: sets its own login uid, waits, checks it.
+fn loginuid_child(parent: TreeParent) -> i32 {
+    let mut s = workload::start();
+    set_loginuid(CHILD_LOGINUID);
+    let session = audit("sessionid");
+    parent.send(&format!("ready {}\n", s.pid())).or_fail("ready line");
+    s.wait_for_wake();
+    check_loginuid(&mut s.checker, CHILD_LOGINUID, &session);
     parent.report(s.into_checker())
 }
 
@@ -55,8 +91,16 @@ fn release_tstp(c: &mut Checker, child: &TreeChild) {
 fn main() {
     let mode = workload::arg(1, String::from("pdeathsig"));
     let mut s = workload::start();
+    if mode == "loginuid" {
+        if audit("loginuid").is_none() {
+            workload::skip("no /proc/self/loginuid (a kernel without audit support)");
+        }
+        set_loginuid(ROOT_LOGINUID);
+    }
+    let session = audit("sessionid");
     let child = match mode.as_str() {
         "pdeathsig" => workload::fork_child("C", armed_child),
+        "loginuid" => workload::fork_child("C", loginuid_child),
         "tstp" => workload::fork_child("C", plain_child),
         other => workload::skip(&format!("unknown mode {other}")),
     };
@@ -72,6 +116,9 @@ fn main() {
     s.ready();
     s.wait_for_wake();
     let c = &mut s.checker;
+    if mode == "loginuid" {
+        check_loginuid(c, ROOT_LOGINUID, &session);
+    }
     if mode == "tstp" {
         release_tstp(c, &child);
     } else {

@@ -213,6 +213,14 @@ pub struct TaskCore {
     /// (`PTRACE_SECCOMP_GET_FILTER`). Threads whose chains begin alike share those filters.
     #[prost(message, repeated, tag = "251")]
     pub seccomp_filters: Vec<SeccompFilter>,
+    /// The audit login uid (`/proc/PID/loginuid`; 4294967295: unset), main thread only; none when
+    /// the kernel has no audit support or the image is older.
+    #[prost(uint32, optional, tag = "252")]
+    pub loginuid: Option<u32>,
+    /// The audit session id (`/proc/PID/sessionid`), which the kernel assigns itself: it is kept only
+    /// when inherited (see docs/architecture.md).
+    #[prost(uint32, optional, tag = "253")]
+    pub audit_session: Option<u32>,
 }
 
 /// One seccomp filter of a task's chain.

@@ -492,6 +492,7 @@ fn collect(
     core.seccomp_mode = status.seccomp;
     core.seccomp_filters = seccomp::dump(pid, status.seccomp)?;
     seccomp::plan(&core, &threads)?;
+    misc::check_threads_loginuid(root, &core, &threads)?;
     let mut mm = MmImage {
         fields: Some(mm::dump_fields(inj, root, pid)?),
         auxv: proc::auxv(root, pid.0)?,

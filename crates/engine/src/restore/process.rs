@@ -265,6 +265,7 @@ fn restore_task_state(
     }
     timers::restore(inj, &core.itimers)?;
     misc::restore(inj, core, parent)?;
+    misc::restore_loginuid(inj, pid, core)?;
     session::restore(inj, &img.process)?;
     create_threads(inj, pid, img, parent_exits)
 }
