@@ -65,8 +65,9 @@ fn zombie_view(mut snap: Snapshot) -> Snapshot {
     snap
 }
 
-/// The root forks two children that exit (codes 7 and 0), one killed by SIGTERM, none reaped, and
-/// one live child: the tree (three zombies included) is compared process by process (every
+/// The root forks two children that exit (codes 7 and 0), one killed by SIGTERM, one by SIGKILL,
+/// a group leader and a session leader that exit, none reaped, and one live child: the tree (six
+/// zombies included) is compared process by process (every
 /// difference reported at once), so the zombies must come back with their pids and state `Z`; the
 /// root then checks and reaps them.
 #[test]
@@ -75,8 +76,8 @@ fn zombies_restored_unreaped() {
     let Some(mut run) = case.start() else { return };
     let root = run.pid();
     let pids = tree_pids(root);
-    if pids.len() != 5 {
-        case.fail(&format!("the tree of pid {root} has {} processes {pids:?}, expected 5", pids.len()));
+    if pids.len() != 8 {
+        case.fail(&format!("the tree of pid {root} has {} processes {pids:?}, expected 8", pids.len()));
     }
     let before: Vec<Snapshot> = pids.iter().map(|&p| zombie_view(case.settled_snapshot(p))).collect();
     let images = case.images("images");

@@ -1,6 +1,6 @@
 //! Per-process attributes, credentials and mm fields.
 
-use stasis_tests::harness::{checkpoint_restore, skip, static_c_workload, Case};
+use stasis_tests::harness::{checkpoint_restore, skip, standalone, static_c_workload, Case};
 use stasis_tests::workload;
 
 #[test]
@@ -57,4 +57,25 @@ fn a_child_sharing_its_parents_mm_files_fs_and_handlers() {
         Err(reason) => return skip(&reason),
     }
     case.checkpoint_restore(&[], &[]);
+}
+
+/// Seccomp filters: a chain of two in the root (one shared with its thread, synchronised again with
+/// TSYNC after the restore, one of its own with the log flag), and a child's inherited filter plus
+/// its own; every injected call of the dump and restore runs with the filters suspended.
+#[test]
+fn seccomp_filters_shared_by_threads_and_inherited_by_a_child() {
+    checkpoint_restore("seccomp_filter", workload!("seccomp").arg("filter"));
+}
+
+/// A child in seccomp strict mode, blocked in `read`, is restored in strict mode and can still
+/// read, write and exit.
+#[test]
+fn seccomp_strict_mode() {
+    checkpoint_restore("seccomp_strict", workload!("seccomp").arg("strict"));
+}
+
+#[test]
+fn standalone_seccomp() {
+    standalone("sa-seccomp_filter", workload!("seccomp").arg("filter"));
+    standalone("sa-seccomp_strict", workload!("seccomp").arg("strict"));
 }

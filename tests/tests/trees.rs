@@ -103,6 +103,36 @@ fn stopped_child_stays_stopped() {
     tree_checkpoint_restore(&case, 3, false);
 }
 
+/// A child stopped by SIGTSTP (in a group of its own, not orphaned) is stopped by SIGTSTP again:
+/// its parent's `waitid(WSTOPPED)` reports that signal.
+#[test]
+fn child_stopped_by_sigtstp_keeps_its_stop_signal() {
+    let case = Case::new("tree_tstp", workload!("proc_tree_state").arg("tstp"));
+    tree_checkpoint_restore(&case, 2, false);
+}
+
+/// Restored with `-d`, only the root's parent (stasis) exits: a child's parent-death signal, armed
+/// against the restored root, is armed again.
+#[test]
+fn child_keeps_its_parent_death_signal_when_detached() {
+    let case = Case::new("tree_pdeathsig", workload!("proc_tree_state").arg("pdeathsig"));
+    tree_checkpoint_restore(&case, 2, false);
+}
+
+/// The root and its child each set an audit login uid of their own; both are restored.
+#[test]
+fn audit_login_uids_of_a_parent_and_a_child() {
+    let case = Case::new("tree_loginuid", workload!("proc_tree_state").arg("loginuid"));
+    tree_checkpoint_restore(&case, 2, false);
+}
+
+#[test]
+fn standalone_proc_tree_state() {
+    standalone("sa-tree_loginuid", workload!("proc_tree_state").arg("loginuid"));
+    standalone("sa-tree_tstp", workload!("proc_tree_state").arg("tstp"));
+    standalone("sa-tree_pdeathsig", workload!("proc_tree_state").arg("pdeathsig"));
+}
+
 #[test]
 fn prefork_server_pages_stay_shared() {
     let case = Case::new("tree_prefork", workload!("tree_prefork"));

@@ -17,6 +17,7 @@ pub mod posix_timers;
 pub mod proc;
 pub mod regs;
 pub mod restore;
+pub mod seccomp;
 pub mod session;
 pub mod signals;
 pub mod task;

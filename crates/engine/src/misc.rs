@@ -1,7 +1,7 @@
 //! The small per-task settings: resource limits, umask, working and root directory, personality,
 //! command name, timer slack, THP opt-out, parent-death signal, dumpable flag, no_new_privs, the
 //! clear-child-tid address, the robust futex list, the rseq registration, the nice value, the CPU
-//! affinity, the OOM score adjustment and the cgroup v2 membership.
+//! affinity, the OOM score adjustment, the cgroup v2 membership and the audit login uid.
 //!
 //! Settings that a credential change resets (parent-death signal, dumpable) are restored by
 //! [`restore_after_creds`], after [`crate::creds`].
@@ -83,6 +83,58 @@ fn dump_process(
     let path = root.pid_path(p, "cgroup");
     let text = std::fs::read_to_string(&path).map_err(Error::io(&path))?;
     core.cgroup = text.lines().find_map(|l| l.strip_prefix("0::")).unwrap_or("").to_string();
+    (core.loginuid, core.audit_session) = (audit_value(root, p, "loginuid"), audit_value(root, p, "sessionid"));
+    Ok(())
+}
+
+/// Every thread must have the main thread's audit login uid (`core`'s): restore sets it once, in
+/// the main thread, before the threads are made.
+pub fn check_threads_loginuid(root: &ProcRoot, core: &TaskCore, threads: &[TaskCore]) -> Result<()> {
+    for t in threads {
+        let own = audit_value(root, t.pid, "loginuid");
+        if own != core.loginuid {
+            let what = format!("an audit login uid {own:?} other than its main thread's {:?}", core.loginuid);
+            return Err(Error::Unsupported { pid: t.pid, what });
+        }
+    }
+    Ok(())
+}
+
+/// `/proc/PID/loginuid` or `sessionid`; none without audit support in the kernel.
+fn audit_value(root: &ProcRoot, pid: i32, what: &str) -> Option<u32> {
+    std::fs::read_to_string(root.pid_path(pid, what)).ok()?.trim().parse().ok()
+}
+
+/// The audit login uid, which a task can only set for itself (`/proc/self/loginuid`, with
+/// CAP_AUDIT_CONTROL once it is set: before the credentials), and which threads and children
+/// inherit (so before they are made). Writing it makes the kernel assign a new audit session id; a
+/// task that has the saved uid already (inherited from its parent, or from stasis for the root)
+/// keeps its session id, otherwise a warning says the session id changed.
+pub fn restore_loginuid(inj: &mut dyn Remote, pid: Pid, core: &TaskCore) -> Result<()> {
+    let Some(want) = core.loginuid else { return Ok(()) };
+    let root = ProcRoot::system();
+    let Some(now) = audit_value(&root, pid.0, "loginuid") else {
+        log::warn!("pid {pid}: audit login uid {want} not restored: this kernel has no audit support");
+        return Ok(());
+    };
+    if now != want {
+        let text = want.to_string();
+        let written = inj.openat("/proc/self/loginuid", libc::O_WRONLY).and_then(|fd| {
+            let w = inj.write_bytes(fd, text.as_bytes());
+            inj.close(fd)?;
+            w
+        });
+        written.map_err(|e| Error::Step {
+            pid: pid.0,
+            what: format!("audit login uid {want}"),
+            source: Box::new(e.into()),
+        })?;
+    }
+    let session = audit_value(&root, pid.0, "sessionid");
+    if let Some(saved) = core.audit_session.filter(|s| session != Some(*s)) {
+        let now = session.map_or("none".into(), |s| s.to_string());
+        log::warn!("pid {pid}: audit session id {now} after the restore, {saved} at the dump (the kernel assigns it)");
+    }
     Ok(())
 }
 
@@ -250,10 +302,11 @@ fn restore_sched(inj: &mut dyn Remote, core: &TaskCore) -> Result<()> {
 /// The settings a credential change resets (parent-death signal, dumpable), and no_new_privs, for the
 /// main thread.
 ///
-/// With `detached`, the parent-death signal is not armed: the restored process's parent is stasis,
-/// which is about to exit on purpose, and the parent the signal was armed against is gone anyway.
-pub fn restore_after_creds(inj: &mut dyn Remote, core: &TaskCore, detached: bool) -> Result<()> {
-    restore_thread_after_creds(inj, core, detached)?;
+/// With `parent_exits`, the parent-death signal is not armed: the restored process's parent is
+/// stasis (only the root's can be), which is about to exit on purpose (`restore -d`), and the parent
+/// the signal was armed against is gone anyway. Every other process's parent is restored with it.
+pub fn restore_after_creds(inj: &mut dyn Remote, core: &TaskCore, parent_exits: bool) -> Result<()> {
+    restore_thread_after_creds(inj, core, parent_exits)?;
     if core.dumpable == 0 || core.dumpable == 1 {
         inj.prctl(Prctl::SetDumpable(core.dumpable))?;
     } else {
@@ -263,8 +316,8 @@ pub fn restore_after_creds(inj: &mut dyn Remote, core: &TaskCore, detached: bool
 }
 
 /// What each thread has of its own among those settings: parent-death signal, no_new_privs.
-pub fn restore_thread_after_creds(inj: &mut dyn Remote, core: &TaskCore, detached: bool) -> Result<()> {
-    if core.pdeathsig != 0 && detached {
+pub fn restore_thread_after_creds(inj: &mut dyn Remote, core: &TaskCore, parent_exits: bool) -> Result<()> {
+    if core.pdeathsig != 0 && parent_exits {
         log::warn!(
             "pid {}: parent-death signal {} not armed: restored with -d, its parent (stasis) exits now",
             core.pid,

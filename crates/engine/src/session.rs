@@ -136,6 +136,23 @@ pub fn join_group(inj: &mut dyn Remote, pid: Pid, p: &ProcessEntry) -> Result<()
     Ok(())
 }
 
+/// Whether process group `pgid` is orphaned now: no member has its parent in another group of the
+/// same session (`/proc/*/stat`). The kernel discards SIGTSTP, SIGTTIN and SIGTTOU sent to a member
+/// of an orphaned group instead of stopping it.
+pub fn orphaned(pgid: i32) -> bool {
+    let root = ProcRoot::system();
+    let Ok(dir) = std::fs::read_dir(root.path()) else { return false };
+    let members = dir
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter_map(|p| proc::stat(&root, p).ok())
+        .filter(|s| s.pgrp == pgid);
+    let mut members = members.peekable();
+    members.peek().is_some()
+        && !members
+            .into_iter()
+            .any(|m| proc::stat(&root, m.ppid).is_ok_and(|parent| parent.session == m.session && parent.pgrp != pgid))
+}
+
 /// A group helper, stopped, leading its group until the members have joined it.
 pub struct Helper {
     pub pid: Pid,

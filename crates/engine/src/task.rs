@@ -19,6 +19,9 @@ pub struct Frozen {
     pub sigmask: u64,
     /// The task was already stopped (SIGSTOP) before we froze it.
     pub was_stopped: bool,
+    /// The signal of that stop (SIGSTOP, SIGTSTP, SIGTTIN or SIGTTOU), as its attach reports it; 0
+    /// when it was not stopped.
+    pub stop_signal: i32,
     injector: Option<Injector>,
     /// Counts the calls injected by the dump.
     calls: Calls,
@@ -33,8 +36,12 @@ impl Frozen {
     ///
     /// A task already stopped (SIGSTOP) is attached with `PTRACE_ATTACH` instead: a seized tracee in
     /// a group stop is trapped again each time it is resumed, so no call could be injected into it.
+    ///
+    /// A task under seccomp is traced with `PTRACE_O_SUSPEND_SECCOMP`, so that the calls injected
+    /// into it are not filtered (see [`crate::seccomp`]).
     pub fn freeze(pid: Pid, was_stopped: bool, calls: &Calls) -> Result<Frozen> {
-        let attached = if was_stopped { ptrace::attach(pid) } else { ptrace::seize(pid, ptrace::OPT_TRACESYSGOOD) };
+        let options = options_for(pid);
+        let attached = if was_stopped { ptrace::attach(pid) } else { ptrace::seize(pid, options) };
         attached.map_err(|e| match e.errno() {
             libc::ESRCH => Error::NoSuchProcess { pid: pid.0 },
             _ => Error::Sys { pid: pid.0, what: "attaching with ptrace", source: e },
@@ -45,13 +52,14 @@ impl Frozen {
             xstate: Vec::new(),
             sigmask: 0,
             was_stopped,
+            stop_signal: 0,
             injector: None,
             calls: calls.clone(),
             captured: false,
             done: false,
         };
         if was_stopped {
-            frozen.wait_for_attach()?;
+            frozen.wait_for_attach(options)?;
         } else {
             ptrace::interrupt(pid).map_err(Error::sys(pid.0, "interrupting"))?;
             frozen.wait_for_stop()?;
@@ -85,11 +93,17 @@ impl Frozen {
         }
     }
 
-    /// The first stop of a task attached with `PTRACE_ATTACH`.
-    fn wait_for_attach(&mut self) -> Result<()> {
+    /// The first stop of a task attached with `PTRACE_ATTACH`: a task in a group stop reports it
+    /// with the signal that stopped it (the kernel keeps it in the task's job control state).
+    fn wait_for_attach(&mut self, options: u32) -> Result<()> {
         match ptrace::wait(self.pid).map_err(Error::sys(self.pid.0, "waiting for the attach"))? {
-            WaitStatus::Stopped { .. } => ptrace::set_options(self.pid, ptrace::OPT_TRACESYSGOOD)
-                .map_err(Error::sys(self.pid.0, "setting ptrace options")),
+            WaitStatus::Stopped { sig, .. } => {
+                self.stop_signal = match sig {
+                    libc::SIGTSTP | libc::SIGTTIN | libc::SIGTTOU => sig,
+                    _ => libc::SIGSTOP,
+                };
+                ptrace::set_options(self.pid, options).map_err(Error::sys(self.pid.0, "setting ptrace options"))
+            }
             status => {
                 self.done = true;
                 Err(Error::Exited { pid: self.pid.0, how: format!("{status:?}") })
@@ -176,7 +190,7 @@ impl Frozen {
                 log::error!("pid {pid}: could not remove the scratch area: {e}");
             }
         }
-        let sig = if self.was_stopped { libc::SIGSTOP } else { 0 };
+        let sig = self.stop_signal;
         if !self.captured {
             return ptrace::detach(pid, sig).map_err(Error::sys(pid.0, "detaching"));
         }
@@ -199,6 +213,13 @@ impl Drop for Frozen {
             }
         }
     }
+}
+
+/// The ptrace options a dump traces task `pid` with: `PTRACE_O_SUSPEND_SECCOMP` too if it is under
+/// seccomp (the option needs CAP_SYS_ADMIN: it is not asked for otherwise).
+fn options_for(pid: Pid) -> u32 {
+    let seccomp = proc::status(&ProcRoot::system(), pid.0).is_ok_and(|s| s.seccomp != 0);
+    ptrace::OPT_TRACESYSGOOD | if seccomp { ptrace::OPT_SUSPEND_SECCOMP } else { 0 }
 }
 
 fn zero_regs() -> Regs {

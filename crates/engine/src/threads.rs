@@ -46,19 +46,20 @@ pub fn dump(root: &ProcRoot, frozen: &mut Frozen, vdso: (u64, u64), scratch: (u6
     core.altstack = Some(signals::dump_altstack(inj)?);
     misc::dump_thread(inj, root, tid, &mut core)?;
     core.creds = Some(creds::dump(inj, &status)?);
+    core.seccomp_mode = status.seccomp;
+    core.seccomp_filters = crate::seccomp::dump(tid, status.seccomp)?;
     Ok(core)
 }
 
 /// Let a restored task go: its injector's last call removes the scratch area, then its registers
 /// (with the syscall-restart fix-ups) and blocked mask are set, and it is detached (stopped again with
-/// SIGSTOP if it was stopped at the dump).
-pub fn let_go(inj: Injector, core: &TaskCore, stopped: bool) -> Result<()> {
+/// `stop_signal`, the signal that had stopped it at the dump; 0: it runs).
+pub fn let_go(inj: Injector, core: &TaskCore, stop_signal: i32) -> Result<()> {
     let tid = inj.pid();
     inj.finish()?;
     regs::restore(tid, &core.regs.clone().unwrap_or_default(), &core.xstate)?;
     ptrace::set_sigmask(tid, core.sigmask).map_err(Error::sys(tid.0, "setting the signal mask"))?;
-    let sig = if stopped { libc::SIGSTOP } else { 0 };
-    ptrace::detach(tid, sig).map_err(Error::sys(tid.0, "detaching"))
+    ptrace::detach(tid, stop_signal).map_err(Error::sys(tid.0, "detaching"))
 }
 
 /// A restored thread, stopped, waiting for its registers.
@@ -70,7 +71,15 @@ pub struct NewThread {
 /// Create the thread of `core` in the process whose main thread `main` drives (it must have
 /// `PTRACE_O_TRACECLONE` set), and restore its own state but its registers and mask. `tgid` is the
 /// process, `vdso` the final `[vdso]` range.
-pub fn create(main: &mut Injector, tgid: Pid, core: &TaskCore, vdso: (u64, u64), detached: bool) -> Result<NewThread> {
+/// `parent_exits`: the process's parent is stasis, which exits once the tree runs (see
+/// [`misc::restore_thread_after_creds`]).
+pub fn create(
+    main: &mut Injector,
+    tgid: Pid,
+    core: &TaskCore,
+    vdso: (u64, u64),
+    parent_exits: bool,
+) -> Result<NewThread> {
     let want = Pid(core.pid);
     let args = CloneArgs { flags: THREAD_FLAGS, exit_signal: 0, set_tid: Some(want) };
     let tid = main.clone3(&args).map_err(|e| Error::Step {
@@ -86,7 +95,7 @@ pub fn create(main: &mut Injector, tgid: Pid, core: &TaskCore, vdso: (u64, u64),
         status => return Err(Error::Failed { pid: tid.0, what: format!("new thread did not stop: {status:?}") }),
     }
     let mut inj = Injector::sharing(tid, vdso, main.scratch(), main.calls())?;
-    restore_state(&mut inj, tgid, tid, core, detached).map_err(|e| Error::Step {
+    restore_state(&mut inj, tgid, tid, core, parent_exits).map_err(|e| Error::Step {
         pid: tgid.0,
         what: format!("thread {tid}"),
         source: Box::new(e),
@@ -94,7 +103,7 @@ pub fn create(main: &mut Injector, tgid: Pid, core: &TaskCore, vdso: (u64, u64),
     Ok(NewThread { tid, inj })
 }
 
-fn restore_state(inj: &mut dyn Remote, tgid: Pid, tid: Pid, core: &TaskCore, detached: bool) -> Result<()> {
+fn restore_state(inj: &mut dyn Remote, tgid: Pid, tid: Pid, core: &TaskCore, parent_exits: bool) -> Result<()> {
     if let Some(ss) = &core.altstack {
         signals::restore_altstack(inj, ss)?;
     }
@@ -103,7 +112,7 @@ fn restore_state(inj: &mut dyn Remote, tgid: Pid, tid: Pid, core: &TaskCore, det
     if let Some(c) = &core.creds {
         creds::restore(inj, tid, c)?;
     }
-    misc::restore_thread_after_creds(inj, core, detached)
+    misc::restore_thread_after_creds(inj, core, parent_exits)
 }
 
 impl NewThread {
@@ -112,13 +121,18 @@ impl NewThread {
     }
 
     /// The last injected call, then the thread's registers and mask; it runs once detached.
-    pub fn release(self, core: &TaskCore, stopped: bool) -> Result<()> {
-        let_go(self.inj, core, stopped)
+    pub fn release(self, core: &TaskCore, stop_signal: i32) -> Result<()> {
+        let_go(self.inj, core, stop_signal)
     }
 
     /// Give up on the thread (the process is being killed).
     pub fn abandon(self) {
         self.inj.abandon();
+    }
+
+    /// The injector that drives the thread (for its last calls: see `crate::seccomp`).
+    pub fn injector(&mut self) -> &mut Injector {
+        &mut self.inj
     }
 
     /// Hand the thread over to another tracer thread (see [`Injector::park`]).

@@ -112,6 +112,10 @@ pub struct ProcessEntry {
     /// The foreground process group of the controlling terminal (`/proc/PID/stat` field 8; 0: none).
     #[prost(int32, tag = "11")]
     pub tty_fg_pgrp: i32,
+    /// The signal that stopped a `stopped` process (SIGSTOP, SIGTSTP, SIGTTIN, SIGTTOU); 0 in
+    /// images made before it was saved, read as SIGSTOP.
+    #[prost(int32, tag = "250")]
+    pub stop_signal: i32,
 }
 
 /// `ProcessEntry::shares` bits: the address space (CLONE_VM), the fd table (CLONE_FILES), the fs
@@ -202,6 +206,32 @@ pub struct TaskCore {
     /// The process's POSIX timers (`timer_create`), main thread only.
     #[prost(message, repeated, tag = "31")]
     pub posix_timers: Vec<PosixTimer>,
+    /// The task's seccomp mode (`/proc/PID/status` `Seccomp`): 0 off, 1 strict, 2 filter.
+    #[prost(uint32, tag = "250")]
+    pub seccomp_mode: u32,
+    /// In filter mode, the task's chain of filters, the oldest (applied last) first
+    /// (`PTRACE_SECCOMP_GET_FILTER`). Threads whose chains begin alike share those filters.
+    #[prost(message, repeated, tag = "251")]
+    pub seccomp_filters: Vec<SeccompFilter>,
+    /// The audit login uid (`/proc/PID/loginuid`; 4294967295: unset), main thread only; none when
+    /// the kernel has no audit support or the image is older.
+    #[prost(uint32, optional, tag = "252")]
+    pub loginuid: Option<u32>,
+    /// The audit session id (`/proc/PID/sessionid`), which the kernel assigns itself: it is kept only
+    /// when inherited (see docs/architecture.md).
+    #[prost(uint32, optional, tag = "253")]
+    pub audit_session: Option<u32>,
+}
+
+/// One seccomp filter of a task's chain.
+#[derive(Clone, PartialEq, prost::Message, Serialize)]
+pub struct SeccompFilter {
+    /// The classic BPF program: `struct sock_filter` instructions (8 bytes each, at most 4096).
+    #[prost(bytes = "vec", tag = "1")]
+    pub program: Vec<u8>,
+    /// Installed with `SECCOMP_FILTER_FLAG_LOG`.
+    #[prost(bool, tag = "2")]
+    pub log: bool,
 }
 
 /// General purpose registers, `struct user_regs_struct` of x86_64.

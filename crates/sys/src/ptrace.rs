@@ -27,6 +27,18 @@ pub const OPT_EXITKILL: u32 = libc::PTRACE_O_EXITKILL as u32;
 pub const OPT_TRACECLONE: u32 = libc::PTRACE_O_TRACECLONE as u32;
 /// `PTRACE_O_TRACEFORK`: a process the task forks is traced too, and starts stopped.
 pub const OPT_TRACEFORK: u32 = libc::PTRACE_O_TRACEFORK as u32;
+/// `PTRACE_O_SUSPEND_SECCOMP`: the task's seccomp mode and filters are not applied while it is
+/// traced with this option (needs CAP_SYS_ADMIN and CONFIG_CHECKPOINT_RESTORE; the tracer must not
+/// be under seccomp itself). Tasks it clones while traced inherit the option.
+pub const OPT_SUSPEND_SECCOMP: u32 = 1 << 21;
+const PTRACE_SECCOMP_GET_FILTER: libc::c_uint = 0x420c;
+const PTRACE_SECCOMP_GET_METADATA: libc::c_uint = 0x420d;
+/// `SECCOMP_FILTER_FLAG_LOG`, as `PTRACE_SECCOMP_GET_METADATA` reports it.
+pub const SECCOMP_FILTER_FLAG_LOG: u64 = 2;
+/// Size of a classic BPF instruction (`struct sock_filter`).
+pub const BPF_INSN_SIZE: usize = 8;
+/// Most instructions a seccomp filter may have (`BPF_MAXINSNS`).
+pub const BPF_MAXINSNS: usize = 4096;
 
 fn request(
     call: &'static str,
@@ -176,6 +188,39 @@ pub fn get_rseq_config(pid: Pid) -> Result<RseqConfig, SysError> {
         &mut conf as *mut RseqConfig as usize,
     )?;
     Ok(conf)
+}
+
+/// `PTRACE_SECCOMP_GET_FILTER` (ptrace(2)): the classic BPF program of the task's seccomp filter
+/// `index` as raw `struct sock_filter` instructions. The kernel counts from the first filter
+/// installed (`get_nth_filter`: index 0 is the oldest of the chain). ENOENT past the
+/// last filter, EINVAL when the task is not in filter mode; the task must be in a ptrace stop.
+pub fn seccomp_filter(pid: Pid, index: u32) -> Result<Vec<u8>, SysError> {
+    let call = "ptrace(PTRACE_SECCOMP_GET_FILTER)";
+    let count = request(call, PTRACE_SECCOMP_GET_FILTER, pid, index as usize, 0)? as usize;
+    if count == 0 || count > BPF_MAXINSNS {
+        return Err(SysError::from_errno(call, libc::EOVERFLOW));
+    }
+    let mut prog = vec![0u8; count * BPF_INSN_SIZE];
+    let got = request(call, PTRACE_SECCOMP_GET_FILTER, pid, index as usize, prog.as_mut_ptr() as usize)? as usize;
+    if got != count {
+        return Err(SysError::from_errno(call, libc::EAGAIN));
+    }
+    Ok(prog)
+}
+
+/// `PTRACE_SECCOMP_GET_METADATA` (Linux 4.16): the flags of seccomp filter `index` (only
+/// [`SECCOMP_FILTER_FLAG_LOG`] is reported).
+pub fn seccomp_filter_flags(pid: Pid, index: u32) -> Result<u64, SysError> {
+    // struct seccomp_metadata { __u64 filter_off; __u64 flags; }
+    let mut meta = [index as u64, 0u64];
+    request(
+        "ptrace(PTRACE_SECCOMP_GET_METADATA)",
+        PTRACE_SECCOMP_GET_METADATA,
+        pid,
+        std::mem::size_of_val(&meta),
+        meta.as_mut_ptr() as usize,
+    )?;
+    Ok(meta[1])
 }
 
 /// How a waited-for task changed state.

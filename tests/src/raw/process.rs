@@ -652,6 +652,19 @@ pub fn wait_stopped(pid: i32) -> io::Result<i32> {
     }
 }
 
+/// The signal that stopped the child `pid`, if a stop of it is waiting to be reported, without
+/// taking the report: `waitid(P_PID, pid, WSTOPPED | WNOHANG | WNOWAIT)`.
+pub fn peek_stop(pid: i32) -> io::Result<Option<i32>> {
+    // SAFETY: all-zero is a valid siginfo_t; waitid leaves si_pid 0 when no child changed state.
+    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+    let flags = libc::WSTOPPED | libc::WNOHANG | libc::WNOWAIT;
+    // SAFETY: `info` is a live local.
+    cvt(unsafe { libc::waitid(libc::P_PID, pid as libc::id_t, &mut info, flags) })?;
+    // SAFETY: waitid filled the SIGCHLD fields of `info` (or left them zero).
+    let (child, status) = unsafe { (info.si_pid(), info.si_status()) };
+    Ok((child != 0 && info.si_code == libc::CLD_STOPPED).then_some(status))
+}
+
 /// How the child `pid` ended, if it did, without reaping it: `waitid(P_PID, pid, WEXITED |
 /// WNOHANG | WNOWAIT)`; `None` while it still runs.
 pub fn peek_exit(pid: i32) -> io::Result<Option<Exit>> {

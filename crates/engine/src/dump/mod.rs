@@ -10,7 +10,7 @@ use crate::files::FileIds;
 use crate::proc::{self, ProcRoot};
 use crate::task::FrozenProcess;
 use crate::tracers::{Pending, Tracers};
-use crate::{creds, fault, files, mem, misc, mm, regs, session, signals, threads, timers};
+use crate::{creds, fault, files, mem, misc, mm, regs, seccomp, session, signals, threads, timers};
 use crate::{DumpOptions, DumpReport, Progress};
 use stasis_image::model::{FileEntry, Inventory, MmImage, ProcessEntry, PsTree, TaskCore, Vma};
 use stasis_image::{ImageDir, ImageKind, PageWriter};
@@ -492,14 +492,11 @@ fn check_target(root: &ProcRoot, pid: Pid, ours: &[Option<u64>]) -> Result<()> {
     check_process(root, pid, ours)
 }
 
-/// A process shares our namespaces, is traced by nobody else and has no seccomp filter.
+/// A process shares our namespaces and is traced by nobody else.
 fn check_process(root: &ProcRoot, pid: Pid, ours: &[Option<u64>]) -> Result<()> {
     let status = proc::status(root, pid.0)?;
     if status.tracer_pid != 0 {
         return Err(Error::Unsupported { pid: pid.0, what: format!("a process traced by pid {}", status.tracer_pid) });
-    }
-    if status.seccomp != 0 {
-        return Err(Error::Unsupported { pid: pid.0, what: format!("seccomp mode {}", status.seccomp) });
     }
     for (ns, our) in NAMESPACES.iter().zip(ours) {
         if proc::ns_inode(root, pid.0, ns).ok() != *our {
@@ -544,6 +541,10 @@ fn collect(
     core.posix_timers = crate::posix_timers::dump(inj, root, pid)?;
     misc::dump(inj, root, pid, &status, &mut core)?;
     core.creds = Some(creds::dump(inj, &status)?);
+    core.seccomp_mode = status.seccomp;
+    core.seccomp_filters = seccomp::dump(pid, status.seccomp)?;
+    seccomp::plan(&core, &threads)?;
+    misc::check_threads_loginuid(root, &core, &threads)?;
     let mut mm = MmImage {
         fields: Some(mm::dump_fields(inj, root, pid)?),
         auxv: proc::auxv(root, pid.0)?,
@@ -562,6 +563,7 @@ fn collect(
         sid: stat.session,
         threads: std::iter::once(pid.0).chain(threads.iter().map(|t| t.pid)).collect(),
         stopped: frozen.was_stopped,
+        stop_signal: frozen.stop_signal,
         ctty: files::tty::ctty_of(stat).0,
         tty_fg_pgrp: files::tty::ctty_of(stat).1,
         ..Default::default()

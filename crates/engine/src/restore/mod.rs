@@ -58,7 +58,9 @@ pub(crate) struct Ctx<'a> {
     ghosts: &'a files::ghost::Objects,
     /// The page file of each process, by index in `img.procs`.
     pages: Vec<File>,
-    detached: bool,
+    /// `restore -d` and the root is our child: stasis, the root's parent, exits once the tree runs,
+    /// so the root's parent-death signal is not armed (the other processes' parents are restored).
+    root_parent_exits: bool,
     /// Every process created so far, for [`KillOnDrop`].
     created: &'a Mutex<Vec<Pid>>,
     /// Pidfds of processes of the tree, opened once their process exists (see `files::pidfd`).
@@ -168,7 +170,7 @@ pub fn restore(opts: &RestoreOptions, progress: &mut dyn FnMut(Progress)) -> Res
         opened: &opened,
         ghosts: &ghosts,
         pages,
-        detached: opts.detached,
+        root_parent_exits: opts.detached && ours,
         created: &created,
         pidfds: Default::default(),
         terminals: &terminals,

@@ -176,7 +176,9 @@ fn build_in<'env>(
         // After the last close of an fd (which drops the process's POSIX locks on its file).
         files::locks::restore(inj, pid, &img.fds)?;
     }
-    let made = restore_task_state(inj, pid, img, parent.map(|p| &p.core), ctx.detached)?;
+    // Only the root's parent may be stasis, which exits at once with -d.
+    let parent_exits = idx == 0 && ctx.root_parent_exits;
+    let made = restore_task_state(inj, pid, img, parent.map(|p| &p.core), parent_exits)?;
     let ctty = files::tty::restore::take_ctty(inj, pid, &img.process, &img.fds, ctx.terminals);
     let rest = ctty.and_then(|()| create_children(ctx, idx, inj, pid, out, handoff, progress)).and_then(|()| {
         // Every process a pidfd may name exists now (see files::pidfd); timers after the threads.
@@ -193,7 +195,7 @@ fn build_in<'env>(
         if let Some(c) = &img.core.creds {
             creds::restore(inj, pid, c)?;
         }
-        misc::restore_after_creds(inj, &img.core, ctx.detached)
+        misc::restore_after_creds(inj, &img.core, parent_exits)
     });
     if let Err(e) = rest {
         made.into_iter().for_each(NewThread::abandon);
@@ -254,7 +256,7 @@ fn restore_task_state(
     pid: Pid,
     img: &ProcImage,
     parent: Option<&TaskCore>,
-    detached: bool,
+    parent_exits: bool,
 ) -> Result<Vec<NewThread>> {
     let core = &img.core;
     signals::restore_actions(inj, &core.sigactions, parent.map(|p| p.sigactions.as_slice()))?;
@@ -263,11 +265,12 @@ fn restore_task_state(
     }
     timers::restore(inj, &core.itimers)?;
     misc::restore(inj, core, parent)?;
+    misc::restore_loginuid(inj, pid, core)?;
     session::restore(inj, &img.process)?;
-    create_threads(inj, pid, img, detached)
+    create_threads(inj, pid, img, parent_exits)
 }
 
-fn create_threads(inj: &mut Injector, pid: Pid, img: &ProcImage, detached: bool) -> Result<Vec<NewThread>> {
+fn create_threads(inj: &mut Injector, pid: Pid, img: &ProcImage, parent_exits: bool) -> Result<Vec<NewThread>> {
     if img.threads.is_empty() {
         return Ok(Vec::new());
     }
@@ -276,7 +279,7 @@ fn create_threads(inj: &mut Injector, pid: Pid, img: &ProcImage, detached: bool)
     let code = (inj.gadget(), inj.gadget() + 2);
     let mut made = Vec::new();
     for t in &img.threads {
-        match threads::create(inj, pid, t, code, detached) {
+        match threads::create(inj, pid, t, code, parent_exits) {
             Ok(n) => made.push(n),
             Err(e) => {
                 made.into_iter().for_each(NewThread::abandon);
@@ -436,7 +439,10 @@ fn make_zombie(child: Pid, z: &ProcessEntry, calls: &Calls) -> Result<()> {
     } else {
         // No core file: the status keeps the signal, not the core-dump bit.
         inj.prlimit64_set(libc::RLIMIT_CORE, 0, 0)?;
-        inj.rt_sigaction_set(sig, &Default::default())?;
+        // SIGKILL's disposition cannot be changed (EINVAL) and is always the default.
+        if sig != libc::SIGKILL {
+            inj.rt_sigaction_set(sig, &Default::default())?;
+        }
         ptrace::set_sigmask(child, 0).map_err(Error::sys(child.0, "unblocking signals"))?;
         inj.tgkill_and_leave(child, child, sig)?;
     }
@@ -466,6 +472,21 @@ pub(super) fn scratch_in_copy(like: Pid, img: &ProcImage) -> Result<u64> {
         .ok_or(Error::Failed { pid: img.process.pid, what: "no free address for the scratch area".into() })
 }
 
+/// The signal a stopped process is stopped with again at its release (0: it was not stopped): the
+/// one that had stopped it; SIGSTOP for an image that did not save it, and for a process in a group
+/// that is orphaned here (the kernel would discard the other stop signals: a warning says so).
+fn stop_signal(p: &ProcessEntry) -> i32 {
+    match (p.stopped, p.stop_signal) {
+        (false, _) => 0,
+        (true, 0 | libc::SIGSTOP) => libc::SIGSTOP,
+        (true, sig) if session::orphaned(p.pgid) => {
+            log::warn!("pid {}: stopped by signal {sig}, stopped by SIGSTOP: its process group is orphaned", p.pid);
+            libc::SIGSTOP
+        }
+        (true, sig) => sig,
+    }
+}
+
 impl Built {
     /// Join the process group if it is another process's (before any release: see `join_groups`).
     pub fn join_group(&mut self, img: &ProcImage) -> Result<()> {
@@ -484,14 +505,21 @@ impl Built {
         session::reap(&mut self.inj, child)
     }
 
-    /// Stage 9: each thread's last injected call
+    /// Stage 9: the seccomp filters and modes (see `crate::seccomp`); each thread's last injected call
     /// removes its scratch area; then registers, mask, and go; the other threads first, the main
     /// thread last.
-    pub fn release(self, img: &ProcImage) -> Result<()> {
-        for (t, core) in self.threads.into_iter().zip(&img.threads) {
-            t.release(core, img.process.stopped)?;
+    pub fn release(mut self, img: &ProcImage) -> Result<()> {
+        let stop_signal = stop_signal(&img.process);
+        let mut threads = self.threads;
+        if crate::seccomp::any(&img.core, &img.threads) {
+            let mut tasks: Vec<(&mut Injector, &TaskCore)> = vec![(&mut self.inj, &img.core)];
+            tasks.extend(threads.iter_mut().map(NewThread::injector).zip(&img.threads));
+            crate::seccomp::restore(&mut tasks, TRACE_OPTIONS)?;
         }
-        threads::let_go(self.inj, &img.core, img.process.stopped)
+        for (t, core) in threads.into_iter().zip(&img.threads) {
+            t.release(core, stop_signal)?;
+        }
+        threads::let_go(self.inj, &img.core, stop_signal)
     }
 
     /// The last pass of the pidfds (see `files::pidfd`): every process of the tree exists now.

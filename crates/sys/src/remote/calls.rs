@@ -23,6 +23,8 @@ const PR_CAP_AMBIENT: u64 = 47;
 const PR_CAP_AMBIENT_RAISE: u64 = 2;
 const PR_TIMER_CREATE_RESTORE_IDS: u64 = 77;
 const PR_SET_MEMORY_MERGE: u64 = 67;
+const SECCOMP_SET_MODE_STRICT: u64 = 0;
+const SECCOMP_SET_MODE_FILTER: u64 = 1;
 /// `sizeof(siginfo_t)`.
 const SIGINFO_SIZE: usize = 128;
 
@@ -457,6 +459,34 @@ pub trait Remote: Target {
         let d2 = hi(caps.permitted) | hi(caps.inheritable) << 32;
         let head = put_u64s(self, "capset", 0, &[CAPABILITY_VERSION_3, d0, d1, d2])?;
         checked(self, Call::new("capset", libc::SYS_capset, &[head, head + 8])).map(drop)
+    }
+
+    /// `openat(2)` of `path` relative to the working directory (`AT_FDCWD`), no mode: the fd.
+    fn openat(&mut self, path: &str, flags: i32) -> R<i32> {
+        let at = put(self, "openat", 0, &cstr(path))?;
+        let call = Call::new("openat", libc::SYS_openat, &[fd(libc::AT_FDCWD), at, flags as u64]);
+        Ok(checked(self, call)? as i32)
+    }
+
+    /// `write(2)` of `bytes`: the count written.
+    fn write_bytes(&mut self, n: i32, bytes: &[u8]) -> R<u64> {
+        let at = put(self, "write", 0, bytes)?;
+        checked(self, Call::new("write", libc::SYS_write, &[fd(n), at, bytes.len() as u64]))
+    }
+
+    /// `seccomp(SECCOMP_SET_MODE_FILTER, flags, &prog)` (seccomp(2)) with the classic BPF `program`
+    /// (raw `struct sock_filter` instructions): 0, or with `SECCOMP_FILTER_FLAG_TSYNC` the tid of a
+    /// thread that could not be synchronised.
+    fn seccomp_set_mode_filter(&mut self, program: &[u8], flags: u32) -> R<u64> {
+        // struct sock_fprog { unsigned short len; struct sock_filter *filter; }, the program after it.
+        let prog = put(self, "seccomp", 16, program)?;
+        let head = put_u64s(self, "seccomp", 0, &[(program.len() / 8) as u64, prog])?;
+        checked(self, Call::new("seccomp", libc::SYS_seccomp, &[SECCOMP_SET_MODE_FILTER, flags as u64, head]))
+    }
+
+    /// `seccomp(SECCOMP_SET_MODE_STRICT, 0, NULL)` (seccomp(2)).
+    fn seccomp_set_mode_strict(&mut self) -> R<()> {
+        checked(self, Call::new("seccomp", libc::SYS_seccomp, &[SECCOMP_SET_MODE_STRICT, 0, 0])).map(drop)
     }
 
     /// `prctl(2)` with option `op`; see [`Prctl`] for what comes back.
