@@ -45,6 +45,18 @@ pub struct DumpArgs {
     /// dump.
     #[arg(long)]
     pub file_locks: bool,
+    /// Dump established TCP connections (in TCP repair mode, under the network lock); without it
+    /// an established connection fails the dump.
+    #[arg(long)]
+    pub tcp_established: bool,
+    /// Drop TCP connections not yet accepted by a listener (their clients are reset after the
+    /// restore); without it they fail the dump.
+    #[arg(long)]
+    pub skip_in_flight: bool,
+    /// How dumped connections are kept from being reset until the restore: an nftables table of
+    /// their own (nftables), or nothing (skip). iptables is not implemented.
+    #[arg(long, value_name = "METHOD", default_value = "nftables")]
+    pub network_lock: stasis_engine::netlock::Mode,
     #[command(flatten)]
     pub log: LogArgs,
     /// Print the report (or the error) as one JSON object on stdout.
@@ -64,6 +76,9 @@ pub fn run(args: &DumpArgs) -> anyhow::Result<u8> {
         ext_unix_sk: args.ext_unix_sk,
         ext_unix_inodes: args.external.clone(),
         file_locks: args.file_locks,
+        tcp_established: args.tcp_established,
+        skip_in_flight: args.skip_in_flight,
+        network_lock: args.network_lock,
     };
     log::info!("dumping pid {} into {}", opts.pid, opts.dir.display());
     let mut line = ProgressLine::new("dumping memory");

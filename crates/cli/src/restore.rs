@@ -38,6 +38,16 @@ pub struct RestoreArgs {
     /// Take the file locks of the image again (an image dumped with --file-locks needs it).
     #[arg(long)]
     pub file_locks: bool,
+    /// Restore established TCP connections (dumped with --tcp-established).
+    #[arg(long)]
+    pub tcp_established: bool,
+    /// Restore established TCP connections as closed sockets.
+    #[arg(long)]
+    pub tcp_close: bool,
+    /// The dump's network lock: removed once the tree runs or the restore fails (nftables), or
+    /// left in place (skip).
+    #[arg(long, value_name = "METHOD", default_value = "nftables")]
+    pub network_lock: stasis_engine::netlock::Mode,
     #[command(flatten)]
     pub log: LogArgs,
     /// Print the report (or the error) as one JSON object on stdout.
@@ -57,6 +67,8 @@ pub fn run(args: &RestoreArgs) -> anyhow::Result<u8> {
         ext_unix_sk: args.ext_unix_sk,
         inherit_fds: inherit_fds(&args.inherit_fd)?,
         file_locks: args.file_locks,
+        tcp: stasis_engine::files::inet::Established { repair: args.tcp_established, close: args.tcp_close },
+        network_lock: args.network_lock,
     };
     // Created before the restore, so that an unwritable pidfile fails before anything runs.
     let pidfile = args.pidfile.as_deref().map(PidFile::prepare).transpose()?;
