@@ -9,6 +9,7 @@
 
 mod events;
 mod files;
+mod inet;
 mod mem;
 mod process;
 mod regs;
@@ -20,6 +21,7 @@ mod watch;
 
 pub use events::*;
 pub use files::*;
+pub use inet::*;
 pub use mem::*;
 pub use process::*;
 pub use regs::*;

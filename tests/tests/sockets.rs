@@ -155,7 +155,7 @@ fn out_of_band_data_is_refused() {
 
 #[test]
 fn an_unsupported_file_in_flight_is_refused() {
-    refused("unix_refuse_inflight", "inflight-tcp", &[&["fd 44"], &["in flight"], &["socket:["]]);
+    refused("unix_refuse_inflight", "inflight-udp", &[&["fd 44"], &["in flight"], &["socket:["]]);
 }
 
 /// A dump with --leave-running peeks every queue without consuming it and puts SO_PEEK_OFF and
@@ -188,7 +188,7 @@ fn standalone_unix_refuse() {
     standalone("sa-unix_refuse_unaccepted", workload!("unix_refuse").arg("unaccepted-data"));
     standalone("sa-unix_refuse_relative", workload!("unix_refuse").arg("relative"));
     standalone("sa-unix_refuse_oob", workload!("unix_refuse").arg("oob"));
-    standalone("sa-unix_refuse_inflight", workload!("unix_refuse").arg("inflight-tcp"));
+    standalone("sa-unix_refuse_inflight", workload!("unix_refuse").arg("inflight-udp"));
 }
 
 #[test]

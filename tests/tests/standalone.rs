@@ -96,8 +96,8 @@ fn fds_mixed_stdio() {
 }
 
 #[test]
-fn unsupported_tcp() {
-    standalone("sa-unsupported_tcp", workload!("unsupported").arg("tcp"));
+fn unsupported_udp() {
+    standalone("sa-unsupported_udp", workload!("unsupported").arg("udp"));
 }
 
 #[test]

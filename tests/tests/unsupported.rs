@@ -37,8 +37,8 @@ fn expand(needle: &str, run: &Running) -> String {
 }
 
 #[test]
-fn tcp_socket() {
-    refused("unsupported_tcp", "tcp", &[&["fd 42", "fd: 42", "fd=42"], &["tcp", "socket", "inet"]]);
+fn udp_socket() {
+    refused("unsupported_udp", "udp", &[&["fd 42"], &["UDP socket"], &["127.0.0.1:"]]);
 }
 
 /// A working directory removed since the process entered it is refused by name.

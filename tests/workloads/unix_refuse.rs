@@ -3,12 +3,12 @@
 //! not accepted yet), `relative` (fd 42: a datagram socket bound to the relative path `rel.sock`, then the
 //! process moved to another working directory, so that the path is relative to a directory stasis
 //! cannot tell),
-//! `oob` (fd 43: a stream socket holding "data" and an out-of-band byte) or `inflight-tcp` (fd 44:
-//! a stream socket with SO_PEEK_OFF 0 holding a message that carries a TCP listener, which stasis
+//! `oob` (fd 43: a stream socket holding "data" and an out-of-band byte) or `inflight-udp` (fd 44:
+//! a stream socket with SO_PEEK_OFF 0 holding a message that carries a UDP socket, which stasis
 //! does not support). After the wake each socket must still work: the connection is accepted and
 //! its bytes read; the datagram socket receives what is sent to it; the out-of-band byte and the
-//! data are read; the peek offset and SO_PASSCRED (off) are as set, and the TCP listener arrives
-//! and still listens.
+//! data are read; the peek offset and SO_PASSCRED (off) are as set, and the UDP socket arrives
+//! and is still a datagram socket.
 
 use stasis_tests::raw;
 use stasis_tests::workload::{self, OrFail};
@@ -46,10 +46,10 @@ fn main() {
             keep.push(raw::dup_to(b.as_fd(), 43).or_fail("dup to 43"));
             keep.push(a);
         }
-        "inflight-tcp" => {
+        "inflight-udp" => {
             let (a, b) = raw::unix_pair(libc::SOCK_STREAM).or_fail("pair");
-            let tcp = std::net::TcpListener::bind("127.0.0.1:0").or_fail("tcp bind");
-            raw::send_msg(a.as_fd(), b"tcp", None, &[tcp.as_fd()], None).or_fail("send");
+            let udp = std::net::UdpSocket::bind("127.0.0.1:0").or_fail("udp bind");
+            raw::send_msg(a.as_fd(), b"udp", None, &[udp.as_fd()], None).or_fail("send");
             raw::set_opt(b.as_fd(), raw::SO_PEEK_OFF, 0).or_fail("SO_PEEK_OFF");
             keep.push(raw::dup_to(b.as_fd(), 44).or_fail("dup to 44"));
             keep.push(a);
@@ -63,7 +63,7 @@ fn main() {
         let conn = c.ok("accept", raw::accept(keep[1].as_fd()));
         let got = conn.and_then(|f| raw::recv_msg(f.as_fd(), 16, libc::MSG_DONTWAIT).ok()).map(|m| m.data);
         c.same("bytes of the waiting connection", &Some(b"early".to_vec()), &got);
-    } else if mode == "inflight-tcp" {
+    } else if mode == "inflight-udp" {
         let b = keep[0].as_fd();
         c.same("SO_PEEK_OFF", &Some(0), &raw::get_opt(b, raw::SO_PEEK_OFF).ok());
         c.same("SO_PASSCRED", &Some(0), &raw::get_opt(b, libc::SO_PASSCRED).ok());
@@ -71,8 +71,8 @@ fn main() {
         let fds = m.map(|m| m.fds).unwrap_or_default();
         c.same("fds in flight", &1, &fds.len());
         if let Some(fd) = fds.into_iter().next() {
-            let listening = raw::get_opt(fd.as_fd(), libc::SO_ACCEPTCONN).ok();
-            c.same("the TCP socket in flight listens", &Some(1), &listening);
+            let ty = raw::get_opt(fd.as_fd(), libc::SO_TYPE).ok();
+            c.same("the UDP socket in flight is a datagram socket", &Some(libc::SOCK_DGRAM), &ty);
         }
     } else if mode == "oob" {
         let oob = raw::recv_msg(keep[0].as_fd(), 1, libc::MSG_OOB | libc::MSG_DONTWAIT).map(|m| m.data).ok();

@@ -1,5 +1,5 @@
 //! Holds something stasis does not support, so that the dump must fail cleanly and leave the
-//! process untouched. Argument: `tcp` (a listening TCP socket at fd 42), `cwd_removed` (a working
+//! process untouched. Argument: `udp` (a bound UDP socket at fd 42), `cwd_removed` (a working
 //! directory removed after the chdir; it must still be the cwd after the wake), `userfaultfd` (a
 //! userfaultfd at fd 43, whose one-time `UFFDIO_API` handshake is done after the wake-up), `thread` (a second thread; supported now, so used as a checkpoint and
 //! restore test) or `child` (a child process; supported too, likewise). After the
@@ -7,7 +7,7 @@
 
 use stasis_tests::raw;
 use stasis_tests::workload::{self, Checker, OrFail};
-use std::net::{TcpListener, TcpStream};
+use std::net::UdpSocket;
 use std::os::fd::AsFd;
 use std::os::unix::fs::MetadataExt;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 enum Held {
-    Tcp(TcpListener),
+    Udp(UdpSocket),
     Userfault(std::os::fd::OwnedFd),
     Thread(std::thread::JoinHandle<u64>, Arc<AtomicBool>),
     Child(std::process::Child),
@@ -24,10 +24,10 @@ enum Held {
 
 fn hold(mode: &str) -> Held {
     match mode {
-        "tcp" => {
-            let l = TcpListener::bind("127.0.0.1:0").or_fail("bind");
-            let at42 = raw::dup_to(l.as_fd(), 42).or_fail("dup to 42");
-            Held::Tcp(TcpListener::from(at42))
+        "udp" => {
+            let u = UdpSocket::bind("127.0.0.1:0").or_fail("bind");
+            let at42 = raw::dup_to(u.as_fd(), 42).or_fail("dup to 42");
+            Held::Udp(UdpSocket::from(at42))
         }
         "cwd_removed" => {
             let gone = workload::work_dir().join(format!("gone-{}", std::process::id()));
@@ -61,16 +61,16 @@ fn hold(mode: &str) -> Held {
             workload::say(&format!("CHILD {}", child.id()));
             Held::Child(child)
         }
-        other => Err::<Held, _>(other.to_string()).or_fail("unknown mode (tcp|cwd_removed|userfaultfd|thread|child)"),
+        other => Err::<Held, _>(other.to_string()).or_fail("unknown mode (udp|cwd_removed|userfaultfd|thread|child)"),
     }
 }
 
 fn verify(c: &mut Checker, held: Held) {
     match held {
-        Held::Tcp(l) => {
-            let addr = l.local_addr();
-            let connected = addr.and_then(TcpStream::connect).and_then(|_| l.accept());
-            c.check(connected.is_ok(), || format!("listener at fd 42 no longer accepts: {connected:?}"));
+        Held::Udp(u) => {
+            let mut buf = [0u8; 8];
+            let echoed = u.local_addr().and_then(|a| u.send_to(b"ping", a)).and_then(|_| u.recv(&mut buf));
+            c.check(matches!(echoed, Ok(4)), || format!("udp socket at fd 42 no longer works: {echoed:?}"));
         }
         Held::Userfault(u) => {
             c.ok("UFFDIO_API on the userfaultfd at fd 43", raw::uffdio_api(u.as_fd()));

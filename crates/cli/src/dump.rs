@@ -37,6 +37,9 @@ pub fn options(args: &DumpArgs) -> anyhow::Result<DumpOptions> {
         ext_unix_sk: c.is_set("ext-unix-sk"),
         ext_unix_inodes,
         file_locks: c.is_set("file-locks"),
+        tcp_established: c.is_set("tcp-established"),
+        skip_in_flight: c.is_set("skip-in-flight"),
+        network_lock: crate::restore::network_lock(c)?,
     })
 }
 

@@ -37,6 +37,11 @@ pub fn run(args: &RestoreArgs) -> anyhow::Result<u8> {
         ext_unix_sk: c.is_set("ext-unix-sk"),
         inherit_fds: inherit_fds(&parse_inherit_fds(c.get("inherit-fd").unwrap_or_default())?)?,
         file_locks: c.is_set("file-locks"),
+        tcp: stasis_engine::files::inet::Established {
+            repair: c.is_set("tcp-established"),
+            close: c.is_set("tcp-close"),
+        },
+        network_lock: network_lock(c)?,
     };
     // Created before the restore, so that an unwritable pidfile fails before anything runs.
     let pidfile = c.pidfile().as_deref().map(PidFile::prepare).transpose()?;
@@ -79,6 +84,12 @@ fn parse_inherit_fd(text: &str) -> Result<(i32, String), String> {
         return Err(bad());
     }
     Ok((n, key.to_string()))
+}
+
+/// `--network-lock` (nftables when not given).
+pub fn network_lock(c: &CriuArgs) -> anyhow::Result<stasis_engine::netlock::Mode> {
+    c.last("network-lock")
+        .map_or(Ok(Default::default()), |m| m.parse().map_err(|e| anyhow::anyhow!("--network-lock {e}")))
 }
 
 /// Every `--inherit-fd` value, parsed.

@@ -13,6 +13,7 @@ pub mod ipc;
 pub mod mem;
 pub mod misc;
 pub mod mm;
+pub mod netlock;
 pub mod posix_timers;
 pub mod proc;
 pub mod regs;
@@ -65,6 +66,14 @@ pub struct DumpOptions {
     pub ext_unix_inodes: Vec<u64>,
     /// Keep the file locks the tree holds (CRIU's `--file-locks`); without it a lock fails the dump.
     pub file_locks: bool,
+    /// Established TCP connections are dumped in repair mode (CRIU's `--tcp-established`); without
+    /// it one fails the dump, named.
+    pub tcp_established: bool,
+    /// Connections waiting in a listener's accept queue are dropped (`--skip-in-flight`); without it
+    /// they fail the dump.
+    pub skip_in_flight: bool,
+    /// How the dumped connections are kept from being reset until the restore (`--network-lock`).
+    pub network_lock: netlock::Mode,
 }
 
 /// Default of [`DumpOptions::ghost_limit`]: 1 MiB, as CRIU's.
@@ -117,6 +126,12 @@ pub struct RestoreOptions {
     pub inherit_fds: Vec<files::external::InheritFd>,
     /// Take the image's file locks again (CRIU's `--file-locks`); an image with locks needs it.
     pub file_locks: bool,
+    /// Restore established TCP connections (`--tcp-established`), or restore them closed
+    /// (`--tcp-close`); an image holding one needs either.
+    pub tcp: files::inet::Established,
+    /// The network lock of the dump: removed once the tree runs, or on failure (`nftables`, the
+    /// default), or left alone (`skip`).
+    pub network_lock: netlock::Mode,
 }
 
 /// What a successful restore did.

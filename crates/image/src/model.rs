@@ -40,6 +40,21 @@ pub struct Inventory {
     /// The dump was taken with `--shell-job`: terminal fds are external.
     #[prost(bool, tag = "10")]
     pub shell_job: bool,
+    /// The network lock the dump left on the dumped connections (restore removes it).
+    #[prost(message, optional, tag = "350")]
+    pub network_lock: Option<NetworkLock>,
+}
+
+/// A firewall table dropping every packet of the dumped TCP connections, from the dump until the
+/// restored tree runs, so that peers retransmit into silence instead of being reset.
+#[derive(Clone, PartialEq, prost::Message, Serialize)]
+pub struct NetworkLock {
+    /// `nftables`.
+    #[prost(string, tag = "1")]
+    pub method: String,
+    /// The nftables table (family `inet`): `stasis-PID-MS`.
+    #[prost(string, tag = "2")]
+    pub table: String,
 }
 
 /// One file listed in the inventory.
@@ -642,7 +657,7 @@ pub struct FileEntry {
     /// Open flags (`O_*`, as fdinfo shows them, without O_CLOEXEC).
     #[prost(uint32, tag = "2")]
     pub flags: u32,
-    #[prost(oneof = "FileKind", tags = "3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18")]
+    #[prost(oneof = "FileKind", tags = "3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 350")]
     pub kind: Option<FileKind>,
     /// Who gets the description's I/O signals (`F_GETOWN_EX`) and which signal (`F_GETSIG`);
     /// absent when neither is set.
@@ -698,6 +713,8 @@ pub enum FileKind {
     UnixSocket(UnixSocket),
     #[prost(message, tag = "18")]
     Pty(PtyFile),
+    #[prost(message, tag = "350")]
+    InetSocket(InetSocket),
 }
 
 /// One end of a pipe. Both ends of a pipe share `pipe_id`; the data buffered in the pipe is stored
@@ -783,6 +800,121 @@ pub struct UnixSocket {
     /// directory of the process holding the socket, checked against the socket file's inode).
     #[prost(string, tag = "17")]
     pub bind_dir: String,
+}
+
+/// An IPv4 or IPv6 TCP socket (`tcp(7)`): unbound, bound, listening or established. Addresses are
+/// text (`127.0.0.1`, `::1`, `::ffff:127.0.0.1`); an unbound socket has port 0.
+#[derive(Clone, PartialEq, prost::Message, Serialize)]
+pub struct InetSocket {
+    #[prost(uint64, tag = "1")]
+    pub ino: u64,
+    /// `AF_INET` (2) or `AF_INET6` (10).
+    #[prost(uint32, tag = "2")]
+    pub family: u32,
+    /// `SOCK_STREAM` (1).
+    #[prost(uint32, tag = "3")]
+    pub sock_type: u32,
+    /// `IPPROTO_TCP` (6).
+    #[prost(uint32, tag = "4")]
+    pub protocol: u32,
+    /// `TCP_ESTABLISHED` (1), `TCP_CLOSE` (7) or `TCP_LISTEN` (10).
+    #[prost(uint32, tag = "5")]
+    pub state: u32,
+    #[prost(string, tag = "6")]
+    pub local_addr: String,
+    #[prost(uint32, tag = "7")]
+    pub local_port: u32,
+    #[prost(string, tag = "8")]
+    pub remote_addr: String,
+    #[prost(uint32, tag = "9")]
+    pub remote_port: u32,
+    /// A listener's backlog (`listen(2)`).
+    #[prost(uint32, tag = "10")]
+    pub backlog: u32,
+    /// Integer options by name (`SO_REUSEADDR`, `TCP_NODELAY`, `IPV6_V6ONLY`, ...), each as
+    /// `getsockopt` read it; restore sets those that differ from a new socket's.
+    #[prost(message, repeated, tag = "11")]
+    pub options: Vec<SockOpt>,
+    /// `SO_LINGER`: -1 when off, else the seconds.
+    #[prost(int32, tag = "12")]
+    pub linger: i32,
+    /// `SO_RCVTIMEO`, `SO_SNDTIMEO` in microseconds, 0 for none.
+    #[prost(uint64, tag = "13")]
+    pub rcvtimeo_us: u64,
+    #[prost(uint64, tag = "14")]
+    pub sndtimeo_us: u64,
+    /// `TCP_CONGESTION`.
+    #[prost(string, tag = "15")]
+    pub congestion: String,
+    /// `SO_BINDTODEVICE`, empty for none.
+    #[prost(string, tag = "16")]
+    pub bound_device: String,
+    /// `SO_RCVBUF`, `SO_SNDBUF` as `getsockopt` reports them (the kernel doubles what was set).
+    #[prost(int32, tag = "17")]
+    pub rcvbuf: i32,
+    #[prost(int32, tag = "18")]
+    pub sndbuf: i32,
+    /// An established connection (`--tcp-established`): what `TCP_REPAIR` read.
+    #[prost(message, optional, tag = "19")]
+    pub tcp: Option<TcpConnection>,
+}
+
+/// One integer socket option.
+#[derive(Clone, PartialEq, prost::Message, Serialize)]
+pub struct SockOpt {
+    #[prost(string, tag = "1")]
+    pub name: String,
+    #[prost(int32, tag = "2")]
+    pub value: i32,
+}
+
+/// The state of an established TCP connection, read in repair mode (`TCP_REPAIR`).
+#[derive(Clone, PartialEq, prost::Message, Serialize)]
+pub struct TcpConnection {
+    /// Sequence number of the first byte of `send_queue` (the oldest not acknowledged).
+    #[prost(uint32, tag = "1")]
+    pub send_seq: u32,
+    /// Sequence number of the first byte of `recv_queue` (the oldest not read).
+    #[prost(uint32, tag = "2")]
+    pub recv_seq: u32,
+    /// Written and not acknowledged, sent or not; the last `unsent` bytes were never sent.
+    #[prost(bytes = "vec", tag = "3")]
+    #[serde(serialize_with = "hex_bytes")]
+    pub send_queue: Vec<u8>,
+    #[prost(uint32, tag = "4")]
+    pub unsent: u32,
+    /// Received and not read.
+    #[prost(bytes = "vec", tag = "5")]
+    #[serde(serialize_with = "hex_bytes")]
+    pub recv_queue: Vec<u8>,
+    /// `TCP_MAXSEG` of the connection.
+    #[prost(uint32, tag = "6")]
+    pub mss: u32,
+    /// Negotiated options (`tcpi_options`): window scaling with both scales, SACK, timestamps.
+    #[prost(bool, tag = "7")]
+    pub wscale_ok: bool,
+    #[prost(uint32, tag = "8")]
+    pub snd_wscale: u32,
+    #[prost(uint32, tag = "9")]
+    pub rcv_wscale: u32,
+    #[prost(bool, tag = "10")]
+    pub sack: bool,
+    #[prost(bool, tag = "11")]
+    pub timestamps: bool,
+    /// `TCP_TIMESTAMP`: the connection's timestamp clock.
+    #[prost(uint32, tag = "12")]
+    pub timestamp: u32,
+    /// `TCP_REPAIR_WINDOW`.
+    #[prost(uint32, tag = "13")]
+    pub snd_wl1: u32,
+    #[prost(uint32, tag = "14")]
+    pub snd_wnd: u32,
+    #[prost(uint32, tag = "15")]
+    pub max_window: u32,
+    #[prost(uint32, tag = "16")]
+    pub rcv_wnd: u32,
+    #[prost(uint32, tag = "17")]
+    pub rcv_wup: u32,
 }
 
 /// One message (datagram, seqpacket record, or run of stream bytes) in a socket's receive queue.

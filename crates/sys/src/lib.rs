@@ -7,6 +7,7 @@
 
 pub mod anon;
 pub mod fd;
+pub mod inet;
 pub mod inject;
 pub mod ipc;
 pub mod mem;

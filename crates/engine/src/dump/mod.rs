@@ -12,7 +12,7 @@ use crate::task::FrozenProcess;
 use crate::tracers::{Pending, Tracers};
 use crate::{creds, fault, files, mem, misc, mm, regs, seccomp, session, signals, threads, timers};
 use crate::{DumpOptions, DumpReport, Progress};
-use stasis_image::model::{FileEntry, Inventory, MmImage, ProcessEntry, PsTree, TaskCore, Vma};
+use stasis_image::model::{FileEntry, Inventory, MmImage, NetworkLock, ProcessEntry, PsTree, TaskCore, Vma};
 use stasis_image::{ImageDir, ImageKind, PageWriter};
 use stasis_sys::inject::Calls;
 use stasis_sys::Pid;
@@ -114,7 +114,8 @@ fn dump_with<'env>(
         .collect();
     let helpers = session::check(root, &ids, &zombies)?;
     let zombie_pids: Vec<i32> = zombies.iter().map(|z| z.pid).collect();
-    let (dumped, files, ipc) = match dump_frozen(pool, root, dir, &tree, &zombie_pids, opts, progress, frozen_at) {
+    let (dumped, files, ipc, held) = match dump_frozen(pool, root, dir, &tree, &zombie_pids, opts, progress, frozen_at)
+    {
         Ok(done) => done,
         Err(e) => return Err(explain(pool, &tree, e, progress)),
     };
@@ -124,18 +125,27 @@ fn dump_with<'env>(
         log::info!("pid {} fd {}: {} (restore may replace it with --inherit-fd fd[N]:{})", e.pid, e.fd, e.what, e.key);
     }
     let mut frozen_for = None;
+    let lock = held.table().map(|table| NetworkLock { method: "nftables".into(), table: table.into() });
+    let mut held = Some(held);
     if opts.leave_running {
+        // Unlocked and out of repair mode before the tasks run again: the connections go on.
+        drop(held.take());
         end_all(pool, &tree, FrozenProcess::resume, progress)?;
         frozen_for = Some(frozen_at.elapsed());
     }
     let pages: u64 = dumped.iter().map(|d| d.page_bytes).sum::<u64>() / stasis_image::PAGE_SIZE;
     let tree_img = (zombies, helpers);
-    let image_bytes = write_images(dir, dumped, tree_img, files, ipc, (opts, &run.writes))?;
+    let lock = lock.filter(|_| !opts.leave_running);
+    let image_bytes = write_images(dir, dumped, tree_img, files, ipc, lock, (opts, &run.writes))?;
     log::info!("images written at {:?}", frozen_at.elapsed());
     if !opts.leave_running {
         end_all(pool, &tree, FrozenProcess::kill, progress)?;
         frozen_for = Some(frozen_at.elapsed());
         log::info!("every process killed at {:?}", frozen_at.elapsed());
+        // The sockets were closed in repair mode (nothing sent); the lock stays until the restore.
+        if let Some(table) = held.take().and_then(|h| h.keep()) {
+            log::info!("network lock {table} left in place for the restore (nft delete table inet {table})");
+        }
     }
     let frozen_for = frozen_for.expect("resumed or killed");
     let (injected_calls, image_writes) = (run.calls.count(), run.writes.count());
@@ -307,7 +317,7 @@ fn dump_frozen<'env>(
     opts: &DumpOptions,
     progress: &mut dyn FnMut(Progress),
     frozen_at: Instant,
-) -> Result<(Vec<Dumped>, Vec<FileEntry>, stasis_image::model::IpcImage)> {
+) -> Result<(Vec<Dumped>, Vec<FileEntry>, stasis_image::model::IpcImage, files::inet::Held)> {
     // Every layout before any injector maps its scratch area, which must not be saved.
     let layouts: Vec<Vec<Vma>> = tree.iter().map(|m| mem::dump_vmas(root, m.pid)).collect::<Result<_>>()?;
     let parent_of = |m: &Member| tree.iter().find(|p| p.pid.0 == m.stat.ppid);
@@ -326,6 +336,10 @@ fn dump_frozen<'env>(
     ids.unix.ext = opts.ext_unix_sk;
     ids.unix.ext_inodes = opts.ext_unix_inodes.clone();
     ids.locks.enabled = opts.file_locks;
+    ids.inet.tcp_established = opts.tcp_established;
+    ids.inet.skip_in_flight = opts.skip_in_flight;
+    ids.inet.lock_mode = opts.network_lock;
+    ids.inet.root = tree[0].pid.0;
     let mut files = Vec::new();
     let mut collected = Vec::new();
     let mut shm_owners: Vec<(u64, Pid)> = Vec::new();
@@ -354,7 +368,7 @@ fn dump_frozen<'env>(
     let dumped = write_all_pages(pool, dir, tree, collected, progress)?;
     log::info!("pages written at {:?}", frozen_at.elapsed());
     fault::check("dump-fail-after-memory")?;
-    Ok((dumped, files, ipc))
+    Ok((dumped, files, ipc, ids.inet.take()))
 }
 
 /// The checks that need the whole tree's files (pipe pairs, unix peers, epoll targets, terminals,
@@ -593,6 +607,7 @@ fn write_images(
     (zombies, helpers): (Vec<ProcessEntry>, session::Helpers),
     files: Vec<FileEntry>,
     ipc: stasis_image::model::IpcImage,
+    network_lock: Option<NetworkLock>,
     (opts, writes): (&DumpOptions, &fault::Writes),
 ) -> Result<u64> {
     let mut bytes = 0;
@@ -607,6 +622,7 @@ fn write_images(
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as u64),
         shell_job: opts.shell_job,
+        network_lock,
         ..Default::default()
     };
     processes.extend(dumped.iter().map(|d| d.c.process.clone()));

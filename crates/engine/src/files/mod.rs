@@ -9,8 +9,8 @@
 //! device nodes), [`chardev`] (device nodes and terminals),
 //! [`pipe`] (pipes with both ends in the process), [`fifo`] (named pipes), [`epoll`], [`inotify`]
 //! and [`fanotify`] instances, [`anon`] (eventfd, signalfd, timerfd), [`pidfd`], [`mqueue`] (POSIX
-//! message queues), [`unix`] (UNIX domain sockets), [`tty`] (pseudo-terminals and controlling
-//! terminals); [`locks`] keeps the file locks held on them.
+//! message queues), [`unix`] (UNIX domain sockets), [`inet`] (TCP sockets), [`tty`]
+//! (pseudo-terminals and controlling terminals); [`locks`] keeps the file locks held on them.
 
 pub mod anon;
 pub mod chardev;
@@ -19,6 +19,7 @@ pub mod external;
 pub mod fanotify;
 pub mod fifo;
 pub mod ghost;
+pub mod inet;
 pub mod inotify;
 pub mod locks;
 pub mod mqueue;
@@ -94,6 +95,8 @@ pub struct FileIds {
     pub epolls: Vec<(u32, Pid, i32)>,
     /// What the UNIX socket dump knows of the whole tree.
     pub unix: unix::DumpState,
+    /// What the TCP socket dump knows of the whole tree (and the network lock).
+    pub inet: inet::DumpState,
     /// Entries for files in flight (`SCM_RIGHTS`), found while dumping a socket.
     pending: Vec<FileEntry>,
     /// Our copies of the files in flight, kept open so that `kcmp` can compare them.
@@ -114,6 +117,7 @@ impl FileIds {
             ghosts: Vec::new(),
             epolls: Vec::new(),
             unix: unix::DumpState::default(),
+            inet: inet::DumpState::default(),
             pending: Vec::new(),
             held: Vec::new(),
             ptys: Vec::new(),
@@ -312,6 +316,8 @@ fn classify(p: &Probe, ids: &mut FileIds) -> Result<FileKind> {
         unix::dump(p, ids)
     } else if p.flags & libc::O_PATH as u32 != 0 && !link.starts_with("anon_inode:") {
         regular::dump_path(p)
+    } else if ft.is_socket() && inet::is_inet(p.file) {
+        inet::dump(p, ids)
     } else {
         Err(p.unsupported(describe(p.link, &ft)))
     }
@@ -339,9 +345,9 @@ fn describe(link: &Path, ft: &std::fs::FileType) -> String {
 }
 
 /// What [`open_all`] made: our fd of every description by id, the unlinked files and memfds by
-/// their inode at dump time, the socket work left for when every process exists, and the terminals
-/// session leaders take.
-pub type Opened = (HashMap<u32, OwnedFd>, ghost::Objects, unix::Unfinished, tty::Terminals);
+/// their inode at dump time, the socket work left for when every process exists (UNIX and TCP), and
+/// the terminals session leaders take.
+pub type Opened = (HashMap<u32, OwnedFd>, ghost::Objects, (unix::Unfinished, inet::Unfinished), tty::Terminals);
 
 /// Open every description of the image in the controller, before the task exists; those `inherit`
 /// names are the descriptors handed in instead.
@@ -350,10 +356,12 @@ pub fn open_all(
     shell_job: bool,
     ext_unix_sk: bool,
     inherit: &[external::InheritFd],
+    tcp: inet::Established,
 ) -> Result<Opened> {
     let mut out = HashMap::new();
     let mut pipes = pipe::Pipes::default();
     let mut sockets = unix::Sockets::new(files, ext_unix_sk);
+    let (mut tcp_sockets, tcp_unfinished) = inet::Sockets::new(files, tcp)?;
     let mut ghosts = ghost::Ghosts::default();
     let mut fifos = fifo::Fifos::default();
     let mut queues = mqueue::Mqueues::default();
@@ -386,6 +394,7 @@ pub fn open_all(
             Some(FileKind::Mqueue(m)) => queues.open(m, f.flags)?,
             Some(FileKind::UnixSocket(u)) => sockets.open(u, f.flags)?,
             Some(FileKind::Pty(p)) => ptys.open(p, f.flags)?,
+            Some(FileKind::InetSocket(s)) => tcp_sockets.open(f.id, s, f.flags)?,
             None => {
                 return Err(Error::Incompatible { file: "files.img".into(), what: format!("file {}: no kind", f.id) })
             }
@@ -394,7 +403,7 @@ pub fn open_all(
     }
     epoll::register_all(files, &out)?;
     drop(queues);
-    Ok((out, ghosts.into_objects(), sockets.into_unfinished(), ptys.finish(files)?))
+    Ok((out, ghosts.into_objects(), (sockets.into_unfinished(), tcp_unfinished), ptys.finish(files)?))
 }
 
 /// Install the fd table into the task.

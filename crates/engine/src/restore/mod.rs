@@ -152,8 +152,9 @@ pub fn restore(opts: &RestoreOptions, progress: &mut dyn FnMut(Progress)) -> Res
     check_cpu(&dir, &img)?;
     check_pids_free(&img)?;
     check_file_locks(&img, opts.file_locks)?;
-    let (opened, ghosts, sockets, mut terminals) =
-        files::open_all(&img.files.files, opts.shell_job, opts.ext_unix_sk, &opts.inherit_fds)?;
+    let lock = network_lock(&dir, &img, opts.network_lock)?;
+    let (opened, ghosts, (sockets, tcp), mut terminals) =
+        files::open_all(&img.files.files, opts.shell_job, opts.ext_unix_sk, &opts.inherit_fds, opts.tcp)?;
     let segments = crate::ipc::restore(&img.ipc, img.procs[0].process.pid)?;
     let pages = open_pages(&dir, &img)?;
     let verifiers = spawn_verifiers(&pages, &img)?;
@@ -182,6 +183,7 @@ pub fn restore(opts: &RestoreOptions, progress: &mut dyn FnMut(Progress)) -> Res
     let result = result.and_then(|()| sockets.finish(&img.files.files, &opened));
     let tables: Vec<_> = img.procs.iter().map(|p| (p.process.pid, &p.fds)).collect();
     let result = result.and_then(|()| files::owner::restore_all(&img.files.files, &opened, &tables));
+    let result = result.and_then(|()| tcp.finish(&img.files.files, &opened));
     let result = result.and_then(|()| join_groups(&mut out, &img, &ctx));
     let result = result.and_then(|()| out.built.iter_mut().try_for_each(|b| b.set_foreground(&ctx)));
     if let Err(e) = result {
@@ -200,11 +202,32 @@ pub fn restore(opts: &RestoreOptions, progress: &mut dyn FnMut(Progress)) -> Res
     drop(ctx);
     terminals.clear();
     segments.finish(&img.ipc);
+    drop(lock);
     let pages = img.procs.iter().map(|p| p.pagemap.total_pages).sum();
     let injected_calls = calls.count();
     log::info!("{injected_calls} calls injected");
     let report = RestoreReport { pid: pid.0, total: start.elapsed(), pages, injected_calls };
     Ok(Restored { report, pid: child, ours })
+}
+
+/// The network lock the dump left (see [`crate::netlock`]), to be removed once the tree runs or the
+/// restore fails; made again first if it is gone (a lock removed by hand, an image from elsewhere),
+/// so no packet of a connection reaches it before it is restored. `None` with `--network-lock skip`.
+fn network_lock(dir: &ImageDir, img: &Image, mode: crate::netlock::Mode) -> Result<Option<crate::netlock::Lock>> {
+    use crate::netlock::{Lock, Mode};
+    let Some(l) = dir.inventory().and_then(|i| i.network_lock.as_ref()) else { return Ok(None) };
+    let root = img.procs[0].process.pid;
+    match mode {
+        Mode::Skip => return Ok(None),
+        Mode::Iptables => return Lock::new(mode, root).map(|_| None),
+        Mode::Nftables if Lock::exists(&l.table) => return Ok(Some(Lock::adopt(&l.table, true))),
+        Mode::Nftables => {}
+    }
+    let mut lock = Lock::adopt(&l.table, false);
+    for conn in files::inet::connections(&img.files.files) {
+        lock.add(&conn).map_err(|what| Error::Failed { pid: root, what })?;
+    }
+    Ok(Some(lock))
 }
 
 /// Build every process: the root, and on the way down the last child of each process built here;

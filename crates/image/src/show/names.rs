@@ -152,6 +152,8 @@ pub(super) fn file_kind(file: &FileEntry) -> (&'static str, &str, Option<u64>) {
         Some(FileKind::UnixSocket(u)) => (unix_kind(u), "", None),
         Some(FileKind::Pty(p)) if p.master => ("pty master", &p.path, None),
         Some(FileKind::Pty(p)) => ("pty slave", &p.path, None),
+        Some(FileKind::InetSocket(i)) if i.family == 10 => ("tcp6", "", None),
+        Some(FileKind::InetSocket(_)) => ("tcp", "", None),
         None => ("unknown", "", None),
     }
 }
@@ -188,6 +190,7 @@ pub(super) fn file_details(file: &FileEntry) -> Vec<String> {
             vec![format!("capacity {}, {} bytes queued", f.capacity, f.data.len())]
         }
         Some(FileKind::Pty(_)) => super::pty::file_details(file),
+        Some(FileKind::InetSocket(i)) => vec![inet_socket(i)],
         _ => Vec::new(),
     }
 }
@@ -210,6 +213,42 @@ pub(super) fn unix_name(name: &[u8]) -> String {
         Some((0, rest)) => format!("@{}", String::from_utf8_lossy(rest)),
         Some(_) => String::from_utf8_lossy(name).into_owned(),
     }
+}
+
+/// One line on a TCP socket: addresses, state, bytes queued both ways, the options set.
+pub(super) fn inet_socket(i: &crate::model::InetSocket) -> String {
+    let at = |addr: &str, port: u32| match addr.contains(':') {
+        true => format!("[{addr}]:{port}"),
+        false => format!("{addr}:{port}"),
+    };
+    let state = match i.state {
+        1 => "established",
+        7 if i.local_port == 0 => "unbound",
+        7 => "bound",
+        10 => "listen",
+        _ => "other",
+    };
+    let mut out = format!("socket:[{}] {state} {}", i.ino, at(&i.local_addr, i.local_port));
+    if i.state == 1 {
+        out.push_str(&format!(" -> {}", at(&i.remote_addr, i.remote_port)));
+    }
+    if i.state == 10 {
+        out.push_str(&format!(" backlog {}", i.backlog));
+    }
+    if let Some(t) = &i.tcp {
+        out.push_str(&format!(
+            " send queue {} bytes ({} unsent) receive queue {} bytes",
+            t.send_queue.len(),
+            t.unsent,
+            t.recv_queue.len()
+        ));
+    }
+    let set: Vec<String> =
+        i.options.iter().filter(|o| o.value != 0).map(|o| format!("{}={}", o.name, o.value)).collect();
+    if !set.is_empty() {
+        out.push_str(&format!(" [{}]", set.join(" ")));
+    }
+    out
 }
 
 /// One line on a UNIX socket: inode, name, peer, pending connections, queue, shutdown.

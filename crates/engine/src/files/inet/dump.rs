@@ -1,0 +1,277 @@
+//! Dump side: a TCP socket's addresses, state and options, and an established connection read in
+//! repair mode under the network lock.
+
+use super::*;
+use crate::error::{Error, Result};
+use crate::files::{FileIds, Probe};
+use crate::netlock::{self, Lock};
+use stasis_image::model::{FileKind, SockOpt, TcpConnection};
+use stasis_sys::inet::{self as net, TcpInfo};
+use stasis_sys::socket as sock;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::fs::MetadataExt;
+
+/// Most bytes one queue of a connection may hold in the image.
+const MAX_QUEUE: usize = 16 << 20;
+
+/// What the TCP dump knows of the whole tree: the options, the lock, and the sockets it put in
+/// repair mode. Dropped (a failed dump), it removes the lock and takes every socket out of repair
+/// mode as it was; [`DumpState::take`] hands both over to a dump that succeeded.
+#[derive(Default)]
+pub struct DumpState {
+    /// `--tcp-established`: established connections are dumped (else refused by name).
+    pub tcp_established: bool,
+    /// `--skip-in-flight`: connections waiting in a listener's accept queue are dropped.
+    pub skip_in_flight: bool,
+    pub lock_mode: netlock::Mode,
+    /// The root of the dump, for the lock's name.
+    pub root: i32,
+    held: Held,
+}
+
+/// The lock and the repaired sockets of a dump (our copies, with `SO_REUSEADDR` as it was: repair
+/// mode changes it). Dropped, it unlocks and takes the sockets out of repair mode.
+#[derive(Default)]
+pub struct Held {
+    lock: Option<Lock>,
+    repaired: Vec<(OwnedFd, i32)>,
+}
+
+impl Held {
+    /// After a dump that killed the tree: the sockets closed in repair mode (nothing was sent) and
+    /// the lock stays until the restore; its table name for the inventory.
+    pub fn keep(mut self) -> Option<String> {
+        self.repaired.clear();
+        self.lock.take().map(Lock::keep)
+    }
+
+    /// The name of the lock table, if one was made.
+    pub fn table(&self) -> Option<&str> {
+        self.lock.as_ref().map(Lock::table)
+    }
+
+    /// Unlock, then take every socket out of repair mode (the kernel sends a window probe, which
+    /// passes now), with its `SO_REUSEADDR` back.
+    fn release(&mut self) {
+        if let Some(lock) = self.lock.take() {
+            lock.remove();
+        }
+        for (fd, reuse) in self.repaired.drain(..) {
+            let off = sock::set_int(fd.as_fd(), libc::IPPROTO_TCP, net::TCP_REPAIR, net::TCP_REPAIR_OFF)
+                .and_then(|()| sock::set_int(fd.as_fd(), libc::SOL_SOCKET, libc::SO_REUSEADDR, reuse));
+            if let Err(e) = off {
+                log::warn!("taking a socket out of TCP repair mode: {e}");
+            }
+        }
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.release();
+    }
+}
+
+impl DumpState {
+    /// The lock and the repaired sockets, for the end of the dump.
+    pub fn take(&mut self) -> Held {
+        std::mem::take(&mut self.held)
+    }
+
+    /// Lock `conn` (making the lock at the first connection).
+    fn lock(&mut self, conn: &netlock::Conn) -> Result<()> {
+        if self.held.lock.is_none() {
+            self.held.lock = Lock::new(self.lock_mode, self.root)?;
+        }
+        match &mut self.held.lock {
+            Some(l) => l.add(conn).map_err(|what| Error::Failed { pid: self.root, what }),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Whether our copy of a socket is `AF_INET` or `AF_INET6`.
+pub fn is_inet(fd: BorrowedFd<'_>) -> bool {
+    let domain = sock::get_int(fd, libc::SOL_SOCKET, libc::SO_DOMAIN).ok();
+    domain == Some(libc::AF_INET) || domain == Some(libc::AF_INET6)
+}
+
+pub fn dump(p: &Probe, ids: &mut FileIds) -> Result<FileKind> {
+    let f = p.file;
+    let int = |level, opt| sock::get_int(f, level, opt).map_err(Error::sys(p.pid.0, "reading a socket option"));
+    let family = int(libc::SOL_SOCKET, libc::SO_DOMAIN)?;
+    let ty = int(libc::SOL_SOCKET, libc::SO_TYPE)?;
+    let protocol = int(libc::SOL_SOCKET, libc::SO_PROTOCOL)?;
+    let here = net::address(f, false).map_err(Error::sys(p.pid.0, "reading a socket's address"))?;
+    if ty != libc::SOCK_STREAM || protocol != libc::IPPROTO_TCP {
+        return Err(p.unsupported(other_kind(family, ty, protocol, here, p.meta.ino())));
+    }
+    let info = net::tcp_info(f).map_err(Error::sys(p.pid.0, "reading TCP_INFO"))?;
+    let here = here.ok_or_else(|| p.unsupported("a TCP socket without an address"))?;
+    let mut s = InetSocket {
+        ino: p.meta.ino(),
+        family: family as u32,
+        sock_type: ty as u32,
+        protocol: protocol as u32,
+        state: info.state as u32,
+        local_addr: here.ip().to_string(),
+        local_port: here.port() as u32,
+        ..Default::default()
+    };
+    if s.state != TCP_LISTEN && s.state != TCP_CLOSE {
+        let there = net::address(f, true).ok().flatten();
+        s.remote_addr = there.map(|a| a.ip().to_string()).unwrap_or_default();
+        s.remote_port = there.map_or(0, |a| a.port() as u32);
+    }
+    read_options(p, &mut s)?;
+    match s.state {
+        TCP_LISTEN => listener(p, ids, &mut s, &info)?,
+        TCP_CLOSE => {}
+        TCP_ESTABLISHED => connection(p, ids, &mut s)?,
+        other => {
+            let what = format!("{} in state {}", describe(&s), state_name(other));
+            return Err(p.unsupported(what));
+        }
+    }
+    Ok(FileKind::InetSocket(s))
+}
+
+/// `udp socket socket:[N] 0.0.0.0:53`, `raw socket ...`: what is refused, by name.
+fn other_kind(family: i32, ty: i32, protocol: i32, at: Option<std::net::SocketAddr>, ino: u64) -> String {
+    let kind = match (ty, protocol) {
+        (libc::SOCK_DGRAM, libc::IPPROTO_UDP) => "UDP socket",
+        (libc::SOCK_DGRAM, libc::IPPROTO_UDPLITE) => "UDP-Lite socket",
+        (libc::SOCK_DGRAM, libc::IPPROTO_ICMP) | (libc::SOCK_DGRAM, libc::IPPROTO_ICMPV6) => "ICMP ping socket",
+        (libc::SOCK_RAW, _) => "raw IP socket",
+        (libc::SOCK_STREAM, libc::IPPROTO_MPTCP) => "MPTCP socket",
+        (libc::SOCK_STREAM, libc::IPPROTO_SCTP) | (libc::SOCK_SEQPACKET, _) => "SCTP socket",
+        _ => "IP socket",
+    };
+    let v = if family == libc::AF_INET6 { "IPv6 " } else { "" };
+    let at = at.map_or(String::new(), |a| format!(" {a}"));
+    format!("{v}{kind} socket:[{ino}]{at} (type {ty}, protocol {protocol})")
+}
+
+/// Every option of [`OPTIONS`] the socket answers, linger, timeouts, congestion control, device,
+/// buffer sizes.
+fn read_options(p: &Probe, s: &mut InetSocket) -> Result<()> {
+    let f = p.file;
+    for &(name, level, opt, unconnected) in OPTIONS {
+        if unconnected && s.state == TCP_ESTABLISHED {
+            continue;
+        }
+        if let Ok(value) = sock::get_int(f, level, opt) {
+            s.options.push(SockOpt { name: name.into(), value });
+        }
+    }
+    let err = |what| Error::sys(p.pid.0, what);
+    let linger = net::get_bytes(f, libc::SOL_SOCKET, libc::SO_LINGER, 8).map_err(err("reading SO_LINGER"))?;
+    let word = |b: &[u8], at: usize| b.get(at..at + 4).map_or(0, |w| i32::from_ne_bytes([w[0], w[1], w[2], w[3]]));
+    s.linger = if word(&linger, 0) != 0 { word(&linger, 4) } else { -1 };
+    s.rcvtimeo_us = sock::get_timeout(f, libc::SO_RCVTIMEO).map_err(err("reading SO_RCVTIMEO"))?;
+    s.sndtimeo_us = sock::get_timeout(f, libc::SO_SNDTIMEO).map_err(err("reading SO_SNDTIMEO"))?;
+    let text = |level, opt| net::get_bytes(f, level, opt, 64).map(|b| c_string(&b));
+    s.congestion = text(libc::IPPROTO_TCP, libc::TCP_CONGESTION).map_err(err("reading TCP_CONGESTION"))?;
+    s.bound_device = text(libc::SOL_SOCKET, libc::SO_BINDTODEVICE).unwrap_or_default();
+    s.rcvbuf = sock::get_int(f, libc::SOL_SOCKET, libc::SO_RCVBUF).map_err(err("reading SO_RCVBUF"))?;
+    s.sndbuf = sock::get_int(f, libc::SOL_SOCKET, libc::SO_SNDBUF).map_err(err("reading SO_SNDBUF"))?;
+    Ok(())
+}
+
+fn c_string(b: &[u8]) -> String {
+    let end = b.iter().position(|&c| c == 0).unwrap_or(b.len());
+    String::from_utf8_lossy(&b[..end]).into_owned()
+}
+
+/// A listener: its backlog; connections waiting in its accept queue are refused, or dropped with
+/// `--skip-in-flight`.
+fn listener(p: &Probe, ids: &FileIds, s: &mut InetSocket, info: &TcpInfo) -> Result<()> {
+    s.backlog = info.sacked;
+    if info.unacked == 0 {
+        return Ok(());
+    }
+    let what = format!("{}: {} connections not yet accepted", describe(s), info.unacked);
+    if !ids.inet.skip_in_flight {
+        return Err(p.unsupported(format!("{what} (dump with --skip-in-flight to drop them)")));
+    }
+    log::warn!("pid {} fd {}: {what}: dropped (--skip-in-flight), their clients will be reset", p.pid, p.fd);
+    Ok(())
+}
+
+/// An established connection: refused without `--tcp-established`; else locked, put in repair mode
+/// and read.
+fn connection(p: &Probe, ids: &mut FileIds, s: &mut InetSocket) -> Result<()> {
+    let (Some(here), Some(there)) = (local(s), remote(s)) else {
+        return Err(p.unsupported(format!("{}: no peer address", describe(s))));
+    };
+    if !ids.inet.tcp_established {
+        let what = format!("an established TCP connection {here} -> {there} (dump with --tcp-established)");
+        return Err(p.unsupported(what));
+    }
+    ids.inet.lock(&(here, there))?;
+    let f = p.file;
+    let reuse = s.options.iter().find(|o| o.name == "SO_REUSEADDR").map_or(0, |o| o.value);
+    let mine = f.try_clone_to_owned().map_err(Error::io(p.link))?;
+    sock::set_int(f, libc::IPPROTO_TCP, net::TCP_REPAIR, net::TCP_REPAIR_ON)
+        .map_err(Error::sys(p.pid.0, "entering TCP repair mode"))?;
+    ids.inet.held.repaired.push((mine, reuse));
+    // Read again in repair mode: the state may have moved between the lock and the repair.
+    let info = net::tcp_info(f).map_err(Error::sys(p.pid.0, "reading TCP_INFO"))?;
+    if info.state as u32 != TCP_ESTABLISHED {
+        let what = format!("{} in state {} (changed during the dump)", describe(s), state_name(info.state as u32));
+        return Err(p.unsupported(what));
+    }
+    s.tcp = Some(read_connection(p, &info, s)?);
+    Ok(())
+}
+
+/// Sequence numbers, queues, window, MSS, timestamp clock and options of a socket in repair mode.
+fn read_connection(p: &Probe, info: &TcpInfo, s: &InetSocket) -> Result<TcpConnection> {
+    let f = p.file;
+    let err = |what| Error::sys(p.pid.0, what);
+    let inq = net::ioctl_int(f, net::SIOCINQ).map_err(err("reading SIOCINQ"))? as usize;
+    let outq = net::ioctl_int(f, net::SIOCOUTQ).map_err(err("reading SIOCOUTQ"))? as usize;
+    let unsent = net::ioctl_int(f, net::SIOCOUTQNSD).map_err(err("reading SIOCOUTQNSD"))? as u32;
+    if inq > MAX_QUEUE || outq > MAX_QUEUE {
+        return Err(p.unsupported(format!("{}: more than {MAX_QUEUE} bytes queued", describe(s))));
+    }
+    let (recv_end, recv_queue) = queue(p, net::TCP_RECV_QUEUE, inq, s)?;
+    let (send_end, send_queue) = queue(p, net::TCP_SEND_QUEUE, outq, s)?;
+    let w = net::repair_window(f).map_err(err("reading TCP_REPAIR_WINDOW"))?;
+    let int = |opt| sock::get_int(f, libc::IPPROTO_TCP, opt).map_err(err("reading a TCP option"));
+    Ok(TcpConnection {
+        send_seq: send_end.wrapping_sub(outq as u32),
+        recv_seq: recv_end.wrapping_sub(inq as u32),
+        send_queue,
+        unsent,
+        recv_queue,
+        mss: int(libc::TCP_MAXSEG)? as u32,
+        wscale_ok: info.options & net::TCPI_OPT_WSCALE != 0,
+        snd_wscale: info.snd_wscale as u32,
+        rcv_wscale: info.rcv_wscale as u32,
+        sack: info.options & net::TCPI_OPT_SACK != 0,
+        timestamps: info.options & net::TCPI_OPT_TIMESTAMPS != 0,
+        timestamp: int(net::TCP_TIMESTAMP)? as u32,
+        snd_wl1: w.snd_wl1,
+        snd_wnd: w.snd_wnd,
+        max_window: w.max_window,
+        rcv_wnd: w.rcv_wnd,
+        rcv_wup: w.rcv_wup,
+    })
+}
+
+/// One queue (`TCP_RECV_QUEUE` or `TCP_SEND_QUEUE`) of `len` bytes, peeked: the sequence number
+/// after its last byte and its bytes.
+fn queue(p: &Probe, which: i32, len: usize, s: &InetSocket) -> Result<(u32, Vec<u8>)> {
+    let f = p.file;
+    let err = |what| Error::sys(p.pid.0, what);
+    sock::set_int(f, libc::IPPROTO_TCP, net::TCP_REPAIR_QUEUE, which).map_err(err("selecting a TCP repair queue"))?;
+    let end = sock::get_int(f, libc::IPPROTO_TCP, net::TCP_QUEUE_SEQ).map_err(err("reading TCP_QUEUE_SEQ"))? as u32;
+    let data = net::peek(f, len).map_err(err("peeking a TCP queue"))?;
+    if data.len() != len {
+        let name = if which == net::TCP_RECV_QUEUE { "receive" } else { "send" };
+        let what = format!("{}: {} of the {len} bytes of its {name} queue could be read", describe(s), data.len());
+        return Err(p.unsupported(what));
+    }
+    Ok((end, data))
+}

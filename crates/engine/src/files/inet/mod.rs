@@ -1,0 +1,133 @@
+//! TCP sockets over IPv4 and IPv6 (dual-stack included): unbound, bound, listening, and established
+//! connections (with `--tcp-established`), with their integer options, linger, timeouts, congestion
+//! control and bound device.
+//!
+//! Dump ([`dump`]) reads a socket through our copy of it: `getsockname`/`getpeername`, `TCP_INFO`
+//! (state, negotiated options, a listener's accept queue and backlog) and the options of [`OPTIONS`].
+//! An established connection is first locked ([`crate::netlock`]), then put in repair mode
+//! (`TCP_REPAIR`), and its sequence numbers, window, MSS, timestamp clock and both queues are read
+//! without consuming them. It stays in repair mode, so that when the killed task closes it the
+//! kernel sends nothing; a failed dump (or `--leave-running`) takes it out again ([`DumpState`]).
+//!
+//! Restore ([`restore`]) makes every socket in the controller before any process exists, listeners
+//! and bound sockets first (an established connection shares its listener's port): options set
+//! before `bind`, then `listen`; a connection in repair mode: bound, sequence numbers set,
+//! `connect` (no packet), TCP options, timestamp clock, window, queues. [`Unfinished::finish`], once
+//! every process exists, takes the connections out of repair mode and sends the bytes that had never
+//! been sent.
+
+mod dump;
+mod restore;
+
+pub use dump::{dump, is_inet, DumpState, Held};
+pub use restore::{Established, Sockets, Unfinished};
+
+use stasis_image::model::InetSocket;
+use std::net::{IpAddr, SocketAddr};
+
+const TCP_ESTABLISHED: u32 = 1;
+const TCP_CLOSE: u32 = 7;
+const TCP_LISTEN: u32 = 10;
+
+/// The integer options a dump reads and a restore sets (when a new socket's value differs), by
+/// name: (name, level, option, only for sockets that are not connected).
+pub const OPTIONS: &[(&str, i32, i32, bool)] = &[
+    ("SO_REUSEADDR", libc::SOL_SOCKET, libc::SO_REUSEADDR, false),
+    ("SO_REUSEPORT", libc::SOL_SOCKET, libc::SO_REUSEPORT, false),
+    ("SO_KEEPALIVE", libc::SOL_SOCKET, libc::SO_KEEPALIVE, false),
+    ("SO_OOBINLINE", libc::SOL_SOCKET, libc::SO_OOBINLINE, false),
+    ("SO_PRIORITY", libc::SOL_SOCKET, libc::SO_PRIORITY, false),
+    ("SO_MARK", libc::SOL_SOCKET, libc::SO_MARK, false),
+    ("SO_RCVLOWAT", libc::SOL_SOCKET, libc::SO_RCVLOWAT, false),
+    ("SO_DONTROUTE", libc::SOL_SOCKET, libc::SO_DONTROUTE, false),
+    ("SO_BROADCAST", libc::SOL_SOCKET, libc::SO_BROADCAST, false),
+    ("SO_PASSCRED", libc::SOL_SOCKET, libc::SO_PASSCRED, false),
+    ("SO_TIMESTAMP", libc::SOL_SOCKET, libc::SO_TIMESTAMP, false),
+    ("SO_TIMESTAMPNS", libc::SOL_SOCKET, libc::SO_TIMESTAMPNS, false),
+    ("TCP_NODELAY", libc::IPPROTO_TCP, libc::TCP_NODELAY, false),
+    ("TCP_MAXSEG", libc::IPPROTO_TCP, libc::TCP_MAXSEG, true),
+    ("TCP_CORK", libc::IPPROTO_TCP, libc::TCP_CORK, false),
+    ("TCP_KEEPIDLE", libc::IPPROTO_TCP, libc::TCP_KEEPIDLE, false),
+    ("TCP_KEEPINTVL", libc::IPPROTO_TCP, libc::TCP_KEEPINTVL, false),
+    ("TCP_KEEPCNT", libc::IPPROTO_TCP, libc::TCP_KEEPCNT, false),
+    ("TCP_SYNCNT", libc::IPPROTO_TCP, libc::TCP_SYNCNT, false),
+    ("TCP_LINGER2", libc::IPPROTO_TCP, libc::TCP_LINGER2, false),
+    ("TCP_DEFER_ACCEPT", libc::IPPROTO_TCP, libc::TCP_DEFER_ACCEPT, false),
+    ("TCP_USER_TIMEOUT", libc::IPPROTO_TCP, libc::TCP_USER_TIMEOUT, false),
+    ("TCP_THIN_LINEAR_TIMEOUTS", libc::IPPROTO_TCP, libc::TCP_THIN_LINEAR_TIMEOUTS, false),
+    ("TCP_FASTOPEN", libc::IPPROTO_TCP, libc::TCP_FASTOPEN, false),
+    ("TCP_NOTSENT_LOWAT", libc::IPPROTO_TCP, libc::TCP_NOTSENT_LOWAT, false),
+    ("TCP_INQ", libc::IPPROTO_TCP, 36, false),
+    ("IP_TOS", libc::IPPROTO_IP, libc::IP_TOS, false),
+    ("IP_TTL", libc::IPPROTO_IP, libc::IP_TTL, false),
+    ("IP_RECVERR", libc::IPPROTO_IP, libc::IP_RECVERR, false),
+    ("IP_MTU_DISCOVER", libc::IPPROTO_IP, libc::IP_MTU_DISCOVER, false),
+    ("IP_FREEBIND", libc::IPPROTO_IP, libc::IP_FREEBIND, false),
+    ("IP_TRANSPARENT", libc::IPPROTO_IP, libc::IP_TRANSPARENT, false),
+    ("IP_BIND_ADDRESS_NO_PORT", libc::IPPROTO_IP, libc::IP_BIND_ADDRESS_NO_PORT, false),
+    ("IPV6_V6ONLY", libc::IPPROTO_IPV6, libc::IPV6_V6ONLY, false),
+    ("IPV6_UNICAST_HOPS", libc::IPPROTO_IPV6, libc::IPV6_UNICAST_HOPS, false),
+    ("IPV6_TCLASS", libc::IPPROTO_IPV6, libc::IPV6_TCLASS, false),
+    ("IPV6_RECVERR", libc::IPPROTO_IPV6, libc::IPV6_RECVERR, false),
+    ("IPV6_MTU_DISCOVER", libc::IPPROTO_IPV6, libc::IPV6_MTU_DISCOVER, false),
+    ("IPV6_TRANSPARENT", libc::IPPROTO_IPV6, libc::IPV6_TRANSPARENT, false),
+    ("IPV6_FREEBIND", libc::IPPROTO_IPV6, libc::IPV6_FREEBIND, false),
+];
+
+/// The name of a TCP state (`include/net/tcp_states.h`), for messages.
+fn state_name(state: u32) -> &'static str {
+    const NAMES: [&str; 13] = [
+        "unknown",
+        "ESTABLISHED",
+        "SYN-SENT",
+        "SYN-RECV",
+        "FIN-WAIT-1",
+        "FIN-WAIT-2",
+        "TIME-WAIT",
+        "CLOSE",
+        "CLOSE-WAIT",
+        "LAST-ACK",
+        "LISTEN",
+        "CLOSING",
+        "NEW-SYN-RECV",
+    ];
+    NAMES.get(state as usize).copied().unwrap_or("unknown")
+}
+
+/// `tcp socket:[N] 127.0.0.1:80` or `tcp6 socket:[N] [::1]:4000 -> [::1]:80`, for messages.
+fn describe(i: &InetSocket) -> String {
+    let kind = if i.family == libc::AF_INET6 as u32 { "tcp6" } else { "tcp" };
+    let mut out = format!("{kind} socket socket:[{}] {}", i.ino, local(i).map_or("?".into(), |a| a.to_string()));
+    if let Some(r) = remote(i) {
+        out.push_str(&format!(" -> {r}"));
+    }
+    out
+}
+
+/// The established connections of an image, (local, remote), for the network lock.
+pub fn connections(files: &[stasis_image::model::FileEntry]) -> Vec<crate::netlock::Conn> {
+    files
+        .iter()
+        .filter_map(|f| match &f.kind {
+            Some(stasis_image::model::FileKind::InetSocket(s)) if s.state == TCP_ESTABLISHED => {
+                Some((local(s)?, remote(s)?))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+fn addr(ip: &str, port: u32) -> Option<SocketAddr> {
+    Some(SocketAddr::new(ip.parse::<IpAddr>().ok()?, u16::try_from(port).ok()?))
+}
+
+fn local(i: &InetSocket) -> Option<SocketAddr> {
+    addr(&i.local_addr, i.local_port)
+}
+
+fn remote(i: &InetSocket) -> Option<SocketAddr> {
+    if i.remote_addr.is_empty() {
+        return None;
+    }
+    addr(&i.remote_addr, i.remote_port)
+}

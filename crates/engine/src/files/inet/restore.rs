@@ -1,0 +1,288 @@
+//! Restore side: every TCP socket made in the controller, listeners and bound sockets before the
+//! connections (which bind to a listener's port), each connection in repair mode until
+//! [`Unfinished::finish`].
+
+use super::*;
+use crate::error::{Error, Result};
+use stasis_image::model::{FileEntry, FileKind, TcpConnection};
+use stasis_sys::inet::{self as net, RepairWindow};
+use stasis_sys::socket as sock;
+use std::collections::HashMap;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+
+/// What restore does with established connections (`--tcp-established`, `--tcp-close`).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Established {
+    /// Restore them (`--tcp-established`).
+    pub repair: bool,
+    /// Restore them as closed sockets (`--tcp-close`).
+    pub close: bool,
+}
+
+/// The TCP sockets of an image, made up front, handed out by file id.
+pub struct Sockets {
+    made: HashMap<u32, OwnedFd>,
+}
+
+/// The connections left in repair mode until every process exists.
+pub struct Unfinished {
+    repaired: Vec<u32>,
+}
+
+fn fail(s: &InetSocket, what: &str) -> impl FnOnce(stasis_sys::SysError) -> Error {
+    let path = format!("{}: {what}", describe(s));
+    move |e| Error::Io { path: format!("{path} ({})", e.call).into(), source: e.source }
+}
+
+impl Sockets {
+    /// Make every TCP socket of `files`: the ones that are not connected first, then the connections.
+    pub fn new(files: &[FileEntry], how: Established) -> Result<(Sockets, Unfinished)> {
+        let inet = |f: &'_ FileEntry| match &f.kind {
+            Some(FileKind::InetSocket(s)) => Some((f.id, s.clone())),
+            _ => None,
+        };
+        let all: Vec<(u32, InetSocket)> = files.iter().filter_map(inet).collect();
+        let mut made = HashMap::new();
+        let mut repaired = Vec::new();
+        for (id, s) in all.iter().filter(|(_, s)| s.state != TCP_ESTABLISHED) {
+            made.insert(*id, make_unconnected(s)?);
+        }
+        for (id, s) in all.iter().filter(|(_, s)| s.state == TCP_ESTABLISHED) {
+            let fd = match (how.repair, how.close) {
+                (true, _) => {
+                    repaired.push(*id);
+                    make_connection(s)?
+                }
+                (false, true) => make_closed(s)?,
+                (false, false) => {
+                    return Err(Error::Incompatible {
+                        file: "files.img".into(),
+                        what: format!(
+                            "{}: an established connection (restore with --tcp-established, or --tcp-close)",
+                            describe(s)
+                        ),
+                    })
+                }
+            };
+            made.insert(*id, fd);
+        }
+        Ok((Sockets { made }, Unfinished { repaired }))
+    }
+
+    /// Our fd for the socket of entry `id`, with the file status flags (O_NONBLOCK) of its description.
+    pub fn open(&mut self, id: u32, s: &InetSocket, flags: u32) -> Result<OwnedFd> {
+        let fd = self.made.remove(&id).ok_or_else(|| Error::Incompatible {
+            file: "files.img".into(),
+            what: format!("{}: file {id} listed twice", describe(s)),
+        })?;
+        let status = (flags & libc::O_NONBLOCK as u32) as i32 | libc::O_RDWR;
+        stasis_sys::fd::set_status_flags(fd.as_fd(), status).map_err(fail(s, "setting its file flags"))?;
+        Ok(fd)
+    }
+}
+
+fn new_socket(s: &InetSocket) -> Result<OwnedFd> {
+    net::socket(s.family as i32, s.sock_type as i32, s.protocol as i32).map_err(fail(s, "making it"))
+}
+
+/// An unbound, bound or listening socket: options, then `bind` and `listen`.
+fn make_unconnected(s: &InetSocket) -> Result<OwnedFd> {
+    let fd = new_socket(s)?;
+    set_options(s, fd.as_fd(), &[])?;
+    set_buffers(s, fd.as_fd())?;
+    if s.local_port != 0 {
+        let at = local(s).ok_or_else(|| bad_address(s))?;
+        net::bind(fd.as_fd(), &at).map_err(fail(s, "binding it"))?;
+    }
+    if s.state == TCP_LISTEN {
+        sock::listen(fd.as_fd(), s.backlog as i32).map_err(fail(s, "listening"))?;
+    }
+    Ok(fd)
+}
+
+/// An established connection with `--tcp-close`: a socket with its options that is not connected
+/// (reads and writes fail as on a connection that was closed).
+fn make_closed(s: &InetSocket) -> Result<OwnedFd> {
+    let fd = new_socket(s)?;
+    set_options(s, fd.as_fd(), &[])?;
+    log::warn!("{}: restored closed (--tcp-close)", describe(s));
+    Ok(fd)
+}
+
+fn bad_address(s: &InetSocket) -> Error {
+    Error::Incompatible { file: "files.img".into(), what: format!("{}: an address that does not parse", describe(s)) }
+}
+
+/// An established connection in repair mode: bound, sequence numbers, `connect` (no packet), TCP
+/// options, timestamp clock, queues, window; left in repair mode.
+fn make_connection(s: &InetSocket) -> Result<OwnedFd> {
+    let t = s.tcp.as_ref().ok_or_else(|| Error::Incompatible {
+        file: "files.img".into(),
+        what: format!("{}: an established connection without its TCP state", describe(s)),
+    })?;
+    let (here, there) = (local(s).ok_or_else(|| bad_address(s))?, remote(s).ok_or_else(|| bad_address(s))?);
+    let fd = new_socket(s)?;
+    let f = fd.as_fd();
+    let int = |level, opt, v| sock::set_int(f, level, opt, v);
+    int(libc::IPPROTO_TCP, net::TCP_REPAIR, net::TCP_REPAIR_ON).map_err(fail(s, "entering TCP repair mode"))?;
+    // Not SO_REUSEADDR: repair mode forces reuse (the listener holds the port) until it ends.
+    set_options(s, f, &["SO_REUSEADDR"])?;
+    set_buffers(s, f)?;
+    net::bind(f, &bind_address(s, here)).map_err(fail(s, "binding it"))?;
+    set_seq(f, net::TCP_RECV_QUEUE, t.recv_seq).map_err(fail(s, "setting its receive sequence number"))?;
+    set_seq(f, net::TCP_SEND_QUEUE, t.send_seq).map_err(fail(s, "setting its send sequence number"))?;
+    // The MSS the connection used: `connect` computes it from TCP_MAXSEG (then cleared again) and
+    // the route, TCP_REPAIR_OPTIONS sets the peer's clamp after.
+    let user_mss = t.mss.min(MAX_USER_MSS) as i32;
+    int(libc::IPPROTO_TCP, libc::TCP_MAXSEG, user_mss).map_err(fail(s, "setting TCP_MAXSEG"))?;
+    net::connect(f, &there).map_err(fail(s, "connecting it in repair mode"))?;
+    int(libc::IPPROTO_TCP, libc::TCP_MAXSEG, 0).map_err(fail(s, "clearing TCP_MAXSEG"))?;
+    let now = net::address(f, false).ok().flatten();
+    if now != Some(here) {
+        return Err(Error::Failed { pid: 0, what: format!("{}: came out bound to {now:?}", describe(s)) });
+    }
+    net::set_repair_options(f, &repair_options(t)).map_err(fail(s, "setting TCP_REPAIR_OPTIONS"))?;
+    int(libc::IPPROTO_TCP, net::TCP_TIMESTAMP, t.timestamp as i32).map_err(fail(s, "setting TCP_TIMESTAMP"))?;
+    grow_buffers(f, t).map_err(fail(s, "making room for its queues"))?;
+    fill(f, net::TCP_RECV_QUEUE, &t.recv_queue).map_err(fail(s, "filling its receive queue"))?;
+    let sent = t.send_queue.len().saturating_sub(t.unsent as usize);
+    fill(f, net::TCP_SEND_QUEUE, &t.send_queue[..sent]).map_err(fail(s, "filling its send queue"))?;
+    // After the queues: the kernel checks the window against the end of the receive queue.
+    let w = RepairWindow {
+        snd_wl1: t.snd_wl1,
+        snd_wnd: t.snd_wnd,
+        max_window: t.max_window,
+        rcv_wnd: t.rcv_wnd,
+        rcv_wup: t.rcv_wup,
+    };
+    net::set_repair_window(f, &w).map_err(fail(s, "setting TCP_REPAIR_WINDOW"))?;
+    Ok(fd)
+}
+
+/// Buffers big enough for both queues while they are filled (the kernel's accounting of the
+/// refilled queues is not the original's); [`Unfinished::finish`] puts the dumped sizes back.
+fn grow_buffers(f: BorrowedFd<'_>, t: &TcpConnection) -> std::result::Result<(), stasis_sys::SysError> {
+    for (len, get, force) in [
+        (t.recv_queue.len(), libc::SO_RCVBUF, libc::SO_RCVBUFFORCE),
+        (t.send_queue.len(), libc::SO_SNDBUF, libc::SO_SNDBUFFORCE),
+    ] {
+        let want = (4 * len + (1 << 20)).min(i32::MAX as usize / 2) as i32;
+        if sock::get_int(f, libc::SOL_SOCKET, get)? < want {
+            sock::set_int(f, libc::SOL_SOCKET, force, want)?;
+        }
+    }
+    Ok(())
+}
+
+/// The largest TCP_MAXSEG a program may set (`MAX_TCP_WINDOW`): a connection whose MSS was larger
+/// (loopback, where it is half the window) comes back with this one.
+const MAX_USER_MSS: u32 = 32767;
+
+/// Where to bind a connection: its address, but for an IPv6 socket that was not IPv6-only, the
+/// any address with its port (binding to a specific IPv6 address makes a socket IPv6-only; the
+/// route picks the same source address again, which `make_connection` checks).
+fn bind_address(s: &InetSocket, here: std::net::SocketAddr) -> std::net::SocketAddr {
+    let v6only = s.options.iter().find(|o| o.name == "IPV6_V6ONLY").map_or(1, |o| o.value);
+    match here {
+        std::net::SocketAddr::V6(a) if v6only == 0 && a.ip().to_ipv4_mapped().is_none() => {
+            std::net::SocketAddr::new(std::net::Ipv6Addr::UNSPECIFIED.into(), a.port())
+        }
+        _ => here,
+    }
+}
+
+fn set_seq(f: BorrowedFd<'_>, queue: i32, seq: u32) -> std::result::Result<(), stasis_sys::SysError> {
+    sock::set_int(f, libc::IPPROTO_TCP, net::TCP_REPAIR_QUEUE, queue)?;
+    sock::set_int(f, libc::IPPROTO_TCP, net::TCP_QUEUE_SEQ, seq as i32)
+}
+
+/// Bytes into a queue in repair mode: the receive queue as if received, the send queue as if sent
+/// and not yet acknowledged.
+fn fill(f: BorrowedFd<'_>, queue: i32, data: &[u8]) -> std::result::Result<(), stasis_sys::SysError> {
+    sock::set_int(f, libc::IPPROTO_TCP, net::TCP_REPAIR_QUEUE, queue)?;
+    // One MSS-sized piece per call keeps each skb small enough for the kernel to take.
+    data.chunks(64 << 10).try_for_each(|piece| net::send_all(f, piece))
+}
+
+/// The negotiated options as `TCP_REPAIR_OPTIONS` pairs.
+fn repair_options(t: &TcpConnection) -> Vec<(u32, u32)> {
+    let mut out = vec![(net::TCPOPT_MSS, t.mss)];
+    if t.wscale_ok {
+        out.push((net::TCPOPT_WINDOW, t.snd_wscale | t.rcv_wscale << 16));
+    }
+    if t.sack {
+        out.push((net::TCPOPT_SACK_PERM, 0));
+    }
+    if t.timestamps {
+        out.push((net::TCPOPT_TIMESTAMP, 0));
+    }
+    out
+}
+
+/// Every recorded option (but those of `except`) that differs from this new socket's value, then
+/// linger, timeouts, congestion control and device.
+fn set_options(s: &InetSocket, f: BorrowedFd<'_>, except: &[&str]) -> Result<()> {
+    for o in s.options.iter().filter(|o| !except.contains(&o.name.as_str())) {
+        let Some(&(_, level, opt, _)) = OPTIONS.iter().find(|(n, ..)| *n == o.name) else {
+            let what = format!("{}: unknown option {}", describe(s), o.name);
+            return Err(Error::Incompatible { file: "files.img".into(), what });
+        };
+        if sock::get_int(f, level, opt).ok() == Some(o.value) {
+            continue;
+        }
+        sock::set_int(f, level, opt, o.value).map_err(fail(s, &format!("setting {} to {}", o.name, o.value)))?;
+    }
+    if s.linger >= 0 {
+        let v: Vec<u8> = [1i32, s.linger].iter().flat_map(|w| w.to_ne_bytes()).collect();
+        net::set_bytes(f, libc::SOL_SOCKET, libc::SO_LINGER, &v).map_err(fail(s, "setting SO_LINGER"))?;
+    }
+    sock::set_timeout(f, libc::SO_RCVTIMEO, s.rcvtimeo_us).map_err(fail(s, "setting SO_RCVTIMEO"))?;
+    sock::set_timeout(f, libc::SO_SNDTIMEO, s.sndtimeo_us).map_err(fail(s, "setting SO_SNDTIMEO"))?;
+    let text = |level, opt| net::get_bytes(f, level, opt, 64).unwrap_or_default();
+    if !s.congestion.is_empty() && !text(libc::IPPROTO_TCP, libc::TCP_CONGESTION).starts_with(s.congestion.as_bytes()) {
+        net::set_bytes(f, libc::IPPROTO_TCP, libc::TCP_CONGESTION, s.congestion.as_bytes())
+            .map_err(fail(s, "setting TCP_CONGESTION"))?;
+    }
+    if !s.bound_device.is_empty() {
+        net::set_bytes(f, libc::SOL_SOCKET, libc::SO_BINDTODEVICE, s.bound_device.as_bytes())
+            .map_err(fail(s, "setting SO_BINDTODEVICE"))?;
+    }
+    Ok(())
+}
+
+/// `SO_RCVBUF`/`SO_SNDBUF` where they differ from a new socket's (the kernel doubles what is set;
+/// the `FORCE` variants pass the system limits, as root).
+fn set_buffers(s: &InetSocket, f: BorrowedFd<'_>) -> Result<()> {
+    for (want, get, force) in
+        [(s.rcvbuf, libc::SO_RCVBUF, libc::SO_RCVBUFFORCE), (s.sndbuf, libc::SO_SNDBUF, libc::SO_SNDBUFFORCE)]
+    {
+        if want == 0 || sock::get_int(f, libc::SOL_SOCKET, get).ok() == Some(want) {
+            continue;
+        }
+        sock::set_int(f, libc::SOL_SOCKET, force, want / 2).map_err(fail(s, "setting its buffer sizes"))?;
+    }
+    Ok(())
+}
+
+impl Unfinished {
+    /// Once every process exists, before any runs: each connection out of repair mode (the kernel
+    /// sends a window probe), `SO_REUSEADDR` as it was (repair mode changes it), the bytes that had
+    /// never been sent, sent now, and the buffer sizes as dumped.
+    pub fn finish(self, files: &[FileEntry], opened: &HashMap<u32, OwnedFd>) -> Result<()> {
+        for f in files.iter().filter(|f| self.repaired.contains(&f.id)) {
+            let (Some(FileKind::InetSocket(s)), Some(fd)) = (&f.kind, opened.get(&f.id)) else { continue };
+            let fd = fd.as_fd();
+            sock::set_int(fd, libc::IPPROTO_TCP, net::TCP_REPAIR, net::TCP_REPAIR_OFF)
+                .map_err(fail(s, "leaving TCP repair mode"))?;
+            let reuse = s.options.iter().find(|o| o.name == "SO_REUSEADDR").map_or(0, |o| o.value);
+            sock::set_int(fd, libc::SOL_SOCKET, libc::SO_REUSEADDR, reuse).map_err(fail(s, "setting SO_REUSEADDR"))?;
+            let Some(t) = &s.tcp else { continue };
+            let sent = t.send_queue.len().saturating_sub(t.unsent as usize);
+            net::send_all(fd, &t.send_queue[sent..]).map_err(fail(s, "sending the bytes never sent"))?;
+            for (want, force) in [(s.rcvbuf, libc::SO_RCVBUFFORCE), (s.sndbuf, libc::SO_SNDBUFFORCE)] {
+                sock::set_int(fd, libc::SOL_SOCKET, force, want / 2).map_err(fail(s, "setting its buffer sizes"))?;
+            }
+        }
+        Ok(())
+    }
+}

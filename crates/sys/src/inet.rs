@@ -1,0 +1,261 @@
+//! IPv4 and IPv6 socket system calls: making, binding and connecting sockets by
+//! [`std::net::SocketAddr`], reading their addresses back, options of any size, the queue-length
+//! ioctls, and TCP repair mode (`TCP_REPAIR`, see `tcp(7)` and the kernel's
+//! `Documentation/networking/tcp-repair` notes in `include/uapi/linux/tcp.h`).
+
+use crate::{check, SysError};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+
+/// `TCP_REPAIR` and its companions (`include/uapi/linux/tcp.h`).
+pub const TCP_REPAIR: i32 = 19;
+pub const TCP_REPAIR_QUEUE: i32 = 20;
+pub const TCP_QUEUE_SEQ: i32 = 21;
+pub const TCP_REPAIR_OPTIONS: i32 = 22;
+pub const TCP_TIMESTAMP: i32 = 24;
+pub const TCP_REPAIR_WINDOW: i32 = 29;
+/// `TCP_REPAIR` values.
+pub const TCP_REPAIR_ON: i32 = 1;
+pub const TCP_REPAIR_OFF: i32 = 0;
+/// `TCP_REPAIR_QUEUE` values.
+pub const TCP_RECV_QUEUE: i32 = 1;
+pub const TCP_SEND_QUEUE: i32 = 2;
+/// `TCP_REPAIR_OPTIONS` codes (TCP option kinds).
+pub const TCPOPT_MSS: u32 = 2;
+pub const TCPOPT_WINDOW: u32 = 3;
+pub const TCPOPT_SACK_PERM: u32 = 4;
+pub const TCPOPT_TIMESTAMP: u32 = 8;
+/// `tcpi_options` bits.
+pub const TCPI_OPT_TIMESTAMPS: u8 = 1;
+pub const TCPI_OPT_SACK: u8 = 2;
+pub const TCPI_OPT_WSCALE: u8 = 4;
+/// `SIOCINQ`, `SIOCOUTQ`, `SIOCOUTQNSD` (`sockios.h`).
+pub const SIOCINQ: u64 = 0x541B;
+pub const SIOCOUTQ: u64 = 0x5411;
+pub const SIOCOUTQNSD: u64 = 0x894B;
+
+/// `socket(2)`: a new close-on-exec socket of `family` (`AF_INET`, `AF_INET6`), `ty` and `protocol`.
+pub fn socket(family: i32, ty: i32, protocol: i32) -> Result<OwnedFd, SysError> {
+    // SAFETY: plain integer arguments.
+    let ret = unsafe { libc::socket(family, ty | libc::SOCK_CLOEXEC, protocol) };
+    let fd = check("socket", ret as libc::c_long)?;
+    // SAFETY: the kernel just returned this fd to us; nobody else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+}
+
+/// A `sockaddr_in` or `sockaddr_in6` for `addr`, as raw storage and its length.
+fn sockaddr(addr: &SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
+    // SAFETY: sockaddr_storage is plain data; all zeroes is a valid value.
+    let mut s: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+    let len = match addr {
+        SocketAddr::V4(a) => {
+            let sin = libc::sockaddr_in {
+                sin_family: libc::AF_INET as libc::sa_family_t,
+                sin_port: a.port().to_be(),
+                sin_addr: libc::in_addr { s_addr: u32::from_ne_bytes(a.ip().octets()) },
+                sin_zero: [0; 8],
+            };
+            // SAFETY: sockaddr_storage is larger than and aligned for sockaddr_in.
+            unsafe { std::ptr::write((&mut s as *mut libc::sockaddr_storage).cast(), sin) };
+            std::mem::size_of::<libc::sockaddr_in>()
+        }
+        SocketAddr::V6(a) => {
+            let sin6 = libc::sockaddr_in6 {
+                sin6_family: libc::AF_INET6 as libc::sa_family_t,
+                sin6_port: a.port().to_be(),
+                sin6_flowinfo: a.flowinfo(),
+                sin6_addr: libc::in6_addr { s6_addr: a.ip().octets() },
+                sin6_scope_id: a.scope_id(),
+            };
+            // SAFETY: sockaddr_storage is larger than and aligned for sockaddr_in6.
+            unsafe { std::ptr::write((&mut s as *mut libc::sockaddr_storage).cast(), sin6) };
+            std::mem::size_of::<libc::sockaddr_in6>()
+        }
+    };
+    (s, len as libc::socklen_t)
+}
+
+/// The address in `s` (as the kernel filled it), if it is an IPv4 or IPv6 one.
+fn from_sockaddr(s: &libc::sockaddr_storage) -> Option<SocketAddr> {
+    match s.ss_family as i32 {
+        libc::AF_INET => {
+            // SAFETY: the family says the storage holds a sockaddr_in.
+            let sin: libc::sockaddr_in = unsafe { std::ptr::read((s as *const libc::sockaddr_storage).cast()) };
+            let ip = Ipv4Addr::from(sin.sin_addr.s_addr.to_ne_bytes());
+            Some(SocketAddr::V4(SocketAddrV4::new(ip, u16::from_be(sin.sin_port))))
+        }
+        libc::AF_INET6 => {
+            // SAFETY: the family says the storage holds a sockaddr_in6.
+            let sin6: libc::sockaddr_in6 = unsafe { std::ptr::read((s as *const libc::sockaddr_storage).cast()) };
+            let ip = Ipv6Addr::from(sin6.sin6_addr.s6_addr);
+            let port = u16::from_be(sin6.sin6_port);
+            Some(SocketAddr::V6(SocketAddrV6::new(ip, port, sin6.sin6_flowinfo, sin6.sin6_scope_id)))
+        }
+        _ => None,
+    }
+}
+
+/// `bind(2)` to `addr`.
+pub fn bind(fd: BorrowedFd<'_>, addr: &SocketAddr) -> Result<(), SysError> {
+    let (s, len) = sockaddr(addr);
+    // SAFETY: `s` holds a valid address of `len` bytes.
+    let ret = unsafe { libc::bind(fd.as_raw_fd(), (&s as *const libc::sockaddr_storage).cast(), len) };
+    check("bind", ret as libc::c_long).map(drop)
+}
+
+/// `connect(2)` to `addr` (in TCP repair mode: no packet, the socket is established at once).
+pub fn connect(fd: BorrowedFd<'_>, addr: &SocketAddr) -> Result<(), SysError> {
+    let (s, len) = sockaddr(addr);
+    // SAFETY: `s` holds a valid address of `len` bytes.
+    let ret = unsafe { libc::connect(fd.as_raw_fd(), (&s as *const libc::sockaddr_storage).cast(), len) };
+    check("connect", ret as libc::c_long).map(drop)
+}
+
+/// `getsockname(2)` (`peer` false) or `getpeername(2)` (`peer` true); `None` for a family other
+/// than IPv4 and IPv6.
+pub fn address(fd: BorrowedFd<'_>, peer: bool) -> Result<Option<SocketAddr>, SysError> {
+    // SAFETY: sockaddr_storage is plain data; all zeroes is a valid value.
+    let mut s: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+    let p = (&mut s as *mut libc::sockaddr_storage).cast();
+    // SAFETY: `s` and `len` are valid for the kernel to write an address and its size.
+    let ret = unsafe {
+        if peer {
+            libc::getpeername(fd.as_raw_fd(), p, &mut len)
+        } else {
+            libc::getsockname(fd.as_raw_fd(), p, &mut len)
+        }
+    };
+    check(if peer { "getpeername" } else { "getsockname" }, ret as libc::c_long)?;
+    Ok(from_sockaddr(&s))
+}
+
+/// `getsockopt(2)` of an option of at most `max` bytes: the bytes the kernel wrote.
+pub fn get_bytes(fd: BorrowedFd<'_>, level: i32, opt: i32, max: usize) -> Result<Vec<u8>, SysError> {
+    let mut buf = vec![0u8; max];
+    let mut len = max as libc::socklen_t;
+    // SAFETY: `buf` holds `len` writable bytes.
+    let ret = unsafe { libc::getsockopt(fd.as_raw_fd(), level, opt, buf.as_mut_ptr().cast(), &mut len) };
+    check("getsockopt", ret as libc::c_long)?;
+    buf.truncate(len as usize);
+    Ok(buf)
+}
+
+/// `setsockopt(2)` of an option given as bytes.
+pub fn set_bytes(fd: BorrowedFd<'_>, level: i32, opt: i32, value: &[u8]) -> Result<(), SysError> {
+    // SAFETY: `value` is a live buffer of the length passed.
+    let ret =
+        unsafe { libc::setsockopt(fd.as_raw_fd(), level, opt, value.as_ptr().cast(), value.len() as libc::socklen_t) };
+    check("setsockopt", ret as libc::c_long).map(drop)
+}
+
+/// `ioctl(2)` returning an `int` through its argument (`SIOCINQ`, `SIOCOUTQ`, `SIOCOUTQNSD`).
+pub fn ioctl_int(fd: BorrowedFd<'_>, request: u64) -> Result<i32, SysError> {
+    let mut v: libc::c_int = 0;
+    // SAFETY: the requests used here write one int to the pointer.
+    let ret = unsafe { libc::ioctl(fd.as_raw_fd(), request as _, &mut v as *mut libc::c_int) };
+    check("ioctl", ret as libc::c_long).map(|_| v)
+}
+
+/// `recv(2)` with `MSG_PEEK | MSG_DONTWAIT` of up to `len` bytes, left in the queue. In TCP repair
+/// mode the queue is the one `TCP_REPAIR_QUEUE` selects.
+pub fn peek(fd: BorrowedFd<'_>, len: usize) -> Result<Vec<u8>, SysError> {
+    let mut buf = vec![0u8; len];
+    if len == 0 {
+        return Ok(buf);
+    }
+    // SAFETY: `buf` holds `len` writable bytes.
+    let ret = unsafe { libc::recv(fd.as_raw_fd(), buf.as_mut_ptr().cast(), len, libc::MSG_PEEK | libc::MSG_DONTWAIT) };
+    let n = check("recv(MSG_PEEK)", ret as libc::c_long)?;
+    buf.truncate(n as usize);
+    Ok(buf)
+}
+
+/// `send(2)` with `MSG_DONTWAIT | MSG_NOSIGNAL` of all of `data` (in TCP repair mode: into the queue
+/// `TCP_REPAIR_QUEUE` selects); fails with `EAGAIN` when the buffer is full.
+pub fn send_all(fd: BorrowedFd<'_>, data: &[u8]) -> Result<(), SysError> {
+    let mut done = 0;
+    while done < data.len() {
+        let rest = &data[done..];
+        // SAFETY: `rest` is a live buffer of the length passed.
+        let ret = unsafe {
+            libc::send(fd.as_raw_fd(), rest.as_ptr().cast(), rest.len(), libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL)
+        };
+        done += check("send", ret as libc::c_long)? as usize;
+    }
+    Ok(())
+}
+
+/// The fields of `struct tcp_info` (`TCP_INFO`) a dump needs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TcpInfo {
+    /// `TCP_ESTABLISHED` (1) ... `TCP_LISTEN` (10), as in `include/net/tcp_states.h`.
+    pub state: u8,
+    /// `TCPI_OPT_*` bits.
+    pub options: u8,
+    pub snd_wscale: u8,
+    pub rcv_wscale: u8,
+    /// For a listener: connections waiting to be accepted; otherwise packets not acknowledged.
+    pub unacked: u32,
+    /// For a listener: its backlog.
+    pub sacked: u32,
+}
+
+/// `getsockopt(IPPROTO_TCP, TCP_INFO)`, its first 32 bytes (`tcpi_state` ... `tcpi_sacked`).
+pub fn tcp_info(fd: BorrowedFd<'_>) -> Result<TcpInfo, SysError> {
+    let b = get_bytes(fd, libc::IPPROTO_TCP, libc::TCP_INFO, 32)?;
+    if b.len() < 32 {
+        return Err(SysError::from_errno("getsockopt(TCP_INFO)", libc::EPROTO));
+    }
+    let word = |at: usize| u32::from_ne_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]]);
+    Ok(TcpInfo {
+        state: b[0],
+        options: b[5],
+        snd_wscale: b[6] & 0xf,
+        rcv_wscale: b[6] >> 4,
+        unacked: word(24),
+        sacked: word(28),
+    })
+}
+
+/// `struct tcp_repair_window` (`TCP_REPAIR_WINDOW`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RepairWindow {
+    pub snd_wl1: u32,
+    pub snd_wnd: u32,
+    pub max_window: u32,
+    pub rcv_wnd: u32,
+    pub rcv_wup: u32,
+}
+
+/// `getsockopt(TCP_REPAIR_WINDOW)`, in repair mode.
+pub fn repair_window(fd: BorrowedFd<'_>) -> Result<RepairWindow, SysError> {
+    let b = get_bytes(fd, libc::IPPROTO_TCP, TCP_REPAIR_WINDOW, 20)?;
+    if b.len() < 20 {
+        return Err(SysError::from_errno("getsockopt(TCP_REPAIR_WINDOW)", libc::EPROTO));
+    }
+    let w = |i: usize| u32::from_ne_bytes([b[4 * i], b[4 * i + 1], b[4 * i + 2], b[4 * i + 3]]);
+    Ok(RepairWindow { snd_wl1: w(0), snd_wnd: w(1), max_window: w(2), rcv_wnd: w(3), rcv_wup: w(4) })
+}
+
+/// `setsockopt(TCP_REPAIR_WINDOW)`, in repair mode.
+pub fn set_repair_window(fd: BorrowedFd<'_>, w: &RepairWindow) -> Result<(), SysError> {
+    let words = [w.snd_wl1, w.snd_wnd, w.max_window, w.rcv_wnd, w.rcv_wup];
+    let bytes: Vec<u8> = words.iter().flat_map(|v| v.to_ne_bytes()).collect();
+    set_bytes(fd, libc::IPPROTO_TCP, TCP_REPAIR_WINDOW, &bytes)
+}
+
+/// `setsockopt(TCP_REPAIR_OPTIONS)` with `(code, value)` pairs (`struct tcp_repair_opt`), in repair
+/// mode on an established socket.
+pub fn set_repair_options(fd: BorrowedFd<'_>, opts: &[(u32, u32)]) -> Result<(), SysError> {
+    let bytes: Vec<u8> = opts.iter().flat_map(|(c, v)| c.to_ne_bytes().into_iter().chain(v.to_ne_bytes())).collect();
+    set_bytes(fd, libc::IPPROTO_TCP, TCP_REPAIR_OPTIONS, &bytes)
+}
+
+/// An address as the family it travels as: an IPv4-mapped IPv6 address is IPv4 on the wire.
+pub fn wire_ip(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    }
+}

@@ -1,0 +1,111 @@
+//! IPv4 and IPv6 sockets for the workloads: made with options set before `bind` (SO_REUSEPORT,
+//! IPV6_V6ONLY), bound and listening by [`SocketAddr`], and `int`/`SO_LINGER` options at any level.
+
+use super::cvt;
+use std::io;
+use std::net::{SocketAddr, TcpListener};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+
+/// A new TCP socket of `family` (`AF_INET`, `AF_INET6`), close-on-exec.
+pub fn tcp_socket(family: i32) -> io::Result<OwnedFd> {
+    // SAFETY: plain integers.
+    let fd = cvt(unsafe { libc::socket(family, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, libc::IPPROTO_TCP) })?;
+    // SAFETY: the fd was just created and is owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// `bind(2)` to `addr`.
+pub fn bind_inet(fd: BorrowedFd<'_>, addr: SocketAddr) -> io::Result<()> {
+    let (s, len) = sockaddr(addr);
+    // SAFETY: `s` holds a valid address of `len` bytes.
+    cvt(unsafe { libc::bind(fd.as_raw_fd(), (&s as *const libc::sockaddr_storage).cast(), len as u32) }).map(drop)
+}
+
+/// `connect(2)` to `addr` (blocking).
+pub fn connect_inet(fd: BorrowedFd<'_>, addr: SocketAddr) -> io::Result<()> {
+    let (s, len) = sockaddr(addr);
+    // SAFETY: `s` holds a valid address of `len` bytes.
+    cvt(unsafe { libc::connect(fd.as_raw_fd(), (&s as *const libc::sockaddr_storage).cast(), len as u32) }).map(drop)
+}
+
+fn sockaddr(addr: SocketAddr) -> (libc::sockaddr_storage, usize) {
+    // SAFETY: sockaddr_storage is plain data; zeroes are valid.
+    let mut s: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+    let len = match addr {
+        SocketAddr::V4(a) => {
+            let sin = libc::sockaddr_in {
+                sin_family: libc::AF_INET as libc::sa_family_t,
+                sin_port: a.port().to_be(),
+                sin_addr: libc::in_addr { s_addr: u32::from_ne_bytes(a.ip().octets()) },
+                sin_zero: [0; 8],
+            };
+            // SAFETY: the storage is big enough and aligned for a sockaddr_in.
+            unsafe { std::ptr::write((&mut s as *mut libc::sockaddr_storage).cast(), sin) };
+            std::mem::size_of::<libc::sockaddr_in>()
+        }
+        SocketAddr::V6(a) => {
+            let sin6 = libc::sockaddr_in6 {
+                sin6_family: libc::AF_INET6 as libc::sa_family_t,
+                sin6_port: a.port().to_be(),
+                sin6_flowinfo: 0,
+                sin6_addr: libc::in6_addr { s6_addr: a.ip().octets() },
+                sin6_scope_id: 0,
+            };
+            // SAFETY: the storage is big enough and aligned for a sockaddr_in6.
+            unsafe { std::ptr::write((&mut s as *mut libc::sockaddr_storage).cast(), sin6) };
+            std::mem::size_of::<libc::sockaddr_in6>()
+        }
+    };
+    (s, len)
+}
+
+/// `listen(2)`, and the socket as a std listener.
+pub fn listen_inet(fd: OwnedFd, backlog: i32) -> io::Result<TcpListener> {
+    // SAFETY: plain integers on an open fd.
+    cvt(unsafe { libc::listen(fd.as_raw_fd(), backlog) })?;
+    Ok(TcpListener::from(fd))
+}
+
+/// `getsockopt(2)` of an int option at `level`.
+pub fn get_opt_at(fd: BorrowedFd<'_>, level: i32, opt: i32) -> io::Result<i32> {
+    let mut v: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: `v` and `len` are valid for the kernel to write.
+    cvt(unsafe { libc::getsockopt(fd.as_raw_fd(), level, opt, (&mut v as *mut i32).cast(), &mut len) })?;
+    Ok(v)
+}
+
+/// `setsockopt(2)` of an int option at `level`.
+pub fn set_opt_at(fd: BorrowedFd<'_>, level: i32, opt: i32, v: i32) -> io::Result<()> {
+    let len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: `v` is a valid int of `len` bytes.
+    cvt(unsafe { libc::setsockopt(fd.as_raw_fd(), level, opt, (&v as *const i32).cast(), len) }).map(drop)
+}
+
+/// `SO_LINGER` as (on, seconds).
+pub fn get_linger(fd: BorrowedFd<'_>) -> io::Result<(i32, i32)> {
+    let mut l = libc::linger { l_onoff: 0, l_linger: 0 };
+    let mut len = std::mem::size_of::<libc::linger>() as libc::socklen_t;
+    // SAFETY: `l` and `len` are valid for the kernel to write.
+    cvt(unsafe {
+        libc::getsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            (&mut l as *mut libc::linger).cast(),
+            &mut len,
+        )
+    })?;
+    Ok((l.l_onoff, l.l_linger))
+}
+
+/// Set `SO_LINGER` on, for `secs` seconds.
+pub fn set_linger(fd: BorrowedFd<'_>, secs: i32) -> io::Result<()> {
+    let l = libc::linger { l_onoff: 1, l_linger: secs };
+    let len = std::mem::size_of::<libc::linger>() as libc::socklen_t;
+    // SAFETY: `l` is a valid linger of `len` bytes.
+    cvt(unsafe {
+        libc::setsockopt(fd.as_raw_fd(), libc::SOL_SOCKET, libc::SO_LINGER, (&l as *const libc::linger).cast(), len)
+    })
+    .map(drop)
+}
