@@ -25,11 +25,8 @@ fn unbuilt_options_fail_by_name_and_the_tree_runs_on() {
     let case = Case::new("cli_unbuilt", workload!("basic"));
     let Some(mut run) = case.start() else { return };
     for (n, opt) in [
-        "--tcp-established",
-        "--tcp-close",
-        "--skip-in-flight",
-        "--network-lock=nftables",
-        "--file-locks",
+        "--network-lock=iptables",
+        "--lazy-pages",
         "--external=tty[88:1]",
         "--manage-cgroups",
         "--manage-cgroups=full",
@@ -88,7 +85,7 @@ fn criu_spellings_dump_and_restore() {
 
     // A restore with an unbuilt option fails by name and leaves no process.
     let dir = images.to_str().expect("utf-8");
-    for opt in ["--inherit-fd=fd[3]:pipe:[1]", "--tcp-established", "--restore-sibling"] {
+    for opt in ["--lazy-pages", "--network-lock=iptables", "--restore-sibling"] {
         let out = stasis(&case, &["restore", "-D", dir, "-d", opt]);
         let stderr = String::from_utf8_lossy(&out.stderr);
         if out.status.code() != Some(1) || !stderr.contains(opt.split('=').next().unwrap_or(opt)) {
