@@ -110,23 +110,39 @@ fn restore_refused_while_the_pty_index_is_taken() {
     let images = case.images("images");
     case.dump_ok(&run, &images, &[]);
     case.reap_dumped(&mut run);
-    let mut held = Vec::new();
-    while held.len() < 256 {
-        match raw::open_pty() {
-            Ok((m, n)) => {
-                let done = n == name;
-                held.push(m);
-                if done {
-                    break;
-                }
-            }
-            Err(e) => case.fail(&format!("open a pty: {e}")),
-        }
-    }
+    let held = hold_pty_index(&case, &name);
     let (r, _) = case.stasis().restore_detached(&case.dir, &images, &[], &[]);
     case.expect_failed(&r, "restore while the pty index is taken", &[&[name.as_str()], &["in use"]]);
     let left = processes_of(&case.dir);
     if !left.is_empty() {
         case.fail(&format!("the failed restore left processes {left:?}"));
+    }
+    drop(held);
+}
+
+/// Hold the pty `name` (and the free ones below it, which the kernel hands out first). Another
+/// test running meanwhile may hold `name` for a while: a new pty above it is closed again and the
+/// open retried, so only the indices up to `name` are ever held, for up to 30 s.
+fn hold_pty_index(case: &Case, name: &str) -> Vec<std::os::fd::OwnedFd> {
+    let index = |n: &str| n.strip_prefix("/dev/pts/").and_then(|i| i.parse::<u32>().ok());
+    let want = index(name).unwrap_or_else(|| case.fail(&format!("not a pty name: {name}")));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let mut held = Vec::new();
+    loop {
+        let (m, n) = raw::open_pty().unwrap_or_else(|e| case.fail(&format!("open a pty: {e}")));
+        match index(&n) {
+            Some(i) if i == want => {
+                held.push(m);
+                return held;
+            }
+            Some(i) if i < want => held.push(m),
+            _ => {
+                drop(m);
+                if std::time::Instant::now() > deadline {
+                    case.fail(&format!("{name} stayed taken by someone else for 30 s"));
+                }
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+        }
     }
 }
