@@ -184,15 +184,15 @@ impl Frozen {
 
     fn put_back(&mut self) -> Result<()> {
         let pid = self.pid;
-        if let Some(inj) = self.injector.take() {
-            if let Err(e) = inj.finish() {
-                // Put back everything else all the same; the scratch area stays mapped.
-                log::error!("pid {pid}: could not remove the scratch area: {e}");
-            }
-        }
+        // A failed unmap (tried twice) fails the dump once everything else is put back.
+        let unmapped = match self.injector.take().map(|inj| inj.finish()) {
+            Some(Err(e)) => Err(Error::Inject(e)),
+            _ => Ok(()),
+        };
         let sig = self.stop_signal;
         if !self.captured {
-            return ptrace::detach(pid, sig).map_err(Error::sys(pid.0, "detaching"));
+            ptrace::detach(pid, sig).map_err(Error::sys(pid.0, "detaching"))?;
+            return unmapped;
         }
         let mut regs = self.regs;
         regs::restart_fixup(&mut regs, RestartBlock::Keep);
@@ -201,7 +201,8 @@ impl Frozen {
             ptrace::set_xstate(pid, &self.xstate).map_err(Error::sys(pid.0, "restoring the XSAVE area"))?;
         }
         ptrace::set_sigmask(pid, self.sigmask).map_err(Error::sys(pid.0, "restoring the signal mask"))?;
-        ptrace::detach(pid, sig).map_err(Error::sys(pid.0, "detaching"))
+        ptrace::detach(pid, sig).map_err(Error::sys(pid.0, "detaching"))?;
+        unmapped
     }
 }
 

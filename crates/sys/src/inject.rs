@@ -312,13 +312,22 @@ impl Injector {
     /// Unmap the scratch area with the very last injected call, ending at its syscall-exit stop (an
     /// injector [`Injector::sharing`] another's area unmaps nothing: the task is at the stop after
     /// its last call). The task's registers are then the caller's to set.
+    ///
+    /// A failed unmap is tried once more, so that the area goes all the same; the error of the
+    /// first try is returned even then (the run it belongs to failed, and says so).
     pub fn finish(mut self) -> Result<(), InjectError> {
+        let mut first = Ok(());
         if self.owns {
             let (start, len) = (self.scratch, self.scratch_len);
-            self.via_gadget(Call::new("munmap", libc::SYS_munmap, &[start, len]))?;
+            let unmap = Call::new("munmap", libc::SYS_munmap, &[start, len]);
+            if let Err(e) = self.via_gadget(unmap) {
+                // The first error is the one to report; if this try fails too, the area stays.
+                let _ = self.via_gadget(unmap);
+                first = Err(e);
+            }
         }
         self.live = false;
-        Ok(())
+        first.map(drop)
     }
 
     /// Hand the task over to another thread of ours (see [`park`]); [`Parked::adopt`], on the

@@ -317,7 +317,7 @@ fn dump_frozen<'env>(
     opts: &DumpOptions,
     progress: &mut dyn FnMut(Progress),
     frozen_at: Instant,
-) -> Result<(Vec<Dumped>, Vec<FileEntry>, stasis_image::model::IpcImage, files::inet::Held)> {
+) -> Result<(Vec<Dumped>, Vec<FileEntry>, stasis_image::model::IpcImage, files::Held)> {
     // Every layout before any injector maps its scratch area, which must not be saved.
     let layouts: Vec<Vec<Vma>> = tree.iter().map(|m| mem::dump_vmas(root, m.pid)).collect::<Result<_>>()?;
     let parent_of = |m: &Member| tree.iter().find(|p| p.pid.0 == m.stat.ppid);
@@ -332,14 +332,7 @@ fn dump_frozen<'env>(
             })
         })
         .collect();
-    let mut ids = FileIds::new(opts.ghost_limit);
-    ids.unix.ext = opts.ext_unix_sk;
-    ids.unix.ext_inodes = opts.ext_unix_inodes.clone();
-    ids.locks.enabled = opts.file_locks;
-    ids.inet.tcp_established = opts.tcp_established;
-    ids.inet.skip_in_flight = opts.skip_in_flight;
-    ids.inet.lock_mode = opts.network_lock;
-    ids.inet.root = tree[0].pid.0;
+    let mut ids = FileIds::new(opts, tree[0].pid);
     let mut files = Vec::new();
     let mut collected = Vec::new();
     let mut shm_owners: Vec<(u64, Pid)> = Vec::new();
@@ -368,7 +361,7 @@ fn dump_frozen<'env>(
     let dumped = write_all_pages(pool, dir, tree, collected, progress)?;
     log::info!("pages written at {:?}", frozen_at.elapsed());
     fault::check("dump-fail-after-memory")?;
-    Ok((dumped, files, ipc, ids.inet.take()))
+    Ok((dumped, files, ipc, ids.take_held()))
 }
 
 /// The checks that need the whole tree's files (pipe pairs, unix peers, epoll targets, terminals,
@@ -385,17 +378,20 @@ fn check_tree(
     opts: &DumpOptions,
     progress: &mut dyn FnMut(Progress),
 ) -> Result<stasis_image::model::IpcImage> {
-    files::pipe::mark_external(files);
-    files::unix::check_peers(files, ids)?;
-    files::epoll::resolve(files, ids)?;
-    let pids: Vec<i32> = collected.iter().map(|c| c.process.pid).collect();
-    files::tty::resolve(files, ids, &pids, opts.shell_job)?;
     let procs: Vec<&ProcessEntry> = collected.iter().map(|c| &c.process).collect();
-    files::tty::check_sessions(&procs, files)?;
     let tasks: Vec<i32> =
         collected.iter().flat_map(|c| c.process.threads.iter().copied()).chain(zombies.iter().copied()).collect();
     let tables: Vec<_> = collected.iter().map(|c| (c.process.pid, &c.fds)).collect();
-    files::pidfd::check_targets(files, &tasks, &tables)?;
+    let shell_job = opts.shell_job;
+    files::finish_tree(&mut files::kinds::DumpTree {
+        files,
+        ids,
+        procs: &procs,
+        tables: &tables,
+        tasks: &tasks,
+        shell_job,
+    })?;
+    let pids: Vec<i32> = procs.iter().map(|p| p.pid).collect();
     for m in tree {
         let idx = m.idx;
         let alive = pool.run(idx, move |owned, _| owned.get_mut(&idx).map_or(Ok(()), |f| f.main().check_alive()));
@@ -415,8 +411,7 @@ fn finish_locks(ids: &mut FileIds, collected: &mut [Collected]) -> Result<()> {
     let pids: Vec<i32> = collected.iter().map(|c| c.process.pid).collect();
     let mut tables: Vec<(Pid, &mut stasis_image::model::FdTable)> =
         collected.iter_mut().map(|c| (Pid(c.process.pid), &mut c.fds)).collect();
-    files::locks::finish(&mut ids.locks, &mut tables);
-    files::locks::check_outside(&ids.locks, &ids.tree_fds(), &pids)
+    files::finish_locks(ids, &mut tables, &pids)
 }
 
 /// Stage 4: every process's pages, each on its tracer thread, all at once.

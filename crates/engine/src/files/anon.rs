@@ -111,6 +111,28 @@ pub fn open_timerfd(t: &TimerFd, flags: u32) -> Result<OwnedFd> {
     Ok(fd)
 }
 
+/// eventfd, signalfd and timerfd, in the table of kinds.
+pub const KIND: super::kinds::Kind = super::kinds::Kind {
+    name: "eventfd/signalfd/timerfd",
+    dump: Some(super::kinds::Dumper {
+        claims: |p| p.anon_inode().is_some_and(|i| handles(&i)),
+        dump: |p, _| dump(p, &p.anon_inode().unwrap_or_default()),
+    }),
+    configure: None,
+    finish_dump: None,
+    opener: Some(|_, settings| Ok(super::kinds::Stateless::boxed(open, settings))),
+    finish_restore: None,
+};
+
+fn open(f: &stasis_image::model::FileEntry, _: &super::kinds::Settings) -> Option<Result<OwnedFd>> {
+    match &f.kind {
+        Some(FileKind::EventFd(e)) => Some(open_eventfd(e, f.flags)),
+        Some(FileKind::SignalFd(s)) => Some(open_signalfd(s, f.flags)),
+        Some(FileKind::TimerFd(t)) => Some(open_timerfd(t, f.flags)),
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::{from_fdinfo, FdInfo};

@@ -4,6 +4,7 @@
 
 use super::Probe;
 use crate::error::{Error, Result};
+use crate::proc::fdinfo_fields::{major, minor};
 use stasis_image::model::{CharDevice, FileKind, Terminal};
 use stasis_sys::fd::is_tty;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -14,14 +15,6 @@ const MEM_MINORS: [u64; 5] = [3, 5, 7, 8, 9];
 const TTY_MAJOR: u64 = 4;
 const TTYAUX_MAJOR: u64 = 5;
 const PTS_MAJORS: std::ops::RangeInclusive<u64> = 136..=143;
-
-pub fn major(dev: u64) -> u64 {
-    ((dev >> 8) & 0xfff) | ((dev >> 32) & !0xfff)
-}
-
-pub fn minor(dev: u64) -> u64 {
-    (dev & 0xff) | ((dev >> 12) & !0xff)
-}
 
 pub fn dump(p: &Probe) -> Result<FileKind> {
     if let Some(pty) = super::tty::dump(p)? {
@@ -95,4 +88,35 @@ pub fn open_terminal(t: &Terminal, shell_job: bool) -> Result<OwnedFd> {
 
 fn dup(fd: BorrowedFd<'_>) -> Result<OwnedFd> {
     fd.try_clone_to_owned().map_err(Error::io("our terminal"))
+}
+
+/// Device nodes and terminals, in the table of kinds (ptys are [`super::tty`]'s, device nodes
+/// whose name was removed [`super::ghost`]'s).
+pub const KIND: super::kinds::Kind = super::kinds::Kind {
+    name: "character device",
+    dump: Some(super::kinds::Dumper {
+        claims: |p| std::os::unix::fs::FileTypeExt::is_char_device(&p.meta.file_type()),
+        dump: dump_and_note,
+    }),
+    configure: None,
+    finish_dump: None,
+    opener: Some(|_, settings| Ok(super::kinds::Stateless::boxed(open, settings))),
+    finish_restore: None,
+};
+
+/// [`dump`], noting a pty end (held by an fd) for [`super::tty::resolve`].
+fn dump_and_note(p: &Probe, ids: &mut super::FileIds) -> Result<FileKind> {
+    let kind = dump(p)?;
+    if p.fd >= 0 {
+        super::tty::note(&kind, p.id, p, &mut ids.state::<super::tty::Seens>().0)?;
+    }
+    Ok(kind)
+}
+
+fn open(f: &stasis_image::model::FileEntry, settings: &super::kinds::Settings) -> Option<Result<OwnedFd>> {
+    match &f.kind {
+        Some(FileKind::CharDevice(c)) if !c.ghost => Some(open_device(c, f.flags)),
+        Some(FileKind::Terminal(t)) => Some(open_terminal(t, settings.shell_job)),
+        _ => None,
+    }
 }

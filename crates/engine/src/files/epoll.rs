@@ -13,11 +13,11 @@
 //! number and adds it), so no fd of the task has to be moved for it. Items are added in the order
 //! of the image, after every file: an epoll watching another epoll works too.
 
-use super::inotify::fields;
 use super::{FileIds, Probe};
 use crate::error::{Error, Result};
+use crate::proc::fdinfo_fields::fields;
 use crate::proc::FdInfo;
-use stasis_image::model::{EpollFile, EpollWatch, FdTable, FileEntry, FileKind};
+use stasis_image::model::{EpollFile, EpollWatch, FileEntry, FileKind};
 use stasis_sys::watch::{epoll_add_at, epoll_create, kcmp_epoll_tfd, EpollAdd};
 use stasis_sys::Pid;
 use std::collections::HashMap;
@@ -47,19 +47,11 @@ pub(super) fn items(info: &FdInfo) -> Result<Vec<EpollWatch>, String> {
     Ok(watches)
 }
 
-/// Note where the epolls first seen in `pid` (in `files`) live, for [`resolve`].
-pub fn note(pid: Pid, table: &FdTable, files: &[FileEntry], ids: &mut FileIds) {
-    for entry in files.iter().filter(|f| matches!(f.kind, Some(FileKind::Epoll(_)))) {
-        if let Some(fd) = table.fds.iter().find(|f| f.file_id == entry.id) {
-            ids.epolls.push((entry.id, pid, fd.fd));
-        }
-    }
-}
-
 /// Name the file each item of every epoll of the dump watches: the id of a description of the
 /// tree, found with `kcmp(KCMP_EPOLL_TFD)`. Runs once every process is seen (and still frozen).
-pub fn resolve(files: &mut [FileEntry], ids: &FileIds) -> Result<()> {
-    for &(id, pid, efd) in &ids.epolls {
+pub fn resolve(files: &mut [FileEntry], ids: &mut FileIds) -> Result<()> {
+    let epolls = std::mem::take(&mut ids.state::<Seen>().0);
+    for &(id, pid, efd) in &epolls {
         let Some(FileKind::Epoll(ep)) = files.iter_mut().find(|f| f.id == id).and_then(|f| f.kind.as_mut()) else {
             continue;
         };
@@ -113,6 +105,55 @@ pub fn register_all(files: &[FileEntry], opened: &HashMap<u32, OwnedFd>) -> Resu
         return Ok(());
     }
     epoll_add_at(&adds).map_err(|(i, e)| Error::Io { path: names[i].clone().into(), source: e.source })
+}
+
+/// epoll instances, in the table of kinds.
+pub const KIND: super::kinds::Kind = super::kinds::Kind {
+    name: "epoll",
+    dump: Some(super::kinds::Dumper {
+        claims: |p| p.link == std::path::Path::new("anon_inode:[eventpoll]"),
+        dump: dump_and_note,
+    }),
+    configure: None,
+    finish_dump: Some(|t| resolve(t.files, t.ids)),
+    opener: Some(|_, _| Ok(Box::new(Epolls))),
+    finish_restore: None,
+};
+
+/// The epolls seen by a dump: (id, process, fd), for [`resolve`] once every process is seen.
+#[derive(Default)]
+pub struct Seen(Vec<(u32, Pid, i32)>);
+
+/// [`dump`], noting where an epoll held by an fd lives, for [`resolve`].
+fn dump_and_note(p: &Probe, ids: &mut FileIds) -> Result<FileKind> {
+    let kind = dump(p)?;
+    if p.fd >= 0 {
+        ids.state::<Seen>().0.push((p.id, p.pid, p.fd));
+    }
+    Ok(kind)
+}
+
+/// The opener of the epolls: each is made empty; the items are added once every file is open.
+struct Epolls;
+
+impl super::kinds::Opener for Epolls {
+    fn open(&mut self, f: &FileEntry) -> Option<Result<OwnedFd>> {
+        match &f.kind {
+            Some(FileKind::Epoll(_)) => Some(open(f.flags)),
+            _ => None,
+        }
+    }
+
+    fn inherited(&mut self, _: &FileEntry) {}
+
+    fn opened(
+        self: Box<Self>,
+        files: &[FileEntry],
+        fds: &HashMap<u32, OwnedFd>,
+        _: &mut super::kinds::Later,
+    ) -> Result<()> {
+        register_all(files, fds)
+    }
 }
 
 #[cfg(test)]

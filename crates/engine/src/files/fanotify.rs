@@ -10,9 +10,10 @@
 //! mask with `FAN_MARK_ADD`, the ignored mask with a second call (`FAN_MARK_IGNORE` or
 //! `FAN_MARK_IGNORED_MASK`, as the mark had).
 
-use super::inotify::{check_empty, fields, handle_path, hex, mounts};
+use super::inotify::check_empty;
 use super::Probe;
 use crate::error::{Error, Result};
+use crate::proc::fdinfo_fields::{fields, handle_path, hex, mounts};
 use crate::proc::FdInfo;
 use stasis_image::model::{
     FanotifyFile, FanotifyMark, FileKind, FANOTIFY_MARK_FILESYSTEM, FANOTIFY_MARK_INODE, FANOTIFY_MARK_MOUNT,
@@ -129,6 +130,26 @@ pub fn open(g: &FanotifyFile) -> Result<OwnedFd> {
         }
     }
     Ok(fd)
+}
+
+/// fanotify groups, in the table of kinds.
+pub const KIND: super::kinds::Kind = super::kinds::Kind {
+    name: "fanotify",
+    dump: Some(super::kinds::Dumper {
+        claims: |p| p.link == std::path::Path::new("anon_inode:[fanotify]"),
+        dump: |p, _| dump(p),
+    }),
+    configure: None,
+    finish_dump: None,
+    opener: Some(|_, settings| Ok(super::kinds::Stateless::boxed(open_kind, settings))),
+    finish_restore: None,
+};
+
+fn open_kind(f: &stasis_image::model::FileEntry, _: &super::kinds::Settings) -> Option<Result<OwnedFd>> {
+    match &f.kind {
+        Some(FileKind::Fanotify(g)) => Some(open(g)),
+        _ => None,
+    }
 }
 
 #[cfg(test)]

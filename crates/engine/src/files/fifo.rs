@@ -154,3 +154,36 @@ fn anchor(f: &FifoFile, path: &Path) -> Result<File> {
     }
     Ok(file)
 }
+
+/// FIFOs (named pipes), in the table of kinds: after the pipes.
+pub const KIND: super::kinds::Kind = super::kinds::Kind {
+    name: "fifo",
+    dump: Some(super::kinds::Dumper {
+        claims: |p| std::os::unix::fs::FileTypeExt::is_fifo(&p.meta.file_type()),
+        dump: |p, ids| dump(p, &mut ids.state::<super::ghost::Saved>().0),
+    }),
+    configure: None,
+    finish_dump: None,
+    opener: Some(|_, _| Ok(Box::new(Fifos::default()))),
+    finish_restore: None,
+};
+
+impl super::kinds::Opener for Fifos {
+    fn open(&mut self, f: &stasis_image::model::FileEntry) -> Option<Result<OwnedFd>> {
+        match &f.kind {
+            Some(FileKind::Fifo(p)) => Some(self.open(p, f.flags)),
+            _ => None,
+        }
+    }
+
+    fn inherited(&mut self, _: &stasis_image::model::FileEntry) {}
+
+    fn opened(
+        self: Box<Self>,
+        _: &[stasis_image::model::FileEntry],
+        _: &HashMap<u32, OwnedFd>,
+        _: &mut super::kinds::Later,
+    ) -> Result<()> {
+        Ok(())
+    }
+}

@@ -341,3 +341,40 @@ fn make_node(c: &CharDevice) -> Result<Made> {
         }
     }
 }
+
+/// Unlinked files, memfds and device nodes whose name was removed, in the table of kinds: dumped
+/// by [`super::regular`], [`super::fifo`] and [`super::chardev`], made again here.
+pub const KIND: super::kinds::Kind = super::kinds::Kind {
+    name: "unlinked file",
+    dump: None,
+    configure: None,
+    finish_dump: None,
+    opener: Some(|_, _| Ok(Box::new(Ghosts::default()))),
+    finish_restore: None,
+};
+
+/// Unlinked files and FIFOs (device, inode) whose bytes a dump saved already.
+#[derive(Default)]
+pub struct Saved(pub Vec<(u64, u64)>);
+
+impl super::kinds::Opener for Ghosts {
+    fn open(&mut self, f: &stasis_image::model::FileEntry) -> Option<Result<OwnedFd>> {
+        match &f.kind {
+            Some(FileKind::Regular(r)) if r.ghost => Some(self.open(r, f.flags)),
+            Some(FileKind::CharDevice(c)) if c.ghost => Some(self.open_device(c, f.flags)),
+            _ => None,
+        }
+    }
+
+    fn inherited(&mut self, _: &stasis_image::model::FileEntry) {}
+
+    fn opened(
+        self: Box<Self>,
+        _: &[stasis_image::model::FileEntry],
+        _: &HashMap<u32, OwnedFd>,
+        later: &mut super::kinds::Later,
+    ) -> Result<()> {
+        later.shared.put(self.into_objects());
+        Ok(())
+    }
+}

@@ -158,7 +158,7 @@ pub fn check_outside(st: &DumpState, files: &[(Pid, i32, u64, u64)], pids: &[i32
     let mut ours: Vec<&Recorded> = st.recorded.iter().collect();
     for raw in text.lines() {
         let Some(Ok(line)) = parse(raw) else { continue };
-        let dev = |d: u64| (super::chardev::major(d), super::chardev::minor(d));
+        let dev = |d: u64| (crate::proc::fdinfo_fields::major(d), crate::proc::fdinfo_fields::minor(d));
         let Some(&(pid, fd, _, _)) = files.iter().find(|(_, _, d, i)| dev(*d) == line.dev && *i == line.ino) else {
             continue;
         };

@@ -11,6 +11,11 @@
 //! and [`fanotify`] instances, [`anon`] (eventfd, signalfd, timerfd), [`pidfd`], [`mqueue`] (POSIX
 //! message queues), [`unix`] (UNIX domain sockets), [`inet`] (TCP sockets), [`tty`]
 //! (pseudo-terminals and controlling terminals); [`locks`] keeps the file locks held on them.
+//!
+//! Each kind declares itself once in [`kinds::KINDS`]: the stages here ([`dump`], [`finish_tree`],
+//! [`open_all`], [`Unfinished::finish`]) go through that table, and the dump and restore
+//! orchestrators call only them. fdinfo helpers several kinds share are in
+//! [`crate::proc::fdinfo_fields`].
 
 pub mod anon;
 pub mod chardev;
@@ -21,6 +26,7 @@ pub mod fifo;
 pub mod ghost;
 pub mod inet;
 pub mod inotify;
+pub mod kinds;
 pub mod locks;
 pub mod mqueue;
 pub mod owner;
@@ -50,6 +56,8 @@ pub struct Probe<'a> {
     pub root: &'a ProcRoot,
     pub pid: Pid,
     pub fd: i32,
+    /// The id the description gets in `files.img` (0 for a mapped file no fd holds).
+    pub id: u32,
     pub link: &'a Path,
     pub meta: &'a std::fs::Metadata,
     /// Our copy of the fd (same open file description).
@@ -69,16 +77,25 @@ impl Probe<'_> {
         Ok(proc::fdinfo(&ProcRoot::system(), std::process::id() as i32, self.file.as_raw_fd())?)
     }
 
+    /// `NAME` of an `anon_inode:[NAME]` link.
+    pub fn anon_inode(&self) -> Option<String> {
+        let link = self.link.to_string_lossy();
+        link.strip_prefix("anon_inode:[").and_then(|l| l.strip_suffix(']')).map(str::to_string)
+    }
+
     fn unsupported(&self, what: impl Into<String>) -> Error {
         Error::UnsupportedFd { pid: self.pid.0, fd: self.fd, what: what.into() }
     }
 }
 
+/// What the files of a dump hold until the tree is resumed or killed (see [`FileIds::take_held`]).
+pub type Held = inet::Held;
+
 /// An fd seen by a dump: (process, fd, id of its description).
 type SeenFd = (Pid, i32, u32);
 
 /// The open file descriptions a dump has seen so far, in every process of the tree, so that one
-/// shared by several fds or processes gets one id.
+/// shared by several fds or processes gets one id; and what each kind keeps over the whole tree.
 pub struct FileIds {
     next: u32,
     /// (process, fd, id, device, inode)
@@ -89,40 +106,45 @@ pub struct FileIds {
     by_inode: HashMap<(u64, u64), Vec<SeenFd>>,
     /// Largest unlinked file whose bytes are saved.
     pub ghost_limit: u64,
-    /// Unlinked files and FIFOs (device, inode) whose bytes are saved already.
-    pub ghosts: Vec<(u64, u64)>,
-    /// Epolls seen: (id, process, fd), for [`epoll::resolve`] once every process is seen.
-    pub epolls: Vec<(u32, Pid, i32)>,
-    /// What the UNIX socket dump knows of the whole tree.
-    pub unix: unix::DumpState,
-    /// What the TCP socket dump knows of the whole tree (and the network lock).
-    pub inet: inet::DumpState,
+    /// The root of the dump.
+    pub root: Pid,
     /// Entries for files in flight (`SCM_RIGHTS`), found while dumping a socket.
     pending: Vec<FileEntry>,
     /// Our copies of the files in flight, kept open so that `kcmp` can compare them.
     held: Vec<OwnedFd>,
-    /// Pty ends seen, for [`tty::resolve`] once every process is seen.
-    pub ptys: Vec<tty::Seen>,
-    /// File locks seen (`--file-locks`).
-    pub locks: locks::DumpState,
+    /// What each kind (and the file locks) keeps over the tree, by type.
+    states: kinds::States,
 }
 
 impl FileIds {
-    pub fn new(ghost_limit: u64) -> FileIds {
-        FileIds {
+    /// The ids of a dump of the tree below `root` with `opts`; each kind sets itself up from them.
+    pub fn new(opts: &crate::DumpOptions, root: Pid) -> FileIds {
+        let mut ids = FileIds {
             next: 0,
             seen: Vec::new(),
             by_inode: HashMap::new(),
-            ghost_limit,
-            ghosts: Vec::new(),
-            epolls: Vec::new(),
-            unix: unix::DumpState::default(),
-            inet: inet::DumpState::default(),
+            ghost_limit: opts.ghost_limit,
+            root,
             pending: Vec::new(),
             held: Vec::new(),
-            ptys: Vec::new(),
-            locks: locks::DumpState::default(),
+            states: kinds::States::default(),
+        };
+        for configure in kinds::KINDS.iter().filter_map(|k| k.configure) {
+            configure(opts, &mut ids);
         }
+        ids.state::<locks::DumpState>().enabled = opts.file_locks;
+        ids
+    }
+
+    /// What a kind keeps over the whole dump: the state of type `T`, made on first use.
+    pub fn state<T: Default + 'static>(&mut self) -> &mut T {
+        self.states.get()
+    }
+
+    /// What the files of the dump hold until the tree is resumed or killed (the network lock,
+    /// the sockets in repair mode).
+    pub fn take_held(&mut self) -> Held {
+        self.states.get::<inet::DumpState>().take()
     }
 
     /// The id of the description behind fd `fd` of `pid` if one seen already is the same, else where
@@ -186,10 +208,13 @@ pub fn dump(root: &ProcRoot, pid: Pid, shell_job: bool, ids: &mut FileIds) -> Re
             }
             Err(at) => {
                 let flags = info.flags & !O_CLOEXEC;
+                // Registered before it is classified: a socket may carry itself in its own queue.
+                let id = ids.register(pid, fd, &meta, at);
                 let probe = Probe {
                     root,
                     pid,
                     fd,
+                    id,
                     link: &link,
                     meta: &meta,
                     file: file.as_fd(),
@@ -198,10 +223,7 @@ pub fn dump(root: &ProcRoot, pid: Pid, shell_job: bool, ids: &mut FileIds) -> Re
                     shell_job,
                     ghost_limit: ids.ghost_limit,
                 };
-                // Registered before it is classified: a socket may carry itself in its own queue.
-                let id = ids.register(pid, fd, &meta, at);
                 let kind = classify(&probe, ids)?;
-                tty::note(&kind, id, &probe, &mut ids.ptys)?;
                 let owner = owner::dump(pid, fd, file.as_fd(), &kind, flags)?;
                 files.push(FileEntry { id, flags, kind: Some(kind), owner });
                 files.append(&mut ids.pending);
@@ -209,10 +231,9 @@ pub fn dump(root: &ProcRoot, pid: Pid, shell_job: bool, ids: &mut FileIds) -> Re
             }
         };
         let lock_lines: Vec<&str> = info.extra.iter().filter(|(k, _)| k == "lock").map(|(_, v)| v.as_str()).collect();
-        locks::note(&mut ids.locks, pid, fd, id, &lock_lines, &mut table)?;
+        locks::note(ids.state::<locks::DumpState>(), pid, fd, id, &lock_lines, &mut table)?;
         table.fds.push(FdEntry { fd, file_id: id, cloexec });
     }
-    epoll::note(pid, &table, &files, ids);
     Ok((table, files))
 }
 
@@ -224,7 +245,7 @@ pub fn ghost_mappings(pid: Pid, vmas: &[stasis_image::model::Vma], ids: &mut Fil
         let path = format!("/proc/{pid}/map_files/{:x}-{:x}", v.start, v.end);
         let file = File::open(&path).map_err(Error::io(&path))?;
         let meta = file.metadata().map_err(Error::io(&path))?;
-        if ids.ghosts.contains(&(meta.dev(), meta.ino())) {
+        if ids.state::<ghost::Saved>().0.contains(&(meta.dev(), meta.ino())) {
             continue;
         }
         let link = std::path::PathBuf::from(format!("{} (deleted)", v.name));
@@ -233,6 +254,7 @@ pub fn ghost_mappings(pid: Pid, vmas: &[stasis_image::model::Vma], ids: &mut Fil
             root: &root,
             pid,
             fd: -1,
+            id: 0,
             link: &link,
             meta: &meta,
             file: file.as_fd(),
@@ -241,7 +263,7 @@ pub fn ghost_mappings(pid: Pid, vmas: &[stasis_image::model::Vma], ids: &mut Fil
             shell_job: false,
             ghost_limit: ids.ghost_limit,
         };
-        let kind = regular::dump(&probe, &mut ids.ghosts)?;
+        let kind = regular::dump(&probe, &mut ids.state::<ghost::Saved>().0)?;
         ids.next += 1;
         out.push(FileEntry { id: ids.next, flags: libc::O_RDONLY as u32, kind: Some(kind), owner: None });
     }
@@ -268,6 +290,7 @@ pub fn adopt(ids: &mut FileIds, owner: Pid, fd: OwnedFd) -> Result<u32> {
         root: &root,
         pid: owner,
         fd: -1,
+        id,
         link: &link,
         meta: &meta,
         file: file.as_fd(),
@@ -288,39 +311,27 @@ pub fn adopt(ids: &mut FileIds, owner: Pid, fd: OwnedFd) -> Result<u32> {
     Ok(id)
 }
 
+/// The kind of `p`: the first of the table that claims it dumps it (see [`kinds`]).
 fn classify(p: &Probe, ids: &mut FileIds) -> Result<FileKind> {
-    let ft = p.meta.file_type();
-    let link = p.link.to_string_lossy();
-    let anon_inode = link.strip_prefix("anon_inode:[").and_then(|l| l.strip_suffix(']'));
-    if let Some(inner) = anon_inode.filter(|i| anon::handles(i)) {
-        anon::dump(p, inner)
-    } else if anon_inode == Some("pidfd") {
-        pidfd::dump(p)
-    } else if mqueue::is_mqueue(p) {
-        mqueue::dump(p)
-    } else if ft.is_file() || ft.is_dir() {
-        regular::dump(p, &mut ids.ghosts)
-    } else if ft.is_char_device() {
-        chardev::dump(p)
-    } else if ft.is_fifo() && p.link.to_string_lossy().starts_with("pipe:") {
-        pipe::dump(p, p.file, p.flags)
-    } else if ft.is_fifo() {
-        fifo::dump(p, &mut ids.ghosts)
-    } else if p.link == Path::new("anon_inode:[eventpoll]") {
-        epoll::dump(p)
-    } else if p.link == Path::new("anon_inode:inotify") {
-        inotify::dump(p)
-    } else if p.link == Path::new("anon_inode:[fanotify]") {
-        fanotify::dump(p)
-    } else if ft.is_socket() && unix::is_unix(p.file) {
-        unix::dump(p, ids)
-    } else if p.flags & libc::O_PATH as u32 != 0 && !link.starts_with("anon_inode:") {
-        regular::dump_path(p)
-    } else if ft.is_socket() && inet::is_inet(p.file) {
-        inet::dump(p, ids)
-    } else {
-        Err(p.unsupported(describe(p.link, &ft)))
+    match kinds::KINDS.iter().filter_map(|k| k.dump.as_ref()).find(|d| (d.claims)(p)) {
+        Some(d) => (d.dump)(p, ids),
+        None => Err(p.unsupported(describe(p.link, &p.meta.file_type()))),
     }
+}
+
+/// The file locks of the tree (`tables`, the processes `pids`): each description's given to a
+/// holder, none held from outside.
+pub fn finish_locks(ids: &mut FileIds, tables: &mut [(Pid, &mut FdTable)], pids: &[i32]) -> Result<()> {
+    let fds = ids.tree_fds();
+    let state = ids.state::<locks::DumpState>();
+    locks::finish(state, tables);
+    locks::check_outside(state, &fds, pids)
+}
+
+/// The dump's files stage once every process of the tree is seen: each kind's tree-wide step (see
+/// [`kinds::Kind::finish_dump`]), in table order.
+pub fn finish_tree(tree: &mut kinds::DumpTree) -> Result<()> {
+    kinds::KINDS.iter().filter_map(|k| k.finish_dump).try_for_each(|finish| finish(tree))
 }
 
 /// A name for an fd kind stasis does not handle, from its /proc link.
@@ -344,66 +355,79 @@ fn describe(link: &Path, ft: &std::fs::FileType) -> String {
     format!("file {l}")
 }
 
-/// What [`open_all`] made: our fd of every description by id, the unlinked files and memfds by
-/// their inode at dump time, the socket work left for when every process exists (UNIX and TCP), and
-/// the terminals session leaders take.
-pub type Opened = (HashMap<u32, OwnedFd>, ghost::Objects, (unix::Unfinished, inet::Unfinished), tty::Terminals);
+/// What [`open_all`] made: our fd of every description by id, and what the kinds left for the
+/// processes being built (the unlinked files and memfds by their inode at dump time, the terminals
+/// session leaders take).
+pub struct Opened {
+    pub fds: HashMap<u32, OwnedFd>,
+    shared: kinds::Typed,
+}
+
+impl Opened {
+    /// The unlinked files and memfds made again (see [`ghost`]), for the mappings of them.
+    pub fn ghosts(&self) -> &ghost::Objects {
+        self.shared.get().expect("left by the ghost opener")
+    }
+
+    /// The terminals session leaders take (see [`tty`]).
+    pub fn terminals(&self) -> &tty::Terminals {
+        self.shared.get().expect("left by the pty opener")
+    }
+
+    /// The tree runs: let go of what only its restore needed.
+    pub fn release(&mut self) {
+        if let Some(t) = self.shared.get_mut::<tty::Terminals>() {
+            t.clear();
+        }
+    }
+}
+
+/// The work [`open_all`] leaves for when every process exists (the queues of UNIX sockets, the
+/// TCP connections in repair mode): see [`Unfinished::finish`].
+pub struct Unfinished(kinds::Typed);
+
+impl Unfinished {
+    /// The files stage once every process exists, before any runs: each kind's tree-wide step (see
+    /// [`kinds::Kind::finish_restore`]), then the owners of the descriptions (`tables`).
+    pub fn finish(mut self, opened: &Opened, files: &[FileEntry], tables: &[(i32, &FdTable)]) -> Result<()> {
+        for finish in kinds::KINDS.iter().filter_map(|k| k.finish_restore) {
+            finish(&mut self.0, files, &opened.fds)?;
+        }
+        owner::restore_all(files, &opened.fds, tables)
+    }
+}
 
 /// Open every description of the image in the controller, before the task exists; those `inherit`
-/// names are the descriptors handed in instead.
+/// names are the descriptors handed in instead. Each description is opened by the opener of its kind
+/// (see [`kinds`]).
 pub fn open_all(
     files: &[FileEntry],
-    shell_job: bool,
-    ext_unix_sk: bool,
+    settings: kinds::Settings,
     inherit: &[external::InheritFd],
-    tcp: inet::Established,
-) -> Result<Opened> {
+) -> Result<(Opened, Unfinished)> {
+    let mut openers = Vec::new();
+    for make in kinds::KINDS.iter().filter_map(|k| k.opener) {
+        openers.push(make(files, settings)?);
+    }
     let mut out = HashMap::new();
-    let mut pipes = pipe::Pipes::default();
-    let mut sockets = unix::Sockets::new(files, ext_unix_sk);
-    let (mut tcp_sockets, tcp_unfinished) = inet::Sockets::new(files, tcp)?;
-    let mut ghosts = ghost::Ghosts::default();
-    let mut fifos = fifo::Fifos::default();
-    let mut queues = mqueue::Mqueues::default();
-    let ptys = tty::open_all(files)?;
     let inherited = external::Inherited(inherit);
     for f in files {
         if let Some(fd) = inherited.take(f)? {
-            if let Some(FileKind::UnixSocket(u)) = &f.kind {
-                sockets.inherited(u.ino);
-            }
+            openers.iter_mut().for_each(|o| o.inherited(f));
             out.insert(f.id, fd);
             continue;
         }
-        let fd = match &f.kind {
-            Some(FileKind::Regular(r)) if r.ghost => ghosts.open(r, f.flags)?,
-            Some(FileKind::Regular(r)) => regular::open_file(r, f.flags)?,
-            Some(FileKind::Directory(d)) => regular::open_dir(d, f.flags)?,
-            Some(FileKind::CharDevice(c)) if c.ghost => ghosts.open_device(c, f.flags)?,
-            Some(FileKind::CharDevice(c)) => chardev::open_device(c, f.flags)?,
-            Some(FileKind::Terminal(t)) => chardev::open_terminal(t, shell_job)?,
-            Some(FileKind::Pipe(p)) => pipes.open(p, f.flags)?,
-            Some(FileKind::Fifo(p)) => fifos.open(p, f.flags)?,
-            Some(FileKind::Epoll(_)) => epoll::open(f.flags)?,
-            Some(FileKind::Inotify(i)) => inotify::open(i, f.flags)?,
-            Some(FileKind::Fanotify(g)) => fanotify::open(g)?,
-            Some(FileKind::EventFd(e)) => anon::open_eventfd(e, f.flags)?,
-            Some(FileKind::SignalFd(s)) => anon::open_signalfd(s, f.flags)?,
-            Some(FileKind::TimerFd(t)) => anon::open_timerfd(t, f.flags)?,
-            Some(FileKind::PidFd(p)) => pidfd::open_early(p, f.flags)?,
-            Some(FileKind::Mqueue(m)) => queues.open(m, f.flags)?,
-            Some(FileKind::UnixSocket(u)) => sockets.open(u, f.flags)?,
-            Some(FileKind::Pty(p)) => ptys.open(p, f.flags)?,
-            Some(FileKind::InetSocket(s)) => tcp_sockets.open(f.id, s, f.flags)?,
-            None => {
-                return Err(Error::Incompatible { file: "files.img".into(), what: format!("file {}: no kind", f.id) })
-            }
+        let Some(fd) = openers.iter_mut().find_map(|o| o.open(f)) else {
+            let what = format!("file {}: no kind", f.id);
+            return Err(Error::Incompatible { file: "files.img".into(), what });
         };
-        out.insert(f.id, fd);
+        out.insert(f.id, fd?);
     }
-    epoll::register_all(files, &out)?;
-    drop(queues);
-    Ok((out, ghosts.into_objects(), (sockets.into_unfinished(), tcp_unfinished), ptys.finish(files)?))
+    let mut later = kinds::Later::default();
+    for opener in openers {
+        opener.opened(files, &out, &mut later)?;
+    }
+    Ok((Opened { fds: out, shared: later.shared }, Unfinished(later.unfinished)))
 }
 
 /// Install the fd table into the task.

@@ -165,3 +165,34 @@ fn make(m: &Mqueue) -> Result<String, stasis_sys::SysError> {
     }
     Ok(name)
 }
+
+/// POSIX message queues, in the table of kinds.
+pub const KIND: super::kinds::Kind = super::kinds::Kind {
+    name: "mqueue",
+    dump: Some(super::kinds::Dumper { claims: is_mqueue, dump: |p, _| dump(p) }),
+    configure: None,
+    finish_dump: None,
+    opener: Some(|_, _| Ok(Box::new(Mqueues::default()))),
+    finish_restore: None,
+};
+
+impl super::kinds::Opener for Mqueues {
+    fn open(&mut self, f: &stasis_image::model::FileEntry) -> Option<Result<OwnedFd>> {
+        match &f.kind {
+            Some(FileKind::Mqueue(m)) => Some(self.open(m, f.flags)),
+            _ => None,
+        }
+    }
+
+    fn inherited(&mut self, _: &stasis_image::model::FileEntry) {}
+
+    fn opened(
+        self: Box<Self>,
+        _: &[stasis_image::model::FileEntry],
+        _: &HashMap<u32, OwnedFd>,
+        _: &mut super::kinds::Later,
+    ) -> Result<()> {
+        // Dropped: the names of the queues that had none are removed.
+        Ok(())
+    }
+}

@@ -123,3 +123,20 @@ pub fn install_late(
     }
     imp.close(inj)
 }
+
+/// pidfds, in the table of kinds.
+pub const KIND: super::kinds::Kind = super::kinds::Kind {
+    name: "pidfd",
+    dump: Some(super::kinds::Dumper { claims: |p| p.anon_inode().as_deref() == Some("pidfd"), dump: |p, _| dump(p) }),
+    configure: None,
+    finish_dump: Some(|t| check_targets(t.files, t.tasks, t.tables)),
+    opener: Some(|_, settings| Ok(super::kinds::Stateless::boxed(open, settings))),
+    finish_restore: None,
+};
+
+fn open(f: &FileEntry, _: &super::kinds::Settings) -> Option<Result<OwnedFd>> {
+    match &f.kind {
+        Some(FileKind::PidFd(p)) => Some(open_early(p, f.flags)),
+        _ => None,
+    }
+}

@@ -126,3 +126,37 @@ fn make(end: &PipeEnd) -> Result<(OwnedFd, OwnedFd)> {
     }
     Ok((r, w))
 }
+
+/// Pipes, in the table of kinds.
+pub const KIND: super::kinds::Kind = super::kinds::Kind {
+    name: "pipe",
+    dump: Some(super::kinds::Dumper {
+        claims: |p| {
+            std::os::unix::fs::FileTypeExt::is_fifo(&p.meta.file_type())
+                && p.link.to_string_lossy().starts_with("pipe:")
+        },
+        dump: |p, _| dump(p, p.file, p.flags),
+    }),
+    configure: None,
+    finish_dump: Some(|t| {
+        mark_external(t.files);
+        Ok(())
+    }),
+    opener: Some(|_, _| Ok(Box::new(Pipes::default()))),
+    finish_restore: None,
+};
+
+impl super::kinds::Opener for Pipes {
+    fn open(&mut self, f: &FileEntry) -> Option<Result<OwnedFd>> {
+        match &f.kind {
+            Some(FileKind::Pipe(p)) => Some(self.open(p, f.flags)),
+            _ => None,
+        }
+    }
+
+    fn inherited(&mut self, _: &FileEntry) {}
+
+    fn opened(self: Box<Self>, _: &[FileEntry], _: &HashMap<u32, OwnedFd>, _: &mut super::kinds::Later) -> Result<()> {
+        Ok(())
+    }
+}

@@ -114,3 +114,38 @@ pub fn open_dir(d: &DirectoryFile, flags: u32) -> Result<OwnedFd> {
 pub(crate) fn open_path(path: &str, flags: u32) -> Result<OwnedFd> {
     Ok(open(path, flags, 0)?.into())
 }
+
+/// Regular files and directories, in the table of kinds (unlinked ones are [`super::ghost`]'s).
+pub const KIND: super::kinds::Kind = super::kinds::Kind {
+    name: "regular file",
+    dump: Some(super::kinds::Dumper {
+        claims: |p| p.meta.is_file() || p.meta.is_dir(),
+        dump: |p, ids| dump(p, &mut ids.state::<super::ghost::Saved>().0),
+    }),
+    configure: None,
+    finish_dump: None,
+    opener: Some(|_, settings| Ok(super::kinds::Stateless::boxed(open_kind, settings))),
+    finish_restore: None,
+};
+
+/// `O_PATH` fds of what is neither a file nor a directory (nor an anon inode), in the table of
+/// kinds: after the UNIX sockets, whose `O_PATH` fds those take.
+pub const PATH_KIND: super::kinds::Kind = super::kinds::Kind {
+    name: "O_PATH fd",
+    dump: Some(super::kinds::Dumper {
+        claims: |p| p.flags & libc::O_PATH as u32 != 0 && !p.link.to_string_lossy().starts_with("anon_inode:"),
+        dump: |p, _| dump_path(p),
+    }),
+    configure: None,
+    finish_dump: None,
+    opener: None,
+    finish_restore: None,
+};
+
+fn open_kind(f: &stasis_image::model::FileEntry, _: &super::kinds::Settings) -> Option<Result<OwnedFd>> {
+    match &f.kind {
+        Some(FileKind::Regular(r)) if !r.ghost => Some(open_file(r, f.flags)),
+        Some(FileKind::Directory(d)) => Some(open_dir(d, f.flags)),
+        _ => None,
+    }
+}

@@ -6,6 +6,7 @@
 //! Errors name the file and, for text files, the line and the field that did not parse.
 
 mod fdinfo;
+pub mod fdinfo_fields;
 mod maps;
 mod stat;
 mod status;

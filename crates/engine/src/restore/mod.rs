@@ -19,9 +19,7 @@ use stasis_sys::inject::Calls;
 use stasis_sys::ptrace::{self, WaitStatus};
 use stasis_sys::{process as sysproc, Pid};
 use std::cell::RefCell;
-use std::collections::HashMap;
 use std::fs::File;
-use std::os::fd::OwnedFd;
 use std::sync::Mutex;
 use std::time::Instant;
 
@@ -53,9 +51,9 @@ pub(crate) struct Image {
 /// What building every process needs.
 pub(crate) struct Ctx<'a> {
     img: &'a Image,
-    opened: &'a HashMap<u32, OwnedFd>,
-    /// Unlinked files and memfds made again, by inode at dump time, for the mappings of them.
-    ghosts: &'a files::ghost::Objects,
+    /// Every description of the image, open in the controller, and what the kinds left for the
+    /// later stages (see [`files::Opened`]).
+    files: &'a files::Opened,
     /// The page file of each process, by index in `img.procs`.
     pages: Vec<File>,
     /// `restore -d` and the root is our child: stasis, the root's parent, exits once the tree runs,
@@ -65,8 +63,6 @@ pub(crate) struct Ctx<'a> {
     created: &'a Mutex<Vec<Pid>>,
     /// Pidfds of processes of the tree, opened once their process exists (see `files::pidfd`).
     pidfds: files::pidfd::Late,
-    /// The terminals session leaders take (see `files::tty`).
-    terminals: &'a files::tty::Terminals,
     /// Counts the calls injected by this restore (see [`crate::fault`]).
     calls: Calls,
 }
@@ -153,8 +149,8 @@ pub fn restore(opts: &RestoreOptions, progress: &mut dyn FnMut(Progress)) -> Res
     check_pids_free(&img)?;
     check_file_locks(&img, opts.file_locks)?;
     let lock = network_lock(&dir, &img, opts.network_lock)?;
-    let (opened, ghosts, (sockets, tcp), mut terminals) =
-        files::open_all(&img.files.files, opts.shell_job, opts.ext_unix_sk, &opts.inherit_fds, opts.tcp)?;
+    let settings = files::kinds::Settings { shell_job: opts.shell_job, ext_unix_sk: opts.ext_unix_sk, tcp: opts.tcp };
+    let (mut opened, unfinished) = files::open_all(&img.files.files, settings, &opts.inherit_fds)?;
     let segments = crate::ipc::restore(&img.ipc, img.procs[0].process.pid)?;
     let pages = open_pages(&dir, &img)?;
     let verifiers = spawn_verifiers(&pages, &img)?;
@@ -168,22 +164,18 @@ pub fn restore(opts: &RestoreOptions, progress: &mut dyn FnMut(Progress)) -> Res
     misc::restore_from_outside(child, &root.core);
     let ctx = Ctx {
         img: &img,
-        opened: &opened,
-        ghosts: &ghosts,
+        files: &opened,
         pages,
         root_parent_exits: opts.detached && ours,
         created: &created,
         pidfds: Default::default(),
-        terminals: &terminals,
         calls: calls.clone(),
     };
     let mut out = build_tree(&ctx, child, scratch, progress)?;
     let result = out.built.iter_mut().try_for_each(|b| b.finish_pidfds(&ctx));
     let result = result.and_then(|()| join_verifiers(verifiers, pid));
-    let result = result.and_then(|()| sockets.finish(&img.files.files, &opened));
     let tables: Vec<_> = img.procs.iter().map(|p| (p.process.pid, &p.fds)).collect();
-    let result = result.and_then(|()| files::owner::restore_all(&img.files.files, &opened, &tables));
-    let result = result.and_then(|()| tcp.finish(&img.files.files, &opened));
+    let result = result.and_then(|()| unfinished.finish(&opened, &img.files.files, &tables));
     let result = result.and_then(|()| join_groups(&mut out, &img, &ctx));
     let result = result.and_then(|()| out.built.iter_mut().try_for_each(|b| b.set_foreground(&ctx)));
     if let Err(e) = result {
@@ -200,7 +192,7 @@ pub fn restore(opts: &RestoreOptions, progress: &mut dyn FnMut(Progress)) -> Res
         files::tty::restore::shell_job_foreground(&root.process);
     }
     drop(ctx);
-    terminals.clear();
+    opened.release();
     segments.finish(&img.ipc);
     drop(lock);
     let pages = img.procs.iter().map(|p| p.pagemap.total_pages).sum();

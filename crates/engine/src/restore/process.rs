@@ -169,7 +169,7 @@ fn build_in<'env>(
         mm::restore(inj, &mut imp, pid, &img.mm)?;
     }
     if !shared_files {
-        files::install(inj, &mut imp, pid, &img.fds, ctx.opened)?;
+        files::install(inj, &mut imp, pid, &img.fds, &ctx.files.fds)?;
     }
     imp.close(inj)?;
     if !shared_files {
@@ -179,7 +179,7 @@ fn build_in<'env>(
     // Only the root's parent may be stasis, which exits at once with -d.
     let parent_exits = idx == 0 && ctx.root_parent_exits;
     let made = restore_task_state(inj, pid, img, parent.map(|p| &p.core), parent_exits)?;
-    let ctty = files::tty::restore::take_ctty(inj, pid, &img.process, &img.fds, ctx.terminals);
+    let ctty = files::tty::restore::take_ctty(inj, pid, &img.process, &img.fds, ctx.files.terminals());
     let rest = ctty.and_then(|()| create_children(ctx, idx, inj, pid, out, handoff, progress)).and_then(|()| {
         // Every process a pidfd may name exists now (see files::pidfd); timers after the threads.
         if !shared_files {
@@ -222,7 +222,7 @@ fn restore_memory(
         Some(p) => img.mm.vmas.iter().filter(|v| mem::pages::inheritable(v, &p.mm.vmas)).map(|v| v.start).collect(),
         None => Default::default(),
     };
-    mem::restore_layout(inj, imp, pid, &img.mm, &filled, &kept, ctx.ghosts)?;
+    mem::restore_layout(inj, imp, pid, &img.mm, &filled, &kept, ctx.files.ghosts())?;
     if let Some(p) = parent {
         mem::guards::drop_inherited(inj, &img.mm, &p.mm, &kept)?;
     }
@@ -497,7 +497,7 @@ impl Built {
     /// `join_group`, before any release).
     pub fn set_foreground(&mut self, ctx: &Ctx) -> Result<()> {
         let img = &ctx.img.procs[self.idx];
-        files::tty::restore::set_foreground(&mut self.inj, self.pid, &img.process, &img.fds, ctx.terminals)
+        files::tty::restore::set_foreground(&mut self.inj, self.pid, &img.process, &img.fds, ctx.files.terminals())
     }
 
     /// Reap exited group helper `child`, a child of this process.

@@ -185,13 +185,13 @@ fn c_string(b: &[u8]) -> String {
 
 /// A listener: its backlog; connections waiting in its accept queue are refused, or dropped with
 /// `--skip-in-flight`.
-fn listener(p: &Probe, ids: &FileIds, s: &mut InetSocket, info: &TcpInfo) -> Result<()> {
+fn listener(p: &Probe, ids: &mut FileIds, s: &mut InetSocket, info: &TcpInfo) -> Result<()> {
     s.backlog = info.sacked;
     if info.unacked == 0 {
         return Ok(());
     }
     let what = format!("{}: {} connections not yet accepted", describe(s), info.unacked);
-    if !ids.inet.skip_in_flight {
+    if !ids.state::<DumpState>().skip_in_flight {
         return Err(p.unsupported(format!("{what} (dump with --skip-in-flight to drop them)")));
     }
     log::warn!("pid {} fd {}: {what}: dropped (--skip-in-flight), their clients will be reset", p.pid, p.fd);
@@ -204,17 +204,17 @@ fn connection(p: &Probe, ids: &mut FileIds, s: &mut InetSocket) -> Result<()> {
     let (Some(here), Some(there)) = (local(s), remote(s)) else {
         return Err(p.unsupported(format!("{}: no peer address", describe(s))));
     };
-    if !ids.inet.tcp_established {
+    if !ids.state::<DumpState>().tcp_established {
         let what = format!("an established TCP connection {here} -> {there} (dump with --tcp-established)");
         return Err(p.unsupported(what));
     }
-    ids.inet.lock(&(here, there))?;
+    ids.state::<DumpState>().lock(&(here, there))?;
     let f = p.file;
     let reuse = s.options.iter().find(|o| o.name == "SO_REUSEADDR").map_or(0, |o| o.value);
     let mine = f.try_clone_to_owned().map_err(Error::io(p.link))?;
     sock::set_int(f, libc::IPPROTO_TCP, net::TCP_REPAIR, net::TCP_REPAIR_ON)
         .map_err(Error::sys(p.pid.0, "entering TCP repair mode"))?;
-    ids.inet.held.repaired.push((mine, reuse));
+    ids.state::<DumpState>().held.repaired.push((mine, reuse));
     // Read again in repair mode: the state may have moved between the lock and the repair.
     let info = net::tcp_info(f).map_err(Error::sys(p.pid.0, "reading TCP_INFO"))?;
     if info.state as u32 != TCP_ESTABLISHED {

@@ -131,3 +131,56 @@ fn remote(i: &InetSocket) -> Option<SocketAddr> {
     }
     addr(&i.remote_addr, i.remote_port)
 }
+
+/// TCP sockets, in the table of kinds.
+pub const KIND: super::kinds::Kind = super::kinds::Kind {
+    name: "tcp socket",
+    dump: Some(super::kinds::Dumper {
+        claims: |p| std::os::unix::fs::FileTypeExt::is_socket(&p.meta.file_type()) && is_inet(p.file),
+        dump,
+    }),
+    configure: Some(|opts, ids| {
+        let root = ids.root.0;
+        let state = ids.state::<DumpState>();
+        state.tcp_established = opts.tcp_established;
+        state.skip_in_flight = opts.skip_in_flight;
+        state.lock_mode = opts.network_lock;
+        state.root = root;
+    }),
+    finish_dump: None,
+    opener: Some(|files, settings| {
+        let (sockets, unfinished) = Sockets::new(files, settings.tcp)?;
+        Ok(Box::new(Opener { sockets, unfinished }))
+    }),
+    finish_restore: Some(|later, files, fds| match later.take::<Unfinished>() {
+        Some(unfinished) => unfinished.finish(files, fds),
+        None => Ok(()),
+    }),
+};
+
+/// The restore's TCP sockets: made up front, with the connections left in repair mode.
+struct Opener {
+    sockets: Sockets,
+    unfinished: Unfinished,
+}
+
+impl super::kinds::Opener for Opener {
+    fn open(&mut self, f: &stasis_image::model::FileEntry) -> Option<crate::error::Result<std::os::fd::OwnedFd>> {
+        match &f.kind {
+            Some(stasis_image::model::FileKind::InetSocket(s)) => Some(self.sockets.open(f.id, s, f.flags)),
+            _ => None,
+        }
+    }
+
+    fn inherited(&mut self, _: &stasis_image::model::FileEntry) {}
+
+    fn opened(
+        self: Box<Self>,
+        _: &[stasis_image::model::FileEntry],
+        _: &std::collections::HashMap<u32, std::os::fd::OwnedFd>,
+        later: &mut super::kinds::Later,
+    ) -> crate::error::Result<()> {
+        later.unfinished.put(self.unfinished);
+        Ok(())
+    }
+}

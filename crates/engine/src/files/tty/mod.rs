@@ -19,7 +19,7 @@ pub mod restore;
 
 use super::{FileIds, Probe};
 use crate::error::{Error, Result};
-use crate::files::chardev::{major, minor};
+use crate::proc::fdinfo_fields::{major, minor};
 use stasis_image::model::{FileEntry, FileKind, ProcessEntry, PtyFile, PtyState, Terminal};
 use stasis_sys::tty;
 use stasis_sys::Pid;
@@ -33,6 +33,10 @@ pub use restore::{open_all, Ptys, Terminals};
 const PTS_MAJORS: std::ops::RangeInclusive<u64> = 136..=143;
 /// `/dev/tty` and `/dev/ptmx` (major 5, minors 0 and 2).
 const TTYAUX_MAJOR: u64 = 5;
+
+/// The pty ends a dump has seen (with an fd), for [`resolve`].
+#[derive(Default)]
+pub struct Seens(pub Vec<Seen>);
 
 /// An end of a pty seen by the dump, kept until [`resolve`].
 pub struct Seen {
@@ -96,12 +100,19 @@ pub fn note(kind: &FileKind, id: u32, p: &Probe, ptys: &mut Vec<Seen>) -> Result
 /// Pair the pty ends seen in the tree `pids` (see the module doc): the state of each pair goes to
 /// its master's entry; a slave whose master is outside the tree becomes the external terminal with
 /// `shell_job`, and is refused otherwise, as is a pair whose slave is held outside the tree.
-pub fn resolve(files: &mut [FileEntry], ids: &FileIds, pids: &[i32], shell_job: bool) -> Result<()> {
-    let mut indices: Vec<u32> = ids.ptys.iter().map(|s| s.index).collect();
+pub fn resolve(files: &mut [FileEntry], ids: &mut FileIds, pids: &[i32], shell_job: bool) -> Result<()> {
+    let seen = std::mem::take(&mut ids.state::<Seens>().0);
+    let result = pair(files, &seen, pids, shell_job);
+    ids.state::<Seens>().0 = seen;
+    result
+}
+
+fn pair(files: &mut [FileEntry], seen: &[Seen], pids: &[i32], shell_job: bool) -> Result<()> {
+    let mut indices: Vec<u32> = seen.iter().map(|s| s.index).collect();
     indices.sort_unstable();
     indices.dedup();
     for index in indices {
-        let ends: Vec<&Seen> = ids.ptys.iter().filter(|s| s.index == index).collect();
+        let ends: Vec<&Seen> = seen.iter().filter(|s| s.index == index).collect();
         let Some(master) = ends.iter().find(|s| s.master) else {
             external_slaves(files, &ends, shell_job)?;
             continue;
@@ -324,3 +335,17 @@ mod session_tests {
         assert!(check_sessions(&[&job], &[]).is_ok());
     }
 }
+
+/// Ptys, in the table of kinds: dumped by [`super::chardev`], paired once the tree is seen.
+pub const KIND: super::kinds::Kind = super::kinds::Kind {
+    name: "pty",
+    dump: None,
+    configure: None,
+    finish_dump: Some(|t| {
+        let pids = t.pids();
+        resolve(t.files, t.ids, &pids, t.shell_job)?;
+        check_sessions(t.procs, t.files)
+    }),
+    opener: Some(|files, _| Ok(Box::new(open_all(files)?))),
+    finish_restore: None,
+};

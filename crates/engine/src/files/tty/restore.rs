@@ -296,3 +296,24 @@ pub fn shell_job_foreground(root: &ProcessEntry) {
         log::warn!("pid {}: the foreground of this terminal stays with stasis ({e}: {})", root.pid, e.source);
     }
 }
+
+impl crate::files::kinds::Opener for Ptys {
+    fn open(&mut self, f: &FileEntry) -> Option<Result<OwnedFd>> {
+        match &f.kind {
+            Some(FileKind::Pty(p)) => Some(Ptys::open(self, p, f.flags)),
+            _ => None,
+        }
+    }
+
+    fn inherited(&mut self, _: &FileEntry) {}
+
+    fn opened(
+        self: Box<Self>,
+        files: &[FileEntry],
+        _: &HashMap<u32, OwnedFd>,
+        later: &mut crate::files::kinds::Later,
+    ) -> Result<()> {
+        later.shared.put(self.finish(files)?);
+        Ok(())
+    }
+}

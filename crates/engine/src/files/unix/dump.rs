@@ -48,7 +48,7 @@ pub fn is_unix(fd: BorrowedFd<'_>) -> bool {
 
 pub fn dump(p: &Probe, ids: &mut FileIds) -> Result<FileKind> {
     let ino = p.meta.ino();
-    let d = ids.unix.table(p.pid.0)?.get(&(ino as u32)).cloned();
+    let d = ids.state::<DumpState>().table(p.pid.0)?.get(&(ino as u32)).cloned();
     let d = d.ok_or_else(|| p.unsupported(format!("unix socket socket:[{ino}] that sock_diag does not list")))?;
     let ty = d.ty as u32;
     if ![SOCK_STREAM, SOCK_DGRAM, SOCK_SEQPACKET].contains(&ty) {
@@ -70,7 +70,7 @@ pub fn dump(p: &Probe, ids: &mut FileIds) -> Result<FileKind> {
     if u.state == LISTEN {
         u.backlog = d.rqlen.1;
         u.icons = d.icons.iter().map(|&i| i as u64).collect();
-    } else if pending_on(ids.unix.table(p.pid.0)?, &d).is_some() && d.rqlen.1 > 0 {
+    } else if pending_on(ids.state::<DumpState>().table(p.pid.0)?, &d).is_some() && d.rqlen.1 > 0 {
         let what = format!("{}: data written on a connection not yet accepted", describe(&u));
         return Err(p.unsupported(what));
     }
@@ -84,7 +84,7 @@ pub fn dump(p: &Probe, ids: &mut FileIds) -> Result<FileKind> {
         // Connected to a socket closed since: the kernel still reports its name.
         u.peer_name = sock::peer_name(p.file).unwrap_or_default();
     }
-    ids.unix.owners.push((ino, p.pid.0, p.fd));
+    ids.state::<DumpState>().owners.push((ino, p.pid.0, p.fd));
     Ok(FileKind::UnixSocket(u))
 }
 
@@ -209,9 +209,10 @@ fn peek_all(p: &Probe, u: &UnixSocket) -> Result<Vec<sock::Peeked>> {
 /// `--ext-unix-sk`, is marked external to be connected again by name at restore.
 pub fn check_peers(files: &mut [FileEntry], ids: &mut FileIds) -> Result<()> {
     let inos: std::collections::HashSet<u64> = sockets(files).map(|u| u.ino).collect();
-    let (ext_all, ext_inodes) = (ids.unix.ext, ids.unix.ext_inodes.clone());
-    let owners = ids.unix.owners.clone();
-    let Some(table) = ids.unix.table.as_ref() else { return Ok(()) };
+    let state = ids.state::<DumpState>();
+    let (ext_all, ext_inodes) = (state.ext, state.ext_inodes.clone());
+    let owners = state.owners.clone();
+    let Some(table) = state.table.as_ref() else { return Ok(()) };
     for f in files.iter_mut() {
         let Some(FileKind::UnixSocket(u)) = &mut f.kind else { continue };
         let (pid, fd) = owners.iter().find(|o| o.0 == u.ino).map_or((0, -1), |o| (o.1, o.2));

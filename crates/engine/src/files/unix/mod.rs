@@ -72,3 +72,23 @@ fn file_path(u: &UnixSocket) -> std::path::PathBuf {
 fn is_path(name: &[u8]) -> bool {
     name.first().is_some_and(|&c| c != 0)
 }
+
+/// UNIX domain sockets, in the table of kinds.
+pub const KIND: super::kinds::Kind = super::kinds::Kind {
+    name: "unix socket",
+    dump: Some(super::kinds::Dumper {
+        claims: |p| std::os::unix::fs::FileTypeExt::is_socket(&p.meta.file_type()) && is_unix(p.file),
+        dump,
+    }),
+    configure: Some(|opts, ids| {
+        let state = ids.state::<DumpState>();
+        state.ext = opts.ext_unix_sk;
+        state.ext_inodes = opts.ext_unix_inodes.clone();
+    }),
+    finish_dump: Some(|t| check_peers(t.files, t.ids)),
+    opener: Some(|files, settings| Ok(Box::new(Sockets::new(files, settings.ext_unix_sk)))),
+    finish_restore: Some(|later, files, fds| match later.take::<Unfinished>() {
+        Some(unfinished) => unfinished.finish(files, fds),
+        None => Ok(()),
+    }),
+};

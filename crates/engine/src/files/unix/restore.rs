@@ -538,6 +538,31 @@ fn shut(u: &UnixSocket, fd: BorrowedFd<'_>) -> Result<()> {
     sock::shutdown(fd, how).map_err(fail(u, "shutting it down"))
 }
 
+impl crate::files::kinds::Opener for Sockets<'_> {
+    fn open(&mut self, f: &FileEntry) -> Option<Result<OwnedFd>> {
+        match &f.kind {
+            Some(FileKind::UnixSocket(u)) => Some(Sockets::open(self, u, f.flags)),
+            _ => None,
+        }
+    }
+
+    fn inherited(&mut self, f: &FileEntry) {
+        if let Some(FileKind::UnixSocket(u)) = &f.kind {
+            Sockets::inherited(self, u.ino);
+        }
+    }
+
+    fn opened(
+        self: Box<Self>,
+        _: &[FileEntry],
+        _: &HashMap<u32, OwnedFd>,
+        later: &mut crate::files::kinds::Later,
+    ) -> Result<()> {
+        later.unfinished.put(self.into_unfinished());
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
