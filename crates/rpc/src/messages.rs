@@ -392,7 +392,13 @@ impl CriuResp {
 
     /// A response of `ty` that failed with `msg` (and `errno`, when the cause has one).
     pub fn failed(ty: CriuReqType, msg: impl Into<String>, errno: Option<i32>) -> CriuResp {
-        CriuResp { r#type: ty as i32, success: false, cr_errmsg: Some(msg.into()), cr_errno: errno, ..Default::default() }
+        CriuResp {
+            r#type: ty as i32,
+            success: false,
+            cr_errmsg: Some(msg.into()),
+            cr_errno: errno,
+            ..Default::default()
+        }
     }
 
     /// The NOTIFY message for action-script point `script` about `pid`.

@@ -418,7 +418,7 @@ pub const OPTIONS: &[Opt] = &[
         Bool,
         RESTORE,
         "restore the root as a sibling of criu, not its child",
-        NotBuilt("restoring the root as a sibling"),
+        Done("the root is made a child of stasis' parent (`CLONE_PARENT`), which reaps it"),
     ),
     o(
         "root",
