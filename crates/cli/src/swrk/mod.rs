@@ -148,7 +148,10 @@ impl Server {
     /// The parsed command line of `o` for `command`, its logger started and its options checked.
     fn parse(&self, command: &str, o: &CriuOpts) -> anyhow::Result<(Command, Vec<OwnedFd>)> {
         let line = opts::command_line(command, o, &self.caller)?;
-        log::debug!("swrk: as {:?}", line.args);
+        // Opened first, so that a refusal of the options is logged there too.
+        let level = crate::criu_opts::level_of(o.log_level());
+        crate::logger::init(line.log_file.as_deref(), level)?;
+        log::info!("swrk: {command} as {:?}", line.args);
         let args: Vec<OsString> = crate::criu_opts::with_config(line.args)?;
         let cli = Cli::try_parse_from_args(args).map_err(|e| anyhow::anyhow!("criu_opts: {}", e.render()))?;
         let (criu, cmd) = cli.command.parts().1.context("a command with CRIU's options")?;

@@ -16,6 +16,8 @@ use super::Caller;
 pub struct CommandLine {
     pub args: Vec<OsString>,
     pub held: Vec<OwnedFd>,
+    /// `log_file` in the work directory (else the image directory), as CRIU opens it.
+    pub log_file: Option<std::path::PathBuf>,
 }
 
 impl CommandLine {
@@ -48,7 +50,7 @@ impl CommandLine {
 
 /// `stasis <command> ...` for `o`.
 pub fn command_line(command: &str, o: &CriuOpts, caller: &Caller) -> anyhow::Result<CommandLine> {
-    let mut c = CommandLine { args: vec!["stasis".into(), command.into()], held: Vec::new() };
+    let mut c = CommandLine { args: vec!["stasis".into(), command.into()], held: Vec::new(), log_file: None };
     directories(&mut c, o, caller)?;
     logging(&mut c, o);
     if let Some(pid) = o.pid {
@@ -74,12 +76,21 @@ fn directories(c: &mut CommandLine, o: &CriuOpts, caller: &Caller) -> anyhow::Re
     } else {
         anyhow::bail!("criu_opts: neither images_dir_fd nor images_dir is set");
     }
+    let mut work = match c.args.last() {
+        Some(images) => std::path::PathBuf::from(images),
+        None => std::path::PathBuf::from("."),
+    };
     if let Some(n) = o.work_dir_fd {
         let fd = c.take(caller, "work_dir_fd", n)?;
-        c.value("work-dir", format!("/proc/self/fd/{fd}"));
+        work = format!("/proc/self/fd/{fd}").into();
+        c.value("work-dir", work.as_os_str());
     }
-    if let Some(file) = &o.config_file {
-        c.value("config", file.as_str());
+    c.log_file = o.log_file.as_ref().map(|f| work.join(f));
+    // runc always names /etc/criu/runc.conf; as CRIU does, a missing one is no error.
+    match &o.config_file {
+        Some(file) if std::path::Path::new(file).exists() => c.value("config", file.as_str()),
+        Some(file) => log::info!("criu_opts.config_file {file}: not there, no options read from it"),
+        None => {}
     }
     Ok(())
 }
