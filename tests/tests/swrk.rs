@@ -278,3 +278,33 @@ fn runc_checkpoint_is_refused_by_name_and_the_container_keeps_running() {
          pid, net, uts and ipc namespaces)",
     );
 }
+
+#[test]
+fn cli_action_scripts_run_at_the_same_points() {
+    let case = Case::new("cli_action_script", workload!("basic"));
+    let Some(mut run) = case.start() else { return };
+    let pid = run.pid();
+    let trace = case.dir.join("actions.txt");
+    let script = format!("echo \"$CRTOOLS_SCRIPT_ACTION $CRTOOLS_INIT_PID\" >> {}", trace.display());
+    // A script that fails at post-dump fails the dump there, the workload untouched.
+    let refuse = format!("{script}; [ \"$CRTOOLS_SCRIPT_ACTION\" != post-dump ]");
+    let images = case.images("refused");
+    let r = case.dump(&run, &images, &["--action-script", &refuse], &[]);
+    assert!(!r.success() && r.stderr.contains("post-dump"), "{}", r.describe());
+    case.expect_untouched(&run);
+    let images = case.images("images");
+    case.dump_ok(&run, &images, &["--action-script", &script]);
+    case.reap_dumped(&mut run);
+    let mut restored = case.restore_ok(&images, pid, &["--action-script", &script]);
+    case.finish(&mut restored);
+    let text = std::fs::read_to_string(&trace).expect("the scripts' trace");
+    let seen: Vec<&str> = text.lines().map(|l| l.split(' ').next().unwrap_or_default()).collect();
+    let want = [
+        ["pre-dump", "network-lock", "post-dump"].as_slice(),
+        &["pre-dump", "network-lock", "post-dump"],
+        &["pre-restore", "setup-namespaces", "post-setup-namespaces", "post-restore", "network-unlock"],
+    ]
+    .concat();
+    assert_eq!(seen, want);
+    assert!(text.lines().all(|l| l.ends_with(&format!(" {pid}"))), "CRTOOLS_INIT_PID is not the root: {text}");
+}

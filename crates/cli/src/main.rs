@@ -23,6 +23,7 @@
 //! - `restore` without `-d` exits with the restored process's own status once it ends: its exit
 //!   code, or 128 + the signal number if a signal killed it (as a shell reports it).
 
+mod action_script;
 mod check;
 mod criu_opts;
 mod dump;

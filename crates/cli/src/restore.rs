@@ -77,7 +77,7 @@ pub fn options(c: &CriuArgs, detached: bool) -> anyhow::Result<RestoreOptions> {
         },
         network_lock: network_lock(c)?,
         sibling: c.is_set("restore-sibling"),
-        notify: Default::default(),
+        notify: crate::action_script::notifier(c),
     })
 }
 
