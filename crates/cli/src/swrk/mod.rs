@@ -28,8 +28,8 @@ use crate::criu_opts::CriuArgs;
 use crate::{Cli, Command};
 
 /// The CRIU version VERSION answers: the release whose options stasis' table mirrors (every
-/// option of CRIU 4.2 is accepted, done or refused by name), which is above the minimum of every
-/// engine (runc, Podman, crun's libcriu ask for 3.x).
+/// option of CRIU 4.2 is accepted, done or refused by name), and above the minimum each engine
+/// checks (3.x releases: crun's libcriu wrapper wants 3.15, runc and Podman older ones).
 pub const CRIU_VERSION: (i32, i32) = (4, 2);
 
 /// Options of `stasis swrk`.
@@ -284,3 +284,6 @@ impl Cli {
         crate::parse(args)
     }
 }
+
+#[cfg(test)]
+mod tests;
