@@ -117,6 +117,27 @@ fn refused_notification_fails_the_dump_and_leaves_the_workload_running() {
 }
 
 #[test]
+fn leave_running_dump_notifies_network_unlock_once_the_tree_runs() {
+    let case = Case::new("swrk_leave_running", workload!("basic"));
+    let Some(mut run) = case.start() else { return };
+    let (images, dir_fd) = open_dir(&case, "images");
+    let mut opts = opts_for(&dir_fd);
+    opts.pid = Some(run.pid());
+    opts.leave_running = Some(true);
+    opts.notify_scripts = Some(true);
+    let c = SwrkClient::start_stasis(&case.dir);
+    let mut seen = Vec::new();
+    let r = c.call_notified(&request(CriuReqType::Dump, Some(opts)), &mut seen, |_| true);
+    assert!(r.success, "DUMP failed: {:?}", r.cr_errmsg);
+    assert_eq!(seen, ["pre-dump", "network-lock", "post-dump", "network-unlock"]);
+    assert_eq!(c.finish(), Exit::Code(0));
+    case.expect_untouched(&run);
+    assert!(images.join("inventory.img").exists(), "no image after a successful dump");
+    run.signal(workload::WAKE).expect("wake");
+    case.finish(&mut run);
+}
+
+#[test]
 fn unsupported_option_is_refused_by_name_and_the_workload_keeps_running() {
     let case = Case::new("swrk_unsupported", workload!("basic"));
     let Some(mut run) = case.start() else { return };
