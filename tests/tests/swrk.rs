@@ -72,7 +72,10 @@ fn dump_and_restore_as_sibling_with_notifications() {
     opts.log_file = Some("restore.log".into());
     opts.rst_sibling = Some(true);
     opts.status_fd = Some(status_w.as_raw_fd());
-    case.dir.watch_log(&images.join("restore.log"));
+    // The log and stats-restore go to the work directory, as CRIU puts them.
+    let (work, work_fd) = open_dir(&case, "swrk-work");
+    opts.work_dir_fd = Some(work_fd.as_raw_fd());
+    case.dir.watch_log(&work.join("restore.log"));
     let c = SwrkClient::start_stasis(&case.dir);
     let mut seen = Vec::new();
     let r = c.call_notified(&request(CriuReqType::Restore, Some(opts)), &mut seen, |_| true);
@@ -81,6 +84,9 @@ fn dump_and_restore_as_sibling_with_notifications() {
     let want = ["pre-restore", "setup-namespaces", "post-setup-namespaces", "post-restore", "network-unlock"];
     assert_eq!(seen, want);
     assert_eq!(c.finish(), Exit::Code(0));
+    let restore_stats = stats::parse_file(&std::fs::read(work.join("stats-restore")).expect("stats-restore"));
+    assert!(restore_stats.expect("stats-restore parses").restore.is_some());
+    assert!(work.join("restore.log").exists(), "no restore.log in the work directory");
     drop(status_w);
     assert!(raw::poll_readable(status_r.as_fd(), 10_000).unwrap_or(false), "nothing on status_fd");
     assert_eq!(raw::recv_msg(status_r.as_fd(), 8, 0).map(|m| m.data).ok(), Some(vec![0u8]));

@@ -5,9 +5,9 @@
 
 use prost::Message;
 
-/// `stats-dump`, written by a dump into the image directory.
+/// `stats-dump`, written by a dump into the work directory.
 pub const DUMP_FILE: &str = "stats-dump";
-/// `stats-restore`, written by a restore into the image directory.
+/// `stats-restore`, written by a restore into the work directory.
 pub const RESTORE_FILE: &str = "stats-restore";
 /// CRIU's magic of its "service" images (not process images).
 pub const IMG_SERVICE_MAGIC: u32 = 0x5510_5940;

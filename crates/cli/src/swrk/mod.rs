@@ -220,10 +220,11 @@ fn micros(d: std::time::Duration) -> u32 {
     u32::try_from(d.as_micros()).unwrap_or(u32::MAX)
 }
 
-/// `stats-dump` / `stats-restore` in the image directory, as CRIU writes them; a failure is only
+/// `stats-dump` / `stats-restore` in the work directory (the image directory unless
+/// `work_dir_fd` names another), where CRIU writes them and Podman reads them; a failure is only
 /// logged (the dump or restore itself succeeded).
 fn write_stats(c: &CriuArgs, name: &str, entry: StatsEntry) {
-    let path = c.images_dir().join(name);
+    let path = c.work_dir().join(name);
     if let Err(e) = std::fs::write(&path, stats::file_bytes(&entry)) {
         log::warn!("{}: {e}", path.display());
     }
