@@ -160,22 +160,24 @@ impl Server {
         Ok((cli.command, line.held))
     }
 
-    fn notifier(&self, o: &CriuOpts) -> anyhow::Result<stasis_engine::notify::Notifier> {
-        if o.notify_scripts != Some(true) {
-            return Ok(Default::default());
+    /// With `notify_scripts`, the NOTIFY round trips replace the hooks of the command line (the
+    /// `--action-script` of a `config_file`), as CRIU's RPC sends its script points to the caller.
+    fn notify(&self, o: &CriuOpts, current: &mut stasis_engine::notify::Notifier) {
+        if o.notify_scripts == Some(true) {
+            let hooks = Arc::new(notify::Notifications::new(self.sock.clone()));
+            *current = stasis_engine::notify::Notifier::new(hooks);
         }
-        Ok(stasis_engine::notify::Notifier::new(Arc::new(notify::Notifications::new(self.sock.clone()))))
     }
 
     fn dump(&self, o: &CriuOpts) -> anyhow::Result<CriuResp> {
         let (Command::Dump(args), _held) = self.parse("dump", o)? else { unreachable!("parsed as dump") };
         let mut opts = crate::dump::options(&args)?;
-        opts.notify = self.notifier(o)?;
+        self.notify(o, &mut opts.notify);
         let report = stasis_engine::dump(&opts, &mut |_| {})
             .with_context(|| format!("dump of pid {} into {}", opts.pid, opts.dir.display()))?;
+        // stasis times the freeze as a whole (CRIU splits it into freezing, memory dump and write).
         let entry = DumpStatsEntry {
             frozen_time: micros(report.frozen),
-            memdump_time: micros(report.total),
             pages_scanned: report.pages,
             pages_written: report.pages,
             ..Default::default()
@@ -193,7 +195,7 @@ impl Server {
             .transpose()?;
         // Nobody in this process waits for the tree: the caller does (rst_sibling) or init.
         let mut opts = crate::restore::options(&args.criu, true)?;
-        opts.notify = self.notifier(o)?;
+        self.notify(o, &mut opts.notify);
         let restored = stasis_engine::restore(&opts, &mut |_| {})
             .with_context(|| format!("restore from {}", opts.dir.display()))?;
         let pid = restored.pid();
