@@ -186,6 +186,12 @@ fn malformed_requests_get_a_clear_error() {
     assert!(!r.success && r.cr_errmsg.unwrap_or_default().contains("criu_opts"));
     assert_eq!(c.finish(), Exit::Code(0));
     let c = SwrkClient::start_stasis(&dir);
+    let bad_fd = CriuOpts { images_dir_fd: 1_000_000, pid: Some(1), ..Default::default() };
+    let r = c.call(&request(CriuReqType::Dump, Some(bad_fd)));
+    let msg = r.cr_errmsg.unwrap_or_default();
+    assert!(!r.success && msg.contains("images_dir_fd: fd 1000000 of the caller"), "unclear error: {msg}");
+    assert_eq!(c.finish(), Exit::Code(0));
+    let c = SwrkClient::start_stasis(&dir);
     let mut unknown = request(CriuReqType::Empty, None);
     unknown.r#type = 77;
     let r = c.call(&unknown);
