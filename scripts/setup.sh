@@ -5,7 +5,8 @@
 #   Debian packages: build-essential and gcc (C workloads, linking), libc6-dev (static test
 #                    workloads), pkg-config, tmux and screen (terminal tests and demos), util-linux
 #                    (setsid, nsenter), bsdutils (script), iproute2 (ip), shellcheck (scripts/test.sh
-#                    lints the scripts), nftables (nft: the network lock of TCP connections)
+#                    lints the scripts), nftables (nft: the network lock of TCP connections),
+#                    runc and busybox-static (the runc test of `stasis swrk`: a busybox container)
 #   Rust:            the toolchain pinned in rust-toolchain.toml, with clippy and rustfmt; rustup is
 #                    installed from sh.rustup.rs only if cargo is missing.
 #   cargo-nextest:   used by scripts/test.sh when present; `cargo test` otherwise.
@@ -18,7 +19,7 @@ die() { echo "setup.sh: $*" >&2; exit 1; }
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
-packages=(build-essential gcc libc6-dev pkg-config tmux screen util-linux bsdutils iproute2 shellcheck nftables)
+packages=(build-essential gcc libc6-dev pkg-config tmux screen util-linux bsdutils iproute2 shellcheck nftables runc busybox-static)
 
 installed() {
     [[ $(dpkg-query -W -f='${Status}' "$1" 2>/dev/null) == "install ok installed" ]]

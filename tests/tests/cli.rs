@@ -85,7 +85,7 @@ fn criu_spellings_dump_and_restore() {
 
     // A restore with an unbuilt option fails by name and leaves no process.
     let dir = images.to_str().expect("utf-8");
-    for opt in ["--lazy-pages", "--network-lock=iptables", "--restore-sibling"] {
+    for opt in ["--lazy-pages", "--network-lock=iptables", "--auto-dedup"] {
         let out = stasis(&case, &["restore", "-D", dir, "-d", opt]);
         let stderr = String::from_utf8_lossy(&out.stderr);
         if out.status.code() != Some(1) || !stderr.contains(opt.split('=').next().unwrap_or(opt)) {

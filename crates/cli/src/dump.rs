@@ -40,6 +40,7 @@ pub fn options(args: &DumpArgs) -> anyhow::Result<DumpOptions> {
         tcp_established: c.is_set("tcp-established"),
         skip_in_flight: c.is_set("skip-in-flight"),
         network_lock: crate::restore::network_lock(c)?,
+        notify: crate::action_script::notifier(c),
     })
 }
 

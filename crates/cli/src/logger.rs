@@ -25,11 +25,15 @@ enum Sink {
 
 struct Logger {
     start: Instant,
-    level: LevelFilter,
-    sink: Sink,
+    /// Set once; `stasis swrk` changes it per request.
+    config: Mutex<(LevelFilter, Sink)>,
 }
 
-/// Installs the logger for the whole process: appending to `file` if given, else to stderr.
+/// The one logger of the process.
+static LOGGER: std::sync::OnceLock<Logger> = std::sync::OnceLock::new();
+
+/// Installs the logger for the whole process, appending to `file` if given, else to stderr; a
+/// later call (`stasis swrk`, one per request) sends the lines to its file from then on.
 pub fn init(file: Option<&Path>, level: LevelFilter) -> anyhow::Result<()> {
     let sink = match file {
         None => Sink::Stderr { clear_line: io::stderr().is_terminal() },
@@ -42,25 +46,32 @@ pub fn init(file: Option<&Path>, level: LevelFilter) -> anyhow::Result<()> {
             Sink::File(Mutex::new(f))
         }
     };
-    let logger = Logger { start: Instant::now(), level, sink };
-    log::set_max_level(logger.level);
-    // A second call (only in tests) keeps the first logger, which is harmless.
-    let _ = log::set_logger(Box::leak(Box::new(logger)));
+    let logger =
+        LOGGER.get_or_init(|| Logger { start: Instant::now(), config: Mutex::new((level, sink_placeholder())) });
+    *lock(&logger.config) = (level, sink);
+    log::set_max_level(level);
+    // Only the first call installs it; the others changed its configuration above.
+    let _ = log::set_logger(logger);
     Ok(())
+}
+
+fn sink_placeholder() -> Sink {
+    Sink::Stderr { clear_line: false }
 }
 
 impl Log for Logger {
     fn enabled(&self, metadata: &Metadata) -> bool {
-        metadata.level() <= self.level
+        metadata.level() <= lock(&self.config).0
     }
 
     fn log(&self, record: &Record) {
-        if !self.enabled(record.metadata()) {
+        let config = lock(&self.config);
+        if record.metadata().level() > config.0 {
             return;
         }
         let line = format_line(self.start.elapsed().as_secs_f64(), record);
         // A failing log write cannot be reported anywhere better than where it failed.
-        let _ = match &self.sink {
+        let _ = match &config.1 {
             Sink::Stderr { clear_line } => {
                 let erase = if *clear_line { CLEAR_LINE } else { "" };
                 io::stderr().lock().write_all(format!("{erase}{line}").as_bytes())
@@ -70,16 +81,16 @@ impl Log for Logger {
     }
 
     fn flush(&self) {
-        let _ = match &self.sink {
+        let _ = match &lock(&self.config).1 {
             Sink::Stderr { .. } => io::stderr().flush(),
             Sink::File(f) => lock(f).flush(),
         };
     }
 }
 
-/// Locks the file even if a thread panicked while holding it: a log line is never worth a panic.
-fn lock(f: &Mutex<File>) -> std::sync::MutexGuard<'_, File> {
-    f.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+/// Locks even if a thread panicked while holding the lock: a log line is never worth a panic.
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// `[   1.234567] DEBUG stasis_engine::mem: message\n`.

@@ -6,6 +6,7 @@
 //! stasis pre-dump -t PID ...                      (not built yet: fails naming it)
 //! stasis restore  [-D DIR] [-d] [--pidfile FILE] [-j] [-o LOG] [-v[N]] [--json]
 //! stasis show     DIR [--json]
+//! stasis swrk     FD                              (CRIU's RPC; also as `criu swrk FD`)
 //! ```
 //!
 //! `dump`, `pre-dump`, `restore` and `check` take every option of CRIU 4.2's (see
@@ -22,6 +23,7 @@
 //! - `restore` without `-d` exits with the restored process's own status once it ends: its exit
 //!   code, or 128 + the signal number if a signal killed it (as a shell reports it).
 
+mod action_script;
 mod check;
 mod criu_opts;
 mod dump;
@@ -29,6 +31,7 @@ mod logger;
 mod progress;
 mod restore;
 mod show;
+mod swrk;
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -57,6 +60,8 @@ enum Command {
     Restore(restore::RestoreArgs),
     /// Print the contents of an image directory.
     Show(show::ShowArgs),
+    /// Serve CRIU's RPC on a SOCK_SEQPACKET socket (what runc, crun and Podman run as `criu swrk FD`).
+    Swrk(swrk::SwrkArgs),
 }
 
 impl Command {
@@ -68,12 +73,18 @@ impl Command {
             Command::PreDump(a) => (a.json, Some((&a.criu, CriuCommand::PreDump))),
             Command::Restore(a) => (a.json, Some((&a.criu, CriuCommand::Restore))),
             Command::Show(a) => (a.json, None),
+            Command::Swrk(_) => (false, None),
         }
     }
 }
 
 fn main() -> ExitCode {
-    let args = match criu_opts::with_config(std::env::args_os().collect()) {
+    let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if let Some(text) = as_criu_version(&argv) {
+        print!("{text}");
+        return ExitCode::SUCCESS;
+    }
+    let args = match criu_opts::with_config(argv) {
         Ok(args) => args,
         Err(err) => {
             eprintln!("stasis: error: {err:#}");
@@ -98,6 +109,18 @@ fn main() -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+/// Installed (or symlinked) as `criu`, `criu --version` (or `-V`) answers as CRIU does, with
+/// the version `stasis swrk` answers, since scripts parse it (`Version: 4.2`); as `stasis`,
+/// clap prints stasis' own.
+fn as_criu_version(argv: &[std::ffi::OsString]) -> Option<String> {
+    let name = argv.first().map(std::path::Path::new).and_then(|p| p.file_name())?;
+    let asks = argv.len() == 2 && (argv[1] == "--version" || argv[1] == "-V");
+    (name == "criu" && asks).then(|| {
+        let (major, minor) = swrk::CRIU_VERSION;
+        format!("Version: {major}.{minor}\nstasis {} (CRIU's interface)\n", env!("CARGO_PKG_VERSION"))
+    })
 }
 
 /// Parse the command line; `dump` and `pre-dump` need `-t` (a usage error, as a missing
@@ -132,6 +155,7 @@ fn run(command: &Command) -> anyhow::Result<u8> {
         Command::PreDump(a) => dump::run_pre_dump(a),
         Command::Restore(a) => restore::run(a),
         Command::Show(a) => show::run(a),
+        Command::Swrk(a) => swrk::run(a),
     }
 }
 

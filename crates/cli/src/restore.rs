@@ -30,19 +30,7 @@ pub struct RestoreArgs {
 pub fn run(args: &RestoreArgs) -> anyhow::Result<u8> {
     let c = &args.criu;
     let detached = c.restore_detached();
-    let opts = RestoreOptions {
-        dir: c.images_dir(),
-        shell_job: c.is_set("shell-job"),
-        detached,
-        ext_unix_sk: c.is_set("ext-unix-sk"),
-        inherit_fds: inherit_fds(&parse_inherit_fds(c.get("inherit-fd").unwrap_or_default())?)?,
-        file_locks: c.is_set("file-locks"),
-        tcp: stasis_engine::files::inet::Established {
-            repair: c.is_set("tcp-established"),
-            close: c.is_set("tcp-close"),
-        },
-        network_lock: network_lock(c)?,
-    };
+    let opts = options(c, detached)?;
     // Created before the restore, so that an unwritable pidfile fails before anything runs.
     let pidfile = c.pidfile().as_deref().map(PidFile::prepare).transpose()?;
     let mut line = ProgressLine::new("restoring memory");
@@ -72,6 +60,25 @@ pub fn run(args: &RestoreArgs) -> anyhow::Result<u8> {
     }
     // A wait status is an exit code (0..=255) or 128 + a signal number (at most 128 + 64).
     Ok(u8::try_from(status).unwrap_or(u8::MAX))
+}
+
+/// The engine's options for CRIU's options `c` (checked); `detached`: nobody waits for the root.
+pub fn options(c: &CriuArgs, detached: bool) -> anyhow::Result<RestoreOptions> {
+    Ok(RestoreOptions {
+        dir: c.images_dir(),
+        shell_job: c.is_set("shell-job"),
+        detached,
+        ext_unix_sk: c.is_set("ext-unix-sk"),
+        inherit_fds: inherit_fds(&parse_inherit_fds(c.get("inherit-fd").unwrap_or_default())?)?,
+        file_locks: c.is_set("file-locks"),
+        tcp: stasis_engine::files::inet::Established {
+            repair: c.is_set("tcp-established"),
+            close: c.is_set("tcp-close"),
+        },
+        network_lock: network_lock(c)?,
+        sibling: c.is_set("restore-sibling"),
+        notify: crate::action_script::notifier(c),
+    })
 }
 
 /// `fd[N]:KEY` (CRIU's `--inherit-fd`): (N, KEY).

@@ -14,6 +14,7 @@ pub mod mem;
 pub mod misc;
 pub mod mm;
 pub mod netlock;
+pub mod notify;
 pub mod posix_timers;
 pub mod proc;
 pub mod regs;
@@ -74,6 +75,8 @@ pub struct DumpOptions {
     pub skip_in_flight: bool,
     /// How the dumped connections are kept from being reset until the restore (`--network-lock`).
     pub network_lock: netlock::Mode,
+    /// The caller's action points (see [`notify`]).
+    pub notify: notify::Notifier,
 }
 
 /// Default of [`DumpOptions::ghost_limit`]: 1 MiB, as CRIU's.
@@ -132,6 +135,11 @@ pub struct RestoreOptions {
     /// The network lock of the dump: removed once the tree runs, or on failure (`nftables`, the
     /// default), or left alone (`skip`).
     pub network_lock: netlock::Mode,
+    /// The root is made a child of our parent, not ours (`clone3` with `CLONE_PARENT`; CRIU's
+    /// `--restore-sibling`, and `rst_sibling` of its RPC, where the caller waits for the root).
+    pub sibling: bool,
+    /// The caller's action points (see [`notify`]).
+    pub notify: notify::Notifier,
 }
 
 /// What a successful restore did.

@@ -2,6 +2,7 @@
 
 use crate::ptrace::{self, WaitStatus};
 use crate::{check, Pid, SysError};
+use std::os::fd::AsRawFd;
 
 /// `struct clone_args` (include/uapi/linux/sched.h, size version 2).
 #[repr(C)]
@@ -70,6 +71,59 @@ pub fn spawn_traced(pid: Pid) -> Result<Pid, SpawnError> {
     ptrace::set_options(child, ptrace::OPT_TRACESYSGOOD | ptrace::OPT_EXITKILL)
         .map_err(|source| SpawnError::Wait { pid: child, source })?;
     Ok(child)
+}
+
+/// [`spawn_traced`], but the child is a child of our parent (`CLONE_PARENT`): our sibling, which
+/// our parent waits for (CRIU's `--restore-sibling`). As `PTRACE_TRACEME` would make our parent
+/// its tracer, the child waits on a pipe until we have seized it (`PTRACE_SEIZE` with
+/// `TRACESYSGOOD | EXITKILL`), then stops itself; on return it is in its signal-delivery stop for
+/// SIGSTOP, as with [`spawn_traced`].
+pub fn spawn_traced_sibling(pid: Pid) -> Result<Pid, SpawnError> {
+    let (gate_r, gate_w) = crate::fd::pipe().map_err(|source| SpawnError::Clone { pid, source })?;
+    let set_tid = [pid.0];
+    // clone3 takes no exit signal with CLONE_PARENT: the child gets ours, as our parent expects.
+    let args = CloneArgs {
+        flags: libc::CLONE_PARENT as u64,
+        set_tid: set_tid.as_ptr() as u64,
+        set_tid_size: 1,
+        ..CloneArgs::default()
+    };
+    // SAFETY: as in `spawn_traced`: fork semantics, and the child makes raw system calls only.
+    let ret = unsafe { libc::syscall(libc::SYS_clone3, &args as *const CloneArgs, std::mem::size_of::<CloneArgs>()) };
+    if ret == 0 {
+        child_stop_when_seized(gate_r.as_raw_fd(), gate_w.as_raw_fd());
+    }
+    drop(gate_r);
+    let child = Pid(check("clone3", ret).map_err(|source| SpawnError::Clone { pid, source })? as i32);
+    let wait_err = |source| SpawnError::Wait { pid: child, source };
+    if let Err(e) = ptrace::seize(child, ptrace::OPT_TRACESYSGOOD | ptrace::OPT_EXITKILL) {
+        let _ = kill(child, libc::SIGKILL);
+        return Err(wait_err(e));
+    }
+    // Closing our end lets the child's read return: it stops itself, traced by us.
+    drop(gate_w);
+    match ptrace::wait(child).map_err(wait_err)? {
+        WaitStatus::Stopped { sig: libc::SIGSTOP, .. } => Ok(child),
+        status => {
+            let _ = kill(child, libc::SIGKILL);
+            Err(SpawnError::NoStop { pid: child, status })
+        }
+    }
+}
+
+/// The child side of [`spawn_traced_sibling`]: close its copy of the gate's write end, wait for
+/// the gate to close (EOF), then stop; raw system calls only.
+fn child_stop_when_seized(gate_r: i32, gate_w: i32) -> ! {
+    let mut byte = 0u8;
+    // SAFETY: raw system calls; `byte` is a live local the read may fill.
+    unsafe {
+        libc::syscall(libc::SYS_close, gate_w);
+        libc::syscall(libc::SYS_read, gate_r, &mut byte as *mut u8, 1);
+        let me = libc::syscall(libc::SYS_getpid);
+        libc::syscall(libc::SYS_kill, me, libc::SIGSTOP);
+        libc::syscall(libc::SYS_exit_group, 127);
+    }
+    unreachable!("exit_group returned")
 }
 
 /// The child side of [`spawn_traced`]: raw system calls only (glibc's cached pid is the parent's).

@@ -274,6 +274,73 @@ pub fn send(
     fds: &[BorrowedFd<'_>],
     creds: Option<Creds>,
 ) -> Result<usize, SysError> {
+    send_with(fd, (data, to), fds, creds, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL)
+}
+
+/// `sendmsg(2)` of one message to the connected peer with `fds` in flight, blocking until it is
+/// queued (`MSG_NOSIGNAL`: a closed peer is `EPIPE`, not a signal). For `SOCK_SEQPACKET`, one
+/// message is one record.
+pub fn send_message(fd: BorrowedFd<'_>, data: &[u8], fds: &[BorrowedFd<'_>]) -> Result<usize, SysError> {
+    send_with(fd, (data, &[]), fds, None, libc::MSG_NOSIGNAL)
+}
+
+/// One message received: its bytes and the fds in flight with it.
+pub type Message = (Vec<u8>, Vec<OwnedFd>);
+
+/// `recvmsg(2)` of one message (blocking, `MSG_CMSG_CLOEXEC`) of at most `max` bytes, with the
+/// fds in flight with it. `None` when the peer has closed (a zero-length read); a message longer
+/// than `max` is `EMSGSIZE` (and dropped, as `SOCK_SEQPACKET` drops the rest of a record).
+pub fn recv_message(fd: BorrowedFd<'_>, max: usize) -> Result<Option<Message>, SysError> {
+    let mut data = vec![0u8; max];
+    let mut control = [0u64; CMSG_SPACE / 8];
+    let mut iov = libc::iovec { iov_base: data.as_mut_ptr().cast(), iov_len: max };
+    // SAFETY: msghdr is plain data; all zeroes is a valid value.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.as_mut_ptr().cast();
+    msg.msg_controllen = CMSG_SPACE;
+    // SAFETY: every pointer in `msg` points to a live buffer of the length it states.
+    let ret = unsafe { libc::recvmsg(fd.as_raw_fd(), &mut msg, libc::MSG_CMSG_CLOEXEC) };
+    let n = check("recvmsg", ret as libc::c_long)? as usize;
+    let (fds, _) = control_messages(&msg);
+    if msg.msg_flags & libc::MSG_TRUNC != 0 {
+        return Err(SysError::from_errno("recvmsg", libc::EMSGSIZE));
+    }
+    if n == 0 && fds.is_empty() {
+        return Ok(None);
+    }
+    data.truncate(n);
+    Ok(Some((data, fds)))
+}
+
+/// `getsockopt(SO_PEERCRED)`: the pid, uid and gid of the peer of a connected socket (for a
+/// socketpair, of the process that made it).
+pub fn peer_cred(fd: BorrowedFd<'_>) -> Result<Creds, SysError> {
+    // SAFETY: ucred is plain data; all zeroes is a valid value.
+    let mut u: libc::ucred = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
+    // SAFETY: `u` is a live ucred of `len` bytes for the kernel to fill.
+    let ret = unsafe {
+        libc::getsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_PEERCRED,
+            (&mut u as *mut libc::ucred).cast(),
+            &mut len,
+        )
+    };
+    check("getsockopt(SO_PEERCRED)", ret as libc::c_long)?;
+    Ok(Creds { pid: u.pid, uid: u.uid, gid: u.gid })
+}
+
+fn send_with(
+    fd: BorrowedFd<'_>,
+    (data, to): (&[u8], &[u8]),
+    fds: &[BorrowedFd<'_>],
+    creds: Option<Creds>,
+    flags: i32,
+) -> Result<usize, SysError> {
     if fds.len() > MAX_FDS {
         return Err(SysError::from_errno("sendmsg", libc::ETOOMANYREFS));
     }
@@ -320,7 +387,7 @@ pub fn send(
         }
     }
     // SAFETY: every pointer in `msg` points to a live buffer of the length it states.
-    let ret = unsafe { libc::sendmsg(fd.as_raw_fd(), &msg, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL) };
+    let ret = unsafe { libc::sendmsg(fd.as_raw_fd(), &msg, flags) };
     check("sendmsg", ret as libc::c_long).map(|n| n as usize)
 }
 

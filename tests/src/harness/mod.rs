@@ -14,6 +14,7 @@ mod program;
 mod pty;
 mod snapshot;
 mod stasis;
+mod swrk;
 
 pub use cbuild::static_c_workload;
 pub use dir::{tail, TestDir, TmpfsMount};
@@ -23,6 +24,7 @@ pub use program::{ask, find_program, program_file};
 pub use pty::{shell_job, Pty};
 pub use snapshot::{line_diff, normalize_maps, number_deleted, select_status, Snapshot, STATUS_KEYS};
 pub use stasis::{wait_child, CmdResult, Stasis, STASIS_TIMEOUT};
+pub use swrk::{request, SwrkClient};
 
 /// A [`Workload`] for the workload binary `name` of this package (`CARGO_BIN_EXE_<name>`; only
 /// usable from integration tests, where Cargo sets it).

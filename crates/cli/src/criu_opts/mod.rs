@@ -308,14 +308,7 @@ impl CriuArgs {
                 None => {}
             }
         }
-        match level {
-            0 => LevelFilter::Off,
-            1 => LevelFilter::Error,
-            2 => LevelFilter::Warn,
-            3 => LevelFilter::Info,
-            4 => LevelFilter::Debug,
-            _ => LevelFilter::Trace,
-        }
+        level_of(level as i32)
     }
 
     /// `-t`.
@@ -364,6 +357,19 @@ impl CriuArgs {
             return Ok(());
         }
         anyhow::bail!("not built yet in stasis, nothing was touched: {}", refused.join(", "))
+    }
+}
+
+/// The log filter of CRIU log level `level` (0 none, 1 errors, 2 warnings, 3 info, 4 debug,
+/// more: trace).
+pub fn level_of(level: i32) -> LevelFilter {
+    match level {
+        i32::MIN..=0 => LevelFilter::Off,
+        1 => LevelFilter::Error,
+        2 => LevelFilter::Warn,
+        3 => LevelFilter::Info,
+        4 => LevelFilter::Debug,
+        _ => LevelFilter::Trace,
     }
 }
 

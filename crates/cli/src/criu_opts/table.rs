@@ -129,7 +129,7 @@ pub const OPTIONS: &[Opt] = &[
         Value("SCRIPT", Path),
         ALL,
         "run SCRIPT at stages of dump and restore",
-        NotBuilt("action scripts"),
+        Done("`sh -c SCRIPT` with CRIU's `CRTOOLS_SCRIPT_ACTION` and `CRTOOLS_INIT_PID` at pre-dump, network-lock, post-dump, network-unlock, pre-restore, setup-namespaces, post-setup-namespaces, post-restore; a failing script fails the dump or restore there"),
     ),
     o(
         "unprivileged",
@@ -418,7 +418,7 @@ pub const OPTIONS: &[Opt] = &[
         Bool,
         RESTORE,
         "restore the root as a sibling of criu, not its child",
-        NotBuilt("restoring the root as a sibling"),
+        Done("the root is made a child of stasis' parent (`CLONE_PARENT`), which reaps it"),
     ),
     o(
         "root",

@@ -7,6 +7,7 @@
 
 use crate::error::{Error, Result};
 use crate::files::FileIds;
+use crate::notify::Point;
 use crate::proc::{self, ProcRoot};
 use crate::task::FrozenProcess;
 use crate::tracers::{Pending, Tracers};
@@ -76,6 +77,7 @@ pub fn dump(opts: &DumpOptions, progress: &mut dyn FnMut(Progress)) -> Result<Du
     let pid = Pid(opts.pid);
     let ours = own_namespaces(&root);
     check_target(&root, pid, &ours)?;
+    opts.notify.at(Point::PreDump, pid.0)?;
     let dir = ImageDir::create(&opts.dir)?;
     // An estimate: the tree is known only once frozen.
     let threads = Pool::threads_for(proc::children(&root, pid.0)?.len() + 1);
@@ -108,6 +110,9 @@ fn dump_with<'env>(
         Ok(t) => t,
         Err((tree, e)) => return Err(explain(pool, &tree, e, progress)),
     };
+    if let Err(e) = opts.notify.at(Point::NetworkLock, pid.0) {
+        return Err(explain(pool, &tree, e, progress));
+    }
     let ids: Vec<session::Ids> = tree
         .iter()
         .map(|m| session::Ids { pid: m.pid.0, ppid: m.stat.ppid, pgid: m.stat.pgrp, sid: m.stat.session })
@@ -124,6 +129,9 @@ fn dump_with<'env>(
     for e in &external {
         log::info!("pid {} fd {}: {} (restore may replace it with --inherit-fd fd[N]:{})", e.pid, e.fd, e.what, e.key);
     }
+    if let Err(e) = opts.notify.at(Point::PostDump, pid.0) {
+        return Err(explain(pool, &tree, e, progress));
+    }
     let mut frozen_for = None;
     let lock = held.table().map(|table| NetworkLock { method: "nftables".into(), table: table.into() });
     let mut held = Some(held);
@@ -132,6 +140,7 @@ fn dump_with<'env>(
         drop(held.take());
         end_all(pool, &tree, FrozenProcess::resume, progress)?;
         frozen_for = Some(frozen_at.elapsed());
+        opts.notify.at(Point::NetworkUnlock, pid.0)?;
     }
     let pages: u64 = dumped.iter().map(|d| d.page_bytes).sum::<u64>() / stasis_image::PAGE_SIZE;
     let tree_img = (zombies, helpers);

@@ -6,6 +6,7 @@
 mod process;
 
 use crate::error::{Error, Result};
+use crate::notify::Point;
 use crate::proc::{self, ProcRoot};
 use crate::tracers::Tracers;
 use crate::{fault, files, misc, regs};
@@ -145,6 +146,7 @@ pub fn restore(opts: &RestoreOptions, progress: &mut dyn FnMut(Progress)) -> Res
     let start = Instant::now();
     let dir = ImageDir::open(&opts.dir)?;
     let img = load(&dir)?;
+    opts.notify.at(Point::PreRestore, img.procs[0].process.pid)?;
     check_cpu(&dir, &img)?;
     check_pids_free(&img)?;
     check_file_locks(&img, opts.file_locks)?;
@@ -159,7 +161,9 @@ pub fn restore(opts: &RestoreOptions, progress: &mut dyn FnMut(Progress)) -> Res
     let created = Mutex::new(Vec::new());
     let guard = KillOnDrop(&created);
     let calls = fault::calls("restore-call");
-    let (child, scratch, ours) = create_root(&img, &created, &calls)?;
+    let (child, scratch, ours) = create_root(&img, &created, &calls, opts.sibling)?;
+    opts.notify.at(Point::SetupNamespaces, child.0)?;
+    opts.notify.at(Point::PostSetupNamespaces, child.0)?;
     ptrace::set_sigmask(child, u64::MAX).map_err(Error::sys(pid.0, "blocking signals"))?;
     misc::restore_from_outside(child, &root.core);
     let ctx = Ctx {
@@ -178,6 +182,7 @@ pub fn restore(opts: &RestoreOptions, progress: &mut dyn FnMut(Progress)) -> Res
     let result = result.and_then(|()| unfinished.finish(&opened, &img.files.files, &tables));
     let result = result.and_then(|()| join_groups(&mut out, &img, &ctx));
     let result = result.and_then(|()| out.built.iter_mut().try_for_each(|b| b.set_foreground(&ctx)));
+    let result = result.and_then(|()| opts.notify.at(Point::PostRestore, child.0));
     if let Err(e) = result {
         out.abandon();
         return Err(e);
@@ -195,6 +200,9 @@ pub fn restore(opts: &RestoreOptions, progress: &mut dyn FnMut(Progress)) -> Res
     opened.release();
     segments.finish(&img.ipc);
     drop(lock);
+    if let Err(e) = opts.notify.at(Point::NetworkUnlock, child.0) {
+        log::warn!("the restored tree runs, but its caller's network unlock failed: {e}");
+    }
     let pages = img.procs.iter().map(|p| p.pagemap.total_pages).sum();
     let injected_calls = calls.count();
     log::info!("{injected_calls} calls injected");
@@ -293,7 +301,7 @@ fn join_groups(out: &mut Out, img: &Image, ctx: &Ctx) -> Result<()> {
 /// double fork) is forked by a short-lived helper that takes the leader's PID and calls `setsid`, then
 /// exits: the root has its session and group again, and is reparented as it was. Returns the root,
 /// its scratch address, and whether it is our child.
-fn create_root(img: &Image, created: &Mutex<Vec<Pid>>, calls: &Calls) -> Result<(Pid, u64, bool)> {
+fn create_root(img: &Image, created: &Mutex<Vec<Pid>>, calls: &Calls, sibling: bool) -> Result<(Pid, u64, bool)> {
     let root = &img.procs[0];
     let pid = Pid(root.process.pid);
     let sid = root.process.sid;
@@ -301,9 +309,15 @@ fn create_root(img: &Image, created: &Mutex<Vec<Pid>>, calls: &Calls) -> Result<
     if !leader_gone || proc::stat(&ProcRoot::system(), sid).is_ok() {
         // The new task starts as a copy of us: the scratch area must be free in our layout too.
         let scratch = process::scratch_in_copy(Pid::this(), root)?;
-        let child = sysproc::spawn_traced(pid).map_err(|e| spawn_error(pid, e))?;
+        let spawn = if sibling { sysproc::spawn_traced_sibling } else { sysproc::spawn_traced };
+        let child = spawn(pid).map_err(|e| spawn_error(pid, e))?;
         created.lock().expect("not poisoned").push(child);
-        return Ok((child, scratch, true));
+        return Ok((child, scratch, !sibling));
+    }
+    if sibling {
+        let what =
+            format!("restoring as a sibling a root whose session leader {sid} has exited (it is forked by a helper)");
+        return Err(Error::Unsupported { pid: pid.0, what });
     }
     let helper = sysproc::spawn_traced(Pid(sid)).map_err(|e| spawn_error(Pid(sid), e))?;
     created.lock().expect("not poisoned").push(helper);
