@@ -1,6 +1,14 @@
 //! Write tracking between the rounds of an incremental dump, without soft-dirty bits: a userfaultfd
-//! of the process's mm in asynchronous write-protect mode, registered over its private areas, read
-//! back (and armed again) with `PAGEMAP_SCAN`'s `PAGE_IS_WRITTEN` (see `stasis_sys::uffd`).
+//! of the process's mm in asynchronous write-protect mode, registered over its private anonymous
+//! areas, read back with `PAGEMAP_SCAN`'s `PAGE_IS_WRITTEN` (see `stasis_sys::uffd`) and armed
+//! again with `UFFDIO_WRITEPROTECT` over what was written, while the process is frozen.
+//!
+//! Why not `UFFD_FEATURE_WP_UNPOPULATED` and `PM_SCAN_WP_MATCHING`: the pte markers that
+//! write-protect unpopulated pages (and that file-backed areas always get) read in
+//! `/proc/PID/pagemap` as swapped pages, which only CAP_SYS_ADMIN can tell from real swap entries;
+//! a dump would save (or worse, take from the parent) pages that are not there. Without markers a
+//! page faulted in after the arming simply has no protection, so it reads as written, which is
+//! what it is. The re-arm needs no atomicity with the scan: the process is frozen for both.
 //!
 //! The process is made to create the userfaultfd (an injected `userfaultfd(2)`); we take it with
 //! `pidfd_getfd` and close it in the process at once, so the program never sees it in its fd table.
@@ -43,13 +51,11 @@ pub struct Tracker {
     pub pidfd: OwnedFd,
 }
 
-/// Areas whose writes can be tracked: private anonymous and private file mappings (whose written
-/// pages a dump saves), not the kernel's special areas nor `MAP_DROPPABLE` ones.
+/// Areas whose writes are tracked: private anonymous ones, not the kernel's special areas nor
+/// `MAP_DROPPABLE` ones. The copied-on-write pages of private file mappings are saved in full
+/// every round (tracking them would need pte markers, see the module doc).
 pub fn trackable(v: &Vma) -> bool {
-    v.flags & libc::MAP_PRIVATE as u32 != 0
-        && matches!(kind(v), VmaKind::Anon | VmaKind::File)
-        && !is_special(v)
-        && !v.droppable
+    v.flags & libc::MAP_PRIVATE as u32 != 0 && kind(v) == VmaKind::Anon && !is_special(v) && !v.droppable
 }
 
 /// The fd of a userfaultfd the process holds itself, if any.
@@ -83,7 +89,7 @@ pub fn create(inj: &mut Injector, pid: Pid) -> Result<Tracker> {
     let taken = stasis_sys::fd::pidfd_getfd(pidfd.as_fd(), fd);
     inj.close(fd)?;
     let uffd = taken.map_err(Error::sys(pid.0, "taking the userfaultfd"))?;
-    let features = uffd::FEATURE_WP_ASYNC | uffd::FEATURE_WP_UNPOPULATED;
+    let features = uffd::FEATURE_WP_ASYNC;
     uffd::api(uffd.as_fd(), features).map_err(|source| Error::Sys {
         pid: pid.0,
         what: "write tracking cannot be armed: the kernel lacks asynchronous userfaultfd write-protect (Linux 6.7)",
@@ -120,14 +126,19 @@ pub fn register(t: &Tracker, vmas: &[Vma], already: &[(u64, u64)]) -> Ranges {
     out
 }
 
-/// The pages of `ranges` written since the last round (with `rearm`, protected again by the same
-/// walk).
+/// The pages of `ranges` (of the frozen process) written since the last round; with `rearm`,
+/// protected again.
 pub fn written(t: &Tracker, ranges: &[(u64, u64)], rearm: bool) -> Result<Ranges> {
     let path = format!("/proc/{}/pagemap", t.pid);
     let pagemap = File::open(&path).map_err(Error::io(&path))?;
     let mut out = Vec::new();
     for &(s, e) in ranges {
-        out.extend(uffd::written(&pagemap, s, e, rearm).map_err(Error::sys(t.pid.0, "PAGEMAP_SCAN of written pages"))?);
+        out.extend(uffd::written(&pagemap, s, e, false).map_err(Error::sys(t.pid.0, "PAGEMAP_SCAN of written pages"))?);
+    }
+    if rearm {
+        for &(s, e) in &out {
+            uffd::write_protect(t.uffd.as_fd(), s, e - s).map_err(Error::sys(t.pid.0, "write-protecting again"))?;
+        }
     }
     Ok(out)
 }
