@@ -6,7 +6,10 @@
 //! - `layout`: `simple`, and between rounds an area unmapped and a new one mapped (round 1), an
 //!   area grown with mremap and part of the big area made read-only (round 2);
 //! - `tree`: `simple` in the root, a child writing its own area each round, and a second child
-//!   forked in round 1 (a process new since the pre-dump).
+//!   forked in round 1 (a process new since the pre-dump);
+//! - `threads`: `simple`, and a second thread writing its own area each round;
+//! - `own-uffd`: `simple` with a userfaultfd of its own until round 1 (its writes cannot be
+//!   tracked, so the next dump is a full one).
 
 use stasis_tests::raw::{self, Mapping, SigSet, PAGE};
 use stasis_tests::workload::{self, pattern_word, Checker, OrFail, TreeParent, WAKE};
@@ -152,9 +155,53 @@ fn child(link: TreeParent, seed: u64) -> i32 {
     }
 }
 
+/// The second thread of `threads` mode: its own area, written on each round it is sent, verified
+/// on 0.
+struct Writer {
+    to: std::sync::mpsc::Sender<usize>,
+    from: std::sync::mpsc::Receiver<Vec<String>>,
+}
+
+impl Writer {
+    fn start() -> Writer {
+        let (to, rx) = std::sync::mpsc::channel::<usize>();
+        let (tx, from) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut area = Region::anon("thread area", 8 << 20, 41);
+            let _ = tx.send(Vec::new());
+            for k in rx {
+                if k == 0 {
+                    let mut c = Checker::default();
+                    area.verify(&mut c);
+                    let _ = tx.send(if c.passed() { Vec::new() } else { vec!["the thread's area differs".into()] });
+                    return;
+                }
+                (k * 64..(k + 1) * 64).for_each(|p| area.write(p, 141 + k as u64));
+                let _ = tx.send(Vec::new());
+            }
+        });
+        let w = Writer { to, from };
+        w.from.recv().or_fail("the thread's start");
+        w
+    }
+
+    fn round(&self, k: usize) {
+        self.to.send(k).or_fail("tell the thread");
+        self.from.recv().or_fail("the thread's answer");
+    }
+
+    fn verify(self, c: &mut Checker) {
+        let _ = self.to.send(0);
+        match self.from.recv() {
+            Ok(failures) => failures.into_iter().for_each(|f| c.check(false, || f)),
+            Err(e) => c.check(false, || format!("the thread: {e}")),
+        }
+    }
+}
+
 fn main() {
     let mut s = workload::start();
-    let mode = workload::mode(1, &["simple", "layout", "tree"]).unwrap_or("simple");
+    let mode = workload::mode(1, &["simple", "layout", "tree", "threads", "own-uffd"]).unwrap_or("simple");
     raw::set_recording_handler(ROUND, 0, SigSet::empty()).or_fail("SIGUSR2 handler");
     raw::sigprocmask(libc::SIG_BLOCK, SigSet::of(&[ROUND])).or_fail("block SIGUSR2");
     let mut st = State::simple();
@@ -166,6 +213,8 @@ fn main() {
     if mode == "tree" {
         children.push(workload::fork_child("first child", |link| child(link, 21)));
     }
+    let mut own_uffd = (mode == "own-uffd").then(|| raw::userfaultfd().or_fail("userfaultfd"));
+    let writer = (mode == "threads").then(Writer::start);
     s.ready();
     let mask = raw::blocked_mask();
     let mut done = 0;
@@ -184,7 +233,8 @@ fn main() {
                         children.push(workload::fork_child("child forked in round 1", |link| child(link, 31)));
                     }
                 }
-                _ => {}
+                "threads" => writer.as_ref().or_fail("writer").round(done),
+                _ => drop(own_uffd.take()),
             }
             workload::say(&format!("ROUND {done}"));
             continue;
@@ -192,6 +242,9 @@ fn main() {
         raw::sigsuspend(mask.without(WAKE).without(ROUND));
     }
     st.verify(&mut s.checker);
+    if let Some(w) = writer {
+        w.verify(&mut s.checker);
+    }
     for c in children {
         c.send("verify\n").or_fail("tell a child");
         c.collect(&mut s.checker);

@@ -1,14 +1,13 @@
 //! Write tracking between the rounds of an incremental dump, without soft-dirty bits: a userfaultfd
-//! of the process's mm in asynchronous write-protect mode, registered over its private anonymous
-//! areas, read back with `PAGEMAP_SCAN`'s `PAGE_IS_WRITTEN` (see `stasis_sys::uffd`) and armed
-//! again with `UFFDIO_WRITEPROTECT` over what was written, while the process is frozen.
+//! of the process's mm in asynchronous write-protect mode (`UFFD_FEATURE_WP_ASYNC`, with
+//! `WP_UNPOPULATED` so that absent pages are protected too), registered over its private anonymous
+//! areas, read back and armed again in one walk by `PAGEMAP_SCAN` (`PAGE_IS_WRITTEN`,
+//! `PM_SCAN_WP_MATCHING`; see `stasis_sys::uffd`).
 //!
-//! Why not `UFFD_FEATURE_WP_UNPOPULATED` and `PM_SCAN_WP_MATCHING`: the pte markers that
-//! write-protect unpopulated pages (and that file-backed areas always get) read in
-//! `/proc/PID/pagemap` as swapped pages, which only CAP_SYS_ADMIN can tell from real swap entries;
-//! a dump would save (or worse, take from the parent) pages that are not there. Without markers a
-//! page faulted in after the arming simply has no protection, so it reads as written, which is
-//! what it is. The re-arm needs no atomicity with the scan: the process is frozen for both.
+//! The pte markers that protect absent pages read in `/proc/PID/pagemap` as swapped pages; page
+//! selection skips them (`stasis_sys::mem::is_pte_marker`). Without CAP_SYS_ADMIN they cannot be
+//! told from swapped pages and are saved as the zeros they read as: costly but never wrong, since
+//! such a page was absent at the round before and so is never taken from the parent.
 //!
 //! The process is made to create the userfaultfd (an injected `userfaultfd(2)`); we take it with
 //! `pidfd_getfd` and close it in the process at once, so the program never sees it in its fd table.
@@ -53,7 +52,8 @@ pub struct Tracker {
 
 /// Areas whose writes are tracked: private anonymous ones, not the kernel's special areas nor
 /// `MAP_DROPPABLE` ones. The copied-on-write pages of private file mappings are saved in full
-/// every round (tracking them would need pte markers, see the module doc).
+/// every round: without CAP_SYS_ADMIN a marker left where such a page was dropped
+/// (`MADV_DONTNEED`) would read as an unwritten page, and the old copy would come back.
 pub fn trackable(v: &Vma) -> bool {
     v.flags & libc::MAP_PRIVATE as u32 != 0 && kind(v) == VmaKind::Anon && !is_special(v) && !v.droppable
 }
@@ -89,7 +89,7 @@ pub fn create(inj: &mut Injector, pid: Pid) -> Result<Tracker> {
     let taken = stasis_sys::fd::pidfd_getfd(pidfd.as_fd(), fd);
     inj.close(fd)?;
     let uffd = taken.map_err(Error::sys(pid.0, "taking the userfaultfd"))?;
-    let features = uffd::FEATURE_WP_ASYNC;
+    let features = uffd::FEATURE_WP_ASYNC | uffd::FEATURE_WP_UNPOPULATED;
     uffd::api(uffd.as_fd(), features).map_err(|source| Error::Sys {
         pid: pid.0,
         what: "write tracking cannot be armed: the kernel lacks asynchronous userfaultfd write-protect (Linux 6.7)",
@@ -127,18 +127,13 @@ pub fn register(t: &Tracker, vmas: &[Vma], already: &[(u64, u64)]) -> Ranges {
 }
 
 /// The pages of `ranges` (of the frozen process) written since the last round; with `rearm`,
-/// protected again.
+/// protected again by the same walk.
 pub fn written(t: &Tracker, ranges: &[(u64, u64)], rearm: bool) -> Result<Ranges> {
     let path = format!("/proc/{}/pagemap", t.pid);
     let pagemap = File::open(&path).map_err(Error::io(&path))?;
     let mut out = Vec::new();
     for &(s, e) in ranges {
-        out.extend(uffd::written(&pagemap, s, e, false).map_err(Error::sys(t.pid.0, "PAGEMAP_SCAN of written pages"))?);
-    }
-    if rearm {
-        for &(s, e) in &out {
-            uffd::write_protect(t.uffd.as_fd(), s, e - s).map_err(Error::sys(t.pid.0, "write-protecting again"))?;
-        }
+        out.extend(uffd::written(&pagemap, s, e, rearm).map_err(Error::sys(t.pid.0, "PAGEMAP_SCAN of written pages"))?);
     }
     Ok(out)
 }
