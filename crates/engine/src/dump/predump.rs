@@ -280,10 +280,19 @@ fn arm(pool: &Pool, root: &ProcRoot, m: &Member, round: &mut Round, progress: &m
         let tracked = track::register(&t, &vmas, &[]);
         Ok((t, tracked))
     });
-    let (t, tracked) = pool.wait(armed, progress)?;
-    round.tracked = tracked;
-    round.tracker = Some(t);
-    Ok(())
+    match pool.wait(armed, progress) {
+        Ok((t, tracked)) => {
+            round.tracked = tracked;
+            round.tracker = Some(t);
+            Ok(())
+        }
+        // A failed injected call leaves the process in the tracer's hands: the pre-dump fails.
+        Err(e @ Error::Inject(_)) => Err(e),
+        Err(e) => {
+            log::warn!("pid {pid}: {}: its pages are saved in full by the next dump", error_chain(&e));
+            Ok(())
+        }
+    }
 }
 
 /// After the resume: copy each process's pages, write its files, the tree, the holder and the
@@ -384,4 +393,15 @@ fn copy_running(pid: Pid, selected: &[Selected], out: &File) -> Result<(Vec<Page
         }
     }
     Ok((runs, off))
+}
+
+/// An error and its causes, for a warning.
+fn error_chain(e: &Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = std::error::Error::source(e);
+    while let Some(c) = cause {
+        text.push_str(&format!(": {c}"));
+        cause = c.source();
+    }
+    text
 }

@@ -30,7 +30,7 @@ use super::{is_special, kind};
 use crate::error::{Error, Result};
 use crate::proc::{self, ProcRoot};
 use stasis_image::model::{PageRun, Vma, VmaKind};
-use stasis_sys::inject::Injector;
+use stasis_sys::inject::{InjectError, Injector};
 use stasis_sys::remote::Remote;
 use stasis_sys::{uffd, Pid};
 use std::fs::File;
@@ -77,13 +77,19 @@ pub fn create(inj: &mut Injector, pid: Pid) -> Result<Tracker> {
     // Without privilege (vm.unprivileged_userfaultfd=0) only a user-mode-only one is allowed; the
     // kernel's own writes to the process's memory are tracked either way (WP_ASYNC resolves them
     // without a fault message).
-    let fd = match inj.userfaultfd(flags) {
-        Ok(fd) => fd,
-        Err(_) => inj.userfaultfd(flags | uffd::USER_MODE_ONLY).map_err(|e| Error::Step {
+    let refused = |e: InjectError| match e {
+        // The call failed in the process (EPERM, ENOSYS under seccomp...): tracking is refused.
+        InjectError::Failed { .. } => Error::Step {
             pid: pid.0,
             what: "write tracking: userfaultfd(2) in the process".into(),
             source: Box::new(e.into()),
-        })?,
+        },
+        other => other.into(),
+    };
+    let fd = match inj.userfaultfd(flags) {
+        Ok(fd) => fd,
+        Err(InjectError::Failed { .. }) => inj.userfaultfd(flags | uffd::USER_MODE_ONLY).map_err(refused)?,
+        Err(e) => return Err(e.into()),
     };
     let pidfd = stasis_sys::fd::pidfd_open(pid).map_err(Error::sys(pid.0, "opening a pidfd"))?;
     let taken = stasis_sys::fd::pidfd_getfd(pidfd.as_fd(), fd);
