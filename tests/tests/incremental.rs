@@ -244,6 +244,41 @@ fn a_failed_incremental_dump_leaves_the_tree_running_and_no_holder() {
 }
 
 #[test]
+fn a_failed_pre_dump_round_leaves_the_tree_running_and_no_holder() {
+    let case = Case::new("incr_failed_pre", workload!("mem_rounds").arg("simple"));
+    if !kernel_tracks(&case) {
+        return;
+    }
+    let Some(mut run) = case.start() else { return };
+    let full = pre_dump(&case, &run, &case.images("pre1"), None);
+    round(&case, &run, 1);
+    let pre2 = case.images("pre2");
+    let log = case.dir.unique("pre-dump", "log");
+    let out = case
+        .stasis()
+        .command()
+        .args(["pre-dump", "-t", &run.pid().to_string(), "--prev-images-dir", "../pre1", "-D"])
+        .arg(&pre2)
+        .arg("-o")
+        .arg(&log)
+        .env("STASIS_FAULT", "pre-dump-fail-after-resume")
+        .output()
+        .expect("run stasis pre-dump");
+    if out.status.success() {
+        case.fail("the pre-dump with a fault injected succeeded");
+    }
+    case.expect_untouched(&run);
+    holder_gone(&case, full.holder);
+    let names: Vec<_> =
+        std::fs::read_dir(&pre2).map(|d| d.flatten().map(|e| e.file_name()).collect()).unwrap_or_default();
+    if !names.is_empty() {
+        case.fail(&format!("the failed pre-dump left {names:?}"));
+    }
+    round(&case, &run, 2);
+    case.finish(&mut run);
+}
+
+#[test]
 fn a_second_thread_writing_between_rounds() {
     let case = Case::new("incr_threads", workload!("mem_rounds").arg("threads"));
     if !kernel_tracks(&case) {
