@@ -279,6 +279,31 @@ fn a_failed_pre_dump_round_leaves_the_tree_running_and_no_holder() {
 }
 
 #[test]
+fn a_dump_left_running_with_track_mem_is_the_parent_of_the_next() {
+    let case = Case::new("incr_leave_running", workload!("mem_rounds").arg("simple"));
+    if !kernel_tracks(&case) {
+        return;
+    }
+    let Some(mut run) = case.start() else { return };
+    let first = case.images("first");
+    let r = case.dump(&run, &first, &["-R", "--track-mem", "--json"], &[]);
+    if !r.success() {
+        case.fail(&format!("dump -R --track-mem failed:\n{}", r.describe()));
+    }
+    let full = report(&r.stdout);
+    case.expect_untouched(&run);
+    round(&case, &run, 1);
+    let last = case.images("last");
+    let (ok, inc, why) = dump_on(&case, &run, &last, "../first", &[]);
+    if !ok {
+        case.fail(&format!("incremental dump failed:\n{why}"));
+    }
+    expect_fewer(&case, "the dump after a dump -R --track-mem", &full, &inc);
+    holder_gone(&case, full.holder);
+    restore_and_verify(&case, &mut run, &last);
+}
+
+#[test]
 fn a_second_thread_writing_between_rounds() {
     let case = Case::new("incr_threads", workload!("mem_rounds").arg("threads"));
     if !kernel_tracks(&case) {

@@ -19,7 +19,7 @@ use crate::task::FrozenProcess;
 use crate::tracers::{Pending, Tracers};
 use crate::{creds, fault, files, mem, misc, mm, regs, seccomp, session, signals, threads, timers};
 use crate::{DumpOptions, DumpReport, Progress};
-use stasis_image::model::{FileEntry, Inventory, MmImage, NetworkLock, ProcessEntry, PsTree, TaskCore, Vma};
+use stasis_image::model::{FileEntry, Inventory, MmImage, NetworkLock, PageRun, ProcessEntry, PsTree, TaskCore, Vma};
 use stasis_image::{ImageDir, ImageKind, PageWriter};
 use stasis_sys::inject::Calls;
 use stasis_sys::Pid;
@@ -48,6 +48,8 @@ struct Collected {
     inherited: Vec<stasis_image::model::PageRun>,
     /// Pages not written since the parent image: left there.
     in_parent: Vec<stasis_image::model::PageRun>,
+    /// Ranges whose writes are tracked for the next round (`-R --track-mem`).
+    tracked: Vec<(u64, u64)>,
     /// Where the injector found its `syscall` instruction (see `mem::gadget`).
     code: (u64, u64),
     fds: stasis_image::model::FdTable,
@@ -106,6 +108,10 @@ pub fn dump(opts: &DumpOptions, progress: &mut dyn FnMut(Progress)) -> Result<Du
         if let Some(p) = &prev {
             p.unlink(&opts.dir);
         }
+        // A holder started before the failure (`-R --track-mem`) gives its fds up and exits.
+        if opts.dir.join(crate::holder::SOCKET).exists() {
+            drop(crate::holder::take(&opts.dir));
+        }
         // Nothing of a failed dump stays; a no-op once the inventory is committed.
         if let Err(e) = dir.discard() {
             log::warn!("the failed dump's files in {} could not all be removed: {e}", opts.dir.display());
@@ -140,7 +146,8 @@ fn dump_with<'env>(
         .collect();
     let helpers = session::check(root, &ids, &zombies)?;
     let zombie_pids: Vec<i32> = zombies.iter().map(|z| z.pid).collect();
-    let frozen = (frozen_at, prev.as_deref_mut());
+    let mut kept = Vec::new();
+    let frozen = (frozen_at, prev.as_deref_mut(), &mut kept);
     let (dumped, files, ipc, held) = match dump_frozen(pool, root, dir, &tree, &zombie_pids, opts, progress, frozen) {
         Ok(done) => done,
         Err(e) => return Err(explain(pool, &tree, e, progress)),
@@ -168,7 +175,9 @@ fn dump_with<'env>(
     let tree_img = (zombies, helpers);
     let lock = lock.filter(|_| !opts.leave_running);
     let tracked_processes = prev.as_ref().map_or(0, |p| p.used);
-    let image_bytes = write_images(dir, dumped, tree_img, files, ipc, lock, (opts, &run.writes, prev.as_deref()))?;
+    let mut holder_pid = 0;
+    let tracking = (prev.as_deref(), kept.as_slice(), &mut holder_pid);
+    let image_bytes = write_images(dir, dumped, tree_img, files, ipc, lock, (opts, &run.writes, tracking))?;
     log::info!("images written at {:?}", frozen_at.elapsed());
     if !opts.leave_running {
         end_all(pool, &tree, FrozenProcess::kill, progress)?;
@@ -189,7 +198,7 @@ fn dump_with<'env>(
         pages,
         pages_in_parent,
         tracked_processes,
-        holder_pid: 0,
+        holder_pid,
         image_bytes,
         left_running: opts.leave_running,
         injected_calls,
@@ -351,7 +360,7 @@ fn dump_frozen<'env>(
     zombies: &[i32],
     opts: &DumpOptions,
     progress: &mut dyn FnMut(Progress),
-    (frozen_at, mut prev): (Instant, Option<&mut predump::Prev>),
+    (frozen_at, mut prev, kept): (Instant, Option<&mut predump::Prev>, &mut Vec<mem::track::Tracker>),
 ) -> Result<(Vec<Dumped>, Vec<FileEntry>, stasis_image::model::IpcImage, files::Held)> {
     if let Some(p) = prev.as_deref_mut() {
         p.drop_self_tracking(root, tree.iter().map(|m| m.pid))?;
@@ -398,15 +407,47 @@ fn dump_frozen<'env>(
     finish_locks(&mut ids, &mut collected)?;
     let ipc = check_tree(pool, tree, zombies, &collected, &mut files, &mut ids, opts, progress)?;
     fault::check("dump-fail-before-pages")?;
-    if let Some(p) = prev {
-        for c in &mut collected {
-            (c.selected, c.in_parent) = p.split(root, Pid(c.process.pid), &c.selected, false)?;
-        }
+    let keep = opts.leave_running && opts.track_mem;
+    for (m, c) in tree.iter().zip(&mut collected) {
+        track_pages(pool, root, m, c, prev.as_deref_mut(), keep.then_some(&mut *kept), progress)?;
     }
     let dumped = write_all_pages(pool, dir, tree, collected, progress)?;
     log::info!("pages written at {:?}", frozen_at.elapsed());
     fault::check("dump-fail-after-memory")?;
     Ok((dumped, files, ipc, ids.take_held()))
+}
+
+/// Leave in the parent image the pages of `c` not written since it; with `keep` (`-R
+/// --track-mem`), track the process's writes on from now, for the next round.
+fn track_pages(
+    pool: &Pool,
+    root: &ProcRoot,
+    m: &Member,
+    c: &mut Collected,
+    prev: Option<&mut predump::Prev>,
+    keep: Option<&mut Vec<mem::track::Tracker>>,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<()> {
+    let pid = m.pid;
+    let prev = prev.filter(|p| p.tracks(pid));
+    let armed = match (prev, keep.is_some()) {
+        (Some(p), true) => {
+            let (saved, in_parent, armed) = predump::go_on(p, root, pid, &c.mm.vmas, &c.selected)?;
+            (c.selected, c.in_parent) = (saved, in_parent);
+            Some(armed)
+        }
+        (Some(p), false) => {
+            (c.selected, c.in_parent) = p.split(root, pid, &c.selected, false)?;
+            None
+        }
+        (None, true) => predump::arm(pool, root, m, &c.mm.vmas, progress)?,
+        (None, false) => None,
+    };
+    if let (Some((t, tracked)), Some(kept)) = (armed, keep) {
+        c.tracked = tracked;
+        kept.push(t);
+    }
+    Ok(())
 }
 
 /// The checks that need the whole tree's files (pipe pairs, unix peers, epoll targets, terminals,
@@ -630,6 +671,7 @@ fn collect(
         selected,
         inherited,
         in_parent: Vec::new(),
+        tracked: Vec::new(),
         code,
         fds: Default::default(),
     })
@@ -650,6 +692,9 @@ fn write_pages(
     Ok((writer, bytes, checksums))
 }
 
+/// The round before, the write tracking kept for the next one, and where the holder's pid goes.
+type Tracking<'a> = (Option<&'a predump::Prev>, &'a [mem::track::Tracker], &'a mut u32);
+
 /// Stage 5: checksum the page file, write every record file, then the inventory.
 fn write_images(
     dir: &ImageDir,
@@ -658,7 +703,7 @@ fn write_images(
     files: Vec<FileEntry>,
     ipc: stasis_image::model::IpcImage,
     network_lock: Option<NetworkLock>,
-    (opts, writes, prev): (&DumpOptions, &fault::Writes, Option<&predump::Prev>),
+    (opts, writes, (prev, kept, holder_pid)): (&DumpOptions, &fault::Writes, Tracking),
 ) -> Result<u64> {
     let mut bytes = 0;
     let mut processes = Vec::new();
@@ -694,6 +739,9 @@ fn write_images(
     if let Some(p) = prev {
         p.link_into(dir.path())?;
     }
+    if opts.leave_running && opts.track_mem {
+        *holder_pid = crate::holder::spawn(dir.path(), kept)?;
+    }
     writes.next("inventory.img")?;
     dir.commit_inventory(inventory, opts.fsync)?;
     Ok(bytes)
@@ -721,6 +769,8 @@ fn write_process(dir: &ImageDir, d: Dumped, writes: &fault::Writes) -> Result<u6
     let (checksums, pages_digest) = d.writer.finish_with(d.page_bytes, d.checksums)?;
     let mut map = mem::pages::page_map(&c.selected, c.inherited.clone());
     map.in_parent = c.in_parent.clone();
+    map.tracked =
+        c.tracked.iter().map(|&(s, e)| PageRun { vaddr: s, nr_pages: (e - s) / stasis_image::PAGE_SIZE }).collect();
     map.chunk_size = CHUNK;
     map.chunk_checksums = checksums;
     let cores: Vec<TaskCore> = std::iter::once(c.core.clone()).chain(c.threads.iter().cloned()).collect();

@@ -248,31 +248,52 @@ fn choose(
         };
         let mut round =
             Round { entry, vmas, saved: selected, in_parent: Vec::new(), tracked: Vec::new(), tracker: None };
-        match (tracker, prev.as_deref_mut()) {
+        let armed = match (tracker, prev.as_deref_mut()) {
             (Some(t), Some(p)) => {
                 p.trackers.insert(pid.0, t);
-                (round.saved, round.in_parent) = p.split(root, pid, &round.saved, true)?;
-                let t = p.take(pid).expect("put back above");
-                let registered = track::registered(root, pid)?;
-                round.tracked = track::register(&t, &round.vmas, &registered);
-                round.tracker = Some(t);
+                let (saved, in_parent, armed) = go_on(p, root, pid, &round.vmas, &round.saved)?;
+                (round.saved, round.in_parent) = (saved, in_parent);
+                Some(armed)
             }
-            _ => arm(pool, root, m, &mut round, progress)?,
+            _ => arm(pool, root, m, &round.vmas, progress)?,
+        };
+        if let Some((t, tracked)) = armed {
+            (round.tracker, round.tracked) = (Some(t), tracked);
         }
         rounds.push(round);
     }
     Ok(rounds)
 }
 
+/// The pages to save, those in parent, and the tracking kept with its ranges.
+type GoneOn = (Vec<Selected>, Vec<PageRun>, (Tracker, Ranges));
+
+/// The tracking of the frozen process `pid`, tracked since the round before, read back and armed
+/// again (with its new areas): the pages to save, those in parent, and the tracking to keep.
+pub(super) fn go_on(p: &mut Prev, root: &ProcRoot, pid: Pid, vmas: &[Vma], selected: &[Selected]) -> Result<GoneOn> {
+    let (saved, in_parent) = p.split(root, pid, selected, true)?;
+    let t = p.take(pid).expect("tracked");
+    let registered = track::registered(root, pid)?;
+    let tracked = track::register(&t, vmas, &registered);
+    Ok((saved, in_parent, (t, tracked)))
+}
+
 /// Arm the tracking of a process tracked by no earlier round (on its tracer thread: the process is
-/// made to create the userfaultfd). A process with a userfaultfd of its own is left untracked.
-fn arm(pool: &Pool, root: &ProcRoot, m: &Member, round: &mut Round, progress: &mut dyn FnMut(Progress)) -> Result<()> {
+/// made to create the userfaultfd). A process with a userfaultfd of its own, or where the kernel
+/// cannot track, is left untracked with a warning.
+pub(super) fn arm(
+    pool: &Pool,
+    root: &ProcRoot,
+    m: &Member,
+    vmas: &[Vma],
+    progress: &mut dyn FnMut(Progress),
+) -> Result<Option<(Tracker, Ranges)>> {
     let pid = m.pid;
     if let Some(fd) = track::own_userfaultfd(root, pid)? {
         log::warn!("pid {pid}: write tracking refused: the process uses userfaultfd itself (fd {fd}); its pages are saved in full every round");
-        return Ok(());
+        return Ok(None);
     }
-    let (idx, vmas) = (m.idx, round.vmas.clone());
+    let (idx, vmas) = (m.idx, vmas.to_vec());
     let armed = pool.run(idx, move |owned, _| -> Result<(Tracker, Ranges)> {
         let f = owned.get_mut(&idx).expect("frozen by this thread");
         let code = mem::gadget::code_area(pid, &vmas)?;
@@ -281,16 +302,12 @@ fn arm(pool: &Pool, root: &ProcRoot, m: &Member, round: &mut Round, progress: &m
         Ok((t, tracked))
     });
     match pool.wait(armed, progress) {
-        Ok((t, tracked)) => {
-            round.tracked = tracked;
-            round.tracker = Some(t);
-            Ok(())
-        }
-        // A failed injected call leaves the process in the tracer's hands: the pre-dump fails.
+        Ok(armed) => Ok(Some(armed)),
+        // A failed injected call leaves the process in the tracer's hands: the dump fails.
         Err(e @ Error::Inject(_)) => Err(e),
         Err(e) => {
             log::warn!("pid {pid}: {}: its pages are saved in full by the next dump", error_chain(&e));
-            Ok(())
+            Ok(None)
         }
     }
 }
