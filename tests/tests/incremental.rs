@@ -156,6 +156,11 @@ fn pre_dump_then_a_dump_of_only_the_written_pages() {
     }
     show_ok(&case, &last, "more pages in the parent image");
     show_ok(&case, &pre, "pre-dump      yes");
+    let json = case.stasis().command().args(["show", "--json"]).arg(&last).output().expect("run stasis show --json");
+    let json = String::from_utf8_lossy(&json.stdout);
+    if field(&json, "in_parent_pages") != inc.in_parent {
+        case.fail(&format!("stasis show --json does not say {} pages in parent:\n{json}", inc.in_parent));
+    }
     // A pre-dump alone is not an image to restore.
     let (r, _) = case.stasis().restore_detached(&case.dir, &pre, &[], &[]);
     if r.success() || !r.stderr.contains("pre-dump") {
