@@ -136,8 +136,8 @@ fn layout_round(st: &mut State, k: usize) {
 }
 
 /// A child of `tree` mode: its own area, written on each `round k` line, verified on `verify`.
-fn child(link: TreeParent, seed: u64) -> i32 {
-    let mut area = Region::anon("child area", 8 << 20, seed);
+fn child(link: TreeParent, seed: u64, mib: usize) -> i32 {
+    let mut area = Region::anon("child area", mib << 20, seed);
     loop {
         let line = match link.line() {
             Ok(l) => l,
@@ -145,7 +145,7 @@ fn child(link: TreeParent, seed: u64) -> i32 {
             Err(_) => return 2,
         };
         if let Some(k) = line.strip_prefix("round ").and_then(|k| k.parse::<usize>().ok()) {
-            (k * 64..(k + 1) * 64).for_each(|p| area.write(p, seed + 100 + k as u64));
+            (k * 64..(k + 1) * 64).for_each(|p| area.write(p % area.seeds.len(), seed + 100 + k as u64));
             let _ = link.send("ok\n");
         } else {
             let mut c = Checker::default();
@@ -211,7 +211,7 @@ fn main() {
     }
     let mut children = Vec::new();
     if mode == "tree" {
-        children.push(workload::fork_child("first child", |link| child(link, 21)));
+        children.push(workload::fork_child("first child", |link| child(link, 21, 8)));
     }
     let mut own_uffd = (mode == "own-uffd").then(|| raw::userfaultfd().or_fail("userfaultfd"));
     let writer = (mode == "threads").then(Writer::start);
@@ -230,7 +230,7 @@ fn main() {
                         c.expect_line(&mut s.checker, "round", "ok");
                     }
                     if done == 1 {
-                        children.push(workload::fork_child("child forked in round 1", |link| child(link, 31)));
+                        children.push(workload::fork_child("child forked in round 1", |link| child(link, 31, 1)));
                     }
                 }
                 "threads" => writer.as_ref().or_fail("writer").round(done),
