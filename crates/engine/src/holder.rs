@@ -3,9 +3,10 @@
 //! never sit in the program's own fd table.
 //!
 //! It is stasis itself, run as `stasis __track-holder DIR` with its stdin a `SOCK_SEQPACKET`
-//! socket on which the pre-dump hands it a listening socket (bound to `DIR/track.sock`), then one
-//! message per process: the PID (4 bytes, little endian) with the userfaultfd and a pidfd in
-//! flight. It answers `ok` once it holds them all. The next round connects to `DIR/track.sock`,
+//! socket on which the pre-dump hands it a listening socket (bound to `DIR/track.sock`), then the
+//! trackers in messages of up to [`BATCH`] processes: their PIDs (4 bytes each, little endian)
+//! with, in flight, each one's userfaultfd and pidfd in that order; then `end`. It answers `ok`
+//! once it holds them all. The next round connects to `DIR/track.sock`,
 //! receives the same messages and an `end`; the holder then removes the socket and exits, and
 //! from then on the fds are the new round's (a failed round drops them: tracking ends, nothing is
 //! left behind). The holder also exits once every tracked process has exited.
@@ -38,19 +39,57 @@ fn open_dir(dir: &Path) -> Result<std::fs::File> {
     std::fs::File::open(dir).map_err(Error::io(dir))
 }
 
-fn send_trackers(to: BorrowedFd<'_>, trackers: &[Tracker]) -> Result<()> {
-    for t in trackers {
-        send(to, &t.pid.0.to_le_bytes(), &[], &[t.uffd.as_fd(), t.pidfd.as_fd()], None)
-            .map_err(sys("handing over a userfaultfd"))?;
+/// Trackers per message: two fds each, within `SCM_MAX_FD`.
+const BATCH: usize = socket::MAX_FDS / 2;
+/// The largest message: the PIDs of a batch.
+const MESSAGE: usize = BATCH * 4;
+
+/// `send`, waiting while the peer's queue is full (a seqpacket socket queues few messages).
+fn send_all(to: BorrowedFd<'_>, data: &[u8], fds: &[BorrowedFd<'_>]) -> Result<()> {
+    loop {
+        match send(to, data, &[], fds, None) {
+            Err(e) if e.errno() == libc::EAGAIN => {
+                poll(&[to], libc::POLLOUT, -1).map_err(sys("poll"))?;
+            }
+            Err(e) => return Err(sys("handing over the userfaultfds")(e)),
+            Ok(_) => return Ok(()),
+        }
     }
-    Ok(())
 }
 
-/// One message of trackers: `Some` tracker, or `None` at the end of the list.
-fn tracker_of(data: &[u8], fds: Vec<OwnedFd>) -> Option<Tracker> {
-    let pid = i32::from_le_bytes(data.get(..4)?.try_into().ok()?);
-    let [uffd, pidfd]: [OwnedFd; 2] = fds.try_into().ok()?;
-    Some(Tracker { pid: Pid(pid), uffd, pidfd })
+fn send_trackers(to: BorrowedFd<'_>, trackers: &[Tracker]) -> Result<()> {
+    for batch in trackers.chunks(BATCH) {
+        let pids: Vec<u8> = batch.iter().flat_map(|t| t.pid.0.to_le_bytes()).collect();
+        let fds: Vec<BorrowedFd> = batch.iter().flat_map(|t| [t.uffd.as_fd(), t.pidfd.as_fd()]).collect();
+        send_all(to, &pids, &fds)?;
+    }
+    send_all(to, b"end", &[])
+}
+
+/// Receive trackers up to the `end` message (or the peer's close).
+fn recv_trackers(from: BorrowedFd<'_>) -> Result<Vec<Tracker>> {
+    let mut out = Vec::new();
+    loop {
+        let (data, fds) = recv(from, MESSAGE).map_err(sys("receiving the userfaultfds"))?;
+        if data == b"end" || data.is_empty() {
+            return Ok(out);
+        }
+        out.extend(trackers_of(&data, fds));
+    }
+}
+
+/// The trackers of one message: PIDs with their fds in flight (pairs in the same order).
+fn trackers_of(data: &[u8], fds: Vec<OwnedFd>) -> Vec<Tracker> {
+    let mut fds = fds.into_iter();
+    let mut out = Vec::new();
+    for pid in data.chunks_exact(4) {
+        let pid = i32::from_le_bytes(pid.try_into().expect("4 bytes"));
+        match (fds.next(), fds.next()) {
+            (Some(uffd), Some(pidfd)) => out.push(Tracker { pid: Pid(pid), uffd, pidfd }),
+            _ => break,
+        }
+    }
+    out
 }
 
 /// Start a holder for `trackers` in `dir`; returns its pid once it holds them.
@@ -73,10 +112,8 @@ pub fn spawn(dir: &Path, trackers: &[Tracker]) -> Result<u32> {
         .process_group(0)
         .spawn();
     let holder = started.map_err(Error::io(&exe))?;
-    let handed = send(ours.as_fd(), b"L", &[], &[listening.as_fd()], None)
-        .map_err(sys("handing over the holder socket"))
-        .and_then(|_| send_trackers(ours.as_fd(), trackers))
-        .and_then(|()| send(ours.as_fd(), b"end", &[], &[], None).map_err(sys("sendmsg")).map(drop))
+    let handed = send_all(ours.as_fd(), b"L", &[listening.as_fd()])
+        .and_then(|()| send_trackers(ours.as_fd(), trackers))
         .and_then(|()| recv(ours.as_fd(), 16).map_err(sys("waiting for the holder")));
     match handed {
         Ok((ok, _)) if ok == b"ok" => {
@@ -110,30 +147,15 @@ pub fn take(prev: &Path) -> Result<Option<Vec<Tracker>>> {
         );
         return Ok(None);
     }
-    let mut out = Vec::new();
-    loop {
-        let (data, fds) = recv(conn.as_fd(), 16).map_err(sys("receiving the userfaultfds"))?;
-        if data == b"end" || data.is_empty() {
-            break;
-        }
-        out.extend(tracker_of(&data, fds));
-    }
-    Ok(Some(out))
+    Ok(Some(recv_trackers(conn.as_fd())?))
 }
 
 /// The holder's main: see the module doc. Returns when it is done.
 pub fn serve(control: OwnedFd, dir: PathBuf) -> Result<()> {
     let (_, mut fds) = recv(control.as_fd(), 16).map_err(sys("receiving the holder socket"))?;
     let listening = fds.pop().ok_or_else(|| Error::Failed { pid: 0, what: "no holder socket".into() })?;
-    let mut trackers = Vec::new();
-    loop {
-        let (data, fds) = recv(control.as_fd(), 16).map_err(sys("receiving the userfaultfds"))?;
-        if data == b"end" || data.is_empty() {
-            break;
-        }
-        trackers.extend(tracker_of(&data, fds));
-    }
-    send(control.as_fd(), b"ok", &[], &[], None).map_err(sys("sendmsg"))?;
+    let mut trackers = recv_trackers(control.as_fd())?;
+    send_all(control.as_fd(), b"ok", &[])?;
     drop(control);
     let served = hold(&listening, &mut trackers);
     let _ = std::fs::remove_file(dir.join(SOCKET));
@@ -149,7 +171,6 @@ fn hold(listening: &OwnedFd, trackers: &mut Vec<Tracker>) -> Result<()> {
         if ready[0] != 0 {
             let conn = socket::accept(listening.as_fd()).map_err(sys("accept"))?;
             send_trackers(conn.as_fd(), trackers)?;
-            send(conn.as_fd(), b"end", &[], &[], None).map_err(sys("sendmsg"))?;
             // Wait until the round has read them all (it closes its end).
             let _ = recv(conn.as_fd(), 16);
             return Ok(());
@@ -162,4 +183,24 @@ fn hold(listening: &OwnedFd, trackers: &mut Vec<Tracker>) -> Result<()> {
         });
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Trackers cross a socket in batches, in order, with their fds.
+    #[test]
+    fn trackers_cross_in_batches() {
+        let null = || std::fs::File::open("/dev/null").map(OwnedFd::from).expect("open /dev/null");
+        let trackers: Vec<Tracker> = (0..300).map(|i| Tracker { pid: Pid(i), uffd: null(), pidfd: null() }).collect();
+        let (a, b) = socket::unix_socketpair(libc::SOCK_SEQPACKET).expect("socketpair");
+        let got = std::thread::scope(|s| {
+            let reader = s.spawn(|| recv_trackers(b.as_fd()));
+            send_trackers(a.as_fd(), &trackers).expect("send");
+            reader.join().expect("join").expect("recv")
+        });
+        let pids: Vec<i32> = got.iter().map(|t| t.pid.0).collect();
+        assert_eq!(pids, (0..300).collect::<Vec<_>>());
+    }
 }
