@@ -5,7 +5,7 @@
 //! counts come from `--json` (never from timing). The tracking holder left by a pre-dump must be
 //! gone once the next round took the tracking, also when that round failed.
 
-use stasis_tests::harness::{skip, Case, Running};
+use stasis_tests::harness::{number_deleted, skip, tree_pids, Case, Running, Snapshot};
 use stasis_tests::raw;
 use stasis_tests::workload;
 use std::path::Path;
@@ -367,4 +367,67 @@ fn a_process_with_its_own_userfaultfd_is_not_tracked_and_dumped_in_full() {
         ));
     }
     restore_and_verify(&case, &mut run, &last);
+}
+
+/// A tree through pre-dump, dump on it and restore, compared process by process (the inodes of
+/// deleted objects numbered by appearance, so that shared memory must be one object again).
+fn tree_round_trip(case: &Case, processes: usize) {
+    let Some(mut run) = case.start() else { return };
+    let root = run.pid();
+    let pids = tree_pids(root);
+    if pids.len() != processes {
+        case.fail(&format!("the tree of pid {root} has {} processes {pids:?}, expected {processes}", pids.len()));
+    }
+    let numbered = |mut snaps: Vec<Snapshot>| {
+        number_deleted(&mut snaps);
+        snaps
+    };
+    let before = numbered(pids.iter().map(|&p| case.settled_snapshot(p)).collect());
+    let full = pre_dump(case, &run, &case.images("pre"), None);
+    let last = case.images("last");
+    let (ok, inc, why) = dump_on(case, &run, &last, "../pre", &[]);
+    if !ok {
+        case.fail(&format!("incremental dump failed:\n{why}"));
+    }
+    if inc.tracked != processes as u64 || inc.in_parent == 0 {
+        case.fail(&format!("{} of {processes} processes tracked, {} pages in parent", inc.tracked, inc.in_parent));
+    }
+    holder_gone(case, full.holder);
+    case.reap_dumped(&mut run);
+    let mut restored = case.restore_ok(&last, root, &[]);
+    let after = tree_pids(root);
+    if after != pids {
+        case.fail(&format!("processes before the dump {pids:?}, after the restore {after:?}"));
+    }
+    let deadline = Instant::now() + Duration::from_secs(3);
+    loop {
+        let now = numbered(pids.iter().map(|&p| case.snapshot(p)).collect());
+        let diffs: Vec<String> = (before.iter().zip(&now).zip(&pids))
+            .filter_map(|((b, a), pid)| b.diff(a).map(|d| format!("state of pid {pid} differs after restore:\n{d}")))
+            .collect();
+        if diffs.is_empty() {
+            break;
+        }
+        if Instant::now() > deadline {
+            case.fail(&diffs.join("\n"));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    case.finish(&mut restored);
+}
+
+#[test]
+fn a_prefork_server_of_nine_processes_through_an_incremental_dump() {
+    let case = Case::new("incr_prefork", workload!("tree_prefork"));
+    if kernel_tracks(&case) {
+        tree_round_trip(&case, 9);
+    }
+}
+
+#[test]
+fn shared_anonymous_memory_of_a_tree_through_an_incremental_dump() {
+    let case = Case::new("incr_tree_shm", workload!("tree_shm"));
+    if kernel_tracks(&case) {
+        tree_round_trip(&case, 5);
+    }
 }

@@ -237,7 +237,11 @@ fn choose(
         let pid = m.pid;
         let tracker = prev.as_deref_mut().and_then(|p| p.take(pid));
         let vmas = mem::dump_vmas_with(root, pid, tracker.is_some())?;
-        let selected = mem::pages::select(pid, &vmas, None)?.saved;
+        // Pages a child still shares copy-on-write with its parent are the parent's (not saved,
+        // and not taken from this image by the next round either: see `track`).
+        let parent =
+            rounds.iter().find(|r: &&Round| r.entry.pid == m.stat.ppid).map(|r| (Pid(r.entry.pid), r.vmas.as_slice()));
+        let selected = mem::pages::select(pid, &vmas, parent)?.saved;
         let entry = ProcessEntry {
             pid: pid.0,
             ppid: m.stat.ppid,
