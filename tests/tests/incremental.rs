@@ -431,3 +431,41 @@ fn shared_anonymous_memory_of_a_tree_through_an_incremental_dump() {
         tree_round_trip(&case, 5);
     }
 }
+
+#[test]
+fn a_missing_or_replaced_parent_is_refused_by_name() {
+    let case = Case::new("incr_bad_parent", workload!("mem_rounds").arg("simple"));
+    if !kernel_tracks(&case) {
+        return;
+    }
+    let Some(mut run) = case.start() else { return };
+    let pid = run.pid();
+    let pre = case.images("pre");
+    let full = pre_dump(&case, &run, &pre, None);
+    round(&case, &run, 1);
+    let last = case.images("last");
+    let (ok, _, why) = dump_on(&case, &run, &last, "../pre", &[]);
+    if !ok {
+        case.fail(&format!("incremental dump failed:\n{why}"));
+    }
+    holder_gone(&case, full.holder);
+    case.reap_dumped(&mut run);
+    let away = case.images("away");
+    std::fs::rename(&pre, &away).unwrap_or_else(|e| case.fail(&format!("rename: {e}")));
+    let (r, _) = case.stasis().restore_detached(&case.dir, &last, &[], &[]);
+    case.expect_failed(&r, "restore without its parent", &[&["parent"]]);
+    case.expect_no_process_left(pid);
+    // Another image where the parent was: refused as replaced.
+    let other = case.start().unwrap_or_else(|| case.fail("second start"));
+    let again = pre_dump(&case, &other, &pre, None);
+    let mut other = other;
+    other.kill_and_reap();
+    holder_gone(&case, again.holder);
+    let (r, _) = case.stasis().restore_detached(&case.dir, &last, &[], &[]);
+    case.expect_failed(&r, "restore with a replaced parent", &[&["replaced"]]);
+    case.expect_no_process_left(pid);
+    std::fs::remove_dir_all(&pre).unwrap_or_else(|e| case.fail(&format!("remove: {e}")));
+    std::fs::rename(&away, &pre).unwrap_or_else(|e| case.fail(&format!("rename back: {e}")));
+    let mut restored = case.restore_ok(&last, pid, &[]);
+    case.finish(&mut restored);
+}
