@@ -105,7 +105,8 @@ pub fn spawn(dir: &Path, trackers: &[Tracker]) -> Result<u32> {
     let exe = std::env::current_exe().map_err(Error::io("/proc/self/exe"))?;
     let started = std::process::Command::new(&exe)
         .arg(COMMAND)
-        .arg(std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf()))
+        // The real path: `dir` may be `/proc/self/fd/N` (CRIU's RPC hands the directory as an fd).
+        .arg(std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf()))
         .stdin(std::process::Stdio::from(theirs))
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
