@@ -71,7 +71,7 @@ pub fn run_pre_dump(args: &DumpArgs) -> anyhow::Result<u8> {
     if args.json {
         crate::print_json(&serde_json::to_value(&report).context("encode the pre-dump report")?);
     } else {
-        println!("{}", summary(&report, &opts));
+        println!("pre-{}", summary(&report, &opts));
     }
     Ok(0)
 }

@@ -156,6 +156,11 @@ pub fn pre_dump(opts: &DumpOptions, progress: &mut dyn FnMut(Progress)) -> Resul
             return Err(e);
         }
     };
+    // A holder an earlier round left in this directory, which nothing chained to: its tracking
+    // ends now (its registrations would keep ours out).
+    if opts.dir.join(holder::SOCKET).exists() {
+        drop(holder::take(&opts.dir));
+    }
     let threads = Pool::threads_for(proc::children(&root, pid.0)?.len() + 1);
     let result = std::thread::scope(|scope| {
         let pool = Pool::start(scope, threads);
