@@ -1,7 +1,7 @@
 //! CRIU's command line end to end: an option whose feature is not built fails naming it before
 //! anything is touched (the tree runs on, the image directory stays empty, a restore leaves no
 //! process), CRIU's moot options and spellings are accepted by a real dump and restore, relative
-//! `--log-file` and `--pidfile` are taken from `--work-dir`, `pre-dump` is refused, and `check
+//! `--log-file` and `--pidfile` are taken from `--work-dir`, `pre-dump --auto-dedup` is refused, and `check
 //! --feature` answers for one feature.
 
 use stasis_tests::harness::{Case, Running};
@@ -48,10 +48,14 @@ fn unbuilt_options_fail_by_name_and_the_tree_runs_on() {
         }
     }
     let pid = run.pid().to_string();
-    let out = stasis(&case, &["pre-dump", "-t", &pid, "-D", case.images("pre").to_str().expect("utf-8")]);
+    let pre = case.images("pre");
+    let out = stasis(&case, &["pre-dump", "-t", &pid, "-D", pre.to_str().expect("utf-8"), "--auto-dedup"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    if out.status.code() != Some(1) || !stderr.contains("pre-dump") {
-        case.fail(&format!("pre-dump: {}, stderr: {stderr}", out.status));
+    if out.status.code() != Some(1) || !stderr.contains("--auto-dedup") {
+        case.fail(&format!("pre-dump --auto-dedup: {}, stderr: {stderr}", out.status));
+    }
+    if !names(&pre).is_empty() {
+        case.fail(&format!("pre-dump --auto-dedup left {:?} in {}", names(&pre), pre.display()));
     }
     case.expect_untouched(&run);
     case.finish(&mut run);

@@ -1,7 +1,7 @@
 //! CRIU's RPC (`stasis swrk FD`), driven as runc and go-criu drive `criu swrk`: VERSION, CHECK,
 //! FEATURE_CHECK, a DUMP of a real workload and its RESTORE as a sibling (a child of the caller),
 //! the NOTIFY round trips in CRIU's order, refusals that leave the workload untouched, malformed
-//! requests, and the `criu` name through a symlink.
+//! requests, the `criu` name through a symlink, and a PRE_DUMP then an incremental DUMP.
 
 use stasis_rpc::{stats, CriuFeatures, CriuOpts, CriuReqType};
 use stasis_tests::harness::{request, Case, Stasis, SwrkClient, TestDir};
@@ -41,7 +41,9 @@ fn version_check_and_feature_check() {
     let r = c.call(&fc);
     assert!(r.success, "FEATURE_CHECK failed: {:?}", r.cr_errmsg);
     let f = r.features.expect("features");
-    assert_eq!((f.mem_track, f.lazy_pages, f.pidfd_store), (Some(false), Some(false), None));
+    // Write tracking is there where the kernel has asynchronous userfaultfd write-protect.
+    let tracks = Stasis::locate().command().args(["check", "--feature", "uffd-wp-async"]).output().expect("check");
+    assert_eq!((f.mem_track, f.lazy_pages, f.pidfd_store), (Some(tracks.status.success()), Some(false), None));
     assert_eq!(c.finish(), Exit::Code(0));
 }
 
@@ -150,23 +152,21 @@ fn unsupported_option_is_refused_by_name_and_the_workload_keeps_running() {
     let (images, dir_fd) = open_dir(&case, "images");
     let mut opts = opts_for(&dir_fd);
     opts.pid = Some(run.pid());
-    opts.track_mem = Some(true);
     opts.freeze_cgroup = Some("/sys/fs/cgroup/nowhere".into());
     let c = SwrkClient::start_stasis(&case.dir);
-    let r = c.call(&request(CriuReqType::Dump, Some(opts)));
+    let r = c.call(&request(CriuReqType::Dump, Some(opts.clone())));
     assert!(!r.success);
     let msg = r.cr_errmsg.unwrap_or_default();
-    assert!(
-        msg.contains("--track-mem") && msg.contains("--freeze-cgroup"),
-        "the refusal does not name the options: {msg}"
-    );
+    assert!(msg.contains("--freeze-cgroup"), "the refusal does not name the option: {msg}");
     assert_eq!(c.finish(), Exit::Code(0));
     case.expect_untouched(&run);
     assert!(std::fs::read_dir(&images).map(|d| d.count()).unwrap_or(0) == 0, "the refused dump wrote files");
     let c = SwrkClient::start_stasis(&case.dir);
-    let r = c.call(&request(CriuReqType::PreDump, Some(opts_for(&dir_fd))));
-    assert!(!r.success && r.cr_errmsg.unwrap_or_default().contains("pre-dump"));
+    let r = c.call(&request(CriuReqType::PreDump, Some(opts)));
+    assert!(!r.success && r.cr_errmsg.unwrap_or_default().contains("--freeze-cgroup"));
     assert_eq!(c.finish(), Exit::Code(0));
+    case.expect_untouched(&run);
+    assert!(std::fs::read_dir(&images).map(|d| d.count()).unwrap_or(0) == 0, "the refused pre-dump wrote files");
     run.signal(workload::WAKE).expect("wake");
     case.finish(&mut run);
 }
@@ -340,4 +340,49 @@ fn cli_action_scripts_run_at_the_same_points() {
     .concat();
     assert_eq!(seen, want);
     assert!(text.lines().all(|l| l.ends_with(&format!(" {pid}"))), "CRTOOLS_INIT_PID is not the root: {text}");
+}
+
+/// runc's `checkpoint --pre-dump`, then `checkpoint --parent-path`: PRE_DUMP, then a DUMP with
+/// `parent_img` and `track_mem`, which saves only the pages written since; the image restores.
+#[test]
+fn pre_dump_then_an_incremental_dump() {
+    let case = Case::new("swrk_pre_dump", workload!("mem_rounds").arg("simple"));
+    let tracks = Stasis::locate().command().args(["check", "--feature", "uffd-wp-async"]).output().expect("check");
+    if !tracks.status.success() {
+        return stasis_tests::harness::skip("no asynchronous userfaultfd write-protect on this kernel");
+    }
+    let Some(mut run) = case.start() else { return };
+    let pid = run.pid();
+    let (pre, pre_fd) = open_dir(&case, "pre");
+    let mut opts = opts_for(&pre_fd);
+    opts.pid = Some(pid);
+    let c = SwrkClient::start_stasis(&case.dir);
+    let r = c.call(&request(CriuReqType::PreDump, Some(opts)));
+    assert!(r.success, "PRE_DUMP failed: {:?}", r.cr_errmsg);
+    assert_eq!(c.finish(), Exit::Code(0));
+    case.expect_untouched(&run);
+    let pre_stats = stats::parse_file(&std::fs::read(pre.join("stats-dump")).expect("stats-dump")).expect("parses");
+    let full = pre_stats.dump.expect("dump stats").pages_written;
+    run.signal(libc::SIGUSR2).expect("SIGUSR2");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !run.log_text().lines().any(|l| l == "ROUND 1") {
+        assert!(std::time::Instant::now() < deadline, "no ROUND 1: {}", run.log_text());
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let (last, last_fd) = open_dir(&case, "last");
+    let mut opts = opts_for(&last_fd);
+    opts.pid = Some(pid);
+    opts.parent_img = Some("../pre".into());
+    opts.track_mem = Some(true);
+    let c = SwrkClient::start_stasis(&case.dir);
+    let r = c.call(&request(CriuReqType::Dump, Some(opts)));
+    assert!(r.success, "DUMP failed: {:?}", r.cr_errmsg);
+    assert_eq!(c.finish(), Exit::Code(0));
+    case.reap_dumped(&mut run);
+    let stats = stats::parse_file(&std::fs::read(last.join("stats-dump")).expect("stats-dump")).expect("parses");
+    let written = stats.dump.expect("dump stats").pages_written;
+    assert!(written * 3 < full, "the incremental dump wrote {written} pages after a pre-dump of {full}");
+    assert_eq!(std::fs::read_link(last.join("parent")).ok(), Some("../pre".into()));
+    let mut restored = case.restore_ok(&last, pid, &[]);
+    case.finish(&mut restored);
 }

@@ -3,7 +3,7 @@
 //! ```text
 //! stasis check    [--feature NAME] [--extra|--all] [--json]
 //! stasis dump     -t PID [-D DIR] [-R] [-j] [--fsync] [-o LOG] [-v[N]] [--json]
-//! stasis pre-dump -t PID ...                      (not built yet: fails naming it)
+//! stasis pre-dump -t PID [-D DIR] [--prev-images-dir DIR] [--track-mem] [--json]
 //! stasis restore  [-D DIR] [-d] [--pidfile FILE] [-j] [-o LOG] [-v[N]] [--json]
 //! stasis show     DIR [--json]
 //! stasis swrk     FD                              (CRIU's RPC; also as `criu swrk FD`)
@@ -54,7 +54,7 @@ enum Command {
     Check(check::CheckArgs),
     /// Checkpoint a process tree into an image directory.
     Dump(dump::DumpArgs),
-    /// CRIU's pre-dump (memory only, for an incremental dump): not built yet.
+    /// Save the tree's memory while it runs on and track its writes, for an incremental dump.
     PreDump(dump::DumpArgs),
     /// Restore a process tree from an image directory.
     Restore(restore::RestoreArgs),
@@ -62,6 +62,10 @@ enum Command {
     Show(show::ShowArgs),
     /// Serve CRIU's RPC on a SOCK_SEQPACKET socket (what runc, crun and Podman run as `criu swrk FD`).
     Swrk(swrk::SwrkArgs),
+    /// Internal: keep a pre-dump's write tracking until the next round (see
+    /// `stasis_engine::holder`).
+    #[command(name = "__track-holder", hide = true)]
+    TrackHolder { dir: std::path::PathBuf },
 }
 
 impl Command {
@@ -74,6 +78,7 @@ impl Command {
             Command::Restore(a) => (a.json, Some((&a.criu, CriuCommand::Restore))),
             Command::Show(a) => (a.json, None),
             Command::Swrk(_) => (false, None),
+            Command::TrackHolder { .. } => (false, None),
         }
     }
 }
@@ -156,6 +161,12 @@ fn run(command: &Command) -> anyhow::Result<u8> {
         Command::Restore(a) => restore::run(a),
         Command::Show(a) => show::run(a),
         Command::Swrk(a) => swrk::run(a),
+        Command::TrackHolder { dir } => {
+            use std::os::fd::AsFd;
+            let control = std::io::stdin().as_fd().try_clone_to_owned()?;
+            stasis_engine::holder::serve(control, dir.clone())?;
+            Ok(0)
+        }
     }
 }
 

@@ -9,6 +9,7 @@ pub mod dump;
 pub mod error;
 pub mod fault;
 pub mod files;
+pub mod holder;
 pub mod ipc;
 pub mod mem;
 pub mod misc;
@@ -36,6 +37,12 @@ use std::time::Duration;
 /// Checkpoint the process `opts.pid` into `opts.dir`. See [`dump::dump`].
 pub fn dump(opts: &DumpOptions, progress: &mut dyn FnMut(Progress)) -> Result<DumpReport, Error> {
     dump::dump(opts, progress)
+}
+
+/// Save the memory of the tree `opts.pid` into `opts.dir` while it runs on, and track its writes
+/// for the next round. See [`dump::predump::pre_dump`].
+pub fn pre_dump(opts: &DumpOptions, progress: &mut dyn FnMut(Progress)) -> Result<DumpReport, Error> {
+    dump::predump::pre_dump(opts, progress)
 }
 
 /// Restore the image in `opts.dir`. See [`restore::restore`].
@@ -77,6 +84,12 @@ pub struct DumpOptions {
     pub network_lock: netlock::Mode,
     /// The caller's action points (see [`notify`]).
     pub notify: notify::Notifier,
+    /// The image of the round before (CRIU's `--prev-images-dir`, relative to `dir` unless
+    /// absolute): only pages written since it are saved; the others are "in parent" (see
+    /// [`mem::track`]). A `parent` link to it is made in `dir`.
+    pub prev_images_dir: Option<PathBuf>,
+    /// Keep tracking writes after this round (`--track-mem`; always so for a pre-dump).
+    pub track_mem: bool,
 }
 
 /// Default of [`DumpOptions::ghost_limit`]: 1 MiB, as CRIU's.
@@ -102,6 +115,12 @@ pub struct DumpReport {
     pub total: Duration,
     /// Pages written to page files.
     pub pages: u64,
+    /// Pages left in the parent image (not written since it).
+    pub pages_in_parent: u64,
+    /// Processes whose writes were tracked since the parent image.
+    pub tracked_processes: u64,
+    /// The holder process a pre-dump left to keep the tracking (see [`holder`]); 0 for a dump.
+    pub holder_pid: u32,
     /// Bytes written to the image directory.
     pub image_bytes: u64,
     /// The process was left running.

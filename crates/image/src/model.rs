@@ -43,6 +43,14 @@ pub struct Inventory {
     /// The network lock the dump left on the dumped connections (restore removes it).
     #[prost(message, optional, tag = "350")]
     pub network_lock: Option<NetworkLock>,
+    /// A pre-dump: memory only (pages, page maps, layouts and the tree), the parent of a later
+    /// dump made with `--prev-images-dir`; not restorable by itself.
+    #[prost(bool, tag = "450")]
+    pub pre_dump: bool,
+    /// With a parent image (the `parent` symlink of the directory): that image's
+    /// `created_unix_ms`, checked at restore so that a replaced parent is refused by name.
+    #[prost(uint64, tag = "451")]
+    pub parent_created_unix_ms: u64,
 }
 
 /// A firewall table dropping every packet of the dumped TCP connections, from the dump until the
@@ -574,6 +582,14 @@ pub struct PageMap {
     /// them shared by forking the child from its restored parent.
     #[prost(message, repeated, tag = "5")]
     pub inherited: Vec<PageRun>,
+    /// Pages present at the dump but not written since the parent image (`parent` symlink): their
+    /// bytes are in the parent's page file, or in its parent's (restore follows the chain).
+    #[prost(message, repeated, tag = "452")]
+    pub in_parent: Vec<PageRun>,
+    /// Ranges whose writes were tracked from this dump on (userfaultfd write-protect), for the next
+    /// incremental dump; informational.
+    #[prost(message, repeated, tag = "453")]
+    pub tracked: Vec<PageRun>,
 }
 
 /// Consecutive pages starting at `vaddr`.

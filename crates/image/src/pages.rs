@@ -169,6 +169,8 @@ pub fn validate_pagemap(file_name: &str, map: &PageMap) -> Result<u64, ImageErro
     let pages = check_runs(file_name, "runs", &map.runs)?;
     // Pages inherited from the parent are not in the page file, but restore walks them all the same.
     check_runs(file_name, "inherited", &map.inherited)?;
+    check_runs(file_name, "in_parent", &map.in_parent)?;
+    check_disjoint(file_name, &map.runs, &map.in_parent)?;
     if pages != map.total_pages {
         let problem = format!("{} does not match the runs ({pages} pages)", map.total_pages);
         return Err(ImageError::field(file_name, "total_pages", problem));
@@ -217,6 +219,26 @@ fn check_runs(file_name: &str, field: &'static str, runs: &[crate::model::PageRu
         pages = pages.checked_add(run.nr_pages).ok_or_else(|| bad("the page count overflows".into()))?;
     }
     Ok(pages)
+}
+
+/// No page is both in the page file and in the parent image.
+fn check_disjoint(
+    file_name: &str,
+    runs: &[crate::model::PageRun],
+    in_parent: &[crate::model::PageRun],
+) -> Result<(), ImageError> {
+    let end = |r: &crate::model::PageRun| r.vaddr.saturating_add(r.nr_pages.saturating_mul(PAGE_SIZE));
+    let mut j = 0;
+    for r in runs {
+        while j < in_parent.len() && end(&in_parent[j]) <= r.vaddr {
+            j += 1;
+        }
+        if let Some(p) = in_parent.get(j).filter(|p| p.vaddr < end(r)) {
+            let problem = format!("run at {:#x} overlaps the run at {:#x} of runs", p.vaddr, r.vaddr);
+            return Err(ImageError::field(file_name, "in_parent", problem));
+        }
+    }
+    Ok(())
 }
 
 /// A chunk size must be a nonzero multiple of the page size, at most [`MAX_CHUNK_SIZE`].

@@ -221,3 +221,19 @@ pub fn close_inherited(fd: i32) {
     // (the caller's contract); closing an unused number is harmless (EBADF).
     unsafe { libc::close(fd) };
 }
+
+/// `poll(2)` on `fds`, each for `events`, waiting up to `timeout_ms` (-1: forever): the returned
+/// events of each, in order. EINTR is retried.
+pub fn poll(fds: &[BorrowedFd<'_>], events: i16, timeout_ms: i32) -> Result<Vec<i16>, SysError> {
+    let mut set: Vec<libc::pollfd> =
+        fds.iter().map(|f| libc::pollfd { fd: f.as_raw_fd(), events, revents: 0 }).collect();
+    loop {
+        // SAFETY: `set` is a live array of `set.len()` pollfd structs the kernel fills in.
+        let ret = unsafe { libc::poll(set.as_mut_ptr(), set.len() as libc::nfds_t, timeout_ms) };
+        match check("poll", ret as libc::c_long) {
+            Err(e) if e.errno() == libc::EINTR => continue,
+            Err(e) => return Err(e),
+            Ok(_) => return Ok(set.iter().map(|p| p.revents).collect()),
+        }
+    }
+}

@@ -17,6 +17,7 @@ pub mod ptrace;
 pub mod remote;
 pub mod socket;
 pub mod tty;
+pub mod uffd;
 pub mod unix_diag;
 pub mod watch;
 

@@ -41,6 +41,15 @@ pub const PM_FILE_OR_SHARED: u64 = 1 << 61;
 /// A guard region marker (`MADV_GUARD_INSTALL`, Linux 6.13; reported by pagemap since 6.14): its
 /// swap bit is set too, but there is no page behind it.
 pub const PM_GUARD_REGION: u64 = 1 << 58;
+/// Write-protected by userfaultfd (the page, or a pte marker standing for an absent one).
+pub const PM_UFFD_WP: u64 = 1 << 57;
+
+/// A "swapped" entry that is a pte marker (`SWP_PTE_MARKER`, swap type 31 on x86_64: userfaultfd
+/// write-protection of an absent page, or a guard region), not a page. The swap type is shown
+/// only to CAP_SYS_ADMIN; without it (frame 0) a marker cannot be told from a swapped page.
+pub fn is_pte_marker(entry: u64) -> bool {
+    entry & PM_SWAPPED != 0 && entry & 0x1f == 0x1f
+}
 
 /// `/proc/PID/pagemap`, one 64-bit entry per virtual page.
 #[derive(Debug)]

@@ -238,6 +238,29 @@ pub fn peek(fd: BorrowedFd<'_>, len: usize) -> Result<Option<Peeked>, SysError> 
     Ok(Some(Peeked { data, fds, creds, sender: name_of(&addr, msg.msg_namelen), truncated }))
 }
 
+/// `recvmsg(2)` with `MSG_CMSG_CLOEXEC`, blocking: one message of at most `len` bytes and the
+/// fds in flight with it. An empty message with no fds means the peer closed its end.
+pub fn recv(fd: BorrowedFd<'_>, len: usize) -> Result<(Vec<u8>, Vec<OwnedFd>), SysError> {
+    let mut data = vec![0u8; len];
+    let mut control = [0u64; CMSG_SPACE / 8];
+    let mut iov = libc::iovec { iov_base: data.as_mut_ptr().cast(), iov_len: len };
+    // SAFETY: msghdr is plain data; all zeroes is a valid value.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.as_mut_ptr().cast();
+    msg.msg_controllen = CMSG_SPACE;
+    // SAFETY: every pointer in `msg` points to a live buffer of the length it states.
+    let ret = unsafe { libc::recvmsg(fd.as_raw_fd(), &mut msg, libc::MSG_CMSG_CLOEXEC) };
+    let n = check("recvmsg", ret as libc::c_long)?;
+    data.truncate(n as usize);
+    let (fds, _) = control_messages(&msg);
+    if msg.msg_flags & (libc::MSG_TRUNC | libc::MSG_CTRUNC) != 0 {
+        return Err(SysError::from_errno("recvmsg", libc::EMSGSIZE));
+    }
+    Ok((data, fds))
+}
+
 /// The fds and credentials of a received message's control data.
 fn control_messages(msg: &libc::msghdr) -> (Vec<OwnedFd>, Option<Creds>) {
     let mut fds = Vec::new();

@@ -113,7 +113,7 @@ pub const OPTIONS: &[Opt] = &[
         Value("DIR", Path),
         DUMPS,
         "the images of an earlier (pre-)dump, for an incremental dump",
-        NotBuilt("incremental dumps"),
+        Done("only pages written since are saved (userfaultfd write tracking); a `parent` link is made"),
     ),
     o(
         "enable-fs",
@@ -165,7 +165,7 @@ pub const OPTIONS: &[Opt] = &[
         Bool,
         DUMPS,
         "track memory changes for the next incremental dump",
-        NotBuilt("incremental dumps"),
+        Done("userfaultfd write-protect (WP_ASYNC) read back by PAGEMAP_SCAN; pre-dump always tracks"),
     ),
     o(
         "pre-dump-mode",
@@ -173,7 +173,7 @@ pub const OPTIONS: &[Opt] = &[
         Value("MODE", Text),
         PRE_DUMP,
         "how pre-dump reads memory (splice or read)",
-        NotBuilt("pre-dump"),
+        Moot("stasis' pre-dump always copies from the running tree through /proc/PID/mem (CRIU's `read`)"),
     ),
     o("page-server", None, Bool, DUMPS, "send the pages to a page server", NotBuilt("the page server")),
     o("address", None, Value("ADDR", Text), DUMPS, "the page server's address", NotBuilt("the page server")),
@@ -191,7 +191,7 @@ pub const OPTIONS: &[Opt] = &[
         Bool,
         DUMPS | RESTORE,
         "drop pages of earlier images that a new dump replaces (or that restore read)",
-        NotBuilt("incremental dumps"),
+        NotBuilt("deduplication of parent images"),
     ),
     o(
         "lazy-pages",

@@ -3,7 +3,8 @@
 //! message is one `criu_req`; each answer one `criu_resp` (see [`stasis_rpc`]). The server ends
 //! after one request unless it set `keep_open`, or when the caller closes the socket.
 //!
-//! DUMP and RESTORE turn `criu_opts` into a `stasis dump` / `restore` command line (see [`opts`])
+//! DUMP, PRE_DUMP and RESTORE turn `criu_opts` into a `stasis dump` / `pre-dump` / `restore`
+//! command line (see [`opts`])
 //! parsed by the same code as the CLI's, so the RPC and the CLI share one option mapping, its
 //! checks and its refusals by name; the engine then runs with [`notify::Notifications`] as its
 //! hooks when `notify_scripts` is set. The caller's fds named in `criu_opts` are taken from the
@@ -123,6 +124,7 @@ impl Server {
             CriuReqType::Check => check(),
             CriuReqType::FeatureCheck => Ok(feature_check(req.features.as_ref())),
             CriuReqType::Dump => self.with_opts(req, |o| self.dump(o)),
+            CriuReqType::PreDump | CriuReqType::SinglePreDump => self.with_opts(req, |o| self.pre_dump(o, ty)),
             CriuReqType::Restore => self.with_opts(req, |o| self.restore(o)),
             other => Err(anyhow::anyhow!("{}", not_served(other))),
         };
@@ -178,12 +180,28 @@ impl Server {
         // stasis times the freeze as a whole (CRIU splits it into freezing, memory dump and write).
         let entry = DumpStatsEntry {
             frozen_time: micros(report.frozen),
-            pages_scanned: report.pages,
+            pages_scanned: report.pages + report.pages_in_parent,
             pages_written: report.pages,
             ..Default::default()
         };
         write_stats(&args.criu, stats::DUMP_FILE, StatsEntry { dump: Some(entry), restore: None });
         Ok(CriuResp { dump: Some(CriuDumpResp { restored: Some(false) }), ..CriuResp::ok(CriuReqType::Dump) })
+    }
+
+    /// PRE_DUMP: `stasis pre-dump` with the same options (the tree runs on, its writes tracked).
+    fn pre_dump(&self, o: &CriuOpts, ty: CriuReqType) -> anyhow::Result<CriuResp> {
+        let (Command::PreDump(args), _held) = self.parse("pre-dump", o)? else { unreachable!("parsed as pre-dump") };
+        let opts = crate::dump::options(&args)?;
+        let report = stasis_engine::pre_dump(&opts, &mut |_| {})
+            .with_context(|| format!("pre-dump of pid {} into {}", opts.pid, opts.dir.display()))?;
+        let entry = DumpStatsEntry {
+            frozen_time: micros(report.frozen),
+            pages_scanned: report.pages + report.pages_in_parent,
+            pages_written: report.pages,
+            ..Default::default()
+        };
+        write_stats(&args.criu, stats::DUMP_FILE, StatsEntry { dump: Some(entry), restore: None });
+        Ok(CriuResp::ok(ty))
     }
 
     fn restore(&self, o: &CriuOpts) -> anyhow::Result<CriuResp> {
@@ -251,13 +269,15 @@ fn check() -> anyhow::Result<CriuResp> {
     Ok(CriuResp::ok(CriuReqType::Check))
 }
 
-/// The features asked about, each answered: stasis has none of them yet (write tracking for
-/// incremental dumps, lazy pages, the pidfd store of pre-dumps).
+/// The features asked about, each answered: write tracking for incremental dumps where the
+/// kernel has asynchronous userfaultfd write-protect; not yet lazy pages and the pidfd store of
+/// pre-dumps.
 fn feature_check(asked: Option<&CriuFeatures>) -> CriuResp {
     let asked = asked.cloned().unwrap_or_default();
     let no = |q: Option<bool>| q.map(|_| false);
+    let tracks = || stasis_sys::probe::probe().uffd_wp_async.available;
     let features = CriuFeatures {
-        mem_track: no(asked.mem_track),
+        mem_track: asked.mem_track.map(|_| tracks()),
         lazy_pages: no(asked.lazy_pages),
         pidfd_store: no(asked.pidfd_store),
     };
@@ -267,9 +287,6 @@ fn feature_check(asked: Option<&CriuFeatures>) -> CriuResp {
 /// Why a request of type `ty` is not served.
 fn not_served(ty: CriuReqType) -> String {
     match ty {
-        CriuReqType::PreDump | CriuReqType::SinglePreDump => {
-            "pre-dump (incremental dumps) is not built yet in stasis, nothing was touched".into()
-        }
         CriuReqType::PageServer | CriuReqType::PageServerChld | CriuReqType::WaitPid => {
             format!("{ty:?}: the page server is not built yet in stasis")
         }

@@ -4,6 +4,12 @@
 //! the first page is written. Any error before the inventory is written resumes every process
 //! exactly as it was (see [`crate::task::Frozen`]) and removes the files the dump made (see
 //! [`ImageDir::discard`]).
+//!
+//! With `--prev-images-dir`, the dump is the last round of an incremental dump: the pages not
+//! written since the round before are left in its image (see [`predump`] and
+//! [`crate::mem::track`]).
+
+pub mod predump;
 
 use crate::error::{Error, Result};
 use crate::files::FileIds;
@@ -13,7 +19,7 @@ use crate::task::FrozenProcess;
 use crate::tracers::{Pending, Tracers};
 use crate::{creds, fault, files, mem, misc, mm, regs, seccomp, session, signals, threads, timers};
 use crate::{DumpOptions, DumpReport, Progress};
-use stasis_image::model::{FileEntry, Inventory, MmImage, NetworkLock, ProcessEntry, PsTree, TaskCore, Vma};
+use stasis_image::model::{FileEntry, Inventory, MmImage, NetworkLock, PageRun, ProcessEntry, PsTree, TaskCore, Vma};
 use stasis_image::{ImageDir, ImageKind, PageWriter};
 use stasis_sys::inject::Calls;
 use stasis_sys::Pid;
@@ -40,6 +46,10 @@ struct Collected {
     selected: Vec<mem::pages::Selected>,
     /// Pages still shared copy-on-write with the parent.
     inherited: Vec<stasis_image::model::PageRun>,
+    /// Pages not written since the parent image: left there.
+    in_parent: Vec<stasis_image::model::PageRun>,
+    /// Ranges whose writes are tracked for the next round (`-R --track-mem`).
+    tracked: Vec<(u64, u64)>,
     /// Where the injector found its `syscall` instruction (see `mem::gadget`).
     code: (u64, u64),
     fds: stasis_image::model::FdTable,
@@ -79,14 +89,29 @@ pub fn dump(opts: &DumpOptions, progress: &mut dyn FnMut(Progress)) -> Result<Du
     check_target(&root, pid, &ours)?;
     opts.notify.at(Point::PreDump, pid.0)?;
     let dir = ImageDir::create(&opts.dir)?;
+    // `--prev-images-dir` is relative to the image directory, which exists from here on.
+    let mut prev = match predump::Prev::open(opts) {
+        Ok(p) => p,
+        Err(e) => {
+            let _ = dir.discard();
+            return Err(e);
+        }
+    };
     // An estimate: the tree is known only once frozen.
     let threads = Pool::threads_for(proc::children(&root, pid.0)?.len() + 1);
     let result = std::thread::scope(|scope| {
         let pool = Pool::start(scope, threads);
         let run = Run { start, calls: fault::calls("dump-call"), writes: fault::Writes::new() };
-        dump_with(&pool, &root, &dir, &ours, opts, progress, &run)
+        dump_with(&pool, &root, &dir, &ours, opts, progress, &run, prev.as_mut())
     });
     if result.is_err() {
+        if let Some(p) = &prev {
+            p.unlink(&opts.dir);
+        }
+        // A holder started before the failure (`-R --track-mem`) gives its fds up and exits.
+        if opts.dir.join(crate::holder::SOCKET).exists() {
+            drop(crate::holder::take(&opts.dir));
+        }
         // Nothing of a failed dump stays; a no-op once the inventory is committed.
         if let Err(e) = dir.discard() {
             log::warn!("the failed dump's files in {} could not all be removed: {e}", opts.dir.display());
@@ -95,6 +120,7 @@ pub fn dump(opts: &DumpOptions, progress: &mut dyn FnMut(Progress)) -> Result<Du
     result
 }
 
+#[allow(clippy::too_many_arguments)]
 fn dump_with<'env>(
     pool: &Pool<'env>,
     root: &'env ProcRoot,
@@ -103,6 +129,7 @@ fn dump_with<'env>(
     opts: &DumpOptions,
     progress: &mut dyn FnMut(Progress),
     run: &Run,
+    mut prev: Option<&mut predump::Prev>,
 ) -> Result<DumpReport> {
     let pid = Pid(opts.pid);
     let frozen_at = Instant::now();
@@ -119,8 +146,9 @@ fn dump_with<'env>(
         .collect();
     let helpers = session::check(root, &ids, &zombies)?;
     let zombie_pids: Vec<i32> = zombies.iter().map(|z| z.pid).collect();
-    let (dumped, files, ipc, held) = match dump_frozen(pool, root, dir, &tree, &zombie_pids, opts, progress, frozen_at)
-    {
+    let mut kept = Vec::new();
+    let frozen = (frozen_at, prev.as_deref_mut(), &mut kept);
+    let (dumped, files, ipc, held) = match dump_frozen(pool, root, dir, &tree, &zombie_pids, opts, progress, frozen) {
         Ok(done) => done,
         Err(e) => return Err(explain(pool, &tree, e, progress)),
     };
@@ -143,9 +171,13 @@ fn dump_with<'env>(
         opts.notify.at(Point::NetworkUnlock, pid.0)?;
     }
     let pages: u64 = dumped.iter().map(|d| d.page_bytes).sum::<u64>() / stasis_image::PAGE_SIZE;
+    let pages_in_parent = dumped.iter().flat_map(|d| &d.c.in_parent).map(|r| r.nr_pages).sum();
     let tree_img = (zombies, helpers);
     let lock = lock.filter(|_| !opts.leave_running);
-    let image_bytes = write_images(dir, dumped, tree_img, files, ipc, lock, (opts, &run.writes))?;
+    let tracked_processes = prev.as_ref().map_or(0, |p| p.used);
+    let mut holder_pid = 0;
+    let tracking = (prev.as_deref(), kept.as_slice(), &mut holder_pid);
+    let image_bytes = write_images(dir, dumped, tree_img, files, ipc, lock, (opts, &run.writes, tracking))?;
     log::info!("images written at {:?}", frozen_at.elapsed());
     if !opts.leave_running {
         end_all(pool, &tree, FrozenProcess::kill, progress)?;
@@ -164,6 +196,9 @@ fn dump_with<'env>(
         frozen: frozen_for,
         total: run.start.elapsed(),
         pages,
+        pages_in_parent,
+        tracked_processes,
+        holder_pid,
         image_bytes,
         left_running: opts.leave_running,
         injected_calls,
@@ -325,10 +360,15 @@ fn dump_frozen<'env>(
     zombies: &[i32],
     opts: &DumpOptions,
     progress: &mut dyn FnMut(Progress),
-    frozen_at: Instant,
+    (frozen_at, mut prev, kept): (Instant, Option<&mut predump::Prev>, &mut Vec<mem::track::Tracker>),
 ) -> Result<(Vec<Dumped>, Vec<FileEntry>, stasis_image::model::IpcImage, files::Held)> {
+    if let Some(p) = prev.as_deref_mut() {
+        p.drop_self_tracking(root, tree.iter().map(|m| m.pid))?;
+    }
+    let tracked = |pid: Pid| prev.as_deref().is_some_and(|p| p.tracks(pid));
     // Every layout before any injector maps its scratch area, which must not be saved.
-    let layouts: Vec<Vec<Vma>> = tree.iter().map(|m| mem::dump_vmas(root, m.pid)).collect::<Result<_>>()?;
+    let layouts: Vec<Vec<Vma>> =
+        tree.iter().map(|m| mem::dump_vmas_with(root, m.pid, tracked(m.pid))).collect::<Result<_>>()?;
     let parent_of = |m: &Member| tree.iter().find(|p| p.pid.0 == m.stat.ppid);
     let pending: Vec<_> = tree
         .iter()
@@ -367,10 +407,47 @@ fn dump_frozen<'env>(
     finish_locks(&mut ids, &mut collected)?;
     let ipc = check_tree(pool, tree, zombies, &collected, &mut files, &mut ids, opts, progress)?;
     fault::check("dump-fail-before-pages")?;
+    let keep = opts.leave_running && opts.track_mem;
+    for (m, c) in tree.iter().zip(&mut collected) {
+        track_pages(pool, root, m, c, prev.as_deref_mut(), keep.then_some(&mut *kept), progress)?;
+    }
     let dumped = write_all_pages(pool, dir, tree, collected, progress)?;
     log::info!("pages written at {:?}", frozen_at.elapsed());
     fault::check("dump-fail-after-memory")?;
     Ok((dumped, files, ipc, ids.take_held()))
+}
+
+/// Leave in the parent image the pages of `c` not written since it; with `keep` (`-R
+/// --track-mem`), track the process's writes on from now, for the next round.
+fn track_pages(
+    pool: &Pool,
+    root: &ProcRoot,
+    m: &Member,
+    c: &mut Collected,
+    prev: Option<&mut predump::Prev>,
+    keep: Option<&mut Vec<mem::track::Tracker>>,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<()> {
+    let pid = m.pid;
+    let prev = prev.filter(|p| p.tracks(pid));
+    let armed = match (prev, keep.is_some()) {
+        (Some(p), true) => {
+            let (saved, in_parent, armed) = predump::go_on(p, root, pid, &c.mm.vmas, &c.selected)?;
+            (c.selected, c.in_parent) = (saved, in_parent);
+            Some(armed)
+        }
+        (Some(p), false) => {
+            (c.selected, c.in_parent) = p.split(root, pid, &c.selected, false)?;
+            None
+        }
+        (None, true) => predump::arm(pool, root, m, &c.mm.vmas, progress)?,
+        (None, false) => None,
+    };
+    if let (Some((t, tracked)), Some(kept)) = (armed, keep) {
+        c.tracked = tracked;
+        kept.push(t);
+    }
+    Ok(())
 }
 
 /// The checks that need the whole tree's files (pipe pairs, unix peers, epoll targets, terminals,
@@ -586,7 +663,18 @@ fn collect(
         tty_fg_pgrp: files::tty::ctty_of(stat).1,
         ..Default::default()
     };
-    Ok(Collected { process, core, threads, mm, selected, inherited, code, fds: Default::default() })
+    Ok(Collected {
+        process,
+        core,
+        threads,
+        mm,
+        selected,
+        inherited,
+        in_parent: Vec::new(),
+        tracked: Vec::new(),
+        code,
+        fds: Default::default(),
+    })
 }
 
 /// Stage 4: the pages, zero-copy. Returns the page file, the bytes of page data in it, and their chunk
@@ -604,6 +692,9 @@ fn write_pages(
     Ok((writer, bytes, checksums))
 }
 
+/// The round before, the write tracking kept for the next one, and where the holder's pid goes.
+type Tracking<'a> = (Option<&'a predump::Prev>, &'a [mem::track::Tracker], &'a mut u32);
+
 /// Stage 5: checksum the page file, write every record file, then the inventory.
 fn write_images(
     dir: &ImageDir,
@@ -612,7 +703,7 @@ fn write_images(
     files: Vec<FileEntry>,
     ipc: stasis_image::model::IpcImage,
     network_lock: Option<NetworkLock>,
-    (opts, writes): (&DumpOptions, &fault::Writes),
+    (opts, writes, (prev, kept, holder_pid)): (&DumpOptions, &fault::Writes, Tracking),
 ) -> Result<u64> {
     let mut bytes = 0;
     let mut processes = Vec::new();
@@ -627,6 +718,7 @@ fn write_images(
             .map_or(0, |d| d.as_millis() as u64),
         shell_job: opts.shell_job,
         network_lock,
+        parent_created_unix_ms: prev.map_or(0, |p| p.created()),
         ..Default::default()
     };
     processes.extend(dumped.iter().map(|d| d.c.process.clone()));
@@ -644,6 +736,12 @@ fn write_images(
         .size;
     writes.next("ipc.img")?;
     bytes += dir.write_records(ImageKind::Ipc, None, &[ipc])?.size;
+    if let Some(p) = prev {
+        p.link_into(dir.path())?;
+    }
+    if opts.leave_running && opts.track_mem {
+        *holder_pid = crate::holder::spawn(dir.path(), kept)?;
+    }
     writes.next("inventory.img")?;
     dir.commit_inventory(inventory, opts.fsync)?;
     Ok(bytes)
@@ -670,6 +768,9 @@ fn write_process(dir: &ImageDir, d: Dumped, writes: &fault::Writes) -> Result<u6
     file(ImageKind::Pages)?;
     let (checksums, pages_digest) = d.writer.finish_with(d.page_bytes, d.checksums)?;
     let mut map = mem::pages::page_map(&c.selected, c.inherited.clone());
+    map.in_parent = c.in_parent.clone();
+    map.tracked =
+        c.tracked.iter().map(|&(s, e)| PageRun { vaddr: s, nr_pages: (e - s) / stasis_image::PAGE_SIZE }).collect();
     map.chunk_size = CHUNK;
     map.chunk_checksums = checksums;
     let cores: Vec<TaskCore> = std::iter::once(c.core.clone()).chain(c.threads.iter().cloned()).collect();

@@ -8,11 +8,13 @@
 //! writable for the fill where pages are to be written), fill the pages, then set the final protection
 //! and madvise state.
 
+pub mod chain;
 pub mod flags;
 pub mod gadget;
 pub mod guards;
 pub mod mm_wide;
 pub mod pages;
+pub mod track;
 
 use crate::error::{Error, Result};
 use crate::files::FdImporter;
@@ -34,10 +36,16 @@ const MAP_DROPPABLE: u32 = 0x08;
 
 /// Build the VMA list of `pid` from its smaps, refusing what is not supported yet.
 pub fn dump_vmas(root: &ProcRoot, pid: Pid) -> Result<Vec<Vma>> {
-    proc::smaps(root, pid.0)?.iter().map(|e| classify(pid, e)).collect()
+    dump_vmas_with(root, pid, false)
 }
 
-fn classify(pid: Pid, e: &MapEntry) -> Result<Vma> {
+/// [`dump_vmas`] of a process whose write tracking is ours (see [`track`]): areas write-protect
+/// registered (`uw`) by our userfaultfd are taken as they are.
+pub fn dump_vmas_with(root: &ProcRoot, pid: Pid, tracked_by_us: bool) -> Result<Vec<Vma>> {
+    proc::smaps(root, pid.0)?.iter().map(|e| classify(pid, e, tracked_by_us)).collect()
+}
+
+fn classify(pid: Pid, e: &MapEntry, tracked_by_us: bool) -> Result<Vma> {
     let unsupported = |what: String| Error::Unsupported { pid: pid.0, what };
     let range = format!("{:#x}-{:#x}", e.start, e.end);
     let kind = match e.name.as_str() {
@@ -58,7 +66,8 @@ fn classify(pid: Pid, e: &MapEntry) -> Result<Vma> {
         _ => VmaKind::Anon,
     };
     let special = matches!(kind, VmaKind::Vdso | VmaKind::Vvar | VmaKind::VvarVclock | VmaKind::Vsyscall);
-    if let Some((flag, why)) = flags::refused(e).filter(|_| !special) {
+    let ours = |flag: &String| tracked_by_us && flag == "uw";
+    if let Some((flag, why)) = flags::refused(e).filter(|(flag, _)| !special && !ours(flag)) {
         return Err(unsupported(format!("mapping {range} {}: {why} (VmFlags {flag})", e.name)));
     }
     // A MAP_DROPPABLE area is private anonymous memory but for `droppable`.
@@ -141,10 +150,12 @@ pub fn find_free(busy: &[(u64, u64)], len: u64) -> Option<u64> {
 /// Start addresses of the VMAs that have saved pages.
 pub fn with_pages(mm: &MmImage, map: &model::PageMap) -> HashSet<u64> {
     let mut out = HashSet::new();
-    for v in &mm.vmas {
-        let i = map.runs.partition_point(|r| r.vaddr < v.start);
-        if map.runs.get(i).is_some_and(|r| r.vaddr < v.end) {
-            out.insert(v.start);
+    for runs in [&map.runs, &map.in_parent] {
+        for v in &mm.vmas {
+            let i = runs.partition_point(|r| r.vaddr < v.start);
+            if runs.get(i).is_some_and(|r| r.vaddr < v.end) {
+                out.insert(v.start);
+            }
         }
     }
     out
@@ -185,8 +196,13 @@ pub fn restore_layout(
 /// In the VMAs a child kept from its parent, drop the pages the child did not have (neither its own
 /// nor shared with the parent): they read as zero (or as the file) again, as in the child.
 pub fn drop_absent(inj: &mut dyn Remote, mm: &MmImage, map: &model::PageMap, kept: &HashSet<u64>) -> Result<()> {
-    let mut present: Vec<(u64, u64)> =
-        map.runs.iter().chain(&map.inherited).map(|r| (r.vaddr, r.vaddr + r.nr_pages * PAGE)).collect();
+    let mut present: Vec<(u64, u64)> = map
+        .runs
+        .iter()
+        .chain(&map.inherited)
+        .chain(&map.in_parent)
+        .map(|r| (r.vaddr, r.vaddr + r.nr_pages * PAGE))
+        .collect();
     present.sort_unstable();
     // Shared memory is one object for all who map it: nothing of it is dropped.
     let shared = |v: &Vma| matches!(kind(v), VmaKind::SharedAnon | VmaKind::SysvShm);

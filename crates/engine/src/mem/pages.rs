@@ -17,7 +17,7 @@ use stasis_image::model::{PageMap, PageRun, Vma, VmaKind};
 use stasis_image::PAGE_DATA_OFFSET;
 use stasis_sys::fd::{pidfd_getfd, pidfd_open, set_pipe_size, splice_to_file};
 use stasis_sys::inject::Injector;
-use stasis_sys::mem::{PageMapFile, PM_FILE_OR_SHARED, PM_GUARD_REGION, PM_PRESENT, PM_SWAPPED};
+use stasis_sys::mem::{is_pte_marker, PageMapFile, PM_FILE_OR_SHARED, PM_GUARD_REGION, PM_PRESENT, PM_SWAPPED};
 use stasis_sys::remote::Remote;
 use stasis_sys::Pid;
 use std::fs::File;
@@ -93,9 +93,11 @@ pub fn select(pid: Pid, vmas: &[Vma], parent: Option<(Pid, &[Vma])>) -> Result<S
                 ppm.read_range(v.start, v.end, &mut theirs).map_err(io(p))?;
             }
         }
+        // A pte marker (write tracking of an absent page, see `track`) is no page.
         let saved = |e: u64| {
             e & PM_GUARD_REGION == 0
-                && (e & PM_SWAPPED != 0 || (e & PM_PRESENT != 0 && !(file && e & PM_FILE_OR_SHARED != 0)))
+                && ((e & PM_SWAPPED != 0 && !is_pte_marker(e))
+                    || (e & PM_PRESENT != 0 && !(file && e & PM_FILE_OR_SHARED != 0)))
         };
         let shared = |i: usize| theirs.get(i).is_some_and(|&t| same_page(entries[i], t));
         let class = |i: usize| match (saved(entries[i]), shared(i)) {

@@ -9,7 +9,7 @@ use crate::error::{Error, Result};
 use crate::notify::Point;
 use crate::proc::{self, ProcRoot};
 use crate::tracers::Tracers;
-use crate::{fault, files, misc, regs};
+use crate::{fault, files, mem, misc, regs};
 use crate::{Progress, RestoreOptions, RestoreReport};
 use process::{Handoff, Out};
 use stasis_image::model::{
@@ -57,6 +57,8 @@ pub(crate) struct Ctx<'a> {
     files: &'a files::Opened,
     /// The page file of each process, by index in `img.procs`.
     pages: Vec<File>,
+    /// The pages of each process in the parent images (see [`mem::chain`]), by index.
+    chains: Vec<mem::chain::Chain>,
     /// `restore -d` and the root is our child: stasis, the root's parent, exits once the tree runs,
     /// so the root's parent-death signal is not armed (the other processes' parents are restored).
     root_parent_exits: bool,
@@ -145,8 +147,12 @@ fn check_file_locks(img: &Image, file_locks: bool) -> Result<()> {
 pub fn restore(opts: &RestoreOptions, progress: &mut dyn FnMut(Progress)) -> Result<Restored> {
     let start = Instant::now();
     let dir = ImageDir::open(&opts.dir)?;
+    refuse_pre_dump(&dir)?;
     let img = load(&dir)?;
     opts.notify.at(Point::PreRestore, img.procs[0].process.pid)?;
+    let parents = mem::chain::parents(&dir)?;
+    let chains: Vec<_> =
+        img.procs.iter().map(|p| mem::chain::resolve(p.process.pid, &p.pagemap, &parents)).collect::<Result<_>>()?;
     check_cpu(&dir, &img)?;
     check_pids_free(&img)?;
     check_file_locks(&img, opts.file_locks)?;
@@ -170,6 +176,7 @@ pub fn restore(opts: &RestoreOptions, progress: &mut dyn FnMut(Progress)) -> Res
         img: &img,
         files: &opened,
         pages,
+        chains,
         root_parent_exits: opts.detached && ours,
         created: &created,
         pidfds: Default::default(),
@@ -354,6 +361,18 @@ fn load(dir: &ImageDir) -> Result<Image> {
     let (files, ipc) = (dir.read_one(ImageKind::Files, None)?, dir.read_one(ImageKind::Ipc, None)?);
     let (group_helpers, session_helpers) = (tree.group_helpers, tree.session_helpers);
     Ok(Image { procs, zombies, files, ipc, group_helpers, session_helpers })
+}
+
+/// A pre-dump holds memory only: it is the parent of a later dump, not an image to restore.
+fn refuse_pre_dump(dir: &ImageDir) -> Result<()> {
+    if dir.inventory().is_some_and(|i| i.pre_dump) {
+        let what = format!(
+            "field pre_dump: {} is a pre-dump (memory only); restore the dump made with --prev-images-dir pointing to it",
+            dir.path().display()
+        );
+        return Err(Error::Incompatible { file: "inventory.img".into(), what });
+    }
+    Ok(())
 }
 
 fn load_process(dir: &ImageDir, process: ProcessEntry) -> Result<ProcImage> {

@@ -238,6 +238,7 @@ fn restore_memory(
     let task_fd = imp.import(inj, pages.as_fd())?;
     mem::pages::fill(inj, task_fd, &img.pagemap, progress)?;
     inj.close(task_fd)?;
+    ctx.chains[idx].fill(inj, imp, progress)?;
     mem::drop_absent(inj, &img.mm, &img.pagemap, &kept)?;
     mem::guards::install(inj, &img.mm)?;
     mem::finish_layout(inj, &img.mm, &filled)?;

@@ -95,6 +95,9 @@ fn pagemap_summary(map: &PageMap) -> Value {
     summary.insert("bytes".into(), map.total_pages.saturating_mul(PAGE_SIZE).into());
     summary.insert("chunk_size".into(), map.chunk_size.into());
     summary.insert("chunks".into(), map.chunk_checksums.len().into());
+    let in_parent: u64 = map.in_parent.iter().map(|r| r.nr_pages).sum();
+    summary.insert("in_parent_pages".into(), in_parent.into());
+    summary.insert("tracked_ranges".into(), map.tracked.len().into());
     Value::Object(summary)
 }
 

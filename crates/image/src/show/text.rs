@@ -41,6 +41,14 @@ fn header(out: &mut String, dir: &ImageDir, inv: &Inventory, processes: usize) {
     let _ = writeln!(out, "  xfeatures     {:#x}", inv.xfeatures);
     let _ = writeln!(out, "  page size     {}", inv.page_size);
     let _ = writeln!(out, "  shell job     {}", if inv.shell_job { "yes" } else { "no" });
+    if inv.pre_dump {
+        let _ = writeln!(out, "  pre-dump      yes (memory only; the parent of a later dump)");
+    }
+    if inv.parent_created_unix_ms != 0 {
+        let target = std::fs::read_link(dir.path().join("parent"))
+            .map_or_else(|e| format!("<{e}>"), |p| p.display().to_string());
+        let _ = writeln!(out, "  parent        {target} (created {})", names::unix_ms(inv.parent_created_unix_ms));
+    }
     let total = inv.files.iter().fold(0u64, |sum, f| sum.saturating_add(f.size));
     let _ = writeln!(out, "  files         {} ({})", inv.files.len(), names::bytes(total));
 }
@@ -85,6 +93,14 @@ fn memory(out: &mut String, vmas: &[Vma], map: &PageMap) {
     let dumped = map.total_pages.saturating_mul(PAGE_SIZE);
     let _ =
         writeln!(out, "  memory ({} areas, {} pages dumped = {}):", vmas.len(), map.total_pages, names::bytes(dumped));
+    let in_parent: u64 = map.in_parent.iter().map(|r| r.nr_pages).sum();
+    if in_parent != 0 || !map.tracked.is_empty() {
+        let tracked = map.tracked.len();
+        let _ = writeln!(
+            out,
+            "    {in_parent} more pages in the parent image; {tracked} areas write-tracked for the next round"
+        );
+    }
     let _ = writeln!(out, "    {:<33} {:<4} {:<24} {:<8} {:>8}  name", "start-end", "prot", "flags", "kind", "pages");
     for vma in vmas {
         let _ = writeln!(

@@ -210,3 +210,22 @@ fn parallel_hashing_matches_one_shot() {
     assert_eq!(sums.len(), 9);
     assert_eq!(sums, want);
 }
+
+#[test]
+fn in_parent_runs_are_checked_and_never_overlap_the_runs() {
+    use crate::model::PageRun;
+    let run = |vaddr: u64, nr_pages: u64| PageRun { vaddr, nr_pages };
+    let map = |in_parent: Vec<PageRun>| PageMap {
+        runs: vec![run(0x1000, 2), run(0x8000, 1)],
+        total_pages: 3,
+        chunk_size: 4096,
+        chunk_checksums: vec![0; 3],
+        in_parent,
+        ..Default::default()
+    };
+    assert!(validate_pagemap("pagemap-1.img", &map(vec![run(0x3000, 5), run(0x9000, 1)])).is_ok());
+    let err = validate_pagemap("pagemap-1.img", &map(vec![run(0x2000, 1)])).unwrap_err().to_string();
+    assert!(err.contains("in_parent") && err.contains("overlaps"), "{err}");
+    let err = validate_pagemap("pagemap-1.img", &map(vec![run(0x3001, 1)])).unwrap_err().to_string();
+    assert!(err.contains("in_parent") && err.contains("page aligned"), "{err}");
+}

@@ -112,6 +112,12 @@ pub trait Remote: Target {
         Ok(checked(self, call)? as i32)
     }
 
+    /// `userfaultfd(2)` with `flags` (`O_CLOEXEC`, `O_NONBLOCK`, `UFFD_USER_MODE_ONLY`): a new
+    /// userfaultfd of the task's own mm.
+    fn userfaultfd(&mut self, flags: u32) -> R<i32> {
+        Ok(checked(self, Call::new("userfaultfd", libc::SYS_userfaultfd, &[flags as u64]))? as i32)
+    }
+
     /// `pipe2(2)`: the read end and the write end.
     fn pipe2(&mut self, flags: i32) -> R<(i32, i32)> {
         let at = put(self, "pipe2", 0, &[0; 8])?;

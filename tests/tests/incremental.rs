@@ -1,0 +1,471 @@
+//! Incremental dumps without soft-dirty: `pre-dump` saves the memory while the tree runs on and
+//! tracks its writes (userfaultfd write-protect in async mode, read back by PAGEMAP_SCAN); the
+//! workload writes known patterns between rounds; `dump --prev-images-dir ../PRE --track-mem`
+//! saves only what was written since, and restore follows the chain of `parent` links. The page
+//! counts come from `--json` (never from timing). The tracking holder left by a pre-dump must be
+//! gone once the next round took the tracking, also when that round failed.
+
+use stasis_tests::harness::{number_deleted, skip, tree_pids, Case, Running, Snapshot};
+use stasis_tests::raw;
+use stasis_tests::workload;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+const WAIT: Duration = Duration::from_secs(60);
+
+/// The unsigned number after `"name": ` in a JSON report.
+fn field(json: &str, name: &str) -> u64 {
+    let key = format!("\"{name}\": ");
+    let at = json.find(&key).unwrap_or_else(|| panic!("no {name} in {json}")) + key.len();
+    json[at..].chars().take_while(char::is_ascii_digit).collect::<String>().parse().expect("a number")
+}
+
+/// What a pre-dump or dump reported.
+struct Report {
+    pages: u64,
+    in_parent: u64,
+    tracked: u64,
+    holder: i32,
+}
+
+fn report(json: &str) -> Report {
+    Report {
+        pages: field(json, "pages"),
+        in_parent: field(json, "pages_in_parent"),
+        tracked: field(json, "tracked_processes"),
+        holder: field(json, "holder_pid") as i32,
+    }
+}
+
+/// Skip unless this kernel has asynchronous userfaultfd write-protect.
+fn kernel_tracks(case: &Case) -> bool {
+    let out = case.stasis().command().args(["check", "--feature", "uffd-wp-async"]).output().expect("run stasis check");
+    if !out.status.success() {
+        skip(&format!("no UFFD_FEATURE_WP_ASYNC here: {}", String::from_utf8_lossy(&out.stdout)));
+        return false;
+    }
+    true
+}
+
+/// `stasis pre-dump -t PID -D images [--prev-images-dir prev] --json`, which must succeed.
+fn pre_dump(case: &Case, run: &Running, images: &Path, prev: Option<&str>) -> Report {
+    let log = case.dir.unique("pre-dump", "log");
+    let mut cmd = case.stasis().command();
+    cmd.args(["pre-dump", "-t", &run.pid().to_string(), "--json", "-vv", "-D"]).arg(images).arg("-o").arg(&log);
+    if let Some(p) = prev {
+        cmd.args(["--prev-images-dir", p]);
+    }
+    case.dir.watch_log(&log);
+    let out = cmd.output().expect("run stasis pre-dump");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    if !out.status.success() {
+        case.fail(&format!(
+            "pre-dump into {}: {}\n{stdout}\n{}",
+            images.display(),
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    case.expect_untouched(run);
+    report(&stdout)
+}
+
+/// Round `k` of the workload's writes (SIGUSR2), waited for by its `ROUND k` line.
+fn round(case: &Case, run: &Running, k: u32) {
+    run.signal(libc::SIGUSR2).unwrap_or_else(|e| case.fail(&format!("SIGUSR2: {e}")));
+    let want = format!("ROUND {k}");
+    let deadline = Instant::now() + WAIT;
+    while !run.log_text().lines().any(|l| l == want) {
+        if Instant::now() > deadline {
+            case.fail(&format!("no {want} from the workload within {WAIT:?}:\n{}", run.log_text()));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The last dump, incremental on `prev`; its report.
+fn dump_on(case: &Case, run: &Running, images: &Path, prev: &str, env: &[(&str, &str)]) -> (bool, Report, String) {
+    let r = case.dump(run, images, &["--prev-images-dir", prev, "--track-mem", "--json"], env);
+    let ok = r.success();
+    let rep = if ok { report(&r.stdout) } else { Report { pages: 0, in_parent: 0, tracked: 0, holder: 0 } };
+    (ok, rep, r.describe())
+}
+
+/// The holder process `pid` (our child: this test process is the subreaper) ends and is reaped.
+fn holder_gone(case: &Case, pid: i32) {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        match raw::try_waitpid(pid) {
+            Ok(Some(_)) => return,
+            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
+            Ok(None) => case.fail(&format!("the tracking holder pid {pid} is still there")),
+            // Not our child (reparented elsewhere): it is gone once its /proc entry is.
+            Err(_) if !Path::new(&format!("/proc/{pid}")).exists() => return,
+            Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
+            Err(e) => case.fail(&format!("the tracking holder pid {pid}: {e}")),
+        }
+    }
+}
+
+/// A much smaller second round: at most a third of the full one's pages, at least half of them in
+/// the parent.
+fn expect_fewer(case: &Case, what: &str, full: &Report, incremental: &Report) {
+    eprintln!("{what}: {} pages ({} in parent) after a full {}", incremental.pages, incremental.in_parent, full.pages);
+    // Huge pages may make a write count for 512 pages: a third leaves room for that.
+    if incremental.pages * 3 > full.pages || incremental.in_parent < full.pages / 2 || incremental.tracked == 0 {
+        case.fail(&format!(
+            "{what}: {} pages written ({} in parent, {} processes tracked) after a full {} pages",
+            incremental.pages, incremental.in_parent, incremental.tracked, full.pages
+        ));
+    }
+}
+
+/// Kill-after-dump, restore, and the workload's own verdict.
+fn restore_and_verify(case: &Case, run: &mut Running, images: &Path) {
+    let pid = run.pid();
+    case.reap_dumped(run);
+    let mut restored = case.restore_ok(images, pid, &[]);
+    case.finish(&mut restored);
+}
+
+fn show_ok(case: &Case, images: &Path, needle: &str) {
+    let out = case.stasis().command().arg("show").arg(images).output().expect("run stasis show");
+    let text = String::from_utf8_lossy(&out.stdout);
+    if !out.status.success() || !text.contains(needle) {
+        case.fail(&format!("stasis show {}: {}, no {needle:?} in:\n{text}", images.display(), out.status));
+    }
+}
+
+#[test]
+fn pre_dump_then_a_dump_of_only_the_written_pages() {
+    let case = Case::new("incr_simple", workload!("mem_rounds").arg("simple"));
+    if !kernel_tracks(&case) {
+        return;
+    }
+    let Some(mut run) = case.start() else { return };
+    let pre = case.images("pre");
+    let full = pre_dump(&case, &run, &pre, None);
+    round(&case, &run, 1);
+    let last = case.images("last");
+    let (ok, inc, why) = dump_on(&case, &run, &last, "../pre", &[]);
+    if !ok {
+        case.fail(&format!("incremental dump failed:\n{why}"));
+    }
+    expect_fewer(&case, "the dump after a pre-dump", &full, &inc);
+    holder_gone(&case, full.holder);
+    let link = std::fs::read_link(last.join("parent")).unwrap_or_else(|e| case.fail(&format!("parent link: {e}")));
+    if link != Path::new("../pre") {
+        case.fail(&format!("the parent link holds {}", link.display()));
+    }
+    show_ok(&case, &last, "more pages in the parent image");
+    show_ok(&case, &pre, "pre-dump      yes");
+    let json = case.stasis().command().args(["show", "--json"]).arg(&last).output().expect("run stasis show --json");
+    let json = String::from_utf8_lossy(&json.stdout);
+    if field(&json, "in_parent_pages") != inc.in_parent {
+        case.fail(&format!("stasis show --json does not say {} pages in parent:\n{json}", inc.in_parent));
+    }
+    // A pre-dump alone is not an image to restore.
+    let (r, _) = case.stasis().restore_detached(&case.dir, &pre, &[], &[]);
+    if r.success() || !r.stderr.contains("pre-dump") {
+        case.fail(&format!("restore of a pre-dump was not refused by name:\n{}", r.describe()));
+    }
+    restore_and_verify(&case, &mut run, &last);
+}
+
+#[test]
+fn a_chain_of_three_with_areas_unmapped_mapped_and_grown_between_rounds() {
+    let case = Case::new("incr_chain", workload!("mem_rounds").arg("layout"));
+    if !kernel_tracks(&case) {
+        return;
+    }
+    let Some(mut run) = case.start() else { return };
+    let full = pre_dump(&case, &run, &case.images("pre1"), None);
+    round(&case, &run, 1);
+    let second = pre_dump(&case, &run, &case.images("pre2"), Some("../pre1"));
+    expect_fewer(&case, "the second pre-dump", &full, &second);
+    holder_gone(&case, full.holder);
+    round(&case, &run, 2);
+    let last = case.images("last");
+    let (ok, inc, why) = dump_on(&case, &run, &last, "../pre2", &[]);
+    if !ok {
+        case.fail(&format!("incremental dump failed:\n{why}"));
+    }
+    expect_fewer(&case, "the dump after two pre-dumps", &full, &inc);
+    holder_gone(&case, second.holder);
+    restore_and_verify(&case, &mut run, &last);
+}
+
+#[test]
+fn a_tree_with_a_child_forked_between_rounds() {
+    let case = Case::new("incr_tree", workload!("mem_rounds").arg("tree"));
+    if !kernel_tracks(&case) {
+        return;
+    }
+    let Some(mut run) = case.start() else { return };
+    let full = pre_dump(&case, &run, &case.images("pre"), None);
+    round(&case, &run, 1);
+    let last = case.images("last");
+    let (ok, inc, why) = dump_on(&case, &run, &last, "../pre", &[]);
+    if !ok {
+        case.fail(&format!("incremental dump failed:\n{why}"));
+    }
+    expect_fewer(&case, "the dump of the tree", &full, &inc);
+    if inc.tracked != 2 {
+        case.fail(&format!("{} processes tracked, expected the root and its first child", inc.tracked));
+    }
+    holder_gone(&case, full.holder);
+    restore_and_verify(&case, &mut run, &last);
+}
+
+#[test]
+fn a_failed_incremental_dump_leaves_the_tree_running_and_no_holder() {
+    let case = Case::new("incr_failed", workload!("mem_rounds").arg("simple"));
+    if !kernel_tracks(&case) {
+        return;
+    }
+    let Some(mut run) = case.start() else { return };
+    let pre = case.images("pre");
+    let full = pre_dump(&case, &run, &pre, None);
+    round(&case, &run, 1);
+    let last = case.images("last");
+    let (ok, _, why) = dump_on(&case, &run, &last, "../pre", &[("STASIS_FAULT", "dump-fail-before-pages")]);
+    if ok {
+        case.fail(&format!("the dump with a fault injected succeeded:\n{why}"));
+    }
+    case.expect_untouched(&run);
+    holder_gone(&case, full.holder);
+    if pre.join("track.sock").exists() {
+        case.fail("the holder's socket is left in the pre-dump directory");
+    }
+    let names: Vec<_> =
+        std::fs::read_dir(&last).map(|d| d.flatten().map(|e| e.file_name()).collect()).unwrap_or_default();
+    if !names.is_empty() {
+        case.fail(&format!("the failed dump left {names:?}"));
+    }
+    // The tracking ended with the holder: no area of the workload is registered any more.
+    let smaps = std::fs::read_to_string(format!("/proc/{}/smaps", run.pid())).unwrap_or_default();
+    if smaps.lines().any(|l| l.starts_with("VmFlags:") && l.split_whitespace().any(|f| f == "uw")) {
+        case.fail("areas of the workload are still write-protect registered");
+    }
+    round(&case, &run, 2);
+    case.finish(&mut run);
+}
+
+#[test]
+fn a_failed_pre_dump_round_leaves_the_tree_running_and_no_holder() {
+    let case = Case::new("incr_failed_pre", workload!("mem_rounds").arg("simple"));
+    if !kernel_tracks(&case) {
+        return;
+    }
+    let Some(mut run) = case.start() else { return };
+    let full = pre_dump(&case, &run, &case.images("pre1"), None);
+    round(&case, &run, 1);
+    let pre2 = case.images("pre2");
+    let log = case.dir.unique("pre-dump", "log");
+    let out = case
+        .stasis()
+        .command()
+        .args(["pre-dump", "-t", &run.pid().to_string(), "--prev-images-dir", "../pre1", "-D"])
+        .arg(&pre2)
+        .arg("-o")
+        .arg(&log)
+        .env("STASIS_FAULT", "pre-dump-fail-after-resume")
+        .output()
+        .expect("run stasis pre-dump");
+    if out.status.success() {
+        case.fail("the pre-dump with a fault injected succeeded");
+    }
+    case.expect_untouched(&run);
+    holder_gone(&case, full.holder);
+    let names: Vec<_> =
+        std::fs::read_dir(&pre2).map(|d| d.flatten().map(|e| e.file_name()).collect()).unwrap_or_default();
+    if !names.is_empty() {
+        case.fail(&format!("the failed pre-dump left {names:?}"));
+    }
+    round(&case, &run, 2);
+    case.finish(&mut run);
+}
+
+#[test]
+fn a_dump_left_running_with_track_mem_is_the_parent_of_the_next() {
+    let case = Case::new("incr_leave_running", workload!("mem_rounds").arg("simple"));
+    if !kernel_tracks(&case) {
+        return;
+    }
+    let Some(mut run) = case.start() else { return };
+    let first = case.images("first");
+    let r = case.dump(&run, &first, &["-R", "--track-mem", "--json"], &[]);
+    if !r.success() {
+        case.fail(&format!("dump -R --track-mem failed:\n{}", r.describe()));
+    }
+    let full = report(&r.stdout);
+    case.expect_untouched(&run);
+    round(&case, &run, 1);
+    let last = case.images("last");
+    let (ok, inc, why) = dump_on(&case, &run, &last, "../first", &[]);
+    if !ok {
+        case.fail(&format!("incremental dump failed:\n{why}"));
+    }
+    expect_fewer(&case, "the dump after a dump -R --track-mem", &full, &inc);
+    holder_gone(&case, full.holder);
+    restore_and_verify(&case, &mut run, &last);
+}
+
+#[test]
+fn a_second_thread_writing_between_rounds() {
+    let case = Case::new("incr_threads", workload!("mem_rounds").arg("threads"));
+    if !kernel_tracks(&case) {
+        return;
+    }
+    let Some(mut run) = case.start() else { return };
+    let full = pre_dump(&case, &run, &case.images("pre"), None);
+    round(&case, &run, 1);
+    let last = case.images("last");
+    let (ok, inc, why) = dump_on(&case, &run, &last, "../pre", &[]);
+    if !ok {
+        case.fail(&format!("incremental dump failed:\n{why}"));
+    }
+    expect_fewer(&case, "the dump of two threads", &full, &inc);
+    holder_gone(&case, full.holder);
+    restore_and_verify(&case, &mut run, &last);
+}
+
+#[test]
+fn a_process_with_its_own_userfaultfd_is_not_tracked_and_dumped_in_full() {
+    let case = Case::new("incr_own_uffd", workload!("mem_rounds").arg("own-uffd"));
+    if !kernel_tracks(&case) {
+        return;
+    }
+    let Some(mut run) = case.start() else { return };
+    let log = case.dir.unique("pre-dump", "log");
+    let out = case
+        .stasis()
+        .command()
+        .args(["pre-dump", "-t", &run.pid().to_string(), "--json", "-D"])
+        .arg(case.images("pre"))
+        .arg("-o")
+        .arg(&log)
+        .output()
+        .expect("run stasis pre-dump");
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    if !out.status.success() || !text.contains("write tracking refused: the process uses userfaultfd itself") {
+        case.fail(&format!("pre-dump: {}, log:\n{text}", out.status));
+    }
+    let full = report(&String::from_utf8_lossy(&out.stdout));
+    holder_gone(&case, full.holder);
+    // Round 1 closes the workload's userfaultfd, so that its fds can be dumped.
+    round(&case, &run, 1);
+    let last = case.images("last");
+    let (ok, inc, why) = dump_on(&case, &run, &last, "../pre", &[]);
+    if !ok {
+        case.fail(&format!("the full dump failed:\n{why}"));
+    }
+    if inc.in_parent != 0 || inc.tracked != 0 || inc.pages < full.pages / 2 {
+        case.fail(&format!(
+            "{} pages saved, {} in parent, after a pre-dump of {}",
+            inc.pages, inc.in_parent, full.pages
+        ));
+    }
+    restore_and_verify(&case, &mut run, &last);
+}
+
+/// A tree through pre-dump, dump on it and restore, compared process by process (the inodes of
+/// deleted objects numbered by appearance, so that shared memory must be one object again).
+fn tree_round_trip(case: &Case, processes: usize) {
+    let Some(mut run) = case.start() else { return };
+    let root = run.pid();
+    let pids = tree_pids(root);
+    if pids.len() != processes {
+        case.fail(&format!("the tree of pid {root} has {} processes {pids:?}, expected {processes}", pids.len()));
+    }
+    let numbered = |mut snaps: Vec<Snapshot>| {
+        number_deleted(&mut snaps);
+        snaps
+    };
+    let before = numbered(pids.iter().map(|&p| case.settled_snapshot(p)).collect());
+    let full = pre_dump(case, &run, &case.images("pre"), None);
+    let last = case.images("last");
+    let (ok, inc, why) = dump_on(case, &run, &last, "../pre", &[]);
+    if !ok {
+        case.fail(&format!("incremental dump failed:\n{why}"));
+    }
+    if inc.tracked != processes as u64 || inc.in_parent == 0 {
+        case.fail(&format!("{} of {processes} processes tracked, {} pages in parent", inc.tracked, inc.in_parent));
+    }
+    holder_gone(case, full.holder);
+    case.reap_dumped(&mut run);
+    let mut restored = case.restore_ok(&last, root, &[]);
+    let after = tree_pids(root);
+    if after != pids {
+        case.fail(&format!("processes before the dump {pids:?}, after the restore {after:?}"));
+    }
+    let deadline = Instant::now() + Duration::from_secs(3);
+    loop {
+        let now = numbered(pids.iter().map(|&p| case.snapshot(p)).collect());
+        let diffs: Vec<String> = (before.iter().zip(&now).zip(&pids))
+            .filter_map(|((b, a), pid)| b.diff(a).map(|d| format!("state of pid {pid} differs after restore:\n{d}")))
+            .collect();
+        if diffs.is_empty() {
+            break;
+        }
+        if Instant::now() > deadline {
+            case.fail(&diffs.join("\n"));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    case.finish(&mut restored);
+}
+
+#[test]
+fn a_prefork_server_of_nine_processes_through_an_incremental_dump() {
+    let case = Case::new("incr_prefork", workload!("tree_prefork"));
+    if kernel_tracks(&case) {
+        tree_round_trip(&case, 9);
+    }
+}
+
+#[test]
+fn shared_anonymous_memory_of_a_tree_through_an_incremental_dump() {
+    let case = Case::new("incr_tree_shm", workload!("tree_shm"));
+    if kernel_tracks(&case) {
+        tree_round_trip(&case, 5);
+    }
+}
+
+#[test]
+fn a_missing_or_replaced_parent_is_refused_by_name() {
+    let case = Case::new("incr_bad_parent", workload!("mem_rounds").arg("simple"));
+    if !kernel_tracks(&case) {
+        return;
+    }
+    let Some(mut run) = case.start() else { return };
+    let pid = run.pid();
+    let pre = case.images("pre");
+    let full = pre_dump(&case, &run, &pre, None);
+    round(&case, &run, 1);
+    let last = case.images("last");
+    let (ok, _, why) = dump_on(&case, &run, &last, "../pre", &[]);
+    if !ok {
+        case.fail(&format!("incremental dump failed:\n{why}"));
+    }
+    holder_gone(&case, full.holder);
+    case.reap_dumped(&mut run);
+    let away = case.images("away");
+    std::fs::rename(&pre, &away).unwrap_or_else(|e| case.fail(&format!("rename: {e}")));
+    let (r, _) = case.stasis().restore_detached(&case.dir, &last, &[], &[]);
+    case.expect_failed(&r, "restore without its parent", &[&["parent"]]);
+    case.expect_no_process_left(pid);
+    // Another image where the parent was: refused as replaced.
+    let other = case.start().unwrap_or_else(|| case.fail("second start"));
+    let again = pre_dump(&case, &other, &pre, None);
+    let mut other = other;
+    other.kill_and_reap();
+    holder_gone(&case, again.holder);
+    let (r, _) = case.stasis().restore_detached(&case.dir, &last, &[], &[]);
+    case.expect_failed(&r, "restore with a replaced parent", &[&["replaced"]]);
+    case.expect_no_process_left(pid);
+    std::fs::remove_dir_all(&pre).unwrap_or_else(|e| case.fail(&format!("remove: {e}")));
+    std::fs::rename(&away, &pre).unwrap_or_else(|e| case.fail(&format!("rename back: {e}")));
+    let mut restored = case.restore_ok(&last, pid, &[]);
+    case.finish(&mut restored);
+}
