@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 const EVERY_CALL_UP_TO: u64 = 120;
 /// With more, the first and last this many, and [`STRIDE_COUNT`] spread evenly between.
 const ENDS: u64 = 10;
-const STRIDE_COUNT: u64 = 100;
+const STRIDE_COUNT: u64 = 60;
 /// How long the tree may take to settle back into its waits after a failed dump.
 const SETTLE: Duration = Duration::from_secs(10);
 /// The pty indices the tree leaves free below its own, for the ptys of tests running meanwhile.

@@ -22,13 +22,6 @@ use std::time::Instant;
 /// Chunk size of the page-file checksums.
 const CHUNK: u64 = 4 << 20;
 const NAMESPACES: [&str; 8] = ["mnt", "pid", "net", "uts", "ipc", "user", "cgroup", "time"];
-/// `kcmp` types of the kernel objects a child may share with its parent, and their `shares` bits.
-const SHARED_OBJECTS: [(i32, u32); 4] = [
-    (1, stasis_image::model::SHARES_VM),
-    (2, stasis_image::model::SHARES_FILES),
-    (3, stasis_image::model::SHARES_FS),
-    (4, stasis_image::model::SHARES_SIGHAND),
-];
 
 /// Everything a dump collects about one process before writing it.
 struct Collected {
@@ -351,7 +344,7 @@ fn dump_frozen<'env>(
         log::info!("pid {pid}: inspected at {:?}", frozen_at.elapsed());
         let parent = parent_of(m).map(|p| (p.pid, layouts[p.idx].as_slice()));
         if parent.is_some() {
-            c.process.shares = sharing(pid, Pid(m.stat.ppid));
+            c.process.shares = crate::tree::sharing(pid, Pid(m.stat.ppid));
         }
         check_shared_anon(pid, &c.mm.vmas, parent, &mut shm_owners)?;
         if fault::armed("dump-kill-target") {
@@ -478,15 +471,6 @@ fn check_shared_anon(
         owners.push((v.inode, pid));
     }
     Ok(())
-}
-
-/// What a child shares with its parent (`kcmp` of its mm, fd table, fs info, signal handlers): made
-/// by clone without CLONE_THREAD, restored by forking it with the same flags.
-fn sharing(child: Pid, parent: Pid) -> u32 {
-    SHARED_OBJECTS
-        .iter()
-        .filter(|(kind, _)| stasis_sys::fd::kcmp(child, parent, *kind, 0, 0).ok() == Some(0))
-        .fold(0, |acc, (_, bit)| acc | bit)
 }
 
 /// Our own namespaces (inode of each of `NAMESPACES`), which every process of a dump must share.

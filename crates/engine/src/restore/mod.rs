@@ -12,9 +12,7 @@ use crate::tracers::Tracers;
 use crate::{fault, files, misc, regs};
 use crate::{Progress, RestoreOptions, RestoreReport};
 use process::{Handoff, Out};
-use stasis_image::model::{
-    FdTable, FileTable, IpcImage, LeaderHelper, MmImage, PageMap, ProcessEntry, PsTree, TaskCore,
-};
+use stasis_image::model::{FdTable, FileTable, IpcImage, MmImage, PageMap, ProcessEntry, PsTree, TaskCore};
 use stasis_image::{ImageDir, ImageKind};
 use stasis_sys::inject::Calls;
 use stasis_sys::ptrace::{self, WaitStatus};
@@ -43,10 +41,8 @@ pub(crate) struct Image {
     zombies: Vec<ProcessEntry>,
     files: FileTable,
     ipc: IpcImage,
-    /// Groups whose leader had exited, each made again by a helper (see [`crate::session`]).
-    group_helpers: Vec<LeaderHelper>,
-    /// Sessions whose leader had exited, each made again by a helper (see [`crate::session`]).
-    session_helpers: Vec<LeaderHelper>,
+    /// Who creates whom (with the helpers of groups and sessions whose leader had exited), in which order (see [`crate::tree::plan`]).
+    plan: crate::tree::Plan,
 }
 
 /// What building every process needs.
@@ -304,9 +300,8 @@ fn join_groups(out: &mut Out, img: &Image, ctx: &Ctx) -> Result<()> {
 fn create_root(img: &Image, created: &Mutex<Vec<Pid>>, calls: &Calls, sibling: bool) -> Result<(Pid, u64, bool)> {
     let root = &img.procs[0];
     let pid = Pid(root.process.pid);
-    let sid = root.process.sid;
-    let leader_gone = sid != pid.0 && sid > 0 && !img.procs.iter().any(|p| p.process.pid == sid);
-    if !leader_gone || proc::stat(&ProcRoot::system(), sid).is_ok() {
+    let leader_gone = img.plan.root_session_helper;
+    if leader_gone.is_none_or(|sid| proc::stat(&ProcRoot::system(), sid).is_ok()) {
         // The new task starts as a copy of us: the scratch area must be free in our layout too.
         let scratch = process::scratch_in_copy(Pid::this(), root)?;
         let spawn = if sibling { sysproc::spawn_traced_sibling } else { sysproc::spawn_traced };
@@ -314,6 +309,7 @@ fn create_root(img: &Image, created: &Mutex<Vec<Pid>>, calls: &Calls, sibling: b
         created.lock().expect("not poisoned").push(child);
         return Ok((child, scratch, !sibling));
     }
+    let sid = leader_gone.expect("checked above");
     if sibling {
         let what =
             format!("restoring as a sibling a root whose session leader {sid} has exited (it is forked by a helper)");
@@ -332,6 +328,7 @@ fn create_root(img: &Image, created: &Mutex<Vec<Pid>>, calls: &Calls, sibling: b
 /// Stage 1: read every file of the image (checksums are verified on the way).
 fn load(dir: &ImageDir) -> Result<Image> {
     let tree: PsTree = dir.read_one(ImageKind::PsTree, None)?;
+    let plan = crate::tree::plan(&tree)?;
     let root = dir.inventory().map_or(0, |i| i.root_pid);
     if tree.processes.first().map(|p| p.pid) != Some(root) {
         let what = format!("the first process is not the root {root} of inventory.img");
@@ -352,8 +349,7 @@ fn load(dir: &ImageDir) -> Result<Image> {
         }
     }
     let (files, ipc) = (dir.read_one(ImageKind::Files, None)?, dir.read_one(ImageKind::Ipc, None)?);
-    let (group_helpers, session_helpers) = (tree.group_helpers, tree.session_helpers);
-    Ok(Image { procs, zombies, files, ipc, group_helpers, session_helpers })
+    Ok(Image { procs, zombies, files, ipc, plan })
 }
 
 fn load_process(dir: &ImageDir, process: ProcessEntry) -> Result<ProcImage> {
