@@ -103,12 +103,21 @@ impl Restored {
 }
 
 /// Kills every process created so far unless defused, and reaps each of their threads: a failed
-/// restore leaves nothing behind.
+/// restore leaves nothing behind. A process killed before its parent is a zombie its parent (being
+/// killed too) would reap: stasis becomes a child subreaper for the time of the kills, so that such
+/// zombies come to it, and reaps them too (else they stay, holding their pids, until init reaps them).
 struct KillOnDrop<'a>(&'a Mutex<Vec<Pid>>);
 
 impl Drop for KillOnDrop<'_> {
     fn drop(&mut self) {
         let created = self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if created.is_empty() {
+            return;
+        }
+        let was_subreaper = sysproc::child_subreaper().unwrap_or(false);
+        if let Err(e) = sysproc::set_child_subreaper(true) {
+            log::warn!("the processes of the failed restore may stay zombies until init reaps them: {e}");
+        }
         for &pid in created.iter().rev() {
             let mut tids: Vec<Pid> =
                 proc::threads(&ProcRoot::system(), pid.0).unwrap_or_default().into_iter().map(Pid).collect();
@@ -119,7 +128,27 @@ impl Drop for KillOnDrop<'_> {
             let _ = sysproc::kill(pid, libc::SIGKILL);
             crate::task::reap(&tids);
         }
+        for &pid in created.iter() {
+            reap_orphan(pid);
+        }
+        if !was_subreaper {
+            let _ = sysproc::set_child_subreaper(false);
+        }
     }
+}
+
+/// Reap `pid` if it is a zombie that came to us (see [`KillOnDrop`]); nothing if it is gone or not
+/// ours.
+fn reap_orphan(pid: Pid) {
+    // A killed process whose parent died is reparented by the time the parent is reaped; one that
+    // is still dying is waited for, briefly.
+    for _ in 0..1000 {
+        match ptrace::try_wait(pid) {
+            Ok(None) => std::thread::sleep(std::time::Duration::from_millis(2)),
+            _ => return,
+        }
+    }
+    log::warn!("pid {pid}: killed, not reaped after 2 s");
 }
 
 /// An image holding file locks is restored only with `--file-locks`, as CRIU does.
