@@ -250,7 +250,7 @@ fn network_lock(dir: &ImageDir, img: &Image, mode: crate::netlock::Mode) -> Resu
     }
     let mut lock = Lock::adopt(&l.table, false);
     for conn in files::inet::connections(&img.files.files) {
-        lock.add(&conn).map_err(|what| Error::Failed { pid: root, what })?;
+        lock.add(&conn).map_err(|what| Error::Failed { pid: Pid(root), what })?;
     }
     Ok(Some(lock))
 }
@@ -313,7 +313,7 @@ fn join_groups(out: &mut Out, img: &Image, ctx: &Ctx) -> Result<()> {
         let (helper, parent) = (h.pid, h.parent);
         h.exit()?;
         let b = out.built.iter_mut().find(|b| b.pid == parent).ok_or(Error::Failed {
-            pid: parent.0,
+            pid: parent,
             what: format!("the parent of group helper {helper} is not among the restored processes"),
         })?;
         b.reap(helper)?;
@@ -342,7 +342,7 @@ fn create_root(img: &Image, created: &Mutex<Vec<Pid>>, calls: &Calls, sibling: b
     if sibling {
         let what =
             format!("restoring as a sibling a root whose session leader {sid} has exited (it is forked by a helper)");
-        return Err(Error::Unsupported { pid: pid.0, what });
+        return Err(Error::Unsupported { pid, what });
     }
     let helper = sysproc::spawn_traced(Pid(sid)).map_err(|e| spawn_error(Pid(sid), e))?;
     created.lock().expect("not poisoned").push(helper);
@@ -433,7 +433,7 @@ fn check_pids_free(img: &Image) -> Result<()> {
     for p in img.procs.iter().map(|p| &p.process).chain(&img.zombies) {
         for tid in &p.threads {
             if let Ok(s) = proc::stat(&root, *tid) {
-                return Err(Error::PidTaken { pid: *tid, holder: holder(&s) });
+                return Err(Error::PidTaken { pid: Pid(*tid), holder: holder(&s) });
             }
         }
     }
@@ -450,10 +450,10 @@ fn spawn_error(pid: Pid, e: sysproc::SpawnError) -> Error {
         if source.errno() == libc::EEXIST {
             let who =
                 proc::stat(&ProcRoot::system(), pid.0).map(|s| holder(&s)).unwrap_or_else(|_| "another process".into());
-            return Error::PidTaken { pid: pid.0, holder: who };
+            return Error::PidTaken { pid, holder: who };
         }
     }
-    Error::Failed { pid: pid.0, what: format!("creating the process: {e}") }
+    Error::Spawn { pid, source: e }
 }
 
 fn open_pages(dir: &ImageDir, img: &Image) -> Result<Vec<File>> {
@@ -482,7 +482,7 @@ fn spawn_verifiers(pages: &[File], img: &Image) -> Result<Vec<Verifier>> {
 
 fn join_verifiers(verifiers: Vec<Verifier>, pid: Pid) -> Result<()> {
     for v in verifiers {
-        v.join().map_err(|_| Error::Failed { pid: pid.0, what: "page verification panicked".into() })??;
+        v.join().map_err(|_| Error::Failed { pid, what: "page verification panicked".into() })??;
     }
     Ok(())
 }

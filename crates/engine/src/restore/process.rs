@@ -232,7 +232,7 @@ fn restore_memory(
     if let Some(vdso) = mem::vdso_range(&img.mm.vmas) {
         if mem::vdso_checksum(inj, vdso)? != img.mm.vdso_checksum {
             return Err(Error::Failed {
-                pid: pid.0,
+                pid,
                 what: "this kernel's vDSO differs from the image's: restore on the kernel the image was made on".into(),
             });
         }
@@ -400,16 +400,16 @@ pub(super) fn fork_child(inj: &mut dyn Remote, parent: Pid, want: Pid, flags: u6
 /// [`fork_child`] with `exit_signal` for the signal the parent gets when the child ends (0: none).
 fn fork_task(inj: &mut dyn Remote, parent: Pid, want: Pid, flags: u64, exit_signal: u64) -> Result<Pid> {
     let child = inj.clone3(&CloneArgs { flags, exit_signal, set_tid: Some(want) }).map_err(|e| Error::Step {
-        pid: parent.0,
+        pid: parent,
         what: format!("child process {want}"),
         source: Box::new(e.into()),
     })?;
     if child != want {
-        return Err(Error::Failed { pid: parent.0, what: format!("child {want} was created as {child}") });
+        return Err(Error::Failed { pid: parent, what: format!("child {want} was created as {child}") });
     }
     match ptrace::wait(child).map_err(Error::sys(child.0, "waiting for a new child"))? {
         WaitStatus::Stopped { .. } => Ok(child),
-        status => Err(Error::Failed { pid: child.0, what: format!("new child did not stop: {status:?}") }),
+        status => Err(Error::Failed { pid: child, what: format!("new child did not stop: {status:?}") }),
     }
 }
 
@@ -455,7 +455,7 @@ pub(super) fn scratch_in_copy(like: Pid, img: &ProcImage) -> Result<u64> {
     let mut busy: Vec<(u64, u64)> = img.mm.vmas.iter().map(|v| (v.start, v.end)).collect();
     busy.extend(proc::maps(&ProcRoot::system(), like.0)?.iter().map(|e| (e.start, e.end)));
     mem::find_free(&busy, SCRATCH_LEN)
-        .ok_or(Error::Failed { pid: img.process.pid, what: "no free address for the scratch area".into() })
+        .ok_or(Error::Failed { pid: Pid(img.process.pid), what: "no free address for the scratch area".into() })
 }
 
 /// The signal a stopped process is stopped with again at its release (0: it was not stopped): the

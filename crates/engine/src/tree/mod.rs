@@ -1,8 +1,9 @@
-//! The process tree: what a child shares with its parent (found with `kcmp` at dump, made again
-//! with clone flags at restore), and restore stage 2 as a validated [`plan`] of who creates whom.
-//! The dump's freeze and walk of the tree are in `dump/mod.rs`; sessions, groups and their helpers
-//! in `crate::session`.
+//! The process tree: the dump's freeze and walk of it ([`freeze`]), what a child shares with its
+//! parent (found with `kcmp` at dump, made again with clone flags at restore), and restore stage 2
+//! as a validated [`plan`] of who creates whom. Sessions, groups and their helpers are in
+//! `crate::session`.
 
+pub(crate) mod freeze;
 pub mod plan;
 
 pub use plan::{plan, Creation, Plan, ProcPlan};

@@ -165,7 +165,7 @@ fn proc_plan(idx: usize, procs: &[&ProcessEntry], zombies: &[&ProcessEntry], tre
         if let Some(&(k, _)) = members.iter().find(|(k, _)| procs[*k].shares != 0) {
             let what =
                 format!("sharing {:#x} with its parent while in session {sid}, whose leader exited", procs[k].shares);
-            return Err(Error::Unsupported { pid: procs[k].pid, what });
+            return Err(Error::Unsupported { pid: stasis_sys::Pid(procs[k].pid), what });
         }
         builds.extend(members.iter().copied());
         creates.push(Creation::Session { sid, members });
