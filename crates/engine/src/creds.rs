@@ -64,7 +64,7 @@ pub fn restore(inj: &mut dyn Remote, pid: Pid, c: &Creds) -> Result<()> {
 fn set(inj: &mut dyn Remote, pid: Pid, c: &Creds, last_cap: u32) -> Result<()> {
     let step = |what: &str| {
         let what = format!("credentials ({what})");
-        move |e: InjectError| Error::Step { pid: pid.0, what, source: Box::new(e.into()) }
+        move |e: InjectError| Error::Step { pid, what, source: Box::new(e.into()) }
     };
     for cap in (0..=last_cap).filter(|cap| c.cap_bnd & (1 << cap) == 0) {
         inj.prctl(Prctl::CapbsetDrop(cap)).map_err(step("bounding set"))?;
@@ -72,7 +72,7 @@ fn set(inj: &mut dyn Remote, pid: Pid, c: &Creds, last_cap: u32) -> Result<()> {
     let keep = c.securebits | SECBIT_NO_SETUID_FIXUP;
     inj.prctl(Prctl::SetSecurebits(keep)).map_err(step("securebits"))?;
     if c.groups.len() > NGROUPS_MAX {
-        return Err(Error::Failed { pid: pid.0, what: format!("{} supplementary groups is too many", c.groups.len()) });
+        return Err(Error::Failed { pid, what: format!("{} supplementary groups is too many", c.groups.len()) });
     }
     inj.setgroups(&c.groups).map_err(step("groups"))?;
     inj.setresgid(c.gid, c.egid, c.sgid).map_err(step("gids"))?;

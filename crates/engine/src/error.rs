@@ -2,25 +2,39 @@
 //! underlying cause is the `#[source]`, never repeated in the message.
 
 use stasis_sys::inject::InjectError;
-use stasis_sys::SysError;
+use stasis_sys::{Pid, SysError};
 use std::path::PathBuf;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("pid {pid}: {what} is not supported yet")]
-    Unsupported { pid: i32, what: String },
+    Unsupported { pid: Pid, what: String },
     #[error("pid {pid}: fd {fd}: {what} is not supported yet")]
-    UnsupportedFd { pid: i32, fd: i32, what: String },
+    UnsupportedFd { pid: Pid, fd: i32, what: String },
     #[error("pid {pid} does not exist")]
-    NoSuchProcess { pid: i32 },
+    NoSuchProcess { pid: Pid },
     #[error("pid {pid} exited during the dump ({how})")]
-    Exited { pid: i32, how: String },
+    Exited { pid: Pid, how: String },
     #[error("pid {pid}: {what}")]
     Sys {
-        pid: i32,
+        pid: Pid,
         what: &'static str,
         #[source]
         source: SysError,
+    },
+    #[error("pid {pid}: fd {fd}: {what}")]
+    FdSys {
+        pid: Pid,
+        fd: i32,
+        what: String,
+        #[source]
+        source: SysError,
+    },
+    #[error("pid {pid}: creating the process")]
+    Spawn {
+        pid: Pid,
+        #[source]
+        source: stasis_sys::process::SpawnError,
     },
     #[error(transparent)]
     Inject(#[from] InjectError),
@@ -35,9 +49,9 @@ pub enum Error {
         source: std::io::Error,
     },
     #[error("pid {pid} is in use by {holder}: cannot restore a process with that pid")]
-    PidTaken { pid: i32, holder: String },
+    PidTaken { pid: Pid, holder: String },
     #[error("pid {pid}: {what}")]
-    Failed { pid: i32, what: String },
+    Failed { pid: Pid, what: String },
     #[error("{file}: {what}")]
     Incompatible { file: String, what: String },
     #[error("fault injected at {0} (STASIS_FAULT)")]
@@ -46,7 +60,7 @@ pub enum Error {
     FaultAt { point: &'static str, n: u64, what: String },
     #[error("pid {pid}: restoring {what}")]
     Step {
-        pid: i32,
+        pid: Pid,
         what: String,
         #[source]
         source: Box<Error>,
@@ -54,7 +68,8 @@ pub enum Error {
 }
 
 impl Error {
-    pub(crate) fn sys(pid: i32, what: &'static str) -> impl FnOnce(SysError) -> Error {
+    pub(crate) fn sys(pid: impl Into<Pid>, what: &'static str) -> impl FnOnce(SysError) -> Error {
+        let pid = pid.into();
         move |source| Error::Sys { pid, what, source }
     }
 

@@ -127,7 +127,7 @@ pub fn spawn(dir: &Path, trackers: &[Tracker]) -> Result<u32> {
             Ok(holder.id())
         }
         Ok(_) => Err(Error::Failed {
-            pid: holder.id() as i32,
+            pid: Pid(holder.id() as i32),
             what: "the tracking holder did not take the userfaultfds".into(),
         }),
         Err(e) => Err(e),
@@ -154,7 +154,7 @@ pub fn take(prev: &Path) -> Result<Option<Vec<Tracker>>> {
 /// The holder's main: see the module doc. Returns when it is done.
 pub fn serve(control: OwnedFd, dir: PathBuf) -> Result<()> {
     let (_, mut fds) = recv(control.as_fd(), 16).map_err(sys("receiving the holder socket"))?;
-    let listening = fds.pop().ok_or_else(|| Error::Failed { pid: 0, what: "no holder socket".into() })?;
+    let listening = fds.pop().ok_or_else(|| Error::Failed { pid: Pid(0), what: "no holder socket".into() })?;
     let mut trackers = recv_trackers(control.as_fd())?;
     send_all(control.as_fd(), b"ok", &[])?;
     drop(control);

@@ -61,7 +61,7 @@ pub fn dump(root_pid: i32, pids: &[i32], attached: &[u64]) -> Result<IpcImage> {
         }
         if l.size > MAX_SEGMENT {
             let what = format!("SysV shared memory segment {} of {} bytes (over {MAX_SEGMENT})", l.id, l.size);
-            return Err(Error::Unsupported { pid: root_pid, what });
+            return Err(Error::Unsupported { pid: stasis_sys::Pid(root_pid), what });
         }
         let content =
             ipc::shm_read(l.id, l.size).map_err(Error::sys(root_pid, "reading a SysV shared memory segment"))?;
@@ -121,7 +121,7 @@ fn reuse(s: &ShmSegment, e: &Listed, root_pid: i32) -> Result<()> {
             "SysV shared memory segment {} (key {}) is taken here by id {} (key {}): {why}",
             s.id, s.key, e.id, e.key
         );
-        return Err(Error::Failed { pid: root_pid, what });
+        return Err(Error::Failed { pid: stasis_sys::Pid(root_pid), what });
     }
     log::info!("SysV segment {} (key {}) is still here, unattached: using it", s.id, s.key);
     ipc::shm_write(s.id, &s.content).map_err(Error::sys(root_pid, "filling a SysV shared memory segment"))
@@ -134,7 +134,10 @@ fn create(s: &ShmSegment, root_pid: i32, made: &mut Made) -> Result<()> {
     let id = id.map_err(Error::sys(root_pid, "creating a SysV shared memory segment"))?;
     made.ids.push(id);
     if id != s.id {
-        return Err(Error::Failed { pid: root_pid, what: format!("SysV segment {} was created as {id}", s.id) });
+        return Err(Error::Failed {
+            pid: stasis_sys::Pid(root_pid),
+            what: format!("SysV segment {} was created as {id}", s.id),
+        });
     }
     let fill = ipc::shm_write(id, &s.content).and_then(|()| ipc::shm_set_owner(id, s.uid, s.gid, s.mode));
     fill.map_err(Error::sys(root_pid, "filling a SysV shared memory segment"))

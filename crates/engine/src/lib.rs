@@ -27,6 +27,7 @@ pub mod task;
 pub mod threads;
 pub mod timers;
 pub mod tracers;
+pub mod tree;
 
 pub use error::Error;
 pub use restore::Restored;

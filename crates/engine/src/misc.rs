@@ -53,7 +53,7 @@ fn present_dir(root: &ProcRoot, pid: Pid, link: &str, what: &str) -> Result<Stri
     let meta = std::fs::metadata(&at).map_err(Error::io(&at))?;
     if meta.nlink() == 0 {
         let what = format!("a {what} removed since it was entered ({path})");
-        return Err(Error::Unsupported { pid: pid.0, what });
+        return Err(Error::Unsupported { pid, what });
     }
     Ok(path)
 }
@@ -94,7 +94,7 @@ pub fn check_threads_loginuid(root: &ProcRoot, core: &TaskCore, threads: &[TaskC
         let own = audit_value(root, t.pid, "loginuid");
         if own != core.loginuid {
             let what = format!("an audit login uid {own:?} other than its main thread's {:?}", core.loginuid);
-            return Err(Error::Unsupported { pid: t.pid, what });
+            return Err(Error::Unsupported { pid: Pid(t.pid), what });
         }
     }
     Ok(())
@@ -125,7 +125,7 @@ pub fn restore_loginuid(inj: &mut dyn Remote, pid: Pid, core: &TaskCore) -> Resu
             w
         });
         written.map_err(|e| Error::Step {
-            pid: pid.0,
+            pid,
             what: format!("audit login uid {want}"),
             source: Box::new(e.into()),
         })?;
@@ -185,7 +185,7 @@ fn dump_rlimits(root: &ProcRoot, pid: Pid) -> Result<Vec<RLimit>> {
     let limits = proc::limits(root, pid.0)?;
     if limits.len() != RLIMIT_COUNT as usize {
         let what = format!("/proc/{pid}/limits lists {} limits, not {RLIMIT_COUNT}", limits.len());
-        return Err(Error::Failed { pid: pid.0, what });
+        return Err(Error::Failed { pid, what });
     }
     Ok((0..RLIMIT_COUNT).zip(limits).map(|(resource, (cur, max))| RLimit { resource, cur, max }).collect())
 }
@@ -223,7 +223,7 @@ fn restore_process(inj: &mut dyn Remote, core: &TaskCore, inherited: Option<&Tas
     let had = |l: &RLimit| inherited.is_some_and(|p| p.rlimits.contains(l));
     for l in core.rlimits.iter().filter(|l| !had(l)) {
         inj.prlimit64_set(l.resource, l.cur, l.max).map_err(|e| Error::Step {
-            pid: core.pid,
+            pid: Pid(core.pid),
             what: format!("resource limit {}", l.resource),
             source: Box::new(e.into()),
         })?;
@@ -238,7 +238,7 @@ fn restore_process(inj: &mut dyn Remote, core: &TaskCore, inherited: Option<&Tas
     inj.umask(core.umask)?;
     // Both paths are as our root sees them: change directory first, then root.
     inj.chdir(&core.cwd).map_err(|e| Error::Step {
-        pid: core.pid,
+        pid: Pid(core.pid),
         what: format!("working directory {}", core.cwd),
         source: Box::new(e.into()),
     })?;
@@ -290,7 +290,7 @@ pub fn restore_thread(inj: &mut dyn Remote, core: &TaskCore, inherited: Option<&
 /// Scheduling policy and priority, then the nice value.
 fn restore_sched(inj: &mut dyn Remote, core: &TaskCore) -> Result<()> {
     inj.sched_setscheduler(0, core.sched_policy, core.sched_priority).map_err(|e| Error::Step {
-        pid: core.pid,
+        pid: Pid(core.pid),
         what: format!("scheduling policy {} priority {}", core.sched_policy, core.sched_priority),
         source: Box::new(e.into()),
     })?;

@@ -43,7 +43,7 @@ pub fn restore(inj: &mut dyn Remote, imp: &mut FdImporter, pid: Pid, mm: &MmImag
         });
     }
     let exe = std::fs::File::open(&mm.exe_path).map_err(|source| Error::Step {
-        pid: pid.0,
+        pid,
         what: format!("the exe link {}", mm.exe_path),
         source: Box::new(Error::Io { path: mm.exe_path.clone().into(), source }),
     })?;
@@ -70,11 +70,7 @@ pub fn restore(inj: &mut dyn Remote, imp: &mut FdImporter, pid: Pid, mm: &MmImag
     if let Some(fd) = exe_fd {
         inj.close(fd)?;
     }
-    set.map_err(|e| Error::Step {
-        pid: pid.0,
-        what: "the mm fields (PR_SET_MM_MAP)".into(),
-        source: Box::new(e.into()),
-    })?;
+    set.map_err(|e| Error::Step { pid, what: "the mm fields (PR_SET_MM_MAP)".into(), source: Box::new(e.into()) })?;
     Ok(())
 }
 

@@ -58,7 +58,7 @@ impl Lock {
         match mode {
             Mode::Skip => Ok(None),
             Mode::Iptables => Err(Error::Failed {
-                pid: root,
+                pid: stasis_sys::Pid(root),
                 what: "the iptables network lock is not implemented: use --network-lock nftables or skip".into(),
             }),
             Mode::Nftables => {

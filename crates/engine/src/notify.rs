@@ -78,6 +78,6 @@ impl Notifier {
         log::info!("action point {} (pid {pid})", point.name());
         hooks
             .at(point, pid)
-            .map_err(|why| Error::Failed { pid, what: format!("{} action failed: {why}", point.name()) })
+            .map_err(|why| Error::Failed { pid: pid.into(), what: format!("{} action failed: {why}", point.name()) })
     }
 }

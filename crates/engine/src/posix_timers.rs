@@ -19,8 +19,7 @@ const SIGEV_THREAD_ID: i32 = 4;
 pub fn dump(inj: &mut dyn Remote, root: &ProcRoot, pid: Pid) -> Result<Vec<PosixTimer>> {
     let path = root.pid_path(pid.0, "timers");
     let text = std::fs::read_to_string(&path).map_err(Error::io(&path))?;
-    let mut timers =
-        parse(&text).map_err(|what| Error::Failed { pid: pid.0, what: format!("{}: {what}", path.display()) })?;
+    let mut timers = parse(&text).map_err(|what| Error::Failed { pid, what: format!("{}: {what}", path.display()) })?;
     for t in &mut timers {
         let it = inj.timer_gettime(t.id)?;
         (t.interval_sec, t.interval_nsec, t.value_sec, t.value_nsec) =
@@ -75,7 +74,7 @@ pub fn restore(inj: &mut dyn Remote, timers: &[PosixTimer]) -> Result<()> {
     }
     let pid = inj.pid();
     inj.prctl(Prctl::TimerCreateRestoreIds(true)).map_err(|e| Error::Step {
-        pid: pid.0,
+        pid,
         what:
             "POSIX timers: this kernel cannot create a timer with a chosen id (PR_TIMER_CREATE_RESTORE_IDS, a 2025 addition)"
                 .into(),
@@ -86,7 +85,7 @@ pub fn restore(inj: &mut dyn Remote, timers: &[PosixTimer]) -> Result<()> {
         let ev = SigEvent { value: t.sigval, signo: t.signo, notify: t.notify, tid: t.target };
         let got = inj.timer_create(t.clockid, &ev, t.id)?;
         if got != t.id {
-            return Err(Error::Failed { pid: pid.0, what: format!("POSIX timer {} was created as {got}", t.id) });
+            return Err(Error::Failed { pid, what: format!("POSIX timer {} was created as {got}", t.id) });
         }
         if t.value_sec != 0 || t.value_nsec != 0 {
             let it = IntervalTimer {

@@ -57,13 +57,13 @@ pub fn dump(tid: Pid, mode: u32) -> Result<Vec<SeccompFilter>> {
         };
         if notifies(&program) {
             let what = format!("seccomp filter {index} (0: the first installed): a filter that notifies a listener");
-            return Err(Error::Unsupported { pid: tid.0, what });
+            return Err(Error::Unsupported { pid: tid, what });
         }
         let flags =
             ptrace::seccomp_filter_flags(tid, index).map_err(Error::sys(tid.0, "reading a seccomp filter's flags"))?;
         chain.push(SeccompFilter { program, log: flags & ptrace::SECCOMP_FILTER_FLAG_LOG != 0 });
         if chain.len() > MAX_CHAIN {
-            return Err(Error::Failed { pid: tid.0, what: format!("more than {MAX_CHAIN} seccomp filters") });
+            return Err(Error::Failed { pid: tid, what: format!("more than {MAX_CHAIN} seccomp filters") });
         }
     }
     Ok(chain)
@@ -101,12 +101,12 @@ pub fn plan(main: &TaskCore, threads: &[TaskCore]) -> Result<Plan> {
                  after restore)",
                 other.pid
             );
-            return Err(Error::Unsupported { pid: t.pid, what });
+            return Err(Error::Unsupported { pid: Pid(t.pid), what });
         }
         if shared > 0 && main.no_new_privs && !t.no_new_privs {
             let what =
                 format!("seccomp filters shared with main thread {}, which has no_new_privs, without it", main.pid);
-            return Err(Error::Unsupported { pid: t.pid, what });
+            return Err(Error::Unsupported { pid: Pid(t.pid), what });
         }
     }
     Ok(Plan { shared })
@@ -130,7 +130,7 @@ fn check_task(t: &TaskCore) -> Result<()> {
     let privileged = t.creds.as_ref().is_some_and(|c| c.cap_eff & CAP_SYS_ADMIN != 0);
     if !t.no_new_privs && !privileged {
         let what = "seccomp filters without no_new_privs or CAP_SYS_ADMIN (they could not be installed again)".into();
-        return Err(Error::Unsupported { pid: t.pid, what });
+        return Err(Error::Unsupported { pid: Pid(t.pid), what });
     }
     Ok(())
 }
@@ -174,7 +174,7 @@ fn install(inj: &mut dyn Remote, f: &SeccompFilter, sync: bool) -> Result<()> {
     if ret != 0 {
         // TSYNC names the thread it could not synchronise.
         let what = format!("thread {ret} could not take the process's seccomp filters (TSYNC)");
-        return Err(Error::Failed { pid: inj.pid().0, what });
+        return Err(Error::Failed { pid: inj.pid(), what });
     }
     Ok(())
 }

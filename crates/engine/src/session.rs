@@ -70,7 +70,7 @@ fn session_helpers(tree: &[Ids], gone: impl Fn(i32) -> bool) -> Result<Vec<Leade
         }
         if !gone(p.sid) {
             let what = format!("session {}, which is neither its parent's nor its own (its leader is alive)", p.sid);
-            return Err(Error::Unsupported { pid: p.pid, what });
+            return Err(Error::Unsupported { pid: Pid(p.pid), what });
         }
         match out.iter().find(|h| h.pid == p.sid) {
             Some(h) if h.parent != p.ppid => {
@@ -78,7 +78,7 @@ fn session_helpers(tree: &[Ids], gone: impl Fn(i32) -> bool) -> Result<Vec<Leade
                     "session {} whose leader has exited, shared with the children of {} and of {}",
                     p.sid, h.parent, p.ppid
                 );
-                return Err(Error::Unsupported { pid: p.pid, what });
+                return Err(Error::Unsupported { pid: Pid(p.pid), what });
             }
             Some(_) => {}
             None => out.push(LeaderHelper { pid: p.sid, parent: p.ppid }),
@@ -106,7 +106,7 @@ pub fn check(root: &ProcRoot, tree: &[Ids], zombies: &[ProcessEntry]) -> Result<
              session {} to recreate it",
             p.pgid, p.sid
         );
-        return Err(Error::Unsupported { pid: p.pid, what });
+        return Err(Error::Unsupported { pid: Pid(p.pid), what });
     }
     Ok(Helpers { groups, sessions })
 }
@@ -128,7 +128,7 @@ pub fn join_group(inj: &mut dyn Remote, pid: Pid, p: &ProcessEntry) -> Result<()
     let now = proc::stat(&ProcRoot::system(), pid.0)?.pgrp;
     if p.pgid != now && p.pgid != p.pid && proc::stat(&ProcRoot::system(), p.pgid).is_ok() {
         inj.setpgid(0, p.pgid).map_err(|e| Error::Step {
-            pid: pid.0,
+            pid,
             what: format!("process group {}", p.pgid),
             source: Box::new(e.into()),
         })?;
@@ -167,7 +167,7 @@ impl Helper {
     pub fn lead(pid: Pid, parent: Pid, vdso: (u64, u64), calls: &Calls) -> Result<Helper> {
         let mut inj = Injector::new(pid, vdso, None, SCRATCH_LEN, calls)?;
         inj.setpgid(0, 0).map_err(|e| Error::Step {
-            pid: pid.0,
+            pid,
             what: "leading the process group of its pid (group helper)".into(),
             source: Box::new(e.into()),
         })?;
@@ -219,7 +219,7 @@ pub fn end_helper(inj: Injector) -> Result<()> {
 /// Reap the exited helper `child` in its parent (`wait4(child, NULL, __WALL)`).
 pub fn reap(inj: &mut dyn Remote, child: Pid) -> Result<()> {
     inj.wait4(child, libc::__WALL).map_err(|e| Error::Step {
-        pid: inj.pid().0,
+        pid: inj.pid(),
         what: format!("reaping helper {child}"),
         source: Box::new(e.into()),
     })?;

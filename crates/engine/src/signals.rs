@@ -80,7 +80,7 @@ pub fn dump_pending(tid: Pid, shared_too: bool) -> Result<Vec<PendingSignal>> {
 pub fn restore_pending(inj: &mut dyn Remote, tgid: Pid, tid: Pid, pending: &[PendingSignal]) -> Result<()> {
     for p in pending {
         if p.siginfo.len() != ptrace::SIGINFO_SIZE || !(1..=NSIG as i32).contains(&p.signo) {
-            return Err(Error::Failed { pid: tid.0, what: format!("queued signal {} has a bad siginfo", p.signo) });
+            return Err(Error::Failed { pid: tid, what: format!("queued signal {} has a bad siginfo", p.signo) });
         }
         if p.shared {
             inj.rt_sigqueueinfo(tgid, p.signo, &p.siginfo)?;

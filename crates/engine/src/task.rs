@@ -43,8 +43,8 @@ impl Frozen {
         let options = options_for(pid);
         let attached = if was_stopped { ptrace::attach(pid) } else { ptrace::seize(pid, options) };
         attached.map_err(|e| match e.errno() {
-            libc::ESRCH => Error::NoSuchProcess { pid: pid.0 },
-            _ => Error::Sys { pid: pid.0, what: "attaching with ptrace", source: e },
+            libc::ESRCH => Error::NoSuchProcess { pid },
+            _ => Error::Sys { pid, what: "attaching with ptrace", source: e },
         })?;
         let mut frozen = Frozen {
             pid,
@@ -87,7 +87,7 @@ impl Frozen {
                 }
                 status => {
                     self.done = true;
-                    return Err(Error::Exited { pid: self.pid.0, how: format!("{status:?}") });
+                    return Err(Error::Exited { pid: self.pid, how: format!("{status:?}") });
                 }
             }
         }
@@ -106,7 +106,7 @@ impl Frozen {
             }
             status => {
                 self.done = true;
-                Err(Error::Exited { pid: self.pid.0, how: format!("{status:?}") })
+                Err(Error::Exited { pid: self.pid, how: format!("{status:?}") })
             }
         }
     }
@@ -153,7 +153,7 @@ impl Frozen {
                     _ => unreachable!(),
                 };
                 log::debug!("pid {}: {err} (the process is gone)", self.pid);
-                Error::Exited { pid: self.pid.0, how }
+                Error::Exited { pid: self.pid, how }
             }
             _ => err,
         }
@@ -165,7 +165,7 @@ impl Frozen {
             return Ok(());
         }
         let what = "was killed during the dump".to_string();
-        Err(self.explain(Error::Failed { pid: self.pid.0, what }))
+        Err(self.explain(Error::Failed { pid: self.pid, what }))
     }
 
     /// Put the task back exactly as it was and let it run (or stay stopped if it was).

@@ -83,20 +83,20 @@ pub fn create(
     let want = Pid(core.pid);
     let args = CloneArgs { flags: THREAD_FLAGS, exit_signal: 0, set_tid: Some(want) };
     let tid = main.clone3(&args).map_err(|e| Error::Step {
-        pid: tgid.0,
+        pid: tgid,
         what: format!("thread {want}"),
         source: Box::new(e.into()),
     })?;
     if tid != want {
-        return Err(Error::Failed { pid: tgid.0, what: format!("thread {want} was created as {tid}") });
+        return Err(Error::Failed { pid: tgid, what: format!("thread {want} was created as {tid}") });
     }
     match ptrace::wait(tid).map_err(Error::sys(tid.0, "waiting for a new thread"))? {
         WaitStatus::Stopped { .. } => {}
-        status => return Err(Error::Failed { pid: tid.0, what: format!("new thread did not stop: {status:?}") }),
+        status => return Err(Error::Failed { pid: tid, what: format!("new thread did not stop: {status:?}") }),
     }
     let mut inj = Injector::sharing(tid, vdso, main.scratch(), main.calls())?;
     restore_state(&mut inj, tgid, tid, core, parent_exits).map_err(|e| Error::Step {
-        pid: tgid.0,
+        pid: tgid,
         what: format!("thread {tid}"),
         source: Box::new(e),
     })?;

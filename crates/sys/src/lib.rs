@@ -38,6 +38,12 @@ impl Pid {
     }
 }
 
+impl From<i32> for Pid {
+    fn from(raw: i32) -> Pid {
+        Pid(raw)
+    }
+}
+
 impl fmt::Display for Pid {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}", self.0)

@@ -145,6 +145,22 @@ pub fn kill(pid: Pid, sig: i32) -> Result<(), SysError> {
     check("kill", ret as libc::c_long).map(drop)
 }
 
+/// Whether orphans below the caller become its children (`prctl(PR_GET_CHILD_SUBREAPER)`,
+/// PR_SET_CHILD_SUBREAPER(2const)).
+pub fn child_subreaper() -> Result<bool, SysError> {
+    let mut on: libc::c_int = 0;
+    // SAFETY: PR_GET_CHILD_SUBREAPER writes one int to the live local `on`.
+    let ret = unsafe { libc::prctl(libc::PR_GET_CHILD_SUBREAPER, &mut on as *mut libc::c_int, 0, 0, 0) };
+    check("prctl(PR_GET_CHILD_SUBREAPER)", ret as libc::c_long).map(|_| on != 0)
+}
+
+/// Make orphans below the caller become its children, or stop (`prctl(PR_SET_CHILD_SUBREAPER)`).
+pub fn set_child_subreaper(on: bool) -> Result<(), SysError> {
+    // SAFETY: PR_SET_CHILD_SUBREAPER takes an integer and no pointer.
+    let ret = unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, on as libc::c_ulong, 0, 0, 0) };
+    check("prctl(PR_SET_CHILD_SUBREAPER)", ret as libc::c_long).map(drop)
+}
+
 /// The securebits of the calling thread (`prctl(PR_GET_SECUREBITS)`).
 pub fn own_securebits() -> Result<u32, SysError> {
     // SAFETY: PR_GET_SECUREBITS takes no pointer; the other arguments are ignored.

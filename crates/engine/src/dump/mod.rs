@@ -16,7 +16,7 @@ use crate::files::FileIds;
 use crate::notify::Point;
 use crate::proc::{self, ProcRoot};
 use crate::task::FrozenProcess;
-use crate::tracers::{Pending, Tracers};
+use crate::tree::freeze::{end_all, explain, freeze_tree, Member, Pool};
 use crate::{creds, fault, files, mem, misc, mm, regs, seccomp, session, signals, threads, timers};
 use crate::{DumpOptions, DumpReport, Progress};
 use stasis_image::model::{FileEntry, Inventory, MmImage, NetworkLock, PageRun, ProcessEntry, PsTree, TaskCore, Vma};
@@ -28,13 +28,6 @@ use std::time::Instant;
 /// Chunk size of the page-file checksums.
 const CHUNK: u64 = 4 << 20;
 const NAMESPACES: [&str; 8] = ["mnt", "pid", "net", "uts", "ipc", "user", "cgroup", "time"];
-/// `kcmp` types of the kernel objects a child may share with its parent, and their `shares` bits.
-const SHARED_OBJECTS: [(i32, u32); 4] = [
-    (1, stasis_image::model::SHARES_VM),
-    (2, stasis_image::model::SHARES_FILES),
-    (3, stasis_image::model::SHARES_FS),
-    (4, stasis_image::model::SHARES_SIGHAND),
-];
 
 /// Everything a dump collects about one process before writing it.
 struct Collected {
@@ -62,17 +55,6 @@ struct Dumped {
     page_bytes: u64,
     checksums: Vec<u64>,
 }
-
-/// A frozen process of the tree as the dump sees it: its index, PID and `/proc/PID/stat` from
-/// before the freeze. Its tasks are held by the tracer thread of its index (see [`crate::tracers`]).
-struct Member {
-    idx: usize,
-    pid: Pid,
-    stat: proc::Stat,
-}
-
-/// The tracer threads of a dump, each holding the frozen processes it attached.
-type Pool<'env> = Tracers<'env, FrozenProcess>;
 
 /// What one dump counts: its start, its injected calls and its image writes (see [`fault`]).
 struct Run {
@@ -133,7 +115,7 @@ fn dump_with<'env>(
 ) -> Result<DumpReport> {
     let pid = Pid(opts.pid);
     let frozen_at = Instant::now();
-    let (tree, zombies) = match freeze_tree(pool, root, (pid, &run.calls), ours, progress) {
+    let (tree, zombies) = match freeze_tree(pool, root, (pid, &run.calls), (ours, check_process), progress) {
         Ok(t) => t,
         Err((tree, e)) => return Err(explain(pool, &tree, e, progress)),
     };
@@ -207,146 +189,6 @@ fn dump_with<'env>(
     })
 }
 
-/// Freeze the root and every process below it, parents before children, walking the tree again
-/// until no new process appears (one not yet frozen may have forked). Zombie children are only
-/// recorded. Each process is attached by the tracer thread of its index. On error, the processes
-/// frozen so far come back with it.
-#[allow(clippy::type_complexity)]
-fn freeze_tree<'env>(
-    pool: &Pool<'env>,
-    root: &'env ProcRoot,
-    (pid, calls): (Pid, &Calls),
-    ours: &'env [Option<u64>],
-    progress: &mut dyn FnMut(Progress),
-) -> std::result::Result<(Vec<Member>, Vec<ProcessEntry>), (Vec<Member>, Error)> {
-    let mut tree: Vec<Member> = Vec::new();
-    let mut zombies: Vec<ProcessEntry> = Vec::new();
-    let mut todo = vec![pid];
-    while !todo.is_empty() {
-        // The processes found in one walk are frozen at once, each on its tracer thread.
-        let batch = std::mem::take(&mut todo);
-        let mut frozen = Vec::new();
-        let mut next = tree.len();
-        for p in batch {
-            match start_freeze(pool, root, (p, pid), ours, next, calls) {
-                Ok((stat, None)) => zombies.push(zombie_entry(&stat)),
-                Ok((stat, Some(pending))) => {
-                    frozen.push((Member { idx: next, pid: p, stat }, pending));
-                    next += 1;
-                }
-                Err(e) => return Err((tree, e)),
-            }
-        }
-        let mut failed = None;
-        for (member, pending) in frozen {
-            match pool.wait(pending, progress) {
-                Ok(()) => tree.push(member),
-                Err(e) => {
-                    failed.get_or_insert(e);
-                }
-            }
-        }
-        if let Some(e) = failed {
-            return Err((tree, e));
-        }
-        for m in &tree {
-            let children = match proc::children(root, m.pid.0) {
-                Ok(c) => c,
-                Err(e) => return Err((tree, e.into())),
-            };
-            for child in children {
-                let known = tree.iter().any(|t| t.pid.0 == child) || zombies.iter().any(|z| z.pid == child);
-                if !known && !todo.contains(&Pid(child)) {
-                    todo.push(Pid(child));
-                }
-            }
-        }
-    }
-    Ok((tree, zombies))
-}
-
-/// The stat of `p` and, unless it is a zombie, the check (see [`check_process`]) and freezing of
-/// `p` started on the tracer thread of `idx`.
-fn start_freeze<'env>(
-    pool: &Pool<'env>,
-    root: &'env ProcRoot,
-    (p, top): (Pid, Pid),
-    ours: &'env [Option<u64>],
-    idx: usize,
-    calls: &Calls,
-) -> Result<(proc::Stat, Option<Pending<Result<()>>>)> {
-    let stat = proc::stat(root, p.0)?;
-    if stat.state == 'Z' {
-        return Ok((stat, None));
-    }
-    let stopped = stat.state == 'T';
-    let calls = calls.clone();
-    let frozen = pool.run(idx, move |owned, _| {
-        if p != top {
-            check_process(root, p, ours)?;
-        }
-        FrozenProcess::freeze(root, p, stopped, &calls).map(|f| drop(owned.insert(idx, f)))
-    });
-    Ok((stat, Some(frozen)))
-}
-
-fn zombie_entry(stat: &proc::Stat) -> ProcessEntry {
-    ProcessEntry {
-        pid: stat.pid,
-        ppid: stat.ppid,
-        pgid: stat.pgrp,
-        sid: stat.session,
-        threads: vec![stat.pid],
-        zombie: true,
-        exit_status: stat.exit_code,
-        ..Default::default()
-    }
-}
-
-/// If a process of the tree died while frozen, say so; otherwise `err`. Work not yet started on
-/// the tracer threads is dropped first.
-fn explain(pool: &Pool, tree: &[Member], err: Error, progress: &mut dyn FnMut(Progress)) -> Error {
-    pool.cancel();
-    let mut err = err;
-    for m in tree {
-        let idx = m.idx;
-        let ask = pool.run(idx, move |owned, _| match owned.get_mut(&idx) {
-            Some(f) => f.explain(err),
-            None => err,
-        });
-        err = pool.wait(ask, progress);
-        if matches!(err, Error::Exited { .. }) {
-            break;
-        }
-    }
-    err
-}
-
-/// Resume or kill every process (`end`), each on its tracer thread, all threads at once (each
-/// takes its processes children first).
-fn end_all(
-    pool: &Pool,
-    tree: &[Member],
-    end: fn(FrozenProcess) -> Result<()>,
-    progress: &mut dyn FnMut(Progress),
-) -> Result<()> {
-    let ending: Vec<_> = tree
-        .iter()
-        .rev()
-        .map(|m| {
-            let idx = m.idx;
-            pool.run(idx, move |owned, _| owned.remove(&idx).map_or(Ok(()), end))
-        })
-        .collect();
-    let mut first_error = None;
-    for ended in ending {
-        if let Err(e) = pool.wait(ended, progress) {
-            first_error.get_or_insert(e);
-        }
-    }
-    first_error.map_or(Ok(()), Err)
-}
-
 /// Stages 2 to 4 on the frozen tree: inspect each process (on its tracer thread, all processes at
 /// once), take its files (here, in tree order, as file ids are given), run every check that can
 /// refuse the dump, and only then write the pages (on the tracer threads again), so that a refused
@@ -391,7 +233,7 @@ fn dump_frozen<'env>(
         log::info!("pid {pid}: inspected at {:?}", frozen_at.elapsed());
         let parent = parent_of(m).map(|p| (p.pid, layouts[p.idx].as_slice()));
         if parent.is_some() {
-            c.process.shares = sharing(pid, Pid(m.stat.ppid));
+            c.process.shares = crate::tree::sharing(pid, Pid(m.stat.ppid));
         }
         check_shared_anon(pid, &c.mm.vmas, parent, &mut shm_owners)?;
         if fault::armed("dump-kill-target") {
@@ -550,20 +392,11 @@ fn check_shared_anon(
                 "shared anonymous memory {:#x}-{:#x} (inode {}) that pid {owner} also maps, not inherited from its parent",
                 v.start, v.end, v.inode
             );
-            return Err(Error::Unsupported { pid: pid.0, what });
+            return Err(Error::Unsupported { pid, what });
         }
         owners.push((v.inode, pid));
     }
     Ok(())
-}
-
-/// What a child shares with its parent (`kcmp` of its mm, fd table, fs info, signal handlers): made
-/// by clone without CLONE_THREAD, restored by forking it with the same flags.
-fn sharing(child: Pid, parent: Pid) -> u32 {
-    SHARED_OBJECTS
-        .iter()
-        .filter(|(kind, _)| stasis_sys::fd::kcmp(child, parent, *kind, 0, 0).ok() == Some(0))
-        .fold(0, |acc, (_, bit)| acc | bit)
 }
 
 /// Our own namespaces (inode of each of `NAMESPACES`), which every process of a dump must share.
@@ -575,14 +408,14 @@ fn own_namespaces(root: &ProcRoot) -> Vec<Option<u64>> {
 /// The root exists, is not us, and can be dumped (see [`check_process`]).
 fn check_target(root: &ProcRoot, pid: Pid, ours: &[Option<u64>]) -> Result<()> {
     if pid == Pid::this() || pid.0 <= 0 {
-        return Err(Error::Unsupported { pid: pid.0, what: "checkpointing stasis itself".into() });
+        return Err(Error::Unsupported { pid, what: "checkpointing stasis itself".into() });
     }
     let stat = proc::stat(root, pid.0).map_err(|e| match e.is_not_found() {
-        true => Error::NoSuchProcess { pid: pid.0 },
+        true => Error::NoSuchProcess { pid },
         false => e.into(),
     })?;
     if stat.state == 'Z' {
-        return Err(Error::Unsupported { pid: pid.0, what: "a zombie as the root of a dump".into() });
+        return Err(Error::Unsupported { pid, what: "a zombie as the root of a dump".into() });
     }
     check_process(root, pid, ours)
 }
@@ -591,11 +424,11 @@ fn check_target(root: &ProcRoot, pid: Pid, ours: &[Option<u64>]) -> Result<()> {
 fn check_process(root: &ProcRoot, pid: Pid, ours: &[Option<u64>]) -> Result<()> {
     let status = proc::status(root, pid.0)?;
     if status.tracer_pid != 0 {
-        return Err(Error::Unsupported { pid: pid.0, what: format!("a process traced by pid {}", status.tracer_pid) });
+        return Err(Error::Unsupported { pid, what: format!("a process traced by pid {}", status.tracer_pid) });
     }
     for (ns, our) in NAMESPACES.iter().zip(ours) {
         if proc::ns_inode(root, pid.0, ns).ok() != *our {
-            return Err(Error::Unsupported { pid: pid.0, what: format!("a {ns} namespace of its own") });
+            return Err(Error::Unsupported { pid, what: format!("a {ns} namespace of its own") });
         }
     }
     Ok(())

@@ -195,10 +195,11 @@ fn pre_dump_with<'env>(
     mut prev: Option<&mut Prev>,
 ) -> Result<DumpReport> {
     let frozen_at = Instant::now();
-    let (tree, _zombies) = match freeze_tree(pool, root, (Pid(opts.pid), &run.calls), ours, progress) {
-        Ok(t) => t,
-        Err((tree, e)) => return Err(explain(pool, &tree, e, progress)),
-    };
+    let (tree, _zombies) =
+        match freeze_tree(pool, root, (Pid(opts.pid), &run.calls), (ours, super::check_process), progress) {
+            Ok(t) => t,
+            Err((tree, e)) => return Err(explain(pool, &tree, e, progress)),
+        };
     let rounds = match choose(pool, root, &tree, prev.as_deref_mut(), progress) {
         Ok(r) => r,
         Err(e) => return Err(explain(pool, &tree, e, progress)),

@@ -67,7 +67,7 @@ pub fn resolve(files: &mut [FileEntry], ids: &mut FileIds) -> Result<()> {
                 None => {
                     let what =
                         format!("epoll watching a file (added as fd {tfd}) that no fd of the dumped processes holds");
-                    return Err(Error::UnsupportedFd { pid: pid.0, fd: efd, what });
+                    return Err(Error::UnsupportedFd { pid, fd: efd, what });
                 }
             }
         }

@@ -108,7 +108,7 @@ fn read_data(p: &Probe) -> Result<Vec<DataExtent>> {
             p.link.display(),
             p.ghost_limit
         );
-        return Err(Error::Failed { pid: p.pid.0, what });
+        return Err(Error::Failed { pid: p.pid, what });
     }
     let mut out = Vec::with_capacity(ranges.len());
     for (start, end) in ranges {

@@ -102,11 +102,11 @@ pub fn note(st: &mut DumpState, pid: Pid, fd: i32, id: u32, lines: &[&str], tabl
         let line = match parse(text) {
             None => continue,
             Some(Ok(l)) => l,
-            Some(Err(what)) => return Err(Error::UnsupportedFd { pid: pid.0, fd, what }),
+            Some(Err(what)) => return Err(Error::UnsupportedFd { pid, fd, what }),
         };
         if !st.enabled {
             let what = format!("a file lock ({}; dump with --file-locks to keep it)", text.trim());
-            return Err(Error::UnsupportedFd { pid: pid.0, fd, what });
+            return Err(Error::UnsupportedFd { pid, fd, what });
         }
         let lock = FileLock { fd, ..line.lock.clone() };
         if line.lock.kind == LockKind::Posix as i32 {
@@ -175,7 +175,7 @@ pub fn check_outside(st: &DumpState, files: &[(Pid, i32, u64, u64)], pids: &[i32
         }
         let holder = if l.pid > 0 { format!("pid {}", l.pid) } else { "an open file description".into() };
         let what = format!("a file lock held outside the tree by {holder} on this file ({})", raw.trim());
-        return Err(Error::UnsupportedFd { pid: pid.0, fd, what });
+        return Err(Error::UnsupportedFd { pid, fd, what });
     }
     Ok(())
 }
@@ -183,7 +183,7 @@ pub fn check_outside(st: &DumpState, files: &[(Pid, i32, u64, u64)], pids: &[i32
 /// Take the locks of `table` again in the process `inj` drives.
 pub fn restore(inj: &mut Injector, pid: Pid, table: &FdTable) -> Result<()> {
     for l in &table.locks {
-        take(inj, l).map_err(|e| Error::Step { pid: pid.0, what: describe(l), source: Box::new(e) })?;
+        take(inj, l).map_err(|e| Error::Step { pid, what: describe(l), source: Box::new(e) })?;
     }
     Ok(())
 }

@@ -84,7 +84,7 @@ impl Probe<'_> {
     }
 
     fn unsupported(&self, what: impl Into<String>) -> Error {
-        Error::UnsupportedFd { pid: self.pid.0, fd: self.fd, what: what.into() }
+        Error::UnsupportedFd { pid: self.pid, fd: self.fd, what: what.into() }
     }
 }
 
@@ -444,7 +444,7 @@ pub fn install(
             what: format!("fd {}: file id {} is not in files.img", e.fd, e.file_id),
         })?;
         imp.install(inj, file.as_fd(), e.fd, e.cloexec).map_err(|err| Error::Step {
-            pid: pid.0,
+            pid,
             what: format!("fd {}", e.fd),
             source: Box::new(err),
         })?;

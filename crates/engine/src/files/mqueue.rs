@@ -94,7 +94,7 @@ fn peek(p: &Probe, fd: BorrowedFd<'_>, attr: &MqAttr) -> Result<Vec<MqMessage>> 
             .map_err(Error::sys(p.pid.0, "putting a message back in its queue"))?;
     }
     match failed {
-        Some(e) => Err(Error::Sys { pid: p.pid.0, what: "reading a message queue", source: e }),
+        Some(e) => Err(Error::Sys { pid: p.pid, what: "reading a message queue", source: e }),
         None => Ok(got),
     }
 }

@@ -37,7 +37,7 @@ pub fn dump(pid: Pid, fd: i32, file: BorrowedFd<'_>, kind: &FileKind, flags: u32
     if matches!(kind, FileKind::PidFd(_)) && (set || flags & O_ASYNC != 0) {
         // A pidfd of the tree is installed late, on a description the controller never holds.
         let what = "a pidfd with an I/O signal owner, signal or O_ASYNC".into();
-        return Err(Error::UnsupportedFd { pid: pid.0, fd, what });
+        return Err(Error::UnsupportedFd { pid, fd, what });
     }
     Ok(set.then_some(FileOwner { kind: okind, pid: opid, signal }))
 }
@@ -53,8 +53,8 @@ pub fn restore_all(files: &[FileEntry], opened: &HashMap<u32, OwnedFd>, tables: 
         let Some(fd) = opened.get(&f.id) else { continue };
         restore_one(f, fd.as_fd()).map_err(|(what, source)| {
             let (pid, fd) = holder(f.id, tables);
-            let source = Box::new(Error::Sys { pid, what: "fcntl", source });
-            Error::Step { pid, what: format!("fd {fd}: {what}"), source }
+            let source = Box::new(Error::Sys { pid: Pid(pid), what: "fcntl", source });
+            Error::Step { pid: Pid(pid), what: format!("fd {fd}: {what}"), source }
         })?;
     }
     Ok(())

@@ -47,8 +47,8 @@ pub fn check_targets(files: &[FileEntry], pids: &[i32], tables: &[(i32, &FdTable
         let what = format!("a pidfd of pid {}, a process outside the dumped tree,", p.pid);
         let holder = tables.iter().find_map(|(pid, t)| t.fds.iter().find(|e| e.file_id == f.id).map(|e| (*pid, e.fd)));
         return Err(match holder {
-            Some((pid, fd)) => Error::UnsupportedFd { pid, fd, what },
-            None => Error::Unsupported { pid: pids.first().copied().unwrap_or(0), what },
+            Some((pid, fd)) => Error::UnsupportedFd { pid: Pid(pid), fd, what },
+            None => Error::Unsupported { pid: Pid(pids.first().copied().unwrap_or(0)), what },
         });
     }
     Ok(())
@@ -114,7 +114,7 @@ pub fn install_late(
                     }
                     Err(err) => {
                         let what = format!("fd {}: opening a pidfd of pid {} ({})", e.fd, target.pid, err.source);
-                        return Err(Error::Failed { pid: pid.0, what });
+                        return Err(Error::Failed { pid, what });
                     }
                 }
             }

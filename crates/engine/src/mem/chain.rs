@@ -35,7 +35,7 @@ pub fn parents(dir: &ImageDir) -> Result<Vec<ImageDir>> {
         }
         let next = at.join(PARENT);
         let parent = ImageDir::open(&next).map_err(|e| Error::Step {
-            pid: 0,
+            pid: stasis_sys::Pid(0),
             what: format!("the parent image {} (`{PARENT}` link of {})", next.display(), at.display()),
             source: Box::new(e.into()),
         })?;
@@ -155,7 +155,7 @@ fn read_at(inj: &mut dyn Remote, fd: i32, iov: &mut Vec<(u64, u64)>, mut off: u6
         let n = inj.preadv(fd, &iov[..iov.len().min(IOV_MAX)], off)?;
         if n == 0 {
             return Err(Error::Failed {
-                pid: inj.pid().0,
+                pid: inj.pid(),
                 what: format!("a parent page file ends early at offset {off}"),
             });
         }

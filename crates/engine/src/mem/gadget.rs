@@ -52,7 +52,7 @@ fn find(pid: Pid, areas: impl Iterator<Item = (u64, u64)>) -> Result<(u64, u64)>
         }
     }
     Err(Error::Unsupported {
-        pid: pid.0,
+        pid,
         what: "a process with neither a vDSO nor a syscall instruction in its executable areas".into(),
     })
 }

@@ -36,7 +36,7 @@ pub fn collect(pid: Pid, v: &Vma, entries: &[u64], out: &mut Vec<PageRun>) -> Re
         let vaddr = v.start + first as u64 * PAGE;
         if matches!(kind(v), VmaKind::SharedAnon | VmaKind::SysvShm) {
             let what = format!("guard region at {vaddr:#x} in shared memory {:#x}-{:#x} {}", v.start, v.end, v.name);
-            return Err(Error::Unsupported { pid: pid.0, what });
+            return Err(Error::Unsupported { pid, what });
         }
         out.push(PageRun { vaddr, nr_pages: (i - first) as u64 });
     }
@@ -86,7 +86,7 @@ pub fn install(inj: &mut dyn Remote, mm: &MmImage) -> Result<()> {
 
 fn advise(inj: &mut dyn Remote, start: u64, end: u64, advice: i32) -> Result<()> {
     inj.madvise(start, end - start, advice).map_err(|e| Error::Step {
-        pid: inj.pid().0,
+        pid: inj.pid(),
         what: format!("guard region {start:#x}-{end:#x}"),
         source: Box::new(e.into()),
     })?;

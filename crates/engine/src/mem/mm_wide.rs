@@ -28,7 +28,7 @@ const MEMBARRIER_REGISTER: [u32; 4] = [1 << 2, 1 << 4, 1 << 6, 1 << 8];
 pub fn dump(inj: &mut Injector, root: &ProcRoot, pid: Pid, mm: &mut MmImage) -> Result<()> {
     let scratch = inj.scratch().0;
     let area = proc::smaps_at(root, pid.0, scratch)?.ok_or_else(|| Error::Failed {
-        pid: pid.0,
+        pid,
         what: format!("no area holds the scratch area at {scratch:#x} in smaps"),
     })?;
     if area.vm_flags.has("lo") {
@@ -39,14 +39,14 @@ pub fn dump(inj: &mut Injector, root: &ProcRoot, pid: Pid, mm: &mut MmImage) -> 
         Ok(mask) => mask as u32,
         Err(InjectError::Failed { source, .. }) if source.raw_os_error() == Some(libc::EINVAL) => {
             return Err(Error::Unsupported {
-                pid: pid.0,
+                pid,
                 what: "a kernel without MEMBARRIER_CMD_GET_REGISTRATIONS (Linux 6.3): its membarrier registrations cannot be read".into(),
             })
         }
         Err(e) => return Err(e.into()),
     };
     if let Some(bit) = (0..32).map(|b| 1u32 << b).find(|b| mm.membarrier & b != 0 && !MEMBARRIER_REGISTER.contains(b)) {
-        return Err(Error::Unsupported { pid: pid.0, what: format!("membarrier registration {bit:#x}") });
+        return Err(Error::Unsupported { pid, what: format!("membarrier registration {bit:#x}") });
     }
     Ok(())
 }

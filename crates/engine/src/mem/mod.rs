@@ -46,7 +46,7 @@ pub fn dump_vmas_with(root: &ProcRoot, pid: Pid, tracked_by_us: bool) -> Result<
 }
 
 fn classify(pid: Pid, e: &MapEntry, tracked_by_us: bool) -> Result<Vma> {
-    let unsupported = |what: String| Error::Unsupported { pid: pid.0, what };
+    let unsupported = |what: String| Error::Unsupported { pid, what };
     let range = format!("{:#x}-{:#x}", e.start, e.end);
     let kind = match e.name.as_str() {
         "[vdso]" => VmaKind::Vdso,
@@ -209,7 +209,7 @@ pub fn drop_absent(inj: &mut dyn Remote, mm: &MmImage, map: &model::PageMap, kep
     for v in mm.vmas.iter().filter(|v| kept.contains(&v.start) && !shared(v)) {
         for (start, end) in subtract((v.start, v.end), &present) {
             inj.madvise(start, end - start, libc::MADV_DONTNEED).map_err(|e| Error::Step {
-                pid: inj.pid().0,
+                pid: inj.pid(),
                 what: format!("dropping pages {start:#x}-{end:#x} of {} {:#x}-{:#x}", v.name, v.start, v.end),
                 source: Box::new(e.into()),
             })?;
@@ -269,7 +269,7 @@ fn move_specials(inj: &mut Injector, pid: Pid, current: &[MapEntry], mm: &MmImag
         match (now, want) {
             (Some(n), Some(w)) if n.end - n.start != w.end - w.start => {
                 return Err(Error::Failed {
-                    pid: pid.0,
+                    pid,
                     what: format!(
                         "{name} is {} bytes on this kernel but {} in the image: restore on the kernel the image was made on",
                         n.end - n.start,
@@ -282,7 +282,7 @@ fn move_specials(inj: &mut Injector, pid: Pid, current: &[MapEntry], mm: &MmImag
                 inj.munmap(n.start, n.end - n.start)?;
             }
             (None, Some(_)) => {
-                return Err(Error::Failed { pid: pid.0, what: format!("this kernel has no {name} mapping") })
+                return Err(Error::Failed { pid, what: format!("this kernel has no {name} mapping") })
             }
             (None, None) => {}
         }
@@ -292,7 +292,7 @@ fn move_specials(inj: &mut Injector, pid: Pid, current: &[MapEntry], mm: &MmImag
     busy.push(inj.scratch());
     let total: u64 = moves.iter().map(|m| m.3).sum();
     let mut tmp = find_free(&busy, total)
-        .ok_or_else(|| Error::Failed { pid: pid.0, what: "no free address range to move the vDSO through".into() })?;
+        .ok_or_else(|| Error::Failed { pid, what: "no free address range to move the vDSO through".into() })?;
     // Already in place (a child forked from its restored parent): nothing to move.
     moves.retain(|&(_, from, to, _)| from != to);
     // No destination over a mapping still to move: each moves straight to its place.
@@ -368,7 +368,7 @@ impl OpenFiles<'_> {
         let meta = file.metadata().map_err(Error::io(&v.name))?;
         if meta.ino() != v.inode {
             return Err(Error::Failed {
-                pid: pid.0,
+                pid,
                 what: format!(
                     "mapped file {} was replaced since the dump (inode {} is now {})",
                     v.name,
@@ -416,7 +416,7 @@ fn map_vma(
     };
     let len = v.end - v.start;
     inj.mmap(v.start, len, prot, flags, fd, offset).map_err(|e| Error::Step {
-        pid: pid.0,
+        pid,
         what: format!("memory area {:#x}-{:#x} {}", v.start, v.end, v.name),
         source: Box::new(e.into()),
     })?;
@@ -436,7 +436,7 @@ fn attach_shm(inj: &mut dyn Remote, pid: Pid, v: &Vma) -> Result<()> {
         flags |= libc::SHM_EXEC;
     }
     inj.shmat(v.inode as i32, v.start, flags).map_err(|e| Error::Step {
-        pid: pid.0,
+        pid,
         what: format!("SysV segment {} at {:#x}", v.inode, v.start),
         source: Box::new(e.into()),
     })?;

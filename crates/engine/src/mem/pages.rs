@@ -211,7 +211,7 @@ pub fn write(
     let bytes = write_all(inj, pid, selected, out, progress, &mut on_flush);
     on_flush(*bytes.as_ref().unwrap_or(&0), true);
     drop(tx);
-    let sums = hasher.join().map_err(|_| Error::Failed { pid: pid.0, what: "page hashing panicked".into() })?;
+    let sums = hasher.join().map_err(|_| Error::Failed { pid, what: "page hashing panicked".into() })?;
     let bytes = bytes?;
     Ok((bytes, sums.map_err(Error::io("page file"))?))
 }
@@ -296,7 +296,7 @@ impl<'a> Pipeline<'a> {
             let moved = inj.wait_call()?;
             drained?;
             if moved == 0 {
-                return Err(Error::Failed { pid: inj.pid().0, what: "vmsplice moved no pages".into() });
+                return Err(Error::Failed { pid: inj.pid(), what: "vmsplice moved no pages".into() });
             }
             consume(batch, moved);
             self.queued = Some((i, moved));
@@ -397,7 +397,7 @@ fn read_batch(inj: &mut dyn Remote, task_fd: i32, batch: &mut Vec<(u64, u64)>, o
     while !batch.is_empty() {
         let n = inj.preadv(task_fd, batch, *off)?;
         if n == 0 {
-            return Err(Error::Failed { pid: inj.pid().0, what: format!("page file ends early at offset {off}") });
+            return Err(Error::Failed { pid: inj.pid(), what: format!("page file ends early at offset {off}") });
         }
         *off += n;
         consume(batch, n);

@@ -80,7 +80,7 @@ pub fn create(inj: &mut Injector, pid: Pid) -> Result<Tracker> {
     let refused = |e: InjectError| match e {
         // The call failed in the process (EPERM, ENOSYS under seccomp...): tracking is refused.
         InjectError::Failed { .. } => Error::Step {
-            pid: pid.0,
+            pid,
             what: "write tracking: userfaultfd(2) in the process".into(),
             source: Box::new(e.into()),
         },
@@ -97,7 +97,7 @@ pub fn create(inj: &mut Injector, pid: Pid) -> Result<Tracker> {
     let uffd = taken.map_err(Error::sys(pid.0, "taking the userfaultfd"))?;
     let features = uffd::FEATURE_WP_ASYNC | uffd::FEATURE_WP_UNPOPULATED;
     uffd::api(uffd.as_fd(), features).map_err(|source| Error::Sys {
-        pid: pid.0,
+        pid,
         what: "write tracking cannot be armed: the kernel lacks asynchronous userfaultfd write-protect (Linux 6.7)",
         source,
     })?;

@@ -12,9 +12,7 @@ use crate::tracers::Tracers;
 use crate::{fault, files, mem, misc, regs};
 use crate::{Progress, RestoreOptions, RestoreReport};
 use process::{Handoff, Out};
-use stasis_image::model::{
-    FdTable, FileTable, IpcImage, LeaderHelper, MmImage, PageMap, ProcessEntry, PsTree, TaskCore,
-};
+use stasis_image::model::{FdTable, FileTable, IpcImage, MmImage, PageMap, ProcessEntry, PsTree, TaskCore};
 use stasis_image::{ImageDir, ImageKind};
 use stasis_sys::inject::Calls;
 use stasis_sys::ptrace::{self, WaitStatus};
@@ -43,10 +41,8 @@ pub(crate) struct Image {
     zombies: Vec<ProcessEntry>,
     files: FileTable,
     ipc: IpcImage,
-    /// Groups whose leader had exited, each made again by a helper (see [`crate::session`]).
-    group_helpers: Vec<LeaderHelper>,
-    /// Sessions whose leader had exited, each made again by a helper (see [`crate::session`]).
-    session_helpers: Vec<LeaderHelper>,
+    /// Who creates whom (with the helpers of groups and sessions whose leader had exited), in which order (see [`crate::tree::plan`]).
+    plan: crate::tree::Plan,
 }
 
 /// What building every process needs.
@@ -109,12 +105,21 @@ impl Restored {
 }
 
 /// Kills every process created so far unless defused, and reaps each of their threads: a failed
-/// restore leaves nothing behind.
+/// restore leaves nothing behind. A process killed before its parent is a zombie its parent (being
+/// killed too) would reap: stasis becomes a child subreaper for the time of the kills, so that such
+/// zombies come to it, and reaps them too (else they stay, holding their pids, until init reaps them).
 struct KillOnDrop<'a>(&'a Mutex<Vec<Pid>>);
 
 impl Drop for KillOnDrop<'_> {
     fn drop(&mut self) {
         let created = self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if created.is_empty() {
+            return;
+        }
+        let was_subreaper = sysproc::child_subreaper().unwrap_or(false);
+        if let Err(e) = sysproc::set_child_subreaper(true) {
+            log::warn!("the processes of the failed restore may stay zombies until init reaps them: {e}");
+        }
         for &pid in created.iter().rev() {
             let mut tids: Vec<Pid> =
                 proc::threads(&ProcRoot::system(), pid.0).unwrap_or_default().into_iter().map(Pid).collect();
@@ -125,7 +130,27 @@ impl Drop for KillOnDrop<'_> {
             let _ = sysproc::kill(pid, libc::SIGKILL);
             crate::task::reap(&tids);
         }
+        for &pid in created.iter() {
+            reap_orphan(pid);
+        }
+        if !was_subreaper {
+            let _ = sysproc::set_child_subreaper(false);
+        }
     }
+}
+
+/// Reap `pid` if it is a zombie that came to us (see [`KillOnDrop`]); nothing if it is gone or not
+/// ours.
+fn reap_orphan(pid: Pid) {
+    // A killed process whose parent died is reparented by the time the parent is reaped; one that
+    // is still dying is waited for, briefly.
+    for _ in 0..1000 {
+        match ptrace::try_wait(pid) {
+            Ok(None) => std::thread::sleep(std::time::Duration::from_millis(2)),
+            _ => return,
+        }
+    }
+    log::warn!("pid {pid}: killed, not reaped after 2 s");
 }
 
 /// An image holding file locks is restored only with `--file-locks`, as CRIU does.
@@ -232,7 +257,7 @@ fn network_lock(dir: &ImageDir, img: &Image, mode: crate::netlock::Mode) -> Resu
     }
     let mut lock = Lock::adopt(&l.table, false);
     for conn in files::inet::connections(&img.files.files) {
-        lock.add(&conn).map_err(|what| Error::Failed { pid: root, what })?;
+        lock.add(&conn).map_err(|what| Error::Failed { pid: Pid(root), what })?;
     }
     Ok(Some(lock))
 }
@@ -295,7 +320,7 @@ fn join_groups(out: &mut Out, img: &Image, ctx: &Ctx) -> Result<()> {
         let (helper, parent) = (h.pid, h.parent);
         h.exit()?;
         let b = out.built.iter_mut().find(|b| b.pid == parent).ok_or(Error::Failed {
-            pid: parent.0,
+            pid: parent,
             what: format!("the parent of group helper {helper} is not among the restored processes"),
         })?;
         b.reap(helper)?;
@@ -311,9 +336,8 @@ fn join_groups(out: &mut Out, img: &Image, ctx: &Ctx) -> Result<()> {
 fn create_root(img: &Image, created: &Mutex<Vec<Pid>>, calls: &Calls, sibling: bool) -> Result<(Pid, u64, bool)> {
     let root = &img.procs[0];
     let pid = Pid(root.process.pid);
-    let sid = root.process.sid;
-    let leader_gone = sid != pid.0 && sid > 0 && !img.procs.iter().any(|p| p.process.pid == sid);
-    if !leader_gone || proc::stat(&ProcRoot::system(), sid).is_ok() {
+    let leader_gone = img.plan.root_session_helper;
+    if leader_gone.is_none_or(|sid| proc::stat(&ProcRoot::system(), sid).is_ok()) {
         // The new task starts as a copy of us: the scratch area must be free in our layout too.
         let scratch = process::scratch_in_copy(Pid::this(), root)?;
         let spawn = if sibling { sysproc::spawn_traced_sibling } else { sysproc::spawn_traced };
@@ -321,10 +345,11 @@ fn create_root(img: &Image, created: &Mutex<Vec<Pid>>, calls: &Calls, sibling: b
         created.lock().expect("not poisoned").push(child);
         return Ok((child, scratch, !sibling));
     }
+    let sid = leader_gone.expect("checked above");
     if sibling {
         let what =
             format!("restoring as a sibling a root whose session leader {sid} has exited (it is forked by a helper)");
-        return Err(Error::Unsupported { pid: pid.0, what });
+        return Err(Error::Unsupported { pid, what });
     }
     let helper = sysproc::spawn_traced(Pid(sid)).map_err(|e| spawn_error(Pid(sid), e))?;
     created.lock().expect("not poisoned").push(helper);
@@ -339,6 +364,7 @@ fn create_root(img: &Image, created: &Mutex<Vec<Pid>>, calls: &Calls, sibling: b
 /// Stage 1: read every file of the image (checksums are verified on the way).
 fn load(dir: &ImageDir) -> Result<Image> {
     let tree: PsTree = dir.read_one(ImageKind::PsTree, None)?;
+    let plan = crate::tree::plan(&tree)?;
     let root = dir.inventory().map_or(0, |i| i.root_pid);
     if tree.processes.first().map(|p| p.pid) != Some(root) {
         let what = format!("the first process is not the root {root} of inventory.img");
@@ -359,8 +385,7 @@ fn load(dir: &ImageDir) -> Result<Image> {
         }
     }
     let (files, ipc) = (dir.read_one(ImageKind::Files, None)?, dir.read_one(ImageKind::Ipc, None)?);
-    let (group_helpers, session_helpers) = (tree.group_helpers, tree.session_helpers);
-    Ok(Image { procs, zombies, files, ipc, group_helpers, session_helpers })
+    Ok(Image { procs, zombies, files, ipc, plan })
 }
 
 /// A pre-dump holds memory only: it is the parent of a later dump, not an image to restore.
@@ -427,7 +452,7 @@ fn check_pids_free(img: &Image) -> Result<()> {
     for p in img.procs.iter().map(|p| &p.process).chain(&img.zombies) {
         for tid in &p.threads {
             if let Ok(s) = proc::stat(&root, *tid) {
-                return Err(Error::PidTaken { pid: *tid, holder: holder(&s) });
+                return Err(Error::PidTaken { pid: Pid(*tid), holder: holder(&s) });
             }
         }
     }
@@ -444,10 +469,10 @@ fn spawn_error(pid: Pid, e: sysproc::SpawnError) -> Error {
         if source.errno() == libc::EEXIST {
             let who =
                 proc::stat(&ProcRoot::system(), pid.0).map(|s| holder(&s)).unwrap_or_else(|_| "another process".into());
-            return Error::PidTaken { pid: pid.0, holder: who };
+            return Error::PidTaken { pid, holder: who };
         }
     }
-    Error::Failed { pid: pid.0, what: format!("creating the process: {e}") }
+    Error::Spawn { pid, source: e }
 }
 
 fn open_pages(dir: &ImageDir, img: &Image) -> Result<Vec<File>> {
@@ -476,7 +501,7 @@ fn spawn_verifiers(pages: &[File], img: &Image) -> Result<Vec<Verifier>> {
 
 fn join_verifiers(verifiers: Vec<Verifier>, pid: Pid) -> Result<()> {
     for v in verifiers {
-        v.join().map_err(|_| Error::Failed { pid: pid.0, what: "page verification panicked".into() })??;
+        v.join().map_err(|_| Error::Failed { pid, what: "page verification panicked".into() })??;
     }
     Ok(())
 }

@@ -8,9 +8,10 @@ use crate::files::{self, FdImporter};
 use crate::proc::{self, ProcRoot};
 use crate::threads::{self, NewThread, ParkedThread};
 use crate::tracers::{Pending, Tracers};
+use crate::tree::Creation;
 use crate::Progress;
 use crate::{creds, fault, mem, misc, mm, session, signals, timers};
-use stasis_image::model::{ProcessEntry, TaskCore, SHARES_FILES, SHARES_FS, SHARES_SIGHAND, SHARES_VM};
+use stasis_image::model::{ProcessEntry, TaskCore, SHARES_FILES};
 use stasis_sys::inject::{Calls, Injector, SCRATCH_LEN};
 use stasis_sys::ptrace::{self, WaitStatus};
 use stasis_sys::remote::{CloneArgs, Remote};
@@ -149,7 +150,8 @@ fn build_in<'env>(
     let img = &ctx.img.procs[idx];
     // What a child shares with its parent (made with the same clone flags) is the parent's, already
     // restored: its fd table, its address space (and the mm fields with it).
-    let (shared_files, shared_vm) = (img.process.shares & SHARES_FILES != 0, img.process.shares & SHARES_VM != 0);
+    let plan = &ctx.img.plan.procs[idx];
+    let (shared_files, shared_vm) = (plan.shares_files, plan.shares_vm);
     misc::unregister_inherited_rseq(inj, pid)?;
     if !shared_files {
         inj.close_range(0, u32::MAX, 0)?;
@@ -230,7 +232,7 @@ fn restore_memory(
     if let Some(vdso) = mem::vdso_range(&img.mm.vmas) {
         if mem::vdso_checksum(inj, vdso)? != img.mm.vdso_checksum {
             return Err(Error::Failed {
-                pid: pid.0,
+                pid,
                 what: "this kernel's vDSO differs from the image's: restore on the kernel the image was made on".into(),
             });
         }
@@ -310,38 +312,33 @@ fn create_children<'env>(
     handoff: Option<&Handoff<'_, 'env>>,
     progress: &mut dyn FnMut(Progress),
 ) -> Result<()> {
-    let kids: Vec<usize> =
-        (0..ctx.img.procs.len()).filter(|&k| k != idx && k != 0 && ctx.img.procs[k].process.ppid == pid.0).collect();
-    let zombies: Vec<&ProcessEntry> = ctx.img.zombies.iter().filter(|z| z.ppid == pid.0).collect();
-    let helpers: Vec<i32> = ctx.img.group_helpers.iter().filter(|h| h.parent == pid.0).map(|h| h.pid).collect();
-    if kids.is_empty() && zombies.is_empty() && helpers.is_empty() {
+    let plan = &ctx.img.plan.procs[idx];
+    if plan.creates.is_empty() {
         return Ok(());
     }
     trace_new_tasks(pid)?;
-    for pgid in helpers {
-        // No exit signal: its end, once the members have joined, queues no SIGCHLD.
-        let child = fork_task(inj, pid, Pid(pgid), 0, 0)?;
-        ctx.created.lock().expect("not poisoned").push(child);
-        let helper = session::Helper::lead(child, pid, mem::gadget::current_code_area(child)?, inj.calls())?;
-        out.helpers.push(helper);
-    }
-    for z in zombies {
-        let child = fork_child(inj, pid, Pid(z.pid), 0)?;
-        ctx.created.lock().expect("not poisoned").push(child);
-        make_zombie(child, z, inj.calls())?;
-    }
-    let sessions: Vec<i32> = ctx.img.session_helpers.iter().filter(|h| h.parent == pid.0).map(|h| h.pid).collect();
-    let sid = |k: &usize| ctx.img.procs[*k].process.sid;
     let mut made = Vec::new();
-    for &k in kids.iter().filter(|k| !sessions.contains(&sid(k))) {
-        let img = &ctx.img.procs[k];
-        let child = fork_child(inj, pid, Pid(img.process.pid), clone_flags(img.process.shares))?;
-        ctx.created.lock().expect("not poisoned").push(child);
-        made.push((k, child));
-    }
-    for s in sessions {
-        let members: Vec<usize> = kids.iter().copied().filter(|k| sid(k) == s).collect();
-        made.extend(fork_in_session(ctx, inj, pid, s, &members)?);
+    for creation in &plan.creates {
+        match creation {
+            Creation::GroupHelper { pid: pgid } => {
+                // No exit signal: its end, once the members have joined, queues no SIGCHLD.
+                let child = fork_task(inj, pid, Pid(*pgid), 0, 0)?;
+                ctx.created.lock().expect("not poisoned").push(child);
+                let helper = session::Helper::lead(child, pid, mem::gadget::current_code_area(child)?, inj.calls())?;
+                out.helpers.push(helper);
+            }
+            Creation::Zombie { zombie, pid: zpid } => {
+                let child = fork_child(inj, pid, Pid(*zpid), 0)?;
+                ctx.created.lock().expect("not poisoned").push(child);
+                make_zombie(child, &ctx.img.zombies[*zombie], inj.calls())?;
+            }
+            Creation::Child { idx: k, pid: kpid, flags } => {
+                let child = fork_child(inj, pid, Pid(*kpid), *flags)?;
+                ctx.created.lock().expect("not poisoned").push(child);
+                made.push((*k, child));
+            }
+            Creation::Session { sid, members } => made.extend(fork_in_session(ctx, inj, pid, *sid, members)?),
+        }
     }
     let last = made.len().saturating_sub(1);
     for (i, (k, child)) in made.into_iter().enumerate() {
@@ -360,19 +357,21 @@ fn create_children<'env>(
 /// Children `members` of `pid` in session `sid`, whose leader had exited: a helper forked by `pid`
 /// with the leader's PID calls `setsid` and forks each with CLONE_PARENT (a child of `pid` in the
 /// session), then exits; `pid` reaps it (its SIGCHLD is flushed with the others).
-fn fork_in_session(ctx: &Ctx, inj: &mut Injector, pid: Pid, sid: i32, members: &[usize]) -> Result<Vec<(usize, Pid)>> {
+fn fork_in_session(
+    ctx: &Ctx,
+    inj: &mut Injector,
+    pid: Pid,
+    sid: i32,
+    members: &[(usize, i32)],
+) -> Result<Vec<(usize, Pid)>> {
     let helper = fork_child(inj, pid, Pid(sid), 0)?;
     ctx.created.lock().expect("not poisoned").push(helper);
     let mut hinj = lead_session(helper, inj.calls())?;
     let mut made = Vec::new();
-    for &k in members {
-        let p = &ctx.img.procs[k].process;
-        if p.shares != 0 {
-            let what = format!("sharing {:#x} with its parent while in session {sid}, whose leader exited", p.shares);
-            return Err(Error::Unsupported { pid: p.pid, what });
-        }
+    // Members share nothing with their parent (see `crate::tree::plan`).
+    for &(k, member) in members {
         // CLONE_PARENT takes the exit signal of the helper (SIGCHLD): clone3 wants 0 here.
-        let child = fork_task(&mut hinj, helper, Pid(p.pid), libc::CLONE_PARENT as u64, 0)?;
+        let child = fork_task(&mut hinj, helper, Pid(member), libc::CLONE_PARENT as u64, 0)?;
         ctx.created.lock().expect("not poisoned").push(child);
         made.push((k, child));
     }
@@ -393,19 +392,6 @@ pub(super) fn lead_session(helper: Pid, calls: &Calls) -> Result<Injector> {
     Ok(inj)
 }
 
-/// The clone flags that give a child what it shares with its parent (`ProcessEntry::shares`).
-fn clone_flags(shares: u32) -> u64 {
-    [
-        (SHARES_VM, libc::CLONE_VM),
-        (SHARES_FILES, libc::CLONE_FILES),
-        (SHARES_FS, libc::CLONE_FS),
-        (SHARES_SIGHAND, libc::CLONE_SIGHAND),
-    ]
-    .iter()
-    .filter(|(bit, _)| shares & bit != 0)
-    .fold(0, |acc, (_, flag)| acc | *flag as u64)
-}
-
 /// Make process `parent` fork a child with PID `want` (`clone3` with `set_tid`, SIGCHLD, and `flags`
 /// for what it shares with its parent); the child is traced and stopped before it runs anything.
 pub(super) fn fork_child(inj: &mut dyn Remote, parent: Pid, want: Pid, flags: u64) -> Result<Pid> {
@@ -415,16 +401,16 @@ pub(super) fn fork_child(inj: &mut dyn Remote, parent: Pid, want: Pid, flags: u6
 /// [`fork_child`] with `exit_signal` for the signal the parent gets when the child ends (0: none).
 fn fork_task(inj: &mut dyn Remote, parent: Pid, want: Pid, flags: u64, exit_signal: u64) -> Result<Pid> {
     let child = inj.clone3(&CloneArgs { flags, exit_signal, set_tid: Some(want) }).map_err(|e| Error::Step {
-        pid: parent.0,
+        pid: parent,
         what: format!("child process {want}"),
         source: Box::new(e.into()),
     })?;
     if child != want {
-        return Err(Error::Failed { pid: parent.0, what: format!("child {want} was created as {child}") });
+        return Err(Error::Failed { pid: parent, what: format!("child {want} was created as {child}") });
     }
     match ptrace::wait(child).map_err(Error::sys(child.0, "waiting for a new child"))? {
         WaitStatus::Stopped { .. } => Ok(child),
-        status => Err(Error::Failed { pid: child.0, what: format!("new child did not stop: {status:?}") }),
+        status => Err(Error::Failed { pid: child, what: format!("new child did not stop: {status:?}") }),
     }
 }
 
@@ -470,7 +456,7 @@ pub(super) fn scratch_in_copy(like: Pid, img: &ProcImage) -> Result<u64> {
     let mut busy: Vec<(u64, u64)> = img.mm.vmas.iter().map(|v| (v.start, v.end)).collect();
     busy.extend(proc::maps(&ProcRoot::system(), like.0)?.iter().map(|e| (e.start, e.end)));
     mem::find_free(&busy, SCRATCH_LEN)
-        .ok_or(Error::Failed { pid: img.process.pid, what: "no free address for the scratch area".into() })
+        .ok_or(Error::Failed { pid: Pid(img.process.pid), what: "no free address for the scratch area".into() })
 }
 
 /// The signal a stopped process is stopped with again at its release (0: it was not stopped): the

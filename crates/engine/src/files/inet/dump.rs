@@ -84,7 +84,7 @@ impl DumpState {
             self.held.lock = Lock::new(self.lock_mode, self.root)?;
         }
         match &mut self.held.lock {
-            Some(l) => l.add(conn).map_err(|what| Error::Failed { pid: self.root, what }),
+            Some(l) => l.add(conn).map_err(|what| Error::Failed { pid: stasis_sys::Pid(self.root), what }),
             None => Ok(()),
         }
     }

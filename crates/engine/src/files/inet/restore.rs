@@ -139,7 +139,10 @@ fn make_connection(s: &InetSocket) -> Result<OwnedFd> {
     int(libc::IPPROTO_TCP, libc::TCP_MAXSEG, 0).map_err(fail(s, "clearing TCP_MAXSEG"))?;
     let now = net::address(f, false).ok().flatten();
     if now != Some(here) {
-        return Err(Error::Failed { pid: 0, what: format!("{}: came out bound to {now:?}", describe(s)) });
+        return Err(Error::Failed {
+            pid: stasis_sys::Pid(0),
+            what: format!("{}: came out bound to {now:?}", describe(s)),
+        });
     }
     net::set_repair_options(f, &repair_options(t)).map_err(fail(s, "setting TCP_REPAIR_OPTIONS"))?;
     int(libc::IPPROTO_TCP, net::TCP_TIMESTAMP, t.timestamp as i32).map_err(fail(s, "setting TCP_TIMESTAMP"))?;

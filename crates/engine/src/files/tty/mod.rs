@@ -120,7 +120,7 @@ fn pair(files: &mut [FileEntry], seen: &[Seen], pids: &[i32], shell_job: bool) -
         if let Some((pid, fd)) = held_outside(index, pids) {
             let what =
                 format!("pty /dev/pts/{index} whose slave is also open in pid {pid} (fd {fd}), outside the dump");
-            return Err(Error::UnsupportedFd { pid: master.pid.0, fd: master.fd, what });
+            return Err(Error::UnsupportedFd { pid: master.pid, fd: master.fd, what });
         }
         let readable = |s: &&&Seen| !s.master && s.flags & libc::O_ACCMODE as u32 != libc::O_WRONLY as u32;
         let peer;
@@ -154,7 +154,7 @@ fn external_slaves(files: &mut [FileEntry], ends: &[&Seen], shell_job: bool) -> 
                 "terminal {name} whose master is not in the dump (dump with --shell-job to restore it onto the \
                  terminal stasis runs from)"
             );
-            return Err(Error::UnsupportedFd { pid: s.pid.0, fd: s.fd, what });
+            return Err(Error::UnsupportedFd { pid: s.pid, fd: s.fd, what });
         }
         let kind = FileKind::Terminal(Terminal { path: p.path.clone(), rdev: pts_rdev(p.index), external: true });
         f.kind = Some(kind);
@@ -206,13 +206,13 @@ fn read_state(master: &Seen, slave: Option<(BorrowedFd<'_>, u32)>) -> Result<Pty
     };
     if s.packet && tty::poll_now(m, libc::POLLPRI).map_err(sys("poll on a pty master"))? & libc::POLLPRI != 0 {
         let what = "pty master in packet mode with a status byte not read yet".into();
-        return Err(Error::UnsupportedFd { pid, fd: master.fd, what });
+        return Err(Error::UnsupportedFd { pid: Pid(pid), fd: master.fd, what });
     }
     // A full buffer may have more waiting behind it, which could not all be pushed back.
     let queued = tty::queued(m).map_err(sys("FIONREAD on a pty master"))?;
     if queued >= queue::FULL {
         let what = format!("pty master /dev/pts/{} with a full input queue ({queued} bytes not read)", master.index);
-        return Err(Error::UnsupportedFd { pid, fd: master.fd, what });
+        return Err(Error::UnsupportedFd { pid: Pid(pid), fd: master.fd, what });
     }
     s.master_input = queue::take_master(m, master.flags, s.packet).map_err(sys("reading a pty master's queue"))?;
     queue::give_master(m, &s.master_input).map_err(|e| lost(pid, master.fd, s.master_input.len(), e))?;
@@ -226,7 +226,7 @@ fn read_state(master: &Seen, slave: Option<(BorrowedFd<'_>, u32)>) -> Result<Pty
 }
 
 fn lost(pid: i32, fd: i32, n: usize, e: stasis_sys::SysError) -> Error {
-    Error::Failed { pid, what: format!("fd {fd}: putting back {n} bytes queued on a pty failed ({e}: {})", e.source) }
+    Error::FdSys { pid: Pid(pid), fd, what: format!("putting back {n} bytes queued on a pty"), source: e }
 }
 
 /// The controlling terminal of a process as its `ProcessEntry` keeps it: (device, foreground group).
@@ -253,20 +253,20 @@ pub fn check_sessions(procs: &[&ProcessEntry], files: &[FileEntry]) -> Result<()
                         "controlling terminal /dev/pts/{n} of session {}, whose leader is not in the dump",
                         p.sid
                     );
-                    return Err(Error::Unsupported { pid: p.pid, what });
+                    return Err(Error::Unsupported { pid: Pid(p.pid), what });
                 }
                 let fg = p.tty_fg_pgrp;
                 if fg > 0 && !procs.iter().any(|q| q.pgid == fg && q.sid == p.sid) {
                     let what =
                         format!("foreground process group {fg} of /dev/pts/{n}, which has no process in the dump");
-                    return Err(Error::Unsupported { pid: p.pid, what });
+                    return Err(Error::Unsupported { pid: Pid(p.pid), what });
                 }
             }
             // Restored in stasis' session, with its terminal (see `session::restore`).
             None if p.sid != p.pid => {}
             None => {
                 let what = format!("controlling terminal {maj}:{min} of its session, which is not a pty of the dump");
-                return Err(Error::Unsupported { pid: p.pid, what });
+                return Err(Error::Unsupported { pid: Pid(p.pid), what });
             }
         }
     }

@@ -239,7 +239,7 @@ pub fn take_ctty(inj: &mut dyn Remote, pid: Pid, p: &ProcessEntry, fds: &FdTable
         inj.ioctl_tiocsctty(fd, 0)?;
         Ok(())
     })
-    .map_err(|e| Error::Step { pid: pid.0, what: "its controlling terminal".into(), source: Box::new(e) })
+    .map_err(|e| Error::Step { pid, what: "its controlling terminal".into(), source: Box::new(e) })
 }
 
 /// A session leader gives the foreground to the group that had it (`TIOCSPGRP`), once every group
@@ -260,7 +260,7 @@ pub fn set_foreground(
         Ok(())
     })
     .map_err(|e| Error::Step {
-        pid: pid.0,
+        pid,
         what: format!("the foreground process group {} of its terminal", p.tty_fg_pgrp),
         source: Box::new(e),
     })

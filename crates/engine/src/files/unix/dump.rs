@@ -217,8 +217,8 @@ pub fn check_peers(files: &mut [FileEntry], ids: &mut FileIds) -> Result<()> {
         let Some(FileKind::UnixSocket(u)) = &mut f.kind else { continue };
         let (pid, fd) = owners.iter().find(|o| o.0 == u.ino).map_or((0, -1), |o| (o.1, o.2));
         let refuse = |what: String| match fd {
-            0.. => Error::UnsupportedFd { pid, fd, what },
-            _ => Error::Unsupported { pid, what: format!("a socket in flight: {what}") },
+            0.. => Error::UnsupportedFd { pid: stasis_sys::Pid(pid), fd, what },
+            _ => Error::Unsupported { pid: stasis_sys::Pid(pid), what: format!("a socket in flight: {what}") },
         };
         let me = describe(u);
         for c in u.icons.iter_mut() {

@@ -1,0 +1,167 @@
+//! Freezing and walking the tree of a dump: every process below the root, parents before children,
+//! each attached on the tracer thread of its index; zombies only recorded; and, at the end (or on an
+//! error), every process resumed or killed, each on its thread.
+
+use crate::error::{Error, Result};
+use crate::proc::{self, ProcRoot};
+use crate::task::FrozenProcess;
+use crate::tracers::{Pending, Tracers};
+use crate::Progress;
+use stasis_image::model::ProcessEntry;
+use stasis_sys::inject::Calls;
+use stasis_sys::Pid;
+
+/// The check of a process below the root before it is frozen (our namespaces, no other tracer),
+/// given our namespaces.
+pub(crate) type Check = fn(&ProcRoot, Pid, &[Option<u64>]) -> Result<()>;
+
+/// A frozen process of the tree as the dump sees it: its index, PID and `/proc/PID/stat` from
+/// before the freeze. Its tasks are held by the tracer thread of its index (see [`crate::tracers`]).
+pub(crate) struct Member {
+    pub idx: usize,
+    pub pid: Pid,
+    pub stat: proc::Stat,
+}
+
+/// The tracer threads of a dump, each holding the frozen processes it attached.
+pub(crate) type Pool<'env> = Tracers<'env, FrozenProcess>;
+
+/// Freeze the root and every process below it, parents before children, walking the tree again
+/// until no new process appears (one not yet frozen may have forked). Zombie children are only
+/// recorded. Each process is attached by the tracer thread of its index. On error, the processes
+/// frozen so far come back with it.
+#[allow(clippy::type_complexity)]
+pub(crate) fn freeze_tree<'env>(
+    pool: &Pool<'env>,
+    root: &'env ProcRoot,
+    (pid, calls): (Pid, &Calls),
+    (ours, check): (&'env [Option<u64>], Check),
+    progress: &mut dyn FnMut(Progress),
+) -> std::result::Result<(Vec<Member>, Vec<ProcessEntry>), (Vec<Member>, Error)> {
+    let mut tree: Vec<Member> = Vec::new();
+    let mut zombies: Vec<ProcessEntry> = Vec::new();
+    let mut todo = vec![pid];
+    while !todo.is_empty() {
+        // The processes found in one walk are frozen at once, each on its tracer thread.
+        let batch = std::mem::take(&mut todo);
+        let mut frozen = Vec::new();
+        let mut next = tree.len();
+        for p in batch {
+            match start_freeze(pool, root, (p, pid), (ours, check), next, calls) {
+                Ok((stat, None)) => zombies.push(zombie_entry(&stat)),
+                Ok((stat, Some(pending))) => {
+                    frozen.push((Member { idx: next, pid: p, stat }, pending));
+                    next += 1;
+                }
+                Err(e) => return Err((tree, e)),
+            }
+        }
+        let mut failed = None;
+        for (member, pending) in frozen {
+            match pool.wait(pending, progress) {
+                Ok(()) => tree.push(member),
+                Err(e) => {
+                    failed.get_or_insert(e);
+                }
+            }
+        }
+        if let Some(e) = failed {
+            return Err((tree, e));
+        }
+        for m in &tree {
+            let children = match proc::children(root, m.pid.0) {
+                Ok(c) => c,
+                Err(e) => return Err((tree, e.into())),
+            };
+            for child in children {
+                let known = tree.iter().any(|t| t.pid.0 == child) || zombies.iter().any(|z| z.pid == child);
+                if !known && !todo.contains(&Pid(child)) {
+                    todo.push(Pid(child));
+                }
+            }
+        }
+    }
+    Ok((tree, zombies))
+}
+
+/// The stat of `p` and, unless it is a zombie, the check (`check`) and freezing of
+/// `p` started on the tracer thread of `idx`.
+fn start_freeze<'env>(
+    pool: &Pool<'env>,
+    root: &'env ProcRoot,
+    (p, top): (Pid, Pid),
+    (ours, check): (&'env [Option<u64>], Check),
+    idx: usize,
+    calls: &Calls,
+) -> Result<(proc::Stat, Option<Pending<Result<()>>>)> {
+    let stat = proc::stat(root, p.0)?;
+    if stat.state == 'Z' {
+        return Ok((stat, None));
+    }
+    let stopped = stat.state == 'T';
+    let calls = calls.clone();
+    let frozen = pool.run(idx, move |owned, _| {
+        if p != top {
+            check(root, p, ours)?;
+        }
+        FrozenProcess::freeze(root, p, stopped, &calls).map(|f| drop(owned.insert(idx, f)))
+    });
+    Ok((stat, Some(frozen)))
+}
+
+fn zombie_entry(stat: &proc::Stat) -> ProcessEntry {
+    ProcessEntry {
+        pid: stat.pid,
+        ppid: stat.ppid,
+        pgid: stat.pgrp,
+        sid: stat.session,
+        threads: vec![stat.pid],
+        zombie: true,
+        exit_status: stat.exit_code,
+        ..Default::default()
+    }
+}
+
+/// If a process of the tree died while frozen, say so; otherwise `err`. Work not yet started on
+/// the tracer threads is dropped first.
+pub(crate) fn explain(pool: &Pool, tree: &[Member], err: Error, progress: &mut dyn FnMut(Progress)) -> Error {
+    pool.cancel();
+    let mut err = err;
+    for m in tree {
+        let idx = m.idx;
+        let ask = pool.run(idx, move |owned, _| match owned.get_mut(&idx) {
+            Some(f) => f.explain(err),
+            None => err,
+        });
+        err = pool.wait(ask, progress);
+        if matches!(err, Error::Exited { .. }) {
+            break;
+        }
+    }
+    err
+}
+
+/// Resume or kill every process (`end`), each on its tracer thread, all threads at once (each
+/// takes its processes children first).
+pub(crate) fn end_all(
+    pool: &Pool,
+    tree: &[Member],
+    end: fn(FrozenProcess) -> Result<()>,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<()> {
+    let ending: Vec<_> = tree
+        .iter()
+        .rev()
+        .map(|m| {
+            let idx = m.idx;
+            pool.run(idx, move |owned, _| owned.remove(&idx).map_or(Ok(()), end))
+        })
+        .collect();
+    let mut first_error = None;
+    for ended in ending {
+        if let Err(e) = pool.wait(ended, progress) {
+            first_error.get_or_insert(e);
+        }
+    }
+    first_error.map_or(Ok(()), Err)
+}
