@@ -293,6 +293,7 @@ fn python_http_server_answers_after_restore() {
     cmd.stdout(std::fs::File::create(&log).expect("log"))
         .stderr(std::fs::File::create(work.join("http.err")).expect("log"));
     stasis_tests::raw::stdio_only_on_spawn(&mut cmd);
+    stasis_tests::raw::setsid_on_spawn(&mut cmd);
     let mut server = Running::spawn(&mut cmd, "http.server", Some(log.clone()), false).expect("spawn http.server");
     let port = wait_for_port(&log).unwrap_or_else(|| case.fail("http.server printed no port"));
     let get = |port: u16| http_get(port, "/hello.txt");
