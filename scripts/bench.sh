@@ -4,7 +4,12 @@
 #   sudo ./scripts/bench.sh                      # 5 rounds of 1 GiB in /var/tmp/stasis-bench, a table
 #   sudo ./scripts/bench.sh --rounds 3 --json    # for machines
 #   ./scripts/bench.sh --limits-only             # only the dd write and read limits (no root needed)
+#   sudo ./scripts/bench.sh --build-criu /var/tmp/criu   # CRIU 4.2 built there (once) and measured beside
 #   ./scripts/bench.sh --help
+#
+# CRIU is measured where `criu` on PATH passes `criu check`, or the one given with --criu PATH;
+# --build-criu DIR (opt-in) builds CRIU 4.2 from its source first (scripts/build-criu.sh). Without
+# any, the report says that CRIU is not measured and why.
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -15,11 +20,22 @@ source "$repo/scripts/lib.sh"
 close_inherited_fds
 
 needs_root=1
-for arg in "$@"; do
-    case $arg in
+build_criu=
+args=()
+while (($#)); do
+    case $1 in
+    --build-criu)
+        build_criu=${2:?--build-criu needs a directory}
+        shift 2
+        continue
+        ;;
     --limits-only | --help | -h | --version | -V) needs_root=0 ;;
     esac
+    args+=("$1")
+    shift
 done
+set -- "${args[@]+"${args[@]}"}"
+
 
 if [[ $(id -u) -eq 0 ]]; then
     # Status to stderr: stdout is the report (JSON with --json).
@@ -29,6 +45,11 @@ elif ((needs_root)); then
     exit 1
 fi
 export PATH="${CARGO_HOME:-$HOME/.cargo}/bin:$PATH"
+
+if [[ -n $build_criu ]]; then
+    criu=$("$repo/scripts/build-criu.sh" "$build_criu" | tail -1)
+    set -- --criu "$criu" "$@"
+fi
 
 cargo build --release -p stasis-cli -p stasis-bench
 exec "$repo/target/release/stasis-bench" "$@"

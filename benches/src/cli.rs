@@ -53,6 +53,10 @@ pub struct Cli {
     /// Do not run CRIU even if it is installed and works.
     #[arg(long)]
     pub no_criu: bool,
+    /// The CRIU binary to measure beside stasis [default: `criu` on PATH]; `scripts/bench.sh
+    /// --build-criu DIR` builds CRIU 4.2 from its source and passes it here.
+    #[arg(long, conflicts_with = "no_criu")]
+    pub criu: Option<PathBuf>,
 }
 
 /// A part of each round.
@@ -85,6 +89,9 @@ pub enum Command {
     ReadLimit {
         /// The file to read.
         file: PathBuf,
+        /// Threads reading, each its share (1: one read loop).
+        #[arg(long, default_value_t = 1)]
+        threads: usize,
     },
 }
 
@@ -148,7 +155,7 @@ mod tests {
     fn hidden_read_limit_subcommand() {
         let cli = Cli::try_parse_from(["stasis-bench", "read-limit", "/tmp/f"]).unwrap();
         match cli.command {
-            Some(Command::ReadLimit { file }) => assert_eq!(file, PathBuf::from("/tmp/f")),
+            Some(Command::ReadLimit { file, threads }) => assert_eq!((file, threads), (PathBuf::from("/tmp/f"), 1)),
             None => panic!("no subcommand"),
         }
     }

@@ -47,10 +47,12 @@ pub enum Availability {
     Unavailable(String),
 }
 
-/// Finds `criu` on PATH and runs `criu check`.
-pub fn probe() -> Availability {
-    let Some(program) = find_on_path("criu") else {
-        return Availability::Unavailable("criu is not on PATH".into());
+/// Runs `criu check` with `program`, or else with `criu` on PATH.
+pub fn probe(program: Option<&Path>) -> Availability {
+    let Some(program) = program.map(Path::to_owned).or_else(|| find_on_path("criu")) else {
+        return Availability::Unavailable(
+            "criu is not on PATH: give --criu PATH, or let scripts/bench.sh --build-criu DIR build CRIU 4.2".into(),
+        );
     };
     match Command::new(&program).arg("check").stdin(Stdio::null()).output() {
         Err(e) => Availability::Unavailable(format!("cannot run {}: {e}", program.display())),
@@ -148,8 +150,17 @@ mod tests {
     }
 
     #[test]
+    fn a_missing_program_is_named() {
+        let reason = match probe(Some(Path::new("/nonexistent/criu"))) {
+            Availability::Unavailable(reason) => reason,
+            other => panic!("{other:?}"),
+        };
+        assert!(reason.starts_with("cannot run /nonexistent/criu"), "{reason}");
+    }
+
+    #[test]
     fn probe_gives_a_reason_when_unavailable() {
-        if let Availability::Unavailable(reason) = probe() {
+        if let Availability::Unavailable(reason) = probe(None) {
             assert!(!reason.is_empty());
         }
     }

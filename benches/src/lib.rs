@@ -23,7 +23,7 @@
 //! - [`memhog`]: the memory pattern of the memory workload.
 //! - [`threads`]: the threads part (a process with N threads, and with one).
 //! - [`tree`]: the tree part (a tree of N processes, and a root alone).
-//! - [`stasis`] and [`criu`]: running the two tools and reading their results.
+//! - [`stasis`] and [`criu`]: running the two tools and reading their results; [`tool`]: either.
 //! - [`procs`]: killing a pid, waiting for it to vanish, disk usage of an image.
 //! - [`run`]: the rounds.
 //! - [`report`]: medians, ratios, the table and the JSON.
@@ -37,6 +37,7 @@ pub mod report;
 pub mod run;
 pub mod stasis;
 pub mod threads;
+pub mod tool;
 pub mod tree;
 pub mod workload;
 

@@ -11,8 +11,8 @@ use stasis_bench::{error_chain, limits};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Some(Command::ReadLimit { file }) = &cli.command {
-        return read_limit(file);
+    if let Some(Command::ReadLimit { file, threads }) = &cli.command {
+        return read_limit(file, *threads);
     }
     let config = match config(&cli) {
         Ok(config) => config,
@@ -50,8 +50,8 @@ fn main() -> ExitCode {
 }
 
 /// The hidden `read-limit` subcommand: one timed read, as JSON on stdout.
-fn read_limit(file: &Path) -> ExitCode {
-    match limits::read_into_fresh_memory(file) {
+fn read_limit(file: &Path, threads: usize) -> ExitCode {
+    match limits::pread_into_fresh_memory(file, threads) {
         Ok(timing) => {
             println!("{}", serde_json::to_string(&timing).expect("a timing serializes"));
             ExitCode::SUCCESS
@@ -80,6 +80,7 @@ fn config(cli: &Cli) -> std::io::Result<Config> {
         only: cli.only,
         stasis: (!cli.limits_only).then_some(stasis),
         criu: !cli.no_criu,
+        criu_program: cli.criu.clone(),
         exe,
     })
 }

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 
-use crate::threads::{ThreadsSamples, ThreadsSummary, Timings};
+use crate::threads::{ThreadsSamples, ThreadsSummary, TimingSamples, Timings};
 use crate::tree::{TreeSamples, TreeSummary};
 
 /// Target for dump time / write limit.
@@ -33,8 +33,14 @@ pub struct ToolSamples {
 pub struct Samples {
     /// `dd` of the workload's size to the directory.
     pub write_limit_secs: Vec<f64>,
-    /// Read loop of the same file into fresh memory.
+    /// The read limit of each round: the faster of the two ways below.
     pub read_limit_secs: Vec<f64>,
+    /// One read loop of the same file into fresh memory.
+    #[serde(default)]
+    pub read_single_secs: Vec<f64>,
+    /// One thread per CPU, each `pread`ing its share of the file into fresh memory.
+    #[serde(default)]
+    pub read_parallel_secs: Vec<f64>,
     pub stasis: ToolSamples,
     pub criu: ToolSamples,
     pub threads: ThreadsSamples,
@@ -48,6 +54,9 @@ pub struct Limits {
     pub write_gib_per_sec: f64,
     pub read_secs: f64,
     pub read_gib_per_sec: f64,
+    /// Medians of the two ways of reading (see `limits::READ_METHODS`), where measured.
+    pub read_single_secs: Option<f64>,
+    pub read_parallel_secs: Option<f64>,
 }
 
 /// Medians of one tool and their ratios to the limits.
@@ -65,6 +74,58 @@ pub struct ToolSummary {
     pub restore_target: f64,
     pub dump_within_target: bool,
     pub restore_within_target: bool,
+}
+
+/// CRIU's medians on a workload and stasis' over them, measured in the same rounds.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct VsCriu {
+    pub criu_dump_secs: f64,
+    pub criu_restore_secs: f64,
+    /// stasis dump / CRIU dump.
+    pub dump_ratio: f64,
+    /// stasis restore / CRIU restore.
+    pub restore_ratio: f64,
+}
+
+impl VsCriu {
+    /// stasis' medians `stasis` against CRIU's samples; `None` without CRIU samples.
+    pub fn of(stasis: &Timings, criu: &TimingSamples) -> Option<Self> {
+        let c = criu.medians()?;
+        Some(Self::from_medians((stasis.dump_secs, stasis.restore_secs), (c.dump_secs, c.restore_secs)))
+    }
+
+    /// From the (dump, restore) medians of both tools.
+    pub fn from_medians(stasis: (f64, f64), criu: (f64, f64)) -> Self {
+        Self {
+            criu_dump_secs: criu.0,
+            criu_restore_secs: criu.1,
+            dump_ratio: stasis.0 / criu.0,
+            restore_ratio: stasis.1 / criu.1,
+        }
+    }
+
+    /// The memory part's: where both tools were measured.
+    pub fn of_tools(stasis: &ToolOutcome, criu: &ToolOutcome) -> Option<Self> {
+        match (stasis, criu) {
+            (Outcome::Measured(s), Outcome::Measured(c)) => {
+                Some(Self::from_medians((s.dump_secs, s.restore_secs), (c.dump_secs, c.restore_secs)))
+            }
+            _ => None,
+        }
+    }
+}
+
+/// The lines of CRIU's medians and stasis' ratios to them in the threads and tree sections.
+fn criu_rows(out: &mut String, what: &str, criu: Option<&VsCriu>, error: Option<&str>) {
+    if let Some(e) = error {
+        let _ = writeln!(out, "criu: failed ({e})");
+    }
+    if let Some(v) = criu {
+        let (d, r) = (format!("{:.3} s", v.criu_dump_secs), format!("{:.3} s", v.criu_restore_secs));
+        let _ = writeln!(out, "{:<36} {d:>10} {:>10} {r:>10}", format!("criu, {what}"), "");
+        let (d, r) = (format!("{:.2}x", v.dump_ratio), format!("{:.2}x", v.restore_ratio));
+        let _ = writeln!(out, "{:<36} {d:>10} {:>10} {r:>10}", "stasis / criu", "");
+    }
 }
 
 /// How a measurement went: its summary, or why there is none.
@@ -105,6 +166,8 @@ pub struct Report {
     pub limits: Option<Limits>,
     pub stasis: ToolOutcome,
     pub criu: ToolOutcome,
+    /// stasis over CRIU on the memory workload, where both were measured.
+    pub memory_vs_criu: Option<VsCriu>,
     pub threads: ThreadsOutcome,
     pub tree: TreeOutcome,
     pub samples: Samples,
@@ -134,7 +197,14 @@ impl Limits {
         let write_secs = median(&samples.write_limit_secs)?;
         let read_secs = median(&samples.read_limit_secs)?;
         let gib = size_mib as f64 / 1024.0;
-        Some(Self { write_secs, write_gib_per_sec: gib / write_secs, read_secs, read_gib_per_sec: gib / read_secs })
+        Some(Self {
+            write_secs,
+            write_gib_per_sec: gib / write_secs,
+            read_secs,
+            read_gib_per_sec: gib / read_secs,
+            read_single_secs: median(&samples.read_single_secs),
+            read_parallel_secs: median(&samples.read_parallel_secs),
+        })
     }
 }
 
@@ -170,9 +240,17 @@ impl Report {
             let _ = writeln!(out, "memory: {} MiB", self.size_mib);
             let _ = writeln!(out, "{:<20} {:>9} {:>13}   {:<16} target", "", "time", "throughput", "ratio to limit");
             row(&mut out, "write limit (dd)", l.write_secs, gib, "", "");
-            row(&mut out, "read limit", l.read_secs, gib, "", "");
+            row(&mut out, "read limit", l.read_secs, gib, "best of the two below", "");
+            if let (Some(single), Some(parallel)) = (l.read_single_secs, l.read_parallel_secs) {
+                row(&mut out, "  read", single, gib, "", "");
+                row(&mut out, "  parallel pread", parallel, gib, "", "");
+            }
             tool_rows(&mut out, "stasis", &self.stasis, gib);
             tool_rows(&mut out, "criu", &self.criu, gib);
+            if let Some(v) = &self.memory_vs_criu {
+                let ratios = format!("dump {:.2}x, restore {:.2}x", v.dump_ratio, v.restore_ratio);
+                let _ = writeln!(out, "{:<20} {ratios}", "stasis / criu");
+            }
             out.push('\n');
         }
         threads_rows(&mut out, &self.threads);
@@ -234,6 +312,7 @@ fn threads_rows(out: &mut String, outcome: &ThreadsOutcome) {
     if let Some(added) = &s.added_per_thread {
         timings_row(out, &format!("added thread, (t({n}) - t(1)) / {}", n - 1), added, ms);
     }
+    criu_rows(out, &format!("{n} threads"), s.criu.as_ref(), s.criu_error.as_deref());
 }
 
 /// The tree section: the tree of N processes, the root alone, the two per-process costs, and dump +
@@ -260,6 +339,7 @@ fn tree_rows(out: &mut String, outcome: &TreeOutcome) {
     if let Some(added) = s.added_dump_restore_per_process_secs {
         let _ = writeln!(out, "{:<36} {:>7.3} ms", "dump + restore per added process", added * 1e3);
     }
+    criu_rows(out, &format!("tree of {n}"), s.criu.as_ref(), s.criu_error.as_deref());
 }
 
 /// One line of the threads and tree sections.
@@ -287,6 +367,8 @@ mod tests {
         Samples {
             write_limit_secs: vec![0.30, 0.20, 0.25],
             read_limit_secs: vec![0.5, 0.4, 0.45],
+            read_single_secs: vec![0.5, 0.4, 0.45],
+            read_parallel_secs: vec![0.6, 0.5, 0.55],
             stasis: ToolSamples {
                 dump_secs: vec![0.5, 0.3, 0.4],
                 frozen_secs: vec![0.3, 0.35, 0.38],
@@ -297,10 +379,13 @@ mod tests {
             threads: ThreadsSamples {
                 process: TimingSamples { dump_secs: vec![0.21], frozen_secs: vec![0.11], restore_secs: vec![0.41] },
                 baseline: TimingSamples { dump_secs: vec![0.01], frozen_secs: vec![0.01], restore_secs: vec![0.01] },
+                criu: TimingSamples { dump_secs: vec![0.42], frozen_secs: vec![0.0], restore_secs: vec![0.82] },
+                criu_error: None,
             },
             tree: TreeSamples {
                 tree: TimingSamples { dump_secs: vec![0.30], frozen_secs: vec![0.20], restore_secs: vec![0.40] },
                 baseline: TimingSamples { dump_secs: vec![0.02], frozen_secs: vec![0.01], restore_secs: vec![0.03] },
+                ..Default::default()
             },
         }
     }
@@ -329,6 +414,7 @@ mod tests {
             size_mib: 1024,
             stasis: ToolOutcome::Measured(ToolSummary::from_samples(&samples.stasis, &limits).unwrap()),
             criu: ToolOutcome::Unavailable { reason: "criu is not on PATH".into() },
+            memory_vs_criu: None,
             threads: ThreadsOutcome::Measured(ThreadsSummary::from_samples(&samples.threads, 101).unwrap()),
             tree: TreeOutcome::Measured(TreeSummary::from_samples(&samples.tree, 100).unwrap()),
             limits: Some(limits),
@@ -364,6 +450,9 @@ mod tests {
             "added process, (t(100) - t(1)) / 99    2.828 ms   1.919 ms   3.737 ms",
             "dump + restore per process             7.000 ms   target < 5 ms missed",
             "dump + restore per added process       6.566 ms",
+            "  parallel pread       0.550 s",
+            "criu, 101 threads                       0.420 s               0.820 s",
+            "stasis / criu                             0.50x                 0.50x",
         ] {
             assert!(table.contains(needle), "{needle:?} not in\n{table}");
         }

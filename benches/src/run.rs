@@ -59,6 +59,8 @@ pub struct Config {
     pub stasis: Option<PathBuf>,
     /// Whether to probe for and run CRIU.
     pub criu: bool,
+    /// The CRIU binary; `None`: `criu` on PATH.
+    pub criu_program: Option<PathBuf>,
 }
 
 /// Errors that stop the whole benchmark.
@@ -150,21 +152,32 @@ pub fn run(config: &Config, progress: &mut dyn Write) -> Result<Report, RunError
     }
     let mut samples = Samples::default();
     let mut stasis = stasis_track(config);
-    let mut criu = criu_track(config);
+    let found = find_criu(config);
+    if let Err(ToolOutcome::Unavailable { reason }) = &found {
+        let _ = writeln!(progress, "CRIU is not measured: {reason}");
+    }
+    let mut criu = criu_track(config, &found);
+    let criu_bin = found.as_ref().ok();
     let mut threads = threads_track(config);
     let mut tree = tree_track(config);
     for round in 1..=config.rounds {
         let mut parts = Vec::new();
         if config.runs(Part::Memory) {
-            let (write, read) = measure_limits(config, round)?;
+            let (write, reads) = measure_limits(config, round)?;
             samples.write_limit_secs.push(write.as_secs_f64());
-            samples.read_limit_secs.push(read.as_secs_f64());
-            parts.push(format!("dd write {:.3} s, read {:.3} s", write.as_secs_f64(), read.as_secs_f64()));
+            let [single, parallel] = reads.map(|r| r.as_secs_f64());
+            samples.read_single_secs.push(single);
+            samples.read_parallel_secs.push(parallel);
+            samples.read_limit_secs.push(single.min(parallel));
+            parts.push(format!(
+                "dd write {:.3} s, read {single:.3} s, parallel pread {parallel:.3} s",
+                write.as_secs_f64()
+            ));
             parts.extend(step(&mut stasis, "stasis", config));
             parts.extend(step(&mut criu, "criu", config));
         }
-        parts.extend(threads_step(&mut threads, config));
-        parts.extend(tree_step(&mut tree, config));
+        parts.extend(threads_step(&mut threads, config, criu_bin));
+        parts.extend(tree_step(&mut tree, config, criu_bin));
         let _ = writeln!(progress, "round {round}/{}: {}", config.rounds, parts.join(", "));
     }
     if config.runs(Part::Tree) {
@@ -181,7 +194,9 @@ pub fn run(config: &Config, progress: &mut dyn Write) -> Result<Report, RunError
     samples.criu = criu_samples;
     samples.threads = threads_samples;
     samples.tree = tree_samples;
+    let memory_vs_criu = crate::report::VsCriu::of_tools(&stasis, &criu);
     Ok(Report {
+        memory_vs_criu,
         dir: config.dir.clone(),
         rounds: config.rounds,
         size_mib: config.size_mib,
@@ -212,17 +227,25 @@ fn stasis_track(config: &Config) -> Track {
     }
 }
 
-fn criu_track(config: &Config) -> Track {
+/// CRIU, if it is to be measured and works here; else what the report says of it.
+fn find_criu(config: &Config) -> Result<Criu, ToolOutcome> {
+    if config.stasis.is_none() || !config.criu {
+        let flag = if config.criu { "--limits-only" } else { "--no-criu" };
+        return Err(ToolOutcome::Skipped { reason: flag.into() });
+    }
+    match criu::probe(config.criu_program.as_deref()) {
+        Availability::Available(program) => Ok(Criu::new(&program)),
+        Availability::Unavailable(reason) => Err(ToolOutcome::Unavailable { reason }),
+    }
+}
+
+fn criu_track(config: &Config, found: &Result<Criu, ToolOutcome>) -> Track {
     if let Some(only) = config.only.filter(|&only| only != Part::Memory) {
         return Track::Done(ToolOutcome::Skipped { reason: format!("--only {}", only.name()) });
     }
-    if config.stasis.is_none() || !config.criu {
-        let flag = if config.criu { "--limits-only" } else { "--no-criu" };
-        return Track::Done(ToolOutcome::Skipped { reason: flag.into() });
-    }
-    match criu::probe() {
-        Availability::Available(program) => Track::Running(Tool::Criu(Criu::new(&program)), ToolSamples::default()),
-        Availability::Unavailable(reason) => Track::Done(ToolOutcome::Unavailable { reason }),
+    match found {
+        Ok(criu) => Track::Running(Tool::Criu(criu.clone()), ToolSamples::default()),
+        Err(outcome) => Track::Done(outcome.clone()),
     }
 }
 
@@ -240,15 +263,19 @@ fn tree_track(config: &Config) -> TreeTrack {
     }
 }
 
-/// The write and read limits of one round.
-fn measure_limits(config: &Config, round: u32) -> Result<(Duration, Duration), RunError> {
+/// The write limit of one round and the time of each of [`limits::READ_METHODS`].
+fn measure_limits(config: &Config, round: u32) -> Result<(Duration, [Duration; 2]), RunError> {
     let file = config.dir.join("dd.img");
     remove(&file)?;
     let limits_err = |source| RunError::Limits { round, source };
     let write = limits::dd_write(&file, config.size_mib).map_err(limits_err)?;
-    let read = limits::read_limit(&config.exe, &file).map_err(limits_err)?;
+    let mut reads = [Duration::ZERO; 2];
+    for (read, (_, threads)) in reads.iter_mut().zip(limits::READ_METHODS) {
+        let threads = limits::method_threads(threads);
+        *read = limits::read_limit(&config.exe, &file, threads).map_err(limits_err)?.duration();
+    }
     remove(&file)?;
-    Ok((write, read.duration()))
+    Ok((write, reads))
 }
 
 /// Runs one round of a tool if it is still measuring; returns the progress text.
@@ -283,14 +310,26 @@ fn versus(many_label: &str, many: &TimingSamples, one_label: &str, one: &TimingS
     )
 }
 
+/// The progress text of CRIU's last sample in a threads or tree round, or of its failure.
+fn criu_progress(criu: &TimingSamples, error: Option<&str>) -> String {
+    match (criu.dump_secs.last(), criu.restore_secs.last(), error) {
+        (_, _, Some(e)) => format!(", criu FAILED: {e}"),
+        (Some(d), Some(r), None) => format!(", criu dump {d:.3} s, restore {r:.3} s"),
+        _ => String::new(),
+    }
+}
+
 /// Runs one round of the threads part if it is still measuring; returns the progress text.
-fn threads_step(track: &mut ThreadsTrack, config: &Config) -> Option<String> {
+fn threads_step(track: &mut ThreadsTrack, config: &Config, criu: Option<&Criu>) -> Option<String> {
     let ThreadsTrack::Running(stasis, samples) = track else {
         return None;
     };
     let n = config.threads;
-    Some(match threads::round(stasis, &config.threads_program, n, &config.dir, samples) {
-        Ok(()) => versus(&format!("{n} threads"), &samples.process, "1 thread", &samples.baseline),
+    Some(match threads::round(stasis, criu, &config.threads_program, n, &config.dir, samples) {
+        Ok(()) => {
+            versus(&format!("{n} threads"), &samples.process, "1 thread", &samples.baseline)
+                + &criu_progress(&samples.criu, samples.criu_error.as_deref())
+        }
         Err(e) => {
             let error = error_chain(&e);
             *track = ThreadsTrack::Done(ThreadsOutcome::Failed { error: error.clone() });
@@ -300,13 +339,16 @@ fn threads_step(track: &mut ThreadsTrack, config: &Config) -> Option<String> {
 }
 
 /// Runs one round of the tree part if it is still measuring; returns the progress text.
-fn tree_step(track: &mut TreeTrack, config: &Config) -> Option<String> {
+fn tree_step(track: &mut TreeTrack, config: &Config, criu: Option<&Criu>) -> Option<String> {
     let TreeTrack::Running(stasis, samples) = track else {
         return None;
     };
     let n = config.tree;
-    Some(match tree::round(stasis, &config.tree_program, n, &config.dir, samples) {
-        Ok(()) => versus(&format!("tree of {n}"), &samples.tree, "1 process", &samples.baseline),
+    Some(match tree::round(stasis, criu, &config.tree_program, n, &config.dir, samples) {
+        Ok(()) => {
+            versus(&format!("tree of {n}"), &samples.tree, "1 process", &samples.baseline)
+                + &criu_progress(&samples.criu, samples.criu_error.as_deref())
+        }
         Err(e) => {
             let error = error_chain(&e);
             *track = TreeTrack::Done(TreeOutcome::Failed { error: error.clone() });

@@ -18,6 +18,7 @@ use thiserror::Error;
 use crate::procs::{self, ProcError};
 use crate::report::median;
 use crate::stasis::{Stasis, StasisError};
+use crate::tool::Tool;
 use crate::workload::{Workload, WorkloadError, GONE_TIMEOUT, READY_TIMEOUT};
 
 /// Most threads the workload starts (and `--threads` accepts).
@@ -30,6 +31,8 @@ pub enum ThreadsError {
     Workload(#[from] WorkloadError),
     #[error(transparent)]
     Stasis(#[from] StasisError),
+    #[error(transparent)]
+    Criu(#[from] crate::criu::CriuError),
     #[error(transparent)]
     Process(#[from] ProcError),
     #[error("cannot list the threads of pid {pid}")]
@@ -66,6 +69,12 @@ pub struct ThreadsSamples {
     pub process: TimingSamples,
     /// The program with one thread.
     pub baseline: TimingSamples,
+    /// CRIU on the program with N threads, in the same rounds (no frozen time).
+    #[serde(default)]
+    pub criu: TimingSamples,
+    /// Why CRIU stopped being measured, if it failed.
+    #[serde(default)]
+    pub criu_error: Option<String>,
 }
 
 /// Times of the three measured quantities (medians, or values derived from them).
@@ -89,6 +98,10 @@ pub struct ThreadsSummary {
     pub per_thread: Timings,
     /// `(process - baseline) / (N - 1)`; `None` for N = 1.
     pub added_per_thread: Option<Timings>,
+    /// CRIU on the process with N threads, and stasis over CRIU; `None` where CRIU was not measured.
+    pub criu: Option<crate::report::VsCriu>,
+    /// Why CRIU stopped being measured, if it failed.
+    pub criu_error: Option<String>,
 }
 
 /// One dump and restore.
@@ -136,27 +149,37 @@ impl ThreadsSummary {
         let n = f64::from(threads.max(1));
         let per_thread = process.zip(process, |t, _| t / n);
         let added_per_thread = (threads > 1).then(|| process.zip(baseline, |t, b| (t - b) / (n - 1.0)));
-        Some(Self { threads, process, baseline, per_thread, added_per_thread })
+        let criu = crate::report::VsCriu::of(&process, &samples.criu);
+        let criu_error = samples.criu_error.clone();
+        Some(Self { threads, process, baseline, per_thread, added_per_thread, criu, criu_error })
     }
 }
 
-/// One round of the threads part: the one-thread baseline, then N threads.
+/// One round of the threads part: the one-thread baseline, then N threads; then CRIU on N threads,
+/// unless it is not given or failed before (its failure is recorded, and the part goes on).
 pub fn round(
     stasis: &Stasis,
+    criu: Option<&crate::criu::Criu>,
     program: &Path,
     threads: u32,
     dir: &Path,
     samples: &mut ThreadsSamples,
 ) -> Result<(), ThreadsError> {
-    let baseline = measure(stasis, program, 1, dir)?;
-    let process = measure(stasis, program, threads, dir)?;
+    let baseline = measure(Tool::Stasis(stasis), program, 1, dir)?;
+    let process = measure(Tool::Stasis(stasis), program, threads, dir)?;
     samples.baseline.push(baseline);
     samples.process.push(process);
+    if let Some(criu) = criu.filter(|_| samples.criu_error.is_none()) {
+        match measure(Tool::Criu(criu), program, threads, dir) {
+            Ok(t) => samples.criu.push(t),
+            Err(e) => samples.criu_error = Some(crate::error_chain(&e)),
+        }
+    }
     Ok(())
 }
 
-/// Dumps and restores one fresh copy of `program THREADS`.
-pub fn measure(stasis: &Stasis, program: &Path, threads: u32, dir: &Path) -> Result<Timing, ThreadsError> {
+/// Dumps and restores one fresh copy of `program THREADS` with `tool`.
+pub fn measure(tool: Tool, program: &Path, threads: u32, dir: &Path) -> Result<Timing, ThreadsError> {
     let image = dir.join("thr-img");
     let log = dir.join("threads.log");
     remove(&image)?;
@@ -164,16 +187,15 @@ pub fn measure(stasis: &Stasis, program: &Path, threads: u32, dir: &Path) -> Res
     workload.wait_ready(READY_TIMEOUT)?;
     let pid = workload.pid();
     expect_tasks(pid, threads, "before the dump")?;
-    let dump = stasis.dump(pid, &image)?;
+    let (dump, frozen) = tool.dump::<ThreadsError>(pid, &image)?;
     workload.reap(GONE_TIMEOUT)?;
-    let restore = stasis.restore(&image)?;
-    let restored = restore.report.pid;
+    let (restore, restored) = tool.restore::<ThreadsError>(&image)?;
     let checked = expect_tasks(restored, threads, "after the restore");
     procs::kill_and_wait_gone(restored, GONE_TIMEOUT)?;
     checked?;
     remove(&image)?;
     remove(&log)?;
-    Ok(Timing { dump: dump.wall, frozen: dump.report.frozen, restore: restore.wall })
+    Ok(Timing { dump, frozen, restore })
 }
 
 /// Fails unless `/proc/PID/task` has `expected` entries.
@@ -205,6 +227,7 @@ mod tests {
                 frozen_secs: vec![0.01, 0.01, 0.01],
                 restore_secs: vec![0.05, 0.05, 0.05],
             },
+            ..Default::default()
         }
     }
 

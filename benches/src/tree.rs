@@ -28,6 +28,7 @@ use crate::procs::{self, ProcError};
 use crate::report::median;
 use crate::stasis::{Stasis, StasisError};
 use crate::threads::{Timing, TimingSamples, Timings};
+use crate::tool::Tool;
 use crate::workload::{Workload, WorkloadError, GONE_TIMEOUT, READY_TIMEOUT};
 
 /// Most processes the workload starts (and `--tree` accepts).
@@ -44,6 +45,8 @@ pub enum TreeError {
     Workload(#[from] WorkloadError),
     #[error(transparent)]
     Stasis(#[from] StasisError),
+    #[error(transparent)]
+    Criu(#[from] crate::criu::CriuError),
     #[error(transparent)]
     Process(#[from] ProcError),
     #[error("cannot list the children of pid {pid}")]
@@ -69,6 +72,12 @@ pub struct TreeSamples {
     pub tree: TimingSamples,
     /// The root alone.
     pub baseline: TimingSamples,
+    /// CRIU on the tree of N processes, in the same rounds (no frozen time).
+    #[serde(default)]
+    pub criu: TimingSamples,
+    /// Why CRIU stopped being measured, if it failed.
+    #[serde(default)]
+    pub criu_error: Option<String>,
 }
 
 /// Medians of the tree part, the per-process costs derived from them, and the target.
@@ -92,6 +101,10 @@ pub struct TreeSummary {
     pub target_per_process_secs: f64,
     /// Whether `dump_restore_per_process_secs` is under the target.
     pub within_target: bool,
+    /// CRIU on the tree of N processes, and stasis over CRIU; `None` where CRIU was not measured.
+    pub criu: Option<crate::report::VsCriu>,
+    /// Why CRIU stopped being measured, if it failed.
+    pub criu_error: Option<String>,
 }
 
 /// Median over the rounds of dump + restore; `None` without samples.
@@ -120,22 +133,33 @@ impl TreeSummary {
             added_dump_restore_per_process_secs: (processes > 1).then(|| added(both, both_baseline)),
             target_per_process_secs: target,
             within_target: both / n < target,
+            criu: crate::report::VsCriu::of(&tree, &samples.criu),
+            criu_error: samples.criu_error.clone(),
         })
     }
 }
 
 /// One round of the tree part: the root alone, then the tree of N processes.
+/// Then CRIU on the tree, unless it is not given or failed before (its failure is recorded, and the
+/// part goes on).
 pub fn round(
     stasis: &Stasis,
+    criu: Option<&crate::criu::Criu>,
     program: &Path,
     processes: u32,
     dir: &Path,
     samples: &mut TreeSamples,
 ) -> Result<(), TreeError> {
-    let baseline = measure(stasis, program, 1, dir)?;
-    let tree = measure(stasis, program, processes, dir)?;
+    let baseline = measure(Tool::Stasis(stasis), program, 1, dir)?;
+    let tree = measure(Tool::Stasis(stasis), program, processes, dir)?;
     samples.baseline.push(baseline);
     samples.tree.push(tree);
+    if let Some(criu) = criu.filter(|_| samples.criu_error.is_none()) {
+        match measure(Tool::Criu(criu), program, processes, dir) {
+            Ok(t) => samples.criu.push(t),
+            Err(e) => samples.criu_error = Some(crate::error_chain(&e)),
+        }
+    }
     Ok(())
 }
 
@@ -164,7 +188,7 @@ pub fn cleanup(dir: &Path) -> io::Result<()> {
 }
 
 /// Dumps and restores one fresh tree of `program PROCESSES`.
-pub fn measure(stasis: &Stasis, program: &Path, processes: u32, dir: &Path) -> Result<Timing, TreeError> {
+pub fn measure(tool: Tool, program: &Path, processes: u32, dir: &Path) -> Result<Timing, TreeError> {
     let image = images_dir(dir).join(MEASUREMENTS.fetch_add(1, Ordering::Relaxed).to_string());
     let log = dir.join("tree.log");
     remove(&image)?;
@@ -177,12 +201,11 @@ pub fn measure(stasis: &Stasis, program: &Path, processes: u32, dir: &Path) -> R
     ready?;
     let children = expect_children(root, processes - 1, "before the dump")?;
     orphans.0.clone_from(&children);
-    let dump = stasis.dump(root, &image)?;
+    let (dump, frozen) = tool.dump::<TreeError>(root, &image)?;
     workload.reap(GONE_TIMEOUT)?;
     procs::wait_all_gone(&children, TREE_GONE_TIMEOUT)?;
     orphans.0.clear();
-    let restore = stasis.restore(&image)?;
-    let restored = restore.report.pid;
+    let (restore, restored) = tool.restore::<TreeError>(&image)?;
     let checked = expect_children(restored, processes - 1, "after the restore");
     let mut all = procs::children(restored).unwrap_or_default();
     all.push(restored);
@@ -192,7 +215,7 @@ pub fn measure(stasis: &Stasis, program: &Path, processes: u32, dir: &Path) -> R
     orphans.0.clear();
     checked?;
     remove(&log)?;
-    Ok(Timing { dump: dump.wall, frozen: dump.report.frozen, restore: restore.wall })
+    Ok(Timing { dump, frozen, restore })
 }
 
 /// The children of `pid`; fails unless there are `expected` of them.
@@ -224,6 +247,7 @@ mod tests {
                 frozen_secs: vec![0.01, 0.01, 0.01],
                 restore_secs: vec![0.02, 0.02, 0.02],
             },
+            ..Default::default()
         }
     }
 

@@ -178,6 +178,14 @@ fn limits_only_run_reports_both_limits() {
     assert!(json["limits"]["write_secs"].as_f64().unwrap() > 0.0);
     assert!(json["limits"]["read_gib_per_sec"].as_f64().unwrap() > 0.0);
     assert_eq!(json["samples"]["read_limit_secs"].as_array().unwrap().len(), 3);
+    // The limit of each round is the faster of the two ways of reading.
+    let samples = &json["samples"];
+    for i in 0..3 {
+        let (single, parallel) = (&samples["read_single_secs"][i], &samples["read_parallel_secs"][i]);
+        let best = single.as_f64().unwrap().min(parallel.as_f64().unwrap());
+        assert_eq!(samples["read_limit_secs"][i].as_f64(), Some(best), "{samples}");
+    }
+    assert!(json["limits"]["read_parallel_secs"].as_f64().unwrap() > 0.0);
     assert_eq!(json["stasis"]["status"], "skipped");
     assert_eq!(json["threads"]["status"], "skipped");
     assert_eq!(json["threads"]["reason"], "--limits-only");
@@ -237,6 +245,34 @@ fn write_script(dir: &Path, name: &str, text: &str) -> PathBuf {
     std::fs::write(&path, text).unwrap();
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
     path
+}
+
+#[test]
+fn a_criu_that_cannot_run_is_named_and_the_rest_goes_on() {
+    let dir = scratch("nocriu");
+    let fake = write_script(&dir, "fake-stasis", FAKE_STASIS);
+    let work = dir.join("work");
+    let (status, json, stderr) = run_bench(&[
+        "--stasis",
+        fake.to_str().unwrap(),
+        "--criu",
+        "/nonexistent/criu",
+        "--only",
+        "threads",
+        "--rounds",
+        "1",
+        "--threads",
+        "2",
+        "--dir",
+        work.to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(status.success(), "{stderr}");
+    assert!(stderr.contains("CRIU is not measured: cannot run /nonexistent/criu"), "{stderr}");
+    assert_eq!(json["threads"]["status"], "measured", "{json}");
+    assert!(json["threads"]["criu"].is_null(), "{json}");
+    assert!(json["memory_vs_criu"].is_null(), "{json}");
+    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]

@@ -252,6 +252,26 @@ fn restore_process(inj: &mut dyn Remote, core: &TaskCore, inherited: Option<&Tas
 
 /// The settings of one thread (see [`dump_thread`]), but its parent-death signal.
 pub fn restore_thread(inj: &mut dyn Remote, core: &TaskCore, inherited: Option<&TaskCore>) -> Result<()> {
+    restore_thread_with(inj, core, inherited, true)
+}
+
+/// [`restore_thread`] but the clear-child-tid address, for a thread `clone3` gave it already (see
+/// `crate::threads`); `inherited` is then the thread that made it, whose name, timer slack,
+/// scheduling and affinity a new thread starts with as a forked child does.
+pub fn restore_thread_but_tid_address(
+    inj: &mut dyn Remote,
+    core: &TaskCore,
+    inherited: Option<&TaskCore>,
+) -> Result<()> {
+    restore_thread_with(inj, core, inherited, false)
+}
+
+fn restore_thread_with(
+    inj: &mut dyn Remote,
+    core: &TaskCore,
+    inherited: Option<&TaskCore>,
+    tid_address: bool,
+) -> Result<()> {
     // What a child forked from its restored parent has already (fork copies the name, the timer
     // slack, the scheduling policy unless SCHED_RESET_ON_FORK, the nice value and the affinity).
     let had = |same: &dyn Fn(&TaskCore) -> bool| inherited.is_some_and(same);
@@ -261,7 +281,9 @@ pub fn restore_thread(inj: &mut dyn Remote, core: &TaskCore, inherited: Option<&
     if core.timer_slack_ns != 0 && !had(&|p| p.timer_slack_ns == core.timer_slack_ns) {
         inj.prctl(Prctl::SetTimerslack(core.timer_slack_ns))?;
     }
-    inj.set_tid_address(core.clear_child_tid)?;
+    if tid_address {
+        inj.set_tid_address(core.clear_child_tid)?;
+    }
     inj.set_robust_list(core.robust_list, core.robust_list_len)?;
     if let Some(r) = &core.rseq {
         inj.rseq(r.ptr, r.len, 0, r.signature)?;

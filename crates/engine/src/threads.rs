@@ -70,18 +70,30 @@ pub struct NewThread {
 
 /// Create the thread of `core` in the process whose main thread `main` drives (it must have
 /// `PTRACE_O_TRACECLONE` set), and restore its own state but its registers and mask. `tgid` is the
-/// process, `vdso` the final `[vdso]` range.
+/// process and `main_core` the record of its main thread, whose state but its credentials is
+/// restored already; `vdso` the final `[vdso]` range.
 /// `parent_exits`: the process's parent is stasis, which exits once the tree runs (see
 /// [`misc::restore_thread_after_creds`]).
+///
+/// Every injected call is a round trip through the scheduler, so what the new thread gets from
+/// `clone3` is not set again: its clear-child-tid address (`CLONE_CHILD_CLEARTID`), and what it
+/// inherits from the main thread (name, timer slack, scheduling, affinity; credentials are compared
+/// with `/proc`); a disabled alternate signal stack is what a new thread has.
 pub fn create(
     main: &mut Injector,
-    tgid: Pid,
+    (tgid, main_core): (Pid, &TaskCore),
     core: &TaskCore,
     vdso: (u64, u64),
     parent_exits: bool,
 ) -> Result<NewThread> {
     let want = Pid(core.pid);
-    let args = CloneArgs { flags: THREAD_FLAGS, exit_signal: 0, set_tid: Some(want) };
+    let cleartid = if core.clear_child_tid != 0 { libc::CLONE_CHILD_CLEARTID as u64 } else { 0 };
+    let args = CloneArgs {
+        flags: THREAD_FLAGS | cleartid,
+        exit_signal: 0,
+        set_tid: Some(want),
+        child_tid: core.clear_child_tid,
+    };
     let tid = main.clone3(&args).map_err(|e| Error::Step {
         pid: tgid,
         what: format!("thread {want}"),
@@ -95,7 +107,7 @@ pub fn create(
         status => return Err(Error::Failed { pid: tid, what: format!("new thread did not stop: {status:?}") }),
     }
     let mut inj = Injector::sharing(tid, vdso, main.scratch(), main.calls())?;
-    restore_state(&mut inj, tgid, tid, core, parent_exits).map_err(|e| Error::Step {
+    restore_state(&mut inj, (tgid, main_core), tid, core, parent_exits).map_err(|e| Error::Step {
         pid: tgid,
         what: format!("thread {tid}"),
         source: Box::new(e),
@@ -103,11 +115,17 @@ pub fn create(
     Ok(NewThread { tid, inj })
 }
 
-fn restore_state(inj: &mut dyn Remote, tgid: Pid, tid: Pid, core: &TaskCore, parent_exits: bool) -> Result<()> {
-    if let Some(ss) = &core.altstack {
+fn restore_state(
+    inj: &mut dyn Remote,
+    (tgid, main_core): (Pid, &TaskCore),
+    tid: Pid,
+    core: &TaskCore,
+    parent_exits: bool,
+) -> Result<()> {
+    if let Some(ss) = core.altstack.as_ref().filter(|ss| ss.flags & libc::SS_DISABLE == 0) {
         signals::restore_altstack(inj, ss)?;
     }
-    misc::restore_thread(inj, core, None)?;
+    misc::restore_thread_but_tid_address(inj, core, Some(main_core))?;
     signals::restore_pending(inj, tgid, tid, &core.pending)?;
     if let Some(c) = &core.creds {
         creds::restore(inj, tid, c)?;

@@ -131,16 +131,17 @@ pub fn map_flags(e: &MapEntry) -> u32 {
 /// `MLOCK_ONFAULT` for `mlock2`.
 const MLOCK_ONFAULT: u32 = 1;
 
-/// After the fill: the madvise state and the lock of area `v`.
-pub fn restore(inj: &mut dyn Remote, v: &Vma) -> Result<()> {
-    let len = v.end - v.start;
+/// After the fill: the madvise state and the lock of every area of `vmas`; each advice in one call
+/// per stretch of contiguous areas that have it.
+pub fn restore_all(inj: &mut dyn Remote, vmas: &[&Vma]) -> Result<()> {
     for (_, bit, advice) in ADVICE {
-        if v.madvise & bit != 0 {
-            inj.madvise(v.start, len, advice)?;
+        let with = vmas.iter().filter(|v| v.madvise & bit != 0).map(|v| (v.start, v.end, ()));
+        for (start, end, ()) in super::runs::coalesce(with.collect()) {
+            inj.madvise(start, end - start, advice)?;
         }
     }
-    if v.locked {
-        inj.mlock2(v.start, len, if v.lock_on_fault { MLOCK_ONFAULT } else { 0 })?;
+    for v in vmas.iter().filter(|v| v.locked) {
+        inj.mlock2(v.start, v.end - v.start, if v.lock_on_fault { MLOCK_ONFAULT } else { 0 })?;
     }
     Ok(())
 }

@@ -14,6 +14,7 @@ pub mod gadget;
 pub mod guards;
 pub mod mm_wide;
 pub mod pages;
+pub mod runs;
 pub mod track;
 
 use crate::error::{Error, Result};
@@ -180,7 +181,15 @@ pub fn restore_layout(
     unmap_foreign(inj, &current, &kept_ranges)?;
     move_specials(inj, pid, &current, mm)?;
     let mut files = OpenFiles { ghosts, by_path: HashMap::new() };
-    for v in mm.vmas.iter().filter(|v| !is_special(v)) {
+    let vmas: Vec<&Vma> = mm.vmas.iter().filter(|v| !is_special(v)).collect();
+    for s in runs::stretches(&vmas, filled, kept) {
+        let v = match s {
+            Ok(stretch) => {
+                map_stretch(inj, pid, &stretch)?;
+                continue;
+            }
+            Err(v) => v,
+        };
         let filled = filled.contains(&v.start);
         if kept.contains(&v.start) {
             if fill_prot(v, filled) != v.prot {
@@ -191,6 +200,20 @@ pub fn restore_layout(
         map_vma(inj, imp, &mut files, pid, v, filled)?;
     }
     files.close(inj)
+}
+
+/// Map a stretch of private anonymous areas with one `mmap(PROT_NONE)`, then give each area its
+/// fill protection (see [`runs`]).
+fn map_stretch(inj: &mut dyn Remote, pid: Pid, s: &runs::Stretch) -> Result<()> {
+    let flags = s.flags | (libc::MAP_FIXED | libc::MAP_ANONYMOUS) as u32;
+    let step =
+        |what: String| move |e: stasis_sys::inject::InjectError| Error::Step { pid, what, source: Box::new(e.into()) };
+    inj.mmap(s.start, s.end - s.start, libc::PROT_NONE as u32, flags, -1, 0)
+        .map_err(step(format!("memory areas {:#x}-{:#x}", s.start, s.end)))?;
+    for &(start, end, prot) in &s.prots {
+        inj.mprotect(start, end - start, prot).map_err(step(format!("memory area {start:#x}-{end:#x}")))?;
+    }
+    Ok(())
 }
 
 /// In the VMAs a child kept from its parent, drop the pages the child did not have (neither its own
@@ -445,7 +468,7 @@ fn attach_shm(inj: &mut dyn Remote, pid: Pid, v: &Vma) -> Result<()> {
 
 /// Protection while pages are written: private areas and shared anonymous ones that get pages are
 /// writable for the fill.
-fn fill_prot(v: &Vma, filled: bool) -> u32 {
+pub(crate) fn fill_prot(v: &Vma, filled: bool) -> u32 {
     if filled && (v.flags & libc::MAP_PRIVATE as u32 != 0 || kind(v) == VmaKind::SharedAnon) {
         v.prot | libc::PROT_WRITE as u32
     } else {
@@ -454,15 +477,14 @@ fn fill_prot(v: &Vma, filled: bool) -> u32 {
 }
 
 /// After the fill: final protection, madvise state and locks.
+/// Contiguous areas that get the same protection or advice get it in one call (see [`runs`]).
 pub fn finish_layout(inj: &mut dyn Remote, mm: &MmImage, filled: &HashSet<u64>) -> Result<()> {
-    for v in mm.vmas.iter().filter(|v| !is_special(v)) {
-        let len = v.end - v.start;
-        if fill_prot(v, filled.contains(&v.start)) != v.prot {
-            inj.mprotect(v.start, len, v.prot)?;
-        }
-        flags::restore(inj, v)?;
+    let vmas: Vec<&Vma> = mm.vmas.iter().filter(|v| !is_special(v)).collect();
+    let prots = vmas.iter().filter(|v| fill_prot(v, filled.contains(&v.start)) != v.prot);
+    for (start, end, prot) in runs::coalesce(prots.map(|v| (v.start, v.end, v.prot)).collect()) {
+        inj.mprotect(start, end - start, prot)?;
     }
-    Ok(())
+    flags::restore_all(inj, &vmas)
 }
 
 #[cfg(test)]

@@ -282,7 +282,7 @@ fn create_threads(inj: &mut Injector, pid: Pid, img: &ProcImage, parent_exits: b
     let code = (inj.gadget(), inj.gadget() + 2);
     let mut made = Vec::new();
     for t in &img.threads {
-        match threads::create(inj, pid, t, code, parent_exits) {
+        match threads::create(inj, (pid, &img.core), t, code, parent_exits) {
             Ok(n) => made.push(n),
             Err(e) => {
                 made.into_iter().for_each(NewThread::abandon);
@@ -400,11 +400,9 @@ pub(super) fn fork_child(inj: &mut dyn Remote, parent: Pid, want: Pid, flags: u6
 
 /// [`fork_child`] with `exit_signal` for the signal the parent gets when the child ends (0: none).
 fn fork_task(inj: &mut dyn Remote, parent: Pid, want: Pid, flags: u64, exit_signal: u64) -> Result<Pid> {
-    let child = inj.clone3(&CloneArgs { flags, exit_signal, set_tid: Some(want) }).map_err(|e| Error::Step {
-        pid: parent,
-        what: format!("child process {want}"),
-        source: Box::new(e.into()),
-    })?;
+    let child = inj
+        .clone3(&CloneArgs { flags, exit_signal, set_tid: Some(want), child_tid: 0 })
+        .map_err(|e| Error::Step { pid: parent, what: format!("child process {want}"), source: Box::new(e.into()) })?;
     if child != want {
         return Err(Error::Failed { pid: parent, what: format!("child {want} was created as {child}") });
     }

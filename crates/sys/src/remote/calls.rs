@@ -313,7 +313,7 @@ pub trait Remote: Target {
             None => (0, 0),
         };
         // flags, pidfd, child_tid, parent_tid, exit_signal, stack, stack_size, tls, set_tid, set_tid_size, cgroup
-        let words = [a.flags, 0, 0, 0, a.exit_signal, 0, 0, 0, tid_ptr, n, 0];
+        let words = [a.flags, 0, a.child_tid, 0, a.exit_signal, 0, 0, 0, tid_ptr, n, 0];
         let at = put_u64s(self, "clone3", 0, &words)?;
         put_u64s(self, "clone3", CLONE_ARGS_SIZE, &[a.set_tid.map_or(0, |p| p.0 as u32 as u64)])?;
         Ok(Pid(checked(self, Call::new("clone3", libc::SYS_clone3, &[at, CLONE_ARGS_SIZE]))? as i32))

@@ -54,12 +54,14 @@ pub struct SigEvent {
     pub tid: i32,
 }
 
-/// What `clone3(2)` is given: flags, exit signal and the one PID (`set_tid`) the new task must get.
+/// What `clone3(2)` is given: flags, exit signal, the one PID (`set_tid`) the new task must get, and
+/// `child_tid`, the new task's clear-child-tid address with `CLONE_CHILD_CLEARTID` in `flags`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct CloneArgs {
     pub flags: u64,
     pub exit_signal: u64,
     pub set_tid: Option<Pid>,
+    pub child_tid: u64,
 }
 
 /// The three capability sets of `capset(2)`, 64 bits each (two `_LINUX_CAPABILITY_VERSION_3` words).
