@@ -818,7 +818,8 @@ pub struct UnixSocket {
     pub bind_dir: String,
 }
 
-/// An IPv4 or IPv6 TCP socket (`tcp(7)`): unbound, bound, listening or established. Addresses are
+/// An IPv4 or IPv6 TCP socket (`tcp(7)`): unbound, bound, listening or established; or a UDP or
+/// UDP-Lite socket (`udp(7)`, `udplite(7)`): unbound, bound or connected (state 1). Addresses are
 /// text (`127.0.0.1`, `::1`, `::ffff:127.0.0.1`); an unbound socket has port 0.
 #[derive(Clone, PartialEq, prost::Message, Serialize)]
 pub struct InetSocket {
@@ -827,10 +828,10 @@ pub struct InetSocket {
     /// `AF_INET` (2) or `AF_INET6` (10).
     #[prost(uint32, tag = "2")]
     pub family: u32,
-    /// `SOCK_STREAM` (1).
+    /// `SOCK_STREAM` (1) or `SOCK_DGRAM` (2).
     #[prost(uint32, tag = "3")]
     pub sock_type: u32,
-    /// `IPPROTO_TCP` (6).
+    /// `IPPROTO_TCP` (6), `IPPROTO_UDP` (17) or `IPPROTO_UDPLITE` (136).
     #[prost(uint32, tag = "4")]
     pub protocol: u32,
     /// `TCP_ESTABLISHED` (1), `TCP_CLOSE` (7) or `TCP_LISTEN` (10).
@@ -873,6 +874,25 @@ pub struct InetSocket {
     /// An established connection (`--tcp-established`): what `TCP_REPAIR` read.
     #[prost(message, optional, tag = "19")]
     pub tcp: Option<TcpConnection>,
+    /// A UDP or UDP-Lite socket: the datagrams queued unread, oldest first.
+    #[prost(message, repeated, tag = "350")]
+    pub datagrams: Vec<Datagram>,
+    /// `RCV_SHUTDOWN` (1) and `SEND_SHUTDOWN` (2), as `inet_diag` reports them.
+    #[prost(uint32, tag = "351")]
+    pub shutdown: u32,
+}
+
+/// One datagram queued on a UDP or UDP-Lite socket, with its source.
+#[derive(Clone, PartialEq, prost::Message, Serialize)]
+pub struct Datagram {
+    #[prost(bytes = "vec", tag = "1")]
+    #[serde(serialize_with = "hex_bytes")]
+    pub data: Vec<u8>,
+    /// The source address (text, as `local_addr`) and port.
+    #[prost(string, tag = "2")]
+    pub source_addr: String,
+    #[prost(uint32, tag = "3")]
+    pub source_port: u32,
 }
 
 /// One integer socket option.

@@ -259,3 +259,69 @@ pub fn wire_ip(ip: IpAddr) -> IpAddr {
         v4 => v4,
     }
 }
+
+/// A datagram peeked from a socket's receive queue.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Datagram {
+    pub data: Vec<u8>,
+    /// Its source, if IPv4 or IPv6.
+    pub from: Option<SocketAddr>,
+    /// Its full length (more than `data` holds when it did not fit).
+    pub len: usize,
+}
+
+/// `recvmsg(2)` with `MSG_PEEK | MSG_DONTWAIT | MSG_TRUNC` of the datagram at the socket's peek
+/// offset (`SO_PEEK_OFF`: with it set, successive calls walk the queue), into a buffer of `max`
+/// bytes, left in the queue; `None` when no more is queued.
+pub fn peek_datagram(fd: BorrowedFd<'_>, max: usize) -> Result<Option<Datagram>, SysError> {
+    let mut data = vec![0u8; max];
+    // SAFETY: sockaddr_storage is plain data; all zeroes is a valid value.
+    let mut from: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+    let mut iov = libc::iovec { iov_base: data.as_mut_ptr().cast(), iov_len: max };
+    // SAFETY: msghdr is plain data; all zeroes is a valid value.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_name = (&mut from as *mut libc::sockaddr_storage).cast();
+    msg.msg_namelen = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    let flags = libc::MSG_PEEK | libc::MSG_DONTWAIT | libc::MSG_TRUNC;
+    // SAFETY: every pointer in `msg` points to a live buffer of the length it states.
+    let ret = unsafe { libc::recvmsg(fd.as_raw_fd(), &mut msg, flags) };
+    let len = match check("recvmsg(MSG_PEEK)", ret as libc::c_long) {
+        Err(e) if e.errno() == libc::EAGAIN => return Ok(None),
+        Err(e) => return Err(e),
+        Ok(n) => n as usize,
+    };
+    data.truncate(len.min(max));
+    Ok(Some(Datagram { data, from: from_sockaddr(&from), len }))
+}
+
+/// `sendto(2)` with `MSG_DONTWAIT | MSG_NOSIGNAL` of `data` to `to` (for a raw socket the port is
+/// not used); returns the bytes sent.
+pub fn send_to(fd: BorrowedFd<'_>, data: &[u8], to: &SocketAddr) -> Result<usize, SysError> {
+    let (s, len) = sockaddr(to);
+    let flags = libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL;
+    // SAFETY: `data` is a live buffer of its length; `s` holds a valid address of `len` bytes.
+    let ret = unsafe {
+        libc::sendto(
+            fd.as_raw_fd(),
+            data.as_ptr().cast(),
+            data.len(),
+            flags,
+            (&s as *const libc::sockaddr_storage).cast(),
+            len,
+        )
+    };
+    check("sendto", ret as libc::c_long).map(|n| n as usize)
+}
+
+/// `connect(2)` to `AF_UNSPEC`: a datagram socket forgets its peer.
+pub fn disconnect(fd: BorrowedFd<'_>) -> Result<(), SysError> {
+    // SAFETY: sockaddr is plain data; all zeroes with AF_UNSPEC is a valid address.
+    let mut s: libc::sockaddr = unsafe { std::mem::zeroed() };
+    s.sa_family = libc::AF_UNSPEC as libc::sa_family_t;
+    let len = std::mem::size_of::<libc::sockaddr>() as libc::socklen_t;
+    // SAFETY: `s` is a valid address of `len` bytes.
+    let ret = unsafe { libc::connect(fd.as_raw_fd(), &s, len) };
+    check("connect(AF_UNSPEC)", ret as libc::c_long).map(drop)
+}

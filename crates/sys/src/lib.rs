@@ -8,6 +8,7 @@
 pub mod anon;
 pub mod fd;
 pub mod inet;
+pub mod inet_diag;
 pub mod inject;
 pub mod ipc;
 pub mod mem;

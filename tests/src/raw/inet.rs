@@ -109,3 +109,17 @@ pub fn set_linger(fd: BorrowedFd<'_>, secs: i32) -> io::Result<()> {
     })
     .map(drop)
 }
+
+/// A new socket of `family`, `ty` and `protocol` (UDP, UDP-Lite ...), close-on-exec.
+pub fn inet_socket(family: i32, ty: i32, protocol: i32) -> io::Result<OwnedFd> {
+    // SAFETY: plain integers.
+    let fd = cvt(unsafe { libc::socket(family, ty | libc::SOCK_CLOEXEC, protocol) })?;
+    // SAFETY: the fd was just created and is owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// `shutdown(2)` with `how`.
+pub fn shutdown_inet(fd: BorrowedFd<'_>, how: i32) -> io::Result<()> {
+    // SAFETY: plain integers on an open fd.
+    cvt(unsafe { libc::shutdown(fd.as_raw_fd(), how) }).map(drop)
+}

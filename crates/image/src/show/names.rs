@@ -152,8 +152,7 @@ pub(super) fn file_kind(file: &FileEntry) -> (&'static str, &str, Option<u64>) {
         Some(FileKind::UnixSocket(u)) => (unix_kind(u), "", None),
         Some(FileKind::Pty(p)) if p.master => ("pty master", &p.path, None),
         Some(FileKind::Pty(p)) => ("pty slave", &p.path, None),
-        Some(FileKind::InetSocket(i)) if i.family == 10 => ("tcp6", "", None),
-        Some(FileKind::InetSocket(_)) => ("tcp", "", None),
+        Some(FileKind::InetSocket(i)) => (inet_kind(i), "", None),
         None => ("unknown", "", None),
     }
 }
@@ -215,13 +214,28 @@ pub(super) fn unix_name(name: &[u8]) -> String {
     }
 }
 
-/// One line on a TCP socket: addresses, state, bytes queued both ways, the options set.
+/// `tcp`, `tcp6`, `udp`, `udp6`, `udplite`, `udplite6`.
+fn inet_kind(i: &crate::model::InetSocket) -> &'static str {
+    match (i.protocol, i.family == 10) {
+        (17, false) => "udp",
+        (17, true) => "udp6",
+        (136, false) => "udplite",
+        (136, true) => "udplite6",
+        (_, false) => "tcp",
+        (_, true) => "tcp6",
+    }
+}
+
+/// One line on a TCP or UDP socket: addresses, state, bytes queued both ways (datagrams queued
+/// with their sources), shutdown, the options set.
 pub(super) fn inet_socket(i: &crate::model::InetSocket) -> String {
     let at = |addr: &str, port: u32| match addr.contains(':') {
         true => format!("[{addr}]:{port}"),
         false => format!("{addr}:{port}"),
     };
+    let udp = i.protocol == 17 || i.protocol == 136;
     let state = match i.state {
+        1 if udp => "connected",
         1 => "established",
         7 if i.local_port == 0 => "unbound",
         7 => "bound",
@@ -243,8 +257,22 @@ pub(super) fn inet_socket(i: &crate::model::InetSocket) -> String {
             t.recv_queue.len()
         ));
     }
+    if !i.datagrams.is_empty() {
+        let bytes: usize = i.datagrams.iter().map(|d| d.data.len()).sum();
+        let mut from: Vec<String> = i.datagrams.iter().map(|d| at(&d.source_addr, d.source_port)).collect();
+        from.dedup();
+        out.push_str(&format!(
+            " receive queue {} datagrams, {bytes} bytes, from {}",
+            i.datagrams.len(),
+            from.join(" ")
+        ));
+    }
+    if i.shutdown != 0 {
+        out.push_str(&format!(" shutdown {}", ["", "rd", "wr", "rdwr"][(i.shutdown & 3) as usize]));
+    }
+    let default = |o: &&crate::model::SockOpt| o.value == 0 || o.name == "SO_PEEK_OFF" && o.value == -1;
     let set: Vec<String> =
-        i.options.iter().filter(|o| o.value != 0).map(|o| format!("{}={}", o.name, o.value)).collect();
+        i.options.iter().filter(|o| !default(o)).map(|o| format!("{}={}", o.name, o.value)).collect();
     if !set.is_empty() {
         out.push_str(&format!(" [{}]", set.join(" ")));
     }

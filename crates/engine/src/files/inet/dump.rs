@@ -1,5 +1,5 @@
 //! Dump side: a TCP socket's addresses, state and options, and an established connection read in
-//! repair mode under the network lock.
+//! repair mode under the network lock; UDP sockets go to [`super::udp`].
 
 use super::*;
 use crate::error::{Error, Result};
@@ -103,21 +103,25 @@ pub fn dump(p: &Probe, ids: &mut FileIds) -> Result<FileKind> {
     let ty = int(libc::SOL_SOCKET, libc::SO_TYPE)?;
     let protocol = int(libc::SOL_SOCKET, libc::SO_PROTOCOL)?;
     let here = net::address(f, false).map_err(Error::sys(p.pid.0, "reading a socket's address"))?;
-    if ty != libc::SOCK_STREAM || protocol != libc::IPPROTO_TCP {
+    let udp = protocol == libc::IPPROTO_UDP || protocol == libc::IPPROTO_UDPLITE;
+    if !(ty == libc::SOCK_STREAM && protocol == libc::IPPROTO_TCP || ty == libc::SOCK_DGRAM && udp) {
         return Err(p.unsupported(other_kind(family, ty, protocol, here, p.meta.ino())));
     }
-    let info = net::tcp_info(f).map_err(Error::sys(p.pid.0, "reading TCP_INFO"))?;
-    let here = here.ok_or_else(|| p.unsupported("a TCP socket without an address"))?;
+    let here = here.ok_or_else(|| p.unsupported("an IP socket without an address"))?;
     let mut s = InetSocket {
         ino: p.meta.ino(),
         family: family as u32,
         sock_type: ty as u32,
         protocol: protocol as u32,
-        state: info.state as u32,
         local_addr: here.ip().to_string(),
         local_port: here.port() as u32,
         ..Default::default()
     };
+    if udp {
+        return super::udp::dump(p, s).map(FileKind::InetSocket);
+    }
+    let info = net::tcp_info(f).map_err(Error::sys(p.pid.0, "reading TCP_INFO"))?;
+    s.state = info.state as u32;
     if s.state != TCP_LISTEN && s.state != TCP_CLOSE {
         let there = net::address(f, true).ok().flatten();
         s.remote_addr = there.map(|a| a.ip().to_string()).unwrap_or_default();
@@ -139,8 +143,6 @@ pub fn dump(p: &Probe, ids: &mut FileIds) -> Result<FileKind> {
 /// `udp socket socket:[N] 0.0.0.0:53`, `raw socket ...`: what is refused, by name.
 fn other_kind(family: i32, ty: i32, protocol: i32, at: Option<std::net::SocketAddr>, ino: u64) -> String {
     let kind = match (ty, protocol) {
-        (libc::SOCK_DGRAM, libc::IPPROTO_UDP) => "UDP socket",
-        (libc::SOCK_DGRAM, libc::IPPROTO_UDPLITE) => "UDP-Lite socket",
         (libc::SOCK_DGRAM, libc::IPPROTO_ICMP) | (libc::SOCK_DGRAM, libc::IPPROTO_ICMPV6) => "ICMP ping socket",
         (libc::SOCK_RAW, _) => "raw IP socket",
         (libc::SOCK_STREAM, libc::IPPROTO_MPTCP) => "MPTCP socket",
@@ -154,10 +156,13 @@ fn other_kind(family: i32, ty: i32, protocol: i32, at: Option<std::net::SocketAd
 
 /// Every option of [`OPTIONS`] the socket answers, linger, timeouts, congestion control, device,
 /// buffer sizes.
-fn read_options(p: &Probe, s: &mut InetSocket) -> Result<()> {
+pub(super) fn read_options(p: &Probe, s: &mut InetSocket) -> Result<()> {
     let f = p.file;
     for &(name, level, opt, unconnected) in OPTIONS {
-        if unconnected && s.state == TCP_ESTABLISHED {
+        // Multicast options are refused on stream sockets (an accepted one reads the TTL of
+        // its SYN as IP_MULTICAST_TTL).
+        let multicast = name.contains("MULTICAST");
+        if unconnected && s.state == TCP_ESTABLISHED || multicast && s.sock_type == libc::SOCK_STREAM as u32 {
             continue;
         }
         if let Ok(value) = sock::get_int(f, level, opt) {
@@ -171,7 +176,9 @@ fn read_options(p: &Probe, s: &mut InetSocket) -> Result<()> {
     s.rcvtimeo_us = sock::get_timeout(f, libc::SO_RCVTIMEO).map_err(err("reading SO_RCVTIMEO"))?;
     s.sndtimeo_us = sock::get_timeout(f, libc::SO_SNDTIMEO).map_err(err("reading SO_SNDTIMEO"))?;
     let text = |level, opt| net::get_bytes(f, level, opt, 64).map(|b| c_string(&b));
-    s.congestion = text(libc::IPPROTO_TCP, libc::TCP_CONGESTION).map_err(err("reading TCP_CONGESTION"))?;
+    if s.protocol == libc::IPPROTO_TCP as u32 {
+        s.congestion = text(libc::IPPROTO_TCP, libc::TCP_CONGESTION).map_err(err("reading TCP_CONGESTION"))?;
+    }
     s.bound_device = text(libc::SOL_SOCKET, libc::SO_BINDTODEVICE).unwrap_or_default();
     s.rcvbuf = sock::get_int(f, libc::SOL_SOCKET, libc::SO_RCVBUF).map_err(err("reading SO_RCVBUF"))?;
     s.sndbuf = sock::get_int(f, libc::SOL_SOCKET, libc::SO_SNDBUF).map_err(err("reading SO_SNDBUF"))?;

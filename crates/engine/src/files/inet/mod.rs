@@ -18,6 +18,7 @@
 
 mod dump;
 mod restore;
+mod udp;
 
 pub use dump::{dump, is_inet, DumpState, Held};
 pub use restore::{Established, Sockets, Unfinished};
@@ -30,7 +31,8 @@ const TCP_CLOSE: u32 = 7;
 const TCP_LISTEN: u32 = 10;
 
 /// The integer options a dump reads and a restore sets (when a new socket's value differs), by
-/// name: (name, level, option, only for sockets that are not connected).
+/// name: (name, level, option, only for sockets that are not connected). One table for TCP and
+/// UDP: an option of another protocol's level fails with `ENOPROTOOPT` and is not recorded.
 pub const OPTIONS: &[(&str, i32, i32, bool)] = &[
     ("SO_REUSEADDR", libc::SOL_SOCKET, libc::SO_REUSEADDR, false),
     ("SO_REUSEPORT", libc::SOL_SOCKET, libc::SO_REUSEPORT, false),
@@ -72,7 +74,39 @@ pub const OPTIONS: &[(&str, i32, i32, bool)] = &[
     ("IPV6_MTU_DISCOVER", libc::IPPROTO_IPV6, libc::IPV6_MTU_DISCOVER, false),
     ("IPV6_TRANSPARENT", libc::IPPROTO_IPV6, libc::IPV6_TRANSPARENT, false),
     ("IPV6_FREEBIND", libc::IPPROTO_IPV6, libc::IPV6_FREEBIND, false),
+    ("SO_TIMESTAMPING", libc::SOL_SOCKET, libc::SO_TIMESTAMPING, false),
+    ("SO_RXQ_OVFL", libc::SOL_SOCKET, libc::SO_RXQ_OVFL, false),
+    ("SO_PEEK_OFF", libc::SOL_SOCKET, libc::SO_PEEK_OFF, false),
+    ("IP_PKTINFO", libc::IPPROTO_IP, libc::IP_PKTINFO, false),
+    ("IP_RECVTTL", libc::IPPROTO_IP, libc::IP_RECVTTL, false),
+    ("IP_RECVTOS", libc::IPPROTO_IP, libc::IP_RECVTOS, false),
+    ("IP_RECVOPTS", libc::IPPROTO_IP, libc::IP_RECVOPTS, false),
+    ("IP_MULTICAST_TTL", libc::IPPROTO_IP, libc::IP_MULTICAST_TTL, false),
+    ("IP_MULTICAST_LOOP", libc::IPPROTO_IP, libc::IP_MULTICAST_LOOP, false),
+    ("IP_MULTICAST_ALL", libc::IPPROTO_IP, libc::IP_MULTICAST_ALL, false),
+    ("IP_MULTICAST_IF", libc::IPPROTO_IP, libc::IP_MULTICAST_IF, false),
+    ("IPV6_RECVPKTINFO", libc::IPPROTO_IPV6, libc::IPV6_RECVPKTINFO, false),
+    ("IPV6_RECVHOPLIMIT", libc::IPPROTO_IPV6, libc::IPV6_RECVHOPLIMIT, false),
+    ("IPV6_RECVTCLASS", libc::IPPROTO_IPV6, libc::IPV6_RECVTCLASS, false),
+    ("IPV6_MULTICAST_HOPS", libc::IPPROTO_IPV6, libc::IPV6_MULTICAST_HOPS, false),
+    ("IPV6_MULTICAST_LOOP", libc::IPPROTO_IPV6, libc::IPV6_MULTICAST_LOOP, false),
+    ("IPV6_MULTICAST_IF", libc::IPPROTO_IPV6, libc::IPV6_MULTICAST_IF, false),
+    ("UDP_CORK", libc::SOL_UDP, libc::UDP_CORK, false),
+    ("UDP_NO_CHECK6_TX", libc::SOL_UDP, UDP_NO_CHECK6_TX, false),
+    ("UDP_NO_CHECK6_RX", libc::SOL_UDP, UDP_NO_CHECK6_RX, false),
+    ("UDP_SEGMENT", libc::SOL_UDP, UDP_SEGMENT, false),
+    ("UDP_GRO", libc::SOL_UDP, UDP_GRO, false),
+    ("UDPLITE_SEND_CSCOV", libc::IPPROTO_UDPLITE, UDPLITE_SEND_CSCOV, false),
+    ("UDPLITE_RECV_CSCOV", libc::IPPROTO_UDPLITE, UDPLITE_RECV_CSCOV, false),
 ];
+
+/// `linux/udp.h` options the libc crate does not name.
+const UDP_NO_CHECK6_TX: i32 = 101;
+const UDP_NO_CHECK6_RX: i32 = 102;
+const UDP_SEGMENT: i32 = 103;
+const UDP_GRO: i32 = 104;
+const UDPLITE_SEND_CSCOV: i32 = 10;
+const UDPLITE_RECV_CSCOV: i32 = 11;
 
 /// The name of a TCP state (`include/net/tcp_states.h`), for messages.
 fn state_name(state: u32) -> &'static str {
@@ -94,9 +128,25 @@ fn state_name(state: u32) -> &'static str {
     NAMES.get(state as usize).copied().unwrap_or("unknown")
 }
 
+/// `tcp`, `udp6`, `udplite`: the protocol and family of a socket, for messages.
+fn kind_name(i: &InetSocket) -> String {
+    let proto = match i.protocol as i32 {
+        libc::IPPROTO_UDP => "udp",
+        libc::IPPROTO_UDPLITE => "udplite",
+        _ => "tcp",
+    };
+    let six = if i.family == libc::AF_INET6 as u32 { "6" } else { "" };
+    format!("{proto}{six}")
+}
+
+/// Whether an entry is a UDP or UDP-Lite socket (else TCP).
+fn is_udp(i: &InetSocket) -> bool {
+    i.protocol == libc::IPPROTO_UDP as u32 || i.protocol == libc::IPPROTO_UDPLITE as u32
+}
+
 /// `tcp socket:[N] 127.0.0.1:80` or `tcp6 socket:[N] [::1]:4000 -> [::1]:80`, for messages.
 fn describe(i: &InetSocket) -> String {
-    let kind = if i.family == libc::AF_INET6 as u32 { "tcp6" } else { "tcp" };
+    let kind = kind_name(i);
     let mut out = format!("{kind} socket socket:[{}] {}", i.ino, local(i).map_or("?".into(), |a| a.to_string()));
     if let Some(r) = remote(i) {
         out.push_str(&format!(" -> {r}"));
@@ -109,7 +159,7 @@ pub fn connections(files: &[stasis_image::model::FileEntry]) -> Vec<crate::netlo
     files
         .iter()
         .filter_map(|f| match &f.kind {
-            Some(stasis_image::model::FileKind::InetSocket(s)) if s.state == TCP_ESTABLISHED => {
+            Some(stasis_image::model::FileKind::InetSocket(s)) if s.state == TCP_ESTABLISHED && !is_udp(s) => {
                 Some((local(s)?, remote(s)?))
             }
             _ => None,

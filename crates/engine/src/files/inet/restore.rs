@@ -1,6 +1,6 @@
 //! Restore side: every TCP socket made in the controller, listeners and bound sockets before the
 //! connections (which bind to a listener's port), each connection in repair mode until
-//! [`Unfinished::finish`].
+//! [`Unfinished::finish`]; UDP sockets first, by [`super::udp`].
 
 use super::*;
 use crate::error::{Error, Result};
@@ -44,10 +44,13 @@ impl Sockets {
         let all: Vec<(u32, InetSocket)> = files.iter().filter_map(inet).collect();
         let mut made = HashMap::new();
         let mut repaired = Vec::new();
-        for (id, s) in all.iter().filter(|(_, s)| s.state != TCP_ESTABLISHED) {
+        for (id, s) in all.iter().filter(|(_, s)| is_udp(s)) {
+            made.insert(*id, super::udp::make(s)?);
+        }
+        for (id, s) in all.iter().filter(|(_, s)| !is_udp(s) && s.state != TCP_ESTABLISHED) {
             made.insert(*id, make_unconnected(s)?);
         }
-        for (id, s) in all.iter().filter(|(_, s)| s.state == TCP_ESTABLISHED) {
+        for (id, s) in all.iter().filter(|(_, s)| !is_udp(s) && s.state == TCP_ESTABLISHED) {
             let fd = match (how.repair, how.close) {
                 (true, _) => {
                     repaired.push(*id);
@@ -89,6 +92,7 @@ fn new_socket(s: &InetSocket) -> Result<OwnedFd> {
 fn make_unconnected(s: &InetSocket) -> Result<OwnedFd> {
     let fd = new_socket(s)?;
     set_options(s, fd.as_fd(), &[])?;
+    set_device(s, fd.as_fd())?;
     set_buffers(s, fd.as_fd())?;
     if s.local_port != 0 {
         let at = local(s).ok_or_else(|| bad_address(s))?;
@@ -105,6 +109,7 @@ fn make_unconnected(s: &InetSocket) -> Result<OwnedFd> {
 fn make_closed(s: &InetSocket) -> Result<OwnedFd> {
     let fd = new_socket(s)?;
     set_options(s, fd.as_fd(), &[])?;
+    set_device(s, fd.as_fd())?;
     log::warn!("{}: restored closed (--tcp-close)", describe(s));
     Ok(fd)
 }
@@ -127,6 +132,7 @@ fn make_connection(s: &InetSocket) -> Result<OwnedFd> {
     int(libc::IPPROTO_TCP, net::TCP_REPAIR, net::TCP_REPAIR_ON).map_err(fail(s, "entering TCP repair mode"))?;
     // Not SO_REUSEADDR: repair mode forces reuse (the listener holds the port) until it ends.
     set_options(s, f, &["SO_REUSEADDR"])?;
+    set_device(s, f)?;
     set_buffers(s, f)?;
     net::bind(f, &bind_address(s, here)).map_err(fail(s, "binding it"))?;
     set_seq(f, net::TCP_RECV_QUEUE, t.recv_seq).map_err(fail(s, "setting its receive sequence number"))?;
@@ -223,9 +229,11 @@ fn repair_options(t: &TcpConnection) -> Vec<(u32, u32)> {
 }
 
 /// Every recorded option (but those of `except`) that differs from this new socket's value, then
-/// linger, timeouts, congestion control and device.
-fn set_options(s: &InetSocket, f: BorrowedFd<'_>, except: &[&str]) -> Result<()> {
-    for o in s.options.iter().filter(|o| !except.contains(&o.name.as_str())) {
+/// linger, timeouts and congestion control (not the device: [`set_device`]).
+pub(super) fn set_options(s: &InetSocket, f: BorrowedFd<'_>, except: &[&str]) -> Result<()> {
+    // SO_PRIORITY last: setting IP_TOS (or IPV6_TCLASS) sets the priority from the TOS.
+    let (last, first): (Vec<_>, Vec<_>) = s.options.iter().partition(|o| o.name == "SO_PRIORITY");
+    for o in first.into_iter().chain(last).filter(|o| !except.contains(&o.name.as_str())) {
         let Some(&(_, level, opt, _)) = OPTIONS.iter().find(|(n, ..)| *n == o.name) else {
             let what = format!("{}: unknown option {}", describe(s), o.name);
             return Err(Error::Incompatible { file: "files.img".into(), what });
@@ -246,6 +254,11 @@ fn set_options(s: &InetSocket, f: BorrowedFd<'_>, except: &[&str]) -> Result<()>
         net::set_bytes(f, libc::IPPROTO_TCP, libc::TCP_CONGESTION, s.congestion.as_bytes())
             .map_err(fail(s, "setting TCP_CONGESTION"))?;
     }
+    Ok(())
+}
+
+/// `SO_BINDTODEVICE`, if the socket had a device.
+pub(super) fn set_device(s: &InetSocket, f: BorrowedFd<'_>) -> Result<()> {
     if !s.bound_device.is_empty() {
         net::set_bytes(f, libc::SOL_SOCKET, libc::SO_BINDTODEVICE, s.bound_device.as_bytes())
             .map_err(fail(s, "setting SO_BINDTODEVICE"))?;
@@ -255,7 +268,7 @@ fn set_options(s: &InetSocket, f: BorrowedFd<'_>, except: &[&str]) -> Result<()>
 
 /// `SO_RCVBUF`/`SO_SNDBUF` where they differ from a new socket's (the kernel doubles what is set;
 /// the `FORCE` variants pass the system limits, as root).
-fn set_buffers(s: &InetSocket, f: BorrowedFd<'_>) -> Result<()> {
+pub(super) fn set_buffers(s: &InetSocket, f: BorrowedFd<'_>) -> Result<()> {
     for (want, get, force) in
         [(s.rcvbuf, libc::SO_RCVBUF, libc::SO_RCVBUFFORCE), (s.sndbuf, libc::SO_SNDBUF, libc::SO_SNDBUFFORCE)]
     {
