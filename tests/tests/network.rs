@@ -77,6 +77,14 @@ fn established_connections_in_the_tree() {
     case.finish(&mut restored);
 }
 
+/// Half-closed connections (FIN-WAIT-2 and CLOSE-WAIT, data queued both ways) come back in their
+/// states: the peer's FIN is sent to the restored socket again, ours is queued again.
+#[test]
+fn half_closed_connections() {
+    let case = Case::new("tcp_states", workload!("tcp_states"));
+    case.checkpoint_restore(&["--tcp-established"], &["--tcp-established"]);
+}
+
 /// Without --tcp-established the dump fails naming the connection and the option, and the tree
 /// runs on; a restore of an image with connections needs the option too.
 #[test]

@@ -123,3 +123,14 @@ pub fn shutdown_inet(fd: BorrowedFd<'_>, how: i32) -> io::Result<()> {
     // SAFETY: plain integers on an open fd.
     cvt(unsafe { libc::shutdown(fd.as_raw_fd(), how) }).map(drop)
 }
+
+/// `tcpi_state` of `TCP_INFO`: 1 established ... 11 closing (`include/net/tcp_states.h`).
+pub fn tcp_state(fd: BorrowedFd<'_>) -> io::Result<u8> {
+    let mut info = [0u8; 8];
+    let mut len = info.len() as libc::socklen_t;
+    // SAFETY: `info` holds `len` writable bytes.
+    cvt(unsafe {
+        libc::getsockopt(fd.as_raw_fd(), libc::IPPROTO_TCP, libc::TCP_INFO, info.as_mut_ptr().cast(), &mut len)
+    })?;
+    Ok(info[0])
+}

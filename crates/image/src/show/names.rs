@@ -237,13 +237,19 @@ pub(super) fn inet_socket(i: &crate::model::InetSocket) -> String {
     let state = match i.state {
         1 if udp => "connected",
         1 => "established",
+        2 => "syn-sent",
+        4 => "fin-wait-1",
+        5 => "fin-wait-2",
         7 if i.local_port == 0 => "unbound",
         7 => "bound",
+        8 => "close-wait",
+        9 => "last-ack",
         10 => "listen",
+        11 => "closing",
         _ => "other",
     };
     let mut out = format!("socket:[{}] {state} {}", i.ino, at(&i.local_addr, i.local_port));
-    if i.state == 1 {
+    if !i.remote_addr.is_empty() {
         out.push_str(&format!(" -> {}", at(&i.remote_addr, i.remote_port)));
     }
     if i.state == 10 {

@@ -131,7 +131,7 @@ pub fn dump(p: &Probe, ids: &mut FileIds) -> Result<FileKind> {
     match s.state {
         TCP_LISTEN => listener(p, ids, &mut s, &info)?,
         TCP_CLOSE => {}
-        TCP_ESTABLISHED => connection(p, ids, &mut s)?,
+        st if is_connection(st) => connection(p, ids, &mut s)?,
         other => {
             let what = format!("{} in state {}", describe(&s), state_name(other));
             return Err(p.unsupported(what));
@@ -162,7 +162,7 @@ pub(super) fn read_options(p: &Probe, s: &mut InetSocket) -> Result<()> {
         // Multicast options are refused on stream sockets (an accepted one reads the TTL of
         // its SYN as IP_MULTICAST_TTL).
         let multicast = name.contains("MULTICAST");
-        if unconnected && s.state == TCP_ESTABLISHED || multicast && s.sock_type == libc::SOCK_STREAM as u32 {
+        if unconnected && is_connection(s.state) || multicast && s.sock_type == libc::SOCK_STREAM as u32 {
             continue;
         }
         if let Ok(value) = sock::get_int(f, level, opt) {
@@ -212,8 +212,11 @@ fn connection(p: &Probe, ids: &mut FileIds, s: &mut InetSocket) -> Result<()> {
         return Err(p.unsupported(format!("{}: no peer address", describe(s))));
     };
     if !ids.state::<DumpState>().tcp_established {
-        let what = format!("an established TCP connection {here} -> {there} (dump with --tcp-established)");
-        return Err(p.unsupported(what));
+        let state = match s.state {
+            TCP_ESTABLISHED => "an established TCP connection".to_string(),
+            st => format!("a TCP connection in state {}", state_name(st)),
+        };
+        return Err(p.unsupported(format!("{state} {here} -> {there} (dump with --tcp-established)")));
     }
     ids.state::<DumpState>().lock(&(here, there))?;
     let f = p.file;
@@ -224,7 +227,7 @@ fn connection(p: &Probe, ids: &mut FileIds, s: &mut InetSocket) -> Result<()> {
     ids.state::<DumpState>().held.repaired.push((mine, reuse));
     // Read again in repair mode: the state may have moved between the lock and the repair.
     let info = net::tcp_info(f).map_err(Error::sys(p.pid.0, "reading TCP_INFO"))?;
-    if info.state as u32 != TCP_ESTABLISHED {
+    if info.state as u32 != s.state {
         let what = format!("{} in state {} (changed during the dump)", describe(s), state_name(info.state as u32));
         return Err(p.unsupported(what));
     }
@@ -242,8 +245,15 @@ fn read_connection(p: &Probe, info: &TcpInfo, s: &InetSocket) -> Result<TcpConne
     if inq > MAX_QUEUE || outq > MAX_QUEUE {
         return Err(p.unsupported(format!("{}: more than {MAX_QUEUE} bytes queued", describe(s))));
     }
+    // A FIN sent counts one sequence number in the send queue (SIOCOUTQ, write_seq) until it is
+    // acknowledged; one received counts in rcv_nxt (SIOCINQ leaves it out).
+    let (fin_sent, fin_acked, peer_fin) = (fin_sent(s.state), s.state == TCP_FIN_WAIT2, peer_fin(s.state));
+    let outq = outq.saturating_sub(usize::from(fin_sent && !fin_acked));
+    // With our FIN queued every byte goes back as sent (the FIN must follow them).
+    let unsent = if fin_sent { 0 } else { unsent };
     let (recv_end, recv_queue) = queue(p, net::TCP_RECV_QUEUE, inq, s)?;
     let (send_end, send_queue) = queue(p, net::TCP_SEND_QUEUE, outq, s)?;
+    let (recv_end, send_end) = (recv_end.wrapping_sub(u32::from(peer_fin)), send_end.wrapping_sub(u32::from(fin_sent)));
     let w = net::repair_window(f).map_err(err("reading TCP_REPAIR_WINDOW"))?;
     let int = |opt| sock::get_int(f, libc::IPPROTO_TCP, opt).map_err(err("reading a TCP option"));
     Ok(TcpConnection {

@@ -1,6 +1,7 @@
-//! TCP sockets over IPv4 and IPv6 (dual-stack included): unbound, bound, listening, and established
-//! connections (with `--tcp-established`), with their integer options, linger, timeouts, congestion
-//! control and bound device.
+//! TCP sockets over IPv4 and IPv6 (dual-stack included): unbound, bound, listening, and connections
+//! (with `--tcp-established`) established or half-closed (FIN-WAIT-1/2, CLOSE-WAIT, LAST-ACK,
+//! CLOSING), with their integer options, linger, timeouts, congestion control and bound device;
+//! and UDP and UDP-Lite sockets ([`udp`]).
 //!
 //! Dump ([`dump`]) reads a socket through our copy of it: `getsockname`/`getpeername`, `TCP_INFO`
 //! (state, negotiated options, a listener's accept queue and backlog) and the options of [`OPTIONS`].
@@ -12,11 +13,15 @@
 //! Restore ([`restore`]) makes every socket in the controller before any process exists, listeners
 //! and bound sockets first (an established connection shares its listener's port): options set
 //! before `bind`, then `listen`; a connection in repair mode: bound, sequence numbers set,
-//! `connect` (no packet), TCP options, timestamp clock, window, queues. [`Unfinished::finish`], once
+//! `connect` (no packet), TCP options, timestamp clock, window, queues; then a half-closed one gets
+//! its FINs back: the peer's sent to it as a packet from the peer ([`packet`]), ours queued with
+//! `shutdown(SHUT_WR)` in repair mode (marked sent, not sent: the retransmission timer sends it
+//! again if it was not acknowledged). [`Unfinished::finish`], once
 //! every process exists, takes the connections out of repair mode and sends the bytes that had never
 //! been sent.
 
 mod dump;
+mod packet;
 mod restore;
 mod udp;
 
@@ -27,8 +32,29 @@ use stasis_image::model::InetSocket;
 use std::net::{IpAddr, SocketAddr};
 
 const TCP_ESTABLISHED: u32 = 1;
+const TCP_FIN_WAIT1: u32 = 4;
+const TCP_FIN_WAIT2: u32 = 5;
 const TCP_CLOSE: u32 = 7;
+const TCP_CLOSE_WAIT: u32 = 8;
+const TCP_LAST_ACK: u32 = 9;
 const TCP_LISTEN: u32 = 10;
+const TCP_CLOSING: u32 = 11;
+
+/// The states of a connection restored in repair mode (`--tcp-established`): established, and
+/// half-closed or closing with one or both FINs.
+fn is_connection(state: u32) -> bool {
+    matches!(state, TCP_ESTABLISHED | TCP_FIN_WAIT1 | TCP_FIN_WAIT2 | TCP_CLOSE_WAIT | TCP_LAST_ACK | TCP_CLOSING)
+}
+
+/// Our FIN was sent (`shutdown(SHUT_WR)` or `close`).
+fn fin_sent(state: u32) -> bool {
+    matches!(state, TCP_FIN_WAIT1 | TCP_FIN_WAIT2 | TCP_LAST_ACK | TCP_CLOSING)
+}
+
+/// The peer's FIN was received.
+fn peer_fin(state: u32) -> bool {
+    matches!(state, TCP_CLOSE_WAIT | TCP_LAST_ACK | TCP_CLOSING)
+}
 
 /// The integer options a dump reads and a restore sets (when a new socket's value differs), by
 /// name: (name, level, option, only for sockets that are not connected). One table for TCP and
@@ -154,12 +180,12 @@ fn describe(i: &InetSocket) -> String {
     out
 }
 
-/// The established connections of an image, (local, remote), for the network lock.
+/// The connections of an image (established or closing), (local, remote), for the network lock.
 pub fn connections(files: &[stasis_image::model::FileEntry]) -> Vec<crate::netlock::Conn> {
     files
         .iter()
         .filter_map(|f| match &f.kind {
-            Some(stasis_image::model::FileKind::InetSocket(s)) if s.state == TCP_ESTABLISHED && !is_udp(s) => {
+            Some(stasis_image::model::FileKind::InetSocket(s)) if is_connection(s.state) && !is_udp(s) => {
                 Some((local(s)?, remote(s)?))
             }
             _ => None,

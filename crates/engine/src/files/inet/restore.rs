@@ -8,6 +8,7 @@ use stasis_image::model::{FileEntry, FileKind, TcpConnection};
 use stasis_sys::inet::{self as net, RepairWindow};
 use stasis_sys::socket as sock;
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
 /// What restore does with established connections (`--tcp-established`, `--tcp-close`).
@@ -47,10 +48,10 @@ impl Sockets {
         for (id, s) in all.iter().filter(|(_, s)| is_udp(s)) {
             made.insert(*id, super::udp::make(s)?);
         }
-        for (id, s) in all.iter().filter(|(_, s)| !is_udp(s) && s.state != TCP_ESTABLISHED) {
+        for (id, s) in all.iter().filter(|(_, s)| !is_udp(s) && !is_connection(s.state)) {
             made.insert(*id, make_unconnected(s)?);
         }
-        for (id, s) in all.iter().filter(|(_, s)| !is_udp(s) && s.state == TCP_ESTABLISHED) {
+        for (id, s) in all.iter().filter(|(_, s)| !is_udp(s) && is_connection(s.state)) {
             let fd = match (how.repair, how.close) {
                 (true, _) => {
                     repaired.push(*id);
@@ -156,16 +157,76 @@ fn make_connection(s: &InetSocket) -> Result<OwnedFd> {
     fill(f, net::TCP_RECV_QUEUE, &t.recv_queue).map_err(fail(s, "filling its receive queue"))?;
     let sent = t.send_queue.len().saturating_sub(t.unsent as usize);
     fill(f, net::TCP_SEND_QUEUE, &t.send_queue[..sent]).map_err(fail(s, "filling its send queue"))?;
-    // After the queues: the kernel checks the window against the end of the receive queue.
+    // After the queues: the kernel checks the window against the end of the receive queue, which
+    // is one short of the dumped rcv_nxt while the peer's FIN is still to come.
+    let recv_end = t.recv_seq.wrapping_add(t.recv_queue.len() as u32);
+    let at_most_end = |seq: u32| if (seq.wrapping_sub(recv_end) as i32) > 0 { recv_end } else { seq };
     let w = RepairWindow {
-        snd_wl1: t.snd_wl1,
+        snd_wl1: at_most_end(t.snd_wl1),
         snd_wnd: t.snd_wnd,
         max_window: t.max_window,
         rcv_wnd: t.rcv_wnd,
-        rcv_wup: t.rcv_wup,
+        rcv_wup: at_most_end(t.rcv_wup),
     };
     net::set_repair_window(f, &w).map_err(fail(s, "setting TCP_REPAIR_WINDOW"))?;
+    close_halves(s, t, f, (here, there))?;
     Ok(fd)
+}
+
+/// The FINs of a half-closed connection, in the order they came: the peer's as a packet from it
+/// (the socket acknowledges it), ours queued by `shutdown(SHUT_WR)` in repair mode.
+fn close_halves(s: &InetSocket, t: &TcpConnection, f: BorrowedFd<'_>, ends: (SocketAddr, SocketAddr)) -> Result<()> {
+    let shut = || sock::shutdown(f, libc::SHUT_WR).map_err(fail(s, "queueing its FIN (shutdown in repair mode)"));
+    match s.state {
+        TCP_CLOSING => {
+            shut()?;
+            receive_fin(s, t, f, ends, TCP_CLOSING)?;
+        }
+        st if peer_fin(st) => {
+            receive_fin(s, t, f, ends, TCP_CLOSE_WAIT)?;
+            if fin_sent(st) {
+                shut()?;
+            }
+        }
+        st if fin_sent(st) => shut()?,
+        _ => {}
+    }
+    // FIN-WAIT-2 comes back as FIN-WAIT-1: the peer acknowledges our FIN again when it comes again.
+    let want = if s.state == TCP_FIN_WAIT2 { TCP_FIN_WAIT1 } else { s.state };
+    let now = net::tcp_info(f).map(|i| u32::from(i.state)).map_err(fail(s, "reading TCP_INFO"))?;
+    if now != want {
+        let what = format!("{}: came out in state {}, not {}", describe(s), state_name(now), state_name(want));
+        return Err(Error::Failed { pid: stasis_sys::Pid(0), what });
+    }
+    Ok(())
+}
+
+/// Send the socket the peer's FIN (at the end of its receive queue, acknowledging nothing new) and
+/// wait until it moved to `then`.
+fn receive_fin(
+    s: &InetSocket,
+    t: &TcpConnection,
+    f: BorrowedFd<'_>,
+    (here, there): (SocketAddr, SocketAddr),
+    then: u32,
+) -> Result<()> {
+    let seq = t.recv_seq.wrapping_add(t.recv_queue.len() as u32);
+    let scale = if t.wscale_ok { t.snd_wscale.min(14) } else { 0 };
+    let window = (t.snd_wnd >> scale).min(u32::from(u16::MAX)) as u16;
+    let (to, bytes) = super::packet::tcp_fin(there, here, seq, t.send_seq, window).ok_or_else(|| bad_address(s))?;
+    super::packet::send(to, &bytes).map_err(fail(s, "sending it its peer's FIN"))?;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let now = net::tcp_info(f).map(|i| u32::from(i.state)).map_err(fail(s, "reading TCP_INFO"))?;
+        if now == then {
+            return Ok(());
+        }
+        if std::time::Instant::now() > deadline {
+            let what = format!("{}: its peer's FIN was not taken (state {})", describe(s), state_name(now));
+            return Err(Error::Failed { pid: stasis_sys::Pid(0), what });
+        }
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
 }
 
 /// Buffers big enough for both queues while they are filled (the kernel's accounting of the
