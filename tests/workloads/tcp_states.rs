@@ -9,6 +9,8 @@
 //! After the wake: each end reads what was queued, then the end of the stream where the peer had
 //! shut down; the half still open carries new bytes; writing on a shut-down half fails with EPIPE;
 //! closing the other halves ends the streams.
+//!
+//! With arguments `syn-sent PORT`: a connect in progress (see [`syn_sent`]).
 
 use stasis_tests::raw;
 use stasis_tests::workload::{self, Checker, OrFail};
@@ -17,6 +19,7 @@ use std::net::{Shutdown, TcpListener, TcpStream};
 use std::os::fd::AsFd;
 use std::time::{Duration, Instant};
 
+const SYN_SENT: u8 = 2;
 const FIN_WAIT2: u8 = 5;
 const CLOSE_WAIT: u8 = 8;
 
@@ -57,6 +60,9 @@ fn read_n(s: &mut TcpStream, n: usize) -> std::io::Result<Vec<u8>> {
 
 fn main() {
     let mut s = workload::start();
+    if workload::arg::<String>(1, String::new()) == "syn-sent" {
+        syn_sent(s, workload::arg(2, 0));
+    }
     let l4 = TcpListener::bind("127.0.0.1:0").or_fail("bind");
     let l6 = TcpListener::bind("[::1]:0").or_fail("bind");
     let (mut c4, mut s4) = pair(&l4);
@@ -101,4 +107,32 @@ fn check_ends(c: &mut Checker, c4: &mut TcpStream, s4: &mut TcpStream, c6: &mut 
     c.same("the IPv6 server reads it", &Some(b"late".to_vec()), &read_n(s6, 4).ok());
     c.ok("the IPv6 client shuts down writing", c6.shutdown(Shutdown::Write));
     c.same("the IPv6 server reads the end", &Some(Vec::new()), &read_to_end(s6).ok());
+}
+
+/// `syn-sent PORT`: a non-blocking connect to 127.0.0.1:PORT, whose listener (the test's) has a
+/// full accept queue, so the SYN goes unanswered. After the wake (the test has emptied the queue)
+/// the connect completes within 60 s.
+fn syn_sent(mut s: workload::Session, port: u16) -> ! {
+    let to = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let fd = raw::tcp_socket(libc::AF_INET).or_fail("socket");
+    let sock = TcpStream::from(fd);
+    sock.set_nonblocking(true).or_fail("nonblocking");
+    match raw::connect_inet(sock.as_fd(), to) {
+        Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
+        other => workload::skip(&format!("connect to the full listener: {other:?}")),
+    }
+    if state(&sock) != Some(SYN_SENT) {
+        workload::skip(&format!("the connect is in state {:?}, not SYN-SENT", state(&sock)));
+    }
+    let local = sock.local_addr().or_fail("local address");
+    s.ready();
+    s.wait_for_wake();
+    let c = &mut s.checker;
+    c.same("the connecting socket's address", &local, &sock.local_addr().or_fail("local address"));
+    let writable = raw::poll_writable(sock.as_fd(), 60_000);
+    c.same("the connect completes", &Some(true), &writable.ok());
+    c.same("SO_ERROR", &Some(0), &raw::get_opt(sock.as_fd(), libc::SO_ERROR).ok());
+    c.same("the peer", &Some(to), &sock.peer_addr().ok());
+    c.same("the state", &Some(1), &state(&sock));
+    s.finish()
 }

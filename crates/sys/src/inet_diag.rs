@@ -21,6 +21,9 @@ pub struct InetDiag {
     pub wqueue: u32,
     /// `RCV_SHUTDOWN` (1) and `SEND_SHUTDOWN` (2) bits.
     pub shutdown: u8,
+    /// The remote address and port (`idiag_dst`, `idiag_dport`), also of a connect in progress
+    /// (which `getpeername` does not tell).
+    pub dst: Option<std::net::SocketAddr>,
 }
 
 /// Every socket of `family` (`AF_INET`, `AF_INET6`) and `protocol` (`IPPROTO_TCP`, `IPPROTO_UDP`,
@@ -99,7 +102,14 @@ fn parse_batch(mut b: &[u8], out: &mut Vec<InetDiag>) -> Result<bool, SysError> 
 
 /// One `inet_diag_msg` and its attributes.
 pub fn parse_msg(b: &[u8]) -> Option<InetDiag> {
+    let port = u16::from_be_bytes(b.get(6..8)?.try_into().ok()?);
+    let raw: [u8; 16] = b.get(24..40)?.try_into().ok()?;
+    let ip: std::net::IpAddr = match i32::from(*b.first()?) {
+        libc::AF_INET => std::net::Ipv4Addr::new(raw[0], raw[1], raw[2], raw[3]).into(),
+        _ => std::net::Ipv6Addr::from(raw).into(),
+    };
     let mut d = InetDiag {
+        dst: Some(std::net::SocketAddr::new(ip, port)),
         state: *b.get(1)?,
         rqueue: u32_at(b, 56)?,
         wqueue: u32_at(b, 60)?,
@@ -129,12 +139,15 @@ mod tests {
         let mut b = vec![0u8; DIAG_MSG];
         b[0] = libc::AF_INET as u8;
         b[1] = 7;
+        b[6..8].copy_from_slice(&53u16.to_be_bytes());
+        b[24..28].copy_from_slice(&[127, 0, 0, 1]);
         b[68..72].copy_from_slice(&4242u32.to_ne_bytes());
         b.extend_from_slice(&5u16.to_ne_bytes());
         b.extend_from_slice(&INET_DIAG_SHUTDOWN.to_ne_bytes());
         b.extend_from_slice(&[2, 0, 0, 0]);
         let d = parse_msg(&b).expect("parses");
         assert_eq!((d.ino, d.state, d.shutdown), (4242, 7, 2));
+        assert_eq!(d.dst, Some("127.0.0.1:53".parse().unwrap()));
     }
 
     #[test]

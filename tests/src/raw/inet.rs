@@ -134,3 +134,12 @@ pub fn tcp_state(fd: BorrowedFd<'_>) -> io::Result<u8> {
     })?;
     Ok(info[0])
 }
+
+/// Waits up to `timeout_ms` for `fd` to become writable (a connect in progress completes); true if
+/// it did.
+pub fn poll_writable(fd: BorrowedFd<'_>, timeout_ms: i32) -> io::Result<bool> {
+    let mut p = libc::pollfd { fd: fd.as_raw_fd(), events: libc::POLLOUT, revents: 0 };
+    // SAFETY: one live pollfd.
+    let n = cvt(unsafe { libc::poll(&mut p, 1, timeout_ms) })?;
+    Ok(n > 0 && p.revents & libc::POLLOUT != 0)
+}

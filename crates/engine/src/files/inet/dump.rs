@@ -131,6 +131,7 @@ pub fn dump(p: &Probe, ids: &mut FileIds) -> Result<FileKind> {
     match s.state {
         TCP_LISTEN => listener(p, ids, &mut s, &info)?,
         TCP_CLOSE => {}
+        TCP_SYN_SENT => connecting(p, &mut s)?,
         st if is_connection(st) => connection(p, ids, &mut s)?,
         other => {
             let what = format!("{} in state {}", describe(&s), state_name(other));
@@ -138,6 +139,19 @@ pub fn dump(p: &Probe, ids: &mut FileIds) -> Result<FileKind> {
         }
     }
     Ok(FileKind::InetSocket(s))
+}
+
+/// A connect in progress: nothing to save but the addresses (restore connects again); the
+/// destination comes from `inet_diag`, `getpeername` does not tell it yet.
+fn connecting(p: &Probe, s: &mut InetSocket) -> Result<()> {
+    let all = stasis_sys::inet_diag::dump_all(s.family as i32, libc::IPPROTO_TCP)
+        .map_err(Error::sys(p.pid.0, "listing TCP sockets (inet_diag)"))?;
+    let Some(to) = all.iter().find(|d| u64::from(d.ino) == s.ino).and_then(|d| d.dst) else {
+        return Err(p.unsupported(format!("{}: a connect in progress to an unknown address", describe(s))));
+    };
+    s.remote_addr = to.ip().to_string();
+    s.remote_port = u32::from(to.port());
+    Ok(())
 }
 
 /// `udp socket socket:[N] 0.0.0.0:53`, `raw socket ...`: what is refused, by name.

@@ -32,6 +32,7 @@ use stasis_image::model::InetSocket;
 use std::net::{IpAddr, SocketAddr};
 
 const TCP_ESTABLISHED: u32 = 1;
+const TCP_SYN_SENT: u32 = 2;
 const TCP_FIN_WAIT1: u32 = 4;
 const TCP_FIN_WAIT2: u32 = 5;
 const TCP_CLOSE: u32 = 7;

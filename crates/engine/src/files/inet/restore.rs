@@ -97,12 +97,29 @@ fn make_unconnected(s: &InetSocket) -> Result<OwnedFd> {
     set_buffers(s, fd.as_fd())?;
     if s.local_port != 0 {
         let at = local(s).ok_or_else(|| bad_address(s))?;
+        let at = if s.state == TCP_SYN_SENT { bind_address(s, at) } else { at };
         net::bind(fd.as_fd(), &at).map_err(fail(s, "binding it"))?;
     }
     if s.state == TCP_LISTEN {
         sock::listen(fd.as_fd(), s.backlog as i32).map_err(fail(s, "listening"))?;
     }
+    if s.state == TCP_SYN_SENT {
+        connect_again(s, fd.as_fd())?;
+    }
     Ok(fd)
+}
+
+/// A connection that had sent its SYN and heard nothing yet: a new non-blocking `connect` from
+/// the same address sends a new SYN (a program blocked in `connect` goes on waiting in the
+/// restarted call; one that polls sees the socket become writable).
+fn connect_again(s: &InetSocket, f: BorrowedFd<'_>) -> Result<()> {
+    let there = remote(s).ok_or_else(|| bad_address(s))?;
+    stasis_sys::fd::set_status_flags(f, libc::O_RDWR | libc::O_NONBLOCK).map_err(fail(s, "setting O_NONBLOCK"))?;
+    match net::connect(f, &there) {
+        Err(e) if e.errno() == libc::EINPROGRESS => Ok(()),
+        Err(e) => Err(fail(s, "connecting it again")(e)),
+        Ok(()) => Ok(()),
+    }
 }
 
 /// An established connection with `--tcp-close`: a socket with its options that is not connected
