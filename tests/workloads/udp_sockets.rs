@@ -7,7 +7,9 @@
 //! source) and IPv6; one holding a single empty datagram; a connected one with a datagram that
 //! came from another source before it connected; UDP-Lite over IPv4 (UDPLITE_RECV_CSCOV 20, from a
 //! sender with partial coverage) and IPv6. Also: a connected socket shut down for writing, a bound
-//! one shut down for reading, and an unbound one with UDP_CORK set (no data).
+//! one shut down for reading, an unbound one with UDP_CORK set (no data), one with a classic BPF
+//! filter (locked) that drops short datagrams, and sockets that joined multicast groups on `lo`
+//! (IPv4, IPv4 from one source, IPv6).
 //!
 //! With argument `cork`: a socket that wrote bytes under UDP_CORK (the dump must refuse it); after
 //! the wake it uncorks and the datagram arrives whole.
@@ -52,6 +54,39 @@ const WATCHED: [(i32, i32); 20] = [
     (LITE, UDPLITE_RECV_CSCOV),
     (SOL, libc::SO_ERROR),
 ];
+
+/// `SO_LOCK_FILTER`.
+const SO_LOCK_FILTER: i32 = 44;
+/// A classic BPF filter passing datagrams of at least 3 bytes (8 of UDP header): `ld len; jge
+/// #11, pass, drop; pass: ret #-1; drop: ret #0`.
+const FILTER: [libc::sock_filter; 4] = [
+    libc::sock_filter { code: 0x80, jt: 0, jf: 0, k: 0 },
+    libc::sock_filter { code: 0x35, jt: 0, jf: 1, k: 11 },
+    libc::sock_filter { code: 0x06, jt: 0, jf: 0, k: u32::MAX },
+    libc::sock_filter { code: 0x06, jt: 0, jf: 0, k: 0 },
+];
+const GROUP4: &str = "239.255.77.1";
+const GROUP4_SOURCED: &str = "232.1.77.2";
+const GROUP6: &str = "ff15::77";
+
+/// A socket of `family` on any address that joined, on `lo` (interface 1): for IPv4 [`GROUP4`],
+/// and [`GROUP4_SOURCED`] from 127.0.0.1 only; for IPv6 [`GROUP6`].
+fn members(family: i32) -> UdpSocket {
+    let any = if family == libc::AF_INET { "0.0.0.0:0" } else { "[::]:0" };
+    let s = udp(family, UDP, Some(any), &[]);
+    let ip4 = |a: &str| a.parse::<std::net::Ipv4Addr>().or_fail("group").octets();
+    if family == libc::AF_INET {
+        let mreqn = [&ip4(GROUP4)[..], &[0; 4], &1i32.to_ne_bytes()].concat();
+        raw::set_opt_bytes(s.as_fd(), IP, libc::IP_ADD_MEMBERSHIP, &mreqn).or_fail("IP_ADD_MEMBERSHIP");
+        let source = [&ip4(GROUP4_SOURCED)[..], &ip4("127.0.0.1"), &ip4("127.0.0.1")].concat();
+        raw::set_opt_bytes(s.as_fd(), IP, libc::IP_ADD_SOURCE_MEMBERSHIP, &source).or_fail("IP_ADD_SOURCE_MEMBERSHIP");
+    } else {
+        let group = GROUP6.parse::<std::net::Ipv6Addr>().or_fail("group").octets();
+        let mreq = [&group[..], &1u32.to_ne_bytes()].concat();
+        raw::set_opt_bytes(s.as_fd(), IP6, libc::IPV6_ADD_MEMBERSHIP, &mreq).or_fail("IPV6_ADD_MEMBERSHIP");
+    }
+    s
+}
 
 fn options(fd: BorrowedFd<'_>) -> Vec<(i32, i32, Option<i32>)> {
     WATCHED.iter().map(|&(l, o)| (l, o, raw::get_opt_at(fd, l, o).ok())).collect()
@@ -211,6 +246,10 @@ fn main() {
     // An unconnected socket is shut down all the same, with ENOTCONN.
     let _ = raw::shutdown_inet(shut_rd.as_fd(), libc::SHUT_RD);
     let corked = udp(libc::AF_INET, UDP, None, &[(libc::SOL_UDP, libc::UDP_CORK, 1)]);
+    let filtered = v4(UDP, &[]);
+    raw::attach_filter(filtered.as_fd(), &FILTER).or_fail("SO_ATTACH_FILTER");
+    raw::set_opt_at(filtered.as_fd(), SOL, SO_LOCK_FILTER, 1).or_fail("SO_LOCK_FILTER");
+    let (m4, m6) = (members(libc::AF_INET), members(libc::AF_INET6));
     let receivers = [&u4, &u6, &dual, &conn, &lite, &lite6];
     for r in receivers {
         r.wait();
@@ -219,12 +258,25 @@ fn main() {
     let all: Vec<&UdpSocket> = receivers
         .iter()
         .map(|r| &r.sock)
-        .chain([&empty.sock, &s4, &s6, &lite_sender, &lite6_sender, &shut_wr, &shut_rd, &corked])
+        .chain([&empty.sock, &s4, &s6, &lite_sender, &lite6_sender, &shut_wr, &shut_rd, &corked, &filtered, &m4, &m6])
         .collect();
     let state = |socks: &[&UdpSocket]| -> Vec<_> {
         socks.iter().map(|s| (s.local_addr().ok(), s.peer_addr().ok(), options(s.as_fd()))).collect()
     };
     let before = state(&all);
+    let extras = |f: &UdpSocket, m4: &UdpSocket, m6: &UdpSocket| {
+        let ips: Vec<std::net::IpAddr> =
+            [GROUP4, GROUP4_SOURCED, GROUP6].iter().map(|g| g.parse().or_fail("group")).collect();
+        let sock = [m4, m4, m6];
+        let levels = [IP, IP, IP6];
+        let groups: Vec<_> =
+            (0..3).map(|i| raw::multicast_filter(sock[i].as_fd(), levels[i], 1, ips[i]).ok()).collect();
+        (raw::get_filter(f.as_fd()).ok(), raw::get_opt_at(f.as_fd(), SOL, SO_LOCK_FILTER).ok(), groups)
+    };
+    let extras_before = extras(&filtered, &m4, &m6);
+    if extras_before.2.iter().any(Option::is_none) {
+        workload::skip(&format!("multicast memberships on lo cannot be read back: {:?}", extras_before.2));
+    }
     s.ready();
     s.wait_for_wake();
     let c = &mut s.checker;
@@ -232,6 +284,16 @@ fn main() {
     for (i, (b, a)) in before.iter().zip(&after).enumerate() {
         c.same(&format!("socket {i}: addresses and options"), b, a);
     }
+    c.same("socket filter, its lock, multicast memberships", &extras_before, &extras(&filtered, &m4, &m6));
+    c.ok("a datagram the filter passes", s4.send_to(b"long enough", at(&filtered)));
+    filtered.set_read_timeout(Some(Duration::from_secs(30))).or_fail("timeout");
+    let mut buf = [0u8; 64];
+    s4.send_to(b"ab", at(&filtered)).or_fail("send");
+    s4.send_to(b"abcd", at(&filtered)).or_fail("send");
+    let first = filtered.recv(&mut buf).map(|n| buf[..n].to_vec());
+    c.same("the filter passes the long one", &Some(b"long enough".to_vec()), &first.ok());
+    let second = filtered.recv(&mut buf).map(|n| buf[..n].to_vec());
+    c.same("the filter drops the short one", &Some(b"abcd".to_vec()), &second.ok());
     for r in receivers.iter().chain([&&empty]) {
         r.check(c);
     }

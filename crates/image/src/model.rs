@@ -880,6 +880,34 @@ pub struct InetSocket {
     /// `RCV_SHUTDOWN` (1) and `SEND_SHUTDOWN` (2), as `inet_diag` reports them.
     #[prost(uint32, tag = "351")]
     pub shutdown: u32,
+    /// The classic BPF program attached with `SO_ATTACH_FILTER` (read back with `SO_GET_FILTER`),
+    /// 8 bytes per `struct sock_filter`; empty for none.
+    #[prost(bytes = "vec", tag = "352")]
+    #[serde(serialize_with = "hex_bytes")]
+    pub filter: Vec<u8>,
+    /// `SO_LOCK_FILTER`: the filter cannot be changed.
+    #[prost(bool, tag = "353")]
+    pub filter_locked: bool,
+    /// Multicast groups joined (UDP), each on its interface.
+    #[prost(message, repeated, tag = "354")]
+    pub memberships: Vec<Membership>,
+}
+
+/// A multicast group a socket joined (`IP_ADD_MEMBERSHIP`, `MCAST_JOIN_GROUP` ...), with its
+/// source filter (`MCAST_MSFILTER`).
+#[derive(Clone, PartialEq, prost::Message, Serialize)]
+pub struct Membership {
+    /// The group address, as text.
+    #[prost(string, tag = "1")]
+    pub group: String,
+    /// The interface index.
+    #[prost(uint32, tag = "2")]
+    pub ifindex: u32,
+    /// `MCAST_INCLUDE` (only `sources`) rather than `MCAST_EXCLUDE` (all but `sources`).
+    #[prost(bool, tag = "3")]
+    pub include: bool,
+    #[prost(string, repeated, tag = "4")]
+    pub sources: Vec<String>,
 }
 
 /// One datagram queued on a UDP or UDP-Lite socket, with its source.

@@ -325,3 +325,90 @@ pub fn disconnect(fd: BorrowedFd<'_>) -> Result<(), SysError> {
     let ret = unsafe { libc::connect(fd.as_raw_fd(), &s, len) };
     check("connect(AF_UNSPEC)", ret as libc::c_long).map(drop)
 }
+
+/// `MCAST_JOIN_GROUP` and `MCAST_MSFILTER` (`linux/in.h`, the same numbers at `IPPROTO_IPV6`).
+pub const MCAST_JOIN_GROUP: i32 = 42;
+pub const MCAST_MSFILTER: i32 = 48;
+/// `gf_fmode` values.
+pub const MCAST_EXCLUDE: u32 = 0;
+pub const MCAST_INCLUDE: u32 = 1;
+/// Most sources of one membership read back.
+const MAX_SOURCES: usize = 64;
+/// `struct group_filter` up to `gf_slist` (interface, padding, group, mode, count).
+const GROUP_FILTER_HEAD: usize = 144;
+const STORAGE: usize = std::mem::size_of::<libc::sockaddr_storage>();
+
+/// A multicast membership of a socket: its filter mode (`MCAST_INCLUDE`, `MCAST_EXCLUDE`) and
+/// sources.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Membership {
+    pub mode: u32,
+    pub sources: Vec<IpAddr>,
+}
+
+fn storage_bytes(ip: IpAddr) -> [u8; STORAGE] {
+    let (s, _) = sockaddr(&SocketAddr::new(ip, 0));
+    // SAFETY: sockaddr_storage is plain data of STORAGE bytes.
+    unsafe { std::mem::transmute::<libc::sockaddr_storage, [u8; STORAGE]>(s) }
+}
+
+fn storage_ip(b: &[u8]) -> Option<IpAddr> {
+    let b: [u8; STORAGE] = b.get(..STORAGE)?.try_into().ok()?;
+    // SAFETY: any bytes are a valid sockaddr_storage (plain data).
+    let s: libc::sockaddr_storage = unsafe { std::mem::transmute::<[u8; STORAGE], libc::sockaddr_storage>(b) };
+    from_sockaddr(&s).map(|a| a.ip())
+}
+
+/// `struct group_filter` for `group` on interface `ifindex` with `mode` and `sources`, with room
+/// for `room` sources.
+fn group_filter(ifindex: u32, group: IpAddr, mode: u32, sources: &[IpAddr], room: usize) -> Vec<u8> {
+    let mut b = vec![0u8; GROUP_FILTER_HEAD + STORAGE * room.max(1)];
+    b[0..4].copy_from_slice(&ifindex.to_ne_bytes());
+    b[8..8 + STORAGE].copy_from_slice(&storage_bytes(group));
+    b[136..140].copy_from_slice(&mode.to_ne_bytes());
+    b[140..144].copy_from_slice(&(sources.len() as u32).to_ne_bytes());
+    for (i, s) in sources.iter().enumerate().take(room) {
+        let at = GROUP_FILTER_HEAD + STORAGE * i;
+        b[at..at + STORAGE].copy_from_slice(&storage_bytes(*s));
+    }
+    b
+}
+
+/// `getsockopt(level, MCAST_MSFILTER)` (`level` `IPPROTO_IP` for an IPv4 group, `IPPROTO_IPV6`
+/// for an IPv6 one): the socket's membership of `group` on interface `ifindex`, `None` if it is
+/// not a member (`EADDRNOTAVAIL`).
+pub fn membership(fd: BorrowedFd<'_>, level: i32, ifindex: u32, group: IpAddr) -> Result<Option<Membership>, SysError> {
+    let mut b = group_filter(ifindex, group, 0, &[], MAX_SOURCES);
+    // On the way in, gf_numsrc is the room for sources.
+    b[140..144].copy_from_slice(&(MAX_SOURCES as u32).to_ne_bytes());
+    let mut len = b.len() as libc::socklen_t;
+    // SAFETY: `b` holds `len` writable bytes, laid out as a struct group_filter.
+    let ret = unsafe { libc::getsockopt(fd.as_raw_fd(), level, MCAST_MSFILTER, b.as_mut_ptr().cast(), &mut len) };
+    match check("getsockopt(MCAST_MSFILTER)", ret as libc::c_long) {
+        Err(e) if e.errno() == libc::EADDRNOTAVAIL || e.errno() == libc::ENODEV => return Ok(None),
+        Err(e) => return Err(e),
+        Ok(_) => {}
+    }
+    let word = |at: usize| u32::from_ne_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]]);
+    let count = word(140) as usize;
+    if count > MAX_SOURCES {
+        return Err(SysError::from_errno("getsockopt(MCAST_MSFILTER): too many sources", libc::E2BIG));
+    }
+    let sources = (0..count).filter_map(|i| storage_ip(&b[GROUP_FILTER_HEAD + STORAGE * i..])).collect();
+    Ok(Some(Membership { mode: word(136), sources }))
+}
+
+/// `setsockopt(level, MCAST_JOIN_GROUP)`, then `MCAST_MSFILTER` if the membership is not the
+/// plain one (exclude nothing).
+pub fn join(fd: BorrowedFd<'_>, level: i32, ifindex: u32, group: IpAddr, m: &Membership) -> Result<(), SysError> {
+    let mut req = vec![0u8; 8 + STORAGE];
+    req[0..4].copy_from_slice(&ifindex.to_ne_bytes());
+    req[8..].copy_from_slice(&storage_bytes(group));
+    set_bytes(fd, level, MCAST_JOIN_GROUP, &req)?;
+    if m.mode == MCAST_EXCLUDE && m.sources.is_empty() {
+        return Ok(());
+    }
+    let b = group_filter(ifindex, group, m.mode, &m.sources, m.sources.len());
+    let len = GROUP_FILTER_HEAD + STORAGE * m.sources.len();
+    set_bytes(fd, level, MCAST_MSFILTER, &b[..len.max(GROUP_FILTER_HEAD)])
+}

@@ -276,6 +276,14 @@ pub(super) fn inet_socket(i: &crate::model::InetSocket) -> String {
     if i.shutdown != 0 {
         out.push_str(&format!(" shutdown {}", ["", "rd", "wr", "rdwr"][(i.shutdown & 3) as usize]));
     }
+    if !i.filter.is_empty() {
+        let locked = if i.filter_locked { " locked" } else { "" };
+        out.push_str(&format!(" filter {} instructions{locked}", i.filter.len() / 8));
+    }
+    for m in &i.memberships {
+        let mode = if m.include { "include" } else { "exclude" };
+        out.push_str(&format!(" member {} on if {} ({mode} [{}])", m.group, m.ifindex, m.sources.join(" ")));
+    }
     let default = |o: &&crate::model::SockOpt| o.value == 0 || o.name == "SO_PEEK_OFF" && o.value == -1;
     let set: Vec<String> =
         i.options.iter().filter(|o| !default(o)).map(|o| format!("{}={}", o.name, o.value)).collect();

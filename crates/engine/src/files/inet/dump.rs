@@ -128,6 +128,7 @@ pub fn dump(p: &Probe, ids: &mut FileIds) -> Result<FileKind> {
         s.remote_port = there.map_or(0, |a| a.port() as u32);
     }
     read_options(p, &mut s)?;
+    super::filter::dump(p, &mut s)?;
     match s.state {
         TCP_LISTEN => listener(p, ids, &mut s, &info)?,
         TCP_CLOSE => {}

@@ -21,6 +21,8 @@
 //! been sent.
 
 mod dump;
+mod filter;
+mod membership;
 mod packet;
 mod restore;
 mod udp;

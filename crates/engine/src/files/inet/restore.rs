@@ -106,6 +106,7 @@ fn make_unconnected(s: &InetSocket) -> Result<OwnedFd> {
     if s.state == TCP_SYN_SENT {
         connect_again(s, fd.as_fd())?;
     }
+    super::filter::restore(s, fd.as_fd())?;
     Ok(fd)
 }
 
@@ -187,6 +188,7 @@ fn make_connection(s: &InetSocket) -> Result<OwnedFd> {
     };
     net::set_repair_window(f, &w).map_err(fail(s, "setting TCP_REPAIR_WINDOW"))?;
     close_halves(s, t, f, (here, there))?;
+    super::filter::restore(s, f)?;
     Ok(fd)
 }
 

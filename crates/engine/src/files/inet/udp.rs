@@ -53,6 +53,8 @@ pub(super) fn dump(p: &Probe, mut s: InetSocket) -> Result<InetSocket> {
         Err(e) => return Err(Error::sys(p.pid.0, "reading a UDP socket's peer")(e)),
     }
     super::dump::read_options(p, &mut s)?;
+    super::filter::dump(p, &mut s)?;
+    super::membership::dump(p, &mut s)?;
     refuse_corked(p, &s)?;
     s.shutdown = shutdown_state(p, &s)?;
     s.datagrams = queued(p, &s)?;
@@ -136,6 +138,7 @@ pub(super) fn make(s: &InetSocket) -> Result<OwnedFd> {
     requeue(s, f)?;
     super::restore::set_buffers(s, f)?;
     super::restore::set_device(s, f)?;
+    super::membership::restore(s, f)?;
     if s.state == TCP_ESTABLISHED {
         let there = remote(s).ok_or_else(|| bad(s, "a peer address that does not parse"))?;
         net::connect(f, &there).map_err(fail(s, "connecting it"))?;
@@ -149,6 +152,7 @@ pub(super) fn make(s: &InetSocket) -> Result<OwnedFd> {
             }
         }
     }
+    super::filter::restore(s, f)?;
     Ok(fd)
 }
 
