@@ -213,7 +213,7 @@ fn remote(i: &InetSocket) -> Option<SocketAddr> {
 
 /// TCP sockets, in the table of kinds.
 pub const KIND: super::kinds::Kind = super::kinds::Kind {
-    name: "tcp socket",
+    name: "ip socket (tcp, udp, udplite)",
     dump: Some(super::kinds::Dumper {
         claims: |p| std::os::unix::fs::FileTypeExt::is_socket(&p.meta.file_type()) && is_inet(p.file),
         dump,
@@ -237,7 +237,7 @@ pub const KIND: super::kinds::Kind = super::kinds::Kind {
     }),
 };
 
-/// The restore's TCP sockets: made up front, with the connections left in repair mode.
+/// The restore's TCP and UDP sockets: made up front, with the TCP connections left in repair mode.
 struct Opener {
     sockets: Sockets,
     unfinished: Unfinished,
