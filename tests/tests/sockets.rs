@@ -222,3 +222,24 @@ fn standalone_unix_ext() {
     standalone("sa-unix_ext", workload!("unix_ext").arg(&path));
     let _ = std::fs::remove_file(&path);
 }
+
+/// Netlink sockets (route with groups past 32, sock_diag unbound, uevent) keep their port ids,
+/// groups and options.
+#[test]
+fn netlink_sockets() {
+    let case = Case::new("netlink_sockets", workload!("netlink_sockets"));
+    case.checkpoint_restore(&[], &[]);
+}
+
+/// A netlink socket holding a reply not read is refused by name (the kernel's messages cannot be
+/// sent again) and the workload runs on.
+#[test]
+fn a_netlink_socket_with_messages_not_read_is_refused() {
+    let case = Case::new("netlink_unread", workload!("netlink_sockets").arg("unread"));
+    let Some(mut run) = case.start() else { return };
+    let images = case.images("images");
+    let r = case.dump(&run, &images, &[], &[]);
+    case.expect_failed(&r, "dump of a netlink socket with a reply queued", &[&["netlink route socket"], &["not read"]]);
+    case.expect_untouched(&run);
+    case.finish(&mut run);
+}

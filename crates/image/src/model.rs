@@ -673,7 +673,7 @@ pub struct FileEntry {
     /// Open flags (`O_*`, as fdinfo shows them, without O_CLOEXEC).
     #[prost(uint32, tag = "2")]
     pub flags: u32,
-    #[prost(oneof = "FileKind", tags = "3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 350")]
+    #[prost(oneof = "FileKind", tags = "3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 350, 351")]
     pub kind: Option<FileKind>,
     /// Who gets the description's I/O signals (`F_GETOWN_EX`) and which signal (`F_GETSIG`);
     /// absent when neither is set.
@@ -731,6 +731,40 @@ pub enum FileKind {
     Pty(PtyFile),
     #[prost(message, tag = "350")]
     InetSocket(InetSocket),
+    #[prost(message, tag = "351")]
+    NetlinkSocket(NetlinkSocket),
+}
+
+/// A netlink socket (`netlink(7)`): its protocol, port id, groups, default destination and options.
+#[derive(Clone, PartialEq, prost::Message, Serialize)]
+pub struct NetlinkSocket {
+    #[prost(uint64, tag = "1")]
+    pub ino: u64,
+    /// `SOCK_RAW` (3) or `SOCK_DGRAM` (2).
+    #[prost(uint32, tag = "2")]
+    pub sock_type: u32,
+    /// `NETLINK_ROUTE` (0), `NETLINK_SOCK_DIAG` (4), `NETLINK_KOBJECT_UEVENT` (15) ...
+    #[prost(uint32, tag = "3")]
+    pub protocol: u32,
+    /// The bound port id; 0 for a socket never bound (nor autobound by a send).
+    #[prost(uint32, tag = "4")]
+    pub portid: u32,
+    /// Every group joined, by number (1 is the first).
+    #[prost(uint32, repeated, tag = "5")]
+    pub groups: Vec<u32>,
+    /// The default destination set with `connect` (port id, group bitmap), 0 for none.
+    #[prost(uint32, tag = "6")]
+    pub dst_portid: u32,
+    #[prost(uint32, tag = "7")]
+    pub dst_groups: u32,
+    /// Integer options by name (`NETLINK_EXT_ACK`, `SO_PASSCRED` ...), as `getsockopt` read them.
+    #[prost(message, repeated, tag = "8")]
+    pub options: Vec<SockOpt>,
+    /// `SO_RCVBUF`, `SO_SNDBUF` as `getsockopt` reports them.
+    #[prost(int32, tag = "9")]
+    pub rcvbuf: i32,
+    #[prost(int32, tag = "10")]
+    pub sndbuf: i32,
 }
 
 /// One end of a pipe. Both ends of a pipe share `pipe_id`; the data buffered in the pipe is stored

@@ -12,6 +12,7 @@ pub mod inet_diag;
 pub mod inject;
 pub mod ipc;
 pub mod mem;
+pub mod netlink;
 pub mod probe;
 pub mod process;
 pub mod ptrace;

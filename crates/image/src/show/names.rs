@@ -153,6 +153,7 @@ pub(super) fn file_kind(file: &FileEntry) -> (&'static str, &str, Option<u64>) {
         Some(FileKind::Pty(p)) if p.master => ("pty master", &p.path, None),
         Some(FileKind::Pty(p)) => ("pty slave", &p.path, None),
         Some(FileKind::InetSocket(i)) => (inet_kind(i), "", None),
+        Some(FileKind::NetlinkSocket(_)) => ("netlink", "", None),
         None => ("unknown", "", None),
     }
 }
@@ -190,6 +191,7 @@ pub(super) fn file_details(file: &FileEntry) -> Vec<String> {
         }
         Some(FileKind::Pty(_)) => super::pty::file_details(file),
         Some(FileKind::InetSocket(i)) => vec![inet_socket(i)],
+        Some(FileKind::NetlinkSocket(n)) => vec![netlink_socket(n)],
         _ => Vec::new(),
     }
 }
@@ -465,4 +467,24 @@ mod watch_tests {
         assert_eq!(file_details(&fifo(false, b"abc")), ["capacity 4096, 3 bytes queued"]);
         assert!(file_details(&fifo(false, b"")).is_empty());
     }
+}
+
+/// One line on a netlink socket: protocol, port id, groups, destination, options set.
+fn netlink_socket(n: &crate::model::NetlinkSocket) -> String {
+    let proto = match n.protocol {
+        0 => "route".to_string(),
+        4 => "sock_diag".to_string(),
+        15 => "uevent".to_string(),
+        p => format!("protocol {p}"),
+    };
+    let mut out = format!("socket:[{}] {proto} portid {} groups {:?}", n.ino, n.portid, n.groups);
+    if n.dst_portid != 0 || n.dst_groups != 0 {
+        out.push_str(&format!(" -> portid {} groups {:#x}", n.dst_portid, n.dst_groups));
+    }
+    let set: Vec<String> =
+        n.options.iter().filter(|o| o.value != 0).map(|o| format!("{}={}", o.name, o.value)).collect();
+    if !set.is_empty() {
+        out.push_str(&format!(" [{}]", set.join(" ")));
+    }
+    out
 }
