@@ -243,3 +243,23 @@ fn a_netlink_socket_with_messages_not_read_is_refused() {
     case.expect_untouched(&run);
     case.finish(&mut run);
 }
+
+/// Packet sockets (a fanout group of two, bound to lo, with options and a membership; one
+/// receiving nothing) keep their interface, protocol, options and group.
+#[test]
+fn packet_sockets() {
+    let case = Case::new("packet_sockets", workload!("packet_sockets"));
+    case.checkpoint_restore(&[], &[]);
+}
+
+/// A packet socket with a TPACKET ring is refused by name and the workload runs on.
+#[test]
+fn a_packet_socket_with_a_ring_is_refused() {
+    let case = Case::new("packet_ring", workload!("packet_sockets").arg("ring"));
+    let Some(mut run) = case.start() else { return };
+    let images = case.images("images");
+    let r = case.dump(&run, &images, &[], &[]);
+    case.expect_failed(&r, "dump of a packet socket with a ring", &[&["packet socket"], &["TPACKET ring"]]);
+    case.expect_untouched(&run);
+    case.finish(&mut run);
+}

@@ -673,7 +673,7 @@ pub struct FileEntry {
     /// Open flags (`O_*`, as fdinfo shows them, without O_CLOEXEC).
     #[prost(uint32, tag = "2")]
     pub flags: u32,
-    #[prost(oneof = "FileKind", tags = "3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 350, 351")]
+    #[prost(oneof = "FileKind", tags = "3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 350, 351, 352")]
     pub kind: Option<FileKind>,
     /// Who gets the description's I/O signals (`F_GETOWN_EX`) and which signal (`F_GETSIG`);
     /// absent when neither is set.
@@ -733,6 +733,57 @@ pub enum FileKind {
     InetSocket(InetSocket),
     #[prost(message, tag = "351")]
     NetlinkSocket(NetlinkSocket),
+    #[prost(message, tag = "352")]
+    PacketSocket(PacketSocket),
+}
+
+/// A packet socket (`packet(7)`): its type, protocol, interface, fanout group, memberships and
+/// options.
+#[derive(Clone, PartialEq, prost::Message, Serialize)]
+pub struct PacketSocket {
+    #[prost(uint64, tag = "1")]
+    pub ino: u64,
+    /// `SOCK_RAW` (3) or `SOCK_DGRAM` (2).
+    #[prost(uint32, tag = "2")]
+    pub sock_type: u32,
+    /// The protocol the socket was made with and the one it is bound to, in network byte order
+    /// (`htons(ETH_P_ALL)` ...).
+    #[prost(uint32, tag = "3")]
+    pub protocol: u32,
+    #[prost(uint32, tag = "4")]
+    pub bound_protocol: u32,
+    /// The bound interface, 0 for every interface.
+    #[prost(int32, tag = "5")]
+    pub ifindex: i32,
+    /// `PACKET_FANOUT` as `getsockopt` reads it (id, type and flags), 0 for none.
+    #[prost(uint32, tag = "6")]
+    pub fanout: u32,
+    /// `PACKET_ADD_MEMBERSHIP`s, as `packet_diag` lists them.
+    #[prost(message, repeated, tag = "7")]
+    pub memberships: Vec<PacketMembership>,
+    /// Integer options by name (`PACKET_AUXDATA`, `PACKET_VERSION` ...).
+    #[prost(message, repeated, tag = "8")]
+    pub options: Vec<SockOpt>,
+    #[prost(int32, tag = "9")]
+    pub rcvbuf: i32,
+    #[prost(int32, tag = "10")]
+    pub sndbuf: i32,
+}
+
+/// One `PACKET_ADD_MEMBERSHIP` of a packet socket.
+#[derive(Clone, PartialEq, prost::Message, Serialize)]
+pub struct PacketMembership {
+    #[prost(uint32, tag = "1")]
+    pub ifindex: u32,
+    /// How many times it was added.
+    #[prost(uint32, tag = "2")]
+    pub count: u32,
+    /// `PACKET_MR_MULTICAST` (0), `PACKET_MR_PROMISC` (1), `PACKET_MR_ALLMULTI` (2), `PACKET_MR_UNICAST` (3).
+    #[prost(uint32, tag = "3")]
+    pub kind: u32,
+    #[prost(bytes = "vec", tag = "4")]
+    #[serde(serialize_with = "hex_bytes")]
+    pub address: Vec<u8>,
 }
 
 /// A netlink socket (`netlink(7)`): its protocol, port id, groups, default destination and options.

@@ -186,4 +186,5 @@ pub const KINDS: &[&Kind] = &[
     &super::regular::PATH_KIND,
     &super::inet::KIND,
     &super::netlink::KIND,
+    &super::packet::KIND,
 ];

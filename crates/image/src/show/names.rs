@@ -154,6 +154,7 @@ pub(super) fn file_kind(file: &FileEntry) -> (&'static str, &str, Option<u64>) {
         Some(FileKind::Pty(p)) => ("pty slave", &p.path, None),
         Some(FileKind::InetSocket(i)) => (inet_kind(i), "", None),
         Some(FileKind::NetlinkSocket(_)) => ("netlink", "", None),
+        Some(FileKind::PacketSocket(_)) => ("packet", "", None),
         None => ("unknown", "", None),
     }
 }
@@ -192,6 +193,15 @@ pub(super) fn file_details(file: &FileEntry) -> Vec<String> {
         Some(FileKind::Pty(_)) => super::pty::file_details(file),
         Some(FileKind::InetSocket(i)) => vec![inet_socket(i)],
         Some(FileKind::NetlinkSocket(n)) => vec![netlink_socket(n)],
+        Some(FileKind::PacketSocket(p)) => vec![format!(
+            "socket:[{}] type {} protocol {:#06x} interface {} fanout {:#x} memberships {}",
+            p.ino,
+            p.sock_type,
+            u16::from_be(p.bound_protocol as u16),
+            p.ifindex,
+            p.fanout,
+            p.memberships.len()
+        )],
         _ => Vec::new(),
     }
 }
