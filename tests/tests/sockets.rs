@@ -263,3 +263,11 @@ fn a_packet_socket_with_a_ring_is_refused() {
     case.expect_untouched(&run);
     case.finish(&mut run);
 }
+
+/// Raw IP sockets (IPv4 bound, IPv6 connected with IPV6_CHECKSUM, ICMP with a type filter) keep
+/// their addresses and options, and receive after the restore.
+#[test]
+fn raw_ip_sockets() {
+    let case = Case::new("raw_sockets", workload!("raw_sockets"));
+    case.checkpoint_restore(&[], &[]);
+}

@@ -913,10 +913,10 @@ pub struct InetSocket {
     /// `AF_INET` (2) or `AF_INET6` (10).
     #[prost(uint32, tag = "2")]
     pub family: u32,
-    /// `SOCK_STREAM` (1) or `SOCK_DGRAM` (2).
+    /// `SOCK_STREAM` (1), `SOCK_DGRAM` (2) or `SOCK_RAW` (3).
     #[prost(uint32, tag = "3")]
     pub sock_type: u32,
-    /// `IPPROTO_TCP` (6), `IPPROTO_UDP` (17) or `IPPROTO_UDPLITE` (136).
+    /// `IPPROTO_TCP` (6), `IPPROTO_UDP` (17) or `IPPROTO_UDPLITE` (136); any for a raw socket.
     #[prost(uint32, tag = "4")]
     pub protocol: u32,
     /// `TCP_ESTABLISHED` (1), `TCP_CLOSE` (7) or `TCP_LISTEN` (10).
@@ -976,6 +976,10 @@ pub struct InetSocket {
     /// Multicast groups joined (UDP), each on its interface.
     #[prost(message, repeated, tag = "354")]
     pub memberships: Vec<Membership>,
+    /// A raw ICMP socket's type filter (`ICMP_FILTER`, 4 bytes; `ICMPV6_FILTER`, 32 bytes).
+    #[prost(bytes = "vec", tag = "355")]
+    #[serde(serialize_with = "hex_bytes")]
+    pub icmp_filter: Vec<u8>,
 }
 
 /// A multicast group a socket joined (`IP_ADD_MEMBERSHIP`, `MCAST_JOIN_GROUP` ...), with its

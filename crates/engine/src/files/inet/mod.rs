@@ -24,6 +24,7 @@ mod dump;
 mod filter;
 mod membership;
 mod packet;
+mod raw;
 mod restore;
 mod udp;
 
@@ -120,6 +121,9 @@ pub const OPTIONS: &[(&str, i32, i32, bool)] = &[
     ("IPV6_MULTICAST_HOPS", libc::IPPROTO_IPV6, libc::IPV6_MULTICAST_HOPS, false),
     ("IPV6_MULTICAST_LOOP", libc::IPPROTO_IPV6, libc::IPV6_MULTICAST_LOOP, false),
     ("IPV6_MULTICAST_IF", libc::IPPROTO_IPV6, libc::IPV6_MULTICAST_IF, false),
+    ("IP_HDRINCL", libc::IPPROTO_IP, libc::IP_HDRINCL, false),
+    ("IPV6_CHECKSUM", libc::IPPROTO_IPV6, libc::IPV6_CHECKSUM, false),
+    ("IPV6_HDRINCL", libc::IPPROTO_IPV6, 36, false),
     ("UDP_CORK", libc::SOL_UDP, libc::UDP_CORK, false),
     ("UDP_NO_CHECK6_TX", libc::SOL_UDP, UDP_NO_CHECK6_TX, false),
     ("UDP_NO_CHECK6_RX", libc::SOL_UDP, UDP_NO_CHECK6_RX, false),
@@ -160,6 +164,7 @@ fn state_name(state: u32) -> &'static str {
 /// `tcp`, `udp6`, `udplite`: the protocol and family of a socket, for messages.
 fn kind_name(i: &InetSocket) -> String {
     let proto = match i.protocol as i32 {
+        _ if is_raw(i) => "raw",
         libc::IPPROTO_UDP => "udp",
         libc::IPPROTO_UDPLITE => "udplite",
         _ => "tcp",
@@ -168,9 +173,20 @@ fn kind_name(i: &InetSocket) -> String {
     format!("{proto}{six}")
 }
 
-/// Whether an entry is a UDP or UDP-Lite socket (else TCP).
+/// Whether an entry is a UDP or UDP-Lite socket.
 fn is_udp(i: &InetSocket) -> bool {
-    i.protocol == libc::IPPROTO_UDP as u32 || i.protocol == libc::IPPROTO_UDPLITE as u32
+    i.sock_type == libc::SOCK_DGRAM as u32
+        && (i.protocol == libc::IPPROTO_UDP as u32 || i.protocol == libc::IPPROTO_UDPLITE as u32)
+}
+
+/// Whether an entry is a raw IP socket.
+fn is_raw(i: &InetSocket) -> bool {
+    i.sock_type == libc::SOCK_RAW as u32
+}
+
+/// Whether an entry is a TCP socket.
+fn is_tcp(i: &InetSocket) -> bool {
+    i.sock_type == libc::SOCK_STREAM as u32
 }
 
 /// `tcp socket:[N] 127.0.0.1:80` or `tcp6 socket:[N] [::1]:4000 -> [::1]:80`, for messages.
@@ -188,7 +204,7 @@ pub fn connections(files: &[stasis_image::model::FileEntry]) -> Vec<crate::netlo
     files
         .iter()
         .filter_map(|f| match &f.kind {
-            Some(stasis_image::model::FileKind::InetSocket(s)) if is_connection(s.state) && !is_udp(s) => {
+            Some(stasis_image::model::FileKind::InetSocket(s)) if is_connection(s.state) && is_tcp(s) => {
                 Some((local(s)?, remote(s)?))
             }
             _ => None,
@@ -213,7 +229,7 @@ fn remote(i: &InetSocket) -> Option<SocketAddr> {
 
 /// TCP sockets, in the table of kinds.
 pub const KIND: super::kinds::Kind = super::kinds::Kind {
-    name: "ip socket (tcp, udp, udplite)",
+    name: "ip socket (tcp, udp, udplite, raw)",
     dump: Some(super::kinds::Dumper {
         claims: |p| std::os::unix::fs::FileTypeExt::is_socket(&p.meta.file_type()) && is_inet(p.file),
         dump,

@@ -48,10 +48,13 @@ impl Sockets {
         for (id, s) in all.iter().filter(|(_, s)| is_udp(s)) {
             made.insert(*id, super::udp::make(s)?);
         }
-        for (id, s) in all.iter().filter(|(_, s)| !is_udp(s) && !is_connection(s.state)) {
+        for (id, s) in all.iter().filter(|(_, s)| is_raw(s)) {
+            made.insert(*id, super::raw::make(s)?);
+        }
+        for (id, s) in all.iter().filter(|(_, s)| is_tcp(s) && !is_connection(s.state)) {
             made.insert(*id, make_unconnected(s)?);
         }
-        for (id, s) in all.iter().filter(|(_, s)| !is_udp(s) && is_connection(s.state)) {
+        for (id, s) in all.iter().filter(|(_, s)| is_tcp(s) && is_connection(s.state)) {
             let fd = match (how.repair, how.close) {
                 (true, _) => {
                     repaired.push(*id);
