@@ -77,6 +77,35 @@ fn established_connections_in_the_tree() {
     case.finish(&mut restored);
 }
 
+/// Half-closed connections (FIN-WAIT-2 and CLOSE-WAIT, data queued both ways) come back in their
+/// states: the peer's FIN is sent to the restored socket again, ours is queued again.
+#[test]
+fn half_closed_connections() {
+    let case = Case::new("tcp_states", workload!("tcp_states"));
+    case.checkpoint_restore(&["--tcp-established"], &["--tcp-established"]);
+}
+
+/// A connect in progress (its SYN unanswered: the test's listener has a full accept queue) is
+/// made again at restore; once the test empties the queue the restored connect completes.
+#[test]
+fn a_connect_in_progress() {
+    let fd = stasis_tests::raw::tcp_socket(libc::AF_INET).expect("socket");
+    stasis_tests::raw::bind_inet(std::os::fd::AsFd::as_fd(&fd), "127.0.0.1:0".parse().unwrap()).expect("bind");
+    let listener = stasis_tests::raw::listen_inet(fd, 0).expect("listen");
+    let at = listener.local_addr().expect("address");
+    // The one connection a backlog of 0 takes: later SYNs are dropped.
+    let filler = TcpStream::connect(at).expect("connect");
+    let case = Case::new("tcp_syn_sent", workload!("tcp_states").arg("syn-sent").arg(at.port().to_string()));
+    let Some(mut run) = case.start() else { return };
+    let images = case.images("images");
+    case.dump_ok(&run, &images, &[]);
+    case.reap_dumped(&mut run);
+    let mut restored = case.restore_ok(&images, run.pid(), &[]);
+    let _ = listener.accept();
+    drop(filler);
+    case.finish(&mut restored);
+}
+
 /// Without --tcp-established the dump fails naming the connection and the option, and the tree
 /// runs on; a restore of an image with connections needs the option too.
 #[test]

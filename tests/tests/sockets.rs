@@ -222,3 +222,52 @@ fn standalone_unix_ext() {
     standalone("sa-unix_ext", workload!("unix_ext").arg(&path));
     let _ = std::fs::remove_file(&path);
 }
+
+/// Netlink sockets (route with groups past 32, sock_diag unbound, uevent) keep their port ids,
+/// groups and options.
+#[test]
+fn netlink_sockets() {
+    let case = Case::new("netlink_sockets", workload!("netlink_sockets"));
+    case.checkpoint_restore(&[], &[]);
+}
+
+/// A netlink socket holding a reply not read is refused by name (the kernel's messages cannot be
+/// sent again) and the workload runs on.
+#[test]
+fn a_netlink_socket_with_messages_not_read_is_refused() {
+    let case = Case::new("netlink_unread", workload!("netlink_sockets").arg("unread"));
+    let Some(mut run) = case.start() else { return };
+    let images = case.images("images");
+    let r = case.dump(&run, &images, &[], &[]);
+    case.expect_failed(&r, "dump of a netlink socket with a reply queued", &[&["netlink route socket"], &["not read"]]);
+    case.expect_untouched(&run);
+    case.finish(&mut run);
+}
+
+/// Packet sockets (a fanout group of two, bound to lo, with options and a membership; one
+/// receiving nothing) keep their interface, protocol, options and group.
+#[test]
+fn packet_sockets() {
+    let case = Case::new("packet_sockets", workload!("packet_sockets"));
+    case.checkpoint_restore(&[], &[]);
+}
+
+/// A packet socket with a TPACKET ring is refused by name and the workload runs on.
+#[test]
+fn a_packet_socket_with_a_ring_is_refused() {
+    let case = Case::new("packet_ring", workload!("packet_sockets").arg("ring"));
+    let Some(mut run) = case.start() else { return };
+    let images = case.images("images");
+    let r = case.dump(&run, &images, &[], &[]);
+    case.expect_failed(&r, "dump of a packet socket with a ring", &[&["packet socket"], &["TPACKET ring"]]);
+    case.expect_untouched(&run);
+    case.finish(&mut run);
+}
+
+/// Raw IP sockets (IPv4 bound, IPv6 connected with IPV6_CHECKSUM, ICMP with a type filter) keep
+/// their addresses and options, and receive after the restore.
+#[test]
+fn raw_ip_sockets() {
+    let case = Case::new("raw_sockets", workload!("raw_sockets"));
+    case.checkpoint_restore(&[], &[]);
+}

@@ -38,7 +38,7 @@ fn expand(needle: &str, run: &Running) -> String {
 
 #[test]
 fn udp_socket() {
-    refused("unsupported_udp", "udp", &[&["fd 42"], &["UDP socket"], &["127.0.0.1:"]]);
+    refused("unsupported_udp", "udp", &[&["fd 42"], &["udp socket"], &["127.0.0.1:"], &["UDP_CORK"]]);
 }
 
 /// A working directory removed since the process entered it is refused by name.

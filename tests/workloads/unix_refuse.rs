@@ -4,8 +4,8 @@
 //! process moved to another working directory, so that the path is relative to a directory stasis
 //! cannot tell),
 //! `oob` (fd 43: a stream socket holding "data" and an out-of-band byte) or `inflight-udp` (fd 44:
-//! a stream socket with SO_PEEK_OFF 0 holding a message that carries a UDP socket, which stasis
-//! does not support). After the wake each socket must still work: the connection is accepted and
+//! a stream socket with SO_PEEK_OFF 0 holding a message that carries a UDP socket holding bytes
+//! under UDP_CORK, which stasis does not support). After the wake each socket must still work: the connection is accepted and
 //! its bytes read; the datagram socket receives what is sent to it; the out-of-band byte and the
 //! data are read; the peek offset and SO_PASSCRED (off) are as set, and the UDP socket arrives
 //! and is still a datagram socket.
@@ -48,7 +48,10 @@ fn main() {
         }
         "inflight-udp" => {
             let (a, b) = raw::unix_pair(libc::SOCK_STREAM).or_fail("pair");
+            // Bytes held by UDP_CORK: a UDP socket stasis cannot save.
             let udp = std::net::UdpSocket::bind("127.0.0.1:0").or_fail("udp bind");
+            raw::set_opt_at(udp.as_fd(), libc::SOL_UDP, libc::UDP_CORK, 1).or_fail("UDP_CORK");
+            udp.send_to(b"held", udp.local_addr().or_fail("address")).or_fail("send");
             raw::send_msg(a.as_fd(), b"udp", None, &[udp.as_fd()], None).or_fail("send");
             raw::set_opt(b.as_fd(), raw::SO_PEEK_OFF, 0).or_fail("SO_PEEK_OFF");
             keep.push(raw::dup_to(b.as_fd(), 44).or_fail("dup to 44"));

@@ -1,5 +1,6 @@
 //! Holds something stasis does not support, so that the dump must fail cleanly and leave the
-//! process untouched. Argument: `udp` (a bound UDP socket at fd 42), `cwd_removed` (a working
+//! process untouched. Argument: `udp` (a bound UDP socket at fd 42 holding
+//! bytes under UDP_CORK, sent to itself once uncorked after the wake), `cwd_removed` (a working
 //! directory removed after the chdir; it must still be the cwd after the wake), `userfaultfd` (a
 //! userfaultfd at fd 43, whose one-time `UFFDIO_API` handshake is done after the wake-up), `thread` (a second thread; supported now, so used as a checkpoint and
 //! restore test) or `child` (a child process; supported too, likewise). After the
@@ -25,7 +26,11 @@ enum Held {
 fn hold(mode: &str) -> Held {
     match mode {
         "udp" => {
+            // Bytes held by UDP_CORK (to itself): what stasis cannot save of a UDP socket.
             let u = UdpSocket::bind("127.0.0.1:0").or_fail("bind");
+            raw::set_opt_at(u.as_fd(), libc::SOL_UDP, libc::UDP_CORK, 1).or_fail("UDP_CORK");
+            let me = u.local_addr().or_fail("address");
+            u.send_to(b"pi", me).and_then(|_| u.send_to(b"ng", me)).or_fail("send");
             let at42 = raw::dup_to(u.as_fd(), 42).or_fail("dup to 42");
             Held::Udp(UdpSocket::from(at42))
         }
@@ -69,7 +74,9 @@ fn verify(c: &mut Checker, held: Held) {
     match held {
         Held::Udp(u) => {
             let mut buf = [0u8; 8];
-            let echoed = u.local_addr().and_then(|a| u.send_to(b"ping", a)).and_then(|_| u.recv(&mut buf));
+            u.set_read_timeout(Some(Duration::from_secs(30))).or_fail("timeout");
+            let uncorked = raw::set_opt_at(u.as_fd(), libc::SOL_UDP, libc::UDP_CORK, 0);
+            let echoed = uncorked.and_then(|()| u.recv(&mut buf));
             c.check(matches!(echoed, Ok(4)), || format!("udp socket at fd 42 no longer works: {echoed:?}"));
         }
         Held::Userfault(u) => {

@@ -4,7 +4,8 @@
 //!
 //! The mechanism is one nftables table per dump (family `inet`, named `stasis-PID-MS`), with an
 //! `input` and an `output` chain at the `raw` priority, each holding two rules per connection (one per
-//! direction, by 4-tuple). It is made and changed with Debian's `nft` program (`nft -f -`). A whole
+//! direction, by 4-tuple) after one that accepts packets marked [`BYPASS_MARK`] (those a restore
+//! sends a restored socket itself). It is made and changed with Debian's `nft` program (`nft -f -`). A whole
 //! table is removed in one step and touches no rule of anyone else's. The table outlives the dump
 //! (its name is in the inventory) and the restore removes it; `nft delete table inet NAME` removes a
 //! lock left by a dump that is never restored.
@@ -15,6 +16,10 @@ use crate::error::{Error, Result};
 use std::io::Write;
 use std::net::{IpAddr, SocketAddr};
 use std::process::{Command, Stdio};
+
+/// The packet mark (`SO_MARK`) of the packets a restore sends itself to a restored socket (a peer's
+/// FIN, queued datagrams): the lock lets them through.
+pub const BYPASS_MARK: u32 = 0x7374_6173;
 
 /// How connections are locked (`--network-lock`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -109,7 +114,9 @@ impl Lock {
         format!(
             "add table inet {t}\n\
              add chain inet {t} input {{ type filter hook input priority raw; policy accept; }}\n\
-             add chain inet {t} output {{ type filter hook output priority raw; policy accept; }}\n"
+             add chain inet {t} output {{ type filter hook output priority raw; policy accept; }}\n\
+             add rule inet {t} input meta mark {BYPASS_MARK:#x} accept\n\
+             add rule inet {t} output meta mark {BYPASS_MARK:#x} accept\n"
         )
     }
 

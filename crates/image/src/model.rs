@@ -673,7 +673,7 @@ pub struct FileEntry {
     /// Open flags (`O_*`, as fdinfo shows them, without O_CLOEXEC).
     #[prost(uint32, tag = "2")]
     pub flags: u32,
-    #[prost(oneof = "FileKind", tags = "3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 350")]
+    #[prost(oneof = "FileKind", tags = "3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 350, 351, 352")]
     pub kind: Option<FileKind>,
     /// Who gets the description's I/O signals (`F_GETOWN_EX`) and which signal (`F_GETSIG`);
     /// absent when neither is set.
@@ -731,6 +731,91 @@ pub enum FileKind {
     Pty(PtyFile),
     #[prost(message, tag = "350")]
     InetSocket(InetSocket),
+    #[prost(message, tag = "351")]
+    NetlinkSocket(NetlinkSocket),
+    #[prost(message, tag = "352")]
+    PacketSocket(PacketSocket),
+}
+
+/// A packet socket (`packet(7)`): its type, protocol, interface, fanout group, memberships and
+/// options.
+#[derive(Clone, PartialEq, prost::Message, Serialize)]
+pub struct PacketSocket {
+    #[prost(uint64, tag = "1")]
+    pub ino: u64,
+    /// `SOCK_RAW` (3) or `SOCK_DGRAM` (2).
+    #[prost(uint32, tag = "2")]
+    pub sock_type: u32,
+    /// The protocol the socket was made with and the one it is bound to, in network byte order
+    /// (`htons(ETH_P_ALL)` ...).
+    #[prost(uint32, tag = "3")]
+    pub protocol: u32,
+    #[prost(uint32, tag = "4")]
+    pub bound_protocol: u32,
+    /// The bound interface, 0 for every interface.
+    #[prost(int32, tag = "5")]
+    pub ifindex: i32,
+    /// `PACKET_FANOUT` as `getsockopt` reads it (id, type and flags), 0 for none.
+    #[prost(uint32, tag = "6")]
+    pub fanout: u32,
+    /// `PACKET_ADD_MEMBERSHIP`s, as `packet_diag` lists them.
+    #[prost(message, repeated, tag = "7")]
+    pub memberships: Vec<PacketMembership>,
+    /// Integer options by name (`PACKET_AUXDATA`, `PACKET_VERSION` ...).
+    #[prost(message, repeated, tag = "8")]
+    pub options: Vec<SockOpt>,
+    #[prost(int32, tag = "9")]
+    pub rcvbuf: i32,
+    #[prost(int32, tag = "10")]
+    pub sndbuf: i32,
+}
+
+/// One `PACKET_ADD_MEMBERSHIP` of a packet socket.
+#[derive(Clone, PartialEq, prost::Message, Serialize)]
+pub struct PacketMembership {
+    #[prost(uint32, tag = "1")]
+    pub ifindex: u32,
+    /// How many times it was added.
+    #[prost(uint32, tag = "2")]
+    pub count: u32,
+    /// `PACKET_MR_MULTICAST` (0), `PACKET_MR_PROMISC` (1), `PACKET_MR_ALLMULTI` (2), `PACKET_MR_UNICAST` (3).
+    #[prost(uint32, tag = "3")]
+    pub kind: u32,
+    #[prost(bytes = "vec", tag = "4")]
+    #[serde(serialize_with = "hex_bytes")]
+    pub address: Vec<u8>,
+}
+
+/// A netlink socket (`netlink(7)`): its protocol, port id, groups, default destination and options.
+#[derive(Clone, PartialEq, prost::Message, Serialize)]
+pub struct NetlinkSocket {
+    #[prost(uint64, tag = "1")]
+    pub ino: u64,
+    /// `SOCK_RAW` (3) or `SOCK_DGRAM` (2).
+    #[prost(uint32, tag = "2")]
+    pub sock_type: u32,
+    /// `NETLINK_ROUTE` (0), `NETLINK_SOCK_DIAG` (4), `NETLINK_KOBJECT_UEVENT` (15) ...
+    #[prost(uint32, tag = "3")]
+    pub protocol: u32,
+    /// The bound port id; 0 for a socket never bound (nor autobound by a send).
+    #[prost(uint32, tag = "4")]
+    pub portid: u32,
+    /// Every group joined, by number (1 is the first).
+    #[prost(uint32, repeated, tag = "5")]
+    pub groups: Vec<u32>,
+    /// The default destination set with `connect` (port id, group bitmap), 0 for none.
+    #[prost(uint32, tag = "6")]
+    pub dst_portid: u32,
+    #[prost(uint32, tag = "7")]
+    pub dst_groups: u32,
+    /// Integer options by name (`NETLINK_EXT_ACK`, `SO_PASSCRED` ...), as `getsockopt` read them.
+    #[prost(message, repeated, tag = "8")]
+    pub options: Vec<SockOpt>,
+    /// `SO_RCVBUF`, `SO_SNDBUF` as `getsockopt` reports them.
+    #[prost(int32, tag = "9")]
+    pub rcvbuf: i32,
+    #[prost(int32, tag = "10")]
+    pub sndbuf: i32,
 }
 
 /// One end of a pipe. Both ends of a pipe share `pipe_id`; the data buffered in the pipe is stored
@@ -818,7 +903,8 @@ pub struct UnixSocket {
     pub bind_dir: String,
 }
 
-/// An IPv4 or IPv6 TCP socket (`tcp(7)`): unbound, bound, listening or established. Addresses are
+/// An IPv4 or IPv6 TCP socket (`tcp(7)`): unbound, bound, listening or established; or a UDP or
+/// UDP-Lite socket (`udp(7)`, `udplite(7)`): unbound, bound or connected (state 1). Addresses are
 /// text (`127.0.0.1`, `::1`, `::ffff:127.0.0.1`); an unbound socket has port 0.
 #[derive(Clone, PartialEq, prost::Message, Serialize)]
 pub struct InetSocket {
@@ -827,10 +913,10 @@ pub struct InetSocket {
     /// `AF_INET` (2) or `AF_INET6` (10).
     #[prost(uint32, tag = "2")]
     pub family: u32,
-    /// `SOCK_STREAM` (1).
+    /// `SOCK_STREAM` (1), `SOCK_DGRAM` (2) or `SOCK_RAW` (3).
     #[prost(uint32, tag = "3")]
     pub sock_type: u32,
-    /// `IPPROTO_TCP` (6).
+    /// `IPPROTO_TCP` (6), `IPPROTO_UDP` (17) or `IPPROTO_UDPLITE` (136); any for a raw socket.
     #[prost(uint32, tag = "4")]
     pub protocol: u32,
     /// `TCP_ESTABLISHED` (1), `TCP_CLOSE` (7) or `TCP_LISTEN` (10).
@@ -873,6 +959,57 @@ pub struct InetSocket {
     /// An established connection (`--tcp-established`): what `TCP_REPAIR` read.
     #[prost(message, optional, tag = "19")]
     pub tcp: Option<TcpConnection>,
+    /// A UDP or UDP-Lite socket: the datagrams queued unread, oldest first.
+    #[prost(message, repeated, tag = "350")]
+    pub datagrams: Vec<Datagram>,
+    /// `RCV_SHUTDOWN` (1) and `SEND_SHUTDOWN` (2), as `inet_diag` reports them.
+    #[prost(uint32, tag = "351")]
+    pub shutdown: u32,
+    /// The classic BPF program attached with `SO_ATTACH_FILTER` (read back with `SO_GET_FILTER`),
+    /// 8 bytes per `struct sock_filter`; empty for none.
+    #[prost(bytes = "vec", tag = "352")]
+    #[serde(serialize_with = "hex_bytes")]
+    pub filter: Vec<u8>,
+    /// `SO_LOCK_FILTER`: the filter cannot be changed.
+    #[prost(bool, tag = "353")]
+    pub filter_locked: bool,
+    /// Multicast groups joined (UDP), each on its interface.
+    #[prost(message, repeated, tag = "354")]
+    pub memberships: Vec<Membership>,
+    /// A raw ICMP socket's type filter (`ICMP_FILTER`, 4 bytes; `ICMPV6_FILTER`, 32 bytes).
+    #[prost(bytes = "vec", tag = "355")]
+    #[serde(serialize_with = "hex_bytes")]
+    pub icmp_filter: Vec<u8>,
+}
+
+/// A multicast group a socket joined (`IP_ADD_MEMBERSHIP`, `MCAST_JOIN_GROUP` ...), with its
+/// source filter (`MCAST_MSFILTER`).
+#[derive(Clone, PartialEq, prost::Message, Serialize)]
+pub struct Membership {
+    /// The group address, as text.
+    #[prost(string, tag = "1")]
+    pub group: String,
+    /// The interface index.
+    #[prost(uint32, tag = "2")]
+    pub ifindex: u32,
+    /// `MCAST_INCLUDE` (only `sources`) rather than `MCAST_EXCLUDE` (all but `sources`).
+    #[prost(bool, tag = "3")]
+    pub include: bool,
+    #[prost(string, repeated, tag = "4")]
+    pub sources: Vec<String>,
+}
+
+/// One datagram queued on a UDP or UDP-Lite socket, with its source.
+#[derive(Clone, PartialEq, prost::Message, Serialize)]
+pub struct Datagram {
+    #[prost(bytes = "vec", tag = "1")]
+    #[serde(serialize_with = "hex_bytes")]
+    pub data: Vec<u8>,
+    /// The source address (text, as `local_addr`) and port.
+    #[prost(string, tag = "2")]
+    pub source_addr: String,
+    #[prost(uint32, tag = "3")]
+    pub source_port: u32,
 }
 
 /// One integer socket option.

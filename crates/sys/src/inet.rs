@@ -259,3 +259,156 @@ pub fn wire_ip(ip: IpAddr) -> IpAddr {
         v4 => v4,
     }
 }
+
+/// A datagram peeked from a socket's receive queue.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Datagram {
+    pub data: Vec<u8>,
+    /// Its source, if IPv4 or IPv6.
+    pub from: Option<SocketAddr>,
+    /// Its full length (more than `data` holds when it did not fit).
+    pub len: usize,
+}
+
+/// `recvmsg(2)` with `MSG_PEEK | MSG_DONTWAIT | MSG_TRUNC` of the datagram at the socket's peek
+/// offset (`SO_PEEK_OFF`: with it set, successive calls walk the queue), into a buffer of `max`
+/// bytes, left in the queue; `None` when no more is queued.
+pub fn peek_datagram(fd: BorrowedFd<'_>, max: usize) -> Result<Option<Datagram>, SysError> {
+    let mut data = vec![0u8; max];
+    // SAFETY: sockaddr_storage is plain data; all zeroes is a valid value.
+    let mut from: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+    let mut iov = libc::iovec { iov_base: data.as_mut_ptr().cast(), iov_len: max };
+    // SAFETY: msghdr is plain data; all zeroes is a valid value.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_name = (&mut from as *mut libc::sockaddr_storage).cast();
+    msg.msg_namelen = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    let flags = libc::MSG_PEEK | libc::MSG_DONTWAIT | libc::MSG_TRUNC;
+    // SAFETY: every pointer in `msg` points to a live buffer of the length it states.
+    let ret = unsafe { libc::recvmsg(fd.as_raw_fd(), &mut msg, flags) };
+    let len = match check("recvmsg(MSG_PEEK)", ret as libc::c_long) {
+        Err(e) if e.errno() == libc::EAGAIN => return Ok(None),
+        Err(e) => return Err(e),
+        Ok(n) => n as usize,
+    };
+    data.truncate(len.min(max));
+    Ok(Some(Datagram { data, from: from_sockaddr(&from), len }))
+}
+
+/// `sendto(2)` with `MSG_DONTWAIT | MSG_NOSIGNAL` of `data` to `to` (for a raw socket the port is
+/// not used); returns the bytes sent.
+pub fn send_to(fd: BorrowedFd<'_>, data: &[u8], to: &SocketAddr) -> Result<usize, SysError> {
+    let (s, len) = sockaddr(to);
+    let flags = libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL;
+    // SAFETY: `data` is a live buffer of its length; `s` holds a valid address of `len` bytes.
+    let ret = unsafe {
+        libc::sendto(
+            fd.as_raw_fd(),
+            data.as_ptr().cast(),
+            data.len(),
+            flags,
+            (&s as *const libc::sockaddr_storage).cast(),
+            len,
+        )
+    };
+    check("sendto", ret as libc::c_long).map(|n| n as usize)
+}
+
+/// `connect(2)` to `AF_UNSPEC`: a datagram socket forgets its peer.
+pub fn disconnect(fd: BorrowedFd<'_>) -> Result<(), SysError> {
+    // SAFETY: sockaddr is plain data; all zeroes with AF_UNSPEC is a valid address.
+    let mut s: libc::sockaddr = unsafe { std::mem::zeroed() };
+    s.sa_family = libc::AF_UNSPEC as libc::sa_family_t;
+    let len = std::mem::size_of::<libc::sockaddr>() as libc::socklen_t;
+    // SAFETY: `s` is a valid address of `len` bytes.
+    let ret = unsafe { libc::connect(fd.as_raw_fd(), &s, len) };
+    check("connect(AF_UNSPEC)", ret as libc::c_long).map(drop)
+}
+
+/// `MCAST_JOIN_GROUP` and `MCAST_MSFILTER` (`linux/in.h`, the same numbers at `IPPROTO_IPV6`).
+pub const MCAST_JOIN_GROUP: i32 = 42;
+pub const MCAST_MSFILTER: i32 = 48;
+/// `gf_fmode` values.
+pub const MCAST_EXCLUDE: u32 = 0;
+pub const MCAST_INCLUDE: u32 = 1;
+/// Most sources of one membership read back.
+const MAX_SOURCES: usize = 64;
+/// `struct group_filter` up to `gf_slist` (interface, padding, group, mode, count).
+const GROUP_FILTER_HEAD: usize = 144;
+const STORAGE: usize = std::mem::size_of::<libc::sockaddr_storage>();
+
+/// A multicast membership of a socket: its filter mode (`MCAST_INCLUDE`, `MCAST_EXCLUDE`) and
+/// sources.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Membership {
+    pub mode: u32,
+    pub sources: Vec<IpAddr>,
+}
+
+fn storage_bytes(ip: IpAddr) -> [u8; STORAGE] {
+    let (s, _) = sockaddr(&SocketAddr::new(ip, 0));
+    // SAFETY: sockaddr_storage is plain data of STORAGE bytes.
+    unsafe { std::mem::transmute::<libc::sockaddr_storage, [u8; STORAGE]>(s) }
+}
+
+fn storage_ip(b: &[u8]) -> Option<IpAddr> {
+    let b: [u8; STORAGE] = b.get(..STORAGE)?.try_into().ok()?;
+    // SAFETY: any bytes are a valid sockaddr_storage (plain data).
+    let s: libc::sockaddr_storage = unsafe { std::mem::transmute::<[u8; STORAGE], libc::sockaddr_storage>(b) };
+    from_sockaddr(&s).map(|a| a.ip())
+}
+
+/// `struct group_filter` for `group` on interface `ifindex` with `mode` and `sources`, with room
+/// for `room` sources.
+fn group_filter(ifindex: u32, group: IpAddr, mode: u32, sources: &[IpAddr], room: usize) -> Vec<u8> {
+    let mut b = vec![0u8; GROUP_FILTER_HEAD + STORAGE * room.max(1)];
+    b[0..4].copy_from_slice(&ifindex.to_ne_bytes());
+    b[8..8 + STORAGE].copy_from_slice(&storage_bytes(group));
+    b[136..140].copy_from_slice(&mode.to_ne_bytes());
+    b[140..144].copy_from_slice(&(sources.len() as u32).to_ne_bytes());
+    for (i, s) in sources.iter().enumerate().take(room) {
+        let at = GROUP_FILTER_HEAD + STORAGE * i;
+        b[at..at + STORAGE].copy_from_slice(&storage_bytes(*s));
+    }
+    b
+}
+
+/// `getsockopt(level, MCAST_MSFILTER)` (`level` `IPPROTO_IP` for an IPv4 group, `IPPROTO_IPV6`
+/// for an IPv6 one): the socket's membership of `group` on interface `ifindex`, `None` if it is
+/// not a member (`EADDRNOTAVAIL`).
+pub fn membership(fd: BorrowedFd<'_>, level: i32, ifindex: u32, group: IpAddr) -> Result<Option<Membership>, SysError> {
+    let mut b = group_filter(ifindex, group, 0, &[], MAX_SOURCES);
+    // On the way in, gf_numsrc is the room for sources.
+    b[140..144].copy_from_slice(&(MAX_SOURCES as u32).to_ne_bytes());
+    let mut len = b.len() as libc::socklen_t;
+    // SAFETY: `b` holds `len` writable bytes, laid out as a struct group_filter.
+    let ret = unsafe { libc::getsockopt(fd.as_raw_fd(), level, MCAST_MSFILTER, b.as_mut_ptr().cast(), &mut len) };
+    match check("getsockopt(MCAST_MSFILTER)", ret as libc::c_long) {
+        Err(e) if e.errno() == libc::EADDRNOTAVAIL || e.errno() == libc::ENODEV => return Ok(None),
+        Err(e) => return Err(e),
+        Ok(_) => {}
+    }
+    let word = |at: usize| u32::from_ne_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]]);
+    let count = word(140) as usize;
+    if count > MAX_SOURCES {
+        return Err(SysError::from_errno("getsockopt(MCAST_MSFILTER): too many sources", libc::E2BIG));
+    }
+    let sources = (0..count).filter_map(|i| storage_ip(&b[GROUP_FILTER_HEAD + STORAGE * i..])).collect();
+    Ok(Some(Membership { mode: word(136), sources }))
+}
+
+/// `setsockopt(level, MCAST_JOIN_GROUP)`, then `MCAST_MSFILTER` if the membership is not the
+/// plain one (exclude nothing).
+pub fn join(fd: BorrowedFd<'_>, level: i32, ifindex: u32, group: IpAddr, m: &Membership) -> Result<(), SysError> {
+    let mut req = vec![0u8; 8 + STORAGE];
+    req[0..4].copy_from_slice(&ifindex.to_ne_bytes());
+    req[8..].copy_from_slice(&storage_bytes(group));
+    set_bytes(fd, level, MCAST_JOIN_GROUP, &req)?;
+    if m.mode == MCAST_EXCLUDE && m.sources.is_empty() {
+        return Ok(());
+    }
+    let b = group_filter(ifindex, group, m.mode, &m.sources, m.sources.len());
+    let len = GROUP_FILTER_HEAD + STORAGE * m.sources.len();
+    set_bytes(fd, level, MCAST_MSFILTER, &b[..len.max(GROUP_FILTER_HEAD)])
+}

@@ -8,9 +8,12 @@
 pub mod anon;
 pub mod fd;
 pub mod inet;
+pub mod inet_diag;
 pub mod inject;
 pub mod ipc;
 pub mod mem;
+pub mod netlink;
+pub mod packet;
 pub mod probe;
 pub mod process;
 pub mod ptrace;

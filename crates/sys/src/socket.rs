@@ -428,3 +428,54 @@ pub fn has_oob(fd: BorrowedFd<'_>) -> Result<bool, SysError> {
         Err(e) => Err(e),
     }
 }
+
+/// `getsockopt(SO_GET_FILTER)`: the classic BPF program attached with `SO_ATTACH_FILTER`, 8 bytes
+/// per instruction (`struct sock_filter`); empty if none. Fails with `EACCES` for an eBPF program
+/// (`SO_ATTACH_BPF`), which has no classic form to read back. The option length is counted in
+/// instructions (`sk_get_filter`).
+pub fn get_filter(fd: BorrowedFd<'_>) -> Result<Vec<u8>, SysError> {
+    let mut count: libc::socklen_t = 0;
+    // SAFETY: a zero length asks for the instruction count only; nothing is written to the buffer.
+    let ret = unsafe {
+        libc::getsockopt(fd.as_raw_fd(), libc::SOL_SOCKET, libc::SO_ATTACH_FILTER, std::ptr::null_mut(), &mut count)
+    };
+    check("getsockopt(SO_GET_FILTER)", ret as libc::c_long)?;
+    if count == 0 {
+        return Ok(Vec::new());
+    }
+    let mut prog = vec![0u8; 8 * count as usize];
+    let mut len = count;
+    // SAFETY: `prog` holds `len` instructions of 8 bytes, the unit the kernel counts in.
+    let ret = unsafe {
+        libc::getsockopt(fd.as_raw_fd(), libc::SOL_SOCKET, libc::SO_ATTACH_FILTER, prog.as_mut_ptr().cast(), &mut len)
+    };
+    check("getsockopt(SO_GET_FILTER)", ret as libc::c_long)?;
+    prog.truncate(8 * (len.min(count) as usize));
+    Ok(prog)
+}
+
+/// `setsockopt(SO_ATTACH_FILTER)` of a classic BPF program, 8 bytes per instruction.
+pub fn attach_filter(fd: BorrowedFd<'_>, prog: &[u8]) -> Result<(), SysError> {
+    let mut insns: Vec<libc::sock_filter> = prog
+        .chunks_exact(8)
+        .map(|c| libc::sock_filter {
+            code: u16::from_ne_bytes([c[0], c[1]]),
+            jt: c[2],
+            jf: c[3],
+            k: u32::from_ne_bytes([c[4], c[5], c[6], c[7]]),
+        })
+        .collect();
+    let fprog = libc::sock_fprog { len: insns.len() as u16, filter: insns.as_mut_ptr() };
+    let len = std::mem::size_of::<libc::sock_fprog>() as libc::socklen_t;
+    // SAFETY: `fprog` points to `insns`, live for the call, of the length it states.
+    let ret = unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_ATTACH_FILTER,
+            (&fprog as *const libc::sock_fprog).cast(),
+            len,
+        )
+    };
+    check("setsockopt(SO_ATTACH_FILTER)", ret as libc::c_long).map(drop)
+}

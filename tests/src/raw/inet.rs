@@ -109,3 +109,96 @@ pub fn set_linger(fd: BorrowedFd<'_>, secs: i32) -> io::Result<()> {
     })
     .map(drop)
 }
+
+/// A new socket of `family`, `ty` and `protocol` (UDP, UDP-Lite ...), close-on-exec.
+pub fn inet_socket(family: i32, ty: i32, protocol: i32) -> io::Result<OwnedFd> {
+    // SAFETY: plain integers.
+    let fd = cvt(unsafe { libc::socket(family, ty | libc::SOCK_CLOEXEC, protocol) })?;
+    // SAFETY: the fd was just created and is owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// `shutdown(2)` with `how`.
+pub fn shutdown_inet(fd: BorrowedFd<'_>, how: i32) -> io::Result<()> {
+    // SAFETY: plain integers on an open fd.
+    cvt(unsafe { libc::shutdown(fd.as_raw_fd(), how) }).map(drop)
+}
+
+/// `tcpi_state` of `TCP_INFO`: 1 established ... 11 closing (`include/net/tcp_states.h`).
+pub fn tcp_state(fd: BorrowedFd<'_>) -> io::Result<u8> {
+    let mut info = [0u8; 8];
+    let mut len = info.len() as libc::socklen_t;
+    // SAFETY: `info` holds `len` writable bytes.
+    cvt(unsafe {
+        libc::getsockopt(fd.as_raw_fd(), libc::IPPROTO_TCP, libc::TCP_INFO, info.as_mut_ptr().cast(), &mut len)
+    })?;
+    Ok(info[0])
+}
+
+/// Waits up to `timeout_ms` for `fd` to become writable (a connect in progress completes); true if
+/// it did.
+pub fn poll_writable(fd: BorrowedFd<'_>, timeout_ms: i32) -> io::Result<bool> {
+    let mut p = libc::pollfd { fd: fd.as_raw_fd(), events: libc::POLLOUT, revents: 0 };
+    // SAFETY: one live pollfd.
+    let n = cvt(unsafe { libc::poll(&mut p, 1, timeout_ms) })?;
+    Ok(n > 0 && p.revents & libc::POLLOUT != 0)
+}
+
+/// `SO_ATTACH_FILTER` of a classic BPF program.
+pub fn attach_filter(fd: BorrowedFd<'_>, prog: &[libc::sock_filter]) -> io::Result<()> {
+    let mut insns = prog.to_vec();
+    let fprog = libc::sock_fprog { len: insns.len() as u16, filter: insns.as_mut_ptr() };
+    let len = std::mem::size_of::<libc::sock_fprog>() as libc::socklen_t;
+    // SAFETY: `fprog` points to `insns`, live for the call.
+    cvt(unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_ATTACH_FILTER,
+            (&fprog as *const libc::sock_fprog).cast(),
+            len,
+        )
+    })
+    .map(drop)
+}
+
+/// `SO_GET_FILTER`: the attached classic program as (code, jt, jf, k).
+pub fn get_filter(fd: BorrowedFd<'_>) -> io::Result<Vec<(u16, u8, u8, u32)>> {
+    let mut prog = [libc::sock_filter { code: 0, jt: 0, jf: 0, k: 0 }; 64];
+    // The length is counted in instructions.
+    let mut len = prog.len() as libc::socklen_t;
+    // SAFETY: `prog` holds `len` instructions.
+    cvt(unsafe {
+        libc::getsockopt(fd.as_raw_fd(), libc::SOL_SOCKET, libc::SO_ATTACH_FILTER, prog.as_mut_ptr().cast(), &mut len)
+    })?;
+    Ok(prog[..(len as usize).min(64)].iter().map(|i| (i.code, i.jt, i.jf, i.k)).collect())
+}
+
+/// `setsockopt` of raw bytes.
+pub fn set_opt_bytes(fd: BorrowedFd<'_>, level: i32, opt: i32, value: &[u8]) -> io::Result<()> {
+    // SAFETY: `value` is live for the call, of the length passed.
+    cvt(unsafe { libc::setsockopt(fd.as_raw_fd(), level, opt, value.as_ptr().cast(), value.len() as libc::socklen_t) })
+        .map(drop)
+}
+
+/// `getsockopt(MCAST_MSFILTER)` of `group` on interface `ifindex`: (filter mode, source count);
+/// fails with `EADDRNOTAVAIL` if the socket is not a member.
+pub fn multicast_filter(
+    fd: BorrowedFd<'_>,
+    level: i32,
+    ifindex: u32,
+    group: std::net::IpAddr,
+) -> io::Result<(u32, u32)> {
+    let storage = std::mem::size_of::<libc::sockaddr_storage>();
+    let mut b = vec![0u8; 144 + 4 * storage];
+    b[0..4].copy_from_slice(&ifindex.to_ne_bytes());
+    let (s, _) = sockaddr(SocketAddr::new(group, 0));
+    // SAFETY: sockaddr_storage is plain data of `storage` bytes.
+    let raw: [u8; 128] = unsafe { std::mem::transmute(s) };
+    b[8..8 + storage].copy_from_slice(&raw);
+    let mut len = b.len() as libc::socklen_t;
+    // SAFETY: `b` holds `len` writable bytes laid out as a struct group_filter.
+    cvt(unsafe { libc::getsockopt(fd.as_raw_fd(), level, 48, b.as_mut_ptr().cast(), &mut len) })?;
+    let word = |at: usize| u32::from_ne_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]]);
+    Ok((word(136), word(140)))
+}

@@ -185,4 +185,6 @@ pub const KINDS: &[&Kind] = &[
     &super::unix::KIND,
     &super::regular::PATH_KIND,
     &super::inet::KIND,
+    &super::netlink::KIND,
+    &super::packet::KIND,
 ];

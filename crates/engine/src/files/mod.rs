@@ -9,7 +9,7 @@
 //! device nodes), [`chardev`] (device nodes and terminals),
 //! [`pipe`] (pipes with both ends in the process), [`fifo`] (named pipes), [`epoll`], [`inotify`]
 //! and [`fanotify`] instances, [`anon`] (eventfd, signalfd, timerfd), [`pidfd`], [`mqueue`] (POSIX
-//! message queues), [`unix`] (UNIX domain sockets), [`inet`] (TCP sockets), [`tty`]
+//! message queues), [`unix`] (UNIX domain sockets), [`inet`] (TCP, UDP and UDP-Lite sockets), [`netlink`], [`packet`], [`tty`]
 //! (pseudo-terminals and controlling terminals); [`locks`] keeps the file locks held on them.
 //!
 //! Each kind declares itself once in [`kinds::KINDS`]: the stages here ([`dump`], [`finish_tree`],
@@ -29,7 +29,9 @@ pub mod inotify;
 pub mod kinds;
 pub mod locks;
 pub mod mqueue;
+pub mod netlink;
 pub mod owner;
+pub mod packet;
 pub mod pidfd;
 pub mod pipe;
 pub mod regular;

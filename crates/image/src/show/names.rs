@@ -152,8 +152,9 @@ pub(super) fn file_kind(file: &FileEntry) -> (&'static str, &str, Option<u64>) {
         Some(FileKind::UnixSocket(u)) => (unix_kind(u), "", None),
         Some(FileKind::Pty(p)) if p.master => ("pty master", &p.path, None),
         Some(FileKind::Pty(p)) => ("pty slave", &p.path, None),
-        Some(FileKind::InetSocket(i)) if i.family == 10 => ("tcp6", "", None),
-        Some(FileKind::InetSocket(_)) => ("tcp", "", None),
+        Some(FileKind::InetSocket(i)) => (inet_kind(i), "", None),
+        Some(FileKind::NetlinkSocket(_)) => ("netlink", "", None),
+        Some(FileKind::PacketSocket(_)) => ("packet", "", None),
         None => ("unknown", "", None),
     }
 }
@@ -191,6 +192,16 @@ pub(super) fn file_details(file: &FileEntry) -> Vec<String> {
         }
         Some(FileKind::Pty(_)) => super::pty::file_details(file),
         Some(FileKind::InetSocket(i)) => vec![inet_socket(i)],
+        Some(FileKind::NetlinkSocket(n)) => vec![netlink_socket(n)],
+        Some(FileKind::PacketSocket(p)) => vec![format!(
+            "socket:[{}] type {} protocol {:#06x} interface {} fanout {:#x} memberships {}",
+            p.ino,
+            p.sock_type,
+            u16::from_be(p.bound_protocol as u16),
+            p.ifindex,
+            p.fanout,
+            p.memberships.len()
+        )],
         _ => Vec::new(),
     }
 }
@@ -215,21 +226,42 @@ pub(super) fn unix_name(name: &[u8]) -> String {
     }
 }
 
-/// One line on a TCP socket: addresses, state, bytes queued both ways, the options set.
+/// `tcp`, `tcp6`, `udp`, `udp6`, `udplite`, `udplite6`.
+fn inet_kind(i: &crate::model::InetSocket) -> &'static str {
+    match (i.protocol, i.family == 10) {
+        (17, false) => "udp",
+        (17, true) => "udp6",
+        (136, false) => "udplite",
+        (136, true) => "udplite6",
+        (_, false) => "tcp",
+        (_, true) => "tcp6",
+    }
+}
+
+/// One line on a TCP or UDP socket: addresses, state, bytes queued both ways (datagrams queued
+/// with their sources), shutdown, the options set.
 pub(super) fn inet_socket(i: &crate::model::InetSocket) -> String {
     let at = |addr: &str, port: u32| match addr.contains(':') {
         true => format!("[{addr}]:{port}"),
         false => format!("{addr}:{port}"),
     };
+    let udp = i.protocol == 17 || i.protocol == 136;
     let state = match i.state {
+        1 if udp => "connected",
         1 => "established",
+        2 => "syn-sent",
+        4 => "fin-wait-1",
+        5 => "fin-wait-2",
         7 if i.local_port == 0 => "unbound",
         7 => "bound",
+        8 => "close-wait",
+        9 => "last-ack",
         10 => "listen",
+        11 => "closing",
         _ => "other",
     };
     let mut out = format!("socket:[{}] {state} {}", i.ino, at(&i.local_addr, i.local_port));
-    if i.state == 1 {
+    if !i.remote_addr.is_empty() {
         out.push_str(&format!(" -> {}", at(&i.remote_addr, i.remote_port)));
     }
     if i.state == 10 {
@@ -243,8 +275,30 @@ pub(super) fn inet_socket(i: &crate::model::InetSocket) -> String {
             t.recv_queue.len()
         ));
     }
+    if !i.datagrams.is_empty() {
+        let bytes: usize = i.datagrams.iter().map(|d| d.data.len()).sum();
+        let mut from: Vec<String> = i.datagrams.iter().map(|d| at(&d.source_addr, d.source_port)).collect();
+        from.dedup();
+        out.push_str(&format!(
+            " receive queue {} datagrams, {bytes} bytes, from {}",
+            i.datagrams.len(),
+            from.join(" ")
+        ));
+    }
+    if i.shutdown != 0 {
+        out.push_str(&format!(" shutdown {}", ["", "rd", "wr", "rdwr"][(i.shutdown & 3) as usize]));
+    }
+    if !i.filter.is_empty() {
+        let locked = if i.filter_locked { " locked" } else { "" };
+        out.push_str(&format!(" filter {} instructions{locked}", i.filter.len() / 8));
+    }
+    for m in &i.memberships {
+        let mode = if m.include { "include" } else { "exclude" };
+        out.push_str(&format!(" member {} on if {} ({mode} [{}])", m.group, m.ifindex, m.sources.join(" ")));
+    }
+    let default = |o: &&crate::model::SockOpt| o.value == 0 || o.name == "SO_PEEK_OFF" && o.value == -1;
     let set: Vec<String> =
-        i.options.iter().filter(|o| o.value != 0).map(|o| format!("{}={}", o.name, o.value)).collect();
+        i.options.iter().filter(|o| !default(o)).map(|o| format!("{}={}", o.name, o.value)).collect();
     if !set.is_empty() {
         out.push_str(&format!(" [{}]", set.join(" ")));
     }
@@ -423,4 +477,24 @@ mod watch_tests {
         assert_eq!(file_details(&fifo(false, b"abc")), ["capacity 4096, 3 bytes queued"]);
         assert!(file_details(&fifo(false, b"")).is_empty());
     }
+}
+
+/// One line on a netlink socket: protocol, port id, groups, destination, options set.
+fn netlink_socket(n: &crate::model::NetlinkSocket) -> String {
+    let proto = match n.protocol {
+        0 => "route".to_string(),
+        4 => "sock_diag".to_string(),
+        15 => "uevent".to_string(),
+        p => format!("protocol {p}"),
+    };
+    let mut out = format!("socket:[{}] {proto} portid {} groups {:?}", n.ino, n.portid, n.groups);
+    if n.dst_portid != 0 || n.dst_groups != 0 {
+        out.push_str(&format!(" -> portid {} groups {:#x}", n.dst_portid, n.dst_groups));
+    }
+    let set: Vec<String> =
+        n.options.iter().filter(|o| o.value != 0).map(|o| format!("{}={}", o.name, o.value)).collect();
+    if !set.is_empty() {
+        out.push_str(&format!(" [{}]", set.join(" ")));
+    }
+    out
 }

@@ -1,5 +1,5 @@
 //! Dump side: a TCP socket's addresses, state and options, and an established connection read in
-//! repair mode under the network lock.
+//! repair mode under the network lock; UDP sockets go to [`super::udp`].
 
 use super::*;
 use crate::error::{Error, Result};
@@ -103,31 +103,41 @@ pub fn dump(p: &Probe, ids: &mut FileIds) -> Result<FileKind> {
     let ty = int(libc::SOL_SOCKET, libc::SO_TYPE)?;
     let protocol = int(libc::SOL_SOCKET, libc::SO_PROTOCOL)?;
     let here = net::address(f, false).map_err(Error::sys(p.pid.0, "reading a socket's address"))?;
-    if ty != libc::SOCK_STREAM || protocol != libc::IPPROTO_TCP {
+    let udp = protocol == libc::IPPROTO_UDP || protocol == libc::IPPROTO_UDPLITE;
+    let raw = ty == libc::SOCK_RAW;
+    if !(ty == libc::SOCK_STREAM && protocol == libc::IPPROTO_TCP || ty == libc::SOCK_DGRAM && udp || raw) {
         return Err(p.unsupported(other_kind(family, ty, protocol, here, p.meta.ino())));
     }
-    let info = net::tcp_info(f).map_err(Error::sys(p.pid.0, "reading TCP_INFO"))?;
-    let here = here.ok_or_else(|| p.unsupported("a TCP socket without an address"))?;
+    let here = here.ok_or_else(|| p.unsupported("an IP socket without an address"))?;
     let mut s = InetSocket {
         ino: p.meta.ino(),
         family: family as u32,
         sock_type: ty as u32,
         protocol: protocol as u32,
-        state: info.state as u32,
         local_addr: here.ip().to_string(),
         local_port: here.port() as u32,
         ..Default::default()
     };
+    if raw {
+        return super::raw::dump(p, s).map(FileKind::InetSocket);
+    }
+    if udp {
+        return super::udp::dump(p, s).map(FileKind::InetSocket);
+    }
+    let info = net::tcp_info(f).map_err(Error::sys(p.pid.0, "reading TCP_INFO"))?;
+    s.state = info.state as u32;
     if s.state != TCP_LISTEN && s.state != TCP_CLOSE {
         let there = net::address(f, true).ok().flatten();
         s.remote_addr = there.map(|a| a.ip().to_string()).unwrap_or_default();
         s.remote_port = there.map_or(0, |a| a.port() as u32);
     }
     read_options(p, &mut s)?;
+    super::filter::dump(p, &mut s)?;
     match s.state {
         TCP_LISTEN => listener(p, ids, &mut s, &info)?,
         TCP_CLOSE => {}
-        TCP_ESTABLISHED => connection(p, ids, &mut s)?,
+        TCP_SYN_SENT => connecting(p, &mut s)?,
+        st if is_connection(st) => connection(p, ids, &mut s)?,
         other => {
             let what = format!("{} in state {}", describe(&s), state_name(other));
             return Err(p.unsupported(what));
@@ -136,13 +146,23 @@ pub fn dump(p: &Probe, ids: &mut FileIds) -> Result<FileKind> {
     Ok(FileKind::InetSocket(s))
 }
 
+/// A connect in progress: nothing to save but the addresses (restore connects again); the
+/// destination comes from `inet_diag`, `getpeername` does not tell it yet.
+fn connecting(p: &Probe, s: &mut InetSocket) -> Result<()> {
+    let all = stasis_sys::inet_diag::dump_all(s.family as i32, libc::IPPROTO_TCP)
+        .map_err(Error::sys(p.pid.0, "listing TCP sockets (inet_diag)"))?;
+    let Some(to) = all.iter().find(|d| u64::from(d.ino) == s.ino).and_then(|d| d.dst) else {
+        return Err(p.unsupported(format!("{}: a connect in progress to an unknown address", describe(s))));
+    };
+    s.remote_addr = to.ip().to_string();
+    s.remote_port = u32::from(to.port());
+    Ok(())
+}
+
 /// `udp socket socket:[N] 0.0.0.0:53`, `raw socket ...`: what is refused, by name.
 fn other_kind(family: i32, ty: i32, protocol: i32, at: Option<std::net::SocketAddr>, ino: u64) -> String {
     let kind = match (ty, protocol) {
-        (libc::SOCK_DGRAM, libc::IPPROTO_UDP) => "UDP socket",
-        (libc::SOCK_DGRAM, libc::IPPROTO_UDPLITE) => "UDP-Lite socket",
         (libc::SOCK_DGRAM, libc::IPPROTO_ICMP) | (libc::SOCK_DGRAM, libc::IPPROTO_ICMPV6) => "ICMP ping socket",
-        (libc::SOCK_RAW, _) => "raw IP socket",
         (libc::SOCK_STREAM, libc::IPPROTO_MPTCP) => "MPTCP socket",
         (libc::SOCK_STREAM, libc::IPPROTO_SCTP) | (libc::SOCK_SEQPACKET, _) => "SCTP socket",
         _ => "IP socket",
@@ -154,10 +174,13 @@ fn other_kind(family: i32, ty: i32, protocol: i32, at: Option<std::net::SocketAd
 
 /// Every option of [`OPTIONS`] the socket answers, linger, timeouts, congestion control, device,
 /// buffer sizes.
-fn read_options(p: &Probe, s: &mut InetSocket) -> Result<()> {
+pub(super) fn read_options(p: &Probe, s: &mut InetSocket) -> Result<()> {
     let f = p.file;
     for &(name, level, opt, unconnected) in OPTIONS {
-        if unconnected && s.state == TCP_ESTABLISHED {
+        // Multicast options are refused on stream sockets (an accepted one reads the TTL of
+        // its SYN as IP_MULTICAST_TTL).
+        let multicast = name.contains("MULTICAST");
+        if unconnected && is_connection(s.state) || multicast && s.sock_type == libc::SOCK_STREAM as u32 {
             continue;
         }
         if let Ok(value) = sock::get_int(f, level, opt) {
@@ -171,7 +194,9 @@ fn read_options(p: &Probe, s: &mut InetSocket) -> Result<()> {
     s.rcvtimeo_us = sock::get_timeout(f, libc::SO_RCVTIMEO).map_err(err("reading SO_RCVTIMEO"))?;
     s.sndtimeo_us = sock::get_timeout(f, libc::SO_SNDTIMEO).map_err(err("reading SO_SNDTIMEO"))?;
     let text = |level, opt| net::get_bytes(f, level, opt, 64).map(|b| c_string(&b));
-    s.congestion = text(libc::IPPROTO_TCP, libc::TCP_CONGESTION).map_err(err("reading TCP_CONGESTION"))?;
+    if s.protocol == libc::IPPROTO_TCP as u32 {
+        s.congestion = text(libc::IPPROTO_TCP, libc::TCP_CONGESTION).map_err(err("reading TCP_CONGESTION"))?;
+    }
     s.bound_device = text(libc::SOL_SOCKET, libc::SO_BINDTODEVICE).unwrap_or_default();
     s.rcvbuf = sock::get_int(f, libc::SOL_SOCKET, libc::SO_RCVBUF).map_err(err("reading SO_RCVBUF"))?;
     s.sndbuf = sock::get_int(f, libc::SOL_SOCKET, libc::SO_SNDBUF).map_err(err("reading SO_SNDBUF"))?;
@@ -205,8 +230,11 @@ fn connection(p: &Probe, ids: &mut FileIds, s: &mut InetSocket) -> Result<()> {
         return Err(p.unsupported(format!("{}: no peer address", describe(s))));
     };
     if !ids.state::<DumpState>().tcp_established {
-        let what = format!("an established TCP connection {here} -> {there} (dump with --tcp-established)");
-        return Err(p.unsupported(what));
+        let state = match s.state {
+            TCP_ESTABLISHED => "an established TCP connection".to_string(),
+            st => format!("a TCP connection in state {}", state_name(st)),
+        };
+        return Err(p.unsupported(format!("{state} {here} -> {there} (dump with --tcp-established)")));
     }
     ids.state::<DumpState>().lock(&(here, there))?;
     let f = p.file;
@@ -217,7 +245,7 @@ fn connection(p: &Probe, ids: &mut FileIds, s: &mut InetSocket) -> Result<()> {
     ids.state::<DumpState>().held.repaired.push((mine, reuse));
     // Read again in repair mode: the state may have moved between the lock and the repair.
     let info = net::tcp_info(f).map_err(Error::sys(p.pid.0, "reading TCP_INFO"))?;
-    if info.state as u32 != TCP_ESTABLISHED {
+    if info.state as u32 != s.state {
         let what = format!("{} in state {} (changed during the dump)", describe(s), state_name(info.state as u32));
         return Err(p.unsupported(what));
     }
@@ -235,8 +263,15 @@ fn read_connection(p: &Probe, info: &TcpInfo, s: &InetSocket) -> Result<TcpConne
     if inq > MAX_QUEUE || outq > MAX_QUEUE {
         return Err(p.unsupported(format!("{}: more than {MAX_QUEUE} bytes queued", describe(s))));
     }
+    // A FIN sent counts one sequence number in the send queue (SIOCOUTQ, write_seq) until it is
+    // acknowledged; one received counts in rcv_nxt (SIOCINQ leaves it out).
+    let (fin_sent, fin_acked, peer_fin) = (fin_sent(s.state), s.state == TCP_FIN_WAIT2, peer_fin(s.state));
+    let outq = outq.saturating_sub(usize::from(fin_sent && !fin_acked));
+    // With our FIN queued every byte goes back as sent (the FIN must follow them).
+    let unsent = if fin_sent { 0 } else { unsent };
     let (recv_end, recv_queue) = queue(p, net::TCP_RECV_QUEUE, inq, s)?;
     let (send_end, send_queue) = queue(p, net::TCP_SEND_QUEUE, outq, s)?;
+    let (recv_end, send_end) = (recv_end.wrapping_sub(u32::from(peer_fin)), send_end.wrapping_sub(u32::from(fin_sent)));
     let w = net::repair_window(f).map_err(err("reading TCP_REPAIR_WINDOW"))?;
     let int = |opt| sock::get_int(f, libc::IPPROTO_TCP, opt).map_err(err("reading a TCP option"));
     Ok(TcpConnection {

@@ -1,6 +1,7 @@
-//! TCP sockets over IPv4 and IPv6 (dual-stack included): unbound, bound, listening, and established
-//! connections (with `--tcp-established`), with their integer options, linger, timeouts, congestion
-//! control and bound device.
+//! TCP sockets over IPv4 and IPv6 (dual-stack included): unbound, bound, listening, and connections
+//! (with `--tcp-established`) established or half-closed (FIN-WAIT-1/2, CLOSE-WAIT, LAST-ACK,
+//! CLOSING), with their integer options, linger, timeouts, congestion control and bound device;
+//! and UDP and UDP-Lite sockets ([`udp`]).
 //!
 //! Dump ([`dump`]) reads a socket through our copy of it: `getsockname`/`getpeername`, `TCP_INFO`
 //! (state, negotiated options, a listener's accept queue and backlog) and the options of [`OPTIONS`].
@@ -12,12 +13,20 @@
 //! Restore ([`restore`]) makes every socket in the controller before any process exists, listeners
 //! and bound sockets first (an established connection shares its listener's port): options set
 //! before `bind`, then `listen`; a connection in repair mode: bound, sequence numbers set,
-//! `connect` (no packet), TCP options, timestamp clock, window, queues. [`Unfinished::finish`], once
+//! `connect` (no packet), TCP options, timestamp clock, window, queues; then a half-closed one gets
+//! its FINs back: the peer's sent to it as a packet from the peer ([`packet`]), ours queued with
+//! `shutdown(SHUT_WR)` in repair mode (marked sent, not sent: the retransmission timer sends it
+//! again if it was not acknowledged). [`Unfinished::finish`], once
 //! every process exists, takes the connections out of repair mode and sends the bytes that had never
 //! been sent.
 
 mod dump;
+mod filter;
+mod membership;
+mod packet;
+mod raw;
 mod restore;
+mod udp;
 
 pub use dump::{dump, is_inet, DumpState, Held};
 pub use restore::{Established, Sockets, Unfinished};
@@ -26,11 +35,34 @@ use stasis_image::model::InetSocket;
 use std::net::{IpAddr, SocketAddr};
 
 const TCP_ESTABLISHED: u32 = 1;
+const TCP_SYN_SENT: u32 = 2;
+const TCP_FIN_WAIT1: u32 = 4;
+const TCP_FIN_WAIT2: u32 = 5;
 const TCP_CLOSE: u32 = 7;
+const TCP_CLOSE_WAIT: u32 = 8;
+const TCP_LAST_ACK: u32 = 9;
 const TCP_LISTEN: u32 = 10;
+const TCP_CLOSING: u32 = 11;
+
+/// The states of a connection restored in repair mode (`--tcp-established`): established, and
+/// half-closed or closing with one or both FINs.
+fn is_connection(state: u32) -> bool {
+    matches!(state, TCP_ESTABLISHED | TCP_FIN_WAIT1 | TCP_FIN_WAIT2 | TCP_CLOSE_WAIT | TCP_LAST_ACK | TCP_CLOSING)
+}
+
+/// Our FIN was sent (`shutdown(SHUT_WR)` or `close`).
+fn fin_sent(state: u32) -> bool {
+    matches!(state, TCP_FIN_WAIT1 | TCP_FIN_WAIT2 | TCP_LAST_ACK | TCP_CLOSING)
+}
+
+/// The peer's FIN was received.
+fn peer_fin(state: u32) -> bool {
+    matches!(state, TCP_CLOSE_WAIT | TCP_LAST_ACK | TCP_CLOSING)
+}
 
 /// The integer options a dump reads and a restore sets (when a new socket's value differs), by
-/// name: (name, level, option, only for sockets that are not connected).
+/// name: (name, level, option, only for sockets that are not connected). One table for TCP and
+/// UDP: an option of another protocol's level fails with `ENOPROTOOPT` and is not recorded.
 pub const OPTIONS: &[(&str, i32, i32, bool)] = &[
     ("SO_REUSEADDR", libc::SOL_SOCKET, libc::SO_REUSEADDR, false),
     ("SO_REUSEPORT", libc::SOL_SOCKET, libc::SO_REUSEPORT, false),
@@ -72,7 +104,42 @@ pub const OPTIONS: &[(&str, i32, i32, bool)] = &[
     ("IPV6_MTU_DISCOVER", libc::IPPROTO_IPV6, libc::IPV6_MTU_DISCOVER, false),
     ("IPV6_TRANSPARENT", libc::IPPROTO_IPV6, libc::IPV6_TRANSPARENT, false),
     ("IPV6_FREEBIND", libc::IPPROTO_IPV6, libc::IPV6_FREEBIND, false),
+    ("SO_TIMESTAMPING", libc::SOL_SOCKET, libc::SO_TIMESTAMPING, false),
+    ("SO_RXQ_OVFL", libc::SOL_SOCKET, libc::SO_RXQ_OVFL, false),
+    ("SO_PEEK_OFF", libc::SOL_SOCKET, libc::SO_PEEK_OFF, false),
+    ("IP_PKTINFO", libc::IPPROTO_IP, libc::IP_PKTINFO, false),
+    ("IP_RECVTTL", libc::IPPROTO_IP, libc::IP_RECVTTL, false),
+    ("IP_RECVTOS", libc::IPPROTO_IP, libc::IP_RECVTOS, false),
+    ("IP_RECVOPTS", libc::IPPROTO_IP, libc::IP_RECVOPTS, false),
+    ("IP_MULTICAST_TTL", libc::IPPROTO_IP, libc::IP_MULTICAST_TTL, false),
+    ("IP_MULTICAST_LOOP", libc::IPPROTO_IP, libc::IP_MULTICAST_LOOP, false),
+    ("IP_MULTICAST_ALL", libc::IPPROTO_IP, libc::IP_MULTICAST_ALL, false),
+    ("IP_MULTICAST_IF", libc::IPPROTO_IP, libc::IP_MULTICAST_IF, false),
+    ("IPV6_RECVPKTINFO", libc::IPPROTO_IPV6, libc::IPV6_RECVPKTINFO, false),
+    ("IPV6_RECVHOPLIMIT", libc::IPPROTO_IPV6, libc::IPV6_RECVHOPLIMIT, false),
+    ("IPV6_RECVTCLASS", libc::IPPROTO_IPV6, libc::IPV6_RECVTCLASS, false),
+    ("IPV6_MULTICAST_HOPS", libc::IPPROTO_IPV6, libc::IPV6_MULTICAST_HOPS, false),
+    ("IPV6_MULTICAST_LOOP", libc::IPPROTO_IPV6, libc::IPV6_MULTICAST_LOOP, false),
+    ("IPV6_MULTICAST_IF", libc::IPPROTO_IPV6, libc::IPV6_MULTICAST_IF, false),
+    ("IP_HDRINCL", libc::IPPROTO_IP, libc::IP_HDRINCL, false),
+    ("IPV6_CHECKSUM", libc::IPPROTO_IPV6, libc::IPV6_CHECKSUM, false),
+    ("IPV6_HDRINCL", libc::IPPROTO_IPV6, 36, false),
+    ("UDP_CORK", libc::SOL_UDP, libc::UDP_CORK, false),
+    ("UDP_NO_CHECK6_TX", libc::SOL_UDP, UDP_NO_CHECK6_TX, false),
+    ("UDP_NO_CHECK6_RX", libc::SOL_UDP, UDP_NO_CHECK6_RX, false),
+    ("UDP_SEGMENT", libc::SOL_UDP, UDP_SEGMENT, false),
+    ("UDP_GRO", libc::SOL_UDP, UDP_GRO, false),
+    ("UDPLITE_SEND_CSCOV", libc::IPPROTO_UDPLITE, UDPLITE_SEND_CSCOV, false),
+    ("UDPLITE_RECV_CSCOV", libc::IPPROTO_UDPLITE, UDPLITE_RECV_CSCOV, false),
 ];
+
+/// `linux/udp.h` options the libc crate does not name.
+const UDP_NO_CHECK6_TX: i32 = 101;
+const UDP_NO_CHECK6_RX: i32 = 102;
+const UDP_SEGMENT: i32 = 103;
+const UDP_GRO: i32 = 104;
+const UDPLITE_SEND_CSCOV: i32 = 10;
+const UDPLITE_RECV_CSCOV: i32 = 11;
 
 /// The name of a TCP state (`include/net/tcp_states.h`), for messages.
 fn state_name(state: u32) -> &'static str {
@@ -94,9 +161,37 @@ fn state_name(state: u32) -> &'static str {
     NAMES.get(state as usize).copied().unwrap_or("unknown")
 }
 
+/// `tcp`, `udp6`, `udplite`: the protocol and family of a socket, for messages.
+fn kind_name(i: &InetSocket) -> String {
+    let proto = match i.protocol as i32 {
+        _ if is_raw(i) => "raw",
+        libc::IPPROTO_UDP => "udp",
+        libc::IPPROTO_UDPLITE => "udplite",
+        _ => "tcp",
+    };
+    let six = if i.family == libc::AF_INET6 as u32 { "6" } else { "" };
+    format!("{proto}{six}")
+}
+
+/// Whether an entry is a UDP or UDP-Lite socket.
+fn is_udp(i: &InetSocket) -> bool {
+    i.sock_type == libc::SOCK_DGRAM as u32
+        && (i.protocol == libc::IPPROTO_UDP as u32 || i.protocol == libc::IPPROTO_UDPLITE as u32)
+}
+
+/// Whether an entry is a raw IP socket.
+fn is_raw(i: &InetSocket) -> bool {
+    i.sock_type == libc::SOCK_RAW as u32
+}
+
+/// Whether an entry is a TCP socket.
+fn is_tcp(i: &InetSocket) -> bool {
+    i.sock_type == libc::SOCK_STREAM as u32
+}
+
 /// `tcp socket:[N] 127.0.0.1:80` or `tcp6 socket:[N] [::1]:4000 -> [::1]:80`, for messages.
 fn describe(i: &InetSocket) -> String {
-    let kind = if i.family == libc::AF_INET6 as u32 { "tcp6" } else { "tcp" };
+    let kind = kind_name(i);
     let mut out = format!("{kind} socket socket:[{}] {}", i.ino, local(i).map_or("?".into(), |a| a.to_string()));
     if let Some(r) = remote(i) {
         out.push_str(&format!(" -> {r}"));
@@ -104,12 +199,12 @@ fn describe(i: &InetSocket) -> String {
     out
 }
 
-/// The established connections of an image, (local, remote), for the network lock.
+/// The connections of an image (established or closing), (local, remote), for the network lock.
 pub fn connections(files: &[stasis_image::model::FileEntry]) -> Vec<crate::netlock::Conn> {
     files
         .iter()
         .filter_map(|f| match &f.kind {
-            Some(stasis_image::model::FileKind::InetSocket(s)) if s.state == TCP_ESTABLISHED => {
+            Some(stasis_image::model::FileKind::InetSocket(s)) if is_connection(s.state) && is_tcp(s) => {
                 Some((local(s)?, remote(s)?))
             }
             _ => None,
@@ -134,7 +229,7 @@ fn remote(i: &InetSocket) -> Option<SocketAddr> {
 
 /// TCP sockets, in the table of kinds.
 pub const KIND: super::kinds::Kind = super::kinds::Kind {
-    name: "tcp socket",
+    name: "ip socket (tcp, udp, udplite, raw)",
     dump: Some(super::kinds::Dumper {
         claims: |p| std::os::unix::fs::FileTypeExt::is_socket(&p.meta.file_type()) && is_inet(p.file),
         dump,
@@ -158,7 +253,7 @@ pub const KIND: super::kinds::Kind = super::kinds::Kind {
     }),
 };
 
-/// The restore's TCP sockets: made up front, with the connections left in repair mode.
+/// The restore's TCP and UDP sockets: made up front, with the TCP connections left in repair mode.
 struct Opener {
     sockets: Sockets,
     unfinished: Unfinished,

@@ -1,6 +1,6 @@
 //! Restore side: every TCP socket made in the controller, listeners and bound sockets before the
 //! connections (which bind to a listener's port), each connection in repair mode until
-//! [`Unfinished::finish`].
+//! [`Unfinished::finish`]; UDP sockets first, by [`super::udp`].
 
 use super::*;
 use crate::error::{Error, Result};
@@ -8,6 +8,7 @@ use stasis_image::model::{FileEntry, FileKind, TcpConnection};
 use stasis_sys::inet::{self as net, RepairWindow};
 use stasis_sys::socket as sock;
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
 /// What restore does with established connections (`--tcp-established`, `--tcp-close`).
@@ -44,10 +45,16 @@ impl Sockets {
         let all: Vec<(u32, InetSocket)> = files.iter().filter_map(inet).collect();
         let mut made = HashMap::new();
         let mut repaired = Vec::new();
-        for (id, s) in all.iter().filter(|(_, s)| s.state != TCP_ESTABLISHED) {
+        for (id, s) in all.iter().filter(|(_, s)| is_udp(s)) {
+            made.insert(*id, super::udp::make(s)?);
+        }
+        for (id, s) in all.iter().filter(|(_, s)| is_raw(s)) {
+            made.insert(*id, super::raw::make(s)?);
+        }
+        for (id, s) in all.iter().filter(|(_, s)| is_tcp(s) && !is_connection(s.state)) {
             made.insert(*id, make_unconnected(s)?);
         }
-        for (id, s) in all.iter().filter(|(_, s)| s.state == TCP_ESTABLISHED) {
+        for (id, s) in all.iter().filter(|(_, s)| is_tcp(s) && is_connection(s.state)) {
             let fd = match (how.repair, how.close) {
                 (true, _) => {
                     repaired.push(*id);
@@ -89,15 +96,34 @@ fn new_socket(s: &InetSocket) -> Result<OwnedFd> {
 fn make_unconnected(s: &InetSocket) -> Result<OwnedFd> {
     let fd = new_socket(s)?;
     set_options(s, fd.as_fd(), &[])?;
+    set_device(s, fd.as_fd())?;
     set_buffers(s, fd.as_fd())?;
     if s.local_port != 0 {
         let at = local(s).ok_or_else(|| bad_address(s))?;
+        let at = if s.state == TCP_SYN_SENT { bind_address(s, at) } else { at };
         net::bind(fd.as_fd(), &at).map_err(fail(s, "binding it"))?;
     }
     if s.state == TCP_LISTEN {
         sock::listen(fd.as_fd(), s.backlog as i32).map_err(fail(s, "listening"))?;
     }
+    if s.state == TCP_SYN_SENT {
+        connect_again(s, fd.as_fd())?;
+    }
+    super::filter::restore(s, fd.as_fd())?;
     Ok(fd)
+}
+
+/// A connection that had sent its SYN and heard nothing yet: a new non-blocking `connect` from
+/// the same address sends a new SYN (a program blocked in `connect` goes on waiting in the
+/// restarted call; one that polls sees the socket become writable).
+fn connect_again(s: &InetSocket, f: BorrowedFd<'_>) -> Result<()> {
+    let there = remote(s).ok_or_else(|| bad_address(s))?;
+    stasis_sys::fd::set_status_flags(f, libc::O_RDWR | libc::O_NONBLOCK).map_err(fail(s, "setting O_NONBLOCK"))?;
+    match net::connect(f, &there) {
+        Err(e) if e.errno() == libc::EINPROGRESS => Ok(()),
+        Err(e) => Err(fail(s, "connecting it again")(e)),
+        Ok(()) => Ok(()),
+    }
 }
 
 /// An established connection with `--tcp-close`: a socket with its options that is not connected
@@ -105,6 +131,7 @@ fn make_unconnected(s: &InetSocket) -> Result<OwnedFd> {
 fn make_closed(s: &InetSocket) -> Result<OwnedFd> {
     let fd = new_socket(s)?;
     set_options(s, fd.as_fd(), &[])?;
+    set_device(s, fd.as_fd())?;
     log::warn!("{}: restored closed (--tcp-close)", describe(s));
     Ok(fd)
 }
@@ -127,6 +154,7 @@ fn make_connection(s: &InetSocket) -> Result<OwnedFd> {
     int(libc::IPPROTO_TCP, net::TCP_REPAIR, net::TCP_REPAIR_ON).map_err(fail(s, "entering TCP repair mode"))?;
     // Not SO_REUSEADDR: repair mode forces reuse (the listener holds the port) until it ends.
     set_options(s, f, &["SO_REUSEADDR"])?;
+    set_device(s, f)?;
     set_buffers(s, f)?;
     net::bind(f, &bind_address(s, here)).map_err(fail(s, "binding it"))?;
     set_seq(f, net::TCP_RECV_QUEUE, t.recv_seq).map_err(fail(s, "setting its receive sequence number"))?;
@@ -150,16 +178,77 @@ fn make_connection(s: &InetSocket) -> Result<OwnedFd> {
     fill(f, net::TCP_RECV_QUEUE, &t.recv_queue).map_err(fail(s, "filling its receive queue"))?;
     let sent = t.send_queue.len().saturating_sub(t.unsent as usize);
     fill(f, net::TCP_SEND_QUEUE, &t.send_queue[..sent]).map_err(fail(s, "filling its send queue"))?;
-    // After the queues: the kernel checks the window against the end of the receive queue.
+    // After the queues: the kernel checks the window against the end of the receive queue, which
+    // is one short of the dumped rcv_nxt while the peer's FIN is still to come.
+    let recv_end = t.recv_seq.wrapping_add(t.recv_queue.len() as u32);
+    let at_most_end = |seq: u32| if (seq.wrapping_sub(recv_end) as i32) > 0 { recv_end } else { seq };
     let w = RepairWindow {
-        snd_wl1: t.snd_wl1,
+        snd_wl1: at_most_end(t.snd_wl1),
         snd_wnd: t.snd_wnd,
         max_window: t.max_window,
         rcv_wnd: t.rcv_wnd,
-        rcv_wup: t.rcv_wup,
+        rcv_wup: at_most_end(t.rcv_wup),
     };
     net::set_repair_window(f, &w).map_err(fail(s, "setting TCP_REPAIR_WINDOW"))?;
+    close_halves(s, t, f, (here, there))?;
+    super::filter::restore(s, f)?;
     Ok(fd)
+}
+
+/// The FINs of a half-closed connection, in the order they came: the peer's as a packet from it
+/// (the socket acknowledges it), ours queued by `shutdown(SHUT_WR)` in repair mode.
+fn close_halves(s: &InetSocket, t: &TcpConnection, f: BorrowedFd<'_>, ends: (SocketAddr, SocketAddr)) -> Result<()> {
+    let shut = || sock::shutdown(f, libc::SHUT_WR).map_err(fail(s, "queueing its FIN (shutdown in repair mode)"));
+    match s.state {
+        TCP_CLOSING => {
+            shut()?;
+            receive_fin(s, t, f, ends, TCP_CLOSING)?;
+        }
+        st if peer_fin(st) => {
+            receive_fin(s, t, f, ends, TCP_CLOSE_WAIT)?;
+            if fin_sent(st) {
+                shut()?;
+            }
+        }
+        st if fin_sent(st) => shut()?,
+        _ => {}
+    }
+    // FIN-WAIT-2 comes back as FIN-WAIT-1: the peer acknowledges our FIN again when it comes again.
+    let want = if s.state == TCP_FIN_WAIT2 { TCP_FIN_WAIT1 } else { s.state };
+    let now = net::tcp_info(f).map(|i| u32::from(i.state)).map_err(fail(s, "reading TCP_INFO"))?;
+    if now != want {
+        let what = format!("{}: came out in state {}, not {}", describe(s), state_name(now), state_name(want));
+        return Err(Error::Failed { pid: stasis_sys::Pid(0), what });
+    }
+    Ok(())
+}
+
+/// Send the socket the peer's FIN (at the end of its receive queue, acknowledging nothing new) and
+/// wait until it moved to `then`.
+fn receive_fin(
+    s: &InetSocket,
+    t: &TcpConnection,
+    f: BorrowedFd<'_>,
+    (here, there): (SocketAddr, SocketAddr),
+    then: u32,
+) -> Result<()> {
+    let seq = t.recv_seq.wrapping_add(t.recv_queue.len() as u32);
+    let scale = if t.wscale_ok { t.snd_wscale.min(14) } else { 0 };
+    let window = (t.snd_wnd >> scale).min(u32::from(u16::MAX)) as u16;
+    let (to, bytes) = super::packet::tcp_fin(there, here, seq, t.send_seq, window).ok_or_else(|| bad_address(s))?;
+    super::packet::send(to, &bytes).map_err(fail(s, "sending it its peer's FIN"))?;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let now = net::tcp_info(f).map(|i| u32::from(i.state)).map_err(fail(s, "reading TCP_INFO"))?;
+        if now == then {
+            return Ok(());
+        }
+        if std::time::Instant::now() > deadline {
+            let what = format!("{}: its peer's FIN was not taken (state {})", describe(s), state_name(now));
+            return Err(Error::Failed { pid: stasis_sys::Pid(0), what });
+        }
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
 }
 
 /// Buffers big enough for both queues while they are filled (the kernel's accounting of the
@@ -223,9 +312,11 @@ fn repair_options(t: &TcpConnection) -> Vec<(u32, u32)> {
 }
 
 /// Every recorded option (but those of `except`) that differs from this new socket's value, then
-/// linger, timeouts, congestion control and device.
-fn set_options(s: &InetSocket, f: BorrowedFd<'_>, except: &[&str]) -> Result<()> {
-    for o in s.options.iter().filter(|o| !except.contains(&o.name.as_str())) {
+/// linger, timeouts and congestion control (not the device: [`set_device`]).
+pub(super) fn set_options(s: &InetSocket, f: BorrowedFd<'_>, except: &[&str]) -> Result<()> {
+    // SO_PRIORITY last: setting IP_TOS (or IPV6_TCLASS) sets the priority from the TOS.
+    let (last, first): (Vec<_>, Vec<_>) = s.options.iter().partition(|o| o.name == "SO_PRIORITY");
+    for o in first.into_iter().chain(last).filter(|o| !except.contains(&o.name.as_str())) {
         let Some(&(_, level, opt, _)) = OPTIONS.iter().find(|(n, ..)| *n == o.name) else {
             let what = format!("{}: unknown option {}", describe(s), o.name);
             return Err(Error::Incompatible { file: "files.img".into(), what });
@@ -246,6 +337,11 @@ fn set_options(s: &InetSocket, f: BorrowedFd<'_>, except: &[&str]) -> Result<()>
         net::set_bytes(f, libc::IPPROTO_TCP, libc::TCP_CONGESTION, s.congestion.as_bytes())
             .map_err(fail(s, "setting TCP_CONGESTION"))?;
     }
+    Ok(())
+}
+
+/// `SO_BINDTODEVICE`, if the socket had a device.
+pub(super) fn set_device(s: &InetSocket, f: BorrowedFd<'_>) -> Result<()> {
     if !s.bound_device.is_empty() {
         net::set_bytes(f, libc::SOL_SOCKET, libc::SO_BINDTODEVICE, s.bound_device.as_bytes())
             .map_err(fail(s, "setting SO_BINDTODEVICE"))?;
@@ -255,7 +351,7 @@ fn set_options(s: &InetSocket, f: BorrowedFd<'_>, except: &[&str]) -> Result<()>
 
 /// `SO_RCVBUF`/`SO_SNDBUF` where they differ from a new socket's (the kernel doubles what is set;
 /// the `FORCE` variants pass the system limits, as root).
-fn set_buffers(s: &InetSocket, f: BorrowedFd<'_>) -> Result<()> {
+pub(super) fn set_buffers(s: &InetSocket, f: BorrowedFd<'_>) -> Result<()> {
     for (want, get, force) in
         [(s.rcvbuf, libc::SO_RCVBUF, libc::SO_RCVBUFFORCE), (s.sndbuf, libc::SO_SNDBUF, libc::SO_SNDBUFFORCE)]
     {
