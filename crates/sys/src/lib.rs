@@ -18,6 +18,7 @@ pub mod remote;
 pub mod socket;
 pub mod tty;
 pub mod uffd;
+pub mod uffd_missing;
 pub mod unix_diag;
 pub mod watch;
 
