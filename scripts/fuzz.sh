@@ -3,7 +3,7 @@
 #
 #   scripts/fuzz.sh [TARGET] [SECONDS]     (defaults: decode_records 60)
 #
-# Targets: decode_records, pagemap_validate, tree_plan (see fuzz/fuzz_targets/). Installs cargo-fuzz if it is
+# Targets: decode_records, pagemap_validate, tree_plan, wire_frames (see fuzz/fuzz_targets/). Installs cargo-fuzz if it is
 # missing. cargo-fuzz passes -Z flags (sanitizers), which need a nightly compiler; the machines have
 # only the pinned stable toolchain, so RUSTC_BOOTSTRAP=1 lets it accept them. Exits non-zero when the
 # fuzzer finds a crash; the input is left in fuzz/artifacts/TARGET/.

@@ -26,11 +26,11 @@ fn unbuilt_options_fail_by_name_and_the_tree_runs_on() {
     let Some(mut run) = case.start() else { return };
     for (n, opt) in [
         "--network-lock=iptables",
-        "--lazy-pages",
+        "--stream",
         "--external=tty[88:1]",
         "--manage-cgroups",
         "--manage-cgroups=full",
-        "--page-server",
+        "--tls",
         "--leave-stopped",
     ]
     .into_iter()
@@ -89,7 +89,7 @@ fn criu_spellings_dump_and_restore() {
 
     // A restore with an unbuilt option fails by name and leaves no process.
     let dir = images.to_str().expect("utf-8");
-    for opt in ["--lazy-pages", "--network-lock=iptables", "--auto-dedup"] {
+    for opt in ["--stream", "--network-lock=iptables", "--auto-dedup"] {
         let out = stasis(&case, &["restore", "-D", dir, "-d", opt]);
         let stderr = String::from_utf8_lossy(&out.stderr);
         if out.status.code() != Some(1) || !stderr.contains(opt.split('=').next().unwrap_or(opt)) {

@@ -43,7 +43,22 @@ pub fn options(args: &DumpArgs) -> anyhow::Result<DumpOptions> {
         notify: crate::action_script::notifier(c),
         prev_images_dir: c.last("prev-images-dir").map(Into::into),
         track_mem: c.is_set("track-mem"),
+        page_server: page_server(c)?,
     })
+}
+
+/// `--page-server --address ADDR --port PORT`: where the pages go instead of `-D`.
+fn page_server(c: &CriuArgs) -> anyhow::Result<Option<(String, u16)>> {
+    if !c.is_set("page-server") {
+        return Ok(None);
+    }
+    let address = c.last("address").context("--page-server needs --address ADDR (the page server's host)")?;
+    let port = c.last("port").context("--page-server needs --port PORT")?;
+    let port: u16 = port.parse().map_err(|_| anyhow::anyhow!("--port {port:?} is not a port number"))?;
+    if port == 0 {
+        anyhow::bail!("--port 0: the page server's port is needed (it prints the one it chose)");
+    }
+    Ok(Some((address.to_owned(), port)))
 }
 
 /// Runs `stasis dump`.

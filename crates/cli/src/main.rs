@@ -7,6 +7,8 @@
 //! stasis restore  [-D DIR] [-d] [--pidfile FILE] [-j] [-o LOG] [-v[N]] [--json]
 //! stasis show     DIR [--json]
 //! stasis swrk     FD                              (CRIU's RPC; also as `criu swrk FD`)
+//! stasis page-server -D DIR --port PORT [--address ADDR] [-d] [--status-fd FD] [-o LOG] [-v]
+//! stasis lazy-pages  -D DIR [--page-server --address A --port P] [--status-fd FD] [-o LOG] [-v]
 //! ```
 //!
 //! `dump`, `pre-dump`, `restore` and `check` take every option of CRIU 4.2's (see
@@ -27,7 +29,9 @@ mod action_script;
 mod check;
 mod criu_opts;
 mod dump;
+mod lazy_pages;
 mod logger;
+mod page_server;
 mod progress;
 mod restore;
 mod show;
@@ -66,6 +70,10 @@ enum Command {
     /// `stasis_engine::holder`).
     #[command(name = "__track-holder", hide = true)]
     TrackHolder { dir: std::path::PathBuf },
+    /// Receive the page files of a `dump --page-server` over TCP.
+    PageServer(page_server::PageServerArgs),
+    /// Serve the pages of a `restore --lazy-pages` on demand (userfaultfd).
+    LazyPages(lazy_pages::LazyPagesArgs),
 }
 
 impl Command {
@@ -79,6 +87,17 @@ impl Command {
             Command::Show(a) => (a.json, None),
             Command::Swrk(_) => (false, None),
             Command::TrackHolder { .. } => (false, None),
+            Command::PageServer(a) => (a.json, None),
+            Command::LazyPages(a) => (a.json, None),
+        }
+    }
+
+    /// The log file and level of a command that takes no CRIU options but has its own.
+    fn own_log(&self) -> Option<(Option<&std::path::Path>, log::LevelFilter)> {
+        match self {
+            Command::PageServer(a) => Some((a.log_file.as_deref(), page_server::level(a.verbose))),
+            Command::LazyPages(a) => Some((a.log_file.as_deref(), page_server::level(a.verbose))),
+            _ => None,
         }
     }
 }
@@ -98,7 +117,7 @@ fn main() -> ExitCode {
     };
     let cli = parse(args).unwrap_or_else(|e| e.exit());
     let (json, criu) = cli.command.parts();
-    let result = start(criu).and_then(|()| run(&cli.command));
+    let result = start(criu, cli.command.own_log()).and_then(|()| run(&cli.command));
     match result {
         Ok(code) => ExitCode::from(code),
         Err(err) => {
@@ -143,8 +162,14 @@ fn parse(args: Vec<std::ffi::OsString>) -> Result<Cli, clap::Error> {
 
 /// Before the command: `--close`, the logger (`-o`, `-v`), and the refusal of the options whose
 /// feature is not built.
-fn start(criu: Option<(&CriuArgs, CriuCommand)>) -> anyhow::Result<()> {
-    let Some((c, cmd)) = criu else { return logger::init(None, log::LevelFilter::Warn) };
+fn start(
+    criu: Option<(&CriuArgs, CriuCommand)>,
+    own_log: Option<(Option<&std::path::Path>, log::LevelFilter)>,
+) -> anyhow::Result<()> {
+    let Some((c, cmd)) = criu else {
+        let (file, level) = own_log.unwrap_or((None, log::LevelFilter::Warn));
+        return logger::init(file, level);
+    };
     for fd in c.close_fds() {
         stasis_sys::fd::close_inherited(fd);
     }
@@ -167,6 +192,8 @@ fn run(command: &Command) -> anyhow::Result<u8> {
             stasis_engine::holder::serve(control, dir.clone())?;
             Ok(0)
         }
+        Command::PageServer(a) => page_server::run(a),
+        Command::LazyPages(a) => lazy_pages::run(a),
     }
 }
 

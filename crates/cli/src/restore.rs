@@ -78,6 +78,7 @@ pub fn options(c: &CriuArgs, detached: bool) -> anyhow::Result<RestoreOptions> {
         network_lock: network_lock(c)?,
         sibling: c.is_set("restore-sibling"),
         notify: crate::action_script::notifier(c),
+        lazy_pages: c.is_set("lazy-pages"),
     })
 }
 

@@ -58,6 +58,22 @@ pub enum Error {
     Fault(&'static str),
     #[error("fault injected at {point}:{n}, {what} (STASIS_FAULT)")]
     FaultAt { point: &'static str, n: u64, what: String },
+    #[error("page server {peer}: {what}")]
+    PageServer {
+        peer: String,
+        what: String,
+        #[source]
+        source: stasis_image::wire::WireError,
+    },
+    #[error("page server {peer}: {what}")]
+    PageServerRefused { peer: String, what: String },
+    #[error("{}: {what}", .path.display())]
+    LazyDaemon {
+        path: PathBuf,
+        what: String,
+        #[source]
+        source: Option<std::io::Error>,
+    },
     #[error("pid {pid}: restoring {what}")]
     Step {
         pid: Pid,

@@ -4,7 +4,9 @@
 //!
 //! Named points: `dump-kill-target`, `dump-fail-after-memory`, `restore-fail-after-memory`,
 //! `restore-fail-in-child` (in the second process of the image, the root's first child, which a tree
-//! of several children builds on a tracer thread of its own).
+//! of several children builds on a tracer thread of its own); in the daemons,
+//! `page-server-stop-mid-file`, `page-server-stop-after-get`, `lazy-pages-stop-after-restore` and
+//! `lazy-pages-on-demand-only`.
 //!
 //! Counted points: `dump-call:N` and `restore-call:N` fail the Nth system call injected by the dump
 //! or restore (counted over all its tracer threads by the run's [`Calls`], never by global state),

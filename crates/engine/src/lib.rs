@@ -11,11 +11,13 @@ pub mod fault;
 pub mod files;
 pub mod holder;
 pub mod ipc;
+pub mod lazy;
 pub mod mem;
 pub mod misc;
 pub mod mm;
 pub mod netlock;
 pub mod notify;
+pub mod pageserver;
 pub mod posix_timers;
 pub mod proc;
 pub mod regs;
@@ -91,6 +93,9 @@ pub struct DumpOptions {
     pub prev_images_dir: Option<PathBuf>,
     /// Keep tracking writes after this round (`--track-mem`; always so for a pre-dump).
     pub track_mem: bool,
+    /// Send the page files to this page server (address, port) instead of writing them in `dir`
+    /// (`--page-server --address A --port P`).
+    pub page_server: Option<(String, u16)>,
 }
 
 /// Default of [`DumpOptions::ghost_limit`]: 1 MiB, as CRIU's.
@@ -160,6 +165,9 @@ pub struct RestoreOptions {
     pub sibling: bool,
     /// The caller's action points (see [`notify`]).
     pub notify: notify::Notifier,
+    /// Leave the private anonymous pages of the tree's childless processes to the lazy-pages
+    /// daemon serving `dir` (`--lazy-pages`; see [`mem::lazy`]).
+    pub lazy_pages: bool,
 }
 
 /// What a successful restore did.

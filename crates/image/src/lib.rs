@@ -8,6 +8,7 @@
 //!   opened and verified against it.
 //! - [`PageWriter`], [`ImageDir::open_pages`], [`verify_pages`]: page files and their chunk checksums.
 //! - [`show`]: an image as JSON or as text for a terminal.
+//! - [`wire`]: the page server's framed, checksummed protocol.
 //!
 //! Images are untrusted input: every length is checked against a limit before anything is allocated,
 //! every file is checksummed, and no input makes this crate panic.
@@ -20,6 +21,7 @@ mod made;
 pub mod model;
 mod pages;
 pub mod show;
+pub mod wire;
 
 #[cfg(test)]
 mod tests;

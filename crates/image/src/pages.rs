@@ -45,6 +45,21 @@ impl ImageDir {
         check_chunk_size(&name, chunk_size)?;
         let path = self.path().join(&name);
         let file = self.create_file(&path)?;
+        self.page_writer(file, path, name, chunk_size)
+    }
+
+    /// Like [`ImageDir::create_pages`], but the page file is written into `file` (a staging memfd,
+    /// for a page file that goes elsewhere: a page server) instead of this directory. The inventory
+    /// still lists it as `pages-PID.img`.
+    pub fn stage_pages(&self, pid: i32, chunk_size: u64, file: File) -> Result<PageWriter, ImageError> {
+        check_pid(ImageKind::Pages, Some(pid))?;
+        let name = ImageKind::Pages.file_name(Some(pid));
+        check_chunk_size(&name, chunk_size)?;
+        let path = PathBuf::from(format!("{name} (staged for the page server)"));
+        self.page_writer(file, path, name, chunk_size)
+    }
+
+    fn page_writer(&self, file: File, path: PathBuf, name: String, chunk_size: u64) -> Result<PageWriter, ImageError> {
         let mut header = vec![0u8; PAGE_DATA_OFFSET as usize];
         header[..HEADER_LEN].copy_from_slice(&encode_header(ImageKind::Pages));
         file.write_all_at(&header, 0)

@@ -237,3 +237,20 @@ pub fn poll(fds: &[BorrowedFd<'_>], events: i16, timeout_ms: i32) -> Result<Vec<
         }
     }
 }
+
+/// `linkat(2)` of the file behind `fd` (an `O_TMPFILE` file, still nameless) to `dest`, through
+/// `/proc/self/fd/N` with `AT_SYMLINK_FOLLOW` (which, unlike `AT_EMPTY_PATH`, needs no
+/// CAP_DAC_READ_SEARCH). Fails with `EEXIST` if `dest` exists.
+///
+/// # References
+/// linkat(2), open(2) "O_TMPFILE"
+pub fn link_tmpfile(fd: BorrowedFd<'_>, dest: &std::path::Path) -> Result<(), SysError> {
+    use std::os::unix::ffi::OsStrExt;
+    let inval = |_| SysError::from_errno("linkat", libc::EINVAL);
+    let src = std::ffi::CString::new(format!("/proc/self/fd/{}", fd.as_raw_fd())).map_err(inval)?;
+    let dest = std::ffi::CString::new(dest.as_os_str().as_bytes()).map_err(inval)?;
+    // SAFETY: both paths are live NUL-terminated strings; `fd` stays open (borrowed) for the call.
+    let ret =
+        unsafe { libc::linkat(libc::AT_FDCWD, src.as_ptr(), libc::AT_FDCWD, dest.as_ptr(), libc::AT_SYMLINK_FOLLOW) };
+    check("linkat", ret as libc::c_long).map(drop)
+}

@@ -21,6 +21,7 @@ pub mod remote;
 pub mod socket;
 pub mod tty;
 pub mod uffd;
+pub mod uffd_missing;
 pub mod unix_diag;
 pub mod watch;
 

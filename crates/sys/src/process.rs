@@ -138,6 +138,15 @@ fn child_stop_for_tracer() -> ! {
     unreachable!("exit_group returned")
 }
 
+/// `pidfd_send_signal(2)`: `sig` (0: only check that it lives) to the process behind `pidfd`, which
+/// cannot be a later process that reused its pid.
+pub fn pidfd_send_signal(pidfd: std::os::fd::BorrowedFd<'_>, sig: i32) -> Result<(), SysError> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: plain integer arguments; a null siginfo means "as kill(2) sends it".
+    let ret = unsafe { libc::syscall(libc::SYS_pidfd_send_signal, pidfd.as_raw_fd(), sig, 0usize, 0u32) };
+    crate::check("pidfd_send_signal", ret).map(drop)
+}
+
 /// `kill(2)`.
 pub fn kill(pid: Pid, sig: i32) -> Result<(), SysError> {
     // SAFETY: plain integer arguments.

@@ -261,6 +261,23 @@ pub fn recv(fd: BorrowedFd<'_>, len: usize) -> Result<(Vec<u8>, Vec<OwnedFd>), S
     Ok((data, fds))
 }
 
+/// `recvmsg(2)` with `MSG_CMSG_CLOEXEC`, blocking: one message into `buf` and the fds in flight
+/// with it. Returns the bytes received (0: the peer closed).
+pub fn recv_with_fds(fd: BorrowedFd<'_>, buf: &mut [u8]) -> Result<(usize, Vec<OwnedFd>), SysError> {
+    let mut control = [0u64; CMSG_SPACE / 8];
+    let mut iov = libc::iovec { iov_base: buf.as_mut_ptr().cast(), iov_len: buf.len() };
+    // SAFETY: msghdr is plain data; all zeroes is a valid value.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.as_mut_ptr().cast();
+    msg.msg_controllen = CMSG_SPACE;
+    // SAFETY: every pointer in `msg` points to a live buffer of the length it states.
+    let ret = unsafe { libc::recvmsg(fd.as_raw_fd(), &mut msg, libc::MSG_CMSG_CLOEXEC) };
+    let n = check("recvmsg", ret as libc::c_long)?;
+    Ok((n as usize, control_messages(&msg).0))
+}
+
 /// The fds and credentials of a received message's control data.
 fn control_messages(msg: &libc::msghdr) -> (Vec<OwnedFd>, Option<Creds>) {
     let mut fds = Vec::new();

@@ -153,6 +153,24 @@ impl Mapping {
         std::mem::forget(self);
         Ok(out)
     }
+
+    /// Moves the mapping, same length, to a new address (`mremap(MREMAP_MAYMOVE | MREMAP_FIXED)`
+    /// onto a range reserved for it).
+    pub fn remap_moved(self) -> io::Result<Mapping> {
+        let target = Mapping::anon(self.len, libc::PROT_NONE)?;
+        let flags = libc::MREMAP_MAYMOVE | libc::MREMAP_FIXED;
+        // SAFETY: both ranges are owned here (`self` consumed, `target` reserved for it and
+        // forgotten, its range replaced); nothing references either.
+        let ptr =
+            unsafe { libc::mremap(self.addr as *mut _, self.len, self.len, flags, target.addr as *mut libc::c_void) };
+        if ptr == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        let out = Mapping { addr: ptr as usize, len: self.len, prot: RefCell::new(self.prot.borrow().clone()) };
+        std::mem::forget(target);
+        std::mem::forget(self);
+        Ok(out)
+    }
 }
 
 impl Drop for Mapping {

@@ -22,17 +22,23 @@ fn refused(list: &[&str], cmd: CriuCommand) -> Option<String> {
 
 #[test]
 fn unbuilt_options_are_refused_by_name() {
-    let e = refused(&["--page-server", "--lazy-pages", "--link-remap"], CriuCommand::Dump).expect("refused");
-    assert!(e.contains("--page-server (the page server)"), "{e}");
-    assert!(e.contains("--lazy-pages (lazy pages)"), "{e}");
+    let e = refused(&["--tls", "--stream", "--link-remap"], CriuCommand::Dump).expect("refused");
+    assert!(e.contains("--tls (TLS for the page server)"), "{e}");
+    assert!(e.contains("--stream (image streaming)"), "{e}");
     assert!(!e.contains("link-remap"), "{e}");
-    for done in [&["--tcp-established"][..], &["--file-locks"], &["--network-lock", "skip"], &["--skip-in-flight"]] {
+    for done in [
+        &["--tcp-established"][..],
+        &["--page-server"],
+        &["--file-locks"],
+        &["--network-lock", "skip"],
+        &["--skip-in-flight"],
+    ] {
         assert!(refused(done, CriuCommand::Dump).is_none(), "{done:?} refused");
     }
     for list in [
         &["--network-lock", "iptables"][..],
-        &["--page-server"],
-        &["--lazy-pages"],
+        &["--tls"],
+        &["--stream"],
         &["--manage-cgroups"],
         &["--manage-cgroups=full"],
         &["--cpu-cap=fpu,ins"],
@@ -40,7 +46,7 @@ fn unbuilt_options_are_refused_by_name() {
         &["--leave-stopped"],
         &["--root", "/"],
     ] {
-        let dump_only = ["--skip-in-flight", "--page-server"];
+        let dump_only = ["--skip-in-flight", "--tls"];
         let cmd = if dump_only.contains(&list[0]) { CriuCommand::Dump } else { CriuCommand::Restore };
         let e = refused(list, cmd).unwrap_or_else(|| panic!("{list:?} accepted"));
         assert!(e.starts_with("not built yet in stasis, nothing was touched: --"), "{e}");

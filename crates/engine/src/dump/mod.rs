@@ -13,7 +13,9 @@ pub mod predump;
 
 use crate::error::{Error, Result};
 use crate::files::FileIds;
+use crate::mem::sink::{LocalFiles, PageServerSink, PageSink};
 use crate::notify::Point;
+use crate::pageserver::Connection;
 use crate::proc::{self, ProcRoot};
 use crate::task::FrozenProcess;
 use crate::tree::freeze::{end_all, explain, freeze_tree, Member, Pool};
@@ -70,6 +72,11 @@ pub fn dump(opts: &DumpOptions, progress: &mut dyn FnMut(Progress)) -> Result<Du
     let ours = own_namespaces(&root);
     check_target(&root, pid, &ours)?;
     opts.notify.at(Point::PreDump, pid.0)?;
+    // Before anything is made or frozen: a page server that cannot be reached fails the dump here.
+    let sink: Box<dyn PageSink> = match &opts.page_server {
+        None => Box::new(LocalFiles),
+        Some((address, port)) => Box::new(PageServerSink::new(Connection::connect(address, *port)?)),
+    };
     let dir = ImageDir::create(&opts.dir)?;
     // `--prev-images-dir` is relative to the image directory, which exists from here on.
     let mut prev = match predump::Prev::open(opts) {
@@ -84,7 +91,7 @@ pub fn dump(opts: &DumpOptions, progress: &mut dyn FnMut(Progress)) -> Result<Du
     let result = std::thread::scope(|scope| {
         let pool = Pool::start(scope, threads);
         let run = Run { start, calls: fault::calls("dump-call"), writes: fault::Writes::new() };
-        dump_with(&pool, &root, &dir, &ours, opts, progress, &run, prev.as_mut())
+        dump_with(&pool, &root, (&dir, &*sink), &ours, opts, progress, &run, prev.as_mut())
     });
     if result.is_err() {
         if let Some(p) = &prev {
@@ -106,7 +113,7 @@ pub fn dump(opts: &DumpOptions, progress: &mut dyn FnMut(Progress)) -> Result<Du
 fn dump_with<'env>(
     pool: &Pool<'env>,
     root: &'env ProcRoot,
-    dir: &'env ImageDir,
+    (dir, sink): (&'env ImageDir, &'env dyn PageSink),
     ours: &'env [Option<u64>],
     opts: &DumpOptions,
     progress: &mut dyn FnMut(Progress),
@@ -130,10 +137,11 @@ fn dump_with<'env>(
     let zombie_pids: Vec<i32> = zombies.iter().map(|z| z.pid).collect();
     let mut kept = Vec::new();
     let frozen = (frozen_at, prev.as_deref_mut(), &mut kept);
-    let (dumped, files, ipc, held) = match dump_frozen(pool, root, dir, &tree, &zombie_pids, opts, progress, frozen) {
-        Ok(done) => done,
-        Err(e) => return Err(explain(pool, &tree, e, progress)),
-    };
+    let (dumped, files, ipc, held) =
+        match dump_frozen(pool, root, (dir, sink), &tree, &zombie_pids, opts, progress, frozen) {
+            Ok(done) => done,
+            Err(e) => return Err(explain(pool, &tree, e, progress)),
+        };
     let tables: Vec<_> = dumped.iter().map(|d| (d.c.process.pid, &d.c.fds)).collect();
     let external = files::external::list(&files, &tables);
     for e in &external {
@@ -159,7 +167,7 @@ fn dump_with<'env>(
     let tracked_processes = prev.as_ref().map_or(0, |p| p.used);
     let mut holder_pid = 0;
     let tracking = (prev.as_deref(), kept.as_slice(), &mut holder_pid);
-    let image_bytes = write_images(dir, dumped, tree_img, files, ipc, lock, (opts, &run.writes, tracking))?;
+    let image_bytes = write_images((dir, sink), dumped, tree_img, files, ipc, lock, (opts, &run.writes, tracking))?;
     log::info!("images written at {:?}", frozen_at.elapsed());
     if !opts.leave_running {
         end_all(pool, &tree, FrozenProcess::kill, progress)?;
@@ -197,7 +205,7 @@ fn dump_with<'env>(
 fn dump_frozen<'env>(
     pool: &Pool<'env>,
     root: &'env ProcRoot,
-    dir: &'env ImageDir,
+    (dir, sink): (&'env ImageDir, &'env dyn PageSink),
     tree: &[Member],
     zombies: &[i32],
     opts: &DumpOptions,
@@ -253,7 +261,7 @@ fn dump_frozen<'env>(
     for (m, c) in tree.iter().zip(&mut collected) {
         track_pages(pool, root, m, c, prev.as_deref_mut(), keep.then_some(&mut *kept), progress)?;
     }
-    let dumped = write_all_pages(pool, dir, tree, collected, progress)?;
+    let dumped = write_all_pages(pool, (dir, sink), tree, collected, progress)?;
     log::info!("pages written at {:?}", frozen_at.elapsed());
     fault::check("dump-fail-after-memory")?;
     Ok((dumped, files, ipc, ids.take_held()))
@@ -345,7 +353,7 @@ fn finish_locks(ids: &mut FileIds, collected: &mut [Collected]) -> Result<()> {
 /// Stage 4: every process's pages, each on its tracer thread, all at once.
 fn write_all_pages<'env>(
     pool: &Pool<'env>,
-    dir: &'env ImageDir,
+    (dir, sink): (&'env ImageDir, &'env dyn PageSink),
     tree: &[Member],
     collected: Vec<Collected>,
     progress: &mut dyn FnMut(Progress),
@@ -357,7 +365,7 @@ fn write_all_pages<'env>(
             let idx = m.idx;
             pool.run(idx, move |owned, progress| {
                 let f = owned.get_mut(&idx).expect("frozen by this thread");
-                let (writer, page_bytes, checksums) = write_pages(dir, f, &c, progress)?;
+                let (writer, page_bytes, checksums) = write_pages((dir, sink), f, &c, progress)?;
                 Ok(Dumped { c, writer, page_bytes, checksums })
             })
         })
@@ -513,13 +521,13 @@ fn collect(
 /// Stage 4: the pages, zero-copy. Returns the page file, the bytes of page data in it, and their chunk
 /// checksums.
 fn write_pages(
-    dir: &ImageDir,
+    (dir, sink): (&ImageDir, &dyn PageSink),
     process: &mut FrozenProcess,
     c: &Collected,
     progress: &mut dyn FnMut(Progress),
 ) -> Result<(PageWriter, u64, Vec<u64>)> {
     let pid = process.pid();
-    let writer = dir.create_pages(pid.0, CHUNK)?;
+    let writer = sink.create(dir, pid, CHUNK)?;
     let inj = process.main().injector(c.code)?;
     let (bytes, checksums) = mem::pages::write(inj, pid, &c.selected, writer.file(), CHUNK, progress)?;
     Ok((writer, bytes, checksums))
@@ -530,7 +538,7 @@ type Tracking<'a> = (Option<&'a predump::Prev>, &'a [mem::track::Tracker], &'a m
 
 /// Stage 5: checksum the page file, write every record file, then the inventory.
 fn write_images(
-    dir: &ImageDir,
+    (dir, sink): (&ImageDir, &dyn PageSink),
     dumped: Vec<Dumped>,
     (zombies, helpers): (Vec<ProcessEntry>, session::Helpers),
     files: Vec<FileEntry>,
@@ -555,7 +563,7 @@ fn write_images(
         ..Default::default()
     };
     processes.extend(dumped.iter().map(|d| d.c.process.clone()));
-    bytes += write_processes(dir, dumped, writes)?;
+    bytes += write_processes((dir, sink), dumped, writes)?;
     processes.extend(zombies);
     writes.next("files.img")?;
     bytes += dir.write_records(ImageKind::Files, None, &[stasis_image::model::FileTable { files }])?.size;
@@ -575,18 +583,25 @@ fn write_images(
     if opts.leave_running && opts.track_mem {
         *holder_pid = crate::holder::spawn(dir.path(), kept)?;
     }
+    sink.commit()?;
     writes.next("inventory.img")?;
     dir.commit_inventory(inventory, opts.fsync)?;
     Ok(bytes)
 }
 
 /// The files of every process, spread over one thread per CPU (they need no ptrace).
-fn write_processes(dir: &ImageDir, dumped: Vec<Dumped>, writes: &fault::Writes) -> Result<u64> {
+fn write_processes(
+    (dir, sink): (&ImageDir, &dyn PageSink),
+    dumped: Vec<Dumped>,
+    writes: &fault::Writes,
+) -> Result<u64> {
     std::thread::scope(|scope| {
         let handles: Vec<_> = crate::tracers::shares(dumped)
             .into_iter()
             .map(|share| {
-                scope.spawn(move || share.into_iter().map(|d| write_process(dir, d, writes)).sum::<Result<u64>>())
+                scope.spawn(move || {
+                    share.into_iter().map(|d| write_process((dir, sink), d, writes)).sum::<Result<u64>>()
+                })
             })
             .collect();
         handles.into_iter().map(|h| h.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))).sum()
@@ -594,12 +609,14 @@ fn write_processes(dir: &ImageDir, dumped: Vec<Dumped>, writes: &fault::Writes) 
 }
 
 /// The page file (finished with its checksums) and the record files of one process.
-fn write_process(dir: &ImageDir, d: Dumped, writes: &fault::Writes) -> Result<u64> {
+fn write_process((dir, sink): (&ImageDir, &dyn PageSink), d: Dumped, writes: &fault::Writes) -> Result<u64> {
     let c = &d.c;
     let pid = Some(c.process.pid);
     let file = |kind: ImageKind| -> Result<()> { writes.next(&kind.file_name(pid)) };
     file(ImageKind::Pages)?;
+    let staged = d.writer.file().try_clone().map_err(crate::error::Error::io("page file"))?;
     let (checksums, pages_digest) = d.writer.finish_with(d.page_bytes, d.checksums)?;
+    sink.finished(Pid(c.process.pid), &staged, pages_digest.size, CHUNK, &checksums)?;
     let mut map = mem::pages::page_map(&c.selected, c.inherited.clone());
     map.in_parent = c.in_parent.clone();
     map.tracked =

@@ -12,9 +12,11 @@ pub mod chain;
 pub mod flags;
 pub mod gadget;
 pub mod guards;
+pub mod lazy;
 pub mod mm_wide;
 pub mod pages;
 pub mod runs;
+pub mod sink;
 pub mod track;
 
 use crate::error::{Error, Result};

@@ -64,6 +64,8 @@ pub(crate) struct Ctx<'a> {
     pidfds: files::pidfd::Late,
     /// Counts the calls injected by this restore (see [`crate::fault`]).
     calls: Calls,
+    /// `--lazy-pages`: the connection to the lazy-pages daemon.
+    lazy: Option<&'a crate::mem::lazy::Handoff>,
 }
 
 /// A restored process tree, running.
@@ -186,7 +188,9 @@ pub fn restore(opts: &RestoreOptions, progress: &mut dyn FnMut(Progress)) -> Res
     let (mut opened, unfinished) = files::open_all(&img.files.files, settings, &opts.inherit_fds)?;
     let segments = crate::ipc::restore(&img.ipc, img.procs[0].process.pid)?;
     let pages = open_pages(&dir, &img)?;
-    let verifiers = spawn_verifiers(&pages, &img)?;
+    let handoff = opts.lazy_pages.then(|| crate::mem::lazy::Handoff::connect(&opts.dir)).transpose()?;
+    // A lazy process's pages are checked by the daemon, chunk by chunk, as it serves them.
+    let verifiers = spawn_verifiers(&pages, &img, |idx| handoff.is_some() && lazy_process(&img, idx))?;
     let root = &img.procs[0];
     let pid = Pid(root.process.pid);
     let created = Mutex::new(Vec::new());
@@ -206,10 +210,12 @@ pub fn restore(opts: &RestoreOptions, progress: &mut dyn FnMut(Progress)) -> Res
         created: &created,
         pidfds: Default::default(),
         calls: calls.clone(),
+        lazy: handoff.as_ref(),
     };
     let mut out = build_tree(&ctx, child, scratch, progress)?;
     let result = out.built.iter_mut().try_for_each(|b| b.finish_pidfds(&ctx));
     let result = result.and_then(|()| join_verifiers(verifiers, pid));
+    let result = result.and_then(|()| handoff.as_ref().map_or(Ok(()), |h| h.finish()));
     let tables: Vec<_> = img.procs.iter().map(|p| (p.process.pid, &p.fds)).collect();
     let result = result.and_then(|()| unfinished.finish(&opened, &img.files.files, &tables));
     let result = result.and_then(|()| join_groups(&mut out, &img, &ctx));
@@ -483,9 +489,12 @@ type Verifier = std::thread::JoinHandle<Result<()>>;
 
 /// Check the page data in parallel with the restore, on one thread per CPU (each verifying a share
 /// of the page files); joined before any process is let go.
-fn spawn_verifiers(pages: &[File], img: &Image) -> Result<Vec<Verifier>> {
+fn spawn_verifiers(pages: &[File], img: &Image, skip: impl Fn(usize) -> bool) -> Result<Vec<Verifier>> {
     let mut work = Vec::new();
-    for (file, p) in pages.iter().zip(&img.procs) {
+    for (idx, (file, p)) in pages.iter().zip(&img.procs).enumerate() {
+        if skip(idx) {
+            continue;
+        }
         let name = ImageKind::Pages.file_name(Some(p.process.pid));
         let file = file.try_clone().map_err(Error::io(&name))?;
         work.push((file, name, p.pagemap.clone()));
@@ -497,6 +506,13 @@ fn spawn_verifiers(pages: &[File], img: &Image) -> Result<Vec<Verifier>> {
         Ok(())
     };
     Ok(crate::tracers::shares(work).into_iter().map(|share| std::thread::spawn(move || verify(share))).collect())
+}
+
+/// Whether process `idx` of the image is restored lazily with `--lazy-pages` (see [`mem::lazy`]).
+pub(crate) fn lazy_process(img: &Image, idx: usize) -> bool {
+    let p = &img.procs[idx];
+    let procs: Vec<&ProcessEntry> = img.procs.iter().map(|p| &p.process).collect();
+    crate::mem::lazy::lazily_restored(&p.process, &procs, &p.mm, &p.pagemap)
 }
 
 fn join_verifiers(verifiers: Vec<Verifier>, pid: Pid) -> Result<()> {

@@ -238,7 +238,14 @@ fn restore_memory(
         }
     }
     let task_fd = imp.import(inj, pages.as_fd())?;
-    mem::pages::fill(inj, task_fd, &img.pagemap, progress)?;
+    match ctx.lazy.filter(|_| super::lazy_process(ctx.img, idx)) {
+        Some(handoff) => {
+            let areas = mem::lazy::lazy_areas(&img.mm);
+            let (eager, lazy) = mem::lazy::split(&img.pagemap, &areas);
+            mem::lazy::restore(inj, task_fd, (&eager, &lazy, &areas), parent.is_some(), handoff)?;
+        }
+        None => mem::pages::fill(inj, task_fd, &img.pagemap, progress)?,
+    }
     inj.close(task_fd)?;
     ctx.chains[idx].fill(inj, imp, progress)?;
     mem::drop_absent(inj, &img.mm, &img.pagemap, &kept)?;
