@@ -14,7 +14,7 @@ use crate::regs;
 use crate::task::Frozen;
 use crate::{creds, misc, signals};
 use stasis_image::model::TaskCore;
-use stasis_sys::inject::Injector;
+use stasis_sys::inject::{InjectError, Injector};
 use stasis_sys::ptrace::{self, WaitStatus};
 use stasis_sys::remote::{CloneArgs, Remote};
 use stasis_sys::Pid;
@@ -94,10 +94,11 @@ pub fn create(
         set_tid: Some(want),
         child_tid: core.clear_child_tid,
     };
-    let tid = main.clone3(&args).map_err(|e| Error::Step {
-        pid: tgid,
-        what: format!("thread {want}"),
-        source: Box::new(e.into()),
+    let tid = main.clone3(&args).map_err(|e| match &e {
+        InjectError::Failed { source, .. } if source.raw_os_error() == Some(libc::EEXIST) => {
+            Error::PidTaken { pid: want, holder: crate::restore::holder_of(want) }
+        }
+        _ => Error::Step { pid: tgid, what: format!("thread {want}"), source: Box::new(e.into()) },
     })?;
     if tid != want {
         return Err(Error::Failed { pid: tgid, what: format!("thread {want} was created as {tid}") });

@@ -470,12 +470,22 @@ fn holder(s: &proc::Stat) -> String {
     format!("'{}' (state {}, parent {}{zombie})", s.comm, s.state, s.ppid)
 }
 
+/// Who holds `pid` now, for [`Error::PidTaken`]: the task's name, state and parent, and its
+/// process if it is a thread of another.
+pub(crate) fn holder_of(pid: Pid) -> String {
+    let root = ProcRoot::system();
+    let Ok(s) = proc::stat(&root, pid.0) else { return "another process (gone since)".into() };
+    let tgid = proc::status(&root, pid.0).ok().map(|st| st.tgid).filter(|t| *t != pid.0);
+    match tgid {
+        Some(t) => format!("{}, a thread of process {t}", holder(&s)),
+        None => holder(&s),
+    }
+}
+
 fn spawn_error(pid: Pid, e: sysproc::SpawnError) -> Error {
     if let sysproc::SpawnError::Clone { source, .. } = &e {
         if source.errno() == libc::EEXIST {
-            let who =
-                proc::stat(&ProcRoot::system(), pid.0).map(|s| holder(&s)).unwrap_or_else(|_| "another process".into());
-            return Error::PidTaken { pid, holder: who };
+            return Error::PidTaken { pid, holder: holder_of(pid) };
         }
     }
     Error::Spawn { pid, source: e }
