@@ -102,6 +102,13 @@ impl<'a> Sockets<'a> {
         self.by_ino.values().copied().find(|l| l.state == LISTEN && l.name == name)
     }
 
+    /// The listener in the image that accepted `u`, a connection whose client was closed since
+    /// (it has the listener's name).
+    fn accepted_by(&self, u: &UnixSocket) -> Option<&'a UnixSocket> {
+        let accepted = u.state == ESTABLISHED && connection_oriented(u) && !u.external_peer;
+        accepted.then(|| self.listener_named(&u.name)).flatten()
+    }
+
     /// The listener in the image on whose queue `u` waits.
     fn pending_on(&self, u: &UnixSocket) -> Option<&'a UnixSocket> {
         self.by_ino.values().copied().find(|l| l.state == LISTEN && l.icons.contains(&u.ino))
@@ -128,6 +135,10 @@ impl<'a> Sockets<'a> {
             return self.make_external(u);
         }
         if u.peer == 0 {
+            // A connection its listener accepted from a client closed since: made with the listener.
+            if let Some(l) = self.accepted_by(u) {
+                return self.make_listener(l);
+            }
             return self.make_unconnected(u);
         }
         let peer = self.entry(u.peer)?;
@@ -237,8 +248,9 @@ impl<'a> Sockets<'a> {
         Ok(())
     }
 
-    /// A listener, the connections it accepted (each client connected, then accepted), and the
-    /// connections waiting on it, in their order.
+    /// A listener, the connections it accepted (each client connected, then accepted; a client
+    /// closed since is a socket kept until the data is queued again), and the connections waiting
+    /// on it, in their order.
     fn make_listener(&mut self, l: &'a UnixSocket) -> Result<()> {
         let fd = self.new_socket(l)?;
         sock::listen(fd.as_fd(), l.backlog as i32).map_err(fail(l, "listening"))?;
@@ -246,17 +258,22 @@ impl<'a> Sockets<'a> {
             .by_ino
             .values()
             .copied()
-            .filter(|s| {
-                s.state == ESTABLISHED && connection_oriented(s) && s.name == l.name && !s.external_peer && s.peer != 0
-            })
-            .filter(|s| self.by_ino.contains_key(&s.peer) && !self.created.contains(&s.ino))
+            .filter(|s| s.state == ESTABLISHED && connection_oriented(s) && s.name == l.name && !s.external_peer)
+            .filter(|s| (s.peer == 0 || self.by_ino.contains_key(&s.peer)) && !self.created.contains(&s.ino))
             .collect();
         for s in accepted {
-            let client = self.entry(s.peer)?;
-            let c = self.new_socket(client)?;
-            sock::connect(c.as_fd(), &address(l)).map_err(fail(client, "connecting it to its listener"))?;
+            let client = if s.peer == 0 { None } else { Some(self.entry(s.peer)?) };
+            let c = match client {
+                Some(client) => self.new_socket(client)?,
+                None => sock::unix_socket(s.sock_type as i32).map_err(fail(s, "making its closed client"))?,
+            };
+            let who = client.unwrap_or(s);
+            sock::connect(c.as_fd(), &address(l)).map_err(fail(who, "connecting it to its listener"))?;
             let a = sock::accept(fd.as_fd()).map_err(fail(s, "accepting it"))?;
-            self.keep(client, c);
+            match client {
+                Some(client) => self.keep(client, c),
+                None => drop(self.orphans.insert(s.ino, c)),
+            }
             self.keep(s, a);
         }
         self.keep(l, fd);
