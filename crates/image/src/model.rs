@@ -1322,6 +1322,11 @@ pub struct PidFd {
     /// reaped.
     #[prost(int32, tag = "1")]
     pub pid: i32,
+    /// Of a reaped process (`pid` -1): its pidfs inode number at dump, which every pidfd of that
+    /// process shares; restore makes one exited process for all the pidfds that had the same
+    /// inode. 0 in older images (each pidfd then gets its own).
+    #[prost(uint64, tag = "100")]
+    pub reaped_ino: u64,
 }
 
 /// A POSIX message queue description (`mq_open`), with the queue's attributes and messages.

@@ -1,9 +1,10 @@
 //! Pidfds: the process (or thread, PIDFD_THREAD) each refers to, and PIDFD_NONBLOCK.
 //!
 //! Dump reads `Pid:` from fdinfo: a process of the dumped tree (refused otherwise, once every
-//! process is known: [`check_targets`]), or -1 for one that has exited and been reaped. Restore
-//! makes a pidfd of an exited process at once (of a child of the controller that exits and is
-//! reaped). A pidfd of a process of the tree can only be opened once that process exists: the fd
+//! process is known: [`check_targets`]), or -1 for one that has exited and been reaped, with its
+//! pidfs inode. Restore makes the pidfds of exited processes at once ([`Reaped`]): one child of the
+//! controller per inode of the image, opened once per description and then reaped, so pidfds that
+//! named one dead process (in one process or in several) still share one inode. A pidfd of a process of the tree can only be opened once that process exists: the fd
 //! number is held by a placeholder until its holder has created all its children ([`install_late`]);
 //! by then the holder, its ancestors, its descendants and the siblings made before it exist. A pidfd
 //! of a process made later (a later sibling's subtree) is installed in a last pass, once every
@@ -20,6 +21,7 @@ use stasis_sys::Pid;
 use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};
 use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::fs::MetadataExt;
 
 /// The flags `pidfd_open` takes that a pidfd's description keeps.
 const OPEN_FLAGS: u32 = libc::O_NONBLOCK as u32 | PIDFD_THREAD;
@@ -33,7 +35,9 @@ pub fn dump(p: &Probe) -> Result<FileKind> {
     if info.get("NSpid").is_some_and(|ns| ns.split_whitespace().count() > 1) {
         return Err(p.unsupported(format!("a pidfd of pid {pid} in a nested pid namespace")));
     }
-    Ok(FileKind::PidFd(PidFd { pid }))
+    // Every pidfd of one process has that process's pidfs inode (kernels since 6.9).
+    let reaped_ino = if pid < 0 { p.meta.ino() } else { 0 };
+    Ok(FileKind::PidFd(PidFd { pid, reaped_ino }))
 }
 
 /// Refuse a pidfd of a live process outside the dump (`pids`: every task of the tree, zombies
@@ -64,12 +68,41 @@ pub struct LateState {
 
 pub type Late = std::sync::Mutex<LateState>;
 
-/// Our fd for a pidfd entry at the start of the restore: a pidfd of an exited process, or a
-/// placeholder (`/dev/null`) holding the fd number until [`install_late`].
-pub fn open_early(p: &PidFd, flags: u32) -> Result<OwnedFd> {
+/// Our pidfds of the reaped processes of the image, by file id, made before any other file.
+pub struct Reaped {
+    fds: HashMap<u32, OwnedFd>,
+}
+
+impl Reaped {
+    /// One exited process per pidfs inode of `files` (per entry for an image without inodes),
+    /// with one pidfd per entry that named it.
+    pub fn make(files: &[FileEntry]) -> Result<Reaped> {
+        let mut groups: HashMap<(u64, u32), Vec<(u32, u32)>> = HashMap::new();
+        for f in files {
+            let Some(FileKind::PidFd(p)) = &f.kind else { continue };
+            if p.pid >= 0 {
+                continue;
+            }
+            let key = if p.reaped_ino != 0 { (p.reaped_ino, 0) } else { (0, f.id) };
+            groups.entry(key).or_default().push((f.id, f.flags & OPEN_FLAGS));
+        }
+        let mut fds = HashMap::new();
+        for members in groups.values() {
+            let flags: Vec<u32> = members.iter().map(|&(_, flags)| flags).collect();
+            let made = anon::dead_pidfds(&flags)
+                .map_err(|e| Error::Io { path: "anon_inode:[pidfd]".into(), source: e.source })?;
+            fds.extend(members.iter().map(|&(id, _)| id).zip(made));
+        }
+        Ok(Reaped { fds })
+    }
+}
+
+/// Our fd for pidfd entry `id` at the start of the restore: its pidfd of an exited process (made
+/// by [`Reaped::make`]), or a placeholder (`/dev/null`) holding the fd number until [`install_late`].
+pub fn open_early(p: &PidFd, id: u32, reaped: &mut Reaped) -> Result<OwnedFd> {
     if p.pid < 0 {
-        return anon::dead_pidfd(flags & OPEN_FLAGS)
-            .map_err(|e| Error::Io { path: "anon_inode:[pidfd]".into(), source: e.source });
+        let what = format!("file {id}: no pidfd made for it");
+        return reaped.fds.remove(&id).ok_or(Error::Incompatible { file: "files.img".into(), what });
     }
     let null = std::fs::File::open("/dev/null").map_err(Error::io("/dev/null"))?;
     Ok(null.into())
@@ -130,13 +163,23 @@ pub const KIND: super::kinds::Kind = super::kinds::Kind {
     dump: Some(super::kinds::Dumper { claims: |p| p.anon_inode().as_deref() == Some("pidfd"), dump: |p, _| dump(p) }),
     configure: None,
     finish_dump: Some(|t| check_targets(t.files, t.tasks, t.tables)),
-    opener: Some(|_, settings| Ok(super::kinds::Stateless::boxed(open, settings))),
+    opener: Some(|files, _| Ok(Box::new(Reaped::make(files)?))),
     finish_restore: None,
 };
 
-fn open(f: &FileEntry, _: &super::kinds::Settings) -> Option<Result<OwnedFd>> {
-    match &f.kind {
-        Some(FileKind::PidFd(p)) => Some(open_early(p, f.flags)),
-        _ => None,
+impl super::kinds::Opener for Reaped {
+    fn open(&mut self, f: &FileEntry) -> Option<Result<OwnedFd>> {
+        match &f.kind {
+            Some(FileKind::PidFd(p)) => Some(open_early(p, f.id, self)),
+            _ => None,
+        }
+    }
+
+    fn inherited(&mut self, f: &FileEntry) {
+        self.fds.remove(&f.id);
+    }
+
+    fn opened(self: Box<Self>, _: &[FileEntry], _: &HashMap<u32, OwnedFd>, _: &mut super::kinds::Later) -> Result<()> {
+        Ok(())
     }
 }
