@@ -71,3 +71,9 @@ fn time_namespace_for_children() {
 fn child_in_a_time_namespace() {
     refused("unsupported_timens_child", "timens_child", &[&["time namespace"], &["{CHILD}"]]);
 }
+
+/// An fd of a namespace no process of the tree is in cannot be opened again: refused by name.
+#[test]
+fn namespace_fd_of_no_process_of_the_tree() {
+    refused("unsupported_netns_fd", "netns_fd", &[&["fd 45"], &["net namespace"], &["no process of the tree"]]);
+}

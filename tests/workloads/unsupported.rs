@@ -6,7 +6,8 @@
 //! it exec'ed, then detached; it must still have it pending and blocked after the wake-up),
 //! `timens_children` (a time namespace for our children made by unshare(CLONE_NEWTIME), forked
 //! into later: a child forked after the wake-up must see its offset), `timens_child` (a child in
-//! such a namespace, ours switched back), `thread` (a second thread; supported now, so used as a
+//! such a namespace, ours switched back), `netns_fd` (an fd of a network namespace no process
+//! of the tree is in, at fd 45: its only process was killed), `thread` (a second thread; supported now, so used as a
 //! checkpoint and restore test) or `child` (a child process; supported too, likewise). After the
 //! wake-up the held thing must still work.
 
@@ -27,6 +28,33 @@ enum Held {
     Cwd(u64),
     Trapped(std::process::Child),
     TimeForChildren,
+    NetNs(std::fs::File),
+}
+
+/// An fd (at 45) of a network namespace whose only process, a child, is gone.
+fn orphan_netns() -> Held {
+    let child = match raw::fork().or_fail("fork") {
+        raw::Forked::Child => {
+            let code = if raw::unshare(libc::CLONE_NEWNET).is_ok() { 0 } else { 1 };
+            std::thread::sleep(Duration::from_secs(if code == 0 { 1000 } else { 0 }));
+            std::process::exit(code)
+        }
+        raw::Forked::Parent(pid) => pid,
+    };
+    let ours = std::fs::metadata("/proc/self/ns/net").or_fail("our netns").ino();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let path = format!("/proc/{child}/ns/net");
+    while std::fs::metadata(&path).map(|m| m.ino()).unwrap_or(ours) == ours {
+        if std::time::Instant::now() > deadline || raw::try_waitpid(child).ok().flatten().is_some() {
+            workload::skip("the child could not make a network namespace");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let ns = std::fs::File::open(&path).or_fail("open the child's netns");
+    let _ = raw::kill(child, libc::SIGKILL);
+    let _ = workload::wait_exit_within(child, Duration::from_secs(20));
+    let at45 = raw::dup_to(std::os::fd::AsFd::as_fd(&ns), 45).or_fail("dup to 45");
+    Held::NetNs(std::fs::File::from(at45))
 }
 
 /// The offset of CLOCK_MONOTONIC in the time namespaces the `timens_*` modes make.
@@ -143,8 +171,10 @@ fn hold(mode: &str) -> Held {
             Held::TimeForChildren
         }
         "timens_child" => child_in_timens(),
-        other => Err::<Held, _>(other.to_string())
-            .or_fail("unknown mode (udp|cwd_removed|userfaultfd|sigtrap|timens_children|timens_child|thread|child)"),
+        "netns_fd" => orphan_netns(),
+        other => Err::<Held, _>(other.to_string()).or_fail(
+            "unknown mode (udp|cwd_removed|userfaultfd|sigtrap|timens_children|timens_child|netns_fd|thread|child)",
+        ),
     }
 }
 
@@ -177,6 +207,11 @@ fn verify(c: &mut Checker, held: Held) {
             c.check(matches!(state, Ok(None)), || format!("the traced child is no longer running: {state:?}"));
             let _ = child.kill();
             let _ = child.wait();
+        }
+        Held::NetNs(ns) => {
+            let ino = ns.metadata().map(|m| m.ino()).ok();
+            let ours = std::fs::metadata("/proc/self/ns/net").map(|m| m.ino()).ok();
+            c.check(ino.is_some() && ino != ours, || format!("the netns fd at 45: inode {ino:?}, ours {ours:?}"));
         }
         Held::TimeForChildren => {
             let (ours, theirs) = (monotonic_secs(), child_monotonic());

@@ -27,7 +27,7 @@ pub fn check_no_pending_trap(root: &ProcRoot, tid: Pid) -> Result<()> {
         return Ok(());
     }
     let what = "a pending SIGTRAP (the calls stasis injects stop with a SIGTRAP of their own)".to_string();
-    Err(Error::Unsupported { pid: tid.0, what })
+    Err(Error::Unsupported { pid: tid, what })
 }
 
 fn settable(sig: u32) -> bool {

@@ -673,7 +673,7 @@ pub struct FileEntry {
     /// Open flags (`O_*`, as fdinfo shows them, without O_CLOEXEC).
     #[prost(uint32, tag = "2")]
     pub flags: u32,
-    #[prost(oneof = "FileKind", tags = "3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 350")]
+    #[prost(oneof = "FileKind", tags = "3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 101, 350")]
     pub kind: Option<FileKind>,
     /// Who gets the description's I/O signals (`F_GETOWN_EX`) and which signal (`F_GETSIG`);
     /// absent when neither is set.
@@ -731,6 +731,27 @@ pub enum FileKind {
     Pty(PtyFile),
     #[prost(message, tag = "350")]
     InetSocket(InetSocket),
+    #[prost(message, tag = "101")]
+    ProcFile(ProcFile),
+}
+
+/// A file of a process's `/proc/PID/` directory, or a namespace fd (nsfs, `TYPE:[INODE]`, as
+/// `/proc/PID/ns/NAME` opens one), opened again at restore as `/proc/PID/REST` once process `pid`
+/// exists (it may be a process of the image, made later than the holder).
+#[derive(Clone, PartialEq, prost::Message, Serialize)]
+pub struct ProcFile {
+    /// The process (or thread) whose directory it is in.
+    #[prost(int32, tag = "1")]
+    pub pid: i32,
+    /// The path below `/proc/PID`, starting with `/` (`/status`, `/ns/net`).
+    #[prost(string, tag = "2")]
+    pub rest: String,
+    /// The file offset.
+    #[prost(uint64, tag = "3")]
+    pub pos: u64,
+    /// Of a namespace fd: the namespace's inode at dump (0 for other files).
+    #[prost(uint64, tag = "4")]
+    pub ns_ino: u64,
 }
 
 /// One end of a pipe. Both ends of a pipe share `pipe_id`; the data buffered in the pipe is stored

@@ -447,7 +447,7 @@ fn check_time_for_children(root: &ProcRoot, pid: Pid) -> Result<()> {
         "a time namespace for its children (time_for_children:[{}], made by unshare(CLONE_NEWTIME)) other than its own",
         children.unwrap_or_default()
     );
-    Err(Error::Unsupported { pid: pid.0, what })
+    Err(Error::Unsupported { pid, what })
 }
 
 /// Inspect the frozen process: registers, signals, timers, limits, credentials, layout (`vmas`, read

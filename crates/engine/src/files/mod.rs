@@ -32,6 +32,7 @@ pub mod mqueue;
 pub mod owner;
 pub mod pidfd;
 pub mod pipe;
+pub mod procfs;
 pub mod regular;
 pub mod tty;
 pub mod unix;

@@ -14,7 +14,7 @@
 
 use super::{FdImporter, Probe};
 use crate::error::{Error, Result};
-use stasis_image::model::{FdTable, FileEntry, FileKind, PidFd};
+use stasis_image::model::{FdTable, FileEntry, FileKind, PidFd, ProcFile};
 use stasis_sys::anon::{self, PIDFD_THREAD};
 use stasis_sys::remote::Remote;
 use stasis_sys::Pid;
@@ -104,13 +104,39 @@ pub fn open_early(p: &PidFd, id: u32, reaped: &mut Reaped) -> Result<OwnedFd> {
         let what = format!("file {id}: no pidfd made for it");
         return reaped.fds.remove(&id).ok_or(Error::Incompatible { file: "files.img".into(), what });
     }
+    placeholder()
+}
+
+/// A placeholder (`/dev/null`) holding the fd number of a file opened late (see [`install_late`]).
+pub fn placeholder() -> Result<OwnedFd> {
     let null = std::fs::File::open("/dev/null").map_err(Error::io("/dev/null"))?;
     Ok(null.into())
 }
 
-/// Replace the placeholders of process `pid` (fd table `table`) by pidfds of their processes; each
-/// is opened on first use and kept in `late`. In the first pass (`last` false) a pidfd of a process
-/// that does not exist yet is left for the last pass, made once every process exists.
+/// A file installed late: a pidfd of a process of the tree, or a file of its `/proc` directory.
+#[derive(Clone, Copy)]
+enum Target<'a> {
+    Pidfd(&'a PidFd),
+    Proc(&'a ProcFile),
+}
+
+impl Target<'_> {
+    /// Our fd of it with `flags`; `Err((true, _))` while its process does not exist yet.
+    fn open(self, flags: u32) -> std::result::Result<OwnedFd, (bool, String)> {
+        match self {
+            Target::Pidfd(p) => anon::pidfd_open_flags(Pid(p.pid), flags & OPEN_FLAGS).map_err(|err| {
+                (err.errno() == libc::ESRCH, format!("opening a pidfd of pid {} ({})", p.pid, err.source))
+            }),
+            Target::Proc(p) => super::procfs::open(p, flags)
+                .map_err(|err| (super::procfs::not_yet(&err), format!("opening {} ({err})", super::procfs::path(p)))),
+        }
+    }
+}
+
+/// Replace the placeholders of process `pid` (fd table `table`) by pidfds of their processes, or
+/// by the files of their `/proc` directories (see [`super::procfs`]); each is opened on first use
+/// and kept in `late`. In the first pass (`last` false) one of a process that does not exist yet
+/// is left for the last pass, made once every process exists.
 pub fn install_late(
     inj: &mut dyn Remote,
     pid: Pid,
@@ -119,10 +145,11 @@ pub fn install_late(
     late: &Late,
     last: bool,
 ) -> Result<()> {
-    let targets: HashMap<u32, (&PidFd, u32)> = files
+    let targets: HashMap<u32, (Target, u32)> = files
         .iter()
         .filter_map(|f| match &f.kind {
-            Some(FileKind::PidFd(p)) if p.pid >= 0 => Some((f.id, (p, f.flags))),
+            Some(FileKind::PidFd(p)) if p.pid >= 0 => Some((f.id, (Target::Pidfd(p), f.flags))),
+            Some(FileKind::ProcFile(p)) => Some((f.id, (Target::Proc(p), f.flags))),
             _ => None,
         })
         .collect();
@@ -139,15 +166,14 @@ pub fn install_late(
             Entry::Occupied(o) => o.into_mut(),
             Entry::Vacant(v) => {
                 let (target, flags) = targets[&e.file_id];
-                match anon::pidfd_open_flags(Pid(target.pid), flags & OPEN_FLAGS) {
+                match target.open(flags) {
                     Ok(fd) => v.insert(fd),
-                    Err(err) if err.errno() == libc::ESRCH && !last => {
+                    Err((true, _)) if !last => {
                         pending.insert(pid.0);
                         continue;
                     }
-                    Err(err) => {
-                        let what = format!("fd {}: opening a pidfd of pid {} ({})", e.fd, target.pid, err.source);
-                        return Err(Error::Failed { pid, what });
+                    Err((_, what)) => {
+                        return Err(Error::Failed { pid, what: format!("fd {}: {what}", e.fd) });
                     }
                 }
             }

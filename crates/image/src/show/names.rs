@@ -154,6 +154,8 @@ pub(super) fn file_kind(file: &FileEntry) -> (&'static str, &str, Option<u64>) {
         Some(FileKind::Pty(p)) => ("pty slave", &p.path, None),
         Some(FileKind::InetSocket(i)) if i.family == 10 => ("tcp6", "", None),
         Some(FileKind::InetSocket(_)) => ("tcp", "", None),
+        Some(FileKind::ProcFile(p)) if p.ns_ino != 0 => ("namespace", &p.rest, None),
+        Some(FileKind::ProcFile(p)) => ("proc file", &p.rest, Some(p.pos)),
         None => ("unknown", "", None),
     }
 }
@@ -191,6 +193,7 @@ pub(super) fn file_details(file: &FileEntry) -> Vec<String> {
         }
         Some(FileKind::Pty(_)) => super::pty::file_details(file),
         Some(FileKind::InetSocket(i)) => vec![inet_socket(i)],
+        Some(FileKind::ProcFile(p)) => vec![format!("of pid {}", p.pid)],
         _ => Vec::new(),
     }
 }
