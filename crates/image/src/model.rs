@@ -1135,6 +1135,10 @@ pub struct PtyFile {
     /// Master only: the pair's state.
     #[prost(message, optional, tag = "5")]
     pub state: Option<PtyState>,
+    /// A slave hung up (its master was closed: `TIOCGEXCL` gives EIO): restored as a slave of a
+    /// new pair whose master is closed at once, at any index.
+    #[prost(bool, tag = "100")]
+    pub hung_up: bool,
 }
 
 /// The state of a pseudo-terminal pair, read on its master.
@@ -1190,6 +1194,14 @@ pub struct PtyState {
     /// Every slave had been closed (the master reads end of file / EIO).
     #[prost(bool, tag = "18")]
     pub slave_closed: bool,
+    /// The slave inode's owner, group and mode (`st_mode`, with its file type; 0 in older images:
+    /// left as the new pair has them).
+    #[prost(uint32, tag = "100")]
+    pub slave_uid: u32,
+    #[prost(uint32, tag = "101")]
+    pub slave_gid: u32,
+    #[prost(uint32, tag = "102")]
+    pub slave_mode: u32,
 }
 
 /// An epoll instance and every file it watches.

@@ -484,7 +484,7 @@ impl Built {
     /// `join_group`, before any release).
     pub fn set_foreground(&mut self, ctx: &Ctx) -> Result<()> {
         let img = &ctx.img.procs[self.idx];
-        files::tty::restore::set_foreground(&mut self.inj, self.pid, &img.process, &img.fds, ctx.files.terminals())
+        files::tty::restore::set_foreground(&mut self.inj, self.pid, &img.process, ctx.files.terminals())
     }
 
     /// Reap exited group helper `child`, a child of this process.
