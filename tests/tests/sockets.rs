@@ -222,3 +222,29 @@ fn standalone_unix_ext() {
     standalone("sa-unix_ext", workload!("unix_ext").arg(&path));
     let _ = std::fs::remove_file(&path);
 }
+
+/// Corner cases of names (see the workload `unix_corners`).
+#[test]
+fn self_connected_datagram_socket() {
+    checkpoint_restore("unix_self_connected", workload!("unix_corners").arg("self_connected"));
+}
+
+#[test]
+fn socket_bound_in_a_removed_directory() {
+    checkpoint_restore("unix_removed_dir", workload!("unix_corners").arg("removed_dir"));
+}
+
+#[test]
+fn two_sockets_bound_to_one_path_in_turn() {
+    checkpoint_restore("unix_path_in_turn", workload!("unix_corners").arg("path_in_turn"));
+}
+
+#[test]
+fn fifo_made_where_a_socket_file_was() {
+    checkpoint_restore("unix_fifo_over", workload!("unix_corners").arg("fifo_over"));
+}
+
+#[test]
+fn unconnected_and_unlistened_stream_sockets() {
+    checkpoint_restore("unix_unconnected", workload!("unix_corners").arg("unconnected"));
+}

@@ -141,6 +141,9 @@ impl<'a> Sockets<'a> {
             }
             return self.make_unconnected(u);
         }
+        if u.peer == u.ino {
+            return self.make_self_connected(u);
+        }
         let peer = self.entry(u.peer)?;
         if connection_oriented(u) {
             match self.listener_named(&u.name).or_else(|| self.listener_named(&peer.name)) {
@@ -209,6 +212,17 @@ impl<'a> Sockets<'a> {
         if u.sock_type == SOCK_DGRAM && u.state == ESTABLISHED && !u.peer_name.is_empty() {
             connect_to_closed(u, fd.as_fd())?;
         }
+        self.keep(u, fd);
+        Ok(())
+    }
+
+    /// A datagram socket connected to itself: bound, then connected to its own name.
+    fn make_self_connected(&mut self, u: &UnixSocket) -> Result<()> {
+        let fd = self.new_socket(u)?;
+        if u.name.is_empty() {
+            return Err(refuse(u, "connected to itself without a name".into()));
+        }
+        sock::connect(fd.as_fd(), &address(u)).map_err(fail(u, "connecting it to itself"))?;
         self.keep(u, fd);
         Ok(())
     }
@@ -348,6 +362,47 @@ fn accepted_side<'a>(u: &'a UnixSocket, peer: &'a UnixSocket) -> Option<(&'a Uni
 /// Bind `fd` to `u`'s name. A path gets its socket file again (a stale socket file there is
 /// replaced; anything else there is an error) with its mode and owner; if the file was gone at
 /// dump, its path is returned, to be unlinked once the sockets no longer need it.
+fn bind_path(u: &UnixSocket, fd: BorrowedFd<'_>) -> Result<()> {
+    if u.name[0] == b'/' {
+        sock::bind(fd, &u.name).map_err(fail(u, "binding it"))
+    } else {
+        let dir = std::path::Path::new(&u.bind_dir);
+        sock::bind_in(dir, fd, &u.name).map_err(fail(u, "binding it in its directory"))
+    }
+}
+
+/// A socket whose file was gone at dump, where its path names another file now (a FIFO, the file
+/// of a socket bound there later) or lies in a directory removed since: the other file is moved
+/// aside (the missing directories are made) for the bind, the socket's new file is unlinked at once,
+/// and the rest is put back as it was. False, doing nothing, when the path is simply free (the
+/// caller binds, and unlinks the file once the queues are filled).
+fn bind_where_gone(u: &UnixSocket, fd: BorrowedFd<'_>, path: &std::path::Path) -> Result<bool> {
+    let missing: Vec<PathBuf> =
+        path.ancestors().skip(1).take_while(|d| !d.as_os_str().is_empty() && !d.exists()).map(PathBuf::from).collect();
+    let taken = std::fs::symlink_metadata(path).is_ok();
+    if missing.is_empty() && !taken {
+        return Ok(false);
+    }
+    if u.sock_type == SOCK_DGRAM && !u.queue.is_empty() {
+        let what = format!("messages queued on it while its path {} now names another file", path.display());
+        return Err(refuse(u, what));
+    }
+    for d in missing.iter().rev() {
+        std::fs::create_dir(d).map_err(Error::io(d))?;
+    }
+    let aside = taken.then(|| path.with_file_name(format!(".stasis-aside-{}-{}", std::process::id(), u.ino)));
+    if let Some(a) = &aside {
+        std::fs::rename(path, a).map_err(Error::io(path))?;
+    }
+    let bound = bind_path(u, fd);
+    let unlinked = if bound.is_ok() { std::fs::remove_file(path).map_err(Error::io(path)) } else { Ok(()) };
+    let back = aside.as_ref().map_or(Ok(()), |a| std::fs::rename(a, path).map_err(Error::io(path)));
+    for d in &missing {
+        let _ = std::fs::remove_dir(d);
+    }
+    bound.and(unlinked).and(back).map(|()| true)
+}
+
 fn bind_name(u: &UnixSocket, fd: BorrowedFd<'_>) -> Result<Option<PathBuf>> {
     if u.name.is_empty() {
         return Ok(None);
@@ -356,6 +411,9 @@ fn bind_name(u: &UnixSocket, fd: BorrowedFd<'_>) -> Result<Option<PathBuf>> {
         return sock::bind(fd, &u.name).map_err(fail(u, "binding it")).map(|()| None);
     }
     let path = file_path(u);
+    if !u.path_present && bind_where_gone(u, fd, &path)? {
+        return Ok(None);
+    }
     match std::fs::symlink_metadata(&path) {
         Ok(m) if m.file_type().is_socket() && live(&address(u)) => {
             return Err(refuse(u, format!("{} is the name of a live socket", path.display())))
@@ -364,12 +422,7 @@ fn bind_name(u: &UnixSocket, fd: BorrowedFd<'_>) -> Result<Option<PathBuf>> {
         Ok(_) => return Err(refuse(u, format!("{} exists and is not a socket", path.display()))),
         Err(_) => {}
     }
-    if u.name[0] == b'/' {
-        sock::bind(fd, &u.name).map_err(fail(u, "binding it"))?;
-    } else {
-        let dir = std::path::Path::new(&u.bind_dir);
-        sock::bind_in(dir, fd, &u.name).map_err(fail(u, "binding it in its directory"))?;
-    }
+    bind_path(u, fd)?;
     use std::os::unix::fs::PermissionsExt;
     if !u.path_present {
         return Ok(Some(path));
