@@ -248,3 +248,8 @@ fn fifo_made_where_a_socket_file_was() {
 fn unconnected_and_unlistened_stream_sockets() {
     checkpoint_restore("unix_unconnected", workload!("unix_corners").arg("unconnected"));
 }
+
+#[test]
+fn epoll_watching_a_socket_that_arrived_over_scm_rights() {
+    checkpoint_restore("unix_epoll_scm", workload!("unix_corners").arg("epoll_scm"));
+}

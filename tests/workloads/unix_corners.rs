@@ -12,10 +12,13 @@
 //!   its name and the path is still the FIFO.
 //! - `unconnected`: a stream socket never bound nor connected, and one bound but not listening;
 //!   after the restore both are as they were (no peer; the second has its name).
+//! - `epoll_scm`: an epoll watching a datagram socket that arrived over SCM_RIGHTS (the sender's
+//!   copy closed), with a message queued on it; after the restore the epoll reports it readable
+//!   with its data, and it reads the message.
 
 use stasis_tests::raw;
 use stasis_tests::workload::{self, Checker, OrFail};
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
@@ -34,6 +37,7 @@ enum Held {
     InTurn(OwnedFd, OwnedFd, PathBuf),
     FifoOver(OwnedFd, PathBuf),
     Unconnected(OwnedFd, OwnedFd, PathBuf),
+    EpollScm(OwnedFd, OwnedFd, OwnedFd),
 }
 
 fn hold(mode: &str) -> Held {
@@ -82,7 +86,22 @@ fn hold(mode: &str) -> Held {
             raw::bind(b.as_fd(), &bytes(&path)).or_fail("bind");
             Held::Unconnected(a, b, path)
         }
-        other => workload::unknown_mode(other, "self_connected|removed_dir|path_in_turn|fifo_over|unconnected"),
+        "epoll_scm" => {
+            let (a, b) = raw::unix_pair(libc::SOCK_STREAM).or_fail("socketpair");
+            let (c, d) = raw::unix_pair(libc::SOCK_DGRAM).or_fail("socketpair");
+            raw::send_msg(a.as_fd(), b"fd", None, &[c.as_fd()], None).or_fail("send the socket");
+            drop(c);
+            let mut got = raw::recv_msg(b.as_fd(), 16, 0).or_fail("receive the socket");
+            let c = got.fds.pop().ok_or("no fd arrived").or_fail("receive the socket");
+            let ep = raw::epoll_create().or_fail("epoll_create");
+            raw::epoll_ctl(ep.as_fd(), libc::EPOLL_CTL_ADD, c.as_raw_fd(), libc::EPOLLIN as u32, 77)
+                .or_fail("epoll_ctl");
+            raw::send_msg(d.as_fd(), b"ping", None, &[], None).or_fail("send ping");
+            Held::EpollScm(ep, c, d)
+        }
+        other => {
+            workload::unknown_mode(other, "self_connected|removed_dir|path_in_turn|fifo_over|unconnected|epoll_scm")
+        }
     }
 }
 
@@ -111,6 +130,12 @@ fn verify(c: &mut Checker, held: Held) {
             c.same("name", &Some(bytes(&path)), &name_of(&s, false));
             let fifo = std::fs::symlink_metadata(&path).map(|m| m.file_type().is_fifo()).ok();
             c.same("the path is a FIFO", &Some(true), &fifo);
+        }
+        Held::EpollScm(ep, sock, _peer) => {
+            let ready = raw::epoll_wait(ep.as_fd(), 0).ok();
+            c.same("epoll events", &Some(vec![(libc::EPOLLIN as u32, 77)]), &ready);
+            let got = raw::recv_msg(sock.as_fd(), 64, libc::MSG_DONTWAIT).map(|m| m.data).ok();
+            c.same("the message on the socket that arrived", &Some(b"ping".to_vec()), &got);
         }
         Held::Unconnected(a, b, path) => {
             c.same("unbound socket's name", &Some(Vec::new()), &name_of(&a, false));
