@@ -6,7 +6,10 @@
 #                    workloads), pkg-config, tmux and screen (terminal tests and demos), util-linux
 #                    (setsid, nsenter), bsdutils (script), iproute2 (ip), shellcheck (scripts/test.sh
 #                    lints the scripts), nftables (nft: the network lock of TCP connections),
-#                    runc and busybox-static (the runc test of `stasis swrk`: a busybox container)
+#                    runc and busybox-static (the runc test of `stasis swrk`: a busybox container),
+#                    and the real programs tests/tests/programs.rs checkpoints: python3 (CPython),
+#                    nodejs (Node.js), openjdk-17-jre-headless (OpenJDK; its java runs a source
+#                    file), postgresql (PostgreSQL: initdb, postgres, psql and the postgres user)
 #   Rust:            the toolchain pinned in rust-toolchain.toml, with clippy and rustfmt; rustup is
 #                    installed from sh.rustup.rs only if cargo is missing.
 #   cargo-nextest:   used by scripts/test.sh when present; `cargo test` otherwise.
@@ -19,7 +22,8 @@ die() { echo "setup.sh: $*" >&2; exit 1; }
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
-packages=(build-essential gcc libc6-dev pkg-config tmux screen util-linux bsdutils iproute2 shellcheck nftables runc busybox-static)
+packages=(build-essential gcc libc6-dev pkg-config tmux screen util-linux bsdutils iproute2 shellcheck nftables
+    runc busybox-static python3 nodejs openjdk-17-jre-headless postgresql)
 
 installed() {
     [[ $(dpkg-query -W -f='${Status}' "$1" 2>/dev/null) == "install ok installed" ]]

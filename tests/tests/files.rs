@@ -27,3 +27,15 @@ fn io_signal_owners_in_a_parent_and_a_child() {
 fn o_path_descriptors() {
     checkpoint_restore("fd_paths_o_path", workload!("fd_paths").arg("o_path"));
 }
+
+/// Fds on `/proc/PID/...` of processes of the tree (the holder itself, its child, its parent, a
+/// younger sibling) and namespace fds come back as the restored processes' files.
+#[test]
+fn proc_files_of_the_tree_and_namespace_fds() {
+    checkpoint_restore("fd_proc", workload!("fd_proc"));
+}
+
+#[test]
+fn standalone_fd_proc() {
+    stasis_tests::harness::standalone("sa-fd_proc", workload!("fd_proc"));
+}

@@ -76,8 +76,8 @@ fn zombies_restored_unreaped() {
     let Some(mut run) = case.start() else { return };
     let root = run.pid();
     let pids = tree_pids(root);
-    if pids.len() != 8 {
-        case.fail(&format!("the tree of pid {root} has {} processes {pids:?}, expected 8", pids.len()));
+    if pids.len() != 9 {
+        case.fail(&format!("the tree of pid {root} has {} processes {pids:?}, expected 9", pids.len()));
     }
     let before: Vec<Snapshot> = pids.iter().map(|&p| zombie_view(case.settled_snapshot(p))).collect();
     let images = case.images("images");

@@ -2,7 +2,7 @@
 //! everywhere, and ends leading outside the tree (a stdout read by the test, handed back with
 //! `--inherit-fd`; an idle stdin reported by the dump).
 
-use stasis_tests::harness::{checkpoint_restore, init, Case, Running, READY_TIMEOUT};
+use stasis_tests::harness::{checkpoint_restore, init, Case, Running, EXIT_TIMEOUT, READY_TIMEOUT};
 use stasis_tests::workload;
 use std::io::{Read, Write};
 use std::os::fd::AsFd;
@@ -76,13 +76,18 @@ fn stdout_pipe_to_a_reader_outside_is_handed_back() {
     case.reap_dumped(&mut run);
     let arg = format!("fd[7]:{key}");
     let mut restored = case.restore_ok_passing(&images, run.pid(), &["--inherit-fd", &arg], ours.as_fd(), 7);
-    case.finish(&mut restored);
+    // The verdict is read once the pipe is closed: the copier's log may lag behind the exit.
+    restored.signal(libc::SIGUSR1).expect("wake the restored workload");
+    let exit = restored.wait_exit(EXIT_TIMEOUT).unwrap_or_else(|e| case.fail(&e));
     drop(ours);
     let text = copier.join().expect("copier");
     for want in ["line before the dump", "line after the restore"] {
         if !text.lines().any(|l| l == want) {
             case.fail(&format!("the test did not read {want:?} from the pipe:\n{text}"));
         }
+    }
+    if let Err(e) = restored.check_verdict(exit) {
+        case.fail(&e);
     }
 }
 

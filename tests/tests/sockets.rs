@@ -271,3 +271,34 @@ fn raw_ip_sockets() {
     let case = Case::new("raw_sockets", workload!("raw_sockets"));
     case.checkpoint_restore(&[], &[]);
 }
+
+/// Corner cases of names (see the workload `unix_corners`).
+#[test]
+fn self_connected_datagram_socket() {
+    checkpoint_restore("unix_self_connected", workload!("unix_corners").arg("self_connected"));
+}
+
+#[test]
+fn socket_bound_in_a_removed_directory() {
+    checkpoint_restore("unix_removed_dir", workload!("unix_corners").arg("removed_dir"));
+}
+
+#[test]
+fn two_sockets_bound_to_one_path_in_turn() {
+    checkpoint_restore("unix_path_in_turn", workload!("unix_corners").arg("path_in_turn"));
+}
+
+#[test]
+fn fifo_made_where_a_socket_file_was() {
+    checkpoint_restore("unix_fifo_over", workload!("unix_corners").arg("fifo_over"));
+}
+
+#[test]
+fn unconnected_and_unlistened_stream_sockets() {
+    checkpoint_restore("unix_unconnected", workload!("unix_corners").arg("unconnected"));
+}
+
+#[test]
+fn epoll_watching_a_socket_that_arrived_over_scm_rights() {
+    checkpoint_restore("unix_epoll_scm", workload!("unix_corners").arg("epoll_scm"));
+}

@@ -146,3 +146,23 @@ fn hold_pty_index(case: &Case, name: &str) -> Vec<std::os::fd::OwnedFd> {
         }
     }
 }
+
+/// The slave's owner, group and mode (fchown, fchmod) are restored.
+#[test]
+fn pty_slave_owner_and_mode() {
+    // Index 48 up (see above).
+    checkpoint_restore("tty_attrs_owner", workload!("tty_attrs").arg("owner").arg("48"));
+}
+
+/// A slave whose master was closed (hung up) is dumped, and is hung up after the restore.
+#[test]
+fn hung_up_pty_slave() {
+    checkpoint_restore("tty_attrs_hungup", workload!("tty_attrs").arg("hungup").arg("50"));
+}
+
+/// A session of an ordinary user (nobody) gets its terminal's foreground group back.
+#[test]
+fn foreground_group_of_an_ordinary_user() {
+    let w = workload!("tty_attrs").arg("foreground").arg("52").user(65534, 65534);
+    checkpoint_restore("tty_attrs_foreground", w);
+}

@@ -12,6 +12,11 @@
 //! sibling, kills the sibling through it, and exits 0 if all went well (its exit code and the
 //! sibling's death are checked). With the argument `outside`, the process also holds a pidfd of pid 1 at
 //! fd 44, which the dump must refuse.
+//!
+//! Pidfds of one reaped process are one pidfs inode: the process holds two descriptions (two
+//! `pidfd_open`) of the reaped child, and one of another reaped child of which the forked child
+//! holds a description of its own (at fd 50); after the wake-up each pair has one inode (`fstat`,
+//! and `stat` of `/proc/CHILD/fd/50`).
 
 use stasis_tests::raw::{self, Forked, SigSet};
 use stasis_tests::workload::{self, fdinfo_field, OrFail};
@@ -38,8 +43,12 @@ fn wait_usr2() -> u64 {
 /// description as the parent's (`kcmp`, else 3), and that its pidfd of B names B (else 4); then it
 /// kills B through that pidfd (else 5). Exit code 0 if all hold.
 fn child(fd: &OwnedFd) -> ! {
-    let sibling = wait_usr2() as i32;
+    let pids = wait_usr2();
+    let (sibling, gone) = ((pids >> 32) as i32, pids as u32 as i32);
     let sibling_fd = raw::pidfd_open(sibling, 0).unwrap_or_else(|_| std::process::exit(6));
+    let gone_fd = raw::pidfd_open(gone, 0).unwrap_or_else(|_| std::process::exit(7));
+    let _gone_fd = raw::dup_to(gone_fd.as_fd(), GONE_FD).unwrap_or_else(|_| std::process::exit(7));
+    drop(gone_fd);
     let _ = raw::kill(raw::raw_getppid(), libc::SIGUSR2);
     wait_usr2();
     let names_parent = pid_of(fd) == Some(raw::raw_getppid().to_string());
@@ -52,6 +61,18 @@ fn child(fd: &OwnedFd) -> ! {
         .iter()
         .find_map(|&(bad, code)| bad.then_some(code));
     std::process::exit(code.unwrap_or(0))
+}
+
+/// Where the forked child holds its pidfd of the reaped child it shares with its parent.
+const GONE_FD: i32 = 50;
+
+/// The inode of the file at `path` (a pidfd through `/proc/PID/fd/N`), or of our pidfd `fd`.
+fn ino_of(path: &str) -> Option<u64> {
+    std::fs::metadata(path).ok().map(|m| std::os::unix::fs::MetadataExt::ino(&m))
+}
+
+fn fd_ino(fd: &OwnedFd) -> Option<u64> {
+    ino_of(&format!("/proc/self/fd/{}", fd.as_raw_fd()))
 }
 
 /// Wait up to 10 s for `pid` to exit.
@@ -88,9 +109,13 @@ fn main() {
         },
         Forked::Parent(pid) => pid,
     };
-    raw::sigqueue(forked, libc::SIGUSR2, younger as u64).or_fail("tell the child its sibling");
+    let mut gone = Command::new("true").spawn().or_fail("spawn true");
+    let gone_fd = raw::pidfd_open(gone.id() as i32, 0).or_fail("pidfd of true");
+    let pids = (younger as u64) << 32 | gone.id() as u64;
+    raw::sigqueue(forked, libc::SIGUSR2, pids).or_fail("tell the child its sibling and the short-lived child");
     raw::sigtimedwait(SigSet::of(&[libc::SIGUSR2]), Duration::from_secs(10))
         .or_fail("the child's pidfd of its sibling");
+    gone.wait().or_fail("reap true");
     // PIDFD_THREAD is O_EXCL.
     let thread_fd = raw::pidfd_open(s.tid(), libc::O_EXCL as u32).or_fail("thread pidfd of the main thread");
     let mut zombie = Command::new("true").spawn().or_fail("spawn true");
@@ -98,7 +123,15 @@ fn main() {
     raw::poll_readable(zombie_fd.as_fd(), 10_000).or_fail("wait for true to exit");
     let mut reaped = Command::new("true").spawn().or_fail("spawn true");
     let reaped_fd = raw::pidfd_open(reaped.id() as i32, 0).or_fail("pidfd of true");
+    let reaped_fd2 = raw::pidfd_open(reaped.id() as i32, 0).or_fail("a second pidfd of true");
     reaped.wait().or_fail("reap true");
+    let same_inodes = || {
+        let theirs = ino_of(&format!("/proc/{forked}/fd/{GONE_FD}"));
+        [fd_ino(&reaped_fd) == fd_ino(&reaped_fd2), fd_ino(&gone_fd).is_some() && fd_ino(&gone_fd) == theirs]
+    };
+    if same_inodes() != [true, true] {
+        Err::<(), _>(format!("{:?}", same_inodes())).or_fail("pidfds of one reaped process share an inode");
+    }
     let _init_fd = outside.then(|| {
         let fd = raw::pidfd_open(1, 0).or_fail("pidfd of init");
         raw::dup_to(fd.as_fd(), 44).or_fail("dup to 44")
@@ -112,6 +145,12 @@ fn main() {
     let after = [pid_of(&running_fd), pid_of(&self_fd), pid_of(&zombie_fd), pid_of(&reaped_fd)];
     c.same("Pid: of the running child, self, the zombie, the reaped child", &before, &after);
     c.same("reaped child's Pid:", &Some("-1".to_string()), &after[3]);
+    c.same("Pid: of the second pidfd of the reaped child", &after[3], &pid_of(&reaped_fd2));
+    c.same(
+        "one inode: two pidfds of a reaped child here; one here and one in the forked child",
+        &[true, true],
+        &same_inodes(),
+    );
     c.same(
         "pidfd of self: O_NONBLOCK",
         &libc::O_NONBLOCK,

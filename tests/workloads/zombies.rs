@@ -1,7 +1,8 @@
 //! Zombie children the parent has not reaped: the root forks two children that exit at once (codes
 //! 7 and 0), one killed by SIGTERM, one killed by SIGKILL, one that leads a process group of its
 //! own and one that leads a session of its own before they exit (codes 3 and 4), and one live child
-//! that waits for the wake. Before READY the root waits until the six are zombies and checks their
+//! that leads a process group of its own and waits for the wake; then one more that joins the live
+//! child's group before it exits (code 5: a zombie in a group led by its sibling). Before READY the root waits until the six are zombies and checks their
 //! status without reaping them (`waitid(WNOWAIT)`). After the wake it checks each is still a zombie
 //! (`/proc/Z/stat` says `Z`) with the same status, process group and session, reaps it (`waitpid(WNOHANG)`, which must find it at once), wakes and
 //! collects the live child, and checks no child is left. An optional argument changes the exit
@@ -67,6 +68,7 @@ fn group_and_session(pid: i32) -> Option<(i32, i32)> {
 /// The live child: waits for the wake and reports.
 fn live(parent: TreeParent) -> i32 {
     let mut s = workload::start();
+    raw::setpgid(0, 0).or_fail("setpgid of the live child");
     parent.send(&format!("ready {}\n", s.pid())).or_fail("ready line");
     s.wait_for_wake();
     parent.report(s.into_checker())
@@ -102,10 +104,16 @@ fn check_and_reap(c: &mut Checker, z: &Zombie) {
     c.check(gone, || format!("{} (pid {}) still in /proc after it was reaped", z.name, z.pid));
 }
 
+/// A child that joins the group its sibling `leader` leads, then exits with 5.
+fn in_sibling_group(leader: i32) -> impl FnOnce(TreeParent) -> i32 {
+    move |_| match raw::setpgid(0, leader) {
+        Ok(()) => 5,
+        Err(_) => 100,
+    }
+}
+
 /// Before READY: every zombie is one, with its status, and the live child sleeps.
 fn settle(c: &mut Checker, zombies: &mut [Zombie], live: &TreeChild) {
-    let line = live.line().or_fail("ready line of the live child");
-    c.same("ready line of the live child", &format!("ready {}", live.pid), &line);
     let pids: Vec<i32> = zombies.iter().map(|z| z.pid).collect();
     let other = workload::wait_processes_in(&pids, &['Z'], Duration::from_secs(5));
     c.check(other.is_empty(), || format!("children not zombies before READY (pid, state): {other:?}"));
@@ -120,6 +128,7 @@ fn settle(c: &mut Checker, zombies: &mut [Zombie], live: &TreeChild) {
         let own = match z.name {
             "group leader" => z.ids.is_some_and(|(pgid, sid)| pgid == z.pid && sid != z.pid),
             "session leader" => z.ids == Some((z.pid, z.pid)),
+            "in its sibling's group" => z.ids.is_some_and(|(pgid, _)| pgid == live.pid),
             _ => z.ids.is_some_and(|(pgid, _)| pgid != z.pid),
         };
         c.check(own, || format!("{} before READY: process group and session {:?}", z.name, z.ids));
@@ -130,6 +139,11 @@ fn main() {
     let mut s = workload::start();
     let mut zombies = make_zombies();
     let live = workload::fork_child("live child", live);
+    let line = live.line().or_fail("ready line of the live child");
+    s.checker.same("ready line of the live child", &format!("ready {}", live.pid), &line);
+    let name = "in its sibling's group";
+    let child = workload::fork_child(name, in_sibling_group(live.pid));
+    zombies.push(Zombie { name, pid: child.pid, exit: Exit::Code(5), ids: None });
     settle(&mut s.checker, &mut zombies, &live);
     if !s.checker.passed() {
         s.finish();

@@ -7,6 +7,7 @@
 //! set last, with the registers, so that nothing is delivered while the task is being rebuilt.
 
 use crate::error::{Error, Result};
+use crate::proc::{self, ProcRoot};
 use stasis_image::model::{AltStack, PendingSignal, SigAction};
 use stasis_sys::ptrace::{self, PEEKSIGINFO_SHARED};
 use stasis_sys::remote::{self, Remote};
@@ -15,6 +16,19 @@ use stasis_sys::Pid;
 const NSIG: u32 = 64;
 /// `SS_ONSTACK`: reported while running on the alternate stack; never passed back.
 const SS_ONSTACK: i32 = 1;
+
+/// Refuses a frozen thread `tid` with a SIGTRAP pending, on its own queue or its process's (one
+/// that is blocked: an unblocked one was delivered while it was being frozen), such as the one a
+/// tracer's exec leaves behind. The calls stasis injects stop on a SIGTRAP of their own, which the
+/// kernel would merge with it: it would be consumed by the dump and missing after a restore.
+pub fn check_no_pending_trap(root: &ProcRoot, tid: Pid) -> Result<()> {
+    let status = proc::status(root, tid.0)?;
+    if (status.sig_pnd | status.shd_pnd) & (1 << (libc::SIGTRAP - 1)) == 0 {
+        return Ok(());
+    }
+    let what = "a pending SIGTRAP (the calls stasis injects stop with a SIGTRAP of their own)".to_string();
+    Err(Error::Unsupported { pid: tid, what })
+}
 
 fn settable(sig: u32) -> bool {
     sig != libc::SIGKILL as u32 && sig != libc::SIGSTOP as u32

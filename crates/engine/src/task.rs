@@ -248,6 +248,10 @@ impl FrozenProcess {
             }
         }
         threads.sort_by_key(|t| t.pid != pid);
+        // Checked once nothing runs; on a refusal every thread is resumed as it was.
+        for t in &threads {
+            crate::signals::check_no_pending_trap(root, t.pid)?;
+        }
         Ok(FrozenProcess { threads })
     }
 

@@ -673,7 +673,7 @@ pub struct FileEntry {
     /// Open flags (`O_*`, as fdinfo shows them, without O_CLOEXEC).
     #[prost(uint32, tag = "2")]
     pub flags: u32,
-    #[prost(oneof = "FileKind", tags = "3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 350, 351, 352")]
+    #[prost(oneof = "FileKind", tags = "3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 101, 350, 351, 352")]
     pub kind: Option<FileKind>,
     /// Who gets the description's I/O signals (`F_GETOWN_EX`) and which signal (`F_GETSIG`);
     /// absent when neither is set.
@@ -735,6 +735,8 @@ pub enum FileKind {
     NetlinkSocket(NetlinkSocket),
     #[prost(message, tag = "352")]
     PacketSocket(PacketSocket),
+    #[prost(message, tag = "101")]
+    ProcFile(ProcFile),
 }
 
 /// A packet socket (`packet(7)`): its type, protocol, interface, fanout group, memberships and
@@ -816,6 +818,25 @@ pub struct NetlinkSocket {
     pub rcvbuf: i32,
     #[prost(int32, tag = "10")]
     pub sndbuf: i32,
+}
+
+/// A file of a process's `/proc/PID/` directory, or a namespace fd (nsfs, `TYPE:[INODE]`, as
+/// `/proc/PID/ns/NAME` opens one), opened again at restore as `/proc/PID/REST` once process `pid`
+/// exists (it may be a process of the image, made later than the holder).
+#[derive(Clone, PartialEq, prost::Message, Serialize)]
+pub struct ProcFile {
+    /// The process (or thread) whose directory it is in.
+    #[prost(int32, tag = "1")]
+    pub pid: i32,
+    /// The path below `/proc/PID`, starting with `/` (`/status`, `/ns/net`).
+    #[prost(string, tag = "2")]
+    pub rest: String,
+    /// The file offset.
+    #[prost(uint64, tag = "3")]
+    pub pos: u64,
+    /// Of a namespace fd: the namespace's inode at dump (0 for other files).
+    #[prost(uint64, tag = "4")]
+    pub ns_ino: u64,
 }
 
 /// One end of a pipe. Both ends of a pipe share `pipe_id`; the data buffered in the pipe is stored
@@ -1251,6 +1272,10 @@ pub struct PtyFile {
     /// Master only: the pair's state.
     #[prost(message, optional, tag = "5")]
     pub state: Option<PtyState>,
+    /// A slave hung up (its master was closed: `TIOCGEXCL` gives EIO): restored as a slave of a
+    /// new pair whose master is closed at once, at any index.
+    #[prost(bool, tag = "100")]
+    pub hung_up: bool,
 }
 
 /// The state of a pseudo-terminal pair, read on its master.
@@ -1306,6 +1331,14 @@ pub struct PtyState {
     /// Every slave had been closed (the master reads end of file / EIO).
     #[prost(bool, tag = "18")]
     pub slave_closed: bool,
+    /// The slave inode's owner, group and mode (`st_mode`, with its file type; 0 in older images:
+    /// left as the new pair has them).
+    #[prost(uint32, tag = "100")]
+    pub slave_uid: u32,
+    #[prost(uint32, tag = "101")]
+    pub slave_gid: u32,
+    #[prost(uint32, tag = "102")]
+    pub slave_mode: u32,
 }
 
 /// An epoll instance and every file it watches.
@@ -1459,6 +1492,11 @@ pub struct PidFd {
     /// reaped.
     #[prost(int32, tag = "1")]
     pub pid: i32,
+    /// Of a reaped process (`pid` -1): its pidfs inode number at dump, which every pidfd of that
+    /// process shares; restore makes one exited process for all the pidfds that had the same
+    /// inode. 0 in older images (each pidfd then gets its own).
+    #[prost(uint64, tag = "100")]
+    pub reaped_ino: u64,
 }
 
 /// A POSIX message queue description (`mq_open`), with the queue's attributes and messages.

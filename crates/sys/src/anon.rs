@@ -122,6 +122,14 @@ pub fn pidfd_open_flags(pid: Pid, flags: u32) -> Result<OwnedFd, SysError> {
 /// A pidfd (with `flags`) of a process that has exited and been reaped: a child forked for this,
 /// which exits at once, is opened, then waited for.
 pub fn dead_pidfd(flags: u32) -> Result<OwnedFd, SysError> {
+    let mut fds = dead_pidfds(&[flags])?;
+    Ok(fds.remove(0))
+}
+
+/// One pidfd per entry of `flags`, each its own open file description, all of one process that
+/// has exited and been reaped (so they share its pidfs inode): a child forked for this, which
+/// exits at once, is opened (a zombie can be) once per entry, then waited for.
+pub fn dead_pidfds(flags: &[u32]) -> Result<Vec<OwnedFd>, SysError> {
     // SAFETY: the child only calls `_exit`, which is async-signal-safe, so forking a process that
     // may have other threads is sound.
     let child = unsafe { libc::fork() };
@@ -130,12 +138,13 @@ pub fn dead_pidfd(flags: u32) -> Result<OwnedFd, SysError> {
         unsafe { libc::_exit(0) };
     }
     check("fork", child as libc::c_long)?;
-    let fd = pidfd_open_flags(Pid(child), flags & !PIDFD_THREAD);
+    let fds: Result<Vec<OwnedFd>, SysError> =
+        flags.iter().map(|&f| pidfd_open_flags(Pid(child), f & !PIDFD_THREAD)).collect();
     let mut status = 0;
     // SAFETY: waits for our own child, named by pid; `status` is a live int.
     let ret = unsafe { libc::waitpid(child, &mut status, 0) };
     check("waitpid", ret as libc::c_long)?;
-    fd
+    fds
 }
 
 /// `fstatfs(2)`: the filesystem type (`f_type`) of the file behind `fd`.

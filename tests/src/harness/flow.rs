@@ -104,14 +104,15 @@ impl Case {
         }
     }
 
-    /// The other processes of the last dump's tree (one `core-PID.img` each) were killed too: once
-    /// their parent died they became children of this test process (the subreaper), which must reap
-    /// them, or their pids stay taken.
+    /// The other processes of the last dump's tree (one `core-PID.img` each) were killed too, and
+    /// its zombies (in `pstree.img` only) stay: once their parent died they became children of this
+    /// test process (the subreaper), which must reap them, or their pids stay taken.
     fn reap_rest_of_tree(&self, root: i32, deadline: Instant) {
         let Some(images) = self.last_images.borrow().clone() else { return };
-        let pids: Vec<i32> = std::fs::read_dir(&images)
+        let mut pids: Vec<i32> = std::fs::read_dir(&images)
             .map(|d| d.flatten().filter_map(|e| core_pid(&e.file_name().to_string_lossy())).collect())
             .unwrap_or_default();
+        pids.extend(self.zombies_of(&images));
         for pid in pids.into_iter().filter(|&p| p != root) {
             while std::path::Path::new(&format!("/proc/{pid}")).exists() {
                 let _ = raw::try_waitpid(pid);
@@ -121,6 +122,23 @@ impl Case {
                 std::thread::sleep(Duration::from_millis(10));
             }
         }
+    }
+
+    /// The zombies of the tree in `images` (`stasis show --json`: the `pstree` processes with
+    /// `"zombie": true`).
+    fn zombies_of(&self, images: &Path) -> Vec<i32> {
+        let out =
+            self.stasis().command().arg("show").arg(images).arg("--json").stderr(std::process::Stdio::null()).output();
+        let text = out.map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).unwrap_or_default();
+        let Some(pstree) = text.split("\"pstree\"").nth(1) else { return Vec::new() };
+        pstree
+            .split('{')
+            .filter(|entry| entry.contains("\"zombie\": true"))
+            .filter_map(|entry| {
+                let after = entry.split("\"pid\": ").nth(1)?;
+                after.split(|c: char| !c.is_ascii_digit()).next()?.parse().ok()
+            })
+            .collect()
     }
 
     /// Runs `stasis restore -d` and fails the test unless it succeeds and restores `pid`;

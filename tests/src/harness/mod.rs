@@ -9,6 +9,7 @@
 mod cbuild;
 mod dir;
 mod flow;
+mod outside;
 mod process;
 mod program;
 mod pty;
@@ -19,6 +20,7 @@ mod swrk;
 pub use cbuild::static_c_workload;
 pub use dir::{tail, TestDir, TmpfsMount};
 pub use flow::{checkpoint_restore, processes_of, standalone, Case};
+pub use outside::{OutsideReader, INHERITED_FD};
 pub use process::{proc_state, tree_pids, Running, Workload, EXIT_TIMEOUT, READY_TIMEOUT};
 pub use program::{ask, find_program, program_file};
 pub use pty::{shell_job, Pty};

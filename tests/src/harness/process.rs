@@ -26,6 +26,7 @@ pub struct Workload {
     self_finishing: bool,
     mixed_stdio: bool,
     shell_job: bool,
+    user: Option<(u32, u32)>,
 }
 
 impl Workload {
@@ -39,6 +40,7 @@ impl Workload {
             self_finishing: false,
             mixed_stdio: false,
             shell_job: false,
+            user: None,
         }
     }
 
@@ -74,6 +76,12 @@ impl Workload {
         self
     }
 
+    /// Run as user `uid` and group `gid` (no supplementary groups) instead of the test's root.
+    pub fn user(mut self, uid: u32, gid: u32) -> Workload {
+        self.user = Some((uid, gid));
+        self
+    }
+
     /// The workload's name.
     pub fn name(&self) -> &str {
         &self.name
@@ -85,12 +93,16 @@ impl Workload {
     }
 
     /// The command running the workload in `dir` (cwd and `STASIS_WORKDIR` = `dir/work`), in a
-    /// new session (or a new process group for a shell job), with no stdio set.
+    /// new session (or a new process group for a shell job), as its user if one was set, with no
+    /// stdio set.
     pub fn command(&self, dir: &TestDir) -> Command {
         let mut cmd = Command::new(&self.bin);
         cmd.args(&self.args).current_dir(dir.work()).env("STASIS_WORKDIR", dir.work());
         for (k, v) in &self.env {
             cmd.env(k, v);
+        }
+        if let Some((uid, gid)) = self.user {
+            cmd.uid(uid).gid(gid);
         }
         if self.shell_job {
             cmd.process_group(0);
@@ -119,6 +131,26 @@ impl Workload {
         cmd.stdin(stdin).stdout(out).stderr(err);
         let run = Running::spawn(&mut cmd, &self.name, Some(log), self.wakes())
             .unwrap_or_else(|e| dir.fail(&format!("spawn {}: {e}", self.bin.display())));
+        self.ready(dir, run)
+    }
+
+    /// Spawns the workload with stdin from /dev/null and `stdout` and `stderr` as given, whose
+    /// text someone else copies to `log` (see [`super::OutsideReader`]), without waiting for it.
+    pub fn spawn_with(&self, dir: &TestDir, stdout: Stdio, stderr: Stdio, log: &Path) -> Running {
+        let mut cmd = self.command(dir);
+        cmd.stdin(Stdio::null()).stdout(stdout).stderr(stderr);
+        Running::spawn(&mut cmd, &self.name, Some(log.to_path_buf()), self.wakes())
+            .unwrap_or_else(|e| dir.fail(&format!("spawn {}: {e}", self.bin.display())))
+    }
+
+    /// [`Workload::spawn_with`], then waits for READY; `None` when the workload printed SKIP.
+    pub fn start_with(&self, dir: &TestDir, stdout: Stdio, stderr: Stdio, log: &Path) -> Option<Running> {
+        let run = self.spawn_with(dir, stdout, stderr, log);
+        self.ready(dir, run)
+    }
+
+    /// `run` once it printed READY; `None` (and the skip recorded) when it printed SKIP.
+    fn ready(&self, dir: &TestDir, run: Running) -> Option<Running> {
         match run.wait_ready(READY_TIMEOUT) {
             Ok(None) => Some(run),
             Ok(Some(reason)) => {

@@ -725,3 +725,44 @@ pub fn pass_fd_on_spawn(cmd: &mut Command, fd: BorrowedFd<'_>, target: RawFd) {
         });
     }
 }
+
+/// `unshare(2)`.
+pub fn unshare(flags: libc::c_int) -> io::Result<()> {
+    // SAFETY: unshare takes flags only.
+    cvt(unsafe { libc::unshare(flags) }).map(drop)
+}
+
+/// `setns(2)` into the namespace open at `fd`.
+pub fn setns(fd: BorrowedFd<'_>, nstype: libc::c_int) -> io::Result<()> {
+    // SAFETY: `fd` is a live descriptor; setns touches no memory of ours.
+    cvt(unsafe { libc::setns(fd.as_raw_fd(), nstype) }).map(drop)
+}
+
+/// Makes the child of `cmd` block SIGTRAP and be traced by its parent (`PTRACE_TRACEME`) between
+/// fork and exec: its exec then queues a SIGTRAP (a tracee not seized gets one), which stays pending.
+pub fn traced_with_sigtrap_blocked_on_spawn(cmd: &mut Command) {
+    // SAFETY: sigprocmask and ptrace are async-signal-safe system calls; the set is a local.
+    unsafe {
+        cmd.pre_exec(|| {
+            let mut set: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut set);
+            libc::sigaddset(&mut set, libc::SIGTRAP);
+            cvt(libc::sigprocmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()))?;
+            cvt_long(libc::ptrace(libc::PTRACE_TRACEME, 0, 0, 0)).map(drop)
+        });
+    }
+}
+
+/// Waits for our traced child `pid` to stop (a signal-delivery stop) and detaches from it, the
+/// signal that stopped it suppressed (`PTRACE_DETACH` with signal 0); the stop signal.
+pub fn wait_stopped_and_detach(pid: i32) -> io::Result<i32> {
+    let mut status = 0;
+    // SAFETY: `status` is a live local.
+    cvt(unsafe { libc::waitpid(pid, &mut status, libc::__WALL) })?;
+    if !libc::WIFSTOPPED(status) {
+        return Err(io::Error::other(format!("pid {pid} did not stop: wait status {status:#x}")));
+    }
+    // SAFETY: detaching a tracee of ours in a ptrace stop; no memory is passed.
+    cvt_long(unsafe { libc::ptrace(libc::PTRACE_DETACH, pid, 0, 0) })?;
+    Ok(libc::WSTOPSIG(status))
+}

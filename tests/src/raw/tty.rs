@@ -177,3 +177,11 @@ pub fn session_on_terminal(cmd: &mut Command, slave: &str) -> io::Result<()> {
     }
     Ok(())
 }
+
+/// `ioctl(TIOCGEXCL)`: whether the terminal is in exclusive mode (EIO once it was hung up).
+pub fn exclusive(fd: BorrowedFd<'_>) -> io::Result<bool> {
+    let mut v: libc::c_int = 0;
+    // SAFETY: `v` is a live int the kernel writes.
+    cvt(unsafe { libc::ioctl(fd.as_raw_fd(), 0x8004_5440, &mut v) })?;
+    Ok(v != 0)
+}

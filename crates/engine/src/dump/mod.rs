@@ -439,7 +439,23 @@ fn check_process(root: &ProcRoot, pid: Pid, ours: &[Option<u64>]) -> Result<()> 
             return Err(Error::Unsupported { pid, what: format!("a {ns} namespace of its own") });
         }
     }
-    Ok(())
+    check_time_for_children(root, pid)
+}
+
+/// A process that made a time namespace for its children (`unshare(CLONE_NEWTIME)`) and forked
+/// none into it yet is refused: the namespace cannot be made again, so the children it forks after
+/// a restore would run in its own time namespace, with other clock offsets.
+fn check_time_for_children(root: &ProcRoot, pid: Pid) -> Result<()> {
+    let own = proc::ns_inode(root, pid.0, "time").ok();
+    let children = proc::ns_inode(root, pid.0, "time_for_children").ok();
+    if own == children {
+        return Ok(());
+    }
+    let what = format!(
+        "a time namespace for its children (time_for_children:[{}], made by unshare(CLONE_NEWTIME)) other than its own",
+        children.unwrap_or_default()
+    );
+    Err(Error::Unsupported { pid, what })
 }
 
 /// Inspect the frozen process: registers, signals, timers, limits, credentials, layout (`vmas`, read

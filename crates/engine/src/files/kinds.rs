@@ -173,6 +173,7 @@ pub const KINDS: &[&Kind] = &[
     &super::anon::KIND,
     &super::pidfd::KIND,
     &super::mqueue::KIND,
+    &super::procfs::KIND,
     &super::regular::KIND,
     &super::chardev::KIND,
     &super::tty::KIND,

@@ -34,6 +34,7 @@ pub mod owner;
 pub mod packet;
 pub mod pidfd;
 pub mod pipe;
+pub mod procfs;
 pub mod regular;
 pub mod tty;
 pub mod unix;

@@ -342,6 +342,7 @@ fn create_children<'env>(
             Creation::Child { idx: k, pid: kpid, flags } => {
                 let child = fork_child(inj, pid, Pid(*kpid), *flags)?;
                 ctx.created.lock().expect("not poisoned").push(child);
+                lead_group_now(inj, child, &ctx.img.procs[*k].process)?;
                 made.push((*k, child));
             }
             Creation::Session { sid, members } => made.extend(fork_in_session(ctx, inj, pid, *sid, members)?),
@@ -419,11 +420,31 @@ fn fork_task(inj: &mut dyn Remote, parent: Pid, want: Pid, flags: u64, exit_sign
     }
 }
 
+/// A just-forked child `child` that leads a process group of its own (not a session) is made its
+/// leader at once by its parent (`setpgid(child, child)`), before it is built (maybe on another
+/// tracer thread), so that the zombies forked next can join that group.
+fn lead_group_now(inj: &mut Injector, child: Pid, p: &ProcessEntry) -> Result<()> {
+    if p.pgid != p.pid || p.sid == p.pid {
+        return Ok(());
+    }
+    inj.setpgid(child.0, child.0).map_err(|e| Error::Step {
+        pid: child,
+        what: "leading its process group (set by its parent)".into(),
+        source: Box::new(e.into()),
+    })?;
+    Ok(())
+}
+
 /// Make a just-forked child die as the zombie `z` did (its exit code, or its signal with the default
-/// disposition), and take the tracer's notification only: its parent sees a zombie to reap.
+/// disposition), and take the tracer's notification only: its parent sees a zombie to reap. It is
+/// first put in its process group: its own, or one that exists by now (a sibling's or an
+/// ancestor's).
 fn make_zombie(child: Pid, z: &ProcessEntry, calls: &Calls) -> Result<()> {
     let mut inj = Injector::new(child, mem::gadget::current_code_area(child)?, None, SCRATCH_LEN, calls)?;
     session::restore(&mut inj, z)?;
+    if z.pgid != z.pid && z.sid != z.pid {
+        session::join_group(&mut inj, child, z)?;
+    }
     let status = z.exit_status;
     let (exited, code, sig) = (libc::WIFEXITED(status), libc::WEXITSTATUS(status), libc::WTERMSIG(status));
     if exited {
@@ -489,7 +510,7 @@ impl Built {
     /// `join_group`, before any release).
     pub fn set_foreground(&mut self, ctx: &Ctx) -> Result<()> {
         let img = &ctx.img.procs[self.idx];
-        files::tty::restore::set_foreground(&mut self.inj, self.pid, &img.process, &img.fds, ctx.files.terminals())
+        files::tty::restore::set_foreground(&mut self.inj, self.pid, &img.process, ctx.files.terminals())
     }
 
     /// Reap exited group helper `child`, a child of this process.

@@ -150,8 +150,6 @@ fn proc_plan(idx: usize, procs: &[&ProcessEntry], zombies: &[&ProcessEntry], tre
         |list: &[LeaderHelper]| -> Vec<i32> { list.iter().filter(|h| h.parent == pid).map(|h| h.pid).collect() };
     let mut creates: Vec<Creation> =
         helpers_of(&tree.group_helpers).into_iter().map(|pid| Creation::GroupHelper { pid }).collect();
-    let zombie_kids = zombies.iter().enumerate().filter(|(_, z)| z.ppid == pid);
-    creates.extend(zombie_kids.map(|(zombie, z)| Creation::Zombie { zombie, pid: z.pid }));
     let kids: Vec<usize> = (1..procs.len()).filter(|&k| k != idx && procs[k].ppid == pid).collect();
     let sessions = helpers_of(&tree.session_helpers);
     let mut builds = Vec::new();
@@ -159,6 +157,10 @@ fn proc_plan(idx: usize, procs: &[&ProcessEntry], zombies: &[&ProcessEntry], tre
         creates.push(Creation::Child { idx: k, pid: procs[k].pid, flags: clone_flags(procs[k].shares) });
         builds.push((k, procs[k].pid));
     }
+    // After the live children (which lead their groups at once): a zombie may be in a group its
+    // sibling leads.
+    let zombie_kids = zombies.iter().enumerate().filter(|(_, z)| z.ppid == pid);
+    creates.extend(zombie_kids.map(|(zombie, z)| Creation::Zombie { zombie, pid: z.pid }));
     for sid in sessions {
         let members: Vec<(usize, i32)> =
             kids.iter().filter(|&&k| procs[k].sid == sid).map(|&k| (k, procs[k].pid)).collect();
@@ -217,9 +219,9 @@ mod tests {
             plan.procs[0].creates,
             [
                 Creation::GroupHelper { pid: 30 },
-                Creation::Zombie { zombie: 0, pid: 13 },
                 Creation::Child { idx: 1, pid: 11, flags: 0 },
                 Creation::Child { idx: 2, pid: 12, flags },
+                Creation::Zombie { zombie: 0, pid: 13 },
                 Creation::Session { sid: 20, members: vec![(3, 14)] },
             ]
         );

@@ -155,6 +155,8 @@ pub(super) fn file_kind(file: &FileEntry) -> (&'static str, &str, Option<u64>) {
         Some(FileKind::InetSocket(i)) => (inet_kind(i), "", None),
         Some(FileKind::NetlinkSocket(_)) => ("netlink", "", None),
         Some(FileKind::PacketSocket(_)) => ("packet", "", None),
+        Some(FileKind::ProcFile(p)) if p.ns_ino != 0 => ("namespace", &p.rest, None),
+        Some(FileKind::ProcFile(p)) => ("proc file", &p.rest, Some(p.pos)),
         None => ("unknown", "", None),
     }
 }
@@ -202,6 +204,7 @@ pub(super) fn file_details(file: &FileEntry) -> Vec<String> {
             p.fanout,
             p.memberships.len()
         )],
+        Some(FileKind::ProcFile(p)) => vec![format!("of pid {}", p.pid)],
         _ => Vec::new(),
     }
 }

@@ -85,13 +85,22 @@ pub fn dump(p: &Probe) -> Result<Option<FileKind>> {
     } else {
         return Ok(None);
     };
-    let exclusive = tty::exclusive(p.file).map_err(sys("TIOCGEXCL"))?;
-    Ok(Some(FileKind::Pty(PtyFile { index, master, path, exclusive, state: None })))
+    let (exclusive, hung_up) = match tty::exclusive(p.file) {
+        Ok(excl) => (excl, false),
+        // A slave whose master was closed is hung up: every ioctl gives EIO.
+        Err(e) if e.errno() == libc::EIO && !master => (false, true),
+        Err(e) => return Err(sys("TIOCGEXCL")(e)),
+    };
+    Ok(Some(FileKind::Pty(PtyFile { index, master, path, exclusive, state: None, hung_up })))
 }
 
 /// Keep a copy of the fd of a pty end just classified as file `id`.
 pub fn note(kind: &FileKind, id: u32, p: &Probe, ptys: &mut Vec<Seen>) -> Result<()> {
     let FileKind::Pty(pty) = kind else { return Ok(()) };
+    if pty.hung_up {
+        // Of no pair any more (its index may be another pair's now).
+        return Ok(());
+    }
     let file = p.file.try_clone_to_owned().map_err(Error::io(p.link))?;
     ptys.push(Seen { id, pid: p.pid, fd: p.fd, index: pty.index, master: pty.master, file, flags: p.flags });
     Ok(())
@@ -222,6 +231,11 @@ fn read_state(master: &Seen, slave: Option<(BorrowedFd<'_>, u32)>) -> Result<Pty
         queue::give_slave(m, slave, &t, &lines, &rest).map_err(|e| lost(pid, master.fd, n, e))?;
         (s.slave_lines, s.slave_input) = (lines, rest);
     }
+    // The slave inode's owner and mode (set by its opener, fchown, fchmod): the tree shares our
+    // mount namespace, so its `/dev/pts/N` is ours.
+    let path = format!("/dev/pts/{}", master.index);
+    let meta = std::fs::metadata(&path).map_err(Error::io(&path))?;
+    (s.slave_uid, s.slave_gid, s.slave_mode) = (meta.uid(), meta.gid(), meta.mode());
     Ok(s)
 }
 

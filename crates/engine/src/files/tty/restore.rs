@@ -32,6 +32,9 @@ impl Terminals {
 pub struct Ptys {
     masters: HashMap<u32, OwnedFd>,
     terminals: Terminals,
+    /// The masters of the pairs made for hung-up slaves, by old index: closed by [`Ptys::finish`],
+    /// once each slave description is open, which hangs them up.
+    hung_up: HashMap<u32, OwnedFd>,
 }
 
 /// Make every pair of `files` (see the module doc).
@@ -44,17 +47,19 @@ pub fn open_all(files: &[FileEntry]) -> Result<Ptys> {
         })
         .collect();
     let masters: BTreeMap<u32, &PtyFile> = ends.iter().filter(|p| p.master).map(|p| (p.index, *p)).collect();
-    if let Some(p) = ends.iter().find(|p| !masters.contains_key(&p.index)) {
+    if let Some(p) = ends.iter().find(|p| !p.hung_up && !masters.contains_key(&p.index)) {
         let what = format!("pty slave {} (/dev/pts/{}) without its master", p.path, p.index);
         return Err(Error::Incompatible { file: "files.img".into(), what });
     }
-    let mut out = Ptys { masters: allocate(&masters)?, terminals: Terminals::default() };
+    let hung_up = hung_up_pairs(&ends, &masters)?;
+    let mut out = Ptys { masters: allocate(&masters)?, terminals: Terminals::default(), hung_up };
     for (index, p) in &masters {
         let state = p.state.clone().unwrap_or_default();
         let master = out.masters[index].as_fd();
-        let slaves = ends.iter().any(|e| !e.master && e.index == *index);
+        let slaves = ends.iter().any(|e| !e.master && !e.hung_up && e.index == *index);
+        set_owner(*index, &state)?;
         if let Some(slave) = set_up(master, *index, &state, p.exclusive, slaves)? {
-            if ends.iter().any(|e| !e.master && e.index == *index && e.exclusive) {
+            if ends.iter().any(|e| !e.master && !e.hung_up && e.index == *index && e.exclusive) {
                 tty::set_exclusive(slave.as_fd()).map_err(io(*index))?;
             }
             out.terminals.0.insert(super::pts_rdev(*index), slave);
@@ -67,7 +72,9 @@ impl Ptys {
     /// The description of pty end `p` with status flags `flags`: the master itself, or a new slave.
     pub fn open(&self, p: &PtyFile, flags: u32) -> Result<OwnedFd> {
         let path = format!("/dev/pts/{}", p.index);
-        let fd = if p.master {
+        let fd = if p.hung_up {
+            hung_up_slave(&self.hung_up[&p.index], flags)?
+        } else if p.master {
             let fd = self.masters[&p.index].try_clone().map_err(Error::io(&path))?;
             stasis_sys::fd::set_status_flags(fd.as_fd(), flags as i32).map_err(io(p.index))?;
             fd
@@ -96,7 +103,8 @@ impl Ptys {
 
     /// Lock the slaves that were locked, once every description is open; the slaves to hand to
     /// session leaders.
-    pub fn finish(self, files: &[FileEntry]) -> Result<Terminals> {
+    pub fn finish(mut self, files: &[FileEntry]) -> Result<Terminals> {
+        self.hung_up.clear();
         for f in files {
             if let Some(FileKind::Pty(p)) = &f.kind {
                 if p.master && p.state.as_ref().is_some_and(|s| s.locked) {
@@ -106,6 +114,49 @@ impl Ptys {
         }
         Ok(self.terminals)
     }
+}
+
+/// The slave inode of pair `index` gets the owner, group and mode of `s` (if the image has them).
+fn set_owner(index: u32, s: &PtyState) -> Result<()> {
+    if s.slave_mode == 0 {
+        return Ok(());
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let path = format!("/dev/pts/{index}");
+    std::os::unix::fs::chown(&path, Some(s.slave_uid), Some(s.slave_gid)).map_err(Error::io(&path))?;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(s.slave_mode & 0o7777)).map_err(Error::io(&path))
+}
+
+/// A pair for each old index of the hung-up slaves of `ends`: with that index again when it is
+/// free here and no pair of the image has it, else with any (the slave's path is gone either way).
+fn hung_up_pairs(ends: &[&PtyFile], masters: &BTreeMap<u32, &PtyFile>) -> Result<HashMap<u32, OwnedFd>> {
+    let mut out = HashMap::new();
+    for p in ends.iter().filter(|p| p.hung_up) {
+        if out.contains_key(&p.index) {
+            continue;
+        }
+        let free = !masters.contains_key(&p.index) && !std::path::Path::new(&format!("/dev/pts/{}", p.index)).exists();
+        let mut got = HashMap::new();
+        if free {
+            climb("/dev/ptmx", &[p.index], &mut got)?;
+        }
+        let master = match got.remove(&p.index) {
+            Some(m) => m,
+            None => open_tty("/dev/ptmx", libc::O_RDWR as u32)?,
+        };
+        tty::set_pty_locked(master.as_fd(), false).map_err(io(p.index))?;
+        out.insert(p.index, master);
+    }
+    Ok(out)
+}
+
+/// A description of the slave of `master`, a pair made for a hung-up slave (see [`hung_up_pairs`]),
+/// with the access mode and status flags of `flags`.
+fn hung_up_slave(master: &OwnedFd, flags: u32) -> Result<OwnedFd> {
+    let fail = |e: stasis_sys::SysError| Error::Io { path: format!("/dev/ptmx ({})", e.call).into(), source: e.source };
+    let index = tty::pty_index(master.as_fd()).map_err(fail)?;
+    // By path, as its process opened it (TIOCGPTPEER would leave out O_LARGEFILE).
+    open_tty(&format!("/dev/pts/{index}"), flags)
 }
 
 /// Open a terminal with the access mode and status flags of `flags`, never as our controlling
@@ -243,23 +294,20 @@ pub fn take_ctty(inj: &mut dyn Remote, pid: Pid, p: &ProcessEntry, fds: &FdTable
 }
 
 /// A session leader gives the foreground to the group that had it (`TIOCSPGRP`), once every group
-/// exists.
-pub fn set_foreground(
-    inj: &mut dyn Remote,
-    pid: Pid,
-    p: &ProcessEntry,
-    fds: &FdTable,
-    terms: &Terminals,
-) -> Result<()> {
-    if p.sid != p.pid || p.ctty == 0 || p.tty_fg_pgrp <= 0 {
+/// exists. Its credentials are restored by then, so it may no longer take an fd of stasis: it opens
+/// its controlling terminal itself, as `/dev/tty`, for the call.
+pub fn set_foreground(inj: &mut dyn Remote, pid: Pid, p: &ProcessEntry, terms: &Terminals) -> Result<()> {
+    if p.sid != p.pid || p.ctty == 0 || p.tty_fg_pgrp <= 0 || !terms.0.contains_key(&p.ctty) {
         return Ok(());
     }
-    let Some(slave) = terms.0.get(&p.ctty) else { return Ok(()) };
-    with_slave(inj, fds, slave, |inj, fd| {
-        inj.ioctl_tiocspgrp(fd, p.tty_fg_pgrp)?;
+    let give = |inj: &mut dyn Remote| -> Result<()> {
+        let fd = inj.openat("/dev/tty", libc::O_RDONLY | libc::O_NOCTTY | libc::O_CLOEXEC)?;
+        let done = inj.ioctl_tiocspgrp(fd, p.tty_fg_pgrp);
+        inj.close(fd)?;
+        done?;
         Ok(())
-    })
-    .map_err(|e| Error::Step {
+    };
+    give(inj).map_err(|e| Error::Step {
         pid,
         what: format!("the foreground process group {} of its terminal", p.tty_fg_pgrp),
         source: Box::new(e),

@@ -74,7 +74,9 @@ pub fn dump(p: &Probe, ids: &mut FileIds) -> Result<FileKind> {
         let what = format!("{}: data written on a connection not yet accepted", describe(&u));
         return Err(p.unsupported(what));
     }
-    if u.state != LISTEN {
+    // A listener queues connections, and a stream or seqpacket socket not connected (never, or
+    // not yet) has no queue at all (recvmsg gives EINVAL or ENOTCONN): only the others are read.
+    if u.state != LISTEN && (ty == SOCK_DGRAM || u.state == ESTABLISHED) {
         if ty == SOCK_STREAM && sock::has_oob(p.file).map_err(Error::sys(p.pid.0, "peeking for MSG_OOB data"))? {
             return Err(p.unsupported(format!("{}: out-of-band data (MSG_OOB) in its queue", describe(&u))));
         }

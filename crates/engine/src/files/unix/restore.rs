@@ -102,6 +102,13 @@ impl<'a> Sockets<'a> {
         self.by_ino.values().copied().find(|l| l.state == LISTEN && l.name == name)
     }
 
+    /// The listener in the image that accepted `u`, a connection whose client was closed since
+    /// (it has the listener's name).
+    fn accepted_by(&self, u: &UnixSocket) -> Option<&'a UnixSocket> {
+        let accepted = u.state == ESTABLISHED && connection_oriented(u) && !u.external_peer;
+        accepted.then(|| self.listener_named(&u.name)).flatten()
+    }
+
     /// The listener in the image on whose queue `u` waits.
     fn pending_on(&self, u: &UnixSocket) -> Option<&'a UnixSocket> {
         self.by_ino.values().copied().find(|l| l.state == LISTEN && l.icons.contains(&u.ino))
@@ -128,7 +135,14 @@ impl<'a> Sockets<'a> {
             return self.make_external(u);
         }
         if u.peer == 0 {
+            // A connection its listener accepted from a client closed since: made with the listener.
+            if let Some(l) = self.accepted_by(u) {
+                return self.make_listener(l);
+            }
             return self.make_unconnected(u);
+        }
+        if u.peer == u.ino {
+            return self.make_self_connected(u);
         }
         let peer = self.entry(u.peer)?;
         if connection_oriented(u) {
@@ -202,6 +216,17 @@ impl<'a> Sockets<'a> {
         Ok(())
     }
 
+    /// A datagram socket connected to itself: bound, then connected to its own name.
+    fn make_self_connected(&mut self, u: &UnixSocket) -> Result<()> {
+        let fd = self.new_socket(u)?;
+        if u.name.is_empty() {
+            return Err(refuse(u, "connected to itself without a name".into()));
+        }
+        sock::connect(fd.as_fd(), &address(u)).map_err(fail(u, "connecting it to itself"))?;
+        self.keep(u, fd);
+        Ok(())
+    }
+
     /// A connected pair (stream or seqpacket, or two datagram sockets connected to each other).
     fn make_pair(&mut self, u: &UnixSocket, peer: &UnixSocket) -> Result<()> {
         let (a, b) = sock::unix_socketpair(u.sock_type as i32).map_err(fail(u, "making a socketpair"))?;
@@ -237,8 +262,9 @@ impl<'a> Sockets<'a> {
         Ok(())
     }
 
-    /// A listener, the connections it accepted (each client connected, then accepted), and the
-    /// connections waiting on it, in their order.
+    /// A listener, the connections it accepted (each client connected, then accepted; a client
+    /// closed since is a socket kept until the data is queued again), and the connections waiting
+    /// on it, in their order.
     fn make_listener(&mut self, l: &'a UnixSocket) -> Result<()> {
         let fd = self.new_socket(l)?;
         sock::listen(fd.as_fd(), l.backlog as i32).map_err(fail(l, "listening"))?;
@@ -246,17 +272,22 @@ impl<'a> Sockets<'a> {
             .by_ino
             .values()
             .copied()
-            .filter(|s| {
-                s.state == ESTABLISHED && connection_oriented(s) && s.name == l.name && !s.external_peer && s.peer != 0
-            })
-            .filter(|s| self.by_ino.contains_key(&s.peer) && !self.created.contains(&s.ino))
+            .filter(|s| s.state == ESTABLISHED && connection_oriented(s) && s.name == l.name && !s.external_peer)
+            .filter(|s| (s.peer == 0 || self.by_ino.contains_key(&s.peer)) && !self.created.contains(&s.ino))
             .collect();
         for s in accepted {
-            let client = self.entry(s.peer)?;
-            let c = self.new_socket(client)?;
-            sock::connect(c.as_fd(), &address(l)).map_err(fail(client, "connecting it to its listener"))?;
+            let client = if s.peer == 0 { None } else { Some(self.entry(s.peer)?) };
+            let c = match client {
+                Some(client) => self.new_socket(client)?,
+                None => sock::unix_socket(s.sock_type as i32).map_err(fail(s, "making its closed client"))?,
+            };
+            let who = client.unwrap_or(s);
+            sock::connect(c.as_fd(), &address(l)).map_err(fail(who, "connecting it to its listener"))?;
             let a = sock::accept(fd.as_fd()).map_err(fail(s, "accepting it"))?;
-            self.keep(client, c);
+            match client {
+                Some(client) => self.keep(client, c),
+                None => drop(self.orphans.insert(s.ino, c)),
+            }
             self.keep(s, a);
         }
         self.keep(l, fd);
@@ -331,6 +362,47 @@ fn accepted_side<'a>(u: &'a UnixSocket, peer: &'a UnixSocket) -> Option<(&'a Uni
 /// Bind `fd` to `u`'s name. A path gets its socket file again (a stale socket file there is
 /// replaced; anything else there is an error) with its mode and owner; if the file was gone at
 /// dump, its path is returned, to be unlinked once the sockets no longer need it.
+fn bind_path(u: &UnixSocket, fd: BorrowedFd<'_>) -> Result<()> {
+    if u.name[0] == b'/' {
+        sock::bind(fd, &u.name).map_err(fail(u, "binding it"))
+    } else {
+        let dir = std::path::Path::new(&u.bind_dir);
+        sock::bind_in(dir, fd, &u.name).map_err(fail(u, "binding it in its directory"))
+    }
+}
+
+/// A socket whose file was gone at dump, where its path names another file now (a FIFO, the file
+/// of a socket bound there later) or lies in a directory removed since: the other file is moved
+/// aside (the missing directories are made) for the bind, the socket's new file is unlinked at once,
+/// and the rest is put back as it was. False, doing nothing, when the path is simply free (the
+/// caller binds, and unlinks the file once the queues are filled).
+fn bind_where_gone(u: &UnixSocket, fd: BorrowedFd<'_>, path: &std::path::Path) -> Result<bool> {
+    let missing: Vec<PathBuf> =
+        path.ancestors().skip(1).take_while(|d| !d.as_os_str().is_empty() && !d.exists()).map(PathBuf::from).collect();
+    let taken = std::fs::symlink_metadata(path).is_ok();
+    if missing.is_empty() && !taken {
+        return Ok(false);
+    }
+    if u.sock_type == SOCK_DGRAM && !u.queue.is_empty() {
+        let what = format!("messages queued on it while its path {} now names another file", path.display());
+        return Err(refuse(u, what));
+    }
+    for d in missing.iter().rev() {
+        std::fs::create_dir(d).map_err(Error::io(d))?;
+    }
+    let aside = taken.then(|| path.with_file_name(format!(".stasis-aside-{}-{}", std::process::id(), u.ino)));
+    if let Some(a) = &aside {
+        std::fs::rename(path, a).map_err(Error::io(path))?;
+    }
+    let bound = bind_path(u, fd);
+    let unlinked = if bound.is_ok() { std::fs::remove_file(path).map_err(Error::io(path)) } else { Ok(()) };
+    let back = aside.as_ref().map_or(Ok(()), |a| std::fs::rename(a, path).map_err(Error::io(path)));
+    for d in &missing {
+        let _ = std::fs::remove_dir(d);
+    }
+    bound.and(unlinked).and(back).map(|()| true)
+}
+
 fn bind_name(u: &UnixSocket, fd: BorrowedFd<'_>) -> Result<Option<PathBuf>> {
     if u.name.is_empty() {
         return Ok(None);
@@ -339,6 +411,9 @@ fn bind_name(u: &UnixSocket, fd: BorrowedFd<'_>) -> Result<Option<PathBuf>> {
         return sock::bind(fd, &u.name).map_err(fail(u, "binding it")).map(|()| None);
     }
     let path = file_path(u);
+    if !u.path_present && bind_where_gone(u, fd, &path)? {
+        return Ok(None);
+    }
     match std::fs::symlink_metadata(&path) {
         Ok(m) if m.file_type().is_socket() && live(&address(u)) => {
             return Err(refuse(u, format!("{} is the name of a live socket", path.display())))
@@ -347,12 +422,7 @@ fn bind_name(u: &UnixSocket, fd: BorrowedFd<'_>) -> Result<Option<PathBuf>> {
         Ok(_) => return Err(refuse(u, format!("{} exists and is not a socket", path.display()))),
         Err(_) => {}
     }
-    if u.name[0] == b'/' {
-        sock::bind(fd, &u.name).map_err(fail(u, "binding it"))?;
-    } else {
-        let dir = std::path::Path::new(&u.bind_dir);
-        sock::bind_in(dir, fd, &u.name).map_err(fail(u, "binding it in its directory"))?;
-    }
+    bind_path(u, fd)?;
     use std::os::unix::fs::PermissionsExt;
     if !u.path_present {
         return Ok(Some(path));
