@@ -2,12 +2,10 @@
 //! sockets of a family and protocol in our network namespace, with their state, queue lengths and
 //! shutdown state (which no `getsockopt` shows).
 
-use crate::{check, SysError};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use crate::sock_diag::{self, u16_at, u32_at, Family};
+use crate::SysError;
 
-const SOCK_DIAG_BY_FAMILY: u16 = 20;
 const INET_DIAG_SHUTDOWN: u16 = 8;
-const NLMSG_HDR: usize = 16;
 /// `struct inet_diag_msg`: family, state, timer, retrans, `inet_diag_sockid` (48 bytes), expires,
 /// rqueue, wqueue, uid, inode.
 const DIAG_MSG: usize = 72;
@@ -29,75 +27,18 @@ pub struct InetDiag {
 /// Every socket of `family` (`AF_INET`, `AF_INET6`) and `protocol` (`IPPROTO_TCP`, `IPPROTO_UDP`,
 /// `IPPROTO_UDPLITE`, ...) of our network namespace, in every state.
 pub fn dump_all(family: i32, protocol: i32) -> Result<Vec<InetDiag>, SysError> {
-    // SAFETY: plain integer arguments.
-    let ret = unsafe { libc::socket(libc::AF_NETLINK, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, libc::NETLINK_SOCK_DIAG) };
-    let fd = check("socket(NETLINK_SOCK_DIAG)", ret as libc::c_long)?;
-    // SAFETY: the kernel just returned this fd to us; nobody else owns it.
-    let sock = unsafe { OwnedFd::from_raw_fd(fd as i32) };
-    send_request(&sock, family as u8, protocol as u8)?;
-    let mut out = Vec::new();
-    let mut buf = vec![0u8; 64 << 10];
-    loop {
-        // SAFETY: `buf` is a live buffer of its length.
-        let n = unsafe { libc::recv(sock.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
-        let n = check("recv(NETLINK_SOCK_DIAG)", n as libc::c_long)? as usize;
-        if parse_batch(&buf[..n], &mut out)? {
-            return Ok(out);
-        }
-    }
+    let names = Family { dump: "inet_diag dump", parse: "parsing an inet_diag reply" };
+    sock_diag::dump(&names, &request(family as u8, protocol as u8), parse_msg)
 }
 
-/// One `struct inet_diag_req_v2` dump request: every state, any address.
+/// One `struct inet_diag_req_v2`: every state, any address.
 fn request(family: u8, protocol: u8) -> Vec<u8> {
-    let body = 56;
-    let mut req = Vec::with_capacity(NLMSG_HDR + body);
-    req.extend_from_slice(&((NLMSG_HDR + body) as u32).to_ne_bytes());
-    req.extend_from_slice(&SOCK_DIAG_BY_FAMILY.to_ne_bytes());
-    req.extend_from_slice(&((libc::NLM_F_REQUEST | libc::NLM_F_DUMP) as u16).to_ne_bytes());
-    req.extend_from_slice(&1u32.to_ne_bytes()); // sequence
-    req.extend_from_slice(&0u32.to_ne_bytes()); // port id
+    let mut req = Vec::with_capacity(56);
     req.extend_from_slice(&[family, protocol, 0, 0]); // family, protocol, ext, pad
     req.extend_from_slice(&u32::MAX.to_ne_bytes()); // states
     req.extend_from_slice(&[0; 40]); // ports, addresses, interface
     req.extend_from_slice(&[0xff; 8]); // no cookie
     req
-}
-
-fn send_request(sock: &OwnedFd, family: u8, protocol: u8) -> Result<(), SysError> {
-    let req = request(family, protocol);
-    // SAFETY: `req` is a live buffer of its length.
-    let n = unsafe { libc::send(sock.as_raw_fd(), req.as_ptr().cast(), req.len(), 0) };
-    check("send(NETLINK_SOCK_DIAG)", n as libc::c_long).map(drop)
-}
-
-fn u32_at(b: &[u8], at: usize) -> Option<u32> {
-    Some(u32::from_ne_bytes(b.get(at..at + 4)?.try_into().ok()?))
-}
-
-fn u16_at(b: &[u8], at: usize) -> Option<u16> {
-    Some(u16::from_ne_bytes(b.get(at..at + 2)?.try_into().ok()?))
-}
-
-/// Parse one datagram of netlink messages into `out`; true at the end of the dump.
-fn parse_batch(mut b: &[u8], out: &mut Vec<InetDiag>) -> Result<bool, SysError> {
-    let bad = || SysError::from_errno("parsing an inet_diag reply", libc::EPROTO);
-    while b.len() >= NLMSG_HDR {
-        let len = u32_at(b, 0).ok_or_else(bad)? as usize;
-        let ty = u16_at(b, 4).ok_or_else(bad)?;
-        if len < NLMSG_HDR || len > b.len() {
-            return Err(bad());
-        }
-        match ty as i32 {
-            libc::NLMSG_DONE => return Ok(true),
-            libc::NLMSG_ERROR => {
-                let errno = u32_at(b, NLMSG_HDR).ok_or_else(bad)? as i32;
-                return Err(SysError::from_errno("inet_diag dump", -errno));
-            }
-            _ => out.push(parse_msg(&b[NLMSG_HDR..len]).ok_or_else(bad)?),
-        }
-        b = &b[len.next_multiple_of(4).min(b.len())..];
-    }
-    Ok(false)
 }
 
 /// One `inet_diag_msg` and its attributes.

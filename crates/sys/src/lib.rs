@@ -18,6 +18,7 @@ pub mod probe;
 pub mod process;
 pub mod ptrace;
 pub mod remote;
+mod sock_diag;
 pub mod socket;
 pub mod tty;
 pub mod uffd;

@@ -2,19 +2,18 @@
 //! address back, and `packet_diag` (`linux/packet_diag.h`, through `sock_diag`) for what no
 //! `getsockopt` shows: mmap'ed rings and the interface memberships.
 
+use crate::sock_diag::{self, u16_at, u32_at, Family};
 use crate::{check, SysError};
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 
 /// `SOL_PACKET` (`linux/socket.h`).
 pub const SOL_PACKET: i32 = 263;
 pub const PACKET_ADD_MEMBERSHIP: i32 = 1;
-const SOCK_DIAG_BY_FAMILY: u16 = 20;
 const PACKET_SHOW_MCLIST: u32 = 0x2;
 const PACKET_SHOW_RING_CFG: u32 = 0x4;
 const PACKET_DIAG_MCLIST: u16 = 1;
 const PACKET_DIAG_RX_RING: u16 = 2;
 const PACKET_DIAG_TX_RING: u16 = 3;
-const NLMSG_HDR: usize = 16;
 /// `struct packet_diag_msg`: family, type, num, inode, cookie.
 const DIAG_MSG: usize = 16;
 
@@ -72,65 +71,14 @@ pub struct PacketDiag {
 
 /// Every packet socket of our network namespace.
 pub fn dump_all() -> Result<Vec<PacketDiag>, SysError> {
-    // SAFETY: plain integer arguments.
-    let ret = unsafe { libc::socket(libc::AF_NETLINK, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, libc::NETLINK_SOCK_DIAG) };
-    let fd = check("socket(NETLINK_SOCK_DIAG)", ret as libc::c_long)?;
-    // SAFETY: the kernel just returned this fd to us; nobody else owns it.
-    let sock = unsafe { OwnedFd::from_raw_fd(fd as i32) };
-    let mut req = Vec::with_capacity(NLMSG_HDR + 20);
-    req.extend_from_slice(&((NLMSG_HDR + 20) as u32).to_ne_bytes());
-    req.extend_from_slice(&SOCK_DIAG_BY_FAMILY.to_ne_bytes());
-    req.extend_from_slice(&((libc::NLM_F_REQUEST | libc::NLM_F_DUMP) as u16).to_ne_bytes());
-    req.extend_from_slice(&1u32.to_ne_bytes());
-    req.extend_from_slice(&0u32.to_ne_bytes());
     // struct packet_diag_req: family, protocol, pad, ino, show, cookie[2]
+    let mut req = Vec::with_capacity(20);
     req.extend_from_slice(&[libc::AF_PACKET as u8, 0, 0, 0]);
     req.extend_from_slice(&0u32.to_ne_bytes());
     req.extend_from_slice(&(PACKET_SHOW_MCLIST | PACKET_SHOW_RING_CFG).to_ne_bytes());
     req.extend_from_slice(&[0xff; 8]);
-    debug_assert_eq!(req.len(), NLMSG_HDR + 20);
-    // SAFETY: `req` is a live buffer of its length.
-    let n = unsafe { libc::send(sock.as_raw_fd(), req.as_ptr().cast(), req.len(), 0) };
-    check("send(NETLINK_SOCK_DIAG)", n as libc::c_long)?;
-    let mut out = Vec::new();
-    let mut buf = vec![0u8; 64 << 10];
-    loop {
-        // SAFETY: `buf` is a live buffer of its length.
-        let n = unsafe { libc::recv(sock.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
-        let n = check("recv(NETLINK_SOCK_DIAG)", n as libc::c_long)? as usize;
-        if parse_batch(&buf[..n], &mut out)? {
-            return Ok(out);
-        }
-    }
-}
-
-fn u32_at(b: &[u8], at: usize) -> Option<u32> {
-    Some(u32::from_ne_bytes(b.get(at..at + 4)?.try_into().ok()?))
-}
-
-fn u16_at(b: &[u8], at: usize) -> Option<u16> {
-    Some(u16::from_ne_bytes(b.get(at..at + 2)?.try_into().ok()?))
-}
-
-fn parse_batch(mut b: &[u8], out: &mut Vec<PacketDiag>) -> Result<bool, SysError> {
-    let bad = || SysError::from_errno("parsing a packet_diag reply", libc::EPROTO);
-    while b.len() >= NLMSG_HDR {
-        let len = u32_at(b, 0).ok_or_else(bad)? as usize;
-        let ty = u16_at(b, 4).ok_or_else(bad)?;
-        if len < NLMSG_HDR || len > b.len() {
-            return Err(bad());
-        }
-        match ty as i32 {
-            libc::NLMSG_DONE => return Ok(true),
-            libc::NLMSG_ERROR => {
-                let errno = u32_at(b, NLMSG_HDR).ok_or_else(bad)? as i32;
-                return Err(SysError::from_errno("packet_diag dump", -errno));
-            }
-            _ => out.push(parse_msg(&b[NLMSG_HDR..len]).ok_or_else(bad)?),
-        }
-        b = &b[len.next_multiple_of(4).min(b.len())..];
-    }
-    Ok(false)
+    let names = Family { dump: "packet_diag dump", parse: "parsing a packet_diag reply" };
+    sock_diag::dump(&names, &req, parse_msg)
 }
 
 /// One `packet_diag_msg` and its attributes.

@@ -2,10 +2,9 @@
 //! its name, bound inode, peer, pending connections, queue lengths and shutdown state
 //! (`linux/unix_diag.h`).
 
-use crate::{check, SysError};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use crate::sock_diag::{self, u16_at, u32_at, Family};
+use crate::SysError;
 
-const SOCK_DIAG_BY_FAMILY: u16 = 20;
 const UDIAG_SHOW_NAME: u32 = 0x01;
 const UDIAG_SHOW_VFS: u32 = 0x02;
 const UDIAG_SHOW_PEER: u32 = 0x04;
@@ -17,7 +16,6 @@ const UNIX_DIAG_PEER: u16 = 2;
 const UNIX_DIAG_ICONS: u16 = 3;
 const UNIX_DIAG_RQLEN: u16 = 4;
 const UNIX_DIAG_SHUTDOWN: u16 = 6;
-const NLMSG_HDR: usize = 16;
 const DIAG_MSG: usize = 16;
 
 /// What `unix_diag` reports about one socket.
@@ -44,71 +42,16 @@ pub struct UnixDiag {
 
 /// Every UNIX socket of our network namespace (`NETLINK_SOCK_DIAG`, `SOCK_DIAG_BY_FAMILY` dump).
 pub fn dump_all() -> Result<Vec<UnixDiag>, SysError> {
-    // SAFETY: plain integer arguments.
-    let ret = unsafe { libc::socket(libc::AF_NETLINK, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, libc::NETLINK_SOCK_DIAG) };
-    let fd = check("socket(NETLINK_SOCK_DIAG)", ret as libc::c_long)?;
-    // SAFETY: the kernel just returned this fd to us; nobody else owns it.
-    let sock = unsafe { OwnedFd::from_raw_fd(fd as i32) };
-    send_request(&sock)?;
-    let mut out = Vec::new();
-    let mut buf = vec![0u8; 64 << 10];
-    loop {
-        // SAFETY: `buf` is a live buffer of its length.
-        let n = unsafe { libc::recv(sock.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
-        let n = check("recv(NETLINK_SOCK_DIAG)", n as libc::c_long)? as usize;
-        if parse_batch(&buf[..n], &mut out)? {
-            return Ok(out);
-        }
-    }
-}
-
-fn send_request(sock: &OwnedFd) -> Result<(), SysError> {
     let show = UDIAG_SHOW_NAME | UDIAG_SHOW_VFS | UDIAG_SHOW_PEER | UDIAG_SHOW_ICONS | UDIAG_SHOW_RQLEN;
-    let mut req = Vec::with_capacity(NLMSG_HDR + 24);
-    req.extend_from_slice(&((NLMSG_HDR + 24) as u32).to_ne_bytes());
-    req.extend_from_slice(&SOCK_DIAG_BY_FAMILY.to_ne_bytes());
-    req.extend_from_slice(&((libc::NLM_F_REQUEST | libc::NLM_F_DUMP) as u16).to_ne_bytes());
-    req.extend_from_slice(&1u32.to_ne_bytes()); // sequence
-    req.extend_from_slice(&0u32.to_ne_bytes()); // port id
-                                                // struct unix_diag_req: family, protocol, pad, states, ino, show, cookie[2]
+    // struct unix_diag_req: family, protocol, pad, states, ino, show, cookie[2]
+    let mut req = Vec::with_capacity(24);
     req.extend_from_slice(&[libc::AF_UNIX as u8, 0, 0, 0]);
     req.extend_from_slice(&u32::MAX.to_ne_bytes());
     req.extend_from_slice(&0u32.to_ne_bytes());
     req.extend_from_slice(&show.to_ne_bytes());
     req.extend_from_slice(&[0xff; 8]);
-    // SAFETY: `req` is a live buffer of its length.
-    let n = unsafe { libc::send(sock.as_raw_fd(), req.as_ptr().cast(), req.len(), 0) };
-    check("send(NETLINK_SOCK_DIAG)", n as libc::c_long).map(drop)
-}
-
-fn u32_at(b: &[u8], at: usize) -> Option<u32> {
-    Some(u32::from_ne_bytes(b.get(at..at + 4)?.try_into().ok()?))
-}
-
-fn u16_at(b: &[u8], at: usize) -> Option<u16> {
-    Some(u16::from_ne_bytes(b.get(at..at + 2)?.try_into().ok()?))
-}
-
-/// Parse one datagram of netlink messages into `out`; true at the end of the dump.
-fn parse_batch(mut b: &[u8], out: &mut Vec<UnixDiag>) -> Result<bool, SysError> {
-    let bad = || SysError::from_errno("parsing a unix_diag reply", libc::EPROTO);
-    while b.len() >= NLMSG_HDR {
-        let len = u32_at(b, 0).ok_or_else(bad)? as usize;
-        let ty = u16_at(b, 4).ok_or_else(bad)?;
-        if len < NLMSG_HDR || len > b.len() {
-            return Err(bad());
-        }
-        match ty as i32 {
-            libc::NLMSG_DONE => return Ok(true),
-            libc::NLMSG_ERROR => {
-                let errno = u32_at(b, NLMSG_HDR).ok_or_else(bad)? as i32;
-                return Err(SysError::from_errno("unix_diag dump", -errno));
-            }
-            _ => out.push(parse_msg(&b[NLMSG_HDR..len]).ok_or_else(bad)?),
-        }
-        b = &b[len.next_multiple_of(4).min(b.len())..];
-    }
-    Ok(false)
+    let names = Family { dump: "unix_diag dump", parse: "parsing a unix_diag reply" };
+    sock_diag::dump(&names, &req, parse_msg)
 }
 
 /// One `unix_diag_msg` and its attributes.
@@ -165,7 +108,7 @@ mod tests {
     #[test]
     fn sees_a_socketpair() {
         let (a, b) = crate::socket::unix_socketpair(libc::SOCK_STREAM).expect("socketpair");
-        let ino = |f: &OwnedFd| {
+        let ino = |f: &std::os::fd::OwnedFd| {
             std::fs::File::from(f.try_clone().unwrap()).metadata().map(|m| {
                 use std::os::unix::fs::MetadataExt;
                 m.ino() as u32
