@@ -46,6 +46,26 @@ fn nested_pid_namespaces_made_by_the_tree() {
     checkpoint_restore("ns_pid_nested", workload!("ns_pid_nested"));
 }
 
+/// A process in a time namespace of its own (made by `unshare --time --fork` with offsets far
+/// above the uptime): restored in a new one with the same offsets, its clocks go on.
+#[test]
+fn a_time_namespace_with_its_offsets() {
+    // unshare's own complaint when its child is killed by the dump would land in the log.
+    let unshare = "exec unshare --time --fork --monotonic=1000000 --boottime=2000000 \"$0\" 2>/dev/null";
+    let w = Workload::new("ns_time", "sh").arg("-c").arg(unshare).arg(env!("CARGO_BIN_EXE_ns_time"));
+    let case = Case::new("ns_time", w);
+    let Some(mut run) = case.start() else { return };
+    let child = init_of(&case, &run);
+    let images = case.images("images");
+    let r = case.stasis().dump(&case.dir, child, &images, &[], &[]);
+    if !r.success() {
+        case.fail(&format!("dump of pid {child} failed:\n{}", r.describe()));
+    }
+    case.reap_dumped(&mut run);
+    let mut restored = case.restore_ok(&images, child, &[]);
+    case.finish(&mut restored);
+}
+
 /// The init the workload's first process forked: its only child.
 fn init_of(case: &Case, run: &Running) -> i32 {
     let pid = run.pid();

@@ -28,9 +28,9 @@ use stasis_sys::Pid;
 use std::os::fd::{AsFd, OwnedFd};
 
 /// Namespaces a tree may not have of its own (yet), as `/proc/PID/ns/` links.
-const REFUSED: [&str; 5] = ["mnt", "user", "cgroup", "time", "time_for_children"];
+const REFUSED: [&str; 3] = ["mnt", "user", "cgroup"];
 /// Namespaces a tree may have of its own.
-const KEPT: [&str; 5] = ["uts", "ipc", "net", "pid", "pid_for_children"];
+const KEPT: [&str; 7] = ["uts", "ipc", "net", "pid", "pid_for_children", "time", "time_for_children"];
 
 /// The namespaces a tree's root has of its own (not stasis's): what its creation must make. Read
 /// by front-ends (CLI, RPC) from an image with [`NsSet::of_root`].
@@ -40,12 +40,14 @@ pub struct NsSet {
     pub ipc: bool,
     pub net: bool,
     pub pid: bool,
+    pub time: bool,
 }
 
 impl NsSet {
     /// The root's namespaces of its own, from its entry in `pstree.img`.
     pub fn of_root(root: &ProcessEntry) -> NsSet {
-        NsSet { uts: root.uts_ns != 0, ipc: root.ipc_ns != 0, net: root.net_ns != 0, pid: root.pid_ns != 0 }
+        let (uts, ipc, net, pid, time) = (root.uts_ns, root.ipc_ns, root.net_ns, root.pid_ns, root.time_ns);
+        NsSet { uts: uts != 0, ipc: ipc != 0, net: net != 0, pid: pid != 0, time: time != 0 }
     }
 
     /// The kinds a thread unshares to make them (all but the PID namespace, made by `clone3`).
@@ -75,12 +77,17 @@ impl Ours {
     }
 }
 
-/// Refuse a process in a namespace of a kind stasis does not restore.
+/// Refuse a process in a namespace of a kind stasis does not restore, or about to put its next
+/// children in another time namespace (`unshare(CLONE_NEWTIME)`).
 pub fn check_process(root: &ProcRoot, pid: i32, ours: &Ours) -> Result<()> {
     for ns in REFUSED {
         if proc::ns_inode(root, pid, ns).ok() != ours.get(ns) {
             return Err(Error::Unsupported { pid: Pid(pid), what: format!("a {ns} namespace of its own") });
         }
+    }
+    if proc::ns_inode(root, pid, "time").ok() != proc::ns_inode(root, pid, "time_for_children").ok() {
+        let what = "a time namespace for its next children (unshare(CLONE_NEWTIME))".into();
+        return Err(Error::Unsupported { pid: Pid(pid), what });
     }
     Ok(())
 }
@@ -91,6 +98,7 @@ pub fn dump_process(root: &ProcRoot, p: &mut ProcessEntry, ours: &Ours) -> Resul
     p.ipc_ns = ours.own(root, p.pid, "ipc")?;
     p.pid_ns = ours.own(root, p.pid, "pid")?;
     p.net_ns = ours.own(root, p.pid, "net")?;
+    p.time_ns = ours.own(root, p.pid, "time").unwrap_or(0);
     let (own_pid, for_children) =
         (proc::ns_inode(root, p.pid, "pid")?, proc::ns_inode(root, p.pid, "pid_for_children")?);
     p.pid_ns_for_children = if for_children != own_pid { for_children } else { 0 };
@@ -114,6 +122,7 @@ fn nested_ids(ids: Vec<i32>) -> Vec<i32> {
 /// A zombie: in its parent's namespaces (its own links are gone), with its ids from its status.
 pub fn dump_zombie(root: &ProcRoot, z: &mut ProcessEntry, parent: &ProcessEntry) {
     (z.uts_ns, z.ipc_ns, z.pid_ns, z.net_ns) = (parent.uts_ns, parent.ipc_ns, parent.pid_ns, parent.net_ns);
+    z.time_ns = parent.time_ns;
     z.nspid = proc::status(root, z.pid).map(|s| nested_ids(s.ns_tgid)).unwrap_or_default();
 }
 
@@ -131,11 +140,16 @@ pub fn dump_tree(procs: &[ProcessEntry], helpers: bool, external: &External) -> 
             ("ipc", p.ipc_ns, parent.map_or(0, |q| q.ipc_ns)),
             ("pid", p.pid_ns, parent.map_or(0, |q| q.pid_ns)),
             ("net", p.net_ns, parent.map_or(0, |q| q.net_ns)),
+            ("time", p.time_ns, parent.map_or(0, |q| q.time_ns)),
         ] {
             if mine == theirs {
                 continue;
             }
             check_entry(p, parent, kind, mine, &made)?;
+            if kind == "time" {
+                made.push(dump_time(p, i, mine)?);
+                continue;
+            }
             if kind == "net" {
                 if i != 0 {
                     let what = "a network namespace other than the root's".into();
@@ -226,6 +240,54 @@ fn check_nested(p: &ProcessEntry) -> Result<()> {
         return Ok(());
     };
     Err(Error::Unsupported { pid: Pid(p.pid), what: refused })
+}
+
+/// The root's time namespace with its offsets. A child in a time namespace other than its
+/// parent's is refused, as CRIU does: its offsets must be written before any task is in it, which
+/// the parent, already running in its own, cannot do for it.
+fn dump_time(p: &ProcessEntry, i: usize, inode: u64) -> Result<Namespace> {
+    if i != 0 {
+        let what = "a time namespace other than its parent's (it cannot be made again)".into();
+        return Err(Error::Unsupported { pid: Pid(p.pid), what });
+    }
+    let path = format!("/proc/{}/timens_offsets", p.pid);
+    let text = std::fs::read_to_string(&path).map_err(Error::io(&path))?;
+    let offsets = parse_time_offsets(&text).ok_or_else(|| Error::Failed {
+        pid: Pid(p.pid),
+        what: format!("{path}: not `monotonic S NS` and `boottime S NS` lines: {text:?}"),
+    })?;
+    Ok(Namespace { kind: "time".into(), inode, time_offsets: offsets.to_vec(), ..Default::default() })
+}
+
+/// `monotonic S NS` and `boottime S NS` lines (`/proc/PID/timens_offsets`): [mono s, mono ns,
+/// boot s, boot ns].
+fn parse_time_offsets(text: &str) -> Option<[i64; 4]> {
+    let mut out = [0i64; 4];
+    let mut seen = 0;
+    for line in text.lines() {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        let at = match f.first() {
+            Some(&"monotonic") => 0,
+            Some(&"boottime") => 2,
+            _ => continue,
+        };
+        out[at] = f.get(1)?.parse().ok()?;
+        out[at + 1] = f.get(2)?.parse().ok()?;
+        seen += 1;
+    }
+    (seen == 2).then_some(out)
+}
+
+/// The text to write to `/proc/PID/timens_offsets` for the time namespace of `root`.
+pub fn time_offsets_text(root: &ProcessEntry, namespaces: &[Namespace]) -> Result<String> {
+    let n = find(namespaces, "time", root.time_ns, root.pid)?;
+    match n.time_offsets[..] {
+        [ms, mns, bs, bns] => Ok(format!("monotonic {ms} {mns}\nboottime {bs} {bns}\n")),
+        _ => Err(Error::Incompatible {
+            file: "pstree.img".into(),
+            what: format!("pid {}: time namespace {}: field time_offsets has not 4 values", root.pid, n.inode),
+        }),
+    }
 }
 
 /// What the command line says is outside the image: veths' peers, network namespaces.
@@ -531,6 +593,15 @@ mod tests {
         let back = ProcessEntry { pid: 12, ppid: 11, ipc_ns: 5, ..Default::default() };
         let e = dump_tree(&[root, a, back], false, &External::default()).expect_err("entered");
         assert!(e.to_string().contains("pid 12: a ipc namespace other than its parent 11's"), "{e}");
+    }
+
+    #[test]
+    fn time_offsets_are_read_as_the_kernel_prints_them() {
+        assert_eq!(parse_time_offsets("monotonic 100 5\nboottime -3 0\n"), Some([100, 5, -3, 0]));
+        assert_eq!(parse_time_offsets("monotonic 1 2\n"), None);
+        let root = ProcessEntry { pid: 5, time_ns: 9, ..Default::default() };
+        let ns = Namespace { kind: "time".into(), inode: 9, time_offsets: vec![100, 5, -3, 0], ..Default::default() };
+        assert_eq!(time_offsets_text(&root, &[ns]).expect("text"), "monotonic 100 5\nboottime -3 0\n");
     }
 
     #[test]

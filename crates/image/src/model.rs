@@ -163,6 +163,9 @@ pub struct ProcessEntry {
     /// otherwise.
     #[prost(uint64, tag = "505")]
     pub pid_ns_for_children: u64,
+    /// Inode of the process's time namespace, 0 for stasis's own (only the root may have one).
+    #[prost(uint64, tag = "506")]
+    pub time_ns: u64,
 }
 
 /// A namespace of the tree other than stasis's: made again at restore by the first process of
@@ -170,7 +173,7 @@ pub struct ProcessEntry {
 /// in another namespace); the processes after it in the namespace inherit it from their parent.
 #[derive(Clone, PartialEq, prost::Message, Serialize)]
 pub struct Namespace {
-    /// `uts`, `ipc`, `pid` or `net`.
+    /// `uts`, `ipc`, `pid`, `net` or `time`.
     #[prost(string, tag = "1")]
     pub kind: String,
     /// The namespace's inode at dump time: its id in `ProcessEntry::{uts,ipc,pid}_ns`.
@@ -196,6 +199,10 @@ pub struct Namespace {
     /// restore joins the namespace given as `--inherit-fd fd[N]:KEY` or `--join-ns`.
     #[prost(string, tag = "8")]
     pub external_key: String,
+    /// A time namespace's offsets (`/proc/PID/timens_offsets`): monotonic seconds and
+    /// nanoseconds, boottime seconds and nanoseconds.
+    #[prost(int64, repeated, tag = "9")]
+    pub time_offsets: Vec<i64>,
 }
 
 /// A network device of a network namespace of the tree.

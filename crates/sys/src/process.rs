@@ -52,15 +52,20 @@ pub fn spawn_traced(pid: Pid) -> Result<Pid, SpawnError> {
     spawn_traced_in(pid, 0, &[])
 }
 
+/// [`spawn_traced`] with whatever PID the kernel gives (a helper's).
+pub fn spawn_traced_any() -> Result<Pid, SpawnError> {
+    spawn_traced_in(Pid(0), 0, &[])
+}
+
 /// [`spawn_traced`] with `flags` (`CLONE_NEW*` namespace flags) and the ids the child must get in
 /// the PID namespaces nested below ours (`inner`, innermost first; with `CLONE_NEWPID`, the first
 /// is 1: the child is the init of its new namespace).
 pub fn spawn_traced_in(pid: Pid, flags: u64, inner: &[i32]) -> Result<Pid, SpawnError> {
-    let set_tid: Vec<i32> = inner.iter().copied().chain(std::iter::once(pid.0)).collect();
+    let set_tid: Vec<i32> = inner.iter().copied().chain(std::iter::once(pid.0)).filter(|&p| p != 0).collect();
     let args = CloneArgs {
         flags,
         exit_signal: libc::SIGCHLD as u64,
-        set_tid: set_tid.as_ptr() as u64,
+        set_tid: if set_tid.is_empty() { 0 } else { set_tid.as_ptr() as u64 },
         set_tid_size: set_tid.len() as u64,
         ..CloneArgs::default()
     };

@@ -356,6 +356,10 @@ fn join_groups(out: &mut Out, img: &Image, ctx: &Ctx) -> Result<()> {
 fn create_root(img: &Image, created: &Mutex<Vec<Pid>>, calls: &Calls, sibling: bool) -> Result<(Pid, u64, bool)> {
     let root = &img.procs[0];
     let pid = Pid(root.process.pid);
+    if root.process.time_ns != 0 {
+        let child = process::create_in_time_ns(root, &img.namespaces, created, calls)?;
+        return Ok((child, process::scratch_in_copy(child, root)?, true));
+    }
     let leader_gone = img.plan.root_session_helper;
     if leader_gone.is_none_or(|sid| proc::stat(&ProcRoot::system(), sid).is_ok()) {
         // The new task starts as a copy of us: the scratch area must be free in our layout too.

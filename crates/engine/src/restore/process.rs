@@ -425,6 +425,47 @@ pub(super) fn lead_session(helper: Pid, calls: &Calls) -> Result<Injector> {
     Ok(inj)
 }
 
+/// Create the root (`img`) in a time namespace of its own (see `crate::ns`): a short-lived helper,
+/// single-threaded and traced, unshares a time namespace for its children, gets the image's
+/// offsets written (before any task is in it), and forks the root with `CLONE_PARENT` (so it is
+/// our child, in the new namespace from its first instruction, with its PID at every level), then
+/// exits. Returns the root.
+pub(super) fn create_in_time_ns(
+    img: &ProcImage,
+    namespaces: &[stasis_image::model::Namespace],
+    created: &std::sync::Mutex<Vec<Pid>>,
+    calls: &Calls,
+) -> Result<Pid> {
+    let pid = img.process.pid;
+    let helper = stasis_sys::process::spawn_traced_any().map_err(|e| Error::Failed {
+        pid: Pid(pid),
+        what: format!("creating the helper of its time namespace: {e}"),
+    })?;
+    created.lock().expect("not poisoned").push(helper);
+    let mut inj = Injector::new(helper, mem::gadget::current_code_area(helper)?, None, SCRATCH_LEN, calls)?;
+    inj.unshare(libc::CLONE_NEWTIME)?;
+    let path = format!("/proc/{helper}/timens_offsets");
+    std::fs::write(&path, crate::ns::time_offsets_text(&img.process, namespaces)?).map_err(Error::io(&path))?;
+    trace_new_tasks(helper)?;
+    // CLONE_PARENT takes the exit signal of the helper (SIGCHLD): clone3 wants 0 here.
+    let (flags, inner) = crate::ns::root_clone(&img.process);
+    let mut inner_tids = [0; stasis_sys::remote::MAX_INNER_LEVELS];
+    inner_tids.iter_mut().zip(&inner).for_each(|(slot, id)| *slot = *id);
+    let args = CloneArgs {
+        flags: flags | libc::CLONE_PARENT as u64,
+        exit_signal: 0,
+        set_tid: Some(Pid(pid)),
+        inner_tids,
+        child_tid: 0,
+    };
+    let child = fork_as(&mut inj, helper, (args, Pid(pid)))?;
+    created.lock().expect("not poisoned").push(child);
+    session::end_helper(inj)?;
+    created.lock().expect("not poisoned").retain(|&p| p != helper);
+    log::info!("pid {pid}: created in a time namespace of its own by helper {helper}, which has exited");
+    Ok(child)
+}
+
 /// Make process `parent` fork a child with PID `want` (`clone3` with `set_tid`, SIGCHLD, and `flags`
 /// for what it shares with its parent); the child is traced and stopped before it runs anything.
 pub(super) fn fork_child(inj: &mut dyn Remote, parent: Pid, want: Pid, flags: u64) -> Result<Pid> {

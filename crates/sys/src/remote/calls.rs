@@ -106,6 +106,11 @@ pub trait Remote: Target {
         Ok(checked(self, Call::new("pidfd_open", libc::SYS_pidfd_open, &[pid.0 as u64, flags as u64]))? as i32)
     }
 
+    /// `unshare(2)` of the calling task with `flags` (`CLONE_NEW*`).
+    fn unshare(&mut self, flags: i32) -> R<()> {
+        checked(self, Call::new("unshare", libc::SYS_unshare, &[flags as u64])).map(drop)
+    }
+
     /// `setns(2)` of the calling task into the namespace of `nstype` (`CLONE_NEW*`) that `n` names
     /// (a namespace file, or a pidfd).
     fn setns(&mut self, n: i32, nstype: i32) -> R<()> {
