@@ -1,8 +1,8 @@
-//! Namespaces of the tree: which of its processes are in UTS, IPC, PID or network namespaces other
-//! than stasis's, the names of each UTS namespace (a network namespace's state is
-//! [`crate::netns`]'s), and their creation at restore. Mount, user, cgroup and time namespaces of
-//! a tree's own are refused by name at the dump, and so is a network namespace of a process other
-//! than the root.
+//! Namespaces of the tree: which of its processes are in UTS, IPC, PID, network or time namespaces
+//! other than stasis's, the names of each UTS namespace and the offsets of a time namespace (a
+//! network namespace's state is [`crate::netns`]'s), and their creation at restore. Mount, user and
+//! cgroup namespaces of a tree's own are refused by name at the dump, and so are a network or
+//! time namespace of a process other than the root.
 //!
 //! Dump records the inode of each process's UTS, IPC and PID namespace (0 for stasis's own) and
 //! its ids in every nested PID namespace (`NSpid`). A process is in its parent's namespace, or in
@@ -14,7 +14,8 @@
 //! Restore makes the root's new UTS, IPC and network namespaces on the calling thread (`unshare`,
 //! see [`RootNs`]) before anything else, so the SysV objects, message queues and sockets are made
 //! inside them and the root, forked from that thread, is born in them; a new PID namespace
-//! is made by the root's `clone3` (`CLONE_NEWPID`, pid 1 at the inner level). Children get
+//! is made by the root's `clone3` (`CLONE_NEWPID`, pid 1 at the inner level), a time namespace by
+//! a helper that forks the root (see `restore::process::create_in_time_ns`). Children get
 //! `CLONE_NEW*` flags where their namespace differs from their parent's, and every task is
 //! created with its ids at each level (`clone3` `set_tid` with the whole chain). Calls injected
 //! into a task of a nested PID namespace name processes by their ids there ([`local`]).
