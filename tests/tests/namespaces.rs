@@ -76,11 +76,11 @@ fn init_of(case: &Case, run: &Running) -> i32 {
     }
 }
 
-/// A tree in a mount or cgroup namespace of its own is refused by name (stasis does not restore
+/// A tree in a mount, cgroup or user namespace of its own is refused by name (stasis does not restore
 /// them yet), and it runs on untouched.
 #[test]
-fn mount_and_cgroup_namespaces_are_refused_by_name() {
-    for (flag, ns) in [("--mount", "mnt namespace"), ("--cgroup", "cgroup namespace")] {
+fn mount_cgroup_and_user_namespaces_are_refused_by_name() {
+    for (flag, ns) in [("--mount", "mnt namespace"), ("--cgroup", "cgroup namespace"), ("--user", "user namespace")] {
         let name = format!("ns_refused_{}", flag.trim_start_matches('-'));
         let w = Workload::new("basic", "unshare").arg(flag).arg(env!("CARGO_BIN_EXE_basic"));
         let case = Case::new(&name, w);
@@ -113,6 +113,7 @@ fn a_server_in_its_own_network_namespace_answers_through_a_veth() {
     let images = case.images("images");
     case.dump_ok(&run, &images, &["--external", &format!("veth[vin0]:{peer}")]);
     case.reap_dumped(&mut run);
+    failed_restore_leaves_no_veth(&case, &images, run.pid(), &peer);
     let mut restored = case.restore_ok(&images, run.pid(), &[]);
     configure_peer(&case, &peer, &peer_addr);
     let target: std::net::SocketAddr = format!("{addr}:8080").parse().expect("address");
@@ -148,6 +149,22 @@ fn refused_with_a_firewall_table(case: &Case, run: &Running, peer: &str) {
     case.expect_untouched(run);
     if !removed {
         case.fail("could not remove the nftables table stasis_test_rules again");
+    }
+}
+
+/// A restore that fails once the namespace is made (a fault after the memory) leaves nothing: no
+/// process, and the veth pair goes with the namespace (the kernel removes it shortly after).
+fn failed_restore_leaves_no_veth(case: &Case, images: &std::path::Path, pid: i32, peer: &str) {
+    let env = [("STASIS_FAULT", "restore-fail-after-memory")];
+    let r = case.stasis().restore_detached(&case.dir, images, &[], &env).0;
+    case.expect_failed(&r, "restore with a fault", &[&["fault injected"]]);
+    case.expect_no_process_left(pid);
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while std::path::Path::new(&format!("/sys/class/net/{peer}")).exists() {
+        if std::time::Instant::now() > deadline {
+            case.fail(&format!("veth {peer} still here 20 s after the failed restore"));
+        }
+        std::thread::sleep(Duration::from_millis(50));
     }
 }
 
