@@ -357,6 +357,10 @@ fn create_root(img: &Image, created: &Mutex<Vec<Pid>>, calls: &Calls, sibling: b
     let root = &img.procs[0];
     let pid = Pid(root.process.pid);
     if root.process.time_ns != 0 {
+        if sibling {
+            let what = "restoring as a sibling a root in a time namespace of its own (it is forked by a helper)".into();
+            return Err(Error::Unsupported { pid, what });
+        }
         let child = process::create_in_time_ns(root, &img.namespaces, created, calls)?;
         return Ok((child, process::scratch_in_copy(child, root)?, true));
     }
