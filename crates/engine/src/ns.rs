@@ -51,6 +51,18 @@ impl NsSet {
         NsSet { uts: uts != 0, ipc: ipc != 0, net: net != 0, pid: pid != 0, time: time != 0 }
     }
 
+    /// The root's namespaces of its own in the image at `dir` (for a front-end that must know them
+    /// before the restore, such as CRIU's `setup-namespaces` round trip).
+    pub fn of_image(dir: &std::path::Path) -> Result<NsSet> {
+        let images = stasis_image::ImageDir::open(dir)?;
+        let tree: stasis_image::model::PsTree = images.read_one(stasis_image::ImageKind::PsTree, None)?;
+        let root = tree
+            .processes
+            .first()
+            .ok_or_else(|| Error::Incompatible { file: "pstree.img".into(), what: "no process".into() })?;
+        Ok(NsSet::of_root(root))
+    }
+
     /// The kinds a thread unshares to make them (all but the PID namespace, made by `clone3`).
     fn unshared(self) -> Vec<Kind> {
         let kinds = [(self.uts, Kind::Uts), (self.ipc, Kind::Ipc), (self.net, Kind::Net)];
