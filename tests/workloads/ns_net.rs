@@ -1,7 +1,7 @@
 //! A server in a network namespace of its own, reached through a veth from outside: the workload
 //! keeps a handle on the namespace it started in, unshares a new one (`CLONE_NEWNET`), creates a
 //! veth `vin0` there whose peer `snPID` goes to the namespace it left, sets an IPv4 and an IPv6
-//! address on `vin0` (in 10.213.0.0/16 and fd00:213::/32, picked from its pid so that parallel
+//! address on `vin0` (in 10.192.0.0/10 and fd00:213::/32, picked from its pid so that parallel
 //! runs differ), sets it and the loopback up, adds a route (192.0.2.0/24 via the peer) and a
 //! sysctl (`net.ipv4.ip_default_ttl` = 77), and listens on TCP port 8080 of its IPv4 address. It
 //! prints `NET <peer> <peer address> <own address>` and READY; the harness gives the peer its
@@ -21,10 +21,15 @@ const PORT: u16 = 8080;
 const TTL: &str = "77";
 const ROUTE: &str = "192.0.2.0/24";
 
-/// The /30 of this run: 10.213.A.B with the peer at B+1 and the workload at B+2.
+/// The /30 of this run, one per pid below 2^20 (so no two live runs share one): 10.A.B.C with A in
+/// 192..=255, the peer at C+1 and the workload at C+2.
 fn addrs(pid: i32) -> (String, String, String) {
-    let (a, b) = ((pid >> 6) & 0xff, (pid & 0x3f) << 2);
-    (format!("10.213.{a}.{}", b + 1), format!("10.213.{a}.{}", b + 2), format!("fd00:213:{pid:x}::2"))
+    let (a, b, c) = (192 + ((pid >> 14) & 0x3f), (pid >> 6) & 0xff, (pid & 0x3f) << 2);
+    (
+        format!("10.{a}.{b}.{}", c + 1),
+        format!("10.{a}.{b}.{}", c + 2),
+        format!("fd00:213:{:x}:{:x}::2", pid >> 16, pid & 0xffff),
+    )
 }
 
 fn ip(args: &[&str]) -> Result<String, String> {
