@@ -90,17 +90,13 @@ impl Ours {
     }
 }
 
-/// Refuse a process in a namespace of a kind stasis does not restore, or about to put its next
-/// children in another time namespace (`unshare(CLONE_NEWTIME)`).
+/// Refuse a process in a namespace of a kind stasis does not restore (a time namespace for its
+/// next children is refused by `dump::check_time_for_children`).
 pub fn check_process(root: &ProcRoot, pid: i32, ours: &Ours) -> Result<()> {
     for ns in REFUSED {
         if proc::ns_inode(root, pid, ns).ok() != ours.get(ns) {
             return Err(Error::Unsupported { pid: Pid(pid), what: format!("a {ns} namespace of its own") });
         }
-    }
-    if proc::ns_inode(root, pid, "time").ok() != proc::ns_inode(root, pid, "time_for_children").ok() {
-        let what = "a time namespace for its next children (unshare(CLONE_NEWTIME))".into();
-        return Err(Error::Unsupported { pid: Pid(pid), what });
     }
     Ok(())
 }
