@@ -24,9 +24,7 @@ pub struct DumpArgs {
 /// The engine's options for `args` (whose `-t` the caller checked).
 pub fn options(args: &DumpArgs) -> anyhow::Result<DumpOptions> {
     let c = &args.criu;
-    let external = c.get("external").unwrap_or_default();
-    let ext_unix_inodes = external.iter().map(|e| parse_external(e)).collect::<Result<_, _>>();
-    let ext_unix_inodes = ext_unix_inodes.map_err(|e| anyhow::anyhow!("--external {e}"))?;
+    let (ext_unix_inodes, ext_veths, ext_netns) = externals(c)?;
     Ok(DumpOptions {
         pid: c.tree().unwrap_or(0),
         dir: c.images_dir(),
@@ -44,6 +42,9 @@ pub fn options(args: &DumpArgs) -> anyhow::Result<DumpOptions> {
         prev_images_dir: c.last("prev-images-dir").map(Into::into),
         track_mem: c.is_set("track-mem"),
         page_server: page_server(c)?,
+        ext_veths,
+        ext_netns,
+        empty_netns: empty_ns(c)?,
     })
 }
 
@@ -59,6 +60,46 @@ fn page_server(c: &CriuArgs) -> anyhow::Result<Option<(String, u16)>> {
         anyhow::bail!("--port 0: the page server's port is needed (it prints the one it chose)");
     }
     Ok(Some((address.to_owned(), port)))
+}
+
+/// `--empty-ns net` (the one kind CRIU takes).
+fn empty_ns(c: &CriuArgs) -> anyhow::Result<bool> {
+    let given = c.get("empty-ns").unwrap_or_default();
+    if let Some(other) = given.iter().find(|k| k.as_str() != "net") {
+        anyhow::bail!("--empty-ns {other}: only the network namespace (net) can be made empty");
+    }
+    Ok(!given.is_empty())
+}
+
+/// Veths with their outside peer's name (`veth[NAME]:PEER`).
+pub type Veths = Vec<(String, String)>;
+
+/// Network namespaces by inode, with the key restore finds them by (`net[INODE]:KEY`).
+pub type NetNs = Vec<(u64, String)>;
+
+/// The `--external` objects: UNIX socket inodes, veths with their outside peer's name, network
+/// namespaces.
+pub fn externals(c: &CriuArgs) -> anyhow::Result<(Vec<u64>, Veths, NetNs)> {
+    let (mut unix, mut veths, mut netns) = (Vec::new(), Vec::new(), Vec::new());
+    for e in c.get("external").unwrap_or_default() {
+        match parse_external(e).map_err(|e| anyhow::anyhow!("--external {e}"))? {
+            External::Unix(inode) => unix.push(inode),
+            External::Veth(name, peer) => veths.push((name, peer)),
+            External::NetNs(inode, key) => netns.push((inode, key)),
+        }
+    }
+    Ok((unix, veths, netns))
+}
+
+/// One `--external` object.
+#[derive(Debug, PartialEq)]
+enum External {
+    /// `unix[INODE]`: a UNIX socket whose peer is outside the tree.
+    Unix(u64),
+    /// `veth[NAME]:PEER`: a veth of the tree's network namespace and its peer's name outside.
+    Veth(String, String),
+    /// `net[INODE]:KEY`: a network namespace that is not saved, found again by `KEY` at restore.
+    NetNs(u64, String),
 }
 
 /// Runs `stasis dump`.
@@ -109,26 +150,45 @@ fn summary(r: &DumpReport, opts: &DumpOptions) -> String {
     )
 }
 
-/// `--external TYPE[ID]:KEY`: the inode of `unix[INODE]`, the one type that applies here.
-fn parse_external(text: &str) -> Result<u64, String> {
+/// `--external TYPE[ID]:KEY`: `unix[INODE]` or `veth[NAME]:PEER`, the types that apply here.
+fn parse_external(text: &str) -> Result<External, String> {
     let (ty, rest) = text.split_once('[').ok_or_else(|| format!("{text:?} is not TYPE[ID] or TYPE[ID]:KEY"))?;
-    let (id, _key) = rest.split_once(']').ok_or_else(|| format!("{text:?}: no closing ']'"))?;
-    if ty != "unix" {
-        return Err(format!(
-            "{text:?}: external objects of type {ty:?} are not supported (only unix[INODE]: a unix socket whose peer is outside the tree)"
-        ));
+    let (id, key) = rest.split_once(']').ok_or_else(|| format!("{text:?}: no closing ']'"))?;
+    match ty {
+        "unix" => id.parse().map(External::Unix).map_err(|_| format!("{text:?}: {id:?} is not a socket inode number")),
+        "veth" => match key.strip_prefix(':') {
+            // CRIU's `@BRIDGE` suffix is not taken: refused rather than ignored.
+            Some(peer) if !id.is_empty() && !peer.is_empty() && !peer.contains('@') => {
+                Ok(External::Veth(id.to_string(), peer.to_string()))
+            }
+            _ => Err(format!("{text:?}: a veth is named veth[NAME]:PEER (a bridge with @BRIDGE is not supported)")),
+        },
+        "net" => match (id.parse(), key.strip_prefix(':')) {
+            (Ok(inode), Some(k)) if !k.is_empty() => Ok(External::NetNs(inode, k.to_string())),
+            _ => Err(format!("{text:?}: a network namespace is named net[INODE]:KEY")),
+        },
+        _ => Err(format!(
+            "{text:?}: external objects of type {ty:?} are not supported (only unix[INODE]: a unix socket whose peer is outside the tree, veth[NAME]:PEER and net[INODE]:KEY)"
+        )),
     }
-    id.parse().map_err(|_| format!("{text:?}: {id:?} is not a socket inode number"))
 }
 
 #[cfg(test)]
 mod external_tests {
-    use super::parse_external;
+    use super::{parse_external, External};
 
     #[test]
-    fn external_takes_unix_inodes_only() {
-        assert_eq!(parse_external("unix[4242]"), Ok(4242));
-        assert_eq!(parse_external("unix[7]:x"), Ok(7));
+    fn external_takes_unix_inodes_and_veths() {
+        assert_eq!(parse_external("unix[4242]"), Ok(External::Unix(4242)));
+        assert_eq!(parse_external("unix[7]:x"), Ok(External::Unix(7)));
+        assert_eq!(parse_external("veth[eth0]:out0"), Ok(External::Veth("eth0".into(), "out0".into())));
+        assert!(parse_external("veth[eth0]").is_err());
+        assert_eq!(
+            parse_external("net[4026532000]:extRootNetNS"),
+            Ok(External::NetNs(4026532000, "extRootNetNS".into()))
+        );
+        assert!(parse_external("net[x]:k").is_err());
+        assert!(parse_external("veth[eth0]:out0@br0").is_err());
         assert!(parse_external("mnt[/a]:b").is_err());
         assert!(parse_external("unix[x]").is_err());
         assert!(parse_external("unix").is_err());

@@ -79,6 +79,9 @@ pub fn options(c: &CriuArgs, detached: bool) -> anyhow::Result<RestoreOptions> {
         sibling: c.is_set("restore-sibling"),
         notify: crate::action_script::notifier(c),
         lazy_pages: c.is_set("lazy-pages"),
+        ext_veths: veth_names(c)?,
+        weak_sysctls: c.is_set("weak-sysctls"),
+        join_ns: join_ns(c.get("join-ns").unwrap_or_default())?,
     })
 }
 
@@ -103,6 +106,42 @@ pub fn network_lock(c: &CriuArgs) -> anyhow::Result<stasis_engine::netlock::Mode
 /// Every `--inherit-fd` value, parsed.
 fn parse_inherit_fds(given: &[String]) -> anyhow::Result<Vec<(i32, String)>> {
     given.iter().map(|t| parse_inherit_fd(t).map_err(|e| anyhow::anyhow!("--inherit-fd {e}"))).collect()
+}
+
+/// The outside names of the tree's veths: `--external veth[IN]:OUT`, and CRIU's older
+/// `--veth-pair IN=OUT`.
+fn veth_names(c: &CriuArgs) -> anyhow::Result<Vec<(String, String)>> {
+    let mut veths = crate::dump::externals(c)?.1;
+    for pair in c.get("veth-pair").unwrap_or_default() {
+        match pair.split_once('=') {
+            Some((inside, outside)) if !inside.is_empty() && !outside.is_empty() && !outside.contains('@') => {
+                veths.push((inside.to_string(), outside.to_string()))
+            }
+            _ => anyhow::bail!("--veth-pair {pair:?}: not IN=OUT (a bridge with @BRIDGE is not supported)"),
+        }
+    }
+    Ok(veths)
+}
+
+/// `--join-ns NS:PID|FILE`: the kind and an fd of the namespace (`/proc/PID/ns/NS` for a pid).
+/// CRIU's extra options after a comma (a user namespace's ids) are refused.
+fn join_ns(given: &[String]) -> anyhow::Result<Vec<(String, std::sync::Arc<std::os::fd::OwnedFd>)>> {
+    given
+        .iter()
+        .map(|t| {
+            let (kind, target) =
+                t.split_once(':').with_context(|| format!("--join-ns {t:?}: not NS:PID or NS:FILE"))?;
+            if target.contains(',') {
+                anyhow::bail!("--join-ns {t:?}: extra options after ',' are not supported");
+            }
+            let path = match target.parse::<u32>() {
+                Ok(pid) => PathBuf::from(format!("/proc/{pid}/ns/{kind}")),
+                Err(_) => PathBuf::from(target),
+            };
+            let file = File::open(&path).with_context(|| format!("--join-ns {t}: {}", path.display()))?;
+            Ok((kind.to_string(), std::sync::Arc::new(std::os::fd::OwnedFd::from(file))))
+        })
+        .collect()
 }
 
 /// Our own descriptors named by `--inherit-fd`, each checked open now.

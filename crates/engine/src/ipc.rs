@@ -12,9 +12,11 @@
 
 use crate::error::{Error, Result};
 use stasis_image::model::{IpcImage, ShmSegment};
-use stasis_sys::ipc;
+use stasis_sys::{ipc, Pid};
 
 const SHM_LIST: &str = "/proc/sysvipc/shm";
+const SEM_LIST: &str = "/proc/sysvipc/sem";
+const MSG_LIST: &str = "/proc/sysvipc/msg";
 const SHM_NEXT_ID: &str = "/proc/sys/kernel/shm_next_id";
 /// A segment removed (IPC_RMID) while still attached.
 const SHM_DEST: u32 = 0o1000;
@@ -52,11 +54,34 @@ fn listed() -> Result<Vec<Listed>> {
     Ok(out)
 }
 
-/// The segments attached by (`attached` ids) or created by (`pids`) the checkpointed processes.
-pub fn dump(root_pid: i32, pids: &[i32], attached: &[u64]) -> Result<IpcImage> {
+/// The SysV objects (segments, semaphore sets, message queues) of the calling thread's IPC
+/// namespace.
+pub fn count_objects() -> Result<usize> {
+    let mut n = 0;
+    for list in [SHM_LIST, SEM_LIST, MSG_LIST] {
+        let text = std::fs::read_to_string(list).map_err(Error::io(list))?;
+        n += text.lines().skip(1).filter(|l| !l.trim().is_empty()).count();
+    }
+    Ok(n)
+}
+
+/// The segments attached by (`attached` ids) or created by (`pids`) the checkpointed processes;
+/// with `whole_ns` (the tree has an IPC namespace of its own, which the calling thread is in),
+/// every segment of the namespace, and semaphore sets or message queues there are refused.
+pub fn dump(root_pid: i32, pids: &[i32], attached: &[u64], whole_ns: bool) -> Result<IpcImage> {
+    if whole_ns {
+        for (list, what) in [(SEM_LIST, "SysV semaphore sets"), (MSG_LIST, "SysV message queues")] {
+            let text = std::fs::read_to_string(list).map_err(Error::io(list))?;
+            let n = text.lines().skip(1).filter(|l| !l.trim().is_empty()).count();
+            if n > 0 {
+                let what = format!("{n} {what} in its IPC namespace");
+                return Err(Error::Unsupported { pid: Pid(root_pid), what });
+            }
+        }
+    }
     let mut shm = Vec::new();
     for l in listed()? {
-        if !attached.contains(&(l.id as u64)) && !pids.contains(&l.cpid) {
+        if !whole_ns && !attached.contains(&(l.id as u64)) && !pids.contains(&l.cpid) {
             continue;
         }
         if l.size > MAX_SEGMENT {

@@ -16,7 +16,9 @@ pub mod mem;
 pub mod misc;
 pub mod mm;
 pub mod netlock;
+pub mod netns;
 pub mod notify;
+pub mod ns;
 pub mod pageserver;
 pub mod posix_timers;
 pub mod proc;
@@ -96,6 +98,15 @@ pub struct DumpOptions {
     /// Send the page files to this page server (address, port) instead of writing them in `dir`
     /// (`--page-server --address A --port P`).
     pub page_server: Option<(String, u16)>,
+    /// Veths of the tree's network namespace whose peer is outside it, with the peer's name
+    /// (`--external veth[NAME]:PEER`).
+    pub ext_veths: Vec<(String, String)>,
+    /// Network namespaces (by inode) that are not saved, with the key restore finds them by
+    /// (`--external net[INODE]:KEY`).
+    pub ext_netns: Vec<(u64, String)>,
+    /// The tree's network namespace is saved empty: restore makes a new one with nothing in it,
+    /// for the caller to set up (`--empty-ns net`).
+    pub empty_netns: bool,
 }
 
 /// Default of [`DumpOptions::ghost_limit`]: 1 MiB, as CRIU's.
@@ -137,6 +148,8 @@ pub struct DumpReport {
     pub image_writes: u64,
     /// The fds that lead outside the tree (what `--inherit-fd` may replace at restore).
     pub external: Vec<files::external::ExternalFd>,
+    /// The namespaces the root has of its own (restore makes them again).
+    pub namespaces: ns::NsSet,
 }
 
 /// What `stasis restore` was asked to do.
@@ -168,6 +181,15 @@ pub struct RestoreOptions {
     /// Leave the private anonymous pages of the tree's childless processes to the lazy-pages
     /// daemon serving `dir` (`--lazy-pages`; see [`mem::lazy`]).
     pub lazy_pages: bool,
+    /// Names for the outside peers of the tree's veths, instead of the image's
+    /// (`--external veth[NAME]:PEER`).
+    pub ext_veths: Vec<(String, String)>,
+    /// Existing namespaces the root joins instead of new ones (`--join-ns NS:PID|FILE`: kind and
+    /// an fd of the namespace).
+    pub join_ns: Vec<(String, std::sync::Arc<std::os::fd::OwnedFd>)>,
+    /// A sysctl of the image that this kernel lacks is skipped with a warning (`--weak-sysctls`);
+    /// without it the restore fails naming it.
+    pub weak_sysctls: bool,
 }
 
 /// What a successful restore did.
@@ -180,4 +202,6 @@ pub struct RestoreReport {
     pub pages: u64,
     /// System calls injected into the tree (the count `STASIS_FAULT=restore-call:N` goes by).
     pub injected_calls: u64,
+    /// The namespaces the root was restored in of its own.
+    pub namespaces: ns::NsSet,
 }

@@ -123,11 +123,17 @@ pub fn restore(inj: &mut dyn Remote, p: &ProcessEntry) -> Result<()> {
     Ok(())
 }
 
-/// Join the group led by another process (or held by a group helper), if not in it yet.
-pub fn join_group(inj: &mut dyn Remote, pid: Pid, p: &ProcessEntry) -> Result<()> {
+/// Join the group led by another process (or held by a group helper), if not in it yet. `local`:
+/// the group's id in the process's PID namespace (see `crate::ns::local_pgid`), None for a group
+/// it cannot name there.
+pub fn join_group(inj: &mut dyn Remote, pid: Pid, p: &ProcessEntry, local: Option<i32>) -> Result<()> {
     let now = proc::stat(&ProcRoot::system(), pid.0)?.pgrp;
     if p.pgid != now && p.pgid != p.pid && proc::stat(&ProcRoot::system(), p.pgid).is_ok() {
-        inj.setpgid(0, p.pgid).map_err(|e| Error::Step {
+        let Some(local) = local else {
+            log::info!("pid {pid}: stays in group {now}: group {} is outside its PID namespace", p.pgid);
+            return Ok(());
+        };
+        inj.setpgid(0, local).map_err(|e| Error::Step {
             pid,
             what: format!("process group {}", p.pgid),
             source: Box::new(e.into()),

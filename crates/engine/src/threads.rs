@@ -16,7 +16,7 @@ use crate::{creds, misc, signals};
 use stasis_image::model::TaskCore;
 use stasis_sys::inject::{InjectError, Injector};
 use stasis_sys::ptrace::{self, WaitStatus};
-use stasis_sys::remote::{CloneArgs, Remote};
+use stasis_sys::remote::Remote;
 use stasis_sys::Pid;
 
 /// Flags of a thread as pthread_create makes it (the TLS and tid pointers come from the registers
@@ -84,31 +84,30 @@ pub fn create(
     (tgid, main_core): (Pid, &TaskCore),
     core: &TaskCore,
     vdso: (u64, u64),
-    parent_exits: bool,
+    (parent_exits, local_tgid): (bool, Pid),
 ) -> Result<NewThread> {
     let want = Pid(core.pid);
+    // In a nested PID namespace, `clone3` returns the thread's id there (see `crate::ns`).
     let cleartid = if core.clear_child_tid != 0 { libc::CLONE_CHILD_CLEARTID as u64 } else { 0 };
-    let args = CloneArgs {
-        flags: THREAD_FLAGS | cleartid,
-        exit_signal: 0,
-        set_tid: Some(want),
-        child_tid: core.clear_child_tid,
-    };
-    let tid = main.clone3(&args).map_err(|e| match &e {
+    let (mut args, seen) = crate::ns::thread_args(core.pid, &core.nspid, THREAD_FLAGS | cleartid);
+    args.child_tid = core.clear_child_tid;
+    let got = main.clone3(&args).map_err(|e| match &e {
         InjectError::Failed { source, .. } if source.raw_os_error() == Some(libc::EEXIST) => {
             Error::PidTaken { pid: want, holder: crate::restore::holder_of(want) }
         }
         _ => Error::Step { pid: tgid, what: format!("thread {want}"), source: Box::new(e.into()) },
     })?;
-    if tid != want {
-        return Err(Error::Failed { pid: tgid, what: format!("thread {want} was created as {tid}") });
+    if got != seen {
+        return Err(Error::Failed { pid: tgid, what: format!("thread {want} was created as {got}") });
     }
+    let tid = want;
     match ptrace::wait(tid).map_err(Error::sys(tid.0, "waiting for a new thread"))? {
         WaitStatus::Stopped { .. } => {}
         status => return Err(Error::Failed { pid: tid, what: format!("new thread did not stop: {status:?}") }),
     }
     let mut inj = Injector::sharing(tid, vdso, main.scratch(), main.calls())?;
-    restore_state(&mut inj, (tgid, main_core), tid, core, parent_exits).map_err(|e| Error::Step {
+    let local = (local_tgid, crate::ns::local(&core.nspid, tid));
+    restore_state(&mut inj, (main_core, local), tid, core, parent_exits).map_err(|e| Error::Step {
         pid: tgid,
         what: format!("thread {tid}"),
         source: Box::new(e),
@@ -116,9 +115,11 @@ pub fn create(
     Ok(NewThread { tid, inj })
 }
 
+/// `local`: the process's and the thread's ids in the thread's own PID namespace; `tid` its id in
+/// stasis's.
 fn restore_state(
     inj: &mut dyn Remote,
-    (tgid, main_core): (Pid, &TaskCore),
+    (main_core, local): (&TaskCore, (Pid, Pid)),
     tid: Pid,
     core: &TaskCore,
     parent_exits: bool,
@@ -127,7 +128,7 @@ fn restore_state(
         signals::restore_altstack(inj, ss)?;
     }
     misc::restore_thread_but_tid_address(inj, core, Some(main_core))?;
-    signals::restore_pending(inj, tgid, tid, &core.pending)?;
+    signals::restore_pending(inj, local.0, local.1, &core.pending)?;
     if let Some(c) = &core.creds {
         creds::restore(inj, tid, c)?;
     }

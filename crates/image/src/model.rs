@@ -92,6 +92,9 @@ pub struct PsTree {
     /// `setsid` and forks each such child of `parent` with CLONE_PARENT, then exits.
     #[prost(message, repeated, tag = "3")]
     pub session_helpers: Vec<LeaderHelper>,
+    /// The namespaces of the tree other than stasis's (see [`Namespace`]).
+    #[prost(message, repeated, tag = "500")]
+    pub namespaces: Vec<Namespace>,
 }
 
 /// A group or session leader that had exited, made again by a helper with its PID forked by
@@ -139,6 +142,100 @@ pub struct ProcessEntry {
     /// images made before it was saved, read as SIGSTOP.
     #[prost(int32, tag = "250")]
     pub stop_signal: i32,
+    /// The process's id in each PID namespace from stasis's down, outermost first (`NStgid` of
+    /// `/proc/PID/status`); empty when the process is in stasis's PID namespace.
+    #[prost(int32, repeated, tag = "500")]
+    pub nspid: Vec<i32>,
+    /// Inode of the process's UTS namespace, 0 for stasis's own (see [`Namespace`]).
+    #[prost(uint64, tag = "501")]
+    pub uts_ns: u64,
+    /// Inode of the process's IPC namespace, 0 for stasis's own.
+    #[prost(uint64, tag = "502")]
+    pub ipc_ns: u64,
+    /// Inode of the process's PID namespace, 0 for stasis's own.
+    #[prost(uint64, tag = "503")]
+    pub pid_ns: u64,
+    /// Inode of the process's network namespace, 0 for stasis's own.
+    #[prost(uint64, tag = "504")]
+    pub net_ns: u64,
+    /// Inode of the PID namespace of the process's next children when it is not its own
+    /// (`unshare(CLONE_NEWPID)`, then a fork: the init of that namespace is a child of it); 0
+    /// otherwise.
+    #[prost(uint64, tag = "505")]
+    pub pid_ns_for_children: u64,
+    /// Inode of the process's time namespace, 0 for stasis's own (only the root may have one).
+    #[prost(uint64, tag = "506")]
+    pub time_ns: u64,
+}
+
+/// A namespace of the tree other than stasis's: made again at restore by the first process of
+/// `pstree.img` in it (the root at its creation, or a child created with `CLONE_NEW*` by a parent
+/// in another namespace); the processes after it in the namespace inherit it from their parent.
+#[derive(Clone, PartialEq, prost::Message, Serialize)]
+pub struct Namespace {
+    /// `uts`, `ipc`, `pid`, `net` or `time`.
+    #[prost(string, tag = "1")]
+    pub kind: String,
+    /// The namespace's inode at dump time: its id in `ProcessEntry::{uts,ipc,pid}_ns`.
+    #[prost(uint64, tag = "2")]
+    pub inode: u64,
+    /// A UTS namespace's host name (`uname -n`).
+    #[prost(string, tag = "3")]
+    pub hostname: String,
+    /// A UTS namespace's NIS domain name.
+    #[prost(string, tag = "4")]
+    pub domainname: String,
+    /// A network namespace's devices, with their addresses.
+    #[prost(message, repeated, tag = "5")]
+    pub links: Vec<NetLink>,
+    /// A network namespace's routes but those the kernel makes itself, as `ip route show` prints
+    /// them, each after its family (`4 ` or `6 `): `ip -4 route replace` takes them back.
+    #[prost(string, repeated, tag = "6")]
+    pub routes: Vec<String>,
+    /// A network namespace's writable `net.ipv4.*` and `net.ipv6.*` sysctls.
+    #[prost(message, repeated, tag = "7")]
+    pub sysctls: Vec<Sysctl>,
+    /// A namespace outside the image (`--external net[INODE]:KEY`): nothing of it is saved, and
+    /// restore joins the namespace given as `--inherit-fd fd[N]:KEY` or `--join-ns`.
+    #[prost(string, tag = "8")]
+    pub external_key: String,
+    /// A time namespace's offsets (`/proc/PID/timens_offsets`): monotonic seconds and
+    /// nanoseconds, boottime seconds and nanoseconds.
+    #[prost(int64, repeated, tag = "9")]
+    pub time_offsets: Vec<i64>,
+}
+
+/// A network device of a network namespace of the tree.
+#[derive(Clone, PartialEq, prost::Message, Serialize)]
+pub struct NetLink {
+    #[prost(string, tag = "1")]
+    pub name: String,
+    /// `loopback` or `veth`.
+    #[prost(string, tag = "2")]
+    pub kind: String,
+    /// Administratively up.
+    #[prost(bool, tag = "3")]
+    pub up: bool,
+    #[prost(uint32, tag = "4")]
+    pub mtu: u32,
+    /// The hardware address (`aa:bb:...`), empty for the loopback.
+    #[prost(string, tag = "5")]
+    pub mac: String,
+    /// A veth's peer outside the tree: its name there (`--external veth[NAME]:PEER`).
+    #[prost(string, tag = "6")]
+    pub peer: String,
+    /// Addresses as `ADDRESS/PREFIX` (IPv6 link-local ones, which the kernel makes, are left out).
+    #[prost(string, repeated, tag = "7")]
+    pub addrs: Vec<String>,
+}
+
+/// A sysctl of a network namespace: its path below `/proc/sys/net/` and its value.
+#[derive(Clone, PartialEq, prost::Message, Serialize)]
+pub struct Sysctl {
+    #[prost(string, tag = "1")]
+    pub path: String,
+    #[prost(string, tag = "2")]
+    pub value: String,
 }
 
 /// `ProcessEntry::shares` bits: the address space (CLONE_VM), the fd table (CLONE_FILES), the fs
@@ -244,6 +341,11 @@ pub struct TaskCore {
     /// when inherited (see docs/architecture.md).
     #[prost(uint32, optional, tag = "253")]
     pub audit_session: Option<u32>,
+    /// A thread's id in each PID namespace from stasis's down, outermost first (`NSpid` of
+    /// `/proc/PID/task/TID/status`); empty in stasis's PID namespace and for the main thread,
+    /// whose ids are `ProcessEntry::nspid`.
+    #[prost(int32, repeated, tag = "500")]
+    pub nspid: Vec<i32>,
 }
 
 /// One seccomp filter of a task's chain.

@@ -209,6 +209,16 @@ pub fn dup_own_fd(fd: i32) -> Result<OwnedFd, SysError> {
     Ok(unsafe { OwnedFd::from_raw_fd(new as i32) })
 }
 
+/// `fcntl(F_DUPFD_CLOEXEC)` of `fd` to the lowest free number of at least `min` (the original is
+/// closed when dropped).
+pub fn dup_above(fd: BorrowedFd<'_>, min: i32) -> Result<OwnedFd, SysError> {
+    // SAFETY: F_DUPFD_CLOEXEC only reads the fd table; `fd` is open for the call.
+    let ret = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, min) };
+    let new = check("fcntl(F_DUPFD_CLOEXEC)", ret as libc::c_long)?;
+    // SAFETY: the kernel just returned this fd to us; nobody else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(new as i32) })
+}
+
 /// `close(2)` of fd number `fd`, for CRIU's `--close FD`: an fd the program inherited and holds no
 /// handle of. Only for the start of `main`, before anything of the program's own is open: closing
 /// a number an `OwnedFd` holds would leave that handle dangling. An fd that is not open is

@@ -13,6 +13,7 @@ pub mod inject;
 pub mod ipc;
 pub mod mem;
 pub mod netlink;
+pub mod ns;
 pub mod packet;
 pub mod probe;
 pub mod process;

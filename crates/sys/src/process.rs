@@ -49,11 +49,24 @@ pub enum SpawnError {
 /// On return it is in a signal-delivery stop for SIGSTOP with `PTRACE_O_TRACESYSGOOD | EXITKILL` set, so
 /// it dies if the caller exits. Fails with `EEXIST` when `pid` is taken.
 pub fn spawn_traced(pid: Pid) -> Result<Pid, SpawnError> {
-    let set_tid = [pid.0];
+    spawn_traced_in(pid, 0, &[])
+}
+
+/// [`spawn_traced`] with whatever PID the kernel gives (a helper's).
+pub fn spawn_traced_any() -> Result<Pid, SpawnError> {
+    spawn_traced_in(Pid(0), 0, &[])
+}
+
+/// [`spawn_traced`] with `flags` (`CLONE_NEW*` namespace flags) and the ids the child must get in
+/// the PID namespaces nested below ours (`inner`, innermost first; with `CLONE_NEWPID`, the first
+/// is 1: the child is the init of its new namespace).
+pub fn spawn_traced_in(pid: Pid, flags: u64, inner: &[i32]) -> Result<Pid, SpawnError> {
+    let set_tid: Vec<i32> = inner.iter().copied().chain(std::iter::once(pid.0)).filter(|&p| p != 0).collect();
     let args = CloneArgs {
+        flags,
         exit_signal: libc::SIGCHLD as u64,
-        set_tid: set_tid.as_ptr() as u64,
-        set_tid_size: 1,
+        set_tid: if set_tid.is_empty() { 0 } else { set_tid.as_ptr() as u64 },
+        set_tid_size: set_tid.len() as u64,
         ..CloneArgs::default()
     };
     // SAFETY: `args` and `set_tid` outlive the call. Without CLONE_VM the child gets a copy of our
@@ -79,13 +92,18 @@ pub fn spawn_traced(pid: Pid) -> Result<Pid, SpawnError> {
 /// `TRACESYSGOOD | EXITKILL`), then stops itself; on return it is in its signal-delivery stop for
 /// SIGSTOP, as with [`spawn_traced`].
 pub fn spawn_traced_sibling(pid: Pid) -> Result<Pid, SpawnError> {
+    spawn_traced_sibling_in(pid, 0, &[])
+}
+
+/// [`spawn_traced_sibling`] with `flags` and `inner` ids as [`spawn_traced_in`] takes them.
+pub fn spawn_traced_sibling_in(pid: Pid, flags: u64, inner: &[i32]) -> Result<Pid, SpawnError> {
     let (gate_r, gate_w) = crate::fd::pipe().map_err(|source| SpawnError::Clone { pid, source })?;
-    let set_tid = [pid.0];
+    let set_tid: Vec<i32> = inner.iter().copied().chain(std::iter::once(pid.0)).collect();
     // clone3 takes no exit signal with CLONE_PARENT: the child gets ours, as our parent expects.
     let args = CloneArgs {
-        flags: libc::CLONE_PARENT as u64,
+        flags: flags | libc::CLONE_PARENT as u64,
         set_tid: set_tid.as_ptr() as u64,
-        set_tid_size: 1,
+        set_tid_size: set_tid.len() as u64,
         ..CloneArgs::default()
     };
     // SAFETY: as in `spawn_traced`: fork semantics, and the child makes raw system calls only.

@@ -327,7 +327,12 @@ pub const OPTIONS: &[Opt] = &[
         Value("RES", Text),
         D_R,
         "mark a resource as external (files, mounts, devices, namespaces)",
-        Done("`unix[INODE]`: that UNIX socket may have its peer outside the tree; every other type is refused by name"),
+        Done(
+            "`unix[INODE]`: that UNIX socket may have its peer outside the tree; `veth[NAME]:PEER`: the veth's peer \
+             outside the tree's network namespace, made again there at restore; `net[INODE]:KEY`: that network \
+             namespace is not saved, restore joins the one given as `--inherit-fd fd[N]:KEY`; every other type is \
+             refused by name",
+        ),
     ),
     o(
         "shell-job",
@@ -411,7 +416,14 @@ pub const OPTIONS: &[Opt] = &[
         "where criu mounts the cgroup controllers",
         NotBuilt("cgroup management"),
     ),
-    o("empty-ns", None, Value("NS", Text), DUMPS, "make this namespace empty at restore (net)", NotBuilt("namespaces")),
+    o(
+        "empty-ns",
+        None,
+        Value("NS", Text),
+        DUMPS,
+        "make this namespace empty at restore (net)",
+        Done("`net`: the network namespace is saved empty, restore makes a new one with only a loopback that is down"),
+    ),
     o("ext-mount-map", Some('M'), Value("KEY:VALUE", Text), D_R, "map an external mount", NotBuilt("mount namespaces")),
     o("skip-mnt", None, Value("MOUNT", Path), DUMPS, "do not dump this mount", NotBuilt("mount namespaces")),
     o("enable-external-sharing", None, Flag, D_R, "allow external shared mounts", NotBuilt("mount namespaces")),
@@ -448,7 +460,7 @@ pub const OPTIONS: &[Opt] = &[
         Value("NS:FILE", Text),
         RESTORE,
         "restore into existing namespaces",
-        NotBuilt("namespaces"),
+        Done("`uts`, `ipc` or `net` with a PID or a namespace file: the root joins it as it is; extra options and other kinds are refused"),
     ),
     o("mntns-compat-mode", None, Bool, RESTORE, "restore mount namespaces the old way", NotBuilt("mount namespaces")),
     o(
@@ -457,7 +469,7 @@ pub const OPTIONS: &[Opt] = &[
         Value("IN=OUT", Text),
         RESTORE,
         "the host end of a veth device",
-        NotBuilt("network namespaces"),
+        Done("the same as `--external veth[IN]:OUT` at restore (a bridge is refused)"),
     ),
     o(
         "inherit-fd",
@@ -474,7 +486,7 @@ pub const OPTIONS: &[Opt] = &[
         Bool,
         RESTORE,
         "skip sysctls the kernel lacks",
-        Moot("stasis restores no sysctls (namespaces are refused at dump)"),
+        Done("a `net.ipv4`/`net.ipv6` sysctl of the image this kernel lacks is skipped with a warning; without it the restore fails naming it"),
     ),
     o(
         "lsm-profile",

@@ -15,13 +15,16 @@ use crate::error::{Error, Result};
 use crate::files::FileIds;
 use crate::mem::sink::{LocalFiles, PageServerSink, PageSink};
 use crate::notify::Point;
+use crate::ns::{self, Ours};
 use crate::pageserver::Connection;
 use crate::proc::{self, ProcRoot};
 use crate::task::FrozenProcess;
 use crate::tree::freeze::{end_all, explain, freeze_tree, Member, Pool};
 use crate::{creds, fault, files, mem, misc, mm, regs, seccomp, session, signals, threads, timers};
 use crate::{DumpOptions, DumpReport, Progress};
-use stasis_image::model::{FileEntry, Inventory, MmImage, NetworkLock, PageRun, ProcessEntry, PsTree, TaskCore, Vma};
+use stasis_image::model::{
+    FileEntry, Inventory, MmImage, Namespace, NetworkLock, PageRun, ProcessEntry, PsTree, TaskCore, Vma,
+};
 use stasis_image::{ImageDir, ImageKind, PageWriter};
 use stasis_sys::inject::Calls;
 use stasis_sys::Pid;
@@ -29,7 +32,6 @@ use std::time::Instant;
 
 /// Chunk size of the page-file checksums.
 const CHUNK: u64 = 4 << 20;
-const NAMESPACES: [&str; 8] = ["mnt", "pid", "net", "uts", "ipc", "user", "cgroup", "time"];
 
 /// Everything a dump collects about one process before writing it.
 struct Collected {
@@ -69,7 +71,7 @@ pub fn dump(opts: &DumpOptions, progress: &mut dyn FnMut(Progress)) -> Result<Du
     let start = Instant::now();
     let root = ProcRoot::system();
     let pid = Pid(opts.pid);
-    let ours = own_namespaces(&root);
+    let ours = Ours::read(&root);
     check_target(&root, pid, &ours)?;
     opts.notify.at(Point::PreDump, pid.0)?;
     // Before anything is made or frozen: a page server that cannot be reached fails the dump here.
@@ -77,6 +79,8 @@ pub fn dump(opts: &DumpOptions, progress: &mut dyn FnMut(Progress)) -> Result<Du
         None => Box::new(LocalFiles),
         Some((address, port)) => Box::new(PageServerSink::new(Connection::connect(address, *port)?)),
     };
+    // Its message queues and SysV objects are read from inside (see `ns`).
+    let _in_ns = ns::enter_root_ns(&root, pid.0, &ours)?;
     let dir = ImageDir::create(&opts.dir)?;
     // `--prev-images-dir` is relative to the image directory, which exists from here on.
     let mut prev = match predump::Prev::open(opts) {
@@ -114,7 +118,7 @@ fn dump_with<'env>(
     pool: &Pool<'env>,
     root: &'env ProcRoot,
     (dir, sink): (&'env ImageDir, &'env dyn PageSink),
-    ours: &'env [Option<u64>],
+    ours: &'env Ours,
     opts: &DumpOptions,
     progress: &mut dyn FnMut(Progress),
     run: &Run,
@@ -136,12 +140,20 @@ fn dump_with<'env>(
     let helpers = session::check(root, &ids, &zombies)?;
     let zombie_pids: Vec<i32> = zombies.iter().map(|z| z.pid).collect();
     let mut kept = Vec::new();
+    let needs_helpers = !helpers.groups.is_empty() || !helpers.sessions.is_empty();
+    let members = (&tree[..], &zombie_pids[..], ours, needs_helpers);
     let frozen = (frozen_at, prev.as_deref_mut(), &mut kept);
-    let (dumped, files, ipc, held) =
-        match dump_frozen(pool, root, (dir, sink), &tree, &zombie_pids, opts, progress, frozen) {
+    let (dumped, files, ipc, held, namespaces) =
+        match dump_frozen(pool, root, (dir, sink), members, opts, progress, frozen) {
             Ok(done) => done,
             Err(e) => return Err(explain(pool, &tree, e, progress)),
         };
+    let mut zombies = zombies;
+    for z in &mut zombies {
+        if let Some(parent) = dumped.iter().find(|d| d.c.process.pid == z.ppid) {
+            ns::dump_zombie(root, z, &parent.c.process);
+        }
+    }
     let tables: Vec<_> = dumped.iter().map(|d| (d.c.process.pid, &d.c.fds)).collect();
     let external = files::external::list(&files, &tables);
     for e in &external {
@@ -162,7 +174,8 @@ fn dump_with<'env>(
     }
     let pages: u64 = dumped.iter().map(|d| d.page_bytes).sum::<u64>() / stasis_image::PAGE_SIZE;
     let pages_in_parent = dumped.iter().flat_map(|d| &d.c.in_parent).map(|r| r.nr_pages).sum();
-    let tree_img = (zombies, helpers);
+    let root_ns = ns::NsSet::of_root(&dumped[0].c.process);
+    let tree_img = (zombies, helpers, namespaces);
     let lock = lock.filter(|_| !opts.leave_running);
     let tracked_processes = prev.as_ref().map_or(0, |p| p.used);
     let mut holder_pid = 0;
@@ -194,6 +207,7 @@ fn dump_with<'env>(
         injected_calls,
         image_writes,
         external,
+        namespaces: root_ns,
     })
 }
 
@@ -201,17 +215,16 @@ fn dump_with<'env>(
 /// once), take its files (here, in tree order, as file ids are given), run every check that can
 /// refuse the dump, and only then write the pages (on the tracer threads again), so that a refused
 /// dump has written no page.
-#[allow(clippy::too_many_arguments)]
+#[allow(clippy::type_complexity)]
 fn dump_frozen<'env>(
     pool: &Pool<'env>,
     root: &'env ProcRoot,
     (dir, sink): (&'env ImageDir, &'env dyn PageSink),
-    tree: &[Member],
-    zombies: &[i32],
+    (tree, zombies, ours, needs_helpers): (&[Member], &[i32], &Ours, bool),
     opts: &DumpOptions,
     progress: &mut dyn FnMut(Progress),
     (frozen_at, mut prev, kept): (Instant, Option<&mut predump::Prev>, &mut Vec<mem::track::Tracker>),
-) -> Result<(Vec<Dumped>, Vec<FileEntry>, stasis_image::model::IpcImage, files::Held)> {
+) -> Result<(Vec<Dumped>, Vec<FileEntry>, stasis_image::model::IpcImage, files::Held, Vec<Namespace>)> {
     if let Some(p) = prev.as_deref_mut() {
         p.drop_self_tracking(root, tree.iter().map(|m| m.pid))?;
     }
@@ -243,6 +256,7 @@ fn dump_frozen<'env>(
         if parent.is_some() {
             c.process.shares = crate::tree::sharing(pid, Pid(m.stat.ppid));
         }
+        ns::dump_process(root, &mut c.process, ours)?;
         check_shared_anon(pid, &c.mm.vmas, parent, &mut shm_owners)?;
         if fault::armed("dump-kill-target") {
             log::warn!("STASIS_FAULT: killing pid {pid} mid-dump");
@@ -255,6 +269,9 @@ fn dump_frozen<'env>(
         collected.push(c);
     }
     finish_locks(&mut ids, &mut collected)?;
+    let external =
+        ns::External { veths: opts.ext_veths.clone(), netns: opts.ext_netns.clone(), empty_net: opts.empty_netns };
+    let namespaces = check_namespaces(&collected, &files, (needs_helpers, &external))?;
     let ipc = check_tree(pool, tree, zombies, &collected, &mut files, &mut ids, opts, progress)?;
     fault::check("dump-fail-before-pages")?;
     let keep = opts.leave_running && opts.track_mem;
@@ -264,7 +281,30 @@ fn dump_frozen<'env>(
     let dumped = write_all_pages(pool, (dir, sink), tree, collected, progress)?;
     log::info!("pages written at {:?}", frozen_at.elapsed());
     fault::check("dump-fail-after-memory")?;
-    Ok((dumped, files, ipc, ids.take_held()))
+    Ok((dumped, files, ipc, ids.take_held(), namespaces))
+}
+
+/// How the tree's processes came into their namespaces, each namespace of its own described (see
+/// [`ns`]); the IPC namespaces other than the root's hold nothing stasis would lose.
+fn check_namespaces(
+    collected: &[Collected],
+    files: &[FileEntry],
+    (needs_helpers, external): (bool, &ns::External),
+) -> Result<Vec<Namespace>> {
+    let procs: Vec<ProcessEntry> = collected.iter().map(|c| c.process.clone()).collect();
+    let namespaces = ns::dump_tree(&procs, needs_helpers, external)?;
+    let mqueues: Vec<u32> = files
+        .iter()
+        .filter(|f| matches!(f.kind, Some(stasis_image::model::FileKind::Mqueue(_))))
+        .map(|f| f.id)
+        .collect();
+    let holders: Vec<i32> = collected
+        .iter()
+        .filter(|c| c.fds.fds.iter().any(|fd| mqueues.contains(&fd.file_id)))
+        .map(|c| c.process.pid)
+        .collect();
+    ns::check_other_ipc(&procs, &holders)?;
+    Ok(namespaces)
 }
 
 /// Leave in the parent image the pages of `c` not written since it; with `keep` (`-R
@@ -339,7 +379,7 @@ fn check_tree(
         .filter(|v| mem::kind(v) == stasis_image::model::VmaKind::SysvShm)
         .map(|v| v.inode)
         .collect();
-    crate::ipc::dump(pids[0], &pids, &attached)
+    crate::ipc::dump(pids[0], &pids, &attached, collected[0].process.ipc_ns != 0)
 }
 
 /// The file locks of the tree: each description's given to a holder, none held from outside.
@@ -407,14 +447,8 @@ fn check_shared_anon(
     Ok(())
 }
 
-/// Our own namespaces (inode of each of `NAMESPACES`), which every process of a dump must share.
-fn own_namespaces(root: &ProcRoot) -> Vec<Option<u64>> {
-    let me = std::process::id() as i32;
-    NAMESPACES.iter().map(|ns| proc::ns_inode(root, me, ns).ok()).collect()
-}
-
 /// The root exists, is not us, and can be dumped (see [`check_process`]).
-fn check_target(root: &ProcRoot, pid: Pid, ours: &[Option<u64>]) -> Result<()> {
+fn check_target(root: &ProcRoot, pid: Pid, ours: &Ours) -> Result<()> {
     if pid == Pid::this() || pid.0 <= 0 {
         return Err(Error::Unsupported { pid, what: "checkpointing stasis itself".into() });
     }
@@ -428,17 +462,13 @@ fn check_target(root: &ProcRoot, pid: Pid, ours: &[Option<u64>]) -> Result<()> {
     check_process(root, pid, ours)
 }
 
-/// A process shares our namespaces and is traced by nobody else.
-fn check_process(root: &ProcRoot, pid: Pid, ours: &[Option<u64>]) -> Result<()> {
+/// A process is in namespaces stasis restores (see [`ns::check_process`]) and traced by nobody else.
+fn check_process(root: &ProcRoot, pid: Pid, ours: &Ours) -> Result<()> {
     let status = proc::status(root, pid.0)?;
     if status.tracer_pid != 0 {
         return Err(Error::Unsupported { pid, what: format!("a process traced by pid {}", status.tracer_pid) });
     }
-    for (ns, our) in NAMESPACES.iter().zip(ours) {
-        if proc::ns_inode(root, pid.0, ns).ok() != *our {
-            return Err(Error::Unsupported { pid, what: format!("a {ns} namespace of its own") });
-        }
-    }
+    ns::check_process(root, pid.0, ours)?;
     check_time_for_children(root, pid)
 }
 
@@ -474,7 +504,9 @@ fn collect(
     let scratch = process.main().injector(code)?.scratch();
     let mut threads = Vec::new();
     for t in process.threads.iter_mut().skip(1) {
-        threads.push(threads::dump(root, t, code, scratch)?);
+        let mut core = threads::dump(root, t, code, scratch)?;
+        core.nspid = ns::dump_thread(root, core.pid)?;
+        threads.push(core);
     }
     let frozen = process.main();
     let mut core = TaskCore {
@@ -556,7 +588,7 @@ type Tracking<'a> = (Option<&'a predump::Prev>, &'a [mem::track::Tracker], &'a m
 fn write_images(
     (dir, sink): (&ImageDir, &dyn PageSink),
     dumped: Vec<Dumped>,
-    (zombies, helpers): (Vec<ProcessEntry>, session::Helpers),
+    (zombies, helpers, namespaces): (Vec<ProcessEntry>, session::Helpers, Vec<Namespace>),
     files: Vec<FileEntry>,
     ipc: stasis_image::model::IpcImage,
     network_lock: Option<NetworkLock>,
@@ -588,7 +620,7 @@ fn write_images(
         .write_records(
             ImageKind::PsTree,
             None,
-            &[PsTree { processes, group_helpers: helpers.groups, session_helpers: helpers.sessions }],
+            &[PsTree { processes, group_helpers: helpers.groups, session_helpers: helpers.sessions, namespaces }],
         )?
         .size;
     writes.next("ipc.img")?;

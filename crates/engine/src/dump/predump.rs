@@ -10,12 +10,13 @@
 //!
 //! [`Prev`] is the round before, for a pre-dump or a dump with `--prev-images-dir`.
 
-use super::{check_target, end_all, explain, freeze_tree, own_namespaces, Member, Pool, Run, CHUNK};
+use super::{check_target, end_all, explain, freeze_tree, Member, Pool, Run, CHUNK};
 use crate::error::{Error, Result};
 use crate::holder;
 use crate::mem::pages::Selected;
 use crate::mem::track::{self, Ranges, Tracker};
 use crate::mem::{self, chain::PARENT};
+use crate::ns::Ours;
 use crate::proc::{self, ProcRoot};
 use crate::task::FrozenProcess;
 use crate::{fault, DumpOptions, DumpReport, Progress};
@@ -145,7 +146,7 @@ pub fn pre_dump(opts: &DumpOptions, progress: &mut dyn FnMut(Progress)) -> Resul
     let start = Instant::now();
     let root = ProcRoot::system();
     let pid = Pid(opts.pid);
-    let ours = own_namespaces(&root);
+    let ours = Ours::read(&root);
     check_target(&root, pid, &ours)?;
     let dir = ImageDir::create(&opts.dir)?;
     // `--prev-images-dir` is relative to the image directory, which exists from here on.
@@ -188,7 +189,7 @@ fn pre_dump_with<'env>(
     pool: &Pool<'env>,
     root: &'env ProcRoot,
     dir: &ImageDir,
-    ours: &'env [Option<u64>],
+    ours: &'env Ours,
     opts: &DumpOptions,
     progress: &mut dyn FnMut(Progress),
     run: &Run,
@@ -223,6 +224,8 @@ fn pre_dump_with<'env>(
         injected_calls: run.calls.count(),
         image_writes: 0,
         external: Vec::new(),
+        // Namespaces are saved by the final dump.
+        namespaces: Default::default(),
     })
 }
 

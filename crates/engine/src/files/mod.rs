@@ -464,6 +464,16 @@ pub struct FdImporter {
 impl FdImporter {
     /// Give the task a pidfd of the controller at a number of at least `min_fd`.
     pub fn new(inj: &mut dyn Remote, min_fd: i32) -> Result<FdImporter> {
+        FdImporter::new_in(inj, min_fd, None)
+    }
+
+    /// [`FdImporter::new`]; with `inherited`, the task copies the controller's pidfd it inherited
+    /// at that number (a task in a nested PID namespace cannot name the controller to open one:
+    /// see `crate::ns`), which stays open.
+    pub fn new_in(inj: &mut dyn Remote, min_fd: i32, inherited: Option<i32>) -> Result<FdImporter> {
+        if let Some(fd) = inherited {
+            return Ok(FdImporter { task_pidfd: inj.fcntl_dupfd_cloexec(fd, min_fd)? });
+        }
         let pidfd = inj.pidfd_open(Pid::this(), 0)?;
         let high = inj.fcntl_dupfd_cloexec(pidfd, min_fd)?;
         inj.close(pidfd)?;

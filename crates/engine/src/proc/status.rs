@@ -44,6 +44,8 @@ pub struct Status {
     pub seccomp: u32,
     /// Thread group id in each pid namespace, outermost first.
     pub ns_tgid: Vec<i32>,
+    /// Thread id in each pid namespace, outermost first.
+    pub ns_pid: Vec<i32>,
 }
 
 /// Parses `/proc/PID/status`.
@@ -75,6 +77,7 @@ pub fn status(root: &ProcRoot, pid: i32) -> Result<Status, ProcError> {
         no_new_privs: fields.num::<u32>("NoNewPrivs", 10)? != 0,
         seccomp: fields.num("Seccomp", 10)?,
         ns_tgid: fields.list("NStgid")?,
+        ns_pid: fields.list("NSpid")?,
     })
 }
 

@@ -12,13 +12,14 @@ use crate::tracers::Tracers;
 use crate::{fault, files, mem, misc, regs};
 use crate::{Progress, RestoreOptions, RestoreReport};
 use process::{Handoff, Out};
-use stasis_image::model::{FdTable, FileTable, IpcImage, MmImage, PageMap, ProcessEntry, PsTree, TaskCore};
+use stasis_image::model::{FdTable, FileTable, IpcImage, MmImage, Namespace, PageMap, ProcessEntry, PsTree, TaskCore};
 use stasis_image::{ImageDir, ImageKind};
 use stasis_sys::inject::Calls;
 use stasis_sys::ptrace::{self, WaitStatus};
 use stasis_sys::{process as sysproc, Pid};
 use std::cell::RefCell;
 use std::fs::File;
+use std::os::fd::OwnedFd;
 use std::sync::Mutex;
 use std::time::Instant;
 
@@ -43,6 +44,8 @@ pub(crate) struct Image {
     ipc: IpcImage,
     /// Who creates whom (with the helpers of groups and sessions whose leader had exited), in which order (see [`crate::tree::plan`]).
     plan: crate::tree::Plan,
+    /// The namespaces of the tree's own (see [`crate::ns`]).
+    namespaces: Vec<Namespace>,
 }
 
 /// What building every process needs.
@@ -66,6 +69,9 @@ pub(crate) struct Ctx<'a> {
     calls: Calls,
     /// `--lazy-pages`: the connection to the lazy-pages daemon.
     lazy: Option<&'a crate::mem::lazy::Handoff>,
+    /// A pidfd of ours, above every fd number of the image, that the root inherits and hands
+    /// down, in a tree with PID namespaces (see [`crate::ns`]).
+    ctl_pidfd: Option<OwnedFd>,
 }
 
 /// A restored process tree, running.
@@ -183,6 +189,10 @@ pub fn restore(opts: &RestoreOptions, progress: &mut dyn FnMut(Progress)) -> Res
     check_cpu(&dir, &img)?;
     check_pids_free(&img)?;
     check_file_locks(&img, opts.file_locks)?;
+    // From here on, until it returns, this thread is in the root's new namespaces (if any): the
+    // network lock, IPC objects, queues and sockets below are made in them, and the root is
+    // forked into them.
+    let root_ns = crate::ns::enter_root(&img.procs[0].process, &img.namespaces, opts)?;
     let lock = network_lock(&dir, &img, opts.network_lock)?;
     let settings = files::kinds::Settings { shell_job: opts.shell_job, ext_unix_sk: opts.ext_unix_sk, tcp: opts.tcp };
     let (mut opened, unfinished) = files::open_all(&img.files.files, settings, &opts.inherit_fds)?;
@@ -193,6 +203,9 @@ pub fn restore(opts: &RestoreOptions, progress: &mut dyn FnMut(Progress)) -> Res
     let verifiers = spawn_verifiers(&pages, &img, |idx| handoff.is_some() && lazy_process(&img, idx))?;
     let root = &img.procs[0];
     let pid = Pid(root.process.pid);
+    let tables: Vec<&FdTable> = img.procs.iter().map(|p| &p.fds).collect();
+    let nested = img.procs.iter().any(|p| !p.process.nspid.is_empty());
+    let ctl_pidfd = crate::ns::controller_pidfd(&tables, &root_ns, nested)?;
     let created = Mutex::new(Vec::new());
     let guard = KillOnDrop(&created);
     let calls = fault::calls("restore-call");
@@ -211,6 +224,7 @@ pub fn restore(opts: &RestoreOptions, progress: &mut dyn FnMut(Progress)) -> Res
         pidfds: Default::default(),
         calls: calls.clone(),
         lazy: handoff.as_ref(),
+        ctl_pidfd,
     };
     let mut out = build_tree(&ctx, child, scratch, progress)?;
     let result = out.built.iter_mut().try_for_each(|b| b.finish_pidfds(&ctx));
@@ -244,7 +258,7 @@ pub fn restore(opts: &RestoreOptions, progress: &mut dyn FnMut(Progress)) -> Res
     let pages = img.procs.iter().map(|p| p.pagemap.total_pages).sum();
     let injected_calls = calls.count();
     log::info!("{injected_calls} calls injected");
-    let report = RestoreReport { pid: pid.0, total: start.elapsed(), pages, injected_calls };
+    let report = RestoreReport { pid: pid.0, total: start.elapsed(), pages, injected_calls, namespaces: root_ns.set };
     Ok(Restored { report, pid: child, ours })
 }
 
@@ -320,7 +334,7 @@ fn build_tree<'env>(ctx: &'env Ctx<'env>, root: Pid, scratch: u64, progress: &mu
 /// exit and their parents reap them.
 fn join_groups(out: &mut Out, img: &Image, ctx: &Ctx) -> Result<()> {
     for b in out.built.iter_mut() {
-        b.join_group(&img.procs[b.idx])?;
+        b.join_group(img)?;
     }
     for h in std::mem::take(&mut out.helpers) {
         let (helper, parent) = (h.pid, h.parent);
@@ -342,12 +356,24 @@ fn join_groups(out: &mut Out, img: &Image, ctx: &Ctx) -> Result<()> {
 fn create_root(img: &Image, created: &Mutex<Vec<Pid>>, calls: &Calls, sibling: bool) -> Result<(Pid, u64, bool)> {
     let root = &img.procs[0];
     let pid = Pid(root.process.pid);
+    if root.process.time_ns != 0 {
+        if sibling {
+            let what = "restoring as a sibling a root in a time namespace of its own (it is forked by a helper)".into();
+            return Err(Error::Unsupported { pid, what });
+        }
+        let child = process::create_in_time_ns(root, &img.namespaces, created, calls)?;
+        return Ok((child, process::scratch_in_copy(child, root)?, true));
+    }
     let leader_gone = img.plan.root_session_helper;
     if leader_gone.is_none_or(|sid| proc::stat(&ProcRoot::system(), sid).is_ok()) {
         // The new task starts as a copy of us: the scratch area must be free in our layout too.
         let scratch = process::scratch_in_copy(Pid::this(), root)?;
-        let spawn = if sibling { sysproc::spawn_traced_sibling } else { sysproc::spawn_traced };
-        let child = spawn(pid).map_err(|e| spawn_error(pid, e))?;
+        let (flags, inner) = crate::ns::root_clone(&root.process);
+        let child = match sibling {
+            true => sysproc::spawn_traced_sibling_in(pid, flags, &inner),
+            false => sysproc::spawn_traced_in(pid, flags, &inner),
+        };
+        let child = child.map_err(|e| spawn_error(pid, e))?;
         created.lock().expect("not poisoned").push(child);
         return Ok((child, scratch, !sibling));
     }
@@ -391,7 +417,8 @@ fn load(dir: &ImageDir) -> Result<Image> {
         }
     }
     let (files, ipc) = (dir.read_one(ImageKind::Files, None)?, dir.read_one(ImageKind::Ipc, None)?);
-    Ok(Image { procs, zombies, files, ipc, plan })
+    let namespaces = tree.namespaces;
+    Ok(Image { procs, zombies, files, ipc, plan, namespaces })
 }
 
 /// A pre-dump holds memory only: it is the parent of a later dump, not an image to restore.

@@ -16,7 +16,7 @@ use stasis_sys::inject::{Calls, Injector, SCRATCH_LEN};
 use stasis_sys::ptrace::{self, WaitStatus};
 use stasis_sys::remote::{CloneArgs, Remote};
 use stasis_sys::Pid;
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, AsRawFd};
 
 /// A process restored but for its registers, stopped, waiting for the release.
 pub struct Built {
@@ -153,11 +153,20 @@ fn build_in<'env>(
     let plan = &ctx.img.plan.procs[idx];
     let (shared_files, shared_vm) = (plan.shares_files, plan.shares_vm);
     misc::unregister_inherited_rseq(inj, pid)?;
+    // The controller's pidfd, inherited in a tree with PID namespaces (see `crate::ns`), stays open
+    // until this process's children are made.
+    let ctl = ctx.ctl_pidfd.as_ref().map(|fd| fd.as_raw_fd());
     if !shared_files {
-        inj.close_range(0, u32::MAX, 0)?;
+        match ctl {
+            Some(k) => {
+                inj.close_range(0, k as u32 - 1, 0)?;
+                inj.close_range(k as u32 + 1, u32::MAX, 0)?;
+            }
+            None => inj.close_range(0, u32::MAX, 0)?,
+        }
     }
     let max_fd = img.fds.fds.iter().map(|f| f.fd).max().unwrap_or(2);
-    let mut imp = FdImporter::new(inj, max_fd + 1)?;
+    let mut imp = FdImporter::new_in(inj, max_fd + 1, ctl)?;
     // The restored parent a child is a copy of (none for the root).
     let parent = (idx != 0).then(|| ctx.img.procs.iter().find(|p| p.process.pid == img.process.ppid)).flatten();
     if !shared_vm {
@@ -183,9 +192,14 @@ fn build_in<'env>(
     let made = restore_task_state(inj, pid, img, parent.map(|p| &p.core), parent_exits)?;
     let ctty = files::tty::restore::take_ctty(inj, pid, &img.process, &img.fds, ctx.files.terminals());
     let rest = ctty.and_then(|()| create_children(ctx, idx, inj, pid, out, handoff, progress)).and_then(|()| {
+        let procs: Vec<&ProcessEntry> = ctx.img.procs.iter().map(|p| &p.process).collect();
+        crate::ns::enter_for_children(inj, &img.process, &procs)?;
         // Every process a pidfd may name exists now (see files::pidfd); timers after the threads.
         if !shared_files {
             files::pidfd::install_late(inj, pid, &img.fds, &ctx.img.files.files, &ctx.pidfds, false)?;
+            if let Some(k) = ctl {
+                inj.close(k)?;
+            }
         }
         crate::posix_timers::restore(inj, &img.core.posix_timers)?;
         if !shared_vm {
@@ -193,7 +207,8 @@ fn build_in<'env>(
         }
         // Queued signals last: a zombie child's exit just queued a SIGCHLD the process never had.
         flush_sigchld(inj)?;
-        signals::restore_pending(inj, pid, pid, &img.core.pending)?;
+        let local = crate::ns::local(&img.process.nspid, pid);
+        signals::restore_pending(inj, local, local, &img.core.pending)?;
         if let Some(c) = &img.core.creds {
             creds::restore(inj, pid, c)?;
         }
@@ -289,7 +304,8 @@ fn create_threads(inj: &mut Injector, pid: Pid, img: &ProcImage, parent_exits: b
     let code = (inj.gadget(), inj.gadget() + 2);
     let mut made = Vec::new();
     for t in &img.threads {
-        match threads::create(inj, (pid, &img.core), t, code, parent_exits) {
+        match threads::create(inj, (pid, &img.core), t, code, (parent_exits, crate::ns::local(&img.process.nspid, pid)))
+        {
             Ok(n) => made.push(n),
             Err(e) => {
                 made.into_iter().for_each(NewThread::abandon);
@@ -324,6 +340,7 @@ fn create_children<'env>(
         return Ok(());
     }
     trace_new_tasks(pid)?;
+    let me = &ctx.img.procs[idx].process;
     let mut made = Vec::new();
     for creation in &plan.creates {
         match creation {
@@ -334,15 +351,23 @@ fn create_children<'env>(
                 let helper = session::Helper::lead(child, pid, mem::gadget::current_code_area(child)?, inj.calls())?;
                 out.helpers.push(helper);
             }
-            Creation::Zombie { zombie, pid: zpid } => {
-                let child = fork_child(inj, pid, Pid(*zpid), 0)?;
+            Creation::Zombie { zombie, .. } => {
+                let z = &ctx.img.zombies[*zombie];
+                let child = fork_as(inj, pid, crate::ns::clone_args(z, me, 0, libc::SIGCHLD as u64))?;
                 ctx.created.lock().expect("not poisoned").push(child);
-                make_zombie(child, &ctx.img.zombies[*zombie], inj.calls())?;
+                let procs: Vec<&ProcessEntry> = ctx.img.procs.iter().map(|q| &q.process).collect();
+                make_zombie(child, (z, crate::ns::local_pgid(&procs, z, z.pgid)), inj.calls())?;
             }
-            Creation::Child { idx: k, pid: kpid, flags } => {
-                let child = fork_child(inj, pid, Pid(*kpid), *flags)?;
+            Creation::Child { idx: k, flags, .. } => {
+                let img = &ctx.img.procs[*k];
+                let args = crate::ns::clone_args(&img.process, me, *flags, libc::SIGCHLD as u64);
+                let (new_uts, seen) = (args.0.flags & libc::CLONE_NEWUTS as u64 != 0, args.1);
+                let child = fork_as(inj, pid, args)?;
                 ctx.created.lock().expect("not poisoned").push(child);
-                lead_group_now(inj, child, &ctx.img.procs[*k].process)?;
+                if new_uts {
+                    crate::ns::set_child_names(child, &img.process, &ctx.img.namespaces)?;
+                }
+                lead_group_now(inj, seen, &ctx.img.procs[*k].process)?;
                 made.push((*k, child));
             }
             Creation::Session { sid, members } => made.extend(fork_in_session(ctx, inj, pid, *sid, members)?),
@@ -400,6 +425,47 @@ pub(super) fn lead_session(helper: Pid, calls: &Calls) -> Result<Injector> {
     Ok(inj)
 }
 
+/// Create the root (`img`) in a time namespace of its own (see `crate::ns`): a short-lived helper,
+/// single-threaded and traced, unshares a time namespace for its children, gets the image's
+/// offsets written (before any task is in it), and forks the root with `CLONE_PARENT` (so it is
+/// our child, in the new namespace from its first instruction, with its PID at every level), then
+/// exits. Returns the root.
+pub(super) fn create_in_time_ns(
+    img: &ProcImage,
+    namespaces: &[stasis_image::model::Namespace],
+    created: &std::sync::Mutex<Vec<Pid>>,
+    calls: &Calls,
+) -> Result<Pid> {
+    let pid = img.process.pid;
+    let helper = stasis_sys::process::spawn_traced_any().map_err(|e| Error::Failed {
+        pid: Pid(pid),
+        what: format!("creating the helper of its time namespace: {e}"),
+    })?;
+    created.lock().expect("not poisoned").push(helper);
+    let mut inj = Injector::new(helper, mem::gadget::current_code_area(helper)?, None, SCRATCH_LEN, calls)?;
+    inj.unshare(libc::CLONE_NEWTIME)?;
+    let path = format!("/proc/{helper}/timens_offsets");
+    std::fs::write(&path, crate::ns::time_offsets_text(&img.process, namespaces)?).map_err(Error::io(&path))?;
+    trace_new_tasks(helper)?;
+    // CLONE_PARENT takes the exit signal of the helper (SIGCHLD): clone3 wants 0 here.
+    let (flags, inner) = crate::ns::root_clone(&img.process);
+    let mut inner_tids = [0; stasis_sys::remote::MAX_INNER_LEVELS];
+    inner_tids.iter_mut().zip(&inner).for_each(|(slot, id)| *slot = *id);
+    let args = CloneArgs {
+        flags: flags | libc::CLONE_PARENT as u64,
+        exit_signal: 0,
+        set_tid: Some(Pid(pid)),
+        inner_tids,
+        child_tid: 0,
+    };
+    let child = fork_as(&mut inj, helper, (args, Pid(pid)))?;
+    created.lock().expect("not poisoned").push(child);
+    session::end_helper(inj)?;
+    created.lock().expect("not poisoned").retain(|&p| p != helper);
+    log::info!("pid {pid}: created in a time namespace of its own by helper {helper}, which has exited");
+    Ok(child)
+}
+
 /// Make process `parent` fork a child with PID `want` (`clone3` with `set_tid`, SIGCHLD, and `flags`
 /// for what it shares with its parent); the child is traced and stopped before it runs anything.
 pub(super) fn fork_child(inj: &mut dyn Remote, parent: Pid, want: Pid, flags: u64) -> Result<Pid> {
@@ -408,12 +474,22 @@ pub(super) fn fork_child(inj: &mut dyn Remote, parent: Pid, want: Pid, flags: u6
 
 /// [`fork_child`] with `exit_signal` for the signal the parent gets when the child ends (0: none).
 fn fork_task(inj: &mut dyn Remote, parent: Pid, want: Pid, flags: u64, exit_signal: u64) -> Result<Pid> {
-    let child = inj
-        .clone3(&CloneArgs { flags, exit_signal, set_tid: Some(want), child_tid: 0 })
-        .map_err(|e| Error::Step { pid: parent, what: format!("child process {want}"), source: Box::new(e.into()) })?;
-    if child != want {
-        return Err(Error::Failed { pid: parent, what: format!("child {want} was created as {child}") });
+    fork_as(inj, parent, (CloneArgs { flags, exit_signal, set_tid: Some(want), ..Default::default() }, want))
+}
+
+/// Make process `parent` fork a child with `args` (its `set_tid` the child's PID here), which
+/// `clone3` returns as `seen` in the parent's PID namespace; the child is traced and stopped.
+fn fork_as(inj: &mut dyn Remote, parent: Pid, (args, seen): (CloneArgs, Pid)) -> Result<Pid> {
+    let want = args.set_tid.unwrap_or(seen);
+    let got = inj.clone3(&args).map_err(|e| Error::Step {
+        pid: parent,
+        what: format!("child process {want}"),
+        source: Box::new(e.into()),
+    })?;
+    if got != seen {
+        return Err(Error::Failed { pid: parent, what: format!("child {want} was created as {got}") });
     }
+    let child = want;
     match ptrace::wait(child).map_err(Error::sys(child.0, "waiting for a new child"))? {
         WaitStatus::Stopped { .. } => Ok(child),
         status => Err(Error::Failed { pid: child, what: format!("new child did not stop: {status:?}") }),
@@ -421,8 +497,9 @@ fn fork_task(inj: &mut dyn Remote, parent: Pid, want: Pid, flags: u64, exit_sign
 }
 
 /// A just-forked child `child` that leads a process group of its own (not a session) is made its
-/// leader at once by its parent (`setpgid(child, child)`), before it is built (maybe on another
-/// tracer thread), so that the zombies forked next can join that group.
+/// leader at once by its parent (`setpgid(child, child)`, `child` its id in the parent's PID
+/// namespace), before it is built (maybe on another tracer thread), so that the zombies forked next
+/// can join that group.
 fn lead_group_now(inj: &mut Injector, child: Pid, p: &ProcessEntry) -> Result<()> {
     if p.pgid != p.pid || p.sid == p.pid {
         return Ok(());
@@ -438,12 +515,12 @@ fn lead_group_now(inj: &mut Injector, child: Pid, p: &ProcessEntry) -> Result<()
 /// Make a just-forked child die as the zombie `z` did (its exit code, or its signal with the default
 /// disposition), and take the tracer's notification only: its parent sees a zombie to reap. It is
 /// first put in its process group: its own, or one that exists by now (a sibling's or an
-/// ancestor's).
-fn make_zombie(child: Pid, z: &ProcessEntry, calls: &Calls) -> Result<()> {
+/// ancestor's; `local`: its id in the zombie's PID namespace, see `crate::ns::local_pgid`).
+fn make_zombie(child: Pid, (z, local): (&ProcessEntry, Option<i32>), calls: &Calls) -> Result<()> {
     let mut inj = Injector::new(child, mem::gadget::current_code_area(child)?, None, SCRATCH_LEN, calls)?;
     session::restore(&mut inj, z)?;
     if z.pgid != z.pid && z.sid != z.pid {
-        session::join_group(&mut inj, child, z)?;
+        session::join_group(&mut inj, child, z, local)?;
     }
     let status = z.exit_status;
     let (exited, code, sig) = (libc::WIFEXITED(status), libc::WEXITSTATUS(status), libc::WTERMSIG(status));
@@ -457,7 +534,8 @@ fn make_zombie(child: Pid, z: &ProcessEntry, calls: &Calls) -> Result<()> {
             inj.rt_sigaction_set(sig, &Default::default())?;
         }
         ptrace::set_sigmask(child, 0).map_err(Error::sys(child.0, "unblocking signals"))?;
-        inj.tgkill_and_leave(child, child, sig)?;
+        let local = crate::ns::local(&z.nspid, child);
+        inj.tgkill_and_leave(local, local, sig)?;
     }
     loop {
         match ptrace::wait(child).map_err(Error::sys(child.0, "waiting for a zombie to exit"))? {
@@ -502,8 +580,10 @@ fn stop_signal(p: &ProcessEntry) -> i32 {
 
 impl Built {
     /// Join the process group if it is another process's (before any release: see `join_groups`).
-    pub fn join_group(&mut self, img: &ProcImage) -> Result<()> {
-        session::join_group(&mut self.inj, self.pid, &img.process)
+    pub fn join_group(&mut self, img: &super::Image) -> Result<()> {
+        let p = &img.procs[self.idx].process;
+        let procs: Vec<&ProcessEntry> = img.procs.iter().map(|q| &q.process).collect();
+        session::join_group(&mut self.inj, self.pid, p, crate::ns::local_pgid(&procs, p, p.pgid))
     }
 
     /// A session leader gives its terminal's foreground to the group that had it (after

@@ -13,7 +13,7 @@ use stasis_sys::Pid;
 
 /// The check of a process below the root before it is frozen (our namespaces, no other tracer),
 /// given our namespaces.
-pub(crate) type Check = fn(&ProcRoot, Pid, &[Option<u64>]) -> Result<()>;
+pub(crate) type Check = fn(&ProcRoot, Pid, &crate::ns::Ours) -> Result<()>;
 
 /// A frozen process of the tree as the dump sees it: its index, PID and `/proc/PID/stat` from
 /// before the freeze. Its tasks are held by the tracer thread of its index (see [`crate::tracers`]).
@@ -35,7 +35,7 @@ pub(crate) fn freeze_tree<'env>(
     pool: &Pool<'env>,
     root: &'env ProcRoot,
     (pid, calls): (Pid, &Calls),
-    (ours, check): (&'env [Option<u64>], Check),
+    (ours, check): (&'env crate::ns::Ours, Check),
     progress: &mut dyn FnMut(Progress),
 ) -> std::result::Result<(Vec<Member>, Vec<ProcessEntry>), (Vec<Member>, Error)> {
     let mut tree: Vec<Member> = Vec::new();
@@ -90,7 +90,7 @@ fn start_freeze<'env>(
     pool: &Pool<'env>,
     root: &'env ProcRoot,
     (p, top): (Pid, Pid),
-    (ours, check): (&'env [Option<u64>], Check),
+    (ours, check): (&'env crate::ns::Ours, Check),
     idx: usize,
     calls: &Calls,
 ) -> Result<(proc::Stat, Option<Pending<Result<()>>>)> {

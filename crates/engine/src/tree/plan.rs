@@ -54,7 +54,8 @@ pub struct Plan {
     /// The zombies (pids), in image order.
     pub zombies: Vec<i32>,
     /// The root's session, if its leader had exited and is not in the image: a helper with the
-    /// leader's PID forks the root, unless that PID is taken on this machine.
+    /// leader's PID forks the root, unless that PID is taken on this machine. None for a root in a
+    /// PID namespace of its own.
     pub root_session_helper: Option<i32>,
 }
 
@@ -65,7 +66,9 @@ pub fn plan(tree: &PsTree) -> Result<Plan> {
     check_parents(&procs, &zombies, tree)?;
     let root = procs[0];
     let sid = root.sid;
-    let root_session_helper = (sid != root.pid && sid > 0 && !procs.iter().any(|p| p.pid == sid)).then_some(sid);
+    // The init of a PID namespace of its own cannot see a session outside it: it stays in ours.
+    let gone = sid != root.pid && sid > 0 && !procs.iter().any(|p| p.pid == sid) && root.pid_ns == 0;
+    let root_session_helper = gone.then_some(sid);
     let plans = (0..procs.len()).map(|idx| proc_plan(idx, &procs, &zombies, tree)).collect::<Result<_>>()?;
     Ok(Plan { procs: plans, zombies: zombies.iter().map(|z| z.pid).collect(), root_session_helper })
 }
@@ -208,6 +211,7 @@ mod tests {
             ],
             group_helpers: vec![helper(30, 10)],
             session_helpers: vec![helper(20, 10)],
+            ..Default::default()
         };
         let plan = plan(&tree).expect("a valid tree");
         assert_eq!(plan.zombies, [13]);

@@ -21,10 +21,34 @@ pub fn render_text(dir: &ImageDir) -> Result<String, ImageError> {
     for h in &image.pstree.session_helpers {
         let _ = writeln!(out, "  session {} leader exited: made again by a helper forked by {}", h.pid, h.parent);
     }
+    for ns in &image.pstree.namespaces {
+        let _ = writeln!(out, "  {}", namespace_line(ns));
+    }
     for process in &image.processes {
         render_process(&mut out, process, &image.files);
     }
     Ok(out)
+}
+
+/// `net namespace 4026532178: 2 devices, 1 route, 412 sysctls`, `uts namespace ...: host "h"`.
+fn namespace_line(ns: &crate::model::Namespace) -> String {
+    let what = match ns.kind.as_str() {
+        "uts" => format!("host {:?}, domain {:?}", ns.hostname, ns.domainname),
+        "net" if !ns.external_key.is_empty() => format!("external ({}), not saved", ns.external_key),
+        "net" => {
+            let links: Vec<String> = ns
+                .links
+                .iter()
+                .map(|l| match l.peer.as_str() {
+                    "" => format!("{} {}", l.name, l.addrs.join(" ")),
+                    peer => format!("{} (peer {peer} outside) {}", l.name, l.addrs.join(" ")),
+                })
+                .collect();
+            format!("{}; {} routes, {} sysctls", links.join("; "), ns.routes.len(), ns.sysctls.len())
+        }
+        _ => "made again at restore".to_string(),
+    };
+    format!("{} namespace {}: {}", ns.kind, ns.inode, what.trim())
 }
 
 fn header(out: &mut String, dir: &ImageDir, inv: &Inventory, processes: usize) {
@@ -59,6 +83,15 @@ fn render_process(out: &mut String, p: &Process, files: &FileTable) {
     let stopped = if e.stopped { ", stopped" } else { "" };
     let _ = writeln!(out, "\nprocess {} ({comm}){stopped}", e.pid);
     let _ = writeln!(out, "  ppid {}  pgid {}  sid {}", e.ppid, e.pgid, e.sid);
+    let own: Vec<String> = [("uts", e.uts_ns), ("ipc", e.ipc_ns), ("pid", e.pid_ns), ("net", e.net_ns)]
+        .iter()
+        .filter(|(_, inode)| *inode != 0)
+        .map(|(kind, inode)| format!("{kind} {inode}"))
+        .collect();
+    if !own.is_empty() {
+        let ids = if e.nspid.is_empty() { String::new() } else { format!("  pids by level {:?}", e.nspid) };
+        let _ = writeln!(out, "  namespaces {}{ids}", own.join("  "));
+    }
     if let Some(line) = super::pty::ctty_line(e) {
         let _ = writeln!(out, "  {line}");
     }

@@ -106,6 +106,17 @@ pub trait Remote: Target {
         Ok(checked(self, Call::new("pidfd_open", libc::SYS_pidfd_open, &[pid.0 as u64, flags as u64]))? as i32)
     }
 
+    /// `unshare(2)` of the calling task with `flags` (`CLONE_NEW*`).
+    fn unshare(&mut self, flags: i32) -> R<()> {
+        checked(self, Call::new("unshare", libc::SYS_unshare, &[flags as u64])).map(drop)
+    }
+
+    /// `setns(2)` of the calling task into the namespace of `nstype` (`CLONE_NEW*`) that `n` names
+    /// (a namespace file, or a pidfd).
+    fn setns(&mut self, n: i32, nstype: i32) -> R<()> {
+        checked(self, Call::new("setns", libc::SYS_setns, &[fd(n), nstype as u64])).map(drop)
+    }
+
     /// `pidfd_getfd(2)`: a copy of fd `target` of the process of `pidfd`, close-on-exec.
     fn pidfd_getfd(&mut self, pidfd: i32, target: i32, flags: u32) -> R<i32> {
         let call = Call::new("pidfd_getfd", libc::SYS_pidfd_getfd, &[fd(pidfd), fd(target), flags as u64]);
@@ -307,15 +318,17 @@ pub trait Remote: Target {
 
     /// `clone3(2)`: the new task's id (in the caller: the task runs this call, so it is the parent).
     fn clone3(&mut self, a: &CloneArgs) -> R<Pid> {
-        let set_tid = self.data() + CLONE_ARGS_SIZE;
-        let (tid_ptr, n) = match a.set_tid {
-            Some(_) => (set_tid, 1),
-            None => (0, 0),
+        let tids = a.set_tid_array();
+        let (tid_ptr, n) = match tids.len() {
+            0 => (0, 0),
+            n => (self.data() + CLONE_ARGS_SIZE, n as u64),
         };
         // flags, pidfd, child_tid, parent_tid, exit_signal, stack, stack_size, tls, set_tid, set_tid_size, cgroup
         let words = [a.flags, 0, a.child_tid, 0, a.exit_signal, 0, 0, 0, tid_ptr, n, 0];
         let at = put_u64s(self, "clone3", 0, &words)?;
-        put_u64s(self, "clone3", CLONE_ARGS_SIZE, &[a.set_tid.map_or(0, |p| p.0 as u32 as u64)])?;
+        // The kernel reads set_tid as pid_t values: pack them two to a word.
+        let packed: Vec<u64> = tids.chunks(2).map(|c| c[0] | c.get(1).map_or(0, |hi| hi << 32)).collect();
+        put_u64s(self, "clone3", CLONE_ARGS_SIZE, &packed)?;
         Ok(Pid(checked(self, Call::new("clone3", libc::SYS_clone3, &[at, CLONE_ARGS_SIZE]))? as i32))
     }
 

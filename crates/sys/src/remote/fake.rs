@@ -117,8 +117,9 @@ mod tests {
         let act = SigAction { handler: 0x401000, flags: 4, restorer: 0x402000, mask: 1 };
         t.rt_sigaction_set(10, &act).expect("fake never fails unasked");
         assert_eq!(t.rt_sigaction_get(10).expect("read back"), act);
-        let got =
-            t.clone3(&CloneArgs { flags: 0, exit_signal: 17, set_tid: Some(Pid(77)), child_tid: 0 }).expect("scripted");
+        let got = t
+            .clone3(&CloneArgs { flags: 0, exit_signal: 17, set_tid: Some(Pid(77)), ..Default::default() })
+            .expect("scripted");
         assert_eq!(got, Pid(77));
         t.prctl(Prctl::SetName("worker")).expect("prctl");
         assert_eq!(t.names(), ["rt_sigaction", "rt_sigaction", "clone3", "prctl"]);

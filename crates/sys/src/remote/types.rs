@@ -54,14 +54,29 @@ pub struct SigEvent {
     pub tid: i32,
 }
 
-/// What `clone3(2)` is given: flags, exit signal, the one PID (`set_tid`) the new task must get, and
-/// `child_tid`, the new task's clear-child-tid address with `CLONE_CHILD_CLEARTID` in `flags`.
+/// What `clone3(2)` is given: flags, exit signal, the PID (`set_tid`) the new task must get in
+/// stasis's PID namespace, with its ids in the nested ones below it (`inner_tids`), and `child_tid`,
+/// the new task's clear-child-tid address with `CLONE_CHILD_CLEARTID` in `flags`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct CloneArgs {
     pub flags: u64,
     pub exit_signal: u64,
     pub set_tid: Option<Pid>,
     pub child_tid: u64,
+    /// The new task's ids in the PID namespaces nested below stasis's, innermost first, unused
+    /// entries 0 (`set_tid[0..]` of `clone3`, before `set_tid`).
+    pub inner_tids: [i32; MAX_INNER_LEVELS],
+}
+
+/// The most nested PID namespace levels below stasis's that a restore makes tasks in.
+pub const MAX_INNER_LEVELS: usize = 3;
+
+impl CloneArgs {
+    /// The `set_tid` array of `clone3`: innermost namespace first, stasis's last.
+    pub fn set_tid_array(&self) -> Vec<u64> {
+        let inner = self.inner_tids.iter().take_while(|&&t| t != 0).map(|&t| t as u32 as u64);
+        inner.chain(self.set_tid.map(|p| p.0 as u32 as u64)).collect()
+    }
 }
 
 /// The three capability sets of `capset(2)`, 64 bits each (two `_LINUX_CAPABILITY_VERSION_3` words).
