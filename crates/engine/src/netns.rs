@@ -226,7 +226,7 @@ fn make_link(pid: i32, l: &NetLink, peer: &str, host: BorrowedFd<'_>) -> Result<
         "loopback" => {}
         "veth" => {
             // A path for `netns` is opened as is (iproute2's netns_get_fd).
-            ip(pid, &["link", "add", &l.name, "type", "veth", "peer", "name", peer, "netns", &host_path])?;
+            add_veth(pid, &l.name, peer, &host_path)?;
             stasis_sys::ns::run_in_fd(host, stasis_sys::ns::Kind::Net, || ip(pid, &["link", "set", peer, "up"]))
                 .map_err(Error::sys(pid, "entering our network namespace"))??;
             if !l.mac.is_empty() {
@@ -243,6 +243,28 @@ fn make_link(pid: i32, l: &NetLink, peer: &str, host: BorrowedFd<'_>) -> Result<
     }
     ip(pid, &["link", "set", &l.name, if l.up { "up" } else { "down" }])?;
     Ok(())
+}
+
+/// Make the veth `name` with its peer `peer` in the namespace at `host_path`. The dumped tree's
+/// own pair goes only once the kernel has torn its namespace down, which it does in the background
+/// after the last process left: while `peer` still exists, this waits for it, up to 10 s.
+fn add_veth(pid: i32, name: &str, peer: &str, host_path: &str) -> Result<()> {
+    let args = ["link", "add", name, "type", "veth", "peer", "name", peer, "netns", host_path];
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        match ip(pid, &args) {
+            Err(Error::Failed { what, .. })
+                if what.ends_with("File exists") && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            Err(Error::Failed { pid, what }) if what.ends_with("File exists") => {
+                let what = format!("{what} (the peer {peer} or {name} still exists after 10 s)");
+                return Err(Error::Failed { pid, what });
+            }
+            other => return other.map(drop),
+        }
+    }
 }
 
 /// Write each sysctl whose value differs here (the namespace-wide ones first, then `all`,
