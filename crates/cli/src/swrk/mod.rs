@@ -270,15 +270,15 @@ fn check() -> anyhow::Result<CriuResp> {
 }
 
 /// The features asked about, each answered: write tracking for incremental dumps where the
-/// kernel has asynchronous userfaultfd write-protect; not yet lazy pages and the pidfd store of
-/// pre-dumps.
+/// kernel has asynchronous userfaultfd write-protect, lazy pages where it has userfaultfd (which
+/// that probe opens); not yet the pidfd store of pre-dumps.
 fn feature_check(asked: Option<&CriuFeatures>) -> CriuResp {
     let asked = asked.cloned().unwrap_or_default();
     let no = |q: Option<bool>| q.map(|_| false);
     let tracks = || stasis_sys::probe::probe().uffd_wp_async.available;
     let features = CriuFeatures {
         mem_track: asked.mem_track.map(|_| tracks()),
-        lazy_pages: no(asked.lazy_pages),
+        lazy_pages: asked.lazy_pages.map(|_| tracks()),
         pidfd_store: no(asked.pidfd_store),
     };
     CriuResp { features: Some(features), ..CriuResp::ok(CriuReqType::FeatureCheck) }
@@ -288,7 +288,7 @@ fn feature_check(asked: Option<&CriuFeatures>) -> CriuResp {
 fn not_served(ty: CriuReqType) -> String {
     match ty {
         CriuReqType::PageServer | CriuReqType::PageServerChld | CriuReqType::WaitPid => {
-            format!("{ty:?}: the page server is not built yet in stasis")
+            format!("{ty:?}: the page server is not served over RPC yet in stasis (run `stasis page-server`)")
         }
         CriuReqType::CpuinfoDump | CriuReqType::CpuinfoCheck => {
             format!("{ty:?}: cpuinfo images are not built in stasis (restore checks the CPU's XSAVE features itself)")
