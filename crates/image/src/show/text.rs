@@ -1,6 +1,5 @@
 //! The text summary of `stasis show`: the image header, namespaces and SysV IPC objects, then per
-//! process its tasks, memory areas,
-//! fds, signals, credentials and limits.
+//! process its tasks, memory areas, fds, signals, credentials and limits.
 
 use std::fmt::Write;
 
