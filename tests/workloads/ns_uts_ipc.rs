@@ -2,7 +2,7 @@
 //! CLONE_NEWIPC`) and sets a host and domain name; in its IPC namespace it creates a SysV segment
 //! (attached, with a pattern), a POSIX message queue holding one message, a SysV semaphore set
 //! with values set and changed by semop, and a SysV message queue with a lowered byte limit holding
-//! three messages of other types and lengths (one empty); then it forks a child
+//! three messages of other types and lengths (one empty, one over the default msgmax, which it raised); then it forks a child
 //! that unshares a UTS namespace of its own (so it is in a namespace other than its parent's) with
 //! other names, and stays in its parent's IPC namespace.
 //!
@@ -30,6 +30,9 @@ const SEM_VALUES: [u16; 3] = [7, 0, 32767];
 const SEM_DUMPED: [u16; 3] = [7, 2, 32767];
 const MSG_KEY: i32 = 0x4e53_0003;
 const MSG_QBYTES: u64 = 12000;
+/// The namespace's message size limit, raised from 8192 so that the long message fits.
+const MSGMAX: &str = "10000";
+const MSGMAX_PATH: &str = "/proc/sys/kernel/msgmax";
 const DOMAIN: &str = "stasis-ns-domain";
 const CHILD_HOST: &str = "stasis-ns-child";
 const CHILD_DOMAIN: &str = "stasis-ns-child-domain";
@@ -116,7 +119,7 @@ fn verify(c: &mut Checker, (host, host_ns): (&str, &(String, String)), id: i32, 
 
 /// The SysV messages queued before the dump: (type, text).
 fn messages() -> Vec<(i64, Vec<u8>)> {
-    let long: Vec<u8> = (0..1000u32).map(|i| (i * 7 % 251) as u8).collect();
+    let long: Vec<u8> = (0..9000u32).map(|i| (i * 7 % 251) as u8).collect();
     vec![(5, b"first, of type 5".to_vec()), (2, Vec::new()), (9, long)]
 }
 
@@ -126,6 +129,7 @@ fn make_sysv() -> (i32, i32) {
     let sem = raw::semget(SEM_KEY, SEM_VALUES.len() as i32, flags | 0o640).or_fail("semget");
     raw::sem_set_values(sem, &SEM_VALUES).or_fail("semctl(SETALL)");
     raw::semop_nowait(sem, 1, 2).or_fail("semop(+2)");
+    std::fs::write(MSGMAX_PATH, MSGMAX).or_fail("raising msgmax");
     let msg = raw::msgget(MSG_KEY, flags | 0o620).or_fail("msgget");
     raw::msg_set_qbytes(msg, MSG_QBYTES).or_fail("msgctl(IPC_SET)");
     for (mtype, text) in messages() {
@@ -143,14 +147,16 @@ fn verify_sysv(c: &mut Checker, (sem, msg): (i32, i32)) {
     let again = raw::semop_nowait(sem, 0, -1).map_err(|e| e.raw_os_error());
     c.same("semop(-1) on the emptied first", &Err(Some(libc::EAGAIN)), &again);
     c.same("semaphore values after semop", &Ok(vec![0, 2, 32767]), &raw::sem_values(sem, 3).map_err(err));
+    let msgmax = std::fs::read_to_string(MSGMAX_PATH).map(|v| v.trim().to_string()).map_err(err);
+    c.same("the namespace's msgmax", &Ok(MSGMAX.to_string()), &msgmax);
     c.same("message queue id of the key", &Ok(msg), &raw::msgget(MSG_KEY, 0).map_err(err));
     c.same("message queue mode, qbytes, messages", &Ok((0o620, MSG_QBYTES, 3)), &raw::msg_stat(msg).map_err(err));
     for (i, want) in messages().into_iter().enumerate() {
-        c.same(&format!("SysV message {i}"), &Ok(want), &raw::msg_receive(msg, 4096).map_err(err));
+        c.same(&format!("SysV message {i}"), &Ok(want), &raw::msg_receive(msg, 16384).map_err(err));
     }
-    let none = raw::msg_receive(msg, 4096).map_err(|e| e.raw_os_error());
+    let none = raw::msg_receive(msg, 16384).map_err(|e| e.raw_os_error());
     c.same("SysV queue after the messages", &Err(Some(libc::ENOMSG)), &none);
     raw::msg_send(msg, 4, b"after the restore").or_fail("msgsnd after the restore");
-    let back = raw::msg_receive(msg, 4096).map_err(err);
+    let back = raw::msg_receive(msg, 16384).map_err(err);
     c.same("SysV message sent after the restore", &Ok((4, b"after the restore".to_vec())), &back);
 }

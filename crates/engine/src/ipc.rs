@@ -83,12 +83,12 @@ pub fn dump(root_pid: i32, pids: &[i32], attached: &[u64], whole_ns: bool) -> Re
         let (key, id, size, mode, uid, gid, cpid, ctime) = (l.key, l.id, l.size, l.mode, l.uid, l.gid, l.cpid, l.ctime);
         shm.push(ShmSegment { key, id, size, mode, uid, gid, content, cpid, ctime });
     }
-    let (sem, msg) = if whole_ns {
-        (crate::sysv::dump_sems(root_pid)?, crate::sysv::dump_msgs(root_pid)?)
+    let (sem, msg, limits) = if whole_ns {
+        (crate::sysv::dump_sems(root_pid)?, crate::sysv::dump_msgs(root_pid)?, crate::sysv::dump_limits()?)
     } else {
-        (Vec::new(), Vec::new())
+        (Vec::new(), Vec::new(), Vec::new())
     };
-    Ok(IpcImage { shm, sem, msg })
+    Ok(IpcImage { shm, sem, msg, limits })
 }
 
 /// Segments made by a restore; removed again if it fails. Segments found in place are not removed.

@@ -2,7 +2,8 @@
 //! the namespace's belongs to the tree. Dump saves each with its key, id, owner, permissions and
 //! contents (every semaphore's value; a queue's byte limit and every message's type and text in
 //! order, copied without consuming them by `msgrcv(MSG_COPY)`). Restore, in the new IPC namespace,
-//! makes each again with its id (`/proc/sys/kernel/{sem,msg}_next_id`).
+//! makes each again with its id (`/proc/sys/kernel/{sem,msg}_next_id`), after setting the
+//! namespace's SysV limits (`msgmax`, `sem`, `shmmax`...) to those of the dump.
 //!
 //! Not restored, as the kernel gives no way to set them: the times of the last operations and
 //! changes, the creator's uid/gid (the restorer's), the last pids. Per-process undo lists
@@ -13,13 +14,41 @@
 //! In stasis's own IPC namespace nothing ties a set or a queue to a process: they are left alone.
 
 use crate::error::{Error, Result};
-use stasis_image::model::{MsgQueue, SemSet, SysvMessage};
+use stasis_image::model::{MsgQueue, SemSet, Sysctl, SysvMessage};
 use stasis_sys::{ipc, Pid};
 
 const SEM_LIST: &str = "/proc/sysvipc/sem";
 const MSG_LIST: &str = "/proc/sysvipc/msg";
 const SEM_NEXT_ID: &str = "/proc/sys/kernel/sem_next_id";
 const MSG_NEXT_ID: &str = "/proc/sys/kernel/msg_next_id";
+
+/// The SysV limits of an IPC namespace, in `/proc/sys/kernel`.
+const LIMITS: [&str; 8] = ["msgmax", "msgmnb", "msgmni", "sem", "shmmax", "shmall", "shmmni", "shm_rmid_forced"];
+
+/// The limits of the calling thread's IPC namespace.
+pub fn dump_limits() -> Result<Vec<Sysctl>> {
+    let read = |name: &str| {
+        let path = format!("/proc/sys/kernel/{name}");
+        let value = std::fs::read_to_string(&path).map_err(Error::io(&path))?;
+        Ok(Sysctl { path: name.to_string(), value: value.trim().to_string() })
+    };
+    LIMITS.iter().map(|n| read(n)).collect()
+}
+
+/// The limits set in the calling thread's (new) IPC namespace, before its objects are made.
+pub fn restore_limits(limits: &[Sysctl]) -> Result<()> {
+    for l in limits {
+        if !LIMITS.contains(&l.path.as_str()) {
+            return Err(Error::Incompatible {
+                file: "ipc.img".into(),
+                what: format!("unknown IPC limit {:?}", l.path),
+            });
+        }
+        let path = format!("/proc/sys/kernel/{}", l.path);
+        std::fs::write(&path, &l.value).map_err(Error::io(&path))?;
+    }
+    Ok(())
+}
 
 /// The ids (second column) in a `/proc/sysvipc` list.
 fn ids(list: &str) -> Result<Vec<i32>> {

@@ -1682,6 +1682,11 @@ pub struct IpcImage {
     pub sem: Vec<SemSet>,
     #[prost(message, repeated, tag = "521")]
     pub msg: Vec<MsgQueue>,
+    /// The SysV limits of the tree's own IPC namespace (`/proc/sys/kernel/msgmax`, `msgmnb`,
+    /// `msgmni`, `sem`, `shmmax`, `shmall`, `shmmni`, `shm_rmid_forced`), `path` relative to
+    /// `/proc/sys/kernel`.
+    #[prost(message, repeated, tag = "522")]
+    pub limits: Vec<Sysctl>,
 }
 
 /// A SysV semaphore set of the tree's IPC namespace.

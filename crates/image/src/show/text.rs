@@ -284,7 +284,7 @@ mod tests {
         let messages = vec![SysvMessage { mtype: 5, text: b"abc".to_vec() }, SysvMessage { mtype: 2, text: vec![] }];
         let msg = MsgQueue { key: 0x11, id: 4, mode: 0o620, uid: 0, gid: 0, qbytes: 12000, messages };
         let mut out = String::new();
-        super::sysv_lines(&mut out, &IpcImage { shm: vec![], sem: vec![sem], msg: vec![msg] });
+        super::sysv_lines(&mut out, &IpcImage { shm: vec![], sem: vec![sem], msg: vec![msg], limits: vec![] });
         let want = "  sysv sem 3 key 0x10 mode 640 owner 1:2 values [7, 0]\n  sysv msg 4 key 0x11 mode 620 owner 0:0 \
                     qbytes 12000 messages 2 (3 bytes) of types [5, 2]\n";
         assert_eq!(out, want);
