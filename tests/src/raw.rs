@@ -19,6 +19,7 @@ mod regs;
 mod seccomp;
 mod signal;
 mod socket;
+mod sysv;
 mod tty;
 mod watch;
 
@@ -34,6 +35,7 @@ pub use regs::*;
 pub use seccomp::*;
 pub use signal::*;
 pub use socket::*;
+pub use sysv::*;
 pub use tty::*;
 pub use watch::*;
 

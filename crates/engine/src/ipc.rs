@@ -1,8 +1,8 @@
 //! SysV IPC: the shared memory segments the checkpointed processes have attached or created, with
 //! their key, id, size, owner, permissions and contents. Restore makes each again with its id (through
 //! `/proc/sys/kernel/shm_next_id`), fills it, and the processes attach it where they had it (see
-//! `mem`). Segments of other processes are left alone; semaphores and message queues are not handled
-//! yet.
+//! `mem`). Segments of other processes are left alone; semaphore sets and message queues are those
+//! of a tree's own IPC namespace (`sysv`).
 //!
 //! Killing the processes does not remove their segments, so on the machine of the dump a segment is
 //! usually still there at restore. One with the same key, id, size, permissions, owner, creator and
@@ -67,18 +67,8 @@ pub fn count_objects() -> Result<usize> {
 
 /// The segments attached by (`attached` ids) or created by (`pids`) the checkpointed processes;
 /// with `whole_ns` (the tree has an IPC namespace of its own, which the calling thread is in),
-/// every segment of the namespace, and semaphore sets or message queues there are refused.
+/// every segment, semaphore set and message queue of the namespace (see `sysv`).
 pub fn dump(root_pid: i32, pids: &[i32], attached: &[u64], whole_ns: bool) -> Result<IpcImage> {
-    if whole_ns {
-        for (list, what) in [(SEM_LIST, "SysV semaphore sets"), (MSG_LIST, "SysV message queues")] {
-            let text = std::fs::read_to_string(list).map_err(Error::io(list))?;
-            let n = text.lines().skip(1).filter(|l| !l.trim().is_empty()).count();
-            if n > 0 {
-                let what = format!("{n} {what} in its IPC namespace");
-                return Err(Error::Unsupported { pid: Pid(root_pid), what });
-            }
-        }
-    }
     let mut shm = Vec::new();
     for l in listed()? {
         if !whole_ns && !attached.contains(&(l.id as u64)) && !pids.contains(&l.cpid) {
@@ -86,26 +76,33 @@ pub fn dump(root_pid: i32, pids: &[i32], attached: &[u64], whole_ns: bool) -> Re
         }
         if l.size > MAX_SEGMENT {
             let what = format!("SysV shared memory segment {} of {} bytes (over {MAX_SEGMENT})", l.id, l.size);
-            return Err(Error::Unsupported { pid: stasis_sys::Pid(root_pid), what });
+            return Err(Error::Unsupported { pid: Pid(root_pid), what });
         }
         let content =
             ipc::shm_read(l.id, l.size).map_err(Error::sys(root_pid, "reading a SysV shared memory segment"))?;
         let (key, id, size, mode, uid, gid, cpid, ctime) = (l.key, l.id, l.size, l.mode, l.uid, l.gid, l.cpid, l.ctime);
         shm.push(ShmSegment { key, id, size, mode, uid, gid, content, cpid, ctime });
     }
-    Ok(IpcImage { shm })
+    let (sem, msg, limits) = if whole_ns {
+        (crate::sysv::dump_sems(root_pid)?, crate::sysv::dump_msgs(root_pid)?, crate::sysv::dump_limits()?)
+    } else {
+        (Vec::new(), Vec::new(), Vec::new())
+    };
+    Ok(IpcImage { shm, sem, msg, limits })
 }
 
 /// Segments made by a restore; removed again if it fails. Segments found in place are not removed.
 pub struct Made {
     ids: Vec<i32>,
     done: bool,
+    /// The semaphore sets and message queues made.
+    sysv: Option<crate::sysv::Made>,
 }
 
 /// Make every segment again with its id, contents, owner and permissions, or use the segment itself
 /// where the dump left it (see the module docs).
 pub fn restore(img: &IpcImage, root_pid: i32) -> Result<Made> {
-    let mut made = Made { ids: Vec::new(), done: false };
+    let mut made = Made { ids: Vec::new(), done: false, sysv: None };
     let existing = listed()?;
     for s in &img.shm {
         match existing.iter().find(|e| e.id == s.id || (s.key != 0 && e.key == s.key)) {
@@ -113,6 +110,7 @@ pub fn restore(img: &IpcImage, root_pid: i32) -> Result<Made> {
             None => create(s, root_pid, &mut made)?,
         }
     }
+    made.sysv = Some(crate::sysv::restore(&img.sem, &img.msg, root_pid)?);
     Ok(made)
 }
 
@@ -146,7 +144,7 @@ fn reuse(s: &ShmSegment, e: &Listed, root_pid: i32) -> Result<()> {
             "SysV shared memory segment {} (key {}) is taken here by id {} (key {}): {why}",
             s.id, s.key, e.id, e.key
         );
-        return Err(Error::Failed { pid: stasis_sys::Pid(root_pid), what });
+        return Err(Error::Failed { pid: Pid(root_pid), what });
     }
     log::info!("SysV segment {} (key {}) is still here, unattached: using it", s.id, s.key);
     ipc::shm_write(s.id, &s.content).map_err(Error::sys(root_pid, "filling a SysV shared memory segment"))
@@ -159,10 +157,7 @@ fn create(s: &ShmSegment, root_pid: i32, made: &mut Made) -> Result<()> {
     let id = id.map_err(Error::sys(root_pid, "creating a SysV shared memory segment"))?;
     made.ids.push(id);
     if id != s.id {
-        return Err(Error::Failed {
-            pid: stasis_sys::Pid(root_pid),
-            what: format!("SysV segment {} was created as {id}", s.id),
-        });
+        return Err(Error::Failed { pid: Pid(root_pid), what: format!("SysV segment {} was created as {id}", s.id) });
     }
     let fill = ipc::shm_write(id, &s.content).and_then(|()| ipc::shm_set_owner(id, s.uid, s.gid, s.mode));
     fill.map_err(Error::sys(root_pid, "filling a SysV shared memory segment"))
@@ -173,6 +168,9 @@ impl Made {
     /// attached.
     pub fn finish(mut self, img: &IpcImage) {
         self.done = true;
+        if let Some(sysv) = self.sysv.take() {
+            sysv.keep();
+        }
         for s in img.shm.iter().filter(|s| s.mode & SHM_DEST != 0) {
             if let Err(e) = ipc::shm_remove(s.id) {
                 log::warn!("SysV segment {}: could not mark it removed again: {e}", s.id);

@@ -27,6 +27,7 @@ pub mod restore;
 pub mod seccomp;
 pub mod session;
 pub mod signals;
+pub mod sysv;
 pub mod task;
 pub mod threads;
 pub mod timers;

@@ -196,6 +196,10 @@ pub fn restore(opts: &RestoreOptions, progress: &mut dyn FnMut(Progress)) -> Res
     let lock = network_lock(&dir, &img, opts.network_lock)?;
     let settings = files::kinds::Settings { shell_job: opts.shell_job, ext_unix_sk: opts.ext_unix_sk, tcp: opts.tcp };
     let (mut opened, unfinished) = files::open_all(&img.files.files, settings, &opts.inherit_fds)?;
+    // The limits of a tree's own IPC namespace, set in the new one (not in one joined by --join-ns).
+    if !opts.join_ns.iter().any(|(kind, _)| kind == "ipc") {
+        crate::sysv::restore_limits(&img.ipc.limits)?;
+    }
     let segments = crate::ipc::restore(&img.ipc, img.procs[0].process.pid)?;
     let pages = open_pages(&dir, &img)?;
     let handoff = opts.lazy_pages.then(|| crate::mem::lazy::Handoff::connect(&opts.dir)).transpose()?;

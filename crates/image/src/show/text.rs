@@ -1,5 +1,5 @@
-//! The text summary of `stasis show`: the image header, then per process its tasks, memory areas,
-//! fds, signals, credentials and limits.
+//! The text summary of `stasis show`: the image header, namespaces and SysV IPC objects, then per
+//! process its tasks, memory areas, fds, signals, credentials and limits.
 
 use std::fmt::Write;
 
@@ -24,10 +24,44 @@ pub fn render_text(dir: &ImageDir) -> Result<String, ImageError> {
     for ns in &image.pstree.namespaces {
         let _ = writeln!(out, "  {}", namespace_line(ns));
     }
+    sysv_lines(&mut out, &image.ipc);
     for process in &image.processes {
         render_process(&mut out, process, &image.files);
     }
     Ok(out)
+}
+
+/// The SysV objects of `ipc.img`: one line per segment, semaphore set and message queue.
+fn sysv_lines(out: &mut String, ipc: &crate::model::IpcImage) {
+    for s in &ipc.shm {
+        let _ = writeln!(
+            out,
+            "  sysv shm {} key {:#x} mode {:o} owner {}:{} {}",
+            s.id,
+            s.key,
+            s.mode,
+            s.uid,
+            s.gid,
+            names::bytes(s.size)
+        );
+    }
+    for s in &ipc.sem {
+        let _ = writeln!(
+            out,
+            "  sysv sem {} key {:#x} mode {:o} owner {}:{} values {:?}",
+            s.id, s.key, s.mode, s.uid, s.gid, s.values
+        );
+    }
+    for q in &ipc.msg {
+        let types: Vec<i64> = q.messages.iter().map(|m| m.mtype).collect();
+        let bytes: usize = q.messages.iter().map(|m| m.text.len()).sum();
+        let _ =
+            writeln!(
+            out,
+            "  sysv msg {} key {:#x} mode {:o} owner {}:{} qbytes {} messages {} ({bytes} bytes) of types {types:?}",
+            q.id, q.key, q.mode, q.uid, q.gid, q.qbytes, q.messages.len()
+        );
+    }
 }
 
 /// `net namespace 4026532178: 2 devices, 1 route, 412 sysctls`, `uts namespace ...: host "h"`.
@@ -237,5 +271,22 @@ fn limits(out: &mut String, core: &TaskCore) {
             names::limit_value(limit.cur),
             names::limit_value(limit.max)
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::model::{IpcImage, MsgQueue, SemSet, SysvMessage};
+
+    #[test]
+    fn sysv_sets_and_queues_are_listed() {
+        let sem = SemSet { key: 0x10, id: 3, mode: 0o640, uid: 1, gid: 2, values: vec![7, 0] };
+        let messages = vec![SysvMessage { mtype: 5, text: b"abc".to_vec() }, SysvMessage { mtype: 2, text: vec![] }];
+        let msg = MsgQueue { key: 0x11, id: 4, mode: 0o620, uid: 0, gid: 0, qbytes: 12000, messages };
+        let mut out = String::new();
+        super::sysv_lines(&mut out, &IpcImage { shm: vec![], sem: vec![sem], msg: vec![msg], limits: vec![] });
+        let want = "  sysv sem 3 key 0x10 mode 640 owner 1:2 values [7, 0]\n  sysv msg 4 key 0x11 mode 620 owner 0:0 \
+                    qbytes 12000 messages 2 (3 bytes) of types [5, 2]\n";
+        assert_eq!(out, want);
     }
 }
