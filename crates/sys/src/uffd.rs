@@ -6,22 +6,23 @@
 //! made to create it (an injected `userfaultfd(2)`), we take it with `pidfd_getfd`, and every ioctl
 //! here runs in our process. References: `userfaultfd(2)`, `ioctl_userfaultfd(2)`,
 //! Documentation/admin-guide/mm/userfaultfd.rst and pagemap.rst (`PAGEMAP_SCAN`),
-//! include/uapi/linux/userfaultfd.h and fs.h.
+//! include/uapi/linux/userfaultfd.h and fs.h. The ABI structs and ioctl numbers here serve the
+//! kernel probes and the MISSING mode of lazy restore (`uffd_missing.rs`) too.
 
 use crate::{check, SysError};
 use std::fs::File;
 use std::os::fd::{AsRawFd, BorrowedFd};
 
 /// `UFFD_API`.
-const UFFD_API: u64 = 0xaa;
+pub(crate) const UFFD_API: u64 = 0xaa;
 /// `UFFDIO_API` = `_IOWR(0xAA, 0x3F, struct uffdio_api)`.
-const UFFDIO_API: libc::c_ulong = 0xc018_aa3f;
+pub(crate) const UFFDIO_API: libc::c_ulong = 0xc018_aa3f;
 /// `UFFDIO_REGISTER` = `_IOWR(0xAA, 0x00, struct uffdio_register)`.
-const UFFDIO_REGISTER: libc::c_ulong = 0xc020_aa00;
+pub(crate) const UFFDIO_REGISTER: libc::c_ulong = 0xc020_aa00;
 /// `UFFDIO_WRITEPROTECT` = `_IOWR(0xAA, 0x06, struct uffdio_writeprotect)`.
 const UFFDIO_WRITEPROTECT: libc::c_ulong = 0xc018_aa06;
 /// `PAGEMAP_SCAN` = `_IOWR('f', 16, struct pm_scan_arg)`.
-const PAGEMAP_SCAN: libc::c_ulong = 0xc060_6610;
+pub(crate) const PAGEMAP_SCAN: libc::c_ulong = 0xc060_6610;
 
 /// `UFFD_FEATURE_WP_HUGETLBFS_SHMEM`: write-protect shmem and hugetlbfs areas too.
 pub const FEATURE_WP_HUGETLBFS_SHMEM: u64 = 1 << 12;
@@ -41,25 +42,25 @@ const PAGE_IS_WRITTEN: u64 = 1 << 1;
 
 #[repr(C)]
 #[derive(Default)]
-struct UffdioApi {
-    api: u64,
-    features: u64,
-    ioctls: u64,
+pub(crate) struct UffdioApi {
+    pub(crate) api: u64,
+    pub(crate) features: u64,
+    pub(crate) ioctls: u64,
 }
 
 #[repr(C)]
 #[derive(Default)]
-struct UffdioRange {
-    start: u64,
-    len: u64,
+pub(crate) struct UffdioRange {
+    pub(crate) start: u64,
+    pub(crate) len: u64,
 }
 
 #[repr(C)]
 #[derive(Default)]
-struct UffdioRegister {
-    range: UffdioRange,
-    mode: u64,
-    ioctls: u64,
+pub(crate) struct UffdioRegister {
+    pub(crate) range: UffdioRange,
+    pub(crate) mode: u64,
+    pub(crate) ioctls: u64,
 }
 
 #[repr(C)]
@@ -72,28 +73,28 @@ struct UffdioWriteprotect {
 /// `struct pm_scan_arg`.
 #[repr(C)]
 #[derive(Default)]
-struct PmScanArg {
-    size: u64,
-    flags: u64,
-    start: u64,
-    end: u64,
-    walk_end: u64,
-    vec: u64,
-    vec_len: u64,
-    max_pages: u64,
-    category_inverted: u64,
-    category_mask: u64,
-    category_anyof_mask: u64,
-    return_mask: u64,
+pub(crate) struct PmScanArg {
+    pub(crate) size: u64,
+    pub(crate) flags: u64,
+    pub(crate) start: u64,
+    pub(crate) end: u64,
+    pub(crate) walk_end: u64,
+    pub(crate) vec: u64,
+    pub(crate) vec_len: u64,
+    pub(crate) max_pages: u64,
+    pub(crate) category_inverted: u64,
+    pub(crate) category_mask: u64,
+    pub(crate) category_anyof_mask: u64,
+    pub(crate) return_mask: u64,
 }
 
 /// `struct page_region`.
 #[repr(C)]
 #[derive(Default, Clone, Copy)]
-struct PageRegion {
-    start: u64,
-    end: u64,
-    categories: u64,
+pub(crate) struct PageRegion {
+    pub(crate) start: u64,
+    pub(crate) end: u64,
+    pub(crate) categories: u64,
 }
 
 /// `ioctl(fd, req, arg)` on a live `#[repr(C)]` argument.

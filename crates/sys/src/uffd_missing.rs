@@ -7,21 +7,16 @@
 //! # References
 //! userfaultfd(2), ioctl_userfaultfd(2), include/uapi/linux/userfaultfd.h
 
+use crate::uffd::{UffdioApi, UffdioRange, UffdioRegister, UFFDIO_API, UFFDIO_REGISTER, UFFD_API};
 use crate::{check, SysError};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 
-/// `UFFD_API`.
-const UFFD_API: u64 = 0xAA;
-/// `_IOWR(0xAA, 0x3F, struct uffdio_api)`.
-const UFFDIO_API: u64 = 0xc018_aa3f;
-/// `_IOWR(0xAA, 0x00, struct uffdio_register)`.
-const UFFDIO_REGISTER: u64 = 0xc020_aa00;
 /// `_IOR(0xAA, 0x02, struct uffdio_range)`.
-const UFFDIO_WAKE: u64 = 0x8010_aa02;
+const UFFDIO_WAKE: libc::c_ulong = 0x8010_aa02;
 /// `_IOWR(0xAA, 0x03, struct uffdio_copy)`.
-const UFFDIO_COPY: u64 = 0xc028_aa03;
+const UFFDIO_COPY: libc::c_ulong = 0xc028_aa03;
 /// `_IOWR(0xAA, 0x04, struct uffdio_zeropage)`.
-const UFFDIO_ZEROPAGE: u64 = 0xc020_aa04;
+const UFFDIO_ZEROPAGE: libc::c_ulong = 0xc020_aa04;
 /// `UFFDIO_REGISTER_MODE_MISSING`.
 const MODE_MISSING: u64 = 1;
 
@@ -53,23 +48,6 @@ pub enum Msg {
 
 #[repr(C)]
 #[derive(Default)]
-struct Api {
-    api: u64,
-    features: u64,
-    ioctls: u64,
-}
-
-#[repr(C)]
-#[derive(Default)]
-struct Register {
-    start: u64,
-    len: u64,
-    mode: u64,
-    ioctls: u64,
-}
-
-#[repr(C)]
-#[derive(Default)]
 struct Copy {
     dst: u64,
     src: u64,
@@ -87,16 +65,16 @@ struct ZeroPage {
     zeropage: i64,
 }
 
-fn ioctl<T>(fd: BorrowedFd<'_>, name: &'static str, req: u64, arg: &mut T) -> Result<(), SysError> {
+fn ioctl<T>(fd: BorrowedFd<'_>, name: &'static str, req: libc::c_ulong, arg: &mut T) -> Result<(), SysError> {
     // SAFETY: `arg` is a live, properly sized `#[repr(C)]` struct of the layout `req` names, which
     // the kernel reads and writes only within its size.
-    let ret = unsafe { libc::ioctl(fd.as_raw_fd(), req as libc::c_ulong, arg as *mut T) };
+    let ret = unsafe { libc::ioctl(fd.as_raw_fd(), req, arg as *mut T) };
     check(name, ret as libc::c_long).map(drop)
 }
 
 /// `UFFDIO_API` with `features`: the handshake a new userfaultfd needs before anything else.
 pub fn api(fd: BorrowedFd<'_>, features: u64) -> Result<(), SysError> {
-    let mut a = Api { api: UFFD_API, features, ioctls: 0 };
+    let mut a = UffdioApi { api: UFFD_API, features, ioctls: 0 };
     ioctl(fd, "ioctl(UFFDIO_API)", UFFDIO_API, &mut a)
 }
 
@@ -107,14 +85,14 @@ pub fn offered_features() -> Result<u64, SysError> {
     let fd = check("userfaultfd", ret)?;
     // SAFETY: the kernel just returned this fd to us; nobody else owns it.
     let fd = unsafe { OwnedFd::from_raw_fd(fd as i32) };
-    let mut a = Api { api: UFFD_API, features: 0, ioctls: 0 };
+    let mut a = UffdioApi { api: UFFD_API, features: 0, ioctls: 0 };
     ioctl(fd.as_fd(), "ioctl(UFFDIO_API)", UFFDIO_API, &mut a)?;
     Ok(a.features)
 }
 
 /// `UFFDIO_REGISTER` of `[start, start+len)` in MISSING mode.
 pub fn register_missing(fd: BorrowedFd<'_>, start: u64, len: u64) -> Result<(), SysError> {
-    let mut r = Register { start, len, mode: MODE_MISSING, ioctls: 0 };
+    let mut r = UffdioRegister { range: UffdioRange { start, len }, mode: MODE_MISSING, ioctls: 0 };
     ioctl(fd, "ioctl(UFFDIO_REGISTER)", UFFDIO_REGISTER, &mut r)
 }
 
@@ -137,7 +115,7 @@ pub fn zeropage(fd: BorrowedFd<'_>, start: u64, len: u64) -> Result<(), SysError
 
 /// `UFFDIO_WAKE` of the threads waiting on `[start, start+len)`.
 pub fn wake(fd: BorrowedFd<'_>, start: u64, len: u64) -> Result<(), SysError> {
-    let mut r = [start, len];
+    let mut r = UffdioRange { start, len };
     ioctl(fd, "ioctl(UFFDIO_WAKE)", UFFDIO_WAKE, &mut r)
 }
 

@@ -7,57 +7,14 @@ use std::os::fd::AsRawFd;
 use std::os::unix::fs::FileExt;
 
 use super::{errno, own, sys, Probed, PAGE};
+use crate::uffd::{PageRegion, PmScanArg, UffdioApi, FEATURE_WP_ASYNC, PAGEMAP_SCAN, UFFDIO_API, UFFD_API};
 
-/// `PAGEMAP_SCAN` = `_IOWR('f', 16, struct pm_scan_arg)` (include/uapi/linux/fs.h, Linux 6.7).
-const PAGEMAP_SCAN: libc::c_ulong = 0xc060_6610;
 /// `PAGE_IS_PRESENT` category of `PAGEMAP_SCAN`.
 const PAGE_IS_PRESENT: u64 = 1 << 3;
-/// `UFFD_API` and `UFFDIO_API` = `_IOWR(0xAA, 0x3F, struct uffdio_api)`
-/// (include/uapi/linux/userfaultfd.h).
-const UFFD_API: u64 = 0xaa;
-const UFFDIO_API: libc::c_ulong = 0xc018_aa3f;
-/// `UFFD_FEATURE_WP_ASYNC` (Linux 6.7).
-const UFFD_FEATURE_WP_ASYNC: u64 = 1 << 15;
 /// Bit 55 of a pagemap entry: the page is soft-dirty (Documentation/admin-guide/mm/pagemap.rst).
 const PM_SOFT_DIRTY: u64 = 1 << 55;
 /// Bit 63 of a pagemap entry: the page is present.
 const PM_PRESENT: u64 = 1 << 63;
-
-/// `struct pm_scan_arg` (include/uapi/linux/fs.h).
-#[repr(C)]
-#[derive(Default)]
-struct PmScanArg {
-    size: u64,
-    flags: u64,
-    start: u64,
-    end: u64,
-    walk_end: u64,
-    vec: u64,
-    vec_len: u64,
-    max_pages: u64,
-    category_inverted: u64,
-    category_mask: u64,
-    category_anyof_mask: u64,
-    return_mask: u64,
-}
-
-/// `struct page_region` (include/uapi/linux/fs.h).
-#[repr(C)]
-#[derive(Default)]
-struct PageRegion {
-    start: u64,
-    end: u64,
-    categories: u64,
-}
-
-/// `struct uffdio_api` (include/uapi/linux/userfaultfd.h).
-#[repr(C)]
-#[derive(Default)]
-struct UffdioApi {
-    api: u64,
-    features: u64,
-    ioctls: u64,
-}
 
 /// `vmsplice` one page of ours into a pipe, then `splice` it to `/dev/null`.
 pub(super) fn probe_vmsplice() -> Probed {
@@ -172,7 +129,7 @@ pub(super) fn probe_uffd() -> (Probed, u64) {
         return (Probed::failed("ioctl(UFFDIO_API)", e), 0);
     }
     let detail = format!("features {:#x}", api.features);
-    let probed = if api.features & UFFD_FEATURE_WP_ASYNC != 0 {
+    let probed = if api.features & FEATURE_WP_ASYNC != 0 {
         Probed::yes(detail)
     } else {
         Probed::no(format!("{detail}: no UFFD_FEATURE_WP_ASYNC"))
