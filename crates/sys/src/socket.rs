@@ -121,6 +121,20 @@ pub fn get_int(fd: BorrowedFd<'_>, level: i32, opt: i32) -> Result<i32, SysError
     check("getsockopt", ret as libc::c_long).map(|_| v)
 }
 
+/// `SO_RCVBUF` and `SO_SNDBUF` back to `rcvbuf` and `sndbuf` as `getsockopt` reported them: the
+/// kernel doubles what is set, so half goes in, through the `FORCE` variants that pass the system
+/// limits (as root). A size of 0 (not saved), or one the socket has already, is left alone.
+pub fn set_buffer_sizes(fd: BorrowedFd<'_>, rcvbuf: i32, sndbuf: i32) -> Result<(), SysError> {
+    for (want, get, force) in
+        [(rcvbuf, libc::SO_RCVBUF, libc::SO_RCVBUFFORCE), (sndbuf, libc::SO_SNDBUF, libc::SO_SNDBUFFORCE)]
+    {
+        if want != 0 && get_int(fd, libc::SOL_SOCKET, get).ok() != Some(want) {
+            set_int(fd, libc::SOL_SOCKET, force, want / 2)?;
+        }
+    }
+    Ok(())
+}
+
 /// `setsockopt(2)` of an `int` option.
 pub fn set_int(fd: BorrowedFd<'_>, level: i32, opt: i32, v: i32) -> Result<(), SysError> {
     let len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;

@@ -106,13 +106,7 @@ fn make(n: &NetlinkSocket, flags: u32) -> Result<OwnedFd> {
     let fd = nl::socket(n.sock_type as i32, n.protocol as i32).map_err(fail(n, "making it"))?;
     let f = fd.as_fd();
     set_options(n, f)?;
-    for (want, get, force) in
-        [(n.rcvbuf, libc::SO_RCVBUF, libc::SO_RCVBUFFORCE), (n.sndbuf, libc::SO_SNDBUF, libc::SO_SNDBUFFORCE)]
-    {
-        if want != 0 && sock::get_int(f, libc::SOL_SOCKET, get).ok() != Some(want) {
-            sock::set_int(f, libc::SOL_SOCKET, force, want / 2).map_err(fail(n, "setting its buffer sizes"))?;
-        }
-    }
+    sock::set_buffer_sizes(f, n.rcvbuf, n.sndbuf).map_err(fail(n, "setting its buffer sizes"))?;
     if n.portid != 0 {
         nl::bind(f, n.portid, 0).map_err(fail(n, "binding it to its port id"))?;
     }

@@ -126,13 +126,7 @@ fn make(s: &PacketSocket, flags: u32) -> Result<OwnedFd> {
     let fd = pk::socket(s.sock_type as i32, s.protocol as u16).map_err(fail(s, "making it"))?;
     let f = fd.as_fd();
     set_options(s, f)?;
-    for (want, get, force) in
-        [(s.rcvbuf, libc::SO_RCVBUF, libc::SO_RCVBUFFORCE), (s.sndbuf, libc::SO_SNDBUF, libc::SO_SNDBUFFORCE)]
-    {
-        if want != 0 && sock::get_int(f, libc::SOL_SOCKET, get).ok() != Some(want) {
-            sock::set_int(f, libc::SOL_SOCKET, force, want / 2).map_err(fail(s, "setting its buffer sizes"))?;
-        }
-    }
+    sock::set_buffer_sizes(f, s.rcvbuf, s.sndbuf).map_err(fail(s, "setting its buffer sizes"))?;
     if s.ifindex != 0 || s.bound_protocol != s.protocol {
         pk::bind(f, s.ifindex, s.bound_protocol as u16).map_err(fail(s, "binding it"))?;
     }

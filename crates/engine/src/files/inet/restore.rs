@@ -352,15 +352,7 @@ pub(super) fn set_device(s: &InetSocket, f: BorrowedFd<'_>) -> Result<()> {
 /// `SO_RCVBUF`/`SO_SNDBUF` where they differ from a new socket's (the kernel doubles what is set;
 /// the `FORCE` variants pass the system limits, as root).
 pub(super) fn set_buffers(s: &InetSocket, f: BorrowedFd<'_>) -> Result<()> {
-    for (want, get, force) in
-        [(s.rcvbuf, libc::SO_RCVBUF, libc::SO_RCVBUFFORCE), (s.sndbuf, libc::SO_SNDBUF, libc::SO_SNDBUFFORCE)]
-    {
-        if want == 0 || sock::get_int(f, libc::SOL_SOCKET, get).ok() == Some(want) {
-            continue;
-        }
-        sock::set_int(f, libc::SOL_SOCKET, force, want / 2).map_err(fail(s, "setting its buffer sizes"))?;
-    }
-    Ok(())
+    sock::set_buffer_sizes(f, s.rcvbuf, s.sndbuf).map_err(fail(s, "setting its buffer sizes"))
 }
 
 impl Unfinished {
