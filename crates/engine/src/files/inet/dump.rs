@@ -310,3 +310,19 @@ fn queue(p: &Probe, which: i32, len: usize, s: &InetSocket) -> Result<(u32, Vec<
     }
     Ok((end, data))
 }
+
+/// The peer of a datagram or raw socket, if it is connected: `s` becomes established with its
+/// remote address, or closed (`ENOTCONN`); `what` names the read in an error.
+pub(super) fn read_peer(p: &Probe, s: &mut InetSocket, what: &'static str) -> Result<()> {
+    match net::address(p.file, true) {
+        Ok(Some(peer)) => {
+            s.state = TCP_ESTABLISHED;
+            s.remote_addr = peer.ip().to_string();
+            s.remote_port = peer.port() as u32;
+        }
+        Ok(None) => return Err(p.unsupported(format!("{}: a peer of an unknown family", describe(s)))),
+        Err(e) if e.errno() == libc::ENOTCONN => s.state = TCP_CLOSE,
+        Err(e) => return Err(Error::sys(p.pid.0, what)(e)),
+    }
+    Ok(())
+}

@@ -41,17 +41,7 @@ const CORK_WAIT: Duration = Duration::from_millis(200);
 
 /// A UDP or UDP-Lite socket: `s` holds its family, type, protocol and local address.
 pub(super) fn dump(p: &Probe, mut s: InetSocket) -> Result<InetSocket> {
-    let f = p.file;
-    match net::address(f, true) {
-        Ok(Some(peer)) => {
-            s.state = TCP_ESTABLISHED;
-            s.remote_addr = peer.ip().to_string();
-            s.remote_port = peer.port() as u32;
-        }
-        Ok(None) => return Err(p.unsupported(format!("{}: a peer of an unknown family", describe(&s)))),
-        Err(e) if e.errno() == libc::ENOTCONN => s.state = TCP_CLOSE,
-        Err(e) => return Err(Error::sys(p.pid.0, "reading a UDP socket's peer")(e)),
-    }
+    super::dump::read_peer(p, &mut s, "reading a UDP socket's peer")?;
     super::dump::read_options(p, &mut s)?;
     super::filter::dump(p, &mut s)?;
     super::membership::dump(p, &mut s)?;
