@@ -370,8 +370,6 @@ fn create_root(img: &Image, created: &Mutex<Vec<Pid>>, calls: &Calls, sibling: b
     }
     let leader_gone = img.plan.root_session_helper;
     if leader_gone.is_none_or(|sid| proc::stat(&ProcRoot::system(), sid).is_ok()) {
-        // The new task starts as a copy of us: the scratch area must be free in our layout too.
-        let scratch = process::scratch_in_copy(Pid::this(), root)?;
         let (flags, inner) = crate::ns::root_clone(&root.process);
         let child = match sibling {
             true => sysproc::spawn_traced_sibling_in(pid, flags, &inner),
@@ -379,7 +377,9 @@ fn create_root(img: &Image, created: &Mutex<Vec<Pid>>, calls: &Calls, sibling: b
         };
         let child = child.map_err(|e| spawn_error(pid, e))?;
         created.lock().expect("not poisoned").push(child);
-        return Ok((child, scratch, !sibling));
+        // The new task is a copy of us as we were at the clone: its own maps, read now that it is
+        // stopped, are exact (ours may have changed since, another thread unmapping or mapping).
+        return Ok((child, process::scratch_in_copy(child, root)?, !sibling));
     }
     let sid = leader_gone.expect("checked above");
     if sibling {

@@ -555,10 +555,11 @@ fn flush_sigchld(inj: &mut dyn Remote) -> Result<()> {
 }
 
 /// A place for the scratch area of process `img` that is free both in its image's layout and in the
-/// layout the new task has now: that of `like`, of which it is a copy (its parent, or us).
-pub(super) fn scratch_in_copy(like: Pid, img: &ProcImage) -> Result<u64> {
+/// layout new task `task` has now (a copy of its parent, or of us), read from its own maps: the
+/// layout it was copied from may have changed since the clone.
+pub(super) fn scratch_in_copy(task: Pid, img: &ProcImage) -> Result<u64> {
     let mut busy: Vec<(u64, u64)> = img.mm.vmas.iter().map(|v| (v.start, v.end)).collect();
-    busy.extend(proc::maps(&ProcRoot::system(), like.0)?.iter().map(|e| (e.start, e.end)));
+    busy.extend(proc::maps(&ProcRoot::system(), task.0)?.iter().map(|e| (e.start, e.end)));
     mem::find_free(&busy, SCRATCH_LEN)
         .ok_or(Error::Failed { pid: Pid(img.process.pid), what: "no free address for the scratch area".into() })
 }
