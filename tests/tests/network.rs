@@ -81,6 +81,9 @@ fn established_connections_in_the_tree() {
 /// states: the peer's FIN is sent to the restored socket again, ours is queued again.
 #[test]
 fn half_closed_connections() {
+    if !have_nft() {
+        return;
+    }
     let case = Case::new("tcp_states", workload!("tcp_states"));
     case.checkpoint_restore(&["--tcp-established"], &["--tcp-established"]);
 }

@@ -132,6 +132,8 @@ struct Conns {
     v6: (TcpStream, TcpStream),
     full: (TcpStream, TcpStream),
     filled: usize,
+    /// Whether SO_PEEK_OFF was set on the IPv4 server's end.
+    peek_off: bool,
 }
 
 fn main() {
@@ -219,7 +221,14 @@ fn connections(l4: &TcpListener, l6: &TcpListener) -> Conns {
     wait_queued(&v4.0, 11);
     wait_queued(&v6.1, 3);
     wait_queued(&v6.0, 10);
-    Conns { v4, v6, full, filled }
+    // A peek offset past the first 6 queued bytes (SO_PEEK_OFF, which TCP has since Linux 6.10):
+    // the dump must save the whole queue and leave the offset as it was.
+    let peek_off = raw::set_opt(v4.1.as_fd(), libc::SO_PEEK_OFF, 0).is_ok();
+    if peek_off {
+        let mut first = [0u8; 6];
+        v4.1.peek(&mut first).or_fail("peek with SO_PEEK_OFF");
+    }
+    Conns { v4, v6, full, filled, peek_off }
 }
 
 /// `connect(2)` of a socket made with options.
@@ -287,7 +296,13 @@ fn check_bound(c: &mut Checker, bound: OwnedFd, unbound: OwnedFd, l4: &TcpListen
 }
 
 fn check_connections(c: &mut Checker, conns: Conns) {
-    let Conns { mut v4, mut v6, mut full, filled } = conns;
+    let Conns { mut v4, mut v6, mut full, filled, peek_off } = conns;
+    if peek_off {
+        c.same("SO_PEEK_OFF of the IPv4 server", &Some(6), &raw::get_opt(v4.1.as_fd(), libc::SO_PEEK_OFF).ok());
+        let mut rest = [0u8; 11];
+        let n = v4.1.peek(&mut rest).ok();
+        c.same("peeked at SO_PEEK_OFF", &Some(b"from client".to_vec()), &n.map(|n| rest[..n].to_vec()));
+    }
     c.same("queued to the IPv4 server", &Some(b"hello from client".to_vec()), &read_n(&mut v4.1, 17).ok());
     c.same("queued to the IPv4 client", &Some(b"hello again".to_vec()), &read_n(&mut v4.0, 11).ok());
     c.same("queued to the IPv6 server", &Some(b"six".to_vec()), &read_n(&mut v6.1, 3).ok());

@@ -302,7 +302,17 @@ fn queue(p: &Probe, which: i32, len: usize, s: &InetSocket) -> Result<(u32, Vec<
     let err = |what| Error::sys(p.pid.0, what);
     sock::set_int(f, libc::IPPROTO_TCP, net::TCP_REPAIR_QUEUE, which).map_err(err("selecting a TCP repair queue"))?;
     let end = sock::get_int(f, libc::IPPROTO_TCP, net::TCP_QUEUE_SEQ).map_err(err("reading TCP_QUEUE_SEQ"))? as u32;
-    let data = net::peek(f, len).map_err(err("peeking a TCP queue"))?;
+    // A peek offset the program set (SO_PEEK_OFF) would start the peek past the queue's first
+    // bytes and move on by what we read: it is off while we peek, then put back as it was.
+    let peek_off = sock::get_int(f, libc::SOL_SOCKET, sock::SO_PEEK_OFF).map_err(err("reading SO_PEEK_OFF"))?;
+    if peek_off >= 0 {
+        sock::set_int(f, libc::SOL_SOCKET, sock::SO_PEEK_OFF, -1).map_err(err("setting SO_PEEK_OFF off to peek"))?;
+    }
+    let data = net::peek(f, len).map_err(err("peeking a TCP queue"));
+    if peek_off >= 0 {
+        sock::set_int(f, libc::SOL_SOCKET, sock::SO_PEEK_OFF, peek_off).map_err(err("putting SO_PEEK_OFF back"))?;
+    }
+    let data = data?;
     if data.len() != len {
         let name = if which == net::TCP_RECV_QUEUE { "receive" } else { "send" };
         let what = format!("{}: {} of the {len} bytes of its {name} queue could be read", describe(s), data.len());
