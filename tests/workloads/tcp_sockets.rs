@@ -27,7 +27,7 @@ const IP: i32 = libc::IPPROTO_IP;
 const IP6: i32 = libc::IPPROTO_IPV6;
 const SOL: i32 = libc::SOL_SOCKET;
 /// Options compared before and after: (level, option).
-const WATCHED: [(i32, i32); 16] = [
+const WATCHED: [(i32, i32); 17] = [
     (SOL, libc::SO_REUSEADDR),
     (SOL, libc::SO_REUSEPORT),
     (SOL, libc::SO_KEEPALIVE),
@@ -44,7 +44,12 @@ const WATCHED: [(i32, i32); 16] = [
     (IP, libc::IP_TTL),
     (IP6, libc::IPV6_V6ONLY),
     (SOL, libc::SO_RCVLOWAT),
+    // Which buffer sizes the program fixed (a size set by hand, or SO_BUF_LOCK): the others the
+    // kernel tunes as the connection goes.
+    (SOL, SO_BUF_LOCK),
 ];
+/// `SO_BUF_LOCK` (Linux 5.14).
+const SO_BUF_LOCK: i32 = 72;
 /// Most bytes the full connection's client writes.
 const FILL_LIMIT: usize = 64 << 20;
 
@@ -159,6 +164,7 @@ fn main() {
     }
     raw::set_linger(bound.as_fd(), 5).or_fail("SO_LINGER");
     raw::set_timeout(bound.as_fd(), libc::SO_RCVTIMEO, 2, 500_000).or_fail("SO_RCVTIMEO");
+    raw::set_opt(bound.as_fd(), SO_BUF_LOCK, 2).or_fail("SO_BUF_LOCK");
     raw::bind_inet(bound.as_fd(), "127.0.0.1:0".parse().or_fail("addr")).or_fail("bind");
     let unbound = raw::tcp_socket(libc::AF_INET6).or_fail("socket");
     raw::set_opt_at(unbound.as_fd(), TCP, libc::TCP_CORK, 1).or_fail("TCP_CORK");

@@ -10,6 +10,10 @@ use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 /// Most fds one `SCM_RIGHTS` message carries (`SCM_MAX_FD`).
 pub const MAX_FDS: usize = 253;
 
+/// `SO_BUF_LOCK` (Linux 5.14): which of the buffer sizes are fixed by the program (1: send,
+/// 2: receive); the kernel tunes the others.
+pub const SO_BUF_LOCK: i32 = 72;
+
 /// `SO_PEEK_OFF` (not in every libc).
 pub const SO_PEEK_OFF: i32 = 42;
 /// `SO_PASSPIDFD`.

@@ -107,6 +107,7 @@ pub const OPTIONS: &[(&str, i32, i32, bool)] = &[
     ("SO_TIMESTAMPING", libc::SOL_SOCKET, libc::SO_TIMESTAMPING, false),
     ("SO_RXQ_OVFL", libc::SOL_SOCKET, libc::SO_RXQ_OVFL, false),
     ("SO_PEEK_OFF", libc::SOL_SOCKET, libc::SO_PEEK_OFF, false),
+    ("SO_BUF_LOCK", libc::SOL_SOCKET, stasis_sys::socket::SO_BUF_LOCK, false),
     ("IP_PKTINFO", libc::IPPROTO_IP, libc::IP_PKTINFO, false),
     ("IP_RECVTTL", libc::IPPROTO_IP, libc::IP_RECVTTL, false),
     ("IP_RECVTOS", libc::IPPROTO_IP, libc::IP_RECVTOS, false),

@@ -352,7 +352,18 @@ pub(super) fn set_device(s: &InetSocket, f: BorrowedFd<'_>) -> Result<()> {
 /// `SO_RCVBUF`/`SO_SNDBUF` where they differ from a new socket's (the kernel doubles what is set;
 /// the `FORCE` variants pass the system limits, as root).
 pub(super) fn set_buffers(s: &InetSocket, f: BorrowedFd<'_>) -> Result<()> {
-    sock::set_buffer_sizes(f, s.rcvbuf, s.sndbuf).map_err(fail(s, "setting its buffer sizes"))
+    sock::set_buffer_sizes(f, s.rcvbuf, s.sndbuf).map_err(fail(s, "setting its buffer sizes"))?;
+    set_buffer_lock(s, f)
+}
+
+/// `SO_BUF_LOCK` as dumped, after the sizes: setting a size fixes it, and a size the kernel had
+/// tuned must go on being tuned (an image without it keeps the sizes fixed).
+fn set_buffer_lock(s: &InetSocket, f: BorrowedFd<'_>) -> Result<()> {
+    let Some(o) = s.options.iter().find(|o| o.name == "SO_BUF_LOCK") else { return Ok(()) };
+    if sock::get_int(f, libc::SOL_SOCKET, sock::SO_BUF_LOCK).ok() == Some(o.value) {
+        return Ok(());
+    }
+    sock::set_int(f, libc::SOL_SOCKET, sock::SO_BUF_LOCK, o.value).map_err(fail(s, "setting SO_BUF_LOCK"))
 }
 
 impl Unfinished {
@@ -373,6 +384,7 @@ impl Unfinished {
             for (want, force) in [(s.rcvbuf, libc::SO_RCVBUFFORCE), (s.sndbuf, libc::SO_SNDBUFFORCE)] {
                 sock::set_int(fd, libc::SOL_SOCKET, force, want / 2).map_err(fail(s, "setting its buffer sizes"))?;
             }
+            set_buffer_lock(s, fd)?;
         }
         Ok(())
     }
