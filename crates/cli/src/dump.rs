@@ -45,6 +45,8 @@ pub fn options(args: &DumpArgs) -> anyhow::Result<DumpOptions> {
         ext_veths,
         ext_netns,
         empty_netns: empty_ns(c)?,
+        manage_cgroups: crate::restore::cgroup_mode(c)?,
+        freeze_cgroup: c.last("freeze-cgroup").map(Into::into),
     })
 }
 

@@ -82,7 +82,29 @@ pub fn options(c: &CriuArgs, detached: bool) -> anyhow::Result<RestoreOptions> {
         ext_veths: veth_names(c)?,
         weak_sysctls: c.is_set("weak-sysctls"),
         join_ns: join_ns(c.get("join-ns").unwrap_or_default())?,
+        cgroups: stasis_engine::cgroups::Options { mode: cgroup_mode(c)?, root: cgroup_root(c)? },
     })
+}
+
+/// `--manage-cgroups[=MODE]` (the last one given; `soft` alone or when absent, as in CRIU).
+pub fn cgroup_mode(c: &CriuArgs) -> anyhow::Result<stasis_engine::cgroups::Mode> {
+    c.last("manage-cgroups")
+        .map_or(Ok(Default::default()), |m| m.parse().map_err(|e| anyhow::anyhow!("--manage-cgroups {e}")))
+}
+
+/// `--cgroup-root PATH`: where the dumped root of the tree's cgroups goes, a path in the cgroup v2
+/// hierarchy. CRIU's `CONTROLLER:PATH` form names a v1 controller's hierarchy: refused.
+fn cgroup_root(c: &CriuArgs) -> anyhow::Result<Option<String>> {
+    let Some(root) = c.last("cgroup-root") else { return Ok(None) };
+    if let Some((ctrl, _)) = root.split_once(':') {
+        anyhow::bail!(
+            "--cgroup-root {root}: a root per controller ({ctrl}) is cgroup v1's; give PATH alone for cgroup v2"
+        );
+    }
+    if !root.starts_with('/') {
+        anyhow::bail!("--cgroup-root {root}: not an absolute path in the cgroup hierarchy (/a/b)");
+    }
+    Ok(Some(root.to_string()))
 }
 
 /// `fd[N]:KEY` (CRIU's `--inherit-fd`): (N, KEY).

@@ -4,6 +4,7 @@
 //! of their stages. Each resource kind (memory, registers, signals, files, ...) has one module holding
 //! both its dump and its restore side.
 
+pub mod cgroups;
 pub mod creds;
 pub mod dump;
 pub mod error;
@@ -108,6 +109,11 @@ pub struct DumpOptions {
     /// The tree's network namespace is saved empty: restore makes a new one with nothing in it,
     /// for the caller to set up (`--empty-ns net`).
     pub empty_netns: bool,
+    /// `--manage-cgroups=ignore` saves no cgroup; any other mode saves them all (see [`cgroups`]).
+    pub manage_cgroups: cgroups::Mode,
+    /// Freeze this cgroup (a directory with a v2 or v1 freezer) before the tree is seized
+    /// (`--freeze-cgroup`); every process in it must be in the tree.
+    pub freeze_cgroup: Option<PathBuf>,
 }
 
 /// Default of [`DumpOptions::ghost_limit`]: 1 MiB, as CRIU's.
@@ -191,6 +197,8 @@ pub struct RestoreOptions {
     /// A sysctl of the image that this kernel lacks is skipped with a warning (`--weak-sysctls`);
     /// without it the restore fails naming it.
     pub weak_sysctls: bool,
+    /// What is done with the image's cgroups (`--manage-cgroups`, `--cgroup-root`).
+    pub cgroups: cgroups::Options,
 }
 
 /// What a successful restore did.

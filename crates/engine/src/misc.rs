@@ -80,9 +80,7 @@ fn dump_process(
     let path = root.pid_path(p, "oom_score_adj");
     let text = std::fs::read_to_string(&path).map_err(Error::io(&path))?;
     core.oom_score_adj = text.trim().parse().unwrap_or(0);
-    let path = root.pid_path(p, "cgroup");
-    let text = std::fs::read_to_string(&path).map_err(Error::io(&path))?;
-    core.cgroup = text.lines().find_map(|l| l.strip_prefix("0::")).unwrap_or("").to_string();
+    core.cgroup = crate::cgroups::task_cgroup(root, pid, pid)?;
     (core.loginuid, core.audit_session) = (audit_value(root, p, "loginuid"), audit_value(root, p, "sessionid"));
     Ok(())
 }
@@ -139,26 +137,13 @@ pub fn restore_loginuid(inj: &mut dyn Remote, pid: Pid, core: &TaskCore) -> Resu
 }
 
 /// Settings made from outside the task, right after it is created: its cgroup (so that its memory
-/// is charged there from the start) and its OOM score adjustment.
-/// Each is written only if the task (a copy of its parent or of us) does not have it already: a
-/// write to `cgroup.procs` costs milliseconds.
-pub fn restore_from_outside(pid: Pid, core: &TaskCore) {
+/// is charged there from the start; see [`crate::cgroups`]) and its OOM score adjustment, written
+/// only if the task (a copy of its parent or of us) does not have it already.
+pub fn restore_from_outside(pid: Pid, core: &TaskCore, cgroups: &crate::cgroups::restore::Placement) -> Result<()> {
+    cgroups.join_process(pid, &core.cgroup)?;
     let now = |what: &str| std::fs::read_to_string(format!("/proc/{pid}/{what}")).unwrap_or_default();
-    let cgroup_now = now("cgroup");
-    let in_cgroup = cgroup_now.lines().find_map(|l| l.strip_prefix("0::")) == Some(core.cgroup.as_str());
-    if !core.cgroup.is_empty() && !in_cgroup {
-        match cgroup2_mount() {
-            Some(mount) => {
-                let procs = format!("{mount}{}/cgroup.procs", core.cgroup);
-                if let Err(e) = std::fs::write(&procs, pid.0.to_string()) {
-                    log::warn!("pid {pid}: cannot join cgroup {} ({procs}): {e}; it stays in ours", core.cgroup);
-                }
-            }
-            None => log::warn!("pid {pid}: no cgroup2 mount here; cgroup {} not restored", core.cgroup),
-        }
-    }
     if now("oom_score_adj").trim() == core.oom_score_adj.to_string() {
-        return;
+        return Ok(());
     }
     let path = format!("/proc/{pid}/oom_score_adj");
     if let Err(e) = std::fs::write(&path, core.oom_score_adj.to_string()) {
@@ -167,14 +152,7 @@ pub fn restore_from_outside(pid: Pid, core: &TaskCore) {
             core.oom_score_adj
         );
     }
-}
-
-fn cgroup2_mount() -> Option<String> {
-    let mounts = std::fs::read_to_string("/proc/self/mounts").ok()?;
-    mounts.lines().find_map(|l| {
-        let f: Vec<&str> = l.split_whitespace().collect();
-        (f.get(2) == Some(&"cgroup2")).then(|| f[1].to_string())
-    })
+    Ok(())
 }
 
 fn path_string(p: std::path::PathBuf) -> String {

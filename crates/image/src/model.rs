@@ -95,6 +95,44 @@ pub struct PsTree {
     /// The namespaces of the tree other than stasis's (see [`Namespace`]).
     #[prost(message, repeated, tag = "500")]
     pub namespaces: Vec<Namespace>,
+    /// The tree's own cgroup v2 directories with their settings (see [`CgroupSet`]); none when the
+    /// dump was made with `--manage-cgroups=ignore` or the image is older.
+    #[prost(message, optional, tag = "550")]
+    pub cgroups: Option<CgroupSet>,
+}
+
+/// The cgroup v2 directories of a tree: every directory from `root` (the deepest cgroup holding
+/// all of the tree's tasks) down to each cgroup holding one of them, parents before children,
+/// each with the settings the kernel had (see docs/image-format.md). The tasks' own cgroups are
+/// `TaskCore::cgroup`, of each process and each thread.
+#[derive(Clone, PartialEq, prost::Message, Serialize)]
+pub struct CgroupSet {
+    /// The common root, a path in the cgroup v2 hierarchy (`/a/b`); `--cgroup-root` replaces it.
+    #[prost(string, tag = "1")]
+    pub root: String,
+    #[prost(message, repeated, tag = "2")]
+    pub dirs: Vec<CgroupDir>,
+}
+
+/// One cgroup v2 directory of a [`CgroupSet`].
+#[derive(Clone, PartialEq, prost::Message, Serialize)]
+pub struct CgroupDir {
+    /// Its path in the hierarchy, `root` or below it.
+    #[prost(string, tag = "1")]
+    pub path: String,
+    /// Its interface files and their contents, in the order restore writes them (`cgroup.type`
+    /// first, `cgroup.subtree_control` last); a file the kernel lacked is absent.
+    #[prost(message, repeated, tag = "2")]
+    pub settings: Vec<CgroupSetting>,
+}
+
+/// One interface file of a cgroup and its contents (trimmed).
+#[derive(Clone, PartialEq, prost::Message, Serialize)]
+pub struct CgroupSetting {
+    #[prost(string, tag = "1")]
+    pub name: String,
+    #[prost(string, tag = "2")]
+    pub value: String,
 }
 
 /// A group or session leader that had exited, made again by a helper with its PID forked by
@@ -311,7 +349,8 @@ pub struct TaskCore {
     /// `/proc/PID/oom_score_adj`.
     #[prost(int32, tag = "27")]
     pub oom_score_adj: i32,
-    /// The process's cgroup v2 path (`0::/...` in `/proc/PID/cgroup`), empty if none.
+    /// The task's cgroup v2 path (`0::/...` in `/proc/PID/task/TID/cgroup`), of the main thread
+    /// and of every other thread (older images: the main thread only); empty if none.
     #[prost(string, tag = "28")]
     pub cgroup: String,
     /// Scheduling policy (`sched_getscheduler`, with SCHED_RESET_ON_FORK) and its static priority.

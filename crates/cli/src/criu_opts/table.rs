@@ -369,7 +369,7 @@ pub const OPTIONS: &[Opt] = &[
         Value("CGROUP", Path),
         DUMPS,
         "freeze the tree with this cgroup's freezer",
-        NotBuilt("cgroup freezing"),
+        Done("the cgroup (v2 `cgroup.freeze`, or v1 `freezer.state`) is frozen before the tree is seized and thawed once every task is held; every process in it must be in the tree"),
     ),
     o(
         "manage-cgroups",
@@ -377,11 +377,7 @@ pub const OPTIONS: &[Opt] = &[
         OptValue("MODE", Text),
         D_R,
         "dump and restore cgroups (none, props, soft, full, strict, ignore)",
-        Values {
-            ok: &["ignore"],
-            does: "stasis never touches cgroups: the restored tree runs in stasis' cgroup",
-            missing: "cgroup management",
-        },
+        Done("cgroup v2 membership of every task and the settings of the tree's cgroups; CRIU's modes (soft when absent or without a value); see docs/architecture.md"),
     ),
     o(
         "cgroup-root",
@@ -389,7 +385,7 @@ pub const OPTIONS: &[Opt] = &[
         Value("ROOT", Text),
         D_R,
         "change the root of a cgroup controller",
-        NotBuilt("cgroup management"),
+        Done("`PATH`: the dumped root of the tree's cgroup v2 directories is made at PATH; `CONTROLLER:PATH` (v1) fails"),
     ),
     o("cgroup-props", None, Value("PROPS", Text), D_R, "cgroup properties to dump", NotBuilt("cgroup management")),
     o(

@@ -195,22 +195,21 @@ fn mounts_and_namespaces(c: &mut CommandLine, o: &CriuOpts) {
     }
 }
 
+/// As CRIU's service: `manage_cgroups` alone is `soft` when true and `ignore` when false;
+/// `manage_cgroups_mode` overrides it (`CG_DEFAULT` is `soft`); neither leaves CRIU's default
+/// (`soft`).
 fn cgroups(c: &mut CommandLine, o: &CriuOpts) {
-    let mode = o.manage_cgroups_mode.and_then(|m| CriuCgMode::try_from(m).ok());
-    match mode {
-        Some(CriuCgMode::Default) | None if o.manage_cgroups == Some(true) => c.args.push("--manage-cgroups".into()),
-        Some(CriuCgMode::Default) | None => {}
-        Some(m) => {
-            let name = match m {
-                CriuCgMode::Ignore => "ignore",
-                CriuCgMode::CgNone => "none",
-                CriuCgMode::Props => "props",
-                CriuCgMode::Soft => "soft",
-                CriuCgMode::Full => "full",
-                CriuCgMode::Strict | CriuCgMode::Default => "strict",
-            };
-            c.args.push(format!("--manage-cgroups={name}").into());
-        }
+    let mode = match o.manage_cgroups_mode.and_then(|m| CriuCgMode::try_from(m).ok()) {
+        Some(CriuCgMode::Ignore) => Some("ignore"),
+        Some(CriuCgMode::CgNone) => Some("none"),
+        Some(CriuCgMode::Props) => Some("props"),
+        Some(CriuCgMode::Soft | CriuCgMode::Default) => Some("soft"),
+        Some(CriuCgMode::Full) => Some("full"),
+        Some(CriuCgMode::Strict) => Some("strict"),
+        None => o.manage_cgroups.map(|on| if on { "soft" } else { "ignore" }),
+    };
+    if let Some(name) = mode {
+        c.args.push(format!("--manage-cgroups={name}").into());
     }
     for root in &o.cg_root {
         let ctrl = root.ctrl.as_deref().map(|c| format!("{c}:")).unwrap_or_default();

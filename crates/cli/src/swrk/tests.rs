@@ -34,15 +34,18 @@ fn runc_s_dump_request_is_refused_by_name() {
         ..Default::default()
     };
     let a = args("dump", &o);
-    for want in ["--tree", "4242", "--root", "--manage-cgroups", "--empty-ns", "--ext-mount-map", "--freeze-cgroup"] {
+    for want in
+        ["--tree", "4242", "--root", "--manage-cgroups=soft", "--empty-ns", "--ext-mount-map", "--freeze-cgroup"]
+    {
         assert!(a.iter().any(|x| x == want), "{want} missing from {a:?}");
     }
     assert!(!a.iter().any(|x| x == "--shell-job" || x == "--leave-running"), "false flags were passed: {a:?}");
     let cli = crate::parse(a.into_iter().map(Into::into).collect()).expect("parses");
     let (criu, cmd) = cli.command.parts().1.expect("CRIU's options");
     let err = format!("{:#}", criu.check(cmd).expect_err("refused"));
-    for named in ["--freeze-cgroup", "--manage-cgroups", "--ext-mount-map"] {
-        assert!(err.contains(named), "{named} not named in: {err}");
+    assert!(err.contains("--ext-mount-map"), "--ext-mount-map not named in: {err}");
+    for built in ["--freeze-cgroup", "--manage-cgroups"] {
+        assert!(!err.contains(built), "{built} is built: {err}");
     }
     assert!(!err.contains("--root"), "--root is restore's: {err}");
     assert!(!err.contains("--empty-ns"), "--empty-ns net is built: {err}");
@@ -69,4 +72,52 @@ fn caller_fds_become_ours() {
     assert!(a.windows(2).any(|w| w == ["--inherit-fd".to_string(), format!("fd[{pipe_fd}]:pipe:[1]")]), "{a:?}");
     assert!(a.iter().any(|x| x == "--restore-sibling"));
     assert!(command_line("dump", &CriuOpts::default(), &me()).is_err(), "no image directory at all");
+}
+
+/// `manage_cgroups`, `manage_cgroups_mode`, `cg_root` and `freeze_cgroup` as CRIU's service reads
+/// them, down to the engine's options.
+#[test]
+fn cgroup_fields_reach_the_engine_s_options() {
+    use stasis_engine::cgroups::Mode;
+    use stasis_rpc::{CgroupRoot, CriuCgMode};
+    let mode_of = |o: &CriuOpts| {
+        let a = args("restore", o);
+        let cli = crate::parse(a.into_iter().map(Into::into).collect()).expect("parses");
+        let (criu, cmd) = cli.command.parts().1.expect("CRIU's options");
+        criu.check(cmd).expect("built");
+        let opts = crate::restore::options(criu, true).expect("restore options");
+        (opts.cgroups.mode, opts.cgroups.root)
+    };
+    let base = CriuOpts { images_dir: Some("/tmp/ckpt".into()), ..Default::default() };
+    assert_eq!(mode_of(&base).0, Mode::Soft, "CRIU's default");
+    let off = CriuOpts { manage_cgroups: Some(false), ..base.clone() };
+    assert_eq!(mode_of(&off).0, Mode::Ignore, "manage_cgroups false alone is ignore");
+    let on = CriuOpts { manage_cgroups: Some(true), ..base.clone() };
+    assert_eq!(mode_of(&on).0, Mode::Soft);
+    for (m, want) in [
+        (CriuCgMode::Ignore, Mode::Ignore),
+        (CriuCgMode::CgNone, Mode::None),
+        (CriuCgMode::Props, Mode::Props),
+        (CriuCgMode::Soft, Mode::Soft),
+        (CriuCgMode::Full, Mode::Full),
+        (CriuCgMode::Strict, Mode::Strict),
+        (CriuCgMode::Default, Mode::Soft),
+    ] {
+        let o = CriuOpts { manage_cgroups: Some(false), manage_cgroups_mode: Some(m as i32), ..base.clone() };
+        assert_eq!(mode_of(&o).0, want, "{m:?} overrides manage_cgroups");
+    }
+    let rooted = CriuOpts { cg_root: vec![CgroupRoot { ctrl: None, path: "/elsewhere".into() }], ..base.clone() };
+    assert_eq!(mode_of(&rooted).1.as_deref(), Some("/elsewhere"));
+    let v1 = CriuOpts { cg_root: vec![CgroupRoot { ctrl: Some("memory".into()), path: "/x".into() }], ..base.clone() };
+    let a = args("restore", &v1);
+    let cli = crate::parse(a.into_iter().map(Into::into).collect()).expect("parses");
+    let criu = cli.command.parts().1.expect("CRIU's options").0;
+    let err = format!("{:#}", crate::restore::options(criu, true).expect_err("a v1 controller root"));
+    assert!(err.contains("memory:/x"), "{err}");
+    let dump = CriuOpts { freeze_cgroup: Some("/sys/fs/cgroup/c1".into()), pid: Some(7), ..base };
+    let a = args("dump", &dump);
+    let cli = crate::parse(a.into_iter().map(Into::into).collect()).expect("parses");
+    let crate::Command::Dump(d) = &cli.command else { panic!("a dump") };
+    let opts = crate::dump::options(d).expect("dump options");
+    assert_eq!(opts.freeze_cgroup.as_deref(), Some(std::path::Path::new("/sys/fs/cgroup/c1")));
 }

@@ -20,10 +20,10 @@ use crate::pageserver::Connection;
 use crate::proc::{self, ProcRoot};
 use crate::task::FrozenProcess;
 use crate::tree::freeze::{end_all, explain, freeze_tree, Member, Pool};
-use crate::{creds, fault, files, mem, misc, mm, regs, seccomp, session, signals, threads, timers};
+use crate::{cgroups, creds, fault, files, mem, misc, mm, regs, seccomp, session, signals, threads, timers};
 use crate::{DumpOptions, DumpReport, Progress};
 use stasis_image::model::{
-    FileEntry, Inventory, MmImage, Namespace, NetworkLock, PageRun, ProcessEntry, PsTree, TaskCore, Vma,
+    CgroupSet, FileEntry, Inventory, MmImage, Namespace, NetworkLock, PageRun, ProcessEntry, PsTree, TaskCore, Vma,
 };
 use stasis_image::{ImageDir, ImageKind, PageWriter};
 use stasis_sys::inject::Calls;
@@ -126,7 +126,7 @@ fn dump_with<'env>(
 ) -> Result<DumpReport> {
     let pid = Pid(opts.pid);
     let frozen_at = Instant::now();
-    let (tree, zombies) = match freeze_tree(pool, root, (pid, &run.calls), (ours, check_process), progress) {
+    let (tree, zombies) = match freeze_with_cgroup(pool, root, (pid, &run.calls), ours, opts, progress) {
         Ok(t) => t,
         Err((tree, e)) => return Err(explain(pool, &tree, e, progress)),
     };
@@ -175,7 +175,8 @@ fn dump_with<'env>(
     let pages: u64 = dumped.iter().map(|d| d.page_bytes).sum::<u64>() / stasis_image::PAGE_SIZE;
     let pages_in_parent = dumped.iter().flat_map(|d| &d.c.in_parent).map(|r| r.nr_pages).sum();
     let root_ns = ns::NsSet::of_root(&dumped[0].c.process);
-    let tree_img = (zombies, helpers, namespaces);
+    let cgroups = dump_cgroups(&dumped, opts);
+    let tree_img = (zombies, helpers, namespaces, cgroups);
     let lock = lock.filter(|_| !opts.leave_running);
     let tracked_processes = prev.as_ref().map_or(0, |p| p.used);
     let mut holder_pid = 0;
@@ -209,6 +210,53 @@ fn dump_with<'env>(
         external,
         namespaces: root_ns,
     })
+}
+
+/// Stage 1, with `--freeze-cgroup`: the cgroup frozen first, so that nothing forks away, and
+/// thawed once every task is held (here, or when the dump fails); every process in it must be in
+/// the tree.
+#[allow(clippy::type_complexity)]
+fn freeze_with_cgroup<'env>(
+    pool: &Pool<'env>,
+    root: &'env ProcRoot,
+    (pid, calls): (Pid, &Calls),
+    ours: &'env Ours,
+    opts: &DumpOptions,
+    progress: &mut dyn FnMut(Progress),
+) -> std::result::Result<(Vec<Member>, Vec<ProcessEntry>), (Vec<Member>, Error)> {
+    let Some(dir) = &opts.freeze_cgroup else {
+        return freeze_tree(pool, root, (pid, calls), (ours, check_process), progress);
+    };
+    let frozen = cgroups::freezer::Frozen::freeze(dir, pid).map_err(|e| (Vec::new(), e))?;
+    let (tree, zombies) = freeze_tree(pool, root, (pid, calls), (ours, check_process), progress)?;
+    let outside = match frozen.processes() {
+        Ok(all) => {
+            all.into_iter().find(|p| !tree.iter().any(|m| m.pid.0 == *p) && !zombies.iter().any(|z| z.pid == *p))
+        }
+        Err(e) => return Err((tree, e)),
+    };
+    if let Some(p) = outside {
+        let what = format!("pid {p}, in the frozen cgroup {}, is not in the tree of the dump", dir.display());
+        return Err((tree, Error::Unsupported { pid, what }));
+    }
+    match frozen.thaw() {
+        Ok(()) => Ok((tree, zombies)),
+        Err(e) => Err((tree, e)),
+    }
+}
+
+/// The tree's cgroups and their settings, unless `--manage-cgroups=ignore` (see [`cgroups`]).
+fn dump_cgroups(dumped: &[Dumped], opts: &DumpOptions) -> Option<CgroupSet> {
+    if opts.manage_cgroups == cgroups::Mode::Ignore {
+        return None;
+    }
+    let tasks: Vec<&str> =
+        dumped.iter().flat_map(|d| std::iter::once(&d.c.core).chain(&d.c.threads)).map(|t| t.cgroup.as_str()).collect();
+    let Some(mount) = cgroups::mount() else {
+        log::warn!("no cgroup2 hierarchy mounted: the tree's cgroup settings are not saved");
+        return None;
+    };
+    cgroups::dump_set(&mount, &tasks)
 }
 
 /// Stages 2 to 4 on the frozen tree: inspect each process (on its tracer thread, all processes at
@@ -248,6 +296,7 @@ fn dump_frozen<'env>(
     let mut files = Vec::new();
     let mut collected = Vec::new();
     let mut shm_owners: Vec<(u64, Pid)> = Vec::new();
+    let our_cgroups = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
     for (m, inspected) in tree.iter().zip(pending) {
         let mut c = pool.wait(inspected, progress)?;
         let pid = m.pid;
@@ -257,6 +306,11 @@ fn dump_frozen<'env>(
             c.process.shares = crate::tree::sharing(pid, Pid(m.stat.ppid));
         }
         ns::dump_process(root, &mut c.process, ours)?;
+        if opts.manage_cgroups == cgroups::Mode::Ignore {
+            std::iter::once(&mut c.core).chain(&mut c.threads).for_each(|t| t.cgroup.clear());
+        } else {
+            cgroups::check_v1(root, pid, &our_cgroups)?;
+        }
         check_shared_anon(pid, &c.mm.vmas, parent, &mut shm_owners)?;
         if fault::armed("dump-kill-target") {
             log::warn!("STASIS_FAULT: killing pid {pid} mid-dump");
@@ -588,7 +642,7 @@ type Tracking<'a> = (Option<&'a predump::Prev>, &'a [mem::track::Tracker], &'a m
 fn write_images(
     (dir, sink): (&ImageDir, &dyn PageSink),
     dumped: Vec<Dumped>,
-    (zombies, helpers, namespaces): (Vec<ProcessEntry>, session::Helpers, Vec<Namespace>),
+    (zombies, helpers, namespaces, cgroups): (Vec<ProcessEntry>, session::Helpers, Vec<Namespace>, Option<CgroupSet>),
     files: Vec<FileEntry>,
     ipc: stasis_image::model::IpcImage,
     network_lock: Option<NetworkLock>,
@@ -620,7 +674,13 @@ fn write_images(
         .write_records(
             ImageKind::PsTree,
             None,
-            &[PsTree { processes, group_helpers: helpers.groups, session_helpers: helpers.sessions, namespaces }],
+            &[PsTree {
+                processes,
+                group_helpers: helpers.groups,
+                session_helpers: helpers.sessions,
+                namespaces,
+                cgroups,
+            }],
         )?
         .size;
     writes.next("ipc.img")?;

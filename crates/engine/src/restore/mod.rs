@@ -46,6 +46,8 @@ pub(crate) struct Image {
     plan: crate::tree::Plan,
     /// The namespaces of the tree's own (see [`crate::ns`]).
     namespaces: Vec<Namespace>,
+    /// The tree's cgroups (see [`crate::cgroups`]).
+    cgroups: Option<stasis_image::model::CgroupSet>,
 }
 
 /// What building every process needs.
@@ -72,6 +74,8 @@ pub(crate) struct Ctx<'a> {
     /// A pidfd of ours, above every fd number of the image, that the root inherits and hands
     /// down, in a tree with PID namespaces (see [`crate::ns`]).
     ctl_pidfd: Option<OwnedFd>,
+    /// Where each task goes in the cgroup hierarchy (see [`crate::cgroups`]).
+    cgroups: &'a crate::cgroups::restore::Placement,
 }
 
 /// A restored process tree, running.
@@ -210,6 +214,8 @@ pub fn restore(opts: &RestoreOptions, progress: &mut dyn FnMut(Progress)) -> Res
     let tables: Vec<&FdTable> = img.procs.iter().map(|p| &p.fds).collect();
     let nested = img.procs.iter().any(|p| !p.process.nspid.is_empty());
     let ctl_pidfd = crate::ns::controller_pidfd(&tables, &root_ns, nested)?;
+    // Before the guard, so that a failed restore's tasks are gone before its cgroups are removed.
+    let placement = place_in_cgroups(&img, opts)?;
     let created = Mutex::new(Vec::new());
     let guard = KillOnDrop(&created);
     let calls = fault::calls("restore-call");
@@ -217,7 +223,7 @@ pub fn restore(opts: &RestoreOptions, progress: &mut dyn FnMut(Progress)) -> Res
     opts.notify.at(Point::SetupNamespaces, child.0)?;
     opts.notify.at(Point::PostSetupNamespaces, child.0)?;
     ptrace::set_sigmask(child, u64::MAX).map_err(Error::sys(pid.0, "blocking signals"))?;
-    misc::restore_from_outside(child, &root.core);
+    misc::restore_from_outside(child, &root.core, &placement)?;
     let ctx = Ctx {
         img: &img,
         files: &opened,
@@ -229,6 +235,7 @@ pub fn restore(opts: &RestoreOptions, progress: &mut dyn FnMut(Progress)) -> Res
         calls: calls.clone(),
         lazy: handoff.as_ref(),
         ctl_pidfd,
+        cgroups: &placement,
     };
     let mut out = build_tree(&ctx, child, scratch, progress)?;
     let result = out.built.iter_mut().try_for_each(|b| b.finish_pidfds(&ctx));
@@ -253,6 +260,7 @@ pub fn restore(opts: &RestoreOptions, progress: &mut dyn FnMut(Progress)) -> Res
         files::tty::restore::shell_job_foreground(&root.process);
     }
     drop(ctx);
+    placement.keep();
     opened.release();
     segments.finish(&img.ipc);
     drop(lock);
@@ -421,8 +429,16 @@ fn load(dir: &ImageDir) -> Result<Image> {
         }
     }
     let (files, ipc) = (dir.read_one(ImageKind::Files, None)?, dir.read_one(ImageKind::Ipc, None)?);
-    let namespaces = tree.namespaces;
-    Ok(Image { procs, zombies, files, ipc, plan, namespaces })
+    let (namespaces, cgroups) = (tree.namespaces, tree.cgroups);
+    Ok(Image { procs, zombies, files, ipc, plan, namespaces, cgroups })
+}
+
+/// The image's cgroups made and set as `--manage-cgroups` says, before any task exists.
+fn place_in_cgroups(img: &Image, opts: &RestoreOptions) -> Result<crate::cgroups::restore::Placement> {
+    let tasks: Vec<&str> =
+        img.procs.iter().flat_map(|p| std::iter::once(&p.core).chain(&p.threads)).map(|c| c.cgroup.as_str()).collect();
+    let root = Pid(img.procs[0].process.pid);
+    crate::cgroups::restore::Placement::prepare(img.cgroups.as_ref(), &tasks, &opts.cgroups, root)
 }
 
 /// A pre-dump holds memory only: it is the parent of a later dump, not an image to restore.

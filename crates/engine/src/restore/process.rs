@@ -189,7 +189,7 @@ fn build_in<'env>(
     }
     // Only the root's parent may be stasis, which exits at once with -d.
     let parent_exits = idx == 0 && ctx.root_parent_exits;
-    let made = restore_task_state(inj, pid, img, parent.map(|p| &p.core), parent_exits)?;
+    let made = restore_task_state(inj, pid, img, parent.map(|p| &p.core), (parent_exits, ctx.cgroups))?;
     let ctty = files::tty::restore::take_ctty(inj, pid, &img.process, &img.fds, ctx.files.terminals());
     let rest = ctty.and_then(|()| create_children(ctx, idx, inj, pid, out, handoff, progress)).and_then(|()| {
         let procs: Vec<&ProcessEntry> = ctx.img.procs.iter().map(|p| &p.process).collect();
@@ -281,7 +281,7 @@ fn restore_task_state(
     pid: Pid,
     img: &ProcImage,
     parent: Option<&TaskCore>,
-    parent_exits: bool,
+    (parent_exits, cgroups): (bool, &crate::cgroups::restore::Placement),
 ) -> Result<Vec<NewThread>> {
     let core = &img.core;
     signals::restore_actions(inj, &core.sigactions, parent.map(|p| p.sigactions.as_slice()))?;
@@ -292,10 +292,16 @@ fn restore_task_state(
     misc::restore(inj, core, parent)?;
     misc::restore_loginuid(inj, pid, core)?;
     session::restore(inj, &img.process)?;
-    create_threads(inj, pid, img, parent_exits)
+    create_threads(inj, pid, img, (parent_exits, cgroups))
 }
 
-fn create_threads(inj: &mut Injector, pid: Pid, img: &ProcImage, parent_exits: bool) -> Result<Vec<NewThread>> {
+/// Every other thread of the process, each put in its own cgroup before it runs.
+fn create_threads(
+    inj: &mut Injector,
+    pid: Pid,
+    img: &ProcImage,
+    (parent_exits, cgroups): (bool, &crate::cgroups::restore::Placement),
+) -> Result<Vec<NewThread>> {
     if img.threads.is_empty() {
         return Ok(Vec::new());
     }
@@ -304,8 +310,16 @@ fn create_threads(inj: &mut Injector, pid: Pid, img: &ProcImage, parent_exits: b
     let code = (inj.gadget(), inj.gadget() + 2);
     let mut made = Vec::new();
     for t in &img.threads {
-        match threads::create(inj, (pid, &img.core), t, code, (parent_exits, crate::ns::local(&img.process.nspid, pid)))
-        {
+        let made_one =
+            threads::create(inj, (pid, &img.core), t, code, (parent_exits, crate::ns::local(&img.process.nspid, pid)))
+                .and_then(|n| match cgroups.join_thread(n.tid(), &img.core.cgroup, &t.cgroup) {
+                    Ok(()) => Ok(n),
+                    Err(e) => {
+                        n.abandon();
+                        Err(e)
+                    }
+                });
+        match made_one {
             Ok(n) => made.push(n),
             Err(e) => {
                 made.into_iter().for_each(NewThread::abandon);
@@ -377,7 +391,7 @@ fn create_children<'env>(
     for (i, (k, child)) in made.into_iter().enumerate() {
         let img = &ctx.img.procs[k];
         ptrace::set_sigmask(child, u64::MAX).map_err(Error::sys(child.0, "blocking signals"))?;
-        misc::restore_from_outside(child, &img.core);
+        misc::restore_from_outside(child, &img.core, ctx.cgroups)?;
         let scratch = scratch_in_copy(child, img)?;
         match handoff {
             Some(h) if i != last => h.send(ctx, k, child, scratch, inj.scratch().0)?,

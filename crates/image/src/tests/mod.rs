@@ -38,6 +38,7 @@ pub(crate) fn sample_pstree() -> PsTree {
         group_helpers: vec![],
         session_helpers: vec![],
         namespaces: vec![],
+        cgroups: None,
     }
 }
 
