@@ -28,8 +28,8 @@ fn unbuilt_options_fail_by_name_and_the_tree_runs_on() {
         "--network-lock=iptables",
         "--stream",
         "--external=tty[88:1]",
-        "--manage-cgroups",
-        "--manage-cgroups=full",
+        "--cgroup-props=x",
+        "--skip-mnt=/x",
         "--tls",
         "--leave-stopped",
     ]

@@ -387,14 +387,14 @@ pub const OPTIONS: &[Opt] = &[
         "change the root of a cgroup controller",
         Done("`PATH`: the dumped root of the tree's cgroup v2 directories is made at PATH; `CONTROLLER:PATH` (v1) fails"),
     ),
-    o("cgroup-props", None, Value("PROPS", Text), D_R, "cgroup properties to dump", NotBuilt("cgroup management")),
+    o("cgroup-props", None, Value("PROPS", Text), D_R, "cgroup properties to dump", NotBuilt("cgroup property lists, controller lists and yards")),
     o(
         "cgroup-props-file",
         None,
         Value("FILE", Path),
         D_R,
         "cgroup properties to dump, from a file",
-        NotBuilt("cgroup management"),
+        NotBuilt("cgroup property lists, controller lists and yards"),
     ),
     o(
         "cgroup-dump-controller",
@@ -402,7 +402,7 @@ pub const OPTIONS: &[Opt] = &[
         Value("NAME", Text),
         D_R,
         "a cgroup controller to dump",
-        NotBuilt("cgroup management"),
+        NotBuilt("cgroup property lists, controller lists and yards"),
     ),
     o(
         "cgroup-yard",
@@ -410,7 +410,7 @@ pub const OPTIONS: &[Opt] = &[
         Value("DIR", Path),
         D_R,
         "where criu mounts the cgroup controllers",
-        NotBuilt("cgroup management"),
+        NotBuilt("cgroup property lists, controller lists and yards"),
     ),
     o(
         "empty-ns",

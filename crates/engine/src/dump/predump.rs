@@ -10,7 +10,7 @@
 //!
 //! [`Prev`] is the round before, for a pre-dump or a dump with `--prev-images-dir`.
 
-use super::{check_target, end_all, explain, freeze_tree, Member, Pool, Run, CHUNK};
+use super::{check_target, end_all, explain, Member, Pool, Run, CHUNK};
 use crate::error::{Error, Result};
 use crate::holder;
 use crate::mem::pages::Selected;
@@ -197,7 +197,7 @@ fn pre_dump_with<'env>(
 ) -> Result<DumpReport> {
     let frozen_at = Instant::now();
     let (tree, _zombies) =
-        match freeze_tree(pool, root, (Pid(opts.pid), &run.calls), (ours, super::check_process), progress) {
+        match super::freeze_with_cgroup(pool, root, (Pid(opts.pid), &run.calls), ours, opts, progress) {
             Ok(t) => t,
             Err((tree, e)) => return Err(explain(pool, &tree, e, progress)),
         };

@@ -1,0 +1,79 @@
+//! cgroup v2 membership: a process in a cgroup of its own, dumped, the cgroup removed, restored:
+//! the restore (`--manage-cgroups` soft, CRIU's default) makes the cgroup again with its setting
+//! and puts the process back in it. The restored process checks both itself.
+
+use stasis_tests::harness::{skip, Case};
+use stasis_tests::workload;
+use std::path::PathBuf;
+
+/// The cgroup v2 mount (alone at /sys/fs/cgroup, or /sys/fs/cgroup/unified beside v1 hierarchies).
+fn v2_mount() -> Option<PathBuf> {
+    let mounts = std::fs::read_to_string("/proc/self/mounts").ok()?;
+    mounts.lines().find_map(|l| {
+        let f: Vec<&str> = l.split(' ').collect();
+        (f.len() > 2 && f[2] == "cgroup2").then(|| PathBuf::from(f[1]))
+    })
+}
+
+/// The directory of a test cgroup, removed at the end (after its tasks are gone) even on failure.
+struct TestCgroup(PathBuf);
+
+impl Drop for TestCgroup {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir(&self.0);
+    }
+}
+
+#[test]
+fn a_removed_cgroup_is_made_again_with_its_setting() {
+    let Some(mount) = v2_mount() else { return skip("no cgroup v2 hierarchy is mounted here") };
+    let ours = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
+    let Some(ours) = ours.lines().find_map(|l| l.strip_prefix("0::")) else {
+        return skip("this process has no cgroup v2 line in /proc/self/cgroup");
+    };
+    let rel = format!("{}/stasis-test-{}", ours.trim_end_matches('/'), std::process::id());
+    let dir = TestCgroup(mount.join(rel.trim_start_matches('/')));
+    if let Err(e) = std::fs::create_dir(&dir.0) {
+        return skip(&format!("cannot make a cgroup at {}: {e}", dir.0.display()));
+    }
+    // cgroup.max.depth exists in every cgroup v2, whichever controllers this one has.
+    std::fs::write(dir.0.join("cgroup.max.depth"), "3").expect("cgroup.max.depth");
+    let w = workload!("cgroup_member").arg(dir.0.to_str().unwrap()).arg(&rel).arg("cgroup.max.depth").arg("3");
+    let case = Case::new("cgroup_member", w);
+    let Some(mut run) = case.start() else { return };
+    let images = case.images("images");
+    case.dump_ok(&run, &images, &[]);
+    case.reap_dumped(&mut run);
+    std::fs::remove_dir(&dir.0).expect("removing the dumped cgroup");
+    let mut restored = case.restore_ok(&images, run.pid(), &[]);
+    case.finish(&mut restored);
+}
+
+/// `--freeze-cgroup` of a cgroup that does not exist fails the dump and the pre-dump by name, with
+/// nothing written, and the tree runs on.
+#[test]
+fn a_missing_freeze_cgroup_fails_dump_and_pre_dump_by_name() {
+    let case = Case::new("cgroup_freeze_missing", workload!("basic"));
+    let Some(mut run) = case.start() else { return };
+    let missing = "/sys/fs/cgroup/stasis-no-such-cgroup";
+    for action in ["dump", "pre-dump"] {
+        let images = case.images(action);
+        std::fs::create_dir_all(&images).expect("images dir");
+        let out = case
+            .stasis()
+            .command()
+            .args([action, "-t", &run.pid().to_string(), "-D", images.to_str().unwrap(), "--freeze-cgroup", missing])
+            .output()
+            .expect("running stasis");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        if out.status.success() || !stderr.contains(missing) {
+            case.fail(&format!("{action} with a missing --freeze-cgroup: {:?}, stderr: {stderr}", out.status));
+        }
+        case.expect_untouched(&run);
+        if std::fs::read_dir(&images).map(|d| d.count()).unwrap_or(0) != 0 {
+            case.fail(&format!("{action} with a missing --freeze-cgroup left files in {}", images.display()));
+        }
+    }
+    run.signal(workload::WAKE).expect("wake");
+    case.finish(&mut run);
+}

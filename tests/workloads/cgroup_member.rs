@@ -1,0 +1,26 @@
+//! A process in a cgroup v2 of the test's (arguments: the cgroup's directory under the v2 mount, its
+//! path as /proc/self/cgroup shows it, then a settings file of it and the value it holds). It joins the
+//! cgroup itself before READY; after the restore it checks it is in that cgroup again (its
+//! `0::` line) and that the cgroup, made again by the restore, holds the setting.
+
+use stasis_tests::workload::{self, OrFail};
+
+fn v2_cgroup() -> Option<String> {
+    let text = std::fs::read_to_string("/proc/self/cgroup").ok()?;
+    text.lines().find_map(|l| l.strip_prefix("0::").map(str::to_string))
+}
+
+fn main() {
+    let mut s = workload::start();
+    let args: Vec<String> = std::env::args().collect();
+    let (dir, path, file, value) = (&args[1], &args[2], &args[3], &args[4]);
+    std::fs::write(format!("{dir}/cgroup.procs"), std::process::id().to_string()).or_fail("joining the cgroup");
+    let before = v2_cgroup();
+    s.checker.same("cgroup before the dump", &Some(path.clone()), &before);
+    s.ready();
+    s.wait_for_wake();
+    s.checker.same("cgroup after the restore", &before, &v2_cgroup());
+    let setting = std::fs::read_to_string(format!("{dir}/{file}")).ok().map(|v| v.trim().to_string());
+    s.checker.same(&format!("{file} of the cgroup"), &Some(value.clone()), &setting);
+    s.finish()
+}
