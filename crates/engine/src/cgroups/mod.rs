@@ -104,11 +104,7 @@ pub struct Options {
 /// Where the cgroup v2 hierarchy is mounted here (`/sys/fs/cgroup`, or `/sys/fs/cgroup/unified`
 /// on a hybrid system).
 pub fn mount() -> Option<PathBuf> {
-    let mounts = std::fs::read_to_string("/proc/self/mounts").ok()?;
-    mounts.lines().find_map(|l| {
-        let f: Vec<&str> = l.split_whitespace().collect();
-        (f.get(2) == Some(&"cgroup2")).then(|| PathBuf::from(f[1]))
-    })
+    stasis_sys::probe::cgroup2_mount().ok().flatten()
 }
 
 /// `path` (`/a/b`, absolute in the hierarchy) under the mount `mount`.

@@ -13,18 +13,24 @@ pub(super) fn probe_time_ns() -> Probed {
     }
 }
 
-/// Finds the cgroup2 mount in `/proc/self/mounts`: `/sys/fs/cgroup` on a unified system,
-/// `/sys/fs/cgroup/unified` on a hybrid one (v1 controllers beside an empty v2 tree).
-pub(super) fn probe_cgroup_v2() -> (Probed, Option<PathBuf>) {
-    let mounts = match fs::read_to_string("/proc/self/mounts") {
-        Ok(m) => m,
-        Err(e) => return (Probed::no(format!("/proc/self/mounts: {e}")), None),
-    };
-    let mount = mounts.lines().find_map(|line| {
+/// The cgroup2 mount in `/proc/self/mounts`: `/sys/fs/cgroup` on a unified system,
+/// `/sys/fs/cgroup/unified` on a hybrid one (v1 controllers beside an empty v2 tree); `None` if
+/// there is none.
+pub fn cgroup2_mount() -> std::io::Result<Option<PathBuf>> {
+    let mounts = fs::read_to_string("/proc/self/mounts")?;
+    Ok(mounts.lines().find_map(|line| {
         let mut cols = line.split(' ');
         let point = cols.nth(1)?;
         (cols.next()? == "cgroup2").then(|| PathBuf::from(point))
-    });
+    }))
+}
+
+/// Finds the cgroup2 mount ([`cgroup2_mount`]) and says which controllers it has.
+pub(super) fn probe_cgroup_v2() -> (Probed, Option<PathBuf>) {
+    let mount = match cgroup2_mount() {
+        Ok(m) => m,
+        Err(e) => return (Probed::no(format!("/proc/self/mounts: {e}")), None),
+    };
     let Some(mount) = mount else {
         return (Probed::no("no cgroup2 mount"), None);
     };

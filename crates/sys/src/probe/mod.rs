@@ -24,6 +24,7 @@ use std::io;
 use std::os::fd::{FromRawFd, OwnedFd};
 use std::path::PathBuf;
 
+pub use host::cgroup2_mount;
 pub use xsave::{xfeatures, xsave_size};
 
 /// Size of the pages the memory probes map.
