@@ -25,6 +25,9 @@ pub fn render_text(dir: &ImageDir) -> Result<String, ImageError> {
         let _ = writeln!(out, "  {}", namespace_line(ns));
     }
     sysv_lines(&mut out, &image.ipc);
+    if let Some(set) = &image.pstree.cgroups {
+        cgroup_lines(&mut out, set);
+    }
     for process in &image.processes {
         render_process(&mut out, process, &image.files);
     }
@@ -61,6 +64,16 @@ fn sysv_lines(out: &mut String, ipc: &crate::model::IpcImage) {
             "  sysv msg {} key {:#x} mode {:o} owner {}:{} qbytes {} messages {} ({bytes} bytes) of types {types:?}",
             q.id, q.key, q.mode, q.uid, q.gid, q.qbytes, q.messages.len()
         );
+    }
+}
+
+/// The tree's cgroup v2 directories of `pstree.img`: one line per directory with its settings.
+fn cgroup_lines(out: &mut String, set: &crate::model::CgroupSet) {
+    let plural = if set.dirs.len() == 1 { "y" } else { "ies" };
+    let _ = writeln!(out, "  cgroups under {} ({} director{plural}):", set.root, set.dirs.len());
+    for d in &set.dirs {
+        let settings: Vec<String> = d.settings.iter().map(|s| format!("{}={}", s.name, s.value)).collect();
+        let _ = writeln!(out, "    {}  {}", d.path, settings.join("  "));
     }
 }
 
@@ -132,6 +145,9 @@ fn render_process(out: &mut String, p: &Process, files: &FileTable) {
     let _ = writeln!(out, "  exe {}", p.mm.exe_path);
     if let Some(main) = p.cores.first() {
         let _ = writeln!(out, "  cwd {}  root {}", main.cwd, main.root);
+        if !main.cgroup.is_empty() {
+            let _ = writeln!(out, "  cgroup {}", main.cgroup);
+        }
     }
     threads(out, &p.cores);
     memory(out, &p.mm.vmas, &p.pagemap);

@@ -38,7 +38,13 @@ pub(crate) fn sample_pstree() -> PsTree {
         group_helpers: vec![],
         session_helpers: vec![],
         namespaces: vec![],
-        cgroups: None,
+        cgroups: Some(CgroupSet {
+            root: "/job".into(),
+            dirs: vec![CgroupDir {
+                path: "/job".into(),
+                settings: vec![CgroupSetting { name: "pids.max".into(), value: "64".into() }],
+            }],
+        }),
     }
 }
 
@@ -46,6 +52,7 @@ pub(crate) fn sample_core(tid: i32) -> TaskCore {
     TaskCore {
         pid: tid,
         comm: "workload".into(),
+        cgroup: "/job".into(),
         regs: Some(GpRegs { rip: 0x4011d0, rsp: 0x7ffd_0000_1000, rax: u64::MAX - 3, ..Default::default() }),
         xstate: (0..=255).collect(),
         sigmask: 1 << 9,
