@@ -1,9 +1,10 @@
 //! Dump and restore used repeatedly and in their other modes: two --leave-running dumps in a row,
 //! the same image restored twice, restore without -d (stasis exits with the workload's status),
-//! and a restore that must fail because the original pid is taken.
+//! and a restore that must fail because the original pid is taken; `--leave-stopped` after a dump
+//! and after a restore.
 
-use stasis_tests::harness::{wait_child, Case, EXIT_TIMEOUT};
-use stasis_tests::raw::Exit;
+use stasis_tests::harness::{proc_state, tree_pids, wait_child, Case, Snapshot, EXIT_TIMEOUT};
+use stasis_tests::raw::{self, Exit};
 use stasis_tests::workload;
 
 #[test]
@@ -82,4 +83,51 @@ fn restore_refused_while_the_pid_is_taken() {
     }
     case.expect_untouched(&run);
     case.finish(&mut run);
+}
+
+/// Checks that every process of `pids` is stopped by job control and untraced (after `what` with
+/// `--leave-stopped`), then lets each go on with SIGCONT.
+fn expect_stopped_then_continue(case: &Case, pids: &[i32], what: &str) {
+    let not = stasis_tests::workload::wait_processes_in(pids, &['T'], std::time::Duration::from_secs(5));
+    if !not.is_empty() {
+        case.fail(&format!("after {what} with --leave-stopped, processes (pid, state) {not:?} are not stopped"));
+    }
+    for &pid in pids {
+        if proc_state(pid) != Some(('T', 0)) {
+            case.fail(&format!(
+                "after {what}: pid {pid} is {:?} (state, tracer), not stopped and free",
+                proc_state(pid)
+            ));
+        }
+        raw::kill(pid, libc::SIGCONT).unwrap_or_else(|e| case.fail(&format!("SIGCONT to {pid}: {e}")));
+    }
+}
+
+#[test]
+fn leave_stopped_after_the_dump_and_after_the_restore() {
+    let case = Case::new("leave_stopped", workload!("tree_fork3"));
+    let Some(mut run) = case.start() else { return };
+    let root = run.pid();
+    let pids = tree_pids(root);
+    let before: Vec<Snapshot> = pids.iter().map(|&p| case.settled_snapshot(p)).collect();
+    let images = case.images("images");
+    case.dump_ok(&run, &images, &["--leave-stopped"]);
+    expect_stopped_then_continue(&case, &pids, "the dump");
+    for (snap, &pid) in before.iter().zip(&pids) {
+        case.compare(snap, pid);
+    }
+    for &pid in pids.iter().rev() {
+        raw::kill(pid, libc::SIGKILL).unwrap_or_else(|e| case.fail(&format!("SIGKILL to {pid}: {e}")));
+    }
+    case.reap_dumped(&mut run);
+    let mut restored = case.restore_ok(&images, root, &["--leave-stopped"]);
+    let after = tree_pids(root);
+    if after != pids {
+        case.fail(&format!("processes before the dump {pids:?}, after the restore {after:?}"));
+    }
+    expect_stopped_then_continue(&case, &pids, "the restore");
+    for (snap, &pid) in before.iter().zip(&pids) {
+        case.compare(snap, pid);
+    }
+    case.finish(&mut restored);
 }

@@ -29,6 +29,7 @@ pub fn options(args: &DumpArgs) -> anyhow::Result<DumpOptions> {
         pid: c.tree().unwrap_or(0),
         dir: c.images_dir(),
         leave_running: c.is_set("leave-running"),
+        leave_stopped: c.is_set("leave-stopped"),
         shell_job: c.is_set("shell-job"),
         fsync: args.fsync,
         ghost_limit: c.ghost_limit(),

@@ -66,6 +66,7 @@ pub fn run(args: &RestoreArgs) -> anyhow::Result<u8> {
 pub fn options(c: &CriuArgs, detached: bool) -> anyhow::Result<RestoreOptions> {
     Ok(RestoreOptions {
         dir: c.images_dir(),
+        leave_stopped: c.is_set("leave-stopped"),
         shell_job: c.is_set("shell-job"),
         detached,
         ext_unix_sk: c.is_set("ext-unix-sk"),

@@ -66,6 +66,10 @@ pub struct DumpOptions {
     pub dir: PathBuf,
     /// Resume the process after the dump instead of killing it.
     pub leave_running: bool,
+    /// Leave the tree stopped (SIGSTOP, as if by job control) after the dump or pre-dump, instead
+    /// of killing it or letting it run (`-s`, `--leave-stopped`); a dump then leaves it alive as
+    /// with `leave_running` (see [`DumpOptions::keeps_tree`]).
+    pub leave_stopped: bool,
     /// Terminal fds are external: restore attaches them to the terminal stasis runs from.
     pub shell_job: bool,
     /// Flush the image to disk before the inventory is committed.
@@ -159,10 +163,20 @@ pub struct DumpReport {
     pub namespaces: ns::NsSet,
 }
 
+impl DumpOptions {
+    /// The tree outlives the dump, running or stopped (`--leave-running`, `--leave-stopped`).
+    pub fn keeps_tree(&self) -> bool {
+        self.leave_running || self.leave_stopped
+    }
+}
+
 /// What `stasis restore` was asked to do.
 #[derive(Debug, Clone)]
 pub struct RestoreOptions {
     pub dir: PathBuf,
+    /// Every process of the tree is left stopped (SIGSTOP) instead of running (`-s`,
+    /// `--leave-stopped`): a `SIGCONT` lets it go on.
+    pub leave_stopped: bool,
     /// Terminal fds are attached to the terminal stasis runs from.
     pub shell_job: bool,
     /// stasis will not wait for the process (`-d`): its parent, stasis, exits right away, so a

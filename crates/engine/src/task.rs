@@ -22,6 +22,9 @@ pub struct Frozen {
     /// The signal of that stop (SIGSTOP, SIGTSTP, SIGTTIN or SIGTTOU), as its attach reports it; 0
     /// when it was not stopped.
     pub stop_signal: i32,
+    /// A SIGSTOP is sent to the process just before this (main) thread is let go
+    /// (`--leave-stopped`): no injected call runs after it, so none can take it.
+    stop_on_detach: bool,
     injector: Option<Injector>,
     /// Counts the calls injected by the dump.
     calls: Calls,
@@ -53,6 +56,7 @@ impl Frozen {
             sigmask: 0,
             was_stopped,
             stop_signal: 0,
+            stop_on_detach: false,
             injector: None,
             calls: calls.clone(),
             captured: false,
@@ -189,9 +193,8 @@ impl Frozen {
             Some(Err(e)) => Err(Error::Inject(e)),
             _ => Ok(()),
         };
-        let sig = self.stop_signal;
         if !self.captured {
-            ptrace::detach(pid, sig).map_err(Error::sys(pid.0, "detaching"))?;
+            self.detach()?;
             return unmapped;
         }
         let mut regs = self.regs;
@@ -201,8 +204,18 @@ impl Frozen {
             ptrace::set_xstate(pid, &self.xstate).map_err(Error::sys(pid.0, "restoring the XSAVE area"))?;
         }
         ptrace::set_sigmask(pid, self.sigmask).map_err(Error::sys(pid.0, "restoring the signal mask"))?;
-        ptrace::detach(pid, sig).map_err(Error::sys(pid.0, "detaching"))?;
+        self.detach()?;
         unmapped
+    }
+
+    /// Let the task go, with the signal that had stopped it; first the SIGSTOP of
+    /// `--leave-stopped`, which the process takes once it runs (threads let go before it join the
+    /// group stop).
+    fn detach(&self) -> Result<()> {
+        if self.stop_on_detach {
+            process::kill(self.pid, libc::SIGSTOP).map_err(Error::sys(self.pid.0, "stopping it after the dump"))?;
+        }
+        ptrace::detach(self.pid, self.stop_signal).map_err(Error::sys(self.pid.0, "detaching"))
     }
 }
 
@@ -284,6 +297,13 @@ impl FrozenProcess {
         }
         main.resume()?;
         first_error.map_or(Ok(()), Err)
+    }
+
+    /// Put every thread back as [`resume`](Self::resume) does, and stop the process as by job
+    /// control as it is let go (`--leave-stopped`).
+    pub fn stop(mut self) -> Result<()> {
+        self.threads[0].stop_on_detach = true;
+        self.resume()
     }
 
     /// Kill the process (after a successful dump). It runs no code of its own once SIGKILL is sent;

@@ -157,7 +157,7 @@ pub const OPTIONS: &[Opt] = &[
         Flag,
         DUMPS | RESTORE,
         "leave the tree stopped after the dump or restore",
-        NotBuilt("leaving the tree stopped"),
+        Done("SIGSTOP queued to every process before it is let go; stasis returns once each shows the stop"),
     ),
     o(
         "track-mem",

@@ -32,6 +32,7 @@ fn unbuilt_options_are_refused_by_name() {
         &["--file-locks"],
         &["--network-lock", "skip"],
         &["--skip-in-flight"],
+        &["--leave-stopped"],
     ] {
         assert!(refused(done, CriuCommand::Dump).is_none(), "{done:?} refused");
     }
@@ -42,7 +43,7 @@ fn unbuilt_options_are_refused_by_name() {
         &["--cgroup-props", "x"],
         &["--cpu-cap=fpu,ins"],
         &["--ext-unix-sk=123"],
-        &["--leave-stopped"],
+        &["--evasive-devices"],
         &["--root", "/"],
     ] {
         let dump_only = ["--skip-in-flight", "--tls"];

@@ -19,7 +19,7 @@ use crate::ns::{self, Ours};
 use crate::pageserver::Connection;
 use crate::proc::{self, ProcRoot};
 use crate::task::FrozenProcess;
-use crate::tree::freeze::{end_all, explain, freeze_tree, Member, Pool};
+use crate::tree::freeze::{end_all, explain, freeze_tree, let_go, Member, Pool};
 use crate::{cgroups, creds, fault, files, mem, misc, mm, regs, seccomp, session, signals, threads, timers};
 use crate::{DumpOptions, DumpReport, Progress};
 use stasis_image::model::{
@@ -165,10 +165,10 @@ fn dump_with<'env>(
     let mut frozen_for = None;
     let lock = held.table().map(|table| NetworkLock { method: "nftables".into(), table: table.into() });
     let mut held = Some(held);
-    if opts.leave_running {
+    if opts.keeps_tree() {
         // Unlocked and out of repair mode before the tasks run again: the connections go on.
         drop(held.take());
-        end_all(pool, &tree, FrozenProcess::resume, progress)?;
+        let_go(pool, root, &tree, opts.leave_stopped, progress)?;
         frozen_for = Some(frozen_at.elapsed());
         opts.notify.at(Point::NetworkUnlock, pid.0)?;
     }
@@ -177,13 +177,13 @@ fn dump_with<'env>(
     let root_ns = ns::NsSet::of_root(&dumped[0].c.process);
     let cgroups = dump_cgroups(&dumped, opts);
     let tree_img = (zombies, helpers, namespaces, cgroups);
-    let lock = lock.filter(|_| !opts.leave_running);
+    let lock = lock.filter(|_| !opts.keeps_tree());
     let tracked_processes = prev.as_ref().map_or(0, |p| p.used);
     let mut holder_pid = 0;
     let tracking = (prev.as_deref(), kept.as_slice(), &mut holder_pid);
     let image_bytes = write_images((dir, sink), dumped, tree_img, files, ipc, lock, (opts, &run.writes, tracking))?;
     log::info!("images written at {:?}", frozen_at.elapsed());
-    if !opts.leave_running {
+    if !opts.keeps_tree() {
         end_all(pool, &tree, FrozenProcess::kill, progress)?;
         frozen_for = Some(frozen_at.elapsed());
         log::info!("every process killed at {:?}", frozen_at.elapsed());
@@ -204,7 +204,7 @@ fn dump_with<'env>(
         tracked_processes,
         holder_pid,
         image_bytes,
-        left_running: opts.leave_running,
+        left_running: opts.keeps_tree(),
         injected_calls,
         image_writes,
         external,
@@ -328,7 +328,7 @@ fn dump_frozen<'env>(
     let namespaces = check_namespaces(&collected, &files, (needs_helpers, &external))?;
     let ipc = check_tree(pool, tree, zombies, &collected, &mut files, &mut ids, opts, progress)?;
     fault::check("dump-fail-before-pages")?;
-    let keep = opts.leave_running && opts.track_mem;
+    let keep = opts.keeps_tree() && opts.track_mem;
     for (m, c) in tree.iter().zip(&mut collected) {
         track_pages(pool, root, m, c, prev.as_deref_mut(), keep.then_some(&mut *kept), progress)?;
     }
@@ -688,7 +688,7 @@ fn write_images(
     if let Some(p) = prev {
         p.link_into(dir.path())?;
     }
-    if opts.leave_running && opts.track_mem {
+    if opts.keeps_tree() && opts.track_mem {
         *holder_pid = crate::holder::spawn(dir.path(), kept)?;
     }
     sink.commit()?;

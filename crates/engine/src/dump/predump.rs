@@ -10,7 +10,7 @@
 //!
 //! [`Prev`] is the round before, for a pre-dump or a dump with `--prev-images-dir`.
 
-use super::{check_target, end_all, explain, Member, Pool, Run, CHUNK};
+use super::{check_target, explain, let_go, Member, Pool, Run, CHUNK};
 use crate::error::{Error, Result};
 use crate::holder;
 use crate::mem::pages::Selected;
@@ -18,7 +18,6 @@ use crate::mem::track::{self, Ranges, Tracker};
 use crate::mem::{self, chain::PARENT};
 use crate::ns::Ours;
 use crate::proc::{self, ProcRoot};
-use crate::task::FrozenProcess;
 use crate::{fault, DumpOptions, DumpReport, Progress};
 use stasis_image::model::{
     FdTable, FileTable, Inventory, IpcImage, MmImage, PageMap, PageRun, ProcessEntry, PsTree, TaskCore, Vma,
@@ -206,7 +205,7 @@ fn pre_dump_with<'env>(
         Err(e) => return Err(explain(pool, &tree, e, progress)),
     };
     // The tree runs on from here; its writes are tracked.
-    end_all(pool, &tree, FrozenProcess::resume, progress)?;
+    let_go(pool, root, &tree, opts.leave_stopped, progress)?;
     let frozen = frozen_at.elapsed();
     log::info!("tree resumed after {frozen:?}; copying its pages");
     fault::check("pre-dump-fail-after-resume")?;

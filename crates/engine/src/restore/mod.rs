@@ -252,7 +252,7 @@ pub fn restore(opts: &RestoreOptions, progress: &mut dyn FnMut(Progress)) -> Res
     }
     for b in out.built {
         let idx = b.idx;
-        b.release(&img.procs[idx])?;
+        b.release(&img.procs[idx], opts.leave_stopped)?;
     }
     created.lock().expect("not poisoned").clear();
     drop(guard);

@@ -616,8 +616,13 @@ impl Built {
     /// Stage 9: the seccomp filters and modes (see `crate::seccomp`); each thread's last injected call
     /// removes its scratch area; then registers, mask, and go; the other threads first, the main
     /// thread last.
-    pub fn release(mut self, img: &ProcImage) -> Result<()> {
-        let stop_signal = stop_signal(&img.process);
+    /// `leave_stopped` (`--leave-stopped`): a process that ran at the dump is let go stopped by
+    /// SIGSTOP.
+    pub fn release(mut self, img: &ProcImage, leave_stopped: bool) -> Result<()> {
+        let stop_signal = match stop_signal(&img.process) {
+            0 if leave_stopped => libc::SIGSTOP,
+            sig => sig,
+        };
         let mut threads = self.threads;
         if crate::seccomp::any(&img.core, &img.threads) {
             let mut tasks: Vec<(&mut Injector, &TaskCore)> = vec![(&mut self.inj, &img.core)];

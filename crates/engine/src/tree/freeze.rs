@@ -141,6 +141,39 @@ pub(crate) fn explain(pool: &Pool, tree: &[Member], err: Error, progress: &mut d
     err
 }
 
+/// After [`end_all`] with [`FrozenProcess::stop`]: wait (up to 2 s) until each process of the tree
+/// shows the stop in `/proc` (the SIGSTOP is taken once the process runs), so that the caller sees
+/// it stopped; one that does not is named in a warning.
+fn wait_stopped(root: &ProcRoot, tree: &[Member]) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    for m in tree {
+        while proc::stat(root, m.pid.0).is_ok_and(|s| s.state != 'T') {
+            if std::time::Instant::now() > deadline {
+                log::warn!("pid {}: not stopped yet 2 s after its SIGSTOP (--leave-stopped)", m.pid);
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+    }
+}
+
+/// Let every process of the tree run on after a dump or pre-dump that keeps it, or leave it
+/// stopped (`stopped`: `--leave-stopped`), and see it stopped.
+pub(crate) fn let_go(
+    pool: &Pool,
+    root: &ProcRoot,
+    tree: &[Member],
+    stopped: bool,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<()> {
+    if !stopped {
+        return end_all(pool, tree, FrozenProcess::resume, progress);
+    }
+    end_all(pool, tree, FrozenProcess::stop, progress)?;
+    wait_stopped(root, tree);
+    Ok(())
+}
+
 /// Resume or kill every process (`end`), each on its tracer thread, all threads at once (each
 /// takes its processes children first).
 pub(crate) fn end_all(
