@@ -131,3 +131,24 @@ fn leave_stopped_after_the_dump_and_after_the_restore() {
     }
     case.finish(&mut restored);
 }
+
+/// `--exec-cmd -- CMD`: once the tree runs, stasis becomes the command, whose child the restored
+/// root is (the command lists its own children in a file and exits; the root then goes on).
+#[test]
+fn exec_cmd_becomes_the_parent_of_the_restored_root() {
+    let case = Case::new("exec_cmd", workload!("basic"));
+    let Some(mut run) = case.start() else { return };
+    let pid = run.pid();
+    let images = case.images("images");
+    case.dump_ok(&run, &images, &[]);
+    case.reap_dumped(&mut run);
+    let children = case.dir.path().join("children");
+    let script = format!("cat /proc/$$/task/$$/children > {}", children.display());
+    let mut restored = case.restore_ok(&images, pid, &["--exec-cmd", "--", "sh", "-c", &script]);
+    let listed = std::fs::read_to_string(&children)
+        .unwrap_or_else(|e| case.fail(&format!("the command of --exec-cmd did not run: {}: {e}", children.display())));
+    if !listed.split_whitespace().any(|c| c == pid.to_string()) {
+        case.fail(&format!("the command of --exec-cmd had children {listed:?}, not the restored pid {pid}"));
+    }
+    case.finish(&mut restored);
+}

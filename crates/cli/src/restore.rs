@@ -24,12 +24,18 @@ pub struct RestoreArgs {
     /// `exit_status`.
     #[arg(long)]
     pub json: bool,
+    /// With `--exec-cmd`: the command stasis becomes once the tree runs (CRIU's `-- CMD ARGS`).
+    #[arg(last = true, value_name = "COMMAND")]
+    pub command: Vec<std::ffi::OsString>,
 }
 
-/// Runs `stasis restore`; the exit status is 0 with `-d`, else the restored root's status.
+/// Runs `stasis restore`; the exit status is 0 with `-d`, else the restored root's status. With
+/// `--exec-cmd -- CMD ARGS`, stasis returns only on error: once the tree runs it becomes the
+/// command, the parent of the restored root (the restore is detached, as in CRIU).
 pub fn run(args: &RestoreArgs) -> anyhow::Result<u8> {
     let c = &args.criu;
-    let detached = c.restore_detached();
+    let exec = exec_command(args)?;
+    let detached = c.restore_detached() || exec.is_some();
     let opts = options(c, detached)?;
     // Created before the restore, so that an unwritable pidfile fails before anything runs.
     let pidfile = c.pidfile().as_deref().map(PidFile::prepare).transpose()?;
@@ -50,6 +56,9 @@ pub fn run(args: &RestoreArgs) -> anyhow::Result<u8> {
         } else {
             println!("restored pid {pid}");
         }
+        if let Some(command) = exec {
+            return Err(exec_into(command, pid));
+        }
         return Ok(0);
     }
     let status = restored.wait().with_context(|| format!("wait for restored pid {pid}"))?;
@@ -60,6 +69,34 @@ pub fn run(args: &RestoreArgs) -> anyhow::Result<u8> {
     }
     // A wait status is an exit code (0..=255) or 128 + a signal number (at most 128 + 64).
     Ok(u8::try_from(status).unwrap_or(u8::MAX))
+}
+
+/// The command of `--exec-cmd -- CMD ARGS`; either without the other is an error, before anything
+/// is restored.
+fn exec_command(args: &RestoreArgs) -> anyhow::Result<Option<Vec<std::ffi::OsString>>> {
+    match (args.criu.is_set("exec-cmd"), args.command.is_empty()) {
+        (true, false) => Ok(Some(args.command.clone())),
+        (false, true) => Ok(None),
+        (true, true) => {
+            anyhow::bail!("--exec-cmd needs the command after `--` (stasis restore ... --exec-cmd -- CMD ARGS)")
+        }
+        (false, false) => {
+            anyhow::bail!("a command after `--` ({:?}) is run only with --exec-cmd", args.command.join(" ".as_ref()))
+        }
+    }
+}
+
+/// Become `command` (the restored root `pid` stays our child); returns only the error of `execvp`.
+fn exec_into(command: Vec<std::ffi::OsString>, pid: i32) -> anyhow::Error {
+    use std::io::Write;
+    use std::os::unix::process::CommandExt;
+    let _ = std::io::stdout().flush();
+    log::info!("--exec-cmd: running {command:?} as the parent of restored pid {pid}");
+    let err = std::process::Command::new(&command[0]).args(&command[1..]).exec();
+    anyhow::Error::new(err).context(format!(
+        "--exec-cmd: cannot run {:?} (restored pid {pid} runs on, a child of nobody waiting)",
+        command[0]
+    ))
 }
 
 /// The engine's options for CRIU's options `c` (checked); `detached`: nobody waits for the root.

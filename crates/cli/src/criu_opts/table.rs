@@ -475,7 +475,14 @@ pub const OPTIONS: &[Opt] = &[
         "give the tree criu's fd N for an external resource",
         Done("`fd[N]:pipe:[INODE]`, `fd[N]:socket:[INODE]` or `fd[N]:PATH`: stasis' fd N is installed instead"),
     ),
-    o("exec-cmd", None, Flag, RESTORE, "run a command once the tree is restored", NotBuilt("`--exec-cmd`")),
+    o(
+        "exec-cmd",
+        None,
+        Flag,
+        RESTORE,
+        "run a command once the tree is restored",
+        Done("`--exec-cmd -- CMD ARGS`: the restore is detached and stasis becomes CMD, the parent of the restored root"),
+    ),
     o(
         "weak-sysctls",
         None,

@@ -144,6 +144,11 @@ impl Server {
         if opts.pidfd_store_sk.is_some() {
             anyhow::bail!("criu_opts.pidfd_store_sk (the pidfd store of pre-dumps) is not built yet in stasis, nothing was touched");
         }
+        if !opts.exec_cmd.is_empty() {
+            anyhow::bail!(
+                "criu_opts.exec_cmd (a command the service becomes after the restore) is not built in stasis swrk, nothing was touched; `stasis restore --exec-cmd -- CMD` does it"
+            );
+        }
         f(opts)
     }
 

@@ -109,9 +109,6 @@ fn process_options(c: &mut CommandLine, o: &CriuOpts) {
     c.flag(o.leave_stopped, "leave-stopped");
     c.flag(o.shell_job, "shell-job");
     c.flag(o.rst_sibling, "restore-sibling");
-    if !o.exec_cmd.is_empty() {
-        c.args.push("--exec-cmd".into());
-    }
     if let Some(t) = o.timeout {
         c.value("timeout", t.to_string());
     }
