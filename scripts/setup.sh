@@ -5,7 +5,8 @@
 #   Debian packages: build-essential and gcc (C workloads, linking), libc6-dev (static test
 #                    workloads), pkg-config, tmux and screen (terminal tests and demos), util-linux
 #                    (setsid, nsenter), bsdutils (script), iproute2 (ip), shellcheck (scripts/test.sh
-#                    lints the scripts), nftables (nft: the network lock of TCP connections),
+#                    lints the scripts), nftables (nft: the network lock of TCP connections), iptables
+#                    (iptables-restore: the lock of --network-lock iptables),
 #                    runc and busybox-static (the runc test of `stasis swrk`: a busybox container),
 #                    and the real programs tests/tests/programs.rs checkpoints: python3 (CPython),
 #                    nodejs (Node.js), openjdk-17-jre-headless (OpenJDK; its java runs a source
@@ -22,7 +23,7 @@ die() { echo "setup.sh: $*" >&2; exit 1; }
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
-packages=(build-essential gcc libc6-dev pkg-config tmux screen util-linux bsdutils iproute2 shellcheck nftables
+packages=(build-essential gcc libc6-dev pkg-config tmux screen util-linux bsdutils iproute2 shellcheck nftables iptables
     runc busybox-static python3 nodejs openjdk-17-jre-headless postgresql)
 
 installed() {

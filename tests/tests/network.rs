@@ -149,6 +149,35 @@ fn a_failed_dump_removes_the_lock_and_repair_mode() {
     case.finish(&mut run);
 }
 
+/// The same with `--network-lock iptables`, and a failed restore after it: no chain is left.
+#[test]
+fn failed_dumps_and_restores_remove_the_iptables_lock() {
+    if iptables_chains(0).is_none() {
+        return stasis_tests::harness::skip("iptables (Debian's iptables package) cannot list chains here");
+    }
+    let case = Case::new("tcp_iptables_faults", workload!("tcp_sockets").arg("connections"));
+    let Some(mut run) = case.start() else { return };
+    let images = case.images("images");
+    let args = ["--tcp-established", "--network-lock", "iptables"];
+    let r = case.dump(&run, &images, &args, &[("STASIS_FAULT", "dump-fail-after-memory")]);
+    case.expect_failed(&r, "dump failing after memory", &[&["dump-fail-after-memory"]]);
+    case.expect_untouched(&run);
+    let left = iptables_chains(run.pid()).unwrap_or_default();
+    if !left.is_empty() {
+        case.fail(&format!("iptables lock chains left after a failed dump: {left:?}"));
+    }
+    case.dump_ok(&run, &images, &args);
+    case.reap_dumped(&mut run);
+    let env = [("STASIS_FAULT", "restore-fail-after-memory")];
+    let (r, _) = case.stasis().restore_detached(&case.dir, &images, &args, &env);
+    case.expect_failed(&r, "restore failing after memory", &[&["restore-fail-after-memory"]]);
+    case.expect_no_process_left(run.pid());
+    let left = iptables_chains(run.pid()).unwrap_or_default();
+    if !left.is_empty() {
+        case.fail(&format!("iptables lock chains left after a failed restore: {left:?}"));
+    }
+}
+
 /// A restore that fails removes the lock and leaves no process.
 #[test]
 fn a_failed_restore_removes_the_lock() {
@@ -266,7 +295,43 @@ fn a_client_outside_the_tree_streams_through_a_checkpoint() {
     if !have_nft() {
         return;
     }
-    let case = Case::new("tcp_stream", workload!("tcp_stream").self_finishing());
+    stream_through_a_checkpoint("tcp_stream", &[]);
+}
+
+/// The same under CRIU's default lock, `--network-lock iptables`: a chain of the dump's own in the
+/// filter tables of iptables and ip6tables, there after the dump and gone after the restore.
+#[test]
+fn a_client_streams_through_a_checkpoint_under_the_iptables_lock() {
+    if iptables_chains(0).is_none() {
+        return stasis_tests::harness::skip("iptables (Debian's iptables package) cannot list chains here");
+    }
+    stream_through_a_checkpoint("tcp_stream_iptables", &["--network-lock", "iptables"]);
+}
+
+/// The iptables (`v6`: ip6tables) lock chains of dumps of `pid` now present; `None` when the
+/// program cannot be run.
+fn iptables_chains_of(program: &str, pid: i32) -> Option<Vec<String>> {
+    let out = std::process::Command::new(program).args(["-w", "-n", "-L"]).output().ok()?;
+    if !out.status.success() {
+        return None;
+    }
+    let prefix = format!("Chain stasis-{pid}-");
+    let text = String::from_utf8_lossy(&out.stdout);
+    Some(text.lines().filter(|l| l.starts_with(&prefix)).map(|l| l["Chain ".len()..].to_string()).collect())
+}
+
+/// [`iptables_chains_of`] for both families, v4 then v6.
+fn iptables_chains(pid: i32) -> Option<Vec<String>> {
+    let mut all = iptables_chains_of("iptables", pid)?;
+    all.extend(iptables_chains_of("ip6tables", pid)?);
+    Some(all)
+}
+
+/// A client outside the tree streams through a checkpoint with `lock` given to dump and restore;
+/// the lock (nftables table or iptables chains) is there between the two and gone after.
+fn stream_through_a_checkpoint(name: &str, lock: &[&str]) {
+    let iptables = lock.contains(&"iptables");
+    let case = Case::new(name, workload!("tcp_stream").self_finishing());
     let Some(mut run) = case.start() else { return };
     let conn = TcpStream::connect(("127.0.0.1", port_of(&run))).expect("connect to the server");
     conn.set_read_timeout(Some(Duration::from_secs(120))).expect("timeout");
@@ -285,11 +350,22 @@ fn a_client_outside_the_tree_streams_through_a_checkpoint() {
         case.fail("the stream did not start");
     }
     let images = case.images("images");
-    case.dump_ok(&run, &images, &["--tcp-established"]);
+    let args: Vec<&str> = ["--tcp-established"].iter().chain(lock).copied().collect();
+    case.dump_ok(&run, &images, &args);
     let at_dump = st.echoed.load(Ordering::SeqCst);
     case.reap_dumped(&mut run);
-    let mut restored = case.restore_ok(&images, run.pid(), &["--tcp-established"]);
+    if iptables {
+        let chains = iptables_chains(run.pid()).unwrap_or_default();
+        if chains.len() != 2 || chains[0] != chains[1] {
+            case.fail(&format!("after the dump: iptables lock chains {chains:?}, want one in each family"));
+        }
+    }
+    let mut restored = case.restore_ok(&images, run.pid(), &args);
     expect_no_lock(&case, run.pid(), "after the restore");
+    let left = iptables_chains(run.pid()).unwrap_or_default();
+    if !left.is_empty() {
+        case.fail(&format!("iptables lock chains left after the restore: {left:?}"));
+    }
     let resumed = wait_until(Duration::from_secs(90), || flowing(&st, at_dump));
     st.stop.store(true, Ordering::SeqCst);
     let _ = w.join();

@@ -10,9 +10,14 @@
 //! (its name is in the inventory) and the restore removes it; `nft delete table inet NAME` removes a
 //! lock left by a dump that is never restored.
 //!
-//! [`Lock`] is a guard: dropped without [`Lock::keep`], it removes its table.
+//! `--network-lock iptables` (CRIU's default) does the same with a chain of its own of the same
+//! name in the `filter` table of iptables and of ip6tables, jumped to first from `INPUT` and
+//! `OUTPUT`, made and removed with `iptables-restore --noflush` (Debian's iptables package, nft
+//! backend or legacy); removing it deletes the two jumps, then the chain.
+//!
+//! [`Lock`] is a guard: dropped without [`Lock::keep`], it removes its table or chains.
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 use std::io::Write;
 use std::net::{IpAddr, SocketAddr};
 use std::process::{Command, Stdio};
@@ -28,10 +33,21 @@ pub enum Mode {
     /// own is added and removed whole without touching other rules).
     #[default]
     Nftables,
-    /// CRIU's default; not implemented here: asking for it fails when a connection needs a lock.
+    /// CRIU's default: a chain of the dump's own in iptables' and ip6tables' `filter` tables.
     Iptables,
     /// No lock: the user (or a container's network namespace) keeps the peers away.
     Skip,
+}
+
+impl Mode {
+    /// The name in the inventory and on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::Nftables => "nftables",
+            Mode::Iptables => "iptables",
+            Mode::Skip => "skip",
+        }
+    }
 }
 
 impl std::str::FromStr for Mode {
@@ -49,45 +65,57 @@ impl std::str::FromStr for Mode {
 /// One locked connection: its local and remote address.
 pub type Conn = (SocketAddr, SocketAddr);
 
-/// A network lock table, removed when dropped unless kept.
+/// A network lock table (or pair of iptables chains), removed when dropped unless kept.
 #[derive(Debug)]
 pub struct Lock {
     table: String,
+    /// Nftables or Iptables.
+    mode: Mode,
     made: bool,
     kept: bool,
 }
 
 impl Lock {
     /// A lock for the dump of `root`, not made until the first connection is added.
+    /// The name is at most 28 bytes, the limit of an iptables chain's: `stasis-` and two numbers of
+    /// at most 7 and 13 digits.
     pub fn new(mode: Mode, root: i32) -> Result<Option<Lock>> {
-        match mode {
-            Mode::Skip => Ok(None),
-            Mode::Iptables => Err(Error::Failed {
-                pid: stasis_sys::Pid(root),
-                what: "the iptables network lock is not implemented: use --network-lock nftables or skip".into(),
-            }),
-            Mode::Nftables => {
-                let ms =
-                    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis());
-                Ok(Some(Lock { table: format!("stasis-{root}-{ms}"), made: false, kept: false }))
-            }
+        if mode == Mode::Skip {
+            return Ok(None);
         }
+        let ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis());
+        Ok(Some(Lock { table: format!("stasis-{root}-{ms}"), mode, made: false, kept: false }))
     }
 
-    /// The lock a dump left, named in its inventory (`made`: it is there; otherwise it is made again
-    /// with the connections added next).
-    pub fn adopt(table: &str, made: bool) -> Lock {
-        Lock { table: table.to_string(), made, kept: false }
+    /// The lock a dump left, named in its inventory with its method (`made`: it is there;
+    /// otherwise it is made again with the connections added next). An unknown method is an error
+    /// naming it.
+    pub fn adopt(method: &str, table: &str, made: bool) -> std::result::Result<Lock, String> {
+        let mode = match method {
+            "" | "nftables" => Mode::Nftables,
+            "iptables" => Mode::Iptables,
+            other => return Err(format!("inventory: network_lock.method {other:?} is not nftables or iptables")),
+        };
+        Ok(Lock { table: table.to_string(), mode, made, kept: false })
     }
 
     pub fn table(&self) -> &str {
         &self.table
     }
 
-    /// Whether the table of `table` exists now.
-    pub fn exists(table: &str) -> bool {
-        Command::new("nft")
-            .args(["list", "table", "inet", table])
+    /// `nftables` or `iptables`.
+    pub fn method(&self) -> &'static str {
+        self.mode.name()
+    }
+
+    /// Whether the lock exists now (its nftables table, or its iptables chain).
+    pub fn exists(&self) -> bool {
+        let args: &[&str] = match self.mode {
+            Mode::Iptables => &["iptables", "-w", "-n", "-L", &self.table],
+            _ => &["nft", "list", "table", "inet", &self.table],
+        };
+        Command::new(args[0])
+            .args(&args[1..])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .status()
@@ -96,6 +124,9 @@ impl Lock {
 
     /// Drop every packet of `conn` from now on, both directions (the table is made first if needed).
     pub fn add(&mut self, conn: &Conn) -> std::result::Result<(), String> {
+        if self.mode == Mode::Iptables {
+            return self.add_iptables(conn);
+        }
         let mut script = String::new();
         if !self.made {
             script.push_str(&self.create_script());
@@ -107,6 +138,34 @@ impl Lock {
         }
         self.made = true;
         nft(&script).map_err(|what| format!("network lock {}: locking {} -> {}: {what}", self.table, conn.0, conn.1))
+    }
+
+    /// [`Lock::add`] with iptables: the chains are made in both families the first time (a v4
+    /// connection's packets never meet the v6 chain, but removal stays one step for both).
+    fn add_iptables(&mut self, conn: &Conn) -> std::result::Result<(), String> {
+        let chain = self.table.clone();
+        if !self.made {
+            for family in Family::BOTH {
+                let script = format!(
+                    "*filter\n:{chain} - [0:0]\n-I INPUT 1 -j {chain}\n-I OUTPUT 1 -j {chain}\n\
+                     -A {chain} -m mark --mark {BYPASS_MARK:#x} -j RETURN\nCOMMIT\n"
+                );
+                if let Err(what) = iptables_restore(family, &script) {
+                    self.made = true;
+                    self.unlock();
+                    return Err(format!("network lock {chain}: making it: {what}"));
+                }
+            }
+            self.made = true;
+        }
+        let family = if stasis_sys::inet::wire_ip(conn.0.ip()).is_ipv4() { Family::V4 } else { Family::V6 };
+        let mut script = String::from("*filter\n");
+        for (from, to) in [(conn.0, conn.1), (conn.1, conn.0)] {
+            script.push_str(&format!("-A {chain} {} -j DROP\n", ipt_rule(from, to)));
+        }
+        script.push_str("COMMIT\n");
+        iptables_restore(family, &script)
+            .map_err(|what| format!("network lock {chain}: locking {} -> {}: {what}", conn.0, conn.1))
     }
 
     fn create_script(&self) -> String {
@@ -136,7 +195,18 @@ impl Lock {
             return;
         }
         self.made = false;
-        match nft(&format!("delete table inet {}\n", self.table)) {
+        let removed = match self.mode {
+            Mode::Iptables => {
+                let chain = &self.table;
+                let script =
+                    format!("*filter\n-D INPUT -j {chain}\n-D OUTPUT -j {chain}\n-F {chain}\n-X {chain}\nCOMMIT\n");
+                // Both families, the second even when the first failed.
+                let results: Vec<_> = Family::BOTH.iter().map(|&f| iptables_restore(f, &script)).collect();
+                results.into_iter().collect::<std::result::Result<Vec<()>, String>>().map(drop)
+            }
+            _ => nft(&format!("delete table inet {}\n", self.table)),
+        };
+        match removed {
             Ok(()) => log::info!("network lock {} removed", self.table),
             Err(e) => log::warn!("network lock {}: removing it failed: {e}", self.table),
         }
@@ -156,21 +226,53 @@ fn rule(from: SocketAddr, to: SocketAddr) -> String {
     format!("{proto} saddr {fip} {proto} daddr {tip} tcp sport {} tcp dport {}", from.port(), to.port())
 }
 
+/// The iptables match of packets from `from` to `to`.
+fn ipt_rule(from: SocketAddr, to: SocketAddr) -> String {
+    let (fip, tip) = (stasis_sys::inet::wire_ip(from.ip()), stasis_sys::inet::wire_ip(to.ip()));
+    format!("-p tcp -s {fip} --sport {} -d {tip} --dport {}", from.port(), to.port())
+}
+
+/// The iptables of one address family.
+#[derive(Clone, Copy)]
+enum Family {
+    V4,
+    V6,
+}
+
+impl Family {
+    const BOTH: [Family; 2] = [Family::V4, Family::V6];
+}
+
+/// Run `iptables-restore --noflush` (or ip6tables-restore) on `script`, waiting for the xtables
+/// lock; the error is the program's message.
+fn iptables_restore(family: Family, script: &str) -> std::result::Result<(), String> {
+    let program = match family {
+        Family::V4 => "iptables-restore",
+        Family::V6 => "ip6tables-restore",
+    };
+    feed(program, &["--noflush", "-w"], script, "Debian's iptables package")
+}
+
 /// Run `nft -f -` on `script`; the error is nft's message.
 fn nft(script: &str) -> std::result::Result<(), String> {
-    let mut child = Command::new("nft")
-        .args(["-f", "-"])
+    feed("nft", &["-f", "-"], script, "Debian's nftables package")
+}
+
+/// Run `program args` with `script` on its standard input; the error is its message.
+fn feed(program: &str, args: &[&str], script: &str, package: &str) -> std::result::Result<(), String> {
+    let mut child = Command::new(program)
+        .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
-        .map_err(|e| format!("running nft (install Debian's nftables package): {e}"))?;
+        .map_err(|e| format!("running {program} (install {package}): {e}"))?;
     let fed = child.stdin.take().expect("piped").write_all(script.as_bytes());
-    let out = child.wait_with_output().map_err(|e| format!("waiting for nft: {e}"))?;
+    let out = child.wait_with_output().map_err(|e| format!("waiting for {program}: {e}"))?;
     if !out.status.success() {
-        return Err(format!("nft: {}", String::from_utf8_lossy(&out.stderr).trim()));
+        return Err(format!("{program}: {}", String::from_utf8_lossy(&out.stderr).trim()));
     }
-    fed.map_err(|e| format!("writing to nft: {e}"))
+    fed.map_err(|e| format!("writing to {program}: {e}"))
 }
 
 #[cfg(test)]
@@ -185,5 +287,8 @@ mod tests {
         let c: SocketAddr = "[::1]:1".parse().unwrap();
         assert_eq!(rule(c, c), "ip6 saddr ::1 ip6 daddr ::1 tcp sport 1 tcp dport 1");
         assert!("bogus".parse::<Mode>().is_err());
+        assert_eq!(ipt_rule(a, b), "-p tcp -s 127.0.0.1 --sport 80 -d 127.0.0.1 --dport 4000");
+        assert!(Lock::adopt("ipchains", "t", true).is_err());
+        assert_eq!(Lock::new(Mode::Iptables, 4_194_304).unwrap().unwrap().table().len(), 28);
     }
 }

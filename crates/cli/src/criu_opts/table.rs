@@ -257,11 +257,9 @@ pub const OPTIONS: &[Opt] = &[
         Value("METHOD", Text),
         D_R,
         "how the network is locked during the dump (iptables, nftables, skip)",
-        Values {
-            ok: &["nftables", "skip"],
-            does: "an nftables table of the dump's own, or none",
-            missing: "the iptables lock",
-        },
+        Done(
+            "`nftables` (the default: a table of the dump's own), `iptables` (CRIU's default: a chain of the dump's own in iptables' and ip6tables' filter tables), `skip`; restore removes the lock with the dump's method"
+        ),
     ),
     o(
         "link-remap",

@@ -31,14 +31,14 @@ fn unbuilt_options_are_refused_by_name() {
         &["--page-server"],
         &["--file-locks"],
         &["--network-lock", "skip"],
+        &["--network-lock", "iptables"],
         &["--skip-in-flight"],
         &["--leave-stopped"],
     ] {
         assert!(refused(done, CriuCommand::Dump).is_none(), "{done:?} refused");
     }
     for list in [
-        &["--network-lock", "iptables"][..],
-        &["--tls"],
+        &["--tls"][..],
         &["--stream"],
         &["--cgroup-props", "x"],
         &["--cpu-cap=fpu,ins"],

@@ -163,7 +163,7 @@ fn dump_with<'env>(
         return Err(explain(pool, &tree, e, progress));
     }
     let mut frozen_for = None;
-    let lock = held.table().map(|table| NetworkLock { method: "nftables".into(), table: table.into() });
+    let lock = held.table().map(|(method, table)| NetworkLock { method: method.into(), table: table.into() });
     let mut held = Some(held);
     if opts.keeps_tree() {
         // Unlocked and out of repair mode before the tasks run again: the connections go on.

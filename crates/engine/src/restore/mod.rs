@@ -276,20 +276,24 @@ pub fn restore(opts: &RestoreOptions, progress: &mut dyn FnMut(Progress)) -> Res
 
 /// The network lock the dump left (see [`crate::netlock`]), to be removed once the tree runs or the
 /// restore fails; made again first if it is gone (a lock removed by hand, an image from elsewhere),
-/// so no packet of a connection reaches it before it is restored. `None` with `--network-lock skip`.
+/// so no packet of a connection reaches it before it is restored; with the dump's method (nftables
+/// or iptables). `None` with `--network-lock skip`.
 fn network_lock(dir: &ImageDir, img: &Image, mode: crate::netlock::Mode) -> Result<Option<crate::netlock::Lock>> {
     use crate::netlock::{Lock, Mode};
     let Some(l) = dir.inventory().and_then(|i| i.network_lock.as_ref()) else { return Ok(None) };
     let root = img.procs[0].process.pid;
-    match mode {
-        Mode::Skip => return Ok(None),
-        Mode::Iptables => return Lock::new(mode, root).map(|_| None),
-        Mode::Nftables if Lock::exists(&l.table) => return Ok(Some(Lock::adopt(&l.table, true))),
-        Mode::Nftables => {}
+    let failed = |what: String| Error::Failed { pid: Pid(root), what };
+    if mode == Mode::Skip {
+        return Ok(None);
     }
-    let mut lock = Lock::adopt(&l.table, false);
+    // Removed with the method that made it, whichever --network-lock the restore was given.
+    let mut lock = Lock::adopt(&l.method, &l.table, true).map_err(failed)?;
+    if lock.exists() {
+        return Ok(Some(lock));
+    }
+    lock = Lock::adopt(&l.method, &l.table, false).map_err(failed)?;
     for conn in files::inet::connections(&img.files.files) {
-        lock.add(&conn).map_err(|what| Error::Failed { pid: Pid(root), what })?;
+        lock.add(&conn).map_err(failed)?;
     }
     Ok(Some(lock))
 }

@@ -45,9 +45,9 @@ impl Held {
         self.lock.take().map(Lock::keep)
     }
 
-    /// The name of the lock table, if one was made.
-    pub fn table(&self) -> Option<&str> {
-        self.lock.as_ref().map(Lock::table)
+    /// The method and name of the lock (table or chains), if one was made.
+    pub fn table(&self) -> Option<(&'static str, &str)> {
+        self.lock.as_ref().map(|l| (l.method(), l.table()))
     }
 
     /// Unlock, then take every socket out of repair mode (the kernel sends a window probe, which
