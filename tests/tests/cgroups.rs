@@ -1,6 +1,7 @@
 //! cgroup v2 membership: a process in a cgroup of its own, dumped, the cgroup removed, restored:
 //! the restore (`--manage-cgroups` soft, CRIU's default) makes the cgroup again with its setting
-//! and puts the process back in it. The restored process checks both itself.
+//! and puts the process back in it. The restored process checks both itself. The same for a
+//! process in a cgroup namespace of its own, rooted at that cgroup.
 
 use stasis_tests::harness::{skip, Case};
 use stasis_tests::workload;
@@ -26,6 +27,18 @@ impl Drop for TestCgroup {
 
 #[test]
 fn a_removed_cgroup_is_made_again_with_its_setting() {
+    removed_cgroup_made_again("cgroup_member", false);
+}
+
+/// A process that unshared a cgroup namespace in its cgroup and moved to a child cgroup: the
+/// restore makes both cgroups again, a namespace rooted at the first, and the process in the child
+/// sees `/inner`, in a namespace not its parent's.
+#[test]
+fn a_cgroup_namespace_comes_back_rooted_where_it_was() {
+    removed_cgroup_made_again("cgroup_ns", true);
+}
+
+fn removed_cgroup_made_again(name: &str, in_ns: bool) {
     let Some(mount) = v2_mount() else { return skip("no cgroup v2 hierarchy is mounted here") };
     let ours = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
     let Some(ours) = ours.lines().find_map(|l| l.strip_prefix("0::")) else {
@@ -38,12 +51,22 @@ fn a_removed_cgroup_is_made_again_with_its_setting() {
     }
     // cgroup.max.depth exists in every cgroup v2, whichever controllers this one has.
     std::fs::write(dir.0.join("cgroup.max.depth"), "3").expect("cgroup.max.depth");
-    let w = workload!("cgroup_member").arg(dir.0.to_str().unwrap()).arg(&rel).arg("cgroup.max.depth").arg("3");
-    let case = Case::new("cgroup_member", w);
+    let inner = TestCgroup(dir.0.join("inner"));
+    if in_ns {
+        std::fs::create_dir(&inner.0).expect("the inner cgroup");
+    }
+    let mut w = workload!("cgroup_member").arg(dir.0.to_str().unwrap()).arg(&rel).arg("cgroup.max.depth").arg("3");
+    if in_ns {
+        w = w.arg("ns");
+    }
+    let case = Case::new(name, w);
     let Some(mut run) = case.start() else { return };
     let images = case.images("images");
     case.dump_ok(&run, &images, &[]);
     case.reap_dumped(&mut run);
+    if in_ns {
+        std::fs::remove_dir(&inner.0).expect("removing the dumped inner cgroup");
+    }
     std::fs::remove_dir(&dir.0).expect("removing the dumped cgroup");
     let mut restored = case.restore_ok(&images, run.pid(), &[]);
     case.finish(&mut restored);

@@ -29,9 +29,9 @@ use stasis_sys::Pid;
 use std::os::fd::{AsFd, OwnedFd};
 
 /// Namespaces a tree may not have of its own (yet), as `/proc/PID/ns/` links.
-const REFUSED: [&str; 3] = ["mnt", "user", "cgroup"];
+const REFUSED: [&str; 2] = ["mnt", "user"];
 /// Namespaces a tree may have of its own.
-const KEPT: [&str; 7] = ["uts", "ipc", "net", "pid", "pid_for_children", "time", "time_for_children"];
+const KEPT: [&str; 8] = ["uts", "ipc", "net", "pid", "pid_for_children", "time", "time_for_children", "cgroup"];
 
 /// The namespaces a tree's root has of its own (not stasis's): what its creation must make. Read
 /// by front-ends (CLI, RPC) from an image with [`NsSet::of_root`].
@@ -108,6 +108,7 @@ pub fn dump_process(root: &ProcRoot, p: &mut ProcessEntry, ours: &Ours) -> Resul
     p.pid_ns = ours.own(root, p.pid, "pid")?;
     p.net_ns = ours.own(root, p.pid, "net")?;
     p.time_ns = ours.own(root, p.pid, "time").unwrap_or(0);
+    p.cgroup_ns = ours.own(root, p.pid, "cgroup").unwrap_or(0);
     let (own_pid, for_children) =
         (proc::ns_inode(root, p.pid, "pid")?, proc::ns_inode(root, p.pid, "pid_for_children")?);
     p.pid_ns_for_children = if for_children != own_pid { for_children } else { 0 };
@@ -131,7 +132,7 @@ fn nested_ids(ids: Vec<i32>) -> Vec<i32> {
 /// A zombie: in its parent's namespaces (its own links are gone), with its ids from its status.
 pub fn dump_zombie(root: &ProcRoot, z: &mut ProcessEntry, parent: &ProcessEntry) {
     (z.uts_ns, z.ipc_ns, z.pid_ns, z.net_ns) = (parent.uts_ns, parent.ipc_ns, parent.pid_ns, parent.net_ns);
-    z.time_ns = parent.time_ns;
+    (z.time_ns, z.cgroup_ns) = (parent.time_ns, parent.cgroup_ns);
     z.nspid = proc::status(root, z.pid).map(|s| nested_ids(s.ns_tgid)).unwrap_or_default();
 }
 
@@ -150,6 +151,7 @@ pub fn dump_tree(procs: &[ProcessEntry], helpers: bool, external: &External) -> 
             ("pid", p.pid_ns, parent.map_or(0, |q| q.pid_ns)),
             ("net", p.net_ns, parent.map_or(0, |q| q.net_ns)),
             ("time", p.time_ns, parent.map_or(0, |q| q.time_ns)),
+            ("cgroup", p.cgroup_ns, parent.map_or(0, |q| q.cgroup_ns)),
         ] {
             if mine == theirs {
                 continue;
@@ -157,6 +159,10 @@ pub fn dump_tree(procs: &[ProcessEntry], helpers: bool, external: &External) -> 
             check_entry(p, parent, kind, mine, &made)?;
             if kind == "time" {
                 made.push(dump_time(p, i, mine)?);
+                continue;
+            }
+            if kind == "cgroup" {
+                made.push(dump_cgroup(p, i, mine)?);
                 continue;
             }
             if kind == "net" {
@@ -249,6 +255,27 @@ fn check_nested(p: &ProcessEntry) -> Result<()> {
         return Ok(());
     };
     Err(Error::Unsupported { pid: Pid(p.pid), what: refused })
+}
+
+/// The root's cgroup namespace with its root (see [`crate::cgroups::ns_root`]). A child in a
+/// cgroup namespace other than its parent's is refused: its parent, running its own code by then,
+/// would have to unshare it in the right cgroup.
+fn dump_cgroup(p: &ProcessEntry, i: usize, inode: u64) -> Result<Namespace> {
+    if i != 0 {
+        let what = "a cgroup namespace other than its parent's (only the root's is made again)".into();
+        return Err(Error::Unsupported { pid: Pid(p.pid), what });
+    }
+    let cgroup_root = crate::cgroups::ns_root(Pid(p.pid))?;
+    log::info!("pid {}: cgroup namespace {inode} rooted at {cgroup_root}", p.pid);
+    Ok(Namespace { kind: "cgroup".into(), inode, cgroup_root, ..Default::default() })
+}
+
+/// The root's cgroup namespace in the image, if it has one of its own.
+pub fn cgroup_root<'a>(root: &ProcessEntry, namespaces: &'a [Namespace]) -> Result<Option<&'a str>> {
+    if root.cgroup_ns == 0 {
+        return Ok(None);
+    }
+    find(namespaces, "cgroup", root.cgroup_ns, root.pid).map(|n| Some(n.cgroup_root.as_str()))
 }
 
 /// The root's time namespace with its offsets. A child in a time namespace other than its

@@ -204,6 +204,10 @@ pub struct ProcessEntry {
     /// Inode of the process's time namespace, 0 for stasis's own (only the root may have one).
     #[prost(uint64, tag = "506")]
     pub time_ns: u64,
+    /// The process's cgroup namespace when it is not stasis's (its inode), 0 otherwise; only the
+    /// root's may differ from its parent's (see [`Namespace::cgroup_root`]).
+    #[prost(uint64, tag = "551")]
+    pub cgroup_ns: u64,
 }
 
 /// A namespace of the tree other than stasis's: made again at restore by the first process of
@@ -211,7 +215,7 @@ pub struct ProcessEntry {
 /// in another namespace); the processes after it in the namespace inherit it from their parent.
 #[derive(Clone, PartialEq, prost::Message, Serialize)]
 pub struct Namespace {
-    /// `uts`, `ipc`, `pid`, `net` or `time`.
+    /// `uts`, `ipc`, `pid`, `net`, `time` or `cgroup`.
     #[prost(string, tag = "1")]
     pub kind: String,
     /// The namespace's inode at dump time: its id in `ProcessEntry::{uts,ipc,pid}_ns`.
@@ -241,6 +245,11 @@ pub struct Namespace {
     /// nanoseconds, boottime seconds and nanoseconds.
     #[prost(int64, repeated, tag = "9")]
     pub time_offsets: Vec<i64>,
+    /// Kind `cgroup`: the namespace's root, a path in the cgroup v2 hierarchy as stasis sees it
+    /// (the cgroup its creator was in when it unshared; `--cgroup-root` moves it as it moves the
+    /// tasks' cgroups).
+    #[prost(string, tag = "552")]
+    pub cgroup_root: String,
 }
 
 /// A network device of a network namespace of the tree.

@@ -19,6 +19,7 @@ pub enum Kind {
     Net,
     /// The PID namespace of the thread's future children (`pid_for_children`).
     PidForChildren,
+    Cgroup,
 }
 
 impl Kind {
@@ -29,6 +30,7 @@ impl Kind {
             Kind::Ipc => "ipc",
             Kind::Net => "net",
             Kind::PidForChildren => "pid_for_children",
+            Kind::Cgroup => "cgroup",
         }
     }
 
@@ -39,6 +41,7 @@ impl Kind {
             Kind::Ipc => libc::CLONE_NEWIPC,
             Kind::Net => libc::CLONE_NEWNET,
             Kind::PidForChildren => libc::CLONE_NEWPID,
+            Kind::Cgroup => libc::CLONE_NEWCGROUP,
         }
     }
 }

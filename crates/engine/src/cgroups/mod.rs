@@ -119,6 +119,39 @@ pub fn task_cgroup(root: &ProcRoot, pid: Pid, tid: Pid) -> Result<String> {
     Ok(v2_line(&text).unwrap_or("").to_string())
 }
 
+/// The root of the cgroup namespace of `pid` (one not ours): its cgroup v2 path as we see it, less
+/// the part its own namespace shows it (read by a thread that entered the namespace). A process
+/// whose cgroup is outside its namespace's root (moved out after the unshare: `/..` inside) is
+/// refused by name.
+pub fn ns_root(pid: Pid) -> Result<String> {
+    let path = format!("/proc/{pid}/cgroup");
+    let read = || std::fs::read_to_string(&path);
+    let outside = read().map_err(Error::io(&path))?;
+    let inside = stasis_sys::ns::run_in(pid, stasis_sys::ns::Kind::Cgroup, read)
+        .map_err(Error::sys(pid.0, "entering its cgroup namespace"))?
+        .map_err(Error::io(&path))?;
+    let (Some(full), Some(seen)) = (v2_line(&outside), v2_line(&inside)) else {
+        let what = format!("a cgroup namespace of its own without a cgroup v2 line in {path}");
+        return Err(Error::Unsupported { pid, what });
+    };
+    ns_root_of(full, seen).ok_or_else(|| Error::Unsupported {
+        pid,
+        what: format!("a cgroup ({full}) outside the root of its cgroup namespace (it sees {seen})"),
+    })
+}
+
+/// The namespace root from a cgroup's `full` path and the path `seen` inside the namespace.
+fn ns_root_of(full: &str, seen: &str) -> Option<String> {
+    if seen == "/" {
+        return Some(full.to_string());
+    }
+    if seen.starts_with("/..") {
+        return None;
+    }
+    let root = full.strip_suffix(seen)?;
+    Some(if root.is_empty() { "/".to_string() } else { root.to_string() })
+}
+
 fn v2_line(text: &str) -> Option<&str> {
     text.lines().find_map(|l| l.strip_prefix("0::"))
 }

@@ -6,6 +6,7 @@
 use super::{dir_of, Mode, Options};
 use crate::error::{Error, Result};
 use stasis_image::model::{CgroupSet, CgroupSetting};
+use stasis_sys::remote::Remote;
 use stasis_sys::Pid;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -125,6 +126,20 @@ impl Placement {
             write_id(&dir.join("cgroup.threads"), pid, &target)?;
         }
         Ok(())
+    }
+
+    /// The root of a tree in a cgroup namespace of its own (`ns_root`: the namespace's root in the
+    /// dump's hierarchy) gets one again, stopped before any of its code runs: it is moved to the
+    /// namespace's root, unshares a cgroup namespace there (an injected call) and goes back to its
+    /// own cgroup `dumped`. Its children inherit the namespace.
+    pub fn enter_ns(&self, inj: &mut dyn Remote, pid: Pid, ns_root: &str, dumped: &str) -> Result<()> {
+        self.join_process(pid, ns_root)?;
+        inj.unshare(libc::CLONE_NEWCGROUP).map_err(|e| Error::Step {
+            pid,
+            what: format!("a cgroup namespace rooted at {}", self.target(ns_root)),
+            source: Box::new(e.into()),
+        })?;
+        self.join_process(pid, dumped)
     }
 
     /// Put the newly created thread `tid` in its dumped cgroup `dumped`, unless it is its

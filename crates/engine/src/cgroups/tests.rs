@@ -76,3 +76,12 @@ fn v1_membership_other_than_ours_is_refused_by_name() {
     let same = "9:name=systemd:/box\n4:memory:/\n0::/b\n";
     check_v1(&root, Pid(7), same).expect("the same v1 cgroups as ours");
 }
+
+#[test]
+fn a_cgroup_namespace_root_is_the_path_less_what_the_namespace_shows() {
+    assert_eq!(super::ns_root_of("/a/b/c", "/c").as_deref(), Some("/a/b"));
+    assert_eq!(super::ns_root_of("/a/b", "/").as_deref(), Some("/a/b"));
+    assert_eq!(super::ns_root_of("/c", "/c").as_deref(), Some("/"));
+    assert_eq!(super::ns_root_of("/a/x", "/../x"), None);
+    assert_eq!(super::ns_root_of("/a/b", "/zz"), None);
+}

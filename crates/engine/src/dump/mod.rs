@@ -175,7 +175,7 @@ fn dump_with<'env>(
     let pages: u64 = dumped.iter().map(|d| d.page_bytes).sum::<u64>() / stasis_image::PAGE_SIZE;
     let pages_in_parent = dumped.iter().flat_map(|d| &d.c.in_parent).map(|r| r.nr_pages).sum();
     let root_ns = ns::NsSet::of_root(&dumped[0].c.process);
-    let cgroups = dump_cgroups(&dumped, opts);
+    let cgroups = dump_cgroups(&dumped, &namespaces, opts);
     let tree_img = (zombies, helpers, namespaces, cgroups);
     let lock = lock.filter(|_| !opts.keeps_tree());
     let tracked_processes = prev.as_ref().map_or(0, |p| p.used);
@@ -246,12 +246,15 @@ fn freeze_with_cgroup<'env>(
 }
 
 /// The tree's cgroups and their settings, unless `--manage-cgroups=ignore` (see [`cgroups`]).
-fn dump_cgroups(dumped: &[Dumped], opts: &DumpOptions) -> Option<CgroupSet> {
+/// The tree's cgroups: from the deepest one holding every task (and the root of the tree's cgroup
+/// namespace, if it has one) down.
+fn dump_cgroups(dumped: &[Dumped], namespaces: &[Namespace], opts: &DumpOptions) -> Option<CgroupSet> {
     if opts.manage_cgroups == cgroups::Mode::Ignore {
         return None;
     }
-    let tasks: Vec<&str> =
+    let mut tasks: Vec<&str> =
         dumped.iter().flat_map(|d| std::iter::once(&d.c.core).chain(&d.c.threads)).map(|t| t.cgroup.as_str()).collect();
+    tasks.extend(namespaces.iter().filter(|n| n.kind == "cgroup").map(|n| n.cgroup_root.as_str()));
     let Some(mount) = cgroups::mount() else {
         log::warn!("no cgroup2 hierarchy mounted: the tree's cgroup settings are not saved");
         return None;

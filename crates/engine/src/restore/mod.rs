@@ -439,8 +439,11 @@ fn load(dir: &ImageDir) -> Result<Image> {
 
 /// The image's cgroups made and set as `--manage-cgroups` says, before any task exists.
 fn place_in_cgroups(img: &Image, opts: &RestoreOptions) -> Result<crate::cgroups::restore::Placement> {
-    let tasks: Vec<&str> =
+    let mut tasks: Vec<&str> =
         img.procs.iter().flat_map(|p| std::iter::once(&p.core).chain(&p.threads)).map(|c| c.cgroup.as_str()).collect();
+    // The root of the tree's cgroup namespace is joined by its root for a moment (see
+    // `Placement::enter_ns`): it must exist too.
+    tasks.extend(img.namespaces.iter().filter(|n| n.kind == "cgroup").map(|n| n.cgroup_root.as_str()));
     let root = Pid(img.procs[0].process.pid);
     crate::cgroups::restore::Placement::prepare(img.cgroups.as_ref(), &tasks, &opts.cgroups, root)
 }

@@ -153,6 +153,11 @@ fn build_in<'env>(
     let plan = &ctx.img.plan.procs[idx];
     let (shared_files, shared_vm) = (plan.shares_files, plan.shares_vm);
     misc::unregister_inherited_rseq(inj, pid)?;
+    if idx == 0 {
+        if let Some(ns_root) = crate::ns::cgroup_root(&img.process, &ctx.img.namespaces)? {
+            ctx.cgroups.enter_ns(inj, pid, ns_root, &img.core.cgroup)?;
+        }
+    }
     // The controller's pidfd, inherited in a tree with PID namespaces (see `crate::ns`), stays open
     // until this process's children are made.
     let ctl = ctx.ctl_pidfd.as_ref().map(|fd| fd.as_raw_fd());

@@ -81,6 +81,7 @@ fn cgroup_lines(out: &mut String, set: &crate::model::CgroupSet) {
 fn namespace_line(ns: &crate::model::Namespace) -> String {
     let what = match ns.kind.as_str() {
         "uts" => format!("host {:?}, domain {:?}", ns.hostname, ns.domainname),
+        "cgroup" => format!("rooted at cgroup {}", ns.cgroup_root),
         "net" if !ns.external_key.is_empty() => format!("external ({}), not saved", ns.external_key),
         "net" => {
             let links: Vec<String> = ns
