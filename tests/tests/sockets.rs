@@ -109,6 +109,26 @@ fn external_peer_with_ext_unix_sk() {
     let _ = std::fs::remove_file(&path);
 }
 
+/// `--ext-unix-sk=INODE` allows that socket only: another inode fails the dump, the socket's own
+/// (read from `/proc/PID/fd/3`) lets it through and the restore connects it again.
+#[test]
+fn external_peer_named_by_inode() {
+    let path = echo_server("ext-inode");
+    let case = Case::new("unix_ext_inode", workload!("unix_ext").arg(&path));
+    let Some(mut run) = case.start() else { return };
+    let link = std::fs::read_link(format!("/proc/{}/fd/3", run.pid())).expect("fd 3 of the workload");
+    let inode = link.to_string_lossy().trim_start_matches("socket:[").trim_end_matches(']').to_string();
+    let images = case.images("images");
+    let r = case.dump(&run, &images, &["--ext-unix-sk=1"], &[]);
+    case.expect_failed(&r, "dump allowing another socket", &[&["fd 3"], &["outside"]]);
+    case.expect_untouched(&run);
+    case.dump_ok(&run, &images, &[&format!("--ext-unix-sk={inode}")]);
+    case.reap_dumped(&mut run);
+    let mut restored = case.restore_ok(&images, run.pid(), &["--ext-unix-sk"]);
+    case.finish(&mut restored);
+    let _ = std::fs::remove_file(&path);
+}
+
 #[test]
 fn external_peer_needs_ext_unix_sk_at_restore_too() {
     let path = echo_server("ext-restore");

@@ -24,7 +24,9 @@ pub struct DumpArgs {
 /// The engine's options for `args` (whose `-t` the caller checked).
 pub fn options(args: &DumpArgs) -> anyhow::Result<DumpOptions> {
     let c = &args.criu;
-    let (ext_unix_inodes, ext_veths, ext_netns) = externals(c)?;
+    let (mut ext_unix_inodes, ext_veths, ext_netns) = externals(c)?;
+    let (ext_unix_sk, named) = ext_unix_sk(c)?;
+    ext_unix_inodes.extend(named);
     Ok(DumpOptions {
         pid: c.tree().unwrap_or(0),
         dir: c.images_dir(),
@@ -33,7 +35,7 @@ pub fn options(args: &DumpArgs) -> anyhow::Result<DumpOptions> {
         shell_job: c.is_set("shell-job"),
         fsync: args.fsync,
         ghost_limit: c.ghost_limit(),
-        ext_unix_sk: c.is_set("ext-unix-sk"),
+        ext_unix_sk,
         ext_unix_inodes,
         file_locks: c.is_set("file-locks"),
         tcp_established: c.is_set("tcp-established"),
@@ -92,6 +94,19 @@ pub fn externals(c: &CriuArgs) -> anyhow::Result<(Vec<u64>, Veths, NetNs)> {
         }
     }
     Ok((unix, veths, netns))
+}
+
+/// `-x`/`--ext-unix-sk[=INODE]`: without a value every UNIX socket whose peer is outside the tree
+/// is allowed (true); each `=INODE` allows that socket only, as `--external unix[INODE]`.
+fn ext_unix_sk(c: &CriuArgs) -> anyhow::Result<(bool, Vec<u64>)> {
+    let given = c.get("ext-unix-sk").unwrap_or_default();
+    let mut inodes = Vec::new();
+    for v in given.iter().filter(|v| !v.is_empty()) {
+        let inode = v.parse().map_err(|_| anyhow::anyhow!("--ext-unix-sk={v}: not a socket inode number"))?;
+        inodes.push(inode);
+    }
+    let all = c.is_set("ext-unix-sk") && (given.is_empty() || given.iter().any(|v| v.is_empty()));
+    Ok((all, inodes))
 }
 
 /// One `--external` object.

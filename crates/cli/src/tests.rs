@@ -41,6 +41,10 @@ fn parses_ext_unix_sk() {
     let cli = parse_ok(&["stasis", "dump", "-t", "1", "-D", "d", "--ext-unix-sk"]);
     let Command::Dump(d) = cli.command else { panic!("not dump") };
     assert!(dump::options(&d).unwrap().ext_unix_sk);
+    let cli = parse_ok(&["stasis", "dump", "-t", "1", "-D", "d", "--ext-unix-sk=77", "-x=78"]);
+    let Command::Dump(d) = cli.command else { panic!("not dump") };
+    let o = dump::options(&d).unwrap();
+    assert_eq!((o.ext_unix_sk, o.ext_unix_inodes), (false, vec![77, 78]));
     let cli = parse_ok(&["stasis", "restore", "-D", "d", "-x"]);
     let Command::Restore(r) = cli.command else { panic!("not restore") };
     assert!(r.criu.is_set("ext-unix-sk"));

@@ -221,11 +221,7 @@ pub const OPTIONS: &[Opt] = &[
         OptValue("INODE", Text),
         D_R,
         "allow UNIX sockets connected to sockets outside the tree",
-        Values {
-            ok: &[""],
-            does: "restore connects each such socket to its peer's name again",
-            missing: "a socket inode as the value",
-        },
+        Done("without a value every such socket, with `=INODE` (dump, repeatable) only that one, as `--external unix[INODE]`; restore connects each to its peer's name again (a value there is ignored)"),
     ),
     o(
         "tcp-established",

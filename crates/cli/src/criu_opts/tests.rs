@@ -42,7 +42,6 @@ fn unbuilt_options_are_refused_by_name() {
         &["--stream"],
         &["--cgroup-props", "x"],
         &["--cpu-cap=fpu,ins"],
-        &["--ext-unix-sk=123"],
         &["--evasive-devices"],
         &["--root", "/"],
     ] {
