@@ -1,6 +1,6 @@
 //! The page server on loopback (port 0, so parallel tests never collide): a dump sends its pages
 //! to `stasis page-server`, the small images are copied beside them and the tree restores from the
-//! server's directory; a server killed mid-dump and one that is not there fail the dump with the
+//! server's directory (also over a socket the caller connected, `--ps-socket FD`); a server killed mid-dump and one that is not there fail the dump with the
 //! tree running on and no image on either side.
 
 use stasis_tests::harness::{proc_state, wait_child, Case, EXIT_TIMEOUT, STASIS_TIMEOUT};
@@ -76,13 +76,38 @@ fn page_server_args(port: &str) -> [&str; 5] {
 
 #[test]
 fn dump_to_a_page_server_then_restore_from_its_directory() {
-    let case = Case::new("ps_round_trip", workload!("mem_big").arg("48"));
+    round_trip("ps_round_trip", false);
+}
+
+/// The same over a socket this test connected to the server, given as `--ps-socket 5`.
+#[test]
+fn dump_over_a_ps_socket_then_restore() {
+    round_trip("ps_socket_round_trip", true);
+}
+
+fn round_trip(name: &str, over_socket: bool) {
+    let case = Case::new(name, workload!("mem_big").arg("48"));
     let Some(mut run) = case.start() else { return };
     let served = case.images("served");
     let mut server = Server::start(&case, &served, &[]);
     let local = case.images("local");
     let port = server.port();
-    case.dump_ok(&run, &local, &page_server_args(&port));
+    if over_socket {
+        let conn = std::net::TcpStream::connect(("127.0.0.1", port.parse::<u16>().expect("port"))).expect("connect");
+        std::fs::create_dir_all(&local).expect("images dir");
+        let log = case.dir.unique("dump", "log");
+        let mut cmd = case.stasis().command();
+        raw::pass_fd_on_spawn(&mut cmd, std::os::fd::AsFd::as_fd(&conn), 5);
+        cmd.args(["dump", "-t", &run.pid().to_string(), "-D", local.to_str().unwrap(), "-vv", "-o"]).arg(&log);
+        cmd.args(["--page-server", "--ps-socket", "5"]).stdin(Stdio::null());
+        let out = cmd.output().expect("stasis dump");
+        drop(conn);
+        if !out.status.success() {
+            case.fail(&format!("dump over --ps-socket failed: {}", String::from_utf8_lossy(&out.stderr)));
+        }
+    } else {
+        case.dump_ok(&run, &local, &page_server_args(&port));
+    }
     let exit = server.wait();
     if exit != Exit::Code(0) {
         case.fail(&format!("page server ended with {exit:?}; log {}", server.log.display()));

@@ -3,7 +3,7 @@
 
 use anyhow::Context;
 use clap::Args;
-use stasis_engine::{DumpOptions, DumpReport};
+use stasis_engine::{DumpOptions, DumpReport, PageServerAddr};
 
 use crate::criu_opts::CriuArgs;
 use crate::progress::ProgressLine;
@@ -53,10 +53,19 @@ pub fn options(args: &DumpArgs) -> anyhow::Result<DumpOptions> {
     })
 }
 
-/// `--page-server --address ADDR --port PORT`: where the pages go instead of `-D`.
-fn page_server(c: &CriuArgs) -> anyhow::Result<Option<(String, u16)>> {
+/// `--page-server --address ADDR --port PORT` (or `--ps-socket FD`, a socket the caller connected
+/// to the page server): where the pages go instead of `-D`.
+fn page_server(c: &CriuArgs) -> anyhow::Result<Option<PageServerAddr>> {
     if !c.is_set("page-server") {
+        if let Some(fd) = c.last("ps-socket") {
+            anyhow::bail!("--ps-socket {fd} is the page server's socket: it needs --page-server");
+        }
         return Ok(None);
+    }
+    if let Some(fd) = c.last("ps-socket") {
+        let n: i32 = fd.parse().map_err(|_| anyhow::anyhow!("--ps-socket {fd:?} is not an fd number"))?;
+        let own = stasis_sys::fd::dup_own_fd(n).with_context(|| format!("--ps-socket {n}"))?;
+        return Ok(Some(PageServerAddr::Socket(std::sync::Arc::new(own))));
     }
     let address = c.last("address").context("--page-server needs --address ADDR (the page server's host)")?;
     let port = c.last("port").context("--page-server needs --port PORT")?;
@@ -64,7 +73,7 @@ fn page_server(c: &CriuArgs) -> anyhow::Result<Option<(String, u16)>> {
     if port == 0 {
         anyhow::bail!("--port 0: the page server's port is needed (it prints the one it chose)");
     }
-    Ok(Some((address.to_owned(), port)))
+    Ok(Some(PageServerAddr::Tcp(address.to_owned(), port)))
 }
 
 /// `--empty-ns net` (the one kind CRIU takes).

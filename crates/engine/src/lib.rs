@@ -101,9 +101,9 @@ pub struct DumpOptions {
     pub prev_images_dir: Option<PathBuf>,
     /// Keep tracking writes after this round (`--track-mem`; always so for a pre-dump).
     pub track_mem: bool,
-    /// Send the page files to this page server (address, port) instead of writing them in `dir`
-    /// (`--page-server --address A --port P`).
-    pub page_server: Option<(String, u16)>,
+    /// Send the page files to this page server instead of writing them in `dir` (`--page-server
+    /// --address A --port P`, or `--page-server --ps-socket FD`).
+    pub page_server: Option<PageServerAddr>,
     /// Veths of the tree's network namespace whose peer is outside it, with the peer's name
     /// (`--external veth[NAME]:PEER`).
     pub ext_veths: Vec<(String, String)>,
@@ -161,6 +161,15 @@ pub struct DumpReport {
     pub external: Vec<files::external::ExternalFd>,
     /// The namespaces the root has of its own (restore makes them again).
     pub namespaces: ns::NsSet,
+}
+
+/// Where a dump's page server is.
+#[derive(Debug, Clone)]
+pub enum PageServerAddr {
+    /// `--address A --port P`: the dump connects to it.
+    Tcp(String, u16),
+    /// `--ps-socket FD`: a stream socket the caller connected to it (a duplicate of that fd).
+    Socket(std::sync::Arc<std::os::fd::OwnedFd>),
 }
 
 impl DumpOptions {

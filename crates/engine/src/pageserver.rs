@@ -259,11 +259,24 @@ impl Connection {
     pub fn connect(address: &str, port: u16) -> Result<Connection> {
         let peer = format!("{address}:{port}");
         let stream = TcpStream::connect((address, port)).map_err(|e| lost(&peer, "connecting")(e.into()))?;
+        Self::start(stream, peer)
+    }
+
+    /// Use `fd`, a stream socket the caller connected to the page server (`--ps-socket`), and
+    /// exchange hellos.
+    pub fn over(fd: &std::os::fd::OwnedFd) -> Result<Connection> {
+        let peer = format!("on --ps-socket {}", std::os::fd::AsRawFd::as_raw_fd(fd));
+        let own = fd.try_clone().map_err(|e| lost(&peer, "taking the socket")(e.into()))?;
+        Self::start(TcpStream::from(own), peer)
+    }
+
+    /// Timeouts, no Nagle (a TCP socket only), and hellos on `stream`.
+    fn start(stream: TcpStream, peer: String) -> Result<Connection> {
         let timeouts = stream.set_read_timeout(Some(PEER_TIMEOUT)).and(stream.set_write_timeout(Some(PEER_TIMEOUT)));
         timeouts.map_err(|e| lost(&peer, "connecting")(e.into()))?;
         let _ = stream.set_nodelay(true);
         hello(&stream, &peer)?;
-        log::info!("connected to the page server at {peer}");
+        log::info!("connected to the page server {peer}");
         Ok(Connection { stream, peer })
     }
 

@@ -245,6 +245,10 @@ fn memory_and_page_server(c: &mut CommandLine, o: &CriuOpts) {
         if let Some(port) = ps.port {
             c.value("port", port.to_string());
         }
+        // A socket the caller connected, inherited by `swrk` (CRIU's `ps_socket`).
+        if let Some(fd) = ps.fd {
+            c.value("ps-socket", fd.to_string());
+        }
     }
     c.flag(o.tls, "tls");
     for (long, v) in

@@ -77,7 +77,10 @@ pub fn dump(opts: &DumpOptions, progress: &mut dyn FnMut(Progress)) -> Result<Du
     // Before anything is made or frozen: a page server that cannot be reached fails the dump here.
     let sink: Box<dyn PageSink> = match &opts.page_server {
         None => Box::new(LocalFiles),
-        Some((address, port)) => Box::new(PageServerSink::new(Connection::connect(address, *port)?)),
+        Some(crate::PageServerAddr::Tcp(address, port)) => {
+            Box::new(PageServerSink::new(Connection::connect(address, *port)?))
+        }
+        Some(crate::PageServerAddr::Socket(fd)) => Box::new(PageServerSink::new(Connection::over(fd)?)),
     };
     // Its message queues and SysV objects are read from inside (see `ns`).
     let _in_ns = ns::enter_root_ns(&root, pid.0, &ours)?;
