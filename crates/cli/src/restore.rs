@@ -104,6 +104,7 @@ pub fn options(c: &CriuArgs, detached: bool) -> anyhow::Result<RestoreOptions> {
     Ok(RestoreOptions {
         dir: c.images_dir(),
         leave_stopped: c.is_set("leave-stopped"),
+        cpu_caps: cpu_caps(c)?,
         shell_job: c.is_set("shell-job"),
         detached,
         ext_unix_sk: c.is_set("ext-unix-sk"),
@@ -122,6 +123,11 @@ pub fn options(c: &CriuArgs, detached: bool) -> anyhow::Result<RestoreOptions> {
         join_ns: join_ns(c.get("join-ns").unwrap_or_default())?,
         cgroups: stasis_engine::cgroups::Options { mode: cgroup_mode(c)?, root: cgroup_root(c)? },
     })
+}
+
+/// `--cpu-cap[=CAPS]` (the last one given; CRIU 4.2's `fpu,ins` when absent or without a value).
+fn cpu_caps(c: &CriuArgs) -> anyhow::Result<stasis_engine::cpu::Caps> {
+    c.last("cpu-cap").map_or(Ok(Default::default()), |caps| caps.parse().map_err(|e| anyhow::anyhow!("--cpu-cap {e}")))
 }
 
 /// `--manage-cgroups[=MODE]` (the last one given; `soft` alone or when absent, as in CRIU).

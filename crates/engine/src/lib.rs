@@ -5,6 +5,7 @@
 //! both its dump and its restore side.
 
 pub mod cgroups;
+pub mod cpu;
 pub mod creds;
 pub mod dump;
 pub mod error;
@@ -183,6 +184,8 @@ impl DumpOptions {
 #[derive(Debug, Clone)]
 pub struct RestoreOptions {
     pub dir: PathBuf,
+    /// What is required of this CPU (`--cpu-cap`; see [`cpu`]).
+    pub cpu_caps: cpu::Caps,
     /// Every process of the tree is left stopped (SIGSTOP) instead of running (`-s`,
     /// `--leave-stopped`): a `SIGCONT` lets it go on.
     pub leave_stopped: bool,

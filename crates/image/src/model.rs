@@ -26,6 +26,10 @@ pub struct Inventory {
     /// XSAVE feature mask (XCR0) of the CPU the image was taken on; restore needs all of them.
     #[prost(uint64, tag = "5")]
     pub xfeatures: u64,
+    /// The feature flags of the dump's CPU (`/proc/cpuinfo`); `restore --cpu-cap=cpu|ins` requires
+    /// them (all of them, or those of instruction-set extensions).
+    #[prost(string, repeated, tag = "11")]
+    pub cpu_flags: Vec<String>,
     /// PID of the root of the checkpointed tree.
     #[prost(int32, tag = "6")]
     pub root_pid: i32,

@@ -99,9 +99,6 @@ pub enum Status {
     Moot(&'static str),
     /// Refused, naming the option: the feature not built yet.
     NotBuilt(&'static str),
-    /// Done for the values in `ok` (`""`: no value), as `does` says; refused for the others,
-    /// whose feature (`missing`) is not built yet. A value is a comma-separated list.
-    Values { ok: &'static [&'static str], does: &'static str, missing: &'static str },
 }
 
 /// One option of the table.
@@ -137,13 +134,6 @@ impl Opt {
             Status::Done(s) => s.to_string(),
             Status::Moot(s) => format!("accepted, no effect: {s}"),
             Status::NotBuilt(s) => format!("fails: {s} not built yet"),
-            Status::Values { ok, does, missing } => {
-                let accepted: Vec<String> = ok
-                    .iter()
-                    .map(|v| if v.is_empty() { "without a value".into() } else { format!("`={v}`") })
-                    .collect();
-                format!("{}: {does}; otherwise fails: {missing} not built yet", accepted.join(", "))
-            }
         }
     }
 
@@ -336,7 +326,7 @@ impl CriuArgs {
     /// anything is touched.
     pub fn check(&self, cmd: CriuCommand) -> anyhow::Result<()> {
         let mut refused = Vec::new();
-        for (opt, values) in &self.given {
+        for (opt, _) in &self.given {
             if opt.cmds & cmd.bit() == 0 {
                 log::info!("--{}: ignored by {} (as by criu)", opt.long, cmd.name());
                 continue;
@@ -345,12 +335,6 @@ impl CriuArgs {
                 Status::Done(_) => {}
                 Status::Moot(why) => log::info!("--{}: accepted, no effect: {why}", opt.long),
                 Status::NotBuilt(what) => refused.push(format!("--{} ({what})", opt.long)),
-                Status::Values { ok, missing, .. } => {
-                    let bad = values.iter().flat_map(|v| v.split(',')).find(|v| !ok.contains(v));
-                    if let Some(bad) = bad {
-                        refused.push(format!("--{}={bad} ({missing})", opt.long));
-                    }
-                }
             }
         }
         if refused.is_empty() {

@@ -5,7 +5,7 @@
 use super::{Cmds, Kind, Opt, Status, Takes, ALL, CHECK, DUMPS, PRE_DUMP, RESTORE};
 
 use Kind::{Fd, Level, Path, Pid, Size, Text};
-use Status::{Done, Moot, NotBuilt, Values};
+use Status::{Done, Moot, NotBuilt};
 use Takes::{Bool, Flag, OptValue, Value};
 
 const fn o(
@@ -349,11 +349,7 @@ pub const OPTIONS: &[Opt] = &[
         OptValue("CAPS", Text),
         D_R,
         "which CPU features to record and require (fpu, ins, cpu, all, none)",
-        Values {
-            ok: &["fpu"],
-            does: "restore requires the XSAVE features the image uses (always done)",
-            missing: "CPU checks other than fpu",
-        },
+        Done("dump records them all; restore requires `fpu` (the XSAVE features the image uses), `cpu` (every /proc/cpuinfo flag of the dump's CPU), `ins` (its instruction-set flags), `all`, or `none`; the default is CRIU 4.2's `fpu,ins`"),
     ),
     o("allow-uprobes", None, Bool, D_R, "allow tasks with uprobes", NotBuilt("uprobes")),
     o(

@@ -113,7 +113,8 @@ fn process_options(c: &mut CommandLine, o: &CriuOpts) {
         c.value("timeout", t.to_string());
     }
     if o.cpu_cap.is_some_and(|cap| cap != u32::MAX) {
-        c.args.push(format!("--cpu-cap={}", o.cpu_cap()).into());
+        let caps = stasis_engine::cpu::Caps::from_bits(o.cpu_cap());
+        c.args.push(format!("--cpu-cap={}", caps.words()).into());
     }
     c.flag(o.allow_uprobes, "allow-uprobes");
     if let Some(profile) = &o.lsm_profile {

@@ -661,6 +661,7 @@ fn write_images(
         tool_version: env!("CARGO_PKG_VERSION").into(),
         kernel_release: kernel_release(),
         xfeatures: regs::xstate_features(&root.core.xstate),
+        cpu_flags: crate::cpu::flags(),
         root_pid: root.process.pid,
         created_unix_ms: std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)

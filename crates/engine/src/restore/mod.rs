@@ -9,7 +9,7 @@ use crate::error::{Error, Result};
 use crate::notify::Point;
 use crate::proc::{self, ProcRoot};
 use crate::tracers::Tracers;
-use crate::{fault, files, mem, misc, regs};
+use crate::{fault, files, mem, misc};
 use crate::{Progress, RestoreOptions, RestoreReport};
 use process::{Handoff, Out};
 use stasis_image::model::{FdTable, FileTable, IpcImage, MmImage, Namespace, PageMap, ProcessEntry, PsTree, TaskCore};
@@ -190,7 +190,8 @@ pub fn restore(opts: &RestoreOptions, progress: &mut dyn FnMut(Progress)) -> Res
     let parents = mem::chain::parents(&dir)?;
     let chains: Vec<_> =
         img.procs.iter().map(|p| mem::chain::resolve(p.process.pid, &p.pagemap, &parents)).collect::<Result<_>>()?;
-    check_cpu(&dir, &img)?;
+    let tasks = img.procs.iter().map(|p| (p.process.pid, std::iter::once(&p.core).chain(&p.threads).collect()));
+    crate::cpu::check(&dir, tasks, opts.cpu_caps)?;
     check_pids_free(&img)?;
     check_file_locks(&img, opts.file_locks)?;
     // From here on, until it returns, this thread is in the root's new namespaces (if any): the
@@ -476,34 +477,6 @@ fn load_process(dir: &ImageDir, process: ProcessEntry) -> Result<ProcImage> {
         fds: dir.read_one(ImageKind::Fds, pid)?,
         process,
     })
-}
-
-/// The CPU must have every XSAVE feature the image's register state uses, in an area of its size.
-fn check_cpu(dir: &ImageDir, img: &Image) -> Result<()> {
-    let have = stasis_sys::probe::xfeatures();
-    let want = stasis_sys::probe::xsave_size() as usize;
-    for p in &img.procs {
-        let need = dir.inventory().map_or(0, |i| i.xfeatures) | regs::xstate_features(&p.core.xstate);
-        if need & !have != 0 {
-            return Err(Error::Incompatible {
-                file: "inventory.img".into(),
-                what: format!("field xfeatures: the image needs XSAVE features {need:#x}, this CPU has {have:#x}"),
-            });
-        }
-        for t in std::iter::once(&p.core).chain(&p.threads) {
-            if t.xstate.len() != want {
-                return Err(Error::Incompatible {
-                    file: ImageKind::Core.file_name(Some(p.process.pid)),
-                    what: format!(
-                        "thread {}: field xstate: {} bytes, but this CPU's XSAVE area is {want} bytes",
-                        t.pid,
-                        t.xstate.len()
-                    ),
-                });
-            }
-        }
-    }
-    Ok(())
 }
 
 /// Every PID and TID of the image must be free.

@@ -111,6 +111,9 @@ fn header(out: &mut String, dir: &ImageDir, inv: &Inventory, processes: usize) {
     let _ = writeln!(out, "  kernel        {}", inv.kernel_release);
     let _ = writeln!(out, "  created       {}", names::unix_ms(inv.created_unix_ms));
     let _ = writeln!(out, "  xfeatures     {:#x}", inv.xfeatures);
+    if !inv.cpu_flags.is_empty() {
+        let _ = writeln!(out, "  cpu flags     {} (checked by restore --cpu-cap=ins, cpu or all)", inv.cpu_flags.len());
+    }
     let _ = writeln!(out, "  page size     {}", inv.page_size);
     let _ = writeln!(out, "  shell job     {}", if inv.shell_job { "yes" } else { "no" });
     if inv.pre_dump {
