@@ -1,5 +1,8 @@
 //! Per-process attributes survive: resource limits (lowered soft and hard limits), umask, cwd, comm
-//! name, personality, no_new_privs, parent-death signal, dumpable flag and timer slack.
+//! name, personality, no_new_privs, parent-death signal, dumpable flag and timer slack; the I/O
+//! priority of the main thread and another of a second thread, the memory-error kill policy,
+//! memory-deny-write-execute, and rdtsc made to fault (set last before READY, checked and undone
+//! first after the wake: the vDSO's clocks use rdtsc).
 
 use stasis_tests::raw::{self, SigSet};
 use stasis_tests::workload::{self, OrFail};
@@ -26,6 +29,9 @@ struct Attrs {
     pdeathsig: i32,
     dumpable: i32,
     timer_slack: i32,
+    ioprio: i32,
+    mce_kill: i32,
+    mdwe: i32,
 }
 
 fn read_attrs() -> std::io::Result<Attrs> {
@@ -41,6 +47,9 @@ fn read_attrs() -> std::io::Result<Attrs> {
         pdeathsig: raw::get_pdeathsig()?,
         dumpable: raw::prctl(libc::PR_GET_DUMPABLE, 0, 0)?,
         timer_slack: raw::prctl(libc::PR_GET_TIMERSLACK, 0, 0)?,
+        ioprio: raw::ioprio_get(0)?,
+        mce_kill: raw::prctl(libc::PR_MCE_KILL_GET, 0, 0)?,
+        mdwe: raw::prctl(raw::PR_GET_MDWE, 0, 0)?,
     })
 }
 
@@ -64,9 +73,33 @@ fn main() {
     raw::prctl(libc::PR_SET_PDEATHSIG, libc::SIGWINCH as u64, 0).or_fail("PR_SET_PDEATHSIG");
     raw::prctl(libc::PR_SET_DUMPABLE, 0, 0).or_fail("PR_SET_DUMPABLE");
     raw::prctl(libc::PR_SET_TIMERSLACK, 123_456, 0).or_fail("PR_SET_TIMERSLACK");
+    // Best effort, class 2 (best effort) level 3; the thread's level 6.
+    raw::ioprio_set(2 << 13 | 3).or_fail("ioprio_set");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        raw::ioprio_set(2 << 13 | 6).or_fail("ioprio_set in a thread");
+        tx.send(raw::raw_gettid()).or_fail("send");
+        loop {
+            std::thread::park();
+        }
+    });
+    let thread = rx.recv().or_fail("the thread's tid");
+    raw::prctl(libc::PR_MCE_KILL, libc::PR_MCE_KILL_SET as u64, libc::PR_MCE_KILL_EARLY as u64).or_fail("PR_MCE_KILL");
+    // PR_MDWE_REFUSE_EXEC_GAIN: stasis' own areas in the task must do without write+exec.
+    raw::prctl(raw::PR_SET_MDWE, 1, 0).or_fail("PR_SET_MDWE");
     let before = read_attrs().or_fail("read attributes");
+    let thread_before = raw::ioprio_get(thread).or_fail("the thread's ioprio");
+    raw::prctl(libc::PR_SET_TSC, libc::PR_TSC_SIGSEGV as u64, 0).or_fail("PR_SET_TSC");
     s.ready();
     s.wait_for_wake();
+    let tsc = raw::get_tsc();
+    raw::prctl(libc::PR_SET_TSC, libc::PR_TSC_ENABLE as u64, 0).or_fail("PR_SET_TSC back");
+    s.checker.same(
+        "rdtsc mode",
+        &format!("{:?}", Ok::<i32, ()>(libc::PR_TSC_SIGSEGV)),
+        &format!("{:?}", tsc.map_err(drop)),
+    );
+    s.checker.same("the thread's I/O priority", &Some(thread_before), &raw::ioprio_get(thread).ok());
     match read_attrs() {
         Ok(after) => {
             for (r, (b, a)) in before.limits.iter().zip(&after.limits).enumerate() {
@@ -85,6 +118,9 @@ fn main() {
             }
             s.checker.same("dumpable", &before.dumpable, &after.dumpable);
             s.checker.same("timer slack", &before.timer_slack, &after.timer_slack);
+            s.checker.same("I/O priority", &before.ioprio, &after.ioprio);
+            s.checker.same("memory-error kill policy", &before.mce_kill, &after.mce_kill);
+            s.checker.same("memory-deny-write-execute", &before.mdwe, &after.mdwe);
         }
         Err(e) => s.checker.check(false, || format!("reading attributes: {e}")),
     }

@@ -30,17 +30,23 @@ pub fn dump(inj: &mut dyn Remote, root: &ProcRoot, pid: Pid, status: &proc::Stat
 /// address, robust futex list, rseq registration, nice value, scheduling policy, CPU affinity.
 pub fn dump_thread(inj: &mut dyn Remote, root: &ProcRoot, tid: Pid, core: &mut TaskCore) -> Result<()> {
     core.comm = proc::comm(root, tid.0)?;
+    // Only these two need the thread itself; the rest is read from outside, saving a round trip
+    // through the scheduler per value.
     core.pdeathsig = inj.prctl(Prctl::GetPdeathsig)? as i32;
-    core.timer_slack_ns = inj.prctl(Prctl::GetTimerslack)?;
     core.clear_child_tid = inj.prctl(Prctl::GetTidAddress)?;
+    let slack = root.pid_path(tid.0, "timerslack_ns");
+    let text = std::fs::read_to_string(&slack).map_err(Error::io(&slack))?;
+    core.timer_slack_ns = text.trim().parse().unwrap_or(0);
     let (head, len) = process::get_robust_list(tid).map_err(Error::sys(tid.0, "reading the robust futex list"))?;
     core.robust_list = head;
     core.robust_list_len = len;
     core.rseq = dump_rseq(tid)?;
-    core.nice = 20 - inj.getpriority(libc::PRIO_PROCESS as i32, 0)?;
-    core.sched_policy = inj.sched_getscheduler(0)?;
-    core.sched_priority = inj.sched_getparam(0)?;
-    core.cpu_affinity = inj.sched_getaffinity(0, AFFINITY_BYTES)?;
+    core.nice = process::nice(tid).map_err(Error::sys(tid.0, "reading its nice value"))?;
+    (core.sched_policy, core.sched_priority) =
+        process::sched(tid).map_err(Error::sys(tid.0, "reading its scheduling policy"))?;
+    core.cpu_affinity =
+        process::affinity(tid, AFFINITY_BYTES as usize).map_err(Error::sys(tid.0, "reading its CPU affinity"))?;
+    core.ioprio = process::ioprio(tid).map_err(Error::sys(tid.0, "reading its I/O priority"))?;
     Ok(())
 }
 
@@ -77,6 +83,13 @@ fn dump_process(
     core.dumpable = inj.prctl(Prctl::GetDumpable)? as i32;
     core.thp_disabled = inj.prctl(Prctl::GetThpDisable)? != 0;
     core.child_subreaper = inj.prctl(Prctl::GetChildSubreaper)? != 0;
+    // Stored plus one: 0 is a policy (PR_MCE_KILL_LATE) and a mode, and means "not read" in images
+    // older than these fields.
+    core.mce_kill = inj.prctl(Prctl::GetMceKill)? as i32 + 1;
+    core.tsc_mode = inj.prctl(Prctl::GetTsc)? as i32;
+    core.cpuid_faulting = inj.arch_get_cpuid()? == 0;
+    // EINVAL before Linux 6.3: no MDWE there.
+    core.mdwe = inj.prctl(Prctl::GetMdwe).unwrap_or(0) as u32;
     let path = root.pid_path(p, "oom_score_adj");
     let text = std::fs::read_to_string(&path).map_err(Error::io(&path))?;
     core.oom_score_adj = text.trim().parse().unwrap_or(0);
@@ -198,6 +211,7 @@ fn restore_process(inj: &mut dyn Remote, core: &TaskCore, inherited: Option<&Tas
         // Not inherited by fork; set before the children are made (see `session`).
         inj.prctl(Prctl::SetChildSubreaper(true))?;
     }
+    restore_traps(inj, core, inherited)?;
     let had = |l: &RLimit| inherited.is_some_and(|p| p.rlimits.contains(l));
     for l in core.rlimits.iter().filter(|l| !had(l)) {
         inj.prlimit64_set(l.resource, l.cur, l.max).map_err(|e| Error::Step {
@@ -226,6 +240,40 @@ fn restore_process(inj: &mut dyn Remote, core: &TaskCore, inherited: Option<&Tas
     inj.personality(core.personality as u64)?;
     inj.prctl(Prctl::SetThpDisable(core.thp_disabled))?;
     Ok(())
+}
+
+/// The memory-error kill policy, rdtsc and CPUID faulting of the process's main thread, where
+/// they differ from what it inherited (its parent's, or a fresh task's defaults); its threads,
+/// made afterwards, inherit them.
+fn restore_traps(inj: &mut dyn Remote, core: &TaskCore, inherited: Option<&TaskCore>) -> Result<()> {
+    let (mce, tsc, cpuid) = inherited.map_or((3, 1, false), |p| (p.mce_kill, p.tsc_mode, p.cpuid_faulting));
+    if core.mce_kill != 0 && core.mce_kill != mce {
+        inj.prctl(Prctl::SetMceKill(core.mce_kill - 1))?;
+    }
+    if core.tsc_mode != 0 && core.tsc_mode != tsc {
+        inj.prctl(Prctl::SetTsc(core.tsc_mode))?;
+    }
+    if core.cpuid_faulting != cpuid {
+        inj.arch_set_cpuid(!core.cpuid_faulting).map_err(|e| Error::Step {
+            pid: Pid(core.pid),
+            what: "CPUID faulting (this CPU may not have it)".into(),
+            source: Box::new(e.into()),
+        })?;
+    }
+    Ok(())
+}
+
+/// The process's memory-deny-write-execute flags (`PR_SET_MDWE`), once nothing more of its memory
+/// is mapped (they refuse the writable executable areas the fill uses).
+pub fn restore_mdwe(inj: &mut dyn Remote, core: &TaskCore) -> Result<()> {
+    if core.mdwe == 0 {
+        return Ok(());
+    }
+    inj.prctl(Prctl::SetMdwe(core.mdwe)).map(drop).map_err(|e| Error::Step {
+        pid: Pid(core.pid),
+        what: format!("memory-deny-write-execute flags {:#x}", core.mdwe),
+        source: Box::new(e.into()),
+    })
 }
 
 /// The settings of one thread (see [`dump_thread`]), but its parent-death signal.
@@ -263,6 +311,14 @@ fn restore_thread_with(
         inj.set_tid_address(core.clear_child_tid)?;
     }
     inj.set_robust_list(core.robust_list, core.robust_list_len)?;
+    // Read from outside: what the task has now (its creator's, or none).
+    if process::ioprio(Pid(core.pid)).is_ok_and(|now| now != core.ioprio) {
+        inj.ioprio_set_own(core.ioprio).map_err(|e| Error::Step {
+            pid: Pid(core.pid),
+            what: format!("I/O priority {:#x}", core.ioprio),
+            source: Box::new(e.into()),
+        })?;
+    }
     if let Some(r) = &core.rseq {
         inj.rseq(r.ptr, r.len, 0, r.signature)?;
     }

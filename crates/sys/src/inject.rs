@@ -144,9 +144,7 @@ impl Injector {
         if hint.is_some() {
             flags |= libc::MAP_FIXED_NOREPLACE;
         }
-        let prot = libc::PROT_READ | libc::PROT_WRITE | libc::PROT_EXEC;
-        let args = [hint.unwrap_or(0), len, prot as u64, flags as u64, u64::MAX, 0];
-        let addr = inj.via_gadget(Call::new("mmap", libc::SYS_mmap, &args))?;
+        let addr = inj.map_scratch(hint.unwrap_or(0), len, flags)?;
         if let Some(want) = hint.filter(|&h| h != addr) {
             return Err(InjectError::ScratchMoved { pid, addr: want, got: addr });
         }
@@ -155,6 +153,24 @@ impl Injector {
         inj.owns = true;
         inj.write(addr, &CODE)?;
         Ok(inj)
+    }
+
+    /// Map the scratch area: one writable, executable area; or, in a process that denies memory
+    /// both writable and executable (`PR_SET_MDWE`: EACCES), an executable one whose data pages are
+    /// then made writable instead (the code is written through `/proc/PID/mem`, which may write
+    /// where the task may not).
+    fn map_scratch(&mut self, hint: u64, len: u64, flags: i32) -> Result<u64, InjectError> {
+        let mmap = |prot: i32| Call::new("mmap", libc::SYS_mmap, &[hint, len, prot as u64, flags as u64, u64::MAX, 0]);
+        let rwx = libc::PROT_READ | libc::PROT_WRITE | libc::PROT_EXEC;
+        match self.via_gadget(mmap(rwx)) {
+            Err(InjectError::Failed { source, .. }) if source.raw_os_error() == Some(libc::EACCES) => {
+                let addr = self.via_gadget(mmap(libc::PROT_READ | libc::PROT_EXEC))?;
+                let rw = (libc::PROT_READ | libc::PROT_WRITE) as u64;
+                self.via_gadget(Call::new("mprotect", libc::SYS_mprotect, &[addr + PAGE, len - PAGE, rw]))?;
+                Ok(addr)
+            }
+            other => other,
+        }
     }
 
     /// An injector for thread `pid` that uses the scratch area `scratch` (start, end) another

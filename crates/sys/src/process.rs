@@ -165,6 +165,45 @@ pub fn pidfd_send_signal(pidfd: std::os::fd::BorrowedFd<'_>, sig: i32) -> Result
     crate::check("pidfd_send_signal", ret).map(drop)
 }
 
+/// The I/O priority of thread `tid` (`ioprio_get(IOPRIO_WHO_PROCESS, tid)`); 0 when it has none
+/// of its own.
+pub fn ioprio(tid: Pid) -> Result<i32, SysError> {
+    // SAFETY: plain integer arguments.
+    let ret = unsafe { libc::syscall(libc::SYS_ioprio_get, 1, tid.0) };
+    check("ioprio_get", ret).map(|v| v as i32)
+}
+
+/// The nice value of thread `tid` (`getpriority(PRIO_PROCESS, tid)`, whose raw result is 20 - nice).
+pub fn nice(tid: Pid) -> Result<i32, SysError> {
+    // SAFETY: plain integer arguments.
+    let ret = unsafe { libc::syscall(libc::SYS_getpriority, libc::PRIO_PROCESS, tid.0) };
+    check("getpriority", ret).map(|v| 20 - v as i32)
+}
+
+/// The scheduling policy of thread `tid`, with `SCHED_RESET_ON_FORK` (`sched_getscheduler`), and
+/// its static priority (`sched_getparam`).
+pub fn sched(tid: Pid) -> Result<(i32, i32), SysError> {
+    // SAFETY: a plain integer argument.
+    let policy = unsafe { libc::syscall(libc::SYS_sched_getscheduler, tid.0) };
+    let policy = check("sched_getscheduler", policy)? as i32;
+    let mut param = libc::sched_param { sched_priority: 0 };
+    // SAFETY: `param` is a valid, writable sched_param for the call.
+    let ret = unsafe { libc::syscall(libc::SYS_sched_getparam, tid.0, &mut param as *mut libc::sched_param) };
+    check("sched_getparam", ret)?;
+    Ok((policy, param.sched_priority))
+}
+
+/// The CPU affinity mask of thread `tid` (`sched_getaffinity`), at most `max` bytes, as long as
+/// the kernel's mask.
+pub fn affinity(tid: Pid, max: usize) -> Result<Vec<u8>, SysError> {
+    let mut mask = vec![0u8; max];
+    // SAFETY: `mask` is `max` writable bytes.
+    let ret = unsafe { libc::syscall(libc::SYS_sched_getaffinity, tid.0, max, mask.as_mut_ptr()) };
+    let n = check("sched_getaffinity", ret)? as usize;
+    mask.truncate(n.min(max));
+    Ok(mask)
+}
+
 /// `kill(2)`.
 pub fn kill(pid: Pid, sig: i32) -> Result<(), SysError> {
     // SAFETY: plain integer arguments.

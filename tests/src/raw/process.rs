@@ -59,11 +59,48 @@ const INTEGER_PRCTLS: &[libc::c_int] = &[
     libc::PR_CAP_AMBIENT,
     libc::PR_CAPBSET_READ,
     libc::PR_CAPBSET_DROP,
+    libc::PR_MCE_KILL,
+    libc::PR_MCE_KILL_GET,
+    libc::PR_SET_TSC,
+    PR_SET_MDWE,
+    PR_GET_MDWE,
     libc::PR_SET_CHILD_SUBREAPER,
     // PR_SET_MEMORY_MERGE, PR_GET_MEMORY_MERGE (Linux 6.4).
     67,
     68,
 ];
+
+/// `prctl` options of Linux 6.3 (memory-deny-write-execute) the libc crate may lack.
+pub const PR_SET_MDWE: libc::c_int = 65;
+pub const PR_GET_MDWE: libc::c_int = 66;
+
+/// `PR_GET_TSC`: 1 (`PR_TSC_ENABLE`) or 2 (`PR_TSC_SIGSEGV`).
+pub fn get_tsc() -> io::Result<i32> {
+    let mut mode: libc::c_int = 0;
+    // SAFETY: PR_GET_TSC writes one int to the pointer, which is valid.
+    cvt(unsafe { libc::prctl(libc::PR_GET_TSC, &mut mode as *mut libc::c_int, 0u64, 0u64, 0u64) })?;
+    Ok(mode)
+}
+
+/// The I/O priority of thread `tid` (0: the caller), `ioprio_get(IOPRIO_WHO_PROCESS, tid)`.
+pub fn ioprio_get(tid: i32) -> io::Result<i32> {
+    // SAFETY: plain integer arguments.
+    let ret = unsafe { libc::syscall(libc::SYS_ioprio_get, 1, tid) };
+    if ret < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(ret as i32)
+}
+
+/// Set the calling thread's I/O priority (`ioprio_set(IOPRIO_WHO_PROCESS, 0, prio)`).
+pub fn ioprio_set(prio: i32) -> io::Result<()> {
+    // SAFETY: plain integer arguments.
+    let ret = unsafe { libc::syscall(libc::SYS_ioprio_set, 1, 0, prio) };
+    if ret < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
 
 /// `prctl(2)` for the options of `INTEGER_PRCTLS`.
 pub fn prctl(option: libc::c_int, arg2: u64, arg3: u64) -> io::Result<i32> {

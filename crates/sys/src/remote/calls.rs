@@ -23,6 +23,9 @@ const PR_CAP_AMBIENT: u64 = 47;
 const PR_CAP_AMBIENT_RAISE: u64 = 2;
 const PR_TIMER_CREATE_RESTORE_IDS: u64 = 77;
 const PR_SET_MEMORY_MERGE: u64 = 67;
+/// `arch_prctl` codes of CPUID faulting (asm/prctl.h).
+const ARCH_GET_CPUID: u64 = 0x1011;
+const ARCH_SET_CPUID: u64 = 0x1012;
 const SECCOMP_SET_MODE_STRICT: u64 = 0;
 const SECCOMP_SET_MODE_FILTER: u64 = 1;
 /// `sizeof(siginfo_t)`.
@@ -508,6 +511,22 @@ pub trait Remote: Target {
         checked(self, Call::new("seccomp", libc::SYS_seccomp, &[SECCOMP_SET_MODE_STRICT, 0, 0])).map(drop)
     }
 
+    /// `arch_prctl(ARCH_GET_CPUID)`: 1 when CPUID runs, 0 when it faults (CPUID faulting).
+    fn arch_get_cpuid(&mut self) -> R<u64> {
+        checked(self, Call::new("arch_prctl", libc::SYS_arch_prctl, &[ARCH_GET_CPUID, 0]).naming(0, "ARCH_GET_CPUID"))
+    }
+
+    /// `arch_prctl(ARCH_SET_CPUID, enabled)`.
+    fn arch_set_cpuid(&mut self, enabled: bool) -> R<()> {
+        let call = Call::new("arch_prctl", libc::SYS_arch_prctl, &[ARCH_SET_CPUID, enabled as u64]);
+        checked(self, call.naming(0, "ARCH_SET_CPUID")).map(drop)
+    }
+
+    /// `ioprio_set(IOPRIO_WHO_PROCESS, 0, prio)`: the calling thread's I/O priority.
+    fn ioprio_set_own(&mut self, prio: i32) -> R<()> {
+        checked(self, Call::new("ioprio_set", libc::SYS_ioprio_set, &[1, 0, prio as u64])).map(drop)
+    }
+
     /// `prctl(2)` with option `op`; see [`Prctl`] for what comes back.
     fn prctl(&mut self, op: Prctl<'_>) -> R<u64> {
         let (name, args, out) = prctl_args(self, op)?;
@@ -588,6 +607,14 @@ fn prctl_args<T: Target + ?Sized>(t: &T, op: Prctl<'_>) -> R<(&'static str, [u64
         Prctl::TimerCreateRestoreIds(on) => {
             ("PR_TIMER_CREATE_RESTORE_IDS", [PR_TIMER_CREATE_RESTORE_IDS, on as u64, 0, 0, 0], Out::Ret)
         }
+        Prctl::GetMceKill => ("PR_MCE_KILL_GET", [34, 0, 0, 0, 0], Out::Ret),
+        // PR_MCE_KILL_CLEAR 0, PR_MCE_KILL_SET 1; PR_MCE_KILL_DEFAULT is 2.
+        Prctl::SetMceKill(2) => ("PR_MCE_KILL", [33, 0, 0, 0, 0], Out::Ret),
+        Prctl::SetMceKill(policy) => ("PR_MCE_KILL", [33, 1, policy as u64, 0, 0], Out::Ret),
+        Prctl::GetTsc => ("PR_GET_TSC", [25, put(t, "prctl", 0, &[0; 4])?, 0, 0, 0], Out::Int(data)),
+        Prctl::SetTsc(mode) => ("PR_SET_TSC", [26, mode as u64, 0, 0, 0], Out::Ret),
+        Prctl::GetMdwe => ("PR_GET_MDWE", [66, 0, 0, 0, 0], Out::Ret),
+        Prctl::SetMdwe(flags) => ("PR_SET_MDWE", [65, flags as u64, 0, 0, 0], Out::Ret),
     })
 }
 

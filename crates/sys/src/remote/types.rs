@@ -139,4 +139,15 @@ pub enum Prctl<'a> {
     SetMemoryMerge(bool),
     /// `PR_TIMER_CREATE_RESTORE_IDS` (Linux 6.15): `timer_create` takes the id it is given.
     TimerCreateRestoreIds(bool),
+    /// `PR_MCE_KILL_GET`: the thread's memory-error kill policy (`PR_MCE_KILL_DEFAULT` 2, `EARLY`
+    /// 1, `LATE` 0).
+    GetMceKill,
+    /// `PR_MCE_KILL`: `PR_MCE_KILL_SET` with a policy, `PR_MCE_KILL_CLEAR` for the default (2).
+    SetMceKill(i32),
+    /// `PR_GET_TSC`: `PR_TSC_ENABLE` 1, or `PR_TSC_SIGSEGV` 2 (rdtsc faults).
+    GetTsc,
+    SetTsc(i32),
+    /// `PR_GET_MDWE` (Linux 6.3): memory-deny-write-execute flags of the process.
+    GetMdwe,
+    SetMdwe(u32),
 }
