@@ -1,7 +1,8 @@
 //! Per-process attributes survive: resource limits (lowered soft and hard limits), umask, cwd, comm
 //! name, personality, no_new_privs, parent-death signal, dumpable flag and timer slack; the I/O
 //! priority of the main thread and another of a second thread, the memory-error kill policy,
-//! memory-deny-write-execute, and rdtsc made to fault (set last before READY, checked and undone
+//! memory-deny-write-execute, syscall user dispatch (a call made with the selector at "block" goes to
+//! the SIGSYS handler, before and after), and rdtsc made to fault (set last before READY, checked and undone
 //! first after the wake: the vDSO's clocks use rdtsc).
 
 use stasis_tests::raw::{self, SigSet};
@@ -87,6 +88,8 @@ fn main() {
     raw::prctl(libc::PR_MCE_KILL, libc::PR_MCE_KILL_SET as u64, libc::PR_MCE_KILL_EARLY as u64).or_fail("PR_MCE_KILL");
     // PR_MDWE_REFUSE_EXEC_GAIN: stasis' own areas in the task must do without write+exec.
     raw::prctl(raw::PR_SET_MDWE, 1, 0).or_fail("PR_SET_MDWE");
+    raw::enable_syscall_dispatch().or_fail("PR_SET_SYSCALL_USER_DISPATCH");
+    s.checker.same("system calls dispatched before the dump", &1, &raw::dispatch_one());
     let before = read_attrs().or_fail("read attributes");
     let thread_before = raw::ioprio_get(thread).or_fail("the thread's ioprio");
     raw::prctl(libc::PR_SET_TSC, libc::PR_TSC_SIGSEGV as u64, 0).or_fail("PR_SET_TSC");
@@ -100,6 +103,7 @@ fn main() {
         &format!("{:?}", tsc.map_err(drop)),
     );
     s.checker.same("the thread's I/O priority", &Some(thread_before), &raw::ioprio_get(thread).ok());
+    s.checker.same("system calls dispatched after the restore", &2, &raw::dispatch_one());
     match read_attrs() {
         Ok(after) => {
             for (r, (b, a)) in before.limits.iter().zip(&after.limits).enumerate() {

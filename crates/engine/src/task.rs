@@ -22,6 +22,9 @@ pub struct Frozen {
     /// The signal of that stop (SIGSTOP, SIGTSTP, SIGTTIN or SIGTTOU), as its attach reports it; 0
     /// when it was not stopped.
     pub stop_signal: i32,
+    /// Its syscall user dispatch, switched off while it is frozen (our calls must not be
+    /// dispatched to its handler) and put back as it is let go.
+    sud: ptrace::SudConfig,
     /// A SIGSTOP is sent to the process just before this (main) thread is let go
     /// (`--leave-stopped`): no injected call runs after it, so none can take it.
     stop_on_detach: bool,
@@ -57,6 +60,7 @@ impl Frozen {
             was_stopped,
             stop_signal: 0,
             stop_on_detach: false,
+            sud: ptrace::SudConfig::default(),
             injector: None,
             calls: calls.clone(),
             captured: false,
@@ -72,7 +76,12 @@ impl Frozen {
         frozen.regs = regs;
         frozen.xstate = xstate;
         frozen.sigmask = ptrace::get_sigmask(pid).map_err(Error::sys(pid.0, "reading the signal mask"))?;
+        frozen.sud = ptrace::get_sud(pid).map_err(Error::sys(pid.0, "reading its syscall user dispatch"))?;
         frozen.captured = true;
+        if frozen.sud.mode != 0 {
+            let off = ptrace::SudConfig::default();
+            ptrace::set_sud(pid, &off).map_err(Error::sys(pid.0, "switching its syscall user dispatch off"))?;
+        }
         ptrace::set_sigmask(pid, u64::MAX).map_err(Error::sys(pid.0, "blocking signals"))?;
         Ok(frozen)
     }
@@ -113,6 +122,17 @@ impl Frozen {
                 Err(Error::Exited { pid: self.pid, how: format!("{status:?}") })
             }
         }
+    }
+
+    /// Its syscall user dispatch for the image, when it was on.
+    pub fn syscall_dispatch(&self) -> Option<stasis_image::model::SyscallDispatch> {
+        let c = self.sud;
+        (c.mode != 0).then_some(stasis_image::model::SyscallDispatch {
+            mode: c.mode,
+            selector: c.selector,
+            offset: c.offset,
+            len: c.len,
+        })
     }
 
     /// The injector, mapping its scratch area on first use; `vdso` is the task's `[vdso]` range.
@@ -212,6 +232,10 @@ impl Frozen {
     /// `--leave-stopped`, which the process takes once it runs (threads let go before it join the
     /// group stop).
     fn detach(&self) -> Result<()> {
+        if self.sud.mode != 0 {
+            ptrace::set_sud(self.pid, &self.sud)
+                .map_err(Error::sys(self.pid.0, "putting its syscall user dispatch back"))?;
+        }
         if self.stop_on_detach {
             process::kill(self.pid, libc::SIGSTOP).map_err(Error::sys(self.pid.0, "stopping it after the dump"))?;
         }

@@ -38,6 +38,7 @@ pub fn dump(root: &ProcRoot, frozen: &mut Frozen, vdso: (u64, u64), scratch: (u6
         xstate: frozen.xstate.clone(),
         sigmask: frozen.sigmask,
         pending: signals::dump_pending(tid, false)?,
+        syscall_dispatch: frozen.syscall_dispatch(),
         ..Default::default()
     };
     let status = crate::proc::status(root, tid.0)?;
@@ -53,13 +54,18 @@ pub fn dump(root: &ProcRoot, frozen: &mut Frozen, vdso: (u64, u64), scratch: (u6
 }
 
 /// Let a restored task go: its injector's last call removes the scratch area, then its registers
-/// (with the syscall-restart fix-ups) and blocked mask are set, and it is detached (stopped again with
+/// (with the syscall-restart fix-ups), blocked mask and syscall user dispatch are set, and it is detached (stopped again with
 /// `stop_signal`, the signal that had stopped it at the dump; 0: it runs).
 pub fn let_go(inj: Injector, core: &TaskCore, stop_signal: i32) -> Result<()> {
     let tid = inj.pid();
     inj.finish()?;
     regs::restore(tid, &core.regs.clone().unwrap_or_default(), &core.xstate)?;
     ptrace::set_sigmask(tid, core.sigmask).map_err(Error::sys(tid.0, "setting the signal mask"))?;
+    // Last: once on, the task's own system calls outside its allowed range go to its handler.
+    if let Some(d) = &core.syscall_dispatch {
+        let conf = ptrace::SudConfig { mode: d.mode, selector: d.selector, offset: d.offset, len: d.len };
+        ptrace::set_sud(tid, &conf).map_err(Error::sys(tid.0, "setting its syscall user dispatch"))?;
+    }
     ptrace::detach(tid, stop_signal).map_err(Error::sys(tid.0, "detaching"))
 }
 

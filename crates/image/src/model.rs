@@ -139,6 +139,20 @@ pub struct CgroupSetting {
     pub value: String,
 }
 
+/// A thread's syscall user dispatch (`struct ptrace_sud_config`): its mode (`PR_SYS_DISPATCH_*`),
+/// the address of its selector byte, and the range of code whose system calls are never dispatched.
+#[derive(Clone, PartialEq, prost::Message, Serialize)]
+pub struct SyscallDispatch {
+    #[prost(uint64, tag = "1")]
+    pub mode: u64,
+    #[prost(uint64, tag = "2")]
+    pub selector: u64,
+    #[prost(uint64, tag = "3")]
+    pub offset: u64,
+    #[prost(uint64, tag = "4")]
+    pub len: u64,
+}
+
 /// A group or session leader that had exited, made again by a helper with its PID forked by
 /// `parent` (see [`PsTree`]).
 #[derive(Clone, PartialEq, prost::Message, Serialize)]
@@ -392,6 +406,9 @@ pub struct TaskCore {
     /// memory is restored.
     #[prost(uint32, tag = "258")]
     pub mdwe: u32,
+    /// The thread's syscall user dispatch (`PR_SET_SYSCALL_USER_DISPATCH`), when on.
+    #[prost(message, optional, tag = "259")]
+    pub syscall_dispatch: Option<SyscallDispatch>,
     /// The process's POSIX timers (`timer_create`), main thread only.
     #[prost(message, repeated, tag = "31")]
     pub posix_timers: Vec<PosixTimer>,

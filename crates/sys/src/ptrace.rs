@@ -12,6 +12,8 @@ pub type Regs = libc::user_regs_struct;
 const NT_PRSTATUS: libc::c_int = 1;
 const NT_X86_XSTATE: libc::c_int = 0x202;
 const PTRACE_GET_RSEQ_CONFIGURATION: libc::c_uint = 0x420f;
+const PTRACE_SET_SYSCALL_USER_DISPATCH_CONFIG: libc::c_uint = 0x4210;
+const PTRACE_GET_SYSCALL_USER_DISPATCH_CONFIG: libc::c_uint = 0x4211;
 /// `PTRACE_PEEKSIGINFO` flag: read the process-wide (shared) queue.
 pub const PEEKSIGINFO_SHARED: u32 = 1;
 /// Size of a `siginfo_t`.
@@ -188,6 +190,46 @@ pub fn get_rseq_config(pid: Pid) -> Result<RseqConfig, SysError> {
         &mut conf as *mut RseqConfig as usize,
     )?;
     Ok(conf)
+}
+
+/// A task's syscall user dispatch (`struct ptrace_sud_config`, Linux 6.4): `mode` 0 is off.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SudConfig {
+    pub mode: u64,
+    pub selector: u64,
+    pub offset: u64,
+    pub len: u64,
+}
+
+/// `PTRACE_GET_SYSCALL_USER_DISPATCH_CONFIG`; off (all zeros) on a kernel without it (EIO).
+pub fn get_sud(pid: Pid) -> Result<SudConfig, SysError> {
+    let mut conf = SudConfig::default();
+    let size = std::mem::size_of::<SudConfig>();
+    let got = request(
+        "ptrace(PTRACE_GET_SYSCALL_USER_DISPATCH_CONFIG)",
+        PTRACE_GET_SYSCALL_USER_DISPATCH_CONFIG,
+        pid,
+        size,
+        &mut conf as *mut SudConfig as usize,
+    );
+    match got {
+        Err(e) if e.errno() == libc::EIO => Ok(SudConfig::default()),
+        other => other.map(|_| conf),
+    }
+}
+
+/// `PTRACE_SET_SYSCALL_USER_DISPATCH_CONFIG`.
+pub fn set_sud(pid: Pid, conf: &SudConfig) -> Result<(), SysError> {
+    let size = std::mem::size_of::<SudConfig>();
+    request(
+        "ptrace(PTRACE_SET_SYSCALL_USER_DISPATCH_CONFIG)",
+        PTRACE_SET_SYSCALL_USER_DISPATCH_CONFIG,
+        pid,
+        size,
+        conf as *const SudConfig as usize,
+    )
+    .map(drop)
 }
 
 /// `PTRACE_SECCOMP_GET_FILTER` (ptrace(2)): the classic BPF program of the task's seccomp filter

@@ -422,3 +422,34 @@ pub fn getitimer(which: libc::c_int) -> io::Result<(Duration, Duration)> {
     cvt(unsafe { libc::getitimer(which as _, &mut it) })?;
     Ok((from_timeval(it.it_value), from_timeval(it.it_interval)))
 }
+
+/// The selector byte of syscall user dispatch (see [`enable_syscall_dispatch`]): 0 lets system
+/// calls through, 1 sends them to the SIGSYS handler, which counts them and sets it back to 0.
+pub static SUD_SELECTOR: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(0);
+/// System calls the SIGSYS handler of syscall user dispatch received.
+pub static SUD_DISPATCHED: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
+extern "C" fn sud_handler(_sig: libc::c_int, _info: *mut libc::siginfo_t, _ctx: *mut libc::c_void) {
+    SUD_DISPATCHED.fetch_add(1, Ordering::SeqCst);
+    SUD_SELECTOR.store(0, Ordering::SeqCst);
+}
+
+/// Install the SIGSYS handler and switch syscall user dispatch on for the calling thread
+/// (`PR_SET_SYSCALL_USER_DISPATCH`, no range exempt, [`SUD_SELECTOR`] as the selector).
+pub fn enable_syscall_dispatch() -> io::Result<()> {
+    install(libc::SIGSYS, sud_handler as *const () as usize, libc::SA_SIGINFO, SigSet::empty())?;
+    let selector = SUD_SELECTOR.as_ptr() as u64;
+    // SAFETY: PR_SET_SYSCALL_USER_DISPATCH keeps the selector's address, a static that lives as
+    // long as the process; the other arguments are integers.
+    cvt(unsafe { libc::prctl(59, 1u64, 0u64, 0u64, selector) }).map(drop)
+}
+
+/// Make one system call (`getppid`) with the selector at "block": returns how many calls the
+/// handler has received since the start.
+pub fn dispatch_one() -> u32 {
+    SUD_SELECTOR.store(1, Ordering::SeqCst);
+    // SAFETY: getppid takes no arguments; with the selector set it is dispatched to the handler.
+    unsafe { libc::syscall(libc::SYS_getppid) };
+    SUD_SELECTOR.store(0, Ordering::SeqCst);
+    SUD_DISPATCHED.load(Ordering::SeqCst)
+}

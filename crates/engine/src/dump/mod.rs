@@ -575,6 +575,7 @@ fn collect(
         xstate: frozen.xstate.clone(),
         sigmask: frozen.sigmask,
         pending: signals::dump_pending(pid, true)?,
+        syscall_dispatch: frozen.syscall_dispatch(),
         ..Default::default()
     };
     let inj = frozen.injector(code)?;
