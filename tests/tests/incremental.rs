@@ -469,3 +469,66 @@ fn a_missing_or_replaced_parent_is_refused_by_name() {
     let mut restored = case.restore_ok(&last, pid, &[]);
     case.finish(&mut restored);
 }
+
+/// No area of `pid` is write-protect registered (no tracking left).
+fn untracked(case: &Case, pid: i32, when: &str) {
+    let smaps = std::fs::read_to_string(format!("/proc/{pid}/smaps")).unwrap_or_default();
+    if smaps.lines().any(|l| l.starts_with("VmFlags:") && l.split_whitespace().any(|f| f == "uw")) {
+        case.fail(&format!("{when}: areas of pid {pid} are still write-protect registered"));
+    }
+}
+
+/// A plain dump (no --prev-images-dir) of a tree a pre-dump tracks.
+fn plain_dump_of_a_tracked_tree(case: &Case, run: &Running, extra: &[&str]) -> (Report, Report) {
+    let pre = case.images("pre");
+    let full = pre_dump(case, run, &pre, None);
+    round(case, run, 1);
+    let last = case.images("last");
+    let mut args = vec!["--json"];
+    args.extend_from_slice(extra);
+    let r = case.dump(run, &last, &args, &[]);
+    if !r.success() {
+        case.fail(&format!("a plain dump of a tracked tree failed:\n{}", r.describe()));
+    }
+    let dumped = report(&r.stdout);
+    if dumped.in_parent != 0 || dumped.tracked != 0 || dumped.pages < full.pages / 2 || last.join("parent").exists() {
+        case.fail(&format!(
+            "the plain dump saved {} pages ({} in parent, {} processes tracked) after a pre-dump of {}",
+            dumped.pages, dumped.in_parent, dumped.tracked, full.pages
+        ));
+    }
+    holder_gone(case, full.holder);
+    if pre.join("track.sock").exists() {
+        case.fail("the holder's socket is left in the pre-dump directory");
+    }
+    (full, dumped)
+}
+
+#[test]
+fn a_plain_dump_of_a_tracked_tree_is_a_full_dump_and_ends_the_tracking() {
+    let case = Case::new("incr_plain_dump", workload!("mem_rounds").arg("simple"));
+    if !kernel_tracks(&case) {
+        return;
+    }
+    let Some(mut run) = case.start() else { return };
+    plain_dump_of_a_tracked_tree(&case, &run, &[]);
+    let pid = run.pid();
+    case.reap_dumped(&mut run);
+    let mut restored = case.restore_ok(&case.images("last"), pid, &[]);
+    untracked(&case, pid, "after the restore");
+    case.finish(&mut restored);
+}
+
+#[test]
+fn a_plain_dump_left_running_of_a_tracked_tree_leaves_no_tracking() {
+    let case = Case::new("incr_plain_dump_r", workload!("mem_rounds").arg("simple"));
+    if !kernel_tracks(&case) {
+        return;
+    }
+    let Some(mut run) = case.start() else { return };
+    plain_dump_of_a_tracked_tree(&case, &run, &["-R"]);
+    case.expect_untouched(&run);
+    untracked(&case, run.pid(), "after dump -R");
+    round(&case, &run, 2);
+    case.finish(&mut run);
+}

@@ -93,13 +93,28 @@ pub fn dump(opts: &DumpOptions, progress: &mut dyn FnMut(Progress)) -> Result<Du
             return Err(e);
         }
     };
+    // A plain dump of a tree an earlier pre-dump still tracks: a full dump that ends the tracking.
+    let adopted = match opts.prev_images_dir {
+        Some(_) => predump::Adopted::default(),
+        None => match predump::Adopted::take(&root, pid) {
+            Ok(a) => a,
+            Err(e) => {
+                let _ = dir.discard();
+                return Err(e);
+            }
+        },
+    };
     // An estimate: the tree is known only once frozen.
     let threads = Pool::threads_for(proc::children(&root, pid.0)?.len() + 1);
     let result = std::thread::scope(|scope| {
         let pool = Pool::start(scope, threads);
         let run = Run { start, calls: fault::calls("dump-call"), writes: fault::Writes::new() };
-        dump_with(&pool, &root, (&dir, &*sink), &ours, opts, progress, &run, prev.as_mut())
+        dump_with(&pool, &root, (&dir, &*sink), &ours, opts, progress, &run, (prev.as_mut(), &adopted))
     });
+    match result {
+        Ok(_) => adopted.finish(),
+        Err(_) => adopted.give_back(),
+    }
     if result.is_err() {
         if let Some(p) = &prev {
             p.unlink(&opts.dir);
@@ -125,7 +140,7 @@ fn dump_with<'env>(
     opts: &DumpOptions,
     progress: &mut dyn FnMut(Progress),
     run: &Run,
-    mut prev: Option<&mut predump::Prev>,
+    (mut prev, adopted): (Option<&mut predump::Prev>, &predump::Adopted),
 ) -> Result<DumpReport> {
     let pid = Pid(opts.pid);
     let frozen_at = Instant::now();
@@ -145,7 +160,7 @@ fn dump_with<'env>(
     let mut kept = Vec::new();
     let needs_helpers = !helpers.groups.is_empty() || !helpers.sessions.is_empty();
     let members = (&tree[..], &zombie_pids[..], ours, needs_helpers);
-    let frozen = (frozen_at, prev.as_deref_mut(), &mut kept);
+    let frozen = (frozen_at, (prev.as_deref_mut(), adopted), &mut kept);
     let (dumped, files, ipc, held, namespaces) =
         match dump_frozen(pool, root, (dir, sink), members, opts, progress, frozen) {
             Ok(done) => done,
@@ -163,6 +178,10 @@ fn dump_with<'env>(
         log::info!("pid {} fd {}: {} (restore may replace it with --inherit-fd fd[N]:{})", e.pid, e.fd, e.what, e.key);
     }
     if let Err(e) = opts.notify.at(Point::PostDump, pid.0) {
+        return Err(explain(pool, &tree, e, progress));
+    }
+    // The pages are written: the tracking of an earlier pre-dump ends while the tree is frozen.
+    if let Err(e) = tree.iter().try_for_each(|m| adopted.end(root, m.pid)) {
         return Err(explain(pool, &tree, e, progress));
     }
     let mut frozen_for = None;
@@ -277,12 +296,12 @@ fn dump_frozen<'env>(
     (tree, zombies, ours, needs_helpers): (&[Member], &[i32], &Ours, bool),
     opts: &DumpOptions,
     progress: &mut dyn FnMut(Progress),
-    (frozen_at, mut prev, kept): (Instant, Option<&mut predump::Prev>, &mut Vec<mem::track::Tracker>),
+    (frozen_at, (mut prev, adopted), kept): (Instant, Tracked, &mut Vec<mem::track::Tracker>),
 ) -> Result<(Vec<Dumped>, Vec<FileEntry>, stasis_image::model::IpcImage, files::Held, Vec<Namespace>)> {
     if let Some(p) = prev.as_deref_mut() {
         p.drop_self_tracking(root, tree.iter().map(|m| m.pid))?;
     }
-    let tracked = |pid: Pid| prev.as_deref().is_some_and(|p| p.tracks(pid));
+    let tracked = |pid: Pid| prev.as_deref().is_some_and(|p| p.tracks(pid)) || adopted.tracks(pid);
     // Every layout before any injector maps its scratch area, which must not be saved.
     let layouts: Vec<Vec<Vma>> =
         tree.iter().map(|m| mem::dump_vmas_with(root, m.pid, tracked(m.pid))).collect::<Result<_>>()?;
@@ -336,6 +355,10 @@ fn dump_frozen<'env>(
     fault::check("dump-fail-before-pages")?;
     let keep = opts.keeps_tree() && opts.track_mem;
     for (m, c) in tree.iter().zip(&mut collected) {
+        if keep {
+            // Armed again below with a userfaultfd of this dump's.
+            adopted.end(root, m.pid)?;
+        }
         track_pages(pool, root, m, c, prev.as_deref_mut(), keep.then_some(&mut *kept), progress)?;
     }
     let dumped = write_all_pages(pool, (dir, sink), tree, collected, progress)?;
@@ -343,6 +366,9 @@ fn dump_frozen<'env>(
     fault::check("dump-fail-after-memory")?;
     Ok((dumped, files, ipc, ids.take_held(), namespaces))
 }
+
+/// The round before (`--prev-images-dir`) and the tracking a plain dump took over.
+type Tracked<'a, 'b> = (Option<&'a mut predump::Prev>, &'b predump::Adopted);
 
 /// How the tree's processes came into their namespaces, each namespace of its own described (see
 /// [`ns`]); the IPC namespaces other than the root's hold nothing stasis would lose.

@@ -130,6 +130,93 @@ impl Prev {
     }
 }
 
+/// The write tracking a plain dump (no `--prev-images-dir`) finds armed on its tree by an earlier
+/// pre-dump (or `dump -R --track-mem`): taken from its holders, so that the tracked areas dump as
+/// ours (in full: nothing is left in a parent). Once the dump has written its pages, [`Adopted::end`]
+/// lifts the protection and unregisters the areas, so the tree (left running or restored) keeps no
+/// tracking; the trackers of processes outside the tree go back to a holder in their directory,
+/// and after a failed dump all of them do (see [`Adopted::give_back`]).
+#[derive(Default)]
+pub struct Adopted {
+    held: Vec<(PathBuf, Vec<Tracker>)>,
+    ended: std::cell::RefCell<Vec<i32>>,
+}
+
+impl Adopted {
+    /// Take the tracking of the tree of `root_pid` (its processes now) from every holder that has
+    /// some of it.
+    pub fn take(root: &ProcRoot, root_pid: Pid) -> Result<Adopted> {
+        let mut pids = vec![root_pid.0];
+        let mut i = 0;
+        while i < pids.len() {
+            pids.extend(proc::children(root, pids[i]).unwrap_or_default());
+            i += 1;
+        }
+        let mut held = Vec::new();
+        for dir in holder::holding(root, &pids) {
+            let trackers = holder::take(&dir)?.unwrap_or_default();
+            log::info!(
+                "the write tracking of {} processes held for {} ends with this dump",
+                trackers.len(),
+                dir.display()
+            );
+            held.push((dir, trackers));
+        }
+        Ok(Adopted { held, ended: Default::default() })
+    }
+
+    pub fn tracks(&self, pid: Pid) -> bool {
+        self.tracker(pid).is_some()
+    }
+
+    fn tracker(&self, pid: Pid) -> Option<&Tracker> {
+        self.held.iter().flat_map(|(_, ts)| ts).find(|t| t.pid == pid)
+    }
+
+    /// End the tracking of `pid` (frozen): every area registered with its userfaultfd is
+    /// unprotected and unregistered. Once per process.
+    pub fn end(&self, root: &ProcRoot, pid: Pid) -> Result<()> {
+        let Some(t) = self.tracker(pid) else { return Ok(()) };
+        if self.ended.borrow().contains(&pid.0) {
+            return Ok(());
+        }
+        for (s, e) in track::registered(root, pid)? {
+            stasis_sys::uffd::unregister(t.uffd.as_fd(), s, e - s)
+                .map_err(Error::sys(pid.0, "ending the write tracking of a pre-dump"))?;
+        }
+        self.ended.borrow_mut().push(pid.0);
+        Ok(())
+    }
+
+    /// After a successful dump: the trackers it ended are closed; the others (of processes not in
+    /// the tree) go back to a holder in their directory.
+    pub fn finish(self) {
+        let ended = self.ended.into_inner();
+        for (dir, trackers) in self.held {
+            let rest: Vec<Tracker> = trackers.into_iter().filter(|t| !ended.contains(&t.pid.0)).collect();
+            hand_back(&dir, &rest);
+        }
+    }
+
+    /// After a failed dump: every tracker goes back to a holder in its directory (a tracker
+    /// [`Adopted::end`] ended tracks nothing any more: the next round saves that process in full).
+    pub fn give_back(self) {
+        for (dir, trackers) in self.held {
+            hand_back(&dir, &trackers);
+        }
+    }
+}
+
+fn hand_back(dir: &Path, trackers: &[Tracker]) {
+    if trackers.is_empty() {
+        return;
+    }
+    match holder::spawn(dir, trackers) {
+        Ok(pid) => log::info!("the write tracking of {} processes is held again by pid {pid}", trackers.len()),
+        Err(e) => log::warn!("{}: the write tracking could not be held again ({e}): it ends", dir.display()),
+    }
+}
+
 /// One process of a pre-dump round, chosen while frozen.
 struct Round {
     entry: ProcessEntry,
