@@ -27,6 +27,9 @@ pub fn options(args: &DumpArgs) -> anyhow::Result<DumpOptions> {
     let (mut ext_unix_inodes, ext_veths, ext_netns) = externals(c)?;
     let (ext_unix_sk, named) = ext_unix_sk(c)?;
     ext_unix_inodes.extend(named);
+    if c.is_set("auto-dedup") && c.is_set("page-server") {
+        anyhow::bail!("--auto-dedup with --page-server: the parent page files are the page server's (stasis page-server does not deduplicate), nothing was touched");
+    }
     Ok(DumpOptions {
         pid: c.tree().unwrap_or(0),
         dir: c.images_dir(),
@@ -50,6 +53,7 @@ pub fn options(args: &DumpArgs) -> anyhow::Result<DumpOptions> {
         empty_netns: empty_ns(c)?,
         manage_cgroups: crate::restore::cgroup_mode(c)?,
         freeze_cgroup: c.last("freeze-cgroup").map(Into::into),
+        auto_dedup: c.is_set("auto-dedup"),
     })
 }
 

@@ -61,6 +61,7 @@ struct Source {
 
 impl Source {
     fn open(dir: &ImageDir, pid: i32, map: PageMap, remote: Option<Rc<Connection>>) -> Result<Source> {
+        crate::mem::dedup::check_whole(pid, &map)?;
         dir.open_pages(pid, &map)?;
         let name = ImageKind::Pages.file_name(Some(pid));
         let path = dir.path().join(&name);

@@ -778,6 +778,11 @@ pub struct PageMap {
     /// incremental dump; informational.
     #[prost(message, repeated, tag = "453")]
     pub tracked: Vec<PageRun>,
+    /// Pages of `runs` punched out of the page file (`--auto-dedup`, `stasis dedup`) because a
+    /// newer image of the chain holds them: holes that read as zeros (the chunk checksums are of
+    /// the zeros). Restore of this image itself, or an in-parent page resolved to one, is refused.
+    #[prost(message, repeated, tag = "620")]
+    pub punched: Vec<PageRun>,
 }
 
 /// Consecutive pages starting at `vaddr`.

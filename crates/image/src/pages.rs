@@ -186,6 +186,8 @@ pub fn validate_pagemap(file_name: &str, map: &PageMap) -> Result<u64, ImageErro
     check_runs(file_name, "inherited", &map.inherited)?;
     check_runs(file_name, "in_parent", &map.in_parent)?;
     check_disjoint(file_name, &map.runs, &map.in_parent)?;
+    check_runs(file_name, "punched", &map.punched)?;
+    check_within(file_name, &map.punched, &map.runs)?;
     if pages != map.total_pages {
         let problem = format!("{} does not match the runs ({pages} pages)", map.total_pages);
         return Err(ImageError::field(file_name, "total_pages", problem));
@@ -251,6 +253,32 @@ fn check_disjoint(
         if let Some(p) = in_parent.get(j).filter(|p| p.vaddr < end(r)) {
             let problem = format!("run at {:#x} overlaps the run at {:#x} of runs", p.vaddr, r.vaddr);
             return Err(ImageError::field(file_name, "in_parent", problem));
+        }
+    }
+    Ok(())
+}
+
+/// Every page of `inner` (sorted) is a page of `outer` (sorted, checked).
+fn check_within(
+    file_name: &str,
+    inner: &[crate::model::PageRun],
+    outer: &[crate::model::PageRun],
+) -> Result<(), ImageError> {
+    let end = |r: &crate::model::PageRun| r.vaddr.saturating_add(r.nr_pages.saturating_mul(PAGE_SIZE));
+    let mut j = 0;
+    for r in inner {
+        let mut at = r.vaddr;
+        while at < end(r) {
+            while j < outer.len() && end(&outer[j]) <= at {
+                j += 1;
+            }
+            match outer.get(j).filter(|o| o.vaddr <= at) {
+                Some(o) => at = end(o),
+                None => {
+                    let problem = format!("page {at:#x} is not a page of runs");
+                    return Err(ImageError::field(file_name, "punched", problem));
+                }
+            }
         }
     }
     Ok(())

@@ -226,6 +226,7 @@ fn dump_with<'env>(
         tracked_processes,
         holder_pid,
         image_bytes,
+        pages_deduped: 0,
         left_running: opts.keeps_tree(),
         injected_calls,
         image_writes,

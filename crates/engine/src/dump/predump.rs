@@ -306,6 +306,7 @@ fn pre_dump_with<'env>(
         tracked_processes: prev.map_or(0, |p| p.used),
         holder_pid,
         image_bytes,
+        pages_deduped: 0,
         left_running: true,
         injected_calls: run.calls.count(),
         image_writes: 0,

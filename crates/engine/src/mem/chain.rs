@@ -83,6 +83,13 @@ pub fn resolve(pid: i32, map: &PageMap, parents: &[ImageDir]) -> Result<Chain> {
         let file = dir.open_pages(pid, &pmap)?;
         stasis_image::verify_pages(&file, &ImageKind::Pages.file_name(Some(pid)), &pmap)?;
         let (pieces, rest) = locate(&pending, &pmap);
+        if let Some(&(s, e)) = intersect(&pending, &ranges_of(&pmap.punched)).first() {
+            let what = format!(
+                "pages {s:#x}-{e:#x} of pid {pid} are in parent for {}, but were punched out of this image by --auto-dedup or stasis dedup of a newer one",
+                child.display()
+            );
+            return Err(Error::Incompatible { file: dir.path().join(name).display().to_string(), what });
+        }
         let missing = subtract(&rest, &ranges_of(&pmap.in_parent));
         if let Some(&(s, e)) = missing.first() {
             let what = format!(
@@ -107,7 +114,7 @@ pub fn resolve(pid: i32, map: &PageMap, parents: &[ImageDir]) -> Result<Chain> {
 
 /// The pieces of `pending` saved in `pmap`'s page file (address, length, file offset), and the
 /// rest of `pending`.
-fn locate(pending: &[(u64, u64)], pmap: &PageMap) -> (Vec<Piece>, Ranges) {
+pub(crate) fn locate(pending: &[(u64, u64)], pmap: &PageMap) -> (Vec<Piece>, Ranges) {
     let runs = ranges_of(&pmap.runs);
     let mut starts = Vec::with_capacity(runs.len());
     let mut off = PAGE_DATA_OFFSET;

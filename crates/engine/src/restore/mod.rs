@@ -519,7 +519,13 @@ fn spawn_error(pid: Pid, e: sysproc::SpawnError) -> Error {
 }
 
 fn open_pages(dir: &ImageDir, img: &Image) -> Result<Vec<File>> {
-    img.procs.iter().map(|p| Ok(dir.open_pages(p.process.pid, &p.pagemap)?)).collect()
+    img.procs
+        .iter()
+        .map(|p| {
+            crate::mem::dedup::check_whole(p.process.pid, &p.pagemap)?;
+            Ok(dir.open_pages(p.process.pid, &p.pagemap)?)
+        })
+        .collect()
 }
 
 type Verifier = std::thread::JoinHandle<Result<()>>;

@@ -98,6 +98,8 @@ fn pagemap_summary(map: &PageMap) -> Value {
     let in_parent: u64 = map.in_parent.iter().map(|r| r.nr_pages).sum();
     summary.insert("in_parent_pages".into(), in_parent.into());
     summary.insert("tracked_ranges".into(), map.tracked.len().into());
+    let punched: u64 = map.punched.iter().map(|r| r.nr_pages).sum();
+    summary.insert("punched_pages".into(), punched.into());
     Value::Object(summary)
 }
 

@@ -188,6 +188,11 @@ fn memory(out: &mut String, vmas: &[Vma], map: &PageMap) {
             "    {in_parent} more pages in the parent image; {tracked} areas write-tracked for the next round"
         );
     }
+    let punched: u64 = map.punched.iter().map(|r| r.nr_pages).sum();
+    if punched != 0 {
+        let _ =
+            writeln!(out, "    {punched} of them punched out (deduplicated): a newer image of the chain holds them");
+    }
     let _ = writeln!(out, "    {:<33} {:<4} {:<24} {:<8} {:>8}  name", "start-end", "prot", "flags", "kind", "pages");
     for vma in vmas {
         let _ = writeln!(

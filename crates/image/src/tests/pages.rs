@@ -229,3 +229,23 @@ fn in_parent_runs_are_checked_and_never_overlap_the_runs() {
     let err = validate_pagemap("pagemap-1.img", &map(vec![run(0x3001, 1)])).unwrap_err().to_string();
     assert!(err.contains("in_parent") && err.contains("page aligned"), "{err}");
 }
+
+#[test]
+fn punched_pages_must_be_pages_of_the_runs() {
+    use crate::model::PageRun;
+    let run = |vaddr: u64, nr_pages: u64| PageRun { vaddr, nr_pages };
+    let map = |punched: Vec<PageRun>| PageMap {
+        runs: vec![run(0x1000, 2), run(0x3000, 1), run(0x8000, 1)],
+        total_pages: 4,
+        chunk_size: 4096,
+        chunk_checksums: vec![0; 4],
+        punched,
+        ..Default::default()
+    };
+    // Across two adjacent runs, and a run of its own.
+    assert!(validate_pagemap("pagemap-1.img", &map(vec![run(0x2000, 2), run(0x8000, 1)])).is_ok());
+    let err = validate_pagemap("pagemap-1.img", &map(vec![run(0x3000, 2)])).unwrap_err().to_string();
+    assert!(err.contains("punched") && err.contains("0x4000"), "{err}");
+    let err = validate_pagemap("pagemap-1.img", &map(vec![run(0x5000, 1)])).unwrap_err().to_string();
+    assert!(err.contains("punched"), "{err}");
+}
