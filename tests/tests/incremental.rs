@@ -640,3 +640,29 @@ fn dedup_of_a_chain_and_the_punched_parent_is_refused_by_name() {
     let mut restored = case.restore_ok(&last, pid, &[]);
     case.finish(&mut restored);
 }
+
+#[test]
+fn a_compressed_pre_dump_chain_is_restored() {
+    let case = Case::new("incr_compressed", workload!("mem_rounds").arg("simple"));
+    if !kernel_tracks(&case) {
+        return;
+    }
+    let Some(mut run) = case.start() else { return };
+    let pre1 = case.images("pre1");
+    let first = pre_dump_with(&case, &run, &pre1, &["--compress"]);
+    round(&case, &run, 1);
+    let pre2 = case.images("pre2");
+    let second = pre_dump_with(&case, &run, &pre2, &["--prev-images-dir", "../pre1", "--compress"]);
+    holder_gone(&case, first.holder);
+    round(&case, &run, 2);
+    let last = case.images("last");
+    let r = case.dump(&run, &last, &["--prev-images-dir", "../pre2", "--track-mem", "--compress", "--json"], &[]);
+    if !r.success() {
+        case.fail(&format!("compressed incremental dump failed:\n{}", r.describe()));
+    }
+    expect_fewer(&case, "the compressed dump after two pre-dumps", &first, &report(&r.stdout));
+    holder_gone(&case, second.holder);
+    show_ok(&case, &pre1, "compressed (zstd");
+    show_ok(&case, &last, "compressed (zstd");
+    restore_and_verify(&case, &mut run, &last);
+}

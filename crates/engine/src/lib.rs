@@ -143,6 +143,9 @@ pub struct DumpOptions {
     /// Once the image is made, punch the pages it holds out of its parent images
     /// (`--auto-dedup`; see [`mem::dedup`]).
     pub auto_dedup: bool,
+    /// Page files in zstd frames, one per checksum chunk (`--compress`; see
+    /// `stasis_image::compress`).
+    pub compress: bool,
 }
 
 /// Default of [`DumpOptions::ghost_limit`]: 1 MiB, as CRIU's.

@@ -214,7 +214,7 @@ impl ImageDir {
         &self.written
     }
 
-    fn remember(&self, digest: FileDigest) {
+    pub(crate) fn remember(&self, digest: FileDigest) {
         self.lock_written().insert(digest.name.clone(), digest);
     }
 

@@ -86,7 +86,12 @@ impl ImageDir {
             }
         }
         check_page_header(&file, &path, &name, size, map.total_pages)?;
-        check_size(&name, size, page_file_size(map.total_pages), "the page map")?;
+        let expected = if crate::compress::is_compressed(map) {
+            crate::compress::compressed_file_size(map)
+        } else {
+            page_file_size(map.total_pages)
+        };
+        check_size(&name, size, expected, "the page map")?;
         (&file).seek(SeekFrom::Start(PAGE_DATA_OFFSET)).map_err(|e| ImageError::io(&path, e))?;
         Ok(file)
     }
@@ -188,6 +193,7 @@ pub fn validate_pagemap(file_name: &str, map: &PageMap) -> Result<u64, ImageErro
     check_disjoint(file_name, &map.runs, &map.in_parent)?;
     check_runs(file_name, "punched", &map.punched)?;
     check_within(file_name, &map.punched, &map.runs)?;
+    crate::compress::check_frames(file_name, map)?;
     if pages != map.total_pages {
         let problem = format!("{} does not match the runs ({pages} pages)", map.total_pages);
         return Err(ImageError::field(file_name, "total_pages", problem));

@@ -74,6 +74,9 @@ pub fn dump(opts: &DumpOptions, progress: &mut dyn FnMut(Progress)) -> Result<Du
     let ours = Ours::read(&root);
     check_target(&root, pid, &ours)?;
     opts.notify.at(Point::PreDump, pid.0)?;
+    if opts.compress && opts.page_server.is_some() {
+        return Err(Error::Unsupported { pid, what: "--compress with --page-server (page files are sent raw)".into() });
+    }
     // Before anything is made or frozen: a page server that cannot be reached fails the dump here.
     let sink: Box<dyn PageSink> = match &opts.page_server {
         None => Box::new(LocalFiles),
@@ -362,7 +365,7 @@ fn dump_frozen<'env>(
         }
         track_pages(pool, root, m, c, prev.as_deref_mut(), keep.then_some(&mut *kept), progress)?;
     }
-    let dumped = write_all_pages(pool, (dir, sink), tree, collected, progress)?;
+    let dumped = write_all_pages(pool, (dir, sink, opts.compress), tree, collected, progress)?;
     log::info!("pages written at {:?}", frozen_at.elapsed());
     fault::check("dump-fail-after-memory")?;
     Ok((dumped, files, ipc, ids.take_held(), namespaces))
@@ -480,7 +483,7 @@ fn finish_locks(ids: &mut FileIds, collected: &mut [Collected]) -> Result<()> {
 /// Stage 4: every process's pages, each on its tracer thread, all at once.
 fn write_all_pages<'env>(
     pool: &Pool<'env>,
-    (dir, sink): (&'env ImageDir, &'env dyn PageSink),
+    (dir, sink, compress): (&'env ImageDir, &'env dyn PageSink, bool),
     tree: &[Member],
     collected: Vec<Collected>,
     progress: &mut dyn FnMut(Progress),
@@ -492,7 +495,7 @@ fn write_all_pages<'env>(
             let idx = m.idx;
             pool.run(idx, move |owned, progress| {
                 let f = owned.get_mut(&idx).expect("frozen by this thread");
-                let (writer, page_bytes, checksums) = write_pages((dir, sink), f, &c, progress)?;
+                let (writer, page_bytes, checksums) = write_pages((dir, sink, compress), f, &c, progress)?;
                 Ok(Dumped { c, writer, page_bytes, checksums })
             })
         })
@@ -657,13 +660,15 @@ fn collect(
 /// Stage 4: the pages, zero-copy. Returns the page file, the bytes of page data in it, and their chunk
 /// checksums.
 fn write_pages(
-    (dir, sink): (&ImageDir, &dyn PageSink),
+    (dir, sink, compress): (&ImageDir, &dyn PageSink, bool),
     process: &mut FrozenProcess,
     c: &Collected,
     progress: &mut dyn FnMut(Progress),
 ) -> Result<(PageWriter, u64, Vec<u64>)> {
     let pid = process.pid();
-    let writer = sink.create(dir, pid, CHUNK)?;
+    // Compressed, the pages are staged in a memfd first, compressed into the page file once
+    // the tree no longer waits (see `write_process`).
+    let writer = if compress { mem::pages::stage(dir, pid, CHUNK)? } else { sink.create(dir, pid, CHUNK)? };
     let inj = process.main().injector(c.code)?;
     let (bytes, checksums) = mem::pages::write(inj, pid, &c.selected, writer.file(), CHUNK, progress)?;
     Ok((writer, bytes, checksums))
@@ -700,7 +705,7 @@ fn write_images(
         ..Default::default()
     };
     processes.extend(dumped.iter().map(|d| d.c.process.clone()));
-    bytes += write_processes((dir, sink), dumped, writes)?;
+    bytes += write_processes((dir, sink, opts.compress), dumped, writes)?;
     processes.extend(zombies);
     writes.next("files.img")?;
     bytes += dir.write_records(ImageKind::Files, None, &[stasis_image::model::FileTable { files }])?.size;
@@ -734,7 +739,7 @@ fn write_images(
 
 /// The files of every process, spread over one thread per CPU (they need no ptrace).
 fn write_processes(
-    (dir, sink): (&ImageDir, &dyn PageSink),
+    (dir, sink, compress): (&ImageDir, &dyn PageSink, bool),
     dumped: Vec<Dumped>,
     writes: &fault::Writes,
 ) -> Result<u64> {
@@ -743,7 +748,7 @@ fn write_processes(
             .into_iter()
             .map(|share| {
                 scope.spawn(move || {
-                    share.into_iter().map(|d| write_process((dir, sink), d, writes)).sum::<Result<u64>>()
+                    share.into_iter().map(|d| write_process((dir, sink, compress), d, writes)).sum::<Result<u64>>()
                 })
             })
             .collect();
@@ -752,15 +757,25 @@ fn write_processes(
 }
 
 /// The page file (finished with its checksums) and the record files of one process.
-fn write_process((dir, sink): (&ImageDir, &dyn PageSink), d: Dumped, writes: &fault::Writes) -> Result<u64> {
+fn write_process(
+    (dir, sink, compress): (&ImageDir, &dyn PageSink, bool),
+    d: Dumped,
+    writes: &fault::Writes,
+) -> Result<u64> {
     let c = &d.c;
     let pid = Some(c.process.pid);
     let file = |kind: ImageKind| -> Result<()> { writes.next(&kind.file_name(pid)) };
     file(ImageKind::Pages)?;
     let staged = d.writer.file().try_clone().map_err(crate::error::Error::io("page file"))?;
-    let (checksums, pages_digest) = d.writer.finish_with(d.page_bytes, d.checksums)?;
-    sink.finished(Pid(c.process.pid), &staged, pages_digest.size, CHUNK, &checksums)?;
+    let (checksums, mut pages_digest) = d.writer.finish_with(d.page_bytes, d.checksums)?;
     let mut map = mem::pages::page_map(&c.selected, c.inherited.clone());
+    if compress {
+        (map.frame_sizes, pages_digest) =
+            stasis_image::compress::compress_pages(dir, c.process.pid, &staged, d.page_bytes, CHUNK, &checksums)?;
+        map.compression = stasis_image::compress::COMPRESSION_ZSTD;
+    } else {
+        sink.finished(Pid(c.process.pid), &staged, pages_digest.size, CHUNK, &checksums)?;
+    }
     map.in_parent = c.in_parent.clone();
     map.tracked =
         c.tracked.iter().map(|&(s, e)| PageRun { vaddr: s, nr_pages: (e - s) / stasis_image::PAGE_SIZE }).collect();

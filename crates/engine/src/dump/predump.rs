@@ -425,9 +425,18 @@ fn write_image(
     let mut trackers = Vec::new();
     for r in rounds {
         let pid = Some(r.entry.pid);
-        let writer = dir.create_pages(r.entry.pid, CHUNK)?;
+        let writer = match opts.compress {
+            true => mem::pages::stage(dir, Pid(r.entry.pid), CHUNK)?,
+            false => dir.create_pages(r.entry.pid, CHUNK)?,
+        };
+        let staged = writer.file().try_clone().map_err(Error::io("page file"))?;
         let (runs, data) = copy_running(Pid(r.entry.pid), &r.saved, writer.file())?;
-        let (checksums, digest) = writer.finish(data)?;
+        let (checksums, mut digest) = writer.finish(data)?;
+        let mut frames = Vec::new();
+        if opts.compress {
+            (frames, digest) =
+                stasis_image::compress::compress_pages(dir, r.entry.pid, &staged, data, CHUNK, &checksums)?;
+        }
         let total_pages = data / PAGE;
         let map = PageMap {
             runs,
@@ -436,6 +445,8 @@ fn write_image(
             chunk_checksums: checksums,
             in_parent: r.in_parent,
             tracked: r.tracked.iter().map(|&(s, e)| PageRun { vaddr: s, nr_pages: (e - s) / PAGE }).collect(),
+            compression: if opts.compress { stasis_image::compress::COMPRESSION_ZSTD } else { 0 },
+            frame_sizes: frames,
             ..Default::default()
         };
         pages += total_pages;

@@ -58,6 +58,13 @@ pub fn dedup(dir: &Path) -> Result<Deduped> {
                 break;
             }
             let pmap: PageMap = parent.read_one(ImageKind::PageMap, Some(p.pid))?;
+            if stasis_image::compress::is_compressed(&pmap) {
+                let what = "a compressed page file: its pages cannot be punched out of its zstd frames (deduplicate uncompressed images)";
+                return Err(Error::Incompatible {
+                    file: parent.path().join(name).display().to_string(),
+                    what: what.into(),
+                });
+            }
             let runs = ranges_of(&pmap.runs);
             let hit = subtract(&intersect(&pending, &runs), &ranges_of(&pmap.punched));
             pending = intersect(&subtract(&pending, &runs), &ranges_of(&pmap.in_parent));

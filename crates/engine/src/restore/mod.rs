@@ -209,7 +209,10 @@ pub fn restore(opts: &RestoreOptions, progress: &mut dyn FnMut(Progress)) -> Res
     let pages = open_pages(&dir, &img)?;
     let handoff = opts.lazy_pages.then(|| crate::mem::lazy::Handoff::connect(&opts.dir)).transpose()?;
     // A lazy process's pages are checked by the daemon, chunk by chunk, as it serves them.
-    let verifiers = spawn_verifiers(&pages, &img, |idx| handoff.is_some() && lazy_process(&img, idx))?;
+    // A compressed page file was checked chunk by chunk as it was decompressed.
+    let verifiers = spawn_verifiers(&pages, &img, |idx| {
+        (handoff.is_some() && lazy_process(&img, idx)) || stasis_image::compress::is_compressed(&img.procs[idx].pagemap)
+    })?;
     let root = &img.procs[0];
     let pid = Pid(root.process.pid);
     let tables: Vec<&FdTable> = img.procs.iter().map(|p| &p.fds).collect();
@@ -523,7 +526,7 @@ fn open_pages(dir: &ImageDir, img: &Image) -> Result<Vec<File>> {
         .iter()
         .map(|p| {
             crate::mem::dedup::check_whole(p.process.pid, &p.pagemap)?;
-            Ok(dir.open_pages(p.process.pid, &p.pagemap)?)
+            crate::mem::pages::open_raw(dir, p.process.pid, &p.pagemap, None)
         })
         .collect()
 }
