@@ -244,13 +244,18 @@ fn check_runs(file_name: &str, field: &'static str, runs: &[crate::model::PageRu
     Ok(pages)
 }
 
+/// The address just past run `r` (saturating: a run this large fails `check_runs`).
+fn run_end(r: &crate::model::PageRun) -> u64 {
+    r.vaddr.saturating_add(r.nr_pages.saturating_mul(PAGE_SIZE))
+}
+
 /// No page is both in the page file and in the parent image.
 fn check_disjoint(
     file_name: &str,
     runs: &[crate::model::PageRun],
     in_parent: &[crate::model::PageRun],
 ) -> Result<(), ImageError> {
-    let end = |r: &crate::model::PageRun| r.vaddr.saturating_add(r.nr_pages.saturating_mul(PAGE_SIZE));
+    let end = run_end;
     let mut j = 0;
     for r in runs {
         while j < in_parent.len() && end(&in_parent[j]) <= r.vaddr {
@@ -270,7 +275,7 @@ fn check_within(
     inner: &[crate::model::PageRun],
     outer: &[crate::model::PageRun],
 ) -> Result<(), ImageError> {
-    let end = |r: &crate::model::PageRun| r.vaddr.saturating_add(r.nr_pages.saturating_mul(PAGE_SIZE));
+    let end = run_end;
     let mut j = 0;
     for r in inner {
         let mut at = r.vaddr;
