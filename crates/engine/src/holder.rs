@@ -156,8 +156,15 @@ pub fn take(prev: &Path) -> Result<Option<Vec<Tracker>>> {
 /// command line is `stasis __track-holder DIR` holding a pidfd of one of them.
 pub fn holding(root: &ProcRoot, pids: &[i32]) -> Vec<PathBuf> {
     let Ok(entries) = std::fs::read_dir(root.path()) else { return Vec::new() };
+    let ours = std::env::current_exe().ok();
     let mut dirs = Vec::new();
     for h in entries.flatten().filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok()) {
+        // Only stasis processes: their command line is read (which needs the process's mm).
+        let exe = proc::link(root, h, "exe").ok();
+        let is_stasis = (exe.is_some() && exe == ours) || proc::comm(root, h).is_ok_and(|c| c == "stasis");
+        if !is_stasis {
+            continue;
+        }
         let Ok(cmdline) = std::fs::read(root.pid_path(h, "cmdline")) else { continue };
         let mut args = cmdline.split(|&b| b == 0);
         let (Some(_), Some(command), Some(dir)) = (args.next(), args.next(), args.next()) else { continue };
