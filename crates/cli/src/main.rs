@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! stasis check    [--feature NAME] [--extra|--all] [--json]
-//! stasis dump     -t PID [-D DIR] [-R] [-j] [--fsync] [-o LOG] [-v[N]] [--json]
+//! stasis dump     -t PID [-D DIR] [-R] [-j] [--fsync] [--compress] [--auto-dedup] [-o LOG] [-v[N]] [--json]
 //! stasis pre-dump -t PID [-D DIR] [--prev-images-dir DIR] [--track-mem] [--json]
 //! stasis restore  [-D DIR] [-d] [--pidfile FILE] [-j] [-o LOG] [-v[N]] [--json]
 //! stasis show     DIR [--json]
