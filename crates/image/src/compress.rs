@@ -163,6 +163,31 @@ pub fn decompress_pages(
     out: &File,
 ) -> Result<(), ImageError> {
     let data_len = map.total_pages.saturating_mul(PAGE_SIZE);
+    let mut header = vec![0u8; PAGE_DATA_OFFSET as usize];
+    file.read_exact_at(&mut header, 0).map_err(|e| ImageError::io(name, e))?;
+    out.write_all_at(&header, 0).map_err(|e| ImageError::io(name, e))?;
+    out.set_len(PAGE_DATA_OFFSET + data_len).map_err(|e| ImageError::io(name, e))?;
+    let cs = map.chunk_size;
+    decompress_chunks(file, name, map, wanted, &|k, chunk| {
+        out.write_all_at(chunk, PAGE_DATA_OFFSET + k * cs).map_err(|e| ImageError::io(name, e))
+    })
+}
+
+/// What takes each decompressed chunk: its index and bytes.
+pub type ChunkSink<'a> = dyn Fn(u64, &[u8]) -> Result<(), ImageError> + Sync + 'a;
+
+/// Decompress the chunks `wanted` (by index; `None`: all) of the compressed page file `file`
+/// (`name`, for messages) of `map` on several threads, each checked (length and checksum), and
+/// hand each to `sink` with its index (from any of the threads). The first error stops the work
+/// and is returned; a bad frame is refused naming the chunk and its offset in `file`.
+pub fn decompress_chunks(
+    file: &File,
+    name: &str,
+    map: &PageMap,
+    wanted: Option<&[u64]>,
+    sink: &ChunkSink<'_>,
+) -> Result<(), ImageError> {
+    let data_len = map.total_pages.saturating_mul(PAGE_SIZE);
     let cs = map.chunk_size;
     let mut offsets = Vec::with_capacity(map.frame_sizes.len());
     let mut at = PAGE_DATA_OFFSET;
@@ -172,10 +197,6 @@ pub fn decompress_pages(
     }
     let all: Vec<u64> = (0..map.frame_sizes.len() as u64).collect();
     let wanted = wanted.unwrap_or(&all);
-    let mut header = vec![0u8; PAGE_DATA_OFFSET as usize];
-    file.read_exact_at(&mut header, 0).map_err(|e| ImageError::io(name, e))?;
-    out.write_all_at(&header, 0).map_err(|e| ImageError::io(name, e))?;
-    out.set_len(PAGE_DATA_OFFSET + data_len).map_err(|e| ImageError::io(name, e))?;
     let next = AtomicUsize::new(0);
     let first_error: Mutex<Option<ImageError>> = Mutex::new(None);
     std::thread::scope(|s| {
@@ -187,12 +208,12 @@ pub fn decompress_pages(
                     let Some(&k) = wanted.get(i) else { break };
                     let r =
                         one_frame(file, name, map, (k, offsets.get(k as usize).copied()), (data_len, cs), &mut frame)
-                            .and_then(|chunk| {
-                                out.write_all_at(&chunk, PAGE_DATA_OFFSET + k * cs).map_err(|e| ImageError::io(name, e))
-                            });
+                            .and_then(|chunk| sink(k, &chunk));
                     if let Err(e) = r {
                         let mut slot = first_error.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
                         slot.get_or_insert(e);
+                        // The other threads stop at their next chunk.
+                        next.store(wanted.len(), Ordering::Relaxed);
                         break;
                     }
                 }
