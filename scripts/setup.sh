@@ -2,7 +2,8 @@
 # Installs what building and testing stasis needs on a Debian 12 machine. Run as root. Idempotent:
 # when everything is already there it touches no network and takes well under a second.
 #
-#   Debian packages: build-essential and gcc (C workloads, linking), libc6-dev (static test
+#   Debian packages: build-essential and gcc (C workloads, linking, and the libzstd that the zstd
+#                    crate vendors and builds with cc, for --compress), libc6-dev (static test
 #                    workloads), pkg-config, tmux and screen (terminal tests and demos), util-linux
 #                    (setsid, nsenter), bsdutils (script), iproute2 (ip), shellcheck (scripts/test.sh
 #                    lints the scripts), nftables (nft: the network lock of TCP connections), iptables

@@ -42,6 +42,9 @@ pub struct Samples {
     #[serde(default)]
     pub read_parallel_secs: Vec<f64>,
     pub stasis: ToolSamples,
+    /// stasis dumping with `--compress` (restore recognises the compressed image).
+    #[serde(default)]
+    pub stasis_compressed: ToolSamples,
     pub criu: ToolSamples,
     pub threads: ThreadsSamples,
     pub tree: TreeSamples,
@@ -165,6 +168,8 @@ pub struct Report {
     /// `None` when the memory part was not run (`--only threads`, `--only tree`).
     pub limits: Option<Limits>,
     pub stasis: ToolOutcome,
+    /// stasis with `--compress`: its times against the same limits, its (compressed) image size.
+    pub stasis_compressed: ToolOutcome,
     pub criu: ToolOutcome,
     /// stasis over CRIU on the memory workload, where both were measured.
     pub memory_vs_criu: Option<VsCriu>,
@@ -246,6 +251,11 @@ impl Report {
                 row(&mut out, "  parallel pread", parallel, gib, "", "");
             }
             tool_rows(&mut out, "stasis", &self.stasis, gib);
+            tool_rows(&mut out, "stasis+zstd", &self.stasis_compressed, gib);
+            if let (Outcome::Measured(plain), Outcome::Measured(packed)) = (&self.stasis, &self.stasis_compressed) {
+                let ratio = plain.image_bytes as f64 / packed.image_bytes.max(1) as f64;
+                let _ = writeln!(out, "{:<20} {ratio:.2}x smaller (the workload's pattern)", "compression");
+            }
             tool_rows(&mut out, "criu", &self.criu, gib);
             if let Some(v) = &self.memory_vs_criu {
                 let ratios = format!("dump {:.2}x, restore {:.2}x", v.dump_ratio, v.restore_ratio);
@@ -375,6 +385,7 @@ mod tests {
                 restore_secs: vec![1.0, 0.9, 0.8],
                 image_bytes: vec![1 << 30, 1 << 30, 1 << 30],
             },
+            stasis_compressed: ToolSamples::default(),
             criu: ToolSamples::default(),
             threads: ThreadsSamples {
                 process: TimingSamples { dump_secs: vec![0.21], frozen_secs: vec![0.11], restore_secs: vec![0.41] },
@@ -413,6 +424,7 @@ mod tests {
             rounds: 3,
             size_mib: 1024,
             stasis: ToolOutcome::Measured(ToolSummary::from_samples(&samples.stasis, &limits).unwrap()),
+            stasis_compressed: ToolOutcome::Skipped { reason: "--only memory".into() },
             criu: ToolOutcome::Unavailable { reason: "criu is not on PATH".into() },
             memory_vs_criu: None,
             threads: ThreadsOutcome::Measured(ThreadsSummary::from_samples(&samples.threads, 101).unwrap()),

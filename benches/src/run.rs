@@ -151,7 +151,8 @@ pub fn run(config: &Config, progress: &mut dyn Write) -> Result<Report, RunError
         warn_inherited_fds(progress);
     }
     let mut samples = Samples::default();
-    let mut stasis = stasis_track(config);
+    let mut stasis = stasis_track(config, Stasis::new);
+    let mut compressed = stasis_track(config, Stasis::compressing);
     let found = find_criu(config);
     if let Err(ToolOutcome::Unavailable { reason }) = &found {
         let _ = writeln!(progress, "CRIU is not measured: {reason}");
@@ -174,6 +175,7 @@ pub fn run(config: &Config, progress: &mut dyn Write) -> Result<Report, RunError
                 write.as_secs_f64()
             ));
             parts.extend(step(&mut stasis, "stasis", config));
+            parts.extend(step(&mut compressed, "stasis --compress", config));
             parts.extend(step(&mut criu, "criu", config));
         }
         parts.extend(threads_step(&mut threads, config, criu_bin));
@@ -187,10 +189,12 @@ pub fn run(config: &Config, progress: &mut dyn Write) -> Result<Report, RunError
     }
     let limits = Limits::from_samples(&samples, config.size_mib);
     let (stasis, stasis_samples) = finish(stasis, limits.as_ref());
+    let (stasis_compressed, compressed_samples) = finish(compressed, limits.as_ref());
     let (criu, criu_samples) = finish(criu, limits.as_ref());
     let (threads, threads_samples) = finish_threads(threads, config.threads);
     let (tree, tree_samples) = finish_tree(tree, config.tree);
     samples.stasis = stasis_samples;
+    samples.stasis_compressed = compressed_samples;
     samples.criu = criu_samples;
     samples.threads = threads_samples;
     samples.tree = tree_samples;
@@ -202,6 +206,7 @@ pub fn run(config: &Config, progress: &mut dyn Write) -> Result<Report, RunError
         size_mib: config.size_mib,
         limits,
         stasis,
+        stasis_compressed,
         criu,
         threads,
         tree,
@@ -220,9 +225,10 @@ fn warn_inherited_fds(progress: &mut dyn Write) {
     }
 }
 
-fn stasis_track(config: &Config) -> Track {
+/// The memory part's stasis, made by `make` (plain, or compressing) from the binary.
+fn stasis_track(config: &Config, make: fn(&Path) -> Stasis) -> Track {
     match (config.skips(Part::Memory), &config.stasis) {
-        (None, Some(program)) => Track::Running(Tool::Stasis(Stasis::new(program)), ToolSamples::default()),
+        (None, Some(program)) => Track::Running(Tool::Stasis(make(program)), ToolSamples::default()),
         (reason, _) => Track::Done(ToolOutcome::Skipped { reason: reason.unwrap_or_default() }),
     }
 }

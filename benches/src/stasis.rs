@@ -68,18 +68,28 @@ pub struct RestoreRun {
 #[derive(Debug, Clone)]
 pub struct Stasis {
     program: PathBuf,
+    /// Dumps with `--compress` (page files in zstd frames).
+    compress: bool,
 }
 
 impl Stasis {
     /// A stasis binary at `program`.
     pub fn new(program: &Path) -> Self {
-        Self { program: program.to_owned() }
+        Self { program: program.to_owned(), compress: false }
     }
 
-    /// `stasis dump -t PID -D DIR --json` (which kills the process).
+    /// The stasis binary at `program`, dumping with `--compress`.
+    pub fn compressing(program: &Path) -> Self {
+        Self { program: program.to_owned(), compress: true }
+    }
+
+    /// `stasis dump -t PID -D DIR --json` (which kills the process), with `--compress` if so made.
     pub fn dump(&self, pid: i32, dir: &Path) -> Result<DumpRun, StasisError> {
         let pid = pid.to_string();
-        let args = ["dump".as_ref(), "-t".as_ref(), pid.as_ref(), "-D".as_ref(), dir.as_os_str()];
+        let mut args = vec!["dump".as_ref(), "-t".as_ref(), pid.as_ref(), "-D".as_ref(), dir.as_os_str()];
+        if self.compress {
+            args.push("--compress".as_ref());
+        }
         let (wall, report) = self.run(&args)?;
         Ok(DumpRun { wall, report })
     }

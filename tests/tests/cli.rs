@@ -1,7 +1,7 @@
 //! CRIU's command line end to end: an option whose feature is not built fails naming it before
 //! anything is touched (the tree runs on, the image directory stays empty, a restore leaves no
 //! process), CRIU's moot options and spellings are accepted by a real dump and restore, relative
-//! `--log-file` and `--pidfile` are taken from `--work-dir`, `pre-dump --auto-dedup` is refused, and `check
+//! `--log-file` and `--pidfile` are taken from `--work-dir`, `pre-dump --stream` is refused (and `restore --auto-dedup`), and `check
 //! --feature` answers for one feature.
 
 use stasis_tests::harness::{Case, Running};
@@ -24,17 +24,10 @@ fn stasis(case: &Case, args: &[&str]) -> Output {
 fn unbuilt_options_fail_by_name_and_the_tree_runs_on() {
     let case = Case::new("cli_unbuilt", workload!("basic"));
     let Some(mut run) = case.start() else { return };
-    for (n, opt) in [
-        "--network-lock=iptables",
-        "--stream",
-        "--external=tty[88:1]",
-        "--cgroup-props=x",
-        "--skip-mnt=/x",
-        "--tls",
-        "--leave-stopped",
-    ]
-    .into_iter()
-    .enumerate()
+    for (n, opt) in
+        ["--allow-uprobes", "--stream", "--external=tty[88:1]", "--cgroup-props=x", "--skip-mnt=/x", "--tls"]
+            .into_iter()
+            .enumerate()
     {
         let images = case.images(&format!("images-{n}"));
         let r = case.dump(&run, &images, &[opt], &[]);
@@ -49,13 +42,13 @@ fn unbuilt_options_fail_by_name_and_the_tree_runs_on() {
     }
     let pid = run.pid().to_string();
     let pre = case.images("pre");
-    let out = stasis(&case, &["pre-dump", "-t", &pid, "-D", pre.to_str().expect("utf-8"), "--auto-dedup"]);
+    let out = stasis(&case, &["pre-dump", "-t", &pid, "-D", pre.to_str().expect("utf-8"), "--stream"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    if out.status.code() != Some(1) || !stderr.contains("--auto-dedup") {
-        case.fail(&format!("pre-dump --auto-dedup: {}, stderr: {stderr}", out.status));
+    if out.status.code() != Some(1) || !stderr.contains("--stream") {
+        case.fail(&format!("pre-dump --stream: {}, stderr: {stderr}", out.status));
     }
     if !names(&pre).is_empty() {
-        case.fail(&format!("pre-dump --auto-dedup left {:?} in {}", names(&pre), pre.display()));
+        case.fail(&format!("pre-dump --stream left {:?} in {}", names(&pre), pre.display()));
     }
     case.expect_untouched(&run);
     case.finish(&mut run);
@@ -89,7 +82,7 @@ fn criu_spellings_dump_and_restore() {
 
     // A restore with an unbuilt option fails by name and leaves no process.
     let dir = images.to_str().expect("utf-8");
-    for opt in ["--stream", "--network-lock=iptables", "--auto-dedup"] {
+    for opt in ["--stream", "--allow-uprobes", "--auto-dedup"] {
         let out = stasis(&case, &["restore", "-D", dir, "-d", opt]);
         let stderr = String::from_utf8_lossy(&out.stderr);
         if out.status.code() != Some(1) || !stderr.contains(opt.split('=').next().unwrap_or(opt)) {

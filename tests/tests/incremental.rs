@@ -26,6 +26,8 @@ struct Report {
     in_parent: u64,
     tracked: u64,
     holder: i32,
+    /// Pages punched out of parent images (`--auto-dedup`).
+    deduped: u64,
 }
 
 fn report(json: &str) -> Report {
@@ -34,6 +36,7 @@ fn report(json: &str) -> Report {
         in_parent: field(json, "pages_in_parent"),
         tracked: field(json, "tracked_processes"),
         holder: field(json, "holder_pid") as i32,
+        deduped: field(json, "pages_deduped"),
     }
 }
 
@@ -49,12 +52,18 @@ fn kernel_tracks(case: &Case) -> bool {
 
 /// `stasis pre-dump -t PID -D images [--prev-images-dir prev] --json`, which must succeed.
 fn pre_dump(case: &Case, run: &Running, images: &Path, prev: Option<&str>) -> Report {
+    match prev {
+        Some(p) => pre_dump_with(case, run, images, &["--prev-images-dir", p]),
+        None => pre_dump_with(case, run, images, &[]),
+    }
+}
+
+/// `stasis pre-dump -t PID -D images --json <extra>`, which must succeed.
+fn pre_dump_with(case: &Case, run: &Running, images: &Path, extra: &[&str]) -> Report {
     let log = case.dir.unique("pre-dump", "log");
     let mut cmd = case.stasis().command();
     cmd.args(["pre-dump", "-t", &run.pid().to_string(), "--json", "-vv", "-D"]).arg(images).arg("-o").arg(&log);
-    if let Some(p) = prev {
-        cmd.args(["--prev-images-dir", p]);
-    }
+    cmd.args(extra);
     case.dir.watch_log(&log);
     let out = cmd.output().expect("run stasis pre-dump");
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
@@ -87,7 +96,7 @@ fn round(case: &Case, run: &Running, k: u32) {
 fn dump_on(case: &Case, run: &Running, images: &Path, prev: &str, env: &[(&str, &str)]) -> (bool, Report, String) {
     let r = case.dump(run, images, &["--prev-images-dir", prev, "--track-mem", "--json"], env);
     let ok = r.success();
-    let rep = if ok { report(&r.stdout) } else { Report { pages: 0, in_parent: 0, tracked: 0, holder: 0 } };
+    let rep = if ok { report(&r.stdout) } else { Report { pages: 0, in_parent: 0, tracked: 0, holder: 0, deduped: 0 } };
     (ok, rep, r.describe())
 }
 
@@ -468,4 +477,192 @@ fn a_missing_or_replaced_parent_is_refused_by_name() {
     std::fs::rename(&away, &pre).unwrap_or_else(|e| case.fail(&format!("rename back: {e}")));
     let mut restored = case.restore_ok(&last, pid, &[]);
     case.finish(&mut restored);
+}
+
+/// No area of `pid` is write-protect registered (no tracking left).
+fn untracked(case: &Case, pid: i32, when: &str) {
+    let smaps = std::fs::read_to_string(format!("/proc/{pid}/smaps")).unwrap_or_default();
+    if smaps.lines().any(|l| l.starts_with("VmFlags:") && l.split_whitespace().any(|f| f == "uw")) {
+        case.fail(&format!("{when}: areas of pid {pid} are still write-protect registered"));
+    }
+}
+
+/// A plain dump (no --prev-images-dir) of a tree a pre-dump tracks.
+fn plain_dump_of_a_tracked_tree(case: &Case, run: &Running, extra: &[&str]) -> (Report, Report) {
+    let pre = case.images("pre");
+    let full = pre_dump(case, run, &pre, None);
+    round(case, run, 1);
+    let last = case.images("last");
+    let mut args = vec!["--json"];
+    args.extend_from_slice(extra);
+    let r = case.dump(run, &last, &args, &[]);
+    if !r.success() {
+        case.fail(&format!("a plain dump of a tracked tree failed:\n{}", r.describe()));
+    }
+    let dumped = report(&r.stdout);
+    if dumped.in_parent != 0 || dumped.tracked != 0 || dumped.pages < full.pages / 2 || last.join("parent").exists() {
+        case.fail(&format!(
+            "the plain dump saved {} pages ({} in parent, {} processes tracked) after a pre-dump of {}",
+            dumped.pages, dumped.in_parent, dumped.tracked, full.pages
+        ));
+    }
+    holder_gone(case, full.holder);
+    if pre.join("track.sock").exists() {
+        case.fail("the holder's socket is left in the pre-dump directory");
+    }
+    (full, dumped)
+}
+
+#[test]
+fn a_plain_dump_of_a_tracked_tree_is_a_full_dump_and_ends_the_tracking() {
+    let case = Case::new("incr_plain_dump", workload!("mem_rounds").arg("simple"));
+    if !kernel_tracks(&case) {
+        return;
+    }
+    let Some(mut run) = case.start() else { return };
+    plain_dump_of_a_tracked_tree(&case, &run, &[]);
+    let pid = run.pid();
+    case.reap_dumped(&mut run);
+    let mut restored = case.restore_ok(&case.images("last"), pid, &[]);
+    untracked(&case, pid, "after the restore");
+    case.finish(&mut restored);
+}
+
+#[test]
+fn a_plain_dump_left_running_of_a_tracked_tree_leaves_no_tracking() {
+    let case = Case::new("incr_plain_dump_r", workload!("mem_rounds").arg("simple"));
+    if !kernel_tracks(&case) {
+        return;
+    }
+    let Some(mut run) = case.start() else { return };
+    plain_dump_of_a_tracked_tree(&case, &run, &["-R"]);
+    case.expect_untouched(&run);
+    untracked(&case, run.pid(), "after dump -R");
+    round(&case, &run, 2);
+    case.finish(&mut run);
+}
+
+/// The 512-byte blocks allocated to the page file of `pid` in `images`.
+fn page_blocks(case: &Case, images: &Path, pid: i32) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    let path = images.join(format!("pages-{pid}.img"));
+    std::fs::metadata(&path).map(|m| m.blocks()).unwrap_or_else(|e| case.fail(&format!("{}: {e}", path.display())))
+}
+
+/// The parent's page file gave back the blocks of the `deduped` pages (8 blocks each; a little
+/// slack for the filesystem's extent blocks).
+fn expect_shrunk(case: &Case, what: &str, before: u64, after: u64, deduped: u64) {
+    eprintln!("{what}: {before} blocks before, {after} after, {deduped} pages deduplicated");
+    if deduped == 0 || after + deduped * 8 > before + 64 {
+        case.fail(&format!("{what}: {before} blocks before the dedup, {after} after, for {deduped} pages punched"));
+    }
+}
+
+#[test]
+fn auto_dedup_punches_the_pages_a_newer_image_saved_out_of_its_parents() {
+    let case = Case::new("incr_auto_dedup", workload!("mem_rounds").arg("simple"));
+    if !kernel_tracks(&case) {
+        return;
+    }
+    let Some(mut run) = case.start() else { return };
+    let pid = run.pid();
+    let pre1 = case.images("pre1");
+    let first = pre_dump(&case, &run, &pre1, None);
+    round(&case, &run, 1);
+    let before1 = page_blocks(&case, &pre1, pid);
+    let pre2 = case.images("pre2");
+    let second = pre_dump_with(&case, &run, &pre2, &["--prev-images-dir", "../pre1", "--auto-dedup"]);
+    holder_gone(&case, first.holder);
+    round(&case, &run, 2);
+    let after1 = page_blocks(&case, &pre1, pid);
+    // The last dump punches out of pre2, and out of pre1 what pre2 left in it.
+    let before2 = after1 + page_blocks(&case, &pre2, pid);
+    let last = case.images("last");
+    let r = case.dump(&run, &last, &["--prev-images-dir", "../pre2", "--track-mem", "--auto-dedup", "--json"], &[]);
+    if !r.success() {
+        case.fail(&format!("dump --auto-dedup failed:\n{}", r.describe()));
+    }
+    holder_gone(&case, second.holder);
+    let last_report = report(&r.stdout);
+    let after2 = page_blocks(&case, &pre1, pid) + page_blocks(&case, &pre2, pid);
+    expect_shrunk(&case, "pre1 after pre2 --auto-dedup", before1, after1, second.deduped);
+    expect_shrunk(&case, "pre1 and pre2 after the last dump --auto-dedup", before2, after2, last_report.deduped);
+    // Most of what a round rewrote was in the parent before.
+    if second.deduped * 2 < second.pages || last_report.deduped * 2 < last_report.pages {
+        case.fail(&format!(
+            "pre2 saved {} pages and deduplicated {}; the last dump saved {} and deduplicated {}",
+            second.pages, second.deduped, last_report.pages, last_report.deduped
+        ));
+    }
+    show_ok(&case, &pre2, "punched");
+    restore_and_verify(&case, &mut run, &last);
+}
+
+#[test]
+fn dedup_of_a_chain_and_the_punched_parent_is_refused_by_name() {
+    let case = Case::new("incr_dedup", workload!("mem_rounds").arg("simple"));
+    if !kernel_tracks(&case) {
+        return;
+    }
+    let Some(mut run) = case.start() else { return };
+    let pid = run.pid();
+    let first = case.images("first");
+    let r = case.dump(&run, &first, &["-R", "--track-mem", "--json"], &[]);
+    if !r.success() {
+        case.fail(&format!("dump -R --track-mem failed:\n{}", r.describe()));
+    }
+    let full = report(&r.stdout);
+    round(&case, &run, 1);
+    let last = case.images("last");
+    let (ok, _, why) = dump_on(&case, &run, &last, "../first", &[]);
+    if !ok {
+        case.fail(&format!("incremental dump failed:\n{why}"));
+    }
+    holder_gone(&case, full.holder);
+    let before = page_blocks(&case, &first, pid);
+    let out = case.stasis().command().args(["dedup", "--json", "-D"]).arg(&last).output().expect("run stasis dedup");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    if !out.status.success() {
+        case.fail(&format!("stasis dedup: {}\n{stdout}\n{}", out.status, String::from_utf8_lossy(&out.stderr)));
+    }
+    let deduped = field(&stdout, "pages");
+    expect_shrunk(&case, "the parent after stasis dedup", before, page_blocks(&case, &first, pid), deduped);
+    // A second dedup finds nothing more to punch.
+    let again = case.stasis().command().args(["dedup", "--json", "-D"]).arg(&last).output().expect("run stasis dedup");
+    if field(&String::from_utf8_lossy(&again.stdout), "pages") != 0 {
+        case.fail("a second stasis dedup punched pages again");
+    }
+    case.reap_dumped(&mut run);
+    // The parent, a complete image, lost pages to the newer one: its restore is refused by name.
+    let (r, _) = case.stasis().restore_detached(&case.dir, &first, &[], &[]);
+    case.expect_failed(&r, "restore of a deduplicated parent", &[&["punched"]]);
+    case.expect_no_process_left(pid);
+    let mut restored = case.restore_ok(&last, pid, &[]);
+    case.finish(&mut restored);
+}
+
+#[test]
+fn a_compressed_pre_dump_chain_is_restored() {
+    let case = Case::new("incr_compressed", workload!("mem_rounds").arg("simple"));
+    if !kernel_tracks(&case) {
+        return;
+    }
+    let Some(mut run) = case.start() else { return };
+    let pre1 = case.images("pre1");
+    let first = pre_dump_with(&case, &run, &pre1, &["--compress"]);
+    round(&case, &run, 1);
+    let pre2 = case.images("pre2");
+    let second = pre_dump_with(&case, &run, &pre2, &["--prev-images-dir", "../pre1", "--compress"]);
+    holder_gone(&case, first.holder);
+    round(&case, &run, 2);
+    let last = case.images("last");
+    let r = case.dump(&run, &last, &["--prev-images-dir", "../pre2", "--track-mem", "--compress", "--json"], &[]);
+    if !r.success() {
+        case.fail(&format!("compressed incremental dump failed:\n{}", r.describe()));
+    }
+    expect_fewer(&case, "the compressed dump after two pre-dumps", &first, &report(&r.stdout));
+    holder_gone(&case, second.holder);
+    show_ok(&case, &pre1, "compressed (zstd");
+    show_ok(&case, &last, "compressed (zstd");
+    restore_and_verify(&case, &mut run, &last);
 }

@@ -1,5 +1,6 @@
 //! Lazy restore: `stasis lazy-pages` serves the pages of `restore --lazy-pages` through
-//! userfaultfd. A 256 MiB heap restored lazily verifies itself; a daemon killed mid-restore takes
+//! userfaultfd. A 256 MiB heap restored lazily verifies itself, and so does a compressed image
+//! (`--compress`); a daemon killed mid-restore takes
 //! the restored tree with it (killed, never left hanging nor run on zero pages); fork, mremap,
 //! munmap and madvise(DONTNEED) of a lazily restored process meet pages still missing; a restore
 //! with no daemon fails naming it and leaves nothing behind.
@@ -83,6 +84,25 @@ fn a_256_mib_heap_restored_lazily_verifies_itself() {
     }
     if images.join("lazy-pages.socket").exists() {
         case.fail("lazy-pages left its socket");
+    }
+}
+
+#[test]
+fn a_compressed_image_restored_lazily_verifies_itself() {
+    if let Some(reason) = no_userfaultfd() {
+        return skip(&reason);
+    }
+    let case = Case::new("lazy_compressed", workload!("mem_mixed"));
+    let Some(mut run) = case.start() else { return };
+    let images = case.images("images");
+    case.dump_ok(&run, &images, &["--compress"]);
+    case.reap_dumped(&mut run);
+    let mut daemon = Daemon::start(&case, &images, &[]);
+    let mut restored = case.restore_ok(&images, run.pid(), &["--lazy-pages"]);
+    case.finish(&mut restored);
+    let (exit, report) = daemon.wait();
+    if exit != Exit::Code(0) || !report.contains("\"processes\": 1") || report.contains("\"bytes\": 0,") {
+        case.fail(&format!("lazy-pages ended with {exit:?}, stdout: {report}"));
     }
 }
 

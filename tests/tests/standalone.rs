@@ -20,6 +20,11 @@ fn mem_big() {
 }
 
 #[test]
+fn mem_mixed() {
+    standalone("sa-mem_mixed", workload!("mem_mixed"));
+}
+
+#[test]
 fn regs() {
     standalone("sa-regs", workload!("regs"));
 }

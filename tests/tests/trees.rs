@@ -28,6 +28,11 @@ fn pss_sum(case: &Case, pids: &[i32]) -> u64 {
 /// process, optionally compares the Pss sum (restored at most 1.5 times the original), then wakes
 /// the root and checks its PASS.
 fn tree_checkpoint_restore(case: &Case, processes: usize, measure_pss: bool) {
+    tree_checkpoint_restore_with(case, processes, measure_pss, &[]);
+}
+
+/// [`tree_checkpoint_restore`] with `dump_extra` given to the dump.
+fn tree_checkpoint_restore_with(case: &Case, processes: usize, measure_pss: bool, dump_extra: &[&str]) {
     let Some(mut run) = case.start() else { return };
     let root = run.pid();
     let pids = tree_pids(root);
@@ -37,7 +42,7 @@ fn tree_checkpoint_restore(case: &Case, processes: usize, measure_pss: bool) {
     let before: Vec<Snapshot> = pids.iter().map(|&p| case.settled_snapshot(p)).collect();
     let pss_before = measure_pss.then(|| pss_sum(case, &pids));
     let images = case.images("images");
-    case.dump_ok(&run, &images, &[]);
+    case.dump_ok(&run, &images, dump_extra);
     case.reap_dumped(&mut run);
     let mut restored = case.restore_ok(&images, root, &[]);
     let after = tree_pids(root);
@@ -137,6 +142,14 @@ fn standalone_proc_tree_state() {
 fn prefork_server_pages_stay_shared() {
     let case = Case::new("tree_prefork", workload!("tree_prefork"));
     tree_checkpoint_restore(&case, 9, true);
+}
+
+/// The same through compressed page files (`--compress`): each worker's pages are written into it
+/// from its own compressed page file, the shared ones stay shared.
+#[test]
+fn prefork_server_pages_stay_shared_through_a_compressed_dump() {
+    let case = Case::new("tree_prefork_z", workload!("tree_prefork"));
+    tree_checkpoint_restore_with(&case, 9, true, &["--compress"]);
 }
 
 #[test]

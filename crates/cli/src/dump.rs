@@ -19,6 +19,10 @@ pub struct DumpArgs {
     /// Print the report (or the error) as one JSON object on stdout.
     #[arg(long)]
     pub json: bool,
+    /// Write the page files in zstd frames (a fast level), one per checksum chunk; restore
+    /// recognises them from the page map.
+    #[arg(long)]
+    pub compress: bool,
 }
 
 /// The engine's options for `args` (whose `-t` the caller checked).
@@ -27,6 +31,17 @@ pub fn options(args: &DumpArgs) -> anyhow::Result<DumpOptions> {
     let (mut ext_unix_inodes, ext_veths, ext_netns) = externals(c)?;
     let (ext_unix_sk, named) = ext_unix_sk(c)?;
     ext_unix_inodes.extend(named);
+    if args.compress && c.is_set("auto-dedup") {
+        anyhow::bail!("--auto-dedup with --compress: pages cannot be punched out of compressed frames (each chunk is one zstd frame), nothing was touched");
+    }
+    if args.compress && c.is_set("page-server") {
+        anyhow::bail!(
+            "--compress with --page-server: page files are sent to a page server uncompressed, nothing was touched"
+        );
+    }
+    if c.is_set("auto-dedup") && c.is_set("page-server") {
+        anyhow::bail!("--auto-dedup with --page-server: the parent page files are the page server's (stasis page-server does not deduplicate), nothing was touched");
+    }
     Ok(DumpOptions {
         pid: c.tree().unwrap_or(0),
         dir: c.images_dir(),
@@ -50,6 +65,8 @@ pub fn options(args: &DumpArgs) -> anyhow::Result<DumpOptions> {
         empty_netns: empty_ns(c)?,
         manage_cgroups: crate::restore::cgroup_mode(c)?,
         freeze_cgroup: c.last("freeze-cgroup").map(Into::into),
+        auto_dedup: c.is_set("auto-dedup"),
+        compress: args.compress,
     })
 }
 

@@ -2,10 +2,11 @@
 //!
 //! ```text
 //! stasis check    [--feature NAME] [--extra|--all] [--json]
-//! stasis dump     -t PID [-D DIR] [-R] [-j] [--fsync] [-o LOG] [-v[N]] [--json]
+//! stasis dump     -t PID [-D DIR] [-R] [-j] [--fsync] [--compress] [--auto-dedup] [-o LOG] [-v[N]] [--json]
 //! stasis pre-dump -t PID [-D DIR] [--prev-images-dir DIR] [--track-mem] [--json]
 //! stasis restore  [-D DIR] [-d] [--pidfile FILE] [-j] [-o LOG] [-v[N]] [--json]
 //! stasis show     DIR [--json]
+//! stasis dedup    [-D DIR] [--json]                (CRIU's dedup: parents give up pages DIR holds)
 //! stasis swrk     FD                              (CRIU's RPC; also as `criu swrk FD`)
 //! stasis page-server -D DIR --port PORT [--address ADDR] [-d] [--status-fd FD] [-o LOG] [-v]
 //! stasis lazy-pages  -D DIR [--page-server --address A --port P] [--status-fd FD] [-o LOG] [-v]
@@ -64,6 +65,8 @@ enum Command {
     Restore(restore::RestoreArgs),
     /// Print the contents of an image directory.
     Show(show::ShowArgs),
+    /// Punch out of the parent images the pages an image holds itself (CRIU's `dedup`).
+    Dedup(show::DedupArgs),
     /// Serve CRIU's RPC on a SOCK_SEQPACKET socket (what runc, crun and Podman run as `criu swrk FD`).
     Swrk(swrk::SwrkArgs),
     /// Internal: keep a pre-dump's write tracking until the next round (see
@@ -85,6 +88,7 @@ impl Command {
             Command::PreDump(a) => (a.json, Some((&a.criu, CriuCommand::PreDump))),
             Command::Restore(a) => (a.json, Some((&a.criu, CriuCommand::Restore))),
             Command::Show(a) => (a.json, None),
+            Command::Dedup(a) => (a.json, None),
             Command::Swrk(_) => (false, None),
             Command::TrackHolder { .. } => (false, None),
             Command::PageServer(a) => (a.json, None),
@@ -185,6 +189,7 @@ fn run(command: &Command) -> anyhow::Result<u8> {
         Command::PreDump(a) => dump::run_pre_dump(a),
         Command::Restore(a) => restore::run(a),
         Command::Show(a) => show::run(a),
+        Command::Dedup(a) => show::dedup(a),
         Command::Swrk(a) => swrk::run(a),
         Command::TrackHolder { dir } => {
             use std::os::fd::AsFd;

@@ -101,6 +101,9 @@ fn exec_into(command: Vec<std::ffi::OsString>, pid: i32) -> anyhow::Error {
 
 /// The engine's options for CRIU's options `c` (checked); `detached`: nobody waits for the root.
 pub fn options(c: &CriuArgs, detached: bool) -> anyhow::Result<RestoreOptions> {
+    if c.is_set("auto-dedup") {
+        anyhow::bail!("--auto-dedup on restore (deleting the pages restore read from the images) is not built yet, nothing was touched");
+    }
     Ok(RestoreOptions {
         dir: c.images_dir(),
         leave_stopped: c.is_set("leave-stopped"),

@@ -13,6 +13,7 @@
 
 use crate::error::{Error, Result};
 use crate::mem::track::Tracker;
+use crate::proc::{self, ProcRoot};
 use stasis_sys::fd::poll;
 use stasis_sys::socket::{self, recv, send};
 use stasis_sys::Pid;
@@ -149,6 +150,40 @@ pub fn take(prev: &Path) -> Result<Option<Vec<Tracker>>> {
         return Ok(None);
     }
     Ok(Some(recv_trackers(conn.as_fd())?))
+}
+
+/// The image directories of the running holders that track any of `pids`: processes whose
+/// command line is `stasis __track-holder DIR` holding a pidfd of one of them.
+pub fn holding(root: &ProcRoot, pids: &[i32]) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(root.path()) else { return Vec::new() };
+    let ours = std::env::current_exe().ok();
+    let mut dirs = Vec::new();
+    for h in entries.flatten().filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok()) {
+        // Only stasis processes: their command line is read (which needs the process's mm).
+        let exe = proc::link(root, h, "exe").ok();
+        let is_stasis = (exe.is_some() && exe == ours) || proc::comm(root, h).is_ok_and(|c| c == "stasis");
+        if !is_stasis {
+            continue;
+        }
+        let Ok(cmdline) = std::fs::read(root.pid_path(h, "cmdline")) else { continue };
+        let mut args = cmdline.split(|&b| b == 0);
+        let (Some(_), Some(command), Some(dir)) = (args.next(), args.next(), args.next()) else { continue };
+        if command != COMMAND.as_bytes() {
+            continue;
+        }
+        let tracks = proc::fds(root, h).unwrap_or_default().into_iter().any(|(fd, target)| {
+            target.as_os_str() == "anon_inode:[pidfd]"
+                && proc::fdinfo(root, h, fd)
+                    .ok()
+                    .and_then(|i| i.get("Pid").and_then(|p| p.parse::<i32>().ok()))
+                    .is_some_and(|p| pids.contains(&p))
+        });
+        if tracks {
+            use std::os::unix::ffi::OsStrExt;
+            dirs.push(PathBuf::from(std::ffi::OsStr::from_bytes(dir)));
+        }
+    }
+    dirs
 }
 
 /// The holder's main: see the module doc. Returns when it is done.

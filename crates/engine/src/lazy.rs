@@ -61,8 +61,19 @@ struct Source {
 
 impl Source {
     fn open(dir: &ImageDir, pid: i32, map: PageMap, remote: Option<Rc<Connection>>) -> Result<Source> {
-        dir.open_pages(pid, &map)?;
+        crate::mem::dedup::check_whole(pid, &map)?;
         let name = ImageKind::Pages.file_name(Some(pid));
+        if stasis_image::compress::is_compressed(&map) {
+            if remote.is_some() {
+                let what = "a compressed page file fetched from a page server (--compress with lazy pages from a page server is not built)";
+                return Err(Error::Incompatible { file: name, what: what.into() });
+            }
+            // Decompressed (and checked) whole, once: served from memory.
+            let file = crate::mem::pages::open_raw(dir, pid, &map, None)?;
+            let chunks = map.chunk_checksums.len();
+            return Ok(Source { name, file, map, checked: RefCell::new(vec![true; chunks]), remote });
+        }
+        dir.open_pages(pid, &map)?;
         let path = dir.path().join(&name);
         let file = std::fs::OpenOptions::new().read(true).write(true).open(&path).map_err(Error::io(&path))?;
         let chunks = map.chunk_checksums.len();

@@ -44,13 +44,34 @@ use std::time::Duration;
 
 /// Checkpoint the process `opts.pid` into `opts.dir`. See [`dump::dump`].
 pub fn dump(opts: &DumpOptions, progress: &mut dyn FnMut(Progress)) -> Result<DumpReport, Error> {
-    dump::dump(opts, progress)
+    dump::dump(opts, progress).map(|r| auto_dedup(opts, r))
+}
+
+/// With `--auto-dedup`, the parents of the image just made give up the pages it holds (see
+/// [`mem::dedup`]). The image is complete either way: a failure is a warning.
+fn auto_dedup(opts: &DumpOptions, mut report: DumpReport) -> DumpReport {
+    if opts.auto_dedup {
+        match mem::dedup::dedup(&opts.dir) {
+            Ok(d) => report.pages_deduped = d.pages,
+            Err(e) => log::warn!(
+                "--auto-dedup: {e}: the image in {} is complete, its parents keep their copies (stasis dedup -D {0} does it again)",
+                opts.dir.display()
+            ),
+        }
+    }
+    report
+}
+
+/// Punch out of the parent images of the image in `dir` the pages it holds itself (CRIU's
+/// `dedup`). See [`mem::dedup`].
+pub fn dedup(dir: &std::path::Path) -> Result<mem::dedup::Deduped, Error> {
+    mem::dedup::dedup(dir)
 }
 
 /// Save the memory of the tree `opts.pid` into `opts.dir` while it runs on, and track its writes
 /// for the next round. See [`dump::predump::pre_dump`].
 pub fn pre_dump(opts: &DumpOptions, progress: &mut dyn FnMut(Progress)) -> Result<DumpReport, Error> {
-    dump::predump::pre_dump(opts, progress)
+    dump::predump::pre_dump(opts, progress).map(|r| auto_dedup(opts, r))
 }
 
 /// Restore the image in `opts.dir`. See [`restore::restore`].
@@ -119,6 +140,12 @@ pub struct DumpOptions {
     /// Freeze this cgroup (a directory with a v2 or v1 freezer) before the tree is seized
     /// (`--freeze-cgroup`); every process in it must be in the tree.
     pub freeze_cgroup: Option<PathBuf>,
+    /// Once the image is made, punch the pages it holds out of its parent images
+    /// (`--auto-dedup`; see [`mem::dedup`]).
+    pub auto_dedup: bool,
+    /// Page files in zstd frames, one per checksum chunk (`--compress`; see
+    /// `stasis_image::compress`).
+    pub compress: bool,
 }
 
 /// Default of [`DumpOptions::ghost_limit`]: 1 MiB, as CRIU's.
@@ -152,6 +179,8 @@ pub struct DumpReport {
     pub holder_pid: u32,
     /// Bytes written to the image directory.
     pub image_bytes: u64,
+    /// Pages punched out of parent images (`--auto-dedup`).
+    pub pages_deduped: u64,
     /// The process was left running.
     pub left_running: bool,
     /// System calls injected into the tree (the count `STASIS_FAULT=dump-call:N` goes by).

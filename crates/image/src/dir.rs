@@ -164,6 +164,34 @@ impl ImageDir {
         Ok(())
     }
 
+    /// Replace page maps of an opened image (`stasis dedup` punched pages out of its page files):
+    /// each `pagemap-PID.img` is written again, and the inventory with the new digests of it and of
+    /// `pages-PID.img` (whose size is unchanged). This `ImageDir` keeps the old inventory: open the
+    /// image again to read it.
+    pub fn replace_pagemaps(&self, maps: &[(i32, crate::model::PageMap)]) -> Result<(), ImageError> {
+        let Some(inventory) = self.inventory().cloned() else {
+            let problem = "page maps are replaced only in an opened image".to_owned();
+            return Err(ImageError::Usage { file: INVENTORY.into(), problem });
+        };
+        for (pid, map) in maps {
+            let name = ImageKind::PageMap.file_name(Some(*pid));
+            crate::validate_pagemap(&name, map)?;
+        }
+        {
+            let mut written = self.lock_written();
+            written.clear();
+            written.extend(inventory.files.iter().map(|d| (d.name.clone(), d.clone())));
+        }
+        for (pid, map) in maps {
+            self.write_records(ImageKind::PageMap, Some(*pid), std::slice::from_ref(map))?;
+            let pages = ImageKind::Pages.file_name(Some(*pid));
+            if let Some(d) = self.lock_written().get_mut(&pages) {
+                d.checksum = crate::chunk_list_checksum(&map.chunk_checksums);
+            }
+        }
+        self.commit_inventory(inventory, false)
+    }
+
     /// The inventory entry of `name`: `None` when there is no inventory (an image being written),
     /// an error when there is one and it does not list `name`.
     pub(crate) fn listed(&self, name: &str) -> Result<Option<&FileDigest>, ImageError> {
@@ -186,7 +214,7 @@ impl ImageDir {
         &self.written
     }
 
-    fn remember(&self, digest: FileDigest) {
+    pub(crate) fn remember(&self, digest: FileDigest) {
         self.lock_written().insert(digest.name.clone(), digest);
     }
 

@@ -13,6 +13,7 @@
 //! Images are untrusted input: every length is checked against a limit before anything is allocated,
 //! every file is checksummed, and no input makes this crate panic.
 
+pub mod compress;
 mod dir;
 mod error;
 mod framing;

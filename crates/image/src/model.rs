@@ -778,6 +778,19 @@ pub struct PageMap {
     /// incremental dump; informational.
     #[prost(message, repeated, tag = "453")]
     pub tracked: Vec<PageRun>,
+    /// Pages of `runs` punched out of the page file (`--auto-dedup`, `stasis dedup`) because a
+    /// newer image of the chain holds them: holes that read as zeros (the chunk checksums are of
+    /// the zeros). Restore of this image itself, or an in-parent page resolved to one, is refused.
+    #[prost(message, repeated, tag = "620")]
+    pub punched: Vec<PageRun>,
+    /// How the page file's data is stored: 0 raw pages, 1 zstd frames, one per chunk
+    /// (`--compress`; see `stasis_image::compress`).
+    #[prost(int32, tag = "621")]
+    pub compression: i32,
+    /// With `compression`: the size in bytes of each chunk's frame, in file order (frame k starts
+    /// at 4096 plus the sizes of the frames before it).
+    #[prost(uint64, repeated, tag = "622")]
+    pub frame_sizes: Vec<u64>,
 }
 
 /// Consecutive pages starting at `vaddr`.

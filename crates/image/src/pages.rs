@@ -86,7 +86,12 @@ impl ImageDir {
             }
         }
         check_page_header(&file, &path, &name, size, map.total_pages)?;
-        check_size(&name, size, page_file_size(map.total_pages), "the page map")?;
+        let expected = if crate::compress::is_compressed(map) {
+            crate::compress::compressed_file_size(map)
+        } else {
+            page_file_size(map.total_pages)
+        };
+        check_size(&name, size, expected, "the page map")?;
         (&file).seek(SeekFrom::Start(PAGE_DATA_OFFSET)).map_err(|e| ImageError::io(&path, e))?;
         Ok(file)
     }
@@ -186,6 +191,9 @@ pub fn validate_pagemap(file_name: &str, map: &PageMap) -> Result<u64, ImageErro
     check_runs(file_name, "inherited", &map.inherited)?;
     check_runs(file_name, "in_parent", &map.in_parent)?;
     check_disjoint(file_name, &map.runs, &map.in_parent)?;
+    check_runs(file_name, "punched", &map.punched)?;
+    check_within(file_name, &map.punched, &map.runs)?;
+    crate::compress::check_frames(file_name, map)?;
     if pages != map.total_pages {
         let problem = format!("{} does not match the runs ({pages} pages)", map.total_pages);
         return Err(ImageError::field(file_name, "total_pages", problem));
@@ -236,13 +244,18 @@ fn check_runs(file_name: &str, field: &'static str, runs: &[crate::model::PageRu
     Ok(pages)
 }
 
+/// The address just past run `r` (saturating: a run this large fails `check_runs`).
+fn run_end(r: &crate::model::PageRun) -> u64 {
+    r.vaddr.saturating_add(r.nr_pages.saturating_mul(PAGE_SIZE))
+}
+
 /// No page is both in the page file and in the parent image.
 fn check_disjoint(
     file_name: &str,
     runs: &[crate::model::PageRun],
     in_parent: &[crate::model::PageRun],
 ) -> Result<(), ImageError> {
-    let end = |r: &crate::model::PageRun| r.vaddr.saturating_add(r.nr_pages.saturating_mul(PAGE_SIZE));
+    let end = run_end;
     let mut j = 0;
     for r in runs {
         while j < in_parent.len() && end(&in_parent[j]) <= r.vaddr {
@@ -251,6 +264,32 @@ fn check_disjoint(
         if let Some(p) = in_parent.get(j).filter(|p| p.vaddr < end(r)) {
             let problem = format!("run at {:#x} overlaps the run at {:#x} of runs", p.vaddr, r.vaddr);
             return Err(ImageError::field(file_name, "in_parent", problem));
+        }
+    }
+    Ok(())
+}
+
+/// Every page of `inner` (sorted) is a page of `outer` (sorted, checked).
+fn check_within(
+    file_name: &str,
+    inner: &[crate::model::PageRun],
+    outer: &[crate::model::PageRun],
+) -> Result<(), ImageError> {
+    let end = run_end;
+    let mut j = 0;
+    for r in inner {
+        let mut at = r.vaddr;
+        while at < end(r) {
+            while j < outer.len() && end(&outer[j]) <= at {
+                j += 1;
+            }
+            match outer.get(j).filter(|o| o.vaddr <= at) {
+                Some(o) => at = end(o),
+                None => {
+                    let problem = format!("page {at:#x} is not a page of runs");
+                    return Err(ImageError::field(file_name, "punched", problem));
+                }
+            }
         }
     }
     Ok(())

@@ -264,3 +264,13 @@ pub fn link_tmpfile(fd: BorrowedFd<'_>, dest: &std::path::Path) -> Result<(), Sy
         unsafe { libc::linkat(libc::AT_FDCWD, src.as_ptr(), libc::AT_FDCWD, dest.as_ptr(), libc::AT_SYMLINK_FOLLOW) };
     check("linkat", ret as libc::c_long).map(drop)
 }
+
+/// `fallocate(2)` with `FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE`: the `len` bytes at `offset`
+/// of `file` read as zeros from now on and their blocks are given back to the filesystem (for
+/// whole blocks); the file size is unchanged.
+pub fn punch_hole(file: BorrowedFd<'_>, offset: u64, len: u64) -> Result<(), SysError> {
+    let mode = libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE;
+    // SAFETY: plain integer arguments on a borrowed, open fd.
+    let ret = unsafe { libc::fallocate(file.as_raw_fd(), mode, offset as libc::off_t, len as libc::off_t) };
+    check("fallocate(FALLOC_FL_PUNCH_HOLE)", ret as libc::c_long).map(drop)
+}

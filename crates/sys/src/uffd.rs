@@ -19,6 +19,8 @@ pub(crate) const UFFD_API: u64 = 0xaa;
 pub(crate) const UFFDIO_API: libc::c_ulong = 0xc018_aa3f;
 /// `UFFDIO_REGISTER` = `_IOWR(0xAA, 0x00, struct uffdio_register)`.
 pub(crate) const UFFDIO_REGISTER: libc::c_ulong = 0xc020_aa00;
+/// `UFFDIO_UNREGISTER` = `_IOR(0xAA, 0x01, struct uffdio_range)`.
+const UFFDIO_UNREGISTER: libc::c_ulong = 0x8010_aa01;
 /// `UFFDIO_WRITEPROTECT` = `_IOWR(0xAA, 0x06, struct uffdio_writeprotect)`.
 const UFFDIO_WRITEPROTECT: libc::c_ulong = 0xc018_aa06;
 /// `PAGEMAP_SCAN` = `_IOWR('f', 16, struct pm_scan_arg)`.
@@ -125,6 +127,16 @@ pub fn register_wp(uffd: BorrowedFd<'_>, start: u64, len: u64) -> Result<(), Sys
 pub fn write_protect(uffd: BorrowedFd<'_>, start: u64, len: u64) -> Result<(), SysError> {
     let mut w = UffdioWriteprotect { range: UffdioRange { start, len }, mode: WRITEPROTECT_MODE_WP };
     ioctl("ioctl(UFFDIO_WRITEPROTECT)", uffd, UFFDIO_WRITEPROTECT, &mut w).map(drop)
+}
+
+/// Undo [`register_wp`] over `[start, start + len)`: the protection is lifted first
+/// (`UFFDIO_WRITEPROTECT` without `MODE_WP`), then the range unregistered (`UFFDIO_UNREGISTER`), so
+/// no write-protect state (bits or markers) stays in the mm.
+pub fn unregister(uffd: BorrowedFd<'_>, start: u64, len: u64) -> Result<(), SysError> {
+    let mut w = UffdioWriteprotect { range: UffdioRange { start, len }, mode: 0 };
+    ioctl("ioctl(UFFDIO_WRITEPROTECT)", uffd, UFFDIO_WRITEPROTECT, &mut w)?;
+    let mut r = UffdioRange { start, len };
+    ioctl("ioctl(UFFDIO_UNREGISTER)", uffd, UFFDIO_UNREGISTER, &mut r).map(drop)
 }
 
 /// The page ranges of `[start, end)` written since they were last write-protected, from

@@ -212,7 +212,7 @@ pub const OPTIONS: &[Opt] = &[
         Bool,
         DUMPS | RESTORE,
         "drop pages of earlier images that a new dump replaces (or that restore read)",
-        NotBuilt("deduplication of parent images"),
+        Done("dump and pre-dump punch the pages they save out of the parent images (fallocate PUNCH_HOLE; their page maps and inventories say so); restore refuses it: deleting what restore read is not built"),
     ),
     o(
         "lazy-pages",

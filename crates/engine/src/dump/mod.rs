@@ -74,6 +74,9 @@ pub fn dump(opts: &DumpOptions, progress: &mut dyn FnMut(Progress)) -> Result<Du
     let ours = Ours::read(&root);
     check_target(&root, pid, &ours)?;
     opts.notify.at(Point::PreDump, pid.0)?;
+    if opts.compress && opts.page_server.is_some() {
+        return Err(Error::Unsupported { pid, what: "--compress with --page-server (page files are sent raw)".into() });
+    }
     // Before anything is made or frozen: a page server that cannot be reached fails the dump here.
     let sink: Box<dyn PageSink> = match &opts.page_server {
         None => Box::new(LocalFiles),
@@ -93,13 +96,28 @@ pub fn dump(opts: &DumpOptions, progress: &mut dyn FnMut(Progress)) -> Result<Du
             return Err(e);
         }
     };
+    // A plain dump of a tree an earlier pre-dump still tracks: a full dump that ends the tracking.
+    let adopted = match opts.prev_images_dir {
+        Some(_) => predump::Adopted::default(),
+        None => match predump::Adopted::take(&root, pid) {
+            Ok(a) => a,
+            Err(e) => {
+                let _ = dir.discard();
+                return Err(e);
+            }
+        },
+    };
     // An estimate: the tree is known only once frozen.
     let threads = Pool::threads_for(proc::children(&root, pid.0)?.len() + 1);
     let result = std::thread::scope(|scope| {
         let pool = Pool::start(scope, threads);
         let run = Run { start, calls: fault::calls("dump-call"), writes: fault::Writes::new() };
-        dump_with(&pool, &root, (&dir, &*sink), &ours, opts, progress, &run, prev.as_mut())
+        dump_with(&pool, &root, (&dir, &*sink), &ours, opts, progress, &run, (prev.as_mut(), &adopted))
     });
+    match result {
+        Ok(_) => adopted.finish(),
+        Err(_) => adopted.give_back(),
+    }
     if result.is_err() {
         if let Some(p) = &prev {
             p.unlink(&opts.dir);
@@ -125,7 +143,7 @@ fn dump_with<'env>(
     opts: &DumpOptions,
     progress: &mut dyn FnMut(Progress),
     run: &Run,
-    mut prev: Option<&mut predump::Prev>,
+    (mut prev, adopted): (Option<&mut predump::Prev>, &predump::Adopted),
 ) -> Result<DumpReport> {
     let pid = Pid(opts.pid);
     let frozen_at = Instant::now();
@@ -145,7 +163,7 @@ fn dump_with<'env>(
     let mut kept = Vec::new();
     let needs_helpers = !helpers.groups.is_empty() || !helpers.sessions.is_empty();
     let members = (&tree[..], &zombie_pids[..], ours, needs_helpers);
-    let frozen = (frozen_at, prev.as_deref_mut(), &mut kept);
+    let frozen = (frozen_at, (prev.as_deref_mut(), adopted), &mut kept);
     let (dumped, files, ipc, held, namespaces) =
         match dump_frozen(pool, root, (dir, sink), members, opts, progress, frozen) {
             Ok(done) => done,
@@ -163,6 +181,10 @@ fn dump_with<'env>(
         log::info!("pid {} fd {}: {} (restore may replace it with --inherit-fd fd[N]:{})", e.pid, e.fd, e.what, e.key);
     }
     if let Err(e) = opts.notify.at(Point::PostDump, pid.0) {
+        return Err(explain(pool, &tree, e, progress));
+    }
+    // The pages are written: the tracking of an earlier pre-dump ends while the tree is frozen.
+    if let Err(e) = tree.iter().try_for_each(|m| adopted.end(root, m.pid)) {
         return Err(explain(pool, &tree, e, progress));
     }
     let mut frozen_for = None;
@@ -207,6 +229,7 @@ fn dump_with<'env>(
         tracked_processes,
         holder_pid,
         image_bytes,
+        pages_deduped: 0,
         left_running: opts.keeps_tree(),
         injected_calls,
         image_writes,
@@ -277,12 +300,12 @@ fn dump_frozen<'env>(
     (tree, zombies, ours, needs_helpers): (&[Member], &[i32], &Ours, bool),
     opts: &DumpOptions,
     progress: &mut dyn FnMut(Progress),
-    (frozen_at, mut prev, kept): (Instant, Option<&mut predump::Prev>, &mut Vec<mem::track::Tracker>),
+    (frozen_at, (mut prev, adopted), kept): (Instant, Tracked, &mut Vec<mem::track::Tracker>),
 ) -> Result<(Vec<Dumped>, Vec<FileEntry>, stasis_image::model::IpcImage, files::Held, Vec<Namespace>)> {
     if let Some(p) = prev.as_deref_mut() {
         p.drop_self_tracking(root, tree.iter().map(|m| m.pid))?;
     }
-    let tracked = |pid: Pid| prev.as_deref().is_some_and(|p| p.tracks(pid));
+    let tracked = |pid: Pid| prev.as_deref().is_some_and(|p| p.tracks(pid)) || adopted.tracks(pid);
     // Every layout before any injector maps its scratch area, which must not be saved.
     let layouts: Vec<Vec<Vma>> =
         tree.iter().map(|m| mem::dump_vmas_with(root, m.pid, tracked(m.pid))).collect::<Result<_>>()?;
@@ -336,13 +359,20 @@ fn dump_frozen<'env>(
     fault::check("dump-fail-before-pages")?;
     let keep = opts.keeps_tree() && opts.track_mem;
     for (m, c) in tree.iter().zip(&mut collected) {
+        if keep {
+            // Armed again below with a userfaultfd of this dump's.
+            adopted.end(root, m.pid)?;
+        }
         track_pages(pool, root, m, c, prev.as_deref_mut(), keep.then_some(&mut *kept), progress)?;
     }
-    let dumped = write_all_pages(pool, (dir, sink), tree, collected, progress)?;
+    let dumped = write_all_pages(pool, (dir, sink, opts.compress), tree, collected, progress)?;
     log::info!("pages written at {:?}", frozen_at.elapsed());
     fault::check("dump-fail-after-memory")?;
     Ok((dumped, files, ipc, ids.take_held(), namespaces))
 }
+
+/// The round before (`--prev-images-dir`) and the tracking a plain dump took over.
+type Tracked<'a, 'b> = (Option<&'a mut predump::Prev>, &'b predump::Adopted);
 
 /// How the tree's processes came into their namespaces, each namespace of its own described (see
 /// [`ns`]); the IPC namespaces other than the root's hold nothing stasis would lose.
@@ -453,7 +483,7 @@ fn finish_locks(ids: &mut FileIds, collected: &mut [Collected]) -> Result<()> {
 /// Stage 4: every process's pages, each on its tracer thread, all at once.
 fn write_all_pages<'env>(
     pool: &Pool<'env>,
-    (dir, sink): (&'env ImageDir, &'env dyn PageSink),
+    (dir, sink, compress): (&'env ImageDir, &'env dyn PageSink, bool),
     tree: &[Member],
     collected: Vec<Collected>,
     progress: &mut dyn FnMut(Progress),
@@ -465,7 +495,7 @@ fn write_all_pages<'env>(
             let idx = m.idx;
             pool.run(idx, move |owned, progress| {
                 let f = owned.get_mut(&idx).expect("frozen by this thread");
-                let (writer, page_bytes, checksums) = write_pages((dir, sink), f, &c, progress)?;
+                let (writer, page_bytes, checksums) = write_pages((dir, sink, compress), f, &c, progress)?;
                 Ok(Dumped { c, writer, page_bytes, checksums })
             })
         })
@@ -630,13 +660,15 @@ fn collect(
 /// Stage 4: the pages, zero-copy. Returns the page file, the bytes of page data in it, and their chunk
 /// checksums.
 fn write_pages(
-    (dir, sink): (&ImageDir, &dyn PageSink),
+    (dir, sink, compress): (&ImageDir, &dyn PageSink, bool),
     process: &mut FrozenProcess,
     c: &Collected,
     progress: &mut dyn FnMut(Progress),
 ) -> Result<(PageWriter, u64, Vec<u64>)> {
     let pid = process.pid();
-    let writer = sink.create(dir, pid, CHUNK)?;
+    // Compressed, the pages are staged in a memfd first, compressed into the page file once
+    // the tree no longer waits (see `write_process`).
+    let writer = if compress { mem::pages::stage(dir, pid, CHUNK)? } else { sink.create(dir, pid, CHUNK)? };
     let inj = process.main().injector(c.code)?;
     let (bytes, checksums) = mem::pages::write(inj, pid, &c.selected, writer.file(), CHUNK, progress)?;
     Ok((writer, bytes, checksums))
@@ -673,7 +705,7 @@ fn write_images(
         ..Default::default()
     };
     processes.extend(dumped.iter().map(|d| d.c.process.clone()));
-    bytes += write_processes((dir, sink), dumped, writes)?;
+    bytes += write_processes((dir, sink, opts.compress), dumped, writes)?;
     processes.extend(zombies);
     writes.next("files.img")?;
     bytes += dir.write_records(ImageKind::Files, None, &[stasis_image::model::FileTable { files }])?.size;
@@ -707,7 +739,7 @@ fn write_images(
 
 /// The files of every process, spread over one thread per CPU (they need no ptrace).
 fn write_processes(
-    (dir, sink): (&ImageDir, &dyn PageSink),
+    (dir, sink, compress): (&ImageDir, &dyn PageSink, bool),
     dumped: Vec<Dumped>,
     writes: &fault::Writes,
 ) -> Result<u64> {
@@ -716,7 +748,7 @@ fn write_processes(
             .into_iter()
             .map(|share| {
                 scope.spawn(move || {
-                    share.into_iter().map(|d| write_process((dir, sink), d, writes)).sum::<Result<u64>>()
+                    share.into_iter().map(|d| write_process((dir, sink, compress), d, writes)).sum::<Result<u64>>()
                 })
             })
             .collect();
@@ -725,15 +757,25 @@ fn write_processes(
 }
 
 /// The page file (finished with its checksums) and the record files of one process.
-fn write_process((dir, sink): (&ImageDir, &dyn PageSink), d: Dumped, writes: &fault::Writes) -> Result<u64> {
+fn write_process(
+    (dir, sink, compress): (&ImageDir, &dyn PageSink, bool),
+    d: Dumped,
+    writes: &fault::Writes,
+) -> Result<u64> {
     let c = &d.c;
     let pid = Some(c.process.pid);
     let file = |kind: ImageKind| -> Result<()> { writes.next(&kind.file_name(pid)) };
     file(ImageKind::Pages)?;
     let staged = d.writer.file().try_clone().map_err(crate::error::Error::io("page file"))?;
-    let (checksums, pages_digest) = d.writer.finish_with(d.page_bytes, d.checksums)?;
-    sink.finished(Pid(c.process.pid), &staged, pages_digest.size, CHUNK, &checksums)?;
+    let (checksums, mut pages_digest) = d.writer.finish_with(d.page_bytes, d.checksums)?;
     let mut map = mem::pages::page_map(&c.selected, c.inherited.clone());
+    if compress {
+        (map.frame_sizes, pages_digest) =
+            stasis_image::compress::compress_pages(dir, c.process.pid, &staged, d.page_bytes, CHUNK, &checksums)?;
+        map.compression = stasis_image::compress::COMPRESSION_ZSTD;
+    } else {
+        sink.finished(Pid(c.process.pid), &staged, pages_digest.size, CHUNK, &checksums)?;
+    }
     map.in_parent = c.in_parent.clone();
     map.tracked =
         c.tracked.iter().map(|&(s, e)| PageRun { vaddr: s, nr_pages: (e - s) / stasis_image::PAGE_SIZE }).collect();

@@ -130,6 +130,93 @@ impl Prev {
     }
 }
 
+/// The write tracking a plain dump (no `--prev-images-dir`) finds armed on its tree by an earlier
+/// pre-dump (or `dump -R --track-mem`): taken from its holders, so that the tracked areas dump as
+/// ours (in full: nothing is left in a parent). Once the dump has written its pages, [`Adopted::end`]
+/// lifts the protection and unregisters the areas, so the tree (left running or restored) keeps no
+/// tracking; the trackers of processes outside the tree go back to a holder in their directory,
+/// and after a failed dump all of them do (see [`Adopted::give_back`]).
+#[derive(Default)]
+pub struct Adopted {
+    held: Vec<(PathBuf, Vec<Tracker>)>,
+    ended: std::cell::RefCell<Vec<i32>>,
+}
+
+impl Adopted {
+    /// Take the tracking of the tree of `root_pid` (its processes now) from every holder that has
+    /// some of it.
+    pub fn take(root: &ProcRoot, root_pid: Pid) -> Result<Adopted> {
+        let mut pids = vec![root_pid.0];
+        let mut i = 0;
+        while i < pids.len() {
+            pids.extend(proc::children(root, pids[i]).unwrap_or_default());
+            i += 1;
+        }
+        let mut held = Vec::new();
+        for dir in holder::holding(root, &pids) {
+            let trackers = holder::take(&dir)?.unwrap_or_default();
+            log::info!(
+                "the write tracking of {} processes held for {} ends with this dump",
+                trackers.len(),
+                dir.display()
+            );
+            held.push((dir, trackers));
+        }
+        Ok(Adopted { held, ended: Default::default() })
+    }
+
+    pub fn tracks(&self, pid: Pid) -> bool {
+        self.tracker(pid).is_some()
+    }
+
+    fn tracker(&self, pid: Pid) -> Option<&Tracker> {
+        self.held.iter().flat_map(|(_, ts)| ts).find(|t| t.pid == pid)
+    }
+
+    /// End the tracking of `pid` (frozen): every area registered with its userfaultfd is
+    /// unprotected and unregistered. Once per process.
+    pub fn end(&self, root: &ProcRoot, pid: Pid) -> Result<()> {
+        let Some(t) = self.tracker(pid) else { return Ok(()) };
+        if self.ended.borrow().contains(&pid.0) {
+            return Ok(());
+        }
+        for (s, e) in track::registered(root, pid)? {
+            stasis_sys::uffd::unregister(t.uffd.as_fd(), s, e - s)
+                .map_err(Error::sys(pid.0, "ending the write tracking of a pre-dump"))?;
+        }
+        self.ended.borrow_mut().push(pid.0);
+        Ok(())
+    }
+
+    /// After a successful dump: the trackers it ended are closed; the others (of processes not in
+    /// the tree) go back to a holder in their directory.
+    pub fn finish(self) {
+        let ended = self.ended.into_inner();
+        for (dir, trackers) in self.held {
+            let rest: Vec<Tracker> = trackers.into_iter().filter(|t| !ended.contains(&t.pid.0)).collect();
+            hand_back(&dir, &rest);
+        }
+    }
+
+    /// After a failed dump: every tracker goes back to a holder in its directory (a tracker
+    /// [`Adopted::end`] ended tracks nothing any more: the next round saves that process in full).
+    pub fn give_back(self) {
+        for (dir, trackers) in self.held {
+            hand_back(&dir, &trackers);
+        }
+    }
+}
+
+fn hand_back(dir: &Path, trackers: &[Tracker]) {
+    if trackers.is_empty() {
+        return;
+    }
+    match holder::spawn(dir, trackers) {
+        Ok(pid) => log::info!("the write tracking of {} processes is held again by pid {pid}", trackers.len()),
+        Err(e) => log::warn!("{}: the write tracking could not be held again ({e}): it ends", dir.display()),
+    }
+}
+
 /// One process of a pre-dump round, chosen while frozen.
 struct Round {
     entry: ProcessEntry,
@@ -219,6 +306,7 @@ fn pre_dump_with<'env>(
         tracked_processes: prev.map_or(0, |p| p.used),
         holder_pid,
         image_bytes,
+        pages_deduped: 0,
         left_running: true,
         injected_calls: run.calls.count(),
         image_writes: 0,
@@ -337,9 +425,18 @@ fn write_image(
     let mut trackers = Vec::new();
     for r in rounds {
         let pid = Some(r.entry.pid);
-        let writer = dir.create_pages(r.entry.pid, CHUNK)?;
+        let writer = match opts.compress {
+            true => mem::pages::stage(dir, Pid(r.entry.pid), CHUNK)?,
+            false => dir.create_pages(r.entry.pid, CHUNK)?,
+        };
+        let staged = writer.file().try_clone().map_err(Error::io("page file"))?;
         let (runs, data) = copy_running(Pid(r.entry.pid), &r.saved, writer.file())?;
-        let (checksums, digest) = writer.finish(data)?;
+        let (checksums, mut digest) = writer.finish(data)?;
+        let mut frames = Vec::new();
+        if opts.compress {
+            (frames, digest) =
+                stasis_image::compress::compress_pages(dir, r.entry.pid, &staged, data, CHUNK, &checksums)?;
+        }
         let total_pages = data / PAGE;
         let map = PageMap {
             runs,
@@ -348,6 +445,8 @@ fn write_image(
             chunk_checksums: checksums,
             in_parent: r.in_parent,
             tracked: r.tracked.iter().map(|&(s, e)| PageRun { vaddr: s, nr_pages: (e - s) / PAGE }).collect(),
+            compression: if opts.compress { stasis_image::compress::COMPRESSION_ZSTD } else { 0 },
+            frame_sizes: frames,
             ..Default::default()
         };
         pages += total_pages;

@@ -80,9 +80,23 @@ pub fn resolve(pid: i32, map: &PageMap, parents: &[ImageDir]) -> Result<Chain> {
         }
         let name = ImageKind::PageMap.file_name(Some(pid));
         let pmap: PageMap = dir.read_one(ImageKind::PageMap, Some(pid))?;
-        let file = dir.open_pages(pid, &pmap)?;
-        stasis_image::verify_pages(&file, &ImageKind::Pages.file_name(Some(pid)), &pmap)?;
         let (pieces, rest) = locate(&pending, &pmap);
+        let file = if stasis_image::compress::is_compressed(&pmap) {
+            // Only the chunks read, each checked as it is decompressed.
+            let wanted = chunks_of(&pieces, pmap.chunk_size);
+            super::pages::open_raw(dir, pid, &pmap, Some(&wanted))?
+        } else {
+            let file = dir.open_pages(pid, &pmap)?;
+            stasis_image::verify_pages(&file, &ImageKind::Pages.file_name(Some(pid)), &pmap)?;
+            file
+        };
+        if let Some(&(s, e)) = intersect(&pending, &ranges_of(&pmap.punched)).first() {
+            let what = format!(
+                "pages {s:#x}-{e:#x} of pid {pid} are in parent for {}, but were punched out of this image by --auto-dedup or stasis dedup of a newer one",
+                child.display()
+            );
+            return Err(Error::Incompatible { file: dir.path().join(name).display().to_string(), what });
+        }
         let missing = subtract(&rest, &ranges_of(&pmap.in_parent));
         if let Some(&(s, e)) = missing.first() {
             let what = format!(
@@ -105,9 +119,21 @@ pub fn resolve(pid: i32, map: &PageMap, parents: &[ImageDir]) -> Result<Chain> {
     Ok(chain)
 }
 
+/// The chunks (by index) that hold the `pieces`.
+fn chunks_of(pieces: &[Piece], chunk_size: u64) -> Vec<u64> {
+    let mut chunks: Vec<u64> = pieces
+        .iter()
+        .flat_map(|&(_, len, off)| {
+            (off - PAGE_DATA_OFFSET) / chunk_size..=(off + len - 1 - PAGE_DATA_OFFSET) / chunk_size
+        })
+        .collect();
+    chunks.dedup();
+    chunks
+}
+
 /// The pieces of `pending` saved in `pmap`'s page file (address, length, file offset), and the
 /// rest of `pending`.
-fn locate(pending: &[(u64, u64)], pmap: &PageMap) -> (Vec<Piece>, Ranges) {
+pub(crate) fn locate(pending: &[(u64, u64)], pmap: &PageMap) -> (Vec<Piece>, Ranges) {
     let runs = ranges_of(&pmap.runs);
     let mut starts = Vec::with_capacity(runs.len());
     let mut off = PAGE_DATA_OFFSET;

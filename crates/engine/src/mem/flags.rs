@@ -64,10 +64,7 @@ pub const TABLE: &[(&str, Fate)] = &[
     ("nh", Restored),
     ("mg", Restored),
     ("um", Refused("userfaultfd-registered memory")),
-    (
-        "uw",
-        Refused("userfaultfd-registered memory (write-protect; tracked by a stasis pre-dump? dump with --prev-images-dir naming it)"),
-    ),
+    ("uw", Refused("userfaultfd-registered memory (write-protect, not by a stasis pre-dump's holder)")),
     ("mt", Refused("memory tagged memory (arm64 MTE)")),
     ("ui", Refused("userfaultfd-registered memory (minor faults)")),
     ("ss", Refused("a shadow stack")),

@@ -9,6 +9,7 @@
 //! and madvise state.
 
 pub mod chain;
+pub mod dedup;
 pub mod flags;
 pub mod gadget;
 pub mod guards;

@@ -360,6 +360,68 @@ fn copy_through_proc(inj: &Injector, run: (u64, u64), out: &File, off: &mut i64)
     Ok(())
 }
 
+/// Fill the pages of `map` into the stopped task `pid` straight from its compressed page file
+/// `file`: the chunks decompressed by several threads (each checked against its checksum) and
+/// written through `/proc/PID/mem`, with no uncompressed copy of the file made.
+pub fn fill_compressed(pid: Pid, file: &File, map: &PageMap, progress: &mut dyn FnMut(Progress)) -> Result<()> {
+    let path = format!("/proc/{pid}/mem");
+    let mem = stasis_sys::mem::ProcMem::open(pid).map_err(Error::io(&path))?;
+    // Where each run starts in the page data (file order).
+    let mut starts = Vec::with_capacity(map.runs.len());
+    let mut total = 0;
+    for r in &map.runs {
+        starts.push(total);
+        total += r.nr_pages * PAGE;
+    }
+    let cs = map.chunk_size;
+    let name = stasis_image::ImageKind::Pages.file_name(Some(pid.0));
+    let write = |k: u64, chunk: &[u8]| -> std::result::Result<(), stasis_image::ImageError> {
+        let (s, e) = (k * cs, k * cs + chunk.len() as u64);
+        // The run holding the chunk's first byte, then the ones after it.
+        let mut i = starts.partition_point(|&st| st <= s).saturating_sub(1);
+        let mut at = s;
+        while at < e && i < map.runs.len() {
+            let run_end = starts[i] + map.runs[i].nr_pages * PAGE;
+            let n = run_end.min(e) - at;
+            let piece = &chunk[(at - s) as usize..(at - s + n) as usize];
+            mem.write(map.runs[i].vaddr + (at - starts[i]), piece)
+                .map_err(|source| stasis_image::ImageError::Io { path: path.clone().into(), source })?;
+            at += n;
+            i += 1;
+        }
+        Ok(())
+    };
+    stasis_image::compress::decompress_chunks(file, &name, map, None, &write)?;
+    progress(Progress { done_bytes: total, total_bytes: total });
+    Ok(())
+}
+
+/// A page writer for `pid` whose file is a memfd (the page file of a compressed image is made
+/// from it; see `stasis_image::compress`).
+pub fn stage(dir: &stasis_image::ImageDir, pid: Pid, chunk_size: u64) -> Result<stasis_image::PageWriter> {
+    let name = stasis_image::ImageKind::Pages.file_name(Some(pid.0));
+    let memfd = stasis_sys::fd::memfd_create(&name).map_err(Error::sys(pid.0, "staging the pages in a memfd"))?;
+    Ok(dir.stage_pages(pid.0, chunk_size, File::from(memfd))?)
+}
+
+/// The page file of `pid` in `dir`, readable as raw pages: the file itself, or for a compressed
+/// one (`--compress`) a memfd holding it uncompressed, with the chunks `wanted` (by index; `None`:
+/// all) decompressed by several threads and checked against their checksums (the others are
+/// zeros). Positioned at the page data.
+pub fn open_raw(dir: &stasis_image::ImageDir, pid: i32, map: &PageMap, wanted: Option<&[u64]>) -> Result<File> {
+    let file = dir.open_pages(pid, map)?;
+    if !stasis_image::compress::is_compressed(map) {
+        return Ok(file);
+    }
+    let name = stasis_image::ImageKind::Pages.file_name(Some(pid));
+    let memfd = stasis_sys::fd::memfd_create(&name).map_err(Error::sys(pid, "a memfd for the decompressed pages"))?;
+    let out = File::from(memfd);
+    stasis_image::compress::decompress_pages(&file, &name, map, wanted, &out)?;
+    use std::io::Seek;
+    (&out).seek(std::io::SeekFrom::Start(stasis_image::PAGE_DATA_OFFSET)).map_err(Error::io(&name))?;
+    Ok(out)
+}
+
 /// Make the task read every saved page from the page file (open in the task as `task_fd`) into place.
 pub fn fill(inj: &mut dyn Remote, task_fd: i32, map: &PageMap, progress: &mut dyn FnMut(Progress)) -> Result<()> {
     let total_bytes = map.total_pages * PAGE;

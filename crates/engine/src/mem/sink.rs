@@ -4,7 +4,7 @@
 //! [`crate::pageserver`]), committing there just before the dump writes its inventory. The page
 //! maps and every other image stay in the local directory either way, as CRIU's do.
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::pageserver::Connection;
 use stasis_image::{ImageDir, ImageKind, PageWriter};
 use stasis_sys::Pid;
@@ -59,9 +59,7 @@ impl PageServerSink {
 
 impl PageSink for PageServerSink {
     fn create(&self, dir: &ImageDir, pid: Pid, chunk_size: u64) -> Result<PageWriter> {
-        let name = ImageKind::Pages.file_name(Some(pid.0));
-        let memfd = stasis_sys::fd::memfd_create(&name).map_err(Error::sys(pid.0, "staging the pages in a memfd"))?;
-        Ok(dir.stage_pages(pid.0, chunk_size, File::from(memfd))?)
+        crate::mem::pages::stage(dir, pid, chunk_size)
     }
 
     fn finished(&self, pid: Pid, file: &File, size: u64, chunk_size: u64, checksums: &[u64]) -> Result<()> {

@@ -206,10 +206,13 @@ pub fn restore(opts: &RestoreOptions, progress: &mut dyn FnMut(Progress)) -> Res
         crate::sysv::restore_limits(&img.ipc.limits)?;
     }
     let segments = crate::ipc::restore(&img.ipc, img.procs[0].process.pid)?;
-    let pages = open_pages(&dir, &img)?;
+    let pages = open_pages(&dir, &img, opts.lazy_pages)?;
     let handoff = opts.lazy_pages.then(|| crate::mem::lazy::Handoff::connect(&opts.dir)).transpose()?;
     // A lazy process's pages are checked by the daemon, chunk by chunk, as it serves them.
-    let verifiers = spawn_verifiers(&pages, &img, |idx| handoff.is_some() && lazy_process(&img, idx))?;
+    // A compressed page file was checked chunk by chunk as it was decompressed.
+    let verifiers = spawn_verifiers(&pages, &img, |idx| {
+        (handoff.is_some() && lazy_process(&img, idx)) || stasis_image::compress::is_compressed(&img.procs[idx].pagemap)
+    })?;
     let root = &img.procs[0];
     let pid = Pid(root.process.pid);
     let tables: Vec<&FdTable> = img.procs.iter().map(|p| &p.fds).collect();
@@ -518,8 +521,21 @@ fn spawn_error(pid: Pid, e: sysproc::SpawnError) -> Error {
     Error::Spawn { pid, source: e }
 }
 
-fn open_pages(dir: &ImageDir, img: &Image) -> Result<Vec<File>> {
-    img.procs.iter().map(|p| Ok(dir.open_pages(p.process.pid, &p.pagemap)?)).collect()
+/// Each process's page file. A compressed one stays compressed (its pages are decompressed
+/// straight into the task, see `mem::pages::fill_compressed`), but for a process restored lazily,
+/// whose eager pages the task reads itself: for it, a memfd of the uncompressed file.
+fn open_pages(dir: &ImageDir, img: &Image, lazy: bool) -> Result<Vec<File>> {
+    (0..img.procs.len())
+        .map(|idx| {
+            let p = &img.procs[idx];
+            crate::mem::dedup::check_whole(p.process.pid, &p.pagemap)?;
+            if lazy && lazy_process(img, idx) {
+                crate::mem::pages::open_raw(dir, p.process.pid, &p.pagemap, None)
+            } else {
+                Ok(dir.open_pages(p.process.pid, &p.pagemap)?)
+            }
+        })
+        .collect()
 }
 
 type Verifier = std::thread::JoinHandle<Result<()>>;

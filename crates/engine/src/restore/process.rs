@@ -265,6 +265,10 @@ fn restore_memory(
             let (eager, lazy) = mem::lazy::split(&img.pagemap, &areas);
             mem::lazy::restore(inj, task_fd, (&eager, &lazy, &areas), parent.is_some(), handoff)?;
         }
+        // Compressed (and not lazy): `pages` is the compressed file, filled from here.
+        None if stasis_image::compress::is_compressed(&img.pagemap) => {
+            mem::pages::fill_compressed(pid, pages, &img.pagemap, progress)?
+        }
         None => mem::pages::fill(inj, task_fd, &img.pagemap, progress)?,
     }
     inj.close(task_fd)?;

@@ -98,6 +98,15 @@ fn pagemap_summary(map: &PageMap) -> Value {
     let in_parent: u64 = map.in_parent.iter().map(|r| r.nr_pages).sum();
     summary.insert("in_parent_pages".into(), in_parent.into());
     summary.insert("tracked_ranges".into(), map.tracked.len().into());
+    let punched: u64 = map.punched.iter().map(|r| r.nr_pages).sum();
+    summary.insert("punched_pages".into(), punched.into());
+    let compressed = crate::compress::is_compressed(map);
+    summary.insert("compression".into(), if compressed { "zstd" } else { "none" }.into());
+    let stored = crate::compress::stored_bytes(map);
+    summary.insert("stored_bytes".into(), stored.into());
+    if compressed {
+        summary.insert("frame_sizes".into(), map.frame_sizes.clone().into());
+    }
     Value::Object(summary)
 }
 

@@ -188,6 +188,21 @@ fn memory(out: &mut String, vmas: &[Vma], map: &PageMap) {
             "    {in_parent} more pages in the parent image; {tracked} areas write-tracked for the next round"
         );
     }
+    if crate::compress::is_compressed(map) {
+        let stored = crate::compress::stored_bytes(map);
+        let ratio = if stored == 0 { 0.0 } else { dumped as f64 / stored as f64 };
+        let _ = writeln!(
+            out,
+            "    compressed (zstd, {} frames): {} stored, ratio {ratio:.2}",
+            map.frame_sizes.len(),
+            names::bytes(stored)
+        );
+    }
+    let punched: u64 = map.punched.iter().map(|r| r.nr_pages).sum();
+    if punched != 0 {
+        let _ =
+            writeln!(out, "    {punched} of them punched out (deduplicated): a newer image of the chain holds them");
+    }
     let _ = writeln!(out, "    {:<33} {:<4} {:<24} {:<8} {:>8}  name", "start-end", "prot", "flags", "kind", "pages");
     for vma in vmas {
         let _ = writeln!(

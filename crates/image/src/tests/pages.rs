@@ -229,3 +229,84 @@ fn in_parent_runs_are_checked_and_never_overlap_the_runs() {
     let err = validate_pagemap("pagemap-1.img", &map(vec![run(0x3001, 1)])).unwrap_err().to_string();
     assert!(err.contains("in_parent") && err.contains("page aligned"), "{err}");
 }
+
+#[test]
+fn punched_pages_must_be_pages_of_the_runs() {
+    use crate::model::PageRun;
+    let run = |vaddr: u64, nr_pages: u64| PageRun { vaddr, nr_pages };
+    let map = |punched: Vec<PageRun>| PageMap {
+        runs: vec![run(0x1000, 2), run(0x3000, 1), run(0x8000, 1)],
+        total_pages: 4,
+        chunk_size: 4096,
+        chunk_checksums: vec![0; 4],
+        punched,
+        ..Default::default()
+    };
+    // Across two adjacent runs, and a run of its own.
+    assert!(validate_pagemap("pagemap-1.img", &map(vec![run(0x2000, 2), run(0x8000, 1)])).is_ok());
+    let err = validate_pagemap("pagemap-1.img", &map(vec![run(0x3000, 2)])).unwrap_err().to_string();
+    assert!(err.contains("punched") && err.contains("0x4000"), "{err}");
+    let err = validate_pagemap("pagemap-1.img", &map(vec![run(0x5000, 1)])).unwrap_err().to_string();
+    assert!(err.contains("punched"), "{err}");
+}
+
+/// A compressed page file of 11 pages in chunks of 3: written from a staged file, read back whole
+/// and in part, and a damaged frame named with its chunk and offset.
+#[test]
+fn compressed_pages_round_trip_and_a_bad_frame_is_named() {
+    use crate::compress::{compress_pages, decompress_pages, is_compressed, COMPRESSION_ZSTD};
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = ImageDir::create(tmp.path()).unwrap();
+    let (pages, chunk) = (11u64, 3 * 4096u64);
+    let staged = tempfile::tempfile().unwrap();
+    let writer = dir.stage_pages(PID, chunk, staged.try_clone().unwrap()).unwrap();
+    let data = page_data(pages);
+    writer.file().write_all(&data).unwrap();
+    let (chunk_checksums, _) = writer.finish(data.len() as u64).unwrap();
+    let (frame_sizes, digest) = compress_pages(&dir, PID, &staged, data.len() as u64, chunk, &chunk_checksums).unwrap();
+    assert_eq!(frame_sizes.len(), 4);
+    let map = PageMap {
+        runs: sample_runs(pages),
+        chunk_size: chunk,
+        chunk_checksums,
+        total_pages: pages,
+        compression: COMPRESSION_ZSTD,
+        frame_sizes: frame_sizes.clone(),
+        ..Default::default()
+    };
+    assert!(is_compressed(&map));
+    validate_pagemap("pagemap-4242.img", &map).unwrap();
+    let file = dir.open_pages(PID, &map).unwrap();
+    assert_eq!(file.metadata().unwrap().len(), digest.size);
+    assert_eq!(digest.size, 4096 + frame_sizes.iter().sum::<u64>());
+    let whole = tempfile::tempfile().unwrap();
+    decompress_pages(&file, "pages-4242.img", &map, None, &whole).unwrap();
+    verify_pages(&whole, "pages-4242.img", &map).unwrap();
+    let mut back = vec![0u8; data.len()];
+    whole.read_exact_at(&mut back, PAGE_DATA_OFFSET).unwrap();
+    assert_eq!(back, data);
+    // Only chunk 2: the rest reads as zeros.
+    let part = tempfile::tempfile().unwrap();
+    decompress_pages(&file, "pages-4242.img", &map, Some(&[2]), &part).unwrap();
+    part.read_exact_at(&mut back, PAGE_DATA_OFFSET).unwrap();
+    assert_eq!(&back[2 * chunk as usize..3 * chunk as usize], &data[2 * chunk as usize..3 * chunk as usize]);
+    assert!(back[..2 * chunk as usize].iter().all(|&b| b == 0));
+    // A damaged frame 1.
+    let at = 4096 + frame_sizes[0] + frame_sizes[1] / 2;
+    let path = tmp.path().join("pages-4242.img");
+    let raw = OpenOptions::new().read(true).write(true).open(&path).unwrap();
+    let mut byte = [0u8];
+    raw.read_exact_at(&mut byte, at).unwrap();
+    raw.write_all_at(&[byte[0] ^ 0xff], at).unwrap();
+    let out = tempfile::tempfile().unwrap();
+    let err = decompress_pages(&file, "pages-4242.img", &map, None, &out).unwrap_err().to_string();
+    let want = format!("pages-4242.img: checksum mismatch in chunk 1 (file offset {})", 4096 + frame_sizes[0]);
+    assert_eq!(err, want);
+    // The same map with a frame too many, or an unknown compression, is refused.
+    let mut bad = map.clone();
+    bad.frame_sizes.push(1);
+    assert!(validate_pagemap("pagemap-4242.img", &bad).unwrap_err().to_string().contains("frame_sizes"));
+    let mut bad = map;
+    bad.compression = 7;
+    assert!(validate_pagemap("pagemap-4242.img", &bad).unwrap_err().to_string().contains("compression"));
+}
