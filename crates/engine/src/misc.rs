@@ -89,7 +89,10 @@ fn dump_process(
     core.tsc_mode = inj.prctl(Prctl::GetTsc)? as i32;
     core.cpuid_faulting = inj.arch_get_cpuid()? == 0;
     // EINVAL before Linux 6.3: no MDWE there.
-    core.mdwe = inj.prctl(Prctl::GetMdwe).unwrap_or(0) as u32;
+    core.mdwe = match inj.prctl(Prctl::GetMdwe) {
+        Err(stasis_sys::inject::InjectError::Failed { source, .. }) if source.raw_os_error() == Some(libc::EINVAL) => 0,
+        other => other? as u32,
+    };
     let path = root.pid_path(p, "oom_score_adj");
     let text = std::fs::read_to_string(&path).map_err(Error::io(&path))?;
     core.oom_score_adj = text.trim().parse().unwrap_or(0);
