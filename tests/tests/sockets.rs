@@ -292,6 +292,59 @@ fn raw_ip_sockets() {
     case.checkpoint_restore(&[], &[]);
 }
 
+/// Every option of a socket of each family, set to a value a new socket does not have, reads back
+/// the same after the restore, with the file flags, owner and signal of its description (see the
+/// workload `sock_opts`).
+fn socket_options(family: &str) {
+    let case = Case::new(&format!("sock_opts_{family}"), workload!("sock_opts").arg(family));
+    case.checkpoint_restore(&[], &[]);
+}
+
+#[test]
+fn packet_socket_options() {
+    socket_options("packet");
+}
+
+#[test]
+fn netlink_socket_options() {
+    socket_options("netlink");
+}
+
+#[test]
+fn tcp_socket_options() {
+    socket_options("tcp");
+}
+
+#[test]
+fn tcp6_socket_options() {
+    socket_options("tcp6");
+}
+
+#[test]
+fn udp_socket_options() {
+    socket_options("udp");
+}
+
+#[test]
+fn udp6_socket_options() {
+    socket_options("udp6");
+}
+
+#[test]
+fn udplite_socket_options() {
+    socket_options("udplite");
+}
+
+#[test]
+fn raw_socket_options() {
+    socket_options("raw");
+}
+
+#[test]
+fn raw6_socket_options() {
+    socket_options("raw6");
+}
+
 /// Corner cases of names (see the workload `unix_corners`).
 #[test]
 fn self_connected_datagram_socket() {

@@ -132,7 +132,6 @@ pub fn dump(p: &Probe, ids: &mut FileIds) -> Result<FileKind> {
         s.remote_port = there.map_or(0, |a| a.port() as u32);
     }
     read_options(p, &mut s)?;
-    super::filter::dump(p, &mut s)?;
     match s.state {
         TCP_LISTEN => listener(p, ids, &mut s, &info)?,
         TCP_CLOSE => {}
@@ -172,10 +171,11 @@ fn other_kind(family: i32, ty: i32, protocol: i32, at: Option<std::net::SocketAd
     format!("{v}{kind} socket:[{ino}]{at} (type {ty}, protocol {protocol})")
 }
 
-/// Every option of [`OPTIONS`] the socket answers, linger, timeouts, congestion control, device,
-/// buffer sizes.
+/// Every option of [`OPTIONS`] and of [`crate::files::sockopt`] the socket answers, linger,
+/// timeouts, device, filter, congestion control, buffer sizes.
 pub(super) fn read_options(p: &Probe, s: &mut InetSocket) -> Result<()> {
     let f = p.file;
+    crate::files::sockopt::read_ints(f, &mut s.options);
     for &(name, level, opt, unconnected) in OPTIONS {
         // Multicast options are refused on stream sockets (an accepted one reads the TTL of
         // its SYN as IP_MULTICAST_TTL).
@@ -188,24 +188,14 @@ pub(super) fn read_options(p: &Probe, s: &mut InetSocket) -> Result<()> {
         }
     }
     let err = |what| Error::sys(p.pid.0, what);
-    let linger = net::get_bytes(f, libc::SOL_SOCKET, libc::SO_LINGER, 8).map_err(err("reading SO_LINGER"))?;
-    let word = |b: &[u8], at: usize| b.get(at..at + 4).map_or(0, |w| i32::from_ne_bytes([w[0], w[1], w[2], w[3]]));
-    s.linger = if word(&linger, 0) != 0 { word(&linger, 4) } else { -1 };
-    s.rcvtimeo_us = sock::get_timeout(f, libc::SO_RCVTIMEO).map_err(err("reading SO_RCVTIMEO"))?;
-    s.sndtimeo_us = sock::get_timeout(f, libc::SO_SNDTIMEO).map_err(err("reading SO_SNDTIMEO"))?;
-    let text = |level, opt| net::get_bytes(f, level, opt, 64).map(|b| c_string(&b));
+    put_socket_level(s, crate::files::sockopt::dump(p, &describe(s))?);
     if s.protocol == libc::IPPROTO_TCP as u32 {
-        s.congestion = text(libc::IPPROTO_TCP, libc::TCP_CONGESTION).map_err(err("reading TCP_CONGESTION"))?;
+        let text = net::get_bytes(f, libc::IPPROTO_TCP, libc::TCP_CONGESTION, 64);
+        s.congestion = text.map(|b| crate::files::sockopt::c_string(&b)).map_err(err("reading TCP_CONGESTION"))?;
     }
-    s.bound_device = text(libc::SOL_SOCKET, libc::SO_BINDTODEVICE).unwrap_or_default();
     s.rcvbuf = sock::get_int(f, libc::SOL_SOCKET, libc::SO_RCVBUF).map_err(err("reading SO_RCVBUF"))?;
     s.sndbuf = sock::get_int(f, libc::SOL_SOCKET, libc::SO_SNDBUF).map_err(err("reading SO_SNDBUF"))?;
     Ok(())
-}
-
-fn c_string(b: &[u8]) -> String {
-    let end = b.iter().position(|&c| c == 0).unwrap_or(b.len());
-    String::from_utf8_lossy(&b[..end]).into_owned()
 }
 
 /// A listener: its backlog; connections waiting in its accept queue are refused, or dropped with
