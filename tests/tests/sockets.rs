@@ -345,6 +345,19 @@ fn raw6_socket_options() {
     socket_options("raw6");
 }
 
+/// A listener holding a TCP-MD5 key is refused by name (the keys cannot be read back) and the
+/// workload runs on with its key.
+#[test]
+fn a_tcp_socket_with_an_md5_key_is_refused() {
+    let case = Case::new("sock_opts_md5", workload!("sock_opts").arg("tcp-md5"));
+    let Some(mut run) = case.start() else { return };
+    let images = case.images("images");
+    let r = case.dump(&run, &images, &[], &[]);
+    case.expect_failed(&r, "dump of a TCP socket with an MD5 key", &[&["tcp socket"], &["TCP_MD5SIG"], &["fd "]]);
+    case.expect_untouched(&run);
+    case.finish(&mut run);
+}
+
 /// Corner cases of names (see the workload `unix_corners`).
 #[test]
 fn self_connected_datagram_socket() {

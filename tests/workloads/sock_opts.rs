@@ -12,6 +12,9 @@
 //! No traffic: the filter drops every packet (other tests' frames, pings or datagrams cannot
 //! queue on the socket), the packet socket uses an ethertype of its own (0x88b6) and the raw
 //! sockets protocol 254 (experimental).
+//!
+//! With argument `tcp-md5`: a listener holding a TCP-MD5 key (the dump must refuse it); after
+//! the wake the key is still there.
 
 use stasis_tests::raw;
 use stasis_tests::workload::{self, OrFail};
@@ -281,9 +284,39 @@ fn fd_state(fd: BorrowedFd<'_>) -> String {
     )
 }
 
+/// A listener with a TCP-MD5 key for a peer (a dump must refuse it by name); after the wake the
+/// key is still there (adding it again replaces it, deleting it works once).
+fn md5(mut s: workload::Session) -> ! {
+    let fd = raw::inet_socket(libc::AF_INET, libc::SOCK_STREAM, 0).or_fail("socket");
+    let f = fd.as_fd();
+    raw::bind_inet(f, "127.0.0.1:0".parse().unwrap()).or_fail("bind");
+    raw::listen(f, 4).or_fail("listen");
+    // struct tcp_md5sig: sockaddr_storage (AF_INET 127.0.0.2), flags, prefixlen, keylen, ifindex, key.
+    let md5sig = |keylen: u16| {
+        let mut b = vec![0u8; 216];
+        b[0..2].copy_from_slice(&(libc::AF_INET as u16).to_ne_bytes());
+        b[4..8].copy_from_slice(&[127, 0, 0, 2]);
+        b[130..132].copy_from_slice(&keylen.to_ne_bytes());
+        b[136..140].copy_from_slice(b"abcd");
+        b
+    };
+    raw::set_opt_bytes(f, libc::IPPROTO_TCP, libc::TCP_MD5SIG, &md5sig(4)).or_fail("TCP_MD5SIG");
+    s.ready();
+    s.wait_for_wake();
+    let c = &mut s.checker;
+    let del = || raw::set_opt_bytes(f, libc::IPPROTO_TCP, libc::TCP_MD5SIG, &md5sig(0));
+    c.ok("the MD5 key is still there (deleted)", del());
+    let again = del().map_err(|e| e.raw_os_error());
+    c.same("deleting it again", &Err(Some(libc::ENOENT)), &again);
+    s.finish()
+}
+
 fn main() {
     let mut s = workload::start();
-    let known = "packet, netlink, tcp, tcp6, udp, udp6, udplite, raw, raw6";
+    if workload::arg::<String>(1, String::new()) == "tcp-md5" {
+        md5(s);
+    }
+    let known = "packet, netlink, tcp, tcp6, udp, udp6, udplite, raw, raw6, tcp-md5";
     let Some(mode) = workload::mode(1, &["packet", "netlink", "tcp", "tcp6", "udp", "udp6", "udplite", "raw", "raw6"])
     else {
         workload::unknown_mode(&workload::arg::<String>(1, String::new()), known);

@@ -27,6 +27,9 @@ pub struct DumpState {
     /// The root of the dump, for the lock's name.
     pub root: i32,
     held: Held,
+    /// The TCP sockets holding TCP-MD5 keys, by (network namespace inode, family): one
+    /// `inet_diag` dump each, at the first TCP socket there.
+    md5: std::collections::HashMap<(u64, i32), std::collections::HashSet<u64>>,
 }
 
 /// The lock and the repaired sockets of a dump (our copies, with `SO_REUSEADDR` as it was: repair
@@ -132,6 +135,7 @@ pub fn dump(p: &Probe, ids: &mut FileIds) -> Result<FileKind> {
         s.remote_port = there.map_or(0, |a| a.port() as u32);
     }
     read_options(p, &mut s)?;
+    refuse_extensions(p, ids, &s)?;
     match s.state {
         TCP_LISTEN => listener(p, ids, &mut s, &info)?,
         TCP_CLOSE => {}
@@ -143,6 +147,50 @@ pub fn dump(p: &Probe, ids: &mut FileIds) -> Result<FileKind> {
         }
     }
     Ok(FileKind::InetSocket(s))
+}
+
+/// `TCP_GETSOCKOPT` `TCP_ULP` and `TCP_AO_INFO` (`linux/tcp.h`).
+const TCP_ULP: i32 = 31;
+const TCP_AO_INFO: i32 = 40;
+/// `struct tcp_ao_info_opt`.
+const TCP_AO_INFO_LEN: usize = 48;
+
+/// What a TCP socket can hold that a restore cannot make again, refused by name: an upper layer
+/// protocol (`TCP_ULP`: kernel TLS, whose keys and record state stay in the kernel), TCP-MD5 keys
+/// (`TCP_MD5SIG`: no `getsockopt` reads them back; `inet_diag` tells how many) and TCP-AO keys
+/// (`TCP_AO_ADD_KEY`: their secrets cannot be read back).
+fn refuse_extensions(p: &Probe, ids: &mut FileIds, s: &InetSocket) -> Result<()> {
+    let f = p.file;
+    let ulp = net::get_bytes(f, libc::IPPROTO_TCP, TCP_ULP, 16).map(|b| crate::files::sockopt::c_string(&b));
+    if let Ok(name) = ulp.as_deref() {
+        if !name.is_empty() {
+            let what = format!("{}: an upper layer protocol (TCP_ULP {name:?}, kernel TLS or another)", describe(s));
+            return Err(p.unsupported(what));
+        }
+    }
+    match net::get_bytes(f, libc::IPPROTO_TCP, TCP_AO_INFO, TCP_AO_INFO_LEN) {
+        Ok(_) => return Err(p.unsupported(format!("{}: TCP-AO keys (TCP_AO_ADD_KEY)", describe(s)))),
+        // ENOENT: no keys; ENOPROTOOPT: a kernel without TCP-AO.
+        Err(e) if [libc::ENOENT, libc::ENOPROTOOPT, libc::EOPNOTSUPP].contains(&e.errno()) => {}
+        Err(e) => return Err(Error::sys(p.pid.0, "reading TCP_AO_INFO")(e)),
+    }
+    let netns = net::socket_netns(f).map_err(Error::sys(p.pid.0, "finding a socket's network namespace"))?;
+    let ns_ino =
+        std::fs::File::from(netns.try_clone().map_err(Error::io(p.link))?).metadata().map_err(Error::io(p.link))?.ino();
+    let key = (ns_ino, s.family as i32);
+    let state = ids.state::<DumpState>();
+    if !state.md5.contains_key(&key) {
+        let own = std::fs::metadata("/proc/self/ns/net").map(|m| m.ino()).ok();
+        let within = if own == Some(ns_ino) { None } else { Some(netns.as_fd()) };
+        let all = stasis_sys::inet_diag::dump_tcp_with_keys(within, s.family as i32)
+            .map_err(Error::sys(p.pid.0, "listing TCP sockets and their MD5 keys (inet_diag)"))?;
+        let keyed = all.iter().filter(|d| d.md5_keys != 0).map(|d| u64::from(d.ino)).collect();
+        state.md5.insert(key, keyed);
+    }
+    if state.md5.get(&key).is_some_and(|keyed| keyed.contains(&s.ino)) {
+        return Err(p.unsupported(format!("{}: TCP-MD5 keys (TCP_MD5SIG)", describe(s))));
+    }
+    Ok(())
 }
 
 /// A connect in progress: nothing to save but the addresses (restore connects again); the
