@@ -178,16 +178,17 @@ fn refuse_extensions(p: &Probe, ids: &mut FileIds, s: &InetSocket) -> Result<()>
     let ns_ino =
         std::fs::File::from(netns.try_clone().map_err(Error::io(p.link))?).metadata().map_err(Error::io(p.link))?.ino();
     let key = (ns_ino, s.family as i32);
-    let state = ids.state::<DumpState>();
-    if !state.md5.contains_key(&key) {
-        let own = std::fs::metadata("/proc/self/ns/net").map(|m| m.ino()).ok();
-        let within = if own == Some(ns_ino) { None } else { Some(netns.as_fd()) };
-        let all = stasis_sys::inet_diag::dump_tcp_with_keys(within, s.family as i32)
-            .map_err(Error::sys(p.pid.0, "listing TCP sockets and their MD5 keys (inet_diag)"))?;
-        let keyed = all.iter().filter(|d| d.md5_keys != 0).map(|d| u64::from(d.ino)).collect();
-        state.md5.insert(key, keyed);
-    }
-    if state.md5.get(&key).is_some_and(|keyed| keyed.contains(&s.ino)) {
+    let keyed = match ids.state::<DumpState>().md5.entry(key) {
+        std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+        std::collections::hash_map::Entry::Vacant(e) => {
+            let own = std::fs::metadata("/proc/self/ns/net").map(|m| m.ino()).ok();
+            let within = if own == Some(ns_ino) { None } else { Some(netns.as_fd()) };
+            let all = stasis_sys::inet_diag::dump_tcp_with_keys(within, s.family as i32)
+                .map_err(Error::sys(p.pid.0, "listing TCP sockets and their MD5 keys (inet_diag)"))?;
+            e.insert(all.iter().filter(|d| d.md5_keys != 0).map(|d| u64::from(d.ino)).collect())
+        }
+    };
+    if keyed.contains(&s.ino) {
         return Err(p.unsupported(format!("{}: TCP-MD5 keys (TCP_MD5SIG)", describe(s))));
     }
     Ok(())
