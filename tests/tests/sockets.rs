@@ -320,6 +320,22 @@ fn tcp6_socket_options() {
     socket_options("tcp6");
 }
 
+/// The options of an established connection (`--tcp-established`).
+fn connection_options(family: &str) {
+    let case = Case::new(&format!("sock_opts_{family}"), workload!("sock_opts").arg(family));
+    case.checkpoint_restore(&["--tcp-established"], &["--tcp-established"]);
+}
+
+#[test]
+fn tcp_connection_options() {
+    connection_options("tcp-conn");
+}
+
+#[test]
+fn tcp6_connection_options() {
+    connection_options("tcp6-conn");
+}
+
 #[test]
 fn udp_socket_options() {
     socket_options("udp");

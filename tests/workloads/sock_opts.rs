@@ -1,5 +1,7 @@
 //! Every option a program can set on a socket, table-driven, one mode per family: `packet`,
-//! `netlink`, `tcp`, `tcp6`, `udp`, `udp6`, `raw`, `raw6`.
+//! `netlink`, `tcp`, `tcp6` (listeners), `tcp-conn`, `tcp6-conn` (an established connection, its
+//! listener and peer in the workload too: dump with `--tcp-established`), `udp`, `udp6`,
+//! `udplite`, `raw`, `raw6`.
 //!
 //! The workload makes one socket of the family, sets a value other than a new socket's for every
 //! option of its tables (the socket-level ones, then its own levels; integers, and the options
@@ -273,6 +275,10 @@ fn set(fd: BorrowedFd<'_>, o: &Opt) -> std::io::Result<()> {
 const DROP_ALL: [libc::sock_filter; 2] =
     [libc::sock_filter { code: 0x00, jt: 0, jf: 0, k: 1 }, libc::sock_filter { code: 0x06, jt: 0, jf: 0, k: 0 }];
 
+fn make_tcp(family: i32) -> OwnedFd {
+    raw::inet_socket(family, libc::SOCK_STREAM, 0).or_fail("socket")
+}
+
 /// The description's file flags, owner, I/O signal and close-on-exec flag.
 fn fd_state(fd: BorrowedFd<'_>) -> String {
     let fl = raw::fcntl_int(fd, libc::F_GETFL, 0).map(|f| f & (libc::O_NONBLOCK | libc::O_ASYNC));
@@ -316,9 +322,9 @@ fn main() {
     if workload::arg::<String>(1, String::new()) == "tcp-md5" {
         md5(s);
     }
-    let known = "packet, netlink, tcp, tcp6, udp, udp6, udplite, raw, raw6, tcp-md5";
-    let Some(mode) = workload::mode(1, &["packet", "netlink", "tcp", "tcp6", "udp", "udp6", "udplite", "raw", "raw6"])
-    else {
+    let known = "packet, netlink, tcp, tcp6, tcp-conn, tcp6-conn, udp, udp6, udplite, raw, raw6, tcp-md5";
+    let modes = ["packet", "netlink", "tcp", "tcp6", "tcp-conn", "tcp6-conn", "udp", "udp6", "udplite", "raw", "raw6"];
+    let Some(mode) = workload::mode(1, &modes) else {
         workload::unknown_mode(&workload::arg::<String>(1, String::new()), known);
     };
     let (v4, v6) = (libc::AF_INET, libc::AF_INET6);
@@ -326,8 +332,8 @@ fn main() {
         match mode {
             "packet" => raw::packet_socket(libc::SOCK_RAW, PROTO).or_fail("socket"),
             "netlink" => raw::netlink_socket(libc::SOCK_RAW, libc::NETLINK_ROUTE).or_fail("socket"),
-            "tcp" => raw::inet_socket(v4, libc::SOCK_STREAM, 0).or_fail("socket"),
-            "tcp6" => raw::inet_socket(v6, libc::SOCK_STREAM, 0).or_fail("socket"),
+            "tcp" | "tcp-conn" => raw::inet_socket(v4, libc::SOCK_STREAM, 0).or_fail("socket"),
+            "tcp6" | "tcp6-conn" => raw::inet_socket(v6, libc::SOCK_STREAM, 0).or_fail("socket"),
             "udp" => raw::inet_socket(v4, libc::SOCK_DGRAM, 0).or_fail("socket"),
             "udp6" => raw::inet_socket(v6, libc::SOCK_DGRAM, 0).or_fail("socket"),
             "udplite" => raw::inet_socket(v4, libc::SOCK_DGRAM, libc::IPPROTO_UDPLITE).or_fail("socket"),
@@ -337,13 +343,23 @@ fn main() {
     };
     let fd = make();
     let f = fd.as_fd();
+    // A connection: the socket connected to a listener of ours, its options set after.
+    let _ends = mode.ends_with("-conn").then(|| {
+        let at = if mode == "tcp-conn" { "127.0.0.1:0" } else { "[::1]:0" };
+        let l = if mode == "tcp-conn" { make_tcp(v4) } else { make_tcp(v6) };
+        raw::bind_inet(l.as_fd(), at.parse().unwrap()).or_fail("bind");
+        let l = raw::listen_inet(l, 4).or_fail("listen");
+        raw::connect_inet(f, l.local_addr().or_fail("getsockname")).or_fail("connect");
+        let peer = l.accept().or_fail("accept");
+        (l, peer)
+    });
     raw::attach_filter(f, &DROP_ALL).or_fail("SO_ATTACH_FILTER");
     let mut table = socket_level(mode != "netlink");
     match mode {
         "packet" => table.extend(packet_level()),
         "netlink" => table.extend(netlink_level()),
-        "tcp" => table.extend(ip_level().into_iter().chain(tcp_level())),
-        "tcp6" => table.extend(ipv6_level().into_iter().chain(tcp_level())),
+        "tcp" | "tcp-conn" => table.extend(ip_level().into_iter().chain(tcp_level())),
+        "tcp6" | "tcp6-conn" => table.extend(ipv6_level().into_iter().chain(tcp_level())),
         "udp" => table.extend(ip_level().into_iter().chain(ip_multicast()).chain(udp_level(false))),
         "udplite" => table.extend(ip_level().into_iter().chain(ip_multicast()).chain(udp_level(true))),
         "udp6" => table.extend(ipv6_level().into_iter().chain(ipv6_multicast()).chain(udp_level(false))),
@@ -359,6 +375,12 @@ fn main() {
         }
     }
     table.push(int("SO_PRIORITY", libc::SOL_SOCKET, libc::SO_PRIORITY, 5));
+    if mode.ends_with("-conn") {
+        // A connection reads its current MSS as TCP_MAXSEG, which the kernel derives from the
+        // path and, on loopback, from half the peer's window: the restore brings the negotiated
+        // MSS back, and the current one follows at the next send.
+        table.retain(|o| o.0 != "TCP_MAXSEG");
+    }
     let fresh = make();
     let mut applied = Vec::new();
     for o in &table {
