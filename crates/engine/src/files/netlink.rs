@@ -107,13 +107,10 @@ fn make(n: &NetlinkSocket, flags: u32) -> Result<OwnedFd> {
     let fd = nl::socket(n.sock_type as i32, n.protocol as i32).map_err(fail(n, "making it"))?;
     let f = fd.as_fd();
     let what = describe(n);
-    for o in &n.options {
-        super::sockopt::set_int(f, o, OPTIONS, &what)?;
-    }
     let level = n.socket.clone().unwrap_or_default();
-    super::sockopt::restore(&level, f, &what)?;
-    super::sockopt::set_device(&level, f, &what)?;
-    super::sockopt::set_buffers(f, n.rcvbuf, n.sndbuf, &n.options, &what)?;
+    let saved =
+        super::sockopt::Saved { options: &n.options, own: OPTIONS, level: &level, rcvbuf: n.rcvbuf, sndbuf: n.sndbuf };
+    saved.set_before_bind(f, &what)?;
     if n.portid != 0 {
         nl::bind(f, n.portid, 0).map_err(fail(n, "binding it to its port id"))?;
     }

@@ -130,13 +130,10 @@ fn make(s: &PacketSocket, flags: u32) -> Result<OwnedFd> {
     let fd = pk::socket(s.sock_type as i32, s.protocol as u16).map_err(fail(s, "making it"))?;
     let f = fd.as_fd();
     let what = describe(s);
-    for o in &s.options {
-        super::sockopt::set_int(f, o, OPTIONS, &what)?;
-    }
     let level = s.socket.clone().unwrap_or_default();
-    super::sockopt::restore(&level, f, &what)?;
-    super::sockopt::set_device(&level, f, &what)?;
-    super::sockopt::set_buffers(f, s.rcvbuf, s.sndbuf, &s.options, &what)?;
+    let saved =
+        super::sockopt::Saved { options: &s.options, own: OPTIONS, level: &level, rcvbuf: s.rcvbuf, sndbuf: s.sndbuf };
+    saved.set_before_bind(f, &what)?;
     if s.ifindex != 0 || s.bound_protocol != s.protocol {
         pk::bind(f, s.ifindex, s.bound_protocol as u16).map_err(fail(s, "binding it"))?;
     }

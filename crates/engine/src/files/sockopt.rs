@@ -201,3 +201,27 @@ pub fn set_buffer_lock(f: BorrowedFd<'_>, options: &[SockOpt], what: &str) -> Re
     }
     sock::set_int(f, libc::SOL_SOCKET, sock::SO_BUF_LOCK, o.value).map_err(fail(what, "setting SO_BUF_LOCK"))
 }
+
+/// What a packet or netlink socket saved of its options: its integer options (those of [`OPTIONS`]
+/// and of `own`, its levels' table), the rest, and its buffer sizes.
+pub struct Saved<'a> {
+    pub options: &'a [SockOpt],
+    pub own: &'a [(&'a str, i32, i32)],
+    pub level: &'a SocketLevel,
+    pub rcvbuf: i32,
+    pub sndbuf: i32,
+}
+
+impl Saved<'_> {
+    /// Everything but the filter (attached last, [`restore_filter`]) on a new socket: the integer
+    /// options, linger, timeouts, the options that are not integers, the device, the buffers and
+    /// their lock.
+    pub fn set_before_bind(&self, f: BorrowedFd<'_>, what: &str) -> Result<()> {
+        for o in self.options {
+            set_int(f, o, self.own, what)?;
+        }
+        restore(self.level, f, what)?;
+        set_device(self.level, f, what)?;
+        set_buffers(f, self.rcvbuf, self.sndbuf, self.options, what)
+    }
+}
