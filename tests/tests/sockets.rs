@@ -361,6 +361,11 @@ fn raw6_socket_options() {
     socket_options("raw6");
 }
 
+#[test]
+fn unix_socket_options() {
+    socket_options("unix");
+}
+
 /// A listener holding a TCP-MD5 key is refused by name (the keys cannot be read back) and the
 /// workload runs on with its key.
 #[test]

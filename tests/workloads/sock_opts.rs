@@ -322,8 +322,9 @@ fn main() {
     if workload::arg::<String>(1, String::new()) == "tcp-md5" {
         md5(s);
     }
-    let known = "packet, netlink, tcp, tcp6, tcp-conn, tcp6-conn, udp, udp6, udplite, raw, raw6, tcp-md5";
-    let modes = ["packet", "netlink", "tcp", "tcp6", "tcp-conn", "tcp6-conn", "udp", "udp6", "udplite", "raw", "raw6"];
+    let known = "packet, netlink, tcp, tcp6, tcp-conn, tcp6-conn, udp, udp6, udplite, raw, raw6, unix, tcp-md5";
+    let modes =
+        ["packet", "netlink", "tcp", "tcp6", "tcp-conn", "tcp6-conn", "udp", "udp6", "udplite", "raw", "raw6", "unix"];
     let Some(mode) = workload::mode(1, &modes) else {
         workload::unknown_mode(&workload::arg::<String>(1, String::new()), known);
     };
@@ -338,6 +339,7 @@ fn main() {
             "udp6" => raw::inet_socket(v6, libc::SOCK_DGRAM, 0).or_fail("socket"),
             "udplite" => raw::inet_socket(v4, libc::SOCK_DGRAM, libc::IPPROTO_UDPLITE).or_fail("socket"),
             "raw" => raw::inet_socket(v4, libc::SOCK_RAW, 254).or_fail("socket"),
+            "unix" => raw::unix_socket(libc::SOCK_DGRAM).or_fail("socket"),
             _ => raw::inet_socket(v6, libc::SOCK_RAW, 254).or_fail("socket"),
         }
     };
@@ -354,10 +356,11 @@ fn main() {
         (l, peer)
     });
     raw::attach_filter(f, &DROP_ALL).or_fail("SO_ATTACH_FILTER");
-    let mut table = socket_level(mode != "netlink");
+    let mut table = socket_level(mode != "netlink" && mode != "unix");
     match mode {
         "packet" => table.extend(packet_level()),
         "netlink" => table.extend(netlink_level()),
+        "unix" => {}
         "tcp" | "tcp-conn" => table.extend(ip_level().into_iter().chain(tcp_level())),
         "tcp6" | "tcp6-conn" => table.extend(ipv6_level().into_iter().chain(tcp_level())),
         "udp" => table.extend(ip_level().into_iter().chain(ip_multicast()).chain(udp_level(false))),

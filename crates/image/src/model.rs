@@ -1393,6 +1393,13 @@ pub struct SocketOptions {
     pub passsec: bool,
     #[prost(bool, tag = "11")]
     pub passpidfd: bool,
+    /// The other integer `SOL_SOCKET` options by name, as read (`SO_BUF_LOCK`, `SO_TIMESTAMP`,
+    /// `SO_KEEPALIVE`, `SO_BUSY_POLL` ...; not those above).
+    #[prost(message, repeated, tag = "398")]
+    pub options: Vec<SockOpt>,
+    /// Linger, the options that are not integers, the filter (see [`PacketSocket::socket`]).
+    #[prost(message, optional, tag = "399")]
+    pub socket: Option<SocketLevel>,
 }
 
 #[derive(Clone, PartialEq, prost::Message, Serialize)]
