@@ -211,6 +211,16 @@ fn standalone_unix_refuse() {
     standalone("sa-unix_refuse_inflight", workload!("unix_refuse").arg("inflight-udp"));
 }
 
+/// The `sock_opts` workload alone in every mode: what it sets reads back the same without stasis.
+#[test]
+fn standalone_sock_opts() {
+    let modes =
+        ["packet", "netlink", "unix", "tcp", "tcp6", "tcp-conn", "tcp6-conn", "udp", "udp6", "udplite", "raw", "raw6"];
+    for mode in modes.into_iter().chain(["tcp-md5"]) {
+        standalone(&format!("sa-sock_opts_{mode}"), workload!("sock_opts").arg(mode));
+    }
+}
+
 #[test]
 fn standalone_unix_conn() {
     standalone("sa-unix_conn", workload!("unix_conn"));
