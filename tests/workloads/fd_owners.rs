@@ -12,7 +12,9 @@
 //!   wake brings the signal;
 //! - a TCP listener: `O_ASYNC`, owner the child (set by the root), SIGRTMIN+5; the root connects
 //!   to it after the wake, the child gets the signal;
-//! - a regular file: an owner without `O_ASYNC` (only read back).
+//! - a regular file: an owner without `O_ASYNC` (only read back);
+//! - `/proc/self/status` and a POSIX message queue: an owner and a signal, with `O_ASYNC` (only read
+//!   back: neither sends I/O signals).
 //!
 //! Every fd's owner, signal and `O_ASYNC` are read back and compared too.
 
@@ -65,6 +67,12 @@ fn main() {
     let udp = std::net::UdpSocket::bind("127.0.0.1:0").or_fail("UDP socket");
     let listener = std::net::TcpListener::bind("127.0.0.1:0").or_fail("TCP listener");
     arm(udp.as_fd(), PID, s.pid(), rt + 4);
+    let status = std::fs::File::open("/proc/self/status").or_fail("/proc/self/status");
+    arm(status.as_fd(), PID, s.pid(), rt + 1);
+    let mq_name = format!("stasis-fd-owners-{}", s.pid());
+    let mq = raw::mq_open(&mq_name, libc::O_CREAT | libc::O_RDWR, 0o600, 4, 64).or_fail("mq_open");
+    raw::mq_unlink(&mq_name).or_fail("mq_unlink");
+    arm(mq.as_fd(), PGRP, pgrp, rt + 2);
     arm(a_r.as_fd(), PID, s.pid(), rt + 1);
     arm(s0.as_fd(), TID, s.tid(), rt + 2);
     arm(c_r.as_fd(), PGRP, pgrp, rt + 3);
@@ -81,6 +89,8 @@ fn main() {
         ("file", file.as_fd()),
         ("UDP socket", udp.as_fd()),
         ("TCP listener", listener.as_fd()),
+        ("/proc/self/status", status.as_fd()),
+        ("message queue", mq.as_fd()),
     ];
     let before: Vec<_> = fds.iter().map(|(_, fd)| settings(*fd)).collect();
     child.expect_line(&mut s.checker, "setup", "ready");
