@@ -346,6 +346,13 @@ fn tcp6_connection_options() {
     connection_options("tcp6-conn");
 }
 
+/// A connection restored with `--tcp-close` is closed and keeps its options.
+#[test]
+fn a_connection_restored_closed_keeps_its_options() {
+    let case = Case::new("sock_opts_tcp_close", workload!("sock_opts").arg("tcp-close"));
+    case.checkpoint_restore(&["--tcp-established"], &["--tcp-close"]);
+}
+
 #[test]
 fn udp_socket_options() {
     socket_options("udp");

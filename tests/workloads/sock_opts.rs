@@ -1,6 +1,7 @@
 //! Every option a program can set on a socket, table-driven, one mode per family: `packet`,
 //! `netlink`, `tcp`, `tcp6` (listeners), `tcp-conn`, `tcp6-conn` (an established connection, its
-//! listener and peer in the workload too: dump with `--tcp-established`), `udp`, `udp6`,
+//! listener and peer in the workload too: dump with `--tcp-established`), `tcp-close` (as
+//! `tcp-conn`, restored with `--tcp-close`: the socket is closed, its options are back), `udp`, `udp6`,
 //! `udplite`, `raw`, `raw6`.
 //!
 //! The workload makes one socket of the family, sets a value other than a new socket's for every
@@ -322,12 +323,28 @@ fn main() {
     if workload::arg::<String>(1, String::new()) == "tcp-md5" {
         md5(s);
     }
-    let known = "packet, netlink, tcp, tcp6, tcp-conn, tcp6-conn, udp, udp6, udplite, raw, raw6, unix, tcp-md5";
-    let modes =
-        ["packet", "netlink", "tcp", "tcp6", "tcp-conn", "tcp6-conn", "udp", "udp6", "udplite", "raw", "raw6", "unix"];
+    let known =
+        "packet, netlink, tcp, tcp6, tcp-conn, tcp6-conn, tcp-close, udp, udp6, udplite, raw, raw6, unix, tcp-md5";
+    let modes = [
+        "packet",
+        "netlink",
+        "tcp",
+        "tcp6",
+        "tcp-conn",
+        "tcp6-conn",
+        "tcp-close",
+        "udp",
+        "udp6",
+        "udplite",
+        "raw",
+        "raw6",
+        "unix",
+    ];
     let Some(mode) = workload::mode(1, &modes) else {
         workload::unknown_mode(&workload::arg::<String>(1, String::new()), known);
     };
+    // `tcp-close`: a connection as `tcp-conn`, restored with `--tcp-close`.
+    let (mode, closed) = if mode == "tcp-close" { ("tcp-conn", true) } else { (mode, false) };
     let (v4, v6) = (libc::AF_INET, libc::AF_INET6);
     let make = || -> OwnedFd {
         match mode {
@@ -433,5 +450,8 @@ fn main() {
     c.same(&format!("{mode}: the filter"), &filter_before, &raw::get_filter(f).map_err(|e| e.raw_os_error()));
     c.same(&format!("{mode}: SO_LOCK_FILTER"), &Ok(1), &raw::get_opt_at(f, libc::SOL_SOCKET, 44).map_err(|e| e.kind()));
     c.same(&format!("{mode}: the description"), &fd_before, &fd_state(f));
+    if closed {
+        c.same("the connection, restored closed: TCP state", &Ok(7), &raw::tcp_state(f).map_err(|e| e.kind()));
+    }
     s.finish()
 }

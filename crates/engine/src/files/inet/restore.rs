@@ -127,12 +127,14 @@ fn connect_again(s: &InetSocket, f: BorrowedFd<'_>) -> Result<()> {
     }
 }
 
-/// An established connection with `--tcp-close`: a socket with its options that is not connected
-/// (reads and writes fail as on a connection that was closed).
+/// An established connection with `--tcp-close`: a socket with its options, buffer sizes and
+/// filter that is not connected (reads and writes fail as on a connection that was closed).
 fn make_closed(s: &InetSocket) -> Result<OwnedFd> {
     let fd = new_socket(s)?;
     set_options(s, fd.as_fd(), &[])?;
     set_device(s, fd.as_fd())?;
+    set_buffers(s, fd.as_fd())?;
+    set_filter(s, fd.as_fd())?;
     log::warn!("{}: restored closed (--tcp-close)", describe(s));
     Ok(fd)
 }
