@@ -149,7 +149,7 @@ pub fn dump(p: &Probe, ids: &mut FileIds) -> Result<FileKind> {
     Ok(FileKind::InetSocket(s))
 }
 
-/// `TCP_GETSOCKOPT` `TCP_ULP` and `TCP_AO_INFO` (`linux/tcp.h`).
+/// The `IPPROTO_TCP` options `TCP_ULP` and `TCP_AO_INFO` (`linux/tcp.h`).
 const TCP_ULP: i32 = 31;
 const TCP_AO_INFO: i32 = 40;
 /// `struct tcp_ao_info_opt`.
