@@ -211,6 +211,16 @@ fn standalone_unix_refuse() {
     standalone("sa-unix_refuse_inflight", workload!("unix_refuse").arg("inflight-udp"));
 }
 
+/// The `sock_opts` workload alone in every mode: what it sets reads back the same without stasis.
+#[test]
+fn standalone_sock_opts() {
+    let modes =
+        ["packet", "netlink", "unix", "tcp", "tcp6", "tcp-conn", "tcp6-conn", "udp", "udp6", "udplite", "raw", "raw6"];
+    for mode in modes.into_iter().chain(["tcp-md5"]) {
+        standalone(&format!("sa-sock_opts_{mode}"), workload!("sock_opts").arg(mode));
+    }
+}
+
 #[test]
 fn standalone_unix_conn() {
     standalone("sa-unix_conn", workload!("unix_conn"));
@@ -290,6 +300,100 @@ fn a_packet_socket_with_a_ring_is_refused() {
 fn raw_ip_sockets() {
     let case = Case::new("raw_sockets", workload!("raw_sockets"));
     case.checkpoint_restore(&[], &[]);
+}
+
+/// Every option of a socket of each family, set to a value a new socket does not have, reads back
+/// the same after the restore, with the file flags, owner and signal of its description (see the
+/// workload `sock_opts`).
+fn socket_options(family: &str) {
+    let case = Case::new(&format!("sock_opts_{family}"), workload!("sock_opts").arg(family));
+    case.checkpoint_restore(&[], &[]);
+}
+
+#[test]
+fn packet_socket_options() {
+    socket_options("packet");
+}
+
+#[test]
+fn netlink_socket_options() {
+    socket_options("netlink");
+}
+
+#[test]
+fn tcp_socket_options() {
+    socket_options("tcp");
+}
+
+#[test]
+fn tcp6_socket_options() {
+    socket_options("tcp6");
+}
+
+/// The options of an established connection (`--tcp-established`).
+fn connection_options(family: &str) {
+    let case = Case::new(&format!("sock_opts_{family}"), workload!("sock_opts").arg(family));
+    case.checkpoint_restore(&["--tcp-established"], &["--tcp-established"]);
+}
+
+#[test]
+fn tcp_connection_options() {
+    connection_options("tcp-conn");
+}
+
+#[test]
+fn tcp6_connection_options() {
+    connection_options("tcp6-conn");
+}
+
+/// A connection restored with `--tcp-close` is closed and keeps its options.
+#[test]
+fn a_connection_restored_closed_keeps_its_options() {
+    let case = Case::new("sock_opts_tcp_close", workload!("sock_opts").arg("tcp-close"));
+    case.checkpoint_restore(&["--tcp-established"], &["--tcp-close"]);
+}
+
+#[test]
+fn udp_socket_options() {
+    socket_options("udp");
+}
+
+#[test]
+fn udp6_socket_options() {
+    socket_options("udp6");
+}
+
+#[test]
+fn udplite_socket_options() {
+    socket_options("udplite");
+}
+
+#[test]
+fn raw_socket_options() {
+    socket_options("raw");
+}
+
+#[test]
+fn raw6_socket_options() {
+    socket_options("raw6");
+}
+
+#[test]
+fn unix_socket_options() {
+    socket_options("unix");
+}
+
+/// A listener holding a TCP-MD5 key is refused by name (the keys cannot be read back) and the
+/// workload runs on with its key.
+#[test]
+fn a_tcp_socket_with_an_md5_key_is_refused() {
+    let case = Case::new("sock_opts_md5", workload!("sock_opts").arg("tcp-md5"));
+    let Some(mut run) = case.start() else { return };
+    let images = case.images("images");
+    let r = case.dump(&run, &images, &[], &[]);
+    case.expect_failed(&r, "dump of a TCP socket with an MD5 key", &[&["tcp socket"], &["TCP_MD5SIG"], &["fd "]]);
+    case.expect_untouched(&run);
+    case.finish(&mut run);
 }
 
 /// Corner cases of names (see the workload `unix_corners`).

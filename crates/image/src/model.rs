@@ -971,6 +971,10 @@ pub struct PacketSocket {
     pub rcvbuf: i32,
     #[prost(int32, tag = "10")]
     pub sndbuf: i32,
+    /// The socket-level (`SOL_SOCKET`) settings that are not integers: linger, timeouts, device,
+    /// filter (absent in images made before them: nothing set).
+    #[prost(message, optional, tag = "399")]
+    pub socket: Option<SocketLevel>,
 }
 
 /// One `PACKET_ADD_MEMBERSHIP` of a packet socket.
@@ -1019,6 +1023,47 @@ pub struct NetlinkSocket {
     pub rcvbuf: i32,
     #[prost(int32, tag = "10")]
     pub sndbuf: i32,
+    /// The socket-level settings that are not integers (see [`PacketSocket::socket`]).
+    #[prost(message, optional, tag = "399")]
+    pub socket: Option<SocketLevel>,
+}
+
+/// The socket-level (`SOL_SOCKET`) settings of a packet or netlink socket that are not integer
+/// options (those are in the socket's `options`); an IP socket keeps the same in its own fields.
+#[derive(Clone, PartialEq, prost::Message, Serialize)]
+pub struct SocketLevel {
+    /// `SO_LINGER`: -1 when off, else the seconds.
+    #[prost(int32, tag = "1")]
+    pub linger: i32,
+    /// `SO_RCVTIMEO`, `SO_SNDTIMEO` in microseconds, 0 for none.
+    #[prost(uint64, tag = "2")]
+    pub rcvtimeo_us: u64,
+    #[prost(uint64, tag = "3")]
+    pub sndtimeo_us: u64,
+    /// `SO_BINDTODEVICE`, empty for none.
+    #[prost(string, tag = "4")]
+    pub bound_device: String,
+    /// The classic BPF program (`SO_ATTACH_FILTER`, read back with `SO_GET_FILTER`), 8 bytes per
+    /// `struct sock_filter`; empty for none.
+    #[prost(bytes = "vec", tag = "5")]
+    #[serde(serialize_with = "hex_bytes")]
+    pub filter: Vec<u8>,
+    /// `SO_LOCK_FILTER`.
+    #[prost(bool, tag = "6")]
+    pub filter_locked: bool,
+    /// Options that are not `int`s (`SO_TXTIME`, `SO_MAX_PACING_RATE`), by name, as read.
+    #[prost(message, repeated, tag = "7")]
+    pub bytes_options: Vec<SockOptBytes>,
+}
+
+/// One socket option whose value is not an `int`, as `getsockopt` returned it.
+#[derive(Clone, PartialEq, prost::Message, Serialize)]
+pub struct SockOptBytes {
+    #[prost(string, tag = "1")]
+    pub name: String,
+    #[prost(bytes = "vec", tag = "2")]
+    #[serde(serialize_with = "hex_bytes")]
+    pub value: Vec<u8>,
 }
 
 /// A file of a process's `/proc/PID/` directory, or a namespace fd (nsfs, `TYPE:[INODE]`, as
@@ -1202,6 +1247,10 @@ pub struct InetSocket {
     #[prost(bytes = "vec", tag = "355")]
     #[serde(serialize_with = "hex_bytes")]
     pub icmp_filter: Vec<u8>,
+    /// Options that are not `int`s (`SO_TXTIME`, `SO_MAX_PACING_RATE`, `IP_LOCAL_PORT_RANGE`
+    /// read whole), by name, as read.
+    #[prost(message, repeated, tag = "399")]
+    pub bytes_options: Vec<SockOptBytes>,
 }
 
 /// A multicast group a socket joined (`IP_ADD_MEMBERSHIP`, `MCAST_JOIN_GROUP` ...), with its
@@ -1344,6 +1393,13 @@ pub struct SocketOptions {
     pub passsec: bool,
     #[prost(bool, tag = "11")]
     pub passpidfd: bool,
+    /// The other integer `SOL_SOCKET` options by name, as read (`SO_BUF_LOCK`, `SO_TIMESTAMP`,
+    /// `SO_KEEPALIVE`, `SO_BUSY_POLL` ...; not those above).
+    #[prost(message, repeated, tag = "398")]
+    pub options: Vec<SockOpt>,
+    /// Linger, the options that are not integers, the filter (see [`PacketSocket::socket`]).
+    #[prost(message, optional, tag = "399")]
+    pub socket: Option<SocketLevel>,
 }
 
 #[derive(Clone, PartialEq, prost::Message, Serialize)]

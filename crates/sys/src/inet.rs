@@ -157,6 +157,16 @@ pub fn ioctl_int(fd: BorrowedFd<'_>, request: u64) -> Result<i32, SysError> {
     check("ioctl", ret as libc::c_long).map(|_| v)
 }
 
+/// `ioctl(SIOCGSKNS)`: an fd of the network namespace the socket `fd` belongs to.
+pub fn socket_netns(fd: BorrowedFd<'_>) -> Result<OwnedFd, SysError> {
+    const SIOCGSKNS: u64 = 0x894C;
+    // SAFETY: SIOCGSKNS takes no argument and returns a new fd.
+    let ret = unsafe { libc::ioctl(fd.as_raw_fd(), SIOCGSKNS as _) };
+    let ns = check("ioctl(SIOCGSKNS)", ret as libc::c_long)?;
+    // SAFETY: the kernel just returned this fd to us; nobody else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(ns as i32) })
+}
+
 /// `recv(2)` with `MSG_PEEK | MSG_DONTWAIT` of up to `len` bytes, left in the queue. In TCP repair
 /// mode the queue is the one `TCP_REPAIR_QUEUE` selects.
 pub fn peek(fd: BorrowedFd<'_>, len: usize) -> Result<Vec<u8>, SysError> {

@@ -6,6 +6,12 @@ use crate::sock_diag::{self, u16_at, u32_at, Family};
 use crate::SysError;
 
 const INET_DIAG_SHUTDOWN: u16 = 8;
+/// `INET_DIAG_INFO`: the extension whose request also brings a TCP socket's MD5 keys.
+const INET_DIAG_INFO: u8 = 2;
+/// `INET_DIAG_MD5SIG`: the TCP-MD5 keys (`struct tcp_diag_md5sig`, 100 bytes each), to
+/// `CAP_NET_ADMIN` only.
+const INET_DIAG_MD5SIG: u16 = 18;
+const TCP_DIAG_MD5SIG: usize = 100;
 /// `struct inet_diag_msg`: family, state, timer, retrans, `inet_diag_sockid` (48 bytes), expires,
 /// rqueue, wqueue, uid, inode.
 const DIAG_MSG: usize = 72;
@@ -22,6 +28,8 @@ pub struct InetDiag {
     /// The remote address and port (`idiag_dst`, `idiag_dport`), also of a connect in progress
     /// (which `getpeername` does not tell).
     pub dst: Option<std::net::SocketAddr>,
+    /// How many TCP-MD5 keys (`TCP_MD5SIG`) the socket holds (asked with [`dump_tcp_with_keys`]).
+    pub md5_keys: u32,
 }
 
 /// Every socket of `family` (`AF_INET`, `AF_INET6`) and `protocol` (`IPPROTO_TCP`, `IPPROTO_UDP`,
@@ -29,6 +37,15 @@ pub struct InetDiag {
 pub fn dump_all(family: i32, protocol: i32) -> Result<Vec<InetDiag>, SysError> {
     let names = Family { dump: "inet_diag dump", parse: "parsing an inet_diag reply" };
     sock_diag::dump(&names, &request(family as u8, protocol as u8), parse_msg)
+}
+
+/// Every TCP socket of `family` in the network namespace `netns` (ours when `None`) with its
+/// TCP-MD5 key count: the request asks for `INET_DIAG_INFO`, which brings `INET_DIAG_MD5SIG`.
+pub fn dump_tcp_with_keys(netns: Option<std::os::fd::BorrowedFd<'_>>, family: i32) -> Result<Vec<InetDiag>, SysError> {
+    let names = Family { dump: "inet_diag dump", parse: "parsing an inet_diag reply" };
+    let mut req = request(family as u8, libc::IPPROTO_TCP as u8);
+    req[2] = 1 << (INET_DIAG_INFO - 1);
+    sock_diag::dump_in(netns, &names, &req, parse_msg)
 }
 
 /// One `struct inet_diag_req_v2`: every state, any address.
@@ -64,6 +81,9 @@ pub fn parse_msg(b: &[u8]) -> Option<InetDiag> {
         let v = a.get(4..len)?;
         if ty == INET_DIAG_SHUTDOWN {
             d.shutdown = *v.first()?;
+        }
+        if ty == INET_DIAG_MD5SIG {
+            d.md5_keys = (v.len() / TCP_DIAG_MD5SIG) as u32;
         }
         a = a.get(len.next_multiple_of(4).min(a.len())..)?;
     }

@@ -181,6 +181,16 @@ pub fn set_opt_bytes(fd: BorrowedFd<'_>, level: i32, opt: i32, value: &[u8]) -> 
         .map(drop)
 }
 
+/// `getsockopt` of at most `max` raw bytes: the bytes the kernel wrote.
+pub fn get_opt_bytes(fd: BorrowedFd<'_>, level: i32, opt: i32, max: usize) -> io::Result<Vec<u8>> {
+    let mut b = vec![0u8; max];
+    let mut len = max as libc::socklen_t;
+    // SAFETY: `b` holds `len` writable bytes.
+    cvt(unsafe { libc::getsockopt(fd.as_raw_fd(), level, opt, b.as_mut_ptr().cast(), &mut len) })?;
+    b.truncate(len as usize);
+    Ok(b)
+}
+
 /// `getsockopt(MCAST_MSFILTER)` of `group` on interface `ifindex`: (filter mode, source count);
 /// fails with `EADDRNOTAVAIL` if the socket is not a member.
 pub fn multicast_filter(

@@ -36,6 +36,7 @@ pub mod pidfd;
 pub mod pipe;
 pub mod procfs;
 pub mod regular;
+pub mod sockopt;
 pub mod tty;
 pub mod unix;
 

@@ -1,6 +1,7 @@
 //! Netlink sockets (`netlink(7)`: route, sock_diag, uevent and the other protocols): the protocol,
 //! the bound port id, every group joined (`NETLINK_LIST_MEMBERSHIPS`, also past the 32 the
-//! address holds), the default destination (`connect`), options and buffer sizes.
+//! address holds), the default destination (`connect`), the `NETLINK_*` options and the
+//! socket-level ones ([`super::sockopt`]: buffers and their lock, linger, timeouts, filter ...).
 //!
 //! Messages waiting to be read came from the kernel (replies, notifications) and cannot be sent
 //! again: a socket with any (`SO_MEMINFO` receive memory) is refused by name, as is a reply being
@@ -13,10 +14,11 @@ use crate::error::{Error, Result};
 use stasis_image::model::{FileEntry, FileKind, NetlinkSocket, SockOpt};
 use stasis_sys::netlink::{self as nl, SOL_NETLINK};
 use stasis_sys::socket as sock;
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::MetadataExt;
 
-/// The integer options read at dump and set at restore where they differ from a new socket's.
+/// The integer `SOL_NETLINK` options read at dump and set at restore where they differ from a new
+/// socket's (with the socket-level ones of [`super::sockopt`]).
 const OPTIONS: &[(&str, i32, i32)] = &[
     ("NETLINK_PKTINFO", SOL_NETLINK, 3),
     ("NETLINK_BROADCAST_ERROR", SOL_NETLINK, 4),
@@ -25,9 +27,6 @@ const OPTIONS: &[(&str, i32, i32)] = &[
     ("NETLINK_CAP_ACK", SOL_NETLINK, 10),
     ("NETLINK_EXT_ACK", SOL_NETLINK, 11),
     ("NETLINK_GET_STRICT_CHK", SOL_NETLINK, 12),
-    ("SO_PASSCRED", libc::SOL_SOCKET, libc::SO_PASSCRED),
-    ("SO_PRIORITY", libc::SOL_SOCKET, libc::SO_PRIORITY),
-    ("SO_RCVLOWAT", libc::SOL_SOCKET, libc::SO_RCVLOWAT),
 ];
 /// `SO_MEMINFO` (`asm-generic/socket.h`).
 const SO_MEMINFO: i32 = 55;
@@ -66,6 +65,8 @@ fn dump(p: &Probe) -> Result<FileKind> {
             n.options.push(SockOpt { name: name.into(), value });
         }
     }
+    super::sockopt::read_ints(f, &mut n.options);
+    n.socket = Some(super::sockopt::dump(p, &describe(&n))?);
     let meminfo = stasis_sys::inet::get_bytes(f, libc::SOL_SOCKET, SO_MEMINFO, 4).map_err(err("reading SO_MEMINFO"))?;
     let queued = meminfo.get(..4).map_or(0, |w| u32::from_ne_bytes([w[0], w[1], w[2], w[3]]));
     if queued != 0 {
@@ -105,8 +106,11 @@ fn fail(n: &NetlinkSocket, what: &str) -> impl FnOnce(stasis_sys::SysError) -> E
 fn make(n: &NetlinkSocket, flags: u32) -> Result<OwnedFd> {
     let fd = nl::socket(n.sock_type as i32, n.protocol as i32).map_err(fail(n, "making it"))?;
     let f = fd.as_fd();
-    set_options(n, f)?;
-    sock::set_buffer_sizes(f, n.rcvbuf, n.sndbuf).map_err(fail(n, "setting its buffer sizes"))?;
+    let what = describe(n);
+    let level = n.socket.clone().unwrap_or_default();
+    let saved =
+        super::sockopt::Saved { options: &n.options, own: OPTIONS, level: &level, rcvbuf: n.rcvbuf, sndbuf: n.sndbuf };
+    saved.set_before_bind(f, &what)?;
     if n.portid != 0 {
         nl::bind(f, n.portid, 0).map_err(fail(n, "binding it to its port id"))?;
     }
@@ -117,20 +121,8 @@ fn make(n: &NetlinkSocket, flags: u32) -> Result<OwnedFd> {
     if n.dst_portid != 0 || n.dst_groups != 0 {
         nl::connect(f, n.dst_portid, n.dst_groups).map_err(fail(n, "connecting it"))?;
     }
+    super::sockopt::restore_filter(&level, f, &what)?;
     let status = (flags & libc::O_NONBLOCK as u32) as i32 | libc::O_RDWR;
     stasis_sys::fd::set_status_flags(f, status).map_err(fail(n, "setting its file flags"))?;
     Ok(fd)
-}
-
-fn set_options(n: &NetlinkSocket, f: BorrowedFd<'_>) -> Result<()> {
-    for o in &n.options {
-        let Some(&(_, level, opt)) = OPTIONS.iter().find(|(name, ..)| *name == o.name) else {
-            let what = format!("{}: unknown option {}", describe(n), o.name);
-            return Err(Error::Incompatible { file: "files.img".into(), what });
-        };
-        if sock::get_int(f, level, opt).ok() != Some(o.value) {
-            sock::set_int(f, level, opt, o.value).map_err(fail(n, &format!("setting {} to {}", o.name, o.value)))?;
-        }
-    }
-    Ok(())
 }

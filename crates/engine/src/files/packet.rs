@@ -1,5 +1,6 @@
 //! Packet sockets (`packet(7)`, `SOCK_RAW` and `SOCK_DGRAM`): protocol, bound interface, fanout
-//! group, `PACKET_ADD_MEMBERSHIP`s (from `packet_diag`) and the `PACKET_*` options.
+//! group, `PACKET_ADD_MEMBERSHIP`s (from `packet_diag`), the `PACKET_*` options and the
+//! socket-level ones ([`super::sockopt`]: buffers and their lock, linger, timeouts, filter ...).
 //!
 //! Refused by name: an mmap'ed ring (`PACKET_RX_RING`/`PACKET_TX_RING`, TPACKET), frames waiting to
 //! be read (they were captured from an interface and cannot be captured again), and a fanout group
@@ -12,10 +13,12 @@ use crate::error::{Error, Result};
 use stasis_image::model::{FileEntry, FileKind, PacketMembership, PacketSocket, SockOpt};
 use stasis_sys::packet::{self as pk, SOL_PACKET};
 use stasis_sys::socket as sock;
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::MetadataExt;
 
-/// The integer options read at dump and set at restore where they differ from a new socket's.
+/// The integer `SOL_PACKET` options read at dump and set at restore where they differ from a new
+/// socket's (with the socket-level ones of [`super::sockopt`]). Not `PACKET_STATISTICS`: reading
+/// it resets the counters.
 const OPTIONS: &[(&str, i32, i32)] = &[
     ("PACKET_AUXDATA", SOL_PACKET, 8),
     ("PACKET_ORIGDEV", SOL_PACKET, 9),
@@ -25,10 +28,9 @@ const OPTIONS: &[(&str, i32, i32)] = &[
     ("PACKET_VNET_HDR", SOL_PACKET, 15),
     ("PACKET_TIMESTAMP", SOL_PACKET, 17),
     ("PACKET_QDISC_BYPASS", SOL_PACKET, 20),
+    ("PACKET_TX_HAS_OFF", SOL_PACKET, 19),
     ("PACKET_IGNORE_OUTGOING", SOL_PACKET, 23),
-    ("SO_PRIORITY", libc::SOL_SOCKET, libc::SO_PRIORITY),
-    ("SO_MARK", libc::SOL_SOCKET, libc::SO_MARK),
-    ("SO_RCVLOWAT", libc::SOL_SOCKET, libc::SO_RCVLOWAT),
+    ("PACKET_VNET_HDR_SZ", SOL_PACKET, 24),
 ];
 const PACKET_FANOUT: i32 = 18;
 /// Fanout modes steered by a program (`PACKET_FANOUT_CBPF`, `PACKET_FANOUT_EBPF`).
@@ -77,6 +79,8 @@ fn dump(p: &Probe) -> Result<FileKind> {
             s.options.push(SockOpt { name: name.into(), value });
         }
     }
+    super::sockopt::read_ints(f, &mut s.options);
+    s.socket = Some(super::sockopt::dump(p, &describe(&s))?);
     if s.fanout != 0 && FANOUT_BPF.contains(&((s.fanout >> 16) & 0xff)) {
         return Err(p.unsupported(format!("{}: a fanout group steered by a BPF program", describe(&s))));
     }
@@ -121,12 +125,15 @@ fn fail(s: &PacketSocket, what: &str) -> impl FnOnce(stasis_sys::SysError) -> Er
     move |e| Error::Io { path: format!("{path} ({})", e.call).into(), source: e.source }
 }
 
-/// The socket made again: options, buffers, `bind`, fanout, memberships, file flags.
+/// The socket made again: options, buffers, `bind`, fanout, memberships, filter, file flags.
 fn make(s: &PacketSocket, flags: u32) -> Result<OwnedFd> {
     let fd = pk::socket(s.sock_type as i32, s.protocol as u16).map_err(fail(s, "making it"))?;
     let f = fd.as_fd();
-    set_options(s, f)?;
-    sock::set_buffer_sizes(f, s.rcvbuf, s.sndbuf).map_err(fail(s, "setting its buffer sizes"))?;
+    let what = describe(s);
+    let level = s.socket.clone().unwrap_or_default();
+    let saved =
+        super::sockopt::Saved { options: &s.options, own: OPTIONS, level: &level, rcvbuf: s.rcvbuf, sndbuf: s.sndbuf };
+    saved.set_before_bind(f, &what)?;
     if s.ifindex != 0 || s.bound_protocol != s.protocol {
         pk::bind(f, s.ifindex, s.bound_protocol as u16).map_err(fail(s, "binding it"))?;
     }
@@ -144,20 +151,8 @@ fn make(s: &PacketSocket, flags: u32) -> Result<OwnedFd> {
             pk::add_membership(f, &want).map_err(fail(s, "adding a membership (PACKET_ADD_MEMBERSHIP)"))?;
         }
     }
+    super::sockopt::restore_filter(&level, f, &what)?;
     let status = (flags & libc::O_NONBLOCK as u32) as i32 | libc::O_RDWR;
     stasis_sys::fd::set_status_flags(f, status).map_err(fail(s, "setting its file flags"))?;
     Ok(fd)
-}
-
-fn set_options(s: &PacketSocket, f: BorrowedFd<'_>) -> Result<()> {
-    for o in &s.options {
-        let Some(&(_, level, opt)) = OPTIONS.iter().find(|(name, ..)| *name == o.name) else {
-            let what = format!("{}: unknown option {}", describe(s), o.name);
-            return Err(Error::Incompatible { file: "files.img".into(), what });
-        };
-        if sock::get_int(f, level, opt).ok() != Some(o.value) {
-            sock::set_int(f, level, opt, o.value).map_err(fail(s, &format!("setting {} to {}", o.name, o.value)))?;
-        }
-    }
-    Ok(())
 }

@@ -183,6 +183,13 @@ pub fn install_late(
     imp.close(inj)
 }
 
+/// The I/O signal owners, signals and `O_ASYNC` of the descriptions installed late (`/proc` files;
+/// a pidfd with them is refused at dump), on our fds of them, once every process exists.
+pub fn restore_owners(late: &Late, files: &[FileEntry], tables: &[(i32, &FdTable)]) -> Result<()> {
+    let state = late.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    super::owner::restore_all(files, &state.opened, tables)
+}
+
 /// pidfds, in the table of kinds.
 pub const KIND: super::kinds::Kind = super::kinds::Kind {
     name: "pidfd",

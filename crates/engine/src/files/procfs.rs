@@ -6,7 +6,8 @@
 //! `NAME_for_children`) is that namespace; one no process of the tree is in is refused by name.
 //! Restore opens `/proc/PID/REST` again, with the flags and offset it had, once that process
 //! exists: like a pidfd of a process of the tree, its fd number is held by a placeholder until
-//! then (see [`super::pidfd::install_late`]), so the file is the restored process's.
+//! then (see [`super::pidfd::install_late`]), so the file is the restored process's. Its I/O
+//! signal owner and signal are set once every process exists ([`super::pidfd::restore_owners`]).
 
 use super::Probe;
 use crate::error::{Error, Result};

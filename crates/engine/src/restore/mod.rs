@@ -242,10 +242,11 @@ pub fn restore(opts: &RestoreOptions, progress: &mut dyn FnMut(Progress)) -> Res
         cgroups: &placement,
     };
     let mut out = build_tree(&ctx, child, scratch, progress)?;
+    let tables: Vec<_> = img.procs.iter().map(|p| (p.process.pid, &p.fds)).collect();
     let result = out.built.iter_mut().try_for_each(|b| b.finish_pidfds(&ctx));
+    let result = result.and_then(|()| files::pidfd::restore_owners(&ctx.pidfds, &img.files.files, &tables));
     let result = result.and_then(|()| join_verifiers(verifiers, pid));
     let result = result.and_then(|()| handoff.as_ref().map_or(Ok(()), |h| h.finish()));
-    let tables: Vec<_> = img.procs.iter().map(|p| (p.process.pid, &p.fds)).collect();
     let result = result.and_then(|()| unfinished.finish(&opened, &img.files.files, &tables));
     let result = result.and_then(|()| join_groups(&mut out, &img, &ctx));
     let result = result.and_then(|()| out.built.iter_mut().try_for_each(|b| b.set_foreground(&ctx)));

@@ -196,13 +196,14 @@ pub(super) fn file_details(file: &FileEntry) -> Vec<String> {
         Some(FileKind::InetSocket(i)) => vec![inet_socket(i)],
         Some(FileKind::NetlinkSocket(n)) => vec![netlink_socket(n)],
         Some(FileKind::PacketSocket(p)) => vec![format!(
-            "socket:[{}] type {} protocol {:#06x} interface {} fanout {:#x} memberships {}",
+            "socket:[{}] type {} protocol {:#06x} interface {} fanout {:#x} memberships {}{}",
             p.ino,
             p.sock_type,
             u16::from_be(p.bound_protocol as u16),
             p.ifindex,
             p.fanout,
-            p.memberships.len()
+            p.memberships.len(),
+            socket_level(p.socket.as_ref())
         )],
         Some(FileKind::ProcFile(p)) => vec![format!("of pid {}", p.pid)],
         _ => Vec::new(),
@@ -482,6 +483,24 @@ mod watch_tests {
     }
 }
 
+/// The socket-level settings of a packet or netlink socket that are set: ` filter N instructions
+/// locked linger 3 device lo`, or nothing.
+fn socket_level(l: Option<&crate::model::SocketLevel>) -> String {
+    let Some(l) = l else { return String::new() };
+    let mut out = String::new();
+    if !l.filter.is_empty() {
+        let locked = if l.filter_locked { " locked" } else { "" };
+        out.push_str(&format!(" filter {} instructions{locked}", l.filter.len() / 8));
+    }
+    if l.linger >= 0 {
+        out.push_str(&format!(" linger {}", l.linger));
+    }
+    if !l.bound_device.is_empty() {
+        out.push_str(&format!(" device {}", l.bound_device));
+    }
+    out
+}
+
 /// One line on a netlink socket: protocol, port id, groups, destination, options set.
 fn netlink_socket(n: &crate::model::NetlinkSocket) -> String {
     let proto = match n.protocol {
@@ -494,6 +513,7 @@ fn netlink_socket(n: &crate::model::NetlinkSocket) -> String {
     if n.dst_portid != 0 || n.dst_groups != 0 {
         out.push_str(&format!(" -> portid {} groups {:#x}", n.dst_portid, n.dst_groups));
     }
+    out.push_str(&socket_level(n.socket.as_ref()));
     let set: Vec<String> =
         n.options.iter().filter(|o| o.value != 0).map(|o| format!("{}={}", o.name, o.value)).collect();
     if !set.is_empty() {

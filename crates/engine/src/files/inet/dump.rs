@@ -27,6 +27,9 @@ pub struct DumpState {
     /// The root of the dump, for the lock's name.
     pub root: i32,
     held: Held,
+    /// The TCP sockets holding TCP-MD5 keys, by (network namespace inode, family): one
+    /// `inet_diag` dump each, at the first TCP socket there.
+    md5: std::collections::HashMap<(u64, i32), std::collections::HashSet<u64>>,
 }
 
 /// The lock and the repaired sockets of a dump (our copies, with `SO_REUSEADDR` as it was: repair
@@ -132,7 +135,7 @@ pub fn dump(p: &Probe, ids: &mut FileIds) -> Result<FileKind> {
         s.remote_port = there.map_or(0, |a| a.port() as u32);
     }
     read_options(p, &mut s)?;
-    super::filter::dump(p, &mut s)?;
+    refuse_extensions(p, ids, &s)?;
     match s.state {
         TCP_LISTEN => listener(p, ids, &mut s, &info)?,
         TCP_CLOSE => {}
@@ -144,6 +147,51 @@ pub fn dump(p: &Probe, ids: &mut FileIds) -> Result<FileKind> {
         }
     }
     Ok(FileKind::InetSocket(s))
+}
+
+/// The `IPPROTO_TCP` options `TCP_ULP` and `TCP_AO_INFO` (`linux/tcp.h`).
+const TCP_ULP: i32 = 31;
+const TCP_AO_INFO: i32 = 40;
+/// `struct tcp_ao_info_opt`.
+const TCP_AO_INFO_LEN: usize = 48;
+
+/// What a TCP socket can hold that a restore cannot make again, refused by name: an upper layer
+/// protocol (`TCP_ULP`: kernel TLS, whose keys and record state stay in the kernel), TCP-MD5 keys
+/// (`TCP_MD5SIG`: no `getsockopt` reads them back; `inet_diag` tells how many) and TCP-AO keys
+/// (`TCP_AO_ADD_KEY`: their secrets cannot be read back).
+fn refuse_extensions(p: &Probe, ids: &mut FileIds, s: &InetSocket) -> Result<()> {
+    let f = p.file;
+    let ulp = net::get_bytes(f, libc::IPPROTO_TCP, TCP_ULP, 16).map(|b| crate::files::sockopt::c_string(&b));
+    if let Ok(name) = ulp.as_deref() {
+        if !name.is_empty() {
+            let what = format!("{}: an upper layer protocol (TCP_ULP {name:?}, kernel TLS or another)", describe(s));
+            return Err(p.unsupported(what));
+        }
+    }
+    match net::get_bytes(f, libc::IPPROTO_TCP, TCP_AO_INFO, TCP_AO_INFO_LEN) {
+        Ok(_) => return Err(p.unsupported(format!("{}: TCP-AO keys (TCP_AO_ADD_KEY)", describe(s)))),
+        // ENOENT: no keys; ENOPROTOOPT: a kernel without TCP-AO.
+        Err(e) if [libc::ENOENT, libc::ENOPROTOOPT, libc::EOPNOTSUPP].contains(&e.errno()) => {}
+        Err(e) => return Err(Error::sys(p.pid.0, "reading TCP_AO_INFO")(e)),
+    }
+    let netns = net::socket_netns(f).map_err(Error::sys(p.pid.0, "finding a socket's network namespace"))?;
+    let ns_ino =
+        std::fs::File::from(netns.try_clone().map_err(Error::io(p.link))?).metadata().map_err(Error::io(p.link))?.ino();
+    let key = (ns_ino, s.family as i32);
+    let keyed = match ids.state::<DumpState>().md5.entry(key) {
+        std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+        std::collections::hash_map::Entry::Vacant(e) => {
+            let own = std::fs::metadata("/proc/self/ns/net").map(|m| m.ino()).ok();
+            let within = if own == Some(ns_ino) { None } else { Some(netns.as_fd()) };
+            let all = stasis_sys::inet_diag::dump_tcp_with_keys(within, s.family as i32)
+                .map_err(Error::sys(p.pid.0, "listing TCP sockets and their MD5 keys (inet_diag)"))?;
+            e.insert(all.iter().filter(|d| d.md5_keys != 0).map(|d| u64::from(d.ino)).collect())
+        }
+    };
+    if keyed.contains(&s.ino) {
+        return Err(p.unsupported(format!("{}: TCP-MD5 keys (TCP_MD5SIG)", describe(s))));
+    }
+    Ok(())
 }
 
 /// A connect in progress: nothing to save but the addresses (restore connects again); the
@@ -172,10 +220,11 @@ fn other_kind(family: i32, ty: i32, protocol: i32, at: Option<std::net::SocketAd
     format!("{v}{kind} socket:[{ino}]{at} (type {ty}, protocol {protocol})")
 }
 
-/// Every option of [`OPTIONS`] the socket answers, linger, timeouts, congestion control, device,
-/// buffer sizes.
+/// Every option of [`OPTIONS`] and of [`crate::files::sockopt`] the socket answers, linger,
+/// timeouts, device, filter, congestion control, buffer sizes.
 pub(super) fn read_options(p: &Probe, s: &mut InetSocket) -> Result<()> {
     let f = p.file;
+    crate::files::sockopt::read_ints(f, &mut s.options);
     for &(name, level, opt, unconnected) in OPTIONS {
         // Multicast options are refused on stream sockets (an accepted one reads the TTL of
         // its SYN as IP_MULTICAST_TTL).
@@ -188,24 +237,14 @@ pub(super) fn read_options(p: &Probe, s: &mut InetSocket) -> Result<()> {
         }
     }
     let err = |what| Error::sys(p.pid.0, what);
-    let linger = net::get_bytes(f, libc::SOL_SOCKET, libc::SO_LINGER, 8).map_err(err("reading SO_LINGER"))?;
-    let word = |b: &[u8], at: usize| b.get(at..at + 4).map_or(0, |w| i32::from_ne_bytes([w[0], w[1], w[2], w[3]]));
-    s.linger = if word(&linger, 0) != 0 { word(&linger, 4) } else { -1 };
-    s.rcvtimeo_us = sock::get_timeout(f, libc::SO_RCVTIMEO).map_err(err("reading SO_RCVTIMEO"))?;
-    s.sndtimeo_us = sock::get_timeout(f, libc::SO_SNDTIMEO).map_err(err("reading SO_SNDTIMEO"))?;
-    let text = |level, opt| net::get_bytes(f, level, opt, 64).map(|b| c_string(&b));
+    put_socket_level(s, crate::files::sockopt::dump(p, &describe(s))?);
     if s.protocol == libc::IPPROTO_TCP as u32 {
-        s.congestion = text(libc::IPPROTO_TCP, libc::TCP_CONGESTION).map_err(err("reading TCP_CONGESTION"))?;
+        let text = net::get_bytes(f, libc::IPPROTO_TCP, libc::TCP_CONGESTION, 64);
+        s.congestion = text.map(|b| crate::files::sockopt::c_string(&b)).map_err(err("reading TCP_CONGESTION"))?;
     }
-    s.bound_device = text(libc::SOL_SOCKET, libc::SO_BINDTODEVICE).unwrap_or_default();
     s.rcvbuf = sock::get_int(f, libc::SOL_SOCKET, libc::SO_RCVBUF).map_err(err("reading SO_RCVBUF"))?;
     s.sndbuf = sock::get_int(f, libc::SOL_SOCKET, libc::SO_SNDBUF).map_err(err("reading SO_SNDBUF"))?;
     Ok(())
-}
-
-fn c_string(b: &[u8]) -> String {
-    let end = b.iter().position(|&c| c == 0).unwrap_or(b.len());
-    String::from_utf8_lossy(&b[..end]).into_owned()
 }
 
 /// A listener: its backlog; connections waiting in its accept queue are refused, or dropped with

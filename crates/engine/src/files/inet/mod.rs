@@ -21,7 +21,6 @@
 //! been sent.
 
 mod dump;
-mod filter;
 mod membership;
 mod packet;
 mod raw;
@@ -31,7 +30,7 @@ mod udp;
 pub use dump::{dump, is_inet, DumpState, Held};
 pub use restore::{Established, Sockets, Unfinished};
 
-use stasis_image::model::InetSocket;
+use stasis_image::model::{InetSocket, SocketLevel};
 use std::net::{IpAddr, SocketAddr};
 
 const TCP_ESTABLISHED: u32 = 1;
@@ -61,21 +60,10 @@ fn peer_fin(state: u32) -> bool {
 }
 
 /// The integer options a dump reads and a restore sets (when a new socket's value differs), by
-/// name: (name, level, option, only for sockets that are not connected). One table for TCP and
-/// UDP: an option of another protocol's level fails with `ENOPROTOOPT` and is not recorded.
+/// name: (name, level, option, only for sockets that are not connected), with the socket-level
+/// ones of [`crate::files::sockopt`]. One table for TCP, UDP and raw sockets: an option of
+/// another protocol's level fails with `ENOPROTOOPT` and is not recorded.
 pub const OPTIONS: &[(&str, i32, i32, bool)] = &[
-    ("SO_REUSEADDR", libc::SOL_SOCKET, libc::SO_REUSEADDR, false),
-    ("SO_REUSEPORT", libc::SOL_SOCKET, libc::SO_REUSEPORT, false),
-    ("SO_KEEPALIVE", libc::SOL_SOCKET, libc::SO_KEEPALIVE, false),
-    ("SO_OOBINLINE", libc::SOL_SOCKET, libc::SO_OOBINLINE, false),
-    ("SO_PRIORITY", libc::SOL_SOCKET, libc::SO_PRIORITY, false),
-    ("SO_MARK", libc::SOL_SOCKET, libc::SO_MARK, false),
-    ("SO_RCVLOWAT", libc::SOL_SOCKET, libc::SO_RCVLOWAT, false),
-    ("SO_DONTROUTE", libc::SOL_SOCKET, libc::SO_DONTROUTE, false),
-    ("SO_BROADCAST", libc::SOL_SOCKET, libc::SO_BROADCAST, false),
-    ("SO_PASSCRED", libc::SOL_SOCKET, libc::SO_PASSCRED, false),
-    ("SO_TIMESTAMP", libc::SOL_SOCKET, libc::SO_TIMESTAMP, false),
-    ("SO_TIMESTAMPNS", libc::SOL_SOCKET, libc::SO_TIMESTAMPNS, false),
     ("TCP_NODELAY", libc::IPPROTO_TCP, libc::TCP_NODELAY, false),
     ("TCP_MAXSEG", libc::IPPROTO_TCP, libc::TCP_MAXSEG, true),
     ("TCP_CORK", libc::IPPROTO_TCP, libc::TCP_CORK, false),
@@ -104,10 +92,6 @@ pub const OPTIONS: &[(&str, i32, i32, bool)] = &[
     ("IPV6_MTU_DISCOVER", libc::IPPROTO_IPV6, libc::IPV6_MTU_DISCOVER, false),
     ("IPV6_TRANSPARENT", libc::IPPROTO_IPV6, libc::IPV6_TRANSPARENT, false),
     ("IPV6_FREEBIND", libc::IPPROTO_IPV6, libc::IPV6_FREEBIND, false),
-    ("SO_TIMESTAMPING", libc::SOL_SOCKET, libc::SO_TIMESTAMPING, false),
-    ("SO_RXQ_OVFL", libc::SOL_SOCKET, libc::SO_RXQ_OVFL, false),
-    ("SO_PEEK_OFF", libc::SOL_SOCKET, libc::SO_PEEK_OFF, false),
-    ("SO_BUF_LOCK", libc::SOL_SOCKET, stasis_sys::socket::SO_BUF_LOCK, false),
     ("IP_PKTINFO", libc::IPPROTO_IP, libc::IP_PKTINFO, false),
     ("IP_RECVTTL", libc::IPPROTO_IP, libc::IP_RECVTTL, false),
     ("IP_RECVTOS", libc::IPPROTO_IP, libc::IP_RECVTOS, false),
@@ -132,7 +116,65 @@ pub const OPTIONS: &[(&str, i32, i32, bool)] = &[
     ("UDP_GRO", libc::SOL_UDP, UDP_GRO, false),
     ("UDPLITE_SEND_CSCOV", libc::IPPROTO_UDPLITE, UDPLITE_SEND_CSCOV, false),
     ("UDPLITE_RECV_CSCOV", libc::IPPROTO_UDPLITE, UDPLITE_RECV_CSCOV, false),
+    ("UDP_ENCAP", libc::SOL_UDP, 100, false),
+    ("TCP_WINDOW_CLAMP", libc::IPPROTO_TCP, libc::TCP_WINDOW_CLAMP, false),
+    ("TCP_QUICKACK", libc::IPPROTO_TCP, libc::TCP_QUICKACK, false),
+    ("TCP_SAVE_SYN", libc::IPPROTO_TCP, 27, false),
+    ("TCP_FASTOPEN_CONNECT", libc::IPPROTO_TCP, 30, true),
+    ("TCP_FASTOPEN_NO_COOKIE", libc::IPPROTO_TCP, 34, false),
+    ("TCP_TX_DELAY", libc::IPPROTO_TCP, 37, false),
+    ("TCP_RTO_MAX_MS", libc::IPPROTO_TCP, 44, false),
+    ("TCP_RTO_MIN_US", libc::IPPROTO_TCP, 45, false),
+    ("TCP_DELACK_MAX_US", libc::IPPROTO_TCP, 46, false),
+    ("IP_RETOPTS", libc::IPPROTO_IP, 7, false),
+    ("IP_PASSSEC", libc::IPPROTO_IP, 18, false),
+    ("IP_RECVORIGDSTADDR", libc::IPPROTO_IP, 20, false),
+    ("IP_MINTTL", libc::IPPROTO_IP, 21, false),
+    ("IP_NODEFRAG", libc::IPPROTO_IP, 22, false),
+    ("IP_CHECKSUM", libc::IPPROTO_IP, 23, false),
+    ("IP_RECVFRAGSIZE", libc::IPPROTO_IP, 25, false),
+    ("IP_RECVERR_RFC4884", libc::IPPROTO_IP, 26, false),
+    ("IP_LOCAL_PORT_RANGE", libc::IPPROTO_IP, 51, false),
+    ("IPV6_FLOWINFO", libc::IPPROTO_IPV6, 11, false),
+    ("IPV6_MULTICAST_ALL", libc::IPPROTO_IPV6, 29, false),
+    ("IPV6_RECVERR_RFC4884", libc::IPPROTO_IPV6, 31, false),
+    ("IPV6_FLOWINFO_SEND", libc::IPPROTO_IPV6, 33, false),
+    ("IPV6_RECVHOPOPTS", libc::IPPROTO_IPV6, 53, false),
+    ("IPV6_RECVRTHDR", libc::IPPROTO_IPV6, 56, false),
+    ("IPV6_RECVDSTOPTS", libc::IPPROTO_IPV6, 58, false),
+    ("IPV6_RECVPATHMTU", libc::IPPROTO_IPV6, 60, false),
+    ("IPV6_DONTFRAG", libc::IPPROTO_IPV6, 62, false),
+    ("IPV6_AUTOFLOWLABEL", libc::IPPROTO_IPV6, 70, false),
+    ("IPV6_ADDR_PREFERENCES", libc::IPPROTO_IPV6, 72, false),
+    ("IPV6_MINHOPCOUNT", libc::IPPROTO_IPV6, 73, false),
+    ("IPV6_RECVORIGDSTADDR", libc::IPPROTO_IPV6, 74, false),
+    ("IPV6_RECVFRAGSIZE", libc::IPPROTO_IPV6, 77, false),
 ];
+
+/// The socket-level settings of `s` that are not integer options (an IP socket keeps them in its
+/// own fields, older than [`SocketLevel`]).
+fn socket_level(s: &InetSocket) -> SocketLevel {
+    SocketLevel {
+        linger: s.linger,
+        rcvtimeo_us: s.rcvtimeo_us,
+        sndtimeo_us: s.sndtimeo_us,
+        bound_device: s.bound_device.clone(),
+        filter: s.filter.clone(),
+        filter_locked: s.filter_locked,
+        bytes_options: s.bytes_options.clone(),
+    }
+}
+
+/// [`socket_level`] the other way.
+fn put_socket_level(s: &mut InetSocket, l: SocketLevel) {
+    s.linger = l.linger;
+    s.rcvtimeo_us = l.rcvtimeo_us;
+    s.sndtimeo_us = l.sndtimeo_us;
+    s.bound_device = l.bound_device;
+    s.filter = l.filter;
+    s.filter_locked = l.filter_locked;
+    s.bytes_options = l.bytes_options;
+}
 
 /// `linux/udp.h` options the libc crate does not name.
 const UDP_NO_CHECK6_TX: i32 = 101;

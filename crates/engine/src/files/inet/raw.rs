@@ -33,7 +33,6 @@ pub(super) fn dump(p: &Probe, mut s: InetSocket) -> Result<InetSocket> {
     let f = p.file;
     super::dump::read_peer(p, &mut s, "reading a raw socket's peer")?;
     super::dump::read_options(p, &mut s)?;
-    super::filter::dump(p, &mut s)?;
     if let Some((level, opt, size)) = icmp_filter(&s) {
         s.icmp_filter = net::get_bytes(f, level, opt, size).map_err(Error::sys(p.pid.0, "reading the ICMP filter"))?;
     }
@@ -72,7 +71,7 @@ pub(super) fn make(s: &InetSocket) -> Result<OwnedFd> {
         let there = remote(s).ok_or_else(bad)?;
         net::connect(f, &there).map_err(fail(s, "connecting it"))?;
     }
-    super::filter::restore(s, f)?;
+    super::restore::set_filter(s, f)?;
     Ok(fd)
 }
 

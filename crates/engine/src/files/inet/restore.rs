@@ -4,6 +4,7 @@
 
 use super::*;
 use crate::error::{Error, Result};
+use crate::files::sockopt;
 use stasis_image::model::{FileEntry, FileKind, TcpConnection};
 use stasis_sys::inet::{self as net, RepairWindow};
 use stasis_sys::socket as sock;
@@ -109,7 +110,7 @@ fn make_unconnected(s: &InetSocket) -> Result<OwnedFd> {
     if s.state == TCP_SYN_SENT {
         connect_again(s, fd.as_fd())?;
     }
-    super::filter::restore(s, fd.as_fd())?;
+    set_filter(s, fd.as_fd())?;
     Ok(fd)
 }
 
@@ -126,12 +127,14 @@ fn connect_again(s: &InetSocket, f: BorrowedFd<'_>) -> Result<()> {
     }
 }
 
-/// An established connection with `--tcp-close`: a socket with its options that is not connected
-/// (reads and writes fail as on a connection that was closed).
+/// An established connection with `--tcp-close`: a socket with its options, buffer sizes and
+/// filter that is not connected (reads and writes fail as on a connection that was closed).
 fn make_closed(s: &InetSocket) -> Result<OwnedFd> {
     let fd = new_socket(s)?;
     set_options(s, fd.as_fd(), &[])?;
     set_device(s, fd.as_fd())?;
+    set_buffers(s, fd.as_fd())?;
+    set_filter(s, fd.as_fd())?;
     log::warn!("{}: restored closed (--tcp-close)", describe(s));
     Ok(fd)
 }
@@ -191,7 +194,7 @@ fn make_connection(s: &InetSocket) -> Result<OwnedFd> {
     };
     net::set_repair_window(f, &w).map_err(fail(s, "setting TCP_REPAIR_WINDOW"))?;
     close_halves(s, t, f, (here, there))?;
-    super::filter::restore(s, f)?;
+    set_filter(s, f)?;
     Ok(fd)
 }
 
@@ -312,26 +315,17 @@ fn repair_options(t: &TcpConnection) -> Vec<(u32, u32)> {
 }
 
 /// Every recorded option (but those of `except`) that differs from this new socket's value, then
-/// linger, timeouts and congestion control (not the device: [`set_device`]).
+/// linger, timeouts, the options that are not integers and congestion control (not the device:
+/// [`set_device`]).
 pub(super) fn set_options(s: &InetSocket, f: BorrowedFd<'_>, except: &[&str]) -> Result<()> {
+    let what = describe(s);
+    let own: Vec<(&str, i32, i32)> = OPTIONS.iter().map(|&(n, l, o, _)| (n, l, o)).collect();
     // SO_PRIORITY last: setting IP_TOS (or IPV6_TCLASS) sets the priority from the TOS.
     let (last, first): (Vec<_>, Vec<_>) = s.options.iter().partition(|o| o.name == "SO_PRIORITY");
     for o in first.into_iter().chain(last).filter(|o| !except.contains(&o.name.as_str())) {
-        let Some(&(_, level, opt, _)) = OPTIONS.iter().find(|(n, ..)| *n == o.name) else {
-            let what = format!("{}: unknown option {}", describe(s), o.name);
-            return Err(Error::Incompatible { file: "files.img".into(), what });
-        };
-        if sock::get_int(f, level, opt).ok() == Some(o.value) {
-            continue;
-        }
-        sock::set_int(f, level, opt, o.value).map_err(fail(s, &format!("setting {} to {}", o.name, o.value)))?;
+        sockopt::set_int(f, o, &own, &what)?;
     }
-    if s.linger >= 0 {
-        let v: Vec<u8> = [1i32, s.linger].iter().flat_map(|w| w.to_ne_bytes()).collect();
-        net::set_bytes(f, libc::SOL_SOCKET, libc::SO_LINGER, &v).map_err(fail(s, "setting SO_LINGER"))?;
-    }
-    sock::set_timeout(f, libc::SO_RCVTIMEO, s.rcvtimeo_us).map_err(fail(s, "setting SO_RCVTIMEO"))?;
-    sock::set_timeout(f, libc::SO_SNDTIMEO, s.sndtimeo_us).map_err(fail(s, "setting SO_SNDTIMEO"))?;
+    sockopt::restore(&socket_level(s), f, &what)?;
     let text = |level, opt| net::get_bytes(f, level, opt, 64).unwrap_or_default();
     if !s.congestion.is_empty() && !text(libc::IPPROTO_TCP, libc::TCP_CONGESTION).starts_with(s.congestion.as_bytes()) {
         net::set_bytes(f, libc::IPPROTO_TCP, libc::TCP_CONGESTION, s.congestion.as_bytes())
@@ -342,28 +336,18 @@ pub(super) fn set_options(s: &InetSocket, f: BorrowedFd<'_>, except: &[&str]) ->
 
 /// `SO_BINDTODEVICE`, if the socket had a device.
 pub(super) fn set_device(s: &InetSocket, f: BorrowedFd<'_>) -> Result<()> {
-    if !s.bound_device.is_empty() {
-        net::set_bytes(f, libc::SOL_SOCKET, libc::SO_BINDTODEVICE, s.bound_device.as_bytes())
-            .map_err(fail(s, "setting SO_BINDTODEVICE"))?;
-    }
-    Ok(())
+    sockopt::set_device(&socket_level(s), f, &describe(s))
+}
+
+/// The BPF filter and its lock, last.
+pub(super) fn set_filter(s: &InetSocket, f: BorrowedFd<'_>) -> Result<()> {
+    sockopt::restore_filter(&socket_level(s), f, &describe(s))
 }
 
 /// `SO_RCVBUF`/`SO_SNDBUF` where they differ from a new socket's (the kernel doubles what is set;
-/// the `FORCE` variants pass the system limits, as root).
+/// the `FORCE` variants pass the system limits, as root), then `SO_BUF_LOCK`.
 pub(super) fn set_buffers(s: &InetSocket, f: BorrowedFd<'_>) -> Result<()> {
-    sock::set_buffer_sizes(f, s.rcvbuf, s.sndbuf).map_err(fail(s, "setting its buffer sizes"))?;
-    set_buffer_lock(s, f)
-}
-
-/// `SO_BUF_LOCK` as dumped, after the sizes: setting a size fixes it, and a size the kernel had
-/// tuned must go on being tuned (an image without it keeps the sizes fixed).
-fn set_buffer_lock(s: &InetSocket, f: BorrowedFd<'_>) -> Result<()> {
-    let Some(o) = s.options.iter().find(|o| o.name == "SO_BUF_LOCK") else { return Ok(()) };
-    if sock::get_int(f, libc::SOL_SOCKET, sock::SO_BUF_LOCK).ok() == Some(o.value) {
-        return Ok(());
-    }
-    sock::set_int(f, libc::SOL_SOCKET, sock::SO_BUF_LOCK, o.value).map_err(fail(s, "setting SO_BUF_LOCK"))
+    sockopt::set_buffers(f, s.rcvbuf, s.sndbuf, &s.options, &describe(s))
 }
 
 impl Unfinished {
@@ -384,7 +368,7 @@ impl Unfinished {
             for (want, force) in [(s.rcvbuf, libc::SO_RCVBUFFORCE), (s.sndbuf, libc::SO_SNDBUFFORCE)] {
                 sock::set_int(fd, libc::SOL_SOCKET, force, want / 2).map_err(fail(s, "setting its buffer sizes"))?;
             }
-            set_buffer_lock(s, fd)?;
+            sockopt::set_buffer_lock(fd, &s.options, &describe(s))?;
         }
         Ok(())
     }

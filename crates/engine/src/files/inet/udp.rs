@@ -43,7 +43,6 @@ const CORK_WAIT: Duration = Duration::from_millis(200);
 pub(super) fn dump(p: &Probe, mut s: InetSocket) -> Result<InetSocket> {
     super::dump::read_peer(p, &mut s, "reading a UDP socket's peer")?;
     super::dump::read_options(p, &mut s)?;
-    super::filter::dump(p, &mut s)?;
     super::membership::dump(p, &mut s)?;
     refuse_corked(p, &s)?;
     s.shutdown = shutdown_state(p, &s)?;
@@ -142,7 +141,7 @@ pub(super) fn make(s: &InetSocket) -> Result<OwnedFd> {
             }
         }
     }
-    super::filter::restore(s, f)?;
+    super::restore::set_filter(s, f)?;
     Ok(fd)
 }
 

@@ -61,9 +61,9 @@ pub fn dump(p: &Probe, ids: &mut FileIds) -> Result<FileKind> {
         name: d.name.clone(),
         peer: d.peer as u64,
         shutdown: d.shutdown as u32,
-        options: Some(options(p)?),
         ..Default::default()
     };
+    u.options = Some(options(p, &describe(&u))?);
     if is_path(&u.name) {
         path_file(p, &mut u, &d)?;
     }
@@ -125,8 +125,15 @@ fn path_file(p: &Probe, u: &mut UnixSocket, d: &UnixDiag) -> Result<()> {
     Ok(())
 }
 
-fn options(p: &Probe) -> Result<SocketOptions> {
+/// The `SOL_SOCKET` options [`SocketOptions`] has fields of its own for.
+pub(super) const OWN_FIELDS: [&str; 6] =
+    ["SO_PASSCRED", "SO_PEEK_OFF", "SO_RCVLOWAT", "SO_PRIORITY", "SO_MARK", "SO_PASSSEC"];
+
+fn options(p: &Probe, what: &str) -> Result<SocketOptions> {
     let f = p.file;
+    let mut others = Vec::new();
+    crate::files::sockopt::read_ints(f, &mut others);
+    others.retain(|o| !OWN_FIELDS.contains(&o.name.as_str()));
     let int =
         |opt: i32| sock::get_int(f, libc::SOL_SOCKET, opt).map_err(Error::sys(p.pid.0, "reading a socket option"));
     let timeout = |opt: i32| sock::get_timeout(f, opt).map_err(Error::sys(p.pid.0, "reading a socket timeout"));
@@ -142,6 +149,8 @@ fn options(p: &Probe) -> Result<SocketOptions> {
         mark: int(libc::SO_MARK)? as u32,
         passsec: int(libc::SO_PASSSEC)? != 0,
         passpidfd: int(SO_PASSPIDFD).unwrap_or(0) != 0,
+        options: others,
+        socket: Some(crate::files::sockopt::dump(p, what)?),
     })
 }
 

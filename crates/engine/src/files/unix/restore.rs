@@ -3,6 +3,7 @@
 
 use super::*;
 use crate::error::{Error, Result};
+use crate::files::sockopt;
 use stasis_image::model::{FileEntry, FileKind, UnixMessage};
 use stasis_sys::socket::{self as sock, Creds, SO_PASSPIDFD, SO_PEEK_OFF};
 use stasis_sys::SysError;
@@ -595,7 +596,20 @@ fn set_options(u: &UnixSocket, fd: BorrowedFd<'_>) -> Result<()> {
         }
         Ok(())
     })();
-    result.map_err(err)
+    result.map_err(err)?;
+    // The other socket-level options, linger and the rest; the filter last, once the queue is
+    // back (it could drop what is queued again).
+    let what = describe(u);
+    for opt in &o.options {
+        sockopt::set_int(fd, opt, &[], &what)?;
+    }
+    sockopt::set_buffer_lock(fd, &o.options, &what)?;
+    if let Some(level) = &o.socket {
+        sockopt::restore(level, fd, &what)?;
+        sockopt::set_device(level, fd, &what)?;
+        sockopt::restore_filter(level, fd, &what)?;
+    }
+    Ok(())
 }
 
 fn shut(u: &UnixSocket, fd: BorrowedFd<'_>) -> Result<()> {
