@@ -1,0 +1,27 @@
+//! Mount namespaces: a process in a mount namespace of its own, with a tmpfs holding files (sparse,
+//! with modes and owners), bind mounts of a file and of a directory (read-only), a proc, and a
+//! shared tmpfs with a slave copy, is restored into a new namespace with the same mounts; the
+//! workload checks its mountinfo, its files and its open file from inside. A filesystem stasis
+//! does not make again (overlayfs) is refused by name, naming the mount point, and the process
+//! runs on.
+
+use stasis_tests::harness::{Case, Workload};
+
+#[test]
+fn a_mount_namespace_with_tmpfs_binds_proc_and_propagation() {
+    let case = Case::new("mnt_ns", Workload::new("mnt_ns", env!("CARGO_BIN_EXE_mnt_ns")));
+    case.checkpoint_restore(&[], &[]);
+}
+
+#[test]
+fn an_overlay_mount_is_refused_by_name() {
+    if !std::fs::read_to_string("/proc/filesystems").unwrap_or_default().contains("\toverlay\n") {
+        return stasis_tests::harness::skip("this kernel has no overlayfs");
+    }
+    let case = Case::new("mnt_ns_overlay", Workload::new("mnt_ns", env!("CARGO_BIN_EXE_mnt_ns")).arg("overlay"));
+    let Some(mut run) = case.start() else { return };
+    let r = case.dump(&run, &case.images("images"), &[], &[]);
+    case.expect_failed(&r, "dump", &[&["the mount at"], &["/m/o"], &["overlay filesystem"], &["not supported"]]);
+    case.expect_untouched(&run);
+    case.finish(&mut run);
+}
