@@ -176,10 +176,46 @@ fn read_mountinfo(pid: &str) -> Result<Vec<Info>> {
     })
 }
 
+/// Before the tree is frozen: the mounts of `pid`'s mount namespace, if it has one of its own,
+/// are all of kinds stasis makes again (see [`dump`]; the tree then runs on untouched).
+pub fn precheck(pid: i32, external: &[(String, String)]) -> Result<()> {
+    if ns_inode(pid)? != ns_inode(std::process::id() as i32)? {
+        plan(pid, external)?;
+    }
+    Ok(())
+}
+
+/// The root's PID namespace is not stasis's.
+fn own_pid_ns(pid: i32) -> Result<bool> {
+    use std::os::unix::fs::MetadataExt;
+    let inode = |p: String| std::fs::metadata(&p).map(|m| m.ino()).map_err(Error::io(p));
+    Ok(inode(format!("/proc/{pid}/ns/pid"))? != inode(format!("/proc/{}/ns/pid", std::process::id()))?)
+}
+
+/// Each mount of the mount namespace of `root` and how it is made again (without contents).
+fn plan(root: i32, external: &[(String, String)]) -> Result<Vec<Mount>> {
+    let pid_ns = own_pid_ns(root)?;
+    let infos = read_mountinfo(&root.to_string())?;
+    let host = read_mountinfo("self")?;
+    let infos = ordered(&infos).ok_or_else(|| Error::Unsupported {
+        pid: Pid(root),
+        what: "a mount namespace whose mounts do not hang from one root mount".into(),
+    })?;
+    let mut mounts: Vec<Mount> = Vec::new();
+    for (i, info) in infos.iter().enumerate() {
+        let m = describe(root, info, i == 0, (&mounts, &infos), (&host, external), pid_ns)?;
+        mounts.push(m);
+    }
+    if let Some((point, _)) = external.iter().find(|(p, _)| !mounts.iter().any(|m| &m.point == p)) {
+        let what = format!("--external mnt[{point}]: no mount at {point} in its mount namespace");
+        return Err(Error::Failed { pid: Pid(root), what });
+    }
+    Ok(mounts)
+}
+
 /// The tree's own mount namespace (see the module docs), None when it is stasis's; `pids`: every
-/// process of the tree, the root first; `external`: `--external mnt[POINT]:KEY`; `pid_ns`: the
-/// root has a PID namespace of its own.
-pub fn dump(pids: &[i32], external: &[(String, String)], pid_ns: bool) -> Result<Option<MountNs>> {
+/// process of the tree, the root first; `external`: `--external mnt[POINT]:KEY`.
+pub fn dump(pids: &[i32], external: &[(String, String)]) -> Result<Option<MountNs>> {
     let root = pids[0];
     let ours = ns_inode(std::process::id() as i32)?;
     let theirs = ns_inode(root)?;
@@ -196,21 +232,7 @@ pub fn dump(pids: &[i32], external: &[(String, String)], pid_ns: bool) -> Result
         }
         return Ok(None);
     }
-    let infos = read_mountinfo(&root.to_string())?;
-    let host = read_mountinfo("self")?;
-    let infos = ordered(&infos).ok_or_else(|| Error::Unsupported {
-        pid: Pid(root),
-        what: "a mount namespace whose mounts do not hang from one root mount".into(),
-    })?;
-    let mut mounts: Vec<Mount> = Vec::new();
-    for (i, info) in infos.iter().enumerate() {
-        let m = describe(root, info, i == 0, (&mounts, &infos), (&host, external), pid_ns)?;
-        mounts.push(m);
-    }
-    if let Some((point, _)) = external.iter().find(|(p, _)| !mounts.iter().any(|m| &m.point == p)) {
-        let what = format!("--external mnt[{point}]: no mount at {point} in its mount namespace");
-        return Err(Error::Failed { pid: Pid(root), what });
-    }
+    let mut mounts = plan(root, external)?;
     check_ptys(pids, &mounts)?;
     for m in mounts.iter_mut().filter(|m| m.how == "new" && m.fstype == "tmpfs") {
         m.contents = tmpfs::dump(root, m)?;
