@@ -3,7 +3,7 @@
 //! shared tmpfs with a slave copy, is restored into a new namespace with the same mounts; the
 //! workload checks its mountinfo, its files and its open file from inside. A filesystem stasis
 //! does not make again (overlayfs) is refused by name, naming the mount point, and the process
-//! runs on.
+//! runs on. A bind mount named external at the dump is restored from the path given for its key.
 
 use stasis_tests::harness::{Case, Workload};
 
@@ -24,4 +24,26 @@ fn an_overlay_mount_is_refused_by_name() {
     case.expect_failed(&r, "dump", &[&["the mount at"], &["/m/o"], &["overlay filesystem"], &["not supported"]]);
     case.expect_untouched(&run);
     case.finish(&mut run);
+}
+
+/// `--external mnt[POINT]:KEY` at the dump: the bind mount of a directory outside the namespace is
+/// not saved; restore refuses without `--external mnt[KEY]:PATH`, naming the key, and with it
+/// mounts PATH there (the original directory was moved away meanwhile).
+#[test]
+fn an_external_bind_mount_comes_from_the_path_given_at_restore() {
+    let case = Case::new("mnt_ns_external", Workload::new("mnt_ns", env!("CARGO_BIN_EXE_mnt_ns")).arg("external"));
+    let Some(mut run) = case.start() else { return };
+    let work = case.dir.work();
+    let point = format!("{}/m/ext", work.display());
+    let images = case.images("images");
+    case.dump_ok(&run, &images, &["--external", &format!("mnt[{point}]:shared-data")]);
+    case.reap_dumped(&mut run);
+    let moved = work.join("moved");
+    std::fs::rename(work.join("src"), &moved).unwrap_or_else(|e| case.fail(&format!("moving work/src: {e}")));
+    let (r, _) = case.stasis().restore_detached(&case.dir, &images, &[], &[]);
+    case.expect_failed(&r, "restore", &[&["--external mnt[shared-data]"]]);
+    case.expect_no_process_left(run.pid());
+    let map = format!("mnt[shared-data]:{}", moved.display());
+    let mut restored = case.restore_ok(&images, run.pid(), &["--external", &map]);
+    case.finish(&mut restored);
 }

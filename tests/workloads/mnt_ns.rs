@@ -14,7 +14,10 @@
 //! file is `t/data` at its offset and is the file `file` shows, that `ro` refuses writes, that its
 //! proc shows itself, and that a tmpfs mounted on `s/x` now propagates to `sl/x`.
 //!
-//! With the argument `overlay` it also mounts an overlayfs at `WORK/m/o` (the dump must refuse it).
+//! With the argument `overlay` it also mounts an overlayfs at `WORK/m/o` (the dump must refuse it);
+//! with `external`, a bind mount at `WORK/m/ext` of the directory `WORK/src` holding a file
+//! `marker`, checked after the wake to show `marker` (its root is not compared: the test restores
+//! it from another directory, as `--external mnt[KEY]:PATH` allows).
 
 use stasis_tests::workload::{self, Checker, OrFail};
 use std::fs;
@@ -51,6 +54,7 @@ fn mounts_under(base: &str) -> Vec<(String, String, String, String, String, Stri
         if !f[4].starts_with(base) {
             continue;
         }
+        let root = if f[4].ends_with("/ext") { "-".to_string() } else { f[3].clone() };
         let Some(dash) = f.iter().position(|x| x == "-") else { continue };
         let mut prop: Vec<String> = f[6..dash]
             .iter()
@@ -60,14 +64,14 @@ fn mounts_under(base: &str) -> Vec<(String, String, String, String, String, Stri
             })
             .collect();
         prop.sort();
-        out.push((f[4].clone(), f[3].clone(), f[dash + 1].clone(), f[5].clone(), f[dash + 3].clone(), prop.join(" ")));
+        out.push((f[4].clone(), root, f[dash + 1].clone(), f[5].clone(), f[dash + 3].clone(), prop.join(" ")));
     }
     out
 }
 
 fn main() {
     let mut s = workload::start();
-    let overlay = std::env::args().nth(1).as_deref() == Some("overlay");
+    let mode = workload::mode(1, &["plain", "overlay", "external"]).unwrap_or("plain");
     let base = workload::work_dir().join("m");
     let b = base.display().to_string();
     match stasis_tests::raw::unshare(libc::CLONE_NEWNS) {
@@ -109,7 +113,13 @@ fn main() {
          mount --bind {b}/s {b}/sl
          mount --make-slave {b}/sl"
     ));
-    if overlay {
+    if mode == "external" {
+        let src = workload::work_dir().join("src");
+        fs::create_dir_all(&src).or_fail("work/src");
+        fs::write(src.join("marker"), "external").or_fail("work/src/marker");
+        sh(&format!("mkdir -p {b}/ext; mount --bind {} {b}/ext", src.display()));
+    }
+    if mode == "overlay" {
         sh(&format!(
             "mkdir -p {b}/l {b}/u {b}/w {b}/o
              mount -t overlay overlay -o lowerdir={b}/l,upperdir={b}/u,workdir={b}/w {b}/o"
@@ -125,6 +135,10 @@ fn main() {
     c.same("mounts under the work dir", &before, &mounts_under(&b));
     c.same("every mount point of the namespace", &all_before, &mount_points());
     check_files(c, &base);
+    if mode == "external" {
+        let marker = fs::read_to_string(base.join("ext/marker")).map_err(|e| e.to_string());
+        c.same("ext/marker", &Ok("external".to_string()), &marker);
+    }
     check_open(c, &base, &mut open);
     let ro = fs::write(base.join("ro/data"), b"x").map_err(|e| e.raw_os_error());
     c.same("writing through the read-only bind mount", &Err(Some(libc::EROFS)), &ro);

@@ -57,6 +57,11 @@ impl Back {
         let cwd = File::open(".").map_err(Error::io("."))?;
         Ok(Back { ns: ns.into(), cwd, pid })
     }
+
+    /// The calling thread back in the kept namespace for a while (dropping `self` goes back too).
+    fn enter(&self) -> Result<()> {
+        sysmnt::enter_ns(self.ns.as_fd()).map_err(Error::sys(self.pid, "going back to stasis's mount namespace"))
+    }
 }
 
 impl Drop for Back {
@@ -145,25 +150,22 @@ pub fn build(ns: &MountNs, pid: i32, opts: &crate::RestoreOptions) -> Result<Bui
     {
         return Err(incompatible("the first mount of the mount namespace is not its root".into()));
     }
-    let mut copies: Vec<Option<OwnedFd>> = Vec::new();
-    for m in mounts {
-        let copy = match outside_path(m, opts)? {
-            Some(path) => Some(
-                sysmnt::clone_tree(&path)
-                    .map_err(step(pid, format!("a copy of {} for the mount at {}", path.display(), m.point)))?,
-            ),
-            None => None,
-        };
-        copies.push(copy);
-    }
+    let paths: Vec<Option<PathBuf>> = mounts.iter().map(|m| outside_path(m, opts)).collect::<Result<_>>()?;
+    let copy = |i: usize| -> Result<Option<OwnedFd>> {
+        let Some(path) = &paths[i] else { return Ok(None) };
+        let what = format!("a copy of {} for the mount at {}", path.display(), mounts[i].point);
+        sysmnt::clone_tree(path).map(Some).map_err(step(pid, what))
+    };
+    let root_copy = copy(0)?.expect("the root mount is a copy");
     let back = Back::keep(pid)?;
     sysmnt::unshare_ns().map_err(Error::sys(pid, "making its mount namespace"))?;
+    let ns =
+        File::open("/proc/thread-self/ns/mnt").map(OwnedFd::from).map_err(Error::io("/proc/thread-self/ns/mnt"))?;
     let slash = Path::new("/");
     sysmnt::set_attr(slash, 0, 0, Some(Propagation::Private), true)
         .map_err(Error::sys(pid, "making the copied mounts private"))?;
     // The root copy goes over /proc of the copy of stasis's namespace, then becomes its root.
     let staging = Path::new("/proc");
-    let root_copy = copies[0].take().expect("the root has a copy");
     sysmnt::attach(root_copy.as_fd(), staging).map_err(step(pid, "the root mount".into()))?;
     sysmnt::set_attr(staging, 0, 0, Some(Propagation::Private), false).map_err(step(pid, "the root mount".into()))?;
     std::env::set_current_dir(staging).map_err(Error::io(staging))?;
@@ -171,15 +173,22 @@ pub fn build(ns: &MountNs, pid: i32, opts: &crate::RestoreOptions) -> Result<Bui
     std::env::set_current_dir(slash).map_err(Error::io(slash))?;
     set_flags(pid, &mounts[0], slash)?;
     for (i, m) in mounts.iter().enumerate().skip(1) {
-        make(pid, m, &mounts[..i], copies[i].take())?;
+        // Made at its turn (mountinfo lists mounts in the order they were made), in stasis's
+        // namespace, where its path is.
+        let outside = match paths[i] {
+            Some(_) => back.enter().and_then(|()| copy(i)).and_then(|fd| {
+                sysmnt::enter_ns(ns.as_fd()).map_err(Error::sys(pid, "entering its mount namespace"))?;
+                Ok(fd)
+            })?,
+            None => None,
+        };
+        make(pid, m, &mounts[..i], outside)?;
     }
     for m in mounts.iter().filter(|m| m.unbindable) {
         sysmnt::set_attr(Path::new(&m.point), 0, 0, Some(Propagation::Unbindable), false)
             .map_err(step(pid, format!("the mount at {} as unbindable", m.point)))?;
     }
-    let fd = File::open("/proc/thread-self/ns/mnt").map(OwnedFd::from);
     drop(back);
-    let ns = fd.map_err(Error::io("/proc/thread-self/ns/mnt"))?;
     log::info!("pid {pid}: mount namespace made again with {} mounts", mounts.len());
     Ok(Built { ns, pid })
 }
