@@ -35,12 +35,13 @@ pub enum Propagation {
 
 impl Propagation {
     fn flag(self) -> u64 {
-        (match self {
+        let flag: libc::c_ulong = match self {
             Propagation::Private => libc::MS_PRIVATE,
             Propagation::Shared => libc::MS_SHARED,
             Propagation::Slave => libc::MS_SLAVE,
             Propagation::Unbindable => libc::MS_UNBINDABLE,
-        }) as u64
+        };
+        flag
     }
 }
 
