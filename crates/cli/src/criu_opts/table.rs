@@ -121,7 +121,7 @@ pub const OPTIONS: &[Opt] = &[
         Value("FS", Text),
         DUMPS,
         "file systems whose mounts are detected and restored by mount(2)",
-        NotBuilt("mount namespaces"),
+        NotBuilt("mounts of other file systems"),
     ),
     o(
         "action-script",
@@ -428,9 +428,9 @@ pub const OPTIONS: &[Opt] = &[
              `KEY:PATH`: it is a copy of PATH; `auto` is refused",
         ),
     ),
-    o("skip-mnt", None, Value("MOUNT", Path), DUMPS, "do not dump this mount", NotBuilt("mount namespaces")),
-    o("enable-external-sharing", None, Flag, D_R, "allow external shared mounts", NotBuilt("mount namespaces")),
-    o("enable-external-masters", None, Flag, D_R, "allow mounts with external masters", NotBuilt("mount namespaces")),
+    o("skip-mnt", None, Value("MOUNT", Path), DUMPS, "do not dump this mount", NotBuilt("skipping a mount")),
+    o("enable-external-sharing", None, Flag, D_R, "allow external shared mounts", NotBuilt("propagation shared with the host's mounts")),
+    o("enable-external-masters", None, Flag, D_R, "allow mounts with external masters", NotBuilt("propagation shared with the host's mounts")),
     // restore.
     o(
         "restore-detached",
@@ -465,7 +465,7 @@ pub const OPTIONS: &[Opt] = &[
         "restore into existing namespaces",
         Done("`uts`, `ipc` or `net` with a PID or a namespace file: the root joins it as it is; extra options and other kinds are refused"),
     ),
-    o("mntns-compat-mode", None, Bool, RESTORE, "restore mount namespaces the old way", NotBuilt("mount namespaces")),
+    o("mntns-compat-mode", None, Bool, RESTORE, "restore mount namespaces the old way", NotBuilt("the older mount namespace restore")),
     o(
         "veth-pair",
         None,
