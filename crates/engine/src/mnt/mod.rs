@@ -194,6 +194,13 @@ fn own_pid_ns(pid: i32) -> Result<bool> {
 
 /// Each mount of the mount namespace of `root` and how it is made again (without contents).
 fn plan(root: i32, external: &[(String, String)]) -> Result<Vec<Mount>> {
+    // Its mountinfo is relative to its root: the namespace's own, or it could not be made again.
+    let link = format!("/proc/{root}/root");
+    let dir = std::fs::read_link(&link).map_err(Error::io(&link))?;
+    if dir != std::path::Path::new("/") {
+        let what = format!("a root directory {} other than its mount namespace's root", dir.display());
+        return Err(Error::Unsupported { pid: Pid(root), what });
+    }
     let pid_ns = own_pid_ns(root)?;
     let infos = read_mountinfo(&root.to_string())?;
     let host = read_mountinfo("self")?;
