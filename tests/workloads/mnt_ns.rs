@@ -6,7 +6,9 @@
 //! - `file`: a bind mount of the file `t/data`;
 //! - `ro`: a read-only bind mount of `t` (nosuid, noexec too);
 //! - `proc`: a proc;
-//! - `s` and `sl`: a shared tmpfs and a slave bind mount of it.
+//! - `s` and `sl`: a shared tmpfs and a slave bind mount of it;
+//! - `pts`, `mq`, `sys`, `cg`: a new devpts instance (`ptmxmode=666`), an mqueue, a sysfs and a
+//!   cgroup2, read-only.
 //!
 //! It keeps `t/data` open at offset 3. After the wake it checks the mounts of its mountinfo under
 //! `WORK/m` (mount point, root, type, per-mount flags, superblock options; `sl`'s master is `s`'s
@@ -111,7 +113,12 @@ fn main() {
          mount -o remount,bind,ro,nosuid,noexec {b}/ro
          mount -t proc proc {b}/proc
          mount --bind {b}/s {b}/sl
-         mount --make-slave {b}/sl"
+         mount --make-slave {b}/sl
+         mkdir -p {b}/pts {b}/mq {b}/sys {b}/cg
+         mount -t devpts -o newinstance,ptmxmode=666,mode=620 devpts {b}/pts
+         mount -t mqueue mq {b}/mq
+         mount -t sysfs -o ro sys {b}/sys
+         mount -t cgroup2 -o ro cg {b}/cg"
     ));
     if mode == "external" {
         let src = workload::work_dir().join("src");
