@@ -47,3 +47,15 @@ fn an_external_bind_mount_comes_from_the_path_given_at_restore() {
     let mut restored = case.restore_ok(&images, run.pid(), &["--external", &map]);
     case.finish(&mut restored);
 }
+
+/// A pty of a devpts instance of the namespace, held by the tree, is refused by name (its ptys are
+/// not made again in the new instance), naming the fd and the mount point.
+#[test]
+fn a_pty_of_the_namespace_s_devpts_is_refused_by_name() {
+    let case = Case::new("mnt_ns_pty", Workload::new("mnt_ns", env!("CARGO_BIN_EXE_mnt_ns")).arg("pty"));
+    let Some(mut run) = case.start() else { return };
+    let r = case.dump(&run, &case.images("images"), &[], &[]);
+    case.expect_failed(&r, "dump", &[&["of the devpts instance mounted at"], &["/m/pts"], &["not supported"]]);
+    case.expect_untouched(&run);
+    case.finish(&mut run);
+}

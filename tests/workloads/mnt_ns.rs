@@ -17,6 +17,7 @@
 //! proc shows itself, and that a tmpfs mounted on `s/x` now propagates to `sl/x`.
 //!
 //! With the argument `overlay` it also mounts an overlayfs at `WORK/m/o` (the dump must refuse it);
+//! with `pty`, it holds the master of a pty of its devpts `pts` open (the dump must refuse it);
 //! with `external`, a bind mount at `WORK/m/ext` of the directory `WORK/src` holding a file
 //! `marker`, checked after the wake to show `marker` (its root is not compared: the test restores
 //! it from another directory, as `--external mnt[KEY]:PATH` allows).
@@ -73,7 +74,7 @@ fn mounts_under(base: &str) -> Vec<(String, String, String, String, String, Stri
 
 fn main() {
     let mut s = workload::start();
-    let mode = workload::mode(1, &["plain", "overlay", "external"]).unwrap_or("plain");
+    let mode = workload::mode(1, &["plain", "overlay", "external", "pty"]).unwrap_or("plain");
     let base = workload::work_dir().join("m");
     let b = base.display().to_string();
     match stasis_tests::raw::unshare(libc::CLONE_NEWNS) {
@@ -132,6 +133,8 @@ fn main() {
              mount -t overlay overlay -o lowerdir={b}/l,upperdir={b}/u,workdir={b}/w {b}/o"
         ));
     }
+    let _pty = (mode == "pty")
+        .then(|| fs::File::options().read(true).write(true).open(base.join("pts/ptmx")).or_fail("pts/ptmx"));
     let mut open = fs::File::open(t.join("data")).or_fail("open t/data");
     open.seek(SeekFrom::Start(3)).or_fail("seek");
     let before = mounts_under(&b);

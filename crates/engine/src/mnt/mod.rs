@@ -180,9 +180,27 @@ fn read_mountinfo(pid: &str) -> Result<Vec<Info>> {
 /// are all of kinds stasis makes again (see [`dump`]; the tree then runs on untouched).
 pub fn precheck(pid: i32, external: &[(String, String)]) -> Result<()> {
     if ns_inode(pid)? != ns_inode(std::process::id() as i32)? {
-        plan(pid, external)?;
+        let mounts = plan(pid, external)?;
+        // The terminals' own stage would fail on such a pty first, less clearly.
+        check_ptys(&descendants(pid), &mounts)?;
     }
     Ok(())
+}
+
+/// `pid` and its descendants as they are now (the tree before it is frozen).
+fn descendants(pid: i32) -> Vec<i32> {
+    let mut out = vec![pid];
+    let mut i = 0;
+    while i < out.len() {
+        let p = out[i];
+        let tasks = std::fs::read_dir(format!("/proc/{p}/task")).into_iter().flatten().flatten();
+        for t in tasks {
+            let text = std::fs::read_to_string(t.path().join("children")).unwrap_or_default();
+            out.extend(text.split_whitespace().filter_map(|c| c.parse::<i32>().ok()));
+        }
+        i += 1;
+    }
+    out
 }
 
 /// The root's PID namespace is not stasis's.
@@ -339,7 +357,13 @@ fn check_ptys(pids: &[i32], mounts: &[Mount]) -> Result<()> {
         let prefix = format!("{}/", m.point.trim_end_matches('/'));
         for &pid in pids {
             let dir = format!("/proc/{pid}/fd");
-            for entry in std::fs::read_dir(&dir).map_err(Error::io(&dir))?.flatten() {
+            let entries = match std::fs::read_dir(&dir) {
+                Ok(e) => e,
+                // A process that exited before the tree was frozen.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(Error::io(&dir)(e)),
+            };
+            for entry in entries.flatten() {
                 let Ok(link) = std::fs::read_link(entry.path()) else { continue };
                 if link.to_string_lossy().starts_with(&prefix) {
                     let what = format!(
