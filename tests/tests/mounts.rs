@@ -59,3 +59,26 @@ fn a_pty_of_the_namespace_s_devpts_is_refused_by_name() {
     case.expect_untouched(&run);
     case.finish(&mut run);
 }
+
+/// The tree is the init of its own PID namespace (`unshare --pid --fork --mount --mount-proc`) with
+/// its own mount namespace: its procs show that PID namespace; restore makes them (and every mount
+/// after them) once the root exists, with the root's PID namespace (`pidns`).
+#[test]
+fn procs_of_the_tree_s_pid_namespace() {
+    // unshare's own complaint when its child is killed by the dump would land in the log.
+    let unshare = "exec unshare --pid --fork --mount --mount-proc \"$0\" 2>/dev/null";
+    let w = Workload::new("mnt_ns", "sh").arg("-c").arg(unshare).arg(env!("CARGO_BIN_EXE_mnt_ns"));
+    let case = Case::new("mnt_ns_pid", w);
+    let Some(mut run) = case.start() else { return };
+    let pid = run.pid();
+    let text = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
+    let Ok(init) = text.trim().parse::<i32>() else { case.fail(&format!("pid {pid}: children {text:?}")) };
+    let images = case.images("images");
+    let r = case.stasis().dump(&case.dir, init, &images, &[], &[]);
+    if !r.success() {
+        case.fail(&format!("dump of the init (pid {init}) failed:\n{}", r.describe()));
+    }
+    case.reap_dumped(&mut run);
+    let mut restored = case.restore_ok(&images, init, &[]);
+    case.finish(&mut restored);
+}

@@ -170,6 +170,10 @@ pub struct Mount {
     /// A new tmpfs's whole contents, directories before what they hold (see [`TmpfsNode`]).
     #[prost(message, repeated, tag = "16")]
     pub contents: Vec<TmpfsNode>,
+    /// A new proc of the root's own PID namespace: made once the root exists, with that namespace
+    /// (`pidns`), as is every mount after it.
+    #[prost(bool, tag = "17")]
+    pub proc_of_tree: bool,
 }
 
 /// One file, directory or symlink of a tmpfs, with its metadata.

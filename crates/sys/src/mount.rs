@@ -70,9 +70,15 @@ pub fn clone_tree(path: &Path) -> Result<OwnedFd, SysError> {
     owned("open_tree", ret)
 }
 
-/// `fsopen(fstype)`, `fsconfig` of each `(key, value)` (a flag when the value is None), then
-/// `FSCONFIG_CMD_CREATE` and `fsmount`: a detached mount of a new superblock.
-pub fn new_fs(fstype: &str, source: &str, options: &[(String, Option<String>)]) -> Result<OwnedFd, SysError> {
+/// `fsopen(fstype)`, `fsconfig` of each `(key, value)` (a flag when the value is None) and of the
+/// fd option `fd_option` (`FSCONFIG_SET_FD`: proc's `pidns`), then `FSCONFIG_CMD_CREATE` and
+/// `fsmount`: a detached mount of a new superblock.
+pub fn new_fs(
+    fstype: &str,
+    source: &str,
+    options: &[(String, Option<String>)],
+    fd_option: Option<(&str, BorrowedFd<'_>)>,
+) -> Result<OwnedFd, SysError> {
     let t = cstr("fsopen", fstype.as_bytes())?;
     // SAFETY: `t` is a valid C string for the call.
     let ret = unsafe { libc::syscall(libc::SYS_fsopen, t.as_ptr(), libc::FSOPEN_CLOEXEC) };
@@ -82,6 +88,21 @@ pub fn new_fs(fstype: &str, source: &str, options: &[(String, Option<String>)]) 
     }
     for (key, value) in options {
         set_string(fs.as_raw_fd(), key, value.as_deref())?;
+    }
+    if let Some((key, fd)) = fd_option {
+        let k = cstr("fsconfig", key.as_bytes())?;
+        // SAFETY: `fs` is an open fs context, `k` a valid C string, `fd` open for the call.
+        let ret = unsafe {
+            libc::syscall(
+                libc::SYS_fsconfig,
+                fs.as_raw_fd(),
+                libc::FSCONFIG_SET_FD,
+                k.as_ptr(),
+                std::ptr::null::<u8>(),
+                fd.as_raw_fd(),
+            )
+        };
+        check("fsconfig(FSCONFIG_SET_FD)", ret)?;
     }
     // SAFETY: `fs` is an open fs context; the command takes no key or value.
     let ret = unsafe {

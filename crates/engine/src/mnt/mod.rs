@@ -203,11 +203,31 @@ fn descendants(pid: i32) -> Vec<i32> {
     out
 }
 
-/// The root's PID namespace is not stasis's.
-fn own_pid_ns(pid: i32) -> Result<bool> {
+fn read(path: String) -> Result<String> {
+    std::fs::read_to_string(&path).map_err(Error::io(path))
+}
+
+/// The id of `pid` in its own PID namespace (the last of `NSpid`).
+fn local_pid(pid: i32) -> Result<i32> {
+    let status = read(format!("/proc/{pid}/status"))?;
+    let line = status.lines().find_map(|l| l.strip_prefix("NSpid:")).unwrap_or_default();
+    Ok(line.split_whitespace().last().and_then(|p| p.parse().ok()).unwrap_or(pid))
+}
+
+/// The start time of a `/proc/PID/stat` line (field 22, after the command in parentheses).
+fn start_time(stat: &str) -> Option<u64> {
+    stat.rsplit_once(')')?.1.split_whitespace().nth(19)?.parse().ok()
+}
+
+fn inode_of(path: String) -> Result<u64> {
     use std::os::unix::fs::MetadataExt;
-    let inode = |p: String| std::fs::metadata(&p).map(|m| m.ino()).map_err(Error::io(p));
-    Ok(inode(format!("/proc/{pid}/ns/pid"))? != inode(format!("/proc/{}/ns/pid", std::process::id()))?)
+    std::fs::metadata(&path).map(|m| m.ino()).map_err(Error::io(path))
+}
+
+/// The inode of the root's PID namespace when it is not stasis's.
+fn own_pid_ns(pid: i32) -> Result<Option<u64>> {
+    let theirs = inode_of(format!("/proc/{pid}/ns/pid"))?;
+    Ok((theirs != inode_of(format!("/proc/{}/ns/pid", std::process::id()))?).then_some(theirs))
 }
 
 /// Each mount of the mount namespace of `root` and how it is made again (without contents).
@@ -273,7 +293,7 @@ fn describe(
     is_root: bool,
     (done, infos): (&[Mount], &[Info]),
     (host, external): (&[Info], &[(String, String)]),
-    pid_ns: bool,
+    pid_ns: Option<u64>,
 ) -> Result<Mount> {
     let refuse =
         |why: String| Error::Unsupported { pid: Pid(pid), what: format!("the mount at {}: {why}", info.point) };
@@ -323,8 +343,15 @@ fn describe(
                 info.root, info.fstype
             )));
         }
-        if info.fstype == "proc" && pid_ns {
-            return Err(refuse("a proc of the tree's own PID namespace".into()));
+        if info.fstype == "proc" {
+            // It shows the root under the root's id in the root's PID namespace: a proc of that
+            // namespace (stasis's or the tree's), made again with it.
+            let local = local_pid(pid)?;
+            let seen = std::fs::read_to_string(format!("/proc/{pid}/root{}/{local}/stat", info.point));
+            if seen.ok().and_then(|t| start_time(&t)) != start_time(&read(format!("/proc/{pid}/stat"))?) {
+                return Err(refuse("a proc of a PID namespace other than the root's".into()));
+            }
+            m.proc_of_tree = pid_ns.is_some();
         }
         m.how = "new".into();
     } else {

@@ -30,6 +30,11 @@ const ALL_ATTRS: u64 = sysmnt::ATTR_RDONLY
 pub struct Built {
     ns: OwnedFd,
     pid: i32,
+    mounts: Vec<Mount>,
+    /// The outside path each mount is a copy of.
+    paths: Vec<Option<PathBuf>>,
+    /// How many of `mounts` are made.
+    done: usize,
 }
 
 impl Built {
@@ -151,12 +156,7 @@ pub fn build(ns: &MountNs, pid: i32, opts: &crate::RestoreOptions) -> Result<Bui
         return Err(incompatible("the first mount of the mount namespace is not its root".into()));
     }
     let paths: Vec<Option<PathBuf>> = mounts.iter().map(|m| outside_path(m, opts)).collect::<Result<_>>()?;
-    let copy = |i: usize| -> Result<Option<OwnedFd>> {
-        let Some(path) = &paths[i] else { return Ok(None) };
-        let what = format!("a copy of {} for the mount at {}", path.display(), mounts[i].point);
-        sysmnt::clone_tree(path).map(Some).map_err(step(pid, what))
-    };
-    let root_copy = copy(0)?.expect("the root mount is a copy");
+    let root_copy = copy(pid, &mounts[0], paths[0].as_deref())?.expect("the root mount is a copy");
     let back = Back::keep(pid)?;
     sysmnt::unshare_ns().map_err(Error::sys(pid, "making its mount namespace"))?;
     let ns =
@@ -172,35 +172,81 @@ pub fn build(ns: &MountNs, pid: i32, opts: &crate::RestoreOptions) -> Result<Bui
     sysmnt::pivot_here().map_err(step(pid, "the root of its mount namespace".into()))?;
     std::env::set_current_dir(slash).map_err(Error::io(slash))?;
     set_flags(pid, &mounts[0], slash)?;
-    for (i, m) in mounts.iter().enumerate().skip(1) {
-        // Made at its turn (mountinfo lists mounts in the order they were made), in stasis's
-        // namespace, where its path is.
-        let outside = match paths[i] {
-            Some(_) => back.enter().and_then(|()| copy(i)).and_then(|fd| {
-                sysmnt::enter_ns(ns.as_fd()).map_err(Error::sys(pid, "entering its mount namespace"))?;
-                Ok(fd)
-            })?,
-            None => None,
-        };
-        make(pid, m, &mounts[..i], outside)?;
-    }
-    for m in mounts.iter().filter(|m| m.unbindable) {
-        sysmnt::set_attr(Path::new(&m.point), 0, 0, Some(Propagation::Unbindable), false)
-            .map_err(step(pid, format!("the mount at {} as unbindable", m.point)))?;
-    }
+    // A proc of the root's PID namespace, and what comes after it, once the root exists.
+    let later = mounts.iter().position(|m| m.proc_of_tree).unwrap_or(mounts.len());
+    let mut built = Built { ns, pid, mounts: mounts.clone(), paths, done: 1 };
+    built.make_up_to(&back, later, None)?;
     drop(back);
-    log::info!("pid {pid}: mount namespace made again with {} mounts", mounts.len());
-    Ok(Built { ns, pid })
+    log::info!("pid {pid}: mount namespace made again ({later} of {} mounts before the root exists)", mounts.len());
+    Ok(built)
+}
+
+/// A copy of the outside `path` of mount `m` (made in the calling thread's namespace).
+fn copy(pid: i32, m: &Mount, path: Option<&Path>) -> Result<Option<OwnedFd>> {
+    let Some(path) = path else { return Ok(None) };
+    let what = format!("a copy of {} for the mount at {}", path.display(), m.point);
+    sysmnt::clone_tree(path).map(Some).map_err(step(pid, what))
+}
+
+impl Built {
+    /// Make the mounts from `self.done` up to `end` (the calling thread in the namespace; `back`
+    /// its way to stasis's, where outside copies are made); `pidns`: the root's PID namespace, for
+    /// a proc of it.
+    fn make_up_to(&mut self, back: &Back, end: usize, pidns: Option<&OwnedFd>) -> Result<()> {
+        let pid = self.pid;
+        for i in self.done..end {
+            let m = &self.mounts[i];
+            // Made at its turn (mountinfo lists mounts in the order they were made), in stasis's
+            // namespace, where its path is.
+            let outside = match &self.paths[i] {
+                Some(path) => back.enter().and_then(|()| copy(pid, m, Some(path))).and_then(|fd| {
+                    sysmnt::enter_ns(self.ns.as_fd()).map_err(Error::sys(pid, "entering its mount namespace"))?;
+                    Ok(fd)
+                })?,
+                None => None,
+            };
+            make(pid, m, &self.mounts[..i], outside, pidns.filter(|_| m.proc_of_tree))?;
+        }
+        self.done = end;
+        Ok(())
+    }
+
+    /// Every mount is made but those only [`Built::finish`] can make.
+    pub fn whole(&self) -> bool {
+        self.done == self.mounts.len()
+    }
+
+    /// Once the root `child` exists (in its PID namespace): the mounts left (see [`build`]),
+    /// then the unbindable flags.
+    pub fn finish(&mut self, child: Pid) -> Result<()> {
+        let pidns = match self.done < self.mounts.len() {
+            true => {
+                let path = format!("/proc/{child}/ns/pid");
+                Some(File::open(&path).map(OwnedFd::from).map_err(Error::io(path))?)
+            }
+            false => None,
+        };
+        let back = Back::keep(self.pid)?;
+        sysmnt::enter_ns(self.ns.as_fd()).map_err(Error::sys(self.pid, "entering its mount namespace"))?;
+        self.make_up_to(&back, self.mounts.len(), pidns.as_ref())?;
+        for m in self.mounts.iter().filter(|m| m.unbindable) {
+            sysmnt::set_attr(Path::new(&m.point), 0, 0, Some(Propagation::Unbindable), false)
+                .map_err(step(self.pid, format!("the mount at {} as unbindable", m.point)))?;
+        }
+        Ok(())
+    }
 }
 
 /// Make mount `m` (`before`: the mounts made already; `copy`: its copy of an outside path).
-fn make(pid: i32, m: &Mount, before: &[Mount], copy: Option<OwnedFd>) -> Result<()> {
+fn make(pid: i32, m: &Mount, before: &[Mount], copy: Option<OwnedFd>, pidns: Option<&OwnedFd>) -> Result<()> {
     let point = Path::new(&m.point);
     let what = |doing: &str| format!("the {} mount at {} ({doing})", m.fstype, m.point);
     let fd = match (m.how.as_str(), copy) {
         (_, Some(fd)) => fd,
-        ("new", None) => sysmnt::new_fs(&m.fstype, &m.source, &fs_options(&m.options))
-            .map_err(step(pid, what(&format!("a new superblock with options {}", m.options))))?,
+        ("new", None) => {
+            sysmnt::new_fs(&m.fstype, &m.source, &fs_options(&m.options), pidns.map(|fd| ("pidns", fd.as_fd())))
+                .map_err(step(pid, what(&format!("a new superblock with options {}", m.options))))?
+        }
         ("bind", None) => {
             let src = before.iter().find(|b| b.id == m.bind_of).ok_or_else(|| {
                 incompatible(format!(

@@ -203,11 +203,16 @@ pub fn restore(opts: &RestoreOptions, progress: &mut dyn FnMut(Progress)) -> Res
     // The tree's mount namespace, made in the root's other new namespaces (sysfs and mqueue
     // mounts belong to them); files are opened and the root forked inside it.
     let root_pid = img.procs[0].process.pid;
-    let mnt = img.mounts.as_ref().map(|ns| crate::mnt::restore::build(ns, root_pid, opts)).transpose()?;
+    let mut mnt = img.mounts.as_ref().map(|ns| crate::mnt::restore::build(ns, root_pid, opts)).transpose()?;
     let lock = network_lock(&dir, &img, opts.network_lock)?;
     let settings = files::kinds::Settings { shell_job: opts.shell_job, ext_unix_sk: opts.ext_unix_sk, tcp: opts.tcp };
-    let (mut opened, unfinished) =
-        crate::mnt::inside(mnt.as_ref(), || files::open_all(&img.files.files, settings, &opts.inherit_fds))?;
+    let open_files = |mnt: Option<&crate::mnt::Built>| {
+        crate::mnt::inside(mnt, || files::open_all(&img.files.files, settings, &opts.inherit_fds))
+    };
+    // Files are opened inside the tree's mount namespace: once it is whole, so after the root
+    // when some of its mounts wait for the root (see `mnt::Built::finish`).
+    let early = mnt.as_ref().is_none_or(|m| m.whole());
+    let mut early_files = early.then(|| open_files(mnt.as_ref())).transpose()?;
     // The limits of a tree's own IPC namespace, set in the new one (not in one joined by --join-ns).
     if !opts.join_ns.iter().any(|(kind, _)| kind == "ipc") {
         crate::sysv::restore_limits(&img.ipc.limits)?;
@@ -231,6 +236,14 @@ pub fn restore(opts: &RestoreOptions, progress: &mut dyn FnMut(Progress)) -> Res
     let guard = KillOnDrop(&created);
     let calls = fault::calls("restore-call");
     let (child, scratch, ours) = create_root(&img, &created, &calls, (opts.sibling, mnt.as_ref()))?;
+    // The mounts that wait for the root's PID namespace (a proc of it) and what follows them.
+    if let Some(m) = mnt.as_mut() {
+        m.finish(child)?;
+    }
+    let (mut opened, unfinished) = match early_files.take() {
+        Some(files) => files,
+        None => open_files(mnt.as_ref())?,
+    };
     opts.notify.at(Point::SetupNamespaces, child.0)?;
     opts.notify.at(Point::PostSetupNamespaces, child.0)?;
     ptrace::set_sigmask(child, u64::MAX).map_err(Error::sys(pid.0, "blocking signals"))?;

@@ -59,6 +59,7 @@ fn mount_lines(out: &mut String, ns: &crate::model::MountNs) {
                 let bytes: usize = m.contents.iter().flat_map(|n| &n.data).map(|d| d.data.len()).sum();
                 format!("new: {} entries, {} of data", m.contents.len(), names::bytes(bytes as u64))
             }
+            "new" if m.proc_of_tree => "new, of the root's PID namespace".to_string(),
             other => other.to_string(),
         };
         let _ = writeln!(
