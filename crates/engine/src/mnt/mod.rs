@@ -251,9 +251,9 @@ fn plan(root: i32, external: &[(String, String)]) -> Result<Vec<Mount>> {
         let m = describe(root, info, i == 0, (&mounts, &infos), (&host, external), pid_ns)?;
         mounts.push(m);
     }
-    if let Some((point, _)) = external.iter().find(|(p, _)| !mounts.iter().any(|m| &m.point == p)) {
-        let what = format!("--external mnt[{point}]: no mount at {point} in its mount namespace");
-        return Err(Error::Failed { pid: Pid(root), what });
+    // As CRIU: engines name every path they may have bind-mounted (runc its masked paths).
+    for (point, _) in external.iter().filter(|(p, _)| !mounts.iter().any(|m| &m.point == p)) {
+        log::info!("pid {root}: --external mnt[{point}]: no mount at {point} in its mount namespace (ignored)");
     }
     Ok(mounts)
 }
