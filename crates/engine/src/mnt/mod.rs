@@ -12,16 +12,17 @@
 //! - `external`: `--external mnt[POINT]:KEY`, a copy of the path given at restore for KEY;
 //! - `bind`: another mount of a filesystem already mounted in the namespace, made as a copy of that
 //!   mount from its directory;
-//! - `new`: a new superblock of tmpfs (with its whole contents, see [`tmpfs`]), proc, sysfs,
-//!   devpts (a new instance; refused when the tree holds its ptys), mqueue or cgroup2, with its
-//!   options.
+//! - `new`: a new superblock of tmpfs (with its whole contents, see [`tmpfs`]), proc (of stasis's
+//!   PID namespace, or of the root's: `proc_of_tree`), sysfs, devpts (a new instance; refused when
+//!   the tree holds its ptys), mqueue or cgroup2, with its options.
 //!
 //! Anything else is refused by name, naming its mount point and type. Propagation is kept within
 //! the namespace (peer groups and masters between its mounts); a peer group or master shared with
 //! stasis's own namespace, or with nothing the namespace holds, is refused.
 //!
 //! Restore ([`restore`]) builds the namespace on the calling thread, then goes back to stasis's:
-//! the files are opened and the root is forked inside it ([`Built::inside`]).
+//! the files are opened and the root is forked inside it ([`Built::inside`]); a proc of the root's
+//! PID namespace and the mounts after it are made once the root exists ([`Built::finish`]).
 
 pub mod restore;
 mod tmpfs;
