@@ -70,15 +70,5 @@ fn procs_of_the_tree_s_pid_namespace() {
     let w = Workload::new("mnt_ns", "sh").arg("-c").arg(unshare).arg(env!("CARGO_BIN_EXE_mnt_ns"));
     let case = Case::new("mnt_ns_pid", w);
     let Some(mut run) = case.start() else { return };
-    let pid = run.pid();
-    let text = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
-    let Ok(init) = text.trim().parse::<i32>() else { case.fail(&format!("pid {pid}: children {text:?}")) };
-    let images = case.images("images");
-    let r = case.stasis().dump(&case.dir, init, &images, &[], &[]);
-    if !r.success() {
-        case.fail(&format!("dump of the init (pid {init}) failed:\n{}", r.describe()));
-    }
-    case.reap_dumped(&mut run);
-    let mut restored = case.restore_ok(&images, init, &[]);
-    case.finish(&mut restored);
+    case.checkpoint_restore_init(&mut run);
 }

@@ -26,16 +26,7 @@ fn uts_and_ipc_namespaces_standalone() {
 fn the_init_of_a_pid_namespace_with_an_orphan_and_a_thread() {
     let case = Case::new("ns_pid", workload!("ns_pid"));
     let Some(mut run) = case.start() else { return };
-    let init = init_of(&case, &run);
-    let images = case.images("images");
-    let r = case.stasis().dump(&case.dir, init, &images, &[], &[]);
-    if !r.success() {
-        case.fail(&format!("dump of the init (pid {init}) failed:\n{}", r.describe()));
-    }
-    // The first process exits with its init; the rest of the namespace died with the init.
-    case.reap_dumped(&mut run);
-    let mut restored = case.restore_ok(&images, init, &[]);
-    case.finish(&mut restored);
+    case.checkpoint_restore_init(&mut run);
 }
 
 /// PID namespaces nested inside the tree, three levels from stasis's: the root (in ours) and
@@ -58,25 +49,8 @@ fn a_time_namespace_with_its_offsets() {
     let w = Workload::new("ns_time", "sh").arg("-c").arg(unshare).arg(env!("CARGO_BIN_EXE_ns_time"));
     let case = Case::new("ns_time", w);
     let Some(mut run) = case.start() else { return };
-    let child = init_of(&case, &run);
-    let images = case.images("images");
-    let r = case.stasis().dump(&case.dir, child, &images, &[], &[]);
-    if !r.success() {
-        case.fail(&format!("dump of pid {child} failed:\n{}", r.describe()));
-    }
-    case.reap_dumped(&mut run);
-    let mut restored = case.restore_ok(&images, child, &[]);
-    case.finish(&mut restored);
-}
-
-/// The init the workload's first process forked: its only child.
-fn init_of(case: &Case, run: &Running) -> i32 {
-    let pid = run.pid();
-    let text = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
-    match text.split_whitespace().map(|p| p.parse::<i32>()).collect::<Vec<_>>()[..] {
-        [Ok(init)] => init,
-        _ => case.fail(&format!("pid {pid}: children {text:?}, want the init only")),
-    }
+    // unshare's only child is the process in the new time namespace.
+    case.checkpoint_restore_init(&mut run);
 }
 
 /// A tree in a user namespace of its own is refused by name (stasis does not restore them yet),
