@@ -303,15 +303,16 @@ fn runc_checkpoint_is_refused_by_name_and_the_container_keeps_running() {
         .arg(&c.id)
         .output()
         .expect("runc checkpoint");
-    assert!(!out.status.success(), "runc checkpoint succeeded: stasis restores no mount namespace yet");
+    assert!(!out.status.success(), "runc checkpoint succeeded: stasis does not seize a cgroup v1 freezer's tasks yet");
     let log = std::fs::read_to_string(images.join("dump.log")).unwrap_or_default();
-    assert!(log.contains("not built yet in stasis, nothing was touched"), "no refusal by name in dump.log:\n{log}");
-    assert!(log.contains("--ext-mount-map"), "the refusal does not name the container's mounts:\n{log}");
+    assert!(
+        log.contains("a cgroup v1 freezer (seizing its frozen tasks) is not supported yet"),
+        "no refusal of the container's v1 freezer by name in dump.log:\n{log}"
+    );
     assert_eq!(c.status(), "running", "the refused checkpoint did not leave the container running");
     stasis_tests::harness::skip(
         "runc checkpoint/restore of a busybox container: refused by name, as stasis does not build yet what runc \
-         asks for (criu_opts ext_mnt; then the container's mount namespace, its root filesystem, and its cgroups \
-         where they are cgroup v1 ones)",
+         asks for (its cgroup v1 freezer, then its cgroups where they are cgroup v1 ones)",
     );
 }
 

@@ -67,6 +67,7 @@ pub fn options(args: &DumpArgs) -> anyhow::Result<DumpOptions> {
         freeze_cgroup: c.last("freeze-cgroup").map(Into::into),
         auto_dedup: c.is_set("auto-dedup"),
         compress: args.compress,
+        ext_mounts: mounts(c)?,
     })
 }
 
@@ -117,6 +118,7 @@ pub fn externals(c: &CriuArgs) -> anyhow::Result<(Vec<u64>, Veths, NetNs)> {
             External::Unix(inode) => unix.push(inode),
             External::Veth(name, peer) => veths.push((name, peer)),
             External::NetNs(inode, key) => netns.push((inode, key)),
+            External::Mnt(..) => {}
         }
     }
     Ok((unix, veths, netns))
@@ -144,6 +146,31 @@ enum External {
     Veth(String, String),
     /// `net[INODE]:KEY`: a network namespace that is not saved, found again by `KEY` at restore.
     NetNs(u64, String),
+    /// `mnt[ID]:VALUE`: at the dump a mount point and its key, at restore a key and its path.
+    Mnt(String, String),
+}
+
+/// The external mounts, `--external mnt[ID]:VALUE` and `--ext-mount-map ID:VALUE`: (mount point,
+/// key) pairs at the dump, (key, path) pairs at restore, as in CRIU.
+pub fn mounts(c: &CriuArgs) -> anyhow::Result<Vec<(String, String)>> {
+    let mut out = Vec::new();
+    for e in c.get("external").unwrap_or_default() {
+        if let External::Mnt(id, value) = parse_external(e).map_err(|e| anyhow::anyhow!("--external {e}"))? {
+            out.push((id, value));
+        }
+    }
+    for m in c.get("ext-mount-map").unwrap_or_default() {
+        if m == "auto" {
+            anyhow::bail!(
+                "--ext-mount-map auto: external mounts found by themselves are not supported yet (name each)"
+            );
+        }
+        match m.split_once(':') {
+            Some((id, value)) if !id.is_empty() && !value.is_empty() => out.push((id.to_string(), value.to_string())),
+            _ => anyhow::bail!("--ext-mount-map {m:?}: not KEY:VALUE"),
+        }
+    }
+    Ok(out)
 }
 
 /// Runs `stasis dump`.
@@ -211,8 +238,12 @@ fn parse_external(text: &str) -> Result<External, String> {
             (Ok(inode), Some(k)) if !k.is_empty() => Ok(External::NetNs(inode, k.to_string())),
             _ => Err(format!("{text:?}: a network namespace is named net[INODE]:KEY")),
         },
+        "mnt" => match key.strip_prefix(':') {
+            Some(v) if !id.is_empty() && !v.is_empty() => Ok(External::Mnt(id.to_string(), v.to_string())),
+            _ => Err(format!("{text:?}: a mount is named mnt[MOUNTPOINT]:KEY at the dump, mnt[KEY]:PATH at restore")),
+        },
         _ => Err(format!(
-            "{text:?}: external objects of type {ty:?} are not supported (only unix[INODE]: a unix socket whose peer is outside the tree, veth[NAME]:PEER and net[INODE]:KEY)"
+            "{text:?}: external objects of type {ty:?} are not supported (only unix[INODE]: a unix socket whose peer is outside the tree, veth[NAME]:PEER, net[INODE]:KEY and mnt[ID]:VALUE)"
         )),
     }
 }
@@ -233,7 +264,9 @@ mod external_tests {
         );
         assert!(parse_external("net[x]:k").is_err());
         assert!(parse_external("veth[eth0]:out0@br0").is_err());
-        assert!(parse_external("mnt[/a]:b").is_err());
+        assert_eq!(parse_external("mnt[/a]:b"), Ok(External::Mnt("/a".into(), "b".into())));
+        assert!(parse_external("mnt[/a]").is_err());
+        assert!(parse_external("mnt[]:b").is_err());
         assert!(parse_external("unix[x]").is_err());
         assert!(parse_external("unix").is_err());
     }

@@ -125,6 +125,8 @@ pub fn options(c: &CriuArgs, detached: bool) -> anyhow::Result<RestoreOptions> {
         weak_sysctls: c.is_set("weak-sysctls"),
         join_ns: join_ns(c.get("join-ns").unwrap_or_default())?,
         cgroups: stasis_engine::cgroups::Options { mode: cgroup_mode(c)?, root: cgroup_root(c)? },
+        ext_mount_map: crate::dump::mounts(c)?.into_iter().map(|(key, path)| (key, path.into())).collect(),
+        root: c.last("root").map(Into::into),
     })
 }
 

@@ -17,6 +17,7 @@ pub mod lazy;
 pub mod mem;
 pub mod misc;
 pub mod mm;
+pub mod mnt;
 pub mod netlock;
 pub mod netns;
 pub mod notify;
@@ -146,6 +147,9 @@ pub struct DumpOptions {
     /// Page files in zstd frames, one per checksum chunk (`--compress`; see
     /// `stasis_image::compress`).
     pub compress: bool,
+    /// `--external mnt[POINT]:KEY`: the mount at POINT of the tree's mount namespace is not
+    /// saved; restore takes it from the path given for KEY (see [`mnt`]).
+    pub ext_mounts: Vec<(String, String)>,
 }
 
 /// Default of [`DumpOptions::ghost_limit`]: 1 MiB, as CRIU's.
@@ -254,6 +258,11 @@ pub struct RestoreOptions {
     pub weak_sysctls: bool,
     /// What is done with the image's cgroups (`--manage-cgroups`, `--cgroup-root`).
     pub cgroups: cgroups::Options,
+    /// `--external mnt[KEY]:PATH` (or `--ext-mount-map KEY:PATH`): the paths of the external
+    /// mounts of the image (see [`mnt`]).
+    pub ext_mount_map: Vec<(String, PathBuf)>,
+    /// `--root PATH`: the root mount of the tree's mount namespace is a copy of PATH.
+    pub root: Option<PathBuf>,
 }
 
 /// What a successful restore did.

@@ -1,8 +1,9 @@
 //! Namespaces of the tree: which of its processes are in UTS, IPC, PID, network or time namespaces
 //! other than stasis's, the names of each UTS namespace and the offsets of a time namespace (a
-//! network namespace's state is [`crate::netns`]'s), and their creation at restore. Mount, user and
-//! cgroup namespaces of a tree's own are refused by name at the dump, and so are a network or
-//! time namespace of a process other than the root.
+//! network namespace's state is [`crate::netns`]'s, a mount namespace's [`crate::mnt`]'s), and their
+//! creation at restore. A user namespace of a tree's own is refused by name at the dump (a cgroup
+//! namespace is the root's only, see [`crate::cgroups`]), and so are a network or time namespace of
+//! a process other than the root.
 //!
 //! Dump records the inode of each process's UTS, IPC and PID namespace (0 for stasis's own) and
 //! its ids in every nested PID namespace (`NSpid`). A process is in its parent's namespace, or in
@@ -29,9 +30,9 @@ use stasis_sys::Pid;
 use std::os::fd::{AsFd, OwnedFd};
 
 /// Namespaces a tree may not have of its own (yet), as `/proc/PID/ns/` links.
-const REFUSED: [&str; 2] = ["mnt", "user"];
-/// Namespaces a tree may have of its own.
-const KEPT: [&str; 8] = ["uts", "ipc", "net", "pid", "pid_for_children", "time", "time_for_children", "cgroup"];
+const REFUSED: [&str; 1] = ["user"];
+/// Namespaces a tree may have of its own (a mount namespace is [`crate::mnt`]'s).
+const KEPT: [&str; 9] = ["uts", "ipc", "net", "pid", "pid_for_children", "time", "time_for_children", "cgroup", "mnt"];
 
 /// The namespaces a tree's root has of its own (not stasis's): what its creation must make. Read
 /// by front-ends (CLI, RPC) from an image with [`NsSet::of_root`].

@@ -12,6 +12,7 @@ pub mod inet_diag;
 pub mod inject;
 pub mod ipc;
 pub mod mem;
+pub mod mount;
 pub mod netlink;
 pub mod ns;
 pub mod packet;

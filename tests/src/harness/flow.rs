@@ -86,6 +86,32 @@ impl Case {
         }
     }
 
+    /// The only child of the workload `run`: the init of the PID namespace it made (`unshare
+    /// --pid --fork`, or a workload that unshares one and forks its init).
+    pub fn init_of(&self, run: &Running) -> i32 {
+        let pid = run.pid();
+        let text = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
+        match text.split_whitespace().map(|p| p.parse::<i32>()).collect::<Vec<_>>()[..] {
+            [Ok(init)] => init,
+            _ => self.fail(&format!("pid {pid}: children {text:?}, want the init only")),
+        }
+    }
+
+    /// Dump the init of `run`'s PID namespace ([`Case::init_of`]), reap `run` (which exits with
+    /// it), restore the init and check its PASS.
+    pub fn checkpoint_restore_init(&self, run: &mut Running) {
+        let init = self.init_of(run);
+        let images = self.images("images");
+        let r = self.stasis().dump(&self.dir, init, &images, &[], &[]);
+        if !r.success() {
+            self.fail(&format!("dump of the init (pid {init}) failed:\n{}", r.describe()));
+        }
+        // The first process exits with its init; the rest of the namespace died with the init.
+        self.reap_dumped(run);
+        let mut restored = self.restore_ok(&images, init, &[]);
+        self.finish(&mut restored);
+    }
+
     /// Reaps a workload that a dump (without --leave-running) should have killed.
     pub fn reap_dumped(&self, run: &mut Running) {
         let deadline = Instant::now() + GONE_TIMEOUT;

@@ -121,7 +121,7 @@ pub const OPTIONS: &[Opt] = &[
         Value("FS", Text),
         DUMPS,
         "file systems whose mounts are detected and restored by mount(2)",
-        NotBuilt("mount namespaces"),
+        NotBuilt("mounts of other file systems"),
     ),
     o(
         "action-script",
@@ -331,8 +331,8 @@ pub const OPTIONS: &[Opt] = &[
         Done(
             "`unix[INODE]`: that UNIX socket may have its peer outside the tree; `veth[NAME]:PEER`: the veth's peer \
              outside the tree's network namespace, made again there at restore; `net[INODE]:KEY`: that network \
-             namespace is not saved, restore joins the one given as `--inherit-fd fd[N]:KEY`; every other type is \
-             refused by name",
+             namespace is not saved, restore joins the one given as `--inherit-fd fd[N]:KEY`; `mnt[MOUNTPOINT]:KEY` \
+             at the dump, `mnt[KEY]:PATH` at restore: as `--ext-mount-map`; every other type is refused by name",
         ),
     ),
     o(
@@ -417,10 +417,20 @@ pub const OPTIONS: &[Opt] = &[
         "make this namespace empty at restore (net)",
         Done("`net`: the network namespace is saved empty, restore makes a new one with only a loopback that is down"),
     ),
-    o("ext-mount-map", Some('M'), Value("KEY:VALUE", Text), D_R, "map an external mount", NotBuilt("mount namespaces")),
-    o("skip-mnt", None, Value("MOUNT", Path), DUMPS, "do not dump this mount", NotBuilt("mount namespaces")),
-    o("enable-external-sharing", None, Flag, D_R, "allow external shared mounts", NotBuilt("mount namespaces")),
-    o("enable-external-masters", None, Flag, D_R, "allow mounts with external masters", NotBuilt("mount namespaces")),
+    o(
+        "ext-mount-map",
+        Some('M'),
+        Value("KEY:VALUE", Text),
+        D_R,
+        "map an external mount",
+        Done(
+            "at the dump `MOUNTPOINT:KEY`: that mount of the tree's mount namespace is not saved; at restore \
+             `KEY:PATH`: it is a copy of PATH; `auto` is refused",
+        ),
+    ),
+    o("skip-mnt", None, Value("MOUNT", Path), DUMPS, "do not dump this mount", NotBuilt("skipping a mount")),
+    o("enable-external-sharing", None, Flag, D_R, "allow external shared mounts", NotBuilt("propagation shared with the host's mounts")),
+    o("enable-external-masters", None, Flag, D_R, "allow mounts with external masters", NotBuilt("propagation shared with the host's mounts")),
     // restore.
     o(
         "restore-detached",
@@ -445,7 +455,7 @@ pub const OPTIONS: &[Opt] = &[
         Value("DIR", Path),
         RESTORE,
         "restore into another root directory",
-        NotBuilt("mount namespaces"),
+        Done("the root mount of the tree's mount namespace is a copy of DIR (without it: stasis's own root)"),
     ),
     o(
         "join-ns",
@@ -455,7 +465,7 @@ pub const OPTIONS: &[Opt] = &[
         "restore into existing namespaces",
         Done("`uts`, `ipc` or `net` with a PID or a namespace file: the root joins it as it is; extra options and other kinds are refused"),
     ),
-    o("mntns-compat-mode", None, Bool, RESTORE, "restore mount namespaces the old way", NotBuilt("mount namespaces")),
+    o("mntns-compat-mode", None, Bool, RESTORE, "restore mount namespaces the old way", NotBuilt("the older mount namespace restore")),
     o(
         "veth-pair",
         None,

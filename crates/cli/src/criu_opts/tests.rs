@@ -37,8 +37,9 @@ fn unbuilt_options_are_refused_by_name() {
     ] {
         assert!(refused(done, CriuCommand::Dump).is_none(), "{done:?} refused");
     }
-    for list in [&["--tls"][..], &["--stream"], &["--cgroup-props", "x"], &["--evasive-devices"], &["--root", "/"]] {
-        let dump_only = ["--skip-in-flight", "--tls"];
+    for list in [&["--tls"][..], &["--stream"], &["--cgroup-props", "x"], &["--evasive-devices"], &["--skip-mnt", "/a"]]
+    {
+        let dump_only = ["--skip-in-flight", "--tls", "--skip-mnt"];
         let cmd = if dump_only.contains(&list[0]) { CriuCommand::Dump } else { CriuCommand::Restore };
         let e = refused(list, cmd).unwrap_or_else(|| panic!("{list:?} accepted"));
         assert!(e.starts_with("not built yet in stasis, nothing was touched: --"), "{e}");

@@ -29,6 +29,12 @@ impl Frozen {
             let what = format!("--freeze-cgroup {}: not a cgroup with a freezer", dir.display());
             return Err(Error::Failed { pid, what });
         }
+        if !v2 {
+            // Its frozen tasks do not stop for the seize until thawed: the dump waited forever
+            // (seen with runc's container).
+            let what = format!("--freeze-cgroup {}: a cgroup v1 freezer (seizing its frozen tasks)", dir.display());
+            return Err(Error::Unsupported { pid, what });
+        }
         let frozen = Frozen { dir: dir.to_path_buf(), v2, thawed: false };
         frozen.write(if v2 { "1" } else { "FROZEN" })?;
         let deadline = Instant::now() + FREEZE_DEADLINE;

@@ -73,6 +73,8 @@ pub fn dump(opts: &DumpOptions, progress: &mut dyn FnMut(Progress)) -> Result<Du
     let pid = Pid(opts.pid);
     let ours = Ours::read(&root);
     check_target(&root, pid, &ours)?;
+    // A mount stasis does not make again is refused while the tree runs untouched.
+    crate::mnt::precheck(pid.0, &opts.ext_mounts)?;
     opts.notify.at(Point::PreDump, pid.0)?;
     if opts.compress && opts.page_server.is_some() {
         return Err(Error::Unsupported { pid, what: "--compress with --page-server (page files are sent raw)".into() });
@@ -169,6 +171,11 @@ fn dump_with<'env>(
             Ok(done) => done,
             Err(e) => return Err(explain(pool, &tree, e, progress)),
         };
+    let pids: Vec<i32> = dumped.iter().map(|d| d.c.process.pid).collect();
+    let mounts = match crate::mnt::dump(&pids, &opts.ext_mounts) {
+        Ok(m) => m,
+        Err(e) => return Err(explain(pool, &tree, e, progress)),
+    };
     let mut zombies = zombies;
     for z in &mut zombies {
         if let Some(parent) = dumped.iter().find(|d| d.c.process.pid == z.ppid) {
@@ -201,7 +208,7 @@ fn dump_with<'env>(
     let pages_in_parent = dumped.iter().flat_map(|d| &d.c.in_parent).map(|r| r.nr_pages).sum();
     let root_ns = ns::NsSet::of_root(&dumped[0].c.process);
     let cgroups = dump_cgroups(&dumped, &namespaces, opts);
-    let tree_img = (zombies, helpers, namespaces, cgroups);
+    let tree_img = (zombies, helpers, namespaces, (cgroups, mounts));
     let lock = lock.filter(|_| !opts.keeps_tree());
     let tracked_processes = prev.as_ref().map_or(0, |p| p.used);
     let mut holder_pid = 0;
@@ -677,11 +684,15 @@ fn write_pages(
 /// The round before, the write tracking kept for the next one, and where the holder's pid goes.
 type Tracking<'a> = (Option<&'a predump::Prev>, &'a [mem::track::Tracker], &'a mut u32);
 
+/// What `pstree.img` holds besides the dumped processes.
+type TreeImage =
+    (Vec<ProcessEntry>, session::Helpers, Vec<Namespace>, (Option<CgroupSet>, Option<stasis_image::model::MountNs>));
+
 /// Stage 5: checksum the page file, write every record file, then the inventory.
 fn write_images(
     (dir, sink): (&ImageDir, &dyn PageSink),
     dumped: Vec<Dumped>,
-    (zombies, helpers, namespaces, cgroups): (Vec<ProcessEntry>, session::Helpers, Vec<Namespace>, Option<CgroupSet>),
+    (zombies, helpers, namespaces, (cgroups, mounts)): TreeImage,
     files: Vec<FileEntry>,
     ipc: stasis_image::model::IpcImage,
     network_lock: Option<NetworkLock>,
@@ -720,6 +731,7 @@ fn write_images(
                 session_helpers: helpers.sessions,
                 namespaces,
                 cgroups,
+                mounts,
             }],
         )?
         .size;

@@ -120,7 +120,7 @@ fn read_data(p: &Probe) -> Result<Vec<DataExtent>> {
 }
 
 /// The (start, end) ranges below `size` that hold data, by `SEEK_DATA` and `SEEK_HOLE`.
-fn data_ranges(file: &File, size: u64) -> std::result::Result<Vec<(u64, u64)>, stasis_sys::SysError> {
+pub(crate) fn data_ranges(file: &File, size: u64) -> std::result::Result<Vec<(u64, u64)>, stasis_sys::SysError> {
     let mut out = Vec::new();
     let mut at = 0;
     while at < size {

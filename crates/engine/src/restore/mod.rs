@@ -48,6 +48,8 @@ pub(crate) struct Image {
     namespaces: Vec<Namespace>,
     /// The tree's cgroups (see [`crate::cgroups`]).
     cgroups: Option<stasis_image::model::CgroupSet>,
+    /// The tree's own mount namespace (see [`crate::mnt`]).
+    mounts: Option<stasis_image::model::MountNs>,
 }
 
 /// What building every process needs.
@@ -198,9 +200,19 @@ pub fn restore(opts: &RestoreOptions, progress: &mut dyn FnMut(Progress)) -> Res
     // network lock, IPC objects, queues and sockets below are made in them, and the root is
     // forked into them.
     let root_ns = crate::ns::enter_root(&img.procs[0].process, &img.namespaces, opts)?;
+    // The tree's mount namespace, made in the root's other new namespaces (sysfs and mqueue
+    // mounts belong to them); files are opened and the root forked inside it.
+    let root_pid = img.procs[0].process.pid;
+    let mut mnt = img.mounts.as_ref().map(|ns| crate::mnt::restore::build(ns, root_pid, opts)).transpose()?;
     let lock = network_lock(&dir, &img, opts.network_lock)?;
     let settings = files::kinds::Settings { shell_job: opts.shell_job, ext_unix_sk: opts.ext_unix_sk, tcp: opts.tcp };
-    let (mut opened, unfinished) = files::open_all(&img.files.files, settings, &opts.inherit_fds)?;
+    let open_files = |mnt: Option<&crate::mnt::Built>| {
+        crate::mnt::inside(mnt, || files::open_all(&img.files.files, settings, &opts.inherit_fds))
+    };
+    // Files are opened inside the tree's mount namespace: once it is whole, so after the root
+    // when some of its mounts wait for the root (see `mnt::Built::finish`).
+    let early = mnt.as_ref().is_none_or(|m| m.whole());
+    let mut early_files = early.then(|| open_files(mnt.as_ref())).transpose()?;
     // The limits of a tree's own IPC namespace, set in the new one (not in one joined by --join-ns).
     if !opts.join_ns.iter().any(|(kind, _)| kind == "ipc") {
         crate::sysv::restore_limits(&img.ipc.limits)?;
@@ -223,7 +235,15 @@ pub fn restore(opts: &RestoreOptions, progress: &mut dyn FnMut(Progress)) -> Res
     let created = Mutex::new(Vec::new());
     let guard = KillOnDrop(&created);
     let calls = fault::calls("restore-call");
-    let (child, scratch, ours) = create_root(&img, &created, &calls, opts.sibling)?;
+    let (child, scratch, ours) = create_root(&img, &created, &calls, (opts.sibling, mnt.as_ref()))?;
+    // The mounts that wait for the root's PID namespace (a proc of it) and what follows them.
+    if let Some(m) = mnt.as_mut() {
+        m.finish(child)?;
+    }
+    let (mut opened, unfinished) = match early_files.take() {
+        Some(files) => files,
+        None => open_files(mnt.as_ref())?,
+    };
     opts.notify.at(Point::SetupNamespaces, child.0)?;
     opts.notify.at(Point::PostSetupNamespaces, child.0)?;
     ptrace::set_sigmask(child, u64::MAX).map_err(Error::sys(pid.0, "blocking signals"))?;
@@ -374,9 +394,18 @@ fn join_groups(out: &mut Out, img: &Image, ctx: &Ctx) -> Result<()> {
 /// double fork) is forked by a short-lived helper that takes the leader's PID and calls `setsid`, then
 /// exits: the root has its session and group again, and is reparented as it was. Returns the root,
 /// its scratch address, and whether it is our child.
-fn create_root(img: &Image, created: &Mutex<Vec<Pid>>, calls: &Calls, sibling: bool) -> Result<(Pid, u64, bool)> {
+fn create_root(
+    img: &Image,
+    created: &Mutex<Vec<Pid>>,
+    calls: &Calls,
+    (sibling, mnt): (bool, Option<&crate::mnt::Built>),
+) -> Result<(Pid, u64, bool)> {
     let root = &img.procs[0];
     let pid = Pid(root.process.pid);
+    if mnt.is_some() && (root.process.time_ns != 0 || img.plan.root_session_helper.is_some()) {
+        let what = "a mount namespace of its own with a time namespace or a session whose leader exited (the root is forked by a helper)".into();
+        return Err(Error::Unsupported { pid, what });
+    }
     if root.process.time_ns != 0 {
         if sibling {
             let what = "restoring as a sibling a root in a time namespace of its own (it is forked by a helper)".into();
@@ -388,11 +417,13 @@ fn create_root(img: &Image, created: &Mutex<Vec<Pid>>, calls: &Calls, sibling: b
     let leader_gone = img.plan.root_session_helper;
     if leader_gone.is_none_or(|sid| proc::stat(&ProcRoot::system(), sid).is_ok()) {
         let (flags, inner) = crate::ns::root_clone(&root.process);
-        let child = match sibling {
-            true => sysproc::spawn_traced_sibling_in(pid, flags, &inner),
-            false => sysproc::spawn_traced_in(pid, flags, &inner),
-        };
-        let child = child.map_err(|e| spawn_error(pid, e))?;
+        let child = crate::mnt::inside(mnt, || {
+            match sibling {
+                true => sysproc::spawn_traced_sibling_in(pid, flags, &inner),
+                false => sysproc::spawn_traced_in(pid, flags, &inner),
+            }
+            .map_err(|e| spawn_error(pid, e))
+        })?;
         created.lock().expect("not poisoned").push(child);
         // The new task is a copy of us as we were at the clone: its own maps, read now that it is
         // stopped, are exact (ours may have changed since, another thread unmapping or mapping).
@@ -438,8 +469,8 @@ fn load(dir: &ImageDir) -> Result<Image> {
         }
     }
     let (files, ipc) = (dir.read_one(ImageKind::Files, None)?, dir.read_one(ImageKind::Ipc, None)?);
-    let (namespaces, cgroups) = (tree.namespaces, tree.cgroups);
-    Ok(Image { procs, zombies, files, ipc, plan, namespaces, cgroups })
+    let (namespaces, cgroups, mounts) = (tree.namespaces, tree.cgroups, tree.mounts);
+    Ok(Image { procs, zombies, files, ipc, plan, namespaces, cgroups, mounts })
 }
 
 /// The image's cgroups made and set as `--manage-cgroups` says, before any task exists.

@@ -24,6 +24,9 @@ pub fn render_text(dir: &ImageDir) -> Result<String, ImageError> {
     for ns in &image.pstree.namespaces {
         let _ = writeln!(out, "  {}", namespace_line(ns));
     }
+    if let Some(mnt) = &image.pstree.mounts {
+        mount_lines(&mut out, mnt);
+    }
     sysv_lines(&mut out, &image.ipc);
     if let Some(set) = &image.pstree.cgroups {
         cgroup_lines(&mut out, set);
@@ -32,6 +35,47 @@ pub fn render_text(dir: &ImageDir) -> Result<String, ImageError> {
         render_process(&mut out, process, &image.files);
     }
     Ok(out)
+}
+
+/// The tree's mount namespace: one line per mount, `  mount 31 (in 27) /m/t tmpfs tmpfs-of-t
+/// root / [ro,nosuid] shared:2 new: 6 entries, 4 KiB of data`.
+fn mount_lines(out: &mut String, ns: &crate::model::MountNs) {
+    let _ = writeln!(out, "  mnt namespace {}: {} mounts", ns.inode, ns.mounts.len());
+    for m in &ns.mounts {
+        let mut tags = Vec::new();
+        if m.shared != 0 {
+            tags.push(format!("shared:{}", m.shared));
+        }
+        if m.master != 0 {
+            tags.push(format!("master:{}", m.master));
+        }
+        if m.unbindable {
+            tags.push("unbindable".into());
+        }
+        let how = match m.how.as_str() {
+            "bind" => format!("bind of mount {}", m.bind_of),
+            "external" => format!("external ({})", m.external_key),
+            "new" if m.fstype == "tmpfs" => {
+                let bytes: usize = m.contents.iter().flat_map(|n| &n.data).map(|d| d.data.len()).sum();
+                format!("new: {} entries, {} of data", m.contents.len(), names::bytes(bytes as u64))
+            }
+            "new" if m.proc_of_tree => "new, of the root's PID namespace".to_string(),
+            other => other.to_string(),
+        };
+        let _ = writeln!(
+            out,
+            "    mount {} (in {}) {} {} {} root {} attrs {:#x} [{}] {} {how}",
+            m.id,
+            m.parent,
+            m.point,
+            m.fstype,
+            m.source,
+            m.root,
+            m.attrs,
+            m.options,
+            tags.join(" ")
+        );
+    }
 }
 
 /// The SysV objects of `ipc.img`: one line per segment, semaphore set and message queue.

@@ -45,6 +45,7 @@ pub(crate) fn sample_pstree() -> PsTree {
                 settings: vec![CgroupSetting { name: "pids.max".into(), value: "64".into() }],
             }],
         }),
+        mounts: None,
     }
 }
 

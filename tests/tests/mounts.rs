@@ -1,0 +1,74 @@
+//! Mount namespaces: a process in a mount namespace of its own, with a tmpfs holding files (sparse,
+//! with modes and owners), bind mounts of a file and of a directory (read-only), a proc, and a
+//! shared tmpfs with a slave copy, is restored into a new namespace with the same mounts; the
+//! workload checks its mountinfo, its files and its open file from inside. A filesystem stasis
+//! does not make again (overlayfs) is refused by name, naming the mount point, and the process
+//! runs on. A bind mount named external at the dump is restored from the path given for its key.
+
+use stasis_tests::harness::{Case, Workload};
+
+#[test]
+fn a_mount_namespace_with_tmpfs_binds_proc_and_propagation() {
+    let case = Case::new("mnt_ns", Workload::new("mnt_ns", env!("CARGO_BIN_EXE_mnt_ns")));
+    case.checkpoint_restore(&[], &[]);
+}
+
+#[test]
+fn an_overlay_mount_is_refused_by_name() {
+    if !std::fs::read_to_string("/proc/filesystems").unwrap_or_default().contains("\toverlay\n") {
+        return stasis_tests::harness::skip("this kernel has no overlayfs");
+    }
+    let case = Case::new("mnt_ns_overlay", Workload::new("mnt_ns", env!("CARGO_BIN_EXE_mnt_ns")).arg("overlay"));
+    let Some(mut run) = case.start() else { return };
+    let r = case.dump(&run, &case.images("images"), &[], &[]);
+    case.expect_failed(&r, "dump", &[&["the mount at"], &["/m/o"], &["overlay filesystem"], &["not supported"]]);
+    case.expect_untouched(&run);
+    case.finish(&mut run);
+}
+
+/// `--external mnt[POINT]:KEY` at the dump: the bind mount of a directory outside the namespace is
+/// not saved; restore refuses without `--external mnt[KEY]:PATH`, naming the key, and with it
+/// mounts PATH there (the original directory was moved away meanwhile).
+#[test]
+fn an_external_bind_mount_comes_from_the_path_given_at_restore() {
+    let case = Case::new("mnt_ns_external", Workload::new("mnt_ns", env!("CARGO_BIN_EXE_mnt_ns")).arg("external"));
+    let Some(mut run) = case.start() else { return };
+    let work = case.dir.work();
+    let point = format!("{}/m/ext", work.display());
+    let images = case.images("images");
+    case.dump_ok(&run, &images, &["--external", &format!("mnt[{point}]:shared-data")]);
+    case.reap_dumped(&mut run);
+    let moved = work.join("moved");
+    std::fs::rename(work.join("src"), &moved).unwrap_or_else(|e| case.fail(&format!("moving work/src: {e}")));
+    let (r, _) = case.stasis().restore_detached(&case.dir, &images, &[], &[]);
+    case.expect_failed(&r, "restore", &[&["--external mnt[shared-data]"]]);
+    case.expect_no_process_left(run.pid());
+    let map = format!("mnt[shared-data]:{}", moved.display());
+    let mut restored = case.restore_ok(&images, run.pid(), &["--external", &map]);
+    case.finish(&mut restored);
+}
+
+/// A pty of a devpts instance of the namespace, held by the tree, is refused by name (its ptys are
+/// not made again in the new instance), naming the fd and the mount point.
+#[test]
+fn a_pty_of_the_namespace_s_devpts_is_refused_by_name() {
+    let case = Case::new("mnt_ns_pty", Workload::new("mnt_ns", env!("CARGO_BIN_EXE_mnt_ns")).arg("pty"));
+    let Some(mut run) = case.start() else { return };
+    let r = case.dump(&run, &case.images("images"), &[], &[]);
+    case.expect_failed(&r, "dump", &[&["of the devpts instance mounted at"], &["/m/pts"], &["not supported"]]);
+    case.expect_untouched(&run);
+    case.finish(&mut run);
+}
+
+/// The tree is the init of its own PID namespace (`unshare --pid --fork --mount --mount-proc`) with
+/// its own mount namespace: its procs show that PID namespace; restore makes them (and every mount
+/// after them) once the root exists, with the root's PID namespace (`pidns`).
+#[test]
+fn procs_of_the_tree_s_pid_namespace() {
+    // unshare's own complaint when its child is killed by the dump would land in the log.
+    let unshare = "exec unshare --pid --fork --mount --mount-proc \"$0\" 2>/dev/null";
+    let w = Workload::new("mnt_ns", "sh").arg("-c").arg(unshare).arg(env!("CARGO_BIN_EXE_mnt_ns"));
+    let case = Case::new("mnt_ns_pid", w);
+    let Some(mut run) = case.start() else { return };
+    case.checkpoint_restore_init(&mut run);
+}
