@@ -67,6 +67,7 @@ pub fn options(args: &DumpArgs) -> anyhow::Result<DumpOptions> {
         freeze_cgroup: c.last("freeze-cgroup").map(Into::into),
         auto_dedup: c.is_set("auto-dedup"),
         compress: args.compress,
+        handoff: None,
     })
 }
 

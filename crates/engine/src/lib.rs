@@ -14,6 +14,7 @@ pub mod files;
 pub mod holder;
 pub mod ipc;
 pub mod lazy;
+pub mod migrate;
 pub mod mem;
 pub mod misc;
 pub mod mm;
@@ -146,6 +147,20 @@ pub struct DumpOptions {
     /// Page files in zstd frames, one per checksum chunk (`--compress`; see
     /// `stasis_image::compress`).
     pub compress: bool,
+    /// Called once the image is complete in `dir` (inventory written) while the tree is still
+    /// frozen, before it is killed (see [`Handoff`]); `None` for a plain dump.
+    pub handoff: Option<Handoff>,
+}
+
+/// What a dump hands its complete image to before it kills the tree (`stasis migrate`: send the
+/// image, wait until the other side runs it). An error resumes the tree as after any failed dump.
+#[derive(Clone)]
+pub struct Handoff(pub std::sync::Arc<dyn Fn(&std::path::Path, std::time::Instant) -> Result<(), Error> + Send + Sync>);
+
+impl std::fmt::Debug for Handoff {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Handoff")
+    }
 }
 
 /// Default of [`DumpOptions::ghost_limit`]: 1 MiB, as CRIU's.

@@ -38,12 +38,12 @@ pub struct ServeReport {
     pub bytes: u64,
 }
 
-fn lost(peer: &str, what: &str) -> impl FnOnce(WireError) -> Error {
+pub(crate) fn lost(peer: &str, what: &str) -> impl FnOnce(WireError) -> Error {
     let (peer, what) = (peer.to_owned(), what.to_owned());
     move |source| Error::PageServer { peer, what, source }
 }
 
-fn refused(peer: &str, what: String) -> Error {
+pub(crate) fn refused(peer: &str, what: String) -> Error {
     Error::PageServerRefused { peer: peer.to_owned(), what }
 }
 
@@ -162,7 +162,7 @@ fn receive(stream: &TcpStream, dir: &Path, peer: &str) -> Result<ServeReport> {
 }
 
 /// Exchange [`Frame::Hello`]s: both sides must speak [`WIRE_VERSION`].
-fn hello(stream: &TcpStream, peer: &str) -> Result<()> {
+pub(crate) fn hello(stream: &TcpStream, peer: &str) -> Result<()> {
     wire::write_frame(&mut &*stream, &Frame::Hello { version: WIRE_VERSION })
         .map_err(|e| lost(peer, "greeting")(e.into()))?;
     match wire::read_frame(&mut &*stream).map_err(lost(peer, "greeting"))? {

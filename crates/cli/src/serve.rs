@@ -1,0 +1,118 @@
+//! `stasis serve`: the receiving side of `stasis migrate`. It listens, takes one migration (the
+//! rounds of pre-copy and the final dump, each an image directory `DIR/K` whose parent is `DIR/K-1`),
+//! restores the last round as `stasis restore -D DIR/K -d` would, and tells the sender once the tree
+//! runs (see `docs/migration.md`).
+//!
+//! Once it listens it prints `serve listening on ADDR:PORT` (the port it chose when given `--port
+//! 0`). Run as pid 1 of a PID namespace of its own (`unshare -pf --mount-proc stasis serve ...`, which
+//! one machine needs for the source's pids to be free), it stays the tree's init: it waits for the
+//! restored root and exits with its status, as `restore` without `-d` does. Otherwise it exits 0 once
+//! the tree runs.
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+
+use anyhow::{bail, Context};
+use clap::{ArgAction, Args, Parser};
+
+use crate::page_server::announce;
+
+/// Options of `stasis serve`.
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// Directory the rounds are written to, each in a subdirectory `1`, `2`, ... (it must exist).
+    #[arg(short = 'D', long = "images-dir", value_name = "DIR", default_value = ".")]
+    pub dir: PathBuf,
+    /// TCP port to listen on; 0 picks a free one (printed on stdout).
+    #[arg(long, value_name = "PORT")]
+    pub port: u16,
+    /// Address to listen on.
+    #[arg(long, value_name = "ADDR", default_value = "0.0.0.0")]
+    pub address: String,
+    /// Restore established TCP connections (the source's `migrate --tcp-established`).
+    #[arg(long)]
+    pub tcp_established: bool,
+    /// Write the restored root's pid (in this PID namespace) to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub pidfile: Option<PathBuf>,
+    /// Append the log to FILE.
+    #[arg(short = 'o', long = "log-file", value_name = "FILE")]
+    pub log_file: Option<PathBuf>,
+    /// More log (repeat for more).
+    #[arg(short = 'v', action = ArgAction::Count)]
+    pub verbose: u8,
+    /// Print the report (or the error) as one JSON object on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `stasis restore`'s own options, for the restore of the last round.
+#[derive(Parser, Debug)]
+struct AsRestore {
+    #[command(flatten)]
+    args: crate::restore::RestoreArgs,
+}
+
+/// Runs `stasis serve`.
+pub fn run(args: &ServeArgs) -> anyhow::Result<u8> {
+    if !args.dir.is_dir() {
+        bail!("serve: -D {}: not a directory", args.dir.display());
+    }
+    let listener = TcpListener::bind((args.address.as_str(), args.port))
+        .with_context(|| format!("serve: listen on {}:{}", args.address, args.port))?;
+    let local = listener.local_addr().context("serve: the listening address")?;
+    announce(&format!("serve listening on {local}"));
+    // Created before anything is received, so that an unwritable pidfile fails first.
+    let mut pidfile = args.pidfile.as_deref().map(crate::restore::PidFile::prepare).transpose()?;
+    let mut restored = None;
+    let mut restore = |got: &stasis_engine::migrate::Received| -> Result<i32, stasis_engine::Error> {
+        let opts = restore_options(args, &got.image).map_err(|e| stasis_engine::Error::PageServerRefused {
+            peer: got.peer.clone(),
+            what: format!("the restore's options: {e:#}"),
+        })?;
+        let r = stasis_engine::restore(&opts, &mut |_| {})?;
+        let pid = r.pid();
+        restored = Some(r);
+        Ok(pid)
+    };
+    let (got, pid) = stasis_engine::migrate::receive(&listener, &args.dir, &mut restore)
+        .with_context(|| format!("serve on {local} into {}", args.dir.display()))?;
+    let restored = restored.expect("restored when received");
+    if let Some(p) = pidfile.take() {
+        p.commit(pid)?;
+    }
+    let mib = got.bytes as f64 / (1024.0 * 1024.0);
+    if args.json {
+        let mut report = serde_json::to_value(&got).context("encode the serve report")?;
+        report["pid"] = pid.into();
+        crate::print_json(&report);
+    } else {
+        announce(&format!(
+            "serve restored pid {pid} from {} ({} rounds, {} files, {mib:.1} MiB from {})",
+            got.image.display(),
+            got.rounds,
+            got.files,
+            got.peer
+        ));
+    }
+    if std::process::id() != 1 {
+        restored.detach();
+        return Ok(0);
+    }
+    // The init of this PID namespace: its end would kill the tree.
+    let status = restored.wait().with_context(|| format!("wait for restored pid {pid}"))?;
+    log::info!("serve: restored pid {pid} ended with status {status}");
+    Ok(u8::try_from(status).unwrap_or(u8::MAX))
+}
+
+/// The options `stasis restore -D IMAGE -d` would have, with ours passed through.
+fn restore_options(args: &ServeArgs, image: &std::path::Path) -> anyhow::Result<stasis_engine::RestoreOptions> {
+    let mut argv: Vec<std::ffi::OsString> = vec!["restore".into(), "-D".into(), image.into(), "-d".into()];
+    if args.tcp_established {
+        argv.push("--tcp-established".into());
+    }
+    let parsed = AsRestore::try_parse_from(argv).context("the restore's options")?;
+    let c = &parsed.args.criu;
+    c.check(crate::criu_opts::CriuCommand::Restore)?;
+    crate::restore::options(c, true)
+}
