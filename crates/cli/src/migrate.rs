@@ -89,7 +89,10 @@ impl Drop for Staging {
     fn drop(&mut self) {
         let result = match self.ours {
             true => std::fs::remove_dir_all(&self.path),
-            false => (1..).map(|k| self.path.join(k.to_string())).take_while(|d| d.exists()).try_for_each(std::fs::remove_dir_all),
+            false => (1..)
+                .map(|k| self.path.join(k.to_string()))
+                .take_while(|d| d.exists())
+                .try_for_each(std::fs::remove_dir_all),
         };
         if let Err(e) = result {
             log::warn!("migrate: {} could not be removed: {e}", self.path.display());

@@ -163,6 +163,12 @@ pub fn receive(
     let mut made = Vec::new();
     let result = receive_rounds(&stream, dir, &peer, &mut made).and_then(|got| {
         log::info!("serve: {} rounds received from {peer}, restoring {}", got.rounds, got.image.display());
+        if crate::fault::armed("serve-die-before-restore") {
+            // For the test of a receiver lost mid-migration: the sender sees the connection drop.
+            // (An exit, not a signal: serve may be the init of its PID namespace, which ignores them.)
+            log::warn!("STASIS_FAULT: serve dying before the restore");
+            std::process::exit(137);
+        }
         let pid = restore(&got)?;
         Ok((got, pid))
     });

@@ -253,10 +253,9 @@ fn decode(kind: u16, body: Vec<u8>) -> Result<Frame, WireError> {
             len: u32::from_le_bytes(body[8..12].try_into().expect("4")),
             name: text(&body[12..], MAX_NAME)?,
         },
-        9 if body.len() == 8 && u32::from_le_bytes(body[4..8].try_into().expect("4")) <= 1 => Frame::Round {
-            index: u32::from_le_bytes(body[..4].try_into().expect("4")),
-            last: body[4] == 1,
-        },
+        9 if body.len() == 8 && u32::from_le_bytes(body[4..8].try_into().expect("4")) <= 1 => {
+            Frame::Round { index: u32::from_le_bytes(body[..4].try_into().expect("4")), last: body[4] == 1 }
+        }
         10 if body.len() == 4 => Frame::Running { pid: i32::from_le_bytes(body[..4].try_into().expect("4")) },
         1..=10 => return Err(malformed(kind, format!("payload of {} bytes does not fit", body.len()))),
         _ => return Err(WireError::Malformed { kind: "unknown", problem: format!("frame kind {kind}") }),
