@@ -66,7 +66,7 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<u8> {
     let mut pidfile = args.pidfile.as_deref().map(crate::restore::PidFile::prepare).transpose()?;
     let mut restored = None;
     let mut restore = |got: &stasis_engine::migrate::Received| -> Result<i32, stasis_engine::Error> {
-        let opts = restore_options(args, &got.image).map_err(|e| stasis_engine::Error::PageServerRefused {
+        let opts = restore_options(args, &got.image).map_err(|e| stasis_engine::Error::MigrationRefused {
             peer: got.peer.clone(),
             what: format!("the restore's options: {e:#}"),
         })?;

@@ -154,8 +154,12 @@ pub struct DumpOptions {
 
 /// What a dump hands its complete image to before it kills the tree (`stasis migrate`: send the
 /// image, wait until the other side runs it). An error resumes the tree as after any failed dump.
+/// It gets the image directory and the instant the freeze began.
 #[derive(Clone)]
-pub struct Handoff(pub std::sync::Arc<dyn Fn(&std::path::Path, std::time::Instant) -> Result<(), Error> + Send + Sync>);
+pub struct Handoff(pub std::sync::Arc<HandoffFn>);
+
+/// The function of a [`Handoff`].
+pub type HandoffFn = dyn Fn(&std::path::Path, std::time::Instant) -> Result<(), Error> + Send + Sync;
 
 impl std::fmt::Debug for Handoff {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

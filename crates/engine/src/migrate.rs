@@ -8,7 +8,6 @@
 //! restores the tree and answers [`Frame::Running`] with its root's pid, or an error.
 
 use crate::error::{Error, Result};
-use crate::pageserver::{hello, lost, refused};
 use stasis_image::wire::{self, Frame, WireError, MAX_DATA};
 use stasis_image::ImageKind;
 use std::fs::File;
@@ -22,6 +21,24 @@ use xxhash_rust::xxh3::Xxh3Default;
 /// How long either side waits for the other to take a frame or answer one. The last answer comes
 /// after a whole restore, hence generous.
 const PEER_TIMEOUT: Duration = Duration::from_secs(120);
+
+fn lost(peer: &str, what: &str) -> impl FnOnce(WireError) -> Error {
+    let (peer, what) = (peer.to_owned(), what.to_owned());
+    move |source| Error::Migration { peer, what, source }
+}
+
+fn refused(peer: &str, what: String) -> Error {
+    Error::MigrationRefused { peer: peer.to_owned(), what }
+}
+
+/// Exchange hellos as the page server's peers do, naming the peer as a migration's.
+fn hello(stream: &TcpStream, peer: &str) -> Result<()> {
+    crate::pageserver::hello(stream, peer).map_err(|e| match e {
+        Error::PageServer { what, source, .. } => lost(peer, &what)(source),
+        Error::PageServerRefused { what, .. } => refused(peer, what),
+        other => other,
+    })
+}
 
 /// What one round carried.
 #[derive(Debug, Clone, Default, serde::Serialize)]

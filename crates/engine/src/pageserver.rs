@@ -38,12 +38,12 @@ pub struct ServeReport {
     pub bytes: u64,
 }
 
-pub(crate) fn lost(peer: &str, what: &str) -> impl FnOnce(WireError) -> Error {
+fn lost(peer: &str, what: &str) -> impl FnOnce(WireError) -> Error {
     let (peer, what) = (peer.to_owned(), what.to_owned());
     move |source| Error::PageServer { peer, what, source }
 }
 
-pub(crate) fn refused(peer: &str, what: String) -> Error {
+fn refused(peer: &str, what: String) -> Error {
     Error::PageServerRefused { peer: peer.to_owned(), what }
 }
 
