@@ -99,20 +99,20 @@ impl Command {
             Command::Dedup(a) => (a.json, None),
             Command::Swrk(_) => (false, None),
             Command::TrackHolder { .. } => (false, None),
-            Command::PageServer(a) => (a.json, None),
-            Command::LazyPages(a) => (a.json, None),
-            Command::Migrate(a) => (a.json, None),
-            Command::Serve(a) => (a.json, None),
+            Command::PageServer(a) => (a.out.json, None),
+            Command::LazyPages(a) => (a.out.json, None),
+            Command::Migrate(a) => (a.out.json, None),
+            Command::Serve(a) => (a.out.json, None),
         }
     }
 
     /// The log file and level of a command that takes no CRIU options but has its own.
     fn own_log(&self) -> Option<(Option<&std::path::Path>, log::LevelFilter)> {
         match self {
-            Command::PageServer(a) => Some((a.log_file.as_deref(), page_server::level(a.verbose))),
-            Command::LazyPages(a) => Some((a.log_file.as_deref(), page_server::level(a.verbose))),
-            Command::Migrate(a) => Some((a.log_file.as_deref(), page_server::level(a.verbose))),
-            Command::Serve(a) => Some((a.log_file.as_deref(), page_server::level(a.verbose))),
+            Command::PageServer(a) => Some(a.out.log()),
+            Command::LazyPages(a) => Some(a.out.log()),
+            Command::Migrate(a) => Some(a.out.log()),
+            Command::Serve(a) => Some(a.out.log()),
             _ => None,
         }
     }

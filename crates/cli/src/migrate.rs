@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use clap::{ArgAction, Args, Parser};
+use clap::{Args, Parser};
 use stasis_engine::migrate::{RoundSent, Sender};
 use stasis_engine::{DumpOptions, DumpReport, Handoff};
 
@@ -36,15 +36,8 @@ pub struct MigrateArgs {
     /// $TMPDIR, removed at the end).
     #[arg(short = 'D', long = "images-dir", value_name = "DIR")]
     pub dir: Option<PathBuf>,
-    /// Append the log to FILE.
-    #[arg(short = 'o', long = "log-file", value_name = "FILE")]
-    pub log_file: Option<PathBuf>,
-    /// More log (repeat for more).
-    #[arg(short = 'v', action = ArgAction::Count)]
-    pub verbose: u8,
-    /// Print the report (or the error) as one JSON object on stdout.
-    #[arg(long)]
-    pub json: bool,
+    #[command(flatten)]
+    pub out: crate::page_server::Output,
 }
 
 /// `stasis dump`'s own options, for the rounds.
@@ -138,7 +131,7 @@ pub fn run(args: &MigrateArgs) -> anyhow::Result<u8> {
         frozen_ms: ms(report.frozen),
     });
     let total = start.elapsed();
-    if args.json {
+    if args.out.json {
         let value = serde_json::json!({
             "pid": args.pid,
             "to": args.to,
@@ -232,7 +225,7 @@ fn pre_copy(args: &MigrateArgs, sender: &Sender, staging: &Path, rounds: &mut Ve
             send_ms: ms(t.elapsed()),
             frozen_ms: ms(report.frozen),
         };
-        if !args.json {
+        if !args.out.json {
             println!("{}", round_line(&round));
         }
         let before = rounds.last().map(|r| r.pages);

@@ -13,7 +13,7 @@ use std::net::TcpListener;
 use std::path::PathBuf;
 
 use anyhow::{bail, Context};
-use clap::{ArgAction, Args, Parser};
+use clap::{Args, Parser};
 
 use crate::page_server::announce;
 
@@ -23,27 +23,16 @@ pub struct ServeArgs {
     /// Directory the rounds are written to, each in a subdirectory `1`, `2`, ... (it must exist).
     #[arg(short = 'D', long = "images-dir", value_name = "DIR", default_value = ".")]
     pub dir: PathBuf,
-    /// TCP port to listen on; 0 picks a free one (printed on stdout).
-    #[arg(long, value_name = "PORT")]
-    pub port: u16,
-    /// Address to listen on.
-    #[arg(long, value_name = "ADDR", default_value = "0.0.0.0")]
-    pub address: String,
+    #[command(flatten)]
+    pub listen: crate::page_server::Listen,
     /// Restore established TCP connections (the source's `migrate --tcp-established`).
     #[arg(long)]
     pub tcp_established: bool,
     /// Write the restored root's pid (in this PID namespace) to FILE.
     #[arg(long, value_name = "FILE")]
     pub pidfile: Option<PathBuf>,
-    /// Append the log to FILE.
-    #[arg(short = 'o', long = "log-file", value_name = "FILE")]
-    pub log_file: Option<PathBuf>,
-    /// More log (repeat for more).
-    #[arg(short = 'v', action = ArgAction::Count)]
-    pub verbose: u8,
-    /// Print the report (or the error) as one JSON object on stdout.
-    #[arg(long)]
-    pub json: bool,
+    #[command(flatten)]
+    pub out: crate::page_server::Output,
 }
 
 /// `stasis restore`'s own options, for the restore of the last round.
@@ -58,8 +47,8 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<u8> {
     if !args.dir.is_dir() {
         bail!("serve: -D {}: not a directory", args.dir.display());
     }
-    let listener = TcpListener::bind((args.address.as_str(), args.port))
-        .with_context(|| format!("serve: listen on {}:{}", args.address, args.port))?;
+    let listener = TcpListener::bind((args.listen.address.as_str(), args.listen.port))
+        .with_context(|| format!("serve: listen on {}:{}", args.listen.address, args.listen.port))?;
     let local = listener.local_addr().context("serve: the listening address")?;
     announce(&format!("serve listening on {local}"));
     // Created before anything is received, so that an unwritable pidfile fails first.
@@ -82,7 +71,7 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<u8> {
         p.commit(pid)?;
     }
     let mib = got.bytes as f64 / (1024.0 * 1024.0);
-    if args.json {
+    if args.out.json {
         let mut report = serde_json::to_value(&got).context("encode the serve report")?;
         report["pid"] = pid.into();
         crate::print_json(&report);
