@@ -184,6 +184,13 @@ fn a_process_migrates_with_the_final_dump_alone() {
     migrates("migrate_final_only", &["--max-rounds", "0"], false);
 }
 
+/// Post-copy: the final round without the page files, restored with lazy pages that serve's
+/// lazy-pages daemon fetches from the source until all are in.
+#[test]
+fn a_process_migrates_with_post_copy() {
+    migrates("migrate_lazy", &["--lazy"], false);
+}
+
 fn migrates(name: &str, extra: &[&str], pre_copy: bool) {
     let Some((case, mut run, net)) = setup(name, "64", "4") else { return };
     let log = run.log_path().expect("the workload's log").to_owned();

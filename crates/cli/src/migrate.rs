@@ -29,7 +29,8 @@ pub struct MigrateArgs {
     /// Rounds of pre-copy at most, before the final one (0: the final dump alone).
     #[arg(long, value_name = "N", default_value_t = 8)]
     pub max_rounds: u32,
-    /// Post-copy (not built: refused).
+    /// Post-copy: no pre-copy rounds; the final round sends every image but the page files, the
+    /// other side restores with lazy pages fetched from here, served until every page is there.
     #[arg(long)]
     pub lazy: bool,
     /// Local directory for the rounds' images while they are sent (default: a new directory in
@@ -99,15 +100,13 @@ fn ms(d: Duration) -> f64 {
 
 /// Runs `stasis migrate`.
 pub fn run(args: &MigrateArgs) -> anyhow::Result<u8> {
-    if args.lazy {
-        bail!("migrate --lazy: post-copy migration is not built (the tree would be restored without its memory)");
-    }
     let start = Instant::now();
     // Before anything is frozen: no receiver, no migration.
     let sender = Arc::new(Sender::connect(&args.to).with_context(|| format!("migrate to {}", args.to))?);
     let staging = staging(args)?;
     let mut rounds: Vec<Round> = Vec::new();
-    let result = pre_copy(args, &sender, &staging.path, &mut rounds).and_then(|()| {
+    let pre = if args.lazy { Ok(()) } else { pre_copy(args, &sender, &staging.path, &mut rounds) };
+    let result = pre.and_then(|()| {
         let index = rounds.len() as u32 + 1;
         final_round(args, &sender, &staging.path, index)
     });
@@ -193,7 +192,9 @@ fn staging(args: &MigrateArgs) -> anyhow::Result<Staging> {
 fn round_options(args: &MigrateArgs, staging: &Path, index: u32, last: bool) -> anyhow::Result<DumpOptions> {
     let mut argv: Vec<std::ffi::OsString> = vec![if last { "dump" } else { "pre-dump" }.into()];
     argv.extend(["-t".into(), args.pid.to_string().into(), "-D".into(), staging.join(index.to_string()).into()]);
-    argv.push("--track-mem".into());
+    if !last || index > 1 {
+        argv.push("--track-mem".into());
+    }
     if index > 1 {
         argv.extend(["--prev-images-dir".into(), format!("../{}", index - 1).into()]);
     }
@@ -215,7 +216,8 @@ fn pre_copy(args: &MigrateArgs, sender: &Sender, staging: &Path, rounds: &mut Ve
             .with_context(|| format!("round {index}: pre-dump into {}", opts.dir.display()))?;
         let dumped = t.elapsed();
         let t = Instant::now();
-        let sent: RoundSent = sender.send_round(index, false, &opts.dir).with_context(|| format!("round {index}"))?;
+        let sent: RoundSent =
+            sender.send_round(index, false, &opts.dir, None).with_context(|| format!("round {index}"))?;
         let round = Round {
             round: index,
             last: false,
@@ -249,9 +251,20 @@ fn final_round(
     let mut opts = round_options(args, staging, index, true)?;
     let measured = Arc::new(Mutex::new(Final::default()));
     let (s, m) = (sender.clone(), measured.clone());
+    let pages = Arc::new(Mutex::new(None));
+    let (lazy, p) = (args.lazy, pages.clone());
     opts.handoff = Some(Handoff(Arc::new(move |dir: &Path, frozen_at: Instant| {
         let written = frozen_at.elapsed();
-        let sent = s.send_round(index, true, dir)?;
+        let mut port = None;
+        if lazy {
+            // Post-copy: the page files stay here, served to the other side's lazy-pages daemon.
+            let (listener, listening) = s.page_listener()?;
+            port = Some(listening);
+            let dir = dir.to_owned();
+            let served = std::thread::spawn(move || stasis_engine::pageserver::serve_pages(&listener, &dir));
+            *p.lock().expect("not poisoned") = Some(served);
+        }
+        let sent = s.send_round(index, true, dir, port)?;
         let sent_at = frozen_at.elapsed();
         let remote_pid = s.running()?;
         let running = frozen_at.elapsed();
@@ -262,5 +275,11 @@ fn final_round(
     let report = stasis_engine::dump(&opts, &mut |_| {})
         .with_context(|| format!("round {index} (final): dump into {}", opts.dir.display()))?;
     let done = *measured.lock().expect("not poisoned");
+    if let Some(served) = pages.lock().expect("not poisoned").take() {
+        // The tree is gone here; its pages go on until the other side has them all.
+        let served = served.join().map_err(|_| anyhow::anyhow!("the page source's thread panicked"))?;
+        let served = served.context("post-copy: serving the pages to the other side")?;
+        log::info!("migrate: {} bytes of pages served to {}", served.bytes, served.peer);
+    }
     Ok((report, done))
 }

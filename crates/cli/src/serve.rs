@@ -55,11 +55,20 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<u8> {
     let mut pidfile = args.pidfile.as_deref().map(crate::restore::PidFile::prepare).transpose()?;
     let mut restored = None;
     let mut restore = |got: &stasis_engine::migrate::Received| -> Result<i32, stasis_engine::Error> {
-        let opts = restore_options(args, &got.image).map_err(|e| stasis_engine::Error::MigrationRefused {
-            peer: got.peer.clone(),
-            what: format!("the restore's options: {e:#}"),
-        })?;
+        let refused = |what: String| stasis_engine::Error::MigrationRefused { peer: got.peer.clone(), what };
+        let opts = restore_options(args, &got.image, got.page_source.is_some())
+            .map_err(|e| refused(format!("the restore's options: {e:#}")))?;
+        // Post-copy: the pages come from the sender, through a lazy-pages daemon started first.
+        let daemon = match &got.page_source {
+            Some((address, port)) => Some(
+                LazyDaemon::start(args, &got.image, address, *port)
+                    .map_err(|e| refused(format!("the lazy-pages daemon: {e:#}")))?,
+            ),
+            None => None,
+        };
         let r = stasis_engine::restore(&opts, &mut |_| {})?;
+        // It serves on and exits once every page is in.
+        std::mem::forget(daemon);
         let pid = r.pid();
         restored = Some(r);
         Ok(pid)
@@ -94,9 +103,52 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<u8> {
     Ok(u8::try_from(status).unwrap_or(u8::MAX))
 }
 
-/// The options `stasis restore -D IMAGE -d` would have, with ours passed through.
-fn restore_options(args: &ServeArgs, image: &std::path::Path) -> anyhow::Result<stasis_engine::RestoreOptions> {
+/// `stasis lazy-pages -D IMAGE --page-server --address A --port P`, once it listens; killed on
+/// drop (a failed restore).
+struct LazyDaemon(std::process::Child);
+
+impl LazyDaemon {
+    fn start(args: &ServeArgs, image: &std::path::Path, address: &str, port: u16) -> anyhow::Result<LazyDaemon> {
+        use std::io::BufRead;
+        let exe = std::env::current_exe().context("locate the stasis binary")?;
+        let mut cmd = std::process::Command::new(exe);
+        cmd.arg("lazy-pages").arg("-D").arg(image).args(["--page-server", "--address", address]);
+        cmd.args(["--port", &port.to_string()]);
+        if let Some(log) = &args.out.log_file {
+            cmd.arg("-o").arg(std::path::absolute(log)?);
+        }
+        if args.out.verbose > 0 {
+            cmd.arg(format!("-{}", "v".repeat(args.out.verbose.into())));
+        }
+        cmd.stdin(std::process::Stdio::null()).stdout(std::process::Stdio::piped());
+        let mut child = LazyDaemon(cmd.spawn().context("start stasis lazy-pages")?);
+        let stdout = child.0.stdout.take().context("its stdout")?;
+        let mut line = String::new();
+        std::io::BufReader::new(stdout).read_line(&mut line).context("read its first line")?;
+        if !line.starts_with("lazy-pages listening on ") {
+            bail!("it did not start (it printed {line:?})");
+        }
+        Ok(child)
+    }
+}
+
+impl Drop for LazyDaemon {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The options `stasis restore -D IMAGE -d [--lazy-pages]` would have, with ours passed through.
+fn restore_options(
+    args: &ServeArgs,
+    image: &std::path::Path,
+    lazy: bool,
+) -> anyhow::Result<stasis_engine::RestoreOptions> {
     let mut argv: Vec<std::ffi::OsString> = vec!["restore".into(), "-D".into(), image.into(), "-d".into()];
+    if lazy {
+        argv.push("--lazy-pages".into());
+    }
     if args.tcp_established {
         argv.push("--tcp-established".into());
     }

@@ -73,14 +73,19 @@ impl Sender {
 
     /// Send the image in `dir` as round `index` (its regular files; the `parent` link and sockets
     /// stay), and wait for the receiver's ok. The last round is answered by [`Sender::running`].
-    pub fn send_round(&self, index: u32, last: bool, dir: &Path) -> Result<RoundSent> {
+    /// With `page_source`, the page files stay: they are served from that port of ours (see
+    /// [`Sender::page_listener`]).
+    pub fn send_round(&self, index: u32, last: bool, dir: &Path, page_source: Option<u16>) -> Result<RoundSent> {
         let what = format!("sending round {index} ({})", dir.display());
         let mut names = Vec::new();
         for entry in std::fs::read_dir(dir).map_err(Error::io(dir))? {
             let entry = entry.map_err(Error::io(dir))?;
             let is_file = entry.file_type().map_err(Error::io(entry.path()))?.is_file();
             if let (true, Some(name)) = (is_file, entry.file_name().to_str()) {
-                names.push(name.to_owned());
+                let page_file = matches!(ImageKind::parse_file_name(name), Some((ImageKind::Pages, _)));
+                if !(page_file && page_source.is_some()) {
+                    names.push(name.to_owned());
+                }
             }
         }
         names.sort();
@@ -88,6 +93,9 @@ impl Sender {
         let mut out = BufWriter::with_capacity(MAX_DATA + 64, &self.stream);
         let mut buf = vec![0u8; MAX_DATA];
         let mut send = || -> std::result::Result<(), Error> {
+            if let Some(port) = page_source {
+                wire::write_frame(&mut out, &Frame::PageSource { port }).map_err(|e| self.failed(&what, e.into()))?;
+            }
             wire::write_frame(&mut out, &Frame::Round { index, last }).map_err(|e| self.failed(&what, e.into()))?;
             for name in &names {
                 let path = dir.join(name);
@@ -121,6 +129,17 @@ impl Sender {
             }
         }
         Ok(sent)
+    }
+
+    /// A listener on our address of this connection (port 0: any), for [`Sender::send_round`]'s
+    /// page source: give it to [`crate::pageserver::serve_pages`] with the image directory.
+    /// Returns it with its port.
+    pub fn page_listener(&self) -> Result<(TcpListener, u16)> {
+        let ours = self.stream.local_addr().map_err(|e| lost(&self.peer, "our address")(e.into()))?;
+        let what = "the page source's listening socket";
+        let listener = TcpListener::bind((ours.ip(), 0)).map_err(Error::io(what))?;
+        let port = listener.local_addr().map_err(Error::io(what))?.port();
+        Ok((listener, port))
     }
 
     /// After the last round: the pid of the tree's root once it runs on the other side.
@@ -162,6 +181,8 @@ pub struct Received {
     pub bytes: u64,
     /// The last round's directory.
     pub image: PathBuf,
+    /// Where the last round's pages are served (`migrate --lazy`): the sender's address and port.
+    pub page_source: Option<(String, u16)>,
 }
 
 /// `stasis serve`: accept one migration on `listener` into `dir` (round `K` in `DIR/K`, with a
@@ -209,10 +230,19 @@ fn receive_rounds(stream: &TcpStream, dir: &Path, peer: &str, made: &mut Vec<Pat
     let timeouts = stream.set_read_timeout(Some(PEER_TIMEOUT)).and(stream.set_write_timeout(Some(PEER_TIMEOUT)));
     timeouts.map_err(|e| lost(peer, "accepting")(e.into()))?;
     hello(stream, peer)?;
-    let mut got = Received { peer: peer.to_owned(), rounds: 0, files: 0, bytes: 0, image: dir.to_owned() };
+    let mut got =
+        Received { peer: peer.to_owned(), rounds: 0, files: 0, bytes: 0, image: dir.to_owned(), page_source: None };
     loop {
-        let (index, last) = match wire::read_frame(&mut &*stream).map_err(lost(peer, "receiving a round"))? {
-            Frame::Round { index, last } if index == got.rounds + 1 => (index, last),
+        let mut frame = wire::read_frame(&mut &*stream).map_err(lost(peer, "receiving a round"))?;
+        if let Frame::PageSource { port } = frame {
+            let ip = stream.peer_addr().map_err(|e| lost(peer, "the sender's address")(e.into()))?.ip();
+            got.page_source = Some((ip.to_string(), port));
+            frame = wire::read_frame(&mut &*stream).map_err(lost(peer, "receiving a round"))?;
+        }
+        let (index, last) = match frame {
+            Frame::Round { index, last } if index == got.rounds + 1 && (last || got.page_source.is_none()) => {
+                (index, last)
+            }
             Frame::Round { index, .. } => {
                 return Err(refused(peer, format!("round {index} after round {}", got.rounds)));
             }
@@ -310,8 +340,8 @@ mod tests {
             })
         });
         let sender = Sender::connect(&to).unwrap();
-        assert_eq!(sender.send_round(1, false, &src.path().join("1")).unwrap().files, 1);
-        sender.send_round(2, true, &src.path().join("2")).unwrap();
+        assert_eq!(sender.send_round(1, false, &src.path().join("1"), None).unwrap().files, 1);
+        sender.send_round(2, true, &src.path().join("2"), None).unwrap();
         assert_eq!(sender.running().unwrap(), 42);
         let (got, pid) = server.join().unwrap().unwrap();
         assert_eq!((got.rounds, pid), (2, 42));
@@ -325,7 +355,7 @@ mod tests {
             receive(&listener, &dir, &mut |_| Err(Error::Unsupported { pid: stasis_sys::Pid(7), what: "x".into() }))
         });
         let sender = Sender::connect(&to).unwrap();
-        sender.send_round(1, true, &src.path().join("1")).unwrap();
+        sender.send_round(1, true, &src.path().join("1"), None).unwrap();
         let err = sender.running().unwrap_err();
         assert!(err.to_string().contains("serve:"), "{err}");
         assert!(server.join().unwrap().is_err());

@@ -6,7 +6,7 @@
 //!
 //! ```text
 //! 0   magic     u32 LE  "SPGS"
-//! 4   kind      u16 LE  (Hello = 1, Open, Data, Close, Commit, Ok, Error, Get, Round, Running)
+//! 4   kind      u16 LE  (Hello = 1, Open, Data, Close, Commit, Ok, Error, Get, Round, Running, PageSource)
 //! 6   flags     u16 LE  0
 //! 8   length    u32 LE  payload bytes, at most MAX_PAYLOAD
 //! 12  reserved  u32 LE  0
@@ -56,6 +56,9 @@ pub enum Frame {
     Round { index: u32, last: bool },
     /// `stasis serve`: the migrated tree runs, its root being `pid` (in the receiver's namespace).
     Running { pid: i32 },
+    /// `stasis migrate --lazy`: the page files of the next round are not sent; the sender serves
+    /// them (as `page-server --lazy-pages` does) on `port` of its address.
+    PageSource { port: u16 },
 }
 
 impl Frame {
@@ -71,6 +74,7 @@ impl Frame {
             Frame::Get { .. } => 8,
             Frame::Round { .. } => 9,
             Frame::Running { .. } => 10,
+            Frame::PageSource { .. } => 11,
         }
     }
 
@@ -92,6 +96,7 @@ fn kind_name(kind: u16) -> &'static str {
         8 => "get",
         9 => "round",
         10 => "running",
+        11 => "page source",
         _ => "unknown",
     }
 }
@@ -155,6 +160,7 @@ fn payload(frame: &Frame) -> Vec<u8> {
             p.extend(u32::from(*last).to_le_bytes());
         }
         Frame::Running { pid } => p.extend(pid.to_le_bytes()),
+        Frame::PageSource { port } => p.extend(port.to_le_bytes()),
     }
     p
 }
@@ -257,7 +263,8 @@ fn decode(kind: u16, body: Vec<u8>) -> Result<Frame, WireError> {
             Frame::Round { index: u32::from_le_bytes(body[..4].try_into().expect("4")), last: body[4] == 1 }
         }
         10 if body.len() == 4 => Frame::Running { pid: i32::from_le_bytes(body[..4].try_into().expect("4")) },
-        1..=10 => return Err(malformed(kind, format!("payload of {} bytes does not fit", body.len()))),
+        11 if body.len() == 2 => Frame::PageSource { port: u16::from_le_bytes([body[0], body[1]]) },
+        1..=11 => return Err(malformed(kind, format!("payload of {} bytes does not fit", body.len()))),
         _ => return Err(WireError::Malformed { kind: "unknown", problem: format!("frame kind {kind}") }),
     };
     Ok(frame)
@@ -286,6 +293,7 @@ mod tests {
         round_trip(Frame::Round { index: 3, last: true });
         round_trip(Frame::Round { index: 1, last: false });
         round_trip(Frame::Running { pid: 42 });
+        round_trip(Frame::PageSource { port: 7000 });
     }
 
     #[test]
