@@ -221,6 +221,49 @@ fn migrates(name: &str, extra: &[&str], pre_copy: bool) {
     }
 }
 
+/// serve dies after the first round of pre-copy: the tree, which ran on through it, still runs,
+/// the write tracking that round armed is gone with its holder, and the local rounds are removed.
+#[test]
+fn a_serve_dying_during_pre_copy_leaves_the_source_running_untracked() {
+    let Some((case, mut run, net)) = setup("migrate_serve_dies_early", "16", "4") else { return };
+    let serve = Serve::start(&case, &net, &case.images("there"), &[("STASIS_FAULT", "serve-die-after-round-1")]);
+    let here = case.images("here");
+    std::fs::create_dir_all(&here).expect("migrate's -D");
+    let out = migrate(&case, &run, &serve.to, &["-D", here.to_str().expect("a UTF-8 path")]);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    if out.status.success() || !stderr.contains("round 1") || !stderr.contains("the tree runs on here") {
+        case.fail(&format!("migrate to a serve dying after round 1: {}\n{stderr}", out.status));
+    }
+    drop(serve);
+    if std::fs::read_dir(&here).map(|d| d.count()).unwrap_or(0) != 0 {
+        case.fail(&format!("rounds left in {}", here.display()));
+    }
+    let holders = || -> Vec<(i32, String)> {
+        let procs = std::fs::read_dir("/proc").map(|d| d.flatten().collect::<Vec<_>>()).unwrap_or_default();
+        procs
+            .into_iter()
+            .filter_map(|e| {
+                Some((e.file_name().to_str()?.parse().ok()?, std::fs::read(e.path().join("cmdline")).ok()?))
+            })
+            .map(|(pid, c)| (pid, String::from_utf8_lossy(&c).replace('\0', " ")))
+            .filter(|(_, c)| c.contains("__track-holder") && c.contains(here.to_str().unwrap_or("?")))
+            .collect()
+    };
+    // The holder, given up, exits (and, reparented to this subreaper, is reaped here).
+    let deadline = Instant::now() + EXIT_TIMEOUT;
+    while let Some((pid, _)) = holders().first() {
+        let _ = stasis_tests::raw::try_waitpid(*pid);
+        if Instant::now() > deadline {
+            case.fail(&format!("tracking holders left: {:?}", holders()));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    case.expect_untouched(&run);
+    if let Err(e) = run.finish(EXIT_TIMEOUT) {
+        case.fail(&format!("the source after the failed migration: {e}"));
+    }
+}
+
 /// serve dies after it received everything, before it restores: the source's hand-off fails, the
 /// tree is thawed and runs on (it verifies its memory and passes), and serve's directory is empty
 /// (it was killed, so it could not clean up: only what it wrote before is there, never a tree).

@@ -114,8 +114,9 @@ pub fn run(args: &MigrateArgs) -> anyhow::Result<u8> {
         Ok(r) => r,
         Err(e) => {
             // The tracking of the last pre-dump, if it is still held, ends: the tree runs on as it was.
-            if let Some(last) = rounds.last() {
-                drop(stasis_engine::holder::take(&staging.path.join(last.round.to_string())));
+            let made = (1..).map(|k: u32| staging.path.join(k.to_string())).take_while(|d| d.is_dir());
+            for dir in made.filter(|d| d.join(stasis_engine::holder::SOCKET).exists()) {
+                drop(stasis_engine::holder::take(&dir));
             }
             return Err(e.context(format!("migrate of pid {} to {} (the tree runs on here)", args.pid, args.to)));
         }

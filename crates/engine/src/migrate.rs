@@ -265,6 +265,10 @@ fn receive_rounds(stream: &TcpStream, dir: &Path, peer: &str, made: &mut Vec<Pat
         if last {
             return Ok(got);
         }
+        if crate::fault::armed("serve-die-after-round-1") {
+            log::warn!("STASIS_FAULT: serve dying after round {index}");
+            std::process::exit(137);
+        }
         wire::write_frame(&mut &*stream, &Frame::Ok).map_err(|e| lost(peer, "answering")(e.into()))?;
     }
 }
