@@ -93,6 +93,16 @@ pub enum Command {
         #[arg(long, default_value_t = 1)]
         threads: usize,
     },
+    /// The downtime of `stasis migrate` of a process holding --size-mib MiB that rewrites
+    /// --rate-mib MiB/s, to `stasis serve` on loopback, beside its limit (needs root and unshare).
+    Migrate {
+        /// MiB per second the workload rewrites.
+        #[arg(long, default_value_t = 64.0)]
+        rate_mib: f64,
+        /// The writing workload binary [default: `stasis-bench-writer` beside this program].
+        #[arg(long)]
+        writer: Option<PathBuf>,
+    },
 }
 
 #[cfg(test)]
@@ -156,7 +166,7 @@ mod tests {
         let cli = Cli::try_parse_from(["stasis-bench", "read-limit", "/tmp/f"]).unwrap();
         match cli.command {
             Some(Command::ReadLimit { file, threads }) => assert_eq!((file, threads), (PathBuf::from("/tmp/f"), 1)),
-            None => panic!("no subcommand"),
+            _ => panic!("no read-limit subcommand"),
         }
     }
 

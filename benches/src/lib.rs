@@ -26,12 +26,14 @@
 //! - [`stasis`] and [`criu`]: running the two tools and reading their results; [`tool`]: either.
 //! - [`procs`]: killing a pid, waiting for it to vanish, disk usage of an image.
 //! - [`run`]: the rounds.
+//! - [`migrate`]: `stasis-bench migrate`, the downtime of a live migration beside its limit.
 //! - [`report`]: medians, ratios, the table and the JSON.
 
 pub mod cli;
 pub mod criu;
 pub mod limits;
 pub mod memhog;
+pub mod migrate;
 pub mod procs;
 pub mod report;
 pub mod run;

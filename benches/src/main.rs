@@ -14,6 +14,9 @@ fn main() -> ExitCode {
     if let Some(Command::ReadLimit { file, threads }) = &cli.command {
         return read_limit(file, *threads);
     }
+    if let Some(Command::Migrate { rate_mib, writer }) = &cli.command {
+        return migrate(&cli, *rate_mib, writer.clone());
+    }
     let config = match config(&cli) {
         Ok(config) => config,
         Err(e) => {
@@ -47,6 +50,37 @@ fn main() -> ExitCode {
         code = ExitCode::FAILURE;
     }
     code
+}
+
+/// The `migrate` subcommand: its own rounds and report.
+fn migrate(cli: &Cli, rate_mib: f64, writer: Option<PathBuf>) -> ExitCode {
+    let Ok(exe) = std::env::current_exe() else {
+        eprintln!("stasis-bench: cannot find this program's path");
+        return ExitCode::FAILURE;
+    };
+    let beside = |name: &str| -> PathBuf { exe.parent().unwrap_or(Path::new(".")).join(name) };
+    let config = stasis_bench::migrate::Config {
+        dir: cli.dir.clone(),
+        rounds: cli.rounds,
+        size_mib: cli.size_mib,
+        rate_mib,
+        stasis: cli.stasis.clone().unwrap_or_else(|| beside("stasis")),
+        writer: writer.unwrap_or_else(|| beside("stasis-bench-writer")),
+    };
+    match stasis_bench::migrate::run(&config, &mut std::io::stderr()) {
+        Ok(report) if cli.json => {
+            println!("{}", serde_json::to_string_pretty(&report).expect("a report serializes"));
+            ExitCode::SUCCESS
+        }
+        Ok(report) => {
+            print!("{}", report.table());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("stasis-bench migrate: {}", error_chain(&e));
+            ExitCode::FAILURE
+        }
+    }
 }
 
 /// The hidden `read-limit` subcommand: one timed read, as JSON on stdout.

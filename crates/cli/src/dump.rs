@@ -68,6 +68,7 @@ pub fn options(args: &DumpArgs) -> anyhow::Result<DumpOptions> {
         auto_dedup: c.is_set("auto-dedup"),
         compress: args.compress,
         ext_mounts: mounts(c)?,
+        handoff: None,
     })
 }
 

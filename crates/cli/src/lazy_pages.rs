@@ -10,7 +10,7 @@ use std::os::fd::AsFd;
 use std::path::PathBuf;
 
 use anyhow::{bail, Context};
-use clap::{ArgAction, Args};
+use clap::Args;
 
 /// Options of `stasis lazy-pages`.
 #[derive(Args, Debug)]
@@ -21,15 +21,8 @@ pub struct LazyPagesArgs {
     /// Write a zero byte to FD once listening.
     #[arg(long, value_name = "FD")]
     pub status_fd: Option<i32>,
-    /// Append the log to FILE.
-    #[arg(short = 'o', long = "log-file", value_name = "FILE")]
-    pub log_file: Option<PathBuf>,
-    /// More log (repeat for more).
-    #[arg(short = 'v', action = ArgAction::Count)]
-    pub verbose: u8,
-    /// Print the report (or the error) as one JSON object on stdout.
-    #[arg(long)]
-    pub json: bool,
+    #[command(flatten)]
+    pub out: crate::page_server::Output,
     /// Fetch the pages from `stasis page-server --lazy-pages` at --address and --port; DIR holds
     /// the other images.
     #[arg(long, requires_all = ["address", "port"])]
@@ -81,7 +74,7 @@ pub fn run(args: &LazyPagesArgs) -> anyhow::Result<u8> {
     // It ends as soon as we said we are done, or saw that we ended without saying so.
     let _ = keeper.wait();
     let report = result.with_context(|| format!("lazy-pages for {}", args.dir.display()))?;
-    if args.json {
+    if args.out.json {
         crate::print_json(&serde_json::to_value(&report).context("encode the lazy-pages report")?);
     } else {
         let mib = report.bytes as f64 / (1024.0 * 1024.0);
@@ -99,7 +92,7 @@ fn start_keeper(args: &LazyPagesArgs) -> anyhow::Result<(std::process::Child, st
     let exe = std::env::current_exe().context("lazy-pages: locate the stasis binary")?;
     let mut cmd = std::process::Command::new(exe);
     cmd.args(["lazy-pages", "--keeper"]).stdin(std::process::Stdio::from(theirs)).stdout(std::process::Stdio::null());
-    if let Some(log) = &args.log_file {
+    if let Some(log) = &args.out.log_file {
         cmd.arg("-o").arg(std::path::absolute(log).context("lazy-pages: the log file")?);
     }
     let child = cmd.spawn().context("lazy-pages: start the keeper")?;

@@ -10,6 +10,8 @@
 //! stasis swrk     FD                              (CRIU's RPC; also as `criu swrk FD`)
 //! stasis page-server -D DIR --port PORT [--address ADDR] [-d] [--status-fd FD] [-o LOG] [-v]
 //! stasis lazy-pages  -D DIR [--page-server --address A --port P] [--status-fd FD] [-o LOG] [-v]
+//! stasis migrate  -t PID --to HOST:PORT [--tcp-established] [--max-rounds N] [-D DIR] [--json]
+//! stasis serve    -D DIR --port PORT [--address ADDR] [--tcp-established] [--pidfile FILE] [--json]
 //! ```
 //!
 //! `dump`, `pre-dump`, `restore` and `check` take every option of CRIU 4.2's (see
@@ -32,9 +34,11 @@ mod criu_opts;
 mod dump;
 mod lazy_pages;
 mod logger;
+mod migrate;
 mod page_server;
 mod progress;
 mod restore;
+mod serve;
 mod show;
 mod swrk;
 
@@ -77,6 +81,10 @@ enum Command {
     PageServer(page_server::PageServerArgs),
     /// Serve the pages of a `restore --lazy-pages` on demand (userfaultfd).
     LazyPages(lazy_pages::LazyPagesArgs),
+    /// Move a running tree to `stasis serve` elsewhere (pre-copy rounds, then a final dump).
+    Migrate(migrate::MigrateArgs),
+    /// Receive one `stasis migrate` into an image directory and restore it.
+    Serve(serve::ServeArgs),
 }
 
 impl Command {
@@ -91,16 +99,20 @@ impl Command {
             Command::Dedup(a) => (a.json, None),
             Command::Swrk(_) => (false, None),
             Command::TrackHolder { .. } => (false, None),
-            Command::PageServer(a) => (a.json, None),
-            Command::LazyPages(a) => (a.json, None),
+            Command::PageServer(a) => (a.out.json, None),
+            Command::LazyPages(a) => (a.out.json, None),
+            Command::Migrate(a) => (a.out.json, None),
+            Command::Serve(a) => (a.out.json, None),
         }
     }
 
     /// The log file and level of a command that takes no CRIU options but has its own.
     fn own_log(&self) -> Option<(Option<&std::path::Path>, log::LevelFilter)> {
         match self {
-            Command::PageServer(a) => Some((a.log_file.as_deref(), page_server::level(a.verbose))),
-            Command::LazyPages(a) => Some((a.log_file.as_deref(), page_server::level(a.verbose))),
+            Command::PageServer(a) => Some(a.out.log()),
+            Command::LazyPages(a) => Some(a.out.log()),
+            Command::Migrate(a) => Some(a.out.log()),
+            Command::Serve(a) => Some(a.out.log()),
             _ => None,
         }
     }
@@ -199,6 +211,8 @@ fn run(command: &Command) -> anyhow::Result<u8> {
         }
         Command::PageServer(a) => page_server::run(a),
         Command::LazyPages(a) => lazy_pages::run(a),
+        Command::Migrate(a) => migrate::run(a),
+        Command::Serve(a) => serve::run(a),
     }
 }
 

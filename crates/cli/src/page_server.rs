@@ -23,12 +23,8 @@ pub struct PageServerArgs {
     /// Directory the page files are written to (it must exist).
     #[arg(short = 'D', long = "images-dir", value_name = "DIR", default_value = ".")]
     pub dir: PathBuf,
-    /// TCP port to listen on; 0 picks a free one (printed on stdout).
-    #[arg(long, value_name = "PORT")]
-    pub port: u16,
-    /// Address to listen on.
-    #[arg(long, value_name = "ADDR", default_value = "0.0.0.0")]
-    pub address: String,
+    #[command(flatten)]
+    pub listen: Listen,
     /// Serve the page files in DIR to one `stasis lazy-pages --page-server` instead of receiving.
     #[arg(long)]
     pub lazy_pages: bool,
@@ -41,6 +37,13 @@ pub struct PageServerArgs {
     /// With -d: write the pid of the server running in the background to FILE.
     #[arg(long, value_name = "FILE", requires = "daemon")]
     pub pidfile: Option<PathBuf>,
+    #[command(flatten)]
+    pub out: Output,
+}
+
+/// Where a command of stasis' own (not CRIU's) logs, and how it reports.
+#[derive(Args, Debug)]
+pub struct Output {
     /// Append the log to FILE.
     #[arg(short = 'o', long = "log-file", value_name = "FILE")]
     pub log_file: Option<PathBuf>,
@@ -50,6 +53,24 @@ pub struct PageServerArgs {
     /// Print the report (or the error) as one JSON object on stdout.
     #[arg(long)]
     pub json: bool,
+}
+
+impl Output {
+    /// The log file and level.
+    pub fn log(&self) -> (Option<&std::path::Path>, log::LevelFilter) {
+        (self.log_file.as_deref(), level(self.verbose))
+    }
+}
+
+/// Where a receiving command listens.
+#[derive(Args, Debug)]
+pub struct Listen {
+    /// TCP port to listen on; 0 picks a free one (printed on stdout).
+    #[arg(long, value_name = "PORT")]
+    pub port: u16,
+    /// Address to listen on.
+    #[arg(long, value_name = "ADDR", default_value = "0.0.0.0")]
+    pub address: String,
 }
 
 /// The log level of `-v`s, from warnings.
@@ -70,8 +91,8 @@ pub fn run(args: &PageServerArgs) -> anyhow::Result<u8> {
     if args.daemon {
         return daemonize(args);
     }
-    let listener = TcpListener::bind((args.address.as_str(), args.port))
-        .with_context(|| format!("page-server: listen on {}:{}", args.address, args.port))?;
+    let listener = TcpListener::bind((args.listen.address.as_str(), args.listen.port))
+        .with_context(|| format!("page-server: listen on {}:{}", args.listen.address, args.listen.port))?;
     let local = listener.local_addr().context("page-server: the listening address")?;
     announce(&format!("page-server listening on {local}"));
     if let Some(fd) = args.status_fd {
@@ -84,7 +105,7 @@ pub fn run(args: &PageServerArgs) -> anyhow::Result<u8> {
     let report =
         serve(&listener, &args.dir).with_context(|| format!("page-server on {local} into {}", args.dir.display()))?;
     log::info!("page-server: {} files, {} bytes from {}", report.files.len(), report.bytes, report.peer);
-    if args.json {
+    if args.out.json {
         crate::print_json(&serde_json::to_value(&report).context("encode the page server report")?);
     } else {
         let mib = report.bytes as f64 / (1024.0 * 1024.0);
@@ -114,15 +135,15 @@ fn daemonize(args: &PageServerArgs) -> anyhow::Result<u8> {
     let exe = std::env::current_exe().context("page-server -d: locate the stasis binary")?;
     let mut cmd = Command::new(exe);
     cmd.arg("page-server").arg("-D").arg(absolute(&args.dir)?);
-    cmd.args(["--port", &args.port.to_string(), "--address", &args.address]);
+    cmd.args(["--port", &args.listen.port.to_string(), "--address", &args.listen.address]);
     if args.lazy_pages {
         cmd.arg("--lazy-pages");
     }
-    if let Some(log) = &args.log_file {
+    if let Some(log) = &args.out.log_file {
         cmd.arg("-o").arg(absolute(log)?);
     }
-    if args.verbose > 0 {
-        cmd.arg(format!("-{}", "v".repeat(args.verbose.into())));
+    if args.out.verbose > 0 {
+        cmd.arg(format!("-{}", "v".repeat(args.out.verbose.into())));
     }
     // Nothing of the caller's stdio stays open in the background (a caller waiting for the end of
     // our output would wait for the server): its log goes to -o.

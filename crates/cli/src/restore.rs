@@ -228,14 +228,14 @@ fn inherit_fds(given: &[(i32, String)]) -> anyhow::Result<Vec<InheritFd>> {
 
 /// A pid file written atomically: a temporary file beside it, renamed over it once the pid is
 /// known. Dropped uncommitted, the temporary file is removed.
-struct PidFile {
+pub(crate) struct PidFile {
     path: PathBuf,
     tmp: PathBuf,
     file: Option<File>,
 }
 
 impl PidFile {
-    fn prepare(path: &Path) -> anyhow::Result<PidFile> {
+    pub(crate) fn prepare(path: &Path) -> anyhow::Result<PidFile> {
         let name = path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default();
         let tmp = path.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
         let file =
@@ -243,7 +243,7 @@ impl PidFile {
         Ok(PidFile { path: path.to_path_buf(), tmp, file: Some(file) })
     }
 
-    fn commit(mut self, pid: i32) -> anyhow::Result<()> {
+    pub(crate) fn commit(mut self, pid: i32) -> anyhow::Result<()> {
         let mut file = self.file.take().expect("a prepared pid file has its file");
         writeln!(file, "{pid}")
             .and_then(|()| file.sync_all())

@@ -67,6 +67,15 @@ pub enum Error {
     },
     #[error("page server {peer}: {what}")]
     PageServerRefused { peer: String, what: String },
+    #[error("migration peer {peer}: {what}")]
+    Migration {
+        peer: String,
+        what: String,
+        #[source]
+        source: stasis_image::wire::WireError,
+    },
+    #[error("migration peer {peer}: {what}")]
+    MigrationRefused { peer: String, what: String },
     #[error("{}: {what}", .path.display())]
     LazyDaemon {
         path: PathBuf,

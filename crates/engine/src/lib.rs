@@ -15,6 +15,7 @@ pub mod holder;
 pub mod ipc;
 pub mod lazy;
 pub mod mem;
+pub mod migrate;
 pub mod misc;
 pub mod mm;
 pub mod mnt;
@@ -150,6 +151,24 @@ pub struct DumpOptions {
     /// `--external mnt[POINT]:KEY`: the mount at POINT of the tree's mount namespace is not
     /// saved; restore takes it from the path given for KEY (see [`mnt`]).
     pub ext_mounts: Vec<(String, String)>,
+    /// Called once the image is complete in `dir` (inventory written) while the tree is still
+    /// frozen, before it is killed (see [`Handoff`]); `None` for a plain dump.
+    pub handoff: Option<Handoff>,
+}
+
+/// What a dump hands its complete image to before it kills the tree (`stasis migrate`: send the
+/// image, wait until the other side runs it). An error resumes the tree as after any failed dump.
+/// It gets the image directory and the instant the freeze began.
+#[derive(Clone)]
+pub struct Handoff(pub std::sync::Arc<HandoffFn>);
+
+/// The function of a [`Handoff`].
+pub type HandoffFn = dyn Fn(&std::path::Path, std::time::Instant) -> Result<(), Error> + Send + Sync;
+
+impl std::fmt::Debug for Handoff {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Handoff")
+    }
 }
 
 /// Default of [`DumpOptions::ghost_limit`]: 1 MiB, as CRIU's.

@@ -162,7 +162,7 @@ fn receive(stream: &TcpStream, dir: &Path, peer: &str) -> Result<ServeReport> {
 }
 
 /// Exchange [`Frame::Hello`]s: both sides must speak [`WIRE_VERSION`].
-fn hello(stream: &TcpStream, peer: &str) -> Result<()> {
+pub(crate) fn hello(stream: &TcpStream, peer: &str) -> Result<()> {
     wire::write_frame(&mut &*stream, &Frame::Hello { version: WIRE_VERSION })
         .map_err(|e| lost(peer, "greeting")(e.into()))?;
     match wire::read_frame(&mut &*stream).map_err(lost(peer, "greeting"))? {

@@ -6,7 +6,7 @@
 //!
 //! ```text
 //! 0   magic     u32 LE  "SPGS"
-//! 4   kind      u16 LE  (Hello = 1, Open, Data, Close, Commit, Ok, Error, Get)
+//! 4   kind      u16 LE  (Hello = 1, Open, Data, Close, Commit, Ok, Error, Get, Round, Running, PageSource)
 //! 6   flags     u16 LE  0
 //! 8   length    u32 LE  payload bytes, at most MAX_PAYLOAD
 //! 12  reserved  u32 LE  0
@@ -51,6 +51,14 @@ pub enum Frame {
     Error { message: String },
     /// Ask for `len` bytes of the page file `name` at `offset` (answered by one [`Frame::Data`]).
     Get { name: String, offset: u64, len: u32 },
+    /// `stasis migrate`: the files up to the next [`Frame::Commit`] are round `index` (1, 2, ...) of
+    /// the migration, an image whose parent is round `index - 1`; `last`: the final dump.
+    Round { index: u32, last: bool },
+    /// `stasis serve`: the migrated tree runs, its root being `pid` (in the receiver's namespace).
+    Running { pid: i32 },
+    /// `stasis migrate --lazy`: the page files of the next round are not sent; the sender serves
+    /// them (as `page-server --lazy-pages` does) on `port` of its address.
+    PageSource { port: u16 },
 }
 
 impl Frame {
@@ -64,6 +72,9 @@ impl Frame {
             Frame::Ok => 6,
             Frame::Error { .. } => 7,
             Frame::Get { .. } => 8,
+            Frame::Round { .. } => 9,
+            Frame::Running { .. } => 10,
+            Frame::PageSource { .. } => 11,
         }
     }
 
@@ -83,6 +94,9 @@ fn kind_name(kind: u16) -> &'static str {
         6 => "ok",
         7 => "error",
         8 => "get",
+        9 => "round",
+        10 => "running",
+        11 => "page source",
         _ => "unknown",
     }
 }
@@ -141,6 +155,12 @@ fn payload(frame: &Frame) -> Vec<u8> {
             p.extend(len.to_le_bytes());
             p.extend(name.as_bytes());
         }
+        Frame::Round { index, last } => {
+            p.extend(index.to_le_bytes());
+            p.extend(u32::from(*last).to_le_bytes());
+        }
+        Frame::Running { pid } => p.extend(pid.to_le_bytes()),
+        Frame::PageSource { port } => p.extend(port.to_le_bytes()),
     }
     p
 }
@@ -239,7 +259,12 @@ fn decode(kind: u16, body: Vec<u8>) -> Result<Frame, WireError> {
             len: u32::from_le_bytes(body[8..12].try_into().expect("4")),
             name: text(&body[12..], MAX_NAME)?,
         },
-        1..=8 => return Err(malformed(kind, format!("payload of {} bytes does not fit", body.len()))),
+        9 if body.len() == 8 && u32::from_le_bytes(body[4..8].try_into().expect("4")) <= 1 => {
+            Frame::Round { index: u32::from_le_bytes(body[..4].try_into().expect("4")), last: body[4] == 1 }
+        }
+        10 if body.len() == 4 => Frame::Running { pid: i32::from_le_bytes(body[..4].try_into().expect("4")) },
+        11 if body.len() == 2 => Frame::PageSource { port: u16::from_le_bytes([body[0], body[1]]) },
+        1..=11 => return Err(malformed(kind, format!("payload of {} bytes does not fit", body.len()))),
         _ => return Err(WireError::Malformed { kind: "unknown", problem: format!("frame kind {kind}") }),
     };
     Ok(frame)
@@ -265,6 +290,10 @@ mod tests {
         round_trip(Frame::Ok);
         round_trip(Frame::Error { message: "no space".into() });
         round_trip(Frame::Get { name: "pages-1.img".into(), offset: 4096, len: 8192 });
+        round_trip(Frame::Round { index: 3, last: true });
+        round_trip(Frame::Round { index: 1, last: false });
+        round_trip(Frame::Running { pid: 42 });
+        round_trip(Frame::PageSource { port: 7000 });
     }
 
     #[test]

@@ -215,6 +215,14 @@ fn dump_with<'env>(
     let tracking = (prev.as_deref(), kept.as_slice(), &mut holder_pid);
     let image_bytes = write_images((dir, sink), dumped, tree_img, files, ipc, lock, (opts, &run.writes, tracking))?;
     log::info!("images written at {:?}", frozen_at.elapsed());
+    if let Some(handoff) = opts.handoff.as_ref().filter(|_| !opts.keeps_tree()) {
+        if let Err(e) = (handoff.0)(&opts.dir, frozen_at) {
+            // Unlocked and out of repair mode before the tasks run again, as with --leave-running.
+            drop(held.take());
+            return Err(explain(pool, &tree, e, progress));
+        }
+        log::info!("image handed off at {:?}", frozen_at.elapsed());
+    }
     if !opts.keeps_tree() {
         end_all(pool, &tree, FrozenProcess::kill, progress)?;
         frozen_for = Some(frozen_at.elapsed());
