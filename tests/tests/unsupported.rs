@@ -77,3 +77,24 @@ fn child_in_a_time_namespace() {
 fn namespace_fd_of_no_process_of_the_tree() {
     refused("unsupported_netns_fd", "netns_fd", &[&["fd 45"], &["net namespace"], &["no process of the tree"]]);
 }
+
+/// A parent waiting in vfork() for its child cannot be frozen until the child execs or exits: the
+/// dump is refused by name at once (it used to wait forever), and both run on; once the child is
+/// woken and exits, the parent checks its status (C, built by the test).
+#[test]
+fn a_parent_waiting_in_vfork() {
+    let mut case = Case::new("vfork_wait", workload!("basic"));
+    match stasis_tests::harness::static_c_workload(&case.dir, "vfork_wait") {
+        Ok(w) => case.workload = w.self_finishing(),
+        Err(reason) => return stasis_tests::harness::skip(&reason),
+    }
+    let Some(mut run) = case.start() else { return };
+    let r = case.dump(&run, &case.images("images"), &[], &[]);
+    case.expect_failed(&r, "dump of a vfork parent", &[&["vfork"], &[&run.pid().to_string()]]);
+    let children = stasis_tests::harness::tree_pids(run.pid());
+    for &child in children.iter().filter(|&&p| p != run.pid()) {
+        stasis_tests::raw::kill(child, libc::SIGUSR1)
+            .unwrap_or_else(|e| case.fail(&format!("SIGUSR1 to {child}: {e}")));
+    }
+    case.finish(&mut run);
+}

@@ -88,7 +88,7 @@ impl Frozen {
 
     fn wait_for_stop(&mut self) -> Result<()> {
         loop {
-            match ptrace::wait(self.pid).map_err(Error::sys(self.pid.0, "waiting for the freeze"))? {
+            match self.wait_bounded()? {
                 WaitStatus::Stopped { event, .. } if event == libc::PTRACE_EVENT_STOP => return Ok(()),
                 WaitStatus::Stopped { sig, .. } => {
                     // A signal was about to be delivered: let it go on; the interrupt stop follows.
@@ -103,6 +103,32 @@ impl Frozen {
                     return Err(Error::Exited { pid: self.pid, how: format!("{status:?}") });
                 }
             }
+        }
+    }
+
+    /// The next wait status of the task, waiting at most [`FREEZE_TIMEOUT`]: a task in a killable
+    /// wait (a vfork parent waiting for its child, an uninterruptible file system call) does not
+    /// stop for ptrace until the wait ends, and the dump must not hang on it. The error names its
+    /// state and kernel wait channel; the task runs on (our attach ends with us).
+    fn wait_bounded(&mut self) -> Result<WaitStatus> {
+        let deadline = std::time::Instant::now() + FREEZE_TIMEOUT;
+        let mut pause = std::time::Duration::from_micros(20);
+        loop {
+            if let Some(status) =
+                ptrace::try_wait(self.pid).map_err(Error::sys(self.pid.0, "waiting for the freeze"))?
+            {
+                return Ok(status);
+            }
+            if std::time::Instant::now() > deadline {
+                self.done = true;
+                let (state, wchan) = (state_of(self.pid), wchan_of(self.pid));
+                let what = format!(
+                    "did not stop within {FREEZE_TIMEOUT:?} of being frozen (state {state}, waiting in {wchan}): a task in an uninterruptible wait cannot be checkpointed"
+                );
+                return Err(Error::Unsupported { pid: self.pid, what });
+            }
+            std::thread::sleep(pause);
+            pause = (pause * 2).min(std::time::Duration::from_millis(2));
         }
     }
 
@@ -251,6 +277,20 @@ impl Drop for Frozen {
             }
         }
     }
+}
+
+/// How long a task may take to stop once interrupted (CRIU's `--timeout`, 10 s by default, bounds
+/// the same wait).
+const FREEZE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The state letter of `pid` in `/proc/PID/stat`, `?` if it cannot be read.
+fn state_of(pid: Pid) -> char {
+    proc::stat(&ProcRoot::system(), pid.0).map_or('?', |s| s.state)
+}
+
+/// The kernel function `pid` waits in (`/proc/PID/wchan`).
+pub fn wchan_of(pid: Pid) -> String {
+    std::fs::read_to_string(format!("/proc/{pid}/wchan")).map_or_else(|_| "?".into(), |w| w.trim().to_string())
 }
 
 /// The ptrace options a dump traces task `pid` with: `PTRACE_O_SUSPEND_SECCOMP` too if it is under

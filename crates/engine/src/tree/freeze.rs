@@ -99,6 +99,11 @@ fn start_freeze<'env>(
         return Ok((stat, None));
     }
     let stopped = stat.state == 'T';
+    // A vfork parent does not stop for ptrace until its child execs or exits: refused at once.
+    if stat.state == 'D' && matches!(crate::task::wchan_of(p).as_str(), "kernel_clone" | "wait_for_vfork_done") {
+        let what = "a process waiting in vfork() for its child to exec or exit".to_string();
+        return Err(Error::Unsupported { pid: p, what });
+    }
     let calls = calls.clone();
     let frozen = pool.run(idx, move |owned, _| {
         if p != top {
