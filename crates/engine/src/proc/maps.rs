@@ -3,7 +3,7 @@
 //! A line reads `start-end perms offset major:minor inode [name]`. The name starts after the run of
 //! spaces that pads the inode column and runs to the end of the line, so it may contain spaces; a
 //! trailing ` (deleted)` is removed and recorded in [`MapEntry::deleted`]. In `smaps` each such line is
-//! followed by `Key: value` lines, of which only `VmFlags` is kept.
+//! followed by `Key: value` lines, of which only `VmFlags` and `KernelPageSize` are kept.
 
 use std::path::Path;
 
@@ -31,6 +31,8 @@ pub struct MapEntry {
     pub deleted: bool,
     /// The `VmFlags` of `smaps`; empty when read from `maps`.
     pub vm_flags: VmFlags,
+    /// `KernelPageSize` of `smaps` in bytes (4096 but for hugetlb areas); zero when read from `maps`.
+    pub kernel_page_size: u64,
 }
 
 impl MapEntry {
@@ -70,6 +72,14 @@ pub fn smaps(root: &ProcRoot, pid: i32) -> Result<Vec<MapEntry>, ProcError> {
                     .last_mut()
                     .ok_or_else(|| ProcError::Missing { path: path.clone(), field: "mapping line before VmFlags" })?;
                 entry.vm_flags = parse_vm_flags(&path, lineno, value)?;
+            }
+            Some(("KernelPageSize", value)) => {
+                let entry = out.last_mut().ok_or_else(|| ProcError::Missing {
+                    path: path.clone(),
+                    field: "mapping line before KernelPageSize",
+                })?;
+                let kb = value.strip_suffix(" kB").unwrap_or(value).trim();
+                entry.kernel_page_size = parse_num::<u64>(&path, lineno, "KernelPageSize", kb, 10)? * 1024;
             }
             Some(_) => {}
         }
@@ -161,6 +171,7 @@ fn parse_line(path: &Path, line: usize, text: &str) -> Result<MapEntry, ProcErro
         name: name.to_string(),
         deleted,
         vm_flags: VmFlags::default(),
+        kernel_page_size: 0,
     })
 }
 
