@@ -26,7 +26,7 @@ const PAGE: u64 = 4096;
 pub fn classify(pid: Pid, e: &MapEntry) -> Result<(VmaKind, u64)> {
     let range = format!("{:#x}-{:#x}", e.start, e.end);
     let size = e.kernel_page_size;
-    if !size.is_power_of_two() || size <= PAGE || e.start % size != 0 || e.end % size != 0 {
+    if !size.is_power_of_two() || size <= PAGE || !e.start.is_multiple_of(size) || !e.end.is_multiple_of(size) {
         let what = format!("hugetlb mapping {range} {} with a page size of {size} bytes", e.name);
         return Err(Error::Unsupported { pid, what });
     }
@@ -83,7 +83,7 @@ pub fn check_reserve(procs: &[Proc]) -> Result<()> {
             let inherited = p.parent.is_some_and(|pv| super::pages::inheritable(v, pv));
             let shared = super::kind(v) == VmaKind::SharedAnon;
             let reserves = v.flags & libc::MAP_NORESERVE as u32 == 0;
-            let pages = if shared && !objects.insert(v.inode) || shared && inherited {
+            let pages = if shared && (!objects.insert(v.inode) || inherited) {
                 0
             } else if reserves && !inherited {
                 (v.end - v.start) / size
