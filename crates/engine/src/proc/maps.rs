@@ -78,8 +78,7 @@ pub fn smaps(root: &ProcRoot, pid: i32) -> Result<Vec<MapEntry>, ProcError> {
                     path: path.clone(),
                     field: "mapping line before KernelPageSize",
                 })?;
-                let kb = value.strip_suffix(" kB").unwrap_or(value).trim();
-                entry.kernel_page_size = parse_num::<u64>(&path, lineno, "KernelPageSize", kb, 10)? * 1024;
+                entry.kernel_page_size = page_size(&path, lineno, value)?;
             }
             Some(_) => {}
         }
@@ -107,6 +106,7 @@ pub fn smaps_at(root: &ProcRoot, pid: i32, addr: u64) -> Result<Option<MapEntry>
                 }
             }
             (None, Some(_)) => break,
+            (Some(("KernelPageSize", value)), Some(e)) => e.kernel_page_size = page_size(&path, i + 1, value)?,
             (Some(("VmFlags", value)), Some(e)) => {
                 e.vm_flags = parse_vm_flags(&path, i + 1, value)?;
                 break;
@@ -130,6 +130,12 @@ fn smaps_key(line: &str) -> Option<(&str, &str)> {
     let first = line.split(' ').next().unwrap_or("");
     let key = first.strip_suffix(':')?;
     Some((key, line[first.len()..].trim()))
+}
+
+/// `KernelPageSize` (`4 kB`) in bytes.
+fn page_size(path: &Path, line: usize, value: &str) -> Result<u64, ProcError> {
+    let kb = value.strip_suffix(" kB").unwrap_or(value).trim();
+    Ok(parse_num::<u64>(path, line, "KernelPageSize", kb, 10)? * 1024)
 }
 
 fn parse_vm_flags(path: &Path, line: usize, value: &str) -> Result<VmFlags, ProcError> {
