@@ -1,6 +1,7 @@
 //! Hugetlb memory: private and shared MAP_HUGETLB areas in a parent and its child come back
 //! hugetlb, whole and still shared; a restore without the huge pages they need fails naming them
-//! and leaves nothing behind; an MFD_HUGETLB memfd is refused by name at dump.
+//! and leaves nothing behind; a compressed dump of them too; an MFD_HUGETLB memfd is refused by
+//! name at dump.
 //!
 //! Every test reserves the huge pages it needs in `/proc/sys/vm/nr_hugepages` and puts the old
 //! value back; they run one at a time (one lock), as they share the pool.
@@ -71,7 +72,7 @@ fn numbered(case: &Case, pids: &[i32]) -> Vec<Snapshot> {
 }
 
 /// Dump, kill and restore the tree of `case`; compare the maps and state of every process.
-fn round_trip(case: &Case, processes: usize) {
+fn round_trip(case: &Case, processes: usize, dump_extra: &[&str]) {
     let Some(mut run) = case.start() else { return };
     let root = run.pid();
     let pids = tree_pids(root);
@@ -83,7 +84,7 @@ fn round_trip(case: &Case, processes: usize) {
     }
     let before = numbered(case, &pids);
     let images = case.images("images");
-    case.dump_ok(&run, &images, &[]);
+    case.dump_ok(&run, &images, dump_extra);
     case.reap_dumped(&mut run);
     let mut restored = case.restore_ok(&images, root, &[]);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
@@ -106,13 +107,20 @@ fn round_trip(case: &Case, processes: usize) {
 #[test]
 fn private_and_shared_hugetlb_areas_of_a_parent_and_its_child() {
     let Some(_pool) = pool(TREE_PAGES) else { return };
-    round_trip(&Case::new("hugetlb_tree", workload!("hugetlb").arg("tree")), 2);
+    round_trip(&Case::new("hugetlb_tree", workload!("hugetlb").arg("tree")), 2, &[]);
+}
+
+/// A compressed page file is decompressed straight into the task (`/proc/PID/mem`), huge pages too.
+#[test]
+fn hugetlb_areas_through_a_compressed_dump() {
+    let Some(_pool) = pool(TREE_PAGES) else { return };
+    round_trip(&Case::new("hugetlb_compress", workload!("hugetlb").arg("tree")), 2, &["--compress"]);
 }
 
 #[test]
 fn one_private_huge_page() {
     let Some(_pool) = pool(2) else { return };
-    round_trip(&Case::new("hugetlb_anon", workload!("mem_flags").arg("hugetlb-anon")), 1);
+    round_trip(&Case::new("hugetlb_anon", workload!("mem_flags").arg("hugetlb-anon")), 1, &[]);
 }
 
 #[test]
