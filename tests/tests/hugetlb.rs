@@ -162,3 +162,26 @@ fn standalone_hugetlb_tree() {
     let Some(_pool) = pool(TREE_PAGES) else { return };
     stasis_tests::harness::standalone("sa-hugetlb_tree", workload!("hugetlb").arg("tree"));
 }
+
+/// A pre-dump, then a dump on it (`--track-mem`): hugetlb areas are not write-tracked, the dump
+/// saves them in full, and the restore through the chain gives them back whole.
+#[test]
+fn hugetlb_areas_through_a_pre_dump_chain() {
+    let Some(_pool) = pool(TREE_PAGES) else { return };
+    let case = Case::new("hugetlb_chain", workload!("hugetlb").arg("tree"));
+    let Some(mut run) = case.start() else { return };
+    let root = run.pid();
+    let pre = case.images("pre");
+    let log = case.dir.unique("pre-dump", "log");
+    let mut cmd = case.stasis().command();
+    cmd.args(["pre-dump", "-t", &root.to_string(), "-vv", "-D"]).arg(&pre).arg("-o").arg(&log);
+    let out = cmd.output().expect("run stasis pre-dump");
+    if !out.status.success() {
+        case.fail(&format!("pre-dump: {}\n{}", out.status, String::from_utf8_lossy(&out.stderr)));
+    }
+    let last = case.images("last");
+    case.dump_ok(&run, &last, &["--prev-images-dir", "../pre", "--track-mem"]);
+    case.reap_dumped(&mut run);
+    let mut restored = case.restore_ok(&last, root, &[]);
+    case.finish(&mut restored);
+}
