@@ -6,7 +6,7 @@
 //! Every test reserves the huge pages it needs in `/proc/sys/vm/nr_hugepages` and puts the old
 //! value back; they run one at a time (one lock), as they share the pool.
 
-use stasis_tests::harness::{number_deleted, skip, tree_pids, Case, Snapshot};
+use stasis_tests::harness::{skip, tree_pids, Case};
 use stasis_tests::workload;
 use std::sync::Mutex;
 
@@ -63,14 +63,6 @@ fn pool(extra: u64) -> Option<HugePages> {
 /// child's copy of one private page: seven pages at dump and at restore.
 const TREE_PAGES: u64 = 8;
 
-/// The snapshots of `pids`, each hugetlb object's inode (a new one after restore) replaced by its
-/// order of appearance: the comparison also checks the two processes map one shared object.
-fn numbered(case: &Case, pids: &[i32]) -> Vec<Snapshot> {
-    let mut snaps: Vec<Snapshot> = pids.iter().map(|&p| case.snapshot(p)).collect();
-    number_deleted(&mut snaps);
-    snaps
-}
-
 /// Dump, kill and restore the tree of `case`; compare the maps and state of every process.
 fn round_trip(case: &Case, processes: usize, dump_extra: &[&str]) {
     let Some(mut run) = case.start() else { return };
@@ -79,28 +71,14 @@ fn round_trip(case: &Case, processes: usize, dump_extra: &[&str]) {
     if pids.len() != processes {
         case.fail(&format!("the tree of pid {root} has {} processes {pids:?}, expected {processes}", pids.len()));
     }
-    for &p in &pids {
-        case.settled_snapshot(p);
-    }
-    let before = numbered(case, &pids);
+    // The inodes of the hugetlb objects (new ones after restore) numbered: the comparison also
+    // checks the two processes map one shared object.
+    let before = case.numbered_snapshots(&pids, true);
     let images = case.images("images");
     case.dump_ok(&run, &images, dump_extra);
     case.reap_dumped(&mut run);
     let mut restored = case.restore_ok(&images, root, &[]);
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
-    loop {
-        let now = numbered(case, &pids);
-        let diffs: Vec<String> = (before.iter().zip(&now).zip(&pids))
-            .filter_map(|((b, a), pid)| b.diff(a).map(|d| format!("state of pid {pid} differs after restore:\n{d}")))
-            .collect();
-        if diffs.is_empty() {
-            break;
-        }
-        if std::time::Instant::now() > deadline {
-            case.fail(&diffs.join("\n"));
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
+    case.compare_numbered(&before, &pids);
     case.finish(&mut restored);
 }
 
