@@ -1,7 +1,7 @@
 //! Memory round trips: every private mapping kind, a 256 MiB heap, a statically linked C program;
 //! the state of areas beyond their bytes (madvise, locks, mapping flags, the most access of shared
 //! file mappings, guard regions, wipe-on-fork and droppable areas across a fork), the mm-wide
-//! state (mlockall, membarrier, KSM merge-any); huge pages, refused by name.
+//! state (mlockall, membarrier, KSM merge-any). Huge pages: tests/hugetlb.rs.
 
 use stasis_tests::harness::{checkpoint_restore, skip, standalone, static_c_workload, Case};
 use stasis_tests::workload;
@@ -54,58 +54,6 @@ fn mlockall_membarrier_and_ksm_merge_any() {
 #[test]
 fn a_process_that_unmapped_its_vdso() {
     checkpoint_restore("mem_flags_no_vdso", workload!("mem_flags").arg("no-vdso"));
-}
-
-const NR_HUGEPAGES: &str = "/proc/sys/vm/nr_hugepages";
-
-/// Two more 2 MiB huge pages reserved while it lives; the sysctl is put back on drop.
-struct HugePages(u64);
-
-impl HugePages {
-    fn reserve() -> Result<HugePages, String> {
-        let read = || -> Result<u64, String> {
-            let text = std::fs::read_to_string(NR_HUGEPAGES).map_err(|e| format!("{NR_HUGEPAGES}: {e}"))?;
-            text.trim().parse().map_err(|e| format!("{NR_HUGEPAGES}: {e}"))
-        };
-        let old = read()?;
-        std::fs::write(NR_HUGEPAGES, format!("{}", old + 2)).map_err(|e| format!("{NR_HUGEPAGES}: {e}"))?;
-        let reserved = HugePages(old);
-        match read()? {
-            n if n >= old + 2 => Ok(reserved),
-            n => Err(format!("the kernel gave {n} huge pages, not {}", old + 2)),
-        }
-    }
-}
-
-impl Drop for HugePages {
-    fn drop(&mut self) {
-        let _ = std::fs::write(NR_HUGEPAGES, format!("{}", self.0));
-    }
-}
-
-/// A dump of a process with a huge page fails naming it; the process carries on untouched.
-fn hugetlb_refused(test: &str, mode: &str) {
-    let case = Case::new(test, workload!("mem_flags").arg(mode));
-    let Some(mut run) = case.start() else { return };
-    let addr = run.log_text().lines().find_map(|l| l.strip_prefix("huge ")).unwrap_or_default().trim().to_string();
-    let images = case.images("images");
-    let r = case.dump(&run, &images, &[], &[]);
-    case.expect_failed(&r, "dump of a process with a huge page", &[&["hugetlb"], &[&addr]]);
-    if images.join("inventory.img").exists() {
-        case.fail("the failed dump left an inventory.img");
-    }
-    case.expect_untouched(&run);
-    case.finish(&mut run);
-}
-
-#[test]
-fn huge_pages_are_refused_by_name() {
-    let _reserved = match HugePages::reserve() {
-        Ok(r) => r,
-        Err(reason) => return skip(&format!("cannot reserve huge pages: {reason}")),
-    };
-    hugetlb_refused("mem_flags_hugetlb_anon", "hugetlb-anon");
-    hugetlb_refused("mem_flags_hugetlb_memfd", "hugetlb-memfd");
 }
 
 /// The mem_flags cases without stasis: an end-to-end failure then points at stasis.

@@ -6,7 +6,7 @@
 //! the same workloads without stasis, so that an end-to-end failure points at stasis, not at the
 //! workload.
 
-use stasis_tests::harness::{number_deleted, standalone, tree_pids, Case, Snapshot};
+use stasis_tests::harness::{standalone, tree_pids, Case, Snapshot};
 use stasis_tests::workload;
 
 /// The Pss of `pid` in kB (`/proc/PID/smaps_rollup`).
@@ -189,10 +189,6 @@ fn standalone_tree_prefork() {
 /// one object after the restore as before the dump, not one each.
 #[test]
 fn shared_memory_tree_three_levels() {
-    fn shm_numbered(mut snaps: Vec<Snapshot>) -> Vec<Snapshot> {
-        number_deleted(&mut snaps);
-        snaps
-    }
     let case = Case::new("tree_shm", workload!("tree_shm"));
     let Some(mut run) = case.start() else { return };
     let root = run.pid();
@@ -200,7 +196,7 @@ fn shared_memory_tree_three_levels() {
     if pids.len() != 5 {
         case.fail(&format!("the tree of pid {root} has {} processes {pids:?}, expected 5", pids.len()));
     }
-    let before = shm_numbered(pids.iter().map(|&p| case.settled_snapshot(p)).collect());
+    let before = case.numbered_snapshots(&pids, true);
     let images = case.images("images");
     case.dump_ok(&run, &images, &[]);
     case.reap_dumped(&mut run);
@@ -209,20 +205,7 @@ fn shared_memory_tree_three_levels() {
     if after != pids {
         case.fail(&format!("processes before the dump {pids:?}, after the restore {after:?}"));
     }
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
-    loop {
-        let now = shm_numbered(pids.iter().map(|&p| case.snapshot(p)).collect());
-        let diffs: Vec<String> = (before.iter().zip(&now).zip(&pids))
-            .filter_map(|((b, a), pid)| b.diff(a).map(|d| format!("state of pid {pid} differs after restore:\n{d}")))
-            .collect();
-        if diffs.is_empty() {
-            break;
-        }
-        if std::time::Instant::now() > deadline {
-            case.fail(&diffs.join("\n"));
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
+    case.compare_numbered(&before, &pids);
     case.finish(&mut restored);
 }
 

@@ -20,9 +20,9 @@
 //! - `no-vdso`: a process that unmapped its `[vdso]`, `[vvar]` and `[vvar_vclock]` (stasis
 //!   finds its `syscall` instruction elsewhere), and a child forked after: none of them is mapped
 //!   in either after the restore, and the clock still works as a system call.
-//! - `hugetlb-anon`, `hugetlb-memfd`: a huge page mapped `MAP_HUGETLB`, or of a memfd made with
-//!   `MFD_HUGETLB`, which stasis refuses by name; the process checks its bytes when woken after
-//!   the refused dump. Prints `SKIP` when no huge page is free.
+//! - `hugetlb-anon`, `hugetlb-memfd`: a huge page mapped `MAP_HUGETLB` (restored), or of a memfd
+//!   made with `MFD_HUGETLB` (refused by name); the process checks its bytes when woken after the
+//!   restore or the refused dump. Prints `SKIP` when no huge page is free.
 
 use stasis_tests::raw::{self, Mapping, PAGE};
 use stasis_tests::workload::{self, arg, pattern_word, Checker, OrFail, TreeParent, WAKE};

@@ -817,6 +817,11 @@ pub struct Vma {
     /// The area had a guard region once (`gu` in VmFlags, Linux 6.18: the kernel never clears it).
     #[prost(bool, tag = "203")]
     pub maybe_guard: bool,
+    /// A hugetlb area (`ht` in VmFlags: MAP_HUGETLB): its page size in bytes (smaps
+    /// `KernelPageSize`, 2 MiB or 1 GiB), also in `flags` as `MAP_HUGETLB | log2(size) <<
+    /// MAP_HUGE_SHIFT`. Its pages are saved and filled in whole huge pages. Zero for other areas.
+    #[prost(uint64, tag = "240")]
+    pub hugetlb_page_size: u64,
 }
 
 /// `Vma::madvise` bits.

@@ -57,6 +57,36 @@ impl Case {
         Snapshot::take(pid).unwrap_or_else(|e| self.fail(&format!("snapshot of pid {pid}: {e}")))
     }
 
+    /// Snapshots of `pids` with the inode of every object restore makes anew (`... (deleted)`)
+    /// replaced by its order of appearance across them all (see `number_deleted`), settled
+    /// first with `settled`.
+    pub fn numbered_snapshots(&self, pids: &[i32], settled: bool) -> Vec<Snapshot> {
+        let take = |&p: &i32| if settled { self.settled_snapshot(p) } else { self.snapshot(p) };
+        let mut snaps: Vec<Snapshot> = pids.iter().map(take).collect();
+        super::snapshot::number_deleted(&mut snaps);
+        snaps
+    }
+
+    /// The numbered snapshots of `pids` come to match `before` within 3 s; fails with every diff.
+    pub fn compare_numbered(&self, before: &[Snapshot], pids: &[i32]) {
+        let deadline = Instant::now() + Duration::from_secs(3);
+        loop {
+            let now = self.numbered_snapshots(pids, false);
+            let diffs: Vec<String> = (before.iter().zip(&now).zip(pids))
+                .filter_map(|((b, a), pid)| {
+                    b.diff(a).map(|d| format!("state of pid {pid} differs after restore:\n{d}"))
+                })
+                .collect();
+            if diffs.is_empty() {
+                return;
+            }
+            if Instant::now() > deadline {
+                self.fail(&diffs.join("\n"));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// Snapshots `pid` once its state has settled: two snapshots 100 ms apart agree (a workload
     /// that just printed READY may not be in its wait yet).
     pub fn settled_snapshot(&self, pid: i32) -> Snapshot {

@@ -51,7 +51,9 @@ pub const TABLE: &[(&str, Fate)] = &[
     // Accounted to the commit limit: private writable areas not mapped MAP_NORESERVE.
     ("ac", Implied),
     ("nr", Restored),
-    ("ht", Refused("hugetlb memory (MAP_HUGETLB, hugetlbfs or MFD_HUGETLB)")),
+    // Hugetlb memory: mapped again with MAP_HUGETLB and its page size (see `mem::hugetlb`, which
+    // refuses hugetlbfs files and MFD_HUGETLB memfds by name).
+    ("ht", Restored),
     ("sf", Refused("synchronous DAX memory (MAP_SYNC)")),
     ("ar", Refused("memory with a reserved cache type (VM_PAT)")),
     ("wf", Restored),
@@ -80,10 +82,11 @@ pub fn fate(flag: &[u8; 2]) -> Fate {
         .map_or(Refused("a VmFlags flag stasis does not know"), |&(_, fate)| fate)
 }
 
-/// The first flag of `e` that refuses the area, with its reason.
-pub fn refused(e: &MapEntry) -> Option<(String, &'static str)> {
+/// The first flag of `e` that refuses the area, with its reason; flags `allowed` says are fine in
+/// this area are passed over.
+pub fn refused(e: &MapEntry, allowed: impl Fn(&str) -> bool) -> Option<(String, &'static str)> {
     e.vm_flags.0.iter().find_map(|f| match fate(f) {
-        Refused(why) => Some((String::from_utf8_lossy(f).into_owned(), why)),
+        Refused(why) if !allowed(&String::from_utf8_lossy(f)) => Some((String::from_utf8_lossy(f).into_owned(), why)),
         _ => None,
     })
 }
@@ -153,7 +156,7 @@ mod tests {
             assert!(TABLE[i + 1..].iter().all(|(other, _)| other != name), "{name} twice");
         }
         assert_eq!(fate(b"dp"), Fate::Restored);
-        assert!(matches!(fate(b"ht"), Fate::Refused(_)));
+        assert!(matches!(fate(b"ht"), Fate::Restored));
         assert!(matches!(fate(b"??"), Fate::Refused(_)));
         assert!(matches!(fate(b"zz"), Fate::Refused(_)));
     }

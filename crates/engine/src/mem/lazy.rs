@@ -43,11 +43,17 @@ pub struct Run {
     pub offset: u64,
 }
 
-/// The areas (start, end) of `mm` whose saved pages are served lazily.
+/// The areas (start, end) of `mm` whose saved pages are served lazily: private anonymous ones but
+/// hugetlb areas (filled at once).
 pub fn lazy_areas(mm: &MmImage) -> Vec<(u64, u64)> {
     mm.vmas
         .iter()
-        .filter(|v| !is_special(v) && kind(v) == VmaKind::Anon && v.flags & libc::MAP_PRIVATE as u32 != 0)
+        .filter(|v| {
+            !is_special(v)
+                && kind(v) == VmaKind::Anon
+                && v.flags & libc::MAP_PRIVATE as u32 != 0
+                && v.hugetlb_page_size == 0
+        })
         .map(|v| (v.start, v.end))
         .collect()
 }

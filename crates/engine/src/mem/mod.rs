@@ -13,6 +13,7 @@ pub mod dedup;
 pub mod flags;
 pub mod gadget;
 pub mod guards;
+pub mod hugetlb;
 pub mod lazy;
 pub mod mm_wide;
 pub mod pages;
@@ -52,7 +53,9 @@ pub fn dump_vmas_with(root: &ProcRoot, pid: Pid, tracked_by_us: bool) -> Result<
 fn classify(pid: Pid, e: &MapEntry, tracked_by_us: bool) -> Result<Vma> {
     let unsupported = |what: String| Error::Unsupported { pid, what };
     let range = format!("{:#x}-{:#x}", e.start, e.end);
+    let huge = e.vm_flags.has("ht").then(|| hugetlb::classify(pid, e)).transpose()?;
     let kind = match e.name.as_str() {
+        _ if huge.is_some() => huge.map_or(VmaKind::Anon, |h| h.0),
         "[vdso]" => VmaKind::Vdso,
         "[vvar]" => VmaKind::Vvar,
         "[vvar_vclock]" => VmaKind::VvarVclock,
@@ -70,13 +73,15 @@ fn classify(pid: Pid, e: &MapEntry, tracked_by_us: bool) -> Result<Vma> {
         _ => VmaKind::Anon,
     };
     let special = matches!(kind, VmaKind::Vdso | VmaKind::Vvar | VmaKind::VvarVclock | VmaKind::Vsyscall);
-    let ours = |flag: &String| tracked_by_us && flag == "uw";
-    if let Some((flag, why)) = flags::refused(e).filter(|(flag, _)| !special && !ours(flag)) {
+    // Ours: write tracking by our userfaultfd; hugetlbfs sets VM_DONTEXPAND on every mapping.
+    let ours = |flag: &str| (tracked_by_us && flag == "uw") || (huge.is_some() && flag == "de");
+    if let Some((flag, why)) = flags::refused(e, ours).filter(|_| !special) {
         return Err(unsupported(format!("mapping {range} {}: {why} (VmFlags {flag})", e.name)));
     }
     // A MAP_DROPPABLE area is private anonymous memory but for `droppable`.
     let sharing = if e.shared { libc::MAP_SHARED } else { libc::MAP_PRIVATE } as u32;
-    let flags = sharing | flags::map_flags(e);
+    let huge_size = huge.map_or(0, |h| h.1);
+    let flags = sharing | flags::map_flags(e) | if huge_size != 0 { hugetlb::map_flags(huge_size) } else { 0 };
     Ok(Vma {
         start: e.start,
         end: e.end,
@@ -93,8 +98,9 @@ fn classify(pid: Pid, e: &MapEntry, tracked_by_us: bool) -> Result<Vma> {
         may: flags::may_prot(e),
         droppable: e.vm_flags.has("dp"),
         maybe_guard: e.vm_flags.has("gu"),
+        hugetlb_page_size: huge_size,
         // An unlinked file or a memfd: its bytes are saved with the files (see files::ghost_mappings).
-        ghost: e.deleted && kind == VmaKind::File,
+        ghost: e.deleted && kind == VmaKind::File && huge.is_none(),
         // Seen by `ipc` for which segments to save.
     })
 }

@@ -77,7 +77,8 @@ pub fn select(pid: Pid, vmas: &[Vma], parent: Option<(Pid, &[Vma])>) -> Result<S
             VmaKind::Anon => false,
             VmaKind::File if private => true,
             // A shared anonymous object: all of it, once, from the first process that has it (a
-            // child that inherited it gets it again by being forked; see `inheritable`).
+            // child that inherited it gets it again by being forked; see `inheritable`). A shared
+            // hugetlb one too: the pages no process maps are not in any pagemap.
             VmaKind::SharedAnon if !parent.is_some_and(|(_, pv)| inheritable(v, pv)) => {
                 out.saved.push(Selected {
                     run: (v.start, (v.end - v.start) / PAGE),
@@ -100,17 +101,22 @@ pub fn select(pid: Pid, vmas: &[Vma], parent: Option<(Pid, &[Vma])>) -> Result<S
                     || (e & PM_PRESENT != 0 && !(file && e & PM_FILE_OR_SHARED != 0)))
         };
         let shared = |i: usize| theirs.get(i).is_some_and(|&t| same_page(entries[i], t));
-        let class = |i: usize| match (saved(entries[i]), shared(i)) {
-            (false, _) => 0,
-            (true, false) => 1,
-            (true, true) => 2,
-        };
+        let mut classes: Vec<u8> = (0..entries.len())
+            .map(|i| match (saved(entries[i]), shared(i)) {
+                (false, _) => 0,
+                (true, false) => 1,
+                (true, true) => 2,
+            })
+            .collect();
+        if v.hugetlb_page_size != 0 {
+            super::hugetlb::whole_pages(&mut classes, v.hugetlb_page_size);
+        }
         let readable = v.prot & libc::PROT_READ as u32 != 0;
         let mut i = 0;
-        while i < entries.len() {
-            let c = class(i);
+        while i < classes.len() {
+            let c = classes[i];
             let first = i;
-            while i < entries.len() && class(i) == c {
+            while i < classes.len() && classes[i] == c {
                 i += 1;
             }
             let run = (v.start + first as u64 * PAGE, (i - first) as u64);

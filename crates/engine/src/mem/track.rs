@@ -51,11 +51,15 @@ pub struct Tracker {
 }
 
 /// Areas whose writes are tracked: private anonymous ones, not the kernel's special areas nor
-/// `MAP_DROPPABLE` ones. The copied-on-write pages of private file mappings are saved in full
+/// `MAP_DROPPABLE` or hugetlb ones (saved in full every round). The copied-on-write pages of private file mappings are saved in full
 /// every round: without CAP_SYS_ADMIN a marker left where such a page was dropped
 /// (`MADV_DONTNEED`) would read as an unwritten page, and the old copy would come back.
 pub fn trackable(v: &Vma) -> bool {
-    v.flags & libc::MAP_PRIVATE as u32 != 0 && kind(v) == VmaKind::Anon && !is_special(v) && !v.droppable
+    v.flags & libc::MAP_PRIVATE as u32 != 0
+        && kind(v) == VmaKind::Anon
+        && !is_special(v)
+        && !v.droppable
+        && v.hugetlb_page_size == 0
 }
 
 /// The fd of a userfaultfd the process holds itself, if any.

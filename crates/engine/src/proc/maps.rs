@@ -3,7 +3,7 @@
 //! A line reads `start-end perms offset major:minor inode [name]`. The name starts after the run of
 //! spaces that pads the inode column and runs to the end of the line, so it may contain spaces; a
 //! trailing ` (deleted)` is removed and recorded in [`MapEntry::deleted`]. In `smaps` each such line is
-//! followed by `Key: value` lines, of which only `VmFlags` is kept.
+//! followed by `Key: value` lines, of which only `VmFlags` and `KernelPageSize` are kept.
 
 use std::path::Path;
 
@@ -31,6 +31,8 @@ pub struct MapEntry {
     pub deleted: bool,
     /// The `VmFlags` of `smaps`; empty when read from `maps`.
     pub vm_flags: VmFlags,
+    /// `KernelPageSize` of `smaps` in bytes (4096 but for hugetlb areas); zero when read from `maps`.
+    pub kernel_page_size: u64,
 }
 
 impl MapEntry {
@@ -71,6 +73,13 @@ pub fn smaps(root: &ProcRoot, pid: i32) -> Result<Vec<MapEntry>, ProcError> {
                     .ok_or_else(|| ProcError::Missing { path: path.clone(), field: "mapping line before VmFlags" })?;
                 entry.vm_flags = parse_vm_flags(&path, lineno, value)?;
             }
+            Some(("KernelPageSize", value)) => {
+                let entry = out.last_mut().ok_or_else(|| ProcError::Missing {
+                    path: path.clone(),
+                    field: "mapping line before KernelPageSize",
+                })?;
+                entry.kernel_page_size = page_size(&path, lineno, value)?;
+            }
             Some(_) => {}
         }
     }
@@ -97,6 +106,7 @@ pub fn smaps_at(root: &ProcRoot, pid: i32, addr: u64) -> Result<Option<MapEntry>
                 }
             }
             (None, Some(_)) => break,
+            (Some(("KernelPageSize", value)), Some(e)) => e.kernel_page_size = page_size(&path, i + 1, value)?,
             (Some(("VmFlags", value)), Some(e)) => {
                 e.vm_flags = parse_vm_flags(&path, i + 1, value)?;
                 break;
@@ -120,6 +130,12 @@ fn smaps_key(line: &str) -> Option<(&str, &str)> {
     let first = line.split(' ').next().unwrap_or("");
     let key = first.strip_suffix(':')?;
     Some((key, line[first.len()..].trim()))
+}
+
+/// `KernelPageSize` (`4 kB`) in bytes.
+fn page_size(path: &Path, line: usize, value: &str) -> Result<u64, ProcError> {
+    let kb = value.strip_suffix(" kB").unwrap_or(value).trim();
+    Ok(parse_num::<u64>(path, line, "KernelPageSize", kb, 10)? * 1024)
 }
 
 fn parse_vm_flags(path: &Path, line: usize, value: &str) -> Result<VmFlags, ProcError> {
@@ -161,6 +177,7 @@ fn parse_line(path: &Path, line: usize, text: &str) -> Result<MapEntry, ProcErro
         name: name.to_string(),
         deleted,
         vm_flags: VmFlags::default(),
+        kernel_page_size: 0,
     })
 }
 

@@ -110,9 +110,11 @@ fn maps_match_smaps_without_flags() {
     let from_maps = maps(&fx.root(), PID).expect("maps");
     let mut from_smaps = smaps(&fx.root(), PID).expect("smaps");
     assert!(from_smaps.iter().all(|m| !m.vm_flags.0.is_empty()));
-    assert!(from_maps.iter().all(|m| m.vm_flags.0.is_empty()));
+    assert!(from_maps.iter().all(|m| m.vm_flags.0.is_empty() && m.kernel_page_size == 0));
+    assert!(from_smaps.iter().all(|m| m.kernel_page_size == 4096));
     for m in &mut from_smaps {
         m.vm_flags = VmFlags::default();
+        m.kernel_page_size = 0;
     }
     assert_eq!(from_maps, from_smaps);
 }

@@ -196,6 +196,7 @@ pub fn restore(opts: &RestoreOptions, progress: &mut dyn FnMut(Progress)) -> Res
     crate::cpu::check(&dir, tasks, opts.cpu_caps)?;
     check_pids_free(&img)?;
     check_file_locks(&img, opts.file_locks)?;
+    check_hugetlb(&img)?;
     // From here on, until it returns, this thread is in the root's new namespaces (if any): the
     // network lock, IPC objects, queues and sockets below are made in them, and the root is
     // forked into them.
@@ -512,6 +513,25 @@ fn load_process(dir: &ImageDir, process: ProcessEntry) -> Result<ProcImage> {
         fds: dir.read_one(ImageKind::Fds, pid)?,
         process,
     })
+}
+
+/// The huge pages the hugetlb areas of the image take are in the kernel's pools.
+fn check_hugetlb(img: &Image) -> Result<()> {
+    let procs: Vec<mem::hugetlb::Proc> = img
+        .procs
+        .iter()
+        .enumerate()
+        .map(|(idx, p)| mem::hugetlb::Proc {
+            pid: p.process.pid,
+            mm: &p.mm,
+            pagemap: &p.pagemap,
+            parent: (idx != 0)
+                .then(|| img.procs.iter().find(|q| q.process.pid == p.process.ppid))
+                .flatten()
+                .map(|q| q.mm.vmas.as_slice()),
+        })
+        .collect();
+    mem::hugetlb::check_reserve(&procs)
 }
 
 /// Every PID and TID of the image must be free.

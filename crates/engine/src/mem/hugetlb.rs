@@ -1,0 +1,160 @@
+//! Hugetlb memory (`ht` in VmFlags): areas mapped with `MAP_HUGETLB`, private or shared
+//! (`/anon_hugepage (deleted)` in maps).
+//!
+//! Dump keeps each area's page size (smaps `KernelPageSize`) in `Vma::hugetlb_page_size` and its
+//! mmap flags (`MAP_HUGETLB | log2(size) << MAP_HUGE_SHIFT`) in `Vma::flags`; the pagemap shows its
+//! present pages per 4 KiB, and [`whole_pages`] widens what is saved to whole huge pages. A shared
+//! area is saved whole, once, by the first process that maps it, like other shared anonymous
+//! memory (a page of the object no process maps is in no pagemap): reading its holes takes pages
+//! of its reservation, so a shared MAP_NORESERVE one is refused.
+//! Restore maps each area again with the same flags at the same address and fills it like any
+//! other; before any task is made, [`check_reserve`] makes sure the kernel's pool has the huge
+//! pages the areas will take, per page size, and fails naming the area and the pool otherwise.
+//! Hugetlbfs files and `MFD_HUGETLB` memfds are refused at dump by name.
+
+use crate::error::{Error, Result};
+use crate::proc::MapEntry;
+use stasis_image::model::{MmImage, PageMap, Vma, VmaKind};
+use stasis_sys::Pid;
+use std::collections::{BTreeMap, HashSet};
+
+/// `MAP_HUGE_SHIFT`: where mmap takes log2 of the huge page size.
+const MAP_HUGE_SHIFT: u32 = 26;
+const PAGE: u64 = 4096;
+
+/// What a hugetlb area of the dumped process becomes: its kind and page size, or a refusal.
+pub fn classify(pid: Pid, e: &MapEntry) -> Result<(VmaKind, u64)> {
+    let range = format!("{:#x}-{:#x}", e.start, e.end);
+    let size = e.kernel_page_size;
+    if !size.is_power_of_two() || size <= PAGE || !e.start.is_multiple_of(size) || !e.end.is_multiple_of(size) {
+        let what = format!("hugetlb mapping {range} {} with a page size of {size} bytes", e.name);
+        return Err(Error::Unsupported { pid, what });
+    }
+    match e.name.as_str() {
+        // Saved whole (see `pages::select`): the read would take pool pages not reserved for it.
+        "/anon_hugepage" if e.deleted && e.shared && e.vm_flags.has("nr") => {
+            let what = format!("shared hugetlb mapping {range} mapped MAP_NORESERVE");
+            Err(Error::Unsupported { pid, what })
+        }
+        "/anon_hugepage" if e.deleted && e.shared => Ok((VmaKind::SharedAnon, size)),
+        "/anon_hugepage" if e.deleted => Ok((VmaKind::Anon, size)),
+        n => {
+            let what = format!("hugetlb mapping {range} of {n}: hugetlbfs files and MFD_HUGETLB memfds");
+            Err(Error::Unsupported { pid, what })
+        }
+    }
+}
+
+/// The mmap flags that map an area of `size`-byte huge pages again.
+pub fn map_flags(size: u64) -> u32 {
+    libc::MAP_HUGETLB as u32 | (size.trailing_zeros() << MAP_HUGE_SHIFT)
+}
+
+/// Per-4 KiB classes (`0` nothing, `1` saved, `2` inherited) widened to whole huge pages of
+/// `size` bytes: a huge page with a saved piece is saved whole, else one with an inherited piece is
+/// inherited whole.
+pub fn whole_pages(classes: &mut [u8], size: u64) {
+    let per = (size / PAGE) as usize;
+    for huge in classes.chunks_mut(per) {
+        let c = if huge.contains(&1) { 1 } else { huge.iter().copied().max().unwrap_or(0) };
+        huge.fill(c);
+    }
+}
+
+/// One process of the image, as [`check_reserve`] needs it.
+pub struct Proc<'a> {
+    pub pid: i32,
+    pub mm: &'a MmImage,
+    pub pagemap: &'a PageMap,
+    /// The areas of its parent in the image (a child is forked from its restored parent).
+    pub parent: Option<&'a [Vma]>,
+}
+
+/// The huge pages the restore will take, per page size, against each pool's free pages not
+/// reserved (`/sys/kernel/mm/hugepages/hugepages-NkB`): an area mapped anew without
+/// MAP_NORESERVE reserves all its pages (a shared object once), any other takes the pages filled
+/// into it. Fails naming the first area of a size whose pool is short, before any task is made.
+pub fn check_reserve(procs: &[Proc]) -> Result<()> {
+    let mut need: BTreeMap<u64, (u64, String)> = BTreeMap::new();
+    let mut objects = HashSet::new();
+    for p in procs {
+        for v in p.mm.vmas.iter().filter(|v| v.hugetlb_page_size != 0) {
+            let size = v.hugetlb_page_size;
+            let inherited = p.parent.is_some_and(|pv| super::pages::inheritable(v, pv));
+            let shared = super::kind(v) == VmaKind::SharedAnon;
+            let reserves = v.flags & libc::MAP_NORESERVE as u32 == 0;
+            let pages = if shared && (!objects.insert(v.inode) || inherited) {
+                0
+            } else if reserves && !inherited {
+                (v.end - v.start) / size
+            } else {
+                filled(p.pagemap, v) * PAGE / size
+            };
+            let e = need
+                .entry(size)
+                .or_insert_with(|| (0, format!("pid {} area {:#x}-{:#x} {}", p.pid, v.start, v.end, v.name)));
+            e.0 += pages;
+        }
+    }
+    for (size, (pages, first)) in need {
+        let dir = format!("/sys/kernel/mm/hugepages/hugepages-{}kB", size / 1024);
+        let read = |name: &str| -> Result<u64> {
+            let path = format!("{dir}/{name}");
+            let text = std::fs::read_to_string(&path).map_err(Error::io(&path))?;
+            text.trim().parse().map_err(|_| Error::Io {
+                path: path.clone().into(),
+                source: std::io::Error::other(format!("not a number: {text:?}")),
+            })
+        };
+        if !std::path::Path::new(&dir).exists() {
+            return Err(Error::Failed {
+                pid: Pid(procs.first().map_or(0, |p| p.pid)),
+                what: format!(
+                    "{first} is hugetlb memory of {} kB pages, which this kernel has no pool of",
+                    size / 1024
+                ),
+            });
+        }
+        let available = read("free_hugepages")?.saturating_sub(read("resv_hugepages")?);
+        if pages > available {
+            return Err(Error::Failed {
+                pid: Pid(procs.first().map_or(0, |p| p.pid)),
+                what: format!(
+                    "the hugetlb areas need {pages} huge pages of {} kB (the first: {first}) but {available} are free \
+                     and not reserved (HugePages_Free; reserve more in {dir}/nr_hugepages)",
+                    size / 1024
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// The 4 KiB pages of the page map filled into `v`.
+fn filled(map: &PageMap, v: &Vma) -> u64 {
+    map.runs
+        .iter()
+        .map(|r| {
+            let (s, e) = (r.vaddr.max(v.start), (r.vaddr + r.nr_pages * PAGE).min(v.end));
+            e.saturating_sub(s) / PAGE
+        })
+        .sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{map_flags, whole_pages};
+
+    #[test]
+    fn whole_huge_pages_are_saved_or_inherited() {
+        let mut c = vec![0, 1, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0];
+        whole_pages(&mut c, 4 * 4096);
+        assert_eq!(c, vec![1, 1, 1, 1, 2, 2, 2, 2, 0, 0, 0, 0]);
+    }
+
+    #[test]
+    fn flags_carry_the_page_size() {
+        assert_eq!(map_flags(2 << 20), libc::MAP_HUGETLB as u32 | (21 << 26));
+        assert_eq!(map_flags(1 << 30), libc::MAP_HUGETLB as u32 | (30 << 26));
+    }
+}
