@@ -25,6 +25,21 @@ impl Drop for TestCgroup {
     }
 }
 
+/// Remove the cgroup `dir` once the killed workload has left it: its last task is freed a moment
+/// after its parent reaped it (EBUSY until then), up to 5 s.
+fn remove_when_empty(case: &Case, dir: &std::path::Path) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        match std::fs::remove_dir(dir) {
+            Ok(()) => return,
+            Err(e) if e.raw_os_error() == Some(libc::EBUSY) && std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(10))
+            }
+            Err(e) => case.fail(&format!("removing the dumped cgroup {}: {e}", dir.display())),
+        }
+    }
+}
+
 #[test]
 fn a_removed_cgroup_is_made_again_with_its_setting() {
     removed_cgroup_made_again("cgroup_member", false);
@@ -65,9 +80,9 @@ fn removed_cgroup_made_again(name: &str, in_ns: bool) {
     case.dump_ok(&run, &images, &[]);
     case.reap_dumped(&mut run);
     if in_ns {
-        std::fs::remove_dir(&inner.0).expect("removing the dumped inner cgroup");
+        remove_when_empty(&case, &inner.0);
     }
-    std::fs::remove_dir(&dir.0).expect("removing the dumped cgroup");
+    remove_when_empty(&case, &dir.0);
     let mut restored = case.restore_ok(&images, run.pid(), &[]);
     case.finish(&mut restored);
 }
