@@ -14,6 +14,12 @@ fn pipe_end_descriptions_keep_their_flags() {
     checkpoint_restore("pipe_flags", workload!("pipe_ends").arg("flags"));
 }
 
+/// A pipe in packet mode keeps its packet boundaries (they were merged into one packet).
+#[test]
+fn a_packet_mode_pipe_keeps_its_packets() {
+    checkpoint_restore("pipe_packets", workload!("pipe_ends").arg("packets"));
+}
+
 #[test]
 fn pipe_ends_whose_other_end_is_closed() {
     checkpoint_restore("pipe_closed", workload!("pipe_ends").arg("closed"));

@@ -8,6 +8,8 @@
 //! - `stdout`: stdout is a pipe to a reader outside the tree (the test); the workload writes a
 //!   line before the dump and one after the wake, and stdout must still be the same pipe (the test
 //!   hands it back with `--inherit-fd`);
+//! - `packets`: a pipe in packet mode (its write end O_DIRECT) with three packets queued: after
+//!   restore each read gives one packet, and the write end is still O_DIRECT;
 //! - `idle`: stdin is a pipe from a writer outside the tree that never writes: after restore it is
 //!   still a read-only pipe end (a fresh pipe: the workload does not read it).
 
@@ -118,6 +120,25 @@ fn idle(s: &mut workload::Session) {
     s.checker.same("stdin: a pipe end, access mode and O_NONBLOCK", &before, &after);
 }
 
+fn packets(s: &mut workload::Session) {
+    let (mut r, mut w) = std::io::pipe().or_fail("pipe");
+    let direct = |fd: BorrowedFd| raw::get_fl(fd).map(|f| f & libc::O_DIRECT != 0);
+    raw::set_fl(w.as_fd(), libc::O_WRONLY | libc::O_DIRECT).or_fail("O_DIRECT on the write end");
+    let sent: [&[u8]; 3] = [b"one", b"packet two", b"3"];
+    for p in sent {
+        w.write_all(p).or_fail("queue a packet");
+    }
+    s.ready();
+    s.wait_for_wake();
+    let c = &mut s.checker;
+    c.same("the write end is O_DIRECT", &Some(true), &direct(w.as_fd()).ok());
+    for (i, want) in sent.iter().enumerate() {
+        let mut buf = [0u8; 64];
+        let n = r.read(&mut buf).unwrap_or(0);
+        c.same(&format!("packet {i}"), *want, &buf[..n]);
+    }
+}
+
 fn main() {
     let mut s = workload::start();
     match std::env::args().nth(1).as_deref() {
@@ -125,6 +146,7 @@ fn main() {
         Some("closed") => closed(&mut s),
         Some("stdout") => stdout(&mut s),
         Some("idle") => idle(&mut s),
+        Some("packets") => packets(&mut s),
         other => workload::skip(&format!("unknown mode {other:?}")),
     }
     s.finish()

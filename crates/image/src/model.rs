@@ -1222,6 +1222,10 @@ pub struct PipeEnd {
     /// end nobody holds) unless `--inherit-fd` hands in a descriptor for this end.
     #[prost(bool, tag = "101")]
     pub external: bool,
+    /// The sizes of the packets `data` holds, in order, when the pipe is in packet mode (written
+    /// through an O_DIRECT end: each write one packet, each read at most one); empty otherwise.
+    #[prost(uint32, repeated, tag = "102")]
+    pub packets: Vec<u32>,
 }
 
 /// A UNIX domain socket (`unix(7)`). Sockets refer to each other by their inode number at dump time

@@ -3,7 +3,9 @@
 //! description of it, with flags of its own).
 //!
 //! The queued bytes are copied at dump with `tee()` from our copy of the read end into a pipe of ours,
-//! so the process's pipe keeps them. Restore makes a new pipe in the controller, sizes it, writes the
+//! so the process's pipe keeps them. `tee` keeps each buffer's packet flag (a pipe written through an
+//! O_DIRECT end): reading our copy returns one packet per read, whose sizes are saved, and restore
+//! writes them back one write each through an O_DIRECT end. Restore makes a new pipe in the controller, sizes it, writes the
 //! bytes back, and hands each end to the task(s) holding it; a second description of an end is
 //! opened through `/proc/self/fd/N` of the first.
 //!
@@ -30,24 +32,37 @@ const SETTABLE: u32 = (libc::O_NONBLOCK | libc::O_DIRECT) as u32;
 pub fn dump(p: &Probe, fd: BorrowedFd<'_>, flags: u32) -> Result<FileKind> {
     let read_end = flags & libc::O_ACCMODE as u32 == libc::O_RDONLY as u32;
     let capacity = pipe_size(fd).map_err(Error::sys(p.pid.0, "reading a pipe's size"))? as u32;
-    let data = if read_end { peek(p, fd, capacity as usize)? } else { Vec::new() };
+    let (data, packets) = if read_end { peek(p, fd, capacity as usize)? } else { Default::default() };
     let name = p.link.to_string_lossy().into_owned();
     // No writer left: POLLHUP on a read end; no reader left: POLLERR on a write end.
     let gone = if read_end { libc::POLLHUP } else { libc::POLLERR };
     let events = stasis_sys::tty::poll_now(fd, 0).map_err(Error::sys(p.pid.0, "polling a pipe"))?;
     let peer_closed = events & gone != 0;
-    Ok(FileKind::Pipe(PipeEnd { pipe_id: p.meta.ino(), read_end, capacity, data, name, peer_closed, external: false }))
+    let pipe_id = p.meta.ino();
+    Ok(FileKind::Pipe(PipeEnd { pipe_id, read_end, capacity, data, name, peer_closed, external: false, packets }))
 }
 
-/// The bytes queued in the pipe behind read end `fd`, left in place.
-fn peek(p: &Probe, fd: BorrowedFd<'_>, capacity: usize) -> Result<Vec<u8>> {
+/// The bytes queued in the pipe behind read end `fd`, left in place, and the sizes of its packets
+/// when there is more than one (a read of a packet-mode buffer stops at its end).
+fn peek(p: &Probe, fd: BorrowedFd<'_>, capacity: usize) -> Result<(Vec<u8>, Vec<u32>)> {
     let (r, w) = pipe().map_err(Error::sys(p.pid.0, "making a pipe"))?;
     set_pipe_size(w.as_fd(), capacity).map_err(Error::sys(p.pid.0, "sizing a pipe"))?;
     let n = tee(fd, w.as_fd(), capacity).map_err(Error::sys(p.pid.0, "copying a pipe's data"))?;
     drop(w);
-    let mut data = Vec::with_capacity(n);
-    std::fs::File::from(r).read_to_end(&mut data).map_err(Error::io(p.link))?;
-    Ok(data)
+    let mut data = vec![0u8; n];
+    let mut reader = std::fs::File::from(r);
+    let (mut at, mut reads) = (0, Vec::new());
+    while at < n {
+        let got = reader.read(&mut data[at..]).map_err(Error::io(p.link))?;
+        if got == 0 {
+            break;
+        }
+        reads.push(got as u32);
+        at += got;
+    }
+    data.truncate(at);
+    let packets = if reads.len() > 1 { reads } else { Vec::new() };
+    Ok((data, packets))
 }
 
 /// Mark the pipe ends whose other end is not in the image but open outside the tree (`external`),
@@ -88,9 +103,7 @@ impl Pipes {
             Entry::Vacant(e) => e.insert(make(end)?),
         };
         if end.read_end && !end.data.is_empty() && self.filled.insert(end.pipe_id) {
-            std::fs::File::from(w.try_clone().map_err(Error::io(&end.name))?)
-                .write_all(&end.data)
-                .map_err(Error::io(&end.name))?;
+            fill(w.as_fd(), end)?;
         }
         let ours = if end.read_end { r } else { w };
         let access = if end.read_end { libc::O_RDONLY } else { libc::O_WRONLY };
@@ -103,6 +116,28 @@ impl Pipes {
             .map_err(|e| Error::Io { path: end.name.clone().into(), source: e.source })?;
         Ok(fd)
     }
+}
+
+/// Write the queued bytes of `end` into the new pipe through write end `w`: one write, or one per
+/// packet through O_DIRECT (each write of a packet-mode end is one packet).
+fn fill(w: BorrowedFd<'_>, end: &PipeEnd) -> Result<()> {
+    let mut file = std::fs::File::from(w.try_clone_to_owned().map_err(Error::io(&end.name))?);
+    if end.packets.is_empty() {
+        return file.write_all(&end.data).map_err(Error::io(&end.name));
+    }
+    set_status_flags(w, libc::O_WRONLY | libc::O_DIRECT)
+        .map_err(|e| Error::Io { path: end.name.clone().into(), source: e.source })?;
+    let mut at = 0usize;
+    for &size in &end.packets {
+        let packet = end.data.get(at..at + size as usize).ok_or_else(|| Error::Incompatible {
+            file: "files.img".into(),
+            what: format!("{}: field packets: more than the {} bytes of data", end.name, end.data.len()),
+        })?;
+        file.write_all(packet).map_err(Error::io(&end.name))?;
+        at += size as usize;
+    }
+    // The write end's own flags are set as it is handed out.
+    set_status_flags(w, libc::O_WRONLY).map_err(|e| Error::Io { path: end.name.clone().into(), source: e.source })
 }
 
 /// A new open file description of the pipe end `fd`, with access mode `access`.
