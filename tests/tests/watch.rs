@@ -67,6 +67,12 @@ fn fifo_whose_path_is_gone() {
     checkpoint_restore("watch_fifo_gone", workload!("watch_fifo").arg("gone"));
 }
 
+/// A FIFO in packet mode keeps its packet boundaries.
+#[test]
+fn a_packet_mode_fifo_keeps_its_packets() {
+    checkpoint_restore("watch_fifo_packets", workload!("watch_fifo").arg("packets"));
+}
+
 #[test]
 fn standalone_fifo() {
     standalone("sa-watch_fifo", workload!("watch_fifo"));

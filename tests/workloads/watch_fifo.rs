@@ -6,6 +6,7 @@
 //! bytes then the child's, and passes bytes from its write end to its read-write end.
 //!
 //! `gone`: the FIFO's path is removed while it is open, with data queued (see [`gone`]).
+//! `packets`: three packets queued through an O_DIRECT write end (see [`packets`]).
 
 use stasis_tests::raw;
 use stasis_tests::workload::{self, arg, fork_child, Checker, OrFail};
@@ -55,6 +56,26 @@ fn read_available(c: &mut Checker, mut f: &File) -> Vec<u8> {
 /// `gone`: a FIFO held read-write and read-only (non-blocking) with 9 bytes queued, its path removed.
 /// After the wake the path must still be gone, the fds show the FIFO as deleted, the bytes are
 /// there, and bytes still pass from one end to the other.
+/// A FIFO in packet mode: written through an O_DIRECT end, three packets queued; after the wake
+/// each read gives one packet.
+fn packets(mut s: workload::Session, path: &Path) -> ! {
+    let mut rd = open(path, true, false, NB);
+    let mut wr = open(path, false, true, 0);
+    raw::set_fl(wr.as_fd(), libc::O_WRONLY | libc::O_DIRECT).or_fail("O_DIRECT on the write end");
+    let sent: [&[u8]; 3] = [b"first", b"the second one", b"3"];
+    for p in sent {
+        wr.write_all(p).or_fail("write a packet");
+    }
+    s.ready();
+    s.wait_for_wake();
+    for (i, want) in sent.iter().enumerate() {
+        let mut buf = [0u8; 64];
+        let n = rd.read(&mut buf).unwrap_or(0);
+        s.checker.same(&format!("packet {i}"), *want, &buf[..n]);
+    }
+    s.finish()
+}
+
 fn gone(mut s: workload::Session, path: &Path) -> ! {
     let rdwr = open(path, true, true, 0);
     let rd = open(path, true, false, NB);
@@ -82,8 +103,10 @@ fn main() {
     let path = workload::work_dir().join("watch.fifo");
     let _ = std::fs::remove_file(&path);
     raw::mkfifo(&path, 0o600).or_fail("mkfifo");
-    if arg::<String>(1, String::new()) == "gone" {
-        gone(s, &path)
+    match arg::<String>(1, String::new()).as_str() {
+        "gone" => gone(s, &path),
+        "packets" => packets(s, &path),
+        _ => {}
     }
     let rdwr = open(&path, true, true, 0);
     let rd = open(&path, true, false, NB);

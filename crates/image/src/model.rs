@@ -1812,6 +1812,9 @@ pub struct FifoFile {
     pub removed: bool,
     #[prost(uint32, tag = "6")]
     pub mode: u32,
+    /// Packet sizes of `data` for a FIFO in packet mode (as `PipeEnd.packets`).
+    #[prost(uint32, repeated, tag = "7")]
+    pub packets: Vec<u32>,
 }
 
 /// An eventfd: its counter and mode (EFD_NONBLOCK is in `FileEntry::flags`).

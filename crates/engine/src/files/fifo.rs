@@ -1,5 +1,5 @@
 //! FIFOs (named pipes) opened by path: read, write and read-write ends, with the bytes queued in the
-//! FIFO, its capacity, and `O_NONBLOCK`.
+//! FIFO (with its packet boundaries in packet mode), its capacity, `O_NONBLOCK` and `O_DIRECT`.
 //!
 //! Dump saves the path and, once per FIFO (with its first description), its capacity and the bytes
 //! queued: copied with `tee()` through a read end of our own (the FIFO opened again through our copy's
@@ -15,17 +15,16 @@
 use super::Probe;
 use crate::error::{Error, Result};
 use stasis_image::model::{FifoFile, FileKind};
-use stasis_sys::fd::{pipe, pipe_size, set_pipe_size, set_status_flags, tee};
+use stasis_sys::fd::{pipe_size, set_pipe_size, set_status_flags};
 use stasis_sys::watch::mkfifo;
 use std::collections::{HashMap, HashSet};
 use std::fs::{File, OpenOptions};
-use std::io::{Read, Write};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 /// Status flags restored on each description.
-const SETTABLE: u32 = libc::O_NONBLOCK as u32;
+const SETTABLE: u32 = (libc::O_NONBLOCK | libc::O_DIRECT) as u32;
 
 /// `saved`: FIFOs (device, inode) whose bytes are in the image already.
 pub fn dump(p: &Probe, saved: &mut Vec<(u64, u64)>) -> Result<FileKind> {
@@ -46,27 +45,21 @@ pub fn dump(p: &Probe, saved: &mut Vec<(u64, u64)>) -> Result<FileKind> {
     // An O_PATH fd does not open the FIFO: there is nothing to read through it, nor to restore.
     if p.flags & libc::O_PATH as u32 == 0 && !saved.contains(&key) {
         fifo.capacity = pipe_size(p.file).map_err(Error::sys(p.pid.0, "reading a FIFO's size"))? as u32;
-        fifo.data = peek(p, fifo.capacity as usize)?;
+        (fifo.data, fifo.packets) = peek(p, fifo.capacity as usize)?;
         saved.push(key);
     }
     Ok(FileKind::Fifo(fifo))
 }
 
 /// The bytes queued in the FIFO of the probed fd, left in place.
-fn peek(p: &Probe, capacity: usize) -> Result<Vec<u8>> {
+fn peek(p: &Probe, capacity: usize) -> Result<(Vec<u8>, Vec<u32>)> {
     let again = format!("/proc/self/fd/{}", p.file.as_raw_fd());
     let reader = OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
         .open(&again)
         .map_err(Error::io(p.link))?;
-    let (r, w) = pipe().map_err(Error::sys(p.pid.0, "making a pipe"))?;
-    set_pipe_size(w.as_fd(), capacity).map_err(Error::sys(p.pid.0, "sizing a pipe"))?;
-    let n = tee(reader.as_fd(), w.as_fd(), capacity).map_err(Error::sys(p.pid.0, "copying a FIFO's data"))?;
-    drop(w);
-    let mut data = Vec::with_capacity(n);
-    File::from(r).read_to_end(&mut data).map_err(Error::io(p.link))?;
-    Ok(data)
+    super::pipe::copy_queue(p, reader.as_fd(), capacity)
 }
 
 /// FIFOs opened at restore: an anchor (read-write) for each, by `fifo_id`, and the FIFOs made again
@@ -94,7 +87,7 @@ impl Fifos {
             if f.capacity as usize != pipe_size(anchor.as_fd()).map_err(io)? {
                 set_pipe_size(anchor.as_fd(), f.capacity as usize).map_err(io)?;
             }
-            anchor.write_all(&f.data).map_err(Error::io(&f.path))?;
+            super::pipe::write_queue(anchor.as_fd(), libc::O_RDWR, (&f.data, &f.packets), &f.path)?;
         }
         let acc = flags as i32 & libc::O_ACCMODE;
         let file = OpenOptions::new()

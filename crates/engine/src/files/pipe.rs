@@ -43,11 +43,18 @@ pub fn dump(p: &Probe, fd: BorrowedFd<'_>, flags: u32) -> Result<FileKind> {
 }
 
 /// The bytes queued in the pipe behind read end `fd`, left in place, and the sizes of its packets
-/// when there is more than one (a read of a packet-mode buffer stops at its end).
+/// (see [`copy_queue`]).
 fn peek(p: &Probe, fd: BorrowedFd<'_>, capacity: usize) -> Result<(Vec<u8>, Vec<u32>)> {
+    copy_queue(p, fd, capacity)
+}
+
+/// The bytes queued behind `fd`, a read end of a pipe or FIFO, copied with `tee` (nothing is
+/// consumed), and the sizes of its packets when there is more than one: `tee` keeps each buffer's
+/// packet flag, and a read of a packet-mode buffer stops at its end.
+pub(super) fn copy_queue(p: &Probe, fd: BorrowedFd<'_>, capacity: usize) -> Result<(Vec<u8>, Vec<u32>)> {
     let (r, w) = pipe().map_err(Error::sys(p.pid.0, "making a pipe"))?;
     set_pipe_size(w.as_fd(), capacity).map_err(Error::sys(p.pid.0, "sizing a pipe"))?;
-    let n = tee(fd, w.as_fd(), capacity).map_err(Error::sys(p.pid.0, "copying a pipe's data"))?;
+    let n = tee(fd, w.as_fd(), capacity).map_err(Error::sys(p.pid.0, "copying the queued bytes"))?;
     drop(w);
     let mut data = vec![0u8; n];
     let mut reader = std::fs::File::from(r);
@@ -118,26 +125,32 @@ impl Pipes {
     }
 }
 
-/// Write the queued bytes of `end` into the new pipe through write end `w`: one write, or one per
-/// packet through O_DIRECT (each write of a packet-mode end is one packet).
+/// Write the queued bytes of `end` into the new pipe through write end `w`.
 fn fill(w: BorrowedFd<'_>, end: &PipeEnd) -> Result<()> {
-    let mut file = std::fs::File::from(w.try_clone_to_owned().map_err(Error::io(&end.name))?);
-    if end.packets.is_empty() {
-        return file.write_all(&end.data).map_err(Error::io(&end.name));
+    write_queue(w, libc::O_WRONLY, (&end.data, &end.packets), &end.name)
+}
+
+/// Write `data` into a pipe or FIFO through `w` (opened with access `access`): one write, or one
+/// per packet of `packets` with O_DIRECT set for them (each write of a packet-mode end is one
+/// packet); `name` for errors.
+pub(super) fn write_queue(w: BorrowedFd<'_>, access: i32, (data, packets): (&[u8], &[u32]), name: &str) -> Result<()> {
+    let mut file = std::fs::File::from(w.try_clone_to_owned().map_err(Error::io(name))?);
+    if packets.is_empty() {
+        return file.write_all(data).map_err(Error::io(name));
     }
-    set_status_flags(w, libc::O_WRONLY | libc::O_DIRECT)
-        .map_err(|e| Error::Io { path: end.name.clone().into(), source: e.source })?;
+    let flags_err = |e: stasis_sys::SysError| Error::Io { path: name.into(), source: e.source };
+    let before = stasis_sys::fd::status_flags(w).map_err(flags_err)?;
+    set_status_flags(w, access | libc::O_DIRECT).map_err(flags_err)?;
     let mut at = 0usize;
-    for &size in &end.packets {
-        let packet = end.data.get(at..at + size as usize).ok_or_else(|| Error::Incompatible {
+    for &size in packets {
+        let packet = data.get(at..at + size as usize).ok_or_else(|| Error::Incompatible {
             file: "files.img".into(),
-            what: format!("{}: field packets: more than the {} bytes of data", end.name, end.data.len()),
+            what: format!("{name}: field packets: more than the {} bytes of data", data.len()),
         })?;
-        file.write_all(packet).map_err(Error::io(&end.name))?;
+        file.write_all(packet).map_err(Error::io(name))?;
         at += size as usize;
     }
-    // The write end's own flags are set as it is handed out.
-    set_status_flags(w, libc::O_WRONLY).map_err(|e| Error::Io { path: end.name.clone().into(), source: e.source })
+    set_status_flags(w, before).map_err(flags_err)
 }
 
 /// A new open file description of the pipe end `fd`, with access mode `access`.

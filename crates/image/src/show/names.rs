@@ -475,6 +475,7 @@ mod watch_tests {
                 data: data.to_vec(),
                 removed,
                 mode: 0o600,
+                packets: vec![],
             })),
         };
         assert_eq!(file_kind(&fifo(true, b"")).0, "fifo (removed)");
