@@ -407,7 +407,7 @@ pub const OPTIONS: &[Opt] = &[
         Value("DIR", Path),
         D_R,
         "where criu mounts the cgroup controllers",
-        NotBuilt("cgroup property lists, controller lists and yards"),
+        Moot("stasis mounts no cgroup yard: it uses the cgroup2 mount it finds in /proc/self/mounts"),
     ),
     o(
         "empty-ns",
