@@ -31,9 +31,10 @@ fn refused(peer: &str, what: String) -> Error {
     Error::MigrationRefused { peer: peer.to_owned(), what }
 }
 
-/// Exchange hellos as the page server's peers do, naming the peer as a migration's.
-fn hello(stream: &TcpStream, peer: &str) -> Result<()> {
-    crate::pageserver::hello(stream, peer).map_err(|e| match e {
+/// Set up the connection (timeouts, hellos) as the page server's peers do, naming the peer as a
+/// migration's.
+fn greet(stream: &TcpStream, peer: &str, what: &str) -> Result<()> {
+    crate::pageserver::greet(stream, peer, what).map_err(|e| match e {
         Error::PageServer { what, source, .. } => lost(peer, &what)(source),
         Error::PageServerRefused { what, .. } => refused(peer, what),
         other => other,
@@ -59,10 +60,8 @@ impl Sender {
     pub fn connect(to: &str) -> Result<Sender> {
         let peer = to.to_owned();
         let stream = TcpStream::connect(to).map_err(|e| lost(&peer, "connecting")(e.into()))?;
-        let timeouts = stream.set_read_timeout(Some(PEER_TIMEOUT)).and(stream.set_write_timeout(Some(PEER_TIMEOUT)));
-        timeouts.map_err(|e| lost(&peer, "connecting")(e.into()))?;
         let _ = stream.set_nodelay(true);
-        hello(&stream, &peer)?;
+        greet(&stream, &peer, "connecting")?;
         log::info!("migrate: connected to {peer}");
         Ok(Sender { stream, peer })
     }
@@ -227,9 +226,7 @@ pub fn receive(
 }
 
 fn receive_rounds(stream: &TcpStream, dir: &Path, peer: &str, made: &mut Vec<PathBuf>) -> Result<Received> {
-    let timeouts = stream.set_read_timeout(Some(PEER_TIMEOUT)).and(stream.set_write_timeout(Some(PEER_TIMEOUT)));
-    timeouts.map_err(|e| lost(peer, "accepting")(e.into()))?;
-    hello(stream, peer)?;
+    greet(stream, peer, "accepting")?;
     let mut got =
         Received { peer: peer.to_owned(), rounds: 0, files: 0, bytes: 0, image: dir.to_owned(), page_source: None };
     loop {

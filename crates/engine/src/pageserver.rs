@@ -162,7 +162,15 @@ fn receive(stream: &TcpStream, dir: &Path, peer: &str) -> Result<ServeReport> {
 }
 
 /// Exchange [`Frame::Hello`]s: both sides must speak [`WIRE_VERSION`].
-pub(crate) fn hello(stream: &TcpStream, peer: &str) -> Result<()> {
+/// Set up a connection of the wire protocol, on either side: read and write timeouts of
+/// `PEER_TIMEOUT` (a failure to set them is named as `what`), then hellos.
+pub(crate) fn greet(stream: &TcpStream, peer: &str, what: &str) -> Result<()> {
+    let timeouts = stream.set_read_timeout(Some(PEER_TIMEOUT)).and(stream.set_write_timeout(Some(PEER_TIMEOUT)));
+    timeouts.map_err(|e| lost(peer, what)(e.into()))?;
+    hello(stream, peer)
+}
+
+fn hello(stream: &TcpStream, peer: &str) -> Result<()> {
     wire::write_frame(&mut &*stream, &Frame::Hello { version: WIRE_VERSION })
         .map_err(|e| lost(peer, "greeting")(e.into()))?;
     match wire::read_frame(&mut &*stream).map_err(lost(peer, "greeting"))? {
@@ -270,12 +278,10 @@ impl Connection {
         Self::start(TcpStream::from(own), peer)
     }
 
-    /// Timeouts, no Nagle (a TCP socket only), and hellos on `stream`.
+    /// No Nagle (a TCP socket only), then timeouts and hellos on `stream`.
     fn start(stream: TcpStream, peer: String) -> Result<Connection> {
-        let timeouts = stream.set_read_timeout(Some(PEER_TIMEOUT)).and(stream.set_write_timeout(Some(PEER_TIMEOUT)));
-        timeouts.map_err(|e| lost(&peer, "connecting")(e.into()))?;
         let _ = stream.set_nodelay(true);
-        hello(&stream, &peer)?;
+        greet(&stream, &peer, "connecting")?;
         log::info!("connected to the page server {peer}");
         Ok(Connection { stream, peer })
     }
