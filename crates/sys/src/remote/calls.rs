@@ -395,29 +395,10 @@ pub trait Remote: Target {
         checked(self, Call::new("personality", libc::SYS_personality, &[persona]))
     }
 
-    /// `getpriority(2)` as the kernel returns it: `20 - nice`.
-    fn getpriority(&mut self, which: i32, who: i32) -> R<i32> {
-        Ok(checked(self, Call::new("getpriority", libc::SYS_getpriority, &[which as u64, who as u64]))? as i32)
-    }
-
     /// `setpriority(2)`.
     fn setpriority(&mut self, which: i32, who: i32, nice: i32) -> R<()> {
         let call = Call::new("setpriority", libc::SYS_setpriority, &[which as u64, who as u64, nice as i64 as u64]);
         checked(self, call).map(drop)
-    }
-
-    /// `sched_getscheduler(2)`: the policy (with `SCHED_RESET_ON_FORK`).
-    fn sched_getscheduler(&mut self, pid: i32) -> R<i32> {
-        Ok(checked(self, Call::new("sched_getscheduler", libc::SYS_sched_getscheduler, &[pid as u64]))? as i32)
-    }
-
-    /// `sched_getparam(2)`: the static priority.
-    fn sched_getparam(&mut self, pid: i32) -> R<i32> {
-        let at = put(self, "sched_getparam", 0, &[0; 4])?;
-        checked(self, Call::new("sched_getparam", libc::SYS_sched_getparam, &[pid as u64, at]))?;
-        let mut prio = [0u8; 4];
-        self.read(at, &mut prio)?;
-        Ok(i32::from_le_bytes(prio))
     }
 
     /// `sched_setscheduler(2)`.
@@ -425,15 +406,6 @@ pub trait Remote: Target {
         let at = put(self, "sched_setscheduler", 0, &priority.to_le_bytes())?;
         let call = Call::new("sched_setscheduler", libc::SYS_sched_setscheduler, &[pid as u64, policy as u64, at]);
         checked(self, call).map(drop)
-    }
-
-    /// `sched_getaffinity(2)` with room for `max` bytes of mask: the mask the kernel gave.
-    fn sched_getaffinity(&mut self, pid: i32, max: u64) -> R<Vec<u8>> {
-        let at = put(self, "sched_getaffinity", 0, &vec![0; max as usize])?;
-        let n = checked(self, Call::new("sched_getaffinity", libc::SYS_sched_getaffinity, &[pid as u64, max, at]))?;
-        let mut mask = vec![0u8; n.min(max) as usize];
-        self.read(at, &mut mask)?;
-        Ok(mask)
     }
 
     /// `sched_setaffinity(2)`.
@@ -562,7 +534,6 @@ fn prctl_args<T: Target + ?Sized>(t: &T, op: Prctl<'_>) -> R<(&'static str, [u64
         Prctl::SetDumpable(v) => ("PR_SET_DUMPABLE", [4, v as u64, 0, 0, 0], Out::Ret),
         Prctl::SetName(n) => ("PR_SET_NAME", [15, put(t, "prctl(PR_SET_NAME)", 0, &cstr(n))?, 0, 0, 0], Out::Ret),
         Prctl::SetTimerslack(ns) => ("PR_SET_TIMERSLACK", [29, ns, 0, 0, 0], Out::Ret),
-        Prctl::GetTimerslack => ("PR_GET_TIMERSLACK", [30, 0, 0, 0, 0], Out::Ret),
         Prctl::SetChildSubreaper(on) => ("PR_SET_CHILD_SUBREAPER", [36, on as u64, 0, 0, 0], Out::Ret),
         Prctl::GetChildSubreaper => {
             ("PR_GET_CHILD_SUBREAPER", [37, put(t, "prctl", 0, &[0; 4])?, 0, 0, 0], Out::Int(data))

@@ -116,7 +116,6 @@ pub enum Prctl<'a> {
     SetDumpable(i32),
     SetName(&'a str),
     SetTimerslack(u64),
-    GetTimerslack,
     SetNoNewPrivs,
     GetTidAddress,
     SetThpDisable(bool),
