@@ -17,7 +17,6 @@
 //!
 //! [`Lock`] is a guard: dropped without [`Lock::keep`], it removes its table or chains.
 
-use crate::error::Result;
 use std::io::Write;
 use std::net::{IpAddr, SocketAddr};
 use std::process::{Command, Stdio};
@@ -79,12 +78,12 @@ impl Lock {
     /// A lock for the dump of `root`, not made until the first connection is added.
     /// The name is at most 28 bytes, the limit of an iptables chain's: `stasis-` and two numbers of
     /// at most 7 and 13 digits.
-    pub fn new(mode: Mode, root: i32) -> Result<Option<Lock>> {
+    pub fn new(mode: Mode, root: i32) -> Option<Lock> {
         if mode == Mode::Skip {
-            return Ok(None);
+            return None;
         }
         let ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis());
-        Ok(Some(Lock { table: format!("stasis-{root}-{ms}"), mode, made: false, kept: false }))
+        Some(Lock { table: format!("stasis-{root}-{ms}"), mode, made: false, kept: false })
     }
 
     /// The lock a dump left, named in its inventory with its method (`made`: it is there;
@@ -289,6 +288,6 @@ mod tests {
         assert!("bogus".parse::<Mode>().is_err());
         assert_eq!(ipt_rule(a, b), "-p tcp -s 127.0.0.1 --sport 80 -d 127.0.0.1 --dport 4000");
         assert!(Lock::adopt("ipchains", "t", true).is_err());
-        assert_eq!(Lock::new(Mode::Iptables, 4_194_304).unwrap().unwrap().table().len(), 28);
+        assert_eq!(Lock::new(Mode::Iptables, 4_194_304).unwrap().table().len(), 28);
     }
 }

@@ -84,7 +84,7 @@ impl DumpState {
     /// Lock `conn` (making the lock at the first connection).
     fn lock(&mut self, conn: &netlock::Conn) -> Result<()> {
         if self.held.lock.is_none() {
-            self.held.lock = Lock::new(self.lock_mode, self.root)?;
+            self.held.lock = Lock::new(self.lock_mode, self.root);
         }
         match &mut self.held.lock {
             Some(l) => l.add(conn).map_err(|what| Error::Failed { pid: stasis_sys::Pid(self.root), what }),
