@@ -32,7 +32,7 @@ const SETTABLE: u32 = (libc::O_NONBLOCK | libc::O_DIRECT) as u32;
 pub fn dump(p: &Probe, fd: BorrowedFd<'_>, flags: u32) -> Result<FileKind> {
     let read_end = flags & libc::O_ACCMODE as u32 == libc::O_RDONLY as u32;
     let capacity = pipe_size(fd).map_err(Error::sys(p.pid.0, "reading a pipe's size"))? as u32;
-    let (data, packets) = if read_end { peek(p, fd, capacity as usize)? } else { Default::default() };
+    let (data, packets) = if read_end { copy_queue(p, fd, capacity as usize)? } else { Default::default() };
     let name = p.link.to_string_lossy().into_owned();
     // No writer left: POLLHUP on a read end; no reader left: POLLERR on a write end.
     let gone = if read_end { libc::POLLHUP } else { libc::POLLERR };
@@ -40,12 +40,6 @@ pub fn dump(p: &Probe, fd: BorrowedFd<'_>, flags: u32) -> Result<FileKind> {
     let peer_closed = events & gone != 0;
     let pipe_id = p.meta.ino();
     Ok(FileKind::Pipe(PipeEnd { pipe_id, read_end, capacity, data, name, peer_closed, external: false, packets }))
-}
-
-/// The bytes queued in the pipe behind read end `fd`, left in place, and the sizes of its packets
-/// (see [`copy_queue`]).
-fn peek(p: &Probe, fd: BorrowedFd<'_>, capacity: usize) -> Result<(Vec<u8>, Vec<u32>)> {
-    copy_queue(p, fd, capacity)
 }
 
 /// The bytes queued behind `fd`, a read end of a pipe or FIFO, copied with `tee` (nothing is
