@@ -121,7 +121,7 @@ impl Frozen {
             }
             if std::time::Instant::now() > deadline {
                 self.done = true;
-                let (state, wchan) = (state_of(self.pid), wchan_of(self.pid));
+                let (state, wchan) = (state_of(self.pid), proc::wchan(&ProcRoot::system(), self.pid.0));
                 let what = format!(
                     "did not stop within {FREEZE_TIMEOUT:?} of being frozen (state {state}, waiting in {wchan}): a task in an uninterruptible wait cannot be checkpointed"
                 );
@@ -286,11 +286,6 @@ const FREEZE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 /// The state letter of `pid` in `/proc/PID/stat`, `?` if it cannot be read.
 fn state_of(pid: Pid) -> char {
     proc::stat(&ProcRoot::system(), pid.0).map_or('?', |s| s.state)
-}
-
-/// The kernel function `pid` waits in (`/proc/PID/wchan`).
-pub fn wchan_of(pid: Pid) -> String {
-    std::fs::read_to_string(format!("/proc/{pid}/wchan")).map_or_else(|_| "?".into(), |w| w.trim().to_string())
 }
 
 /// The ptrace options a dump traces task `pid` with: `PTRACE_O_SUSPEND_SECCOMP` too if it is under

@@ -253,6 +253,11 @@ pub fn comm(root: &ProcRoot, pid: i32) -> Result<String, ProcError> {
     Ok(text.strip_suffix('\n').unwrap_or(&text).to_string())
 }
 
+/// The kernel function `pid` waits in (`/proc/PID/wchan`); `?` when it cannot be read.
+pub fn wchan(root: &ProcRoot, pid: i32) -> String {
+    std::fs::read_to_string(root.pid_path(pid, "wchan")).map_or_else(|_| "?".into(), |w| w.trim().to_string())
+}
+
 /// The target of the link `rel` of `pid` (`cwd`, `root`, `exe`). A deleted target keeps the
 /// kernel's ` (deleted)` suffix.
 pub fn link(root: &ProcRoot, pid: i32, rel: &str) -> Result<PathBuf, ProcError> {

@@ -100,7 +100,7 @@ fn start_freeze<'env>(
     }
     let stopped = stat.state == 'T';
     // A vfork parent does not stop for ptrace until its child execs or exits: refused at once.
-    if stat.state == 'D' && matches!(crate::task::wchan_of(p).as_str(), "kernel_clone" | "wait_for_vfork_done") {
+    if stat.state == 'D' && matches!(proc::wchan(root, p.0).as_str(), "kernel_clone" | "wait_for_vfork_done") {
         let what = "a process waiting in vfork() for its child to exec or exit".to_string();
         return Err(Error::Unsupported { pid: p, what });
     }
