@@ -115,3 +115,42 @@ fn a_missing_freeze_cgroup_fails_dump_and_pre_dump_by_name() {
     run.signal(workload::WAKE).expect("wake");
     case.finish(&mut run);
 }
+
+/// A process in a cgroup of a cgroup v1 hierarchy (pids, with pids.max set) and its thread in
+/// that cgroup's child: dumped, both cgroups removed, restored: the restore makes them again,
+/// pids.max set, and puts the process and the thread back each in its own.
+#[test]
+fn a_removed_v1_cgroup_is_made_again_with_its_setting_and_its_thread() {
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let Some(mount) = mounts.lines().find_map(|l| {
+        let (left, right) = l.split_once(" - ")?;
+        let f: Vec<&str> = left.split(' ').collect();
+        let r: Vec<&str> = right.split(' ').collect();
+        (r.first() == Some(&"cgroup") && r.get(2)?.split(',').any(|o| o == "pids") && f.get(3) == Some(&"/"))
+            .then(|| PathBuf::from(f[4]))
+    }) else {
+        return skip("no cgroup v1 pids hierarchy is mounted here");
+    };
+    let ours = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
+    let Some(ours) = ours.lines().find_map(|l| l.split_once(":pids:").map(|(_, p)| p.to_string())) else {
+        return skip("this process has no pids line in /proc/self/cgroup");
+    };
+    let rel = format!("{}/stasis-test-v1-{}", ours.trim_end_matches('/'), std::process::id());
+    let dir = TestCgroup(mount.join(rel.trim_start_matches('/')));
+    if let Err(e) = std::fs::create_dir(&dir.0) {
+        return skip(&format!("cannot make a cgroup at {}: {e}", dir.0.display()));
+    }
+    let inner = TestCgroup(dir.0.join("t"));
+    std::fs::create_dir(&inner.0).expect("the thread's cgroup");
+    std::fs::write(dir.0.join("pids.max"), "64").expect("pids.max");
+    let w = workload!("cgroup_v1_member").arg(mount.to_str().unwrap()).arg(&rel).arg("pids").arg("pids.max").arg("64");
+    let case = Case::new("cgroup_v1_member", w);
+    let Some(mut run) = case.start() else { return };
+    let images = case.images("images");
+    case.dump_ok(&run, &images, &[]);
+    case.reap_dumped(&mut run);
+    remove_when_empty(&case, &inner.0);
+    remove_when_empty(&case, &dir.0);
+    let mut restored = case.restore_ok(&images, run.pid(), &[]);
+    case.finish(&mut restored);
+}

@@ -109,6 +109,7 @@ pub fn options(c: &CriuArgs, detached: bool) -> anyhow::Result<RestoreOptions> {
         leave_stopped: c.is_set("leave-stopped"),
         cpu_caps: cpu_caps(c)?,
         shell_job: c.is_set("shell-job"),
+        evasive_devices: c.is_set("evasive-devices"),
         detached,
         ext_unix_sk: c.is_set("ext-unix-sk"),
         inherit_fds: inherit_fds(&parse_inherit_fds(c.get("inherit-fd").unwrap_or_default())?)?,
@@ -124,7 +125,7 @@ pub fn options(c: &CriuArgs, detached: bool) -> anyhow::Result<RestoreOptions> {
         ext_veths: veth_names(c)?,
         weak_sysctls: c.is_set("weak-sysctls"),
         join_ns: join_ns(c.get("join-ns").unwrap_or_default())?,
-        cgroups: stasis_engine::cgroups::Options { mode: cgroup_mode(c)?, root: cgroup_root(c)? },
+        cgroups: cgroup_options(c)?,
         ext_mount_map: crate::dump::mounts(c)?.into_iter().map(|(key, path)| (key, path.into())).collect(),
         root: c.last("root").map(Into::into),
     })
@@ -141,19 +142,23 @@ pub fn cgroup_mode(c: &CriuArgs) -> anyhow::Result<stasis_engine::cgroups::Mode>
         .map_or(Ok(Default::default()), |m| m.parse().map_err(|e| anyhow::anyhow!("--manage-cgroups {e}")))
 }
 
-/// `--cgroup-root PATH`: where the dumped root of the tree's cgroups goes, a path in the cgroup v2
-/// hierarchy. CRIU's `CONTROLLER:PATH` form names a v1 controller's hierarchy: refused.
-fn cgroup_root(c: &CriuArgs) -> anyhow::Result<Option<String>> {
-    let Some(root) = c.last("cgroup-root") else { return Ok(None) };
-    if let Some((ctrl, _)) = root.split_once(':') {
-        anyhow::bail!(
-            "--cgroup-root {root}: a root per controller ({ctrl}) is cgroup v1's; give PATH alone for cgroup v2"
-        );
+/// `--manage-cgroups` and every `--cgroup-root [CONTROLLER:]PATH`: PATH alone is where the dumped
+/// root of the tree's cgroups goes, in the v2 hierarchy and in each v1 one not given its own;
+/// CONTROLLER:PATH is the root of the v1 hierarchy with that controller (an empty CONTROLLER, as
+/// runc sends for the v2 line, is PATH alone).
+fn cgroup_options(c: &CriuArgs) -> anyhow::Result<stasis_engine::cgroups::Options> {
+    let mut opts = stasis_engine::cgroups::Options { mode: cgroup_mode(c)?, ..Default::default() };
+    for root in c.get("cgroup-root").unwrap_or_default() {
+        let (ctrl, path) = root.split_once(':').unwrap_or(("", root));
+        if !path.starts_with('/') {
+            anyhow::bail!("--cgroup-root {root}: not an absolute path in the cgroup hierarchy (/a/b)");
+        }
+        match ctrl {
+            "" => opts.root = Some(path.to_string()),
+            ctrl => opts.v1_roots.push((ctrl.to_string(), path.to_string())),
+        }
     }
-    if !root.starts_with('/') {
-        anyhow::bail!("--cgroup-root {root}: not an absolute path in the cgroup hierarchy (/a/b)");
-    }
-    Ok(Some(root.to_string()))
+    Ok(opts)
 }
 
 /// `fd[N]:KEY` (CRIU's `--inherit-fd`): (N, KEY).

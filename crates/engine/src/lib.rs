@@ -243,6 +243,9 @@ pub struct RestoreOptions {
     pub leave_stopped: bool,
     /// Terminal fds are attached to the terminal stasis runs from.
     pub shell_job: bool,
+    /// `--evasive-devices`: a device file whose path is gone or another device here is opened
+    /// through any node of the same device under /dev.
+    pub evasive_devices: bool,
     /// stasis will not wait for the process (`-d`): its parent, stasis, exits right away, so a
     /// parent-death signal is not armed (it would fire at once).
     pub detached: bool,

@@ -96,7 +96,7 @@ fn dump_process(
     let path = root.pid_path(p, "oom_score_adj");
     let text = std::fs::read_to_string(&path).map_err(Error::io(&path))?;
     core.oom_score_adj = text.trim().parse().unwrap_or(0);
-    core.cgroup = crate::cgroups::task_cgroup(root, pid, pid)?;
+    crate::cgroups::dump_task(root, pid, pid, core)?;
     (core.loginuid, core.audit_session) = (audit_value(root, p, "loginuid"), audit_value(root, p, "sessionid"));
     Ok(())
 }
@@ -156,7 +156,7 @@ pub fn restore_loginuid(inj: &mut dyn Remote, pid: Pid, core: &TaskCore) -> Resu
 /// is charged there from the start; see [`crate::cgroups`]) and its OOM score adjustment, written
 /// only if the task (a copy of its parent or of us) does not have it already.
 pub fn restore_from_outside(pid: Pid, core: &TaskCore, cgroups: &crate::cgroups::restore::Placement) -> Result<()> {
-    cgroups.join_process(pid, &core.cgroup)?;
+    cgroups.join_process(pid, &core.cgroup, &core.cgroups_v1)?;
     let now = |what: &str| std::fs::read_to_string(format!("/proc/{pid}/{what}")).unwrap_or_default();
     if now("oom_score_adj").trim() == core.oom_score_adj.to_string() {
         return Ok(());

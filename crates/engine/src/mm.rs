@@ -42,7 +42,7 @@ pub fn restore(inj: &mut dyn Remote, imp: &mut FdImporter, pid: Pid, mm: &MmImag
             what: format!("field auxv: {} words is not a valid auxiliary vector", mm.auxv.len()),
         });
     }
-    let exe = std::fs::File::open(&mm.exe_path).map_err(|source| Error::Step {
+    let exe = std::fs::File::open(crate::mnt::seen_by(pid, &mm.exe_path)).map_err(|source| Error::Step {
         pid,
         what: format!("the exe link {}", mm.exe_path),
         source: Box::new(Error::Io { path: mm.exe_path.clone().into(), source }),

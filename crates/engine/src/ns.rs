@@ -266,17 +266,17 @@ fn dump_cgroup(p: &ProcessEntry, i: usize, inode: u64) -> Result<Namespace> {
         let what = "a cgroup namespace other than its parent's (only the root's is made again)".into();
         return Err(Error::Unsupported { pid: Pid(p.pid), what });
     }
-    let cgroup_root = crate::cgroups::ns_root(Pid(p.pid))?;
+    let (cgroup_root, cgroup_roots_v1) = crate::cgroups::ns_root(Pid(p.pid))?;
     log::info!("pid {}: cgroup namespace {inode} rooted at {cgroup_root}", p.pid);
-    Ok(Namespace { kind: "cgroup".into(), inode, cgroup_root, ..Default::default() })
+    Ok(Namespace { kind: "cgroup".into(), inode, cgroup_root, cgroup_roots_v1, ..Default::default() })
 }
 
 /// The root's cgroup namespace in the image, if it has one of its own.
-pub fn cgroup_root<'a>(root: &ProcessEntry, namespaces: &'a [Namespace]) -> Result<Option<&'a str>> {
+pub fn cgroup_root<'a>(root: &ProcessEntry, namespaces: &'a [Namespace]) -> Result<Option<&'a Namespace>> {
     if root.cgroup_ns == 0 {
         return Ok(None);
     }
-    find(namespaces, "cgroup", root.cgroup_ns, root.pid).map(|n| Some(n.cgroup_root.as_str()))
+    find(namespaces, "cgroup", root.cgroup_ns, root.pid).map(Some)
 }
 
 /// The root's time namespace with its offsets. A child in a time namespace other than its

@@ -46,13 +46,22 @@ impl Frozen {
     /// A task under seccomp is traced with `PTRACE_O_SUSPEND_SECCOMP`, so that the calls injected
     /// into it are not filtered (see [`crate::seccomp`]).
     pub fn freeze(pid: Pid, was_stopped: bool, calls: &Calls) -> Result<Frozen> {
+        let mut frozen = Frozen::seize(pid, was_stopped, calls)?;
+        frozen.settle()?;
+        Ok(frozen)
+    }
+
+    /// The first half of [`freeze`](Self::freeze): seize (or attach) and interrupt `pid`, without
+    /// waiting for it to stop. A task of a frozen cgroup v1 freezer only stops once thawed, so the
+    /// whole cgroup is seized first, thawed, then [`settle`](Self::settle)d.
+    pub fn seize(pid: Pid, was_stopped: bool, calls: &Calls) -> Result<Frozen> {
         let options = options_for(pid);
         let attached = if was_stopped { ptrace::attach(pid) } else { ptrace::seize(pid, options) };
         attached.map_err(|e| match e.errno() {
             libc::ESRCH => Error::NoSuchProcess { pid },
             _ => Error::Sys { pid, what: "attaching with ptrace", source: e },
         })?;
-        let mut frozen = Frozen {
+        let frozen = Frozen {
             pid,
             regs: zero_regs(),
             xstate: Vec::new(),
@@ -66,24 +75,33 @@ impl Frozen {
             captured: false,
             done: false,
         };
-        if was_stopped {
-            frozen.wait_for_attach(options)?;
-        } else {
+        if !was_stopped {
             ptrace::interrupt(pid).map_err(Error::sys(pid.0, "interrupting"))?;
-            frozen.wait_for_stop()?;
+        }
+        Ok(frozen)
+    }
+
+    /// The second half of [`freeze`](Self::freeze): wait for the seized task to stop, then read its
+    /// registers and mask and block every signal.
+    pub fn settle(&mut self) -> Result<()> {
+        let pid = self.pid;
+        if self.was_stopped {
+            self.wait_for_attach(options_for(pid))?;
+        } else {
+            self.wait_for_stop()?;
         }
         let (regs, xstate) = regs::dump(pid)?;
-        frozen.regs = regs;
-        frozen.xstate = xstate;
-        frozen.sigmask = ptrace::get_sigmask(pid).map_err(Error::sys(pid.0, "reading the signal mask"))?;
-        frozen.sud = ptrace::get_sud(pid).map_err(Error::sys(pid.0, "reading its syscall user dispatch"))?;
-        frozen.captured = true;
-        if frozen.sud.mode != 0 {
+        self.regs = regs;
+        self.xstate = xstate;
+        self.sigmask = ptrace::get_sigmask(pid).map_err(Error::sys(pid.0, "reading the signal mask"))?;
+        self.sud = ptrace::get_sud(pid).map_err(Error::sys(pid.0, "reading its syscall user dispatch"))?;
+        self.captured = true;
+        if self.sud.mode != 0 {
             let off = ptrace::SudConfig::default();
             ptrace::set_sud(pid, &off).map_err(Error::sys(pid.0, "switching its syscall user dispatch off"))?;
         }
         ptrace::set_sigmask(pid, u64::MAX).map_err(Error::sys(pid.0, "blocking signals"))?;
-        Ok(frozen)
+        Ok(())
     }
 
     fn wait_for_stop(&mut self) -> Result<()> {
@@ -240,7 +258,11 @@ impl Frozen {
             _ => Ok(()),
         };
         if !self.captured {
-            self.detach()?;
+            // One seized but not stopped yet (in a frozen cgroup v1 freezer) cannot be detached:
+            // its attach ends with the tracer thread.
+            if let Err(e) = self.detach() {
+                log::debug!("pid {pid}: let go before it stopped ({e})");
+            }
             return unmapped;
         }
         let mut regs = self.regs;
@@ -301,30 +323,62 @@ fn zero_regs() -> Regs {
 
 /// Every thread of a process, frozen; the main thread first.
 pub struct FrozenProcess {
+    /// Its main thread first, once settled.
     pub threads: Vec<Frozen>,
+    pid: Pid,
 }
 
 impl FrozenProcess {
     /// Freeze every thread of `pid`, listing them again until no new one appears (a thread that is
     /// still running may start another). `calls` counts the calls injected by the dump.
     pub fn freeze(root: &ProcRoot, pid: Pid, was_stopped: bool, calls: &Calls) -> Result<FrozenProcess> {
-        let mut threads: Vec<Frozen> = Vec::new();
+        let mut process = FrozenProcess::seize(root, pid, was_stopped, calls)?;
+        process.settle(root, was_stopped, calls)?;
+        Ok(process)
+    }
+
+    /// Every thread of `pid` seized and interrupted, none waited for (see [`Frozen::seize`]).
+    pub fn seize(root: &ProcRoot, pid: Pid, was_stopped: bool, calls: &Calls) -> Result<FrozenProcess> {
+        let mut process = FrozenProcess { threads: Vec::new(), pid };
+        process.seize_new(root, was_stopped, calls)?;
+        Ok(process)
+    }
+
+    /// Seize the threads of `pid` not held yet, listing them again until no new one shows; whether
+    /// any was new.
+    fn seize_new(&mut self, root: &ProcRoot, was_stopped: bool, calls: &Calls) -> Result<bool> {
+        let (pid, mut any) = (self.pid, false);
         loop {
             let tids = proc::threads(root, pid.0)?;
-            let new: Vec<i32> = tids.into_iter().filter(|t| !threads.iter().any(|f| f.pid.0 == *t)).collect();
+            let new: Vec<i32> = tids.into_iter().filter(|t| !self.threads.iter().any(|f| f.pid.0 == *t)).collect();
             if new.is_empty() {
+                return Ok(any);
+            }
+            any = true;
+            for tid in new {
+                self.threads.push(Frozen::seize(Pid(tid), was_stopped, calls)?);
+            }
+        }
+    }
+
+    /// Wait for every seized thread to stop, seizing (and waiting for) any thread made meanwhile,
+    /// then check the process once nothing of it runs.
+    pub fn settle(&mut self, root: &ProcRoot, was_stopped: bool, calls: &Calls) -> Result<()> {
+        let pid = self.pid;
+        loop {
+            for t in self.threads.iter_mut().filter(|t| !t.captured) {
+                t.settle()?;
+            }
+            if !self.seize_new(root, was_stopped, calls)? {
                 break;
             }
-            for tid in new {
-                threads.push(Frozen::freeze(Pid(tid), was_stopped, calls)?);
-            }
         }
-        threads.sort_by_key(|t| t.pid != pid);
+        self.threads.sort_by_key(|t| t.pid != pid);
         // Checked once nothing runs; on a refusal every thread is resumed as it was.
-        for t in &threads {
+        for t in &self.threads {
             crate::signals::check_no_pending_trap(root, t.pid)?;
         }
-        Ok(FrozenProcess { threads })
+        Ok(())
     }
 
     pub fn main(&mut self) -> &mut Frozen {

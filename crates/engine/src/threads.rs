@@ -46,7 +46,7 @@ pub fn dump(root: &ProcRoot, frozen: &mut Frozen, vdso: (u64, u64), scratch: (u6
     let inj = frozen.injector_sharing(vdso, scratch)?;
     core.altstack = Some(signals::dump_altstack(inj)?);
     misc::dump_thread(inj, root, tid, &mut core)?;
-    core.cgroup = crate::cgroups::task_cgroup(root, tid, tid)?;
+    crate::cgroups::dump_task(root, tid, tid, &mut core)?;
     core.creds = Some(creds::dump(inj, &status)?);
     core.seccomp_mode = status.seccomp;
     core.seccomp_filters = crate::seccomp::dump(tid, status.seccomp)?;

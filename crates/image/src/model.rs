@@ -221,9 +221,36 @@ pub struct CgroupSet {
     pub root: String,
     #[prost(message, repeated, tag = "2")]
     pub dirs: Vec<CgroupDir>,
+    /// The same for each cgroup v1 hierarchy the tree's tasks are in (older images: none).
+    #[prost(message, repeated, tag = "3")]
+    pub v1: Vec<CgroupV1Set>,
 }
 
-/// One cgroup v2 directory of a [`CgroupSet`].
+/// The directories of one cgroup v1 hierarchy, as [`CgroupSet`] has them for v2: from `root` (the
+/// deepest cgroup of the hierarchy holding all of the tree's tasks) down, with their settings.
+#[derive(Clone, PartialEq, prost::Message, Serialize)]
+pub struct CgroupV1Set {
+    /// The hierarchy's controllers as `/proc/PID/cgroup` names them (`cpu,cpuacct`,
+    /// `name=systemd`).
+    #[prost(string, tag = "1")]
+    pub controllers: String,
+    #[prost(string, tag = "2")]
+    pub root: String,
+    #[prost(message, repeated, tag = "3")]
+    pub dirs: Vec<CgroupDir>,
+}
+
+/// A task's cgroup in one cgroup v1 hierarchy (a line of `/proc/PID/task/TID/cgroup` other than
+/// `0::`).
+#[derive(Clone, PartialEq, prost::Message, Serialize)]
+pub struct CgroupV1Path {
+    #[prost(string, tag = "1")]
+    pub controllers: String,
+    #[prost(string, tag = "2")]
+    pub path: String,
+}
+
+/// One cgroup directory of a [`CgroupSet`] or a [`CgroupV1Set`].
 #[derive(Clone, PartialEq, prost::Message, Serialize)]
 pub struct CgroupDir {
     /// Its path in the hierarchy, `root` or below it.
@@ -373,6 +400,9 @@ pub struct Namespace {
     /// tasks' cgroups).
     #[prost(string, tag = "552")]
     pub cgroup_root: String,
+    /// Kind `cgroup`: the namespace's root in each cgroup v1 hierarchy, as `cgroup_root` is in v2.
+    #[prost(message, repeated, tag = "553")]
+    pub cgroup_roots_v1: Vec<CgroupV1Path>,
 }
 
 /// A network device of a network namespace of the tree.
@@ -485,6 +515,9 @@ pub struct TaskCore {
     /// and of every other thread (older images: the main thread only); empty if none.
     #[prost(string, tag = "28")]
     pub cgroup: String,
+    /// Its cgroup in each cgroup v1 hierarchy, of the main thread and of every other thread.
+    #[prost(message, repeated, tag = "553")]
+    pub cgroups_v1: Vec<CgroupV1Path>,
     /// Scheduling policy (`sched_getscheduler`, with SCHED_RESET_ON_FORK) and its static priority.
     #[prost(int32, tag = "29")]
     pub sched_policy: i32,

@@ -121,6 +121,28 @@ pub fn new_fs(
     owned("fsmount", ret)
 }
 
+/// `fspick` of the mount at `point`, `fsconfig` of the flag `ro`, then `FSCONFIG_CMD_RECONFIGURE`:
+/// its superblock made read-only (after a new one was filled).
+pub fn superblock_read_only(point: &Path) -> Result<(), SysError> {
+    let p = path_c("fspick", point)?;
+    // SAFETY: `p` is a valid C string for the call; the flag asks for a new fd.
+    let ret = unsafe { libc::syscall(libc::SYS_fspick, libc::AT_FDCWD, p.as_ptr(), libc::FSPICK_CLOEXEC) };
+    let fs = owned("fspick", ret)?;
+    set_string(fs.as_raw_fd(), "ro", None)?;
+    // SAFETY: `fs` is an fs context of a mounted superblock; the command takes no key or value.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_fsconfig,
+            fs.as_raw_fd(),
+            libc::FSCONFIG_CMD_RECONFIGURE,
+            std::ptr::null::<libc::c_char>(),
+            std::ptr::null::<libc::c_void>(),
+            0,
+        )
+    };
+    check("fsconfig(FSCONFIG_CMD_RECONFIGURE)", ret).map(drop)
+}
+
 fn set_string(fs: i32, key: &str, value: Option<&str>) -> Result<(), SysError> {
     let k = cstr("fsconfig", key.as_bytes())?;
     let ret = match value {

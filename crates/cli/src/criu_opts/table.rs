@@ -320,7 +320,7 @@ pub const OPTIONS: &[Opt] = &[
         Bool,
         D_R,
         "use any path to a device when its own is gone",
-        NotBuilt("device path substitution"),
+        Done("restore: a device file whose path is gone, or is another device here, is opened through a node of the same device under /dev"),
     ),
     o(
         "external",
@@ -382,7 +382,7 @@ pub const OPTIONS: &[Opt] = &[
         Value("ROOT", Text),
         D_R,
         "change the root of a cgroup controller",
-        Done("`PATH`: the dumped root of the tree's cgroup v2 directories is made at PATH; `CONTROLLER:PATH` (v1) fails"),
+        Done("`PATH`: the dumped root of the tree's cgroups is made at PATH (v2, and each v1 hierarchy not given its own); `CONTROLLER:PATH`: the root in the v1 hierarchy with CONTROLLER"),
     ),
     o("cgroup-props", None, Value("PROPS", Text), D_R, "cgroup properties to dump", NotBuilt("cgroup property lists, controller lists and yards")),
     o(

@@ -37,8 +37,7 @@ fn unbuilt_options_are_refused_by_name() {
     ] {
         assert!(refused(done, CriuCommand::Dump).is_none(), "{done:?} refused");
     }
-    for list in [&["--tls"][..], &["--stream"], &["--cgroup-props", "x"], &["--evasive-devices"], &["--skip-mnt", "/a"]]
-    {
+    for list in [&["--tls"][..], &["--stream"], &["--cgroup-props", "x"], &["--skip-mnt", "/a"]] {
         let dump_only = ["--skip-in-flight", "--tls", "--skip-mnt"];
         let cmd = if dump_only.contains(&list[0]) { CriuCommand::Dump } else { CriuCommand::Restore };
         let e = refused(list, cmd).unwrap_or_else(|| panic!("{list:?} accepted"));

@@ -109,12 +109,18 @@ fn cgroup_fields_reach_the_engine_s_options() {
     }
     let rooted = CriuOpts { cg_root: vec![CgroupRoot { ctrl: None, path: "/elsewhere".into() }], ..base.clone() };
     assert_eq!(mode_of(&rooted).1.as_deref(), Some("/elsewhere"));
-    let v1 = CriuOpts { cg_root: vec![CgroupRoot { ctrl: Some("memory".into()), path: "/x".into() }], ..base.clone() };
+    // As runc sends them: one per controller, the v2 line's with an empty one.
+    let roots = [("memory", "/x"), ("", "/ctr"), ("name=systemd", "/y")];
+    let cg_root = roots.iter().map(|(c, p)| CgroupRoot { ctrl: Some(c.to_string()), path: p.to_string() }).collect();
+    let v1 = CriuOpts { cg_root, ..base.clone() };
     let a = args("restore", &v1);
     let cli = crate::parse(a.into_iter().map(Into::into).collect()).expect("parses");
     let criu = cli.command.parts().1.expect("CRIU's options").0;
-    let err = format!("{:#}", crate::restore::options(criu, true).expect_err("a v1 controller root"));
-    assert!(err.contains("memory:/x"), "{err}");
+    let opts = crate::restore::options(criu, true).expect("v1 controller roots").cgroups;
+    assert_eq!(opts.root.as_deref(), Some("/ctr"));
+    assert_eq!(opts.root_of("cpu,memory"), Some("/x"));
+    assert_eq!(opts.root_of("name=systemd"), Some("/y"));
+    assert_eq!(opts.root_of("pids"), Some("/ctr"), "the default root");
     let dump = CriuOpts { freeze_cgroup: Some("/sys/fs/cgroup/c1".into()), pid: Some(7), ..base };
     let a = args("dump", &dump);
     let cli = crate::parse(a.into_iter().map(Into::into).collect()).expect("parses");

@@ -1,6 +1,7 @@
 //! `--freeze-cgroup`: a cgroup frozen with its freezer before the tree is seized, so that no task
 //! forks away while the tree is walked, and thawed once every task is held by ptrace (a task in a
-//! ptrace stop stays stopped when thawed; injected calls need it thawed). The cgroup v2 freezer
+//! ptrace stop stays stopped when thawed; injected calls need it thawed, and a task of a frozen v1
+//! freezer stops for ptrace only once thawed). The cgroup v2 freezer
 //! (`cgroup.freeze`, then `frozen 1` in `cgroup.events`) or the v1 one (`freezer.state`), as the
 //! directory offers. A [`Frozen`] thaws when dropped, so a failed dump thaws too.
 
@@ -28,12 +29,6 @@ impl Frozen {
         if !v2 && !dir.join("freezer.state").exists() {
             let what = format!("--freeze-cgroup {}: not a cgroup with a freezer", dir.display());
             return Err(Error::Failed { pid, what });
-        }
-        if !v2 {
-            // Its frozen tasks do not stop for the seize until thawed: the dump waited forever
-            // (seen with runc's container).
-            let what = format!("--freeze-cgroup {}: a cgroup v1 freezer (seizing its frozen tasks)", dir.display());
-            return Err(Error::Unsupported { pid, what });
         }
         let frozen = Frozen { dir: dir.to_path_buf(), v2, thawed: false };
         frozen.write(if v2 { "1" } else { "FROZEN" })?;

@@ -5,8 +5,8 @@
 //! Dump reads `/proc/PID/task/TID/cgroup` of every task into its `TaskCore::cgroup`, and the
 //! settings of every directory from the tasks' common root down to each task's cgroup into a
 //! [`CgroupSet`] (`pstree.img`): the interface files of [`SETTINGS`] that exist, an absent one
-//! skipped. A task in a cgroup v1 hierarchy (a controller or a named one such as `name=systemd`)
-//! other than stasis's own there is refused by name: only v2 is restored.
+//! skipped. The same for each cgroup v1 hierarchy (a controller's, or a named one such as
+//! `name=systemd`; see [`v1`]).
 //!
 //! Restore ([`restore::Placement`]) makes and sets the directories before the root is created,
 //! then puts each process in its cgroup (`cgroup.procs`) right after its creation and each thread
@@ -15,10 +15,11 @@
 
 pub mod freezer;
 pub mod restore;
+pub mod v1;
 
 use crate::error::{Error, Result};
 use crate::proc::ProcRoot;
-use stasis_image::model::{CgroupDir, CgroupSet, CgroupSetting};
+use stasis_image::model::{CgroupDir, CgroupSet, CgroupSetting, CgroupV1Path, TaskCore};
 use stasis_sys::Pid;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -94,11 +95,23 @@ impl Mode {
 }
 
 /// The restore's cgroup options: the mode, and the place the dumped root of the tree's cgroups
-/// goes to (`--cgroup-root PATH`, a path in the v2 hierarchy).
+/// goes to (`--cgroup-root PATH`: in the v2 hierarchy, and in each v1 one not given its own), and
+/// per cgroup v1 controller (`--cgroup-root CONTROLLER:PATH`).
 #[derive(Clone, Debug, Default)]
 pub struct Options {
     pub mode: Mode,
     pub root: Option<String>,
+    /// (controller, path): the root of the v1 hierarchy that has the controller.
+    pub v1_roots: Vec<(String, String)>,
+}
+
+impl Options {
+    /// The new root of the v1 hierarchy of `controllers` (`cpu,cpuacct`): the one given for any of
+    /// its controllers, else the default root.
+    pub fn root_of(&self, controllers: &str) -> Option<&str> {
+        let mine = |c: &str| controllers.split(',').any(|h| h == c);
+        self.v1_roots.iter().find(|(c, _)| mine(c)).map(|(_, p)| p.as_str()).or(self.root.as_deref())
+    }
 }
 
 /// Where the cgroup v2 hierarchy is mounted here (`/sys/fs/cgroup`, or `/sys/fs/cgroup/unified`
@@ -112,18 +125,21 @@ pub(crate) fn dir_of(mount: &Path, path: &str) -> PathBuf {
     mount.join(path.trim_start_matches('/'))
 }
 
-/// The cgroup v2 path of task `tid` of process `pid` (its `0::` line), empty if it has none.
-pub fn task_cgroup(root: &ProcRoot, pid: Pid, tid: Pid) -> Result<String> {
+/// The cgroups of task `tid` of process `pid` into its `core`: its v2 path (its `0::` line, empty
+/// if it has none) and its cgroup in each v1 hierarchy.
+pub fn dump_task(root: &ProcRoot, pid: Pid, tid: Pid, core: &mut TaskCore) -> Result<()> {
     let path = root.pid_path(pid.0, &format!("task/{tid}/cgroup"));
     let text = std::fs::read_to_string(&path).map_err(Error::io(&path))?;
-    Ok(v2_line(&text).unwrap_or("").to_string())
+    core.cgroup = v2_line(&text).unwrap_or("").to_string();
+    core.cgroups_v1 = v1::parse(&text);
+    Ok(())
 }
 
 /// The root of the cgroup namespace of `pid` (one not ours): its cgroup v2 path as we see it, less
-/// the part its own namespace shows it (read by a thread that entered the namespace). A process
-/// whose cgroup is outside its namespace's root (moved out after the unshare: `/..` inside) is
-/// refused by name.
-pub fn ns_root(pid: Pid) -> Result<String> {
+/// the part its own namespace shows it (read by a thread that entered the namespace), and the same
+/// in each cgroup v1 hierarchy. A process whose cgroup is outside its namespace's root (moved out
+/// after the unshare: `/..` inside) is refused by name.
+pub fn ns_root(pid: Pid) -> Result<(String, Vec<CgroupV1Path>)> {
     let path = format!("/proc/{pid}/cgroup");
     let read = || std::fs::read_to_string(&path);
     let outside = read().map_err(Error::io(&path))?;
@@ -134,10 +150,18 @@ pub fn ns_root(pid: Pid) -> Result<String> {
         let what = format!("a cgroup namespace of its own without a cgroup v2 line in {path}");
         return Err(Error::Unsupported { pid, what });
     };
-    ns_root_of(full, seen).ok_or_else(|| Error::Unsupported {
+    let outside_of = |full: &str, seen: &str| Error::Unsupported {
         pid,
         what: format!("a cgroup ({full}) outside the root of its cgroup namespace (it sees {seen})"),
-    })
+    };
+    let root = ns_root_of(full, seen).ok_or_else(|| outside_of(full, seen))?;
+    let mut roots_v1 = Vec::new();
+    for p in v1::parse(&outside) {
+        let seen = v1::path_in(&inside, &p.controllers).unwrap_or("/");
+        let path = ns_root_of(&p.path, seen).ok_or_else(|| outside_of(&p.path, seen))?;
+        roots_v1.push(CgroupV1Path { controllers: p.controllers, path });
+    }
+    Ok((root, roots_v1))
 }
 
 /// The namespace root from a cgroup's `full` path and the path `seen` inside the namespace.
@@ -156,46 +180,30 @@ fn v2_line(text: &str) -> Option<&str> {
     text.lines().find_map(|l| l.strip_prefix("0::"))
 }
 
-/// Refuse process `pid` if it is in a cgroup v1 hierarchy somewhere other than stasis (whose
-/// `/proc/self/cgroup` is `ours`): its v1 membership would be lost.
-pub fn check_v1(root: &ProcRoot, pid: Pid, ours: &str) -> Result<()> {
-    let path = root.pid_path(pid.0, "cgroup");
-    let text = std::fs::read_to_string(&path).map_err(Error::io(&path))?;
-    for line in text.lines().filter(|l| !l.starts_with("0::")) {
-        let Some((_, rest)) = line.split_once(':') else { continue };
-        let Some((hierarchy, cgroup)) = rest.split_once(':') else { continue };
-        let same = ours.lines().filter_map(|l| l.split_once(':')).any(|(_, r)| r == rest);
-        if !same {
-            let what = format!(
-                "membership of cgroup v1 hierarchy {hierarchy} (cgroup {cgroup}, not stasis's; only cgroup v2 is restored)"
-            );
-            return Err(Error::Unsupported { pid, what });
-        }
-    }
-    Ok(())
-}
-
 /// The cgroups of the tree whose tasks are in `cgroups` (v2 paths, empty ones skipped), with their
 /// settings read under `mount`; `None` if no task is in one.
 pub fn dump_set(mount: &Path, cgroups: &[&str]) -> Option<CgroupSet> {
-    let paths: Vec<Vec<&str>> = cgroups.iter().filter(|c| !c.is_empty()).map(|c| components(c)).collect();
+    let (root, dirs) = tree_of(cgroups)?;
+    let dirs =
+        dirs.into_iter().map(|path| CgroupDir { settings: read_settings(&dir_of(mount, &path)), path }).collect();
+    Some(CgroupSet { root, dirs, v1: Vec::new() })
+}
+
+/// The common root of the cgroups `paths` (empty ones skipped) and every directory from it down to
+/// each of them (the hierarchy's root left out: it is neither made nor set), parents first; `None`
+/// if there is none.
+pub(crate) fn tree_of(paths: &[&str]) -> Option<(String, Vec<String>)> {
+    let paths: Vec<Vec<&str>> = paths.iter().filter(|c| !c.is_empty()).map(|c| components(c)).collect();
     let first = paths.first()?;
     let common = paths.iter().fold(first.len(), |n, p| n.min(p.iter().zip(first).take_while(|(a, b)| a == b).count()));
     let mut dirs: BTreeSet<Vec<&str>> = BTreeSet::new();
     for p in &paths {
-        // The hierarchy's root is neither made nor set.
         for depth in common.max(1)..=p.len() {
             dirs.insert(p[..depth].to_vec());
         }
     }
-    let dirs = dirs
-        .into_iter()
-        .map(|c| {
-            let path = format!("/{}", c.join("/"));
-            CgroupDir { settings: read_settings(&dir_of(mount, &path)), path }
-        })
-        .collect();
-    Some(CgroupSet { root: format!("/{}", first[..common].join("/")), dirs })
+    let dirs = dirs.into_iter().map(|c| format!("/{}", c.join("/"))).collect();
+    Some((format!("/{}", first[..common].join("/")), dirs))
 }
 
 fn components(path: &str) -> Vec<&str> {
@@ -204,7 +212,12 @@ fn components(path: &str) -> Vec<&str> {
 
 /// The [`SETTINGS`] files of the cgroup directory `dir` that exist and can be read.
 fn read_settings(dir: &Path) -> Vec<CgroupSetting> {
-    SETTINGS
+    read_files(dir, &SETTINGS)
+}
+
+/// The files `names` of the cgroup directory `dir` that exist and can be read, trimmed.
+pub(crate) fn read_files(dir: &Path, names: &[&str]) -> Vec<CgroupSetting> {
+    names
         .iter()
         .filter_map(|name| match std::fs::read_to_string(dir.join(name)) {
             Ok(value) => Some(CgroupSetting { name: name.to_string(), value: value.trim().to_string() }),

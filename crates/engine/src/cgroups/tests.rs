@@ -1,5 +1,6 @@
 use super::restore::Placement;
 use super::*;
+use stasis_image::model::CgroupV1Path;
 
 /// A cgroup hierarchy made of plain directories and files, as `dump_set` reads it.
 fn fake_hierarchy() -> tempfile::TempDir {
@@ -57,24 +58,27 @@ fn modes_take_criu_s_names_and_soft_is_the_default() {
 #[test]
 fn no_cgroups_to_place_or_ignore_touches_nothing() {
     let pid = Pid(1);
-    let ignore = Options { mode: Mode::Ignore, root: None };
-    let p = Placement::prepare(None, &["/somewhere/nowhere"], &ignore, pid).expect("ignored");
-    p.join_process(Pid(i32::MAX), "/somewhere/nowhere").expect("nothing joined");
-    let p = Placement::prepare(None, &["", ""], &Options::default(), pid).expect("nothing to place");
-    p.join_thread(Pid(i32::MAX), "", "/x").expect("nothing joined");
+    let ignore = Options { mode: Mode::Ignore, ..Default::default() };
+    let v1 = CgroupV1Path { controllers: "no-such-controller".into(), path: "/x".into() };
+    let p = Placement::prepare(None, (&["/somewhere/nowhere"], &[&v1]), &ignore, pid).expect("ignored");
+    p.join_process(Pid(i32::MAX), "/somewhere/nowhere", std::slice::from_ref(&v1)).expect("nothing joined");
+    let p = Placement::prepare(None, (&["", ""], &[]), &Options::default(), pid).expect("nothing to place");
+    p.join_thread(Pid(i32::MAX), ("", &[]), ("/x", &[])).expect("nothing joined");
 }
 
 #[test]
-fn v1_membership_other_than_ours_is_refused_by_name() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    std::fs::create_dir_all(dir.path().join("7")).expect("mkdir");
-    std::fs::write(dir.path().join("7/cgroup"), "9:name=systemd:/box\n4:memory:/\n0::/a\n").expect("write");
-    let root = ProcRoot::new(dir.path());
-    let ours = "9:name=systemd:/\n4:memory:/\n0::/\n";
-    let err = check_v1(&root, Pid(7), ours).expect_err("refused").to_string();
-    assert!(err.contains("pid 7") && err.contains("name=systemd") && err.contains("/box"), "{err}");
-    let same = "9:name=systemd:/box\n4:memory:/\n0::/b\n";
-    check_v1(&root, Pid(7), same).expect("the same v1 cgroups as ours");
+fn a_v1_hierarchy_not_mounted_here_fails_the_restore_by_name() {
+    let v1 = CgroupV1Path { controllers: "no-such-controller".into(), path: "/x".into() };
+    let err = Placement::prepare(None, (&[], &[&v1]), &Options::default(), Pid(7)).expect_err("refused");
+    assert!(err.to_string().contains("no-such-controller"), "{err}");
+}
+
+#[test]
+fn a_v1_cgroup_root_is_the_controllers_own_else_the_default() {
+    let opts = Options { root: Some("/d".into()), v1_roots: vec![("cpu".into(), "/c".into())], ..Default::default() };
+    assert_eq!(opts.root_of("cpu,cpuacct"), Some("/c"));
+    assert_eq!(opts.root_of("cpuacct"), Some("/d"));
+    assert_eq!(Options::default().root_of("cpu"), None);
 }
 
 #[test]

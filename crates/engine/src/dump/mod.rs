@@ -253,9 +253,10 @@ fn dump_with<'env>(
     })
 }
 
-/// Stage 1, with `--freeze-cgroup`: the cgroup frozen first, so that nothing forks away, and
-/// thawed once every task is held (here, or when the dump fails); every process in it must be in
-/// the tree.
+/// Stage 1, with `--freeze-cgroup`: the cgroup frozen first, so that nothing forks away; the tree
+/// seized; every process in the cgroup checked to be in the tree; the cgroup thawed (here, or when
+/// the dump fails), and only then the tasks waited for (a task of a frozen cgroup v1 freezer stops
+/// for ptrace only once thawed; one of v2 would stop frozen, but needs the thaw for our calls).
 #[allow(clippy::type_complexity)]
 fn freeze_with_cgroup<'env>(
     pool: &Pool<'env>,
@@ -266,24 +267,21 @@ fn freeze_with_cgroup<'env>(
     progress: &mut dyn FnMut(Progress),
 ) -> std::result::Result<(Vec<Member>, Vec<ProcessEntry>), (Vec<Member>, Error)> {
     let Some(dir) = &opts.freeze_cgroup else {
-        return freeze_tree(pool, root, (pid, calls), (ours, check_process), progress);
+        return freeze_tree(pool, root, (pid, calls), (ours, check_process), None, progress);
     };
-    let frozen = cgroups::freezer::Frozen::freeze(dir, pid).map_err(|e| (Vec::new(), e))?;
-    let (tree, zombies) = freeze_tree(pool, root, (pid, calls), (ours, check_process), progress)?;
-    let outside = match frozen.processes() {
-        Ok(all) => {
-            all.into_iter().find(|p| !tree.iter().any(|m| m.pid.0 == *p) && !zombies.iter().any(|z| z.pid == *p))
+    let mut frozen = Some(cgroups::freezer::Frozen::freeze(dir, pid).map_err(|e| (Vec::new(), e))?);
+    let mut thaw = |tree: &[Member], zombies: &[ProcessEntry]| -> Result<()> {
+        let frozen = frozen.take().expect("the seized tree is thawed once");
+        let all = frozen.processes()?;
+        let outside =
+            all.into_iter().find(|p| !tree.iter().any(|m| m.pid.0 == *p) && !zombies.iter().any(|z| z.pid == *p));
+        if let Some(p) = outside {
+            let what = format!("pid {p}, in the frozen cgroup {}, is not in the tree of the dump", dir.display());
+            return Err(Error::Unsupported { pid, what });
         }
-        Err(e) => return Err((tree, e)),
+        frozen.thaw()
     };
-    if let Some(p) = outside {
-        let what = format!("pid {p}, in the frozen cgroup {}, is not in the tree of the dump", dir.display());
-        return Err((tree, Error::Unsupported { pid, what }));
-    }
-    match frozen.thaw() {
-        Ok(()) => Ok((tree, zombies)),
-        Err(e) => Err((tree, e)),
-    }
+    freeze_tree(pool, root, (pid, calls), (ours, check_process), Some(&mut thaw), progress)
 }
 
 /// The tree's cgroups and their settings, unless `--manage-cgroups=ignore` (see [`cgroups`]).
@@ -296,11 +294,25 @@ fn dump_cgroups(dumped: &[Dumped], namespaces: &[Namespace], opts: &DumpOptions)
     let mut tasks: Vec<&str> =
         dumped.iter().flat_map(|d| std::iter::once(&d.c.core).chain(&d.c.threads)).map(|t| t.cgroup.as_str()).collect();
     tasks.extend(namespaces.iter().filter(|n| n.kind == "cgroup").map(|n| n.cgroup_root.as_str()));
-    let Some(mount) = cgroups::mount() else {
-        log::warn!("no cgroup2 hierarchy mounted: the tree's cgroup settings are not saved");
-        return None;
+    let mut v1: Vec<&[_]> = dumped
+        .iter()
+        .flat_map(|d| std::iter::once(&d.c.core).chain(&d.c.threads))
+        .map(|t| t.cgroups_v1.as_slice())
+        .collect();
+    v1.extend(namespaces.iter().filter(|n| n.kind == "cgroup").map(|n| n.cgroup_roots_v1.as_slice()));
+    let v1 = cgroups::v1::dump_sets(&v1);
+    let set = match cgroups::mount() {
+        Some(mount) => cgroups::dump_set(&mount, &tasks),
+        None => {
+            log::warn!("no cgroup2 hierarchy mounted: the tree's cgroup v2 settings are not saved");
+            None
+        }
     };
-    cgroups::dump_set(&mount, &tasks)
+    match set {
+        Some(set) => Some(CgroupSet { v1, ..set }),
+        None if v1.is_empty() => None,
+        None => Some(CgroupSet { v1, ..Default::default() }),
+    }
 }
 
 /// Stages 2 to 4 on the frozen tree: inspect each process (on its tracer thread, all processes at
@@ -340,7 +352,6 @@ fn dump_frozen<'env>(
     let mut files = Vec::new();
     let mut collected = Vec::new();
     let mut shm_owners: Vec<(u64, Pid)> = Vec::new();
-    let our_cgroups = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
     for (m, inspected) in tree.iter().zip(pending) {
         let mut c = pool.wait(inspected, progress)?;
         let pid = m.pid;
@@ -351,9 +362,10 @@ fn dump_frozen<'env>(
         }
         ns::dump_process(root, &mut c.process, ours)?;
         if opts.manage_cgroups == cgroups::Mode::Ignore {
-            std::iter::once(&mut c.core).chain(&mut c.threads).for_each(|t| t.cgroup.clear());
-        } else {
-            cgroups::check_v1(root, pid, &our_cgroups)?;
+            std::iter::once(&mut c.core).chain(&mut c.threads).for_each(|t| {
+                t.cgroup.clear();
+                t.cgroups_v1.clear();
+            });
         }
         check_shared_anon(pid, &c.mm.vmas, parent, &mut shm_owners)?;
         if fault::armed("dump-kill-target") {

@@ -8,7 +8,8 @@ use crate::proc::fdinfo_fields::{major, minor};
 use stasis_image::model::{CharDevice, FileKind, Terminal};
 use stasis_sys::fd::is_tty;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::{Path, PathBuf};
 
 const MEM_MAJOR: u64 = 1;
 const MEM_MINORS: [u64; 5] = [3, 5, 7, 8, 9];
@@ -41,24 +42,61 @@ pub fn dump(p: &Probe) -> Result<FileKind> {
     Err(p.unsupported(format!("character device {path} ({maj}:{min})")))
 }
 
-pub fn open_device(c: &CharDevice, flags: u32) -> Result<OwnedFd> {
-    let fd = super::regular::open_path(&c.path, flags)?;
+/// The device node of `c` opened at its path, which must be the same device here; with `evasive`
+/// (`--evasive-devices`, as CRIU), a path that is gone or another device here is replaced by any
+/// node of the same device under `/dev`.
+pub fn open_device(c: &CharDevice, flags: u32, evasive: bool) -> Result<OwnedFd> {
+    let opened = open_checked(&c.path, flags, c.rdev);
+    if !evasive {
+        return opened;
+    }
+    match opened {
+        Ok(fd) => Ok(fd),
+        Err(e) => {
+            let Some(other) = find_node(Path::new("/dev"), c.rdev, 3) else { return Err(e) };
+            log::info!("{}: opened as {} (--evasive-devices; {e})", c.path, other.display());
+            open_checked(&other.to_string_lossy(), flags, c.rdev)
+        }
+    }
+}
+
+/// The node at `path` opened with `flags`, if it is the device `want`.
+fn open_checked(path: &str, flags: u32, want: u64) -> Result<OwnedFd> {
+    let fd = super::regular::open_path(path, flags)?;
     let rdev =
-        std::fs::File::from(fd.try_clone().map_err(Error::io(&c.path))?).metadata().map_err(Error::io(&c.path))?.rdev();
-    if rdev != c.rdev {
+        std::fs::File::from(fd.try_clone().map_err(Error::io(path))?).metadata().map_err(Error::io(path))?.rdev();
+    if rdev != want {
         return Err(Error::Incompatible {
             file: "files.img".into(),
             what: format!(
-                "{} is device {}:{} here, {}:{} in the image",
-                c.path,
+                "{path} is device {}:{} here, {}:{} in the image",
                 major(rdev),
                 minor(rdev),
-                major(c.rdev),
-                minor(c.rdev)
+                major(want),
+                minor(want)
             ),
         });
     }
     Ok(fd)
+}
+
+/// A character device node of device `rdev` in `dir` or below it (`depth` levels), sorted names
+/// first so that the choice does not change from one run to the next.
+fn find_node(dir: &Path, rdev: u64, depth: u32) -> Option<PathBuf> {
+    let mut entries: Vec<_> = std::fs::read_dir(dir).ok()?.flatten().map(|e| e.path()).collect();
+    entries.sort();
+    let is_it =
+        |p: &PathBuf| std::fs::symlink_metadata(p).is_ok_and(|m| m.file_type().is_char_device() && m.rdev() == rdev);
+    if let Some(found) = entries.iter().find(|p| is_it(p)) {
+        return Some(found.clone());
+    }
+    if depth == 0 {
+        return None;
+    }
+    entries
+        .iter()
+        .filter(|p| std::fs::symlink_metadata(p).is_ok_and(|m| m.is_dir()))
+        .find_map(|p| find_node(p, rdev, depth - 1))
 }
 
 /// The terminal stasis runs on: the first of our stdin, stdout, stderr that is a terminal, else
@@ -94,10 +132,7 @@ fn dup(fd: BorrowedFd<'_>) -> Result<OwnedFd> {
 /// whose name was removed [`super::ghost`]'s).
 pub const KIND: super::kinds::Kind = super::kinds::Kind {
     name: "character device",
-    dump: Some(super::kinds::Dumper {
-        claims: |p| std::os::unix::fs::FileTypeExt::is_char_device(&p.meta.file_type()),
-        dump: dump_and_note,
-    }),
+    dump: Some(super::kinds::Dumper { claims: |p| p.meta.file_type().is_char_device(), dump: dump_and_note }),
     configure: None,
     finish_dump: None,
     opener: Some(|_, settings| Ok(super::kinds::Stateless::boxed(open, settings))),
@@ -115,7 +150,7 @@ fn dump_and_note(p: &Probe, ids: &mut super::FileIds) -> Result<FileKind> {
 
 fn open(f: &stasis_image::model::FileEntry, settings: &super::kinds::Settings) -> Option<Result<OwnedFd>> {
     match &f.kind {
-        Some(FileKind::CharDevice(c)) if !c.ghost => Some(open_device(c, f.flags)),
+        Some(FileKind::CharDevice(c)) if !c.ghost => Some(open_device(c, f.flags, settings.evasive_devices)),
         Some(FileKind::Terminal(t)) => Some(open_terminal(t, settings.shell_job)),
         _ => None,
     }

@@ -202,7 +202,7 @@ impl Ghosts {
             Entry::Vacant(e) => e.insert(make_node(c)?),
         };
         let path = format!("/proc/self/fd/{}", made.fd.as_raw_fd());
-        super::chardev::open_device(&CharDevice { path, ..c.clone() }, flags)
+        super::chardev::open_device(&CharDevice { path, ..c.clone() }, flags, false)
     }
 
     /// The objects; the named ones are unlinked now.

@@ -77,6 +77,8 @@ pub struct Settings {
     pub shell_job: bool,
     pub ext_unix_sk: bool,
     pub tcp: super::inet::Established,
+    /// `--evasive-devices` (see [`super::chardev::open_device`]).
+    pub evasive_devices: bool,
 }
 
 /// Opens the descriptions of one kind in the controller.

@@ -396,7 +396,8 @@ impl OpenFiles<'_> {
             self.by_path.insert((key, writable), (None, fd));
             return Ok(fd);
         }
-        let file = std::fs::OpenOptions::new().read(true).write(writable).open(&v.name).map_err(Error::io(&v.name))?;
+        let path = crate::mnt::seen_by(pid, &v.name);
+        let file = std::fs::OpenOptions::new().read(true).write(writable).open(path).map_err(Error::io(&v.name))?;
         let meta = file.metadata().map_err(Error::io(&v.name))?;
         if meta.ino() != v.inode {
             return Err(Error::Failed {

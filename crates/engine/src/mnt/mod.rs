@@ -42,6 +42,17 @@ pub fn inside<T>(built: Option<&Built>, f: impl FnOnce() -> Result<T>) -> Result
     }
 }
 
+/// The path through which stasis opens the file the restored task `pid` knows as `path` (a path
+/// from its root, as `/proc/PID/maps` and `exe` show it): `path` itself when the task is in
+/// stasis's mount namespace, else the same path below `/proc/PID/root` (its namespace's root).
+pub fn seen_by(pid: Pid, path: &str) -> std::path::PathBuf {
+    let ns = |p: &str| std::fs::metadata(p).map(|m| std::os::unix::fs::MetadataExt::ino(&m)).ok();
+    if !path.starts_with('/') || ns(&format!("/proc/{pid}/ns/mnt")) == ns("/proc/self/ns/mnt") {
+        return path.into();
+    }
+    format!("/proc/{pid}/root{path}").into()
+}
+
 /// The filesystem types made again as new superblocks.
 const NEW_KINDS: [&str; 6] = ["tmpfs", "proc", "sysfs", "devpts", "mqueue", "cgroup2"];
 

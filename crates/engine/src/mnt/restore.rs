@@ -135,11 +135,11 @@ fn check_host(m: &Mount) -> Result<()> {
 }
 
 /// The superblock options of a new mount as `fsconfig` takes them (`rw` dropped: the flags are
-/// per mount).
+/// per mount; `ro` too: a read-only superblock is made so once filled, see [`make`]).
 fn fs_options(options: &str) -> Vec<(String, Option<String>)> {
     options
         .split(',')
-        .filter(|o| !o.is_empty() && *o != "rw")
+        .filter(|o| !o.is_empty() && *o != "rw" && *o != "ro")
         .map(|o| match o.split_once('=') {
             Some((k, v)) => (k.to_string(), Some(v.to_string())),
             None => (o.to_string(), None),
@@ -277,6 +277,9 @@ fn make(pid: i32, m: &Mount, before: &[Mount], copy: Option<OwnedFd>, pidns: Opt
     }
     if m.how == "new" && m.fstype == "tmpfs" {
         tmpfs::restore(point, &m.contents)?;
+    }
+    if m.how == "new" && m.options.split(',').any(|o| o == "ro") {
+        sysmnt::superblock_read_only(point).map_err(step(pid, what("its superblock read-only")))?;
     }
     set_flags(pid, m, point)
 }

@@ -206,7 +206,12 @@ pub fn restore(opts: &RestoreOptions, progress: &mut dyn FnMut(Progress)) -> Res
     let root_pid = img.procs[0].process.pid;
     let mut mnt = img.mounts.as_ref().map(|ns| crate::mnt::restore::build(ns, root_pid, opts)).transpose()?;
     let lock = network_lock(&dir, &img, opts.network_lock)?;
-    let settings = files::kinds::Settings { shell_job: opts.shell_job, ext_unix_sk: opts.ext_unix_sk, tcp: opts.tcp };
+    let settings = files::kinds::Settings {
+        shell_job: opts.shell_job,
+        ext_unix_sk: opts.ext_unix_sk,
+        tcp: opts.tcp,
+        evasive_devices: opts.evasive_devices,
+    };
     let open_files = |mnt: Option<&crate::mnt::Built>| {
         crate::mnt::inside(mnt, || files::open_all(&img.files.files, settings, &opts.inherit_fds))
     };
@@ -481,8 +486,11 @@ fn place_in_cgroups(img: &Image, opts: &RestoreOptions) -> Result<crate::cgroups
     // The root of the tree's cgroup namespace is joined by its root for a moment (see
     // `Placement::enter_ns`): it must exist too.
     tasks.extend(img.namespaces.iter().filter(|n| n.kind == "cgroup").map(|n| n.cgroup_root.as_str()));
+    let mut tasks_v1: Vec<&_> =
+        img.procs.iter().flat_map(|p| std::iter::once(&p.core).chain(&p.threads)).flat_map(|c| &c.cgroups_v1).collect();
+    tasks_v1.extend(img.namespaces.iter().filter(|n| n.kind == "cgroup").flat_map(|n| &n.cgroup_roots_v1));
     let root = Pid(img.procs[0].process.pid);
-    crate::cgroups::restore::Placement::prepare(img.cgroups.as_ref(), &tasks, &opts.cgroups, root)
+    crate::cgroups::restore::Placement::prepare(img.cgroups.as_ref(), (&tasks, &tasks_v1), &opts.cgroups, root)
 }
 
 /// A pre-dump holds memory only: it is the parent of a later dump, not an image to restore.
@@ -534,13 +542,22 @@ fn check_hugetlb(img: &Image) -> Result<()> {
     mem::hugetlb::check_reserve(&procs)
 }
 
-/// Every PID and TID of the image must be free.
+/// How long a zombie holding a PID of the image is given to be reaped: the dumped tree was killed a
+/// moment ago, and a container's init, reparented to a PID 1 that reaps when it gets to it (seen
+/// taking seconds), holds its PID until then.
+const ZOMBIE_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Every PID and TID of the image must be free (a zombie holding one given [`ZOMBIE_GRACE`]).
 fn check_pids_free(img: &Image) -> Result<()> {
     let root = ProcRoot::system();
+    let deadline = std::time::Instant::now() + ZOMBIE_GRACE;
     for p in img.procs.iter().map(|p| &p.process).chain(&img.zombies) {
         for tid in &p.threads {
-            if let Ok(s) = proc::stat(&root, *tid) {
-                return Err(Error::PidTaken { pid: Pid(*tid), holder: holder(&s) });
+            while let Ok(s) = proc::stat(&root, *tid) {
+                if s.state != 'Z' || std::time::Instant::now() > deadline {
+                    return Err(Error::PidTaken { pid: Pid(*tid), holder: holder(&s) });
+                }
+                std::thread::sleep(std::time::Duration::from_millis(5));
             }
         }
     }

@@ -154,8 +154,9 @@ fn build_in<'env>(
     let (shared_files, shared_vm) = (plan.shares_files, plan.shares_vm);
     misc::unregister_inherited_rseq(inj, pid)?;
     if idx == 0 {
-        if let Some(ns_root) = crate::ns::cgroup_root(&img.process, &ctx.img.namespaces)? {
-            ctx.cgroups.enter_ns(inj, pid, ns_root, &img.core.cgroup)?;
+        if let Some(ns) = crate::ns::cgroup_root(&img.process, &ctx.img.namespaces)? {
+            let ns_root = (ns.cgroup_root.as_str(), ns.cgroup_roots_v1.as_slice());
+            ctx.cgroups.enter_ns(inj, pid, ns_root, (&img.core.cgroup, &img.core.cgroups_v1))?;
         }
     }
     // The controller's pidfd, inherited in a tree with PID namespaces (see `crate::ns`), stays open
@@ -322,11 +323,17 @@ fn create_threads(
     for t in &img.threads {
         let made_one =
             threads::create(inj, (pid, &img.core), t, code, (parent_exits, crate::ns::local(&img.process.nspid, pid)))
-                .and_then(|n| match cgroups.join_thread(n.tid(), &img.core.cgroup, &t.cgroup) {
-                    Ok(()) => Ok(n),
-                    Err(e) => {
-                        n.abandon();
-                        Err(e)
+                .and_then(|n| {
+                    match cgroups.join_thread(
+                        n.tid(),
+                        (&img.core.cgroup, &img.core.cgroups_v1),
+                        (&t.cgroup, &t.cgroups_v1),
+                    ) {
+                        Ok(()) => Ok(n),
+                        Err(e) => {
+                            n.abandon();
+                            Err(e)
+                        }
                     }
                 });
         match made_one {

@@ -26,72 +26,136 @@ pub(crate) struct Member {
 /// The tracer threads of a dump, each holding the frozen processes it attached.
 pub(crate) type Pool<'env> = Tracers<'env, FrozenProcess>;
 
+/// What happens between seizing the tree and waiting for its tasks to stop: nothing, or (a cgroup
+/// v1 freezer, whose frozen tasks stop only once thawed) a step given the whole seized tree, which
+/// checks it and thaws the cgroup.
+pub(crate) type BeforeSettle<'a> = Option<&'a mut dyn FnMut(&[Member], &[ProcessEntry]) -> Result<()>>;
+
 /// Freeze the root and every process below it, parents before children, walking the tree again
 /// until no new process appears (one not yet frozen may have forked). Zombie children are only
-/// recorded. Each process is attached by the tracer thread of its index. On error, the processes
-/// frozen so far come back with it.
+/// recorded. Each process is attached by the tracer thread of its index. With `before_settle`,
+/// every process is seized first, the step runs, and only then are the tasks waited for. On error,
+/// the processes frozen so far come back with it.
 #[allow(clippy::type_complexity)]
 pub(crate) fn freeze_tree<'env>(
     pool: &Pool<'env>,
     root: &'env ProcRoot,
     (pid, calls): (Pid, &Calls),
     (ours, check): (&'env crate::ns::Ours, Check),
+    mut before_settle: BeforeSettle,
     progress: &mut dyn FnMut(Progress),
 ) -> std::result::Result<(Vec<Member>, Vec<ProcessEntry>), (Vec<Member>, Error)> {
     let mut tree: Vec<Member> = Vec::new();
     let mut zombies: Vec<ProcessEntry> = Vec::new();
     let mut todo = vec![pid];
-    while !todo.is_empty() {
-        // The processes found in one walk are frozen at once, each on its tracer thread.
-        let batch = std::mem::take(&mut todo);
-        let mut frozen = Vec::new();
-        let mut next = tree.len();
-        for p in batch {
-            match start_freeze(pool, root, (p, pid), (ours, check), next, calls) {
-                Ok((stat, None)) => zombies.push(zombie_entry(&stat)),
-                Ok((stat, Some(pending))) => {
-                    frozen.push((Member { idx: next, pid: p, stat }, pending));
-                    next += 1;
-                }
-                Err(e) => return Err((tree, e)),
+    loop {
+        let settle = before_settle.is_none();
+        while !todo.is_empty() {
+            let batch = std::mem::take(&mut todo);
+            if let Err(e) =
+                freeze_batch(pool, root, (batch, pid, calls), (ours, check), settle, &mut tree, &mut zombies, progress)
+            {
+                return Err((tree, e));
+            }
+            if let Err(e) = new_children(root, &tree, &zombies, &mut todo) {
+                return Err((tree, e));
             }
         }
-        let mut failed = None;
-        for (member, pending) in frozen {
-            match pool.wait(pending, progress) {
-                Ok(()) => tree.push(member),
-                Err(e) => {
-                    failed.get_or_insert(e);
-                }
-            }
-        }
-        if let Some(e) = failed {
+        let Some(step) = before_settle.take() else { break };
+        if let Err(e) = step(&tree, &zombies).and_then(|()| settle_all(pool, root, &tree, calls, progress)) {
             return Err((tree, e));
         }
-        for m in &tree {
-            let children = match proc::children(root, m.pid.0) {
-                Ok(c) => c,
-                Err(e) => return Err((tree, e.into())),
-            };
-            for child in children {
-                let known = tree.iter().any(|t| t.pid.0 == child) || zombies.iter().any(|z| z.pid == child);
-                if !known && !todo.contains(&Pid(child)) {
-                    todo.push(Pid(child));
-                }
-            }
+        if let Err(e) = new_children(root, &tree, &zombies, &mut todo) {
+            return Err((tree, e));
         }
     }
     Ok((tree, zombies))
 }
 
-/// The stat of `p` and, unless it is a zombie, the check (`check`) and freezing of
-/// `p` started on the tracer thread of `idx`.
+/// The processes found in one walk frozen (or only seized, unless `settle`) at once, each on its
+/// tracer thread, and added to `tree` (or `zombies`).
+#[allow(clippy::too_many_arguments)]
+fn freeze_batch<'env>(
+    pool: &Pool<'env>,
+    root: &'env ProcRoot,
+    (batch, top, calls): (Vec<Pid>, Pid, &Calls),
+    (ours, check): (&'env crate::ns::Ours, Check),
+    settle: bool,
+    tree: &mut Vec<Member>,
+    zombies: &mut Vec<ProcessEntry>,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<()> {
+    let mut frozen = Vec::new();
+    let mut next = tree.len();
+    for p in batch {
+        match start_freeze(pool, root, (p, top), (ours, check), (next, settle), calls)? {
+            (stat, None) => zombies.push(zombie_entry(&stat)),
+            (stat, Some(pending)) => {
+                frozen.push((Member { idx: next, pid: p, stat }, pending));
+                next += 1;
+            }
+        }
+    }
+    let mut failed = None;
+    for (member, pending) in frozen {
+        match pool.wait(pending, progress) {
+            Ok(()) => tree.push(member),
+            Err(e) => {
+                failed.get_or_insert(e);
+            }
+        }
+    }
+    failed.map_or(Ok(()), Err)
+}
+
+/// The children of the processes of `tree` not known yet, added to `todo`.
+fn new_children(root: &ProcRoot, tree: &[Member], zombies: &[ProcessEntry], todo: &mut Vec<Pid>) -> Result<()> {
+    for m in tree {
+        for child in proc::children(root, m.pid.0)? {
+            let known = tree.iter().any(|t| t.pid.0 == child) || zombies.iter().any(|z| z.pid == child);
+            if !known && !todo.contains(&Pid(child)) {
+                todo.push(Pid(child));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Wait for every seized process of `tree` to stop, each on its tracer thread.
+fn settle_all<'env>(
+    pool: &Pool<'env>,
+    root: &'env ProcRoot,
+    tree: &[Member],
+    calls: &Calls,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<()> {
+    let settling: Vec<_> = tree
+        .iter()
+        .map(|m| {
+            let (idx, stopped, calls) = (m.idx, m.stat.state == 'T', calls.clone());
+            pool.run(idx, move |owned, _| match owned.get_mut(&idx) {
+                Some(f) => f.settle(root, stopped, &calls),
+                None => Ok(()),
+            })
+        })
+        .collect();
+    let mut failed = None;
+    for pending in settling {
+        if let Err(e) = pool.wait(pending, progress) {
+            failed.get_or_insert(e);
+        }
+    }
+    failed.map_or(Ok(()), Err)
+}
+
+/// The stat of `p` and, unless it is a zombie, the check (`check`) and freezing (or, unless
+/// `settle`, seizing) of `p` started on the tracer thread of `idx`.
 fn start_freeze<'env>(
     pool: &Pool<'env>,
     root: &'env ProcRoot,
     (p, top): (Pid, Pid),
     (ours, check): (&'env crate::ns::Ours, Check),
-    idx: usize,
+    (idx, settle): (usize, bool),
     calls: &Calls,
 ) -> Result<(proc::Stat, Option<Pending<Result<()>>>)> {
     let stat = proc::stat(root, p.0)?;
@@ -109,7 +173,13 @@ fn start_freeze<'env>(
         if p != top {
             check(root, p, ours)?;
         }
-        FrozenProcess::freeze(root, p, stopped, &calls).map(|f| drop(owned.insert(idx, f)))
+        let f = if settle {
+            FrozenProcess::freeze(root, p, stopped, &calls)?
+        } else {
+            FrozenProcess::seize(root, p, stopped, &calls)?
+        };
+        owned.insert(idx, f);
+        Ok(())
     });
     Ok((stat, Some(frozen)))
 }

@@ -44,6 +44,14 @@ pub(crate) fn sample_pstree() -> PsTree {
                 path: "/job".into(),
                 settings: vec![CgroupSetting { name: "pids.max".into(), value: "64".into() }],
             }],
+            v1: vec![CgroupV1Set {
+                controllers: "cpu,cpuacct".into(),
+                root: "/job".into(),
+                dirs: vec![CgroupDir {
+                    path: "/job".into(),
+                    settings: vec![CgroupSetting { name: "cpu.shares".into(), value: "512".into() }],
+                }],
+            }],
         }),
         mounts: None,
     }
@@ -54,6 +62,7 @@ pub(crate) fn sample_core(tid: i32) -> TaskCore {
         pid: tid,
         comm: "workload".into(),
         cgroup: "/job".into(),
+        cgroups_v1: vec![CgroupV1Path { controllers: "cpu,cpuacct".into(), path: "/job".into() }],
         regs: Some(GpRegs { rip: 0x4011d0, rsp: 0x7ffd_0000_1000, rax: u64::MAX - 3, ..Default::default() }),
         xstate: (0..=255).collect(),
         sigmask: 1 << 9,

@@ -1,0 +1,223 @@
+//! Debian's runc using stasis as its CRIU (`runc --criu stasis`): a busybox container counting in
+//! a shell, in its own pid, mount, net, uts and ipc namespaces (and runc's cgroup v1 hierarchies
+//! and cgroup v2 on this hybrid machine), checkpointed, then restored. The shell's counter lives
+//! in its memory only: after the restore it goes on from the value it had at the checkpoint (a
+//! shell started again would count from 1), and `runc exec` finds it as pid 1 of the container.
+
+use stasis_tests::harness::{skip, Stasis, TestDir};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A runc container: a busybox bundle in the test directory, its own runc state root.
+struct Container {
+    runc: PathBuf,
+    state: PathBuf,
+    bundle: PathBuf,
+    id: String,
+}
+
+impl Container {
+    fn runc(&self) -> Command {
+        let mut cmd = Command::new(&self.runc);
+        cmd.arg("--root").arg(&self.state).current_dir(&self.bundle).stdin(Stdio::null());
+        cmd
+    }
+
+    /// A field of `runc state` (`"NAME": VALUE`), without quotes; `None` if it has none.
+    fn state_field(&self, name: &str) -> Option<String> {
+        let out = self.runc().args(["state", &self.id]).output().ok()?;
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let value = text.split(&format!("\"{name}\": ")).nth(1)?;
+        Some(value.split([',', '\n']).next()?.trim().trim_matches('"').to_string())
+    }
+
+    /// `runc state`'s status, or `gone`.
+    fn status(&self) -> String {
+        self.state_field("status").unwrap_or_else(|| "gone".into())
+    }
+
+    /// The container's init (as stasis and runc see it).
+    fn init_pid(&self) -> i32 {
+        self.state_field("pid").and_then(|p| p.parse().ok()).expect("the container's pid in runc state")
+    }
+
+    /// Reap the container's init `pid` once it is killed (by a checkpoint or a delete): runc
+    /// leaves it to the nearest child subreaper, the test process, and its PID must be free for
+    /// the restore.
+    fn reap(pid: i32) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while let Ok(None) = stasis_tests::raw::try_waitpid(pid) {
+            if Instant::now() > deadline {
+                panic!("the killed container init {pid} was not reaped within 10 s");
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// The counter the container's shell writes each second (none while it writes it).
+    fn count(&self) -> Option<u64> {
+        std::fs::read_to_string(self.bundle.join("rootfs/tmp/count")).ok()?.trim().parse().ok()
+    }
+
+    /// Wait (up to 30 s) until the counter is other than `not`; its value.
+    fn next_count(&self, not: Option<u64>) -> u64 {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            match self.count() {
+                Some(n) if Some(n) != not => return n,
+                _ if Instant::now() > deadline => panic!("the container's counter stays at {not:?}"),
+                _ => std::thread::sleep(Duration::from_millis(20)),
+            }
+        }
+    }
+
+    /// `runc --criu stasis ACTION` (checkpoint or restore) with `args`, its image and work
+    /// directory `images`; panics with stasis's log if it fails.
+    fn criu(&self, dir: &TestDir, action: &str, images: &Path, args: &[&str]) {
+        let out = self
+            .runc()
+            .arg("--criu")
+            .arg(Stasis::locate().bin())
+            .arg(action)
+            .args(["--image-path", images.to_str().unwrap(), "--work-path", images.to_str().unwrap()])
+            .args(args)
+            .arg(&self.id)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .output()
+            .unwrap_or_else(|e| panic!("runc {action}: {e}"));
+        dir.watch_log(&images.join(if action == "checkpoint" { "dump.log" } else { "restore.log" }));
+        assert!(out.status.success(), "runc {action} failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+
+    /// What `runc exec` of `sh -c script` prints.
+    fn exec(&self, script: &str) -> String {
+        let out = self.runc().args(["exec", &self.id, "sh", "-c", script]).output().expect("runc exec");
+        assert!(out.status.success(), "runc exec failed: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
+
+impl Drop for Container {
+    fn drop(&mut self) {
+        let pid = self.state_field("pid").and_then(|p| p.parse().ok()).filter(|p: &i32| *p > 0);
+        let _ = self.runc().args(["delete", "--force", &self.id]).output();
+        if let Some(pid) = pid {
+            let _ = stasis_tests::raw::try_waitpid(pid);
+        }
+    }
+}
+
+/// The shell's counter, written whole (renamed into place) so that the file always holds the last
+/// value counted.
+const COUNTER: &str = "i=0; while true; do i=$((i+1)); echo $i > /tmp/c.new; mv /tmp/c.new /tmp/count; sleep 1; done";
+
+/// A busybox container counting in its own namespaces, or why not.
+fn start_container(dir: &TestDir) -> Result<Container, String> {
+    let runc = stasis_tests::harness::find_program(&["/usr/sbin/runc", "/usr/bin/runc"])?;
+    let busybox = stasis_tests::harness::find_program(&["/usr/bin/busybox", "/bin/busybox"])?;
+    let bundle = dir.join("bundle");
+    let bin = bundle.join("rootfs/bin");
+    for d in [&bin, &bundle.join("rootfs/tmp")] {
+        std::fs::create_dir_all(d).map_err(|e| format!("{}: {e}", d.display()))?;
+    }
+    std::fs::copy(&busybox, bin.join("busybox")).map_err(|e| format!("copy busybox: {e}"))?;
+    for tool in ["sh", "sleep", "cat", "mv"] {
+        std::os::unix::fs::symlink("busybox", bin.join(tool)).map_err(|e| format!("link {tool}: {e}"))?;
+    }
+    let out = Command::new(&runc).arg("spec").current_dir(&bundle).output();
+    out.ok().filter(|o| o.status.success()).ok_or("runc spec failed")?;
+    let config = bundle.join("config.json");
+    let text = std::fs::read_to_string(&config).map_err(|e| format!("{}: {e}", config.display()))?;
+    let text = text
+        .replace("\"terminal\": true", "\"terminal\": false")
+        .replace("\"readonly\": true", "\"readonly\": false")
+        .replace("\"sh\"", &format!("\"sh\", \"-c\", \"{COUNTER}\""));
+    std::fs::write(&config, text).map_err(|e| format!("{}: {e}", config.display()))?;
+    let id = dir.path().file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let c = Container { runc, state: dir.join("runc-state"), bundle, id };
+    // The container's stdio is runc's: /dev/null, which it finds in its own /dev too (a pipe would
+    // never end; runc's own errors go to its log).
+    let log = dir.join("runc-run.log");
+    let mut run = c.runc();
+    run.arg("--log").arg(&log).args(["run", "-d", &c.id]).stdout(Stdio::null()).stderr(Stdio::null());
+    let status = run.status().map_err(|e| format!("runc run: {e}"))?;
+    if !status.success() {
+        return Err(format!("runc run failed: {}", std::fs::read_to_string(&log).unwrap_or_default().trim()));
+    }
+    Ok(c)
+}
+
+/// The container, counting (at 2 at least), or the reason to skip.
+fn counting(dir: &TestDir) -> Option<Container> {
+    let c = match start_container(dir) {
+        Ok(c) => c,
+        Err(why) => {
+            skip(&format!("no runc container: {why}"));
+            return None;
+        }
+    };
+    assert_eq!(c.status(), "running");
+    let mut n = c.next_count(None);
+    while n < 2 {
+        n = c.next_count(Some(n));
+    }
+    Some(c)
+}
+
+/// After the restore: running again, counting on from its value at the checkpoint (`at`: at least
+/// the first, at most the second; the counter file was set to 0), and its shell pid 1 of the
+/// container's own pid namespace.
+fn expect_counting_on(c: &Container, at: (u64, u64)) {
+    assert_eq!(c.status(), "running", "the restored container does not run");
+    let next = c.next_count(Some(0));
+    assert!(
+        next > at.0 && next <= at.1 + 1,
+        "the restored counter wrote {next}, not one after its value at the checkpoint ({}..={}): not the checkpointed shell",
+        at.0,
+        at.1
+    );
+    assert_eq!(c.next_count(Some(next)), next + 1, "the restored counter does not count on");
+    let init = c.exec("cat /proc/1/cmdline");
+    assert!(init.contains("while true"), "pid 1 of the restored container is not the counter: {init:?}");
+}
+
+#[test]
+fn a_runc_container_is_checkpointed_and_restored_counting_on() {
+    let dir = TestDir::new("runc_cr");
+    let Some(c) = counting(&dir) else { return };
+    let images = dir.join("checkpoint");
+    std::fs::create_dir_all(&images).expect("image dir");
+    let init = c.init_pid();
+    c.criu(&dir, "checkpoint", &images, &[]);
+    assert_ne!(c.status(), "running", "the checkpointed container still runs");
+    Container::reap(init);
+    let at = c.count().expect("the counter at the checkpoint");
+    std::fs::write(c.bundle.join("rootfs/tmp/count"), "0").expect("reset the counter file");
+    c.criu(&dir, "restore", &images, &["-d"]);
+    expect_counting_on(&c, (at, at));
+}
+
+/// `--leave-running`: the container counts on after the checkpoint; killed, then restored, it
+/// goes on from the checkpoint's value, not from the one it had reached.
+#[test]
+fn a_runc_container_checkpointed_with_leave_running_runs_on_and_restores() {
+    let dir = TestDir::new("runc_leave");
+    let Some(c) = counting(&dir) else { return };
+    let images = dir.join("checkpoint");
+    std::fs::create_dir_all(&images).expect("image dir");
+    let before = c.count().expect("the counter before the checkpoint");
+    c.criu(&dir, "checkpoint", &images, &["--leave-running"]);
+    let after = c.count().expect("the counter after the checkpoint");
+    assert_eq!(c.status(), "running", "--leave-running stopped the container");
+    let later = c.next_count(Some(after));
+    assert_eq!(later, after + 1, "the container left running did not count on");
+    let init = c.init_pid();
+    let killed = c.runc().args(["delete", "--force", &c.id]).output().expect("runc delete");
+    assert!(killed.status.success(), "runc delete: {}", String::from_utf8_lossy(&killed.stderr));
+    Container::reap(init);
+    std::fs::write(c.bundle.join("rootfs/tmp/count"), "0").expect("reset the counter file");
+    c.criu(&dir, "restore", &images, &["-d"]);
+    expect_counting_on(&c, (before, after));
+}
