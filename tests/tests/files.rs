@@ -39,3 +39,27 @@ fn proc_files_of_the_tree_and_namespace_fds() {
 fn standalone_fd_proc() {
     stasis_tests::harness::standalone("sa-fd_proc", workload!("fd_proc"));
 }
+
+/// A device node of the test's (/dev/null's device, made with mknod), removed after the dump: the
+/// restore fails naming it, and restores with `--evasive-devices` through /dev/null, the same
+/// device; the fd keeps its flags and still behaves as /dev/null.
+#[test]
+fn a_removed_device_node_fails_the_restore_but_with_evasive_devices() {
+    let node = std::env::temp_dir().join(format!("stasis-my-null-{}", std::process::id()));
+    let _ = std::fs::remove_file(&node);
+    let made = std::process::Command::new("mknod").arg(&node).args(["c", "1", "3"]).status();
+    if !made.is_ok_and(|s| s.success()) {
+        return stasis_tests::harness::skip("mknod of a device node failed here");
+    }
+    let case = Case::new("evasive_devices", workload!("dev_node").arg(node.to_str().unwrap()));
+    let Some(mut run) = case.start() else { return };
+    let images = case.images("images");
+    case.dump_ok(&run, &images, &[]);
+    case.reap_dumped(&mut run);
+    std::fs::remove_file(&node).expect("removing the node");
+    let (r, _) = case.stasis().restore_detached(&case.dir, &images, &[], &[]);
+    case.expect_failed(&r, "restore of a removed device node", &[&["stasis-my-null"]]);
+    case.expect_no_process_left(run.pid());
+    let mut restored = case.restore_ok(&images, run.pid(), &["--evasive-devices"]);
+    case.finish(&mut restored);
+}
