@@ -25,7 +25,7 @@ die() { echo "setup.sh: $*" >&2; exit 1; }
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
 packages=(build-essential gcc libc6-dev pkg-config tmux screen util-linux bsdutils iproute2 shellcheck nftables iptables
-    runc busybox-static python3 nodejs openjdk-17-jre-headless postgresql)
+    runc podman busybox-static python3 nodejs openjdk-17-jre-headless postgresql)
 
 installed() {
     [[ $(dpkg-query -W -f='${Status}' "$1" 2>/dev/null) == "install ok installed" ]]

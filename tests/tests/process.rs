@@ -67,6 +67,13 @@ fn seccomp_filters_shared_by_threads_and_inherited_by_a_child() {
     checkpoint_restore("seccomp_filter", workload!("seccomp").arg("filter"));
 }
 
+/// A filter installed with CAP_SYS_ADMIN, then that capability dropped, without no_new_privs (as
+/// runc leaves a container's process): the restore installs it before the credentials.
+#[test]
+fn seccomp_filters_of_a_process_that_dropped_cap_sys_admin() {
+    checkpoint_restore("seccomp_dropped", workload!("seccomp_dropped"));
+}
+
 /// A child in seccomp strict mode, blocked in `read`, is restored in strict mode and can still
 /// read, write and exit.
 #[test]

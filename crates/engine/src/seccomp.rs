@@ -5,9 +5,11 @@
 //! the calls stasis injects are not filtered; its chain is read with `PTRACE_SECCOMP_GET_FILTER`
 //! (and the log flag with `PTRACE_SECCOMP_GET_METADATA`), oldest filter first.
 //!
-//! Restore: the filters are installed last, at the release, after every other injected call, with
-//! the tasks again traced with `PTRACE_O_SUSPEND_SECCOMP` (the last calls, which remove the scratch
-//! area, run under the new filters otherwise). The kernel gives no identity to a filter, so sharing
+//! Restore: the filters are installed once every thread and child of the process exists, just
+//! before the main thread's credentials are restored (installing a filter takes CAP_SYS_ADMIN or
+//! no_new_privs, and a container's process has neither), and from then on the tasks are traced with
+//! `PTRACE_O_SUSPEND_SECCOMP` (kept when they change tracer thread), so that the calls injected
+//! after them are not filtered. The kernel gives no identity to a filter, so sharing
 //! is read from the programs: the filters every thread of a process begins its chain with (the
 //! common prefix) are one object, installed by the main thread with `SECCOMP_FILTER_FLAG_TSYNC` on
 //! the last of them (so every thread gets the same filters); what follows is each thread's own,
@@ -16,8 +18,9 @@
 //!
 //! Refused at dump, by pid and tid: a filter that can return `SECCOMP_RET_USER_NOTIF` (its listener
 //! cannot be given back); filters that two threads have beyond the common prefix (they would be two
-//! objects after restore); a task that could not install its filters after its credentials are
-//! restored (neither no_new_privs nor CAP_SYS_ADMIN); a shared prefix that `TSYNC` would give a
+//! objects after restore); a thread other than the main one with filters of its own beyond the
+//! common prefix that it could not install with its credentials restored (neither no_new_privs nor
+//! CAP_SYS_ADMIN: threads get theirs when they are made); a shared prefix that `TSYNC` would give a
 //! no_new_privs flag a thread does not have.
 
 use crate::error::{Error, Result};
@@ -93,7 +96,7 @@ pub fn plan(main: &TaskCore, threads: &[TaskCore]) -> Result<Plan> {
         .take_while(|&i| tasks.iter().all(|t| t.seccomp_filters.get(i).is_some_and(|f| *f == main.seccomp_filters[i])))
         .count();
     for (n, t) in tasks.iter().enumerate() {
-        check_task(t)?;
+        check_task(t, n > 0 && t.seccomp_filters.len() > shared)?;
         let own = t.seccomp_filters.get(shared);
         if let Some(other) = own.and_then(|f| tasks[..n].iter().find(|o| o.seccomp_filters.get(shared) == Some(f))) {
             let what = format!(
@@ -112,8 +115,9 @@ pub fn plan(main: &TaskCore, threads: &[TaskCore]) -> Result<Plan> {
     Ok(Plan { shared })
 }
 
-/// A task's filters must be valid programs it can install once its credentials are restored.
-fn check_task(t: &TaskCore) -> Result<()> {
+/// A task's filters must be valid programs; one that installs some with its credentials restored
+/// (`after_creds`) must be able to.
+fn check_task(t: &TaskCore, after_creds: bool) -> Result<()> {
     if t.seccomp_filters.is_empty() {
         return Ok(());
     }
@@ -128,7 +132,7 @@ fn check_task(t: &TaskCore) -> Result<()> {
         return Err(Error::Incompatible { file: "core.img".into(), what });
     }
     let privileged = t.creds.as_ref().is_some_and(|c| c.cap_eff & CAP_SYS_ADMIN != 0);
-    if !t.no_new_privs && !privileged {
+    if after_creds && !t.no_new_privs && !privileged {
         let what = "seccomp filters without no_new_privs or CAP_SYS_ADMIN (they could not be installed again)".into();
         return Err(Error::Unsupported { pid: Pid(t.pid), what });
     }
@@ -213,12 +217,18 @@ mod tests {
     }
 
     #[test]
-    fn a_task_that_could_not_install_its_filters_is_refused() {
-        let mut t = task(1, &[1]);
+    fn only_a_thread_that_could_not_install_its_own_filters_is_refused() {
+        let mut main = task(1, &[1]);
+        main.no_new_privs = false;
+        assert!(plan(&main, &[]).is_ok(), "the main thread installs before its credentials");
+        let mut t = task(2, &[1, 2]);
         t.no_new_privs = false;
-        assert!(plan(&t, &[]).is_err());
+        assert!(plan(&main, std::slice::from_ref(&t)).is_err());
         t.creds = Some(stasis_image::model::Creds { cap_eff: CAP_SYS_ADMIN, ..Default::default() });
-        assert!(plan(&t, &[]).is_ok());
+        assert!(plan(&main, &[t]).is_ok());
+        let mut shared = task(3, &[1]);
+        shared.no_new_privs = false;
+        assert!(plan(&main, &[shared]).is_ok(), "a thread taking only the shared filters (TSYNC)");
     }
 
     #[test]

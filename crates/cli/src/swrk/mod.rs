@@ -8,7 +8,9 @@
 //! parsed by the same code as the CLI's, so the RPC and the CLI share one option mapping, its
 //! checks and its refusals by name; the engine then runs with [`notify::Notifications`] as its
 //! hooks when `notify_scripts` is set. The caller's fds named in `criu_opts` are taken from the
-//! caller (the socket's peer) with `pidfd_getfd`.
+//! caller (the socket's peer) with `pidfd_getfd`; those of `inherit_fd` are, as CRIU reads them,
+//! the swrk process's own (runc hands them over as extra fds), the caller's only when not
+//! inherited.
 
 mod notify;
 mod opts;
@@ -44,6 +46,9 @@ pub struct SwrkArgs {
 pub struct Caller {
     pub pid: i32,
     pidfd: OwnedFd,
+    /// The fds (above 2) this process was started with, but the socket: those a caller hands to
+    /// `criu swrk` (runc's `ExtraFiles`, or everything a libcriu caller forks with).
+    pub inherited: Vec<i32>,
 }
 
 impl Caller {
@@ -51,6 +56,22 @@ impl Caller {
     pub fn fd(&self, n: i32) -> anyhow::Result<OwnedFd> {
         Ok(stasis_sys::fd::pidfd_getfd(self.pidfd.as_fd(), n)?)
     }
+
+    /// A copy of fd `n` as `inherit_fd` names it: as CRIU reads it, the swrk process's own fd `n`
+    /// (runc passes the files as the child's extra fds; a libcriu caller's child has them under
+    /// the same numbers), else, for a caller whose swrk did not inherit it, the caller's fd `n`.
+    pub fn inherited_fd(&self, n: i32) -> anyhow::Result<OwnedFd> {
+        if self.inherited.contains(&n) {
+            return Ok(stasis_sys::fd::dup_own_fd(n)?);
+        }
+        self.fd(n)
+    }
+}
+
+/// The fds above 2 open in this process now, but `except`.
+fn open_fds(except: i32) -> Vec<i32> {
+    let Ok(dir) = std::fs::read_dir("/proc/self/fd") else { return Vec::new() };
+    dir.flatten().filter_map(|e| e.file_name().to_str()?.parse().ok()).filter(|&n| n > 2 && n != except).collect()
 }
 
 /// The socket and its caller.
@@ -61,12 +82,14 @@ struct Server {
 
 /// Runs `stasis swrk FD`: 0 once the caller is served, 1 after a malformed request.
 pub fn run(args: &SwrkArgs) -> anyhow::Result<u8> {
+    // Before any fd of ours is opened: those the caller handed over.
+    let inherited = open_fds(args.fd);
     let sock = stasis_sys::fd::dup_own_fd(args.fd).with_context(|| format!("swrk socket fd {}", args.fd))?;
     // The number is ours now only through `sock`; nothing restored may inherit it.
     stasis_sys::fd::close_inherited(args.fd);
     let peer = stasis_sys::socket::peer_cred(sock.as_fd()).context("the swrk socket's peer")?.pid;
     let pidfd = stasis_sys::fd::pidfd_open(Pid(peer)).with_context(|| format!("pidfd of the swrk caller {peer}"))?;
-    let server = Server { sock: Arc::new(sock), caller: Caller { pid: peer, pidfd } };
+    let server = Server { sock: Arc::new(sock), caller: Caller { pid: peer, pidfd, inherited } };
     loop {
         let req = match server.next()? {
             None => return Ok(0),
@@ -214,7 +237,7 @@ impl Server {
         // Taken before anything runs, so that a bad fd fails the restore before it starts.
         let status = o
             .status_fd
-            .map(|n| self.caller.fd(n).with_context(|| format!("criu_opts.status_fd: fd {n} of the caller")))
+            .map(|n| self.caller.inherited_fd(n).with_context(|| format!("criu_opts.status_fd: fd {n} of the caller")))
             .transpose()?;
         // Nobody in this process waits for the tree: the caller does (rst_sibling) or init.
         let mut opts = crate::restore::options(&args.criu, true)?;

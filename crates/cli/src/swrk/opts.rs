@@ -2,7 +2,8 @@
 //! same meaning (`leave_running` → `--leave-running`, `ext_mnt` → `--ext-mount-map KEY:VAL`...),
 //! so that the RPC goes through the one option table of [`crate::criu_opts`], with its checks
 //! and refusals by name. The caller's fds (`images_dir_fd`, `work_dir_fd`, `inherit_fd`) are
-//! taken from the caller with `pidfd_getfd` and named `/proc/self/fd/N` (or `fd[N]`) here.
+//! taken from the caller with `pidfd_getfd` (`inherit_fd`: our own inherited fd first, see
+//! [`Caller::inherited_fd`]) and named `/proc/self/fd/N` (or `fd[N]`) here.
 
 use std::ffi::OsString;
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -40,8 +41,8 @@ impl CommandLine {
 
     /// The caller's fd `n`, ours now, for as long as the request runs.
     fn take(&mut self, caller: &Caller, field: &str, n: i32) -> anyhow::Result<i32> {
-        let fd =
-            caller.fd(n).with_context(|| format!("criu_opts.{field}: fd {n} of the caller (pid {})", caller.pid))?;
+        let fd = if field == "inherit_fd" { caller.inherited_fd(n) } else { caller.fd(n) };
+        let fd = fd.with_context(|| format!("criu_opts.{field}: fd {n} of the caller (pid {})", caller.pid))?;
         let ours = fd.as_raw_fd();
         self.held.push(fd);
         Ok(ours)

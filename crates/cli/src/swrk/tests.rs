@@ -5,7 +5,7 @@ use stasis_sys::Pid;
 
 fn me() -> Caller {
     let pid = std::process::id() as i32;
-    Caller { pid, pidfd: stasis_sys::fd::pidfd_open(Pid(pid)).expect("pidfd of this test") }
+    Caller { pid, pidfd: stasis_sys::fd::pidfd_open(Pid(pid)).expect("pidfd of this test"), inherited: Vec::new() }
 }
 
 fn args(command: &str, o: &CriuOpts) -> Vec<String> {

@@ -25,6 +25,8 @@ pub struct Built {
     pub pid: Pid,
     inj: Injector,
     threads: Vec<NewThread>,
+    /// Its tasks' ptrace options (see [`trace_options`]), kept when they change tracer thread.
+    options: u32,
 }
 
 /// What one tracer thread has built: every process (children before their parents) and the group
@@ -38,6 +40,14 @@ pub struct Out {
 /// Ptrace options of every task a restore traces.
 pub(super) const TRACE_OPTIONS: u32 =
     ptrace::OPT_TRACESYSGOOD | ptrace::OPT_EXITKILL | ptrace::OPT_TRACECLONE | ptrace::OPT_TRACEFORK;
+
+/// The ptrace options of process `img`'s tasks once its seccomp filters are installed (see
+/// [`crate::seccomp`]): [`TRACE_OPTIONS`], with `PTRACE_O_SUSPEND_SECCOMP` for a process under
+/// seccomp, so that the calls injected after the filters are not filtered.
+fn trace_options(img: &ProcImage) -> u32 {
+    let seccomp = crate::seccomp::any(&img.core, &img.threads);
+    TRACE_OPTIONS | if seccomp { ptrace::OPT_SUSPEND_SECCOMP } else { 0 }
+}
 
 impl Out {
     /// Give up on everything (the tree is being killed).
@@ -74,12 +84,14 @@ struct ParkedBuilt {
     pid: Pid,
     inj: stasis_sys::inject::Parked,
     threads: Vec<ParkedThread>,
+    options: u32,
 }
 
 impl ParkedBuilt {
     fn adopt(self) -> Result<Built> {
-        let threads = self.threads.into_iter().map(|t| t.adopt(TRACE_OPTIONS)).collect::<Result<_>>()?;
-        Ok(Built { idx: self.idx, pid: self.pid, inj: self.inj.adopt(TRACE_OPTIONS)?, threads })
+        let options = self.options;
+        let threads = self.threads.into_iter().map(|t| t.adopt(options)).collect::<Result<_>>()?;
+        Ok(Built { idx: self.idx, pid: self.pid, inj: self.inj.adopt(options)?, threads, options })
     }
 }
 
@@ -127,7 +139,7 @@ pub fn build<'env>(
     let mut inj = Injector::new(pid, code, Some(scratch), SCRATCH_LEN, &ctx.calls)?;
     match build_in(ctx, idx, &mut inj, pid, out, handoff, progress) {
         Ok(threads) => {
-            out.built.push(Built { idx, pid, inj, threads });
+            out.built.push(Built { idx, pid, inj, threads, options: trace_options(&ctx.img.procs[idx]) });
             Ok(())
         }
         Err(e) => {
@@ -195,7 +207,7 @@ fn build_in<'env>(
     }
     // Only the root's parent may be stasis, which exits at once with -d.
     let parent_exits = idx == 0 && ctx.root_parent_exits;
-    let made = restore_task_state(inj, pid, img, parent.map(|p| &p.core), (parent_exits, ctx.cgroups))?;
+    let mut made = restore_task_state(inj, pid, img, parent.map(|p| &p.core), (parent_exits, ctx.cgroups))?;
     let ctty = files::tty::restore::take_ctty(inj, pid, &img.process, &img.fds, ctx.files.terminals());
     let rest = ctty.and_then(|()| create_children(ctx, idx, inj, pid, out, handoff, progress)).and_then(|()| {
         let procs: Vec<&ProcessEntry> = ctx.img.procs.iter().map(|p| &p.process).collect();
@@ -216,6 +228,13 @@ fn build_in<'env>(
         flush_sigchld(inj)?;
         let local = crate::ns::local(&img.process.nspid, pid);
         signals::restore_pending(inj, local, local, &img.core.pending)?;
+        // The filters before the credentials: installing one takes CAP_SYS_ADMIN or no_new_privs,
+        // and a container's process has neither; every thread and child exists by now.
+        if crate::seccomp::any(&img.core, &img.threads) {
+            let mut tasks: Vec<(&mut Injector, &TaskCore)> = vec![(&mut *inj, &img.core)];
+            tasks.extend(made.iter_mut().map(NewThread::injector).zip(&img.threads));
+            crate::seccomp::restore(&mut tasks, TRACE_OPTIONS)?;
+        }
         if let Some(c) = &img.core.creds {
             creds::restore(inj, pid, c)?;
         }
@@ -630,22 +649,17 @@ impl Built {
         session::reap(&mut self.inj, child)
     }
 
-    /// Stage 9: the seccomp filters and modes (see `crate::seccomp`); each thread's last injected call
-    /// removes its scratch area; then registers, mask, and go; the other threads first, the main
+    /// Stage 9: each thread's last injected call removes its scratch area (the seccomp filters are in
+    /// already, installed before the credentials: see `crate::seccomp`); then registers, mask, and go; the other threads first, the main
     /// thread last.
     /// `leave_stopped` (`--leave-stopped`): a process that ran at the dump is let go stopped by
     /// SIGSTOP.
-    pub fn release(mut self, img: &ProcImage, leave_stopped: bool) -> Result<()> {
+    pub fn release(self, img: &ProcImage, leave_stopped: bool) -> Result<()> {
         let stop_signal = match stop_signal(&img.process) {
             0 if leave_stopped => libc::SIGSTOP,
             sig => sig,
         };
-        let mut threads = self.threads;
-        if crate::seccomp::any(&img.core, &img.threads) {
-            let mut tasks: Vec<(&mut Injector, &TaskCore)> = vec![(&mut self.inj, &img.core)];
-            tasks.extend(threads.iter_mut().map(NewThread::injector).zip(&img.threads));
-            crate::seccomp::restore(&mut tasks, TRACE_OPTIONS)?;
-        }
+        let threads = self.threads;
         for (t, core) in threads.into_iter().zip(&img.threads) {
             t.release(core, stop_signal)?;
         }
@@ -669,6 +683,6 @@ impl Built {
 
     fn park(self) -> Result<ParkedBuilt> {
         let threads = self.threads.into_iter().map(NewThread::park).collect::<Result<_>>()?;
-        Ok(ParkedBuilt { idx: self.idx, pid: self.pid, inj: self.inj.park()?, threads })
+        Ok(ParkedBuilt { idx: self.idx, pid: self.pid, inj: self.inj.park()?, threads, options: self.options })
     }
 }
