@@ -42,17 +42,16 @@ impl Container {
         self.state_field("pid").and_then(|p| p.parse().ok()).expect("the container's pid in runc state")
     }
 
-    /// Reap the container's init `pid` once it is killed (by a checkpoint or a delete): runc
-    /// leaves it to the nearest child subreaper, the test process, and its PID must be free for
-    /// the restore.
-    fn reap(pid: i32) {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while let Ok(None) = stasis_tests::raw::try_waitpid(pid) {
-            if Instant::now() > deadline {
-                panic!("the killed container init {pid} was not reaped within 10 s");
+    /// Reap the container's init `pid` as soon as it is killed (by a checkpoint or a delete), on a
+    /// thread started before: runc leaves it to the nearest child subreaper, the test process; its
+    /// PID must be free for the restore, and runc removes the container's cgroups (and then its
+    /// state) only once it is gone.
+    fn reaper(pid: i32) -> std::thread::JoinHandle<()> {
+        std::thread::spawn(move || {
+            if let Err(e) = stasis_tests::raw::waitpid(pid) {
+                panic!("waiting for the container init {pid}: {e}");
             }
-            std::thread::sleep(Duration::from_millis(5));
-        }
+        })
     }
 
     /// The counter the container's shell writes each second (none while it writes it).
@@ -189,10 +188,10 @@ fn a_runc_container_is_checkpointed_and_restored_counting_on() {
     let Some(c) = counting(&dir) else { return };
     let images = dir.join("checkpoint");
     std::fs::create_dir_all(&images).expect("image dir");
-    let init = c.init_pid();
+    let reaper = Container::reaper(c.init_pid());
     c.criu(&dir, "checkpoint", &images, &[]);
+    reaper.join().expect("the reaper");
     assert_ne!(c.status(), "running", "the checkpointed container still runs");
-    Container::reap(init);
     let at = c.count().expect("the counter at the checkpoint");
     std::fs::write(c.bundle.join("rootfs/tmp/count"), "0").expect("reset the counter file");
     c.criu(&dir, "restore", &images, &["-d"]);
@@ -213,10 +212,10 @@ fn a_runc_container_checkpointed_with_leave_running_runs_on_and_restores() {
     assert_eq!(c.status(), "running", "--leave-running stopped the container");
     let later = c.next_count(Some(after));
     assert_eq!(later, after + 1, "the container left running did not count on");
-    let init = c.init_pid();
+    let reaper = Container::reaper(c.init_pid());
     let killed = c.runc().args(["delete", "--force", &c.id]).output().expect("runc delete");
+    reaper.join().expect("the reaper");
     assert!(killed.status.success(), "runc delete: {}", String::from_utf8_lossy(&killed.stderr));
-    Container::reap(init);
     std::fs::write(c.bundle.join("rootfs/tmp/count"), "0").expect("reset the counter file");
     c.criu(&dir, "restore", &images, &["-d"]);
     expect_counting_on(&c, (before, after));

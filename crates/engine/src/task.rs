@@ -428,10 +428,24 @@ impl FrozenProcess {
         self.threads.iter_mut().for_each(Frozen::forget);
         process::kill(pid, libc::SIGKILL).map_err(Error::sys(pid.0, "killing after the dump"))?;
         let tids: Vec<Pid> = self.threads.iter().map(|t| t.pid).collect();
-        std::thread::spawn(move || reap(&tids));
+        // Reaped (as its tracer) before the dump returns, so that its parent can reap it at once: a
+        // container engine checks the container is gone right after the dump (runc refuses to
+        // remove a container whose init is still there, even as a zombie). One that takes longer
+        // than REAP_DEADLINE to die is left to a thread of its own.
+        let (done, reaped) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            reap(&tids);
+            let _ = done.send(());
+        });
+        if reaped.recv_timeout(REAP_DEADLINE).is_err() {
+            log::warn!("pid {pid}: killed after the dump, not dead yet after {REAP_DEADLINE:?}");
+        }
         Ok(())
     }
 }
+
+/// How long the dump waits for a process it killed to die.
+const REAP_DEADLINE: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Wait for traced tasks to die, the other threads before the leader (a traced leader is reported
 /// only once its threads are reaped).

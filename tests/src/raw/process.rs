@@ -417,6 +417,21 @@ pub fn try_waitpid(pid: i32) -> io::Result<Option<Exit>> {
     }
 }
 
+/// `waitpid(pid, 0)`: wait until `pid` ends and reap it.
+pub fn waitpid(pid: i32) -> io::Result<Exit> {
+    loop {
+        let mut status = 0;
+        // SAFETY: `status` is a live local.
+        match cvt(unsafe { libc::waitpid(pid, &mut status, libc::__WALL) }) {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+            Ok(_) if libc::WIFEXITED(status) => return Ok(Exit::Code(libc::WEXITSTATUS(status))),
+            Ok(_) if libc::WIFSIGNALED(status) => return Ok(Exit::Signal(libc::WTERMSIG(status))),
+            Ok(_) => continue,
+        }
+    }
+}
+
 /// Makes this process a child subreaper (`PR_SET_CHILD_SUBREAPER`).
 pub fn set_child_subreaper() -> io::Result<()> {
     prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0).map(drop)
