@@ -108,7 +108,8 @@ pub fn dump(p: &Probe, ids: &mut FileIds) -> Result<FileKind> {
     let here = net::address(f, false).map_err(Error::sys(p.pid.0, "reading a socket's address"))?;
     let udp = protocol == libc::IPPROTO_UDP || protocol == libc::IPPROTO_UDPLITE;
     let raw = ty == libc::SOCK_RAW;
-    if !(ty == libc::SOCK_STREAM && protocol == libc::IPPROTO_TCP || ty == libc::SOCK_DGRAM && udp || raw) {
+    let ping = ty == libc::SOCK_DGRAM && (protocol == libc::IPPROTO_ICMP || protocol == libc::IPPROTO_ICMPV6);
+    if !(ty == libc::SOCK_STREAM && protocol == libc::IPPROTO_TCP || ty == libc::SOCK_DGRAM && udp || raw || ping) {
         return Err(p.unsupported(other_kind(family, ty, protocol, here, p.meta.ino())));
     }
     let here = here.ok_or_else(|| p.unsupported("an IP socket without an address"))?;
@@ -123,6 +124,9 @@ pub fn dump(p: &Probe, ids: &mut FileIds) -> Result<FileKind> {
     };
     if raw {
         return super::raw::dump(p, s).map(FileKind::InetSocket);
+    }
+    if ping {
+        return super::ping::dump(p, s).map(FileKind::InetSocket);
     }
     if udp {
         return super::udp::dump(p, s).map(FileKind::InetSocket);
@@ -210,7 +214,6 @@ fn connecting(p: &Probe, s: &mut InetSocket) -> Result<()> {
 /// `udp socket socket:[N] 0.0.0.0:53`, `raw socket ...`: what is refused, by name.
 fn other_kind(family: i32, ty: i32, protocol: i32, at: Option<std::net::SocketAddr>, ino: u64) -> String {
     let kind = match (ty, protocol) {
-        (libc::SOCK_DGRAM, libc::IPPROTO_ICMP) | (libc::SOCK_DGRAM, libc::IPPROTO_ICMPV6) => "ICMP ping socket",
         (libc::SOCK_STREAM, libc::IPPROTO_MPTCP) => "MPTCP socket",
         (libc::SOCK_STREAM, libc::IPPROTO_SCTP) | (libc::SOCK_SEQPACKET, _) => "SCTP socket",
         _ => "IP socket",

@@ -36,17 +36,23 @@ pub(super) fn dump(p: &Probe, mut s: InetSocket) -> Result<InetSocket> {
     if let Some((level, opt, size)) = icmp_filter(&s) {
         s.icmp_filter = net::get_bytes(f, level, opt, size).map_err(Error::sys(p.pid.0, "reading the ICMP filter"))?;
     }
-    let meminfo =
-        net::get_bytes(f, libc::SOL_SOCKET, SO_MEMINFO, 4).map_err(Error::sys(p.pid.0, "reading SO_MEMINFO"))?;
-    let queued = meminfo.get(..4).map_or(0, |w| u32::from_ne_bytes([w[0], w[1], w[2], w[3]]));
-    if queued != 0 {
-        let what = format!("{}: packets not read ({queued} bytes of receive memory)", describe(&s));
-        return Err(p.unsupported(what));
-    }
+    refuse_unread(p, &s)?;
     Ok(s)
 }
 
-fn fail(s: &InetSocket, what: &str) -> impl FnOnce(stasis_sys::SysError) -> Error {
+/// Packets waiting to be read on a raw or ping socket are refused by name.
+pub(super) fn refuse_unread(p: &Probe, s: &InetSocket) -> Result<()> {
+    let meminfo =
+        net::get_bytes(p.file, libc::SOL_SOCKET, SO_MEMINFO, 4).map_err(Error::sys(p.pid.0, "reading SO_MEMINFO"))?;
+    let queued = meminfo.get(..4).map_or(0, |w| u32::from_ne_bytes([w[0], w[1], w[2], w[3]]));
+    if queued != 0 {
+        let what = format!("{}: packets not read ({queued} bytes of receive memory)", describe(s));
+        return Err(p.unsupported(what));
+    }
+    Ok(())
+}
+
+pub(super) fn fail(s: &InetSocket, what: &str) -> impl FnOnce(stasis_sys::SysError) -> Error {
     let path = format!("{}: {what}", describe(s));
     move |e| Error::Io { path: format!("{path} ({})", e.call).into(), source: e.source }
 }
