@@ -36,6 +36,8 @@ use std::net::{IpAddr, SocketAddr};
 
 const TCP_ESTABLISHED: u32 = 1;
 const TCP_SYN_SENT: u32 = 2;
+/// A handshake in progress on a listener, as `inet_diag` shows it.
+const TCP_SYN_RECV: u8 = 3;
 const TCP_FIN_WAIT1: u32 = 4;
 const TCP_FIN_WAIT2: u32 = 5;
 const TCP_CLOSE: u32 = 7;
