@@ -131,6 +131,13 @@ fn an_established_connection_needs_the_option() {
     case.finish(&mut restored);
 }
 
+/// The port of the `PORT <port>` line of the `tcp_backlog` workload.
+fn listening_port(case: &Case, run: &Running) -> u16 {
+    let text = run.log_text();
+    let port = text.lines().find_map(|l| l.strip_prefix("PORT ")?.trim().parse::<u16>().ok());
+    port.unwrap_or_else(|| case.fail(&format!("no `PORT <port>` line:\n{text}")))
+}
+
 /// How many connections wait in the accept queue of the TCP listener on 127.0.0.1:`port` (the
 /// `rx_queue` of its line in /proc/net/tcp), if it is listed.
 fn accept_queue(port: u16) -> Option<u32> {
@@ -152,10 +159,7 @@ fn accept_queue(port: u16) -> Option<u32> {
 fn a_connection_waiting_to_be_accepted_is_refused_and_kept() {
     let case = Case::new("tcp_backlog", workload!("tcp_backlog"));
     let Some(mut run) = case.start() else { return };
-    let text = run.log_text();
-    let Some(port) = text.lines().find_map(|l| l.strip_prefix("PORT ")?.trim().parse::<u16>().ok()) else {
-        case.fail(&format!("no `PORT <port>` line:\n{text}"))
-    };
+    let port = listening_port(&case, &run);
     let mut client = TcpStream::connect(("127.0.0.1", port)).expect("connect");
     client.write_all(b"queued\n").expect("write");
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -189,10 +193,7 @@ fn a_connection_waiting_to_be_accepted_is_refused_and_kept() {
 fn a_connection_queued_during_the_dump_is_refused() {
     let case = Case::new("tcp_backlog_late", workload!("tcp_backlog"));
     let Some(mut run) = case.start() else { return };
-    let text = run.log_text();
-    let Some(port) = text.lines().find_map(|l| l.strip_prefix("PORT ")?.trim().parse::<u16>().ok()) else {
-        case.fail(&format!("no `PORT <port>` line:\n{text}"))
-    };
+    let port = listening_port(&case, &run);
     let client = case.dir.join("client.py");
     let program = format!(
         "import socket, time\n\

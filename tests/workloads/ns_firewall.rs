@@ -9,7 +9,6 @@
 //! After the wake the ruleset (the counter's packets included) and `iptables -S` are the same, a
 //! connect to the blocked port is still refused, and one to the open port is accepted.
 
-use stasis_tests::raw;
 use stasis_tests::workload::{self, Checker, OrFail};
 use std::io::Write;
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -56,11 +55,7 @@ fn connect(listener: Option<&TcpListener>, port: u16) -> Result<(), std::io::Err
 
 fn main() {
     let mut s = workload::start();
-    match raw::unshare(libc::CLONE_NEWNET) {
-        Ok(()) => {}
-        Err(e) if e.raw_os_error() == Some(libc::EPERM) => workload::skip("unshare(CLONE_NEWNET) needs CAP_SYS_ADMIN"),
-        Err(e) => Err::<(), _>(e).or_fail("unshare(CLONE_NEWNET)"),
-    }
+    workload::unshare_net();
     if ruleset().is_err() {
         workload::skip("nft (Debian's nftables package) cannot list the ruleset here");
     }

@@ -70,11 +70,7 @@ fn socket(family: i32, protocol: i32) -> UdpSocket {
 
 fn main() {
     let mut s = workload::start();
-    match raw::unshare(libc::CLONE_NEWNET) {
-        Ok(()) => {}
-        Err(e) if e.raw_os_error() == Some(libc::EPERM) => workload::skip("unshare(CLONE_NEWNET) needs CAP_SYS_ADMIN"),
-        Err(e) => Err::<(), _>(e).or_fail("unshare(CLONE_NEWNET)"),
-    }
+    workload::unshare_net();
     let up = Command::new("ip").args(["link", "set", "lo", "up"]).status().map_err(|e| e.to_string());
     up.and_then(|st| if st.success() { Ok(()) } else { Err(st.to_string()) }).or_fail("ip link set lo up");
     std::fs::write("/proc/sys/net/ipv4/ping_group_range", "0 2147483647").or_fail("ping_group_range");

@@ -94,19 +94,8 @@ pub(super) fn make(s: &InetSocket) -> Result<OwnedFd> {
     super::restore::set_options(s, f, &[])?;
     super::restore::set_buffers(s, f)?;
     super::restore::set_device(s, f)?;
-    let bad = || Error::Incompatible {
-        file: "files.img".into(),
-        what: format!("{}: an address that does not parse", describe(s)),
-    };
-    let here = local(s).ok_or_else(bad)?;
-    if here.port() != 0 || !here.ip().is_unspecified() {
-        net::bind(f, &here).map_err(fail("binding it to its address and identifier"))?;
-    }
-    if s.state == TCP_ESTABLISHED {
-        let there = remote(s).ok_or_else(bad)?;
-        net::connect(f, &there).map_err(fail("connecting it"))?;
-    }
-    super::restore::set_filter(s, f)?;
+    // Bound: to an address, or to an identifier only (picked at the first send or connect).
+    super::raw::place(s, f, |here| here.port() != 0 || !here.ip().is_unspecified())?;
     Ok(fd)
 }
 

@@ -65,20 +65,26 @@ pub(super) fn make(s: &InetSocket) -> Result<OwnedFd> {
     set_icmp_filter(s, f)?;
     super::restore::set_buffers(s, f)?;
     super::restore::set_device(s, f)?;
+    place(s, f, |here| !here.ip().is_unspecified())?;
+    Ok(fd)
+}
+
+/// The end of a raw or ping socket's restore: `bind` to its address (when `bound` says it was
+/// bound), `connect` when it was connected, then the BPF filter.
+pub(super) fn place(s: &InetSocket, f: BorrowedFd<'_>, bound: impl Fn(&std::net::SocketAddr) -> bool) -> Result<()> {
     let bad = || Error::Incompatible {
         file: "files.img".into(),
         what: format!("{}: an address that does not parse", describe(s)),
     };
     let here = local(s).ok_or_else(bad)?;
-    if !here.ip().is_unspecified() {
+    if bound(&here) {
         net::bind(f, &here).map_err(fail(s, "binding it"))?;
     }
     if s.state == TCP_ESTABLISHED {
         let there = remote(s).ok_or_else(bad)?;
         net::connect(f, &there).map_err(fail(s, "connecting it"))?;
     }
-    super::restore::set_filter(s, f)?;
-    Ok(fd)
+    super::restore::set_filter(s, f)
 }
 
 fn set_icmp_filter(s: &InetSocket, f: BorrowedFd<'_>) -> Result<()> {
