@@ -4,8 +4,8 @@
 //! writable `net.ipv4.*` / `net.ipv6.*` sysctls, and the nftables tables ([`firewall`]: legacy
 //! iptables rules and rules nft cannot print whole are refused by name). Any other kind of device
 //! is refused by name. Conntrack entries are not saved (nothing refuses them: a restored
-//! connection's packets make a new entry, which `ct state established` rules match as before
-//! when `nf_conntrack_tcp_loose` is on, the kernel's default).
+//! connection's packets make a new entry while `nf_conntrack_tcp_loose` is on, the kernel's
+//! default, but its first packet is `ct state new`, and NAT mappings and marks are lost).
 //!
 //! Both sides run the `ip` command (iproute2) from a thread in the namespace: it inherits the
 //! thread's network namespace, reads and writes every rtnetlink attribute of every device kind,
