@@ -135,6 +135,16 @@ pub fn say(line: &str) {
     let _ = writeln!(out, "{line}").and_then(|()| out.flush());
 }
 
+/// Moves the workload into a network namespace of its own (`unshare(CLONE_NEWNET)`); skips where
+/// that is not allowed, fails the setup on another error.
+pub fn unshare_net() {
+    match raw::unshare(libc::CLONE_NEWNET) {
+        Ok(()) => {}
+        Err(e) if e.raw_os_error() == Some(libc::EPERM) => skip("unshare(CLONE_NEWNET) needs CAP_SYS_ADMIN"),
+        Err(e) => Err::<(), _>(e).or_fail("unshare(CLONE_NEWNET)"),
+    }
+}
+
 /// Prints `SKIP: <reason>` and exits 0.
 pub fn skip(reason: &str) -> ! {
     say(&format!("SKIP: {reason}"));

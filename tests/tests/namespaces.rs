@@ -104,27 +104,47 @@ fn a_server_in_its_own_network_namespace_answers_through_a_veth() {
     }
 }
 
-/// An nftables table in the namespace (its rules would not be saved) makes the dump fail by name,
-/// and the tree runs on; the table is removed again. Skipped where `nft` is missing.
+/// What the firewall of the namespace cannot give back makes the dump fail by name, and the tree
+/// runs on: a legacy iptables rule, then an iptables-nft rule with an xtables target (REJECT).
+/// Each rule is removed again; the legacy table and iptables-nft's chains stay, empty, and the
+/// dump that follows takes them (an empty legacy table with policies ACCEPT is as good as none).
+/// Skipped where iptables-legacy or iptables is missing.
 fn refused_with_a_firewall_table(case: &Case, run: &Running, peer: &str) {
     let pid = run.pid().to_string();
-    let nft = |verb: &str| {
+    let tool = |cmd: &str, verb: &str, target: &str| {
         std::process::Command::new("nsenter")
-            .args(["-t", &pid, "-n", "nft", verb, "table", "inet", "stasis_test_rules"])
+            .args(["-t", &pid, "-n", cmd, verb, "INPUT", "-p", "tcp", "--dport", "9", "-j", target])
             .status()
             .is_ok_and(|s| s.success())
     };
-    if !nft("add") {
-        eprintln!("nft is not usable here: the firewall refusal is not checked");
-        return;
+    let external = ["--external".to_string(), format!("veth[vin0]:{peer}")];
+    let external: Vec<&str> = external.iter().map(String::as_str).collect();
+    let refusals: [(&str, &str, &[&[&str]]); 2] = [
+        ("iptables-legacy", "DROP", &[&["legacy x_tables"], &["ip_tables_names"], &["-A INPUT"]]),
+        ("iptables", "REJECT", &[&["xtables extension target REJECT"], &["chain INPUT"]]),
+    ];
+    for (cmd, target, needles) in refusals {
+        if !tool(cmd, "-A", target) {
+            eprintln!("{cmd} is not usable here: its refusal is not checked");
+            continue;
+        }
+        let r = case.dump(run, &case.images(&format!("refused-{cmd}")), &external, &[]);
+        let removed = tool(cmd, "-D", target);
+        case.expect_failed(&r, &format!("dump with an {cmd} rule"), needles);
+        case.expect_untouched(run);
+        if !removed {
+            case.fail(&format!("could not remove the {cmd} rule again"));
+        }
     }
-    let r = case.dump(run, &case.images("refused-firewall"), &["--external", &format!("veth[vin0]:{peer}")], &[]);
-    let removed = nft("delete");
-    case.expect_failed(&r, "dump with an nftables table", &[&["firewall ruleset", "stasis_test_rules"]]);
-    case.expect_untouched(run);
-    if !removed {
-        case.fail("could not remove the nftables table stasis_test_rules again");
-    }
+}
+
+/// The firewall of a network namespace of the tree (an nftables table with a set and a counted
+/// reject rule, iptables-nft rules and a chain of its own) comes back before the tree runs: the
+/// workload finds the same ruleset and the rules still act.
+#[test]
+fn a_firewall_in_its_own_network_namespace() {
+    let case = Case::new("ns_firewall", workload!("ns_firewall"));
+    case.checkpoint_restore(&[], &[]);
 }
 
 /// A restore that fails once the namespace is made (a fault after the memory) leaves nothing: no

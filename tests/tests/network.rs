@@ -131,6 +131,92 @@ fn an_established_connection_needs_the_option() {
     case.finish(&mut restored);
 }
 
+/// The port of the `PORT <port>` line of the `tcp_backlog` workload.
+fn listening_port(case: &Case, run: &Running) -> u16 {
+    let text = run.log_text();
+    let port = text.lines().find_map(|l| l.strip_prefix("PORT ")?.trim().parse::<u16>().ok());
+    port.unwrap_or_else(|| case.fail(&format!("no `PORT <port>` line:\n{text}")))
+}
+
+/// How many connections wait in the accept queue of the TCP listener on 127.0.0.1:`port` (the
+/// `rx_queue` of its line in /proc/net/tcp), if it is listed.
+fn accept_queue(port: u16) -> Option<u32> {
+    let text = std::fs::read_to_string("/proc/net/tcp").ok()?;
+    let local = format!("0100007F:{port:04X}");
+    text.lines().skip(1).find_map(|l| {
+        let w: Vec<&str> = l.split_whitespace().collect();
+        (w.get(1) == Some(&local.as_str()) && w.get(3) == Some(&"0A"))
+            .then(|| u32::from_str_radix(w.get(4)?.split(':').nth(1)?, 16).ok())
+            .flatten()
+    })
+}
+
+/// A connection waiting in a listener's accept queue (its client outside the tree believes it
+/// established) cannot be put back in the queue by a restore: the dump fails naming the listener,
+/// the count and `--skip-in-flight`, and the tree runs on; the workload then accepts the
+/// connection, which was kept.
+#[test]
+fn a_connection_waiting_to_be_accepted_is_refused_and_kept() {
+    let case = Case::new("tcp_backlog", workload!("tcp_backlog"));
+    let Some(mut run) = case.start() else { return };
+    let port = listening_port(&case, &run);
+    let mut client = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    client.write_all(b"queued\n").expect("write");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while accept_queue(port) != Some(1) {
+        if Instant::now() > deadline {
+            case.fail(&format!(
+                "the listener on port {port} has {:?} connections queued after 30 s",
+                accept_queue(port)
+            ));
+        }
+        std::thread::yield_now();
+    }
+    let r = case.dump(&run, &case.images("images"), &["--tcp-established"], &[]);
+    let needles: &[&[&str]] =
+        &[&["1 connections not yet accepted"], &[&format!("127.0.0.1:{port}")], &["--skip-in-flight"]];
+    case.expect_failed(&r, "dump of a listener with a connection not yet accepted", needles);
+    case.expect_untouched(&run);
+    case.finish(&mut run);
+    let mut answer = String::new();
+    client.set_read_timeout(Some(Duration::from_secs(20))).expect("timeout");
+    let _ = std::io::BufRead::read_line(&mut std::io::BufReader::new(&client), &mut answer);
+    if answer != format!("accepted {}\n", run.pid()) {
+        case.fail(&format!("answer {answer:?} from the workload, want `accepted {}`", run.pid()));
+    }
+}
+
+/// A connection that comes into the accept queue during the dump, after the listener was dumped
+/// (here made by the post-dump action script, which waits until it is queued), fails the dump
+/// too, by name, before the images are committed; the tree runs on and accepts it.
+#[test]
+fn a_connection_queued_during_the_dump_is_refused() {
+    let case = Case::new("tcp_backlog_late", workload!("tcp_backlog"));
+    let Some(mut run) = case.start() else { return };
+    let port = listening_port(&case, &run);
+    let client = case.dir.join("client.py");
+    let program = format!(
+        "import socket, time\n\
+         s = socket.create_connection(('127.0.0.1', {port}))\n\
+         s.sendall(b'queued\\n')\n\
+         deadline = time.monotonic() + 30\n\
+         def queued():\n\
+         \tfor l in open('/proc/net/tcp').read().splitlines()[1:]:\n\
+         \t\tw = l.split()\n\
+         \t\tif w[1] == '0100007F:{port:04X}' and w[3] == '0A':\n\
+         \t\t\treturn int(w[4].split(':')[1], 16)\n\
+         while queued() != 1 and time.monotonic() < deadline:\n\
+         \ttime.sleep(0.001)\n"
+    );
+    std::fs::write(&client, program).expect("client.py");
+    let script = format!("[ \"$CRTOOLS_SCRIPT_ACTION\" != post-dump ] || python3 {}", client.display());
+    let r = case.dump(&run, &case.images("images"), &["--action-script", &script], &[]);
+    let needles: &[&[&str]] = &[&["1 connections not yet accepted that came during the dump"], &["--skip-in-flight"]];
+    case.expect_failed(&r, "dump of a listener a connection came to during the dump", needles);
+    case.expect_untouched(&run);
+    case.finish(&mut run);
+}
+
 /// A dump that fails after the sockets were put in repair mode removes the lock and takes them out
 /// of repair mode: the connections go on and the workload passes.
 #[test]

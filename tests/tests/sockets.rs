@@ -302,6 +302,14 @@ fn raw_ip_sockets() {
     case.checkpoint_restore(&[], &[]);
 }
 
+/// ICMP ping sockets (IPv4 bound and connected, IPv6 bound with its identifier, one never used)
+/// keep their addresses, identifiers and options, and ping again after the restore.
+#[test]
+fn icmp_ping_sockets() {
+    let case = Case::new("ping_sockets", workload!("ping_sockets"));
+    case.checkpoint_restore(&[], &[]);
+}
+
 /// Every option of a socket of each family, set to a value a new socket does not have, reads back
 /// the same after the restore, with the file flags, owner and signal of its description (see the
 /// workload `sock_opts`).

@@ -11,7 +11,6 @@
 //! accepts the connection the harness made after the restore, reads `ping` and answers
 //! `pong <pid>`.
 
-use stasis_tests::raw;
 use stasis_tests::workload::{self, Checker, OrFail};
 use std::io::{BufRead, BufReader, Write};
 use std::os::fd::AsRawFd;
@@ -44,11 +43,7 @@ fn main() {
     let mut s = workload::start();
     let pid = s.pid();
     let outside = std::fs::File::open("/proc/self/ns/net").or_fail("our network namespace");
-    match raw::unshare(libc::CLONE_NEWNET) {
-        Ok(()) => {}
-        Err(e) if e.raw_os_error() == Some(libc::EPERM) => workload::skip("unshare(CLONE_NEWNET) needs CAP_SYS_ADMIN"),
-        Err(e) => Err::<(), _>(e).or_fail("unshare(CLONE_NEWNET)"),
-    }
+    workload::unshare_net();
     let peer = format!("sn{pid}");
     let (peer_addr, own, own6) = addrs(pid);
     let netns = format!("/proc/{pid}/fd/{}", outside.as_raw_fd());

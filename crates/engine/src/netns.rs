@@ -1,9 +1,11 @@
 //! Network namespaces of the tree: the devices (the loopback, and veths whose peer is outside the
 //! tree, named on the command line with `--external veth[NAME]:PEER` as CRIU does), their state,
 //! MTU, hardware address and addresses, the routes but those the kernel makes itself, and the
-//! writable `net.ipv4.*` / `net.ipv6.*` sysctls. Any other kind of device is refused by name, and
-//! so is a firewall ruleset (an nftables table other than a network lock of ours, legacy iptables
-//! rules), which is not saved. Conntrack entries are not saved either (nothing refuses them).
+//! writable `net.ipv4.*` / `net.ipv6.*` sysctls, and the nftables tables ([`firewall`]: legacy
+//! iptables rules and rules nft cannot print whole are refused by name). Any other kind of device
+//! is refused by name. Conntrack entries are not saved (nothing refuses them: a restored
+//! connection's packets make a new entry while `nf_conntrack_tcp_loose` is on, the kernel's
+//! default, but its first packet is `ct state new`, and NAT mappings and marks are lost).
 //!
 //! Both sides run the `ip` command (iproute2) from a thread in the namespace: it inherits the
 //! thread's network namespace, reads and writes every rtnetlink attribute of every device kind,
@@ -12,7 +14,9 @@
 //! restore, on the thread that made the root's new network namespace (see `crate::ns`), creates
 //! the devices (a veth with its peer in stasis's namespace, set up there), sets addresses (IPv6
 //! ones with `nodad`, so they are usable at once, as they were), routes and sysctls, before any
-//! socket of the tree is made in the namespace.
+//! socket of the tree is made in the namespace; the firewall comes once the sockets are made.
+
+mod firewall;
 
 use crate::error::{Error, Result};
 use stasis_image::model::{Namespace, NetLink, Sysctl};
@@ -50,36 +54,13 @@ fn json(pid: i32, args: &[&str]) -> Result<Vec<serde_json::Value>> {
 /// The network namespace the calling thread is in, for the image (`pid`: its first process,
 /// `external`: the veths named with `--external veth[NAME]:PEER`).
 pub fn dump(pid: i32, inode: u64, external: &[(String, String)]) -> Result<Namespace> {
-    check_firewall(pid)?;
+    let nftables = firewall::dump(pid)?;
     let mut links = dump_links(pid, external)?;
     dump_addrs(pid, &mut links)?;
     let routes = dump_routes(pid)?;
     let names: Vec<&str> = links.iter().map(|l| l.name.as_str()).collect();
     let sysctls = dump_sysctls(&names);
-    Ok(Namespace { kind: "net".into(), inode, links, routes, sysctls, ..Default::default() })
-}
-
-/// Firewall rules are not saved: a namespace with an nftables table (but a network lock of ours)
-/// or legacy iptables rules is refused by name. A tool that is not installed has no rules to show.
-fn check_firewall(pid: i32) -> Result<()> {
-    let run = |cmd: &str, args: &[&str]| Command::new(cmd).args(args).output().ok().filter(|o| o.status.success());
-    if let Some(out) = run("nft", &["list", "tables"]) {
-        let text = String::from_utf8_lossy(&out.stdout);
-        let theirs = text.lines().find(|l| !l.split_whitespace().nth(2).unwrap_or("").starts_with("stasis-"));
-        if let Some(table) = theirs.filter(|l| !l.trim().is_empty()) {
-            let what = format!("a firewall ruleset in its network namespace (nftables {})", table.trim());
-            return Err(Error::Unsupported { pid: Pid(pid), what });
-        }
-    }
-    for save in ["iptables-legacy-save", "ip6tables-legacy-save"] {
-        if let Some(out) = run(save, &[]) {
-            if String::from_utf8_lossy(&out.stdout).lines().any(|l| l.starts_with("-A ")) {
-                let what = format!("a firewall ruleset in its network namespace ({save} shows rules)");
-                return Err(Error::Unsupported { pid: Pid(pid), what });
-            }
-        }
-    }
-    Ok(())
+    Ok(Namespace { kind: "net".into(), inode, links, routes, sysctls, nftables, ..Default::default() })
 }
 
 fn dump_links(pid: i32, external: &[(String, String)]) -> Result<Vec<NetLink>> {
@@ -217,6 +198,13 @@ pub fn restore(
         ip(pid, &args)?;
     }
     restore_sysctls(pid, &ns.sysctls, weak)
+}
+
+/// Load the nftables tables of a namespace ([`Namespace::nftables`]) into the calling thread's
+/// new network namespace, once the tree's sockets are made there and before any of its processes
+/// runs.
+pub fn restore_firewall(pid: i32, tables: &str) -> Result<()> {
+    firewall::restore(pid, tables)
 }
 
 fn make_link(pid: i32, l: &NetLink, peer: &str, host: BorrowedFd<'_>) -> Result<()> {

@@ -425,6 +425,18 @@ impl Drop for Entered {
 pub struct RootNs {
     pub set: NsSet,
     _entered: Option<Entered>,
+    /// The root's pid and the nftables tables of its new network namespace, loaded by
+    /// [`RootNs::load_firewall`].
+    firewall: (i32, String),
+}
+
+impl RootNs {
+    /// Load the firewall of the root's new network namespace (see [`crate::netns`]): once the
+    /// tree's sockets are made in it, before any of its processes runs.
+    pub fn load_firewall(&self) -> Result<()> {
+        let (pid, tables) = &self.firewall;
+        crate::netns::restore_firewall(*pid, tables)
+    }
 }
 
 /// Make the root's new UTS, IPC and network namespaces on the calling thread, with the UTS names
@@ -437,7 +449,7 @@ pub fn enter_root(root: &ProcessEntry, namespaces: &[Namespace], opts: &crate::R
     check_joins(pid, set, &opts.join_ns)?;
     let kinds = set.unshared();
     if kinds.is_empty() {
-        return Ok(RootNs { set, _entered: None });
+        return Ok(RootNs { set, _entered: None, firewall: (pid, String::new()) });
     }
     let host_net = ns::open_own(Kind::Net).map_err(Error::sys(pid, "keeping our network namespace"))?;
     let saved = ns::Saved::save(&kinds).map_err(Error::sys(pid, "keeping our namespaces"))?;
@@ -455,11 +467,13 @@ pub fn enter_root(root: &ProcessEntry, namespaces: &[Namespace], opts: &crate::R
         let n = find(namespaces, "uts", root.uts_ns, pid)?;
         ns::set_uts_names(&n.hostname, &n.domainname).map_err(Error::sys(pid, "setting its UTS names"))?;
     }
+    let mut firewall = (pid, String::new());
     if let Some(n) = net.filter(|_| fresh.contains(&Kind::Net)) {
         crate::netns::restore(pid, n, host_net.as_fd(), (&opts.ext_veths, opts.weak_sysctls))?;
+        firewall.1.clone_from(&n.nftables);
     }
     log::info!("pid {pid}: restored in namespaces of its own: {set:?} (new: {fresh:?})");
-    Ok(RootNs { set, _entered: Some(entered) })
+    Ok(RootNs { set, _entered: Some(entered), firewall })
 }
 
 /// `--join-ns` names kinds the root has of its own and stasis can join (UTS, IPC, network).

@@ -403,6 +403,10 @@ pub struct Namespace {
     /// Kind `cgroup`: the namespace's root in each cgroup v1 hierarchy, as `cgroup_root` is in v2.
     #[prost(message, repeated, tag = "553")]
     pub cgroup_roots_v1: Vec<CgroupV1Path>,
+    /// A network namespace's nftables tables (iptables-nft's among them) but the network locks of
+    /// stasis, each as `nft list table` prints it, which `nft -f` loads back (empty: no table).
+    #[prost(string, tag = "356")]
+    pub nftables: String,
 }
 
 /// A network device of a network namespace of the tree.

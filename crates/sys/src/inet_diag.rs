@@ -28,6 +28,9 @@ pub struct InetDiag {
     /// The remote address and port (`idiag_dst`, `idiag_dport`), also of a connect in progress
     /// (which `getpeername` does not tell).
     pub dst: Option<std::net::SocketAddr>,
+    /// The local address and port (`idiag_src`, `idiag_sport`): a listener's, for the
+    /// connections in its handshake (`SYN-RECV`).
+    pub src: Option<std::net::SocketAddr>,
     /// How many TCP-MD5 keys (`TCP_MD5SIG`) the socket holds (asked with [`dump_tcp_with_keys`]).
     pub md5_keys: u32,
 }
@@ -60,14 +63,20 @@ fn request(family: u8, protocol: u8) -> Vec<u8> {
 
 /// One `inet_diag_msg` and its attributes.
 pub fn parse_msg(b: &[u8]) -> Option<InetDiag> {
-    let port = u16::from_be_bytes(b.get(6..8)?.try_into().ok()?);
-    let raw: [u8; 16] = b.get(24..40)?.try_into().ok()?;
-    let ip: std::net::IpAddr = match i32::from(*b.first()?) {
-        libc::AF_INET => std::net::Ipv4Addr::new(raw[0], raw[1], raw[2], raw[3]).into(),
-        _ => std::net::Ipv6Addr::from(raw).into(),
+    let v4 = i32::from(*b.first()?) == libc::AF_INET;
+    let at = |port: std::ops::Range<usize>, addr: usize| -> Option<std::net::SocketAddr> {
+        let port = u16::from_be_bytes(b.get(port)?.try_into().ok()?);
+        let raw: [u8; 16] = b.get(addr..addr + 16)?.try_into().ok()?;
+        let ip: std::net::IpAddr = if v4 {
+            std::net::Ipv4Addr::new(raw[0], raw[1], raw[2], raw[3]).into()
+        } else {
+            std::net::Ipv6Addr::from(raw).into()
+        };
+        Some(std::net::SocketAddr::new(ip, port))
     };
     let mut d = InetDiag {
-        dst: Some(std::net::SocketAddr::new(ip, port)),
+        dst: Some(at(6..8, 24)?),
+        src: Some(at(4..6, 8)?),
         state: *b.get(1)?,
         rqueue: u32_at(b, 56)?,
         wqueue: u32_at(b, 60)?,
@@ -100,7 +109,9 @@ mod tests {
         let mut b = vec![0u8; DIAG_MSG];
         b[0] = libc::AF_INET as u8;
         b[1] = 7;
+        b[4..6].copy_from_slice(&8080u16.to_be_bytes());
         b[6..8].copy_from_slice(&53u16.to_be_bytes());
+        b[8..12].copy_from_slice(&[127, 0, 0, 2]);
         b[24..28].copy_from_slice(&[127, 0, 0, 1]);
         b[68..72].copy_from_slice(&4242u32.to_ne_bytes());
         b.extend_from_slice(&5u16.to_ne_bytes());
@@ -108,6 +119,7 @@ mod tests {
         b.extend_from_slice(&[2, 0, 0, 0]);
         let d = parse_msg(&b).expect("parses");
         assert_eq!((d.ino, d.state, d.shutdown), (4242, 7, 2));
+        assert_eq!(d.src, Some("127.0.0.2:8080".parse().unwrap()));
         assert_eq!(d.dst, Some("127.0.0.1:53".parse().unwrap()));
     }
 

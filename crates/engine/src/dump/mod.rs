@@ -194,6 +194,11 @@ fn dump_with<'env>(
     if let Err(e) = tree.iter().try_for_each(|m| adopted.end(root, m.pid)) {
         return Err(explain(pool, &tree, e, progress));
     }
+    if let Err(e) = held.recheck(pid.0) {
+        // Unlocked and out of repair mode before the tasks run again.
+        drop(held);
+        return Err(explain(pool, &tree, e, progress));
+    }
     let mut frozen_for = None;
     let lock = held.table().map(|(method, table)| NetworkLock { method: method.into(), table: table.into() });
     let mut held = Some(held);

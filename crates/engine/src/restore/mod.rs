@@ -250,6 +250,7 @@ pub fn restore(opts: &RestoreOptions, progress: &mut dyn FnMut(Progress)) -> Res
         Some(files) => files,
         None => open_files(mnt.as_ref())?,
     };
+    root_ns.load_firewall()?;
     opts.notify.at(Point::SetupNamespaces, child.0)?;
     opts.notify.at(Point::PostSetupNamespaces, child.0)?;
     ptrace::set_sigmask(child, u64::MAX).map_err(Error::sys(pid.0, "blocking signals"))?;

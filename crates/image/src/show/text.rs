@@ -121,7 +121,7 @@ fn cgroup_lines(out: &mut String, set: &crate::model::CgroupSet) {
     }
 }
 
-/// `net namespace 4026532178: 2 devices, 1 route, 412 sysctls`, `uts namespace ...: host "h"`.
+/// `net namespace 4026532178: lo 127.0.0.1/8; 1 routes, 412 sysctls, 2 nftables tables`, `uts namespace ...: host "h"`.
 fn namespace_line(ns: &crate::model::Namespace) -> String {
     let what = match ns.kind.as_str() {
         "uts" => format!("host {:?}, domain {:?}", ns.hostname, ns.domainname),
@@ -136,7 +136,9 @@ fn namespace_line(ns: &crate::model::Namespace) -> String {
                     peer => format!("{} (peer {peer} outside) {}", l.name, l.addrs.join(" ")),
                 })
                 .collect();
-            format!("{}; {} routes, {} sysctls", links.join("; "), ns.routes.len(), ns.sysctls.len())
+            let tables = ns.nftables.lines().filter(|l| l.starts_with("table ")).count();
+            let (routes, sysctls) = (ns.routes.len(), ns.sysctls.len());
+            format!("{}; {routes} routes, {sysctls} sysctls, {tables} nftables tables", links.join("; "))
         }
         _ => "made again at restore".to_string(),
     };

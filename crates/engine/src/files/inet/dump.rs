@@ -27,9 +27,9 @@ pub struct DumpState {
     /// The root of the dump, for the lock's name.
     pub root: i32,
     held: Held,
-    /// The TCP sockets holding TCP-MD5 keys, by (network namespace inode, family): one
-    /// `inet_diag` dump each, at the first TCP socket there.
-    md5: std::collections::HashMap<(u64, i32), std::collections::HashSet<u64>>,
+    /// The TCP sockets by (network namespace inode, family): one `inet_diag` dump each, at the
+    /// first TCP socket there (for TCP-MD5 keys and the handshakes in progress of listeners).
+    diag: std::collections::HashMap<(u64, i32), Vec<stasis_sys::inet_diag::InetDiag>>,
 }
 
 /// The lock and the repaired sockets of a dump (our copies, with `SO_REUSEADDR` as it was: repair
@@ -38,6 +38,9 @@ pub struct DumpState {
 pub struct Held {
     lock: Option<Lock>,
     repaired: Vec<(OwnedFd, i32)>,
+    /// The listeners (our copies, described), whose accept queues [`Held::recheck`] looks at
+    /// again at the end of the dump (but with `--skip-in-flight`).
+    listeners: Vec<(OwnedFd, String)>,
 }
 
 impl Held {
@@ -45,7 +48,25 @@ impl Held {
     /// the lock stays until the restore; its table name for the inventory.
     pub fn keep(mut self) -> Option<String> {
         self.repaired.clear();
+        self.listeners.clear();
         self.lock.take().map(Lock::keep)
+    }
+
+    /// At the end of the dump, before the images are committed: a connection that came into a
+    /// listener's accept queue since the listener was dumped (the kernel still takes them while
+    /// the tree is frozen) fails the dump by name, as it would have at the listener.
+    pub fn recheck(&self, root: i32) -> Result<()> {
+        for (fd, what) in &self.listeners {
+            let info = net::tcp_info(fd.as_fd()).map_err(Error::sys(root, "reading TCP_INFO of a listener again"))?;
+            if info.unacked != 0 {
+                let what = format!(
+                    "{what}: {} connections not yet accepted that came during the dump (dump with --skip-in-flight to drop them)",
+                    info.unacked
+                );
+                return Err(Error::Unsupported { pid: stasis_sys::Pid(root), what });
+            }
+        }
+        Ok(())
     }
 
     /// The method and name of the lock (table or chains), if one was made.
@@ -108,7 +129,8 @@ pub fn dump(p: &Probe, ids: &mut FileIds) -> Result<FileKind> {
     let here = net::address(f, false).map_err(Error::sys(p.pid.0, "reading a socket's address"))?;
     let udp = protocol == libc::IPPROTO_UDP || protocol == libc::IPPROTO_UDPLITE;
     let raw = ty == libc::SOCK_RAW;
-    if !(ty == libc::SOCK_STREAM && protocol == libc::IPPROTO_TCP || ty == libc::SOCK_DGRAM && udp || raw) {
+    let ping = ty == libc::SOCK_DGRAM && (protocol == libc::IPPROTO_ICMP || protocol == libc::IPPROTO_ICMPV6);
+    if !(ty == libc::SOCK_STREAM && protocol == libc::IPPROTO_TCP || ty == libc::SOCK_DGRAM && udp || raw || ping) {
         return Err(p.unsupported(other_kind(family, ty, protocol, here, p.meta.ino())));
     }
     let here = here.ok_or_else(|| p.unsupported("an IP socket without an address"))?;
@@ -123,6 +145,9 @@ pub fn dump(p: &Probe, ids: &mut FileIds) -> Result<FileKind> {
     };
     if raw {
         return super::raw::dump(p, s).map(FileKind::InetSocket);
+    }
+    if ping {
+        return super::ping::dump(p, s).map(FileKind::InetSocket);
     }
     if udp {
         return super::udp::dump(p, s).map(FileKind::InetSocket);
@@ -174,24 +199,29 @@ fn refuse_extensions(p: &Probe, ids: &mut FileIds, s: &InetSocket) -> Result<()>
         Err(e) if [libc::ENOENT, libc::ENOPROTOOPT, libc::EOPNOTSUPP].contains(&e.errno()) => {}
         Err(e) => return Err(Error::sys(p.pid.0, "reading TCP_AO_INFO")(e)),
     }
-    let netns = net::socket_netns(f).map_err(Error::sys(p.pid.0, "finding a socket's network namespace"))?;
+    if diag(p, ids, s)?.iter().any(|d| u64::from(d.ino) == s.ino && d.md5_keys != 0) {
+        return Err(p.unsupported(format!("{}: TCP-MD5 keys (TCP_MD5SIG)", describe(s))));
+    }
+    Ok(())
+}
+
+/// The TCP sockets of `s`'s network namespace and family, from `inet_diag` (asked once per
+/// namespace and family), with their TCP-MD5 key counts.
+fn diag<'a>(p: &Probe, ids: &'a mut FileIds, s: &InetSocket) -> Result<&'a [stasis_sys::inet_diag::InetDiag]> {
+    let netns = net::socket_netns(p.file).map_err(Error::sys(p.pid.0, "finding a socket's network namespace"))?;
     let ns_ino =
         std::fs::File::from(netns.try_clone().map_err(Error::io(p.link))?).metadata().map_err(Error::io(p.link))?.ino();
     let key = (ns_ino, s.family as i32);
-    let keyed = match ids.state::<DumpState>().md5.entry(key) {
+    Ok(match ids.state::<DumpState>().diag.entry(key) {
         std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
         std::collections::hash_map::Entry::Vacant(e) => {
             let own = std::fs::metadata("/proc/self/ns/net").map(|m| m.ino()).ok();
             let within = if own == Some(ns_ino) { None } else { Some(netns.as_fd()) };
             let all = stasis_sys::inet_diag::dump_tcp_with_keys(within, s.family as i32)
                 .map_err(Error::sys(p.pid.0, "listing TCP sockets and their MD5 keys (inet_diag)"))?;
-            e.insert(all.iter().filter(|d| d.md5_keys != 0).map(|d| u64::from(d.ino)).collect())
+            e.insert(all)
         }
-    };
-    if keyed.contains(&s.ino) {
-        return Err(p.unsupported(format!("{}: TCP-MD5 keys (TCP_MD5SIG)", describe(s))));
-    }
-    Ok(())
+    })
 }
 
 /// A connect in progress: nothing to save but the addresses (restore connects again); the
@@ -210,7 +240,6 @@ fn connecting(p: &Probe, s: &mut InetSocket) -> Result<()> {
 /// `udp socket socket:[N] 0.0.0.0:53`, `raw socket ...`: what is refused, by name.
 fn other_kind(family: i32, ty: i32, protocol: i32, at: Option<std::net::SocketAddr>, ino: u64) -> String {
     let kind = match (ty, protocol) {
-        (libc::SOCK_DGRAM, libc::IPPROTO_ICMP) | (libc::SOCK_DGRAM, libc::IPPROTO_ICMPV6) => "ICMP ping socket",
         (libc::SOCK_STREAM, libc::IPPROTO_MPTCP) => "MPTCP socket",
         (libc::SOCK_STREAM, libc::IPPROTO_SCTP) | (libc::SOCK_SEQPACKET, _) => "SCTP socket",
         _ => "IP socket",
@@ -247,19 +276,47 @@ pub(super) fn read_options(p: &Probe, s: &mut InetSocket) -> Result<()> {
     Ok(())
 }
 
-/// A listener: its backlog; connections waiting in its accept queue are refused, or dropped with
-/// `--skip-in-flight`.
+/// A listener: its backlog. Connections waiting in its accept queue, and handshakes in progress
+/// (`SYN-RECV`: the client may already believe itself connected), cannot be put back by a
+/// restore: refused by name, or dropped with `--skip-in-flight`; without it the accept queue is
+/// looked at again at the end of the dump ([`Held::recheck`]).
 fn listener(p: &Probe, ids: &mut FileIds, s: &mut InetSocket, info: &TcpInfo) -> Result<()> {
     s.backlog = info.sacked;
-    if info.unacked == 0 {
-        return Ok(());
+    let here = local(s);
+    let handshakes =
+        diag(p, ids, s)?.iter().filter(|d| d.state == TCP_SYN_RECV && in_handshake_with(d.src, here)).count();
+    let skip = ids.state::<DumpState>().skip_in_flight;
+    if !skip {
+        let mine = p.file.try_clone_to_owned().map_err(Error::io(p.link))?;
+        ids.state::<DumpState>().held.listeners.push((mine, describe(s)));
     }
-    let what = format!("{}: {} connections not yet accepted", describe(s), info.unacked);
-    if !ids.state::<DumpState>().skip_in_flight {
+    let what = match (info.unacked, handshakes) {
+        (0, 0) => return Ok(()),
+        (queued, 0) => format!("{}: {queued} connections not yet accepted", describe(s)),
+        (queued, n) => {
+            format!("{}: {queued} connections not yet accepted and {n} in their handshake (SYN-RECV)", describe(s))
+        }
+    };
+    if !skip {
         return Err(p.unsupported(format!("{what} (dump with --skip-in-flight to drop them)")));
     }
     log::warn!("pid {} fd {}: {what}: dropped (--skip-in-flight), their clients will be reset", p.pid, p.fd);
     Ok(())
+}
+
+/// Whether a connection in its handshake whose local end is `src` came to a listener on `here`
+/// (a listener on a wildcard address takes any address of its port).
+fn in_handshake_with(src: Option<std::net::SocketAddr>, here: Option<std::net::SocketAddr>) -> bool {
+    match (src, here) {
+        (Some(src), Some(here)) => {
+            let v4 = |ip: std::net::IpAddr| match ip {
+                std::net::IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, std::net::IpAddr::V4),
+                v4 => v4,
+            };
+            src.port() == here.port() && (here.ip().is_unspecified() || v4(src.ip()) == v4(here.ip()))
+        }
+        _ => false,
+    }
 }
 
 /// An established connection: refused without `--tcp-established`; else locked, put in repair mode

@@ -1,7 +1,7 @@
 //! TCP sockets over IPv4 and IPv6 (dual-stack included): unbound, bound, listening, and connections
 //! (with `--tcp-established`) established or half-closed (FIN-WAIT-1/2, CLOSE-WAIT, LAST-ACK,
 //! CLOSING), with their integer options, linger, timeouts, congestion control and bound device;
-//! and UDP and UDP-Lite sockets ([`udp`]).
+//! UDP and UDP-Lite sockets ([`udp`]), raw sockets ([`raw`]) and ICMP ping sockets ([`ping`]).
 //!
 //! Dump ([`dump`]) reads a socket through our copy of it: `getsockname`/`getpeername`, `TCP_INFO`
 //! (state, negotiated options, a listener's accept queue and backlog) and the options of [`OPTIONS`].
@@ -23,6 +23,7 @@
 mod dump;
 mod membership;
 mod packet;
+mod ping;
 mod raw;
 mod restore;
 mod udp;
@@ -35,6 +36,8 @@ use std::net::{IpAddr, SocketAddr};
 
 const TCP_ESTABLISHED: u32 = 1;
 const TCP_SYN_SENT: u32 = 2;
+/// A handshake in progress on a listener, as `inet_diag` shows it.
+const TCP_SYN_RECV: u8 = 3;
 const TCP_FIN_WAIT1: u32 = 4;
 const TCP_FIN_WAIT2: u32 = 5;
 const TCP_CLOSE: u32 = 7;
@@ -208,6 +211,7 @@ fn state_name(state: u32) -> &'static str {
 fn kind_name(i: &InetSocket) -> String {
     let proto = match i.protocol as i32 {
         _ if is_raw(i) => "raw",
+        _ if ping::is_ping(i) => "ping",
         libc::IPPROTO_UDP => "udp",
         libc::IPPROTO_UDPLITE => "udplite",
         _ => "tcp",
@@ -272,7 +276,7 @@ fn remote(i: &InetSocket) -> Option<SocketAddr> {
 
 /// TCP sockets, in the table of kinds.
 pub const KIND: super::kinds::Kind = super::kinds::Kind {
-    name: "ip socket (tcp, udp, udplite, raw)",
+    name: "ip socket (tcp, udp, udplite, raw, ping)",
     dump: Some(super::kinds::Dumper {
         claims: |p| std::os::unix::fs::FileTypeExt::is_socket(&p.meta.file_type()) && is_inet(p.file),
         dump,

@@ -36,17 +36,23 @@ pub(super) fn dump(p: &Probe, mut s: InetSocket) -> Result<InetSocket> {
     if let Some((level, opt, size)) = icmp_filter(&s) {
         s.icmp_filter = net::get_bytes(f, level, opt, size).map_err(Error::sys(p.pid.0, "reading the ICMP filter"))?;
     }
-    let meminfo =
-        net::get_bytes(f, libc::SOL_SOCKET, SO_MEMINFO, 4).map_err(Error::sys(p.pid.0, "reading SO_MEMINFO"))?;
-    let queued = meminfo.get(..4).map_or(0, |w| u32::from_ne_bytes([w[0], w[1], w[2], w[3]]));
-    if queued != 0 {
-        let what = format!("{}: packets not read ({queued} bytes of receive memory)", describe(&s));
-        return Err(p.unsupported(what));
-    }
+    refuse_unread(p, &s)?;
     Ok(s)
 }
 
-fn fail(s: &InetSocket, what: &str) -> impl FnOnce(stasis_sys::SysError) -> Error {
+/// Packets waiting to be read on a raw or ping socket are refused by name.
+pub(super) fn refuse_unread(p: &Probe, s: &InetSocket) -> Result<()> {
+    let meminfo =
+        net::get_bytes(p.file, libc::SOL_SOCKET, SO_MEMINFO, 4).map_err(Error::sys(p.pid.0, "reading SO_MEMINFO"))?;
+    let queued = meminfo.get(..4).map_or(0, |w| u32::from_ne_bytes([w[0], w[1], w[2], w[3]]));
+    if queued != 0 {
+        let what = format!("{}: packets not read ({queued} bytes of receive memory)", describe(s));
+        return Err(p.unsupported(what));
+    }
+    Ok(())
+}
+
+pub(super) fn fail(s: &InetSocket, what: &str) -> impl FnOnce(stasis_sys::SysError) -> Error {
     let path = format!("{}: {what}", describe(s));
     move |e| Error::Io { path: format!("{path} ({})", e.call).into(), source: e.source }
 }
@@ -59,20 +65,26 @@ pub(super) fn make(s: &InetSocket) -> Result<OwnedFd> {
     set_icmp_filter(s, f)?;
     super::restore::set_buffers(s, f)?;
     super::restore::set_device(s, f)?;
+    place(s, f, |here| !here.ip().is_unspecified())?;
+    Ok(fd)
+}
+
+/// The end of a raw or ping socket's restore: `bind` to its address (when `bound` says it was
+/// bound), `connect` when it was connected, then the BPF filter.
+pub(super) fn place(s: &InetSocket, f: BorrowedFd<'_>, bound: impl Fn(&std::net::SocketAddr) -> bool) -> Result<()> {
     let bad = || Error::Incompatible {
         file: "files.img".into(),
         what: format!("{}: an address that does not parse", describe(s)),
     };
     let here = local(s).ok_or_else(bad)?;
-    if !here.ip().is_unspecified() {
+    if bound(&here) {
         net::bind(f, &here).map_err(fail(s, "binding it"))?;
     }
     if s.state == TCP_ESTABLISHED {
         let there = remote(s).ok_or_else(bad)?;
         net::connect(f, &there).map_err(fail(s, "connecting it"))?;
     }
-    super::restore::set_filter(s, f)?;
-    Ok(fd)
+    super::restore::set_filter(s, f)
 }
 
 fn set_icmp_filter(s: &InetSocket, f: BorrowedFd<'_>) -> Result<()> {

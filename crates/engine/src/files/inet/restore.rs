@@ -52,6 +52,9 @@ impl Sockets {
         for (id, s) in all.iter().filter(|(_, s)| is_raw(s)) {
             made.insert(*id, super::raw::make(s)?);
         }
+        for (id, s) in all.iter().filter(|(_, s)| super::ping::is_ping(s)) {
+            made.insert(*id, super::ping::make(s)?);
+        }
         for (id, s) in all.iter().filter(|(_, s)| is_tcp(s) && !is_connection(s.state)) {
             made.insert(*id, make_unconnected(s)?);
         }
