@@ -112,17 +112,19 @@ impl Drop for Container {
 /// value counted.
 const COUNTER: &str = "i=0; while true; do i=$((i+1)); echo $i > /tmp/c.new; mv /tmp/c.new /tmp/count; sleep 1; done";
 
-/// A busybox container counting in its own namespaces, or why not.
-fn start_container(dir: &TestDir) -> Result<Container, String> {
+/// A busybox container running `script` in its own namespaces (its root has `/www/index.html`
+/// holding `hello`), or why not.
+fn start_container_with(dir: &TestDir, script: &str) -> Result<Container, String> {
     let runc = stasis_tests::harness::find_program(&["/usr/sbin/runc", "/usr/bin/runc"])?;
     let busybox = stasis_tests::harness::find_program(&["/usr/bin/busybox", "/bin/busybox"])?;
     let bundle = dir.join("bundle");
     let bin = bundle.join("rootfs/bin");
-    for d in [&bin, &bundle.join("rootfs/tmp")] {
+    for d in [&bin, &bundle.join("rootfs/tmp"), &bundle.join("rootfs/www")] {
         std::fs::create_dir_all(d).map_err(|e| format!("{}: {e}", d.display()))?;
     }
     std::fs::copy(&busybox, bin.join("busybox")).map_err(|e| format!("copy busybox: {e}"))?;
-    for tool in ["sh", "sleep", "cat", "mv"] {
+    std::fs::write(bundle.join("rootfs/www/index.html"), "hello\n").map_err(|e| format!("index.html: {e}"))?;
+    for tool in ["sh", "sleep", "cat", "mv", "httpd", "nc"] {
         std::os::unix::fs::symlink("busybox", bin.join(tool)).map_err(|e| format!("link {tool}: {e}"))?;
     }
     let out = Command::new(&runc).arg("spec").current_dir(&bundle).output();
@@ -132,7 +134,7 @@ fn start_container(dir: &TestDir) -> Result<Container, String> {
     let text = text
         .replace("\"terminal\": true", "\"terminal\": false")
         .replace("\"readonly\": true", "\"readonly\": false")
-        .replace("\"sh\"", &format!("\"sh\", \"-c\", \"{COUNTER}\""));
+        .replace("\"sh\"", &format!("\"sh\", \"-c\", \"{script}\""));
     std::fs::write(&config, text).map_err(|e| format!("{}: {e}", config.display()))?;
     let id = dir.path().file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let c = Container { runc, state: dir.join("runc-state"), bundle, id };
@@ -150,7 +152,12 @@ fn start_container(dir: &TestDir) -> Result<Container, String> {
 
 /// The container, counting (at 2 at least), or the reason to skip.
 fn counting(dir: &TestDir) -> Option<Container> {
-    let c = match start_container(dir) {
+    counting_with(dir, COUNTER)
+}
+
+/// [`counting`] with `script`, which must run [`COUNTER`] last.
+fn counting_with(dir: &TestDir, script: &str) -> Option<Container> {
+    let c = match start_container_with(dir, script) {
         Ok(c) => c,
         Err(why) => {
             skip(&format!("no runc container: {why}"));
@@ -219,4 +226,28 @@ fn a_runc_container_checkpointed_with_leave_running_runs_on_and_restores() {
     std::fs::write(c.bundle.join("rootfs/tmp/count"), "0").expect("reset the counter file");
     c.criu(&dir, "restore", &images, &["-d"]);
     expect_counting_on(&c, (before, after));
+}
+
+/// A web server in the container (busybox httpd on 127.0.0.1:8080 of the container's own network
+/// namespace, forked by the shell, which then counts): after the restore, a client run in the
+/// container (`runc exec`) gets the page again, and the counter goes on.
+#[test]
+fn a_runc_container_serving_on_its_loopback_answers_after_the_restore() {
+    let dir = TestDir::new("runc_httpd");
+    let script = format!("httpd -p 127.0.0.1:8080 -h /www; {COUNTER}");
+    let Some(c) = counting_with(&dir, &script) else { return };
+    let get = "echo -e 'GET / HTTP/1.0\\r\\n\\r\\n' | nc 127.0.0.1 8080";
+    let page = c.exec(get);
+    assert!(page.contains("hello"), "the container's server before the checkpoint: {page:?}");
+    let images = dir.join("checkpoint");
+    std::fs::create_dir_all(&images).expect("image dir");
+    let reaper = Container::reaper(c.init_pid());
+    c.criu(&dir, "checkpoint", &images, &[]);
+    reaper.join().expect("the reaper");
+    let at = c.count().expect("the counter at the checkpoint");
+    std::fs::write(c.bundle.join("rootfs/tmp/count"), "0").expect("reset the counter file");
+    c.criu(&dir, "restore", &images, &["-d"]);
+    expect_counting_on(&c, (at, at));
+    let page = c.exec(get);
+    assert!(page.contains("hello"), "the restored container's server: {page:?}");
 }

@@ -178,6 +178,12 @@ pub fn restore(
     host: BorrowedFd<'_>,
     (rename, weak): (&[(String, String)], bool),
 ) -> Result<()> {
+    if ns.links.is_empty() {
+        // Saved empty (`--empty-ns net`, as runc dumps every container): the caller sets the
+        // namespace up; its loopback is brought up, as CRIU does (a container's server on
+        // 127.0.0.1 needs it, and runc configures none).
+        return ip(pid, &["link", "set", "lo", "up"]).map(drop);
+    }
     for l in &ns.links {
         let peer = rename.iter().find(|(n, _)| *n == l.name).map_or(l.peer.as_str(), |(_, p)| p.as_str());
         make_link(pid, l, peer, host)?;

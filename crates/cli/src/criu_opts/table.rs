@@ -415,7 +415,7 @@ pub const OPTIONS: &[Opt] = &[
         Value("NS", Text),
         DUMPS,
         "make this namespace empty at restore (net)",
-        Done("`net`: the network namespace is saved empty, restore makes a new one with only a loopback that is down"),
+        Done("`net`: the network namespace is saved empty, restore makes a new one with only its loopback, up (as CRIU)"),
     ),
     o(
         "ext-mount-map",
