@@ -4,6 +4,7 @@
 mod inventory;
 mod pages;
 mod records;
+mod schema;
 mod show;
 
 use std::path::Path;
