@@ -155,7 +155,8 @@ fill_struct!(Namespace {
     external_key,
     time_offsets,
     cgroup_root,
-    cgroup_roots_v1
+    cgroup_roots_v1,
+    nftables
 });
 fill_struct!(NetLink { name, kind, up, mtu, mac, peer, addrs });
 fill_struct!(Sysctl { path, value });
