@@ -7,7 +7,6 @@
 //! - [`ImageDir`]: an image directory, written file by file and committed with its inventory, or
 //!   opened and verified against it.
 //! - [`PageWriter`], [`ImageDir::open_pages`], [`verify_pages`]: page files and their chunk checksums.
-//! - [`show`]: an image as JSON or as text for a terminal.
 //! - [`wire`]: the page server's framed, checksummed protocol.
 //!
 //! Images are untrusted input: every length is checked against a limit before anything is allocated,
@@ -21,7 +20,9 @@ mod kind;
 mod made;
 pub mod model;
 mod pages;
-pub mod show;
+#[cfg(any(test, feature = "sample"))]
+#[doc(hidden)]
+pub mod sample;
 pub mod wire;
 
 #[cfg(test)]

@@ -5,8 +5,8 @@ use std::fmt::Write;
 
 use super::names;
 use super::{Loaded, Process};
-use crate::model::{FileTable, Inventory, PageMap, TaskCore, Vma};
-use crate::{ImageDir, ImageError, PAGE_SIZE};
+use stasis_image::model::{FileTable, Inventory, PageMap, TaskCore, Vma};
+use stasis_image::{ImageDir, ImageError, PAGE_SIZE};
 
 /// A human-readable summary of the image for a terminal: the header (root pid, tool and format
 /// version, kernel, creation time), then for each process its command, threads, memory areas (with
@@ -39,7 +39,7 @@ pub fn render_text(dir: &ImageDir) -> Result<String, ImageError> {
 
 /// The tree's mount namespace: one line per mount, `  mount 31 (in 27) /m/t tmpfs tmpfs-of-t
 /// root / [ro,nosuid] shared:2 new: 6 entries, 4 KiB of data`.
-fn mount_lines(out: &mut String, ns: &crate::model::MountNs) {
+fn mount_lines(out: &mut String, ns: &stasis_image::model::MountNs) {
     let _ = writeln!(out, "  mnt namespace {}: {} mounts", ns.inode, ns.mounts.len());
     for m in &ns.mounts {
         let mut tags = Vec::new();
@@ -79,7 +79,7 @@ fn mount_lines(out: &mut String, ns: &crate::model::MountNs) {
 }
 
 /// The SysV objects of `ipc.img`: one line per segment, semaphore set and message queue.
-fn sysv_lines(out: &mut String, ipc: &crate::model::IpcImage) {
+fn sysv_lines(out: &mut String, ipc: &stasis_image::model::IpcImage) {
     for s in &ipc.shm {
         let _ = writeln!(
             out,
@@ -112,7 +112,7 @@ fn sysv_lines(out: &mut String, ipc: &crate::model::IpcImage) {
 }
 
 /// The tree's cgroup v2 directories of `pstree.img`: one line per directory with its settings.
-fn cgroup_lines(out: &mut String, set: &crate::model::CgroupSet) {
+fn cgroup_lines(out: &mut String, set: &stasis_image::model::CgroupSet) {
     let plural = if set.dirs.len() == 1 { "y" } else { "ies" };
     let _ = writeln!(out, "  cgroups under {} ({} director{plural}):", set.root, set.dirs.len());
     for d in &set.dirs {
@@ -122,7 +122,7 @@ fn cgroup_lines(out: &mut String, set: &crate::model::CgroupSet) {
 }
 
 /// `net namespace 4026532178: lo 127.0.0.1/8; 1 routes, 412 sysctls, 2 nftables tables`, `uts namespace ...: host "h"`.
-fn namespace_line(ns: &crate::model::Namespace) -> String {
+fn namespace_line(ns: &stasis_image::model::Namespace) -> String {
     let what = match ns.kind.as_str() {
         "uts" => format!("host {:?}, domain {:?}", ns.hostname, ns.domainname),
         "cgroup" => format!("rooted at cgroup {}", ns.cgroup_root),
@@ -234,8 +234,8 @@ fn memory(out: &mut String, vmas: &[Vma], map: &PageMap) {
             "    {in_parent} more pages in the parent image; {tracked} areas write-tracked for the next round"
         );
     }
-    if crate::compress::is_compressed(map) {
-        let stored = crate::compress::stored_bytes(map);
+    if stasis_image::compress::is_compressed(map) {
+        let stored = stasis_image::compress::stored_bytes(map);
         let ratio = if stored == 0 { 0.0 } else { dumped as f64 / stored as f64 };
         let _ = writeln!(
             out,
@@ -293,7 +293,7 @@ fn fds(out: &mut String, p: &Process, files: &FileTable) {
                 for line in names::file_details(file) {
                     let _ = writeln!(out, "            {line}");
                 }
-                if let Some(crate::model::FileKind::UnixSocket(u)) = &file.kind {
+                if let Some(stasis_image::model::FileKind::UnixSocket(u)) = &file.kind {
                     let _ = writeln!(out, "            {}", names::unix_socket(u));
                 }
             }
@@ -357,7 +357,7 @@ fn limits(out: &mut String, core: &TaskCore) {
 
 #[cfg(test)]
 mod tests {
-    use crate::model::{IpcImage, MsgQueue, SemSet, SysvMessage};
+    use stasis_image::model::{IpcImage, MsgQueue, SemSet, SysvMessage};
 
     #[test]
     fn sysv_sets_and_queues_are_listed() {

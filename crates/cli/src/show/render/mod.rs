@@ -8,11 +8,14 @@ mod names;
 mod pty;
 mod text;
 
+#[cfg(test)]
+mod tests;
+
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use crate::model::{FdTable, FileTable, Inventory, MmImage, PageMap, ProcessEntry, PsTree, TaskCore};
-use crate::{validate_pagemap, ImageDir, ImageError, ImageKind, PAGE_SIZE};
+use stasis_image::model::{FdTable, FileTable, Inventory, MmImage, PageMap, ProcessEntry, PsTree, TaskCore};
+use stasis_image::{validate_pagemap, ImageDir, ImageError, ImageKind, PAGE_SIZE};
 
 pub use text::render_text;
 
@@ -31,7 +34,7 @@ pub(crate) struct Loaded {
     pub(crate) pstree: PsTree,
     pub(crate) processes: Vec<Process>,
     pub(crate) files: FileTable,
-    pub(crate) ipc: crate::model::IpcImage,
+    pub(crate) ipc: stasis_image::model::IpcImage,
 }
 
 impl Loaded {
@@ -100,9 +103,9 @@ fn pagemap_summary(map: &PageMap) -> Value {
     summary.insert("tracked_ranges".into(), map.tracked.len().into());
     let punched: u64 = map.punched.iter().map(|r| r.nr_pages).sum();
     summary.insert("punched_pages".into(), punched.into());
-    let compressed = crate::compress::is_compressed(map);
+    let compressed = stasis_image::compress::is_compressed(map);
     summary.insert("compression".into(), if compressed { "zstd" } else { "none" }.into());
-    let stored = crate::compress::stored_bytes(map);
+    let stored = stasis_image::compress::stored_bytes(map);
     summary.insert("stored_bytes".into(), stored.into());
     if compressed {
         summary.insert("frame_sizes".into(), map.frame_sizes.clone().into());

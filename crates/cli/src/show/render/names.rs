@@ -1,7 +1,7 @@
 //! Names and formats for the text summary: signals, resource limits, protections, open flags,
 //! sizes and times.
 
-use crate::model::{
+use stasis_image::model::{
     FileEntry, FileKind, UnixSocket, VmaKind, FANOTIFY_MARK_FILESYSTEM, FANOTIFY_MARK_INODE, FANOTIFY_MARK_MOUNT,
 };
 
@@ -231,7 +231,7 @@ pub(super) fn unix_name(name: &[u8]) -> String {
 }
 
 /// `tcp`, `tcp6`, `udp`, `udp6`, `udplite`, `udplite6`.
-fn inet_kind(i: &crate::model::InetSocket) -> &'static str {
+fn inet_kind(i: &stasis_image::model::InetSocket) -> &'static str {
     match (i.protocol, i.family == 10) {
         (17, false) => "udp",
         (17, true) => "udp6",
@@ -244,7 +244,7 @@ fn inet_kind(i: &crate::model::InetSocket) -> &'static str {
 
 /// One line on a TCP or UDP socket: addresses, state, bytes queued both ways (datagrams queued
 /// with their sources), shutdown, the options set.
-pub(super) fn inet_socket(i: &crate::model::InetSocket) -> String {
+pub(super) fn inet_socket(i: &stasis_image::model::InetSocket) -> String {
     let at = |addr: &str, port: u32| match addr.contains(':') {
         true => format!("[{addr}]:{port}"),
         false => format!("{addr}:{port}"),
@@ -300,7 +300,7 @@ pub(super) fn inet_socket(i: &crate::model::InetSocket) -> String {
         let mode = if m.include { "include" } else { "exclude" };
         out.push_str(&format!(" member {} on if {} ({mode} [{}])", m.group, m.ifindex, m.sources.join(" ")));
     }
-    let default = |o: &&crate::model::SockOpt| o.value == 0 || o.name == "SO_PEEK_OFF" && o.value == -1;
+    let default = |o: &&stasis_image::model::SockOpt| o.value == 0 || o.name == "SO_PEEK_OFF" && o.value == -1;
     let set: Vec<String> =
         i.options.iter().filter(|o| !default(o)).map(|o| format!("{}={}", o.name, o.value)).collect();
     if !set.is_empty() {
@@ -430,7 +430,7 @@ mod tests {
 #[cfg(test)]
 mod watch_tests {
     use super::*;
-    use crate::model::{EpollFile, EpollWatch, FanotifyFile, FanotifyMark, FifoFile};
+    use stasis_image::model::{EpollFile, EpollWatch, FanotifyFile, FanotifyMark, FifoFile};
 
     #[test]
     fn details_of_watching_files() {
@@ -486,7 +486,7 @@ mod watch_tests {
 
 /// The socket-level settings of a packet or netlink socket that are set: ` filter N instructions
 /// locked linger 3 device lo`, or nothing.
-fn socket_level(l: Option<&crate::model::SocketLevel>) -> String {
+fn socket_level(l: Option<&stasis_image::model::SocketLevel>) -> String {
     let Some(l) = l else { return String::new() };
     let mut out = String::new();
     if !l.filter.is_empty() {
@@ -503,7 +503,7 @@ fn socket_level(l: Option<&crate::model::SocketLevel>) -> String {
 }
 
 /// One line on a netlink socket: protocol, port id, groups, destination, options set.
-fn netlink_socket(n: &crate::model::NetlinkSocket) -> String {
+fn netlink_socket(n: &stasis_image::model::NetlinkSocket) -> String {
     let proto = match n.protocol {
         0 => "route".to_string(),
         4 => "sock_diag".to_string(),

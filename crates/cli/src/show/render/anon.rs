@@ -1,7 +1,7 @@
 //! Text details of event fds, signal fds, timer fds, pidfds, message queues and POSIX timers for
 //! `stasis show`.
 
-use crate::model::{FileEntry, FileKind, PosixTimer, TaskCore};
+use stasis_image::model::{FileEntry, FileKind, PosixTimer, TaskCore};
 use std::fmt::Write;
 
 /// What `stasis show` prints after the flags of an fd of one of these kinds; empty for others.

@@ -1,6 +1,6 @@
 //! Text details of pseudo-terminal ends and controlling terminals for `stasis show`.
 
-use crate::model::{FileEntry, FileKind, ProcessEntry};
+use stasis_image::model::{FileEntry, FileKind, ProcessEntry};
 
 /// The controlling terminal of a process (`ctty 136:3  foreground group 42`), or `None`.
 pub(super) fn ctty_line(e: &ProcessEntry) -> Option<String> {

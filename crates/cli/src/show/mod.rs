@@ -4,7 +4,9 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Args;
-use stasis_image::{show, ImageDir};
+use stasis_image::ImageDir;
+
+mod render;
 
 /// Options of `stasis show`.
 #[derive(Args, Debug)]
@@ -22,9 +24,9 @@ pub fn run(args: &ShowArgs) -> anyhow::Result<u8> {
     let shown = || format!("show {}", args.dir.display());
     let dir = ImageDir::open(&args.dir).with_context(shown)?;
     if args.json {
-        crate::print_json(&show::to_json(&dir).with_context(shown)?);
+        crate::print_json(&render::to_json(&dir).with_context(shown)?);
     } else {
-        print!("{}", show::render_text(&dir).with_context(shown)?);
+        print!("{}", render::render_text(&dir).with_context(shown)?);
     }
     Ok(0)
 }

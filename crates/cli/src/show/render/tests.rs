@@ -1,9 +1,11 @@
-//! `show`: the JSON value and the text summary of a sample image.
+//! The JSON value and the text summary of a sample image.
 
 use std::fs;
 
-use super::*;
-use crate::show::{render_text, to_json};
+use stasis_image::sample::*;
+use stasis_image::{ImageDir, ImageKind};
+
+use super::{render_text, to_json};
 
 #[test]
 fn json_has_every_file() {
@@ -76,4 +78,24 @@ fn show_works_on_an_image_being_written() {
     dir.write_records(ImageKind::PsTree, None, &[sample_pstree()]).unwrap();
     let e = to_json(&dir).unwrap_err().to_string();
     assert!(e.contains("inventory.img: i/o error"), "{e}");
+}
+
+/// The text and the JSON of the sample image are exactly those recorded in `golden/` (the directory
+/// name aside). `STASIS_BLESS=1` rewrites them, for a deliberate change of the output.
+#[test]
+fn output_is_unchanged() {
+    let tmp = tempfile::tempdir().unwrap();
+    write_image(tmp.path(), 5, 8192);
+    let dir = ImageDir::open(tmp.path()).unwrap();
+    let text = render_text(&dir).unwrap().replacen(&tmp.path().display().to_string(), "DIR", 1);
+    let json = serde_json::to_string_pretty(&to_json(&dir).unwrap()).unwrap() + "\n";
+    let golden = concat!(env!("CARGO_MANIFEST_DIR"), "/src/show/render/golden/");
+    for (name, got) in [("sample.txt", text), ("sample.json", json)] {
+        let path = format!("{golden}{name}");
+        if std::env::var_os("STASIS_BLESS").is_some() {
+            fs::write(&path, &got).unwrap();
+        }
+        let want = fs::read_to_string(&path).unwrap();
+        assert!(want == got, "{name} changed; now:\n{got}");
+    }
 }
