@@ -115,6 +115,11 @@ const COUNTER: &str = "i=0; while true; do i=$((i+1)); echo $i > /tmp/c.new; mv 
 /// A busybox container running `script` in its own namespaces (its root has `/www/index.html`
 /// holding `hello`), or why not.
 fn start_container_with(dir: &TestDir, script: &str) -> Result<Container, String> {
+    start_container_writing(dir, script, Stdio::null())
+}
+
+/// [`start_container_with`], the container's stdout `stdout`.
+fn start_container_writing(dir: &TestDir, script: &str, stdout: Stdio) -> Result<Container, String> {
     let runc = stasis_tests::harness::find_program(&["/usr/sbin/runc", "/usr/bin/runc"])?;
     let busybox = stasis_tests::harness::find_program(&["/usr/bin/busybox", "/bin/busybox"])?;
     let bundle = dir.join("bundle");
@@ -142,7 +147,7 @@ fn start_container_with(dir: &TestDir, script: &str) -> Result<Container, String
     // never end; runc's own errors go to its log).
     let log = dir.join("runc-run.log");
     let mut run = c.runc();
-    run.arg("--log").arg(&log).args(["run", "-d", &c.id]).stdout(Stdio::null()).stderr(Stdio::null());
+    run.arg("--log").arg(&log).args(["run", "-d", &c.id]).stdout(stdout).stderr(Stdio::null());
     let status = run.status().map_err(|e| format!("runc run: {e}"))?;
     if !status.success() {
         return Err(format!("runc run failed: {}", std::fs::read_to_string(&log).unwrap_or_default().trim()));
@@ -250,4 +255,37 @@ fn a_runc_container_serving_on_its_loopback_answers_after_the_restore() {
     expect_counting_on(&c, (at, at));
     let page = c.exec(get);
     assert!(page.contains("hello"), "the restored container's server: {page:?}");
+}
+
+/// A container whose stdout is a file of the host (outside its mount namespace, where its restore
+/// could not open it again): the checkpoint is refused naming the fd and the file, and the
+/// container runs on.
+#[test]
+fn a_runc_container_writing_to_a_host_file_is_refused_and_runs_on() {
+    let dir = TestDir::new("runc_hostfile");
+    let out = dir.join("container-stdout.txt");
+    let file = std::fs::File::create(&out).expect("the host file");
+    let c = match start_container_writing(&dir, COUNTER, Stdio::from(file)) {
+        Ok(c) => c,
+        Err(why) => return skip(&format!("no runc container: {why}")),
+    };
+    let at = c.next_count(None);
+    let images = dir.join("checkpoint");
+    std::fs::create_dir_all(&images).expect("image dir");
+    let run = c
+        .runc()
+        .arg("--criu")
+        .arg(Stasis::locate().bin())
+        .args(["checkpoint", "--image-path", images.to_str().unwrap(), "--work-path", images.to_str().unwrap()])
+        .arg(&c.id)
+        .output()
+        .expect("runc checkpoint");
+    assert!(!run.status.success(), "the checkpoint of a container writing to a host file succeeded");
+    let log = std::fs::read_to_string(images.join("dump.log")).unwrap_or_default();
+    assert!(
+        log.contains("container-stdout.txt") && log.contains("not at that path in its mount namespace"),
+        "the refusal does not name the file: {log}"
+    );
+    assert_eq!(c.status(), "running", "the refused checkpoint stopped the container");
+    assert!(c.next_count(Some(at)) > at, "the container does not count on");
 }

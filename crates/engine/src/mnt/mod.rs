@@ -194,7 +194,9 @@ pub fn precheck(pid: i32, external: &[(String, String)]) -> Result<()> {
     if ns_inode(pid)? != ns_inode(std::process::id() as i32)? {
         let mounts = plan(pid, external)?;
         // The terminals' own stage would fail on such a pty first, less clearly.
-        check_ptys(&descendants(pid), &mounts)?;
+        let pids = descendants(pid);
+        check_ptys(&pids, &mounts)?;
+        check_files_inside(&pids)?;
     }
     Ok(())
 }
@@ -291,6 +293,7 @@ pub fn dump(pids: &[i32], external: &[(String, String)]) -> Result<Option<MountN
     }
     let mut mounts = plan(root, external)?;
     check_ptys(pids, &mounts)?;
+    check_files_inside(pids)?;
     for m in mounts.iter_mut().filter(|m| m.how == "new" && m.fstype == "tmpfs") {
         m.contents = tmpfs::dump(root, m)?;
     }
@@ -391,6 +394,37 @@ fn bind_source(info: &Info, done: &[Mount]) -> Option<u32> {
 }
 
 /// A devpts of the namespace whose ptys the tree holds is refused.
+/// Every file the tree's processes hold open by a path (an fd whose link is a path, not a memfd's
+/// nor an unlinked file's) is that same file at that path in the tree's namespace, where restore
+/// opens it again. One that is not (a file of stasis's namespace the tree was handed, such as
+/// runc's stdout redirected to a host file) is refused by name, before the tree is touched: a
+/// container killed by its dump would be lost.
+fn check_files_inside(pids: &[i32]) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    for &pid in pids {
+        let dir = format!("/proc/{pid}/fd");
+        let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+        for entry in entries.flatten() {
+            let Ok(link) = std::fs::read_link(entry.path()) else { continue };
+            let path = link.to_string_lossy();
+            if !path.starts_with('/') || path.starts_with("/memfd:") || path.ends_with(" (deleted)") {
+                continue;
+            }
+            let Ok(file) = std::fs::metadata(entry.path()) else { continue };
+            let there = std::fs::metadata(format!("/proc/{pid}/root{path}"));
+            if there.is_ok_and(|m| (m.dev(), m.ino()) == (file.dev(), file.ino())) {
+                continue;
+            }
+            let fd = entry.file_name().to_string_lossy().into_owned();
+            let what = format!(
+                "fd {fd} on {path}, a file that is not at that path in its mount namespace (it was opened outside it): it could not be opened again there"
+            );
+            return Err(Error::Unsupported { pid: Pid(pid), what });
+        }
+    }
+    Ok(())
+}
+
 fn check_ptys(pids: &[i32], mounts: &[Mount]) -> Result<()> {
     for m in mounts.iter().filter(|m| m.fstype == "devpts" && m.how == "new") {
         let prefix = format!("{}/", m.point.trim_end_matches('/'));
