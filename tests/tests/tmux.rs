@@ -118,7 +118,14 @@ fn tmux_session_survives_a_checkpoint() {
         dir.fail(&format!("dump of the tmux server failed:\n{}", dumped.describe()));
     }
     let deadline = Instant::now() + Duration::from_secs(10);
-    // The killed tree's processes are this test's children now (it is a child subreaper).
+    // The killed tree's processes are this test's children now (it is a child subreaper): those
+    // listed before the dump and those the dump saved (the counter's `sleep` changes every 0.2 s).
+    let mut tree = tree;
+    let saved = std::fs::read_dir(&images).into_iter().flatten().flatten().filter_map(|e| {
+        let name = e.file_name().to_string_lossy().into_owned();
+        name.strip_prefix("core-")?.strip_suffix(".img")?.parse::<i32>().ok()
+    });
+    tree.extend(saved);
     while !tree.iter().all(|&p| server_gone(p)) && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(20));
     }

@@ -50,6 +50,23 @@ pub fn parse(text: &str) -> Vec<CgroupV1Path> {
         .collect()
 }
 
+/// Leave out of `tasks` (every task of the tree) the hierarchies where each task is in stasis's own
+/// cgroup (`ours`: the text of our `/proc/self/cgroup`): membership the tree inherited, which a
+/// restore leaves to the restoring stasis's (as before v1 was saved), so that a restore in a place
+/// without that hierarchy (a mount namespace that hides it) is not refused for it.
+pub fn drop_inherited(tasks: &mut [&mut Vec<CgroupV1Path>], ours: &str) {
+    let mut hierarchies: Vec<String> = tasks.iter().flat_map(|t| t.iter().map(|p| p.controllers.clone())).collect();
+    hierarchies.sort_unstable();
+    hierarchies.dedup();
+    for h in hierarchies {
+        let Some(mine) = path_in(ours, &h) else { continue };
+        let inherited = tasks.iter().all(|t| t.iter().filter(|p| p.controllers == h).all(|p| p.path == mine));
+        if inherited {
+            tasks.iter_mut().for_each(|t| t.retain(|p| p.controllers != h));
+        }
+    }
+}
+
 /// The tree's directories of every hierarchy its tasks (`tasks`: each task's v1 paths) are in,
 /// with their settings where the hierarchy is mounted here.
 pub fn dump_sets(tasks: &[&[CgroupV1Path]]) -> Vec<CgroupV1Set> {
@@ -142,6 +159,17 @@ mod tests {
         assert_eq!(got, [("name=systemd".into(), "/ctr".into()), ("cpu,cpuacct".into(), "/a/b".into())]);
         assert_eq!(path_in(text, "cpu,cpuacct"), Some("/a/b"));
         assert_eq!(path_in(text, "cpu"), None);
+    }
+
+    #[test]
+    fn a_hierarchy_where_every_task_is_in_our_cgroup_is_left_out() {
+        let p = |c: &str, path: &str| CgroupV1Path { controllers: c.into(), path: path.into() };
+        let mut a = vec![p("pids", "/"), p("memory", "/job")];
+        let mut b = vec![p("pids", "/"), p("memory", "/")];
+        let ours = "8:pids:/\n4:memory:/\n0::/\n";
+        drop_inherited(&mut [&mut a, &mut b], ours);
+        assert_eq!(a, [p("memory", "/job")]);
+        assert_eq!(b, [p("memory", "/")], "kept where another task is elsewhere");
     }
 
     #[test]

@@ -166,7 +166,7 @@ fn dump_with<'env>(
     let needs_helpers = !helpers.groups.is_empty() || !helpers.sessions.is_empty();
     let members = (&tree[..], &zombie_pids[..], ours, needs_helpers);
     let frozen = (frozen_at, (prev.as_deref_mut(), adopted), &mut kept);
-    let (dumped, files, ipc, held, namespaces) =
+    let (mut dumped, files, ipc, held, namespaces) =
         match dump_frozen(pool, root, (dir, sink), members, opts, progress, frozen) {
             Ok(done) => done,
             Err(e) => return Err(explain(pool, &tree, e, progress)),
@@ -212,6 +212,13 @@ fn dump_with<'env>(
     let pages: u64 = dumped.iter().map(|d| d.page_bytes).sum::<u64>() / stasis_image::PAGE_SIZE;
     let pages_in_parent = dumped.iter().flat_map(|d| &d.c.in_parent).map(|r| r.nr_pages).sum();
     let root_ns = ns::NsSet::of_root(&dumped[0].c.process);
+    let ours = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
+    let mut v1: Vec<_> = dumped
+        .iter_mut()
+        .flat_map(|d| std::iter::once(&mut d.c.core).chain(&mut d.c.threads))
+        .map(|t| &mut t.cgroups_v1)
+        .collect();
+    cgroups::v1::drop_inherited(&mut v1, &ours);
     let cgroups = dump_cgroups(&dumped, &namespaces, opts);
     let tree_img = (zombies, helpers, namespaces, (cgroups, mounts));
     let lock = lock.filter(|_| !opts.keeps_tree());
