@@ -72,3 +72,31 @@ fn procs_of_the_tree_s_pid_namespace() {
     let Some(mut run) = case.start() else { return };
     case.checkpoint_restore_init(&mut run);
 }
+
+/// `--skip-mnt POINT`: the tmpfs at POINT and the one under it are not saved and not made again;
+/// the workload checks every other mount and that those two are gone. Leaving out a mount whose
+/// file the tree holds open is refused by name, naming the fd and the mount, and the tree runs on.
+#[test]
+fn skip_mnt_leaves_a_mount_and_its_submounts_out() {
+    let case = Case::new("mnt_ns_skip", Workload::new("mnt_ns", env!("CARGO_BIN_EXE_mnt_ns")).arg("skip"));
+    let Some(mut run) = case.start() else { return };
+    let point = format!("{}/m/skip", case.dir.work().display());
+    let images = case.images("images");
+    case.dump_ok(&run, &images, &["--skip-mnt", &point]);
+    case.reap_dumped(&mut run);
+    let mut restored = case.restore_ok(&images, run.pid(), &[]);
+    case.finish(&mut restored);
+}
+
+#[test]
+fn skip_mnt_of_a_mount_in_use_is_refused_by_name() {
+    let w = Workload::new("mnt_ns", env!("CARGO_BIN_EXE_mnt_ns")).arg("skip-held");
+    let case = Case::new("mnt_ns_skip_held", w);
+    let Some(mut run) = case.start() else { return };
+    let point = format!("{}/m/skip", case.dir.work().display());
+    let r = case.dump(&run, &case.images("images"), &["--skip-mnt", &point], &[]);
+    let sub = format!("{point}/sub");
+    case.expect_failed(&r, "dump", &[&["fd "], &[&sub], &["--skip-mnt leaves out"], &["not supported"]]);
+    case.expect_untouched(&run);
+    case.finish(&mut run);
+}

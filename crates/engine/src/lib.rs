@@ -151,6 +151,9 @@ pub struct DumpOptions {
     /// `--external mnt[POINT]:KEY`: the mount at POINT of the tree's mount namespace is not
     /// saved; restore takes it from the path given for KEY (see [`mnt`]).
     pub ext_mounts: Vec<(String, String)>,
+    /// `--skip-mnt POINT`: the mount at POINT of the tree's mount namespace, and those under it,
+    /// are not saved (and not made at restore); refused while the tree uses a file of them.
+    pub skip_mounts: Vec<String>,
     /// Called once the image is complete in `dir` (inventory written) while the tree is still
     /// frozen, before it is killed (see [`Handoff`]); `None` for a plain dump.
     pub handoff: Option<Handoff>,

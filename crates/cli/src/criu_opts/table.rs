@@ -428,7 +428,17 @@ pub const OPTIONS: &[Opt] = &[
              `KEY:PATH`: it is a copy of PATH; `auto` is refused",
         ),
     ),
-    o("skip-mnt", None, Value("MOUNT", Path), DUMPS, "do not dump this mount", NotBuilt("skipping a mount")),
+    o(
+        "skip-mnt",
+        None,
+        Value("MOUNT", Path),
+        DUMPS,
+        "do not dump this mount",
+        Done(
+            "the mount at that point of the tree's mount namespace and the mounts under it are not saved, so \
+             restore does not make them; refused while the tree holds a file, mapping, cwd or root of them",
+        ),
+    ),
     o("enable-external-sharing", None, Flag, D_R, "allow external shared mounts", NotBuilt("propagation shared with the host's mounts")),
     o("enable-external-masters", None, Flag, D_R, "allow mounts with external masters", NotBuilt("propagation shared with the host's mounts")),
     // restore.
