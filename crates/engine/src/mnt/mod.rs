@@ -21,8 +21,11 @@
 //! mapping, its working or root directory on one of them.
 //!
 //! Anything else is refused by name, naming its mount point and type. Propagation is kept within
-//! the namespace (peer groups and masters between its mounts); a peer group or master shared with
-//! stasis's own namespace, or with nothing the namespace holds, is refused.
+//! the namespace (peer groups and masters between its mounts). A peer group shared with stasis's
+//! own namespace, or a master outside the namespace, is refused unless `--enable-external-sharing`
+//! / `--enable-external-masters` allow it for a mount restore copies from an outside path (`root`,
+//! `host`, `external`; a shared root cannot be): the copy joins that path's group, and stays its
+//! peer or becomes its slave (`shared_outside`, `master_outside`).
 //!
 //! Restore ([`restore`]) builds the namespace on the calling thread, then goes back to stasis's:
 //! the files are opened and the root is forked inside it ([`Built::inside`]); a proc of the root's
@@ -55,6 +58,21 @@ pub fn seen_by(pid: Pid, path: &str) -> std::path::PathBuf {
         return path.into();
     }
     format!("/proc/{pid}/root{path}").into()
+}
+
+/// What the dump's options say of the tree's mounts.
+#[derive(Clone, Copy, Default)]
+pub struct Rules<'a> {
+    /// `--external mnt[POINT]:KEY`: (POINT, KEY).
+    pub external: &'a [(String, String)],
+    /// `--skip-mnt POINT`.
+    pub skip: &'a [String],
+    /// `--enable-external-sharing`: a `root`, `host` or `external` mount may be in a peer group
+    /// with mounts outside the namespace (restore makes it a peer of its copied path's mount).
+    pub sharing: bool,
+    /// `--enable-external-masters`: a `root`, `host` or `external` mount may be a slave of a peer
+    /// group outside the namespace (restore makes it a slave of its copied path's group).
+    pub masters: bool,
 }
 
 /// The filesystem types made again as new superblocks.
@@ -194,11 +212,11 @@ fn read_mountinfo(pid: &str) -> Result<Vec<Info>> {
 
 /// Before the tree is frozen: the mounts of `pid`'s mount namespace, if it has one of its own,
 /// are all of kinds stasis makes again (see [`dump`]; the tree then runs on untouched).
-pub fn precheck(pid: i32, external: &[(String, String)], skip: &[String]) -> Result<()> {
+pub fn precheck(pid: i32, rules: Rules) -> Result<()> {
     if ns_inode(pid)? == ns_inode(std::process::id() as i32)? {
-        no_own_ns(pid, external, skip)?;
+        no_own_ns(pid, rules.external, rules.skip)?;
     } else {
-        let (mounts, skipped) = plan(pid, external, skip)?;
+        let (mounts, skipped) = plan(pid, rules)?;
         // The terminals' own stage would fail on such a pty first, less clearly.
         let pids = descendants(pid);
         check_ptys(&pids, &mounts)?;
@@ -265,7 +283,8 @@ fn own_pid_ns(pid: i32) -> Result<Option<u64>> {
 
 /// Each mount of the mount namespace of `root` and how it is made again (without contents), and
 /// the mounts `--skip-mnt` leaves out (those at a point of `skip`, and the mounts under them).
-fn plan(root: i32, external: &[(String, String)], skip: &[String]) -> Result<(Vec<Mount>, Vec<Info>)> {
+fn plan(root: i32, rules: Rules) -> Result<(Vec<Mount>, Vec<Info>)> {
+    let (external, skip) = (rules.external, rules.skip);
     // Its mountinfo is relative to its root: the namespace's own, or it could not be made again.
     let link = format!("/proc/{root}/root");
     let dir = std::fs::read_link(&link).map_err(Error::io(&link))?;
@@ -283,7 +302,7 @@ fn plan(root: i32, external: &[(String, String)], skip: &[String]) -> Result<(Ve
     let (infos, skipped) = leave_out(root, infos, skip)?;
     let mut mounts: Vec<Mount> = Vec::new();
     for (i, info) in infos.iter().enumerate() {
-        let m = describe(root, info, i == 0, (&mounts, &infos), (&host, external), pid_ns)?;
+        let m = describe(root, info, i == 0, (&mounts, &infos), (&host, rules), pid_ns)?;
         mounts.push(m);
     }
     // As CRIU: engines name every path they may have bind-mounted (runc its masked paths).
@@ -365,9 +384,8 @@ fn check_skipped(pids: &[i32], skipped: &[Info]) -> Result<()> {
 }
 
 /// The tree's own mount namespace (see the module docs), None when it is stasis's; `pids`: every
-/// process of the tree, the root first; `external`: `--external mnt[POINT]:KEY`; `skip`: the
-/// points of `--skip-mnt`.
-pub fn dump(pids: &[i32], external: &[(String, String)], skip: &[String]) -> Result<Option<MountNs>> {
+/// process of the tree, the root first; `rules`: what the options say of its mounts.
+pub fn dump(pids: &[i32], rules: Rules) -> Result<Option<MountNs>> {
     let root = pids[0];
     let ours = ns_inode(std::process::id() as i32)?;
     let theirs = ns_inode(root)?;
@@ -378,9 +396,9 @@ pub fn dump(pids: &[i32], external: &[(String, String)], skip: &[String]) -> Res
         }
     }
     if theirs == ours {
-        return no_own_ns(root, external, skip).map(|()| None);
+        return no_own_ns(root, rules.external, rules.skip).map(|()| None);
     }
-    let (mut mounts, skipped) = plan(root, external, skip)?;
+    let (mut mounts, skipped) = plan(root, rules)?;
     check_ptys(pids, &mounts)?;
     check_skipped(pids, &skipped)?;
     check_files_inside(pids)?;
@@ -397,23 +415,13 @@ fn describe(
     info: &Info,
     is_root: bool,
     (done, infos): (&[Mount], &[Info]),
-    (host, external): (&[Info], &[(String, String)]),
+    (host, rules): (&[Info], Rules),
     pid_ns: Option<u64>,
 ) -> Result<Mount> {
     let refuse =
         |why: String| Error::Unsupported { pid: Pid(pid), what: format!("the mount at {}: {why}", info.point) };
     if info.propagate_from != 0 {
         return Err(refuse(format!("propagation from peer group {} outside the namespace", info.propagate_from)));
-    }
-    let shares_with_host = |g: u32| {
-        g != 0 && host.iter().any(|h| h.shared == g) && !infos.iter().any(|i| i.shared == g && i.id != info.id)
-    };
-    let in_host = |g: u32| g != 0 && host.iter().any(|h| h.shared == g);
-    if in_host(info.shared) || shares_with_host(info.master) || in_host(info.master) {
-        return Err(refuse("propagation shared with stasis's mount namespace".into()));
-    }
-    if info.master != 0 && !infos.iter().any(|i| i.shared == info.master) {
-        return Err(refuse(format!("a master peer group {} outside the namespace", info.master)));
     }
     let mut m = Mount {
         id: info.id,
@@ -431,7 +439,7 @@ fn describe(
         ..Default::default()
     };
     let same_in_host = |h: &&Info| h.dev == info.dev && h.root == info.root && h.fstype == info.fstype;
-    if let Some((_, key)) = external.iter().find(|(p, _)| *p == info.point) {
+    if let Some((_, key)) = rules.external.iter().find(|(p, _)| *p == info.point) {
         (m.how, m.external_key) = ("external".into(), key.clone());
     } else if is_root {
         m.how = "root".into();
@@ -466,7 +474,57 @@ fn describe(
             info.fstype, info.source, info.point
         )));
     }
+    (m.shared_outside, m.master_outside) = outside_propagation(info, &m, infos, (host, rules)).map_err(refuse)?;
     Ok(m)
+}
+
+/// Whether the peer group and the master of mount `m` are outside the namespace (in stasis's
+/// namespace, or for a master, in no mount of the namespace), which only a copy of an outside path
+/// can keep (restore makes it a peer or a slave of that path's group), and only with
+/// `--enable-external-sharing` / `--enable-external-masters`; the reason otherwise.
+fn outside_propagation(
+    info: &Info,
+    m: &Mount,
+    infos: &[Info],
+    (host, rules): (&[Info], Rules),
+) -> std::result::Result<(bool, bool), String> {
+    let in_host = |g: u32| g != 0 && host.iter().any(|h| h.shared == g);
+    let shared_out = in_host(info.shared);
+    let master_out = info.master != 0 && (in_host(info.master) || !infos.iter().any(|i| i.shared == info.master));
+    if !shared_out && !master_out {
+        return Ok((false, false));
+    }
+    let copy = matches!(m.how.as_str(), "root" | "host" | "external");
+    let (option, what, group) = match shared_out {
+        true => ("--enable-external-sharing", "a peer group", info.shared),
+        false => ("--enable-external-masters", "a master peer group", info.master),
+    };
+    if shared_out && !rules.sharing || master_out && !rules.masters {
+        return Err(format!("{what} {group} outside the namespace (shared with stasis's mount namespace or beyond; {option} allows it for the root, external mounts and copies of stasis's)"));
+    }
+    if !copy {
+        return Err(format!("{what} {group} outside the namespace: only the root, an external mount or a copy of stasis's can keep it ({option})"));
+    }
+    if shared_out && m.how == "root" {
+        return Err(format!("{what} {group} outside the namespace: the root mount cannot stay shared (pivot_root refuses a shared root)"));
+    }
+    // The copy restore makes joins the group of the mount it copies: at the dump, for a copy of
+    // stasis's own mount, that is this group (a path given at restore is checked there).
+    let source = match m.how.as_str() {
+        "host" => host.iter().rev().find(|h| h.point == info.point),
+        "root" if m.bind_of == 1 => host.iter().rev().find(|h| h.point == "/"),
+        _ => None,
+    };
+    if let Some(h) = source {
+        let joins = |g: u32| h.shared == g || h.master == g;
+        if shared_out && h.shared != info.shared || master_out && !joins(info.master) {
+            return Err(format!(
+                "{what} {group} outside the namespace, other than that of stasis's mount at {} (shared:{} master:{})",
+                h.point, h.shared, h.master
+            ));
+        }
+    }
+    Ok((shared_out, master_out))
 }
 
 /// The earlier mount a bind mount is copied from: of the same filesystem, with a root at or above
