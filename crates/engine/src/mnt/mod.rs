@@ -352,13 +352,7 @@ fn check_skipped(pids: &[i32], skipped: &[Info]) -> Result<()> {
         what: format!("{what} on the mount at {} that --skip-mnt leaves out", m.point),
     };
     for &pid in pids {
-        let dir = format!("/proc/{pid}/fdinfo");
-        let entries = match std::fs::read_dir(&dir) {
-            Ok(e) => e,
-            // A process that exited before the tree was frozen.
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-            Err(e) => return Err(Error::io(&dir)(e)),
-        };
+        let Some(entries) = fd_dir(pid, "fdinfo")? else { continue };
         for entry in entries.flatten() {
             let text = std::fs::read_to_string(entry.path()).unwrap_or_default();
             let id = text.lines().find_map(|l| l.strip_prefix("mnt_id:")).and_then(|v| v.trim().parse::<u32>().ok());
@@ -541,6 +535,17 @@ fn bind_source(info: &Info, done: &[Mount]) -> Option<u32> {
     }
 }
 
+/// The entries of `/proc/PID/DIR` (`fd`, `fdinfo`); None for a process that exited before the
+/// tree was frozen.
+fn fd_dir(pid: i32, dir: &str) -> Result<Option<std::fs::ReadDir>> {
+    let path = format!("/proc/{pid}/{dir}");
+    match std::fs::read_dir(&path) {
+        Ok(e) => Ok(Some(e)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(Error::io(&path)(e)),
+    }
+}
+
 /// A devpts of the namespace whose ptys the tree holds is refused.
 /// Every file the tree's processes hold open by a path (an fd whose link is a path, not a memfd's
 /// nor an unlinked file's) is that same file at that path in the tree's namespace, where restore
@@ -577,13 +582,7 @@ fn check_ptys(pids: &[i32], mounts: &[Mount]) -> Result<()> {
     for m in mounts.iter().filter(|m| m.fstype == "devpts" && m.how == "new") {
         let prefix = format!("{}/", m.point.trim_end_matches('/'));
         for &pid in pids {
-            let dir = format!("/proc/{pid}/fd");
-            let entries = match std::fs::read_dir(&dir) {
-                Ok(e) => e,
-                // A process that exited before the tree was frozen.
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(Error::io(&dir)(e)),
-            };
+            let Some(entries) = fd_dir(pid, "fd")? else { continue };
             for entry in entries.flatten() {
                 let Ok(link) = std::fs::read_link(entry.path()) else { continue };
                 if link.to_string_lossy().starts_with(&prefix) {
