@@ -72,3 +72,93 @@ fn procs_of_the_tree_s_pid_namespace() {
     let Some(mut run) = case.start() else { return };
     case.checkpoint_restore_init(&mut run);
 }
+
+/// `--skip-mnt POINT`: the tmpfs at POINT and the one under it are not saved and not made again;
+/// the workload checks every other mount and that those two are gone. Leaving out a mount whose
+/// file the tree holds open is refused by name, naming the fd and the mount, and the tree runs on.
+#[test]
+fn skip_mnt_leaves_a_mount_and_its_submounts_out() {
+    let case = Case::new("mnt_ns_skip", Workload::new("mnt_ns", env!("CARGO_BIN_EXE_mnt_ns")).arg("skip"));
+    let Some(mut run) = case.start() else { return };
+    let point = format!("{}/m/skip", case.dir.work().display());
+    let images = case.images("images");
+    case.dump_ok(&run, &images, &["--skip-mnt", &point]);
+    case.reap_dumped(&mut run);
+    let mut restored = case.restore_ok(&images, run.pid(), &[]);
+    case.finish(&mut restored);
+}
+
+#[test]
+fn skip_mnt_of_a_mount_in_use_is_refused_by_name() {
+    let w = Workload::new("mnt_ns", env!("CARGO_BIN_EXE_mnt_ns")).arg("skip-held");
+    let case = Case::new("mnt_ns_skip_held", w);
+    let Some(mut run) = case.start() else { return };
+    let point = format!("{}/m/skip", case.dir.work().display());
+    let r = case.dump(&run, &case.images("images"), &["--skip-mnt", &point], &[]);
+    let sub = format!("{point}/sub");
+    case.expect_failed(&r, "dump", &[&["fd "], &[&sub], &["--skip-mnt leaves out"], &["not supported"]]);
+    case.expect_untouched(&run);
+    case.finish(&mut run);
+}
+
+/// A shared tmpfs of stasis's namespace at `WORK/hs`, unmounted when dropped.
+struct HostShared(std::path::PathBuf);
+
+impl HostShared {
+    fn mount(case: &Case) -> HostShared {
+        let hs = case.dir.work().join("hs");
+        std::fs::create_dir_all(&hs).unwrap_or_else(|e| case.fail(&format!("mkdir {}: {e}", hs.display())));
+        let p = hs.display().to_string();
+        let script = format!("mount -t tmpfs host-shared {p} && mount --make-shared {p} && mkdir {p}/x");
+        let ok = std::process::Command::new("sh").arg("-ec").arg(&script).status().is_ok_and(|s| s.success());
+        if !ok {
+            case.fail(&format!("sh -ec {script:?} failed"));
+        }
+        HostShared(hs)
+    }
+
+    /// A tmpfs at `hs/x`, which propagates to the peers and slaves of `hs`.
+    fn mount_late(&self, case: &Case) {
+        let x = self.0.join("x");
+        let ok = std::process::Command::new("mount").args(["-t", "tmpfs", "late-x"]).arg(&x).status();
+        if !ok.is_ok_and(|s| s.success()) {
+            case.fail(&format!("mount -t tmpfs late-x {}", x.display()));
+        }
+    }
+}
+
+impl Drop for HostShared {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg("-R").arg("-l").arg(&self.0).status();
+    }
+}
+
+/// A mount of the namespace in a peer group of stasis's namespace (`ext-shared`), or a slave of
+/// one (`ext-master`): refused by name without `--enable-external-sharing` /
+/// `--enable-external-masters` (the tree runs on), restored with it as a peer or slave of the
+/// same group, to which a mount made there after the restore propagates.
+fn external_propagation(mode: &str, option: &str) {
+    let case = Case::new(&format!("mnt_ns_{mode}"), Workload::new("mnt_ns", env!("CARGO_BIN_EXE_mnt_ns")).arg(mode));
+    let hs = HostShared::mount(&case);
+    let Some(mut run) = case.start() else { return };
+    let point = format!("{}/hs", case.dir.work().display());
+    let images = case.images("images");
+    let r = case.dump(&run, &images, &[], &[]);
+    case.expect_failed(&r, "dump", &[&["the mount at"], &[&point], &[option], &["not supported"]]);
+    case.expect_untouched(&run);
+    case.dump_ok(&run, &images, &[option]);
+    case.reap_dumped(&mut run);
+    let mut restored = case.restore_ok(&images, run.pid(), &[]);
+    hs.mount_late(&case);
+    case.finish(&mut restored);
+}
+
+#[test]
+fn a_mount_sharing_a_peer_group_with_stasis_s_namespace_stays_its_peer() {
+    external_propagation("ext-shared", "--enable-external-sharing");
+}
+
+#[test]
+fn a_slave_of_a_peer_group_of_stasis_s_namespace_stays_its_slave() {
+    external_propagation("ext-master", "--enable-external-masters");
+}

@@ -47,7 +47,7 @@ fn standalone_threads_regs() {
 }
 
 #[test]
-fn per_thread_nice_policy_affinity_and_timer_slack() {
+fn per_thread_nice_policy_affinity_timer_slack_and_traps() {
     checkpoint_restore("threads_attrs", workload!("threads_attrs"));
 }
 

@@ -20,7 +20,14 @@
 //! with `pty`, it holds the master of a pty of its devpts `pts` open (the dump must refuse it);
 //! with `external`, a bind mount at `WORK/m/ext` of the directory `WORK/src` holding a file
 //! `marker`, checked after the wake to show `marker` (its root is not compared: the test restores
-//! it from another directory, as `--external mnt[KEY]:PATH` allows).
+//! it from another directory, as `--external mnt[KEY]:PATH` allows); with `skip`, a tmpfs at
+//! `WORK/m/skip` with a tmpfs at `skip/sub` under it, which the test leaves out with `--skip-mnt`:
+//! after the wake neither is mounted and the rest is as before; with `skip-held`, the same, and a
+//! file of `skip/sub` held open (the dump must refuse to leave it out; every mount is then checked);
+//! with `ext-shared` or `ext-master`, the test's shared tmpfs `WORK/hs` (mounted by the test in its
+//! own namespace before the start) stays a peer of its group there, or becomes its slave: after the
+//! wake its propagation fields name the same group, and the tmpfs the test mounted at `hs/x` after
+//! the restore has propagated to it.
 
 use stasis_tests::workload::{self, Checker, OrFail};
 use std::fs;
@@ -74,7 +81,9 @@ fn mounts_under(base: &str) -> Vec<(String, String, String, String, String, Stri
 
 fn main() {
     let mut s = workload::start();
-    let mode = workload::mode(1, &["plain", "overlay", "external", "pty"]).unwrap_or("plain");
+    let mode =
+        workload::mode(1, &["plain", "overlay", "external", "pty", "skip", "skip-held", "ext-shared", "ext-master"])
+            .unwrap_or("plain");
     let base = workload::work_dir().join("m");
     let b = base.display().to_string();
     match stasis_tests::raw::unshare(libc::CLONE_NEWNS) {
@@ -82,10 +91,23 @@ fn main() {
         Err(e) if e.raw_os_error() == Some(libc::EPERM) => workload::skip("unshare needs CAP_SYS_ADMIN"),
         Err(e) => Err::<(), _>(e).or_fail("unshare(CLONE_NEWNS)"),
     }
+    // The test's shared tmpfs WORK/hs, of stasis's namespace, stays a peer (`ext-shared`) or
+    // becomes a slave (`ext-master`) of its peer group there.
+    let hs = workload::work_dir().join("hs").display().to_string();
+    let ext = mode.starts_with("ext-");
+    let private = match ext {
+        true => format!(
+            "for m in $(awk '{{print $5}}' /proc/self/mountinfo); do [ \"$m\" = {hs} ] || mount --make-private \"$m\"; done"
+        ),
+        false => "mount --make-rprivate /".to_string(),
+    };
+    if mode == "ext-master" {
+        sh(&format!("mount --make-slave {hs}"));
+    }
     // Other tests' mounts come and go: none of them is kept in this namespace.
     sh(&format!(
-        "mount --make-rprivate /
-         for m in $(awk '$5 ~ \"^/(tmp|run)/\" {{print $5}}' /proc/self/mountinfo | sort -r); do umount -l \"$m\" 2>/dev/null || true; done
+        "{private}
+         for m in $(awk '$5 ~ \"^/(tmp|run)/\" {{print $5}}' /proc/self/mountinfo | sort -r); do [ \"$m\" = {hs} ] || umount -l \"$m\" 2>/dev/null || true; done
          mkdir -p {b}/t {b}/ro {b}/proc {b}/s {b}/sl
          touch {b}/file
          mount -t tmpfs -o size=2m,mode=751 tmpfs-of-t {b}/t
@@ -135,15 +157,37 @@ fn main() {
     }
     let _pty = (mode == "pty")
         .then(|| fs::File::options().read(true).write(true).open(base.join("pts/ptmx")).or_fail("pts/ptmx"));
+    let skipped = format!("{b}/skip");
+    let _held = mode.starts_with("skip").then(|| {
+        sh(&format!(
+            "mkdir -p {skipped}
+             mount -t tmpfs left-out {skipped}
+             mkdir {skipped}/sub
+             mount -t tmpfs left-out-too {skipped}/sub
+             echo x > {skipped}/sub/f"
+        ));
+        (mode == "skip-held").then(|| fs::File::open(format!("{skipped}/sub/f")).or_fail("open skip/sub/f"))
+    });
+    // What the restore makes again: all but the mounts left out (`skip-held` is not restored: the
+    // dump refuses it and the process runs on with every mount).
+    let kept = |point: &String| !(mode == "skip" && point.starts_with(&skipped));
     let mut open = fs::File::open(t.join("data")).or_fail("open t/data");
     open.seek(SeekFrom::Start(3)).or_fail("seek");
-    let before = mounts_under(&b);
-    let all_before: Vec<String> = mount_points();
+    let before: Vec<_> = mounts_under(&b).into_iter().filter(|m| kept(&m.0)).collect();
+    let all_before: Vec<String> = mount_points().into_iter().filter(kept).collect();
+    let hs_before = ext.then(|| propagation_of(&hs));
     s.ready();
     s.wait_for_wake();
     let c = &mut s.checker;
     c.same("mounts under the work dir", &before, &mounts_under(&b));
-    c.same("every mount point of the namespace", &all_before, &mount_points());
+    // The test mounts a tmpfs at WORK/hs/x in its own namespace before the wake.
+    let late = format!("{hs}/x");
+    let all_after: Vec<String> = mount_points().into_iter().filter(|p| !(ext && p.starts_with(&late))).collect();
+    c.same("every mount point of the namespace", &all_before, &all_after);
+    if let Some(before) = hs_before {
+        c.same("hs's peer group or master (stasis's group)", &before, &propagation_of(&hs));
+        c.same("mounts propagated from stasis's hs/x", &1, &mounts_under(&late).len());
+    }
     check_files(c, &base);
     if mode == "external" {
         let marker = fs::read_to_string(base.join("ext/marker")).map_err(|e| e.to_string());
@@ -159,6 +203,13 @@ fn main() {
     let propagated = mounts_under(&format!("{b}/sl/x")).len();
     c.same("mounts propagated from s/x to the slave sl/x", &1, &propagated);
     s.finish();
+}
+
+/// The propagation fields of the mount at `point` (`shared:N`, `master:N`), as mountinfo has them.
+fn propagation_of(point: &str) -> String {
+    let text = fs::read_to_string("/proc/self/mountinfo").or_fail("mountinfo");
+    let line = text.lines().map(|l| l.split(' ').collect::<Vec<_>>()).rfind(|f| f[4] == point);
+    line.map(|f| f[6..].iter().take_while(|x| **x != "-").copied().collect::<Vec<_>>().join(" ")).unwrap_or_default()
 }
 
 fn mount_points() -> Vec<String> {

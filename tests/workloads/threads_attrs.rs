@@ -1,7 +1,10 @@
 //! Per-thread scheduling attributes survive: each of four threads sets its own nice value,
 //! scheduling policy (SCHED_OTHER, SCHED_BATCH, SCHED_IDLE), CPU affinity and timer slack, all of
-//! which Linux keeps per thread; the main thread keeps its defaults. After the wake-up every
-//! thread (the main one too) checks its own values.
+//! which Linux keeps per thread; the main thread keeps its defaults. So do the per-thread traps:
+//! thread 1 makes rdtsc raise SIGSEGV (`PR_SET_TSC`) and asks for early memory-error kills, thread
+//! 2 for late ones, thread 3 for early ones, thread 0 and the main thread keep the defaults. After
+//! the wake-up every thread (the main one too) checks its own values. Thread 1 reads no clock
+//! (the vDSO's use rdtsc) once its mode is set.
 
 use stasis_tests::raw;
 use stasis_tests::workload::{self, Checker, OrFail};
@@ -19,6 +22,10 @@ struct Attrs {
     policy: i32,
     cpus: Vec<usize>,
     slack_ns: i32,
+    /// `PR_MCE_KILL_GET`: 0 late, 1 early, 2 the system's default.
+    mce_kill: i32,
+    /// `PR_GET_TSC`: 1 rdtsc allowed, 2 it raises SIGSEGV.
+    tsc: i32,
 }
 
 impl Attrs {
@@ -29,6 +36,13 @@ impl Attrs {
             policy: [libc::SCHED_OTHER, libc::SCHED_BATCH, libc::SCHED_IDLE, libc::SCHED_BATCH][i % 4],
             cpus: vec![all[i % all.len()]],
             slack_ns: 70_000 + 1_000 * i as i32,
+            mce_kill: [
+                libc::PR_MCE_KILL_DEFAULT,
+                libc::PR_MCE_KILL_EARLY,
+                libc::PR_MCE_KILL_LATE,
+                libc::PR_MCE_KILL_EARLY,
+            ][i % 4],
+            tsc: if i == 1 { libc::PR_TSC_SIGSEGV } else { libc::PR_TSC_ENABLE },
         }
     }
 
@@ -38,6 +52,8 @@ impl Attrs {
             policy: raw::get_sched_policy()?,
             cpus: raw::get_affinity()?,
             slack_ns: raw::prctl(libc::PR_GET_TIMERSLACK, 0, 0)?,
+            mce_kill: raw::prctl(libc::PR_MCE_KILL_GET, 0, 0)?,
+            tsc: raw::get_tsc()?,
         })
     }
 
@@ -47,6 +63,11 @@ impl Attrs {
         raw::set_nice(self.nice).or_fail("setpriority");
         raw::set_affinity(&self.cpus).or_fail("sched_setaffinity");
         raw::prctl(libc::PR_SET_TIMERSLACK, self.slack_ns as u64, 0).or_fail("PR_SET_TIMERSLACK");
+        if self.mce_kill != libc::PR_MCE_KILL_DEFAULT {
+            let set = (libc::PR_MCE_KILL_SET as u64, self.mce_kill as u64);
+            raw::prctl(libc::PR_MCE_KILL, set.0, set.1).or_fail("PR_MCE_KILL");
+        }
+        raw::prctl(libc::PR_SET_TSC, self.tsc as u64, 0).or_fail("PR_SET_TSC");
     }
 }
 
@@ -69,6 +90,8 @@ fn compare(c: &mut Checker, want: &Attrs) {
     c.same("scheduling policy", &want.policy, &now.policy);
     c.same("CPU affinity", &want.cpus, &now.cpus);
     c.same("timer slack (ns)", &want.slack_ns, &now.slack_ns);
+    c.same("memory-error kill policy", &want.mce_kill, &now.mce_kill);
+    c.same("rdtsc mode", &want.tsc, &now.tsc);
 }
 
 fn worker(i: usize, want: Attrs, common: Arc<Common>, setup: Sender<i32>, reports: Sender<(usize, Checker)>) {

@@ -68,6 +68,9 @@ pub fn options(args: &DumpArgs) -> anyhow::Result<DumpOptions> {
         auto_dedup: c.is_set("auto-dedup"),
         compress: args.compress,
         ext_mounts: mounts(c)?,
+        skip_mounts: c.get("skip-mnt").unwrap_or_default().to_vec(),
+        ext_sharing: c.is_set("enable-external-sharing"),
+        ext_masters: c.is_set("enable-external-masters"),
         handoff: None,
     })
 }

@@ -151,6 +151,12 @@ pub struct DumpOptions {
     /// `--external mnt[POINT]:KEY`: the mount at POINT of the tree's mount namespace is not
     /// saved; restore takes it from the path given for KEY (see [`mnt`]).
     pub ext_mounts: Vec<(String, String)>,
+    /// `--skip-mnt POINT`: the mount at POINT of the tree's mount namespace, and those under it,
+    /// are not saved (and not made at restore); refused while the tree uses a file of them.
+    pub skip_mounts: Vec<String>,
+    /// `--enable-external-sharing`, `--enable-external-masters`: see [`mnt::Rules`].
+    pub ext_sharing: bool,
+    pub ext_masters: bool,
     /// Called once the image is complete in `dir` (inventory written) while the tree is still
     /// frozen, before it is killed (see [`Handoff`]); `None` for a plain dump.
     pub handoff: Option<Handoff>,
@@ -226,6 +232,16 @@ pub enum PageServerAddr {
 }
 
 impl DumpOptions {
+    /// What the options say of the tree's mounts.
+    pub fn mount_rules(&self) -> mnt::Rules<'_> {
+        mnt::Rules {
+            external: &self.ext_mounts,
+            skip: &self.skip_mounts,
+            sharing: self.ext_sharing,
+            masters: self.ext_masters,
+        }
+    }
+
     /// The tree outlives the dump, running or stopped (`--leave-running`, `--leave-stopped`).
     pub fn keeps_tree(&self) -> bool {
         self.leave_running || self.leave_stopped

@@ -30,10 +30,11 @@ pub fn dump(inj: &mut dyn Remote, root: &ProcRoot, pid: Pid, status: &proc::Stat
 /// address, robust futex list, rseq registration, nice value, scheduling policy, CPU affinity.
 pub fn dump_thread(inj: &mut dyn Remote, root: &ProcRoot, tid: Pid, core: &mut TaskCore) -> Result<()> {
     core.comm = proc::comm(root, tid.0)?;
-    // Only these two need the thread itself; the rest is read from outside, saving a round trip
+    // Only these need the thread itself; the rest is read from outside, saving a round trip
     // through the scheduler per value.
     core.pdeathsig = inj.prctl(Prctl::GetPdeathsig)? as i32;
     core.clear_child_tid = inj.prctl(Prctl::GetTidAddress)?;
+    dump_traps(inj, core)?;
     let slack = root.pid_path(tid.0, "timerslack_ns");
     let text = std::fs::read_to_string(&slack).map_err(Error::io(&slack))?;
     core.timer_slack_ns = text.trim().parse().unwrap_or(0);
@@ -47,6 +48,18 @@ pub fn dump_thread(inj: &mut dyn Remote, root: &ProcRoot, tid: Pid, core: &mut T
     core.cpu_affinity =
         process::affinity(tid, AFFINITY_BYTES as usize).map_err(Error::sys(tid.0, "reading its CPU affinity"))?;
     core.ioprio = process::ioprio(tid).map_err(Error::sys(tid.0, "reading its I/O priority"))?;
+    Ok(())
+}
+
+/// The thread's memory-error kill policy, rdtsc mode and CPUID faulting: each thread has its own
+/// (a new thread starts with its creator's).
+fn dump_traps(inj: &mut dyn Remote, core: &mut TaskCore) -> Result<()> {
+    // Stored plus one: 0 is a policy (PR_MCE_KILL_LATE) and a mode, and means "not read" in images
+    // older than these fields (and in the thread records of images made before each thread's own
+    // were saved).
+    core.mce_kill = inj.prctl(Prctl::GetMceKill)? as i32 + 1;
+    core.tsc_mode = inj.prctl(Prctl::GetTsc)? as i32;
+    core.cpuid_faulting = inj.arch_get_cpuid()? == 0;
     Ok(())
 }
 
@@ -83,11 +96,6 @@ fn dump_process(
     core.dumpable = inj.prctl(Prctl::GetDumpable)? as i32;
     core.thp_disabled = inj.prctl(Prctl::GetThpDisable)? != 0;
     core.child_subreaper = inj.prctl(Prctl::GetChildSubreaper)? != 0;
-    // Stored plus one: 0 is a policy (PR_MCE_KILL_LATE) and a mode, and means "not read" in images
-    // older than these fields.
-    core.mce_kill = inj.prctl(Prctl::GetMceKill)? as i32 + 1;
-    core.tsc_mode = inj.prctl(Prctl::GetTsc)? as i32;
-    core.cpuid_faulting = inj.arch_get_cpuid()? == 0;
     // EINVAL before Linux 6.3: no MDWE there.
     core.mdwe = match inj.prctl(Prctl::GetMdwe) {
         Err(stasis_sys::inject::InjectError::Failed { source, .. }) if source.raw_os_error() == Some(libc::EINVAL) => 0,
@@ -214,7 +222,6 @@ fn restore_process(inj: &mut dyn Remote, core: &TaskCore, inherited: Option<&Tas
         // Not inherited by fork; set before the children are made (see `session`).
         inj.prctl(Prctl::SetChildSubreaper(true))?;
     }
-    restore_traps(inj, core, inherited)?;
     let had = |l: &RLimit| inherited.is_some_and(|p| p.rlimits.contains(l));
     for l in core.rlimits.iter().filter(|l| !had(l)) {
         inj.prlimit64_set(l.resource, l.cur, l.max).map_err(|e| Error::Step {
@@ -245,12 +252,16 @@ fn restore_process(inj: &mut dyn Remote, core: &TaskCore, inherited: Option<&Tas
     Ok(())
 }
 
-/// The memory-error kill policy, rdtsc and CPUID faulting of the process's main thread, where
-/// they differ from what it inherited (its parent's, or a fresh task's defaults); its threads,
-/// made afterwards, inherit them.
+/// The thread's memory-error kill policy, rdtsc mode and CPUID faulting, where they differ from
+/// what it inherited: a main thread its parent's (or a fresh task's defaults), another thread its
+/// main thread's, restored before the threads are made. Nothing for a record that did not read
+/// them (`mce_kill` 0: an image older than these fields, or than their per-thread values).
 fn restore_traps(inj: &mut dyn Remote, core: &TaskCore, inherited: Option<&TaskCore>) -> Result<()> {
+    if core.mce_kill == 0 {
+        return Ok(());
+    }
     let (mce, tsc, cpuid) = inherited.map_or((3, 1, false), |p| (p.mce_kill, p.tsc_mode, p.cpuid_faulting));
-    if core.mce_kill != 0 && core.mce_kill != mce {
+    if core.mce_kill != mce {
         inj.prctl(Prctl::SetMceKill(core.mce_kill - 1))?;
     }
     if core.tsc_mode != 0 && core.tsc_mode != tsc {
@@ -310,6 +321,7 @@ fn restore_thread_with(
     if core.timer_slack_ns != 0 && !had(&|p| p.timer_slack_ns == core.timer_slack_ns) {
         inj.prctl(Prctl::SetTimerslack(core.timer_slack_ns))?;
     }
+    restore_traps(inj, core, inherited)?;
     if tid_address {
         inj.set_tid_address(core.clear_child_tid)?;
     }
@@ -431,6 +443,27 @@ mod tests {
         restore(&mut t, &child, Some(&parent)).expect("fake");
         assert_eq!(t.names(), ["prlimit64", "set_tid_address", "set_robust_list", "sched_setscheduler", "setpriority"]);
         assert_eq!(t.log()[4], "setpriority(0, 0, 10)");
+    }
+
+    /// A thread sets the memory-error kill policy and rdtsc mode it has of its own, and not those
+    /// it has from its main thread; a record that did not read them (an older image) sets none.
+    #[test]
+    fn a_thread_sets_its_own_traps() {
+        let mut main = core();
+        (main.mce_kill, main.tsc_mode) = (3, 1);
+        let mut own = main.clone();
+        (own.pid, own.mce_kill, own.tsc_mode) = (702, 2, 2);
+        let mut t = FakeTask::new(Pid(702));
+        super::restore_thread_but_tid_address(&mut t, &own, Some(&main)).expect("fake");
+        assert_eq!(t.log()[0], "prctl(PR_MCE_KILL, 1, 1, 0, 0)");
+        assert_eq!(t.log()[1], "prctl(PR_SET_TSC, 2, 0, 0, 0)");
+        let same = TaskCore { pid: 703, ..main.clone() };
+        let old = TaskCore { pid: 704, mce_kill: 0, tsc_mode: 0, ..main.clone() };
+        for record in [same, old] {
+            let mut t = FakeTask::new(Pid(record.pid));
+            super::restore_thread_but_tid_address(&mut t, &record, Some(&main)).expect("fake");
+            assert_eq!(t.names(), ["set_robust_list"], "thread {}", record.pid);
+        }
     }
 
     /// A process with no parent in the image (the root) gets every setting.

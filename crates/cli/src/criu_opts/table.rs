@@ -428,9 +428,41 @@ pub const OPTIONS: &[Opt] = &[
              `KEY:PATH`: it is a copy of PATH; `auto` is refused",
         ),
     ),
-    o("skip-mnt", None, Value("MOUNT", Path), DUMPS, "do not dump this mount", NotBuilt("skipping a mount")),
-    o("enable-external-sharing", None, Flag, D_R, "allow external shared mounts", NotBuilt("propagation shared with the host's mounts")),
-    o("enable-external-masters", None, Flag, D_R, "allow mounts with external masters", NotBuilt("propagation shared with the host's mounts")),
+    o(
+        "skip-mnt",
+        None,
+        Value("MOUNT", Path),
+        DUMPS,
+        "do not dump this mount",
+        Done(
+            "the mount at that point of the tree's mount namespace and the mounts under it are not saved, so \
+             restore does not make them; refused while the tree holds a file, mapping, cwd or root of them",
+        ),
+    ),
+    o(
+        "enable-external-sharing",
+        None,
+        Flag,
+        D_R,
+        "allow external shared mounts",
+        Done(
+            "at the dump: the root (not shared: pivot_root), an external mount or a copy of stasis's own mount may be \
+             in a peer group of stasis's mount namespace; restore makes it a peer of the group of the path it copies \
+             (refused if that mount is private); without it such a mount is refused by name; no effect at restore",
+        ),
+    ),
+    o(
+        "enable-external-masters",
+        None,
+        Flag,
+        D_R,
+        "allow mounts with external masters",
+        Done(
+            "at the dump: the root, an external mount or a copy of stasis's own mount may be a slave of a peer group \
+             outside the namespace; restore makes it a slave of the group of the path it copies (refused if that \
+             mount is private); without it such a mount is refused by name; no effect at restore",
+        ),
+    ),
     // restore.
     o(
         "restore-detached",

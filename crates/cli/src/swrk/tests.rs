@@ -14,7 +14,8 @@ fn args(command: &str, o: &CriuOpts) -> Vec<String> {
 }
 
 /// The options runc 1.1 sends with a checkpoint of a container, as a command line, which the
-/// option table takes (`ext_mnt` as `--ext-mount-map`); `--skip-mnt` is refused by name.
+/// option table takes (`ext_mnt` as `--ext-mount-map`, `skip_mnt` as `--skip-mnt`); `tls`, not
+/// built, is refused by name.
 #[test]
 fn runc_s_dump_request_becomes_options_stasis_takes() {
     let o = CriuOpts {
@@ -45,11 +46,17 @@ fn runc_s_dump_request_becomes_options_stasis_takes() {
     if let Err(e) = criu.check(cmd) {
         panic!("runc's dump options refused: {e:#}");
     }
-    let skip = CriuOpts { skip_mnt: vec!["/proc/kcore".into()], ..o };
-    let cli = crate::parse(args("dump", &skip).into_iter().map(Into::into).collect()).expect("parses");
+    let skip = CriuOpts { skip_mnt: vec!["/proc/kcore".into()], ..o.clone() };
+    let a = args("dump", &skip);
+    assert!(a.windows(2).any(|w| w == ["--skip-mnt", "/proc/kcore"]), "--skip-mnt missing from {a:?}");
+    let cli = crate::parse(a.into_iter().map(Into::into).collect()).expect("parses");
+    let (criu, cmd) = cli.command.parts().1.expect("CRIU's options");
+    criu.check(cmd).expect("--skip-mnt taken");
+    let tls = CriuOpts { tls: Some(true), ..o };
+    let cli = crate::parse(args("dump", &tls).into_iter().map(Into::into).collect()).expect("parses");
     let (criu, cmd) = cli.command.parts().1.expect("CRIU's options");
     let err = format!("{:#}", criu.check(cmd).expect_err("refused"));
-    assert!(err.contains("--skip-mnt"), "--skip-mnt not named in: {err}");
+    assert!(err.contains("--tls"), "--tls not named in: {err}");
 }
 
 #[test]

@@ -74,7 +74,7 @@ pub fn dump(opts: &DumpOptions, progress: &mut dyn FnMut(Progress)) -> Result<Du
     let ours = Ours::read(&root);
     check_target(&root, pid, &ours)?;
     // A mount stasis does not make again is refused while the tree runs untouched.
-    crate::mnt::precheck(pid.0, &opts.ext_mounts)?;
+    crate::mnt::precheck(pid.0, opts.mount_rules())?;
     opts.notify.at(Point::PreDump, pid.0)?;
     if opts.compress && opts.page_server.is_some() {
         return Err(Error::Unsupported { pid, what: "--compress with --page-server (page files are sent raw)".into() });
@@ -172,7 +172,7 @@ fn dump_with<'env>(
             Err(e) => return Err(explain(pool, &tree, e, progress)),
         };
     let pids: Vec<i32> = dumped.iter().map(|d| d.c.process.pid).collect();
-    let mounts = match crate::mnt::dump(&pids, &opts.ext_mounts) {
+    let mounts = match crate::mnt::dump(&pids, opts.mount_rules()) {
         Ok(m) => m,
         Err(e) => return Err(explain(pool, &tree, e, progress)),
     };

@@ -16,9 +16,16 @@
 //!   PID namespace, or of the root's: `proc_of_tree`), sysfs, devpts (a new instance; refused when
 //!   the tree holds its ptys), mqueue or cgroup2, with its options.
 //!
+//! `--skip-mnt POINT` leaves the mount at POINT and those under it out of the image (restore does
+//! not make them); refused while a process of the tree holds a file (by the fd's `mnt_id`), a
+//! mapping, its working or root directory on one of them.
+//!
 //! Anything else is refused by name, naming its mount point and type. Propagation is kept within
-//! the namespace (peer groups and masters between its mounts); a peer group or master shared with
-//! stasis's own namespace, or with nothing the namespace holds, is refused.
+//! the namespace (peer groups and masters between its mounts). A peer group shared with stasis's
+//! own namespace, or a master outside the namespace, is refused unless `--enable-external-sharing`
+//! / `--enable-external-masters` allow it for a mount restore copies from an outside path (`root`,
+//! `host`, `external`; a shared root cannot be): the copy joins that path's group, and stays its
+//! peer or becomes its slave (`shared_outside`, `master_outside`).
 //!
 //! Restore ([`restore`]) builds the namespace on the calling thread, then goes back to stasis's:
 //! the files are opened and the root is forked inside it ([`Built::inside`]); a proc of the root's
@@ -51,6 +58,21 @@ pub fn seen_by(pid: Pid, path: &str) -> std::path::PathBuf {
         return path.into();
     }
     format!("/proc/{pid}/root{path}").into()
+}
+
+/// What the dump's options say of the tree's mounts.
+#[derive(Clone, Copy, Default)]
+pub struct Rules<'a> {
+    /// `--external mnt[POINT]:KEY`: (POINT, KEY).
+    pub external: &'a [(String, String)],
+    /// `--skip-mnt POINT`.
+    pub skip: &'a [String],
+    /// `--enable-external-sharing`: a `root`, `host` or `external` mount may be in a peer group
+    /// with mounts outside the namespace (restore makes it a peer of its copied path's mount).
+    pub sharing: bool,
+    /// `--enable-external-masters`: a `root`, `host` or `external` mount may be a slave of a peer
+    /// group outside the namespace (restore makes it a slave of its copied path's group).
+    pub masters: bool,
 }
 
 /// The filesystem types made again as new superblocks.
@@ -190,15 +212,30 @@ fn read_mountinfo(pid: &str) -> Result<Vec<Info>> {
 
 /// Before the tree is frozen: the mounts of `pid`'s mount namespace, if it has one of its own,
 /// are all of kinds stasis makes again (see [`dump`]; the tree then runs on untouched).
-pub fn precheck(pid: i32, external: &[(String, String)]) -> Result<()> {
-    if ns_inode(pid)? != ns_inode(std::process::id() as i32)? {
-        let mounts = plan(pid, external)?;
+pub fn precheck(pid: i32, rules: Rules) -> Result<()> {
+    if ns_inode(pid)? == ns_inode(std::process::id() as i32)? {
+        no_own_ns(pid, rules.external, rules.skip)?;
+    } else {
+        let (mounts, skipped) = plan(pid, rules)?;
         // The terminals' own stage would fail on such a pty first, less clearly.
         let pids = descendants(pid);
         check_ptys(&pids, &mounts)?;
+        check_skipped(&pids, &skipped)?;
         check_files_inside(&pids)?;
     }
     Ok(())
+}
+
+/// Mount options name mounts of the tree's own mount namespace: refused when it has none.
+fn no_own_ns(pid: i32, external: &[(String, String)], skip: &[String]) -> Result<()> {
+    let named = external.first().map(|(point, _)| format!("--external mnt[{point}]"));
+    match named.or_else(|| skip.first().map(|point| format!("--skip-mnt {point}"))) {
+        Some(option) => {
+            let what = format!("{option}: the tree has no mount namespace of its own");
+            Err(Error::Failed { pid: Pid(pid), what })
+        }
+        None => Ok(()),
+    }
 }
 
 /// `pid` and its descendants as they are now (the tree before it is frozen).
@@ -244,8 +281,10 @@ fn own_pid_ns(pid: i32) -> Result<Option<u64>> {
     Ok((theirs != inode_of(format!("/proc/{}/ns/pid", std::process::id()))?).then_some(theirs))
 }
 
-/// Each mount of the mount namespace of `root` and how it is made again (without contents).
-fn plan(root: i32, external: &[(String, String)]) -> Result<Vec<Mount>> {
+/// Each mount of the mount namespace of `root` and how it is made again (without contents), and
+/// the mounts `--skip-mnt` leaves out (those at a point of `skip`, and the mounts under them).
+fn plan(root: i32, rules: Rules) -> Result<(Vec<Mount>, Vec<Info>)> {
+    let (external, skip) = (rules.external, rules.skip);
     // Its mountinfo is relative to its root: the namespace's own, or it could not be made again.
     let link = format!("/proc/{root}/root");
     let dir = std::fs::read_link(&link).map_err(Error::io(&link))?;
@@ -260,21 +299,87 @@ fn plan(root: i32, external: &[(String, String)]) -> Result<Vec<Mount>> {
         pid: Pid(root),
         what: "a mount namespace whose mounts do not hang from one root mount".into(),
     })?;
+    let (infos, skipped) = leave_out(root, infos, skip)?;
     let mut mounts: Vec<Mount> = Vec::new();
     for (i, info) in infos.iter().enumerate() {
-        let m = describe(root, info, i == 0, (&mounts, &infos), (&host, external), pid_ns)?;
+        let m = describe(root, info, i == 0, (&mounts, &infos), (&host, rules), pid_ns)?;
         mounts.push(m);
     }
     // As CRIU: engines name every path they may have bind-mounted (runc its masked paths).
     for (point, _) in external.iter().filter(|(p, _)| !mounts.iter().any(|m| &m.point == p)) {
         log::info!("pid {root}: --external mnt[{point}]: no mount at {point} in its mount namespace (ignored)");
     }
-    Ok(mounts)
+    Ok((mounts, skipped))
+}
+
+/// `infos` (parents first) without the mounts at a point of `skip` and those under them, and
+/// those left out; the namespace's root mount cannot be.
+fn leave_out(root: i32, infos: Vec<Info>, skip: &[String]) -> Result<(Vec<Info>, Vec<Info>)> {
+    let (mut kept, mut out) = (Vec::new(), Vec::<Info>::new());
+    for (i, info) in infos.into_iter().enumerate() {
+        let named = skip.iter().any(|p| p.trim_end_matches('/') == info.point.trim_end_matches('/'));
+        if named && i == 0 {
+            let what = format!("--skip-mnt {}: the root mount of its mount namespace", info.point);
+            return Err(Error::Failed { pid: Pid(root), what });
+        }
+        if named || out.iter().any(|o| o.id == info.parent) {
+            log::info!("pid {root}: the mount at {} is not saved (--skip-mnt)", info.point);
+            out.push(info);
+        } else {
+            kept.push(info);
+        }
+    }
+    for p in skip.iter().filter(|p| !out.iter().any(|o| o.point.trim_end_matches('/') == p.trim_end_matches('/'))) {
+        log::info!("pid {root}: --skip-mnt {p}: no mount at {p} in its mount namespace (ignored)");
+    }
+    Ok((kept, out))
+}
+
+/// A mount `--skip-mnt` leaves out must not be in use by the tree: no open file, mapping, working
+/// or root directory of it (restore would find another file at that path, or none).
+fn check_skipped(pids: &[i32], skipped: &[Info]) -> Result<()> {
+    if skipped.is_empty() {
+        return Ok(());
+    }
+    let under = |path: &str| {
+        skipped.iter().find(|m| {
+            let point = m.point.trim_end_matches('/');
+            path == point || path.starts_with(&format!("{point}/"))
+        })
+    };
+    let refuse = |pid: i32, what: String, m: &Info| Error::Unsupported {
+        pid: Pid(pid),
+        what: format!("{what} on the mount at {} that --skip-mnt leaves out", m.point),
+    };
+    for &pid in pids {
+        let Some(entries) = fd_dir(pid, "fdinfo")? else { continue };
+        for entry in entries.flatten() {
+            let text = std::fs::read_to_string(entry.path()).unwrap_or_default();
+            let id = text.lines().find_map(|l| l.strip_prefix("mnt_id:")).and_then(|v| v.trim().parse::<u32>().ok());
+            if let Some(m) = id.and_then(|id| skipped.iter().find(|m| m.id == id)) {
+                return Err(refuse(pid, format!("fd {}: a file", entry.file_name().to_string_lossy()), m));
+            }
+        }
+        for link in ["cwd", "root"] {
+            let path = std::fs::read_link(format!("/proc/{pid}/{link}")).unwrap_or_default();
+            if let Some(m) = under(&path.to_string_lossy()) {
+                return Err(refuse(pid, format!("its {link} {}", path.display()), m));
+            }
+        }
+        let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap_or_default();
+        for line in maps.lines() {
+            let path = line.splitn(6, ' ').nth(5).unwrap_or("").trim_start();
+            if let Some(m) = path.starts_with('/').then(|| under(path)).flatten() {
+                return Err(refuse(pid, format!("a mapping of {path}"), m));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The tree's own mount namespace (see the module docs), None when it is stasis's; `pids`: every
-/// process of the tree, the root first; `external`: `--external mnt[POINT]:KEY`.
-pub fn dump(pids: &[i32], external: &[(String, String)]) -> Result<Option<MountNs>> {
+/// process of the tree, the root first; `rules`: what the options say of its mounts.
+pub fn dump(pids: &[i32], rules: Rules) -> Result<Option<MountNs>> {
     let root = pids[0];
     let ours = ns_inode(std::process::id() as i32)?;
     let theirs = ns_inode(root)?;
@@ -285,14 +390,11 @@ pub fn dump(pids: &[i32], external: &[(String, String)]) -> Result<Option<MountN
         }
     }
     if theirs == ours {
-        if let Some((point, _)) = external.first() {
-            let what = format!("--external mnt[{point}]: the tree has no mount namespace of its own");
-            return Err(Error::Failed { pid: Pid(root), what });
-        }
-        return Ok(None);
+        return no_own_ns(root, rules.external, rules.skip).map(|()| None);
     }
-    let mut mounts = plan(root, external)?;
+    let (mut mounts, skipped) = plan(root, rules)?;
     check_ptys(pids, &mounts)?;
+    check_skipped(pids, &skipped)?;
     check_files_inside(pids)?;
     for m in mounts.iter_mut().filter(|m| m.how == "new" && m.fstype == "tmpfs") {
         m.contents = tmpfs::dump(root, m)?;
@@ -307,23 +409,13 @@ fn describe(
     info: &Info,
     is_root: bool,
     (done, infos): (&[Mount], &[Info]),
-    (host, external): (&[Info], &[(String, String)]),
+    (host, rules): (&[Info], Rules),
     pid_ns: Option<u64>,
 ) -> Result<Mount> {
     let refuse =
         |why: String| Error::Unsupported { pid: Pid(pid), what: format!("the mount at {}: {why}", info.point) };
     if info.propagate_from != 0 {
         return Err(refuse(format!("propagation from peer group {} outside the namespace", info.propagate_from)));
-    }
-    let shares_with_host = |g: u32| {
-        g != 0 && host.iter().any(|h| h.shared == g) && !infos.iter().any(|i| i.shared == g && i.id != info.id)
-    };
-    let in_host = |g: u32| g != 0 && host.iter().any(|h| h.shared == g);
-    if in_host(info.shared) || shares_with_host(info.master) || in_host(info.master) {
-        return Err(refuse("propagation shared with stasis's mount namespace".into()));
-    }
-    if info.master != 0 && !infos.iter().any(|i| i.shared == info.master) {
-        return Err(refuse(format!("a master peer group {} outside the namespace", info.master)));
     }
     let mut m = Mount {
         id: info.id,
@@ -341,7 +433,7 @@ fn describe(
         ..Default::default()
     };
     let same_in_host = |h: &&Info| h.dev == info.dev && h.root == info.root && h.fstype == info.fstype;
-    if let Some((_, key)) = external.iter().find(|(p, _)| *p == info.point) {
+    if let Some((_, key)) = rules.external.iter().find(|(p, _)| *p == info.point) {
         (m.how, m.external_key) = ("external".into(), key.clone());
     } else if is_root {
         m.how = "root".into();
@@ -376,7 +468,57 @@ fn describe(
             info.fstype, info.source, info.point
         )));
     }
+    (m.shared_outside, m.master_outside) = outside_propagation(info, &m, infos, (host, rules)).map_err(refuse)?;
     Ok(m)
+}
+
+/// Whether the peer group and the master of mount `m` are outside the namespace (in stasis's
+/// namespace, or for a master, in no mount of the namespace), which only a copy of an outside path
+/// can keep (restore makes it a peer or a slave of that path's group), and only with
+/// `--enable-external-sharing` / `--enable-external-masters`; the reason otherwise.
+fn outside_propagation(
+    info: &Info,
+    m: &Mount,
+    infos: &[Info],
+    (host, rules): (&[Info], Rules),
+) -> std::result::Result<(bool, bool), String> {
+    let in_host = |g: u32| g != 0 && host.iter().any(|h| h.shared == g);
+    let shared_out = in_host(info.shared);
+    let master_out = info.master != 0 && (in_host(info.master) || !infos.iter().any(|i| i.shared == info.master));
+    if !shared_out && !master_out {
+        return Ok((false, false));
+    }
+    let copy = matches!(m.how.as_str(), "root" | "host" | "external");
+    let (option, what, group) = match shared_out {
+        true => ("--enable-external-sharing", "a peer group", info.shared),
+        false => ("--enable-external-masters", "a master peer group", info.master),
+    };
+    if shared_out && !rules.sharing || master_out && !rules.masters {
+        return Err(format!("{what} {group} outside the namespace (shared with stasis's mount namespace or beyond; {option} allows it for the root, external mounts and copies of stasis's)"));
+    }
+    if !copy {
+        return Err(format!("{what} {group} outside the namespace: only the root, an external mount or a copy of stasis's can keep it ({option})"));
+    }
+    if shared_out && m.how == "root" {
+        return Err(format!("{what} {group} outside the namespace: the root mount cannot stay shared (pivot_root refuses a shared root)"));
+    }
+    // The copy restore makes joins the group of the mount it copies: at the dump, for a copy of
+    // stasis's own mount, that is this group (a path given at restore is checked there).
+    let source = match m.how.as_str() {
+        "host" => host.iter().rev().find(|h| h.point == info.point),
+        "root" if m.bind_of == 1 => host.iter().rev().find(|h| h.point == "/"),
+        _ => None,
+    };
+    if let Some(h) = source {
+        let joins = |g: u32| h.shared == g || h.master == g;
+        if shared_out && h.shared != info.shared || master_out && !joins(info.master) {
+            return Err(format!(
+                "{what} {group} outside the namespace, other than that of stasis's mount at {} (shared:{} master:{})",
+                h.point, h.shared, h.master
+            ));
+        }
+    }
+    Ok((shared_out, master_out))
 }
 
 /// The earlier mount a bind mount is copied from: of the same filesystem, with a root at or above
@@ -390,6 +532,17 @@ fn bind_source(info: &Info, done: &[Mount]) -> Option<u32> {
     match group {
         Some(g) => candidates.filter(|m| m.shared == g).map(|m| m.id).next(),
         None => candidates.map(|m| m.id).next(),
+    }
+}
+
+/// The entries of `/proc/PID/DIR` (`fd`, `fdinfo`); None for a process that exited before the
+/// tree was frozen.
+fn fd_dir(pid: i32, dir: &str) -> Result<Option<std::fs::ReadDir>> {
+    let path = format!("/proc/{pid}/{dir}");
+    match std::fs::read_dir(&path) {
+        Ok(e) => Ok(Some(e)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(Error::io(&path)(e)),
     }
 }
 
@@ -429,13 +582,7 @@ fn check_ptys(pids: &[i32], mounts: &[Mount]) -> Result<()> {
     for m in mounts.iter().filter(|m| m.fstype == "devpts" && m.how == "new") {
         let prefix = format!("{}/", m.point.trim_end_matches('/'));
         for &pid in pids {
-            let dir = format!("/proc/{pid}/fd");
-            let entries = match std::fs::read_dir(&dir) {
-                Ok(e) => e,
-                // A process that exited before the tree was frozen.
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(Error::io(&dir)(e)),
-            };
+            let Some(entries) = fd_dir(pid, "fd")? else { continue };
             for entry in entries.flatten() {
                 let Ok(link) = std::fs::read_link(entry.path()) else { continue };
                 if link.to_string_lossy().starts_with(&prefix) {
@@ -479,6 +626,17 @@ mod tests {
         assert_eq!(v.iter().map(|i| i.id).collect::<Vec<_>>(), [10, 11, 12]);
         let two = "10 1 0:1 / / rw - ext4 /dev/x rw\n11 2 0:2 / /a rw - tmpfs t rw\n";
         assert!(ordered(&parse(two).expect("parsed")).is_none());
+    }
+
+    #[test]
+    fn skip_mnt_leaves_out_a_mount_and_those_under_it() {
+        let text = "10 1 0:1 / / rw - ext4 /dev/x rw\n11 10 0:2 / /a rw - tmpfs t rw\n\
+                    12 11 0:3 / /a/b rw - tmpfs t rw\n13 10 0:4 / /c rw - tmpfs t rw\n";
+        let infos = ordered(&parse(text).expect("parsed")).expect("one root");
+        let (kept, out) = leave_out(1, infos.clone(), &["/a/".into(), "/none".into()]).expect("left out");
+        assert_eq!(kept.iter().map(|i| i.id).collect::<Vec<_>>(), [10, 13]);
+        assert_eq!(out.iter().map(|i| i.id).collect::<Vec<_>>(), [11, 12]);
+        assert!(leave_out(1, infos, &["/".into()]).is_err());
     }
 
     #[test]

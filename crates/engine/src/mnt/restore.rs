@@ -6,7 +6,9 @@
 //! new mount namespace (every mount private), attaches the root copy, makes it the root
 //! (`pivot_root`, the old root detached) and makes every other mount in order: attached at its
 //! mount point, its propagation set (a new peer group for the first member of one, the others
-//! copies of a member), a new tmpfs filled, its flags set; unbindable mounts last.
+//! copies of a member; a copy of an outside path whose group or master was outside the namespace
+//! stays a peer or becomes a slave of that path's group), a new tmpfs filled, its flags set;
+//! unbindable mounts last.
 
 use super::tmpfs;
 use crate::error::{Error, Result};
@@ -121,6 +123,38 @@ fn outside_path(m: &Mount, opts: &crate::RestoreOptions) -> Result<Option<PathBu
     })
 }
 
+/// The copy of `path` that restore makes for mount `m`, whose peer group or master was outside the
+/// namespace, joins the group of `path`'s mount: that mount must be shared (for a peer group) or
+/// shared or a slave (for a master), or the copy would be private.
+fn check_outside_group(m: &Mount, path: &Path) -> Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new().read(true).custom_flags(libc::O_PATH).open(path).map_err(Error::io(path))?;
+    let fdinfo = format!("/proc/self/fdinfo/{}", std::os::fd::AsRawFd::as_raw_fd(&file));
+    let text = std::fs::read_to_string(&fdinfo).map_err(Error::io(&fdinfo))?;
+    let id = text.lines().find_map(|l| l.strip_prefix("mnt_id:")).and_then(|v| v.trim().parse::<u32>().ok());
+    let table = std::fs::read_to_string("/proc/self/mountinfo").map_err(Error::io("/proc/self/mountinfo"))?;
+    let host = super::parse(&table).map_err(|line| incompatible(format!("/proc/self/mountinfo: {line:?}")))?;
+    let Some(h) = host.iter().find(|h| Some(h.id) == id) else {
+        return Err(incompatible(format!("{}: its mount is not in stasis's mount namespace", path.display())));
+    };
+    let (want, ok) = match m.shared_outside {
+        true => ("shared", h.shared != 0),
+        false => ("shared or a slave", h.shared != 0 || h.master != 0),
+    };
+    if ok {
+        return Ok(());
+    }
+    Err(incompatible(format!(
+        "the mount at {} was in a peer group outside its namespace (shared:{} master:{}), but the mount at {} that \
+         {} is copied from is private: it must be {want}",
+        m.point,
+        m.shared,
+        m.master,
+        h.point,
+        path.display()
+    )))
+}
+
 /// A `host` mount is still one of stasis's at the same point, of the same type and root.
 fn check_host(m: &Mount) -> Result<()> {
     let text = std::fs::read_to_string("/proc/self/mountinfo").map_err(Error::io("/proc/self/mountinfo"))?;
@@ -156,6 +190,11 @@ pub fn build(ns: &MountNs, pid: i32, opts: &crate::RestoreOptions) -> Result<Bui
         return Err(incompatible("the first mount of the mount namespace is not its root".into()));
     }
     let paths: Vec<Option<PathBuf>> = mounts.iter().map(|m| outside_path(m, opts)).collect::<Result<_>>()?;
+    for (m, path) in mounts.iter().zip(&paths) {
+        if let Some(path) = path.as_deref().filter(|_| m.shared_outside || m.master_outside) {
+            check_outside_group(m, path)?;
+        }
+    }
     let root_copy = copy(pid, &mounts[0], paths[0].as_deref())?.expect("the root mount is a copy");
     let back = Back::keep(pid)?;
     sysmnt::unshare_ns().map_err(Error::sys(pid, "making its mount namespace"))?;
@@ -167,7 +206,10 @@ pub fn build(ns: &MountNs, pid: i32, opts: &crate::RestoreOptions) -> Result<Bui
     // The root copy goes over /proc of the copy of stasis's namespace, then becomes its root.
     let staging = Path::new("/proc");
     sysmnt::attach(root_copy.as_fd(), staging).map_err(step(pid, "the root mount".into()))?;
-    sysmnt::set_attr(staging, 0, 0, Some(Propagation::Private), false).map_err(step(pid, "the root mount".into()))?;
+    // A slave of a group outside (`--enable-external-masters`) stays one: its copy is a peer or a
+    // slave of that group (pivot_root refuses only a shared root).
+    let own = if mounts[0].master_outside { Propagation::Slave } else { Propagation::Private };
+    sysmnt::set_attr(staging, 0, 0, Some(own), false).map_err(step(pid, "the root mount".into()))?;
     std::env::set_current_dir(staging).map_err(Error::io(staging))?;
     sysmnt::pivot_here().map_err(step(pid, "the root of its mount namespace".into()))?;
     std::env::set_current_dir(slash).map_err(Error::io(slash))?;
@@ -261,7 +303,9 @@ fn make(pid: i32, m: &Mount, before: &[Mount], copy: Option<OwnedFd>, pidns: Opt
         (how, None) => return Err(incompatible(format!("the mount at {}: unknown kind {how:?}", m.point))),
     };
     sysmnt::attach(fd.as_fd(), point).map_err(step(pid, what("attaching it")))?;
-    let joined = (m.shared != 0 && before.iter().any(|b| b.shared == m.shared)) || m.master != 0;
+    // A copy of an outside path is a peer of that path's mount already: it keeps that group when
+    // the namespace shared one with the outside (`shared_outside`), or becomes its slave.
+    let joined = (m.shared != 0 && before.iter().any(|b| b.shared == m.shared)) || m.master != 0 || m.shared_outside;
     let mut props = Vec::new();
     if !joined {
         props.push(Propagation::Private);

@@ -69,6 +69,14 @@ pub struct Mount {
     /// (`pidns`), as is every mount after it.
     #[prost(bool, tag = "17")]
     pub proc_of_tree: bool,
+    /// Its peer group has mounts outside the namespace (`--enable-external-sharing`): restore
+    /// keeps the copy it makes of an outside path a peer of that path's mount.
+    #[prost(bool, tag = "580")]
+    pub shared_outside: bool,
+    /// Its master is a peer group outside the namespace (`--enable-external-masters`): restore
+    /// makes the copy of an outside path a slave of that path's group.
+    #[prost(bool, tag = "581")]
+    pub master_outside: bool,
 }
 
 /// One file, directory or symlink of a tmpfs, with its metadata.

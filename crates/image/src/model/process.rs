@@ -212,14 +212,16 @@ pub struct TaskCore {
     /// The thread's I/O priority (`ioprio_get`: class << 13 | level; 0: none of its own).
     #[prost(int32, tag = "254")]
     pub ioprio: i32,
-    /// Main thread: the memory-error kill policy, `PR_MCE_KILL_GET` plus one (3, the default, when
-    /// unset; 0 when not read, in older images).
+    /// The thread's memory-error kill policy, `PR_MCE_KILL_GET` plus one (3, the default, when
+    /// unset; 0 when not read: in older images, and in their thread records, which took the main
+    /// thread's).
     #[prost(int32, tag = "255")]
     pub mce_kill: i32,
-    /// Main thread: `PR_GET_TSC` (1 rdtsc allowed, 2 it raises SIGSEGV; 0 when not read).
+    /// The thread's `PR_GET_TSC` (1 rdtsc allowed, 2 it raises SIGSEGV; 0 when not read).
     #[prost(int32, tag = "256")]
     pub tsc_mode: i32,
-    /// Main thread: CPUID faults (`arch_prctl(ARCH_SET_CPUID, 0)`).
+    /// The thread's CPUID faulting (`arch_prctl(ARCH_SET_CPUID, 0)`; meaningful when `mce_kill` is
+    /// not 0).
     #[prost(bool, tag = "257")]
     pub cpuid_faulting: bool,
     /// Main thread: the process's memory-deny-write-execute flags (`PR_GET_MDWE`), set once its
