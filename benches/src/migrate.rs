@@ -54,6 +54,32 @@ pub struct Round {
     pub fill_mib_s: f64,
     /// The final bytes over TCP once and into fresh memory once, at this round's rates.
     pub limit_ms: f64,
+    /// Where the downtime went, as `migrate --json` splits it (its `stages`, in ms).
+    pub stages: Stages,
+}
+
+/// The downtime's stages (ms): the final dump, its send, the restore on the other side (its
+/// memory is most of the `tasks` stage), and the rest of the wait for its answer.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct Stages {
+    pub dump_ms: f64,
+    pub send_ms: f64,
+    pub restore_ms: f64,
+    pub tasks_ms: f64,
+    pub answer_ms: f64,
+}
+
+impl Stages {
+    fn of(v: &serde_json::Value) -> Stages {
+        let f = |k: &str| v[k].as_f64().unwrap_or(0.0);
+        Stages {
+            dump_ms: f("dump_ms"),
+            send_ms: f("send_ms"),
+            restore_ms: f("prepare_ms") + f("setup_ms") + f("tasks_ms") + f("finish_ms"),
+            tasks_ms: f("tasks_ms"),
+            answer_ms: f("answer_ms"),
+        }
+    }
 }
 
 /// The medians of the rounds.
@@ -68,6 +94,8 @@ pub struct Report {
     pub tcp_mib_s: f64,
     pub fill_mib_s: f64,
     pub target_ms: f64,
+    /// The medians of each stage.
+    pub stages: Stages,
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -90,6 +118,11 @@ impl Report {
             self.final_bytes as f64 / (1 << 20) as f64,
             self.limit_ms,
             if self.limit_ms > 0.0 { self.downtime_ms / self.limit_ms } else { 0.0 }
+        );
+        let st = &self.stages;
+        t += &format!(
+            "  of which: dump {:.1}, send {:.1}, restore there {:.1} (tasks {:.1}), answer {:.1} ms\n",
+            st.dump_ms, st.send_ms, st.restore_ms, st.tasks_ms, st.answer_ms
         );
         t += &format!(
             "  loopback TCP {:.0} MiB/s, fill fresh memory {:.0} MiB/s; target (4 GiB at 64 MiB/s) {} ms\n",
@@ -116,6 +149,7 @@ pub fn run(cfg: &Config, log: &mut dyn Write) -> Result<Report, MigrateError> {
             tcp_mib_s: tcp,
             fill_mib_s: fill,
             limit_ms,
+            stages: m.4,
         };
         let _ = writeln!(log, "migrate round {k}: downtime {:.1} ms (limit {limit_ms:.1} ms), final {mib:.1} MiB", m.1);
         rounds.push(round);
@@ -129,6 +163,16 @@ pub fn run(cfg: &Config, log: &mut dyn Write) -> Result<Report, MigrateError> {
         tcp_mib_s: median(rounds.iter().map(|r| r.tcp_mib_s).collect()),
         fill_mib_s: median(rounds.iter().map(|r| r.fill_mib_s).collect()),
         target_ms: TARGET_MS,
+        stages: {
+            let m = |f: fn(&Stages) -> f64| median(rounds.iter().map(|r| f(&r.stages)).collect());
+            Stages {
+                dump_ms: m(|s| s.dump_ms),
+                send_ms: m(|s| s.send_ms),
+                restore_ms: m(|s| s.restore_ms),
+                tasks_ms: m(|s| s.tasks_ms),
+                answer_ms: m(|s| s.answer_ms),
+            }
+        },
         rounds,
     })
 }
@@ -144,8 +188,10 @@ impl Drop for Serve {
     }
 }
 
-/// One migration: (final round bytes, downtime ms, pre-copy rounds, total ms).
-fn migrate_once(cfg: &Config, k: u32) -> Result<(u64, f64, u64, f64), MigrateError> {
+/// One migration: (final round bytes, downtime ms, pre-copy rounds, total ms, stages).
+type Migrated = (u64, f64, u64, f64, Stages);
+
+fn migrate_once(cfg: &Config, k: u32) -> Result<Migrated, MigrateError> {
     let there = cfg.dir.join(format!("migrate-there-{k}"));
     let stage = cfg.dir.join(format!("migrate-here-{k}"));
     let _ = std::fs::remove_dir_all(&there);
@@ -159,7 +205,7 @@ fn migrate_once(cfg: &Config, k: u32) -> Result<(u64, f64, u64, f64), MigrateErr
     result
 }
 
-fn migrate_in(cfg: &Config, there: &Path, stage: &Path) -> Result<(u64, f64, u64, f64), MigrateError> {
+fn migrate_in(cfg: &Config, there: &Path, stage: &Path) -> Result<Migrated, MigrateError> {
     let log = stage.with_extension("log");
     let mut workload = Workload::start(&cfg.writer, &format!("{}:{}", cfg.size_mib, cfg.rate_mib), &log)
         .map_err(|e| fail(crate::error_chain(&e)))?;
@@ -202,7 +248,7 @@ fn migrate_in(cfg: &Config, there: &Path, stage: &Path) -> Result<(u64, f64, u64
     let total = v["total_ms"].as_f64().unwrap_or(0.0);
     workload.reap(GONE_TIMEOUT).map_err(|e| fail(crate::error_chain(&e)))?;
     let _ = std::fs::remove_file(&log);
-    Ok((final_bytes, downtime, rounds.len().saturating_sub(1) as u64, total))
+    Ok((final_bytes, downtime, rounds.len().saturating_sub(1) as u64, total, Stages::of(&v["stages"])))
 }
 
 /// Loopback TCP throughput: [`LIMIT_BYTES`] from a thread of ours to another.

@@ -442,7 +442,7 @@ fn shared_anonymous_memory_of_a_tree_through_an_incremental_dump() {
 }
 
 #[test]
-fn a_missing_or_replaced_parent_is_refused_by_name() {
+fn a_missing_replaced_or_damaged_parent_is_refused_by_name() {
     let case = Case::new("incr_bad_parent", workload!("mem_rounds").arg("simple"));
     if !kernel_tracks(&case) {
         return;
@@ -475,6 +475,17 @@ fn a_missing_or_replaced_parent_is_refused_by_name() {
     case.expect_no_process_left(pid);
     std::fs::remove_dir_all(&pre).unwrap_or_else(|e| case.fail(&format!("remove: {e}")));
     std::fs::rename(&away, &pre).unwrap_or_else(|e| case.fail(&format!("rename back: {e}")));
+    // A damaged page of the parent (the restore checks the chunks it reads from it while the tasks
+    // are built): refused naming the parent's page file, nothing left.
+    let pages = pre.join(format!("pages-{pid}.img"));
+    let kept = std::fs::read(&pages).unwrap_or_else(|e| case.fail(&format!("read {}: {e}", pages.display())));
+    let mut damaged = kept.clone();
+    damaged.iter_mut().skip(4096).step_by(4096).for_each(|b| *b ^= 0x5a);
+    std::fs::write(&pages, &damaged).unwrap_or_else(|e| case.fail(&format!("damage {}: {e}", pages.display())));
+    let (r, _) = case.stasis().restore_detached(&case.dir, &last, &[], &[]);
+    case.expect_failed(&r, "restore with a damaged parent page", &[&["checksum"], &["parent/pages-"]]);
+    case.expect_no_process_left(pid);
+    std::fs::write(&pages, &kept).unwrap_or_else(|e| case.fail(&format!("repair {}: {e}", pages.display())));
     let mut restored = case.restore_ok(&last, pid, &[]);
     case.finish(&mut restored);
 }

@@ -72,6 +72,34 @@ impl Drop for Net {
 }
 
 /// `stasis serve` in the namespace, pid 1 of a PID namespace of its own; killed on drop.
+/// Shell commands mounting again under /sys/fs/cgroup what this machine has there: the cgroup2
+/// hierarchy, or (a v1 or hybrid layout) the tmpfs and each v1 hierarchy with its options (a
+/// hierarchy mounted again with the same controllers is the same one) and the cgroup2 one.
+fn cgroup_mounts() -> String {
+    let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
+    let mut cmds = Vec::new();
+    for line in mounts.lines() {
+        let f: Vec<&str> = line.split(' ').collect();
+        let [_, at, kind, opts, ..] = f[..] else { continue };
+        if !(at == "/sys/fs/cgroup" || at.starts_with("/sys/fs/cgroup/")) {
+            continue;
+        }
+        match kind {
+            "tmpfs" => cmds.push(format!("mount -t tmpfs -o mode=755 cgroup {at}")),
+            "cgroup2" => cmds.push(format!("mkdir -p {at} && mount -t cgroup2 none {at}")),
+            "cgroup" => {
+                let keep: Vec<&str> = opts.split(',').filter(|o| !matches!(*o, "rw" | "ro" | "relatime")).collect();
+                cmds.push(format!("mkdir -p {at} && mount -t cgroup -o {} cgroup {at}", keep.join(",")));
+            }
+            _ => {}
+        }
+    }
+    if cmds.is_empty() {
+        cmds.push("mount -t cgroup2 none /sys/fs/cgroup".into());
+    }
+    cmds.join(" && ")
+}
+
 struct Serve {
     child: Child,
     to: String,
@@ -84,10 +112,10 @@ impl Serve {
         let log = case.dir.unique("serve", "log");
         case.dir.watch_log(&log);
         let mut cmd = Command::new("ip");
-        // `ip netns exec` mounts a sysfs of the namespace over /sys, hiding the cgroup2 hierarchy
+        // `ip netns exec` mounts a sysfs of the namespace over /sys, hiding the cgroup hierarchies
         // the restore puts the tree back in: mounted again there (in its own mount namespace).
-        let script = r#"mount -t cgroup2 none /sys/fs/cgroup && exec unshare -pf --kill-child --mount-proc "$@""#;
-        cmd.args(["netns", "exec", &net.ns, "sh", "-c", script, "sh"]);
+        let script = format!("{} && exec unshare -pf --kill-child --mount-proc \"$@\"", cgroup_mounts());
+        cmd.args(["netns", "exec", &net.ns, "sh", "-c", &script, "sh"]);
         cmd.arg(case.stasis().bin()).args(["serve", "--port", "0", "--address", &net.there, "-vv", "-D"]);
         cmd.arg(dir).arg("-o").arg(&log).envs(env.iter().copied()).stdin(Stdio::null()).stdout(Stdio::piped());
         let mut child = cmd.spawn().expect("start stasis serve");

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use clap::{Args, Parser};
-use stasis_engine::migrate::{RoundSent, Sender};
+use stasis_engine::migrate::{RemoteStages, RoundSent, Sender};
 use stasis_engine::{DumpOptions, DumpReport, Handoff};
 
 /// Options of `stasis migrate`.
@@ -71,6 +71,62 @@ struct Final {
     running: Duration,
     remote_pid: i32,
     bytes: u64,
+    /// The other side's stages, when it timed them.
+    remote: Option<RemoteStages>,
+}
+
+/// The downtime, stage by stage (ms), as printed and reported: from the freeze, the image written
+/// (`dump`), sent (`send`, into the connection), then on the other side the last round received
+/// and the restore's stages, and what is left of the wait for its answer (`answer`: the frames in
+/// flight, the time the receiver took to read what we had already sent); after the answer, the
+/// source tree killed (`kill`).
+#[derive(Debug, Clone, serde::Serialize)]
+struct Downtime {
+    #[serde(skip)]
+    total_ms: f64,
+    dump_ms: f64,
+    send_ms: f64,
+    receive_ms: Option<f64>,
+    prepare_ms: Option<f64>,
+    setup_ms: Option<f64>,
+    tasks_ms: Option<f64>,
+    finish_ms: Option<f64>,
+    answer_ms: f64,
+    kill_ms: f64,
+}
+
+impl Downtime {
+    fn of(done: &Final, frozen: Duration) -> Downtime {
+        let r = done.remote.map(|r| r.restore);
+        let restored = r.map_or(Duration::ZERO, |r| r.prepare + r.setup + r.tasks + r.finish);
+        let waited = done.running.saturating_sub(done.sent);
+        Downtime {
+            total_ms: ms(done.running),
+            dump_ms: ms(done.written),
+            send_ms: ms(done.sent.saturating_sub(done.written)),
+            receive_ms: done.remote.map(|r| ms(r.receive)),
+            prepare_ms: r.map(|r| ms(r.prepare)),
+            setup_ms: r.map(|r| ms(r.setup)),
+            tasks_ms: r.map(|r| ms(r.tasks)),
+            finish_ms: r.map(|r| ms(r.finish)),
+            answer_ms: ms(waited.saturating_sub(restored)),
+            kill_ms: ms(frozen.saturating_sub(done.running)),
+        }
+    }
+
+    fn line(&self) -> String {
+        let mut s = format!("downtime {:.1} ms: dump {:.1}, send {:.1}", self.total_ms, self.dump_ms, self.send_ms);
+        if let (Some(rc), Some(p), Some(su), Some(t), Some(f)) =
+            (self.receive_ms, self.prepare_ms, self.setup_ms, self.tasks_ms, self.finish_ms)
+        {
+            s += &format!(
+                ", there: received {rc:.1}, restore {:.1} (prepare {p:.1}, setup {su:.1}, tasks {t:.1}, finish {f:.1})",
+                p + su + t + f
+            );
+        }
+        s += &format!(", answer {:.1}; source killed {:.1} ms later", self.answer_ms, self.kill_ms);
+        s
+    }
 }
 
 /// The staging directory, removed at the end unless the caller gave it.
@@ -131,6 +187,7 @@ pub fn run(args: &MigrateArgs) -> anyhow::Result<u8> {
         frozen_ms: ms(report.frozen),
     });
     let total = start.elapsed();
+    let downtime = Downtime::of(&done, report.frozen);
     if args.out.json {
         let value = serde_json::json!({
             "pid": args.pid,
@@ -139,6 +196,7 @@ pub fn run(args: &MigrateArgs) -> anyhow::Result<u8> {
             "rounds": rounds,
             "downtime_ms": ms(done.running),
             "restore_ms": ms(done.running - done.sent),
+            "stages": downtime,
             "total_ms": ms(total),
         });
         crate::print_json(&value);
@@ -146,15 +204,12 @@ pub fn run(args: &MigrateArgs) -> anyhow::Result<u8> {
         let last = rounds.last().expect("the final round");
         println!("{}", round_line(last));
         println!(
-            "migrated pid {} to {} (pid {} there) in {:.3} s: downtime {:.1} ms (dump {:.1}, send {:.1}, restore {:.1})",
+            "migrated pid {} to {} (pid {} there) in {:.3} s: {}",
             args.pid,
             args.to,
             done.remote_pid,
             total.as_secs_f64(),
-            ms(done.running),
-            ms(done.written),
-            ms(done.sent - done.written),
-            ms(done.running - done.sent),
+            downtime.line(),
         );
     }
     Ok(0)
@@ -267,9 +322,10 @@ fn final_round(
         }
         let sent = s.send_round(index, true, dir, port)?;
         let sent_at = frozen_at.elapsed();
-        let remote_pid = s.running()?;
+        let (remote_pid, remote) = s.running()?;
         let running = frozen_at.elapsed();
-        *m.lock().expect("not poisoned") = Final { written, sent: sent_at, running, remote_pid, bytes: sent.bytes };
+        *m.lock().expect("not poisoned") =
+            Final { written, sent: sent_at, running, remote_pid, bytes: sent.bytes, remote };
         log::info!("migrate: pid {remote_pid} runs on {} after {running:?} of downtime", s.peer());
         Ok(())
     })));

@@ -54,7 +54,7 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<u8> {
     // Created before anything is received, so that an unwritable pidfile fails first.
     let mut pidfile = args.pidfile.as_deref().map(crate::restore::PidFile::prepare).transpose()?;
     let mut restored = None;
-    let mut restore = |got: &stasis_engine::migrate::Received| -> Result<i32, stasis_engine::Error> {
+    let mut restore = |got: &stasis_engine::migrate::Received| -> Result<_, stasis_engine::Error> {
         let refused = |what: String| stasis_engine::Error::MigrationRefused { peer: got.peer.clone(), what };
         let opts = restore_options(args, &got.image, got.page_source.is_some())
             .map_err(|e| refused(format!("the restore's options: {e:#}")))?;
@@ -69,9 +69,9 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<u8> {
         let r = stasis_engine::restore(&opts, &mut |_| {})?;
         // It serves on and exits once every page is in.
         std::mem::forget(daemon);
-        let pid = r.pid();
+        let (pid, stages) = (r.pid(), r.report.stages);
         restored = Some(r);
-        Ok(pid)
+        Ok((pid, stages))
     };
     let (got, pid) = stasis_engine::migrate::receive(&listener, &args.dir, &mut restore)
         .with_context(|| format!("serve on {local} into {}", args.dir.display()))?;
@@ -83,14 +83,23 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<u8> {
     if args.out.json {
         let mut report = serde_json::to_value(&got).context("encode the serve report")?;
         report["pid"] = pid.into();
+        report["restore"] = serde_json::to_value(&restored.report).context("encode the restore report")?;
         crate::print_json(&report);
     } else {
+        let st = &restored.report.stages;
+        let ms = |d: std::time::Duration| d.as_secs_f64() * 1000.0;
         announce(&format!(
-            "serve restored pid {pid} from {} ({} rounds, {} files, {mib:.1} MiB from {})",
+            "serve restored pid {pid} from {} ({} rounds, {} files, {mib:.1} MiB from {}): last round received in {:.1} ms, restored in {:.1} ms (prepare {:.1}, setup {:.1}, tasks {:.1}, finish {:.1})",
             got.image.display(),
             got.rounds,
             got.files,
-            got.peer
+            got.peer,
+            ms(got.last_round),
+            ms(restored.report.total),
+            ms(st.prepare),
+            ms(st.setup),
+            ms(st.tasks),
+            ms(st.finish),
         ));
     }
     if std::process::id() != 1 {

@@ -315,4 +315,19 @@ pub struct RestoreReport {
     pub injected_calls: u64,
     /// The namespaces the root was restored in of its own.
     pub namespaces: ns::NsSet,
+    /// Where `total` went.
+    pub stages: RestoreStages,
+}
+
+/// The stages of a restore, each timed from the end of the one before.
+#[derive(Debug, Clone, Copy, Default, serde::Serialize)]
+pub struct RestoreStages {
+    /// Reading the image and its checks, the parent images' page files resolved and checked.
+    pub prepare: Duration,
+    /// Namespaces, mounts, files, IPC objects and cgroups made, up to the root forked.
+    pub setup: Duration,
+    /// Every task built: layout, memory, state, threads.
+    pub tasks: Duration,
+    /// Pidfds, pages verified, groups and terminals, the tasks let go.
+    pub finish: Duration,
 }

@@ -141,11 +141,12 @@ impl Sender {
         Ok((listener, port))
     }
 
-    /// After the last round: the pid of the tree's root once it runs on the other side.
-    pub fn running(&self) -> Result<i32> {
+    /// After the last round: the pid of the tree's root once it runs on the other side, with the
+    /// other side's stages (none from a receiver that does not time them).
+    pub fn running(&self) -> Result<(i32, Option<RemoteStages>)> {
         let what = "waiting for the restore on the other side";
         match wire::read_frame(&mut &self.stream) {
-            Ok(Frame::Running { pid }) => Ok(pid),
+            Ok(Frame::Running { pid, stages_us }) => Ok((pid, RemoteStages::from_micros(&stages_us))),
             other => Err(self.unexpected(what, other)),
         }
     }
@@ -170,6 +171,30 @@ impl Sender {
     }
 }
 
+/// How long the receiver's stages of the last round took: the round received (from its round frame
+/// to its commit), then the restore's stages ([`crate::RestoreStages`]).
+#[derive(Debug, Clone, Copy, Default, serde::Serialize)]
+pub struct RemoteStages {
+    pub receive: Duration,
+    pub restore: crate::RestoreStages,
+}
+
+impl RemoteStages {
+    fn micros(&self) -> Vec<u64> {
+        let r = &self.restore;
+        [self.receive, r.prepare, r.setup, r.tasks, r.finish]
+            .iter()
+            .map(|d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+            .collect()
+    }
+
+    fn from_micros(us: &[u64]) -> Option<RemoteStages> {
+        let d = |i: usize| us.get(i).map(|&t| Duration::from_micros(t));
+        let restore = crate::RestoreStages { prepare: d(1)?, setup: d(2)?, tasks: d(3)?, finish: d(4)? };
+        Some(RemoteStages { receive: d(0)?, restore })
+    }
+}
+
 /// What one migration brought to `stasis serve`.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Received {
@@ -182,16 +207,18 @@ pub struct Received {
     pub image: PathBuf,
     /// Where the last round's pages are served (`migrate --lazy`): the sender's address and port.
     pub page_source: Option<(String, u16)>,
+    /// From the last round's frame to its commit.
+    pub last_round: Duration,
 }
 
 /// `stasis serve`: accept one migration on `listener` into `dir` (round `K` in `DIR/K`, with a
-/// `parent` link to `../K-1`), then call `restore` on the last round's directory; its `Ok(pid)`
-/// is sent as [`Frame::Running`]. `restore` gets the report so far. On any error the rounds
+/// `parent` link to `../K-1`), then call `restore` on the last round's directory; its `Ok((pid,
+/// stages))` is sent as [`Frame::Running`] with the time the last round took to arrive. `restore` gets the report so far. On any error the rounds
 /// received are removed and the sender is told why.
 pub fn receive(
     listener: &TcpListener,
     dir: &Path,
-    restore: &mut dyn FnMut(&Received) -> Result<i32>,
+    restore: &mut dyn FnMut(&Received) -> Result<(i32, crate::RestoreStages)>,
 ) -> Result<(Received, i32)> {
     let (stream, peer) = listener.accept().map_err(Error::io("the listening socket of stasis serve"))?;
     let peer = peer.to_string();
@@ -206,12 +233,13 @@ pub fn receive(
             log::warn!("STASIS_FAULT: serve dying before the restore");
             std::process::exit(137);
         }
-        let pid = restore(&got)?;
-        Ok((got, pid))
+        let (pid, stages) = restore(&got)?;
+        Ok((got, pid, stages))
     });
     match &result {
-        Ok((_, pid)) => {
-            let _ = wire::write_frame(&mut &stream, &Frame::Running { pid: *pid });
+        Ok((got, pid, restore)) => {
+            let stages_us = RemoteStages { receive: got.last_round, restore: *restore }.micros();
+            let _ = wire::write_frame(&mut &stream, &Frame::Running { pid: *pid, stages_us });
         }
         Err(e) => {
             let _ = wire::write_frame(&mut &stream, &Frame::Error { message: format!("serve: {e}") });
@@ -222,13 +250,20 @@ pub fn receive(
             }
         }
     }
-    result
+    result.map(|(got, pid, _)| (got, pid))
 }
 
 fn receive_rounds(stream: &TcpStream, dir: &Path, peer: &str, made: &mut Vec<PathBuf>) -> Result<Received> {
     greet(stream, peer, "accepting")?;
-    let mut got =
-        Received { peer: peer.to_owned(), rounds: 0, files: 0, bytes: 0, image: dir.to_owned(), page_source: None };
+    let mut got = Received {
+        peer: peer.to_owned(),
+        rounds: 0,
+        files: 0,
+        bytes: 0,
+        image: dir.to_owned(),
+        page_source: None,
+        last_round: Duration::ZERO,
+    };
     loop {
         let mut frame = wire::read_frame(&mut &*stream).map_err(lost(peer, "receiving a round"))?;
         if let Frame::PageSource { port } = frame {
@@ -246,6 +281,7 @@ fn receive_rounds(stream: &TcpStream, dir: &Path, peer: &str, made: &mut Vec<Pat
             Frame::Error { message } => return Err(refused(peer, format!("the sender gave up: {message}"))),
             other => return Err(refused(peer, format!("unexpected {} frame", other.name()))),
         };
+        let began = std::time::Instant::now();
         let round = dir.join(index.to_string());
         std::fs::create_dir(&round).map_err(Error::io(&round))?;
         made.push(round.clone());
@@ -259,6 +295,7 @@ fn receive_rounds(stream: &TcpStream, dir: &Path, peer: &str, made: &mut Vec<Pat
         got.files += files;
         got.bytes += bytes;
         got.image = round;
+        got.last_round = began.elapsed();
         if last {
             return Ok(got);
         }
@@ -337,13 +374,15 @@ mod tests {
         let server = std::thread::spawn(move || {
             receive(&listener, &dir, &mut |got| {
                 assert_eq!(std::fs::read_link(got.image.join("parent")).unwrap(), Path::new("../1"));
-                Ok(42)
+                Ok((42, crate::RestoreStages::default()))
             })
         });
         let sender = Sender::connect(&to).unwrap();
         assert_eq!(sender.send_round(1, false, &src.path().join("1"), None).unwrap().files, 1);
         sender.send_round(2, true, &src.path().join("2"), None).unwrap();
-        assert_eq!(sender.running().unwrap(), 42);
+        let (pid, stages) = sender.running().unwrap();
+        assert_eq!(pid, 42);
+        assert!(stages.is_some());
         let (got, pid) = server.join().unwrap().unwrap();
         assert_eq!((got.rounds, pid), (2, 42));
         let back = std::fs::read_to_string(dst.path().join("2/inventory.img")).unwrap();

@@ -32,7 +32,9 @@ pub use dir::ImageDir;
 pub use error::ImageError;
 pub use framing::{decode_records, encode_records};
 pub use kind::ImageKind;
-pub use pages::{chunk_list_checksum, hash_chunk, hash_chunks, validate_pagemap, verify_pages, PageWriter};
+pub use pages::{
+    chunk_list_checksum, hash_chunk, hash_chunks, validate_pagemap, verify_page_chunks, verify_pages, PageWriter,
+};
 
 /// Major format version: a reader loads only images of its own major version.
 pub const FORMAT_MAJOR: u16 = 1;

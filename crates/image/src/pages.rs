@@ -160,14 +160,8 @@ pub fn hash_chunk(file: &File, data_len: u64, chunk_size: u64, chunk: u64) -> st
 /// Verify the data of an opened page file (`file_name`, for messages) against `map`'s chunk
 /// checksums. The error names the first chunk that does not match.
 pub fn verify_pages(file: &File, file_name: &str, map: &PageMap) -> Result<(), ImageError> {
-    let map_name = match file_name.strip_prefix("pages-") {
-        Some(rest) => format!("pagemap-{rest}"),
-        None => file_name.to_owned(),
-    };
-    let data_len = validate_pagemap(&map_name, map)?;
+    let data_len = check_map_and_size(file, file_name, map)?;
     let io_err = |e| ImageError::io(file_name, e);
-    let size = file.metadata().map_err(io_err)?.len();
-    check_size(file_name, size, page_file_size(map.total_pages), "the page map")?;
     let computed = hash_chunks(file, data_len, map.chunk_size).map_err(io_err)?;
     let bad = computed.iter().zip(&map.chunk_checksums).position(|(a, b)| a != b);
     match bad {
@@ -178,6 +172,48 @@ pub fn verify_pages(file: &File, file_name: &str, map: &PageMap) -> Result<(), I
             offset: PAGE_DATA_OFFSET + chunk as u64 * map.chunk_size,
         }),
     }
+}
+
+/// [`verify_pages`] for the chunks `wanted` alone (by index, ascending): the page map and the
+/// file's size are checked as there, and only those chunks are read and hashed. For a parent image
+/// of which a restore reads a few pages; an empty `wanted` checks the map and the size only.
+pub fn verify_page_chunks(file: &File, file_name: &str, map: &PageMap, wanted: &[u64]) -> Result<(), ImageError> {
+    let data_len = check_map_and_size(file, file_name, map)?;
+    let io_err = |e| ImageError::io(file_name, e);
+    let mut i = 0;
+    while i < wanted.len() {
+        // Chunks next to each other are hashed in one pass.
+        let mut j = i + 1;
+        while j < wanted.len() && wanted[j] == wanted[j - 1] + 1 {
+            j += 1;
+        }
+        let (first, end) = (wanted[i], wanted[j - 1] + 1);
+        let computed = hash_chunk_range(file, data_len, map.chunk_size, first..end).map_err(io_err)?;
+        for (k, sum) in (first..end).zip(computed) {
+            if map.chunk_checksums.get(k as usize) != Some(&sum) {
+                return Err(ImageError::ChunkChecksum {
+                    file: file_name.to_owned(),
+                    chunk: k as usize,
+                    offset: PAGE_DATA_OFFSET + k * map.chunk_size,
+                });
+            }
+        }
+        i = j;
+    }
+    Ok(())
+}
+
+/// The page map checked on its own, and the page file's size against it: the length of the page
+/// data.
+fn check_map_and_size(file: &File, file_name: &str, map: &PageMap) -> Result<u64, ImageError> {
+    let map_name = match file_name.strip_prefix("pages-") {
+        Some(rest) => format!("pagemap-{rest}"),
+        None => file_name.to_owned(),
+    };
+    let data_len = validate_pagemap(&map_name, map)?;
+    let size = file.metadata().map_err(|e| ImageError::io(file_name, e))?.len();
+    check_size(file_name, size, page_file_size(map.total_pages), "the page map")?;
+    Ok(data_len)
 }
 
 /// Check a page map on its own (`file_name` is the page map's, for messages): the chunk size, that

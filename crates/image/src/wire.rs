@@ -30,6 +30,8 @@ pub const MAX_DATA: usize = 1 << 20;
 pub const MAX_PAYLOAD: usize = MAX_DATA + 16;
 /// The longest file name in an [`Frame::Open`].
 pub const MAX_NAME: usize = 64;
+/// Stage timings a [`Frame::Running`] carries at most.
+pub const MAX_STAGES: usize = 16;
 const HEADER: usize = 24;
 
 /// One message of the protocol.
@@ -54,8 +56,10 @@ pub enum Frame {
     /// `stasis migrate`: the files up to the next [`Frame::Commit`] are round `index` (1, 2, ...) of
     /// the migration, an image whose parent is round `index - 1`; `last`: the final dump.
     Round { index: u32, last: bool },
-    /// `stasis serve`: the migrated tree runs, its root being `pid` (in the receiver's namespace).
-    Running { pid: i32 },
+    /// `stasis serve`: the migrated tree runs, its root being `pid` (in the receiver's namespace);
+    /// `stages_us`: how long the receiver's stages took, in microseconds (the last round received,
+    /// then the restore's stages; see `stasis_engine::migrate`), at most [`MAX_STAGES`], possibly none.
+    Running { pid: i32, stages_us: Vec<u64> },
     /// `stasis migrate --lazy`: the page files of the next round are not sent; the sender serves
     /// them (as `page-server --lazy-pages` does) on `port` of its address.
     PageSource { port: u16 },
@@ -159,7 +163,10 @@ fn payload(frame: &Frame) -> Vec<u8> {
             p.extend(index.to_le_bytes());
             p.extend(u32::from(*last).to_le_bytes());
         }
-        Frame::Running { pid } => p.extend(pid.to_le_bytes()),
+        Frame::Running { pid, stages_us } => {
+            p.extend(pid.to_le_bytes());
+            stages_us.iter().for_each(|t| p.extend(t.to_le_bytes()));
+        }
         Frame::PageSource { port } => p.extend(port.to_le_bytes()),
     }
     p
@@ -262,7 +269,12 @@ fn decode(kind: u16, body: Vec<u8>) -> Result<Frame, WireError> {
         9 if body.len() == 8 && u32::from_le_bytes(body[4..8].try_into().expect("4")) <= 1 => {
             Frame::Round { index: u32::from_le_bytes(body[..4].try_into().expect("4")), last: body[4] == 1 }
         }
-        10 if body.len() == 4 => Frame::Running { pid: i32::from_le_bytes(body[..4].try_into().expect("4")) },
+        10 if body.len() >= 4 && (body.len() - 4).is_multiple_of(8) && body.len() <= 4 + 8 * MAX_STAGES => {
+            Frame::Running {
+                pid: i32::from_le_bytes(body[..4].try_into().expect("4")),
+                stages_us: body[4..].chunks(8).map(|c| u64::from_le_bytes(c.try_into().expect("8"))).collect(),
+            }
+        }
         11 if body.len() == 2 => Frame::PageSource { port: u16::from_le_bytes([body[0], body[1]]) },
         1..=11 => return Err(malformed(kind, format!("payload of {} bytes does not fit", body.len()))),
         _ => return Err(WireError::Malformed { kind: "unknown", problem: format!("frame kind {kind}") }),
@@ -292,7 +304,8 @@ mod tests {
         round_trip(Frame::Get { name: "pages-1.img".into(), offset: 4096, len: 8192 });
         round_trip(Frame::Round { index: 3, last: true });
         round_trip(Frame::Round { index: 1, last: false });
-        round_trip(Frame::Running { pid: 42 });
+        round_trip(Frame::Running { pid: 42, stages_us: vec![] });
+        round_trip(Frame::Running { pid: 42, stages_us: vec![1, 2, 3, 4, 5] });
         round_trip(Frame::PageSource { port: 7000 });
     }
 

@@ -67,6 +67,18 @@ type Piece = (u64, u64, u64);
 pub struct Chain {
     levels: Vec<(File, Vec<Piece>)>,
     bytes: u64,
+    /// The chunks of the uncompressed parent page files that pieces are read from, yet to be
+    /// checked against their checksums (see [`Chain::unchecked`]).
+    unchecked: Vec<Unchecked>,
+}
+
+/// Chunks of a parent page file to check: the file, its name (for messages), its page map, and
+/// the chunks (by index, ascending).
+pub struct Unchecked {
+    pub file: File,
+    pub name: String,
+    pub map: PageMap,
+    pub chunks: Vec<u64>,
 }
 
 /// Resolve the `in_parent` pages of process `pid` (page map `map`) through `parents`.
@@ -86,8 +98,17 @@ pub fn resolve(pid: i32, map: &PageMap, parents: &[ImageDir]) -> Result<Chain> {
             let wanted = chunks_of(&pieces, pmap.chunk_size);
             super::pages::open_raw(dir, pid, &pmap, Some(&wanted))?
         } else {
+            // The map and the size now; the chunks read, while the restore goes on (see
+            // `Chain::unchecked`): the others are never read.
             let file = dir.open_pages(pid, &pmap)?;
-            stasis_image::verify_pages(&file, &ImageKind::Pages.file_name(Some(pid)), &pmap)?;
+            let name = ImageKind::Pages.file_name(Some(pid));
+            stasis_image::verify_page_chunks(&file, &name, &pmap, &[])?;
+            let chunks = chunks_of(&pieces, pmap.chunk_size);
+            if !chunks.is_empty() {
+                let name = dir.path().join(&name).display().to_string();
+                let copy = file.try_clone().map_err(Error::io(&name))?;
+                chain.unchecked.push(Unchecked { file: copy, name, map: pmap.clone(), chunks });
+            }
             file
         };
         if let Some(&(s, e)) = intersect(&pending, &ranges_of(&pmap.punched)).first() {
@@ -127,6 +148,7 @@ fn chunks_of(pieces: &[Piece], chunk_size: u64) -> Vec<u64> {
             (off - PAGE_DATA_OFFSET) / chunk_size..=(off + len - 1 - PAGE_DATA_OFFSET) / chunk_size
         })
         .collect();
+    chunks.sort_unstable();
     chunks.dedup();
     chunks
 }
@@ -152,6 +174,12 @@ pub(crate) fn locate(pending: &[(u64, u64)], pmap: &PageMap) -> (Vec<Piece>, Ran
 }
 
 impl Chain {
+    /// The chunks of parent page files this chain reads that are still to be checked: the restore
+    /// checks them before it lets any task go (`stasis_image::verify_page_chunks`).
+    pub fn unchecked(&mut self) -> Vec<Unchecked> {
+        std::mem::take(&mut self.unchecked)
+    }
+
     /// Make the task read every page of the chain into place (its areas are mapped writable).
     pub fn fill(&self, inj: &mut dyn Remote, imp: &mut FdImporter, progress: &mut dyn FnMut(Progress)) -> Result<()> {
         let mut done = 0;

@@ -190,13 +190,14 @@ pub fn restore(opts: &RestoreOptions, progress: &mut dyn FnMut(Progress)) -> Res
     let img = load(&dir)?;
     opts.notify.at(Point::PreRestore, img.procs[0].process.pid)?;
     let parents = mem::chain::parents(&dir)?;
-    let chains: Vec<_> =
+    let mut chains: Vec<_> =
         img.procs.iter().map(|p| mem::chain::resolve(p.process.pid, &p.pagemap, &parents)).collect::<Result<_>>()?;
     let tasks = img.procs.iter().map(|p| (p.process.pid, std::iter::once(&p.core).chain(&p.threads).collect()));
     crate::cpu::check(&dir, tasks, opts.cpu_caps)?;
     check_pids_free(&img)?;
     check_file_locks(&img, opts.file_locks)?;
     check_hugetlb(&img)?;
+    let prepared = start.elapsed();
     // From here on, until it returns, this thread is in the root's new namespaces (if any): the
     // network lock, IPC objects, queues and sockets below are made in them, and the root is
     // forked into them.
@@ -228,7 +229,8 @@ pub fn restore(opts: &RestoreOptions, progress: &mut dyn FnMut(Progress)) -> Res
     let handoff = opts.lazy_pages.then(|| crate::mem::lazy::Handoff::connect(&opts.dir)).transpose()?;
     // A lazy process's pages are checked by the daemon, chunk by chunk, as it serves them.
     // A compressed page file was checked chunk by chunk as it was decompressed.
-    let verifiers = spawn_verifiers(&pages, &img, |idx| {
+    let in_parents = chains.iter_mut().flat_map(|c| c.unchecked()).collect();
+    let verifiers = spawn_verifiers(&pages, &img, in_parents, |idx| {
         (handoff.is_some() && lazy_process(&img, idx)) || stasis_image::compress::is_compressed(&img.procs[idx].pagemap)
     })?;
     let root = &img.procs[0];
@@ -242,6 +244,7 @@ pub fn restore(opts: &RestoreOptions, progress: &mut dyn FnMut(Progress)) -> Res
     let guard = KillOnDrop(&created);
     let calls = fault::calls("restore-call");
     let (child, scratch, ours) = create_root(&img, &created, &calls, (opts.sibling, mnt.as_ref()))?;
+    let set_up = start.elapsed();
     // The mounts that wait for the root's PID namespace (a proc of it) and what follows them.
     if let Some(m) = mnt.as_mut() {
         m.finish(child)?;
@@ -269,6 +272,7 @@ pub fn restore(opts: &RestoreOptions, progress: &mut dyn FnMut(Progress)) -> Res
         cgroups: &placement,
     };
     let mut out = build_tree(&ctx, child, scratch, progress)?;
+    let built = start.elapsed();
     let tables: Vec<_> = img.procs.iter().map(|p| (p.process.pid, &p.fds)).collect();
     let result = out.built.iter_mut().try_for_each(|b| b.finish_pidfds(&ctx));
     let result = result.and_then(|()| files::pidfd::restore_owners(&ctx.pidfds, &img.files.files, &tables));
@@ -302,7 +306,15 @@ pub fn restore(opts: &RestoreOptions, progress: &mut dyn FnMut(Progress)) -> Res
     let pages = img.procs.iter().map(|p| p.pagemap.total_pages).sum();
     let injected_calls = calls.count();
     log::info!("{injected_calls} calls injected");
-    let report = RestoreReport { pid: pid.0, total: start.elapsed(), pages, injected_calls, namespaces: root_ns.set };
+    let total = start.elapsed();
+    let stages = crate::RestoreStages {
+        prepare: prepared,
+        setup: set_up - prepared,
+        tasks: built - set_up,
+        finish: total - built,
+    };
+    log::info!("restore stages: {stages:?}");
+    let report = RestoreReport { pid: pid.0, total, pages, injected_calls, namespaces: root_ns.set, stages };
     Ok(Restored { report, pid: child, ours })
 }
 
@@ -611,8 +623,14 @@ fn open_pages(dir: &ImageDir, img: &Image, lazy: bool) -> Result<Vec<File>> {
 type Verifier = std::thread::JoinHandle<Result<()>>;
 
 /// Check the page data in parallel with the restore, on one thread per CPU (each verifying a share
-/// of the page files); joined before any process is let go.
-fn spawn_verifiers(pages: &[File], img: &Image, skip: impl Fn(usize) -> bool) -> Result<Vec<Verifier>> {
+/// of the page files, and of the chunks read from parent images, `in_parents`); joined before any
+/// process is let go.
+fn spawn_verifiers(
+    pages: &[File],
+    img: &Image,
+    in_parents: Vec<mem::chain::Unchecked>,
+    skip: impl Fn(usize) -> bool,
+) -> Result<Vec<Verifier>> {
     let mut work = Vec::new();
     for (idx, (file, p)) in pages.iter().zip(&img.procs).enumerate() {
         if skip(idx) {
@@ -620,11 +638,15 @@ fn spawn_verifiers(pages: &[File], img: &Image, skip: impl Fn(usize) -> bool) ->
         }
         let name = ImageKind::Pages.file_name(Some(p.process.pid));
         let file = file.try_clone().map_err(Error::io(&name))?;
-        work.push((file, name, p.pagemap.clone()));
+        work.push((file, name, p.pagemap.clone(), None));
     }
-    let verify = |share: Vec<(File, String, PageMap)>| -> Result<()> {
-        for (file, name, map) in share {
-            stasis_image::verify_pages(&file, &name, &map)?;
+    work.extend(in_parents.into_iter().map(|u| (u.file, u.name, u.map, Some(u.chunks))));
+    let verify = |share: Vec<(File, String, PageMap, Option<Vec<u64>>)>| -> Result<()> {
+        for (file, name, map, chunks) in share {
+            match chunks {
+                None => stasis_image::verify_pages(&file, &name, &map)?,
+                Some(chunks) => stasis_image::verify_page_chunks(&file, &name, &map, &chunks)?,
+            }
         }
         Ok(())
     };

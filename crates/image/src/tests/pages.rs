@@ -7,7 +7,7 @@ use std::os::unix::fs::FileExt;
 use xxhash_rust::xxh3::xxh3_64;
 
 use super::*;
-use crate::{chunk_list_checksum, validate_pagemap, verify_pages, PAGE_DATA_OFFSET};
+use crate::{chunk_list_checksum, validate_pagemap, verify_page_chunks, verify_pages, PAGE_DATA_OFFSET};
 
 fn read_pagemap(dir: &ImageDir) -> PageMap {
     dir.read_one(ImageKind::PageMap, Some(PID)).unwrap()
@@ -50,6 +50,13 @@ fn bad_chunk_is_named() {
     let file = dir.open_pages(PID, &map).unwrap();
     let e = verify_pages(&file, "pages-4242.img", &map).unwrap_err();
     assert_eq!(e.to_string(), "pages-4242.img: checksum mismatch in chunk 1 (file offset 12288)");
+    // Only the chunks wanted.
+    verify_page_chunks(&file, "pages-4242.img", &map, &[]).unwrap();
+    verify_page_chunks(&file, "pages-4242.img", &map, &[0, 2]).unwrap();
+    for wanted in [&[0, 1][..], &[1]] {
+        let e = verify_page_chunks(&file, "pages-4242.img", &map, wanted).unwrap_err();
+        assert_eq!(e.to_string(), "pages-4242.img: checksum mismatch in chunk 1 (file offset 12288)");
+    }
     // The last, shorter chunk.
     let file = OpenOptions::new().write(true).open(&path).unwrap();
     file.write_all_at(b"X", PAGE_DATA_OFFSET + 4 * 4096).unwrap();
@@ -76,6 +83,8 @@ fn size_mismatch() {
     assert_eq!(e.to_string(), "pages-4242.img: size 28672 does not match the page map (24576)");
     let file = fs::File::open(&path).unwrap();
     let e = verify_pages(&file, "pages-4242.img", &map).unwrap_err();
+    assert_eq!(e.to_string(), "pages-4242.img: size 28672 does not match the page map (24576)");
+    let e = verify_page_chunks(&file, "pages-4242.img", &map, &[]).unwrap_err();
     assert_eq!(e.to_string(), "pages-4242.img: size 28672 does not match the page map (24576)");
     let file = OpenOptions::new().write(true).open(&path).unwrap();
     file.set_len(100).unwrap();
