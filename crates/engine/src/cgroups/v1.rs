@@ -55,9 +55,8 @@ pub fn parse(text: &str) -> Vec<CgroupV1Path> {
 /// restore leaves to the restoring stasis's (as before v1 was saved), so that a restore in a place
 /// without that hierarchy (a mount namespace that hides it) is not refused for it.
 pub fn drop_inherited(tasks: &mut [&mut Vec<CgroupV1Path>], ours: &str) {
-    let mut hierarchies: Vec<String> = tasks.iter().flat_map(|t| t.iter().map(|p| p.controllers.clone())).collect();
-    hierarchies.sort_unstable();
-    hierarchies.dedup();
+    let hierarchies: Vec<String> =
+        hierarchies(tasks.iter().flat_map(|t| t.iter())).into_iter().map(str::to_string).collect();
     for h in hierarchies {
         let Some(mine) = path_in(ours, &h) else { continue };
         let inherited = tasks.iter().all(|t| t.iter().filter(|p| p.controllers == h).all(|p| p.path == mine));
@@ -70,10 +69,7 @@ pub fn drop_inherited(tasks: &mut [&mut Vec<CgroupV1Path>], ours: &str) {
 /// The tree's directories of every hierarchy its tasks (`tasks`: each task's v1 paths) are in,
 /// with their settings where the hierarchy is mounted here.
 pub fn dump_sets(tasks: &[&[CgroupV1Path]]) -> Vec<CgroupV1Set> {
-    let mut hierarchies: Vec<&str> = tasks.iter().flat_map(|t| t.iter().map(|p| p.controllers.as_str())).collect();
-    hierarchies.sort_unstable();
-    hierarchies.dedup();
-    hierarchies
+    hierarchies(tasks.iter().flat_map(|t| t.iter()))
         .into_iter()
         .filter_map(|controllers| {
             let paths: Vec<&str> = tasks
@@ -96,6 +92,14 @@ pub fn dump_sets(tasks: &[&[CgroupV1Path]]) -> Vec<CgroupV1Set> {
             Some(CgroupV1Set { controllers: controllers.to_string(), root, dirs })
         })
         .collect()
+}
+
+/// The hierarchies (their controllers) that `paths` name, each once, sorted.
+pub fn hierarchies<'a>(paths: impl Iterator<Item = &'a CgroupV1Path>) -> Vec<&'a str> {
+    let mut out: Vec<&str> = paths.map(|p| p.controllers.as_str()).collect();
+    out.sort_unstable();
+    out.dedup();
+    out
 }
 
 /// The [`SETTINGS`] files of the hierarchy of `controllers`.

@@ -546,7 +546,6 @@ fn fd_dir(pid: i32, dir: &str) -> Result<Option<std::fs::ReadDir>> {
     }
 }
 
-/// A devpts of the namespace whose ptys the tree holds is refused.
 /// Every file the tree's processes hold open by a path (an fd whose link is a path, not a memfd's
 /// nor an unlinked file's) is that same file at that path in the tree's namespace, where restore
 /// opens it again. One that is not (a file of stasis's namespace the tree was handed, such as
@@ -555,8 +554,7 @@ fn fd_dir(pid: i32, dir: &str) -> Result<Option<std::fs::ReadDir>> {
 fn check_files_inside(pids: &[i32]) -> Result<()> {
     use std::os::unix::fs::MetadataExt;
     for &pid in pids {
-        let dir = format!("/proc/{pid}/fd");
-        let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+        let Some(entries) = fd_dir(pid, "fd")? else { continue };
         for entry in entries.flatten() {
             let Ok(link) = std::fs::read_link(entry.path()) else { continue };
             let path = link.to_string_lossy();
@@ -578,6 +576,7 @@ fn check_files_inside(pids: &[i32]) -> Result<()> {
     Ok(())
 }
 
+/// A devpts of the namespace whose ptys the tree holds is refused.
 fn check_ptys(pids: &[i32], mounts: &[Mount]) -> Result<()> {
     for m in mounts.iter().filter(|m| m.fstype == "devpts" && m.how == "new") {
         let prefix = format!("{}/", m.point.trim_end_matches('/'));
