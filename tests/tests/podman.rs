@@ -9,8 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-/// The shell's counter, written whole so that the file always holds the last value counted.
-const COUNTER: &str = "i=0; while true; do i=$((i+1)); echo $i > /tmp/c.new; mv /tmp/c.new /tmp/count; sleep 1; done";
+use stasis_tests::harness::BUSYBOX_COUNTER as COUNTER;
 
 /// Podman with `criu` (stasis) first on its PATH.
 struct Podman {
@@ -89,19 +88,12 @@ impl Drop for Podman {
 fn podman(dir: &TestDir) -> Result<Podman, String> {
     let podman = stasis_tests::harness::find_program(&["/usr/bin/podman"])?;
     stasis_tests::harness::find_program(&["/usr/sbin/runc", "/usr/bin/runc"])?;
-    let busybox = stasis_tests::harness::find_program(&["/usr/bin/busybox", "/bin/busybox"])?;
     let bin = dir.join("path");
     std::fs::create_dir_all(&bin).map_err(|e| e.to_string())?;
     std::os::unix::fs::symlink(Stasis::locate().bin(), bin.join("criu")).map_err(|e| format!("link criu: {e}"))?;
     let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
     let rootfs = dir.join("rootfs");
-    for d in ["bin", "tmp"] {
-        std::fs::create_dir_all(rootfs.join(d)).map_err(|e| e.to_string())?;
-    }
-    std::fs::copy(&busybox, rootfs.join("bin/busybox")).map_err(|e| format!("copy busybox: {e}"))?;
-    for tool in ["sh", "sleep", "cat", "mv"] {
-        std::os::unix::fs::symlink("busybox", rootfs.join("bin").join(tool)).map_err(|e| e.to_string())?;
-    }
+    stasis_tests::harness::busybox_rootfs(&rootfs, &["sh", "sleep", "cat", "mv"])?;
     let tarball = dir.join("rootfs.tar");
     let tar = Command::new("tar").arg("-C").arg(&rootfs).arg("-cf").arg(&tarball).arg(".").status();
     tar.ok().filter(|s| s.success()).ok_or("tar of the root filesystem failed")?;

@@ -74,8 +74,15 @@ impl Container {
     /// `runc --criu stasis ACTION` (checkpoint or restore) with `args`, its image and work
     /// directory `images`; panics with stasis's log if it fails.
     fn criu(&self, dir: &TestDir, action: &str, images: &Path, args: &[&str]) {
-        let out = self
-            .runc()
+        let out = self.criu_output(action, images, args);
+        dir.watch_log(&images.join(if action == "checkpoint" { "dump.log" } else { "restore.log" }));
+        assert!(out.status.success(), "runc {action} failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+
+    /// What `runc --criu stasis ACTION` with `args` and the image and work directory `images`
+    /// gave.
+    fn criu_output(&self, action: &str, images: &Path, args: &[&str]) -> std::process::Output {
+        self.runc()
             .arg("--criu")
             .arg(Stasis::locate().bin())
             .arg(action)
@@ -85,9 +92,7 @@ impl Container {
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .output()
-            .unwrap_or_else(|e| panic!("runc {action}: {e}"));
-        dir.watch_log(&images.join(if action == "checkpoint" { "dump.log" } else { "restore.log" }));
-        assert!(out.status.success(), "runc {action} failed: {}", String::from_utf8_lossy(&out.stderr));
+            .unwrap_or_else(|e| panic!("runc {action}: {e}"))
     }
 
     /// What `runc exec` of `sh -c script` prints.
@@ -108,9 +113,7 @@ impl Drop for Container {
     }
 }
 
-/// The shell's counter, written whole (renamed into place) so that the file always holds the last
-/// value counted.
-const COUNTER: &str = "i=0; while true; do i=$((i+1)); echo $i > /tmp/c.new; mv /tmp/c.new /tmp/count; sleep 1; done";
+use stasis_tests::harness::BUSYBOX_COUNTER as COUNTER;
 
 /// A busybox container running `script` in its own namespaces (its root has `/www/index.html`
 /// holding `hello`), or why not.
@@ -121,17 +124,11 @@ fn start_container_with(dir: &TestDir, script: &str) -> Result<Container, String
 /// [`start_container_with`], the container's stdout `stdout`.
 fn start_container_writing(dir: &TestDir, script: &str, stdout: Stdio) -> Result<Container, String> {
     let runc = stasis_tests::harness::find_program(&["/usr/sbin/runc", "/usr/bin/runc"])?;
-    let busybox = stasis_tests::harness::find_program(&["/usr/bin/busybox", "/bin/busybox"])?;
     let bundle = dir.join("bundle");
-    let bin = bundle.join("rootfs/bin");
-    for d in [&bin, &bundle.join("rootfs/tmp"), &bundle.join("rootfs/www")] {
-        std::fs::create_dir_all(d).map_err(|e| format!("{}: {e}", d.display()))?;
-    }
-    std::fs::copy(&busybox, bin.join("busybox")).map_err(|e| format!("copy busybox: {e}"))?;
-    std::fs::write(bundle.join("rootfs/www/index.html"), "hello\n").map_err(|e| format!("index.html: {e}"))?;
-    for tool in ["sh", "sleep", "cat", "mv", "httpd", "nc"] {
-        std::os::unix::fs::symlink("busybox", bin.join(tool)).map_err(|e| format!("link {tool}: {e}"))?;
-    }
+    stasis_tests::harness::busybox_rootfs(&bundle.join("rootfs"), &["sh", "sleep", "cat", "mv", "httpd", "nc"])?;
+    let www = bundle.join("rootfs/www");
+    std::fs::create_dir_all(&www).map_err(|e| format!("{}: {e}", www.display()))?;
+    std::fs::write(www.join("index.html"), "hello\n").map_err(|e| format!("index.html: {e}"))?;
     let out = Command::new(&runc).arg("spec").current_dir(&bundle).output();
     out.ok().filter(|o| o.status.success()).ok_or("runc spec failed")?;
     let config = bundle.join("config.json");
@@ -272,14 +269,7 @@ fn a_runc_container_writing_to_a_host_file_is_refused_and_runs_on() {
     let at = c.next_count(None);
     let images = dir.join("checkpoint");
     std::fs::create_dir_all(&images).expect("image dir");
-    let run = c
-        .runc()
-        .arg("--criu")
-        .arg(Stasis::locate().bin())
-        .args(["checkpoint", "--image-path", images.to_str().unwrap(), "--work-path", images.to_str().unwrap()])
-        .arg(&c.id)
-        .output()
-        .expect("runc checkpoint");
+    let run = c.criu_output("checkpoint", &images, &[]);
     assert!(!run.status.success(), "the checkpoint of a container writing to a host file succeeded");
     let log = std::fs::read_to_string(images.join("dump.log")).unwrap_or_default();
     assert!(

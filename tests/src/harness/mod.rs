@@ -22,7 +22,7 @@ pub use dir::{tail, TestDir, TmpfsMount};
 pub use flow::{checkpoint_restore, processes_of, standalone, Case};
 pub use outside::{OutsideReader, INHERITED_FD};
 pub use process::{proc_state, tree_pids, Running, Workload, EXIT_TIMEOUT, READY_TIMEOUT};
-pub use program::{ask, find_program, program_file};
+pub use program::{ask, busybox_rootfs, find_program, program_file, BUSYBOX_COUNTER};
 pub use pty::{shell_job, Pty};
 pub use snapshot::{line_diff, normalize_maps, number_deleted, select_status, Snapshot, STATUS_KEYS};
 pub use stasis::{wait_child, CmdResult, Stasis, STASIS_TIMEOUT};

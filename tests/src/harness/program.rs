@@ -40,3 +40,23 @@ pub fn ask(socket: &Path, request: &str) -> Result<String, String> {
     reader.read_to_end(&mut rest).map_err(what)?;
     Ok(line.trim_end().to_string())
 }
+
+/// A busybox shell's counter, written whole (renamed into place) each second so that
+/// `/tmp/count` always holds the last value counted: the state a container test checks goes on.
+pub const BUSYBOX_COUNTER: &str =
+    "i=0; while true; do i=$((i+1)); echo $i > /tmp/c.new; mv /tmp/c.new /tmp/count; sleep 1; done";
+
+/// A root filesystem at `rootfs` for a container test: Debian's static busybox as `/bin/busybox`,
+/// `tools` linked to it in `/bin`, and an empty `/tmp`; or the reason it could not be made.
+pub fn busybox_rootfs(rootfs: &Path, tools: &[&str]) -> Result<(), String> {
+    let busybox = find_program(&["/usr/bin/busybox", "/bin/busybox"])?;
+    let bin = rootfs.join("bin");
+    for d in [&bin, &rootfs.join("tmp")] {
+        std::fs::create_dir_all(d).map_err(|e| format!("{}: {e}", d.display()))?;
+    }
+    std::fs::copy(&busybox, bin.join("busybox")).map_err(|e| format!("copy busybox: {e}"))?;
+    for tool in tools {
+        std::os::unix::fs::symlink("busybox", bin.join(tool)).map_err(|e| format!("link {tool}: {e}"))?;
+    }
+    Ok(())
+}
