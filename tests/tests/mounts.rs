@@ -4,6 +4,8 @@
 //! workload checks its mountinfo, its files and its open file from inside. A filesystem stasis
 //! does not make again (overlayfs) is refused by name, naming the mount point, and the process
 //! runs on. A bind mount named external at the dump is restored from the path given for its key.
+//! A tmpfs that stasis's namespace shows elsewhere is refused, or external with `--ext-mount-map
+//! auto`, which also finds bind mounts of stasis's directories.
 
 use stasis_tests::harness::{Case, Workload};
 
@@ -101,15 +103,25 @@ fn skip_mnt_of_a_mount_in_use_is_refused_by_name() {
     case.finish(&mut run);
 }
 
-/// A shared tmpfs of stasis's namespace at `WORK/hs`, unmounted when dropped.
+/// A tmpfs of stasis's namespace at `WORK/hs` (shared, with a directory `x`) or `WORK/ha`
+/// (private, with a file `before`), unmounted when dropped.
 struct HostShared(std::path::PathBuf);
 
 impl HostShared {
     fn mount(case: &Case) -> HostShared {
-        let hs = case.dir.work().join("hs");
+        Self::mount_at(case, "hs", "mount --make-shared {p} && mkdir {p}/x")
+    }
+
+    fn mount_private(case: &Case) -> HostShared {
+        Self::mount_at(case, "ha", "mount --make-private {p} && printf before > {p}/before")
+    }
+
+    /// A tmpfs at `WORK/NAME`, then `then` with `{p}` its path.
+    fn mount_at(case: &Case, name: &str, then: &str) -> HostShared {
+        let hs = case.dir.work().join(name);
         std::fs::create_dir_all(&hs).unwrap_or_else(|e| case.fail(&format!("mkdir {}: {e}", hs.display())));
         let p = hs.display().to_string();
-        let script = format!("mount -t tmpfs host-shared {p} && mount --make-shared {p} && mkdir {p}/x");
+        let script = format!("mount -t tmpfs host-{name} {p} && {}", then.replace("{p}", &p));
         let ok = std::process::Command::new("sh").arg("-ec").arg(&script).status().is_ok_and(|s| s.success());
         if !ok {
             case.fail(&format!("sh -ec {script:?} failed"));
@@ -161,4 +173,46 @@ fn a_mount_sharing_a_peer_group_with_stasis_s_namespace_stays_its_peer() {
 #[test]
 fn a_slave_of_a_peer_group_of_stasis_s_namespace_stays_its_slave() {
     external_propagation("ext-master", "--enable-external-masters");
+}
+
+/// A private tmpfs of stasis's namespace (`WORK/ha`) that the namespace shows only at another
+/// point (`WORK/m/auto`): refused by name without `--ext-mount-map auto`, naming the mount, the
+/// path and the options (a new tmpfs would not share its files; the tree runs on). With it, the
+/// dump saves it as external, keyed by `WORK/ha`; restore without the option refuses naming the
+/// key, and with it mounts that same tmpfs: a file the test writes into `WORK/ha` after the
+/// restore is seen by the workload at `auto`.
+#[test]
+fn a_tmpfs_stasis_s_namespace_shows_elsewhere_is_external_with_ext_mount_map_auto() {
+    let case = Case::new("mnt_ns_auto", Workload::new("mnt_ns", env!("CARGO_BIN_EXE_mnt_ns")).arg("auto"));
+    let ha = HostShared::mount_private(&case);
+    let Some(mut run) = case.start() else { return };
+    let point = format!("{}/m/auto", case.dir.work().display());
+    let path = ha.0.display().to_string();
+    let images = case.images("images");
+    let r = case.dump(&run, &images, &[], &[]);
+    let refused: &[&[&str]] = &[&["the mount at"], &[&point], &[&path], &["--ext-mount-map auto"], &["not supported"]];
+    case.expect_failed(&r, "dump", refused);
+    case.expect_untouched(&run);
+    case.dump_ok(&run, &images, &["--ext-mount-map", "auto"]);
+    case.reap_dumped(&mut run);
+    let (r, _) = case.stasis().restore_detached(&case.dir, &images, &[], &[]);
+    case.expect_failed(&r, "restore", &[&[&format!("--external mnt[{path}]")], &["--ext-mount-map auto"]]);
+    case.expect_no_process_left(run.pid());
+    let mut restored = case.restore_ok(&images, run.pid(), &["--ext-mount-map", "auto"]);
+    std::fs::write(ha.0.join("after"), "after").unwrap_or_else(|e| case.fail(&format!("writing {path}/after: {e}")));
+    case.finish(&mut restored);
+}
+
+/// `--ext-mount-map auto` also finds a bind mount of a directory of stasis's namespace (of the
+/// filesystem of the test's work directory), and restore copies that directory again.
+#[test]
+fn ext_mount_map_auto_finds_a_bind_mount_of_a_directory_of_stasis_s_namespace() {
+    let w = Workload::new("mnt_ns", env!("CARGO_BIN_EXE_mnt_ns")).arg("external");
+    let case = Case::new("mnt_ns_auto_dir", w);
+    let Some(mut run) = case.start() else { return };
+    let images = case.images("images");
+    case.dump_ok(&run, &images, &["--ext-mount-map", "auto"]);
+    case.reap_dumped(&mut run);
+    let mut restored = case.restore_ok(&images, run.pid(), &["--ext-mount-map", "auto"]);
+    case.finish(&mut restored);
 }

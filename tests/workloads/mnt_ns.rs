@@ -27,7 +27,11 @@
 //! with `ext-shared` or `ext-master`, the test's shared tmpfs `WORK/hs` (mounted by the test in its
 //! own namespace before the start) stays a peer of its group there, or becomes its slave: after the
 //! wake its propagation fields name the same group, and the tmpfs the test mounted at `hs/x` after
-//! the restore has propagated to it.
+//! the restore has propagated to it; with `auto`, the test's private tmpfs `WORK/ha` (mounted by
+//! the test before the start, holding a file `before`) is bind-mounted at `WORK/m/auto` and its
+//! copy at `WORK/ha` unmounted, so only stasis's namespace shows that tmpfs at its own path: after
+//! the wake `auto` still holds `before`, and also `after`, which the test wrote into `WORK/ha`
+//! after the restore (the restored mount is that same tmpfs, not a copy of its files).
 
 use stasis_tests::workload::{self, Checker, OrFail};
 use std::fs;
@@ -81,9 +85,11 @@ fn mounts_under(base: &str) -> Vec<(String, String, String, String, String, Stri
 
 fn main() {
     let mut s = workload::start();
-    let mode =
-        workload::mode(1, &["plain", "overlay", "external", "pty", "skip", "skip-held", "ext-shared", "ext-master"])
-            .unwrap_or("plain");
+    let mode = workload::mode(
+        1,
+        &["plain", "overlay", "external", "pty", "skip", "skip-held", "ext-shared", "ext-master", "auto"],
+    )
+    .unwrap_or("plain");
     let base = workload::work_dir().join("m");
     let b = base.display().to_string();
     match stasis_tests::raw::unshare(libc::CLONE_NEWNS) {
@@ -94,6 +100,7 @@ fn main() {
     // The test's shared tmpfs WORK/hs, of stasis's namespace, stays a peer (`ext-shared`) or
     // becomes a slave (`ext-master`) of its peer group there.
     let hs = workload::work_dir().join("hs").display().to_string();
+    let ha = workload::work_dir().join("ha").display().to_string();
     let ext = mode.starts_with("ext-");
     let private = match ext {
         true => format!(
@@ -107,7 +114,7 @@ fn main() {
     // Other tests' mounts come and go: none of them is kept in this namespace.
     sh(&format!(
         "{private}
-         for m in $(awk '$5 ~ \"^/(tmp|run)/\" {{print $5}}' /proc/self/mountinfo | sort -r); do [ \"$m\" = {hs} ] || umount -l \"$m\" 2>/dev/null || true; done
+         for m in $(awk '$5 ~ \"^/(tmp|run)/\" {{print $5}}' /proc/self/mountinfo | sort -r); do [ \"$m\" = {hs} ] || [ \"$m\" = {ha} ] || umount -l \"$m\" 2>/dev/null || true; done
          mkdir -p {b}/t {b}/ro {b}/proc {b}/s {b}/sl
          touch {b}/file
          mount -t tmpfs -o size=2m,mode=751 tmpfs-of-t {b}/t
@@ -148,6 +155,9 @@ fn main() {
         fs::create_dir_all(&src).or_fail("work/src");
         fs::write(src.join("marker"), "external").or_fail("work/src/marker");
         sh(&format!("mkdir -p {b}/ext; mount --bind {} {b}/ext", src.display()));
+    }
+    if mode == "auto" {
+        sh(&format!("mkdir -p {b}/auto; mount --bind {ha} {b}/auto; umount {ha}"));
     }
     if mode == "overlay" {
         sh(&format!(
@@ -192,6 +202,15 @@ fn main() {
     if mode == "external" {
         let marker = fs::read_to_string(base.join("ext/marker")).map_err(|e| e.to_string());
         c.same("ext/marker", &Ok("external".to_string()), &marker);
+    }
+    if mode == "auto" {
+        let read = |f: &str| fs::read_to_string(base.join("auto").join(f)).map_err(|e| e.to_string());
+        c.same("auto/before", &Ok("before".to_string()), &read("before"));
+        c.same(
+            "auto/after (written into stasis's WORK/ha after the restore)",
+            &Ok("after".to_string()),
+            &read("after"),
+        );
     }
     check_open(c, &base, &mut open);
     let ro = fs::write(base.join("ro/data"), b"x").map_err(|e| e.raw_os_error());

@@ -67,10 +67,11 @@ pub fn options(args: &DumpArgs) -> anyhow::Result<DumpOptions> {
         freeze_cgroup: c.last("freeze-cgroup").map(Into::into),
         auto_dedup: c.is_set("auto-dedup"),
         compress: args.compress,
-        ext_mounts: mounts(c)?,
+        ext_mounts: mounts(c)?.0,
         skip_mounts: c.get("skip-mnt").unwrap_or_default().to_vec(),
         ext_sharing: c.is_set("enable-external-sharing"),
         ext_masters: c.is_set("enable-external-masters"),
+        ext_mount_auto: mounts(c)?.1,
         handoff: None,
     })
 }
@@ -155,8 +156,10 @@ enum External {
 }
 
 /// The external mounts, `--external mnt[ID]:VALUE` and `--ext-mount-map ID:VALUE`: (mount point,
-/// key) pairs at the dump, (key, path) pairs at restore, as in CRIU.
-pub fn mounts(c: &CriuArgs) -> anyhow::Result<Vec<(String, String)>> {
+/// key) pairs at the dump, (key, path) pairs at restore, as in CRIU; and whether `--ext-mount-map
+/// auto` was given.
+pub fn mounts(c: &CriuArgs) -> anyhow::Result<(Vec<(String, String)>, bool)> {
+    let mut auto = false;
     let mut out = Vec::new();
     for e in c.get("external").unwrap_or_default() {
         if let External::Mnt(id, value) = parse_external(e).map_err(|e| anyhow::anyhow!("--external {e}"))? {
@@ -165,16 +168,15 @@ pub fn mounts(c: &CriuArgs) -> anyhow::Result<Vec<(String, String)>> {
     }
     for m in c.get("ext-mount-map").unwrap_or_default() {
         if m == "auto" {
-            anyhow::bail!(
-                "--ext-mount-map auto: external mounts found by themselves are not supported yet (name each)"
-            );
+            auto = true;
+            continue;
         }
         match m.split_once(':') {
             Some((id, value)) if !id.is_empty() && !value.is_empty() => out.push((id.to_string(), value.to_string())),
             _ => anyhow::bail!("--ext-mount-map {m:?}: not KEY:VALUE"),
         }
     }
-    Ok(out)
+    Ok((out, auto))
 }
 
 /// Runs `stasis dump`.

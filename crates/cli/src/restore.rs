@@ -126,7 +126,8 @@ pub fn options(c: &CriuArgs, detached: bool) -> anyhow::Result<RestoreOptions> {
         weak_sysctls: c.is_set("weak-sysctls"),
         join_ns: join_ns(c.get("join-ns").unwrap_or_default())?,
         cgroups: cgroup_options(c)?,
-        ext_mount_map: crate::dump::mounts(c)?.into_iter().map(|(key, path)| (key, path.into())).collect(),
+        ext_mount_map: crate::dump::mounts(c)?.0.into_iter().map(|(key, path)| (key, path.into())).collect(),
+        ext_mount_auto: crate::dump::mounts(c)?.1,
         root: c.last("root").map(Into::into),
     })
 }

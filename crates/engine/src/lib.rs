@@ -157,6 +157,10 @@ pub struct DumpOptions {
     /// `--enable-external-sharing`, `--enable-external-masters`: see [`mnt::Rules`].
     pub ext_sharing: bool,
     pub ext_masters: bool,
+    /// `--ext-mount-map auto`: a mount of a filesystem also mounted in stasis's namespace, which
+    /// restore could not make again otherwise, is external with that path as its key (see
+    /// [`mnt::Rules`]).
+    pub ext_mount_auto: bool,
     /// Called once the image is complete in `dir` (inventory written) while the tree is still
     /// frozen, before it is killed (see [`Handoff`]); `None` for a plain dump.
     pub handoff: Option<Handoff>,
@@ -239,6 +243,7 @@ impl DumpOptions {
             skip: &self.skip_mounts,
             sharing: self.ext_sharing,
             masters: self.ext_masters,
+            auto: self.ext_mount_auto,
         }
     }
 
@@ -299,6 +304,10 @@ pub struct RestoreOptions {
     /// `--external mnt[KEY]:PATH` (or `--ext-mount-map KEY:PATH`): the paths of the external
     /// mounts of the image (see [`mnt`]).
     pub ext_mount_map: Vec<(String, PathBuf)>,
+    /// `--ext-mount-map auto`: an external mount the dump found by itself (`--ext-mount-map auto`
+    /// there) with no path given for its key is a copy of its key, the path it had in the dumping
+    /// stasis's namespace.
+    pub ext_mount_auto: bool,
     /// `--root PATH`: the root mount of the tree's mount namespace is a copy of PATH.
     pub root: Option<PathBuf>,
 }

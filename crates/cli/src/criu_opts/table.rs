@@ -425,7 +425,9 @@ pub const OPTIONS: &[Opt] = &[
         "map an external mount",
         Done(
             "at the dump `MOUNTPOINT:KEY`: that mount of the tree's mount namespace is not saved; at restore \
-             `KEY:PATH`: it is a copy of PATH; `auto` is refused",
+             `KEY:PATH`: it is a copy of PATH; `auto` at the dump: a mount of a filesystem stasis's namespace also \
+             shows (a tmpfs, or one stasis could not make otherwise) is external, keyed by that path; `auto` at \
+             restore: such a mount with no path given is a copy of its key",
         ),
     ),
     o(

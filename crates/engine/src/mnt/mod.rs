@@ -9,7 +9,10 @@
 //!   root when it was a copy of it at the dump;
 //! - `host`: a copy of stasis's own mount at the same point (same device, root and type): what
 //!   `unshare -m` leaves in a new namespace;
-//! - `external`: `--external mnt[POINT]:KEY`, a copy of the path given at restore for KEY;
+//! - `external`: `--external mnt[POINT]:KEY`, a copy of the path given at restore for KEY; with
+//!   `--ext-mount-map auto`, also a mount of a filesystem stasis's namespace shows (at a point
+//!   other than its own) that restore could not make otherwise, or a tmpfs: its key is that path
+//!   (`external_auto`), which restore copies when no other path is given for it;
 //! - `bind`: another mount of a filesystem already mounted in the namespace, made as a copy of that
 //!   mount from its directory;
 //! - `new`: a new superblock of tmpfs (with its whole contents, see [`tmpfs`]), proc (of stasis's
@@ -20,7 +23,9 @@
 //! not make them); refused while a process of the tree holds a file (by the fd's `mnt_id`), a
 //! mapping, its working or root directory on one of them.
 //!
-//! Anything else is refused by name, naming its mount point and type. Propagation is kept within
+//! A tmpfs that stasis's namespace also shows is refused without `--ext-mount-map auto` or
+//! `--external`: a new one would not share its files with that mount. Anything else is refused by
+//! name, naming its mount point and type. Propagation is kept within
 //! the namespace (peer groups and masters between its mounts). A peer group shared with stasis's
 //! own namespace, or a master outside the namespace, is refused unless `--enable-external-sharing`
 //! / `--enable-external-masters` allow it for a mount restore copies from an outside path (`root`,
@@ -73,6 +78,9 @@ pub struct Rules<'a> {
     /// `--enable-external-masters`: a `root`, `host` or `external` mount may be a slave of a peer
     /// group outside the namespace (restore makes it a slave of its copied path's group).
     pub masters: bool,
+    /// `--ext-mount-map auto`: a mount restore could not make otherwise, or a tmpfs, whose
+    /// filesystem stasis's namespace also shows is `external`, keyed by that path (see [`describe`]).
+    pub auto: bool,
 }
 
 /// The filesystem types made again as new superblocks.
@@ -443,6 +451,15 @@ fn describe(
         (m.how, m.bind_of) = ("bind".into(), src);
     } else if host.iter().filter(|h| h.point == info.point).any(|h| same_in_host(&h)) {
         m.how = "host".into();
+    } else if let Some(path) = seen_outside(info, host).filter(|_| rules.auto || info.fstype == "tmpfs") {
+        if !rules.auto {
+            return Err(refuse(format!(
+                "a tmpfs also mounted in stasis's mount namespace (at {path}): a new one would not share its files; \
+                 name it with --external mnt[{}]:KEY, or give --ext-mount-map auto",
+                info.point
+            )));
+        }
+        (m.how, m.external_key, m.external_auto) = ("external".into(), path, true);
     } else if NEW_KINDS.contains(&info.fstype.as_str()) {
         if info.root != "/" {
             return Err(refuse(format!(
@@ -463,8 +480,8 @@ fn describe(
         m.how = "new".into();
     } else {
         return Err(refuse(format!(
-            "a {} filesystem (source {}): only tmpfs, proc, sysfs, devpts, mqueue, cgroup2, bind mounts and \
-             --external mnt[{}]:KEY",
+            "a {} filesystem (source {}): only tmpfs, proc, sysfs, devpts, mqueue, cgroup2, bind mounts, \
+             --external mnt[{}]:KEY and, for a filesystem stasis's mount namespace shows too, --ext-mount-map auto",
             info.fstype, info.source, info.point
         )));
     }
@@ -519,6 +536,29 @@ fn outside_propagation(
         }
     }
     Ok((shared_out, master_out))
+}
+
+/// The path in stasis's mount namespace of the directory `info` mounts, if that namespace shows
+/// it: a mount there of the same filesystem whose root is at or above `info`'s, and which is not
+/// covered at that path (the path is on `info`'s device).
+fn seen_outside(info: &Info, host: &[Info]) -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    let (major, minor) = info.dev.split_once(':')?;
+    let dev = libc::makedev(major.parse().ok()?, minor.parse().ok()?);
+    host.iter().rev().filter(|h| h.dev == info.dev && h.fstype == info.fstype).find_map(|h| {
+        let below = match h.root.as_str() {
+            "/" => info.root.as_str(),
+            root if info.root == root => "",
+            root => info.root.strip_prefix(root).filter(|rest| rest.starts_with('/'))?,
+        };
+        let below = below.trim_start_matches('/');
+        let path = match below.is_empty() {
+            true => std::path::PathBuf::from(&h.point),
+            false => std::path::Path::new(&h.point).join(below),
+        };
+        let shown = std::fs::metadata(&path).is_ok_and(|m| m.dev() == dev);
+        shown.then(|| path.display().to_string())
+    })
 }
 
 /// The earlier mount a bind mount is copied from: of the same filesystem, with a root at or above

@@ -112,11 +112,16 @@ fn outside_path(m: &Mount, opts: &crate::RestoreOptions) -> Result<Option<PathBu
         }
         "external" => match opts.ext_mount_map.iter().find(|(key, _)| *key == m.external_key) {
             Some((_, path)) => Some(path.clone()),
+            None if m.external_auto && opts.ext_mount_auto => Some(PathBuf::from(&m.external_key)),
             None => {
+                let auto = match m.external_auto {
+                    true => ", or --ext-mount-map auto for that same path here",
+                    false => "",
+                };
                 return Err(incompatible(format!(
-                    "the mount at {} is external ({}): give it with --external mnt[{}]:PATH",
+                    "the mount at {} is external ({}): give it with --external mnt[{}]:PATH{auto}",
                     m.point, m.external_key, m.external_key
-                )))
+                )));
             }
         },
         _ => None,

@@ -77,6 +77,11 @@ pub struct Mount {
     /// makes the copy of an outside path a slave of that path's group.
     #[prost(bool, tag = "581")]
     pub master_outside: bool,
+    /// An `external` mount the dump found by itself (`--ext-mount-map auto`): its filesystem was
+    /// also mounted in stasis's namespace, and `external_key` is the path it had there. Restore
+    /// with `--ext-mount-map auto` copies that path when no other is given for the key.
+    #[prost(bool, tag = "582")]
+    pub external_auto: bool,
 }
 
 /// One file, directory or symlink of a tmpfs, with its metadata.

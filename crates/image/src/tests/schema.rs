@@ -112,7 +112,8 @@ fill_struct!(Mount {
     bind_of,
     external_key,
     contents,
-    proc_of_tree
+    proc_of_tree,
+    external_auto
 });
 fill_struct!(TmpfsNode { path, mode, uid, gid, atime_ns, mtime_ns, size, data, target, link_of, rdev });
 fill_struct!(CgroupSet { root, dirs, v1 });

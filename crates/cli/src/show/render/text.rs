@@ -54,6 +54,7 @@ fn mount_lines(out: &mut String, ns: &stasis_image::model::MountNs) {
         }
         let how = match m.how.as_str() {
             "bind" => format!("bind of mount {}", m.bind_of),
+            "external" if m.external_auto => format!("external, found by itself ({})", m.external_key),
             "external" => format!("external ({})", m.external_key),
             "new" if m.fstype == "tmpfs" => {
                 let bytes: usize = m.contents.iter().flat_map(|n| &n.data).map(|d| d.data.len()).sum();
