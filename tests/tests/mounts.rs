@@ -216,3 +216,28 @@ fn ext_mount_map_auto_finds_a_bind_mount_of_a_directory_of_stasis_s_namespace() 
     let mut restored = case.restore_ok(&images, run.pid(), &["--ext-mount-map", "auto"]);
     case.finish(&mut restored);
 }
+
+/// `--enable-fs ramfs`: an empty ramfs of the namespace, refused without the option (naming it), is
+/// mounted anew with its options; one holding a file is refused even with it (its files are not
+/// saved), and the tree runs on.
+#[test]
+fn enable_fs_mounts_an_empty_ramfs_again_and_refuses_one_with_files() {
+    let case = Case::new("mnt_ns_ramfs", Workload::new("mnt_ns", env!("CARGO_BIN_EXE_mnt_ns")).arg("ramfs"));
+    let Some(mut run) = case.start() else { return };
+    let point = format!("{}/m/ramfs", case.dir.work().display());
+    let images = case.images("images");
+    let r = case.dump(&run, &images, &[], &[]);
+    case.expect_failed(&r, "dump", &[&["the mount at"], &[&point], &["--enable-fs ramfs"], &["not supported"]]);
+    case.expect_untouched(&run);
+    case.dump_ok(&run, &images, &["--enable-fs", "ramfs"]);
+    case.reap_dumped(&mut run);
+    let mut restored = case.restore_ok(&images, run.pid(), &[]);
+    case.finish(&mut restored);
+
+    let full = Case::new("mnt_ns_ramfs_full", Workload::new("mnt_ns", env!("CARGO_BIN_EXE_mnt_ns")).arg("ramfs-full"));
+    let Some(mut run) = full.start() else { return };
+    let r = full.dump(&run, &full.images("images"), &["--enable-fs", "all"], &[]);
+    full.expect_failed(&r, "dump", &[&["the mount at"], &["ramfs holding files"], &["not supported"]]);
+    full.expect_untouched(&run);
+    full.finish(&mut run);
+}

@@ -31,7 +31,10 @@
 //! the test before the start, holding a file `before`) is bind-mounted at `WORK/m/auto` and its
 //! copy at `WORK/ha` unmounted, so only stasis's namespace shows that tmpfs at its own path: after
 //! the wake `auto` still holds `before`, and also `after`, which the test wrote into `WORK/ha`
-//! after the restore (the restored mount is that same tmpfs, not a copy of its files).
+//! after the restore (the restored mount is that same tmpfs, not a copy of its files); with `ramfs`,
+//! an empty ramfs (`mode=710`) at `WORK/m/ramfs`, which the test restores with `--enable-fs ramfs`
+//! (checked with the other mounts; a file made in it after the wake works); with `ramfs-full`, the
+//! same holding a file (the dump must refuse it: its files would not be saved).
 
 use stasis_tests::workload::{self, Checker, OrFail};
 use std::fs;
@@ -87,7 +90,19 @@ fn main() {
     let mut s = workload::start();
     let mode = workload::mode(
         1,
-        &["plain", "overlay", "external", "pty", "skip", "skip-held", "ext-shared", "ext-master", "auto"],
+        &[
+            "plain",
+            "overlay",
+            "external",
+            "pty",
+            "skip",
+            "skip-held",
+            "ext-shared",
+            "ext-master",
+            "auto",
+            "ramfs",
+            "ramfs-full",
+        ],
     )
     .unwrap_or("plain");
     let base = workload::work_dir().join("m");
@@ -159,6 +174,12 @@ fn main() {
     if mode == "auto" {
         sh(&format!("mkdir -p {b}/auto; mount --bind {ha} {b}/auto; umount {ha}"));
     }
+    if mode.starts_with("ramfs") {
+        sh(&format!("mkdir -p {b}/ramfs; mount -t ramfs -o mode=710 ram {b}/ramfs"));
+    }
+    if mode == "ramfs-full" {
+        sh(&format!("echo x > {b}/ramfs/file"));
+    }
     if mode == "overlay" {
         sh(&format!(
             "mkdir -p {b}/l {b}/u {b}/w {b}/o
@@ -211,6 +232,10 @@ fn main() {
             &Ok("after".to_string()),
             &read("after"),
         );
+    }
+    if mode == "ramfs" {
+        let made = fs::write(base.join("ramfs/new"), "new").and_then(|()| fs::read_to_string(base.join("ramfs/new")));
+        c.same("a file made in the ramfs after the restore", &Ok("new".to_string()), &made.map_err(|e| e.to_string()));
     }
     check_open(c, &base, &mut open);
     let ro = fs::write(base.join("ro/data"), b"x").map_err(|e| e.raw_os_error());

@@ -72,6 +72,7 @@ pub fn options(args: &DumpArgs) -> anyhow::Result<DumpOptions> {
         ext_sharing: c.is_set("enable-external-sharing"),
         ext_masters: c.is_set("enable-external-masters"),
         ext_mount_auto: mounts(c)?.1,
+        enable_fs: c.get("enable-fs").unwrap_or_default().iter().flat_map(|v| v.split(',')).map(String::from).collect(),
         handoff: None,
     })
 }

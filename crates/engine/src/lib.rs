@@ -161,6 +161,10 @@ pub struct DumpOptions {
     /// restore could not make again otherwise, is external with that path as its key (see
     /// [`mnt::Rules`]).
     pub ext_mount_auto: bool,
+    /// `--enable-fs FS,...`: mounts of these filesystem types (`all`: of any) that stasis does not
+    /// make otherwise are made again by mounting their source with their options, their contents
+    /// not saved (see [`mnt::Rules`]).
+    pub enable_fs: Vec<String>,
     /// Called once the image is complete in `dir` (inventory written) while the tree is still
     /// frozen, before it is killed (see [`Handoff`]); `None` for a plain dump.
     pub handoff: Option<Handoff>,
@@ -244,6 +248,7 @@ impl DumpOptions {
             sharing: self.ext_sharing,
             masters: self.ext_masters,
             auto: self.ext_mount_auto,
+            enable_fs: &self.enable_fs,
         }
     }
 

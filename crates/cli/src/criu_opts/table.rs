@@ -121,7 +121,11 @@ pub const OPTIONS: &[Opt] = &[
         Value("FS", Text),
         DUMPS,
         "file systems whose mounts are detected and restored by mount(2)",
-        NotBuilt("mounts of other file systems"),
+        Done(
+            "FS,... (or `all`): a mount of those types in the tree's mount namespace that stasis makes no other way \
+             is saved without its contents and made again by mounting its source with its options; a part of a \
+             filesystem, or a ramfs or hugetlbfs holding files, is refused by name",
+        ),
     ),
     o(
         "action-script",
@@ -499,7 +503,7 @@ pub const OPTIONS: &[Opt] = &[
         "restore into existing namespaces",
         Done("`uts`, `ipc` or `net` with a PID or a namespace file: the root joins it as it is; extra options and other kinds are refused"),
     ),
-    o("mntns-compat-mode", None, Bool, RESTORE, "restore mount namespaces the old way", NotBuilt("the older mount namespace restore")),
+    o("mntns-compat-mode", None, Bool, RESTORE, "restore mount namespaces the old way", Moot("stasis has one way to make a mount namespace again (the new mount API, see docs/architecture.md); the option changes nothing")),
     o(
         "veth-pair",
         None,

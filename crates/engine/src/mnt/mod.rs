@@ -19,6 +19,10 @@
 //!   PID namespace, or of the root's: `proc_of_tree`), sysfs, devpts (a new instance; refused when
 //!   the tree holds its ptys), mqueue or cgroup2, with its options.
 //!
+//! `--enable-fs FS,...` (`all`) makes a mount of those types that fits none of the above `new`:
+//! restore mounts its source again with its options; its contents are not saved, so a ramfs or
+//! hugetlbfs is refused unless empty (see [`enabled_fs`]).
+//!
 //! `--skip-mnt POINT` leaves the mount at POINT and those under it out of the image (restore does
 //! not make them); refused while a process of the tree holds a file (by the fd's `mnt_id`), a
 //! mapping, its working or root directory on one of them.
@@ -81,6 +85,10 @@ pub struct Rules<'a> {
     /// `--ext-mount-map auto`: a mount restore could not make otherwise, or a tmpfs, whose
     /// filesystem stasis's namespace also shows is `external`, keyed by that path (see [`describe`]).
     pub auto: bool,
+    /// `--enable-fs FS,...`: a mount of one of these types (`all`: any) that none of the other
+    /// kinds fits is `new`: its source mounted again with its options, its contents not saved; a
+    /// filesystem that keeps its files in memory (ramfs, hugetlbfs) only when it holds none.
+    pub enable_fs: &'a [String],
 }
 
 /// The filesystem types made again as new superblocks.
@@ -478,11 +486,14 @@ fn describe(
             m.proc_of_tree = pid_ns.is_some();
         }
         m.how = "new".into();
+    } else if rules.enable_fs.iter().any(|f| f == "all" || *f == info.fstype) {
+        enabled_fs(pid, info).map_err(refuse)?;
+        m.how = "new".into();
     } else {
         return Err(refuse(format!(
-            "a {} filesystem (source {}): only tmpfs, proc, sysfs, devpts, mqueue, cgroup2, bind mounts, \
+            "a {} filesystem (source {}): only tmpfs, proc, sysfs, devpts, mqueue, cgroup2, bind mounts, --enable-fs {}, \
              --external mnt[{}]:KEY and, for a filesystem stasis's mount namespace shows too, --ext-mount-map auto",
-            info.fstype, info.source, info.point
+            info.fstype, info.source, info.fstype, info.point
         )));
     }
     (m.shared_outside, m.master_outside) = outside_propagation(info, &m, infos, (host, rules)).map_err(refuse)?;
@@ -536,6 +547,32 @@ fn outside_propagation(
         }
     }
     Ok((shared_out, master_out))
+}
+
+/// Filesystems that hold their files in memory: a new superblock of one is empty.
+const IN_MEMORY: [&str; 2] = ["ramfs", "hugetlbfs"];
+
+/// A mount `--enable-fs` names is made again by mounting its source anew: only the whole
+/// filesystem, and for one that keeps its files in memory, only while it holds none (they are
+/// not saved); the reason otherwise.
+fn enabled_fs(pid: i32, info: &Info) -> std::result::Result<(), String> {
+    if info.root != "/" {
+        return Err(format!(
+            "a part ({}) of a {}: --enable-fs mounts a whole filesystem again",
+            info.root, info.fstype
+        ));
+    }
+    if !IN_MEMORY.contains(&info.fstype.as_str()) {
+        return Ok(());
+    }
+    let dir = format!("/proc/{pid}/root{}", info.point);
+    let mut entries = std::fs::read_dir(&dir).map_err(|e| format!("listing {dir}: {e}"))?;
+    match entries.next() {
+        None => Ok(()),
+        Some(_) => {
+            Err(format!("a {} holding files, which --enable-fs does not save (a new one would be empty)", info.fstype))
+        }
+    }
 }
 
 /// The path in stasis's mount namespace of the directory `info` mounts, if that namespace shows
