@@ -38,7 +38,7 @@ fn unbuilt_options_are_refused_by_name() {
     ] {
         assert!(refused(done, CriuCommand::Dump).is_none(), "{done:?} refused");
     }
-    for list in [&["--tls"][..], &["--stream"], &["--cgroup-props", "x"], &["--mntns-compat-mode"]] {
+    for list in [&["--tls"][..], &["--stream"], &["--cgroup-props", "x"], &["--lsm-profile", "apparmor:x"]] {
         let dump_only = ["--skip-in-flight", "--tls"];
         let cmd = if dump_only.contains(&list[0]) { CriuCommand::Dump } else { CriuCommand::Restore };
         let e = refused(list, cmd).unwrap_or_else(|| panic!("{list:?} accepted"));
