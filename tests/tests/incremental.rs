@@ -677,3 +677,22 @@ fn a_compressed_pre_dump_chain_is_restored() {
     show_ok(&case, &last, "compressed (zstd");
     restore_and_verify(&case, &mut run, &last);
 }
+
+/// Sealed areas (`mseal`) in a parent and a child go through a pre-dump (write tracking armed on
+/// them) and an incremental dump, and come back sealed with their bytes.
+#[test]
+fn sealed_areas_through_a_pre_dump_and_an_incremental_dump() {
+    let case = Case::new("incr_sealed", workload!("mem_flags").arg("sealed"));
+    if !kernel_tracks(&case) {
+        return;
+    }
+    let Some(mut run) = case.start() else { return };
+    let full = pre_dump(&case, &run, &case.images("pre"), None);
+    let last = case.images("last");
+    let (ok, _, why) = dump_on(&case, &run, &last, "../pre", &[]);
+    if !ok {
+        case.fail(&format!("incremental dump failed:\n{why}"));
+    }
+    holder_gone(&case, full.holder);
+    restore_and_verify(&case, &mut run, &last);
+}

@@ -56,10 +56,15 @@ fn a_process_that_unmapped_its_vdso() {
     checkpoint_restore("mem_flags_no_vdso", workload!("mem_flags").arg("no-vdso"));
 }
 
+#[test]
+fn sealed_areas_in_a_parent_and_its_child() {
+    checkpoint_restore("mem_flags_sealed", workload!("mem_flags").arg("sealed"));
+}
+
 /// The mem_flags cases without stasis: an end-to-end failure then points at stasis.
 #[test]
 fn standalone_mem_flags() {
-    for case in ["advice", "shared-prot", "tree", "guard", "mm-wide", "no-vdso"] {
+    for case in ["advice", "shared-prot", "tree", "guard", "mm-wide", "no-vdso", "sealed"] {
         standalone(&format!("standalone_mem_flags_{case}"), workload!("mem_flags").arg(case));
     }
 }

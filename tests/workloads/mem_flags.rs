@@ -20,6 +20,10 @@
 //! - `no-vdso`: a process that unmapped its `[vdso]`, `[vvar]` and `[vvar_vclock]` (stasis
 //!   finds its `syscall` instruction elsewhere), and a child forked after: none of them is mapped
 //!   in either after the restore, and the clock still works as a system call.
+//! - `sealed`: areas sealed with `mseal` (one writable, one made read-only first), in a parent and
+//!   in a child forked after the sealing, which sealed one of its own: their VmFlags show `sl`
+//!   again, their bytes are kept, and `munmap`/`mprotect` of them still fail with EPERM. Prints
+//!   `SKIP` when the kernel has no mseal.
 //! - `hugetlb-anon`, `hugetlb-memfd`: a huge page mapped `MAP_HUGETLB` (restored), or of a memfd
 //!   made with `MFD_HUGETLB` (refused by name); the process checks its bytes when woken after the
 //!   restore or the refused dump. Prints `SKIP` when no huge page is free.
@@ -428,6 +432,63 @@ fn no_vdso_case(s: &mut workload::Session) {
     }
 }
 
+/// A sealed area of `pages` pages with the bytes of `seed`, read-only when `ro`.
+fn sealed_area(name: &'static str, pages: usize, seed: u64, ro: bool) -> Area {
+    let a = Area::new(name, anon(pages), Some(seed));
+    if ro {
+        a.map.protect(0, a.map.len(), libc::PROT_READ).or_fail("mprotect read-only");
+    }
+    match a.map.seal() {
+        Ok(()) => {}
+        Err(e) if matches!(e.raw_os_error(), Some(libc::ENOSYS) | Some(libc::EINVAL)) => {
+            workload::skip(&format!("mseal: {e} (no mseal in this kernel)"))
+        }
+        Err(e) => Err(e).or_fail("mseal"),
+    }
+    a.settle()
+}
+
+/// The area is still sealed: VmFlags (checked by `check`) and munmap/mprotect refused.
+fn check_sealed(c: &mut Checker, a: &Area) {
+    a.check(c);
+    c.check(a.flags.iter().any(|f| f == "sl"), || format!("{}: no sl before the dump", a.name));
+    let unmap = a.map.unmap_sealed().err().and_then(|e| e.raw_os_error());
+    c.same(&format!("{}: munmap", a.name), &Some(libc::EPERM), &unmap);
+    let prot = a.map.protect(0, a.map.len(), libc::PROT_READ | libc::PROT_WRITE | libc::PROT_EXEC);
+    c.same(&format!("{}: mprotect", a.name), &Some(libc::EPERM), &prot.err().and_then(|e| e.raw_os_error()));
+}
+
+fn sealed_case(s: &mut workload::Session) {
+    let rw = sealed_area("sealed writable area", 4, 31, false);
+    let ro = sealed_area("sealed read-only area", 2, 32, true);
+    let kid = workload::fork_child("child", |link| {
+        let mut k = workload::start();
+        let mine = sealed_area("child's sealed area", 3, 33, false);
+        link.send("ready\n").or_fail("ready line");
+        k.wait_for_wake();
+        for a in [&rw, &ro, &mine] {
+            check_sealed(&mut k.checker, a);
+        }
+        if !k.checker.passed() {
+            k.finish()
+        }
+        link.send("pass\n").or_fail("verdict line");
+        0
+    });
+    c_same_line(&mut s.checker, &kid.up, "ready");
+    s.ready();
+    s.wait_for_wake();
+    let c = &mut s.checker;
+    c.ok("wake the child", raw::kill(kid.pid, WAKE));
+    check_sealed(c, &rw);
+    check_sealed(c, &ro);
+    c_same_line(c, &kid.up, "pass");
+    let exit = raw::waitpid(kid.pid);
+    c.same("child's exit", &Some(raw::Exit::Code(0)), &exit.ok());
+    // Sealed areas cannot be unmapped: the mappings are never dropped.
+    std::mem::forget((rw, ro));
+}
+
 /// Reads one line from `pipe`, blocking, and checks it is `want`.
 fn c_same_line(c: &mut Checker, pipe: &std::io::PipeReader, want: &str) {
     use std::io::Read;
@@ -483,6 +544,7 @@ fn main() {
         "guard" => guard_case(&mut s),
         "mm-wide" => mm_wide_case(&mut s),
         "no-vdso" => no_vdso_case(&mut s),
+        "sealed" => sealed_case(&mut s),
         "hugetlb-anon" => hugetlb_case(&mut s, false),
         "hugetlb-memfd" => hugetlb_case(&mut s, true),
         other => Err(other).or_fail("unknown case"),

@@ -102,6 +102,20 @@ impl Mapping {
         out
     }
 
+    /// Seals the whole mapping with `mseal(2)` (Linux 6.10): it can no longer be unmapped, moved
+    /// or re-protected, so the value must be leaked (`std::mem::forget`), never dropped.
+    pub fn seal(&self) -> io::Result<()> {
+        // SAFETY: sealing changes neither the memory nor its protection.
+        cvt_long(unsafe { libc::syscall(libc::SYS_mseal, self.addr, self.len, 0) }).map(drop)
+    }
+
+    /// Tries `munmap(2)` of the whole sealed mapping, which must fail: the error. A mapping that
+    /// was unmapped after all is reported as `Ok` and must not be touched again.
+    pub fn unmap_sealed(&self) -> io::Result<()> {
+        // SAFETY: only called on a sealed mapping (the call then changes nothing), which is leaked.
+        cvt(unsafe { libc::munmap(self.addr as *mut _, self.len) }).map(drop)
+    }
+
     /// Changes the protection of `len` bytes at `off` (page aligned) with `mprotect(2)`.
     pub fn protect(&self, off: usize, len: usize, prot: i32) -> io::Result<()> {
         assert!(off.is_multiple_of(PAGE) && off + len <= self.len, "bad mprotect range");

@@ -71,7 +71,8 @@ pub const TABLE: &[(&str, Fate)] = &[
     ("ui", Refused("userfaultfd-registered memory (minor faults)")),
     ("ss", Refused("a shadow stack")),
     ("dp", Restored),
-    ("sl", Refused("sealed memory (mseal)")),
+    // Sealed (mseal): sealed again as the last change to the task's memory (`mem::seal`).
+    ("sl", Restored),
 ];
 
 /// The fate of mnemonic `flag`: refused when the table does not know it.

@@ -99,6 +99,7 @@ fn classify(pid: Pid, e: &MapEntry, tracked_by_us: bool) -> Result<Vma> {
         droppable: e.vm_flags.has("dp"),
         maybe_guard: e.vm_flags.has("gu"),
         hugetlb_page_size: huge_size,
+        sealed: e.vm_flags.has("sl"),
         // An unlinked file or a memfd: its bytes are saved with the files (see files::ghost_mappings).
         ghost: e.deleted && kind == VmaKind::File && huge.is_none(),
         // Seen by `ipc` for which segments to save.
@@ -495,6 +496,16 @@ pub fn finish_layout(inj: &mut dyn Remote, mm: &MmImage, filled: &HashSet<u64>) 
         inj.mprotect(start, end - start, prot)?;
     }
     flags::restore_all(inj, &vmas)
+}
+
+/// Seal again (`mseal`) the areas that were sealed, each stretch of contiguous ones in one call:
+/// the last change to the task's memory (nothing may unmap, move or re-protect them after).
+pub fn seal(inj: &mut dyn Remote, mm: &MmImage) -> Result<()> {
+    let sealed = mm.vmas.iter().filter(|v| v.sealed).map(|v| (v.start, v.end, ()));
+    for (start, end, ()) in runs::coalesce(sealed.collect()) {
+        inj.mseal(start, end - start)?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

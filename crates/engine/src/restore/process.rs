@@ -222,6 +222,7 @@ fn build_in<'env>(
         crate::posix_timers::restore(inj, &img.core.posix_timers)?;
         if !shared_vm {
             mem::mm_wide::restore(inj, &img.mm)?;
+            mem::seal(inj, &img.mm)?;
             misc::restore_mdwe(inj, &img.core)?;
         }
         // Queued signals last: a zombie child's exit just queued a SIGCHLD the process never had.

@@ -106,6 +106,9 @@ pub struct Vma {
     /// MAP_HUGE_SHIFT`. Its pages are saved and filled in whole huge pages. Zero for other areas.
     #[prost(uint64, tag = "240")]
     pub hugetlb_page_size: u64,
+    /// Sealed with `mseal` (`sl` in VmFlags): sealed again once the task's memory is complete.
+    #[prost(bool, tag = "248")]
+    pub sealed: bool,
 }
 
 /// `Vma::madvise` bits.

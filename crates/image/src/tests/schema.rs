@@ -278,7 +278,8 @@ fill_struct!(Vma {
     droppable,
     lock_on_fault,
     maybe_guard,
-    hugetlb_page_size
+    hugetlb_page_size,
+    sealed
 });
 fill_struct!(MmFields {
     start_code,

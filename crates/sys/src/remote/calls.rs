@@ -181,6 +181,12 @@ pub trait Remote: Target {
         checked(self, Call::new("madvise", libc::SYS_madvise, &[addr, len, advice as u64])).map(drop)
     }
 
+    /// `mseal(2)` (Linux 6.10): the areas of `[addr, addr + len)`, which must all be mapped, can no
+    /// longer be unmapped, moved, re-protected or discarded.
+    fn mseal(&mut self, addr: u64, len: u64) -> R<()> {
+        checked(self, Call::new("mseal", libc::SYS_mseal, &[addr, len, 0])).map(drop)
+    }
+
     /// `mlock(2)`.
     fn mlock(&mut self, addr: u64, len: u64) -> R<()> {
         checked(self, Call::new("mlock", libc::SYS_mlock, &[addr, len])).map(drop)
