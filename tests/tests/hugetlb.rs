@@ -4,7 +4,8 @@
 //! name at dump.
 //!
 //! Every test reserves the huge pages it needs in `/proc/sys/vm/nr_hugepages` and puts the old
-//! value back; they run one at a time (one lock), as they share the pool.
+//! value back; they run one at a time, as they share the pool (one lock under `cargo test`, the
+//! `hugepages` test group of .config/nextest.toml under nextest, which runs each in its own process).
 
 use stasis_tests::harness::{skip, tree_pids, Case};
 use stasis_tests::workload;
