@@ -53,16 +53,43 @@ fn a_time_namespace_with_its_offsets() {
     case.checkpoint_restore_init(&mut run);
 }
 
-/// A tree in a user namespace of its own is refused by name (stasis does not restore them yet),
-/// and it runs on untouched. (A cgroup namespace is restored: see `cgroups.rs`; a mount namespace:
-/// `mounts.rs`.)
+/// A tree in a user namespace of its own (maps of two ranges, `setgroups` denied): the root, with
+/// the unmapped id it started with and UTS and IPC namespaces owned by its user namespace, and a
+/// child with mapped ids and no capabilities come back in a new user namespace with the same maps,
+/// ids, groups and capabilities, their namespaces owned by it.
 #[test]
-fn user_namespaces_are_refused_by_name() {
-    let w = Workload::new("basic", "unshare").arg("--user").arg(env!("CARGO_BIN_EXE_basic"));
-    let case = Case::new("ns_refused_user", w);
+fn a_tree_in_a_user_namespace_of_its_own() {
+    checkpoint_restore("ns_user", workload!("ns_user").arg("deny"));
+}
+
+/// The same with `setgroups` allowed, the root being root inside (mapped ids and groups), and a
+/// network namespace owned by the user namespace too.
+#[test]
+fn a_tree_in_a_user_namespace_with_setgroups_allowed_and_a_network_namespace() {
+    checkpoint_restore("ns_user_allow", workload!("ns_user").arg("allow"));
+}
+
+/// The init of a PID namespace made inside a user namespace is refused by name (its children,
+/// forked inside the user namespace, could not get their pids at stasis's level), and it runs on.
+#[test]
+fn a_pid_namespace_inside_a_user_namespace_is_refused_by_name() {
+    let case = Case::new("ns_user_pid", workload!("ns_user").arg("pid"));
+    let Some(mut run) = case.start() else { return };
+    let init = case.init_of(&run);
+    let r = case.stasis().dump(&case.dir, init, &case.images("images"), &[], &[]);
+    case.expect_failed(&r, "dump", &[&["a pid namespace of its own with a user namespace"], &["not supported"]]);
+    case.expect_untouched(&run);
+    case.finish(&mut run);
+}
+
+/// A process with threads in a user namespace of its own is refused by name (a thread made
+/// inside the namespace cannot be given its id at stasis's level), and the tree runs on untouched.
+#[test]
+fn threads_in_a_user_namespace_are_refused_by_name() {
+    let case = Case::new("ns_user_thread", workload!("ns_user").arg("thread"));
     let Some(mut run) = case.start() else { return };
     let r = case.dump(&run, &case.images("images"), &[], &[]);
-    case.expect_failed(&r, "dump", &[&["user namespace"], &["not supported"]]);
+    case.expect_failed(&r, "dump", &[&["threads in a user namespace"], &["not supported"]]);
     case.expect_untouched(&run);
     case.finish(&mut run);
 }

@@ -56,12 +56,20 @@ pub fn restore(inj: &mut dyn Remote, pid: Pid, c: &Creds) -> Result<()> {
     if has_already(pid, c) {
         return Ok(());
     }
-    set(inj, pid, c, last_cap())
+    set(inj, pid, c, last_cap(), true)
+}
+
+/// [`restore`] in a task that has just joined a user namespace (see [`crate::userns`]): every set
+/// is full there, so all are set; `c`'s ids are those seen inside (`u32::MAX`: kept), and its
+/// groups were set before it joined.
+pub fn restore_in_user_ns(inj: &mut dyn Remote, pid: Pid, c: &Creds) -> Result<()> {
+    set(inj, pid, c, last_cap(), false)
 }
 
 /// Set credentials `c` in this order: bounding set (capabilities 0 to `last_cap`), securebits with
-/// `SECBIT_NO_SETUID_FIXUP`, groups, gids, uids, fs ids, the saved securebits, capset, ambient set.
-fn set(inj: &mut dyn Remote, pid: Pid, c: &Creds, last_cap: u32) -> Result<()> {
+/// `SECBIT_NO_SETUID_FIXUP`, groups (with `groups`), gids, uids, fs ids, the saved securebits,
+/// capset, ambient set.
+fn set(inj: &mut dyn Remote, pid: Pid, c: &Creds, last_cap: u32, groups: bool) -> Result<()> {
     let step = |what: &str| {
         let what = format!("credentials ({what})");
         move |e: InjectError| Error::Step { pid, what, source: Box::new(e.into()) }
@@ -74,7 +82,9 @@ fn set(inj: &mut dyn Remote, pid: Pid, c: &Creds, last_cap: u32) -> Result<()> {
     if c.groups.len() > NGROUPS_MAX {
         return Err(Error::Failed { pid, what: format!("{} supplementary groups is too many", c.groups.len()) });
     }
-    inj.setgroups(&c.groups).map_err(step("groups"))?;
+    if groups {
+        inj.setgroups(&c.groups).map_err(step("groups"))?;
+    }
     inj.setresgid(c.gid, c.egid, c.sgid).map_err(step("gids"))?;
     inj.setresuid(c.uid, c.euid, c.suid).map_err(step("uids"))?;
     inj.setfsgid(c.fsgid)?;
@@ -121,7 +131,7 @@ mod tests {
     #[test]
     fn credentials_are_set_in_an_order_that_keeps_the_privileges_each_step_needs() {
         let mut t = FakeTask::new(Pid(500));
-        set(&mut t, Pid(500), &user(), 40).expect("fake calls succeed");
+        set(&mut t, Pid(500), &user(), 40, true).expect("fake calls succeed");
         let log = t.log();
         let names: Vec<String> = log.iter().map(|c| c.split(',').next().unwrap_or("").to_string()).collect();
         assert_eq!(
@@ -150,7 +160,7 @@ mod tests {
     fn a_failed_step_stops_the_restore_and_is_named() {
         let mut t = FakeTask::new(Pid(500));
         t.fail("setresuid", libc::EPERM);
-        let err = set(&mut t, Pid(500), &user(), 40).expect_err("setresuid fails");
+        let err = set(&mut t, Pid(500), &user(), 40, true).expect_err("setresuid fails");
         assert_eq!(err.to_string(), "pid 500: restoring credentials (uids)");
         assert_eq!(t.names().last(), Some(&"setresuid"));
     }

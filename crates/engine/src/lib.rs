@@ -37,6 +37,7 @@ pub mod threads;
 pub mod timers;
 pub mod tracers;
 pub mod tree;
+pub mod userns;
 
 pub use error::Error;
 pub use restore::Restored;

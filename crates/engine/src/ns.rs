@@ -1,9 +1,9 @@
 //! Namespaces of the tree: which of its processes are in UTS, IPC, PID, network or time namespaces
 //! other than stasis's, the names of each UTS namespace and the offsets of a time namespace (a
 //! network namespace's state is [`crate::netns`]'s, a mount namespace's [`crate::mnt`]'s), and their
-//! creation at restore. A user namespace of a tree's own is refused by name at the dump (a cgroup
-//! namespace is the root's only, see [`crate::cgroups`]), and so are a network or time namespace of
-//! a process other than the root.
+//! creation at restore. A user namespace is the root's only, see [`crate::userns`]; a cgroup
+//! namespace is the root's only too, see [`crate::cgroups`]; a network or time namespace of a
+//! process other than the root is refused by name.
 //!
 //! Dump records the inode of each process's UTS, IPC and PID namespace (0 for stasis's own) and
 //! its ids in every nested PID namespace (`NSpid`). A process is in its parent's namespace, or in
@@ -29,10 +29,10 @@ use stasis_sys::remote::{CloneArgs, Remote, MAX_INNER_LEVELS};
 use stasis_sys::Pid;
 use std::os::fd::{AsFd, OwnedFd};
 
-/// Namespaces a tree may not have of its own (yet), as `/proc/PID/ns/` links.
-const REFUSED: [&str; 1] = ["user"];
-/// Namespaces a tree may have of its own (a mount namespace is [`crate::mnt`]'s).
-const KEPT: [&str; 9] = ["uts", "ipc", "net", "pid", "pid_for_children", "time", "time_for_children", "cgroup", "mnt"];
+/// Namespaces a tree may have of its own (a mount namespace is [`crate::mnt`]'s, a user
+/// namespace [`crate::userns`]'s).
+const KEPT: [&str; 10] =
+    ["uts", "ipc", "net", "pid", "pid_for_children", "time", "time_for_children", "cgroup", "mnt", "user"];
 
 /// The namespaces a tree's root has of its own (not stasis's): what its creation must make. Read
 /// by front-ends (CLI, RPC) from an image with [`NsSet::of_root`].
@@ -71,13 +71,13 @@ impl NsSet {
     }
 }
 
-/// stasis's own namespaces: the inode of each link of [`REFUSED`] and [`KEPT`].
+/// stasis's own namespaces: the inode of each link of [`KEPT`].
 pub struct Ours(Vec<(&'static str, Option<u64>)>);
 
 impl Ours {
     pub fn read(root: &ProcRoot) -> Ours {
         let me = std::process::id() as i32;
-        Ours(REFUSED.iter().chain(&KEPT).map(|&ns| (ns, proc::ns_inode(root, me, ns).ok())).collect())
+        Ours(KEPT.iter().map(|&ns| (ns, proc::ns_inode(root, me, ns).ok())).collect())
     }
 
     fn get(&self, ns: &str) -> Option<u64> {
@@ -91,17 +91,6 @@ impl Ours {
     }
 }
 
-/// Refuse a process in a namespace of a kind stasis does not restore (a time namespace for its
-/// next children is refused by `dump::check_time_for_children`).
-pub fn check_process(root: &ProcRoot, pid: i32, ours: &Ours) -> Result<()> {
-    for ns in REFUSED {
-        if proc::ns_inode(root, pid, ns).ok() != ours.get(ns) {
-            return Err(Error::Unsupported { pid: Pid(pid), what: format!("a {ns} namespace of its own") });
-        }
-    }
-    Ok(())
-}
-
 /// Fill the namespace fields of `p` (a live process; see the module docs).
 pub fn dump_process(root: &ProcRoot, p: &mut ProcessEntry, ours: &Ours) -> Result<()> {
     p.uts_ns = ours.own(root, p.pid, "uts")?;
@@ -110,6 +99,7 @@ pub fn dump_process(root: &ProcRoot, p: &mut ProcessEntry, ours: &Ours) -> Resul
     p.net_ns = ours.own(root, p.pid, "net")?;
     p.time_ns = ours.own(root, p.pid, "time").unwrap_or(0);
     p.cgroup_ns = ours.own(root, p.pid, "cgroup").unwrap_or(0);
+    p.user_ns = ours.own(root, p.pid, "user")?;
     let (own_pid, for_children) =
         (proc::ns_inode(root, p.pid, "pid")?, proc::ns_inode(root, p.pid, "pid_for_children")?);
     p.pid_ns_for_children = if for_children != own_pid { for_children } else { 0 };
@@ -133,7 +123,7 @@ fn nested_ids(ids: Vec<i32>) -> Vec<i32> {
 /// A zombie: in its parent's namespaces (its own links are gone), with its ids from its status.
 pub fn dump_zombie(root: &ProcRoot, z: &mut ProcessEntry, parent: &ProcessEntry) {
     (z.uts_ns, z.ipc_ns, z.pid_ns, z.net_ns) = (parent.uts_ns, parent.ipc_ns, parent.pid_ns, parent.net_ns);
-    (z.time_ns, z.cgroup_ns) = (parent.time_ns, parent.cgroup_ns);
+    (z.time_ns, z.cgroup_ns, z.user_ns) = (parent.time_ns, parent.cgroup_ns, parent.user_ns);
     z.nspid = proc::status(root, z.pid).map(|s| nested_ids(s.ns_tgid)).unwrap_or_default();
 }
 
@@ -428,9 +418,20 @@ pub struct RootNs {
     /// The root's pid and the nftables tables of its new network namespace, loaded by
     /// [`RootNs::load_firewall`].
     firewall: (i32, String),
+    /// The root's new user namespace (see [`crate::userns`]).
+    user: Option<crate::userns::Joined>,
 }
 
 impl RootNs {
+    fn none(set: NsSet, pid: i32) -> RootNs {
+        RootNs { set, _entered: None, firewall: (pid, String::new()), user: None }
+    }
+
+    /// The root's new user namespace, which every task joins at the end of its build.
+    pub fn user(&self) -> Option<&crate::userns::Joined> {
+        self.user.as_ref()
+    }
+
     /// Load the firewall of the root's new network namespace (see [`crate::netns`]): once the
     /// tree's sockets are made in it, before any of its processes runs.
     pub fn load_firewall(&self) -> Result<()> {
@@ -447,9 +448,10 @@ pub fn enter_root(root: &ProcessEntry, namespaces: &[Namespace], opts: &crate::R
     let set = NsSet::of_root(root);
     let pid = root.pid;
     check_joins(pid, set, &opts.join_ns)?;
+    let user = crate::userns::of_root(root, namespaces)?;
     let kinds = set.unshared();
-    if kinds.is_empty() {
-        return Ok(RootNs { set, _entered: None, firewall: (pid, String::new()) });
+    if kinds.is_empty() && user.is_none() {
+        return Ok(RootNs::none(set, pid));
     }
     let host_net = ns::open_own(Kind::Net).map_err(Error::sys(pid, "keeping our network namespace"))?;
     let saved = ns::Saved::save(&kinds).map_err(Error::sys(pid, "keeping our namespaces"))?;
@@ -462,7 +464,13 @@ pub fn enter_root(root: &ProcessEntry, namespaces: &[Namespace], opts: &crate::R
             None => fresh.push(k),
         }
     }
-    ns::unshare(&fresh).map_err(Error::sys(pid, "making its namespaces"))?;
+    let user = match user {
+        None => {
+            ns::unshare(&fresh).map_err(Error::sys(pid, "making its namespaces"))?;
+            None
+        }
+        Some(n) => Some(made_in_user_ns(pid, n, &fresh)?),
+    };
     if fresh.contains(&Kind::Uts) {
         let n = find(namespaces, "uts", root.uts_ns, pid)?;
         ns::set_uts_names(&n.hostname, &n.domainname).map_err(Error::sys(pid, "setting its UTS names"))?;
@@ -473,7 +481,17 @@ pub fn enter_root(root: &ProcessEntry, namespaces: &[Namespace], opts: &crate::R
         firewall.1.clone_from(&n.nftables);
     }
     log::info!("pid {pid}: restored in namespaces of its own: {set:?} (new: {fresh:?})");
-    Ok(RootNs { set, _entered: Some(entered), firewall })
+    Ok(RootNs { set, _entered: Some(entered), firewall, user })
+}
+
+/// The root's new user namespace `n` with its other new namespaces `fresh` made inside it by a
+/// helper, which the calling thread enters (see [`crate::userns`]).
+fn made_in_user_ns(pid: i32, n: &Namespace, fresh: &[Kind]) -> Result<crate::userns::Joined> {
+    let holder = crate::userns::Holder::make(pid, n, fresh)?;
+    for &k in fresh {
+        holder.enter(k)?;
+    }
+    holder.finish(n)
 }
 
 /// `--join-ns` names kinds the root has of its own and stasis can join (UTS, IPC, network).

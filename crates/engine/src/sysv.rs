@@ -45,6 +45,11 @@ pub fn restore_limits(limits: &[Sysctl]) -> Result<()> {
             });
         }
         let path = format!("/proc/sys/kernel/{}", l.path);
+        // A fresh namespace has the defaults: most limits are written only when changed (in an IPC
+        // namespace of a user namespace, only the namespace's root or CAP_SYS_RESOURCE may).
+        if std::fs::read_to_string(&path).is_ok_and(|now| now.trim() == l.value.trim()) {
+            continue;
+        }
         std::fs::write(&path, &l.value).map_err(Error::io(&path))?;
     }
     Ok(())

@@ -76,6 +76,37 @@ pub fn unshare(kinds: &[Kind]) -> Result<(), SysError> {
     check("unshare", ret as libc::c_long).map(drop)
 }
 
+/// Open namespace link `name` of `pid` (`/proc/PID/ns/NAME`): any kind, the user namespace too,
+/// for [`owner_inode`], [`parent_inode`] or a task's `setns`.
+pub fn open_named(pid: Pid, name: &str) -> Result<OwnedFd, SysError> {
+    open_path(&format!("/proc/{pid}/ns/{name}"))
+}
+
+/// `NS_GET_USERNS` (`_IO(0xb7, 0x1)`) and `NS_GET_PARENT` (`_IO(0xb7, 0x2)`) of ioctl_ns(2).
+const NS_GET_USERNS: libc::c_ulong = 0xb701;
+const NS_GET_PARENT: libc::c_ulong = 0xb702;
+
+/// The inode of the user namespace that owns namespace `fd` (`NS_GET_USERNS`).
+pub fn owner_inode(fd: BorrowedFd<'_>) -> Result<u64, SysError> {
+    related_inode(fd, NS_GET_USERNS, "ioctl(NS_GET_USERNS)")
+}
+
+/// The inode of the parent of user (or PID) namespace `fd` (`NS_GET_PARENT`); `EPERM` when the
+/// parent is outside the caller's own user namespace.
+pub fn parent_inode(fd: BorrowedFd<'_>) -> Result<u64, SysError> {
+    related_inode(fd, NS_GET_PARENT, "ioctl(NS_GET_PARENT)")
+}
+
+fn related_inode(fd: BorrowedFd<'_>, request: libc::c_ulong, call: &'static str) -> Result<u64, SysError> {
+    // SAFETY: the ioctl takes no argument and returns a new fd, which is owned below.
+    let ret = unsafe { libc::ioctl(fd.as_raw_fd(), request) };
+    let raw = check(call, ret as libc::c_long)? as i32;
+    // SAFETY: `raw` is a new fd returned to us by the ioctl, owned by nothing else.
+    let related = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(raw) };
+    let meta = File::from(related).metadata().map_err(|source| SysError { call: "fstat", source })?;
+    Ok(std::os::unix::fs::MetadataExt::ino(&meta))
+}
+
 /// The calling thread's own namespace of `kind` (`/proc/thread-self/ns/NAME`).
 pub fn open_own(kind: Kind) -> Result<OwnedFd, SysError> {
     open_path(&format!("/proc/thread-self/ns/{}", kind.link()))

@@ -34,3 +34,21 @@ pub fn ns_link(pid: i32, name: &str) -> io::Result<String> {
     };
     Ok(std::fs::read_link(path)?.to_string_lossy().into_owned())
 }
+
+/// The inode of the user namespace owning the namespace at `path` (`ioctl(NS_GET_USERNS)`, see
+/// ioctl_ns(2)).
+pub fn ns_owner_inode(path: &str) -> io::Result<u64> {
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    const NS_GET_USERNS: libc::c_ulong = 0xb701;
+    let ns = std::fs::File::open(path)?;
+    // SAFETY: the ioctl takes no argument; it returns a new fd, owned below.
+    let fd = cvt(unsafe { libc::ioctl(ns.as_raw_fd(), NS_GET_USERNS) })?;
+    // SAFETY: `fd` is a new fd nothing else owns.
+    let owner = std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fd) });
+    Ok(std::os::unix::fs::MetadataExt::ino(&owner.metadata()?))
+}
+
+/// The inode of the namespace at `path` (`/proc/self/ns/user`).
+pub fn ns_inode(path: &str) -> io::Result<u64> {
+    Ok(std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(path)?))
+}

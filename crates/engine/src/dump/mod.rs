@@ -393,7 +393,7 @@ fn dump_frozen<'env>(
     finish_locks(&mut ids, &mut collected)?;
     let external =
         ns::External { veths: opts.ext_veths.clone(), netns: opts.ext_netns.clone(), empty_net: opts.empty_netns };
-    let namespaces = check_namespaces(&collected, &files, (needs_helpers, &external))?;
+    let namespaces = check_namespaces(root, &collected, &files, (needs_helpers, &external))?;
     let ipc = check_tree(pool, tree, zombies, &collected, &mut files, &mut ids, opts, progress)?;
     fault::check("dump-fail-before-pages")?;
     let keep = opts.keeps_tree() && opts.track_mem;
@@ -416,12 +416,17 @@ type Tracked<'a, 'b> = (Option<&'a mut predump::Prev>, &'b predump::Adopted);
 /// How the tree's processes came into their namespaces, each namespace of its own described (see
 /// [`ns`]); the IPC namespaces other than the root's hold nothing stasis would lose.
 fn check_namespaces(
+    root: &ProcRoot,
     collected: &[Collected],
     files: &[FileEntry],
     (needs_helpers, external): (bool, &ns::External),
 ) -> Result<Vec<Namespace>> {
     let procs: Vec<ProcessEntry> = collected.iter().map(|c| c.process.clone()).collect();
-    let namespaces = ns::dump_tree(&procs, needs_helpers, external)?;
+    let threaded: Vec<bool> = collected.iter().map(|c| !c.threads.is_empty()).collect();
+    let facts = crate::userns::TreeFacts { procs: &procs, threaded: &threaded, helpers: needs_helpers };
+    let user = crate::userns::dump(root, &facts)?;
+    let mut namespaces = ns::dump_tree(&procs, needs_helpers, external)?;
+    namespaces.extend(user);
     let mqueues: Vec<u32> = files
         .iter()
         .filter(|f| matches!(f.kind, Some(stasis_image::model::FileKind::Mqueue(_))))
@@ -591,13 +596,13 @@ fn check_target(root: &ProcRoot, pid: Pid, ours: &Ours) -> Result<()> {
     check_process(root, pid, ours)
 }
 
-/// A process is in namespaces stasis restores (see [`ns::check_process`]) and traced by nobody else.
-fn check_process(root: &ProcRoot, pid: Pid, ours: &Ours) -> Result<()> {
+/// A process is traced by nobody else, and has no time namespace for its children only (its other
+/// namespaces are checked with the whole tree, see [`ns::dump_tree`] and [`crate::userns`]).
+fn check_process(root: &ProcRoot, pid: Pid, _ours: &Ours) -> Result<()> {
     let status = proc::status(root, pid.0)?;
     if status.tracer_pid != 0 {
         return Err(Error::Unsupported { pid, what: format!("a process traced by pid {}", status.tracer_pid) });
     }
-    ns::check_process(root, pid.0, ours)?;
     check_time_for_children(root, pid)
 }
 

@@ -78,6 +78,8 @@ pub(crate) struct Ctx<'a> {
     ctl_pidfd: Option<OwnedFd>,
     /// Where each task goes in the cgroup hierarchy (see [`crate::cgroups`]).
     cgroups: &'a crate::cgroups::restore::Placement,
+    /// The root's new user namespace, which every task joins once built (see [`crate::userns`]).
+    user: Option<&'a crate::userns::Joined>,
 }
 
 /// A restored process tree, running.
@@ -243,7 +245,7 @@ pub fn restore(opts: &RestoreOptions, progress: &mut dyn FnMut(Progress)) -> Res
     let created = Mutex::new(Vec::new());
     let guard = KillOnDrop(&created);
     let calls = fault::calls("restore-call");
-    let (child, scratch, ours) = create_root(&img, &created, &calls, (opts.sibling, mnt.as_ref()))?;
+    let (child, scratch, ours) = create_root(&img, &created, &calls, (opts.sibling, mnt.as_ref(), &root_ns))?;
     let set_up = start.elapsed();
     // The mounts that wait for the root's PID namespace (a proc of it) and what follows them.
     if let Some(m) = mnt.as_mut() {
@@ -270,6 +272,7 @@ pub fn restore(opts: &RestoreOptions, progress: &mut dyn FnMut(Progress)) -> Res
         lazy: handoff.as_ref(),
         ctl_pidfd,
         cgroups: &placement,
+        user: root_ns.user(),
     };
     let mut out = build_tree(&ctx, child, scratch, progress)?;
     let built = start.elapsed();
@@ -417,10 +420,16 @@ fn create_root(
     img: &Image,
     created: &Mutex<Vec<Pid>>,
     calls: &Calls,
-    (sibling, mnt): (bool, Option<&crate::mnt::Built>),
+    (sibling, mnt, root_ns): (bool, Option<&crate::mnt::Built>, &crate::ns::RootNs),
 ) -> Result<(Pid, u64, bool)> {
     let root = &img.procs[0];
     let pid = Pid(root.process.pid);
+    let other = mnt.is_some() || root.process.time_ns != 0 || root.process.pid_ns != 0;
+    if root_ns.user().is_some() && (other || img.plan.root_session_helper.is_some()) {
+        let what =
+            "a user namespace of its own with a mount, PID or time namespace, or a session whose leader exited".into();
+        return Err(Error::Unsupported { pid, what });
+    }
     if mnt.is_some() && (root.process.time_ns != 0 || img.plan.root_session_helper.is_some()) {
         let what = "a mount namespace of its own with a time namespace or a session whose leader exited (the root is forked by a helper)".into();
         return Err(Error::Unsupported { pid, what });

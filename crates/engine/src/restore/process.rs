@@ -236,8 +236,14 @@ fn build_in<'env>(
             tasks.extend(made.iter_mut().map(NewThread::injector).zip(&img.threads));
             crate::seccomp::restore(&mut tasks, TRACE_OPTIONS)?;
         }
-        if let Some(c) = &img.core.creds {
-            creds::restore(inj, pid, c)?;
+        match (&img.core.creds, ctx.user) {
+            (Some(c), Some(user)) => user.join(inj, pid, max_fd + 1, c)?,
+            (Some(c), None) => creds::restore(inj, pid, c)?,
+            (None, Some(_)) => {
+                let what = format!("pid {pid}: field creds is missing, and the task must join its user namespace");
+                return Err(Error::Incompatible { file: format!("core-{pid}.img"), what });
+            }
+            (None, None) => {}
         }
         misc::restore_after_creds(inj, &img.core, parent_exits)
     });

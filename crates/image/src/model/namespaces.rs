@@ -51,6 +51,28 @@ pub struct Namespace {
     /// stasis, each as `nft list table` prints it, which `nft -f` loads back (empty: no table).
     #[prost(string, tag = "356")]
     pub nftables: String,
+    /// Kind `user`: the namespace's uid mappings (`/proc/PID/uid_map` as stasis reads it: the
+    /// outside ids are stasis's).
+    #[prost(message, repeated, tag = "651")]
+    pub uid_map: Vec<IdRange>,
+    /// Kind `user`: the namespace's gid mappings (`/proc/PID/gid_map`).
+    #[prost(message, repeated, tag = "652")]
+    pub gid_map: Vec<IdRange>,
+    /// Kind `user`: `setgroups(2)` is denied in the namespace (`/proc/PID/setgroups` is `deny`).
+    #[prost(bool, tag = "653")]
+    pub setgroups_deny: bool,
+}
+
+/// One line of a user namespace's uid or gid map: `count` ids from `inside` in the namespace are
+/// the ids from `outside` in stasis's.
+#[derive(Clone, PartialEq, prost::Message, Serialize)]
+pub struct IdRange {
+    #[prost(uint32, tag = "1")]
+    pub inside: u32,
+    #[prost(uint32, tag = "2")]
+    pub outside: u32,
+    #[prost(uint32, tag = "3")]
+    pub count: u32,
 }
 
 /// A network device of a network namespace of the tree.

@@ -118,6 +118,10 @@ pub struct ProcessEntry {
     /// root's may differ from its parent's (see [`Namespace::cgroup_root`]).
     #[prost(uint64, tag = "551")]
     pub cgroup_ns: u64,
+    /// Inode of the process's user namespace, 0 for stasis's own; only the root's may differ from
+    /// its parent's (see [`Namespace::uid_map`]).
+    #[prost(uint64, tag = "650")]
+    pub user_ns: u64,
 }
 
 /// `ProcessEntry::shares` bits: the address space (CLONE_VM), the fd table (CLONE_FILES), the fs

@@ -122,11 +122,26 @@ fn cgroup_lines(out: &mut String, set: &stasis_image::model::CgroupSet) {
     }
 }
 
-/// `net namespace 4026532178: lo 127.0.0.1/8; 1 routes, 412 sysctls, 2 nftables tables`, `uts namespace ...: host "h"`.
+/// `net namespace 4026532178: lo 127.0.0.1/8; 1 routes, 412 sysctls, 2 nftables tables`, `uts namespace ...: host "h"`,
+/// `user namespace ...: uids 0-100000 (1000 ids), gids ... inside-outside, setgroups denied`.
 fn namespace_line(ns: &stasis_image::model::Namespace) -> String {
     let what = match ns.kind.as_str() {
         "uts" => format!("host {:?}, domain {:?}", ns.hostname, ns.domainname),
         "cgroup" => format!("rooted at cgroup {}", ns.cgroup_root),
+        "user" => {
+            let map = |m: &[stasis_image::model::IdRange]| {
+                m.iter().map(|r| format!("{}-{}", r.inside, r.outside)).collect::<Vec<_>>().join(",")
+            };
+            let count = |m: &[stasis_image::model::IdRange]| m.iter().map(|r| u64::from(r.count)).sum::<u64>();
+            let setgroups = if ns.setgroups_deny { "denied" } else { "allowed" };
+            format!(
+                "uids {} ({} ids), gids {} ({} ids) inside-outside, setgroups {setgroups}",
+                map(&ns.uid_map),
+                count(&ns.uid_map),
+                map(&ns.gid_map),
+                count(&ns.gid_map)
+            )
+        }
         "net" if !ns.external_key.is_empty() => format!("external ({}), not saved", ns.external_key),
         "net" => {
             let links: Vec<String> = ns
