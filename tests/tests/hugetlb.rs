@@ -2,8 +2,9 @@
 //! hugetlb, whole and still shared; a restore without the huge pages they need fails naming them
 //! and leaves nothing behind; a compressed dump of them too; MFD_HUGETLB memfds (held, mapped
 //! shared and privately, sealed) in a parent and its child come back hugetlb memfds, and a
-//! restore without their huge pages fails naming them; a mapped file of a hugetlbfs mount is
-//! mapped again by path.
+//! restore without their huge pages fails naming them, and a pre-dump chain keeps them; a mapped
+//! file of a hugetlbfs mount the test makes is mapped again by path, and one unlinked while mapped
+//! is refused by name at dump.
 //!
 //! Every test reserves the huge pages it needs in `/proc/sys/vm/nr_hugepages` and puts the old
 //! value back; they run one at a time, as they share the pool (one lock under `cargo test`, the
@@ -193,19 +194,47 @@ impl Drop for Hugetlbfs {
     }
 }
 
+/// `case` with its workload given the dir of a hugetlbfs mount of its own (`case_arg DIR`).
+fn with_mount(name: &str, case_arg: &str) -> Option<(Case, Hugetlbfs)> {
+    let mut case = Case::new(name, workload!("hugetlb").arg(case_arg));
+    let mount = match Hugetlbfs::mount(case.dir.path().join("huge")) {
+        Ok(m) => m,
+        Err(reason) => {
+            skip(&format!("cannot mount hugetlbfs: {reason}"));
+            return None;
+        }
+    };
+    case.workload = workload!("hugetlb").arg(case_arg).arg(&mount.dir);
+    Some((case, mount))
+}
+
 /// A file on a hugetlbfs mount, held and mapped shared and privately: mapped again by path (its
 /// pages stay in the file while the process is gone), its private copy restored.
 #[test]
 fn a_mapped_hugetlbfs_file() {
     // The file's page and the reservation of its second, the private copy: three, and one to spare.
     let Some(_pool) = pool(4) else { return };
-    let mut case = Case::new("hugetlb_file", workload!("hugetlb").arg("hugefile"));
-    let mount = match Hugetlbfs::mount(case.dir.path().join("huge")) {
-        Ok(m) => m,
-        Err(reason) => return skip(&format!("cannot mount hugetlbfs: {reason}")),
-    };
-    case.workload = workload!("hugetlb").arg("hugefile").arg(&mount.dir);
+    let Some((case, _mount)) = with_mount("hugetlb_file", "hugefile") else { return };
     round_trip(&case, 1, &[]);
+}
+
+/// A hugetlbfs file unlinked while mapped (no memfd): refused by name at dump (stasis does not
+/// make files again on a hugetlbfs mount), the process left running as it was.
+#[test]
+fn an_unlinked_hugetlbfs_file_is_refused_by_name() {
+    let Some(_pool) = pool(2) else { return };
+    let Some((case, _mount)) = with_mount("hugetlb_file_unlinked", "hugefile-unlinked") else { return };
+    let Some(mut run) = case.start() else { return };
+    let addr = run.log_text().lines().find_map(|l| l.strip_prefix("huge ")).unwrap_or_default().trim().to_string();
+    let images = case.images("images");
+    let r = case.dump(&run, &images, &[], &[]);
+    let needles: &[&[&str]] = &[&["unlinked hugetlbfs file"], &[&addr], &["stasis-huge-file"]];
+    case.expect_failed(&r, "dump of a process mapping an unlinked hugetlbfs file", needles);
+    if images.join("inventory.img").exists() {
+        case.fail("the failed dump left an inventory.img");
+    }
+    case.expect_untouched(&run);
+    case.finish(&mut run);
 }
 
 #[test]
@@ -219,7 +248,18 @@ fn standalone_hugetlb_tree() {
 #[test]
 fn hugetlb_areas_through_a_pre_dump_chain() {
     let Some(_pool) = pool(TREE_PAGES) else { return };
-    let case = Case::new("hugetlb_chain", workload!("hugetlb").arg("tree"));
+    chain_round_trip(&Case::new("hugetlb_chain", workload!("hugetlb").arg("tree")), &[]);
+}
+
+/// The memfds too: their contents are saved by the last dump, with the files.
+#[test]
+fn mfd_hugetlb_memfds_through_a_pre_dump_chain() {
+    let Some(_pool) = pool(MEMFD_PAGES) else { return };
+    chain_round_trip(&Case::new("hugetlb_memfd_chain", workload!("hugetlb").arg("memfd")), &GHOST_LIMIT);
+}
+
+/// Pre-dump `case`, dump it on the pre-dump with `extra`, restore through the chain.
+fn chain_round_trip(case: &Case, extra: &[&str]) {
     let Some(mut run) = case.start() else { return };
     let root = run.pid();
     let pre = case.images("pre");
@@ -231,7 +271,9 @@ fn hugetlb_areas_through_a_pre_dump_chain() {
         case.fail(&format!("pre-dump: {}\n{}", out.status, String::from_utf8_lossy(&out.stderr)));
     }
     let last = case.images("last");
-    case.dump_ok(&run, &last, &["--prev-images-dir", "../pre", "--track-mem"]);
+    let mut args = vec!["--prev-images-dir", "../pre", "--track-mem"];
+    args.extend_from_slice(extra);
+    case.dump_ok(&run, &last, &args);
     case.reap_dumped(&mut run);
     let mut restored = case.restore_ok(&last, root, &[]);
     case.finish(&mut restored);

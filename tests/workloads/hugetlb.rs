@@ -12,6 +12,8 @@
 //!   at fd 50, sealed and with mode 0640, mapped shared and privately; one only mapped; one only
 //!   held at fd 51; the child of the parent writes into the shared one.
 //! - `hugefile DIR`: a file on the hugetlbfs mount at DIR (see [`hugefile_case`]).
+//! - `hugefile-unlinked DIR`: a file of that mount unlinked while mapped, whose dump is refused
+//!   (see [`hugefile_unlinked_case`]).
 //!
 //! Prints `SKIP` when the huge pages cannot be had (the test reserves them in
 //! `/proc/sys/vm/nr_hugepages`).
@@ -320,12 +322,31 @@ fn hugefile_case(s: &mut workload::Session, dir: &str) {
     c.same("word written through the shared mapping, read by fd 52", &PARENT_WORD, &u64::from_le_bytes(word));
 }
 
+/// `dir` is a hugetlbfs mount: a file of one huge page there, filled through a shared mapping,
+/// then unlinked (only the mapping holds it). Its dump is refused; woken after it, the process
+/// checks its bytes.
+fn hugefile_unlinked_case(s: &mut workload::Session, dir: &str) {
+    let path = format!("{dir}/stasis-huge-file");
+    let f = std::fs::OpenOptions::new().read(true).write(true).create_new(true).open(&path);
+    let f = f.or_fail(&format!("create {path}"));
+    f.set_len(HUGE as u64).or_fail("ftruncate the hugetlbfs file");
+    let shared = map_huge(1, libc::MAP_SHARED, Some(&f));
+    drop(f);
+    shared.fill_words(0, HUGE, |i| pattern_word(SEEDS[0], i));
+    std::fs::remove_file(&path).or_fail(&format!("unlink {path}"));
+    workload::say(&format!("huge {:x}", shared.addr()));
+    s.ready();
+    s.wait_for_wake();
+    check_page(&mut s.checker, "shared mapping of the unlinked file", &shared, 0, Some(SEEDS[0]));
+}
+
 fn main() {
     let mut s = workload::start();
     match arg::<String>(1, "tree".into()).as_str() {
         "tree" => tree_case(&mut s),
         "memfd" => memfd_case(&mut s),
         "hugefile" => hugefile_case(&mut s, &arg::<String>(2, String::new())),
+        "hugefile-unlinked" => hugefile_unlinked_case(&mut s, &arg::<String>(2, String::new())),
         other => Err(other).or_fail("unknown case"),
     }
     s.finish()
