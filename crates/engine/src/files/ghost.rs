@@ -13,6 +13,11 @@
 //! from the object with its own flags (through `/proc/self/fd`, so an `O_RDONLY` description of a
 //! memfd is one again), and named files and nodes are unlinked once all of `files.img` is open. An
 //! fd of each object is kept for the mappings, which find it by (device, inode) at dump time.
+//!
+//! An `MFD_HUGETLB` memfd (on hugetlbfs, told by `fstatfs`) keeps its huge page size: dump reads
+//! it a huge page at a time, leaving out the all-zero ones; restore makes it with that page size
+//! and writes its data through a mapping of ours, as hugetlbfs has no `write(2)`. Any other
+//! unlinked hugetlbfs file is refused by name (it would have to be made again on its mount).
 
 use super::Probe;
 use crate::error::{Error, Result};

@@ -20,7 +20,7 @@
 
 use crate::error::{Error, Result};
 use crate::proc::MapEntry;
-use stasis_image::model::{FileEntry, FileKind, MmImage, PageMap, Vma, VmaKind};
+use stasis_image::model::{FileEntry, FileKind, MmImage, PageMap, RegularFile, Vma, VmaKind};
 use stasis_sys::Pid;
 use std::collections::{BTreeMap, HashSet};
 
@@ -87,58 +87,84 @@ pub struct Proc<'a> {
 /// shared mappings (a file that keeps its name has its pages already). Fails naming the first
 /// area or memfd of a size whose pool is short, before any task is made.
 pub fn check_reserve(procs: &[Proc], files: &[FileEntry]) -> Result<()> {
-    let mut need: BTreeMap<u64, (u64, String)> = BTreeMap::new();
-    let mut add = |size: u64, pages: u64, what: &dyn Fn() -> String| {
-        need.entry(size).or_insert_with(|| (0, what())).0 += pages;
-    };
-    let mut objects = HashSet::new();
-    let mut memfds: BTreeMap<(u64, u64), Memfd> = BTreeMap::new();
+    let mut need = Need::default();
     for p in procs {
         for v in p.mm.vmas.iter().filter(|v| v.hugetlb_page_size != 0) {
-            let size = v.hugetlb_page_size;
-            let what = || format!("pid {} area {:#x}-{:#x} {}", p.pid, v.start, v.end, v.name);
-            let inherited = p.parent.is_some_and(|pv| super::pages::inheritable(v, pv));
-            let kind = super::kind(v);
-            let shared = v.flags & libc::MAP_SHARED as u32 != 0;
-            let reserves = v.flags & libc::MAP_NORESERVE as u32 == 0;
-            let pages = if kind == VmaKind::File && shared {
-                if v.ghost && reserves {
-                    let dev = libc::makedev((v.dev >> 32) as u32, v.dev as u32);
-                    let m = memfds.entry((dev, v.inode)).or_insert_with(|| (size, Vec::new(), what()));
-                    m.1.push((v.offset, v.offset.saturating_add(v.end - v.start)));
-                }
-                0
-            } else if kind == VmaKind::SharedAnon && (!objects.insert(v.inode) || inherited) {
-                0
-            } else if reserves && !inherited {
-                (v.end - v.start) / size
-            } else {
-                filled(p.pagemap, v) * PAGE / size
-            };
-            add(size, pages, &what);
+            need.area(p, v);
         }
     }
     for f in files {
-        let Some(FileKind::Regular(r)) = &f.kind else { continue };
-        if r.hugetlb_page_size == 0 || !r.ghost {
-            continue;
+        match &f.kind {
+            Some(FileKind::Regular(r)) if r.hugetlb_page_size != 0 && r.ghost => need.memfd(r),
+            _ => {}
         }
-        let what = || format!("memfd {}", r.path);
-        let m = memfds.entry((r.dev, r.ino)).or_insert_with(|| (r.hugetlb_page_size, Vec::new(), what()));
-        m.1.extend(r.extents.iter().map(|e| (e.offset, e.offset.saturating_add(e.data.len() as u64))));
     }
-    for (size, ranges, what) in memfds.into_values() {
-        add(size, union_pages(ranges, size), &|| what.clone());
-    }
-    for (size, (pages, first)) in need {
+    for (size, (pages, first)) in need.per_size() {
         check_pool(procs.first().map_or(0, |p| p.pid), size, pages, &first)?;
     }
     Ok(())
 }
 
-/// An `MFD_HUGETLB` memfd of the image, by (device, inode): its page size, the byte ranges of it
-/// that will hold pages (its data, its shared mappings), and what names it in messages.
+/// An `MFD_HUGETLB` memfd of the image: its page size, the byte ranges of it that will hold pages
+/// (its data, its shared mappings), and what names it in messages.
 type Memfd = (u64, Vec<(u64, u64)>, String);
+
+/// What [`check_reserve`] counts.
+#[derive(Default)]
+struct Need {
+    /// Huge pages per page size, and the first area or memfd that takes some, for messages.
+    pages: BTreeMap<u64, (u64, String)>,
+    /// The shared anonymous objects counted already.
+    objects: HashSet<u64>,
+    /// The memfds, by (device, inode) at dump time.
+    memfds: BTreeMap<(u64, u64), Memfd>,
+}
+
+impl Need {
+    fn add(&mut self, size: u64, pages: u64, what: impl FnOnce() -> String) {
+        self.pages.entry(size).or_insert_with(|| (0, what())).0 += pages;
+    }
+
+    /// A hugetlb area of `p`: a shared mapping of a memfd counts with the memfd, of a file that
+    /// keeps its name not at all.
+    fn area(&mut self, p: &Proc, v: &Vma) {
+        let size = v.hugetlb_page_size;
+        let what = || format!("pid {} area {:#x}-{:#x} {}", p.pid, v.start, v.end, v.name);
+        let inherited = p.parent.is_some_and(|pv| super::pages::inheritable(v, pv));
+        let kind = super::kind(v);
+        let reserves = v.flags & libc::MAP_NORESERVE as u32 == 0;
+        let pages = if kind == VmaKind::File && v.flags & libc::MAP_SHARED as u32 != 0 {
+            if v.ghost && reserves {
+                let dev = libc::makedev((v.dev >> 32) as u32, v.dev as u32);
+                let m = self.memfds.entry((dev, v.inode)).or_insert_with(|| (size, Vec::new(), what()));
+                m.1.push((v.offset, v.offset.saturating_add(v.end - v.start)));
+            }
+            0
+        } else if kind == VmaKind::SharedAnon && (!self.objects.insert(v.inode) || inherited) {
+            0
+        } else if reserves && !inherited {
+            (v.end - v.start) / size
+        } else {
+            filled(p.pagemap, v) * PAGE / size
+        };
+        self.add(size, pages, what);
+    }
+
+    /// The data of a memfd.
+    fn memfd(&mut self, r: &RegularFile) {
+        let what = || format!("memfd {}", r.path);
+        let m = self.memfds.entry((r.dev, r.ino)).or_insert_with(|| (r.hugetlb_page_size, Vec::new(), what()));
+        m.1.extend(r.extents.iter().map(|e| (e.offset, e.offset.saturating_add(e.data.len() as u64))));
+    }
+
+    /// The pages per page size, each memfd's counted once.
+    fn per_size(mut self) -> BTreeMap<u64, (u64, String)> {
+        for (size, ranges, what) in std::mem::take(&mut self.memfds).into_values() {
+            self.add(size, union_pages(ranges, size), || what);
+        }
+        self.pages
+    }
+}
 
 /// The huge pages of `size` bytes that the byte ranges cover, each once.
 fn union_pages(mut ranges: Vec<(u64, u64)>, size: u64) -> u64 {
