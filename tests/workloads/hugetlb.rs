@@ -12,8 +12,8 @@
 //!   at fd 50, sealed and with mode 0640, mapped shared and privately; one only mapped; one only
 //!   held at fd 51; the child of the parent writes into the shared one.
 //! - `hugefile DIR`: a file on the hugetlbfs mount at DIR (see [`hugefile_case`]).
-//! - `hugefile-unlinked DIR`: a file of that mount unlinked while mapped, whose dump is refused
-//!   (see [`hugefile_unlinked_case`]).
+//! - `hugefile-unlinked DIR`: a file of that mount unlinked while held and mapped (see
+//!   [`hugefile_unlinked_case`]).
 //!
 //! Prints `SKIP` when the huge pages cannot be had (the test reserves them in
 //! `/proc/sys/vm/nr_hugepages`).
@@ -135,6 +135,7 @@ const MEMFD_PAGES: usize = 3;
 const MEMFD_FD: i32 = 50;
 const FD_ONLY_FD: i32 = 51;
 const FILE_FD: i32 = 52;
+const UNLINKED_FD: i32 = 53;
 const SEALS: i32 = libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_SEAL;
 const SEEDS: [u64; 2] = [0x4875_6766_0001, 0x4875_6766_0002];
 const PRIVATE_SEED: u64 = 0x4875_6766_0003;
@@ -322,22 +323,36 @@ fn hugefile_case(s: &mut workload::Session, dir: &str) {
     c.same("word written through the shared mapping, read by fd 52", &PARENT_WORD, &u64::from_le_bytes(word));
 }
 
-/// `dir` is a hugetlbfs mount: a file of one huge page there, filled through a shared mapping,
-/// then unlinked (only the mapping holds it). Its dump is refused; woken after it, the process
-/// checks its bytes.
+/// `dir` is a hugetlbfs mount: a file of two huge pages there (the first filled through a shared
+/// mapping, the second a hole), held at fd 53 and mapped, then unlinked. After the restore: the
+/// fd and the mapping are one hugetlbfs file again, unlinked (`(deleted)`, no name left in
+/// `dir`), with its bytes; a write through the mapping is read by pread.
 fn hugefile_unlinked_case(s: &mut workload::Session, dir: &str) {
+    use std::os::unix::fs::{FileExt, MetadataExt};
     let path = format!("{dir}/stasis-huge-file");
     let f = std::fs::OpenOptions::new().read(true).write(true).create_new(true).open(&path);
-    let f = f.or_fail(&format!("create {path}"));
-    f.set_len(HUGE as u64).or_fail("ftruncate the hugetlbfs file");
-    let shared = map_huge(1, libc::MAP_SHARED, Some(&f));
-    drop(f);
+    let f = at_fd(f.or_fail(&format!("create {path}")), UNLINKED_FD);
+    f.set_len((2 * HUGE) as u64).or_fail("ftruncate the hugetlbfs file");
+    let shared = map_huge(2, libc::MAP_SHARED, Some(&f));
     shared.fill_words(0, HUGE, |i| pattern_word(SEEDS[0], i));
     std::fs::remove_file(&path).or_fail(&format!("unlink {path}"));
-    workload::say(&format!("huge {:x}", shared.addr()));
     s.ready();
     s.wait_for_wake();
-    check_page(&mut s.checker, "shared mapping of the unlinked file", &shared, 0, Some(SEEDS[0]));
+    let c = &mut s.checker;
+    let link = std::fs::read_link(format!("/proc/self/fd/{UNLINKED_FD}")).map(|l| l.to_string_lossy().into_owned());
+    c.same("link of fd 53", &format!("{path} (deleted)"), &link.unwrap_or_default());
+    c.check(std::fs::symlink_metadata(&path).is_err(), || format!("{path} has a name again"));
+    c.same("f_type of fd 53", &Some(HUGETLBFS_MAGIC), &raw::fs_type(&f).ok());
+    let meta = f.metadata().or_fail("fstat fd 53");
+    c.same("st_blksize and size of fd 53", &(HUGE as u64, (2 * HUGE) as u64), &(meta.blksize(), meta.size()));
+    check_page(c, "shared mapping of the unlinked file", &shared, 0, Some(SEEDS[0]));
+    check_page(c, "shared mapping of the unlinked file", &shared, 1, None);
+    check_read(c, "the unlinked file", &f, 0, SEEDS[0]);
+    check_hugetlb(c, "shared mapping of the unlinked file", shared.addr());
+    shared.write(HUGE + 8, &PARENT_WORD.to_le_bytes());
+    let mut word = [0u8; 8];
+    c.ok("pread the word", f.read_exact_at(&mut word, (HUGE + 8) as u64));
+    c.same("word written through the mapping, read by fd 53", &PARENT_WORD, &u64::from_le_bytes(word));
 }
 
 fn main() {

@@ -14,10 +14,11 @@
 //! memfd is one again), and named files and nodes are unlinked once all of `files.img` is open. An
 //! fd of each object is kept for the mappings, which find it by (device, inode) at dump time.
 //!
-//! An `MFD_HUGETLB` memfd (on hugetlbfs, told by `fstatfs`) keeps its huge page size: dump reads
-//! it a huge page at a time, leaving out the all-zero ones; restore makes it with that page size
-//! and writes its data through a mapping of ours, as hugetlbfs has no `write(2)`. Any other
-//! unlinked hugetlbfs file is refused by name (it would have to be made again on its mount).
+//! A ghost on hugetlbfs (told by `fstatfs`: an `MFD_HUGETLB` memfd, or a file of a hugetlbfs
+//! mount) keeps its huge page size: dump reads it a huge page at a time, leaving out the all-zero
+//! ones; restore makes it with that page size (a memfd) or on its mount again (a file, which fails
+//! naming it when that is no hugetlbfs of that page size now) and writes its data through a
+//! mapping of ours, as hugetlbfs has no `write(2)`.
 
 use super::Probe;
 use crate::error::{Error, Result};
@@ -39,12 +40,6 @@ pub fn dump_file(p: &Probe, last_name: &str, ghosts: &mut Vec<(u64, u64)>) -> Re
         return Err(p.unsupported(format!("file {} that still has other names", p.link.display())));
     }
     let huge = hugetlb_page_size(p)?;
-    if huge != 0 && !memfd {
-        return Err(p.unsupported(format!(
-            "unlinked hugetlbfs file {} (an MFD_HUGETLB memfd or a file that still has a name is restored)",
-            p.link.display()
-        )));
-    }
     let seals =
         if memfd { stasis_sys::fd::get_seals(p.file).map_err(Error::sys(p.pid.0, "reading memfd seals"))? } else { 0 };
     let (dev, ino) = (p.meta.dev(), p.meta.ino());
@@ -391,6 +386,14 @@ fn fill_huge_pages(f: &File, r: &RegularFile) -> std::io::Result<()> {
     let bad = |what: String| std::io::Error::new(std::io::ErrorKind::InvalidData, what);
     if !huge.is_power_of_two() || !r.size.is_multiple_of(huge) || !r.content.is_empty() {
         return Err(bad(format!("size {} or contents do not fit huge pages of {huge} bytes", r.size)));
+    }
+    // A file made again under its last name is on hugetlbfs only if its mount is there still.
+    let fs = stasis_sys::anon::fs_type(f.as_fd()).map_err(|e| e.source)?;
+    let blksize = f.metadata()?.blksize();
+    if fs != stasis_sys::fd::HUGETLBFS_MAGIC || blksize != huge {
+        return Err(bad(format!(
+            "made again on a filesystem that is not hugetlbfs of {huge}-byte pages (f_type {fs:#x}, st_blksize {blksize})"
+        )));
     }
     f.set_len(r.size)?;
     for e in &r.extents {

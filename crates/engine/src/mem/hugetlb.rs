@@ -15,8 +15,9 @@
 //! `MFD_HUGETLB` memfd is made again with its page size and contents from `files.img` (see
 //! `files::ghost`), a file on a hugetlbfs mount, which keeps its pages while it has a name, is
 //! mapped again by path; a private mapping's copied-on-write huge pages are saved like those of any
-//! private file mapping. [`check_reserve`] counts the pages of the memfds, once per object. An
-//! unlinked hugetlbfs file that is no memfd is refused by name.
+//! private file mapping; an unlinked file of a hugetlbfs mount is made again on it, like a memfd
+//! (see `files::ghost`). [`check_reserve`] counts the pages of the memfds and unlinked files, once
+//! per object.
 
 use crate::error::{Error, Result};
 use crate::proc::MapEntry;
@@ -44,12 +45,13 @@ pub fn classify(pid: Pid, e: &MapEntry) -> Result<(VmaKind, u64)> {
         }
         "/anon_hugepage" if e.deleted && e.shared => Ok((VmaKind::SharedAnon, size)),
         "/anon_hugepage" if e.deleted => Ok((VmaKind::Anon, size)),
-        // An MFD_HUGETLB memfd: made again from files.img (`Vma::ghost`), like other memfds.
-        n if e.deleted && n.starts_with("/memfd:") && e.inode != 0 => Ok((VmaKind::File, size)),
+        // An MFD_HUGETLB memfd or an unlinked file of a hugetlbfs mount: made again from
+        // files.img (`Vma::ghost`), like other memfds and unlinked files.
+        _ if e.deleted && e.inode != 0 => Ok((VmaKind::File, size)),
         // A file on a hugetlbfs mount: it keeps its pages, mapped again by path.
-        _ if !e.deleted && e.inode != 0 => Ok((VmaKind::File, size)),
+        _ if e.inode != 0 => Ok((VmaKind::File, size)),
         n => {
-            let what = format!("hugetlb mapping {range} of {n}: an unlinked hugetlbfs file");
+            let what = format!("hugetlb mapping {range} of {n}");
             Err(Error::Unsupported { pid, what })
         }
     }
