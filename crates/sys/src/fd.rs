@@ -112,7 +112,8 @@ pub fn memfd_create(name: &str) -> Result<OwnedFd, SysError> {
 /// `page_size` (a power of two: its log2 at `MFD_HUGE_SHIFT`, see `memfd_create(2)`).
 pub fn memfd_create_hugetlb(name: &str, page_size: u64) -> Result<OwnedFd, SysError> {
     const MFD_HUGE_SHIFT: u32 = 26;
-    if !page_size.is_power_of_two() || page_size.trailing_zeros() > 63 - MFD_HUGE_SHIFT {
+    // log2 of a power of two of a u64 fits the 6 bits of MFD_HUGE_MASK.
+    if !page_size.is_power_of_two() {
         return Err(SysError::from_errno("memfd_create", libc::EINVAL));
     }
     let name = std::ffi::CString::new(name).map_err(|_| SysError::from_errno("memfd_create", libc::EINVAL))?;
