@@ -24,9 +24,9 @@
 //!   in a child forked after the sealing, which sealed one of its own: their VmFlags show `sl`
 //!   again, their bytes are kept, and `munmap`/`mprotect` of them still fail with EPERM. Prints
 //!   `SKIP` when the kernel has no mseal.
-//! - `hugetlb-anon`, `hugetlb-memfd`: a huge page mapped `MAP_HUGETLB` (restored), or of a memfd
-//!   made with `MFD_HUGETLB` (refused by name); the process checks its bytes when woken after the
-//!   restore or the refused dump. Prints `SKIP` when no huge page is free.
+//! - `hugetlb-anon`: a huge page mapped `MAP_HUGETLB`; the process checks its bytes when woken
+//!   after the restore. Prints `SKIP` when no huge page is free. (MFD_HUGETLB memfds and
+//!   hugetlbfs files: the `hugetlb` workload.)
 
 use stasis_tests::raw::{self, Mapping, PAGE};
 use stasis_tests::workload::{self, arg, pattern_word, Checker, OrFail, TreeParent, WAKE};
@@ -513,19 +513,12 @@ fn check_no_vdso(c: &mut Checker, before: &[String], area: &Area) {
 
 const HUGE: usize = 2 << 20;
 
-fn hugetlb_case(s: &mut workload::Session, memfd: bool) {
-    let skip_if_none = |r: std::io::Result<Mapping>| match r {
+fn hugetlb_case(s: &mut workload::Session) {
+    let m = match Mapping::with_flags(HUGE, RW, PRIVATE_ANON | libc::MAP_HUGETLB, None, 0) {
         Err(e) if matches!(e.raw_os_error(), Some(libc::ENOMEM) | Some(libc::EINVAL)) => {
             workload::skip(&format!("no free 2 MiB huge page: {e}"))
         }
         r => r.or_fail("mmap a huge page"),
-    };
-    let (m, _file) = if memfd {
-        let f = raw::memfd_create("stasis-huge", libc::MFD_HUGETLB).or_fail("memfd_create MFD_HUGETLB");
-        f.set_len(HUGE as u64).or_fail("ftruncate the huge memfd");
-        (skip_if_none(Mapping::with_flags(HUGE, RW, libc::MAP_SHARED, Some(&f), 0)), Some(f))
-    } else {
-        (skip_if_none(Mapping::with_flags(HUGE, RW, PRIVATE_ANON | libc::MAP_HUGETLB, None, 0)), None)
     };
     m.fill_words(0, HUGE, |i| pattern_word(PARENT_SEED, i));
     workload::say(&format!("huge {:x}", m.addr()));
@@ -545,8 +538,7 @@ fn main() {
         "mm-wide" => mm_wide_case(&mut s),
         "no-vdso" => no_vdso_case(&mut s),
         "sealed" => sealed_case(&mut s),
-        "hugetlb-anon" => hugetlb_case(&mut s, false),
-        "hugetlb-memfd" => hugetlb_case(&mut s, true),
+        "hugetlb-anon" => hugetlb_case(&mut s),
         other => Err(other).or_fail("unknown case"),
     }
     s.finish()

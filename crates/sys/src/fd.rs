@@ -108,6 +108,61 @@ pub fn memfd_create(name: &str) -> Result<OwnedFd, SysError> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
 }
 
+/// `memfd_create(2)` with `MFD_CLOEXEC | MFD_ALLOW_SEALING | MFD_HUGETLB` and the huge page size
+/// `page_size` (a power of two: its log2 at `MFD_HUGE_SHIFT`, see `memfd_create(2)`).
+pub fn memfd_create_hugetlb(name: &str, page_size: u64) -> Result<OwnedFd, SysError> {
+    const MFD_HUGE_SHIFT: u32 = 26;
+    // log2 of a power of two of a u64 fits the 6 bits of MFD_HUGE_MASK.
+    if !page_size.is_power_of_two() {
+        return Err(SysError::from_errno("memfd_create", libc::EINVAL));
+    }
+    let name = std::ffi::CString::new(name).map_err(|_| SysError::from_errno("memfd_create", libc::EINVAL))?;
+    let flags = libc::MFD_CLOEXEC
+        | libc::MFD_ALLOW_SEALING
+        | libc::MFD_HUGETLB
+        | (page_size.trailing_zeros() << MFD_HUGE_SHIFT);
+    // SAFETY: `name` is a live NUL-terminated string; flags are plain integers.
+    let ret = unsafe { libc::memfd_create(name.as_ptr(), flags) };
+    let fd = check("memfd_create", ret as libc::c_long)?;
+    // SAFETY: the kernel just returned this fd to us; nobody else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+}
+
+/// `HUGETLBFS_MAGIC` (`linux/magic.h`): `statfs.f_type` of hugetlbfs (and of `MFD_HUGETLB` memfds).
+pub const HUGETLBFS_MAGIC: i64 = 0x9584_58f6;
+
+/// Writes `data` at `offset` of the file behind `fd` through a shared mapping of `map_len` bytes
+/// of it from `offset` (for files without `write(2)`, as on hugetlbfs): `mmap(2)` with
+/// `MAP_SHARED`, a copy, `munmap(2)`. `offset` and `map_len` must suit the file's page size and
+/// `data` must fit in `map_len`. Without `MAP_NORESERVE` a hugetlbfs mapping reserves its huge
+/// pages at `mmap`, which fails with ENOMEM when the pool is short (no SIGBUS at the copy).
+pub fn write_mapped(fd: BorrowedFd<'_>, offset: u64, data: &[u8], map_len: u64) -> Result<(), SysError> {
+    if data.len() as u64 > map_len || map_len == 0 {
+        return Err(SysError::from_errno("mmap", libc::EINVAL));
+    }
+    let prot = libc::PROT_READ | libc::PROT_WRITE;
+    // SAFETY: a new mapping anywhere the kernel picks (no MAP_FIXED); the fd is borrowed and open.
+    let at = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            map_len as usize,
+            prot,
+            libc::MAP_SHARED,
+            fd.as_raw_fd(),
+            offset as libc::off_t,
+        )
+    };
+    if at == libc::MAP_FAILED {
+        return Err(SysError::last("mmap"));
+    }
+    // SAFETY: `at` is a fresh writable mapping of `map_len >= data.len()` bytes that nothing else
+    // refers to; the source is a live slice that cannot overlap it.
+    unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), at.cast::<u8>(), data.len()) };
+    // SAFETY: unmaps exactly the mapping made above, which no reference outlives.
+    let ret = unsafe { libc::munmap(at, map_len as usize) };
+    check("munmap", ret as libc::c_long).map(drop)
+}
+
 /// `fcntl(F_GET_SEALS)` on a memfd.
 pub fn get_seals(fd: BorrowedFd<'_>) -> Result<i32, SysError> {
     // SAFETY: plain integer arguments on a borrowed, open fd.

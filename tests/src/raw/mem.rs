@@ -435,6 +435,15 @@ pub fn get_seals(file: &File) -> io::Result<i32> {
     cvt(unsafe { libc::fcntl(file.as_raw_fd(), libc::F_GET_SEALS) })
 }
 
+/// The filesystem type of the file behind `file` (`fstatfs(2)`'s `f_type`, e.g. `HUGETLBFS_MAGIC`).
+pub fn fs_type(file: &File) -> io::Result<i64> {
+    // SAFETY: an all-zero statfs is a valid value for the kernel to overwrite.
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `file` is an open fd and `st` a live statfs.
+    cvt(unsafe { libc::fstatfs(file.as_raw_fd(), &mut st) })?;
+    Ok(st.f_type)
+}
+
 // SysV shared memory (`shmget(2)`, `shmat(2)`, `shmdt(2)`, `shmctl(2)`): segments live in the
 // IPC namespace, not in a process, so a segment outlives its creator until removed (IPC_RMID) and
 // its last attachment is gone.

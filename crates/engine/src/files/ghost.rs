@@ -13,6 +13,12 @@
 //! from the object with its own flags (through `/proc/self/fd`, so an `O_RDONLY` description of a
 //! memfd is one again), and named files and nodes are unlinked once all of `files.img` is open. An
 //! fd of each object is kept for the mappings, which find it by (device, inode) at dump time.
+//!
+//! A ghost on hugetlbfs (told by `fstatfs`: an `MFD_HUGETLB` memfd, or a file of a hugetlbfs
+//! mount) keeps its huge page size: dump reads it a huge page at a time, leaving out the all-zero
+//! ones; restore makes it with that page size (a memfd) or on its mount again (a file, which fails
+//! naming it when that is no hugetlbfs of that page size now) and writes its data through a
+//! mapping of ours, as hugetlbfs has no `write(2)`.
 
 use super::Probe;
 use crate::error::{Error, Result};
@@ -33,12 +39,13 @@ pub fn dump_file(p: &Probe, last_name: &str, ghosts: &mut Vec<(u64, u64)>) -> Re
     if p.meta.nlink() != 0 && !memfd {
         return Err(p.unsupported(format!("file {} that still has other names", p.link.display())));
     }
+    let huge = hugetlb_page_size(p)?;
     let seals =
         if memfd { stasis_sys::fd::get_seals(p.file).map_err(Error::sys(p.pid.0, "reading memfd seals"))? } else { 0 };
     let (dev, ino) = (p.meta.dev(), p.meta.ino());
     let mut extents = Vec::new();
     if !ghosts.contains(&(dev, ino)) {
-        extents = read_data(p)?;
+        extents = if huge != 0 { read_huge_pages(p, huge)? } else { read_data(p)? };
         ghosts.push((dev, ino));
     }
     let tmpfile = !memfd && Path::new(last_name).file_name().is_some_and(|n| n.to_string_lossy() == format!("#{ino}"));
@@ -61,8 +68,23 @@ pub fn dump_file(p: &Probe, last_name: &str, ghosts: &mut Vec<(u64, u64)>) -> Re
         mtime_nsec: m.mtime_nsec() as u32,
         extents,
         tmpfile,
+        hugetlb_page_size: huge,
         ..Default::default()
     }))
+}
+
+/// The huge page size of a file on hugetlbfs (its `st_blksize`), or 0 for a file elsewhere.
+fn hugetlb_page_size(p: &Probe) -> Result<u64> {
+    let fs = stasis_sys::anon::fs_type(p.file).map_err(Error::sys(p.pid.0, "fstatfs of an unlinked file"))?;
+    if fs != stasis_sys::fd::HUGETLBFS_MAGIC {
+        return Ok(0);
+    }
+    let size = p.meta.blksize();
+    if !size.is_power_of_two() || size <= 4096 || !p.meta.size().is_multiple_of(size) {
+        let what = format!("hugetlbfs file {} of {} bytes with a page size of {size}", p.link.display(), p.meta.size());
+        return Err(p.unsupported(what));
+    }
+    Ok(size)
 }
 
 /// The entry of a device node unlinked while open (`last_name` its last name); `rdev` is one
@@ -101,15 +123,7 @@ fn read_data(p: &Probe) -> Result<Vec<DataExtent>> {
     let size = p.meta.size();
     let ranges = data_ranges(&file, size).map_err(Error::sys(p.pid.0, "finding the data of an unlinked file"))?;
     let data: u64 = ranges.iter().map(|(start, end)| end - start).sum();
-    if data > p.ghost_limit {
-        let what = format!(
-            "{}: unlinked file {} holds {data} bytes of data (size {size}), over the limit of {} (raise it with --ghost-limit)",
-            which(p),
-            p.link.display(),
-            p.ghost_limit
-        );
-        return Err(Error::Failed { pid: p.pid, what });
-    }
+    over_limit(p, data, size)?;
     let mut out = Vec::with_capacity(ranges.len());
     for (start, end) in ranges {
         let mut bytes = vec![0u8; (end - start) as usize];
@@ -117,6 +131,58 @@ fn read_data(p: &Probe) -> Result<Vec<DataExtent>> {
         out.push(DataExtent { offset: start, data: bytes });
     }
     Ok(out)
+}
+
+/// The data of a hugetlbfs file (hugetlbfs has no `SEEK_HOLE`: all of it is data to lseek), read
+/// a huge page at a time in chunks on a read-only description of our own (a read of a page the
+/// file lacks gives zeros and takes none from the pool): the huge pages that are not all zeros, as
+/// extents of whole huge pages.
+fn read_huge_pages(p: &Probe, huge: u64) -> Result<Vec<DataExtent>> {
+    const CHUNK: u64 = 1 << 20;
+    let own = format!("/proc/self/fd/{}", p.file.as_raw_fd());
+    let file = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOATIME | libc::O_CLOEXEC)
+        .open(&own)
+        .map_err(Error::io(p.link))?;
+    let (size, mut data) = (p.meta.size(), 0u64);
+    let mut out: Vec<DataExtent> = Vec::new();
+    let mut chunk = vec![0u8; CHUNK.min(huge) as usize];
+    for page in (0..size).step_by(huge as usize) {
+        let mut bytes = Vec::new();
+        for at in (page..page + huge).step_by(chunk.len()) {
+            file.read_exact_at(&mut chunk, at).map_err(Error::io(p.link))?;
+            if bytes.is_empty() && chunk.iter().all(|&b| b == 0) {
+                continue;
+            }
+            if bytes.is_empty() {
+                data += huge;
+                over_limit(p, data, size)?;
+                bytes.resize((at - page) as usize, 0);
+            }
+            bytes.extend_from_slice(&chunk);
+        }
+        match out.last_mut() {
+            _ if bytes.is_empty() => {}
+            Some(last) if last.offset + last.data.len() as u64 == page => last.data.append(&mut bytes),
+            _ => out.push(DataExtent { offset: page, data: bytes }),
+        }
+    }
+    Ok(out)
+}
+
+/// Fails when `data` bytes of an unlinked file (of `size`) are over `--ghost-limit`.
+fn over_limit(p: &Probe, data: u64, size: u64) -> Result<()> {
+    if data <= p.ghost_limit {
+        return Ok(());
+    }
+    let what = format!(
+        "{}: unlinked file {} holds {data} bytes of data (size {size}), over the limit of {} (raise it with --ghost-limit)",
+        which(p),
+        p.link.display(),
+        p.ghost_limit
+    );
+    Err(Error::Failed { pid: p.pid, what })
 }
 
 /// The (start, end) ranges below `size` that hold data, by `SEEK_DATA` and `SEEK_HOLE`.
@@ -279,7 +345,10 @@ fn make_file(r: &RegularFile, flags: u32) -> Result<Made> {
 fn make_memfd(r: &RegularFile) -> Result<Made> {
     let name = r.path.strip_prefix("/memfd:").unwrap_or(&r.path);
     let io = |e: stasis_sys::SysError| Error::Io { path: r.path.clone().into(), source: e.source };
-    let f = File::from(stasis_sys::fd::memfd_create(name).map_err(io)?);
+    let f = match r.hugetlb_page_size {
+        0 => File::from(stasis_sys::fd::memfd_create(name).map_err(io)?),
+        huge => File::from(stasis_sys::fd::memfd_create_hugetlb(name, huge).map_err(io)?),
+    };
     fill(&f, r)?;
     let seals = r.seals & !libc::F_SEAL_SEAL;
     if seals != 0 {
@@ -294,15 +363,48 @@ fn make_memfd(r: &RegularFile) -> Result<Made> {
 /// The data of `r` written into `f`, then its size, owner, mode and times.
 fn fill(f: &File, r: &RegularFile) -> Result<()> {
     let written = (|| {
-        f.write_all_at(&r.content, 0)?;
-        for e in &r.extents {
-            f.write_all_at(&e.data, e.offset)?;
+        if r.hugetlb_page_size != 0 {
+            fill_huge_pages(f, r)?;
+        } else {
+            f.write_all_at(&r.content, 0)?;
+            for e in &r.extents {
+                f.write_all_at(&e.data, e.offset)?;
+            }
         }
         f.set_len(r.size)?;
         set_attributes(f, r.uid, r.gid, r.mode)?;
         f.set_times(times(r))
     })();
     written.map_err(Error::io(&r.path))
+}
+
+/// The data of a hugetlbfs file (an `MFD_HUGETLB` memfd): its size first, then each extent (whole
+/// huge pages within the size, as the dump saved them) through a shared mapping of ours, as
+/// hugetlbfs has no `write`. The mapping reserves its pages (ENOMEM if the pool is short).
+fn fill_huge_pages(f: &File, r: &RegularFile) -> std::io::Result<()> {
+    let huge = r.hugetlb_page_size;
+    let bad = |what: String| std::io::Error::new(std::io::ErrorKind::InvalidData, what);
+    if !huge.is_power_of_two() || !r.size.is_multiple_of(huge) || !r.content.is_empty() {
+        return Err(bad(format!("size {} or contents do not fit huge pages of {huge} bytes", r.size)));
+    }
+    // A file made again under its last name is on hugetlbfs only if its mount is there still.
+    let fs = stasis_sys::anon::fs_type(f.as_fd()).map_err(|e| e.source)?;
+    let blksize = f.metadata()?.blksize();
+    if fs != stasis_sys::fd::HUGETLBFS_MAGIC || blksize != huge {
+        return Err(bad(format!(
+            "made again on a filesystem that is not hugetlbfs of {huge}-byte pages (f_type {fs:#x}, st_blksize {blksize})"
+        )));
+    }
+    f.set_len(r.size)?;
+    for e in &r.extents {
+        let len = e.data.len() as u64;
+        if !e.offset.is_multiple_of(huge) || len == 0 || e.offset.checked_add(len).is_none_or(|end| end > r.size) {
+            return Err(bad(format!("data at {} ({len} bytes) is not whole huge pages of the file", e.offset)));
+        }
+        let map_len = len.div_ceil(huge) * huge;
+        stasis_sys::fd::write_mapped(f.as_fd(), e.offset, &e.data, map_len).map_err(|e| e.source)?;
+    }
+    Ok(())
 }
 
 /// Owner, then the mode (a change of owner clears the set-id bits).

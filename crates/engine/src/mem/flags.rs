@@ -51,8 +51,8 @@ pub const TABLE: &[(&str, Fate)] = &[
     // Accounted to the commit limit: private writable areas not mapped MAP_NORESERVE.
     ("ac", Implied),
     ("nr", Restored),
-    // Hugetlb memory: mapped again with MAP_HUGETLB and its page size (see `mem::hugetlb`, which
-    // refuses hugetlbfs files and MFD_HUGETLB memfds by name).
+    // Hugetlb memory: mapped again with MAP_HUGETLB and its page size, or of the hugetlbfs file
+    // or MFD_HUGETLB memfd made or found again (see `mem::hugetlb`).
     ("ht", Restored),
     ("sf", Refused("synchronous DAX memory (MAP_SYNC)")),
     ("ar", Refused("memory with a reserved cache type (VM_PAT)")),

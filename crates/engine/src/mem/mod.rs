@@ -81,7 +81,9 @@ fn classify(pid: Pid, e: &MapEntry, tracked_by_us: bool) -> Result<Vma> {
     // A MAP_DROPPABLE area is private anonymous memory but for `droppable`.
     let sharing = if e.shared { libc::MAP_SHARED } else { libc::MAP_PRIVATE } as u32;
     let huge_size = huge.map_or(0, |h| h.1);
-    let flags = sharing | flags::map_flags(e) | if huge_size != 0 { hugetlb::map_flags(huge_size) } else { 0 };
+    // A hugetlbfs file is mapped as it is, without MAP_HUGETLB.
+    let anon_huge = huge_size != 0 && kind != VmaKind::File;
+    let flags = sharing | flags::map_flags(e) | if anon_huge { hugetlb::map_flags(huge_size) } else { 0 };
     Ok(Vma {
         start: e.start,
         end: e.end,
@@ -100,8 +102,9 @@ fn classify(pid: Pid, e: &MapEntry, tracked_by_us: bool) -> Result<Vma> {
         maybe_guard: e.vm_flags.has("gu"),
         hugetlb_page_size: huge_size,
         sealed: e.vm_flags.has("sl"),
-        // An unlinked file or a memfd: its bytes are saved with the files (see files::ghost_mappings).
-        ghost: e.deleted && kind == VmaKind::File && huge.is_none(),
+        // An unlinked file or a memfd (MFD_HUGETLB ones too): its bytes are saved with the files
+        // (see files::ghost_mappings).
+        ghost: e.deleted && kind == VmaKind::File,
         // Seen by `ipc` for which segments to save.
     })
 }

@@ -561,7 +561,7 @@ fn check_hugetlb(img: &Image) -> Result<()> {
                 .map(|q| q.mm.vmas.as_slice()),
         })
         .collect();
-    mem::hugetlb::check_reserve(&procs)
+    mem::hugetlb::check_reserve(&procs, &img.files.files)
 }
 
 /// How long a zombie holding a PID of the image is given to be reaped: the dumped tree was killed a

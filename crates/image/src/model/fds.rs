@@ -246,6 +246,12 @@ pub struct RegularFile {
     /// (`DIR/#INODE`, as /proc shows it).
     #[prost(bool, tag = "158")]
     pub tmpfile: bool,
+    /// The unlinked file is on hugetlbfs (an `MFD_HUGETLB` memfd): its huge page size in bytes
+    /// (`st_blksize`, 2 MiB or 1 GiB). Restore makes it with that page size and writes its data
+    /// through a mapping (hugetlbfs has no `write`); `extents` then cover whole huge pages, and a
+    /// huge page that read as zeros is a hole. Zero for other files.
+    #[prost(uint64, tag = "159")]
+    pub hugetlb_page_size: u64,
 }
 
 /// Bytes of a file at an offset.

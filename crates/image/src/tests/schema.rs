@@ -469,7 +469,8 @@ fill_struct!(RegularFile {
     mtime_sec,
     mtime_nsec,
     extents,
-    tmpfile
+    tmpfile,
+    hugetlb_page_size
 });
 fill_struct!(DataExtent { offset, data });
 fill_struct!(DirectoryFile { path, pos });
