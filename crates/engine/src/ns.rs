@@ -428,14 +428,18 @@ pub struct RootNs {
     /// The root's pid and the nftables tables of its new network namespace, loaded by
     /// [`RootNs::load_firewall`].
     firewall: (i32, String),
+    /// The conntrack entries of its new network namespace, made by [`RootNs::load_firewall`].
+    conntrack: Vec<stasis_image::model::ConntrackEntry>,
 }
 
 impl RootNs {
-    /// Load the firewall of the root's new network namespace (see [`crate::netns`]): once the
-    /// tree's sockets are made in it, before any of its processes runs.
+    /// Load the firewall of the root's new network namespace (see [`crate::netns`]), then make
+    /// its conntrack entries: once the tree's sockets are made in it, before any of its processes
+    /// runs (and before its TCP connections leave repair mode, which sends a packet).
     pub fn load_firewall(&self) -> Result<()> {
         let (pid, tables) = &self.firewall;
-        crate::netns::restore_firewall(*pid, tables)
+        crate::netns::restore_firewall(*pid, tables)?;
+        crate::netns::restore_conntrack(*pid, &self.conntrack)
     }
 }
 
@@ -449,7 +453,7 @@ pub fn enter_root(root: &ProcessEntry, namespaces: &[Namespace], opts: &crate::R
     check_joins(pid, set, &opts.join_ns)?;
     let kinds = set.unshared();
     if kinds.is_empty() {
-        return Ok(RootNs { set, _entered: None, firewall: (pid, String::new()) });
+        return Ok(RootNs { set, _entered: None, firewall: (pid, String::new()), conntrack: Vec::new() });
     }
     let host_net = ns::open_own(Kind::Net).map_err(Error::sys(pid, "keeping our network namespace"))?;
     let saved = ns::Saved::save(&kinds).map_err(Error::sys(pid, "keeping our namespaces"))?;
@@ -467,13 +471,14 @@ pub fn enter_root(root: &ProcessEntry, namespaces: &[Namespace], opts: &crate::R
         let n = find(namespaces, "uts", root.uts_ns, pid)?;
         ns::set_uts_names(&n.hostname, &n.domainname).map_err(Error::sys(pid, "setting its UTS names"))?;
     }
-    let mut firewall = (pid, String::new());
+    let (mut firewall, mut conntrack) = ((pid, String::new()), Vec::new());
     if let Some(n) = net.filter(|_| fresh.contains(&Kind::Net)) {
         crate::netns::restore(pid, n, host_net.as_fd(), (&opts.ext_veths, opts.weak_sysctls))?;
         firewall.1.clone_from(&n.nftables);
+        conntrack.clone_from(&n.conntrack);
     }
     log::info!("pid {pid}: restored in namespaces of its own: {set:?} (new: {fresh:?})");
-    Ok(RootNs { set, _entered: Some(entered), firewall })
+    Ok(RootNs { set, _entered: Some(entered), firewall, conntrack })
 }
 
 /// `--join-ns` names kinds the root has of its own and stasis can join (UTS, IPC, network).
