@@ -2,7 +2,8 @@
 //! (`ct state established` accepted, new connections only to the server's port, policy drop,
 //! `nf_conntrack_tcp_loose` 0) carries data both ways after a dump with `--tcp-established`, a kill
 //! and a restore, which it does only if its entry came back; and a second dump of the restored
-//! tree lists the entry with the tuples and mark of the first (`stasis show`).
+//! tree lists the entry with the tuples and mark of the first (`stasis show`). The same with the
+//! client dialing a port a nat chain maps to the server's (DNAT), whose entry keeps its mapping.
 
 use stasis_tests::harness::Case;
 use stasis_tests::workload;
@@ -23,7 +24,17 @@ fn entries_of(case: &Case, images: &Path, port: u16) -> Vec<String> {
 
 #[test]
 fn a_connection_through_a_stateful_firewall_keeps_its_entry() {
-    let case = Case::new("conntrack_established", workload!("ns_conntrack"));
+    through_a_stateful_firewall(Case::new("conntrack_established", workload!("ns_conntrack")));
+}
+
+#[test]
+fn a_connection_through_a_dnat_mapping_keeps_it() {
+    through_a_stateful_firewall(Case::new("conntrack_dnat", workload!("ns_conntrack").arg("dnat")));
+}
+
+/// The workload `ns_conntrack` (its `PORT` line: the port the client dials) dumped, killed,
+/// restored, dumped again with `--leave-running` and woken.
+fn through_a_stateful_firewall(case: Case) {
     let Some(mut run) = case.start() else { return };
     let text = run.log_text();
     let Some(port) = text.lines().find_map(|l| l.strip_prefix("PORT ")).and_then(|p| p.trim().parse().ok()) else {

@@ -6,8 +6,13 @@
 //! whose output chain marks the entry of a new connection to it (`ct mark set 42`). It connects to
 //! the port, accepts, and sends a line each way; it prints `PORT <port>` and READY.
 //!
+//! With the argument `dnat` the client connects to another port (a listener that never accepts), which
+//! an output nat chain maps to the server's (`dnat ip to 127.0.0.1:PORT`); `PORT` is the port the
+//! client dials.
+//!
 //! After the wake `nf_conntrack_tcp_loose` is still 0 and the connection carries a line each way
-//! again: its packets pass the firewall only if its conntrack entry came back with it.
+//! again: its packets pass the firewall (and reach the server) only if its conntrack entry came
+//! back with it, its NAT mapping too.
 
 use stasis_tests::workload::{self, Checker, OrFail};
 use std::io::{BufRead, BufReader, Write};
@@ -34,6 +39,17 @@ fn nft(input: &str) -> Result<(), String> {
         return Err(format!("nft -f: {}", String::from_utf8_lossy(&out.stderr).trim()));
     }
     Ok(())
+}
+
+/// The nat table mapping `from` to the server's `port`.
+fn nat_table(from: u16, port: u16) -> String {
+    format!(
+        "table ip stasis_ct_nat {{\n\
+         \tchain output {{ type nat hook output priority -100; policy accept;\n\
+         \t\ttcp dport {from} dnat ip to 127.0.0.1:{port}\n\
+         \t}}\n\
+         }}\n"
+    )
 }
 
 fn table(port: u16) -> String {
@@ -79,11 +95,23 @@ fn main() {
     let listener = TcpListener::bind("127.0.0.1:0").or_fail("listen");
     let port = listener.local_addr().or_fail("port").port();
     nft(&table(port)).or_fail("nft -f (the table stasis_ct)");
-    let client = TcpStream::connect(("127.0.0.1", port)).or_fail("connect");
+    // With `dnat`: a port of its own (so no one else takes it) that the nat table maps to the
+    // server's; the listener on it never accepts.
+    let reserved = (std::env::args().nth(1).as_deref() == Some("dnat"))
+        .then(|| TcpListener::bind("127.0.0.1:0").or_fail("listen (the dialed port)"));
+    let dialed_port = match &reserved {
+        Some(l) => {
+            let p = l.local_addr().or_fail("port").port();
+            nft(&nat_table(p, port)).or_fail("nft -f (the table stasis_ct_nat)");
+            p
+        }
+        None => port,
+    };
+    let client = TcpStream::connect(("127.0.0.1", dialed_port)).or_fail("connect");
     let (server, _) = listener.accept().or_fail("accept");
     carry(&client, &server, "hello server").or_fail("before the dump");
     carry(&server, &client, "hello client").or_fail("before the dump");
-    workload::say(&format!("PORT {port}"));
+    workload::say(&format!("PORT {dialed_port}"));
     s.ready();
     s.wait_for_wake();
     let c: &mut Checker = &mut s.checker;

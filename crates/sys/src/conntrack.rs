@@ -149,8 +149,8 @@ pub fn dump(family: u8) -> Result<Vec<Entry>, SysError> {
 }
 
 /// Make `entry` in the calling thread's network namespace (`IPCTNL_MSG_CT_NEW`, failing with
-/// `EEXIST` if its tuple is there already). Its NAT mapping, if any, is the one its reply tuple
-/// shows.
+/// `EEXIST` if its tuple is there already). Its NAT mapping, if any (TCP and UDP only), is the one
+/// its reply tuple shows.
 pub fn create(entry: &Entry) -> Result<(), SysError> {
     let sock = socket()?;
     let names = Family { dump: "ctnetlink IPCTNL_MSG_CT_NEW", parse: "parsing a ctnetlink answer" };
@@ -165,7 +165,10 @@ pub fn create(entry: &Entry) -> Result<(), SysError> {
 fn encode(e: &Entry) -> AttrBuf {
     let mut a = AttrBuf::default();
     a.nest(CTA_TUPLE_ORIG, |a| put_tuple(a, &e.original));
-    a.nest(CTA_TUPLE_REPLY, |a| put_tuple(a, &e.reply));
+    // With NAT the kernel derives the reply tuple from the mapping (and sets the NAT bits only
+    // where it changes the tuple): it is given the one without NAT, and the mapping.
+    let nat = e.status & (IPS_SRC_NAT | IPS_DST_NAT) != 0;
+    a.nest(CTA_TUPLE_REPLY, |a| put_tuple(a, &if nat { inverse(&e.original) } else { e.reply.clone() }));
     if e.status & IPS_DST_NAT != 0 {
         a.nest(CTA_NAT_DST, |a| put_nat(a, &e.reply.src, e.reply.src_port));
     }
@@ -223,6 +226,11 @@ fn put_tuple(a: &mut AttrBuf, t: &Tuple) {
             }
         }
     });
+}
+
+/// The reply direction of `t` without NAT (TCP, UDP: the addresses and ports swapped).
+fn inverse(t: &Tuple) -> Tuple {
+    Tuple { src: t.dst, dst: t.src, src_port: t.dst_port, dst_port: t.src_port, ..t.clone() }
 }
 
 /// A NAT range of one address and one port (`CTA_NAT_*`): the mapping the reply tuple shows.
@@ -409,7 +417,8 @@ mod tests {
     /// The attributes of a message as the kernel would dump them: our encoding, read back.
     #[test]
     fn an_entry_encoded_parses_back() {
-        let e = sample();
+        let mut e = sample();
+        e.status = 0xe;
         let mut msg = nfgenmsg(e.family);
         msg.extend(encode(&e).0);
         assert_eq!(parse(&msg), Some(e));
@@ -466,5 +475,28 @@ mod tests {
         assert!(l.timeout <= e.timeout && l.timeout + 60 > e.timeout, "timeout {}", l.timeout);
         assert_eq!(again, Err(libc::EEXIST));
         assert!(v6.is_empty());
+    }
+
+    /// On the kernel: an entry with a source NAT mapping made in a new network namespace is listed
+    /// back with the same reply tuple and the NAT bit.
+    #[test]
+    fn a_nat_entry_made_is_listed_back() {
+        let got = std::thread::spawn(|| {
+            crate::ns::unshare(&[crate::ns::Kind::Net]).expect("unshare(CLONE_NEWNET)");
+            let mut e = sample();
+            e.status = 0xe | IPS_SRC_NAT;
+            e.zone = 0;
+            create(&e).map_err(|err| format!("{err}: {}", err.source))?;
+            Ok::<_, String>((e, dump(libc::AF_INET as u8).expect("dump")))
+        })
+        .join()
+        .expect("thread");
+        let (e, listed) = match got {
+            Ok(got) => got,
+            Err(why) => return eprintln!("skipped: no ctnetlink or NAT here ({why})"),
+        };
+        assert_eq!(listed.len(), 1, "{listed:?}");
+        assert_eq!((&listed[0].original, &listed[0].reply), (&e.original, &e.reply));
+        assert_eq!(listed[0].status & IPS_SRC_NAT, IPS_SRC_NAT, "status {:#x}", listed[0].status);
     }
 }

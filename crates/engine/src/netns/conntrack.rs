@@ -5,10 +5,12 @@
 //! `ct state established` rules and `nf_conntrack_tcp_loose` = 0 need).
 //!
 //! Each entry keeps its tuples, status, the seconds it had left, mark, zone and TCP state (state,
-//! window scales, flags). What ctnetlink shows but cannot set back is refused by name: an entry
+//! window scales, flags), and its NAT mapping (the reply tuple of a TCP or UDP entry with the
+//! `SNAT`/`DNAT` bits: made again as a one-address, one-port mapping, from which the kernel derives
+//! the same reply tuple). What ctnetlink shows but cannot set back is refused by name: an entry
 //! with a helper (and so the expectations a helper makes), labels, a security context, a sequence
 //! adjustment, synproxy state, a zone of one direction, the state of a protocol other than TCP
-//! (SCTP, DCCP), an entry a flowtable handles, and NAT mappings. Counters and the start
+//! (SCTP, DCCP), an entry a flowtable handles, NAT of other protocols. Counters and the start
 //! timestamp are not saved (ctnetlink sets neither): a restored entry counts from zero.
 //!
 //! Without conntrack in the kernel (no `/proc/sys/net/netfilter/nf_conntrack_count`, or ctnetlink
@@ -70,8 +72,9 @@ fn check(pid: i32, e: &Entry) -> Result<()> {
     if e.status & ct::IPS_OFFLOAD != 0 {
         held.push("a flowtable offload".into());
     }
-    if e.status & (ct::IPS_SRC_NAT | ct::IPS_DST_NAT) != 0 {
-        held.push("a NAT mapping".into());
+    let nat_ports = matches!(e.original.proto as i32, libc::IPPROTO_TCP | libc::IPPROTO_UDP);
+    if e.status & (ct::IPS_SRC_NAT | ct::IPS_DST_NAT) != 0 && !nat_ports {
+        held.push("a NAT mapping of a protocol other than TCP and UDP".into());
     }
     if held.is_empty() {
         return Ok(());
@@ -259,7 +262,11 @@ mod tests {
         let mut e = entry();
         e.cannot_set.push("the helper ftp".into());
         e.status |= ct::IPS_DST_NAT;
+        assert!(check(1, &e).unwrap_err().to_string().contains("with the helper ftp is not"));
+        e.cannot_set.clear();
+        assert!(check(1, &e).is_ok());
+        e.original.proto = libc::IPPROTO_ICMP as u8;
         let err = check(1, &e).unwrap_err().to_string();
-        assert!(err.contains("with the helper ftp, a NAT mapping"), "{err}");
+        assert!(err.contains("with a NAT mapping of a protocol other than TCP and UDP"), "{err}");
     }
 }
