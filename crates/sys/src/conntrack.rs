@@ -73,6 +73,8 @@ const CTA_HELP_NAME: u16 = 1;
 /// `IPS_SRC_NAT`, `IPS_DST_NAT` of `enum ip_conntrack_status`.
 pub const IPS_SRC_NAT: u32 = 1 << 4;
 pub const IPS_DST_NAT: u32 = 1 << 5;
+/// `IPS_DYING`: the entry is being removed.
+pub const IPS_DYING: u32 = 1 << 9;
 /// `IPS_OFFLOAD`: the flow is handled by a flowtable, which keeps the entry's state.
 pub const IPS_OFFLOAD: u32 = 1 << 14;
 
@@ -475,6 +477,46 @@ mod tests {
         assert!(l.timeout <= e.timeout && l.timeout + 60 > e.timeout, "timeout {}", l.timeout);
         assert_eq!(again, Err(libc::EEXIST));
         assert!(v6.is_empty());
+    }
+
+    /// On the kernel: an IPv6 UDP entry made in a new network namespace is listed back as made.
+    #[test]
+    fn an_ipv6_entry_made_is_listed_back() {
+        let got = std::thread::spawn(|| {
+            crate::ns::unshare(&[crate::ns::Kind::Net]).expect("unshare(CLONE_NEWNET)");
+            let t = |s: &str, d: &str, sp, dp| Tuple {
+                src: s.parse().unwrap(),
+                dst: d.parse().unwrap(),
+                proto: libc::IPPROTO_UDP as u8,
+                src_port: sp,
+                dst_port: dp,
+                icmp: None,
+            };
+            let e = Entry {
+                family: libc::AF_INET6 as u8,
+                original: t("fd00::1", "fd00::2", 5353, 53),
+                reply: t("fd00::2", "fd00::1", 53, 5353),
+                status: 0xa,
+                timeout: 120,
+                mark: 7,
+                zone: 2,
+                tcp: None,
+                cannot_set: Vec::new(),
+            };
+            create(&e).map_err(|err| format!("{err}: {}", err.source))?;
+            Ok::<_, String>((e, dump(libc::AF_INET6 as u8).expect("dump"), dump(libc::AF_INET as u8).expect("dump")))
+        })
+        .join()
+        .expect("thread");
+        let (e, listed, v4) = match got {
+            Ok(got) => got,
+            Err(why) => return eprintln!("skipped: no ctnetlink here ({why})"),
+        };
+        assert_eq!(listed.len(), 1, "{listed:?}");
+        let l = &listed[0];
+        assert_eq!((&l.original, &l.reply, l.mark, l.zone, l.tcp), (&e.original, &e.reply, 7, 2, None));
+        assert!(l.cannot_set.is_empty(), "{:?}", l.cannot_set);
+        assert!(v4.is_empty());
     }
 
     /// On the kernel: an entry with a source NAT mapping made in a new network namespace is listed

@@ -35,6 +35,10 @@ pub fn dump(pid: i32) -> Result<Vec<ConntrackEntry>> {
             Err(e) => return absent(pid, e),
         };
         for e in entries {
+            if e.status & ct::IPS_DYING != 0 || e.timeout == 0 {
+                log::info!("pid {pid}: conntrack entry {} is going away: not saved", describe(&e));
+                continue;
+            }
             check(pid, &e)?;
             out.push(to_image(&e));
         }
