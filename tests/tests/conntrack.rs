@@ -4,6 +4,7 @@
 //! and a restore, which it does only if its entry came back; and a second dump of the restored
 //! tree lists the entry with the tuples and mark of the first (`stasis show`). The same with the
 //! client dialing a port a nat chain maps to the server's (DNAT), whose entry keeps its mapping.
+//! An entry with a helper is refused by name, and the tree runs on.
 
 use stasis_tests::harness::Case;
 use stasis_tests::workload;
@@ -30,6 +31,17 @@ fn a_connection_through_a_stateful_firewall_keeps_its_entry() {
 #[test]
 fn a_connection_through_a_dnat_mapping_keeps_it() {
     through_a_stateful_firewall(Case::new("conntrack_dnat", workload!("ns_conntrack").arg("dnat")));
+}
+
+#[test]
+fn an_entry_with_a_helper_is_refused_by_name() {
+    let case = Case::new("conntrack_helper", workload!("ns_conntrack").arg("helper"));
+    let Some(mut run) = case.start() else { return };
+    let r = case.dump(&run, &case.images("images"), &["--tcp-established"], &[]);
+    let needles: &[&[&str]] = &[&["conntrack entry tcp 127.0.0.1:"], &["with the helper ftp"]];
+    case.expect_failed(&r, "dump of a conntrack entry with a helper", needles);
+    case.expect_untouched(&run);
+    case.finish(&mut run);
 }
 
 /// The workload `ns_conntrack` (its `PORT` line: the port the client dials) dumped, killed,

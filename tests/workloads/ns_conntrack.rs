@@ -10,6 +10,9 @@
 //! an output nat chain maps to the server's (`dnat ip to 127.0.0.1:PORT`); `PORT` is the port the
 //! client dials.
 //!
+//! With the argument `helper` the output chain also gives the connection's entry the FTP helper
+//! (`ct helper set`), which ctnetlink cannot set back (the dump must refuse it).
+//!
 //! After the wake `nf_conntrack_tcp_loose` is still 0 and the connection carries a line each way
 //! again: its packets pass the firewall (and reach the server) only if its conntrack entry came
 //! back with it, its NAT mapping too.
@@ -52,15 +55,22 @@ fn nat_table(from: u16, port: u16) -> String {
     )
 }
 
-fn table(port: u16) -> String {
+fn table(port: u16, helper: bool) -> String {
+    let (object, assign) = match helper {
+        true => (
+            "\tct helper ftp-std { type \"ftp\" protocol tcp; }\n".to_string(),
+            format!("\t\ttcp dport {port} ct helper set \"ftp-std\"\n"),
+        ),
+        false => (String::new(), String::new()),
+    };
     format!(
-        "table inet stasis_ct {{\n\
+        "table inet stasis_ct {{\n{object}\
          \tchain input {{ type filter hook input priority 0; policy drop;\n\
          \t\tct state established,related accept\n\
          \t\ttcp dport {port} ct state new accept\n\
          \t}}\n\
          \tchain output {{ type filter hook output priority 0; policy accept;\n\
-         \t\ttcp dport {port} ct state new ct mark set {MARK}\n\
+         \t\ttcp dport {port} ct state new ct mark set {MARK}\n{assign}\
          \t}}\n\
          }}\n"
     )
@@ -94,11 +104,14 @@ fn main() {
     std::fs::write(LOOSE, "0").or_fail("nf_conntrack_tcp_loose = 0");
     let listener = TcpListener::bind("127.0.0.1:0").or_fail("listen");
     let port = listener.local_addr().or_fail("port").port();
-    nft(&table(port)).or_fail("nft -f (the table stasis_ct)");
+    let mode = std::env::args().nth(1).unwrap_or_default();
+    match nft(&table(port, mode == "helper")) {
+        Err(e) if mode == "helper" => workload::skip(&format!("no FTP conntrack helper here ({e})")),
+        loaded => loaded.or_fail("nft -f (the table stasis_ct)"),
+    }
     // With `dnat`: a port of its own (so no one else takes it) that the nat table maps to the
     // server's; the listener on it never accepts.
-    let reserved = (std::env::args().nth(1).as_deref() == Some("dnat"))
-        .then(|| TcpListener::bind("127.0.0.1:0").or_fail("listen (the dialed port)"));
+    let reserved = (mode == "dnat").then(|| TcpListener::bind("127.0.0.1:0").or_fail("listen (the dialed port)"));
     let dialed_port = match &reserved {
         Some(l) => {
             let p = l.local_addr().or_fail("port").port();
