@@ -6,7 +6,7 @@
 //! client dialing a port a nat chain maps to the server's (DNAT), whose entry keeps its mapping.
 //! An entry with a helper is refused by name, and the tree runs on.
 
-use stasis_tests::harness::Case;
+use stasis_tests::harness::{standalone, Case};
 use stasis_tests::workload;
 use std::path::Path;
 
@@ -31,6 +31,12 @@ fn a_connection_through_a_stateful_firewall_keeps_its_entry() {
 #[test]
 fn a_connection_through_a_dnat_mapping_keeps_it() {
     through_a_stateful_firewall(Case::new("conntrack_dnat", workload!("ns_conntrack").arg("dnat")));
+}
+
+/// The workload alone, without stasis: its connection through the DNAT mapping carries its lines.
+#[test]
+fn the_workload_alone() {
+    standalone("conntrack_standalone", workload!("ns_conntrack").arg("dnat"));
 }
 
 #[test]
