@@ -1,11 +1,10 @@
 //! Network namespaces of the tree: the devices (the loopback, and veths whose peer is outside the
 //! tree, named on the command line with `--external veth[NAME]:PEER` as CRIU does), their state,
-//! MTU, hardware address and addresses, the routes but those the kernel makes itself, and the
-//! writable `net.ipv4.*` / `net.ipv6.*` sysctls, and the nftables tables ([`firewall`]: legacy
-//! iptables rules and rules nft cannot print whole are refused by name). Any other kind of device
-//! is refused by name. Conntrack entries are not saved (nothing refuses them: a restored
-//! connection's packets make a new entry while `nf_conntrack_tcp_loose` is on, the kernel's
-//! default, but its first packet is `ct state new`, and NAT mappings and marks are lost).
+//! MTU, hardware address and addresses, the routes but those the kernel makes itself, the
+//! writable `net.ipv4.*`, `net.ipv6.*` and `net.netfilter.*` sysctls (`nf_conntrack_tcp_loose`
+//! among them), the nftables tables ([`firewall`]: legacy iptables rules and rules nft cannot
+//! print whole are refused by name) and the conntrack entries ([`conntrack`], made again after the
+//! firewall). Any other kind of device is refused by name.
 //!
 //! Both sides run the `ip` command (iproute2) from a thread in the namespace: it inherits the
 //! thread's network namespace, reads and writes every rtnetlink attribute of every device kind,
@@ -16,6 +15,7 @@
 //! ones with `nodad`, so they are usable at once, as they were), routes and sysctls, before any
 //! socket of the tree is made in the namespace; the firewall comes once the sockets are made.
 
+mod conntrack;
 mod firewall;
 
 use crate::error::{Error, Result};
@@ -28,7 +28,7 @@ use std::process::Command;
 /// Where the namespace's sysctls are, as the thread in it sees them.
 const SYSCTL_ROOT: &str = "/proc/sys/net";
 /// The sysctl trees kept.
-const SYSCTL_TREES: [&str; 2] = ["ipv4", "ipv6"];
+const SYSCTL_TREES: [&str; 3] = ["ipv4", "ipv6", "netfilter"];
 /// Words of `ip route show` that `ip route replace` does not take.
 const ROUTE_STATE_WORDS: [&str; 4] = ["linkdown", "dead", "offload", "trap"];
 
@@ -60,7 +60,8 @@ pub fn dump(pid: i32, inode: u64, external: &[(String, String)]) -> Result<Names
     let routes = dump_routes(pid)?;
     let names: Vec<&str> = links.iter().map(|l| l.name.as_str()).collect();
     let sysctls = dump_sysctls(&names);
-    Ok(Namespace { kind: "net".into(), inode, links, routes, sysctls, nftables, ..Default::default() })
+    let conntrack = conntrack::dump(pid)?;
+    Ok(Namespace { kind: "net".into(), inode, links, routes, sysctls, nftables, conntrack, ..Default::default() })
 }
 
 fn dump_links(pid: i32, external: &[(String, String)]) -> Result<Vec<NetLink>> {
@@ -211,6 +212,12 @@ pub fn restore(
 /// runs.
 pub fn restore_firewall(pid: i32, tables: &str) -> Result<()> {
     firewall::restore(pid, tables)
+}
+
+/// Make the conntrack entries of a namespace ([`Namespace::conntrack`]) in the calling thread's
+/// new network namespace, once its firewall is loaded and before any process of the tree runs.
+pub fn restore_conntrack(pid: i32, entries: &[stasis_image::model::ConntrackEntry]) -> Result<()> {
+    conntrack::restore(pid, entries)
 }
 
 fn make_link(pid: i32, l: &NetLink, peer: &str, host: BorrowedFd<'_>) -> Result<()> {

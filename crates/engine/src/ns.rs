@@ -418,13 +418,15 @@ pub struct RootNs {
     /// The root's pid and the nftables tables of its new network namespace, loaded by
     /// [`RootNs::load_firewall`].
     firewall: (i32, String),
+    /// The conntrack entries of its new network namespace, made by [`RootNs::load_firewall`].
+    conntrack: Vec<stasis_image::model::ConntrackEntry>,
     /// The root's new user namespace (see [`crate::userns`]).
     user: Option<crate::userns::Joined>,
 }
 
 impl RootNs {
     fn none(set: NsSet, pid: i32) -> RootNs {
-        RootNs { set, _entered: None, firewall: (pid, String::new()), user: None }
+        RootNs { set, _entered: None, firewall: (pid, String::new()), conntrack: Vec::new(), user: None }
     }
 
     /// The root's new user namespace, which every task joins at the end of its build.
@@ -432,11 +434,13 @@ impl RootNs {
         self.user.as_ref()
     }
 
-    /// Load the firewall of the root's new network namespace (see [`crate::netns`]): once the
-    /// tree's sockets are made in it, before any of its processes runs.
+    /// Load the firewall of the root's new network namespace (see [`crate::netns`]), then make
+    /// its conntrack entries: once the tree's sockets are made in it, before any of its processes
+    /// runs (and before its TCP connections leave repair mode, which sends a packet).
     pub fn load_firewall(&self) -> Result<()> {
         let (pid, tables) = &self.firewall;
-        crate::netns::restore_firewall(*pid, tables)
+        crate::netns::restore_firewall(*pid, tables)?;
+        crate::netns::restore_conntrack(*pid, &self.conntrack)
     }
 }
 
@@ -475,13 +479,14 @@ pub fn enter_root(root: &ProcessEntry, namespaces: &[Namespace], opts: &crate::R
         let n = find(namespaces, "uts", root.uts_ns, pid)?;
         ns::set_uts_names(&n.hostname, &n.domainname).map_err(Error::sys(pid, "setting its UTS names"))?;
     }
-    let mut firewall = (pid, String::new());
+    let (mut firewall, mut conntrack) = ((pid, String::new()), Vec::new());
     if let Some(n) = net.filter(|_| fresh.contains(&Kind::Net)) {
         crate::netns::restore(pid, n, host_net.as_fd(), (&opts.ext_veths, opts.weak_sysctls))?;
         firewall.1.clone_from(&n.nftables);
+        conntrack.clone_from(&n.conntrack);
     }
     log::info!("pid {pid}: restored in namespaces of its own: {set:?} (new: {fresh:?})");
-    Ok(RootNs { set, _entered: Some(entered), firewall, user })
+    Ok(RootNs { set, _entered: Some(entered), firewall, conntrack, user })
 }
 
 /// The root's new user namespace `n` with its other new namespaces `fresh` made inside it by a

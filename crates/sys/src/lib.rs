@@ -6,6 +6,7 @@
 //! names the system call and the man page it follows.
 
 pub mod anon;
+pub mod conntrack;
 pub mod fd;
 pub mod inet;
 pub mod inet_diag;
@@ -14,6 +15,7 @@ pub mod ipc;
 pub mod mem;
 pub mod mount;
 pub mod netlink;
+mod nlmsg;
 pub mod ns;
 pub mod packet;
 pub mod probe;

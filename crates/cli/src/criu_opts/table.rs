@@ -534,7 +534,7 @@ pub const OPTIONS: &[Opt] = &[
         Bool,
         RESTORE,
         "skip sysctls the kernel lacks",
-        Done("a `net.ipv4`/`net.ipv6` sysctl of the image this kernel lacks is skipped with a warning; without it the restore fails naming it"),
+        Done("a `net.ipv4`/`net.ipv6`/`net.netfilter` sysctl of the image this kernel lacks is skipped with a warning; without it the restore fails naming it"),
     ),
     o(
         "lsm-profile",

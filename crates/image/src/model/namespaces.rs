@@ -61,6 +61,77 @@ pub struct Namespace {
     /// Kind `user`: `setgroups(2)` is denied in the namespace (`/proc/PID/setgroups` is `deny`).
     #[prost(bool, tag = "653")]
     pub setgroups_deny: bool,
+    /// A network namespace's conntrack entries (IPv4 and IPv6, every zone), as ctnetlink lists
+    /// them; made again with ctnetlink at restore, after the firewall.
+    #[prost(message, repeated, tag = "357")]
+    pub conntrack: Vec<ConntrackEntry>,
+}
+
+/// A conntrack entry of a network namespace: what ctnetlink takes back of it.
+#[derive(Clone, PartialEq, prost::Message, Serialize)]
+pub struct ConntrackEntry {
+    /// `AF_INET` (2) or `AF_INET6` (10).
+    #[prost(uint32, tag = "1")]
+    pub family: u32,
+    #[prost(message, optional, tag = "2")]
+    pub original: Option<ConntrackTuple>,
+    /// The reply direction; with NAT (the `SNAT`, `DNAT` bits of `status`) it holds the mapping.
+    #[prost(message, optional, tag = "3")]
+    pub reply: Option<ConntrackTuple>,
+    /// `enum ip_conntrack_status` bits (`IPS_*`).
+    #[prost(uint32, tag = "4")]
+    pub status: u32,
+    /// Seconds it had left at the dump.
+    #[prost(uint32, tag = "5")]
+    pub timeout: u32,
+    #[prost(uint32, tag = "6")]
+    pub mark: u32,
+    /// Its conntrack zone (0: the default one).
+    #[prost(uint32, tag = "7")]
+    pub zone: u32,
+    /// A TCP entry's tracking state.
+    #[prost(message, optional, tag = "8")]
+    pub tcp: Option<ConntrackTcp>,
+}
+
+/// One direction of a conntrack entry.
+#[derive(Clone, PartialEq, prost::Message, Serialize)]
+pub struct ConntrackTuple {
+    /// The source and destination addresses, as text (`10.0.0.1`, `fd00::1`).
+    #[prost(string, tag = "1")]
+    pub src: String,
+    #[prost(string, tag = "2")]
+    pub dst: String,
+    /// The IP protocol number (6 TCP, 17 UDP, 1 ICMP, 58 ICMPv6...).
+    #[prost(uint32, tag = "3")]
+    pub protocol: u32,
+    #[prost(uint32, tag = "4")]
+    pub src_port: u32,
+    #[prost(uint32, tag = "5")]
+    pub dst_port: u32,
+    /// ICMP and ICMPv6: the identifier, type and code.
+    #[prost(uint32, tag = "6")]
+    pub icmp_id: u32,
+    #[prost(uint32, tag = "7")]
+    pub icmp_type: u32,
+    #[prost(uint32, tag = "8")]
+    pub icmp_code: u32,
+}
+
+/// The TCP tracking state of a conntrack entry (`enum tcp_conntrack`), each direction's window
+/// scale and `IP_CT_TCP_FLAG_*` flags.
+#[derive(Clone, PartialEq, prost::Message, Serialize)]
+pub struct ConntrackTcp {
+    #[prost(uint32, tag = "1")]
+    pub state: u32,
+    #[prost(uint32, tag = "2")]
+    pub wscale_original: u32,
+    #[prost(uint32, tag = "3")]
+    pub wscale_reply: u32,
+    #[prost(uint32, tag = "4")]
+    pub flags_original: u32,
+    #[prost(uint32, tag = "5")]
+    pub flags_reply: u32,
 }
 
 /// One line of a user namespace's uid or gid map: `count` ids from `inside` in the namespace are

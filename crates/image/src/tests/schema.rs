@@ -157,10 +157,14 @@ fill_struct!(Namespace {
     time_offsets,
     cgroup_root,
     cgroup_roots_v1,
-    nftables
+    nftables,
+    conntrack
 });
 fill_struct!(NetLink { name, kind, up, mtu, mac, peer, addrs });
 fill_struct!(Sysctl { path, value });
+fill_struct!(ConntrackEntry { family, original, reply, status, timeout, mark, zone, tcp });
+fill_struct!(ConntrackTuple { src, dst, protocol, src_port, dst_port, icmp_id, icmp_type, icmp_code });
+fill_struct!(ConntrackTcp { state, wscale_original, wscale_reply, flags_original, flags_reply });
 fill_struct!(TaskCore {
     pid,
     comm,
@@ -543,7 +547,7 @@ fn samples() -> Vec<(&'static str, u64, Vec<u8>)> {
     }
     sample!(
         Inventory NetworkLock FileDigest PsTree MountNs Mount TmpfsNode CgroupSet CgroupV1Set CgroupV1Path CgroupDir CgroupSetting
-        SyscallDispatch LeaderHelper ProcessEntry Namespace NetLink Sysctl TaskCore SeccompFilter GpRegs
+        SyscallDispatch LeaderHelper ProcessEntry Namespace NetLink Sysctl ConntrackEntry ConntrackTuple ConntrackTcp TaskCore SeccompFilter GpRegs
         SigAction AltStack PendingSignal ITimer RLimit Creds Rseq MmImage Vma MmFields PageMap PageRun
         FdTable FileLock FdEntry FileTable FileEntry FileOwner PacketSocket PacketMembership NetlinkSocket
         SocketLevel SockOptBytes ProcFile PipeEnd UnixSocket InetSocket Membership Datagram SockOpt

@@ -8,10 +8,11 @@
 //!
 //! The probes live beside what they test: `task` (ptrace, pidfds, `clone3`, `kcmp`, `PR_SET_MM`,
 //! `rseq`), `memory` (`vmsplice`, `PAGEMAP_SCAN`, userfaultfd, soft-dirty), `host` (time
-//! namespaces, cgroup v2), `sockdiag` and `xsave`. Constants and structure layouts that Debian's
+//! namespaces, cgroup v2), `sockdiag`, `conntrack` (ctnetlink) and `xsave`. Constants and structure layouts that Debian's
 //! headers or the `libc` crate lack are defined in those files from the Linux 6.18 UAPI headers named
 //! beside each one.
 
+mod conntrack;
 mod events;
 mod host;
 mod memory;
@@ -91,6 +92,8 @@ pub struct KernelFeatures {
     pub cgroup2_mount: Option<PathBuf>,
     /// `NETLINK_SOCK_DIAG` answering for unix and TCP sockets.
     pub sock_diag: Probed,
+    /// ctnetlink lists the conntrack table of a network namespace.
+    pub conntrack: Probed,
     /// XSAVE enabled by the OS.
     pub xsave: Probed,
     /// `TFD_IOC_SET_TICKS` on a timerfd.
@@ -128,7 +131,7 @@ impl KernelFeatures {
             Some(n) => Probed::yes(format!("{n} bytes")),
             None => Probed::no("/proc/sys/fs/pipe-max-size is not readable"),
         };
-        let rows: [(&'static str, &Probed, &'static str); 18] = [
+        let rows: [(&'static str, &Probed, &'static str); 19] = [
             ("ptrace-seize", &self.ptrace_seize, "freezing a process tree"),
             ("pidfd-getfd", &self.pidfd_getfd, "taking the fds of a frozen task"),
             ("clone3-set-tid", &self.clone3_set_tid, "restoring tasks with their pids"),
@@ -143,6 +146,7 @@ impl KernelFeatures {
             ("time-ns", &self.time_ns, "time namespaces"),
             ("cgroup-v2", &self.cgroup_v2, "freezing containers with the cgroup freezer"),
             ("sock-diag", &self.sock_diag, "dumping sockets"),
+            ("conntrack", &self.conntrack, "the conntrack entries of a network namespace"),
             ("pipe-max-size", &pipe, "size of the pipe of the zero-copy memory dump"),
             ("xsave", &self.xsave, "dumping and checking FPU, SSE and AVX state"),
             ("timerfd-ticks", &self.timerfd_ticks, "restoring unread timerfd expirations"),
@@ -187,6 +191,7 @@ pub fn probe() -> KernelFeatures {
         cgroup_v2,
         cgroup2_mount,
         sock_diag: sockdiag::probe_sock_diag(),
+        conntrack: conntrack::probe_conntrack(),
         xsave: xsave::probe_xsave(),
         timerfd_ticks: events::probe_timerfd_ticks(),
         timer_restore_ids: events::probe_timer_restore_ids(),

@@ -99,3 +99,31 @@ fn output_is_unchanged() {
         assert!(want == got, "{name} changed; now:\n{got}");
     }
 }
+
+#[test]
+fn a_conntrack_entry_is_one_line() {
+    use stasis_image::model::{ConntrackEntry, ConntrackTcp, ConntrackTuple};
+    let t = |src: &str, dst: &str, sp, dp| ConntrackTuple {
+        src: src.into(),
+        dst: dst.into(),
+        protocol: 6,
+        src_port: sp,
+        dst_port: dp,
+        ..Default::default()
+    };
+    let c = ConntrackEntry {
+        family: 2,
+        original: Some(t("10.0.0.1", "10.0.0.2", 40000, 80)),
+        reply: Some(t("10.0.0.2", "10.0.0.1", 80, 40000)),
+        status: 0x18e,
+        timeout: 431990,
+        mark: 42,
+        zone: 0,
+        tcp: Some(ConntrackTcp { state: 3, ..Default::default() }),
+    };
+    assert_eq!(
+        super::text::conntrack_line(&c),
+        "conntrack tcp 10.0.0.1:40000 -> 10.0.0.2:80, reply 10.0.0.2:80 -> 10.0.0.1:40000; mark 42, status 0x18e, \
+         431990 s left, ESTABLISHED"
+    );
+}

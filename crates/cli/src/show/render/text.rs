@@ -23,6 +23,9 @@ pub fn render_text(dir: &ImageDir) -> Result<String, ImageError> {
     }
     for ns in &image.pstree.namespaces {
         let _ = writeln!(out, "  {}", namespace_line(ns));
+        for c in &ns.conntrack {
+            let _ = writeln!(out, "    {}", conntrack_line(c));
+        }
     }
     if let Some(mnt) = &image.pstree.mounts {
         mount_lines(&mut out, mnt);
@@ -122,8 +125,9 @@ fn cgroup_lines(out: &mut String, set: &stasis_image::model::CgroupSet) {
     }
 }
 
-/// `net namespace 4026532178: lo 127.0.0.1/8; 1 routes, 412 sysctls, 2 nftables tables`, `uts namespace ...: host "h"`,
-/// `user namespace ...: uids 0-100000 (1000 ids), gids ... inside-outside, setgroups denied`.
+/// `net namespace 4026532178: lo 127.0.0.1/8; 1 routes, 412 sysctls, 2 nftables tables, 1 conntrack
+/// entries`, `uts namespace ...: host "h"`, `user namespace ...: uids 0-100000 (1000 ids), gids ...
+/// inside-outside, setgroups denied`.
 fn namespace_line(ns: &stasis_image::model::Namespace) -> String {
     let what = match ns.kind.as_str() {
         "uts" => format!("host {:?}, domain {:?}", ns.hostname, ns.domainname),
@@ -153,12 +157,67 @@ fn namespace_line(ns: &stasis_image::model::Namespace) -> String {
                 })
                 .collect();
             let tables = ns.nftables.lines().filter(|l| l.starts_with("table ")).count();
-            let (routes, sysctls) = (ns.routes.len(), ns.sysctls.len());
-            format!("{}; {routes} routes, {sysctls} sysctls, {tables} nftables tables", links.join("; "))
+            let (routes, sysctls, ct) = (ns.routes.len(), ns.sysctls.len(), ns.conntrack.len());
+            format!(
+                "{}; {routes} routes, {sysctls} sysctls, {tables} nftables tables, {ct} conntrack entries",
+                links.join("; ")
+            )
         }
         _ => "made again at restore".to_string(),
     };
     format!("{} namespace {}: {}", ns.kind, ns.inode, what.trim())
+}
+
+/// `conntrack tcp 10.0.0.1:40000 -> 10.0.0.2:80, reply 10.0.0.2:80 -> 10.0.0.1:40000; mark 42,
+/// status 0x18e, 431990 s left, ESTABLISHED`: an entry of a network namespace's conntrack table.
+pub(super) fn conntrack_line(c: &stasis_image::model::ConntrackEntry) -> String {
+    let end = |a: &str, port: u32, t: &stasis_image::model::ConntrackTuple| match t.protocol {
+        1 | 58 => a.to_string(),
+        _ if a.contains(':') => format!("[{a}]:{port}"),
+        _ => format!("{a}:{port}"),
+    };
+    let side = |t: Option<&stasis_image::model::ConntrackTuple>| match t {
+        None => "?".to_string(),
+        Some(t) if matches!(t.protocol, 1 | 58) => {
+            format!("{} -> {} id {} type {} code {}", t.src, t.dst, t.icmp_id, t.icmp_type, t.icmp_code)
+        }
+        Some(t) => format!("{} -> {}", end(&t.src, t.src_port, t), end(&t.dst, t.dst_port, t)),
+    };
+    let proto = match c.original.as_ref().map_or(0, |t| t.protocol) {
+        6 => "tcp".to_string(),
+        17 => "udp".to_string(),
+        136 => "udplite".to_string(),
+        1 => "icmp".to_string(),
+        58 => "icmpv6".to_string(),
+        n => format!("protocol {n}"),
+    };
+    let zone = if c.zone != 0 { format!(", zone {}", c.zone) } else { String::new() };
+    const TCP_STATES: [&str; 10] = [
+        "NONE",
+        "SYN_SENT",
+        "SYN_RECV",
+        "ESTABLISHED",
+        "FIN_WAIT",
+        "CLOSE_WAIT",
+        "LAST_ACK",
+        "TIME_WAIT",
+        "CLOSE",
+        "SYN_SENT2",
+    ];
+    let tcp = c.tcp.as_ref().map_or(String::new(), |t| {
+        format!(
+            ", {}",
+            TCP_STATES.get(t.state as usize).map_or_else(|| format!("state {}", t.state), |s| s.to_string())
+        )
+    });
+    format!(
+        "conntrack {proto} {}, reply {}; mark {}{zone}, status {:#x}, {} s left{tcp}",
+        side(c.original.as_ref()),
+        side(c.reply.as_ref()),
+        c.mark,
+        c.status,
+        c.timeout
+    )
 }
 
 fn header(out: &mut String, dir: &ImageDir, inv: &Inventory, processes: usize) {
