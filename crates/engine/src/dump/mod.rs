@@ -380,6 +380,8 @@ fn dump_frozen<'env>(
             });
         }
         check_shared_anon(pid, &c.mm.vmas, parent, &mut shm_owners)?;
+        let parent_mm = collected.iter().find(|p: &&Collected| p.process.pid == m.stat.ppid).map(|p| &p.mm);
+        mem::aio::check_inherited(pid, &c.mm, parent_mm)?;
         if fault::armed("dump-kill-target") {
             log::warn!("STASIS_FAULT: killing pid {pid} mid-dump");
             let _ = stasis_sys::process::kill(pid, libc::SIGKILL);
@@ -668,6 +670,7 @@ fn collect(
         ..Default::default()
     };
     mem::mm_wide::dump(inj, root, pid, &mut mm)?;
+    mm.aio_rings = mem::aio::dump(inj, pid, &mm.vmas)?;
     let mem::pages::Selection { saved: selected, inherited, guards } = mem::pages::select(pid, &mm.vmas, parent)?;
     mm.guards = guards;
     let process = ProcessEntry {

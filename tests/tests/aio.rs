@@ -1,0 +1,32 @@
+//! AIO contexts (`io_setup`): two rings of different sizes in a parent (slots 0 and 2, one gone
+//! round its end) with completed events not yet reaped, and a child that maps them from the fork
+//! and has one context of its own; each process checks its rings, their pending events, and that
+//! new requests and `io_destroy` work after the restore. The maps of both processes are compared
+//! with the rings' inodes numbered, so the child's copies of its parent's rings must be the
+//! parent's rings again.
+
+use stasis_tests::harness::{standalone, tree_pids, Case};
+use stasis_tests::workload;
+
+#[test]
+fn standalone_rings() {
+    standalone("sa-aio_rings", workload!("aio").arg("rings"));
+}
+
+#[test]
+fn rings_with_pending_events_in_a_parent_and_its_child() {
+    let case = Case::new("aio_rings", workload!("aio").arg("rings"));
+    let Some(mut run) = case.start() else { return };
+    let root = run.pid();
+    let pids = tree_pids(root);
+    if pids.len() != 2 {
+        case.fail(&format!("the tree of pid {root} has processes {pids:?}, expected 2"));
+    }
+    let before = case.numbered_snapshots(&pids, true);
+    let images = case.images("images");
+    case.dump_ok(&run, &images, &[]);
+    case.reap_dumped(&mut run);
+    let mut restored = case.restore_ok(&images, root, &[]);
+    case.compare_numbered(&before, &pids);
+    case.finish(&mut restored);
+}
