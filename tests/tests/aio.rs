@@ -5,7 +5,7 @@
 //! with the rings' inodes numbered, so the child's copies of its parent's rings must be the
 //! parent's rings again.
 
-use stasis_tests::harness::{standalone, tree_pids, Case};
+use stasis_tests::harness::{standalone, tree_pids, Case, Running};
 use stasis_tests::workload;
 
 #[test]
@@ -29,4 +29,31 @@ fn rings_with_pending_events_in_a_parent_and_its_child() {
     let mut restored = case.restore_ok(&images, root, &[]);
     case.compare_numbered(&before, &pids);
     case.finish(&mut restored);
+}
+
+#[test]
+fn standalone_orphan_ring() {
+    standalone("sa-aio_orphan", workload!("aio").arg("orphan"));
+}
+
+/// The value after `prefix` on a line of the workload's output.
+fn reported(run: &Running, prefix: &str) -> String {
+    let log = run.log_text();
+    log.lines().find_map(|l| l.strip_prefix(prefix)).unwrap_or_default().trim().to_string()
+}
+
+/// A child's copy of a ring whose context its parent destroyed is refused naming the child and
+/// the mapping; both processes run on untouched.
+#[test]
+fn a_ring_no_process_owns_is_refused_by_name() {
+    let case = Case::new("aio_orphan", workload!("aio").arg("orphan"));
+    let Some(mut run) = case.start() else { return };
+    let (child, ring) = (reported(&run, "CHILD "), reported(&run, "RING "));
+    let images = case.images("images");
+    let r = case.dump(&run, &images, &[], &[]);
+    let pid = format!("pid {child}");
+    let needles: [&[&str]; 3] = [&[&pid], &[&ring], &["the ring of an aio context of another process"]];
+    case.expect_failed(&r, "dump of a child mapping a destroyed AIO ring", &needles);
+    case.expect_untouched(&run);
+    case.finish(&mut run);
 }

@@ -3,7 +3,7 @@
 //!
 //! - `rings`: three contexts are made and the middle one destroyed, so the two left are in slots 0
 //!   and 2: a small one (one page, 127 events) whose head and tail have gone round the ring, with
-//!   30 events pending across its end, and a larger one (four pages) with 5 pending. Each read is
+//!   30 events pending across its end, and a larger one (four pages, made read-only) with 5 pending. Each read is
 //!   an `IOCB_CMD_PREAD` of a file (buffered, so it completes at once) with its own `aio_data`,
 //!   length and offset. A child forked after has its parent's rings mapped but no context (fork
 //!   does not copy them) and one context of its own with 3 pending events. After the restore each
@@ -11,6 +11,10 @@
 //!   pending events (data, obj, res, res2) and then none, the parent's rings are no contexts in the
 //!   child, a new `io_submit` + `io_getevents` works and reads the right bytes, `io_destroy` works
 //!   and unmaps the ring.
+//! - `orphan`: a child forked while its parent had a context keeps the ring's mapping after the
+//!   parent destroys the context: a ring no process owns, which the dump refuses naming the
+//!   child and the mapping (the output says `CHILD <pid>` and `RING <address>`). Woken after the
+//!   refused dump, the child still maps it (no context of its own) and the parent makes a new one.
 
 use stasis_tests::raw::{self, IoEvent, Iocb, IOCB_CMD_PREAD};
 use stasis_tests::workload::{self, read_own_memory, Checker, OrFail, TreeParent, WAKE};
@@ -23,6 +27,14 @@ const FILE_LEN: usize = 64 * 1024;
 /// The byte at `offset` of the file.
 fn byte_at(offset: usize) -> u8 {
     (offset * 7 + offset / 251) as u8
+}
+
+/// The file the reads read, `byte_at` each byte.
+fn data_file() -> File {
+    let path = workload::work_dir().join("aio-data");
+    let bytes: Vec<u8> = (0..FILE_LEN).map(byte_at).collect();
+    std::fs::write(&path, bytes).or_fail("write the data file");
+    File::open(&path).or_fail("open the data file")
 }
 
 /// One context and the requests submitted to it (boxed: their addresses are the events' `obj`).
@@ -165,10 +177,7 @@ fn child(file: &File, parents: [u64; 2], link: TreeParent) -> i32 {
 }
 
 fn rings(s: &mut workload::Session) {
-    let path = workload::work_dir().join("aio-data");
-    let bytes: Vec<u8> = (0..FILE_LEN).map(byte_at).collect();
-    std::fs::write(&path, bytes).or_fail("write the data file");
-    let file = File::open(&path).or_fail("open the data file");
+    let file = data_file();
     let mut small = Ctx::new("small", 8);
     let gap = Ctx::new("gap", 1);
     let mut large = Ctx::new("large", 200);
@@ -179,6 +188,8 @@ fn rings(s: &mut workload::Session) {
     small.submit(&file, 40, 1000);
     small.reap(10);
     large.submit(&file, 5, 3000);
+    // The kernel reaches a ring through its own mapping: the process's may be read-only.
+    raw::protect_ring(large.id, 4 * 4096, libc::PROT_READ).or_fail("mprotect the large ring");
     let (small_seen, large_seen) = (seen(&small), seen(&large));
     let c = &mut s.checker;
     c.same("small: slot", &0, &small_seen.header[0]);
@@ -195,11 +206,44 @@ fn rings(s: &mut workload::Session) {
     kid.collect(c);
 }
 
+fn orphan_child(ring: u64, link: TreeParent) -> i32 {
+    let mut s = workload::start();
+    link.send("ready\n").or_fail("ready line");
+    s.wait_for_wake();
+    check_not_ours(&mut s.checker, "dead ring in the child", ring);
+    link.report(s.into_checker())
+}
+
+fn orphan(s: &mut workload::Session) {
+    let file = data_file();
+    let mut ctx = Ctx::new("parent ctx", 1);
+    ctx.submit(&file, 2, 100);
+    let ring = ctx.id;
+    let kid = workload::fork_child("child", |link| orphan_child(ring, link));
+    kid.line().or_fail("ready line of the child");
+    raw::io_destroy(ring).or_fail("io_destroy in the parent");
+    workload::say(&format!("CHILD {}", kid.pid));
+    workload::say(&format!("RING {ring:x}"));
+    s.ready();
+    s.wait_for_wake();
+    let c = &mut s.checker;
+    c.ok("wake the child", raw::kill(kid.pid, WAKE));
+    c.check(!is_ring(ring), || "the destroyed ring is still mapped in the parent".into());
+    check_ctx(c, &file, Ctx::new("new ctx", 1), &Seen { header: header_of_new(), pending: Vec::new() });
+    kid.collect(c);
+}
+
+/// What a new context's header reads: slot 0, 127 events, empty.
+fn header_of_new() -> Vec<u32> {
+    vec![0, 127, 0, 0, 0xa10a_10a1, 1, 0, 32]
+}
+
 fn main() {
     let mut s = workload::start();
-    match workload::mode(1, &["rings"]) {
+    match workload::mode(1, &["rings", "orphan"]) {
         Some("rings") => rings(&mut s),
-        _ => workload::unknown_mode(&std::env::args().nth(1).unwrap_or_default(), "rings"),
+        Some("orphan") => orphan(&mut s),
+        _ => workload::unknown_mode(&std::env::args().nth(1).unwrap_or_default(), "rings|orphan"),
     }
     s.finish()
 }

@@ -83,3 +83,10 @@ pub fn io_getevents(ctx: u64, min_nr: usize, nr: usize, timeout_ms: i64) -> io::
     events.truncate(n as usize);
     Ok(events)
 }
+
+/// `mprotect(2)` of a context's ring (`len` bytes at `ctx`).
+pub fn protect_ring(ctx: u64, len: usize, prot: i32) -> io::Result<()> {
+    // SAFETY: the ring is the kernel's mapping, which no Rust reference points into; the kernel
+    // itself reaches it through its own mapping of the pages.
+    ret(unsafe { libc::mprotect(ctx as *mut libc::c_void, len, prot) } as libc::c_long).map(drop)
+}

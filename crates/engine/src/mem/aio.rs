@@ -140,20 +140,21 @@ fn dump_ring(inj: &mut dyn Remote, pid: Pid, v: &Vma) -> Result<AioRing> {
     Ok(AioRing { start: v.start, len, id: h.id, nr: h.nr, head: h.head, tail: h.tail, events })
 }
 
-/// A ring process `pid` maps without owning it must be the ring of a context its parent has at the
-/// same address, which the restored child gets by being forked; any other is refused by name.
+/// A ring process `pid` maps without owning it must be a ring its parent has at the same address
+/// (the parent's context, or one the parent has from its own parent), which the restored child
+/// gets by being forked; any other is refused by name. Parents are checked before their children.
 pub fn check_inherited(pid: Pid, mm: &MmImage, parent: Option<&MmImage>) -> Result<()> {
     for v in mm.vmas.iter().filter(|v| super::kind(v) == VmaKind::AioRing) {
         if mm.aio_rings.iter().any(|r| r.start == v.start) {
             continue;
         }
-        let from_parent = parent
-            .is_some_and(|p| super::pages::inheritable(v, &p.vmas) && p.aio_rings.iter().any(|r| r.start == v.start));
+        // The parent's same area passed this check too: its own context, or its parent's ring.
+        let from_parent = parent.is_some_and(|p| super::pages::inheritable(v, &p.vmas));
         if !from_parent {
             return Err(Error::Unsupported {
                 pid,
                 what: format!(
-                    "mapping {:#x}-{:#x} {}: the ring of an AIO context of another process (a parent's, from before a fork, that the parent no longer has there)",
+                    "mapping {:#x}-{:#x} {}: the ring of an AIO context of another process (from before a fork, no longer mapped there by the parent)",
                     v.start, v.end, v.name
                 ),
             });
@@ -179,7 +180,13 @@ pub fn restore(inj: &mut dyn Remote, imp: &mut FdImporter, pid: Pid, mm: &MmImag
     let mut spare = Vec::new();
     for id in 0..=max_id {
         match mm.aio_rings.iter().find(|r| r.id == id) {
-            Some(r) => restore_ring(inj, pid, fd, r)?,
+            Some(r) => {
+                restore_ring(inj, pid, fd, r)?;
+                let v = mm.vmas.iter().find(|v| v.start == r.start).expect("validated");
+                if v.prot != (libc::PROT_READ | libc::PROT_WRITE) as u32 {
+                    inj.mprotect(r.start, r.len, v.prot)?;
+                }
+            }
             None => spare.push(inj.io_setup(1)?),
         }
     }
