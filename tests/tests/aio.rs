@@ -31,6 +31,17 @@ fn rings_with_pending_events_in_a_parent_and_its_child() {
     case.finish(&mut restored);
 }
 
+/// A dump with `--leave-running` leaves the rings as they were: the process, woken after it,
+/// finds every pending event and passes.
+#[test]
+fn rings_are_untouched_by_a_dump_that_leaves_them_running() {
+    let case = Case::new("aio_leave_running", workload!("aio").arg("rings"));
+    let Some(mut run) = case.start() else { return };
+    case.dump_ok(&run, &case.images("images"), &["--leave-running"]);
+    case.expect_untouched(&run);
+    case.finish(&mut run);
+}
+
 #[test]
 fn standalone_orphan_ring() {
     standalone("sa-aio_orphan", workload!("aio").arg("orphan"));

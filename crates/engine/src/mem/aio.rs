@@ -303,7 +303,42 @@ fn write_events(inj: &mut dyn Remote, r: &AioRing) -> Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use super::{events_in, pending, setup_events, HEADER};
+    use super::{events_in, pending, setup_events, validate, HEADER};
+    use stasis_image::model::{AioEvent, AioRing, MmImage, Vma, VmaKind};
+    use stasis_sys::Pid;
+    use std::collections::HashSet;
+
+    fn ring_area(start: u64, len: u64) -> Vma {
+        Vma { start, end: start + len, kind: VmaKind::AioRing as i32, ..Default::default() }
+    }
+
+    fn ring(start: u64, id: u32, head: u32, tail: u32, n: usize) -> AioRing {
+        let events = vec![AioEvent::default(); n];
+        AioRing { start, len: 4096, id, nr: 127, head, tail, events }
+    }
+
+    #[test]
+    fn validate_wants_whole_contexts() {
+        let mm = |rings: Vec<AioRing>| MmImage {
+            vmas: vec![ring_area(0x10000, 4096), ring_area(0x20000, 4096)],
+            aio_rings: rings,
+            ..Default::default()
+        };
+        let none = HashSet::new();
+        let kept: HashSet<u64> = [0x20000].into();
+        let ok = mm(vec![ring(0x10000, 0, 120, 3, 10)]);
+        assert!(validate(Pid(1), &ok, &kept).is_ok());
+        // The second area is neither a context nor kept from the parent.
+        assert!(validate(Pid(1), &ok, &none).is_err());
+        // Ten events pending from 120 to 3 wrapping at 127, not nine.
+        assert!(validate(Pid(1), &mm(vec![ring(0x10000, 0, 120, 3, 9)]), &kept).is_err());
+        assert!(validate(Pid(1), &mm(vec![ring(0x10000, 0, 127, 0, 0)]), &kept).is_err());
+        let twice = mm(vec![ring(0x10000, 1, 0, 0, 0), ring(0x20000, 1, 0, 0, 0)]);
+        assert!(validate(Pid(1), &twice, &none).is_err());
+        let mut bad_len = ring(0x10000, 0, 0, 0, 0);
+        bad_len.len = 8192;
+        assert!(validate(Pid(1), &mm(vec![bad_len]), &kept).is_err());
+    }
 
     #[test]
     fn setup_events_make_rings_of_the_same_pages() {
