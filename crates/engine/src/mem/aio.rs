@@ -227,7 +227,12 @@ fn validate(pid: Pid, mm: &MmImage, kept: &HashSet<u64>) -> Result<()> {
 fn restore_ring(inj: &mut dyn Remote, pid: Pid, null: i32, r: &AioRing) -> Result<()> {
     let failed =
         |what: String| Error::Failed { pid, what: format!("AIO context {:#x} (slot {}): {what}", r.start, r.id) };
-    let ctx = inj.io_setup(setup_events(r.len / PAGE) as u32)?;
+    let step = |e: InjectError| Error::Step {
+        pid,
+        what: format!("AIO context {:#x} (slot {})", r.start, r.id),
+        source: Box::new(e.into()),
+    };
+    let ctx = inj.io_setup(setup_events(r.len / PAGE) as u32).map_err(step)?;
     let h = header(inj, ctx)?;
     if h.nr != r.nr || h.id != r.id {
         inj.io_destroy(ctx)?;
@@ -237,7 +242,7 @@ fn restore_ring(inj: &mut dyn Remote, pid: Pid, null: i32, r: &AioRing) -> Resul
         )));
     }
     if ctx != r.start {
-        inj.mremap_to(ctx, r.len, r.start)?;
+        inj.mremap_to(ctx, r.len, r.start).map_err(step)?;
     }
     let dummy = Iocb { opcode: Iocb::CMD_PREAD, fd: null as u32, buf: inj.data(), ..Default::default() };
     complete(inj, r, &dummy, r.head as u64, true)
@@ -266,6 +271,7 @@ fn complete(inj: &mut dyn Remote, r: &AioRing, dummy: &Iocb, n: u64, reap: bool)
         if took == 0 {
             return Err("io_submit took no request".into());
         }
+        log::debug!("AIO context {:#x}: {took} of {} reads of /dev/null taken", r.start, left.min(BATCH));
         if reap {
             let got = inj.io_getevents(r.start, took, took, (10, 0)).map_err(|e| error_chain(&e))?;
             if got.len() as u64 != took || got.iter().any(|e| e.res != 0) {
