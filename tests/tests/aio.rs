@@ -68,3 +68,21 @@ fn a_ring_no_process_owns_is_refused_by_name() {
     case.expect_untouched(&run);
     case.finish(&mut run);
 }
+
+/// A poll request in flight that completes while the tree is frozen (an action script writes to
+/// the pipe at post-dump) is refused naming the process and the context; the process then reaps
+/// exactly that completion.
+#[test]
+fn a_request_that_completes_during_the_dump_is_refused_by_name() {
+    let case = Case::new("aio_inflight", workload!("aio").arg("inflight"));
+    let Some(mut run) = case.start() else { return };
+    let (ring, fd) = (reported(&run, "RING "), reported(&run, "WRITE_FD "));
+    let pipe = format!("/proc/{}/fd/{fd}", run.pid());
+    let script = format!("[ \"$CRTOOLS_SCRIPT_ACTION\" != post-dump ] || printf x > {pipe}");
+    let r = case.dump(&run, &case.images("images"), &["--action-script", &script], &[]);
+    let pid = format!("pid {}", run.pid());
+    let needles: [&[&str]; 3] = [&[&pid], &[&ring], &["requests in flight"]];
+    case.expect_failed(&r, "dump of a process whose poll request completed during the dump", &needles);
+    case.expect_untouched(&run);
+    case.finish(&mut run);
+}

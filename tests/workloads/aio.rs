@@ -15,10 +15,15 @@
 //!   parent destroys the context: a ring no process owns, which the dump refuses naming the
 //!   child and the mapping (the output says `CHILD <pid>` and `RING <address>`). Woken after the
 //!   refused dump, the child still maps it (no context of its own) and the parent makes a new one.
+//! - `inflight`: an `IOCB_CMD_POLL` (POLLIN) on an empty pipe stays in flight (`RING <address>` and
+//!   `WRITE_FD <fd>`, the pipe's write end, are printed). When something writes to the pipe while
+//!   the process is frozen, the request completes and the dump refuses the context. Woken after,
+//!   the process reaps exactly that completion (POLLIN | POLLRDNORM), and a new read works.
 
-use stasis_tests::raw::{self, IoEvent, Iocb, IOCB_CMD_PREAD};
+use stasis_tests::raw::{self, IoEvent, Iocb, IOCB_CMD_POLL, IOCB_CMD_PREAD};
 use stasis_tests::workload::{self, read_own_memory, Checker, OrFail, TreeParent, WAKE};
 use std::fs::File;
+use std::io::Read;
 use std::os::fd::AsRawFd;
 
 /// Bytes of the file the reads read.
@@ -239,6 +244,42 @@ fn orphan(s: &mut workload::Session) {
     kid.collect(c);
 }
 
+fn inflight(s: &mut workload::Session) {
+    let file = data_file();
+    // A FIFO cannot be polled through AIO (EINVAL): a pipe, whose write end stays open here.
+    let (pipe, writer) = std::io::pipe().or_fail("pipe");
+    let mut ctx = Ctx::new("poll ctx", 1);
+    let poll = Box::new(Iocb {
+        data: 77,
+        opcode: IOCB_CMD_POLL,
+        fildes: pipe.as_raw_fd() as u32,
+        buf: libc::POLLIN as u64,
+        ..Default::default()
+    });
+    raw::io_submit(ctx.id, &[&poll]).or_fail("io_submit the poll");
+    let early = raw::io_getevents(ctx.id, 0, 1, 0).or_fail("io_getevents before the dump");
+    if !early.is_empty() {
+        workload::say(&format!("FAIL: setup: the poll of an empty pipe completed: {early:?}"));
+        std::process::exit(2);
+    }
+    workload::say(&format!("RING {:x}", ctx.id));
+    workload::say(&format!("WRITE_FD {}", writer.as_raw_fd()));
+    s.ready();
+    s.wait_for_wake();
+    let c = &mut s.checker;
+    let got = c.ok("io_getevents of the poll", raw::io_getevents(ctx.id, 1, 4, 5000));
+    let mask = (libc::POLLIN | libc::POLLRDNORM) as i64;
+    let want = IoEvent { data: 77, obj: &*poll as *const Iocb as u64, res: mask, res2: 0 };
+    c.same("the poll's completion", &Some(vec![want]), &got);
+    let mut byte = [0u8; 1];
+    c.ok("read the pipe", (&pipe).read_exact(&mut byte));
+    drop(writer);
+    ctx.submit(&file, 1, 500);
+    let got = c.ok("io_getevents of a new read", raw::io_getevents(ctx.id, 1, 1, 5000));
+    c.same("a new read's result", &Some(ctx.bufs[0].len() as i64), &got.and_then(|e| e.first().map(|e| e.res)));
+    c.ok("io_destroy", raw::io_destroy(ctx.id));
+}
+
 /// What a new context's header reads: slot 0, 127 events, empty.
 fn header_of_new() -> Vec<u32> {
     vec![0, 127, 0, 0, 0xa10a_10a1, 1, 0, 32]
@@ -246,10 +287,11 @@ fn header_of_new() -> Vec<u32> {
 
 fn main() {
     let mut s = workload::start();
-    match workload::mode(1, &["rings", "orphan"]) {
+    match workload::mode(1, &["rings", "orphan", "inflight"]) {
         Some("rings") => rings(&mut s),
         Some("orphan") => orphan(&mut s),
-        _ => workload::unknown_mode(&std::env::args().nth(1).unwrap_or_default(), "rings|orphan"),
+        Some("inflight") => inflight(&mut s),
+        _ => workload::unknown_mode(&std::env::args().nth(1).unwrap_or_default(), "rings|orphan|inflight"),
     }
     s.finish()
 }

@@ -194,6 +194,13 @@ fn dump_with<'env>(
     if let Err(e) = tree.iter().try_for_each(|m| adopted.end(root, m.pid)) {
         return Err(explain(pool, &tree, e, progress));
     }
+    // A request in flight that completed while the tree was frozen moved its ring's tail.
+    let aio = dumped.iter().try_for_each(|d| mem::aio::recheck(Pid(d.c.process.pid), &d.c.mm.aio_rings));
+    if let Err(e) = aio {
+        // Unlocked and out of repair mode before the tasks run again.
+        drop(held);
+        return Err(explain(pool, &tree, e, progress));
+    }
     if let Err(e) = held.recheck(pid.0) {
         // Unlocked and out of repair mode before the tasks run again.
         drop(held);

@@ -14,7 +14,10 @@
 //!
 //! Requests still in flight (submitted, not completed) cannot be carried, and the kernel shows them
 //! nowhere a process outside could read them (they are counted only in the context's private
-//! request accounting): they are a documented limit, not a refusal.
+//! request accounting). One that completes while the tree is frozen does show: its event moves the
+//! ring's tail, which nothing of the frozen process can, so the rings are read again once
+//! everything else is dumped ([`recheck`]) and a ring whose head or tail moved is refused. One that
+//! stays in flight through the whole dump is a documented limit.
 //!
 //! Restore, in the task, after its layout (each ring's range held by a placeholder mapping meanwhile,
 //! so that no new ring lands there): for each slot up to the highest saved one, `io_setup`
@@ -31,6 +34,7 @@ use crate::error::{Error, Result};
 use crate::files::FdImporter;
 use stasis_image::model::{AioEvent, AioRing, MmImage, Vma, VmaKind};
 use stasis_sys::inject::InjectError;
+use stasis_sys::mem::ProcMem;
 use stasis_sys::remote::{IoEvent, Iocb, Remote};
 use stasis_sys::Pid;
 use std::collections::HashSet;
@@ -138,6 +142,32 @@ fn dump_ring(inj: &mut dyn Remote, pid: Pid, v: &Vma) -> Result<AioRing> {
     }
     let events = pending(&bytes[HEADER as usize..], h.nr, h.head, h.tail);
     Ok(AioRing { start: v.start, len, id: h.id, nr: h.nr, head: h.head, tail: h.tail, events })
+}
+
+/// The last look at the rings of `pid`, still frozen, once everything else is dumped: a head or
+/// tail that moved since they were saved means a request that was in flight completed meanwhile
+/// (nothing of the frozen process can move them), and the dump is refused naming the context.
+pub fn recheck(pid: Pid, rings: &[AioRing]) -> Result<()> {
+    if rings.is_empty() {
+        return Ok(());
+    }
+    let path = format!("/proc/{pid}/mem");
+    let mem = ProcMem::open(pid).map_err(Error::io(&path))?;
+    for r in rings {
+        let mut b = [0u8; HEADER as usize];
+        mem.read(r.start, &mut b).map_err(Error::io(&path))?;
+        let h = Header::parse(&b);
+        if (h.head, h.tail) != (r.head, r.tail) {
+            return Err(Error::Unsupported {
+                pid,
+                what: format!(
+                    "AIO context {:#x} with requests in flight (one completed during the dump: head {} tail {} became head {} tail {})",
+                    r.start, r.head, r.tail, h.head, h.tail
+                ),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// A ring process `pid` maps without owning it must be a ring its parent has at the same address
