@@ -11,6 +11,7 @@
 //!   pending events (data, obj, res, res2) and then none, the parent's rings are no contexts in the
 //!   child, a new `io_submit` + `io_getevents` works and reads the right bytes, `io_destroy` works
 //!   and unmaps the ring.
+//! - `rings-alone`: `rings` without the child (a childless process, which a lazy restore serves).
 //! - `orphan`: a child forked while its parent had a context keeps the ring's mapping after the
 //!   parent destroys the context: a ring no process owns, which the dump refuses naming the
 //!   child and the mapping (the output says `CHILD <pid>` and `RING <address>`). Woken after the
@@ -186,7 +187,7 @@ fn child(file: &File, parents: [u64; 2], link: TreeParent) -> i32 {
     link.report(s.into_checker())
 }
 
-fn rings(s: &mut workload::Session) {
+fn rings(s: &mut workload::Session, with_child: bool) {
     let file = data_file();
     let mut small = Ctx::new("small", 8);
     let gap = Ctx::new("gap", 1);
@@ -206,15 +207,21 @@ fn rings(s: &mut workload::Session) {
     c.same("small: slot", &0, &small_seen.header[0]);
     c.same("large: slot", &2, &large_seen.header[0]);
     c.same("small: head, tail", &(125, 13), &(small_seen.header[2], small_seen.header[3]));
-    let kid = workload::fork_child("child", |link| child(&file, [small.id, large.id], link));
-    kid.line().or_fail("ready line of the child");
+    let kid = with_child.then(|| workload::fork_child("child", |link| child(&file, [small.id, large.id], link)));
+    if let Some(kid) = &kid {
+        kid.line().or_fail("ready line of the child");
+    }
     s.ready();
     s.wait_for_wake();
     let c = &mut s.checker;
-    c.ok("wake the child", raw::kill(kid.pid, WAKE));
+    if let Some(kid) = &kid {
+        c.ok("wake the child", raw::kill(kid.pid, WAKE));
+    }
     check_ctx(c, &file, small, &small_seen);
     check_ctx(c, &file, large, &large_seen);
-    kid.collect(c);
+    if let Some(kid) = kid {
+        kid.collect(c);
+    }
 }
 
 fn orphan_child(ring: u64, link: TreeParent) -> i32 {
@@ -287,11 +294,12 @@ fn header_of_new() -> Vec<u32> {
 
 fn main() {
     let mut s = workload::start();
-    match workload::mode(1, &["rings", "orphan", "inflight"]) {
-        Some("rings") => rings(&mut s),
+    match workload::mode(1, &["rings", "rings-alone", "orphan", "inflight"]) {
+        Some("rings") => rings(&mut s, true),
+        Some("rings-alone") => rings(&mut s, false),
         Some("orphan") => orphan(&mut s),
         Some("inflight") => inflight(&mut s),
-        _ => workload::unknown_mode(&std::env::args().nth(1).unwrap_or_default(), "rings|orphan|inflight"),
+        _ => workload::unknown_mode(&std::env::args().nth(1).unwrap_or_default(), "rings|rings-alone|orphan|inflight"),
     }
     s.finish()
 }
