@@ -52,6 +52,9 @@ const INCOMPAT: u32 = 0;
 const BATCH: u64 = 1024;
 /// The highest slot an image may ask for.
 const MAX_ID: u32 = 4096;
+/// The longest ring an image may ask for: 64 MiB, two million events (the default
+/// `/proc/sys/fs/aio-max-nr` allows 65536 requests in all).
+const MAX_LEN: u64 = 64 << 20;
 
 /// The ring's header: `struct aio_ring` up to `header_length`.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -237,10 +240,11 @@ fn validate(pid: Pid, mm: &MmImage, kept: &HashSet<u64>) -> Result<()> {
         let fits = area.is_some_and(|v| v.end - v.start == r.len)
             && r.len % PAGE == 0
             && r.len > HEADER
+            && r.len <= MAX_LEN
             && r.nr as u64 == events_in(r.len)
             && r.head < r.nr
             && r.tail < r.nr
-            && r.events.len() as u64 == ((r.tail + r.nr - r.head) % r.nr) as u64;
+            && r.events.len() as u64 == (r.tail as u64 + r.nr as u64 - r.head as u64) % r.nr as u64;
         if !fits || r.id > MAX_ID || !ids.insert(r.id) {
             return Err(bad(format!("AIO context {:#x} (slot {}) does not match its ring area", r.start, r.id)));
         }
@@ -374,6 +378,12 @@ mod tests {
         let mut bad_len = ring(0x10000, 0, 0, 0, 0);
         bad_len.len = 8192;
         assert!(validate(Pid(1), &mm(vec![bad_len]), &kept).is_err());
+        // A huge ring with indices near the top of u32 is refused, not overflowed.
+        let mut huge = ring(0x10000, 0, u32::MAX - 2, u32::MAX - 1, 1);
+        (huge.len, huge.nr) = (1 << 37, u32::MAX);
+        let mut areas = mm(vec![huge]);
+        areas.vmas[0].end = 0x10000 + (1 << 37);
+        assert!(validate(Pid(1), &areas, &kept).is_err());
     }
 
     #[test]
