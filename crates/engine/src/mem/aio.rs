@@ -124,6 +124,14 @@ fn owned(inj: &mut dyn Remote, ring: u64) -> Result<bool> {
 pub fn dump(inj: &mut dyn Remote, pid: Pid, vmas: &[Vma]) -> Result<Vec<AioRing>> {
     let mut out = Vec::new();
     for v in vmas.iter().filter(|v| super::kind(v) == VmaKind::AioRing) {
+        // The probe below would store the head back reduced modulo nr: refused before. (The ring of
+        // a destroyed context cannot be read at all: its pages are gone.)
+        if let Some(h) = header(inj, v.start).ok().filter(|h| h.head >= h.nr) {
+            return Err(Error::Unsupported {
+                pid,
+                what: format!("AIO ring {:#x}-{:#x} with head {} of {} events", v.start, v.end, h.head, h.nr),
+            });
+        }
         if owned(inj, v.start)? {
             out.push(dump_ring(inj, pid, v)?);
         }
