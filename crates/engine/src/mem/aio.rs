@@ -366,6 +366,28 @@ mod tests {
     }
 
     #[test]
+    fn dummies_are_submitted_again_until_all_are_taken() {
+        use stasis_sys::remote::fake::FakeTask;
+        use stasis_sys::remote::Iocb;
+        let r = ring(0x10000, 0, 125, 13, 15);
+        let dummy = Iocb { opcode: Iocb::CMD_PREAD, fd: 9, ..Default::default() };
+        let mut t = FakeTask::new(Pid(42));
+        t.reply("io_submit", 120).reply("io_submit", 5).reply("io_getevents", 120).reply("io_getevents", 5);
+        super::complete(&mut t, &r, &dummy, 125, true).expect("all taken and reaped");
+        assert_eq!(t.names(), ["io_submit", "io_getevents", "io_submit", "io_getevents"]);
+        let counts: Vec<u64> = t.calls().iter().map(|c| c.args()[1]).collect();
+        assert_eq!(counts, [125, 120, 5, 5], "{:?}", t.log());
+        // A kernel that takes none is an error, not a loop.
+        let mut t = FakeTask::new(Pid(42));
+        t.reply("io_submit", 0);
+        assert!(super::complete(&mut t, &r, &dummy, 3, false).is_err());
+        // Fewer events than reads reaped is an error.
+        let mut t = FakeTask::new(Pid(42));
+        t.reply("io_submit", 3).reply("io_getevents", 2);
+        assert!(super::complete(&mut t, &r, &dummy, 3, true).is_err());
+    }
+
+    #[test]
     fn validate_wants_whole_contexts() {
         let mm = |rings: Vec<AioRing>| MmImage {
             vmas: vec![ring_area(0x10000, 4096), ring_area(0x20000, 4096)],
