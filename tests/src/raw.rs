@@ -7,6 +7,7 @@
 //! Wrappers return `std::io::Result` with the errno of the failed call.
 #![allow(unsafe_code)]
 
+mod aio;
 mod events;
 mod files;
 mod inet;
@@ -23,6 +24,7 @@ mod sysv;
 mod tty;
 mod watch;
 
+pub use aio::*;
 pub use events::*;
 pub use files::*;
 pub use inet::*;

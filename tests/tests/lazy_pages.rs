@@ -165,3 +165,24 @@ fn a_lazy_restore_without_a_daemon_fails_naming_it() {
     case.expect_failed(&r, "restore --lazy-pages without a daemon", &[&["lazy-pages.socket"], &["stasis lazy-pages"]]);
     case.expect_no_process_left(run.pid());
 }
+
+/// A childless process with AIO contexts restored lazily: the rings are made again before the
+/// daemon serves the pages, and the process finds every pending event.
+#[test]
+fn aio_contexts_of_a_process_restored_lazily() {
+    if let Some(reason) = no_userfaultfd() {
+        return skip(&reason);
+    }
+    let case = Case::new("lazy_aio", workload!("aio").arg("rings-alone"));
+    let Some(mut run) = case.start() else { return };
+    let images = case.images("images");
+    case.dump_ok(&run, &images, &[]);
+    case.reap_dumped(&mut run);
+    let mut daemon = Daemon::start(&case, &images, &[]);
+    let mut restored = case.restore_ok(&images, run.pid(), &["--lazy-pages"]);
+    case.finish(&mut restored);
+    let (exit, report) = daemon.wait();
+    if exit != Exit::Code(0) {
+        case.fail(&format!("lazy-pages ended with {exit:?}, stdout: {report}"));
+    }
+}

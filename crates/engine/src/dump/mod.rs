@@ -194,6 +194,13 @@ fn dump_with<'env>(
     if let Err(e) = tree.iter().try_for_each(|m| adopted.end(root, m.pid)) {
         return Err(explain(pool, &tree, e, progress));
     }
+    // A request in flight that completed while the tree was frozen moved its ring's tail.
+    let aio = dumped.iter().try_for_each(|d| mem::aio::recheck(Pid(d.c.process.pid), &d.c.mm.aio_rings));
+    if let Err(e) = aio {
+        // Unlocked and out of repair mode before the tasks run again.
+        drop(held);
+        return Err(explain(pool, &tree, e, progress));
+    }
     if let Err(e) = held.recheck(pid.0) {
         // Unlocked and out of repair mode before the tasks run again.
         drop(held);
@@ -380,6 +387,8 @@ fn dump_frozen<'env>(
             });
         }
         check_shared_anon(pid, &c.mm.vmas, parent, &mut shm_owners)?;
+        let parent_mm = collected.iter().find(|p: &&Collected| p.process.pid == m.stat.ppid).map(|p| &p.mm);
+        mem::aio::check_inherited(pid, &c.mm, parent_mm)?;
         if fault::armed("dump-kill-target") {
             log::warn!("STASIS_FAULT: killing pid {pid} mid-dump");
             let _ = stasis_sys::process::kill(pid, libc::SIGKILL);
@@ -673,6 +682,7 @@ fn collect(
         ..Default::default()
     };
     mem::mm_wide::dump(inj, root, pid, &mut mm)?;
+    mm.aio_rings = mem::aio::dump(inj, pid, &mm.vmas)?;
     let mem::pages::Selection { saved: selected, inherited, guards } = mem::pages::select(pid, &mm.vmas, parent)?;
     mm.guards = guards;
     let process = ProcessEntry {

@@ -46,6 +46,8 @@ pub const TABLE: &[(&str, Fate)] = &[
     ("sr", Restored),
     ("rr", Restored),
     ("dc", Restored),
+    // Passed over for hugetlb areas and AIO rings, which have it too and are made again their own
+    // way (`mem::hugetlb`, `mem::aio`).
     ("de", Refused("a driver mapping that cannot grow (VM_DONTEXPAND)")),
     ("lf", Restored),
     // Accounted to the commit limit: private writable areas not mapped MAP_NORESERVE.

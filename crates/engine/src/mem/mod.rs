@@ -8,6 +8,7 @@
 //! writable for the fill where pages are to be written), fill the pages, then set the final protection
 //! and madvise state.
 
+pub mod aio;
 pub mod chain;
 pub mod dedup;
 pub mod flags;
@@ -62,6 +63,8 @@ fn classify(pid: Pid, e: &MapEntry, tracked_by_us: bool) -> Result<Vma> {
         "[vsyscall]" => VmaKind::Vsyscall,
         // MAP_SHARED | MAP_ANONYMOUS: a shmem object named after /dev/zero.
         "/dev/zero" if e.deleted && e.shared => VmaKind::SharedAnon,
+        // The ring of an AIO context: an anonymous-filesystem file (see `aio`).
+        "/[aio]" if e.deleted && e.shared && e.inode != 0 && e.dev_major == 0 => VmaKind::AioRing,
         // A SysV segment: the inode is its id; its contents are saved with the IPC objects.
         n if e.deleted && n.starts_with("/SYSV") => VmaKind::SysvShm,
         _ if e.deleted && e.inode == 0 => return Err(unsupported(format!("mapping {range} of {}", e.name))),
@@ -74,7 +77,9 @@ fn classify(pid: Pid, e: &MapEntry, tracked_by_us: bool) -> Result<Vma> {
     };
     let special = matches!(kind, VmaKind::Vdso | VmaKind::Vvar | VmaKind::VvarVclock | VmaKind::Vsyscall);
     // Ours: write tracking by our userfaultfd; hugetlbfs sets VM_DONTEXPAND on every mapping.
-    let ours = |flag: &str| (tracked_by_us && flag == "uw") || (huge.is_some() && flag == "de");
+    // An AIO ring cannot grow either; it is made again by `io_setup`.
+    let cannot_grow = huge.is_some() || kind == VmaKind::AioRing;
+    let ours = |flag: &str| (tracked_by_us && flag == "uw") || (cannot_grow && flag == "de");
     if let Some((flag, why)) = flags::refused(e, ours).filter(|_| !special) {
         return Err(unsupported(format!("mapping {range} {}: {why} (VmFlags {flag})", e.name)));
     }
@@ -210,7 +215,10 @@ pub fn restore_layout(
             }
             continue;
         }
-        map_vma(inj, imp, &mut files, pid, v, filled)?;
+        // A context's ring is made again by `aio::restore`.
+        if kind(v) != VmaKind::AioRing {
+            map_vma(inj, imp, &mut files, pid, v, filled)?;
+        }
     }
     files.close(inj)
 }
@@ -241,7 +249,7 @@ pub fn drop_absent(inj: &mut dyn Remote, mm: &MmImage, map: &model::PageMap, kep
         .collect();
     present.sort_unstable();
     // Shared memory is one object for all who map it: nothing of it is dropped.
-    let shared = |v: &Vma| matches!(kind(v), VmaKind::SharedAnon | VmaKind::SysvShm);
+    let shared = |v: &Vma| matches!(kind(v), VmaKind::SharedAnon | VmaKind::SysvShm | VmaKind::AioRing);
     for v in mm.vmas.iter().filter(|v| kept.contains(&v.start) && !shared(v)) {
         for (start, end) in subtract((v.start, v.end), &present) {
             inj.madvise(start, end - start, libc::MADV_DONTNEED).map_err(|e| Error::Step {

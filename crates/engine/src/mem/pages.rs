@@ -142,7 +142,7 @@ fn same_page(a: u64, b: u64) -> bool {
 /// (same object: same inode) the parent has too,
 /// not MADV_DONTFORK (such an area is not copied into a child). The vDSO and vvar are the kernel's.
 pub fn inheritable(v: &Vma, parent: &[Vma]) -> bool {
-    matches!(kind(v), VmaKind::Anon | VmaKind::File | VmaKind::SharedAnon | VmaKind::SysvShm)
+    matches!(kind(v), VmaKind::Anon | VmaKind::File | VmaKind::SharedAnon | VmaKind::SysvShm | VmaKind::AioRing)
         && v.madvise & stasis_image::model::MADV_BIT_DONTFORK == 0
         && parent.iter().any(|p| super::same_vma(v, p))
 }

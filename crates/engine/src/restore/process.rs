@@ -273,6 +273,7 @@ fn restore_memory(
         None => Default::default(),
     };
     mem::restore_layout(inj, imp, pid, &img.mm, &filled, &kept, ctx.files.ghosts())?;
+    mem::aio::restore(inj, imp, pid, &img.mm, &kept)?;
     if let Some(p) = parent {
         mem::guards::drop_inherited(inj, &img.mm, &p.mm, &kept)?;
     }

@@ -31,6 +31,49 @@ pub struct MmImage {
     /// KSM merges every area of the process (`prctl(PR_SET_MEMORY_MERGE, 1)`).
     #[prost(bool, tag = "203")]
     pub ksm_merge_any: bool,
+    /// The process's AIO contexts (`io_setup`), each with its ring (`VmaKind::AioRing`).
+    #[prost(message, repeated, tag = "260")]
+    pub aio_rings: Vec<AioRing>,
+}
+
+/// An AIO context of the process (`io_setup(2)`): its ring, by the header the kernel keeps in
+/// its first page (`struct aio_ring`), and the completed events not yet reaped.
+#[derive(Clone, PartialEq, prost::Message, Serialize)]
+pub struct AioRing {
+    /// The ring's address, which is the context's id (`aio_context_t`).
+    #[prost(uint64, tag = "1")]
+    pub start: u64,
+    /// The ring's length in bytes (whole pages).
+    #[prost(uint64, tag = "2")]
+    pub len: u64,
+    /// `aio_ring.id`: the context's slot in the process's table of contexts.
+    #[prost(uint32, tag = "3")]
+    pub id: u32,
+    /// `aio_ring.nr`: events the ring holds.
+    #[prost(uint32, tag = "4")]
+    pub nr: u32,
+    /// `aio_ring.head`: the next event to reap.
+    #[prost(uint32, tag = "5")]
+    pub head: u32,
+    /// `aio_ring.tail`: where the next completion goes.
+    #[prost(uint32, tag = "6")]
+    pub tail: u32,
+    /// The events from `head` to `tail` (wrapping at `nr`), in ring order.
+    #[prost(message, repeated, tag = "7")]
+    pub events: Vec<AioEvent>,
+}
+
+/// A completed AIO request (`struct io_event`).
+#[derive(Clone, PartialEq, prost::Message, Serialize)]
+pub struct AioEvent {
+    #[prost(uint64, tag = "1")]
+    pub data: u64,
+    #[prost(uint64, tag = "2")]
+    pub obj: u64,
+    #[prost(int64, tag = "3")]
+    pub res: i64,
+    #[prost(int64, tag = "4")]
+    pub res2: i64,
 }
 
 /// What backs a memory area.
@@ -49,6 +92,10 @@ pub enum VmaKind {
     Vsyscall = 6,
     /// An attached SysV shared memory segment (`inode` is its id).
     SysvShm = 7,
+    /// The ring of an AIO context (`/[aio] (deleted)`): made again by `io_setup`, never saved as
+    /// memory (see `MmImage::aio_rings`); in a child, the ring of its parent's context it has from
+    /// the fork.
+    AioRing = 8,
 }
 
 #[derive(Clone, PartialEq, prost::Message, Serialize)]

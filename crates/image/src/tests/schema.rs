@@ -264,7 +264,20 @@ fill_struct!(Creds {
     securebits
 });
 fill_struct!(Rseq { ptr, len, signature });
-fill_struct!(MmImage { vmas, fields, auxv, exe_path, vdso_checksum, guards, mlock_future, membarrier, ksm_merge_any });
+fill_struct!(MmImage {
+    vmas,
+    fields,
+    auxv,
+    exe_path,
+    vdso_checksum,
+    guards,
+    mlock_future,
+    membarrier,
+    ksm_merge_any,
+    aio_rings
+});
+fill_struct!(AioRing { start, len, id, nr, head, tail, events });
+fill_struct!(AioEvent { data, obj, res, res2 });
 fill_struct!(Vma {
     start,
     end,
@@ -548,7 +561,7 @@ fn samples() -> Vec<(&'static str, u64, Vec<u8>)> {
     sample!(
         Inventory NetworkLock FileDigest PsTree MountNs Mount TmpfsNode CgroupSet CgroupV1Set CgroupV1Path CgroupDir CgroupSetting
         SyscallDispatch LeaderHelper ProcessEntry Namespace NetLink Sysctl ConntrackEntry ConntrackTuple ConntrackTcp TaskCore SeccompFilter GpRegs
-        SigAction AltStack PendingSignal ITimer RLimit Creds Rseq MmImage Vma MmFields PageMap PageRun
+        SigAction AltStack PendingSignal ITimer RLimit Creds Rseq MmImage Vma MmFields PageMap PageRun AioRing AioEvent
         FdTable FileLock FdEntry FileTable FileEntry FileOwner PacketSocket PacketMembership NetlinkSocket
         SocketLevel SockOptBytes ProcFile PipeEnd UnixSocket InetSocket Membership Datagram SockOpt
         TcpConnection UnixMessage SocketOptions RegularFile DataExtent DirectoryFile CharDevice Terminal

@@ -8,10 +8,11 @@
 //!
 //! The probes live beside what they test: `task` (ptrace, pidfds, `clone3`, `kcmp`, `PR_SET_MM`,
 //! `rseq`), `memory` (`vmsplice`, `PAGEMAP_SCAN`, userfaultfd, soft-dirty), `host` (time
-//! namespaces, cgroup v2), `sockdiag`, `conntrack` (ctnetlink) and `xsave`. Constants and structure layouts that Debian's
+//! namespaces, cgroup v2), `sockdiag`, `conntrack` (ctnetlink), `aio` (`io_setup`) and `xsave`. Constants and structure layouts that Debian's
 //! headers or the `libc` crate lack are defined in those files from the Linux 6.18 UAPI headers named
 //! beside each one.
 
+mod aio;
 mod conntrack;
 mod events;
 mod host;
@@ -100,6 +101,8 @@ pub struct KernelFeatures {
     pub timerfd_ticks: Probed,
     /// `prctl(PR_TIMER_CREATE_RESTORE_IDS)`.
     pub timer_restore_ids: Probed,
+    /// `io_setup` (CONFIG_AIO).
+    pub aio: Probed,
     /// `/proc/sys/fs/pipe-max-size`, if readable.
     pub pipe_max_size: Option<u64>,
     /// XCR0: the xsave feature bits enabled for user space (0 without XSAVE).
@@ -131,7 +134,7 @@ impl KernelFeatures {
             Some(n) => Probed::yes(format!("{n} bytes")),
             None => Probed::no("/proc/sys/fs/pipe-max-size is not readable"),
         };
-        let rows: [(&'static str, &Probed, &'static str); 19] = [
+        let rows: [(&'static str, &Probed, &'static str); 20] = [
             ("ptrace-seize", &self.ptrace_seize, "freezing a process tree"),
             ("pidfd-getfd", &self.pidfd_getfd, "taking the fds of a frozen task"),
             ("clone3-set-tid", &self.clone3_set_tid, "restoring tasks with their pids"),
@@ -151,6 +154,7 @@ impl KernelFeatures {
             ("xsave", &self.xsave, "dumping and checking FPU, SSE and AVX state"),
             ("timerfd-ticks", &self.timerfd_ticks, "restoring unread timerfd expirations"),
             ("timer-ids", &self.timer_restore_ids, "restoring POSIX timers with their ids"),
+            ("aio", &self.aio, "restoring AIO contexts (io_setup)"),
         ];
         rows.into_iter()
             .map(|(name, p, enables)| Feature {
@@ -195,6 +199,7 @@ pub fn probe() -> KernelFeatures {
         xsave: xsave::probe_xsave(),
         timerfd_ticks: events::probe_timerfd_ticks(),
         timer_restore_ids: events::probe_timer_restore_ids(),
+        aio: aio::probe_aio(),
         pipe_max_size: read_trimmed("/proc/sys/fs/pipe-max-size").and_then(|s| s.parse().ok()),
         xfeatures: xfeatures(),
         xsave_size: xsave_size(),

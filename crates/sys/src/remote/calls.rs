@@ -2,7 +2,7 @@
 //! page. Arguments that live in memory go to the start of the data area; a call never leaves
 //! anything there that a later call relies on.
 
-use super::types::{AltStack, CapSets, CloneArgs, IntervalTimer, Prctl, SigAction, SigEvent};
+use super::types::{AltStack, CapSets, CloneArgs, IntervalTimer, IoEvent, Iocb, Prctl, SigAction, SigEvent};
 use super::{checked, get_u64s, put, put_u64s, Call, Target};
 use crate::inject::InjectError;
 use crate::Pid;
@@ -212,6 +212,38 @@ pub trait Remote: Target {
     fn mremap_to(&mut self, from: u64, len: u64, to: u64) -> R<()> {
         let flags = (libc::MREMAP_MAYMOVE | libc::MREMAP_FIXED) as u64;
         checked(self, Call::new("mremap", libc::SYS_mremap, &[from, len, len, flags, to])).map(drop)
+    }
+
+    /// `io_setup(2)` of a context for `nr_events` requests: its id, the address of its ring.
+    fn io_setup(&mut self, nr_events: u32) -> R<u64> {
+        let at = put(self, "io_setup", 0, &[0; 8])?;
+        checked(self, Call::new("io_setup", libc::SYS_io_setup, &[nr_events as u64, at]))?;
+        Ok(get_u64s(self, at, 1)?[0])
+    }
+
+    /// `io_destroy(2)`.
+    fn io_destroy(&mut self, ctx: u64) -> R<()> {
+        checked(self, Call::new("io_destroy", libc::SYS_io_destroy, &[ctx])).map(drop)
+    }
+
+    /// `io_submit(2)` of `n` copies of `iocb` (the kernel copies each one as it takes it): how many
+    /// were taken.
+    fn io_submit_copies(&mut self, ctx: u64, iocb: &Iocb, n: u64) -> R<u64> {
+        let at = put(self, "io_submit", 0, &iocb.to_bytes())?;
+        let list = put_u64s(self, "io_submit", 64, &vec![at; n as usize])?;
+        checked(self, Call::new("io_submit", libc::SYS_io_submit, &[ctx, n, list]))
+    }
+
+    /// `io_getevents(2)`: between `min_nr` and `nr` completed events, waiting at most `timeout`
+    /// (seconds, nanoseconds); `nr` 0 only checks that `ctx` is a context of the calling process.
+    fn io_getevents(&mut self, ctx: u64, min_nr: u64, nr: u64, timeout: (i64, i64)) -> R<Vec<IoEvent>> {
+        let ts = put_u64s(self, "io_getevents", 0, &[timeout.0 as u64, timeout.1 as u64])?;
+        let events = put(self, "io_getevents", 16, &vec![0u8; nr as usize * IoEvent::SIZE])?;
+        let call = Call::new("io_getevents", libc::SYS_io_getevents, &[ctx, min_nr, nr, events, ts]);
+        let got = checked(self, call)? as usize;
+        let mut bytes = vec![0u8; got.min(nr as usize) * IoEvent::SIZE];
+        self.read(events, &mut bytes)?;
+        Ok(bytes.chunks_exact(IoEvent::SIZE).map(|c| IoEvent::from_bytes(c.try_into().expect("32 bytes"))).collect())
     }
 
     /// `shmat(2)`: the address attached.

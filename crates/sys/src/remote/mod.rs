@@ -18,7 +18,9 @@ mod types;
 
 pub use calls::Remote;
 pub(crate) use calls::{exit_group as calls_exit_group, tgkill as calls_tgkill, vmsplice as calls_vmsplice};
-pub use types::{AltStack, CapSets, CloneArgs, IntervalTimer, MmMap, Prctl, SigAction, SigEvent, MAX_INNER_LEVELS};
+pub use types::{
+    AltStack, CapSets, CloneArgs, IntervalTimer, IoEvent, Iocb, MmMap, Prctl, SigAction, SigEvent, MAX_INNER_LEVELS,
+};
 
 use crate::inject::InjectError;
 use crate::Pid;

@@ -150,3 +150,64 @@ pub enum Prctl<'a> {
     GetMdwe,
     SetMdwe(u32),
 }
+
+/// `struct io_event` (`io_getevents(2)`, linux/aio_abi.h): 32 bytes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct IoEvent {
+    /// `aio_data` of the request.
+    pub data: u64,
+    /// The `struct iocb` address the request was submitted with.
+    pub obj: u64,
+    pub res: i64,
+    pub res2: i64,
+}
+
+impl IoEvent {
+    /// Size of `struct io_event`.
+    pub const SIZE: usize = 32;
+
+    /// Read from its 32 bytes (little endian).
+    pub fn from_bytes(b: &[u8; 32]) -> IoEvent {
+        let w = |i: usize| u64::from_le_bytes(b[i * 8..i * 8 + 8].try_into().expect("8 bytes"));
+        IoEvent { data: w(0), obj: w(1), res: w(2) as i64, res2: w(3) as i64 }
+    }
+
+    /// Its 32 bytes (little endian).
+    pub fn to_bytes(&self) -> [u8; 32] {
+        let mut b = [0u8; 32];
+        for (i, w) in [self.data, self.obj, self.res as u64, self.res2 as u64].iter().enumerate() {
+            b[i * 8..i * 8 + 8].copy_from_slice(&w.to_le_bytes());
+        }
+        b
+    }
+}
+
+/// The part of `struct iocb` (`io_submit(2)`, linux/aio_abi.h) a submission sets; the rest is zero.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Iocb {
+    pub data: u64,
+    /// `IOCB_CMD_*`.
+    pub opcode: u16,
+    pub fd: u32,
+    pub buf: u64,
+    pub nbytes: u64,
+    pub offset: i64,
+}
+
+impl Iocb {
+    /// `IOCB_CMD_PREAD`.
+    pub const CMD_PREAD: u16 = 0;
+
+    /// Its 64 bytes: data, key and rw_flags (0), opcode, reqprio (0), fildes, buf, nbytes, offset,
+    /// reserved2, flags and resfd (0).
+    pub(crate) fn to_bytes(self) -> [u8; 64] {
+        let mut b = [0u8; 64];
+        b[0..8].copy_from_slice(&self.data.to_le_bytes());
+        b[16..18].copy_from_slice(&self.opcode.to_le_bytes());
+        b[20..24].copy_from_slice(&self.fd.to_le_bytes());
+        b[24..32].copy_from_slice(&self.buf.to_le_bytes());
+        b[32..40].copy_from_slice(&self.nbytes.to_le_bytes());
+        b[40..48].copy_from_slice(&self.offset.to_le_bytes());
+        b
+    }
+}

@@ -125,6 +125,7 @@ pub(super) fn vma_kind(kind: i32) -> String {
         Ok(VmaKind::VvarVclock) => "vclock".into(),
         Ok(VmaKind::Vsyscall) => "vsyscall".into(),
         Ok(VmaKind::SysvShm) => "sysv-shm".into(),
+        Ok(VmaKind::AioRing) => "aio-ring".into(),
         Err(_) => format!("kind {kind}"),
     }
 }

@@ -276,6 +276,7 @@ fn render_process(out: &mut String, p: &Process, files: &FileTable) {
     }
     threads(out, &p.cores);
     memory(out, &p.mm.vmas, &p.pagemap);
+    aio(out, &p.mm.aio_rings);
     fds(out, p, files);
     if let Some(main) = p.cores.first() {
         signals(out, main);
@@ -336,6 +337,25 @@ fn memory(out: &mut String, vmas: &[Vma], map: &PageMap) {
             names::vma_kind(vma.kind),
             pages_in(map, vma.start, vma.end),
             vma.name
+        );
+    }
+}
+
+fn aio(out: &mut String, rings: &[stasis_image::model::AioRing]) {
+    if rings.is_empty() {
+        return;
+    }
+    let _ = writeln!(out, "  aio contexts ({}):", rings.len());
+    for r in rings {
+        let _ = writeln!(
+            out,
+            "    {:#018x} slot {:<4} {} events  head {:<5} tail {:<5} {} pending",
+            r.start,
+            r.id,
+            r.nr,
+            r.head,
+            r.tail,
+            r.events.len()
         );
     }
 }
