@@ -92,6 +92,9 @@ pub enum Command {
         /// Threads reading, each its share (1: one read loop).
         #[arg(long, default_value_t = 1)]
         threads: usize,
+        /// Populate the buffer (`MADV_POPULATE_WRITE`) before reading, timed too.
+        #[arg(long)]
+        populate: bool,
     },
     /// The downtime of `stasis migrate` of a process holding --size-mib MiB that rewrites
     /// --rate-mib MiB/s, to `stasis serve` on loopback, beside its limit (needs root and unshare).
@@ -165,7 +168,9 @@ mod tests {
     fn hidden_read_limit_subcommand() {
         let cli = Cli::try_parse_from(["stasis-bench", "read-limit", "/tmp/f"]).unwrap();
         match cli.command {
-            Some(Command::ReadLimit { file, threads }) => assert_eq!((file, threads), (PathBuf::from("/tmp/f"), 1)),
+            Some(Command::ReadLimit { file, threads, populate }) => {
+                assert_eq!((file, threads, populate), (PathBuf::from("/tmp/f"), 1, false))
+            }
             _ => panic!("no read-limit subcommand"),
         }
     }

@@ -5,12 +5,14 @@
 //!   reads FILE into a buffer allocated just before, timing only the read loop. A large zeroed `Vec`
 //!   is fresh anonymous memory mapped lazily, so each page the read fills faults in, as the pages a
 //!   restore fills do. A fresh process keeps the bench's own warm memory out of the measurement.
-//!   Two ways are measured each round, and the limit of the round is the faster: one `read` loop
-//!   over the whole file, and one thread per CPU each `pread`ing its share ([`READ_METHODS`]).
-//!   Measured on the 2-CPU machine of the bench docs and left out because they were slower there:
-//!   `MADV_POPULATE_WRITE` before each read (in 4 MiB to 256 MiB pieces), `process_vm_writev` from
-//!   a mapping of the file. Huge pages are left out on purpose: a restore must give the process the
-//!   4 KiB pages it had (its areas were not `MADV_HUGEPAGE`).
+//!   Four ways are measured each round, and the limit of the round is the fastest: one `read` loop
+//!   over the whole file, one thread per CPU each `pread`ing its share, and both again with the
+//!   buffer (each share) populated first with `MADV_POPULATE_WRITE`, timed too ([`READ_METHODS`]):
+//!   the pages are then allocated in one call instead of faulted in one by one during the copy,
+//!   which was 1.2x to 1.35x faster on the 2-CPU machine of the bench docs (an earlier, loaded
+//!   measurement found it slower, so both stay measured). Left out: `process_vm_writev` from a
+//!   mapping of the file (slower there). Huge pages are left out on purpose: a restore must give
+//!   the process the 4 KiB pages it had (its areas were not `MADV_HUGEPAGE`).
 
 use std::fs::File;
 use std::io::{self, Read};
@@ -92,9 +94,15 @@ pub fn dd_write(path: &Path, mib: u64) -> Result<Duration, LimitsError> {
     Ok(elapsed)
 }
 
-/// The ways of reading into fresh memory measured for the read limit: (name, threads), 0 threads
-/// being one per CPU.
-pub const READ_METHODS: [(&str, usize); 2] = [("read", 1), ("parallel pread", 0)];
+/// The ways of reading into fresh memory measured for the read limit: (name, threads, populate
+/// first), 0 threads being one per CPU; populating the buffer first (`MADV_POPULATE_WRITE`) saves
+/// the page faults the copy would take one page at a time.
+pub const READ_METHODS: [(&str, usize, bool); 4] = [
+    ("read", 1, false),
+    ("parallel pread", 0, false),
+    ("populate + read", 1, true),
+    ("parallel populate + pread", 0, true),
+];
 
 /// The threads of a `READ_METHODS` entry: `threads`, or one per CPU for 0.
 pub fn method_threads(threads: usize) -> usize {
@@ -104,13 +112,14 @@ pub fn method_threads(threads: usize) -> usize {
     }
 }
 
-/// Runs `exe read-limit path --threads N` in a fresh process and returns its timing.
-pub fn read_limit(exe: &Path, path: &Path, threads: usize) -> Result<ReadTiming, LimitsError> {
+/// Runs `exe read-limit path --threads N [--populate]` in a fresh process and returns its timing.
+pub fn read_limit(exe: &Path, path: &Path, threads: usize, populate: bool) -> Result<ReadTiming, LimitsError> {
     let out = Command::new(exe)
         .arg("read-limit")
         .arg(path)
         .arg("--threads")
         .arg(threads.to_string())
+        .args(populate.then_some("--populate"))
         .stdin(Stdio::null())
         .output()
         .map_err(|source| LimitsError::Spawn { program: exe.to_owned(), source })?;
@@ -128,10 +137,11 @@ pub fn read_limit(exe: &Path, path: &Path, threads: usize) -> Result<ReadTiming,
 /// Reads the whole of `path` into freshly allocated memory on `threads` threads (each `pread`ing an
 /// equal share, in page multiples), timing from the first read to the last thread's end. This is
 /// the body of the `read-limit` subcommand with `--threads` above 1.
-pub fn pread_into_fresh_memory(path: &Path, threads: usize) -> Result<ReadTiming, LimitsError> {
+/// With `populate`, each thread first populates its share (`MADV_POPULATE_WRITE`), timed too.
+pub fn pread_into_fresh_memory(path: &Path, threads: usize, populate: bool) -> Result<ReadTiming, LimitsError> {
     use std::os::unix::fs::FileExt;
     if threads <= 1 {
-        return read_into_fresh_memory(path);
+        return read_into_fresh_memory(path, populate);
     }
     let read_err = |source| LimitsError::Read { path: path.to_owned(), source };
     let file = File::open(path).map_err(read_err)?;
@@ -145,7 +155,14 @@ pub fn pread_into_fresh_memory(path: &Path, threads: usize) -> Result<ReadTiming
         let handles: Vec<_> = buf
             .chunks_mut(share.max(1))
             .enumerate()
-            .map(|(i, chunk)| scope.spawn(move || file.read_exact_at(chunk, (i * share) as u64)))
+            .map(|(i, chunk)| {
+                scope.spawn(move || {
+                    if populate {
+                        stasis_sys::mem::populate_write(chunk)?;
+                    }
+                    file.read_exact_at(chunk, (i * share) as u64)
+                })
+            })
             .collect();
         handles.into_iter().map(|h| h.join().unwrap_or_else(|_| Err(io::Error::other("reader panicked")))).collect()
     });
@@ -155,9 +172,10 @@ pub fn pread_into_fresh_memory(path: &Path, threads: usize) -> Result<ReadTiming
     Ok(ReadTiming { bytes: size as u64, nanos: u64::try_from(nanos).unwrap_or(u64::MAX) })
 }
 
-/// Reads the whole of `path` into freshly allocated memory, timing only the read loop. This is the
-/// body of the `read-limit` subcommand.
-pub fn read_into_fresh_memory(path: &Path) -> Result<ReadTiming, LimitsError> {
+/// Reads the whole of `path` into freshly allocated memory, timing only the read loop (and, with
+/// `populate`, the `MADV_POPULATE_WRITE` of the buffer before it). This is the body of the
+/// `read-limit` subcommand.
+pub fn read_into_fresh_memory(path: &Path, populate: bool) -> Result<ReadTiming, LimitsError> {
     let read_err = |source| LimitsError::Read { path: path.to_owned(), source };
     let mut file = File::open(path).map_err(read_err)?;
     let len = file.metadata().map_err(read_err)?.len();
@@ -165,6 +183,9 @@ pub fn read_into_fresh_memory(path: &Path) -> Result<ReadTiming, LimitsError> {
     // One byte more than the file, so that the loop ends on a read of 0 bytes (end of file).
     let mut buf = vec![0u8; size + 1];
     let start = Instant::now();
+    if populate {
+        stasis_sys::mem::populate_write(&mut buf).map_err(read_err)?;
+    }
     let mut filled = 0;
     loop {
         match file.read(&mut buf[filled..]) {
@@ -198,9 +219,11 @@ mod tests {
         let took = dd_write(&path, 3).unwrap();
         assert!(took > Duration::ZERO);
         assert_eq!(std::fs::metadata(&path).unwrap().len(), 3 << 20);
-        let timing = read_into_fresh_memory(&path).unwrap();
+        let timing = read_into_fresh_memory(&path, false).unwrap();
         assert_eq!(timing.bytes, 3 << 20);
         assert!(timing.nanos > 0);
+        let timing = read_into_fresh_memory(&path, true).unwrap();
+        assert_eq!(timing.bytes, 3 << 20);
         std::fs::remove_file(&path).unwrap();
     }
 
@@ -208,7 +231,9 @@ mod tests {
     fn parallel_pread_reads_every_byte() {
         let path = scratch("par.img");
         std::fs::write(&path, (0..3 * 4096 + 5).map(|i| (i % 251) as u8).collect::<Vec<u8>>()).unwrap();
-        let timing = pread_into_fresh_memory(&path, 2).unwrap();
+        let timing = pread_into_fresh_memory(&path, 2, false).unwrap();
+        assert_eq!(timing.bytes, 3 * 4096 + 5);
+        let timing = pread_into_fresh_memory(&path, 2, true).unwrap();
         assert_eq!(timing.bytes, 3 * 4096 + 5);
         assert!(method_threads(0) >= 1);
         std::fs::remove_file(&path).unwrap();
@@ -223,7 +248,7 @@ mod tests {
 
     #[test]
     fn reading_a_missing_file_names_it() {
-        let err = read_into_fresh_memory(Path::new("/nonexistent-stasis-file")).unwrap_err();
+        let err = read_into_fresh_memory(Path::new("/nonexistent-stasis-file"), false).unwrap_err();
         assert_eq!(err.to_string(), "cannot read /nonexistent-stasis-file");
     }
 

@@ -11,8 +11,8 @@ use stasis_bench::{error_chain, limits};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Some(Command::ReadLimit { file, threads }) = &cli.command {
-        return read_limit(file, *threads);
+    if let Some(Command::ReadLimit { file, threads, populate }) = &cli.command {
+        return read_limit(file, *threads, *populate);
     }
     if let Some(Command::Migrate { rate_mib, writer }) = &cli.command {
         return migrate(&cli, *rate_mib, writer.clone());
@@ -84,8 +84,8 @@ fn migrate(cli: &Cli, rate_mib: f64, writer: Option<PathBuf>) -> ExitCode {
 }
 
 /// The hidden `read-limit` subcommand: one timed read, as JSON on stdout.
-fn read_limit(file: &Path, threads: usize) -> ExitCode {
-    match limits::pread_into_fresh_memory(file, threads) {
+fn read_limit(file: &Path, threads: usize, populate: bool) -> ExitCode {
+    match limits::pread_into_fresh_memory(file, threads, populate) {
         Ok(timing) => {
             println!("{}", serde_json::to_string(&timing).expect("a timing serializes"));
             ExitCode::SUCCESS

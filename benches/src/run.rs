@@ -166,12 +166,15 @@ pub fn run(config: &Config, progress: &mut dyn Write) -> Result<Report, RunError
         if config.runs(Part::Memory) {
             let (write, reads) = measure_limits(config, round)?;
             samples.write_limit_secs.push(write.as_secs_f64());
-            let [single, parallel] = reads.map(|r| r.as_secs_f64());
+            let [single, parallel, populated, parallel_populated] = reads.map(|r| r.as_secs_f64());
             samples.read_single_secs.push(single);
             samples.read_parallel_secs.push(parallel);
-            samples.read_limit_secs.push(single.min(parallel));
+            samples.read_populated_secs.push(populated);
+            samples.read_parallel_populated_secs.push(parallel_populated);
+            samples.read_limit_secs.push(single.min(parallel).min(populated).min(parallel_populated));
             parts.push(format!(
-                "dd write {:.3} s, read {single:.3} s, parallel pread {parallel:.3} s",
+                "dd write {:.3} s, read {single:.3} s, parallel pread {parallel:.3} s, populated {populated:.3} s, \
+                 parallel populated {parallel_populated:.3} s",
                 write.as_secs_f64()
             ));
             parts.extend(step(&mut stasis, "stasis", config));
@@ -270,15 +273,15 @@ fn tree_track(config: &Config) -> TreeTrack {
 }
 
 /// The write limit of one round and the time of each of [`limits::READ_METHODS`].
-fn measure_limits(config: &Config, round: u32) -> Result<(Duration, [Duration; 2]), RunError> {
+fn measure_limits(config: &Config, round: u32) -> Result<(Duration, [Duration; 4]), RunError> {
     let file = config.dir.join("dd.img");
     remove(&file)?;
     let limits_err = |source| RunError::Limits { round, source };
     let write = limits::dd_write(&file, config.size_mib).map_err(limits_err)?;
-    let mut reads = [Duration::ZERO; 2];
-    for (read, (_, threads)) in reads.iter_mut().zip(limits::READ_METHODS) {
+    let mut reads = [Duration::ZERO; 4];
+    for (read, (_, threads, populate)) in reads.iter_mut().zip(limits::READ_METHODS) {
         let threads = limits::method_threads(threads);
-        *read = limits::read_limit(&config.exe, &file, threads).map_err(limits_err)?.duration();
+        *read = limits::read_limit(&config.exe, &file, threads, populate).map_err(limits_err)?.duration();
     }
     remove(&file)?;
     Ok((write, reads))

@@ -1,6 +1,6 @@
-//! Reading and writing another process's memory through `/proc/PID/mem`, and its page table through
-//! `/proc/PID/pagemap` (proc(5)). Plain file I/O: `/proc/PID/mem` writes even read-only private pages
-//! (FOLL_FORCE), which `process_vm_writev` and injected reads cannot.
+//! Reading and writing another process's memory through `/proc/PID/mem` or `process_vm_writev(2)`,
+//! and its page table through `/proc/PID/pagemap` (proc(5)). `/proc/PID/mem` writes even read-only
+//! private pages (FOLL_FORCE), which `process_vm_writev` and injected reads cannot.
 
 use crate::Pid;
 use std::fs::{File, OpenOptions};
@@ -32,6 +32,53 @@ impl ProcMem {
     pub fn file(&self) -> &File {
         &self.file
     }
+}
+
+/// Write all of `data` at `addr` of task `pid` with `process_vm_writev(2)` (the pages must be
+/// writable there: it does not force, as `/proc/PID/mem` does), faulting the pages in as it copies.
+pub fn write_remote(pid: Pid, addr: u64, data: &[u8]) -> io::Result<()> {
+    let mut done = 0;
+    while done < data.len() {
+        let local = libc::iovec { iov_base: data[done..].as_ptr() as *mut libc::c_void, iov_len: data.len() - done };
+        let remote = libc::iovec { iov_base: (addr + done as u64) as *mut libc::c_void, iov_len: data.len() - done };
+        // SAFETY: one iovec each side; `local` points into `data`, alive and only read for the
+        // call; `remote` names the other task's memory, which the kernel checks.
+        let n = unsafe { libc::process_vm_writev(pid.0, &local, 1, &remote, 1, 0) };
+        match n {
+            -1 => {
+                let e = io::Error::last_os_error();
+                if e.kind() != io::ErrorKind::Interrupted {
+                    return Err(e);
+                }
+            }
+            0 => {
+                return Err(io::Error::new(
+                    io::ErrorKind::WriteZero,
+                    format!("pid {pid}: nothing written at {:#x}", addr + done as u64),
+                ))
+            }
+            n => done += n as usize,
+        }
+    }
+    Ok(())
+}
+
+/// Allocate every page of `buf` that lies whole inside it, writable, in one call
+/// (`madvise(MADV_POPULATE_WRITE)`, Linux 5.14), as a restore does before it fills an area.
+pub fn populate_write(buf: &mut [u8]) -> io::Result<()> {
+    let page = 4096usize;
+    let start = (buf.as_mut_ptr() as usize).next_multiple_of(page);
+    let end = (buf.as_mut_ptr() as usize + buf.len()) / page * page;
+    if end <= start {
+        return Ok(());
+    }
+    // SAFETY: the range is inside `buf`, which we borrow mutably; populating pages that are
+    // already mapped changes no byte of them.
+    let ret = unsafe { libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_POPULATE_WRITE) };
+    if ret == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 /// Bits of a `/proc/PID/pagemap` entry (Documentation/admin-guide/mm/pagemap.rst).

@@ -9,7 +9,9 @@
 //! close them and a thread would cost more than the copy.
 //! Areas the task cannot read (PROT_NONE guard areas with pages) go through `/proc/PID/mem` instead.
 //! Restore makes the task `preadv` the page file straight into its own memory, many runs per call,
-//! the pages of large runs allocated first with `MADV_POPULATE_WRITE`.
+//! the pages of large runs allocated first with `MADV_POPULATE_WRITE`; a large process is filled
+//! from both ends at once, the task reading the first half while a thread of ours writes the
+//! second into it.
 
 use crate::error::{Error, Result};
 use crate::mem::{guards, kind};
@@ -429,10 +431,47 @@ pub fn open_raw(dir: &stasis_image::ImageDir, pid: i32, map: &PageMap, wanted: O
     Ok(out)
 }
 
-/// Make the task read every saved page from the page file (open in the task as `task_fd`) into place.
-pub fn fill(inj: &mut dyn Remote, task_fd: i32, map: &PageMap, progress: &mut dyn FnMut(Progress)) -> Result<()> {
+/// A restore of at least this many bytes of pages is filled from two sides at once (see [`fill`]).
+const TWO_SIDED_MIN: u64 = 32 << 20;
+/// The buffer of the side stasis fills.
+const WRITER_BUF: usize = 4 << 20;
+
+/// Make the task read every saved page from the page file (open in the task as `task_fd`, and here
+/// as `file`) into place. From [`TWO_SIDED_MIN`] bytes on, the task reads the first half while a
+/// thread of ours reads the second and writes it into the task (`process_vm_writev`), each on a CPU
+/// of its own.
+pub fn fill(
+    inj: &mut dyn Remote,
+    (task_fd, file): (i32, &File),
+    map: &PageMap,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<()> {
     let total_bytes = map.total_pages * PAGE;
-    let mut pieces: Vec<(u64, u64)> = Vec::new();
+    let pieces = pieces(map);
+    if total_bytes < TWO_SIDED_MIN || std::thread::available_parallelism().map_or(1, |n| n.get()) < 2 {
+        return fill_pieces(inj, task_fd, &pieces, (PAGE_DATA_OFFSET, total_bytes), progress);
+    }
+    let (mine, theirs) = split_half(&pieces, total_bytes);
+    let their_off = PAGE_DATA_OFFSET + mine.iter().map(|p| p.1).sum::<u64>();
+    let pid = inj.pid();
+    let start = std::time::Instant::now();
+    std::thread::scope(|s| {
+        let writer = s.spawn(|| write_pieces(pid, file, &theirs, their_off).map(|()| start.elapsed()));
+        let read = fill_pieces(inj, task_fd, &mine, (PAGE_DATA_OFFSET, total_bytes), progress);
+        let read_took = start.elapsed();
+        let written = writer.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        if let Ok(write_took) = &written {
+            log::debug!("pid {pid}: pages filled by the task in {read_took:?}, by stasis in {write_took:?}");
+        }
+        read.and(written.map(drop))
+    })?;
+    progress(Progress { done_bytes: total_bytes, total_bytes });
+    Ok(())
+}
+
+/// The runs of `map` in file order, cut into pieces of at most [`PIECE_MAX`] bytes.
+fn pieces(map: &PageMap) -> Pieces {
+    let mut pieces = Pieces::new();
     for r in &map.runs {
         let (mut a, mut left) = (r.vaddr, r.nr_pages * PAGE);
         while left > 0 {
@@ -442,8 +481,40 @@ pub fn fill(inj: &mut dyn Remote, task_fd: i32, map: &PageMap, progress: &mut dy
             left -= n;
         }
     }
+    pieces
+}
+
+/// Pieces of memory to fill: (address, bytes), in page file order.
+type Pieces = Vec<(u64, u64)>;
+
+/// `pieces` (file order) cut at half of their `total` bytes, on a page boundary.
+fn split_half(pieces: &[(u64, u64)], total: u64) -> (Pieces, Pieces) {
+    let half = total / 2 / PAGE * PAGE;
+    let (mut mine, mut theirs, mut seen) = (Vec::new(), Vec::new(), 0);
+    for &(addr, len) in pieces {
+        if seen >= half {
+            theirs.push((addr, len));
+        } else if seen + len <= half {
+            mine.push((addr, len));
+        } else {
+            let head = half - seen;
+            mine.push((addr, head));
+            theirs.push((addr + head, len - head));
+        }
+        seen += len;
+    }
+    (mine, theirs)
+}
+
+/// The task `preadv`s `pieces` from offset `off` of the page file; progress out of `total` bytes.
+fn fill_pieces(
+    inj: &mut dyn Remote,
+    task_fd: i32,
+    pieces: &[(u64, u64)],
+    (mut off, total_bytes): (u64, u64),
+    progress: &mut dyn FnMut(Progress),
+) -> Result<()> {
     let max_iov = (inj.data_len() / 16).min(IOV_MAX) as usize;
-    let mut off = PAGE_DATA_OFFSET;
     let mut next = 0;
     while next < pieces.len() {
         let mut batch = Vec::new();
@@ -458,6 +529,26 @@ pub fn fill(inj: &mut dyn Remote, task_fd: i32, map: &PageMap, progress: &mut dy
         }
         read_batch(inj, task_fd, &mut batch, &mut off)?;
         progress(Progress { done_bytes: off - PAGE_DATA_OFFSET, total_bytes });
+    }
+    Ok(())
+}
+
+/// Read `pieces` from offset `off` of the page file `file` and write them into task `pid`.
+fn write_pieces(pid: Pid, file: &File, pieces: &[(u64, u64)], mut off: u64) -> Result<()> {
+    let name = stasis_image::ImageKind::Pages.file_name(Some(pid.0));
+    let mut buf = vec![0u8; WRITER_BUF];
+    for &(addr, len) in pieces {
+        let mut done = 0;
+        while done < len {
+            let n = (len - done).min(WRITER_BUF as u64) as usize;
+            file.read_exact_at(&mut buf[..n], off).map_err(Error::io(&name))?;
+            stasis_sys::mem::write_remote(pid, addr + done, &buf[..n]).map_err(|e| Error::Failed {
+                pid,
+                what: format!("writing {n} bytes of its pages at {:#x}: {e}", addr + done),
+            })?;
+            off += n as u64;
+            done += n as u64;
+        }
     }
     Ok(())
 }
@@ -495,7 +586,17 @@ fn populate(inj: &mut dyn Remote, batch: &[(u64, u64)]) -> Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use super::consume;
+    use super::{consume, split_half};
+
+    #[test]
+    fn split_half_cuts_at_half_the_bytes_on_a_page() {
+        let pieces = [(0x10000, 0x3000), (0x80000, 0x5000)];
+        let (mine, theirs) = split_half(&pieces, 0x8000);
+        assert_eq!(mine, vec![(0x10000, 0x3000), (0x80000, 0x1000)]);
+        assert_eq!(theirs, vec![(0x81000, 0x4000)]);
+        let (mine, theirs) = split_half(&[(0x1000, 0x1000)], 0x1000);
+        assert_eq!((mine, theirs), (vec![], vec![(0x1000, 0x1000)]));
+    }
 
     #[test]
     fn consume_drops_whole_and_partial_pieces() {

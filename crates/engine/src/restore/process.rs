@@ -297,7 +297,7 @@ fn restore_memory(
         None if stasis_image::compress::is_compressed(&img.pagemap) => {
             mem::pages::fill_compressed(pid, pages, &img.pagemap, progress)?
         }
-        None => mem::pages::fill(inj, task_fd, &img.pagemap, progress)?,
+        None => mem::pages::fill(inj, (task_fd, pages), &img.pagemap, progress)?,
     }
     inj.close(task_fd)?;
     ctx.chains[idx].fill(inj, imp, progress)?;
