@@ -260,7 +260,7 @@ impl Report {
                 ("  read", l.read_single_secs),
                 ("  parallel pread", l.read_parallel_secs),
                 ("  populate + read", l.read_populated_secs),
-                ("  par. populate+pread", l.read_parallel_populated_secs),
+                ("  populated parallel", l.read_parallel_populated_secs),
             ];
             for (name, secs) in ways {
                 if let Some(secs) = secs {

@@ -62,6 +62,11 @@ fn a_tree_in_a_user_namespace_of_its_own() {
     checkpoint_restore("ns_user", workload!("ns_user").arg("deny"));
 }
 
+#[test]
+fn a_tree_in_a_user_namespace_standalone() {
+    standalone("ns_user_standalone", workload!("ns_user").arg("allow"));
+}
+
 /// The same with `setgroups` allowed, the root being root inside (mapped ids and groups), and a
 /// network namespace owned by the user namespace too.
 #[test]

@@ -135,3 +135,13 @@ fn static_mem() {
     let Some(mut run) = case.start() else { return };
     case.finish(&mut run);
 }
+
+#[test]
+fn uprobed_entry() {
+    standalone("sa-uprobed_entry", workload!("uprobed").arg("entry"));
+}
+
+#[test]
+fn uprobed_return() {
+    standalone("sa-uprobed_return", workload!("uprobed").arg("return"));
+}

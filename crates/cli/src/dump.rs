@@ -53,6 +53,7 @@ pub fn options(args: &DumpArgs) -> anyhow::Result<DumpOptions> {
         ext_unix_sk,
         ext_unix_inodes,
         file_locks: c.is_set("file-locks"),
+        allow_uprobes: c.is_set("allow-uprobes"),
         tcp_established: c.is_set("tcp-established"),
         skip_in_flight: c.is_set("skip-in-flight"),
         network_lock: crate::restore::network_lock(c)?,

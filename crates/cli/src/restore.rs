@@ -114,6 +114,7 @@ pub fn options(c: &CriuArgs, detached: bool) -> anyhow::Result<RestoreOptions> {
         ext_unix_sk: c.is_set("ext-unix-sk"),
         inherit_fds: inherit_fds(&parse_inherit_fds(c.get("inherit-fd").unwrap_or_default())?)?,
         file_locks: c.is_set("file-locks"),
+        allow_uprobes: c.is_set("allow-uprobes"),
         tcp: stasis_engine::files::inet::Established {
             repair: c.is_set("tcp-established"),
             close: c.is_set("tcp-close"),

@@ -110,6 +110,9 @@ pub struct DumpOptions {
     pub ext_unix_inodes: Vec<u64>,
     /// Keep the file locks the tree holds (CRIU's `--file-locks`); without it a lock fails the dump.
     pub file_locks: bool,
+    /// A process with a uprobes area may be dumped (CRIU's `--allow-uprobes`, see
+    /// [`mem::uprobes`]); without it one fails the dump, named.
+    pub allow_uprobes: bool,
     /// Established TCP connections are dumped in repair mode (CRIU's `--tcp-established`); without
     /// it one fails the dump, named.
     pub tcp_established: bool,
@@ -282,6 +285,9 @@ pub struct RestoreOptions {
     pub inherit_fds: Vec<files::external::InheritFd>,
     /// Take the image's file locks again (CRIU's `--file-locks`); an image with locks needs it.
     pub file_locks: bool,
+    /// An image with a uprobes area may be restored (CRIU's `--allow-uprobes`, see
+    /// [`mem::uprobes`]).
+    pub allow_uprobes: bool,
     /// Restore established TCP connections (`--tcp-established`), or restore them closed
     /// (`--tcp-close`); an image holding one needs either.
     pub tcp: files::inet::Established,

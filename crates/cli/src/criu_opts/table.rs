@@ -355,7 +355,19 @@ pub const OPTIONS: &[Opt] = &[
         "which CPU features to record and require (fpu, ins, cpu, all, none)",
         Done("dump records them all; restore requires `fpu` (the XSAVE features the image uses), `cpu` (every /proc/cpuinfo flag of the dump's CPU), `ins` (its instruction-set flags), `all`, or `none`; the default is CRIU 4.2's `fpu,ins`"),
     ),
-    o("allow-uprobes", None, Bool, D_R, "allow tasks with uprobes", NotBuilt("uprobes")),
+    o(
+        "allow-uprobes",
+        None,
+        Bool,
+        D_R,
+        "allow tasks with uprobes",
+        Done(
+            "a process with a uprobes area (`[uprobes]`) is dumped only with it, and such an image restored only with \
+             it: the area is not saved (the kernel maps it again at the next hit), the probes' breakpoints are saved \
+             with the code pages, so the probes must still be registered; a thread in the area or a running return \
+             probe is refused by name",
+        ),
+    ),
     o(
         "timeout",
         None,

@@ -497,6 +497,10 @@ fn check_tree(
     opts: &DumpOptions,
     progress: &mut dyn FnMut(Progress),
 ) -> Result<stasis_image::model::IpcImage> {
+    for c in collected {
+        let threads: Vec<&stasis_image::model::TaskCore> = std::iter::once(&c.core).chain(&c.threads).collect();
+        mem::uprobes::check_dump(Pid(c.process.pid), &c.mm.vmas, &threads, opts.allow_uprobes)?;
+    }
     let procs: Vec<&ProcessEntry> = collected.iter().map(|c| &c.process).collect();
     let tasks: Vec<i32> =
         collected.iter().flat_map(|c| c.process.threads.iter().copied()).chain(zombies.iter().copied()).collect();

@@ -21,6 +21,7 @@ pub mod pages;
 pub mod runs;
 pub mod sink;
 pub mod track;
+pub mod uprobes;
 
 use crate::error::{Error, Result};
 use crate::files::FdImporter;
@@ -61,6 +62,7 @@ fn classify(pid: Pid, e: &MapEntry, tracked_by_us: bool) -> Result<Vma> {
         "[vvar]" => VmaKind::Vvar,
         "[vvar_vclock]" => VmaKind::VvarVclock,
         "[vsyscall]" => VmaKind::Vsyscall,
+        "[uprobes]" => VmaKind::Uprobes,
         // MAP_SHARED | MAP_ANONYMOUS: a shmem object named after /dev/zero.
         "/dev/zero" if e.deleted && e.shared => VmaKind::SharedAnon,
         // The ring of an AIO context: an anonymous-filesystem file (see `aio`).
@@ -75,7 +77,8 @@ fn classify(pid: Pid, e: &MapEntry, tracked_by_us: bool) -> Result<Vma> {
         }
         _ => VmaKind::Anon,
     };
-    let special = matches!(kind, VmaKind::Vdso | VmaKind::Vvar | VmaKind::VvarVclock | VmaKind::Vsyscall);
+    let special =
+        matches!(kind, VmaKind::Vdso | VmaKind::Vvar | VmaKind::VvarVclock | VmaKind::Vsyscall | VmaKind::Uprobes);
     // Ours: write tracking by our userfaultfd; hugetlbfs sets VM_DONTEXPAND on every mapping.
     // An AIO ring cannot grow either; it is made again by `io_setup`.
     let cannot_grow = huge.is_some() || kind == VmaKind::AioRing;
@@ -126,7 +129,7 @@ pub fn kind(v: &Vma) -> VmaKind {
 }
 
 pub(crate) fn is_special(v: &Vma) -> bool {
-    matches!(kind(v), VmaKind::Vdso | VmaKind::Vvar | VmaKind::VvarVclock | VmaKind::Vsyscall)
+    matches!(kind(v), VmaKind::Vdso | VmaKind::Vvar | VmaKind::VvarVclock | VmaKind::Vsyscall | VmaKind::Uprobes)
 }
 
 /// The `[vdso]` range of a VMA list.
@@ -460,11 +463,21 @@ fn map_vma(
         }
     };
     let len = v.end - v.start;
-    inj.mmap(v.start, len, prot, flags, fd, offset).map_err(|e| Error::Step {
+    // A code area with saved pages is mapped with its own protection, then made writable for the
+    // fill: mapped writable, it would get no uprobe breakpoints from the kernel (`uprobe_mmap`
+    // skips writable areas) and the task no uprobe handling at all, so a breakpoint saved with
+    // its pages would kill it with SIGTRAP (see `uprobes`).
+    let code = kind(v) == VmaKind::File && v.prot & libc::PROT_EXEC as u32 != 0 && prot != v.prot;
+    let first = if code { v.prot } else { prot };
+    let step = |e: stasis_sys::inject::InjectError| Error::Step {
         pid,
         what: format!("memory area {:#x}-{:#x} {}", v.start, v.end, v.name),
         source: Box::new(e.into()),
-    })?;
+    };
+    inj.mmap(v.start, len, first, flags, fd, offset).map_err(step)?;
+    if first != prot {
+        inj.mprotect(v.start, len, prot).map_err(step)?;
+    }
     if let Some(name) = v.name.strip_prefix("[anon:").and_then(|n| n.strip_suffix(']')) {
         inj.prctl(Prctl::SetVmaAnonName { start: v.start, len, name })?;
     }

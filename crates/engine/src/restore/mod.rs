@@ -199,6 +199,9 @@ pub fn restore(opts: &RestoreOptions, progress: &mut dyn FnMut(Progress)) -> Res
     check_pids_free(&img)?;
     check_file_locks(&img, opts.file_locks)?;
     check_hugetlb(&img)?;
+    for p in &img.procs {
+        mem::uprobes::check_restore(p.process.pid, &p.mm.vmas, opts.allow_uprobes)?;
+    }
     let prepared = start.elapsed();
     // From here on, until it returns, this thread is in the root's new namespaces (if any): the
     // network lock, IPC objects, queues and sockets below are made in them, and the root is

@@ -96,6 +96,9 @@ pub enum VmaKind {
     /// memory (see `MmImage::aio_rings`); in a child, the ring of its parent's context it has from
     /// the fork.
     AioRing = 8,
+    /// The uprobes area (`[uprobes]`): never saved, the kernel maps it again when a probe is hit
+    /// (dumped and restored only with `--allow-uprobes`).
+    Uprobes = 9,
 }
 
 #[derive(Clone, PartialEq, prost::Message, Serialize)]

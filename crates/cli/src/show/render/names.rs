@@ -126,6 +126,7 @@ pub(super) fn vma_kind(kind: i32) -> String {
         Ok(VmaKind::Vsyscall) => "vsyscall".into(),
         Ok(VmaKind::SysvShm) => "sysv-shm".into(),
         Ok(VmaKind::AioRing) => "aio-ring".into(),
+        Ok(VmaKind::Uprobes) => "uprobes (not saved)".into(),
         Err(_) => format!("kind {kind}"),
     }
 }
