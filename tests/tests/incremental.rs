@@ -682,36 +682,28 @@ fn a_compressed_pre_dump_chain_is_restored() {
 /// them) and an incremental dump, and come back sealed with their bytes.
 #[test]
 fn sealed_areas_through_a_pre_dump_and_an_incremental_dump() {
-    let case = Case::new("incr_sealed", workload!("mem_flags").arg("sealed"));
-    if !kernel_tracks(&case) {
+    pre_dump_incremental_dump_restore(&Case::new("incr_sealed", workload!("mem_flags").arg("sealed")));
+}
+
+/// `case`'s workload through a pre-dump and an incremental dump on it, restored and verified.
+fn pre_dump_incremental_dump_restore(case: &Case) {
+    if !kernel_tracks(case) {
         return;
     }
     let Some(mut run) = case.start() else { return };
-    let full = pre_dump(&case, &run, &case.images("pre"), None);
+    let full = pre_dump(case, &run, &case.images("pre"), None);
     let last = case.images("last");
-    let (ok, _, why) = dump_on(&case, &run, &last, "../pre", &[]);
+    let (ok, _, why) = dump_on(case, &run, &last, "../pre", &[]);
     if !ok {
         case.fail(&format!("incremental dump failed:\n{why}"));
     }
-    holder_gone(&case, full.holder);
-    restore_and_verify(&case, &mut run, &last);
+    holder_gone(case, full.holder);
+    restore_and_verify(case, &mut run, &last);
 }
 
 /// AIO contexts in a parent and a child go through a pre-dump and an incremental dump: the rings
 /// (never write-tracked, never saved as memory) come back with their pending events.
 #[test]
 fn aio_contexts_through_a_pre_dump_and_an_incremental_dump() {
-    let case = Case::new("incr_aio", workload!("aio").arg("rings"));
-    if !kernel_tracks(&case) {
-        return;
-    }
-    let Some(mut run) = case.start() else { return };
-    let full = pre_dump(&case, &run, &case.images("pre"), None);
-    let last = case.images("last");
-    let (ok, _, why) = dump_on(&case, &run, &last, "../pre", &[]);
-    if !ok {
-        case.fail(&format!("incremental dump failed:\n{why}"));
-    }
-    holder_gone(&case, full.holder);
-    restore_and_verify(&case, &mut run, &last);
+    pre_dump_incremental_dump_restore(&Case::new("incr_aio", workload!("aio").arg("rings")));
 }

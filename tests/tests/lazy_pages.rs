@@ -64,17 +64,7 @@ fn a_256_mib_heap_restored_lazily_verifies_itself() {
         return skip(&reason);
     }
     let case = Case::new("lazy_256", workload!("mem_big").arg("256"));
-    let Some(mut run) = case.start() else { return };
-    let images = case.images("images");
-    case.dump_ok(&run, &images, &[]);
-    case.reap_dumped(&mut run);
-    let mut daemon = Daemon::start(&case, &images, &[]);
-    let mut restored = case.restore_ok(&images, run.pid(), &["--lazy-pages"]);
-    case.finish(&mut restored);
-    let (exit, report) = daemon.wait();
-    if exit != Exit::Code(0) {
-        case.fail(&format!("lazy-pages ended with {exit:?}, stdout: {report}"));
-    }
+    let Some(report) = lazy_round_trip(&case) else { return };
     let field = |name: &str| -> u64 {
         let at = report.find(&format!("\"{name}\": ")).map(|i| i + name.len() + 4).unwrap_or(report.len());
         report[at..].chars().take_while(char::is_ascii_digit).collect::<String>().parse().unwrap_or(0)
@@ -82,7 +72,7 @@ fn a_256_mib_heap_restored_lazily_verifies_itself() {
     if field("bytes") < 256 << 20 || field("processes") != 1 {
         case.fail(&format!("the daemon did not serve the heap: {report}"));
     }
-    if images.join("lazy-pages.socket").exists() {
+    if case.images("images").join("lazy-pages.socket").exists() {
         case.fail("lazy-pages left its socket");
     }
 }
@@ -173,16 +163,22 @@ fn aio_contexts_of_a_process_restored_lazily() {
     if let Some(reason) = no_userfaultfd() {
         return skip(&reason);
     }
-    let case = Case::new("lazy_aio", workload!("aio").arg("rings-alone"));
-    let Some(mut run) = case.start() else { return };
+    lazy_round_trip(&Case::new("lazy_aio", workload!("aio").arg("rings-alone")));
+}
+
+/// Dump `case`'s workload, restore it lazily from a daemon and check its PASS and the daemon's
+/// exit; the daemon's report, or None if the workload skipped.
+fn lazy_round_trip(case: &Case) -> Option<String> {
+    let mut run = case.start()?;
     let images = case.images("images");
     case.dump_ok(&run, &images, &[]);
     case.reap_dumped(&mut run);
-    let mut daemon = Daemon::start(&case, &images, &[]);
+    let mut daemon = Daemon::start(case, &images, &[]);
     let mut restored = case.restore_ok(&images, run.pid(), &["--lazy-pages"]);
     case.finish(&mut restored);
     let (exit, report) = daemon.wait();
     if exit != Exit::Code(0) {
         case.fail(&format!("lazy-pages ended with {exit:?}, stdout: {report}"));
     }
+    Some(report)
 }
