@@ -24,10 +24,9 @@ fn stasis(case: &Case, args: &[&str]) -> Output {
 fn unbuilt_options_fail_by_name_and_the_tree_runs_on() {
     let case = Case::new("cli_unbuilt", workload!("basic"));
     let Some(mut run) = case.start() else { return };
-    for (n, opt) in
-        ["--allow-uprobes", "--stream", "--external=tty[88:1]", "--cgroup-props=x", "--skip-mnt=/x", "--tls"]
-            .into_iter()
-            .enumerate()
+    for (n, opt) in ["--unprivileged", "--stream", "--external=tty[88:1]", "--cgroup-props=x", "--skip-mnt=/x", "--tls"]
+        .into_iter()
+        .enumerate()
     {
         let images = case.images(&format!("images-{n}"));
         let r = case.dump(&run, &images, &[opt], &[]);
@@ -82,7 +81,7 @@ fn criu_spellings_dump_and_restore() {
 
     // A restore with an unbuilt option fails by name and leaves no process.
     let dir = images.to_str().expect("utf-8");
-    for opt in ["--stream", "--allow-uprobes", "--auto-dedup"] {
+    for opt in ["--stream", "--unprivileged", "--auto-dedup"] {
         let out = stasis(&case, &["restore", "-D", dir, "-d", opt]);
         let stderr = String::from_utf8_lossy(&out.stderr);
         if out.status.code() != Some(1) || !stderr.contains(opt.split('=').next().unwrap_or(opt)) {
