@@ -56,7 +56,7 @@ pub fn dump(root: &ProcRoot, facts: &TreeFacts) -> Result<Option<Namespace>> {
     if first.user_ns == 0 {
         return Ok(None);
     }
-    check_parent(first)?;
+    check_parent(root, first)?;
     check_owned(root, first)?;
     for (i, p) in procs.iter().enumerate() {
         check_process(p, procs.iter().take(i).find(|q| q.pid == p.ppid).filter(|_| i != 0), facts.threaded[i])?;
@@ -65,8 +65,9 @@ pub fn dump(root: &ProcRoot, facts: &TreeFacts) -> Result<Option<Namespace>> {
         let what = "a process group or session whose leader exited, in a user namespace of its own".into();
         return Err(Error::Unsupported { pid: Pid(first.pid), what });
     }
-    let map = |name: &str| read_map(&format!("/proc/{}/{name}", first.pid));
-    let setgroups_path = format!("/proc/{}/setgroups", first.pid);
+    let path = |name: &str| root.pid_path(first.pid, name).display().to_string();
+    let map = |name: &str| read_map(&path(name));
+    let setgroups_path = path("setgroups");
     let setgroups = std::fs::read_to_string(&setgroups_path).map_err(Error::io(&setgroups_path))?;
     let n = Namespace {
         kind: "user".into(),
@@ -87,26 +88,17 @@ pub fn dump(root: &ProcRoot, facts: &TreeFacts) -> Result<Option<Namespace>> {
 }
 
 /// The root's user namespace is a child of stasis's.
-fn check_parent(first: &ProcessEntry) -> Result<()> {
+fn check_parent(root: &ProcRoot, first: &ProcessEntry) -> Result<()> {
     let pid = Pid(first.pid);
-    let ours = ns::open_named(Pid(std::process::id() as i32), "user").and_then(|fd| inode_of(fd.as_fd()));
-    let parent = ns::open_named(pid, "user").and_then(|fd| ns::parent_inode(fd.as_fd()));
-    match (ours, parent) {
-        (Ok(a), Ok(b)) if a == b => Ok(()),
-        (Ok(_), Ok(_)) => {
-            let what = "a user namespace nested in another one than stasis's".into();
-            Err(Error::Unsupported { pid, what })
-        }
-        (Err(e), _) | (_, Err(e)) => Err(Error::sys(first.pid, "reading the parent of its user namespace")(e)),
+    let ours = proc::ns_inode(root, std::process::id() as i32, "user")?;
+    let parent = ns::open_named(pid, "user")
+        .and_then(|fd| ns::parent_inode(fd.as_fd()))
+        .map_err(Error::sys(first.pid, "reading the parent of its user namespace"))?;
+    if parent != ours {
+        let what = "a user namespace nested in another one than stasis's".into();
+        return Err(Error::Unsupported { pid, what });
     }
-}
-
-fn inode_of(fd: std::os::fd::BorrowedFd<'_>) -> std::result::Result<u64, stasis_sys::SysError> {
-    let meta =
-        std::fs::File::from(fd.try_clone_to_owned().map_err(|source| stasis_sys::SysError { call: "dup", source })?)
-            .metadata()
-            .map_err(|source| stasis_sys::SysError { call: "fstat", source })?;
-    Ok(std::os::unix::fs::MetadataExt::ino(&meta))
+    Ok(())
 }
 
 /// The root's namespaces of its own are owned by its user namespace; the kinds stasis cannot make
@@ -297,6 +289,7 @@ impl Joined {
         let step = |what: &'static str| {
             move |e: stasis_sys::inject::InjectError| Error::Step { pid, what: what.into(), source: Box::new(e.into()) }
         };
+        let inside = self.inside(pid, c)?;
         inj.setgroups(&c.groups).map_err(step("supplementary groups (before joining its user namespace)"))?;
         let mut imp = crate::files::FdImporter::new(inj, min_fd)?;
         let fd = imp.import(inj, self.fd.as_fd())?;
@@ -304,7 +297,6 @@ impl Joined {
         inj.close(fd)?;
         imp.close(inj)?;
         joined?;
-        let inside = self.inside(pid, c)?;
         crate::creds::restore_in_user_ns(inj, pid, &inside)
     }
 

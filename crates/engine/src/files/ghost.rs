@@ -112,14 +112,16 @@ fn which(p: &Probe) -> String {
     }
 }
 
+/// A read-only description of our own of the probed file (reads on it change neither the tree's
+/// offsets nor the file's access time).
+fn read_only_copy(p: &Probe) -> Result<File> {
+    let own = format!("/proc/self/fd/{}", p.file.as_raw_fd());
+    OpenOptions::new().read(true).custom_flags(libc::O_NOATIME | libc::O_CLOEXEC).open(&own).map_err(Error::io(p.link))
+}
+
 /// The data extents of the file behind the probed fd, read on a read-only description of our own.
 fn read_data(p: &Probe) -> Result<Vec<DataExtent>> {
-    let own = format!("/proc/self/fd/{}", p.file.as_raw_fd());
-    let file = OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOATIME | libc::O_CLOEXEC)
-        .open(&own)
-        .map_err(Error::io(p.link))?;
+    let file = read_only_copy(p)?;
     let size = p.meta.size();
     let ranges = data_ranges(&file, size).map_err(Error::sys(p.pid.0, "finding the data of an unlinked file"))?;
     let data: u64 = ranges.iter().map(|(start, end)| end - start).sum();
@@ -139,12 +141,7 @@ fn read_data(p: &Probe) -> Result<Vec<DataExtent>> {
 /// extents of whole huge pages.
 fn read_huge_pages(p: &Probe, huge: u64) -> Result<Vec<DataExtent>> {
     const CHUNK: u64 = 1 << 20;
-    let own = format!("/proc/self/fd/{}", p.file.as_raw_fd());
-    let file = OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOATIME | libc::O_CLOEXEC)
-        .open(&own)
-        .map_err(Error::io(p.link))?;
+    let file = read_only_copy(p)?;
     let (size, mut data) = (p.meta.size(), 0u64);
     let mut out: Vec<DataExtent> = Vec::new();
     let mut chunk = vec![0u8; CHUNK.min(huge) as usize];
