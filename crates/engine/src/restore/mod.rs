@@ -202,6 +202,7 @@ pub fn restore(opts: &RestoreOptions, progress: &mut dyn FnMut(Progress)) -> Res
     for p in &img.procs {
         mem::uprobes::check_restore(p.process.pid, &p.mm.vmas, opts.allow_uprobes)?;
     }
+    check_user_ns(&img)?;
     let prepared = start.elapsed();
     // From here on, until it returns, this thread is in the root's new namespaces (if any): the
     // network lock, IPC objects, queues and sockets below are made in them, and the root is
@@ -248,7 +249,7 @@ pub fn restore(opts: &RestoreOptions, progress: &mut dyn FnMut(Progress)) -> Res
     let created = Mutex::new(Vec::new());
     let guard = KillOnDrop(&created);
     let calls = fault::calls("restore-call");
-    let (child, scratch, ours) = create_root(&img, &created, &calls, (opts.sibling, mnt.as_ref(), &root_ns))?;
+    let (child, scratch, ours) = create_root(&img, &created, &calls, (opts.sibling, mnt.as_ref()))?;
     let set_up = start.elapsed();
     // The mounts that wait for the root's PID namespace (a proc of it) and what follows them.
     if let Some(m) = mnt.as_mut() {
@@ -423,16 +424,10 @@ fn create_root(
     img: &Image,
     created: &Mutex<Vec<Pid>>,
     calls: &Calls,
-    (sibling, mnt, root_ns): (bool, Option<&crate::mnt::Built>, &crate::ns::RootNs),
+    (sibling, mnt): (bool, Option<&crate::mnt::Built>),
 ) -> Result<(Pid, u64, bool)> {
     let root = &img.procs[0];
     let pid = Pid(root.process.pid);
-    let other = mnt.is_some() || root.process.time_ns != 0 || root.process.pid_ns != 0;
-    if root_ns.user().is_some() && (other || img.plan.root_session_helper.is_some()) {
-        let what =
-            "a user namespace of its own with a mount, PID or time namespace, or a session whose leader exited".into();
-        return Err(Error::Unsupported { pid, what });
-    }
     if mnt.is_some() && (root.process.time_ns != 0 || img.plan.root_session_helper.is_some()) {
         let what = "a mount namespace of its own with a time namespace or a session whose leader exited (the root is forked by a helper)".into();
         return Err(Error::Unsupported { pid, what });
@@ -474,6 +469,19 @@ fn create_root(
     crate::session::end_helper(inj)?;
     log::info!("pid {pid}: session {sid} made again by a helper with its leader's pid, which has exited");
     Ok((child, process::scratch_in_copy(child, root)?, false))
+}
+
+/// A root in a user namespace of its own comes without the namespaces and helpers the dump refuses
+/// with one (see [`crate::userns`]): checked before anything is made, for an image from elsewhere.
+fn check_user_ns(img: &Image) -> Result<()> {
+    let root = &img.procs[0];
+    let other = img.mounts.is_some() || root.process.time_ns != 0 || root.process.pid_ns != 0;
+    if root.process.user_ns != 0 && (other || img.plan.root_session_helper.is_some()) {
+        let what =
+            "a user namespace of its own with a mount, PID or time namespace, or a session whose leader exited".into();
+        return Err(Error::Unsupported { pid: Pid(root.process.pid), what });
+    }
+    Ok(())
 }
 
 /// Stage 1: read every file of the image (checksums are verified on the way).
