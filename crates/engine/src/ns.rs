@@ -80,12 +80,12 @@ impl Ours {
         Ours(KEPT.iter().map(|&ns| (ns, proc::ns_inode(root, me, ns).ok())).collect())
     }
 
-    fn get(&self, ns: &str) -> Option<u64> {
+    pub(crate) fn get(&self, ns: &str) -> Option<u64> {
         self.0.iter().find(|(n, _)| *n == ns).and_then(|(_, i)| *i)
     }
 
     /// The inode of namespace `ns` of `pid`, 0 when it is ours.
-    fn own(&self, root: &ProcRoot, pid: i32, ns: &str) -> Result<u64> {
+    pub(crate) fn own(&self, root: &ProcRoot, pid: i32, ns: &str) -> Result<u64> {
         let inode = proc::ns_inode(root, pid, ns)?;
         Ok(if Some(inode) == self.get(ns) { 0 } else { inode })
     }

@@ -20,7 +20,7 @@
 //! `setns(CLONE_NEWUSER)` and its ids and capabilities as seen inside (see [`crate::creds`]).
 
 use crate::error::{Error, Result};
-use crate::proc::{self, ProcRoot};
+use crate::proc::ProcRoot;
 use stasis_image::model::{Creds, IdRange, Namespace, ProcessEntry, SHARES_FS};
 use stasis_sys::inject::{Injector, SCRATCH_LEN};
 use stasis_sys::ns::{self, Kind};
@@ -30,10 +30,6 @@ use std::os::fd::{AsFd, OwnedFd};
 
 /// The namespaces a root in a user namespace of its own may have of its own, owned by it.
 const OWNED: [&str; 3] = ["uts", "ipc", "net"];
-/// The namespaces it may not have of its own (yet). A PID namespace: its init's children, forked
-/// inside the user namespace, could not be given their ids at stasis's level, and one made before
-/// it joins would not be owned by it.
-const NOT_WITH_USER: [&str; 5] = ["mnt", "cgroup", "time", "pid", "pid_for_children"];
 
 /// What the dump checks a user namespace against, per process of the tree (in `procs` order).
 pub struct TreeFacts<'a> {
@@ -42,6 +38,8 @@ pub struct TreeFacts<'a> {
     pub threaded: &'a [bool],
     /// The tree needs session or group helpers.
     pub helpers: bool,
+    /// stasis's own namespaces.
+    pub ours: &'a crate::ns::Ours,
 }
 
 /// Check the user namespaces of the tree (see the module docs) and describe the root's, if it has
@@ -56,8 +54,8 @@ pub fn dump(root: &ProcRoot, facts: &TreeFacts) -> Result<Option<Namespace>> {
     if first.user_ns == 0 {
         return Ok(None);
     }
-    check_parent(root, first)?;
-    check_owned(root, first)?;
+    check_parent(first, facts.ours)?;
+    check_owned(root, first, facts.ours)?;
     for (i, p) in procs.iter().enumerate() {
         check_process(p, procs.iter().take(i).find(|q| q.pid == p.ppid).filter(|_| i != 0), facts.threaded[i])?;
     }
@@ -88,13 +86,12 @@ pub fn dump(root: &ProcRoot, facts: &TreeFacts) -> Result<Option<Namespace>> {
 }
 
 /// The root's user namespace is a child of stasis's.
-fn check_parent(root: &ProcRoot, first: &ProcessEntry) -> Result<()> {
+fn check_parent(first: &ProcessEntry, ours: &crate::ns::Ours) -> Result<()> {
     let pid = Pid(first.pid);
-    let ours = proc::ns_inode(root, std::process::id() as i32, "user")?;
     let parent = ns::open_named(pid, "user")
         .and_then(|fd| ns::parent_inode(fd.as_fd()))
         .map_err(Error::sys(first.pid, "reading the parent of its user namespace"))?;
-    if parent != ours {
+    if Some(parent) != ours.get("user") {
         let what = "a user namespace nested in another one than stasis's".into();
         return Err(Error::Unsupported { pid, what });
     }
@@ -102,16 +99,20 @@ fn check_parent(root: &ProcRoot, first: &ProcessEntry) -> Result<()> {
 }
 
 /// The root's namespaces of its own are owned by its user namespace; the kinds stasis cannot make
-/// inside one are refused.
-fn check_owned(root: &ProcRoot, first: &ProcessEntry) -> Result<()> {
-    let me = std::process::id() as i32;
+/// inside one are refused: a mount, cgroup or time namespace, and a PID namespace (its init's
+/// children, forked inside the user namespace, could not be given their ids at stasis's level,
+/// and one made before it joins would not be owned by it).
+fn check_owned(root: &ProcRoot, first: &ProcessEntry, ours: &crate::ns::Ours) -> Result<()> {
     let pid = first.pid;
-    for kind in NOT_WITH_USER {
-        let (theirs, ours) = (proc::ns_inode(root, pid, kind).ok(), proc::ns_inode(root, me, kind).ok());
-        if theirs.is_some() && theirs != ours {
-            let what = format!("a {kind} namespace of its own with a user namespace of its own");
-            return Err(Error::Unsupported { pid: Pid(pid), what });
-        }
+    let not_with_user = [
+        ("mnt", ours.own(root, pid, "mnt")?),
+        ("cgroup", first.cgroup_ns),
+        ("time", first.time_ns),
+        ("pid", first.pid_ns | first.pid_ns_for_children),
+    ];
+    if let Some((kind, _)) = not_with_user.iter().find(|(_, inode)| *inode != 0) {
+        let what = format!("a {kind} namespace of its own with a user namespace of its own");
+        return Err(Error::Unsupported { pid: Pid(pid), what });
     }
     let own = [first.uts_ns, first.ipc_ns, first.net_ns];
     for (kind, _) in OWNED.iter().zip(own).filter(|(_, inode)| *inode != 0) {

@@ -402,7 +402,7 @@ fn dump_frozen<'env>(
     finish_locks(&mut ids, &mut collected)?;
     let external =
         ns::External { veths: opts.ext_veths.clone(), netns: opts.ext_netns.clone(), empty_net: opts.empty_netns };
-    let namespaces = check_namespaces(root, &collected, &files, (needs_helpers, &external))?;
+    let namespaces = check_namespaces((root, ours), &collected, &files, (needs_helpers, &external))?;
     let ipc = check_tree(pool, tree, zombies, &collected, &mut files, &mut ids, opts, progress)?;
     fault::check("dump-fail-before-pages")?;
     let keep = opts.keeps_tree() && opts.track_mem;
@@ -425,14 +425,14 @@ type Tracked<'a, 'b> = (Option<&'a mut predump::Prev>, &'b predump::Adopted);
 /// How the tree's processes came into their namespaces, each namespace of its own described (see
 /// [`ns`]); the IPC namespaces other than the root's hold nothing stasis would lose.
 fn check_namespaces(
-    root: &ProcRoot,
+    (root, ours): (&ProcRoot, &Ours),
     collected: &[Collected],
     files: &[FileEntry],
     (needs_helpers, external): (bool, &ns::External),
 ) -> Result<Vec<Namespace>> {
     let procs: Vec<ProcessEntry> = collected.iter().map(|c| c.process.clone()).collect();
     let threaded: Vec<bool> = collected.iter().map(|c| !c.threads.is_empty()).collect();
-    let facts = crate::userns::TreeFacts { procs: &procs, threaded: &threaded, helpers: needs_helpers };
+    let facts = crate::userns::TreeFacts { procs: &procs, threaded: &threaded, helpers: needs_helpers, ours };
     let user = crate::userns::dump(root, &facts)?;
     let mut namespaces = ns::dump_tree(&procs, needs_helpers, external)?;
     namespaces.extend(user);
